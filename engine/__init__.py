@@ -1,0 +1,19 @@
+"""A Celery-compatible task queue: change the import, keep your tasks.
+
+The public surface is what Celery users write: ``App`` with ``@app.task``, ``shared_task``,
+``AsyncResult`` and signatures.
+"""
+
+from engine import states
+from engine.app import App
+from engine.canvas import Signature, signature
+from engine.result import AsyncResult, EagerResult
+from engine.shared import shared_task
+from engine.task import Task
+
+Celery = App  # so `from engine import Celery` works for the laziest migration
+
+__all__ = [
+    "App", "AsyncResult", "Celery", "EagerResult", "Signature", "Task", "shared_task",
+    "signature", "states",
+]

@@ -1,0 +1,27 @@
+"""Pick a result backend from a URL."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from engine.backend.base import ResultBackend
+from engine.config import mask_url
+from engine.exceptions import ImproperlyConfigured
+from engine.redisconn import REDIS_SCHEMES
+
+
+def connect(url: str | None, expires: float | None = 86400) -> ResultBackend | None:
+    if not url or url in ("disabled", "none"):
+        return None
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in REDIS_SCHEMES:
+        from engine.backend.redis import RedisBackend
+
+        return RedisBackend(url, expires=expires)
+    if scheme in ("memory", "cache+memory"):
+        from engine.backend.memory import MemoryBackend
+
+        return MemoryBackend(url)
+    raise ImproperlyConfigured(
+        f"unsupported result backend {mask_url(url)} (use redis://, rediss://, redis+socket://)"
+    )

@@ -1,0 +1,65 @@
+"""Celery's Redis result backend format: ``SETEX`` and ``PUBLISH`` of the same JSON.
+
+Writers must publish as well as set, because Celery's ``AsyncResult.get()`` waits on the
+key's channel (celery-wire.md §6); readers subscribe *before* reading, so no result slips
+between the read and the wait.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from engine import states
+from engine.protocol.results import task_key
+from engine.redisconn import client_from_url, guarded
+from engine.serialization import json_dumps
+
+
+class RedisBackend:
+    def __init__(self, url: str, expires: float | None = 86400) -> None:
+        self.url = url
+        self.expires = int(expires) if expires else None
+        self.client = client_from_url(url)
+
+    def store(self, task_id: str, meta: dict[str, Any]) -> None:
+        key = task_key(task_id)
+        data = json_dumps(meta)
+        pipe = self.client.pipeline(transaction=True)
+        if self.expires:
+            pipe.setex(key, self.expires, data)
+        else:
+            pipe.set(key, data)
+        pipe.publish(key, data)
+        guarded(self.url, pipe.execute)
+
+    def get_meta(self, task_id: str) -> dict[str, Any] | None:
+        data = guarded(self.url, lambda: self.client.get(task_key(task_id)))
+        return json.loads(data) if data else None
+
+    def wait(self, task_id: str, timeout: float | None) -> dict[str, Any] | None:
+        key = task_key(task_id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            guarded(self.url, lambda: pubsub.subscribe(key))
+            meta = self.get_meta(task_id)
+            while not (meta and meta.get("status") in states.READY_STATES):
+                left = 1.0 if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    return meta
+                message = pubsub.get_message(timeout=min(left, 1.0))
+                if message and message.get("type") == "message":
+                    meta = json.loads(message["data"])
+                elif message is None and deadline is None:
+                    meta = self.get_meta(task_id)
+            return meta
+        finally:
+            pubsub.close()
+
+    def forget(self, task_id: str) -> None:
+        self.client.delete(task_key(task_id))
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,84 @@
+"""The broker contract the worker and the client rely on.
+
+Reliability lives behind this interface: a fetched message is owned by one consumer until it
+is acked, deferred, dead-lettered or handed back, and a consumer that stops heartbeating loses
+its messages back to their queues. On Redis we implement that ourselves (kombu's shared
+``unacked`` hash waits an hour); on AMQP the broker's own acknowledgements do the same job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A fetched message: ``tag`` names it in the owner's in-flight record until it is settled."""
+
+    tag: str
+    queue_key: str
+    raw: bytes
+
+    @property
+    def queue(self) -> str:
+        return self.queue_key.split("\x06\x16", 1)[0]
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    id: str
+    queue: str | None
+    reason: str
+    detail: str
+    time: float
+    task_id: str | None
+    task_name: str | None
+    worker: str | None
+    raw: bytes
+
+    def as_dict(self, with_raw: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "queue": self.queue,
+            "reason": self.reason,
+            "detail": self.detail,
+            "time": self.time,
+            "task_id": self.task_id,
+            "task_name": self.task_name,
+            "worker": self.worker,
+            "size": len(self.raw),
+        }
+        if with_raw:
+            data["raw"] = self.raw.decode("utf-8", "replace")
+        return data
+
+
+class Broker(Protocol):
+    url: str
+
+    def ping(self) -> None: ...
+    def declare(self, queues: Iterable[str]) -> None: ...
+    def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None: ...
+    def publish_many(self, items: Sequence[tuple[str, bytes, int | None]]) -> None: ...
+    def fetch(
+        self, owner: str, queues: Sequence[str], limit: int, timeout: float, acks: Sequence[str]
+    ) -> list[Delivery]: ...
+    def ack(self, owner: str, tags: Sequence[str]) -> None: ...
+    def requeue(self, owner: str, tags: Sequence[str]) -> int: ...
+    def requeue_all(self, owner: str) -> int: ...
+    def hand_back(self, items: Sequence[tuple[str, bytes]]) -> None: ...
+    def defer(self, owner: str, tag: str, eta: float) -> None: ...
+    def promote_due(self, now: float, limit: int = 500) -> tuple[int, float | None]: ...
+    def heartbeat(self, owner: str, now: float) -> None: ...
+    def retire(self, owner: str) -> None: ...
+    def reap(self, now: float, timeout: float) -> int: ...
+    def dead_letter(self, owner: str | None, tag: str | None, letter: DeadLetter) -> None: ...
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+    def dead_letter_get(self, letter_id: str) -> DeadLetter | None: ...
+    def dead_letter_requeue(self, letter_id: str) -> bool: ...
+    def dead_letter_delete(self, letter_id: str) -> bool: ...
+    def queue_depth(self, queue: str) -> int: ...
+    def purge(self, queue: str) -> int: ...
+    def close(self) -> None: ...

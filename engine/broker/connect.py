@@ -1,0 +1,26 @@
+"""Pick a broker implementation from a URL's scheme."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from engine.broker.base import Broker
+from engine.config import mask_url
+from engine.exceptions import ImproperlyConfigured
+from engine.redisconn import REDIS_SCHEMES
+
+
+def connect(url: str) -> Broker:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in REDIS_SCHEMES:
+        from engine.broker.redis import RedisBroker
+
+        return RedisBroker(url)
+    if scheme in ("amqp", "amqps", "pyamqp", "memory"):
+        from engine.broker.kombu import KombuBroker
+
+        return KombuBroker(url)
+    raise ImproperlyConfigured(
+        f"unsupported broker URL scheme {scheme!r} in {mask_url(url)} "
+        "(use redis://, rediss://, redis+socket://, amqp:// or memory://)"
+    )

@@ -1,0 +1,102 @@
+"""Signatures: a task call as plain data (Celery's signature dict), sendable later.
+
+``Signature`` subclasses ``dict`` so it always serializes as Celery's shape (celery-wire.md
+§2.3) and one received from the wire works without conversion.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.app import App
+    from engine.result import AsyncResult
+
+
+class Signature(dict):
+    def __init__(self, task: str | dict[str, Any], args: Sequence[Any] = (),
+                 kwargs: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
+                 subtask_type: str | None = None, immutable: bool = False,
+                 app: App | None = None) -> None:
+        if isinstance(task, dict):
+            super().__init__(task)
+            self.setdefault("args", [])
+            self.setdefault("kwargs", {})
+            self.setdefault("options", {})
+            self.setdefault("subtask_type", None)
+            self.setdefault("immutable", False)
+        else:
+            super().__init__(task=task, args=list(args), kwargs=dict(kwargs or {}),
+                             options=dict(options or {}), subtask_type=subtask_type,
+                             immutable=immutable)
+        self.app = app
+
+    @property
+    def name(self) -> str:
+        return self["task"]
+
+    @property
+    def immutable(self) -> bool:
+        return bool(self.get("immutable"))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self["options"]
+
+    def set(self, **options: Any) -> Signature:
+        self["options"].update(options)
+        return self
+
+    def clone(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
+              **options: Any) -> Signature:
+        sig = Signature(copy.deepcopy(dict(self)), app=self.app)
+        if args and not sig.immutable:
+            sig["args"] = list(args) + list(sig["args"])
+        if kwargs:
+            sig["kwargs"] = {**sig["kwargs"], **kwargs}
+        sig["options"].update(options)
+        return sig
+
+    def bind_app(self, app: App) -> Signature:
+        self.app = self.app or app
+        return self
+
+    def apply_async(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
+                    **options: Any) -> AsyncResult:
+        if self.app is None:
+            raise RuntimeError(f"signature {self.name} is not bound to an app")
+        sig = self.clone(args, kwargs, **options)
+        opts = dict(sig["options"])
+        return self.app.send_task(sig.name, sig["args"], sig["kwargs"], **opts)
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        return self.apply_async(args, kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.app is None:
+            raise RuntimeError(f"signature {self.name} is not bound to an app")
+        sig = self.clone(args, kwargs)
+        return self.app.tasks[sig.name](*sig["args"], **sig["kwargs"])
+
+    def __repr__(self) -> str:
+        args = ", ".join([*map(repr, self["args"]), *(f"{k}={v!r}" for k, v in self["kwargs"].items())])
+        return f"{self.name}({args}){'!' if self.immutable else ''}"
+
+
+def signature(varies: str | dict[str, Any], *args: Any, app: App | None = None,
+              **kwargs: Any) -> Signature:
+    """A signature by task name, without importing the task (Celery's ``signature()``)."""
+    if isinstance(varies, Signature):
+        return varies
+    if isinstance(varies, dict):
+        return Signature(varies, app=app)
+    return Signature(varies, *args, app=app, **kwargs)
+
+
+def maybe_signature(value: Any, app: App | None = None) -> Signature | None:
+    if value is None:
+        return None
+    sig = value if isinstance(value, Signature) else Signature(dict(value))
+    return sig.bind_app(app) if app is not None else sig

@@ -1,0 +1,156 @@
+"""Settings under Celery's lowercase names, and URL masking.
+
+Settings live on one ``Settings`` object per ``App`` (no module globals), so two apps in
+one process never see each other's configuration.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULTS: dict[str, Any] = {
+    "broker_url": None,
+    "result_backend": None,
+    "task_serializer": "json",
+    "result_serializer": "json",
+    "accept_content": ["json"],
+    "timezone": "UTC",
+    "enable_utc": True,
+    "task_default_queue": "celery",
+    "task_routes": None,
+    "task_default_rate_limit": None,
+    "task_acks_late": False,
+    "task_time_limit": None,
+    "task_soft_time_limit": None,
+    "task_always_eager": False,
+    "task_eager_propagates": False,
+    "task_ignore_result": False,
+    "task_track_started": False,
+    "task_default_priority": None,
+    "worker_prefetch_multiplier": 4,
+    "worker_concurrency": None,
+    "worker_send_task_events": True,
+    "worker_control_allow": None,
+    "result_expires": 86400,
+    "result_extended": False,
+    "beat_schedule": {},
+    # Our own additions (Celery ignores unknown names, and so do we in config modules).
+    "tqctl_state_dir": ".tqctl",
+    "tqctl_server_path": None,
+    "tqctl_owner_timeout": 10.0,
+    "tqctl_heartbeat_interval": 1.0,
+    "tqctl_max_message_bytes": 16 * 1024 * 1024,
+    "tqctl_delivery_limit": 5,
+    "tqctl_shutdown_timeout": 30.0,
+}
+
+SECRET_WORDS = re.compile(r"(password|secret|token|key|auth|credential)", re.IGNORECASE)
+URL_SETTINGS = frozenset({"broker_url", "result_backend"})
+
+
+class Settings:
+    """Celery-style ``app.conf``: attribute and item access, defaults filled in."""
+
+    def __init__(self, **overrides: Any) -> None:
+        object.__setattr__(self, "_values", dict(DEFAULTS))
+        self.update(overrides)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._values[name] = value
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self._values[name] = value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._values.get(name, default)
+
+    def update(self, values: Mapping[str, Any] | None = None, **kw: Any) -> None:
+        for source in (values or {}, kw):
+            for key, value in source.items():
+                self._values[key.lower()] = value
+
+    def from_object(self, obj: Any) -> None:
+        """Copy lowercase public names from a module, a dotted module path or any object."""
+        if isinstance(obj, str):
+            obj = importlib.import_module(obj)
+        for name in dir(obj):
+            if name.islower() and not name.startswith("_"):
+                self._values[name] = getattr(obj, name)
+
+    def changes(self) -> dict[str, Any]:
+        """Settings that differ from the defaults, secrets masked: what ``inspect conf`` shows."""
+        return {
+            key: masked_setting(key, value)
+            for key, value in self._values.items()
+            if DEFAULTS.get(key, object()) != value and not callable(value)
+        }
+
+
+def masked_setting(key: str, value: Any) -> Any:
+    if key in URL_SETTINGS and isinstance(value, str):
+        return mask_url(value)
+    if SECRET_WORDS.search(key) and value:
+        return "********"
+    return value
+
+
+def env_broker_url() -> str | None:
+    return os.environ.get("TQCTL_BROKER") or None
+
+
+def env_backend_url() -> str | None:
+    return os.environ.get("TQCTL_BACKEND") or None
+
+
+def mask_url(url: str | None) -> str:
+    """Replace the password in a URL with ``****`` (the user name stays, it helps debugging)."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:****@", url)
+    if parts.password is None and "@" not in parts.netloc:
+        return _mask_query(url)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    masked = f"{user}:****@{hostport}" if ":" in userinfo or parts.password else f"{userinfo}@{hostport}"
+    return _mask_query(urlunsplit(parts._replace(netloc=masked)))
+
+
+def _mask_query(url: str) -> str:
+    return re.sub(r"((?:password|passwd)=)[^&]*", r"\1****", url, flags=re.IGNORECASE)
+
+
+def url_host(url: str) -> str:
+    """``host:port`` (or the socket path) of a URL, for error messages that must name the target."""
+    parts = urlsplit(url)
+    if parts.scheme.endswith("socket") or parts.scheme == "unix":
+        return parts.path
+    host = parts.hostname or "localhost"
+    default_port = 5672 if parts.scheme.startswith("amqp") else 6379
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        port = default_port
+    return f"{host}:{port}"

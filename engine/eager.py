@@ -1,0 +1,47 @@
+"""Eager mode: ``delay()`` runs the task inline, for users' own unit tests."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine import states, trace
+from engine.protocol.task import new_id
+from engine.request import Request
+from engine.result import EagerResult
+
+if TYPE_CHECKING:
+    from engine.task import Task
+
+
+def run_eagerly(task: Task, args: list[Any], kwargs: dict[str, Any],
+                options: dict[str, Any]) -> EagerResult:
+    task_id = options.get("task_id") or new_id()
+    link = options.get("link")
+    link_error = options.get("link_error")
+    request = Request(
+        id=task_id,
+        name=task.name,
+        args=args,
+        kwargs=kwargs,
+        retries=int(options.get("retries") or 0),
+        hostname="eager",
+        delivery_info={"routing_key": options.get("queue")},
+        root_id=options.get("root_id") or task_id,
+        parent_id=options.get("parent_id"),
+        callbacks=_as_list(link),
+        errbacks=_as_list(link_error),
+        chain=options.get("chain"),
+        is_eager=True,
+        called_directly=False,
+        ignore_result=True,
+    )
+    outcome = trace.run(task.app, task, request, store=False)
+    if outcome.state == states.FAILURE and task.app.conf.task_eager_propagates:
+        raise outcome.value
+    return EagerResult(task_id, outcome.value, outcome.state, outcome.traceback, app=task.app)
+
+
+def _as_list(value: Any) -> list[Any] | None:
+    if value is None:
+        return None
+    return list(value) if isinstance(value, (list, tuple)) else [value]

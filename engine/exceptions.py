@@ -1,0 +1,107 @@
+"""Exceptions with Celery's names, so user code that catches them moves over unchanged.
+
+The module paths recorded in result metadata stay ``celery.exceptions`` for the Celery-named
+ones (see ``protocol/results.py``), so a Celery client reading our results re-creates them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TaskError(Exception):
+    """Base for errors raised by the engine about tasks."""
+
+
+class Retry(TaskError):
+    """Raised by ``Task.retry()``: tells the executor the task was re-published, not failed."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        exc: BaseException | None = None,
+        when: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.message = message
+        self.exc = exc
+        self.when = when
+        self.result = kwargs.get("result")  # eager mode: the settled result of the re-run
+        super().__init__(message or (repr(exc) if exc else "Retry"), when)
+
+    def humanize(self) -> str:
+        return f"in {self.when}s" if self.when is not None else "now"
+
+    def __str__(self) -> str:
+        reason = self.message or (repr(self.exc) if self.exc else "")
+        return f"Retry {self.humanize()}: {reason}".rstrip(": ")
+
+
+class MaxRetriesExceededError(TaskError):
+    """The task asked to retry once more than ``max_retries`` allows."""
+
+
+class SoftTimeLimitExceeded(Exception):
+    """Raised inside a running task when its soft time limit passes, so it can clean up."""
+
+
+class TimeLimitExceeded(Exception):
+    """The hard time limit passed and the process running the task was killed."""
+
+
+class Reject(TaskError):
+    """Raised by a task to refuse its message; with ``requeue=True`` it goes back to the queue."""
+
+    def __init__(self, reason: Any = None, requeue: bool = False) -> None:
+        self.reason = reason
+        self.requeue = requeue
+        super().__init__(reason, requeue)
+
+
+class NotRegistered(KeyError, TaskError):
+    """A message named a task this worker does not know."""
+
+
+class TaskRevokedError(TaskError):
+    """The task was revoked (or expired) before or while it ran."""
+
+
+class WorkerLostError(Exception):
+    """The process running the task died before it finished."""
+
+
+class ChordError(TaskError):
+    """A chord header task failed, so the body cannot run."""
+
+
+class TimeoutError(TaskError):  # noqa: A001 - Celery's name, importable from here as in Celery
+    """``AsyncResult.get()`` ran out of time."""
+
+
+class ContentDisallowed(TaskError):
+    """A message used a serializer that ``accept_content`` does not allow (pickle by default)."""
+
+
+class ImproperlyConfigured(Exception):
+    """A setting or URL cannot work; the message says which and why."""
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot be reached; the message names the host with the password masked."""
+
+
+CELERY_EXCEPTIONS: dict[str, type[BaseException]] = {
+    cls.__name__: cls
+    for cls in (
+        Retry,
+        MaxRetriesExceededError,
+        SoftTimeLimitExceeded,
+        TimeLimitExceeded,
+        Reject,
+        NotRegistered,
+        TaskRevokedError,
+        WorkerLostError,
+        ChordError,
+        TimeoutError,
+    )
+}

@@ -1,0 +1,1 @@
+"""Celery's wire formats. Only this package knows their field names and quirks."""

@@ -1,0 +1,312 @@
+"""Celery task protocol v2 inside kombu's JSON envelope, both directions.
+
+Decoding never raises anything but ``MalformedMessage``: the worker turns that into a
+dead letter with the reason, so one bad message can never kill a worker (Celery's worker dies
+on a 2-element body, see celery-wire.md §2.2).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import serialization
+
+EMPTY_EMBED: dict[str, Any] = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+REPR_MAX = 1024
+PRIORITY_SEP = "\x06\x16"
+PRIORITY_STEPS = (0, 3, 6, 9)
+ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
+
+
+class MalformedMessage(Exception):
+    """A message the engine cannot run; ``reason`` is a stable snake_case code for operators."""
+
+    def __init__(self, reason: str, detail: str, headers: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.headers = headers or {}
+
+
+@dataclass(slots=True)
+class TaskMessage:
+    """One decoded task message; ``raw`` keeps the exact bytes for dead letters and retries."""
+
+    id: str
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    headers: dict[str, Any]
+    properties: dict[str, Any]
+    embed: dict[str, Any] = field(default_factory=dict)
+    raw: bytes = b""
+    content_type: str = "application/json"
+
+    @property
+    def retries(self) -> int:
+        return int(self.headers.get("retries") or 0)
+
+    @property
+    def eta(self) -> dt.datetime | None:
+        return parse_time(self.headers.get("eta"))
+
+    @property
+    def expires(self) -> dt.datetime | None:
+        return parse_time(self.headers.get("expires"))
+
+    @property
+    def root_id(self) -> str:
+        return self.headers.get("root_id") or self.id
+
+    @property
+    def parent_id(self) -> str | None:
+        return self.headers.get("parent_id")
+
+    @property
+    def group(self) -> str | None:
+        return self.headers.get("group")
+
+    @property
+    def delivery_info(self) -> dict[str, Any]:
+        info = self.properties.get("delivery_info") or {}
+        return {
+            "exchange": info.get("exchange", ""),
+            "routing_key": info.get("routing_key"),
+            "priority": self.properties.get("priority"),
+            "redelivered": bool(info.get("redelivered") or self.headers.get("redelivered")),
+        }
+
+    @property
+    def timelimit(self) -> tuple[float | None, float | None]:
+        limits = self.headers.get("timelimit") or (None, None)
+        hard, soft = (list(limits) + [None, None])[:2]
+        return hard, soft
+
+    @property
+    def ignore_result(self) -> bool:
+        return bool(self.headers.get("ignore_result"))
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def priority_key(queue: str, priority: int | None) -> str:
+    """kombu's Redis priority bucket list for a queue (0-2 → queue, 3-5 → ``q\\x06\\x163`` ...)."""
+    if not priority:
+        return queue
+    step = max(s for s in PRIORITY_STEPS if s <= min(max(int(priority), 0), 9))
+    return queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}"
+
+
+def safe_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= REPR_MAX else text[: REPR_MAX - 3] + "..."
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def build(
+    name: str,
+    args: Any = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    task_id: str | None = None,
+    queue: str = "celery",
+    exchange: str = "",
+    routing_key: str | None = None,
+    eta: dt.datetime | None = None,
+    expires: dt.datetime | None = None,
+    retries: int = 0,
+    root_id: str | None = None,
+    parent_id: str | None = None,
+    group: str | None = None,
+    group_index: int | None = None,
+    timelimit: tuple[float | None, float | None] = (None, None),
+    priority: int | None = None,
+    ignore_result: bool = False,
+    headers: dict[str, Any] | None = None,
+    embed: dict[str, Any] | None = None,
+    serializer: str = "json",
+    shadow: str | None = None,
+    reply_to: str = "",
+    origin: str = ORIGIN,
+) -> tuple[str, bytes]:
+    """Encode a task as the envelope string Celery's clients LPUSH; returns (task_id, bytes)."""
+    task_id = task_id or new_id()
+    args = list(args or ())
+    kwargs = dict(kwargs or {})
+    hdrs: dict[str, Any] = {
+        "lang": "py",
+        "task": name,
+        "id": task_id,
+        "shadow": shadow,
+        "eta": eta.isoformat() if eta else None,
+        "expires": expires.isoformat() if expires else None,
+        "group": group,
+        "group_index": group_index,
+        "retries": retries,
+        "timelimit": list(timelimit),
+        "root_id": root_id or task_id,
+        "parent_id": parent_id,
+        "argsrepr": safe_repr(tuple(args)),
+        "kwargsrepr": safe_repr(kwargs),
+        "origin": origin,
+        "ignore_result": ignore_result,
+        "replaced_task_nesting": 0,
+        "stamped_headers": None,
+        "stamps": {},
+    }
+    if headers:
+        hdrs.update(headers)
+    body, content_type = serialization.dumps([args, kwargs, embed or EMPTY_EMBED], serializer)
+    envelope = {
+        "body": base64.b64encode(body).decode(),
+        "content-encoding": "utf-8" if serializer == "json" else "binary",
+        "content-type": content_type,
+        "headers": hdrs,
+        "properties": {
+            "correlation_id": task_id,
+            "reply_to": reply_to,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": exchange, "routing_key": routing_key or queue},
+            "priority": priority or 0,
+            "body_encoding": "base64",
+            "delivery_tag": new_id(),
+        },
+    }
+    if expires is not None:
+        ttl_ms = max(0, int((expires - dt.datetime.now(dt.timezone.utc)).total_seconds() * 1000))
+        envelope["properties"]["expiration"] = str(ttl_ms)
+    return task_id, serialization.json_dumps(envelope).encode()
+
+
+def decode(raw: bytes, accepted: frozenset[str], max_bytes: int | None = None) -> TaskMessage:
+    """Bytes from the queue → ``TaskMessage``; every failure is a ``MalformedMessage``."""
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise MalformedMessage("too_large", f"{len(raw)} bytes is over the {max_bytes}-byte limit")
+    envelope = _load_envelope(raw)
+    headers = envelope.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise MalformedMessage("bad_envelope", "headers is not an object")
+    content_type = envelope.get("content-type") or "application/json"
+    payload = _load_payload(envelope, content_type, accepted, headers)
+    message = _from_payload(payload, headers, envelope, raw, content_type)
+    _check_times(message)
+    return message
+
+
+def _load_envelope(raw: bytes) -> dict[str, Any]:
+    try:
+        envelope = json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise MalformedMessage("undecodable", f"not UTF-8: {exc.reason}") from None
+    except ValueError as exc:
+        raise MalformedMessage("invalid_json", f"envelope is not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedMessage("invalid_json", "envelope nests too deeply") from None
+    if not isinstance(envelope, dict):
+        raise MalformedMessage("bad_envelope", "envelope is not a JSON object")
+    return envelope
+
+
+def _load_payload(
+    envelope: dict[str, Any], content_type: str, accepted: frozenset[str], headers: dict[str, Any]
+) -> Any:
+    if content_type not in accepted:
+        raise MalformedMessage(
+            "content_disallowed", f"content type {content_type!r} is not accepted", headers
+        )
+    body = envelope.get("body")
+    if not isinstance(body, str):
+        raise MalformedMessage("bad_body", "body is missing or not a string", headers)
+    props = envelope.get("properties") or {}
+    try:
+        data: bytes | str = body
+        if isinstance(props, dict) and props.get("body_encoding") == "base64":
+            data = base64.b64decode(body, validate=True)
+        return serialization.loads(data, content_type, accepted)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedMessage("bad_body", f"body does not decode: {exc}", headers) from None
+    except RecursionError:
+        raise MalformedMessage("bad_body", "body nests too deeply", headers) from None
+    except Exception as exc:  # a decoder for an explicitly accepted type failed
+        raise MalformedMessage("bad_body", f"body does not decode: {exc!r}", headers) from None
+
+
+def _from_payload(
+    payload: Any, headers: dict[str, Any], envelope: dict[str, Any], raw: bytes, ctype: str
+) -> TaskMessage:
+    props = envelope.get("properties") or {}
+    if isinstance(payload, dict) and "task" not in headers:  # protocol 1: everything in the body
+        headers = {**headers, "task": payload.get("task"), "id": payload.get("id")}
+        for key in ("eta", "expires", "retries", "taskset", "timelimit"):
+            if key in payload:
+                headers.setdefault("group" if key == "taskset" else key, payload[key])
+        payload = [payload.get("args", []), payload.get("kwargs", {}), {}]
+    name, task_id = headers.get("task"), headers.get("id")
+    if not name or not isinstance(name, str):
+        raise MalformedMessage("missing_header", "the 'task' header is missing", headers)
+    if not task_id or not isinstance(task_id, str):
+        raise MalformedMessage("missing_header", "the 'id' header is missing", headers)
+    if not isinstance(payload, (list, tuple)) or len(payload) != 3:
+        raise MalformedMessage("bad_body", "body is not [args, kwargs, embed]", headers)
+    args, kwargs, embed = payload
+    if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
+        raise MalformedMessage("bad_body", "args is not a list or kwargs not an object", headers)
+    if embed is not None and not isinstance(embed, dict):
+        raise MalformedMessage("bad_body", "embed is not an object", headers)
+    return TaskMessage(
+        id=task_id,
+        name=name,
+        args=list(args),
+        kwargs=kwargs,
+        headers=headers,
+        properties=props if isinstance(props, dict) else {},
+        embed=embed or {},
+        raw=raw,
+        content_type=ctype,
+    )
+
+
+def _check_times(message: TaskMessage) -> None:
+    for key in ("eta", "expires"):
+        try:
+            when = parse_time(message.headers.get(key))
+            if when is not None:
+                when.timestamp()
+        except (ValueError, TypeError, OverflowError, OSError) as exc:
+            raise MalformedMessage("bad_header", f"{key} is not a time: {exc}", message.headers) from None
+
+
+def republish_copy(message: TaskMessage, **header_changes: Any) -> bytes:
+    """The same message with some headers changed and a fresh delivery tag (retries, requeues)."""
+    envelope = json.loads(message.raw)
+    envelope["headers"].update(header_changes)
+    envelope.setdefault("properties", {})["delivery_tag"] = new_id()
+    return serialization.json_dumps(envelope).encode()
+
+
+def routing_of(raw: bytes) -> tuple[str | None, int]:
+    """(queue, priority) recorded in an envelope, for putting a message back where it came from."""
+    try:
+        props = json.loads(raw).get("properties") or {}
+        info = props.get("delivery_info") or {}
+        return info.get("routing_key"), int(props.get("priority") or 0)
+    except (ValueError, AttributeError, TypeError):
+        return None, 0

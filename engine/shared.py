@@ -1,0 +1,72 @@
+"""``@shared_task``: tasks declared in a library before any ``App`` exists.
+
+Celery keeps a process-wide "current app" for this. We keep only the list of declarations and
+the last app created, here and nowhere else, because the API itself requires that link.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.app import App
+    from engine.task import Task
+
+_declarations: list[tuple[Callable[..., Any], dict[str, Any]]] = []
+_apps: list[weakref.ref[App]] = []
+
+
+def register_app(app: App) -> None:
+    _apps.append(weakref.ref(app))
+    for fun, options in _declarations:
+        app.task(**options)(fun)
+
+
+def _current_app() -> App:
+    for ref in reversed(_apps):
+        app = ref()
+        if app is not None:
+            return app
+    from engine.app import App
+
+    return App()
+
+
+class SharedTask:
+    """Stands in for the task of whichever app is current when it is used."""
+
+    def __init__(self, fun: Callable[..., Any], options: dict[str, Any]) -> None:
+        self.fun = fun
+        self.options = options
+        self.__name__ = getattr(fun, "__name__", "task")
+        self.__doc__ = fun.__doc__
+        self.__wrapped__ = fun
+
+    def _task(self) -> Task:
+        app = _current_app()
+        name = self.options.get("name") or app.default_name(self.fun)
+        if name not in app.tasks:
+            app.task(**self.options)(self.fun)
+        return app.tasks[name]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._task()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._task(), name)
+
+
+def shared_task(*args: Any, **options: Any) -> Any:
+    def decorate(fun: Callable[..., Any]) -> SharedTask:
+        _declarations.append((fun, options))
+        for ref in _apps:
+            app = ref()
+            if app is not None:
+                app.task(**options)(fun)
+        return SharedTask(fun, options)
+
+    if len(args) == 1 and callable(args[0]) and not options:
+        return decorate(args[0])
+    return decorate

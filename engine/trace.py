@@ -1,0 +1,152 @@
+"""Run one task for one request and record what happened.
+
+Shared by every pool and by eager mode, so retries, failures, results and callbacks behave
+the same wherever a task runs. It never touches the broker's ownership of the message: the
+worker acks or requeues based on the returned ``Outcome``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine import states
+from engine.canvas import maybe_signature
+from engine.exceptions import Reject, Retry
+from engine.protocol.results import encode_exception, format_traceback, meta
+from engine.protocol.task import safe_repr
+from engine.request import Request
+from engine.task import backoff_delay
+
+if TYPE_CHECKING:
+    from engine.app import App
+    from engine.task import Task
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a run produced, small enough to pass from a pool child to the worker."""
+
+    state: str
+    runtime: float
+    result_repr: str | None = None
+    exception_repr: str | None = None
+    traceback: str | None = None
+    requeue: bool = False
+    value: Any = None
+    retry_when: float | None = None
+
+
+def run(app: App, task: Task, request: Request, *, store: bool = True) -> Outcome:
+    started = time.perf_counter()
+    task.push_request(request)
+    app.current_requests.push(request)
+    try:
+        if store and not request.ignore_result and task.opt("track_started", "task_track_started"):
+            _store(app, request, states.STARTED, {"pid": os.getpid(), "hostname": request.hostname})
+        value = task.run(*request.args, **request.kwargs)
+    except Retry as retry:
+        return _retried(app, request, retry, started, store)
+    except Reject as reject:
+        return _rejected(app, request, reject, started, store)
+    except Exception as exc:
+        retried = _autoretry(task, exc)
+        if retried is not None:
+            return _retried(app, request, retried, started, store)
+        return _failed(app, task, request, exc, started, store)
+    finally:
+        app.current_requests.pop()
+        task.pop_request()
+    runtime = time.perf_counter() - started
+    if store and not request.ignore_result:
+        _store(app, request, states.SUCCESS, value)
+    _send_callbacks(app, request, value)
+    return Outcome(states.SUCCESS, runtime, result_repr=safe_repr(value), value=value)
+
+
+def _autoretry(task: Task, exc: Exception) -> Retry | None:
+    if not task.autoretry_for or not isinstance(exc, task.autoretry_for):
+        return None
+    options = dict(task.retry_kwargs or {})
+    if task.retry_backoff and "countdown" not in options:
+        factor = 1.0 if task.retry_backoff is True else float(task.retry_backoff)
+        options["countdown"] = backoff_delay(
+            task.request.retries, factor, task.retry_backoff_max, task.retry_jitter
+        )
+    try:
+        task.retry(exc=exc, **options)
+    except Retry as retry:
+        return retry
+    return None  # pragma: no cover - retry() always raises with throw=True
+
+
+def _retried(app: App, request: Request, retry: Retry, started: float, store: bool) -> Outcome:
+    reason = retry.exc if retry.exc is not None else retry
+    if store and not request.ignore_result:
+        _store(app, request, states.RETRY, encode_exception(reason),
+               traceback=format_traceback(reason) if retry.exc is not None else None)
+    value = retry.result.result if retry.result is not None else None
+    state = retry.result.state if retry.result is not None else states.RETRY
+    return Outcome(state, time.perf_counter() - started, exception_repr=repr(reason),
+                   value=value, retry_when=retry.when)
+
+
+def _rejected(app: App, request: Request, reject: Reject, started: float, store: bool) -> Outcome:
+    if store and not reject.requeue and not request.ignore_result:
+        _store(app, request, states.FAILURE, encode_exception(reject))
+    return Outcome(states.REJECTED, time.perf_counter() - started,
+                   exception_repr=repr(reject), requeue=reject.requeue)
+
+
+def _failed(app: App, task: Task, request: Request, exc: Exception, started: float,
+            store: bool) -> Outcome:
+    trace = format_traceback(exc)
+    if store and not request.ignore_result:
+        _store(app, request, states.FAILURE, encode_exception(exc), traceback=trace)
+    _send_errbacks(app, request, exc, trace)
+    return Outcome(states.FAILURE, time.perf_counter() - started, exception_repr=repr(exc),
+                   traceback=trace, value=exc)
+
+
+def _store(app: App, request: Request, state: str, result: Any,
+           traceback: str | None = None) -> None:
+    backend = app.backend
+    if backend is None or request.id is None:
+        return
+    backend.store(request.id, meta(request.id, state, result, traceback=traceback,
+                                   parent_id=request.parent_id, group_id=request.group))
+
+
+def _send_callbacks(app: App, request: Request, value: Any) -> None:
+    family = {"parent_id": request.id, "root_id": request.root_id}
+    for callback in request.callbacks or ():
+        sig = maybe_signature(callback, app)
+        if sig is not None:
+            sig.apply_async((value,), **family)
+    if request.chain:
+        chain = list(request.chain)
+        step = maybe_signature(chain.pop(), app)
+        if step is not None:
+            step.apply_async((value,), chain=chain or None, **family)
+
+
+def _send_errbacks(app: App, request: Request, exc: Exception, trace: str) -> None:
+    for errback in request.errbacks or ():
+        sig = maybe_signature(errback, app)
+        if sig is None:
+            continue
+        local = app.tasks.get(sig.name)
+        if local is not None and _takes_request(local):
+            local(request, exc, trace)
+        else:
+            sig.apply_async((request.id,), parent_id=request.id, root_id=request.root_id)
+
+
+def _takes_request(task: Task) -> bool:
+    code = getattr(task.fun, "__code__", None)
+    if code is None:
+        return False
+    positional = code.co_argcount - (1 if task.bind else 0)
+    return positional >= 3

@@ -1,0 +1,166 @@
+"""The fetch loop: take messages the pool has room for, and sort each one.
+
+Every message ends in exactly one place: the pool, the delayed set (future ETA), the
+dead-letter store (cannot run), a held slot (rate limited), or settled at once (expired).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import redis
+
+from engine import states
+from engine.broker.base import DeadLetter, Delivery
+from engine.exceptions import BrokerUnavailable, NotRegistered
+from engine.protocol import task as protocol
+from engine.protocol.results import encode_exception, meta, revoked_result
+from engine.ratelimit import TokenBucket, parse_rate
+from engine.serialization import accepted_types
+from engine.worker.job import Job
+
+if TYPE_CHECKING:
+    from engine.worker.worker import Worker
+
+log = logging.getLogger("engine.worker")
+ETA_SLACK = 0.02  # seconds: an ETA this close is run now rather than parked
+
+
+class Consumer:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.app = worker.app
+        self.broker = worker.broker
+        self.accepted = accepted_types(self.app.conf.accept_content)
+        self.max_bytes = self.app.conf.tqctl_max_message_bytes
+        self.buckets: dict[str, TokenBucket | None] = {}
+        self.held: list[tuple[float, int, Job]] = []
+        self._held_seq = itertools.count()
+        self.thread = threading.Thread(target=self.run, name="consumer", daemon=True)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self) -> None:
+        w = self.worker
+        backoff = 0.5
+        while not w.stopping.is_set():
+            room = w.room()
+            if room <= 0:
+                w.wait_for_room(0.2)
+                self._release_held()
+                continue
+            acks = w.acker.take()
+            try:
+                deliveries = self.broker.fetch(w.owner, w.queues, room, self._block_for(), acks)
+            except (redis.RedisError, BrokerUnavailable, OSError) as exc:
+                w.acker.put_back(acks)
+                log.warning("broker unreachable, retrying in %.1fs: %s", backoff, exc)
+                w.stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.5
+            for delivery in deliveries:
+                self.sort(delivery)
+            self._release_held()
+
+    def _block_for(self) -> float:
+        if self.worker.stopping.is_set():
+            return 0
+        if self.held:
+            return max(0.0, min(1.0, self.held[0][0] - time.monotonic()))
+        return 1.0
+
+    # -- sorting one message -------------------------------------------------------------------
+    def sort(self, delivery: Delivery) -> None:
+        w = self.worker
+        try:
+            message = protocol.decode(delivery.raw, self.accepted, self.max_bytes)
+        except protocol.MalformedMessage as exc:
+            self.dead_letter(delivery, exc.reason, exc.detail, exc.headers)
+            return
+        task = self.app.tasks.get(message.name)
+        if task is None:
+            self._unknown(delivery, message)
+            return
+        if w.is_revoked(message.id):
+            self._settle_revoked(delivery, message, "revoked")
+            return
+        expires = message.expires
+        now = time.time()
+        if expires is not None and expires.timestamp() < now:
+            self._settle_revoked(delivery, message, "expired")
+            return
+        eta = message.eta
+        if eta is not None and eta.timestamp() > now + ETA_SLACK:
+            self.broker.defer(w.owner, delivery.tag, eta.timestamp())
+            w.on_deferred(message)
+            return
+        job = w.make_job(delivery, message, task)
+        wait = self._rate_wait(message.name)
+        if wait > 0:
+            heapq.heappush(self.held, (time.monotonic() + wait, next(self._held_seq), job))
+            w.hold(job)
+            return
+        w.dispatch(job)
+
+    def _rate_wait(self, name: str) -> float:
+        bucket = self.buckets.get(name, False)
+        if bucket is False:
+            task = self.app.tasks[name]
+            rate = parse_rate(task.rate_limit or self.app.conf.task_default_rate_limit)
+            bucket = self.buckets[name] = TokenBucket(rate) if rate else None
+        return bucket.take() if bucket is not None else 0.0
+
+    def set_rate_limit(self, name: str, rate: str | None) -> None:
+        value = parse_rate(rate)
+        self.buckets[name] = TokenBucket(value) if value else None
+
+    def _release_held(self) -> None:
+        now = time.monotonic()
+        while self.held and self.held[0][0] <= now:
+            _, _, job = heapq.heappop(self.held)
+            wait = self._rate_wait(job.name)
+            if wait > 0:
+                heapq.heappush(self.held, (now + wait, next(self._held_seq), job))
+                break
+            self.worker.dispatch(job)
+
+    def take_held(self) -> list[Job]:
+        jobs = [job for _, _, job in self.held]
+        self.held.clear()
+        return jobs
+
+    # -- messages that will not run ------------------------------------------------------------
+    def dead_letter(self, delivery: Delivery, reason: str, detail: str,
+                    headers: dict | None = None) -> None:
+        headers = headers or {}
+        name, task_id = headers.get("task"), headers.get("id")
+        letter = DeadLetter(
+            id=protocol.new_id(), queue=delivery.queue, reason=reason, detail=detail,
+            time=time.time(), task_id=task_id if isinstance(task_id, str) else None,
+            task_name=name if isinstance(name, str) else None, worker=self.worker.hostname,
+            raw=delivery.raw,
+        )
+        self.broker.dead_letter(self.worker.owner, delivery.tag, letter)
+        log.error("dead-lettered a message from %s: %s: %s", delivery.queue, reason, detail)
+        self.worker.on_rejected_message(letter)
+
+    def _unknown(self, delivery: Delivery, message: protocol.TaskMessage) -> None:
+        detail = f"task {message.name!r} is not registered on {self.worker.hostname}"
+        self.dead_letter(delivery, "unknown_task", detail, message.headers)
+        backend = self.app.backend
+        if backend is not None and not message.ignore_result:
+            exc = NotRegistered(message.name)
+            backend.store(message.id, meta(message.id, states.FAILURE, encode_exception(exc)))
+
+    def _settle_revoked(self, delivery: Delivery, message: protocol.TaskMessage,
+                        why: str) -> None:
+        self.broker.ack(self.worker.owner, [delivery.tag])
+        backend = self.app.backend
+        if backend is not None and not message.ignore_result:
+            backend.store(message.id, meta(message.id, states.REVOKED, revoked_result(why)))
+        self.worker.on_revoked(message, why)

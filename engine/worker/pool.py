@@ -1,0 +1,203 @@
+"""Pools that run tasks inside the worker process: solo (the main thread) and threads.
+
+A pool takes jobs with ``submit`` and reports through its host's ``on_start``/``on_done``;
+it never talks to the broker, so settlement stays in one place (the worker).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
+
+from engine import trace
+from engine.worker.limits import ThreadLimiter, alarm_limits
+
+if TYPE_CHECKING:
+    from engine.app import App
+    from engine.trace import Outcome
+    from engine.worker.job import Job
+
+
+class PoolHost(Protocol):
+    app: App
+    hostname: str
+
+    def on_start(self, job: Job) -> None: ...
+    def on_done(self, job: Job, outcome: Outcome) -> None: ...
+    def on_lost(self, job: Job, reason: str, exc: BaseException) -> None: ...
+
+
+class Pool(Protocol):
+    kind: str
+
+    def start(self) -> None: ...
+    def submit(self, job: Job) -> None: ...
+    def run_main(self, stopping: threading.Event) -> None: ...
+    def stop(self, timeout: float) -> list[Job]: ...
+    def terminate(self) -> list[Job]: ...
+    def size(self) -> int: ...
+    def grow(self, n: int) -> int: ...
+    def shrink(self, n: int) -> int: ...
+    def processes(self) -> list[int]: ...
+    def kill_job(self, task_id: str, signum: int) -> bool: ...
+
+
+def _drain(q: queue.Queue[Any]) -> list[Job]:
+    left: list[Job] = []
+    while True:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            return left
+        if item is not None:
+            left.append(item)
+
+
+class SoloPool:
+    """Runs each task on the main thread, one at a time (SIGALRM limits work here)."""
+
+    kind = "solo"
+
+    def __init__(self, host: PoolHost, concurrency: int = 1) -> None:
+        self.host = host
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._running: Job | None = None
+        self._interrupted: list[Job] = []
+
+    def start(self) -> None:
+        pass
+
+    def submit(self, job: Job) -> None:
+        self._jobs.put(job)
+
+    def run_main(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
+            try:
+                job = self._jobs.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if job is None:
+                return
+            self._running = job
+            try:
+                self.host.on_start(job)
+                with alarm_limits(job.soft_limit, job.hard_limit):
+                    outcome = trace.run(self.host.app, job.task, job.request(self.host.hostname))
+                self.host.on_done(job, outcome)
+            except BaseException:
+                self._interrupted.append(job)
+                raise
+            finally:
+                self._running = None
+
+    def stop(self, timeout: float) -> list[Job]:
+        return _drain(self._jobs)
+
+    def terminate(self) -> list[Job]:
+        return _drain(self._jobs) + self._interrupted
+
+    def size(self) -> int:
+        return 1
+
+    def grow(self, n: int) -> int:
+        return 1
+
+    def shrink(self, n: int) -> int:
+        return 1
+
+    def processes(self) -> list[int]:
+        import os
+
+        return [os.getpid()]
+
+    def kill_job(self, task_id: str, signum: int) -> bool:
+        return False
+
+
+class ThreadPool:
+    """N threads in the worker process: cheap, shares memory, no hard kill of a stuck task."""
+
+    kind = "threads"
+
+    def __init__(self, host: PoolHost, concurrency: int) -> None:
+        self.host = host
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._running: dict[int, Job] = {}
+        self._target = concurrency
+        self._lock = threading.Lock()
+        self._limiter = ThreadLimiter()
+
+    def start(self) -> None:
+        self.grow(self._target)
+
+    def submit(self, job: Job) -> None:
+        self._jobs.put(job)
+
+    def _loop(self) -> None:
+        ident = threading.get_ident()
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            self._running[ident] = job
+            try:
+                self.host.on_start(job)
+                armed = job.soft_limit or job.hard_limit
+                if armed:
+                    self._limiter.arm(job.soft_limit, job.hard_limit)
+                try:
+                    outcome = trace.run(self.host.app, job.task, job.request(self.host.hostname))
+                finally:
+                    if armed:
+                        self._limiter.disarm()
+                self.host.on_done(job, outcome)
+            finally:
+                self._running.pop(ident, None)
+
+    def run_main(self, stopping: threading.Event) -> None:
+        stopping.wait()
+
+    def stop(self, timeout: float) -> list[Job]:
+        left = _drain(self._jobs)
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._jobs.put(None)
+        for thread in threads:
+            thread.join(timeout)
+        self._limiter.stop()
+        return left
+
+    def terminate(self) -> list[Job]:
+        self._limiter.stop()
+        return _drain(self._jobs) + list(self._running.values())
+
+    def size(self) -> int:
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            return len(self._threads)
+
+    def grow(self, n: int) -> int:
+        with self._lock:
+            for _ in range(n):
+                thread = threading.Thread(target=self._loop, name="pool", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+            return len(self._threads)
+
+    def shrink(self, n: int) -> int:
+        with self._lock:
+            n = min(n, len(self._threads) - 1)
+        for _ in range(max(n, 0)):
+            self._jobs.put(None)
+        return self.size() - max(n, 0)
+
+    def processes(self) -> list[int]:
+        import os
+
+        return [os.getpid()]
+
+    def kill_job(self, task_id: str, signum: int) -> bool:
+        return False

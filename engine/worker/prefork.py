@@ -1,0 +1,306 @@
+"""The prefork pool: tasks run in forked child processes, one task per child at a time.
+
+The parent keeps everything that must survive a child's death: which job each child holds,
+its hard deadline, and the message. A child that dies or overruns its hard limit is replaced
+and its job reported lost, so the worker can requeue or fail it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING, Any
+
+from engine import trace
+from engine.exceptions import TimeLimitExceeded, WorkerLostError
+from engine.worker.limits import alarm_limits
+
+if TYPE_CHECKING:
+    from engine.worker.job import Job
+    from engine.worker.pool import PoolHost
+
+_fork = multiprocessing.get_context("fork")
+
+
+def _child_main(conn: Connection, host: PoolHost) -> None:
+    """Loop in the child: receive a job, run it, send the outcome back."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    app, hostname = host.app, host.hostname
+    while True:
+        try:
+            item = conn.recv()
+        except (EOFError, OSError):
+            return
+        if item is None:
+            return
+        key, name, request, soft = item
+        task = app.tasks[name]
+        with alarm_limits(soft, None):
+            outcome = trace.run(app, task, request)
+        outcome.value = None  # results stay in the backend; only the summary crosses the pipe
+        request.hostname = hostname
+        conn.send((key, outcome))
+
+
+@dataclass(eq=False)
+class Child:
+    process: Any
+    conn: Connection
+    job: Job | None = None
+    deadline: float | None = None
+    retiring: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid)
+
+
+class PreforkPool:
+    kind = "prefork"
+
+    def __init__(self, host: PoolHost, concurrency: int) -> None:
+        self.host = host
+        self._target = concurrency
+        self._children: list[Child] = []
+        self._queue: deque[Job] = deque()
+        self._lock = threading.RLock()
+        self._accepting = True
+        self._wake_r, self._wake_w = os.pipe()
+        self._collector = threading.Thread(target=self._collect, name="prefork", daemon=True)
+        self._stopped = threading.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._lock:
+            for _ in range(self._target):
+                self._spawn()
+        self._collector.start()
+
+    def _spawn(self) -> Child:
+        parent_end, child_end = _fork.Pipe(duplex=True)
+        process = _fork.Process(target=_child_main, args=(child_end, self.host), daemon=True,
+                                name="tqctl-pool")
+        process.start()
+        child_end.close()
+        child = Child(process, parent_end)
+        self._children.append(child)
+        return child
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    # -- dispatch -----------------------------------------------------------------------------
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            self._queue.append(job)
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        for child in self._children:
+            if not self._queue or not self._accepting:
+                return
+            if child.job is None and not child.retiring and child.process.is_alive():
+                self._send(child, self._queue.popleft())
+
+    def _send(self, child: Child, job: Job) -> None:
+        child.job = job
+        job.worker_pid = child.pid
+        hard = job.hard_limit
+        child.deadline = time.monotonic() + hard if hard else None
+        self.host.on_start(job)
+        request = job.request(self.host.hostname)
+        try:
+            child.conn.send((id(job), job.name, request, job.soft_limit))
+        except (OSError, ValueError):
+            pass  # the collector sees the dead child and reports the job lost
+        if hard:
+            self._wake()
+
+    # -- collection ---------------------------------------------------------------------------
+    def _collect(self) -> None:
+        while not self._stopped.is_set():
+            with self._lock:
+                conns = {c.conn: c for c in self._children}
+                sentinels = {c.process.sentinel: c for c in self._children}
+                deadlines = [c.deadline for c in self._children if c.deadline]
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 1.0
+            ready = wait([*conns, *sentinels, self._wake_r], timeout=min(timeout, 1.0))
+            for obj in ready:
+                if obj == self._wake_r:
+                    os.read(self._wake_r, 512)
+                elif obj in conns:
+                    self._receive(conns[obj])
+            for obj in ready:
+                if obj in sentinels:
+                    self._reap(sentinels[obj])
+            self._enforce_deadlines()
+
+    def _receive(self, child: Child) -> None:
+        try:
+            _key, outcome = child.conn.recv()
+        except (EOFError, OSError):
+            return
+        with self._lock:
+            job, child.job, child.deadline = child.job, None, None
+        if job is not None:
+            self.host.on_done(job, outcome)
+        with self._lock:
+            if child.retiring:
+                self._retire(child)
+            self._dispatch()
+
+    def _reap(self, child: Child) -> None:
+        with self._lock:
+            if child not in self._children:
+                return
+            self._children.remove(child)
+            job, child.job = child.job, None
+            code = child.process.exitcode
+            replace = self._accepting and not child.retiring
+            if replace and len(self._children) < self._target:
+                self._spawn()
+        child.conn.close()
+        if job is not None:
+            reason = f"child process {child.pid} exited with {_describe(code)}"
+            self.host.on_lost(job, "worker_lost", WorkerLostError(reason))
+        with self._lock:
+            self._dispatch()
+
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            late = [c for c in self._children if c.deadline and c.deadline <= now and c.job]
+        for child in late:
+            job = child.job
+            with self._lock:
+                child.job, child.deadline = None, None
+                if child in self._children:
+                    self._children.remove(child)
+                    if self._accepting:
+                        self._spawn()
+            _kill(child.pid, signal.SIGKILL)
+            child.process.join(5)
+            child.conn.close()
+            if job is not None:
+                limit = job.hard_limit
+                self.host.on_lost(job, "time_limit", TimeLimitExceeded(f"hard time limit ({limit}s) exceeded"))
+            with self._lock:
+                self._dispatch()
+
+    # -- sizing -------------------------------------------------------------------------------
+    def size(self) -> int:
+        with self._lock:
+            return sum(1 for c in self._children if not c.retiring)
+
+    def grow(self, n: int) -> int:
+        with self._lock:
+            for _ in range(max(n, 0)):
+                self._spawn()
+            self._target = self.size()
+            self._dispatch()
+        self._wake()
+        return self._target
+
+    def shrink(self, n: int) -> int:
+        with self._lock:
+            active = [c for c in self._children if not c.retiring]
+            n = min(max(n, 0), len(active) - 1)
+            # Idle children first, so shrinking never waits on a long task if it can avoid it.
+            for child in sorted(active, key=lambda c: c.job is not None)[:n]:
+                child.retiring = True
+                if child.job is None:
+                    self._retire(child)
+            self._target = self.size()
+        self._wake()
+        return self._target
+
+    def _retire(self, child: Child) -> None:
+        try:
+            child.conn.send(None)
+        except (OSError, ValueError):
+            pass
+
+    def processes(self) -> list[int]:
+        with self._lock:
+            return [c.pid for c in self._children if c.process.is_alive()]
+
+    def kill_job(self, task_id: str, signum: int) -> bool:
+        with self._lock:
+            child = next((c for c in self._children if c.job and c.job.id == task_id), None)
+        if child is None:
+            return False
+        _kill(child.pid, signum)
+        return True
+
+    def run_main(self, stopping: threading.Event) -> None:
+        stopping.wait()
+
+    # -- shutdown -----------------------------------------------------------------------------
+    def stop(self, timeout: float) -> list[Job]:
+        """Warm: hand back queued jobs, let running ones finish (up to ``timeout``)."""
+        with self._lock:
+            self._accepting = False
+            left = list(self._queue)
+            self._queue.clear()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not any(c.job for c in self._children):
+                    break
+            time.sleep(0.02)
+        return left + self._close()
+
+    def terminate(self) -> list[Job]:
+        """Cold: stop everything now; every queued and running job is handed back."""
+        with self._lock:
+            self._accepting = False
+            left = list(self._queue)
+            self._queue.clear()
+        return left + self._close()
+
+    def _close(self) -> list[Job]:
+        self._stopped.set()
+        self._wake()
+        if self._collector.is_alive():
+            self._collector.join(2)
+        with self._lock:
+            children = list(self._children)
+            self._children.clear()
+        unfinished = [c.job for c in children if c.job is not None]
+        for child in children:
+            self._retire(child)
+        for child in children:
+            child.process.join(0.5 if child.job is None else 0)
+            if child.process.is_alive():
+                _kill(child.pid, signal.SIGKILL)
+                child.process.join(2)
+        return unfinished
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _describe(code: int | None) -> str:
+    if code is None:
+        return "an unknown status"
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"

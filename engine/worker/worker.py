@@ -1,0 +1,306 @@
+"""``Worker``: starts its parts in order, settles every message, and shuts down cleanly.
+
+Start order: broker check → owner heartbeat → pool → maintenance → consumer. Stop runs in
+reverse, and whatever was fetched but not finished goes back to its queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from engine import states
+from engine.broker.base import DeadLetter, Delivery
+from engine.protocol.results import encode_exception, meta
+from engine.protocol.task import TaskMessage
+from engine.worker.consumer import Consumer
+from engine.worker.job import Job
+from engine.worker.maintenance import Maintenance
+from engine.worker.pool import Pool, SoloPool, ThreadPool
+from engine.worker.prefork import PreforkPool
+
+if TYPE_CHECKING:
+    from engine.app import App
+    from engine.task import Task
+    from engine.trace import Outcome
+
+log = logging.getLogger("engine.worker")
+POOLS: dict[str, type] = {"prefork": PreforkPool, "threads": ThreadPool, "solo": SoloPool}
+
+
+class ColdShutdown(BaseException):
+    """Raised on the main thread by a second interrupt: stop now, hand everything back."""
+
+
+class Acker:
+    """Acks collected from any thread, sent in batches with the next broker round trip."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tags: list[str] = []
+
+    def add(self, tag: str) -> None:
+        with self._lock:
+            self._tags.append(tag)
+
+    def take(self) -> list[str]:
+        with self._lock:
+            tags, self._tags = self._tags, []
+        return tags
+
+    def put_back(self, tags: Sequence[str]) -> None:
+        with self._lock:
+            self._tags[:0] = tags
+
+
+def node_name(template: str | None) -> str:
+    host = socket.gethostname()
+    name = template or "tqctl@%h"
+    return (name.replace("%h", host).replace("%n", host.split(".")[0])
+            .replace("%d", host.partition(".")[2]).replace("%p", str(os.getpid())))
+
+
+class Worker:
+    def __init__(self, app: App, *, concurrency: int | None = None, pool: str = "prefork",
+                 queues: Sequence[str] | None = None, hostname: str | None = None,
+                 prefetch_multiplier: int | None = None) -> None:
+        self.app = app
+        conf = app.conf
+        self.hostname = node_name(hostname)
+        self.owner = f"{self.hostname}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        self.queues = list(queues or [conf.task_default_queue])
+        self.concurrency = int(concurrency or conf.worker_concurrency or os.cpu_count() or 1)
+        if pool == "solo":
+            self.concurrency = 1
+        multiplier = prefetch_multiplier or conf.worker_prefetch_multiplier or 1
+        self.prefetch = max(1, self.concurrency * int(multiplier))
+        self.pool_kind = pool
+        self.broker = app.broker
+        self.acker = Acker()
+        self.stopping = threading.Event()
+        self.cold = threading.Event()
+        self._room = threading.Condition()
+        self.outstanding = 0
+        self.reserved: dict[str, Job] = {}
+        self.active: dict[str, Job] = {}
+        self.lost_counts: dict[str, int] = {}
+        self.processed: dict[str, int] = {}
+        self.revoked: set[str] = set()
+        self.started_at = time.time()
+        self.pool: Pool = POOLS[pool](self, self.concurrency)
+        self.consumer = Consumer(self)
+        self.maintenance = Maintenance(self)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.broker.ping()
+        self.broker.declare(self.queues)
+        self.maintenance.beat()
+        self.pool.start()
+        self.maintenance.thread.start()
+        self.consumer.thread.start()
+        log.info("%s ready: pool=%s concurrency=%d queues=%s", self.hostname, self.pool.kind,
+                 self.concurrency, ",".join(self.queues))
+
+    def run(self, install_signals: bool = True) -> int:
+        """Start, serve until told to stop, shut down. Returns the process exit code."""
+        if install_signals:
+            self.install_signals()
+        self.start()
+        try:
+            while not self.stopping.is_set():
+                self.pool.run_main(self.stopping)
+        except ColdShutdown:
+            self.cold.set()
+        self.shutdown()
+        return 0
+
+    def install_signals(self) -> None:
+        def warm(signum: int, frame: Any) -> None:
+            if self.stopping.is_set() and signum == signal.SIGINT:
+                self.cold.set()
+                log.warning("cold shutdown: handing back every unfinished task")
+                if self.pool.kind == "solo":
+                    raise ColdShutdown()
+                return
+            log.warning("warm shutdown (%s): finishing running tasks", signal.Signals(signum).name)
+            self.stopping.set()
+            self.wake()
+
+        def cold(signum: int, frame: Any) -> None:
+            self.stopping.set()
+            self.cold.set()
+            if self.pool.kind == "solo":
+                raise ColdShutdown()
+
+        signal.signal(signal.SIGTERM, warm)
+        signal.signal(signal.SIGINT, warm)
+        signal.signal(signal.SIGQUIT, cold)
+
+    def request_stop(self, cold: bool = False) -> None:
+        if cold:
+            self.cold.set()
+        self.stopping.set()
+        self.wake()
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        self.wake()
+        self.consumer.thread.join(3)  # its blocking fetch ends within a second
+        handed = self.consumer.take_held()
+        if self.cold.is_set():
+            unfinished = self.pool.terminate()
+        else:
+            unfinished = self._stop_pool_warm()
+        self.maintenance.stop()
+        for job in handed:
+            self.reserved.pop(job.id, None)
+        self._hand_back(handed + unfinished)
+        log.info("%s stopped", self.hostname)
+
+    def _stop_pool_warm(self) -> list[Job]:
+        timeout = float(self.app.conf.tqctl_shutdown_timeout)
+        result: list[Job] = []
+        stopper = threading.Thread(target=lambda: result.extend(self.pool.stop(timeout)))
+        stopper.start()
+        while stopper.is_alive():
+            stopper.join(0.1)
+            if self.cold.is_set():
+                result.extend(self.pool.terminate())
+                break
+        return result
+
+    def _hand_back(self, jobs: Sequence[Job]) -> None:
+        """Everything unsettled returns to the front of its queue, then the owner retires."""
+        acks = self.acker.take()
+        self.broker.ack(self.owner, acks)
+        early = [(j.delivery.queue_key, j.delivery.raw) for j in jobs if j.acked]
+        self.broker.hand_back(early)
+        returned = self.broker.requeue_all(self.owner) + len(early)
+        self.broker.retire(self.owner)
+        if returned:
+            log.warning("handed back %d unfinished message(s)", returned)
+
+    # -- capacity -----------------------------------------------------------------------------
+    def room(self) -> int:
+        return self.prefetch - self.outstanding
+
+    def wait_for_room(self, timeout: float) -> None:
+        with self._room:
+            if self.outstanding >= self.prefetch and not self.stopping.is_set():
+                self._room.wait(timeout)
+
+    def wake(self) -> None:
+        with self._room:
+            self._room.notify_all()
+
+    def _release(self) -> None:
+        with self._room:
+            self.outstanding -= 1
+            self._room.notify()
+
+    # -- from the consumer --------------------------------------------------------------------
+    def make_job(self, delivery: Delivery, message: TaskMessage, task: Task) -> Job:
+        hard, soft = message.timelimit
+        hard = hard or task.time_limit or self.app.conf.task_time_limit
+        soft = soft or task.soft_time_limit or self.app.conf.task_soft_time_limit
+        acks_late = task.opt("acks_late", "task_acks_late")
+        return Job(delivery, message, task, bool(acks_late), hard, soft)
+
+    def hold(self, job: Job) -> None:
+        with self._room:
+            self.outstanding += 1
+        self.reserved[job.id] = job
+
+    def dispatch(self, job: Job) -> None:
+        if job.id not in self.reserved:
+            with self._room:
+                self.outstanding += 1
+            self.reserved[job.id] = job
+        self.on_received(job)
+        self.pool.submit(job)
+
+    def is_revoked(self, task_id: str) -> bool:
+        return task_id in self.revoked
+
+    # -- from the pool ------------------------------------------------------------------------
+    def on_start(self, job: Job) -> None:
+        job.time_start = time.time()
+        self.reserved.pop(job.id, None)
+        self.active[job.id] = job
+        if not job.acks_late:
+            job.acked = True
+            self.acker.add(job.delivery.tag)
+
+    def on_done(self, job: Job, outcome: Outcome) -> None:
+        self.active.pop(job.id, None)
+        self.lost_counts.pop(job.id, None)
+        self.processed[job.name] = self.processed.get(job.name, 0) + 1
+        if outcome.state == states.REJECTED and outcome.requeue and not job.acked:
+            self.broker.requeue(self.owner, [job.delivery.tag])
+        elif not job.acked:
+            job.acked = True
+            self.acker.add(job.delivery.tag)
+        self._release()
+        self.on_finished(job, outcome)
+
+    def on_lost(self, job: Job, reason: str, exc: BaseException) -> None:
+        self.active.pop(job.id, None)
+        limit = int(self.app.conf.tqctl_delivery_limit)
+        count = self.lost_counts[job.id] = self.lost_counts.get(job.id, 0) + 1
+        if reason == "worker_lost" and job.acks_late and not job.acked and count < limit:
+            log.warning("%s[%s] lost its process (%s); requeued", job.name, job.id, exc)
+            self.broker.requeue(self.owner, [job.delivery.tag])
+        else:
+            self._fail_lost(job, reason, exc, count >= limit and reason == "worker_lost")
+        self._release()
+
+    def _fail_lost(self, job: Job, reason: str, exc: BaseException, poison: bool) -> None:
+        log.error("%s[%s] failed: %r", job.name, job.id, exc)
+        backend = self.app.backend
+        if backend is not None and not job.message.ignore_result:
+            backend.store(job.id, meta(job.id, states.FAILURE, encode_exception(exc),
+                                       parent_id=job.message.parent_id, group_id=job.message.group))
+        if poison and not job.acked:
+            letter = DeadLetter(id=job.id, queue=job.delivery.queue, reason=reason,
+                                detail=f"lost its process {self.lost_counts[job.id]} times: {exc}",
+                                time=time.time(), task_id=job.id, task_name=job.name,
+                                worker=self.hostname, raw=job.delivery.raw)
+            self.broker.dead_letter(self.owner, job.delivery.tag, letter)
+        elif not job.acked:
+            self.acker.add(job.delivery.tag)
+        job.acked = True
+
+    # -- observation hooks (events arrive with the event bus) ---------------------------------
+    def on_received(self, job: Job) -> None:
+        if log.isEnabledFor(logging.INFO):
+            log.info("Task %s[%s] received", job.name, job.id)
+
+    def on_finished(self, job: Job, outcome: Outcome) -> None:
+        if outcome.state == states.FAILURE:
+            log.error("Task %s[%s] raised %s", job.name, job.id, outcome.exception_repr)
+        elif log.isEnabledFor(logging.INFO):
+            verb = "succeeded" if outcome.state == states.SUCCESS else outcome.state.lower()
+            log.info("Task %s[%s] %s in %.4fs: %s", job.name, job.id, verb, outcome.runtime,
+                     outcome.result_repr or outcome.exception_repr)
+
+    def on_deferred(self, message: TaskMessage) -> None:
+        eta = message.eta
+        if eta is not None:
+            self.maintenance.expect_due(eta.timestamp())
+
+    def on_rejected_message(self, letter: DeadLetter) -> None:
+        pass
+
+    def on_revoked(self, message: TaskMessage, why: str) -> None:
+        log.info("Task %s[%s] %s", message.name, message.id, why)
+
+    def on_heartbeat(self) -> None:
+        pass

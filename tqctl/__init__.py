@@ -1,0 +1,1 @@
+"""tqctl: the command line and console that run and watch the engine."""

@@ -1,0 +1,3 @@
+from tqctl.cli import main
+
+main()

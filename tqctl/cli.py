@@ -1,0 +1,37 @@
+"""Root of the ``tqctl`` command: one Typer per noun, composed here.
+
+Every command maps expected failures to one line on stderr and a documented exit code;
+``main()`` is the last net for anything that slips through, so users never see a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tqctl.commands import broker, dead, worker
+from tqctl.output import EXIT_ERROR
+
+app = typer.Typer(
+    name="tqctl",
+    help="Run and watch a Celery-compatible task queue from the terminal.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(broker.app, name="broker")
+app.add_typer(dead.app, name="dead")
+app.command("worker", context_settings={"allow_interspersed_args": True})(worker.worker)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("tqctl: interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # the last net: one line, never a traceback dump
+        sys.stderr.write(f"tqctl: error: {type(exc).__name__}: {exc}\n".replace("\n\n", "\n"))
+        sys.exit(EXIT_ERROR)

@@ -1,0 +1,1 @@
+"""One module per noun; each exposes ``app`` (a Typer) or plain command functions."""

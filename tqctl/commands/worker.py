@@ -1,0 +1,51 @@
+"""``tqctl worker``: run a worker with Celery's flag names."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
+from engine.worker.worker import POOLS, Worker
+from tqctl.loader import AppNotFound, load_app
+from tqctl.output import EXIT_USAGE, fail
+
+LEVELS = {"debug", "info", "warning", "error", "critical"}
+
+
+def worker(
+    app_spec: str = typer.Option(..., "-A", "--app", help="module or module:attr holding the App"),
+    concurrency: int = typer.Option(0, "-c", "--concurrency", help="pool size (default: CPUs)"),
+    pool: str = typer.Option("prefork", "-P", "--pool", help="prefork | threads | solo"),
+    queues: str = typer.Option("", "-Q", "--queues", help="comma-separated queues to consume"),
+    hostname: str = typer.Option("", "-n", "--hostname", help="node name, e.g. w1@%h"),
+    prefetch_multiplier: int = typer.Option(0, "--prefetch-multiplier"),
+    loglevel: str = typer.Option("info", "-l", "--loglevel"),
+    broker: str = typer.Option("", "--broker", envvar="TQCTL_BROKER", help="broker URL"),
+    backend: str = typer.Option("", "--backend", envvar="TQCTL_BACKEND", help="result backend"),
+) -> None:
+    """Run a worker: fetch tasks from the queues and run them in a pool."""
+    if pool not in POOLS:
+        fail(f"unknown pool {pool!r}: use prefork, threads or solo", EXIT_USAGE)
+    if loglevel.lower() not in LEVELS:
+        fail(f"unknown log level {loglevel!r}: use {', '.join(sorted(LEVELS))}", EXIT_USAGE)
+    logging.basicConfig(level=loglevel.upper(), stream=sys.stderr,
+                        format="[%(asctime)s: %(levelname)s/%(processName)s] %(message)s")
+    try:
+        app = load_app(app_spec)
+    except AppNotFound as exc:
+        fail(str(exc), EXIT_USAGE)
+    if broker:
+        app.conf.broker_url = broker
+    if backend:
+        app.conf.result_backend = backend
+    try:
+        node = Worker(app, concurrency=concurrency or None, pool=pool,
+                      queues=[q for q in queues.split(",") if q] or None,
+                      hostname=hostname or None, prefetch_multiplier=prefetch_multiplier or None)
+        code = node.run()
+    except (BrokerUnavailable, ImproperlyConfigured) as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
