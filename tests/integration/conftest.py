@@ -1,0 +1,57 @@
+"""Fixtures for tests that run real worker processes against the session's real server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.integration.harness import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def broker_url(redis_url: str, redis_client: redis.Redis) -> str:
+    """The session server, emptied for this test (``redis_client`` flushes it)."""
+    return redis_url
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Path:
+    path = tmp_path / "ledger.txt"
+    path.touch()
+    return path
+
+
+@pytest.fixture
+def shop(broker_url: str, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    """The test app, as a client in this process, pointed at this test's server."""
+    from tests.apps import shop as module
+
+    module.app.close()
+    module.app.conf.broker_url = broker_url
+    module.app.conf.result_backend = broker_url
+    yield module
+    module.app.close()
+
+
+@pytest.fixture
+def start_worker(broker_url: str, tmp_path: Path, ledger: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """``start_worker("-c", "2", name="w1", env={...})`` → a ready worker process."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, name: str | None = None, env: dict[str, str] | None = None,
+              ready: bool = True, app: str = "tests.apps.shop") -> WorkerProcess:
+        name = name or f"w{len(started) + 1}"
+        extra = {"LEDGER": str(ledger), "TQ_WORKER_NAME": name, **(env or {})}
+        argv = ["-n", f"{name}@%h", "-l", "info", *args]
+        proc = WorkerProcess(broker_url, argv, tmp_path / f"{name}.log", extra, app=app)
+        started.append(proc)
+        return proc.wait_ready() if ready else proc
+
+    yield start
+    for proc in started:
+        proc.close()
