@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from tqctl.commands import broker, dead, worker
+from tqctl.commands import broker, dead, demo, worker
 from tqctl.output import EXIT_ERROR
 
 app = typer.Typer(
@@ -23,7 +23,8 @@ app = typer.Typer(
 )
 app.add_typer(broker.app, name="broker")
 app.add_typer(dead.app, name="dead")
-app.command("worker", context_settings={"allow_interspersed_args": True})(worker.worker)
+app.command("worker")(worker.worker)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:

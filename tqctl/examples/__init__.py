@@ -1,0 +1,1 @@
+"""Example apps shipped with tqctl (the README's quick start uses ``shop``)."""
