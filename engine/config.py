@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
     # Our own additions (Celery ignores unknown names, and so do we in config modules).
     "tqctl_state_dir": ".tqctl",
     "tqctl_server_path": None,
-    "tqctl_owner_timeout": 10.0,
+    "tqctl_owner_timeout": 5.0,
     "tqctl_heartbeat_interval": 1.0,
     "tqctl_max_message_bytes": 16 * 1024 * 1024,
     "tqctl_delivery_limit": 5,
