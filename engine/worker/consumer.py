@@ -48,6 +48,9 @@ class Consumer:
         w = self.worker
         backoff = 0.5
         while not w.stopping.is_set():
+            if not w.queues:  # draining or every consumer cancelled
+                w.stopping.wait(0.2)
+                continue
             room = w.room()
             if room <= 0:
                 w.wait_for_room(0.2)
@@ -87,12 +90,12 @@ class Consumer:
             self._unknown(delivery, message)
             return
         if w.is_revoked(message.id):
-            self._settle_revoked(delivery, message, "revoked")
+            self.settle_revoked(delivery, message, "revoked")
             return
         expires = message.expires
         now = time.time()
         if expires is not None and expires.timestamp() < now:
-            self._settle_revoked(delivery, message, "expired")
+            self.settle_revoked(delivery, message, "expired")
             return
         eta = message.eta
         if eta is not None and eta.timestamp() > now + ETA_SLACK:
@@ -157,10 +160,26 @@ class Consumer:
             exc = NotRegistered(message.name)
             backend.store(message.id, meta(message.id, states.FAILURE, encode_exception(exc)))
 
-    def _settle_revoked(self, delivery: Delivery, message: protocol.TaskMessage,
+    def settle_revoked(self, delivery: Delivery, message: protocol.TaskMessage,
                         why: str) -> None:
         self.broker.ack(self.worker.owner, [delivery.tag])
         backend = self.app.backend
         if backend is not None and not message.ignore_result:
             backend.store(message.id, meta(message.id, states.REVOKED, revoked_result(why)))
         self.worker.on_revoked(message, why)
+
+    def scheduled(self, queues: list[str], limit: int = 100) -> list[dict]:
+        found = []
+        for member, _score in self.broker.client.zrange("tqctl.delayed", 0, limit - 1, withscores=True):
+            key, _, raw = member.partition(b"\x1f")
+            if key.decode().split("\x06\x16", 1)[0] not in queues:
+                continue
+            try:
+                message = protocol.decode(raw, self.accepted, self.max_bytes)
+            except protocol.MalformedMessage:
+                continue
+            info = {"id": message.id, "name": message.name, "args": message.args, "kwargs": message.kwargs,
+                    "type": message.name, "hostname": self.worker.hostname, "time_start": None,
+                    "acknowledged": False, "delivery_info": message.delivery_info, "worker_pid": None}
+            found.append({"eta": message.headers.get("eta"), "priority": 6, "request": info})
+        return found

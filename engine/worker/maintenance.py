@@ -53,6 +53,7 @@ class Maintenance:
             except Exception:
                 self.worker.acker.put_back(acks)
                 raise
+        self.worker.on_tick(now)
         if self._next_due is not None and self._next_due <= now + TICK:
             _moved, self._next_due = self.broker.promote_due(now)
         if now >= self._next_beat:

@@ -23,7 +23,7 @@ class PoolHost(Protocol):
     app: App
     hostname: str
 
-    def on_start(self, job: Job) -> None: ...
+    def on_start(self, job: Job) -> bool: ...
     def on_done(self, job: Job, outcome: Outcome) -> None: ...
     def on_lost(self, job: Job, reason: str, exc: BaseException) -> None: ...
 
@@ -81,7 +81,8 @@ class SoloPool:
                 return
             self._running = job
             try:
-                self.host.on_start(job)
+                if not self.host.on_start(job):
+                    continue
                 with alarm_limits(job.soft_limit, job.hard_limit):
                     outcome = trace.run(self.host.app, job.task, job.request(self.host.hostname))
                 self.host.on_done(job, outcome)
@@ -143,7 +144,8 @@ class ThreadPool:
                 return
             self._running[ident] = job
             try:
-                self.host.on_start(job)
+                if not self.host.on_start(job):
+                    continue
                 armed = job.soft_limit or job.hard_limit
                 if armed:
                     self._limiter.arm(job.soft_limit, job.hard_limit)

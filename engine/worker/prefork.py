@@ -111,14 +111,15 @@ class PreforkPool:
             if not self._queue or not self._accepting:
                 return
             if child.job is None and not child.retiring and child.process.is_alive():
-                self._send(child, self._queue.popleft())
+                job = self._queue.popleft()
+                job.worker_pid = child.pid
+                if self.host.on_start(job):
+                    self._send(child, job)
 
     def _send(self, child: Child, job: Job) -> None:
         child.job = job
-        job.worker_pid = child.pid
         hard = job.hard_limit
         child.deadline = time.monotonic() + hard if hard else None
-        self.host.on_start(job)
         request = job.request(self.host.hostname)
         try:
             child.conn.send((id(job), job.name, request, job.soft_limit))

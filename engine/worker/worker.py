@@ -18,13 +18,19 @@ from typing import TYPE_CHECKING, Any
 
 from engine import states
 from engine.broker.base import DeadLetter, Delivery
-from engine.protocol.results import encode_exception, meta
+from engine.broker.fanout import RedisFanout
+from engine.config import mask_url
+from engine.control import load_revoked
+from engine.events.dispatcher import EventDispatcher
+from engine.protocol.events import worker_fields
+from engine.protocol.results import encode_exception, meta, revoked_result
 from engine.protocol.task import TaskMessage
 from engine.worker.consumer import Consumer
 from engine.worker.job import Job
 from engine.worker.maintenance import Maintenance
 from engine.worker.pool import Pool, SoloPool, ThreadPool
 from engine.worker.prefork import PreforkPool
+from engine.worker.remote import RemoteControl
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -32,6 +38,7 @@ if TYPE_CHECKING:
     from engine.trace import Outcome
 
 log = logging.getLogger("engine.worker")
+HEARTBEAT_FREQ = 2.0
 POOLS: dict[str, type] = {"prefork": PreforkPool, "threads": ThreadPool, "solo": SoloPool}
 
 
@@ -70,7 +77,8 @@ def node_name(template: str | None) -> str:
 class Worker:
     def __init__(self, app: App, *, concurrency: int | None = None, pool: str = "prefork",
                  queues: Sequence[str] | None = None, hostname: str | None = None,
-                 prefetch_multiplier: int | None = None) -> None:
+                 prefetch_multiplier: int | None = None,
+                 autoscale: tuple[int, int] | None = None) -> None:
         self.app = app
         conf = app.conf
         self.hostname = node_name(hostname)
@@ -93,17 +101,31 @@ class Worker:
         self.lost_counts: dict[str, int] = {}
         self.processed: dict[str, int] = {}
         self.revoked: set[str] = set()
+        self.kill_signals: dict[str, int] = {}
         self.started_at = time.time()
+        self.autoscale = autoscale
+        if autoscale:
+            self.concurrency = max(1, min(self.concurrency, autoscale[0]))
+        self.masked_broker = mask_url(self.broker.url)
+        self.fanout = RedisFanout(self.broker.url)
+        self.events = EventDispatcher(self.fanout, self.hostname,
+                                      enabled=bool(conf.worker_send_task_events))
+        self._next_heartbeat = 0.0
+        self._idle_since = time.monotonic()
         self.pool: Pool = POOLS[pool](self, self.concurrency)
         self.consumer = Consumer(self)
         self.maintenance = Maintenance(self)
+        self.remote = RemoteControl(self, self.fanout)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         self.broker.ping()
         self.broker.declare(self.queues)
+        self.revoked.update(load_revoked(self.fanout))
         self.maintenance.beat()
         self.pool.start()
+        self.remote.thread.start()
+        self.events.send("worker-online", **self._worker_fields())
         self.maintenance.thread.start()
         self.consumer.thread.start()
         log.info("%s ready: pool=%s concurrency=%d queues=%s", self.hostname, self.pool.kind,
@@ -163,7 +185,29 @@ class Worker:
         for job in handed:
             self.reserved.pop(job.id, None)
         self._hand_back(handed + unfinished)
+        self._say_goodbye()
         log.info("%s stopped", self.hostname)
+
+    def _say_goodbye(self) -> None:
+        try:
+            self.events.flush()
+            self.events.send("worker-offline", **self._worker_fields())
+        except Exception as exc:  # the broker may be the reason we stop
+            log.debug("could not send worker-offline: %s", exc)
+
+    def drain(self, timeout: float) -> None:
+        """Stop consuming, wait until nothing is active or reserved (or ``timeout``), then stop."""
+        self.queues = []
+        deadline = time.monotonic() + timeout
+        while (self.active or self.reserved) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.request_stop()
+
+    def terminate(self, task_id: str, signum: int) -> bool:
+        """Kill the process running ``task_id`` (prefork); the task ends REVOKED."""
+        self.revoked.add(task_id)
+        self.kill_signals[task_id] = signum
+        return task_id in self.active and self.pool.kill_job(task_id, signum)
 
     def _stop_pool_warm(self) -> list[Job]:
         timeout = float(self.app.conf.tqctl_shutdown_timeout)
@@ -231,13 +275,20 @@ class Worker:
         return task_id in self.revoked
 
     # -- from the pool ------------------------------------------------------------------------
-    def on_start(self, job: Job) -> None:
-        job.time_start = time.time()
+    def on_start(self, job: Job) -> bool:
+        """Called by the pool just before running; False means skip it (revoked meanwhile)."""
         self.reserved.pop(job.id, None)
+        if job.id in self.revoked:
+            self.consumer.settle_revoked(job.delivery, job.message, "revoked")
+            self._release()
+            return False
+        job.time_start = time.time()
         self.active[job.id] = job
         if not job.acks_late:
             job.acked = True
             self.acker.add(job.delivery.tag)
+        self.events.task("task-started", uuid=job.id, pid=job.worker_pid or os.getpid())
+        return True
 
     def on_done(self, job: Job, outcome: Outcome) -> None:
         self.active.pop(job.id, None)
@@ -253,6 +304,10 @@ class Worker:
 
     def on_lost(self, job: Job, reason: str, exc: BaseException) -> None:
         self.active.pop(job.id, None)
+        if job.id in self.revoked and reason == "worker_lost":
+            self._terminated(job, exc)
+            self._release()
+            return
         limit = int(self.app.conf.tqctl_delivery_limit)
         count = self.lost_counts[job.id] = self.lost_counts.get(job.id, 0) + 1
         if reason == "worker_lost" and job.acks_late and not job.acked and count < limit:
@@ -262,8 +317,21 @@ class Worker:
             self._fail_lost(job, reason, exc, count >= limit and reason == "worker_lost")
         self._release()
 
+    def _terminated(self, job: Job, exc: BaseException) -> None:
+        code = job.worker_pid
+        backend = self.app.backend
+        if backend is not None and not job.message.ignore_result:
+            backend.store(job.id, meta(job.id, states.REVOKED, revoked_result("terminated")))
+        if not job.acked:
+            job.acked = True
+            self.acker.add(job.delivery.tag)
+        log.warning("Task %s[%s] terminated (pid %s): %s", job.name, job.id, code, exc)
+        signum = self.kill_signals.pop(job.id, None)
+        self.events.task("task-revoked", uuid=job.id, terminated=True, signum=signum, expired=False)
+
     def _fail_lost(self, job: Job, reason: str, exc: BaseException, poison: bool) -> None:
         log.error("%s[%s] failed: %r", job.name, job.id, exc)
+        self.events.task("task-failed", uuid=job.id, exception=repr(exc), traceback=None)
         backend = self.app.backend
         if backend is not None and not job.message.ignore_result:
             backend.store(job.id, meta(job.id, states.FAILURE, encode_exception(exc),
@@ -280,16 +348,36 @@ class Worker:
 
     # -- observation hooks (events arrive with the event bus) ---------------------------------
     def on_received(self, job: Job) -> None:
+        m = job.message
+        h = m.headers
+        self.events.task("task-received", uuid=m.id, name=m.name, args=h.get("argsrepr") or repr(m.args),
+                         kwargs=h.get("kwargsrepr") or repr(m.kwargs), root_id=m.root_id,
+                         parent_id=m.parent_id, retries=m.retries, eta=h.get("eta"),
+                         expires=h.get("expires"), queue=job.delivery.queue)
         if log.isEnabledFor(logging.INFO):
             log.info("Task %s[%s] received", job.name, job.id)
 
     def on_finished(self, job: Job, outcome: Outcome) -> None:
+        self._send_outcome(job, outcome)
         if outcome.state == states.FAILURE:
             log.error("Task %s[%s] raised %s", job.name, job.id, outcome.exception_repr)
         elif log.isEnabledFor(logging.INFO):
             verb = "succeeded" if outcome.state == states.SUCCESS else outcome.state.lower()
             log.info("Task %s[%s] %s in %.4fs: %s", job.name, job.id, verb, outcome.runtime,
                      outcome.result_repr or outcome.exception_repr)
+
+    def _send_outcome(self, job: Job, outcome: Outcome) -> None:
+        state, uuid_ = outcome.state, job.id
+        if state == states.SUCCESS:
+            self.events.task("task-succeeded", uuid=uuid_, result=outcome.result_repr, runtime=outcome.runtime)
+        elif state == states.FAILURE:
+            self.events.task("task-failed", uuid=uuid_, exception=outcome.exception_repr,
+                             traceback=outcome.traceback)
+        elif state == states.RETRY:
+            self.events.task("task-retried", uuid=uuid_, exception=outcome.exception_repr,
+                             traceback=outcome.traceback)
+        elif state == states.REJECTED:
+            self.events.task("task-rejected", uuid=uuid_, requeue=outcome.requeue)
 
     def on_deferred(self, message: TaskMessage) -> None:
         eta = message.eta
@@ -300,7 +388,44 @@ class Worker:
         pass
 
     def on_revoked(self, message: TaskMessage, why: str) -> None:
+        self.events.task("task-revoked", uuid=message.id, terminated=False, signum=None,
+                         expired=why == "expired")
         log.info("Task %s[%s] %s", message.name, message.id, why)
 
     def on_heartbeat(self) -> None:
-        pass
+        """Each owner heartbeat: refresh revokes from the broker, autoscale."""
+        self.revoked.update(load_revoked(self.fanout))
+        if self.autoscale:
+            self._autoscale()
+
+    def on_tick(self, now: float) -> None:
+        self.events.flush()
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + HEARTBEAT_FREQ
+            self.send_heartbeat()
+
+    def _worker_fields(self, freq: float = HEARTBEAT_FREQ) -> dict[str, Any]:
+        return worker_fields(freq, len(self.active), sum(self.processed.values()))
+
+    def send_heartbeat(self, on_demand: bool = False) -> None:
+        if on_demand:
+            self.events.send("worker-heartbeat", freq=5)
+        else:
+            self.events.send("worker-heartbeat", **self._worker_fields())
+
+    def _autoscale(self) -> None:
+        high, low = self.autoscale or (0, 0)
+        size = self.pool.size()
+        if self.reserved and size < high:
+            self.pool.grow(min(len(self.reserved), high - size))
+            self._idle_since = time.monotonic()
+        elif not self.reserved and len(self.active) < size:
+            if size > low and time.monotonic() - self._idle_since > 3.0:
+                self.pool.shrink(1)
+                self._idle_since = time.monotonic()
+        else:
+            self._idle_since = time.monotonic()
+
+    def scheduled_info(self) -> list[dict[str, Any]]:
+        """ETA tasks parked in the broker for this worker's queues (Celery's ``scheduled`` shape)."""
+        return self.consumer.scheduled(self.queues)

@@ -22,6 +22,7 @@ def worker(
     queues: str = typer.Option("", "-Q", "--queues", help="comma-separated queues to consume"),
     hostname: str = typer.Option("", "-n", "--hostname", help="node name, e.g. w1@%h"),
     prefetch_multiplier: int = typer.Option(0, "--prefetch-multiplier"),
+    autoscale: str = typer.Option("", "--autoscale", help="MAX,MIN: grow and shrink the pool with load"),
     loglevel: str = typer.Option("info", "-l", "--loglevel"),
     broker: str = typer.Option("", "--broker", envvar="TQCTL_BROKER", help="broker URL"),
     backend: str = typer.Option("", "--backend", envvar="TQCTL_BACKEND", help="result backend"),
@@ -33,6 +34,7 @@ def worker(
         fail(f"unknown log level {loglevel!r}: use {', '.join(sorted(LEVELS))}", EXIT_USAGE)
     logging.basicConfig(level=loglevel.upper(), stream=sys.stderr,
                         format="[%(asctime)s: %(levelname)s/%(processName)s] %(message)s")
+    scale = _parse_autoscale(autoscale) if autoscale else None
     try:
         app = load_app(app_spec)
     except AppNotFound as exc:
@@ -44,8 +46,20 @@ def worker(
     try:
         node = Worker(app, concurrency=concurrency or None, pool=pool,
                       queues=[q for q in queues.split(",") if q] or None,
-                      hostname=hostname or None, prefetch_multiplier=prefetch_multiplier or None)
+                      hostname=hostname or None, prefetch_multiplier=prefetch_multiplier or None,
+                      autoscale=scale)
         code = node.run()
     except (BrokerUnavailable, ImproperlyConfigured) as exc:
         fail(str(exc))
     raise typer.Exit(code)
+
+
+def _parse_autoscale(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.split(",")]
+    except ValueError:
+        fail(f"--autoscale takes MAX,MIN (numbers), not {text!r}", EXIT_USAGE)
+    high, low = (parts + [0])[:2] if len(parts) == 1 else parts[:2]
+    if high < 1 or low < 0 or low > high:
+        fail(f"--autoscale MAX,MIN needs MAX >= MIN >= 0 and MAX >= 1, not {text!r}", EXIT_USAGE)
+    return high, low

@@ -1,0 +1,68 @@
+"""Broadcast channels on Redis, laid out as kombu does (celery-wire.md §3.3).
+
+Fanout exchanges (``celeryev`` events, ``celery.pidbox`` control) are Redis PUB/SUB channels
+named ``/<db>.<exchange>/<routing key>``; direct replies are lists found via kombu's binding
+table. Fire-and-forget by nature: a subscriber that is not listening misses the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis
+
+from engine.redisconn import client_from_url
+
+PRIORITY_SEP = "\x06\x16"
+
+
+def db_of(client: redis.Redis) -> int:
+    return int(client.connection_pool.connection_kwargs.get("db") or 0)
+
+
+class RedisFanout:
+    def __init__(self, url: str, client: redis.Redis | None = None) -> None:
+        self.url = url
+        self.client = client or client_from_url(url)
+        self.db = db_of(self.client)
+
+    def channel(self, exchange: str, routing_key: str = "") -> str:
+        return f"/{self.db}.{exchange}/{routing_key}" if routing_key else f"/{self.db}.{exchange}"
+
+    def publish(self, exchange: str, routing_key: str, raw: bytes) -> None:
+        self.client.publish(self.channel(exchange, routing_key), raw)
+
+    def subscribe(self, patterns: Iterable[str]) -> redis.client.PubSub:
+        """A pub/sub on ``exchange/pattern`` pairs; AMQP ``#`` patterns become ``*``."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        names = [p.replace("#", "*") for p in patterns]
+        globbed = [n for n in names if "*" in n]
+        exact = [n for n in names if "*" not in n]
+        if globbed:
+            pubsub.psubscribe(*globbed)
+        if exact:
+            pubsub.subscribe(*exact)
+        return pubsub
+
+    # -- direct replies (kombu's binding table) -----------------------------------------------
+    @staticmethod
+    def reply_queue(oid: str, exchange: str = "reply.celery.pidbox") -> str:
+        return f"{oid}.{exchange}"
+
+    def bind_reply(self, oid: str, exchange: str = "reply.celery.pidbox") -> str:
+        queue = self.reply_queue(oid, exchange)
+        self.client.sadd(f"_kombu.binding.{exchange}", f"{oid}{PRIORITY_SEP}{PRIORITY_SEP}{queue}")
+        return queue
+
+    def unbind_reply(self, oid: str, exchange: str = "reply.celery.pidbox") -> None:
+        queue = self.reply_queue(oid, exchange)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.srem(f"_kombu.binding.{exchange}", f"{oid}{PRIORITY_SEP}{PRIORITY_SEP}{queue}")
+        pipe.delete(queue, *(f"{queue}{PRIORITY_SEP}{n}" for n in (3, 6, 9)))
+        pipe.execute()
+
+    def reply(self, oid: str, raw: bytes, exchange: str = "reply.celery.pidbox") -> None:
+        self.client.lpush(self.reply_queue(oid, exchange), raw)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,93 @@
+"""The client side of remote control: broadcast a command, collect each worker's reply.
+
+Revocations are also written to the broker with an expiry, so a task revoked while every
+worker is down still never runs, and a restarted worker still knows its revokes.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from engine.broker.fanout import RedisFanout
+from engine.protocol import control as protocol
+
+REVOKED_KEY = "tqctl.revoked"
+REVOKE_TTL = 3 * 3600.0
+
+
+def store_revoked(fanout: RedisFanout, task_ids: Iterable[str], ttl: float = REVOKE_TTL) -> None:
+    expiry = time.time() + ttl
+    mapping = {task_id: expiry for task_id in task_ids}
+    if mapping:
+        fanout.client.zadd(REVOKED_KEY, mapping)
+
+
+def load_revoked(fanout: RedisFanout, now: float | None = None) -> set[str]:
+    now = time.time() if now is None else now
+    fanout.client.zremrangebyscore(REVOKED_KEY, "-inf", now)
+    return {m.decode() for m in fanout.client.zrangebyscore(REVOKED_KEY, now, "+inf")}
+
+
+class Control:
+    def __init__(self, url: str) -> None:
+        self.fanout = RedisFanout(url)
+
+    def close(self) -> None:
+        self.fanout.close()
+
+    def broadcast(self, method: str, arguments: dict[str, Any] | None = None, *,
+                  destination: list[str] | None = None, pattern: str | None = None,
+                  reply: bool = True, timeout: float = 1.0,
+                  limit: int | None = None) -> list[dict[str, Any]]:
+        """Send ``method`` to the matching workers; returns ``[{node: result}, ...]``."""
+        oid = str(uuid.uuid4()) if reply else None
+        ticket, raw = protocol.encode_request(method, arguments, destination=destination,
+                                              pattern=pattern, matcher="glob" if pattern else None,
+                                              reply_oid=oid, timeout=timeout)
+        if oid is None:
+            self.fanout.publish(protocol.EXCHANGE, "", raw)
+            return []
+        queue = self.fanout.bind_reply(oid)
+        try:
+            self.fanout.publish(protocol.EXCHANGE, "", raw)
+            return self._collect(queue, ticket, timeout, limit or (len(destination) if destination else None))
+        finally:
+            self.fanout.unbind_reply(oid)
+
+    def _collect(self, queue: str, ticket: str | None, timeout: float,
+                 limit: int | None) -> list[dict[str, Any]]:
+        replies: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while limit is None or len(replies) < limit:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            got = self.fanout.client.brpop([queue], timeout=max(left, 0.01))
+            if not got:
+                break
+            their_ticket, body = protocol.decode_reply(got[1])
+            if their_ticket == ticket and body:
+                replies.append(body)
+        return replies
+
+    # -- conveniences with Celery's names --------------------------------------------------------
+    def ping(self, timeout: float = 1.0, destination: list[str] | None = None) -> list[dict[str, Any]]:
+        return self.broadcast("ping", timeout=timeout, destination=destination)
+
+    def inspect(self, method: str, timeout: float = 1.0, destination: list[str] | None = None,
+                **arguments: Any) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for reply in self.broadcast(method, arguments, timeout=timeout, destination=destination):
+            merged.update(reply)
+        return merged
+
+    def revoke(self, task_ids: str | list[str], terminate: bool = False, signal: str = "SIGTERM",
+               destination: list[str] | None = None, reply: bool = False,
+               timeout: float = 1.0) -> list[dict[str, Any]]:
+        ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
+        store_revoked(self.fanout, ids)
+        args = {"task_id": ids, "terminate": terminate, "signal": signal}
+        return self.broadcast("revoke", args, destination=destination, reply=reply, timeout=timeout)

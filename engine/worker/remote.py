@@ -1,0 +1,264 @@
+"""The worker's side of remote control: Celery's pidbox commands, plus ``drain``.
+
+Requests arrive on the ``celery.pidbox`` fanout; each handler returns Celery's reply shape.
+An allow-list (``worker_control_allow``) lets an operator keep ``revoke`` while refusing
+``shutdown``: refused commands answer with an error and are logged with their sender.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import signal as signals
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from engine.broker.fanout import RedisFanout
+from engine.control import store_revoked
+from engine.protocol import control as protocol
+
+if TYPE_CHECKING:
+    from engine.worker.worker import Worker
+
+log = logging.getLogger("engine.worker")
+NO_REPLY = object()
+
+
+def _ids(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def _signum(name: Any) -> int:
+    if isinstance(name, int):
+        return name
+    text = str(name or "SIGTERM").upper()
+    return int(getattr(signals, text if text.startswith("SIG") else f"SIG{text}"))
+
+
+class RemoteControl:
+    def __init__(self, worker: Worker, fanout: RedisFanout) -> None:
+        self.worker = worker
+        self.fanout = fanout
+        allow = worker.app.conf.worker_control_allow
+        self.allow = set(allow) if allow is not None else None
+        self.clock = 0
+        self.thread = threading.Thread(target=self.run, name="remote-control", daemon=True)
+        self.handlers: dict[str, Callable[..., Any]] = {
+            name: getattr(self, f"do_{name}") for name in (
+                "ping", "active", "reserved", "scheduled", "revoked", "registered", "stats",
+                "active_queues", "conf", "query_task", "revoke", "terminate", "rate_limit",
+                "time_limit", "add_consumer", "cancel_consumer", "enable_events",
+                "disable_events", "heartbeat", "pool_grow", "pool_shrink", "autoscale",
+                "pool_restart", "shutdown", "clock", "report", "hello", "drain",
+            )
+        }
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self) -> None:
+        w = self.worker
+        pubsub = None
+        while not w.stopping.is_set():
+            try:
+                if pubsub is None:
+                    pubsub = self.fanout.subscribe([self.fanout.channel(protocol.EXCHANGE)])
+                message = pubsub.get_message(timeout=0.5)
+                if message and message.get("type") in ("message", "pmessage"):
+                    self.handle(message["data"])
+            except (redis.RedisError, OSError) as exc:
+                log.debug("remote control listener: %s", exc)
+                pubsub = None
+                w.stopping.wait(1.0)
+        if pubsub is not None:
+            pubsub.close()
+
+    def handle(self, raw: bytes) -> None:
+        request = protocol.decode_request(raw)
+        if request is None or not request.addressed_to(self.worker.hostname):
+            return
+        self.clock += 1
+        result = self.dispatch(request.method, request.arguments)
+        if result is NO_REPLY or not (request.ticket and request.reply_to):
+            return
+        oid = request.reply_to.get("routing_key")
+        if oid:
+            reply = protocol.encode_reply(self.worker.hostname, result, request.ticket, oid, self.clock)
+            self.fanout.reply(oid, reply, request.reply_to.get("exchange") or protocol.REPLY_EXCHANGE)
+
+    def dispatch(self, method: str, arguments: dict[str, Any]) -> Any:
+        handler = self.handlers.get(method)
+        if handler is None:
+            return {"error": f"KeyError({method!r})"}
+        if self.allow is not None and method not in self.allow:
+            log.warning("refused remote command %r (not in worker_control_allow)", method)
+            return {"error": f"command {method!r} is not allowed on {self.worker.hostname}"}
+        try:
+            return handler(**arguments)
+        except Exception as exc:  # a bad argument must not kill the listener
+            return {"error": repr(exc)}
+
+    # -- inspection ---------------------------------------------------------------------------
+    def do_ping(self, **_: Any) -> dict[str, str]:
+        return {"ok": "pong"}
+
+    def do_active(self, safe: Any = None, **_: Any) -> list[dict[str, Any]]:
+        w = self.worker
+        return [job.info(w.hostname) for job in list(w.active.values())]
+
+    def do_reserved(self, **_: Any) -> list[dict[str, Any]]:
+        w = self.worker
+        return [job.info(w.hostname) for job in list(w.reserved.values())]
+
+    def do_scheduled(self, **_: Any) -> list[dict[str, Any]]:
+        return self.worker.scheduled_info()
+
+    def do_revoked(self, **_: Any) -> list[str]:
+        return sorted(self.worker.revoked)
+
+    def do_registered(self, taskinfoitems: Any = None, **_: Any) -> list[str]:
+        return sorted(self.worker.app.tasks)
+
+    def do_stats(self, **_: Any) -> dict[str, Any]:
+        w = self.worker
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "total": dict(w.processed),
+            "pid": os.getpid(),
+            "clock": str(self.clock),
+            "uptime": int(time.time() - w.started_at),
+            "pool": {
+                "implementation": w.pool.kind,
+                "max-concurrency": w.pool.size(),
+                "processes": w.pool.processes(),
+                "autoscale": list(w.autoscale) if w.autoscale else None,
+            },
+            "broker": {"transport": "redis", "url": w.masked_broker},
+            "prefetch_count": w.prefetch,
+            "rusage": {"utime": usage.ru_utime, "stime": usage.ru_stime, "maxrss": usage.ru_maxrss},
+            "sw_ident": "py-tqctl",
+        }
+
+    def do_active_queues(self, **_: Any) -> list[dict[str, Any]]:
+        return [{"name": q, "exchange": {"name": q, "type": "direct"}, "routing_key": q,
+                 "durable": True, "exclusive": False, "auto_delete": False}
+                for q in self.worker.queues]
+
+    def do_conf(self, with_defaults: bool = False, **_: Any) -> dict[str, Any]:
+        return self.worker.app.conf.changes()
+
+    def do_query_task(self, ids: Any = None, **_: Any) -> dict[str, Any]:
+        w = self.worker
+        found: dict[str, Any] = {}
+        for task_id in _ids(ids):
+            if task_id in w.active:
+                found[task_id] = ["active", w.active[task_id].info(w.hostname)]
+            elif task_id in w.reserved:
+                found[task_id] = ["reserved", w.reserved[task_id].info(w.hostname)]
+        return found
+
+    def do_clock(self, **_: Any) -> dict[str, int]:
+        return {"clock": self.clock}
+
+    def do_report(self, **_: Any) -> dict[str, str]:
+        w = self.worker
+        return {"ok": f"tqctl worker {w.hostname} pool={w.pool.kind} queues={','.join(w.queues)}"}
+
+    def do_hello(self, from_node: str | None = None, revoked: Any = None, **_: Any) -> dict[str, Any]:
+        incoming = revoked.keys() if isinstance(revoked, dict) else (revoked or [])
+        self.worker.revoked.update(str(i) for i in incoming)
+        return {"revoked": sorted(self.worker.revoked), "clock": self.clock}
+
+    # -- control ------------------------------------------------------------------------------
+    def do_revoke(self, task_id: Any = None, terminate: bool = False, signal: Any = None,
+                  **_: Any) -> dict[str, str]:
+        ids = _ids(task_id)
+        store_revoked(self.fanout, ids)
+        self.worker.revoked.update(ids)
+        if not terminate:
+            return {"ok": f"tasks {', '.join(ids)} flagged as revoked"}
+        killed = [i for i in ids if self.worker.terminate(i, _signum(signal))]
+        return {"ok": f"terminate: {', '.join(killed)}" if killed else "terminate: tasks unknown"}
+
+    def do_terminate(self, task_id: Any = None, signal: Any = None, **_: Any) -> dict[str, str]:
+        return self.do_revoke(task_id=task_id, terminate=True, signal=signal)
+
+    def do_rate_limit(self, task_name: str = "", rate_limit: Any = None, **_: Any) -> dict[str, str]:
+        task = self.worker.app.tasks.get(task_name)
+        if task is None:
+            return {"error": f"unknown task {task_name!r}"}
+        task.rate_limit = rate_limit or None
+        self.worker.consumer.set_rate_limit(task_name, rate_limit or None)
+        return {"ok": "new rate limit set successfully"}
+
+    def do_time_limit(self, task_name: str = "", hard: Any = None, soft: Any = None,
+                      **_: Any) -> dict[str, str]:
+        task = self.worker.app.tasks.get(task_name)
+        if task is None:
+            return {"error": f"unknown task {task_name!r}"}
+        task.time_limit, task.soft_time_limit = hard, soft
+        return {"ok": "time limits set successfully"}
+
+    def do_add_consumer(self, queue: str = "", **_: Any) -> dict[str, str]:
+        if queue and queue not in self.worker.queues:
+            self.worker.broker.declare([queue])
+            self.worker.queues = [*self.worker.queues, queue]
+        return {"ok": f"add consumer {queue}"}
+
+    def do_cancel_consumer(self, queue: str = "", **_: Any) -> dict[str, str]:
+        self.worker.queues = [q for q in self.worker.queues if q != queue]
+        return {"ok": f"no longer consuming from {queue}"}
+
+    def do_enable_events(self, **_: Any) -> dict[str, str]:
+        events = self.worker.events
+        was = events.enabled if events else False
+        if events:
+            events.enabled = True
+        return {"ok": "task events already enabled" if was else "task events enabled"}
+
+    def do_disable_events(self, **_: Any) -> dict[str, str]:
+        events = self.worker.events
+        was = events.enabled if events else False
+        if events:
+            events.enabled = False
+        return {"ok": "task events disabled" if was else "task events already disabled"}
+
+    def do_heartbeat(self, **_: Any) -> None:
+        self.worker.send_heartbeat(on_demand=True)
+        return None
+
+    def do_pool_grow(self, n: int = 1, **_: Any) -> dict[str, str]:
+        if self.worker.autoscale:
+            return {"error": "pool size is managed by autoscale; use autoscale"}
+        self.worker.pool.grow(int(n))
+        return {"ok": "pool will grow"}
+
+    def do_pool_shrink(self, n: int = 1, **_: Any) -> dict[str, str]:
+        if self.worker.autoscale:
+            return {"error": "pool size is managed by autoscale; use autoscale"}
+        self.worker.pool.shrink(int(n))
+        return {"ok": "pool will shrink"}
+
+    def do_autoscale(self, max: int | None = None, min: int | None = None, **_: Any) -> dict[str, str]:  # noqa: A002
+        if max is None:
+            return {"error": "ValueError('autoscale needs max')"}
+        self.worker.autoscale = (int(max), int(min or 0))
+        return {"ok": f"autoscale now max={int(max)} min={int(min or 0)}"}
+
+    def do_pool_restart(self, **_: Any) -> dict[str, str]:
+        return {"error": "ValueError('Pool restarts not enabled')"}
+
+    def do_shutdown(self, **_: Any) -> object:
+        log.warning("Got shutdown from remote")
+        self.worker.request_stop()
+        return NO_REPLY
+
+    def do_drain(self, timeout: float = 60.0, **_: Any) -> dict[str, str]:
+        """Stop consuming, wait for active and reserved work to finish, then shut down."""
+        threading.Thread(target=self.worker.drain, args=(float(timeout),), daemon=True).start()
+        return {"ok": f"draining: stopped consuming; shutting down when idle (timeout {timeout}s)"}
