@@ -47,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "tqctl_max_message_bytes": 16 * 1024 * 1024,
     "tqctl_delivery_limit": 5,
     "tqctl_shutdown_timeout": 30.0,
+    "tqctl_history_size": 10_000,
 }
 
 SECRET_WORDS = re.compile(r"(password|secret|token|key|auth|credential)", re.IGNORECASE)

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,6 +172,7 @@ def build(
         "replaced_task_nesting": 0,
         "stamped_headers": None,
         "stamps": {},
+        "sent_at": round(time.time(), 3),  # ours: lets operators see a queue's oldest message age
     }
     if headers:
         hdrs.update(headers)

@@ -22,6 +22,7 @@ from engine.broker.fanout import RedisFanout
 from engine.config import mask_url
 from engine.control import load_revoked
 from engine.events.dispatcher import EventDispatcher
+from engine.history import HistoryWriter
 from engine.protocol.events import worker_fields
 from engine.protocol.results import encode_exception, meta, revoked_result
 from engine.protocol.task import TaskMessage
@@ -110,6 +111,7 @@ class Worker:
         self.fanout = RedisFanout(self.broker.url)
         self.events = EventDispatcher(self.fanout, self.hostname,
                                       enabled=bool(conf.worker_send_task_events))
+        self.history = HistoryWriter(self.fanout.client, keep=int(conf.tqctl_history_size))
         self._next_heartbeat = 0.0
         self._idle_since = time.monotonic()
         self.pool: Pool = POOLS[pool](self, self.concurrency)
@@ -191,6 +193,7 @@ class Worker:
     def _say_goodbye(self) -> None:
         try:
             self.events.flush()
+            self.history.flush()
             self.events.send("worker-offline", **self._worker_fields())
         except Exception as exc:  # the broker may be the reason we stop
             log.debug("could not send worker-offline: %s", exc)
@@ -332,6 +335,7 @@ class Worker:
     def _fail_lost(self, job: Job, reason: str, exc: BaseException, poison: bool) -> None:
         log.error("%s[%s] failed: %r", job.name, job.id, exc)
         self.events.task("task-failed", uuid=job.id, exception=repr(exc), traceback=None)
+        self._remember(job, states.FAILURE, None, repr(exc), None, None)
         backend = self.app.backend
         if backend is not None and not job.message.ignore_result:
             backend.store(job.id, meta(job.id, states.FAILURE, encode_exception(exc),
@@ -359,12 +363,26 @@ class Worker:
 
     def on_finished(self, job: Job, outcome: Outcome) -> None:
         self._send_outcome(job, outcome)
+        self._remember(job, outcome.state, outcome.result_repr, outcome.exception_repr,
+                       outcome.traceback, outcome.runtime)
         if outcome.state == states.FAILURE:
             log.error("Task %s[%s] raised %s", job.name, job.id, outcome.exception_repr)
         elif log.isEnabledFor(logging.INFO):
             verb = "succeeded" if outcome.state == states.SUCCESS else outcome.state.lower()
             log.info("Task %s[%s] %s in %.4fs: %s", job.name, job.id, verb, outcome.runtime,
                      outcome.result_repr or outcome.exception_repr)
+
+    def _remember(self, job: Job, state: str, result: str | None, exception: str | None,
+                  traceback: str | None, runtime: float | None) -> None:
+        m = job.message
+        self.history.record({
+            "id": m.id, "name": m.name, "state": state, "args": m.headers.get("argsrepr"),
+            "kwargs": m.headers.get("kwargsrepr"), "result": result, "exception": exception,
+            "traceback": traceback, "worker": self.hostname, "queue": job.delivery.queue,
+            "retries": m.retries, "root_id": m.root_id, "parent_id": m.parent_id,
+            "retry_of": m.headers.get("retry_of"), "started": job.time_start,
+            "finished": time.time(), "runtime": runtime,
+        }, job.delivery.raw if state == states.FAILURE else None)
 
     def _send_outcome(self, job: Job, outcome: Outcome) -> None:
         state, uuid_ = outcome.state, job.id
@@ -400,6 +418,7 @@ class Worker:
 
     def on_tick(self, now: float) -> None:
         self.events.flush()
+        self.history.flush()
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + HEARTBEAT_FREQ
             self.send_heartbeat()
