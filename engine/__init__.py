@@ -10,10 +10,11 @@ from engine.canvas import Signature, signature
 from engine.result import AsyncResult, EagerResult
 from engine.shared import shared_task
 from engine.task import Task
+from engine.workflows import GroupResult, chain, chord, group
 
 Celery = App  # so `from engine import Celery` works for the laziest migration
 
 __all__ = [
-    "App", "AsyncResult", "Celery", "EagerResult", "Signature", "Task", "shared_task",
-    "signature", "states",
+    "App", "AsyncResult", "Celery", "EagerResult", "GroupResult", "Signature", "Task", "chain", "chord",
+    "group", "shared_task", "signature", "states",
 ]

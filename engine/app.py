@@ -16,17 +16,20 @@ from typing import Any
 from engine import shared
 from engine.backend import ResultBackend
 from engine.backend import connect as connect_backend
+from engine.backend.chord import ChordJoin
 from engine.broker import Broker
 from engine.broker import connect as connect_broker
 from engine.canvas import Signature
 from engine.config import Settings, env_backend_url, env_broker_url
-from engine.exceptions import NotRegistered
+from engine.control import Control
+from engine.exceptions import ImproperlyConfigured, NotRegistered
 from engine.protocol import task as protocol
 from engine.redisconn import REDIS_SCHEMES, guarded
 from engine.request import RequestStack
 from engine.result import AsyncResult
 from engine.routing import route
 from engine.task import Task
+from engine.workflows import register_builtins
 
 UTC = dt.timezone.utc
 
@@ -54,6 +57,7 @@ class App:
         self._backend: ResultBackend | None = None
         self._backend_ready = False
         self._pid = os.getpid()
+        register_builtins(self)
         shared.register_app(self)
 
     def __repr__(self) -> str:
@@ -103,6 +107,17 @@ class App:
             self._backend = connect_backend(self.backend_url(), self.conf.result_expires)
             self._backend_ready = True
         return self._backend
+
+    def chord_join(self) -> ChordJoin:
+        backend = self.backend
+        client = getattr(backend, "client", None)
+        if client is None:
+            raise ImproperlyConfigured("chords need a Redis result backend")
+        return ChordJoin(client, int(self.conf.result_expires or 86400))
+
+    @property
+    def control(self) -> Control:
+        return Control(self.broker_url())
 
     def close(self) -> None:
         for conn in (self._broker, self._backend):

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +50,8 @@ class Signature(dict):
 
     def clone(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
               **options: Any) -> Signature:
-        sig = Signature(copy.deepcopy(dict(self)), app=self.app)
+        sig = type(self).__new__(type(self))  # keep the canvas class (chain, group, chord)
+        Signature.__init__(sig, _plain(dict(self)), app=self.app)
         if args and not sig.immutable:
             sig["args"] = list(args) + list(sig["args"])
         if kwargs:
@@ -69,7 +69,15 @@ class Signature(dict):
             raise RuntimeError(f"signature {self.name} is not bound to an app")
         sig = self.clone(args, kwargs, **options)
         opts = dict(sig["options"])
+        task = self.app.tasks.get(sig.name)
+        if task is not None and self.app.conf.task_always_eager:
+            return task.apply(sig["args"], sig["kwargs"], **opts)
         return self.app.send_task(sig.name, sig["args"], sig["kwargs"], **opts)
+
+    def __or__(self, other: Signature) -> Signature:
+        from engine.workflows import Chain
+
+        return Chain(self, other, app=self.app)
 
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         return self.apply_async(args, kwargs)
@@ -91,12 +99,23 @@ def signature(varies: str | dict[str, Any], *args: Any, app: App | None = None,
     if isinstance(varies, Signature):
         return varies
     if isinstance(varies, dict):
-        return Signature(varies, app=app)
+        return maybe_signature(varies, app)  # type: ignore[return-value]
     return Signature(varies, *args, app=app, **kwargs)
 
 
 def maybe_signature(value: Any, app: App | None = None) -> Signature | None:
+    """A signature (of the right canvas class) from a dict off the wire, or ``None``."""
     if value is None:
         return None
-    sig = value if isinstance(value, Signature) else Signature(dict(value))
-    return sig.bind_app(app) if app is not None else sig
+    from engine.workflows import from_dict
+
+    return from_dict(value, app)
+
+
+def _plain(value: Any) -> Any:
+    """A deep copy as wire data: nested signatures become plain dicts (never copying an App)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

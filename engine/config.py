@@ -62,6 +62,8 @@ class Settings:
         self.update(overrides)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
         try:
             return self._values[name]
         except KeyError:

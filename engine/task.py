@@ -124,6 +124,21 @@ class Task:
 
         return Signature(self.name, args, kwargs or {}, options=options, app=self.app)
 
+    def map(self, it: Any) -> Signature:
+        from engine.canvas import Signature
+
+        return Signature("celery.map", (), {"task": dict(self.s()), "it": list(it)}, app=self.app)
+
+    def starmap(self, it: Any) -> Signature:
+        from engine.canvas import Signature
+
+        return Signature("celery.starmap", (), {"task": dict(self.s()), "it": list(it)}, app=self.app)
+
+    def chunks(self, it: Any, n: int) -> Any:
+        from engine.workflows import Chunks
+
+        return Chunks(self.s(), it, n)
+
     # -- retrying -----------------------------------------------------------------------------
     def retry(self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None,
               exc: BaseException | None = None, throw: bool = True,

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine import states
 from engine.canvas import maybe_signature
-from engine.exceptions import Reject, Retry
-from engine.protocol.results import encode_exception, format_traceback, meta
+from engine.exceptions import ChordError, Reject, Retry
+from engine.protocol.results import decode_exception, encode_exception, format_traceback, meta
 from engine.protocol.task import safe_repr
 from engine.request import Request
 from engine.task import backoff_delay
@@ -63,6 +63,7 @@ def run(app: App, task: Task, request: Request, *, store: bool = True) -> Outcom
     if store and not request.ignore_result:
         _store(app, request, states.SUCCESS, value)
     _send_callbacks(app, request, value)
+    _chord_part(app, request, states.SUCCESS, value)
     return Outcome(states.SUCCESS, runtime, result_repr=safe_repr(value), value=value)
 
 
@@ -106,6 +107,7 @@ def _failed(app: App, task: Task, request: Request, exc: Exception, started: flo
     if store and not request.ignore_result:
         _store(app, request, states.FAILURE, encode_exception(exc), traceback=trace)
     _send_errbacks(app, request, exc, trace)
+    _chord_part(app, request, states.FAILURE, encode_exception(exc))
     return Outcome(states.FAILURE, time.perf_counter() - started, exception_repr=repr(exc),
                    traceback=trace, value=exc)
 
@@ -150,3 +152,35 @@ def _takes_request(task: Task) -> bool:
         return False
     positional = code.co_argcount - (1 if task.bind else 0)
     return positional >= 3
+
+
+def _chord_part(app: App, request: Request, state: str, result: Any) -> None:
+    """Count a finished chord header; the one that completes the set starts the body."""
+    if not request.chord or not request.group or request.is_eager:
+        return
+    join = app.chord_join()
+    got = join.part_done(request.group, request.id or "", request.group_index or 0, state, result)
+    if got is None:
+        return
+    token, parts = got
+    body = maybe_signature(request.chord, app)
+    if body is None:
+        return
+    failed = next(((tid, res) for tid, st, res in parts if st != states.SUCCESS), None)
+    if failed is None:
+        body.apply_async(([res for _, _, res in parts],))
+    else:
+        _fail_body(app, body, failed[0], failed[1])
+    join.finish(request.group, token)
+
+
+def _fail_body(app: App, body: Any, task_id: str, result: Any) -> None:
+    body_id = body.options.get("task_id")
+    exc = ChordError(f"Dependency {task_id} raised {decode_exception(result)!r}")
+    if app.backend is not None and body_id:
+        app.backend.store(body_id, meta(body_id, states.FAILURE, encode_exception(exc),
+                                        group_id=body.options.get("group_id")))
+    for errback in body.options.get("link_error") or ():
+        sig = maybe_signature(errback, app)
+        if sig is not None:
+            sig.apply_async((body_id,))

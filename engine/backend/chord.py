@@ -1,0 +1,72 @@
+"""The chord join on Redis, in Celery 5.7's key layout so mixed fleets share chords.
+
+Each finished header task adds itself to ``.j`` (deduped by ``.d``, so a redelivered header
+counts once); the one that completes the set claims ``.c`` and publishes the body, then marks
+``.c`` done so a late redelivery can never start the body again (celery-wire.md §6.1).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import redis
+
+from engine.protocol.results import group_key
+
+# KEYS: .j .d .s .t .c ; ARGV: member, score, dedupe member, ttl seconds, claim token
+JOIN = """
+if redis.call('GET', KEYS[5]) == 'done' then return {0} end
+local size = redis.call('GET', KEYS[3])
+if not size then return {0} end
+if redis.call('SADD', KEYS[2], ARGV[3]) == 1 then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+local total = tonumber(size) + tonumber(redis.call('GET', KEYS[4]) or '0')
+if redis.call('ZCARD', KEYS[1]) < total then return {0} end
+if not redis.call('SET', KEYS[5], ARGV[5], 'NX', 'PX', 10000) then return {0} end
+return {1, redis.call('ZRANGE', KEYS[1], 0, -1)}
+"""
+
+# KEYS: .j .d .s .t .c ; ARGV: claim token
+FINISH = """
+if redis.call('GET', KEYS[5]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('SET', KEYS[5], 'done', 'EX', 300)
+return 1
+"""
+
+
+def _keys(group_id: str) -> list[str]:
+    base = group_key(group_id)
+    return [f"{base}.j", f"{base}.d", f"{base}.s", f"{base}.t", f"{base}.c"]
+
+
+class ChordJoin:
+    def __init__(self, client: redis.Redis, expires: int = 86400) -> None:
+        self.client = client
+        self.expires = expires
+        self._join = client.register_script(JOIN)
+        self._finish = client.register_script(FINISH)
+
+    def set_size(self, group_id: str, size: int) -> None:
+        """Written by the client when it applies the chord (before any header can finish)."""
+        self.client.setex(f"{group_key(group_id)}.s", self.expires, size)
+
+    def part_done(self, group_id: str, task_id: str, index: int, state: str,
+                  result: Any) -> tuple[str, list[tuple[str, str, Any]]] | None:
+        """Record one header outcome; returns (claim token, ordered parts) to the completer."""
+        member = json.dumps([1, task_id, state, result])
+        token = uuid.uuid4().hex
+        args = [member, index, f"{task_id}:{index}", self.expires, token]
+        got = self._join(keys=_keys(group_id), args=args)
+        if not got or int(got[0]) != 1:
+            return None
+        parts = [json.loads(m) for m in got[1]]
+        return token, [(p[1], p[2], p[3]) for p in parts]
+
+    def finish(self, group_id: str, token: str) -> bool:
+        return bool(self._finish(keys=_keys(group_id), args=[token]))
