@@ -16,11 +16,11 @@ def connect(url: str) -> Broker:
         from engine.broker.redis import RedisBroker
 
         return RedisBroker(url)
-    if scheme in ("amqp", "amqps", "pyamqp", "memory"):
-        from engine.broker.kombu import KombuBroker
-
-        return KombuBroker(url)
+    if scheme in ("amqp", "amqps", "pyamqp"):
+        raise ImproperlyConfigured(
+            f"AMQP brokers are not supported yet ({mask_url(url)}); use a Redis URL or the bundled broker"
+        )
     raise ImproperlyConfigured(
         f"unsupported broker URL scheme {scheme!r} in {mask_url(url)} "
-        "(use redis://, rediss://, redis+socket://, amqp:// or memory://)"
+        "(use redis://, rediss:// or redis+socket://)"
     )
