@@ -48,6 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "tqctl_delivery_limit": 5,
     "tqctl_shutdown_timeout": 30.0,
     "tqctl_history_size": 10_000,
+    "tqctl_beat_lease": 10.0,
+    "tqctl_beat_tick": 1.0,
 }
 
 SECRET_WORDS = re.compile(r"(password|secret|token|key|auth|credential)", re.IGNORECASE)

@@ -1,0 +1,221 @@
+"""Beat in real processes on the real server (anchor C2): one leader, takeover, restart, CLI.
+
+No worker runs: the tests read the task messages beat LPUSHes straight off the queues; each
+carries its entry and slot in headers (``beat_entry``, ``beat_slot``) and its sender's pid in
+``origin``. Beat runs as ``python -c "from tqctl.commands.beat import app; app()" -A ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+import redis
+
+from engine.beat_store import LEASE_KEY
+from tests.integration.harness import ROOT, wait_for
+
+UTC = timezone.utc
+SEC = timedelta(seconds=1)
+LEASE = 3.0
+STANDBY_POLL = LEASE / 6
+APP = "tests.apps.beatapp"
+BEAT = [sys.executable, "-c", "from tqctl.commands.beat import app; app()"]
+
+
+class BeatProcess:
+    def __init__(self, broker_url: str, log_path: Path) -> None:
+        env = {**os.environ, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT), "TQ_BEAT_LEASE": str(LEASE)}
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen([*BEAT, "-A", APP, "-l", "info"], cwd=ROOT, env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.pid = self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        os.killpg(self.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(15)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.kill()
+        self._log.close()
+
+
+@pytest.fixture
+def start_beat(broker_url: str, tmp_path: Path) -> Iterator[Callable[[str], BeatProcess]]:
+    started: list[BeatProcess] = []
+
+    def start(name: str) -> BeatProcess:
+        started.append(BeatProcess(broker_url, tmp_path / f"beat-{name}.log"))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        proc.close()
+
+
+def cli(broker_url: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([*BEAT, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+
+
+def lease_pid(client: redis.Redis) -> int | None:
+    token = client.get(LEASE_KEY)
+    return int(token.decode().split(":")[-2]) if token else None
+
+
+def messages(client: redis.Redis) -> list[dict]:
+    """Every message beat (or ``beat run``) published, oldest first, as simple records."""
+    out = []
+    for queue in ("celery", "high"):
+        for raw in reversed(client.lrange(queue, 0, -1)):
+            h = json.loads(raw)["headers"]
+            slot = h.get("beat_slot")
+            out.append({"entry": h.get("beat_entry"), "task": h["task"], "id": h["id"], "queue": queue,
+                        "slot": datetime.fromisoformat(slot) if slot else None,
+                        "pid": int(re.match(r"gen(\d+)@", h["origin"]).group(1))})
+    return out
+
+
+def ticks(client: redis.Redis) -> list[dict]:
+    return [m for m in messages(client) if m["entry"] == "every-second"]
+
+
+def check_exactly_once(slots: list[datetime]) -> list[datetime]:
+    """No slot twice, no 1 s slot missing between the first and the last; returns them sorted."""
+    doubled = {s: n for s, n in Counter(slots).items() if n > 1}
+    assert not doubled, f"slots sent more than once: {doubled}"
+    ordered = sorted(slots)
+    gaps = [(a, b) for a, b in pairwise(ordered) if b - a != SEC]
+    assert not gaps, f"slots missing between: {gaps}"
+    return ordered
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def test_two_beats_send_each_slot_once_and_the_standby_takes_over(broker_url, redis_client, start_beat) -> None:
+    a, b = start_beat("a"), start_beat("b")
+    wait_for(lambda: lease_pid(redis_client) in (a.pid, b.pid), 15, "one beat to take the lease")
+    t_start = now()
+    leader, standby = (a, b) if lease_pid(redis_client) == a.pid else (b, a)
+    time.sleep(max(0.0, 30 - (now() - t_start).total_seconds()))
+
+    t_kill = now()
+    leader.kill()
+    wait_for(lambda: lease_pid(redis_client) == standby.pid, LEASE + 5, "the standby to take over", interval=0.01)
+    t_takeover = now()
+    takeover = (t_takeover - t_kill).total_seconds()
+    time.sleep(max(0.0, 60 - (now() - t_start).total_seconds()))
+    t_end = now()
+    assert standby.stop() == 0
+    assert redis_client.get(LEASE_KEY) is None, "a clean stop releases the lease"
+
+    sent = ticks(redis_client)
+    slots = check_exactly_once([m["slot"] for m in sent])
+    assert slots[0] <= t_start + SEC and slots[-1] >= t_end - 2 * SEC, (slots[0], slots[-1], t_start, t_end)
+    assert len(slots) >= 59
+    by_pid = {m["slot"]: m["pid"] for m in sent}
+    assert all(by_pid[s] == leader.pid for s in slots if s < t_kill - SEC)
+    assert all(by_pid[s] == standby.pid for s in slots if s > t_kill)
+    caught_up = [s for s in slots if by_pid[s] == standby.pid and s < t_takeover]
+    assert caught_up, "the slots that fell due while no beat led fire on takeover"
+    assert takeover <= LEASE + STANDBY_POLL + 1.0, f"takeover took {takeover:.2f}s"
+    assert len(set(m["id"] for m in sent)) == len(sent)
+
+    minutes = Counter(m["slot"] for m in messages(redis_client) if m["entry"] == "every-minute")
+    assert all(n == 1 for n in minutes.values()), minutes
+    boundary = (t_start + SEC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    while boundary < t_end - SEC:
+        assert minutes[boundary] == 1, f"per-minute slot {boundary} sent {minutes[boundary]} times"
+        boundary += timedelta(minutes=1)
+    logged = leader.log().count("beat: sent every-second") + standby.log().count("beat: sent every-second")
+    assert logged == len(sent)
+    print(json.dumps({"test": "beat_takeover", "slots": len(slots), "dup": 0, "gap": 0,
+                      "takeover_s": round(takeover, 3), "caught_up_on_takeover": len(caught_up),
+                      "lease_s": LEASE}))
+
+
+def test_restart_neither_refires_nor_skips(broker_url, redis_client, start_beat) -> None:
+    first = start_beat("first")
+    wait_for(lambda: len(ticks(redis_client)) >= 3, 15, "three slots from the first beat")
+    assert first.stop() == 0
+    assert redis_client.get(LEASE_KEY) is None
+    time.sleep(3.2)  # slots fall due while no beat runs
+
+    second = start_beat("second")
+    wait_for(lambda: lease_pid(redis_client) == second.pid, 15, "the second beat to lead")
+    t_second = now()
+    wait_for(lambda: ticks(redis_client)[-1]["slot"] >= t_second + 2 * SEC, 10, "the second beat to run on")
+    second.kill()  # now a crash: its lease is left behind
+
+    third = start_beat("third")
+    wait_for(lambda: lease_pid(redis_client) == third.pid, LEASE + 15, "the third beat to lead")
+    t_third = now()
+    wait_for(lambda: ticks(redis_client)[-1]["slot"] >= t_third + 2 * SEC, 10, "the third beat to run on")
+    assert third.stop() == 0
+
+    sent = ticks(redis_client)
+    check_exactly_once([m["slot"] for m in sent])
+    late = Counter(m["pid"] for m in sent if m["slot"] < t_second - SEC)
+    assert late[second.pid] >= 2, "slots missed while stopped fire after the restart"
+    assert any(m["pid"] == third.pid and m["slot"] < t_third for m in sent), "slots missed after the crash fire"
+
+
+def test_cli_lists_runs_and_toggles_entries_while_beat_runs(broker_url, redis_client, start_beat) -> None:
+    beat = start_beat("solo")
+    wait_for(lambda: len(ticks(redis_client)) >= 1, 15, "beat to send a slot")
+
+    listed = cli(broker_url, "ls", "-A", APP, "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert set(rows) == {"every-second", "every-minute", "hourly-high"}
+    t = now()
+    for row in rows.values():
+        assert row["enabled"] and datetime.fromisoformat(row["next_run"]) > t - 2 * SEC
+    assert rows["hourly-high"]["schedule"] == "cron 0 */1 * * * (Europe/Paris)"
+    assert rows["every-second"]["total_run_count"] >= 1 and rows["every-second"]["last_run"]
+
+    ran = cli(broker_url, "run", "hourly-high", "-A", APP, "--json")
+    assert ran.returncode == 0, ran.stderr
+    task_id = json.loads(ran.stdout)["task_id"]
+    manual = [m for m in messages(redis_client) if m["id"] == task_id]
+    assert len(manual) == 1 and manual[0]["queue"] == "high" and manual[0]["slot"] is None
+    assert manual[0]["task"] == "beatapp.cleanup"
+    row = {r["name"]: r for r in json.loads(cli(broker_url, "ls", "-A", APP, "--json").stdout)}["hourly-high"]
+    assert row["total_run_count"] == 0 and row["last_run"] is None, "run NAME leaves the bookkeeping alone"
+
+    assert cli(broker_url, "disable", "every-second", "-A", APP).returncode == 0
+    t_disabled = now()
+    time.sleep(2.5)
+    t_enable = now()
+    enabled = cli(broker_url, "-A", APP, "enable", "every-second", "--json")
+    assert enabled.returncode == 0 and json.loads(enabled.stdout)["enabled"] is True
+    wait_for(lambda: ticks(redis_client)[-1]["slot"] > t_enable, 5, "the re-enabled entry to fire")
+    assert beat.stop() == 0
+
+    slots = [m["slot"] for m in ticks(redis_client)]
+    assert len(slots) == len(set(slots))
+    skipped = [s for s in slots if t_disabled < s <= t_enable]
+    assert not skipped, f"slots sent while disabled (or queued up for later): {skipped}"
+    assert "beat: sent every-second (beatapp.tick) for slot " in beat.log()
