@@ -23,6 +23,7 @@ def worker(
     hostname: str = typer.Option("", "-n", "--hostname", help="node name, e.g. w1@%h"),
     prefetch_multiplier: int = typer.Option(0, "--prefetch-multiplier"),
     autoscale: str = typer.Option("", "--autoscale", help="MAX,MIN: grow and shrink the pool with load"),
+    beat: bool = typer.Option(False, "-B", "--beat", help="also run beat (periodic tasks) in this worker"),
     loglevel: str = typer.Option("info", "-l", "--loglevel"),
     broker: str = typer.Option("", "--broker", envvar="TQCTL_BROKER", help="broker URL"),
     backend: str = typer.Option("", "--backend", envvar="TQCTL_BACKEND", help="result backend"),
@@ -48,7 +49,7 @@ def worker(
                       queues=[q for q in queues.split(",") if q] or None,
                       hostname=hostname or None, prefetch_multiplier=prefetch_multiplier or None,
                       autoscale=scale)
-        code = node.run()
+        code = _run(node, app, beat)
     except (BrokerUnavailable, ImproperlyConfigured) as exc:
         fail(str(exc))
     raise typer.Exit(code)
@@ -63,3 +64,19 @@ def _parse_autoscale(text: str) -> tuple[int, int]:
     if high < 1 or low < 0 or low > high:
         fail(f"--autoscale MAX,MIN needs MAX >= MIN >= 0 and MAX >= 1, not {text!r}", EXIT_USAGE)
     return high, low
+
+
+def _run(node: Worker, app: object, with_beat: bool) -> int:
+    """Run the worker, with an embedded beat thread when ``-B`` asks for one."""
+    if not with_beat:
+        return node.run()
+    from engine.beat import Beat
+
+    scheduler = Beat(app)
+    thread, stop = scheduler.start_thread()
+    try:
+        return node.run()
+    finally:
+        stop.set()
+        thread.join(5)
+        scheduler.close()
