@@ -1,0 +1,1 @@
+"""Celery events: publishing (dispatcher), listening (receiver) and the pure cluster model (state)."""
