@@ -167,15 +167,14 @@ class App:
         task = task if task is not None else self.tasks.get(name)
         args, kwargs = list(args or ()), dict(kwargs or {})
         options = {k: v for k, v in options.items() if v is not None}
+        # Celery's precedence: apply_async options, then the task's own options, then task_routes.
+        own = {"queue": task.queue, "priority": task.priority} if task is not None else {}
         routed = route(self.conf.task_routes, name, args, kwargs, options)
-        queue = (options.get("queue") or routed.get("queue")
-                 or (task.queue if task is not None else None) or self.conf.task_default_queue)
+        queue = (options.get("queue") or own.get("queue") or routed.get("queue")
+                 or self.conf.task_default_queue)
         queue = getattr(queue, "name", queue)
-        priority = options.get("priority", routed.get("priority"))
-        if priority is None and task is not None:
-            priority = task.priority
-        if priority is None:
-            priority = self.conf.task_default_priority
+        priority = next((p for p in (options.get("priority"), own.get("priority"), routed.get("priority"))
+                         if p is not None), self.conf.task_default_priority)
         task_id, raw = protocol.build(name, args, kwargs, queue=queue, priority=priority,
                                       **self._message_options(task, options, routed))
         guarded(self.broker.url, lambda: self.broker.publish(queue, raw, priority))

@@ -18,7 +18,7 @@ class Signature(dict):
     def __init__(self, task: str | dict[str, Any], args: Sequence[Any] = (),
                  kwargs: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
                  subtask_type: str | None = None, immutable: bool = False,
-                 app: App | None = None) -> None:
+                 app: App | None = None, **ex: Any) -> None:
         if isinstance(task, dict):
             super().__init__(task)
             self.setdefault("args", [])
@@ -28,7 +28,7 @@ class Signature(dict):
             self.setdefault("immutable", False)
         else:
             super().__init__(task=task, args=list(args), kwargs=dict(kwargs or {}),
-                             options=dict(options or {}), subtask_type=subtask_type,
+                             options={**(options or {}), **ex}, subtask_type=subtask_type,
                              immutable=immutable)
         self.app = app
 
@@ -47,6 +47,26 @@ class Signature(dict):
     def set(self, **options: Any) -> Signature:
         self["options"].update(options)
         return self
+
+    def link(self, callback: dict[str, Any]) -> dict[str, Any]:
+        """Run ``callback`` with this task's result when it succeeds (Celery's ``link``)."""
+        return self._append_option("link", callback)
+
+    def link_error(self, errback: dict[str, Any]) -> dict[str, Any]:
+        """Run ``errback`` when this task fails (Celery's ``link_error``)."""
+        return self._append_option("link_error", errback)
+
+    def on_error(self, errback: dict[str, Any]) -> Signature:
+        self.link_error(errback)
+        return self
+
+    def _append_option(self, key: str, value: dict[str, Any]) -> dict[str, Any]:
+        items = self["options"].setdefault(key, [])
+        if not isinstance(items, list):
+            items = self["options"][key] = list(items) if isinstance(items, tuple) else [items]
+        if value not in items:
+            items.append(value)
+        return value
 
     def clone(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
               **options: Any) -> Signature:

@@ -145,13 +145,16 @@ class History:
         message = protocol.decode(raw, frozenset({"application/json"}))
         new_id = protocol.new_id()
         envelope = json.loads(raw)
-        envelope["headers"].update(id=new_id, retries=0, retry_of=task_id, eta=None)
+        # A fresh send: no ETA, no expiry that passed while it sat in the inbox, and its own sent_at
+        # (queue age reads it).
+        envelope["headers"].update(id=new_id, retries=0, retry_of=task_id, eta=None, expires=None,
+                                   sent_at=round(time.time(), 3))
         envelope["headers"]["root_id"] = envelope["headers"].get("root_id") or task_id
         props = envelope.setdefault("properties", {})
         props.update(correlation_id=new_id, delivery_tag=protocol.new_id())
+        props.pop("expiration", None)
         queue = message.delivery_info.get("routing_key") or failure.get("queue") or "celery"
         publish(queue, json_dumps(envelope).encode(), props.get("priority"))
-        failure["retried_as"] = new_id
         pipe = self.client.pipeline(transaction=False)
         pipe.hdel(FAILURES, task_id)
         pipe.zrem(FAILURE_INDEX, task_id)

@@ -59,9 +59,9 @@ class AsyncResult:
     @property
     def result(self) -> Any:
         meta = self._get_meta()
-        if meta.get("status") in states.EXCEPTION_STATES:
-            return decode_exception(meta.get("result"))
-        return meta.get("result")
+        if meta.get("status") in states.EXCEPTION_STATES and meta.get("result") is not None:
+            return decode_exception(meta["result"])
+        return meta.get("result")  # a RETRY without an exception stores null, as Celery does
 
     info = result
 

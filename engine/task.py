@@ -127,12 +127,13 @@ class Task:
     def map(self, it: Any) -> Signature:
         from engine.canvas import Signature
 
-        return Signature("celery.map", (), {"task": dict(self.s()), "it": list(it)}, app=self.app)
+        return Signature("celery.map", (), {"task": dict(self.s()), "it": list(it)}, immutable=True, app=self.app)
 
     def starmap(self, it: Any) -> Signature:
         from engine.canvas import Signature
 
-        return Signature("celery.starmap", (), {"task": dict(self.s()), "it": list(it)}, app=self.app)
+        return Signature("celery.starmap", (), {"task": dict(self.s()), "it": list(it)}, immutable=True,
+                         app=self.app)
 
     def chunks(self, it: Any, n: int) -> Any:
         from engine.workflows import Chunks

@@ -53,9 +53,9 @@ def run(app: App, task: Task, request: Request, *, store: bool = True) -> Outcom
         return _rejected(app, request, reject, started, store)
     except Exception as exc:
         retried = _autoretry(task, exc)
-        if retried is not None:
+        if isinstance(retried, Retry):
             return _retried(app, request, retried, started, store)
-        return _failed(app, task, request, exc, started, store)
+        return _failed(app, task, request, retried or exc, started, store)
     finally:
         app.current_requests.pop()
         task.pop_request()
@@ -67,7 +67,8 @@ def run(app: App, task: Task, request: Request, *, store: bool = True) -> Outcom
     return Outcome(states.SUCCESS, runtime, result_repr=safe_repr(value), value=value)
 
 
-def _autoretry(task: Task, exc: Exception) -> Retry | None:
+def _autoretry(task: Task, exc: Exception) -> Retry | Exception | None:
+    """``Retry`` if re-sent; else the error the task ends with (past max_retries, ``exc`` itself)."""
     if not task.autoretry_for or not isinstance(exc, task.autoretry_for):
         return None
     options = dict(task.retry_kwargs or {})
@@ -80,18 +81,22 @@ def _autoretry(task: Task, exc: Exception) -> Retry | None:
         task.retry(exc=exc, **options)
     except Retry as retry:
         return retry
+    except Exception as error:  # retries used up: retry() re-raised exc, as Celery's does
+        return error
     return None  # pragma: no cover - retry() always raises with throw=True
 
 
 def _retried(app: App, request: Request, retry: Retry, started: float, store: bool) -> Outcome:
     reason = retry.exc if retry.exc is not None else retry
-    if store and not request.ignore_result:
-        _store(app, request, states.RETRY, encode_exception(reason),
-               traceback=format_traceback(reason) if retry.exc is not None else None)
+    trace = format_traceback(retry)
+    if store and not request.ignore_result:  # as Celery: the exc given to retry() (or null), Retry's traceback
+        _store(app, request, states.RETRY, encode_exception(retry.exc) if retry.exc is not None else None,
+               traceback=trace)
     value = retry.result.result if retry.result is not None else None
     state = retry.result.state if retry.result is not None else states.RETRY
+    final_trace = trace if retry.result is None else retry.result.traceback  # eager: the re-run's
     return Outcome(state, time.perf_counter() - started, exception_repr=repr(reason),
-                   value=value, retry_when=retry.when)
+                   traceback=final_trace, value=value, retry_when=retry.when)
 
 
 def _rejected(app: App, request: Request, reject: Reject, started: float, store: bool) -> Outcome:

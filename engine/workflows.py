@@ -67,11 +67,8 @@ class Chain(Signature):
     def apply_async(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
                     **options: Any) -> AsyncResult:
         steps = [s.clone() for s in self._steps()]
-        for step in steps:  # ids fixed before embedding, so the caller's handle is the real one
-            if isinstance(step, Chord):
-                step.body_id()
-            elif type(step) is Signature:
-                step.options.setdefault("task_id", new_id())
+        for step in steps:  # ids fixed before embedding, so the caller's handles are the real ones
+            _freeze(step)
         first, rest = steps[0], steps[1:]
         tail = {k: options.pop(k) for k in ("group_id", "group_index", "chord") if k in options}
         if tail and rest:
@@ -80,11 +77,36 @@ class Chain(Signature):
             options.update(tail)
         embedded = [dict(s) for s in reversed(rest)] or None
         result = first.apply_async(args, kwargs, chain=embedded, **{**self.options, **options})
-        last = rest[-1] if rest else None
-        if last is None:
-            return result
-        last_id = last.options.get("task_id") or (last.body_id() if isinstance(last, Chord) else None)
-        return AsyncResult(last_id, self.app, parent=result) if last_id else result
+        for step in rest:  # each step's handle has the previous one as its parent, as in Celery
+            result = _frozen_result(step, self.app, result)
+        return result
+
+
+def _freeze(step: Signature) -> None:
+    """Preset the ids a step will run under (task, chord body, group and its plain members)."""
+    if isinstance(step, Chord):
+        step.body_id()
+    elif isinstance(step, Group):
+        step.options.setdefault("group_id", new_id())
+        for member in step["kwargs"]["tasks"]:
+            if not member.get("subtask_type"):
+                member["options"].setdefault("task_id", new_id())
+    elif type(step) is Signature:
+        step.options.setdefault("task_id", new_id())
+
+
+def _frozen_result(step: Signature, app: App, parent: AsyncResult) -> AsyncResult:
+    """The handle on a step sent later by a worker, from the ids ``_freeze`` preset."""
+    if isinstance(step, Chord):
+        return AsyncResult(step.body_id(), app, parent=parent)
+    if isinstance(step, Group):
+        ids = [m["options"].get("task_id") for m in step["kwargs"]["tasks"]]
+        if all(ids):
+            return GroupResult(step.options["group_id"], [AsyncResult(i, app) for i in ids], app=app,
+                               parent=parent)
+        return parent
+    task_id = step.options.get("task_id")
+    return AsyncResult(task_id, app, parent=parent) if task_id else parent
 
 
 class Group(Signature):
@@ -106,10 +128,10 @@ class Group(Signature):
 
     def apply_async(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
                     **options: Any) -> GroupResult:
+        options = {**self.options, **options}
         group_id = options.pop("group_id", None) or new_id()
         options.pop("group_index", None)
-        results = [member.clone(args, kwargs).apply_async(group_id=group_id, group_index=i,
-                                                          **{**self.options, **options})
+        results = [member.clone(args, kwargs).apply_async(group_id=group_id, group_index=i, **options)
                    for i, member in enumerate(self.tasks)]
         return GroupResult(group_id, results, app=self.app)
 
@@ -169,8 +191,9 @@ class Chord(Signature):
 class GroupResult(AsyncResult):
     """Results of a group (or a chord's header), read in header order."""
 
-    def __init__(self, id: str, results: Sequence[AsyncResult], app: App | None = None) -> None:
-        super().__init__(id, app)
+    def __init__(self, id: str, results: Sequence[AsyncResult], app: App | None = None,
+                 parent: AsyncResult | None = None) -> None:
+        super().__init__(id, app, parent=parent)
         self.results = list(results)
 
     def __iter__(self):  # noqa: ANN204
@@ -252,7 +275,8 @@ class Chunks:
 
     def group(self) -> Group:
         parts = [self.items[i:i + self.n] for i in range(0, len(self.items), self.n)]
-        return Group([Signature("celery.starmap", (), {"task": dict(self.task), "it": part}, app=self.task.app)
+        return Group([Signature("celery.starmap", (), {"task": dict(self.task), "it": part}, immutable=True,
+                                app=self.task.app)
                       for part in parts], app=self.task.app)
 
     def apply_async(self, **options: Any) -> GroupResult:

@@ -215,7 +215,8 @@ def decode(raw: bytes, accepted: frozenset[str], max_bytes: int | None = None) -
 
 def _load_envelope(raw: bytes) -> dict[str, Any]:
     try:
-        envelope = json.loads(raw)
+        # Decode first: json.loads(bytes) would sniff a UTF-16/32 BOM and accept what kombu rejects.
+        envelope = json.loads(raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw)
     except UnicodeDecodeError as exc:
         raise MalformedMessage("undecodable", f"not UTF-8: {exc.reason}") from None
     except ValueError as exc:

@@ -35,6 +35,18 @@ def _ids(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
+class _Listener(threading.Thread):
+    """The listener thread; ``start()`` subscribes before returning, then the thread serves."""
+
+    def __init__(self, remote: RemoteControl) -> None:
+        super().__init__(target=remote.run, name="remote-control", daemon=True)
+        self.remote = remote
+
+    def start(self) -> None:
+        self.remote.subscribe()
+        super().start()
+
+
 def _signum(name: Any) -> int:
     if isinstance(name, int):
         return name
@@ -49,7 +61,8 @@ class RemoteControl:
         allow = worker.app.conf.worker_control_allow
         self.allow = set(allow) if allow is not None else None
         self.clock = 0
-        self.thread = threading.Thread(target=self.run, name="remote-control", daemon=True)
+        self._pubsub: redis.client.PubSub | None = None
+        self.thread = _Listener(self)
         self.handlers: dict[str, Callable[..., Any]] = {
             name: getattr(self, f"do_{name}") for name in (
                 "ping", "active", "reserved", "scheduled", "revoked", "registered", "stats",
@@ -61,9 +74,16 @@ class RemoteControl:
         }
 
     # -- the loop -----------------------------------------------------------------------------
+    def subscribe(self) -> None:
+        """Subscribe now, so a worker that says "ready" already hears commands (pub/sub keeps nothing)."""
+        try:
+            self._pubsub = self.fanout.subscribe([self.fanout.channel(protocol.EXCHANGE)])
+        except (redis.RedisError, OSError) as exc:
+            log.debug("remote control subscribe: %s (the listener retries)", exc)
+
     def run(self) -> None:
         w = self.worker
-        pubsub = None
+        pubsub, self._pubsub = self._pubsub, None
         while not w.stopping.is_set():
             try:
                 if pubsub is None:

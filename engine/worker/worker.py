@@ -279,8 +279,13 @@ class Worker:
 
     # -- from the pool ------------------------------------------------------------------------
     def on_start(self, job: Job) -> bool:
-        """Called by the pool just before running; False means skip it (revoked meanwhile)."""
+        """Called by the pool just before running; False means skip it (revoked, or stopping)."""
         self.reserved.pop(job.id, None)
+        if self.stopping.is_set():
+            # Shutting down: never start a reserved job. It is still unacked in our in-flight
+            # hash, so ``_hand_back`` returns it to its queue with the rest.
+            self._release()
+            return False
         if job.id in self.revoked:
             self.consumer.settle_revoked(job.delivery, job.message, "revoked")
             self._release()
@@ -289,9 +294,19 @@ class Worker:
         self.active[job.id] = job
         if not job.acks_late:
             job.acked = True
-            self.acker.add(job.delivery.tag)
+            self._ack_now(job.delivery.tag)
         self.events.task("task-started", uuid=job.id, pid=job.worker_pid or os.getpid())
         return True
+
+    def _ack_now(self, tag: str) -> None:
+        """Early ack means at most once: the ack must reach the broker before the task runs, or a
+        worker killed mid-task would have it re-run. Pending batched acks ride along for free."""
+        tags = [*self.acker.take(), tag]
+        try:
+            self.broker.ack(self.owner, tags)
+        except Exception as exc:  # broker away: keep them for the next round trip
+            log.warning("early ack deferred, broker unreachable: %s", exc)
+            self.acker.put_back(tags)
 
     def on_done(self, job: Job, outcome: Outcome) -> None:
         self.active.pop(job.id, None)
