@@ -133,10 +133,11 @@ class History:
                          "first_seen": float(first.get(fp, 0)), "last_seen": float(last.get(fp, 0))})
         return sorted(rows, key=lambda r: r["last_seen"], reverse=True)
 
-    def retry(self, task_id: str, publish: Any) -> str:
+    def retry(self, task_id: str, publish: Any, sent_at: float | None = None) -> str:
         """Republish a failed task's original message under a new id linked to the old one.
 
-        ``publish(queue, raw, priority)`` is the broker's publish. Returns the new task id.
+        ``publish(queue, raw, priority)`` is the broker's publish; ``sent_at`` (default now) is the
+        new message's send time. Returns the new task id.
         """
         failure = self.failure(task_id)
         if failure is None:
@@ -148,7 +149,7 @@ class History:
         # A fresh send: no ETA, no expiry that passed while it sat in the inbox, and its own sent_at
         # (queue age reads it).
         envelope["headers"].update(id=new_id, retries=0, retry_of=task_id, eta=None, expires=None,
-                                   sent_at=round(time.time(), 3))
+                                   sent_at=round(time.time() if sent_at is None else sent_at, 3))
         envelope["headers"]["root_id"] = envelope["headers"].get("root_id") or task_id
         props = envelope.setdefault("properties", {})
         props.update(correlation_id=new_id, delivery_tag=protocol.new_id())

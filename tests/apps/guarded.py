@@ -1,0 +1,31 @@
+"""A worker app for the ops CLI tests: remote control limited by an allow-list, and a task that fails once.
+
+``worker_control_allow`` keeps ``ping``, ``revoke`` and ``stats``; anything else (``shutdown``)
+is answered with an error and the worker keeps running. ``fail_once`` fails while its marker
+file is missing and creates it, so a retry of the very same message succeeds.
+"""
+
+from __future__ import annotations
+
+import os
+
+from engine import App
+
+app = App("guarded")
+app.conf.worker_control_allow = ["ping", "revoke", "stats"]
+app.conf.tqctl_owner_timeout = 3.0
+app.conf.tqctl_heartbeat_interval = 0.5
+
+
+@app.task(name="guarded.fail_once")
+def fail_once(marker: str, value: int = 0) -> int:
+    if not os.path.exists(marker):
+        with open(marker, "w") as fh:
+            fh.write("failed once\n")
+        raise RuntimeError(f"first attempt fails (no marker {os.path.basename(marker)} yet)")
+    return value
+
+
+@app.task(name="guarded.echo")
+def echo(value: int) -> int:
+    return value

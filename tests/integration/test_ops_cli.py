@@ -1,0 +1,431 @@
+"""The scripted ops commands, run as real CLI processes against real workers on the session server.
+
+Each test runs ``python -m tqctl ...`` with ``TQCTL_BROKER`` set, parses its ``--json`` output and
+checks its exit code; workers are real processes (``start_worker``), one Celery 5 worker included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from engine import App
+from engine.history import History
+from engine.protocol.task import priority_key
+from tests.integration.harness import ROOT, wait_for
+
+pytestmark = pytest.mark.integration
+HOST = socket.gethostname()
+
+
+def node(name: str) -> str:
+    return f"{name}@{HOST}"
+
+
+def tq(url: str, *args: str, stdin: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TQCTL_BROKER": url, "PYTHONPATH": str(ROOT)}
+    env.pop("TQCTL_BACKEND", None)
+    return subprocess.run([sys.executable, "-m", "tqctl", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout, input=stdin if stdin is not None else "")
+
+
+def tq_json(url: str, *args: str, code: int = 0, **kw: Any) -> Any:
+    proc = tq(url, *args, "--json", **kw)
+    assert proc.returncode == code, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+def ledger_lines(ledger: Path, word: str) -> list[str]:
+    return [line for line in ledger.read_text().splitlines() if line.startswith(word + " ")]
+
+
+def live_children(worker: Any) -> list[int]:
+    """What ``pgrep -P worker_pid`` lists, minus zombies: the prefork pool can leave a retired child unreaped
+    for a while (it reads the exit status once, possibly before the child is a zombie), and an exited child
+    is not a pool process any more."""
+    out = subprocess.run(["ps", "-o", "pid=,stat=", "--ppid", str(worker.pid)], capture_output=True, text=True)
+    rows = [line.split() for line in out.stdout.splitlines() if line.strip()]
+    return [int(pid) for pid, stat in rows if not stat.startswith("Z")]
+
+
+def client_app(url: str) -> App:
+    return App("client", broker=url, backend=url)
+
+
+# -- status / inspect ------------------------------------------------------------------------------
+def test_status_exit_69_without_workers_then_lists_each_worker(broker_url: str, start_worker) -> None:
+    proc = tq(broker_url, "status", "--json")
+    assert proc.returncode == 69
+    assert json.loads(proc.stdout) == {"nodes": [], "count": 0}
+    assert len(proc.stderr.strip().splitlines()) == 1 and "no nodes replied" in proc.stderr
+
+    start_worker("-P", "threads", name="w1")
+    start_worker("-P", "threads", name="w2")
+    doc = tq_json(broker_url, "status")
+    assert doc["count"] == 2 and {n["name"] for n in doc["nodes"]} == {node("w1"), node("w2")}
+    assert all(n["ok"] and n["reply"] == {"ok": "pong"} for n in doc["nodes"])
+    human = tq(broker_url, "status")
+    assert human.returncode == 0
+    assert f"{node('w1')}: OK" in human.stdout and "2 nodes online." in human.stdout
+
+
+def test_inspect_methods_answer_with_what_the_worker_holds(broker_url: str, shop, start_worker, ledger) -> None:
+    start_worker("-c", "1", name="w1")
+    dest = ("-d", node("w1"))
+    running = shop.slow_early.delay(10, "inspect")
+    waiting = shop.add.delay(1, 1)
+    later = shop.add.apply_async((2, 2), countdown=60)
+    wait_for(lambda: ledger_lines(ledger, "start"), 10, "the slow task to start")
+
+    def replies(method: str, *args: str) -> Any:
+        doc = tq_json(broker_url, "inspect", method, *args, *dest)
+        assert doc["method"] == method.replace("-", "_") and doc["count"] == 1
+        return doc["nodes"][0]["reply"]
+
+    assert [t["id"] for t in replies("active")] == [running.id]
+    assert replies("query-task", running.id)[running.id][0] == "active"
+    assert waiting.id in [t["id"] for t in replies("reserved")]
+    wait_for(lambda: later.id in [s["request"]["id"] for s in replies("scheduled")], 10, "the ETA task")
+    assert "tests.apps.shop.add" in replies("registered")
+    stats = replies("stats")
+    assert stats["pool"]["max-concurrency"] == 1 and len(stats["pool"]["processes"]) == 1
+    assert [q["name"] for q in replies("active-queues")] == ["celery"]
+    assert isinstance(replies("conf"), dict)
+    shop.app.control.revoke(later.id)
+    assert later.id in replies("revoked")
+
+
+# -- control -----------------------------------------------------------------------------------------
+def test_pool_grow_and_shrink_change_the_real_child_processes(broker_url: str, start_worker) -> None:
+    worker = start_worker("-c", "2", name="w1")
+    wait_for(lambda: len(live_children(worker)) == 2, 10, "2 children")
+    doc = tq_json(broker_url, "control", "pool_grow", "2", "-d", node("w1"))
+    assert doc["nodes"] == [{"name": node("w1"), "ok": True, "reply": {"ok": "pool will grow"}, "error": None}]
+    wait_for(lambda: len(live_children(worker)) == 4, 10, "4 children after pool_grow 2")
+    tq_json(broker_url, "control", "pool-shrink", "1", "-d", node("w1"))
+    wait_for(lambda: len(live_children(worker)) == 3, 10, "3 children after pool-shrink 1")
+    stats = tq_json(broker_url, "inspect", "stats", "-d", node("w1"))["nodes"][0]["reply"]
+    assert stats["pool"]["max-concurrency"] == 3
+
+
+def test_autoscale_grows_with_queued_load_and_shrinks_back_when_idle(broker_url: str, shop, start_worker) -> None:
+    worker = start_worker("-c", "1", "--autoscale", "4,1", name="w1")
+    assert len(live_children(worker)) == 1
+    results = [shop.slow_early.delay(1.0, f"load{i}") for i in range(10)]
+    wait_for(lambda: len(live_children(worker)) == 4, 10, "the pool to grow to 4 under load")
+    for result in results:
+        result.get(timeout=15)
+    wait_for(lambda: len(live_children(worker)) == 1, 20, "the pool to shrink back to 1 when idle")
+    refused = tq_json(broker_url, "control", "pool_grow", "1", "-d", node("w1"), code=1)
+    assert "autoscale" in refused["nodes"][0]["error"]
+    doc = tq_json(broker_url, "control", "autoscale", "3", "1", "-d", node("w1"))
+    assert doc["arguments"] == {"max": 3, "min": 1} and doc["nodes"][0]["ok"]
+
+
+def test_control_commands_change_the_running_worker(broker_url: str, shop, start_worker) -> None:
+    start_worker("-c", "1", "-P", "threads", name="w1")
+    dest = ("-d", node("w1"))
+    for args in (("rate_limit", "tests.apps.shop.add", "10/s"), ("time-limit", "tests.apps.shop.add", "10", "5"),
+                 ("enable_events",), ("disable-events",), ("enable-events",), ("heartbeat",)):
+        doc = tq_json(broker_url, "control", *args, *dest)
+        assert doc["count"] == 1 and doc["nodes"][0]["ok"], doc
+    tq_json(broker_url, "control", "add_consumer", "extra", *dest)
+    queues = tq_json(broker_url, "inspect", "active_queues", *dest)["nodes"][0]["reply"]
+    assert {q["name"] for q in queues} == {"celery", "extra"}
+    assert shop.add.apply_async((1, 2), queue="extra").get(timeout=10) == 3
+    tq_json(broker_url, "control", "cancel-consumer", "extra", *dest)
+    queues = tq_json(broker_url, "inspect", "active_queues", *dest)["nodes"][0]["reply"]
+    assert [q["name"] for q in queues] == ["celery"]
+    unknown = tq_json(broker_url, "control", "rate_limit", "no.such.task", "1/s", *dest, code=1)
+    assert "unknown task" in unknown["nodes"][0]["error"]
+
+
+def test_drain_finishes_what_it_holds_and_leaves_the_rest_queued(broker_url: str, shop, start_worker, ledger,
+                                                                 redis_client: redis.Redis) -> None:
+    worker = start_worker("-c", "2", name="w1")
+    sent = [shop.slow_late.delay(0.5, f"d{i}").id for i in range(20)]
+    wait_for(lambda: len(ledger_lines(ledger, "start")) >= 2, 10, "two tasks to start")
+    doc = tq_json(broker_url, "control", "drain", "30", "--yes", "-d", node("w1"))
+    assert doc["nodes"][0]["ok"] and "draining" in doc["nodes"][0]["reply"]["ok"]
+    assert worker.wait(30) == 0
+    started = [line.split()[2] for line in ledger_lines(ledger, "start")]
+    ended = [line.split()[2] for line in ledger_lines(ledger, "end")]
+    assert sorted(started) == sorted(ended), "a task was cut off mid-run"
+    assert len(set(ended)) == len(ended), "a task ran twice"
+    queued = shop.app.broker.queue_depth("celery")
+    assert len(ended) + queued == len(sent), f"{len(ended)} done + {queued} queued != {len(sent)}"
+    assert queued > 0, "drain should stop consuming, leaving work queued"
+    assert not list(redis_client.scan_iter("tqctl.inflight.*")), "messages left in flight"
+
+
+def test_allow_list_refuses_shutdown_and_the_worker_keeps_running(broker_url: str, start_worker) -> None:
+    guarded = start_worker("-P", "threads", name="g1", app="tests.apps.guarded")
+    plain = start_worker("-P", "threads", name="w1")
+    dry = tq_json(broker_url, "control", "shutdown", "--dry-run", "-d", node("w1"))
+    assert dry == {"command": "shutdown", "arguments": {}, "dry_run": True, "nodes": [node("w1")]}
+    asked = tq(broker_url, "control", "shutdown", "-d", node("w1"))  # no --yes, no terminal: aborts
+    assert asked.returncode == 1 and "aborted" in asked.stderr
+    doc = tq_json(broker_url, "control", "shutdown", "--yes", "-d", node("g1"), code=1)
+    assert doc["nodes"][0]["ok"] is False and "not allowed" in doc["nodes"][0]["error"]
+    time.sleep(1.0)
+    assert guarded.proc.poll() is None and plain.proc.poll() is None
+    assert tq(broker_url, "status", "-d", node("g1")).returncode == 0
+    doc = tq_json(broker_url, "control", "shutdown", "--yes", "-d", node("w1"))
+    assert doc["nodes"] == [{"name": node("w1"), "ok": True, "reply": {"ok": "shutdown requested"}, "error": None}]
+    assert plain.wait(15) == 0
+    assert guarded.proc.poll() is None
+
+
+# -- revoke ------------------------------------------------------------------------------------------
+def test_revoked_queued_task_never_runs(broker_url: str, shop, start_worker, ledger) -> None:
+    start_worker("-c", "1", name="w1")
+    blocker = shop.slow_early.delay(2, "blocker")
+    victim = shop.record.delay("victim")
+    dry = tq_json(broker_url, "revoke", victim.id, "--dry-run")
+    assert dry["dry_run"] and dry["task_ids"] == [victim.id]
+    doc = tq_json(broker_url, "revoke", victim.id, "--yes")
+    assert doc["task_ids"] == [victim.id] and doc["nodes"][0]["ok"]
+    blocker.get(timeout=10)
+    assert shop.record.delay("after").get(timeout=10) == "after"
+    assert tq_json(broker_url, "result", victim.id, "--wait", "--timeout", "5")["state"] == "REVOKED"
+    assert not [line for line in ledger_lines(ledger, "victim")]
+
+
+def test_terminate_kills_the_running_task_which_ends_revoked(broker_url: str, shop, start_worker, ledger) -> None:
+    start_worker("-c", "2", name="w1")
+    running = shop.slow_early.delay(20, "doomed")
+    wait_for(lambda: ledger_lines(ledger, "start"), 10, "the task to start")
+    doc = tq_json(broker_url, "revoke", running.id, "--terminate", "--signal", "SIGKILL", "--yes")
+    assert doc["terminate"] and doc["signal"] == "SIGKILL"
+    assert doc["nodes"][0]["reply"]["ok"] == f"terminate: {running.id}"
+    result = tq_json(broker_url, "result", running.id, "--wait", "--timeout", "10")
+    assert result["state"] == "REVOKED" and result["ready"]
+    assert not ledger_lines(ledger, "end")
+
+
+def test_revoke_with_no_worker_applies_when_one_starts_and_survives_a_restart(
+        broker_url: str, shop, start_worker, ledger) -> None:
+    ghost = shop.record.delay("ghost")
+    proc = tq(broker_url, "revoke", ghost.id, "--yes", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["nodes"] == []
+    assert "stored in the broker" in proc.stderr
+    worker = start_worker("-c", "1", "-P", "threads", name="w1")
+    assert shop.record.delay("visible").get(timeout=10) == "visible"
+    assert shop.app.AsyncResult(ghost.id).state == "REVOKED"
+    assert not ledger_lines(ledger, "ghost")
+    assert ghost.id in tq_json(broker_url, "inspect", "revoked", "-d", node("w1"))["nodes"][0]["reply"]
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(15) == 0
+    start_worker("-c", "1", "-P", "threads", name="w1")  # same log file: "ready" may be the old run's line
+    wait_for(lambda: tq(broker_url, "status", "-d", node("w1")).returncode == 0, 15, "the restarted worker")
+    assert ghost.id in tq_json(broker_url, "inspect", "revoked", "-d", node("w1"))["nodes"][0]["reply"]
+    shop.record.apply_async(("again",), task_id=ghost.id)  # the revoked id delivered again: still skipped
+    assert shop.record.delay("after-restart").get(timeout=10) == "after-restart"
+    assert not ledger_lines(ledger, "again") and shop.app.AsyncResult(ghost.id).state == "REVOKED"
+
+
+# -- history: tasks, task, failures, retry -------------------------------------------------------------
+def test_retry_reruns_a_failed_task_with_its_original_arguments(broker_url: str, start_worker, tmp_path) -> None:
+    start_worker("-P", "threads", name="g1", app="tests.apps.guarded")
+    marker = str(tmp_path / "marker")
+    sent_at = time.monotonic()
+    first = tq(broker_url, "call", "guarded.fail_once", "--args", json.dumps([marker]), "--kwargs", '{"value": 7}',
+               "--expires", "3")
+    assert first.returncode == 0
+    old = first.stdout.strip()
+    wait_for(lambda: tq_json(broker_url, "failures")["count"] == 1, 10, "the failure to be recorded")
+    detail = tq_json(broker_url, "task", old)
+    assert detail["state"] == "FAILURE" and detail["failure"]["original_message"]
+    assert "RuntimeError: first attempt fails" in detail["failure"]["traceback"]
+    assert [step["event"] for step in detail["timeline"]] == ["started", "failure"]
+    time.sleep(max(0.0, sent_at + 3.5 - time.monotonic()))  # the original's expiry has passed: a retry still runs
+    doc = tq_json(broker_url, "retry", old)
+    new = doc["retried"][0]["id"]
+    assert doc["retried"] == [{"id": new, "retry_of": old}] and new != old
+    result = tq_json(broker_url, "result", new, "--wait", "--timeout", "10")
+    assert result["state"] == "SUCCESS" and result["result"] == 7
+    wait_for(lambda: tq_json(broker_url, "tasks", "--name", "guarded.*")["count"] == 2, 10, "both runs recorded")
+    assert tq_json(broker_url, "task", new)["retry_of"] == old
+    assert tq_json(broker_url, "task", old)["retried_as"] == [new]
+    assert tq(broker_url, "retry", old).returncode == 1  # the failure left the inbox when retried
+
+
+def test_retry_failed_group_is_throttled_to_the_rate(broker_url: str, start_worker, tmp_path,
+                                                     redis_client: redis.Redis) -> None:
+    worker = start_worker("-P", "threads", "-c", "8", name="g1", app="tests.apps.guarded")
+    client = client_app(broker_url)
+    for i in range(500):
+        client.send_task("guarded.fail_once", [str(tmp_path / f"m{i}")], {"value": i})
+    history = History(redis_client)
+    wait_for(lambda: len(history.failures(1000)) == 500, 30, "500 failures", interval=0.2)
+    old_ids = {f["id"] for f in history.failures(1000)}
+    worker.signal(signal.SIGTERM)  # the retries wait in the queue, where their send times can be read
+    assert worker.wait(15) == 0
+    dry = tq_json(broker_url, "retry", "--failed", "--name", "guarded.fail_once", "--dry-run")
+    assert dry["count"] == 500 and set(dry["task_ids"]) == old_ids and len(history.failures(1000)) == 500
+    proc = tq(broker_url, "retry", "--failed", "--name", "guarded.fail_once", "--rate", "50/s", "--yes", "--json",
+              timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["count"] == 500 and not doc["skipped"] and "retried 500/500" in proc.stderr  # progress on stderr
+    assert {pair["retry_of"] for pair in doc["retried"]} == old_ids and history.failures(1000) == []
+    queued = [json.loads(raw)["headers"] for raw in redis_client.lrange(priority_key("celery", 0), 0, -1)]
+    assert {h["id"]: h["retry_of"] for h in queued} == {p["id"]: p["retry_of"] for p in doc["retried"]}
+    sent = sorted(h["sent_at"] for h in queued)
+    print(f"group retry: 500 in {sent[-1] - sent[0]:.2f}s = {499 / (sent[-1] - sent[0]):.1f}/s")
+    # 50/s: consecutive sends at least 20 ms apart (send times are rounded to the millisecond), so no
+    # one-second window holds more than 50 of them.
+    assert min(b - a for a, b in zip(sent, sent[1:])) >= 0.019
+    assert all(sent[i + 50] - sent[i] >= 0.999 for i in range(len(sent) - 50))
+    start_worker("-P", "threads", "-c", "8", name="g2", app="tests.apps.guarded")
+    new_ids = {pair["id"] for pair in doc["retried"]}
+    wait_for(lambda: len(new_ids & {r["id"] for r in history.records(2000) if r["state"] == "SUCCESS"}) == 500,
+             30, "all 500 retries to succeed", interval=0.2)
+    runs = {r["id"]: r for r in history.records(2000) if r["id"] in new_ids}
+    assert {r["retry_of"] for r in runs.values()} == old_ids  # each new run names the failure it retries
+
+
+def test_a_console_started_after_1000_tasks_ran_sees_them(broker_url: str, shop, start_worker,
+                                                          redis_client: redis.Redis) -> None:
+    start_worker("-P", "threads", "-c", "8", name="w1")
+    sent = {shop.add.delay(i, i).id for i in range(1000)}
+    wait_for(lambda: redis_client.llen("tqctl.history") >= 1000, 30, "1000 records", interval=0.2)
+    doc = tq_json(broker_url, "tasks", "--limit", "1000")
+    assert doc["count"] == 1000 and {t["id"] for t in doc["tasks"]} == sent
+    assert all(t["state"] == "SUCCESS" and t["worker"] == node("w1") for t in doc["tasks"])
+    finished = [t["finished"] for t in doc["tasks"]]
+    assert finished == sorted(finished, reverse=True)  # newest first
+    assert tq_json(broker_url, "tasks", "--limit", "5", "--state", "success", "--worker", "w1")["count"] == 5
+    assert tq_json(broker_url, "tasks", "--since", "2099-01-01T00:00:00")["count"] == 0
+
+
+def test_failures_are_grouped_by_fingerprint(broker_url: str, shop, start_worker) -> None:
+    start_worker("-P", "threads", name="w1")
+    for message in ("card 1 declined", "card 22 declined", "card 333 declined", "out of stock"):
+        shop.fail.delay(message)
+    wait_for(lambda: sum(g["count"] for g in tq_json(broker_url, "failures")["groups"]) == 4, 10, "4 failures")
+    groups = tq_json(broker_url, "failures")["groups"]
+    assert sorted((g["count"], g["open"]) for g in groups) == [(1, 1), (3, 3)]
+    assert all(g["task_name"] == "tests.apps.shop.fail" and g["exc_type"] == "ValueError" for g in groups)
+    assert all(g["first_seen"] <= g["last_seen"] for g in groups)
+
+
+# -- tail, call, result ------------------------------------------------------------------------------
+def test_tail_streams_json_lines_and_filters(broker_url: str, shop, start_worker) -> None:
+    start_worker("-P", "threads", name="w1")
+    env = {**os.environ, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT)}
+    tail = subprocess.Popen([sys.executable, "-m", "tqctl", "tail", "--json", "--state", "SUCCESS", "--name",
+                             "tests.apps.shop.add", "--count", "3", "--for", "20"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while tail.poll() is None and time.monotonic() < deadline:
+        shop.add.delay(1, 2)
+        shop.fail.delay("noise")
+        time.sleep(0.3)
+    out, err = tail.communicate(timeout=10)
+    assert tail.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert len(events) == 3
+    for event in events:
+        assert event["type"] == "task-succeeded" and event["state"] == "SUCCESS"
+        assert event["name"] == "tests.apps.shop.add" and event["result"] == "3"
+        assert event["hostname"] == node("w1") and event["timestamp"].endswith("+00:00")
+    stopped = tq(broker_url, "tail", "--for", "1")
+    assert stopped.returncode == 0
+
+
+def test_call_by_name_and_read_the_result(broker_url: str, start_worker) -> None:
+    start_worker("-P", "threads", name="w1")
+    sent = tq_json(broker_url, "call", "tests.apps.shop.add", "--args", "[2, 3]", "--priority", "5")
+    assert sent["name"] == "tests.apps.shop.add" and sent["queue"] == "celery"
+    result = tq_json(broker_url, "result", sent["id"], "--wait", "--timeout", "10")
+    assert result == {**result, "id": sent["id"], "state": "SUCCESS", "ready": True, "result": 5}
+    kw = tq(broker_url, "call", "tests.apps.shop.add", "--kwargs", '{"x": 1, "y": 1}', "--countdown", "0.5")
+    assert tq_json(broker_url, "result", kw.stdout.strip(), "--wait", "--timeout", "10")["result"] == 2
+    pending = tq_json(broker_url, "result", "no-such-id")
+    assert pending["state"] == "PENDING" and not pending["ready"]
+    late = tq(broker_url, "result", "no-such-id", "--wait", "--timeout", "0.5")
+    assert late.returncode == 1 and "not ready" in late.stderr
+
+
+# -- workers, queues, purge --------------------------------------------------------------------------
+def test_workers_table_combines_stats_replies_and_heartbeats(broker_url: str, shop, start_worker) -> None:
+    start_worker("-c", "2", name="w1")
+    for i in range(3):
+        shop.add.delay(i, i).get(timeout=10)
+    doc = tq_json(broker_url, "workers", "--listen", "2.5")
+    assert doc["count"] == 1
+    row = doc["workers"][0]
+    assert row | {"load": None, "heartbeat_age": None, "last_heartbeat": None, "pid": None, "uptime": None} == {
+        "name": node("w1"), "replied": True, "pool": "prefork", "concurrency": 2, "processes": 2, "active": 0,
+        "processed": 3, "load": None, "heartbeat_age": None, "last_heartbeat": None, "pid": None, "uptime": None}
+    assert len(row["load"]) == 3 and 0 <= row["heartbeat_age"] <= 3
+    none = tq(broker_url, "workers", "-d", node("nobody"), "--listen", "0.2")
+    assert none.returncode == 69
+
+
+def test_queues_show_buckets_age_consumers_and_warn_about_orphans(broker_url: str, shop, start_worker) -> None:
+    start_worker("-P", "threads", "-Q", "celery,extra", name="w1")
+    for priority in (0, 5, 5):
+        shop.add.apply_async((1, 1), queue="orphan", priority=priority)
+    time.sleep(0.5)
+    proc = tq(broker_url, "queues", "-Q", "orphan", "--json")
+    assert proc.returncode == 0
+    doc = json.loads(proc.stdout)
+    by_name = {q["name"]: q for q in doc["queues"]}
+    assert set(by_name) == {"celery", "extra", "orphan"}
+    orphan = by_name["orphan"]
+    assert orphan["depth"] == 3 and orphan["consumers"] == []
+    assert [b["depth"] for b in orphan["buckets"]] == [1, 2, 0, 0]
+    assert orphan["oldest_age"] >= 0.5 and orphan["oldest_sent_at"]
+    assert by_name["celery"]["consumers"] == [node("w1")] and by_name["extra"]["consumers"] == [node("w1")]
+    assert doc["warnings"] == ["queue 'orphan' has 3 message(s) but no live worker consumes it"]
+    assert "warning: queue 'orphan'" in proc.stderr
+
+
+def test_purge_asks_for_the_queue_name_and_dry_run_touches_nothing(broker_url: str, shop,
+                                                                  redis_client: redis.Redis) -> None:
+    for priority in (0, 0, 9):
+        shop.add.apply_async((1, 1), queue="jobs", priority=priority)
+    dry = tq_json(broker_url, "purge", "jobs", "--dry-run")
+    assert dry["count"] == 3 and dry["dry_run"] and shop.app.broker.queue_depth("jobs") == 3
+    wrong = tq(broker_url, "purge", "jobs", stdin="celery\n")
+    assert wrong.returncode == 1 and "aborted" in wrong.stderr and shop.app.broker.queue_depth("jobs") == 3
+    assert tq_json(broker_url, "purge", "jobs", stdin="jobs\n") == {"queue": "jobs", "purged": 3}
+    assert shop.app.broker.queue_depth("jobs") == 0 and not redis_client.exists(priority_key("jobs", 9))
+    shop.add.apply_async((1, 1), queue="jobs")
+    assert tq_json(broker_url, "purge", "jobs", "--yes") == {"queue": "jobs", "purged": 1}
+
+
+# -- a real Celery 5 worker --------------------------------------------------------------------------
+def test_a_celery_worker_answers_status_inspect_and_control(broker_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "INTEROP_BROKER": broker_url, "INTEROP_BACKEND": broker_url, "PYTHONPATH": str(ROOT)}
+    log = open(tmp_path / "celery.log", "ab")
+    celery = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tests.apps.celery_interop", "worker", "-E",
+                               "-P", "solo", "-n", "c1@%h", "-l", "info"], cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: tq(broker_url, "status", "-d", node("c1")).returncode == 0, 25, "the Celery worker")
+        status = tq_json(broker_url, "status")
+        assert [n["name"] for n in status["nodes"]] == [node("c1")]
+        stats = tq_json(broker_url, "inspect", "stats", "-d", node("c1"))["nodes"][0]["reply"]
+        assert "solo" in stats["pool"]["implementation"] and stats["pid"] == celery.pid
+        assert "interop.add" in tq_json(broker_url, "inspect", "registered", "-d", node("c1"))["nodes"][0]["reply"]
+        grow = tq_json(broker_url, "control", "pool_grow", "1", "-d", node("c1"), code=1)
+        assert grow["count"] == 1 and "grow" in grow["nodes"][0]["error"]  # Celery's solo pool cannot grow
+        workers = tq_json(broker_url, "workers", "--listen", "2.5")["workers"]
+        assert workers[0]["pool"] == "solo" and workers[0]["heartbeat_age"] is not None
+    finally:
+        os.killpg(celery.pid, signal.SIGKILL)
+        celery.wait(10)
+        log.close()

@@ -1,0 +1,133 @@
+"""The ops commands' usage errors (exit 2), their parsing helpers, and a closed broker port (exit 1).
+
+Usage errors must be found before any connection is tried, so ``TQCTL_BROKER`` points at a closed
+port here: a command that connected first would exit 1, not 2.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tqctl.cli import app
+from tqctl.commands.common import destinations, iso, node_rows, parse_signal, parse_since
+from tqctl.commands.ops import canonical, parse_control_args
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def closed_url(monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"redis://admin:s3cret-pw@127.0.0.1:{closed_port()}/0"
+    monkeypatch.setenv("TQCTL_BROKER", url)
+    return url
+
+
+USAGE_ERRORS = [
+    ["inspect", "bogus"],
+    ["inspect", "query-task"],
+    ["inspect", "stats", "extra"],
+    ["control", "bogus"],
+    ["control", "pool_grow", "two"],
+    ["control", "pool-grow", "1", "2"],
+    ["control", "autoscale", "4"],
+    ["control", "rate_limit", "tasks.add", "fast"],
+    ["control", "time-limit", "tasks.add"],
+    ["control", "terminate", "SIGNOPE", "some-id"],
+    ["control", "terminate", "SIGKILL"],
+    ["control", "revoke"],
+    ["call", "tasks.add", "--args", "[1,"],
+    ["call", "tasks.add", "--args", "{}"],
+    ["call", "tasks.add", "--kwargs", "[]"],
+    ["call", "tasks.add", "--eta", "tomorrow"],
+    ["call", "tasks.add", "--priority", "12"],
+    ["call"],
+    ["revoke"],
+    ["revoke", "some-id", "--signal", "NOPE"],
+    ["retry"],
+    ["retry", "some-id", "--failed"],
+    ["retry", "--failed", "--rate", "fast"],
+    ["tasks", "--since", "yesterday"],
+    ["purge"],
+    ["task"],
+    ["result"],
+    ["status", "--no-such-option"],
+]
+
+
+@pytest.mark.parametrize("argv", USAGE_ERRORS, ids=[" ".join(a) for a in USAGE_ERRORS])
+def test_usage_errors_exit_2_before_connecting(closed_url: str, argv: list[str]) -> None:
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert "s3cret" not in result.output
+
+
+COMMANDS = ["status", "inspect", "control", "workers", "queues", "purge", "tasks", "task", "tail", "call",
+            "result", "retry", "revoke", "failures"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_naming_its_options(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "--json" in result.output and "--broker" in result.output
+
+
+@pytest.mark.parametrize("argv", [["status"], ["inspect", "stats"], ["control", "pool_grow", "1"], ["workers"],
+                                  ["queues"], ["tasks"], ["failures"], ["purge", "celery", "--yes"],
+                                  ["revoke", "some-id", "--yes"], ["call", "tasks.add"], ["tail", "--for", "1"]])
+def test_a_closed_broker_port_gives_one_masked_line_and_exit_1(closed_url: str, argv: list[str]) -> None:
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tqctl: error: cannot reach broker at 127.0.0.1:")
+    assert "s3cret" not in result.output and "admin:****@" in lines[0]
+
+
+def test_status_against_a_closed_port_as_a_real_process_within_10s() -> None:
+    port = closed_port()
+    env = {**os.environ, "TQCTL_BROKER": f"redis://:topsecret@127.0.0.1:{port}/0", "PYTHONPATH": str(ROOT)}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "tqctl", "status", "--json"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=20)
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and f"127.0.0.1:{port}" in proc.stderr
+    assert "topsecret" not in proc.stderr and ":****@" in proc.stderr
+
+
+# -- parsing helpers -------------------------------------------------------------------------------
+def test_both_spellings_name_the_same_control_command() -> None:
+    assert canonical("pool-grow") == canonical("pool_grow") == "pool_grow"
+    assert parse_control_args("pool_grow", []) == {"n": 1}
+    assert parse_control_args("pool_shrink", ["3"]) == {"n": 3}
+    assert parse_control_args("autoscale", ["4", "1"]) == {"max": 4, "min": 1}
+    assert parse_control_args("time_limit", ["t", "10"]) == {"task_name": "t", "hard": 10.0, "soft": None}
+    assert parse_control_args("rate_limit", ["t", "10/s"]) == {"task_name": "t", "rate_limit": "10/s"}
+    assert parse_control_args("drain", []) == {"timeout": 60.0}
+    assert parse_control_args("terminate", ["kill", "a", "b"]) == {"task_id": ["a", "b"], "terminate": True,
+                                                                   "signal": "SIGKILL"}
+
+
+def test_parsers() -> None:
+    assert destinations(" a@h , b@h,,") == ["a@h", "b@h"] and destinations("") is None
+    assert parse_signal("9") == "SIGKILL" and parse_signal("term") == "SIGTERM"
+    assert parse_since("10m", 1000.0) == 400.0 and parse_since("2h", 10_000.0) == 2800.0
+    assert parse_since("1970-01-01T00:01:00Z", 0) == 60.0
+    assert iso(0) == "1970-01-01T00:00:00+00:00" and iso(None) is None and iso("x") is None
+    rows = node_rows([{"b@h": {"ok": "pong"}}, {"a@h": {"error": "nope"}}])
+    assert rows == [{"name": "a@h", "ok": False, "reply": None, "error": "nope"},
+                    {"name": "b@h", "ok": True, "reply": {"ok": "pong"}, "error": None}]

@@ -1,0 +1,251 @@
+"""tqctl workers and tqctl queues: the cluster at a glance, from replies, events and the broker.
+
+Both listen to the event stream for a moment (--listen / --sample) while they ask the
+workers, because some figures exist only there: a worker's load and heartbeat age come from its
+worker-heartbeat events, a queue's out-rate from task-received events.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Annotated, Any
+
+import typer
+
+from engine.broker.redis import DELAYED, SEP
+from engine.protocol.task import PRIORITY_SEP, PRIORITY_STEPS, priority_key
+from tqctl.commands.common import (
+    AsJson,
+    Broker,
+    Destination,
+    Timeout,
+    destinations,
+    iso,
+    no_reply,
+    node_rows,
+    session,
+    warn,
+)
+from tqctl.output import emit, emit_json, emit_table
+
+WORKER_COLUMNS = ["name", "pool", "concurrency", "active", "processed", "load", "heartbeat_age"]
+QUEUE_COLUMNS = ["name", "depth", "p0", "p3", "p6", "p9", "delayed", "oldest_age", "consumers", "in_rate",
+                 "out_rate"]
+DELAYED_SCAN = 10_000
+
+
+class Listener:
+    """Collect events on a thread for seconds while the caller does other round trips."""
+
+    def __init__(self, cluster: Any, seconds: float) -> None:
+        self.receiver = cluster.events()  # subscribes now, on this thread: a dead broker fails here
+        self.events: list[dict[str, Any]] = []
+        self.deadline = time.monotonic() + max(seconds, 0.0)
+        self.thread = threading.Thread(target=self._run, name="listen", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while (left := self.deadline - time.monotonic()) > 0:
+                self.events.extend(self.receiver.poll(min(left, 0.2)))
+        except Exception:  # noqa: BLE001 - a lost stream only means fewer figures; the replies still stand
+            pass
+
+    def join(self) -> list[dict[str, Any]]:
+        self.thread.join()
+        self.receiver.close()
+        return self.events
+
+
+# -- workers -------------------------------------------------------------------------------------
+def workers(broker: Broker = "", timeout: Timeout = 1.0, destination: Destination = "",
+            listen: Annotated[float, typer.Option("--listen", help="Seconds to hear heartbeats.")] = 2.5,
+            as_json: AsJson = False) -> None:
+    """List workers: pool, concurrency, active, processed, load, heartbeat age.
+
+    Where each column comes from: name: ping reply; pool, concurrency, processed, pid, uptime:
+    inspect stats; active: inspect active; load, heartbeat_age (seconds): the last worker-heartbeat
+    event heard within --listen seconds (empty when none came in that window).
+    Exit 69 when no worker replies.
+    """
+    dest = destinations(destination)
+    with session(broker) as cluster:
+        heard = Listener(cluster, listen)
+        names = [r["name"] for r in node_rows(cluster.control.ping(timeout=timeout, destination=dest))]
+        stats = cluster.control.inspect("stats", timeout=timeout, destination=names) if names else {}
+        active = cluster.control.inspect("active", timeout=timeout, destination=names) if names else {}
+        beats = _heartbeats(heard.join())
+    now = time.time()
+    silent = sorted(n for n in beats if n not in names and (dest is None or n in dest))
+    rows = [_worker_row(n, True, stats.get(n), active.get(n), beats.get(n), now) for n in names]
+    rows += [_worker_row(n, False, None, None, beats[n], now) for n in silent]
+    doc = {"workers": rows, "count": len(names)}
+    if not names:
+        no_reply(timeout, as_json, doc)
+    if as_json:
+        emit_json(doc)
+    else:
+        emit_table([{**r, "load": " ".join(f"{x:.2f}" for x in r["load"] or []) or None} for r in rows],
+                   WORKER_COLUMNS)
+
+
+def _heartbeats(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The last worker event per node; nodes whose last word was worker-offline are left out."""
+    last: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event.get("type") in ("worker-heartbeat", "worker-online", "worker-offline"):
+            last[str(event.get("hostname"))] = event
+    return {name: e for name, e in last.items() if e.get("type") != "worker-offline"}
+
+
+def _worker_row(name: str, replied: bool, stats: Any, active: Any, beat: dict[str, Any] | None,
+                now: float) -> dict[str, Any]:
+    stats = stats if isinstance(stats, dict) and "error" not in stats else {}
+    pool = stats.get("pool") or {}
+    totals = stats.get("total") or {}
+    impl = str(pool.get("implementation") or "")
+    received = beat.get("local_received") if beat else None
+    return {
+        "name": name,
+        "replied": replied,
+        "pool": impl.rsplit(":", 1)[0].rsplit(".", 1)[-1] or None,
+        "concurrency": pool.get("max-concurrency"),
+        "processes": len(pool.get("processes") or []) if stats else None,
+        "active": len(active) if isinstance(active, list) else None,
+        "processed": sum(v for v in totals.values() if isinstance(v, int)) if stats else None,
+        "pid": stats.get("pid"),
+        "uptime": stats.get("uptime"),
+        "load": beat.get("loadavg") if beat else None,
+        "heartbeat_age": round(now - received, 2) if received else None,
+        "last_heartbeat": iso(received),
+    }
+
+
+# -- queues --------------------------------------------------------------------------------------
+def queues(broker: Broker = "", timeout: Timeout = 1.0,
+           queue: Annotated[list[str], typer.Option("--queue", "-Q", help="Also show this queue (repeatable, or "
+                                                                             "comma-separated).")] = None,
+           sample: Annotated[float, typer.Option("--sample", help="Seconds to sample rates over.")] = 1.0,
+           as_json: AsJson = False) -> None:
+    """Queue depths (per priority bucket), oldest message age, consumers and in/out rates.
+
+    Queues shown: celery, every queue a worker consumes (inspect active_queues) and -Q ones.
+    The age comes from the sent_at header of the oldest message (tqctl clients set it; Celery's do
+    not). Out-rate counts task-received events over --sample seconds; in-rate adds the depth change.
+    A queue holding messages that no live worker consumes gives a warning on stderr.
+    """
+    asked = [q.strip() for item in (queue or []) for q in item.split(",") if q.strip()]
+    with session(broker) as cluster:
+        consumers = _consumers(cluster.control.broadcast("active_queues", timeout=timeout))
+        names = sorted({"celery", *consumers, *asked})
+        client = cluster.broker.client
+        heard = Listener(cluster, sample)
+        start, before = time.monotonic(), _depths(client, names)
+        events = heard.join()
+        after, elapsed = _depths(client, names), max(time.monotonic() - start, 1e-3)
+        oldest, delayed = _oldest_sent(client, names), _delayed(client, names)
+    now, out = time.time(), _received(events, consumers)
+    rows = [_queue_row(q, after[q], sum(before[q]), delayed.get(q, 0), oldest.get(q), consumers.get(q, []),
+                       out.get(q, 0), elapsed, now) for q in names]
+    warnings = [f"queue {r['name']!r} has {r['depth'] + r['delayed']} message(s) but no live worker consumes it"
+                for r in rows if (r["depth"] or r["delayed"]) and not r["consumers"]]
+    for text in warnings:
+        warn(text)
+    if as_json:
+        emit_json({"queues": rows, "warnings": warnings, "sampled_seconds": round(elapsed, 3)})
+    else:
+        emit([{**r, **{f"p{b['priority']}": b["depth"] for b in r["buckets"]}} for r in rows], False,
+             columns=QUEUE_COLUMNS)
+
+
+def _consumers(replies: list[dict[str, Any]]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for row in node_rows(replies):
+        for item in row["reply"] if isinstance(row["reply"], list) else []:
+            if isinstance(item, dict) and item.get("name"):
+                found.setdefault(str(item["name"]), []).append(row["name"])
+    return found
+
+
+def _depths(client: Any, names: list[str]) -> dict[str, list[int]]:
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        for step in PRIORITY_STEPS:
+            pipe.llen(priority_key(name, step))
+    counts = pipe.execute()
+    width = len(PRIORITY_STEPS)
+    return {name: counts[i * width:(i + 1) * width] for i, name in enumerate(names)}
+
+
+def _oldest_sent(client: Any, names: list[str]) -> dict[str, float]:
+    """The smallest sent_at among the messages next in line (each bucket's right end)."""
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        for step in PRIORITY_STEPS:
+            pipe.lindex(priority_key(name, step), -1)
+    raws = pipe.execute()
+    width = len(PRIORITY_STEPS)
+    found: dict[str, float] = {}
+    for i, name in enumerate(names):
+        stamps = [s for raw in raws[i * width:(i + 1) * width] if (s := _sent_at(raw)) is not None]
+        if stamps:
+            found[name] = min(stamps)
+    return found
+
+
+def _sent_at(raw: bytes | None) -> float | None:
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw).get("headers", {}).get("sent_at")
+    except (ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _delayed(client: Any, names: list[str]) -> dict[str, int]:
+    """Messages parked until their ETA, per queue (the first DELAYED_SCAN of them)."""
+    counts: dict[str, int] = {}
+    wanted = set(names)
+    for member in client.zrange(DELAYED, 0, DELAYED_SCAN - 1):
+        queue = member.split(SEP.encode(), 1)[0].decode(errors="replace").split(PRIORITY_SEP, 1)[0]
+        if queue in wanted:
+            counts[queue] = counts.get(queue, 0) + 1
+    return counts
+
+
+def _received(events: list[dict[str, Any]], consumers: dict[str, list[str]]) -> dict[str, int]:
+    """task-received events per queue: the event's queue field (ours), else the one queue its
+    worker consumes (Celery's events do not name the queue)."""
+    by_node: dict[str, list[str]] = {}
+    for queue, nodes in consumers.items():
+        for node in nodes:
+            by_node.setdefault(node, []).append(queue)
+    only = {node: qs[0] for node, qs in by_node.items() if len(qs) == 1}
+    counts: dict[str, int] = {}
+    for event in events:
+        if event.get("type") != "task-received":
+            continue
+        queue = event.get("queue") or only.get(str(event.get("hostname")))
+        if queue:
+            counts[queue] = counts.get(queue, 0) + 1
+    return counts
+
+
+def _queue_row(name: str, depths: list[int], before: int, delayed: int, oldest: float | None,
+               consumers: list[str], received: int, elapsed: float, now: float) -> dict[str, Any]:
+    depth = sum(depths)
+    out_rate = received / elapsed
+    return {
+        "name": name,
+        "depth": depth,
+        "buckets": [{"priority": step, "depth": n} for step, n in zip(PRIORITY_STEPS, depths, strict=True)],
+        "delayed": delayed,
+        "oldest_sent_at": iso(oldest),
+        "oldest_age": round(max(now - oldest, 0.0), 3) if oldest is not None and depth else None,
+        "consumers": sorted(consumers),
+        "in_rate": round(max((depth - before) / elapsed + out_rate, 0.0), 2),
+        "out_rate": round(out_rate, 2),
+    }

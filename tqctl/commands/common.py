@@ -1,0 +1,240 @@
+"""What the scripted ops commands share: options, one cluster session, error mapping, parsing, times.
+
+Every command opens the cluster through session(): it resolves --broker (else
+TQCTL_BROKER, else the bundled broker), opens connections lazily, and turns every broker
+failure into ONE line on stderr naming host:port with the password masked, exit 1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import signal as signals
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from typing import Annotated, Any, NoReturn
+
+import click
+import redis
+import typer
+
+from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
+from engine.redisconn import describe_error
+from tqctl.client import resolve_broker_url
+from tqctl.output import EXIT_NO_REPLY, EXIT_USAGE, emit_json, fail, note
+
+# -- options (one definition each, shared by every command) ----------------------------------
+Broker = Annotated[str, typer.Option("--broker", envvar="TQCTL_BROKER",
+                                     help="Broker URL (default: TQCTL_BROKER, else the bundled broker).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (one document; JSON Lines for streams).")]
+Timeout = Annotated[float, typer.Option("--timeout", "-t", help="Seconds to wait for worker replies.")]
+Destination = Annotated[str, typer.Option("--destination", "-d",
+                                          help="Comma-separated node names, e.g. w1@host,w2@host (default: all).")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would be touched; change nothing.")]
+Backend = Annotated[str, typer.Option("--backend", envvar="TQCTL_BACKEND",
+                                      help="Result backend URL (default: the broker).")]
+
+ABORTS = (click.exceptions.Abort, typer.Abort, EOFError)  # no terminal, EOF or Ctrl-C at a prompt
+BROKER_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError)
+
+
+# -- one cluster, opened lazily --------------------------------------------------------------
+class Cluster:
+    """The connections one command needs to one broker; each opened on first use."""
+
+    def __init__(self, url: str, backend: str = "") -> None:
+        self.url = url
+        self.backend_url = backend
+
+    @cached_property
+    def control(self) -> Any:
+        from engine.control import Control
+
+        return Control(self.url)
+
+    @cached_property
+    def broker(self) -> Any:
+        from engine.broker import connect
+
+        found = connect(self.url)
+        if not hasattr(found, "client"):
+            raise ImproperlyConfigured("this command needs a Redis broker")
+        return found
+
+    @cached_property
+    def history(self) -> Any:
+        from engine.history import History
+
+        return History(self.broker.client)
+
+    @cached_property
+    def app(self) -> Any:
+        from engine.app import App
+
+        return App("tqctl", broker=self.url, backend=self.backend_url or None)
+
+    def events(self) -> Any:
+        from engine.events.receiver import EventReceiver
+
+        return EventReceiver(self.url)
+
+    def close(self) -> None:
+        for name in ("control", "broker", "app"):
+            conn = self.__dict__.get(name)
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:  # closing is best effort; the command already has its answer
+                    pass
+
+
+@contextmanager
+def session(broker: str, backend: str = "") -> Iterator[Cluster]:
+    """A Cluster for --broker; broker failures inside the block become one line, exit 1."""
+    url = ""
+    try:
+        url = resolve_broker_url(broker or None)
+        cluster = Cluster(url, backend)
+        try:
+            yield cluster
+        finally:
+            cluster.close()
+    except BrokerUnavailable as exc:
+        fail(str(exc))
+    except ImproperlyConfigured as exc:
+        fail(str(exc))
+    except BROKER_ERRORS as exc:
+        fail(describe_error(url, exc))
+    except redis.ResponseError as exc:
+        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+            fail(describe_error(url, exc))
+        fail(f"broker error: {exc}")
+
+
+# -- node replies ----------------------------------------------------------------------------
+def destinations(text: str) -> list[str] | None:
+    """-d a@h,b@h → ["a@h", "b@h"]; empty → None (all workers)."""
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    return names or None
+
+
+def is_error(reply: Any) -> bool:
+    return isinstance(reply, dict) and "error" in reply
+
+
+def node_rows(replies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Control replies [{node: body}] → [{name, ok, reply, error}], sorted by name."""
+    rows = []
+    for reply in replies:
+        for name, body in reply.items():
+            error = body["error"] if is_error(body) else None
+            rows.append({"name": name, "ok": error is None, "reply": None if error else body, "error": error})
+    return sorted(rows, key=lambda r: r["name"])
+
+
+def no_reply(timeout: float, as_json: bool, document: dict[str, Any]) -> NoReturn:
+    """Celery's status convention: nobody answered → exit 69 (the JSON document still prints)."""
+    if as_json:
+        emit_json(document)
+    fail(f"no nodes replied within {timeout:g}s", EXIT_NO_REPLY)
+
+
+# -- confirmation ----------------------------------------------------------------------------
+def confirm(question: str, yes: bool) -> None:
+    """Ask unless --yes; anything but yes (or no terminal) aborts with nothing changed."""
+    if yes:
+        return
+    try:
+        agreed = typer.confirm(question, default=False, err=True)
+    except ABORTS:
+        agreed = False
+    if not agreed:
+        fail("aborted: nothing changed (pass --yes to skip this question)")
+
+
+def confirm_typed(word: str, question: str, yes: bool) -> None:
+    """For the most destructive verbs: the user must type word back."""
+    if yes:
+        return
+    try:
+        typed = typer.prompt(f"{question} Type {word!r} to confirm", default="", show_default=False, err=True)
+    except ABORTS:
+        typed = ""
+    if typed.strip() != word:
+        fail("aborted: nothing changed (pass --yes to skip this question)")
+
+
+def send_revoke(cluster: Any, ids: list[str], terminate: bool, signal: str, destination: list[str] | None,
+                timeout: float, yes: bool) -> list[dict[str, Any]]:
+    """Ask, store the revokes in the broker and tell the workers; shared by revoke and control revoke."""
+    confirm(f"revoke {len(ids)} task(s){f' and kill them with {signal}' if terminate else ''}?", yes)
+    replies = cluster.control.revoke(ids, terminate=terminate, signal=signal, destination=destination,
+                                     reply=True, timeout=timeout)
+    if not replies:
+        note("no worker replied: the revoke is stored in the broker and applies when a worker starts")
+    return node_rows(replies)
+
+
+# -- parsing ---------------------------------------------------------------------------------
+def usage(message: str) -> NoReturn:
+    fail(message, EXIT_USAGE)
+
+
+def parse_signal(name: str) -> str:
+    """KILL, sigkill, 9 → SIGKILL; unknown names are a usage error."""
+    text = name.strip().upper()
+    if text.isdigit():
+        try:
+            return signals.Signals(int(text)).name
+        except ValueError:
+            usage(f"unknown signal {name!r}")
+    text = text if text.startswith("SIG") else f"SIG{text}"
+    if not isinstance(getattr(signals, text, None), signals.Signals):
+        usage(f"unknown signal {name!r}: use e.g. SIGTERM, SIGKILL, SIGUSR1")
+    return text
+
+
+def parse_rate(text: str) -> float:
+    """50/s, 100/m, 10 → per second; a usage error when it is not a positive rate."""
+    from engine.ratelimit import parse_rate as engine_parse_rate
+
+    try:
+        value = engine_parse_rate(text)
+    except ValueError as exc:
+        usage(str(exc))
+    if not value:
+        usage(f"bad rate {text!r}: use a positive N/s, N/m or N/h")
+    return float(value)
+
+
+_AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$", re.IGNORECASE)
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float) -> float:
+    """30s, 10m, 2h, 1d ago, or an ISO-8601 time → POSIX seconds."""
+    match = _AGO.match(text)
+    if match:
+        return now - float(match.group(1)) * _UNIT[match.group(2).lower()]
+    try:
+        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        usage(f"bad --since {text!r}: use 30s, 10m, 2h, 1d or an ISO-8601 time")
+    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()
+
+
+# -- times -----------------------------------------------------------------------------------
+def iso(ts: Any) -> str | None:
+    """POSIX seconds → ISO-8601 UTC (what every --json time is); anything else → None."""
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        return None
+    try:
+        return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def warn(text: str) -> None:
+    note(f"tqctl: warning: {text}")

@@ -1,0 +1,34 @@
+"""tqctl purge QUEUE: delete every waiting message of one queue (all priority buckets).
+
+Messages a worker already holds (in flight) and messages parked until their ETA are not touched.
+Without --yes the queue name must be typed back; --dry-run shows the counts and changes nothing.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from engine.protocol.task import PRIORITY_STEPS, priority_key
+from tqctl.commands.common import AsJson, Broker, DryRun, Yes, confirm_typed, session
+from tqctl.output import emit, emit_json, note
+
+
+def purge(queue: str = typer.Argument(..., help="Queue name, e.g. celery."),
+          broker: Broker = "", yes: Yes = False, dry_run: DryRun = False, as_json: AsJson = False) -> None:
+    """Delete all waiting messages in QUEUE. Asks you to type the queue name unless --yes."""
+    with session(broker) as cluster:
+        client = cluster.broker.client
+        buckets = [{"priority": step, "depth": int(client.llen(priority_key(queue, step)))}
+                   for step in PRIORITY_STEPS]
+        depth = sum(b["depth"] for b in buckets)
+        doc = {"queue": queue, "buckets": buckets, "count": depth}
+        if dry_run:
+            emit({**doc, "dry_run": True}, as_json)
+            return
+        if depth:
+            confirm_typed(queue, f"Purge {depth} message(s) from queue {queue!r}?", yes)
+            depth = cluster.broker.purge(queue)
+    if as_json:
+        emit_json({"queue": queue, "purged": depth})
+    else:
+        note(f"purged {depth} message(s) from {queue!r}")

@@ -1,0 +1,355 @@
+"""Task verbs: tasks, task, tail, call, result, retry, revoke, failures.
+
+History and failures come from what the workers record in the broker (engine.history), so a
+console started late still sees what ran; tail follows the live event stream.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from engine import states
+from engine.events.state import TASK_EVENT_STATES, ClusterState
+from engine.protocol.task import MalformedMessage
+from tqctl.commands.common import (
+    AsJson,
+    Backend,
+    Broker,
+    Destination,
+    DryRun,
+    Timeout,
+    Yes,
+    confirm,
+    destinations,
+    iso,
+    parse_rate,
+    parse_signal,
+    parse_since,
+    send_revoke,
+    session,
+    usage,
+)
+from tqctl.output import EXIT_ERROR, emit, emit_json, emit_line, emit_table, fail, note
+
+TASK_COLUMNS = ["id", "name", "state", "worker", "finished", "runtime", "args", "result", "exception"]
+FAILURE_COLUMNS = ["fingerprint", "task_name", "exc_type", "count", "open", "first_seen", "last_seen", "sample"]
+RECORD_KEYS = ("id", "name", "state", "worker", "queue", "args", "kwargs", "result", "exception", "retries", "runtime",
+               "root_id", "parent_id", "retry_of")
+HISTORY_SCAN = 1_000_000  # "all of it": the history itself is bounded by tqctl_history_size
+_EVENT_NOISE = ("utcoffset", "pid", "clock", "local_received", "timestamp", "type", "uuid", "hostname")
+
+Name = Annotated[str, typer.Option("--name", help="Task name, or a glob such as 'shop.*'.")]
+
+
+def _named(value: Any, pattern: str) -> bool:
+    return not pattern or fnmatch.fnmatchcase(str(value or ""), pattern)
+
+
+# -- tasks / task --------------------------------------------------------------------------------
+def _record_row(r: dict[str, Any]) -> dict[str, Any]:
+    """A history record with stable keys and ISO times (the traceback stays for task ID)."""
+    return {**{k: r.get(k) for k in RECORD_KEYS}, "started": iso(r.get("started")), "finished": iso(r.get("finished"))}
+
+
+def tasks(state: Annotated[str, typer.Option("--state", help="SUCCESS, FAILURE, RETRY, REVOKED, ...")] = "",
+          name: Name = "",
+          worker: Annotated[str, typer.Option("--worker", help="Node name (w1@host, or just w1).")] = "",
+          since: Annotated[str, typer.Option("--since", help="30s, 10m, 2h, 1d or an ISO-8601 time.")] = "",
+          limit: Annotated[int, typer.Option("--limit", help="At most this many rows.")] = 50,
+          broker: Broker = "", as_json: AsJson = False) -> None:
+    """Recorded task runs, newest first (the history workers keep in the broker)."""
+    since_ts = parse_since(since, time.time()) if since else None
+    with session(broker) as cluster:
+        records = cluster.history.records(HISTORY_SCAN if (state or name or worker or since) else limit)
+    rows = [_record_row(r) for r in records
+            if (not state or str(r.get("state")) == state.upper()) and _named(r.get("name"), name)
+            and (not worker or worker in (r.get("worker"), str(r.get("worker")).split("@")[0]))
+            and (since_ts is None or (r.get("finished") or 0) >= since_ts)][:max(limit, 0)]
+    if as_json:
+        emit_json({"tasks": rows, "count": len(rows)})
+    else:
+        emit_table(rows, TASK_COLUMNS)
+
+
+def task(task_id: str, broker: Broker = "", backend: Backend = "", as_json: AsJson = False) -> None:
+    """Everything known about one task: its recorded runs, failure and traceback, stored result, timeline."""
+    with session(broker, backend) as cluster:
+        records = cluster.history.records(HISTORY_SCAN)
+        failure = cluster.history.failure(task_id)
+        store = cluster.app.backend
+        meta = store.get_meta(task_id) if store is not None else None
+    runs = [_record_row(r) for r in reversed(records) if r.get("id") == task_id]  # oldest first
+    if not runs and failure is None and meta is None:
+        fail(f"no record of task {task_id}: not in the history, the failure inbox or the result backend "
+             "(it may still be queued, or its records were trimmed)")
+    latest = runs[-1] if runs else _record_row(failure or {"id": task_id})
+    doc = {**{k: latest[k] for k in ("id", "name", "worker", "queue", "args", "kwargs", "retry_of")},
+           "state": (meta or {}).get("status") or latest["state"], "result": _result_doc(task_id, meta),
+           "runs": runs, "failure": _failure_doc(failure),
+           "retried_as": sorted({r["id"] for r in records if r.get("retry_of") == task_id}),
+           "timeline": _timeline(runs)}
+    if as_json:
+        emit_json(doc)
+        return
+    emit({k: v for k, v in doc.items() if k not in ("runs", "failure", "timeline", "result")}, False)
+    emit_line(f"result: {json.dumps((doc['result'] or {}).get('result'), default=str)}")
+    emit_line("timeline:")
+    for step in doc["timeline"]:
+        emit_line(f"  {step['time']}  {step['event']:<10} {step['worker'] or '-'}  {step['detail'] or ''}".rstrip())
+    traceback = (failure or {}).get("traceback") or (meta or {}).get("traceback")
+    if traceback:
+        emit_line("traceback:\n" + traceback.rstrip())
+
+
+def _timeline(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    steps = []
+    for run in runs:
+        if run["started"]:
+            steps.append({"time": run["started"], "event": "started", "worker": run["worker"], "detail": None})
+        detail = run["exception"] or (f"result={run['result']}" if run["result"] is not None else None)
+        steps.append({"time": run["finished"], "event": str(run["state"]).lower(), "worker": run["worker"],
+                      "detail": detail})
+    return steps
+
+
+def _failure_doc(failure: dict[str, Any] | None) -> dict[str, Any] | None:
+    if failure is None:
+        return None
+    doc = {k: v for k, v in failure.items() if k != "raw"}
+    doc.update(started=iso(failure.get("started")), finished=iso(failure.get("finished")),
+               original_message=bool(failure.get("raw")))
+    return doc
+
+
+def _result_doc(task_id: str, meta: dict[str, Any] | None) -> dict[str, Any] | None:
+    if meta is None:
+        return None
+    return {"id": task_id, "state": meta.get("status"), "ready": meta.get("status") in states.READY_STATES,
+            "result": meta.get("result"), "traceback": meta.get("traceback"), "date_done": meta.get("date_done")}
+
+
+# -- tail ----------------------------------------------------------------------------------------
+def tail(state: Annotated[str, typer.Option("--state", help="Only events giving this state.")] = "",
+         name: Name = "",
+         count: Annotated[int, typer.Option("--count", help="Stop after N events.")] = 0,
+         for_: Annotated[float, typer.Option("--for", help="Stop after SECONDS.")] = 0.0,
+         heartbeats: Annotated[bool, typer.Option("--heartbeats", help="Show worker heartbeats too.")] = False,
+         broker: Broker = "", as_json: AsJson = False) -> None:
+    """Follow live events until interrupted (JSON Lines with --json).
+
+    Shows task events and workers going online/offline. --name matches tasks whose received (or sent)
+    event was seen by this tail, since later events do not carry the name.
+    """
+    deadline = time.monotonic() + for_ if for_ > 0 else None
+    shown = 0
+    model = ClusterState(max_tasks=50_000)
+    with session(broker) as cluster:
+        receiver = cluster.events()
+        try:
+            while (count <= 0 or shown < count) and (deadline is None or time.monotonic() < deadline):
+                left = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+                for event in receiver.poll(left):
+                    model.apply(event)
+                    row = _event_row(event, model)
+                    if (heartbeats or row["type"] != "worker-heartbeat") and _named(row["name"], name) and (
+                            not state or row["state"] == state.upper()):
+                        _print_event(row, as_json)
+                        shown += 1
+                        if 0 < count <= shown:
+                            break
+        except KeyboardInterrupt:
+            pass
+        finally:
+            receiver.close()
+
+
+def _event_row(event: dict[str, Any], model: ClusterState) -> dict[str, Any]:
+    etype, uuid = str(event.get("type")), event.get("uuid")
+    known = model.task(uuid) if isinstance(uuid, str) else None
+    return {"type": etype, "state": TASK_EVENT_STATES.get(etype), "uuid": uuid,
+            "name": event.get("name") or (known.name if known else None), "hostname": event.get("hostname"),
+            "timestamp": iso(event.get("timestamp")), "received_at": iso(event.get("local_received")),
+            **{k: v for k, v in event.items() if k not in _EVENT_NOISE and k != "name"}}
+
+
+def _print_event(row: dict[str, Any], as_json: bool) -> None:
+    try:
+        if as_json:
+            emit_json(row)
+            return
+        subject = f"{row['name'] or '?'}[{row['uuid']}]" if row["uuid"] else ""
+        extra = " ".join(f"{k}={row[k]}" for k in ("result", "exception", "runtime", "args") if row.get(k))
+        emit_line(f"{row['timestamp']} {row['type']:<16} {subject} {row['hostname']} {extra}".rstrip())
+    except BrokenPipeError:  # `tqctl tail | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+
+
+# -- call / result -------------------------------------------------------------------------------
+def _json_arg(text: str, kind: type, option: str) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        usage(f"{option} is not valid JSON ({exc})")
+    if not isinstance(value, kind):
+        usage(f"{option} must be a JSON {'array' if kind is list else 'object'}, not {text!r}")
+    return value
+
+
+def call(name: str,
+         args: Annotated[str, typer.Option("--args", "-a", help="Positional arguments, a JSON array.")] = "[]",
+         kwargs: Annotated[str, typer.Option("--kwargs", "-k", help="Keyword arguments, a JSON object.")] = "{}",
+         countdown: Annotated[float, typer.Option("--countdown", help="Run no sooner than N seconds.")] = None,
+         eta: Annotated[str, typer.Option("--eta", help="Run no sooner than this ISO-8601 time.")] = "",
+         expires: Annotated[float, typer.Option("--expires", help="Discard if not started in N seconds.")] = None,
+         queue: Annotated[str, typer.Option("--queue", "-Q", help="Queue (default: celery).")] = "",
+         priority: Annotated[int, typer.Option("--priority", min=0, max=9, help="0 (first) to 9.")] = None,
+         broker: Broker = "", as_json: AsJson = False) -> None:
+    """Send a task by name (no app code needed) and print its id."""
+    positional, named = _json_arg(args, list, "--args"), _json_arg(kwargs, dict, "--kwargs")
+    if eta:
+        from engine.protocol.task import parse_time
+
+        try:
+            parse_time(eta)
+        except ValueError:
+            usage(f"--eta {eta!r} is not an ISO-8601 time")
+    with session(broker) as cluster:
+        sent = cluster.app.send_task(name, positional, named, countdown=countdown, eta=eta or None,
+                                     expires=expires, queue=queue or None, priority=priority)
+    if as_json:
+        emit_json({"id": sent.id, "name": name, "queue": queue or "celery", "countdown": countdown,
+                   "eta": eta or None, "priority": priority})
+    else:
+        emit_line(sent.id)
+
+
+def result(task_id: str, wait: Annotated[bool, typer.Option("--wait", help="Wait until it is ready.")] = False,
+           timeout: Annotated[float, typer.Option("--timeout", help="Seconds to --wait (default: forever).")] = None,
+           broker: Broker = "", backend: Backend = "", as_json: AsJson = False) -> None:
+    """A task's state and result from the result backend. Exit 1 when --wait times out."""
+    with session(broker, backend) as cluster:
+        store = cluster.app.backend
+        if store is None:
+            fail("no result backend: pass --backend or set TQCTL_BACKEND")
+        meta = store.wait(task_id, timeout) if wait else store.get_meta(task_id)
+    doc = _result_doc(task_id, meta or {"status": states.PENDING})
+    if as_json:
+        emit_json(doc)
+    else:
+        emit({k: v for k, v in doc.items() if v is not None}, False)
+    if wait and not doc["ready"]:
+        fail(f"task {task_id} not ready after {timeout:g}s")
+
+
+# -- retry / revoke / failures -------------------------------------------------------------------
+def retry(task_ids: Annotated[list[str], typer.Argument(help="Failed task ids.")] = None,
+          failed: Annotated[bool, typer.Option("--failed", help="Retry every matching failure.")] = False,
+          name: Name = "",
+          exception: Annotated[str, typer.Option("--exception", help="Exception type or text.")] = "",
+          limit: Annotated[int, typer.Option("--limit", help="At most N (with --failed).")] = 0,
+          rate: Annotated[str, typer.Option("--rate", help="Throttle, e.g. 50/s (with --failed).")] = "",
+          yes: Yes = False, dry_run: DryRun = False, broker: Broker = "", as_json: AsJson = False) -> None:
+    """Republish failed tasks' original messages under new ids linked to the old (retry_of).
+
+    Exit 1 when a named id is not in the failure inbox, or when a retry had to be skipped.
+    """
+    if failed == bool(task_ids):
+        usage("name failed task ids, or pass --failed (with --name/--exception/--limit) - not both")
+    per_second = parse_rate(rate) if rate else None
+    with session(broker) as cluster:
+        ids = _chosen_failures(cluster.history, name, exception, limit) if failed else list(task_ids)
+        missing = [] if failed else [i for i in ids if cluster.history.failure(i) is None]
+        if missing:
+            fail(f"no failure recorded for {', '.join(missing)} (only tasks in the failure inbox can be retried)")
+        if dry_run:
+            emit({"dry_run": True, "task_ids": ids, "count": len(ids)}, as_json)
+            return
+        if failed:
+            confirm(f"retry {len(ids)} failed task(s)?", yes)
+        doc = _republish(cluster, ids, per_second, progress=failed)
+    if as_json:
+        emit_json(doc)
+    else:
+        for pair in doc["retried"]:
+            emit_line(f"{pair['id']} (retry of {pair['retry_of']})")
+    for item in doc["skipped"]:
+        note(f"tqctl: skipped {item['id']}: {item['reason']}")
+    if doc["skipped"]:
+        raise typer.Exit(EXIT_ERROR)
+
+
+def _chosen_failures(history: Any, name: str, exception: str, limit: int) -> list[str]:
+    """Failure ids, newest first, whose task matches --name and whose exception type is (or text holds)
+    --exception."""
+    return [f["id"] for f in history.failures(HISTORY_SCAN) if _named(f.get("name"), name) and (
+        not exception or exception == f.get("exc_type") or exception in str(f.get("exception")))][:limit or None]
+
+
+def _republish(cluster: Any, ids: list[str], per_second: float | None, progress: bool) -> dict[str, Any]:
+    """Republish one by one; with a rate, consecutive sends are at least 1/rate apart (a late send is
+    never made up for with a burst, so no second ever holds more than the rate)."""
+    start = time.monotonic()
+    pairs, skipped, said, next_at = [], [], start, start
+    for i, old in enumerate(ids):
+        if per_second:
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            next_at = time.monotonic() + 1.0 / per_second
+        try:
+            pairs.append({"id": cluster.history.retry(old, cluster.broker.publish, sent_at=time.time()),
+                          "retry_of": old})
+        except KeyError:  # retried or deleted meanwhile
+            skipped.append({"id": old, "reason": "no longer in the failure inbox"})
+        except (ValueError, MalformedMessage) as exc:  # an original message we cannot re-read
+            skipped.append({"id": old, "reason": str(exc)})
+        now = time.monotonic()
+        if progress and (now - said >= 1.0 or i + 1 == len(ids)):
+            said = now
+            note(f"retried {i + 1}/{len(ids)} in {now - start:.1f}s ({(i + 1) / max(now - start, 1e-6):.1f}/s)")
+    elapsed = time.monotonic() - start
+    return {"retried": pairs, "count": len(pairs), "skipped": skipped, "elapsed_seconds": round(elapsed, 3),
+            "rate_per_second": round(len(pairs) / elapsed, 2) if elapsed > 0 else None}
+
+
+def revoke(task_ids: Annotated[list[str], typer.Argument(help="Task ids.")],
+           terminate: Annotated[bool, typer.Option("--terminate", help="Also kill running ones.")] = False,
+           signal: Annotated[str, typer.Option("--signal", "-s", help="Signal for --terminate.")] = "SIGTERM",
+           broker: Broker = "", timeout: Timeout = 1.0, destination: Destination = "",
+           yes: Yes = False, dry_run: DryRun = False, as_json: AsJson = False) -> None:
+    """Revoke tasks: queued ones never run; --terminate also kills running ones.
+
+    Revokes are kept in the broker for 3 h, so workers started later still skip them. A terminated
+    task ends REVOKED. Exit 0 even when no worker replied (the stored revoke still applies).
+    """
+    sig = parse_signal(signal)
+    doc: dict[str, Any] = {"task_ids": task_ids, "terminate": terminate, "signal": sig}
+    if dry_run:
+        emit({**doc, "dry_run": True}, as_json)
+        return
+    with session(broker) as cluster:
+        rows = send_revoke(cluster, task_ids, terminate, sig, destinations(destination), timeout, yes)
+    if as_json:
+        emit_json({**doc, "nodes": rows})
+        return
+    for row in rows:
+        emit_line(f"-> {row['name']}: {'OK ' + str((row['reply'] or {}).get('ok', '')) if row['ok'] else row['error']}")
+
+
+def failures(name: Name = "", limit: Annotated[int, typer.Option("--limit")] = 100,
+             broker: Broker = "", as_json: AsJson = False) -> None:
+    """The failure inbox grouped by fingerprint (task + exception type + normalised message)."""
+    with session(broker) as cluster:
+        groups = cluster.history.groups()
+    rows = [{**g, "first_seen": iso(g["first_seen"]), "last_seen": iso(g["last_seen"])}
+            for g in groups if _named(g.get("task_name"), name)][:max(limit, 0)]
+    if as_json:
+        emit_json({"groups": rows, "count": len(rows)})
+    else:
+        emit_table(rows, FAILURE_COLUMNS)
