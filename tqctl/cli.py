@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from tqctl.commands import broker, dead, demo, worker
+from tqctl.commands import bench, broker, dead, demo, worker
 from tqctl.output import EXIT_ERROR
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.add_typer(broker.app, name="broker")
 app.add_typer(dead.app, name="dead")
 app.command("worker")(worker.worker)
 app.command("demo")(demo.demo)
+app.command("bench")(bench.bench)
 
 
 def main() -> None:

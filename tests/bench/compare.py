@@ -1,0 +1,141 @@
+"""Celery 5.7 against tqctl: the same workloads, the same server, the same worker processes.
+
+Run: ``PYTHONPATH=. python tests/bench/compare.py [--tasks N --runs R --idle S]``.
+
+One private Redis-compatible server on loopback TCP (``redis-server`` from PATH if present, else
+the bundled valkey binary via ``engine.bundled.start_private``) serves both engines; runs alternate
+Celery, tqctl, Celery, tqctl... with the database flushed between them. Both run prefork with the
+same layout (default one worker ``-c 2``), late acks and task events on (Celery: ``-E``,
+``task_acks_late=True``, ``--without-mingle --without-gossip``). The measuring code is
+``tqctl.benchmark``, unchanged for both; see its docstring for what each figure means.
+The figures engine-only (bulk enqueue through ``publish_many``) show "n/a" for Celery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from engine import bundled  # noqa: E402
+from tqctl import benchmark  # noqa: E402
+from tqctl import benchmark_sys as sysinfo  # noqa: E402
+
+HIGHER_IS_BETTER = ("_per_s", "pipelined_vs_raw_lpush")
+NO_RATIO = ("enqueue_raw_lpush_per_s", "pipelined_vs_raw_lpush")  # references, not engine figures
+
+
+def celery_target(url: str) -> benchmark.Target:
+    import os
+
+    os.environ["BENCH_BROKER_URL"] = os.environ["BENCH_BACKEND_URL"] = url
+    from celery import group
+
+    from tests.bench import celery_benchapp as capp
+
+    capp.app.conf.broker_url = capp.app.conf.result_backend = url
+
+    def argv(node: str, concurrency: int, pool: str) -> list[str]:
+        return [sys.executable, "-m", "celery", "-A", "tests.bench.celery_benchapp", "worker", "-P", pool,
+                "-c", str(concurrency), "-E", "-Q", benchmark.QUEUE, "-n", node, "-l", "warning",
+                "--without-mingle", "--without-gossip"]
+
+    return benchmark.Target("celery", url, argv, capp.noop.name, capp.noop_result.name,
+                            send_one=lambda: capp.noop.delay().id,
+                            send_group=lambda n: group(capp.noop.s() for _ in range(n)).apply_async(),
+                            env={"BENCH_BROKER_URL": url, "BENCH_BACKEND_URL": url})
+
+
+def note(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def ratio(key: str, celery: Any, ours: Any) -> float | None:
+    """>1 means tqctl is better: ours/celery for rates, celery/ours for latency, memory and CPU."""
+    if not isinstance(celery, (int, float)) or not isinstance(ours, (int, float)) or not celery or not ours:
+        return None
+    return ours / celery if key.endswith(HIGHER_IS_BETTER) else celery / ours
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
+
+
+def table(results: dict[str, dict[str, Any]]) -> list[str]:
+    celery, ours = results["celery"], results["tqctl"]
+    lines = ["| figure | unit | Celery 5.7 | tqctl | tqctl advantage |", "|---|---|---:|---:|---:|"]
+    for key, label, unit in benchmark.FIGURES:
+        r = None if key in NO_RATIO else ratio(key, celery.get(key), ours.get(key))
+        how = "ours/celery" if key.endswith(HIGHER_IS_BETTER) else "celery/ours"
+        lines.append(f"| {label} | {unit} | {fmt(celery.get(key))} | {fmt(ours.get(key))} | "
+                     + (f"{r:.2f}x ({how}) |" if r else ("reference |" if key in NO_RATIO else "n/a |")))
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="worker nodes sharing --processes")
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("--sparse", type=int, default=5)
+    parser.add_argument("--only", choices=["celery", "tqctl"], help="run one engine only")
+    parser.add_argument("--json", dest="json_path", help="write every figure (and each run) to this file")
+    args = parser.parse_args()
+    opts = benchmark.Options(tasks=args.tasks, runs=args.runs, processes=args.processes, workers=args.workers,
+                             rate=args.rate, latency_seconds=args.latency_seconds, idle=args.idle,
+                             sparse=args.sparse)
+    machine = sysinfo.machine()
+    with tempfile.TemporaryDirectory(prefix="tqctl-compare-") as tmp, \
+            bundled.start_private(tmp, shutil.which("redis-server"), unix_socket=False) as server:
+        note(f"server: pid {server.pid} at {server.url}")
+        opts.broker_pid = server.pid
+        targets = [t for t in (celery_target(server.url), benchmark.engine_target(server.url))
+                   if args.only in (None, t.engine)]
+        runs: dict[str, list[dict[str, Any]]] = {t.engine: [] for t in targets}
+        flush = bundled.client_for(server.url, timeout=None)
+        for number in range(1, args.runs + 1):
+            for target in targets:  # A B A B: drift on the machine hits both engines alike
+                flush.flushall()
+                note(f"run {number}/{args.runs}: {target.engine}")
+                runs[target.engine].append(benchmark.run_once(target, opts, note))
+        flush.close()
+    results = {engine: {**benchmark.describe(t, opts), **sysinfo.summarize(runs[engine]),
+                        "runs_detail": runs[engine]}
+               for engine, t in zip(runs, targets, strict=True)}
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
+    for engine, res in results.items():
+        print(f"\n## {engine} (median of {args.runs})")
+        for key, label, unit in benchmark.FIGURES:
+            print(f"  {label:<48} {fmt(res.get(key)):>12} {unit}")
+        print(f"  every task counted: {res.get('complete')}")
+    if len(results) == 2:
+        print(f"\n## Celery 5.7 vs tqctl: {args.tasks} no-op tasks, median of {args.runs} runs, prefork "
+              f"{args.processes} processes ({args.workers} worker(s)), late acks, events on, same server\n")
+        print(f"Machine: {machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}, "
+              f"{machine['system']}; server: {results['tqctl'].get('broker')} (loopback TCP)\n")
+        print("\n".join(table(results)))
+        print("\ntqctl advantage > 1 means tqctl is better: ours/celery for rates, celery/ours for latency, "
+              "memory and CPU.")
+    return 0 if all(r.get("complete") for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

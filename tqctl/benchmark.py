@@ -1,0 +1,319 @@
+"""``tqctl bench``'s measuring code: throughput, latency, memory and CPU of a real cluster.
+
+One run, against the broker it is pointed at and on a dedicated queue (``tqctl.bench``):
+
+1. enqueue, no worker running: ``delay()`` in a loop, a group of N, and (engine only) an explicit
+   bulk publish (``protocol.build`` + ``broker.publish_many``) next to raw pipelined LPUSH of the
+   same bytes with redis-py, the transport's ceiling;
+2. worker processes of the bench app start; once every one has announced ``worker-online`` and
+   sits idle, N pre-built messages are pushed and the drain runs until every one of them has a
+   ``task-succeeded`` event (results ignored, then results stored): rate = N / (last success -
+   first push), both on this host's clock;
+3. latency: a steady ``rate``/s of ``delay()`` calls; each task's ``task-started`` timestamp minus
+   the client's clock just before its call; then, after ``idle`` seconds of silence, a few sparse
+   tasks one second apart;
+4. RSS/PSS of the worker process tree, then the workers stop.
+
+CPU per task = client (``delay()`` loop, getrusage) + worker tree (``/proc`` utime+stime over the
+results-ignored drain) + broker (its CPU over the ``delay()`` loop and that drain, minus the
+pipelined fill it did not have to do). ``Target`` hides which engine runs, so
+``tests/bench/compare.py`` times Celery with the very same code.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.bundled import client_for
+from engine.config import mask_url
+from engine.protocol import task as protocol
+from engine.protocol.results import task_key
+from tqctl import benchmark_sys as sysinfo
+from tqctl.benchmark_cluster import BenchError, Progress, Tracker, Workers
+
+__all__ = ["BenchError", "Options", "Target", "engine_target", "measure", "run_once", "rows", "FIGURES"]
+
+QUEUE = "tqctl.bench"
+CHUNK = 1000
+
+
+@dataclass
+class Options:
+    tasks: int = 20_000
+    runs: int = 3
+    processes: int = 2
+    workers: int = 1
+    pool: str = "prefork"
+    rate: float = 200.0
+    latency_seconds: float = 10.0
+    idle: float = 60.0
+    sparse: int = 5
+    stall: float = 60.0
+    ready_timeout: float = 60.0
+    broker_pid: int | None = None
+
+
+@dataclass
+class Target:
+    """One engine under test: its worker command line and its client's ways of sending."""
+
+    engine: str
+    broker_url: str
+    worker_argv: Callable[[str, int, str], list[str]]  # (node name, concurrency, pool) -> argv
+    noop: str  # task names, for pre-built messages (results ignored / stored)
+    noop_result: str
+    send_one: Callable[[], str]  # one ``delay()``: returns the task id
+    send_group: Callable[[int], Any]  # a group of n no-ops, applied
+    pipelined: bool = False  # measure the engine's bulk publish too
+    env: dict[str, str] = field(default_factory=dict)
+    queue: str = QUEUE
+
+
+def engine_target(broker_url: str) -> Target:
+    """Our engine: ``tqctl worker -A tqctl.examples.benchapp`` and its client in this process."""
+    from engine import group
+    from tqctl.examples import benchapp
+
+    benchapp.app.close()
+    benchapp.app.conf.broker_url = broker_url
+    noop = benchapp.noop
+
+    def argv(node: str, concurrency: int, pool: str) -> list[str]:
+        return [sys.executable, "-m", "tqctl", "worker", "-A", "tqctl.examples.benchapp", "-P", pool,
+                "-c", str(concurrency), "-Q", QUEUE, "-n", node, "-l", "warning", "--broker", broker_url]
+
+    return Target("tqctl", broker_url, argv, noop.name, benchapp.noop_result.name,
+                  send_one=lambda: noop.delay().id,
+                  send_group=lambda n: group(noop.s() for _ in range(n)).apply_async(),
+                  pipelined=True, env={"TQCTL_BROKER": broker_url})
+
+
+# -- one run ----------------------------------------------------------------------------------
+class Run:
+    def __init__(self, target: Target, opts: Options, progress: Progress) -> None:
+        from engine.broker import connect
+
+        self.target, self.opts, self.say = target, opts, progress
+        self.broker = connect(target.broker_url)
+        self.client = client_for(target.broker_url, timeout=None)
+        self.clock = sysinfo.BrokerClock(self.client, target.broker_url, opts.broker_pid)
+        self.tracker = Tracker(target.broker_url)
+        self.out: dict[str, Any] = {}
+        self.cpu_client = self.cpu_worker = 0.0
+        self.cpu_broker_enqueue: float | None = None
+        self.cpu_broker_drain: float | None = None
+        self.cpu_broker_fill: float | None = None
+
+    def close(self) -> None:
+        self.purge()
+        self.tracker.close()
+        self.client.close()
+        self.broker.close()
+
+    def purge(self) -> None:
+        self.client.delete(*(protocol.priority_key(self.target.queue, s) for s in protocol.PRIORITY_STEPS))
+
+    def prebuilt(self, name: str, n: int, ignore_result: bool = True) -> tuple[list[str], list[bytes]]:
+        built = [protocol.build(name, queue=self.target.queue, ignore_result=ignore_result) for _ in range(n)]
+        return [tid for tid, _ in built], [raw for _, raw in built]
+
+    def execute(self) -> dict[str, Any]:
+        self.purge()
+        self.enqueue()
+        with tempfile.TemporaryDirectory(prefix="tqctl-bench-") as logdir:
+            workers = Workers(self.target, self.opts, Path(logdir))
+            try:
+                workers.wait_ready(self.tracker, self.opts.ready_timeout)
+                self.drain(workers, stored=False)
+                self.drain(workers, stored=True)
+                self.latency()
+                self.sparse()
+                pids = workers.pids()
+                rss, pss = sysinfo.tree_memory_mb(pids)
+                self.out.update(worker_rss_mb=rss, worker_pss_mb=pss, worker_process_count=len(pids))
+            finally:
+                workers.stop()
+        self.cpu_totals()
+        return self.out
+
+    # -- enqueue --------------------------------------------------------------------------------
+    def enqueue(self) -> None:
+        n, t, q = self.opts.tasks, self.target, self.target.queue
+        for _ in range(20):  # warm: connections open, code paths imported
+            t.send_one()
+        t.send_group(10)
+        self.purge()
+        self.say(f"  enqueue: {n} x delay()")
+        cpu0, broker0, start = sysinfo.self_cpu_seconds(), self.clock.read(), time.perf_counter()
+        for _ in range(n):
+            t.send_one()
+        elapsed = time.perf_counter() - start
+        self.cpu_client = sysinfo.self_cpu_seconds() - cpu0
+        self.cpu_broker_enqueue = _delta(broker0, self.clock.read())
+        self.out["enqueue_single_per_s"] = n / elapsed
+        self.purge()
+        self.say(f"  enqueue: a group of {n}")
+        self.out["enqueue_group_per_s"] = n / _timed(lambda: t.send_group(n))
+        self.purge()
+        self.out["enqueue_pipelined_per_s"] = self.out["enqueue_publish_many_per_s"] = None
+        if t.pipelined:
+            self.say(f"  enqueue: {n} built + broker.publish_many")
+            self.out["enqueue_pipelined_per_s"] = n / _timed(lambda: self.broker.publish_many(
+                [(q, raw, None) for raw in self.prebuilt(t.noop, n)[1]]))
+            self.purge()
+        raws = self.prebuilt(t.noop, n)[1]
+        if t.pipelined:
+            self.out["enqueue_publish_many_per_s"] = n / _timed(
+                lambda: self.broker.publish_many([(q, raw, None) for raw in raws]))
+            self.purge()
+        broker0 = self.clock.read()
+        self.out["enqueue_raw_lpush_per_s"] = n / _timed(lambda: self._lpush(raws))
+        self.cpu_broker_fill = _delta(broker0, self.clock.read())
+        self.purge()
+        pipelined = self.out["enqueue_pipelined_per_s"]
+        self.out["pipelined_vs_raw_lpush"] = pipelined / self.out["enqueue_raw_lpush_per_s"] if pipelined else None
+
+    def _lpush(self, raws: list[bytes]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for raw in raws:
+            pipe.lpush(self.target.queue, raw)
+        pipe.execute()
+
+    # -- drain ----------------------------------------------------------------------------------
+    def drain(self, workers: Workers, stored: bool) -> None:
+        n, key = self.opts.tasks, "drain_stored" if stored else "drain"
+        ids, raws = self.prebuilt(self.target.noop_result if stored else self.target.noop, n, not stored)
+        self.say(f"  drain ({'results stored' if stored else 'results ignored'}): {n} tasks")
+        self.tracker.succeeded.clear()
+        cpu0, broker0 = workers.cpu(), self.clock.read()
+        start = time.time()
+        for i in range(0, n, CHUNK):
+            self._lpush(raws[i:i + CHUNK])
+        done = self.tracker.wait_all(self.tracker.succeeded, ids, self.opts.stall, self.say, key)
+        if not stored:
+            self.cpu_worker = workers.cpu() - cpu0
+            self.cpu_broker_drain = _delta(broker0, self.clock.read())
+        last = max((self.tracker.succeeded[i] for i in ids if i in self.tracker.succeeded), default=None)
+        self.out[f"{key}_per_s"] = done / (last - start) if last and last > start else None
+        self.out[f"{key}_sent"], self.out[f"{key}_completed"] = n, done
+        if stored:
+            for i in range(0, n, CHUNK):
+                self.client.delete(*(task_key(tid) for tid in ids[i:i + CHUNK]))
+        if done < n:
+            self.say(f"  warning: only {done} of {n} tasks completed (no progress for {self.opts.stall:.0f}s)")
+
+    # -- latency --------------------------------------------------------------------------------
+    def latency(self) -> None:
+        rate, count = self.opts.rate, max(1, int(self.opts.rate * self.opts.latency_seconds))
+        self.say(f"  latency: {count} tasks at {rate:g}/s")
+        self.tracker.started.clear()
+        sent: dict[str, float] = {}
+        begin = time.perf_counter()
+        for i in range(count):
+            while (left := begin + i / rate - time.perf_counter()) > 0.0002:
+                self.tracker.pump(min(left, 0.05))
+            at = time.time()
+            sent[self.target.send_one()] = at
+        started = self.tracker.wait_all(self.tracker.started, list(sent), self.opts.stall)
+        ms = [(self.tracker.started[i] - at) * 1000 for i, at in sent.items() if i in self.tracker.started]
+        self.out.update(latency_p50_ms=sysinfo.percentile(ms, 50), latency_p90_ms=sysinfo.percentile(ms, 90),
+                        latency_p99_ms=sysinfo.percentile(ms, 99), latency_sent=count, latency_started=started)
+
+    def sparse(self) -> None:
+        self.say(f"  latency after {self.opts.idle:g}s idle: {self.opts.sparse} sparse tasks")
+        self.tracker.idle(self.opts.idle)
+        ms: list[float] = []
+        for k in range(self.opts.sparse):
+            if k:
+                self.tracker.idle(1.0)
+            at = time.time()
+            tid = self.target.send_one()
+            if self.tracker.wait_all(self.tracker.started, [tid], self.opts.stall):
+                ms.append((self.tracker.started[tid] - at) * 1000)
+        self.out.update(latency_idle_ms=ms[0] if ms else None, latency_sparse_p50_ms=sysinfo.median(ms),
+                        latency_sparse_max_ms=max(ms, default=None))
+
+    # -- CPU ------------------------------------------------------------------------------------
+    def cpu_totals(self) -> None:
+        n = self.opts.tasks
+        client, worker = self.cpu_client / n * 1e6, self.cpu_worker / n * 1e6
+        broker = None
+        if None not in (self.cpu_broker_enqueue, self.cpu_broker_drain, self.cpu_broker_fill):
+            broker = max(self.cpu_broker_enqueue + self.cpu_broker_drain - self.cpu_broker_fill, 0.0) / n * 1e6
+        self.out.update(cpu_client_us_per_task=client, cpu_worker_us_per_task=worker,
+                        cpu_broker_us_per_task=broker,
+                        cpu_total_us_per_task=client + worker + (broker or 0.0),
+                        broker_cpu_source=self.clock.source)
+
+
+def _timed(call: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def _delta(before: float | None, after: float | None) -> float | None:
+    return after - before if before is not None and after is not None else None
+
+
+def run_once(target: Target, opts: Options, progress: Progress) -> dict[str, Any]:
+    """Every figure of one run; ``complete`` says whether every task sent was counted."""
+    run = Run(target, opts, progress)
+    try:
+        out = run.execute()
+    finally:
+        run.close()
+    out["complete"] = (out["drain_completed"] == out["drain_sent"]
+                       and out["drain_stored_completed"] == out["drain_stored_sent"]
+                       and out["latency_started"] == out["latency_sent"])
+    return out
+
+
+def describe(target: Target, opts: Options) -> dict[str, Any]:
+    return {"engine": target.engine, "broker": mask_url(target.broker_url), "tasks": opts.tasks,
+            "runs": opts.runs, "processes": opts.processes, "workers": opts.workers, "pool": opts.pool,
+            "latency_rate_per_s": opts.rate, "latency_seconds": opts.latency_seconds, "idle_seconds": opts.idle,
+            **sysinfo.machine()}
+
+
+def measure(target: Target, opts: Options, progress: Progress) -> dict[str, Any]:
+    """``runs`` runs, one after another; figures are medians, counters are sums."""
+    runs = []
+    for number in range(1, opts.runs + 1):
+        progress(f"run {number}/{opts.runs} ({target.engine}, {opts.tasks} tasks)")
+        runs.append(run_once(target, opts, progress))
+    return {**describe(target, opts), **sysinfo.summarize(runs), "runs_detail": runs}
+
+
+FIGURES: list[tuple[str, str, str]] = [
+    ("enqueue_single_per_s", "enqueue, delay() in a loop", "tasks/s"),
+    ("enqueue_group_per_s", "enqueue, group of N", "tasks/s"),
+    ("enqueue_pipelined_per_s", "bulk enqueue (pipelined): build + publish_many", "tasks/s"),
+    ("enqueue_publish_many_per_s", "publish_many of pre-built messages", "tasks/s"),
+    ("enqueue_raw_lpush_per_s", "raw pipelined LPUSH, redis-py (reference)", "tasks/s"),
+    ("pipelined_vs_raw_lpush", "bulk enqueue (pipelined) / raw LPUSH", "ratio"),
+    ("drain_per_s", "drain, results ignored", "tasks/s"),
+    ("drain_stored_per_s", "drain, results stored", "tasks/s"),
+    ("latency_p50_ms", "publish → start p50 (steady rate)", "ms"),
+    ("latency_p90_ms", "publish → start p90 (steady rate)", "ms"),
+    ("latency_p99_ms", "publish → start p99 (steady rate)", "ms"),
+    ("latency_idle_ms", "publish → start, first task after idle", "ms"),
+    ("latency_sparse_p50_ms", "publish → start, sparse tasks p50", "ms"),
+    ("latency_sparse_max_ms", "publish → start, sparse tasks max", "ms"),
+    ("worker_rss_mb", "worker tree RSS", "MB"),
+    ("worker_pss_mb", "worker tree PSS", "MB"),
+    ("cpu_client_us_per_task", "CPU per task: client (delay())", "µs"),
+    ("cpu_worker_us_per_task", "CPU per task: worker tree", "µs"),
+    ("cpu_broker_us_per_task", "CPU per task: broker", "µs"),
+    ("cpu_total_us_per_task", "CPU per task: total", "µs"),
+]
+
+
+def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"figure": label, "value": result.get(key), "unit": unit, "key": key} for key, label, unit in FIGURES]
