@@ -55,8 +55,12 @@ def _act(verb: str, ids: list[str], all_: bool, yes: bool, dry_run: bool, broker
     targets = [d.id for d in b.dead_letters(1_000_000)] if all_ else list(ids)
     if not targets:
         fail("name dead-letter ids or pass --all")
-    if dry_run:
-        emit({"action": verb, "dry_run": True, "ids": targets, "count": len(targets)}, as_json)
+    if dry_run:  # the real run's plan: only letters that exist, the rest reported missing
+        found = [i for i in targets if b.dead_letter_get(i) is not None]
+        missing = [i for i in targets if i not in found]
+        emit({"action": verb, "dry_run": True, "ids": found, "count": len(found), "missing": missing}, as_json)
+        if missing:
+            raise typer.Exit(EXIT_ERROR)
         return
     if not yes and not typer.confirm(f"{verb} {len(targets)} dead letter(s)?", default=False):
         fail("aborted: nothing changed")

@@ -1,0 +1,243 @@
+"""Canvas (chain, group, chord, chunks, map, links) run end to end by real worker processes.
+
+Every test sends from this process with the ``tests.apps.canvas`` app and reads results back from
+the session's real server; workers are real ``tqctl worker`` processes. Callbacks that must run an
+exact number of times write a line to the ledger file, which is the evidence read here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from engine import GroupResult, chain, chord, group, signature
+from engine.exceptions import ChordError
+from engine.protocol.results import group_key
+from engine.workflows import Chord
+from tests.integration.harness import wait_for
+
+pytestmark = pytest.mark.integration
+
+APP = "tests.apps.canvas"
+
+
+@pytest.fixture
+def canvas(broker_url: str):  # noqa: ANN201
+    """The canvas test app as a client in this process, pointed at this test's server."""
+    from tests.apps import canvas as module
+
+    module.app.close()
+    module.app.conf.broker_url = broker_url
+    module.app.conf.result_backend = broker_url
+    yield module
+    module.app.close()
+
+
+def ledger_lines(ledger: Path, kind: str) -> list[list[str]]:
+    """Ledger lines of one kind (``tsum``, ``link``, ``errback``), split into words."""
+    return [line.split() for line in ledger.read_text().splitlines() if line.split()[:1] == [kind]]
+
+
+# -- the basic forms ----------------------------------------------------------------------------
+
+def test_chain_passes_each_result_on_and_keeps_its_parents(canvas, start_worker) -> None:
+    start_worker("-c", "2", app=APP)
+    result = chain(canvas.add.s(1, 2), canvas.mul.s(10), canvas.add.s(5)).delay()
+    assert result.get(timeout=15) == 35
+    assert result.parent is not None and result.parent.parent is not None
+    assert result.parent.get(timeout=5) == 30
+    assert result.parent.parent.get(timeout=5) == 3
+    assert result.parent.parent.parent is None
+    # the arguments given to the chain go to its first step
+    assert chain(canvas.add.s(1), canvas.mul.s(3)).delay(4).get(timeout=15) == 15
+
+
+def test_pipe_chain_immutable_step_ignores_the_parent_result(canvas, start_worker) -> None:
+    start_worker("-c", "2", app=APP)
+    result = (canvas.add.s(2, 2) | canvas.mul.s(10) | canvas.add.si(1, 1)).apply_async()
+    assert result.get(timeout=15) == 2
+    assert result.parent.get(timeout=5) == 40
+
+
+def test_chord_called_with_its_body(canvas, start_worker, ledger: Path) -> None:
+    start_worker("-c", "4", app=APP)
+    result = chord([canvas.add.s(i, i) for i in range(10)])(canvas.tsum.s())
+    assert result.get(timeout=20) == 90
+    assert isinstance(result.parent, GroupResult)
+    assert result.parent.get(timeout=5) == [2 * i for i in range(10)]
+    assert [line[:3] for line in ledger_lines(ledger, "tsum")] == [["tsum", "90", "10"]]
+
+
+def test_group_piped_into_a_task_is_a_chord(canvas, start_worker, ledger: Path) -> None:
+    start_worker("-c", "4", app=APP)
+    workflow = group(canvas.add.s(i, i) for i in range(5)) | canvas.tsum.s()
+    assert isinstance(workflow, Chord)
+    result = workflow.delay()
+    assert result.get(timeout=20) == 20
+    assert [line[:3] for line in ledger_lines(ledger, "tsum")] == [["tsum", "20", "5"]]
+
+
+def test_chunks_as_a_group(canvas, start_worker) -> None:
+    start_worker("-c", "4", app=APP)
+    result = canvas.add.chunks(zip(range(100), range(100), strict=True), 10).group().delay()
+    assert isinstance(result, GroupResult) and len(result) == 10
+    parts = result.get(timeout=20)
+    assert [len(part) for part in parts] == [10] * 10
+    assert [value for part in parts for value in part] == [2 * i for i in range(100)]
+
+
+def test_map_and_starmap(canvas, start_worker) -> None:
+    start_worker("-c", "2", app=APP)
+    assert canvas.tsum.map([[1, 2], [3, 4], []]).delay().get(timeout=15) == [3, 7, 0]
+    assert canvas.add.starmap([(1, 2), (3, 4), (10, 20)]).delay().get(timeout=15) == [3, 7, 30]
+
+
+def test_link_runs_with_the_result_and_link_error_on_failure(canvas, start_worker, ledger: Path) -> None:
+    start_worker("-c", "2", app=APP)
+    ok = canvas.add.apply_async((2, 2), link=canvas.log_result.s(), link_error=canvas.on_error.s())
+    assert ok.get(timeout=15) == 4
+    bad = canvas.boom.apply_async((7,), link=canvas.log_result.s(), link_error=canvas.on_error.s())
+    with pytest.raises(ValueError, match="boom 7"):
+        bad.get(timeout=15)
+    wait_for(lambda: ledger_lines(ledger, "link") and ledger_lines(ledger, "errback"), 15, "link and errback")
+    time.sleep(0.5)  # a duplicate would land by now
+    assert [line[:2] for line in ledger_lines(ledger, "link")] == [["link", "4"]]
+    assert [line[:2] for line in ledger_lines(ledger, "errback")] == [["errback", bad.id]]
+
+
+# -- signatures ---------------------------------------------------------------------------------
+
+def test_set_queue_and_countdown_are_respected(canvas, start_worker) -> None:
+    start_worker("-c", "2", "-Q", "other", app=APP)  # nothing consumes the default queue
+    sent = time.monotonic()
+    result = canvas.add.s(1, 2).set(queue="other", countdown=2).delay()
+    time.sleep(1.0)
+    assert not result.ready()
+    assert result.get(timeout=15) == 3
+    assert time.monotonic() - sent >= 1.9
+    immutable = canvas.mul.si(3, 4).set(queue="other")
+    assert immutable.delay().get(timeout=15) == 12
+
+
+def test_clone_and_signature_by_name(canvas, start_worker) -> None:
+    start_worker("-c", "2", app=APP)
+    base = canvas.add.s(2)
+    copy = base.clone((3,))
+    copy.set(queue="nowhere")
+    assert base["args"] == [2] and base.options == {}
+    assert copy["args"] == [3, 2] and copy.options == {"queue": "nowhere"}
+    assert base.clone((5,)).delay().get(timeout=15) == 7
+    by_name = signature("canvas.add", args=(4, 5), app=canvas.app)
+    assert by_name.delay().get(timeout=15) == 9
+    assert canvas.app.signature("canvas.mul", (3, 4)).delay().get(timeout=15) == 12
+    # Celery's form: options given as keywords
+    assert signature("canvas.add", args=(1, 1), countdown=0.1, app=canvas.app).options == {"countdown": 0.1}
+    assert signature("canvas.add", args=(1, 1), countdown=0.1, app=canvas.app).delay().get(timeout=15) == 2
+
+
+# -- GroupResult --------------------------------------------------------------------------------
+
+def test_group_result_reads_in_header_order_and_saves(canvas, start_worker, redis_client: redis.Redis) -> None:
+    start_worker("-c", "4", app=APP)
+    # later members finish first, yet results read in header order
+    result = group(canvas.slow_add.s(i, 0, delay=0.2 * (4 - i)) for i in range(5)).delay()
+    assert not result.ready()
+    assert result.join(timeout=15) == [0, 1, 2, 3, 4]
+    assert result.ready() and result.successful() and not result.failed()
+    assert result.completed_count() == 5
+
+    assert result.save() is result
+    saved = json.loads(redis_client.get(group_key(result.id)))
+    assert saved == {"result": [[result.id, None], [[[r.id, None], None] for r in result.results]]}
+    restored = GroupResult.restore(result.id, canvas.app)
+    assert restored is not None and restored.id == result.id
+    assert [r.id for r in restored.results] == [r.id for r in result.results]
+    assert restored.get(timeout=5) == [0, 1, 2, 3, 4]
+    assert GroupResult.restore("no-such-group", canvas.app) is None
+
+
+def test_group_result_with_a_failed_member(canvas, start_worker) -> None:
+    start_worker("-c", "2", app=APP)
+    result = group(canvas.add.s(1, 1), canvas.boom.s(2), canvas.add.s(3, 3)).delay()
+    wait_for(result.ready, 15, "the group to finish")
+    assert result.failed() and not result.successful()
+    assert result.completed_count() == 2
+    values = result.join(timeout=5, propagate=False)
+    assert values[0] == 2 and values[2] == 6
+    assert isinstance(values[1], ValueError) and "boom 2" in str(values[1])
+    with pytest.raises(ValueError, match="boom 2"):
+        result.get(timeout=5)
+
+
+# -- chord failure ------------------------------------------------------------------------------
+
+def test_chord_header_failure_fails_the_body_and_runs_its_errback_once(canvas, start_worker,
+                                                                       ledger: Path) -> None:
+    start_worker("-c", "2", app=APP)
+    body = canvas.tsum.s().on_error(canvas.on_error.s())
+    result = chord([canvas.add.s(1, 1), canvas.boom.s(7), canvas.add.s(2, 2)])(body)
+    failed_id = result.parent.results[1].id
+    with pytest.raises(ChordError) as info:
+        result.get(timeout=15)
+    assert failed_id in str(info.value) and "boom 7" in str(info.value)
+    assert result.state == "FAILURE"
+    wait_for(lambda: ledger_lines(ledger, "errback"), 15, "the body's errback")
+    time.sleep(1.0)  # a second errback would land by now
+    assert [line[:2] for line in ledger_lines(ledger, "errback")] == [["errback", result.id]]
+    assert ledger_lines(ledger, "tsum") == []
+
+
+# -- nesting ------------------------------------------------------------------------------------
+
+def test_chain_inside_a_group(canvas, start_worker) -> None:
+    start_worker("-c", "4", app=APP)
+    result = group(chain(canvas.add.s(1, 1), canvas.mul.s(10)), canvas.add.s(2, 3) | canvas.mul.s(3),
+                   canvas.add.s(7, 7)).delay()
+    assert result.get(timeout=20) == [20, 15, 14]
+
+
+def test_group_inside_a_chain(canvas, start_worker) -> None:
+    start_worker("-c", "4", app=APP)
+    middle = chain(canvas.add.s(1, 1), group(canvas.mul.s(10), canvas.mul.s(100)), canvas.tsum.s()).delay()
+    assert middle.get(timeout=20) == 220
+    last = chain(canvas.add.s(1, 1), group(canvas.mul.s(10), canvas.mul.s(100))).delay()
+    assert isinstance(last, GroupResult)
+    assert last.get(timeout=20) == [20, 200]
+    assert last.parent is not None and last.parent.get(timeout=5) == 2
+
+
+def test_chord_inside_a_chain(canvas, start_worker) -> None:
+    start_worker("-c", "4", app=APP)
+    inner = chord([canvas.mul.s(10), canvas.mul.s(100)], canvas.tsum.s())
+    result = chain(canvas.add.s(1, 1), inner, canvas.add.s(1)).delay()
+    assert result.get(timeout=20) == 221
+    assert result.parent.get(timeout=5) == 220
+    first = chain(chord([canvas.add.s(1, 1), canvas.add.s(2, 2)], canvas.tsum.s()), canvas.mul.s(10)).delay()
+    assert first.get(timeout=20) == 60
+    in_header = chord([canvas.add.s(1, 1) | canvas.mul.s(10), canvas.add.s(2, 2)], canvas.tsum.s()).delay()
+    assert in_header.get(timeout=20) == 24
+
+
+# -- a chord survives a worker killed mid-header --------------------------------------------------
+
+def test_chord_completes_once_when_a_worker_is_killed(canvas, start_worker, ledger: Path,
+                                                      redis_client: redis.Redis) -> None:
+    w1 = start_worker("-c", "2", name="w1", app=APP)
+    w2 = start_worker("-c", "2", name="w2", app=APP)
+    result = chord([canvas.slow_add.s(i, i) for i in range(200)])(canvas.tsum.s())
+    joined = f"{group_key(result.parent.id)}.j"
+    wait_for(lambda: redis_client.zcard(joined) >= 40, 20, "40 headers to finish")
+    assert not result.ready()
+    w1.kill_group()  # the whole process group: its pool children die with it, mid-task
+    w3 = start_worker("-c", "2", name="w1-restarted", app=APP)  # w1 comes back as a new process
+    assert result.get(timeout=30) == 2 * sum(range(200))
+    time.sleep(1.0)  # a duplicate body would land by now
+    lines = ledger_lines(ledger, "tsum")
+    assert len(lines) == 1 and lines[0][1:3] == [str(2 * sum(range(200))), "200"]
+    assert result.parent.get(timeout=5) == [2 * i for i in range(200)]
+    # the killed worker's unacked headers came back through the owner-timeout reaper
+    assert "recovered" in w2.log() + w3.log()

@@ -1,0 +1,285 @@
+"""Reliability with real worker processes and real signals: no task is lost or run twice.
+
+Warm shutdown (SIGTERM, a first SIGINT) lets running tasks finish and hands back the rest; cold
+shutdown (a second SIGINT) hands back everything at once; a prefork child or a whole worker killed
+with SIGKILL loses nothing (acks_late); a parked ETA task runs once; a task that kills its process
+every time ends in the dead-letter store instead of looping; a broker it cannot use (closed port,
+wrong password) stops the worker with one clean stderr line. Tasks live in ``tests.apps.reliability``
+and write a ledger line per attempt, so every assertion is about what really ran, and where.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+
+from engine.broker.redis import DELAYED, INFLIGHT, OWNERS
+from engine.bundled import client_for, start_private
+from engine.exceptions import WorkerLostError
+from tests.integration.harness import ROOT, WorkerProcess, wait_for
+
+pytestmark = pytest.mark.integration
+
+APP = "tests.apps.reliability"
+
+
+@pytest.fixture
+def rel(broker_url: str) -> Iterator:
+    """The reliability app as a client in this process, pointed at this test's server."""
+    from tests.apps import reliability as module
+
+    module.app.close()
+    module.app.conf.broker_url = broker_url
+    module.app.conf.result_backend = broker_url
+    yield module
+    module.app.close()
+
+
+# -- reading what happened ------------------------------------------------------------------------
+def entries(ledger: Path, what: str, tag: str) -> list[dict]:
+    """Ledger lines ``<what> <tag> <task id> <pid> <time>`` for one tag, oldest first."""
+    found = []
+    for line in ledger.read_text().splitlines():
+        parts = line.split()
+        if parts[:2] == [what, tag]:
+            found.append({"id": parts[2], "pid": int(parts[3]), "time": float(parts[4])})
+    return found
+
+
+def owner_of(client: redis.Redis, name: str, worker: WorkerProcess) -> str:
+    """The broker owner id of a running worker (``<name>@<host>.<pid>.<random>``)."""
+    found: list[str] = []
+
+    def look() -> bool:
+        found[:] = [m.decode() for m in client.zrange(OWNERS, 0, -1)
+                    if m.decode().startswith(f"{name}@") and f".{worker.pid}." in m.decode()]
+        return bool(found)
+
+    wait_for(look, 10, f"{name} to register as an owner")
+    return found[0]
+
+
+def depth(client: redis.Redis, queue: str = "celery") -> int:
+    return int(client.llen(queue))
+
+
+def assert_retired(client: redis.Redis, owner: str) -> None:
+    assert not client.exists(INFLIGHT + owner), "the owner's in-flight hash outlived the worker"
+    assert client.zscore(OWNERS, owner) is None, "the owner still heartbeats after it stopped"
+
+
+def no_inflight_anywhere(client: redis.Redis) -> bool:
+    return all(client.hlen(key) == 0 for key in client.scan_iter(match=INFLIGHT + "*"))
+
+
+# -- 1. warm shutdown -------------------------------------------------------------------------------
+@pytest.mark.parametrize(("pool", "how"), [
+    ("prefork", "SIGTERM to the worker"), ("prefork", "SIGINT to the process group (Ctrl-C)"),
+    ("threads", "SIGTERM to the worker"), ("solo", "SIGINT to the process group (Ctrl-C)"),
+])
+def test_warm_shutdown_finishes_running_and_hands_back_reserved(
+        rel, start_worker, redis_client, ledger: Path, tmp_path: Path, pool: str, how: str) -> None:
+    # prefetch 8 with 4 in hand: the consumer is still fetching (blocked) when the signal lands.
+    w1 = start_worker("-P", pool, "-c", "1", "--prefetch-multiplier", "8", name="w1", app=APP)
+    owner = owner_of(redis_client, "w1", w1)
+    gate = tmp_path / "gate"
+    running = rel.gated_late.delay("running", str(gate))
+    wait_for(lambda: entries(ledger, "start", "running"), 10, "the long task to start")
+    waiting = [rel.record.delay(f"r{i}") for i in range(3)]
+    # All three fetched (in the owner's in-flight hash, off the queue) but not started: -c 1 is busy.
+    wait_for(lambda: redis_client.hlen(INFLIGHT + owner) == 4 and depth(redis_client) == 0, 10,
+             "the worker to reserve the three waiting tasks")
+
+    if how.startswith("SIGTERM"):
+        w1.signal(signal.SIGTERM)
+    else:
+        os.killpg(w1.pid, signal.SIGINT)
+    wait_for(lambda: "warm shutdown" in w1.log(), 10, "the worker to begin its warm shutdown")
+    gate.touch()  # the running task ends now, while the worker is shutting down
+    assert w1.wait(30) == 0
+
+    assert len(entries(ledger, "end", "running")) == 1, "the running task was not allowed to finish"
+    assert running.get(timeout=1) == "running"
+    for i in range(3):
+        assert not entries(ledger, "run", f"r{i}"), "a reserved task started after the stop signal"
+    assert depth(redis_client) == 3, "the reserved tasks did not go back to the queue"
+    assert_retired(redis_client, owner)
+    assert "warm shutdown" in w1.log()
+
+    w2 = start_worker("-c", "2", name="w2", app=APP)
+    assert [r.get(timeout=10) for r in waiting] == ["r0", "r1", "r2"]
+    w2_children = set(w2.children())
+    for i in range(3):
+        (run,) = entries(ledger, "run", f"r{i}")
+        assert run["pid"] in w2_children
+
+
+# -- 2. cold shutdown -------------------------------------------------------------------------------
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_cold_shutdown_hands_back_every_unfinished_task(
+        rel, start_worker, redis_client, ledger: Path, pool: str) -> None:
+    w1 = start_worker("-P", pool, "-c", "2", "--prefetch-multiplier", "4", name="w1", app=APP)
+    owner = owner_of(redis_client, "w1", w1)
+    late = rel.first_long_late.delay("late", 60)
+    early = rel.first_long_early.delay("early", 60)
+    wait_for(lambda: entries(ledger, "start", "late") and entries(ledger, "start", "early"), 10,
+             "both long tasks to start")
+    reserved = [rel.record.delay(f"r{i}") for i in range(3)]
+    # in flight: the late-ack task and the three reserved ones; the early-ack task is acked already.
+    wait_for(lambda: redis_client.hlen(INFLIGHT + owner) == 4 and depth(redis_client) == 0, 10,
+             "the reserved tasks to be fetched and the early task acked")
+
+    os.killpg(w1.pid, signal.SIGINT)
+    wait_for(lambda: "warm shutdown" in w1.log(), 10, "the first Ctrl-C to start a warm shutdown")
+    os.killpg(w1.pid, signal.SIGINT)
+    code = w1.wait(10)  # promptly: a warm stop would wait on the 60 s tasks (up to tqctl_shutdown_timeout)
+    assert code >= 0, f"worker died by signal {-code} instead of shutting down"
+    assert "cold shutdown" in w1.log()
+    assert not entries(ledger, "end", "late") and not entries(ledger, "end", "early")
+    assert depth(redis_client) == 5, "not every unfinished task went back to the queue"
+    assert_retired(redis_client, owner)
+
+    start_worker("-c", "2", name="w2", app=APP)
+    assert late.get(timeout=15) == "late"
+    assert early.get(timeout=15) == "early"
+    assert [r.get(timeout=15) for r in reserved] == ["r0", "r1", "r2"]
+    for tag in ("late", "early"):
+        assert len(entries(ledger, "start", tag)) == 2 and len(entries(ledger, "end", tag)) == 1
+    for i in range(3):
+        assert len(entries(ledger, "run", f"r{i}")) == 1
+
+
+# -- 3. a prefork child killed ----------------------------------------------------------------------
+def test_killed_child_task_completes_and_worker_survives(rel, start_worker, redis_client, ledger: Path) -> None:
+    w1 = start_worker("-c", "1", name="w1", app=APP)
+    result = rel.first_long_late.delay("victim", 60)
+    wait_for(lambda: entries(ledger, "start", "victim"), 10, "the task to start")
+    (first,) = entries(ledger, "start", "victim")
+    assert first["pid"] in w1.children(), "the task did not run in a pool child of the worker"
+
+    os.kill(first["pid"], signal.SIGKILL)
+    assert result.get(timeout=10) == "victim"  # acceptance: done within 10 s of the kill
+
+    assert w1.proc.poll() is None, "the worker's main process died with its child"
+    starts = entries(ledger, "start", "victim")
+    assert len(starts) == 2 and len(entries(ledger, "end", "victim")) == 1
+    assert starts[1]["pid"] != first["pid"]
+    assert starts[1]["pid"] in w1.children(), "the retry did not run in the worker's replacement child"
+    assert "lost its process" in w1.log()
+    assert rel.app.broker.dead_letter_count() == 0
+
+
+# -- 4. a whole worker killed ------------------------------------------------------------------------
+def test_killed_worker_task_completes_on_survivor(rel, start_worker, redis_client, ledger: Path) -> None:
+    w1 = start_worker("-c", "1", name="w1", app=APP)
+    owner = owner_of(redis_client, "w1", w1)
+    result = rel.first_long_late.delay("orphan", 60)
+    wait_for(lambda: entries(ledger, "start", "orphan"), 10, "the task to start on w1")
+    assert entries(ledger, "start", "orphan")[0]["pid"] in w1.children()
+    w2 = start_worker("-c", "1", name="w2", app=APP)
+
+    w1.kill_group()
+    assert result.get(timeout=10) == "orphan"  # acceptance: done within 10 s of the kill
+
+    starts = entries(ledger, "start", "orphan")
+    assert len(starts) == 2 and len(entries(ledger, "end", "orphan")) == 1
+    assert starts[1]["pid"] in w2.children()
+    assert "recovered 1 message(s)" in w2.log()
+    assert redis_client.zscore(OWNERS, owner) is None and not redis_client.exists(INFLIGHT + owner)
+
+
+# -- 5. an ETA task while workers come and go ---------------------------------------------------------
+def test_eta_task_runs_once_not_early_across_worker_restart(rel, start_worker, redis_client, ledger: Path) -> None:
+    start_worker("-c", "1", name="w1", app=APP)
+    result = rel.record.apply_async(("eta",), countdown=30)
+    wait_for(lambda: redis_client.zcard(DELAYED) == 1, 10, "the ETA task to be parked")
+    eta = redis_client.zrange(DELAYED, 0, 0, withscores=True)[0][1]
+
+    w2 = start_worker("-c", "1", name="w2", app=APP)
+    w2_owner = owner_of(redis_client, "w2", w2)
+    w2.signal(signal.SIGTERM)
+    assert w2.wait(30) == 0
+    assert_retired(redis_client, w2_owner)
+    assert redis_client.zcard(DELAYED) == 1 and depth(redis_client) == 0, "the parked task moved or was copied"
+    assert not entries(ledger, "run", "eta"), "the ETA task ran early"
+
+    assert result.get(timeout=40) == "eta"
+    (run,) = entries(ledger, "run", "eta")
+    assert run["time"] >= eta, f"ran {eta - run['time']:.3f}s before its ETA"
+    # No copy is left anywhere that could run it a second time.
+    wait_for(lambda: no_inflight_anywhere(redis_client), 5, "the ETA task's ack")
+    assert redis_client.zcard(DELAYED) == 0 and depth(redis_client) == 0
+    assert len(entries(ledger, "run", "eta")) == 1
+
+
+# -- 6. a poison task -----------------------------------------------------------------------------------
+def test_task_that_kills_its_process_is_dead_lettered_after_delivery_limit(
+        rel, start_worker, redis_client, ledger: Path) -> None:
+    w1 = start_worker("-c", "1", name="w1", app=APP)
+    owner = owner_of(redis_client, "w1", w1)
+    result = rel.die_late.delay("poison")
+    broker = rel.app.broker
+    wait_for(lambda: broker.dead_letter_count() == 1, 30, "the poison task to be dead-lettered")
+
+    (letter,) = broker.dead_letters()
+    assert letter.reason == "worker_lost"
+    assert letter.task_id == result.id and letter.task_name == rel.die_late.name
+    assert letter.queue == "celery"
+    assert f"lost its process {rel.DELIVERY_LIMIT} times" in letter.detail
+    assert result.id.encode() in letter.raw
+    assert len(entries(ledger, "die", "poison")) == rel.DELIVERY_LIMIT
+    with pytest.raises(WorkerLostError):
+        result.get(timeout=5)
+    assert result.state == "FAILURE"
+    # Nothing left to loop on, and the worker still serves.
+    assert depth(redis_client) == 0 and redis_client.hlen(INFLIGHT + owner) == 0
+    assert rel.pid.delay().get(timeout=10)[1] == w1.pid
+    assert len(entries(ledger, "die", "poison")) == rel.DELIVERY_LIMIT
+
+
+# -- 8. a broker the worker cannot use ---------------------------------------------------------------
+SECRET = "s3cr3t"
+
+
+@pytest.fixture
+def password_port(tmp_path: Path) -> Iterator[int]:
+    """A private TCP server (not the session's) that demands a password other than ``SECRET``."""
+    server = start_private(tmp_path / "auth-server", unix_socket=False)
+    port = int(urlsplit(server.url).port or 0)
+    with client_for(server.url) as client:
+        client.config_set("requirepass", "the-real-password")
+    try:
+        yield port
+    finally:
+        with client_for(f"redis://:the-real-password@127.0.0.1:{port}/0") as client:
+            client.config_set("requirepass", "")  # so stop() can SHUTDOWN it politely
+        server.stop()
+
+
+@pytest.mark.parametrize("target", ["closed port", "closed port, password in URL", "wrong password",
+                                    "no password"])
+def test_worker_exits_with_one_clean_line_when_broker_is_unusable(request, target: str) -> None:
+    needs_auth = target in ("wrong password", "no password")
+    port = request.getfixturevalue("password_port") if needs_auth else 1
+    host = f"127.0.0.1:{port}"
+    url = f"redis://:{SECRET}@{host}/0" if "password" in target and target != "no password" else f"redis://{host}/0"
+    env = {**os.environ, "TQCTL_BROKER": url, "PYTHONPATH": str(ROOT)}
+    env.pop("TQCTL_BACKEND", None)
+
+    done = subprocess.run([sys.executable, "-m", "tqctl", "worker", "-A", "tests.apps.shop"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+
+    assert done.returncode != 0
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{done.stderr}"
+    assert host in lines[0]
+    assert SECRET not in done.stderr + done.stdout
+    assert ("password" in lines[0].lower() or "auth" in lines[0].lower()) if needs_auth else "refused" in lines[0]
