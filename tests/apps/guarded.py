@@ -2,7 +2,8 @@
 
 ``worker_control_allow`` keeps ``ping``, ``revoke`` and ``stats``; anything else (``shutdown``)
 is answered with an error and the worker keeps running. ``fail_once`` fails while its marker
-file is missing and creates it, so a retry of the very same message succeeds.
+file is missing and creates it, so a retry of the very same message succeeds. ``reject`` and
+``retry_once`` make the worker send task-rejected and task-retried events.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 
 from engine import App
+from engine.exceptions import Reject
 
 app = App("guarded")
 app.conf.worker_control_allow = ["ping", "revoke", "stats"]
@@ -29,3 +31,15 @@ def fail_once(marker: str, value: int = 0) -> int:
 @app.task(name="guarded.echo")
 def echo(value: int) -> int:
     return value
+
+
+@app.task(name="guarded.reject")
+def reject() -> None:
+    raise Reject("refused by the task", requeue=False)
+
+
+@app.task(name="guarded.retry_once", bind=True, max_retries=1)
+def retry_once(self) -> int:  # noqa: ANN001 - Celery's bound-task signature
+    if self.request.retries == 0:
+        raise self.retry(countdown=0.1)
+    return self.request.retries

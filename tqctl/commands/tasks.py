@@ -139,7 +139,7 @@ def _result_doc(task_id: str, meta: dict[str, Any] | None) -> dict[str, Any] | N
 def tail(state: Annotated[str, typer.Option("--state", help="Only events giving this state.")] = "",
          name: Name = "",
          count: Annotated[int, typer.Option("--count", help="Stop after N events.")] = 0,
-         for_: Annotated[float, typer.Option("--for", help="Stop after SECONDS.")] = 0.0,
+         for_: Annotated[float, typer.Option("--for", "--timeout", help="Stop after SECONDS.")] = 0.0,
          heartbeats: Annotated[bool, typer.Option("--heartbeats", help="Show worker heartbeats too.")] = False,
          broker: Broker = "", as_json: AsJson = False) -> None:
     """Follow live events until interrupted (JSON Lines with --json).
@@ -152,6 +152,7 @@ def tail(state: Annotated[str, typer.Option("--state", help="Only events giving 
     model = ClusterState(max_tasks=50_000)
     with session(broker) as cluster:
         receiver = cluster.events()
+        note("tqctl: following events (Ctrl-C to stop)")  # subscribed: from here on nothing is missed
         try:
             while (count <= 0 or shown < count) and (deadline is None or time.monotonic() < deadline):
                 left = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
@@ -224,11 +225,29 @@ def call(name: str,
     with session(broker) as cluster:
         sent = cluster.app.send_task(name, positional, named, countdown=countdown, eta=eta or None,
                                      expires=expires, queue=queue or None, priority=priority)
+        _task_sent(cluster, sent.id, name, positional, named, countdown, eta, expires, queue or "celery")
     if as_json:
         emit_json({"id": sent.id, "name": name, "queue": queue or "celery", "countdown": countdown,
                    "eta": eta or None, "priority": priority})
     else:
         emit_line(sent.id)
+
+
+def _task_sent(cluster: Any, task_id: str, name: str, args: list[Any], kwargs: dict[str, Any],
+               countdown: float | None, eta: str, expires: float | None, queue: str) -> None:
+    """Celery's client event for a sent task (hostname gen<pid>@host), so tail and the console see the send."""
+    import datetime as dt
+    import socket
+
+    from engine.events.dispatcher import EventDispatcher
+
+    now = dt.datetime.now(dt.timezone.utc)
+    when = eta or ((now + dt.timedelta(seconds=countdown)).isoformat() if countdown is not None else None)
+    until = (now + dt.timedelta(seconds=expires)).isoformat() if expires is not None else None
+    events = EventDispatcher(cluster.control.fanout, f"gen{os.getpid()}@{socket.gethostname()}")
+    events.send("task-sent", uuid=task_id, root_id=task_id, parent_id=None, name=name, args=repr(tuple(args)),
+                kwargs=repr(kwargs), retries=0, eta=when, expires=until, queue=queue, exchange="",
+                routing_key=queue)
 
 
 def result(task_id: str, wait: Annotated[bool, typer.Option("--wait", help="Wait until it is ready.")] = False,
