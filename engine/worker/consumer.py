@@ -154,11 +154,11 @@ class Consumer:
 
     def _unknown(self, delivery: Delivery, message: protocol.TaskMessage) -> None:
         detail = f"task {message.name!r} is not registered on {self.worker.hostname}"
-        self.dead_letter(delivery, "unknown_task", detail, message.headers)
         backend = self.app.backend
-        if backend is not None and not message.ignore_result:
+        if backend is not None and not message.ignore_result:  # first: a waiting client learns why
             exc = NotRegistered(message.name)
             backend.store(message.id, meta(message.id, states.FAILURE, encode_exception(exc)))
+        self.dead_letter(delivery, "unknown_task", detail, message.headers)
 
     def settle_revoked(self, delivery: Delivery, message: protocol.TaskMessage,
                         why: str) -> None:

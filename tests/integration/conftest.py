@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import redis
@@ -26,16 +28,41 @@ def ledger(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def shop(broker_url: str, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
-    """The test app, as a client in this process, pointed at this test's server."""
-    from tests.apps import shop as module
-
+def client_app(module_name: str, broker_url: str) -> Iterator[ModuleType]:
+    """A test app module as a client in this process, pointed at this test's server."""
+    module = importlib.import_module(module_name)
     module.app.close()
     module.app.conf.broker_url = broker_url
     module.app.conf.result_backend = broker_url
     yield module
     module.app.close()
+
+
+@pytest.fixture
+def shop(broker_url: str) -> Iterator[ModuleType]:
+    yield from client_app("tests.apps.shop", broker_url)
+
+
+@pytest.fixture
+def canvas(broker_url: str) -> Iterator[ModuleType]:
+    yield from client_app("tests.apps.canvas", broker_url)
+
+
+@pytest.fixture
+def rel(broker_url: str) -> Iterator[ModuleType]:
+    """tests/apps/reliability.py: ledger-writing tasks and a small message-size limit."""
+    yield from client_app("tests.apps.reliability", broker_url)
+
+
+@pytest.fixture
+def api(broker_url: str) -> Iterator[ModuleType]:
+    yield from client_app("tests.apps.api", broker_url)
+
+
+@pytest.fixture
+def interop(broker_url: str) -> Iterator[ModuleType]:
+    """tests/apps/interop.py as OUR client (Celery runs the same functions from celery_interop.py)."""
+    yield from client_app("tests.apps.interop", broker_url)
 
 
 @pytest.fixture

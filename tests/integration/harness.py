@@ -13,18 +13,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class WorkerProcess:
-    def __init__(self, broker_url: str, args: list[str], log_path: Path, env: dict[str, str],
-                 app: str = "tests.apps.shop") -> None:
-        full_env = {**os.environ, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT), **env}
-        full_env.pop("TQCTL_BACKEND", None)
+class ChildProcess:
+    """A real subprocess in its own session, logging to a file; killed with its whole group."""
+
+    ready_marker = " ready"
+
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str]) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tqctl", "worker", "-A", app, *args],
-            cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
 
     @property
     def pid(self) -> int:
@@ -33,11 +31,11 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_ready(self, timeout: float = 15.0) -> WorkerProcess:
-        wait_for(lambda: " ready: " in self.log() or self.proc.poll() is not None, timeout,
-                 "worker to become ready")
+    def wait_ready(self, timeout: float = 15.0):  # noqa: ANN201 - returns self, typed by subclasses
+        wait_for(lambda: self.ready_marker in self.log() or self.proc.poll() is not None, timeout,
+                 f"{type(self).__name__} to become ready")
         if self.proc.poll() is not None:
-            raise AssertionError(f"worker exited early:\n{self.log()}")
+            raise AssertionError(f"{type(self).__name__} exited early:\n{self.log()}")
         return self
 
     def signal(self, signum: int) -> None:
@@ -62,6 +60,34 @@ class WorkerProcess:
         if self.proc.poll() is None:
             self.kill_group()
         self._log.close()
+
+
+class WorkerProcess(ChildProcess):
+    """``python -m tqctl worker -A app ...`` on the given broker."""
+
+    ready_marker = " ready: "
+
+    def __init__(self, broker_url: str, args: list[str], log_path: Path, env: dict[str, str],
+                 app: str = "tests.apps.shop") -> None:
+        full_env = {**os.environ, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT), **env}
+        full_env.pop("TQCTL_BACKEND", None)
+        super().__init__([sys.executable, "-m", "tqctl", "worker", "-A", app, *args], log_path, full_env)
+
+
+class CeleryWorkerProcess(ChildProcess):
+    """``python -m celery -A app worker -P solo`` (the real Celery 5.7) with its log."""
+
+    ready_marker = " ready."
+
+    def __init__(self, app: str, queues: str, name: str, log_path: Path, env: dict[str, str]) -> None:
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+        full_env.pop("TQCTL_BACKEND", None)
+        argv = [sys.executable, "-m", "celery", "-A", app, "worker", "-P", "solo", "-c", "1", "-Q", queues,
+                "--without-mingle", "--without-gossip", "-l", "info", "-n", f"{name}@%h"]
+        super().__init__(argv, log_path, full_env)
+
+    def wait_ready(self, timeout: float = 30.0) -> CeleryWorkerProcess:
+        return super().wait_ready(timeout)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:

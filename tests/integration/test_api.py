@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -37,18 +36,6 @@ pytestmark = pytest.mark.integration
 UTC = dt.timezone.utc
 HOST = socket.gethostname()
 API = "tests.apps.api"
-
-
-@pytest.fixture
-def api(broker_url: str) -> Iterator[Any]:
-    """tests/apps/api.py as a client in this process, pointed at this test's server."""
-    from tests.apps import api as module
-
-    module.app.close()
-    module.app.conf.broker_url = broker_url
-    module.app.conf.result_backend = broker_url
-    yield module
-    module.app.close()
 
 
 def ledger_lines(path: Path, prefix: str) -> list[tuple[str, float]]:

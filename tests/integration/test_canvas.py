@@ -25,18 +25,6 @@ pytestmark = pytest.mark.integration
 APP = "tests.apps.canvas"
 
 
-@pytest.fixture
-def canvas(broker_url: str):  # noqa: ANN201
-    """The canvas test app as a client in this process, pointed at this test's server."""
-    from tests.apps import canvas as module
-
-    module.app.close()
-    module.app.conf.broker_url = broker_url
-    module.app.conf.result_backend = broker_url
-    yield module
-    module.app.close()
-
-
 def ledger_lines(ledger: Path, kind: str) -> list[list[str]]:
     """Ledger lines of one kind (``tsum``, ``link``, ``errback``), split into words."""
     return [line.split() for line in ledger.read_text().splitlines() if line.split()[:1] == [kind]]

@@ -9,10 +9,6 @@ chord's bookkeeping keys must be in Celery 5.7's finished state: ``.c`` = ``"don
 from __future__ import annotations
 
 import gc
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,62 +23,13 @@ from engine import GroupResult, chord
 from engine.exceptions import ChordError
 from engine.protocol.results import group_key
 from tests.apps.celery_canvas import celery_url
-from tests.integration.harness import ROOT, wait_for
+from tests.integration.harness import CeleryWorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
 APP = "tests.apps.canvas"
 CELERY_Q, OURS_Q = "cel", "tq"
 TOTAL = sum(2 * i for i in range(10))
-
-
-class CeleryWorker:
-    """``python -m celery -A tests.apps.celery_canvas worker`` as a real process of its own."""
-
-    def __init__(self, broker_url: str, queue: str, log_path: Path, ledger: Path, name: str) -> None:
-        env = {**os.environ, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT), "LEDGER": str(ledger)}
-        env.pop("TQCTL_BACKEND", None)
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.apps.celery_canvas", "worker", "-P", "solo", "-c", "1",
-             "-Q", queue, "--without-mingle", "--without-gossip", "-l", "info", "-n", f"{name}@%h"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 30.0) -> CeleryWorker:
-        wait_for(lambda: " ready." in self.log() or self.proc.poll() is not None, timeout,
-                 "the Celery worker to become ready")
-        if self.proc.poll() is not None:
-            raise AssertionError(f"celery worker exited early:\n{self.log()}")
-        return self
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(10)
-        self._log.close()
-
-
-@pytest.fixture
-def canvas(broker_url: str):  # noqa: ANN201
-    from tests.apps import canvas as module
-
-    module.app.close()
-    module.app.conf.broker_url = broker_url
-    module.app.conf.result_backend = broker_url
-    yield module
-    module.app.close()
 
 
 @pytest.fixture
@@ -107,11 +54,14 @@ def release_celery_results(app: celery.Celery) -> None:
 
 
 @pytest.fixture
-def start_celery_worker(broker_url: str, tmp_path: Path, ledger: Path) -> Iterator[Callable[..., CeleryWorker]]:
-    started: list[CeleryWorker] = []
+def start_celery_worker(broker_url: str, tmp_path: Path,
+                        ledger: Path) -> Iterator[Callable[..., CeleryWorkerProcess]]:
+    """``python -m celery -A tests.apps.celery_canvas worker`` as a real process of its own."""
+    started: list[CeleryWorkerProcess] = []
 
-    def start(queue: str, name: str = "cel") -> CeleryWorker:
-        worker = CeleryWorker(broker_url, queue, tmp_path / f"{name}.log", ledger, name)
+    def start(queue: str, name: str = "cel") -> CeleryWorkerProcess:
+        env = {"TQCTL_BROKER": broker_url, "LEDGER": str(ledger)}
+        worker = CeleryWorkerProcess("tests.apps.celery_canvas", queue, name, tmp_path / f"{name}.log", env)
         started.append(worker)
         return worker.wait_ready()
 

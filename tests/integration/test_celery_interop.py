@@ -17,11 +17,7 @@ unix-socket form), so the very same URL serves Celery's broker and backend uncha
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,7 +28,7 @@ from typing import Any
 import pytest
 
 from engine import exceptions as ours
-from tests.integration.harness import ROOT, WorkerProcess, wait_for
+from tests.integration.harness import CeleryWorkerProcess, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,44 +36,14 @@ HOST = socket.gethostname()
 INTEROP = "tests.apps.interop"
 
 
-class CeleryWorker:
-    """``python -m celery -A tests.apps.celery_interop worker`` as a subprocess, with its log."""
-
-    def __init__(self, url: str, log_path: Path, queues: str, name: str, env: dict[str, str]) -> None:
-        full_env = {**os.environ, "INTEROP_BROKER": url, "INTEROP_BACKEND": url, "PYTHONPATH": str(ROOT), **env}
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.apps.celery_interop", "worker", "-P", "solo",
-             "-c", "1", "--without-mingle", "--without-gossip", "-l", "info", "-Q", queues, "-n", f"{name}@%h"],
-            cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 20.0) -> CeleryWorker:
-        wait_for(lambda: " ready." in self.log() or self.proc.poll() is not None, timeout, "celery worker")
-        if self.proc.poll() is not None:
-            raise AssertionError(f"celery worker exited early:\n{self.log()}")
-        return self
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait(10)
-        self._log.close()
-
-
 @pytest.fixture
-def celery_worker(broker_url: str, tmp_path: Path, ledger: Path) -> Iterator[Callable[..., CeleryWorker]]:
-    started: list[CeleryWorker] = []
+def celery_worker(broker_url: str, tmp_path: Path, ledger: Path) -> Iterator[Callable[..., CeleryWorkerProcess]]:
+    """``python -m celery -A tests.apps.celery_interop worker`` as a subprocess, with its log."""
+    started: list[CeleryWorkerProcess] = []
 
-    def start(queues: str = "celery", name: str = "celery1") -> CeleryWorker:
-        worker = CeleryWorker(broker_url, tmp_path / f"{name}.log", queues, name, {"LEDGER": str(ledger)})
+    def start(queues: str = "celery", name: str = "celery1") -> CeleryWorkerProcess:
+        env = {"INTEROP_BROKER": broker_url, "INTEROP_BACKEND": broker_url, "LEDGER": str(ledger)}
+        worker = CeleryWorkerProcess("tests.apps.celery_interop", queues, name, tmp_path / f"{name}.log", env)
         started.append(worker)
         return worker.wait_ready()
 
@@ -104,18 +70,6 @@ def celery_client(broker_url: str) -> Iterator[Any]:
     app.conf.broker_connection_retry_on_startup = True
     yield app
     app.close()
-
-
-@pytest.fixture
-def interop(broker_url: str) -> Iterator[Any]:
-    """tests/apps/interop.py as OUR client in this process."""
-    from tests.apps import interop as module
-
-    module.app.close()
-    module.app.conf.broker_url = broker_url
-    module.app.conf.result_backend = broker_url
-    yield module
-    module.app.close()
 
 
 def ledger_times(path: Path, prefix: str) -> list[float]:

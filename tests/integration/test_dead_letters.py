@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -30,18 +30,6 @@ pytestmark = pytest.mark.integration
 
 APP = "tests.apps.reliability"
 ECHO = "tests.apps.reliability.echo"
-
-
-@pytest.fixture
-def rel(broker_url: str) -> Iterator:
-    """The reliability app as a client in this process, pointed at this test's server."""
-    from tests.apps import reliability as module
-
-    module.app.close()
-    module.app.conf.broker_url = broker_url
-    module.app.conf.result_backend = broker_url
-    yield module
-    module.app.close()
 
 
 # -- building bad messages -------------------------------------------------------------------------
@@ -157,6 +145,7 @@ def test_unknown_task_stores_a_not_registered_failure(rel, start_worker) -> None
     with pytest.raises(NotRegistered, match="not_here"):
         result.get(timeout=10)
     assert result.state == "FAILURE"
+    wait_for(lambda: rel.app.broker.dead_letters(), 5, "the dead letter (written just after the result)")
     (letter,) = rel.app.broker.dead_letters()
     assert letter.reason == "unknown_task" and letter.task_id == result.id
 

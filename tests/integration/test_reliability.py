@@ -31,18 +31,6 @@ pytestmark = pytest.mark.integration
 APP = "tests.apps.reliability"
 
 
-@pytest.fixture
-def rel(broker_url: str) -> Iterator:
-    """The reliability app as a client in this process, pointed at this test's server."""
-    from tests.apps import reliability as module
-
-    module.app.close()
-    module.app.conf.broker_url = broker_url
-    module.app.conf.result_backend = broker_url
-    yield module
-    module.app.close()
-
-
 # -- reading what happened ------------------------------------------------------------------------
 def entries(ledger: Path, what: str, tag: str) -> list[dict]:
     """Ledger lines ``<what> <tag> <task id> <pid> <time>`` for one tag, oldest first."""
