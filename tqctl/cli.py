@@ -12,15 +12,19 @@ import typer
 
 from tqctl.commands import bench, broker, dead, demo, worker
 from tqctl.output import EXIT_ERROR
+from tqctl.tui import commands as console
 
 app = typer.Typer(
     name="tqctl",
     help="Run and watch a Celery-compatible task queue from the terminal.",
-    no_args_is_help=True,
+    no_args_is_help=False,  # no command: the console (tqctl.tui.commands.root)
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.callback(invoke_without_command=True)(console.root)
+app.command("console")(console.console)
+app.command("up")(console.up)
 app.add_typer(broker.app, name="broker")
 app.add_typer(dead.app, name="dead")
 app.command("worker")(worker.worker)

@@ -1,0 +1,137 @@
+"""Operator actions: confirmed on the UI thread, run in a thread worker, audited, answered by a Message.
+
+An ``Action`` is a value: what it is (verb, target, exact scope), the equivalent ``tqctl``
+command, whether it destroys anything, and the function that performs it through the adapter.
+``ActionsMixin`` (mixed into the App) is the only path from a key press to the cluster.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from textual.worker import get_current_worker
+
+from tqctl.tui.adapter import ActionError
+from tqctl.tui.messages import ActionDone, ActionProgress, Outcome
+
+if TYPE_CHECKING:
+    from tqctl.tui.app import TqctlApp
+
+
+@dataclass
+class ActionContext:
+    """Handed to long actions (a throttled group retry) so they can report and stop."""
+
+    progress: Callable[[int, int], None]
+    cancelled: Callable[[], bool]
+
+
+Runner = Callable[[Any, ActionContext], Outcome]
+
+
+@dataclass(frozen=True)
+class Action:
+    verb: str  # audit name: pool_grow, revoke, purge, ...
+    title: str  # "Shut down 2 workers"
+    target: str  # what it acts on, as the audit log records it
+    scope: tuple[str, ...]  # exact scope, one line each, shown before anything is sent
+    command: str  # the equivalent tqctl command
+    run: Runner = field(repr=False, compare=False)
+    destructive: bool = False
+    confirm: bool = False  # ask even though nothing is destroyed (edited retries, bulk sends)
+    typed: str | None = None  # this text must be typed to confirm (purge)
+    button: str = "Confirm"
+    write: bool = True
+
+
+def cli(*parts: object, broker: str | None = None) -> str:
+    """``tqctl …`` as a shell-safe line; ``broker`` is the masked URL when one was given explicitly."""
+    words = ["tqctl", *(str(p) for p in parts)]
+    if broker:
+        words += ["--broker", broker]
+    return shlex.join(words)
+
+
+class ActionsMixin:
+    """Mixed into ``TqctlApp``: request → (confirm) → thread worker → audit → ActionDone."""
+
+    def request_action(self: TqctlApp, action: Action) -> None:
+        if action.write and self.read_only:
+            self.notify(f"{action.title}: not sent, the console is read-only (--read-only).",
+                        title="read-only", severity="warning")
+            return
+        if action.destructive or action.confirm or action.typed:
+            from tqctl.tui.screens.dialogs import ConfirmScreen
+
+            self.push_screen(ConfirmScreen(action), callback=lambda ok: self._execute(action) if ok else None)
+        else:
+            self._execute(action)
+
+    def refuse_read_only(self: TqctlApp, what: str) -> None:
+        self.notify(f"{what}: not available, the console is read-only (--read-only).", title="read-only",
+                    severity="warning")
+
+    def copy_command(self: TqctlApp, command: str) -> None:
+        self.copy_to_clipboard(command)
+        self.notify(command, title="copied (OSC 52)", timeout=4)
+
+    def _execute(self: TqctlApp, action: Action) -> None:
+        self.pending_actions += 1
+        self.run_worker(partial(self._run_action, action), thread=True, group="actions", name=action.verb,
+                        exit_on_error=False)
+
+    def _run_action(self: TqctlApp, action: Action) -> None:
+        worker = get_current_worker()
+        context = ActionContext(
+            progress=lambda done, total: self.post_message(ActionProgress(action.verb, done, total)),
+            cancelled=lambda: worker.is_cancelled)
+        try:
+            outcome = action.run(self.source.adapter, context)
+        except ActionError as exc:
+            outcome = Outcome(False, str(exc))
+        except Exception as exc:  # the cluster's problem, reported, never a crash of the console
+            outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
+        try:
+            self.audit.append(action.verb, action.target, ok=outcome.ok, summary=outcome.summary,
+                              replies=outcome.replies, broker=self.source.masked_url, command=action.command,
+                              scope="; ".join(action.scope))
+        except OSError as exc:
+            outcome.extra["audit_error"] = str(exc)
+        self.post_message(ActionDone(action.verb, action.target, outcome))
+
+    def on_action_done(self: TqctlApp, message: ActionDone) -> None:
+        self.pending_actions = max(0, self.pending_actions - 1)
+        outcome = message.outcome
+        self.last_outcome = message
+        self.notify(outcome.summary, title=f"{message.verb} {'✓' if outcome.ok else '✗'}",
+                    severity="information" if outcome.ok else "error", timeout=6 if outcome.ok else 12)
+        if "audit_error" in outcome.extra:
+            self.notify(f"audit log not written: {outcome.extra['audit_error']}", severity="error")
+        self.source.request_snapshot()
+        self.refresh_screen(force=True)
+
+    def on_action_progress(self: TqctlApp, message: ActionProgress) -> None:
+        if message.done == message.total or message.done % 10 == 0:
+            self.notify(f"{message.done}/{message.total}", title=message.verb, timeout=2)
+
+
+def summarize_replies(replies: list[dict[str, Any]], expected: list[str] | None = None) -> tuple[bool, str]:
+    """``[{node: {"ok": …}}]`` → (all ok, one line naming errors and silent workers)."""
+    answered: dict[str, Any] = {}
+    for reply in replies or []:
+        answered.update(reply)
+    errors = {node: body.get("error") for node, body in answered.items()
+              if isinstance(body, dict) and body.get("error")}
+    silent = [w for w in (expected or []) if w not in answered]
+    parts = [f"{len(answered) - len(errors)} ok"]
+    if errors:
+        parts.append("; ".join(f"{n}: {e}" for n, e in errors.items()))
+    if silent:
+        parts.append(f"no reply from {', '.join(silent)}")
+    if not answered and not expected:
+        parts = ["no worker replied"]
+    return not errors and not silent and bool(answered or not expected), " · ".join(parts)

@@ -1,0 +1,159 @@
+"""Where the console's data comes from: threads that read the cluster and post Messages.
+
+``LiveSource`` runs two loops in Textual thread workers: the event loop (EventReceiver → one
+``EventsBatch`` every ``batch_interval``) and the poll loop (Probe → ``SnapshotReady`` every
+``snapshot_interval``, with heavier reads every ``slow_every`` polls). Both reconnect with backoff
+and report ``FeedStatus``; nothing here touches a widget or the model. History recorded by the
+workers is replayed as events when the stream (re)connects, so the past survives the console.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from engine.config import mask_url
+from engine.redisconn import describe_error
+from tqctl.tui.messages import EventsBatch, FeedStatus, SnapshotReady
+
+Post = Callable[[Any], None]
+Cancelled = Callable[[], bool]
+NETWORK_ERRORS = (redis.RedisError, OSError)
+
+
+def history_events(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Worker history records (newest first) → the task events that would have produced them."""
+    out: list[dict[str, Any]] = []
+    for rec in reversed(records):
+        uid, host = rec.get("id"), rec.get("worker")
+        if not uid:
+            continue
+        finished = rec.get("finished") or rec.get("started") or 0.0
+        started = rec.get("started") or finished
+        base = {"uuid": uid, "hostname": host, "local_received": finished}
+        out.append({**base, "type": "task-received", "timestamp": started, "name": rec.get("name"),
+                    "args": rec.get("args"), "kwargs": rec.get("kwargs"), "root_id": rec.get("root_id"),
+                    "parent_id": rec.get("parent_id"), "retries": rec.get("retries"), "queue": rec.get("queue")})
+        out.append({**base, "type": "task-started", "timestamp": started})
+        state = rec.get("state")
+        if state == "SUCCESS":
+            out.append({**base, "type": "task-succeeded", "timestamp": finished, "result": rec.get("result"),
+                        "runtime": rec.get("runtime")})
+        elif state in ("FAILURE", "RETRY"):
+            out.append({**base, "type": "task-failed" if state == "FAILURE" else "task-retried",
+                        "timestamp": finished, "exception": rec.get("exception"), "traceback": rec.get("traceback")})
+        elif state == "REVOKED":
+            out.append({**base, "type": "task-revoked", "timestamp": finished})
+    return out
+
+
+def _sleep(seconds: float, cancelled: Cancelled, wake: threading.Event | None = None) -> None:
+    deadline = time.monotonic() + seconds
+    while not cancelled() and time.monotonic() < deadline:
+        if wake is not None and wake.wait(min(0.1, max(deadline - time.monotonic(), 0))):
+            wake.clear()
+            return
+        if wake is None:
+            time.sleep(min(0.1, max(deadline - time.monotonic(), 0)))
+
+
+class LiveSource:
+    """A real cluster at ``url``. ``app`` (an engine App, optional) adds beat schedules."""
+
+    kind = "live"
+
+    def __init__(self, url: str, app: Any = None, app_spec: str | None = None, *, explicit_url: bool = False,
+                 batch_interval: float = 0.25, snapshot_interval: float = 2.0, slow_every: int = 3,
+                 backfill: int = 1000) -> None:
+        from tqctl.tui.adapter import Adapter
+        from tqctl.tui.probe import Probe
+
+        self.url = url
+        self.masked_url = mask_url(url)
+        self.transport = url.split("://", 1)[0] if "://" in url else "redis"
+        self.app_spec = app_spec
+        self.explicit_url = explicit_url
+        self.batch_interval = batch_interval
+        self.snapshot_interval = snapshot_interval
+        self.slow_every = max(1, slow_every)
+        self.backfill = backfill
+        self.adapter = Adapter(url, app)
+        self.reader = Probe(url, app)  # on-demand reads (task detail, peek) from thread workers
+        self._poller = Probe(url, app)
+        self._wake = threading.Event()
+        self._slow_next = True
+
+    @property
+    def cli_broker(self) -> str | None:
+        """The ``--broker`` value equivalent commands need (masked), when the URL was given explicitly."""
+        return self.masked_url if self.explicit_url else None
+
+    def request_snapshot(self, slow: bool = True) -> None:
+        self._slow_next = self._slow_next or slow
+        self._wake.set()
+
+    def close(self) -> None:
+        for part in (self.adapter, self.reader, self._poller):
+            try:
+                part.close()
+            except Exception:  # closing after the broker vanished
+                pass
+
+    # -- the event stream -------------------------------------------------------------------------
+    def run_events(self, post: Post, cancelled: Cancelled) -> None:
+        from engine.events.receiver import EventReceiver
+        from engine.history import History
+
+        backoff = 1.0
+        while not cancelled():
+            receiver = None
+            try:
+                receiver = EventReceiver(self.url)  # subscribe first, then replay: nothing falls in between
+                if self.backfill:
+                    records = History(receiver.fanout.client).records(self.backfill)
+                    if records:
+                        post(EventsBatch(history_events(records), time.time(), backfill=True))
+                post(FeedStatus(True, source="events"))
+                backoff = 1.0
+                pending: list[dict[str, Any]] = []
+                last = time.monotonic()
+                while not cancelled():
+                    pending.extend(receiver.poll(0.05))
+                    if pending and time.monotonic() - last >= self.batch_interval:
+                        post(EventsBatch(pending, time.time()))
+                        pending, last = [], time.monotonic()
+            except NETWORK_ERRORS as exc:
+                post(FeedStatus(False, describe_error(self.url, exc), backoff, source="events"))
+                _sleep(backoff, cancelled)
+                backoff = min(backoff * 2, 10.0)
+            finally:
+                if receiver is not None:
+                    try:
+                        receiver.close()
+                    except Exception:
+                        pass
+
+    # -- the poll ---------------------------------------------------------------------------------
+    def run_snapshots(self, post: Post, cancelled: Cancelled) -> None:
+        backoff = 1.0
+        count = 0
+        while not cancelled():
+            slow = self._slow_next or count % self.slow_every == 0
+            self._slow_next = False
+            try:
+                snap = self._poller.snapshot(slow=slow)
+                if cancelled():
+                    return
+                post(SnapshotReady(snap))
+                count += 1
+                backoff = 1.0
+                wait = self.snapshot_interval
+            except NETWORK_ERRORS as exc:
+                post(FeedStatus(False, describe_error(self.url, exc), backoff, source="poll"))
+                self._slow_next = True
+                wait, backoff = backoff, min(backoff * 2, 10.0)
+            _sleep(wait, cancelled, self._wake)

@@ -1,0 +1,151 @@
+"""Opening the console, and ``tqctl up``: start the broker, workers and beat as children, watch
+them, and on leaving stop them (or leave them running). No Typer here: ``commands.py`` maps
+options onto these functions; errors are ``LaunchError`` with a one-line message."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class LaunchError(Exception):
+    pass
+
+
+@dataclass
+class Owned:
+    """Processes ``tqctl up`` started: ``(label, process, log path)``."""
+
+    detach: bool = False
+    procs: list[tuple[str, subprocess.Popen[bytes], Path]] = field(default_factory=list)
+
+    def alive(self) -> bool:
+        return any(p.poll() is None for _, p, _ in self.procs)
+
+    def describe(self) -> str:
+        workers = sum(1 for label, p, _ in self.procs if label.startswith("worker") and p.poll() is None)
+        beat = any(label == "beat" and p.poll() is None for label, p, _ in self.procs)
+        parts = [f"{workers} worker{'' if workers == 1 else 's'}"] if workers else []
+        if beat:
+            parts.append("beat")
+        return " and ".join(parts) or "nothing still running"
+
+    def stop(self, timeout: float = 30.0, say: Any = None) -> None:
+        """Warm stop (SIGTERM: running tasks finish), then SIGKILL what is left after ``timeout``."""
+        for _, proc, _ in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for label, proc, _ in self.procs:
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                if say:
+                    say(f"{label} (pid {proc.pid}) did not stop in {timeout:.0f}s: killing it")
+                proc.kill()
+                proc.wait(5)
+
+    def summary(self) -> list[str]:
+        return [f"{label}: pid {p.pid}, log {log}" for label, p, log in self.procs if p.poll() is None]
+
+
+def resolve(broker: str | None, state_dir: str) -> tuple[str, bool]:
+    """(URL, given explicitly). Starts the bundled broker when nothing is configured."""
+    from engine.broker.connect import connect
+    from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
+    from tqctl.client import resolve_broker_url
+
+    explicit = bool(broker or os.environ.get("TQCTL_BROKER"))
+    try:
+        url = resolve_broker_url(broker or None, state_dir)
+        connect(url).close()  # checks the scheme only; the console reconnects by itself
+    except (BrokerUnavailable, ImproperlyConfigured) as exc:
+        raise LaunchError(str(exc)) from None
+    return url, explicit
+
+
+def load(app_spec: str | None) -> Any:
+    if not app_spec:
+        return None
+    from tqctl.loader import AppNotFound, load_app
+
+    try:
+        return load_app(app_spec)
+    except AppNotFound as exc:
+        raise LaunchError(str(exc)) from None
+
+
+def open_console(*, broker: str | None, state_dir: str, read_only: bool, app_spec: str | None, demo: bool,
+                 owned: Owned | None = None, url: str | None = None, explicit: bool = False) -> str | None:
+    """Run the console in this terminal; returns what the operator chose on leaving (``stop``/``leave``)."""
+    from tqctl.tui.app import TqctlApp
+    from tqctl.tui.audit import AuditLog
+
+    if demo:
+        from tqctl.tui.demo import AUDIT, DemoSource, demo_clock
+
+        app = TqctlApp(DemoSource(), read_only=read_only, audit=AuditLog(None, list(AUDIT)), clock=demo_clock)
+        return app.run()
+    from tqctl.tui.feed import LiveSource
+
+    engine_app = load(app_spec)
+    if url is None:
+        url, explicit = resolve(broker, state_dir)
+    source = LiveSource(url, engine_app, app_spec, explicit_url=explicit)
+    app = TqctlApp(source, read_only=read_only, audit=AuditLog.in_state_dir(state_dir), owned=owned)
+    return app.run()
+
+
+def up(*, app_spec: str, concurrency: int, workers: int, beat: bool, detach: bool, pool: str, queues: str,
+       broker: str | None, state_dir: str, read_only: bool, say: Any) -> None:
+    """``tqctl up``: broker, ``workers`` worker processes (and beat), then the console on them."""
+    load(app_spec)  # fail fast on a wrong -A, before anything starts
+    url, explicit = resolve(broker, state_dir)
+    logs = Path(state_dir).expanduser() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TQCTL_BROKER": url}
+    owned = Owned(detach=detach)
+    base = [sys.executable, "-m", "tqctl"]
+    commands = []
+    for i in range(1, workers + 1):
+        argv = [*base, "worker", "-A", app_spec, "-n", f"up{i}@%h", "-P", pool, "-l", "info", "--broker", url]
+        if concurrency:
+            argv += ["-c", str(concurrency)]
+        if queues:
+            argv += ["-Q", queues]
+        commands.append((f"worker up{i}", argv))
+    if beat:
+        commands.append(("beat", [*base, "beat", "-A", app_spec, "--broker", url]))
+    try:
+        for label, argv in commands:
+            log = logs / f"up-{label.replace(' ', '-')}.log"
+            with open(log, "ab") as fh:
+                proc = subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
+            owned.procs.append((label, proc, log))
+        time.sleep(0.3)
+        dead = [(label, log) for label, p, log in owned.procs if p.poll() is not None]
+        if dead:
+            label, log = dead[0]
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            raise LaunchError(f"{label} exited at once: {' | '.join(tail) or 'no output'} (log: {log})")
+        choice = open_console(broker=broker, state_dir=state_dir, read_only=read_only, app_spec=app_spec, demo=False,
+                              owned=owned, url=url, explicit=explicit)
+    except BaseException:
+        owned.stop(10.0, say)
+        raise
+    if detach or choice == "leave":
+        for line in owned.summary():
+            say(f"left running: {line}")
+        pids = " ".join(str(p.pid) for _, p, _ in owned.procs if p.poll() is None)
+        if pids:
+            say(f"stop them with: kill {pids}")
+    elif owned.alive():
+        say(f"stopping {owned.describe()} (warm: running tasks finish)…")
+        owned.stop(30.0, say)

@@ -1,0 +1,66 @@
+"""Top two lines: which cluster this is, how alive it looks, the access badge and the screen tabs."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tqctl.tui import format as fmt
+
+NAV = (("1", "overview", "Overview"), ("2", "workers", "Workers"), ("3", "queues", "Queues"),
+       ("4", "tasks", "Tasks"), ("5", "failures", "Failures"), ("6", "scheduled", "Scheduled"),
+       ("7", "dead", "Dead"), ("8", "audit", "Audit"))
+SHORT = {"Scheduled": "Sched"}
+
+
+class ClusterHeader(Static):
+    DEFAULT_CSS = """
+    ClusterHeader { height: 2; dock: top; background: $panel; color: $foreground; }
+    """
+
+    def render_header(self, *, url: str, transport: str, online: int, total: int, events_per_second: float,
+                      read_only: bool, current: str, connected: bool, now: float, paused: bool = False) -> None:
+        width = self.size.width or 80
+        line1 = Text(no_wrap=True, overflow="ellipsis")
+        line1.append(" tqctl ", style="bold reverse")
+        line1.append(" ")
+        badge = " RO " if read_only else " RW "
+        right = Text()
+        if paused:
+            right.append(" ‖ PAUSED ", style="bold reverse")
+            right.append(" ")
+        right.append(f"● {online}/{total} workers" if connected else "✗ broker down",
+                     style="" if connected else "bold red")
+        right.append(f" │ {fmt.rate(events_per_second)} ev/s │ {fmt.clock(now)} ")
+        right.append(badge, style="bold reverse" if read_only else "bold")
+        room = max(width - len(line1) - len(right) - 1, 10)
+        target = f"{url} ({transport})"
+        line1.append(fmt.clip(target, room))
+        line1.append(" " * max(width - len(line1) - len(right), 1))
+        line1.append_text(right)
+        line2 = Text(no_wrap=True, overflow="ellipsis")
+        for key, mode, label in NAV:
+            name = SHORT.get(label, label) if width < 100 else label
+            line2.append(f" {key} {name} ", style="bold reverse" if mode == current else "")
+        self.update(Text("\n").join([line1, line2]))
+
+
+class Banner(Static):
+    """Shown only while the broker is unreachable: what failed and when the next attempt is."""
+
+    DEFAULT_CSS = """
+    Banner { height: auto; dock: top; background: $error; color: $text; display: none; padding: 0 1; }
+    Banner.-shown { display: block; }
+    """
+
+    def show_state(self, connected: bool, error: str | None, retry_in: float | None, down_for: float | None) -> None:
+        self.set_class(not connected, "-shown")
+        if connected:
+            return
+        parts = ["⚠ broker unreachable"]
+        if down_for is not None:
+            parts.append(f"for {fmt.age(down_for)}")
+        text = " ".join(parts) + f": {error or 'no answer'}"
+        if retry_in is not None:
+            text += f" · reconnecting (next try within {retry_in:.0f}s) · data shown is from before"
+        self.update(Text(text, no_wrap=False))
