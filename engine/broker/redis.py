@@ -99,11 +99,8 @@ class RedisBroker:
         inflight = INFLIGHT + owner
         keys = self._keys(queues)
         prefix = f"{next(self._seq)}"
-        pipe = self.client.pipeline(transaction=False)
-        if acks:
-            pipe.hdel(inflight, *acks)
-        self._scripts["FETCH"](keys=[inflight, *keys], args=[limit, prefix], client=pipe)
-        flat = pipe.execute()[-1]
+        # One EVALSHA (acks ride inside the script): no pipeline, so no SCRIPT EXISTS round trip.
+        flat = self._scripts["FETCH"](keys=[inflight, *keys], args=[limit, prefix, *acks])
         if flat:
             return [Delivery(flat[i].decode(), flat[i + 1].decode(), flat[i + 2])
                     for i in range(0, len(flat), 3)]

@@ -6,8 +6,10 @@ list (and priority bucket) it came from without decoding it.
 """
 
 # KEYS[1] = the owner's in-flight hash; KEYS[2..] = queue keys in serving order.
-# ARGV[1] = how many to take; ARGV[2] = tag prefix unique to this fetch.
+# ARGV[1] = how many to take; ARGV[2] = tag prefix unique to this fetch; ARGV[3..] = tags to
+# ack first (settled messages leave the hash in the same round trip that takes new ones).
 FETCH = """
+for i = 3, #ARGV, 1000 do redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
 local want = tonumber(ARGV[1])
 local out = {}
 local n = 0

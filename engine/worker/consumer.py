@@ -41,6 +41,7 @@ class Consumer:
         self.buckets: dict[str, TokenBucket | None] = {}
         self.held: list[tuple[float, int, Job]] = []
         self._held_seq = itertools.count()
+        self.refill = max(1, worker.prefetch // 2)
         self.thread = threading.Thread(target=self.run, name="consumer", daemon=True)
 
     # -- the loop -----------------------------------------------------------------------------
@@ -56,6 +57,9 @@ class Consumer:
                 w.wait_for_room(0.2)
                 self._release_held()
                 continue
+            if room < self.refill and self._queued():
+                self._wait_for_refill()
+                continue
             acks = w.acker.take()
             try:
                 deliveries = self.broker.fetch(w.owner, w.queues, room, self._block_for(), acks)
@@ -69,6 +73,19 @@ class Consumer:
             for delivery in deliveries:
                 self.sort(delivery)
             self._release_held()
+
+    def _wait_for_refill(self) -> None:
+        """While jobs wait locally, fetch in batches of ``refill`` rather than one per finished
+        task: one round trip per batch, and the pool never starves (it still has work)."""
+        w = self.worker
+        with w._room:
+            if w.room() < self.refill and self._queued() and not w.stopping.is_set():
+                w._room.wait(max(self._block_for(), 0.01))  # each finished job notifies
+        self._release_held()
+
+    def _queued(self) -> bool:
+        """Jobs handed to the pool that have not started yet (held ones are waiting on a rate)."""
+        return len(self.worker.reserved) > len(self.held)
 
     def _block_for(self) -> float:
         if self.worker.stopping.is_set():

@@ -35,33 +35,19 @@ class Job:
         return self.message.name
 
     def request(self, hostname: str) -> Request:
+        return Request(*self.request_fields(hostname))
+
+    def request_fields(self, hostname: str) -> tuple[Any, ...]:
+        """``Request``'s fields in order: a plain tuple is what crosses the pipe to a pool child."""
         m = self.message
         embed = m.embed
-        return Request(
-            id=m.id,
-            name=m.name,
-            args=m.args,
-            kwargs=m.kwargs,
-            retries=m.retries,
-            hostname=hostname,
-            delivery_info=m.delivery_info,
-            root_id=m.root_id,
-            parent_id=m.parent_id,
-            group=m.group,
-            group_index=m.headers.get("group_index"),
-            eta=m.headers.get("eta"),
-            expires=m.headers.get("expires"),
-            headers=m.headers,
-            callbacks=embed.get("callbacks"),
-            errbacks=embed.get("errbacks"),
-            chain=embed.get("chain"),
-            chord=embed.get("chord"),
-            origin=m.headers.get("origin"),
-            ignore_result=bool(m.ignore_result or self.task.opt("ignore_result",
-                                                                  "task_ignore_result")),
-            timelimit=(self.hard_limit, self.soft_limit),
-            is_eager=False,
-            called_directly=False,
+        h = m.headers
+        return (
+            m.id, m.name, m.args, m.kwargs, m.retries, hostname, m.delivery_info, m.root_id,
+            m.parent_id, m.group, h.get("group_index"), h.get("eta"), h.get("expires"), h,
+            embed.get("callbacks"), embed.get("errbacks"), embed.get("chain"), embed.get("chord"),
+            h.get("origin"), bool(m.ignore_result or self.task.opt("ignore_result", "task_ignore_result")),
+            (self.hard_limit, self.soft_limit), False, False,
         )
 
     def info(self, hostname: str) -> dict[str, Any]:

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
 import signal
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from engine import trace
 from engine.exceptions import TimeLimitExceeded, WorkerLostError
+from engine.request import Request
 from engine.worker.limits import alarm_limits
 
 if TYPE_CHECKING:
@@ -32,7 +34,7 @@ def _child_main(conn: Connection, host: PoolHost) -> None:
     """Loop in the child: receive a job, run it, send the outcome back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    app, hostname = host.app, host.hostname
+    app = host.app
     while True:
         try:
             item = conn.recv()
@@ -40,13 +42,14 @@ def _child_main(conn: Connection, host: PoolHost) -> None:
             return
         if item is None:
             return
-        key, name, request, soft = item
+        key, name, fields, soft = item
         task = app.tasks[name]
+        request = Request(*fields)
         with alarm_limits(soft, None):
-            outcome = trace.run(app, task, request)
-        outcome.value = None  # results stay in the backend; only the summary crosses the pipe
-        request.hostname = hostname
-        conn.send((key, outcome))
+            o = trace.run(app, task, request)
+        # Results stay in the backend; only the summary crosses the pipe, as a plain tuple.
+        conn.send((key, o.state, o.runtime, o.result_repr, o.exception_repr, o.traceback, o.requeue,
+                   None, o.retry_when))
 
 
 @dataclass(eq=False)
@@ -76,6 +79,7 @@ class PreforkPool:
         self._wake_r, self._wake_w = os.pipe()
         self._collector = threading.Thread(target=self._collect, name="prefork", daemon=True)
         self._stopped = threading.Event()
+        self._generation = 0  # bumped whenever ``_children`` changes: the collector re-polls
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -92,6 +96,7 @@ class PreforkPool:
         child_end.close()
         child = Child(process, parent_end)
         self._children.append(child)
+        self._generation += 1
         return child
 
     def _wake(self) -> None:
@@ -120,9 +125,9 @@ class PreforkPool:
         child.job = job
         hard = job.hard_limit
         child.deadline = time.monotonic() + hard if hard else None
-        request = job.request(self.host.hostname)
+        fields = job.request_fields(self.host.hostname)
         try:
-            child.conn.send((id(job), job.name, request, job.soft_limit))
+            child.conn.send((id(job), job.name, fields, job.soft_limit))
         except (OSError, ValueError):
             pass  # the collector sees the dead child and reports the job lost
         if hard:
@@ -130,28 +135,40 @@ class PreforkPool:
 
     # -- collection ---------------------------------------------------------------------------
     def _collect(self) -> None:
+        # One poll object, re-registered only when the set of children changes (not per wake-up).
+        poller, watched = select.poll(), 0
+        conns: dict[int, Child] = {}
+        sentinels: dict[int, Child] = {}
+        poller.register(self._wake_r, select.POLLIN)
         while not self._stopped.is_set():
             with self._lock:
-                conns = {c.conn: c for c in self._children}
-                sentinels = {c.process.sentinel: c for c in self._children}
+                if watched != self._generation:
+                    for fd in (*conns, *sentinels):
+                        poller.unregister(fd)
+                    conns = {c.conn.fileno(): c for c in self._children}
+                    sentinels = {c.process.sentinel: c for c in self._children}
+                    for fd in (*conns, *sentinels):
+                        poller.register(fd, select.POLLIN)
+                    watched = self._generation
                 deadlines = [c.deadline for c in self._children if c.deadline]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 1.0
-            ready = wait([*conns, *sentinels, self._wake_r], timeout=min(timeout, 1.0))
-            for obj in ready:
-                if obj == self._wake_r:
+            ready = [fd for fd, _ in poller.poll(min(timeout, 1.0) * 1000)]
+            for fd in ready:
+                if fd == self._wake_r:
                     os.read(self._wake_r, 512)
-                elif obj in conns:
-                    self._receive(conns[obj])
-            for obj in ready:
-                if obj in sentinels:
-                    self._reap(sentinels[obj])
+                elif fd in conns:
+                    self._receive(conns[fd])
+            for fd in ready:
+                if fd in sentinels:
+                    self._reap(sentinels[fd])
             self._enforce_deadlines()
 
     def _receive(self, child: Child) -> None:
         try:
-            _key, outcome = child.conn.recv()
+            _key, *fields = child.conn.recv()
         except (EOFError, OSError):
             return
+        outcome = trace.Outcome(*fields)
         with self._lock:
             job, child.job, child.deadline = child.job, None, None
         if job is not None:
@@ -166,6 +183,7 @@ class PreforkPool:
             if child not in self._children:
                 return
             self._children.remove(child)
+            self._generation += 1
             job, child.job = child.job, None
             code = child.process.exitcode
             replace = self._accepting and not child.retiring
@@ -188,6 +206,7 @@ class PreforkPool:
                 child.job, child.deadline = None, None
                 if child in self._children:
                     self._children.remove(child)
+                    self._generation += 1
                     if self._accepting:
                         self._spawn()
             _kill(child.pid, signal.SIGKILL)
@@ -278,6 +297,7 @@ class PreforkPool:
         with self._lock:
             children = list(self._children)
             self._children.clear()
+            self._generation += 1
         unfinished = [c.job for c in children if c.job is not None]
         for child in children:
             self._retire(child)
