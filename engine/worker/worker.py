@@ -215,7 +215,7 @@ class Worker:
     def _stop_pool_warm(self) -> list[Job]:
         timeout = float(self.app.conf.tqctl_shutdown_timeout)
         result: list[Job] = []
-        stopper = threading.Thread(target=lambda: result.extend(self.pool.stop(timeout)))
+        stopper = threading.Thread(target=lambda: result.extend(self.pool.stop(timeout)), daemon=True)
         stopper.start()
         while stopper.is_alive():
             stopper.join(0.1)
