@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+import redis
+
 from engine.broker.fanout import RedisFanout
 from engine.protocol import control as protocol
 
@@ -32,8 +34,8 @@ def load_revoked(fanout: RedisFanout, now: float | None = None) -> set[str]:
 
 
 class Control:
-    def __init__(self, url: str) -> None:
-        self.fanout = RedisFanout(url)
+    def __init__(self, url: str, client: redis.Redis | None = None) -> None:
+        self.fanout = RedisFanout(url, client)
 
     def close(self) -> None:
         self.fanout.close()

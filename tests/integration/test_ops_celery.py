@@ -28,7 +28,8 @@ pytestmark = pytest.mark.integration
 HOST = socket.gethostname()
 C1 = f"c1@{HOST}"
 
-celery_app = Celery("ops_celery", broker=os.environ.get("OPS_BROKER"), backend=os.environ.get("OPS_BROKER"))
+celery_app = Celery("ops_celery", broker=os.environ.get("OPS_BROKER"), backend=os.environ.get("OPS_BROKER"),
+                    set_as_current=False)  # importing this test module must not change Celery's current app
 celery_app.conf.update(broker_connection_retry_on_startup=True, task_default_queue="celery")
 
 
@@ -131,6 +132,7 @@ def test_status_inspect_control_and_tail_against_a_real_celery_worker(broker_url
         assert "shrink" in reply(broker_url, "control", "pool-shrink", "1")["ok"]
         wait_for(lambda: len(reply(broker_url, "inspect", "stats")["pool"]["processes"]) == 2, 10, "2 processes")
         assert "not enabled" in reply(broker_url, "control", "autoscale", "4", "1", code=1)
+        assert "not enabled" in reply(broker_url, "control", "pool-restart", code=1)
 
         # every task event type a worker sends
         assert client.send_task("ops.add", [1, 1]).get(timeout=15) == 2

@@ -121,11 +121,11 @@ def test_pool_grow_and_shrink_change_the_real_child_processes(broker_url: str, s
 def test_autoscale_grows_with_queued_load_and_shrinks_back_when_idle(broker_url: str, shop, start_worker) -> None:
     worker = start_worker("-c", "1", "--autoscale", "4,1", name="w1")
     assert len(live_children(worker)) == 1
-    results = [shop.slow_early.delay(1.0, f"load{i}") for i in range(10)]
-    wait_for(lambda: len(live_children(worker)) == 4, 10, "the pool to grow to 4 under load")
+    results = [shop.slow_early.delay(2.0, f"load{i}") for i in range(16)]  # 32 s of work for one child
+    wait_for(lambda: len(live_children(worker)) == 4, 20, "the pool to grow to 4 under load")
     for result in results:
-        result.get(timeout=15)
-    wait_for(lambda: len(live_children(worker)) == 1, 20, "the pool to shrink back to 1 when idle")
+        result.get(timeout=60)
+    wait_for(lambda: len(live_children(worker)) == 1, 30, "the pool to shrink back to 1 when idle")
     refused = tq_json(broker_url, "control", "pool_grow", "1", "-d", node("w1"), code=1)
     assert "autoscale" in refused["nodes"][0]["error"]
     doc = tq_json(broker_url, "control", "autoscale", "3", "1", "-d", node("w1"))
@@ -148,6 +148,8 @@ def test_control_commands_change_the_running_worker(broker_url: str, shop, start
     assert [q["name"] for q in queues] == ["celery"]
     unknown = tq_json(broker_url, "control", "rate_limit", "no.such.task", "1/s", *dest, code=1)
     assert "unknown task" in unknown["nodes"][0]["error"]
+    restart = tq_json(broker_url, "control", "pool-restart", *dest, code=1)  # as Celery without worker_pool_restarts
+    assert "Pool restarts not enabled" in restart["nodes"][0]["error"]
 
 
 def test_drain_finishes_what_it_holds_and_leaves_the_rest_queued(broker_url: str, shop, start_worker, ledger,
@@ -188,17 +190,19 @@ def test_allow_list_refuses_shutdown_and_the_worker_keeps_running(broker_url: st
 
 # -- revoke ------------------------------------------------------------------------------------------
 def test_revoked_queued_task_never_runs(broker_url: str, shop, start_worker, ledger) -> None:
-    start_worker("-c", "1", name="w1")
-    blocker = shop.slow_early.delay(2, "blocker")
-    victim = shop.record.delay("victim")
+    start_worker("-c", "1", "-P", "threads", name="w1")
+    victim = shop.record.apply_async(("victim",), queue="later")  # waits: nobody consumes "later" yet
     dry = tq_json(broker_url, "revoke", victim.id, "--dry-run")
     assert dry["dry_run"] and dry["task_ids"] == [victim.id]
+    asked = tq(broker_url, "revoke", victim.id, stdin="n\n")  # the question is answered no: nothing revoked
+    assert asked.returncode == 1 and "aborted" in asked.stderr
+    assert victim.id not in tq_json(broker_url, "inspect", "revoked")["nodes"][0]["reply"]
     doc = tq_json(broker_url, "revoke", victim.id, "--yes")
     assert doc["task_ids"] == [victim.id] and doc["nodes"][0]["ok"]
-    blocker.get(timeout=10)
-    assert shop.record.delay("after").get(timeout=10) == "after"
+    tq_json(broker_url, "control", "add-consumer", "later", "-d", node("w1"))
+    assert shop.record.apply_async(("after",), queue="later").get(timeout=10) == "after"
     assert tq_json(broker_url, "result", victim.id, "--wait", "--timeout", "5")["state"] == "REVOKED"
-    assert not [line for line in ledger_lines(ledger, "victim")]
+    assert not ledger_lines(ledger, "victim") and shop.app.broker.queue_depth("later") == 0
 
 
 def test_terminate_kills_the_running_task_which_ends_revoked(broker_url: str, shop, start_worker, ledger) -> None:

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,28 @@ def test_a_closed_broker_port_gives_one_masked_line_and_exit_1(closed_url: str, 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tqctl: error: cannot reach broker at 127.0.0.1:")
     assert "s3cret" not in result.output and "admin:****@" in lines[0]
+
+
+@pytest.fixture
+def silent_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A port that accepts connections (the kernel's backlog) but never answers: a hung broker."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        url = f"redis://:hush-pw@127.0.0.1:{sock.getsockname()[1]}/0"
+        monkeypatch.setenv("TQCTL_BROKER", url)
+        yield url
+
+
+@pytest.mark.parametrize("argv", [["tasks"], ["task", "some-id"], ["failures"], ["purge", "celery", "--yes"],
+                                  ["call", "tasks.add"], ["retry", "--failed", "--yes"], ["status"],
+                                  ["inspect", "stats"], ["control", "heartbeat"], ["revoke", "some-id", "--yes"]])
+def test_a_broker_that_never_answers_is_given_up_on_after_timeout(silent_url: str, argv: list[str]) -> None:
+    result = CliRunner().invoke(app, [*argv, "--timeout", "0.3"])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tqctl: error: cannot reach broker at 127.0.0.1:"), lines
+    assert "hush-pw" not in result.output and "Timeout" in lines[0]
 
 
 def test_status_against_a_closed_port_as_a_real_process_within_10s() -> None:

@@ -71,7 +71,7 @@ def workers(broker: Broker = "", timeout: Timeout = 1.0, destination: Destinatio
     Exit 69 when no worker replies.
     """
     dest = destinations(destination)
-    with session(broker) as cluster:
+    with session(broker, timeout=timeout + 1.0) as cluster:
         heard = Listener(cluster, listen)
         names = [r["name"] for r in node_rows(cluster.control.ping(timeout=timeout, destination=dest))]
         stats = cluster.control.inspect("stats", timeout=timeout, destination=names) if names else {}
@@ -137,7 +137,7 @@ def queues(broker: Broker = "", timeout: Timeout = 1.0,
     A queue holding messages that no live worker consumes gives a warning on stderr.
     """
     asked = [q.strip() for item in (queue or []) for q in item.split(",") if q.strip()]
-    with session(broker) as cluster:
+    with session(broker, timeout=timeout + 1.0) as cluster:
         consumers = _consumers(cluster.control.broadcast("active_queues", timeout=timeout))
         names = sorted({"celery", *consumers, *asked})
         client = cluster.broker.client

@@ -14,13 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from typing import Annotated, Any, NoReturn
+from urllib.parse import urlsplit
 
 import click
 import redis
 import typer
 
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
-from engine.redisconn import describe_error
+from engine.redisconn import REDIS_SCHEMES, client_from_url, describe_error
 from tqctl.client import resolve_broker_url
 from tqctl.output import EXIT_NO_REPLY, EXIT_USAGE, emit_json, fail, note
 
@@ -31,6 +32,8 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (one document; 
 Timeout = Annotated[float, typer.Option("--timeout", "-t", help="Seconds to wait for worker replies.")]
 Destination = Annotated[str, typer.Option("--destination", "-d",
                                           help="Comma-separated node names, e.g. w1@host,w2@host (default: all).")]
+BrokerTimeout = Annotated[float, typer.Option("--timeout", "-t",
+                                              help="Seconds to wait for the broker (to connect, and for each reply).")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would be touched; change nothing.")]
 Backend = Annotated[str, typer.Option("--backend", envvar="TQCTL_BACKEND",
@@ -44,21 +47,36 @@ BROKER_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.Authentication
 class Cluster:
     """The connections one command needs to one broker; each opened on first use."""
 
-    def __init__(self, url: str, backend: str = "") -> None:
+    def __init__(self, url: str, backend: str = "", timeout: float | None = None) -> None:
         self.url = url
         self.backend_url = backend
+        self.timeout = timeout if timeout and timeout > 0 else None  # socket timeout for broker replies
+
+    def _client(self, read_timeout: float) -> Any:
+        """A Redis client that gives up on a broker that accepts but never answers (None: not Redis)."""
+        if urlsplit(self.url).scheme.lower() not in REDIS_SCHEMES:
+            return None
+        return client_from_url(self.url, socket_connect_timeout=min(read_timeout, 5.0), socket_timeout=read_timeout)
 
     @cached_property
     def control(self) -> Any:
         from engine.control import Control
 
-        return Control(self.url)
+        # Worker commands open the session with their --timeout + 1 s, and a reply is awaited with a
+        # blocking pop of up to --timeout: a second more keeps the socket from giving up first.
+        return Control(self.url, self._client(self.timeout + 1.0) if self.timeout else None)
 
     @cached_property
     def broker(self) -> Any:
         from engine.broker import connect
 
-        found = connect(self.url)
+        client = self._client(self.timeout) if self.timeout else None
+        if client is not None:
+            from engine.broker.redis import RedisBroker
+
+            found = RedisBroker(self.url, client=client)
+        else:
+            found = connect(self.url)
         if not hasattr(found, "client"):
             raise ImproperlyConfigured("this command needs a Redis broker")
         return found
@@ -73,7 +91,10 @@ class Cluster:
     def app(self) -> Any:
         from engine.app import App
 
-        return App("tqctl", broker=self.url, backend=self.backend_url or None)
+        app = App("tqctl", broker=self.url, backend=self.backend_url or None)
+        if self.timeout:
+            app._broker = self.broker  # publish through the connection that honours --timeout
+        return app
 
     def events(self) -> Any:
         from engine.events.receiver import EventReceiver
@@ -91,12 +112,12 @@ class Cluster:
 
 
 @contextmanager
-def session(broker: str, backend: str = "") -> Iterator[Cluster]:
+def session(broker: str, backend: str = "", timeout: float | None = None) -> Iterator[Cluster]:
     """A Cluster for --broker; broker failures inside the block become one line, exit 1."""
     url = ""
     try:
         url = resolve_broker_url(broker or None)
-        cluster = Cluster(url, backend)
+        cluster = Cluster(url, backend, timeout)
         try:
             yield cluster
         finally:

@@ -46,6 +46,7 @@ CONTROL: dict[str, tuple[tuple[str, type, Any], ...]] = {
     "disable_events": (),
     "heartbeat": (),
     "shutdown": (),
+    "pool_restart": (),
     "drain": (("timeout", float, 60.0),),
     "revoke": (("task_id", str, REQUIRED),),  # ID...
     "terminate": (("signal", str, REQUIRED), ("task_id", str, REQUIRED)),  # SIGNAL ID...
@@ -63,7 +64,7 @@ def canonical(name: str) -> str:
 def status(broker: Broker = "", timeout: Timeout = 1.0, destination: Destination = "",
            as_json: AsJson = False) -> None:
     """Ping the workers: one name: OK line each, then the count. Exit 69 when none replies."""
-    with session(broker) as cluster:
+    with session(broker, timeout=timeout + 1.0) as cluster:
         rows = node_rows(cluster.control.ping(timeout=timeout, destination=destinations(destination)))
     doc = {"nodes": rows, "count": len(rows)}
     if not rows:
@@ -90,7 +91,7 @@ def inspect(
     if name not in INSPECT:
         usage(f"unknown inspect method {method!r}: use one of {', '.join(m.replace('_', '-') for m in INSPECT)}")
     arguments = _inspect_arguments(name, list(args or []))
-    with session(broker) as cluster:
+    with session(broker, timeout=timeout + 1.0) as cluster:
         replies = cluster.control.broadcast(name, arguments, destination=destinations(destination),
                                             timeout=timeout)
     rows = node_rows(replies)
@@ -153,7 +154,8 @@ def _print_node(row: dict[str, Any], lines: list[str]) -> None:
 def control(
     command: str = typer.Argument(..., help="pool-grow N | pool-shrink N | autoscale MAX MIN | rate-limit NAME RATE"
                                             " | time-limit NAME HARD [SOFT] | add-consumer Q | cancel-consumer Q | "
-                                            "enable-events | disable-events | heartbeat | shutdown | drain [TIMEOUT]"
+                                            "enable-events | disable-events | heartbeat | pool-restart | shutdown | "
+                                            "drain [TIMEOUT]"
                                             " | revoke ID... | terminate SIGNAL ID..."),
     args: list[str] = typer.Argument(None, help="the command's arguments"),
     broker: Broker = "", timeout: Timeout = 1.0, destination: Destination = "",
@@ -168,7 +170,7 @@ def control(
         usage(f"unknown control command {command!r}: use one of {', '.join(c.replace('_', '-') for c in CONTROL)}")
     arguments = parse_control_args(name, list(args or []))
     dest = destinations(destination)
-    with session(broker) as cluster:
+    with session(broker, timeout=timeout + 1.0) as cluster:
         if name in REVOKES:
             rows = _control_revoke(cluster, name, arguments, dest, timeout, yes, dry_run, as_json)
         elif name in STOPS_WORKERS:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import typer
 
 from engine.protocol.task import PRIORITY_STEPS, priority_key
-from tqctl.commands.common import AsJson, Broker, DryRun, Yes, confirm_typed, session
+from tqctl.commands.common import AsJson, Broker, BrokerTimeout, DryRun, Yes, confirm_typed, session
 from tqctl.output import emit, emit_json, note
 
 
 def purge(queue: str = typer.Argument(..., help="Queue name, e.g. celery."),
-          broker: Broker = "", yes: Yes = False, dry_run: DryRun = False, as_json: AsJson = False) -> None:
+          broker: Broker = "", timeout: BrokerTimeout = 10.0, yes: Yes = False, dry_run: DryRun = False,
+          as_json: AsJson = False) -> None:
     """Delete all waiting messages in QUEUE. Asks you to type the queue name unless --yes."""
-    with session(broker) as cluster:
+    with session(broker, timeout=timeout) as cluster:
         client = cluster.broker.client
         buckets = [{"priority": step, "depth": int(client.llen(priority_key(queue, step)))}
                    for step in PRIORITY_STEPS]

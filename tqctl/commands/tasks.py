@@ -22,6 +22,7 @@ from tqctl.commands.common import (
     AsJson,
     Backend,
     Broker,
+    BrokerTimeout,
     Destination,
     DryRun,
     Timeout,
@@ -63,10 +64,10 @@ def tasks(state: Annotated[str, typer.Option("--state", help="SUCCESS, FAILURE, 
           worker: Annotated[str, typer.Option("--worker", help="Node name (w1@host, or just w1).")] = "",
           since: Annotated[str, typer.Option("--since", help="30s, 10m, 2h, 1d or an ISO-8601 time.")] = "",
           limit: Annotated[int, typer.Option("--limit", help="At most this many rows.")] = 50,
-          broker: Broker = "", as_json: AsJson = False) -> None:
+          broker: Broker = "", timeout: BrokerTimeout = 10.0, as_json: AsJson = False) -> None:
     """Recorded task runs, newest first (the history workers keep in the broker)."""
     since_ts = parse_since(since, time.time()) if since else None
-    with session(broker) as cluster:
+    with session(broker, timeout=timeout) as cluster:
         records = cluster.history.records(HISTORY_SCAN if (state or name or worker or since) else limit)
     rows = [_record_row(r) for r in records
             if (not state or str(r.get("state")) == state.upper()) and _named(r.get("name"), name)
@@ -78,9 +79,10 @@ def tasks(state: Annotated[str, typer.Option("--state", help="SUCCESS, FAILURE, 
         emit_table(rows, TASK_COLUMNS)
 
 
-def task(task_id: str, broker: Broker = "", backend: Backend = "", as_json: AsJson = False) -> None:
+def task(task_id: str, broker: Broker = "", backend: Backend = "", timeout: BrokerTimeout = 10.0,
+         as_json: AsJson = False) -> None:
     """Everything known about one task: its recorded runs, failure and traceback, stored result, timeline."""
-    with session(broker, backend) as cluster:
+    with session(broker, backend, timeout) as cluster:
         records = cluster.history.records(HISTORY_SCAN)
         failure = cluster.history.failure(task_id)
         store = cluster.app.backend
@@ -212,7 +214,7 @@ def call(name: str,
          expires: Annotated[float, typer.Option("--expires", help="Discard if not started in N seconds.")] = None,
          queue: Annotated[str, typer.Option("--queue", "-Q", help="Queue (default: celery).")] = "",
          priority: Annotated[int, typer.Option("--priority", min=0, max=9, help="0 (first) to 9.")] = None,
-         broker: Broker = "", as_json: AsJson = False) -> None:
+         broker: Broker = "", timeout: BrokerTimeout = 10.0, as_json: AsJson = False) -> None:
     """Send a task by name (no app code needed) and print its id."""
     positional, named = _json_arg(args, list, "--args"), _json_arg(kwargs, dict, "--kwargs")
     if eta:
@@ -222,7 +224,7 @@ def call(name: str,
             parse_time(eta)
         except ValueError:
             usage(f"--eta {eta!r} is not an ISO-8601 time")
-    with session(broker) as cluster:
+    with session(broker, timeout=timeout) as cluster:
         sent = cluster.app.send_task(name, positional, named, countdown=countdown, eta=eta or None,
                                      expires=expires, queue=queue or None, priority=priority)
         _task_sent(cluster, sent.id, name, positional, named, countdown, eta, expires, queue or "celery")
@@ -275,7 +277,8 @@ def retry(task_ids: Annotated[list[str], typer.Argument(help="Failed task ids.")
           exception: Annotated[str, typer.Option("--exception", help="Exception type or text.")] = "",
           limit: Annotated[int, typer.Option("--limit", help="At most N (with --failed).")] = 0,
           rate: Annotated[str, typer.Option("--rate", help="Throttle, e.g. 50/s (with --failed).")] = "",
-          yes: Yes = False, dry_run: DryRun = False, broker: Broker = "", as_json: AsJson = False) -> None:
+          yes: Yes = False, dry_run: DryRun = False, broker: Broker = "", timeout: BrokerTimeout = 10.0,
+          as_json: AsJson = False) -> None:
     """Republish failed tasks' original messages under new ids linked to the old (retry_of).
 
     Exit 1 when a named id is not in the failure inbox, or when a retry had to be skipped.
@@ -283,7 +286,7 @@ def retry(task_ids: Annotated[list[str], typer.Argument(help="Failed task ids.")
     if failed == bool(task_ids):
         usage("name failed task ids, or pass --failed (with --name/--exception/--limit) - not both")
     per_second = parse_rate(rate) if rate else None
-    with session(broker) as cluster:
+    with session(broker, timeout=timeout) as cluster:
         ids = _chosen_failures(cluster.history, name, exception, limit) if failed else list(task_ids)
         missing = [] if failed else [i for i in ids if cluster.history.failure(i) is None]
         if missing:
@@ -352,7 +355,7 @@ def revoke(task_ids: Annotated[list[str], typer.Argument(help="Task ids.")],
     if dry_run:
         emit({**doc, "dry_run": True}, as_json)
         return
-    with session(broker) as cluster:
+    with session(broker, timeout=timeout + 1.0) as cluster:
         rows = send_revoke(cluster, task_ids, terminate, sig, destinations(destination), timeout, yes)
     if as_json:
         emit_json({**doc, "nodes": rows})
@@ -362,9 +365,9 @@ def revoke(task_ids: Annotated[list[str], typer.Argument(help="Task ids.")],
 
 
 def failures(name: Name = "", limit: Annotated[int, typer.Option("--limit")] = 100,
-             broker: Broker = "", as_json: AsJson = False) -> None:
+             broker: Broker = "", timeout: BrokerTimeout = 10.0, as_json: AsJson = False) -> None:
     """The failure inbox grouped by fingerprint (task + exception type + normalised message)."""
-    with session(broker) as cluster:
+    with session(broker, timeout=timeout) as cluster:
         groups = cluster.history.groups()
     rows = [{**g, "first_seen": iso(g["first_seen"]), "last_seen": iso(g["last_seen"])}
             for g in groups if _named(g.get("task_name"), name)][:max(limit, 0)]
