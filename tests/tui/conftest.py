@@ -47,14 +47,15 @@ def drive(app: TqctlApp, scenario: Callable[[Pilot], Awaitable[None]], size: tup
     asyncio.run(main())
 
 
-async def wait_for(pilot: Pilot, predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+async def wait_for(pilot: Pilot, predicate: Callable[[], Any], what: str, timeout: float = 20.0,
+                   show: Callable[[], Any] | None = None) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         await pilot.pause(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last: {show()!r})" if show else ""))
 
 
 async def press(pilot: Pilot, *keys: str) -> None:
@@ -68,3 +69,53 @@ def state_dir(tmp_path: Path) -> Path:
     path = tmp_path / "state"
     path.mkdir()
     return path
+
+
+def cell_text(cell: Any) -> str:
+    return cell.plain if hasattr(cell, "plain") else str(cell)
+
+
+def row_text(table: Any, key: str) -> str:
+    """What one table row shows, as plain text (empty when the row is not there)."""
+    if key not in getattr(table, "row_keys", []):
+        return ""
+    return " ".join(cell_text(c) for c in table.get_row(key))
+
+
+def shown_rows(table: Any) -> list[str]:
+    return [row_text(table, key) for key in table.row_keys]
+
+
+def audit_lines(state_dir: Path) -> list[dict[str, Any]]:
+    import json
+
+    path = state_dir / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+async def wait_screen(pilot: Pilot, kind: type, what: str | None = None) -> Any:
+    return await wait_for(pilot, lambda: isinstance(pilot.app.screen, kind) and pilot.app.screen,
+                          what or kind.__name__)
+
+
+async def outcome(pilot: Pilot, verb: str, timeout: float = 20.0) -> Any:
+    """The answer to the last action named ``verb`` (waits for it); fails when it was not ok."""
+    done = await wait_for(pilot, lambda: (o := pilot.app.last_outcome) and o.verb == verb and o, f"{verb} to finish",
+                          timeout)
+    assert done.outcome.ok, done.outcome.summary
+    return done
+
+
+def cell(table: Any, key: str, column: str) -> str:
+    """The text of one cell (by row key and column key); empty when not shown."""
+    try:
+        return cell_text(table.get_cell(key, column))
+    except Exception:  # row or column not there (yet)
+        return ""
+
+
+def texts(node: Any) -> str:
+    """Every Static/Label text under ``node``, joined: what the user reads there (tables aside)."""
+    from textual.widgets import Static
+
+    return "\n".join(str(w.render()) for w in node.query(Static))

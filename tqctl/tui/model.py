@@ -22,6 +22,7 @@ from tqctl.tui.snapshot import ClusterSnapshot
 SERIES_SECONDS = 60
 RATE_WINDOW = 10.0
 DEPTH_WINDOW = 30.0
+FAILURES_POLLED = 500  # the probe reads at most this many stored failures per poll
 OUTCOMES = {"task-succeeded": "ok", "task-failed": "failed"}
 
 
@@ -52,6 +53,8 @@ class ConsoleModel:
         self.beat_note: str | None = None
         self.server: str | None = None
         self.history_available = False
+        self.first_processed: dict[str, int] = {}  # ``processed`` of each worker when first seen
+        self.dismissed: set[str] = set()  # failures that left the stored inbox (retried or deleted)
 
     def now(self) -> float:
         return self.clock()
@@ -71,6 +74,8 @@ class ConsoleModel:
             if backfill:
                 continue
             etype = event.get("type")
+            if etype == "worker-heartbeat" and isinstance(event.get("processed"), int):
+                self.first_processed.setdefault(event.get("hostname") or "", event["processed"])
             if etype == "task-received":
                 queue = event.get("queue")
                 task = state.task(event.get("uuid") or "")
@@ -111,6 +116,11 @@ class ConsoleModel:
             while len(samples) > 2 and samples[0][0] < snap.taken_at - DEPTH_WINDOW:
                 samples.popleft()
         if snap.failures is not None:
+            if len(snap.failures) < FAILURES_POLLED:  # the whole inbox: what left it was retried or deleted
+                kept = {f.get("id") for f in snap.failures}
+                self.dismissed.update(f["id"] for f in self._failures if f.get("id") not in kept)
+                if len(self.dismissed) > 100_000:
+                    self.dismissed.clear()
             self._failures = snap.failures
             self.history_available = True
         if snap.failure_groups is not None:

@@ -16,6 +16,7 @@ from engine.broker.redis import DELAYED, SEP, RedisBroker
 from engine.control import Control
 from engine.history import History
 from engine.protocol.task import PRIORITY_SEP, PRIORITY_STEPS, priority_key
+from tqctl.tui.model import FAILURES_POLLED
 from tqctl.tui.snapshot import ClusterSnapshot, QueueSample, WorkerReply
 
 BINDING_PREFIX = "_kombu.binding."
@@ -88,7 +89,7 @@ class Probe:
 
     def _slow_reads(self) -> dict[str, Any]:
         self._scan_lists()
-        failures = [{k: v for k, v in f.items() if k != "raw"} for f in self.history.failures(500)]
+        failures = [{k: v for k, v in f.items() if k != "raw"} for f in self.history.failures(FAILURES_POLLED)]
         beat, leader, note = self.beat()
         info = self.client.info("server")
         kind = "valkey" if "valkey_version" in info else "redis"

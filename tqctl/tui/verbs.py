@@ -141,7 +141,8 @@ def retry_edited(task_id: str, name: str, args: list[Any], kwargs: dict[str, Any
 def retry_group(fp: str, label: str, ids: list[str], skipped: int, per_second: float, broker: str | None,
                 name: str | None = None, exc_type: str | None = None) -> Action:
     seconds = len(ids) / per_second if per_second > 0 else 0
-    scope = [f"republish {_plural(len(ids), 'stored failure')} of {label} at {per_second:g}/s (about {seconds:.0f}s)"]
+    took = "under a second" if seconds < 1 else f"about {seconds:.0f}s"
+    scope = [f"republish {_plural(len(ids), 'stored failure')} of {label} at {per_second:g}/s ({took})"]
     if skipped:
         scope.append(f"{skipped} seen only as events have no stored message and are skipped")
 

@@ -93,7 +93,7 @@ def worker_rows(model: ConsoleModel) -> list[WorkerRow]:
     rows: dict[str, WorkerRow] = {}
     for host, view in model.state.workers.items():
         rows[host] = WorkerRow(
-            host, online=view.alive(now), events=view.task_events_seen, active=view.active,
+            host, online=view.alive(now), events=True, active=view.active,
             processed=view.processed, failed=view.failed, load=(view.loadavg or [None])[0],
             heartbeat_age=None if view.last_heartbeat is None else now - view.last_heartbeat, pid=view.pid,
             software=" ".join(p for p in (view.sw_ident, view.sw_ver) if p) or None)
@@ -114,7 +114,12 @@ def worker_rows(model: ConsoleModel) -> list[WorkerRow]:
     health = model.state.stream_health(now)
     silent = set(health["workers_without_task_events"])
     for row in rows.values():
-        if row.hostname in silent:
+        view = model.state.workers.get(row.hostname)
+        if row.hostname not in silent or view is None:
+            continue
+        # An idle worker has sent no task event yet either: only one that works unseen is flagged.
+        first = model.first_processed.get(row.hostname, view.processed or 0)
+        if view.processed_rate.rate(now) > 0 or (view.processed or 0) > first:
             row.events = False
     return sorted(rows.values(), key=lambda r: (not r.online, r.hostname))
 
@@ -163,7 +168,7 @@ def failure_groups(model: ConsoleModel) -> list[GroupRow]:
                                     failure.get("finished"), failure.get("worker"), True))
         seen.add(failure["id"])
     for task in model.state.failures(limit=5000):
-        if task.uuid in seen:
+        if task.uuid in seen or task.uuid in model.dismissed:
             continue
         exc_type, message = split_exception(task.exception)
         fp = fingerprint(task.name or "", exc_type, message)

@@ -53,7 +53,7 @@ class ConfirmScreen(Dialog):
             yield Static(Text("≡ " + a.command, style="italic"), classes="hint")
             if a.typed:
                 yield Static(f"Type {a.typed!r} to confirm:")
-                yield Field(placeholder=a.typed, id="typed")
+                yield Field(placeholder=a.typed, id="typed", select_on_focus=False)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button(a.button, id="confirm", variant="error" if a.destructive else "primary",

@@ -1,0 +1,76 @@
+"""Scheduled screen against a real server: an ETA task run now; beat entries run now, disabled and
+enabled again (entries come from the app given with -A)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.conftest import client_app
+from tests.tui.conftest import audit_lines, cell, drive, live_app, outcome, press, shown_rows, wait_for, wait_screen
+from tqctl.tui.screens.scheduled import ScheduledScreen
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def beatapp(broker_url):  # noqa: ANN001, ANN201
+    yield from client_app("tests.apps.beatapp", broker_url)
+
+
+def test_eta_task_run_now(broker_url, start_worker, shop, state_dir):
+    start_worker("-c", "1", "-P", "threads")
+    app = live_app(broker_url, state_dir)
+    later = shop.add.apply_async((20, 22), countdown=600).id
+
+    async def scenario(pilot):
+        await press(pilot, "6")
+        screen = await wait_screen(pilot, ScheduledScreen)
+        eta = screen.query_one("#eta")
+        await wait_for(pilot, lambda: later in eta.row_keys, "the ETA task", show=lambda: shown_rows(eta))
+        assert cell(eta, later, "due") in ("in 9m", "in 10m") and cell(eta, later, "name").endswith("shop.add")
+        eta.select_key(later)
+        eta.focus()
+        await press(pilot, "x")  # not destructive: sent at once, audited
+        done = await outcome(pilot, "eta_run_now")
+        assert done.outcome.summary.endswith("moved to 'celery' now")
+        await wait_for(pilot, lambda: (t := app.model.state.task(later)) and t.state == "SUCCESS", "it ran")
+        assert app.model.state.task(later).result == "42"
+        await wait_for(pilot, lambda: later not in eta.row_keys, "gone from the ETA table")
+    drive(app, scenario)
+    assert [e["action"] for e in audit_lines(state_dir)] == ["eta_run_now"]
+
+
+def test_beat_entries_run_now_disable_enable(broker_url, beatapp, state_dir, redis_client):
+    app = live_app(broker_url, state_dir, app=beatapp.app, app_spec="tests.apps.beatapp")
+
+    async def scenario(pilot):
+        await press(pilot, "6")
+        screen = await wait_screen(pilot, ScheduledScreen)
+        beat = screen.query_one("#beat")
+        await wait_for(pilot, lambda: "every-second" in beat.row_keys, "the beat entries",
+                       show=lambda: shown_rows(beat))
+        assert cell(beat, "every-second", "enabled") == "✓ on"
+        assert cell(beat, "every-second", "task") == "beatapp.tick"
+        assert "no beat is running" in str(screen.query_one("#beat-title").render())
+        await press(pilot, "tab")  # to the beat table
+        assert beat.has_focus
+        beat.select_key("every-second")
+        await press(pilot, "x")
+        done = await outcome(pilot, "beat_run_now")
+        assert done.outcome.summary.startswith("every-second sent as ")
+        await wait_for(pilot, lambda: redis_client.llen("celery") == 1, "one tick on the queue")
+
+        app.last_outcome = None
+        await press(pilot, "d")
+        await outcome(pilot, "beat_disable")
+        await wait_for(pilot, lambda: cell(beat, "every-second", "enabled") == "○ off", "shown off")
+        assert cell(beat, "every-second", "next") == "-"
+
+        app.last_outcome = None
+        await press(pilot, "e")
+        await outcome(pilot, "beat_enable")
+        await wait_for(pilot, lambda: cell(beat, "every-second", "enabled") == "✓ on", "shown on again")
+    drive(app, scenario)
+    entries = audit_lines(state_dir)
+    assert [e["action"] for e in entries] == ["beat_run_now", "beat_disable", "beat_enable"]
+    assert entries[1]["command"] == "tqctl beat disable every-second -A tests.apps.beatapp"
