@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NoReturn
@@ -69,7 +70,9 @@ def emit_table(
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False, soft_wrap=False)
+    # In a pipe or a file there is no screen to fit: a wide table (or $COLUMNS) beats cut-off cells.
+    wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 240
+    console = Console(highlight=False, soft_wrap=False, width=wide)
     if not rows:
         console.print(empty)
         return

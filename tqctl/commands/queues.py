@@ -10,7 +10,7 @@ import typer
 
 from engine.protocol.task import PRIORITY_STEPS, priority_key
 from tqctl.commands.common import AsJson, Broker, BrokerTimeout, DryRun, Yes, confirm_typed, session
-from tqctl.output import emit, emit_json, note
+from tqctl.output import emit_json, emit_line, note
 
 
 def purge(queue: str = typer.Argument(..., help="Queue name, e.g. celery."),
@@ -24,7 +24,11 @@ def purge(queue: str = typer.Argument(..., help="Queue name, e.g. celery."),
         depth = sum(b["depth"] for b in buckets)
         doc = {"queue": queue, "buckets": buckets, "count": depth}
         if dry_run:
-            emit({**doc, "dry_run": True}, as_json)
+            if as_json:
+                emit_json({**doc, "dry_run": True})
+            else:
+                per = ", ".join(f"priority {b['priority']}: {b['depth']}" for b in buckets)
+                emit_line(f"dry run: would purge {depth} message(s) from {queue!r} ({per})")
             return
         if depth:
             confirm_typed(queue, f"Purge {depth} message(s) from queue {queue!r}?", yes)
