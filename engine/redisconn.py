@@ -34,7 +34,17 @@ def client_from_url(url: str, **options: Any) -> redis.Redis:
     if scheme in ("redis", "rediss", "valkey", "valkeys"):
         fixed = url.replace("valkey", "redis", 1) if scheme.startswith("valkey") else url
         return redis.Redis.from_url(fixed, **options)
-    raise ImproperlyConfigured(f"not a Redis URL: {mask_url(url)}")
+    raise unsupported_url(url)
+
+
+def unsupported_url(url: str) -> ImproperlyConfigured:
+    """The one-line error for a URL no Redis client can use (AMQP named, as users try it first)."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("amqp", "amqps", "pyamqp"):
+        return ImproperlyConfigured(
+            f"AMQP brokers are not supported yet ({mask_url(url)}); use a Redis URL or the bundled broker")
+    return ImproperlyConfigured(
+        f"unsupported broker URL scheme {scheme!r} in {mask_url(url)} (use redis://, rediss:// or redis+socket://)")
 
 
 def describe_error(url: str, exc: BaseException) -> str:
