@@ -1,0 +1,47 @@
+"""Broker URLs: what each scheme becomes, and the one-line errors users see, never with a password."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from engine.broker.connect import connect
+from engine.config import mask_url, url_host
+from engine.exceptions import ImproperlyConfigured
+from engine.redisconn import client_from_url
+
+
+@pytest.mark.parametrize(("url", "masked"), [
+    ("redis://:s3cret@db.example:6379/0", "redis://:****@db.example:6379/0"),
+    ("rediss://alice:s3cret@db.example:6380/2", "rediss://alice:****@db.example:6380/2"),
+    ("amqp://guest:s3cret@mq//", "amqp://guest:****@mq//"),
+    ("redis://db.example:6379/0", "redis://db.example:6379/0"),
+    ("redis+socket:///tmp/x/redis.sock", "redis+socket:///tmp/x/redis.sock"),
+])
+def test_passwords_are_masked_and_the_rest_is_kept(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+def test_host_is_named_without_credentials() -> None:
+    assert url_host("redis://:s3cret@db.example:6379/0") == "db.example:6379"
+
+
+@pytest.mark.parametrize("make", [connect, client_from_url], ids=["broker", "client"])
+def test_amqp_is_refused_by_name_with_the_password_masked(make) -> None:
+    with pytest.raises(ImproperlyConfigured) as info:
+        make("amqp://guest:s3cret@mq.example:5672//")
+    text = str(info.value)
+    assert "AMQP brokers are not supported yet" in text and "s3cret" not in text and "\n" not in text
+
+
+@pytest.mark.parametrize("make", [connect, client_from_url], ids=["broker", "client"])
+def test_an_unknown_scheme_names_the_schemes_that_work(make) -> None:
+    with pytest.raises(ImproperlyConfigured, match=r"unsupported broker URL scheme 'http'.*redis://"):
+        make("http://user:s3cret@example.com/")
+
+
+def test_socket_urls_become_unix_socket_clients_with_their_db() -> None:
+    client = client_from_url("redis+socket:///tmp/some/redis.sock?virtual_host=3")
+    kwargs = client.connection_pool.connection_kwargs
+    assert kwargs["path"] == "/tmp/some/redis.sock" and kwargs["db"] == 3
+    assert isinstance(client, redis.Redis)
