@@ -1,6 +1,6 @@
 """A worker app for the ops CLI tests: remote control limited by an allow-list, and a task that fails once.
 
-``worker_control_allow`` keeps ``ping``, ``revoke`` and ``stats``; anything else (``shutdown``)
+``worker_control_allow`` keeps ``ping``, ``revoke``, ``stats`` and ``conf``; anything else (``shutdown``)
 is answered with an error and the worker keeps running. ``fail_once`` fails while its marker
 file is missing and creates it, so a retry of the very same message succeeds. ``reject`` and
 ``retry_once`` make the worker send task-rejected and task-retried events.
@@ -14,7 +14,8 @@ from engine import App
 from engine.exceptions import Reject
 
 app = App("guarded")
-app.conf.worker_control_allow = ["ping", "revoke", "stats"]
+app.conf.worker_control_allow = ["ping", "revoke", "stats", "conf"]
+app.conf.api_token = "hunter2-token"  # a secret: ``inspect conf`` must show it masked
 app.conf.tqctl_owner_timeout = 3.0
 app.conf.tqctl_heartbeat_interval = 0.5
 

@@ -177,6 +177,11 @@ def test_allow_list_refuses_shutdown_and_the_worker_keeps_running(broker_url: st
     assert dry == {"command": "shutdown", "arguments": {}, "dry_run": True, "nodes": [node("w1")]}
     asked = tq(broker_url, "control", "shutdown", "-d", node("w1"))  # no --yes, no terminal: aborts
     assert asked.returncode == 1 and "aborted" in asked.stderr
+    conf = tq(broker_url, "inspect", "conf", "-d", node("g1"), "--json")  # allowed, and secrets are masked
+    assert conf.returncode == 0 and "hunter2" not in conf.stdout
+    assert json.loads(conf.stdout)["nodes"][0]["reply"]["api_token"] == "********"
+    refused = tq_json(broker_url, "inspect", "active", "-d", node("g1"), code=1)  # not on the allow-list
+    assert "not allowed" in refused["nodes"][0]["error"]
     doc = tq_json(broker_url, "control", "shutdown", "--yes", "-d", node("g1"), code=1)
     assert doc["nodes"][0]["ok"] is False and "not allowed" in doc["nodes"][0]["error"]
     time.sleep(1.0)
