@@ -32,6 +32,16 @@ from engine.task import Task
 from engine.workflows import register_builtins
 
 UTC = dt.timezone.utc
+_ORIGINS: dict[int, str] = {}
+
+
+def _origin() -> str:
+    """Celery's ``origin`` header (``gen<pid>@<host>``), looked up once per process, not per send."""
+    pid = os.getpid()
+    origin = _ORIGINS.get(pid)
+    if origin is None:
+        origin = _ORIGINS[pid] = f"gen{pid}@{socket.gethostname()}"
+    return origin
 
 
 class TaskRegistry(dict):
@@ -180,6 +190,31 @@ class App:
         guarded(self.broker.url, lambda: self.broker.publish(queue, raw, priority))
         return AsyncResult(task_id, self, task_name=name)
 
+    def send_many(self, name: str, calls: Sequence[tuple[Sequence[Any], dict[str, Any] | None]], *,
+                  task: Task | None = None, **options: Any) -> list[AsyncResult]:
+        """Bulk ``send_task``: one message per ``(args, kwargs)`` with the same options, all
+        published in one round trip (``protocol.build_many`` + ``broker.publish_many``).
+
+        Routing is decided once, from the first call's arguments.
+        """
+        if not calls:
+            return []
+        task = task if task is not None else self.tasks.get(name)
+        options = {k: v for k, v in options.items() if v is not None}
+        args0, kwargs0 = list(calls[0][0] or ()), dict(calls[0][1] or {})
+        own = {"queue": task.queue, "priority": task.priority} if task is not None else {}
+        routed = route(self.conf.task_routes, name, args0, kwargs0, options)
+        queue = (options.get("queue") or own.get("queue") or routed.get("queue")
+                 or self.conf.task_default_queue)
+        queue = getattr(queue, "name", queue)
+        priority = next((p for p in (options.get("priority"), own.get("priority"), routed.get("priority"))
+                         if p is not None), self.conf.task_default_priority)
+        message_options = self._message_options(task, options, routed)
+        message_options.pop("task_id", None)
+        built = protocol.build_many(name, calls, queue=queue, priority=priority, **message_options)
+        guarded(self.broker.url, lambda: self.broker.publish_many([(queue, raw, priority) for _, raw in built]))
+        return [AsyncResult(task_id, self, task_name=name) for task_id, _ in built]
+
     def _message_options(self, task: Task | None, options: dict[str, Any],
                          routed: dict[str, Any]) -> dict[str, Any]:
         current = self.current_requests.stack[-1] if self.current_requests.stack else None
@@ -209,7 +244,7 @@ class App:
             "embed": _embed(options),
             "serializer": serializer or self.conf.task_serializer,
             "shadow": options.get("shadow"),
-            "origin": f"gen{os.getpid()}@{socket.gethostname()}",
+            "origin": _origin(),
         }
 
     def _eta(self, options: dict[str, Any]) -> dt.datetime | None:

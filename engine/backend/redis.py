@@ -26,7 +26,9 @@ class RedisBackend:
     def store(self, task_id: str, meta: dict[str, Any]) -> None:
         key = task_key(task_id)
         data = json_dumps(meta)
-        pipe = self.client.pipeline(transaction=True)
+        # In order on one connection: the value is set before subscribers hear of it; MULTI/EXEC
+        # would add two commands per task for nothing.
+        pipe = self.client.pipeline(transaction=False)
         if self.expires:
             pipe.setex(key, self.expires, data)
         else:

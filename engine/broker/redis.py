@@ -9,6 +9,8 @@ hash restored after an hour (kombu#337, celery#7009).
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from itertools import count
@@ -49,12 +51,18 @@ class RedisBroker:
         self._dead_requeue = self.client.register_script(lua.DEAD_REQUEUE)
         self._seq = count(1)
         self._order_cache: dict[tuple[str, ...], list[str]] = {}
+        self._local = threading.local()  # publish's per-thread connection
+        self._own_conns: list[redis.connection.AbstractConnection] = []
 
     # -- connection -------------------------------------------------------------------------
     def ping(self) -> None:
         guarded(self.url, self.client.ping)
 
     def close(self) -> None:
+        conns, self._own_conns = self._own_conns, []
+        for conn in conns:
+            conn.disconnect()
+        self._local = threading.local()
         self.client.close()
 
     # -- publishing ---------------------------------------------------------------------------
@@ -67,12 +75,40 @@ class RedisBroker:
         guarded(self.url, pipe.execute)
 
     def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
-        self.client.lpush(priority_key(queue, priority), raw)
+        """LPUSH on this thread's own connection, past redis-py's per-command machinery (pool
+        checkout, retries, observability): about a third of a ``delay()``'s client time. The
+        reply is still awaited, so a return means the message is in the list."""
+        key = priority_key(queue, priority)
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():
+            conn = local.conn = self.client.connection_pool.make_connection()
+            local.pid = os.getpid()
+            self._own_conns.append(conn)
+        try:
+            conn.send_packed_command(conn.pack_command("LPUSH", key, raw))
+            reply = conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            conn.disconnect()
+            self.client.lpush(key, raw)  # redis-py's own retry policy decides from here
+            return
+        if isinstance(reply, redis.ResponseError):
+            raise reply
 
-    def publish_many(self, items: Sequence[tuple[str, bytes, int | None]]) -> None:
+    def publish_many(self, items: Sequence[tuple[str, bytes, int | None]], chunk: int = 1000) -> None:
+        """One round trip; each run of messages for the same list is one multi-value LPUSH, which
+        leaves them in the same order as that many single LPUSHes (consumers pop the first one first)."""
         pipe = self.client.pipeline(transaction=False)
+        key, batch = None, []
         for queue, raw, priority in items:
-            pipe.lpush(priority_key(queue, priority), raw)
+            target = priority_key(queue, priority)
+            if target != key or len(batch) >= chunk:
+                if batch:
+                    pipe.lpush(key, *batch)
+                key, batch = target, []
+            batch.append(raw)
+        if batch:
+            pipe.lpush(key, *batch)
         pipe.execute()
 
     # -- consuming ----------------------------------------------------------------------------

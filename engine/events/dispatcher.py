@@ -7,7 +7,9 @@ so a busy worker pays one PUBLISH per batch rather than three per task.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
+import time
 from typing import Any
 
 from engine.broker.fanout import RedisFanout
@@ -26,6 +28,7 @@ class EventDispatcher:
         self._clock = itertools.count(1)
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self._fixed_until, self._fixed_pid, self._utcoffset = 0.0, 0, 0.0
 
     def clock(self) -> int:
         return next(self._clock)
@@ -40,7 +43,16 @@ class EventDispatcher:
         """Buffer a task event; the batch goes out when full or at the next ``flush``."""
         if not self.enabled:
             return
-        event = events.make(event_type, self.hostname, self.clock(), **fields)
+        # ``events.make``'s dict, with the pid and UTC offset looked up once a second, not per event.
+        now = time.time()
+        if now >= self._fixed_until or self._fixed_pid != os.getpid():
+            self._fixed_pid, self._utcoffset = os.getpid(), events.utcoffset()
+            self._fixed_until = now + 1.0
+        event = {"hostname": self.hostname, "utcoffset": self._utcoffset, "pid": self._fixed_pid,
+                 "clock": next(self._clock)}
+        event.update(fields)
+        event["timestamp"] = fields.get("timestamp") or now
+        event["type"] = event_type
         with self._lock:
             self._buffer.append(event)
             full = len(self._buffer) >= self.batch

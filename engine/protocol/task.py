@@ -12,9 +12,10 @@ import binascii
 import datetime as dt
 import json
 import os
+import re
 import socket
 import time
-import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,8 +119,13 @@ def safe_repr(value: Any) -> str:
     return text if len(text) <= REPR_MAX else text[: REPR_MAX - 3] + "..."
 
 
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID string, as ``str(uuid.uuid4())`` gives, at a third of its cost."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 def build(
@@ -196,6 +202,48 @@ def build(
         ttl_ms = max(0, int((expires - dt.datetime.now(dt.timezone.utc)).total_seconds() * 1000))
         envelope["properties"]["expiration"] = str(ttl_ms)
     return task_id, serialization.json_dumps(envelope).encode()
+
+
+def build_many(
+    name: str, calls: Iterable[tuple[Any, dict[str, Any] | None]], **options: Any
+) -> list[tuple[str, bytes]]:
+    """``build(name, args, kwargs, **options)`` for each ``(args, kwargs)``, for bulk publishing.
+
+    The same bytes ``build`` would make, but the envelope is serialized once as a template and
+    each message only fills in what differs (ids, args and their reprs, ``sent_at``).
+    """
+    if options.get("task_id"):
+        raise ValueError("build_many makes one id per message: task_id cannot be given")
+    tok = "@" + os.urandom(6).hex()
+    marks = {k: f"{tok}{k}@" for k in "ibasrdt"}  # id, body, argsrepr, kwargsrepr, root, tag, time
+    fixed_root = options.get("root_id")
+    _, template = build(name, (), {}, task_id=marks["i"], **{**options, "root_id": fixed_root or marks["r"]})
+    env = json.loads(template)
+    env["body"] = marks["b"]
+    env["headers"].update(argsrepr=marks["a"], kwargsrepr=marks["s"], sent_at=marks["t"])
+    env["properties"]["delivery_tag"] = marks["d"]
+    text = serialization.json_dumps(env).replace(f'"{marks["t"]}"', marks["t"])
+    parts = re.split("(" + "|".join(re.escape(m) for m in marks.values()) + ")", text)
+    slots = {m: k for k, m in marks.items()}
+    layout = [(slots[p], None) if p in slots else (None, p) for p in parts if p]
+    serializer, embed = options.get("serializer", "json"), options.get("embed") or EMPTY_EMBED
+    out: list[tuple[str, bytes]] = []
+    last: tuple[Any, Any] | None = None
+    values: dict[str, str] = {}
+    for args, kwargs in calls:
+        args, kwargs = list(args or ()), dict(kwargs or {})
+        if last is None or last[0] != args or last[1] != kwargs:
+            last = (args, kwargs)
+            body, _ = serialization.dumps([args, kwargs, embed], serializer)
+            values["b"] = base64.b64encode(body).decode()
+            values["a"] = json.dumps(safe_repr(tuple(args)))[1:-1]
+            values["s"] = json.dumps(safe_repr(kwargs))[1:-1]
+        task_id = new_id()
+        values["i"] = values["r"] = task_id
+        values["d"] = new_id()
+        values["t"] = repr(round(time.time(), 3))
+        out.append((task_id, "".join(lit if key is None else values[key] for key, lit in layout).encode()))
+    return out
 
 
 def decode(raw: bytes, accepted: frozenset[str], max_bytes: int | None = None) -> TaskMessage:

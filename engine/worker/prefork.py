@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import select
 import signal
 import threading
@@ -28,6 +29,12 @@ if TYPE_CHECKING:
     from engine.worker.pool import PoolHost
 
 _fork = multiprocessing.get_context("fork")
+# Plain pickle both ways (multiprocessing's ``send`` builds a ForkingPickler per message).
+_loads = pickle.loads
+
+
+def _dumps(obj: Any) -> bytes:
+    return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
 
 
 def _child_main(conn: Connection, host: PoolHost) -> None:
@@ -37,7 +44,7 @@ def _child_main(conn: Connection, host: PoolHost) -> None:
     app = host.app
     while True:
         try:
-            item = conn.recv()
+            item = _loads(conn.recv_bytes())
         except (EOFError, OSError):
             return
         if item is None:
@@ -48,8 +55,8 @@ def _child_main(conn: Connection, host: PoolHost) -> None:
         with alarm_limits(soft, None):
             o = trace.run(app, task, request)
         # Results stay in the backend; only the summary crosses the pipe, as a plain tuple.
-        conn.send((key, o.state, o.runtime, o.result_repr, o.exception_repr, o.traceback, o.requeue,
-                   None, o.retry_when))
+        conn.send_bytes(_dumps((key, o.state, o.runtime, o.result_repr, o.exception_repr, o.traceback,
+                                o.requeue, None, o.retry_when)))
 
 
 @dataclass(eq=False)
@@ -127,7 +134,7 @@ class PreforkPool:
         child.deadline = time.monotonic() + hard if hard else None
         fields = job.request_fields(self.host.hostname)
         try:
-            child.conn.send((id(job), job.name, fields, job.soft_limit))
+            child.conn.send_bytes(_dumps((id(job), job.name, fields, job.soft_limit)))
         except (OSError, ValueError):
             pass  # the collector sees the dead child and reports the job lost
         if hard:
@@ -165,18 +172,17 @@ class PreforkPool:
 
     def _receive(self, child: Child) -> None:
         try:
-            _key, *fields = child.conn.recv()
+            _key, *fields = _loads(child.conn.recv_bytes())
         except (EOFError, OSError):
             return
         outcome = trace.Outcome(*fields)
         with self._lock:
             job, child.job, child.deadline = child.job, None, None
-        if job is not None:
-            self.host.on_done(job, outcome)
-        with self._lock:
             if child.retiring:
                 self._retire(child)
-            self._dispatch()
+            self._dispatch()  # the next job first: the child works while we settle this one
+        if job is not None:
+            self.host.on_done(job, outcome)
 
     def _reap(self, child: Child) -> None:
         with self._lock:
@@ -247,7 +253,7 @@ class PreforkPool:
 
     def _retire(self, child: Child) -> None:
         try:
-            child.conn.send(None)
+            child.conn.send_bytes(_dumps(None))
         except (OSError, ValueError):
             pass
 

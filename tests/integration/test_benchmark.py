@@ -83,3 +83,26 @@ def test_lossless_receiver_keeps_every_large_batch_under_short_polls(broker_url:
     receiver.close()
     assert got == count * per_batch
     assert redis_client.info("stats")["total_connections_received"] == before  # never reconnected
+
+
+def test_publish_many_keeps_order_per_list_and_send_many_delivers(broker_url: str, redis_client) -> None:
+    from engine import App
+    from engine.broker.redis import RedisBroker
+    from engine.protocol import task as protocol
+
+    broker = RedisBroker(broker_url)
+    try:
+        items = [("bq", str(i).encode(), None) for i in range(2500)] + [("bq", b"high", 9), ("bq", b"last", None)]
+        broker.publish_many(items)
+        assert [redis_client.rpop("bq") for _ in range(2501)] == [str(i).encode() for i in range(2500)] + [b"last"]
+        assert redis_client.rpop(protocol.priority_key("bq", 9)) == b"high"
+        broker.publish("bq", b"one")  # the per-thread fast path
+        assert redis_client.rpop("bq") == b"one"
+    finally:
+        broker.close()
+    app = App("bulk", broker=broker_url)
+    results = app.send_many("bulk.t", [((i,), None) for i in range(300)], queue="bq2")
+    raws = redis_client.lrange("bq2", 0, -1)[::-1]
+    assert [r.id for r in results] == [protocol.decode(r, frozenset({"application/json"})).id for r in raws]
+    assert [protocol.decode(r, frozenset({"application/json"})).args for r in raws] == [[i] for i in range(300)]
+    app.close()

@@ -132,3 +132,41 @@ def test_compare_ratio_is_oriented_so_above_one_means_tqctl_is_better() -> None:
     assert compare.ratio("latency_p50_ms", 2.0, 0.5) == pytest.approx(4.0)
     assert compare.ratio("worker_pss_mb", 80.0, 40.0) == pytest.approx(2.0)
     assert compare.ratio("enqueue_pipelined_per_s", None, 10.0) is None
+
+
+# -- the bulk and id fast paths the benchmark measures -------------------------------------------
+def test_new_id_is_a_version_4_uuid() -> None:
+    import uuid
+
+    from engine.protocol import task as protocol
+
+    ids = {protocol.new_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for value in list(ids)[:200]:
+        parsed = uuid.UUID(value)
+        assert parsed.version == 4 and str(parsed) == value
+
+
+def test_build_many_makes_what_build_makes() -> None:
+    import datetime as dt
+    import json
+
+    from engine.protocol import task as protocol
+
+    calls = [((1, 'é"x'), {"k": [1, 2]}), ((1, 'é"x'), {"k": [1, 2]}), ((), None), (["a"], {})]
+    opts = {"queue": "q", "ignore_result": True, "priority": 3, "parent_id": "P", "group": "G",
+            "expires": dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=60)}
+    built = protocol.build_many("t.name", calls, **opts)
+    assert len({tid for tid, _ in built}) == len(calls)
+    for (tid, raw), (args, kwargs) in zip(built, calls, strict=True):
+        _, ref = protocol.build("t.name", args, kwargs, task_id=tid, **opts)
+        ours, theirs = json.loads(raw), json.loads(ref)
+        for env in (ours, theirs):  # per-message by nature
+            env["properties"].pop("delivery_tag"), env["headers"].pop("sent_at"), env["properties"].pop("expiration")
+        assert ours == theirs
+        message = protocol.decode(raw, frozenset({"application/json"}))
+        assert (message.id, message.root_id, message.args, message.kwargs) == (tid, tid, list(args), dict(kwargs or {}))
+    fixed_root = protocol.build_many("t.name", [((), None)], root_id="R")
+    assert json.loads(fixed_root[0][1])["headers"]["root_id"] == "R"
+    with pytest.raises(ValueError):
+        protocol.build_many("t.name", [((), None)], task_id="x")
