@@ -1,6 +1,6 @@
 """Celery 5.7 against tqctl: the same workloads, the same server, the same worker processes.
 
-Run: ``PYTHONPATH=. python tests/bench/compare.py [--tasks N --runs R --idle S]``.
+Run: ``PYTHONPATH=. python tests/bench/compare.py [--quick] [--tasks N --runs R --idle S --json FILE]``.
 
 One private Redis-compatible server on loopback TCP (``redis-server`` from PATH if present, else
 the bundled valkey binary via ``engine.bundled.start_private``) serves both engines; runs alternate
@@ -8,7 +8,7 @@ Celery, tqctl, Celery, tqctl... with the database flushed between them. Both run
 same layout (default one worker ``-c 2``), late acks and task events on (Celery: ``-E``,
 ``task_acks_late=True``, ``--without-mingle --without-gossip``). The measuring code is
 ``tqctl.benchmark``, unchanged for both; see its docstring for what each figure means.
-The figures engine-only (bulk enqueue through ``publish_many``) show "n/a" for Celery.
+The engine-only figures (the bulk API, ``app.send_many``) show "n/a" for Celery.
 """
 
 from __future__ import annotations
@@ -87,18 +87,27 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=20_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true",
+                        help="a few minutes: 5,000 tasks, 2 runs each, 5 s latency, 5 s idle (unless given)")
+    parser.add_argument("--tasks", type=int)
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--bulk", type=int, help="tasks in the bulk enqueue measurement (default 10,000)")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1, help="worker nodes sharing --processes")
     parser.add_argument("--rate", type=float, default=200.0)
-    parser.add_argument("--latency-seconds", type=float, default=10.0)
-    parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("--latency-seconds", type=float)
+    parser.add_argument("--idle", type=float)
     parser.add_argument("--sparse", type=int, default=5)
     parser.add_argument("--only", choices=["celery", "tqctl"], help="run one engine only")
     parser.add_argument("--json", dest="json_path", help="write every figure (and each run) to this file")
     args = parser.parse_args()
-    opts = benchmark.Options(tasks=args.tasks, runs=args.runs, processes=args.processes, workers=args.workers,
+    quick = {"tasks": 5_000, "runs": 2, "latency_seconds": 5.0, "idle": 5.0, "bulk": 5_000}
+    full = {"tasks": 20_000, "runs": 3, "latency_seconds": 10.0, "idle": 60.0, "bulk": 10_000}
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    opts = benchmark.Options(tasks=args.tasks, runs=args.runs, bulk=args.bulk, processes=args.processes,
+                             workers=args.workers,
                              rate=args.rate, latency_seconds=args.latency_seconds, idle=args.idle,
                              sparse=args.sparse)
     machine = sysinfo.machine()

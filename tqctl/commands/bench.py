@@ -32,9 +32,14 @@ def bench(
     broker: str = typer.Option("", "--broker", envvar="TQCTL_BROKER", help="broker URL (default: bundled)"),
     broker_pid: int = typer.Option(0, "--broker-pid",
                                    help="broker server pid for its CPU (default: found when local)"),
+    bulk: int = typer.Option(10_000, "--bulk", help="tasks in the bulk enqueue measurement (at most --tasks)"),
+    quick: bool = typer.Option(False, "--quick",
+                               help="a short run: 5,000 tasks, 1 run, 5 s latency, 5 s idle (unless given)"),
     as_json: bool = typer.Option(False, "--json", help="the figures as JSON (snake_case keys)"),
 ) -> None:
     """Measure enqueue and drain rates, publish-to-start latency, worker memory and CPU per task."""
+    if quick:
+        tasks, runs, latency_seconds, idle, bulk = _quick(tasks, runs, latency_seconds, idle, bulk)
     if tasks < 1 or runs < 1 or processes < 1 or workers < 1 or rate <= 0 or sparse < 1:
         fail("--tasks, --runs, --processes, --workers, --rate and --sparse must be positive", EXIT_USAGE)
     if processes % workers:
@@ -46,7 +51,7 @@ def bench(
         target = benchmark.engine_target(url)
     except (BrokerUnavailable, ImproperlyConfigured) as exc:
         fail(str(exc))
-    opts = benchmark.Options(tasks=tasks, runs=runs, processes=processes, workers=workers, pool=pool,
+    opts = benchmark.Options(tasks=tasks, runs=runs, bulk=bulk, processes=processes, workers=workers, pool=pool,
                              rate=rate, latency_seconds=latency_seconds, idle=idle, sparse=sparse,
                              stall=stall, broker_pid=broker_pid or _bundled_pid(url))
     try:
@@ -61,6 +66,14 @@ def bench(
     if not result.get("complete"):
         note("tqctl: error: not every task sent was counted (see the *_sent / *_completed figures)")
         raise typer.Exit(EXIT_ERROR)
+
+
+def _quick(tasks: int, runs: int, latency_seconds: float, idle: float, bulk: int) -> tuple[int, int, float, float, int]:
+    """--quick's smaller defaults; an option given explicitly (not its default) still wins."""
+    pick = lambda given, default, short: short if given == default else given  # noqa: E731
+    tasks = pick(tasks, 20_000, 5_000)
+    return (tasks, pick(runs, 3, 1), pick(latency_seconds, 10.0, 5.0), pick(idle, 60.0, 5.0),
+            pick(bulk, 10_000, min(tasks, 5_000)))
 
 
 def _bundled_pid(url: str) -> int | None:
