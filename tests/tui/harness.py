@@ -65,6 +65,24 @@ async def _detail_tab(pilot: Pilot, tab: str, task: Callable[[TqctlApp], str]) -
     await settle(pilot)
 
 
+async def _revoke_queued(pilot: Pilot) -> None:
+    await _keys(pilot, "4")
+    screen = pilot.app.screen
+    queued = next(k for k in screen.table.row_keys if pilot.app.model.state.task(k).state == "RECEIVED")
+    screen.table.select_key(queued)
+    await _keys(pilot, "ctrl+d")
+
+
+async def _broker_lost(pilot: Pilot) -> None:
+    await _keys(pilot, "4")
+    pilot.app.model.set_connection(False, "cannot reach redis://cache.shop.internal:6379/0: Connection refused", 4.0)
+    await settle(pilot)
+
+
+async def _command(pilot: Pilot) -> None:
+    await _keys(pilot, "colon", *"tas")
+
+
 Scene = Callable[[Pilot], Awaitable[None]]
 SCENES: dict[str, Scene] = {
     "overview": lambda p: settle(p),
@@ -84,7 +102,9 @@ SCENES: dict[str, Scene] = {
     "help": lambda p: _keys(p, "4", "question_mark"),
     "confirm_purge": lambda p: _keys(p, "3", "P"),
     "confirm_shutdown": lambda p: _keys(p, "2", "ctrl+d"),
-    "confirm_revoke": lambda p: _keys(p, "4", "ctrl+d"),
+    "confirm_revoke": _revoke_queued,
+    "command": _command,
+    "broker_lost": _broker_lost,
 }
 
 
@@ -92,3 +112,16 @@ def normalise_svg(svg: str) -> str:
     """Drop what changes between runs without changing the picture (generated ids)."""
     svg = re.sub(r"terminal-\d+", "terminal", svg)
     return re.sub(r"[ \t]+\n", "\n", svg)
+
+
+def screen_text(app: TqctlApp) -> str:
+    """The screen as plain text, one line per terminal row (what a user reads, without styles)."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, color_system=None,
+                      record=True, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return "\n".join(line.rstrip() for line in console.export_text(styles=False).splitlines()) + "\n"

@@ -24,7 +24,7 @@ def audit_lines(state_dir: Path) -> list[dict]:
 
 
 def test_tasks_flow_into_the_tail(broker_url, start_worker, shop, state_dir):
-    start_worker("-c", "2", "-P", "threads")
+    start_worker("-c", "1", "-P", "solo")  # one at a time: finishing order is sending order
     app = live_app(broker_url, state_dir)
 
     async def scenario(pilot):

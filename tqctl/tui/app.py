@@ -205,11 +205,19 @@ class TqctlApp(ActionsMixin, App[str | None]):
         screen = self.screen
         here: list[tuple[str, str]] = []
         if isinstance(screen, ConsoleScreen):
-            for bindings in screen._bindings.key_to_bindings.values():
-                for b in bindings:
-                    hidden = self.read_only and b.action in screen.WRITE_ACTIONS
-                    label = b.key_display or self.get_key_display(b)
-                    here.append((label, (b.description or b.action) + (" (read-only: off)" if hidden else "")))
+            keys: dict[str, list[str]] = {}  # action → its keys, this screen's own bindings first
+            words: dict[str, str] = {}
+            for cls in type(screen).__mro__:
+                if not (isinstance(cls, type) and issubclass(cls, ConsoleScreen)) or "BINDINGS" not in cls.__dict__:
+                    continue
+                for b in cls.__dict__["BINDINGS"]:
+                    if not isinstance(b, Binding) or b.action in ("back", "copy_command", "filter"):
+                        continue  # listed under "Everywhere"
+                    keys.setdefault(b.action, []).append(b.key_display or self.get_key_display(b))
+                    words.setdefault(b.action, b.description or b.action)
+            for action, shown in keys.items():
+                hidden = self.read_only and action in screen.WRITE_ACTIONS
+                here.append((" ".join(dict.fromkeys(shown)), words[action] + (" (read-only: off)" if hidden else "")))
         screens = [(key, f"{label} screen") for key, _, label in NAV]
         global_keys = [(":", "command: overview workers queues tasks failures scheduled dead audit, task ID, q"),
                        ("/", "filter this screen (text, regex, state: name: worker:, !text excludes)"),

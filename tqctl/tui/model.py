@@ -140,25 +140,34 @@ class ConsoleModel:
         before the console attached, or the worker runs without -E) become known, as received/started."""
         state = self.state
         for host, reply in snap.replies.items():
-            for kind, requests in (("task-received", reply.reserved), ("task-started", reply.active)):
-                for request in requests or ():
-                    uid = request.get("id")
-                    if not isinstance(uid, str):
-                        continue
-                    task = state.task(uid)
-                    if task is not None and task.state not in (None, "PENDING", "RECEIVED"):
-                        continue
-                    if task is not None and task.state == "RECEIVED" and kind == "task-received":
-                        continue
-                    started = request.get("time_start")
-                    ts = float(started) if isinstance(started, (int, float)) else snap.taken_at
-                    info = request.get("delivery_info") or {}
-                    base = {"uuid": uid, "hostname": host, "timestamp": ts, "local_received": snap.taken_at}
-                    state.apply({**base, "type": "task-received", "name": request.get("name"),
-                                 "args": _repr(request.get("args")), "kwargs": _repr(request.get("kwargs")),
-                                 "queue": info.get("routing_key")})
-                    if kind == "task-started":
-                        state.apply({**base, "type": "task-started"})
+            view = state.workers.get(host)
+            seen = (view.task_events_seen, view.last_task_event) if view is not None else (False, None)
+            self._adopt(host, reply, snap.taken_at)
+            view = state.workers.get(host)
+            if view is not None:  # inspected tasks are not task events from that worker
+                view.task_events_seen, view.last_task_event = seen
+
+    def _adopt(self, host: str, reply: Any, taken_at: float) -> None:
+        state = self.state
+        for kind, requests in (("task-received", reply.reserved), ("task-started", reply.active)):
+            for request in requests or ():
+                uid = request.get("id")
+                if not isinstance(uid, str):
+                    continue
+                task = state.task(uid)
+                if task is not None and task.state not in (None, "PENDING", "RECEIVED"):
+                    continue
+                if task is not None and task.state == "RECEIVED" and kind == "task-received":
+                    continue
+                started = request.get("time_start")
+                ts = float(started) if isinstance(started, (int, float)) else taken_at
+                info = request.get("delivery_info") or {}
+                base = {"uuid": uid, "hostname": host, "timestamp": ts, "local_received": taken_at}
+                state.apply({**base, "type": "task-received", "name": request.get("name"),
+                             "args": _repr(request.get("args")), "kwargs": _repr(request.get("kwargs")),
+                             "queue": info.get("routing_key")})
+                if kind == "task-started":
+                    state.apply({**base, "type": "task-started"})
 
     def set_connection(self, connected: bool, error: str | None = None, retry_in: float | None = None) -> None:
         if connected and not self.connected:

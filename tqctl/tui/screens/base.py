@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 class FilterBar(Field):
     DEFAULT_CSS = """
     FilterBar { dock: bottom; height: 1; border: none; padding: 0 1; display: none; background: $boost; }
+    FilterBar:focus { border: none; }
     FilterBar.-shown { display: block; }
     """
 

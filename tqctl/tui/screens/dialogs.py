@@ -21,8 +21,9 @@ from tqctl.tui.widgets.field import Field
 class Dialog(ModalScreen):
     DEFAULT_CSS = """
     Dialog { align: center middle; }
-    Dialog > Vertical { width: 76; max-width: 100%; height: auto; max-height: 100%; border: thick $primary;
+    Dialog > Vertical { width: 76; max-width: 100%; height: auto; max-height: 100%; border: round $primary;
                         background: $surface; padding: 0 1; }
+    Dialog > Vertical.-destructive { border: round $error; }
     Dialog .title { text-style: bold; width: 1fr; }
     Dialog .hint { color: $text-muted; }
     Dialog .buttons { height: 3; align-horizontal: right; }
@@ -53,7 +54,7 @@ class ConfirmScreen(Dialog):
             yield Static(Text("≡ " + a.command, style="italic"), classes="hint")
             if a.typed:
                 yield Static(f"Type {a.typed!r} to confirm:")
-                yield Field(placeholder=a.typed, id="typed", select_on_focus=False)
+                yield Field(placeholder="the exact name, then enter", id="typed", select_on_focus=False)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button(a.button, id="confirm", variant="error" if a.destructive else "primary",
@@ -144,7 +145,7 @@ class TextScreen(Dialog):
     """A scrollable read-only text (raw JSON, a traceback); ``c`` copies it."""
 
     DEFAULT_CSS = """
-    TextScreen > Vertical { width: 100%; height: 100%; border: thick $primary; }
+    TextScreen > Vertical { width: 100%; height: 100%; border: round $primary; }
     TextScreen VerticalScroll { height: 1fr; }
     """
     BINDINGS = [Binding("c", "copy", "copy"), Binding("q", "cancel", "close", show=False)]
@@ -183,7 +184,9 @@ class CommandScreen(ModalScreen):
 
     DEFAULT_CSS = """
     CommandScreen { align: left bottom; background: transparent; }
-    CommandScreen Input { dock: bottom; width: 100%; border: none; height: 1; padding: 0 1; }
+    CommandScreen > Horizontal { dock: bottom; height: 1; background: $boost; }
+    CommandScreen Label { width: 2; padding-left: 1; }
+    CommandScreen Input, CommandScreen Input:focus { width: 1fr; border: none; height: 1; padding: 0; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -192,8 +195,10 @@ class CommandScreen(ModalScreen):
         self.names = names
 
     def compose(self) -> ComposeResult:
-        yield Field(placeholder=":command  (overview workers queues tasks failures scheduled dead audit task ID q)",
-                    suggester=SuggestFromList(self.names, case_sensitive=False), id="command")
+        with Horizontal():
+            yield Label(":")
+            yield Field(placeholder="overview workers queues tasks failures scheduled dead audit · task ID · q",
+                        suggester=SuggestFromList(self.names, case_sensitive=False), id="command")
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()

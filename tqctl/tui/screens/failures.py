@@ -135,8 +135,8 @@ class GroupScreen(TableScreen):
         group = self._group
         if group is None:
             return Text("this group is empty now", style="dim")
-        return Text.assemble(("✗ ", "bold red"), (label(group), "bold"),
-                             f" · {group.open} open · {group.stored} retryable as sent · esc back")
+        return Text.assemble(("✗ ", "bold red"), f"{group.open} open · {group.stored} retryable as sent · ",
+                             (label(group), "bold"))
 
     def _member(self):  # noqa: ANN202
         key = self.table.current_key

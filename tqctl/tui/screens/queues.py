@@ -116,8 +116,8 @@ class PeekScreen(TableScreen):
             return Text(f"Peek {self.queue}: loading…")
         if getattr(self, "error", None):
             return Text(f"Peek {self.queue}: {self.error}", style="red")
-        return Text.assemble((f"Peek {self.queue} ", "bold"), f"next {shown} messages out, first at the top · "
-                             "read only: nothing is taken off the queue · esc back")
+        return Text.assemble((f"Peek {self.queue} ", "bold"), f"· next {shown} out, first at the top · "
+                             "nothing is taken off the queue")
 
     def action_show(self) -> None:
         key = self.table.current_key

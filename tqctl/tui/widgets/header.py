@@ -49,7 +49,7 @@ class Banner(Static):
     """Shown only while the broker is unreachable: what failed and when the next attempt is."""
 
     DEFAULT_CSS = """
-    Banner { height: auto; dock: top; background: $error; color: $text; display: none; padding: 0 1; }
+    Banner { height: auto; background: $error; color: $text; display: none; padding: 0 1; }
     Banner.-shown { display: block; }
     """
 
@@ -57,10 +57,8 @@ class Banner(Static):
         self.set_class(not connected, "-shown")
         if connected:
             return
-        parts = ["⚠ broker unreachable"]
-        if down_for is not None:
-            parts.append(f"for {fmt.age(down_for)}")
-        text = " ".join(parts) + f": {error or 'no answer'}"
+        text = "⚠ broker unreachable" + (f" for {fmt.age(down_for)}" if down_for is not None else "")
+        text += f" · {error or 'no answer'}"
         if retry_in is not None:
-            text += f" · reconnecting (next try within {retry_in:.0f}s) · data shown is from before"
+            text += f" · reconnecting in {retry_in:.0f}s · showing data from before"
         self.update(Text(text, no_wrap=False))
