@@ -1,0 +1,126 @@
+"""The real ``tqctl`` program in a real terminal (tmux, 80x24) on a real server and worker: what a
+user sees, ctrl+z suspends to the shell, fg comes back, ctrl+c quits with status 0, and NO_COLOR
+leaves no colour on the screen."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")]
+
+
+class Terminal:
+    def __init__(self, socket: str) -> None:
+        self.socket = socket
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True,
+                              text=True).stdout
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", "main", *keys)
+
+    def screen(self, escapes: bool = False) -> str:
+        return self.tmux("capture-pane", "-p", *(["-e"] if escapes else []), "-t", "main")
+
+    def wait(self, predicate: Callable[[str], bool], what: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.screen()
+            if predicate(text):
+                return text
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; the screen:\n{text}")
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[Terminal]:
+    term = Terminal(f"tqctl-test-{os.getpid()}")
+    rc = tmp_path / "bashrc"
+    rc.write_text("PS1='$ '\n")
+    term.tmux("-f", "/dev/null", "new-session", "-d", "-s", "main", "-x", "80", "-y", "24",
+              f"bash --rcfile {rc} --noprofile -i")
+    term.tmux("set-option", "-g", "status", "off")
+    try:
+        yield term
+    finally:
+        subprocess.run(["tmux", "-L", term.socket, "kill-server"], capture_output=True)
+
+
+def test_tqctl_in_a_real_terminal(broker_url, start_worker, shop, terminal, tmp_path):
+    start_worker("-c", "2", "-P", "threads")
+    for i in range(3):
+        shop.add.delay(i, i).get(timeout=10)
+    failed = shop.fail.delay("card declined")
+    with pytest.raises(Exception):  # noqa: B017 - any error: the task failed
+        failed.get(timeout=10)
+    env = f"PYTHONPATH={shlex.quote(str(ROOT))} TQCTL_STATE_DIR={shlex.quote(str(tmp_path / 'state'))} NO_COLOR=1"
+    terminal.keys(f"cd {shlex.quote(str(ROOT))} && env {env} {sys.executable} -m tqctl --broker "
+                  f"{shlex.quote(broker_url)}", "Enter")
+
+    first = terminal.wait(lambda s: "1/1 workers" in s and "● online" in s and " celery " in s,
+                          "the header, the queue and the worker")
+    lines = first.splitlines()
+    assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
+    assert lines[0].lstrip().startswith("tqctl") and lines[0].rstrip().endswith("RW")
+    assert "1 Overview" in lines[1] and "8 Audit" in lines[1]
+
+    terminal.keys("4")
+    tasks = terminal.wait(lambda s: "✗ FAILURE" in s and "✓ SUCCESS" in s, "the task list")
+    assert "shop.fail" in tasks and "shop.add" in tasks
+    terminal.keys("s")  # state filter: failures
+    terminal.wait(lambda s: "state ✗ FAILURE" in s and "✓ SUCCESS" not in s, "only the failure")
+    terminal.keys("Enter")
+    detail = terminal.wait(lambda s: failed.id in s, "the task detail")
+    assert "ValueError" in detail or "card declined" in detail
+
+    tinted = sorted({c for c in re.findall(r"\x1b\[[0-9;]*m", terminal.screen(escapes=True)) if _chromatic(c)})
+    assert not tinted, f"NO_COLOR, yet colours on screen: {tinted[:5]}"
+
+    terminal.keys("C-z")  # suspend to the shell, like any terminal program
+    terminal.wait(lambda s: "Stopped" in s and s.rstrip().endswith("$"), "the shell after ctrl+z")
+    terminal.keys("fg", "Enter")
+    terminal.wait(lambda s: failed.id in s, "the console back after fg")
+    terminal.keys("C-c")
+    terminal.wait(lambda s: s.rstrip().endswith("$") and "Stopped" not in s.splitlines()[-1], "the shell prompt")
+    terminal.keys("echo exit=$?", "Enter")
+    terminal.wait(lambda s: "exit=0" in s, "exit status 0")
+
+
+GREYS = {0, 7, 8, 15, 16, 231, *range(232, 256)}
+
+
+def _chromatic(sequence: str) -> bool:
+    """An SGR sequence that sets a colour other than a grey (black, white, the grey ramp, r == g == b)."""
+    params = [int(p) if p else 0 for p in sequence[2:-1].split(";")]
+    i = 0
+    while i < len(params):
+        p = params[i]
+        if p in (38, 48) and i + 1 < len(params):
+            if params[i + 1] == 5 and i + 2 < len(params):
+                if params[i + 2] not in GREYS:
+                    return True
+                i += 3
+                continue
+            if params[i + 1] == 2 and i + 4 < len(params):
+                if len(set(params[i + 2:i + 5])) > 1:
+                    return True
+                i += 5
+                continue
+        if 31 <= p <= 36 or 41 <= p <= 46 or 91 <= p <= 96 or 101 <= p <= 106:
+            return True
+        i += 1
+    return False
