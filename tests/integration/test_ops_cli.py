@@ -256,7 +256,8 @@ def test_retry_reruns_a_failed_task_with_its_original_arguments(broker_url: str,
     detail = tq_json(broker_url, "task", old)
     assert detail["state"] == "FAILURE" and detail["failure"]["original_message"]
     assert "RuntimeError: first attempt fails" in detail["failure"]["traceback"]
-    assert [step["event"] for step in detail["timeline"]] == ["started", "failure"]
+    assert [step["event"] for step in detail["timeline"]] == ["sent", "started", "failure"]
+    assert detail["timeline"][0]["time"] <= detail["timeline"][1]["time"] <= detail["timeline"][2]["time"]
     time.sleep(max(0.0, sent_at + 3.5 - time.monotonic()))  # the original's expiry has passed: a retry still runs
     doc = tq_json(broker_url, "retry", old)
     new = doc["retried"][0]["id"]

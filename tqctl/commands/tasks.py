@@ -6,9 +6,11 @@ console started late still sees what ran; tail follows the live event stream.
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import json
 import os
+import socket
 import sys
 import time
 from typing import Annotated, Any
@@ -16,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from engine import states
+from engine.events.dispatcher import EventDispatcher
 from engine.events.state import TASK_EVENT_STATES, ClusterState
 from engine.protocol.task import MalformedMessage
 from tqctl.commands.common import (
@@ -96,7 +99,7 @@ def task(task_id: str, broker: Broker = "", backend: Backend = "", timeout: Brok
            "state": (meta or {}).get("status") or latest["state"], "result": _result_doc(task_id, meta),
            "runs": runs, "failure": _failure_doc(failure),
            "retried_as": sorted({r["id"] for r in records if r.get("retry_of") == task_id}),
-           "timeline": _timeline(runs)}
+           "timeline": _timeline(runs, failure)}
     if as_json:
         emit_json(doc)
         return
@@ -110,8 +113,12 @@ def task(task_id: str, broker: Broker = "", backend: Backend = "", timeout: Brok
         emit_line("traceback:\n" + traceback.rstrip())
 
 
-def _timeline(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _timeline(runs: list[dict[str, Any]], failure: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """sent (when the original message is kept: failures), then started and finished per recorded run."""
     steps = []
+    sent = _sent_at(failure)
+    if sent:
+        steps.append({"time": sent, "event": "sent", "worker": None, "detail": f"queue={failure.get('queue')}"})
     for run in runs:
         if run["started"]:
             steps.append({"time": run["started"], "event": "started", "worker": run["worker"], "detail": None})
@@ -119,6 +126,14 @@ def _timeline(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         steps.append({"time": run["finished"], "event": str(run["state"]).lower(), "worker": run["worker"],
                       "detail": detail})
     return steps
+
+
+def _sent_at(failure: dict[str, Any] | None) -> str | None:
+    try:
+        headers = json.loads((failure or {}).get("raw") or "{}").get("headers") or {}
+    except (ValueError, AttributeError):
+        return None
+    return iso(headers.get("sent_at"))
 
 
 def _failure_doc(failure: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -238,11 +253,6 @@ def call(name: str,
 def _task_sent(cluster: Any, task_id: str, name: str, args: list[Any], kwargs: dict[str, Any],
                countdown: float | None, eta: str, expires: float | None, queue: str) -> None:
     """Celery's client event for a sent task (hostname gen<pid>@host), so tail and the console see the send."""
-    import datetime as dt
-    import socket
-
-    from engine.events.dispatcher import EventDispatcher
-
     now = dt.datetime.now(dt.timezone.utc)
     when = eta or ((now + dt.timedelta(seconds=countdown)).isoformat() if countdown is not None else None)
     until = (now + dt.timedelta(seconds=expires)).isoformat() if expires is not None else None
