@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from tqctl.commands import bench, broker, dead, demo, worker
+from tqctl.commands import beat, bench, broker, cluster, dead, demo, ops, queues, tasks, worker
 from tqctl.output import EXIT_ERROR
 from tqctl.tui import commands as console
 
@@ -27,9 +27,26 @@ app.command("console")(console.console)
 app.command("up")(console.up)
 app.add_typer(broker.app, name="broker")
 app.add_typer(dead.app, name="dead")
+app.add_typer(beat.app, name="beat")
 app.command("worker")(worker.worker)
 app.command("demo")(demo.demo)
 app.command("bench")(bench.bench)
+
+# Scripted ops commands (one module per noun; shared helpers in tqctl/commands/common.py).
+app.command("status")(ops.status)
+app.command("inspect")(ops.inspect)
+app.command("control")(ops.control)
+app.command("workers")(cluster.workers)
+app.command("queues")(cluster.queues)
+app.command("purge")(queues.purge)
+app.command("tasks")(tasks.tasks)
+app.command("task")(tasks.task)
+app.command("tail")(tasks.tail)
+app.command("call")(tasks.call)
+app.command("result")(tasks.result)
+app.command("retry")(tasks.retry)
+app.command("revoke")(tasks.revoke)
+app.command("failures")(tasks.failures)
 
 
 def main() -> None:
