@@ -14,8 +14,10 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from itertools import count
+from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 
 from engine.broker import redis_scripts as lua
 from engine.broker.base import DeadLetter, Delivery
@@ -53,13 +55,15 @@ class RedisBroker:
         self._order_cache: dict[tuple[str, ...], list[str]] = {}
         self._local = threading.local()  # publish's per-thread connection
         self._own_conns: list[redis.connection.AbstractConnection] = []
+        self._fconn: redis.connection.AbstractConnection | None = None  # the consumer's, for fetch
+        self._fpid, self._fetch_lock = 0, threading.Lock()
 
     # -- connection -------------------------------------------------------------------------
     def ping(self) -> None:
         guarded(self.url, self.client.ping)
 
     def close(self) -> None:
-        conns, self._own_conns = self._own_conns, []
+        conns, self._own_conns, self._fconn = self._own_conns, [], None
         for conn in conns:
             conn.disconnect()
         self._local = threading.local()
@@ -135,20 +139,48 @@ class RedisBroker:
         inflight = INFLIGHT + owner
         keys = self._keys(queues)
         prefix = f"{next(self._seq)}"
-        # One EVALSHA (acks ride inside the script): no pipeline, so no SCRIPT EXISTS round trip.
-        flat = self._scripts["FETCH"](keys=[inflight, *keys], args=[limit, prefix, *acks])
-        if flat:
-            return [Delivery(flat[i].decode(), flat[i + 1].decode(), flat[i + 2])
-                    for i in range(0, len(flat), 3)]
-        if timeout <= 0:
-            return []
-        got = self.client.brpop(keys, timeout=max(timeout, 0.01))
-        if not got:
-            return []
-        key, raw = got[0].decode(), got[1]
-        tag = f"{prefix}.b"
-        self.client.hset(inflight, tag, key.encode() + SEP.encode() + raw)
-        return [Delivery(tag, key, raw)]
+        with self._fetch_lock:
+            # One EVALSHA on the consumer's own connection (acks ride inside the script).
+            flat = self._fetch_call("EVALSHA", self._scripts["FETCH"].sha, 1 + len(keys), inflight, *keys,
+                                    limit, prefix, *acks)
+            if flat:
+                return [Delivery(flat[i].decode(), flat[i + 1].decode(), flat[i + 2])
+                        for i in range(0, len(flat), 3)]
+            if timeout <= 0:
+                return []
+            got = self._fetch_call("BRPOP", *keys, max(timeout, 0.01))
+            if not got:
+                return []
+            key, raw = got[0].decode(), got[1]
+            tag = f"{prefix}.b"
+            record = key.encode() + SEP.encode() + raw
+            try:
+                self._fetch_call("HSET", inflight, tag, record)
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                self.client.hset(inflight, tag, record)  # the message is ours now: retry elsewhere
+            return [Delivery(tag, key, raw)]
+
+    def _fetch_conn(self) -> redis.connection.AbstractConnection:
+        conn = self._fconn
+        if conn is None or self._fpid != os.getpid():
+            conn = self._fconn = self.client.connection_pool.make_connection()
+            self._fpid = os.getpid()
+            self._own_conns.append(conn)
+        return conn
+
+    def _fetch_call(self, *args: Any) -> Any:
+        """One command on the consumer's own connection, past redis-py's per-command machinery."""
+        conn = self._fetch_conn()
+        try:
+            conn.send_command(*args)
+            return conn.read_response()
+        except NoScriptError:
+            self.client.script_load(lua.FETCH)
+            conn.send_command(*args)
+            return conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            conn.disconnect()
+            raise
 
     def ack(self, owner: str, tags: Sequence[str]) -> None:
         if tags:
