@@ -4,8 +4,10 @@ drive a ``TqctlApp`` with Textual's Pilot from plain (sync) pytest tests."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +121,43 @@ def texts(node: Any) -> str:
     from textual.widgets import Static
 
     return "\n".join(str(w.render()) for w in node.query(Static))
+
+
+# -- a real terminal (tmux) ------------------------------------------------------------------------
+class Terminal:
+    def __init__(self, socket: str) -> None:
+        self.socket = socket
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True,
+                              text=True).stdout
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", "main", *keys)
+
+    def screen(self, escapes: bool = False) -> str:
+        return self.tmux("capture-pane", "-p", *(["-e"] if escapes else []), "-t", "main")
+
+    def wait(self, predicate: Callable[[str], bool], what: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.screen()
+            if predicate(text):
+                return text
+            time.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; the screen:\n{text}")
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[Terminal]:
+    term = Terminal(f"tqctl-test-{os.getpid()}")
+    rc = tmp_path / "bashrc"
+    rc.write_text("PS1='$ '\n")
+    term.tmux("-f", "/dev/null", "new-session", "-d", "-s", "main", "-x", "80", "-y", "24",
+              f"bash --rcfile {rc} --noprofile -i")
+    term.tmux("set-option", "-g", "status", "off")
+    try:
+        yield term
+    finally:
+        subprocess.run(["tmux", "-L", term.socket, "kill-server"], capture_output=True)

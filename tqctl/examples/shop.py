@@ -38,3 +38,36 @@ def ship(order_id: int) -> str:
 @app.task
 def refund(order_id: int) -> None:
     raise RuntimeError(f"order {order_id}: refunds need a manager's approval")
+
+
+# With ``tqctl up -A tqctl.examples.shop --beat`` beat keeps the shop busy, so the console has
+# something to show: orders flow every 2 s, a refund fails now and then, and every 30 s a burst of
+# slow reports fills the pools so the next orders wait in line (revoke one from the console).
+app.conf.beat_schedule = {
+    "new-orders": {"task": "tqctl.examples.shop.new_orders", "schedule": 2.0},
+    "month-end-reports": {"task": "tqctl.examples.shop.month_end_reports", "schedule": 30.0},
+}
+
+
+@app.task
+def new_orders() -> int:
+    first = random.randint(1000, 9999)
+    for order_id in range(first, first + 3):
+        process_order.delay(order_id)
+        ship.delay(order_id)
+    if first % 4 == 0:
+        refund.delay(first)
+    return first
+
+
+@app.task
+def export_report(month: str, seconds: float = 8.0) -> str:
+    time.sleep(seconds)
+    return f"report {month} exported"
+
+
+@app.task
+def month_end_reports() -> int:
+    for region in ("eu", "us", "apac", "latam"):
+        export_report.delay(f"2026-12-{region}")
+    return 4

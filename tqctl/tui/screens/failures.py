@@ -55,7 +55,8 @@ class FailuresScreen(TableScreen):
 
     def status_line(self, shown: int) -> Text:
         open_ = sum(g.open for g in self._groups)
-        text = Text.assemble(("Failures ", "bold"), f"{open_} open in {shown} groups · grouped by task,"
+        groups = f"{shown} group{'' if shown == 1 else 's'}"
+        text = Text.assemble(("Failures ", "bold"), f"{open_} open in {groups} · grouped by task,"
                              " exception type and message (numbers and ids ignored)")
         if not self.model.history_available:
             text.append(" · from events only: no stored messages (retry needs tqctl workers)", style="yellow")
