@@ -1,0 +1,82 @@
+"""The console attached to a REAL Celery 5 worker (``celery worker -E -P prefork``) from the broker URL
+alone: its tasks show up, a waiting one is revoked, its pool grows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from textual.widgets import Button
+
+from engine import App
+from tests.integration.harness import ROOT
+from tests.tui.conftest import cell, drive, live_app, outcome, press, shown_rows, wait_for, wait_screen
+from tqctl.tui.screens.dialogs import ConfirmScreen
+from tqctl.tui.screens.tasks import TasksScreen
+from tqctl.tui.screens.workers import WorkersScreen
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def celery_worker(broker_url: str, tmp_path: Path):  # noqa: ANN201
+    env = {**os.environ, "OPS_BROKER": broker_url, "PYTHONPATH": str(ROOT)}
+    env.pop("TQCTL_BACKEND", None)
+    log = open(tmp_path / "celery.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tests.integration.test_ops_celery:celery_app",
+                             "worker", "-E", "-P", "prefork", "-c", "2", "-n", "c1@%h", "-l", "info"], cwd=ROOT,
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    yield proc
+    try:
+        os.killpg(proc.pid, 9)
+    except ProcessLookupError:
+        pass
+    proc.wait(10)
+    log.close()
+
+
+def test_a_real_celery_worker_its_tasks_revoke_and_pool_grow(broker_url, celery_worker, state_dir):
+    app = live_app(broker_url, state_dir)
+    client = App("client", broker=broker_url, backend=broker_url)
+
+    async def scenario(pilot):
+        await press(pilot, "2")
+        workers = await wait_screen(pilot, WorkersScreen)
+        key = await wait_for(pilot, lambda: next((k for k in workers.table.row_keys if k.startswith("c1@")), None),
+                             "the Celery worker", timeout=40)
+        await wait_for(pilot, lambda: cell(workers.table, key, "conc") == "2" and "● online" in cell(
+            workers.table, key, "status"), "online with 2 processes", show=lambda: shown_rows(workers.table))
+        assert cell(workers.table, key, "pool") == "prefork"
+
+        busy = [client.send_task("ops.sleep", [3]).id for _ in range(2)]
+        waiting = [client.send_task("ops.add", [n, n]).id for n in range(2)]
+        await press(pilot, "4")
+        tasks = await wait_screen(pilot, TasksScreen)
+        await wait_for(pilot, lambda: all(cell(tasks.table, i, "state") == "▶ STARTED" for i in busy),
+                       "the two sleeps running", show=lambda: shown_rows(tasks.table))
+        await wait_for(pilot, lambda: cell(tasks.table, waiting[0], "state") == "○ RECEIVED", "an add waiting")
+        assert cell(tasks.table, waiting[0], "worker") == key and cell(tasks.table, busy[0], "name") == "ops.sleep"
+        tasks.table.select_key(waiting[0])
+        await press(pilot, "ctrl+d")
+        confirm = await wait_screen(pilot, ConfirmScreen)
+        assert "1 × ops.add (1 waiting, 0 running" in confirm.action_.scope[0]
+        assert app.focused is confirm.query_one("#cancel", Button)
+        await press(pilot, "tab", "enter")
+        await outcome(pilot, "revoke")
+        await wait_for(pilot, lambda: cell(tasks.table, waiting[0], "state") == "⊘ REVOKED", "shown REVOKED",
+                       timeout=20)
+        await wait_for(pilot, lambda: cell(tasks.table, waiting[1], "state") == "✓ SUCCESS", "the other add ran")
+
+        app.last_outcome = None
+        await press(pilot, "2")
+        workers.table.select_key(key)
+        await press(pilot, "plus")
+        await outcome(pilot, "pool_grow")
+        await wait_for(pilot, lambda: cell(workers.table, key, "conc") == "3", "CONC 3 after grow", timeout=20)
+    try:
+        drive(app, scenario, timeout=120)
+    finally:
+        client.close()
