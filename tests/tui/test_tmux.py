@@ -4,6 +4,7 @@ leaves no colour on the screen."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -47,6 +48,9 @@ def test_tqctl_in_a_real_terminal(broker_url, start_worker, shop, terminal, tmp_
     tinted = sorted({c for c in re.findall(r"\x1b\[[0-9;]*m", terminal.screen(escapes=True)) if _chromatic(c)})
     assert not tinted, f"NO_COLOR, yet colours on screen: {tinted[:5]}"
 
+    console = [pid for pid in _pids(f"-m tqctl --broker {broker_url}")]
+    assert len(console) == 1 and _listening(console[0]) == [], "the console opens no port"
+
     terminal.keys("C-z")  # suspend to the shell, like any terminal program
     terminal.wait(lambda s: "Stopped" in s and s.rstrip().endswith("$"), "the shell after ctrl+z")
     terminal.keys("fg", "Enter")
@@ -81,3 +85,40 @@ def _chromatic(sequence: str) -> bool:
             return True
         i += 1
     return False
+
+
+def _pids(needle: str) -> list[int]:
+    """Processes whose command line contains ``needle`` (arguments joined by spaces)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if needle in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def _listening(pid: int) -> list[str]:
+    """Sockets of ``pid`` in LISTEN state (TCP, TCP6, and unix stream sockets accepting connections)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            parts = line.split()
+            if parts[3] == "0A" and parts[9] in inodes:
+                found.append(f"{table} {parts[1]}")
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        parts = line.split()
+        if parts[3] == "00010000" and parts[6] in inodes:  # __SO_ACCEPTCON: a listening unix socket
+            found.append(f"unix {parts[-1] if len(parts) > 7 else '(anonymous)'}")
+    return found
