@@ -60,9 +60,11 @@ class ScheduledScreen(ConsoleScreen):
                 for r in self._eta]
         rows = [r for r in rows if row_matches([str(c) for c in r[1]], needles)]
         self.query_one("#eta", ConsoleTable).set_rows(rows)
-        total = model.snapshot.delayed_count if model.snapshot else 0
-        self.status(Text.assemble(("ETA tasks ", "bold"), f"{total} waiting for their time in the broker"
-                                  + (f" (showing {len(rows)})" if total > len(rows) else "")
+        in_broker = model.snapshot.delayed_count if model.snapshot else 0
+        held = sum(1 for r in self._eta if r.get("source") not in (None, "broker"))
+        where = f"{in_broker} in the broker" + (f", {held} held by Celery workers" if held else "")
+        self.status(Text.assemble(("ETA tasks ", "bold"), f"{in_broker + held} ({where})"
+                                  + (f" · {len(rows)} shown" if in_broker + held > len(rows) else "")
                                   + " · x run now · ctrl+d revoke · tab switches table"))
         beat = list(model.beat or [])
         brows = []

@@ -80,6 +80,11 @@ class TaskDetailScreen(ConsoleScreen):
         elif message.key.startswith("edit:"):
             finish_edit_retry(self.tq, message.key[5:], message)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "filter":
+            return False  # nothing to filter here
+        return super().check_action(action, parameters)
+
     @property
     def task(self) -> TaskView | None:
         return self.model.state.task(self.task_id)
@@ -119,7 +124,7 @@ class TaskDetailScreen(ConsoleScreen):
             note = "not in the live view (evicted, or seen before the console started)"
             return Text(note + (" · loading what the broker remembers…" if self.detail is None else ""), style="dim")
         took = (f"running for {fmt.age(now - task.started)}" if task.state == "STARTED" and task.started
-                else f"runtime {fmt.duration(task.runtime)}")
+                else f"runtime {fmt.duration(_runtime(task))}")
         line1 = f"worker {task.worker or '-'} · queue {task.queue or '-'} · retries {task.retries or 0} · {took}"
         times = [(label, getattr(task, label)) for label in ("sent", "received", "started", "succeeded", "failed",
                                                               "retried", "revoked") if getattr(task, label)]
@@ -263,3 +268,11 @@ class TaskDetailScreen(ConsoleScreen):
 
     def current_command(self) -> str | None:
         return verbs.cli("task", self.task_id, broker=self.tq.source.cli_broker)
+
+
+def _runtime(task: TaskView) -> float | None:
+    """The worker's figure; for a failure (Celery sends none) from started to failed."""
+    if task.runtime is not None:
+        return task.runtime
+    end = task.succeeded or task.failed
+    return end - task.started if end is not None and task.started is not None and end >= task.started else None
