@@ -3,9 +3,15 @@ queue name typed in."""
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import sys
+
 import pytest
 from textual.widgets import Button
 
+from tests.integration.harness import ROOT
 from tests.tui.conftest import audit_lines, cell, drive, live_app, outcome, press, shown_rows, wait_for, wait_screen
 from tqctl.tui.screens.dialogs import ConfirmScreen
 from tqctl.tui.screens.queues import PeekScreen, QueuesScreen
@@ -52,4 +58,11 @@ def test_peek_and_purge_a_queue_nobody_consumes(broker_url, start_worker, shop, 
     drive(app, scenario)
     assert redis_client.llen("high") == 0
     [entry] = audit_lines(state_dir)
-    assert entry["action"] == "purge" and entry["target"] == "high" and entry["command"] == "tqctl purge high"
+    assert entry["action"] == "purge" and entry["target"] == "high" and entry["command"] == "tqctl purge high --yes"
+    # the copied command runs as a script (no question asked): the queue is empty now, so 0 purged
+    redis_client.lpush("high", b"x")
+    argv = [sys.executable, "-m", "tqctl", *shlex.split(entry["command"])[1:]]
+    done = subprocess.run(argv, env={**os.environ, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert redis_client.llen("high") == 0

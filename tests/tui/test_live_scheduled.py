@@ -4,9 +4,11 @@ enabled again (entries come from the app given with -A)."""
 from __future__ import annotations
 
 import pytest
+from textual.widgets import Button
 
 from tests.integration.conftest import client_app
 from tests.tui.conftest import audit_lines, cell, drive, live_app, outcome, press, shown_rows, wait_for, wait_screen
+from tqctl.tui.screens.dialogs import ConfirmScreen
 from tqctl.tui.screens.scheduled import ScheduledScreen
 
 pytestmark = pytest.mark.integration
@@ -17,10 +19,11 @@ def beatapp(broker_url):  # noqa: ANN001, ANN201
     yield from client_app("tests.apps.beatapp", broker_url)
 
 
-def test_eta_task_run_now(broker_url, start_worker, shop, state_dir):
+def test_eta_task_run_now_and_revoke(broker_url, start_worker, shop, state_dir, redis_client):
     start_worker("-c", "1", "-P", "threads")
     app = live_app(broker_url, state_dir)
     later = shop.add.apply_async((20, 22), countdown=600).id
+    unwanted = shop.add.apply_async((1, 1), countdown=900).id
 
     async def scenario(pilot):
         await press(pilot, "6")
@@ -36,8 +39,23 @@ def test_eta_task_run_now(broker_url, start_worker, shop, state_dir):
         await wait_for(pilot, lambda: (t := app.model.state.task(later)) and t.state == "SUCCESS", "it ran")
         assert app.model.state.task(later).result == "42"
         await wait_for(pilot, lambda: later not in eta.row_keys, "gone from the ETA table")
+
+        app.last_outcome = None
+        eta.select_key(unwanted)
+        await press(pilot, "ctrl+d")
+        confirm = await wait_screen(pilot, ConfirmScreen)
+        assert confirm.action_.verb == "revoke" and confirm.action_.target == unwanted
+        assert app.focused is confirm.query_one("#cancel", Button)
+        await press(pilot, "tab", "enter")
+        await outcome(pilot, "revoke")
+        assert redis_client.zscore("tqctl.revoked", unwanted) is not None  # kept in the broker for every worker
+        app.last_outcome = None  # sent now, the revoked task is discarded by the worker instead of run
+        eta.select_key(unwanted)
+        await press(pilot, "x")
+        await outcome(pilot, "eta_run_now")
+        await wait_for(pilot, lambda: (t := app.model.state.task(unwanted)) and t.state == "REVOKED", "discarded")
     drive(app, scenario)
-    assert [e["action"] for e in audit_lines(state_dir)] == ["eta_run_now"]
+    assert [e["action"] for e in audit_lines(state_dir)] == ["eta_run_now", "revoke", "eta_run_now"]
 
 
 def test_beat_entries_run_now_disable_enable(broker_url, beatapp, state_dir, redis_client):

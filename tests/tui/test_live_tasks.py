@@ -141,7 +141,8 @@ def test_terminate_a_running_task_with_a_chosen_signal(broker_url, start_worker,
         await press(pilot, "down", "down", "down", "enter")  # SIGKILL
         confirm = app.screen
         assert isinstance(confirm, ConfirmScreen) and confirm.action_.verb == "terminate"
-        assert "SIGKILL" in " ".join(confirm.action_.scope) and confirm.action_.command.endswith("--signal SIGKILL")
+        assert "SIGKILL" in " ".join(confirm.action_.scope)
+        assert confirm.action_.command == f"tqctl revoke {running} --terminate --signal SIGKILL --yes"
         await press(pilot, "tab", "enter")
         await wait_for(pilot, lambda: app.model.state.task(running).state in ("REVOKED", "FAILURE"), "the kill")
     drive(app, scenario)

@@ -72,7 +72,7 @@ def drain(workers: list[str], active: int, reserved: int, orphaned: list[str], b
     if orphaned:
         scope.append(f"⚠ afterwards nothing consumes: {_names(orphaned)}")
     return Action("drain", f"Drain {_plural(len(workers), 'worker')}", ",".join(workers), tuple(scope),
-                  cli("control", "drain", int(timeout), *_dest(workers), broker=broker),
+                  cli("control", "drain", int(timeout), *_dest(workers), "--yes", broker=broker),
                   _control("drain", workers, timeout=timeout), destructive=True, button="Drain")
 
 
@@ -85,7 +85,7 @@ def shutdown(workers: list[str], active: int, orphaned: list[str], broker: str |
         replies = adapter.shutdown(workers)
         return Outcome(True, f"shutdown sent to {_names(workers)}", replies)
     return Action("shutdown", f"Shut down {_plural(len(workers), 'worker')}", ",".join(workers), tuple(scope),
-                  cli("control", "shutdown", *_dest(workers), broker=broker), run, destructive=True,
+                  cli("control", "shutdown", *_dest(workers), "--yes", broker=broker), run, destructive=True,
                   button="Shut down")
 
 
@@ -105,6 +105,7 @@ def revoke(ids: list[str], describe: str, workers: list[str], broker: str | None
     parts = ["revoke", *ids]
     if terminate:
         parts += ["--terminate", "--signal", signal]
+    parts.append("--yes")  # the console asked already; a script must not stop at the question
 
     def run(adapter: Any, _: ActionContext) -> Outcome:
         replies = adapter.revoke(ids, terminate=terminate, signal=signal)
@@ -153,7 +154,7 @@ def retry_group(fp: str, label: str, ids: list[str], skipped: int, per_second: f
                        + (f" · {len(result['errors'])} gone" if result["errors"] else ""), result)
     return Action("retry_group", f"Retry {_plural(len(ids), 'failure')}", fp, tuple(scope),
                   cli("retry", "--failed", "--name", name or "*", *(["--exception", exc_type] if exc_type else []),
-                      "--rate", f"{per_second:g}/s", broker=broker), run,
+                      "--rate", f"{per_second:g}/s", "--yes", broker=broker), run,
                   confirm=True, button="Retry all")
 
 
@@ -174,7 +175,7 @@ def purge(queue: str, depth: int, consumers: list[str], broker: str | None) -> A
         return Outcome(True, f"purged {result['purged']} messages from {queue!r}", result)
     scope = (f"delete every waiting message in {queue!r}: {_plural(depth, 'message')} now (more may arrive)",
              f"consumers: {_names(consumers) if consumers else 'none'}; running tasks are not affected")
-    return Action("purge", f"Purge {queue!r}", queue, scope, cli("purge", queue, broker=broker),
+    return Action("purge", f"Purge {queue!r}", queue, scope, cli("purge", queue, "--yes", broker=broker),
                   run, destructive=True, typed=queue, button="Purge")
 
 
@@ -218,5 +219,5 @@ def dead_letters(ids: list[str], requeue: bool, describe: str, broker: str | Non
     scope = (f"{'put back on their queues' if requeue else 'delete for good'}: {_plural(len(ids), 'dead letter')}"
              f" ({describe})",)
     return Action(f"dead_{word}", f"{word.capitalize()} {_plural(len(ids), 'dead letter')}", ",".join(ids), scope,
-                  cli("dead", word, *ids, broker=broker), run,
+                  cli("dead", word, *ids, "--yes", broker=broker), run,
                   destructive=not requeue, confirm=True, button=word.capitalize())
