@@ -38,6 +38,7 @@ def test_failure_group_retry_at_a_rate_then_delete(broker_url, start_worker, sho
         await press(pilot, "escape")
         await wait_screen(pilot, FailuresScreen)
 
+        table.select_key(fp)
         await press(pilot, "r")
         prompt = await wait_screen(pilot, PromptScreen)
         assert prompt.query_one("#value").value == "5"
@@ -62,6 +63,7 @@ def test_failure_group_retry_at_a_rate_then_delete(broker_url, start_worker, sho
                        "the three new failures stored")
 
         app.last_outcome = None
+        table.select_key(fp)
         await press(pilot, "ctrl+d")
         confirm = await wait_screen(pilot, ConfirmScreen)
         assert confirm.action_.scope[0].startswith("remove 3 failures of tests.apps.shop.fail")
