@@ -22,6 +22,7 @@ from engine.broker import connect as connect_broker
 from engine.canvas import Signature
 from engine.config import Settings, env_backend_url, env_broker_url
 from engine.control import Control
+from engine.events.sent import SentEvents
 from engine.exceptions import ImproperlyConfigured, NotRegistered
 from engine.protocol import task as protocol
 from engine.redisconn import REDIS_SCHEMES, guarded
@@ -66,6 +67,7 @@ class App:
         self._broker: Broker | None = None
         self._backend: ResultBackend | None = None
         self._backend_ready = False
+        self._sent_events: SentEvents | None = None
         self._pid = os.getpid()
         register_builtins(self)
         shared.register_app(self)
@@ -126,10 +128,25 @@ class App:
         return ChordJoin(client, int(self.conf.result_expires or 86400))
 
     @property
+    def sent_events(self) -> SentEvents | None:
+        """Where ``task-sent`` events go (None when turned off or the broker has no event bus)."""
+        if not self.conf.task_send_sent_event:
+            return None
+        if self._sent_events is None:
+            url = self.broker_url()
+            if url.split("://", 1)[0].lower() not in REDIS_SCHEMES:
+                return None
+            self._sent_events = SentEvents(url)
+        return self._sent_events
+
+    @property
     def control(self) -> Control:
         return Control(self.broker_url())
 
     def close(self) -> None:
+        if self._sent_events is not None:
+            self._sent_events.close()
+            self._sent_events = None
         for conn in (self._broker, self._backend):
             if conn is not None:
                 conn.close()
@@ -185,9 +202,12 @@ class App:
         queue = getattr(queue, "name", queue)
         priority = next((p for p in (options.get("priority"), own.get("priority"), routed.get("priority"))
                          if p is not None), self.conf.task_default_priority)
-        task_id, raw = protocol.build(name, args, kwargs, queue=queue, priority=priority,
-                                      **self._message_options(task, options, routed))
+        message_options = self._message_options(task, options, routed)
+        task_id, raw = protocol.build(name, args, kwargs, queue=queue, priority=priority, **message_options)
         guarded(self.broker.url, lambda: self.broker.publish(queue, raw, priority))
+        sent = self.sent_events
+        if sent is not None:
+            sent.record(task_id, name, args, kwargs, queue, message_options)
         return AsyncResult(task_id, self, task_name=name)
 
     def send_many(self, name: str, calls: Sequence[tuple[Sequence[Any], dict[str, Any] | None]], *,
@@ -213,6 +233,10 @@ class App:
         message_options.pop("task_id", None)
         built = protocol.build_many(name, calls, queue=queue, priority=priority, **message_options)
         guarded(self.broker.url, lambda: self.broker.publish_many([(queue, raw, priority) for _, raw in built]))
+        sent = self.sent_events
+        if sent is not None:
+            for (task_id, _), (args, kwargs) in zip(built, calls, strict=True):
+                sent.record(task_id, name, args or (), kwargs or {}, queue, message_options)
         return [AsyncResult(task_id, self, task_name=name) for task_id, _ in built]
 
     def _message_options(self, task: Task | None, options: dict[str, Any],

@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "worker_prefetch_multiplier": 4,
     "worker_concurrency": None,
     "worker_send_task_events": True,
+    "task_send_sent_event": True,  # Celery's default is False; ours is cheap (batched), so on
     "worker_control_allow": None,
     "result_expires": 86400,
     "result_extended": False,

@@ -6,11 +6,9 @@ console started late still sees what ran; tail follows the live event stream.
 
 from __future__ import annotations
 
-import datetime as dt
 import fnmatch
 import json
 import os
-import socket
 import sys
 import time
 from typing import Annotated, Any
@@ -18,7 +16,6 @@ from typing import Annotated, Any
 import typer
 
 from engine import states
-from engine.events.dispatcher import EventDispatcher
 from engine.events.state import TASK_EVENT_STATES, ClusterState
 from engine.protocol.task import MalformedMessage
 from tqctl.commands.common import (
@@ -242,24 +239,11 @@ def call(name: str,
     with session(broker, timeout=timeout) as cluster:
         sent = cluster.app.send_task(name, positional, named, countdown=countdown, eta=eta or None,
                                      expires=expires, queue=queue or None, priority=priority)
-        _task_sent(cluster.control.fanout, sent.id, name, positional, named, countdown, eta, expires, queue or "celery")
     if as_json:
         emit_json({"id": sent.id, "name": name, "queue": queue or "celery", "countdown": countdown,
                    "eta": eta or None, "priority": priority})
     else:
         emit_line(sent.id)
-
-
-def _task_sent(fanout: Any, task_id: str, name: str, args: list[Any], kwargs: dict[str, Any],
-               countdown: float | None, eta: str, expires: float | None, queue: str) -> None:
-    """Celery's client event for a sent task (hostname gen<pid>@host), so tail and the console see the send."""
-    now = dt.datetime.now(dt.timezone.utc)
-    when = eta or ((now + dt.timedelta(seconds=countdown)).isoformat() if countdown is not None else None)
-    until = (now + dt.timedelta(seconds=expires)).isoformat() if expires is not None else None
-    events = EventDispatcher(fanout, f"gen{os.getpid()}@{socket.gethostname()}")
-    events.send("task-sent", uuid=task_id, root_id=task_id, parent_id=None, name=name, args=repr(tuple(args)),
-                kwargs=repr(kwargs), retries=0, eta=when, expires=until, queue=queue, exchange="",
-                routing_key=queue)
 
 
 def result(task_id: str, wait: Annotated[bool, typer.Option("--wait", help="Wait until it is ready.")] = False,
