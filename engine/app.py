@@ -194,14 +194,7 @@ class App:
         task = task if task is not None else self.tasks.get(name)
         args, kwargs = list(args or ()), dict(kwargs or {})
         options = {k: v for k, v in options.items() if v is not None}
-        # Celery's precedence: apply_async options, then the task's own options, then task_routes.
-        own = {"queue": task.queue, "priority": task.priority} if task is not None else {}
-        routed = route(self.conf.task_routes, name, args, kwargs, options)
-        queue = (options.get("queue") or own.get("queue") or routed.get("queue")
-                 or self.conf.task_default_queue)
-        queue = getattr(queue, "name", queue)
-        priority = next((p for p in (options.get("priority"), own.get("priority"), routed.get("priority"))
-                         if p is not None), self.conf.task_default_priority)
+        queue, priority, routed = self._destination(name, task, args, kwargs, options)
         message_options = self._message_options(task, options, routed)
         task_id, raw = protocol.build(name, args, kwargs, queue=queue, priority=priority, **message_options)
         guarded(self.broker.url, lambda: self.broker.publish(queue, raw, priority))
@@ -222,13 +215,7 @@ class App:
         task = task if task is not None else self.tasks.get(name)
         options = {k: v for k, v in options.items() if v is not None}
         args0, kwargs0 = list(calls[0][0] or ()), dict(calls[0][1] or {})
-        own = {"queue": task.queue, "priority": task.priority} if task is not None else {}
-        routed = route(self.conf.task_routes, name, args0, kwargs0, options)
-        queue = (options.get("queue") or own.get("queue") or routed.get("queue")
-                 or self.conf.task_default_queue)
-        queue = getattr(queue, "name", queue)
-        priority = next((p for p in (options.get("priority"), own.get("priority"), routed.get("priority"))
-                         if p is not None), self.conf.task_default_priority)
+        queue, priority, routed = self._destination(name, task, args0, kwargs0, options)
         message_options = self._message_options(task, options, routed)
         message_options.pop("task_id", None)
         built = protocol.build_many(name, calls, queue=queue, priority=priority, **message_options)
@@ -238,6 +225,18 @@ class App:
             for (task_id, _), (args, kwargs) in zip(built, calls, strict=True):
                 sent.record(task_id, name, args or (), kwargs or {}, queue, message_options)
         return [AsyncResult(task_id, self, task_name=name) for task_id, _ in built]
+
+    def _destination(self, name: str, task: Task | None, args: list[Any], kwargs: dict[str, Any],
+                     options: dict[str, Any]) -> tuple[str, int | None, dict[str, Any]]:
+        """(queue, priority, the matching route) by Celery's precedence: the call's options, then
+        the task's own, then ``task_routes``, then the defaults."""
+        own = {"queue": task.queue, "priority": task.priority} if task is not None else {}
+        routed = route(self.conf.task_routes, name, args, kwargs, options)
+        queue = (options.get("queue") or own.get("queue") or routed.get("queue")
+                 or self.conf.task_default_queue)
+        priority = next((p for p in (options.get("priority"), own.get("priority"), routed.get("priority"))
+                         if p is not None), self.conf.task_default_priority)
+        return getattr(queue, "name", queue), priority, routed
 
     def _message_options(self, task: Task | None, options: dict[str, Any],
                          routed: dict[str, Any]) -> dict[str, Any]:
