@@ -8,8 +8,12 @@ between the read and the wait.
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from typing import Any
+
+import redis
 
 from engine import states
 from engine.protocol.results import task_key
@@ -22,19 +26,37 @@ class RedisBackend:
         self.url = url
         self.expires = int(expires) if expires else None
         self.client = client_from_url(url)
+        self._local = threading.local()  # store's per-thread connection
+        self._own_conns: list[redis.connection.AbstractConnection] = []
 
     def store(self, task_id: str, meta: dict[str, Any]) -> None:
         key = task_key(task_id)
         data = json_dumps(meta)
-        # In order on one connection: the value is set before subscribers hear of it; MULTI/EXEC
-        # would add two commands per task for nothing.
-        pipe = self.client.pipeline(transaction=False)
-        if self.expires:
-            pipe.setex(key, self.expires, data)
-        else:
-            pipe.set(key, data)
-        pipe.publish(key, data)
-        guarded(self.url, pipe.execute)
+        # SET then PUBLISH, in order on one connection (the value is there before subscribers hear
+        # of it), sent together on this thread's own connection: no MULTI/EXEC, no pipeline object.
+        first = ("SETEX", key, self.expires, data) if self.expires else ("SET", key, data)
+        conn = self._conn()
+        try:
+            conn.send_packed_command(conn.pack_commands([first, ("PUBLISH", key, data)]))
+            errors = [reply for reply in (_reply(conn), _reply(conn)) if isinstance(reply, redis.ResponseError)]
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            conn.disconnect()
+            pipe = self.client.pipeline(transaction=False)  # redis-py's retries from here
+            pipe.execute_command(*first)
+            pipe.publish(key, data)
+            guarded(self.url, pipe.execute)
+            return
+        if errors:  # both replies read first, so the connection stays in step
+            raise errors[0]
+
+    def _conn(self) -> redis.connection.AbstractConnection:
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():
+            conn = local.conn = self.client.connection_pool.make_connection()
+            local.pid = os.getpid()
+            self._own_conns.append(conn)
+        return conn
 
     def get_meta(self, task_id: str) -> dict[str, Any] | None:
         data = guarded(self.url, lambda: self.client.get(task_key(task_id)))
@@ -64,4 +86,14 @@ class RedisBackend:
         self.client.delete(task_key(task_id))
 
     def close(self) -> None:
+        conns, self._own_conns, self._local = self._own_conns, [], threading.local()
+        for conn in conns:
+            conn.disconnect()
         self.client.close()
+
+
+def _reply(conn: redis.connection.AbstractConnection) -> Any:
+    try:
+        return conn.read_response()
+    except redis.ResponseError as exc:
+        return exc

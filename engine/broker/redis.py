@@ -90,7 +90,9 @@ class RedisBroker:
             local.pid = os.getpid()
             self._own_conns.append(conn)
         try:
-            conn.send_packed_command(conn.pack_command("LPUSH", key, raw))
+            # No PING health check first: after a quiet minute that would be a round trip before
+            # the first task; a connection found dead here is retried below instead.
+            conn.send_packed_command(conn.pack_command("LPUSH", key, raw), check_health=False)
             reply = conn.read_response()
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             conn.disconnect()
