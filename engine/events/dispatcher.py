@@ -15,7 +15,7 @@ from typing import Any
 from engine.broker.fanout import RedisFanout
 from engine.protocol import events
 
-BATCH = 24
+BATCH = 100
 
 
 class EventDispatcher:
