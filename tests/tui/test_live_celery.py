@@ -7,13 +7,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.widgets import Button
 
 from engine import App
 from tests.integration.harness import ROOT
-from tests.tui.conftest import cell, drive, live_app, outcome, press, shown_rows, wait_for, wait_screen
+from tests.tui.conftest import cell, drive, live_app, outcome, press, shown_rows, texts, wait_for, wait_screen
 from tqctl.tui.screens.dialogs import ConfirmScreen
 from tqctl.tui.screens.tasks import TasksScreen
 from tqctl.tui.screens.workers import WorkersScreen
@@ -21,21 +22,37 @@ from tqctl.tui.screens.workers import WorkersScreen
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def celery_worker(broker_url: str, tmp_path: Path):  # noqa: ANN201
+def start_celery(broker_url: str, tmp_path: Path, *options: str) -> tuple[subprocess.Popen[bytes], Any]:
     env = {**os.environ, "OPS_BROKER": broker_url, "PYTHONPATH": str(ROOT)}
     env.pop("TQCTL_BACKEND", None)
     log = open(tmp_path / "celery.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tests.integration.test_ops_celery:celery_app",
-                             "worker", "-E", "-P", "prefork", "-c", "2", "-n", "c1@%h", "-l", "info"], cwd=ROOT,
+                             "worker", *options, "-P", "prefork", "-c", "2", "-n", "c1@%h", "-l", "info"], cwd=ROOT,
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    yield proc
+    return proc, log
+
+
+def stop_celery(proc: subprocess.Popen[bytes], log: Any) -> None:
     try:
         os.killpg(proc.pid, 9)
     except ProcessLookupError:
         pass
     proc.wait(10)
     log.close()
+
+
+@pytest.fixture
+def celery_worker(broker_url: str, tmp_path: Path):  # noqa: ANN201
+    proc, log = start_celery(broker_url, tmp_path, "-E")
+    yield proc
+    stop_celery(proc, log)
+
+
+@pytest.fixture
+def celery_worker_without_events(broker_url: str, tmp_path: Path):  # noqa: ANN201
+    proc, log = start_celery(broker_url, tmp_path)
+    yield proc
+    stop_celery(proc, log)
 
 
 def test_a_real_celery_worker_its_tasks_revoke_and_pool_grow(broker_url, celery_worker, state_dir):
@@ -76,6 +93,36 @@ def test_a_real_celery_worker_its_tasks_revoke_and_pool_grow(broker_url, celery_
         await press(pilot, "plus")
         await outcome(pilot, "pool_grow")
         await wait_for(pilot, lambda: cell(workers.table, key, "conc") == "3", "CONC 3 after grow", timeout=20)
+    try:
+        drive(app, scenario, timeout=120)
+    finally:
+        client.close()
+
+
+def test_a_celery_worker_without_events_is_flagged_and_e_enables_them(broker_url, celery_worker_without_events,
+                                                                       state_dir):
+    app = live_app(broker_url, state_dir)
+    client = App("client", broker=broker_url, backend=broker_url)
+
+    async def scenario(pilot):
+        # the console watches the worker (its processed count is known) before work happens unseen
+        await wait_for(pilot, lambda: any(h.startswith("c1@") for h in app.model.first_processed),
+                       "the worker's heartbeat", timeout=40)
+        unseen = client.send_task("ops.add", [1, 2])
+        assert unseen.get(timeout=30) == 3  # it ran, yet sent no task event
+        await wait_for(pilot, lambda: "⚠ no task events from c1@" in texts(app.screen),
+                       "the blind spot named on the overview", timeout=30, show=lambda: texts(app.screen))
+        assert app.model.state.task(unseen.id).state == "PENDING"  # seen sent, never seen running or done
+        await press(pilot, "E")
+        confirm_free = await outcome(pilot, "enable_events")  # not destructive: sent at once
+        assert "1 ok" in confirm_free.outcome.summary
+        seen = client.send_task("ops.add", [2, 3]).id
+        await wait_for(pilot, lambda: (t := app.model.state.task(seen)) and t.state == "SUCCESS",
+                       "its tasks now in the console", timeout=20)
+        await press(pilot, "2")
+        workers = await wait_screen(pilot, WorkersScreen)
+        key = next(k for k in workers.table.row_keys if k.startswith("c1@"))
+        await wait_for(pilot, lambda: cell(workers.table, key, "status") == "● online", "no longer flagged")
     try:
         drive(app, scenario, timeout=120)
     finally:

@@ -74,7 +74,7 @@ class ConsoleModel:
             if backfill:
                 continue
             etype = event.get("type")
-            if etype == "worker-heartbeat" and isinstance(event.get("processed"), int):
+            if etype in ("worker-online", "worker-heartbeat") and isinstance(event.get("processed"), int):
                 self.first_processed.setdefault(event.get("hostname") or "", event["processed"])
             if etype == "task-received":
                 queue = event.get("queue")
