@@ -25,7 +25,11 @@ def test_tqctl_in_a_real_terminal(broker_url, start_worker, shop, terminal, tmp_
     failed = shop.fail.delay("card declined")
     with pytest.raises(Exception):  # noqa: B017 - any error: the task failed
         failed.get(timeout=10)
-    env = f"PYTHONPATH={shlex.quote(str(ROOT))} TQCTL_STATE_DIR={shlex.quote(str(tmp_path / 'state'))} NO_COLOR=1"
+    editor = tmp_path / "edit.py"  # an "editor" that rewrites the arguments, run in the real terminal
+    editor.write_text("import json, sys\np = sys.argv[1]\nd = json.load(open(p))\nd['args'] = ['edited in tmux']\n"
+                      "json.dump(d, open(p, 'w'))\n")
+    env = (f"PYTHONPATH={shlex.quote(str(ROOT))} TQCTL_STATE_DIR={shlex.quote(str(tmp_path / 'state'))} NO_COLOR=1 "
+           f"EDITOR={shlex.quote(f'{sys.executable} {editor}')}")
     terminal.keys(f"cd {shlex.quote(str(ROOT))} && env {env} {sys.executable} -m tqctl --broker "
                   f"{shlex.quote(broker_url)}", "Enter")
 
@@ -50,6 +54,12 @@ def test_tqctl_in_a_real_terminal(broker_url, start_worker, shop, terminal, tmp_
 
     console = [pid for pid in _pids(f"-m tqctl --broker {broker_url}")]
     assert len(console) == 1 and _listening(console[0]) == [], "the console opens no port"
+
+    terminal.keys("R")  # retry with edited arguments: the console suspends for $EDITOR, then asks
+    asked = terminal.wait(lambda s: "Retry tests.apps.shop.fail with edited arguments" in s, "the confirmation")
+    assert '["edited in tmux"]' in asked
+    terminal.keys("Escape")
+    terminal.wait(lambda s: "with edited arguments" not in s and failed.id in s, "the detail again")
 
     terminal.keys("C-z")  # suspend to the shell, like any terminal program
     terminal.wait(lambda s: "Stopped" in s and s.rstrip().endswith("$"), "the shell after ctrl+z")
