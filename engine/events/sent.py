@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 from engine.broker.fanout import RedisFanout
@@ -53,7 +54,8 @@ class SentEvents:
             self._pending.append(item)
             if len(self._pending) > MAX_BUFFER:
                 del self._pending[: len(self._pending) - MAX_BUFFER]
-        self._wake.set()
+        if not self._wake.is_set():  # set() takes a Condition; the flusher only needs one wake-up
+            self._wake.set()
 
     def _start(self) -> None:
         """(Re)start in this process: after a fork the parent's thread and socket are not ours."""
@@ -66,9 +68,12 @@ class SentEvents:
         wake = self._wake
         while not self._stopped:
             wake.wait()
-            wake.clear()
             if not self._stopped:
-                wake.wait(self.interval)  # gather a batch; a burst of sends becomes one publish
+                # Gather a batch: sleep, not wait(), or the very next send ends the wait and every
+                # delay() pays a thread switch and a PUBLISH of its own. Cleared only now, so a
+                # send during the sleep sets nothing; one after the flush's take wakes the next round.
+                time.sleep(self.interval)
+            wake.clear()
             self.flush()
 
     def flush(self) -> None:
