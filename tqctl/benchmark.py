@@ -151,6 +151,11 @@ class Run:
             t.send_one()
         t.send_group(10)
         self.purge()
+        m = min(n, 5000)
+        self.say(f"  enqueue: {m} x raw LPUSH (reference)")
+        raw_one = self.prebuilt(t.noop, 1)[1][0]
+        self.out["enqueue_raw_single_per_s"] = m / _timed(lambda: [self.client.lpush(q, raw_one) for _ in range(m)])
+        self.purge()
         self.say(f"  enqueue: {n} x delay()")
         cpu0, broker0, start = sysinfo.self_cpu_seconds(), self.clock.read(), time.perf_counter()
         for _ in range(n):
@@ -302,6 +307,7 @@ def measure(target: Target, opts: Options, progress: Progress) -> dict[str, Any]
 
 FIGURES: list[tuple[str, str, str]] = [
     ("enqueue_single_per_s", "enqueue, delay() in a loop", "tasks/s"),
+    ("enqueue_raw_single_per_s", "raw LPUSH one by one, redis-py (reference)", "tasks/s"),
     ("enqueue_group_per_s", "enqueue, group of N", "tasks/s"),
     ("enqueue_pipelined_per_s", "bulk enqueue: app.send_many (build + one round trip)", "tasks/s"),
     ("enqueue_publish_many_per_s", "publish_many of pre-built messages", "tasks/s"),

@@ -30,7 +30,8 @@ from tqctl import benchmark  # noqa: E402
 from tqctl import benchmark_sys as sysinfo  # noqa: E402
 
 HIGHER_IS_BETTER = ("_per_s", "pipelined_vs_raw_lpush")
-NO_RATIO = ("enqueue_raw_lpush_per_s", "pipelined_vs_raw_lpush")  # references, not engine figures
+# references (the transport measured with plain redis-py), not engine figures
+NO_RATIO = ("enqueue_raw_lpush_per_s", "enqueue_raw_single_per_s", "pipelined_vs_raw_lpush")
 
 
 def celery_target(url: str) -> benchmark.Target:
