@@ -18,13 +18,15 @@ from engine.protocol.results import group_key
 # KEYS: .j .d .s .t .c ; ARGV: member, score, dedupe member, ttl seconds, claim token
 JOIN = """
 if redis.call('GET', KEYS[5]) == 'done' then return {0} end
-local size = redis.call('GET', KEYS[3])
-if not size then return {0} end
 if redis.call('SADD', KEYS[2], ARGV[3]) == 1 then
   redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
+-- Record first, then look at the size: Celery's client writes .s only just before it sends the
+-- last header, so earlier headers may finish before it exists; the last one to finish sees it.
+local size = redis.call('GET', KEYS[3])
+if not size then return {0} end
 local total = tonumber(size) + tonumber(redis.call('GET', KEYS[4]) or '0')
 if redis.call('ZCARD', KEYS[1]) < total then return {0} end
 if not redis.call('SET', KEYS[5], ARGV[5], 'NX', 'PX', 10000) then return {0} end

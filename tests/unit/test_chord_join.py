@@ -1,0 +1,35 @@
+"""The chord join script on a real server: what decides when a chord's body runs, and how often."""
+
+from __future__ import annotations
+
+import redis
+
+from engine.backend.chord import ChordJoin
+from engine.protocol.results import group_key
+
+
+def test_headers_that_finish_before_the_size_is_known_still_count(redis_client: redis.Redis) -> None:
+    # Celery's client writes the size just before it sends the LAST header: the others may be done by then.
+    join = ChordJoin(redis_client)
+    early = [join.part_done("g1", f"t{i}", i, "SUCCESS", i) for i in range(9)]
+    assert early == [None] * 9
+    join.set_size("g1", 10)
+    token, parts = join.part_done("g1", "t9", 9, "SUCCESS", 9)
+    assert [p[0] for p in parts] == [f"t{i}" for i in range(10)] and [p[2] for p in parts] == list(range(10))
+    assert join.finish("g1", token)
+    assert redis_client.get(f"{group_key('g1')}.c") == b"done"
+
+
+def test_a_redelivered_header_counts_once_and_the_body_fires_once(redis_client: redis.Redis) -> None:
+    join = ChordJoin(redis_client)
+    join.set_size("g2", 3)
+    assert join.part_done("g2", "a", 0, "SUCCESS", 1) is None
+    assert join.part_done("g2", "a", 0, "SUCCESS", 1) is None  # the same header again: still one of three
+    assert join.part_done("g2", "b", 1, "SUCCESS", 2) is None
+    claimed = join.part_done("g2", "c", 2, "SUCCESS", 3)
+    assert claimed is not None
+    token, parts = claimed
+    assert [p[2] for p in parts] == [1, 2, 3]
+    assert join.part_done("g2", "c", 2, "SUCCESS", 3) is None  # claimed: nobody else starts the body
+    assert join.finish("g2", token)
+    assert join.part_done("g2", "b", 1, "SUCCESS", 2) is None  # done: a late redelivery changes nothing
