@@ -20,7 +20,7 @@ from engine.backend.chord import ChordJoin
 from engine.broker import Broker
 from engine.broker import connect as connect_broker
 from engine.canvas import Signature
-from engine.config import Settings, env_backend_url, env_broker_url
+from engine.config import Settings, env_backend_url, env_broker_url, state_dir
 from engine.control import Control
 from engine.events.sent import SentEvents
 from engine.exceptions import ImproperlyConfigured, NotRegistered
@@ -85,7 +85,7 @@ class App:
         if not url:
             from engine import bundled
 
-            url = bundled.ensure_running(self.conf.tqctl_state_dir, self.conf.tqctl_server_path)
+            url = bundled.ensure_running(state_dir(self.conf), self.conf.tqctl_server_path)
             self.conf.broker_url = url
         return url
 

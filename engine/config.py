@@ -128,6 +128,15 @@ def env_backend_url() -> str | None:
     return os.environ.get("TQCTL_BACKEND") or None
 
 
+def state_dir(conf: Settings) -> str:
+    """The bundled broker's folder: a setting other than the default wins, then ``TQCTL_STATE_DIR``
+    (the variable the CLI reads too), then ``./.tqctl``."""
+    configured = conf.tqctl_state_dir
+    if configured != DEFAULTS["tqctl_state_dir"]:
+        return configured
+    return os.environ.get("TQCTL_STATE_DIR") or configured
+
+
 def mask_url(url: str | None) -> str:
     """Replace the password in a URL with ``****`` (the user name stays, it helps debugging)."""
     if not url:

@@ -6,14 +6,31 @@ Layout: the real-server part comes first (one private Redis-compatible server pe
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 import redis
 
+from engine import bundled
 from engine.bundled import client_for, start_private
 
 # -- real server ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def bundled_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Anything that falls back to the bundled broker (a command run without ``--broker``, an app
+    with none) starts it in a temporary folder, never in the checkout, and it is stopped at the end."""
+    path = str(tmp_path_factory.mktemp("bundled-state"))
+    before = os.environ.get("TQCTL_STATE_DIR")
+    os.environ["TQCTL_STATE_DIR"] = path  # inherited by every worker and CLI process a test starts
+    yield path
+    bundled.stop(path)
+    if before is None:
+        os.environ.pop("TQCTL_STATE_DIR", None)
+    else:
+        os.environ["TQCTL_STATE_DIR"] = before
 
 
 @pytest.fixture(scope="session")
