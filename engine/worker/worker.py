@@ -16,12 +16,15 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from engine import states
 from engine.broker.base import DeadLetter, Delivery
 from engine.broker.fanout import RedisFanout
-from engine.config import mask_url
+from engine.config import mask_url, url_host
 from engine.control import load_revoked
 from engine.events.dispatcher import EventDispatcher
+from engine.exceptions import BrokerUnavailable
 from engine.history import HistoryWriter
 from engine.protocol.events import worker_fields
 from engine.protocol.results import encode_exception, meta, revoked_result
@@ -226,6 +229,20 @@ class Worker:
 
     def _hand_back(self, jobs: Sequence[Job]) -> None:
         """Everything unsettled returns to the front of its queue, then the owner retires."""
+        try:
+            self._return_unsettled(jobs)
+        except (redis.RedisError, OSError) as exc:
+            # Late-ack work stays in our in-flight record in the broker: a live worker's reaper
+            # returns it once our heartbeat is old. Early-acked jobs left that record; name them.
+            stranded = [j.id for j in jobs if j.acked]
+            detail = f"; {len(stranded)} started early-ack task(s) not handed back: {', '.join(stranded)}" \
+                if stranded else ""
+            raise BrokerUnavailable(
+                f"broker at {url_host(self.broker.url)} unreachable while stopping ({exc}): unfinished "
+                f"late-ack messages return to their queues when another worker sees this one gone{detail}"
+            ) from None
+
+    def _return_unsettled(self, jobs: Sequence[Job]) -> None:
         acks = self.acker.take()
         self.broker.ack(self.owner, acks)
         early = [(j.delivery.queue_key, j.delivery.raw) for j in jobs if j.acked]

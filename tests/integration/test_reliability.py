@@ -271,3 +271,35 @@ def test_worker_exits_with_one_clean_line_when_broker_is_unusable(request, targe
     assert host in lines[0]
     assert SECRET not in done.stderr + done.stdout
     assert ("password" in lines[0].lower() or "auth" in lines[0].lower()) if needs_auth else "refused" in lines[0]
+
+
+def test_worker_stopped_after_its_broker_died_says_so_in_one_line(rel, tmp_path: Path) -> None:
+    """Ctrl-C twice while the broker is gone: the worker still exits at once, with one line saying
+    where its unfinished work is (in flight in the broker, for the next worker), not a traceback."""
+    with start_private(tmp_path / "server") as server:
+        rel.app.close()
+        rel.app.conf.broker_url = rel.app.conf.result_backend = server.url
+        ledger = tmp_path / "ledger"
+        ledger.touch()
+        rel.first_long_late.delay("held", 60)
+        worker = WorkerProcess(server.url, ["-P", "threads", "-c", "1", "-n", "w1@%h"], tmp_path / "w.log",
+                               {"LEDGER": str(ledger)}, app=APP).wait_ready()
+        try:
+            wait_for(lambda: "start held" in ledger.read_text(), 10, "the task to start")
+            client = client_for(server.url)
+            owners = client.zrange(OWNERS, 0, -1)
+            assert len(owners) == 1 and client.hlen(INFLIGHT + owners[0].decode()) == 1
+            server_pid = int(client.info("server")["process_id"])
+            client.close()
+            rel.app.close()
+            os.kill(server_pid, signal.SIGKILL)
+            worker.signal(signal.SIGINT)
+            wait_for(lambda: "warm shutdown" in worker.log(), 5, "the warm shutdown to begin")
+            worker.signal(signal.SIGINT)
+            assert worker.wait(20) != 0
+        finally:
+            worker.close()
+    text = worker.log()
+    assert "Traceback" not in text
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("tqctl: error: broker at ") and "another worker sees this one gone" in last
