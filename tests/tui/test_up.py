@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from engine import bundled
+
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")]
@@ -49,6 +51,7 @@ def stop_all(state: Path) -> None:
             os.killpg(pid, signal.SIGKILL)  # tqctl up starts each in its own session
         except ProcessLookupError:
             pass
+    bundled.stop(state)  # up leaves the bundled broker running on purpose; the test does not
 
 
 def start_up(terminal, broker_url: str, state: Path, *extra: str) -> None:  # noqa: ANN001
