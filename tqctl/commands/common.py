@@ -16,7 +16,6 @@ from functools import cached_property
 from typing import Annotated, Any, NoReturn
 from urllib.parse import urlsplit
 
-import click
 import redis
 import typer
 
@@ -39,7 +38,7 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would be tou
 Backend = Annotated[str, typer.Option("--backend", envvar="TQCTL_BACKEND",
                                       help="Result backend URL (default: the broker).")]
 
-ABORTS = (click.exceptions.Abort, typer.Abort, EOFError)  # no terminal, EOF or Ctrl-C at a prompt
+ABORTS = (typer.Abort, EOFError)  # no terminal, EOF or Ctrl-C at a prompt
 BROKER_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError)
 
 

