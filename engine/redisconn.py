@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -66,3 +68,31 @@ def guarded(url: str, call: Callable[[], T]) -> T:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc) or "invalid password" in str(exc):
             raise BrokerUnavailable(describe_error(url, exc)) from None
         raise
+
+
+class ThreadConnections:
+    """One raw connection per thread (and per process after a fork), for hot paths that skip
+    redis-py's per-command machinery; ``close`` disconnects every one handed out."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._local = threading.local()
+        self._handed: list[redis.connection.AbstractConnection] = []
+
+    def get(self) -> redis.connection.AbstractConnection:
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():
+            conn = local.conn = self.client.connection_pool.make_connection()
+            local.pid = os.getpid()
+            self._handed.append(conn)
+        return conn
+
+    def adopt(self, conn: redis.connection.AbstractConnection) -> None:
+        """Also disconnect ``conn`` (made elsewhere) on ``close``."""
+        self._handed.append(conn)
+
+    def close(self) -> None:
+        conns, self._handed, self._local = self._handed, [], threading.local()
+        for conn in conns:
+            conn.disconnect()

@@ -8,8 +8,6 @@ between the read and the wait.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from typing import Any
 
@@ -17,7 +15,7 @@ import redis
 
 from engine import states
 from engine.protocol.results import task_key
-from engine.redisconn import client_from_url, guarded
+from engine.redisconn import ThreadConnections, client_from_url, guarded
 from engine.serialization import json_dumps
 
 
@@ -26,8 +24,7 @@ class RedisBackend:
         self.url = url
         self.expires = int(expires) if expires else None
         self.client = client_from_url(url)
-        self._local = threading.local()  # store's per-thread connection
-        self._own_conns: list[redis.connection.AbstractConnection] = []
+        self._conns = ThreadConnections(self.client)  # store's per-thread connection
 
     def store(self, task_id: str, meta: dict[str, Any]) -> None:
         key = task_key(task_id)
@@ -50,13 +47,7 @@ class RedisBackend:
             raise errors[0]
 
     def _conn(self) -> redis.connection.AbstractConnection:
-        local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():
-            conn = local.conn = self.client.connection_pool.make_connection()
-            local.pid = os.getpid()
-            self._own_conns.append(conn)
-        return conn
+        return self._conns.get()
 
     def get_meta(self, task_id: str) -> dict[str, Any] | None:
         data = guarded(self.url, lambda: self.client.get(task_key(task_id)))
@@ -86,9 +77,7 @@ class RedisBackend:
         self.client.delete(task_key(task_id))
 
     def close(self) -> None:
-        conns, self._own_conns, self._local = self._own_conns, [], threading.local()
-        for conn in conns:
-            conn.disconnect()
+        self._conns.close()
         self.client.close()
 
 

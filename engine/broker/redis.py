@@ -22,7 +22,7 @@ from redis.exceptions import NoScriptError
 from engine.broker import redis_scripts as lua
 from engine.broker.base import DeadLetter, Delivery
 from engine.protocol.task import PRIORITY_SEP, PRIORITY_STEPS, priority_key, routing_of
-from engine.redisconn import client_from_url, guarded
+from engine.redisconn import ThreadConnections, client_from_url, guarded
 
 INFLIGHT = "tqctl.inflight."
 OWNERS = "tqctl.owners"
@@ -53,8 +53,7 @@ class RedisBroker:
         self._dead_requeue = self.client.register_script(lua.DEAD_REQUEUE)
         self._seq = count(1)
         self._order_cache: dict[tuple[str, ...], list[str]] = {}
-        self._local = threading.local()  # publish's per-thread connection
-        self._own_conns: list[redis.connection.AbstractConnection] = []
+        self._conns = ThreadConnections(self.client)  # publish's per-thread connections
         self._fconn: redis.connection.AbstractConnection | None = None  # the consumer's, for fetch
         self._fpid, self._fetch_lock = 0, threading.Lock()
 
@@ -63,10 +62,8 @@ class RedisBroker:
         guarded(self.url, self.client.ping)
 
     def close(self) -> None:
-        conns, self._own_conns, self._fconn = self._own_conns, [], None
-        for conn in conns:
-            conn.disconnect()
-        self._local = threading.local()
+        self._fconn = None
+        self._conns.close()
         self.client.close()
 
     # -- publishing ---------------------------------------------------------------------------
@@ -83,12 +80,7 @@ class RedisBroker:
         checkout, retries, observability): about a third of a ``delay()``'s client time. The
         reply is still awaited, so a return means the message is in the list."""
         key = priority_key(queue, priority)
-        local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():
-            conn = local.conn = self.client.connection_pool.make_connection()
-            local.pid = os.getpid()
-            self._own_conns.append(conn)
+        conn = self._conns.get()
         try:
             # No PING health check first: after a quiet minute that would be a round trip before
             # the first task; a connection found dead here is retried below instead.
@@ -167,7 +159,7 @@ class RedisBroker:
         if conn is None or self._fpid != os.getpid():
             conn = self._fconn = self.client.connection_pool.make_connection()
             self._fpid = os.getpid()
-            self._own_conns.append(conn)
+            self._conns.adopt(conn)
         return conn
 
     def _fetch_call(self, *args: Any) -> Any:
