@@ -235,18 +235,19 @@ class RemoteControl:
         return {"ok": f"no longer consuming from {queue}"}
 
     def do_enable_events(self, **_: Any) -> dict[str, str]:
-        events = self.worker.events
-        was = events.enabled if events else False
-        if events:
-            events.enabled = True
-        return {"ok": "task events already enabled" if was else "task events enabled"}
+        return self._set_events(True)
 
     def do_disable_events(self, **_: Any) -> dict[str, str]:
+        return self._set_events(False)
+
+    def _set_events(self, on: bool) -> dict[str, str]:
+        """Celery's replies: "task events enabled", "task events already disabled", ..."""
         events = self.worker.events
-        was = events.enabled if events else False
+        was = bool(events and events.enabled)
         if events:
-            events.enabled = False
-        return {"ok": "task events disabled" if was else "task events already disabled"}
+            events.enabled = on
+        word = "enabled" if on else "disabled"
+        return {"ok": f"task events already {word}" if was == on else f"task events {word}"}
 
     def do_heartbeat(self, **_: Any) -> None:
         self.worker.send_heartbeat(on_demand=True)

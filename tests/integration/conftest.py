@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 import redis
 
-from tests.integration.harness import WorkerProcess
+from tests.integration.harness import CeleryWorkerProcess, WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -82,3 +82,18 @@ def start_worker(broker_url: str, tmp_path: Path, ledger: Path) -> Iterator[Call
     yield start
     for proc in started:
         proc.close()
+
+
+@pytest.fixture
+def celery_processes(tmp_path: Path, ledger: Path) -> Iterator[Callable[..., CeleryWorkerProcess]]:
+    """``start(app, queues, name, env)`` → a ready real Celery worker; all killed at the end."""
+    started: list[CeleryWorkerProcess] = []
+
+    def start(app: str, queues: str, name: str, env: dict[str, str]) -> CeleryWorkerProcess:
+        worker = CeleryWorkerProcess(app, queues, name, tmp_path / f"{name}.log", {"LEDGER": str(ledger), **env})
+        started.append(worker)
+        return worker.wait_ready()
+
+    yield start
+    for worker in started:
+        worker.close()

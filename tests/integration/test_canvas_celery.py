@@ -54,20 +54,13 @@ def release_celery_results(app: celery.Celery) -> None:
 
 
 @pytest.fixture
-def start_celery_worker(broker_url: str, tmp_path: Path,
-                        ledger: Path) -> Iterator[Callable[..., CeleryWorkerProcess]]:
+def start_celery_worker(broker_url: str, celery_processes: Callable[..., CeleryWorkerProcess]
+                        ) -> Callable[..., CeleryWorkerProcess]:
     """``python -m celery -A tests.apps.celery_canvas worker`` as a real process of its own."""
-    started: list[CeleryWorkerProcess] = []
-
     def start(queue: str, name: str = "cel") -> CeleryWorkerProcess:
-        env = {"TQCTL_BROKER": broker_url, "LEDGER": str(ledger)}
-        worker = CeleryWorkerProcess("tests.apps.celery_canvas", queue, name, tmp_path / f"{name}.log", env)
-        started.append(worker)
-        return worker.wait_ready()
+        return celery_processes("tests.apps.celery_canvas", queue, name, {"TQCTL_BROKER": broker_url})
 
-    yield start
-    for worker in started:
-        worker.close()
+    return start
 
 
 def ledger_lines(ledger: Path, kind: str) -> list[list[str]]:

@@ -37,19 +37,14 @@ INTEROP = "tests.apps.interop"
 
 
 @pytest.fixture
-def celery_worker(broker_url: str, tmp_path: Path, ledger: Path) -> Iterator[Callable[..., CeleryWorkerProcess]]:
+def celery_worker(broker_url: str, celery_processes: Callable[..., CeleryWorkerProcess]
+                  ) -> Callable[..., CeleryWorkerProcess]:
     """``python -m celery -A tests.apps.celery_interop worker`` as a subprocess, with its log."""
-    started: list[CeleryWorkerProcess] = []
-
     def start(queues: str = "celery", name: str = "celery1") -> CeleryWorkerProcess:
-        env = {"INTEROP_BROKER": broker_url, "INTEROP_BACKEND": broker_url, "LEDGER": str(ledger)}
-        worker = CeleryWorkerProcess("tests.apps.celery_interop", queues, name, tmp_path / f"{name}.log", env)
-        started.append(worker)
-        return worker.wait_ready()
+        env = {"INTEROP_BROKER": broker_url, "INTEROP_BACKEND": broker_url}
+        return celery_processes("tests.apps.celery_interop", queues, name, env)
 
-    yield start
-    for worker in started:
-        worker.close()
+    return start
 
 
 @pytest.fixture
