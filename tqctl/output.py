@@ -13,8 +13,6 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NoReturn
 
-import typer
-
 # Documented exit codes (README "Exit codes").
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -52,11 +50,18 @@ def note(text: str) -> None:
     sys.stderr.flush()
 
 
-def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    """One line on stderr and a non-zero exit: never a traceback for an expected problem."""
+def error_line(message: str) -> None:
+    """One line on stderr, whatever newlines the message carries."""
     first = " ".join(str(message).split())
     sys.stderr.write(f"tqctl: error: {first}\n")
     sys.stderr.flush()
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    """One line on stderr and a non-zero exit: never a traceback for an expected problem."""
+    import typer  # here, not at the top: the worker process imports this module without typer
+
+    error_line(message)
     raise typer.Exit(code)
 
 

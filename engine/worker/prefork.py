@@ -7,6 +7,7 @@ and its job reported lost, so the worker can requeue or fail it.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import pickle
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+import engine.backend.redis  # noqa: F401  imported once here, shared by every child (not once per child)
 from engine import trace
 from engine.exceptions import TimeLimitExceeded, WorkerLostError
 from engine.request import Request
@@ -96,6 +98,9 @@ class PreforkPool:
         self._collector.start()
 
     def _spawn(self) -> Child:
+        # Objects alive now move to the permanent generation: the children's collector then never
+        # writes to them, so their pages stay shared (copy-on-write) instead of being copied.
+        gc.freeze()
         parent_end, child_end = _fork.Pipe(duplex=True)
         process = _fork.Process(target=_child_main, args=(child_end, self.host), daemon=True,
                                 name="tqctl-pool")

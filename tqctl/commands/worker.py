@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import typer
 
-from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
-from engine.worker.worker import POOLS, Worker
-from tqctl.loader import AppNotFound, load_app
+from engine.worker.worker import POOLS
 from tqctl.output import EXIT_USAGE, fail
+from tqctl.worker_process import WorkerSpec, exec_worker
 
 LEVELS = {"debug", "info", "warning", "error", "critical"}
 
@@ -33,26 +29,12 @@ def worker(
         fail(f"unknown pool {pool!r}: use prefork, threads or solo", EXIT_USAGE)
     if loglevel.lower() not in LEVELS:
         fail(f"unknown log level {loglevel!r}: use {', '.join(sorted(LEVELS))}", EXIT_USAGE)
-    logging.basicConfig(level=loglevel.upper(), stream=sys.stderr,
-                        format="[%(asctime)s: %(levelname)s/%(processName)s] %(message)s")
     scale = _parse_autoscale(autoscale) if autoscale else None
-    try:
-        app = load_app(app_spec)
-    except AppNotFound as exc:
-        fail(str(exc), EXIT_USAGE)
-    if broker:
-        app.conf.broker_url = broker
-    if backend:
-        app.conf.result_backend = backend
-    try:
-        node = Worker(app, concurrency=concurrency or None, pool=pool,
-                      queues=[q for q in queues.split(",") if q] or None,
-                      hostname=hostname or None, prefetch_multiplier=prefetch_multiplier or None,
-                      autoscale=scale)
-        code = _run(node, app, beat)
-    except (BrokerUnavailable, ImproperlyConfigured) as exc:
-        fail(str(exc))
-    raise typer.Exit(code)
+    exec_worker(WorkerSpec(
+        app_spec=app_spec, concurrency=concurrency or None, pool=pool,
+        queues=[q for q in queues.split(",") if q] or None, hostname=hostname or None,
+        prefetch_multiplier=prefetch_multiplier or None, autoscale=scale, beat=beat,
+        loglevel=loglevel.lower(), broker=broker, backend=backend))
 
 
 def _parse_autoscale(text: str) -> tuple[int, int]:
@@ -64,19 +46,3 @@ def _parse_autoscale(text: str) -> tuple[int, int]:
     if high < 1 or low < 0 or low > high:
         fail(f"--autoscale MAX,MIN needs MAX >= MIN >= 0 and MAX >= 1, not {text!r}", EXIT_USAGE)
     return high, low
-
-
-def _run(node: Worker, app: object, with_beat: bool) -> int:
-    """Run the worker, with an embedded beat thread when ``-B`` asks for one."""
-    if not with_beat:
-        return node.run()
-    from engine.beat import Beat
-
-    scheduler = Beat(app)
-    thread, stop = scheduler.start_thread()
-    try:
-        return node.run()
-    finally:
-        stop.set()
-        thread.join(5)
-        scheduler.close()
