@@ -265,10 +265,11 @@ class Worker:
         with self._room:
             self._room.notify_all()
 
-    def _release(self) -> None:
+    def _release(self, wake: bool = True) -> None:
         with self._room:
             self.outstanding -= 1
-            self._room.notify()
+            if wake:
+                self._room.notify()
 
     # -- from the consumer --------------------------------------------------------------------
     def make_job(self, delivery: Delivery, message: TaskMessage, task: Task) -> Job:
@@ -334,8 +335,9 @@ class Worker:
         elif not job.acked:
             job.acked = True
             self.acker.add(job.delivery.tag)
-        self._release()
+        self._release(wake=False)
         self.on_finished(job, outcome)
+        self.consumer.top_up()
 
     def on_lost(self, job: Job, reason: str, exc: BaseException) -> None:
         self.active.pop(job.id, None)
