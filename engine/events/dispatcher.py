@@ -7,15 +7,34 @@ so a busy worker pays one PUBLISH per batch rather than three per task.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 import time
+from json.encoder import encode_basestring_ascii as _text  # C: a str as a JSON string
 from typing import Any
 
 from engine.broker.fanout import RedisFanout
 from engine.protocol import events
+from engine.serialization import json_dumps
 
 BATCH = 100
+
+
+def _value(value: Any) -> str:
+    """One field as JSON: the scalar types events carry by hand, anything else by the encoder."""
+    kind = type(value)
+    if kind is str:
+        return _text(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    if kind is float and math.isfinite(value):
+        return f"{value:.6f}"  # microseconds; half the cost of repr, which is slow on floats
+    return json_dumps(value)
 
 
 class EventDispatcher:
@@ -26,9 +45,10 @@ class EventDispatcher:
         self.enabled = enabled
         self.batch = batch
         self._clock = itertools.count(1)
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[str] = []  # JSON text of each task event
         self._lock = threading.Lock()
         self._fixed_until, self._fixed_pid, self._utcoffset = 0.0, 0, 0.0
+        self._head = ""
 
     def clock(self) -> int:
         return next(self._clock)
@@ -40,21 +60,27 @@ class EventDispatcher:
         self.fanout.publish(events.EXCHANGE, key, raw)
 
     def task(self, event_type: str, **fields: Any) -> None:
-        """Buffer a task event; the batch goes out when full or at the next ``flush``."""
+        """Buffer a task event as JSON text; the batch goes out when full or at the next ``flush``.
+
+        Written by hand rather than as a dict for the encoder: three events per task made
+        building and encoding them a fifth of a busy worker's CPU. The fields and their order
+        are ``events.make``'s; the pid and UTC offset are looked up once a second.
+        """
         if not self.enabled:
             return
-        # ``events.make``'s dict, with the pid and UTC offset looked up once a second, not per event.
         now = time.time()
         if now >= self._fixed_until or self._fixed_pid != os.getpid():
             self._fixed_pid, self._utcoffset = os.getpid(), events.utcoffset()
             self._fixed_until = now + 1.0
-        event = {"hostname": self.hostname, "utcoffset": self._utcoffset, "pid": self._fixed_pid,
-                 "clock": next(self._clock)}
-        event.update(fields)
-        event["timestamp"] = fields.get("timestamp") or now
-        event["type"] = event_type
+            self._head = f'{{"hostname": {_text(self.hostname)}, "utcoffset": {_value(self._utcoffset)}, "pid": '
+        timestamp = fields.pop("timestamp", None) or now
+        parts = [self._head, str(fields.pop("pid", self._fixed_pid)), ', "clock": ', str(next(self._clock))]
+        for key, value in fields.items():  # keys are keyword names: nothing to escape
+            parts += (', "', key, '": ', _value(value))
+        parts += (', "timestamp": ', _value(timestamp), ', "type": "', event_type, '"}')
+        line = "".join(parts)
         with self._lock:
-            self._buffer.append(event)
+            self._buffer.append(line)
             full = len(self._buffer) >= self.batch
         if full:
             self.flush()
@@ -63,5 +89,5 @@ class EventDispatcher:
         with self._lock:
             batch, self._buffer = self._buffer, []
         if batch:
-            key, raw = events.encode(batch, self.hostname)
+            key, raw = events.encode_batch(batch, self.hostname)
             self.fanout.publish(events.EXCHANGE, key, raw)
