@@ -56,12 +56,18 @@ class RedisBroker:
         self._conns = ThreadConnections(self.client)  # publish's per-thread connections
         self._fconn: redis.connection.AbstractConnection | None = None  # the consumer's, for fetch
         self._fpid, self._fetch_lock = 0, threading.Lock()
+        # The in-flight record written after a BRPOP, sent but its reply not yet read (see ``fetch``).
+        self._unconfirmed: tuple[str, str, bytes] | None = None
 
     # -- connection -------------------------------------------------------------------------
     def ping(self) -> None:
         guarded(self.url, self.client.ping)
 
     def close(self) -> None:
+        try:
+            self._confirm()
+        except (redis.RedisError, OSError):
+            pass  # closing because the broker is gone: the record is the reaper's business now
         self._fconn = None
         self._conns.close()
         self.client.close()
@@ -128,12 +134,15 @@ class RedisBroker:
         """Take up to ``limit`` messages into ``owner``'s in-flight hash; block ``timeout`` if none.
 
         Pending acks ride in the same round trip. The blocking path is a BRPOP followed at once
-        by recording the message, so a crash in that instant is the only unrecorded window.
+        by recording the message, so a crash in that instant is the only unrecorded window. That
+        record's reply is read later (``_confirm``): the task starts a round trip sooner, and every
+        call that touches the in-flight hash reads it first, so nothing can overtake the record.
         """
         inflight = INFLIGHT + owner
         keys = self._keys(queues)
         prefix = f"{next(self._seq)}"
         with self._fetch_lock:
+            self._confirm_locked()
             # One EVALSHA on the consumer's own connection (acks ride inside the script).
             flat = self._fetch_call("EVALSHA", self._scripts["FETCH"].sha, 1 + len(keys), inflight, *keys,
                                     limit, prefix, *acks)
@@ -148,11 +157,30 @@ class RedisBroker:
             key, raw = got[0].decode(), got[1]
             tag = f"{prefix}.b"
             record = key.encode() + SEP.encode() + raw
+            conn = self._fetch_conn()
             try:
-                self._fetch_call("HSET", inflight, tag, record)
+                conn.send_command("HSET", inflight, tag, record)
+                self._unconfirmed = (inflight, tag, record)
             except (redis.ConnectionError, redis.TimeoutError, OSError):
+                conn.disconnect()
                 self.client.hset(inflight, tag, record)  # the message is ours now: retry elsewhere
             return [Delivery(tag, key, raw)]
+
+    def _confirm(self) -> None:
+        if self._unconfirmed is not None:
+            with self._fetch_lock:
+                self._confirm_locked()
+
+    def _confirm_locked(self) -> None:
+        """Read the in-flight record's reply; if the connection failed, write it again elsewhere."""
+        pending, self._unconfirmed = self._unconfirmed, None
+        if pending is None or self._fconn is None or self._fpid != os.getpid():
+            return  # (a forked child: that socket and its reply are the parent's)
+        try:
+            self._fconn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            self._fconn.disconnect()
+            self.client.hset(*pending)  # HSET is idempotent: harmless if the first one landed
 
     def _fetch_conn(self) -> redis.connection.AbstractConnection:
         conn = self._fconn
@@ -177,15 +205,18 @@ class RedisBroker:
             raise
 
     def ack(self, owner: str, tags: Sequence[str]) -> None:
+        self._confirm()
         if tags:
             self.client.hdel(INFLIGHT + owner, *tags)
 
     def requeue(self, owner: str, tags: Sequence[str]) -> int:
+        self._confirm()
         if not tags:
             return 0
         return int(self._scripts["REQUEUE"](keys=[INFLIGHT + owner], args=list(tags)))
 
     def requeue_all(self, owner: str) -> int:
+        self._confirm()
         return int(self._scripts["REQUEUE_ALL"](keys=[INFLIGHT + owner]))
 
     def hand_back(self, items: Sequence[tuple[str, bytes]]) -> None:
@@ -197,10 +228,12 @@ class RedisBroker:
             pipe.execute()
 
     def inflight_count(self, owner: str) -> int:
+        self._confirm()
         return int(self.client.hlen(INFLIGHT + owner))
 
     # -- delayed messages ---------------------------------------------------------------------
     def defer(self, owner: str, tag: str, eta: float) -> None:
+        self._confirm()
         self._scripts["DEFER"](keys=[INFLIGHT + owner, DELAYED], args=[tag, repr(eta)])
 
     def promote_due(self, now: float, limit: int = 500) -> tuple[int, float | None]:
@@ -215,6 +248,7 @@ class RedisBroker:
         self.client.zadd(OWNERS, {owner: int(now * 1000)})
 
     def retire(self, owner: str) -> None:
+        self._confirm()
         pipe = self.client.pipeline(transaction=True)
         pipe.zrem(OWNERS, owner)
         pipe.delete(INFLIGHT + owner)
@@ -226,6 +260,7 @@ class RedisBroker:
 
     # -- dead letters -------------------------------------------------------------------------
     def dead_letter(self, owner: str | None, tag: str | None, letter: DeadLetter) -> None:
+        self._confirm()
         meta = {k: v for k, v in letter.as_dict().items() if k not in ("id", "size")}
         self._scripts["DEAD"](
             keys=[INFLIGHT + (owner or "-"), DEAD_RAW, DEAD_META, DEAD_INDEX],
