@@ -222,8 +222,9 @@ class App:
         guarded(self.broker.url, lambda: self.broker.publish_many([(queue, raw, priority) for _, raw in built]))
         sent = self.sent_events
         if sent is not None:
-            for (task_id, _), (args, kwargs) in zip(built, calls, strict=True):
-                sent.record(task_id, name, args or (), kwargs or {}, queue, message_options)
+            sent.record_many(name, ((task_id, args or (), kwargs or {})
+                                    for (task_id, _), (args, kwargs) in zip(built, calls, strict=True)),
+                             queue, message_options)
         return [AsyncResult(task_id, self, task_name=name) for task_id, _ in built]
 
     def _destination(self, name: str, task: Task | None, args: list[Any], kwargs: dict[str, Any],

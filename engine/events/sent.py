@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from engine.broker.fanout import RedisFanout
@@ -45,13 +46,20 @@ class SentEvents:
     def record(self, task_id: str, name: str, args: Any, kwargs: Any, queue: str,
                options: dict[str, Any]) -> None:
         """Queue one task-sent; cheap on purpose (the repr and the publish happen in the flusher)."""
+        self._add([(task_id, name, args, kwargs, queue, options)])
+
+    def record_many(self, name: str, sent: Iterable[tuple[str, Any, Any]], queue: str,
+                    options: dict[str, Any]) -> None:
+        """``record`` for a bulk send: ``(task_id, args, kwargs)`` each, one lock for all."""
+        self._add([(task_id, name, args, kwargs, queue, options) for task_id, args, kwargs in sent])
+
+    def _add(self, items: list[tuple[Any, ...]]) -> None:
         if os.getpid() != self._pid:
             with self._start_lock:
                 if os.getpid() != self._pid:
                     self._start()
-        item = (task_id, name, args, kwargs, queue, options)
         with self._lock:
-            self._pending.append(item)
+            self._pending += items
             if len(self._pending) > MAX_BUFFER:
                 del self._pending[: len(self._pending) - MAX_BUFFER]
         if not self._wake.is_set():  # set() takes a Condition; the flusher only needs one wake-up
