@@ -78,6 +78,10 @@ class TimeoutError(TaskError):  # noqa: A001 - Celery's name, importable from he
     """``AsyncResult.get()`` ran out of time."""
 
 
+class EncodeError(TaskError):
+    """A task's return value cannot be serialized for the result backend (kombu's name)."""
+
+
 class ContentDisallowed(TaskError):
     """A message used a serializer that ``accept_content`` does not allow (pickle by default)."""
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import states
 from engine.canvas import maybe_signature
-from engine.exceptions import ChordError, Reject, Retry
+from engine.exceptions import ChordError, EncodeError, Reject, Retry
 from engine.protocol.results import decode_exception, encode_exception, format_traceback, meta
 from engine.protocol.task import safe_repr
 from engine.request import Request
@@ -61,7 +61,11 @@ def run(app: App, task: Task, request: Request, *, store: bool = True) -> Outcom
         task.pop_request()
     runtime = time.perf_counter() - started
     if store and not request.ignore_result:
-        _store(app, request, states.SUCCESS, value)
+        try:
+            _store(app, request, states.SUCCESS, value)
+        except (TypeError, ValueError, RecursionError) as exc:  # the value, not the backend, is at fault
+            error = EncodeError(f"cannot store the result of {task.name}: {exc}")
+            return _failed(app, task, request, error, started, store)
     _send_callbacks(app, request, value)
     _chord_part(app, request, states.SUCCESS, value)
     return Outcome(states.SUCCESS, runtime, result_repr=safe_repr(value), value=value)

@@ -555,3 +555,19 @@ def test_eager_retry_that_fails_keeps_the_final_traceback() -> None:
 
     result = flaky.delay()
     assert result.state == "FAILURE" and "KeyError: 'still missing'" in result.traceback
+
+
+def test_a_result_that_cannot_be_stored_fails_the_task_with_encode_error(app: Any) -> None:
+    """Not a crashed pool child: the client sees FAILURE and why, and the worker goes on."""
+    from engine import trace
+    from engine.request import Request
+
+    @app.task(name="unit.unstorable")
+    def unstorable() -> object:
+        return object()
+
+    request = Request(id=str(uuid.uuid4()), name="unit.unstorable", called_directly=False)
+    outcome = trace.run(app, unstorable, request)
+    assert outcome.state == states.FAILURE and "EncodeError" in outcome.exception_repr
+    stored = app.AsyncResult(request.id)
+    assert stored.state == states.FAILURE and "cannot store the result of unit.unstorable" in str(stored.result)
