@@ -41,6 +41,7 @@ __all__ = ["BenchError", "Options", "Target", "engine_target", "measure", "run_o
 
 QUEUE = "tqctl.bench"
 CHUNK = 1000
+QUIESCE = 0.5  # seconds for a client's background event thread to finish before the next figure
 
 
 @dataclass
@@ -175,6 +176,9 @@ class Run:
             self.say(f"  enqueue: bulk API, {b} tasks")
             self.out["enqueue_pipelined_per_s"] = b / _timed(lambda: t.send_bulk(b))
             self._expect_depth(b)
+            # The client's task-sent events go out from a background thread about 50 ms later;
+            # let them, or their encoding runs inside the next figures (the raw references).
+            time.sleep(QUIESCE)
             self.purge()
             self.out["enqueue_publish_many_per_s"] = b / _timed(
                 lambda: self.broker.publish_many([(q, raw, None) for raw in raws[:b]]))
