@@ -51,7 +51,7 @@ class AuditScreen(TableScreen):
         if message.key == "audit":
             self.entries = message.data
             self.error = message.error
-            self.render_body(True)
+            self.refresh_view(True)  # from a thread: may land while the app quits
 
     def rows(self) -> list[tuple[str, list]]:
         out = []

@@ -71,7 +71,12 @@ class ConsoleScreen(Screen):
 
     # -- rendering --------------------------------------------------------------------------------
     def refresh_view(self, force: bool = False) -> None:
-        if not self.is_mounted or not self.query(Footer):
+        """Paint from the model, unless the screen is half built or half torn down.
+
+        The App's refresh timer runs in its own task, so it also fires while the app quits and
+        Textual removes this screen's widgets one by one (``display`` turns false first).
+        """
+        if not (self.app.is_running and self.is_mounted and self.display) or not self.query(Footer):
             return
         self.tq.paint_chrome(self)
         self.render_body(force)

@@ -99,7 +99,7 @@ class PeekScreen(TableScreen):
         if message.key == f"peek:{self.queue}":
             self.messages, self.loaded = message.data, True
             self.error = message.error
-            self.render_body(True)
+            self.refresh_view(True)  # from a thread: may land while the app quits
 
     def rows(self) -> list[tuple[str, list]]:
         now = self.model.now()
