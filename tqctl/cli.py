@@ -11,7 +11,7 @@ import sys
 import typer
 
 from tqctl.commands import beat, bench, broker, cluster, dead, demo, ops, queues, tasks, worker
-from tqctl.output import EXIT_ERROR
+from tqctl.output import EXIT_ERROR, EXIT_OK, EXIT_USAGE, error_line
 from tqctl.tui import commands as console
 
 app = typer.Typer(
@@ -51,10 +51,21 @@ app.command("failures")(tasks.failures)
 
 def main() -> None:
     try:
-        app()
+        # standalone_mode=False: Typer hands its usage errors to us instead of drawing a boxed
+        # message of five lines; ``typer.Exit(code)`` (and Ctrl-C, as 130) come back as the value.
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # a bad flag, value, argument or command (Typer's click)
+        message, ctx = exc.format_message().strip().rstrip("."), getattr(exc, "ctx", None)
+        if message:  # (a group called without its command has just printed its help instead)
+            error_line(message + (f" (try '{ctx.command_path} -h')" if ctx is not None else ""))
+        sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
+    except typer.Abort:  # end of input at a prompt
+        error_line("aborted")
+        sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         sys.stderr.write("tqctl: interrupted\n")
         sys.exit(130)
     except Exception as exc:  # the last net: one line, never a traceback dump
-        sys.stderr.write(f"tqctl: error: {type(exc).__name__}: {exc}\n".replace("\n\n", "\n"))
+        error_line(f"{type(exc).__name__}: {exc}")
         sys.exit(EXIT_ERROR)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

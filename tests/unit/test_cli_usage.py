@@ -132,6 +132,28 @@ def test_status_against_a_closed_port_as_a_real_process_within_10s() -> None:
     assert "topsecret" not in proc.stderr and ":****@" in proc.stderr
 
 
+BAD_INPUT = [
+    (["worker", "--bogus"], "No such option: --bogus (try 'python -m tqctl worker -h')"),
+    (["nosuchcmd"], "No such command 'nosuchcmd' (try 'python -m tqctl -h')"),
+    (["bench", "-n", "abc"], "Invalid value for '-n' / '--tasks'"),
+    (["revoke"], "Missing argument 'task_ids' (try 'python -m tqctl revoke -h')"),
+    (["status", "--timeout"], "Option '--timeout' requires an argument"),
+]
+
+
+@pytest.mark.parametrize(("argv", "says"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_a_bad_flag_or_command_is_one_line_and_exit_2_from_the_real_program(argv: list[str], says: str) -> None:
+    """What a user at a terminal gets: not Typer's boxed five-line message, one line naming the fix."""
+    env = {**os.environ, "TQCTL_BROKER": f"redis://:topsecret@127.0.0.1:{closed_port()}/0",
+           "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "tqctl", *argv], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("tqctl: error: "), proc.stderr
+    assert says in proc.stderr and "topsecret" not in proc.stderr
+
+
 # -- parsing helpers -------------------------------------------------------------------------------
 def test_both_spellings_name_the_same_control_command() -> None:
     assert canonical("pool-grow") == canonical("pool_grow") == "pool_grow"
