@@ -7,11 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import typer
 
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
-from tqctl.client import resolve_broker_url
+from engine.exceptions import TimeoutError as NotReady
+from tqctl.client import DEFAULT_STATE_DIR, resolve_broker_url
 from tqctl.output import emit_line, fail, note
 
 
@@ -27,30 +29,55 @@ def demo(
     from tqctl.examples import shop
 
     shop.app.conf.broker_url = url
+    state = Path(os.environ.get("TQCTL_STATE_DIR") or DEFAULT_STATE_DIR)
+    state.mkdir(parents=True, exist_ok=True)
+    log = state / "demo-worker.log"
     env = {**os.environ, "TQCTL_BROKER": url}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "tqctl", "worker", "-A", "tqctl.examples.shop", "-c", "2",
-         "-l", "warning", "-n", "demo@%h"],
-        env=env,
-    )
+    # The worker's own log goes to a file: its ERROR line for the refund that is meant to fail
+    # would otherwise land in the middle of the results.
+    with open(log, "ab") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tqctl", "worker", "-A", "tqctl.examples.shop", "-c", "2",
+             "-l", "warning", "-n", "demo@%h"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
     try:
-        _run(shop, orders)
+        _run(shop, orders, worker, log)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
+    note(f"worker log: {log}")
 
 
-def _run(shop, orders: int) -> None:  # noqa: ANN001 - the example module
+def _run(shop, orders: int, worker: subprocess.Popen[bytes], log: Path) -> None:  # noqa: ANN001 - the example
     started = time.monotonic()
     note(f"sending {orders} orders, a sum and a refund that fails...")
     results = [shop.process_order.delay(i) for i in range(1, orders + 1)]
     total = shop.add.delay(2, 3)
     refund = shop.refund.delay(42)
+
+    def wait(result):  # noqa: ANN001, ANN202 - an AsyncResult; its value, or the task's exception
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return result.get(timeout=0.5, propagate=False)
+            except NotReady:
+                if worker.poll() is not None:
+                    fail(f"the demo worker exited with code {worker.returncode}: {_last_line(log)}")
+                if time.monotonic() > deadline:
+                    fail(f"no result after 30s; the worker's log: {log}")
+
     for result in results:
-        emit_line(f"process_order -> {result.get(timeout=30)}")
-    emit_line(f"add(2, 3) -> {total.get(timeout=30)}")
-    try:
-        refund.get(timeout=30)
-    except RuntimeError as exc:
-        emit_line(f"refund(42) -> failed as expected: {type(exc).__name__}: {exc}")
+        emit_line(f"process_order -> {wait(result)}")
+    emit_line(f"add(2, 3) -> {wait(total)}")
+    failed = wait(refund)
+    if isinstance(failed, RuntimeError):
+        emit_line(f"refund(42) -> failed as expected: {type(failed).__name__}: {failed}")
+    else:
+        emit_line(f"refund(42) -> {failed!r}, but it was meant to fail")
     emit_line(f"done in {time.monotonic() - started:.2f}s")
+
+
+def _last_line(log: Path) -> str:
+    lines = log.read_text(errors="replace").strip().splitlines()
+    return lines[-1].removeprefix("tqctl: error: ") if lines else "(its log is empty)"
