@@ -7,6 +7,7 @@ port here: a command that connected first would exit 1, not 2.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -152,6 +153,17 @@ def test_a_bad_flag_or_command_is_one_line_and_exit_2_from_the_real_program(argv
     assert proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("tqctl: error: "), proc.stderr
     assert says in proc.stderr and "topsecret" not in proc.stderr
+
+
+def test_version_is_one_line_and_touches_no_broker() -> None:
+    """``tqctl --version`` (or ``-V`` before any command) answers at once, even with a dead broker."""
+    env = {**os.environ, "TQCTL_BROKER": f"redis://:topsecret@127.0.0.1:{closed_port()}/0", "PYTHONPATH": str(ROOT)}
+    for argv in (["--version"], ["-V", "status"]):
+        proc = subprocess.run([sys.executable, "-m", "tqctl", *argv], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=30)
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        assert re.fullmatch(r"tqctl \d+\.\d+\.\d+( from source)? \(Python 3\.\d+\.\d+, redis \S+, "
+                            r"kombu \S+, textual \S+\)\n", proc.stdout), proc.stdout
 
 
 # -- parsing helpers -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from tqctl.output import EXIT_USAGE, fail, note
+from tqctl.version import print_version
 
 Broker = Annotated[str, typer.Option("--broker", envvar="TQCTL_BROKER",
                                      help="Broker URL (redis://…); default: the bundled broker in the state folder.")]
@@ -18,6 +19,8 @@ StateDir = Annotated[str, typer.Option("--state-dir", envvar="TQCTL_STATE_DIR",
                                        help="State folder (bundled broker, audit.jsonl, logs).")]
 AppSpec = Annotated[str, typer.Option("-A", "--app", help="module or module:attr holding the App (beat entries).")]
 Demo = Annotated[bool, typer.Option("--demo", help="Open on a recorded demo cluster (nothing is contacted).")]
+Version = Annotated[bool, typer.Option("--version", "-V", is_eager=True, callback=print_version,
+                                       help="Print tqctl's version (and its key libraries') and exit.")]
 
 
 def _run(**options: object) -> None:
@@ -30,7 +33,7 @@ def _run(**options: object) -> None:
 
 
 def root(ctx: typer.Context, broker: Broker = "", read_only: ReadOnly = False, state_dir: StateDir = ".tqctl",
-         app_spec: AppSpec = "", demo: Demo = False) -> None:
+         app_spec: AppSpec = "", demo: Demo = False, version: Version = False) -> None:
     """Run and watch a Celery-compatible task queue. With no command: open the console."""
     if ctx.invoked_subcommand is None:
         _run(broker=broker or None, state_dir=state_dir, read_only=read_only, app_spec=app_spec or None, demo=demo)
