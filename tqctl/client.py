@@ -14,6 +14,11 @@ from engine.config import mask_url
 DEFAULT_STATE_DIR = ".tqctl"
 
 
+def resolve_state_dir(option: str | None = None) -> str:
+    """``--state-dir``, else ``TQCTL_STATE_DIR``, else ``.tqctl`` (the bundled broker, logs)."""
+    return option or os.environ.get("TQCTL_STATE_DIR") or DEFAULT_STATE_DIR
+
+
 def resolve_broker_url(option: str | None, state_dir: str | None = None) -> str:
     """``--broker``, else ``TQCTL_BROKER``, else the bundled server (started if needed)."""
     url = option or os.environ.get("TQCTL_BROKER")
@@ -21,7 +26,7 @@ def resolve_broker_url(option: str | None, state_dir: str | None = None) -> str:
         return url
     from engine import bundled
 
-    return bundled.ensure_running(state_dir or os.environ.get("TQCTL_STATE_DIR") or DEFAULT_STATE_DIR)
+    return bundled.ensure_running(resolve_state_dir(state_dir))
 
 
 def open_broker(option: str | None) -> Broker:

@@ -6,13 +6,11 @@ Starts its own worker processes of ``tqctl.examples.benchapp`` on a dedicated qu
 
 from __future__ import annotations
 
-import os
-
 import typer
 
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from tqctl import benchmark
-from tqctl.client import DEFAULT_STATE_DIR, resolve_broker_url
+from tqctl.client import resolve_broker_url, resolve_state_dir
 from tqctl.output import EXIT_ERROR, EXIT_USAGE, emit_json, emit_table, fail, note
 
 
@@ -80,5 +78,5 @@ def _bundled_pid(url: str) -> int | None:
     """The bundled server's pid when ``url`` is the bundled server (its CPU is then read from /proc)."""
     from engine import bundled
 
-    status = bundled.status(os.environ.get("TQCTL_STATE_DIR") or DEFAULT_STATE_DIR)
+    status = bundled.status(resolve_state_dir())
     return status.pid if status.running and status.url == url else None

@@ -13,7 +13,7 @@ import typer
 
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.exceptions import TimeoutError as NotReady
-from tqctl.client import DEFAULT_STATE_DIR, resolve_broker_url
+from tqctl.client import resolve_broker_url, resolve_state_dir
 from tqctl.output import emit_line, fail, note
 
 
@@ -29,7 +29,7 @@ def demo(
     from tqctl.examples import shop
 
     shop.app.conf.broker_url = url
-    state = Path(os.environ.get("TQCTL_STATE_DIR") or DEFAULT_STATE_DIR)
+    state = Path(resolve_state_dir())
     state.mkdir(parents=True, exist_ok=True)
     log = state / "demo-worker.log"
     env = {**os.environ, "TQCTL_BROKER": url}
