@@ -11,7 +11,7 @@ import sys
 import typer
 
 from tqctl.commands import beat, bench, broker, cluster, dead, demo, ops, queues, tasks, worker
-from tqctl.output import EXIT_ERROR, EXIT_OK, EXIT_USAGE, error_line
+from tqctl.output import EXIT_ERROR, EXIT_OK, error_line
 from tqctl.tui import commands as console
 
 app = typer.Typer(
@@ -58,7 +58,7 @@ def main() -> None:
         message, ctx = exc.format_message().strip().rstrip("."), getattr(exc, "ctx", None)
         if message:  # (a group called without its command has just printed its help instead)
             error_line(message + (f" (try '{ctx.command_path} -h')" if ctx is not None else ""))
-        sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
+        sys.exit(exc.exit_code)  # 2 for usage errors
     except typer.Abort:  # end of input at a prompt
         error_line("aborted")
         sys.exit(EXIT_ERROR)

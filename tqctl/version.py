@@ -15,26 +15,23 @@ from tqctl.output import emit_line
 PARTS = ("redis", "kombu", "textual")
 
 
-def _version(dist: str) -> str:
+def _installed(dist: str) -> str | None:
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
-        return "not installed"
+        return None
 
 
-def _own_version() -> str:
-    """Installed metadata, else the checkout's pyproject.toml (run from source with PYTHONPATH)."""
-    try:
-        return metadata.version("tqctl")
-    except metadata.PackageNotFoundError:
-        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
-        found = re.search(r'^version = "([^"]+)"', pyproject.read_text(), re.M) if pyproject.exists() else None
-        return f"{found.group(1)} from source" if found else "unknown"
+def _from_checkout() -> str:
+    """Run from source (PYTHONPATH, not installed): the version in the checkout's pyproject.toml."""
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    found = re.search(r'^version = "([^"]+)"', pyproject.read_text(), re.M) if pyproject.exists() else None
+    return f"{found.group(1)} from source" if found else "unknown"
 
 
 def version_line() -> str:
-    parts = ", ".join(f"{name} {_version(name)}" for name in PARTS)
-    return f"tqctl {_own_version()} (Python {platform.python_version()}, {parts})"
+    parts = ", ".join(f"{name} {_installed(name) or 'not installed'}" for name in PARTS)
+    return f"tqctl {_installed('tqctl') or _from_checkout()} (Python {platform.python_version()}, {parts})"
 
 
 def print_version(value: bool) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -15,6 +16,9 @@ from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.exceptions import TimeoutError as NotReady
 from tqctl.client import resolve_broker_url, resolve_state_dir
 from tqctl.output import emit_line, fail, note
+
+if TYPE_CHECKING:
+    from engine.result import AsyncResult
 
 
 def demo(
@@ -55,27 +59,28 @@ def _run(shop, orders: int, worker: subprocess.Popen[bytes], log: Path) -> None:
     results = [shop.process_order.delay(i) for i in range(1, orders + 1)]
     total = shop.add.delay(2, 3)
     refund = shop.refund.delay(42)
-
-    def wait(result):  # noqa: ANN001, ANN202 - an AsyncResult; its value, or the task's exception
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                return result.get(timeout=0.5, propagate=False)
-            except NotReady:
-                if worker.poll() is not None:
-                    fail(f"the demo worker exited with code {worker.returncode}: {_last_line(log)}")
-                if time.monotonic() > deadline:
-                    fail(f"no result after 30s; the worker's log: {log}")
-
     for result in results:
-        emit_line(f"process_order -> {wait(result)}")
-    emit_line(f"add(2, 3) -> {wait(total)}")
-    failed = wait(refund)
+        emit_line(f"process_order -> {_wait(result, worker, log)}")
+    emit_line(f"add(2, 3) -> {_wait(total, worker, log)}")
+    failed = _wait(refund, worker, log)
     if isinstance(failed, RuntimeError):
         emit_line(f"refund(42) -> failed as expected: {type(failed).__name__}: {failed}")
     else:
         emit_line(f"refund(42) -> {failed!r}, but it was meant to fail")
     emit_line(f"done in {time.monotonic() - started:.2f}s")
+
+
+def _wait(result: AsyncResult, worker: subprocess.Popen[bytes], log: Path) -> Any:
+    """The task's value, or its exception; a worker that died is reported rather than waited on."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return result.get(timeout=0.5, propagate=False)
+        except NotReady:
+            if worker.poll() is not None:
+                fail(f"the demo worker exited with code {worker.returncode}: {_last_line(log)}")
+            if time.monotonic() > deadline:
+                fail(f"no result after 30s; the worker's log: {log}")
 
 
 def _last_line(log: Path) -> str:
