@@ -24,7 +24,7 @@ from tests.integration.harness import ROOT, wait_for
 
 pytestmark = pytest.mark.integration
 HOST = socket.gethostname()
-VECTORS = ROOT.parent / "shared" / "protocol" / "vectors"  # celery-wire.md §9
+VECTORS = ROOT / "tests" / "vectors"  # celery-wire.md §9
 WORKER_TYPES = {"worker-online", "worker-heartbeat", "worker-offline"}
 TASK_TYPES = {"task-sent", "task-received", "task-started", "task-succeeded", "task-failed", "task-retried",
               "task-revoked", "task-rejected"}

@@ -14,7 +14,7 @@ from engine.events.rates import CounterRate, KeyedCounters, WindowCounter
 from engine.events.state import ClusterState
 from engine.protocol import events as wire
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "protocol" / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 T0 = 1_795_482_451.0
 
 

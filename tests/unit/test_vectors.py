@@ -1,4 +1,4 @@
-"""Every captured Celery message in ../shared/protocol/vectors decodes with the engine's protocol code.
+"""Every captured Celery message in tests/vectors decodes with the engine's protocol code.
 
 The vectors are real bytes written by Celery 5.7 (and 5.4) clients and workers (celery-wire.md §9).
 Task messages go through ``engine.protocol.task.decode`` exactly as a worker receives them; result
@@ -25,7 +25,7 @@ from engine.protocol import control, envelope, events
 from engine.protocol import task as protocol
 from engine.protocol.results import decode_exception, encode_exception, group_key, meta, task_key
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "protocol" / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"  # copied from the protocol reference, celery-wire.md §9
 FILES = sorted(VECTORS.glob("*.json")) if VECTORS.is_dir() else []
 JSON_ONLY = frozenset({"application/json"})
 SEP = "\x06\x16"
@@ -407,7 +407,7 @@ CHECKS = {"task-": check_task_file, "result-": check_result_file, "event-": chec
 
 
 def test_the_vectors_are_there() -> None:
-    assert VECTORS.is_dir(), f"protocol vectors not found at {VECTORS} (CI keeps ../shared beside the repo)"
+    assert VECTORS.is_dir(), f"protocol vectors not found at {VECTORS}"
     assert len(FILES) >= 56  # celery-wire.md §9
 
 
