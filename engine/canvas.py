@@ -44,9 +44,44 @@ class Signature(dict):
     def options(self) -> dict[str, Any]:
         return self["options"]
 
-    def set(self, **options: Any) -> Signature:
+    @property
+    def id(self) -> str | None:
+        return self["options"].get("task_id")
+
+    @property
+    def args(self) -> list[Any]:
+        return self["args"]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return self["kwargs"]
+
+    def set(self, immutable: bool | None = None, **options: Any) -> Signature:
+        if immutable is not None:
+            self["immutable"] = immutable
         self["options"].update(options)
         return self
+
+    def freeze(self, _id: str | None = None, group_id: str | None = None, chord: dict[str, Any] | None = None,
+               root_id: str | None = None, parent_id: str | None = None,
+               group_index: int | None = None) -> AsyncResult:
+        """Fix the ids this signature will run under, as Celery's ``freeze`` (an existing id wins)."""
+        from engine.protocol.task import new_id
+        from engine.result import AsyncResult
+
+        opts = self["options"]
+        task_id = opts.setdefault("task_id", _id or new_id())
+        if root_id:
+            opts["root_id"] = root_id
+        if parent_id:
+            opts["parent_id"] = parent_id
+        if group_id and "group_id" not in opts:
+            opts["group_id"] = group_id
+        if chord:
+            opts["chord"] = chord
+        if group_index is not None:
+            opts["group_index"] = group_index
+        return AsyncResult(task_id, self.app)
 
     def link(self, callback: dict[str, Any]) -> dict[str, Any]:
         """Run ``callback`` with this task's result when it succeeds (Celery's ``link``)."""
@@ -89,6 +124,9 @@ class Signature(dict):
             raise RuntimeError(f"signature {self.name} is not bound to an app")
         sig = self.clone(args, kwargs, **options)
         opts = dict(sig["options"])
+        nesting = opts.pop("replaced_task_nesting", None)
+        if nesting:
+            opts["headers"] = {**(opts.get("headers") or {}), "replaced_task_nesting": nesting}
         task = self.app.tasks.get(sig.name)
         if task is not None and self.app.conf.task_always_eager:
             return task.apply(sig["args"], sig["kwargs"], **opts)

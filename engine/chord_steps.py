@@ -1,0 +1,118 @@
+"""The worker's side of the canvas: what happens after a task that belongs to a workflow ends.
+
+As Celery 5.7's worker does it, for messages from either client: on success the callbacks go
+out (several at once as one group), then the next chain step with the rest of the chain; a
+chord header member counts itself in and the last one starts the body. On failure every step
+chained after the task is marked failed too, including the bodies of chords further on, and a
+chord whose header failed stores a ``ChordError`` on its body and calls the body's errbacks.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from engine import states
+from engine.canvas import Signature, maybe_signature
+from engine.exceptions import ChordError
+from engine.protocol.results import decode_exception, encode_exception, meta
+from engine.workflows import Group
+
+if TYPE_CHECKING:
+    from engine.app import App
+    from engine.request import Request
+
+
+def send_callbacks(app: App, request: Request, value: Any) -> None:
+    """``link`` callbacks, then the next chain step (Celery's ``_dispatch_callbacks_and_chain``)."""
+    family = {"parent_id": request.id, "root_id": request.root_id}
+    callbacks = [s for s in (maybe_signature(c, app) for c in request.callbacks or ()) if s is not None]
+    if len(callbacks) > 1:
+        for sig in callbacks:
+            if isinstance(sig, Group):
+                sig.apply_async((value,), **family)
+        plain = [sig for sig in callbacks if not isinstance(sig, Group)]
+        if plain:
+            Group(plain, app=app).apply_async((value,), **family)
+    elif callbacks:
+        callbacks[0].apply_async((value,), **family)
+    if request.chain:
+        step = maybe_signature(request.chain[-1], app)
+        if step is not None:
+            step.apply_async((value,), chain=list(request.chain[:-1]), **family)
+
+
+def chord_part(app: App, request: Request, state: str, result: Any) -> None:
+    """Count a finished chord header member; the one that completes the set starts the body."""
+    if not request.chord or not request.group or request.is_eager:
+        return
+    _part_done(app, request.group, request.id or "", request.group_index or 0, request.chord, state, result)
+
+
+def _part_done(app: App, group_id: str, task_id: str, index: int, chord: dict[str, Any], state: str,
+               result: Any) -> None:
+    join = app.chord_join()
+    got = join.part_done(group_id, task_id, index, state, result)
+    if got is None:
+        return
+    token, parts = got
+    body = maybe_signature(chord, app)
+    if body is not None:
+        failed = next(((tid, res) for tid, st, res in parts if st in states.PROPAGATE_STATES), None)
+        if failed is None:
+            body.apply_async(([res for _, _, res in parts],))
+        else:
+            exc = ChordError(f"Dependency {failed[0]} raised {decode_exception(failed[1])!r}")
+            fail_body(app, body, exc)
+    join.finish(group_id, token)
+
+
+def fail_body(app: App, body: Signature, exc: BaseException) -> None:
+    """A chord body that will never run: its errbacks are called and it is stored as failed."""
+    body_id = body.options.get("task_id")
+    for errback in body.options.get("link_error") or ():
+        sig = maybe_signature(errback, app)
+        if sig is None:
+            continue
+        local = app.tasks.get(sig.name)
+        if local is not None and _takes_request(local):
+            from engine.request import Request
+
+            local(Request(id=body_id, name=body.name, args=body["args"], kwargs=body["kwargs"]), exc, None)
+        else:
+            sig.apply_async((body_id,), parent_id=body_id)
+    if app.backend is not None and body_id:
+        app.backend.store(body_id, meta(body_id, states.FAILURE, encode_exception(exc),
+                                        group_id=body.options.get("group_id")))
+
+
+def _takes_request(task: Any) -> bool:
+    """A "new style" errback: ``(request, exc, traceback)``, called in the worker as Celery does."""
+    code = getattr(getattr(task, "fun", None), "__code__", None)
+    if code is None:
+        return False
+    return code.co_argcount - (1 if getattr(task, "bind", False) else 0) >= 3
+
+
+def fail_chain(app: App, chain: list[Any] | None, exc: BaseException) -> None:
+    """Mark every step chained after a failed task as failed (Celery's ``_fail_chain``)."""
+    encoded = encode_exception(exc)
+    steps: deque[Any] = deque(chain or ())
+    while steps:
+        step = steps.popleft()
+        if not isinstance(step, dict):
+            continue
+        opts = step.get("options") or {}
+        task_id, group_id = opts.get("task_id"), opts.get("group_id")
+        backend = app.backend
+        already_failed = bool("chord" in opts and task_id and backend is not None
+                              and (backend.get_meta(task_id) or {}).get("status") in states.PROPAGATE_STATES)
+        if backend is not None and task_id:
+            backend.store(task_id, meta(task_id, states.FAILURE, encoded, group_id=group_id))
+        if opts.get("chord") and group_id and task_id and not already_failed:
+            _part_done(app, group_id, task_id, int(opts.get("group_index") or 0), opts["chord"], states.FAILURE,
+                       encoded)
+        if step.get("subtask_type") == "chord":
+            body = (step.get("kwargs") or {}).get("body")
+            if body is not None:
+                steps.append(body)
