@@ -16,6 +16,7 @@ from engine import states
 from engine.canvas import Signature, maybe_signature
 from engine.exceptions import ChordError
 from engine.protocol.results import decode_exception, encode_exception, meta
+from engine.protocol.task import new_id
 from engine.workflows import Group
 
 if TYPE_CHECKING:
@@ -62,28 +63,60 @@ def _part_done(app: App, group_id: str, task_id: str, index: int, chord: dict[st
         if failed is None:
             body.apply_async(([res for _, _, res in parts],))
         else:
-            exc = ChordError(f"Dependency {failed[0]} raised {decode_exception(failed[1])!r}")
+            cause = decode_exception(failed[1])
+            exc = ChordError(f"Dependency {failed[0]} raised {cause!r}")
+            exc.__cause__ = cause
             fail_body(app, body, exc)
     join.finish(group_id, token)
 
 
 def fail_body(app: App, body: Signature, exc: BaseException) -> None:
-    """A chord body that will never run: its errbacks are called and it is stored as failed."""
-    body_id = body.options.get("task_id")
-    for errback in body.options.get("link_error") or ():
-        sig = maybe_signature(errback, app)
-        if sig is None:
+    """A chord body that will never run: it fails (errbacks called, failure stored), and so do
+    the steps chained after it (Celery's ``chord_error_from_stack``). A group body fails member
+    by member with the header's own error, so nothing waits on a member that will never run."""
+    if isinstance(body, Group):
+        _fail_group_body(app, body, exc.__cause__ or exc)
+    else:
+        body_id = body.options.setdefault("task_id", new_id())
+        _call_errbacks(app, body, body_id, body.options.get("link_error"), exc)
+        _store_failure(app, body_id, exc, body.options.get("group_id"))
+    fail_chain(app, body.options.get("chain"), exc)
+
+
+def _fail_group_body(app: App, body: Group, exc: BaseException) -> None:
+    group_errbacks = _as_list(body.options.get("link_error"))
+    result = body.freeze()
+    for member, member_result in zip(body.tasks, result.results, strict=False):
+        errbacks = [*_as_list(member.options.get("link_error")), *group_errbacks]
+        _call_errbacks(app, member, member_result.id, errbacks, exc)
+        _store_failure(app, member_result.id, exc, result.id)
+    _store_failure(app, result.id, exc, None)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if not value:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _store_failure(app: App, task_id: str, exc: BaseException, group_id: str | None) -> None:
+    if app.backend is not None:
+        app.backend.store(task_id, meta(task_id, states.FAILURE, encode_exception(exc), group_id=group_id))
+
+
+def _call_errbacks(app: App, sig: Signature, task_id: str, errbacks: Any, exc: BaseException) -> None:
+    """Errbacks of a task that never ran: new-style ones get a stand-in request, as in Celery."""
+    for errback in _as_list(errbacks):
+        eb = maybe_signature(errback, app)
+        if eb is None:
             continue
-        local = app.tasks.get(sig.name)
+        local = app.tasks.get(eb.name)
         if local is not None and _takes_request(local):
             from engine.request import Request
 
-            local(Request(id=body_id, name=body.name, args=body["args"], kwargs=body["kwargs"]), exc, None)
+            local(Request(id=task_id, name=sig.name, args=sig["args"], kwargs=sig["kwargs"]), exc, None)
         else:
-            sig.apply_async((body_id,), parent_id=body_id)
-    if app.backend is not None and body_id:
-        app.backend.store(body_id, meta(body_id, states.FAILURE, encode_exception(exc),
-                                        group_id=body.options.get("group_id")))
+            eb.apply_async((task_id,), parent_id=task_id)
 
 
 def _takes_request(task: Any) -> bool:
