@@ -52,9 +52,17 @@ class Signature(dict):
     def args(self) -> list[Any]:
         return self["args"]
 
+    @args.setter
+    def args(self, value: Sequence[Any]) -> None:
+        self["args"] = list(value)
+
     @property
     def kwargs(self) -> dict[str, Any]:
         return self["kwargs"]
+
+    @kwargs.setter
+    def kwargs(self, value: dict[str, Any]) -> None:
+        self["kwargs"] = dict(value)
 
     def set(self, immutable: bool | None = None, **options: Any) -> Signature:
         if immutable is not None:

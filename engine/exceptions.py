@@ -111,5 +111,7 @@ CELERY_EXCEPTIONS: dict[str, type[BaseException]] = {
         WorkerLostError,
         ChordError,
         TimeoutError,
+        Ignore,
+        ImproperlyConfigured,
     )
 }

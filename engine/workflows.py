@@ -199,6 +199,11 @@ class Chain(Signature):
         return tasks
 
 
+# Options a chain applies itself when it runs; the rest pass to its first step (Celery's list).
+_CHAIN_RUN_OPTIONS = frozenset({"chord", "group_id", "group_index", "link", "link_error", "parent_id", "root_id",
+                                "task_id"})
+
+
 def _led_by_task(body: Signature | None) -> bool:
     """A chain body whose first step is a plain task: a chord can carry only that first step."""
     if not isinstance(body, Chain):
@@ -356,7 +361,7 @@ class Chord(Signature):
         body = task.body
         assert isinstance(body, Chain)
         steps = body.unchain_tasks()
-        first = steps[0].clone(**{k: v for k, v in body.options.items() if k == "task_id"})
+        first = steps[0].clone(**{k: v for k, v in body.options.items() if k not in _CHAIN_RUN_OPTIONS})
         task["kwargs"]["body"] = first
         return [task, *steps[1:]]
 

@@ -147,3 +147,14 @@ def test_a_celery_client_sends_real_datetimes_to_our_worker(wf: ModuleType, work
                                                             celery_client: celery.Celery) -> None:
     when = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     assert sig(celery_client, "kind", when).apply_async().get(timeout=WAIT) == "datetime"
+
+
+def test_a_celery_chord_body_that_is_a_chain_led_by_a_task(wf: ModuleType, worker: WorkerProcess,
+                                                            celery_client: celery.Celery) -> None:
+    """Only the chain's first step rides in the chord; the chain's own id stays on its last step."""
+    def s(name: str, *args: object) -> celery.Signature:
+        return sig(celery_client, name, *args)
+
+    inner = celery.chain(s("tsum"), celery.group(s("add", 8), s("add", 16)), s("tsum") | s("add", 32))
+    flow = celery.chord([s("add", 0, 1)], celery.chord([s("tsum"), s("tsum")], inner))
+    assert flow.apply_async().get(timeout=WAIT) == 60
