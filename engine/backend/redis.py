@@ -25,6 +25,9 @@ class RedisBackend:
         self.client = client_from_url(url)
         self._conns = ThreadConnections(self.client)  # store's per-thread connection
 
+    def ensure_chords_allowed(self) -> None:
+        """Celery's check before a chord starts: Redis joins chords natively, so always allowed."""
+
     def store(self, task_id: str, meta: dict[str, Any]) -> None:
         key = task_key(task_id)
         data = json_dumps(meta)
