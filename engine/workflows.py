@@ -36,6 +36,8 @@ def from_dict(data: dict[str, Any] | Signature, app: App | None = None) -> Signa
     The new object shares ``options`` with ``data`` (a shallow copy), as a Celery signature
     built from a dict does, so freezing it fixes ids in the original too.
     """
+    if not isinstance(data, dict) and hasattr(data, "s"):  # a task itself stands for task.s()
+        data = data.s()
     kind = data.get("subtask_type")
     cls = {"chain": Chain, "group": Group, "chord": Chord}.get(kind or "", Signature)
     if isinstance(data, cls):

@@ -4,6 +4,7 @@ and caps each test's time at ``SUITE_TEST_TIMEOUT`` seconds (default 60)."""
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -19,3 +20,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reason = reason_for(item.nodeid, mode)
         if reason:
             item.add_marker(pytest.mark.skip(reason=f"[celery_suite skip list] {reason}"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    compat = sys.modules.get("tests.celery_suite.compat")
+    if compat is not None and compat.STAND_INS:
+        terminalreporter.write_line(f"celery_suite stand-ins used (the engine lacks them): {sorted(compat.STAND_INS)}")

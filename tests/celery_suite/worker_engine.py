@@ -14,5 +14,9 @@ app = App("suite", broker=os.environ["TEST_BROKER"], backend=os.environ["TEST_BA
 
 import t.integration.tasks as tasks  # noqa: E402 - shared_task binds to the app made above
 
+from tests.celery_suite.compat import STAND_INS  # noqa: E402
+
+if STAND_INS:
+    print(f"celery_suite stand-ins used (the engine lacks them): {sorted(STAND_INS)}", flush=True)
 if hasattr(app, "register_task"):  # what the conftest's ``celery_class_tasks`` does on Celery's side
     app.register_task(tasks.ClassBasedAutoRetryTask)
