@@ -126,10 +126,22 @@ class Signature(dict):
         self.app = self.app or app
         return self
 
+    def _bound_app(self) -> App:
+        """This signature's app, else the current one (Celery's signatures fall back the same way)."""
+        if self.app is None:
+            from engine.shared import _current_app as current_app
+
+            self.app = current_app()
+        return self.app
+
+    def apply(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
+        """Run here, in this process (eager), like ``task.apply``."""
+        sig = self.clone(args, kwargs, **options)
+        return self._bound_app().tasks[sig.name].apply(sig["args"], sig["kwargs"], **sig["options"])
+
     def apply_async(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
                     **options: Any) -> AsyncResult:
-        if self.app is None:
-            raise RuntimeError(f"signature {self.name} is not bound to an app")
+        self._bound_app()
         sig = self.clone(args, kwargs, **options)
         opts = dict(sig["options"])
         nesting = opts.pop("replaced_task_nesting", None)

@@ -48,12 +48,15 @@ def from_dict(data: dict[str, Any] | Signature, app: App | None = None) -> Signa
 
 
 def _app_of(sigs: Sequence[Signature], app: App | None) -> App:
+    """The app a workflow belongs to: its members', else the given one, else the current app."""
+    if app is not None:
+        return app
     for sig in sigs:
         if getattr(sig, "app", None) is not None:
             return sig.app
-    if app is None:
-        raise RuntimeError("workflow has no app: build it from task signatures (task.s())")
-    return app
+    from engine.shared import _current_app as current_app
+
+    return current_app()
 
 
 def _members(tasks: tuple[Any, ...]) -> list[Any]:
@@ -108,7 +111,7 @@ class Chain(Signature):
         Returns the steps and their results, both last step first. The last step gets the
         chain's own id, group and chord (so a chain inside a group or chord reports as one part).
         """
-        steps: deque[Signature] = deque(self.tasks)
+        steps = _leading_steps(self.tasks)
         tasks: list[Signature] = []
         results: list[AsyncResult] = []
         prev_task: Signature | None = None
@@ -161,12 +164,23 @@ class Chain(Signature):
                 prev_res = res
         return tasks, results
 
+    def apply(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
+        """Run every step here, in this process, each with the previous step's value (eager)."""
+        last: Any = None
+        for step in self.tasks:
+            partial = (last.get(),) if last is not None else tuple(args)
+            result = step.clone(partial, kwargs if last is None else None).apply(**{**self.options, **options})
+            result.parent, last = last, result
+        return last
+
     def freeze(self, _id: str | None = None, group_id: str | None = None, chord: dict[str, Any] | None = None,
                root_id: str | None = None, parent_id: str | None = None,
                group_index: int | None = None) -> AsyncResult:
         tasks, results = self.prepare_steps(self["args"], self["kwargs"].get("kwargs"), _id, group_id, chord,
                                             group_index, root_id, clone=False)
         self["kwargs"]["tasks"] = list(reversed(tasks))
+        if results:
+            self.options["task_id"] = results[0].id  # a chain's id is its last step's (Celery's chain.id)
         return results[0] if results else AsyncResult(_id or new_id(), self.app)
 
     def apply_async(self, args: Sequence[Any] | None = (), kwargs: dict[str, Any] | None = None,
@@ -204,6 +218,26 @@ class Chain(Signature):
 # Options a chain applies itself when it runs; the rest pass to its first step (Celery's list).
 _CHAIN_RUN_OPTIONS = frozenset({"chord", "group_id", "group_index", "link", "link_error", "parent_id", "root_id",
                                 "task_id"})
+
+
+def _leading_steps(steps: list[Signature]) -> deque[Signature]:
+    """Leading nested chains opened up and leading empty groups dropped, so call-time args reach
+    the first real step (Celery's head loop in ``prepare_steps``)."""
+    queue: deque[Signature] = deque(steps)
+    stripped = None
+    while queue:
+        head = queue[0]
+        if isinstance(head, Chain):
+            queue.popleft()
+            queue.extendleft(reversed(head.tasks))
+            continue
+        if isinstance(head, Group) and not len(head) and len(queue) > 1:
+            stripped = queue.popleft()
+            continue
+        break
+    if stripped is not None and not queue:
+        queue.append(stripped)
+    return queue
 
 
 def _led_by_task(body: Signature | None) -> bool:
