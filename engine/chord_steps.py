@@ -9,6 +9,8 @@ chord whose header failed stores a ``ChordError`` on its body and calls the body
 
 from __future__ import annotations
 
+import inspect
+import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,8 @@ from engine.exceptions import ChordError
 from engine.protocol.results import decode_exception, encode_exception, meta
 from engine.protocol.task import new_id
 from engine.workflows import Group
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -105,26 +109,53 @@ def _store_failure(app: App, task_id: str, exc: BaseException, group_id: str | N
 
 
 def _call_errbacks(app: App, sig: Signature, task_id: str, errbacks: Any, exc: BaseException) -> None:
-    """Errbacks of a task that never ran: new-style ones get a stand-in request, as in Celery."""
-    for errback in _as_list(errbacks):
-        eb = maybe_signature(errback, app)
-        if eb is None:
-            continue
-        local = app.tasks.get(eb.name)
-        if local is not None and _takes_request(local):
-            from engine.request import Request
+    """Errbacks of a task that never ran: they get a stand-in request, as in Celery."""
+    from engine.request import Request
 
-            local(Request(id=task_id, name=sig.name, args=sig["args"], kwargs=sig["kwargs"]), exc, None)
-        else:
-            eb.apply_async((task_id,), parent_id=task_id)
+    request = Request(id=task_id, name=sig.name, args=sig["args"], kwargs=sig["kwargs"], root_id=task_id,
+                      errbacks=_as_list(errbacks))
+    call_errbacks(app, request, exc, None)
 
 
-def _takes_request(task: Any) -> bool:
-    """A "new style" errback: ``(request, exc, traceback)``, called in the worker as Celery does."""
-    code = getattr(getattr(task, "fun", None), "__code__", None)
-    if code is None:
+def _new_style(task: Any, errback: Signature) -> bool:
+    """Celery's test: more than one positional parameter left once the errback's own args are bound
+    means ``(request, exc, traceback)``; otherwise it is sent the failed task's id."""
+    fun = getattr(task, "fun", None)
+    try:
+        params = list(inspect.signature(fun).parameters.values()) if fun is not None else []
+    except (TypeError, ValueError):
         return False
-    return code.co_argcount - (1 if getattr(task, "bind", False) else 0) >= 3
+    if getattr(task, "bind", False):
+        params = params[1:]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not errback.immutable:
+        bound = set(errback["kwargs"])
+        positional = [p for p in positional[len(errback["args"]):] if p.name not in bound]
+    return len(positional) > 1
+
+
+def call_errbacks(app: App, request: Any, exc: BaseException, traceback: str | None) -> None:
+    """A failed task's errbacks, as Celery calls them: new-style ones here, in the worker, with
+    ``(request, exc, traceback)`` plus their own args (an error in one is logged, never fatal);
+    old-style ones sent together as one group with the task's id."""
+    old_style = []
+    for errback in request.errbacks or ():
+        sig = maybe_signature(errback, app)
+        if sig is None:
+            continue
+        local = app.tasks.get(sig.name)
+        if local is not None and _new_style(local, sig):
+            try:
+                sig(request, exc, traceback)
+            except Exception:  # noqa: BLE001 - Celery logs it and goes on
+                log.exception("Errback %r raised an exception", sig.name)
+        else:
+            old_style.append(sig)
+    if old_style:
+        Group(old_style, app=app).apply_async((request.id,), parent_id=request.id,
+                                              root_id=request.root_id or request.id)
 
 
 def fail_chain(app: App, chain: list[Any] | None, exc: BaseException) -> None:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine import chord_steps, states
-from engine.canvas import maybe_signature
 from engine.exceptions import EncodeError, Ignore, Reject, Retry
 from engine.protocol.results import encode_exception, format_traceback, meta
 from engine.protocol.task import safe_repr
@@ -139,23 +138,7 @@ def _send_callbacks(app: App, request: Request, value: Any) -> None:
 
 
 def _send_errbacks(app: App, request: Request, exc: Exception, trace: str) -> None:
-    for errback in request.errbacks or ():
-        sig = maybe_signature(errback, app)
-        if sig is None:
-            continue
-        local = app.tasks.get(sig.name)
-        if local is not None and _takes_request(local):
-            local(request, exc, trace)
-        else:
-            sig.apply_async((request.id,), parent_id=request.id, root_id=request.root_id)
-
-
-def _takes_request(task: Task) -> bool:
-    code = getattr(task.fun, "__code__", None)
-    if code is None:
-        return False
-    positional = code.co_argcount - (1 if task.bind else 0)
-    return positional >= 3
+    chord_steps.call_errbacks(app, request, exc, trace)
 
 
 def _chord_part(app: App, request: Request, state: str, result: Any) -> None:

@@ -58,7 +58,25 @@ def reject_once(self: Any) -> str:
     return "redelivered"
 
 
-PLAIN = {"wf.add": add, "wf.tsum": tsum, "wf.boom": boom, "wf.kind": kind}
+def _ledger(line: str) -> None:
+    import os
+
+    path = os.environ.get("LEDGER")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(line + "\n")
+
+
+def errback_new(request: Any, exc: BaseException, traceback: Any, label: str) -> None:
+    _ledger(f"new {label} {request.id} {type(exc).__name__}")
+
+
+def errback_old(task_id: str, label: str) -> None:
+    _ledger(f"old {label} {task_id}")
+
+
+PLAIN = {"wf.add": add, "wf.tsum": tsum, "wf.boom": boom, "wf.kind": kind, "wf.errback_new": errback_new,
+         "wf.errback_old": errback_old}
 BOUND = {"wf.replace_with_add": replace_with_add, "wf.replace_with_group": replace_with_group,
          "wf.replace_with_empty_chain": replace_with_empty_chain, "wf.add_one_more": add_one_more}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 
 import celery
@@ -16,7 +17,7 @@ import pytest
 from engine import chain, chord, group
 from engine.exceptions import ChordError
 from tests.integration.conftest import client_app
-from tests.integration.harness import CeleryWorkerProcess, WorkerProcess
+from tests.integration.harness import CeleryWorkerProcess, WorkerProcess, wait_for
 from tests.integration.test_canvas_celery import release_celery_results
 
 pytestmark = pytest.mark.integration
@@ -158,3 +159,20 @@ def test_a_celery_chord_body_that_is_a_chain_led_by_a_task(wf: ModuleType, worke
     inner = celery.chain(s("tsum"), celery.group(s("add", 8), s("add", 16)), s("tsum") | s("add", 32))
     flow = celery.chord([s("add", 0, 1)], celery.chord([s("tsum"), s("tsum")], inner))
     assert flow.apply_async().get(timeout=WAIT) == 60
+
+
+def test_errbacks_with_their_own_args_old_and_new_style(wf: ModuleType, worker: WorkerProcess,
+                                                         ledger: Path) -> None:
+    """``(request, exc, tb, label)`` runs in the worker; ``(task_id, label)`` is sent the task's id."""
+    s = wf.app.signature
+    failing = s("wf.boom", (1,))
+    failing.link_error(s("wf.errback_new", ("n1",)))
+    failing.link_error(s("wf.errback_old", ("o1",)))
+    result = failing.apply_async()
+    with pytest.raises(ValueError):
+        result.get(timeout=WAIT)
+    sentinel = s("wf.add", (1, 1)).apply_async()  # errbacks are sent before the failure is final
+    assert sentinel.get(timeout=WAIT) == 2
+    wait_for(lambda: len(ledger.read_text().splitlines()) >= 2, WAIT, "both errbacks")
+    assert sorted(ledger.read_text().split("\n")[:2]) == [f"new n1 {result.id} ValueError", f"old o1 {result.id}"]
+    assert "WorkerLostError" not in worker.log()
