@@ -32,6 +32,13 @@ class Signature(dict):
                              immutable=immutable)
         self.app = app
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], app: App | None = None) -> Signature:
+        """The right canvas class for a signature dict (Celery's ``Signature.from_dict``)."""
+        from engine.workflows import from_dict
+
+        return from_dict(data, app)
+
     @property
     def name(self) -> str:
         return self["task"]

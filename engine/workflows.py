@@ -459,16 +459,10 @@ class Chord(Signature):
         return body_result
 
 
-def chain(*tasks: Any, **options: Any) -> Chain:
-    return Chain(*tasks, **options)
-
-
-def group(*tasks: Any, **options: Any) -> Group:
-    return Group(*tasks, **options)
-
-
-def chord(header: Iterable[Any], body: Signature | None = None, **options: Any) -> Chord:
-    return Chord(header, body, **options)
+# Celery's lowercase names are the classes themselves, so ``isinstance(sig, chain)`` works as in Celery.
+chain = Chain
+group = Group
+chord = Chord
 
 
 def replacement(task: Any, sig: dict[str, Any]) -> Signature:
