@@ -47,6 +47,17 @@ class Consumer:
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> None:
+        """The thread's body. If it ever ends other than by stopping, the worker stops too: a worker
+        that heartbeats but no longer fetches would hold its messages forever, unreaped."""
+        try:
+            self._loop()
+        except BaseException:
+            log.critical("the consumer thread died; stopping the worker so its messages are handed back",
+                         exc_info=True)
+            self.worker.request_stop()
+            raise
+
+    def _loop(self) -> None:
         w = self.worker
         backoff = 0.5
         while not w.stopping.is_set():
@@ -72,6 +83,11 @@ class Consumer:
                 w.stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            except Exception:  # a bug, not the broker: keep consuming, but say so loudly
+                log.exception("unexpected error in the fetch loop, retrying in %.1fs", backoff)
+                w.stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
             backoff = 0.5
 
     def _fetch_and_sort(self, room: int, block: float) -> int:
@@ -84,7 +100,7 @@ class Consumer:
             w.acker.put_back(acks)
             raise
         for delivery in deliveries:
-            self.sort(delivery)
+            self._sort_contained(delivery)
         self._release_held()
         return len(deliveries)
 
@@ -106,6 +122,9 @@ class Consumer:
                 fetched = self._fetch_and_sort(room, 0)
             except (redis.RedisError, BrokerUnavailable, OSError):
                 fetched = 0  # the consumer's loop retries, logs and backs off
+            except Exception:  # never into the pool thread that called us
+                log.exception("unexpected error fetching more work; the consumer's loop carries on")
+                fetched = 0
             finally:
                 self._fetching.release()
         if not fetched:
@@ -133,6 +152,19 @@ class Consumer:
         return 1.0
 
     # -- sorting one message -------------------------------------------------------------------
+    def _sort_contained(self, delivery: Delivery) -> None:
+        """``sort``, with any error that is not the broker's contained to this one message: it is
+        dead-lettered with the error as its reason, and the next message is sorted as usual."""
+        try:
+            self.sort(delivery)
+        except (redis.RedisError, BrokerUnavailable, OSError):
+            raise
+        except Exception as exc:
+            log.exception("could not handle a message from %s", delivery.queue)
+            self.worker.forget(delivery.tag)
+            headers = protocol.headers_of(delivery.raw)
+            self.dead_letter(delivery, "internal_error", f"the worker failed handling it: {exc!r}", headers)
+
     def sort(self, delivery: Delivery) -> None:
         w = self.worker
         try:

@@ -289,8 +289,20 @@ class Worker:
             with self._room:
                 self.outstanding += 1
             self.reserved[job.id] = job
-        self.on_received(job)
+        try:
+            self.on_received(job)
+        except Exception as exc:  # events are best effort: never a reason not to run the task
+            log.warning("could not announce %s[%s]: %r", job.name, job.id, exc)
         self.pool.submit(job)
+
+    def forget(self, tag: str) -> None:
+        """Undo a half-done dispatch of the message ``tag`` (its sorting failed): no slot stays taken."""
+        for jobs in (self.reserved, self.active):
+            job = next((j for j in jobs.values() if j.delivery.tag == tag), None)
+            if job is not None:
+                jobs.pop(job.id, None)
+                self._release()
+                return
 
     def is_revoked(self, task_id: str) -> bool:
         return task_id in self.revoked
