@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine import states
+from engine.backend.retry import store_patiently
 from engine.canvas import maybe_signature
-from engine.exceptions import ChordError, EncodeError, Reject, Retry
+from engine.exceptions import BackendStoreError, ChordError, EncodeError, Reject, Retry
 from engine.protocol.results import decode_exception, encode_exception, format_traceback, meta
 from engine.protocol.task import safe_repr
 from engine.request import Request
@@ -37,10 +38,30 @@ class Outcome:
     requeue: bool = False
     value: Any = None
     retry_when: float | None = None
+    internal: str | None = None  # set when the outcome could not be recorded: the dead-letter reason
 
 
 def run(app: App, task: Task, request: Request, *, store: bool = True) -> Outcome:
+    """Run the task and record its outcome. An error outside the body (its result not stored, a
+    callback that cannot be sent) never escapes to the pool: it becomes an ``internal`` outcome the
+    worker dead-letters with the reason (Celery's trace has the same net, ``task_internal_error``)."""
     started = time.perf_counter()
+    try:
+        return _run(app, task, request, store, started)
+    except Exception as exc:
+        if request.is_eager:
+            raise
+        return internal_error(exc, time.perf_counter() - started)
+
+
+def internal_error(exc: BaseException, runtime: float = 0.0) -> Outcome:
+    """The outcome of a run whose result, callbacks or bookkeeping failed after (or before) the body."""
+    reason = "result_not_stored" if isinstance(exc, BackendStoreError) else "internal_error"
+    return Outcome(states.FAILURE, runtime, exception_repr=repr(exc), traceback=format_traceback(exc),
+                   internal=reason)
+
+
+def _run(app: App, task: Task, request: Request, store: bool, started: float) -> Outcome:
     task.push_request(request)
     app.current_requests.push(request)
     try:
@@ -126,8 +147,9 @@ def _store(app: App, request: Request, state: str, result: Any,
     backend = app.backend
     if backend is None or request.id is None:
         return
-    backend.store(request.id, meta(request.id, state, result, traceback=traceback,
-                                   parent_id=request.parent_id, group_id=request.group))
+    document = meta(request.id, state, result, traceback=traceback, parent_id=request.parent_id,
+                    group_id=request.group)
+    store_patiently(backend, request.id, document, float(app.conf.tqctl_result_retry_timeout))
 
 
 def _send_callbacks(app: App, request: Request, value: Any) -> None:
