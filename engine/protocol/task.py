@@ -342,6 +342,8 @@ def _from_payload(
         raise MalformedMessage("bad_body", "args is not a list or kwargs not an object", headers)
     if embed is not None and not isinstance(embed, dict):
         raise MalformedMessage("bad_body", "embed is not an object", headers)
+    if embed and (problem := embed_problem(embed)):
+        raise MalformedMessage("bad_body", problem, headers)
     return TaskMessage(
         id=task_id,
         name=name,
@@ -409,6 +411,62 @@ def check_types(headers: dict[str, Any], properties: dict[str, Any], raw_propert
             if value is not None and not valid(value):
                 raise MalformedMessage("bad_header", f"{kind} {key!r} must be {wanted}, not {_short(value)}",
                                        headers)
+
+
+SIGNATURE_FIELDS = (("args", (list, tuple), "a list"), ("kwargs", dict, "an object"),
+                    ("options", dict, "an object"), ("subtask_type", str, "a string"))
+MAX_CANVAS_DEPTH = 32
+
+
+def embed_problem(embed: dict[str, Any]) -> str | None:
+    """What is wrong with the embed's workflow parts (Celery's shapes), or None: checked before the
+    task runs, so a task never runs and then fails to send what follows it (issue 13 item 6)."""
+    for key in ("callbacks", "errbacks", "chain"):
+        value = embed.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            return f"embed {key!r} must be a list of signatures, not {_short(value)}"
+        for n, item in enumerate(value):
+            if problem := signature_problem(item):
+                return f"embed {key!r}[{n}] {problem}"
+    chord = embed.get("chord")
+    if chord is not None and (problem := signature_problem(chord)):
+        return f"embed 'chord' {problem}"
+    return None
+
+
+def signature_problem(value: Any, depth: int = 0) -> str | None:
+    """What makes ``value`` not a signature dict (nested groups, chains and chords included), or None."""
+    if depth > MAX_CANVAS_DEPTH:
+        return f"nests more than {MAX_CANVAS_DEPTH} workflows deep"
+    if not isinstance(value, dict):
+        return f"is not a signature object: {_short(value)}"
+    if not isinstance(value.get("task"), str) or not value["task"]:
+        return f"has no task name: {_short(value)}"
+    for key, kind, wanted in SIGNATURE_FIELDS:
+        if value.get(key) is not None and not isinstance(value[key], kind):
+            return f"has {key} that is not {wanted}: {_short(value[key])}"
+    options = value.get("options") or {}
+    parts = [*_as_list(options.get("link")), *_as_list(options.get("link_error"))]
+    kwargs = value.get("kwargs") or {}
+    kind = value.get("subtask_type")
+    if kind in ("group", "chain"):
+        if not isinstance(kwargs.get("tasks"), (list, tuple)):
+            return f"is a {kind} whose tasks are not a list: {_short(kwargs.get('tasks'))}"
+        parts += list(kwargs["tasks"])
+    elif kind == "chord":
+        header = kwargs.get("header")
+        parts += [header] if isinstance(header, dict) else list(header) if isinstance(header, list) else [header]
+        parts.append(kwargs.get("body"))
+    for part in parts:
+        if problem := signature_problem(part, depth + 1):
+            return problem
+    return None
+
+
+def _as_list(value: Any) -> list[Any]:
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _short(value: Any) -> str:

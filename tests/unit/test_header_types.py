@@ -98,3 +98,43 @@ def test_properties_must_be_an_object() -> None:
 def test_delivery_info_text_is_refused() -> None:
     with pytest.raises(MalformedMessage, match="delivery_info"):
         protocol.decode(_with("properties", "delivery_info", "x"), ACCEPT)
+
+
+EMPTY_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+SIG = {"task": "t.next", "args": [], "kwargs": {}, "options": {}, "subtask_type": None, "immutable": False}
+GROUP = {"task": "celery.group", "subtask_type": "group", "kwargs": {"tasks": [SIG, SIG]}, "options": {}}
+
+
+@pytest.mark.parametrize("embed", [
+    {"callbacks": "x"}, {"callbacks": [1]}, {"callbacks": [{"no": "task"}]}, {"callbacks": [{"task": 5}]},
+    {"callbacks": [{**SIG, "args": "abc"}]}, {"callbacks": [{**SIG, "kwargs": []}]},
+    {"callbacks": [{**SIG, "options": "x"}]}, {"errbacks": {"a": 1}}, {"chain": "x"}, {"chain": [5]},
+    {"chord": "x"}, {"chord": [SIG]}, {"callbacks": [{**GROUP, "kwargs": {"tasks": "nope"}}]},
+    {"callbacks": [{**GROUP, "kwargs": {"tasks": [SIG, {"task": None}]}}]},
+    {"callbacks": [{**SIG, "options": {"link": ["x"]}}]},
+    {"chord": {"task": "celery.chord", "subtask_type": "chord", "kwargs": {"header": [SIG], "body": 3}}},
+])
+def test_garbage_in_the_embed_is_refused_before_the_task_runs(embed: dict[str, Any]) -> None:
+    _, raw = protocol.build("t.task", [1], {}, embed={**EMPTY_EMBED, **embed})
+    with pytest.raises(MalformedMessage) as info:
+        protocol.decode(raw, ACCEPT)
+    assert info.value.reason == "bad_body" and next(iter(embed)) in info.value.detail
+
+
+def test_deep_canvas_nesting_is_refused_not_a_recursion_error() -> None:
+    sig: dict[str, Any] = dict(SIG)
+    for _ in range(200):
+        sig = {**GROUP, "kwargs": {"tasks": [sig]}}
+    _, raw = protocol.build("t.task", [1], {}, embed={**EMPTY_EMBED, "callbacks": [sig]})
+    with pytest.raises(MalformedMessage, match="deep"):
+        protocol.decode(raw, ACCEPT)
+
+
+@pytest.mark.parametrize("embed", [
+    {"callbacks": [SIG], "errbacks": [SIG]}, {"chain": [SIG, SIG]}, {"callbacks": [GROUP]},
+    {"chord": {**SIG, "options": {"link_error": [SIG], "link": SIG}}},
+    {"chord": {"task": "celery.chord", "subtask_type": "chord", "kwargs": {"header": GROUP, "body": SIG}}},
+])
+def test_celery_shaped_workflows_decode(embed: dict[str, Any]) -> None:
+    _, raw = protocol.build("t.task", [1], {}, embed={**EMPTY_EMBED, **embed})
+    assert protocol.decode(raw, ACCEPT).embed == {**EMPTY_EMBED, **embed}
