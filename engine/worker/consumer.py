@@ -243,8 +243,8 @@ class Consumer:
         detail = f"task {message.name!r} is not registered on {self.worker.hostname}"
         backend = self.app.backend
         if backend is not None and not message.ignore_result:  # first: a waiting client learns why
-            exc = NotRegistered(message.name)
-            backend.store(message.id, meta(message.id, states.FAILURE, encode_exception(exc)))
+            failure = meta(message.id, states.FAILURE, encode_exception(NotRegistered(message.name)))
+            self.worker.settle(f"store NotRegistered for {message.id}", lambda: backend.store(message.id, failure))
         self.dead_letter(delivery, "unknown_task", detail, message.headers)
 
     def settle_revoked(self, delivery: Delivery, message: protocol.TaskMessage,
@@ -252,7 +252,8 @@ class Consumer:
         self.broker.ack(self.worker.owner, [delivery.tag])
         backend = self.app.backend
         if backend is not None and not message.ignore_result:
-            backend.store(message.id, meta(message.id, states.REVOKED, revoked_result(why)))
+            revoked = meta(message.id, states.REVOKED, revoked_result(why))
+            self.worker.settle(f"store the revocation of {message.id}", lambda: backend.store(message.id, revoked))
         self.worker.on_revoked(message, why)
 
     def scheduled(self, queues: list[str], limit: int = 100) -> list[dict]:

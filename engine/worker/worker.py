@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engine.worker")
 HEARTBEAT_FREQ = 2.0
+UNREACHABLE = (redis.RedisError, BrokerUnavailable, OSError)
 POOLS: dict[str, type] = {"prefork": PreforkPool, "threads": ThreadPool, "solo": SoloPool}
 
 
@@ -106,6 +107,7 @@ class Worker:
         self.processed: dict[str, int] = {}
         self.revoked: set[str] = set()
         self.kill_signals: dict[str, int] = {}
+        self._unsettled: list[tuple[str, Callable[[], object]]] = []  # see ``settle``
         self.started_at = time.time()
         self.autoscale = autoscale
         if autoscale:
@@ -189,6 +191,11 @@ class Worker:
         self.maintenance.stop()
         for job in handed:
             self.reserved.pop(job.id, None)
+        if self._unsettled:
+            try:
+                self._settle_pending()
+            except Exception as exc:  # what is still in flight is handed back below
+                log.warning("could not finish pending settlements: %r", exc)
         self._hand_back(handed + unfinished)
         self._say_goodbye()
         log.info("%s stopped", self.hostname)
@@ -342,14 +349,65 @@ class Worker:
         self.active.pop(job.id, None)
         self.lost_counts.pop(job.id, None)
         self.processed[job.name] = self.processed.get(job.name, 0) + 1
-        if outcome.state == states.REJECTED and outcome.requeue and not job.acked:
-            self.broker.requeue(self.owner, [job.delivery.tag])
+        if outcome.internal:
+            self._dead_letter_outcome(job, outcome)
+        elif outcome.state == states.REJECTED and outcome.requeue and not job.acked:
+            tag = job.delivery.tag
+            self.settle(f"requeue {job.id}", lambda: self.broker.requeue(self.owner, [tag]))
         elif not job.acked:
             job.acked = True
             self.acker.add(job.delivery.tag)
         self._release(wake=False)
-        self.on_finished(job, outcome)
+        try:
+            self.on_finished(job, outcome)
+        except Exception as exc:  # events and history are best effort
+            log.warning("could not record the outcome of %s[%s]: %r", job.name, job.id, exc)
         self.consumer.top_up()
+
+    def _dead_letter_outcome(self, job: Job, outcome: Outcome) -> None:
+        """The run's outcome could not be recorded (result store down, callbacks unsendable): the
+        message goes to the dead-letter store with the reason, where an operator sees and requeues it,
+        never acked as if all went well. (An early-acked message is already off the in-flight record:
+        its letter is written from the bytes we still hold.)"""
+        log.error("Task %s[%s] ran, but its outcome could not be recorded (%s): %s", job.name, job.id,
+                  outcome.internal, outcome.exception_repr)
+        detail = f"the task ran but its outcome could not be recorded: {outcome.exception_repr}"
+        letter = DeadLetter(id=str(uuid.uuid4()), queue=job.delivery.queue, reason=outcome.internal or "",
+                            detail=detail, time=time.time(), task_id=job.id, task_name=job.name,
+                            worker=self.hostname, raw=job.delivery.raw)
+        tag = "" if job.acked else job.delivery.tag
+        job.acked = True
+        self.settle(f"dead-letter {job.id}", lambda: self.broker.dead_letter(self.owner, tag, letter))
+        backend = self.app.backend
+        if backend is not None and outcome.internal != "result_not_stored" and not job.message.ignore_result:
+            failure = meta(job.id, states.FAILURE, {"exc_type": "InternalError", "exc_module": "builtins",
+                                                    "exc_message": [outcome.exception_repr]},
+                           traceback=outcome.traceback, parent_id=job.message.parent_id,
+                           group_id=job.message.group)
+            self.settle(f"store the failure of {job.id}", lambda: backend.store(job.id, failure))
+
+    def settle(self, what: str, call: Callable[[], object]) -> None:
+        """Do a settlement now or, with the broker (or result store) away, on each maintenance tick
+        until it lands: a failed requeue or dead letter must neither kill the calling thread nor
+        be forgotten."""
+        try:
+            call()
+        except UNREACHABLE as exc:
+            log.warning("could not %s now, retrying until it lands: %s", what, exc)
+            with self._room:
+                self._unsettled.append((what, call))
+
+    def _settle_pending(self) -> None:
+        with self._room:
+            pending, self._unsettled = self._unsettled, []
+        for n, (what, call) in enumerate(pending):
+            try:
+                call()
+            except UNREACHABLE:
+                with self._room:
+                    self._unsettled[:0] = pending[n:]
+                return
+            log.info("settled later: %s", what)
 
     def on_lost(self, job: Job, reason: str, exc: BaseException) -> None:
         self.active.pop(job.id, None)
@@ -359,18 +417,22 @@ class Worker:
             return
         limit = int(self.app.conf.tqctl_delivery_limit)
         count = self.lost_counts[job.id] = self.lost_counts.get(job.id, 0) + 1
-        if reason == "worker_lost" and job.acks_late and not job.acked and count < limit:
-            log.warning("%s[%s] lost its process (%s); requeued", job.name, job.id, exc)
-            self.broker.requeue(self.owner, [job.delivery.tag])
-        else:
-            self._fail_lost(job, reason, exc, count >= limit and reason == "worker_lost")
-        self._release()
+        try:
+            if reason == "worker_lost" and job.acks_late and not job.acked and count < limit:
+                log.warning("%s[%s] lost its process (%s); requeued", job.name, job.id, exc)
+                tag = job.delivery.tag
+                self.settle(f"requeue {job.id}", lambda: self.broker.requeue(self.owner, [tag]))
+            else:
+                self._fail_lost(job, reason, exc, count >= limit and reason == "worker_lost")
+        finally:
+            self._release()
 
     def _terminated(self, job: Job, exc: BaseException) -> None:
         code = job.worker_pid
         backend = self.app.backend
         if backend is not None and not job.message.ignore_result:
-            backend.store(job.id, meta(job.id, states.REVOKED, revoked_result("terminated")))
+            revoked = meta(job.id, states.REVOKED, revoked_result("terminated"))
+            self.settle(f"store the revocation of {job.id}", lambda: backend.store(job.id, revoked))
         if not job.acked:
             job.acked = True
             self.acker.add(job.delivery.tag)
@@ -380,18 +442,23 @@ class Worker:
 
     def _fail_lost(self, job: Job, reason: str, exc: BaseException, poison: bool) -> None:
         log.error("%s[%s] failed: %r", job.name, job.id, exc)
-        self.events.task("task-failed", uuid=job.id, exception=repr(exc), traceback=None)
-        self._remember(job, states.FAILURE, None, repr(exc), None, None)
+        try:
+            self.events.task("task-failed", uuid=job.id, exception=repr(exc), traceback=None)
+            self._remember(job, states.FAILURE, None, repr(exc), None, None)
+        except Exception as error:  # best effort, as for every outcome
+            log.warning("could not record the failure of %s[%s]: %r", job.name, job.id, error)
         backend = self.app.backend
         if backend is not None and not job.message.ignore_result:
-            backend.store(job.id, meta(job.id, states.FAILURE, encode_exception(exc),
-                                       parent_id=job.message.parent_id, group_id=job.message.group))
+            failure = meta(job.id, states.FAILURE, encode_exception(exc), parent_id=job.message.parent_id,
+                           group_id=job.message.group)
+            self.settle(f"store the failure of {job.id}", lambda: backend.store(job.id, failure))
         if poison and not job.acked:
             letter = DeadLetter(id=job.id, queue=job.delivery.queue, reason=reason,
                                 detail=f"lost its process {self.lost_counts[job.id]} times: {exc}",
                                 time=time.time(), task_id=job.id, task_name=job.name,
                                 worker=self.hostname, raw=job.delivery.raw)
-            self.broker.dead_letter(self.owner, job.delivery.tag, letter)
+            tag = job.delivery.tag
+            self.settle(f"dead-letter {job.id}", lambda: self.broker.dead_letter(self.owner, tag, letter))
         elif not job.acked:
             self.acker.add(job.delivery.tag)
         job.acked = True
@@ -463,6 +530,8 @@ class Worker:
             self._autoscale()
 
     def on_tick(self, now: float) -> None:
+        if self._unsettled:
+            self._settle_pending()
         self.events.flush()
         self.history.flush()
         if now >= self._next_heartbeat:
