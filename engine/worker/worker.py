@@ -24,7 +24,7 @@ from engine.broker.fanout import RedisFanout
 from engine.config import mask_url, url_host
 from engine.control import load_revoked
 from engine.events.dispatcher import EventDispatcher
-from engine.exceptions import BrokerUnavailable
+from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.history import HistoryWriter
 from engine.protocol.events import worker_fields
 from engine.protocol.results import encode_exception, meta, revoked_result
@@ -45,6 +45,9 @@ log = logging.getLogger("engine.worker")
 HEARTBEAT_FREQ = 2.0
 UNREACHABLE = (redis.RedisError, BrokerUnavailable, OSError)
 POOLS: dict[str, type] = {"prefork": PreforkPool, "threads": ThreadPool, "solo": SoloPool}
+# Sane upper bounds (README "Workers"): beyond them a typo forks without limit or fetches the queue.
+MAX_CONCURRENCY = 1024
+MAX_PREFETCH_MULTIPLIER = 1024
 
 
 class ColdShutdown(BaseException):
@@ -72,6 +75,14 @@ class Acker:
             self._tags[:0] = tags
 
 
+def _check_sizes(concurrency: int, multiplier: int) -> None:
+    """A pool of -1 would hold a message it can never run; 100,000 would fork without limit."""
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ImproperlyConfigured(f"concurrency must be 1 to {MAX_CONCURRENCY}, not {concurrency}")
+    if not 1 <= multiplier <= MAX_PREFETCH_MULTIPLIER:
+        raise ImproperlyConfigured(f"prefetch multiplier must be 1 to {MAX_PREFETCH_MULTIPLIER}, not {multiplier}")
+
+
 def node_name(template: str | None) -> str:
     host = socket.gethostname()
     name = template or "tqctl@%h"
@@ -93,6 +104,7 @@ class Worker:
         if pool == "solo":
             self.concurrency = 1
         multiplier = prefetch_multiplier or conf.worker_prefetch_multiplier or 1
+        _check_sizes(self.concurrency, int(multiplier))
         self.prefetch = max(1, self.concurrency * int(multiplier))
         self.pool_kind = pool
         self.broker = app.broker
