@@ -35,6 +35,7 @@ from engine.worker.maintenance import Maintenance
 from engine.worker.pool import Pool, SoloPool, ThreadPool
 from engine.worker.prefork import PreforkPool
 from engine.worker.remote import RemoteControl
+from engine.worker.revoked import RevokedSet
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -117,7 +118,7 @@ class Worker:
         self.active: dict[str, Job] = {}
         self.lost_counts: dict[str, int] = {}
         self.processed: dict[str, int] = {}
-        self.revoked: set[str] = set()
+        self.revoked = RevokedSet()  # bounded by size and age, as the broker's 3-hour store
         self.kill_signals: dict[str, int] = {}
         self._unsettled: list[tuple[str, Callable[[], object]]] = []  # see ``settle``
         self.started_at = time.time()
