@@ -249,7 +249,8 @@ class Consumer:
 
     def settle_revoked(self, delivery: Delivery, message: protocol.TaskMessage,
                         why: str) -> None:
-        self.broker.ack(self.worker.owner, [delivery.tag])
+        owner, tag = self.worker.owner, delivery.tag
+        self.worker.settle(f"ack the revoked {message.id}", lambda: self.broker.ack(owner, [tag]))
         backend = self.app.backend
         if backend is not None and not message.ignore_result:
             revoked = meta(message.id, states.REVOKED, revoked_result(why))
