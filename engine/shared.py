@@ -54,6 +54,13 @@ class SharedTask:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._task()(*args, **kwargs)
 
+    def _engine_signal_sender(self) -> Task:
+        """``signal.connect(sender=shared)`` means the current app's task (Celery resolves its proxy too)."""
+        return self._task()
+
+    def __repr__(self) -> str:
+        return f"<@shared_task: {self.options.get('name') or self.__name__}>"
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._task(), name)
 
