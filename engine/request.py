@@ -147,6 +147,20 @@ class Request:
         return f"<Context: id={self.id!r} name={self.name!r} retries={self.retries}>"
 
 
+def from_message(message: Any, hostname: str | None) -> Request:
+    """The context of a message that will not run (revoked, expired): what ``task_revoked`` receivers get."""
+    embed = message.embed or {}
+    return Request(
+        id=message.id, name=message.name, args=message.args, kwargs=message.kwargs, retries=message.retries,
+        hostname=hostname, delivery_info=message.delivery_info, root_id=message.root_id,
+        parent_id=message.parent_id, group=message.group, group_index=message.headers.get("group_index"),
+        eta=message.headers.get("eta"), expires=message.headers.get("expires"), message_headers=message.headers,
+        callbacks=embed.get("callbacks"), errbacks=embed.get("errbacks"), chain=embed.get("chain"),
+        chord=embed.get("chord"), origin=message.headers.get("origin"), ignore_result=message.ignore_result,
+        timelimit=message.timelimit, called_directly=False, properties=message.properties,
+    )
+
+
 class RequestStack(threading.local):
     """One stack per thread: a task that calls another task directly sees its own request."""
 
