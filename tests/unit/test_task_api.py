@@ -485,3 +485,27 @@ def test_settings_from_a_module_skip_its_imports(tmp_path: Any, monkeypatch: pyt
     conf.from_object("unitconf_taskapi")
     assert conf.startup_warnings() == ["setting 'brokr_url' is not a Celery setting (misspelt?); "
                                        "did you mean 'broker_url'?"]
+
+
+def test_beat_init_and_beat_embedded_init_fire_with_the_scheduler_as_sender(app: App) -> None:
+    from engine.beat import Beat
+
+    got: list[tuple[str, Any]] = []
+
+    def on_init(sender: Any, **kw: Any) -> None:
+        got.append(("init", sender))
+
+    def on_embedded(sender: Any, **kw: Any) -> None:
+        got.append(("embedded", sender))
+
+    signals.beat_init.connect(on_init)
+    signals.beat_embedded_init.connect(on_embedded)
+    try:
+        beat = Beat(app)
+        thread, stop = beat.start_thread()
+        stop.set()
+        thread.join(10)
+    finally:
+        signals.beat_init.disconnect(on_init)
+        signals.beat_embedded_init.disconnect(on_embedded)
+    assert got == [("init", beat), ("embedded", beat)]
