@@ -211,8 +211,22 @@ def _store(app: App, request: Request, state: str, result: Any,
     backend = app.backend
     if backend is None or request.id is None:
         return
+    extended = _extended(request) if app.conf.get("result_extended") else None
     backend.store(request.id, meta(request.id, state, result, traceback=traceback,
-                                   parent_id=request.parent_id, group_id=request.group))
+                                   parent_id=request.parent_id, group_id=request.group, extended=extended))
+
+
+def _extended(request: Request) -> dict[str, Any]:
+    """``result_extended``: what Celery adds to the stored result about the request."""
+    fields: dict[str, Any] = {
+        "name": request.name, "args": request.args, "kwargs": request.kwargs, "worker": request.hostname,
+        "retries": request.retries, "queue": (request.delivery_info or {}).get("routing_key"),
+    }
+    stamps = request.stamps
+    if stamps:
+        fields["stamped_headers"] = request.stamped_headers
+        fields.update(stamps)
+    return fields
 
 
 def _send_callbacks(app: App, request: Request, value: Any) -> None:
