@@ -211,6 +211,7 @@ class App:
             raise TypeError(f"base= must be a Task subclass, not {base!r}")
         task = task_from_function(self, fun, name, base, bind, opts)
         self.tasks[name] = task
+        self._annotate(task)
         return task
 
     def register_task(self, task: Task | type[Task], **options: Any) -> Task:
@@ -223,7 +224,30 @@ class App:
             instance.name = self.gen_task_name(cls.__name__, cls.__module__)
         instance._app = self
         self.tasks[instance.name] = instance
+        self._annotate(instance)
         return instance
+
+    def _annotate(self, task: Task) -> None:
+        """``task_annotations``: attributes set on tasks from the settings (Celery's forms: a dict by
+        task name or ``"*"``, an object with ``annotate(task)``, or a list of those)."""
+        found = self.conf.get("task_annotations")
+        for item in found if isinstance(found, (list, tuple)) else [found] if found else []:
+            if isinstance(item, str):
+                module, _, attr = item.replace(":", ".").rpartition(".")
+                item = getattr(importlib.import_module(module), attr)
+            if isinstance(item, dict):
+                values = {**(item.get("*") or {}), **(item.get(task.name) or {})}
+            else:
+                values = getattr(item, "annotate", lambda _task: None)(task) or {}
+            for key, value in values.items():
+                if key.startswith("@"):
+                    continue  # Celery's around-method annotations wrap methods; not supported here
+                setattr(task, key, value)
+
+    def apply_annotations(self) -> None:
+        """Annotate every task again: the worker calls it at start, after the settings are final."""
+        for task in list(self.tasks.values()):
+            self._annotate(task)
 
     def gen_task_name(self, name: str, module: str) -> str:
         if module == "__main__" and self.main:
@@ -235,7 +259,9 @@ class App:
         telling ``import_modules`` receivers, as Celery's loader does."""
         signals.import_modules.send(sender=self)
         names = [*(self.conf.get("imports") or ()), *(self.conf.get("include") or ())]
-        return [importlib.import_module(name) for name in dict.fromkeys(names)]
+        modules = [importlib.import_module(name) for name in dict.fromkeys(names)]
+        self.apply_annotations()
+        return modules
 
     def default_name(self, fun: Callable[..., Any]) -> str:
         return self.gen_task_name(fun.__name__, getattr(fun, "__module__", None) or "__main__")
@@ -255,6 +281,10 @@ class App:
         task = task if task is not None else self.tasks.get(name)
         args, kwargs = list(args or ()), dict(kwargs or {})
         options = {k: v for k, v in options.items() if v is not None}
+        if self.conf.get("task_inherit_parent_priority") and self.current_requests.stack:
+            parent_priority = (self.current_requests.stack[-1].delivery_info or {}).get("priority")
+            if parent_priority is not None:
+                options.setdefault("priority", parent_priority)
         queue, priority, routed = self._destination(name, task, args, kwargs, options)
         message_options = self._message_options(task, options, routed)
         task_id, raw = protocol.build(name, args, kwargs, queue=queue, priority=priority, **message_options)
