@@ -91,12 +91,19 @@ HONOURED = frozenset({
     "task_send_sent_event", "task_serializer", "task_soft_time_limit", "task_time_limit", "task_track_started",
     "task_store_eager_result", "task_store_errors_even_if_ignored", "timezone", "worker_concurrency",
     "worker_hijack_root_logger", "worker_log_format", "worker_prefetch_multiplier", "worker_send_task_events",
-    "worker_task_log_format",
+    "worker_task_log_format", "result_extended", "task_inherit_parent_priority", "task_annotations",
     # On Redis these already behave as their value asks: a failed late-ack task's message is
     # removed either way (Celery rejects it without requeue, which Redis drops), queues are created
     # on first use, and protocol 2 is the only one sent.
-    "task_acks_on_failure_or_timeout", "task_create_missing_queues", "task_protocol",
+    "task_acks_on_failure_or_timeout",
 })
+
+# Ignored settings whose value here is what the engine does anyway: set to that value, no warning.
+ALREADY = {
+    "task_create_missing_queues": True, "task_protocol": 2, "result_serializer": "json", "event_serializer": "json",
+    "result_accept_content": ["json"], "broker_connection_retry_on_startup": False, "task_default_exchange_type":
+    "direct", "worker_enable_remote_control": True,
+}
 
 
 def is_project_setting(name: str) -> bool:
@@ -110,6 +117,8 @@ def startup_warnings(explicit: Mapping[str, Any], own: Iterable[str] = ()) -> li
     for name in sorted(explicit):
         if isinstance(explicit[name], types.ModuleType) or name.startswith("_"):
             continue  # a config module's own imports, not settings
+        if name in ALREADY and explicit[name] == ALREADY[name]:
+            continue
         if name in CELERY_SETTINGS and name not in HONOURED:
             lines.append(f"setting {name!r} is a Celery setting this engine ignores (no effect)")
         elif name not in valid and not is_project_setting(name):

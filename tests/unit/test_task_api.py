@@ -474,7 +474,9 @@ def test_settings_check_names_ignored_celery_settings_and_typos() -> None:
         "setting 'worker_max_tasks_per_child' is a Celery setting this engine ignores (no effect)",
     ]
     assert Settings().startup_warnings() == []
-    assert HONOURED - {"task_protocol", "task_create_missing_queues"} <= CELERY_SETTINGS | {"imports", "include"}
+    assert Settings(result_serializer="json", task_protocol=2).startup_warnings() == []  # what we do anyway
+    assert len(Settings(result_serializer="pickle").startup_warnings()) == 1
+    assert HONOURED <= CELERY_SETTINGS
     assert len(CELERY_SETTINGS) == 207  # celery/app/defaults.py in 5.7.0
 
 
@@ -509,3 +511,45 @@ def test_beat_init_and_beat_embedded_init_fire_with_the_scheduler_as_sender(app:
         signals.beat_init.disconnect(on_init)
         signals.beat_embedded_init.disconnect(on_embedded)
     assert got == [("init", beat), ("embedded", beat)]
+
+
+def test_result_extended_stores_celerys_request_fields(app: App) -> None:
+    app.conf.result_extended = True
+    task = app.task(name="unit.extended")(lambda x: x)
+    request = Request(id="ext-1", name=task.name, args=[3], retries=1, hostname="w1@h", called_directly=False,
+                      delivery_info={"routing_key": "high"})
+    trace.run(app, task, request)
+    stored = app.backend.get_meta("ext-1")
+    assert (stored["name"], stored["args"], stored["kwargs"], stored["worker"], stored["retries"],
+            stored["queue"]) == ("unit.extended", [3], {}, "w1@h", 1, "high")
+
+
+def test_task_annotations_set_task_attributes_by_name_and_star() -> None:
+    class Slow:
+        def annotate(self, task: Any) -> dict[str, Any] | None:
+            return {"time_limit": 99} if task.name == "unit.slow" else None
+
+    app = App("unit", broker=NOWHERE, task_annotations=[{"*": {"rate_limit": "5/s"}, "unit.fast": {"rate_limit":
+                                                                                                   "50/s"}}, Slow()])
+    fast = app.task(name="unit.fast")(lambda: None)
+    slow = app.task(name="unit.slow")(lambda: None)
+    assert (fast.rate_limit, slow.rate_limit, slow.time_limit, fast.time_limit) == ("50/s", "5/s", 99, None)
+    late = App("late", broker=NOWHERE)
+    task = late.task(name="unit.late")(lambda: None)
+    late.conf.task_annotations = {"unit.late": {"acks_late": True}}
+    late.import_default_modules()  # what the worker does at start
+    assert task.acks_late is True
+
+
+def test_task_inherit_parent_priority(app: App, redis_client: redis.Redis) -> None:
+    app.conf.task_inherit_parent_priority = True
+    child = app.task(name="unit.child")(lambda: None)
+
+    @app.task(name="unit.parent")
+    def parent() -> None:
+        child.delay()
+
+    request = Request(id="p1", name="unit.parent", called_directly=False, delivery_info={"priority": 6})
+    trace.run(app, parent, request, store=False)
+    [message] = published(redis_client, "celery\x06\x166")
+    assert message.name == "unit.child" and message.properties["priority"] == 6
