@@ -553,3 +553,16 @@ def test_task_inherit_parent_priority(app: App, redis_client: redis.Redis) -> No
     trace.run(app, parent, request, store=False)
     [message] = published(redis_client, "celery\x06\x166")
     assert message.name == "unit.child" and message.properties["priority"] == 6
+
+
+def test_current_app_and_current_task_proxies(eager: App) -> None:
+    from engine import current_app, current_task
+
+    @eager.task(name="unit.who")
+    def who() -> Any:
+        return current_task.name, current_task.request.id
+
+    result = who.delay()
+    assert result.get() == ("unit.who", result.id)
+    assert not current_task  # no task running here
+    assert isinstance(current_app._get_current_object(), App)
