@@ -101,8 +101,15 @@ class App:
     def __repr__(self) -> str:
         return f"<App {self.main or '__main__'}>"
 
-    def config_from_object(self, obj: Any) -> None:
-        self.conf.from_object(obj)
+    def config_from_object(self, obj: Any, silent: bool = False, force: bool = False,
+                           namespace: str | None = None) -> None:
+        """Celery's: a module, ``"module:attr"`` (``"django.conf:settings"``) or object; ``namespace``
+        takes only ``<NAMESPACE>_*`` names. ``silent`` hides an import error, as in Celery."""
+        try:
+            self.conf.from_object(obj, namespace=namespace)
+        except ImportError:
+            if not silent:
+                raise
 
     # -- connections --------------------------------------------------------------------------
     def broker_url(self) -> str:

@@ -108,14 +108,22 @@ class Settings:
                 self._values[key.lower()] = value
                 self._explicit.add(key.lower())
 
-    def from_object(self, obj: Any) -> None:
-        """Copy lowercase public names from a module, a dotted module path or any object."""
+    def from_object(self, obj: Any, namespace: str | None = None) -> None:
+        """Copy settings from a module, a ``"module"``/``"module:attr"`` path or any object, as Celery's
+        ``config_from_object``: lowercase names; Celery 3's uppercase names (``CELERY_ACKS_LATE``,
+        ``BROKER_URL``) under today's names; with ``namespace="CELERY"`` only ``CELERY_*`` names,
+        prefix dropped (Django's ``CELERY_BROKER_URL`` → ``broker_url``)."""
         if isinstance(obj, str):
-            obj = importlib.import_module(obj)
+            module, _, attr = obj.partition(":")
+            obj = importlib.import_module(module)
+            for part in filter(None, attr.split(".")):
+                obj = getattr(obj, part)
+        prefix = f"{namespace}_" if namespace else None
         for name in dir(obj):
-            if name.islower() and not name.startswith("_"):
-                self._values[name] = getattr(obj, name)
-                self._explicit.add(name)
+            key = _setting_name(name, prefix)
+            if key is not None:
+                self._values[key] = getattr(obj, name)
+                self._explicit.add(key)
 
     def setdefault(self, name: str, value: Any) -> Any:
         return self._values.setdefault(name, value)
@@ -133,6 +141,25 @@ class Settings:
             for key, value in self._values.items()
             if DEFAULTS.get(key, object()) != value and not callable(value)
         }
+
+
+def _setting_name(name: str, prefix: str | None) -> str | None:
+    """The setting an attribute of a config object names, or None when it names none."""
+    from engine.celery_settings import CELERY_SETTINGS, OLD_NAMES
+
+    if name.startswith("_"):
+        return None
+    if prefix is not None:
+        return name[len(prefix):].lower() if name.startswith(prefix) and len(name) > len(prefix) else None
+    if name.islower():
+        return name
+    if name.isupper():
+        lowered = name.lower()
+        if lowered in OLD_NAMES:
+            return OLD_NAMES[lowered]
+        if lowered in CELERY_SETTINGS or lowered.startswith("tqctl_"):
+            return lowered
+    return None
 
 
 def masked_setting(key: str, value: Any) -> Any:

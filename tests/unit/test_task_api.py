@@ -566,3 +566,26 @@ def test_current_app_and_current_task_proxies(eager: App) -> None:
     assert result.get() == ("unit.who", result.id)
     assert not current_task  # no task running here
     assert isinstance(current_app._get_current_object(), App)
+
+
+def test_config_from_object_with_a_namespace_and_celery_3_names(tmp_path: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "unit_django_settings.py").write_text(
+        "DEBUG = True\nCELERY_BROKER_URL = 'redis://b'\nCELERY_TASK_ACKS_LATE = True\n"
+        "class settings:\n    CELERY_TASK_ALWAYS_EAGER = True\n")
+    (tmp_path / "unit_old_config.py").write_text("BROKER_URL = 'redis://old'\nCELERY_ACKS_LATE = True\n"
+                                                 "CELERYD_CONCURRENCY = 3\nSomething = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = App("unit", broker=None)
+    app.config_from_object("unit_django_settings", namespace="CELERY")
+    assert (app.conf.broker_url, app.conf.task_acks_late) == ("redis://b", True)
+    assert "debug" not in app.conf
+    app.config_from_object("unit_django_settings:settings", namespace="CELERY")
+    assert app.conf.task_always_eager is True
+    old = App("old", broker=None)
+    old.config_from_object("unit_old_config")
+    assert (old.conf.broker_url, old.conf.task_acks_late, old.conf.worker_concurrency) == ("redis://old", True, 3)
+    assert old.conf.startup_warnings() == []
+    old.config_from_object("no_such_module_here", silent=True)
+    with pytest.raises(ImportError):
+        old.config_from_object("no_such_module_here")
