@@ -177,3 +177,32 @@ def test_class_based_task_pydantic_and_typing(taskapi: Any, start_worker: Any, l
     with pytest.raises(TypeError, match="add"):
         taskapi.add.delay(1, 2, 3)  # typing: refused by the caller, nothing sent
     assert taskapi.loose.delay(1, 2, 3).get(timeout=30) == 3  # typing=False
+
+
+def test_stamps_and_headers_cross_between_celery_and_our_side(
+        taskapi: Any, start_worker: Any, celery_processes: Any, broker_url: str) -> None:
+    """A Celery 5.7 client stamps for our worker; our client stamps for a Celery 5.7 worker."""
+    import celery
+
+    from tests.apps.celery_canvas import celery_url
+    from tests.integration.test_canvas_celery import release_celery_results
+
+    start_worker("-P", "threads", "-c", "1", app=APP)
+    celery_processes("tests.apps.celery_taskapi", "celq", "cel", {"TQCTL_BROKER": broker_url})
+    url = celery_url(broker_url)
+    client = celery.Celery("stamp-client", broker=url, backend=url, set_as_current=False)
+    try:
+        sig = client.signature("tests.apps.taskapi.context", options={"headers": {"x-tenant": "acme"}})
+        sig.stamp(batch="b1")
+        seen = client.AsyncResult(sig.apply_async().id).get(timeout=30)
+        assert seen["stamps"] == {"batch": "b1"} and seen["stamped_headers"] == ["batch"]
+        assert seen["headers"] == {"x-tenant": "acme"}
+
+        ours = taskapi.app.signature("celery_taskapi.context", queue="celq", headers={"x-tenant": "acme"})
+        ours.stamp(Tenant(), batch="b2")
+        theirs = taskapi.app.AsyncResult(ours.apply_async().id).get(timeout=30)
+        assert theirs["stamps"] == {"tenant": "acme", "batch": "b2"}
+        assert theirs["stamped_headers"] == ["batch", "tenant"] and theirs["tenant"] == "acme"
+    finally:
+        release_celery_results(client)
+        client.close()
