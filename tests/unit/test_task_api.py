@@ -589,3 +589,35 @@ def test_config_from_object_with_a_namespace_and_celery_3_names(tmp_path: Any,
     old.config_from_object("no_such_module_here", silent=True)
     with pytest.raises(ImportError):
         old.config_from_object("no_such_module_here")
+
+
+def test_worker_logging_setup_follows_celerys_signals() -> None:
+    from engine.log import setup_worker_logging
+
+    app = App("unit", broker=NOWHERE, worker_task_log_format="%(task_name)s|%(message)s")
+    root, task_root = logging.getLogger(), logging.getLogger("celery.task")
+    saved = (list(root.handlers), root.level, list(task_root.handlers), task_root.level, task_root.propagate)
+    got: list[tuple[str, Any]] = []
+
+    def take_over(loglevel: int, **kw: Any) -> None:
+        got.append(("setup_logging", loglevel))
+
+    def after(logger: logging.Logger, format: str, **kw: Any) -> None:  # noqa: A002 - Celery's argument name
+        got.append(("after", (logger.name, format)))
+
+    try:
+        signals.setup_logging.connect(take_over)
+        setup_worker_logging(app, "warning")
+        assert got == [("setup_logging", logging.WARNING)] and root.handlers == saved[0]  # nothing touched
+        signals.setup_logging.disconnect(take_over)
+        signals.after_setup_task_logger.connect(after)
+        setup_worker_logging(app, "info")
+        assert got[-1] == ("after", ("celery.task", "%(task_name)s|%(message)s"))
+        assert isinstance(task_root.handlers[0].formatter, TaskFormatter) and task_root.propagate is False
+    finally:
+        signals.setup_logging.disconnect(take_over)
+        signals.after_setup_task_logger.disconnect(after)
+        root.handlers, task_root.handlers = saved[0], saved[2]
+        root.setLevel(saved[1])
+        task_root.setLevel(saved[3])
+        task_root.propagate = saved[4]
