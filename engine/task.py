@@ -306,19 +306,33 @@ def _carried(request: Request) -> dict[str, Any]:
     return carried
 
 
+class _Default:
+    """Stands for any default value in a stub's source text."""
+
+    def __repr__(self) -> str:
+        return "_default"
+
+
 def argument_checker(fun: Callable[..., Any], bound: bool) -> Callable[..., None] | None:
     """Checks call arguments against ``fun``'s signature at send time (Celery's ``typing=True``):
-    a wrong call raises ``TypeError`` in the caller instead of failing later on a worker."""
+    a wrong call raises Python's own ``TypeError`` (``add() takes 2 positional arguments but 3 were
+    given``) in the caller instead of failing later on a worker.
+
+    The check calls a stub with ``fun``'s parameters (names only: no defaults or annotations are
+    evaluated), so the message is the interpreter's; ``Signature.bind`` is the fallback."""
     import inspect
 
     try:
         sig = inspect.signature(fun)
     except (TypeError, ValueError):
         return None
-    if bound:
-        params = list(sig.parameters.values())[1:]
-        sig = sig.replace(parameters=params)
+    params = list(sig.parameters.values())[1 if bound else 0:]
     label = getattr(fun, "__name__", "task")
+    stub = _stub(label, [p.replace(annotation=p.empty, default=_Default() if p.default is not p.empty else p.empty)
+                         for p in params])
+    if stub is not None:
+        return stub
+    sig = sig.replace(parameters=params)
 
     def check(*args: Any, **kwargs: Any) -> None:
         try:
@@ -327,6 +341,24 @@ def argument_checker(fun: Callable[..., Any], bound: bool) -> Callable[..., None
             raise TypeError(f"{label}() {exc}") from None
 
     return check
+
+
+def _stub(label: str, params: list[Any]) -> Callable[..., None] | None:
+    import inspect
+
+    try:
+        text = str(inspect.Signature(params))
+        namespace: dict[str, Any] = {"_default": None}
+        exec(f"def _stub{text}:\n    return None", namespace)  # names only: nothing of the user's is evaluated
+    except (SyntaxError, ValueError):
+        return None
+    stub = namespace["_stub"]
+    try:
+        stub.__code__ = stub.__code__.replace(co_name=label, co_qualname=label)
+    except TypeError:  # Python 3.10: no co_qualname
+        stub.__code__ = stub.__code__.replace(co_name=label)
+    stub.__name__ = stub.__qualname__ = label
+    return stub
 
 
 def task_from_function(app: App, fun: Callable[..., Any], name: str, base: type[Task], bind: bool,
