@@ -47,11 +47,20 @@ def get_task_logger(name: str) -> logging.Logger:
 
 @contextmanager
 def running(task: Task, request: Request) -> Iterator[None]:
-    token = _running.set((task, request))
+    token = enter(task, request)
     try:
         yield
     finally:
-        _running.reset(token)
+        leave(token)
+
+
+def enter(task: Task, request: Request) -> contextvars.Token[tuple[Task, Request] | None]:
+    """Mark ``task`` as running in this thread (``engine.trace`` calls it around each run)."""
+    return _running.set((task, request))
+
+
+def leave(token: contextvars.Token[tuple[Task, Request] | None]) -> None:
+    _running.reset(token)
 
 
 def current_task() -> Task | None:

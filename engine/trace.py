@@ -66,14 +66,16 @@ def run(app: App, task: Task, request: Request, *, store: bool = True) -> Outcom
     started = time.perf_counter()
     task.push_request(request)
     app.current_requests.push(request)
+    token = log.enter(task, request)
     outcome: Outcome | None = None
     try:
-        with log.running(task, request):
+        if signals.task_prerun.receivers:
             signals.task_prerun.send(sender=task, task_id=request.id, task=task, args=request.args,
                                      kwargs=request.kwargs)
-            try:
-                outcome = _run(app, task, request, started, store)
-            finally:
+        try:
+            outcome = _run(app, task, request, started, store)
+        finally:
+            if signals.task_postrun.receivers:
                 signals.task_postrun.send(sender=task, task_id=request.id, task=task, args=request.args,
                                           kwargs=request.kwargs, retval=outcome.value if outcome else None,
                                           state=outcome.state if outcome else None)
@@ -82,6 +84,7 @@ def run(app: App, task: Task, request: Request, *, store: bool = True) -> Outcom
             raise
         return _internal_error(task, request, exc, started)
     finally:
+        log.leave(token)
         app.current_requests.pop()
         task.pop_request()
     return outcome
@@ -113,14 +116,17 @@ def _run(app: App, task: Task, request: Request, started: float, store: bool) ->
     _send_callbacks(app, request, value)
     _chord_part(app, request, states.SUCCESS, value)
     task.on_success(value, request.id, request.args, request.kwargs)
-    signals.task_success.send(sender=task, result=value)
+    if signals.task_success.receivers:
+        signals.task_success.send(sender=task, result=value)
     task.after_return(states.SUCCESS, value, request.id, request.args, request.kwargs, None)
     return Outcome(states.SUCCESS, runtime, result_repr=_repr(task, value), value=value)
 
 
 def _repr(task: Task, value: Any) -> str:
-    limit = int(getattr(task, "resultrepr_maxsize", 1024) or 1024)
-    text = safe_repr(value) if limit == 1024 else repr(value)
+    limit = task.resultrepr_maxsize
+    if limit == 1024:
+        return safe_repr(value)
+    text = repr(value)
     return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
 
 
