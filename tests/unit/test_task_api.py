@@ -624,3 +624,24 @@ def test_worker_logging_setup_follows_celerys_signals() -> None:
         root.setLevel(saved[1])
         task_root.setLevel(saved[3])
         task_root.propagate = saved[4]
+
+
+class AutoRetryClassTask(Task):
+    """Celery's own integration suite declares this against the plain ``Task`` (no app yet)."""
+
+    name = "auto_retry_class_task"
+    autoretry_for = (ValueError,)
+    retry_kwargs = {"max_retries": 1}
+
+    def run(self) -> int:
+        if self.request.retries:
+            return self.request.retries
+        raise ValueError()
+
+
+def test_a_plain_task_subclass_registered_later_autoretries(eager: App) -> None:
+    task = AutoRetryClassTask()
+    with pytest.raises(Exception, match="not registered"):
+        _ = task.app
+    eager.register_task(task)
+    assert task.delay().get() == 1 and eager.tasks["auto_retry_class_task"] is task
