@@ -164,6 +164,8 @@ class Worker:
                     raise ColdShutdown()
                 return
             log.warning("warm shutdown (%s): finishing running tasks", signal.Signals(signum).name)
+            signals.worker_shutting_down.send(sender=self.hostname, sig=signal.Signals(signum).name, how="Warm",
+                                              exitcode=0)
             self.stopping.set()
             self.wake()
 
@@ -320,7 +322,8 @@ class Worker:
         if not job.acks_late:
             job.acked = True
             self._ack_now(job.delivery.tag)
-        self.events.task("task-started", uuid=job.id, pid=job.worker_pid or os.getpid())
+        if job.task.send_events:
+            self.events.task("task-started", uuid=job.id, pid=job.worker_pid or os.getpid())
         return True
 
     def _ack_now(self, tag: str) -> None:
@@ -397,10 +400,11 @@ class Worker:
     def on_received(self, job: Job) -> None:
         m = job.message
         h = m.headers
-        self.events.task("task-received", uuid=m.id, name=m.name, args=h.get("argsrepr") or repr(m.args),
-                         kwargs=h.get("kwargsrepr") or repr(m.kwargs), root_id=m.root_id,
-                         parent_id=m.parent_id, retries=m.retries, eta=h.get("eta"),
-                         expires=h.get("expires"), queue=job.delivery.queue)
+        if job.task.send_events:  # a task's ``send_events=False`` silences its events, as in Celery
+            self.events.task("task-received", uuid=m.id, name=m.name, args=h.get("argsrepr") or repr(m.args),
+                             kwargs=h.get("kwargsrepr") or repr(m.kwargs), root_id=m.root_id,
+                             parent_id=m.parent_id, retries=m.retries, eta=h.get("eta"),
+                             expires=h.get("expires"), queue=job.delivery.queue)
         if log.isEnabledFor(logging.INFO):
             log.info("Task %s[%s] received", job.name, job.id)
         if signals.task_received.receivers:
@@ -429,6 +433,8 @@ class Worker:
         }, job.delivery.raw if state == states.FAILURE else None)
 
     def _send_outcome(self, job: Job, outcome: Outcome) -> None:
+        if not job.task.send_events:
+            return
         state, uuid_ = outcome.state, job.id
         if state == states.SUCCESS:
             self.events.task("task-succeeded", uuid=uuid_, result=outcome.result_repr, runtime=outcome.runtime)
