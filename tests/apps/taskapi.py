@@ -34,6 +34,7 @@ from engine.signals import (
     worker_process_shutdown,
     worker_ready,
     worker_shutdown,
+    worker_shutting_down,
 )
 from engine.utils.log import get_task_logger
 
@@ -97,6 +98,11 @@ def on_worker_ready(sender: Any = None, **kw: Any) -> None:
 @worker_shutdown.connect
 def on_worker_shutdown(sender: Any = None, **kw: Any) -> None:
     ledger("worker_shutdown")
+
+
+@worker_shutting_down.connect
+def on_worker_shutting_down(sender: Any = None, sig: str = "", how: str = "", **kw: Any) -> None:
+    ledger(f"worker_shutting_down {sig} {how}")
 
 
 @task_received.connect
@@ -260,3 +266,8 @@ def short_lived() -> str:
 @app.task(typing=False)
 def loose(*args: Any) -> int:
     return len(args)
+
+
+@app.task(send_events=False)
+def silent() -> str:
+    return "quiet"

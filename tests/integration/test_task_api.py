@@ -62,6 +62,7 @@ def test_celerys_signals_fire_in_the_right_process_with_celerys_arguments(
     worker_pid = worker.pid
     [init] = lines(ledger, "celeryd_init")
     assert "conf=True" in init and "sender=w1@" in init and pid_of(init) == worker_pid
+    assert lines(ledger, "worker_shutting_down") == [f"worker_shutting_down SIGTERM Warm pid={worker_pid}"]
     for name in ("import_modules", "worker_init", "worker_ready", "worker_shutdown", "after_setup_logger",
                  "after_setup_task_logger"):
         assert [pid_of(line) for line in lines(ledger, name)] == [worker_pid], name
@@ -206,3 +207,24 @@ def test_stamps_and_headers_cross_between_celery_and_our_side(
     finally:
         release_celery_results(client)
         client.close()
+
+
+def test_a_task_with_send_events_false_sends_no_task_events(taskapi: Any, start_worker: Any,
+                                                             broker_url: str) -> None:
+    from tests.integration.test_ops_events import Tail
+
+    start_worker("-P", "threads", "-c", "1", app=APP)
+    tail = Tail(broker_url)
+    try:
+        quiet = taskapi.silent.delay()
+        assert quiet.get(timeout=30) == "quiet"
+        loud = taskapi.add.delay(1, 1)  # sentinel: its events come after any the quiet task would have sent
+        assert loud.get(timeout=30) == 2
+        wait_for(lambda: any(e.get("uuid") == loud.id and e["type"] == "task-succeeded" for e in tail.seen()), 30,
+                 "the sentinel's task-succeeded event")
+        worker_events = {e["type"] for e in tail.seen() if e.get("uuid") == quiet.id} - {"task-sent"}
+        assert worker_events == set()
+        assert {"task-received", "task-started", "task-succeeded"} <= {e["type"] for e in tail.seen()
+                                                                      if e.get("uuid") == loud.id}
+    finally:
+        tail.close()
