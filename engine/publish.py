@@ -29,7 +29,8 @@ class Publishing:
         data = base64.b64decode(self.envelope["body"])
         args, kwargs, embed = serialization.loads(data, ctype, frozenset({ctype}))
         self.body = (args, kwargs, embed)
-        self.serializer = "pickle" if "pickle" in ctype else "json"
+        names = {content: name for name, content in serialization.CONTENT_TYPES.items()}
+        self.serializer = names.get(ctype, "json")  # re-encoded as it came
 
     def before(self) -> bytes:
         """Fire ``before_task_publish`` and return the message as the receivers left it."""

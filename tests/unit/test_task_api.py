@@ -355,10 +355,12 @@ def test_before_task_publish_can_add_headers_to_the_message(app: App, redis_clie
     signals.before_task_publish.connect(inject)
     try:
         app.send_task("unit.traced", args=[1])
+        app.send_task("unit.pickled", args=[2], serializer="pickle")  # re-encoded with its own serializer
     finally:
         signals.before_task_publish.disconnect(inject)
-    [message] = published(redis_client)
-    assert message.headers["traceparent"] == "00-abc" and seen == [("unit.traced", [1], "celery")]
+    first, second = published(redis_client)
+    assert first.headers["traceparent"] == "00-abc" and seen[0] == ("unit.traced", [1], "celery")
+    assert second.args == [2] and second.content_type == "application/x-python-serialize"
 
 
 # -- logging --------------------------------------------------------------------------------------
