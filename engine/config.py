@@ -40,6 +40,15 @@ DEFAULTS: dict[str, Any] = {
     "result_expires": 86400,
     "result_extended": False,
     "beat_schedule": {},
+    "imports": (),
+    "include": (),
+    "task_store_eager_result": False,
+    "task_store_errors_even_if_ignored": False,
+    "task_acks_on_failure_or_timeout": True,
+    "task_reject_on_worker_lost": None,
+    "worker_hijack_root_logger": True,
+    "worker_log_format": "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s",
+    "worker_task_log_format": "[%(asctime)s: %(levelname)s/%(processName)s] %(task_name)s[%(task_id)s]: %(message)s",
     # Our own additions (Celery ignores unknown names, and so do we in config modules).
     "tqctl_state_dir": ".tqctl",
     "tqctl_server_path": None,
@@ -63,6 +72,7 @@ class Settings:
 
     def __init__(self, **overrides: Any) -> None:
         object.__setattr__(self, "_values", dict(DEFAULTS))
+        object.__setattr__(self, "_explicit", set())  # names the user set: what the start-up check reads
         self.update(overrides)
 
     def __getattr__(self, name: str) -> Any:
@@ -75,12 +85,14 @@ class Settings:
 
     def __setattr__(self, name: str, value: Any) -> None:
         self._values[name] = value
+        self._explicit.add(name)
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
 
     def __setitem__(self, name: str, value: Any) -> None:
         self._values[name] = value
+        self._explicit.add(name)
 
     def __contains__(self, name: object) -> bool:
         return name in self._values
@@ -95,14 +107,33 @@ class Settings:
         for source in (values or {}, kw):
             for key, value in source.items():
                 self._values[key.lower()] = value
+                self._explicit.add(key.lower())
 
-    def from_object(self, obj: Any) -> None:
-        """Copy lowercase public names from a module, a dotted module path or any object."""
+    def from_object(self, obj: Any, namespace: str | None = None) -> None:
+        """Copy settings from a module, a ``"module"``/``"module:attr"`` path or any object, as Celery's
+        ``config_from_object``: lowercase names; Celery 3's uppercase names (``CELERY_ACKS_LATE``,
+        ``BROKER_URL``) under today's names; with ``namespace="CELERY"`` only ``CELERY_*`` names,
+        prefix dropped (Django's ``CELERY_BROKER_URL`` → ``broker_url``)."""
         if isinstance(obj, str):
-            obj = importlib.import_module(obj)
+            module, _, attr = obj.partition(":")
+            obj = importlib.import_module(module)
+            for part in filter(None, attr.split(".")):
+                obj = getattr(obj, part)
+        prefix = f"{namespace}_" if namespace else None
         for name in dir(obj):
-            if name.islower() and not name.startswith("_"):
-                self._values[name] = getattr(obj, name)
+            key = _setting_name(name, prefix)
+            if key is not None:
+                self._values[key] = getattr(obj, name)
+                self._explicit.add(key)
+
+    def setdefault(self, name: str, value: Any) -> Any:
+        return self._values.setdefault(name, value)
+
+    def startup_warnings(self) -> list[str]:
+        """What a starting worker warns about: set Celery settings it ignores, and unknown names."""
+        from engine.celery_settings import startup_warnings
+
+        return startup_warnings({name: self._values.get(name) for name in self._explicit}, own=DEFAULTS)
 
     def changes(self) -> dict[str, Any]:
         """Settings that differ from the defaults, secrets masked: what ``inspect conf`` shows."""
@@ -111,6 +142,25 @@ class Settings:
             for key, value in self._values.items()
             if DEFAULTS.get(key, object()) != value and not callable(value)
         }
+
+
+def _setting_name(name: str, prefix: str | None) -> str | None:
+    """The setting an attribute of a config object names, or None when it names none."""
+    from engine.celery_settings import CELERY_SETTINGS, OLD_NAMES
+
+    if name.startswith("_"):
+        return None
+    if prefix is not None:
+        return name[len(prefix):].lower() if name.startswith(prefix) and len(name) > len(prefix) else None
+    if name.islower():
+        return name
+    if name.isupper():
+        lowered = name.lower()
+        if lowered in OLD_NAMES:
+            return OLD_NAMES[lowered]
+        if lowered in CELERY_SETTINGS or lowered.startswith("tqctl_"):
+            return lowered
+    return None
 
 
 def masked_setting(key: str, value: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from engine import states
+from engine import signals, states
 from engine.broker.base import DeadLetter, Delivery
 from engine.exceptions import BrokerUnavailable, NotRegistered
 from engine.protocol import task as protocol
@@ -171,6 +171,7 @@ class Consumer:
             message = protocol.decode(delivery.raw, self.accepted, self.max_bytes)
         except protocol.MalformedMessage as exc:
             self.dead_letter(delivery, exc.reason, exc.detail, exc.headers)
+            signals.task_rejected.send(sender=self, message=delivery, exc=exc)
             return
         task = self.app.tasks.get(message.name)
         if task is None:
@@ -246,6 +247,8 @@ class Consumer:
             failure = meta(message.id, states.FAILURE, encode_exception(NotRegistered(message.name)))
             self.worker.settle(f"store NotRegistered for {message.id}", lambda: backend.store(message.id, failure))
         self.dead_letter(delivery, "unknown_task", detail, message.headers)
+        signals.task_unknown.send(sender=self, message=message, exc=NotRegistered(message.name), name=message.name,
+                                  id=message.id)
 
     def settle_revoked(self, delivery: Delivery, message: protocol.TaskMessage,
                         why: str) -> None:
