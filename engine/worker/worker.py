@@ -403,10 +403,11 @@ class Worker:
         self.settle(f"dead-letter {job.id}", lambda: self.broker.dead_letter(self.owner, tag, letter))
         backend = self.app.backend
         if backend is not None and outcome.internal != "result_not_stored" and not job.message.ignore_result:
-            failure = meta(job.id, states.FAILURE, {"exc_type": "InternalError", "exc_module": "builtins",
-                                                    "exc_message": [outcome.exception_repr]},
-                           traceback=outcome.traceback, parent_id=job.message.parent_id,
-                           group_id=job.message.group)
+            name = (outcome.exception_repr or "").split("(", 1)[0]  # only the repr crosses a child's pipe
+            error = {"exc_type": name if name.isidentifier() else "Exception", "exc_module": "builtins",
+                     "exc_message": [f"internal error: {outcome.exception_repr}"]}
+            failure = meta(job.id, states.FAILURE, error, traceback=outcome.traceback,
+                           parent_id=job.message.parent_id, group_id=job.message.group)
             self.settle(f"store the failure of {job.id}", lambda: backend.store(job.id, failure))
 
     def settle(self, what: str, call: Callable[[], object]) -> None:

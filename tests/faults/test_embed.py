@@ -68,3 +68,15 @@ def test_garbage_embed_runs_the_body_at_most_once_then_dead_letters(
         else:  # ran once, then sending what follows failed
             assert letter.reason == "internal_error" and counted.get(task_id) == 1, letter.detail
     assert {letters[i].reason for i in bad} == {"bad_body", "internal_error"}
+
+
+def test_callbacks_that_cannot_be_sent_end_failure_with_the_error(faults, start_worker, broker_url: str,
+                                                                  counter_url: str) -> None:
+    """The contained case as a client sees it: the body ran once, then ``get()`` raises the error."""
+    start_worker("-c", "1", name="w1")
+    bad_link = faults.count.s().set(countdown="soon")
+    result = faults.count_late.apply_async(link=bad_link)
+    wait_for(lambda: result.id in dead_ids(broker_url), 30, "the dead letter")
+    with pytest.raises(ValueError, match="internal error"):
+        faults.app.AsyncResult(result.id).get(timeout=10)
+    assert runs(counter_url).get(result.id) == 1
