@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engine.worker")
 ETA_SLACK = 0.02  # seconds: an ETA this close is run now rather than parked
+GIVE_UP_AFTER = 10  # unexpected fetch-loop errors in a row (about 40 s of backoff) before the worker stops
 
 
 class Consumer:
@@ -59,7 +60,7 @@ class Consumer:
 
     def _loop(self) -> None:
         w = self.worker
-        backoff = 0.5
+        backoff, failures = 0.5, 0
         while not w.stopping.is_set():
             if not w.queues:  # draining or every consumer cancelled
                 w.stopping.wait(0.2)
@@ -84,11 +85,16 @@ class Consumer:
                 backoff = min(backoff * 2, 5.0)
                 continue
             except Exception:  # a bug, not the broker: keep consuming, but say so loudly
+                failures += 1
+                if failures >= GIVE_UP_AFTER:  # stuck for good: stop, so what we hold is handed back
+                    log.critical("the fetch loop failed %d times in a row; stopping the worker", failures)
+                    w.request_stop()
+                    return
                 log.exception("unexpected error in the fetch loop, retrying in %.1fs", backoff)
                 w.stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            backoff = 0.5
+            backoff, failures = 0.5, 0
 
     def _fetch_and_sort(self, room: int, block: float) -> int:
         """One fetch (pending acks ride along) and every message sorted; returns how many came."""
