@@ -52,6 +52,12 @@ CASES: list[tuple[str, list[str]]] = [
     ("status-broker-empty", ["status", "--broker", ""]),
     ("queues-broker-blank", ["queues", "--broker", "   "]),
     ("tasks-socket-bad-db", ["tasks", "--broker", "redis+socket:///tmp/x.sock?virtual_host=abc"]),
+    ("dead-ls-broker-empty", ["dead", "ls", "--broker", ""]),
+    ("dead-ls-limit-negative", ["dead", "ls", "--limit", "-1"]),
+    ("beat-ls-bad-port", ["beat", "ls", "--broker", "redis://127.0.0.1:70000/0"]),
+    ("console-broker-empty", ["--broker", ""]),
+    ("console-bad-db", ["console", "--broker", "redis://127.0.0.1/x"]),
+    ("up-broker-empty", ["up", "-A", "tests.apps.faults", "--broker", ""]),
 ]
 
 
