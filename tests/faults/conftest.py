@@ -17,9 +17,15 @@ import pytest
 from tests.faults.harness import FaultServer
 from tests.integration.harness import WorkerProcess
 
-pytestmark = pytest.mark.integration
-
 APP = "tests.apps.faults"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every fault experiment runs real servers and workers: marked ``integration`` like that suite."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture
