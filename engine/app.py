@@ -25,7 +25,7 @@ from engine.control import Control
 from engine.events.sent import SentEvents
 from engine.exceptions import ImproperlyConfigured, NotRegistered
 from engine.protocol import task as protocol
-from engine.redisconn import REDIS_SCHEMES, guarded
+from engine.redisconn import REDIS_SCHEMES, backend_target, broker_target, guarded
 from engine.request import RequestStack
 from engine.result import AsyncResult
 from engine.routing import route
@@ -87,12 +87,12 @@ class App:
 
             url = bundled.ensure_running(state_dir(self.conf), self.conf.tqctl_server_path)
             self.conf.broker_url = url
-        return url
+        return broker_target(url, self.conf)
 
     def backend_url(self) -> str | None:
         url = self.conf.result_backend or env_backend_url()
         if url:
-            return url
+            return backend_target(url, self.conf)
         broker = self.broker_url()
         scheme = broker.split("://", 1)[0].lower()
         return broker if scheme in REDIS_SCHEMES else None
