@@ -80,3 +80,24 @@ def wait_until(predicate: object, timeout: float, what: str, interval: float = 0
             pass
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def make_certs(directory: Path, name: str = "ca") -> dict[str, str]:
+    """A CA and a server and a client certificate it signed (``openssl`` CLI), for 127.0.0.1."""
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=tqctl test {name}",
+        "-keyout", f"{name}.key", "-out", f"{name}.crt")
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for who in ("server", "client"):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={who}", "-keyout", f"{who}.key",
+            "-out", f"{who}.csr")
+        run("x509", "-req", "-in", f"{who}.csr", "-CA", f"{name}.crt", "-CAkey", f"{name}.key",
+            "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", f"{who}.crt")
+    return {"ca": str(directory / f"{name}.crt"),
+            "server_cert": str(directory / "server.crt"), "server_key": str(directory / "server.key"),
+            "client_cert": str(directory / "client.crt"), "client_key": str(directory / "client.key")}
