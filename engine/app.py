@@ -29,6 +29,7 @@ from engine.redisconn import REDIS_SCHEMES, backend_target, broker_target, guard
 from engine.request import RequestStack
 from engine.result import AsyncResult
 from engine.routing import route
+from engine.signing import Signer
 from engine.task import Task
 from engine.workflows import register_builtins
 
@@ -68,6 +69,7 @@ class App:
         self._backend: ResultBackend | None = None
         self._backend_ready = False
         self._sent_events: SentEvents | None = None
+        self._signer: Signer | None | bool = False  # False: not read from the settings yet
         self._pid = os.getpid()
         register_builtins(self)
         shared.register_app(self)
@@ -140,8 +142,15 @@ class App:
         return self._sent_events
 
     @property
+    def signer(self) -> Signer | None:
+        """Signs what this app publishes (tqctl_signing_keys / tqctl_signing_key_id); None when off."""
+        if self._signer is False:
+            self._signer = Signer.from_conf(self.conf)
+        return self._signer  # type: ignore[return-value]
+
+    @property
     def control(self) -> Control:
-        return Control(self.broker_url())
+        return Control(self.broker_url(), signer=self.signer)
 
     def close(self) -> None:
         if self._sent_events is not None:
@@ -197,6 +206,9 @@ class App:
         queue, priority, routed = self._destination(name, task, args, kwargs, options)
         message_options = self._message_options(task, options, routed)
         task_id, raw = protocol.build(name, args, kwargs, queue=queue, priority=priority, **message_options)
+        signer = self.signer
+        if signer is not None:
+            raw = signer.sign(raw)
         guarded(self.broker.url, lambda: self.broker.publish(queue, raw, priority))
         sent = self.sent_events
         if sent is not None:
@@ -219,6 +231,9 @@ class App:
         message_options = self._message_options(task, options, routed)
         message_options.pop("task_id", None)
         built = protocol.build_many(name, calls, queue=queue, priority=priority, **message_options)
+        signer = self.signer
+        if signer is not None:
+            built = [(task_id, signer.sign(raw)) for task_id, raw in built]
         guarded(self.broker.url, lambda: self.broker.publish_many([(queue, raw, priority) for _, raw in built]))
         sent = self.sent_events
         if sent is not None:
