@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import threading
 from collections.abc import Callable
@@ -250,10 +251,20 @@ def unsupported_url(url: str) -> ImproperlyConfigured:
 def describe_error(url: str, exc: BaseException) -> str:
     """One line naming the host and the cause, password masked."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    password = urlsplit(url).password if "://" in url else None
-    if password:
-        text = text.replace(password, "****")
+    if isinstance(exc, redis.sentinel.MasterNotFoundError):
+        text = _no_primary(text)
+    for part in str(url).split(";"):
+        password = _split(part).password if "://" in part else None
+        if password:
+            text = text.replace(password, "****")
     return f"cannot reach broker at {url_host(url)} ({mask_url(url)}): {text}"
+
+
+def _no_primary(text: str) -> str:
+    """redis-py's MasterNotFoundError text holds the repr of every sentinel client: keep the causes."""
+    head = text.split(" : ", 1)[0]
+    causes = dict.fromkeys(re.findall(r" - (?:\w+:)?(\w+(?:Error|Exception): [^<]*?)(?:, <|$)", text))
+    return f"{head} (sentinels: {'; '.join(causes) or 'none answered'})"
 
 
 def guarded(url: str, call: Callable[[], T]) -> T:
