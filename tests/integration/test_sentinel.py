@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -215,3 +216,42 @@ def test_publish_wait_replicas(cluster: Cluster) -> None:
     finally:
         app.close()
         plain.close()
+
+
+def test_unreplicated_publishes_are_lost_silently_without_wait_and_reported_with_it(cluster: Cluster) -> None:
+    """The one loss Sentinel cannot prevent, made certain: the replica is frozen and cut off, publishes are
+    acknowledged by the primary alone, the primary dies and the replica is promoted without them. Plain
+    delay() returned for every one of them; with tqctl_publish_wait_replicas=1 none returned: each
+    raised NotReplicated, so no caller believes in a message that is gone."""
+    plain = App("plain", broker=cluster.url, task_send_sent_event=False)
+    waiting = App("waiting", broker=cluster.url, task_send_sent_event=False,
+                  tqctl_publish_wait_replicas=1, tqctl_publish_wait_timeout=0.2)
+    try:
+        before = [plain.send_task("x.y", queue="before").id for _ in range(10)]
+        wait_until(lambda: cluster.replica.client().llen("before") == 10, 30, "the first messages to replicate")
+        cluster.replica.proc.send_signal(signal.SIGSTOP)
+        cluster.primary.client().client_kill_filter(_type="replica")  # nothing written from now on reaches it
+        acked = [plain.send_task("x.y", queue="after").id for _ in range(20)]
+        refused = 0
+        for _ in range(5):
+            with pytest.raises(NotReplicated):
+                waiting.send_task("x.y", queue="waited")
+            refused += 1
+        cluster.primary.kill()
+        cluster.replica.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: cluster.current_primary() is cluster.replica, 60, "the replica's promotion")
+        new = cluster.replica.client()
+        lost = 20 - new.llen("after")
+        print(json.dumps({"experiment": "sentinel_unreplicated_publishes", "acknowledged": len(acked),
+                          "lost": lost, "with_wait_returned": 0, "with_wait_refused": refused,
+                          "kept_before_cut": new.llen("before")}), flush=True)
+        assert new.llen("before") == len(before)
+        assert lost == 20  # acknowledged by delay(), gone after the failover
+        assert new.llen("waited") == 0 and refused == 5  # also gone, but every caller was told
+        assert plain.send_task("x.y", queue="after").id  # and clients carry on with the new primary
+        assert new.llen("after") == 1
+    finally:
+        if cluster.replica.proc is not None and cluster.replica.proc.poll() is None:
+            cluster.replica.proc.send_signal(signal.SIGCONT)
+        plain.close()
+        waiting.close()
