@@ -15,7 +15,7 @@ import redis
 
 from engine.broker.fanout import RedisFanout
 from engine.protocol import control as protocol
-from engine.signing import Signer
+from engine.signing import Signer, from_env
 
 REVOKED_KEY = "tqctl.revoked"
 REVOKE_TTL = 3 * 3600.0
@@ -37,7 +37,8 @@ def load_revoked(fanout: RedisFanout, now: float | None = None) -> set[str]:
 class Control:
     def __init__(self, url: str, client: redis.Redis | None = None, signer: Signer | None = None) -> None:
         self.fanout = RedisFanout(url, client)
-        self.signer = signer
+        # The console and the CLI have no app settings: TQCTL_SIGNING_KEYS signs their commands.
+        self.signer = signer if signer is not None else from_env()
 
     def close(self) -> None:
         self.fanout.close()

@@ -60,11 +60,10 @@ class Cluster:
     @cached_property
     def control(self) -> Any:
         from engine.control import Control
-        from engine.signing import from_env
 
         # Worker commands open the session with their --timeout + 1 s, and a reply is awaited with a
         # blocking pop of up to --timeout: a second more keeps the socket from giving up first.
-        return Control(self.url, self._client(self.timeout + 1.0) if self.timeout else None, signer=from_env())
+        return Control(self.url, self._client(self.timeout + 1.0) if self.timeout else None)
 
     @cached_property
     def broker(self) -> Any:
