@@ -107,4 +107,7 @@ def from_env(environ: Mapping[str, str] = os.environ) -> Signer | None:
         keys[kid.strip()] = secret
     if not key_id:
         raise ImproperlyConfigured("TQCTL_SIGNING_KEYS is set but TQCTL_SIGNING_KEY_ID is not")
-    return Signer(keys, key_id)
+    try:
+        return Signer(keys, key_id)
+    except ImproperlyConfigured as exc:
+        raise ImproperlyConfigured(f"TQCTL_SIGNING_KEYS / TQCTL_SIGNING_KEY_ID: {exc}") from None
