@@ -83,16 +83,18 @@ def tqctl(url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProc
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.parametrize("task_name", ["count", "count_late"])
 def test_primary_killed_mid_drain_workers_clients_and_console_follow(
-        cluster: Cluster, redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> None:
+        cluster: Cluster, redis_url: str, redis_client: redis.Redis, tmp_path: Path, task_name: str) -> None:
     url = cluster.url
+    task = getattr(faults, task_name)
     counter = "unix://" + urlsplit(redis_url).path  # the counting app reads it with redis-py's from_url
     faults.app.close()
     faults.app.conf.broker_url = url
     faults.app.conf.result_backend = url
     env = {"FAULT_COUNTER_URL": counter}
     try:
-        before = [faults.count.delay().id for _ in range(1500)]
+        before = [task.delay().id for _ in range(1500)]
         workers = [WorkerProcess(url, ["-c", "2", "-n", f"w{i}@%h", "-l", "info"], tmp_path / f"w{i}.log", env,
                                  app="tests.apps.faults").wait_ready(60) for i in (1, 2)]
         wait_for(lambda: len(faults.runs(counter)) >= 300, 120, "the drain to be under way")
@@ -103,7 +105,7 @@ def test_primary_killed_mid_drain_workers_clients_and_console_follow(
         def keep_sending() -> None:  # a client that calls delay() straight through the failover
             try:
                 for _ in range(300):
-                    during.append(faults.count.delay().id)
+                    during.append(task.delay().id)
                     time.sleep(0.01)
             except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
                 errors.append(exc)
@@ -118,7 +120,7 @@ def test_primary_killed_mid_drain_workers_clients_and_console_follow(
         assert len(during) == 300
         wait_until(lambda: cluster.current_primary() is cluster.replica, 60, "the sentinels to promote the replica")
 
-        after = [faults.count.delay().id for _ in range(100)]
+        after = [task.delay().id for _ in range(100)]
         sent = before + during + after
         runs: dict[str, int] = {}
 
@@ -136,7 +138,7 @@ def test_primary_killed_mid_drain_workers_clients_and_console_follow(
         for key in held:
             for raw in new.hvals(key):
                 stuck.extend(tid for tid in sent if tid.encode() in raw and runs.get(tid, 0) == 0)
-        result = emit("sentinel_failover_mid_drain", verdict(sent, runs, stuck=stuck, recovery_s=recovery))
+        result = emit(f"sentinel_failover_mid_drain_{task_name}", verdict(sent, runs, stuck=stuck, recovery_s=recovery))
 
         # The console follows too: a fresh `tqctl status` and `queues` on the same URL.
         status = tqctl(url, "status", "--timeout", "3", "--json")
