@@ -110,6 +110,12 @@ def test_primary_killed_mid_drain_workers_clients_and_console_follow(
             except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
                 errors.append(exc)
 
+        # A long-running console command started before the failover, to see that it follows it too.
+        tail_out = tmp_path / "tail.jsonl"
+        with open(tail_out, "w") as out:
+            tail = subprocess.Popen([sys.executable, "-m", "tqctl", "tail", "--json", "--broker", url], cwd=ROOT,
+                                    env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=out,
+                                    stderr=subprocess.DEVNULL)
         sender = threading.Thread(target=keep_sending)
         sender.start()
         wait_for(lambda: len(during) >= 20, 30, "the client to be sending")
@@ -140,7 +146,12 @@ def test_primary_killed_mid_drain_workers_clients_and_console_follow(
                 stuck.extend(tid for tid in sent if tid.encode() in raw and runs.get(tid, 0) == 0)
         result = emit(f"sentinel_failover_mid_drain_{task_name}", verdict(sent, runs, stuck=stuck, recovery_s=recovery))
 
-        # The console follows too: a fresh `tqctl status` and `queues` on the same URL.
+        # The console follows too: the tail started before the kill hears tasks sent after it, and a
+        # fresh `tqctl status` and `queues` on the same URL answer.
+        wait_for(lambda: any(json.loads(line).get("uuid") in after for line in tail_out.read_text().splitlines()),
+                 60, "the running tail to hear events from after the failover")
+        tail.kill()
+        tail.wait(10)
         status = tqctl(url, "status", "--timeout", "3", "--json")
         assert status.returncode == 0, status.stderr
         assert {n["name"].split("@")[0] for n in json.loads(status.stdout)["nodes"]} == {"w1", "w2"}
@@ -156,6 +167,9 @@ def test_primary_killed_mid_drain_workers_clients_and_console_follow(
             assert worker.proc.poll() is None, worker.log()[-3000:]
     finally:
         faults.app.close()
+        if "tail" in locals() and tail.poll() is None:
+            tail.kill()
+            tail.wait(10)
         for worker in locals().get("workers", []):
             worker.close()
 
