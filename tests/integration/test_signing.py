@@ -148,3 +148,30 @@ def test_signing_off_leaves_the_bytes_alone(broker_url: str, monkeypatch: pytest
     finally:
         plain.close()
         signed.close()
+
+
+def test_tqctl_retry_signs_the_republished_message(broker_url: str, tmp_path: Path) -> None:
+    """A retry rewrites the stored message (new id, retry_of): with the keys it is signed again and runs;
+    without them the signing worker refuses it like any other unsigned message."""
+    from engine.history import History
+
+    worker = WorkerProcess(broker_url, ["-P", "threads", "-n", "retry@%h"], tmp_path / "worker.log", WORKER_KEYS)
+    app = client(broker_url, {"k2": K2}, "k2")
+    history = History(redis.Redis.from_url(f"unix://{urlsplit(broker_url).path}"))
+    try:
+        worker.wait_ready(60)
+        failed = [app.send_task("tests.apps.shop.fail", args=["boom"]) for _ in range(2)]
+        for result in failed:
+            wait_for(lambda r=result: history.failure(r.id) is not None, 60, "the failure to be kept")
+        signed = tqctl(broker_url, "retry", failed[0].id, "--json", env=WORKER_KEYS)
+        assert signed.returncode == 0, signed.stderr
+        new_id = json.loads(signed.stdout)["retried"][0]["id"]
+        wait_for(lambda: history.failure(new_id) is not None, 60, "the signed retry to run (and fail again)")
+        unsigned = tqctl(broker_url, "retry", failed[1].id, "--json")
+        assert unsigned.returncode == 0, unsigned.stderr
+        refused = json.loads(unsigned.stdout)["retried"][0]["id"]
+        wait_for(lambda: dead_reasons(broker_url).get(refused) == "bad_signature", 60, "the unsigned retry refused")
+        assert history.failure(refused) is None
+    finally:
+        app.close()
+        worker.close()
