@@ -84,7 +84,11 @@ class Adapter:
         return new_id
 
     def _publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
-        self.broker.publish(queue, self.signer.sign(raw) if self.signer is not None else raw, priority)
+        self.broker.publish(queue, self._sign(raw), priority)
+
+    def _sign(self, raw: bytes) -> bytes:
+        """A message the console rewrote, signed again when signing is on (else exactly ``raw``)."""
+        return self.signer.sign(raw) if self.signer is not None else raw
 
     @staticmethod
     def _rewrite(raw: bytes, task_id: str, args: list[Any], kwargs: dict[str, Any]) -> bytes:
@@ -167,7 +171,7 @@ class Adapter:
             pipe = client.pipeline(transaction=True)
             pipe.zrem(DELAYED, member)
             pipe.execute()
-            client.lpush(key, json_dumps(envelope).encode())
+            client.lpush(key, self._sign(json_dumps(envelope).encode()))
             return {"moved": task_id, "queue": key.decode(errors="replace").split("\x06\x16")[0]}
         raise ActionError(f"{task_id} is no longer in the delayed set (it may have become due)")
 
