@@ -175,3 +175,26 @@ def test_tqctl_retry_signs_the_republished_message(broker_url: str, tmp_path: Pa
     finally:
         app.close()
         worker.close()
+
+
+def test_console_run_now_of_a_signed_eta_task_runs_it(broker_url: str, tmp_path: Path) -> None:
+    """"Run now" clears the eta header, so the console must sign the message again for it to run."""
+    from tqctl.tui.adapter import Adapter
+
+    counter = counter_url(broker_url)
+    worker = WorkerProcess(broker_url, ["-P", "threads", "-n", "eta@%h"], tmp_path / "worker.log",
+                           {"FAULT_COUNTER_URL": counter, **WORKER_KEYS}, app="tests.apps.faults")
+    app = client(broker_url, {"k2": K2}, "k2")
+    adapter = Adapter(broker_url, app=app)
+    try:
+        worker.wait_ready(60)
+        task_id = app.send_task(COUNT, countdown=3600).id
+        wait_for(lambda: redis.Redis.from_url(f"unix://{urlsplit(broker_url).path}").zcard("tqctl.delayed") == 1,
+                 60, "the ETA task to be parked")
+        adapter.run_eta_now(task_id)
+        wait_for(lambda: faults.runs(counter).get(task_id) == 1, 60, "the task moved by run-now to run")
+        assert task_id not in dead_reasons(broker_url)
+    finally:
+        adapter.close()
+        app.close()
+        worker.close()
