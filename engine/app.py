@@ -26,10 +26,11 @@ from engine.control import Control
 from engine.events.sent import SentEvents
 from engine.exceptions import ImproperlyConfigured, NotRegistered
 from engine.protocol import task as protocol
-from engine.redisconn import REDIS_SCHEMES, guarded
+from engine.redisconn import REDIS_SCHEMES, backend_target, broker_target, guarded
 from engine.request import RequestStack
 from engine.result import AsyncResult
 from engine.routing import route
+from engine.signing import Signer
 from engine.task import Task, task_from_function
 from engine.workflows import register_builtins
 
@@ -94,6 +95,7 @@ class App:
         self._backend: ResultBackend | None = None
         self._backend_ready = False
         self._sent_events: SentEvents | None = None
+        self._signer: Signer | None | bool = False  # False: not read from the settings yet
         self._pid = os.getpid()
         register_builtins(self)
         shared.register_app(self)
@@ -120,12 +122,12 @@ class App:
 
             url = bundled.ensure_running(state_dir(self.conf), self.conf.tqctl_server_path)
             self.conf.broker_url = url
-        return url
+        return broker_target(url, self.conf)
 
     def backend_url(self) -> str | None:
         url = self.conf.result_backend or env_backend_url()
         if url:
-            return url
+            return backend_target(url, self.conf)
         broker = self.broker_url()
         scheme = broker.split("://", 1)[0].lower()
         return broker if scheme in REDIS_SCHEMES else None
@@ -173,8 +175,15 @@ class App:
         return self._sent_events
 
     @property
+    def signer(self) -> Signer | None:
+        """Signs what this app publishes (tqctl_signing_keys / tqctl_signing_key_id); None when off."""
+        if self._signer is False:
+            self._signer = Signer.from_conf(self.conf)
+        return self._signer  # type: ignore[return-value]
+
+    @property
     def control(self) -> Control:
-        return Control(self.broker_url())
+        return Control(self.broker_url(), signer=self.signer)
 
     def close(self) -> None:
         if self._sent_events is not None:
@@ -300,6 +309,9 @@ class App:
             hooks = publish.Publishing(name, raw, message_options["exchange"],
                                        message_options["routing_key"] or queue)
             raw = hooks.before()
+        signer = self.signer  # after the publish hooks: what they add to the headers is signed too
+        if signer is not None:
+            raw = signer.sign(raw)
         guarded(self.broker.url, lambda: self.broker.publish(queue, raw, priority))
         if hooks is not None:
             hooks.after()
@@ -329,6 +341,9 @@ class App:
             hooks = [publish.Publishing(name, raw, message_options["exchange"], message_options["routing_key"] or queue)
                      for _, raw in built]
             built = [(task_id, hook.before()) for (task_id, _), hook in zip(built, hooks, strict=True)]
+        signer = self.signer
+        if signer is not None:
+            built = [(task_id, signer.sign(raw)) for task_id, raw in built]
         guarded(self.broker.url, lambda: self.broker.publish_many([(queue, raw, priority) for _, raw in built]))
         for hook in hooks:
             hook.after()

@@ -99,6 +99,10 @@ class RemoteControl:
             pubsub.close()
 
     def handle(self, raw: bytes) -> None:
+        signer = self.worker.app.signer
+        if signer is not None and (why := signer.verify(raw)) is not None:
+            log.warning("ignored a remote-control message: bad_signature: %s", why)
+            return
         request = protocol.decode_request(raw)
         if request is None or not request.addressed_to(self.worker.hostname):
             return
