@@ -68,6 +68,7 @@ class App:
         self._backend: ResultBackend | None = None
         self._backend_ready = False
         self._sent_events: SentEvents | None = None
+        self.remote_commands: dict[str, Callable[..., Any]] = {}  # app.control_command/inspect_command
         self._pid = os.getpid()
         register_builtins(self)
         shared.register_app(self)
@@ -142,6 +143,18 @@ class App:
     @property
     def control(self) -> Control:
         return Control(self.broker_url())
+
+    def control_command(self, name: str | None = None, **options: Any) -> Callable[..., Any]:
+        """Celery's ``@control_command``, kept by this app only (see engine.worker.control)."""
+        from engine.worker.control import register_on
+
+        return register_on(self, "control", name, options)
+
+    def inspect_command(self, name: str | None = None, **options: Any) -> Callable[..., Any]:
+        """Celery's ``@inspect_command``, kept by this app only (see engine.worker.control)."""
+        from engine.worker.control import register_on
+
+        return register_on(self, "inspect", name, options)
 
     def close(self) -> None:
         if self._sent_events is not None:
