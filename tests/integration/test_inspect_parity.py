@@ -14,54 +14,16 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.integration.harness import ROOT, ChildProcess, WorkerProcess, wait_for
+from tests.integration.harness import ROOT, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration
 HOST = socket.gethostname()
 OURS = "tests.apps.remote_commands"
-
-
-class CeleryPrefork(ChildProcess):
-    """``celery -A tests.apps.remote_celery worker -P prefork ...`` (the real Celery 5.7)."""
-
-    ready_marker = " ready."
-
-    def __init__(self, url: str, name: str, log_path: Path, *args: str) -> None:
-        env = {**os.environ, "REMOTE_BROKER": url, "PYTHONPATH": str(ROOT)}
-        argv = [sys.executable, "-m", "celery", "-A", "tests.apps.remote_celery", "worker", "-P", "prefork",
-                "-n", f"{name}@%h", "-l", "info", "--without-mingle", "--without-gossip", *args]
-        super().__init__(argv, log_path, env)
-
-
-@pytest.fixture
-def celery_prefork(broker_url: str, tmp_path: Path) -> Iterator[Callable[..., CeleryPrefork]]:
-    started: list[CeleryPrefork] = []
-
-    def start(name: str, *args: str) -> CeleryPrefork:
-        worker = CeleryPrefork(broker_url, name, tmp_path / f"{name}.log", *args)
-        started.append(worker)
-        return worker.wait_ready(60)
-
-    yield start
-    for worker in started:
-        worker.close()
-
-
-@pytest.fixture
-def celery_app(broker_url: str) -> Iterator[Any]:
-    """A plain Celery 5.7 client (Flower and ``celery inspect`` use exactly this)."""
-    import celery
-
-    app = celery.Celery("probe", broker=broker_url, backend=broker_url, set_as_current=False)
-    app.conf.broker_connection_retry_on_startup = True
-    yield app
-    app.close()
 
 
 def node(name: str) -> str:
