@@ -19,6 +19,7 @@ app = Celery("remote_celery", broker=os.environ.get("REMOTE_BROKER"), backend=os
              set_as_current=False)
 app.conf.update(broker_connection_retry_on_startup=True, task_default_queue="celery")
 app.task(name="remote.add")(remote_commands.add_numbers)
+app.task(name="remote.retry_later", bind=True)(remote_commands.retry_later)
 
 
 def _consume_too(state, queue, **kwargs):  # noqa: ANN001, ANN003, ANN202 - Celery's handler shape

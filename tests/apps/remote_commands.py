@@ -50,3 +50,11 @@ COMMANDS["args_of"] = (args_of, "inspect", {"variadic": "words", "signature": "[
 inspect_command(**COMMANDS["echo"][2])(echo)
 app.control_command(**COMMANDS["consume_too"][2])(consume_too)
 inspect_command(**COMMANDS["args_of"][2])(args_of)
+
+
+def retry_later(task: Any, reason: str) -> None:
+    """Retry in five minutes: the stored RETRY state stays readable while the test looks."""
+    raise task.retry(exc=ValueError(reason), countdown=300)
+
+
+retry_later_task = app.task(name="remote.retry_later", bind=True)(retry_later)
