@@ -122,5 +122,10 @@ def test_flower_shows_our_workers_their_pool_queues_tasks_and_queue_lengths(
     assert info["result"] == "42" and info["args"] == "(20, 22)"
     assert info["sent"] is None or info["sent"] <= info["started"] <= info["succeeded"]
 
+    pages = {"/": O1, "/workers": O2, "/tasks": "Tasks", f"/task/{done.id}": "tests.apps.shop.add", "/broker": "high"}
+    for path, shown in pages.items():  # the other pages a user opens
+        status, page = flower.get(path)
+        assert status == 200 and shown in page, f"{path}: HTTP {status}\n{page[:2000]}\n{flower.log()[-3000:]}"
+
     lengths = {q["name"]: q["messages"] for q in flower.json("/api/queues/length")["active_queues"]}
     assert lengths == {"celery": 0, "high": 0}  # the queues our workers consume; "nobody" is no one's
