@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from engine.broker.fanout import RedisFanout
+from engine.config import masked_setting
 from engine.control import store_revoked
 from engine.protocol import control as protocol
 from engine.worker import control as custom
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engine.worker")
 NO_REPLY = object()
+# Celery's second names for inspect commands (``celery inspect dump_tasks`` is ``registered``).
+ALIASES = {"dump_tasks": "registered", "dump_active": "active", "dump_reserved": "reserved",
+           "dump_schedule": "scheduled", "dump_revoked": "revoked", "dump_conf": "conf"}
+TASK_INFO_ITEMS = ("exchange", "routing_key", "rate_limit")  # Celery's default taskinfoitems
 RELOAD_EVERY = 5.0  # seconds between looks for new custom commands when an unknown name arrives
 
 
@@ -75,6 +80,8 @@ class RemoteControl:
                 "pool_restart", "shutdown", "clock", "report", "hello", "drain",
             )
         }
+        for alias, name in ALIASES.items():
+            self.handlers[alias] = self.handlers[name]
         self.custom: dict[str, custom.CommandSpec] = {}
         self._custom_loaded = 0.0
         self.load_custom()
@@ -172,8 +179,18 @@ class RemoteControl:
     def do_revoked(self, **_: Any) -> list[str]:
         return sorted(self.worker.revoked)
 
-    def do_registered(self, taskinfoitems: Any = None, **_: Any) -> list[str]:
-        return sorted(self.worker.app.tasks)
+    def do_registered(self, taskinfoitems: Any = None, builtins: bool = False, **_: Any) -> list[str]:
+        """Celery's reply: task names, builtins (``celery.*``) only when asked, each followed by the
+        requested attributes that are set (``add [rate_limit=10/s]``)."""
+        tasks = self.worker.app.tasks
+        items = list(taskinfoitems or TASK_INFO_ITEMS)
+        names = sorted(n for n in tasks if builtins or not n.startswith("celery."))
+        out = []
+        for name in names:
+            fields = [f"{item}={value}" for item in items
+                      if (value := getattr(tasks[name], item, None)) is not None]
+            out.append(f"{name} [{' '.join(fields)}]" if fields else name)
+        return out
 
     def do_stats(self, **_: Any) -> dict[str, Any]:
         return stats.worker_stats(self.worker, self.clock, self.max_concurrency)
@@ -182,7 +199,10 @@ class RemoteControl:
         return [stats.queue_as_dict(q) for q in self.worker.queues]
 
     def do_conf(self, with_defaults: bool = False, **_: Any) -> dict[str, Any]:
-        return self.worker.app.conf.changes()
+        conf = self.worker.app.conf
+        if not with_defaults:
+            return conf.changes()
+        return {key: masked_setting(key, conf[key]) for key in conf if not callable(conf[key])}
 
     def do_query_task(self, ids: Any = None, **_: Any) -> dict[str, Any]:
         w = self.worker

@@ -24,7 +24,7 @@ def add_numbers(x: int, y: int) -> int:
     return x + y
 
 
-add = app.task(name="remote.add")(add_numbers)
+add = app.task(name="remote.add", rate_limit="50/s")(add_numbers)
 
 
 def echo(state: Any, word: str = "", n: int = 1, **kwargs: Any) -> dict[str, str]:

@@ -87,6 +87,13 @@ def test_stats_and_active_queues_have_every_key_a_celery_worker_sends(
     assert ours["pid"] != theirs["pid"] and isinstance(ours["uptime"], int) and ours["clock"].isdigit()
     assert all(isinstance(ours["rusage"][k], (int, float)) for k in ours["rusage"])
 
+    registered = inspect(celery_app, "registered", names)  # builtins (celery.*) left out, as Celery does
+    assert registered[node("o1")] == registered[node("c1")] == ["remote.add [rate_limit=50/s]", "remote.retry_later"]
+    for alias, method in (("dump_tasks", "registered"), ("dump_active", "active"), ("dump_conf", "conf")):
+        assert inspect(celery_app, alias, [node("o1")]) == inspect(celery_app, method, [node("o1")])
+    everything = inspect(celery_app, "conf", [node("o1")], with_defaults=True)[node("o1")]
+    assert everything["task_default_queue"] == "celery"
+
 
 def test_max_concurrency_is_the_configured_size_after_pool_grow(
         celery_prefork: Any, start_worker: Callable[..., WorkerProcess], celery_app: Any) -> None:
@@ -168,6 +175,6 @@ def test_custom_commands_answer_celerys_cli_and_ours_like_a_celery_worker(
     assert unknown.returncode == 1 and "KeyError('no_such_command')" in unknown.stdout
 
     # the builtins still answer
-    assert "remote.add" in inspect(celery_app, "registered", [node("o1")])[node("o1")]
+    assert "remote.add [rate_limit=50/s]" in inspect(celery_app, "registered", [node("o1")])[node("o1")]
     assert inspect(celery_app, "stats", [node("o1")])[node("o1")]["pool"]["implementation"] == "threads"
     assert celery_app.control.ping(destination=[node("o1")], timeout=2.0) == [{node("o1"): {"ok": "pong"}}]
