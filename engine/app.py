@@ -10,6 +10,7 @@ import datetime as dt
 import inspect
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -210,10 +211,11 @@ class App:
         queue, priority, routed = self._destination(name, task, args, kwargs, options)
         message_options = self._message_options(task, options, routed)
         task_id, raw = protocol.build(name, args, kwargs, queue=queue, priority=priority, **message_options)
+        sent_at = time.time()  # task-sent's time: before the publish, so never after the task starts
         guarded(self.broker.url, lambda: self.broker.publish(queue, raw, priority))
         sent = self.sent_events
         if sent is not None:
-            sent.record(task_id, name, args, kwargs, queue, message_options)
+            sent.record(task_id, name, args, kwargs, queue, message_options, sent_at)
         return AsyncResult(task_id, self, task_name=name)
 
     def send_many(self, name: str, calls: Sequence[tuple[Sequence[Any], dict[str, Any] | None]], *,
@@ -232,12 +234,13 @@ class App:
         message_options = self._message_options(task, options, routed)
         message_options.pop("task_id", None)
         built = protocol.build_many(name, calls, queue=queue, priority=priority, **message_options)
+        sent_at = time.time()
         guarded(self.broker.url, lambda: self.broker.publish_many([(queue, raw, priority) for _, raw in built]))
         sent = self.sent_events
         if sent is not None:
             sent.record_many(name, ((task_id, args or (), kwargs or {})
                                     for (task_id, _), (args, kwargs) in zip(built, calls, strict=True)),
-                             queue, message_options)
+                             queue, message_options, sent_at)
         return [AsyncResult(task_id, self, task_name=name) for task_id, _ in built]
 
     def _destination(self, name: str, task: Task | None, args: list[Any], kwargs: dict[str, Any],
