@@ -106,6 +106,8 @@ def inspect(
     if held is not None:
         doc["broker"] = held
     if not rows:
+        if held is not None and not as_json:
+            _print_delayed(held)  # ETA tasks wait in the broker whether or not a worker is up
         no_reply(timeout, as_json, doc)
     if as_json:
         emit_json(doc)
