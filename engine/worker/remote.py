@@ -129,7 +129,12 @@ class RemoteControl:
             return
         oid = request.reply_to.get("routing_key")
         if oid:
-            reply = protocol.encode_reply(self.worker.hostname, result, request.ticket, oid, self.clock)
+            try:
+                reply = protocol.encode_reply(self.worker.hostname, result, request.ticket, oid, self.clock)
+            except (TypeError, ValueError) as exc:  # a custom command returned a set, an object...: say so
+                log.warning("reply to %r is not JSON: %s", request.method, exc)
+                reply = protocol.encode_reply(self.worker.hostname, {"error": f"reply is not JSON: {exc}"},
+                                              request.ticket, oid, self.clock)
             self.fanout.reply(oid, reply, request.reply_to.get("exchange") or protocol.REPLY_EXCHANGE)
 
     def dispatch(self, method: str, arguments: dict[str, Any]) -> Any:

@@ -58,3 +58,9 @@ def retry_later(task: Any, reason: str) -> None:
 
 
 retry_later_task = app.task(name="remote.retry_later", bind=True)(retry_later)
+
+
+@app.inspect_command()
+def not_json(state: Any, **kwargs: Any) -> object:
+    """A bug: the reply cannot be sent as JSON (ours only; the worker must keep answering)."""
+    return {"seen": object()}

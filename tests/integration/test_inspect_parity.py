@@ -173,6 +173,8 @@ def test_custom_commands_answer_celerys_cli_and_ours_like_a_celery_worker(
     assert doc["nodes"][0]["reply"] == {"ok": "consuming more too"}
     unknown = cli(broker_url, "tqctl", "inspect", "no_such_command", "-d", node("o1"), "--json")
     assert unknown.returncode == 1 and "KeyError('no_such_command')" in unknown.stdout
+    broken = cli(broker_url, "tqctl", "inspect", "not_json", "-d", node("o1"), "--json")
+    assert broken.returncode == 1 and "reply is not JSON" in broken.stdout, broken.stdout + broken.stderr
 
     # the builtins still answer
     assert "remote.add [rate_limit=50/s]" in inspect(celery_app, "registered", [node("o1")])[node("o1")]
