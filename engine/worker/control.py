@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from types import ModuleType
+from types import FunctionType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -92,7 +92,10 @@ def register_on(app: App, kind: str, name: str | None, options: dict[str, Any]) 
 
 
 def spec_of(value: Any) -> CommandSpec | None:
-    spec = getattr(value, MARK, None) if callable(value) else None
+    """The mark on a plain function; other objects are not asked (a lazy proxy would evaluate)."""
+    if not isinstance(value, FunctionType):
+        return None
+    spec = value.__dict__.get(MARK)
     return spec if isinstance(spec, CommandSpec) else None
 
 
@@ -101,7 +104,10 @@ def app_modules(app: App) -> list[ModuleType]:
     names = {getattr(getattr(task, "run", None) or task, "__module__", None) for task in list(app.tasks.values())}
     modules = [sys.modules[n] for n in names if isinstance(n, str) and n in sys.modules]
     for module in list(sys.modules.values()):
-        namespace = getattr(module, "__dict__", None)
+        try:
+            namespace = module.__dict__
+        except Exception:  # a lazy module stand-in may refuse; it holds no app of ours
+            continue
         if isinstance(namespace, dict) and any(v is app for v in list(namespace.values())):
             modules.append(module)
     return modules
@@ -110,7 +116,7 @@ def app_modules(app: App) -> list[ModuleType]:
 def collect(app: App, modules: Iterable[ModuleType] | None = None) -> dict[str, CommandSpec]:
     """Every custom command of ``app``: marked functions in its modules, then its own registry."""
     marked = [value for module in (modules if modules is not None else app_modules(app))
-              for value in list(vars(module).values())]
+              for value in list(module.__dict__.values())]
     found: dict[str, CommandSpec] = {}
     for value in [*marked, *getattr(app, "remote_commands", {}).values()]:
         spec = spec_of(value)
