@@ -11,6 +11,7 @@ import importlib
 import inspect
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -96,6 +97,7 @@ class App:
         self._backend_ready = False
         self._sent_events: SentEvents | None = None
         self._signer: Signer | None | bool = False  # False: not read from the settings yet
+        self.remote_commands: dict[str, Callable[..., Any]] = {}  # app.control_command/inspect_command
         self._pid = os.getpid()
         register_builtins(self)
         shared.register_app(self)
@@ -184,6 +186,18 @@ class App:
     @property
     def control(self) -> Control:
         return Control(self.broker_url(), signer=self.signer)
+
+    def control_command(self, name: str | None = None, **options: Any) -> Callable[..., Any]:
+        """Celery's ``@control_command``, kept by this app only (see engine.worker.control)."""
+        from engine.worker.control import register_on
+
+        return register_on(self, "control", name, options)
+
+    def inspect_command(self, name: str | None = None, **options: Any) -> Callable[..., Any]:
+        """Celery's ``@inspect_command``, kept by this app only (see engine.worker.control)."""
+        from engine.worker.control import register_on
+
+        return register_on(self, "inspect", name, options)
 
     def close(self) -> None:
         if self._sent_events is not None:
@@ -312,12 +326,13 @@ class App:
         signer = self.signer  # after the publish hooks: what they add to the headers is signed too
         if signer is not None:
             raw = signer.sign(raw)
+        sent_at = time.time()  # task-sent's time: before the publish, so never after the task starts
         guarded(self.broker.url, lambda: self.broker.publish(queue, raw, priority))
         if hooks is not None:
             hooks.after()
         sent = self.sent_events
         if sent is not None:
-            sent.record(task_id, name, args, kwargs, queue, message_options)
+            sent.record(task_id, name, args, kwargs, queue, message_options, sent_at)
         return AsyncResult(task_id, self, task_name=name)
 
     def send_many(self, name: str, calls: Sequence[tuple[Sequence[Any], dict[str, Any] | None]], *,
@@ -344,6 +359,7 @@ class App:
         signer = self.signer
         if signer is not None:
             built = [(task_id, signer.sign(raw)) for task_id, raw in built]
+        sent_at = time.time()
         guarded(self.broker.url, lambda: self.broker.publish_many([(queue, raw, priority) for _, raw in built]))
         for hook in hooks:
             hook.after()
@@ -351,7 +367,7 @@ class App:
         if sent is not None:
             sent.record_many(name, ((task_id, args or (), kwargs or {})
                                     for (task_id, _), (args, kwargs) in zip(built, calls, strict=True)),
-                             queue, message_options)
+                             queue, message_options, sent_at)
         return [AsyncResult(task_id, self, task_name=name) for task_id, _ in built]
 
     def _destination(self, name: str, task: Task | None, args: list[Any], kwargs: dict[str, Any],
