@@ -11,6 +11,7 @@ import importlib
 import inspect
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,10 +27,11 @@ from engine.control import Control
 from engine.events.sent import SentEvents
 from engine.exceptions import ImproperlyConfigured, NotRegistered
 from engine.protocol import task as protocol
-from engine.redisconn import REDIS_SCHEMES, guarded
+from engine.redisconn import REDIS_SCHEMES, backend_target, broker_target, guarded
 from engine.request import RequestStack
 from engine.result import AsyncResult
 from engine.routing import route
+from engine.signing import Signer
 from engine.task import Task, task_from_function
 from engine.workflows import register_builtins
 
@@ -94,6 +96,8 @@ class App:
         self._backend: ResultBackend | None = None
         self._backend_ready = False
         self._sent_events: SentEvents | None = None
+        self._signer: Signer | None | bool = False  # False: not read from the settings yet
+        self.remote_commands: dict[str, Callable[..., Any]] = {}  # app.control_command/inspect_command
         self._pid = os.getpid()
         register_builtins(self)
         shared.register_app(self)
@@ -120,12 +124,12 @@ class App:
 
             url = bundled.ensure_running(state_dir(self.conf), self.conf.tqctl_server_path)
             self.conf.broker_url = url
-        return url
+        return broker_target(url, self.conf)
 
     def backend_url(self) -> str | None:
         url = self.conf.result_backend or env_backend_url()
         if url:
-            return url
+            return backend_target(url, self.conf)
         broker = self.broker_url()
         scheme = broker.split("://", 1)[0].lower()
         return broker if scheme in REDIS_SCHEMES else None
@@ -173,8 +177,27 @@ class App:
         return self._sent_events
 
     @property
+    def signer(self) -> Signer | None:
+        """Signs what this app publishes (tqctl_signing_keys / tqctl_signing_key_id); None when off."""
+        if self._signer is False:
+            self._signer = Signer.from_conf(self.conf)
+        return self._signer  # type: ignore[return-value]
+
+    @property
     def control(self) -> Control:
-        return Control(self.broker_url())
+        return Control(self.broker_url(), signer=self.signer)
+
+    def control_command(self, name: str | None = None, **options: Any) -> Callable[..., Any]:
+        """Celery's ``@control_command``, kept by this app only (see engine.worker.control)."""
+        from engine.worker.control import register_on
+
+        return register_on(self, "control", name, options)
+
+    def inspect_command(self, name: str | None = None, **options: Any) -> Callable[..., Any]:
+        """Celery's ``@inspect_command``, kept by this app only (see engine.worker.control)."""
+        from engine.worker.control import register_on
+
+        return register_on(self, "inspect", name, options)
 
     def close(self) -> None:
         if self._sent_events is not None:
@@ -300,12 +323,16 @@ class App:
             hooks = publish.Publishing(name, raw, message_options["exchange"],
                                        message_options["routing_key"] or queue)
             raw = hooks.before()
+        signer = self.signer  # after the publish hooks: what they add to the headers is signed too
+        if signer is not None:
+            raw = signer.sign(raw)
+        sent_at = time.time()  # task-sent's time: before the publish, so never after the task starts
         guarded(self.broker.url, lambda: self.broker.publish(queue, raw, priority))
         if hooks is not None:
             hooks.after()
         sent = self.sent_events
         if sent is not None:
-            sent.record(task_id, name, args, kwargs, queue, message_options)
+            sent.record(task_id, name, args, kwargs, queue, message_options, sent_at)
         return AsyncResult(task_id, self, task_name=name)
 
     def send_many(self, name: str, calls: Sequence[tuple[Sequence[Any], dict[str, Any] | None]], *,
@@ -329,6 +356,10 @@ class App:
             hooks = [publish.Publishing(name, raw, message_options["exchange"], message_options["routing_key"] or queue)
                      for _, raw in built]
             built = [(task_id, hook.before()) for (task_id, _), hook in zip(built, hooks, strict=True)]
+        signer = self.signer
+        if signer is not None:
+            built = [(task_id, signer.sign(raw)) for task_id, raw in built]
+        sent_at = time.time()
         guarded(self.broker.url, lambda: self.broker.publish_many([(queue, raw, priority) for _, raw in built]))
         for hook in hooks:
             hook.after()
@@ -336,7 +367,7 @@ class App:
         if sent is not None:
             sent.record_many(name, ((task_id, args or (), kwargs or {})
                                     for (task_id, _), (args, kwargs) in zip(built, calls, strict=True)),
-                             queue, message_options)
+                             queue, message_options, sent_at)
         return [AsyncResult(task_id, self, task_name=name) for task_id, _ in built]
 
     def _destination(self, name: str, task: Task | None, args: list[Any], kwargs: dict[str, Any],

@@ -61,6 +61,17 @@ DEFAULTS: dict[str, Any] = {
     "tqctl_history_size": 10_000,
     "tqctl_beat_lease": 10.0,
     "tqctl_beat_tick": 1.0,
+    # Connections (Celery's names): sentinel master_name/sentinel_kwargs, and TLS.
+    "broker_transport_options": {},
+    "result_backend_transport_options": {},
+    "broker_use_ssl": None,
+    "redis_backend_use_ssl": None,
+    "tqctl_failover_timeout": 30.0,  # sentinel: how long commands retry while a new primary is chosen
+    "tqctl_publish_wait_replicas": 0,  # >0: delay() returns only once that many replicas have the message
+    "tqctl_publish_wait_timeout": 1.0,
+    # Message signing: {key_id: secret}; signing is on when tqctl_signing_key_id names one of them.
+    "tqctl_signing_keys": {},
+    "tqctl_signing_key_id": None,
 }
 
 SECRET_WORDS = re.compile(r"(password|secret|token|key|auth|credential)", re.IGNORECASE)
@@ -164,6 +175,8 @@ def _setting_name(name: str, prefix: str | None) -> str | None:
 
 
 def masked_setting(key: str, value: Any) -> Any:
+    if isinstance(value, dict):  # e.g. broker_transport_options={"sentinel_kwargs": {"password": ...}}
+        return {k: masked_setting(str(k), v) for k, v in value.items()}
     if key in URL_SETTINGS and isinstance(value, str):
         return mask_url(value)
     if SECRET_WORDS.search(key) and value:
@@ -192,6 +205,8 @@ def mask_url(url: str | None) -> str:
     """Replace the password in a URL with ``****`` (the user name stays, it helps debugging)."""
     if not url:
         return ""
+    if ";" in url:  # kombu's failover list (sentinel://a;sentinel://b): mask every address
+        return ";".join(mask_url(part) for part in url.split(";"))
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -210,11 +225,11 @@ def _mask_query(url: str) -> str:
 
 def url_host(url: str) -> str:
     """``host:port`` (or the socket path) of a URL, for error messages that must name the target."""
-    parts = urlsplit(url)
+    parts = urlsplit(url.split(";", 1)[0])
     if parts.scheme.endswith("socket") or parts.scheme == "unix":
         return parts.path
     host = parts.hostname or "localhost"
-    default_port = 5672 if parts.scheme.startswith("amqp") else 6379
+    default_port = 5672 if parts.scheme.startswith("amqp") else 26379 if parts.scheme == "sentinel" else 6379
     try:
         port = parts.port or default_port
     except ValueError:

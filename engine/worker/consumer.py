@@ -39,6 +39,7 @@ class Consumer:
         self.broker = worker.broker
         self.accepted = accepted_types(self.app.conf.accept_content)
         self.max_bytes = self.app.conf.tqctl_max_message_bytes
+        self.signer = self.app.signer  # None unless message signing is on
         self.buckets: dict[str, TokenBucket | None] = {}
         self.held: list[tuple[float, int, Job]] = []
         self._held_seq = itertools.count()
@@ -178,6 +179,9 @@ class Consumer:
         except protocol.MalformedMessage as exc:
             self.dead_letter(delivery, exc.reason, exc.detail, exc.headers)
             signals.task_rejected.send(sender=self, message=delivery, exc=exc)
+            return
+        if self.signer is not None and (why := self.signer.verify(delivery.raw)) is not None:
+            self.dead_letter(delivery, "bad_signature", why, message.headers)
             return
         task = self.app.tasks.get(message.name)
         if task is None:

@@ -27,7 +27,10 @@ def _short(value: str) -> str:
 
 
 def url_problem(url: str) -> str | None:
-    """What is wrong with a Redis URL's form, or None. Never quotes the URL: it may hold a password."""
+    """What is wrong with a Redis URL's form, or None. Never quotes the URL: it may hold a password.
+    Celery's Sentinel form lists several (``sentinel://h1:26379;sentinel://h2:26379``): each is checked."""
+    if ";" in url and url.lower().startswith("sentinel://"):
+        return next(filter(None, (url_problem(part.strip()) for part in url.split(";") if part.strip())), None)
     try:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
