@@ -120,13 +120,10 @@ def _call_errbacks(app: App, sig: Signature, task_id: str, errbacks: Any, exc: B
 def _new_style(task: Any, errback: Signature) -> bool:
     """Celery's test: more than one positional parameter left once the errback's own args are bound
     means ``(request, exc, traceback)``; otherwise it is sent the failed task's id."""
-    fun = getattr(task, "fun", None)
     try:
-        params = list(inspect.signature(fun).parameters.values()) if fun is not None else []
-    except (TypeError, ValueError):
+        params = list(inspect.signature(task.run).parameters.values())  # bound: no self
+    except (AttributeError, TypeError, ValueError):
         return False
-    if getattr(task, "bind", False):
-        params = params[1:]
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return True
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]

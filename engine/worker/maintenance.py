@@ -38,11 +38,25 @@ class Maintenance:
         self.broker.heartbeat(self.worker.owner, time.time())
 
     def run(self) -> None:
+        failing_since: float | None = None
+        next_warning = 0.0
         while not self.done.wait(TICK):
             try:
                 self.step()
             except (redis.RedisError, BrokerUnavailable, OSError) as exc:
-                log.debug("maintenance step failed: %s", exc)
+                # A warning, not debug: while this fails the owner heartbeat is not written, and after
+                # tqctl_owner_timeout other workers take this worker's messages back. Every 5 s at most.
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now >= next_warning:
+                    next_warning = now + 5.0
+                    log.warning("owner heartbeat and upkeep failing for %.1fs (messages held here are "
+                                "reclaimed by other workers after %.0fs): %s", now - failing_since,
+                                self.owner_timeout, exc)
+                continue
+            if failing_since is not None:
+                log.warning("owner heartbeat written again after %.1fs", time.monotonic() - failing_since)
+                failing_since, next_warning = None, 0.0
 
     def step(self) -> None:
         now = time.time()
