@@ -20,7 +20,7 @@ from engine import states  # noqa: F401 - ``from celery import states``
 # Where Celery's names may live on our side, searched in order.
 _HOMES = ("engine", "engine.canvas", "engine.workflows", "engine.result", "engine.exceptions", "engine.task",
           "engine.signals", "engine.log", "engine.utils.log", "engine.worker.control", "engine.remote_control",
-          "engine.backend.base", "engine.serialization")
+          "engine.backend.base", "engine.serialization", "engine.stamping")
 
 STAND_INS: set[str] = set()
 
