@@ -337,7 +337,13 @@ class Group(Signature):
 class Chord(Signature):
     def __init__(self, header: Iterable[Any], body: Signature | None = None, app: App | None = None,
                  **options: Any) -> None:
-        members = [from_dict(s, app) for s in (header.tasks if isinstance(header, Group) else header)]
+        if isinstance(header, dict) and not isinstance(header, Signature):
+            header = from_dict(header, app)
+        if isinstance(header, (Group, Chain)):  # a chain as a header gives its steps (Celery's _maybe_group)
+            header = header.tasks
+        elif isinstance(header, Signature):
+            header = [header]
+        members = [from_dict(s, app) for s in header]
         found = _app_of(members + ([body] if body is not None else []), app)
         if body is not None:
             body = from_dict(body, found)

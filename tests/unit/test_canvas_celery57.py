@@ -9,7 +9,7 @@ import pytest
 import redis
 from celery.result import GroupResult as CeleryGroupResult
 
-from engine import App, GroupResult, chain, group
+from engine import App, GroupResult, chain, chord, group
 from engine.broker.redis import RedisBroker, mark_redelivered
 from engine.canvas import maybe_signature
 from engine.protocol import task as protocol
@@ -110,3 +110,12 @@ def test_requeued_messages_come_back_redelivered(redis_client: redis.Redis, redi
     again = protocol.decode(second.raw, frozenset({"application/json"}))
     assert again.delivery_info["redelivered"] is True and again.args == [1, 2]
     broker.close()
+
+
+def test_a_chord_header_given_as_a_chain_or_a_single_task() -> None:
+    """Celery's ``_maybe_group``: a chain header gives its steps, one signature is a header of one."""
+    app = make_app()
+    add, tsum = app.signature("c57.add"), app.signature("c57.tsum")
+    assert [m.name for m in chord(chain([add.clone((1,))]), add).header] == ["c57.add"]
+    assert [m["args"] for m in chord(add.clone((2,)), tsum).header] == [[2]]
+    assert isinstance(chord(add, tsum), Chord)
