@@ -1,7 +1,13 @@
-"""Background upkeep that keeps ownership honest: heartbeats, reaping, due ETAs, late acks.
+"""Background upkeep that keeps ownership honest: heartbeats, reaping, due ETAs, late acks,
+and handing back what a lost fetch reply left in our in-flight record.
 
 Every worker runs it; each step is one atomic script on the broker, so many workers doing it
 at once never move a message twice.
+
+The heartbeat is a lease judged on the broker's clock: a beat that finds its owner gone (it was
+reaped while this process was frozen or cut off) starts a new lease *epoch*. A job fetched in the
+current epoch while the lease is fresh is provably still ours; any other is checked against the
+broker before it starts (the fence in ``Worker.on_start``).
 """
 
 from __future__ import annotations
@@ -30,19 +36,39 @@ class Maintenance:
         self.owner_timeout = float(worker.app.conf.tqctl_owner_timeout)
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.run, name="maintenance", daemon=True)
+        # The longest normal pause between ownership scripts; longer ones are the broker's stall.
+        self.slack = min(2 * self.interval, self.owner_timeout / 3)
+        self.epoch = 0
+        self._lease_from = float("-inf")  # monotonic time the last confirming beat was sent
         self._next_beat = 0.0
         self._next_due: float | None = 0.0
+        self._failing = False
 
     def beat(self) -> None:
         """Announce the owner before it fetches anything, so its messages are always reapable."""
-        self.broker.heartbeat(self.worker.owner, time.time())
+        sent = time.monotonic()  # monotonic keeps counting while this process is stopped
+        if not self.broker.heartbeat(self.worker.owner, time.time(), self.slack):
+            self.epoch += 1  # before the lease below: a reader that sees the new lease sees this too
+        self._lease_from = sent
+
+    def lease_holds(self, epoch: int) -> bool:
+        """True if nobody can have taken back a message fetched in ``epoch``: the lease was renewed
+        well within the owner timeout and never lost since. Reads the lease first (see ``beat``)."""
+        fresh = time.monotonic() - self._lease_from < self.owner_timeout / 2
+        return fresh and epoch == self.epoch
 
     def run(self) -> None:
         while not self.done.wait(TICK):
             try:
                 self.step()
             except (redis.RedisError, BrokerUnavailable, OSError) as exc:
-                log.debug("maintenance step failed: %s", exc)
+                if not self._failing:  # once per outage: an unrenewed lease gets us reaped
+                    log.warning("owner heartbeat/upkeep failed (retrying every %.1fs): %s", TICK, exc)
+                self._failing = True
+            else:
+                if self._failing:
+                    log.warning("owner heartbeat/upkeep working again")
+                self._failing = False
 
     def step(self) -> None:
         now = time.time()
@@ -57,12 +83,16 @@ class Maintenance:
         if self._next_due is not None and self._next_due <= now + TICK:
             _moved, self._next_due = self.broker.promote_due(now)
         if now >= self._next_beat:
+            self.beat()  # a failed beat is retried next tick, not after a whole interval
             self._next_beat = now + self.interval
-            self.broker.heartbeat(self.worker.owner, now)
-            recovered = self.broker.reap(now, self.owner_timeout)
+            recovered = self.broker.reap(now, self.owner_timeout, self.slack)
             if recovered:
                 log.warning("recovered %d message(s) from worker(s) that stopped heartbeating",
                             recovered)
+            orphans = self.broker.reconcile(self.worker.owner)
+            if orphans:
+                log.warning("handed back %d message(s) a failed fetch had moved into our in-flight record",
+                            orphans)
             _moved, self._next_due = self.broker.promote_due(now)
             self.worker.on_heartbeat()
 
