@@ -158,7 +158,7 @@ class RedisBroker:
         keys = self._keys(queues)
         with self._fetch_lock:
             arm = ""
-            if timeout > 0:
+            if timeout > 0 and queues:
                 block = queues[self._turn % len(queues)]
                 self._turn += 1
                 arm = STAGE + owner + SEP + block
