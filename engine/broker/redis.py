@@ -237,7 +237,20 @@ class RedisBroker:
         removes the record, so a worker killed mid-task never has it run again. False means it was
         taken back while this worker looked dead, and it runs (or ran) elsewhere."""
         keys = [INFLIGHT + owner, CLAIMS + owner]
-        return bool(self._scripts["CLAIM"](keys=keys, args=["1" if take else "0", tag, *acks]))
+        args = ["1" if take else "0", tag, *acks]
+        script = self._scripts["CLAIM"]
+        conn = self._conns.get()  # once per task start: this thread's own connection, as ``publish``
+        try:
+            conn.send_packed_command(conn.pack_command("EVALSHA", script.sha, 2, *keys, *args), check_health=False)
+            reply = conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            conn.disconnect()
+            reply = script(keys=keys, args=args)  # redis-py's retries; a retried take still answers 1
+        except NoScriptError:
+            reply = script(keys=keys, args=args)  # loads it
+        if isinstance(reply, redis.ResponseError):
+            raise reply
+        return bool(reply)
 
     def requeue(self, owner: str, tags: Sequence[str]) -> int:
         if not tags:
