@@ -145,13 +145,16 @@ class PreforkPool:
 
     def _dispatch(self) -> None:
         for child in self._children:
-            if not self._queue or not self._accepting:
-                return
-            if child.job is None and not child.retiring and child.process.is_alive():
+            # ``while``: a job the host skips (revoked, or no longer ours) leaves the child free
+            # for the next one; otherwise the queue waits for an unrelated submit.
+            while self._queue and self._accepting and child.job is None and not child.retiring \
+                    and child.process.is_alive():
                 job = self._queue.popleft()
                 job.worker_pid = child.pid
                 if self.host.on_start(job):
                     self._send(child, job)
+            if not self._queue or not self._accepting:
+                return
 
     def _send(self, child: Child, job: Job) -> None:
         child.job = job
