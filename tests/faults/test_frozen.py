@@ -28,9 +28,9 @@ pytestmark = pytest.mark.integration
 FROZEN_S = 20.0
 
 
-def test_frozen_worker_runs_nothing_it_no_longer_owns(app, broker, counter_url, workers) -> None:  # noqa: F811
-    a = workers(broker.url, "-P", "threads", "-c", "1", "--prefetch-multiplier", "20", "-Q", "celery,only_a",
-                name="a")
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_frozen_worker_runs_nothing_it_no_longer_owns(pool, app, broker, counter_url, workers) -> None:  # noqa: F811
+    a = workers(broker.url, "-P", pool, "-c", "1", "--prefetch-multiplier", "20", "-Q", "celery,only_a", name="a")
     blocker = send(app, 1, seconds=5)  # early ack: A's one thread is busy while it prefetches the rest
     wait_for(lambda: faults.runs(counter_url).get(blocker[0]), 30, "the blocker to start")
     late, early = send(app, 8, late=True), send(app, 6)
@@ -46,6 +46,6 @@ def test_frozen_worker_runs_nothing_it_no_longer_owns(app, broker, counter_url, 
     sentinel = send(app, 1, queue="only_a")  # a runs it after whatever it still had queued
     wait_ran(counter_url, sentinel, 60)
     runs = faults.runs(counter_url)
-    result = judge("frozen.worker_sigstop_20s", blocker + late + early, runs, broker.url, recovery)
+    result = judge(f"frozen.worker_sigstop_20s.{pool}", blocker + late + early, runs, broker.url, recovery)
     assert runs.get(sentinel[0]) == 1, a.log()[-3000:]
     assert (result.lost, result.stuck, result.duplicated) == (0, 0, 0), {i: runs.get(i) for i in late + early}
