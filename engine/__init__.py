@@ -1,20 +1,21 @@
 """A Celery-compatible task queue: change the import, keep your tasks.
 
 The public surface is what Celery users write: ``App`` with ``@app.task``, ``shared_task``,
-``AsyncResult`` and signatures.
+``AsyncResult`` and signatures; ``engine.signals`` and ``engine.utils.log.get_task_logger`` as in Celery.
 """
 
 from engine import states
 from engine.app import App
 from engine.canvas import Signature, signature
 from engine.result import AsyncResult, EagerResult
-from engine.shared import shared_task
+from engine.shared import current_app, current_task, shared_task
+from engine.stamping import StampingVisitor
 from engine.task import Task
 from engine.workflows import GroupResult, chain, chord, group
 
 Celery = App  # so `from engine import Celery` works for the laziest migration
 
 __all__ = [
-    "App", "AsyncResult", "Celery", "EagerResult", "GroupResult", "Signature", "Task", "chain", "chord",
-    "group", "shared_task", "signature", "states",
+    "App", "AsyncResult", "Celery", "EagerResult", "GroupResult", "Signature", "StampingVisitor", "Task", "chain",
+    "chord", "current_app", "current_task", "group", "shared_task", "signature", "states",
 ]

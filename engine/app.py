@@ -7,13 +7,15 @@ it to the broker. Nothing here runs tasks except eager mode.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import inspect
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from engine import shared
+from engine import publish, shared, signals
 from engine.backend import ResultBackend
 from engine.backend import connect as connect_backend
 from engine.backend.chord import ChordJoin
@@ -25,11 +27,12 @@ from engine.control import Control
 from engine.events.sent import SentEvents
 from engine.exceptions import ImproperlyConfigured, NotRegistered
 from engine.protocol import task as protocol
-from engine.redisconn import REDIS_SCHEMES, guarded
+from engine.redisconn import REDIS_SCHEMES, backend_target, broker_target, guarded
 from engine.request import RequestStack
 from engine.result import AsyncResult
 from engine.routing import route
-from engine.task import Task
+from engine.signing import Signer
+from engine.task import Task, task_from_function
 from engine.workflows import register_builtins
 
 UTC = dt.timezone.utc
@@ -45,6 +48,23 @@ def _origin() -> str:
     return origin
 
 
+# Celery's ``Celery(...)`` arguments that configure Celery's own machinery; accepted and ignored.
+CELERY_APP_ARGS = ("loader", "amqp", "events", "log", "control", "set_as_current", "tasks", "changes",
+                   "fixups", "autofinalize", "namespace")
+
+
+def _resolve_task_cls(task_cls: Any) -> type[Task]:
+    """``task_cls`` as a class or Celery's ``"module:Class"`` string."""
+    if task_cls is None:
+        return Task
+    if isinstance(task_cls, str):
+        module, _, attr = task_cls.replace(":", ".").rpartition(".")
+        task_cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(task_cls, type) and issubclass(task_cls, Task)):
+        raise ImproperlyConfigured(f"task_cls must be an engine Task subclass, not {task_cls!r}")
+    return task_cls
+
+
 class TaskRegistry(dict):
     def __missing__(self, name: str) -> Task:
         raise NotRegistered(name)
@@ -52,9 +72,13 @@ class TaskRegistry(dict):
 
 class App:
     def __init__(self, main: str | None = None, broker: str | None = None,
-                 backend: str | None = None, *, config_source: Any = None,
+                 backend: str | None = None, *, config_source: Any = None, task_cls: Any = None,
+                 strict_typing: bool = True, include: Sequence[str] | None = None,
                  **settings: Any) -> None:
+        for name in CELERY_APP_ARGS:  # Celery's constructor arguments that have no meaning here
+            settings.pop(name, None)
         self.main = main
+        self.strict_typing = strict_typing
         self.conf = Settings(**settings)
         if config_source is not None:
             self.conf.from_object(config_source)
@@ -62,12 +86,18 @@ class App:
             self.conf.broker_url = broker
         if backend:
             self.conf.result_backend = backend
+        if include:
+            self.conf.include = [*(self.conf.get("include") or ()), *include]
+        self._task_cls = _resolve_task_cls(task_cls)
+        self._app_task_cls: type[Task] | None = None
         self.tasks = TaskRegistry()
         self.current_requests = RequestStack()
         self._broker: Broker | None = None
         self._backend: ResultBackend | None = None
         self._backend_ready = False
         self._sent_events: SentEvents | None = None
+        self._signer: Signer | None | bool = False  # False: not read from the settings yet
+        self.remote_commands: dict[str, Callable[..., Any]] = {}  # app.control_command/inspect_command
         self._pid = os.getpid()
         register_builtins(self)
         shared.register_app(self)
@@ -75,8 +105,15 @@ class App:
     def __repr__(self) -> str:
         return f"<App {self.main or '__main__'}>"
 
-    def config_from_object(self, obj: Any) -> None:
-        self.conf.from_object(obj)
+    def config_from_object(self, obj: Any, silent: bool = False, force: bool = False,
+                           namespace: str | None = None) -> None:
+        """Celery's: a module, ``"module:attr"`` (``"django.conf:settings"``) or object; ``namespace``
+        takes only ``<NAMESPACE>_*`` names. ``silent`` hides an import error, as in Celery."""
+        try:
+            self.conf.from_object(obj, namespace=namespace)
+        except ImportError:
+            if not silent:
+                raise
 
     # -- connections --------------------------------------------------------------------------
     def broker_url(self) -> str:
@@ -87,12 +124,12 @@ class App:
 
             url = bundled.ensure_running(state_dir(self.conf), self.conf.tqctl_server_path)
             self.conf.broker_url = url
-        return url
+        return broker_target(url, self.conf)
 
     def backend_url(self) -> str | None:
         url = self.conf.result_backend or env_backend_url()
         if url:
-            return url
+            return backend_target(url, self.conf)
         broker = self.broker_url()
         scheme = broker.split("://", 1)[0].lower()
         return broker if scheme in REDIS_SCHEMES else None
@@ -140,8 +177,27 @@ class App:
         return self._sent_events
 
     @property
+    def signer(self) -> Signer | None:
+        """Signs what this app publishes (tqctl_signing_keys / tqctl_signing_key_id); None when off."""
+        if self._signer is False:
+            self._signer = Signer.from_conf(self.conf)
+        return self._signer  # type: ignore[return-value]
+
+    @property
     def control(self) -> Control:
-        return Control(self.broker_url())
+        return Control(self.broker_url(), signer=self.signer)
+
+    def control_command(self, name: str | None = None, **options: Any) -> Callable[..., Any]:
+        """Celery's ``@control_command``, kept by this app only (see engine.worker.control)."""
+        from engine.worker.control import register_on
+
+        return register_on(self, "control", name, options)
+
+    def inspect_command(self, name: str | None = None, **options: Any) -> Callable[..., Any]:
+        """Celery's ``@inspect_command``, kept by this app only (see engine.worker.control)."""
+        from engine.worker.control import register_on
+
+        return register_on(self, "inspect", name, options)
 
     def close(self) -> None:
         if self._sent_events is not None:
@@ -153,10 +209,21 @@ class App:
         self._broker, self._backend, self._backend_ready = None, None, False
 
     # -- tasks --------------------------------------------------------------------------------
+    @property
+    def Task(self) -> type[Task]:  # noqa: N802 - Celery's name: ``class MyTask(app.Task)``
+        """The base task class bound to this app (``task_cls`` if given), made once per app."""
+        if self._app_task_cls is None:
+            base = self._task_cls
+            self._app_task_cls = type(base.__name__, (base,), {"_app": self, "__module__": base.__module__,
+                                                               "__qualname__": base.__qualname__})
+        return self._app_task_cls
+
     def task(self, *args: Any, **options: Any) -> Any:
         """``@app.task`` or ``@app.task(bind=True, ...)``: register a function as a task."""
         if len(args) == 1 and callable(args[0]) and not options:
             return self._register(args[0], {})
+        if args:
+            raise TypeError("@app.task takes keyword options only, or the function itself")
 
         def decorate(fun: Callable[..., Any]) -> Task:
             return self._register(fun, options)
@@ -165,19 +232,69 @@ class App:
 
     def _register(self, fun: Callable[..., Any], options: dict[str, Any]) -> Task:
         opts = dict(options)
-        opts.pop("shared", None)
+        for ignored in ("shared", "lazy", "filter"):
+            opts.pop(ignored, None)
         name = opts.pop("name", None) or self.default_name(fun)
         bind = bool(opts.pop("bind", False))
-        base = opts.pop("base", None) or Task
-        task = base(self, fun, name, bind=bind, **opts)
+        base = opts.pop("base", None) or self.Task
+        if not (isinstance(base, type) and issubclass(base, Task)):
+            raise TypeError(f"base= must be a Task subclass, not {base!r}")
+        task = task_from_function(self, fun, name, base, bind, opts)
         self.tasks[name] = task
+        self._annotate(task)
         return task
 
-    def default_name(self, fun: Callable[..., Any]) -> str:
-        module = getattr(fun, "__module__", None) or "__main__"
+    def register_task(self, task: Task | type[Task], **options: Any) -> Task:
+        """Register a class-based task (``class X(app.Task)`` with ``run``): Celery does not do it for you."""
+        instance = task() if isinstance(task, type) else task
+        for key, value in options.items():
+            setattr(instance, key, value)
+        if not instance.name:
+            cls = type(instance)
+            instance.name = self.gen_task_name(cls.__name__, cls.__module__)
+        instance._app = self
+        self.tasks[instance.name] = instance
+        self._annotate(instance)
+        return instance
+
+    def _annotate(self, task: Task) -> None:
+        """``task_annotations``: attributes set on tasks from the settings (Celery's forms: a dict by
+        task name or ``"*"``, an object with ``annotate(task)``, or a list of those)."""
+        found = self.conf.get("task_annotations")
+        for item in found if isinstance(found, (list, tuple)) else [found] if found else []:
+            if isinstance(item, str):
+                module, _, attr = item.replace(":", ".").rpartition(".")
+                item = getattr(importlib.import_module(module), attr)
+            if isinstance(item, dict):
+                values = {**(item.get("*") or {}), **(item.get(task.name) or {})}
+            else:
+                values = getattr(item, "annotate", lambda _task: None)(task) or {}
+            for key, value in values.items():
+                if key.startswith("@"):
+                    continue  # Celery's around-method annotations wrap methods; not supported here
+                setattr(task, key, value)
+
+    def apply_annotations(self) -> None:
+        """Annotate every task again: the worker calls it at start, after the settings are final."""
+        for task in list(self.tasks.values()):
+            self._annotate(task)
+
+    def gen_task_name(self, name: str, module: str) -> str:
         if module == "__main__" and self.main:
             module = self.main
-        return f"{module}.{fun.__name__}"
+        return f"{module}.{name}"
+
+    def import_default_modules(self) -> list[Any]:
+        """Import the ``imports`` and ``include`` settings' modules (the worker does, at start), after
+        telling ``import_modules`` receivers, as Celery's loader does."""
+        signals.import_modules.send(sender=self)
+        names = [*(self.conf.get("imports") or ()), *(self.conf.get("include") or ())]
+        modules = [importlib.import_module(name) for name in dict.fromkeys(names)]
+        self.apply_annotations()
+        return modules
+
+    def default_name(self, fun: Callable[..., Any]) -> str:
+        return self.gen_task_name(fun.__name__, getattr(fun, "__module__", None) or "__main__")
 
     def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:  # noqa: N802
         return AsyncResult(task_id, self, task_name=task_name)
@@ -194,13 +311,28 @@ class App:
         task = task if task is not None else self.tasks.get(name)
         args, kwargs = list(args or ()), dict(kwargs or {})
         options = {k: v for k, v in options.items() if v is not None}
+        if self.conf.get("task_inherit_parent_priority") and self.current_requests.stack:
+            parent_priority = (self.current_requests.stack[-1].delivery_info or {}).get("priority")
+            if parent_priority is not None:
+                options.setdefault("priority", parent_priority)
         queue, priority, routed = self._destination(name, task, args, kwargs, options)
         message_options = self._message_options(task, options, routed)
         task_id, raw = protocol.build(name, args, kwargs, queue=queue, priority=priority, **message_options)
+        hooks = None
+        if publish.hooks_connected():
+            hooks = publish.Publishing(name, raw, message_options["exchange"],
+                                       message_options["routing_key"] or queue)
+            raw = hooks.before()
+        signer = self.signer  # after the publish hooks: what they add to the headers is signed too
+        if signer is not None:
+            raw = signer.sign(raw)
+        sent_at = time.time()  # task-sent's time: before the publish, so never after the task starts
         guarded(self.broker.url, lambda: self.broker.publish(queue, raw, priority))
+        if hooks is not None:
+            hooks.after()
         sent = self.sent_events
         if sent is not None:
-            sent.record(task_id, name, args, kwargs, queue, message_options)
+            sent.record(task_id, name, args, kwargs, queue, message_options, sent_at)
         return AsyncResult(task_id, self, task_name=name)
 
     def send_many(self, name: str, calls: Sequence[tuple[Sequence[Any], dict[str, Any] | None]], *,
@@ -219,12 +351,23 @@ class App:
         message_options = self._message_options(task, options, routed)
         message_options.pop("task_id", None)
         built = protocol.build_many(name, calls, queue=queue, priority=priority, **message_options)
+        hooks: list[publish.Publishing] = []
+        if publish.hooks_connected():
+            hooks = [publish.Publishing(name, raw, message_options["exchange"], message_options["routing_key"] or queue)
+                     for _, raw in built]
+            built = [(task_id, hook.before()) for (task_id, _), hook in zip(built, hooks, strict=True)]
+        signer = self.signer
+        if signer is not None:
+            built = [(task_id, signer.sign(raw)) for task_id, raw in built]
+        sent_at = time.time()
         guarded(self.broker.url, lambda: self.broker.publish_many([(queue, raw, priority) for _, raw in built]))
+        for hook in hooks:
+            hook.after()
         sent = self.sent_events
         if sent is not None:
             sent.record_many(name, ((task_id, args or (), kwargs or {})
                                     for (task_id, _), (args, kwargs) in zip(built, calls, strict=True)),
-                             queue, message_options)
+                             queue, message_options, sent_at)
         return [AsyncResult(task_id, self, task_name=name) for task_id, _ in built]
 
     def _destination(self, name: str, task: Task | None, args: list[Any], kwargs: dict[str, Any],
@@ -251,6 +394,12 @@ class App:
             ignore = bool(task.opt("ignore_result", "task_ignore_result") if task
                           else self.conf.task_ignore_result)
         serializer = options.get("serializer") or (task.serializer if task else None)
+        headers = dict(options.get("headers") or {})
+        stamped = options.get("stamped_headers")
+        if stamped:  # Celery 5.7's wire shape: the names, and their values under ``stamps``
+            stamped = [stamped] if isinstance(stamped, str) else list(stamped)
+            headers["stamped_headers"] = stamped
+            headers["stamps"] = {key: options.get(key) for key in stamped}
         return {
             "task_id": options.get("task_id"),
             "routing_key": options.get("routing_key") or routed.get("routing_key"),
@@ -264,7 +413,7 @@ class App:
             "group_index": options.get("group_index"),
             "timelimit": (hard, soft),
             "ignore_result": ignore,
-            "headers": options.get("headers"),
+            "headers": headers or None,
             "embed": _embed(options),
             "serializer": serializer or self.conf.task_serializer,
             "shadow": options.get("shadow"),

@@ -40,6 +40,7 @@ from typing import Any
 
 import redis
 
+from engine import signals
 from engine.beat_store import FIRED, NOT_LEADER, BeatStore, to_us
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.redisconn import describe_error
@@ -179,9 +180,12 @@ class Beat:
         return min(self.tick, self.lease / 6)
 
     # -- loop -------------------------------------------------------------------------------
-    def run(self, stop_event: threading.Event | None = None) -> None:
+    def run(self, stop_event: threading.Event | None = None, embedded: bool = False) -> None:
         stop = stop_event or threading.Event()
         log.info("beat: starting as %s with %d entries (lease %gs)", self.token, len(self.entries), self.lease)
+        signals.beat_init.send(sender=self)  # Celery's signals: per-process setup hooks for beat
+        if embedded:
+            signals.beat_embedded_init.send(sender=self)
         try:
             while not stop.is_set():
                 stop.wait(self.tick_once())
@@ -191,7 +195,7 @@ class Beat:
 
     def start_thread(self) -> tuple[threading.Thread, threading.Event]:
         stop = threading.Event()
-        thread = threading.Thread(target=self.run, args=(stop,), name="tqctl-beat", daemon=True)
+        thread = threading.Thread(target=self.run, args=(stop, True), name="tqctl-beat", daemon=True)
         thread.start()
         return thread, stop
 

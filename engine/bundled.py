@@ -197,7 +197,9 @@ def client_for(url: str, timeout: float | None = 5.0, *, retry: bool = True) -> 
     parts = urlsplit(url)
     if parts.scheme.endswith("socket") or parts.scheme == "unix":
         return redis.Redis(unix_socket_path=unquote(parts.path), **options)
-    return redis.Redis.from_url(url, socket_connect_timeout=timeout, **options)
+    from engine.redisconn import client_from_url  # sentinel://, TLS settings: the one place clients are made
+
+    return client_from_url(url, socket_connect_timeout=timeout, **options)
 
 
 def _answers(url: str, timeout: float = 1.0) -> bool:

@@ -68,6 +68,13 @@ class Signature(dict):
             items.append(value)
         return value
 
+    def stamp(self, visitor: Any = None, append_stamps: bool = False, **headers: Any) -> Signature:
+        """Celery's stamping API: add stamps (and a ``StampingVisitor``'s) to this canvas and its links."""
+        from engine.stamping import stamp
+
+        stamp(self, visitor, append_stamps, app=self.app, **headers)
+        return self
+
     def clone(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
               **options: Any) -> Signature:
         sig = type(self).__new__(type(self))  # keep the canvas class (chain, group, chord)

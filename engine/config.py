@@ -40,6 +40,15 @@ DEFAULTS: dict[str, Any] = {
     "result_expires": 86400,
     "result_extended": False,
     "beat_schedule": {},
+    "imports": (),
+    "include": (),
+    "task_store_eager_result": False,
+    "task_store_errors_even_if_ignored": False,
+    "task_acks_on_failure_or_timeout": True,
+    "task_reject_on_worker_lost": None,
+    "worker_hijack_root_logger": True,
+    "worker_log_format": "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s",
+    "worker_task_log_format": "[%(asctime)s: %(levelname)s/%(processName)s] %(task_name)s[%(task_id)s]: %(message)s",
     # Our own additions (Celery ignores unknown names, and so do we in config modules).
     "tqctl_state_dir": ".tqctl",
     "tqctl_server_path": None,
@@ -51,6 +60,17 @@ DEFAULTS: dict[str, Any] = {
     "tqctl_history_size": 10_000,
     "tqctl_beat_lease": 10.0,
     "tqctl_beat_tick": 1.0,
+    # Connections (Celery's names): sentinel master_name/sentinel_kwargs, and TLS.
+    "broker_transport_options": {},
+    "result_backend_transport_options": {},
+    "broker_use_ssl": None,
+    "redis_backend_use_ssl": None,
+    "tqctl_failover_timeout": 30.0,  # sentinel: how long commands retry while a new primary is chosen
+    "tqctl_publish_wait_replicas": 0,  # >0: delay() returns only once that many replicas have the message
+    "tqctl_publish_wait_timeout": 1.0,
+    # Message signing: {key_id: secret}; signing is on when tqctl_signing_key_id names one of them.
+    "tqctl_signing_keys": {},
+    "tqctl_signing_key_id": None,
 }
 
 SECRET_WORDS = re.compile(r"(password|secret|token|key|auth|credential)", re.IGNORECASE)
@@ -62,6 +82,7 @@ class Settings:
 
     def __init__(self, **overrides: Any) -> None:
         object.__setattr__(self, "_values", dict(DEFAULTS))
+        object.__setattr__(self, "_explicit", set())  # names the user set: what the start-up check reads
         self.update(overrides)
 
     def __getattr__(self, name: str) -> Any:
@@ -74,12 +95,14 @@ class Settings:
 
     def __setattr__(self, name: str, value: Any) -> None:
         self._values[name] = value
+        self._explicit.add(name)
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
 
     def __setitem__(self, name: str, value: Any) -> None:
         self._values[name] = value
+        self._explicit.add(name)
 
     def __contains__(self, name: object) -> bool:
         return name in self._values
@@ -94,14 +117,33 @@ class Settings:
         for source in (values or {}, kw):
             for key, value in source.items():
                 self._values[key.lower()] = value
+                self._explicit.add(key.lower())
 
-    def from_object(self, obj: Any) -> None:
-        """Copy lowercase public names from a module, a dotted module path or any object."""
+    def from_object(self, obj: Any, namespace: str | None = None) -> None:
+        """Copy settings from a module, a ``"module"``/``"module:attr"`` path or any object, as Celery's
+        ``config_from_object``: lowercase names; Celery 3's uppercase names (``CELERY_ACKS_LATE``,
+        ``BROKER_URL``) under today's names; with ``namespace="CELERY"`` only ``CELERY_*`` names,
+        prefix dropped (Django's ``CELERY_BROKER_URL`` → ``broker_url``)."""
         if isinstance(obj, str):
-            obj = importlib.import_module(obj)
+            module, _, attr = obj.partition(":")
+            obj = importlib.import_module(module)
+            for part in filter(None, attr.split(".")):
+                obj = getattr(obj, part)
+        prefix = f"{namespace}_" if namespace else None
         for name in dir(obj):
-            if name.islower() and not name.startswith("_"):
-                self._values[name] = getattr(obj, name)
+            key = _setting_name(name, prefix)
+            if key is not None:
+                self._values[key] = getattr(obj, name)
+                self._explicit.add(key)
+
+    def setdefault(self, name: str, value: Any) -> Any:
+        return self._values.setdefault(name, value)
+
+    def startup_warnings(self) -> list[str]:
+        """What a starting worker warns about: set Celery settings it ignores, and unknown names."""
+        from engine.celery_settings import startup_warnings
+
+        return startup_warnings({name: self._values.get(name) for name in self._explicit}, own=DEFAULTS)
 
     def changes(self) -> dict[str, Any]:
         """Settings that differ from the defaults, secrets masked: what ``inspect conf`` shows."""
@@ -112,7 +154,28 @@ class Settings:
         }
 
 
+def _setting_name(name: str, prefix: str | None) -> str | None:
+    """The setting an attribute of a config object names, or None when it names none."""
+    from engine.celery_settings import CELERY_SETTINGS, OLD_NAMES
+
+    if name.startswith("_"):
+        return None
+    if prefix is not None:
+        return name[len(prefix):].lower() if name.startswith(prefix) and len(name) > len(prefix) else None
+    if name.islower():
+        return name
+    if name.isupper():
+        lowered = name.lower()
+        if lowered in OLD_NAMES:
+            return OLD_NAMES[lowered]
+        if lowered in CELERY_SETTINGS or lowered.startswith("tqctl_"):
+            return lowered
+    return None
+
+
 def masked_setting(key: str, value: Any) -> Any:
+    if isinstance(value, dict):  # e.g. broker_transport_options={"sentinel_kwargs": {"password": ...}}
+        return {k: masked_setting(str(k), v) for k, v in value.items()}
     if key in URL_SETTINGS and isinstance(value, str):
         return mask_url(value)
     if SECRET_WORDS.search(key) and value:
@@ -141,6 +204,8 @@ def mask_url(url: str | None) -> str:
     """Replace the password in a URL with ``****`` (the user name stays, it helps debugging)."""
     if not url:
         return ""
+    if ";" in url:  # kombu's failover list (sentinel://a;sentinel://b): mask every address
+        return ";".join(mask_url(part) for part in url.split(";"))
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -159,11 +224,11 @@ def _mask_query(url: str) -> str:
 
 def url_host(url: str) -> str:
     """``host:port`` (or the socket path) of a URL, for error messages that must name the target."""
-    parts = urlsplit(url)
+    parts = urlsplit(url.split(";", 1)[0])
     if parts.scheme.endswith("socket") or parts.scheme == "unix":
         return parts.path
     host = parts.hostname or "localhost"
-    default_port = 5672 if parts.scheme.startswith("amqp") else 6379
+    default_port = 5672 if parts.scheme.startswith("amqp") else 26379 if parts.scheme == "sentinel" else 6379
     try:
         port = parts.port or default_port
     except ValueError:

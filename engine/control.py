@@ -15,6 +15,7 @@ import redis
 
 from engine.broker.fanout import RedisFanout
 from engine.protocol import control as protocol
+from engine.signing import Signer, from_env
 
 REVOKED_KEY = "tqctl.revoked"
 REVOKE_TTL = 3 * 3600.0
@@ -34,8 +35,10 @@ def load_revoked(fanout: RedisFanout, now: float | None = None) -> set[str]:
 
 
 class Control:
-    def __init__(self, url: str, client: redis.Redis | None = None) -> None:
+    def __init__(self, url: str, client: redis.Redis | None = None, signer: Signer | None = None) -> None:
         self.fanout = RedisFanout(url, client)
+        # The console and the CLI have no app settings: TQCTL_SIGNING_KEYS signs their commands.
+        self.signer = signer if signer is not None else from_env()
 
     def close(self) -> None:
         self.fanout.close()
@@ -49,6 +52,8 @@ class Control:
         ticket, raw = protocol.encode_request(method, arguments, destination=destination,
                                               pattern=pattern, matcher="glob" if pattern else None,
                                               reply_oid=oid, timeout=timeout)
+        if self.signer is not None:
+            raw = self.signer.sign(raw)
         if oid is None:
             self.fanout.publish(protocol.EXCHANGE, "", raw)
             return []

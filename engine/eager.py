@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 def run_eagerly(task: Task, args: list[Any], kwargs: dict[str, Any],
                 options: dict[str, Any]) -> EagerResult:
     task_id = options.get("task_id") or new_id()
+    store = bool(task.opt("store_eager_result", "task_store_eager_result"))  # Celery: off unless asked
     link = options.get("link")
     link_error = options.get("link_error")
     request = Request(
@@ -33,9 +34,10 @@ def run_eagerly(task: Task, args: list[Any], kwargs: dict[str, Any],
         chain=options.get("chain"),
         is_eager=True,
         called_directly=False,
-        ignore_result=True,
+        ignore_result=not store or bool(options.get("ignore_result", task.opt("ignore_result"))),
+        message_headers=_eager_headers(options),
     )
-    outcome = trace.run(task.app, task, request, store=False)
+    outcome = trace.run(task.app, task, request, store=store)
     if outcome.state == states.FAILURE and task.app.conf.task_eager_propagates:
         raise outcome.value
     return EagerResult(task_id, outcome.value, outcome.state, outcome.traceback, app=task.app)
@@ -45,3 +47,14 @@ def _as_list(value: Any) -> list[Any] | None:
     if value is None:
         return None
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _eager_headers(options: dict[str, Any]) -> dict[str, Any]:
+    """Custom headers and stamps as a worker would see them, so ``self.request`` reads the same."""
+    headers = dict(options.get("headers") or {})
+    stamped = options.get("stamped_headers")
+    if stamped:
+        stamped = [stamped] if isinstance(stamped, str) else list(stamped)
+        headers["stamped_headers"] = stamped
+        headers["stamps"] = {key: options.get(key) for key in stamped}
+    return headers

@@ -13,8 +13,20 @@ class TaskError(Exception):
     """Base for errors raised by the engine about tasks."""
 
 
+def _retry(message: str | None, exc: BaseException | None, when: float | None) -> Retry:
+    return Retry(message, exc, when)
+
+
 class Retry(TaskError):
-    """Raised by ``Task.retry()``: tells the executor the task was re-published, not failed."""
+    """Raised by ``Task.retry()``: tells the executor the task was re-published, not failed.
+
+    Named ``celery.exceptions.Retry`` where Python prints a qualified name (tracebacks, stored
+    with a retried task and sent in ``task-retried``), as Celery's is, so tools and log searches
+    that look for Celery's name find ours. It still lives here: celery need not be installed,
+    and it pickles through ``_retry`` rather than by that name.
+    """
+
+    __module__ = "celery.exceptions"
 
     def __init__(
         self,
@@ -31,6 +43,9 @@ class Retry(TaskError):
 
     def humanize(self) -> str:
         return f"in {self.when}s" if self.when is not None else "now"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _retry, (self.message, self.exc, self.when)
 
     def __str__(self) -> str:
         reason = self.message or (repr(self.exc) if self.exc else "")

@@ -3,26 +3,111 @@
 from __future__ import annotations
 
 import os
+import re
+import ssl
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
+import redis.sentinel
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from engine.config import mask_url, url_host
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 
-REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "unix", "socket", "valkey", "valkeys")
+REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "unix", "socket", "valkey", "valkeys", "sentinel")
 T = TypeVar("T")
+
+# Transport options (kombu's names) a URL may also carry in its query, so a CLI user without an
+# app module can say ``sentinel://h:26379;sentinel://h2:26379?master_name=mymaster``.
+SENTINEL_OPTIONS = ("master_name", "min_other_sentinels", "sentinel_kwargs")
+SSL_KEYS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname", "ssl_ca_path")
+CERT_REQS = {"required": "required", "cert_required": "required", "optional": "optional",
+             "cert_optional": "optional", "none": "none", "cert_none": "none"}
+DEFAULT_FAILOVER_TIMEOUT = 30.0
+
+
+class ConnectionURL(str):
+    """A broker or backend URL that also carries the app's connection settings.
+
+    Brokers, fanouts, control clients and event receivers are all built from a URL string; this
+    keeps ``broker_transport_options`` and ``broker_use_ssl`` attached to that string, so every
+    client the process opens goes through ``client_from_url`` with the same settings, and
+    nothing that prints or logs the URL ever sees them (``str(url)`` is the plain URL).
+    """
+
+    options: dict[str, Any]
+
+    def __new__(cls, url: str, options: dict[str, Any]) -> ConnectionURL:
+        made = super().__new__(cls, url)
+        made.options = options
+        return made
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ConnectionURL, (str(self), self.options))
+
+
+def with_options(url: str, transport_options: Any = None, use_ssl: Any = None, **extra: Any) -> str:
+    """``url`` carrying kombu-style transport options and Celery's ``*_use_ssl`` dict (or True)."""
+    options: dict[str, Any] = dict(getattr(url, "options", {}))
+    if isinstance(transport_options, dict):
+        options.update({k: v for k, v in transport_options.items() if k in SENTINEL_OPTIONS})
+    if use_ssl:
+        options["ssl"] = ssl_options(use_ssl if isinstance(use_ssl, dict) else {})
+    options.update({k: v for k, v in extra.items() if v is not None})
+    return ConnectionURL(str(url), options) if options else str(url)
+
+
+def broker_target(url: str, conf: Any) -> str:
+    """The broker URL with the app's settings for every client built from it (``Settings``)."""
+    wait = int(conf.get("tqctl_publish_wait_replicas") or 0)
+    replicas = (wait, float(conf.get("tqctl_publish_wait_timeout") or 1.0)) if wait > 0 else None
+    return with_options(url, conf.get("broker_transport_options"), conf.get("broker_use_ssl"),
+                        failover_timeout=conf.get("tqctl_failover_timeout"), wait_replicas=replicas)
+
+
+def backend_target(url: str, conf: Any) -> str:
+    """The result backend URL with Celery's backend settings (``result_backend_transport_options``,
+    ``redis_backend_use_ssl``)."""
+    return with_options(url, conf.get("result_backend_transport_options"), conf.get("redis_backend_use_ssl"),
+                        failover_timeout=conf.get("tqctl_failover_timeout"))
+
+
+def ssl_options(given: dict[str, Any]) -> dict[str, Any]:
+    """Celery's ``broker_use_ssl`` keys as redis-py's; ``ssl.CERT_REQUIRED`` or ``"required"`` alike."""
+    out: dict[str, Any] = {}
+    for key, value in given.items():
+        if key == "ssl_cert_reqs":
+            value = _cert_reqs(value)
+        elif key == "ssl_check_hostname" and isinstance(value, str):
+            value = value.lower() not in ("false", "0", "no")
+        if key in SSL_KEYS and value is not None:
+            out[key] = value
+    return out
+
+
+def _cert_reqs(value: Any) -> str:
+    if isinstance(value, ssl.VerifyMode) or isinstance(value, int):
+        return {ssl.CERT_NONE: "none", ssl.CERT_OPTIONAL: "optional"}.get(value, "required")
+    found = CERT_REQS.get(str(value).strip().lower())
+    if found is None:
+        raise ImproperlyConfigured(f"ssl_cert_reqs must be required, optional or none, not {value!r}")
+    return found
 
 
 def client_from_url(url: str, **options: Any) -> redis.Redis:
-    """A ``redis.Redis`` for ``redis://``, ``rediss://`` (TLS) or ``redis+socket://`` URLs."""
-    parts = urlsplit(url)
+    """A ``redis.Redis`` for ``redis://``, ``rediss://`` (TLS), ``redis+socket://`` or
+    ``sentinel://`` URLs: the one place the engine and the CLI open Redis clients."""
+    parts = _split(url)
     scheme = parts.scheme.lower()
+    carried: dict[str, Any] = getattr(url, "options", {})
     options.setdefault("socket_connect_timeout", 5.0)
     options.setdefault("health_check_interval", 30)
+    if scheme == "sentinel":
+        return _sentinel_client(str(url), carried, options)
     if scheme in ("redis+socket", "unix", "socket"):
         query = parse_qs(parts.query)
         db = int((query.get("db") or query.get("virtual_host") or ["0"])[0])
@@ -34,9 +119,123 @@ def client_from_url(url: str, **options: Any) -> redis.Redis:
             **options,
         )
     if scheme in ("redis", "rediss", "valkey", "valkeys"):
-        fixed = url.replace("valkey", "redis", 1) if scheme.startswith("valkey") else url
+        fixed = str(url).replace("valkey", "redis", 1) if scheme.startswith("valkey") else str(url)
+        tls = carried.get("ssl")
+        if tls is not None:
+            options.update(tls)
+            if scheme in ("redis", "valkey"):  # Celery's broker_use_ssl turns TLS on for redis:// too
+                fixed = "rediss" + fixed[len("redis"):]
+        fixed, query_tls = _pop_ssl_query(fixed)
+        options.update({k: v for k, v in query_tls.items() if k not in options})
         return redis.Redis.from_url(fixed, **options)
     raise unsupported_url(url)
+
+
+def _split(url: str) -> Any:
+    try:
+        return urlsplit(str(url).split(";", 1)[0])
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"bad broker URL {mask_url(str(url))}: {exc}") from None
+
+
+def _pop_ssl_query(url: str) -> tuple[str, dict[str, Any]]:
+    """Take the ``ssl_*`` query keys off a URL (Celery's query form) and normalise them."""
+    parts = urlsplit(url)
+    if "ssl_" not in parts.query:
+        return url, {}
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    tls = ssl_options({k: v for k, v in pairs if k in SSL_KEYS})
+    rest = urlencode([(k, v) for k, v in pairs if k not in SSL_KEYS])
+    return urlunsplit(parts._replace(query=rest)), tls
+
+
+def sentinel_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """``sentinel://h1:26379;sentinel://h2:26379/0?master_name=m`` → sentinels and the shared
+    settings (db, password for the primary, query options), as kombu reads the same URL."""
+    nodes: list[tuple[str, int]] = []
+    shared: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in url.split(";"))):
+        parts = _split(part)
+        if parts.scheme.lower() != "sentinel":
+            raise ImproperlyConfigured(f"every address in a sentinel URL must be sentinel://, not {mask_url(part)}")
+        try:
+            nodes.append((parts.hostname or "localhost", parts.port or 26379))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"bad sentinel address {mask_url(part)}: {exc}") from None
+        if parts.password and "password" not in shared:
+            shared["password"] = unquote(parts.password)
+            shared["username"] = unquote(parts.username) if parts.username else None
+        db = parts.path.strip("/")
+        if db:
+            if not db.isdigit():
+                raise ImproperlyConfigured(f"bad database number {db!r} in {mask_url(part)}")
+            shared.setdefault("db", int(db))
+        for key, value in parse_qsl(parts.query):
+            shared.setdefault(key, value)
+    return nodes, shared
+
+
+def _sentinel_client(url: str, carried: dict[str, Any], options: dict[str, Any]) -> redis.Redis:
+    """A client on whichever server the sentinels name as primary now. Each new connection asks
+    them again, and commands through it retry for ``failover_timeout`` seconds, so a failover
+    looks like a pause to callers (delay(), workers, the console), not an error."""
+    nodes, shared = sentinel_nodes(url)
+    settings = {**shared, **carried}
+    master = settings.get("master_name")
+    if not master:
+        raise ImproperlyConfigured(
+            "a sentinel:// broker needs a master name: broker_transport_options={'master_name': ...} "
+            "(result_backend_transport_options for the backend), or ?master_name=NAME in the URL")
+    sentinel_kwargs = dict(settings.get("sentinel_kwargs") or {})
+    sentinel_kwargs.setdefault("socket_connect_timeout", options["socket_connect_timeout"])
+    sentinel_kwargs.setdefault("socket_timeout", options["socket_connect_timeout"])
+    window = float(settings.get("failover_timeout") or DEFAULT_FAILOVER_TIMEOUT)
+    options.setdefault("retry", failover_retry(window))
+    for key in ("password", "username", "db"):
+        if settings.get(key) is not None:
+            options.setdefault(key, settings[key])
+    tls = settings.get("ssl")
+    if tls is not None:
+        options.update(tls)
+    options["connection_class"] = FollowingSSLConnection if tls is not None else FollowingConnection
+    sentinel = redis.sentinel.Sentinel(nodes, min_other_sentinels=int(settings.get("min_other_sentinels") or 0),
+                                       sentinel_kwargs=sentinel_kwargs)
+    return sentinel.master_for(str(master), redis_class=redis.Redis, **options)
+
+
+class FollowingConnection(redis.sentinel.SentinelManagedConnection):
+    """A sentinel-managed connection that asks the sentinels on *every* (re)connect.
+
+    redis-py only does so in ``connect()``; a connection used directly (``send_command``, as our
+    hot paths and pub/sub do) reconnects through ``connect_check_health`` to the address it had,
+    which after a failover is the dead primary, forever.
+    """
+
+    _locating = False
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if self._sock or self._locating:
+            super().connect_check_health(check_health, retry_socket_connect)
+            return
+        self._locating = True
+        try:
+            self.connect()  # looks the primary up, then comes back here to open the socket
+        finally:
+            self._locating = False
+
+
+class FollowingSSLConnection(FollowingConnection, redis.connection.SSLConnection):
+    pass
+
+
+def failover_retry(window: float) -> Retry:
+    """Retries that span about ``window`` seconds: backoff 50 ms doubling to 0.5 s."""
+    retries, spent, step = 0, 0.0, 0.05
+    while spent < window:
+        spent += step
+        step = min(step * 2, 0.5)
+        retries += 1
+    return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries)
 
 
 def unsupported_url(url: str) -> ImproperlyConfigured:
@@ -46,16 +245,26 @@ def unsupported_url(url: str) -> ImproperlyConfigured:
         return ImproperlyConfigured(
             f"AMQP brokers are not supported yet ({mask_url(url)}); use a Redis URL or the bundled broker")
     return ImproperlyConfigured(
-        f"unsupported broker URL scheme {scheme!r} in {mask_url(url)} (use redis://, rediss:// or redis+socket://)")
+        f"unsupported broker URL scheme {scheme!r} in {mask_url(url)} (use redis://, rediss://, redis+socket:// or sentinel://)")
 
 
 def describe_error(url: str, exc: BaseException) -> str:
     """One line naming the host and the cause, password masked."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    password = urlsplit(url).password if "://" in url else None
-    if password:
-        text = text.replace(password, "****")
+    if isinstance(exc, redis.sentinel.MasterNotFoundError):
+        text = _no_primary(text)
+    for part in str(url).split(";"):
+        password = _split(part).password if "://" in part else None
+        if password:
+            text = text.replace(password, "****")
     return f"cannot reach broker at {url_host(url)} ({mask_url(url)}): {text}"
+
+
+def _no_primary(text: str) -> str:
+    """redis-py's MasterNotFoundError text holds the repr of every sentinel client: keep the causes."""
+    head = text.split(" : ", 1)[0]
+    causes = dict.fromkeys(re.findall(r" - (?:\w+:)?(\w+(?:Error|Exception): [^<]*?)(?:, <|$)", text))
+    return f"{head} (sentinels: {'; '.join(causes) or 'none answered'})"
 
 
 def guarded(url: str, call: Callable[[], T]) -> T:

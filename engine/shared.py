@@ -54,6 +54,13 @@ class SharedTask:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._task()(*args, **kwargs)
 
+    def _engine_signal_sender(self) -> Task:
+        """``signal.connect(sender=shared)`` means the current app's task (Celery resolves its proxy too)."""
+        return self._task()
+
+    def __repr__(self) -> str:
+        return f"<@shared_task: {self.options.get('name') or self.__name__}>"
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._task(), name)
 
@@ -70,3 +77,34 @@ def shared_task(*args: Any, **options: Any) -> Any:
     if len(args) == 1 and callable(args[0]) and not options:
         return decorate(args[0])
     return decorate
+
+
+class _Current:
+    """Celery's ``current_app``/``current_task`` proxies: every attribute is looked up on the object
+    current at the time of use (a stateless stand-in, not a copy)."""
+
+    def __init__(self, get: Callable[[], Any], what: str) -> None:
+        object.__setattr__(self, "_get", get)
+        object.__setattr__(self, "_what", what)
+
+    def _get_current_object(self) -> Any:
+        return self._get()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+    def __bool__(self) -> bool:
+        return self._get() is not None
+
+    def __repr__(self) -> str:
+        return f"<current {self._what}: {self._get()!r}>"
+
+
+def _running_task() -> Any:
+    from engine.log import current_task
+
+    return current_task()
+
+
+current_app = _Current(_current_app, "app")
+current_task = _Current(_running_task, "task")

@@ -1,4 +1,11 @@
-"""``Task``: the user's function plus its options, and the client side of sending it."""
+"""``Task``: Celery's task class: options as class attributes, hooks to override, and the client
+side of sending it.
+
+``@app.task`` builds a subclass per function (as Celery does), so a ``base=`` class's hooks and
+attributes apply, and ``class MyTask(app.Task)`` with ``run`` is registered with
+``app.register_task(MyTask())``. Options left ``None`` fall back to the app's settings
+(``from_config``), read when used, so a setting changed after the task was declared still counts.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.exceptions import MaxRetriesExceededError, Retry
+from engine.exceptions import ImproperlyConfigured, MaxRetriesExceededError, Retry
 from engine.request import Request, RequestStack
 
 if TYPE_CHECKING:
@@ -15,12 +22,24 @@ if TYPE_CHECKING:
     from engine.canvas import Signature
     from engine.result import AsyncResult
 
-TASK_OPTIONS = (
-    "name", "bind", "max_retries", "default_retry_delay", "autoretry_for", "retry_backoff",
-    "retry_backoff_max", "retry_jitter", "rate_limit", "time_limit", "soft_time_limit",
-    "acks_late", "ignore_result", "queue", "serializer", "track_started", "priority",
-    "retry_kwargs", "shared",
-)
+# Task attribute → the setting it falls back to when left ``None`` (Celery's ``Task.from_config``).
+FROM_CONFIG = {
+    "serializer": "task_serializer",
+    "rate_limit": "task_default_rate_limit",
+    "priority": "task_default_priority",
+    "time_limit": "task_time_limit",
+    "soft_time_limit": "task_soft_time_limit",
+    "track_started": "task_track_started",
+    "acks_late": "task_acks_late",
+    "acks_on_failure_or_timeout": "task_acks_on_failure_or_timeout",
+    "reject_on_worker_lost": "task_reject_on_worker_lost",
+    "ignore_result": "task_ignore_result",
+    "store_eager_result": "task_store_eager_result",
+    "store_errors_even_if_ignored": "task_store_errors_even_if_ignored",
+}
+# Attributes that become default send options (Celery's ``extract_exec_options``).
+EXEC_OPTIONS = ("queue", "routing_key", "exchange", "priority", "expires", "serializer", "time_limit",
+                "soft_time_limit")
 
 
 def backoff_delay(retries: int, factor: float, maximum: float, jitter: bool) -> float:
@@ -30,63 +49,125 @@ def backoff_delay(retries: int, factor: float, maximum: float, jitter: bool) -> 
 
 
 class Task:
+    """Subclass it (``class X(app.Task)``) or let ``@app.task`` do it; every attribute is a Celery option."""
+
+    _app: App | None = None
+    name: str | None = None
+    typing: bool | None = None  # None: the app's ``strict_typing`` (True, as in Celery)
     max_retries: int | None = 3
     default_retry_delay: float = 180
+    rate_limit: str | None = None
+    ignore_result: bool | None = None
+    trail: bool = True
+    send_events: bool = True
+    store_errors_even_if_ignored: bool | None = None
+    serializer: str | None = None
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    track_started: bool | None = None
+    acks_late: bool | None = None
+    acks_on_failure_or_timeout: bool | None = None
+    reject_on_worker_lost: bool | None = None
+    throws: tuple[type[BaseException], ...] = ()
+    expires: float | dt.datetime | None = None
+    priority: int | None = None
+    queue: str | None = None
+    routing_key: str | None = None
+    exchange: str | None = None
+    resultrepr_maxsize: int = 1024
+    store_eager_result: bool | None = None
     autoretry_for: tuple[type[BaseException], ...] = ()
+    dont_autoretry_for: tuple[type[BaseException], ...] = ()
     retry_kwargs: dict[str, Any] | None = None
     retry_backoff: bool | float = False
     retry_backoff_max: float = 600
     retry_jitter: bool = True
-    rate_limit: str | None = None
-    time_limit: float | None = None
-    soft_time_limit: float | None = None
-    acks_late: bool | None = None
-    ignore_result: bool | None = None
-    queue: str | None = None
-    serializer: str | None = None
-    track_started: bool | None = None
-    priority: int | None = None
+    pydantic: bool = False
+    pydantic_strict: bool = False
+    pydantic_context: dict[str, Any] | None = None
+    pydantic_dump_kwargs: dict[str, Any] | None = None
+    abstract = True
+    _decorated_fun: Callable[..., Any] | None = None
+    _check_arguments: Callable[..., None] | None = None
+    _dump_arguments: Callable[..., tuple[Any, Any]] | None = None
+    MaxRetriesExceededError = MaxRetriesExceededError
 
-    def __init__(self, app: App, fun: Callable[..., Any], name: str, bind: bool = False,
-                 **options: Any) -> None:
-        self.app = app
-        self.fun = fun
-        self.name = name
-        self.bind = bind
-        for key, value in options.items():
-            if key not in TASK_OPTIONS:
-                raise TypeError(f"unknown task option {key!r} for {name}")
-            setattr(self, key, value)
-        self.autoretry_for = tuple(self.autoretry_for or ())
-        self._requests = RequestStack()
-        self.__doc__ = fun.__doc__
-        self.__name__ = getattr(fun, "__name__", name)
-        self.__module__ = getattr(fun, "__module__", __name__)
-        self.__wrapped__ = fun
+    # -- identity -----------------------------------------------------------------------------
+    @property
+    def app(self) -> App:
+        if self._app is None:
+            raise ImproperlyConfigured(f"task {self.name or type(self).__name__} is not registered with an app "
+                                       "(use app.register_task(task))")
+        return self._app
+
+    @property
+    def fun(self) -> Callable[..., Any]:
+        """The user's function (``@app.task``), or ``run`` for a class-based task."""
+        return self._decorated_fun if self._decorated_fun is not None else self.run
+
+    @property
+    def backend(self) -> Any:
+        return self.app.backend
 
     def __repr__(self) -> str:
-        return f"<@task: {self.name}>"
+        return f"<@task: {self.name} of {self._app.main if self._app else '(unbound)'}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.run(*args, **kwargs)
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
-        return self.fun(self, *args, **kwargs) if self.bind else self.fun(*args, **kwargs)
+        raise NotImplementedError("Tasks must define the run method.")
+
+    # -- the running request ------------------------------------------------------------------
+    @property
+    def _requests(self) -> RequestStack:
+        stack = self.__dict__.get("_request_stack")
+        if stack is None:
+            stack = self.__dict__["_request_stack"] = RequestStack()
+        return stack
 
     @property
     def request(self) -> Request:
         return self._requests.top
 
-    def push_request(self, request: Request) -> None:
-        self._requests.push(request)
+    @property
+    def request_stack(self) -> RequestStack:
+        return self._requests
+
+    def push_request(self, request: Request | None = None, **fields: Any) -> None:
+        self._requests.push(request if request is not None else Request(**fields))
 
     def pop_request(self) -> None:
         self._requests.pop()
 
     # -- options resolved against the app's settings -------------------------------------------
-    def opt(self, name: str, setting: str) -> Any:
+    def opt(self, name: str, setting: str | None = None) -> Any:
         value = getattr(self, name)
-        return self.app.conf.get(setting) if value is None else value
+        setting = setting or FROM_CONFIG.get(name)
+        return self.app.conf.get(setting) if value is None and setting else value
+
+    def exec_options(self) -> dict[str, Any]:
+        """The task's own defaults for a send (``expires``, ``queue``, ...); the call's options win."""
+        return {key: value for key in EXEC_OPTIONS if (value := getattr(self, key, None)) is not None}
+
+    # -- hooks (override in a base class; called with Celery's arguments) ----------------------
+    def before_start(self, task_id: str, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        """Called in the worker just before ``run``."""
+
+    def on_success(self, retval: Any, task_id: str, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        """Called in the worker after ``run`` returned and the result was stored."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Sequence[Any], kwargs: dict[str, Any],
+                   einfo: Any) -> None:
+        """Called in the worker when ``run`` raised (after retries are used up)."""
+
+    def on_retry(self, exc: BaseException | None, task_id: str, args: Sequence[Any], kwargs: dict[str, Any],
+                 einfo: Any) -> None:
+        """Called in the worker when the task is retried."""
+
+    def after_return(self, status: str, retval: Any, task_id: str, args: Sequence[Any], kwargs: dict[str, Any],
+                     einfo: Any) -> None:
+        """Called after the task finished SUCCESS or FAILURE (not on retry or reject), as Celery does."""
 
     # -- sending ------------------------------------------------------------------------------
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
@@ -94,6 +175,14 @@ class Task:
 
     def apply_async(self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None,
                     **options: Any) -> AsyncResult:
+        if self.soft_time_limit and self.time_limit and self.soft_time_limit > self.time_limit:
+            raise ValueError("soft_time_limit must be less than or equal to time_limit")
+        typing = self.app.strict_typing if self.typing is None else self.typing
+        if typing and self._check_arguments is not None:
+            self._check_arguments(*(args or ()), **(kwargs or {}))
+        options = {**self.exec_options(), **{k: v for k, v in options.items() if v is not None}}
+        if self._dump_arguments is not None and options.get("serializer") != "pickle":
+            args, kwargs = self._dump_arguments(args, kwargs)
         if self.app.conf.task_always_eager:
             return self.apply(args, kwargs, **options)
         return self.app.send_task(self.name, args, kwargs, task=self, **options)
@@ -105,8 +194,20 @@ class Task:
 
         return run_eagerly(self, list(args or ()), dict(kwargs or {}), options)
 
-    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
-        return self.app.AsyncResult(task_id)
+    def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802 - Celery's name
+        return self.app.AsyncResult(task_id, task_name=self.name)
+
+    def update_state(self, task_id: str | None = None, state: str | None = None, meta: Any = None,
+                     **kwargs: Any) -> None:
+        """Store a custom state (e.g. ``PROGRESS`` with a meta dict) for this or another task."""
+        from engine.protocol.results import meta as result_meta
+
+        task_id = task_id or self.request.id
+        backend = self.app.backend
+        if backend is not None and task_id:
+            request = self.request
+            backend.store(task_id, result_meta(task_id, state or "PENDING", meta, parent_id=request.parent_id,
+                                               group_id=request.group))
 
     def s(self, *args: Any, **kwargs: Any) -> Signature:
         from engine.canvas import Signature
@@ -122,7 +223,9 @@ class Task:
                   **options: Any) -> Signature:
         from engine.canvas import Signature
 
-        return Signature(self.name, args, kwargs or {}, options=options, app=self.app)
+        return Signature(self.name, args or (), kwargs or {}, options=options, app=self.app)
+
+    subtask = signature
 
     def map(self, it: Any) -> Signature:
         from engine.canvas import Signature
@@ -183,9 +286,125 @@ class Task:
             chain=request.chain,
             chord=request.chord,
             queue=options.pop("queue", request.delivery_info.get("routing_key")),
-            **options,
+            **{**_carried(request), **options},
         )
         retry = Retry(exc=exc, when=when)
         if throw:
             raise retry
         return retry
+
+
+def _carried(request: Request) -> dict[str, Any]:
+    """What a retry keeps from the request besides ids and links: custom headers and stamps (as Celery)."""
+    carried: dict[str, Any] = {}
+    if request.headers:
+        carried["headers"] = dict(request.headers)
+    stamped, stamps = request.stamped_headers, request.stamps
+    if stamped:
+        carried["stamped_headers"] = list(stamped)
+        carried.update(stamps or {})
+    return carried
+
+
+class _Default:
+    """Stands for any default value in a stub's source text."""
+
+    def __repr__(self) -> str:
+        return "_default"
+
+
+def argument_checker(fun: Callable[..., Any], bound: bool) -> Callable[..., None] | None:
+    """Checks call arguments against ``fun``'s signature at send time (Celery's ``typing=True``):
+    a wrong call raises Python's own ``TypeError`` (``add() takes 2 positional arguments but 3 were
+    given``) in the caller instead of failing later on a worker.
+
+    The check calls a stub with ``fun``'s parameters (names only: no defaults or annotations are
+    evaluated), so the message is the interpreter's; ``Signature.bind`` is the fallback."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fun)
+    except (TypeError, ValueError):
+        return None
+    params = list(sig.parameters.values())[1 if bound else 0:]
+    label = getattr(fun, "__name__", "task")
+    stub = _stub(label, [p.replace(annotation=p.empty, default=_Default() if p.default is not p.empty else p.empty)
+                         for p in params])
+    if stub is not None:
+        return stub
+    sig = sig.replace(parameters=params)
+
+    def check(*args: Any, **kwargs: Any) -> None:
+        try:
+            sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{label}() {exc}") from None
+
+    return check
+
+
+def _stub(label: str, params: list[Any]) -> Callable[..., None] | None:
+    import inspect
+
+    try:
+        text = str(inspect.Signature(params))
+        namespace: dict[str, Any] = {"_default": None}
+        exec(f"def _stub{text}:\n    return None", namespace)  # names only: nothing of the user's is evaluated
+    except (SyntaxError, ValueError):
+        return None
+    stub = namespace["_stub"]
+    try:
+        stub.__code__ = stub.__code__.replace(co_name=label, co_qualname=label)
+    except TypeError:  # Python 3.10: no co_qualname
+        stub.__code__ = stub.__code__.replace(co_name=label)
+    stub.__name__ = stub.__qualname__ = label
+    return stub
+
+
+def task_from_function(app: App, fun: Callable[..., Any], name: str, base: type[Task], bind: bool,
+                       options: dict[str, Any]) -> Task:
+    """A ``base`` subclass whose ``run`` is ``fun`` and whose attributes are the decorator's options.
+
+    An option must be a Celery task option or an attribute of ``base`` (a custom base class's own
+    options pass); Celery would also accept a misspelt one and ignore it, we name it instead."""
+    unknown = [key for key in options if not hasattr(base, key)]
+    if unknown:  # Celery would set them silently; a misspelt option doing nothing is worse than an error
+        import difflib
+
+        known = [k for k in dir(base) if not k.startswith("_")]
+        hint = difflib.get_close_matches(unknown[0], known, n=1)
+        raise TypeError(f"unknown task option {unknown[0]!r} for {name}"
+                        + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                        + "; declare it as an attribute of a base= class to pass your own")
+    run_fun = fun
+    dump_arguments = None
+    if options.get("pydantic"):
+        from engine.pydantic_args import pydantic_wrapper
+
+        run_fun, dump = pydantic_wrapper(app, fun, name, bool(options.get("pydantic_strict")),
+                                         options.get("pydantic_context"), options.get("pydantic_dump_kwargs"),
+                                         bound=bind)
+        dump_arguments = staticmethod(dump)
+    attrs: dict[str, Any] = {
+        "_app": app,
+        "name": name,
+        "run": run_fun if bind else staticmethod(run_fun),
+        "_decorated_fun": staticmethod(fun),
+        "_check_arguments": staticmethod(checker) if (checker := argument_checker(fun, bind)) else None,
+        "_dump_arguments": dump_arguments,
+        "__doc__": fun.__doc__,
+        "__module__": getattr(fun, "__module__", __name__),
+        "__wrapped__": fun,
+        "abstract": False,
+        **options,
+    }
+    for key in ("autoretry_for", "dont_autoretry_for", "throws"):
+        if key in attrs:
+            value = attrs[key]
+            attrs[key] = tuple(value) if isinstance(value, (list, tuple, set)) else (value,) if value else ()
+    cls = type(getattr(fun, "__name__", "task"), (base,), attrs)
+    try:
+        cls.__qualname__ = fun.__qualname__
+    except AttributeError:
+        pass
+    return cls()

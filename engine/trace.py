@@ -7,22 +7,25 @@ worker acks or requeues based on the returned ``Outcome``.
 
 from __future__ import annotations
 
+import inspect
+import logging
 import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine import states
+from engine import log, signals, states
 from engine.canvas import maybe_signature
 from engine.exceptions import ChordError, EncodeError, Reject, Retry
 from engine.protocol.results import decode_exception, encode_exception, format_traceback, meta
 from engine.protocol.task import safe_repr
 from engine.request import Request
-from engine.task import backoff_delay
+from engine.task import Task, backoff_delay
 
 if TYPE_CHECKING:
     from engine.app import App
-    from engine.task import Task
+
+log_trace = logging.getLogger("celery.app.trace")  # Celery's logger name: users' configs filter on it
 
 
 @dataclass(slots=True)
@@ -39,26 +42,70 @@ class Outcome:
     retry_when: float | None = None
 
 
+class ExceptionInfo:
+    """What ``on_failure``/``on_retry`` and the signals get as ``einfo`` (billiard's shape in Celery)."""
+
+    def __init__(self, exc: BaseException, traceback: str | None = None) -> None:
+        self.exception = exc
+        self.type = type(exc)
+        self.tb = exc.__traceback__
+        self.traceback = traceback if traceback is not None else format_traceback(exc)
+        self.internal = False
+
+    def __str__(self) -> str:
+        return self.traceback
+
+    def __repr__(self) -> str:
+        return f"<ExceptionInfo: {self.exception!r}>"
+
+
 def run(app: App, task: Task, request: Request, *, store: bool = True) -> Outcome:
+    """One run with Celery's order: ``task_prerun``, ``before_start``, the task, the outcome's hooks and
+    signals, ``after_return``, ``task_postrun``. An error in the engine or in a hook ends the run
+    ``FAILURE`` with ``task_internal_error`` sent; it never escapes to the pool (except in eager mode)."""
     started = time.perf_counter()
     task.push_request(request)
     app.current_requests.push(request)
+    token = log.enter(task, request)
+    outcome: Outcome | None = None
     try:
-        if store and not request.ignore_result and task.opt("track_started", "task_track_started"):
-            _store(app, request, states.STARTED, {"pid": os.getpid(), "hostname": request.hostname})
-        value = task.run(*request.args, **request.kwargs)
+        if signals.task_prerun.receivers:
+            signals.task_prerun.send(sender=task, task_id=request.id, task=task, args=request.args,
+                                     kwargs=request.kwargs)
+        try:
+            outcome = _run(app, task, request, started, store)
+        finally:
+            if signals.task_postrun.receivers:
+                signals.task_postrun.send(sender=task, task_id=request.id, task=task, args=request.args,
+                                          kwargs=request.kwargs, retval=outcome.value if outcome else None,
+                                          state=outcome.state if outcome else None)
+    except Exception as exc:
+        if request.is_eager:
+            raise
+        return _internal_error(task, request, exc, started)
+    finally:
+        log.leave(token)
+        app.current_requests.pop()
+        task.pop_request()
+    return outcome
+
+
+def _run(app: App, task: Task, request: Request, started: float, store: bool) -> Outcome:
+    if store and not request.ignore_result and task.opt("track_started", "task_track_started"):
+        _store(app, request, states.STARTED, {"pid": os.getpid(), "hostname": request.hostname})
+    call = task.__call__ if type(task).__call__ is not Task.__call__ else task.run  # a base's __call__ wraps run
+    try:
+        task.before_start(request.id, request.args, request.kwargs)
+        value = call(*request.args, **request.kwargs)
     except Retry as retry:
-        return _retried(app, request, retry, started, store)
+        return _retried(app, task, request, retry, started, store)
     except Reject as reject:
         return _rejected(app, request, reject, started, store)
     except Exception as exc:
         retried = _autoretry(task, exc)
         if isinstance(retried, Retry):
-            return _retried(app, request, retried, started, store)
+            return _retried(app, task, request, retried, started, store)
         return _failed(app, task, request, retried or exc, started, store)
-    finally:
-        app.current_requests.pop()
-        task.pop_request()
     runtime = time.perf_counter() - started
     if store and not request.ignore_result:
         try:
@@ -68,12 +115,35 @@ def run(app: App, task: Task, request: Request, *, store: bool = True) -> Outcom
             return _failed(app, task, request, error, started, store)
     _send_callbacks(app, request, value)
     _chord_part(app, request, states.SUCCESS, value)
-    return Outcome(states.SUCCESS, runtime, result_repr=safe_repr(value), value=value)
+    task.on_success(value, request.id, request.args, request.kwargs)
+    if signals.task_success.receivers:
+        signals.task_success.send(sender=task, result=value)
+    task.after_return(states.SUCCESS, value, request.id, request.args, request.kwargs, None)
+    return Outcome(states.SUCCESS, runtime, result_repr=_repr(task, value), value=value)
+
+
+def _repr(task: Task, value: Any) -> str:
+    limit = task.resultrepr_maxsize
+    if limit == 1024:
+        return safe_repr(value)
+    text = repr(value)
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+def _internal_error(task: Task, request: Request, exc: Exception, started: float) -> Outcome:
+    einfo = ExceptionInfo(exc)
+    log_trace.critical("Task %s[%s] INTERNAL ERROR: %r\n%s", task.name, request.id, exc, einfo.traceback)
+    signals.task_internal_error.send(sender=task, task_id=request.id, args=request.args, kwargs=request.kwargs,
+                                     request=request, exception=exc, traceback=exc.__traceback__, einfo=einfo)
+    return Outcome(states.FAILURE, time.perf_counter() - started, exception_repr=repr(exc),
+                   traceback=einfo.traceback, value=exc)
 
 
 def _autoretry(task: Task, exc: Exception) -> Retry | Exception | None:
     """``Retry`` if re-sent; else the error the task ends with (past max_retries, ``exc`` itself)."""
     if not task.autoretry_for or not isinstance(exc, task.autoretry_for):
+        return None
+    if task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for):
         return None
     options = dict(task.retry_kwargs or {})
     if task.retry_backoff and "countdown" not in options:
@@ -90,12 +160,16 @@ def _autoretry(task: Task, exc: Exception) -> Retry | Exception | None:
     return None  # pragma: no cover - retry() always raises with throw=True
 
 
-def _retried(app: App, request: Request, retry: Retry, started: float, store: bool) -> Outcome:
+def _retried(app: App, task: Task, request: Request, retry: Retry, started: float, store: bool) -> Outcome:
     reason = retry.exc if retry.exc is not None else retry
     trace = format_traceback(retry)
     if store and not request.ignore_result:  # as Celery: the exc given to retry() (or null), Retry's traceback
         _store(app, request, states.RETRY, encode_exception(retry.exc) if retry.exc is not None else None,
                traceback=trace)
+    einfo = ExceptionInfo(retry, trace)
+    task.on_retry(retry.exc, request.id, request.args, request.kwargs, einfo)
+    signals.task_retry.send(sender=task, request=request, reason=retry, einfo=einfo)
+    log_trace.info("Task %s[%s] retry: %s", task.name, request.id, retry)
     value = retry.result.result if retry.result is not None else None
     state = retry.result.state if retry.result is not None else states.RETRY
     final_trace = trace if retry.result is None else retry.result.traceback  # eager: the re-run's
@@ -113,12 +187,29 @@ def _rejected(app: App, request: Request, reject: Reject, started: float, store:
 def _failed(app: App, task: Task, request: Request, exc: Exception, started: float,
             store: bool) -> Outcome:
     trace = format_traceback(exc)
-    if store and not request.ignore_result:
+    keep_error = not request.ignore_result or bool(task.opt("store_errors_even_if_ignored"))
+    if store and keep_error:
         _store(app, request, states.FAILURE, encode_exception(exc), traceback=trace)
     _send_errbacks(app, request, exc, trace)
     _chord_part(app, request, states.FAILURE, encode_exception(exc))
+    einfo = ExceptionInfo(exc, trace)
+    task.on_failure(exc, request.id, request.args, request.kwargs, einfo)
+    signals.task_failure.send(sender=task, task_id=request.id, exception=exc, args=request.args,
+                              kwargs=request.kwargs, traceback=exc.__traceback__, einfo=einfo)
+    _log_failure(task, request, exc, trace)
+    task.after_return(states.FAILURE, exc, request.id, request.args, request.kwargs, einfo)
     return Outcome(states.FAILURE, time.perf_counter() - started, exception_repr=repr(exc),
                    traceback=trace, value=exc)
+
+
+def _log_failure(task: Task, request: Request, exc: Exception, trace: str) -> None:
+    """Celery's lines: an exception listed in ``throws`` is expected (INFO, no traceback)."""
+    if request.is_eager:
+        return
+    if task.throws and isinstance(exc, tuple(task.throws)):
+        log_trace.info("Task %s[%s] raised expected: %r", task.name, request.id, exc)
+    else:
+        log_trace.error("Task %s[%s] raised unexpected: %r\n%s", task.name, request.id, exc, trace.rstrip())
 
 
 def _store(app: App, request: Request, state: str, result: Any,
@@ -126,8 +217,22 @@ def _store(app: App, request: Request, state: str, result: Any,
     backend = app.backend
     if backend is None or request.id is None:
         return
+    extended = _extended(request) if app.conf.get("result_extended") else None
     backend.store(request.id, meta(request.id, state, result, traceback=traceback,
-                                   parent_id=request.parent_id, group_id=request.group))
+                                   parent_id=request.parent_id, group_id=request.group, extended=extended))
+
+
+def _extended(request: Request) -> dict[str, Any]:
+    """``result_extended``: what Celery adds to the stored result about the request."""
+    fields: dict[str, Any] = {
+        "name": request.name, "args": request.args, "kwargs": request.kwargs, "worker": request.hostname,
+        "retries": request.retries, "queue": (request.delivery_info or {}).get("routing_key"),
+    }
+    stamps = request.stamps
+    if stamps:
+        fields["stamped_headers"] = request.stamped_headers
+        fields.update(stamps)
+    return fields
 
 
 def _send_callbacks(app: App, request: Request, value: Any) -> None:
@@ -156,11 +261,13 @@ def _send_errbacks(app: App, request: Request, exc: Exception, trace: str) -> No
 
 
 def _takes_request(task: Task) -> bool:
-    code = getattr(task.fun, "__code__", None)
-    if code is None:
+    """An errback whose function takes (request, exc, traceback) is called with them, as Celery does."""
+    try:
+        params = inspect.signature(task.run).parameters.values()
+    except (TypeError, ValueError):
         return False
-    positional = code.co_argcount - (1 if task.bind else 0)
-    return positional >= 3
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3
 
 
 def _chord_part(app: App, request: Request, state: str, result: Any) -> None:

@@ -69,6 +69,7 @@ def masked_argv(argv: list[str]) -> list[str]:
 
 
 def serve(spec: WorkerSpec) -> int:
+    from engine.log import setup_worker_logging
     from engine.worker.worker import Worker
     from tqctl.loader import load_app
 
@@ -79,6 +80,10 @@ def serve(spec: WorkerSpec) -> int:
         app.conf.broker_url = spec.broker
     if spec.backend:
         app.conf.result_backend = spec.backend
+    setup_worker_logging(app, spec.loglevel)  # Celery's: setup_logging, after_setup_(task_)logger, formats
+    app.import_default_modules()
+    for line in app.conf.startup_warnings():
+        logging.getLogger("engine.worker").warning(line)
     node = Worker(app, concurrency=spec.concurrency, pool=spec.pool, queues=spec.queues,
                   hostname=spec.hostname, prefetch_multiplier=spec.prefetch_multiplier,
                   autoscale=tuple(spec.autoscale) if spec.autoscale else None)

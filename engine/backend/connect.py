@@ -13,7 +13,7 @@ from engine.redisconn import REDIS_SCHEMES
 def connect(url: str | None, expires: float | None = 86400) -> ResultBackend | None:
     if not url or url in ("disabled", "none"):
         return None
-    scheme = urlsplit(url).scheme.lower()
+    scheme = urlsplit(url.split(";", 1)[0]).scheme.lower()
     if scheme in REDIS_SCHEMES:
         from engine.backend.redis import RedisBackend
 
@@ -23,5 +23,5 @@ def connect(url: str | None, expires: float | None = 86400) -> ResultBackend | N
 
         return MemoryBackend(url)
     raise ImproperlyConfigured(
-        f"unsupported result backend {mask_url(url)} (use redis://, rediss://, redis+socket://)"
+        f"unsupported result backend {mask_url(url)} (use redis://, rediss://, redis+socket://, sentinel://)"
     )

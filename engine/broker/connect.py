@@ -1,4 +1,4 @@
-"""Pick a broker implementation from a URL's scheme."""
+"""Pick a broker implementation from a URL's scheme (and the settings it carries)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,13 @@ from engine.redisconn import REDIS_SCHEMES, unsupported_url
 
 
 def connect(url: str) -> Broker:
-    scheme = urlsplit(url).scheme.lower()
+    scheme = urlsplit(url.split(";", 1)[0]).scheme.lower()
     if scheme in REDIS_SCHEMES:
+        wait = getattr(url, "options", {}).get("wait_replicas")
+        if wait:
+            from engine.broker.replicated import ReplicatedBroker
+
+            return ReplicatedBroker(url, replicas=wait[0], timeout=wait[1])
         from engine.broker.redis import RedisBroker
 
         return RedisBroker(url)

@@ -44,14 +44,17 @@ class SentEvents:
         atexit.register(self.close)
 
     def record(self, task_id: str, name: str, args: Any, kwargs: Any, queue: str,
-               options: dict[str, Any]) -> None:
-        """Queue one task-sent; cheap on purpose (the repr and the publish happen in the flusher)."""
-        self._add([(task_id, name, args, kwargs, queue, options)])
+               options: dict[str, Any], sent_at: float | None = None) -> None:
+        """Queue one task-sent; cheap on purpose (the repr and the publish happen in the flusher).
+        The event's timestamp is the send's (``sent_at``, taken before the publish, else now): a
+        worker may start the task before the batch goes out, and a task never starts before it is sent."""
+        self._add([(sent_at or time.time(), task_id, name, args, kwargs, queue, options)])
 
     def record_many(self, name: str, sent: Iterable[tuple[str, Any, Any]], queue: str,
-                    options: dict[str, Any]) -> None:
+                    options: dict[str, Any], sent_at: float | None = None) -> None:
         """``record`` for a bulk send: ``(task_id, args, kwargs)`` each, one lock for all."""
-        self._add([(task_id, name, args, kwargs, queue, options) for task_id, args, kwargs in sent])
+        when = sent_at or time.time()
+        self._add([(when, task_id, name, args, kwargs, queue, options) for task_id, args, kwargs in sent])
 
     def _add(self, items: list[tuple[Any, ...]]) -> None:
         if os.getpid() != self._pid:
@@ -91,8 +94,8 @@ class SentEvents:
             return
         try:
             dispatcher = self._dispatcher or self._connect()
-            for task_id, name, args, kwargs, queue, opts in batch:
-                dispatcher.task("task-sent", uuid=task_id, root_id=opts.get("root_id") or task_id,
+            for sent_at, task_id, name, args, kwargs, queue, opts in batch:
+                dispatcher.task("task-sent", timestamp=sent_at, uuid=task_id, root_id=opts.get("root_id") or task_id,
                                 parent_id=opts.get("parent_id"), name=name, args=repr(tuple(args)),
                                 kwargs=repr(kwargs), retries=opts.get("retries", 0), eta=_iso(opts.get("eta")),
                                 expires=_iso(opts.get("expires")), queue=queue,

@@ -54,9 +54,13 @@ def decode_exception(data: Any) -> BaseException:
     try:
         return cls(*args)
     except Exception:
+        pass
+    try:
         exc = cls.__new__(cls)
         exc.args = args
         return exc
+    except Exception:  # a class that cannot be rebuilt from its message (pydantic's ValidationError)
+        return type(name, (Exception,), {"__module__": module})(*args)
 
 
 def _exception_class(name: str, module: str) -> type[BaseException]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from engine import states
+from engine import signals, states
 from engine.broker.base import DeadLetter, Delivery
 from engine.exceptions import BrokerUnavailable, NotRegistered
 from engine.protocol import task as protocol
@@ -38,6 +38,7 @@ class Consumer:
         self.broker = worker.broker
         self.accepted = accepted_types(self.app.conf.accept_content)
         self.max_bytes = self.app.conf.tqctl_max_message_bytes
+        self.signer = self.app.signer  # None unless message signing is on
         self.buckets: dict[str, TokenBucket | None] = {}
         self.held: list[tuple[float, int, Job]] = []
         self._held_seq = itertools.count()
@@ -151,6 +152,10 @@ class Consumer:
             message = protocol.decode(delivery.raw, self.accepted, self.max_bytes)
         except protocol.MalformedMessage as exc:
             self.dead_letter(delivery, exc.reason, exc.detail, exc.headers)
+            signals.task_rejected.send(sender=self, message=delivery, exc=exc)
+            return
+        if self.signer is not None and (why := self.signer.verify(delivery.raw)) is not None:
+            self.dead_letter(delivery, "bad_signature", why, message.headers)
             return
         task = self.app.tasks.get(message.name)
         if task is None:
@@ -226,6 +231,8 @@ class Consumer:
             exc = NotRegistered(message.name)
             backend.store(message.id, meta(message.id, states.FAILURE, encode_exception(exc)))
         self.dead_letter(delivery, "unknown_task", detail, message.headers)
+        signals.task_unknown.send(sender=self, message=message, exc=NotRegistered(message.name), name=message.name,
+                                  id=message.id)
 
     def settle_revoked(self, delivery: Delivery, message: protocol.TaskMessage,
                         why: str) -> None:

@@ -48,7 +48,7 @@ class Job:
             m.parent_id, m.group, h.get("group_index"), h.get("eta"), h.get("expires"), h,
             embed.get("callbacks"), embed.get("errbacks"), embed.get("chain"), embed.get("chord"),
             h.get("origin"), bool(m.ignore_result or self.task.opt("ignore_result", "task_ignore_result")),
-            (self.hard_limit, self.soft_limit), False, False,
+            (self.hard_limit, self.soft_limit), False, False, m.properties,
         )
 
     def info(self, hostname: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
-from engine import trace
+from engine import signals, trace
 from engine.worker.limits import ThreadLimiter, alarm_limits
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class SoloPool:
         self._interrupted: list[Job] = []
 
     def start(self) -> None:
-        pass
+        signals.worker_process_init.send(sender=self.host.hostname)  # as Celery's solo pool: the worker is the process
 
     def submit(self, job: Job) -> None:
         self._jobs.put(job)

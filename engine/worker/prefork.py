@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 import engine.backend.redis  # noqa: F401  imported once here, shared by every child (not once per child)
-from engine import trace
+from engine import signals, trace
 from engine.exceptions import TimeLimitExceeded, WorkerLostError
 from engine.request import Request
 from engine.worker.limits import alarm_limits
@@ -64,6 +64,14 @@ def _child_main(conn: Connection, host: PoolHost, parent: int | None = None) -> 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     app = host.app
+    signals.worker_process_init.send(sender=host.hostname)
+    try:
+        _serve_child(conn, app)
+    finally:
+        signals.worker_process_shutdown.send(sender=host.hostname, pid=os.getpid(), exitcode=0)
+
+
+def _serve_child(conn: Connection, app: Any) -> None:
     while True:
         try:
             item = _loads(conn.recv_bytes())

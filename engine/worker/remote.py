@@ -8,8 +8,6 @@ An allow-list (``worker_control_allow``) lets an operator keep ``revoke`` while 
 from __future__ import annotations
 
 import logging
-import os
-import resource
 import signal as signals
 import threading
 import time
@@ -19,14 +17,22 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from engine.broker.fanout import RedisFanout
+from engine.config import masked_setting
 from engine.control import store_revoked
 from engine.protocol import control as protocol
+from engine.worker import control as custom
+from engine.worker import stats
 
 if TYPE_CHECKING:
     from engine.worker.worker import Worker
 
 log = logging.getLogger("engine.worker")
 NO_REPLY = object()
+# Celery's second names for inspect commands (``celery inspect dump_tasks`` is ``registered``).
+ALIASES = {"dump_tasks": "registered", "dump_active": "active", "dump_reserved": "reserved",
+           "dump_schedule": "scheduled", "dump_revoked": "revoked", "dump_conf": "conf"}
+TASK_INFO_ITEMS = ("exchange", "routing_key", "rate_limit")  # Celery's default taskinfoitems
+RELOAD_EVERY = 5.0  # seconds between looks for new custom commands when an unknown name arrives
 
 
 def _ids(value: Any) -> list[str]:
@@ -61,6 +67,8 @@ class RemoteControl:
         allow = worker.app.conf.worker_control_allow
         self.allow = set(allow) if allow is not None else None
         self.clock = 0
+        # Celery's pool limit: the size the pool started with; pool_grow/shrink leave it alone.
+        self.max_concurrency = worker.autoscale[1] if worker.autoscale else worker.concurrency
         self._pubsub: redis.client.PubSub | None = None
         self.thread = _Listener(self)
         self.handlers: dict[str, Callable[..., Any]] = {
@@ -72,6 +80,19 @@ class RemoteControl:
                 "pool_restart", "shutdown", "clock", "report", "hello", "drain",
             )
         }
+        for alias, name in ALIASES.items():
+            self.handlers[alias] = self.handlers[name]
+        self.custom: dict[str, custom.CommandSpec] = {}
+        self._custom_loaded = 0.0
+        self.load_custom()
+
+    def load_custom(self) -> None:
+        """Collect the app's ``@control_command``/``@inspect_command`` functions; builtins keep their names."""
+        self._custom_loaded = time.monotonic()
+        found = custom.collect(self.worker.app)
+        for name in sorted(set(found) & set(self.handlers)):
+            log.warning("custom remote command %r ignored: a builtin command has that name", name)
+        self.custom = {name: spec for name, spec in found.items() if name not in self.handlers}
 
     # -- the loop -----------------------------------------------------------------------------
     def subscribe(self) -> None:
@@ -99,6 +120,10 @@ class RemoteControl:
             pubsub.close()
 
     def handle(self, raw: bytes) -> None:
+        signer = self.worker.app.signer
+        if signer is not None and (why := signer.verify(raw)) is not None:
+            log.warning("ignored a remote-control message: bad_signature: %s", why)
+            return
         request = protocol.decode_request(raw)
         if request is None or not request.addressed_to(self.worker.hostname):
             return
@@ -108,11 +133,16 @@ class RemoteControl:
             return
         oid = request.reply_to.get("routing_key")
         if oid:
-            reply = protocol.encode_reply(self.worker.hostname, result, request.ticket, oid, self.clock)
+            try:
+                reply = protocol.encode_reply(self.worker.hostname, result, request.ticket, oid, self.clock)
+            except (TypeError, ValueError) as exc:  # a custom command returned a set, an object...: say so
+                log.warning("reply to %r is not JSON: %s", request.method, exc)
+                reply = protocol.encode_reply(self.worker.hostname, {"error": f"reply is not JSON: {exc}"},
+                                              request.ticket, oid, self.clock)
             self.fanout.reply(oid, reply, request.reply_to.get("exchange") or protocol.REPLY_EXCHANGE)
 
     def dispatch(self, method: str, arguments: dict[str, Any]) -> Any:
-        handler = self.handlers.get(method)
+        handler = self.handlers.get(method) or self._custom_handler(method)
         if handler is None:
             return {"error": f"KeyError({method!r})"}
         if self.allow is not None and method not in self.allow:
@@ -120,8 +150,21 @@ class RemoteControl:
             return {"error": f"command {method!r} is not allowed on {self.worker.hostname}"}
         try:
             return handler(**arguments)
-        except Exception as exc:  # a bad argument must not kill the listener
+        except Exception as exc:  # a bad argument (or a custom command's bug) must not kill the listener
+            if method not in self.handlers:
+                log.exception("custom remote command %r failed", method)
             return {"error": repr(exc)}
+
+    def _custom_handler(self, method: str) -> Callable[..., Any] | None:
+        spec = self.custom.get(method)
+        if spec is None and time.monotonic() - self._custom_loaded > RELOAD_EVERY:
+            self.load_custom()  # a module imported since start (by a task) may have added one
+            spec = self.custom.get(method)
+        if spec is None:
+            return None
+        w = self.worker
+        state = custom.CommandState(app=w.app, hostname=w.hostname, consumer=w.consumer, worker=w, control=self)
+        return lambda **arguments: spec.fun(state, **arguments)
 
     # -- inspection ---------------------------------------------------------------------------
     def do_ping(self, **_: Any) -> dict[str, str]:
@@ -136,41 +179,39 @@ class RemoteControl:
         return [job.info(w.hostname) for job in list(w.reserved.values())]
 
     def do_scheduled(self, **_: Any) -> list[dict[str, Any]]:
-        return self.worker.scheduled_info()
+        """ETA tasks this worker holds, as Celery's worker lists only its own. Ours hold none: an
+        ETA task waits in the broker's delayed set until due, for whichever worker takes it then,
+        so no worker may claim it (N workers claiming one task made tools count it N times).
+        ``tqctl inspect scheduled`` and the console read the delayed set from the broker."""
+        return []
 
     def do_revoked(self, **_: Any) -> list[str]:
         return sorted(self.worker.revoked)
 
-    def do_registered(self, taskinfoitems: Any = None, **_: Any) -> list[str]:
-        return sorted(self.worker.app.tasks)
+    def do_registered(self, taskinfoitems: Any = None, builtins: bool = False, **_: Any) -> list[str]:
+        """Celery's reply: task names, builtins (``celery.*``) only when asked, each followed by the
+        requested attributes that are set (``add [rate_limit=10/s]``)."""
+        tasks = self.worker.app.tasks
+        items = list(taskinfoitems or TASK_INFO_ITEMS)
+        names = sorted(n for n in tasks if builtins or not n.startswith("celery."))
+        out = []
+        for name in names:
+            fields = [f"{item}={value}" for item in items
+                      if (value := getattr(tasks[name], item, None)) is not None]
+            out.append(f"{name} [{' '.join(fields)}]" if fields else name)
+        return out
 
     def do_stats(self, **_: Any) -> dict[str, Any]:
-        w = self.worker
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return {
-            "total": dict(w.processed),
-            "pid": os.getpid(),
-            "clock": str(self.clock),
-            "uptime": int(time.time() - w.started_at),
-            "pool": {
-                "implementation": w.pool.kind,
-                "max-concurrency": w.pool.size(),
-                "processes": w.pool.processes(),
-                "autoscale": list(w.autoscale) if w.autoscale else None,
-            },
-            "broker": {"transport": "redis", "url": w.masked_broker},
-            "prefetch_count": w.prefetch,
-            "rusage": {"utime": usage.ru_utime, "stime": usage.ru_stime, "maxrss": usage.ru_maxrss},
-            "sw_ident": "py-tqctl",
-        }
+        return stats.worker_stats(self.worker, self.clock, self.max_concurrency)
 
     def do_active_queues(self, **_: Any) -> list[dict[str, Any]]:
-        return [{"name": q, "exchange": {"name": q, "type": "direct"}, "routing_key": q,
-                 "durable": True, "exclusive": False, "auto_delete": False}
-                for q in self.worker.queues]
+        return [stats.queue_as_dict(q) for q in self.worker.queues]
 
     def do_conf(self, with_defaults: bool = False, **_: Any) -> dict[str, Any]:
-        return self.worker.app.conf.changes()
+        conf = self.worker.app.conf
+        if not with_defaults:
+            return conf.changes()
+        return {key: masked_setting(key, conf[key]) for key in conf if not callable(conf[key])}
 
     def do_query_task(self, ids: Any = None, **_: Any) -> dict[str, Any]:
         w = self.worker

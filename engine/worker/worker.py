@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from engine import states
+from engine import signals, states
 from engine.broker.base import DeadLetter, Delivery
 from engine.broker.fanout import RedisFanout
 from engine.config import mask_url, url_host
@@ -29,6 +29,7 @@ from engine.history import HistoryWriter
 from engine.protocol.events import worker_fields
 from engine.protocol.results import encode_exception, meta, revoked_result
 from engine.protocol.task import TaskMessage
+from engine.request import from_message
 from engine.worker.consumer import Consumer
 from engine.worker.job import Job
 from engine.worker.maintenance import Maintenance
@@ -124,6 +125,10 @@ class Worker:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
+        signals.celeryd_init.send(sender=self.hostname, instance=self, conf=self.app.conf,
+                                  options={"concurrency": self.concurrency, "pool": self.pool_kind,
+                                           "queues": self.queues, "hostname": self.hostname})
+        signals.worker_init.send(sender=self)
         self.broker.ping()
         self.broker.declare(self.queues)
         self.revoked.update(load_revoked(self.fanout))
@@ -133,6 +138,7 @@ class Worker:
         self.events.send("worker-online", **self._worker_fields())
         self.maintenance.thread.start()
         self.consumer.thread.start()
+        signals.worker_ready.send(sender=self.consumer)
         log.info("%s ready: pool=%s concurrency=%d queues=%s", self.hostname, self.pool.kind,
                  self.concurrency, ",".join(self.queues))
 
@@ -158,6 +164,8 @@ class Worker:
                     raise ColdShutdown()
                 return
             log.warning("warm shutdown (%s): finishing running tasks", signal.Signals(signum).name)
+            signals.worker_shutting_down.send(sender=self.hostname, sig=signal.Signals(signum).name, how="Warm",
+                                              exitcode=0)
             self.stopping.set()
             self.wake()
 
@@ -191,6 +199,7 @@ class Worker:
             self.reserved.pop(job.id, None)
         self._hand_back(handed + unfinished)
         self._say_goodbye()
+        signals.worker_shutdown.send(sender=self)
         log.info("%s stopped", self.hostname)
 
     def _say_goodbye(self) -> None:
@@ -317,7 +326,8 @@ class Worker:
         self.active[job.id] = job
         if not job.acks_late:
             job.acked = True  # the claim removed the record: at most once from here
-        self.events.task("task-started", uuid=job.id, pid=job.worker_pid or os.getpid())
+        if job.task.send_events:
+            self.events.task("task-started", uuid=job.id, pid=job.worker_pid or os.getpid())
         return True
 
     def _still_ours(self, job: Job) -> bool:
@@ -383,6 +393,8 @@ class Worker:
         log.warning("Task %s[%s] terminated (pid %s): %s", job.name, job.id, code, exc)
         signum = self.kill_signals.pop(job.id, None)
         self.events.task("task-revoked", uuid=job.id, terminated=True, signum=signum, expired=False)
+        signals.task_revoked.send(sender=job.task, request=job.request(self.hostname), terminated=True,
+                                  signum=signum, expired=False)
 
     def _fail_lost(self, job: Job, reason: str, exc: BaseException, poison: bool) -> None:
         log.error("%s[%s] failed: %r", job.name, job.id, exc)
@@ -406,20 +418,22 @@ class Worker:
     def on_received(self, job: Job) -> None:
         m = job.message
         h = m.headers
-        self.events.task("task-received", uuid=m.id, name=m.name, args=h.get("argsrepr") or repr(m.args),
-                         kwargs=h.get("kwargsrepr") or repr(m.kwargs), root_id=m.root_id,
-                         parent_id=m.parent_id, retries=m.retries, eta=h.get("eta"),
-                         expires=h.get("expires"), queue=job.delivery.queue)
+        if job.task.send_events:  # a task's ``send_events=False`` silences its events, as in Celery
+            self.events.task("task-received", uuid=m.id, name=m.name, args=h.get("argsrepr") or repr(m.args),
+                             kwargs=h.get("kwargsrepr") or repr(m.kwargs), root_id=m.root_id,
+                             parent_id=m.parent_id, retries=m.retries, eta=h.get("eta"),
+                             expires=h.get("expires"), queue=job.delivery.queue)
         if log.isEnabledFor(logging.INFO):
             log.info("Task %s[%s] received", job.name, job.id)
+        if signals.task_received.receivers:
+            signals.task_received.send(sender=self.consumer, request=job.request(self.hostname))
 
     def on_finished(self, job: Job, outcome: Outcome) -> None:
         self._send_outcome(job, outcome)
         self._remember(job, outcome.state, outcome.result_repr, outcome.exception_repr,
                        outcome.traceback, outcome.runtime)
-        if outcome.state == states.FAILURE:
-            log.error("Task %s[%s] raised %s", job.name, job.id, outcome.exception_repr)
-        elif log.isEnabledFor(logging.INFO):
+        # A failure was logged by engine.trace where it ran, with its traceback (none for ``throws``).
+        if outcome.state != states.FAILURE and log.isEnabledFor(logging.INFO):
             verb = "succeeded" if outcome.state == states.SUCCESS else outcome.state.lower()
             log.info("Task %s[%s] %s in %.4fs: %s", job.name, job.id, verb, outcome.runtime,
                      outcome.result_repr or outcome.exception_repr)
@@ -437,6 +451,8 @@ class Worker:
         }, job.delivery.raw if state == states.FAILURE else None)
 
     def _send_outcome(self, job: Job, outcome: Outcome) -> None:
+        if not job.task.send_events:
+            return
         state, uuid_ = outcome.state, job.id
         if state == states.SUCCESS:
             self.events.task("task-succeeded", uuid=uuid_, result=outcome.result_repr, runtime=outcome.runtime)
@@ -461,6 +477,10 @@ class Worker:
         self.events.task("task-revoked", uuid=message.id, terminated=False, signum=None,
                          expired=why == "expired")
         log.info("Task %s[%s] %s", message.name, message.id, why)
+        task = self.app.tasks.get(message.name)
+        if signals.task_revoked.receivers and task is not None:
+            signals.task_revoked.send(sender=task, request=from_message(message, self.hostname), terminated=False,
+                                      signum=None, expired=why == "expired")
 
     def on_heartbeat(self) -> None:
         """Each owner heartbeat: refresh revokes from the broker, autoscale."""

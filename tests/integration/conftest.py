@@ -6,11 +6,12 @@ import importlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import redis
 
-from tests.integration.harness import CeleryWorkerProcess, WorkerProcess
+from tests.integration.harness import CeleryPrefork, CeleryWorkerProcess, WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +98,29 @@ def celery_processes(tmp_path: Path, ledger: Path) -> Iterator[Callable[..., Cel
     yield start
     for worker in started:
         worker.close()
+
+
+@pytest.fixture
+def celery_prefork(broker_url: str, tmp_path: Path) -> Iterator[Callable[..., CeleryPrefork]]:
+    """``start(name, *worker args)`` → a ready Celery prefork worker of tests/apps/remote_celery.py."""
+    started: list[CeleryPrefork] = []
+
+    def start(name: str, *args: str) -> CeleryPrefork:
+        worker = CeleryPrefork(broker_url, name, tmp_path / f"{name}.log", *args)
+        started.append(worker)
+        return worker.wait_ready(60)
+
+    yield start
+    for worker in started:
+        worker.close()
+
+
+@pytest.fixture
+def celery_app(broker_url: str) -> Iterator[Any]:
+    """A plain Celery 5.7 client (Flower and ``celery inspect`` use exactly this)."""
+    import celery
+
+    app = celery.Celery("probe", broker=broker_url, backend=broker_url, set_as_current=False)
+    app.conf.broker_connection_retry_on_startup = True
+    yield app
+    app.close()

@@ -90,6 +90,18 @@ class CeleryWorkerProcess(ChildProcess):
         return super().wait_ready(timeout)
 
 
+class CeleryPrefork(ChildProcess):
+    """``celery -A tests.apps.remote_celery worker -P prefork ...`` (the real Celery 5.7)."""
+
+    ready_marker = " ready."
+
+    def __init__(self, url: str, name: str, log_path: Path, *args: str) -> None:
+        env = {**os.environ, "REMOTE_BROKER": url, "PYTHONPATH": str(ROOT)}
+        argv = [sys.executable, "-m", "celery", "-A", "tests.apps.remote_celery", "worker", "-P", "prefork",
+                "-n", f"{name}@%h", "-l", "info", "--without-mingle", "--without-gossip", *args]
+        super().__init__(argv, log_path, env)
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

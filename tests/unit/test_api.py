@@ -268,7 +268,7 @@ def test_where_messages_go_default_explicit_task_option_and_routes(app: Any, red
 # -- what apply_async puts on the wire ------------------------------------------------------------
 
 def test_apply_async_options_reach_the_message(app: Any, redis_client: redis.Redis) -> None:
-    task = app.task(name="unit.add")(lambda x, y: x + y)
+    task = app.task(name="unit.add")(lambda x, y, z=0: x + y + z)
     before = dt.datetime.now(UTC)
     task.apply_async((1, 2), {"z": 3}, countdown=30, expires=120, task_id="fixed-id",
                      headers={"x-tenant": "acme"}, time_limit=9, soft_time_limit=4)

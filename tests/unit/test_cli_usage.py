@@ -39,10 +39,10 @@ def closed_url(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 USAGE_ERRORS = [
-    ["inspect", "bogus"],
+    ["inspect", "my_custom", "not-key-value"],
     ["inspect", "query-task"],
     ["inspect", "stats", "extra"],
-    ["control", "bogus"],
+    ["control", "my_custom", "=1"],
     ["control", "pool_grow", "two"],
     ["control", "pool-grow", "1", "2"],
     ["control", "autoscale", "4"],

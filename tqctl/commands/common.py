@@ -95,6 +95,11 @@ class Cluster:
             app._broker = self.broker  # publish through the connection that honours --timeout
         return app
 
+    def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
+        """Publish a message this command rewrote (a retry), signed when signing is on."""
+        signer = self.app.signer
+        self.broker.publish(queue, signer.sign(raw) if signer is not None else raw, priority)
+
     def events(self) -> Any:
         from engine.events.receiver import EventReceiver
 

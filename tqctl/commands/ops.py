@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 
+from engine.exceptions import ImproperlyConfigured
 from tqctl.commands.common import (
     AsJson,
     Broker,
@@ -20,6 +21,7 @@ from tqctl.commands.common import (
     Yes,
     confirm,
     destinations,
+    iso,
     no_reply,
     node_rows,
     parse_rate,
@@ -82,29 +84,82 @@ def status(broker: Broker = "", timeout: Timeout = 1.0, destination: Destination
 # -- inspect -------------------------------------------------------------------------------------
 def inspect(
     method: str = typer.Argument(..., help="active | reserved | scheduled | revoked | registered | stats | "
-                                           "active-queues | conf | query-task"),
-    args: list[str] = typer.Argument(None, help="task ids for query-task; attribute names for registered"),
+                                           "active-queues | conf | query-task | a custom command's name"),
+    args: list[str] = typer.Argument(None, help="task ids for query-task; attribute names for registered; "
+                                                "KEY=VALUE for a custom command"),
     broker: Broker = "", timeout: Timeout = 1.0, destination: Destination = "", as_json: AsJson = False,
 ) -> None:
-    """Ask workers what they hold (Celery's inspect). Exit 69 when no worker replies."""
+    """Ask workers what they hold (Celery's inspect). Exit 69 when no worker replies.
+
+    A name not listed is sent as a custom inspect command (``@inspect_command``), its arguments
+    given as KEY=VALUE. ``scheduled`` also lists the ETA tasks waiting in the broker's delayed set,
+    which no worker holds (and so none lists) until they are due.
+    """
     name = canonical(method)
-    if name not in INSPECT:
-        usage(f"unknown inspect method {method!r}: use one of {', '.join(m.replace('_', '-') for m in INSPECT)}")
-    arguments = _inspect_arguments(name, list(args or []))
+    arguments = _inspect_arguments(name, list(args or [])) if name in INSPECT else custom_arguments(list(args or []))
     with session(broker, timeout=timeout + 1.0) as cluster:
         replies = cluster.control.broadcast(name, arguments, destination=destinations(destination),
                                             timeout=timeout)
+        held = broker_delayed(cluster) if name == "scheduled" else None
     rows = node_rows(replies)
-    doc = {"method": name, "nodes": rows, "count": len(rows)}
+    doc: dict[str, Any] = {"method": name, "nodes": rows, "count": len(rows)}
+    if held is not None:
+        doc["broker"] = held
     if not rows:
+        if held is not None and not as_json:
+            _print_delayed(held)  # ETA tasks wait in the broker whether or not a worker is up
         no_reply(timeout, as_json, doc)
     if as_json:
         emit_json(doc)
     else:
         for row in rows:
             _print_node(row, _inspect_lines(name, row["reply"]))
+        if held is not None:
+            _print_delayed(held)
     if any(not r["ok"] for r in rows):
         raise typer.Exit(EXIT_ERROR)
+
+
+def custom_arguments(args: list[str]) -> dict[str, Any]:
+    """KEY=VALUE words → a custom command's keyword arguments; VALUE is JSON when it parses."""
+    arguments: dict[str, Any] = {}
+    for word in args:
+        key, eq, text = word.partition("=")
+        if not eq or not key.isidentifier():
+            usage(f"custom command arguments are KEY=VALUE (got {word!r})")
+        try:
+            arguments[key] = json.loads(text)
+        except ValueError:
+            arguments[key] = text
+    return arguments
+
+
+def broker_delayed(cluster: Any, limit: int = 1000) -> dict[str, Any] | None:
+    """ETA tasks parked in our broker's delayed set, soonest first (None: not our kind of broker)."""
+    from engine.broker.redis import DELAYED, SEP
+    from engine.protocol.task import PRIORITY_SEP
+
+    try:
+        client = cluster.broker.client
+    except ImproperlyConfigured:
+        return None
+    tasks = []
+    for member, score in client.zrange(DELAYED, 0, limit - 1, withscores=True):
+        key, _, raw = member.partition(SEP.encode())
+        try:
+            headers = json.loads(raw).get("headers") or {}
+        except (ValueError, AttributeError):
+            headers = {}
+        tasks.append({"id": headers.get("id"), "name": headers.get("task"), "eta": iso(float(score)),
+                      "queue": key.decode(errors="replace").split(PRIORITY_SEP)[0],
+                      "args": headers.get("argsrepr"), "kwargs": headers.get("kwargsrepr")})
+    return {"delayed": tasks, "count": int(client.zcard(DELAYED))}
+
+
+def _print_delayed(held: dict[str, Any]) -> None:
+    emit_line(f"-> broker (delayed set, no worker holds these until due): {held['count']} task(s)")
+    for task in held["delayed"]:
+        emit_line(f"    * {task['eta']} {task['name']}[{task['id']}] queue={task['queue']} args={task['args']}")
 
 
 def _inspect_arguments(name: str, args: list[str]) -> dict[str, Any]:
@@ -156,8 +211,8 @@ def control(
                                             " | time-limit NAME HARD [SOFT] | add-consumer Q | cancel-consumer Q | "
                                             "enable-events | disable-events | heartbeat | pool-restart | shutdown | "
                                             "drain [TIMEOUT]"
-                                            " | revoke ID... | terminate SIGNAL ID..."),
-    args: list[str] = typer.Argument(None, help="the command's arguments"),
+                                            " | revoke ID... | terminate SIGNAL ID... | a custom command's name"),
+    args: list[str] = typer.Argument(None, help="the command's arguments (KEY=VALUE for a custom command)"),
     broker: Broker = "", timeout: Timeout = 1.0, destination: Destination = "",
     yes: Yes = False, dry_run: DryRun = False, as_json: AsJson = False,
 ) -> None:
@@ -166,9 +221,8 @@ def control(
     Exit 0 when every addressed worker accepted, 1 when one answered with an error, 69 when none replied.
     """
     name = canonical(command)
-    if name not in CONTROL:
-        usage(f"unknown control command {command!r}: use one of {', '.join(c.replace('_', '-') for c in CONTROL)}")
-    arguments = parse_control_args(name, list(args or []))
+    # A name not listed is a custom command (``@control_command``): KEY=VALUE arguments, sent as is.
+    arguments = parse_control_args(name, list(args or [])) if name in CONTROL else custom_arguments(list(args or []))
     dest = destinations(destination)
     with session(broker, timeout=timeout + 1.0) as cluster:
         if name in REVOKES:

@@ -319,7 +319,7 @@ def _republish(cluster: Any, ids: list[str], per_second: float | None, progress:
             time.sleep(max(0.0, next_at - time.monotonic()))
             next_at = time.monotonic() + 1.0 / per_second
         try:
-            pairs.append({"id": cluster.history.retry(old, cluster.broker.publish, sent_at=time.time()),
+            pairs.append({"id": cluster.history.retry(old, cluster.publish, sent_at=time.time()),
                           "retry_of": old})
         except KeyError:  # retried or deleted meanwhile
             skipped.append({"id": old, "reason": "no longer in the failure inbox"})

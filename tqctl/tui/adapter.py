@@ -19,6 +19,7 @@ from engine.control import Control
 from engine.history import FAILURE_INDEX, GROUPS, History
 from engine.protocol import task as protocol
 from engine.serialization import dumps, json_dumps
+from engine.signing import from_env
 
 Replies = list[dict[str, Any]]
 
@@ -33,7 +34,9 @@ class Adapter:
         self.app = app
         self.reply_timeout = reply_timeout
         self.broker = RedisBroker(url)
-        self.control = Control(url)
+        # Signing (settings of -A APP, else TQCTL_SIGNING_KEYS): what the console sends must verify.
+        self.signer = app.signer if app is not None else from_env()
+        self.control = Control(url, signer=self.signer)
         self.history = History(self.broker.client)
 
     def close(self) -> None:
@@ -58,7 +61,7 @@ class Adapter:
     def retry(self, task_id: str) -> str:
         """Republish a failed task's stored original message; returns the new task id."""
         try:
-            return self.history.retry(task_id, self.broker.publish)
+            return self.history.retry(task_id, self._publish)
         except KeyError:
             raise ActionError(f"no stored message for {task_id} (only failures kept by tqctl workers "
                               "can be retried as sent; use R to retry with edited arguments)") from None
@@ -72,13 +75,20 @@ class Adapter:
         if stored is not None:
             raw, queue = self._rewrite(stored["raw"].encode(), task_id, args, kwargs), stored.get("queue") or queue
             envelope = json.loads(raw)
-            self.broker.publish(queue or "celery", raw, (envelope.get("properties") or {}).get("priority"))
+            self._publish(queue or "celery", raw, (envelope.get("properties") or {}).get("priority"))
             self.history.delete_failure(task_id)
             return envelope["headers"]["id"]
         new_id, raw = protocol.build(name, args, kwargs, queue=queue or "celery", root_id=None,
                                      headers={"retry_of": task_id})
-        self.broker.publish(queue or "celery", raw)
+        self._publish(queue or "celery", raw)
         return new_id
+
+    def _publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
+        self.broker.publish(queue, self._sign(raw), priority)
+
+    def _sign(self, raw: bytes) -> bytes:
+        """A message the console rewrote, signed again when signing is on (else exactly ``raw``)."""
+        return self.signer.sign(raw) if self.signer is not None else raw
 
     @staticmethod
     def _rewrite(raw: bytes, task_id: str, args: list[Any], kwargs: dict[str, Any]) -> bytes:
@@ -161,7 +171,7 @@ class Adapter:
             pipe = client.pipeline(transaction=True)
             pipe.zrem(DELAYED, member)
             pipe.execute()
-            client.lpush(key, json_dumps(envelope).encode())
+            client.lpush(key, self._sign(json_dumps(envelope).encode()))
             return {"moved": task_id, "queue": key.decode(errors="replace").split("\x06\x16")[0]}
         raise ActionError(f"{task_id} is no longer in the delayed set (it may have become due)")
 

@@ -54,6 +54,7 @@ class ConsoleModel:
         self.server: str | None = None
         self.history_available = False
         self.first_processed: dict[str, int] = {}  # ``processed`` of each worker when first seen
+        self.known_queues: dict[str, list[str]] = {}  # each worker's queues, as it last answered
         self.dismissed: set[str] = set()  # failures that left the stored inbox (retried or deleted)
 
     def now(self) -> float:
@@ -109,6 +110,9 @@ class ConsoleModel:
     def apply_snapshot(self, snap: ClusterSnapshot) -> None:
         self.snapshot = snap
         self._adopt_inspected(snap)
+        for host, reply in snap.replies.items():
+            if reply.queues is not None:
+                self.known_queues[host] = list(reply.queues)
         self.last_snapshot_at = snap.taken_at
         for sample in snap.queues:
             samples = self._depths.setdefault(sample.name, deque())

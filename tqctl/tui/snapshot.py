@@ -40,10 +40,12 @@ class WorkerReply:
         """(current, min, max): our ``autoscale`` is ``[max, min]``, Celery's ``autoscaler`` a dict."""
         stats = self.stats or {}
         pool = stats.get("pool") or {}
-        current = pool.get("max-concurrency")
+        current = pool.get("max-concurrency")  # Celery's pool limit: the size at start, not after pool_grow
         processes = pool.get("processes")
         if isinstance(processes, list) and processes and self.pool_kind == "prefork":
             current = len(processes)
+        elif isinstance(pool.get("threads"), int):  # thread pools (Celery's and ours) count their threads
+            current = pool["threads"]
         scale = pool.get("autoscale") or stats.get("autoscaler")
         low = high = None
         if isinstance(scale, (list, tuple)) and len(scale) == 2:

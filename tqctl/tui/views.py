@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.history import fingerprint, split_exception
 from tqctl.tui.model import ConsoleModel
+from tqctl.tui.snapshot import QueueSample
 
 REPLY_FRESH = 10.0  # an inspect answer younger than this proves a worker is alive
 OLD_MESSAGE = 300.0
@@ -109,11 +110,13 @@ def worker_rows(model: ConsoleModel) -> list[WorkerRow]:
             row.reserved = len(reply.reserved)
         if row.processed is None:
             row.processed = reply.processed
-        row.queues = list(reply.queues or [])
+        row.queues = list(reply.queues if reply.queues is not None else model.known_queues.get(host, []))
         row.pid = row.pid or (reply.stats or {}).get("pid")
     health = model.state.stream_health(now)
     silent = set(health["workers_without_task_events"])
     for row in rows.values():
+        if not row.queues:  # a poll without its answer (late, or not yet): what it consumed last time
+            row.queues = list(model.known_queues.get(row.hostname, []))
         view = model.state.workers.get(row.hostname)
         if row.hostname not in silent or view is None:
             continue
@@ -131,7 +134,11 @@ def queue_rows(model: ConsoleModel, workers: list[WorkerRow] | None = None) -> l
     now = model.now()
     workers = worker_rows(model) if workers is None else workers
     rows = []
-    for sample in snap.queues:
+    sampled = {sample.name for sample in snap.queues}
+    # A queue a listed worker consumes is shown even when the broker has no key for it (empty, and
+    # its binding gone after a broker restart) and this poll missed the worker's answer.
+    idle = sorted({q for w in workers for q in w.queues if q not in sampled})
+    for sample in [*snap.queues, *(QueueSample(name, 0) for name in idle)]:
         consumers = [w.hostname for w in workers if w.online and sample.name in w.queues]
         out_rate = model.out_rate(sample.name)
         slope = model.depth_slope(sample.name)
