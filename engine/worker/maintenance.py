@@ -42,7 +42,6 @@ class Maintenance:
         self._lease_from = float("-inf")  # monotonic time the last confirming beat was sent
         self._next_beat = 0.0
         self._next_due: float | None = 0.0
-        self._failing = False
 
     def beat(self) -> None:
         """Announce the owner before it fetches anything, so its messages are always reapable."""
@@ -58,17 +57,25 @@ class Maintenance:
         return fresh and epoch == self.epoch
 
     def run(self) -> None:
+        failing_since: float | None = None
+        next_warning = 0.0
         while not self.done.wait(TICK):
             try:
                 self.step()
             except (redis.RedisError, BrokerUnavailable, OSError) as exc:
-                if not self._failing:  # once per outage: an unrenewed lease gets us reaped
-                    log.warning("owner heartbeat/upkeep failed (retrying every %.1fs): %s", TICK, exc)
-                self._failing = True
-            else:
-                if self._failing:
-                    log.warning("owner heartbeat/upkeep working again")
-                self._failing = False
+                # A warning, not debug: while this fails the owner heartbeat is not written, and after
+                # tqctl_owner_timeout other workers take this worker's messages back. Every 5 s at most.
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now >= next_warning:
+                    next_warning = now + 5.0
+                    log.warning("owner heartbeat and upkeep failing for %.1fs (messages held here are "
+                                "reclaimed by other workers after %.0fs): %s", now - failing_since,
+                                self.owner_timeout, exc)
+                continue
+            if failing_since is not None:
+                log.warning("owner heartbeat written again after %.1fs", time.monotonic() - failing_since)
+                failing_since, next_warning = None, 0.0
 
     def step(self) -> None:
         now = time.time()
