@@ -49,3 +49,22 @@ def test_frozen_worker_runs_nothing_it_no_longer_owns(pool, app, broker, counter
     result = judge(f"frozen.worker_sigstop_20s.{pool}", blocker + late + early, runs, broker.url, recovery)
     assert runs.get(sentinel[0]) == 1, a.log()[-3000:]
     assert (result.lost, result.stuck, result.duplicated) == (0, 0, 0), {i: runs.get(i) for i in late + early}
+
+
+def test_claim_fences_and_answers_the_same_when_retried(broker) -> None:  # noqa: F811
+    """The fence on the real server: a claim retried after a lost reply still says "ours" (the
+    record it removed is remembered), and a record taken back by the reaper says "not ours"."""
+    from engine.broker.redis import RedisBroker
+
+    b = RedisBroker(broker.url)
+    try:
+        b.client.lpush("celery", b"early", b"late")
+        got = {d.raw: d.tag for d in b.fetch("o", ["celery"], 2, 0)}
+        assert b.claim("o", got[b"early"], take=True) and b.claim("o", got[b"early"], take=True)
+        assert b.claim("o", got[b"late"], take=False)
+        b.client.zadd("tqctl.owners", {"o": 0})  # silent since 1970: the next reap takes "late" back
+        assert b.reap(time.time(), 3.0) == 1
+        assert not b.claim("o", got[b"late"], take=False) and not b.claim("o", got[b"late"], take=True)
+        assert b.client.lrange("celery", 0, -1) == [b"late"]
+    finally:
+        b.close()

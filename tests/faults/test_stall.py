@@ -97,3 +97,25 @@ def wait_for_some(url: str, n: int) -> None:
     from tests.integration.harness import wait_for
 
     wait_for(lambda: len(faults.runs(url)) >= n, 60, f"{n} tasks to run")
+
+
+def test_server_stall_is_not_counted_against_owners(broker) -> None:  # noqa: F811
+    """The liveness judgement alone, on the real server: an owner that beat just before a 5 s stall
+    (longer than its 3 s timeout) is still alive after it; one that stays silent is reaped."""
+    from engine.broker.redis import INFLIGHT, RedisBroker
+
+    live, judge_ = RedisBroker(broker.url), RedisBroker(broker.url)
+    try:
+        live.client.hset(INFLIGHT + "live", "1.1", b"celery\x1f{}")
+        live.heartbeat("live", time.time())
+        broker_stall(broker.pid, 5.0)
+        assert judge_.reap(time.time(), 3.0) == 0  # the stall is the server's, not the owner's
+        assert live.client.hlen(INFLIGHT + "live") == 1
+        deadline = time.monotonic() + 30
+        while judge_.reap(time.time(), 3.0) == 0 and time.monotonic() < deadline:
+            judge_.heartbeat("judge", time.time())  # only the judge beats now
+            time.sleep(0.2)
+        assert live.client.hlen(INFLIGHT + "live") == 0 and live.client.llen("celery") == 1
+    finally:
+        live.close()
+        judge_.close()
