@@ -57,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "tqctl_max_message_bytes": 16 * 1024 * 1024,
     "tqctl_delivery_limit": 5,
     "tqctl_shutdown_timeout": 30.0,
+    "tqctl_result_retry_timeout": 30.0,
     "tqctl_history_size": 10_000,
     "tqctl_beat_lease": 10.0,
     "tqctl_beat_tick": 1.0,

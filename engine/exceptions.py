@@ -105,6 +105,14 @@ class ImproperlyConfigured(Exception):
     """A setting or URL cannot work; the message says which and why."""
 
 
+class BackendError(Exception):
+    """The result backend failed (Celery's name)."""
+
+
+class BackendStoreError(BackendError):
+    """A task's outcome could not be stored in the result backend (Celery's name)."""
+
+
 class BrokerUnavailable(Exception):
     """The broker cannot be reached; the message names the host with the password masked."""
 
@@ -122,5 +130,7 @@ CELERY_EXCEPTIONS: dict[str, type[BaseException]] = {
         WorkerLostError,
         ChordError,
         TimeoutError,
+        BackendError,
+        BackendStoreError,
     )
 }

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine import log, signals, states
+from engine.backend.retry import store_patiently
 from engine.canvas import maybe_signature
-from engine.exceptions import ChordError, EncodeError, Reject, Retry
+from engine.exceptions import BackendStoreError, ChordError, EncodeError, Reject, Retry
 from engine.protocol.results import decode_exception, encode_exception, format_traceback, meta
 from engine.protocol.task import safe_repr
 from engine.request import Request
@@ -40,6 +41,7 @@ class Outcome:
     requeue: bool = False
     value: Any = None
     retry_when: float | None = None
+    internal: str | None = None  # the outcome could not be recorded: the dead-letter reason (see internal_error)
 
 
 class ExceptionInfo:
@@ -135,8 +137,16 @@ def _internal_error(task: Task, request: Request, exc: Exception, started: float
     log_trace.critical("Task %s[%s] INTERNAL ERROR: %r\n%s", task.name, request.id, exc, einfo.traceback)
     signals.task_internal_error.send(sender=task, task_id=request.id, args=request.args, kwargs=request.kwargs,
                                      request=request, exception=exc, traceback=exc.__traceback__, einfo=einfo)
-    return Outcome(states.FAILURE, time.perf_counter() - started, exception_repr=repr(exc),
-                   traceback=einfo.traceback, value=exc)
+    return internal_error(exc, time.perf_counter() - started, einfo.traceback)
+
+
+def internal_error(exc: BaseException, runtime: float = 0.0, traceback: str | None = None) -> Outcome:
+    """An outcome that could not be recorded (result store unreachable past its retries, callbacks that
+    cannot be sent, a hook that raised): the worker dead-letters the message with ``internal`` as the
+    reason, never acks it as if all went well. Pools use it too for errors outside ``run``."""
+    reason = "result_not_stored" if isinstance(exc, BackendStoreError) else "internal_error"
+    return Outcome(states.FAILURE, runtime, exception_repr=repr(exc),
+                   traceback=traceback if traceback is not None else format_traceback(exc), internal=reason)
 
 
 def _autoretry(task: Task, exc: Exception) -> Retry | Exception | None:
@@ -218,8 +228,9 @@ def _store(app: App, request: Request, state: str, result: Any,
     if backend is None or request.id is None:
         return
     extended = _extended(request) if app.conf.get("result_extended") else None
-    backend.store(request.id, meta(request.id, state, result, traceback=traceback,
-                                   parent_id=request.parent_id, group_id=request.group, extended=extended))
+    document = meta(request.id, state, result, traceback=traceback, parent_id=request.parent_id,
+                    group_id=request.group, extended=extended)
+    store_patiently(backend, request.id, document, float(app.conf.tqctl_result_retry_timeout))
 
 
 def _extended(request: Request) -> dict[str, Any]:

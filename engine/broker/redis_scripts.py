@@ -213,3 +213,14 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return 1
 """
+
+# KEYS[1] = delayed zset, KEYS[2] = target list; ARGV[1] = member, ARGV[2] = the message to queue.
+# "Run now" from the console: queued only if it was still parked, so a promotion in between (or a
+# second console) cannot queue it twice, and nothing is removed without being queued.
+RUN_NOW = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('LPUSH', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""

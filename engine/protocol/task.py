@@ -276,6 +276,7 @@ def decode(raw: bytes, accepted: frozenset[str], max_bytes: int | None = None) -
     content_type = envelope.get("content-type") or "application/json"
     payload = _load_payload(envelope, content_type, accepted, headers)
     message = _from_payload(payload, headers, envelope, raw, content_type)
+    check_types(message.headers, message.properties, envelope.get("properties"))
     _check_times(message)
     return message
 
@@ -341,6 +342,8 @@ def _from_payload(
         raise MalformedMessage("bad_body", "args is not a list or kwargs not an object", headers)
     if embed is not None and not isinstance(embed, dict):
         raise MalformedMessage("bad_body", "embed is not an object", headers)
+    if embed and (problem := embed_problem(embed)):
+        raise MalformedMessage("bad_body", problem, headers)
     return TaskMessage(
         id=task_id,
         name=name,
@@ -352,6 +355,123 @@ def _from_payload(
         raw=raw,
         content_type=ctype,
     )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _count(value: Any) -> bool:
+    return _is_int(value) and value >= 0
+
+
+def _limits(value: Any) -> bool:
+    """Celery's ``[hard, soft]``: each null or seconds >= 0 (a negative limit would kill the child)."""
+    return isinstance(value, (list, tuple)) and len(value) <= 2 and all(
+        v is None or (_is_number(v) and v >= 0) for v in value)
+
+
+# Each optional header or property the worker reads: what it must be when present and not null. A
+# wrong type is refused here, once, rather than raising wherever the worker happens to read it.
+_TEXT = (lambda v: isinstance(v, str), "a string")
+HEADER_RULES: dict[str, tuple[Any, str]] = {
+    "retries": (_count, "a non-negative integer"),
+    "timelimit": (_limits, "[hard, soft] with each null or a number of seconds >= 0"),
+    "group_index": (_count, "a non-negative integer"),
+    "replaced_task_nesting": (_count, "a non-negative integer"),
+    "ignore_result": (lambda v: isinstance(v, bool), "true or false"),
+    "stamped_headers": (lambda v: isinstance(v, list), "a list"),
+    "stamps": (lambda v: isinstance(v, dict), "an object"),
+    "sent_at": (_is_number, "a number"),
+    **{key: _TEXT for key in ("root_id", "parent_id", "group", "shadow", "argsrepr", "kwargsrepr", "origin",
+                              "lang", "retry_of")},
+}
+PROPERTY_RULES: dict[str, tuple[Any, str]] = {
+    "delivery_info": (lambda v: isinstance(v, dict) and all(
+        info is None or isinstance(info, str) for info in (v.get("exchange"), v.get("routing_key"))),
+        "an object whose exchange and routing_key are strings"),
+    "priority": (lambda v: _is_int(v) and 0 <= v <= 255, "an integer from 0 to 255"),
+    "correlation_id": _TEXT,
+    "reply_to": _TEXT,
+    "body_encoding": _TEXT,
+}
+
+
+def check_types(headers: dict[str, Any], properties: dict[str, Any], raw_properties: Any = None) -> None:
+    """Refuse a header or property of the wrong type (``bad_header``), naming it and its value."""
+    if raw_properties is not None and not isinstance(raw_properties, dict):
+        raise MalformedMessage("bad_header", f"properties must be an object, not {_short(raw_properties)}", headers)
+    for kind, values, rules in (("header", headers, HEADER_RULES), ("property", properties, PROPERTY_RULES)):
+        for key, (valid, wanted) in rules.items():
+            value = values.get(key)
+            if value is not None and not valid(value):
+                raise MalformedMessage("bad_header", f"{kind} {key!r} must be {wanted}, not {_short(value)}",
+                                       headers)
+
+
+SIGNATURE_FIELDS = (("args", (list, tuple), "a list"), ("kwargs", dict, "an object"),
+                    ("options", dict, "an object"), ("subtask_type", str, "a string"))
+MAX_CANVAS_DEPTH = 32
+
+
+def embed_problem(embed: dict[str, Any]) -> str | None:
+    """What is wrong with the embed's workflow parts (Celery's shapes), or None: checked before the
+    task runs, so a task never runs and then fails to send what follows it (issue 13 item 6)."""
+    for key in ("callbacks", "errbacks", "chain"):
+        value = embed.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            return f"embed {key!r} must be a list of signatures, not {_short(value)}"
+        for n, item in enumerate(value):
+            if problem := signature_problem(item):
+                return f"embed {key!r}[{n}] {problem}"
+    chord = embed.get("chord")
+    if chord is not None and (problem := signature_problem(chord)):
+        return f"embed 'chord' {problem}"
+    return None
+
+
+def signature_problem(value: Any, depth: int = 0) -> str | None:
+    """What makes ``value`` not a signature dict (nested groups, chains and chords included), or None."""
+    if depth > MAX_CANVAS_DEPTH:
+        return f"nests more than {MAX_CANVAS_DEPTH} workflows deep"
+    if not isinstance(value, dict):
+        return f"is not a signature object: {_short(value)}"
+    if not isinstance(value.get("task"), str) or not value["task"]:
+        return f"has no task name: {_short(value)}"
+    for key, kind, wanted in SIGNATURE_FIELDS:
+        if value.get(key) is not None and not isinstance(value[key], kind):
+            return f"has {key} that is not {wanted}: {_short(value[key])}"
+    options = value.get("options") or {}
+    parts = [*_as_list(options.get("link")), *_as_list(options.get("link_error"))]
+    kwargs = value.get("kwargs") or {}
+    kind = value.get("subtask_type")
+    if kind in ("group", "chain"):
+        if not isinstance(kwargs.get("tasks"), (list, tuple)):
+            return f"is a {kind} whose tasks are not a list: {_short(kwargs.get('tasks'))}"
+        parts += list(kwargs["tasks"])
+    elif kind == "chord":
+        header = kwargs.get("header")
+        parts += [header] if isinstance(header, dict) else list(header) if isinstance(header, list) else [header]
+        parts.append(kwargs.get("body"))
+    for part in parts:
+        if problem := signature_problem(part, depth + 1):
+            return problem
+    return None
+
+
+def _as_list(value: Any) -> list[Any]:
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _short(value: Any) -> str:
+    text = safe_repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_times(message: TaskMessage) -> None:
@@ -370,6 +490,15 @@ def republish_copy(message: TaskMessage, **header_changes: Any) -> bytes:
     envelope["headers"].update(header_changes)
     envelope.setdefault("properties", {})["delivery_tag"] = new_id()
     return serialization.json_dumps(envelope).encode()
+
+
+def headers_of(raw: bytes) -> dict[str, Any]:
+    """The headers of an envelope, or ``{}``: for naming a message that failed after decoding."""
+    try:
+        headers = json.loads(raw).get("headers")
+    except (ValueError, AttributeError, TypeError, RecursionError):
+        return {}
+    return headers if isinstance(headers, dict) else {}
 
 
 def routing_of(raw: bytes) -> tuple[str | None, int]:

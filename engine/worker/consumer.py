@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engine.worker")
 ETA_SLACK = 0.02  # seconds: an ETA this close is run now rather than parked
+GIVE_UP_AFTER = 10  # unexpected fetch-loop errors in a row (about 40 s of backoff) before the worker stops
 
 
 class Consumer:
@@ -49,8 +50,19 @@ class Consumer:
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> None:
+        """The thread's body. If it ever ends other than by stopping, the worker stops too: a worker
+        that heartbeats but no longer fetches would hold its messages forever, unreaped."""
+        try:
+            self._loop()
+        except BaseException:
+            log.critical("the consumer thread died; stopping the worker so its messages are handed back",
+                         exc_info=True)
+            self.worker.request_stop()
+            raise
+
+    def _loop(self) -> None:
         w = self.worker
-        backoff = 0.5
+        backoff, failures = 0.5, 0
         while not w.stopping.is_set():
             if not w.queues:  # draining or every consumer cancelled
                 w.stopping.wait(0.2)
@@ -74,7 +86,17 @@ class Consumer:
                 w.stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            backoff = 0.5
+            except Exception:  # a bug, not the broker: keep consuming, but say so loudly
+                failures += 1
+                if failures >= GIVE_UP_AFTER:  # stuck for good: stop, so what we hold is handed back
+                    log.critical("the fetch loop failed %d times in a row; stopping the worker", failures)
+                    w.request_stop()
+                    return
+                log.exception("unexpected error in the fetch loop, retrying in %.1fs", backoff)
+                w.stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff, failures = 0.5, 0
 
     def _fetch_and_sort(self, room: int, block: float) -> int:
         """One fetch (pending acks ride along) and every message sorted; returns how many came."""
@@ -88,10 +110,11 @@ class Consumer:
             raise
         for i, delivery in enumerate(deliveries):
             try:
-                self.sort(delivery)
+                self._sort_contained(delivery)
             except BaseException:
-                # This one (unless it reached the pool) and the rest are recorded as ours but will
-                # never be sorted: the next reconcile hands them back.
+                # A broker error (anything else is contained to its message): this one, unless it
+                # reached the pool, and the rest are recorded as ours but will never be sorted.
+                # The next reconcile (``Maintenance.step``) hands them back.
                 taken = {id(j.delivery) for j in w.reserved.values()}
                 self.broker.forsake([d.tag for d in deliveries[i:] if id(d) not in taken])
                 raise
@@ -118,6 +141,9 @@ class Consumer:
                 # The consumer's loop retries and backs off; a fetch that ran anyway is handed
                 # back by the next reconcile (``Maintenance.step``).
                 log.warning("fetch after a finished task failed: %s", exc)
+                fetched = 0
+            except Exception:  # never into the pool thread that called us
+                log.exception("unexpected error fetching more work; the consumer's loop carries on")
                 fetched = 0
             finally:
                 self._fetching.release()
@@ -146,6 +172,19 @@ class Consumer:
         return 1.0
 
     # -- sorting one message -------------------------------------------------------------------
+    def _sort_contained(self, delivery: Delivery) -> None:
+        """``sort``, with any error that is not the broker's contained to this one message: it is
+        dead-lettered with the error as its reason, and the next message is sorted as usual."""
+        try:
+            self.sort(delivery)
+        except (redis.RedisError, BrokerUnavailable, OSError):
+            raise
+        except Exception as exc:
+            log.exception("could not handle a message from %s", delivery.queue)
+            self.worker.forget(delivery.tag)
+            headers = protocol.headers_of(delivery.raw)
+            self.dead_letter(delivery, "internal_error", f"the worker failed handling it: {exc!r}", headers)
+
     def sort(self, delivery: Delivery) -> None:
         w = self.worker
         try:
@@ -228,18 +267,20 @@ class Consumer:
         detail = f"task {message.name!r} is not registered on {self.worker.hostname}"
         backend = self.app.backend
         if backend is not None and not message.ignore_result:  # first: a waiting client learns why
-            exc = NotRegistered(message.name)
-            backend.store(message.id, meta(message.id, states.FAILURE, encode_exception(exc)))
+            failure = meta(message.id, states.FAILURE, encode_exception(NotRegistered(message.name)))
+            self.worker.settle(f"store NotRegistered for {message.id}", lambda: backend.store(message.id, failure))
         self.dead_letter(delivery, "unknown_task", detail, message.headers)
         signals.task_unknown.send(sender=self, message=message, exc=NotRegistered(message.name), name=message.name,
                                   id=message.id)
 
     def settle_revoked(self, delivery: Delivery, message: protocol.TaskMessage,
                         why: str) -> None:
-        self.broker.ack(self.worker.owner, [delivery.tag])
+        owner, tag = self.worker.owner, delivery.tag
+        self.worker.settle(f"ack the revoked {message.id}", lambda: self.broker.ack(owner, [tag]))
         backend = self.app.backend
         if backend is not None and not message.ignore_result:
-            backend.store(message.id, meta(message.id, states.REVOKED, revoked_result(why)))
+            revoked = meta(message.id, states.REVOKED, revoked_result(why))
+            self.worker.settle(f"store the revocation of {message.id}", lambda: backend.store(message.id, revoked))
         self.worker.on_revoked(message, why)
 
     def scheduled(self, queues: list[str], limit: int = 100) -> list[dict]:

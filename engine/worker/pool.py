@@ -6,6 +6,7 @@ it never talks to the broker, so settlement stays in one place (the worker).
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
     from engine.app import App
     from engine.trace import Outcome
     from engine.worker.job import Job
+
+
+log = logging.getLogger("engine.worker")
 
 
 class PoolHost(Protocol):
@@ -83,14 +87,23 @@ class SoloPool:
             try:
                 if not self.host.on_start(job):
                     continue
-                with alarm_limits(job.soft_limit, job.hard_limit):
-                    outcome = trace.run(self.host.app, job.task, job.request(self.host.hostname))
-                self.host.on_done(job, outcome)
+                try:
+                    with alarm_limits(job.soft_limit, job.hard_limit):
+                        outcome = trace.run(self.host.app, job.task, job.request(self.host.hostname))
+                except Exception as exc:  # outside trace's own net: still an outcome
+                    outcome = trace.internal_error(exc)
+                self._settle(job, outcome)
             except BaseException:
                 self._interrupted.append(job)
                 raise
             finally:
                 self._running = None
+
+    def _settle(self, job: Job, outcome: Outcome) -> None:
+        try:
+            self.host.on_done(job, outcome)
+        except Exception:  # logged; the main loop lives on
+            log.exception("settling %s[%s] failed", job.name, job.id)
 
     def stop(self, timeout: float) -> list[Job]:
         return _drain(self._jobs)
@@ -151,10 +164,14 @@ class ThreadPool:
                     self._limiter.arm(job.soft_limit, job.hard_limit)
                 try:
                     outcome = trace.run(self.host.app, job.task, job.request(self.host.hostname))
+                except Exception as exc:  # outside trace's own net: still an outcome, never a dead thread
+                    outcome = trace.internal_error(exc)
                 finally:
                     if armed:
                         self._limiter.disarm()
                 self.host.on_done(job, outcome)
+            except Exception:  # settling failed: logged; the thread lives on (a pool of 0 serves nobody)
+                log.exception("settling %s[%s] failed", job.name, job.id)
             finally:
                 self._running.pop(ident, None)
 

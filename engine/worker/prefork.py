@@ -7,7 +7,9 @@ and its job reported lost, so the worker can requeue or fail it.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import logging
 import multiprocessing
 import os
 import pickle
@@ -16,6 +18,7 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from engine.worker.job import Job
     from engine.worker.pool import PoolHost
 
+log = logging.getLogger("engine.worker")
 _fork = multiprocessing.get_context("fork")
 # Plain pickle both ways (multiprocessing's ``send`` builds a ForkingPickler per message).
 _loads = pickle.loads
@@ -80,13 +84,14 @@ def _serve_child(conn: Connection, app: Any) -> None:
         if item is None:
             return
         key, name, fields, soft = item
-        task = app.tasks[name]
-        request = Request(*fields)
-        with alarm_limits(soft, None):
-            o = trace.run(app, task, request)
+        try:
+            with alarm_limits(soft, None):
+                o = trace.run(app, app.tasks[name], Request(*fields))
+        except Exception as exc:  # outside trace's own net (the limits, the request): still an outcome
+            o = trace.internal_error(exc)
         # Results stay in the backend; only the summary crosses the pipe, as a plain tuple.
         conn.send_bytes(_dumps((key, o.state, o.runtime, o.result_repr, o.exception_repr, o.traceback,
-                                o.requeue, None, o.retry_when)))
+                                o.requeue, None, o.retry_when, o.internal)))
 
 
 @dataclass(eq=False)
@@ -168,18 +173,32 @@ class PreforkPool:
         child.job = job
         hard = job.hard_limit
         child.deadline = time.monotonic() + hard if hard else None
-        fields = job.request_fields(self.host.hostname)
         try:
+            fields = job.request_fields(self.host.hostname)
             child.conn.send_bytes(_dumps((id(job), job.name, fields, job.soft_limit)))
         except (OSError, ValueError):
             pass  # the collector sees the dead child and reports the job lost
+        except Exception as exc:  # the job cannot be sent (a bug): it ends now, with the reason
+            child.job, child.deadline = None, None
+            _report(self.host.on_done, job, trace.internal_error(exc))
+            return
         if hard:
             self._wake()
 
     # -- collection ---------------------------------------------------------------------------
     def _collect(self) -> None:
+        """The collector thread: it must never die, or no outcome would be settled again while the
+        worker kept heartbeating. An error in one pass is logged and the next pass starts afresh."""
+        while not self._stopped.is_set():
+            try:
+                self._collect_loop()
+            except Exception:
+                log.exception("prefork collector error; carrying on")
+                self._stopped.wait(0.5)
+
+    def _collect_loop(self) -> None:
         # One poll object, re-registered only when the set of children changes (not per wake-up).
-        poller, watched = select.poll(), 0
+        poller, watched = select.poll(), -1
         conns: dict[int, Child] = {}
         sentinels: dict[int, Child] = {}
         poller.register(self._wake_r, select.POLLIN)
@@ -187,7 +206,8 @@ class PreforkPool:
             with self._lock:
                 if watched != self._generation:
                     for fd in (*conns, *sentinels):
-                        poller.unregister(fd)
+                        with contextlib.suppress(KeyError, ValueError):
+                            poller.unregister(fd)
                     conns = {c.conn.fileno(): c for c in self._children}
                     sentinels = {c.process.sentinel: c for c in self._children}
                     for fd in (*conns, *sentinels):
@@ -218,7 +238,7 @@ class PreforkPool:
                 self._retire(child)
             self._dispatch()  # the next job first: the child works while we settle this one
         if job is not None:
-            self.host.on_done(job, outcome)
+            _report(self.host.on_done, job, outcome)
 
     def _reap(self, child: Child) -> None:
         with self._lock:
@@ -234,7 +254,7 @@ class PreforkPool:
         child.conn.close()
         if job is not None:
             reason = f"child process {child.pid} exited with {_describe(code)}"
-            self.host.on_lost(job, "worker_lost", WorkerLostError(reason))
+            _report(self.host.on_lost, job, "worker_lost", WorkerLostError(reason))
         with self._lock:
             self._dispatch()
 
@@ -256,7 +276,8 @@ class PreforkPool:
             child.conn.close()
             if job is not None:
                 limit = job.hard_limit
-                self.host.on_lost(job, "time_limit", TimeLimitExceeded(f"hard time limit ({limit}s) exceeded"))
+                _report(self.host.on_lost, job, "time_limit",
+                        TimeLimitExceeded(f"hard time limit ({limit}s) exceeded"))
             with self._lock:
                 self._dispatch()
 
@@ -349,6 +370,14 @@ class PreforkPool:
                 _kill(child.pid, signal.SIGKILL)
                 child.process.join(2)
         return unfinished
+
+
+def _report(call: Callable[..., None], *args: Any) -> None:
+    """Tell the worker about a job; its failure is logged, never allowed to end the collector."""
+    try:
+        call(*args)
+    except Exception:
+        log.exception("settling a job failed")
 
 
 def _kill(pid: int, signum: int) -> None:

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -24,7 +24,7 @@ from engine.broker.fanout import RedisFanout
 from engine.config import mask_url, url_host
 from engine.control import load_revoked
 from engine.events.dispatcher import EventDispatcher
-from engine.exceptions import BrokerUnavailable
+from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.history import HistoryWriter
 from engine.protocol.events import worker_fields
 from engine.protocol.results import encode_exception, meta, revoked_result
@@ -36,6 +36,7 @@ from engine.worker.maintenance import Maintenance
 from engine.worker.pool import Pool, SoloPool, ThreadPool
 from engine.worker.prefork import PreforkPool
 from engine.worker.remote import RemoteControl
+from engine.worker.revoked import RevokedSet
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -44,7 +45,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engine.worker")
 HEARTBEAT_FREQ = 2.0
+UNREACHABLE = (redis.RedisError, BrokerUnavailable, OSError)
 POOLS: dict[str, type] = {"prefork": PreforkPool, "threads": ThreadPool, "solo": SoloPool}
+# Sane upper bounds (README "Workers"): beyond them a typo forks without limit or fetches the queue.
+MAX_CONCURRENCY = 1024
+MAX_PREFETCH_MULTIPLIER = 1024
 
 
 class ColdShutdown(BaseException):
@@ -72,6 +77,14 @@ class Acker:
             self._tags[:0] = tags
 
 
+def _check_sizes(concurrency: int, multiplier: int) -> None:
+    """A pool of -1 would hold a message it can never run; 100,000 would fork without limit."""
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ImproperlyConfigured(f"concurrency must be 1 to {MAX_CONCURRENCY}, not {concurrency}")
+    if not 1 <= multiplier <= MAX_PREFETCH_MULTIPLIER:
+        raise ImproperlyConfigured(f"prefetch multiplier must be 1 to {MAX_PREFETCH_MULTIPLIER}, not {multiplier}")
+
+
 def node_name(template: str | None) -> str:
     host = socket.gethostname()
     name = template or "tqctl@%h"
@@ -93,6 +106,7 @@ class Worker:
         if pool == "solo":
             self.concurrency = 1
         multiplier = prefetch_multiplier or conf.worker_prefetch_multiplier or 1
+        _check_sizes(self.concurrency, int(multiplier))
         self.prefetch = max(1, self.concurrency * int(multiplier))
         self.pool_kind = pool
         self.broker = app.broker
@@ -105,8 +119,9 @@ class Worker:
         self.active: dict[str, Job] = {}
         self.lost_counts: dict[str, int] = {}
         self.processed: dict[str, int] = {}
-        self.revoked: set[str] = set()
+        self.revoked = RevokedSet()  # bounded by size and age, as the broker's 3-hour store
         self.kill_signals: dict[str, int] = {}
+        self._unsettled: list[tuple[str, Callable[[], object]]] = []  # see ``settle``
         self.started_at = time.time()
         self.autoscale = autoscale
         if autoscale:
@@ -197,6 +212,11 @@ class Worker:
         self.maintenance.stop()
         for job in handed:
             self.reserved.pop(job.id, None)
+        if self._unsettled:
+            try:
+                self._settle_pending()
+            except Exception as exc:  # what is still in flight is handed back below
+                log.warning("could not finish pending settlements: %r", exc)
         self._hand_back(handed + unfinished)
         self._say_goodbye()
         signals.worker_shutdown.send(sender=self)
@@ -298,8 +318,20 @@ class Worker:
             with self._room:
                 self.outstanding += 1
             self.reserved[job.id] = job
-        self.on_received(job)
+        try:
+            self.on_received(job)
+        except Exception as exc:  # events are best effort: never a reason not to run the task
+            log.warning("could not announce %s[%s]: %r", job.name, job.id, exc)
         self.pool.submit(job)
+
+    def forget(self, tag: str) -> None:
+        """Undo a half-done dispatch of the message ``tag`` (its sorting failed): no slot stays taken."""
+        for jobs in (self.reserved, self.active):
+            job = next((j for j in jobs.values() if j.delivery.tag == tag), None)
+            if job is not None:
+                jobs.pop(job.id, None)
+                self._release()
+                return
 
     def is_revoked(self, task_id: str) -> bool:
         return task_id in self.revoked
@@ -358,14 +390,66 @@ class Worker:
         self.active.pop(job.id, None)
         self.lost_counts.pop(job.id, None)
         self.processed[job.name] = self.processed.get(job.name, 0) + 1
-        if outcome.state == states.REJECTED and outcome.requeue and not job.acked:
-            self.broker.requeue(self.owner, [job.delivery.tag])
+        if outcome.internal:
+            self._dead_letter_outcome(job, outcome)
+        elif outcome.state == states.REJECTED and outcome.requeue and not job.acked:
+            tag = job.delivery.tag
+            self.settle(f"requeue {job.id}", lambda: self.broker.requeue(self.owner, [tag]))
         elif not job.acked:
             job.acked = True
             self.acker.add(job.delivery.tag)
         self._release(wake=False)
-        self.on_finished(job, outcome)
+        try:
+            self.on_finished(job, outcome)
+        except Exception as exc:  # events and history are best effort
+            log.warning("could not record the outcome of %s[%s]: %r", job.name, job.id, exc)
         self.consumer.top_up()
+
+    def _dead_letter_outcome(self, job: Job, outcome: Outcome) -> None:
+        """The run's outcome could not be recorded (result store down, callbacks unsendable): the
+        message goes to the dead-letter store with the reason, where an operator sees and requeues it,
+        never acked as if all went well. (An early-acked message is already off the in-flight record:
+        its letter is written from the bytes we still hold.)"""
+        log.error("Task %s[%s] ran, but its outcome could not be recorded (%s): %s", job.name, job.id,
+                  outcome.internal, outcome.exception_repr)
+        detail = f"the task ran but its outcome could not be recorded: {outcome.exception_repr}"
+        letter = DeadLetter(id=str(uuid.uuid4()), queue=job.delivery.queue, reason=outcome.internal or "",
+                            detail=detail, time=time.time(), task_id=job.id, task_name=job.name,
+                            worker=self.hostname, raw=job.delivery.raw)
+        tag = "" if job.acked else job.delivery.tag
+        job.acked = True
+        self.settle(f"dead-letter {job.id}", lambda: self.broker.dead_letter(self.owner, tag, letter))
+        backend = self.app.backend
+        if backend is not None and outcome.internal != "result_not_stored" and not job.message.ignore_result:
+            name = (outcome.exception_repr or "").split("(", 1)[0]  # only the repr crosses a child's pipe
+            error = {"exc_type": name if name.isidentifier() else "Exception", "exc_module": "builtins",
+                     "exc_message": [f"internal error: {outcome.exception_repr}"]}
+            failure = meta(job.id, states.FAILURE, error, traceback=outcome.traceback,
+                           parent_id=job.message.parent_id, group_id=job.message.group)
+            self.settle(f"store the failure of {job.id}", lambda: backend.store(job.id, failure))
+
+    def settle(self, what: str, call: Callable[[], object]) -> None:
+        """Do a settlement now or, with the broker (or result store) away, on each maintenance tick
+        until it lands: a failed requeue or dead letter must neither kill the calling thread nor
+        be forgotten."""
+        try:
+            call()
+        except UNREACHABLE as exc:
+            log.warning("could not %s now, retrying until it lands: %s", what, exc)
+            with self._room:
+                self._unsettled.append((what, call))
+
+    def _settle_pending(self) -> None:
+        with self._room:
+            pending, self._unsettled = self._unsettled, []
+        for n, (what, call) in enumerate(pending):
+            try:
+                call()
+            except UNREACHABLE:
+                with self._room:
+                    self._unsettled[:0] = pending[n:]
+                return
+            log.info("settled later: %s", what)
 
     def on_lost(self, job: Job, reason: str, exc: BaseException) -> None:
         self.active.pop(job.id, None)
@@ -375,18 +459,22 @@ class Worker:
             return
         limit = int(self.app.conf.tqctl_delivery_limit)
         count = self.lost_counts[job.id] = self.lost_counts.get(job.id, 0) + 1
-        if reason == "worker_lost" and job.acks_late and not job.acked and count < limit:
-            log.warning("%s[%s] lost its process (%s); requeued", job.name, job.id, exc)
-            self.broker.requeue(self.owner, [job.delivery.tag])
-        else:
-            self._fail_lost(job, reason, exc, count >= limit and reason == "worker_lost")
-        self._release()
+        try:
+            if reason == "worker_lost" and job.acks_late and not job.acked and count < limit:
+                log.warning("%s[%s] lost its process (%s); requeued", job.name, job.id, exc)
+                tag = job.delivery.tag
+                self.settle(f"requeue {job.id}", lambda: self.broker.requeue(self.owner, [tag]))
+            else:
+                self._fail_lost(job, reason, exc, count >= limit and reason == "worker_lost")
+        finally:
+            self._release()
 
     def _terminated(self, job: Job, exc: BaseException) -> None:
         code = job.worker_pid
         backend = self.app.backend
         if backend is not None and not job.message.ignore_result:
-            backend.store(job.id, meta(job.id, states.REVOKED, revoked_result("terminated")))
+            revoked = meta(job.id, states.REVOKED, revoked_result("terminated"))
+            self.settle(f"store the revocation of {job.id}", lambda: backend.store(job.id, revoked))
         if not job.acked:
             job.acked = True
             self.acker.add(job.delivery.tag)
@@ -398,18 +486,23 @@ class Worker:
 
     def _fail_lost(self, job: Job, reason: str, exc: BaseException, poison: bool) -> None:
         log.error("%s[%s] failed: %r", job.name, job.id, exc)
-        self.events.task("task-failed", uuid=job.id, exception=repr(exc), traceback=None)
-        self._remember(job, states.FAILURE, None, repr(exc), None, None)
+        try:
+            self.events.task("task-failed", uuid=job.id, exception=repr(exc), traceback=None)
+            self._remember(job, states.FAILURE, None, repr(exc), None, None)
+        except Exception as error:  # best effort, as for every outcome
+            log.warning("could not record the failure of %s[%s]: %r", job.name, job.id, error)
         backend = self.app.backend
         if backend is not None and not job.message.ignore_result:
-            backend.store(job.id, meta(job.id, states.FAILURE, encode_exception(exc),
-                                       parent_id=job.message.parent_id, group_id=job.message.group))
+            failure = meta(job.id, states.FAILURE, encode_exception(exc), parent_id=job.message.parent_id,
+                           group_id=job.message.group)
+            self.settle(f"store the failure of {job.id}", lambda: backend.store(job.id, failure))
         if poison and not job.acked:
             letter = DeadLetter(id=job.id, queue=job.delivery.queue, reason=reason,
                                 detail=f"lost its process {self.lost_counts[job.id]} times: {exc}",
                                 time=time.time(), task_id=job.id, task_name=job.name,
                                 worker=self.hostname, raw=job.delivery.raw)
-            self.broker.dead_letter(self.owner, job.delivery.tag, letter)
+            tag = job.delivery.tag
+            self.settle(f"dead-letter {job.id}", lambda: self.broker.dead_letter(self.owner, tag, letter))
         elif not job.acked:
             self.acker.add(job.delivery.tag)
         job.acked = True
@@ -489,6 +582,8 @@ class Worker:
             self._autoscale()
 
     def on_tick(self, now: float) -> None:
+        if self._unsettled:
+            self._settle_pending()
         self.events.flush()
         self.history.flush()
         if now >= self._next_heartbeat:

@@ -19,6 +19,7 @@ import typer
 from engine.beat import Beat, BeatControl, UnknownEntry
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.redisconn import describe_error
+from tqctl.commands.values import url_option
 from tqctl.loader import AppNotFound, load_app
 from tqctl.output import EXIT_USAGE, emit, fail, note
 
@@ -30,7 +31,7 @@ app = typer.Typer(help="Run the periodic-task scheduler (beat), or list, run, en
                   add_completion=False)
 
 AppOpt = typer.Option("", "-A", "--app", help="module or module:attr holding the App")
-BrokerOpt = typer.Option("", "--broker", envvar="TQCTL_BROKER", help="broker URL")
+BrokerOpt = typer.Option("", "--broker", envvar="TQCTL_BROKER", callback=url_option, help="broker URL")
 JsonOpt = typer.Option(False, "--json", help="machine-readable output")
 
 
@@ -67,7 +68,8 @@ def beat(
     app_spec: str = AppOpt,
     broker: str = BrokerOpt,
     loglevel: str = typer.Option("info", "-l", "--loglevel"),
-    lease: float = typer.Option(0.0, "--lease", help="leader lease in seconds (default: tqctl_beat_lease or 10)"),
+    lease: float = typer.Option(0.0, "--lease", min=0,
+                                help="leader lease in seconds (default: tqctl_beat_lease or 10)"),
 ) -> None:
     """Run beat when no subcommand is given; ``ls``, ``run``, ``enable``, ``disable`` manage entries."""
     ctx.obj = {"app": app_spec, "broker": broker}

@@ -11,6 +11,7 @@ import typer
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from tqctl import benchmark
 from tqctl.client import resolve_broker_url, resolve_state_dir
+from tqctl.commands.values import url_option
 from tqctl.output import EXIT_ERROR, EXIT_USAGE, emit_json, emit_table, fail, note
 
 
@@ -27,7 +28,8 @@ def bench(
     idle: float = typer.Option(60.0, "--idle", help="seconds of silence before the sparse-task latency"),
     sparse: int = typer.Option(5, "--sparse", help="sparse tasks after the idle period (1 s apart)"),
     stall: float = typer.Option(60.0, "--stall", help="give up on a phase after this long without progress"),
-    broker: str = typer.Option("", "--broker", envvar="TQCTL_BROKER", help="broker URL (default: bundled)"),
+    broker: str = typer.Option("", "--broker", envvar="TQCTL_BROKER", callback=url_option,
+                               help="broker URL (default: bundled)"),
     broker_pid: int = typer.Option(0, "--broker-pid",
                                    help="broker server pid for its CPU (default: found when local)"),
     bulk: int = typer.Option(10_000, "--bulk", help="tasks in the bulk enqueue measurement (at most --tasks)"),

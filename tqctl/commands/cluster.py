@@ -61,7 +61,7 @@ class Listener:
 
 # -- workers -------------------------------------------------------------------------------------
 def workers(broker: Broker = "", timeout: Timeout = 1.0, destination: Destination = "",
-            listen: Annotated[float, typer.Option("--listen", help="Seconds to hear heartbeats.")] = 2.5,
+            listen: Annotated[float, typer.Option("--listen", min=0, help="Seconds to hear heartbeats.")] = 2.5,
             as_json: AsJson = False) -> None:
     """List workers: pool, concurrency, active, processed, load, heartbeat age.
 
@@ -127,7 +127,7 @@ def _worker_row(name: str, replied: bool, stats: Any, active: Any, beat: dict[st
 def queues(broker: Broker = "", timeout: Timeout = 1.0,
            queue: Annotated[list[str], typer.Option("--queue", "-Q", help="Also show this queue (repeatable, or "
                                                                              "comma-separated).")] = None,
-           sample: Annotated[float, typer.Option("--sample", help="Seconds to sample rates over.")] = 1.0,
+           sample: Annotated[float, typer.Option("--sample", min=0, help="Seconds to sample rates over.")] = 1.0,
            as_json: AsJson = False) -> None:
     """Queue depths (per priority bucket), oldest message age, consumers and in/out rates.
 

@@ -22,20 +22,21 @@ import typer
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.redisconn import REDIS_SCHEMES, client_from_url, describe_error
 from tqctl.client import resolve_broker_url
+from tqctl.commands.values import url_option
 from tqctl.output import EXIT_NO_REPLY, EXIT_USAGE, emit_json, fail, note
 
 # -- options (one definition each, shared by every command) ----------------------------------
-Broker = Annotated[str, typer.Option("--broker", envvar="TQCTL_BROKER",
+Broker = Annotated[str, typer.Option("--broker", envvar="TQCTL_BROKER", callback=url_option,
                                      help="Broker URL (default: TQCTL_BROKER, else the bundled broker).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (one document; JSON Lines for streams).")]
-Timeout = Annotated[float, typer.Option("--timeout", "-t", help="Seconds to wait for worker replies.")]
+Timeout = Annotated[float, typer.Option("--timeout", "-t", min=0, help="Seconds to wait for worker replies.")]
 Destination = Annotated[str, typer.Option("--destination", "-d",
                                           help="Comma-separated node names, e.g. w1@host,w2@host (default: all).")]
-BrokerTimeout = Annotated[float, typer.Option("--timeout", "-t",
+BrokerTimeout = Annotated[float, typer.Option("--timeout", "-t", min=0,
                                               help="Seconds to wait for the broker (to connect, and for each reply).")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would be touched; change nothing.")]
-Backend = Annotated[str, typer.Option("--backend", envvar="TQCTL_BACKEND",
+Backend = Annotated[str, typer.Option("--backend", envvar="TQCTL_BACKEND", callback=url_option,
                                       help="Result backend URL (default: the broker).")]
 
 ABORTS = (typer.Abort, EOFError)  # no terminal, EOF or Ctrl-C at a prompt

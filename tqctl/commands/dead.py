@@ -8,12 +8,13 @@ import typer
 
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from tqctl.client import open_broker
+from tqctl.commands.values import url_option
 from tqctl.output import EXIT_ERROR, emit, emit_json, fail, note
 
 app = typer.Typer(help="List, requeue or delete dead letters (messages that could not run).",
                   no_args_is_help=True)
 
-BrokerOpt = typer.Option("", "--broker", envvar="TQCTL_BROKER", help="broker URL")
+BrokerOpt = typer.Option("", "--broker", envvar="TQCTL_BROKER", callback=url_option, help="broker URL")
 JsonOpt = typer.Option(False, "--json", help="machine-readable output")
 
 
@@ -31,7 +32,7 @@ def _row(letter) -> dict:  # noqa: ANN001
 
 
 @app.command("ls")
-def ls(limit: int = typer.Option(100, "--limit"), broker: str = BrokerOpt,
+def ls(limit: int = typer.Option(100, "--limit", min=0), broker: str = BrokerOpt,
        as_json: bool = JsonOpt) -> None:
     """List dead letters, newest first."""
     rows = [_row(letter) for letter in _broker(broker).dead_letters(limit)]

@@ -15,6 +15,7 @@ import typer
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.exceptions import TimeoutError as NotReady
 from tqctl.client import resolve_broker_url, resolve_state_dir
+from tqctl.commands.values import url_option
 from tqctl.output import emit_line, fail, note
 
 if TYPE_CHECKING:
@@ -22,8 +23,8 @@ if TYPE_CHECKING:
 
 
 def demo(
-    orders: int = typer.Option(6, "--orders", help="how many orders to process"),
-    broker: str = typer.Option("", "--broker", envvar="TQCTL_BROKER", help="broker URL"),
+    orders: int = typer.Option(6, "--orders", min=1, help="how many orders to process"),
+    broker: str = typer.Option("", "--broker", envvar="TQCTL_BROKER", callback=url_option, help="broker URL"),
 ) -> None:
     """Start a worker for the example shop app, send it work, print what comes back."""
     try:

@@ -10,10 +10,11 @@ import typer
 
 from engine.protocol.task import PRIORITY_STEPS, priority_key
 from tqctl.commands.common import AsJson, Broker, BrokerTimeout, DryRun, Yes, confirm_typed, session
+from tqctl.commands.values import name_argument
 from tqctl.output import emit_json, emit_line, note
 
 
-def purge(queue: str = typer.Argument(..., help="Queue name, e.g. celery."),
+def purge(queue: str = typer.Argument(..., callback=name_argument("queue name"), help="Queue name, e.g. celery."),
           broker: Broker = "", timeout: BrokerTimeout = 10.0, yes: Yes = False, dry_run: DryRun = False,
           as_json: AsJson = False) -> None:
     """Delete all waiting messages in QUEUE. Asks you to type the queue name unless --yes."""

@@ -37,6 +37,7 @@ from tqctl.commands.common import (
     session,
     usage,
 )
+from tqctl.commands.values import name_argument, task_id_argument
 from tqctl.output import EXIT_ERROR, emit, emit_json, emit_line, emit_table, fail, note
 
 TASK_COLUMNS = ["id", "name", "state", "worker", "finished", "runtime", "args", "result", "exception"]
@@ -46,6 +47,7 @@ RECORD_KEYS = ("id", "name", "state", "worker", "queue", "args", "kwargs", "resu
 HISTORY_SCAN = 1_000_000  # "all of it": the history itself is bounded by tqctl_history_size
 _EVENT_NOISE = ("utcoffset", "pid", "clock", "local_received", "timestamp", "type", "uuid", "hostname")
 
+TaskId = Annotated[str, typer.Argument(callback=task_id_argument, help="A task id.")]
 Name = Annotated[str, typer.Option("--name", help="Task name, or a glob such as 'shop.*'.")]
 
 
@@ -63,7 +65,7 @@ def tasks(state: Annotated[str, typer.Option("--state", help="SUCCESS, FAILURE, 
           name: Name = "",
           worker: Annotated[str, typer.Option("--worker", help="Node name (w1@host, or just w1).")] = "",
           since: Annotated[str, typer.Option("--since", help="30s, 10m, 2h, 1d or an ISO-8601 time.")] = "",
-          limit: Annotated[int, typer.Option("--limit", help="At most this many rows.")] = 50,
+          limit: Annotated[int, typer.Option("--limit", min=0, help="At most this many rows.")] = 50,
           broker: Broker = "", timeout: BrokerTimeout = 10.0, as_json: AsJson = False) -> None:
     """Recorded task runs, newest first (the history workers keep in the broker)."""
     since_ts = parse_since(since, time.time()) if since else None
@@ -79,7 +81,7 @@ def tasks(state: Annotated[str, typer.Option("--state", help="SUCCESS, FAILURE, 
         emit_table(rows, TASK_COLUMNS)
 
 
-def task(task_id: str, broker: Broker = "", backend: Backend = "", timeout: BrokerTimeout = 10.0,
+def task(task_id: TaskId, broker: Broker = "", backend: Backend = "", timeout: BrokerTimeout = 10.0,
          as_json: AsJson = False) -> None:
     """Everything known about one task: its recorded runs, failure and traceback, stored result, timeline."""
     with session(broker, backend, timeout) as cluster:
@@ -152,8 +154,8 @@ def _result_doc(task_id: str, meta: dict[str, Any] | None) -> dict[str, Any] | N
 # -- tail ----------------------------------------------------------------------------------------
 def tail(state: Annotated[str, typer.Option("--state", help="Only events giving this state.")] = "",
          name: Name = "",
-         count: Annotated[int, typer.Option("--count", help="Stop after N events.")] = 0,
-         for_: Annotated[float, typer.Option("--for", "--timeout", help="Stop after SECONDS.")] = 0.0,
+         count: Annotated[int, typer.Option("--count", min=0, help="Stop after N events.")] = 0,
+         for_: Annotated[float, typer.Option("--for", "--timeout", min=0, help="Stop after SECONDS.")] = 0.0,
          heartbeats: Annotated[bool, typer.Option("--heartbeats", help="Show worker heartbeats too.")] = False,
          broker: Broker = "", as_json: AsJson = False) -> None:
     """Follow live events until interrupted (JSON Lines with --json).
@@ -213,18 +215,21 @@ def _json_arg(text: str, kind: type, option: str) -> Any:
         value = json.loads(text)
     except ValueError as exc:
         usage(f"{option} is not valid JSON ({exc})")
+    except RecursionError:
+        usage(f"{option} nests too deeply")
     if not isinstance(value, kind):
         usage(f"{option} must be a JSON {'array' if kind is list else 'object'}, not {text!r}")
     return value
 
 
-def call(name: str,
+def call(name: Annotated[str, typer.Argument(callback=name_argument("task name"))],
          args: Annotated[str, typer.Option("--args", "-a", help="Positional arguments, a JSON array.")] = "[]",
          kwargs: Annotated[str, typer.Option("--kwargs", "-k", help="Keyword arguments, a JSON object.")] = "{}",
          countdown: Annotated[float, typer.Option("--countdown", help="Run no sooner than N seconds.")] = None,
          eta: Annotated[str, typer.Option("--eta", help="Run no sooner than this ISO-8601 time.")] = "",
          expires: Annotated[float, typer.Option("--expires", help="Discard if not started in N seconds.")] = None,
-         queue: Annotated[str, typer.Option("--queue", "-Q", help="Queue (default: celery).")] = "",
+         queue: Annotated[str, typer.Option("--queue", "-Q", callback=name_argument("queue name"),
+                                             help="Queue (default: celery).")] = "",
          priority: Annotated[int, typer.Option("--priority", min=0, max=9, help="0 (first) to 9.")] = None,
          broker: Broker = "", timeout: BrokerTimeout = 10.0, as_json: AsJson = False) -> None:
     """Send a task by name (no app code needed) and print its id."""
@@ -246,8 +251,10 @@ def call(name: str,
         emit_line(sent.id)
 
 
-def result(task_id: str, wait: Annotated[bool, typer.Option("--wait", help="Wait until it is ready.")] = False,
-           timeout: Annotated[float, typer.Option("--timeout", help="Seconds to --wait (default: forever).")] = None,
+def result(task_id: TaskId,
+           wait: Annotated[bool, typer.Option("--wait", help="Wait until it is ready.")] = False,
+           timeout: Annotated[float, typer.Option("--timeout", min=0,
+                                                  help="Seconds to --wait (default: forever).")] = None,
            broker: Broker = "", backend: Backend = "", as_json: AsJson = False) -> None:
     """A task's state and result from the result backend. Exit 1 when --wait times out."""
     with session(broker, backend) as cluster:
@@ -265,11 +272,11 @@ def result(task_id: str, wait: Annotated[bool, typer.Option("--wait", help="Wait
 
 
 # -- retry / revoke / failures -------------------------------------------------------------------
-def retry(task_ids: Annotated[list[str], typer.Argument(help="Failed task ids.")] = None,
+def retry(task_ids: Annotated[list[str], typer.Argument(callback=task_id_argument, help="Failed task ids.")] = None,
           failed: Annotated[bool, typer.Option("--failed", help="Retry every matching failure.")] = False,
           name: Name = "",
           exception: Annotated[str, typer.Option("--exception", help="Exception type or text.")] = "",
-          limit: Annotated[int, typer.Option("--limit", help="At most N (with --failed).")] = 0,
+          limit: Annotated[int, typer.Option("--limit", min=0, help="At most N (with --failed).")] = 0,
           rate: Annotated[str, typer.Option("--rate", help="Throttle, e.g. 50/s (with --failed).")] = "",
           yes: Yes = False, dry_run: DryRun = False, broker: Broker = "", timeout: BrokerTimeout = 10.0,
           as_json: AsJson = False) -> None:
@@ -334,7 +341,7 @@ def _republish(cluster: Any, ids: list[str], per_second: float | None, progress:
             "rate_per_second": round(len(pairs) / elapsed, 2) if elapsed > 0 else None}
 
 
-def revoke(task_ids: Annotated[list[str], typer.Argument(help="Task ids.")],
+def revoke(task_ids: Annotated[list[str], typer.Argument(callback=task_id_argument, help="Task ids.")],
            terminate: Annotated[bool, typer.Option("--terminate", help="Also kill running ones.")] = False,
            signal: Annotated[str, typer.Option("--signal", "-s", help="Signal for --terminate.")] = "SIGTERM",
            broker: Broker = "", timeout: Timeout = 1.0, destination: Destination = "",
@@ -358,7 +365,7 @@ def revoke(task_ids: Annotated[list[str], typer.Argument(help="Task ids.")],
         emit_line(f"-> {row['name']}: {'OK ' + str((row['reply'] or {}).get('ok', '')) if row['ok'] else row['error']}")
 
 
-def failures(name: Name = "", limit: Annotated[int, typer.Option("--limit")] = 100,
+def failures(name: Name = "", limit: Annotated[int, typer.Option("--limit", min=0)] = 100,
              broker: Broker = "", timeout: BrokerTimeout = 10.0, as_json: AsJson = False) -> None:
     """The failure inbox grouped by fingerprint (task + exception type + normalised message)."""
     with session(broker, timeout=timeout) as cluster:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from engine.worker.worker import POOLS
+from engine.worker.worker import MAX_CONCURRENCY, MAX_PREFETCH_MULTIPLIER, POOLS
+from tqctl.commands.values import url_option
 from tqctl.output import EXIT_USAGE, fail
 from tqctl.worker_process import WorkerSpec, exec_worker
 
@@ -13,16 +14,18 @@ LEVELS = {"debug", "info", "warning", "error", "critical"}
 
 def worker(
     app_spec: str = typer.Option(..., "-A", "--app", help="module or module:attr holding the App"),
-    concurrency: int = typer.Option(0, "-c", "--concurrency", help="pool size (default: CPUs)"),
+    concurrency: int = typer.Option(0, "-c", "--concurrency", min=0, max=MAX_CONCURRENCY,
+                                    help=f"pool size (default: CPUs; at most {MAX_CONCURRENCY})"),
     pool: str = typer.Option("prefork", "-P", "--pool", help="prefork | threads | solo"),
     queues: str = typer.Option("", "-Q", "--queues", help="comma-separated queues to consume"),
     hostname: str = typer.Option("", "-n", "--hostname", help="node name, e.g. w1@%h"),
-    prefetch_multiplier: int = typer.Option(0, "--prefetch-multiplier"),
+    prefetch_multiplier: int = typer.Option(0, "--prefetch-multiplier", min=0, max=MAX_PREFETCH_MULTIPLIER),
     autoscale: str = typer.Option("", "--autoscale", help="MAX,MIN: grow and shrink the pool with load"),
     beat: bool = typer.Option(False, "-B", "--beat", help="also run beat (periodic tasks) in this worker"),
     loglevel: str = typer.Option("info", "-l", "--loglevel"),
-    broker: str = typer.Option("", "--broker", envvar="TQCTL_BROKER", help="broker URL"),
-    backend: str = typer.Option("", "--backend", envvar="TQCTL_BACKEND", help="result backend"),
+    broker: str = typer.Option("", "--broker", envvar="TQCTL_BROKER", callback=url_option, help="broker URL"),
+    backend: str = typer.Option("", "--backend", envvar="TQCTL_BACKEND", callback=url_option,
+                                help="result backend"),
 ) -> None:
     """Run a worker: fetch tasks from the queues and run them in a pool."""
     if pool not in POOLS:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.broker.redis import DELAYED, SEP, RedisBroker
+from engine.broker.redis_scripts import RUN_NOW
 from engine.control import Control
 from engine.history import FAILURE_INDEX, GROUPS, History
 from engine.protocol import task as protocol
@@ -168,10 +169,11 @@ class Adapter:
             if (envelope.get("headers") or {}).get("id") != task_id:
                 continue
             envelope["headers"]["eta"] = None
-            pipe = client.pipeline(transaction=True)
-            pipe.zrem(DELAYED, member)
-            pipe.execute()
-            client.lpush(key, self._sign(json_dumps(envelope).encode()))
+            # One script: queued only if still parked (a worker may have promoted it since the scan).
+            moved = client.register_script(RUN_NOW)(keys=[DELAYED, key],
+                                                    args=[member, self._sign(json_dumps(envelope).encode())])
+            if not moved:
+                break
             return {"moved": task_id, "queue": key.decode(errors="replace").split("\x06\x16")[0]}
         raise ActionError(f"{task_id} is no longer in the delayed set (it may have become due)")
 

@@ -9,10 +9,11 @@ from typing import Annotated
 
 import typer
 
+from tqctl.commands.values import url_option
 from tqctl.output import EXIT_USAGE, fail, note
 from tqctl.version import print_version
 
-Broker = Annotated[str, typer.Option("--broker", envvar="TQCTL_BROKER",
+Broker = Annotated[str, typer.Option("--broker", envvar="TQCTL_BROKER", callback=url_option,
                                      help="Broker URL (redis://…); default: the bundled broker in the state folder.")]
 ReadOnly = Annotated[bool, typer.Option("--read-only", help="Hide and refuse every action that changes the cluster.")]
 StateDir = Annotated[str, typer.Option("--state-dir", envvar="TQCTL_STATE_DIR",

@@ -1,0 +1,108 @@
+"""Checks for the values commands take (URLs, task ids, queue names), run as Typer callbacks, so a
+bad value is a usage error (one line, exit 2) before anything is connected or started.
+
+Why here and not where the value is used: there a bad port is a raw ``ValueError``, a bad database
+number is silently 0, and an empty ``--broker`` quietly starts a bundled broker in the current folder.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import typer
+
+from engine.redisconn import REDIS_SCHEMES
+
+MAX_ID = 255
+MAX_NAME = 255
+# Celery makes UUIDs; custom ids are fine too, as long as they are one word of these characters.
+TASK_ID = re.compile(r"[\w.:@+=/#-]+")
+SOCKET_SCHEMES = ("redis+socket", "unix", "socket")
+
+
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a Redis URL's form, or None. Never quotes the URL: it may hold a password.
+    Celery's Sentinel form lists several (``sentinel://h1:26379;sentinel://h2:26379``): each is checked."""
+    if ";" in url and url.lower().startswith("sentinel://"):
+        return next(filter(None, (url_problem(part.strip()) for part in url.split(";") if part.strip())), None)
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if not scheme or "://" not in url:
+            return "is not a URL (e.g. redis://host:6379/0)"
+        if scheme not in REDIS_SCHEMES:
+            return None  # refused later with its own message (AMQP named), or another helper's scheme
+        query = parse_qs(parts.query)
+        if scheme in SOCKET_SCHEMES:
+            if not parts.path:
+                return "names no socket path"
+            db = (query.get("db") or query.get("virtual_host") or ["0"])[0]
+        else:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+            db = parts.path.strip("/") or (query.get("db") or ["0"])[0]
+    except ValueError as exc:
+        return f"has a bad port ({exc})" if "port" in str(exc).lower() else f"is not a valid URL ({exc})"
+    if not db.isdigit():
+        return f"has a database number that is not a number: {_short(db)}"
+    return None
+
+
+def url_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+    """Callback for ``--broker``/``--backend``: empty only when not given; a given URL must parse."""
+    if value is None:
+        return value
+    source = ctx.get_parameter_source(param.name or "")  # (Typer's own click: compare by name)
+    given = getattr(source, "name", "") in ("COMMANDLINE", "ENVIRONMENT")
+    if not value.strip():
+        if given:
+            raise typer.BadParameter("is empty: give a URL, or leave the option out")
+        return value
+    if problem := url_problem(value.strip()):
+        raise typer.BadParameter(f"the URL {problem}")
+    return value.strip()
+
+
+def id_problem(value: str, what: str = "task id") -> str | None:
+    if not value.strip():
+        return f"{what} is empty"
+    if len(value) > MAX_ID:
+        return f"{what} is {len(value)} characters long (at most {MAX_ID})"
+    if not TASK_ID.fullmatch(value):
+        return f"{what} {_short(value)} is not an id (letters, digits and . : @ + = / # - _)"
+    return None
+
+
+def task_id_argument(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    """Callback for task-id arguments (one, or a list)."""
+    for item in value if isinstance(value, (list, tuple)) else [value] if value is not None else []:
+        if problem := id_problem(item):
+            raise typer.BadParameter(problem)
+    return value
+
+
+def name_problem(value: str, what: str) -> str | None:
+    if not value.strip():
+        return f"{what} is empty"
+    if len(value) > MAX_NAME:
+        return f"{what} is {len(value)} characters long (at most {MAX_NAME})"
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        return f"{what} {_short(value)} has spaces or control characters"
+    return None
+
+
+def name_argument(what: str) -> Any:
+    """A callback refusing an empty, over-long or blank-holding name (a task or queue name)."""
+
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+        if value is not None and (value != "" or param.param_type_name == "argument"):
+            if problem := name_problem(value, what):
+                raise typer.BadParameter(problem)
+        return value
+
+    return check
