@@ -64,6 +64,8 @@ class RedisBroker:
         self._fconn: redis.connection.AbstractConnection | None = None  # the consumer's, for fetch
         self._fpid, self._fetch_lock = 0, threading.Lock()
         self._turn = 0  # which queue an idle fetch blocks on next
+        self._beat_client: redis.Redis | None = None  # heartbeats' own client (short timeouts)
+        self._beat_pid = 0
         # Fetches that failed (their script may still have run) and tags given up locally: what
         # ``reconcile`` hands back. Guarded by ``_orphan_lock``, touched from several threads.
         self._failed: deque[str] = deque(maxlen=FAILED_KEEP)
@@ -76,6 +78,8 @@ class RedisBroker:
 
     def close(self) -> None:
         self._fconn = None
+        if self._beat_client is not None:
+            self._beat_client.close()
         self._conns.close()
         self.client.close()
 
@@ -283,11 +287,21 @@ class RedisBroker:
         return int(self.client.zcard(DELAYED))
 
     # -- owner liveness -----------------------------------------------------------------------
-    def heartbeat(self, owner: str, now: float, slack: float = 2.0) -> bool:
+    def heartbeat(self, owner: str, now: float, slack: float = 2.0, timeout: float | None = None) -> bool:
         """Renew ``owner``'s lease on the server's clock (``now`` is not used: a worker's clock is
         not the judge). False if the owner had been reaped (or never beat): what it held before
-        was handed back. ``slack``: the longest pause between ownership scripts that is normal."""
-        return not int(self._scripts["BEAT"](keys=[OWNERS, CLOCK], args=[owner, int(slack * 1000)]))
+        was handed back. ``slack``: the longest pause between ownership scripts that is normal.
+        ``timeout``: beat on a connection of its own that gives up waiting for a reply after that
+        long, so a lost reply costs a retry, not the lease."""
+        client = self.client
+        if timeout is not None:
+            if self._beat_client is None or self._beat_pid != os.getpid():
+                self._beat_client = client_from_url(self.url, socket_timeout=timeout,
+                                                    socket_connect_timeout=timeout)
+                self._beat_pid = os.getpid()
+            client = self._beat_client
+        beat = self._scripts["BEAT"]
+        return not int(beat(keys=[OWNERS, CLOCK], args=[owner, int(slack * 1000)], client=client))
 
     def retire(self, owner: str) -> None:
         """Leave for good; anything still recorded or staged goes back first."""
