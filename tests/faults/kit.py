@@ -75,6 +75,10 @@ def workers(tmp_path: Path, counter_url: str) -> Iterator[Callable[..., WorkerPr
     for proc in started:
         resume(proc.pid)
         proc.close()
+        try:  # the whole group, even when its leader is already gone (children it left behind)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def resume(pid: int) -> None:
