@@ -29,10 +29,11 @@ from tests.faults.kit import (  # noqa: F401
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
 
-def test_broker_sigstop_15s_mid_drain(app, broker, counter_url, workers) -> None:  # noqa: F811
-    # Results go to the counter's server: a result store failing mid-stall is a separate fault
-    # (the tasks' own error path); this experiment is about ownership.
-    backend = ["--backend", counter_url]
+@pytest.mark.parametrize("results", ["apart", "in_broker"])
+def test_broker_sigstop_15s_mid_drain(results, app, broker, counter_url, workers) -> None:  # noqa: F811
+    # "apart": results on the counter's server, so only ownership is under test; "in_broker": the
+    # results go to the stalled server too, as in the report (a store stuck there must not rerun a task).
+    backend = ["--backend", counter_url] if results == "apart" else []
     workers(broker.url, "-P", "prefork", "-c", "2", *backend, name="p")
     workers(broker.url, "-P", "threads", "-c", "2", *backend, name="t")
     ids = send(app, 600, late=True, seconds=0.02) + send(app, 600, seconds=0.02)
@@ -43,7 +44,7 @@ def test_broker_sigstop_15s_mid_drain(app, broker, counter_url, workers) -> None
     recovery = time.monotonic() - stalled - 15.0
     sentinel = send(app, 4)
     wait_ran(counter_url, sentinel, 60)
-    result = judge("stall.broker_sigstop_15s", ids, faults.runs(counter_url), broker.url, recovery)
+    result = judge(f"stall.broker_sigstop_15s.results_{results}", ids, faults.runs(counter_url), broker.url, recovery)
     assert (result.lost, result.stuck, result.duplicated) == (0, 0, 0)
 
 
