@@ -11,52 +11,43 @@ import time
 
 import pytest
 
-from tests.apps import faults
-from tests.faults.kit import (  # noqa: F401
-    app,
-    broker,
-    counter_url,
-    held_ids,
-    judge,
-    send,
-    wait_for,
-    wait_ran,
-    workers,
-)
+from tests.faults.harness import held_ids, judge, runs, send, wait_settled
+from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.integration
 FROZEN_S = 20.0
 
 
 @pytest.mark.parametrize("pool", ["threads", "prefork"])
-def test_frozen_worker_runs_nothing_it_no_longer_owns(pool, app, broker, counter_url, workers) -> None:  # noqa: F811
-    a = workers(broker.url, "-P", pool, "-c", "1", "--prefetch-multiplier", "20", "-Q", "celery,only_a", name="a")
-    blocker = send(app, 1, seconds=5)  # early ack: A's one thread is busy while it prefetches the rest
-    wait_for(lambda: faults.runs(counter_url).get(blocker[0]), 30, "the blocker to start")
-    late, early = send(app, 8, late=True), send(app, 6)
+def test_frozen_worker_runs_nothing_it_no_longer_owns(pool, faults, broker_url, counter_url, start_worker) -> None:
+    a = start_worker("-P", pool, "-c", "1", "--prefetch-multiplier", "20", "-Q", "celery,only_a", name="a")
+    blocker = send(faults.count, 1, 5)  # early ack: A's one thread is busy while it prefetches the rest
+    wait_for(lambda: runs(counter_url).get(blocker[0]), 30, "the blocker to start")
+    late, early = send(faults.count_late, 8), send(faults.count, 6)
     held = set(late + early)
-    wait_for(lambda: held <= held_ids(broker.url), 30, "worker a to hold all 14 messages")
+    wait_for(lambda: held <= held_ids(broker_url, queued=False), 30, "worker a to hold all 14 messages")
     a.signal(signal.SIGSTOP)
     frozen_at = time.monotonic()
-    workers(broker.url, "-P", "threads", "-c", "2", name="b")  # b finds a silent and takes its messages
-    runs = wait_ran(counter_url, late + early, 90)
+    start_worker("-P", "threads", "-c", "2", name="b")  # b finds a silent and takes its messages
+    wait_settled(late + early, broker_url, counter_url, 90)
     recovery = time.monotonic() - frozen_at
     time.sleep(max(0.0, FROZEN_S - (time.monotonic() - frozen_at)))  # the freeze itself, not a proof
     a.signal(signal.SIGCONT)
-    sentinel = send(app, 1, queue="only_a")  # a runs it after whatever it still had queued
-    wait_ran(counter_url, sentinel, 60)
-    runs = faults.runs(counter_url)
-    result = judge(f"frozen.worker_sigstop_20s.{pool}", blocker + late + early, runs, broker.url, recovery)
-    assert runs.get(sentinel[0]) == 1, a.log()[-3000:]
-    assert (result.lost, result.stuck, result.duplicated) == (0, 0, 0), {i: runs.get(i) for i in late + early}
+    sentinel = send(faults.count, 1, queue="only_a")  # a runs it after whatever it still had queued
+    wait_settled(sentinel, broker_url, counter_url, 60)
+    counted = runs(counter_url)
+    result = judge(f"frozen.worker_sigstop_20s.{pool}", blocker + late + early, broker_url, counter_url, recovery)
+    assert counted.get(sentinel[0]) == 1, a.log()[-3000:]
+    assert (result.lost, result.dead, result.stuck, result.duplicated) == (0, 0, 0, 0), \
+        {i: counted.get(i) for i in late + early}
 
 
-def test_claim_fences_and_answers_the_same_when_retried(broker) -> None:  # noqa: F811
+def test_claim_fences_and_answers_the_same_when_retried(broker_url) -> None:
     """The fence on the real server: a claim retried after a lost reply still says "ours" (the
     record it removed is remembered), and a record taken back by the reaper says "not ours"."""
     from engine.broker.redis import RedisBroker
 
-    b = RedisBroker(broker.url)
+    b = RedisBroker(broker_url)
     try:
         b.client.lpush("celery", b"early", b"late")
         got = {d.raw: d.tag for d in b.fetch("o", ["celery"], 2, 0)}

@@ -7,24 +7,30 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import redis
 
-from engine.bundled import PrivateServer
-from tests.faults.kit import ROOT, broker, children_of, cmdline, counter_url, wait_for  # noqa: F401
+from tests.faults.harness import FaultServer
+from tests.faults.procs import children_of, cmdline
+from tests.integration.harness import ROOT, wait_for
 
 pytestmark = pytest.mark.integration
 SECRET = "s3cret-Pa55word"
 
 
 @pytest.fixture
-def locked(broker: PrivateServer) -> str:  # noqa: F811
+def broker(make_server: Callable[..., FaultServer]) -> FaultServer:
+    """On TCP: the password rides in a ``redis://:password@host:port`` URL, as users write it."""
+    return make_server("broker", tcp=True)
+
+
+@pytest.fixture
+def locked(broker: FaultServer) -> str:
     """The test's broker with a password; the URL that carries it."""
-    client = redis.Redis.from_url(broker.url)
-    client.config_set("requirepass", SECRET)
-    client.close()
+    with broker.client() as client:
+        client.config_set("requirepass", SECRET)
     return broker.url.replace("redis://", f"redis://:{SECRET}@", 1)
 
 
@@ -41,7 +47,7 @@ def leaks(pids: list[int]) -> dict[int, str]:
     return {pid: line for pid in pids if SECRET in (line := cmdline(pid))}
 
 
-def test_worker_reexec_keeps_the_password_out_of_argv(locked: str, counter_url: str, tmp_path: Path) -> None:  # noqa: F811
+def test_worker_reexec_keeps_the_password_out_of_argv(locked: str, counter_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FAULT_COUNTER_URL": counter_url}
     env.pop("TQCTL_BROKER", None)
     log = tmp_path / "worker.log"

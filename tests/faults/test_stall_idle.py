@@ -10,7 +10,8 @@ import time
 import pytest
 
 from engine.bundled import client_for
-from tests.faults.kit import app, broker, counter_url, judge, send, wait_for, wait_ran, workers  # noqa: F401
+from tests.faults.harness import judge, send, wait_settled
+from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -23,18 +24,18 @@ def blocked_clients(url: str) -> int:
         client.close()
 
 
-def test_worker_killed_after_the_idle_pop_loses_nothing(app, broker, counter_url, workers) -> None:  # noqa: F811
-    a = workers(broker.url, "-P", "threads", "-c", "1", name="a")
-    wait_for(lambda: blocked_clients(broker.url) >= 1, 30, "worker a to wait on the empty queue")
+def test_worker_killed_after_the_idle_pop_loses_nothing(faults, broker_url, counter_url, start_worker) -> None:
+    a = start_worker("-P", "threads", "-c", "1", name="a")
+    wait_for(lambda: blocked_clients(broker_url) >= 1, 30, "worker a to wait on the empty queue")
     a.signal(signal.SIGSTOP)
-    ids = send(app, 1, late=True)
-    client = client_for(broker.url)
+    ids = send(faults.count_late, 1)
+    client = client_for(broker_url)
     wait_for(lambda: client.llen("celery") == 0, 30, "the server to hand the message to the frozen worker")
     client.close()
     a.signal(signal.SIGKILL)
     a.proc.wait(10)
     killed = time.monotonic()
-    workers(broker.url, "-P", "threads", "-c", "1", name="b")
-    runs = wait_ran(counter_url, ids, 60)
-    result = judge("stall.idle_pop_then_sigkill", ids, runs, broker.url, time.monotonic() - killed)
-    assert (result.lost, result.stuck, result.duplicated) == (0, 0, 0)
+    start_worker("-P", "threads", "-c", "1", name="b")
+    wait_settled(ids, broker_url, counter_url, 60)
+    result = judge("stall.idle_pop_then_sigkill", ids, broker_url, counter_url, time.monotonic() - killed)
+    assert (result.lost, result.dead, result.stuck, result.duplicated) == (0, 0, 0, 0)
