@@ -48,7 +48,24 @@ def exec_worker(spec: WorkerSpec) -> NoReturn:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "tqctl", *sys.argv[1:]], env)
+    os.execve(sys.executable, [sys.executable, "-m", "tqctl", *masked_argv(sys.argv[1:])], env)
+
+
+def masked_argv(argv: list[str]) -> list[str]:
+    """The user's arguments with every URL's password masked: argv is world-readable (``ps``,
+    /proc/<pid>/cmdline) for the worker's whole life and every pool child's; the real URLs
+    travel in ``SPEC_ENV``, which only the process's owner can read."""
+    from engine.config import mask_url
+
+    def mask(arg: str) -> str:
+        if "://" not in arg:
+            return arg
+        flag, eq, value = arg.partition("=")
+        if eq and flag.startswith("-") and "://" in value:
+            return f"{flag}={mask_url(value)}"
+        return mask_url(arg)
+
+    return [mask(arg) for arg in argv]
 
 
 def serve(spec: WorkerSpec) -> int:

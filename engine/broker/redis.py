@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from itertools import count
 from typing import Any
@@ -25,12 +26,18 @@ from engine.protocol.task import PRIORITY_SEP, PRIORITY_STEPS, priority_key, rou
 from engine.redisconn import ThreadConnections, client_from_url, guarded
 
 INFLIGHT = "tqctl.inflight."
+STAGE = "tqctl.stage."
+STAGES = "tqctl.stages."
+CLAIMS = "tqctl.claims."
 OWNERS = "tqctl.owners"
+CLOCK = "tqctl.owners.clock"
 DELAYED = "tqctl.delayed"
 DEAD_RAW = "tqctl.dead.raw"
 DEAD_META = "tqctl.dead.meta"
 DEAD_INDEX = "tqctl.dead.index"
 SEP = "\x1f"
+IDLE_SLICE = 0.25  # seconds an idle worker blocks on one queue before it looks at every list again
+FAILED_KEEP = 4096  # fetches whose reply never came, remembered so their messages can be handed back
 
 
 def binding_member(queue: str) -> str:
@@ -48,7 +55,7 @@ class RedisBroker:
         self.client = client or client_from_url(url)
         self._scripts = {
             name: self.client.register_script(getattr(lua, name))
-            for name in ("FETCH", "REQUEUE", "REQUEUE_ALL", "DEFER", "PROMOTE", "REAP", "DEAD")
+            for name in ("FETCH", "CLAIM", "BEAT", "REQUEUE", "REQUEUE_ALL", "DEFER", "PROMOTE", "REAP", "DEAD")
         }
         self._dead_requeue = self.client.register_script(lua.DEAD_REQUEUE)
         self._seq = count(1)
@@ -56,19 +63,23 @@ class RedisBroker:
         self._conns = ThreadConnections(self.client)  # publish's per-thread connections
         self._fconn: redis.connection.AbstractConnection | None = None  # the consumer's, for fetch
         self._fpid, self._fetch_lock = 0, threading.Lock()
-        # The in-flight record written after a BRPOP, sent but its reply not yet read (see ``fetch``).
-        self._unconfirmed: tuple[str, str, bytes] | None = None
+        self._turn = 0  # which queue an idle fetch blocks on next
+        self._beat_client: redis.Redis | None = None  # heartbeats' own client (short timeouts)
+        self._beat_pid = 0
+        # Fetches that failed (their script may still have run) and tags given up locally: what
+        # ``reconcile`` hands back. Guarded by ``_orphan_lock``, touched from several threads.
+        self._failed: deque[str] = deque(maxlen=FAILED_KEEP)
+        self._forsaken: list[str] = []
+        self._orphan_lock = threading.Lock()
 
     # -- connection -------------------------------------------------------------------------
     def ping(self) -> None:
         guarded(self.url, self.client.ping)
 
     def close(self) -> None:
-        try:
-            self._confirm()
-        except (redis.RedisError, OSError):
-            pass  # closing because the broker is gone: the record is the reaper's business now
         self._fconn = None
+        if self._beat_client is not None:
+            self._beat_client.close()
         self._conns.close()
         self.client.close()
 
@@ -133,54 +144,71 @@ class RedisBroker:
     ) -> list[Delivery]:
         """Take up to ``limit`` messages into ``owner``'s in-flight hash; block ``timeout`` if none.
 
-        Pending acks ride in the same round trip. The blocking path is a BRPOP followed at once
-        by recording the message, so a crash in that instant is the only unrecorded window. That
-        record's reply is read later (``_confirm``): the task starts a round trip sooner, and every
-        call that touches the in-flight hash reads it first, so nothing can overtake the record.
+        Pending acks ride in the same round trip. Every message leaves its queue inside a script
+        that records it in the same step, or, when idle, by a blocking ``BLMOVE`` into a staging
+        list of ours that the reaper also empties: a worker that dies (or loses its connection)
+        right after the server popped loses nothing.
+
+        Why not ``BRPOP`` on every list, as kombu does: what it pops exists only in its reply until
+        a second command records it. ``BLMOVE`` blocks on one list only, so an idle worker blocks
+        on one queue's main list at a time (rotating across queues) for ``IDLE_SLICE`` at most,
+        and each wake-up runs FETCH over every list in serving order: a message on the watched
+        list starts at once, one in another queue or priority bucket within ``IDLE_SLICE``.
+
+        A fetch whose reply never came (reset, timeout) is remembered by its tag prefix: its
+        script may have run anyway, after we gave up; ``reconcile`` hands such messages back.
         """
         inflight = INFLIGHT + owner
         keys = self._keys(queues)
-        prefix = f"{next(self._seq)}"
         with self._fetch_lock:
-            self._confirm_locked()
-            # One EVALSHA on the consumer's own connection (acks ride inside the script).
-            flat = self._fetch_call("EVALSHA", self._scripts["FETCH"].sha, 1 + len(keys), inflight, *keys,
-                                    limit, prefix, *acks)
-            if flat:
-                return [Delivery(flat[i].decode(), flat[i + 1].decode(), flat[i + 2])
-                        for i in range(0, len(flat), 3)]
-            if timeout <= 0:
-                return []
-            got = self._fetch_call("BRPOP", *keys, max(timeout, 0.01))
-            if not got:
-                return []
-            key, raw = got[0].decode(), got[1]
-            tag = f"{prefix}.b"
-            record = key.encode() + SEP.encode() + raw
-            conn = self._fetch_conn()
-            try:
-                conn.send_command("HSET", inflight, tag, record)
-                self._unconfirmed = (inflight, tag, record)
-            except (redis.ConnectionError, redis.TimeoutError, OSError):
-                conn.disconnect()
-                self.client.hset(inflight, tag, record)  # the message is ours now: retry elsewhere
-            return [Delivery(tag, key, raw)]
+            arm = ""
+            if timeout > 0 and queues:
+                block = queues[self._turn % len(queues)]
+                self._turn += 1
+                arm = STAGE + owner + SEP + block
+            got = self._fetch_script(inflight, owner, keys, limit, arm, acks)
+            if got or not arm:
+                return got
+            self._guarded_call(f"{next(self._seq)}", "BLMOVE", block, arm, "RIGHT", "LEFT",
+                               min(max(timeout, 0.01), IDLE_SLICE))
+            return self._fetch_script(inflight, owner, keys, limit, "", ())
 
-    def _confirm(self) -> None:
-        if self._unconfirmed is not None:
-            with self._fetch_lock:
-                self._confirm_locked()
+    def _fetch_script(self, inflight: str, owner: str, keys: list[str], limit: int, arm: str,
+                      acks: Sequence[str]) -> list[Delivery]:
+        prefix = f"{next(self._seq)}"
+        flat = self._guarded_call(prefix, "EVALSHA", self._scripts["FETCH"].sha, 2 + len(keys), inflight,
+                                  STAGES + owner, *keys, limit, prefix, arm, *acks)
+        return [Delivery(flat[i].decode(), flat[i + 1].decode(), flat[i + 2]) for i in range(0, len(flat), 3)]
 
-    def _confirm_locked(self) -> None:
-        """Read the in-flight record's reply; if the connection failed, write it again elsewhere."""
-        pending, self._unconfirmed = self._unconfirmed, None
-        if pending is None or self._fconn is None or self._fpid != os.getpid():
-            return  # (a forked child: that socket and its reply are the parent's)
+    def _guarded_call(self, prefix: str, *args: Any) -> Any:
         try:
-            self._fconn.read_response()
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
-            self._fconn.disconnect()
-            self.client.hset(*pending)  # HSET is idempotent: harmless if the first one landed
+            return self._fetch_call(*args)
+        except BaseException:
+            with self._orphan_lock:
+                self._failed.append(prefix)
+            raise
+
+    def forsake(self, tags: Sequence[str]) -> None:
+        """Fetched messages this process will not run after all (it failed while sorting them):
+        the next ``reconcile`` hands them back."""
+        with self._orphan_lock:
+            self._forsaken.extend(tags)
+
+    def reconcile(self, owner: str) -> int:
+        """Hand back what ``owner``'s in-flight hash holds but this process never received (a fetch
+        whose reply was lost) or gave up: without this they would sit there while the worker
+        lives, never run and never reaped. Returns how many went back to their queues."""
+        with self._orphan_lock:
+            failed, forsaken = set(self._failed), self._forsaken[:]
+        if not failed and not forsaken:
+            return 0
+        inflight = INFLIGHT + owner
+        tags = [t.decode() for t in self.client.hkeys(inflight)]
+        orphans = [t for t in tags if t.partition(".")[0] in failed]
+        moved = int(self._scripts["REQUEUE"](keys=[inflight], args=orphans + forsaken)) if orphans or forsaken else 0
+        with self._orphan_lock:
+            del self._forsaken[:len(forsaken)]
+        return moved
 
     def _fetch_conn(self) -> redis.connection.AbstractConnection:
         conn = self._fconn
@@ -196,7 +224,7 @@ class RedisBroker:
         try:
             conn.send_command(*args)
             return conn.read_response()
-        except NoScriptError:
+        except NoScriptError:  # a restarted server forgot it
             self.client.script_load(lua.FETCH)
             conn.send_command(*args)
             return conn.read_response()
@@ -205,19 +233,36 @@ class RedisBroker:
             raise
 
     def ack(self, owner: str, tags: Sequence[str]) -> None:
-        self._confirm()
         if tags:
             self.client.hdel(INFLIGHT + owner, *tags)
 
+    def claim(self, owner: str, tag: str, take: bool, acks: Sequence[str] = ()) -> bool:
+        """The fence before a job starts: is this message still ours? ``take`` (early ack) also
+        removes the record, so a worker killed mid-task never has it run again. False means it was
+        taken back while this worker looked dead, and it runs (or ran) elsewhere."""
+        keys = [INFLIGHT + owner, CLAIMS + owner]
+        args = ["1" if take else "0", tag, *acks]
+        script = self._scripts["CLAIM"]
+        conn = self._conns.get()  # once per task start: this thread's own connection, as ``publish``
+        try:
+            conn.send_packed_command(conn.pack_command("EVALSHA", script.sha, 2, *keys, *args), check_health=False)
+            reply = conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            conn.disconnect()
+            reply = script(keys=keys, args=args)  # redis-py's retries; a retried take still answers 1
+        except NoScriptError:
+            reply = script(keys=keys, args=args)  # loads it
+        if isinstance(reply, redis.ResponseError):
+            raise reply
+        return bool(reply)
+
     def requeue(self, owner: str, tags: Sequence[str]) -> int:
-        self._confirm()
         if not tags:
             return 0
         return int(self._scripts["REQUEUE"](keys=[INFLIGHT + owner], args=list(tags)))
 
     def requeue_all(self, owner: str) -> int:
-        self._confirm()
-        return int(self._scripts["REQUEUE_ALL"](keys=[INFLIGHT + owner]))
+        return int(self._scripts["REQUEUE_ALL"](keys=self._owned(owner), args=[""]))
 
     def hand_back(self, items: Sequence[tuple[str, bytes]]) -> None:
         """Put messages we no longer own in the ledger back at the front of their lists."""
@@ -228,12 +273,10 @@ class RedisBroker:
             pipe.execute()
 
     def inflight_count(self, owner: str) -> int:
-        self._confirm()
         return int(self.client.hlen(INFLIGHT + owner))
 
     # -- delayed messages ---------------------------------------------------------------------
     def defer(self, owner: str, tag: str, eta: float) -> None:
-        self._confirm()
         self._scripts["DEFER"](keys=[INFLIGHT + owner, DELAYED], args=[tag, repr(eta)])
 
     def promote_due(self, now: float, limit: int = 500) -> tuple[int, float | None]:
@@ -244,23 +287,38 @@ class RedisBroker:
         return int(self.client.zcard(DELAYED))
 
     # -- owner liveness -----------------------------------------------------------------------
-    def heartbeat(self, owner: str, now: float) -> None:
-        self.client.zadd(OWNERS, {owner: int(now * 1000)})
+    def heartbeat(self, owner: str, now: float, slack: float = 2.0, timeout: float | None = None) -> bool:
+        """Renew ``owner``'s lease on the server's clock (``now`` is not used: a worker's clock is
+        not the judge). False if the owner had been reaped (or never beat): what it held before
+        was handed back. ``slack``: the longest pause between ownership scripts that is normal.
+        ``timeout``: beat on a connection of its own that gives up waiting for a reply after that
+        long, so a lost reply costs a retry, not the lease."""
+        client = self.client
+        if timeout is not None:
+            if self._beat_client is None or self._beat_pid != os.getpid():
+                self._beat_client = client_from_url(self.url, socket_timeout=timeout,
+                                                    socket_connect_timeout=timeout)
+                self._beat_pid = os.getpid()
+            client = self._beat_client
+        beat = self._scripts["BEAT"]
+        return not int(beat(keys=[OWNERS, CLOCK], args=[owner, int(slack * 1000)], client=client))
 
     def retire(self, owner: str) -> None:
-        self._confirm()
-        pipe = self.client.pipeline(transaction=True)
-        pipe.zrem(OWNERS, owner)
-        pipe.delete(INFLIGHT + owner)
-        pipe.execute()
+        """Leave for good; anything still recorded or staged goes back first."""
+        self._scripts["REQUEUE_ALL"](keys=self._owned(owner), args=[owner])
 
-    def reap(self, now: float, timeout: float) -> int:
-        cutoff = int((now - timeout) * 1000)
-        return int(self._scripts["REAP"](keys=[OWNERS], args=[cutoff, INFLIGHT]))
+    @staticmethod
+    def _owned(owner: str) -> list[str]:
+        return [INFLIGHT + owner, STAGES + owner, OWNERS, CLAIMS + owner]
+
+    def reap(self, now: float, timeout: float, slack: float = 2.0) -> int:
+        """Hand back the messages of owners silent for ``timeout`` by the server's clock, not
+        counting time when the server itself (or every worker) was stalled."""
+        args = [int(timeout * 1000), INFLIGHT, STAGES, int(slack * 1000), CLAIMS]
+        return int(self._scripts["REAP"](keys=[OWNERS, CLOCK], args=args))
 
     # -- dead letters -------------------------------------------------------------------------
     def dead_letter(self, owner: str | None, tag: str | None, letter: DeadLetter) -> None:
-        self._confirm()
         meta = {k: v for k, v in letter.as_dict().items() if k not in ("id", "size")}
         self._scripts["DEAD"](
             keys=[INFLIGHT + (owner or "-"), DEAD_RAW, DEAD_META, DEAD_INDEX],

@@ -45,6 +45,7 @@ class Consumer:
         self._held_seq = itertools.count()
         self.refill = max(1, worker.prefetch // 2)
         self._fetching = threading.Lock()  # one fetch-and-sort at a time: ``run`` or ``top_up``
+        self.epoch = 0  # the lease epoch read just before the current fetch (jobs carry it)
         self.thread = threading.Thread(target=self.run, name="consumer", daemon=True)
 
     # -- the loop -----------------------------------------------------------------------------
@@ -101,13 +102,22 @@ class Consumer:
         """One fetch (pending acks ride along) and every message sorted; returns how many came."""
         w = self.worker
         acks = w.acker.take()
+        self.epoch = w.maintenance.epoch  # before the fetch: a reap noticed later makes it stale
         try:
             deliveries = self.broker.fetch(w.owner, w.queues, room, block, acks)
         except BaseException:
             w.acker.put_back(acks)
             raise
-        for delivery in deliveries:
-            self._sort_contained(delivery)
+        for i, delivery in enumerate(deliveries):
+            try:
+                self._sort_contained(delivery)
+            except BaseException:
+                # A broker error (anything else is contained to its message): this one, unless it
+                # reached the pool, and the rest are recorded as ours but will never be sorted.
+                # The next reconcile (``Maintenance.step``) hands them back.
+                taken = {id(j.delivery) for j in w.reserved.values()}
+                self.broker.forsake([d.tag for d in deliveries[i:] if id(d) not in taken])
+                raise
         self._release_held()
         return len(deliveries)
 
@@ -127,8 +137,11 @@ class Consumer:
         if room > 0 and w.queues and not w.stopping.is_set() and self._fetching.acquire(blocking=False):
             try:
                 fetched = self._fetch_and_sort(room, 0)
-            except (redis.RedisError, BrokerUnavailable, OSError):
-                fetched = 0  # the consumer's loop retries, logs and backs off
+            except (redis.RedisError, BrokerUnavailable, OSError) as exc:
+                # The consumer's loop retries and backs off; a fetch that ran anyway is handed
+                # back by the next reconcile (``Maintenance.step``).
+                log.warning("fetch after a finished task failed: %s", exc)
+                fetched = 0
             except Exception:  # never into the pool thread that called us
                 log.exception("unexpected error fetching more work; the consumer's loop carries on")
                 fetched = 0

@@ -25,6 +25,7 @@ class Job:
     acked: bool = False
     time_start: float | None = None
     worker_pid: int | None = None
+    epoch: int = 0  # the owner's lease epoch when it was fetched (see ``Maintenance.lease_holds``)
 
     @property
     def id(self) -> str:

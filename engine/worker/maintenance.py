@@ -1,7 +1,13 @@
-"""Background upkeep that keeps ownership honest: heartbeats, reaping, due ETAs, late acks.
+"""Background upkeep that keeps ownership honest: heartbeats, reaping, due ETAs, late acks,
+and handing back what a lost fetch reply left in our in-flight record.
 
 Every worker runs it; each step is one atomic script on the broker, so many workers doing it
 at once never move a message twice.
+
+The heartbeat is a lease judged on the broker's clock: a beat that finds its owner gone (it was
+reaped while this process was frozen or cut off) starts a new lease *epoch*. A job fetched in the
+current epoch while the lease is fresh is provably still ours; any other is checked against the
+broker before it starts (the fence in ``Worker.on_start``).
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import redis
@@ -30,33 +37,62 @@ class Maintenance:
         self.owner_timeout = float(worker.app.conf.tqctl_owner_timeout)
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.run, name="maintenance", daemon=True)
-        self._next_beat = 0.0
+        # Beats on a thread and a connection of their own, with a short read timeout: a reply lost
+        # on the way (or a slow ack, flush or reap) must not leave the lease unrenewed until this
+        # live worker is judged dead. Started by ``run``.
+        self.beater = threading.Thread(target=self._beat_loop, name="heartbeat", daemon=True)
+        self.beat_timeout = max(min(self.interval, self.owner_timeout / 4), 0.2)
+        # The longest normal pause between ownership scripts; longer ones are the broker's stall.
+        self.slack = min(2 * self.interval, self.owner_timeout / 3)
+        self.epoch = 0
+        self._lease_from = float("-inf")  # monotonic time the last confirming beat was sent
+        self._next_reap = 0.0
         self._next_due: float | None = 0.0
 
     def beat(self) -> None:
         """Announce the owner before it fetches anything, so its messages are always reapable."""
-        self.broker.heartbeat(self.worker.owner, time.time())
+        sent = time.monotonic()  # monotonic keeps counting while this process is stopped
+        if not self.broker.heartbeat(self.worker.owner, time.time(), self.slack, self.beat_timeout):
+            self.epoch += 1  # before the lease below: a reader that sees the new lease sees this too
+        self._lease_from = sent
+
+    def lease_holds(self, epoch: int) -> bool:
+        """True if nobody can have taken back a message fetched in ``epoch``: the lease was renewed
+        well within the owner timeout and never lost since. Reads the lease first (see ``beat``)."""
+        fresh = time.monotonic() - self._lease_from < self.owner_timeout / 2
+        return fresh and epoch == self.epoch
 
     def run(self) -> None:
+        self.beater.start()
+        self._loop(self.step, TICK, "upkeep")
+
+    def _beat_loop(self) -> None:
+        self._loop(self.beat, self.interval, "heartbeat")
+
+    def _loop(self, work: Callable[[], None], every: float, what: str) -> None:
         failing_since: float | None = None
         next_warning = 0.0
-        while not self.done.wait(TICK):
+        wait = 0.0
+        while not self.done.wait(wait):
             try:
-                self.step()
+                work()
             except (redis.RedisError, BrokerUnavailable, OSError) as exc:
-                # A warning, not debug: while this fails the owner heartbeat is not written, and after
-                # tqctl_owner_timeout other workers take this worker's messages back. Every 5 s at most.
+                # A warning, not debug: while the heartbeat fails, after tqctl_owner_timeout other
+                # workers take this worker's messages back. Every 5 s at most; retried each tick.
                 now = time.monotonic()
                 failing_since = failing_since or now
                 if now >= next_warning:
                     next_warning = now + 5.0
-                    log.warning("owner heartbeat and upkeep failing for %.1fs (messages held here are "
-                                "reclaimed by other workers after %.0fs): %s", now - failing_since,
+                    log.warning("owner heartbeat and upkeep failing for %.1fs (%s; messages held here are "
+                                "reclaimed by other workers after %.0fs): %s", now - failing_since, what,
                                 self.owner_timeout, exc)
+                wait = TICK
                 continue
             if failing_since is not None:
-                log.warning("owner heartbeat written again after %.1fs", time.monotonic() - failing_since)
+                log.warning("owner heartbeat written again after %.1fs (%s)", time.monotonic() - failing_since,
+                            what)
                 failing_since, next_warning = None, 0.0
+            wait = every
 
     def step(self) -> None:
         now = time.time()
@@ -70,13 +106,16 @@ class Maintenance:
         self.worker.on_tick(now)
         if self._next_due is not None and self._next_due <= now + TICK:
             _moved, self._next_due = self.broker.promote_due(now)
-        if now >= self._next_beat:
-            self._next_beat = now + self.interval
-            self.broker.heartbeat(self.worker.owner, now)
-            recovered = self.broker.reap(now, self.owner_timeout)
+        if now >= self._next_reap:
+            self._next_reap = now + self.interval
+            recovered = self.broker.reap(now, self.owner_timeout, self.slack)
             if recovered:
                 log.warning("recovered %d message(s) from worker(s) that stopped heartbeating",
                             recovered)
+            orphans = self.broker.reconcile(self.worker.owner)
+            if orphans:
+                log.warning("handed back %d message(s) a failed fetch had moved into our in-flight record",
+                            orphans)
             _moved, self._next_due = self.broker.promote_due(now)
             self.worker.on_heartbeat()
 
@@ -87,5 +126,6 @@ class Maintenance:
 
     def stop(self) -> None:
         self.done.set()
-        if self.thread.is_alive():
-            self.thread.join(2)
+        for thread in (self.thread, self.beater):
+            if thread.is_alive():
+                thread.join(2)

@@ -43,8 +43,28 @@ def _dumps(obj: Any) -> bytes:
     return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
 
 
-def _child_main(conn: Connection, host: PoolHost) -> None:
+PARENT_CHECK = 1.0  # seconds between a child's looks at whether its parent still lives
+
+
+def _die_with_parent(parent: int) -> None:
+    """Exit when the worker is gone, even mid-task: SIGKILL of the parent (the OOM killer) closes
+    no pipe we would notice (later children hold copies of the parent's ends) and runs no cleanup.
+
+    A parent-pid check on a thread rather than ``PR_SET_PDEATHSIG``: that signal fires when the
+    *thread* that forked exits, and replacement children are forked by the collector thread.
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK)
+        os._exit(1)  # our results have nowhere to go; the broker's reaper hands the message back
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _child_main(conn: Connection, host: PoolHost, parent: int | None = None) -> None:
     """Loop in the child: receive a job, run it, send the outcome back."""
+    if parent is not None:
+        _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     app = host.app
@@ -115,7 +135,7 @@ class PreforkPool:
         # writes to them, so their pages stay shared (copy-on-write) instead of being copied.
         gc.freeze()
         parent_end, child_end = _fork.Pipe(duplex=True)
-        process = _fork.Process(target=_child_main, args=(child_end, self.host), daemon=True,
+        process = _fork.Process(target=_child_main, args=(child_end, self.host, os.getpid()), daemon=True,
                                 name="tqctl-pool")
         process.start()
         child_end.close()
@@ -138,13 +158,16 @@ class PreforkPool:
 
     def _dispatch(self) -> None:
         for child in self._children:
-            if not self._queue or not self._accepting:
-                return
-            if child.job is None and not child.retiring and child.process.is_alive():
+            # ``while``: a job the host skips (revoked, or no longer ours) leaves the child free
+            # for the next one; otherwise the queue waits for an unrelated submit.
+            while self._queue and self._accepting and child.job is None and not child.retiring \
+                    and child.process.is_alive():
                 job = self._queue.popleft()
                 job.worker_pid = child.pid
                 if self.host.on_start(job):
                     self._send(child, job)
+            if not self._queue or not self._accepting:
+                return
 
     def _send(self, child: Child, job: Job) -> None:
         child.job = job

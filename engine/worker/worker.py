@@ -306,7 +306,7 @@ class Worker:
         hard = hard or task.time_limit or self.app.conf.task_time_limit
         soft = soft or task.soft_time_limit or self.app.conf.task_soft_time_limit
         acks_late = task.opt("acks_late", "task_acks_late")
-        return Job(delivery, message, task, bool(acks_late), hard, soft)
+        return Job(delivery, message, task, bool(acks_late), hard, soft, epoch=self.consumer.epoch)
 
     def hold(self, job: Job) -> None:
         with self._room:
@@ -349,24 +349,42 @@ class Worker:
             self.consumer.settle_revoked(job.delivery, job.message, "revoked")
             self._release()
             return False
+        if not self._still_ours(job):
+            log.warning("%s[%s] not started: its message was taken back while this worker looked dead "
+                        "(frozen or cut off from the broker); it runs elsewhere", job.name, job.id)
+            self._release()
+            return False
         job.time_start = time.time()
         self.active[job.id] = job
         if not job.acks_late:
-            job.acked = True
-            self._ack_now(job.delivery.tag)
+            job.acked = True  # the claim removed the record: at most once from here
         if job.task.send_events:
             self.events.task("task-started", uuid=job.id, pid=job.worker_pid or os.getpid())
         return True
 
-    def _ack_now(self, tag: str) -> None:
-        """Early ack means at most once: the ack must reach the broker before the task runs, or a
-        worker killed mid-task would have it re-run. Pending batched acks ride along for free."""
-        tags = [*self.acker.take(), tag]
-        try:
-            self.broker.ack(self.owner, tags)
-        except Exception as exc:  # broker away: keep them for the next round trip
-            log.warning("early ack deferred, broker unreachable: %s", exc)
-            self.acker.put_back(tags)
+    def _still_ours(self, job: Job) -> bool:
+        """The fence: run only what the broker still records as ours. An early-ack job takes its
+        record (the ack must land before the task runs: at most once); a late-ack one is checked,
+        unless the lease proves nobody can have taken it (no round trip in the normal case).
+        Broker away: wait for it rather than guess, since either guess can run a task twice or
+        lose it; pending batched acks ride along."""
+        take = not job.acks_late
+        if not take and self.maintenance.lease_holds(job.epoch):
+            return True
+        delay = 0.1
+        while True:
+            acks = self.acker.take() if take else []
+            try:
+                return self.broker.claim(self.owner, job.delivery.tag, take, acks)
+            except (redis.RedisError, BrokerUnavailable, OSError) as exc:
+                self.acker.put_back(acks)
+                if self.cold.is_set():
+                    return False  # stays recorded (or claimed): handed back or reaped, never run here
+                if delay == 0.1:
+                    log.warning("cannot confirm %s[%s] is still ours, broker unreachable (waiting): %s",
+                                job.name, job.id, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def on_done(self, job: Job, outcome: Outcome) -> None:
         self.active.pop(job.id, None)

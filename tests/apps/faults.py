@@ -15,6 +15,7 @@ from engine import App
 app = App("faults")
 app.conf.tqctl_owner_timeout = 3.0
 app.conf.tqctl_heartbeat_interval = 0.5
+app.conf.result_expires = int(os.environ.get("FAULT_RESULT_EXPIRES", "86400"))  # the soak checks expiry
 
 RUNS = "fault:runs"
 _counter: redis.Redis | None = None

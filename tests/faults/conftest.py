@@ -2,8 +2,10 @@
 it never touches, the counting app as a client, and real workers (``tests.integration.harness``).
 
 ``broker``/``counter`` are ``FaultServer``s (stop, freeze, kill, restart on the same address);
-``make_server("backend")`` makes more (a result store on its own server, a TCP one for a proxy).
-Where each task ended up is asked of ``tests.faults.harness`` (``wait_settled``, ``judge``).
+``make_server("backend")`` makes more (a result store on its own server). A module whose experiment
+needs the broker on TCP (a proxy in front of it, a password in its URL) overrides ``broker`` with
+``make_server("broker", tcp=True)``. Where each task ended up is asked of ``tests.faults.harness``
+(``wait_settled``, ``judge``); the proxy and the process helpers live in ``proxy.py`` and ``procs.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from types import ModuleType
 import pytest
 
 from tests.faults.harness import FaultServer
+from tests.faults.procs import kill_group
 from tests.integration.harness import WorkerProcess
 
 APP = "tests.apps.faults"
@@ -84,19 +87,21 @@ def faults(broker_url: str, counter_url: str, monkeypatch: pytest.MonkeyPatch) -
 @pytest.fixture
 def start_worker(broker_url: str, counter_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """``start_worker("-c", "2", "-P", "threads", name="w1", app=..., env={...}, ready=True)`` → a worker on
-    this experiment's broker counting runs in the counter store (``--backend URL`` puts results elsewhere);
-    each is killed with its whole process group at the end."""
+    this experiment's broker (``url=`` another address for it, e.g. a proxy's) counting runs in the counter
+    store (``--backend URL`` puts results elsewhere); each is killed with its whole process group at the
+    end, even one whose leader is already gone (the children it left behind)."""
     started: list[WorkerProcess] = []
 
     def start(*args: str, name: str | None = None, app: str = APP, env: dict[str, str] | None = None,
-              ready: bool = True) -> WorkerProcess:
+              ready: bool = True, url: str | None = None) -> WorkerProcess:
         name = name or f"w{len(started) + 1}"
         extra = {"FAULT_COUNTER_URL": counter_url, **(env or {})}
         argv = ["-n", f"{name}@%h", "-l", "info", *args]
-        proc = WorkerProcess(broker_url, argv, tmp_path / f"{name}.log", extra, app=app)
+        proc = WorkerProcess(url or broker_url, argv, tmp_path / f"{name}.log", extra, app=app)
         started.append(proc)
         return proc.wait_ready(30.0) if ready else proc
 
     yield start
     for proc in started:
         proc.close()
+        kill_group(proc.pid)

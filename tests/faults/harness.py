@@ -20,6 +20,7 @@ import redis
 
 from engine.broker.redis import DEAD_META, DELAYED, INFLIGHT
 from engine.bundled import _free_port, client_for, resolve_server_binary, socket_path_fits
+from engine.task import Task
 from tests.faults.report import Verdict, emit, verdict
 from tests.integration.harness import wait_for
 
@@ -96,9 +97,11 @@ class FaultServer:
                 self.kill()
 
 
-def send(task: object, n: int, *args: object, **options: object) -> list[str]:
-    """``n`` calls of ``task.apply_async(args, **options)``; returns their ids in order."""
-    return [task.apply_async(args, **options).id for _ in range(n)]  # type: ignore[attr-defined]
+def send(task: Task, n: int, *args: object, queue: str | None = None, **options: object) -> list[str]:
+    """``n`` calls of ``task`` with ``args`` and the same options, published in one round trip
+    (``send_many``), so a thousand tasks are queued before the first few have run; their ids in order."""
+    sent = task.app.send_many(task.name, [(args, None)] * n, task=task, queue=queue, **options)
+    return [result.id for result in sent]
 
 
 def runs(counter_url: str) -> dict[str, int]:
@@ -120,26 +123,28 @@ def dead_ids(broker_url: str) -> dict[str, str]:
     return found
 
 
-def _task_id(raw: bytes) -> str | None:
+def _task_id(value: bytes) -> str | None:
+    """The id in a message, bare or behind an ``owner-tag\\x1f`` prefix (JSON never holds a raw 0x1f)."""
     try:
-        task_id = (json.loads(raw).get("headers") or {}).get("id")
+        task_id = (json.loads(value.partition(b"\x1f")[2] or value).get("headers") or {}).get("id")
     except (ValueError, AttributeError):
         return None
     return task_id if isinstance(task_id, str) else None
 
 
-def held_ids(broker_url: str) -> set[str]:
-    """Ids of task messages still in the broker: on a queue, in a worker's in-flight hash, or delayed."""
+def held_ids(broker_url: str, queued: bool = True) -> set[str]:
+    """Ids of task messages still in the broker: taken by a worker (its in-flight record or staging
+    list) and, unless ``queued=False``, waiting on a queue or delayed."""
     found: set[str] = set()
     with client_for(broker_url, 10.0) as client:
         for key in client.scan_iter(count=1000):
             kind = client.type(key)
-            if kind == b"list" and not key.startswith(b"_kombu"):
+            if kind == b"list" and (key.startswith(b"tqctl.") or queued and not key.startswith(b"_kombu")):
                 found.update(filter(None, map(_task_id, client.lrange(key, 0, -1))))
             elif kind == b"hash" and key.startswith(INFLIGHT.encode()):
-                found.update(filter(None, (_task_id(r.partition(b"\x1f")[2]) for r in client.hvals(key))))
-        for member in client.zrange(DELAYED, 0, -1):
-            found.update(filter(None, [_task_id(member.partition(b"\x1f")[2])]))
+                found.update(filter(None, map(_task_id, client.hvals(key))))
+        if queued:
+            found.update(filter(None, map(_task_id, client.zrange(DELAYED, 0, -1))))
     return found
 
 

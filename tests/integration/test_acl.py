@@ -21,10 +21,11 @@ from tests.integration.servers import Server, free_port, valkey_binary, wait_unt
 pytestmark = pytest.mark.integration
 
 # Workers, clients, beat and the scripted commands (the console also reads INFO server: add +info).
-COMMANDS = ("+ping +hello +client|setinfo +get +set +setex +del +pexpire +pttl +hget +hset +hsetnx +hdel +hgetall "
-            "+hmget +hlen +hvals +hincrby +lpush +rpush +rpop +brpop +llen +lrange +lindex +ltrim +sadd +srem "
-            "+smembers +zadd +zrem +zcard +zrange +zrangebyscore +zrevrange +zremrangebyscore +zremrangebyrank "
-            "+zscan +scan +publish +subscribe +psubscribe +evalsha +script|load +multi +exec +wait")
+COMMANDS = ("+ping +hello +client|setinfo +get +set +setex +del +pexpire +pttl +hget +hset +hsetnx +hdel +hexists "
+            "+hkeys +hgetall +hmget +hlen +hvals +hincrby +lpush +rpush +rpop +lpop +brpop +blmove +lpos +llen "
+            "+lrange +lindex +ltrim +sadd +srem +smembers +zadd +zincrby +zrem +zcard +zrange +zrangebyscore "
+            "+zrevrange +zremrangebyscore +zremrangebyrank +zscan +scan +publish +subscribe +psubscribe +evalsha "
+            "+script|load +multi +exec +wait +time")
 ACL = f"user tqctl on >s3cret-pw resetkeys ~* resetchannels &* -@all {COMMANDS}"
 
 

@@ -6,6 +6,7 @@ never ends the fetch loop silently. It retries with backoff; if it keeps failing
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 from engine import App
@@ -43,6 +44,7 @@ class StubWorker:
         self.prefetch, self.queues, self.owner = 4, ["celery"], "me"
         self.stopping, self.acker, self.reserved = Instant(), Acker(), {}
         self.stop_requests = 0
+        self.maintenance = SimpleNamespace(epoch=0)  # the lease epoch the consumer stamps on fetched jobs
 
     def room(self) -> int:
         return 4

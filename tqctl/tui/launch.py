@@ -109,19 +109,19 @@ def up(*, app_spec: str, concurrency: int, workers: int, beat: bool, detach: boo
     url, explicit = resolve(broker, state_dir)
     logs = Path(state_dir).expanduser() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TQCTL_BROKER": url}
+    env = {**os.environ, "TQCTL_BROKER": url}  # the URL (and its password) only here: argv shows in ``ps``
     owned = Owned(detach=detach)
     base = [sys.executable, "-m", "tqctl"]
     commands = []
     for i in range(1, workers + 1):
-        argv = [*base, "worker", "-A", app_spec, "-n", f"up{i}@%h", "-P", pool, "-l", "info", "--broker", url]
+        argv = [*base, "worker", "-A", app_spec, "-n", f"up{i}@%h", "-P", pool, "-l", "info"]
         if concurrency:
             argv += ["-c", str(concurrency)]
         if queues:
             argv += ["-Q", queues]
         commands.append((f"worker up{i}", argv))
     if beat:
-        commands.append(("beat", [*base, "beat", "-A", app_spec, "--broker", url]))
+        commands.append(("beat", [*base, "beat", "-A", app_spec]))
     try:
         for label, argv in commands:
             log = logs / f"up-{label.replace(' ', '-')}.log"

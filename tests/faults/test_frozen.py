@@ -1,0 +1,61 @@
+"""Item 5: a frozen worker runs nothing it no longer owns.
+
+A worker stopped (SIGSTOP) long enough is indistinguishable from a dead one: its messages go
+back and run elsewhere. When it wakes it must not run what it held, neither late-ack tasks (they
+already ran) nor early-ack ones (early ack promises at most once)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from tests.faults.harness import held_ids, judge, runs, send, wait_settled
+from tests.integration.harness import wait_for
+
+pytestmark = pytest.mark.integration
+FROZEN_S = 20.0
+
+
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_frozen_worker_runs_nothing_it_no_longer_owns(pool, faults, broker_url, counter_url, start_worker) -> None:
+    a = start_worker("-P", pool, "-c", "1", "--prefetch-multiplier", "20", "-Q", "celery,only_a", name="a")
+    blocker = send(faults.count, 1, 5)  # early ack: A's one thread is busy while it prefetches the rest
+    wait_for(lambda: runs(counter_url).get(blocker[0]), 30, "the blocker to start")
+    late, early = send(faults.count_late, 8), send(faults.count, 6)
+    held = set(late + early)
+    wait_for(lambda: held <= held_ids(broker_url, queued=False), 30, "worker a to hold all 14 messages")
+    a.signal(signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    start_worker("-P", "threads", "-c", "2", name="b")  # b finds a silent and takes its messages
+    wait_settled(late + early, broker_url, counter_url, 90)
+    recovery = time.monotonic() - frozen_at
+    time.sleep(max(0.0, FROZEN_S - (time.monotonic() - frozen_at)))  # the freeze itself, not a proof
+    a.signal(signal.SIGCONT)
+    sentinel = send(faults.count, 1, queue="only_a")  # a runs it after whatever it still had queued
+    wait_settled(sentinel, broker_url, counter_url, 60)
+    counted = runs(counter_url)
+    result = judge(f"frozen.worker_sigstop_20s.{pool}", blocker + late + early, broker_url, counter_url, recovery)
+    assert counted.get(sentinel[0]) == 1, a.log()[-3000:]
+    assert (result.lost, result.dead, result.stuck, result.duplicated) == (0, 0, 0, 0), \
+        {i: counted.get(i) for i in late + early}
+
+
+def test_claim_fences_and_answers_the_same_when_retried(broker_url) -> None:
+    """The fence on the real server: a claim retried after a lost reply still says "ours" (the
+    record it removed is remembered), and a record taken back by the reaper says "not ours"."""
+    from engine.broker.redis import RedisBroker
+
+    b = RedisBroker(broker_url)
+    try:
+        b.client.lpush("celery", b"early", b"late")
+        got = {d.raw: d.tag for d in b.fetch("o", ["celery"], 2, 0)}
+        assert b.claim("o", got[b"early"], take=True) and b.claim("o", got[b"early"], take=True)
+        assert b.claim("o", got[b"late"], take=False)
+        b.client.zadd("tqctl.owners", {"o": 0})  # silent since 1970: the next reap takes "late" back
+        assert b.reap(time.time(), 3.0) == 1
+        assert not b.claim("o", got[b"late"], take=False) and not b.claim("o", got[b"late"], take=True)
+        assert b.client.lrange("celery", 0, -1) == [b"late"]
+    finally:
+        b.close()
