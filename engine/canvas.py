@@ -32,6 +32,13 @@ class Signature(dict):
                              immutable=immutable)
         self.app = app
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], app: App | None = None) -> Signature:
+        """The right canvas class for a signature dict (Celery's ``Signature.from_dict``)."""
+        from engine.workflows import from_dict
+
+        return from_dict(data, app)
+
     @property
     def name(self) -> str:
         return self["task"]
@@ -44,9 +51,52 @@ class Signature(dict):
     def options(self) -> dict[str, Any]:
         return self["options"]
 
-    def set(self, **options: Any) -> Signature:
+    @property
+    def id(self) -> str | None:
+        return self["options"].get("task_id")
+
+    @property
+    def args(self) -> list[Any]:
+        return self["args"]
+
+    @args.setter
+    def args(self, value: Sequence[Any]) -> None:
+        self["args"] = list(value)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return self["kwargs"]
+
+    @kwargs.setter
+    def kwargs(self, value: dict[str, Any]) -> None:
+        self["kwargs"] = dict(value)
+
+    def set(self, immutable: bool | None = None, **options: Any) -> Signature:
+        if immutable is not None:
+            self["immutable"] = immutable
         self["options"].update(options)
         return self
+
+    def freeze(self, _id: str | None = None, group_id: str | None = None, chord: dict[str, Any] | None = None,
+               root_id: str | None = None, parent_id: str | None = None,
+               group_index: int | None = None) -> AsyncResult:
+        """Fix the ids this signature will run under, as Celery's ``freeze`` (an existing id wins)."""
+        from engine.protocol.task import new_id
+        from engine.result import AsyncResult
+
+        opts = self["options"]
+        task_id = opts.setdefault("task_id", _id or new_id())
+        if root_id:
+            opts["root_id"] = root_id
+        if parent_id:
+            opts["parent_id"] = parent_id
+        if group_id and "group_id" not in opts:
+            opts["group_id"] = group_id
+        if chord:
+            opts["chord"] = chord
+        if group_index is not None:
+            opts["group_index"] = group_index
+        return AsyncResult(task_id, self.app)
 
     def link(self, callback: dict[str, Any]) -> dict[str, Any]:
         """Run ``callback`` with this task's result when it succeeds (Celery's ``link``)."""
@@ -90,12 +140,27 @@ class Signature(dict):
         self.app = self.app or app
         return self
 
+    def _bound_app(self) -> App:
+        """This signature's app, else the current one (Celery's signatures fall back the same way)."""
+        if self.app is None:
+            from engine.shared import _current_app as current_app
+
+            self.app = current_app()
+        return self.app
+
+    def apply(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
+        """Run here, in this process (eager), like ``task.apply``."""
+        sig = self.clone(args, kwargs, **options)
+        return self._bound_app().tasks[sig.name].apply(sig["args"], sig["kwargs"], **sig["options"])
+
     def apply_async(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
                     **options: Any) -> AsyncResult:
-        if self.app is None:
-            raise RuntimeError(f"signature {self.name} is not bound to an app")
+        self._bound_app()
         sig = self.clone(args, kwargs, **options)
         opts = dict(sig["options"])
+        nesting = opts.pop("replaced_task_nesting", None)
+        if nesting:
+            opts["headers"] = {**(opts.get("headers") or {}), "replaced_task_nesting": nesting}
         task = self.app.tasks.get(sig.name)
         if task is not None and self.app.conf.task_always_eager:
             return task.apply(sig["args"], sig["kwargs"], **opts)

@@ -64,6 +64,10 @@ class TimeLimitExceeded(Exception):
     """The hard time limit passed and the process running the task was killed."""
 
 
+class Ignore(TaskError):
+    """Raised by a task to end without a result or callbacks (``Task.replace`` raises it)."""
+
+
 class Reject(TaskError):
     """Raised by a task to refuse its message; with ``requeue=True`` it goes back to the queue."""
 
@@ -130,6 +134,8 @@ CELERY_EXCEPTIONS: dict[str, type[BaseException]] = {
         WorkerLostError,
         ChordError,
         TimeoutError,
+        Ignore,
+        ImproperlyConfigured,
         BackendError,
         BackendStoreError,
     )

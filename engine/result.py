@@ -81,6 +81,10 @@ class AsyncResult:
                 found.append(AsyncResult(entry[0][0], self.app))
         return found
 
+    def as_tuple(self) -> tuple[Any, Any]:
+        """Celery's serializable form, ``((id, parent tuple), None)``, read by ``result_from_tuple``."""
+        return (self.id, self.parent.as_tuple() if self.parent is not None else None), None
+
     def ready(self) -> bool:
         return self.state in states.READY_STATES
 

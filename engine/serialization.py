@@ -6,11 +6,12 @@ decoder refuses any content type not named in ``accept_content`` before looking 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import decimal
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from engine.exceptions import ContentDisallowed
@@ -20,20 +21,69 @@ CONTENT_TYPES = {
     "pickle": "application/x-python-serialize",
 }
 NAMES_BY_TYPE = {v: k for k, v in CONTENT_TYPES.items()}
+_JSON = CONTENT_TYPES["json"]
+
+
+def _tag(kind: str, value: Any) -> dict[str, Any]:
+    return {"__type__": kind, "__value__": value}
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, (dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, (uuid.UUID, decimal.Decimal)):
-        return str(value)
-    if isinstance(value, (set, frozenset)):
-        return list(value)
+    """kombu 5.7's JSON encoder: the types JSON lacks travel as ``{"__type__", "__value__"}``
+    tags, so a Celery worker receives a real ``datetime``/``bytes``/``UUID``/``Decimal``."""
+    reducer = getattr(value, "__json__", None)
+    if reducer is not None:
+        return reducer()
+    if isinstance(value, dt.datetime):  # before date: a datetime is a date too
+        return _tag("datetime", value.isoformat())
+    if isinstance(value, dt.date):
+        return _tag("date", value.isoformat())
+    if isinstance(value, dt.time):
+        return _tag("time", value.isoformat())
+    if isinstance(value, decimal.Decimal):
+        return _tag("decimal", str(value))
+    if isinstance(value, uuid.UUID):
+        return _tag("uuid", {"hex": value.hex})
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+        try:
+            return _tag("bytes", value.decode("utf-8"))
+        except UnicodeDecodeError:
+            return _tag("base64", base64.b64encode(value).decode("utf-8"))
+    if isinstance(value, (set, frozenset)):  # ours: kombu refuses sets
+        return list(value)
+    as_tuple = getattr(value, "as_tuple", None)  # a result handle, stored as Celery's backend does
+    if as_tuple is not None:
+        return as_tuple()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "datetime": dt.datetime.fromisoformat,
+    "date": lambda v: dt.datetime.fromisoformat(v).date(),
+    "time": dt.time.fromisoformat,
+    "decimal": decimal.Decimal,
+    "uuid": lambda v: uuid.UUID(**v),
+    "bytes": lambda v: v.encode("utf-8"),
+    "base64": lambda v: base64.b64decode(v.encode("utf-8")),
+}
+
+
+def _object_hook(obj: dict[str, Any]) -> Any:
+    """kombu's ``object_hook``: a dict of exactly ``__type__`` and ``__value__`` is a tagged value."""
+    if len(obj) == 2 and "__type__" in obj and "__value__" in obj:
+        decoder = _DECODERS.get(obj["__type__"])
+        if decoder is None:
+            raise ValueError(f"Unsupported type {obj['__type__']!r} in a JSON tag")
+        return decoder(obj["__value__"])
+    return obj
+
+
+def json_loads(data: bytes | bytearray | str) -> Any:
+    """``json.loads`` plus kombu's type tags (UTF-8 only, as kombu)."""
+    text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+    if '"__type__"' in text:
+        return json.loads(text, object_hook=_object_hook)
+    return json.loads(text)
 
 
 _encoder = json.JSONEncoder(default=_json_default, separators=(", ", ": "))
@@ -50,7 +100,6 @@ def json_dumps(value: Any) -> str:
     if _c_encode is None or isinstance(value, str):
         return _encoder.encode(value)
     return "".join(_c_encode(value, 0))
-json_loads = json.loads
 
 
 def content_type_of(serializer: str) -> str:
@@ -78,8 +127,13 @@ def dumps(payload: Any, serializer: str = "json") -> tuple[bytes, str]:
 def loads(data: bytes | str, content_type: str, accepted: frozenset[str]) -> Any:
     if content_type not in accepted:
         raise ContentDisallowed(f"content type {content_type!r} is not accepted")
-    if content_type == CONTENT_TYPES["json"]:
-        return json_loads(data)
+    if content_type == _JSON:
+        # UTF-8 as kombu decodes it (json.loads(bytes) would sniff for UTF-16/32, in Python code);
+        # a payload without a tag never pays for the hook.
+        text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+        if '"__type__"' in text:
+            return json.loads(text, object_hook=_object_hook)
+        return json.loads(text)
     if content_type == CONTENT_TYPES["pickle"]:
         import pickle
 

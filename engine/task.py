@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine.exceptions import ImproperlyConfigured, MaxRetriesExceededError, Retry
+from engine.exceptions import Ignore, ImproperlyConfigured, MaxRetriesExceededError, Retry
 from engine.request import Request, RequestStack
 
 if TYPE_CHECKING:
@@ -242,6 +242,28 @@ class Task:
         from engine.workflows import Chunks
 
         return Chunks(self.s(), it, n)
+
+    # -- canvas from inside a running task ---------------------------------------------------
+    def replace(self, sig: dict[str, Any]) -> Any:
+        """End this task and run ``sig`` in its place, under this task's id, group and chain."""
+        from engine.workflows import replacement
+
+        sig = replacement(self, sig)
+        if self.request.is_eager:
+            return sig.apply().get()
+        sig.delay()
+        raise Ignore("Replaced by new task")
+
+    def add_to_chord(self, sig: Signature, lazy: bool = False) -> Any:
+        """Add ``sig`` to the chord this task is a header member of (the body waits for it too)."""
+        request = self.request
+        if not request.chord:
+            raise ValueError("Current task is not member of any chord")
+        sig.set(group_id=request.group, group_index=request.group_index, chord=request.chord,
+                root_id=request.root_id)
+        sig.freeze()
+        self.app.chord_join().add_to_chord(request.group or "")
+        return sig if lazy else sig.delay()
 
     # -- retrying -----------------------------------------------------------------------------
     def retry(self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None,

@@ -7,18 +7,16 @@ worker acks or requeues based on the returned ``Outcome``.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine import log, signals, states
+from engine import chord_steps, log, signals, states
 from engine.backend.retry import store_patiently
-from engine.canvas import maybe_signature
-from engine.exceptions import BackendStoreError, ChordError, EncodeError, Reject, Retry
-from engine.protocol.results import decode_exception, encode_exception, format_traceback, meta
+from engine.exceptions import BackendStoreError, EncodeError, Ignore, Reject, Retry
+from engine.protocol.results import encode_exception, format_traceback, meta
 from engine.protocol.task import safe_repr
 from engine.request import Request
 from engine.task import Task, backoff_delay
@@ -103,6 +101,8 @@ def _run(app: App, task: Task, request: Request, started: float, store: bool) ->
         return _retried(app, task, request, retry, started, store)
     except Reject as reject:
         return _rejected(app, request, reject, started, store)
+    except Ignore as ignore:  # replaced (Task.replace): the replacement stores the result
+        return Outcome(states.IGNORED, time.perf_counter() - started, exception_repr=repr(ignore))
     except Exception as exc:
         retried = _autoretry(task, exc)
         if isinstance(retried, Retry):
@@ -202,6 +202,8 @@ def _failed(app: App, task: Task, request: Request, exc: Exception, started: flo
         _store(app, request, states.FAILURE, encode_exception(exc), traceback=trace)
     _send_errbacks(app, request, exc, trace)
     _chord_part(app, request, states.FAILURE, encode_exception(exc))
+    if not request.is_eager:
+        chord_steps.fail_chain(app, request.chain, exc)
     einfo = ExceptionInfo(exc, trace)
     task.on_failure(exc, request.id, request.args, request.kwargs, einfo)
     signals.task_failure.send(sender=task, task_id=request.id, exception=exc, args=request.args,
@@ -247,67 +249,12 @@ def _extended(request: Request) -> dict[str, Any]:
 
 
 def _send_callbacks(app: App, request: Request, value: Any) -> None:
-    family = {"parent_id": request.id, "root_id": request.root_id}
-    for callback in request.callbacks or ():
-        sig = maybe_signature(callback, app)
-        if sig is not None:
-            sig.apply_async((value,), **family)
-    if request.chain:
-        chain = list(request.chain)
-        step = maybe_signature(chain.pop(), app)
-        if step is not None:
-            step.apply_async((value,), chain=chain or None, **family)
+    chord_steps.send_callbacks(app, request, value)
 
 
 def _send_errbacks(app: App, request: Request, exc: Exception, trace: str) -> None:
-    for errback in request.errbacks or ():
-        sig = maybe_signature(errback, app)
-        if sig is None:
-            continue
-        local = app.tasks.get(sig.name)
-        if local is not None and _takes_request(local):
-            local(request, exc, trace)
-        else:
-            sig.apply_async((request.id,), parent_id=request.id, root_id=request.root_id)
-
-
-def _takes_request(task: Task) -> bool:
-    """An errback whose function takes (request, exc, traceback) is called with them, as Celery does."""
-    try:
-        params = inspect.signature(task.run).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 3
+    chord_steps.call_errbacks(app, request, exc, trace)
 
 
 def _chord_part(app: App, request: Request, state: str, result: Any) -> None:
-    """Count a finished chord header; the one that completes the set starts the body."""
-    if not request.chord or not request.group or request.is_eager:
-        return
-    join = app.chord_join()
-    got = join.part_done(request.group, request.id or "", request.group_index or 0, state, result)
-    if got is None:
-        return
-    token, parts = got
-    body = maybe_signature(request.chord, app)
-    if body is None:
-        return
-    failed = next(((tid, res) for tid, st, res in parts if st != states.SUCCESS), None)
-    if failed is None:
-        body.apply_async(([res for _, _, res in parts],))
-    else:
-        _fail_body(app, body, failed[0], failed[1])
-    join.finish(request.group, token)
-
-
-def _fail_body(app: App, body: Any, task_id: str, result: Any) -> None:
-    body_id = body.options.get("task_id")
-    exc = ChordError(f"Dependency {task_id} raised {decode_exception(result)!r}")
-    if app.backend is not None and body_id:
-        app.backend.store(body_id, meta(body_id, states.FAILURE, encode_exception(exc),
-                                        group_id=body.options.get("group_id")))
-    for errback in body.options.get("link_error") or ():
-        sig = maybe_signature(errback, app)
-        if sig is not None:
-            sig.apply_async((body_id,))
+    chord_steps.chord_part(app, request, state, result)

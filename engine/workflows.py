@@ -1,28 +1,43 @@
 """chain, group and chord with Celery's names, semantics and wire shapes (celery-wire.md §2.4).
 
-Each is a ``Signature`` (a dict), so workflows nest and travel inside messages unchanged: a
-chain publishes only its first step with the rest embedded; a chord's header tasks carry the
-body and count themselves into the result backend, and the last one starts the body.
+Each is a ``Signature`` (a dict), so workflows nest and travel inside messages unchanged, and a
+workflow received from either client (ours or Celery 5.7's) runs the way Celery runs it:
+
+- a chain publishes only its first step with the rest embedded (reversed, the next step last);
+  a group followed by anything in a chain becomes a chord whose body is that next step;
+- a group flattens nested groups and sends each member with the group's id and index;
+- a chord's header members carry the body and count themselves into the result backend; the
+  last one to finish starts the body (``engine.chord_steps`` has the worker side).
+
+``freeze`` fixes the ids every step will run under before anything is sent, so the handles a
+caller gets back are the real ones.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine import states
 from engine.canvas import Signature
-from engine.protocol.results import group_key
+from engine.group_result import GroupResult
 from engine.protocol.task import new_id
 from engine.result import AsyncResult
 
 if TYPE_CHECKING:
     from engine.app import App
 
+__all__ = ["Chain", "Chord", "Chunks", "Group", "GroupResult", "chain", "chord", "from_dict", "group"]
+
 
 def from_dict(data: dict[str, Any] | Signature, app: App | None = None) -> Signature:
-    """The right canvas class for a signature dict (from the wire or user code)."""
+    """The right canvas class for a signature dict (from the wire or user code).
+
+    The new object shares ``options`` with ``data`` (a shallow copy), as a Celery signature
+    built from a dict does, so freezing it fixes ids in the original too.
+    """
+    if not isinstance(data, dict) and hasattr(data, "s"):  # a task itself stands for task.s()
+        data = data.s()
     kind = data.get("subtask_type")
     cls = {"chain": Chain, "group": Group, "chord": Chord}.get(kind or "", Signature)
     if isinstance(data, cls):
@@ -33,86 +48,215 @@ def from_dict(data: dict[str, Any] | Signature, app: App | None = None) -> Signa
 
 
 def _app_of(sigs: Sequence[Signature], app: App | None) -> App:
+    """The app a workflow belongs to: its members', else the given one, else the current app."""
+    if app is not None:
+        return app
     for sig in sigs:
         if getattr(sig, "app", None) is not None:
             return sig.app
-    if app is None:
-        raise RuntimeError("workflow has no app: build it from task signatures (task.s())")
-    return app
+    from engine.shared import _current_app as current_app
+
+    return current_app()
+
+
+def _members(tasks: tuple[Any, ...]) -> list[Any]:
+    """``chain(a, b)`` and ``chain([a, b])`` (any iterable that is not itself a signature)."""
+    return list(tasks[0]) if len(tasks) == 1 and not isinstance(tasks[0], dict) else list(tasks)
+
+
+def _partial(args: Sequence[Any] | None, sig: Signature) -> list[Any]:
+    """Call-time args in front of the signature's own, unless it is immutable (Celery's rule)."""
+    return [*args, *sig["args"]] if args and not sig.immutable else list(sig["args"])
+
+
+def descend(sig: dict[str, Any], app: App | None = None) -> int:
+    """How many chord parts a header member reports (Celery's ``chord._descend``)."""
+    sig = from_dict(sig, app)
+    if isinstance(sig, Group):
+        return sum(descend(t, app) for t in sig.tasks)
+    if isinstance(sig, Chain):
+        return next((n for n in (descend(t, app) for t in reversed(sig.tasks)) if n > 0), 0)
+    if isinstance(sig, Chord):
+        body = sig.body
+        return descend(body, app) if body is not None else 0
+    return 1
 
 
 class Chain(Signature):
     def __init__(self, *tasks: Any, app: App | None = None, **options: Any) -> None:
-        steps = list(tasks[0]) if len(tasks) == 1 and not isinstance(tasks[0], dict) else list(tasks)
-        steps = [from_dict(s, app) for s in steps]
-        super().__init__("celery.chain", (), {"tasks": steps}, options, "chain", app=_app_of(steps, app))
+        steps = [from_dict(s, app) for s in _members(tasks)]
+        super().__init__("celery.chain", (), {"tasks": steps}, options, "chain",
+                         app=_app_of(steps, app) if steps else app)
 
     @property
     def tasks(self) -> list[Signature]:
         return [from_dict(t, self.app) for t in self["kwargs"]["tasks"]]
 
     def __or__(self, other: Signature) -> Chain:
-        return Chain(*self.tasks, *(other.tasks if isinstance(other, Chain) else [other]), app=self.app)
+        """A longer chain; each side's own callbacks and errbacks move onto its steps (as Celery)."""
+        tail = other.unchain_tasks() if isinstance(other, Chain) else [other]
+        return Chain(*self.unchain_tasks(), *tail, app=self.app)
 
     def _steps(self) -> list[Signature]:
-        """A group followed by another step becomes a chord, as in Celery."""
-        steps: list[Signature] = []
-        for step in self.tasks:
-            if steps and isinstance(steps[-1], Group) and not isinstance(step, Group):
-                steps[-1] = Chord(steps[-1].tasks, step, app=self.app)
+        """The steps as they will run (nested chains flattened, groups upgraded to chords)."""
+        tasks, _ = self.prepare_steps((), None, clone=True)
+        return list(reversed(tasks))
+
+    def prepare_steps(self, args: Sequence[Any], kwargs: dict[str, Any] | None, last_task_id: str | None = None,
+                      group_id: str | None = None, chord_body: dict[str, Any] | None = None,
+                      group_index: int | None = None, root_id: str | None = None,
+                      link_error: Any = None, clone: bool = True) -> tuple[list[Signature], list[AsyncResult]]:
+        """Celery's ``prepare_steps``: walk the steps last to first, freezing each.
+
+        Returns the steps and their results, both last step first. The last step gets the
+        chain's own id, group and chord (so a chain inside a group or chord reports as one part).
+        """
+        steps = _leading_steps(self.tasks)
+        tasks: list[Signature] = []
+        results: list[AsyncResult] = []
+        prev_task: Signature | None = None
+        prev_res: AsyncResult | None = None
+        frozen = 0
+        while steps:
+            task = steps.pop()
+            is_first, is_last = not steps, not frozen
+            if isinstance(task, Group) and not len(task) and (steps or prev_task is not None):
+                continue
+            if clone and isinstance(task, Chord) and _led_by_task(task.body):
+                steps.extend(task.unroll_body())
+                continue
+            if clone:
+                task = task.clone(args, kwargs) if is_first else task.clone()
+            elif is_first and args and not task.immutable:
+                task["args"] = [*args, *task["args"]]
+            if isinstance(task, Chain):
+                steps.extend(task.tasks)
+                continue
+            if isinstance(task, Group) and prev_task is not None and prev_res is not None:
+                tasks.pop()
+                body_res = results.pop()
+                task = Chord(task, prev_task, app=self.app, task_id=prev_res.id)
+                prev_task = tasks[-1] if tasks else None
+                node = results[-1] if results else None
+                while node is not None and node.parent is not body_res:
+                    node = node.parent
+                if node is not None:
+                    node.parent = None
+                    prev_res = node
+            if is_last:
+                res = task.freeze(last_task_id, root_id=root_id, group_id=group_id, chord=chord_body,
+                                  group_index=group_index)
             else:
-                steps.append(step)
-        return steps
+                res = task.freeze(root_id=root_id)
+            frozen += 1
+            if prev_task is not None and prev_res is not None and prev_res.parent is None:
+                prev_res.parent = res
+            for errback in _as_list(link_error):
+                task.link_error(errback)
+                if isinstance(task, Chord) and task.body is not None:
+                    task.body.link_error(errback)
+            tasks.append(task)
+            results.append(res)
+            prev_task, prev_res = task, res
+            if isinstance(task, Chord):
+                while res.parent is not None:
+                    res = res.parent
+                prev_res = res
+        return tasks, results
 
-    def apply_async(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
-                    **options: Any) -> AsyncResult:
-        steps = [s.clone() for s in self._steps()]
-        for step in steps:  # ids fixed before embedding, so the caller's handles are the real ones
-            _freeze(step)
-        first, rest = steps[0], steps[1:]
-        tail = {k: options.pop(k) for k in ("group_id", "group_index", "chord") if k in options}
-        if tail and rest:
-            rest[-1].options.update(tail)
-        elif tail:
-            options.update(tail)
-        embedded = [dict(s) for s in reversed(rest)] or None
-        result = first.apply_async(args, kwargs, chain=embedded, **{**self.options, **options})
-        for step in rest:  # each step's handle has the previous one as its parent, as in Celery
-            result = _frozen_result(step, self.app, result)
-        return result
+    def apply(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
+        """Run every step here, in this process, each with the previous step's value (eager)."""
+        last: Any = None
+        for step in self.tasks:
+            partial = (last.get(),) if last is not None else tuple(args)
+            result = step.clone(partial, kwargs if last is None else None).apply(**{**self.options, **options})
+            result.parent, last = last, result
+        return last
+
+    def freeze(self, _id: str | None = None, group_id: str | None = None, chord: dict[str, Any] | None = None,
+               root_id: str | None = None, parent_id: str | None = None,
+               group_index: int | None = None) -> AsyncResult:
+        tasks, results = self.prepare_steps(self["args"], self["kwargs"].get("kwargs"), _id, group_id, chord,
+                                            group_index, root_id, clone=False)
+        self["kwargs"]["tasks"] = list(reversed(tasks))
+        if results:
+            self.options["task_id"] = results[0].id  # a chain's id is its last step's (Celery's chain.id)
+        return results[0] if results else AsyncResult(_id or new_id(), self.app)
+
+    def apply_async(self, args: Sequence[Any] | None = (), kwargs: dict[str, Any] | None = None,
+                    **options: Any) -> AsyncResult | None:
+        options = {**self.options, **options}
+        outer = list(options.pop("chain", None) or [])
+        link, link_error = options.pop("link", None), options.pop("link_error", None)
+        tasks, results = self.prepare_steps(
+            _partial(args, self), kwargs, options.pop("task_id", None), options.pop("group_id", None),
+            options.pop("chord", None), options.pop("group_index", None), options.get("root_id"), link_error)
+        if not results:
+            return None
+        for callback in _as_list(link):
+            tasks[0].link(callback)
+        first = tasks.pop()
+        embedded = [*outer, *(dict(t) for t in tasks)] or None
+        sent = first.apply_async(chain=embedded, **options)
+        return results[0] if tasks else sent
+
+    def __call__(self, *args: Any, **kwargs: Any) -> AsyncResult | None:
+        return self.apply_async(args, kwargs)
+
+    def unchain_tasks(self) -> list[Signature]:
+        """The steps, each carrying the chain's own callbacks and errbacks (Celery's helper)."""
+        tasks = [t.clone() for t in self.tasks]
+        for sig in tasks:
+            for errback in _as_list(self.options.get("link_error")):
+                sig.link_error(errback)
+        if tasks:
+            for callback in _as_list(self.options.get("link")):
+                tasks[-1].link(callback)
+        return tasks
 
 
-def _freeze(step: Signature) -> None:
-    """Preset the ids a step will run under (task, chord body, group and its plain members)."""
-    if isinstance(step, Chord):
-        step.body_id()
-    elif isinstance(step, Group):
-        step.options.setdefault("group_id", new_id())
-        for member in step["kwargs"]["tasks"]:
-            if not member.get("subtask_type"):
-                member["options"].setdefault("task_id", new_id())
-    elif type(step) is Signature:
-        step.options.setdefault("task_id", new_id())
+# Options a chain applies itself when it runs; the rest pass to its first step (Celery's list).
+_CHAIN_RUN_OPTIONS = frozenset({"chord", "group_id", "group_index", "link", "link_error", "parent_id", "root_id",
+                                "task_id"})
 
 
-def _frozen_result(step: Signature, app: App, parent: AsyncResult) -> AsyncResult:
-    """The handle on a step sent later by a worker, from the ids ``_freeze`` preset."""
-    if isinstance(step, Chord):
-        return AsyncResult(step.body_id(), app, parent=parent)
-    if isinstance(step, Group):
-        ids = [m["options"].get("task_id") for m in step["kwargs"]["tasks"]]
-        if all(ids):
-            return GroupResult(step.options["group_id"], [AsyncResult(i, app) for i in ids], app=app,
-                               parent=parent)
-        return parent
-    task_id = step.options.get("task_id")
-    return AsyncResult(task_id, app, parent=parent) if task_id else parent
+def _leading_steps(steps: list[Signature]) -> deque[Signature]:
+    """Leading nested chains opened up and leading empty groups dropped, so call-time args reach
+    the first real step (Celery's head loop in ``prepare_steps``)."""
+    queue: deque[Signature] = deque(steps)
+    stripped = None
+    while queue:
+        head = queue[0]
+        if isinstance(head, Chain):
+            queue.popleft()
+            queue.extendleft(reversed(head.tasks))
+            continue
+        if isinstance(head, Group) and not len(head) and len(queue) > 1:
+            stripped = queue.popleft()
+            continue
+        break
+    if stripped is not None and not queue:
+        queue.append(stripped)
+    return queue
+
+
+def _led_by_task(body: Signature | None) -> bool:
+    """A chain body whose first step is a plain task: a chord can carry only that first step."""
+    if not isinstance(body, Chain):
+        return False
+    steps = body.tasks
+    return bool(steps) and type(steps[0]) is Signature
+
+
+def _as_list(value: Any) -> list[Any]:
+    if not value:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 class Group(Signature):
     def __init__(self, *tasks: Any, app: App | None = None, **options: Any) -> None:
-        members = list(tasks[0]) if len(tasks) == 1 and not isinstance(tasks[0], dict) else list(tasks)
-        members = [from_dict(s, app) for s in members]
+        members = [from_dict(s, app) for s in _members(tasks)]
         super().__init__("celery.group", (), {"tasks": members}, options, "group",
                          app=_app_of(members, app) if members else app)
 
@@ -121,19 +265,70 @@ class Group(Signature):
         return [from_dict(t, self.app) for t in self["kwargs"]["tasks"]]
 
     def __or__(self, other: Signature) -> Signature:
-        return Chord(self.tasks, other, app=self.app) if not isinstance(other, Group) else Chain(self, other)
+        if isinstance(other, Group):
+            return Chain(self, other, app=self.app)
+        return Chord(self, other, app=self.app)
 
     def __len__(self) -> int:
         return len(self["kwargs"]["tasks"])
 
-    def apply_async(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
+    def _unrolled(self) -> Iterator[Signature]:
+        """The members with nested groups flattened into this one and empty chains left out."""
+        stack = deque(self.tasks)
+        while stack:
+            task = stack.popleft()
+            if isinstance(task, Group):
+                stack.extendleft(reversed(task.tasks))
+            elif isinstance(task, Chain) and not task.tasks:
+                continue
+            else:
+                yield task
+
+    def freeze(self, _id: str | None = None, group_id: str | None = None, chord: dict[str, Any] | None = None,
+               root_id: str | None = None, parent_id: str | None = None,
+               group_index: int | None = None) -> GroupResult:
+        opts = self.options
+        gid = opts.setdefault("task_id", new_id())
+        if group_id:
+            opts["group_id"] = group_id
+        if chord:
+            opts["chord"] = chord
+        if group_index is not None:
+            opts["group_index"] = group_index
+        root_id = opts.setdefault("root_id", root_id)
+        parent_id = opts.setdefault("parent_id", parent_id)
+        members = [t.clone() for t in self._unrolled()]
+        results = [m.freeze(group_id=group_id, chord=chord, root_id=root_id, parent_id=parent_id, group_index=i)
+                   for i, m in enumerate(members)]
+        self["kwargs"]["tasks"] = members
+        return GroupResult(gid, results, app=self.app)
+
+    def apply_async(self, args: Sequence[Any] | None = (), kwargs: dict[str, Any] | None = None,
                     **options: Any) -> GroupResult:
-        options = {**self.options, **options}
-        group_id = options.pop("group_id", None) or new_id()
+        if options.get("link"):
+            raise TypeError("Cannot add link to group: use a chord")
+        if options.get("link_error"):
+            raise TypeError("Cannot add link to group: do that on individual tasks")
+        options = {**self.options, **{k: v for k, v in options.items() if k != "group_id" or k not in self.options}}
+        group_id = options.pop("task_id", None) or new_id()
+        options["group_id"] = group_id
+        chord = options.pop("chord", None)
         options.pop("group_index", None)
-        results = [member.clone(args, kwargs).apply_async(group_id=group_id, group_index=i, **options)
-                   for i, member in enumerate(self.tasks)]
-        return GroupResult(group_id, results, app=self.app)
+        partial = _partial(args, self)
+        root_id = options.get("root_id")
+        members = [t.clone() for t in self._unrolled()]
+        results = [m.freeze(group_id=group_id, root_id=root_id, group_index=i) for i, m in enumerate(members)]
+        size = 0
+        for index, member in enumerate(members):
+            body = chord if chord is not None else member.options.get("chord")
+            size += descend(member, self.app)
+            if body is not None and index == len(members) - 1:
+                self.app.chord_join().set_size(group_id, size)
+            member.apply_async(partial, kwargs, **({"chord": body} if body is not None else {}), **options)
+        result = GroupResult(group_id, results, app=self.app)
+        if len(results) == 1 and isinstance(results[0], GroupResult):
+            return results[0]
+        return result
 
     def __call__(self, *args: Any, **kwargs: Any) -> GroupResult:
         return self.apply_async(args, kwargs)
@@ -142,14 +337,36 @@ class Group(Signature):
 class Chord(Signature):
     def __init__(self, header: Iterable[Any], body: Signature | None = None, app: App | None = None,
                  **options: Any) -> None:
-        members = [from_dict(s, app) for s in (header.tasks if isinstance(header, Group) else header)]
+        if isinstance(header, dict) and not isinstance(header, Signature):
+            header = from_dict(header, app)
+        if isinstance(header, (Group, Chain)):  # a chain as a header gives its steps (Celery's _maybe_group)
+            header = header.tasks
+        elif isinstance(header, Signature):
+            header = [header]
+        members = [from_dict(s, app) for s in header]
         found = _app_of(members + ([body] if body is not None else []), app)
+        if body is not None:
+            body = from_dict(body, found)
         super().__init__("celery.chord", (), {"header": members, "body": body, "kwargs": {}}, options,
                          "chord", app=found)
 
+    def _header_group(self) -> Group:
+        """The header as a group: Celery 5.7 sends a frozen chord's header as a group signature."""
+        header = self["kwargs"]["header"]
+        if isinstance(header, dict):
+            return from_dict(header, self.app)  # type: ignore[return-value]
+        group = Group.__new__(Group)
+        Signature.__init__(group, {"task": "celery.group", "args": [], "kwargs": {"tasks": list(header)},
+                                   "options": {}, "subtask_type": "group", "immutable": False}, app=self.app)
+        return group
+
     @property
     def header(self) -> list[Signature]:
-        return [from_dict(t, self.app) for t in self["kwargs"]["header"]]
+        return self._header_group().tasks
+
+    @property
+    def tasks(self) -> list[Signature]:
+        return self.header
 
     @property
     def body(self) -> Signature | None:
@@ -163,108 +380,140 @@ class Chord(Signature):
 
     def __call__(self, body: Signature | None = None, **options: Any) -> AsyncResult:
         if body is not None:
-            return Chord(self.header, body, app=self.app).apply_async(**options)
+            return Chord(self.header, body, app=self.app, **self.options).apply_async(**options)
         return self.apply_async(**options)
 
-    def apply_async(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
-                    **options: Any) -> AsyncResult:
-        if self.body is None:
+    def __or__(self, other: Signature) -> Signature:
+        return Chain(self, other, app=self.app)
+
+    def link(self, callback: dict[str, Any]) -> dict[str, Any]:
+        """A chord's callback runs after its body (Celery links it to the body)."""
+        body = self["kwargs"]["body"]
+        return from_dict(body, self.app).link(callback)
+
+    def link_error(self, errback: dict[str, Any]) -> dict[str, Any]:
+        body = self["kwargs"].get("body")
+        if body is not None:
+            return from_dict(body, self.app).link_error(errback)
+        return super().link_error(errback)
+
+    def unroll_body(self) -> list[Signature]:
+        """``chord(h, chain(a, b, c))`` → ``chord(h, a), b, c``: each header member carries only ``a``."""
+        task = self.clone()
+        body = task.body
+        assert isinstance(body, Chain)
+        steps = body.unchain_tasks()
+        first = steps[0].clone(**{k: v for k, v in body.options.items() if k not in _CHAIN_RUN_OPTIONS})
+        task["kwargs"]["body"] = first
+        return [task, *steps[1:]]
+
+    def freeze(self, _id: str | None = None, group_id: str | None = None, chord: dict[str, Any] | None = None,
+               root_id: str | None = None, parent_id: str | None = None,
+               group_index: int | None = None) -> AsyncResult:
+        header = self._header_group()
+        body = self.body
+        header_result = header.freeze(parent_id=parent_id, root_id=root_id, chord=body)
+        self["kwargs"]["header"] = header
+        if body is None:
+            return header_result
+        body_result = body.freeze(_id, root_id=root_id, chord=chord, group_id=group_id, group_index=group_index)
+        self["kwargs"]["body"] = body
+        node, seen = body_result, set()
+        while node is not None and node.id not in seen:
+            seen.add(node.id)
+            if node.parent is None:
+                node.parent = header_result
+                break
+            node = node.parent
+        return body_result
+
+    def apply_async(self, args: Sequence[Any] | None = (), kwargs: dict[str, Any] | None = None,
+                    task_id: str | None = None, **options: Any) -> AsyncResult:
+        body = self.body
+        if body is None:
             raise ValueError("a chord needs a body: chord(header)(body)")
-        app = self.app
-        group_id = options.pop("group_id", None) or new_id()
-        body = self.body.clone()
-        body.options.setdefault("task_id", self["kwargs"]["body"]["options"].get("task_id") or new_id())
-        body.options["group_id"] = group_id
-        if options.get("chain"):
-            body.options["chain"] = options.pop("chain")
-        header = self.header
-        if not header:
+        header_delay = {k: options.pop(k) for k in ("countdown", "eta") if options.get(k) is not None}
+        merged = {**self.options, **options}
+        for key in ("countdown", "eta"):
+            merged.pop(key, None)
+        task_id = task_id or merged.pop("task_id", None)
+        merged.pop("task_id", None)
+        header = self._header_group().clone()
+        return self._run(header, body.clone(), _partial(args, self), kwargs, task_id, header_delay, merged)
+
+    def _run(self, header: Group, body: Signature, partial: list[Any], kwargs: dict[str, Any] | None,
+             task_id: str | None, header_delay: dict[str, Any], options: dict[str, Any]) -> AsyncResult:
+        """Celery's ``chord.run``: the body takes the chord's options (its chain, its outer group)."""
+        group_id = header.options.get("task_id") or new_id()
+        root_id = body.options.get("root_id")
+        for callback in _as_list(options.pop("link", None)):
+            body.link(callback)
+        for errback in _as_list(options.pop("link_error", None)):
+            body.link_error(errback)
+        body.options.update({k: v for k, v in options.items() if k != "parent_id"})
+        body_result = body.freeze(task_id or new_id(), group_id=group_id, root_id=root_id)
+        for key in ("chain", "chord", "task_id", "group_index"):
+            options.pop(key, None)
+        header.options["task_id"] = group_id
+        if len(header):
+            header.freeze(group_id=group_id, chord=body, root_id=root_id)
+            header_result = header.apply_async(partial, kwargs, task_id=group_id, **options, **header_delay)
+        else:
             body.apply_async(([],))
-            return AsyncResult(body.options["task_id"], app)
-        app.chord_join().set_size(group_id, len(header))
-        results = [member.clone(args, kwargs).apply_async(group_id=group_id, group_index=i,
-                                                          chord=dict(body), **options)
-                   for i, member in enumerate(header)]
-        return AsyncResult(body.options["task_id"], app, parent=GroupResult(group_id, results, app=app))
+            header_result = GroupResult(group_id, [], app=self.app)
+        body_result.parent = header_result
+        return body_result
 
 
-class GroupResult(AsyncResult):
-    """Results of a group (or a chord's header), read in header order."""
-
-    def __init__(self, id: str, results: Sequence[AsyncResult], app: App | None = None,
-                 parent: AsyncResult | None = None) -> None:
-        super().__init__(id, app, parent=parent)
-        self.results = list(results)
-
-    def __iter__(self):  # noqa: ANN204
-        return iter(self.results)
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def ready(self) -> bool:
-        return all(r.ready() for r in self.results)
-
-    def successful(self) -> bool:
-        return all(r.successful() for r in self.results)
-
-    def failed(self) -> bool:
-        return any(r.failed() for r in self.results)
-
-    def completed_count(self) -> int:
-        return sum(1 for r in self.results if r.successful())
-
-    @property
-    def state(self) -> str:  # type: ignore[override]
-        if self.failed():
-            return states.FAILURE
-        return states.SUCCESS if self.ready() else states.PENDING
-
-    def get(self, timeout: float | None = None, propagate: bool = True, **kw: Any) -> list[Any]:
-        return [r.get(timeout=timeout, propagate=propagate, **kw) for r in self.results]
-
-    join = get
-
-    def save(self) -> GroupResult:
-        backend = self._backend()
-        doc = {"result": [[self.id, None], [[[r.id, None], None] for r in self.results]]}
-        backend.client.setex(group_key(self.id), backend.expires or 86400, json.dumps(doc))
-        return self
-
-    @classmethod
-    def restore(cls, group_id: str, app: App) -> GroupResult | None:
-        data = app.backend.client.get(group_key(group_id))
-        if not data:
-            return None
-        ids = [entry[0][0] for entry in json.loads(data)["result"][1]]
-        return cls(group_id, [AsyncResult(i, app) for i in ids], app=app)
+# Celery's lowercase names are the classes themselves, so ``isinstance(sig, chain)`` works as in Celery.
+chain = Chain
+group = Group
+chord = Chord
 
 
-def chain(*tasks: Any, **options: Any) -> Chain:
-    return Chain(*tasks, **options)
+def replacement(task: Any, sig: dict[str, Any]) -> Signature:
+    """The signature that takes over from ``task`` in ``Task.replace``, as Celery builds it.
 
+    It runs under the replaced task's id (the last step of a chain, a chord's body), takes its
+    group, chord, callbacks and errbacks, and is followed by the rest of the task's chain. A
+    group becomes a chord with ``celery.accumulate`` so the replaced task still has one result.
+    """
+    from engine.exceptions import ImproperlyConfigured
 
-def group(*tasks: Any, **options: Any) -> Group:
-    return Group(*tasks, **options)
-
-
-def chord(header: Iterable[Any], body: Signature | None = None, **options: Any) -> Chord:
-    return Chord(header, body, **options)
+    request, app = task.request, task.app
+    sig = from_dict(sig, app)
+    if "chord" in sig.options:
+        raise ImproperlyConfigured("A signature replacing a task must not be part of a chord")
+    if isinstance(sig, Chain) and not sig.tasks:
+        raise ImproperlyConfigured("Cannot replace with an empty chain")
+    accumulate = app.tasks["celery.accumulate"].s(index=0)
+    if isinstance(sig, Group):
+        sig = sig | accumulate
+    if isinstance(sig, Chain) and isinstance(sig.tasks[-1], Group):
+        steps = sig.tasks
+        steps[-1] = steps[-1] | accumulate
+        sig = Chain(*steps, app=app, **sig.options)
+    for callback in _as_list(request.callbacks):
+        sig.link(callback)
+    for errback in _as_list(request.errbacks):
+        sig.link_error(errback)
+    sig.freeze(request.id)
+    nesting = int((request.headers or {}).get("replaced_task_nesting") or 0) + 1
+    sig.set(chord=request.chord, group_id=request.group, group_index=request.group_index,
+            root_id=request.root_id, replaced_task_nesting=nesting)
+    if isinstance(sig, Chain):
+        for step in sig.tasks:
+            step.set(replaced_task_nesting=nesting)
+    for step in reversed(request.chain or []):
+        sig = sig | from_dict(step, app).set(replaced_task_nesting=nesting)
+    return sig
 
 
 def register_builtins(app: App) -> None:
-    """Celery's built-in tasks that ``map``/``starmap``/``chunks`` messages name."""
+    """Kept here for ``engine.app``; the built-ins live in ``engine.builtins``."""
+    from engine.builtins import register_builtins as register
 
-    def xmap(task: dict[str, Any], it: list[Any]) -> list[Any]:
-        sig = from_dict(task, app)
-        return [sig(item) for item in it]
-
-    def xstarmap(task: dict[str, Any], it: list[Any]) -> list[Any]:
-        sig = from_dict(task, app)
-        return [sig(*item) for item in it]
-
-    app.task(name="celery.map")(xmap)
-    app.task(name="celery.starmap")(xstarmap)
+    register(app)
 
 
 class Chunks:

@@ -58,6 +58,14 @@ class ChordJoin:
         """Written by the client when it applies the chord (before any header can finish)."""
         self.client.setex(f"{group_key(group_id)}.s", self.expires, size)
 
+    def add_to_chord(self, group_id: str) -> None:
+        """One more header member than the chord was sent with (``Task.add_to_chord``)."""
+        key = f"{group_key(group_id)}.t"
+        with self.client.pipeline() as pipe:
+            pipe.incr(key)
+            pipe.expire(key, self.expires)
+            pipe.execute()
+
     def part_done(self, group_id: str, task_id: str, index: int, state: str,
                   result: Any) -> tuple[str, list[tuple[str, str, Any]]] | None:
         """Record one header outcome; returns (claim token, ordered parts) to the completer."""

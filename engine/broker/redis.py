@@ -269,7 +269,7 @@ class RedisBroker:
         if items:
             pipe = self.client.pipeline(transaction=False)
             for queue_key, raw in items:
-                pipe.rpush(queue_key, raw)
+                pipe.rpush(queue_key, mark_redelivered(raw))
             pipe.execute()
 
     def inflight_count(self, owner: str) -> int:
@@ -365,6 +365,20 @@ class RedisBroker:
         depth = self.queue_depth(queue)
         self.client.delete(*(priority_key(queue, step) for step in PRIORITY_STEPS))
         return depth
+
+
+def mark_redelivered(raw: bytes) -> bytes:
+    """``delivery_info['redelivered'] = True`` by the same byte edit as the Lua scripts' (kombu sets
+    it on every message it restores), so a ``Reject(requeue=True)`` task can tell the second try."""
+    if b'"redelivered": true' in raw:
+        return raw
+    for marker in (b'"delivery_info": {', b'"delivery_info":{'):
+        at = raw.find(marker)
+        if at >= 0:
+            end = at + len(marker)
+            sep = b"" if raw[end:end + 1] == b"}" else b", "
+            return raw[:end] + b'"redelivered": true' + sep + raw[end:]
+    return raw
 
 
 def now() -> float:

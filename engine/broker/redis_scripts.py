@@ -110,14 +110,31 @@ local now = clock(KEYS[1], KEYS[2], tonumber(ARGV[2]))
 return redis.call('ZADD', KEYS[1], now, ARGV[1])
 """
 
+# A message put back for another delivery says so, as kombu's restore does: ``"redelivered":
+# true`` goes into ``properties.delivery_info`` by a byte edit (no JSON re-encode, so nothing else
+# changes). Keep in step with ``engine.broker.redis.mark_redelivered``. Staged messages (never
+# handed to a task) and ETA promotions are not redeliveries and stay as they are.
+_REDELIVERED = """
+local function redelivered(m)
+  if string.find(m, '"redelivered": true', 1, true) then return m end
+  local s, e = string.find(m, '"delivery_info": {', 1, true)
+  if not s then s, e = string.find(m, '"delivery_info":{', 1, true) end
+  if not s then return m end
+  local rest = string.sub(m, e + 1)
+  local sep = ', '
+  if string.sub(rest, 1, 1) == '}' then sep = '' end
+  return string.sub(m, 1, e) .. '"redelivered": true' .. sep .. rest
+end
+"""
+
 # KEYS[1] = in-flight hash; ARGV = tags. Puts each back at the front of its own list.
-REQUEUE = """
+REQUEUE = _REDELIVERED + """
 local n = 0
 for _, tag in ipairs(ARGV) do
   local v = redis.call('HGET', KEYS[1], tag)
   if v then
     local sep = string.find(v, '\\31', 1, true)
-    redis.call('RPUSH', string.sub(v, 1, sep - 1), string.sub(v, sep + 1))
+    redis.call('RPUSH', string.sub(v, 1, sep - 1), redelivered(string.sub(v, sep + 1)))
     redis.call('HDEL', KEYS[1], tag)
     n = n + 1
   end
@@ -127,13 +144,13 @@ return n
 
 # KEYS[1] = in-flight hash, KEYS[2] = staging set, KEYS[3] = owners zset, KEYS[4] = claims list;
 # ARGV[1] = owner ('' to stay registered). Every entry and staged message back to the front of its list.
-REQUEUE_ALL = _UNSTAGE + """
+REQUEUE_ALL = _REDELIVERED + _UNSTAGE + """
 local vals = redis.call('HVALS', KEYS[1])
 local moved = 0
 for _, v in ipairs(vals) do
   local sep = string.find(v, '\\31', 1, true)
   if sep then
-    redis.call('RPUSH', string.sub(v, 1, sep - 1), string.sub(v, sep + 1))
+    redis.call('RPUSH', string.sub(v, 1, sep - 1), redelivered(string.sub(v, sep + 1)))
     moved = moved + 1
   end
 end
@@ -172,7 +189,7 @@ return {moved, false}
 # KEYS[1] = owners zset, KEYS[2] = clock key; ARGV[1] = timeout ms, ARGV[2] = in-flight key prefix,
 # ARGV[3] = staging set prefix, ARGV[4] = slack ms, ARGV[5] = claims list prefix. Owners silent for
 # ``timeout`` by the server's clock (stalls not counted) lose their messages, staged ones too.
-REAP = _CLOCK + _UNSTAGE + """
+REAP = _REDELIVERED + _CLOCK + _UNSTAGE + """
 local now = clock(KEYS[1], KEYS[2], tonumber(ARGV[4]))
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, 20)
 local moved = 0
@@ -182,7 +199,7 @@ for _, owner in ipairs(dead) do
   for _, v in ipairs(vals) do
     local sep = string.find(v, '\\31', 1, true)
     if sep then
-      redis.call('RPUSH', string.sub(v, 1, sep - 1), string.sub(v, sep + 1))
+      redis.call('RPUSH', string.sub(v, 1, sep - 1), redelivered(string.sub(v, sep + 1)))
       moved = moved + 1
     end
   end

@@ -272,7 +272,7 @@ def test_group_and_trailing_group_ids_are_known_before_sending(clients) -> None:
     (message,) = _drain(client)
     (embedded,) = message.embed["chain"]
     assert embedded["subtask_type"] == "group"
-    assert embedded["options"]["group_id"] == result.id
+    assert embedded["options"]["task_id"] == result.id  # a group keeps its own id in task_id, as in Celery
     assert [t["options"]["task_id"] for t in embedded["kwargs"]["tasks"]] == [r.id for r in result.results]
     assert result.parent.id == message.id
     plain = group(ours["add"].s(1, 1), ours["add"].s(2, 2)).apply_async()
