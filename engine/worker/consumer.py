@@ -282,19 +282,3 @@ class Consumer:
             revoked = meta(message.id, states.REVOKED, revoked_result(why))
             self.worker.settle(f"store the revocation of {message.id}", lambda: backend.store(message.id, revoked))
         self.worker.on_revoked(message, why)
-
-    def scheduled(self, queues: list[str], limit: int = 100) -> list[dict]:
-        found = []
-        for member, _score in self.broker.client.zrange("tqctl.delayed", 0, limit - 1, withscores=True):
-            key, _, raw = member.partition(b"\x1f")
-            if key.decode().split("\x06\x16", 1)[0] not in queues:
-                continue
-            try:
-                message = protocol.decode(raw, self.accepted, self.max_bytes)
-            except protocol.MalformedMessage:
-                continue
-            info = {"id": message.id, "name": message.name, "args": message.args, "kwargs": message.kwargs,
-                    "type": message.name, "hostname": self.worker.hostname, "time_start": None,
-                    "acknowledged": False, "delivery_info": message.delivery_info, "worker_pid": None}
-            found.append({"eta": message.headers.get("eta"), "priority": 6, "request": info})
-        return found

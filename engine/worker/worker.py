@@ -611,7 +611,3 @@ class Worker:
                 self._idle_since = time.monotonic()
         else:
             self._idle_since = time.monotonic()
-
-    def scheduled_info(self) -> list[dict[str, Any]]:
-        """ETA tasks parked in the broker for this worker's queues (Celery's ``scheduled`` shape)."""
-        return self.consumer.scheduled(self.queues)
