@@ -16,6 +16,20 @@ from engine.workflows import GroupResult, chain, chord, group
 Celery = App  # so `from engine import Celery` works for the laziest migration
 
 __all__ = [
-    "App", "AsyncResult", "Celery", "EagerResult", "GroupResult", "Signature", "StampingVisitor", "Task", "chain",
-    "chord", "current_app", "current_task", "group", "shared_task", "signature", "states",
+    "App",
+    "AsyncResult",
+    "Celery",
+    "EagerResult",
+    "GroupResult",
+    "Signature",
+    "StampingVisitor",
+    "Task",
+    "chain",
+    "chord",
+    "current_app",
+    "current_task",
+    "group",
+    "shared_task",
+    "signature",
+    "states",
 ]

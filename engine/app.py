@@ -49,8 +49,19 @@ def _origin() -> str:
 
 
 # Celery's ``Celery(...)`` arguments that configure Celery's own machinery; accepted and ignored.
-CELERY_APP_ARGS = ("loader", "amqp", "events", "log", "control", "set_as_current", "tasks", "changes",
-                   "fixups", "autofinalize", "namespace")
+CELERY_APP_ARGS = (
+    "loader",
+    "amqp",
+    "events",
+    "log",
+    "control",
+    "set_as_current",
+    "tasks",
+    "changes",
+    "fixups",
+    "autofinalize",
+    "namespace",
+)
 
 
 def _resolve_task_cls(task_cls: Any) -> type[Task]:
@@ -71,10 +82,18 @@ class TaskRegistry(dict):
 
 
 class App:
-    def __init__(self, main: str | None = None, broker: str | None = None,
-                 backend: str | None = None, *, config_source: Any = None, task_cls: Any = None,
-                 strict_typing: bool = True, include: Sequence[str] | None = None,
-                 **settings: Any) -> None:
+    def __init__(
+        self,
+        main: str | None = None,
+        broker: str | None = None,
+        backend: str | None = None,
+        *,
+        config_source: Any = None,
+        task_cls: Any = None,
+        strict_typing: bool = True,
+        include: Sequence[str] | None = None,
+        **settings: Any,
+    ) -> None:
         for name in CELERY_APP_ARGS:  # Celery's constructor arguments that have no meaning here
             settings.pop(name, None)
         self.main = main
@@ -105,8 +124,9 @@ class App:
     def __repr__(self) -> str:
         return f"<App {self.main or '__main__'}>"
 
-    def config_from_object(self, obj: Any, silent: bool = False, force: bool = False,
-                           namespace: str | None = None) -> None:
+    def config_from_object(
+        self, obj: Any, silent: bool = False, force: bool = False, namespace: str | None = None
+    ) -> None:
         """Celery's: a module, ``"module:attr"`` (``"django.conf:settings"``) or object; ``namespace``
         takes only ``<NAMESPACE>_*`` names. ``silent`` hides an import error, as in Celery."""
         try:
@@ -214,8 +234,9 @@ class App:
         """The base task class bound to this app (``task_cls`` if given), made once per app."""
         if self._app_task_cls is None:
             base = self._task_cls
-            self._app_task_cls = type(base.__name__, (base,), {"_app": self, "__module__": base.__module__,
-                                                               "__qualname__": base.__qualname__})
+            self._app_task_cls = type(
+                base.__name__, (base,), {"_app": self, "__module__": base.__module__, "__qualname__": base.__qualname__}
+            )
         return self._app_task_cls
 
     def task(self, *args: Any, **options: Any) -> Any:
@@ -299,14 +320,21 @@ class App:
     def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:  # noqa: N802
         return AsyncResult(task_id, self, task_name=task_name)
 
-    def signature(self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
-                  **options: Any) -> Signature:
+    def signature(
+        self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> Signature:
         return Signature(name, args, kwargs, options=options, app=self)
 
     # -- sending ------------------------------------------------------------------------------
-    def send_task(self, name: str, args: Sequence[Any] | None = None,
-                  kwargs: dict[str, Any] | None = None, *, task: Task | None = None,
-                  **options: Any) -> AsyncResult:
+    def send_task(
+        self,
+        name: str,
+        args: Sequence[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        task: Task | None = None,
+        **options: Any,
+    ) -> AsyncResult:
         """Encode and publish one task message; the returned handle reads its result."""
         task = task if task is not None else self.tasks.get(name)
         args, kwargs = list(args or ()), dict(kwargs or {})
@@ -318,8 +346,9 @@ class App:
         queue, priority, routed = self._destination(name, task, args, kwargs, options)
         message_options = self._message_options(task, options, routed)
         task_id, raw = protocol.build(name, args, kwargs, queue=queue, priority=priority, **message_options)
-        (raw,), hooks = self._outgoing(name, [raw], message_options["exchange"],
-                                       message_options["routing_key"] or queue)
+        (raw,), hooks = self._outgoing(
+            name, [raw], message_options["exchange"], message_options["routing_key"] or queue
+        )
         sent_at = time.time()  # task-sent's time: before the publish, so never after the task starts
         guarded(self.broker.url, lambda: self.broker.publish(queue, raw, priority))
         for hook in hooks:
@@ -329,8 +358,14 @@ class App:
             sent.record(task_id, name, args, kwargs, queue, message_options, sent_at)
         return AsyncResult(task_id, self, task_name=name)
 
-    def send_many(self, name: str, calls: Sequence[tuple[Sequence[Any], dict[str, Any] | None]], *,
-                  task: Task | None = None, **options: Any) -> list[AsyncResult]:
+    def send_many(
+        self,
+        name: str,
+        calls: Sequence[tuple[Sequence[Any], dict[str, Any] | None]],
+        *,
+        task: Task | None = None,
+        **options: Any,
+    ) -> list[AsyncResult]:
         """Bulk ``send_task``: one message per ``(args, kwargs)`` with the same options, all
         published in one round trip (``protocol.build_many`` + ``broker.publish_many``).
 
@@ -345,8 +380,9 @@ class App:
         message_options = self._message_options(task, options, routed)
         message_options.pop("task_id", None)
         built = protocol.build_many(name, calls, queue=queue, priority=priority, **message_options)
-        raws, hooks = self._outgoing(name, [raw for _, raw in built], message_options["exchange"],
-                                     message_options["routing_key"] or queue)
+        raws, hooks = self._outgoing(
+            name, [raw for _, raw in built], message_options["exchange"], message_options["routing_key"] or queue
+        )
         built = [(task_id, raw) for (task_id, _), raw in zip(built, raws, strict=True)]
         sent_at = time.time()
         guarded(self.broker.url, lambda: self.broker.publish_many([(queue, raw, priority) for _, raw in built]))
@@ -354,13 +390,21 @@ class App:
             hook.after()
         sent = self.sent_events
         if sent is not None:
-            sent.record_many(name, ((task_id, args or (), kwargs or {})
-                                    for (task_id, _), (args, kwargs) in zip(built, calls, strict=True)),
-                             queue, message_options, sent_at)
+            sent.record_many(
+                name,
+                (
+                    (task_id, args or (), kwargs or {})
+                    for (task_id, _), (args, kwargs) in zip(built, calls, strict=True)
+                ),
+                queue,
+                message_options,
+                sent_at,
+            )
         return [AsyncResult(task_id, self, task_name=name) for task_id, _ in built]
 
-    def _outgoing(self, name: str, raws: list[bytes], exchange: str,
-                  routing_key: str) -> tuple[list[bytes], list[publish.Publishing]]:
+    def _outgoing(
+        self, name: str, raws: list[bytes], exchange: str, routing_key: str
+    ) -> tuple[list[bytes], list[publish.Publishing]]:
         """The messages as they leave: the publish signals' receivers first, then signing, so
         what a receiver adds to the headers is signed too. Costs nothing when neither is on."""
         hooks: list[publish.Publishing] = []
@@ -372,20 +416,21 @@ class App:
             raws = [signer.sign(raw) for raw in raws]
         return raws, hooks
 
-    def _destination(self, name: str, task: Task | None, args: list[Any], kwargs: dict[str, Any],
-                     options: dict[str, Any]) -> tuple[str, int | None, dict[str, Any]]:
+    def _destination(
+        self, name: str, task: Task | None, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any]
+    ) -> tuple[str, int | None, dict[str, Any]]:
         """(queue, priority, the matching route) by Celery's precedence: the call's options, then
         the task's own, then ``task_routes``, then the defaults."""
         own = {"queue": task.queue, "priority": task.priority} if task is not None else {}
         routed = route(self.conf.task_routes, name, args, kwargs, options)
-        queue = (options.get("queue") or own.get("queue") or routed.get("queue")
-                 or self.conf.task_default_queue)
-        priority = next((p for p in (options.get("priority"), own.get("priority"), routed.get("priority"))
-                         if p is not None), self.conf.task_default_priority)
+        queue = options.get("queue") or own.get("queue") or routed.get("queue") or self.conf.task_default_queue
+        priority = next(
+            (p for p in (options.get("priority"), own.get("priority"), routed.get("priority")) if p is not None),
+            self.conf.task_default_priority,
+        )
         return getattr(queue, "name", queue), priority, routed
 
-    def _message_options(self, task: Task | None, options: dict[str, Any],
-                         routed: dict[str, Any]) -> dict[str, Any]:
+    def _message_options(self, task: Task | None, options: dict[str, Any], routed: dict[str, Any]) -> dict[str, Any]:
         current = self.current_requests.stack[-1] if self.current_requests.stack else None
         parent_id = options.get("parent_id") or (current.id if current else None)
         root_id = options.get("root_id") or (current.root_id if current else None)
@@ -393,8 +438,7 @@ class App:
         soft = options.get("soft_time_limit", task.soft_time_limit if task else None)
         ignore = options.get("ignore_result")
         if ignore is None:
-            ignore = bool(task.opt("ignore_result", "task_ignore_result") if task
-                          else self.conf.task_ignore_result)
+            ignore = bool(task.opt("ignore_result", "task_ignore_result") if task else self.conf.task_ignore_result)
         serializer = options.get("serializer") or (task.serializer if task else None)
         headers = dict(options.get("headers") or {})
         stamped = options.get("stamped_headers")

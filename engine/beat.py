@@ -105,8 +105,9 @@ def load_entries(app: Any) -> dict[str, Entry]:
     return {str(name): Entry.parse(str(name), spec, tz) for name, spec in schedule.items()}
 
 
-def due_slots(sched: Schedule, cursor: datetime, now: datetime,
-              limit: int = CATCHUP_LIMIT) -> tuple[list[datetime], bool]:
+def due_slots(
+    sched: Schedule, cursor: datetime, now: datetime, limit: int = CATCHUP_LIMIT
+) -> tuple[list[datetime], bool]:
     """Slots in (cursor, now] to fire, oldest first: all of them, or the latest ``limit`` and True
     when more fell due (the older ones are then skipped)."""
     slots = sched.slots_between(cursor, now, limit + 1)
@@ -142,16 +143,25 @@ def send_entry(app: Any, entry: Entry, slot: datetime | None = None) -> str:
 def open_store(app: Any) -> BeatStore:
     client = getattr(app.broker, "client", None)
     if not isinstance(client, redis.Redis):
-        raise ImproperlyConfigured("beat keeps its lease and state in the broker and needs a Redis "
-                                   "broker (redis://, rediss://, redis+socket://)")
+        raise ImproperlyConfigured(
+            "beat keeps its lease and state in the broker and needs a Redis "
+            "broker (redis://, rediss://, redis+socket://)"
+        )
     return BeatStore(client)
 
 
 class Beat:
     """The scheduler loop. ``run(stop_event)`` blocks; ``start_thread()`` embeds it (worker -B)."""
 
-    def __init__(self, app: Any, *, lease_seconds: float | None = None, tick: float | None = None,
-                 catchup_limit: int = CATCHUP_LIMIT, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        lease_seconds: float | None = None,
+        tick: float | None = None,
+        catchup_limit: int = CATCHUP_LIMIT,
+        clock: Clock = utcnow,
+    ) -> None:
         self.app = app
         self.lease = float(lease_seconds or app.conf.get("tqctl_beat_lease") or DEFAULT_LEASE)
         self.tick = float(tick or app.conf.get("tqctl_beat_tick") or DEFAULT_TICK)
@@ -269,8 +279,12 @@ class Beat:
                 continue
             slots, capped = due_slots(entry.schedule, state["cursor"], now, self.catchup_limit)
             if capped:
-                log.warning("beat: %s missed more than %d slots; firing the latest %d, skipping older ones",
-                            name, self.catchup_limit, self.catchup_limit)
+                log.warning(
+                    "beat: %s missed more than %d slots; firing the latest %d, skipping older ones",
+                    name,
+                    self.catchup_limit,
+                    self.catchup_limit,
+                )
             for slot in slots:
                 result = self.store.fire(self.token, name, slot)
                 if result == NOT_LEADER:
@@ -285,8 +299,13 @@ class Beat:
         try:
             send_entry(self.app, entry, slot)
         except Exception as exc:  # the slot is claimed: log it as lost, keep the loop alive
-            log.error("beat: could not send %s (%s) for slot %s: %s", entry.name, entry.task,
-                      slot.isoformat(), " ".join(str(exc).split()) or type(exc).__name__)
+            log.error(
+                "beat: could not send %s (%s) for slot %s: %s",
+                entry.name,
+                entry.task,
+                slot.isoformat(),
+                " ".join(str(exc).split()) or type(exc).__name__,
+            )
             return
         log.info("beat: sent %s (%s) for slot %s", entry.name, entry.task, slot.isoformat())
 

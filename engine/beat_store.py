@@ -137,7 +137,7 @@ class BeatStore:
         stale = [key for key in self.client.scan_iter(match=ENTRY_PREFIX + "*", count=500) if key not in wanted]
         if stale:
             self.client.delete(*stale)
-        return sorted(key.decode()[len(ENTRY_PREFIX):] for key in stale)
+        return sorted(key.decode()[len(ENTRY_PREFIX) :] for key in stale)
 
     def states(self, names: list[str]) -> dict[str, dict[str, Any]]:
         """Per entry: cursor/last_run (datetime or None), enabled, total_run_count."""

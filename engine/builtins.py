@@ -38,21 +38,37 @@ def register_builtins(app: App) -> None:
     def chain(*args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("chain is not a real task")
 
-    def group(tasks: list[dict[str, Any]], result: Any, group_id: str, partial_args: Any = (),
-              add_to_parent: bool = True) -> Any:
+    def group(
+        tasks: list[dict[str, Any]], result: Any, group_id: str, partial_args: Any = (), add_to_parent: bool = True
+    ) -> Any:
         restored = result_from_tuple(result, app)
         for task in tasks:
             maybe_signature(task, app).apply_async(group_id=group_id)  # type: ignore[union-attr]
         return restored.as_tuple()
 
-    def chord(header: Any, body: dict[str, Any], partial_args: Any = (), interval: Any = None,
-              countdown: Any = 1, max_retries: Any = None, eager: bool = False, **kwargs: Any) -> Any:
+    def chord(
+        header: Any,
+        body: dict[str, Any],
+        partial_args: Any = (),
+        interval: Any = None,
+        countdown: Any = 1,
+        max_retries: Any = None,
+        eager: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         members = header["kwargs"]["tasks"] if isinstance(header, dict) else header
         result = Chord(Group(members, app=app), from_dict(body, app), app=app).apply_async(partial_args, **kwargs)
         return result.id
 
-    def chord_unlock(self: Task, group_id: str, callback: dict[str, Any], interval: float | None = None,
-                     max_retries: int | None = None, result: Any = None, **kwargs: Any) -> None:
+    def chord_unlock(
+        self: Task,
+        group_id: str,
+        callback: dict[str, Any],
+        interval: float | None = None,
+        max_retries: int | None = None,
+        result: Any = None,
+        **kwargs: Any,
+    ) -> None:
         if result is None:
             deps = GroupResult.restore(group_id, app=app)
         else:
@@ -74,9 +90,15 @@ def register_builtins(app: App) -> None:
     def backend_cleanup() -> None:
         """Redis expires results by itself; nothing to sweep."""
 
-    for name, fun, bind in (("celery.map", xmap, False), ("celery.starmap", xstarmap, False),
-                            ("celery.chunks", chunks, False), ("celery.accumulate", accumulate, False),
-                            ("celery.chain", chain, False), ("celery.group", group, False),
-                            ("celery.chord", chord, False), ("celery.chord_unlock", chord_unlock, True),
-                            ("celery.backend_cleanup", backend_cleanup, False)):
+    for name, fun, bind in (
+        ("celery.map", xmap, False),
+        ("celery.starmap", xstarmap, False),
+        ("celery.chunks", chunks, False),
+        ("celery.accumulate", accumulate, False),
+        ("celery.chain", chain, False),
+        ("celery.group", group, False),
+        ("celery.chord", chord, False),
+        ("celery.chord_unlock", chord_unlock, True),
+        ("celery.backend_cleanup", backend_cleanup, False),
+    ):
         app.task(name=name, bind=bind)(fun)

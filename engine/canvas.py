@@ -15,10 +15,17 @@ if TYPE_CHECKING:
 
 
 class Signature(dict):
-    def __init__(self, task: str | dict[str, Any], args: Sequence[Any] = (),
-                 kwargs: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
-                 subtask_type: str | None = None, immutable: bool = False,
-                 app: App | None = None, **ex: Any) -> None:
+    def __init__(
+        self,
+        task: str | dict[str, Any],
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        subtask_type: str | None = None,
+        immutable: bool = False,
+        app: App | None = None,
+        **ex: Any,
+    ) -> None:
         if isinstance(task, dict):
             super().__init__(task)
             self.setdefault("args", [])
@@ -27,9 +34,14 @@ class Signature(dict):
             self.setdefault("subtask_type", None)
             self.setdefault("immutable", False)
         else:
-            super().__init__(task=task, args=list(args), kwargs=dict(kwargs or {}),
-                             options={**(options or {}), **ex}, subtask_type=subtask_type,
-                             immutable=immutable)
+            super().__init__(
+                task=task,
+                args=list(args),
+                kwargs=dict(kwargs or {}),
+                options={**(options or {}), **ex},
+                subtask_type=subtask_type,
+                immutable=immutable,
+            )
         self.app = app
 
     @classmethod
@@ -77,9 +89,15 @@ class Signature(dict):
         self["options"].update(options)
         return self
 
-    def freeze(self, _id: str | None = None, group_id: str | None = None, chord: dict[str, Any] | None = None,
-               root_id: str | None = None, parent_id: str | None = None,
-               group_index: int | None = None) -> AsyncResult:
+    def freeze(
+        self,
+        _id: str | None = None,
+        group_id: str | None = None,
+        chord: dict[str, Any] | None = None,
+        root_id: str | None = None,
+        parent_id: str | None = None,
+        group_index: int | None = None,
+    ) -> AsyncResult:
         """Fix the ids this signature will run under, as Celery's ``freeze`` (an existing id wins)."""
         from engine.protocol.task import new_id
         from engine.result import AsyncResult
@@ -125,8 +143,7 @@ class Signature(dict):
         stamp(self, visitor, append_stamps, app=self.app, **headers)
         return self
 
-    def clone(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
-              **options: Any) -> Signature:
+    def clone(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Signature:
         sig = type(self).__new__(type(self))  # keep the canvas class (chain, group, chord)
         Signature.__init__(sig, _plain(dict(self)), app=self.app)
         if args and not sig.immutable:
@@ -153,8 +170,9 @@ class Signature(dict):
         sig = self.clone(args, kwargs, **options)
         return self._bound_app().tasks[sig.name].apply(sig["args"], sig["kwargs"], **sig["options"])
 
-    def apply_async(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
-                    **options: Any) -> AsyncResult:
+    def apply_async(
+        self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> AsyncResult:
         self._bound_app()
         sig = self.clone(args, kwargs, **options)
         opts = dict(sig["options"])
@@ -185,8 +203,7 @@ class Signature(dict):
         return f"{self.name}({args}){'!' if self.immutable else ''}"
 
 
-def signature(varies: str | dict[str, Any], *args: Any, app: App | None = None,
-              **kwargs: Any) -> Signature:
+def signature(varies: str | dict[str, Any], *args: Any, app: App | None = None, **kwargs: Any) -> Signature:
     """A signature by task name, without importing the task (Celery's ``signature()``)."""
     if isinstance(varies, Signature):
         return varies

@@ -54,8 +54,9 @@ def chord_part(app: App, request: Request, state: str, result: Any) -> None:
     _part_done(app, request.group, request.id or "", request.group_index or 0, request.chord, state, result)
 
 
-def _part_done(app: App, group_id: str, task_id: str, index: int, chord: dict[str, Any], state: str,
-               result: Any) -> None:
+def _part_done(
+    app: App, group_id: str, task_id: str, index: int, chord: dict[str, Any], state: str, result: Any
+) -> None:
     join = app.chord_join()
     got = join.part_done(group_id, task_id, index, state, result)
     if got is None:
@@ -112,8 +113,9 @@ def _call_errbacks(app: App, sig: Signature, task_id: str, errbacks: Any, exc: B
     """Errbacks of a task that never ran: they get a stand-in request, as in Celery."""
     from engine.request import Request
 
-    request = Request(id=task_id, name=sig.name, args=sig["args"], kwargs=sig["kwargs"], root_id=task_id,
-                      errbacks=_as_list(errbacks))
+    request = Request(
+        id=task_id, name=sig.name, args=sig["args"], kwargs=sig["kwargs"], root_id=task_id, errbacks=_as_list(errbacks)
+    )
     call_errbacks(app, request, exc, None)
 
 
@@ -129,7 +131,7 @@ def _new_style(task: Any, errback: Signature) -> bool:
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if not errback.immutable:
         bound = set(errback["kwargs"])
-        positional = [p for p in positional[len(errback["args"]):] if p.name not in bound]
+        positional = [p for p in positional[len(errback["args"]) :] if p.name not in bound]
     return len(positional) > 1
 
 
@@ -151,8 +153,9 @@ def call_errbacks(app: App, request: Any, exc: BaseException, traceback: str | N
         else:
             old_style.append(sig)
     if old_style:
-        Group(old_style, app=app).apply_async((request.id,), parent_id=request.id,
-                                              root_id=request.root_id or request.id)
+        Group(old_style, app=app).apply_async(
+            (request.id,), parent_id=request.id, root_id=request.root_id or request.id
+        )
 
 
 def fail_chain(app: App, chain: list[Any] | None, exc: BaseException) -> None:
@@ -166,13 +169,18 @@ def fail_chain(app: App, chain: list[Any] | None, exc: BaseException) -> None:
         opts = step.get("options") or {}
         task_id, group_id = opts.get("task_id"), opts.get("group_id")
         backend = app.backend
-        already_failed = bool("chord" in opts and task_id and backend is not None
-                              and (backend.get_meta(task_id) or {}).get("status") in states.PROPAGATE_STATES)
+        already_failed = bool(
+            "chord" in opts
+            and task_id
+            and backend is not None
+            and (backend.get_meta(task_id) or {}).get("status") in states.PROPAGATE_STATES
+        )
         if backend is not None and task_id:
             backend.store(task_id, meta(task_id, states.FAILURE, encoded, group_id=group_id))
         if opts.get("chord") and group_id and task_id and not already_failed:
-            _part_done(app, group_id, task_id, int(opts.get("group_index") or 0), opts["chord"], states.FAILURE,
-                       encoded)
+            _part_done(
+                app, group_id, task_id, int(opts.get("group_index") or 0), opts["chord"], states.FAILURE, encoded
+            )
         if step.get("subtask_type") == "chord":
             body = (step.get("kwargs") or {}).get("body")
             if body is not None:

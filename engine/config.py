@@ -162,7 +162,7 @@ def _setting_name(name: str, prefix: str | None) -> str | None:
     if name.startswith("_"):
         return None
     if prefix is not None:
-        return name[len(prefix):].lower() if name.startswith(prefix) and len(name) > len(prefix) else None
+        return name[len(prefix) :].lower() if name.startswith(prefix) and len(name) > len(prefix) else None
     if name.islower():
         return name
     if name.isupper():

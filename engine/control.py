@@ -43,15 +43,28 @@ class Control:
     def close(self) -> None:
         self.fanout.close()
 
-    def broadcast(self, method: str, arguments: dict[str, Any] | None = None, *,
-                  destination: list[str] | None = None, pattern: str | None = None,
-                  reply: bool = True, timeout: float = 1.0,
-                  limit: int | None = None) -> list[dict[str, Any]]:
+    def broadcast(
+        self,
+        method: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        destination: list[str] | None = None,
+        pattern: str | None = None,
+        reply: bool = True,
+        timeout: float = 1.0,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
         """Send ``method`` to the matching workers; returns ``[{node: result}, ...]``."""
         oid = str(uuid.uuid4()) if reply else None
-        ticket, raw = protocol.encode_request(method, arguments, destination=destination,
-                                              pattern=pattern, matcher="glob" if pattern else None,
-                                              reply_oid=oid, timeout=timeout)
+        ticket, raw = protocol.encode_request(
+            method,
+            arguments,
+            destination=destination,
+            pattern=pattern,
+            matcher="glob" if pattern else None,
+            reply_oid=oid,
+            timeout=timeout,
+        )
         if self.signer is not None:
             raw = self.signer.sign(raw)
         if oid is None:
@@ -64,8 +77,7 @@ class Control:
         finally:
             self.fanout.unbind_reply(oid)
 
-    def _collect(self, queue: str, ticket: str | None, timeout: float,
-                 limit: int | None) -> list[dict[str, Any]]:
+    def _collect(self, queue: str, ticket: str | None, timeout: float, limit: int | None) -> list[dict[str, Any]]:
         replies: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         while limit is None or len(replies) < limit:
@@ -84,16 +96,23 @@ class Control:
     def ping(self, timeout: float = 1.0, destination: list[str] | None = None) -> list[dict[str, Any]]:
         return self.broadcast("ping", timeout=timeout, destination=destination)
 
-    def inspect(self, method: str, timeout: float = 1.0, destination: list[str] | None = None,
-                **arguments: Any) -> dict[str, Any]:
+    def inspect(
+        self, method: str, timeout: float = 1.0, destination: list[str] | None = None, **arguments: Any
+    ) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         for reply in self.broadcast(method, arguments, timeout=timeout, destination=destination):
             merged.update(reply)
         return merged
 
-    def revoke(self, task_ids: str | list[str], terminate: bool = False, signal: str = "SIGTERM",
-               destination: list[str] | None = None, reply: bool = False,
-               timeout: float = 1.0) -> list[dict[str, Any]]:
+    def revoke(
+        self,
+        task_ids: str | list[str],
+        terminate: bool = False,
+        signal: str = "SIGTERM",
+        destination: list[str] | None = None,
+        reply: bool = False,
+        timeout: float = 1.0,
+    ) -> list[dict[str, Any]]:
         ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
         store_revoked(self.fanout, ids)
         args = {"task_id": ids, "terminate": terminate, "signal": signal}

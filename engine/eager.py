@@ -13,8 +13,7 @@ if TYPE_CHECKING:
     from engine.task import Task
 
 
-def run_eagerly(task: Task, args: list[Any], kwargs: dict[str, Any],
-                options: dict[str, Any]) -> EagerResult:
+def run_eagerly(task: Task, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any]) -> EagerResult:
     task_id = options.get("task_id") or new_id()
     store = bool(task.opt("store_eager_result", "task_store_eager_result"))  # Celery: off unless asked
     link = options.get("link")

@@ -19,8 +19,14 @@ if TYPE_CHECKING:
 
 
 class GroupResult(AsyncResult):
-    def __init__(self, id: str | None = None, results: Sequence[AsyncResult] | None = None,
-                 app: App | None = None, parent: AsyncResult | None = None, **_: Any) -> None:
+    def __init__(
+        self,
+        id: str | None = None,
+        results: Sequence[AsyncResult] | None = None,
+        app: App | None = None,
+        parent: AsyncResult | None = None,
+        **_: Any,
+    ) -> None:
         super().__init__(id or "", app, parent=parent)
         self.results = list(results or [])
 

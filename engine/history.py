@@ -89,8 +89,11 @@ class HistoryWriter:
         pipe.hincrby(f"{GROUPS}.count", fp, 1)
         pipe.hsetnx(f"{GROUPS}.first", fp, now)
         pipe.hset(f"{GROUPS}.last", fp, now)
-        pipe.hset(f"{GROUPS}.meta", fp, json_dumps(
-            {"name": failure.get("name"), "exc_type": exc_type, "sample": message[:300]}))
+        pipe.hset(
+            f"{GROUPS}.meta",
+            fp,
+            json_dumps({"name": failure.get("name"), "exc_type": exc_type, "sample": message[:300]}),
+        )
 
 
 @dataclass
@@ -128,9 +131,18 @@ class History:
         for fp, count in counts.items():
             key = fp.decode()
             info = json.loads(meta.get(fp, b"{}"))
-            rows.append({"fingerprint": key, "task_name": info.get("name"), "exc_type": info.get("exc_type"),
-                         "sample": info.get("sample"), "count": int(count), "open": live.get(key, 0),
-                         "first_seen": float(first.get(fp, 0)), "last_seen": float(last.get(fp, 0))})
+            rows.append(
+                {
+                    "fingerprint": key,
+                    "task_name": info.get("name"),
+                    "exc_type": info.get("exc_type"),
+                    "sample": info.get("sample"),
+                    "count": int(count),
+                    "open": live.get(key, 0),
+                    "first_seen": float(first.get(fp, 0)),
+                    "last_seen": float(last.get(fp, 0)),
+                }
+            )
         return sorted(rows, key=lambda r: r["last_seen"], reverse=True)
 
     def retry(self, task_id: str, publish: Any, sent_at: float | None = None) -> str:
@@ -148,8 +160,14 @@ class History:
         envelope = json.loads(raw)
         # A fresh send: no ETA, no expiry that passed while it sat in the inbox, and its own sent_at
         # (queue age reads it).
-        envelope["headers"].update(id=new_id, retries=0, retry_of=task_id, eta=None, expires=None,
-                                   sent_at=round(time.time() if sent_at is None else sent_at, 3))
+        envelope["headers"].update(
+            id=new_id,
+            retries=0,
+            retry_of=task_id,
+            eta=None,
+            expires=None,
+            sent_at=round(time.time() if sent_at is None else sent_at, 3),
+        )
         envelope["headers"]["root_id"] = envelope["headers"].get("root_id") or task_id
         props = envelope.setdefault("properties", {})
         props.update(correlation_id=new_id, delivery_tag=protocol.new_id())

@@ -100,19 +100,20 @@ def setup_worker_logging(app: App, loglevel: str | int, logfile: str | None = No
         root.handlers = []
     _add_handler(root, logfile, logging.Formatter(fmt))
     root.setLevel(level)
-    signals.after_setup_logger.send(sender=None, logger=root, loglevel=level, logfile=logfile, format=fmt,
-                                    colorize=False)
+    signals.after_setup_logger.send(
+        sender=None, logger=root, loglevel=level, logfile=logfile, format=fmt, colorize=False
+    )
     task_logger = logging.getLogger(TASK_LOGGER)
     task_logger.handlers = []
     _add_handler(task_logger, logfile, TaskFormatter(task_fmt))
     task_logger.setLevel(level)
     task_logger.propagate = False
-    signals.after_setup_task_logger.send(sender=None, logger=task_logger, loglevel=level, logfile=logfile,
-                                         format=task_fmt, colorize=False)
+    signals.after_setup_task_logger.send(
+        sender=None, logger=task_logger, loglevel=level, logfile=logfile, format=task_fmt, colorize=False
+    )
 
 
 def _add_handler(logger: logging.Logger, logfile: str | None, formatter: logging.Formatter) -> None:
     handler: logging.Handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     logger.addHandler(handler)
-

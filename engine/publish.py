@@ -36,14 +36,25 @@ class Publishing:
         """Fire ``before_task_publish`` and return the message as the receivers left it."""
         headers, properties = self.envelope["headers"], self.envelope["properties"]
         signals.before_task_publish.send(
-            sender=self.name, body=self.body, exchange=self.exchange, routing_key=self.routing_key,
-            headers=headers, properties=properties, declare=[], retry_policy=None,
+            sender=self.name,
+            body=self.body,
+            exchange=self.exchange,
+            routing_key=self.routing_key,
+            headers=headers,
+            properties=properties,
+            declare=[],
+            retry_policy=None,
         )
         body, _ = serialization.dumps(list(self.body), self.serializer)
         self.envelope["body"] = base64.b64encode(body).decode()
         return serialization.json_dumps(self.envelope).encode()
 
     def after(self) -> None:
-        signals.after_task_publish.send(sender=self.name, body=self.body, exchange=self.exchange,
-                                        routing_key=self.routing_key, headers=self.envelope["headers"],
-                                        properties=self.envelope["properties"])
+        signals.after_task_publish.send(
+            sender=self.name,
+            body=self.body,
+            exchange=self.exchange,
+            routing_key=self.routing_key,
+            headers=self.envelope["headers"],
+            properties=self.envelope["properties"],
+        )

@@ -30,15 +30,22 @@ def _is_model(annotation: Any, base: type) -> bool:
     return inspect.isclass(annotation) and issubclass(annotation, base)
 
 
-def pydantic_wrapper(app: App, fun: Callable[..., Any], task_name: str, strict: bool,
-                     context: dict[str, Any] | None, dump_kwargs: dict[str, Any] | None,
-                     bound: bool = False) -> tuple[Callable[..., Any], Callable[..., tuple[Any, Any]]]:
+def pydantic_wrapper(
+    app: App,
+    fun: Callable[..., Any],
+    task_name: str,
+    strict: bool,
+    context: dict[str, Any] | None,
+    dump_kwargs: dict[str, Any] | None,
+    bound: bool = False,
+) -> tuple[Callable[..., Any], Callable[..., tuple[Any, Any]]]:
     """(the function ``run`` calls, the caller-side argument dumper)."""
     try:
         pydantic = importlib.import_module("pydantic")
     except ModuleNotFoundError as exc:
-        raise ImproperlyConfigured("You need to install pydantic to use pydantic model serialization "
-                                   "(pip install 'tqctl[pydantic]').") from exc
+        raise ImproperlyConfigured(
+            "You need to install pydantic to use pydantic model serialization (pip install 'tqctl[pydantic]')."
+        ) from exc
     base_model: type = pydantic.BaseModel
     context = dict(context or {})
     dump_opts = {"mode": "json", **(dump_kwargs or {})}
@@ -56,8 +63,9 @@ def pydantic_wrapper(app: App, fun: Callable[..., Any], task_name: str, strict: 
         return annotation if _is_model(annotation, base_model) else None
 
     def validate(model: Any, value: Any) -> Any:
-        return model.model_validate(value, strict=strict,
-                                    context={**context, "celery_app": app, "celery_task_name": task_name})
+        return model.model_validate(
+            value, strict=strict, context={**context, "celery_app": app, "celery_task_name": task_name}
+        )
 
     @functools.wraps(fun)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -73,7 +81,7 @@ def pydantic_wrapper(app: App, fun: Callable[..., Any], task_name: str, strict: 
             return returned.model_dump(**dump_opts)
         return returned
 
-    params = list(sig.parameters.values())[1 if bound else 0:]
+    params = list(sig.parameters.values())[1 if bound else 0 :]
     positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     keywords = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 

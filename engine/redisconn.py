@@ -25,8 +25,14 @@ T = TypeVar("T")
 # app module can say ``sentinel://h:26379;sentinel://h2:26379?master_name=mymaster``.
 SENTINEL_OPTIONS = ("master_name", "min_other_sentinels", "sentinel_kwargs")
 SSL_KEYS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname", "ssl_ca_path")
-CERT_REQS = {"required": "required", "cert_required": "required", "optional": "optional",
-             "cert_optional": "optional", "none": "none", "cert_none": "none"}
+CERT_REQS = {
+    "required": "required",
+    "cert_required": "required",
+    "optional": "optional",
+    "cert_optional": "optional",
+    "none": "none",
+    "cert_none": "none",
+}
 DEFAULT_FAILOVER_TIMEOUT = 30.0
 
 
@@ -65,15 +71,24 @@ def broker_target(url: str, conf: Any) -> str:
     """The broker URL with the app's settings for every client built from it (``Settings``)."""
     wait = int(conf.get("tqctl_publish_wait_replicas") or 0)
     replicas = (wait, float(conf.get("tqctl_publish_wait_timeout") or 1.0)) if wait > 0 else None
-    return with_options(url, conf.get("broker_transport_options"), conf.get("broker_use_ssl"),
-                        failover_timeout=conf.get("tqctl_failover_timeout"), wait_replicas=replicas)
+    return with_options(
+        url,
+        conf.get("broker_transport_options"),
+        conf.get("broker_use_ssl"),
+        failover_timeout=conf.get("tqctl_failover_timeout"),
+        wait_replicas=replicas,
+    )
 
 
 def backend_target(url: str, conf: Any) -> str:
     """The result backend URL with Celery's backend settings (``result_backend_transport_options``,
     ``redis_backend_use_ssl``)."""
-    return with_options(url, conf.get("result_backend_transport_options"), conf.get("redis_backend_use_ssl"),
-                        failover_timeout=conf.get("tqctl_failover_timeout"))
+    return with_options(
+        url,
+        conf.get("result_backend_transport_options"),
+        conf.get("redis_backend_use_ssl"),
+        failover_timeout=conf.get("tqctl_failover_timeout"),
+    )
 
 
 def ssl_options(given: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +139,7 @@ def client_from_url(url: str, **options: Any) -> redis.Redis:
         if tls is not None:
             options.update(tls)
             if scheme in ("redis", "valkey"):  # Celery's broker_use_ssl turns TLS on for redis:// too
-                fixed = "rediss" + fixed[len("redis"):]
+                fixed = "rediss" + fixed[len("redis") :]
         fixed, query_tls = _pop_ssl_query(fixed)
         options.update({k: v for k, v in query_tls.items() if k not in options})
         return redis.Redis.from_url(fixed, **options)
@@ -185,7 +200,8 @@ def _sentinel_client(url: str, carried: dict[str, Any], options: dict[str, Any])
     if not master:
         raise ImproperlyConfigured(
             "a sentinel:// broker needs a master name: broker_transport_options={'master_name': ...} "
-            "(result_backend_transport_options for the backend), or ?master_name=NAME in the URL")
+            "(result_backend_transport_options for the backend), or ?master_name=NAME in the URL"
+        )
     sentinel_kwargs = dict(settings.get("sentinel_kwargs") or {})
     sentinel_kwargs.setdefault("socket_connect_timeout", options["socket_connect_timeout"])
     sentinel_kwargs.setdefault("socket_timeout", options["socket_connect_timeout"])
@@ -198,8 +214,9 @@ def _sentinel_client(url: str, carried: dict[str, Any], options: dict[str, Any])
     if tls is not None:
         options.update(tls)
     options["connection_class"] = FollowingSSLConnection if tls is not None else FollowingConnection
-    sentinel = redis.sentinel.Sentinel(nodes, min_other_sentinels=int(settings.get("min_other_sentinels") or 0),
-                                       sentinel_kwargs=sentinel_kwargs)
+    sentinel = redis.sentinel.Sentinel(
+        nodes, min_other_sentinels=int(settings.get("min_other_sentinels") or 0), sentinel_kwargs=sentinel_kwargs
+    )
     return sentinel.master_for(str(master), redis_class=redis.Redis, **options)
 
 
@@ -243,9 +260,11 @@ def unsupported_url(url: str) -> ImproperlyConfigured:
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("amqp", "amqps", "pyamqp"):
         return ImproperlyConfigured(
-            f"AMQP brokers are not supported yet ({mask_url(url)}); use a Redis URL or the bundled broker")
+            f"AMQP brokers are not supported yet ({mask_url(url)}); use a Redis URL or the bundled broker"
+        )
     return ImproperlyConfigured(
-        f"unsupported broker URL scheme {scheme!r} in {mask_url(url)} (use redis://, rediss://, redis+socket:// or sentinel://)")
+        f"unsupported broker URL scheme {scheme!r} in {mask_url(url)} (use redis://, rediss://, redis+socket:// or sentinel://)"
+    )
 
 
 def describe_error(url: str, exc: BaseException) -> str:

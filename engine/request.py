@@ -12,13 +12,46 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Header keys that are Celery's own: ``request.headers`` lists only the others, as Celery's does.
-CELERY_HEADER_KEYS = frozenset({
-    "lang", "task", "id", "shadow", "eta", "expires", "group", "group_index", "retries", "timelimit",
-    "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin", "ignore_result", "replaced_task_nesting",
-    "stamped_headers", "stamps", "compression", "reply_to", "correlation_id", "hostname", "delivery_info",
-    "args", "kwargs", "callbacks", "errbacks", "chain", "chord", "is_eager", "called_directly", "properties",
-    "taskset", "utc", "sent_at",
-})
+CELERY_HEADER_KEYS = frozenset(
+    {
+        "lang",
+        "task",
+        "id",
+        "shadow",
+        "eta",
+        "expires",
+        "group",
+        "group_index",
+        "retries",
+        "timelimit",
+        "root_id",
+        "parent_id",
+        "argsrepr",
+        "kwargsrepr",
+        "origin",
+        "ignore_result",
+        "replaced_task_nesting",
+        "stamped_headers",
+        "stamps",
+        "compression",
+        "reply_to",
+        "correlation_id",
+        "hostname",
+        "delivery_info",
+        "args",
+        "kwargs",
+        "callbacks",
+        "errbacks",
+        "chain",
+        "chord",
+        "is_eager",
+        "called_directly",
+        "properties",
+        "taskset",
+        "utc",
+        "sent_at",
+    }
+)
 
 
 @dataclass
@@ -131,11 +164,24 @@ class Request:
         """The options that re-send this request as it came (what ``retry``/``replace`` reuse)."""
         hard, soft = (list(self.timelimit or ()) + [None, None])[:2]
         options: dict[str, Any] = {
-            "task_id": self.id, "root_id": self.root_id, "parent_id": self.parent_id, "group_id": self.group,
-            "group_index": self.group_index, "shadow": self.shadow, "chord": self.chord, "chain": self.chain,
-            "link": self.callbacks, "link_error": self.errbacks, "expires": self.expires,
-            "soft_time_limit": soft, "time_limit": hard, "headers": self.headers, "retries": self.retries,
-            "reply_to": self.reply_to, "replaced_task_nesting": self.replaced_task_nesting, "origin": self.origin,
+            "task_id": self.id,
+            "root_id": self.root_id,
+            "parent_id": self.parent_id,
+            "group_id": self.group,
+            "group_index": self.group_index,
+            "shadow": self.shadow,
+            "chord": self.chord,
+            "chain": self.chain,
+            "link": self.callbacks,
+            "link_error": self.errbacks,
+            "expires": self.expires,
+            "soft_time_limit": soft,
+            "time_limit": hard,
+            "headers": self.headers,
+            "retries": self.retries,
+            "reply_to": self.reply_to,
+            "replaced_task_nesting": self.replaced_task_nesting,
+            "origin": self.origin,
         }
         stamps, stamped = self.stamps, self.stamped_headers
         if stamps is not None and stamped is not None:
@@ -151,13 +197,29 @@ def from_message(message: Any, hostname: str | None) -> Request:
     """The context of a message that will not run (revoked, expired): what ``task_revoked`` receivers get."""
     embed = message.embed or {}
     return Request(
-        id=message.id, name=message.name, args=message.args, kwargs=message.kwargs, retries=message.retries,
-        hostname=hostname, delivery_info=message.delivery_info, root_id=message.root_id,
-        parent_id=message.parent_id, group=message.group, group_index=message.headers.get("group_index"),
-        eta=message.headers.get("eta"), expires=message.headers.get("expires"), message_headers=message.headers,
-        callbacks=embed.get("callbacks"), errbacks=embed.get("errbacks"), chain=embed.get("chain"),
-        chord=embed.get("chord"), origin=message.headers.get("origin"), ignore_result=message.ignore_result,
-        timelimit=message.timelimit, called_directly=False, properties=message.properties,
+        id=message.id,
+        name=message.name,
+        args=message.args,
+        kwargs=message.kwargs,
+        retries=message.retries,
+        hostname=hostname,
+        delivery_info=message.delivery_info,
+        root_id=message.root_id,
+        parent_id=message.parent_id,
+        group=message.group,
+        group_index=message.headers.get("group_index"),
+        eta=message.headers.get("eta"),
+        expires=message.headers.get("expires"),
+        message_headers=message.headers,
+        callbacks=embed.get("callbacks"),
+        errbacks=embed.get("errbacks"),
+        chain=embed.get("chain"),
+        chord=embed.get("chord"),
+        origin=message.headers.get("origin"),
+        ignore_result=message.ignore_result,
+        timelimit=message.timelimit,
+        called_directly=False,
+        properties=message.properties,
     )
 
 

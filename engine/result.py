@@ -14,8 +14,9 @@ if TYPE_CHECKING:
 
 
 class AsyncResult:
-    def __init__(self, id: str, app: App | None = None, task_name: str | None = None,
-                 parent: AsyncResult | None = None) -> None:
+    def __init__(
+        self, id: str, app: App | None = None, task_name: str | None = None, parent: AsyncResult | None = None
+    ) -> None:
         self.id = id
         self.app = app
         self.task_name = task_name
@@ -94,8 +95,7 @@ class AsyncResult:
     def failed(self) -> bool:
         return self.state == states.FAILURE
 
-    def get(self, timeout: float | None = None, propagate: bool = True,
-            interval: float = 0.5, **_: Any) -> Any:
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5, **_: Any) -> Any:
         """Wait for the outcome; raises the task's exception when ``propagate`` is set."""
         meta = self._cache
         if meta is None:
@@ -125,8 +125,7 @@ class AsyncResult:
 class EagerResult(AsyncResult):
     """The outcome of a task run inline (eager mode): already settled, no backend needed."""
 
-    def __init__(self, id: str, value: Any, state: str, traceback: str | None = None,
-                 app: App | None = None) -> None:
+    def __init__(self, id: str, value: Any, state: str, traceback: str | None = None, app: App | None = None) -> None:
         super().__init__(id, app)
         self._value = value
         self._state = state

@@ -51,14 +51,21 @@ Cronspec = int | str | Iterable[int]
 
 # Cron order, which is also the order of the expression croniter parses.
 _FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
-_HINTS = {"minute": "0-59", "hour": "0-23", "day_of_month": "1-31",
-          "month_of_year": "1-12 or jan-dec", "day_of_week": "0-6 (0=Sunday) or sun-sat"}
+_HINTS = {
+    "minute": "0-59",
+    "hour": "0-23",
+    "day_of_month": "1-31",
+    "month_of_year": "1-12 or jan-dec",
+    "day_of_week": "0-6 (0=Sunday) or sun-sat",
+}
 # Full names and three-letter abbreviations both map to the abbreviation croniter knows.
-_NAMES = {field: {name: name[:3] for full in names.split() for name in (full, full[:3])}
-          for field, names in (
-              ("day_of_week", "sunday monday tuesday wednesday thursday friday saturday"),
-              ("month_of_year", "january february march april may june july august september "
-                                "october november december"))}
+_NAMES = {
+    field: {name: name[:3] for full in names.split() for name in (full, full[:3])}
+    for field, names in (
+        ("day_of_week", "sunday monday tuesday wednesday thursday friday saturday"),
+        ("month_of_year", "january february march april may june july august september october november december"),
+    )
+}
 # Celery's syntax only: croniter extensions (L, W, #, ?, H, @hourly, seconds) are refused so
 # a schedule written here also means the same thing under Celery.
 _ALLOWED = re.compile(r"[0-9a-z*/,\-]+")
@@ -164,8 +171,12 @@ class schedule(Schedule):  # lowercase: Celery's public name
         return "every " + f"{us / 1e6:.6f}".rstrip("0").rstrip(".") + "s"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"type": "interval", "seconds": self.seconds, "anchor": self.anchor.isoformat(),
-                "description": self.describe()}
+        return {
+            "type": "interval",
+            "seconds": self.seconds,
+            "anchor": self.anchor.isoformat(),
+            "description": self.describe(),
+        }
 
     def _key(self) -> tuple[Any, ...]:
         return ("interval", self._step, self.anchor)
@@ -177,6 +188,7 @@ class schedule(Schedule):  # lowercase: Celery's public name
 
 def _cronfield(name: str, value: Cronspec) -> str:
     """One Celery cron field as croniter text; errors are one line naming the field."""
+
     def bad(why: str) -> ValueError:
         return ValueError(f"invalid crontab {name}={value!r}: {why} (expected {_HINTS[name]})")
 
@@ -237,11 +249,22 @@ def _gap_end(zone: tzinfo, before: datetime, after: datetime) -> datetime:
 class crontab(Schedule):  # lowercase: Celery's public name
     """Celery-compatible cron schedule on the wall clock of ``tz`` (see the module's DST rule)."""
 
-    def __init__(self, minute: Cronspec = "*", hour: Cronspec = "*", day_of_week: Cronspec = "*",
-                 day_of_month: Cronspec = "*", month_of_year: Cronspec = "*",
-                 tz: str | None = None) -> None:
-        given = {"minute": minute, "hour": hour, "day_of_week": day_of_week,
-                 "day_of_month": day_of_month, "month_of_year": month_of_year}
+    def __init__(
+        self,
+        minute: Cronspec = "*",
+        hour: Cronspec = "*",
+        day_of_week: Cronspec = "*",
+        day_of_month: Cronspec = "*",
+        month_of_year: Cronspec = "*",
+        tz: str | None = None,
+    ) -> None:
+        given = {
+            "minute": minute,
+            "hour": hour,
+            "day_of_week": day_of_week,
+            "day_of_month": day_of_month,
+            "month_of_year": month_of_year,
+        }
         fields = {name: _cronfield(name, value) for name, value in given.items()}
         self.minute, self.hour = fields["minute"], fields["hour"]
         self.day_of_week, self.day_of_month = fields["day_of_week"], fields["day_of_month"]
@@ -252,16 +275,16 @@ class crontab(Schedule):  # lowercase: Celery's public name
         if days != ["*"]:
             months = list(range(1, 13)) if months == ["*"] else months
             if not any(int(d) <= _MAX_DAYS[int(m)] for d in days for m in months):
-                raise ValueError(f"invalid crontab day_of_month={day_of_month!r}: never occurs "
-                                 f"in month_of_year={month_of_year!r}")
+                raise ValueError(
+                    f"invalid crontab day_of_month={day_of_month!r}: never occurs in month_of_year={month_of_year!r}"
+                )
         self.tz = tz
         self._zone = _zone(tz)
         # Rule (3): an hour field croniter expands to "*" means every hour of the day.
         self._real_time = expanded[1] == ["*"]
 
     def with_tz(self, name: str | None) -> crontab:
-        return crontab(self.minute, self.hour, self.day_of_week, self.day_of_month,
-                       self.month_of_year, tz=name)
+        return crontab(self.minute, self.hour, self.day_of_week, self.day_of_month, self.month_of_year, tz=name)
 
     def with_default_tz(self, name: str | None) -> crontab:
         return self if self.tz is not None else self.with_tz(name)
@@ -305,18 +328,27 @@ class crontab(Schedule):  # lowercase: Celery's public name
         return f"cron {self.expr}" + (f" ({self.tz})" if self.tz else "")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"type": "crontab", "expr": self.expr, "minute": self.minute, "hour": self.hour,
-                "day_of_week": self.day_of_week, "day_of_month": self.day_of_month,
-                "month_of_year": self.month_of_year, "tz": self.tz,
-                "description": self.describe()}
+        return {
+            "type": "crontab",
+            "expr": self.expr,
+            "minute": self.minute,
+            "hour": self.hour,
+            "day_of_week": self.day_of_week,
+            "day_of_month": self.day_of_month,
+            "month_of_year": self.month_of_year,
+            "tz": self.tz,
+            "description": self.describe(),
+        }
 
     def _key(self) -> tuple[Any, ...]:
         return ("crontab", self.expr, self.tz)
 
     def __repr__(self) -> str:
-        parts = [f"{name}={getattr(self, name)!r}" for name in
-                 ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
-                 if getattr(self, name) != "*"]
+        parts = [
+            f"{name}={getattr(self, name)!r}"
+            for name in ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
+            if getattr(self, name) != "*"
+        ]
         if self.tz is not None:
             parts.append(f"tz={self.tz!r}")
         return f"crontab({', '.join(parts)})"
@@ -335,5 +367,4 @@ def as_schedule(value: object) -> Schedule:
     run_every = getattr(value, "run_every", None)
     if isinstance(run_every, timedelta):
         return schedule(run_every)
-    raise TypeError(f"unsupported beat schedule {value!r}: use seconds, a timedelta, "
-                    "schedule(...) or crontab(...)")
+    raise TypeError(f"unsupported beat schedule {value!r}: use seconds, a timedelta, schedule(...) or crontab(...)")

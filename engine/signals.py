@@ -59,8 +59,9 @@ class Signal:
     def __repr__(self) -> str:
         return f"<Signal: {self.name} providing_args={set(self.providing_args)!r}>"
 
-    def connect(self, *args: Any, sender: Any = None, weak: bool = True, dispatch_uid: Any = None,
-                **_compat: Any) -> Any:
+    def connect(
+        self, *args: Any, sender: Any = None, weak: bool = True, dispatch_uid: Any = None, **_compat: Any
+    ) -> Any:
         def register(fun: Receiver) -> Receiver:
             self._connect(fun, sender, weak, dispatch_uid)
             return fun
@@ -73,8 +74,9 @@ class Signal:
         key = (("uid", dispatch_uid) if dispatch_uid is not None else _receiver_key(receiver), _sender_key(sender))
         ref: Any = receiver
         if weak:
-            maker = weakref.WeakMethod if hasattr(receiver, "__self__") and hasattr(receiver, "__func__") \
-                else weakref.ref
+            maker = (
+                weakref.WeakMethod if hasattr(receiver, "__self__") and hasattr(receiver, "__func__") else weakref.ref
+            )
             try:
                 ref = maker(receiver, self._remove_dead)  # type: ignore[arg-type]
             except TypeError:  # not weakly referenceable (a builtin): keep it strongly
@@ -126,8 +128,9 @@ class Signal:
     send_robust = send  # Celery's deprecated alias
 
 
-before_task_publish = Signal("before_task_publish", {"body", "exchange", "routing_key", "headers", "properties",
-                                                     "declare", "retry_policy"})
+before_task_publish = Signal(
+    "before_task_publish", {"body", "exchange", "routing_key", "headers", "properties", "declare", "retry_policy"}
+)
 after_task_publish = Signal("after_task_publish", {"body", "exchange", "routing_key"})
 task_received = Signal("task_received", {"request"})
 task_prerun = Signal("task_prerun", {"task_id", "task", "args", "kwargs"})
@@ -135,8 +138,9 @@ task_postrun = Signal("task_postrun", {"task_id", "task", "args", "kwargs", "ret
 task_success = Signal("task_success", {"result"})
 task_retry = Signal("task_retry", {"request", "reason", "einfo"})
 task_failure = Signal("task_failure", {"task_id", "exception", "args", "kwargs", "traceback", "einfo"})
-task_internal_error = Signal("task_internal_error", {"task_id", "args", "kwargs", "request", "exception",
-                                                     "traceback", "einfo"})
+task_internal_error = Signal(
+    "task_internal_error", {"task_id", "args", "kwargs", "request", "exception", "traceback", "einfo"}
+)
 task_revoked = Signal("task_revoked", {"request", "terminated", "signum", "expired"})
 task_rejected = Signal("task_rejected", {"message", "exc"})
 task_unknown = Signal("task_unknown", {"message", "exc", "name", "id"})
@@ -157,10 +161,32 @@ beat_init = Signal("beat_init")
 beat_embedded_init = Signal("beat_embedded_init")
 
 __all__ = [
-    "Signal", "after_setup_logger", "after_setup_task_logger", "after_task_publish", "beat_embedded_init",
-    "beat_init", "before_task_publish", "celeryd_after_setup", "celeryd_init", "heartbeat_sent",
-    "import_modules", "setup_logging", "task_failure", "task_internal_error", "task_postrun", "task_prerun",
-    "task_received", "task_rejected", "task_retry", "task_revoked", "task_success", "task_unknown",
-    "worker_init", "worker_process_init", "worker_process_shutdown", "worker_ready", "worker_shutdown",
+    "Signal",
+    "after_setup_logger",
+    "after_setup_task_logger",
+    "after_task_publish",
+    "beat_embedded_init",
+    "beat_init",
+    "before_task_publish",
+    "celeryd_after_setup",
+    "celeryd_init",
+    "heartbeat_sent",
+    "import_modules",
+    "setup_logging",
+    "task_failure",
+    "task_internal_error",
+    "task_postrun",
+    "task_prerun",
+    "task_received",
+    "task_rejected",
+    "task_retry",
+    "task_revoked",
+    "task_success",
+    "task_unknown",
+    "worker_init",
+    "worker_process_init",
+    "worker_process_shutdown",
+    "worker_ready",
+    "worker_shutdown",
     "worker_shutting_down",
 ]

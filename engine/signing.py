@@ -41,8 +41,9 @@ class Signer:
                 raise ImproperlyConfigured(f"signing key {kid!r}: the secret must be a string of 16+ characters")
             self._keys[kid] = secret.encode() if isinstance(secret, str) else bytes(secret)
         if key_id not in self._keys:
-            raise ImproperlyConfigured(f"tqctl_signing_key_id {key_id!r} is not one of tqctl_signing_keys "
-                                       f"({', '.join(sorted(self._keys))})")
+            raise ImproperlyConfigured(
+                f"tqctl_signing_key_id {key_id!r} is not one of tqctl_signing_keys ({', '.join(sorted(self._keys))})"
+            )
         self.key_id = key_id
 
     def __repr__(self) -> str:  # never the secrets
@@ -56,8 +57,9 @@ class Signer:
         if not key_id and not keys:
             return from_env()
         if not key_id:
-            raise ImproperlyConfigured("tqctl_signing_keys is set but tqctl_signing_key_id is not: "
-                                       "name the key to sign with")
+            raise ImproperlyConfigured(
+                "tqctl_signing_keys is set but tqctl_signing_key_id is not: name the key to sign with"
+            )
         return cls(keys or {}, str(key_id))
 
     def sign(self, raw: bytes) -> bytes:
@@ -87,9 +89,13 @@ class Signer:
     @staticmethod
     def _mac(secret: bytes, envelope: dict[str, Any]) -> str:
         headers = {k: v for k, v in (envelope.get("headers") or {}).items() if k != HEADER}
-        parts = [VERSION, str(envelope.get("content-type")).encode(), str(envelope.get("content-encoding")).encode(),
-                 json.dumps(headers, sort_keys=True, separators=(",", ":")).encode(),
-                 str(envelope.get("body")).encode()]
+        parts = [
+            VERSION,
+            str(envelope.get("content-type")).encode(),
+            str(envelope.get("content-encoding")).encode(),
+            json.dumps(headers, sort_keys=True, separators=(",", ":")).encode(),
+            str(envelope.get("body")).encode(),
+        ]
         return hmac.new(secret, b"\n".join(parts), hashlib.sha256).hexdigest()
 
 

@@ -72,8 +72,9 @@ def merge(into: dict[str, Any], other: dict[str, Any] | None, aggregate: bool) -
         into.setdefault(key, value)
 
 
-def _stamp_headers(sig: dict[str, Any], visitor_headers: dict[str, Any] | None, append: bool,
-                   self_headers: bool = True, **headers: Any) -> dict[str, Any]:
+def _stamp_headers(
+    sig: dict[str, Any], visitor_headers: dict[str, Any] | None, append: bool, self_headers: bool = True, **headers: Any
+) -> dict[str, Any]:
     headers = dict(headers)
     headers.setdefault("stamped_headers", list(headers))
     if visitor_headers is not None:
@@ -105,8 +106,9 @@ def _links(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def stamp_links(sig: dict[str, Any], visitor: StampingVisitor | None, append: bool, app: App | None,
-                **headers: Any) -> None:
+def stamp_links(
+    sig: dict[str, Any], visitor: StampingVisitor | None, append: bool, app: App | None, **headers: Any
+) -> None:
     """Stamp the callbacks and errbacks, with the visitor's and the given stamps but not the sig's own."""
     options = sig.setdefault("options", {})
     for key, hook in (("link", "on_callback"), ("link_error", "on_errback")):
@@ -118,8 +120,14 @@ def stamp_links(sig: dict[str, Any], visitor: StampingVisitor | None, append: bo
             stamp(link, visitor, append, app=app, **current)
 
 
-def stamp(sig: dict[str, Any], visitor: StampingVisitor | None = None, append_stamps: bool = False, *,
-          app: App | None = None, **headers: Any) -> dict[str, Any]:
+def stamp(
+    sig: dict[str, Any],
+    visitor: StampingVisitor | None = None,
+    append_stamps: bool = False,
+    *,
+    app: App | None = None,
+    **headers: Any,
+) -> dict[str, Any]:
     """Stamp ``sig`` and everything inside it (Celery's ``Signature.stamp`` for each canvas type)."""
     app = app or getattr(sig, "app", None)
     kind = sig.get("subtask_type")

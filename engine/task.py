@@ -38,8 +38,16 @@ FROM_CONFIG = {
     "store_errors_even_if_ignored": "task_store_errors_even_if_ignored",
 }
 # Attributes that become default send options (Celery's ``extract_exec_options``).
-EXEC_OPTIONS = ("queue", "routing_key", "exchange", "priority", "expires", "serializer", "time_limit",
-                "soft_time_limit")
+EXEC_OPTIONS = (
+    "queue",
+    "routing_key",
+    "exchange",
+    "priority",
+    "expires",
+    "serializer",
+    "time_limit",
+    "soft_time_limit",
+)
 
 
 def backoff_delay(retries: int, factor: float, maximum: float, jitter: bool) -> float:
@@ -96,8 +104,9 @@ class Task:
     @property
     def app(self) -> App:
         if self._app is None:
-            raise ImproperlyConfigured(f"task {self.name or type(self).__name__} is not registered with an app "
-                                       "(use app.register_task(task))")
+            raise ImproperlyConfigured(
+                f"task {self.name or type(self).__name__} is not registered with an app (use app.register_task(task))"
+            )
         return self._app
 
     @property
@@ -157,24 +166,28 @@ class Task:
     def on_success(self, retval: Any, task_id: str, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
         """Called in the worker after ``run`` returned and the result was stored."""
 
-    def on_failure(self, exc: BaseException, task_id: str, args: Sequence[Any], kwargs: dict[str, Any],
-                   einfo: Any) -> None:
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Sequence[Any], kwargs: dict[str, Any], einfo: Any
+    ) -> None:
         """Called in the worker when ``run`` raised (after retries are used up)."""
 
-    def on_retry(self, exc: BaseException | None, task_id: str, args: Sequence[Any], kwargs: dict[str, Any],
-                 einfo: Any) -> None:
+    def on_retry(
+        self, exc: BaseException | None, task_id: str, args: Sequence[Any], kwargs: dict[str, Any], einfo: Any
+    ) -> None:
         """Called in the worker when the task is retried."""
 
-    def after_return(self, status: str, retval: Any, task_id: str, args: Sequence[Any], kwargs: dict[str, Any],
-                     einfo: Any) -> None:
+    def after_return(
+        self, status: str, retval: Any, task_id: str, args: Sequence[Any], kwargs: dict[str, Any], einfo: Any
+    ) -> None:
         """Called after the task finished SUCCESS or FAILURE (not on retry or reject), as Celery does."""
 
     # -- sending ------------------------------------------------------------------------------
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         return self.apply_async(args, kwargs)
 
-    def apply_async(self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None,
-                    **options: Any) -> AsyncResult:
+    def apply_async(
+        self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> AsyncResult:
         if self.soft_time_limit and self.time_limit and self.soft_time_limit > self.time_limit:
             raise ValueError("soft_time_limit must be less than or equal to time_limit")
         typing = self.app.strict_typing if self.typing is None else self.typing
@@ -187,8 +200,9 @@ class Task:
             return self.apply(args, kwargs, **options)
         return self.app.send_task(self.name, args, kwargs, task=self, **options)
 
-    def apply(self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None,
-              **options: Any) -> AsyncResult:
+    def apply(
+        self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> AsyncResult:
         """Run inline in this process (eager mode); returns a result already settled."""
         from engine.eager import run_eagerly
 
@@ -197,8 +211,9 @@ class Task:
     def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802 - Celery's name
         return self.app.AsyncResult(task_id, task_name=self.name)
 
-    def update_state(self, task_id: str | None = None, state: str | None = None, meta: Any = None,
-                     **kwargs: Any) -> None:
+    def update_state(
+        self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kwargs: Any
+    ) -> None:
         """Store a custom state (e.g. ``PROGRESS`` with a meta dict) for this or another task."""
         from engine.protocol.results import meta as result_meta
 
@@ -206,8 +221,10 @@ class Task:
         backend = self.app.backend
         if backend is not None and task_id:
             request = self.request
-            backend.store(task_id, result_meta(task_id, state or "PENDING", meta, parent_id=request.parent_id,
-                                               group_id=request.group))
+            backend.store(
+                task_id,
+                result_meta(task_id, state or "PENDING", meta, parent_id=request.parent_id, group_id=request.group),
+            )
 
     def s(self, *args: Any, **kwargs: Any) -> Signature:
         from engine.canvas import Signature
@@ -219,8 +236,7 @@ class Task:
 
         return Signature(self.name, args, kwargs, immutable=True, app=self.app)
 
-    def signature(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
-                  **options: Any) -> Signature:
+    def signature(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Signature:
         from engine.canvas import Signature
 
         return Signature(self.name, args or (), kwargs or {}, options=options, app=self.app)
@@ -235,8 +251,7 @@ class Task:
     def starmap(self, it: Any) -> Signature:
         from engine.canvas import Signature
 
-        return Signature("celery.starmap", (), {"task": dict(self.s()), "it": list(it)}, immutable=True,
-                         app=self.app)
+        return Signature("celery.starmap", (), {"task": dict(self.s()), "it": list(it)}, immutable=True, app=self.app)
 
     def chunks(self, it: Any, n: int) -> Any:
         from engine.workflows import Chunks
@@ -259,17 +274,23 @@ class Task:
         request = self.request
         if not request.chord:
             raise ValueError("Current task is not member of any chord")
-        sig.set(group_id=request.group, group_index=request.group_index, chord=request.chord,
-                root_id=request.root_id)
+        sig.set(group_id=request.group, group_index=request.group_index, chord=request.chord, root_id=request.root_id)
         sig.freeze()
         self.app.chord_join().add_to_chord(request.group or "")
         return sig if lazy else sig.delay()
 
     # -- retrying -----------------------------------------------------------------------------
-    def retry(self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None,
-              exc: BaseException | None = None, throw: bool = True,
-              eta: dt.datetime | None = None, countdown: float | None = None,
-              max_retries: int | None = None, **options: Any) -> Retry:
+    def retry(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: dt.datetime | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Retry:
         """Re-send this task (same id, ``retries + 1``) and raise ``Retry`` to end this run."""
         request = self.request
         limit = self.max_retries if max_retries is None else max_retries
@@ -279,16 +300,19 @@ class Task:
             if exc is not None:
                 raise exc
             raise MaxRetriesExceededError(
-                f"Can't retry {self.name}[{request.id}] args:{request.args} "
-                f"kwargs:{request.kwargs}"
+                f"Can't retry {self.name}[{request.id}] args:{request.args} kwargs:{request.kwargs}"
             )
         if eta is None and countdown is None:
             countdown = self.default_retry_delay
         when = countdown if countdown is not None else eta
         if request.is_eager:
-            result = self.apply(args if args is not None else request.args,
-                                kwargs if kwargs is not None else request.kwargs,
-                                task_id=request.id, retries=request.retries + 1, **options)
+            result = self.apply(
+                args if args is not None else request.args,
+                kwargs if kwargs is not None else request.kwargs,
+                task_id=request.id,
+                retries=request.retries + 1,
+                **options,
+            )
             raise Retry(exc=exc, when=None, result=result)
         self.app.send_task(
             self.name,
@@ -348,10 +372,12 @@ def argument_checker(fun: Callable[..., Any], bound: bool) -> Callable[..., None
         sig = inspect.signature(fun)
     except (TypeError, ValueError):
         return None
-    params = list(sig.parameters.values())[1 if bound else 0:]
+    params = list(sig.parameters.values())[1 if bound else 0 :]
     label = getattr(fun, "__name__", "task")
-    stub = _stub(label, [p.replace(annotation=p.empty, default=_Default() if p.default is not p.empty else p.empty)
-                         for p in params])
+    stub = _stub(
+        label,
+        [p.replace(annotation=p.empty, default=_Default() if p.default is not p.empty else p.empty) for p in params],
+    )
     if stub is not None:
         return stub
     sig = sig.replace(parameters=params)
@@ -383,8 +409,9 @@ def _stub(label: str, params: list[Any]) -> Callable[..., None] | None:
     return stub
 
 
-def task_from_function(app: App, fun: Callable[..., Any], name: str, base: type[Task], bind: bool,
-                       options: dict[str, Any]) -> Task:
+def task_from_function(
+    app: App, fun: Callable[..., Any], name: str, base: type[Task], bind: bool, options: dict[str, Any]
+) -> Task:
     """A ``base`` subclass whose ``run`` is ``fun`` and whose attributes are the decorator's options.
 
     An option must be a Celery task option or an attribute of ``base`` (a custom base class's own
@@ -395,17 +422,25 @@ def task_from_function(app: App, fun: Callable[..., Any], name: str, base: type[
 
         known = [k for k in dir(base) if not k.startswith("_")]
         hint = difflib.get_close_matches(unknown[0], known, n=1)
-        raise TypeError(f"unknown task option {unknown[0]!r} for {name}"
-                        + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                        + "; declare it as an attribute of a base= class to pass your own")
+        raise TypeError(
+            f"unknown task option {unknown[0]!r} for {name}"
+            + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            + "; declare it as an attribute of a base= class to pass your own"
+        )
     run_fun = fun
     dump_arguments = None
     if options.get("pydantic"):
         from engine.pydantic_args import pydantic_wrapper
 
-        run_fun, dump = pydantic_wrapper(app, fun, name, bool(options.get("pydantic_strict")),
-                                         options.get("pydantic_context"), options.get("pydantic_dump_kwargs"),
-                                         bound=bind)
+        run_fun, dump = pydantic_wrapper(
+            app,
+            fun,
+            name,
+            bool(options.get("pydantic_strict")),
+            options.get("pydantic_context"),
+            options.get("pydantic_dump_kwargs"),
+            bound=bind,
+        )
         dump_arguments = staticmethod(dump)
     attrs: dict[str, Any] = {
         "_app": app,

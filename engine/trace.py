@@ -70,15 +70,22 @@ def run(app: App, task: Task, request: Request, *, store: bool = True) -> Outcom
     outcome: Outcome | None = None
     try:
         if signals.task_prerun.receivers:
-            signals.task_prerun.send(sender=task, task_id=request.id, task=task, args=request.args,
-                                     kwargs=request.kwargs)
+            signals.task_prerun.send(
+                sender=task, task_id=request.id, task=task, args=request.args, kwargs=request.kwargs
+            )
         try:
             outcome = _run(app, task, request, started, store)
         finally:
             if signals.task_postrun.receivers:
-                signals.task_postrun.send(sender=task, task_id=request.id, task=task, args=request.args,
-                                          kwargs=request.kwargs, retval=outcome.value if outcome else None,
-                                          state=outcome.state if outcome else None)
+                signals.task_postrun.send(
+                    sender=task,
+                    task_id=request.id,
+                    task=task,
+                    args=request.args,
+                    kwargs=request.kwargs,
+                    retval=outcome.value if outcome else None,
+                    state=outcome.state if outcome else None,
+                )
     except Exception as exc:
         if request.is_eager:
             raise
@@ -135,8 +142,16 @@ def _repr(task: Task, value: Any) -> str:
 def _internal_error(task: Task, request: Request, exc: Exception, started: float) -> Outcome:
     einfo = ExceptionInfo(exc)
     log_trace.critical("Task %s[%s] INTERNAL ERROR: %r\n%s", task.name, request.id, exc, einfo.traceback)
-    signals.task_internal_error.send(sender=task, task_id=request.id, args=request.args, kwargs=request.kwargs,
-                                     request=request, exception=exc, traceback=exc.__traceback__, einfo=einfo)
+    signals.task_internal_error.send(
+        sender=task,
+        task_id=request.id,
+        args=request.args,
+        kwargs=request.kwargs,
+        request=request,
+        exception=exc,
+        traceback=exc.__traceback__,
+        einfo=einfo,
+    )
     return internal_error(exc, time.perf_counter() - started, einfo.traceback)
 
 
@@ -145,8 +160,13 @@ def internal_error(exc: BaseException, runtime: float = 0.0, traceback: str | No
     cannot be sent, a hook that raised): the worker dead-letters the message with ``internal`` as the
     reason, never acks it as if all went well. Pools use it too for errors outside ``run``."""
     reason = "result_not_stored" if isinstance(exc, BackendStoreError) else "internal_error"
-    return Outcome(states.FAILURE, runtime, exception_repr=repr(exc),
-                   traceback=traceback if traceback is not None else format_traceback(exc), internal=reason)
+    return Outcome(
+        states.FAILURE,
+        runtime,
+        exception_repr=repr(exc),
+        traceback=traceback if traceback is not None else format_traceback(exc),
+        internal=reason,
+    )
 
 
 def _autoretry(task: Task, exc: Exception) -> Retry | Exception | None:
@@ -158,9 +178,7 @@ def _autoretry(task: Task, exc: Exception) -> Retry | Exception | None:
     options = dict(task.retry_kwargs or {})
     if task.retry_backoff and "countdown" not in options:
         factor = 1.0 if task.retry_backoff is True else float(task.retry_backoff)
-        options["countdown"] = backoff_delay(
-            task.request.retries, factor, task.retry_backoff_max, task.retry_jitter
-        )
+        options["countdown"] = backoff_delay(task.request.retries, factor, task.retry_backoff_max, task.retry_jitter)
     try:
         task.retry(exc=exc, **options)
     except Retry as retry:
@@ -174,8 +192,9 @@ def _retried(app: App, task: Task, request: Request, retry: Retry, started: floa
     reason = retry.exc if retry.exc is not None else retry
     trace = format_traceback(retry)
     if store and not request.ignore_result:  # as Celery: the exc given to retry() (or null), Retry's traceback
-        _store(app, request, states.RETRY, encode_exception(retry.exc) if retry.exc is not None else None,
-               traceback=trace)
+        _store(
+            app, request, states.RETRY, encode_exception(retry.exc) if retry.exc is not None else None, traceback=trace
+        )
     einfo = ExceptionInfo(retry, trace)
     task.on_retry(retry.exc, request.id, request.args, request.kwargs, einfo)
     signals.task_retry.send(sender=task, request=request, reason=retry, einfo=einfo)
@@ -183,19 +202,23 @@ def _retried(app: App, task: Task, request: Request, retry: Retry, started: floa
     value = retry.result.result if retry.result is not None else None
     state = retry.result.state if retry.result is not None else states.RETRY
     final_trace = trace if retry.result is None else retry.result.traceback  # eager: the re-run's
-    return Outcome(state, time.perf_counter() - started, exception_repr=repr(reason),
-                   traceback=final_trace, value=value, retry_when=retry.when)
+    return Outcome(
+        state,
+        time.perf_counter() - started,
+        exception_repr=repr(reason),
+        traceback=final_trace,
+        value=value,
+        retry_when=retry.when,
+    )
 
 
 def _rejected(app: App, request: Request, reject: Reject, started: float, store: bool) -> Outcome:
     if store and not reject.requeue and not request.ignore_result:
         _store(app, request, states.FAILURE, encode_exception(reject))
-    return Outcome(states.REJECTED, time.perf_counter() - started,
-                   exception_repr=repr(reject), requeue=reject.requeue)
+    return Outcome(states.REJECTED, time.perf_counter() - started, exception_repr=repr(reject), requeue=reject.requeue)
 
 
-def _failed(app: App, task: Task, request: Request, exc: Exception, started: float,
-            store: bool) -> Outcome:
+def _failed(app: App, task: Task, request: Request, exc: Exception, started: float, store: bool) -> Outcome:
     trace = format_traceback(exc)
     keep_error = not request.ignore_result or bool(task.opt("store_errors_even_if_ignored"))
     if store and keep_error:
@@ -206,12 +229,18 @@ def _failed(app: App, task: Task, request: Request, exc: Exception, started: flo
         chord_steps.fail_chain(app, request.chain, exc)
     einfo = ExceptionInfo(exc, trace)
     task.on_failure(exc, request.id, request.args, request.kwargs, einfo)
-    signals.task_failure.send(sender=task, task_id=request.id, exception=exc, args=request.args,
-                              kwargs=request.kwargs, traceback=exc.__traceback__, einfo=einfo)
+    signals.task_failure.send(
+        sender=task,
+        task_id=request.id,
+        exception=exc,
+        args=request.args,
+        kwargs=request.kwargs,
+        traceback=exc.__traceback__,
+        einfo=einfo,
+    )
     _log_failure(task, request, exc, trace)
     task.after_return(states.FAILURE, exc, request.id, request.args, request.kwargs, einfo)
-    return Outcome(states.FAILURE, time.perf_counter() - started, exception_repr=repr(exc),
-                   traceback=trace, value=exc)
+    return Outcome(states.FAILURE, time.perf_counter() - started, exception_repr=repr(exc), traceback=trace, value=exc)
 
 
 def _log_failure(task: Task, request: Request, exc: Exception, trace: str) -> None:
@@ -224,22 +253,32 @@ def _log_failure(task: Task, request: Request, exc: Exception, trace: str) -> No
         log_trace.error("Task %s[%s] raised unexpected: %r\n%s", task.name, request.id, exc, trace.rstrip())
 
 
-def _store(app: App, request: Request, state: str, result: Any,
-           traceback: str | None = None) -> None:
+def _store(app: App, request: Request, state: str, result: Any, traceback: str | None = None) -> None:
     backend = app.backend
     if backend is None or request.id is None:
         return
     extended = _extended(request) if app.conf.get("result_extended") else None
-    document = meta(request.id, state, result, traceback=traceback, parent_id=request.parent_id,
-                    group_id=request.group, extended=extended)
+    document = meta(
+        request.id,
+        state,
+        result,
+        traceback=traceback,
+        parent_id=request.parent_id,
+        group_id=request.group,
+        extended=extended,
+    )
     store_patiently(backend, request.id, document, float(app.conf.tqctl_result_retry_timeout))
 
 
 def _extended(request: Request) -> dict[str, Any]:
     """``result_extended``: what Celery adds to the stored result about the request."""
     fields: dict[str, Any] = {
-        "name": request.name, "args": request.args, "kwargs": request.kwargs, "worker": request.hostname,
-        "retries": request.retries, "queue": (request.delivery_info or {}).get("routing_key"),
+        "name": request.name,
+        "args": request.args,
+        "kwargs": request.kwargs,
+        "worker": request.hostname,
+        "retries": request.retries,
+        "queue": (request.delivery_info or {}).get("routing_key"),
     }
     stamps = request.stamps
     if stamps:

@@ -85,8 +85,9 @@ def descend(sig: dict[str, Any], app: App | None = None) -> int:
 class Chain(Signature):
     def __init__(self, *tasks: Any, app: App | None = None, **options: Any) -> None:
         steps = [from_dict(s, app) for s in _members(tasks)]
-        super().__init__("celery.chain", (), {"tasks": steps}, options, "chain",
-                         app=_app_of(steps, app) if steps else app)
+        super().__init__(
+            "celery.chain", (), {"tasks": steps}, options, "chain", app=_app_of(steps, app) if steps else app
+        )
 
     @property
     def tasks(self) -> list[Signature]:
@@ -102,10 +103,18 @@ class Chain(Signature):
         tasks, _ = self.prepare_steps((), None, clone=True)
         return list(reversed(tasks))
 
-    def prepare_steps(self, args: Sequence[Any], kwargs: dict[str, Any] | None, last_task_id: str | None = None,
-                      group_id: str | None = None, chord_body: dict[str, Any] | None = None,
-                      group_index: int | None = None, root_id: str | None = None,
-                      link_error: Any = None, clone: bool = True) -> tuple[list[Signature], list[AsyncResult]]:
+    def prepare_steps(
+        self,
+        args: Sequence[Any],
+        kwargs: dict[str, Any] | None,
+        last_task_id: str | None = None,
+        group_id: str | None = None,
+        chord_body: dict[str, Any] | None = None,
+        group_index: int | None = None,
+        root_id: str | None = None,
+        link_error: Any = None,
+        clone: bool = True,
+    ) -> tuple[list[Signature], list[AsyncResult]]:
         """Celery's ``prepare_steps``: walk the steps last to first, freezing each.
 
         Returns the steps and their results, both last step first. The last step gets the
@@ -144,8 +153,9 @@ class Chain(Signature):
                     node.parent = None
                     prev_res = node
             if is_last:
-                res = task.freeze(last_task_id, root_id=root_id, group_id=group_id, chord=chord_body,
-                                  group_index=group_index)
+                res = task.freeze(
+                    last_task_id, root_id=root_id, group_id=group_id, chord=chord_body, group_index=group_index
+                )
             else:
                 res = task.freeze(root_id=root_id)
             frozen += 1
@@ -173,24 +183,39 @@ class Chain(Signature):
             result.parent, last = last, result
         return last
 
-    def freeze(self, _id: str | None = None, group_id: str | None = None, chord: dict[str, Any] | None = None,
-               root_id: str | None = None, parent_id: str | None = None,
-               group_index: int | None = None) -> AsyncResult:
-        tasks, results = self.prepare_steps(self["args"], self["kwargs"].get("kwargs"), _id, group_id, chord,
-                                            group_index, root_id, clone=False)
+    def freeze(
+        self,
+        _id: str | None = None,
+        group_id: str | None = None,
+        chord: dict[str, Any] | None = None,
+        root_id: str | None = None,
+        parent_id: str | None = None,
+        group_index: int | None = None,
+    ) -> AsyncResult:
+        tasks, results = self.prepare_steps(
+            self["args"], self["kwargs"].get("kwargs"), _id, group_id, chord, group_index, root_id, clone=False
+        )
         self["kwargs"]["tasks"] = list(reversed(tasks))
         if results:
             self.options["task_id"] = results[0].id  # a chain's id is its last step's (Celery's chain.id)
         return results[0] if results else AsyncResult(_id or new_id(), self.app)
 
-    def apply_async(self, args: Sequence[Any] | None = (), kwargs: dict[str, Any] | None = None,
-                    **options: Any) -> AsyncResult | None:
+    def apply_async(
+        self, args: Sequence[Any] | None = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> AsyncResult | None:
         options = {**self.options, **options}
         outer = list(options.pop("chain", None) or [])
         link, link_error = options.pop("link", None), options.pop("link_error", None)
         tasks, results = self.prepare_steps(
-            _partial(args, self), kwargs, options.pop("task_id", None), options.pop("group_id", None),
-            options.pop("chord", None), options.pop("group_index", None), options.get("root_id"), link_error)
+            _partial(args, self),
+            kwargs,
+            options.pop("task_id", None),
+            options.pop("group_id", None),
+            options.pop("chord", None),
+            options.pop("group_index", None),
+            options.get("root_id"),
+            link_error,
+        )
         if not results:
             return None
         for callback in _as_list(link):
@@ -216,8 +241,9 @@ class Chain(Signature):
 
 
 # Options a chain applies itself when it runs; the rest pass to its first step (Celery's list).
-_CHAIN_RUN_OPTIONS = frozenset({"chord", "group_id", "group_index", "link", "link_error", "parent_id", "root_id",
-                                "task_id"})
+_CHAIN_RUN_OPTIONS = frozenset(
+    {"chord", "group_id", "group_index", "link", "link_error", "parent_id", "root_id", "task_id"}
+)
 
 
 def _leading_steps(steps: list[Signature]) -> deque[Signature]:
@@ -257,8 +283,9 @@ def _as_list(value: Any) -> list[Any]:
 class Group(Signature):
     def __init__(self, *tasks: Any, app: App | None = None, **options: Any) -> None:
         members = [from_dict(s, app) for s in _members(tasks)]
-        super().__init__("celery.group", (), {"tasks": members}, options, "group",
-                         app=_app_of(members, app) if members else app)
+        super().__init__(
+            "celery.group", (), {"tasks": members}, options, "group", app=_app_of(members, app) if members else app
+        )
 
     @property
     def tasks(self) -> list[Signature]:
@@ -284,9 +311,15 @@ class Group(Signature):
             else:
                 yield task
 
-    def freeze(self, _id: str | None = None, group_id: str | None = None, chord: dict[str, Any] | None = None,
-               root_id: str | None = None, parent_id: str | None = None,
-               group_index: int | None = None) -> GroupResult:
+    def freeze(
+        self,
+        _id: str | None = None,
+        group_id: str | None = None,
+        chord: dict[str, Any] | None = None,
+        root_id: str | None = None,
+        parent_id: str | None = None,
+        group_index: int | None = None,
+    ) -> GroupResult:
         opts = self.options
         gid = opts.setdefault("task_id", new_id())
         if group_id:
@@ -298,13 +331,16 @@ class Group(Signature):
         root_id = opts.setdefault("root_id", root_id)
         parent_id = opts.setdefault("parent_id", parent_id)
         members = [t.clone() for t in self._unrolled()]
-        results = [m.freeze(group_id=group_id, chord=chord, root_id=root_id, parent_id=parent_id, group_index=i)
-                   for i, m in enumerate(members)]
+        results = [
+            m.freeze(group_id=group_id, chord=chord, root_id=root_id, parent_id=parent_id, group_index=i)
+            for i, m in enumerate(members)
+        ]
         self["kwargs"]["tasks"] = members
         return GroupResult(gid, results, app=self.app)
 
-    def apply_async(self, args: Sequence[Any] | None = (), kwargs: dict[str, Any] | None = None,
-                    **options: Any) -> GroupResult:
+    def apply_async(
+        self, args: Sequence[Any] | None = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> GroupResult:
         if options.get("link"):
             raise TypeError("Cannot add link to group: use a chord")
         if options.get("link_error"):
@@ -335,8 +371,9 @@ class Group(Signature):
 
 
 class Chord(Signature):
-    def __init__(self, header: Iterable[Any], body: Signature | None = None, app: App | None = None,
-                 **options: Any) -> None:
+    def __init__(
+        self, header: Iterable[Any], body: Signature | None = None, app: App | None = None, **options: Any
+    ) -> None:
         if isinstance(header, dict) and not isinstance(header, Signature):
             header = from_dict(header, app)
         if isinstance(header, (Group, Chain)):  # a chain as a header gives its steps (Celery's _maybe_group)
@@ -347,8 +384,9 @@ class Chord(Signature):
         found = _app_of(members + ([body] if body is not None else []), app)
         if body is not None:
             body = from_dict(body, found)
-        super().__init__("celery.chord", (), {"header": members, "body": body, "kwargs": {}}, options,
-                         "chord", app=found)
+        super().__init__(
+            "celery.chord", (), {"header": members, "body": body, "kwargs": {}}, options, "chord", app=found
+        )
 
     def _header_group(self) -> Group:
         """The header as a group: Celery 5.7 sends a frozen chord's header as a group signature."""
@@ -356,8 +394,18 @@ class Chord(Signature):
         if isinstance(header, dict):
             return from_dict(header, self.app)  # type: ignore[return-value]
         group = Group.__new__(Group)
-        Signature.__init__(group, {"task": "celery.group", "args": [], "kwargs": {"tasks": list(header)},
-                                   "options": {}, "subtask_type": "group", "immutable": False}, app=self.app)
+        Signature.__init__(
+            group,
+            {
+                "task": "celery.group",
+                "args": [],
+                "kwargs": {"tasks": list(header)},
+                "options": {},
+                "subtask_type": "group",
+                "immutable": False,
+            },
+            app=self.app,
+        )
         return group
 
     @property
@@ -407,9 +455,15 @@ class Chord(Signature):
         task["kwargs"]["body"] = first
         return [task, *steps[1:]]
 
-    def freeze(self, _id: str | None = None, group_id: str | None = None, chord: dict[str, Any] | None = None,
-               root_id: str | None = None, parent_id: str | None = None,
-               group_index: int | None = None) -> AsyncResult:
+    def freeze(
+        self,
+        _id: str | None = None,
+        group_id: str | None = None,
+        chord: dict[str, Any] | None = None,
+        root_id: str | None = None,
+        parent_id: str | None = None,
+        group_index: int | None = None,
+    ) -> AsyncResult:
         header = self._header_group()
         body = self.body
         header_result = header.freeze(parent_id=parent_id, root_id=root_id, chord=body)
@@ -427,8 +481,13 @@ class Chord(Signature):
             node = node.parent
         return body_result
 
-    def apply_async(self, args: Sequence[Any] | None = (), kwargs: dict[str, Any] | None = None,
-                    task_id: str | None = None, **options: Any) -> AsyncResult:
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = (),
+        kwargs: dict[str, Any] | None = None,
+        task_id: str | None = None,
+        **options: Any,
+    ) -> AsyncResult:
         body = self.body
         if body is None:
             raise ValueError("a chord needs a body: chord(header)(body)")
@@ -441,8 +500,16 @@ class Chord(Signature):
         header = self._header_group().clone()
         return self._run(header, body.clone(), _partial(args, self), kwargs, task_id, header_delay, merged)
 
-    def _run(self, header: Group, body: Signature, partial: list[Any], kwargs: dict[str, Any] | None,
-             task_id: str | None, header_delay: dict[str, Any], options: dict[str, Any]) -> AsyncResult:
+    def _run(
+        self,
+        header: Group,
+        body: Signature,
+        partial: list[Any],
+        kwargs: dict[str, Any] | None,
+        task_id: str | None,
+        header_delay: dict[str, Any],
+        options: dict[str, Any],
+    ) -> AsyncResult:
         """Celery's ``chord.run``: the body takes the chord's options (its chain, its outer group)."""
         group_id = header.options.get("task_id") or new_id()
         root_id = body.options.get("root_id")
@@ -499,8 +566,13 @@ def replacement(task: Any, sig: dict[str, Any]) -> Signature:
         sig.link_error(errback)
     sig.freeze(request.id)
     nesting = int((request.headers or {}).get("replaced_task_nesting") or 0) + 1
-    sig.set(chord=request.chord, group_id=request.group, group_index=request.group_index,
-            root_id=request.root_id, replaced_task_nesting=nesting)
+    sig.set(
+        chord=request.chord,
+        group_id=request.group,
+        group_index=request.group_index,
+        root_id=request.root_id,
+        replaced_task_nesting=nesting,
+    )
     if isinstance(sig, Chain):
         for step in sig.tasks:
             step.set(replaced_task_nesting=nesting)
@@ -523,10 +595,16 @@ class Chunks:
         self.task, self.items, self.n = task, list(it), int(n)
 
     def group(self) -> Group:
-        parts = [self.items[i:i + self.n] for i in range(0, len(self.items), self.n)]
-        return Group([Signature("celery.starmap", (), {"task": dict(self.task), "it": part}, immutable=True,
-                                app=self.task.app)
-                      for part in parts], app=self.task.app)
+        parts = [self.items[i : i + self.n] for i in range(0, len(self.items), self.n)]
+        return Group(
+            [
+                Signature(
+                    "celery.starmap", (), {"task": dict(self.task), "it": part}, immutable=True, app=self.task.app
+                )
+                for part in parts
+            ],
+            app=self.task.app,
+        )
 
     def apply_async(self, **options: Any) -> GroupResult:
         return self.group().apply_async(**options)

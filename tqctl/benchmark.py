@@ -87,14 +87,38 @@ def engine_target(broker_url: str) -> Target:
     noop = benchapp.noop
 
     def argv(node: str, concurrency: int, pool: str) -> list[str]:
-        return [sys.executable, "-m", "tqctl", "worker", "-A", "tqctl.examples.benchapp", "-P", pool,
-                "-c", str(concurrency), "-Q", QUEUE, "-n", node, "-l", "warning", "--broker", broker_url]
+        return [
+            sys.executable,
+            "-m",
+            "tqctl",
+            "worker",
+            "-A",
+            "tqctl.examples.benchapp",
+            "-P",
+            pool,
+            "-c",
+            str(concurrency),
+            "-Q",
+            QUEUE,
+            "-n",
+            node,
+            "-l",
+            "warning",
+            "--broker",
+            broker_url,
+        ]
 
-    return Target("tqctl", broker_url, argv, noop.name, benchapp.noop_result.name,
-                  send_one=lambda: noop.delay().id,
-                  send_group=lambda n: group(noop.s() for _ in range(n)).apply_async(),
-                  send_bulk=lambda n: benchapp.app.send_many(noop.name, [((), None)] * n, task=noop),
-                  env={"TQCTL_BROKER": broker_url})
+    return Target(
+        "tqctl",
+        broker_url,
+        argv,
+        noop.name,
+        benchapp.noop_result.name,
+        send_one=lambda: noop.delay().id,
+        send_group=lambda n: group(noop.s() for _ in range(n)).apply_async(),
+        send_bulk=lambda n: benchapp.app.send_many(noop.name, [((), None)] * n, task=noop),
+        env={"TQCTL_BROKER": broker_url},
+    )
 
 
 # -- one run ----------------------------------------------------------------------------------
@@ -181,7 +205,8 @@ class Run:
             time.sleep(QUIESCE)
             self.purge()
             self.out["enqueue_publish_many_per_s"] = b / _timed(
-                lambda: self.broker.publish_many([(q, raw, None) for raw in raws[:b]]))
+                lambda: self.broker.publish_many([(q, raw, None) for raw in raws[:b]])
+            )
             self.purge()
         self.out["enqueue_raw_lpush_per_s"] = b / _timed(lambda: self._lpush(raws[:b]))
         self.purge()
@@ -212,7 +237,7 @@ class Run:
         cpu0, broker0 = workers.cpu(), self.clock.read()
         start = time.time()
         for i in range(0, n, CHUNK):
-            self._lpush(raws[i:i + CHUNK])
+            self._lpush(raws[i : i + CHUNK])
         done = self.tracker.wait_all(self.tracker.succeeded, ids, self.opts.stall, self.say, key)
         if not stored:
             self.cpu_worker = workers.cpu() - cpu0
@@ -222,7 +247,7 @@ class Run:
         self.out[f"{key}_sent"], self.out[f"{key}_completed"] = n, done
         if stored:
             for i in range(0, n, CHUNK):
-                self.client.delete(*(task_key(tid) for tid in ids[i:i + CHUNK]))
+                self.client.delete(*(task_key(tid) for tid in ids[i : i + CHUNK]))
         if done < n:
             self.say(f"  warning: only {done} of {n} tasks completed (no progress for {self.opts.stall:.0f}s)")
 
@@ -240,8 +265,13 @@ class Run:
             sent[self.target.send_one()] = at
         started = self.tracker.wait_all(self.tracker.started, list(sent), self.opts.stall)
         ms = [(self.tracker.started[i] - at) * 1000 for i, at in sent.items() if i in self.tracker.started]
-        self.out.update(latency_p50_ms=sysinfo.percentile(ms, 50), latency_p90_ms=sysinfo.percentile(ms, 90),
-                        latency_p99_ms=sysinfo.percentile(ms, 99), latency_sent=count, latency_started=started)
+        self.out.update(
+            latency_p50_ms=sysinfo.percentile(ms, 50),
+            latency_p90_ms=sysinfo.percentile(ms, 90),
+            latency_p99_ms=sysinfo.percentile(ms, 99),
+            latency_sent=count,
+            latency_started=started,
+        )
 
     def sparse(self) -> None:
         self.say(f"  latency after {self.opts.idle:g}s idle: {self.opts.sparse} sparse tasks")
@@ -254,8 +284,11 @@ class Run:
             tid = self.target.send_one()
             if self.tracker.wait_all(self.tracker.started, [tid], self.opts.stall):
                 ms.append((self.tracker.started[tid] - at) * 1000)
-        self.out.update(latency_idle_ms=ms[0] if ms else None, latency_sparse_p50_ms=sysinfo.median(ms),
-                        latency_sparse_max_ms=max(ms, default=None))
+        self.out.update(
+            latency_idle_ms=ms[0] if ms else None,
+            latency_sparse_p50_ms=sysinfo.median(ms),
+            latency_sparse_max_ms=max(ms, default=None),
+        )
 
     # -- CPU ------------------------------------------------------------------------------------
     def cpu_totals(self) -> None:
@@ -264,10 +297,13 @@ class Run:
         broker = None
         if None not in (self.cpu_broker_enqueue, self.cpu_broker_drain, self.cpu_broker_fill):
             broker = max(self.cpu_broker_enqueue + self.cpu_broker_drain - self.cpu_broker_fill, 0.0) / n * 1e6
-        self.out.update(cpu_client_us_per_task=client, cpu_worker_us_per_task=worker,
-                        cpu_broker_us_per_task=broker,
-                        cpu_total_us_per_task=client + worker + (broker or 0.0),
-                        broker_cpu_source=self.clock.source)
+        self.out.update(
+            cpu_client_us_per_task=client,
+            cpu_worker_us_per_task=worker,
+            cpu_broker_us_per_task=broker,
+            cpu_total_us_per_task=client + worker + (broker or 0.0),
+            broker_cpu_source=self.clock.source,
+        )
 
 
 def _timed(call: Callable[[], Any]) -> float:
@@ -287,17 +323,28 @@ def run_once(target: Target, opts: Options, progress: Progress) -> dict[str, Any
         out = run.execute()
     finally:
         run.close()
-    out["complete"] = (out["drain_completed"] == out["drain_sent"]
-                       and out["drain_stored_completed"] == out["drain_stored_sent"]
-                       and out["latency_started"] == out["latency_sent"])
+    out["complete"] = (
+        out["drain_completed"] == out["drain_sent"]
+        and out["drain_stored_completed"] == out["drain_stored_sent"]
+        and out["latency_started"] == out["latency_sent"]
+    )
     return out
 
 
 def describe(target: Target, opts: Options) -> dict[str, Any]:
-    return {"engine": target.engine, "broker": mask_url(target.broker_url), "tasks": opts.tasks,
-            "runs": opts.runs, "processes": opts.processes, "workers": opts.workers, "pool": opts.pool,
-            "latency_rate_per_s": opts.rate, "latency_seconds": opts.latency_seconds, "idle_seconds": opts.idle,
-            **sysinfo.machine()}
+    return {
+        "engine": target.engine,
+        "broker": mask_url(target.broker_url),
+        "tasks": opts.tasks,
+        "runs": opts.runs,
+        "processes": opts.processes,
+        "workers": opts.workers,
+        "pool": opts.pool,
+        "latency_rate_per_s": opts.rate,
+        "latency_seconds": opts.latency_seconds,
+        "idle_seconds": opts.idle,
+        **sysinfo.machine(),
+    }
 
 
 def measure(target: Target, opts: Options, progress: Progress) -> dict[str, Any]:

@@ -84,8 +84,9 @@ class Tracker:
         while (left := deadline - time.monotonic()) > 0:
             self.pump(min(left, 0.5))
 
-    def wait_all(self, seen: dict[str, float], ids: Iterable[str], stall: float,
-                 progress: Progress | None = None, what: str = "") -> int:
+    def wait_all(
+        self, seen: dict[str, float], ids: Iterable[str], stall: float, progress: Progress | None = None, what: str = ""
+    ) -> int:
         """Pump until every id is in ``seen`` or nothing new arrived for ``stall`` seconds."""
         ids = list(ids)
         pending = [i for i in ids if i not in seen]
@@ -119,15 +120,26 @@ class Workers:
         per = opts.processes // opts.workers
         tag = uuid.uuid4().hex[:6]
         self.nodes = [f"bench{i + 1}-{tag}" for i in range(opts.workers)]
-        env = {**os.environ, **target.env, "TQCTL_BENCH_QUEUE": target.queue,
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            **target.env,
+            "TQCTL_BENCH_QUEUE": target.queue,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
         self.logs = [logdir / f"{node}.log" for node in self.nodes]
         self.procs: list[subprocess.Popen[bytes]] = []
         for node, log in zip(self.nodes, self.logs, strict=True):
             with open(log, "ab") as out:
-                self.procs.append(subprocess.Popen(target.worker_argv(f"{node}@%h", per, opts.pool), env=env,
-                                                   stdout=out, stderr=subprocess.STDOUT, cwd=str(ROOT),
-                                                   start_new_session=True))
+                self.procs.append(
+                    subprocess.Popen(
+                        target.worker_argv(f"{node}@%h", per, opts.pool),
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        cwd=str(ROOT),
+                        start_new_session=True,
+                    )
+                )
 
     def wait_ready(self, tracker: Tracker, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -73,8 +73,11 @@ def serve(spec: WorkerSpec) -> int:
     from engine.worker.worker import Worker
     from tqctl.loader import load_app
 
-    logging.basicConfig(level=spec.loglevel.upper(), stream=sys.stderr,
-                        format="[%(asctime)s: %(levelname)s/%(processName)s] %(message)s")
+    logging.basicConfig(
+        level=spec.loglevel.upper(),
+        stream=sys.stderr,
+        format="[%(asctime)s: %(levelname)s/%(processName)s] %(message)s",
+    )
     app = load_app(spec.app_spec)
     if spec.broker:
         app.conf.broker_url = spec.broker
@@ -84,9 +87,15 @@ def serve(spec: WorkerSpec) -> int:
     app.import_default_modules()
     for line in app.conf.startup_warnings():
         logging.getLogger("engine.worker").warning(line)
-    node = Worker(app, concurrency=spec.concurrency, pool=spec.pool, queues=spec.queues,
-                  hostname=spec.hostname, prefetch_multiplier=spec.prefetch_multiplier,
-                  autoscale=tuple(spec.autoscale) if spec.autoscale else None)
+    node = Worker(
+        app,
+        concurrency=spec.concurrency,
+        pool=spec.pool,
+        queues=spec.queues,
+        hostname=spec.hostname,
+        prefetch_multiplier=spec.prefetch_multiplier,
+        autoscale=tuple(spec.autoscale) if spec.autoscale else None,
+    )
     if not spec.beat:
         return node.run()
     from engine.beat import Beat

@@ -66,8 +66,9 @@ class ChordJoin:
             pipe.expire(key, self.expires)
             pipe.execute()
 
-    def part_done(self, group_id: str, task_id: str, index: int, state: str,
-                  result: Any) -> tuple[str, list[tuple[str, str, Any]]] | None:
+    def part_done(
+        self, group_id: str, task_id: str, index: int, state: str, result: Any
+    ) -> tuple[str, list[tuple[str, str, Any]]] | None:
         """Record one header outcome; returns (claim token, ordered parts) to the completer."""
         member = json.dumps([1, task_id, state, result])
         token = uuid.uuid4().hex

@@ -35,8 +35,9 @@ def store_patiently(backend: ResultBackend, task_id: str, meta: dict[str, Any], 
         except UNREACHABLE as exc:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise BackendStoreError(f"result of {task_id} not stored: the result store stayed "
-                                        f"unreachable for {timeout:g}s ({exc})") from None
+                raise BackendStoreError(
+                    f"result of {task_id} not stored: the result store stayed unreachable for {timeout:g}s ({exc})"
+                ) from None
             log.warning("result store unreachable, retrying in %.1fs: %s", min(pause, left), exc)
             time.sleep(min(pause, left))
             pause = min(pause * 2, LONGEST_PAUSE)

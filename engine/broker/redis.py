@@ -169,15 +169,28 @@ class RedisBroker:
             got = self._fetch_script(inflight, owner, keys, limit, arm, acks)
             if got or not arm:
                 return got
-            self._guarded_call(f"{next(self._seq)}", "BLMOVE", block, arm, "RIGHT", "LEFT",
-                               min(max(timeout, 0.01), IDLE_SLICE))
+            self._guarded_call(
+                f"{next(self._seq)}", "BLMOVE", block, arm, "RIGHT", "LEFT", min(max(timeout, 0.01), IDLE_SLICE)
+            )
             return self._fetch_script(inflight, owner, keys, limit, "", ())
 
-    def _fetch_script(self, inflight: str, owner: str, keys: list[str], limit: int, arm: str,
-                      acks: Sequence[str]) -> list[Delivery]:
+    def _fetch_script(
+        self, inflight: str, owner: str, keys: list[str], limit: int, arm: str, acks: Sequence[str]
+    ) -> list[Delivery]:
         prefix = f"{next(self._seq)}"
-        flat = self._guarded_call(prefix, "EVALSHA", self._scripts["FETCH"].sha, 2 + len(keys), inflight,
-                                  STAGES + owner, *keys, limit, prefix, arm, *acks)
+        flat = self._guarded_call(
+            prefix,
+            "EVALSHA",
+            self._scripts["FETCH"].sha,
+            2 + len(keys),
+            inflight,
+            STAGES + owner,
+            *keys,
+            limit,
+            prefix,
+            arm,
+            *acks,
+        )
         return [Delivery(flat[i].decode(), flat[i + 1].decode(), flat[i + 2]) for i in range(0, len(flat), 3)]
 
     def _guarded_call(self, prefix: str, *args: Any) -> Any:
@@ -207,7 +220,7 @@ class RedisBroker:
         orphans = [t for t in tags if t.partition(".")[0] in failed]
         moved = int(self._scripts["REQUEUE"](keys=[inflight], args=orphans + forsaken)) if orphans or forsaken else 0
         with self._orphan_lock:
-            del self._forsaken[:len(forsaken)]
+            del self._forsaken[: len(forsaken)]
         return moved
 
     def _fetch_conn(self) -> redis.connection.AbstractConnection:
@@ -296,8 +309,7 @@ class RedisBroker:
         client = self.client
         if timeout is not None:
             if self._beat_client is None or self._beat_pid != os.getpid():
-                self._beat_client = client_from_url(self.url, socket_timeout=timeout,
-                                                    socket_connect_timeout=timeout)
+                self._beat_client = client_from_url(self.url, socket_timeout=timeout, socket_connect_timeout=timeout)
                 self._beat_pid = os.getpid()
             client = self._beat_client
         beat = self._scripts["BEAT"]
@@ -376,7 +388,7 @@ def mark_redelivered(raw: bytes) -> bytes:
         at = raw.find(marker)
         if at >= 0:
             end = at + len(marker)
-            sep = b"" if raw[end:end + 1] == b"}" else b", "
+            sep = b"" if raw[end : end + 1] == b"}" else b", "
             return raw[:end] + b'"redelivered": true' + sep + raw[end:]
     return raw
 

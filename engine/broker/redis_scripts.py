@@ -105,10 +105,13 @@ end
 
 # KEYS[1] = owners zset, KEYS[2] = clock key; ARGV[1] = owner, ARGV[2] = slack ms.
 # Returns 1 if the owner was missing (first beat, or it was reaped: what it held runs elsewhere).
-BEAT = _CLOCK + """
+BEAT = (
+    _CLOCK
+    + """
 local now = clock(KEYS[1], KEYS[2], tonumber(ARGV[2]))
 return redis.call('ZADD', KEYS[1], now, ARGV[1])
 """
+)
 
 # A message put back for another delivery says so, as kombu's restore does: ``"redelivered":
 # true`` goes into ``properties.delivery_info`` by a byte edit (no JSON re-encode, so nothing else
@@ -128,7 +131,9 @@ end
 """
 
 # KEYS[1] = in-flight hash; ARGV = tags. Puts each back at the front of its own list.
-REQUEUE = _REDELIVERED + """
+REQUEUE = (
+    _REDELIVERED
+    + """
 local n = 0
 for _, tag in ipairs(ARGV) do
   local v = redis.call('HGET', KEYS[1], tag)
@@ -141,10 +146,14 @@ for _, tag in ipairs(ARGV) do
 end
 return n
 """
+)
 
 # KEYS[1] = in-flight hash, KEYS[2] = staging set, KEYS[3] = owners zset, KEYS[4] = claims list;
 # ARGV[1] = owner ('' to stay registered). Every entry and staged message back to the front of its list.
-REQUEUE_ALL = _REDELIVERED + _UNSTAGE + """
+REQUEUE_ALL = (
+    _REDELIVERED
+    + _UNSTAGE
+    + """
 local vals = redis.call('HVALS', KEYS[1])
 local moved = 0
 for _, v in ipairs(vals) do
@@ -159,6 +168,7 @@ moved = moved + unstage(KEYS[2])
 if ARGV[1] ~= '' then redis.call('ZREM', KEYS[3], ARGV[1]) end
 return moved
 """
+)
 
 # KEYS[1] = in-flight hash, KEYS[2] = delayed zset; ARGV[1] = tag, ARGV[2] = eta (unix s).
 DEFER = """
@@ -189,7 +199,11 @@ return {moved, false}
 # KEYS[1] = owners zset, KEYS[2] = clock key; ARGV[1] = timeout ms, ARGV[2] = in-flight key prefix,
 # ARGV[3] = staging set prefix, ARGV[4] = slack ms, ARGV[5] = claims list prefix. Owners silent for
 # ``timeout`` by the server's clock (stalls not counted) lose their messages, staged ones too.
-REAP = _REDELIVERED + _CLOCK + _UNSTAGE + """
+REAP = (
+    _REDELIVERED
+    + _CLOCK
+    + _UNSTAGE
+    + """
 local now = clock(KEYS[1], KEYS[2], tonumber(ARGV[4]))
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, 20)
 local moved = 0
@@ -209,6 +223,7 @@ for _, owner in ipairs(dead) do
 end
 return moved
 """
+)
 
 # KEYS[1] = in-flight hash (may be a dummy), KEYS[2] = dead raw hash, KEYS[3] = dead meta hash,
 # KEYS[4] = dead index zset; ARGV = tag ('' if none), id, raw, meta json, time.

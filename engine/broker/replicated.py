@@ -34,8 +34,9 @@ class ReplicatedBroker(RedisBroker):
         key = priority_key(queue, priority)
         conn = self._conns.get()
         try:
-            conn.send_packed_command(conn.pack_commands([("LPUSH", key, raw), ("WAIT", self.replicas, self.wait_ms)]),
-                                     check_health=False)
+            conn.send_packed_command(
+                conn.pack_commands([("LPUSH", key, raw), ("WAIT", self.replicas, self.wait_ms)]), check_health=False
+            )
             replies = [_reply(conn), _reply(conn)]
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             conn.disconnect()
@@ -61,7 +62,8 @@ class ReplicatedBroker(RedisBroker):
             raise NotReplicated(
                 f"{published} message(s) taken by the primary at {url_host(self.url)} but only {acked} of "
                 f"{self.replicas} replica(s) confirmed within {self.wait_ms / 1000:g} s "
-                "(tqctl_publish_wait_replicas): they may be lost if the primary fails now")
+                "(tqctl_publish_wait_replicas): they may be lost if the primary fails now"
+            )
 
 
 def _reply(conn: redis.connection.AbstractConnection) -> Any:

@@ -38,8 +38,7 @@ def _value(value: Any) -> str:
 
 
 class EventDispatcher:
-    def __init__(self, fanout: RedisFanout, hostname: str, enabled: bool = True,
-                 batch: int = BATCH) -> None:
+    def __init__(self, fanout: RedisFanout, hostname: str, enabled: bool = True, batch: int = BATCH) -> None:
         self.fanout = fanout
         self.hostname = hostname
         self.enabled = enabled

@@ -43,15 +43,29 @@ class SentEvents:
         self._dispatcher: EventDispatcher | None = None
         atexit.register(self.close)
 
-    def record(self, task_id: str, name: str, args: Any, kwargs: Any, queue: str,
-               options: dict[str, Any], sent_at: float | None = None) -> None:
+    def record(
+        self,
+        task_id: str,
+        name: str,
+        args: Any,
+        kwargs: Any,
+        queue: str,
+        options: dict[str, Any],
+        sent_at: float | None = None,
+    ) -> None:
         """Queue one task-sent; cheap on purpose (the repr and the publish happen in the flusher).
         The event's timestamp is the send's (``sent_at``, taken before the publish, else now): a
         worker may start the task before the batch goes out, and a task never starts before it is sent."""
         self._add([(sent_at or time.time(), task_id, name, args, kwargs, queue, options)])
 
-    def record_many(self, name: str, sent: Iterable[tuple[str, Any, Any]], queue: str,
-                    options: dict[str, Any], sent_at: float | None = None) -> None:
+    def record_many(
+        self,
+        name: str,
+        sent: Iterable[tuple[str, Any, Any]],
+        queue: str,
+        options: dict[str, Any],
+        sent_at: float | None = None,
+    ) -> None:
         """``record`` for a bulk send: ``(task_id, args, kwargs)`` each, one lock for all."""
         when = sent_at or time.time()
         self._add([(when, task_id, name, args, kwargs, queue, options) for task_id, args, kwargs in sent])
@@ -95,11 +109,22 @@ class SentEvents:
         try:
             dispatcher = self._dispatcher or self._connect()
             for sent_at, task_id, name, args, kwargs, queue, opts in batch:
-                dispatcher.task("task-sent", timestamp=sent_at, uuid=task_id, root_id=opts.get("root_id") or task_id,
-                                parent_id=opts.get("parent_id"), name=name, args=repr(tuple(args)),
-                                kwargs=repr(kwargs), retries=opts.get("retries", 0), eta=_iso(opts.get("eta")),
-                                expires=_iso(opts.get("expires")), queue=queue,
-                                exchange=opts.get("exchange") or "", routing_key=opts.get("routing_key") or queue)
+                dispatcher.task(
+                    "task-sent",
+                    timestamp=sent_at,
+                    uuid=task_id,
+                    root_id=opts.get("root_id") or task_id,
+                    parent_id=opts.get("parent_id"),
+                    name=name,
+                    args=repr(tuple(args)),
+                    kwargs=repr(kwargs),
+                    retries=opts.get("retries", 0),
+                    eta=_iso(opts.get("eta")),
+                    expires=_iso(opts.get("expires")),
+                    queue=queue,
+                    exchange=opts.get("exchange") or "",
+                    routing_key=opts.get("routing_key") or queue,
+                )
             dispatcher.flush()
         except Exception as exc:  # events are best effort: the task itself was sent
             log.debug("task-sent events dropped: %s", exc)

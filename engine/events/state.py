@@ -22,14 +22,29 @@ from engine.events.rates import ClusterRates, CounterRate
 
 # Celery's mapping (celery.events.state.TASK_EVENT_TO_STATE); other task-* types become TYPE.upper().
 TASK_EVENT_STATES = {
-    "task-sent": states.PENDING, "task-received": states.RECEIVED, "task-started": states.STARTED,
-    "task-succeeded": states.SUCCESS, "task-failed": states.FAILURE, "task-retried": states.RETRY,
-    "task-revoked": states.REVOKED, "task-rejected": states.REJECTED,
+    "task-sent": states.PENDING,
+    "task-received": states.RECEIVED,
+    "task-started": states.STARTED,
+    "task-succeeded": states.SUCCESS,
+    "task-failed": states.FAILURE,
+    "task-retried": states.RETRY,
+    "task-revoked": states.REVOKED,
+    "task-rejected": states.REJECTED,
 }
 # Wire fields copied per type (celery-wire.md §4).
 _TASK_FIELDS = {
-    "task-sent": ("name", "args", "kwargs", "root_id", "parent_id", "retries", "eta", "expires", "queue",
-                  "routing_key"),
+    "task-sent": (
+        "name",
+        "args",
+        "kwargs",
+        "root_id",
+        "parent_id",
+        "retries",
+        "eta",
+        "expires",
+        "queue",
+        "routing_key",
+    ),
     "task-received": ("name", "args", "kwargs", "root_id", "parent_id", "retries", "eta", "expires"),
     "task-succeeded": ("result", "runtime"),
     "task-failed": ("exception", "traceback"),
@@ -99,8 +114,12 @@ class WorkerView:
         return not self.offline and expires is not None and now <= expires
 
     def to_dict(self, now: float) -> dict[str, Any]:
-        return {"hostname": self.hostname, "alive": self.alive(now), **_plain(self, _WORKER_KEYS, _WORKER_TIMES),
-                "processed_per_second": self.processed_rate.rate(now)}
+        return {
+            "hostname": self.hostname,
+            "alive": self.alive(now),
+            **_plain(self, _WORKER_KEYS, _WORKER_TIMES),
+            "processed_per_second": self.processed_rate.rate(now),
+        }
 
 
 @dataclass(slots=True)
@@ -145,8 +164,10 @@ class TaskView:
     seq: int = 0  # receive order of the latest event: "newest first" without trusting senders' clocks
 
     def to_dict(self) -> dict[str, Any]:
-        return {**_plain(self, _TASK_KEYS, _TASK_TIMES),
-                "timeline": [{"type": t, "timestamp": iso(ts), "hostname": h} for t, ts, h in self.timeline]}
+        return {
+            **_plain(self, _TASK_KEYS, _TASK_TIMES),
+            "timeline": [{"type": t, "timestamp": iso(ts), "hostname": h} for t, ts, h in self.timeline],
+        }
 
     def matches(self, needle: str) -> bool:
         """Case-insensitive substring search over the fields an operator would type from memory."""
@@ -161,8 +182,9 @@ def _plain(view: WorkerView | TaskView, keys: tuple[str, ...], times: frozenset[
 
 
 _WORKER_TIMES = frozenset({"last_heartbeat", "last_seen", "last_task_event"})
-_WORKER_KEYS = tuple(f.name for f in fields(WorkerView) if f.name not in ("hostname", "heartbeat_window",
-                                                                           "processed_rate"))
+_WORKER_KEYS = tuple(
+    f.name for f in fields(WorkerView) if f.name not in ("hostname", "heartbeat_window", "processed_rate")
+)
 _TASK_TIMES = frozenset({"timestamp", *(etype[5:] for etype in TASK_EVENT_STATES)})
 _TASK_KEYS = tuple(f.name for f in fields(TaskView) if f.name not in ("timeline", "size", "seq"))
 
@@ -175,8 +197,14 @@ class ClusterState:
     ``heartbeat_window`` multiplies a worker's ``freq`` to decide liveness, as Celery does.
     """
 
-    def __init__(self, max_tasks: int = 100_000, max_bytes: int | None = None, heartbeat_window: float = 2.0,
-                 rate_window: float = 10.0, max_workers: int = 1000) -> None:
+    def __init__(
+        self,
+        max_tasks: int = 100_000,
+        max_bytes: int | None = None,
+        heartbeat_window: float = 2.0,
+        rate_window: float = 10.0,
+        max_workers: int = 1000,
+    ) -> None:
         self.max_tasks = max(1, max_tasks)
         self.max_bytes = max_bytes
         self.heartbeat_window = heartbeat_window
@@ -235,12 +263,14 @@ class ClusterState:
             if len(self.workers) >= self.max_workers:
                 stale = min(self.workers.values(), key=lambda w: (not w.offline, w.last_seen or 0.0))
                 del self.workers[stale.hostname]
-            worker = self.workers[hostname] = WorkerView(hostname, self.heartbeat_window,
-                                                         processed_rate=CounterRate(self.rate_window))
+            worker = self.workers[hostname] = WorkerView(
+                hostname, self.heartbeat_window, processed_rate=CounterRate(self.rate_window)
+            )
         return worker
 
-    def _worker_event(self, etype: str, event: dict[str, Any], worker: WorkerView, recv: float,
-                      sent_at: float | None) -> None:
+    def _worker_event(
+        self, etype: str, event: dict[str, Any], worker: WorkerView, recv: float, sent_at: float | None
+    ) -> None:
         for key in ("pid", "active", "processed", "clock"):
             value = event.get(key)
             if isinstance(value, int) and not isinstance(value, bool):
@@ -267,8 +297,7 @@ class ClusterState:
         if isinstance(worker.processed, int) and event.get("processed") is not None:
             worker.processed_rate.add(recv, worker.processed)
 
-    def _task_event(self, etype: str, event: dict[str, Any], hostname: str | None, ts: float,
-                    recv: float) -> bool:
+    def _task_event(self, etype: str, event: dict[str, Any], hostname: str | None, ts: float, recv: float) -> bool:
         uuid = event.get("uuid")
         if not isinstance(uuid, str) or not uuid:
             return False
@@ -358,7 +387,8 @@ class ClusterState:
         else:
             home.move_to_end(task.uuid)
         while len(self._ok) + len(self._failed) > self.max_tasks or (
-                self.max_bytes is not None and self._bytes > self.max_bytes and len(self._ok) + len(self._failed) > 1):
+            self.max_bytes is not None and self._bytes > self.max_bytes and len(self._ok) + len(self._failed) > 1
+        ):
             self._evict()
 
     def _evict(self) -> None:
@@ -376,8 +406,15 @@ class ClusterState:
     def task(self, uuid: str) -> TaskView | None:
         return self._ok.get(uuid) or self._failed.get(uuid)
 
-    def tasks(self, state: str | None = None, name: str | None = None, worker: str | None = None,
-              since: float | None = None, limit: int | None = None, text: str | None = None) -> list[TaskView]:
+    def tasks(
+        self,
+        state: str | None = None,
+        name: str | None = None,
+        worker: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+        text: str | None = None,
+    ) -> list[TaskView]:
         """Matching tasks, most recently updated first (receive order, so senders' clock skew cannot
         reorder the list). ``since`` compares the sender timestamp of the task's current state."""
         needle = text.lower() if text else None
@@ -385,10 +422,13 @@ class ClusterState:
         if limit is not None and limit <= 0:
             return found
         for t in reversed(self._failed.values()) if state == states.FAILURE else self._newest_first():
-            if ((state is None or t.state == state) and (name is None or t.name == name)
-                    and (worker is None or t.worker == worker)
-                    and (since is None or (t.timestamp is not None and t.timestamp >= since))
-                    and (needle is None or t.matches(needle))):
+            if (
+                (state is None or t.state == state)
+                and (name is None or t.name == name)
+                and (worker is None or t.worker == worker)
+                and (since is None or (t.timestamp is not None and t.timestamp >= since))
+                and (needle is None or t.matches(needle))
+            ):
                 found.append(t)
                 if limit is not None and len(found) >= limit:
                     break
@@ -396,8 +436,9 @@ class ClusterState:
 
     def _newest_first(self) -> Iterator[TaskView]:
         """Both tables are kept in update order, so a lazy merge gives the newest without sorting."""
-        return heapq.merge(reversed(self._ok.values()), reversed(self._failed.values()),
-                           key=lambda t: t.seq, reverse=True)
+        return heapq.merge(
+            reversed(self._ok.values()), reversed(self._failed.values()), key=lambda t: t.seq, reverse=True
+        )
 
     def failures(self, limit: int | None = None) -> list[TaskView]:
         """Every kept failure, newest first: the console's failure inbox."""
@@ -431,17 +472,23 @@ class ClusterState:
         return {
             "events_per_second": self._rates.events.rate(now),
             "workers_without_task_events": sorted(silent),
-            "max_drift_seconds": max((abs(w.drift) for w in self.workers.values() if w.drift is not None),
-                                     default=None),
+            "max_drift_seconds": max(
+                (abs(w.drift) for w in self.workers.values() if w.drift is not None), default=None
+            ),
             "last_event": iso(self._clock or None),
         }
 
     def stats(self, now: float | None = None) -> dict[str, Any]:
         now = self._clock if now is None else now
         return {
-            "tasks": len(self._ok) + len(self._failed), "failures": len(self._failed),
-            "approx_bytes": self._bytes, "events_applied": self._applied, "events_dropped": self._dropped,
-            "evicted": self._evicted, "workers": len(self.workers), "events_per_second": self._rates.events.rate(now),
+            "tasks": len(self._ok) + len(self._failed),
+            "failures": len(self._failed),
+            "approx_bytes": self._bytes,
+            "events_applied": self._applied,
+            "events_dropped": self._dropped,
+            "evicted": self._evicted,
+            "workers": len(self.workers),
+            "events_per_second": self._rates.events.rate(now),
         }
 
     def snapshot(self, now: float | None = None, limit: int | None = None) -> dict[str, Any]:
@@ -456,4 +503,3 @@ class ClusterState:
             "workers": [w.to_dict(now) for w in sorted(self.workers.values(), key=lambda w: w.hostname)],
             "tasks": [t.to_dict() for t in self.tasks(limit=limit)],
         }
-

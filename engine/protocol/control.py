@@ -35,10 +35,17 @@ class ControlRequest:
         return True
 
 
-def encode_request(method: str, arguments: dict[str, Any] | None = None, *,
-                   destination: list[str] | None = None, pattern: str | None = None,
-                   matcher: str | None = None, reply_oid: str | None = None,
-                   timeout: float = 1.0, clock: int = 0) -> tuple[str | None, bytes]:
+def encode_request(
+    method: str,
+    arguments: dict[str, Any] | None = None,
+    *,
+    destination: list[str] | None = None,
+    pattern: str | None = None,
+    matcher: str | None = None,
+    reply_oid: str | None = None,
+    timeout: float = 1.0,
+    clock: int = 0,
+) -> tuple[str | None, bytes]:
     """(ticket, envelope bytes); no ``reply_oid`` makes it a cast (no replies expected)."""
     ticket = str(uuid.uuid4()) if reply_oid else None
     body = {
@@ -78,8 +85,7 @@ def decode_request(raw: bytes | str) -> ControlRequest | None:
 
 
 def encode_reply(hostname: str, result: Any, ticket: str, oid: str, clock: int = 0) -> bytes:
-    return envelope.encode({hostname: result}, {"ticket": ticket, "clock": clock},
-                           REPLY_EXCHANGE, oid)
+    return envelope.encode({hostname: result}, {"ticket": ticket, "clock": clock}, REPLY_EXCHANGE, oid)
 
 
 def decode_reply(raw: bytes | str) -> tuple[str | None, dict[str, Any]]:

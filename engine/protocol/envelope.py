@@ -14,13 +14,11 @@ class BadEnvelope(ValueError):
     """Bytes that are not a kombu JSON envelope with a JSON body."""
 
 
-def encode(payload: Any, headers: dict[str, Any], exchange: str, routing_key: str,
-           delivery_mode: int = 1) -> bytes:
+def encode(payload: Any, headers: dict[str, Any], exchange: str, routing_key: str, delivery_mode: int = 1) -> bytes:
     return encode_json(json_dumps(payload), headers, exchange, routing_key, delivery_mode)
 
 
-def encode_json(body: str, headers: dict[str, Any], exchange: str, routing_key: str,
-                delivery_mode: int = 1) -> bytes:
+def encode_json(body: str, headers: dict[str, Any], exchange: str, routing_key: str, delivery_mode: int = 1) -> bytes:
     """``encode`` for a body that is JSON text already (a worker builds its event batches as text)."""
     rest = {
         "content-encoding": "utf-8",

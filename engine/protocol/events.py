@@ -15,8 +15,14 @@ SW_IDENT = "py-tqctl"
 SW_VER = "0.1.0"
 
 TASK_TYPES = (
-    "task-sent", "task-received", "task-started", "task-succeeded", "task-failed",
-    "task-retried", "task-revoked", "task-rejected",
+    "task-sent",
+    "task-received",
+    "task-started",
+    "task-succeeded",
+    "task-failed",
+    "task-retried",
+    "task-revoked",
+    "task-rejected",
 )
 WORKER_TYPES = ("worker-online", "worker-heartbeat", "worker-offline")
 
@@ -48,8 +54,15 @@ def worker_fields(freq: float, active: int, processed: int) -> dict[str, Any]:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = [0.0, 0.0, 0.0]
-    return {"freq": freq, "active": active, "processed": processed, "loadavg": load,
-            "sw_ident": SW_IDENT, "sw_ver": SW_VER, "sw_sys": platform.system()}
+    return {
+        "freq": freq,
+        "active": active,
+        "processed": processed,
+        "loadavg": load,
+        "sw_ident": SW_IDENT,
+        "sw_ver": SW_VER,
+        "sw_sys": platform.system(),
+    }
 
 
 def encode(events: dict[str, Any] | list[dict[str, Any]], hostname: str) -> tuple[str, bytes]:

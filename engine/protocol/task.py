@@ -130,8 +130,10 @@ def _new_ids(n: int) -> list[str]:
 
 def _uuid_text(h: str, i: int) -> str:
     """The UUID in the 32 hex digits of ``h`` at ``i``, marked version 4 (random)."""
-    return (f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-"
-            f"{_VARIANT[h[i + 16]]}{h[i + 17:i + 20]}-{h[i + 20:i + 32]}")
+    return (
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
+        f"{_VARIANT[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
+    )
 
 
 def new_id() -> str:
@@ -300,9 +302,7 @@ def _load_payload(
     envelope: dict[str, Any], content_type: str, accepted: frozenset[str], headers: dict[str, Any]
 ) -> Any:
     if content_type not in accepted:
-        raise MalformedMessage(
-            "content_disallowed", f"content type {content_type!r} is not accepted", headers
-        )
+        raise MalformedMessage("content_disallowed", f"content type {content_type!r} is not accepted", headers)
     body = envelope.get("body")
     if not isinstance(body, str):
         raise MalformedMessage("bad_body", "body is missing or not a string", headers)
@@ -371,8 +371,11 @@ def _count(value: Any) -> bool:
 
 def _limits(value: Any) -> bool:
     """Celery's ``[hard, soft]``: each null or seconds >= 0 (a negative limit would kill the child)."""
-    return isinstance(value, (list, tuple)) and len(value) <= 2 and all(
-        v is None or (_is_number(v) and v >= 0) for v in value)
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) <= 2
+        and all(v is None or (_is_number(v) and v >= 0) for v in value)
+    )
 
 
 # Each optional header or property the worker reads: what it must be when present and not null. A
@@ -387,13 +390,19 @@ HEADER_RULES: dict[str, tuple[Any, str]] = {
     "stamped_headers": (lambda v: isinstance(v, list), "a list"),
     "stamps": (lambda v: isinstance(v, dict), "an object"),
     "sent_at": (_is_number, "a number"),
-    **{key: _TEXT for key in ("root_id", "parent_id", "group", "shadow", "argsrepr", "kwargsrepr", "origin",
-                              "lang", "retry_of")},
+    **{
+        key: _TEXT
+        for key in ("root_id", "parent_id", "group", "shadow", "argsrepr", "kwargsrepr", "origin", "lang", "retry_of")
+    },
 }
 PROPERTY_RULES: dict[str, tuple[Any, str]] = {
-    "delivery_info": (lambda v: isinstance(v, dict) and all(
-        info is None or isinstance(info, str) for info in (v.get("exchange"), v.get("routing_key"))),
-        "an object whose exchange and routing_key are strings"),
+    "delivery_info": (
+        lambda v: (
+            isinstance(v, dict)
+            and all(info is None or isinstance(info, str) for info in (v.get("exchange"), v.get("routing_key")))
+        ),
+        "an object whose exchange and routing_key are strings",
+    ),
     "priority": (lambda v: _is_int(v) and 0 <= v <= 255, "an integer from 0 to 255"),
     "correlation_id": _TEXT,
     "reply_to": _TEXT,
@@ -409,12 +418,15 @@ def check_types(headers: dict[str, Any], properties: dict[str, Any], raw_propert
         for key, (valid, wanted) in rules.items():
             value = values.get(key)
             if value is not None and not valid(value):
-                raise MalformedMessage("bad_header", f"{kind} {key!r} must be {wanted}, not {_short(value)}",
-                                       headers)
+                raise MalformedMessage("bad_header", f"{kind} {key!r} must be {wanted}, not {_short(value)}", headers)
 
 
-SIGNATURE_FIELDS = (("args", (list, tuple), "a list"), ("kwargs", dict, "an object"),
-                    ("options", dict, "an object"), ("subtask_type", str, "a string"))
+SIGNATURE_FIELDS = (
+    ("args", (list, tuple), "a list"),
+    ("kwargs", dict, "an object"),
+    ("options", dict, "an object"),
+    ("subtask_type", str, "a string"),
+)
 MAX_CANVAS_DEPTH = 32
 
 

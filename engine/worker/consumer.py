@@ -55,8 +55,7 @@ class Consumer:
         try:
             self._loop()
         except BaseException:
-            log.critical("the consumer thread died; stopping the worker so its messages are handed back",
-                         exc_info=True)
+            log.critical("the consumer thread died; stopping the worker so its messages are handed back", exc_info=True)
             self.worker.request_stop()
             raise
 
@@ -249,14 +248,18 @@ class Consumer:
         return jobs
 
     # -- messages that will not run ------------------------------------------------------------
-    def dead_letter(self, delivery: Delivery, reason: str, detail: str,
-                    headers: dict | None = None) -> None:
+    def dead_letter(self, delivery: Delivery, reason: str, detail: str, headers: dict | None = None) -> None:
         headers = headers or {}
         name, task_id = headers.get("task"), headers.get("id")
         letter = DeadLetter(
-            id=protocol.new_id(), queue=delivery.queue, reason=reason, detail=detail,
-            time=time.time(), task_id=task_id if isinstance(task_id, str) else None,
-            task_name=name if isinstance(name, str) else None, worker=self.worker.hostname,
+            id=protocol.new_id(),
+            queue=delivery.queue,
+            reason=reason,
+            detail=detail,
+            time=time.time(),
+            task_id=task_id if isinstance(task_id, str) else None,
+            task_name=name if isinstance(name, str) else None,
+            worker=self.worker.hostname,
             raw=delivery.raw,
         )
         self.broker.dead_letter(self.worker.owner, delivery.tag, letter)
@@ -270,11 +273,11 @@ class Consumer:
             failure = meta(message.id, states.FAILURE, encode_exception(NotRegistered(message.name)))
             self.worker.settle(f"store NotRegistered for {message.id}", lambda: backend.store(message.id, failure))
         self.dead_letter(delivery, "unknown_task", detail, message.headers)
-        signals.task_unknown.send(sender=self, message=message, exc=NotRegistered(message.name), name=message.name,
-                                  id=message.id)
+        signals.task_unknown.send(
+            sender=self, message=message, exc=NotRegistered(message.name), name=message.name, id=message.id
+        )
 
-    def settle_revoked(self, delivery: Delivery, message: protocol.TaskMessage,
-                        why: str) -> None:
+    def settle_revoked(self, delivery: Delivery, message: protocol.TaskMessage, why: str) -> None:
         owner, tag = self.worker.owner, delivery.tag
         self.worker.settle(f"ack the revoked {message.id}", lambda: self.broker.ack(owner, [tag]))
         backend = self.app.backend

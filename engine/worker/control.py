@@ -55,16 +55,33 @@ class CommandState:
     control: RemoteControl
 
 
-def _decorator(kind: str, name: str | None = None, *, visible: bool = True, default_timeout: float = 1.0,
-               help: str | None = None, signature: str | None = None,  # noqa: A002 - Celery's keyword
-               args: Sequence[tuple[str, Any]] | None = None, variadic: str | None = None,
-               alias: str | None = None, **_: Any) -> Callable[[Handler], Handler]:
+def _decorator(
+    kind: str,
+    name: str | None = None,
+    *,
+    visible: bool = True,
+    default_timeout: float = 1.0,
+    help: str | None = None,
+    signature: str | None = None,  # noqa: A002 - Celery's keyword
+    args: Sequence[tuple[str, Any]] | None = None,
+    variadic: str | None = None,
+    alias: str | None = None,
+    **_: Any,
+) -> Callable[[Handler], Handler]:
     def mark(fun: Handler) -> Handler:
         doc = (fun.__doc__ or "").strip()
-        spec = CommandSpec(name=name or fun.__name__, type=kind, fun=fun, visible=visible,
-                           default_timeout=default_timeout, help=help or (doc.splitlines()[0] if doc else None),
-                           signature=signature, args=tuple(tuple(a) for a in args or ()), variadic=variadic,
-                           alias=alias)
+        spec = CommandSpec(
+            name=name or fun.__name__,
+            type=kind,
+            fun=fun,
+            visible=visible,
+            default_timeout=default_timeout,
+            help=help or (doc.splitlines()[0] if doc else None),
+            signature=signature,
+            args=tuple(tuple(a) for a in args or ()),
+            variadic=variadic,
+            alias=alias,
+        )
         setattr(fun, MARK, spec)
         return fun
 
@@ -83,6 +100,7 @@ def inspect_command(name: str | None = None, **options: Any) -> Callable[[Handle
 
 def register_on(app: App, kind: str, name: str | None, options: dict[str, Any]) -> Callable[[Handler], Handler]:
     """``app.control_command(...)``/``app.inspect_command(...)``: marked, and kept by that app only."""
+
     def register(fun: Handler) -> Handler:
         marked = _decorator(kind, name, **options)(fun)
         app.remote_commands[getattr(marked, MARK).name] = marked
@@ -115,8 +133,11 @@ def app_modules(app: App) -> list[ModuleType]:
 
 def collect(app: App, modules: Iterable[ModuleType] | None = None) -> dict[str, CommandSpec]:
     """Every custom command of ``app``: marked functions in its modules, then its own registry."""
-    marked = [value for module in (modules if modules is not None else app_modules(app))
-              for value in list(module.__dict__.values())]
+    marked = [
+        value
+        for module in (modules if modules is not None else app_modules(app))
+        for value in list(module.__dict__.values())
+    ]
     found: dict[str, CommandSpec] = {}
     for value in [*marked, *getattr(app, "remote_commands", {}).values()]:
         spec = spec_of(value)

@@ -44,11 +44,30 @@ class Job:
         embed = m.embed
         h = m.headers
         return (
-            m.id, m.name, m.args, m.kwargs, m.retries, hostname, m.delivery_info, m.root_id,
-            m.parent_id, m.group, h.get("group_index"), h.get("eta"), h.get("expires"), h,
-            embed.get("callbacks"), embed.get("errbacks"), embed.get("chain"), embed.get("chord"),
-            h.get("origin"), bool(m.ignore_result or self.task.opt("ignore_result", "task_ignore_result")),
-            (self.hard_limit, self.soft_limit), False, False, m.properties,
+            m.id,
+            m.name,
+            m.args,
+            m.kwargs,
+            m.retries,
+            hostname,
+            m.delivery_info,
+            m.root_id,
+            m.parent_id,
+            m.group,
+            h.get("group_index"),
+            h.get("eta"),
+            h.get("expires"),
+            h,
+            embed.get("callbacks"),
+            embed.get("errbacks"),
+            embed.get("chain"),
+            embed.get("chord"),
+            h.get("origin"),
+            bool(m.ignore_result or self.task.opt("ignore_result", "task_ignore_result")),
+            (self.hard_limit, self.soft_limit),
+            False,
+            False,
+            m.properties,
         )
 
     def info(self, hostname: str) -> dict[str, Any]:

@@ -83,14 +83,18 @@ class Maintenance:
                 failing_since = failing_since or now
                 if now >= next_warning:
                     next_warning = now + 5.0
-                    log.warning("owner heartbeat and upkeep failing for %.1fs (%s; messages held here are "
-                                "reclaimed by other workers after %.0fs): %s", now - failing_since, what,
-                                self.owner_timeout, exc)
+                    log.warning(
+                        "owner heartbeat and upkeep failing for %.1fs (%s; messages held here are "
+                        "reclaimed by other workers after %.0fs): %s",
+                        now - failing_since,
+                        what,
+                        self.owner_timeout,
+                        exc,
+                    )
                 wait = TICK
                 continue
             if failing_since is not None:
-                log.warning("owner heartbeat written again after %.1fs (%s)", time.monotonic() - failing_since,
-                            what)
+                log.warning("owner heartbeat written again after %.1fs (%s)", time.monotonic() - failing_since, what)
                 failing_since, next_warning = None, 0.0
             wait = every
 
@@ -110,12 +114,10 @@ class Maintenance:
             self._next_reap = now + self.interval
             recovered = self.broker.reap(now, self.owner_timeout, self.slack)
             if recovered:
-                log.warning("recovered %d message(s) from worker(s) that stopped heartbeating",
-                            recovered)
+                log.warning("recovered %d message(s) from worker(s) that stopped heartbeating", recovered)
             orphans = self.broker.reconcile(self.worker.owner)
             if orphans:
-                log.warning("handed back %d message(s) a failed fetch had moved into our in-flight record",
-                            orphans)
+                log.warning("handed back %d message(s) a failed fetch had moved into our in-flight record", orphans)
             _moved, self._next_due = self.broker.promote_due(now)
             self.worker.on_heartbeat()
 

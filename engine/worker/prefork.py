@@ -53,6 +53,7 @@ def _die_with_parent(parent: int) -> None:
     A parent-pid check on a thread rather than ``PR_SET_PDEATHSIG``: that signal fires when the
     *thread* that forked exits, and replacement children are forked by the collector thread.
     """
+
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_CHECK)
@@ -90,8 +91,22 @@ def _serve_child(conn: Connection, app: Any) -> None:
         except Exception as exc:  # outside trace's own net (the limits, the request): still an outcome
             o = trace.internal_error(exc)
         # Results stay in the backend; only the summary crosses the pipe, as a plain tuple.
-        conn.send_bytes(_dumps((key, o.state, o.runtime, o.result_repr, o.exception_repr, o.traceback,
-                                o.requeue, None, o.retry_when, o.internal)))
+        conn.send_bytes(
+            _dumps(
+                (
+                    key,
+                    o.state,
+                    o.runtime,
+                    o.result_repr,
+                    o.exception_repr,
+                    o.traceback,
+                    o.requeue,
+                    None,
+                    o.retry_when,
+                    o.internal,
+                )
+            )
+        )
 
 
 @dataclass(eq=False)
@@ -135,8 +150,9 @@ class PreforkPool:
         # writes to them, so their pages stay shared (copy-on-write) instead of being copied.
         gc.freeze()
         parent_end, child_end = _fork.Pipe(duplex=True)
-        process = _fork.Process(target=_child_main, args=(child_end, self.host, os.getpid()), daemon=True,
-                                name="tqctl-pool")
+        process = _fork.Process(
+            target=_child_main, args=(child_end, self.host, os.getpid()), daemon=True, name="tqctl-pool"
+        )
         process.start()
         child_end.close()
         child = Child(process, parent_end)
@@ -160,8 +176,13 @@ class PreforkPool:
         for child in self._children:
             # ``while``: a job the host skips (revoked, or no longer ours) leaves the child free
             # for the next one; otherwise the queue waits for an unrelated submit.
-            while self._queue and self._accepting and child.job is None and not child.retiring \
-                    and child.process.is_alive():
+            while (
+                self._queue
+                and self._accepting
+                and child.job is None
+                and not child.retiring
+                and child.process.is_alive()
+            ):
                 job = self._queue.popleft()
                 job.worker_pid = child.pid
                 if self.host.on_start(job):
@@ -276,8 +297,7 @@ class PreforkPool:
             child.conn.close()
             if job is not None:
                 limit = job.hard_limit
-                _report(self.host.on_lost, job, "time_limit",
-                        TimeLimitExceeded(f"hard time limit ({limit}s) exceeded"))
+                _report(self.host.on_lost, job, "time_limit", TimeLimitExceeded(f"hard time limit ({limit}s) exceeded"))
             with self._lock:
                 self._dispatch()
 

@@ -29,8 +29,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("engine.worker")
 NO_REPLY = object()
 # Celery's second names for inspect commands (``celery inspect dump_tasks`` is ``registered``).
-ALIASES = {"dump_tasks": "registered", "dump_active": "active", "dump_reserved": "reserved",
-           "dump_schedule": "scheduled", "dump_revoked": "revoked", "dump_conf": "conf"}
+ALIASES = {
+    "dump_tasks": "registered",
+    "dump_active": "active",
+    "dump_reserved": "reserved",
+    "dump_schedule": "scheduled",
+    "dump_revoked": "revoked",
+    "dump_conf": "conf",
+}
 TASK_INFO_ITEMS = ("exchange", "routing_key", "rate_limit")  # Celery's default taskinfoitems
 RELOAD_EVERY = 5.0  # seconds between looks for new custom commands when an unknown name arrives
 
@@ -72,12 +78,36 @@ class RemoteControl:
         self._pubsub: redis.client.PubSub | None = None
         self.thread = _Listener(self)
         self.handlers: dict[str, Callable[..., Any]] = {
-            name: getattr(self, f"do_{name}") for name in (
-                "ping", "active", "reserved", "scheduled", "revoked", "registered", "stats",
-                "active_queues", "conf", "query_task", "revoke", "terminate", "rate_limit",
-                "time_limit", "add_consumer", "cancel_consumer", "enable_events",
-                "disable_events", "heartbeat", "pool_grow", "pool_shrink", "autoscale",
-                "pool_restart", "shutdown", "clock", "report", "hello", "drain",
+            name: getattr(self, f"do_{name}")
+            for name in (
+                "ping",
+                "active",
+                "reserved",
+                "scheduled",
+                "revoked",
+                "registered",
+                "stats",
+                "active_queues",
+                "conf",
+                "query_task",
+                "revoke",
+                "terminate",
+                "rate_limit",
+                "time_limit",
+                "add_consumer",
+                "cancel_consumer",
+                "enable_events",
+                "disable_events",
+                "heartbeat",
+                "pool_grow",
+                "pool_shrink",
+                "autoscale",
+                "pool_restart",
+                "shutdown",
+                "clock",
+                "report",
+                "hello",
+                "drain",
             )
         }
         for alias, name in ALIASES.items():
@@ -137,8 +167,9 @@ class RemoteControl:
                 reply = protocol.encode_reply(self.worker.hostname, result, request.ticket, oid, self.clock)
             except (TypeError, ValueError) as exc:  # a custom command returned a set, an object...: say so
                 log.warning("reply to %r is not JSON: %s", request.method, exc)
-                reply = protocol.encode_reply(self.worker.hostname, {"error": f"reply is not JSON: {exc}"},
-                                              request.ticket, oid, self.clock)
+                reply = protocol.encode_reply(
+                    self.worker.hostname, {"error": f"reply is not JSON: {exc}"}, request.ticket, oid, self.clock
+                )
             self.fanout.reply(oid, reply, request.reply_to.get("exchange") or protocol.REPLY_EXCHANGE)
 
     def dispatch(self, method: str, arguments: dict[str, Any]) -> Any:
@@ -196,8 +227,7 @@ class RemoteControl:
         names = sorted(n for n in tasks if builtins or not n.startswith("celery."))
         out = []
         for name in names:
-            fields = [f"{item}={value}" for item in items
-                      if (value := getattr(tasks[name], item, None)) is not None]
+            fields = [f"{item}={value}" for item in items if (value := getattr(tasks[name], item, None)) is not None]
             out.append(f"{name} [{' '.join(fields)}]" if fields else name)
         return out
 
@@ -236,8 +266,7 @@ class RemoteControl:
         return {"revoked": sorted(self.worker.revoked), "clock": self.clock}
 
     # -- control ------------------------------------------------------------------------------
-    def do_revoke(self, task_id: Any = None, terminate: bool = False, signal: Any = None,
-                  **_: Any) -> dict[str, str]:
+    def do_revoke(self, task_id: Any = None, terminate: bool = False, signal: Any = None, **_: Any) -> dict[str, str]:
         ids = _ids(task_id)
         store_revoked(self.fanout, ids)
         self.worker.revoked.update(ids)
@@ -257,8 +286,7 @@ class RemoteControl:
         self.worker.consumer.set_rate_limit(task_name, rate_limit or None)
         return {"ok": "new rate limit set successfully"}
 
-    def do_time_limit(self, task_name: str = "", hard: Any = None, soft: Any = None,
-                      **_: Any) -> dict[str, str]:
+    def do_time_limit(self, task_name: str = "", hard: Any = None, soft: Any = None, **_: Any) -> dict[str, str]:
         task = self.worker.app.tasks.get(task_name)
         if task is None:
             return {"error": f"unknown task {task_name!r}"}

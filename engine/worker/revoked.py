@@ -20,8 +20,9 @@ class RevokedSet:
     """A set of task ids, each forgotten ``ttl`` seconds after it was first added (``add`` renews it),
     and the oldest forgotten first once there are more than ``maxlen``."""
 
-    def __init__(self, maxlen: int = MAX_REVOKED, ttl: float = REVOKE_TTL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, maxlen: int = MAX_REVOKED, ttl: float = REVOKE_TTL, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.maxlen = maxlen
         self.ttl = ttl
         self._clock = clock

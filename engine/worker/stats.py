@@ -18,8 +18,24 @@ from engine.config import mask_url
 if TYPE_CHECKING:
     from engine.worker.worker import Worker
 
-RUSAGE_FIELDS = ("utime", "stime", "maxrss", "ixrss", "idrss", "isrss", "minflt", "majflt", "nswap", "inblock",
-                 "oublock", "msgsnd", "msgrcv", "nsignals", "nvcsw", "nivcsw")
+RUSAGE_FIELDS = (
+    "utime",
+    "stime",
+    "maxrss",
+    "ixrss",
+    "idrss",
+    "isrss",
+    "minflt",
+    "majflt",
+    "nswap",
+    "inblock",
+    "oublock",
+    "msgsnd",
+    "msgrcv",
+    "nsignals",
+    "nvcsw",
+    "nivcsw",
+)
 DEFAULT_PORT = 6379
 CONNECT_TIMEOUT = 4  # Celery's broker_connection_timeout default
 HEARTBEAT = 120.0  # Celery's broker_heartbeat default
@@ -28,13 +44,36 @@ HEARTBEAT = 120.0  # Celery's broker_heartbeat default
 def queue_as_dict(name: str) -> dict[str, Any]:
     """kombu's ``Queue.as_dict(recurse=True)`` for the queue Celery declares for ``-Q name``:
     a direct exchange of the same name, routed by the name, acknowledged messages."""
-    exchange = {"name": name, "type": "direct", "arguments": None, "durable": True, "passive": False,
-                "auto_delete": False, "delivery_mode": None, "no_declare": False}
-    return {"name": name, "exchange": exchange, "routing_key": name, "queue_arguments": None,
-            "binding_arguments": None, "consumer_arguments": None, "durable": True, "exclusive": False,
-            "auto_delete": False, "no_ack": False, "alias": None, "bindings": [], "no_declare": None,
-            "expires": None, "message_ttl": None, "max_length": None, "max_length_bytes": None,
-            "max_priority": None}
+    exchange = {
+        "name": name,
+        "type": "direct",
+        "arguments": None,
+        "durable": True,
+        "passive": False,
+        "auto_delete": False,
+        "delivery_mode": None,
+        "no_declare": False,
+    }
+    return {
+        "name": name,
+        "exchange": exchange,
+        "routing_key": name,
+        "queue_arguments": None,
+        "binding_arguments": None,
+        "consumer_arguments": None,
+        "durable": True,
+        "exclusive": False,
+        "auto_delete": False,
+        "no_ack": False,
+        "alias": None,
+        "bindings": [],
+        "no_declare": None,
+        "expires": None,
+        "message_ttl": None,
+        "max_length": None,
+        "max_length_bytes": None,
+        "max_priority": None,
+    }
 
 
 def broker_info(url: str, transport_options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -97,8 +136,14 @@ def _writes(worker: Worker) -> dict[str, Any]:
     """Billiard's write statistics, with what we count: tasks handed to the pool."""
     total = sum(worker.processed.values()) + len(worker.active)
     size = worker.pool.size()
-    return {"total": total, "avg": f"{(1.0 / size if size else 0.0):.2f}" if total else "0.00", "all": "",
-            "raw": "", "strategy": "fair", "inqueues": {"total": size, "active": len(worker.active)}}
+    return {
+        "total": total,
+        "avg": f"{(1.0 / size if size else 0.0):.2f}" if total else "0.00",
+        "all": "",
+        "raw": "",
+        "strategy": "fair",
+        "inqueues": {"total": size, "active": len(worker.active)},
+    }
 
 
 def autoscaler_info(worker: Worker) -> dict[str, int] | None:

@@ -88,15 +88,26 @@ def _check_sizes(concurrency: int, multiplier: int) -> None:
 def node_name(template: str | None) -> str:
     host = socket.gethostname()
     name = template or "tqctl@%h"
-    return (name.replace("%h", host).replace("%n", host.split(".")[0])
-            .replace("%d", host.partition(".")[2]).replace("%p", str(os.getpid())))
+    return (
+        name.replace("%h", host)
+        .replace("%n", host.split(".")[0])
+        .replace("%d", host.partition(".")[2])
+        .replace("%p", str(os.getpid()))
+    )
 
 
 class Worker:
-    def __init__(self, app: App, *, concurrency: int | None = None, pool: str = "prefork",
-                 queues: Sequence[str] | None = None, hostname: str | None = None,
-                 prefetch_multiplier: int | None = None,
-                 autoscale: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        concurrency: int | None = None,
+        pool: str = "prefork",
+        queues: Sequence[str] | None = None,
+        hostname: str | None = None,
+        prefetch_multiplier: int | None = None,
+        autoscale: tuple[int, int] | None = None,
+    ) -> None:
         self.app = app
         conf = app.conf
         self.hostname = node_name(hostname)
@@ -128,8 +139,7 @@ class Worker:
             self.concurrency = max(1, min(self.concurrency, autoscale[0]))
         self.masked_broker = mask_url(self.broker.url)
         self.fanout = RedisFanout(self.broker.url)
-        self.events = EventDispatcher(self.fanout, self.hostname,
-                                      enabled=bool(conf.worker_send_task_events))
+        self.events = EventDispatcher(self.fanout, self.hostname, enabled=bool(conf.worker_send_task_events))
         self.history = HistoryWriter(self.fanout.client, keep=int(conf.tqctl_history_size))
         self._next_heartbeat = 0.0
         self._idle_since = time.monotonic()
@@ -140,9 +150,17 @@ class Worker:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        signals.celeryd_init.send(sender=self.hostname, instance=self, conf=self.app.conf,
-                                  options={"concurrency": self.concurrency, "pool": self.pool_kind,
-                                           "queues": self.queues, "hostname": self.hostname})
+        signals.celeryd_init.send(
+            sender=self.hostname,
+            instance=self,
+            conf=self.app.conf,
+            options={
+                "concurrency": self.concurrency,
+                "pool": self.pool_kind,
+                "queues": self.queues,
+                "hostname": self.hostname,
+            },
+        )
         signals.worker_init.send(sender=self)
         self.broker.ping()
         self.broker.declare(self.queues)
@@ -154,8 +172,13 @@ class Worker:
         self.maintenance.thread.start()
         self.consumer.thread.start()
         signals.worker_ready.send(sender=self.consumer)
-        log.info("%s ready: pool=%s concurrency=%d queues=%s", self.hostname, self.pool.kind,
-                 self.concurrency, ",".join(self.queues))
+        log.info(
+            "%s ready: pool=%s concurrency=%d queues=%s",
+            self.hostname,
+            self.pool.kind,
+            self.concurrency,
+            ",".join(self.queues),
+        )
 
     def run(self, install_signals: bool = True) -> int:
         """Start, serve until told to stop, shut down. Returns the process exit code."""
@@ -179,8 +202,9 @@ class Worker:
                     raise ColdShutdown()
                 return
             log.warning("warm shutdown (%s): finishing running tasks", signal.Signals(signum).name)
-            signals.worker_shutting_down.send(sender=self.hostname, sig=signal.Signals(signum).name, how="Warm",
-                                              exitcode=0)
+            signals.worker_shutting_down.send(
+                sender=self.hostname, sig=signal.Signals(signum).name, how="Warm", exitcode=0
+            )
             self.stopping.set()
             self.wake()
 
@@ -264,8 +288,11 @@ class Worker:
             # Late-ack work stays in our in-flight record in the broker: a live worker's reaper
             # returns it once our heartbeat is old. Early-acked jobs left that record; name them.
             stranded = [j.id for j in jobs if j.acked]
-            detail = f"; {len(stranded)} started early-ack task(s) not handed back: {', '.join(stranded)}" \
-                if stranded else ""
+            detail = (
+                f"; {len(stranded)} started early-ack task(s) not handed back: {', '.join(stranded)}"
+                if stranded
+                else ""
+            )
             raise BrokerUnavailable(
                 f"broker at {url_host(self.broker.url)} unreachable while stopping ({exc}): unfinished "
                 f"late-ack messages return to their queues when another worker sees this one gone{detail}"
@@ -350,8 +377,12 @@ class Worker:
             self._release()
             return False
         if not self._still_ours(job):
-            log.warning("%s[%s] not started: its message was taken back while this worker looked dead "
-                        "(frozen or cut off from the broker); it runs elsewhere", job.name, job.id)
+            log.warning(
+                "%s[%s] not started: its message was taken back while this worker looked dead "
+                "(frozen or cut off from the broker); it runs elsewhere",
+                job.name,
+                job.id,
+            )
             self._release()
             return False
         job.time_start = time.time()
@@ -381,8 +412,9 @@ class Worker:
                 if self.cold.is_set():
                     return False  # stays recorded (or claimed): handed back or reaped, never run here
                 if delay == 0.1:
-                    log.warning("cannot confirm %s[%s] is still ours, broker unreachable (waiting): %s",
-                                job.name, job.id, exc)
+                    log.warning(
+                        "cannot confirm %s[%s] is still ours, broker unreachable (waiting): %s", job.name, job.id, exc
+                    )
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -410,22 +442,44 @@ class Worker:
         message goes to the dead-letter store with the reason, where an operator sees and requeues it,
         never acked as if all went well. (An early-acked message is already off the in-flight record:
         its letter is written from the bytes we still hold.)"""
-        log.error("Task %s[%s] ran, but its outcome could not be recorded (%s): %s", job.name, job.id,
-                  outcome.internal, outcome.exception_repr)
+        log.error(
+            "Task %s[%s] ran, but its outcome could not be recorded (%s): %s",
+            job.name,
+            job.id,
+            outcome.internal,
+            outcome.exception_repr,
+        )
         detail = f"the task ran but its outcome could not be recorded: {outcome.exception_repr}"
-        letter = DeadLetter(id=str(uuid.uuid4()), queue=job.delivery.queue, reason=outcome.internal or "",
-                            detail=detail, time=time.time(), task_id=job.id, task_name=job.name,
-                            worker=self.hostname, raw=job.delivery.raw)
+        letter = DeadLetter(
+            id=str(uuid.uuid4()),
+            queue=job.delivery.queue,
+            reason=outcome.internal or "",
+            detail=detail,
+            time=time.time(),
+            task_id=job.id,
+            task_name=job.name,
+            worker=self.hostname,
+            raw=job.delivery.raw,
+        )
         tag = "" if job.acked else job.delivery.tag
         job.acked = True
         self.settle(f"dead-letter {job.id}", lambda: self.broker.dead_letter(self.owner, tag, letter))
         backend = self.app.backend
         if backend is not None and outcome.internal != "result_not_stored" and not job.message.ignore_result:
             name = (outcome.exception_repr or "").split("(", 1)[0]  # only the repr crosses a child's pipe
-            error = {"exc_type": name if name.isidentifier() else "Exception", "exc_module": "builtins",
-                     "exc_message": [f"internal error: {outcome.exception_repr}"]}
-            failure = meta(job.id, states.FAILURE, error, traceback=outcome.traceback,
-                           parent_id=job.message.parent_id, group_id=job.message.group)
+            error = {
+                "exc_type": name if name.isidentifier() else "Exception",
+                "exc_module": "builtins",
+                "exc_message": [f"internal error: {outcome.exception_repr}"],
+            }
+            failure = meta(
+                job.id,
+                states.FAILURE,
+                error,
+                traceback=outcome.traceback,
+                parent_id=job.message.parent_id,
+                group_id=job.message.group,
+            )
             self.settle(f"store the failure of {job.id}", lambda: backend.store(job.id, failure))
 
     def settle(self, what: str, call: Callable[[], object]) -> None:
@@ -481,8 +535,9 @@ class Worker:
         log.warning("Task %s[%s] terminated (pid %s): %s", job.name, job.id, code, exc)
         signum = self.kill_signals.pop(job.id, None)
         self.events.task("task-revoked", uuid=job.id, terminated=True, signum=signum, expired=False)
-        signals.task_revoked.send(sender=job.task, request=job.request(self.hostname), terminated=True,
-                                  signum=signum, expired=False)
+        signals.task_revoked.send(
+            sender=job.task, request=job.request(self.hostname), terminated=True, signum=signum, expired=False
+        )
 
     def _fail_lost(self, job: Job, reason: str, exc: BaseException, poison: bool) -> None:
         log.error("%s[%s] failed: %r", job.name, job.id, exc)
@@ -493,14 +548,26 @@ class Worker:
             log.warning("could not record the failure of %s[%s]: %r", job.name, job.id, error)
         backend = self.app.backend
         if backend is not None and not job.message.ignore_result:
-            failure = meta(job.id, states.FAILURE, encode_exception(exc), parent_id=job.message.parent_id,
-                           group_id=job.message.group)
+            failure = meta(
+                job.id,
+                states.FAILURE,
+                encode_exception(exc),
+                parent_id=job.message.parent_id,
+                group_id=job.message.group,
+            )
             self.settle(f"store the failure of {job.id}", lambda: backend.store(job.id, failure))
         if poison and not job.acked:
-            letter = DeadLetter(id=job.id, queue=job.delivery.queue, reason=reason,
-                                detail=f"lost its process {self.lost_counts[job.id]} times: {exc}",
-                                time=time.time(), task_id=job.id, task_name=job.name,
-                                worker=self.hostname, raw=job.delivery.raw)
+            letter = DeadLetter(
+                id=job.id,
+                queue=job.delivery.queue,
+                reason=reason,
+                detail=f"lost its process {self.lost_counts[job.id]} times: {exc}",
+                time=time.time(),
+                task_id=job.id,
+                task_name=job.name,
+                worker=self.hostname,
+                raw=job.delivery.raw,
+            )
             tag = job.delivery.tag
             self.settle(f"dead-letter {job.id}", lambda: self.broker.dead_letter(self.owner, tag, letter))
         elif not job.acked:
@@ -512,10 +579,19 @@ class Worker:
         m = job.message
         h = m.headers
         if job.task.send_events:  # a task's ``send_events=False`` silences its events, as in Celery
-            self.events.task("task-received", uuid=m.id, name=m.name, args=h.get("argsrepr") or repr(m.args),
-                             kwargs=h.get("kwargsrepr") or repr(m.kwargs), root_id=m.root_id,
-                             parent_id=m.parent_id, retries=m.retries, eta=h.get("eta"),
-                             expires=h.get("expires"), queue=job.delivery.queue)
+            self.events.task(
+                "task-received",
+                uuid=m.id,
+                name=m.name,
+                args=h.get("argsrepr") or repr(m.args),
+                kwargs=h.get("kwargsrepr") or repr(m.kwargs),
+                root_id=m.root_id,
+                parent_id=m.parent_id,
+                retries=m.retries,
+                eta=h.get("eta"),
+                expires=h.get("expires"),
+                queue=job.delivery.queue,
+            )
         if log.isEnabledFor(logging.INFO):
             log.info("Task %s[%s] received", job.name, job.id)
         if signals.task_received.receivers:
@@ -523,25 +599,53 @@ class Worker:
 
     def on_finished(self, job: Job, outcome: Outcome) -> None:
         self._send_outcome(job, outcome)
-        self._remember(job, outcome.state, outcome.result_repr, outcome.exception_repr,
-                       outcome.traceback, outcome.runtime)
+        self._remember(
+            job, outcome.state, outcome.result_repr, outcome.exception_repr, outcome.traceback, outcome.runtime
+        )
         # A failure was logged by engine.trace where it ran, with its traceback (none for ``throws``).
         if outcome.state != states.FAILURE and log.isEnabledFor(logging.INFO):
             verb = "succeeded" if outcome.state == states.SUCCESS else outcome.state.lower()
-            log.info("Task %s[%s] %s in %.4fs: %s", job.name, job.id, verb, outcome.runtime,
-                     outcome.result_repr or outcome.exception_repr)
+            log.info(
+                "Task %s[%s] %s in %.4fs: %s",
+                job.name,
+                job.id,
+                verb,
+                outcome.runtime,
+                outcome.result_repr or outcome.exception_repr,
+            )
 
-    def _remember(self, job: Job, state: str, result: str | None, exception: str | None,
-                  traceback: str | None, runtime: float | None) -> None:
+    def _remember(
+        self,
+        job: Job,
+        state: str,
+        result: str | None,
+        exception: str | None,
+        traceback: str | None,
+        runtime: float | None,
+    ) -> None:
         m = job.message
-        self.history.record({
-            "id": m.id, "name": m.name, "state": state, "args": m.headers.get("argsrepr"),
-            "kwargs": m.headers.get("kwargsrepr"), "result": result, "exception": exception,
-            "traceback": traceback, "worker": self.hostname, "queue": job.delivery.queue,
-            "retries": m.retries, "root_id": m.root_id, "parent_id": m.parent_id,
-            "retry_of": m.headers.get("retry_of"), "started": job.time_start,
-            "finished": time.time(), "runtime": runtime,
-        }, job.delivery.raw if state == states.FAILURE else None)
+        self.history.record(
+            {
+                "id": m.id,
+                "name": m.name,
+                "state": state,
+                "args": m.headers.get("argsrepr"),
+                "kwargs": m.headers.get("kwargsrepr"),
+                "result": result,
+                "exception": exception,
+                "traceback": traceback,
+                "worker": self.hostname,
+                "queue": job.delivery.queue,
+                "retries": m.retries,
+                "root_id": m.root_id,
+                "parent_id": m.parent_id,
+                "retry_of": m.headers.get("retry_of"),
+                "started": job.time_start,
+                "finished": time.time(),
+                "runtime": runtime,
+            },
+            job.delivery.raw if state == states.FAILURE else None,
+        )
 
     def _send_outcome(self, job: Job, outcome: Outcome) -> None:
         if not job.task.send_events:
@@ -550,11 +654,9 @@ class Worker:
         if state == states.SUCCESS:
             self.events.task("task-succeeded", uuid=uuid_, result=outcome.result_repr, runtime=outcome.runtime)
         elif state == states.FAILURE:
-            self.events.task("task-failed", uuid=uuid_, exception=outcome.exception_repr,
-                             traceback=outcome.traceback)
+            self.events.task("task-failed", uuid=uuid_, exception=outcome.exception_repr, traceback=outcome.traceback)
         elif state == states.RETRY:
-            self.events.task("task-retried", uuid=uuid_, exception=outcome.exception_repr,
-                             traceback=outcome.traceback)
+            self.events.task("task-retried", uuid=uuid_, exception=outcome.exception_repr, traceback=outcome.traceback)
         elif state == states.REJECTED:
             self.events.task("task-rejected", uuid=uuid_, requeue=outcome.requeue)
 
@@ -567,13 +669,17 @@ class Worker:
         pass
 
     def on_revoked(self, message: TaskMessage, why: str) -> None:
-        self.events.task("task-revoked", uuid=message.id, terminated=False, signum=None,
-                         expired=why == "expired")
+        self.events.task("task-revoked", uuid=message.id, terminated=False, signum=None, expired=why == "expired")
         log.info("Task %s[%s] %s", message.name, message.id, why)
         task = self.app.tasks.get(message.name)
         if signals.task_revoked.receivers and task is not None:
-            signals.task_revoked.send(sender=task, request=from_message(message, self.hostname), terminated=False,
-                                      signum=None, expired=why == "expired")
+            signals.task_revoked.send(
+                sender=task,
+                request=from_message(message, self.hostname),
+                terminated=False,
+                signum=None,
+                expired=why == "expired",
+            )
 
     def on_heartbeat(self) -> None:
         """Each owner heartbeat: refresh revokes from the broker, autoscale."""

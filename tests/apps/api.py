@@ -62,8 +62,14 @@ def give_up(self: Any) -> None:
     raise self.retry(countdown=0.2 * 2**self.request.retries)
 
 
-@app.task(bind=True, autoretry_for=(ConnectionError,), retry_backoff=0.2, retry_backoff_max=0.3,
-          retry_jitter=False, max_retries=3)
+@app.task(
+    bind=True,
+    autoretry_for=(ConnectionError,),
+    retry_backoff=0.2,
+    retry_backoff_max=0.3,
+    retry_jitter=False,
+    max_retries=3,
+)
 def unreachable(self: Any) -> None:
     """Autoretry with backoff 0.2, 0.3 (capped), 0.3 (capped); then the ConnectionError stands."""
     ledger(f"unreachable {self.request.retries}")

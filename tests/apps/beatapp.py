@@ -17,8 +17,12 @@ app.conf.timezone = "Europe/Paris"
 app.conf.beat_schedule = {
     "every-second": {"task": "beatapp.tick", "schedule": 1.0, "args": (1,)},
     "every-minute": {"task": "beatapp.minutely", "schedule": crontab(minute="*")},
-    "hourly-high": {"task": "beatapp.cleanup", "schedule": crontab(minute=0, hour="*/1"),
-                    "kwargs": {"days": 30}, "options": {"queue": "high"}},
+    "hourly-high": {
+        "task": "beatapp.cleanup",
+        "schedule": crontab(minute=0, hour="*/1"),
+        "kwargs": {"days": 30},
+        "options": {"queue": "high"},
+    },
 }
 
 

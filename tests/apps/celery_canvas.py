@@ -38,8 +38,7 @@ app.conf.update(
     task_default_queue="celery",
 )
 
-for _task in (canvas.add, canvas.mul, canvas.tsum, canvas.boom, canvas.on_error, canvas.log_result,
-              canvas.slow_add):
+for _task in (canvas.add, canvas.mul, canvas.tsum, canvas.boom, canvas.on_error, canvas.log_result, canvas.slow_add):
     _options = {"name": _task.name}
     if _task.acks_late is not None:
         _options["acks_late"] = _task.acks_late

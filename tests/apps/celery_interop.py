@@ -13,8 +13,7 @@ from celery import Celery
 
 from tests.apps.interop import SPECS
 
-app = Celery("celery_interop", broker=os.environ.get("INTEROP_BROKER"),
-             backend=os.environ.get("INTEROP_BACKEND"))
+app = Celery("celery_interop", broker=os.environ.get("INTEROP_BROKER"), backend=os.environ.get("INTEROP_BACKEND"))
 app.conf.update(broker_connection_retry_on_startup=True, task_default_queue="celery")
 
 for _name, (_fun, _options) in SPECS.items():

@@ -19,5 +19,9 @@ app.conf.update(broker_connection_retry_on_startup=True, worker_hijack_root_logg
 @app.task(bind=True, name="celery_taskapi.context")
 def context(self: Any) -> dict[str, Any]:
     r = self.request
-    return {"stamps": r.stamps, "stamped_headers": sorted(r.stamped_headers or []),
-            "tenant": (r.headers or {}).get("x-tenant") or r.get("x-tenant"), "id": r.id}
+    return {
+        "stamps": r.stamps,
+        "stamped_headers": sorted(r.stamped_headers or []),
+        "tenant": (r.headers or {}).get("x-tenant") or r.get("x-tenant"),
+        "id": r.id,
+    }

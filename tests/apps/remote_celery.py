@@ -15,8 +15,12 @@ from celery.worker.control import add_consumer, control_command, inspect_command
 
 from tests.apps import remote_commands
 
-app = Celery("remote_celery", broker=os.environ.get("REMOTE_BROKER"), backend=os.environ.get("REMOTE_BROKER"),
-             set_as_current=False)
+app = Celery(
+    "remote_celery",
+    broker=os.environ.get("REMOTE_BROKER"),
+    backend=os.environ.get("REMOTE_BROKER"),
+    set_as_current=False,
+)
 app.conf.update(broker_connection_retry_on_startup=True, task_default_queue="celery")
 app.task(name="remote.add", rate_limit="50/s")(remote_commands.add_numbers)
 app.task(name="remote.retry_later", bind=True)(remote_commands.retry_later)

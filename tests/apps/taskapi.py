@@ -55,6 +55,7 @@ def ledger(line: str) -> None:
 
 # -- receivers: one per signal the worker fires ----------------------------------------------------
 
+
 @celeryd_init.connect
 def on_celeryd_init(sender: Any = None, instance: Any = None, conf: Any = None, **kw: Any) -> None:
     ledger(f"celeryd_init sender={sender} conf={conf is app.conf}")
@@ -126,8 +127,7 @@ def on_task_success(sender: Any = None, result: Any = None, **kw: Any) -> None:
 
 
 @task_failure.connect
-def on_task_failure(sender: Any = None, task_id: str = "", exception: Any = None, einfo: Any = None,
-                    **kw: Any) -> None:
+def on_task_failure(sender: Any = None, task_id: str = "", exception: Any = None, einfo: Any = None, **kw: Any) -> None:
     ledger(f"task_failure {sender.name} {task_id} {type(exception).__name__} einfo={'Traceback' in str(einfo)}")
 
 
@@ -170,6 +170,7 @@ def on_after_publish(sender: Any = None, headers: Any = None, **kw: Any) -> None
 
 
 # -- tasks --------------------------------------------------------------------------------------
+
 
 class Hooked(Task):
     """A custom base class: every hook writes the arguments Celery passes it."""
@@ -217,15 +218,37 @@ def flaky(self: Any) -> int:
 def context(self: Any) -> dict[str, Any]:
     r = self.request
     return {
-        "id": r.id, "task": r.task, "args": list(r.args), "kwargs": dict(r.kwargs), "retries": r.retries,
-        "is_eager": r.is_eager, "called_directly": r.called_directly, "hostname": r.hostname,
-        "delivery_info": dict(r.delivery_info or {}), "reply_to": r.reply_to, "correlation_id": r.correlation_id,
-        "root_id": r.root_id, "parent_id": r.parent_id, "origin": r.origin, "group": r.group,
-        "group_index": r.group_index, "eta": r.eta, "expires": r.expires, "timelimit": list(r.timelimit),
-        "time_limit": r.time_limit, "soft_time_limit": r.soft_time_limit, "stamps": r.stamps,
-        "stamped_headers": r.stamped_headers, "headers": r.headers, "ignore_result": r.ignore_result,
-        "properties": dict(r.properties or {}), "callbacks": r.callbacks, "errbacks": r.errbacks,
-        "chain": r.chain, "chord": r.chord, "x_trace": r.get("x-trace"),
+        "id": r.id,
+        "task": r.task,
+        "args": list(r.args),
+        "kwargs": dict(r.kwargs),
+        "retries": r.retries,
+        "is_eager": r.is_eager,
+        "called_directly": r.called_directly,
+        "hostname": r.hostname,
+        "delivery_info": dict(r.delivery_info or {}),
+        "reply_to": r.reply_to,
+        "correlation_id": r.correlation_id,
+        "root_id": r.root_id,
+        "parent_id": r.parent_id,
+        "origin": r.origin,
+        "group": r.group,
+        "group_index": r.group_index,
+        "eta": r.eta,
+        "expires": r.expires,
+        "timelimit": list(r.timelimit),
+        "time_limit": r.time_limit,
+        "soft_time_limit": r.soft_time_limit,
+        "stamps": r.stamps,
+        "stamped_headers": r.stamped_headers,
+        "headers": r.headers,
+        "ignore_result": r.ignore_result,
+        "properties": dict(r.properties or {}),
+        "callbacks": r.callbacks,
+        "errbacks": r.errbacks,
+        "chain": r.chain,
+        "chord": r.chord,
+        "x_trace": r.get("x-trace"),
     }
 
 

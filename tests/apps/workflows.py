@@ -75,10 +75,20 @@ def errback_old(task_id: str, label: str) -> None:
     _ledger(f"old {label} {task_id}")
 
 
-PLAIN = {"wf.add": add, "wf.tsum": tsum, "wf.boom": boom, "wf.kind": kind, "wf.errback_new": errback_new,
-         "wf.errback_old": errback_old}
-BOUND = {"wf.replace_with_add": replace_with_add, "wf.replace_with_group": replace_with_group,
-         "wf.replace_with_empty_chain": replace_with_empty_chain, "wf.add_one_more": add_one_more}
+PLAIN = {
+    "wf.add": add,
+    "wf.tsum": tsum,
+    "wf.boom": boom,
+    "wf.kind": kind,
+    "wf.errback_new": errback_new,
+    "wf.errback_old": errback_old,
+}
+BOUND = {
+    "wf.replace_with_add": replace_with_add,
+    "wf.replace_with_group": replace_with_group,
+    "wf.replace_with_empty_chain": replace_with_empty_chain,
+    "wf.add_one_more": add_one_more,
+}
 
 for _name, _fun in PLAIN.items():
     app.task(name=_name)(_fun)

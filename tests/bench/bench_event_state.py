@@ -20,8 +20,13 @@ from typing import Any
 from engine.events.state import ClusterState
 from engine.protocol import events as wire
 
-NAMES = ["shop.orders.create", "shop.orders.charge", "shop.mail.send_receipt", "shop.stock.reserve",
-         "shop.reports.daily"]
+NAMES = [
+    "shop.orders.create",
+    "shop.orders.charge",
+    "shop.mail.send_receipt",
+    "shop.stock.reserve",
+    "shop.reports.daily",
+]
 WORKERS = [f"w{i}@node{i}" for i in range(1, 5)]
 TRACEBACK = (
     "Traceback (most recent call last):\n"
@@ -36,8 +41,15 @@ TRACEBACK = (
 
 
 def _base(kind: str, host: str, ts: float, clock: int) -> dict[str, Any]:
-    return {"hostname": host, "utcoffset": 0.0, "pid": 4242, "clock": clock, "timestamp": ts, "type": kind,
-            "local_received": ts + 0.001}
+    return {
+        "hostname": host,
+        "utcoffset": 0.0,
+        "pid": 4242,
+        "clock": clock,
+        "timestamp": ts,
+        "type": kind,
+        "local_received": ts + 0.001,
+    }
 
 
 def events(n_tasks: int, seed: int = 7) -> Iterator[dict[str, Any]]:
@@ -66,24 +78,51 @@ def _plain_events(n_tasks: int, seed: int) -> Iterator[dict[str, Any]]:
         ts = t0 + n * 0.001
         host, name, uid = WORKERS[n % len(WORKERS)], NAMES[n % len(NAMES)], str(uuidlib.UUID(int=rng.getrandbits(128)))
         clock += 3
-        yield (_base("task-received", host, ts, clock) | {
-            "uuid": uid, "name": name, "args": f"({n}, {rng.randint(1, 10_000)})", "kwargs": "{'currency': 'EUR'}",
-            "root_id": uid, "parent_id": None, "retries": 0, "eta": None, "expires": None})
+        yield (
+            _base("task-received", host, ts, clock)
+            | {
+                "uuid": uid,
+                "name": name,
+                "args": f"({n}, {rng.randint(1, 10_000)})",
+                "kwargs": "{'currency': 'EUR'}",
+                "root_id": uid,
+                "parent_id": None,
+                "retries": 0,
+                "eta": None,
+                "expires": None,
+            }
+        )
         yield (_base("task-started", host, ts + 0.0002, clock + 1) | {"uuid": uid})
         if rng.random() < 0.02:
-            yield (_base("task-failed", host, ts + 0.0005, clock + 2) | {
-                "uuid": uid, "exception": f"PaymentDeclined('order {n} declined by gateway')",
-                "traceback": TRACEBACK.format(n=n)})
+            yield (
+                _base("task-failed", host, ts + 0.0005, clock + 2)
+                | {
+                    "uuid": uid,
+                    "exception": f"PaymentDeclined('order {n} declined by gateway')",
+                    "traceback": TRACEBACK.format(n=n),
+                }
+            )
         else:
-            yield (_base("task-succeeded", host, ts + 0.0005, clock + 2) | {
-                "uuid": uid, "result": repr({"order": n, "ok": True}), "runtime": 0.0003})
+            yield (
+                _base("task-succeeded", host, ts + 0.0005, clock + 2)
+                | {"uuid": uid, "result": repr({"order": n, "ok": True}), "runtime": 0.0003}
+            )
         processed[host] += 1
         if ts >= next_beat:
             next_beat = ts + 2.0
             for w in WORKERS:
-                yield (_base("worker-heartbeat", w, ts, clock) | {
-                    "freq": 2.0, "active": 1, "processed": processed[w], "loadavg": [0.5, 0.4, 0.3],
-                    "sw_ident": "py-celery", "sw_ver": "5.7.0", "sw_sys": "Linux"})
+                yield (
+                    _base("worker-heartbeat", w, ts, clock)
+                    | {
+                        "freq": 2.0,
+                        "active": 1,
+                        "processed": processed[w],
+                        "loadavg": [0.5, 0.4, 0.3],
+                        "sw_ident": "py-celery",
+                        "sw_ver": "5.7.0",
+                        "sw_sys": "Linux",
+                    }
+                )
 
 
 def rss_mb() -> float:
@@ -111,11 +150,15 @@ def measure_memory(n_tasks: int) -> ClusterState:
     tracemalloc.stop()
     del traced
     gc.collect()
-    print(f"memory with {n_tasks:,} tasks tracked: tracemalloc current {current / 2**20:.1f} MB "
-          f"({current / n_tasks:,.0f} B/task), peak {peak / 2**20:.1f} MB; RSS delta {rss_delta:.1f} MB")
+    print(
+        f"memory with {n_tasks:,} tasks tracked: tracemalloc current {current / 2**20:.1f} MB "
+        f"({current / n_tasks:,.0f} B/task), peak {peak / 2**20:.1f} MB; RSS delta {rss_delta:.1f} MB"
+    )
     stats = state.stats()
-    print(f"stats: tasks={stats['tasks']:,} failures={stats['failures']:,} "
-          f"approx_bytes={stats['approx_bytes'] / 2**20:.1f} MB (estimate) events_applied={stats['events_applied']:,}")
+    print(
+        f"stats: tasks={stats['tasks']:,} failures={stats['failures']:,} "
+        f"approx_bytes={stats['approx_bytes'] / 2**20:.1f} MB (estimate) events_applied={stats['events_applied']:,}"
+    )
     return state
 
 
@@ -124,11 +167,13 @@ def time_queries(state: ClusterState) -> None:
     start = time.perf_counter()
     gc.collect()
     timings = [f"full gc pass {(time.perf_counter() - start) * 1000:.0f} ms"]
-    for label, query in [("tasks(limit=50)", lambda: state.tasks(limit=50)),
-                         ("failures()", state.failures),
-                         ("tasks(text=..., limit=20)", lambda: state.tasks(text="declined", limit=20)),
-                         ("tasks(text=no hit) full scan", lambda: state.tasks(text="no such thing")),
-                         ("snapshot(limit=100)", lambda: state.snapshot(limit=100)["tasks"])]:
+    for label, query in [
+        ("tasks(limit=50)", lambda: state.tasks(limit=50)),
+        ("failures()", state.failures),
+        ("tasks(text=..., limit=20)", lambda: state.tasks(text="declined", limit=20)),
+        ("tasks(text=no hit) full scan", lambda: state.tasks(text="no such thing")),
+        ("snapshot(limit=100)", lambda: state.snapshot(limit=100)["tasks"]),
+    ]:
         start = time.perf_counter()
         found = query()
         timings.append(f"{label} {(time.perf_counter() - start) * 1000:.1f} ms ({len(found)})")
@@ -144,8 +189,10 @@ def time_throughput(n_tasks: int) -> None:
         state.apply_many(stream)
         elapsed = time.perf_counter() - start
         stats = state.stats()
-        print(f"throughput max_tasks={cap:,}: {len(stream) / elapsed:,.0f} events/s ({len(stream):,} events in "
-              f"{elapsed:.2f} s; kept {stats['tasks']:,} tasks incl. {stats['failures']:,} failures)")
+        print(
+            f"throughput max_tasks={cap:,}: {len(stream) / elapsed:,.0f} events/s ({len(stream):,} events in "
+            f"{elapsed:.2f} s; kept {stats['tasks']:,} tasks incl. {stats['failures']:,} failures)"
+        )
         del state
         gc.collect()
 

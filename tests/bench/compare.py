@@ -45,14 +45,38 @@ def celery_target(url: str) -> benchmark.Target:
     capp.app.conf.broker_url = capp.app.conf.result_backend = url
 
     def argv(node: str, concurrency: int, pool: str) -> list[str]:
-        return [sys.executable, "-m", "celery", "-A", "tests.bench.celery_benchapp", "worker", "-P", pool,
-                "-c", str(concurrency), "-E", "-Q", benchmark.QUEUE, "-n", node, "-l", "warning",
-                "--without-mingle", "--without-gossip"]
+        return [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.bench.celery_benchapp",
+            "worker",
+            "-P",
+            pool,
+            "-c",
+            str(concurrency),
+            "-E",
+            "-Q",
+            benchmark.QUEUE,
+            "-n",
+            node,
+            "-l",
+            "warning",
+            "--without-mingle",
+            "--without-gossip",
+        ]
 
-    return benchmark.Target("celery", url, argv, capp.noop.name, capp.noop_result.name,
-                            send_one=lambda: capp.noop.delay().id,
-                            send_group=lambda n: group(capp.noop.s() for _ in range(n)).apply_async(),
-                            env={"BENCH_BROKER_URL": url, "BENCH_BACKEND_URL": url})
+    return benchmark.Target(
+        "celery",
+        url,
+        argv,
+        capp.noop.name,
+        capp.noop_result.name,
+        send_one=lambda: capp.noop.delay().id,
+        send_group=lambda n: group(capp.noop.s() for _ in range(n)).apply_async(),
+        env={"BENCH_BROKER_URL": url, "BENCH_BACKEND_URL": url},
+    )
 
 
 def note(text: str) -> None:
@@ -81,15 +105,20 @@ def table(results: dict[str, dict[str, Any]]) -> list[str]:
     for key, label, unit in benchmark.FIGURES:
         r = None if key in NO_RATIO else ratio(key, celery.get(key), ours.get(key))
         how = "ours/celery" if key.endswith(HIGHER_IS_BETTER) else "celery/ours"
-        lines.append(f"| {label} | {unit} | {fmt(celery.get(key))} | {fmt(ours.get(key))} | "
-                     + (f"{r:.2f}x ({how}) |" if r else ("reference |" if key in NO_RATIO else "n/a |")))
+        lines.append(
+            f"| {label} | {unit} | {fmt(celery.get(key))} | {fmt(ours.get(key))} | "
+            + (f"{r:.2f}x ({how}) |" if r else ("reference |" if key in NO_RATIO else "n/a |"))
+        )
     return lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="a few minutes: 5,000 tasks, 2 runs each, 5 s latency, 5 s idle (unless given)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few minutes: 5,000 tasks, 2 runs each, 5 s latency, 5 s idle (unless given)",
+    )
     parser.add_argument("--tasks", type=int)
     parser.add_argument("--runs", type=int)
     parser.add_argument("--bulk", type=int, help="tasks in the bulk enqueue measurement (default 10,000)")
@@ -107,17 +136,27 @@ def main() -> int:
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    opts = benchmark.Options(tasks=args.tasks, runs=args.runs, bulk=args.bulk, processes=args.processes,
-                             workers=args.workers,
-                             rate=args.rate, latency_seconds=args.latency_seconds, idle=args.idle,
-                             sparse=args.sparse)
+    opts = benchmark.Options(
+        tasks=args.tasks,
+        runs=args.runs,
+        bulk=args.bulk,
+        processes=args.processes,
+        workers=args.workers,
+        rate=args.rate,
+        latency_seconds=args.latency_seconds,
+        idle=args.idle,
+        sparse=args.sparse,
+    )
     machine = sysinfo.machine()
-    with tempfile.TemporaryDirectory(prefix="tqctl-compare-") as tmp, \
-            bundled.start_private(tmp, shutil.which("redis-server"), unix_socket=False) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="tqctl-compare-") as tmp,
+        bundled.start_private(tmp, shutil.which("redis-server"), unix_socket=False) as server,
+    ):
         note(f"server: pid {server.pid} at {server.url}")
         opts.broker_pid = server.pid
-        targets = [t for t in (celery_target(server.url), benchmark.engine_target(server.url))
-                   if args.only in (None, t.engine)]
+        targets = [
+            t for t in (celery_target(server.url), benchmark.engine_target(server.url)) if args.only in (None, t.engine)
+        ]
         runs: dict[str, list[dict[str, Any]]] = {t.engine: [] for t in targets}
         flush = bundled.client_for(server.url, timeout=None)
         for number in range(1, args.runs + 1):
@@ -126,9 +165,10 @@ def main() -> int:
                 note(f"run {number}/{args.runs}: {target.engine}")
                 runs[target.engine].append(benchmark.run_once(target, opts, note))
         flush.close()
-    results = {engine: {**benchmark.describe(t, opts), **sysinfo.summarize(runs[engine]),
-                        "runs_detail": runs[engine]}
-               for engine, t in zip(runs, targets, strict=True)}
+    results = {
+        engine: {**benchmark.describe(t, opts), **sysinfo.summarize(runs[engine]), "runs_detail": runs[engine]}
+        for engine, t in zip(runs, targets, strict=True)
+    }
     if args.json_path:
         Path(args.json_path).write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
     for engine, res in results.items():
@@ -137,13 +177,19 @@ def main() -> int:
             print(f"  {label:<48} {fmt(res.get(key)):>12} {unit}")
         print(f"  every task counted: {res.get('complete')}")
     if len(results) == 2:
-        print(f"\n## Celery 5.7 vs tqctl: {args.tasks} no-op tasks, median of {args.runs} runs, prefork "
-              f"{args.processes} processes ({args.workers} worker(s)), late acks, events on, same server\n")
-        print(f"Machine: {machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}, "
-              f"{machine['system']}; server: {results['tqctl'].get('broker')} (loopback TCP)\n")
+        print(
+            f"\n## Celery 5.7 vs tqctl: {args.tasks} no-op tasks, median of {args.runs} runs, prefork "
+            f"{args.processes} processes ({args.workers} worker(s)), late acks, events on, same server\n"
+        )
+        print(
+            f"Machine: {machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}, "
+            f"{machine['system']}; server: {results['tqctl'].get('broker')} (loopback TCP)\n"
+        )
         print("\n".join(table(results)))
-        print("\ntqctl advantage > 1 means tqctl is better: ours/celery for rates, celery/ours for latency, "
-              "memory and CPU.")
+        print(
+            "\ntqctl advantage > 1 means tqctl is better: ours/celery for rates, celery/ours for latency, "
+            "memory and CPU."
+        )
     return 0 if all(r.get("complete") for r in results.values()) else 1
 
 

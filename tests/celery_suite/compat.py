@@ -18,9 +18,22 @@ import engine
 from engine import states  # noqa: F401 - ``from celery import states``
 
 # Where Celery's names may live on our side, searched in order.
-_HOMES = ("engine", "engine.canvas", "engine.workflows", "engine.result", "engine.exceptions", "engine.task",
-          "engine.signals", "engine.log", "engine.utils.log", "engine.worker.control", "engine.remote_control",
-          "engine.backend.base", "engine.serialization", "engine.stamping")
+_HOMES = (
+    "engine",
+    "engine.canvas",
+    "engine.workflows",
+    "engine.result",
+    "engine.exceptions",
+    "engine.task",
+    "engine.signals",
+    "engine.log",
+    "engine.utils.log",
+    "engine.worker.control",
+    "engine.remote_control",
+    "engine.backend.base",
+    "engine.serialization",
+    "engine.stamping",
+)
 
 STAND_INS: set[str] = set()
 
@@ -47,6 +60,7 @@ def _engine_name(name: str) -> Any:
 
 # -- stand-ins: only used while the engine lacks the name ---------------------------------------
 
+
 class _StandInVisitor:
     """Stand-in for ``StampingVisitor`` so ``class X(StampingVisitor)`` in tasks.py can be defined."""
 
@@ -63,6 +77,7 @@ def _stand_in_command(*_args: Any, **_kw: Any) -> Callable[[Callable[..., Any]],
 def _unavailable(name: str) -> Callable[..., Any]:
     def call(*_args: Any, **_kw: Any) -> Any:
         raise NotImplementedError(f"{name} is not available in the engine")
+
     return call
 
 

@@ -18,8 +18,7 @@ from engine import App
 from engine import states as st
 from tests.celery_suite.external import celery_session_worker  # noqa: F401 - a fixture
 
-_DEFAULTS = {"task_allow_error_cb_on_chord_header": False, "task_protocol": 2,
-             "result_backend_transport_options": {}}
+_DEFAULTS = {"task_allow_error_cb_on_chord_header": False, "task_protocol": 2, "result_backend_transport_options": {}}
 
 
 class SuiteApp(App):
@@ -68,10 +67,19 @@ class Manager:
     def __init__(self, app: App) -> None:
         self.app = app
 
-    def wait_for(self, fun: Callable[..., Any], catch: Sequence[type[BaseException]], desc: str = "thing",
-                 args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, max_retries: int = 10,
-                 interval_start: float = 0.1, interval_step: float = 0.5, interval_max: float = 5.0,
-                 **_: Any) -> Any:
+    def wait_for(
+        self,
+        fun: Callable[..., Any],
+        catch: Sequence[type[BaseException]],
+        desc: str = "thing",
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        max_retries: int = 10,
+        interval_start: float = 0.1,
+        interval_step: float = 0.5,
+        interval_max: float = 5.0,
+        **_: Any,
+    ) -> Any:
         interval = interval_start
         for attempt in range(max_retries + 1):
             try:
@@ -103,15 +111,18 @@ class Manager:
         def accepted() -> bool:
             found = self._states(ids)
             return all(any(t in found.get(k, ()) for k in ("active", "ready")) for t in ids)
+
         policy.pop("desc", None)
         return self.wait_for(lambda: self._true_or_raise(accepted), (_Sentinel,), **policy)
 
-    def assert_result_tasks_in_progress_or_completed(self, results: Sequence[Any], interval: float = 0.5,
-                                                     **policy: Any) -> bool:
+    def assert_result_tasks_in_progress_or_completed(
+        self, results: Sequence[Any], interval: float = 0.5, **policy: Any
+    ) -> bool:
         policy.pop("desc", None)
         ok = (st.STARTED, st.SUCCESS)
-        return self.wait_for(lambda: self._true_or_raise(lambda: all(r.state in ok for r in results)),
-                             (_Sentinel,), **policy)
+        return self.wait_for(
+            lambda: self._true_or_raise(lambda: all(r.state in ok for r in results)), (_Sentinel,), **policy
+        )
 
     def join(self, r: Any, propagate: bool = False, max_retries: int = 10, **kwargs: Any) -> Any:
         return r.get(propagate=propagate, **kwargs)
@@ -134,4 +145,5 @@ class _Inspect:
     def __getattr__(self, method: str) -> Callable[..., dict[str, Any]]:
         def call(*args: Any, **kw: Any) -> dict[str, Any]:
             return self.control.inspect(method, timeout=self.timeout, **kw) or None
+
         return call

@@ -48,17 +48,55 @@ OUTCOMES = ("passed", "failed", "error", "skipped")
 
 def _env(tree: Path, url: str, port: int, mode: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("TQCTL_BACKEND", "PYTEST_ADDOPTS")}
-    env.update(PYTHONPATH=f"{tree}{os.pathsep}{ROOT}", TEST_BROKER=url, TEST_BACKEND=url, TQCTL_BROKER=url,
-               REDIS_HOST="127.0.0.1", REDIS_PORT=str(port), SUITE_MODE=mode, PYTHONUNBUFFERED="1")
+    env.update(
+        PYTHONPATH=f"{tree}{os.pathsep}{ROOT}",
+        TEST_BROKER=url,
+        TEST_BACKEND=url,
+        TQCTL_BROKER=url,
+        REDIS_HOST="127.0.0.1",
+        REDIS_PORT=str(port),
+        SUITE_MODE=mode,
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
 def _worker_argv(kind: str, concurrency: int) -> list[str]:
     if kind == "engine":
-        return [sys.executable, "-m", "tqctl", "worker", "-A", "tests.celery_suite.worker_engine:app",
-                "-P", "prefork", "-c", str(concurrency), "-n", "suite@%h", "-l", "info"]
-    return [sys.executable, "-m", "celery", "-A", "tests.celery_suite.worker_celery", "worker", "-P", "prefork",
-            "-c", str(concurrency), "-n", "suite@%h", "-l", "info", "--without-mingle", "--without-gossip"]
+        return [
+            sys.executable,
+            "-m",
+            "tqctl",
+            "worker",
+            "-A",
+            "tests.celery_suite.worker_engine:app",
+            "-P",
+            "prefork",
+            "-c",
+            str(concurrency),
+            "-n",
+            "suite@%h",
+            "-l",
+            "info",
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tests.celery_suite.worker_celery",
+        "worker",
+        "-P",
+        "prefork",
+        "-c",
+        str(concurrency),
+        "-n",
+        "suite@%h",
+        "-l",
+        "info",
+        "--without-mingle",
+        "--without-gossip",
+    ]
 
 
 @contextmanager
@@ -66,8 +104,14 @@ def worker(kind: str, env: dict[str, str], log: Path, concurrency: int = 2) -> I
     """The worker under test, in its own session; ready when its log says so; killed with its group."""
     marker = " ready" if kind == "engine" else " ready."
     with open(log, "wb") as out:
-        proc = subprocess.Popen(_worker_argv(kind, concurrency), cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            _worker_argv(kind, concurrency),
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 60
         while marker not in log.read_text(errors="replace"):
@@ -81,29 +125,59 @@ def worker(kind: str, env: dict[str, str], log: Path, concurrency: int = 2) -> I
         proc.wait(10)
 
 
-def run_mode(mode: Mode, trees: Trees, files: Sequence[str], keyword: str | None = None,
-             extra: Sequence[str] = (), out_dir: Path | None = None) -> dict[str, str]:
+def run_mode(
+    mode: Mode,
+    trees: Trees,
+    files: Sequence[str],
+    keyword: str | None = None,
+    extra: Sequence[str] = (),
+    out_dir: Path | None = None,
+) -> dict[str, str]:
     """Run ``files`` in one mode; returns ``{nodeid: outcome}``."""
     out_dir = out_dir or cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     tree = trees.celery if mode.client == "celery" else trees.engine
     xml = out_dir / f"results-{mode.name}.xml"
-    with tempfile.TemporaryDirectory(prefix="celery-suite-") as tmp, \
-            start_private(Path(tmp) / "server", unix_socket=False) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="celery-suite-") as tmp,
+        start_private(Path(tmp) / "server", unix_socket=False) as server,
+    ):
         port = int(server.url.rsplit(":", 1)[1].split("/")[0])
         env = _env(trees.celery if mode.worker == "celery" else trees.engine, server.url, port, mode.name)
         with worker(mode.worker, env, out_dir / f"worker-{mode.name}.log"):
-            argv = [sys.executable, "-m", "pytest", *[f"t/integration/{f}" for f in files], "-q", "-rN",
-                    "-p", "tests.celery_suite.plugin", "-p", "no:cacheprovider",
-                    "-c", str(tree / "pytest.ini"), "--rootdir", str(tree), f"--junitxml={xml}", *extra]
+            argv = [
+                sys.executable,
+                "-m",
+                "pytest",
+                *[f"t/integration/{f}" for f in files],
+                "-q",
+                "-rN",
+                "-p",
+                "tests.celery_suite.plugin",
+                "-p",
+                "no:cacheprovider",
+                "-c",
+                str(tree / "pytest.ini"),
+                "--rootdir",
+                str(tree),
+                f"--junitxml={xml}",
+                *extra,
+            ]
             if mode.client == "celery":
-                argv[argv.index("no:cacheprovider") + 1:argv.index("no:cacheprovider") + 1] = \
-                    ["-p", "celery.contrib.pytest"]
+                argv[argv.index("no:cacheprovider") + 1 : argv.index("no:cacheprovider") + 1] = [
+                    "-p",
+                    "celery.contrib.pytest",
+                ]
             if keyword:
                 argv += ["-k", keyword]
             with open(out_dir / f"pytest-{mode.name}.log", "wb") as log:
-                subprocess.run(argv, cwd=tree, env={**env, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT}"},
-                               stdout=log, stderr=subprocess.STDOUT)
+                subprocess.run(
+                    argv,
+                    cwd=tree,
+                    env={**env, "PYTHONPATH": f"{tree}{os.pathsep}{ROOT}"},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
     return read_junit(xml)
 
 
@@ -115,10 +189,17 @@ def read_junit(xml: Path) -> dict[str, str]:
         classname, name = case.get("classname", ""), case.get("name", "")
         parts = classname.split(".")
         module = next((i for i, p in enumerate(parts) if p.startswith("test_")), len(parts) - 1)
-        nodeid = "/".join(parts[:module + 1]) + ".py::" + "::".join([*parts[module + 1:], name])
+        nodeid = "/".join(parts[: module + 1]) + ".py::" + "::".join([*parts[module + 1 :], name])
         kinds = {child.tag for child in case}
-        outcome = ("error" if "error" in kinds else "failed" if "failure" in kinds
-                   else "skipped" if "skipped" in kinds else "passed")
+        outcome = (
+            "error"
+            if "error" in kinds
+            else "failed"
+            if "failure" in kinds
+            else "skipped"
+            if "skipped" in kinds
+            else "passed"
+        )
         results[nodeid] = outcome
     return results
 
@@ -130,8 +211,9 @@ def table(by_mode: dict[str, dict[str, str]]) -> str:
     for file in files:
         for name, results in by_mode.items():
             counts = Counter(o for n, o in results.items() if n.split("::")[0].endswith("/" + file))
-            lines.append(f"| {file} | {name}: {MODES[name].title} | "
-                         + " | ".join(str(counts[o]) for o in OUTCOMES) + " |")
+            lines.append(
+                f"| {file} | {name}: {MODES[name].title} | " + " | ".join(str(counts[o]) for o in OUTCOMES) + " |"
+            )
     return "\n".join(lines)
 
 
@@ -145,16 +227,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown:
-        print(f"celery_suite: unknown mode(s) {', '.join(unknown)} (choose from {', '.join(MODES)})",
-              file=sys.stderr)
+        print(f"celery_suite: unknown mode(s) {', '.join(unknown)} (choose from {', '.join(MODES)})", file=sys.stderr)
         return 2
     trees = prepare()
     by_mode = {}
     for name in modes:
         started = time.monotonic()
         by_mode[name] = run_mode(MODES[name], trees, args.files, args.keyword)
-        print(f"mode {name} ({MODES[name].title}): {len(by_mode[name])} tests in "
-              f"{time.monotonic() - started:.0f}s", flush=True)
+        print(
+            f"mode {name} ({MODES[name].title}): {len(by_mode[name])} tests in {time.monotonic() - started:.0f}s",
+            flush=True,
+        )
     print(table(by_mode))
     return 0
 

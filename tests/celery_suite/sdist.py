@@ -45,8 +45,22 @@ def fetch(cache: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     archive = cache / f"celery-{VERSION}.tar.gz"
     if not archive.exists():
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-binary", ":all:", "--no-deps",
-                        f"celery=={VERSION}", "-d", str(cache)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-binary",
+                ":all:",
+                "--no-deps",
+                f"celery=={VERSION}",
+                "-d",
+                str(cache),
+            ],
+            check=True,
+        )
     return archive
 
 
@@ -55,8 +69,9 @@ def rewrite_for_engine(line: str) -> str:
     if m := _IMPORT.match(line):
         return f"{m['indent']}import tests.celery_suite.compat as celery"
     if m := _FROM.match(line):
-        target = ("tests.celery_suite.engine_fixtures" if m["module"] in _FIXTURE_MODULES
-                  else "tests.celery_suite.compat")
+        target = (
+            "tests.celery_suite.engine_fixtures" if m["module"] in _FIXTURE_MODULES else "tests.celery_suite.compat"
+        )
         return f"{m['indent']}from {target} import {m['names']}"
     return line
 
@@ -64,8 +79,10 @@ def rewrite_for_engine(line: str) -> str:
 def rewrite_for_celery(line: str) -> str:
     """Celery's client as is; only the session worker becomes the runner's external process."""
     if line.strip() == _SESSION:
-        return ("from celery.contrib.pytest import celery_app, celery_session_app\n"
-                "from tests.celery_suite.external import celery_session_worker")
+        return (
+            "from celery.contrib.pytest import celery_app, celery_session_app\n"
+            "from tests.celery_suite.external import celery_session_worker"
+        )
     return line
 
 
@@ -73,7 +90,7 @@ def _extract(archive: Path, dest: Path) -> None:
     prefix = f"celery-{VERSION}/"
     with tarfile.open(archive) as tar:
         for member in tar.getmembers():
-            rel = member.name[len(prefix):] if member.name.startswith(prefix) else ""
+            rel = member.name[len(prefix) :] if member.name.startswith(prefix) else ""
             if member.isfile() and rel.startswith(KEEP):
                 target = dest / rel
                 target.parent.mkdir(parents=True, exist_ok=True)

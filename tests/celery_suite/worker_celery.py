@@ -10,8 +10,12 @@ import os
 from celery import Celery
 
 app = Celery("suite", broker=os.environ["TEST_BROKER"], backend=os.environ["TEST_BACKEND"])
-app.conf.update(result_extended=True, task_create_missing_queues=False, broker_connection_retry_on_startup=True,
-                worker_hijack_root_logger=True)
+app.conf.update(
+    result_extended=True,
+    task_create_missing_queues=False,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=True,
+)
 
 import t.integration.tasks as tasks  # noqa: E402 - shared_task binds to the app made above
 

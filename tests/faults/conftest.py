@@ -92,8 +92,14 @@ def start_worker(broker_url: str, counter_url: str, tmp_path: Path) -> Iterator[
     end, even one whose leader is already gone (the children it left behind)."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str, name: str | None = None, app: str = APP, env: dict[str, str] | None = None,
-              ready: bool = True, url: str | None = None) -> WorkerProcess:
+    def start(
+        *args: str,
+        name: str | None = None,
+        app: str = APP,
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+        url: str | None = None,
+    ) -> WorkerProcess:
         name = name or f"w{len(started) + 1}"
         extra = {"FAULT_COUNTER_URL": counter_url, **(env or {})}
         argv = ["-n", f"{name}@%h", "-l", "info", *args]

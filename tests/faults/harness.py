@@ -44,18 +44,36 @@ class FaultServer:
         return self.proc.pid
 
     def _config(self) -> str:
-        listen = [f"port {self.port}", "bind 127.0.0.1"] if self.port else \
-            ["port 0", f'unixsocket "{self.socket}"', "unixsocketperm 700"]
-        return "\n".join([*listen, f'dir "{self.directory}"', "appendonly yes", "appendfsync everysec",
-                          'save ""', "maxmemory-policy noeviction", ""])
+        listen = (
+            [f"port {self.port}", "bind 127.0.0.1"]
+            if self.port
+            else ["port 0", f'unixsocket "{self.socket}"', "unixsocketperm 700"]
+        )
+        return "\n".join(
+            [
+                *listen,
+                f'dir "{self.directory}"',
+                "appendonly yes",
+                "appendfsync everysec",
+                'save ""',
+                "maxmemory-policy noeviction",
+                "",
+            ]
+        )
 
     def start(self, timeout: float = 15.0) -> FaultServer:
         config = self.directory / "server.conf"
         config.write_text(self._config())
         self.socket.unlink(missing_ok=True)
         with open(self.directory / "server.log", "ab") as log:
-            self.proc = subprocess.Popen([str(resolve_server_binary()), str(config)], stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log, cwd=self.directory, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [str(resolve_server_binary()), str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=self.directory,
+                start_new_session=True,
+            )
         wait_for(self.answers, timeout, f"the server in {self.directory} to answer PING")
         return self
 
@@ -162,8 +180,9 @@ def wait_settled(ids: Iterable[str], broker_url: str, counter_url: str, timeout:
     return timeout
 
 
-def judge(experiment: str, ids: list[str], broker_url: str, counter_url: str,
-          recovery_s: float | None = None) -> Verdict:
+def judge(
+    experiment: str, ids: list[str], broker_url: str, counter_url: str, recovery_s: float | None = None
+) -> Verdict:
     """The verdict from the counter store and the broker, printed as the one JSON line."""
     counted = runs(counter_url)
     dead = dead_ids(broker_url)

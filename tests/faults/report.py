@@ -26,8 +26,13 @@ class Verdict:
         return json.dumps({"experiment": experiment, **asdict(self)}, sort_keys=False)
 
 
-def verdict(sent: Iterable[str], runs: Mapping[str, int], dead: Iterable[str] = (),
-            stuck: Iterable[str] = (), recovery_s: float | None = None) -> Verdict:
+def verdict(
+    sent: Iterable[str],
+    runs: Mapping[str, int],
+    dead: Iterable[str] = (),
+    stuck: Iterable[str] = (),
+    recovery_s: float | None = None,
+) -> Verdict:
     """``runs`` maps task id to how many times it started; a dead-lettered id is neither lost nor stuck."""
     sent_ids = list(sent)
     dead_ids = set(dead) & set(sent_ids)
@@ -35,8 +40,15 @@ def verdict(sent: Iterable[str], runs: Mapping[str, int], dead: Iterable[str] = 
     ran = sum(1 for tid in sent_ids if runs.get(tid, 0) > 0)
     lost = sum(1 for tid in sent_ids if runs.get(tid, 0) == 0 and tid not in dead_ids and tid not in stuck_ids)
     duplicated = sum(1 for tid in sent_ids if runs.get(tid, 0) > 1)
-    return Verdict(sent=len(sent_ids), ran=ran, lost=lost, duplicated=duplicated, dead=len(dead_ids),
-                   stuck=len(stuck_ids), recovery_s=None if recovery_s is None else round(recovery_s, 3))
+    return Verdict(
+        sent=len(sent_ids),
+        ran=ran,
+        lost=lost,
+        duplicated=duplicated,
+        dead=len(dead_ids),
+        stuck=len(stuck_ids),
+        recovery_s=None if recovery_s is None else round(recovery_s, 3),
+    )
 
 
 def emit(experiment: str, result: Verdict) -> Verdict:

@@ -69,12 +69,23 @@ def closed_port() -> int:
 
 @pytest.mark.parametrize("argv", [c[1] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_value_is_one_line_and_exit_2(argv: list[str], tmp_path) -> None:
-    env = {**os.environ, "TQCTL_BROKER": f"redis://:s3cret@127.0.0.1:{closed_port()}/0",
-           "TQCTL_STATE_DIR": str(tmp_path / "state"), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "TQCTL_BROKER": f"redis://:s3cret@127.0.0.1:{closed_port()}/0",
+        "TQCTL_STATE_DIR": str(tmp_path / "state"),
+        "PYTHONPATH": str(ROOT),
+    }
     env.pop("TQCTL_BACKEND", None)
     try:
-        done = subprocess.run([sys.executable, "-m", "tqctl", *argv], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=30, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [sys.executable, "-m", "tqctl", *argv],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("still running after 30 s: the value was accepted")
     lines = done.stderr.strip().splitlines()

@@ -40,7 +40,8 @@ GARBAGE = [
 
 @pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_garbage_embed_runs_the_body_at_most_once_then_dead_letters(
-        faults, start_worker, broker, broker_url: str, counter_url: str, pool: str) -> None:
+    faults, start_worker, broker, broker_url: str, counter_url: str, pool: str
+) -> None:
     worker = start_worker("-c", "2", "-P", pool, name="w1")
     client = broker.client()
     bad: list[str] = []
@@ -70,8 +71,9 @@ def test_garbage_embed_runs_the_body_at_most_once_then_dead_letters(
     assert {letters[i].reason for i in bad} == {"bad_body", "internal_error"}
 
 
-def test_callbacks_that_cannot_be_sent_end_failure_with_the_error(faults, start_worker, broker_url: str,
-                                                                  counter_url: str) -> None:
+def test_callbacks_that_cannot_be_sent_end_failure_with_the_error(
+    faults, start_worker, broker_url: str, counter_url: str
+) -> None:
     """The contained case as a client sees it: the body ran once, then ``get()`` raises the error."""
     start_worker("-c", "1", name="w1")
     bad_link = faults.count.s().set(countdown="soon")

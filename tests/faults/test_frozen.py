@@ -38,8 +38,9 @@ def test_frozen_worker_runs_nothing_it_no_longer_owns(pool, faults, broker_url, 
     counted = runs(counter_url)
     result = judge(f"frozen.worker_sigstop_20s.{pool}", blocker + late + early, broker_url, counter_url, recovery)
     assert counted.get(sentinel[0]) == 1, a.log()[-3000:]
-    assert (result.lost, result.dead, result.stuck, result.duplicated) == (0, 0, 0, 0), \
-        {i: counted.get(i) for i in late + early}
+    assert (result.lost, result.dead, result.stuck, result.duplicated) == (0, 0, 0, 0), {
+        i: counted.get(i) for i in late + early
+    }
 
 
 def test_claim_fences_and_answers_the_same_when_retried(broker_url) -> None:

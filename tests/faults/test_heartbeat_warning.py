@@ -10,8 +10,9 @@ from tests.faults.harness import judge, send, wait_settled
 from tests.integration.harness import wait_for
 
 
-def test_failed_owner_heartbeats_are_warned_and_recovery_logged(faults, start_worker, broker,
-                                                                broker_url: str, counter_url: str) -> None:
+def test_failed_owner_heartbeats_are_warned_and_recovery_logged(
+    faults, start_worker, broker, broker_url: str, counter_url: str
+) -> None:
     worker = start_worker("-c", "2", name="w1")
     broker.stop()
     wait_for(lambda: "owner heartbeat and upkeep failing" in worker.log(), 30, "the warning in the log")

@@ -52,8 +52,10 @@ def test_soak_with_results_and_expiry(faults, broker, broker_url, counter_url, s
     seconds = float(os.environ.get("FAULT_SOAK_SECONDS", "600"))
     rate = float(os.environ.get("FAULT_SOAK_RATE", "200"))
     env = {"FAULT_RESULT_EXPIRES": str(EXPIRES)}
-    pool = [start_worker("-P", "prefork", "-c", "2", name="p", env=env),
-            start_worker("-P", "threads", "-c", "2", name="t", env=env)]
+    pool = [
+        start_worker("-P", "prefork", "-c", "2", name="p", env=env),
+        start_worker("-P", "threads", "-c", "2", name="t", env=env),
+    ]
     store = broker.client()
     ids: list[str] = []
     samples: list[dict[str, float]] = []
@@ -94,6 +96,9 @@ def sample(store, pool, t: float) -> dict[str, float]:  # noqa: ANN001
             except (OSError, IndexError, ValueError):
                 continue
             rss += pages * os.sysconf("SC_PAGE_SIZE")
-    return {"t": round(t, 1), "broker_mb": round(info["used_memory"] / 2**20, 2), "keys": store.dbsize(),
-            "workers_mb": round(rss / 2**20, 1)}
-
+    return {
+        "t": round(t, 1),
+        "broker_mb": round(info["used_memory"] / 2**20, 2),
+        "keys": store.dbsize(),
+        "workers_mb": round(rss / 2**20, 1),
+    }

@@ -48,7 +48,8 @@ def poison(where: str, key: str, value: object) -> tuple[str, bytes]:
 
 @pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_poison_headers_are_dead_lettered_and_the_worker_keeps_serving(
-        faults, start_worker, broker, broker_url: str, counter_url: str, pool: str) -> None:
+    faults, start_worker, broker, broker_url: str, counter_url: str, pool: str
+) -> None:
     worker = start_worker("-c", "2", "-P", pool, name="w1")
     client = broker.client()
     bad: dict[str, str] = {}
@@ -65,8 +66,13 @@ def test_poison_headers_are_dead_lettered_and_the_worker_keeps_serving(
     assert result.dead == len(POISON) and result.ran == len(good)
 
     # The operator's view: each one in `tqctl dead ls` with a reason naming the header.
-    done = subprocess.run([sys.executable, "-m", "tqctl", "dead", "ls", "--json", "--broker", broker_url],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "tqctl", "dead", "ls", "--json", "--broker", broker_url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     letters = {row["task_id"]: row for row in json.loads(done.stdout)}
     for task_id, case in bad.items():
@@ -77,7 +83,8 @@ def test_poison_headers_are_dead_lettered_and_the_worker_keeps_serving(
 
 
 def test_an_unexpected_error_in_dispatch_dead_letters_that_message_only(
-        faults, start_worker, broker_url: str, counter_url: str) -> None:
+    faults, start_worker, broker_url: str, counter_url: str
+) -> None:
     """Not the message's fault and not the broker's: a bug inside the worker's sorting (here a rate limit
     that does not parse). Before, it killed the consumer thread; now that message is dead-lettered with
     the error and the worker goes on serving."""

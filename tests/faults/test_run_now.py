@@ -25,8 +25,9 @@ def _parked(broker_url: str, n: int) -> bool:
         return client.zcard(DELAYED) == n
 
 
-def test_run_now_races_a_promotion_and_runs_once(faults, start_worker, broker_url: str, counter_url: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_now_races_a_promotion_and_runs_once(
+    faults, start_worker, broker_url: str, counter_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     start_worker("-c", "2", name="w1")
     ids = send(faults.count, 20, countdown=2)
     wait_for(lambda: _parked(broker_url, len(ids)), 30, "the ETA tasks parked in the delayed set")

@@ -52,9 +52,29 @@ def test_worker_reexec_keeps_the_password_out_of_argv(locked: str, counter_url: 
     env.pop("TQCTL_BROKER", None)
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tqctl", "worker", "-A", "tests.apps.faults", "-P", "prefork",
-                                 "-c", "2", "-n", "secret@%h", "--broker", locked], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tqctl",
+                "worker",
+                "-A",
+                "tests.apps.faults",
+                "-P",
+                "prefork",
+                "-c",
+                "2",
+                "-n",
+                "secret@%h",
+                "--broker",
+                locked,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_for(lambda: " ready: " in log.read_text(errors="replace") or proc.poll() is not None, 30, "worker ready")
         assert proc.poll() is None, log.read_text()
@@ -68,8 +88,9 @@ def test_worker_reexec_keeps_the_password_out_of_argv(locked: str, counter_url: 
         proc.wait(10)
 
 
-def test_up_passes_the_broker_through_the_environment(locked: str, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_up_passes_the_broker_through_the_environment(
+    locked: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``tqctl up`` with the console replaced by a look at what it started (the real processes)."""
     from tqctl.tui import launch
 
@@ -79,8 +100,11 @@ def test_up_passes_the_broker_through_the_environment(locked: str, tmp_path: Pat
         owned = kwargs["owned"]
         procs = owned.procs  # type: ignore[attr-defined]
         for _label, _proc, log in procs:
-            wait_for(lambda log=log: " ready" in log.read_text(errors="replace") or "beat" in log.name, 40,
-                     f"{log.name} ready")
+            wait_for(
+                lambda log=log: " ready" in log.read_text(errors="replace") or "beat" in log.name,
+                40,
+                f"{log.name} ready",
+            )
         for _label, proc, _log in procs:
             for pid in tree(proc.pid):
                 seen[pid] = cmdline(pid)
@@ -89,7 +113,18 @@ def test_up_passes_the_broker_through_the_environment(locked: str, tmp_path: Pat
     monkeypatch.setattr(launch, "open_console", look)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.chdir(ROOT)
-    launch.up(app_spec="tests.apps.faults", concurrency=1, workers=2, beat=True, detach=False, pool="prefork",
-              queues="", broker=locked, state_dir=str(tmp_path / "state"), read_only=True, say=lambda _line: None)
+    launch.up(
+        app_spec="tests.apps.faults",
+        concurrency=1,
+        workers=2,
+        beat=True,
+        detach=False,
+        pool="prefork",
+        queues="",
+        broker=locked,
+        state_dir=str(tmp_path / "state"),
+        read_only=True,
+        say=lambda _line: None,
+    )
     assert len(seen) >= 5  # two workers, their children, beat
     assert {pid: line for pid, line in seen.items() if SECRET in line} == {}

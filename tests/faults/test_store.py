@@ -25,8 +25,9 @@ def _results(backend, ids: list[str]) -> list[bytes | None]:
 
 
 @pytest.mark.parametrize("pool", ["prefork", "threads"])
-def test_result_store_down_mid_run_then_back(faults, start_worker, make_server, broker_url: str,
-                                             counter_url: str, pool: str) -> None:
+def test_result_store_down_mid_run_then_back(
+    faults, start_worker, make_server, broker_url: str, counter_url: str, pool: str
+) -> None:
     backend = make_server("backend")
     faults.app.conf.result_backend = backend.url
     start_worker("-c", "2", "-P", pool, "--backend", backend.url, name="w1")
@@ -38,8 +39,7 @@ def test_result_store_down_mid_run_then_back(faults, start_worker, make_server, 
     time.sleep(10.0)  # the outage outlasts redis-py's own retries, well inside our 30 s; the runs it catches wait
     backend.start()
     took = wait_settled(ids, broker_url, counter_url, timeout=60)
-    result = judge(f"result-store-down-{pool}", ids, broker_url, counter_url,
-                   recovery_s=time.monotonic() - stopped)
+    result = judge(f"result-store-down-{pool}", ids, broker_url, counter_url, recovery_s=time.monotonic() - stopped)
     assert (result.lost, result.stuck, result.duplicated, result.dead) == (0, 0, 0, 0), took
     wait_for(lambda: all(_results(backend, ids)), 60, "every result stored once the store is back")
     assert all(b'"SUCCESS"' in r for r in _results(backend, ids))
@@ -49,12 +49,14 @@ def test_result_store_down_mid_run_then_back(faults, start_worker, make_server, 
 
 
 @pytest.mark.parametrize("pool", ["prefork", "threads"])
-def test_result_store_that_stays_down_dead_letters_what_ran(faults, start_worker, make_server,
-                                                            broker_url: str, counter_url: str, pool: str) -> None:
+def test_result_store_that_stays_down_dead_letters_what_ran(
+    faults, start_worker, make_server, broker_url: str, counter_url: str, pool: str
+) -> None:
     backend = make_server("backend")
     faults.app.conf.result_backend = backend.url
-    worker = start_worker("-c", "2", "-P", pool, "--backend", backend.url, name="w1",
-                          app="tests.apps.faults_broken")  # gives up on the store after 2 s
+    worker = start_worker(
+        "-c", "2", "-P", pool, "--backend", backend.url, name="w1", app="tests.apps.faults_broken"
+    )  # gives up on the store after 2 s
     backend.stop()
     ids = send(faults.count, 4) + send(faults.count_late, 4)
     wait_for(lambda: set(ids) <= set(dead_ids(broker_url)), 60, "every message dead-lettered")
@@ -72,7 +74,8 @@ def test_result_store_that_stays_down_dead_letters_what_ran(faults, start_worker
 
 
 def test_a_child_lost_while_the_store_is_down_leaves_the_collector_alive(
-        faults, start_worker, make_server, broker_url: str, counter_url: str) -> None:
+    faults, start_worker, make_server, broker_url: str, counter_url: str
+) -> None:
     """The parent records a lost child's task as FAILURE in the result store; with the store down that
     raised in the collector thread, which died: no outcome was settled again. Now the record waits until
     the store is back, and the pool goes on."""

@@ -71,8 +71,13 @@ def start_worker(broker_url: str, tmp_path: Path, ledger: Path) -> Iterator[Call
     """``start_worker("-c", "2", name="w1", env={...})`` → a ready worker process."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str, name: str | None = None, env: dict[str, str] | None = None,
-              ready: bool = True, app: str = "tests.apps.shop") -> WorkerProcess:
+    def start(
+        *args: str,
+        name: str | None = None,
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+        app: str = "tests.apps.shop",
+    ) -> WorkerProcess:
         name = name or f"w{len(started) + 1}"
         extra = {"LEDGER": str(ledger), "TQ_WORKER_NAME": name, **(env or {})}
         argv = ["-n", f"{name}@%h", "-l", "info", *args]

@@ -21,8 +21,9 @@ class ChildProcess:
     def __init__(self, argv: list[str], log_path: Path, env: dict[str, str]) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     @property
     def pid(self) -> int:
@@ -32,8 +33,11 @@ class ChildProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 15.0):  # noqa: ANN201 - returns self, typed by subclasses
-        wait_for(lambda: self.ready_marker in self.log() or self.proc.poll() is not None, timeout,
-                 f"{type(self).__name__} to become ready")
+        wait_for(
+            lambda: self.ready_marker in self.log() or self.proc.poll() is not None,
+            timeout,
+            f"{type(self).__name__} to become ready",
+        )
         if self.proc.poll() is not None:
             raise AssertionError(f"{type(self).__name__} exited early:\n{self.log()}")
         return self
@@ -67,8 +71,9 @@ class WorkerProcess(ChildProcess):
 
     ready_marker = " ready: "
 
-    def __init__(self, broker_url: str, args: list[str], log_path: Path, env: dict[str, str],
-                 app: str = "tests.apps.shop") -> None:
+    def __init__(
+        self, broker_url: str, args: list[str], log_path: Path, env: dict[str, str], app: str = "tests.apps.shop"
+    ) -> None:
         full_env = {**os.environ, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT), **env}
         full_env.pop("TQCTL_BACKEND", None)
         super().__init__([sys.executable, "-m", "tqctl", "worker", "-A", app, *args], log_path, full_env)
@@ -82,8 +87,26 @@ class CeleryWorkerProcess(ChildProcess):
     def __init__(self, app: str, queues: str, name: str, log_path: Path, env: dict[str, str]) -> None:
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
         full_env.pop("TQCTL_BACKEND", None)
-        argv = [sys.executable, "-m", "celery", "-A", app, "worker", "-P", "solo", "-c", "1", "-Q", queues,
-                "--without-mingle", "--without-gossip", "-l", "info", "-n", f"{name}@%h"]
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            app,
+            "worker",
+            "-P",
+            "solo",
+            "-c",
+            "1",
+            "-Q",
+            queues,
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "info",
+            "-n",
+            f"{name}@%h",
+        ]
         super().__init__(argv, log_path, full_env)
 
     def wait_ready(self, timeout: float = 30.0) -> CeleryWorkerProcess:
@@ -97,8 +120,23 @@ class CeleryPrefork(ChildProcess):
 
     def __init__(self, url: str, name: str, log_path: Path, *args: str) -> None:
         env = {**os.environ, "REMOTE_BROKER": url, "PYTHONPATH": str(ROOT)}
-        argv = [sys.executable, "-m", "celery", "-A", "tests.apps.remote_celery", "worker", "-P", "prefork",
-                "-n", f"{name}@%h", "-l", "info", "--without-mingle", "--without-gossip", *args]
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.apps.remote_celery",
+            "worker",
+            "-P",
+            "prefork",
+            "-n",
+            f"{name}@%h",
+            "-l",
+            "info",
+            "--without-mingle",
+            "--without-gossip",
+            *args,
+        ]
         super().__init__(argv, log_path, env)
 
 

@@ -49,8 +49,14 @@ class Server:
         self.directory.mkdir(parents=True, exist_ok=True)
         config = self.directory / ("sentinel.conf" if self.sentinel else "server.conf")
         if not config.exists():  # a sentinel rewrites its own file: keep it across restarts
-            base = [f"port {self.port}", "bind 127.0.0.1", f"dir {self.directory}", "save \"\"",
-                    "appendonly no", "protected-mode no"]
+            base = [
+                f"port {self.port}",
+                "bind 127.0.0.1",
+                f"dir {self.directory}",
+                'save ""',
+                "appendonly no",
+                "protected-mode no",
+            ]
             config.write_text("\n".join(base + self.lines) + "\n")
         argv = [self.binary, str(config)] + (["--sentinel"] if self.sentinel else [])
         log = open(self.directory / "server.log", "ab")
@@ -89,15 +95,48 @@ def make_certs(directory: Path, name: str = "ca") -> dict[str, str]:
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=tqctl test {name}",
-        "-keyout", f"{name}.key", "-out", f"{name}.crt")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN=tqctl test {name}",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.crt",
+    )
     ext = directory / "san.ext"
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     for who in ("server", "client"):
-        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={who}", "-keyout", f"{who}.key",
-            "-out", f"{who}.csr")
-        run("x509", "-req", "-in", f"{who}.csr", "-CA", f"{name}.crt", "-CAkey", f"{name}.key",
-            "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", f"{who}.crt")
-    return {"ca": str(directory / f"{name}.crt"),
-            "server_cert": str(directory / "server.crt"), "server_key": str(directory / "server.key"),
-            "client_cert": str(directory / "client.crt"), "client_key": str(directory / "client.key")}
+        run(
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={who}", "-keyout", f"{who}.key", "-out", f"{who}.csr"
+        )
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{who}.csr",
+            "-CA",
+            f"{name}.crt",
+            "-CAkey",
+            f"{name}.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(ext),
+            "-out",
+            f"{who}.crt",
+        )
+    return {
+        "ca": str(directory / f"{name}.crt"),
+        "server_cert": str(directory / "server.crt"),
+        "server_key": str(directory / "server.key"),
+        "client_cert": str(directory / "client.crt"),
+        "client_key": str(directory / "client.key"),
+    }

@@ -21,18 +21,21 @@ from tests.integration.servers import Server, free_port, valkey_binary, wait_unt
 pytestmark = pytest.mark.integration
 
 # Workers, clients, beat and the scripted commands (the console also reads INFO server: add +info).
-COMMANDS = ("+ping +hello +client|setinfo +get +set +setex +del +pexpire +pttl +hget +hset +hsetnx +hdel +hexists "
-            "+hkeys +hgetall +hmget +hlen +hvals +hincrby +lpush +rpush +rpop +lpop +brpop +blmove +lpos +llen "
-            "+lrange +lindex +ltrim +sadd +srem +smembers +zadd +zincrby +zrem +zcard +zrange +zrangebyscore "
-            "+zrevrange +zremrangebyscore +zremrangebyrank +zscan +scan +publish +subscribe +psubscribe +evalsha "
-            "+script|load +multi +exec +wait +time")
+COMMANDS = (
+    "+ping +hello +client|setinfo +get +set +setex +del +pexpire +pttl +hget +hset +hsetnx +hdel +hexists "
+    "+hkeys +hgetall +hmget +hlen +hvals +hincrby +lpush +rpush +rpop +lpop +brpop +blmove +lpos +llen "
+    "+lrange +lindex +ltrim +sadd +srem +smembers +zadd +zincrby +zrem +zcard +zrange +zrangebyscore "
+    "+zrevrange +zremrangebyscore +zremrangebyrank +zscan +scan +publish +subscribe +psubscribe +evalsha "
+    "+script|load +multi +exec +wait +time"
+)
 ACL = f"user tqctl on >s3cret-pw resetkeys ~* resetchannels &* -@all {COMMANDS}"
 
 
 @pytest.fixture
 def acl_server(tmp_path: Path) -> Iterator[Server]:
-    server = Server(tmp_path / "acl", free_port(), [ACL, "user admin on >admin-pw ~* &* +@all", "user default off"],
-                    valkey_binary()).start()
+    server = Server(
+        tmp_path / "acl", free_port(), [ACL, "user admin on >admin-pw ~* &* +@all", "user default off"], valkey_binary()
+    ).start()
     try:
         wait_until(lambda: server.client(username="admin", password="admin-pw").ping(), 30, "the server")
         yield server
@@ -50,13 +53,24 @@ def test_worker_client_beat_and_status_as_a_narrow_acl_user(acl_server: Server, 
         assert app.send_task("tests.apps.shop.add", args=[2, 3]).get(timeout=60) == 5
         assert app.send_task("tests.apps.shop.add", args=[1, 1], countdown=0.5).get(timeout=60) == 2
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TQCTL_BROKER": url}
-        for args in (["status", "--timeout", "3"], ["queues"], ["workers", "--listen", "1.5"], ["tasks"],
-                     ["dead", "ls"], ["beat", "ls", "-A", "tests.apps.shop"]):
-            done = subprocess.run([sys.executable, "-m", "tqctl", *args], cwd=ROOT, env=env, capture_output=True,
-                                  text=True, timeout=60)
+        for args in (
+            ["status", "--timeout", "3"],
+            ["queues"],
+            ["workers", "--listen", "1.5"],
+            ["tasks"],
+            ["dead", "ls"],
+            ["beat", "ls", "-A", "tests.apps.shop"],
+        ):
+            done = subprocess.run(
+                [sys.executable, "-m", "tqctl", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+            )
             assert done.returncode == 0, (args, done.stderr)
-        assert "acl@" in subprocess.run([sys.executable, "-m", "tqctl", "status"], cwd=ROOT, env=env,
-                                        capture_output=True, text=True, timeout=60).stdout
+        assert (
+            "acl@"
+            in subprocess.run(
+                [sys.executable, "-m", "tqctl", "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+            ).stdout
+        )
         assert admin.acl_log() == [], admin.acl_log()  # nothing was refused along the way
         assert "NOPERM" not in worker.log()
         user = redis.Redis(host="127.0.0.1", port=acl_server.port, username="tqctl", password="s3cret-pw")

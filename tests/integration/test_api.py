@@ -50,6 +50,7 @@ def ledger_lines(path: Path, prefix: str) -> list[tuple[str, float]]:
 
 # -- sending and reading back -------------------------------------------------------------------
 
+
 def test_delay_get_and_every_result_accessor(api: Any, start_worker: Any) -> None:
     start_worker("-P", "threads", "-c", "2", app=API)
     result = api.add.delay(2, 3)
@@ -74,8 +75,9 @@ def test_send_task_by_name_from_an_app_that_does_not_know_the_task(broker_url: s
 
 def test_apply_async_options_reach_self_request(api: Any, start_worker: Any) -> None:
     start_worker("-P", "prefork", "-c", "1", name="w1", app=API)
-    result = api.request_info.apply_async((1, "two"), {"three": 3}, task_id="my-own-id", priority=3,
-                                          headers={"x-tenant": "acme"}, queue="celery")
+    result = api.request_info.apply_async(
+        (1, "two"), {"three": 3}, task_id="my-own-id", priority=3, headers={"x-tenant": "acme"}, queue="celery"
+    )
     info = result.get(timeout=10)
     assert result.id == "my-own-id"
     assert info["id"] == "my-own-id" and info["retries"] == 0
@@ -105,6 +107,7 @@ def test_get_timeout_raises_while_nothing_runs_it(api: Any) -> None:
 
 
 # -- time: countdown, eta, expires ---------------------------------------------------------------
+
 
 def test_countdown_and_eta_do_not_run_before_due(api: Any, start_worker: Any) -> None:
     start_worker("-P", "threads", "-c", "4", app=API)
@@ -141,6 +144,7 @@ def test_expired_tasks_end_revoked(api: Any, start_worker: Any) -> None:
 
 
 # -- retries --------------------------------------------------------------------------------------
+
 
 def test_retry_with_backoff_up_to_max_retries_exceeded(api: Any, start_worker: Any, ledger: Path) -> None:
     start_worker("-P", "prefork", "-c", "1", app=API)
@@ -201,6 +205,7 @@ def test_early_ack_task_is_not_rerun_after_a_killed_worker(shop: Any, start_work
 
 # -- limits ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("pool", ["prefork", "solo"])  # threads: the exception lands after sleep() returns
 def test_soft_time_limit_lets_the_task_clean_up(shop: Any, start_worker: Any, pool: str) -> None:
     start_worker("-P", pool, "-c", "1")
@@ -219,8 +224,9 @@ def test_hard_time_limit_fails_the_task_and_replaces_the_child(shop: Any, start_
     with pytest.raises(TimeLimitExceeded):
         result.get(timeout=15)
     assert result.state == "FAILURE" and result.failed()
-    wait_for(lambda: len(worker.children()) == 2 and set(worker.children()) != before, 10,
-             "the killed child to be replaced")
+    wait_for(
+        lambda: len(worker.children()) == 2 and set(worker.children()) != before, 10, "the killed child to be replaced"
+    )
     after = set(worker.children())
     assert len(before - after) == 1 and len(after - before) == 1  # exactly one child was replaced
     assert worker.proc.poll() is None  # the main process lived on, same pid
@@ -237,6 +243,7 @@ def test_rate_limit_spaces_task_starts(shop: Any, start_worker: Any) -> None:
 
 
 # -- routing --------------------------------------------------------------------------------------
+
 
 def test_routing_by_queue_option_and_task_routes(shop: Any, start_worker: Any) -> None:
     start_worker("-P", "threads", "-c", "2", name="default")
@@ -266,6 +273,7 @@ def test_a_default_worker_does_not_take_another_queues_task(shop: Any, start_wor
 
 # -- serializers and results ----------------------------------------------------------------------
 
+
 def test_pickle_is_dead_lettered_by_a_default_worker(shop: Any, start_worker: Any) -> None:
     start_worker("-P", "threads", "-c", "1")
     refused = shop.add.apply_async((1, 2), serializer="pickle")
@@ -285,8 +293,7 @@ def test_pickle_runs_when_the_worker_accepts_it(api: Any, start_worker: Any) -> 
     assert api.add.apply_async((4, 5), serializer="pickle").get(timeout=10) == 9
 
 
-def test_ignore_result_stores_nothing(api: Any, start_worker: Any, ledger: Path,
-                                      redis_client: redis.Redis) -> None:
+def test_ignore_result_stores_nothing(api: Any, start_worker: Any, ledger: Path, redis_client: redis.Redis) -> None:
     start_worker("-P", "threads", "-c", "1", app=API)
     quiet = api.quiet.delay("hush")
     loud = api.add.delay(1, 1)
@@ -301,6 +308,7 @@ def test_ignore_result_stores_nothing(api: Any, start_worker: Any, ledger: Path,
 
 # -- configuration from the environment ----------------------------------------------------------
 
+
 def test_env_vars_choose_broker_and_backend_for_client_and_worker(
     broker_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -308,9 +316,14 @@ def test_env_vars_choose_broker_and_backend_for_client_and_worker(
     env = {**os.environ, "TQCTL_BROKER": broker_url, "TQCTL_BACKEND": backend_url, "PYTHONPATH": str(ROOT)}
     log = tmp_path / "envworker.log"
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tqctl", "worker", "-A", API, "-P", "threads", "-c", "1",
-                                 "-n", "env@%h"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tqctl", "worker", "-A", API, "-P", "threads", "-c", "1", "-n", "env@%h"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_for(lambda: " ready: " in log.read_text() or proc.poll() is not None, 15, "the worker")
         assert proc.poll() is None, log.read_text()

@@ -39,8 +39,14 @@ class BeatProcess:
         env = {**os.environ, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT), "TQ_BEAT_LEASE": str(LEASE)}
         self.log_path = log_path
         self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen([*BEAT, "-A", APP, "-l", "info"], cwd=ROOT, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*BEAT, "-A", APP, "-l", "info"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.pid = self.proc.pid
 
     def log(self) -> str:
@@ -90,9 +96,16 @@ def messages(client: redis.Redis) -> list[dict]:
         for raw in reversed(client.lrange(queue, 0, -1)):
             h = json.loads(raw)["headers"]
             slot = h.get("beat_slot")
-            out.append({"entry": h.get("beat_entry"), "task": h["task"], "id": h["id"], "queue": queue,
-                        "slot": datetime.fromisoformat(slot) if slot else None,
-                        "pid": int(re.match(r"gen(\d+)@", h["origin"]).group(1))})
+            out.append(
+                {
+                    "entry": h.get("beat_entry"),
+                    "task": h["task"],
+                    "id": h["id"],
+                    "queue": queue,
+                    "slot": datetime.fromisoformat(slot) if slot else None,
+                    "pid": int(re.match(r"gen(\d+)@", h["origin"]).group(1)),
+                }
+            )
     return out
 
 
@@ -151,9 +164,19 @@ def test_two_beats_send_each_slot_once_and_the_standby_takes_over(broker_url, re
         boundary += timedelta(minutes=1)
     logged = leader.log().count("beat: sent every-second") + standby.log().count("beat: sent every-second")
     assert logged == len(sent)
-    print(json.dumps({"test": "beat_takeover", "slots": len(slots), "dup": 0, "gap": 0,
-                      "takeover_s": round(takeover, 3), "caught_up_on_takeover": len(caught_up),
-                      "lease_s": LEASE}))
+    print(
+        json.dumps(
+            {
+                "test": "beat_takeover",
+                "slots": len(slots),
+                "dup": 0,
+                "gap": 0,
+                "takeover_s": round(takeover, 3),
+                "caught_up_on_takeover": len(caught_up),
+                "lease_s": LEASE,
+            }
+        )
+    )
 
 
 def test_restart_neither_refires_nor_skips(broker_url, redis_client, start_beat) -> None:

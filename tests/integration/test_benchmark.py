@@ -21,8 +21,14 @@ from tqctl.commands.bench import bench
 
 pytestmark = pytest.mark.integration
 
-COUNTERS = ("drain_sent", "drain_completed", "drain_stored_sent", "drain_stored_completed",
-            "latency_sent", "latency_started")
+COUNTERS = (
+    "drain_sent",
+    "drain_completed",
+    "drain_stored_sent",
+    "drain_stored_completed",
+    "latency_sent",
+    "latency_started",
+)
 
 
 def _cli() -> typer.Typer:
@@ -32,8 +38,25 @@ def _cli() -> typer.Typer:
 
 
 def test_bench_counts_every_task_and_reports_every_figure(broker_url: str) -> None:
-    args = ["-n", "200", "--runs", "1", "--idle", "1", "--latency-seconds", "1", "--rate", "100",
-            "--sparse", "2", "--stall", "30", "--broker", broker_url, "--json"]
+    args = [
+        "-n",
+        "200",
+        "--runs",
+        "1",
+        "--idle",
+        "1",
+        "--latency-seconds",
+        "1",
+        "--rate",
+        "100",
+        "--sparse",
+        "2",
+        "--stall",
+        "30",
+        "--broker",
+        broker_url,
+        "--json",
+    ]
     result = CliRunner().invoke(_cli(), args)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -45,9 +68,17 @@ def test_bench_counts_every_task_and_reports_every_figure(broker_url: str) -> No
     assert data["drain_completed"] == data["drain_sent"] == 200
     assert data["drain_stored_completed"] == data["drain_stored_sent"] == 200
     assert data["latency_started"] == data["latency_sent"] == 100
-    for key in ("drain_per_s", "drain_stored_per_s", "enqueue_single_per_s", "enqueue_pipelined_per_s",
-                "latency_p99_ms", "latency_idle_ms", "worker_pss_mb", "cpu_worker_us_per_task",
-                "cpu_broker_us_per_task"):
+    for key in (
+        "drain_per_s",
+        "drain_stored_per_s",
+        "enqueue_single_per_s",
+        "enqueue_pipelined_per_s",
+        "latency_p99_ms",
+        "latency_idle_ms",
+        "worker_pss_mb",
+        "cpu_worker_us_per_task",
+        "cpu_broker_us_per_task",
+    ):
         assert isinstance(data[key], float), key
     assert data["broker_cpu_source"] == "proc"  # a local server's pid is found through INFO
     assert data["worker_process_count"] == 3  # one worker node, two pool processes
@@ -64,8 +95,12 @@ def test_lossless_receiver_keeps_every_large_batch_under_short_polls(broker_url:
     """Regression for the benchmark's counting: 8 KB batches read with 10 ms polls, none lost."""
     receiver = LosslessReceiver(broker_url)
     count, per_batch = 2000, 24
-    batch = [events.make("task-succeeded", "bench@test", i, uuid=str(uuid.uuid4()), result="None",
-                         runtime=0.0001, padding="x" * 300) for i in range(per_batch)]
+    batch = [
+        events.make(
+            "task-succeeded", "bench@test", i, uuid=str(uuid.uuid4()), result="None", runtime=0.0001, padding="x" * 300
+        )
+        for i in range(per_batch)
+    ]
     _, payload = events.encode(batch, "bench@test")
 
     def publish() -> None:

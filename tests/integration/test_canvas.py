@@ -32,6 +32,7 @@ def ledger_lines(ledger: Path, kind: str) -> list[list[str]]:
 
 # -- the basic forms ----------------------------------------------------------------------------
 
+
 def test_chain_passes_each_result_on_and_keeps_its_parents(canvas, start_worker) -> None:
     start_worker("-c", "2", app=APP)
     result = chain(canvas.add.s(1, 2), canvas.mul.s(10), canvas.add.s(5)).delay()
@@ -99,6 +100,7 @@ def test_link_runs_with_the_result_and_link_error_on_failure(canvas, start_worke
 
 # -- signatures ---------------------------------------------------------------------------------
 
+
 def test_set_queue_and_countdown_are_respected(canvas, start_worker) -> None:
     start_worker("-c", "2", "-Q", "other", app=APP)  # nothing consumes the default queue
     sent = time.monotonic()
@@ -128,6 +130,7 @@ def test_clone_and_signature_by_name(canvas, start_worker) -> None:
 
 
 # -- GroupResult --------------------------------------------------------------------------------
+
 
 def test_group_result_reads_in_header_order_and_saves(canvas, start_worker, redis_client: redis.Redis) -> None:
     start_worker("-c", "4", app=APP)
@@ -163,8 +166,8 @@ def test_group_result_with_a_failed_member(canvas, start_worker) -> None:
 
 # -- chord failure ------------------------------------------------------------------------------
 
-def test_chord_header_failure_fails_the_body_and_runs_its_errback_once(canvas, start_worker,
-                                                                       ledger: Path) -> None:
+
+def test_chord_header_failure_fails_the_body_and_runs_its_errback_once(canvas, start_worker, ledger: Path) -> None:
     start_worker("-c", "2", app=APP)
     body = canvas.tsum.s().on_error(canvas.on_error.s())
     result = chord([canvas.add.s(1, 1), canvas.boom.s(7), canvas.add.s(2, 2)])(body)
@@ -181,10 +184,12 @@ def test_chord_header_failure_fails_the_body_and_runs_its_errback_once(canvas, s
 
 # -- nesting ------------------------------------------------------------------------------------
 
+
 def test_chain_inside_a_group(canvas, start_worker) -> None:
     start_worker("-c", "4", app=APP)
-    result = group(chain(canvas.add.s(1, 1), canvas.mul.s(10)), canvas.add.s(2, 3) | canvas.mul.s(3),
-                   canvas.add.s(7, 7)).delay()
+    result = group(
+        chain(canvas.add.s(1, 1), canvas.mul.s(10)), canvas.add.s(2, 3) | canvas.mul.s(3), canvas.add.s(7, 7)
+    ).delay()
     assert result.get(timeout=20) == [20, 15, 14]
 
 
@@ -212,8 +217,10 @@ def test_chord_inside_a_chain(canvas, start_worker) -> None:
 
 # -- a chord survives a worker killed mid-header --------------------------------------------------
 
-def test_chord_completes_once_when_a_worker_is_killed(canvas, start_worker, ledger: Path,
-                                                      redis_client: redis.Redis) -> None:
+
+def test_chord_completes_once_when_a_worker_is_killed(
+    canvas, start_worker, ledger: Path, redis_client: redis.Redis
+) -> None:
     w1 = start_worker("-c", "2", name="w1", app=APP)
     w2 = start_worker("-c", "2", name="w2", app=APP)
     result = chord([canvas.slow_add.s(i, i) for i in range(200)])(canvas.tsum.s())

@@ -54,9 +54,11 @@ def release_celery_results(app: celery.Celery) -> None:
 
 
 @pytest.fixture
-def start_celery_worker(broker_url: str, celery_processes: Callable[..., CeleryWorkerProcess]
-                        ) -> Callable[..., CeleryWorkerProcess]:
+def start_celery_worker(
+    broker_url: str, celery_processes: Callable[..., CeleryWorkerProcess]
+) -> Callable[..., CeleryWorkerProcess]:
     """``python -m celery -A tests.apps.celery_canvas worker`` as a real process of its own."""
+
     def start(queue: str, name: str = "cel") -> CeleryWorkerProcess:
         return celery_processes("tests.apps.celery_canvas", queue, name, {"TQCTL_BROKER": broker_url})
 
@@ -74,12 +76,12 @@ def chord_keys_finished(client: redis.Redis, group_id: str) -> bool:
     return client.get(f"{base}.c") == b"done" and leftovers == 0 and 0 < client.ttl(f"{base}.c") <= 300
 
 
-def apply_chord(client_kind: str, canvas: Any, celery_client: celery.Celery, header_q: str,
-                body_q: str) -> tuple[Callable[[float], Any], str, str]:
+def apply_chord(
+    client_kind: str, canvas: Any, celery_client: celery.Celery, header_q: str, body_q: str
+) -> tuple[Callable[[float], Any], str, str]:
     """Apply chord(add(i, i) for i < 10)(tsum) with the chosen client → (get, body id, group id)."""
     if client_kind == "tqctl":
-        result = chord([canvas.add.s(i, i).set(queue=header_q) for i in range(10)])(
-            canvas.tsum.s().set(queue=body_q))
+        result = chord([canvas.add.s(i, i).set(queue=header_q) for i in range(10)])(canvas.tsum.s().set(queue=body_q))
         return (lambda t: result.get(timeout=t)), result.id, result.parent.id
     header = [celery_client.signature("canvas.add", args=(i, i), queue=header_q) for i in range(10)]
     body = celery_client.signature("canvas.tsum", queue=body_q)
@@ -88,8 +90,9 @@ def apply_chord(client_kind: str, canvas: Any, celery_client: celery.Celery, hea
 
 
 @pytest.mark.parametrize("client_kind", ["tqctl", "celery"])
-def test_header_on_celery_body_on_ours(client_kind: str, canvas, celery_client, start_worker,
-                                       start_celery_worker, ledger: Path, redis_client: redis.Redis) -> None:
+def test_header_on_celery_body_on_ours(
+    client_kind: str, canvas, celery_client, start_worker, start_celery_worker, ledger: Path, redis_client: redis.Redis
+) -> None:
     theirs = start_celery_worker(CELERY_Q)
     ours = start_worker("-P", "solo", "-Q", OURS_Q, app=APP)
     get, body_id, group_id = apply_chord(client_kind, canvas, celery_client, CELERY_Q, OURS_Q)
@@ -101,8 +104,9 @@ def test_header_on_celery_body_on_ours(client_kind: str, canvas, celery_client, 
 
 
 @pytest.mark.parametrize("client_kind", ["tqctl", "celery"])
-def test_header_on_ours_body_on_celery(client_kind: str, canvas, celery_client, start_worker,
-                                       start_celery_worker, ledger: Path, redis_client: redis.Redis) -> None:
+def test_header_on_ours_body_on_celery(
+    client_kind: str, canvas, celery_client, start_worker, start_celery_worker, ledger: Path, redis_client: redis.Redis
+) -> None:
     theirs = start_celery_worker(CELERY_Q)
     start_worker("-c", "2", "-Q", OURS_Q, app=APP)
     get, body_id, group_id = apply_chord(client_kind, canvas, celery_client, OURS_Q, CELERY_Q)
@@ -113,8 +117,9 @@ def test_header_on_ours_body_on_celery(client_kind: str, canvas, celery_client, 
     wait_for(lambda: chord_keys_finished(redis_client, group_id), 10, "Celery 5.7's finished chord keys")
 
 
-def test_header_failing_on_celery_fails_the_body_for_our_client(canvas, start_worker, start_celery_worker,
-                                                                 ledger: Path) -> None:
+def test_header_failing_on_celery_fails_the_body_for_our_client(
+    canvas, start_worker, start_celery_worker, ledger: Path
+) -> None:
     start_celery_worker(CELERY_Q)
     start_worker("-P", "solo", "-Q", OURS_Q, app=APP)
     header = [canvas.add.s(1, 1).set(queue=CELERY_Q), canvas.boom.s(5).set(queue=CELERY_Q)]
@@ -133,8 +138,7 @@ def test_saved_group_restores_across_implementations(canvas, celery_client, redi
     restored = CeleryGroupResult.restore(ours.id, app=celery_client)
     assert [r.id for r in restored.results] == ["t0", "t1", "t2"]
 
-    theirs = CeleryGroupResult("g-theirs", [celery_client.AsyncResult(f"c{i}") for i in range(2)],
-                                       app=celery_client)
+    theirs = CeleryGroupResult("g-theirs", [celery_client.AsyncResult(f"c{i}") for i in range(2)], app=celery_client)
     theirs.save()
     back = GroupResult.restore("g-theirs", canvas.app)
     assert back is not None and [r.id for r in back.results] == ["c0", "c1"]

@@ -37,9 +37,11 @@ INTEROP = "tests.apps.interop"
 
 
 @pytest.fixture
-def celery_worker(broker_url: str, celery_processes: Callable[..., CeleryWorkerProcess]
-                  ) -> Callable[..., CeleryWorkerProcess]:
+def celery_worker(
+    broker_url: str, celery_processes: Callable[..., CeleryWorkerProcess]
+) -> Callable[..., CeleryWorkerProcess]:
     """``python -m celery -A tests.apps.celery_interop worker`` as a subprocess, with its log."""
+
     def start(queues: str = "celery", name: str = "celery1") -> CeleryWorkerProcess:
         env = {"INTEROP_BROKER": broker_url, "INTEROP_BACKEND": broker_url}
         return celery_processes("tests.apps.celery_interop", queues, name, env)
@@ -73,6 +75,7 @@ def ledger_times(path: Path, prefix: str) -> list[float]:
 
 # -- (1) a Celery client, our worker --------------------------------------------------------------
 
+
 def test_celery_client_task_runs_on_our_worker(celery_client: Any, our_worker: Any, interop: Any) -> None:
     our_worker()
     result = celery_client.send_task("interop.add", args=[2, 3])
@@ -90,8 +93,7 @@ def test_celery_client_task_runs_on_our_worker(celery_client: Any, our_worker: A
     assert info["hostname"] == f"ours1@{HOST}"
 
 
-def test_celery_client_countdown_and_expires_on_our_worker(celery_client: Any, our_worker: Any,
-                                                           interop: Any) -> None:
+def test_celery_client_countdown_and_expires_on_our_worker(celery_client: Any, our_worker: Any, interop: Any) -> None:
     import celery.exceptions
 
     our_worker()
@@ -106,13 +108,15 @@ def test_celery_client_countdown_and_expires_on_our_worker(celery_client: Any, o
     assert expired.state == "REVOKED"
 
 
-def test_our_link_runs_on_celerys_side_and_celerys_on_ours(celery_client: Any, celery_worker: Any,
-                                                           our_worker: Any, interop: Any) -> None:
+def test_our_link_runs_on_celerys_side_and_celerys_on_ours(
+    celery_client: Any, celery_worker: Any, our_worker: Any, interop: Any
+) -> None:
     celery_worker(queues="theirs")
     our_worker("-Q", "ours")
     callback_id = str(uuid.uuid4())
-    parent = interop.add.apply_async((1, 2), queue="theirs",
-                                     link=interop.add.s(10).set(task_id=callback_id, queue="theirs"))
+    parent = interop.add.apply_async(
+        (1, 2), queue="theirs", link=interop.add.s(10).set(task_id=callback_id, queue="theirs")
+    )
     assert parent.get(timeout=10) == 3
     assert interop.app.AsyncResult(callback_id).get(timeout=10) == 13
 
@@ -124,6 +128,7 @@ def test_our_link_runs_on_celerys_side_and_celerys_on_ours(celery_client: Any, c
 
 
 # -- (2) our client, a Celery worker --------------------------------------------------------------
+
 
 def test_our_client_task_runs_on_a_celery_worker(celery_worker: Any, interop: Any) -> None:
     celery_worker()
@@ -151,9 +156,11 @@ def test_our_client_task_runs_on_a_celery_worker(celery_worker: Any, interop: An
 
 # -- (3) failures and retries, both ways ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["ValueError", "KeyError", "PaymentDeclined"])
-def test_failures_keep_type_and_message_both_ways(celery_client: Any, celery_worker: Any, our_worker: Any,
-                                                  interop: Any, kind: str) -> None:
+def test_failures_keep_type_and_message_both_ways(
+    celery_client: Any, celery_worker: Any, our_worker: Any, interop: Any, kind: str
+) -> None:
     celery_worker(queues="theirs")
     our_worker("-Q", "ours")
     expected = interop.ERRORS[kind]
@@ -173,8 +180,7 @@ def test_failures_keep_type_and_message_both_ways(celery_client: Any, celery_wor
     assert f"{kind}: " in on_celery.traceback and "celery/app/trace.py" in on_celery.traceback
 
 
-def test_retry_on_our_worker_read_by_celery(celery_client: Any, our_worker: Any, interop: Any,
-                                            ledger: Path) -> None:
+def test_retry_on_our_worker_read_by_celery(celery_client: Any, our_worker: Any, interop: Any, ledger: Path) -> None:
     import celery.exceptions
 
     our_worker()
@@ -212,8 +218,9 @@ def test_retry_on_a_celery_worker_read_by_us(celery_worker: Any, interop: Any, l
 
 
 @pytest.mark.parametrize("client_side", ["ours", "celery"])
-def test_retry_messages_cross_between_the_engines(celery_client: Any, celery_worker: Any, our_worker: Any,
-                                                  interop: Any, client_side: str) -> None:
+def test_retry_messages_cross_between_the_engines(
+    celery_client: Any, celery_worker: Any, our_worker: Any, interop: Any, client_side: str
+) -> None:
     """Each retry is re-published to the other engine's queue: our retry runs on Celery and back."""
     celery_worker(queues="theirs")
     our_worker("-Q", "ours")
@@ -231,8 +238,9 @@ def test_retry_messages_cross_between_the_engines(celery_client: Any, celery_wor
 
 
 @pytest.mark.parametrize("with_exc", [True, False])
-def test_the_retry_state_reads_the_same_both_ways(celery_client: Any, celery_worker: Any, our_worker: Any,
-                                                  interop: Any, with_exc: bool) -> None:
+def test_the_retry_state_reads_the_same_both_ways(
+    celery_client: Any, celery_worker: Any, our_worker: Any, interop: Any, with_exc: bool
+) -> None:
     """While the retried copy waits for its countdown, RETRY (with the exc, or null) is what both read."""
     celery_worker(queues="theirs")
     our_worker("-Q", "ours")
@@ -250,8 +258,9 @@ def test_the_retry_state_reads_the_same_both_ways(celery_client: Any, celery_wor
     assert on_celery.get(timeout=10) == "done on celery"
 
 
-def test_unknown_names_ignore_result_and_errbacks_cross(celery_client: Any, celery_worker: Any,
-                                                        our_worker: Any, interop: Any, redis_client: Any) -> None:
+def test_unknown_names_ignore_result_and_errbacks_cross(
+    celery_client: Any, celery_worker: Any, our_worker: Any, interop: Any, redis_client: Any
+) -> None:
     import celery.exceptions
 
     celery_worker(queues="theirs")
@@ -268,8 +277,9 @@ def test_unknown_names_ignore_result_and_errbacks_cross(celery_client: Any, cele
     assert redis_client.exists(f"celery-task-meta-{quiet_ours.id}", f"celery-task-meta-{quiet_celery.id}") == 0
 
     errback_id = str(uuid.uuid4())
-    errback = celery_client.signature("interop.whoami", options={"task_id": errback_id, "queue": "theirs"},
-                                      immutable=True)
+    errback = celery_client.signature(
+        "interop.whoami", options={"task_id": errback_id, "queue": "theirs"}, immutable=True
+    )
     failing = celery_client.send_task("interop.fail", args=["ValueError", "x"], queue="ours", link_error=errback)
     with pytest.raises(ValueError):
         failing.get(timeout=10)

@@ -154,8 +154,15 @@ def test_unknown_task_stores_a_not_registered_failure(rel, start_worker) -> None
 def tqctl(broker_url: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT)}
     env.pop("TQCTL_BACKEND", None)
-    return subprocess.run([sys.executable, "-m", "tqctl", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=30, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "tqctl", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def tqctl_json(broker_url: str, *args: str, code: int = 0) -> object:

@@ -22,16 +22,24 @@ def test_the_quick_start_prints_every_result_and_keeps_the_worker_log_apart(tmp_
     env = {k: v for k, v in os.environ.items() if k != "TQCTL_BROKER"}
     env.update(TQCTL_STATE_DIR=str(state), PYTHONPATH=str(ROOT))
     try:
-        proc = subprocess.run([sys.executable, "-m", "tqctl", "demo", "--orders", "4"], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tqctl", "demo", "--orders", "4"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         bundled.stop(state)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.splitlines()
     assert [line.split(" -> ")[0] for line in out[:4]] == ["process_order"] * 4
     assert all("'status': 'charged'" in line for line in out[:4])
-    assert out[4:6] == ["add(2, 3) -> 5", "refund(42) -> failed as expected: RuntimeError: "
-                        "order 42: refunds need a manager's approval"]
+    assert out[4:6] == [
+        "add(2, 3) -> 5",
+        "refund(42) -> failed as expected: RuntimeError: order 42: refunds need a manager's approval",
+    ]
     assert out[6].startswith("done in ") and len(out) == 7
     # The worker's log is in the state folder, not in the middle of the results.
     assert "ERROR" not in proc.stderr and "Traceback" not in proc.stderr

@@ -32,7 +32,8 @@ def tail(broker_url: str) -> Iterator[Tail]:
 
 
 def test_task_sent_is_stamped_when_sent_never_after_started(
-        broker_url: str, tail: Tail, start_worker: Callable[..., WorkerProcess]) -> None:
+    broker_url: str, tail: Tail, start_worker: Callable[..., WorkerProcess]
+) -> None:
     start_worker("-P", "threads", "-c", "4", name="o1", app=OURS)
     client = App("client", broker=broker_url, backend=broker_url)
     try:
@@ -43,8 +44,11 @@ def test_task_sent_is_stamped_when_sent_never_after_started(
     ids = {r.id for r in results}
 
     def stamps(kind: str) -> dict[str, float]:
-        return {e["uuid"]: dt.datetime.fromisoformat(e["timestamp"]).timestamp()  # tail prints ISO 8601
-                for e in tail.seen() if e["type"] == kind and e.get("uuid") in ids}
+        return {
+            e["uuid"]: dt.datetime.fromisoformat(e["timestamp"]).timestamp()  # tail prints ISO 8601
+            for e in tail.seen()
+            if e["type"] == kind and e.get("uuid") in ids
+        }
 
     wait_for(lambda: len(stamps("task-sent")) == len(stamps("task-started")) == 90, 20, "90 sent and started events")
     sent, started = stamps("task-sent"), stamps("task-started")
@@ -53,8 +57,13 @@ def test_task_sent_is_stamped_when_sent_never_after_started(
 
 
 def test_a_retry_names_celery_exceptions_retry_as_a_celery_worker_does(
-        broker_url: str, tail: Tail, celery_prefork: Any, start_worker: Callable[..., WorkerProcess],
-        celery_app: Any, redis_client: Any) -> None:
+    broker_url: str,
+    tail: Tail,
+    celery_prefork: Any,
+    start_worker: Callable[..., WorkerProcess],
+    celery_app: Any,
+    redis_client: Any,
+) -> None:
     celery_prefork("c1", "-c", "1", "-E", "-Q", "theirs")
     start_worker("-P", "prefork", "-c", "1", name="o1", app=OURS)
     theirs = celery_app.send_task("remote.retry_later", ("nope",), queue="theirs").id
@@ -64,13 +73,16 @@ def test_a_retry_names_celery_exceptions_retry_as_a_celery_worker_does(
         return next((e for e in tail.seen() if e["type"] == "task-retried" and e["uuid"] == task_id), None)
 
     wait_for(lambda: retried(theirs) and retried(ours), 30, "both task-retried events")
-    last = {who: retried(task_id)["traceback"].strip().splitlines()[-1] for who, task_id in
-            (("celery", theirs), ("ours", ours))}
+    last = {
+        who: retried(task_id)["traceback"].strip().splitlines()[-1]
+        for who, task_id in (("celery", theirs), ("ours", ours))
+    }
     assert last["celery"].startswith("celery.exceptions.Retry: Retry in 300")
     assert last["ours"] == last["celery"]
 
-    stored = {who: json.loads(redis_client.get(task_key(task_id))) for who, task_id in
-              (("celery", theirs), ("ours", ours))}
+    stored = {
+        who: json.loads(redis_client.get(task_key(task_id))) for who, task_id in (("celery", theirs), ("ours", ours))
+    }
     assert stored["ours"]["status"] == stored["celery"]["status"] == "RETRY"
     assert stored["ours"]["result"] == stored["celery"]["result"]  # the exc given to retry(): ValueError('nope')
     assert stored["ours"]["traceback"].strip().splitlines()[-1] == last["celery"]

@@ -74,7 +74,8 @@ def flower(broker_url: str, tmp_path: Path) -> Iterator[Flower]:
 
 
 def test_flower_shows_our_workers_their_pool_queues_tasks_and_queue_lengths(
-        broker_url: str, start_worker: Callable[..., WorkerProcess], flower: Flower) -> None:
+    broker_url: str, start_worker: Callable[..., WorkerProcess], flower: Flower
+) -> None:
     start_worker("-P", "prefork", "-c", "2", "-Q", "celery,high", name="o1", app="tests.apps.shop")
     start_worker("-P", "prefork", "--autoscale", "3,1", name="o2", app="tests.apps.shop")
     wait_for(lambda: {O1, O2} <= set(flower.json("/api/workers?status=1")), 30, "Flower to see both workers")

@@ -45,8 +45,7 @@ def inspect(app: Any, method: str, names: list[str], **arguments: Any) -> dict[s
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "REMOTE_BROKER": url, "TQCTL_BROKER": url, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
 def key_shape(value: Any) -> Any:
@@ -58,7 +57,8 @@ def key_shape(value: Any) -> Any:
 
 # -- inspect stats / active_queues -------------------------------------------------------------------
 def test_stats_and_active_queues_have_every_key_a_celery_worker_sends(
-        celery_prefork: Any, start_worker: Callable[..., WorkerProcess], celery_app: Any) -> None:
+    celery_prefork: Any, start_worker: Callable[..., WorkerProcess], celery_app: Any
+) -> None:
     celery_prefork("c1", "--autoscale", "3,1", "-Q", "celery,high")
     start_worker("-P", "prefork", "--autoscale", "3,1", "-Q", "celery,high", name="o1", app=OURS)
     names = [node("c1"), node("o1")]
@@ -96,12 +96,12 @@ def test_stats_and_active_queues_have_every_key_a_celery_worker_sends(
 
 
 def test_max_concurrency_is_the_configured_size_after_pool_grow(
-        celery_prefork: Any, start_worker: Callable[..., WorkerProcess], celery_app: Any) -> None:
+    celery_prefork: Any, start_worker: Callable[..., WorkerProcess], celery_app: Any
+) -> None:
     celery_prefork("c1", "-c", "2")
     start_worker("-P", "prefork", "-c", "2", name="o1", app=OURS)
     names = [node("c1"), node("o1")]
-    assert all("grow" in r[n]["ok"] for r in celery_app.control.pool_grow(1, reply=True, destination=names)
-               for n in r)
+    assert all("grow" in r[n]["ok"] for r in celery_app.control.pool_grow(1, reply=True, destination=names) for n in r)
 
     def grown() -> dict[str, Any]:
         stats = celery_app.control.inspect(timeout=2.0, destination=names).stats() or {}
@@ -114,7 +114,8 @@ def test_max_concurrency_is_the_configured_size_after_pool_grow(
 
 # -- inspect scheduled ---------------------------------------------------------------------------------
 def test_an_eta_task_is_listed_once_not_once_per_worker(
-        celery_prefork: Any, start_worker: Callable[..., WorkerProcess], celery_app: Any, broker_url: str) -> None:
+    celery_prefork: Any, start_worker: Callable[..., WorkerProcess], celery_app: Any, broker_url: str
+) -> None:
     celery_prefork("c1", "-c", "1", "-Q", "theirs")
     start_worker("-P", "threads", "-c", "1", name="o1", app=OURS)
     start_worker("-P", "threads", "-c", "1", name="o2", app=OURS)
@@ -143,7 +144,8 @@ def test_an_eta_task_is_listed_once_not_once_per_worker(
 
 # -- custom remote-control commands ---------------------------------------------------------------
 def test_custom_commands_answer_celerys_cli_and_ours_like_a_celery_worker(
-        celery_prefork: Any, start_worker: Callable[..., WorkerProcess], celery_app: Any, broker_url: str) -> None:
+    celery_prefork: Any, start_worker: Callable[..., WorkerProcess], celery_app: Any, broker_url: str
+) -> None:
     celery_prefork("c1", "-c", "1")
     start_worker("-P", "threads", "-c", "1", name="o1", app=OURS)
     names = [node("c1"), node("o1")]
@@ -152,24 +154,37 @@ def test_custom_commands_answer_celerys_cli_and_ours_like_a_celery_worker(
     assert replies == {node("c1"): {"ok": f"{node('c1')}: hi hi"}, node("o1"): {"ok": f"{node('o1')}: hi hi"}}
 
     for name in names:  # Celery's own CLI maps the positional words with the command's args=
-        done = cli(broker_url, "celery", "-A", "tests.apps.remote_celery", "inspect", "echo", "yo", "3",
-                   "-d", name, "--json")
+        done = cli(
+            broker_url, "celery", "-A", "tests.apps.remote_celery", "inspect", "echo", "yo", "3", "-d", name, "--json"
+        )
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout) == {name: {"ok": f"{name}: yo yo yo"}}
-        done = cli(broker_url, "celery", "-A", "tests.apps.remote_celery", "inspect", "args_of", "a", "b",
-                   "-d", name, "--json")
+        done = cli(
+            broker_url, "celery", "-A", "tests.apps.remote_celery", "inspect", "args_of", "a", "b", "-d", name, "--json"
+        )
         assert json.loads(done.stdout) == {name: {"ok": [["words", ["a", "b"]]]}}, done.stderr
 
-    done = cli(broker_url, "celery", "-A", "tests.apps.remote_celery", "control", "consume_too", "extra",
-               "-d", node("o1"), "--json")
+    done = cli(
+        broker_url,
+        "celery",
+        "-A",
+        "tests.apps.remote_celery",
+        "control",
+        "consume_too",
+        "extra",
+        "-d",
+        node("o1"),
+        "--json",
+    )
     assert json.loads(done.stdout or "null") == [{node("o1"): {"ok": "consuming extra too"}}], done.stderr
     assert [q["name"] for q in inspect(celery_app, "active_queues", [node("o1")])[node("o1")]] == ["celery", "extra"]
 
     # tqctl: the same commands, KEY=VALUE arguments
     doc = json.loads(cli(broker_url, "tqctl", "inspect", "echo", "word=hey", "n=2", "-d", node("o1"), "--json").stdout)
     assert doc["nodes"] == [{"name": node("o1"), "ok": True, "reply": {"ok": f"{node('o1')}: hey hey"}, "error": None}]
-    doc = json.loads(cli(broker_url, "tqctl", "control", "consume_too", "queue=more", "-d", node("o1"),
-                         "--json").stdout)
+    doc = json.loads(
+        cli(broker_url, "tqctl", "control", "consume_too", "queue=more", "-d", node("o1"), "--json").stdout
+    )
     assert doc["nodes"][0]["reply"] == {"ok": "consuming more too"}
     unknown = cli(broker_url, "tqctl", "inspect", "no_such_command", "-d", node("o1"), "--json")
     assert unknown.returncode == 1 and "KeyError('no_such_command')" in unknown.stdout

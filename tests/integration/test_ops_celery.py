@@ -28,8 +28,9 @@ pytestmark = pytest.mark.integration
 HOST = socket.gethostname()
 C1 = f"c1@{HOST}"
 
-celery_app = Celery("ops_celery", broker=os.environ.get("OPS_BROKER"), backend=os.environ.get("OPS_BROKER"),
-                    set_as_current=False)  # importing this test module must not change Celery's current app
+celery_app = Celery(
+    "ops_celery", broker=os.environ.get("OPS_BROKER"), backend=os.environ.get("OPS_BROKER"), set_as_current=False
+)  # importing this test module must not change Celery's current app
 celery_app.conf.update(broker_connection_retry_on_startup=True, task_default_queue="celery")
 
 
@@ -63,8 +64,9 @@ def reject() -> None:
 
 def tq(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TQCTL_BROKER": url, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "tqctl", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "tqctl", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
 
 
 def tq_json(url: str, *args: str, code: int = 0) -> Any:
@@ -83,9 +85,30 @@ def test_status_inspect_control_and_tail_against_a_real_celery_worker(broker_url
     tail = Tail(broker_url)
     env = {**os.environ, "OPS_BROKER": broker_url, "PYTHONPATH": str(ROOT)}
     log = open(tmp_path / "celery.log", "ab")
-    celery = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tests.integration.test_ops_celery:celery_app",
-                               "worker", "-E", "-P", "prefork", "-c", "2", "-n", "c1@%h", "-l", "info"], cwd=ROOT,
-                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    celery = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.integration.test_ops_celery:celery_app",
+            "worker",
+            "-E",
+            "-P",
+            "prefork",
+            "-c",
+            "2",
+            "-n",
+            "c1@%h",
+            "-l",
+            "info",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     client = App("client", broker=broker_url, backend=broker_url)
     try:
         wait_for(lambda: tq(broker_url, "status", "-d", C1).returncode == 0, 30, "the Celery worker")
@@ -100,8 +123,11 @@ def test_status_inspect_control_and_tail_against_a_real_celery_worker(broker_url
         wait_for(lambda: [t["id"] for t in reply(broker_url, "inspect", "active")] == [long], 10, "ops.sleep")
         assert reply(broker_url, "inspect", "query-task", long)[long][0] == "active"
         later = tq_json(broker_url, "call", "ops.add", "--args", "[1, 2]", "--countdown", "120")["id"]
-        wait_for(lambda: [s["request"]["id"] for s in reply(broker_url, "inspect", "scheduled")] == [later], 10,
-                 "the countdown task in Celery's schedule")
+        wait_for(
+            lambda: [s["request"]["id"] for s in reply(broker_url, "inspect", "scheduled")] == [later],
+            10,
+            "the countdown task in Celery's schedule",
+        )
         assert reply(broker_url, "inspect", "reserved") == []
         assert {"ops.sleep", "ops.add"} <= set(reply(broker_url, "inspect", "registered"))
         stats = reply(broker_url, "inspect", "stats")

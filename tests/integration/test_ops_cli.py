@@ -35,8 +35,15 @@ def node(name: str) -> str:
 def tq(url: str, *args: str, stdin: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TQCTL_BROKER": url, "PYTHONPATH": str(ROOT)}
     env.pop("TQCTL_BACKEND", None)
-    return subprocess.run([sys.executable, "-m", "tqctl", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout, input=stdin if stdin is not None else "")
+    return subprocess.run(
+        [sys.executable, "-m", "tqctl", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin if stdin is not None else "",
+    )
 
 
 def tq_json(url: str, *args: str, code: int = 0, **kw: Any) -> Any:
@@ -137,8 +144,14 @@ def test_autoscale_grows_with_queued_load_and_shrinks_back_when_idle(broker_url:
 def test_control_commands_change_the_running_worker(broker_url: str, shop, start_worker) -> None:
     start_worker("-c", "1", "-P", "threads", name="w1")
     dest = ("-d", node("w1"))
-    for args in (("rate_limit", "tests.apps.shop.add", "10/s"), ("time-limit", "tests.apps.shop.add", "10", "5"),
-                 ("enable_events",), ("disable-events",), ("enable-events",), ("heartbeat",)):
+    for args in (
+        ("rate_limit", "tests.apps.shop.add", "10/s"),
+        ("time-limit", "tests.apps.shop.add", "10", "5"),
+        ("enable_events",),
+        ("disable-events",),
+        ("enable-events",),
+        ("heartbeat",),
+    ):
         doc = tq_json(broker_url, "control", *args, *dest)
         assert doc["count"] == 1 and doc["nodes"][0]["ok"], doc
     tq_json(broker_url, "control", "add_consumer", "extra", *dest)
@@ -154,8 +167,9 @@ def test_control_commands_change_the_running_worker(broker_url: str, shop, start
     assert "Pool restarts not enabled" in restart["nodes"][0]["error"]
 
 
-def test_drain_finishes_what_it_holds_and_leaves_the_rest_queued(broker_url: str, shop, start_worker, ledger,
-                                                                 redis_client: redis.Redis) -> None:
+def test_drain_finishes_what_it_holds_and_leaves_the_rest_queued(
+    broker_url: str, shop, start_worker, ledger, redis_client: redis.Redis
+) -> None:
     worker = start_worker("-c", "2", name="w1")
     sent = [shop.slow_late.delay(0.5, f"d{i}").id for i in range(20)]
     wait_for(lambda: len(ledger_lines(ledger, "start")) >= 2, 10, "two tasks to start")
@@ -225,7 +239,8 @@ def test_terminate_kills_the_running_task_which_ends_revoked(broker_url: str, sh
 
 
 def test_revoke_with_no_worker_applies_when_one_starts_and_survives_a_restart(
-        broker_url: str, shop, start_worker, ledger) -> None:
+    broker_url: str, shop, start_worker, ledger
+) -> None:
     ghost = shop.record.delay("ghost")
     proc = tq(broker_url, "revoke", ghost.id, "--yes", "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["nodes"] == []
@@ -250,8 +265,17 @@ def test_retry_reruns_a_failed_task_with_its_original_arguments(broker_url: str,
     start_worker("-P", "threads", name="g1", app="tests.apps.guarded")
     marker = str(tmp_path / "marker")
     sent_at = time.monotonic()
-    first = tq(broker_url, "call", "guarded.fail_once", "--args", json.dumps([marker]), "--kwargs", '{"value": 7}',
-               "--expires", "3")
+    first = tq(
+        broker_url,
+        "call",
+        "guarded.fail_once",
+        "--args",
+        json.dumps([marker]),
+        "--kwargs",
+        '{"value": 7}',
+        "--expires",
+        "3",
+    )
     assert first.returncode == 0
     old = first.stdout.strip()
     wait_for(lambda: tq_json(broker_url, "failures")["count"] == 1, 10, "the failure to be recorded")
@@ -272,8 +296,9 @@ def test_retry_reruns_a_failed_task_with_its_original_arguments(broker_url: str,
     assert tq(broker_url, "retry", old).returncode == 1  # the failure left the inbox when retried
 
 
-def test_retry_failed_group_is_throttled_to_the_rate(broker_url: str, start_worker, tmp_path,
-                                                     redis_client: redis.Redis) -> None:
+def test_retry_failed_group_is_throttled_to_the_rate(
+    broker_url: str, start_worker, tmp_path, redis_client: redis.Redis
+) -> None:
     worker = start_worker("-P", "threads", "-c", "8", name="g1", app="tests.apps.guarded")
     client = client_app(broker_url)
     for i in range(500):
@@ -285,8 +310,9 @@ def test_retry_failed_group_is_throttled_to_the_rate(broker_url: str, start_work
     assert worker.wait(15) == 0
     dry = tq_json(broker_url, "retry", "--failed", "--name", "guarded.fail_once", "--dry-run")
     assert dry["count"] == 500 and set(dry["task_ids"]) == old_ids and len(history.failures(1000)) == 500
-    proc = tq(broker_url, "retry", "--failed", "--name", "guarded.fail_once", "--rate", "50/s", "--yes", "--json",
-              timeout=60)
+    proc = tq(
+        broker_url, "retry", "--failed", "--name", "guarded.fail_once", "--rate", "50/s", "--yes", "--json", timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["count"] == 500 and not doc["skipped"] and "retried 500/500" in proc.stderr  # progress on stderr
@@ -301,14 +327,19 @@ def test_retry_failed_group_is_throttled_to_the_rate(broker_url: str, start_work
     assert all(sent[i + 50] - sent[i] >= 0.999 for i in range(len(sent) - 50))
     start_worker("-P", "threads", "-c", "8", name="g2", app="tests.apps.guarded")
     new_ids = {pair["id"] for pair in doc["retried"]}
-    wait_for(lambda: len(new_ids & {r["id"] for r in history.records(2000) if r["state"] == "SUCCESS"}) == 500,
-             30, "all 500 retries to succeed", interval=0.2)
+    wait_for(
+        lambda: len(new_ids & {r["id"] for r in history.records(2000) if r["state"] == "SUCCESS"}) == 500,
+        30,
+        "all 500 retries to succeed",
+        interval=0.2,
+    )
     runs = {r["id"]: r for r in history.records(2000) if r["id"] in new_ids}
     assert {r["retry_of"] for r in runs.values()} == old_ids  # each new run names the failure it retries
 
 
-def test_a_console_started_after_1000_tasks_ran_sees_them(broker_url: str, shop, start_worker,
-                                                          redis_client: redis.Redis) -> None:
+def test_a_console_started_after_1000_tasks_ran_sees_them(
+    broker_url: str, shop, start_worker, redis_client: redis.Redis
+) -> None:
     start_worker("-P", "threads", "-c", "8", name="w1")
     sent = {shop.add.delay(i, i).id for i in range(1000)}
     wait_for(lambda: redis_client.llen("tqctl.history") >= 1000, 30, "1000 records", interval=0.2)
@@ -332,8 +363,9 @@ def test_failures_are_grouped_by_fingerprint(broker_url: str, shop, start_worker
     assert all(g["first_seen"] <= g["last_seen"] for g in groups)
     picked = tq_json(broker_url, "retry", "--failed", "--exception", "out of stock", "--dry-run")
     assert picked["count"] == 1
-    assert tq_json(broker_url, "retry", "--failed", "--exception", "ValueError", "--limit", "2", "--dry-run")[
-        "count"] == 2
+    assert (
+        tq_json(broker_url, "retry", "--failed", "--exception", "ValueError", "--limit", "2", "--dry-run")["count"] == 2
+    )
     assert tq_json(broker_url, "retry", "--failed", "--name", "no.such.*", "--dry-run")["count"] == 0
 
 
@@ -341,9 +373,28 @@ def test_failures_are_grouped_by_fingerprint(broker_url: str, shop, start_worker
 def test_tail_streams_json_lines_and_filters(broker_url: str, shop, start_worker) -> None:
     start_worker("-P", "threads", name="w1")
     env = {**os.environ, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT)}
-    tail = subprocess.Popen([sys.executable, "-m", "tqctl", "tail", "--json", "--state", "SUCCESS", "--name",
-                             "tests.apps.shop.add", "--count", "3", "--for", "20"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tail = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tqctl",
+            "tail",
+            "--json",
+            "--state",
+            "SUCCESS",
+            "--name",
+            "tests.apps.shop.add",
+            "--count",
+            "3",
+            "--for",
+            "20",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 20
     while tail.poll() is None and time.monotonic() < deadline:
         shop.add.delay(1, 2)
@@ -384,8 +435,19 @@ def test_workers_table_combines_stats_replies_and_heartbeats(broker_url: str, sh
     assert doc["count"] == 1
     row = doc["workers"][0]
     assert row | {"load": None, "heartbeat_age": None, "last_heartbeat": None, "pid": None, "uptime": None} == {
-        "name": node("w1"), "replied": True, "pool": "prefork", "concurrency": 2, "processes": 2, "active": 0,
-        "processed": 3, "load": None, "heartbeat_age": None, "last_heartbeat": None, "pid": None, "uptime": None}
+        "name": node("w1"),
+        "replied": True,
+        "pool": "prefork",
+        "concurrency": 2,
+        "processes": 2,
+        "active": 0,
+        "processed": 3,
+        "load": None,
+        "heartbeat_age": None,
+        "last_heartbeat": None,
+        "pid": None,
+        "uptime": None,
+    }
     assert len(row["load"]) == 3 and 0 <= row["heartbeat_age"] < 10  # heard within the --listen window
     none = tq(broker_url, "workers", "-d", node("nobody"), "--listen", "0.2")
     assert none.returncode == 69
@@ -410,8 +472,9 @@ def test_queues_show_buckets_age_consumers_and_warn_about_orphans(broker_url: st
     assert "warning: queue 'orphan'" in proc.stderr
 
 
-def test_purge_asks_for_the_queue_name_and_dry_run_touches_nothing(broker_url: str, shop,
-                                                                  redis_client: redis.Redis) -> None:
+def test_purge_asks_for_the_queue_name_and_dry_run_touches_nothing(
+    broker_url: str, shop, redis_client: redis.Redis
+) -> None:
     for priority in (0, 0, 9):
         shop.add.apply_async((1, 1), queue="jobs", priority=priority)
     dry = tq_json(broker_url, "purge", "jobs", "--dry-run")
@@ -428,9 +491,28 @@ def test_purge_asks_for_the_queue_name_and_dry_run_touches_nothing(broker_url: s
 def test_a_celery_worker_answers_status_inspect_and_control(broker_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "INTEROP_BROKER": broker_url, "INTEROP_BACKEND": broker_url, "PYTHONPATH": str(ROOT)}
     log = open(tmp_path / "celery.log", "ab")
-    celery = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tests.apps.celery_interop", "worker", "-E",
-                               "-P", "solo", "-n", "c1@%h", "-l", "info"], cwd=ROOT, env=env, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
+    celery = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.apps.celery_interop",
+            "worker",
+            "-E",
+            "-P",
+            "solo",
+            "-n",
+            "c1@%h",
+            "-l",
+            "info",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_for(lambda: tq(broker_url, "status", "-d", node("c1")).returncode == 0, 25, "the Celery worker")
         status = tq_json(broker_url, "status")

@@ -26,8 +26,16 @@ pytestmark = pytest.mark.integration
 HOST = socket.gethostname()
 VECTORS = ROOT / "tests" / "vectors"  # celery-wire.md §9
 WORKER_TYPES = {"worker-online", "worker-heartbeat", "worker-offline"}
-TASK_TYPES = {"task-sent", "task-received", "task-started", "task-succeeded", "task-failed", "task-retried",
-              "task-revoked", "task-rejected"}
+TASK_TYPES = {
+    "task-sent",
+    "task-received",
+    "task-started",
+    "task-succeeded",
+    "task-failed",
+    "task-retried",
+    "task-revoked",
+    "task-rejected",
+}
 
 
 class Tail:
@@ -35,8 +43,14 @@ class Tail:
 
     def __init__(self, url: str, *args: str) -> None:
         env = {**os.environ, "TQCTL_BROKER": url, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "tqctl", "tail", "--json", "--heartbeats", *args],
-                                     cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tqctl", "tail", "--json", "--heartbeats", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         self.events: list[dict[str, Any]] = []
         assert "following events" in self.proc.stderr.readline()  # subscribed: nothing after this is missed
@@ -82,8 +96,9 @@ def tail(broker_url: str):  # noqa: ANN201
 
 def tq(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TQCTL_BROKER": url, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "tqctl", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "tqctl", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
 
 
 def test_every_event_type_from_our_worker_and_client_reaches_tail(broker_url: str, start_worker, tail) -> None:
@@ -101,8 +116,11 @@ def test_every_event_type_from_our_worker_and_client_reaches_tail(broker_url: st
     doomed = "revoked-before-sent"
     assert tq(broker_url, "revoke", doomed, "--yes").returncode == 0
     client.send_task("guarded.echo", [1], task_id=doomed)
-    wait_for(lambda: {"task-failed", "task-rejected", "task-revoked", "worker-heartbeat"} <= t.types(), 15,
-             "failed, rejected, revoked and heartbeat events")
+    wait_for(
+        lambda: {"task-failed", "task-rejected", "task-revoked", "worker-heartbeat"} <= t.types(),
+        15,
+        "failed, rejected, revoked and heartbeat events",
+    )
     worker.signal(signal.SIGTERM)
     assert worker.wait(15) == 0
     wait_for(lambda: "worker-offline" in t.types(), 10, "worker-offline")
@@ -118,10 +136,17 @@ def test_every_event_type_from_our_worker_and_client_reaches_tail(broker_url: st
     assert sent["hostname"].startswith("gen") and sent["args"] == "(5,)"
     # The client publishes task-sent just after the message (as Celery's does), so the worker's events may
     # come first; the worker's own come in order.
-    assert sorted(e["type"] for e in by_task[echo_id]) == ["task-received", "task-sent", "task-started",
-                                                           "task-succeeded"]
+    assert sorted(e["type"] for e in by_task[echo_id]) == [
+        "task-received",
+        "task-sent",
+        "task-started",
+        "task-succeeded",
+    ]
     assert [e["type"] for e in by_task[echo_id] if e["type"] != "task-sent"] == [
-        "task-received", "task-started", "task-succeeded"]
+        "task-received",
+        "task-started",
+        "task-succeeded",
+    ]
     assert all(e["name"] == "guarded.echo" for e in by_task[echo_id])  # named once, remembered by tail
     assert by_task[echo_id][-1]["result"] == "5" and by_task[echo_id][-1]["state"] == "SUCCESS"
     assert "RuntimeError" in next(e for e in by_task[failed.id] if e["type"] == "task-failed")["exception"]
@@ -140,8 +165,11 @@ def test_events_can_be_turned_off_and_on_again(broker_url: str, start_worker, ta
     assert json.loads(tq(broker_url, "control", "enable-events", "--json").stdout)["count"] == 1
     loud = client.send_task("tests.apps.shop.add", [2, 2])
     assert loud.get(timeout=10) == 4
-    wait_for(lambda: any(e["uuid"] == loud.id and e["type"] == "task-succeeded" for e in t.seen()), 10,
-             "the events of the task sent after enable-events")
+    wait_for(
+        lambda: any(e["uuid"] == loud.id and e["type"] == "task-succeeded" for e in t.seen()),
+        10,
+        "the events of the task sent after enable-events",
+    )
     assert t.stop() == 0
     # disable-events silences the worker; the client's own task-sent still announces the send
     assert [e["type"] for e in t.events if e["uuid"] == quiet.id] == ["task-sent"]
@@ -158,8 +186,9 @@ def _vector_events() -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
     return found
 
 
-def test_celery_54_and_57_event_messages_replayed_on_the_bus_reach_tail(broker_url: str, tail,
-                                                                      redis_client: redis.Redis) -> None:
+def test_celery_54_and_57_event_messages_replayed_on_the_bus_reach_tail(
+    broker_url: str, tail, redis_client: redis.Redis
+) -> None:
     vectors = _vector_events()
     assert any("5.4" in doc["captured_with"] for _, doc, _ in vectors)
     expected = [event for _, _, events in vectors for event in events]
@@ -169,7 +198,8 @@ def test_celery_54_and_57_event_messages_replayed_on_the_bus_reach_tail(broker_u
     wait_for(lambda: len(t.seen()) >= len(expected), 10, f"{len(expected)} replayed events")
     assert t.stop() == 0
     assert [(e["type"], e["uuid"], e["hostname"]) for e in t.events] == [
-        (e["type"], e.get("uuid"), e["hostname"]) for e in expected]
+        (e["type"], e.get("uuid"), e["hostname"]) for e in expected
+    ]
     assert t.types() == TASK_TYPES | WORKER_TYPES
     old = next(e for e in t.events if e["hostname"] == "w3old@vm")  # the Celery 5.4 worker (int utcoffset)
     assert old["type"] == "worker-online" and old["sw_ver"] == "5.4.0"

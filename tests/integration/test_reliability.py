@@ -47,8 +47,11 @@ def owner_of(client: redis.Redis, name: str, worker: WorkerProcess) -> str:
     found: list[str] = []
 
     def look() -> bool:
-        found[:] = [m.decode() for m in client.zrange(OWNERS, 0, -1)
-                    if m.decode().startswith(f"{name}@") and f".{worker.pid}." in m.decode()]
+        found[:] = [
+            m.decode()
+            for m in client.zrange(OWNERS, 0, -1)
+            if m.decode().startswith(f"{name}@") and f".{worker.pid}." in m.decode()
+        ]
         return bool(found)
 
     wait_for(look, 10, f"{name} to register as an owner")
@@ -69,12 +72,18 @@ def no_inflight_anywhere(client: redis.Redis) -> bool:
 
 
 # -- 1. warm shutdown -------------------------------------------------------------------------------
-@pytest.mark.parametrize(("pool", "how"), [
-    ("prefork", "SIGTERM to the worker"), ("prefork", "SIGINT to the process group (Ctrl-C)"),
-    ("threads", "SIGTERM to the worker"), ("solo", "SIGINT to the process group (Ctrl-C)"),
-])
+@pytest.mark.parametrize(
+    ("pool", "how"),
+    [
+        ("prefork", "SIGTERM to the worker"),
+        ("prefork", "SIGINT to the process group (Ctrl-C)"),
+        ("threads", "SIGTERM to the worker"),
+        ("solo", "SIGINT to the process group (Ctrl-C)"),
+    ],
+)
 def test_warm_shutdown_finishes_running_and_hands_back_reserved(
-        rel, start_worker, redis_client, ledger: Path, tmp_path: Path, pool: str, how: str) -> None:
+    rel, start_worker, redis_client, ledger: Path, tmp_path: Path, pool: str, how: str
+) -> None:
     # prefetch 8 with 4 in hand: the consumer is still fetching (blocked) when the signal lands.
     w1 = start_worker("-P", pool, "-c", "1", "--prefetch-multiplier", "8", name="w1", app=APP)
     owner = owner_of(redis_client, "w1", w1)
@@ -83,8 +92,11 @@ def test_warm_shutdown_finishes_running_and_hands_back_reserved(
     wait_for(lambda: entries(ledger, "start", "running"), 10, "the long task to start")
     waiting = [rel.record.delay(f"r{i}") for i in range(3)]
     # All three fetched (in the owner's in-flight hash, off the queue) but not started: -c 1 is busy.
-    wait_for(lambda: redis_client.hlen(INFLIGHT + owner) == 4 and depth(redis_client) == 0, 10,
-             "the worker to reserve the three waiting tasks")
+    wait_for(
+        lambda: redis_client.hlen(INFLIGHT + owner) == 4 and depth(redis_client) == 0,
+        10,
+        "the worker to reserve the three waiting tasks",
+    )
 
     if how.startswith("SIGTERM"):
         w1.signal(signal.SIGTERM)
@@ -113,17 +125,22 @@ def test_warm_shutdown_finishes_running_and_hands_back_reserved(
 # -- 2. cold shutdown -------------------------------------------------------------------------------
 @pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_cold_shutdown_hands_back_every_unfinished_task(
-        rel, start_worker, redis_client, ledger: Path, pool: str) -> None:
+    rel, start_worker, redis_client, ledger: Path, pool: str
+) -> None:
     w1 = start_worker("-P", pool, "-c", "2", "--prefetch-multiplier", "4", name="w1", app=APP)
     owner = owner_of(redis_client, "w1", w1)
     late = rel.first_long_late.delay("late", 60)
     early = rel.first_long_early.delay("early", 60)
-    wait_for(lambda: entries(ledger, "start", "late") and entries(ledger, "start", "early"), 10,
-             "both long tasks to start")
+    wait_for(
+        lambda: entries(ledger, "start", "late") and entries(ledger, "start", "early"), 10, "both long tasks to start"
+    )
     reserved = [rel.record.delay(f"r{i}") for i in range(3)]
     # in flight: the late-ack task and the three reserved ones; the early-ack task is acked already.
-    wait_for(lambda: redis_client.hlen(INFLIGHT + owner) == 4 and depth(redis_client) == 0, 10,
-             "the reserved tasks to be fetched and the early task acked")
+    wait_for(
+        lambda: redis_client.hlen(INFLIGHT + owner) == 4 and depth(redis_client) == 0,
+        10,
+        "the reserved tasks to be fetched and the early task acked",
+    )
 
     os.killpg(w1.pid, signal.SIGINT)
     wait_for(lambda: "warm shutdown" in w1.log(), 10, "the first Ctrl-C to start a warm shutdown")
@@ -210,7 +227,8 @@ def test_eta_task_runs_once_not_early_across_worker_restart(rel, start_worker, r
 
 # -- 6. a poison task -----------------------------------------------------------------------------------
 def test_task_that_kills_its_process_is_dead_lettered_after_delivery_limit(
-        rel, start_worker, redis_client, ledger: Path) -> None:
+    rel, start_worker, redis_client, ledger: Path
+) -> None:
     w1 = start_worker("-c", "1", name="w1", app=APP)
     owner = owner_of(redis_client, "w1", w1)
     result = rel.die_late.delay("poison")
@@ -252,8 +270,7 @@ def password_port(tmp_path: Path) -> Iterator[int]:
         server.stop()
 
 
-@pytest.mark.parametrize("target", ["closed port", "closed port, password in URL", "wrong password",
-                                    "no password"])
+@pytest.mark.parametrize("target", ["closed port", "closed port, password in URL", "wrong password", "no password"])
 def test_worker_exits_with_one_clean_line_when_broker_is_unusable(request, target: str) -> None:
     needs_auth = target in ("wrong password", "no password")
     port = request.getfixturevalue("password_port") if needs_auth else 1
@@ -262,8 +279,15 @@ def test_worker_exits_with_one_clean_line_when_broker_is_unusable(request, targe
     env = {**os.environ, "TQCTL_BROKER": url, "PYTHONPATH": str(ROOT)}
     env.pop("TQCTL_BACKEND", None)
 
-    done = subprocess.run([sys.executable, "-m", "tqctl", "worker", "-A", "tests.apps.shop"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-m", "tqctl", "worker", "-A", "tests.apps.shop"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        stdin=subprocess.DEVNULL,
+    )
 
     assert done.returncode != 0
     lines = done.stderr.splitlines()
@@ -282,8 +306,13 @@ def test_worker_stopped_after_its_broker_died_says_so_in_one_line(rel, tmp_path:
         ledger = tmp_path / "ledger"
         ledger.touch()
         rel.first_long_late.delay("held", 60)
-        worker = WorkerProcess(server.url, ["-P", "threads", "-c", "1", "-n", "w1@%h"], tmp_path / "w.log",
-                               {"LEDGER": str(ledger)}, app=APP).wait_ready()
+        worker = WorkerProcess(
+            server.url,
+            ["-P", "threads", "-c", "1", "-n", "w1@%h"],
+            tmp_path / "w.log",
+            {"LEDGER": str(ledger)},
+            app=APP,
+        ).wait_ready()
         try:
             wait_for(lambda: "start held" in ledger.read_text(), 10, "the task to start")
             client = client_for(server.url)

@@ -59,17 +59,33 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     binary = valkey_binary()
     primary = Server(tmp_path / "primary", free_port(), [], binary).start()
     replica = Server(tmp_path / "replica", free_port(), [f"replicaof 127.0.0.1 {primary.port}"], binary).start()
-    sentinels = [Server(tmp_path / f"sentinel{i}", free_port(), [
-        f"sentinel monitor {MASTER} 127.0.0.1 {primary.port} 2",
-        f"sentinel down-after-milliseconds {MASTER} 1000",
-        f"sentinel failover-timeout {MASTER} 5000",
-        f"sentinel parallel-syncs {MASTER} 1"], binary, sentinel=True).start() for i in range(3)]
+    sentinels = [
+        Server(
+            tmp_path / f"sentinel{i}",
+            free_port(),
+            [
+                f"sentinel monitor {MASTER} 127.0.0.1 {primary.port} 2",
+                f"sentinel down-after-milliseconds {MASTER} 1000",
+                f"sentinel failover-timeout {MASTER} 5000",
+                f"sentinel parallel-syncs {MASTER} 1",
+            ],
+            binary,
+            sentinel=True,
+        ).start()
+        for i in range(3)
+    ]
     found = Cluster(primary, replica, sentinels)
     try:
         wait_until(lambda: replica.client().info("replication")["master_link_status"] == "up", 30, "the replica")
         for sentinel in sentinels:
-            wait_until(lambda s=sentinel: len(s.client().sentinel_slaves(MASTER)) == 1
-                       and int(s.client().sentinel_master(MASTER)["num-other-sentinels"]) == 2, 60, "the sentinels")
+            wait_until(
+                lambda s=sentinel: (
+                    len(s.client().sentinel_slaves(MASTER)) == 1
+                    and int(s.client().sentinel_master(MASTER)["num-other-sentinels"]) == 2
+                ),
+                60,
+                "the sentinels",
+            )
         yield found
     finally:
         found.stop()
@@ -78,14 +94,21 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 def tqctl(url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("TQCTL_BROKER", None)
-    return subprocess.run([sys.executable, "-m", "tqctl", *args, "--broker", url], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "tqctl", *args, "--broker", url],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("task_name", ["count", "count_late"])
 def test_primary_killed_mid_drain_workers_clients_and_console_follow(
-        cluster: Cluster, redis_url: str, redis_client: redis.Redis, tmp_path: Path, task_name: str) -> None:
+    cluster: Cluster, redis_url: str, redis_client: redis.Redis, tmp_path: Path, task_name: str
+) -> None:
     url = cluster.url
     task = getattr(faults, task_name)
     counter = "unix://" + urlsplit(redis_url).path  # the counting app reads it with redis-py's from_url
@@ -95,8 +118,12 @@ def test_primary_killed_mid_drain_workers_clients_and_console_follow(
     env = {"FAULT_COUNTER_URL": counter}
     try:
         before = [task.delay().id for _ in range(1500)]
-        workers = [WorkerProcess(url, ["-c", "2", "-n", f"w{i}@%h", "-l", "info"], tmp_path / f"w{i}.log", env,
-                                 app="tests.apps.faults").wait_ready(60) for i in (1, 2)]
+        workers = [
+            WorkerProcess(
+                url, ["-c", "2", "-n", f"w{i}@%h", "-l", "info"], tmp_path / f"w{i}.log", env, app="tests.apps.faults"
+            ).wait_ready(60)
+            for i in (1, 2)
+        ]
         wait_for(lambda: len(faults.runs(counter)) >= 300, 120, "the drain to be under way")
 
         during: list[str] = []
@@ -113,9 +140,13 @@ def test_primary_killed_mid_drain_workers_clients_and_console_follow(
         # A long-running console command started before the failover, to see that it follows it too.
         tail_out = tmp_path / "tail.jsonl"
         with open(tail_out, "w") as out:
-            tail = subprocess.Popen([sys.executable, "-m", "tqctl", "tail", "--json", "--broker", url], cwd=ROOT,
-                                    env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=out,
-                                    stderr=subprocess.DEVNULL)
+            tail = subprocess.Popen(
+                [sys.executable, "-m", "tqctl", "tail", "--json", "--broker", url],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdout=out,
+                stderr=subprocess.DEVNULL,
+            )
         sender = threading.Thread(target=keep_sending)
         sender.start()
         wait_for(lambda: len(during) >= 20, 30, "the client to be sending")
@@ -148,8 +179,11 @@ def test_primary_killed_mid_drain_workers_clients_and_console_follow(
 
         # The console follows too: the tail started before the kill hears tasks sent after it, and a
         # fresh `tqctl status` and `queues` on the same URL answer.
-        wait_for(lambda: any(json.loads(line).get("uuid") in after for line in tail_out.read_text().splitlines()),
-                 60, "the running tail to hear events from after the failover")
+        wait_for(
+            lambda: any(json.loads(line).get("uuid") in after for line in tail_out.read_text().splitlines()),
+            60,
+            "the running tail to hear events from after the failover",
+        )
         tail.kill()
         tail.wait(10)
         status = tqctl(url, "status", "--timeout", "3", "--json")
@@ -178,9 +212,13 @@ def test_backend_over_sentinel_and_settings_form(cluster: Cluster, tmp_path: Pat
     """The app-settings form Celery documents: ``broker_transport_options`` and
     ``result_backend_transport_options`` name the master; results come back through the sentinels."""
     sentinels = ";".join(f"sentinel://127.0.0.1:{s.port}/0" for s in cluster.sentinels)
-    app = App("sentinelapp", broker=sentinels, backend=sentinels.replace("/0", "/1"),
-              broker_transport_options={"master_name": MASTER},
-              result_backend_transport_options={"master_name": MASTER})
+    app = App(
+        "sentinelapp",
+        broker=sentinels,
+        backend=sentinels.replace("/0", "/1"),
+        broker_transport_options={"master_name": MASTER},
+        result_backend_transport_options={"master_name": MASTER},
+    )
     try:
         app.backend.store("t1", {"status": "SUCCESS", "result": 3, "task_id": "t1"})
         assert cluster.primary.client(db=1).exists("celery-task-meta-t1")
@@ -202,8 +240,13 @@ def test_sentinel_url_without_master_name_is_one_line(cluster: Cluster) -> None:
 def test_publish_wait_replicas(cluster: Cluster) -> None:
     """With ``tqctl_publish_wait_replicas = 1`` delay() returns only once the replica holds the message;
     with the replica gone it says so in one exception after the timeout instead of pretending."""
-    app = App("waitapp", broker=cluster.url, tqctl_publish_wait_replicas=1, tqctl_publish_wait_timeout=0.5,
-              task_send_sent_event=False)
+    app = App(
+        "waitapp",
+        broker=cluster.url,
+        tqctl_publish_wait_replicas=1,
+        tqctl_publish_wait_timeout=0.5,
+        task_send_sent_event=False,
+    )
     plain = App("plainapp", broker=cluster.url, task_send_sent_event=False)
     replica = cluster.replica.client()
     try:
@@ -221,12 +264,22 @@ def test_publish_wait_replicas(cluster: Cluster) -> None:
                 which.send_task("x.y")
                 n += 1
             rates[name] = n / (time.perf_counter() - start)
-        print(json.dumps({"delay_per_second_without_wait": round(rates["without"]),
-                          "delay_per_second_with_wait_1_replica": round(rates["with"])}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "delay_per_second_without_wait": round(rates["without"]),
+                    "delay_per_second_with_wait_1_replica": round(rates["with"]),
+                }
+            ),
+            flush=True,
+        )
 
         cluster.replica.kill()
-        wait_until(lambda: cluster.primary.client().info("replication")["connected_slaves"] == 0, 30,
-                   "the primary to notice the replica is gone")
+        wait_until(
+            lambda: cluster.primary.client().info("replication")["connected_slaves"] == 0,
+            30,
+            "the primary to notice the replica is gone",
+        )
         with pytest.raises(NotReplicated, match="0 of 1 replica"):
             app.send_task("x.y")
     finally:
@@ -240,8 +293,13 @@ def test_unreplicated_publishes_are_lost_silently_without_wait_and_reported_with
     delay() returned for every one of them; with tqctl_publish_wait_replicas=1 none returned: each
     raised NotReplicated, so no caller believes in a message that is gone."""
     plain = App("plain", broker=cluster.url, task_send_sent_event=False)
-    waiting = App("waiting", broker=cluster.url, task_send_sent_event=False,
-                  tqctl_publish_wait_replicas=1, tqctl_publish_wait_timeout=0.2)
+    waiting = App(
+        "waiting",
+        broker=cluster.url,
+        task_send_sent_event=False,
+        tqctl_publish_wait_replicas=1,
+        tqctl_publish_wait_timeout=0.2,
+    )
     try:
         before = [plain.send_task("x.y", queue="before").id for _ in range(10)]
         wait_until(lambda: cluster.replica.client().llen("before") == 10, 30, "the first messages to replicate")
@@ -258,9 +316,19 @@ def test_unreplicated_publishes_are_lost_silently_without_wait_and_reported_with
         wait_until(lambda: cluster.current_primary() is cluster.replica, 60, "the replica's promotion")
         new = cluster.replica.client()
         lost = 20 - new.llen("after")
-        print(json.dumps({"experiment": "sentinel_unreplicated_publishes", "acknowledged": len(acked),
-                          "lost": lost, "with_wait_returned": 0, "with_wait_refused": refused,
-                          "kept_before_cut": new.llen("before")}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "experiment": "sentinel_unreplicated_publishes",
+                    "acknowledged": len(acked),
+                    "lost": lost,
+                    "with_wait_returned": 0,
+                    "with_wait_refused": refused,
+                    "kept_before_cut": new.llen("before"),
+                }
+            ),
+            flush=True,
+        )
         assert new.llen("before") == len(before)
         assert lost == 20  # acknowledged by delay(), gone after the failover
         assert new.llen("waited") == 0 and refused == 5  # also gone, but every caller was told

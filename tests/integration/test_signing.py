@@ -49,8 +49,9 @@ def counter_url(broker_url: str) -> str:
 def tqctl(broker_url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("TQCTL_SIGNING")}
     full.update(PYTHONPATH=str(ROOT), TQCTL_BROKER=broker_url, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "tqctl", *args], cwd=ROOT, env=full, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tqctl", *args], cwd=ROOT, env=full, capture_output=True, text=True, timeout=60
+    )
 
 
 def tampered(raw: bytes) -> bytes:
@@ -68,11 +69,15 @@ def dead_reasons(broker_url: str) -> dict[str, str]:
         broker.close()
 
 
-def test_worker_runs_signed_and_dead_letters_unsigned_tampered_and_unknown_key(
-        broker_url: str, tmp_path: Path) -> None:
+def test_worker_runs_signed_and_dead_letters_unsigned_tampered_and_unknown_key(broker_url: str, tmp_path: Path) -> None:
     counter = counter_url(broker_url)
-    worker = WorkerProcess(broker_url, ["-c", "2", "-n", "signed@%h"], tmp_path / "worker.log",
-                           {"FAULT_COUNTER_URL": counter, **WORKER_KEYS}, app="tests.apps.faults").wait_ready(60)
+    worker = WorkerProcess(
+        broker_url,
+        ["-c", "2", "-n", "signed@%h"],
+        tmp_path / "worker.log",
+        {"FAULT_COUNTER_URL": counter, **WORKER_KEYS},
+        app="tests.apps.faults",
+    ).wait_ready(60)
     current = client(broker_url, {"k2": K2, "k1": K1}, "k2")
     old = client(broker_url, {"k1": K1}, "k1")  # a client not yet rotated: the old key id
     unknown = client(broker_url, {"k3": "some-other-secret-000000"}, "k3")
@@ -90,8 +95,11 @@ def test_worker_runs_signed_and_dead_letters_unsigned_tampered_and_unknown_key(
         assert all(runs.get(tid) == 1 for tid in good)
         for refused in (bad_unsigned, bad_unknown, task_id):
             assert refused not in runs
-        assert dead_reasons(broker_url) == {bad_unsigned: "bad_signature", bad_unknown: "bad_signature",
-                                            task_id: "bad_signature"}
+        assert dead_reasons(broker_url) == {
+            bad_unsigned: "bad_signature",
+            bad_unknown: "bad_signature",
+            task_id: "bad_signature",
+        }
         shown = tqctl(broker_url, "dead", "ls", "--json")
         assert shown.returncode == 0 and "bad_signature" in shown.stdout
         log = worker.log()
@@ -111,8 +119,14 @@ def test_control_messages_must_be_signed_too(broker_url: str, tmp_path: Path) ->
         assert unsigned.returncode == 69, unsigned.stdout + unsigned.stderr
         signed = tqctl(broker_url, "status", "--timeout", "3", env=WORKER_KEYS)
         assert signed.returncode == 0 and "ctl@" in signed.stdout, signed.stderr
-        old_key = tqctl(broker_url, "inspect", "conf", "--timeout", "3",
-                        env={"TQCTL_SIGNING_KEYS": f"k1={K1}", "TQCTL_SIGNING_KEY_ID": "k1"})
+        old_key = tqctl(
+            broker_url,
+            "inspect",
+            "conf",
+            "--timeout",
+            "3",
+            env={"TQCTL_SIGNING_KEYS": f"k1={K1}", "TQCTL_SIGNING_KEY_ID": "k1"},
+        )
         assert old_key.returncode == 0, old_key.stderr
         assert K1 not in old_key.stdout and K2 not in old_key.stdout
         assert "ignored a remote-control message: bad_signature" in worker.log()
@@ -178,19 +192,27 @@ def test_tqctl_retry_signs_the_republished_message(broker_url: str, tmp_path: Pa
 
 
 def test_console_run_now_of_a_signed_eta_task_runs_it(broker_url: str, tmp_path: Path) -> None:
-    """"Run now" clears the eta header, so the console must sign the message again for it to run."""
+    """ "Run now" clears the eta header, so the console must sign the message again for it to run."""
     from tqctl.tui.adapter import Adapter
 
     counter = counter_url(broker_url)
-    worker = WorkerProcess(broker_url, ["-P", "threads", "-n", "eta@%h"], tmp_path / "worker.log",
-                           {"FAULT_COUNTER_URL": counter, **WORKER_KEYS}, app="tests.apps.faults")
+    worker = WorkerProcess(
+        broker_url,
+        ["-P", "threads", "-n", "eta@%h"],
+        tmp_path / "worker.log",
+        {"FAULT_COUNTER_URL": counter, **WORKER_KEYS},
+        app="tests.apps.faults",
+    )
     app = client(broker_url, {"k2": K2}, "k2")
     adapter = Adapter(broker_url, app=app)
     try:
         worker.wait_ready(60)
         task_id = app.send_task(COUNT, countdown=3600).id
-        wait_for(lambda: redis.Redis.from_url(f"unix://{urlsplit(broker_url).path}").zcard("tqctl.delayed") == 1,
-                 60, "the ETA task to be parked")
+        wait_for(
+            lambda: redis.Redis.from_url(f"unix://{urlsplit(broker_url).path}").zcard("tqctl.delayed") == 1,
+            60,
+            "the ETA task to be parked",
+        )
         adapter.run_eta_now(task_id)
         wait_for(lambda: faults.runs(counter).get(task_id) == 1, 60, "the task moved by run-now to run")
         assert task_id not in dead_reasons(broker_url)

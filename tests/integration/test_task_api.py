@@ -43,7 +43,8 @@ def pid_of(line: str) -> int:
 
 
 def test_celerys_signals_fire_in_the_right_process_with_celerys_arguments(
-        taskapi: Any, start_worker: Any, ledger: Path, redis_client: Any) -> None:
+    taskapi: Any, start_worker: Any, ledger: Path, redis_client: Any
+) -> None:
     worker = start_worker("-P", "prefork", "-c", "1", app=APP)
     ok = taskapi.add.delay(2, 3)
     assert ok.get(timeout=30) == 5
@@ -63,8 +64,14 @@ def test_celerys_signals_fire_in_the_right_process_with_celerys_arguments(
     [init] = lines(ledger, "celeryd_init")
     assert "conf=True" in init and "sender=w1@" in init and pid_of(init) == worker_pid
     assert lines(ledger, "worker_shutting_down") == [f"worker_shutting_down SIGTERM Warm pid={worker_pid}"]
-    for name in ("import_modules", "worker_init", "worker_ready", "worker_shutdown", "after_setup_logger",
-                 "after_setup_task_logger"):
+    for name in (
+        "import_modules",
+        "worker_init",
+        "worker_ready",
+        "worker_shutdown",
+        "after_setup_logger",
+        "after_setup_task_logger",
+    ):
         assert [pid_of(line) for line in lines(ledger, name)] == [worker_pid], name
     [child_init] = lines(ledger, "worker_process_init")
     child = pid_of(child_init)
@@ -81,16 +88,16 @@ def test_celerys_signals_fire_in_the_right_process_with_celerys_arguments(
     assert failure.startswith("task_failure tests.apps.taskapi.explode ") and "ValueError einfo=True" in failure
     [retry] = lines(ledger, "task_retry")
     assert "tests.apps.taskapi.flaky" in retry and "retries=0" in retry
-    assert lines(ledger, "task_revoked") == [f"task_revoked tests.apps.taskapi.add {expired.id} expired=True "
-                                             f"pid={worker_pid}"]
+    assert lines(ledger, "task_revoked") == [
+        f"task_revoked tests.apps.taskapi.add {expired.id} expired=True pid={worker_pid}"
+    ]
     assert lines(ledger, "task_unknown") == [f"task_unknown tests.apps.taskapi.nowhere {unknown.id} pid={worker_pid}"]
     assert lines(ledger, "task_rejected") == [f"task_rejected MalformedMessage pid={worker_pid}"]
     log = worker.log()
     assert "Signal handler" in log and "a broken receiver must never stop a task" in log  # logged, task still ran
 
 
-def test_base_class_hooks_task_logs_throws_and_settings_warnings(
-        taskapi: Any, start_worker: Any, ledger: Path) -> None:
+def test_base_class_hooks_task_logs_throws_and_settings_warnings(taskapi: Any, start_worker: Any, ledger: Path) -> None:
     worker = start_worker("-P", "prefork", "-c", "1", app=APP)
     good = taskapi.add.delay(4, 5)
     assert good.get(timeout=30) == 9
@@ -104,17 +111,22 @@ def test_base_class_hooks_task_logs_throws_and_settings_warnings(
 
     name = "tests.apps.taskapi"
     expected_lines = [
-        f"before_start {name}.add {good.id} args=[4, 5]", f"on_success {name}.add {good.id} retval=9",
+        f"before_start {name}.add {good.id} args=[4, 5]",
+        f"on_success {name}.add {good.id} retval=9",
         f"after_return {name}.add {good.id} SUCCESS",
         f"on_failure {name}.explode {bad.id} ValueError('unexpected') einfo=ValueError",
-        f"after_return {name}.explode {bad.id} FAILURE", f"on_retry {name}.flaky {retried.id} ConnectionError('once')",
+        f"after_return {name}.explode {bad.id} FAILURE",
+        f"on_retry {name}.flaky {retried.id} ConnectionError('once')",
         f"after_return {name}.flaky {retried.id} SUCCESS",  # hooks run after the result is stored, as in Celery
     ]
     for line in expected_lines:
         wait_for(lambda line=line: line in ledger.read_text(), 20, line)
     assert taskapi.add.delay(0, 0).get(timeout=30) == 0  # sentinel, then count
-    wait_for(lambda: "after_return tests.apps.taskapi.add" in ledger.read_text().rsplit("before_start", 1)[1], 20,
-             "the sentinel's hooks")
+    wait_for(
+        lambda: "after_return tests.apps.taskapi.add" in ledger.read_text().rsplit("before_start", 1)[1],
+        20,
+        "the sentinel's hooks",
+    )
     assert len(re.findall(rf"after_return {name}.flaky {retried.id} ", ledger.read_text())) == 1  # not on retry
 
     log = worker.log()
@@ -135,12 +147,14 @@ class Tenant(StampingVisitor):
 
 
 def test_self_request_stamps_and_a_publish_hook_header_from_real_messages(
-        taskapi: Any, start_worker: Any, monkeypatch: pytest.MonkeyPatch, ledger: Path) -> None:
+    taskapi: Any, start_worker: Any, monkeypatch: pytest.MonkeyPatch, ledger: Path
+) -> None:
     monkeypatch.setenv("INJECT_TRACE", "1")  # the publish receivers run in this (client) process
     monkeypatch.setenv("LEDGER", str(ledger))
     start_worker("-P", "prefork", "-c", "1", name="ctx", app=APP)
-    result = taskapi.context.apply_async(headers={"x-tenant": "acme"}, time_limit=30, soft_time_limit=20,
-                                         expires=120, priority=3)
+    result = taskapi.context.apply_async(
+        headers={"x-tenant": "acme"}, time_limit=30, soft_time_limit=20, expires=120, priority=3
+    )
     info = result.get(timeout=30)
     assert info["id"] == info["correlation_id"] == info["root_id"] == result.id
     assert info["task"] == "tests.apps.taskapi.context" and info["is_eager"] is False
@@ -181,7 +195,8 @@ def test_class_based_task_pydantic_and_typing(taskapi: Any, start_worker: Any, l
 
 
 def test_stamps_and_headers_cross_between_celery_and_our_side(
-        taskapi: Any, start_worker: Any, celery_processes: Any, broker_url: str) -> None:
+    taskapi: Any, start_worker: Any, celery_processes: Any, broker_url: str
+) -> None:
     """A Celery 5.7 client stamps for our worker; our client stamps for a Celery 5.7 worker."""
     import celery
 
@@ -209,8 +224,7 @@ def test_stamps_and_headers_cross_between_celery_and_our_side(
         client.close()
 
 
-def test_a_task_with_send_events_false_sends_no_task_events(taskapi: Any, start_worker: Any,
-                                                             broker_url: str) -> None:
+def test_a_task_with_send_events_false_sends_no_task_events(taskapi: Any, start_worker: Any, broker_url: str) -> None:
     from tests.integration.test_ops_events import Tail
 
     start_worker("-P", "threads", "-c", "1", app=APP)
@@ -220,11 +234,15 @@ def test_a_task_with_send_events_false_sends_no_task_events(taskapi: Any, start_
         assert quiet.get(timeout=30) == "quiet"
         loud = taskapi.add.delay(1, 1)  # sentinel: its events come after any the quiet task would have sent
         assert loud.get(timeout=30) == 2
-        wait_for(lambda: any(e.get("uuid") == loud.id and e["type"] == "task-succeeded" for e in tail.seen()), 30,
-                 "the sentinel's task-succeeded event")
+        wait_for(
+            lambda: any(e.get("uuid") == loud.id and e["type"] == "task-succeeded" for e in tail.seen()),
+            30,
+            "the sentinel's task-succeeded event",
+        )
         worker_events = {e["type"] for e in tail.seen() if e.get("uuid") == quiet.id} - {"task-sent"}
         assert worker_events == set()
-        assert {"task-received", "task-started", "task-succeeded"} <= {e["type"] for e in tail.seen()
-                                                                      if e.get("uuid") == loud.id}
+        assert {"task-received", "task-started", "task-succeeded"} <= {
+            e["type"] for e in tail.seen() if e.get("uuid") == loud.id
+        }
     finally:
         tail.close()

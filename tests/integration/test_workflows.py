@@ -41,8 +41,9 @@ def celery_client(broker_url: str) -> Iterator[celery.Celery]:
     """A real Celery 5.7 client with the same task names."""
     from tests.apps.celery_canvas import celery_url
 
-    app = celery.Celery("wf-client", broker=celery_url(broker_url), backend=celery_url(broker_url),
-                        set_as_current=False)
+    app = celery.Celery(
+        "wf-client", broker=celery_url(broker_url), backend=celery_url(broker_url), set_as_current=False
+    )
     app.conf.broker_connection_retry_on_startup = True
     yield app
     release_celery_results(app)
@@ -53,47 +54,56 @@ def sig(app: celery.Celery, name: str, *args: object) -> celery.Signature:
     return app.signature(f"wf.{name}", args)
 
 
-def test_a_chord_frozen_by_celery_inside_a_chain_completes(wf: ModuleType, worker: WorkerProcess,
-                                                           celery_client: celery.Celery) -> None:
+def test_a_chord_frozen_by_celery_inside_a_chain_completes(
+    wf: ModuleType, worker: WorkerProcess, celery_client: celery.Celery
+) -> None:
     """Celery 5.7 sends the frozen chord's header as a ``celery.group`` dict, not a list."""
-    flow = celery.chain(sig(celery_client, "add", 1, 1),
-                        celery.chord([sig(celery_client, "add", 1), sig(celery_client, "add", 2)],
-                                     sig(celery_client, "tsum")),
-                        sig(celery_client, "add", 10))
+    flow = celery.chain(
+        sig(celery_client, "add", 1, 1),
+        celery.chord([sig(celery_client, "add", 1), sig(celery_client, "add", 2)], sig(celery_client, "tsum")),
+        sig(celery_client, "add", 10),
+    )
     assert flow.apply_async().get(timeout=WAIT) == (2 + 1) + (2 + 2) + 10
     assert "WorkerLostError" not in worker.log() and "Traceback" not in worker.log()
 
 
 def test_a_group_of_chains_started_from_a_callback(wf: ModuleType, worker: WorkerProcess) -> None:
     """The group is the chain's last step, so a worker starts it (with ``chain=``) after ``add``."""
-    result = (wf.app.signature("wf.add", (1, 1))
-              | group(wf.app.signature("wf.add", (1,)) | wf.app.signature("wf.add", (2,)),
-                      wf.app.signature("wf.add", (10,)))).apply_async()
+    result = (
+        wf.app.signature("wf.add", (1, 1))
+        | group(wf.app.signature("wf.add", (1,)) | wf.app.signature("wf.add", (2,)), wf.app.signature("wf.add", (10,)))
+    ).apply_async()
     assert result.get(timeout=WAIT) == [2 + 1 + 2, 2 + 10]
     assert "multiple values" not in worker.log()
 
 
 def test_a_group_in_the_middle_of_a_chain_becomes_a_chord(wf: ModuleType, worker: WorkerProcess) -> None:
     s = wf.app.signature
-    result = chain(s("wf.add", (1, 1)), group(s("wf.add", (1,)), s("wf.add", (2,))), s("wf.tsum"),
-                   s("wf.add", (100,))).apply_async()
+    result = chain(
+        s("wf.add", (1, 1)), group(s("wf.add", (1,)), s("wf.add", (2,))), s("wf.tsum"), s("wf.add", (100,))
+    ).apply_async()
     assert result.get(timeout=WAIT) == (3 + 4) + 100
 
 
 def test_chains_of_chords_and_chords_of_chains(wf: ModuleType, worker: WorkerProcess) -> None:
     s = wf.app.signature
-    chords = chain(chord([s("wf.add", (1, 1)), s("wf.add", (2, 2))], s("wf.tsum")),
-                   chord([s("wf.add", (1,)), s("wf.add", (2,))], s("wf.tsum")))
+    chords = chain(
+        chord([s("wf.add", (1, 1)), s("wf.add", (2, 2))], s("wf.tsum")),
+        chord([s("wf.add", (1,)), s("wf.add", (2,))], s("wf.tsum")),
+    )
     assert chords.apply_async().get(timeout=WAIT) == (6 + 1) + (6 + 2)
-    of_chains = chord([s("wf.add", (1, 1)) | s("wf.add", (1,)), group(s("wf.add", (5, 5)), s("wf.add", (6, 6)))],
-                      s("wf.tsum"))
+    of_chains = chord(
+        [s("wf.add", (1, 1)) | s("wf.add", (1,)), group(s("wf.add", (5, 5)), s("wf.add", (6, 6)))], s("wf.tsum")
+    )
     assert of_chains.apply_async().get(timeout=WAIT) == 3 + 10 + 12
 
 
 def test_a_failed_header_fails_the_chords_after_it(wf: ModuleType, worker: WorkerProcess) -> None:
     s = wf.app.signature
-    inner = chain(chord([s("wf.add", (1, 1)), s("wf.boom")], s("wf.tsum")),
-                  chord([s("wf.add", (1,)), s("wf.add", (2,))], s("wf.tsum")))
+    inner = chain(
+        chord([s("wf.add", (1, 1)), s("wf.boom")], s("wf.tsum")),
+        chord([s("wf.add", (1,)), s("wf.add", (2,))], s("wf.tsum")),
+    )
     result = group(inner, s("wf.add", (1, 1))).apply_async()
     with pytest.raises((ChordError, ValueError)):
         result.get(timeout=WAIT)
@@ -136,23 +146,28 @@ def test_a_requeued_reject_is_seen_as_redelivered(wf: ModuleType, worker: Worker
 
 
 def test_our_client_sends_real_datetimes_to_a_celery_worker(
-        wf: ModuleType, broker_url: str, celery_processes: Callable[..., CeleryWorkerProcess]) -> None:
+    wf: ModuleType, broker_url: str, celery_processes: Callable[..., CeleryWorkerProcess]
+) -> None:
     celery_processes("tests.apps.celery_workflows", "celery", "cel", {"TQCTL_BROKER": broker_url})
     s = wf.app.signature
-    assert s("wf.kind", (dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),)).apply_async().get(timeout=WAIT) == \
-        "datetime"
+    assert (
+        s("wf.kind", (dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),)).apply_async().get(timeout=WAIT) == "datetime"
+    )
     assert s("wf.kind", (b"raw",)).apply_async().get(timeout=WAIT) == "bytes"
 
 
-def test_a_celery_client_sends_real_datetimes_to_our_worker(wf: ModuleType, worker: WorkerProcess,
-                                                            celery_client: celery.Celery) -> None:
+def test_a_celery_client_sends_real_datetimes_to_our_worker(
+    wf: ModuleType, worker: WorkerProcess, celery_client: celery.Celery
+) -> None:
     when = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     assert sig(celery_client, "kind", when).apply_async().get(timeout=WAIT) == "datetime"
 
 
-def test_a_celery_chord_body_that_is_a_chain_led_by_a_task(wf: ModuleType, worker: WorkerProcess,
-                                                            celery_client: celery.Celery) -> None:
+def test_a_celery_chord_body_that_is_a_chain_led_by_a_task(
+    wf: ModuleType, worker: WorkerProcess, celery_client: celery.Celery
+) -> None:
     """Only the chain's first step rides in the chord; the chain's own id stays on its last step."""
+
     def s(name: str, *args: object) -> celery.Signature:
         return sig(celery_client, name, *args)
 
@@ -161,8 +176,7 @@ def test_a_celery_chord_body_that_is_a_chain_led_by_a_task(wf: ModuleType, worke
     assert flow.apply_async().get(timeout=WAIT) == 60
 
 
-def test_errbacks_with_their_own_args_old_and_new_style(wf: ModuleType, worker: WorkerProcess,
-                                                         ledger: Path) -> None:
+def test_errbacks_with_their_own_args_old_and_new_style(wf: ModuleType, worker: WorkerProcess, ledger: Path) -> None:
     """``(request, exc, tb, label)`` runs in the worker; ``(task_id, label)`` is sent the task's id."""
     s = wf.app.signature
     failing = s("wf.boom", (1,))

@@ -93,6 +93,7 @@ async def run(rate: int, seconds: float) -> dict[str, float]:
         applied += n
         lags.append(app.model.last_lag)
         return n
+
     app.model.apply_events = apply  # type: ignore[method-assign]
     rss_before = rss_mb()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -109,10 +110,18 @@ async def run(rate: int, seconds: float) -> dict[str, float]:
     stats = app.model.stats()
     lags.sort()
     return {
-        "first_paint_s": first_paint, "events": source.sent, "feed_seconds": source.finished - source.started,
-        "drain_after_feed_s": drained - source.finished, "lag_median_s": statistics.median(lags),
-        "lag_p99_s": lags[int(len(lags) * 0.99) - 1], "lag_max_s": lags[-1], "tasks_tracked": stats["tasks"],
-        "rows_shown": shown, "rss_before_mb": rss_before, "rss_idle_mb": rss_idle, "rss_end_mb": rss_end,
+        "first_paint_s": first_paint,
+        "events": source.sent,
+        "feed_seconds": source.finished - source.started,
+        "drain_after_feed_s": drained - source.finished,
+        "lag_median_s": statistics.median(lags),
+        "lag_p99_s": lags[int(len(lags) * 0.99) - 1],
+        "lag_max_s": lags[-1],
+        "tasks_tracked": stats["tasks"],
+        "rows_shown": shown,
+        "rss_before_mb": rss_before,
+        "rss_idle_mb": rss_idle,
+        "rss_end_mb": rss_end,
         "state_bytes_mb": stats["approx_bytes"] / 2**20,
     }
 
@@ -124,13 +133,19 @@ def main() -> None:
     args = parser.parse_args()
     r = asyncio.run(run(args.rate, args.seconds))
     print(f"first paint         {r['first_paint_s']:.2f} s after start (imports included)")
-    print(f"fed                 {r['events']:,} events in {r['feed_seconds']:.1f} s "
-          f"({r['events'] / r['feed_seconds']:,.0f}/s); backlog cleared {r['drain_after_feed_s']:.2f} s after")
-    print(f"lag feed → state    median {r['lag_median_s'] * 1000:.0f} ms · p99 {r['lag_p99_s'] * 1000:.0f} ms · "
-          f"max {r['lag_max_s'] * 1000:.0f} ms")
+    print(
+        f"fed                 {r['events']:,} events in {r['feed_seconds']:.1f} s "
+        f"({r['events'] / r['feed_seconds']:,.0f}/s); backlog cleared {r['drain_after_feed_s']:.2f} s after"
+    )
+    print(
+        f"lag feed → state    median {r['lag_median_s'] * 1000:.0f} ms · p99 {r['lag_p99_s'] * 1000:.0f} ms · "
+        f"max {r['lag_max_s'] * 1000:.0f} ms"
+    )
     print(f"tasks tracked       {r['tasks_tracked']:,} ({r['rows_shown']} rows on the Tasks screen)")
-    print(f"memory (RSS)        {r['rss_idle_mb']:.0f} MB idle → {r['rss_end_mb']:.0f} MB after the flood "
-          f"(state's own estimate {r['state_bytes_mb']:.0f} MB)")
+    print(
+        f"memory (RSS)        {r['rss_idle_mb']:.0f} MB idle → {r['rss_end_mb']:.0f} MB after the flood "
+        f"(state's own estimate {r['state_bytes_mb']:.0f} MB)"
+    )
 
 
 if __name__ == "__main__":

@@ -20,16 +20,28 @@ from tqctl.tui.audit import AuditLog
 from tqctl.tui.feed import LiveSource
 
 
-def live_app(url: str, state_dir: Path, *, read_only: bool = False, app: Any = None, app_spec: str | None = None,
-             owned: Any = None) -> TqctlApp:
+def live_app(
+    url: str,
+    state_dir: Path,
+    *,
+    read_only: bool = False,
+    app: Any = None,
+    app_spec: str | None = None,
+    owned: Any = None,
+) -> TqctlApp:
     """A console on a real server, polling fast so tests do not wait long."""
     source = LiveSource(url, app, app_spec, batch_interval=0.1, snapshot_interval=0.5, slow_every=1)
-    return TqctlApp(source, read_only=read_only, audit=AuditLog.in_state_dir(state_dir), owned=owned, tick=0.2,
-                    still=True)
+    return TqctlApp(
+        source, read_only=read_only, audit=AuditLog.in_state_dir(state_dir), owned=owned, tick=0.2, still=True
+    )
 
 
-def drive(app: TqctlApp, scenario: Callable[[Pilot], Awaitable[None]], size: tuple[int, int] = (120, 40),
-          timeout: float = 90.0) -> None:
+def drive(
+    app: TqctlApp,
+    scenario: Callable[[Pilot], Awaitable[None]],
+    size: tuple[int, int] = (120, 40),
+    timeout: float = 90.0,
+) -> None:
     """Run ``scenario`` against the headless app; notifications are recorded on ``app.seen_notes``."""
     notes: list[str] = []
     original = app.notify
@@ -37,6 +49,7 @@ def drive(app: TqctlApp, scenario: Callable[[Pilot], Awaitable[None]], size: tup
     def notify(message: str, *args: Any, **kwargs: Any) -> None:
         notes.append(f"{kwargs.get('title') or ''}: {message}")
         original(message, *args, **kwargs)
+
     app.notify = notify  # type: ignore[method-assign]
     app.seen_notes = notes  # type: ignore[attr-defined]
 
@@ -46,11 +59,13 @@ def drive(app: TqctlApp, scenario: Callable[[Pilot], Awaitable[None]], size: tup
                 await asyncio.wait_for(scenario(pilot), timeout)
             except (AssertionError, TimeoutError) as exc:
                 raise AssertionError(f"{exc}\nnotifications: {notes}\nscreen: {app.screen!r}") from exc
+
     asyncio.run(main())
 
 
-async def wait_for(pilot: Pilot, predicate: Callable[[], Any], what: str, timeout: float = 20.0,
-                   show: Callable[[], Any] | None = None) -> Any:
+async def wait_for(
+    pilot: Pilot, predicate: Callable[[], Any], what: str, timeout: float = 20.0, show: Callable[[], Any] | None = None
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -96,14 +111,14 @@ def audit_lines(state_dir: Path) -> list[dict[str, Any]]:
 
 
 async def wait_screen(pilot: Pilot, kind: type, what: str | None = None) -> Any:
-    return await wait_for(pilot, lambda: isinstance(pilot.app.screen, kind) and pilot.app.screen,
-                          what or kind.__name__)
+    return await wait_for(pilot, lambda: isinstance(pilot.app.screen, kind) and pilot.app.screen, what or kind.__name__)
 
 
 async def outcome(pilot: Pilot, verb: str, timeout: float = 20.0) -> Any:
     """The answer to the last action named ``verb`` (waits for it); fails when it was not ok."""
-    done = await wait_for(pilot, lambda: (o := pilot.app.last_outcome) and o.verb == verb and o, f"{verb} to finish",
-                          timeout)
+    done = await wait_for(
+        pilot, lambda: (o := pilot.app.last_outcome) and o.verb == verb and o, f"{verb} to finish", timeout
+    )
     assert done.outcome.ok, done.outcome.summary
     return done
 
@@ -129,8 +144,7 @@ class Terminal:
         self.socket = socket
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True,
-                              text=True).stdout
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True, text=True).stdout
 
     def keys(self, *keys: str) -> None:
         self.tmux("send-keys", "-t", "main", *keys)
@@ -154,8 +168,19 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
     term = Terminal(f"tqctl-test-{os.getpid()}")
     rc = tmp_path / "bashrc"
     rc.write_text("PS1='$ '\n")
-    term.tmux("-f", "/dev/null", "new-session", "-d", "-s", "main", "-x", "80", "-y", "24",
-              f"bash --rcfile {rc} --noprofile -i")
+    term.tmux(
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-s",
+        "main",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        f"bash --rcfile {rc} --noprofile -i",
+    )
     term.tmux("set-option", "-g", "status", "off")
     try:
         yield term

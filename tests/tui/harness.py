@@ -19,8 +19,9 @@ SIZES = ((80, 24), (120, 40))
 
 
 def make_demo_app(read_only: bool = False, start: str = "overview") -> TqctlApp:
-    app = TqctlApp(DemoSource(), read_only=read_only, audit=AuditLog(None, list(AUDIT)), clock=demo_clock,
-                   start=start, still=True)
+    app = TqctlApp(
+        DemoSource(), read_only=read_only, audit=AuditLog(None, list(AUDIT)), clock=demo_clock, start=start, still=True
+    )
     return app
 
 
@@ -39,8 +40,11 @@ def latest_failure_id(app: TqctlApp) -> str:
 
 
 def family_member_id(app: TqctlApp) -> str:
-    return next(e["uuid"] for e in app.source.rec.events
-                if e["type"] == "task-received" and e.get("name") == "shop.send_receipt" and e.get("parent_id"))
+    return next(
+        e["uuid"]
+        for e in app.source.rec.events
+        if e["type"] == "task-received" and e.get("name") == "shop.send_receipt" and e.get("parent_id")
+    )
 
 
 async def _keys(pilot: Pilot, *keys: str) -> None:
@@ -121,7 +125,15 @@ def screen_text(app: TqctlApp) -> str:
     from rich.console import Console
 
     width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, color_system=None,
-                      record=True, legacy_windows=False, safe_box=False)
+    console = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        force_terminal=True,
+        color_system=None,
+        record=True,
+        legacy_windows=False,
+        safe_box=False,
+    )
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return "\n".join(line.rstrip() for line in console.export_text(styles=False).splitlines()) + "\n"

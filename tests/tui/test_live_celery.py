@@ -26,9 +26,30 @@ def start_celery(broker_url: str, tmp_path: Path, *options: str) -> tuple[subpro
     env = {**os.environ, "OPS_BROKER": broker_url, "PYTHONPATH": str(ROOT)}
     env.pop("TQCTL_BACKEND", None)
     log = open(tmp_path / "celery.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tests.integration.test_ops_celery:celery_app",
-                             "worker", *options, "-P", "prefork", "-c", "2", "-n", "c1@%h", "-l", "info"], cwd=ROOT,
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tests.integration.test_ops_celery:celery_app",
+            "worker",
+            *options,
+            "-P",
+            "prefork",
+            "-c",
+            "2",
+            "-n",
+            "c1@%h",
+            "-l",
+            "info",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return proc, log
 
 
@@ -62,18 +83,30 @@ def test_a_real_celery_worker_its_tasks_revoke_and_pool_grow(broker_url, celery_
     async def scenario(pilot):
         await press(pilot, "2")
         workers = await wait_screen(pilot, WorkersScreen)
-        key = await wait_for(pilot, lambda: next((k for k in workers.table.row_keys if k.startswith("c1@")), None),
-                             "the Celery worker", timeout=40)
-        await wait_for(pilot, lambda: cell(workers.table, key, "conc") == "2" and "● online" in cell(
-            workers.table, key, "status"), "online with 2 processes", show=lambda: shown_rows(workers.table))
+        key = await wait_for(
+            pilot,
+            lambda: next((k for k in workers.table.row_keys if k.startswith("c1@")), None),
+            "the Celery worker",
+            timeout=40,
+        )
+        await wait_for(
+            pilot,
+            lambda: cell(workers.table, key, "conc") == "2" and "● online" in cell(workers.table, key, "status"),
+            "online with 2 processes",
+            show=lambda: shown_rows(workers.table),
+        )
         assert cell(workers.table, key, "pool") == "prefork"
 
         busy = [client.send_task("ops.sleep", [3]).id for _ in range(2)]
         waiting = [client.send_task("ops.add", [n, n]).id for n in range(2)]
         await press(pilot, "4")
         tasks = await wait_screen(pilot, TasksScreen)
-        await wait_for(pilot, lambda: all(cell(tasks.table, i, "state") == "▶ STARTED" for i in busy),
-                       "the two sleeps running", show=lambda: shown_rows(tasks.table))
+        await wait_for(
+            pilot,
+            lambda: all(cell(tasks.table, i, "state") == "▶ STARTED" for i in busy),
+            "the two sleeps running",
+            show=lambda: shown_rows(tasks.table),
+        )
         await wait_for(pilot, lambda: cell(tasks.table, waiting[0], "state") == "○ RECEIVED", "an add waiting")
         assert cell(tasks.table, waiting[0], "worker") == key and cell(tasks.table, busy[0], "name") == "ops.sleep"
         tasks.table.select_key(waiting[0])
@@ -83,8 +116,9 @@ def test_a_real_celery_worker_its_tasks_revoke_and_pool_grow(broker_url, celery_
         assert app.focused is confirm.query_one("#cancel", Button)
         await press(pilot, "tab", "enter")
         await outcome(pilot, "revoke")
-        await wait_for(pilot, lambda: cell(tasks.table, waiting[0], "state") == "⊘ REVOKED", "shown REVOKED",
-                       timeout=20)
+        await wait_for(
+            pilot, lambda: cell(tasks.table, waiting[0], "state") == "⊘ REVOKED", "shown REVOKED", timeout=20
+        )
         await wait_for(pilot, lambda: cell(tasks.table, waiting[1], "state") == "✓ SUCCESS", "the other add ran")
 
         app.last_outcome = None
@@ -93,36 +127,52 @@ def test_a_real_celery_worker_its_tasks_revoke_and_pool_grow(broker_url, celery_
         await press(pilot, "plus")
         await outcome(pilot, "pool_grow")
         await wait_for(pilot, lambda: cell(workers.table, key, "conc") == "3", "CONC 3 after grow", timeout=20)
+
     try:
         drive(app, scenario, timeout=120)
     finally:
         client.close()
 
 
-def test_a_celery_worker_without_events_is_flagged_and_e_enables_them(broker_url, celery_worker_without_events,
-                                                                       state_dir):
+def test_a_celery_worker_without_events_is_flagged_and_e_enables_them(
+    broker_url, celery_worker_without_events, state_dir
+):
     app = live_app(broker_url, state_dir)
     client = App("client", broker=broker_url, backend=broker_url)
 
     async def scenario(pilot):
         # the console watches the worker (its processed count is known) before work happens unseen
-        await wait_for(pilot, lambda: any(h.startswith("c1@") for h in app.model.first_processed),
-                       "the worker's heartbeat", timeout=40)
+        await wait_for(
+            pilot,
+            lambda: any(h.startswith("c1@") for h in app.model.first_processed),
+            "the worker's heartbeat",
+            timeout=40,
+        )
         unseen = client.send_task("ops.add", [1, 2])
         assert unseen.get(timeout=30) == 3  # it ran, yet sent no task event
-        await wait_for(pilot, lambda: "⚠ no task events from c1@" in texts(app.screen),
-                       "the blind spot named on the overview", timeout=30, show=lambda: texts(app.screen))
+        await wait_for(
+            pilot,
+            lambda: "⚠ no task events from c1@" in texts(app.screen),
+            "the blind spot named on the overview",
+            timeout=30,
+            show=lambda: texts(app.screen),
+        )
         assert app.model.state.task(unseen.id).state == "PENDING"  # seen sent, never seen running or done
         await press(pilot, "E")
         confirm_free = await outcome(pilot, "enable_events")  # not destructive: sent at once
         assert "1 ok" in confirm_free.outcome.summary
         seen = client.send_task("ops.add", [2, 3]).id
-        await wait_for(pilot, lambda: (t := app.model.state.task(seen)) and t.state == "SUCCESS",
-                       "its tasks now in the console", timeout=20)
+        await wait_for(
+            pilot,
+            lambda: (t := app.model.state.task(seen)) and t.state == "SUCCESS",
+            "its tasks now in the console",
+            timeout=20,
+        )
         await press(pilot, "2")
         workers = await wait_screen(pilot, WorkersScreen)
         key = next(k for k in workers.table.row_keys if k.startswith("c1@"))
         await wait_for(pilot, lambda: cell(workers.table, key, "status") == "● online", "no longer flagged")
+
     try:
         drive(app, scenario, timeout=120)
     finally:

@@ -62,8 +62,11 @@ def test_navigation_filter_help_copy_and_commands(broker_url, start_worker, shop
         app._driver.write = lambda data: (written.append(data), original(data))[1]
         assert "overview" == app.current_mode and "Overview" in header_text(app)
         await wait_for(pilot, lambda: all(app.model.state.task(i) for i in [*ok, bad]), "the four tasks")
-        for key, mode in zip("12345678", ("overview", "workers", "queues", "tasks", "failures", "scheduled",
-                                          "dead", "audit"), strict=True):
+        for key, mode in zip(
+            "12345678",
+            ("overview", "workers", "queues", "tasks", "failures", "scheduled", "dead", "audit"),
+            strict=True,
+        ):
             await press(pilot, key)
             assert app.current_mode == mode
         await command(pilot, "workers")
@@ -114,6 +117,7 @@ def test_navigation_filter_help_copy_and_commands(broker_url, start_worker, shop
 
         await press(pilot, "ctrl+c")
         await wait_for(pilot, lambda: not app.is_running, "ctrl+c to quit")
+
     drive(app, scenario)
     assert app.return_code == 0
 
@@ -146,6 +150,7 @@ def test_read_only_refuses_write_keys_with_a_reason(broker_url, start_worker, sh
         await press(pilot, "question_mark")
         help_screen = await wait_screen(pilot, HelpScreen)
         assert "read-only" in help_screen.title_ and "revoke (read-only: off)" in help_screen.body
+
     drive(app, scenario)
     assert audit_lines(state_dir) == []
 
@@ -173,6 +178,7 @@ def test_actions_are_audited_and_shown_on_the_audit_screen(broker_url, start_wor
         assert entry["replies"] == [{key: {"ok": "pool will grow"}}] or key in json.dumps(entry["replies"])
         await press(pilot, "escape", "exclamation_mark")
         assert app.clipboard == f"tqctl control pool-grow 1 -d {key}"
+
     drive(app, scenario)
     [line] = audit_lines(state_dir)
     assert set(line) >= {"time", "user", "action", "target", "ok", "summary", "replies", "command", "scope"}
@@ -200,6 +206,7 @@ def test_quit_asks_to_stop_what_tqctl_up_started(broker_url, state_dir):
         await wait_screen(pilot, QuitScreen)
         await press(pilot, "ctrl+c")  # a second ctrl+c: stop them and quit
         await wait_for(pilot, lambda: not app.is_running, "the console to close")
+
     drive(app, scenario)
     assert app.return_value == "stop"
 
@@ -221,9 +228,9 @@ def test_lost_broker_shows_a_banner_then_reconnects(tmp_path: Path, state_dir):
         await press(pilot, "4")  # the console still answers keys while the broker is gone
         assert app.current_mode == "tasks"
         server = start_private(tmp_path / "own-server")
-        await wait_for(pilot, lambda: not app.screen.query_one(Banner).has_class("-shown"), "the reconnect",
-                       timeout=30)
+        await wait_for(pilot, lambda: not app.screen.query_one(Banner).has_class("-shown"), "the reconnect", timeout=30)
         assert "broker down" not in header_text(app)
+
     try:
         drive(app, scenario)
     finally:

@@ -17,8 +17,11 @@ def test_a_console_started_after_1000_tasks_ran_sees_them(broker_url, start_work
     worker = start_worker("-c", "4", "-P", "threads")
     sent = shop.app.send_many(shop.add.name, [((i, 1), None) for i in range(1000)])
     ids = [r.id for r in sent]
-    wait_sync(lambda: shop.app.AsyncResult(ids[-1]).ready() and all(r.ready() for r in sent[::50]), 60,
-              "the 1000 tasks to run")
+    wait_sync(
+        lambda: shop.app.AsyncResult(ids[-1]).ready() and all(r.ready() for r in sent[::50]),
+        60,
+        "the 1000 tasks to run",
+    )
     worker.signal(signal.SIGTERM)
     assert worker.wait(20) == 0  # nothing is running now: whatever the console shows comes from history
 
@@ -35,4 +38,5 @@ def test_a_console_started_after_1000_tasks_ran_sees_them(broker_url, start_work
         assert isinstance(screen, TasksScreen)
         await wait_for(pilot, lambda: len(screen.table.row_keys) >= 50, "the tasks table to fill")
         assert set(screen.table.row_keys) <= set(ids)
+
     drive(app, scenario)

@@ -25,16 +25,23 @@ def test_failure_group_retry_at_a_rate_then_delete(broker_url, start_worker, sho
         await press(pilot, "5")
         screen = await wait_screen(pilot, FailuresScreen)
         table = screen.table
-        await wait_for(pilot, lambda: len(table.row_keys) == 1 and cell(table, table.row_keys[0], "open") == "✗ 3",
-                       "one group of 3 (numbers ignored)", show=lambda: shown_rows(table))
+        await wait_for(
+            pilot,
+            lambda: len(table.row_keys) == 1 and cell(table, table.row_keys[0], "open") == "✗ 3",
+            "one group of 3 (numbers ignored)",
+            show=lambda: shown_rows(table),
+        )
         fp = table.row_keys[0]
         assert "shop.fail" in cell(table, fp, "name") and "card" in cell(table, fp, "sample")
 
         await press(pilot, "enter")  # the group's members, each retryable as sent
         group = await wait_screen(pilot, GroupScreen)
         await wait_for(pilot, lambda: sorted(group.table.row_keys) == sorted(ids), "the three members")
-        await wait_for(pilot, lambda: all(cell(group.table, i, "stored") == "✓ stored" for i in ids),
-                       "each kept with its original message (retryable as sent)")
+        await wait_for(
+            pilot,
+            lambda: all(cell(group.table, i, "stored") == "✓ stored" for i in ids),
+            "each kept with its original message (retryable as sent)",
+        )
         await press(pilot, "escape")
         await wait_screen(pilot, FailuresScreen)
 
@@ -55,12 +62,22 @@ def test_failure_group_retry_at_a_rate_then_delete(broker_url, start_worker, sho
         done = await outcome(pilot, "retry_group")
         assert done.outcome.summary.startswith("retried 3/3")
         new_ids = list(done.outcome.replies["retried"].values())
-        await wait_for(pilot, lambda: all((t := app.model.state.task(i)) and t.state == "FAILURE" for i in new_ids),
-                       "the three retries to run (and fail again)")
-        await wait_for(pilot, lambda: fp in table.row_keys and cell(table, fp, "open") == "✗ 3",
-                       "the group open again with the new failures", show=lambda: shown_rows(table))
-        await wait_for(pilot, lambda: [g.stored for g in screen._groups if g.fingerprint == fp] == [3],
-                       "the three new failures stored")
+        await wait_for(
+            pilot,
+            lambda: all((t := app.model.state.task(i)) and t.state == "FAILURE" for i in new_ids),
+            "the three retries to run (and fail again)",
+        )
+        await wait_for(
+            pilot,
+            lambda: fp in table.row_keys and cell(table, fp, "open") == "✗ 3",
+            "the group open again with the new failures",
+            show=lambda: shown_rows(table),
+        )
+        await wait_for(
+            pilot,
+            lambda: [g.stored for g in screen._groups if g.fingerprint == fp] == [3],
+            "the three new failures stored",
+        )
 
         app.last_outcome = None
         table.select_key(fp)
@@ -70,8 +87,13 @@ def test_failure_group_retry_at_a_rate_then_delete(broker_url, start_worker, sho
         assert app.focused is confirm.query_one("#cancel", Button)
         await press(pilot, "tab", "enter")
         await outcome(pilot, "delete_failures")
-        await wait_for(pilot, lambda: not any(cell(table, k, "open").endswith(" 3") for k in table.row_keys),
-                       "the group emptied", show=lambda: shown_rows(table))
+        await wait_for(
+            pilot,
+            lambda: not any(cell(table, k, "open").endswith(" 3") for k in table.row_keys),
+            "the group emptied",
+            show=lambda: shown_rows(table),
+        )
+
     drive(app, scenario)
     assert History(redis_client).failures(100) == []
     assert [e["action"] for e in audit_lines(state_dir)] == ["retry_group", "delete_failures"]
@@ -97,8 +119,11 @@ def test_dead_letters_requeue_and_delete(broker_url, start_worker, state_dir, re
         done = await outcome(pilot, "dead_requeue")
         assert done.outcome.summary == "requeued 1/1 dead letters"
         # back on its queue, the worker refuses it again: a new letter replaces the old one
-        second = await wait_for(pilot, lambda: table.row_keys and table.row_keys[0] != first and table.row_keys[0],
-                                "the message dead-lettered again")
+        second = await wait_for(
+            pilot,
+            lambda: table.row_keys and table.row_keys[0] != first and table.row_keys[0],
+            "the message dead-lettered again",
+        )
         assert first not in table.row_keys
 
         app.last_outcome = None
@@ -111,5 +136,6 @@ def test_dead_letters_requeue_and_delete(broker_url, start_worker, state_dir, re
         await outcome(pilot, "dead_delete")
         await wait_for(pilot, lambda: not table.row_keys, "no dead letters left")
         assert "Dead letters 0" in str(screen.query_one("#status").render())
+
     drive(app, scenario)
     assert [e["action"] for e in audit_lines(state_dir)] == ["dead_requeue", "dead_delete"]

@@ -45,8 +45,9 @@ def test_marks_bulk_revoke_follow_copy_and_detail_tabs(broker_url, start_worker,
         await press(pilot, "tab", "enter")
         await outcome(pilot, "revoke")
         await press(pilot, "U", "Z")  # unmark, resume
-        await wait_for(pilot, lambda: all(cell(table, i, "state") == "⊘ REVOKED" for i in waiting), "both revoked",
-                       timeout=20)
+        await wait_for(
+            pilot, lambda: all(cell(table, i, "state") == "⊘ REVOKED" for i in waiting), "both revoked", timeout=20
+        )
 
         # F follows a row: the cursor stays on it while newer tasks push it down
         table.select_key(waiting[0])
@@ -68,19 +69,22 @@ def test_marks_bulk_revoke_follow_copy_and_detail_tabs(broker_url, start_worker,
         assert tabs.active == "result"
         await press(pilot, "right_square_bracket")
         assert tabs.active == "timeline"
-        await wait_for(pilot, lambda: "task-revoked" in str(detail.query_one("#timeline-body").render()),
-                       "the revoke in the timeline")
+        await wait_for(
+            pilot,
+            lambda: "task-revoked" in str(detail.query_one("#timeline-body").render()),
+            "the revoke in the timeline",
+        )
         await press(pilot, "y")
         raw = await wait_screen(pilot, TextScreen)
         assert json.loads(raw.body)["events"]["uuid"] == waiting[0]
         await press(pilot, "escape", "escape")
         assert app.screen is tasks
+
     drive(app, scenario)
     assert "never" not in ledger.read_text()
 
 
-def test_overview_queue_group_member_retry_and_dead_letter(broker_url, start_worker, shop, state_dir,
-                                                           redis_client):
+def test_overview_queue_group_member_retry_and_dead_letter(broker_url, start_worker, shop, state_dir, redis_client):
     start_worker("-c", "1", "-P", "threads")
     app = live_app(broker_url, state_dir)
     failed = shop.fail.delay("only one").id
@@ -115,4 +119,5 @@ def test_overview_queue_group_member_retry_and_dead_letter(broker_url, start_wor
         shown = await wait_screen(pilot, TextScreen)
         assert json.loads(shown.body)["reason"] == "undecodable"
         assert "dead letter" in texts(shown)
+
     drive(app, scenario)

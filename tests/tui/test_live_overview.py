@@ -29,22 +29,30 @@ def test_an_idle_queue_stays_listed_while_its_worker_is(broker_url, start_worker
         screen = await wait_for(pilot, lambda: isinstance(app.screen, OverviewScreen) and app.screen, "the Overview")
         queues, workers = screen.query_one("#queues"), screen.query_one("#workers")
         # consumed (its answer) and heard (its heartbeats): the worker is listed from events too
-        await wait_for(pilot, lambda: cell(queues, "idle", "cons") == "1" and W1 in app.model.state.workers,
-                       "idle with its consumer, and the worker's heartbeat", show=lambda: shown_rows(queues))
+        await wait_for(
+            pilot,
+            lambda: cell(queues, "idle", "cons") == "1" and W1 in app.model.state.workers,
+            "idle with its consumer, and the worker's heartbeat",
+            show=lambda: shown_rows(queues),
+        )
         assert cell(queues, "idle", "depth") == "0" and "✓ ok" in cell(queues, "idle", "warn")
 
         redis_client.delete("_kombu.binding.idle", "_kombu.binding_permanent.idle")  # the broker lost its keys
         worker.signal(signal.SIGSTOP)  # and the worker cannot answer the next polls
         paused = time.time()
         try:
+
             def unanswered() -> bool:
                 snap = app.model.snapshot
                 return snap is not None and snap.taken_at > paused + 0.5 and W1 not in snap.replies
 
             await wait_for(pilot, unanswered, "a poll without the worker's answer")
-            await wait_for(pilot, lambda: unanswered() and W1 in workers.row_keys and cell(queues, "idle", "depth"),
-                           "idle still listed beside its worker",
-                           show=lambda: (shown_rows(queues), shown_rows(workers)))
+            await wait_for(
+                pilot,
+                lambda: unanswered() and W1 in workers.row_keys and cell(queues, "idle", "depth"),
+                "idle still listed beside its worker",
+                show=lambda: (shown_rows(queues), shown_rows(workers)),
+            )
             assert cell(queues, "idle", "depth") == "0"
         finally:
             worker.signal(signal.SIGCONT)

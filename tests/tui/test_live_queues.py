@@ -28,8 +28,9 @@ def test_peek_and_purge_a_queue_nobody_consumes(broker_url, start_worker, shop, 
         await press(pilot, "3")
         screen = await wait_screen(pilot, QueuesScreen)
         table = screen.table
-        await wait_for(pilot, lambda: cell(table, "high", "depth") == "3", "high with 3 waiting",
-                       show=lambda: shown_rows(table))
+        await wait_for(
+            pilot, lambda: cell(table, "high", "depth") == "3", "high with 3 waiting", show=lambda: shown_rows(table)
+        )
         assert "⚠ no consumer" in cell(table, "high", "warn")
         assert "✓ ok" in cell(table, "celery", "warn")
         table.select_key("high")
@@ -55,6 +56,7 @@ def test_peek_and_purge_a_queue_nobody_consumes(broker_url, start_worker, shop, 
         done = await outcome(pilot, "purge")
         assert done.outcome.summary == "purged 3 messages from 'high'"
         await wait_for(pilot, lambda: cell(table, "high", "depth") == "0", "high empty")
+
     drive(app, scenario)
     assert redis_client.llen("high") == 0
     [entry] = audit_lines(state_dir)
@@ -62,7 +64,13 @@ def test_peek_and_purge_a_queue_nobody_consumes(broker_url, start_worker, shop, 
     # the copied command runs as a script (no question asked): the queue is empty now, so 0 purged
     redis_client.lpush("high", b"x")
     argv = [sys.executable, "-m", "tqctl", *shlex.split(entry["command"])[1:]]
-    done = subprocess.run(argv, env={**os.environ, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        argv,
+        env={**os.environ, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stderr
     assert redis_client.llen("high") == 0

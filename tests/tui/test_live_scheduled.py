@@ -54,6 +54,7 @@ def test_eta_task_run_now_and_revoke(broker_url, start_worker, shop, state_dir, 
         await press(pilot, "x")
         await outcome(pilot, "eta_run_now")
         await wait_for(pilot, lambda: (t := app.model.state.task(unwanted)) and t.state == "REVOKED", "discarded")
+
     drive(app, scenario)
     assert [e["action"] for e in audit_lines(state_dir)] == ["eta_run_now", "revoke", "eta_run_now"]
 
@@ -65,8 +66,9 @@ def test_beat_entries_run_now_disable_enable(broker_url, beatapp, state_dir, red
         await press(pilot, "6")
         screen = await wait_screen(pilot, ScheduledScreen)
         beat = screen.query_one("#beat")
-        await wait_for(pilot, lambda: "every-second" in beat.row_keys, "the beat entries",
-                       show=lambda: shown_rows(beat))
+        await wait_for(
+            pilot, lambda: "every-second" in beat.row_keys, "the beat entries", show=lambda: shown_rows(beat)
+        )
         assert cell(beat, "every-second", "enabled") == "✓ on"
         assert cell(beat, "every-second", "task") == "beatapp.tick"
         assert "no beat is running" in str(screen.query_one("#beat-title").render())
@@ -88,6 +90,7 @@ def test_beat_entries_run_now_disable_enable(broker_url, beatapp, state_dir, red
         await press(pilot, "e")
         await outcome(pilot, "beat_enable")
         await wait_for(pilot, lambda: cell(beat, "every-second", "enabled") == "✓ on", "shown on again")
+
     drive(app, scenario)
     entries = audit_lines(state_dir)
     assert [e["action"] for e in entries] == ["beat_run_now", "beat_disable", "beat_enable"]

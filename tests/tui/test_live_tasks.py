@@ -30,8 +30,9 @@ def test_tasks_flow_into_the_tail(broker_url, start_worker, shop, state_dir):
     async def scenario(pilot):
         await wait_for(pilot, lambda: app.model.snapshot and app.model.snapshot.replies, "the worker to answer")
         ids = [shop.add.delay(i, i).id for i in range(5)]
-        await wait_for(pilot, lambda: all((t := app.model.state.task(i)) and t.state == "SUCCESS" for i in ids),
-                       "five successes")
+        await wait_for(
+            pilot, lambda: all((t := app.model.state.task(i)) and t.state == "SUCCESS" for i in ids), "five successes"
+        )
         await press(pilot, "4")
         screen = app.screen
         assert isinstance(screen, TasksScreen)
@@ -45,6 +46,7 @@ def test_tasks_flow_into_the_tail(broker_url, start_worker, shop, state_dir):
         assert more not in screen.table.row_keys
         await press(pilot, "Z")
         await wait_for(pilot, lambda: more in screen.table.row_keys, "the table to resume")
+
     drive(app, scenario)
 
 
@@ -67,8 +69,12 @@ def test_open_a_failed_task_and_retry_it(broker_url, start_worker, shop, state_d
         done = await wait_for(pilot, lambda: app.last_outcome, "the retry to finish")
         assert done.outcome.ok, done.outcome.summary
         new_id = done.outcome.replies["new_id"]
-        await wait_for(pilot, lambda: (t := app.model.state.task(new_id)) and t.state == "FAILURE",
-                       "the retried task to run (and fail again)")
+        await wait_for(
+            pilot,
+            lambda: (t := app.model.state.task(new_id)) and t.state == "FAILURE",
+            "the retried task to run (and fail again)",
+        )
+
     drive(app, scenario)
     [entry] = [e for e in audit_lines(state_dir) if e["action"] == "retry"]
     assert entry["target"] == failed and entry["ok"] and entry["command"] == f"tqctl retry {failed}"
@@ -76,8 +82,10 @@ def test_open_a_failed_task_and_retry_it(broker_url, start_worker, shop, state_d
 
 def test_retry_with_arguments_edited_in_the_editor(broker_url, start_worker, shop, state_dir, tmp_path, monkeypatch):
     editor = tmp_path / "edit.py"
-    editor.write_text("import json, sys\np = sys.argv[1]\nd = json.load(open(p))\nd['args'] = ['edited']\n"
-                      "json.dump(d, open(p, 'w'))\n")
+    editor.write_text(
+        "import json, sys\np = sys.argv[1]\nd = json.load(open(p))\nd['args'] = ['edited']\n"
+        "json.dump(d, open(p, 'w'))\n"
+    )
     monkeypatch.setenv("EDITOR", f"{sys.executable} {editor}")
     monkeypatch.delenv("VISUAL", raising=False)
     start_worker("-c", "1", "-P", "threads")
@@ -89,8 +97,9 @@ def test_retry_with_arguments_edited_in_the_editor(broker_url, start_worker, sho
         app.open_task(failed)
         await pilot.pause()
         await press(pilot, "R")
-        confirm = await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen,
-                                 "the confirmation")
+        confirm = await wait_for(
+            pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen, "the confirmation"
+        )
         assert '["edited"]' in " ".join(confirm.action_.scope)
         assert app.focused is confirm.query_one("#cancel", Button)
         await press(pilot, "right", "enter")  # move to Send, press it
@@ -98,6 +107,7 @@ def test_retry_with_arguments_edited_in_the_editor(broker_url, start_worker, sho
         new_id = done.outcome.replies["new_id"]
         await wait_for(pilot, lambda: (t := app.model.state.task(new_id)) and t.state == "FAILURE", "the rerun")
         assert "edited" in app.model.state.task(new_id).exception
+
     drive(app, scenario)
 
 
@@ -109,8 +119,11 @@ def test_revoke_a_queued_task(broker_url, start_worker, shop, state_dir, ledger)
         await wait_for(pilot, lambda: app.model.snapshot and app.model.snapshot.replies, "the worker")
         shop.slow_early.delay(3.0, "blocker")
         queued = shop.record.delay("never").id
-        await wait_for(pilot, lambda: (t := app.model.state.task(queued)) and t.state == "RECEIVED",
-                       "the queued task (prefetched, waiting)")
+        await wait_for(
+            pilot,
+            lambda: (t := app.model.state.task(queued)) and t.state == "RECEIVED",
+            "the queued task (prefetched, waiting)",
+        )
         await press(pilot, "4")
         screen = app.screen
         await wait_for(pilot, lambda: screen.table.select_key(queued), "its row")
@@ -123,6 +136,7 @@ def test_revoke_a_queued_task(broker_url, start_worker, shop, state_dir, ledger)
         done = await wait_for(pilot, lambda: app.last_outcome, "the revoke")
         assert done.outcome.ok
         await wait_for(pilot, lambda: app.model.state.task(queued).state == "REVOKED", "REVOKED", timeout=20)
+
     drive(app, scenario)
     assert "never" not in ledger.read_text()
 
@@ -145,4 +159,5 @@ def test_terminate_a_running_task_with_a_chosen_signal(broker_url, start_worker,
         assert confirm.action_.command == f"tqctl revoke {running} --terminate --signal SIGKILL --yes"
         await press(pilot, "tab", "enter")
         await wait_for(pilot, lambda: app.model.state.task(running).state in ("REVOKED", "FAILURE"), "the kill")
+
     drive(app, scenario)

@@ -46,8 +46,12 @@ def test_grow_shrink_autoscale_and_consumers(broker_url, start_worker, state_dir
     async def scenario(pilot):
         screen, key = await open_workers(pilot, app)
         table = screen.table
-        await wait_for(pilot, lambda: "● online" in row_text(table, key) and " prefork " in row_text(table, key),
-                       "the worker online with its pool", show=lambda: row_text(table, key))
+        await wait_for(
+            pilot,
+            lambda: "● online" in row_text(table, key) and " prefork " in row_text(table, key),
+            "the worker online with its pool",
+            show=lambda: row_text(table, key),
+        )
         conc = lambda: cell(table, key, "conc")  # noqa: E731
         await wait_for(pilot, lambda: conc() == "1", "concurrency 1")
 
@@ -88,6 +92,7 @@ def test_grow_shrink_autoscale_and_consumers(broker_url, start_worker, state_dir
         await press(pilot, "tab", "enter")
         await outcome(pilot, "cancel_consumer")
         await wait_for(pilot, lambda: "reports" not in row_text(table, key), "the queue gone from QUEUES")
+
     drive(app, scenario)
     verbs = [e["action"] for e in audit_lines(state_dir)]
     assert verbs == ["pool_grow", "pool_shrink", "autoscale", "add_consumer", "cancel_consumer"]
@@ -124,5 +129,6 @@ def test_drain_and_shutdown_confirm_their_scope_with_focus_on_cancel(broker_url,
         await outcome(pilot, "shutdown")
         await wait_for(pilot, lambda: second.proc.poll() is not None, "w2 to exit", timeout=20)
         await wait_for(pilot, lambda: "○ offline" in row_text(screen.table, key), "w2 shown offline", timeout=20)
+
     drive(app, scenario)
     assert [e["action"] for e in audit_lines(state_dir)] == ["shutdown"]

@@ -22,8 +22,14 @@ QUITS = 5  # per screen: the race is likely, not certain, on any one quit
 
 def quit_while_painting(mode: str, open_task: bool) -> None:
     ticks = itertools.count()
-    app = TqctlApp(DemoSource(), audit=AuditLog(None), clock=lambda: 1_700_000_000 + next(ticks),
-                   start=mode, tick=0.0005, still=True)
+    app = TqctlApp(
+        DemoSource(),
+        audit=AuditLog(None),
+        clock=lambda: 1_700_000_000 + next(ticks),
+        start=mode,
+        tick=0.0005,
+        still=True,
+    )
 
     async def main() -> None:
         async with app.run_test(size=(120, 40)):
@@ -34,6 +40,7 @@ def quit_while_painting(mode: str, open_task: bool) -> None:
             while not (app.screen.is_mounted and app.screen.query("Footer")):
                 await asyncio.sleep(0.005)
             await asyncio.sleep(0.02)  # a few repaints, then quit
+
     asyncio.run(main())  # run_test re-raises whatever crashed the app, here at the quit
 
 

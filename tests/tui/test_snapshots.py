@@ -29,6 +29,7 @@ def render(scene: str, size: tuple[int, int]) -> tuple[str, str]:
         async with app.run_test(size=size, notifications=True) as pilot:
             await SCENES[scene](pilot)
             return screen_text(app), normalise_svg(app.export_screenshot(title=f"tqctl · {scene}"))
+
     return asyncio.run(main())
 
 
@@ -47,7 +48,8 @@ def test_scene_matches_snapshot(scene: str, size: tuple[int, int]) -> None:
     diff = "\n".join(difflib.unified_diff(expected.splitlines(), text.splitlines(), "snapshot", "now", lineterm=""))
     assert text == expected, f"{base.name}: the screen's text changed (TQCTL_UPDATE_SNAPSHOTS=1 if intended)\n{diff}"
     assert svg == base.with_suffix(".svg").read_text(encoding="utf-8"), (
-        f"{base.name}: same text, different styles or colours (TQCTL_UPDATE_SNAPSHOTS=1 if intended)")
+        f"{base.name}: same text, different styles or colours (TQCTL_UPDATE_SNAPSHOTS=1 if intended)"
+    )
 
 
 def test_the_demo_renders_the_same_twice() -> None:

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)"),
+]
 
 
 def test_tqctl_in_a_real_terminal(broker_url, start_worker, shop, terminal, tmp_path):
@@ -26,15 +28,22 @@ def test_tqctl_in_a_real_terminal(broker_url, start_worker, shop, terminal, tmp_
     with pytest.raises(Exception):  # noqa: B017 - any error: the task failed
         failed.get(timeout=10)
     editor = tmp_path / "edit.py"  # an "editor" that rewrites the arguments, run in the real terminal
-    editor.write_text("import json, sys\np = sys.argv[1]\nd = json.load(open(p))\nd['args'] = ['edited in tmux']\n"
-                      "json.dump(d, open(p, 'w'))\n")
-    env = (f"PYTHONPATH={shlex.quote(str(ROOT))} TQCTL_STATE_DIR={shlex.quote(str(tmp_path / 'state'))} NO_COLOR=1 "
-           f"EDITOR={shlex.quote(f'{sys.executable} {editor}')}")
-    terminal.keys(f"cd {shlex.quote(str(ROOT))} && env {env} {sys.executable} -m tqctl --broker "
-                  f"{shlex.quote(broker_url)}", "Enter")
+    editor.write_text(
+        "import json, sys\np = sys.argv[1]\nd = json.load(open(p))\nd['args'] = ['edited in tmux']\n"
+        "json.dump(d, open(p, 'w'))\n"
+    )
+    env = (
+        f"PYTHONPATH={shlex.quote(str(ROOT))} TQCTL_STATE_DIR={shlex.quote(str(tmp_path / 'state'))} NO_COLOR=1 "
+        f"EDITOR={shlex.quote(f'{sys.executable} {editor}')}"
+    )
+    terminal.keys(
+        f"cd {shlex.quote(str(ROOT))} && env {env} {sys.executable} -m tqctl --broker {shlex.quote(broker_url)}",
+        "Enter",
+    )
 
-    first = terminal.wait(lambda s: "1/1 workers" in s and "● online" in s and " celery " in s,
-                          "the header, the queue and the worker")
+    first = terminal.wait(
+        lambda s: "1/1 workers" in s and "● online" in s and " celery " in s, "the header, the queue and the worker"
+    )
     lines = first.splitlines()
     assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
     assert lines[0].lstrip().startswith("tqctl") and lines[0].rstrip().endswith("RW")
@@ -48,8 +57,9 @@ def test_tqctl_in_a_real_terminal(broker_url, start_worker, shop, terminal, tmp_
     terminal.keys("Enter")
     # The detail paints in steps (the console never waits on the broker): wait for the error itself,
     # not just the id, or a capture mid-repaint shows the id over an empty body.
-    detail = terminal.wait(lambda s: failed.id in s and ("ValueError" in s or "card declined" in s),
-                           "the task detail with its error")
+    detail = terminal.wait(
+        lambda s: failed.id in s and ("ValueError" in s or "card declined" in s), "the task detail with its error"
+    )
     assert "shop.fail" in detail
 
     tinted = sorted({c for c in re.findall(r"\x1b\[[0-9;]*m", terminal.screen(escapes=True)) if _chromatic(c)})
@@ -90,7 +100,7 @@ def _chromatic(sequence: str) -> bool:
                 i += 3
                 continue
             if params[i + 1] == 2 and i + 4 < len(params):
-                if len(set(params[i + 2:i + 5])) > 1:
+                if len(set(params[i + 2 : i + 5])) > 1:
                     return True
                 i += 5
                 continue

@@ -19,14 +19,17 @@ import pytest
 from engine import bundled
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)"),
+]
 
 
 def workers_of(state: Path) -> list[int]:
     """pids of the ``tqctl worker``/``beat`` processes ``tqctl up`` started for this state folder."""
-    out = subprocess.run(["pgrep", "-f", "tqctl (worker|beat) -A tqctl.examples.shop"], capture_output=True,
-                         text=True).stdout.split()
+    out = subprocess.run(
+        ["pgrep", "-f", "tqctl (worker|beat) -A tqctl.examples.shop"], capture_output=True, text=True
+    ).stdout.split()
     mine = []
     for pid in map(int, out):
         try:
@@ -56,8 +59,11 @@ def stop_all(state: Path) -> None:
 
 def start_up(terminal, broker_url: str, state: Path, *extra: str) -> None:  # noqa: ANN001
     env = f"PYTHONPATH={shlex.quote(str(ROOT))} TQCTL_STATE_DIR={shlex.quote(str(state))}"
-    terminal.keys(f"cd {shlex.quote(str(ROOT))} && env {env} {sys.executable} -m tqctl up -A tqctl.examples.shop "
-                  f"-c 2 --workers 2 --beat --broker {shlex.quote(broker_url)} {' '.join(extra)}", "Enter")
+    terminal.keys(
+        f"cd {shlex.quote(str(ROOT))} && env {env} {sys.executable} -m tqctl up -A tqctl.examples.shop "
+        f"-c 2 --workers 2 --beat --broker {shlex.quote(broker_url)} {' '.join(extra)}",
+        "Enter",
+    )
 
 
 def test_up_starts_the_example_shows_it_and_stops_it(broker_url, terminal, tmp_path):

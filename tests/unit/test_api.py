@@ -47,17 +47,40 @@ def app(redis_url: str, redis_client: redis.Redis) -> Any:
 
 # -- names you import ---------------------------------------------------------------------------
 
+
 def test_the_celery_names_are_importable_from_engine() -> None:
-    for name in ("App", "AsyncResult", "Celery", "EagerResult", "GroupResult", "Signature", "Task",
-                 "chain", "chord", "group", "shared_task", "signature", "states"):
+    for name in (
+        "App",
+        "AsyncResult",
+        "Celery",
+        "EagerResult",
+        "GroupResult",
+        "Signature",
+        "Task",
+        "chain",
+        "chord",
+        "group",
+        "shared_task",
+        "signature",
+        "states",
+    ):
         assert hasattr(engine, name), name
     assert engine.Celery is engine.App
 
 
-@pytest.mark.parametrize("name", [
-    "Retry", "MaxRetriesExceededError", "SoftTimeLimitExceeded", "TimeLimitExceeded", "Reject",
-    "NotRegistered", "TaskRevokedError", "WorkerLostError",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Retry",
+        "MaxRetriesExceededError",
+        "SoftTimeLimitExceeded",
+        "TimeLimitExceeded",
+        "Reject",
+        "NotRegistered",
+        "TaskRevokedError",
+        "WorkerLostError",
+    ],
+)
 def test_celery_exceptions_are_importable_and_encode_as_celery_exceptions(name: str) -> None:
     cls = getattr(exc_mod, name)
     assert issubclass(cls, BaseException)
@@ -75,6 +98,7 @@ def test_exception_constructors_take_celerys_arguments() -> None:
 
 
 # -- task names, options, registration ----------------------------------------------------------
+
 
 def test_default_task_name_is_module_dot_function() -> None:
     app = App("unit", broker=NOWHERE)
@@ -124,9 +148,18 @@ def test_the_task_still_works_as_a_plain_function() -> None:
 
 
 OPTIONS: dict[str, Any] = {
-    "max_retries": 7, "default_retry_delay": 12, "autoretry_for": (KeyError,), "retry_backoff": 2,
-    "retry_backoff_max": 60, "retry_jitter": False, "rate_limit": "10/m", "time_limit": 30,
-    "soft_time_limit": 20, "acks_late": True, "ignore_result": True, "queue": "high",
+    "max_retries": 7,
+    "default_retry_delay": 12,
+    "autoretry_for": (KeyError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": False,
+    "rate_limit": "10/m",
+    "time_limit": 30,
+    "soft_time_limit": 20,
+    "acks_late": True,
+    "ignore_result": True,
+    "queue": "high",
     "serializer": "pickle",
 }
 
@@ -158,6 +191,7 @@ def test_task_options_fall_back_to_app_settings() -> None:
 
 # -- settings -----------------------------------------------------------------------------------
 
+
 def test_defaults_match_celery() -> None:
     conf = App(broker=NOWHERE).conf
     assert conf.task_default_queue == "celery"
@@ -170,7 +204,8 @@ def test_config_from_object_reads_celery_lowercase_names_from_a_module(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     module = f"celeryconfig_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent("""
+    (tmp_path / f"{module}.py").write_text(
+        textwrap.dedent("""
         broker_url = "redis://broker.example:6379/0"
         result_backend = "redis://results.example:6379/1"
         task_default_queue = "jobs"
@@ -181,7 +216,8 @@ def test_config_from_object_reads_celery_lowercase_names_from_a_module(
         task_acks_late = True
         CELERY_IGNORED = "old uppercase names are not settings"
         _private = "ignored"
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     app = App("unit")
     app.config_from_object(module)
@@ -223,6 +259,7 @@ def test_env_vars_name_broker_and_backend(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 # -- routing ------------------------------------------------------------------------------------
+
 
 def test_route_shapes_follow_celery() -> None:
     assert route({"shop.charge": {"queue": "pay"}}, "shop.charge", [], {}, {}) == {"queue": "pay"}
@@ -267,11 +304,20 @@ def test_where_messages_go_default_explicit_task_option_and_routes(app: Any, red
 
 # -- what apply_async puts on the wire ------------------------------------------------------------
 
+
 def test_apply_async_options_reach_the_message(app: Any, redis_client: redis.Redis) -> None:
     task = app.task(name="unit.add")(lambda x, y, z=0: x + y + z)
     before = dt.datetime.now(UTC)
-    task.apply_async((1, 2), {"z": 3}, countdown=30, expires=120, task_id="fixed-id",
-                     headers={"x-tenant": "acme"}, time_limit=9, soft_time_limit=4)
+    task.apply_async(
+        (1, 2),
+        {"z": 3},
+        countdown=30,
+        expires=120,
+        task_id="fixed-id",
+        headers={"x-tenant": "acme"},
+        time_limit=9,
+        soft_time_limit=4,
+    )
     [m] = published(redis_client)
     assert (m.id, m.name, m.args, m.kwargs) == ("fixed-id", "unit.add", [1, 2], {"z": 3})
     assert before + dt.timedelta(seconds=29) < m.eta < dt.datetime.now(UTC) + dt.timedelta(seconds=31)
@@ -296,9 +342,17 @@ def test_eta_datetimes_aware_and_naive(app: Any, redis_client: redis.Redis) -> N
     assert published(redis_client)[0].headers["eta"] == "2030-01-02T03:04:05+00:00"
 
 
-@pytest.mark.parametrize(("priority", "key"), [(0, "celery"), (2, "celery"), (3, "celery\x06\x163"),
-                                                (5, "celery\x06\x163"), (8, "celery\x06\x166"),
-                                                (9, "celery\x06\x169")])
+@pytest.mark.parametrize(
+    ("priority", "key"),
+    [
+        (0, "celery"),
+        (2, "celery"),
+        (3, "celery\x06\x163"),
+        (5, "celery\x06\x163"),
+        (8, "celery\x06\x166"),
+        (9, "celery\x06\x169"),
+    ],
+)
 def test_priority_uses_kombus_redis_buckets(app: Any, redis_client: redis.Redis, priority: int, key: str) -> None:
     task = app.task(name="unit.add")(lambda x, y: x + y)
     task.apply_async((1, 1), priority=priority)
@@ -327,10 +381,12 @@ def test_link_embeds_celerys_signature_dict(app: Any, redis_client: redis.Redis)
     add.apply_async((1, 2), link=add.s(10), link_error=add.si(0, 0))
     [m] = published(redis_client)
     assert m.embed == {
-        "callbacks": [{"task": "unit.add", "args": [10], "kwargs": {}, "options": {}, "subtask_type": None,
-                       "immutable": False}],
-        "errbacks": [{"task": "unit.add", "args": [0, 0], "kwargs": {}, "options": {}, "subtask_type": None,
-                      "immutable": True}],
+        "callbacks": [
+            {"task": "unit.add", "args": [10], "kwargs": {}, "options": {}, "subtask_type": None, "immutable": False}
+        ],
+        "errbacks": [
+            {"task": "unit.add", "args": [0, 0], "kwargs": {}, "options": {}, "subtask_type": None, "immutable": True}
+        ],
         "chain": None,
         "chord": None,
     }
@@ -338,12 +394,20 @@ def test_link_embeds_celerys_signature_dict(app: Any, redis_client: redis.Redis)
 
 # -- results ------------------------------------------------------------------------------------
 
+
 def test_async_result_reads_celery_meta_documents(app: Any) -> None:
     add = app.task(name="unit.add")(lambda x, y: x + y)
     done, failed, pending = (str(uuid.uuid4()) for _ in range(3))
     app.backend.store(done, meta(done, states.SUCCESS, 42))
-    app.backend.store(failed, meta(failed, states.FAILURE, encode_exception(ValueError("card declined")),
-                                   traceback="Traceback ...\nValueError: card declined\n"))
+    app.backend.store(
+        failed,
+        meta(
+            failed,
+            states.FAILURE,
+            encode_exception(ValueError("card declined")),
+            traceback="Traceback ...\nValueError: card declined\n",
+        ),
+    )
 
     ok = add.AsyncResult(done)
     assert ok.id == done and ok.task_id == done
@@ -368,6 +432,7 @@ def test_async_result_reads_celery_meta_documents(app: Any) -> None:
 
 # -- eager mode ---------------------------------------------------------------------------------
 
+
 def test_task_always_eager_runs_inline_without_any_broker() -> None:
     app = App("unit", broker=NOWHERE, backend=NOWHERE, task_always_eager=True)
 
@@ -378,8 +443,13 @@ def test_task_always_eager_runs_inline_without_any_broker() -> None:
     @app.task(bind=True)
     def info(self: Any) -> dict[str, Any]:
         r = self.request
-        return {"id": r.id, "is_eager": r.is_eager, "args": list(r.args), "retries": r.retries,
-                "called_directly": r.called_directly}
+        return {
+            "id": r.id,
+            "is_eager": r.is_eager,
+            "args": list(r.args),
+            "retries": r.retries,
+            "called_directly": r.called_directly,
+        }
 
     result = add.delay(2, 3)
     assert isinstance(result, EagerResult)
@@ -445,6 +515,7 @@ def test_apply_is_always_inline() -> None:
 
 # -- shared_task --------------------------------------------------------------------------------
 
+
 def test_shared_task_binds_to_apps_made_before_and_after() -> None:
     earlier = App("earlier", broker=NOWHERE, task_always_eager=True)
 
@@ -467,10 +538,23 @@ def test_shared_task_binds_to_apps_made_before_and_after() -> None:
 
 # -- rate strings and backoff -------------------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "per_second"), [
-    ("5/s", 5.0), ("100/m", 100 / 60), ("3600/h", 1.0), ("10", 10.0), (2, 2.0), (0.5, 0.5),
-    (None, None), ("", None), ("0/s", None), ("  7/sec ", 7.0), ("30/min", 0.5),
-])
+
+@pytest.mark.parametrize(
+    ("text", "per_second"),
+    [
+        ("5/s", 5.0),
+        ("100/m", 100 / 60),
+        ("3600/h", 1.0),
+        ("10", 10.0),
+        (2, 2.0),
+        (0.5, 0.5),
+        (None, None),
+        ("", None),
+        ("0/s", None),
+        ("  7/sec ", 7.0),
+        ("30/min", 0.5),
+    ],
+)
 def test_rate_limit_strings(text: Any, per_second: float | None) -> None:
     assert parse_rate(text) == pytest.approx(per_second) if per_second else parse_rate(text) is None
 
@@ -495,12 +579,19 @@ def test_backoff_is_celerys_exponential_with_cap_and_full_jitter() -> None:
 
 # -- signatures ---------------------------------------------------------------------------------
 
+
 def test_signatures_are_celerys_dict() -> None:
     app = App("unit", broker=NOWHERE)
     add = app.task(name="unit.add")(lambda x, y: x + y)
     sig = add.s(10)
-    assert dict(sig) == {"task": "unit.add", "args": [10], "kwargs": {}, "options": {},
-                         "subtask_type": None, "immutable": False}
+    assert dict(sig) == {
+        "task": "unit.add",
+        "args": [10],
+        "kwargs": {},
+        "options": {},
+        "subtask_type": None,
+        "immutable": False,
+    }
     assert json.loads(json.dumps(sig)) == dict(sig)
     assert add.si(1, 2)["immutable"] is True
     full = add.signature((1,), {"y": 2}, countdown=3, queue="high")
@@ -511,8 +602,14 @@ def test_signatures_are_celerys_dict() -> None:
 def test_a_signature_dict_from_the_wire_is_usable() -> None:
     app = App("unit", broker=NOWHERE, task_always_eager=True)
     app.task(name="tqproto.add")(lambda x, y: x + y)
-    wire = {"task": "tqproto.add", "args": [10], "kwargs": {}, "options": {"task_id": "t-1", "queue": "celery"},
-            "subtask_type": None, "immutable": False}
+    wire = {
+        "task": "tqproto.add",
+        "args": [10],
+        "kwargs": {},
+        "options": {"task_id": "t-1", "queue": "celery"},
+        "subtask_type": None,
+        "immutable": False,
+    }
     sig = engine.signature(wire, app=app)
     assert isinstance(sig, Signature) and sig.name == "tqproto.add" and dict(sig) == wire
     assert sig.clone((5,))["args"] == [5, 10]

@@ -44,10 +44,14 @@ def make_app(redis_url: str, redis_client: redis.Redis) -> Iterator:
 
     def make(entries: dict | None = None, **conf) -> App:
         app = App("beattest", broker=redis_url, **conf)
-        app.conf.beat_schedule = entries if entries is not None else {
-            "tick": {"task": "t.tick", "schedule": 1.0, "args": (1,)},
-            "minute": {"task": "t.minute", "schedule": crontab(minute="*"), "options": {"queue": "high"}},
-        }
+        app.conf.beat_schedule = (
+            entries
+            if entries is not None
+            else {
+                "tick": {"task": "t.tick", "schedule": 1.0, "args": (1,)},
+                "minute": {"task": "t.minute", "schedule": crontab(minute="*"), "options": {"queue": "high"}},
+            }
+        )
         apps.append(app)
         return app
 
@@ -66,6 +70,7 @@ def slots_of(client: redis.Redis, entry: str = "tick", queue: str = "celery") ->
 
 
 # -- pure catch-up arithmetic ---------------------------------------------------------------
+
 
 def test_due_slots_fires_every_missed_slot_up_to_the_cap() -> None:
     every = schedule(1)
@@ -88,6 +93,7 @@ def test_due_slots_over_the_cap_keeps_the_latest_and_is_cheap_for_a_year() -> No
 
 
 # -- store: lease and fire ------------------------------------------------------------------
+
 
 def test_lease_is_exclusive_renewed_by_holder_only_and_released_by_holder_only(redis_client) -> None:
     store = BeatStore(redis_client)
@@ -132,6 +138,7 @@ def test_reenabling_moves_the_cursor_to_now_but_enabling_an_enabled_entry_does_n
 
 
 # -- the loop on a fake clock ---------------------------------------------------------------
+
 
 def test_new_entry_starts_from_now_then_fires_each_slot_once(make_app, redis_client) -> None:
     clock = Clock()
@@ -229,14 +236,24 @@ def test_crontab_is_evaluated_in_the_app_timezone(make_app, redis_client) -> Non
 
 # -- control API ----------------------------------------------------------------------------
 
+
 def test_control_lists_runs_now_and_disables_while_beat_leads(make_app, redis_client) -> None:
     clock = Clock()
     app = make_app()
     beat, control = Beat(app, lease_seconds=3, clock=clock), BeatControl(app, clock=clock)
     rows = {r["name"]: r for r in control.entries()}
-    assert rows["tick"] == {"name": "tick", "task": "t.tick", "schedule": "every 1s", "args": [1], "kwargs": {},
-                            "options": {}, "enabled": True, "last_run": None,
-                            "next_run": (T0 + timedelta(seconds=0.5)).isoformat(), "total_run_count": 0}
+    assert rows["tick"] == {
+        "name": "tick",
+        "task": "t.tick",
+        "schedule": "every 1s",
+        "args": [1],
+        "kwargs": {},
+        "options": {},
+        "enabled": True,
+        "last_run": None,
+        "next_run": (T0 + timedelta(seconds=0.5)).isoformat(),
+        "total_run_count": 0,
+    }
     assert rows["minute"]["schedule"] == "cron * * * * * (UTC)" and rows["minute"]["options"] == {"queue": "high"}
     beat.tick_once()
     assert control.leader()["token"] == beat.token
@@ -263,18 +280,22 @@ def test_control_lists_runs_now_and_disables_while_beat_leads(make_app, redis_cl
         control.run_now("nope")
 
 
-@pytest.mark.parametrize("spec, why", [
-    ({"schedule": 1.0}, "'task' must be a task name"),
-    ({"task": "t"}, "'schedule' is missing"),
-    ({"task": "t", "schedule": "soon"}, "unsupported beat schedule"),
-    ({"task": "t", "schedule": 1.0, "args": 5}, "'args' must be a list"),
-])
+@pytest.mark.parametrize(
+    "spec, why",
+    [
+        ({"schedule": 1.0}, "'task' must be a task name"),
+        ({"task": "t"}, "'schedule' is missing"),
+        ({"task": "t", "schedule": "soon"}, "unsupported beat schedule"),
+        ({"task": "t", "schedule": 1.0, "args": 5}, "'args' must be a list"),
+    ],
+)
 def test_bad_entries_are_one_line_configuration_errors(make_app, spec, why) -> None:
     with pytest.raises(ImproperlyConfigured, match=why):
         Beat(make_app({"bad": spec}))
 
 
 # -- CLI (in process) -----------------------------------------------------------------------
+
 
 def test_cli_ls_json_and_errors(redis_url: str, redis_client: redis.Redis) -> None:
     from tests.apps import beatapp
@@ -308,8 +329,9 @@ def test_a_new_leader_drops_removed_entries_so_a_readded_entry_starts_afresh(mak
     old.tick_once()
     old.close()
     clock.advance(60)
-    Beat(make_app({"minute": {"task": "t.minute", "schedule": crontab(minute="*")}}), lease_seconds=3,
-         clock=clock).tick_once()
+    Beat(
+        make_app({"minute": {"task": "t.minute", "schedule": crontab(minute="*")}}), lease_seconds=3, clock=clock
+    ).tick_once()
     assert redis_client.exists(entry_key("tick")) == 0 and redis_client.exists(entry_key("minute")) == 1
     clock.advance(3600)
     redis_client.delete(LEASE_KEY)
@@ -323,8 +345,10 @@ def test_paris_dst_nights_fire_exactly_the_schedule_slots(make_app, redis_client
     """C3 through beat: step a fake clock over a DST night; beat sends each slot of the documented
     rule once (schedules' own tests cover the rule itself)."""
     start = datetime.fromisoformat(f"{night}T00:00:00+00:00") - timedelta(hours=2)
-    entries = {"half": {"task": "t.h", "schedule": crontab(minute=30, hour=2)},
-               "quarter": {"task": "t.q", "schedule": crontab(minute="*/15")}}
+    entries = {
+        "half": {"task": "t.h", "schedule": crontab(minute=30, hour=2)},
+        "quarter": {"task": "t.q", "schedule": crontab(minute="*/15")},
+    }
     app = make_app(entries, timezone="Europe/Paris")
     clock = Clock(start)
     beat = Beat(app, lease_seconds=3, clock=clock)

@@ -57,12 +57,33 @@ def test_median_skips_unmeasured_values() -> None:
 
 def test_summarize_takes_medians_sums_counters_and_ands_flags() -> None:
     runs = [
-        {"drain_per_s": 900.0, "drain_sent": 100, "drain_completed": 100, "latency_p50_ms": None,
-         "complete": True, "broker_cpu_source": "proc", "worker_process_count": 3},
-        {"drain_per_s": 1100.0, "drain_sent": 100, "drain_completed": 99, "latency_p50_ms": 2.0,
-         "complete": False, "broker_cpu_source": "proc", "worker_process_count": 3},
-        {"drain_per_s": 1000.0, "drain_sent": 100, "drain_completed": 100, "latency_p50_ms": 4.0,
-         "complete": True, "broker_cpu_source": "proc", "worker_process_count": 3},
+        {
+            "drain_per_s": 900.0,
+            "drain_sent": 100,
+            "drain_completed": 100,
+            "latency_p50_ms": None,
+            "complete": True,
+            "broker_cpu_source": "proc",
+            "worker_process_count": 3,
+        },
+        {
+            "drain_per_s": 1100.0,
+            "drain_sent": 100,
+            "drain_completed": 99,
+            "latency_p50_ms": 2.0,
+            "complete": False,
+            "broker_cpu_source": "proc",
+            "worker_process_count": 3,
+        },
+        {
+            "drain_per_s": 1000.0,
+            "drain_sent": 100,
+            "drain_completed": 100,
+            "latency_p50_ms": 4.0,
+            "complete": True,
+            "broker_cpu_source": "proc",
+            "worker_process_count": 3,
+        },
     ]
     out = sysinfo.summarize(runs)
     assert out["drain_per_s"] == 1000.0
@@ -110,10 +131,15 @@ def test_self_cpu_and_machine() -> None:
     assert set(info) == {"cpu_model", "cores", "python", "system"}
 
 
-@pytest.mark.parametrize(("url", "local"), [
-    ("redis://127.0.0.1:6379/0", True), ("redis://localhost/0", True),
-    ("redis+socket:///tmp/x/redis.sock", True), ("redis://cache.internal:6379/0", False),
-])
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("redis://127.0.0.1:6379/0", True),
+        ("redis://localhost/0", True),
+        ("redis+socket:///tmp/x/redis.sock", True),
+        ("redis://cache.internal:6379/0", False),
+    ],
+)
 def test_is_local(url: str, local: bool) -> None:
     assert sysinfo.is_local(url) is local
 
@@ -154,8 +180,14 @@ def test_build_many_makes_what_build_makes() -> None:
     from engine.protocol import task as protocol
 
     calls = [((1, 'é"x'), {"k": [1, 2]}), ((1, 'é"x'), {"k": [1, 2]}), ((), None), (["a"], {})]
-    opts = {"queue": "q", "ignore_result": True, "priority": 3, "parent_id": "P", "group": "G",
-            "expires": dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=60)}
+    opts = {
+        "queue": "q",
+        "ignore_result": True,
+        "priority": 3,
+        "parent_id": "P",
+        "group": "G",
+        "expires": dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=60),
+    }
     built = protocol.build_many("t.name", calls, **opts)
     assert len({tid for tid, _ in built}) == len(calls)
     for (tid, raw), (args, kwargs) in zip(built, calls, strict=True):

@@ -19,8 +19,17 @@ from tests.apps.celery_canvas import celery_url
 from tests.integration.test_canvas_celery import release_celery_results
 
 NOWHERE = "redis://127.0.0.1:1/0"
-BUILTINS = {"celery.chain", "celery.group", "celery.chord", "celery.chord_unlock", "celery.accumulate",
-            "celery.map", "celery.starmap", "celery.chunks", "celery.backend_cleanup"}
+BUILTINS = {
+    "celery.chain",
+    "celery.group",
+    "celery.chord",
+    "celery.chord_unlock",
+    "celery.accumulate",
+    "celery.map",
+    "celery.starmap",
+    "celery.chunks",
+    "celery.backend_cleanup",
+}
 
 
 def make_app(url: str = NOWHERE) -> App:
@@ -88,10 +97,13 @@ def test_group_results_save_and_restore_across_clients(redis_client: redis.Redis
     app.close()
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"body": "e30=", "properties": {"delivery_info": {"exchange": "", "routing_key": "celery"}}}',
-    b'{"body":"e30=","properties":{"delivery_info":{}}}',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"body": "e30=", "properties": {"delivery_info": {"exchange": "", "routing_key": "celery"}}}',
+        b'{"body":"e30=","properties":{"delivery_info":{}}}',
+    ],
+)
 def test_mark_redelivered_sets_the_flag_once(raw: bytes) -> None:
     marked = mark_redelivered(raw)
     assert json.loads(marked)["properties"]["delivery_info"]["redelivered"] is True

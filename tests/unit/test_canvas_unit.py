@@ -69,6 +69,7 @@ def both() -> tuple[dict[str, Any], dict[str, Any]]:
 
 # -- signature dicts ----------------------------------------------------------------------------
 
+
 def test_task_signature_has_exactly_celerys_keys(both) -> None:
     ours, theirs = both
     sig = ours["add"].s(1)
@@ -105,8 +106,14 @@ def test_workflow_dicts_match_celery(both, form: str) -> None:
 
     mine, reference = build(ours, engine), build(theirs, celery)
     assert wire(mine) == wire(reference)
-    expected_type = {"chain": "chain", "pipe": "chain", "group": "group", "chord": "chord",
-                     "group_pipe": "chord", "nested": "group"}[form]
+    expected_type = {
+        "chain": "chain",
+        "pipe": "chain",
+        "group": "group",
+        "chord": "chord",
+        "group_pipe": "chord",
+        "nested": "group",
+    }[form]
     assert mine["subtask_type"] == expected_type and mine["task"] == f"celery.{expected_type}"
     assert set(mine) == SIG_KEYS
 
@@ -157,6 +164,7 @@ def test_chunks_group_is_starmap_tasks(both) -> None:
 
 # -- behaviour of the objects -------------------------------------------------------------------
 
+
 def test_clone_is_a_deep_independent_copy(both) -> None:
     ours, _ = both
     base = ours["add"].s(2).set(link=[ours["tsum"].s()])
@@ -195,6 +203,7 @@ def test_signatures_off_the_wire_become_the_right_classes(both) -> None:
 
 
 # -- what the client publishes, next to a real Celery client --------------------------------------
+
 
 def _normalise(value: Any, ids: dict[str, str]) -> Any:
     """Replace each uuid with its first-seen order, and drop the per-client ``reply_to``."""

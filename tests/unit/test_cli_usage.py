@@ -77,8 +77,22 @@ def test_usage_errors_exit_2_before_connecting(closed_url: str, argv: list[str])
     assert "s3cret" not in result.output
 
 
-COMMANDS = ["status", "inspect", "control", "workers", "queues", "purge", "tasks", "task", "tail", "call",
-            "result", "retry", "revoke", "failures"]
+COMMANDS = [
+    "status",
+    "inspect",
+    "control",
+    "workers",
+    "queues",
+    "purge",
+    "tasks",
+    "task",
+    "tail",
+    "call",
+    "result",
+    "retry",
+    "revoke",
+    "failures",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -88,9 +102,22 @@ def test_every_command_has_help_naming_its_options(command: str) -> None:
     assert "--json" in result.output and "--broker" in result.output
 
 
-@pytest.mark.parametrize("argv", [["status"], ["inspect", "stats"], ["control", "pool_grow", "1"], ["workers"],
-                                  ["queues"], ["tasks"], ["failures"], ["purge", "celery", "--yes"],
-                                  ["revoke", "some-id", "--yes"], ["call", "tasks.add"], ["tail", "--for", "1"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status"],
+        ["inspect", "stats"],
+        ["control", "pool_grow", "1"],
+        ["workers"],
+        ["queues"],
+        ["tasks"],
+        ["failures"],
+        ["purge", "celery", "--yes"],
+        ["revoke", "some-id", "--yes"],
+        ["call", "tasks.add"],
+        ["tail", "--for", "1"],
+    ],
+)
 def test_a_closed_broker_port_gives_one_masked_line_and_exit_1(closed_url: str, argv: list[str]) -> None:
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 1, result.output
@@ -110,9 +137,21 @@ def silent_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield url
 
 
-@pytest.mark.parametrize("argv", [["tasks"], ["task", "some-id"], ["failures"], ["purge", "celery", "--yes"],
-                                  ["call", "tasks.add"], ["retry", "--failed", "--yes"], ["status"],
-                                  ["inspect", "stats"], ["control", "heartbeat"], ["revoke", "some-id", "--yes"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["tasks"],
+        ["task", "some-id"],
+        ["failures"],
+        ["purge", "celery", "--yes"],
+        ["call", "tasks.add"],
+        ["retry", "--failed", "--yes"],
+        ["status"],
+        ["inspect", "stats"],
+        ["control", "heartbeat"],
+        ["revoke", "some-id", "--yes"],
+    ],
+)
 def test_a_broker_that_never_answers_is_given_up_on_after_timeout(silent_url: str, argv: list[str]) -> None:
     result = CliRunner().invoke(app, [*argv, "--timeout", "0.3"])
     assert result.exit_code == 1, result.output
@@ -125,8 +164,14 @@ def test_status_against_a_closed_port_as_a_real_process_within_10s() -> None:
     port = closed_port()
     env = {**os.environ, "TQCTL_BROKER": f"redis://:topsecret@127.0.0.1:{port}/0", "PYTHONPATH": str(ROOT)}
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "tqctl", "status", "--json"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=20)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tqctl", "status", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert time.monotonic() - started < 10
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and f"127.0.0.1:{port}" in proc.stderr
@@ -145,10 +190,10 @@ BAD_INPUT = [
 @pytest.mark.parametrize(("argv", "says"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
 def test_a_bad_flag_or_command_is_one_line_and_exit_2_from_the_real_program(argv: list[str], says: str) -> None:
     """What a user at a terminal gets: not Typer's boxed five-line message, one line naming the fix."""
-    env = {**os.environ, "TQCTL_BROKER": f"redis://:topsecret@127.0.0.1:{closed_port()}/0",
-           "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "tqctl", *argv], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=30)
+    env = {**os.environ, "TQCTL_BROKER": f"redis://:topsecret@127.0.0.1:{closed_port()}/0", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tqctl", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("tqctl: error: "), proc.stderr
@@ -159,11 +204,15 @@ def test_version_is_one_line_and_touches_no_broker() -> None:
     """``tqctl --version`` (or ``-V`` before any command) answers at once, even with a dead broker."""
     env = {**os.environ, "TQCTL_BROKER": f"redis://:topsecret@127.0.0.1:{closed_port()}/0", "PYTHONPATH": str(ROOT)}
     for argv in (["--version"], ["-V", "status"]):
-        proc = subprocess.run([sys.executable, "-m", "tqctl", *argv], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=30)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tqctl", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+        )
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-        assert re.fullmatch(r"tqctl \d+\.\d+\.\d+( from source)? \(Python 3\.\d+\.\d+, redis \S+, "
-                            r"kombu \S+, textual \S+\)\n", proc.stdout), proc.stdout
+        assert re.fullmatch(
+            r"tqctl \d+\.\d+\.\d+( from source)? \(Python 3\.\d+\.\d+, redis \S+, "
+            r"kombu \S+, textual \S+\)\n",
+            proc.stdout,
+        ), proc.stdout
 
 
 # -- parsing helpers -------------------------------------------------------------------------------
@@ -175,8 +224,11 @@ def test_both_spellings_name_the_same_control_command() -> None:
     assert parse_control_args("time_limit", ["t", "10"]) == {"task_name": "t", "hard": 10.0, "soft": None}
     assert parse_control_args("rate_limit", ["t", "10/s"]) == {"task_name": "t", "rate_limit": "10/s"}
     assert parse_control_args("drain", []) == {"timeout": 60.0}
-    assert parse_control_args("terminate", ["kill", "a", "b"]) == {"task_id": ["a", "b"], "terminate": True,
-                                                                   "signal": "SIGKILL"}
+    assert parse_control_args("terminate", ["kill", "a", "b"]) == {
+        "task_id": ["a", "b"],
+        "terminate": True,
+        "signal": "SIGKILL",
+    }
 
 
 def test_parsers() -> None:
@@ -186,5 +238,7 @@ def test_parsers() -> None:
     assert parse_since("1970-01-01T00:01:00Z", 0) == 60.0
     assert iso(0) == "1970-01-01T00:00:00+00:00" and iso(None) is None and iso("x") is None
     rows = node_rows([{"b@h": {"ok": "pong"}}, {"a@h": {"error": "nope"}}])
-    assert rows == [{"name": "a@h", "ok": False, "reply": None, "error": "nope"},
-                    {"name": "b@h", "ok": True, "reply": {"ok": "pong"}, "error": None}]
+    assert rows == [
+        {"name": "a@h", "ok": False, "reply": None, "error": "nope"},
+        {"name": "b@h", "ok": True, "reply": {"ok": "pong"}, "error": None},
+    ]

@@ -45,21 +45,28 @@ def test_sentinel_client_follows_the_sentinels() -> None:
 
 
 def test_app_settings_ride_on_the_url_but_never_print() -> None:
-    app = App("t", broker="sentinel://h1:26379;sentinel://h2:26379",
-              broker_transport_options={"master_name": "m", "sentinel_kwargs": {"password": "spw"}},
-              tqctl_publish_wait_replicas=1, tqctl_publish_wait_timeout=0.25)
+    app = App(
+        "t",
+        broker="sentinel://h1:26379;sentinel://h2:26379",
+        broker_transport_options={"master_name": "m", "sentinel_kwargs": {"password": "spw"}},
+        tqctl_publish_wait_replicas=1,
+        tqctl_publish_wait_timeout=0.25,
+    )
     url = app.broker_url()
     assert str(url) == "sentinel://h1:26379;sentinel://h2:26379"
     assert url.options["master_name"] == "m" and url.options["wait_replicas"] == (1, 0.25)
     assert pickle.loads(pickle.dumps(url)).options == url.options
     assert masked_setting("broker_transport_options", app.conf.broker_transport_options) == {
-        "master_name": "m", "sentinel_kwargs": {"password": "********"}}
+        "master_name": "m",
+        "sentinel_kwargs": {"password": "********"},
+    }
     assert "spw" not in repr(app.conf.changes())
 
 
 def test_tls_settings_in_both_forms() -> None:
-    by_setting = client_from_url(with_options("redis://h:6380/0", use_ssl={
-        "ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": "/ca.pem"}))
+    by_setting = client_from_url(
+        with_options("redis://h:6380/0", use_ssl={"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": "/ca.pem"})
+    )
     by_query = client_from_url("rediss://h:6380/0?ssl_cert_reqs=CERT_REQUIRED&ssl_ca_certs=/ca.pem&socket_timeout=3")
     for client in (by_setting, by_query):
         kwargs = client.connection_pool.connection_kwargs
@@ -73,10 +80,13 @@ def test_tls_settings_in_both_forms() -> None:
 def test_no_primary_is_one_short_line() -> None:
     exc = redis.sentinel.MasterNotFoundError(
         "No master found for 'm' : <redis.client.Redis(<redis.connection.ConnectionPool(<x>)>)> - "
-        "network:ConnectionError: Error 111 connecting to h1:26379. Connection refused.")
+        "network:ConnectionError: Error 111 connecting to h1:26379. Connection refused."
+    )
     line = describe_error("sentinel://:pw@h1:26379?master_name=m", exc)
-    assert line == ("cannot reach broker at h1:26379 (sentinel://:****@h1:26379?master_name=m): No master found "
-                    "for 'm' (sentinels: ConnectionError: Error 111 connecting to h1:26379. Connection refused.)")
+    assert line == (
+        "cannot reach broker at h1:26379 (sentinel://:****@h1:26379?master_name=m): No master found "
+        "for 'm' (sentinels: ConnectionError: Error 111 connecting to h1:26379. Connection refused.)"
+    )
 
 
 def test_signer_signs_verifies_and_rotates() -> None:

@@ -29,14 +29,39 @@ def flushed(dispatcher: EventDispatcher, capture: Capture) -> list[dict]:
 def test_batched_events_carry_celerys_fields_in_order_with_awkward_values() -> None:
     capture = Capture()
     dispatcher = EventDispatcher(capture, 'w1@host "quoted"')  # type: ignore[arg-type]
-    dispatcher.task("task-received", uuid='id"with\\quotes', name="shop.é", args="(1, 'ü')", kwargs="{}",
-                    root_id=None, retries=0, eta=None, nested=[1, {"a": None}], flag=True)
+    dispatcher.task(
+        "task-received",
+        uuid='id"with\\quotes',
+        name="shop.é",
+        args="(1, 'ü')",
+        kwargs="{}",
+        root_id=None,
+        retries=0,
+        eta=None,
+        nested=[1, {"a": None}],
+        flag=True,
+    )
     dispatcher.task("task-started", uuid="u2", pid=4242)
     dispatcher.task("task-succeeded", uuid="u2", result="None", runtime=0.25, timestamp=1700000000.5)
     dispatcher.task("task-failed", uuid="u3", exception="ValueError('x')", traceback="line\n\tline", odd=math.inf)
     received, started, succeeded, failed = flushed(dispatcher, capture)
-    assert list(received) == ["hostname", "utcoffset", "pid", "clock", "uuid", "name", "args", "kwargs", "root_id",
-                              "retries", "eta", "nested", "flag", "timestamp", "type"]
+    assert list(received) == [
+        "hostname",
+        "utcoffset",
+        "pid",
+        "clock",
+        "uuid",
+        "name",
+        "args",
+        "kwargs",
+        "root_id",
+        "retries",
+        "eta",
+        "nested",
+        "flag",
+        "timestamp",
+        "type",
+    ]
     assert received["hostname"] == 'w1@host "quoted"' and received["uuid"] == 'id"with\\quotes'
     assert received["name"] == "shop.é" and received["args"] == "(1, 'ü')" and received["root_id"] is None
     assert received["nested"] == [1, {"a": None}] and received["flag"] is True and received["pid"] == os.getpid()

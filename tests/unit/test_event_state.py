@@ -33,8 +33,15 @@ def ev(kind: str, host: str = "w1@vm", ts: float = T0, **fields: Any) -> dict[st
 
 
 def heartbeat(host: str = "w1@vm", ts: float = T0, kind: str = "worker-heartbeat", **fields: Any) -> dict[str, Any]:
-    base = {"freq": 2.0, "active": 0, "processed": 0, "loadavg": [0.1, 0.2, 0.3], "sw_ident": "py-celery",
-            "sw_ver": "5.7.0", "sw_sys": "Linux"}
+    base = {
+        "freq": 2.0,
+        "active": 0,
+        "processed": 0,
+        "loadavg": [0.1, 0.2, 0.3],
+        "sw_ident": "py-celery",
+        "sw_ver": "5.7.0",
+        "sw_sys": "Linux",
+    }
     return ev(kind, host, ts, **(base | fields))
 
 
@@ -55,7 +62,8 @@ def test_every_raw_vector_applies_without_drops(name: str) -> None:
     body = body if isinstance(body, list) else [body]
     # the vectors' decoded_body redacts traceback paths; everything else is byte-for-byte the wire
     assert [{k: v for k, v in e.items() if k != "traceback"} for e in decoded] == [
-        {k: v for k, v in e.items() if k != "traceback"} for e in body]
+        {k: v for k, v in e.items() if k != "traceback"} for e in body
+    ]
     state = ClusterState()
     state.apply_many(decoded)
     assert state.stats()["events_applied"] == len(decoded)
@@ -63,13 +71,16 @@ def test_every_raw_vector_applies_without_drops(name: str) -> None:
     json.dumps(state.snapshot())
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("event-task-sent.json", states.PENDING),
-    ("event-task-received.json", states.RECEIVED),
-    ("event-task-failed.json", states.FAILURE),
-    ("event-task-retried.json", states.RETRY),
-    ("event-task-revoked.json", states.REVOKED),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("event-task-sent.json", states.PENDING),
+        ("event-task-received.json", states.RECEIVED),
+        ("event-task-failed.json", states.FAILURE),
+        ("event-task-retried.json", states.RETRY),
+        ("event-task-revoked.json", states.REVOKED),
+    ],
+)
 def test_single_event_vector_sets_state(name: str, expected: str) -> None:
     event = vector(name)["event"]
     state = ClusterState()
@@ -129,8 +140,7 @@ def test_revoked_variants() -> None:
     for event in variants:
         task = state.task(event["uuid"])
         assert task is not None and task.state == states.REVOKED
-        assert (task.expired, task.terminated, task.signum) == (event["expired"], event["terminated"],
-                                                               event["signum"])
+        assert (task.expired, task.terminated, task.signum) == (event["expired"], event["terminated"], event["signum"])
     signals = sorted(t.signum for t in state.tasks(state=states.REVOKED) if t.terminated)
     assert signals == [9, 15, 15, 15]
 
@@ -175,9 +185,12 @@ def test_our_own_events_with_py_tqctl() -> None:
     state = ClusterState()
     online = wire.make("worker-online", "tq1@host", 1, timestamp=T0, **wire.worker_fields(2.0, 0, 0))
     key, raw = wire.encode(online, "tq1@host")
-    batch = [wire.make("task-received", "tq1@host", 2, timestamp=T0 + 1, uuid="u1", name="shop.add",
-                       args="(1, 2)", kwargs="{}"),
-             wire.make("task-succeeded", "tq1@host", 3, timestamp=T0 + 2, uuid="u1", result="3", runtime=0.1)]
+    batch = [
+        wire.make(
+            "task-received", "tq1@host", 2, timestamp=T0 + 1, uuid="u1", name="shop.add", args="(1, 2)", kwargs="{}"
+        ),
+        wire.make("task-succeeded", "tq1@host", 3, timestamp=T0 + 2, uuid="u1", result="3", runtime=0.1),
+    ]
     key2, raw2 = wire.encode(batch, "tq1@host")
     assert (key, key2) == ("worker.online", "task.multi")
     state.apply_many(wire.decode(raw) + wire.decode(raw2))
@@ -188,11 +201,20 @@ def test_our_own_events_with_py_tqctl() -> None:
 # -- merge rules --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kind", "expected"), [
-    ("task-sent", states.PENDING), ("task-received", states.RECEIVED), ("task-started", states.STARTED),
-    ("task-succeeded", states.SUCCESS), ("task-failed", states.FAILURE), ("task-retried", states.RETRY),
-    ("task-revoked", states.REVOKED), ("task-rejected", states.REJECTED), ("task-progress", "PROGRESS"),
-])
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("task-sent", states.PENDING),
+        ("task-received", states.RECEIVED),
+        ("task-started", states.STARTED),
+        ("task-succeeded", states.SUCCESS),
+        ("task-failed", states.FAILURE),
+        ("task-retried", states.RETRY),
+        ("task-revoked", states.REVOKED),
+        ("task-rejected", states.REJECTED),
+        ("task-progress", "PROGRESS"),
+    ],
+)
 def test_each_type_maps_to_celery_state(kind: str, expected: str) -> None:
     state = ClusterState()
     state.apply(ev(kind, uuid="u1"))
@@ -208,15 +230,24 @@ def test_late_started_fills_fields_but_never_moves_state_back() -> None:
     assert task is not None
     assert task.state == states.SUCCESS and task.timestamp == T0 + 3
     assert (task.name, task.args, task.started, task.received, task.worker) == (
-        "shop.add", "(3, 4)", T0 + 2, T0 + 1, "w1@vm")
+        "shop.add",
+        "(3, 4)",
+        T0 + 2,
+        T0 + 1,
+        "w1@vm",
+    )
     assert [t[0] for t in task.timeline] == ["task-received", "task-started", "task-succeeded"]  # sorted by time
 
 
 def test_retry_starts_a_new_attempt_but_a_stale_retry_does_not_reopen() -> None:
     state = ClusterState()
-    state.apply_many([ev("task-received", ts=T0, uuid="u1", name="n", retries=0),
-                      ev("task-started", ts=T0 + 1, uuid="u1"),
-                      ev("task-retried", ts=T0 + 2, uuid="u1", exception="KeyError('x')")])
+    state.apply_many(
+        [
+            ev("task-received", ts=T0, uuid="u1", name="n", retries=0),
+            ev("task-started", ts=T0 + 1, uuid="u1"),
+            ev("task-retried", ts=T0 + 2, uuid="u1", exception="KeyError('x')"),
+        ]
+    )
     assert state.task("u1").state == states.RETRY  # type: ignore[union-attr]
     state.apply(ev("task-received", "w2@vm", ts=T0 + 3, uuid="u1", name="n", retries=1))
     task = state.task("u1")
@@ -245,8 +276,16 @@ def test_requeued_rejection_allows_redelivery() -> None:
 
 def test_bad_input_is_counted_never_raised() -> None:
     state = ClusterState()
-    for bad in [{}, {"type": 5}, {"type": "task-started"}, {"type": "worker-heartbeat"}, {"type": "other"},
-                ev("task-started", uuid=""), "nope", ev("worker-heartbeat", freq="x", pid="y", loadavg=3)]:
+    for bad in [
+        {},
+        {"type": 5},
+        {"type": "task-started"},
+        {"type": "worker-heartbeat"},
+        {"type": "other"},
+        ev("task-started", uuid=""),
+        "nope",
+        ev("worker-heartbeat", freq="x", pid="y", loadavg=3),
+    ]:
         state.apply(bad)  # type: ignore[arg-type]
     stats = state.stats()
     assert stats["events_dropped"] == 7 and stats["events_applied"] == 1
@@ -296,8 +335,15 @@ def test_offline_and_back() -> None:
 
 def test_worker_task_counters_and_table_bound() -> None:
     state = ClusterState(max_workers=2)
-    state.apply_many([ev("task-succeeded", uuid="a"), ev("task-failed", uuid="b"), ev("task-retried", uuid="c"),
-                      ev("task-succeeded", uuid="d")], now=T0)
+    state.apply_many(
+        [
+            ev("task-succeeded", uuid="a"),
+            ev("task-failed", uuid="b"),
+            ev("task-retried", uuid="c"),
+            ev("task-succeeded", uuid="d"),
+        ],
+        now=T0,
+    )
     worker = state.workers["w1@vm"]
     assert (worker.succeeded, worker.failed, worker.retried, worker.task_events_seen) == (2, 1, 1, True)
     state.apply(heartbeat("w2@vm"), now=T0 + 1)
@@ -365,11 +411,21 @@ def test_size_estimate_follows_updates_and_late_fills() -> None:
 def test_rates_over_the_sliding_window() -> None:
     state = ClusterState(rate_window=10.0)
     for i in range(20):  # 20 successes of "a" and 5 failures of "b" in 10 s
-        state.apply_many([ev("task-received", ts=T0 + i / 2, uuid=f"a{i}", name="a"),
-                          ev("task-succeeded", ts=T0 + i / 2, uuid=f"a{i}")], now=T0 + i / 2)
+        state.apply_many(
+            [
+                ev("task-received", ts=T0 + i / 2, uuid=f"a{i}", name="a"),
+                ev("task-succeeded", ts=T0 + i / 2, uuid=f"a{i}"),
+            ],
+            now=T0 + i / 2,
+        )
     for i in range(5):
-        state.apply_many([ev("task-received", ts=T0 + 2 * i, uuid=f"b{i}", name="b"),
-                          ev("task-failed", ts=T0 + 2 * i, uuid=f"b{i}")], now=T0 + 2 * i)
+        state.apply_many(
+            [
+                ev("task-received", ts=T0 + 2 * i, uuid=f"b{i}", name="b"),
+                ev("task-failed", ts=T0 + 2 * i, uuid=f"b{i}"),
+            ],
+            now=T0 + 2 * i,
+        )
     rates = state.rates(T0 + 10)
     assert rates["succeeded_per_second"] == pytest.approx(2.0)
     assert rates["failed_per_second"] == pytest.approx(0.5)
@@ -440,8 +496,18 @@ def busy() -> ClusterState:
     state.apply(ev("task-received", "w1@vm", ts=T0, uuid="root", name="shop.order", args="(1,)", root_id="root"))
     state.apply(ev("task-succeeded", "w1@vm", ts=T0 + 1, uuid="root", result="'ok'"))
     for i in range(3):
-        state.apply(ev("task-received", "w2@vm", ts=T0 + 2 + i, uuid=f"child{i}", name="shop.mail", args=f"({i},)",
-                       root_id="root", parent_id="root"))
+        state.apply(
+            ev(
+                "task-received",
+                "w2@vm",
+                ts=T0 + 2 + i,
+                uuid=f"child{i}",
+                name="shop.mail",
+                args=f"({i},)",
+                root_id="root",
+                parent_id="root",
+            )
+        )
     state.apply(ev("task-failed", "w2@vm", ts=T0 + 9, uuid="child1", exception="SMTPError('Mailbox FULL')"))
     return state
 
@@ -476,15 +542,19 @@ def test_snapshot_is_plain_json_with_iso_times(busy: ClusterState) -> None:
     assert snap["generated_at"] == "2026-11-24T01:07:41+00:00"
     child = next(t for t in snap["tasks"] if t["uuid"] == "child1")
     assert child["state"] == "FAILURE" and child["failed"] == "2026-11-24T01:07:40+00:00"
-    assert child["timeline"][0] == {"type": "task-received", "timestamp": "2026-11-24T01:07:34+00:00",
-                                    "hostname": "w2@vm"}
+    assert child["timeline"][0] == {
+        "type": "task-received",
+        "timestamp": "2026-11-24T01:07:34+00:00",
+        "hostname": "w2@vm",
+    }
     assert [w["hostname"] for w in snap["workers"]] == ["w1@vm", "w2@vm"]
     assert snap["workers"][0]["alive"] is False and snap["workers"][1]["last_heartbeat"] is None
 
     def keys(obj: Any) -> set[str]:
         if isinstance(obj, dict):
             return {k for k in obj if not ("@" in k or k.startswith("shop."))} | {
-                x for v in obj.values() for x in keys(v)}
+                x for v in obj.values() for x in keys(v)
+            }
         if isinstance(obj, list):
             return {x for v in obj for x in keys(v)}
         return set()

@@ -17,8 +17,28 @@ from engine.protocol.task import MalformedMessage, TaskMessage
 
 ACCEPT = frozenset({"application/json"})
 # One value of each JSON type, plus the edges numbers have (negative, fractional, huge, bool).
-VALUES: list[Any] = ["", "abc", "2026-01-01T00:00:00", 0, 1, -1, 2.5, -0.5, 10**30, True, False, [], [1],
-                     ["abc", "def"], [1, 2, 3], [None, -1], {}, {"a": 1}, [[1]], {"x": [1]}]
+VALUES: list[Any] = [
+    "",
+    "abc",
+    "2026-01-01T00:00:00",
+    0,
+    1,
+    -1,
+    2.5,
+    -0.5,
+    10**30,
+    True,
+    False,
+    [],
+    [1],
+    ["abc", "def"],
+    [1, 2, 3],
+    [None, -1],
+    {},
+    {"a": 1},
+    [[1]],
+    {"x": [1]},
+]
 _, SAMPLE = protocol.build("t.task", [1], {"a": 2})
 HEADERS = sorted(json.loads(SAMPLE)["headers"]) + ["retry_of", "redelivered"]
 PROPERTIES = sorted(json.loads(SAMPLE)["properties"]) + ["expiration"]
@@ -66,9 +86,14 @@ def test_every_header_of_every_type_is_refused_or_readable(where: str, key: str)
         _read_everything(message)
 
 
-@pytest.mark.parametrize("value,reason_part", [
-    ("abc", "non-negative integer"), (-1, "non-negative integer"), (True, "non-negative integer"),
-])
+@pytest.mark.parametrize(
+    "value,reason_part",
+    [
+        ("abc", "non-negative integer"),
+        (-1, "non-negative integer"),
+        (True, "non-negative integer"),
+    ],
+)
 def test_retries_must_be_a_count(value: Any, reason_part: str) -> None:
     with pytest.raises(MalformedMessage, match=reason_part) as info:
         protocol.decode(_with("headers", "retries", value), ACCEPT)
@@ -83,8 +108,9 @@ def test_timelimit_must_be_two_non_negative_limits(value: Any) -> None:
 
 @pytest.mark.parametrize("value", [[None, None], [], [10, 5], [0, None], [1.5, 0.5]])
 def test_valid_timelimits_still_decode(value: Any) -> None:
-    assert protocol.decode(_with("headers", "timelimit", value), ACCEPT).timelimit == \
-        tuple((list(value) + [None, None])[:2])
+    assert protocol.decode(_with("headers", "timelimit", value), ACCEPT).timelimit == tuple(
+        (list(value) + [None, None])[:2]
+    )
 
 
 def test_properties_must_be_an_object() -> None:
@@ -105,15 +131,27 @@ SIG = {"task": "t.next", "args": [], "kwargs": {}, "options": {}, "subtask_type"
 GROUP = {"task": "celery.group", "subtask_type": "group", "kwargs": {"tasks": [SIG, SIG]}, "options": {}}
 
 
-@pytest.mark.parametrize("embed", [
-    {"callbacks": "x"}, {"callbacks": [1]}, {"callbacks": [{"no": "task"}]}, {"callbacks": [{"task": 5}]},
-    {"callbacks": [{**SIG, "args": "abc"}]}, {"callbacks": [{**SIG, "kwargs": []}]},
-    {"callbacks": [{**SIG, "options": "x"}]}, {"errbacks": {"a": 1}}, {"chain": "x"}, {"chain": [5]},
-    {"chord": "x"}, {"chord": [SIG]}, {"callbacks": [{**GROUP, "kwargs": {"tasks": "nope"}}]},
-    {"callbacks": [{**GROUP, "kwargs": {"tasks": [SIG, {"task": None}]}}]},
-    {"callbacks": [{**SIG, "options": {"link": ["x"]}}]},
-    {"chord": {"task": "celery.chord", "subtask_type": "chord", "kwargs": {"header": [SIG], "body": 3}}},
-])
+@pytest.mark.parametrize(
+    "embed",
+    [
+        {"callbacks": "x"},
+        {"callbacks": [1]},
+        {"callbacks": [{"no": "task"}]},
+        {"callbacks": [{"task": 5}]},
+        {"callbacks": [{**SIG, "args": "abc"}]},
+        {"callbacks": [{**SIG, "kwargs": []}]},
+        {"callbacks": [{**SIG, "options": "x"}]},
+        {"errbacks": {"a": 1}},
+        {"chain": "x"},
+        {"chain": [5]},
+        {"chord": "x"},
+        {"chord": [SIG]},
+        {"callbacks": [{**GROUP, "kwargs": {"tasks": "nope"}}]},
+        {"callbacks": [{**GROUP, "kwargs": {"tasks": [SIG, {"task": None}]}}]},
+        {"callbacks": [{**SIG, "options": {"link": ["x"]}}]},
+        {"chord": {"task": "celery.chord", "subtask_type": "chord", "kwargs": {"header": [SIG], "body": 3}}},
+    ],
+)
 def test_garbage_in_the_embed_is_refused_before_the_task_runs(embed: dict[str, Any]) -> None:
     _, raw = protocol.build("t.task", [1], {}, embed={**EMPTY_EMBED, **embed})
     with pytest.raises(MalformedMessage) as info:
@@ -130,11 +168,16 @@ def test_deep_canvas_nesting_is_refused_not_a_recursion_error() -> None:
         protocol.decode(raw, ACCEPT)
 
 
-@pytest.mark.parametrize("embed", [
-    {"callbacks": [SIG], "errbacks": [SIG]}, {"chain": [SIG, SIG]}, {"callbacks": [GROUP]},
-    {"chord": {**SIG, "options": {"link_error": [SIG], "link": SIG}}},
-    {"chord": {"task": "celery.chord", "subtask_type": "chord", "kwargs": {"header": GROUP, "body": SIG}}},
-])
+@pytest.mark.parametrize(
+    "embed",
+    [
+        {"callbacks": [SIG], "errbacks": [SIG]},
+        {"chain": [SIG, SIG]},
+        {"callbacks": [GROUP]},
+        {"chord": {**SIG, "options": {"link_error": [SIG], "link": SIG}}},
+        {"chord": {"task": "celery.chord", "subtask_type": "chord", "kwargs": {"header": GROUP, "body": SIG}}},
+    ],
+)
 def test_celery_shaped_workflows_decode(embed: dict[str, Any]) -> None:
     _, raw = protocol.build("t.task", [1], {}, embed={**EMPTY_EMBED, **embed})
     assert protocol.decode(raw, ACCEPT).embed == {**EMPTY_EMBED, **embed}

@@ -46,36 +46,44 @@ AFTER = utc(2026, 1, 5, 10, 7)  # a Monday
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
-        ({"minute": "*/15"}, [utc(2026, 1, 5, 10, 15), utc(2026, 1, 5, 10, 30),
-                              utc(2026, 1, 5, 10, 45), utc(2026, 1, 5, 11, 0)]),
-        ({"minute": "0-30/10"}, [utc(2026, 1, 5, 10, 10), utc(2026, 1, 5, 10, 20),
-                                 utc(2026, 1, 5, 10, 30), utc(2026, 1, 5, 11, 0)]),
-        ({"minute": "1,3,5"}, [utc(2026, 1, 5, 11, 1), utc(2026, 1, 5, 11, 3),
-                               utc(2026, 1, 5, 11, 5), utc(2026, 1, 5, 12, 1)]),
-        ({"minute": [5, 3, 1]}, [utc(2026, 1, 5, 11, 1), utc(2026, 1, 5, 11, 3),
-                                 utc(2026, 1, 5, 11, 5), utc(2026, 1, 5, 12, 1)]),
+        (
+            {"minute": "*/15"},
+            [utc(2026, 1, 5, 10, 15), utc(2026, 1, 5, 10, 30), utc(2026, 1, 5, 10, 45), utc(2026, 1, 5, 11, 0)],
+        ),
+        (
+            {"minute": "0-30/10"},
+            [utc(2026, 1, 5, 10, 10), utc(2026, 1, 5, 10, 20), utc(2026, 1, 5, 10, 30), utc(2026, 1, 5, 11, 0)],
+        ),
+        (
+            {"minute": "1,3,5"},
+            [utc(2026, 1, 5, 11, 1), utc(2026, 1, 5, 11, 3), utc(2026, 1, 5, 11, 5), utc(2026, 1, 5, 12, 1)],
+        ),
+        (
+            {"minute": [5, 3, 1]},
+            [utc(2026, 1, 5, 11, 1), utc(2026, 1, 5, 11, 3), utc(2026, 1, 5, 11, 5), utc(2026, 1, 5, 12, 1)],
+        ),
         ({"minute": 0, "hour": "1-5"}, [utc(2026, 1, 6, h) for h in (1, 2, 3, 4)]),
         ({"minute": 0, "hour": "*/1"}, [utc(2026, 1, 5, h) for h in (11, 12, 13, 14)]),
-        ({"minute": 50, "hour": "22-2"},  # ranges wrap like Celery's
-         [utc(2026, 1, 5, 22, 50), utc(2026, 1, 5, 23, 50), utc(2026, 1, 6, 0, 50),
-          utc(2026, 1, 6, 1, 50)]),
-        ({"minute": 0, "hour": 9, "day_of_week": "mon-fri"},
-         [utc(2026, 1, d, 9) for d in (6, 7, 8, 9)]),
+        (
+            {"minute": 50, "hour": "22-2"},  # ranges wrap like Celery's
+            [utc(2026, 1, 5, 22, 50), utc(2026, 1, 5, 23, 50), utc(2026, 1, 6, 0, 50), utc(2026, 1, 6, 1, 50)],
+        ),
+        ({"minute": 0, "hour": 9, "day_of_week": "mon-fri"}, [utc(2026, 1, d, 9) for d in (6, 7, 8, 9)]),
         ({"minute": 0, "hour": 0, "day_of_week": "sun"}, [utc(2026, 1, d) for d in (11, 18, 25)]),
         ({"minute": 0, "hour": 0, "day_of_week": 0}, [utc(2026, 1, d) for d in (11, 18, 25)]),
-        ({"minute": 0, "hour": 0, "day_of_week": "Sunday"},
-         [utc(2026, 1, d) for d in (11, 18, 25)]),
-        ({"minute": 0, "hour": 0, "day_of_week": "fri-mon"},
-         [utc(2026, 1, d) for d in (9, 10, 11, 12)]),
-        ({"minute": 0, "hour": 0, "day_of_month": 1, "month_of_year": "jan"},
-         [utc(2027, 1, 1), utc(2028, 1, 1)]),
-        ({"minute": 0, "hour": 0, "day_of_month": 1, "month_of_year": "March,JUL"},
-         [utc(2026, 3, 1), utc(2026, 7, 1), utc(2027, 3, 1)]),
-        ({"minute": 0, "hour": 0, "day_of_month": "*/10"},
-         [utc(2026, 1, d) for d in (11, 21, 31)]),
+        ({"minute": 0, "hour": 0, "day_of_week": "Sunday"}, [utc(2026, 1, d) for d in (11, 18, 25)]),
+        ({"minute": 0, "hour": 0, "day_of_week": "fri-mon"}, [utc(2026, 1, d) for d in (9, 10, 11, 12)]),
+        ({"minute": 0, "hour": 0, "day_of_month": 1, "month_of_year": "jan"}, [utc(2027, 1, 1), utc(2028, 1, 1)]),
+        (
+            {"minute": 0, "hour": 0, "day_of_month": 1, "month_of_year": "March,JUL"},
+            [utc(2026, 3, 1), utc(2026, 7, 1), utc(2027, 3, 1)],
+        ),
+        ({"minute": 0, "hour": 0, "day_of_month": "*/10"}, [utc(2026, 1, d) for d in (11, 21, 31)]),
         # Like Celery (and unlike Vixie cron) both day fields must match: first Mondays.
-        ({"minute": 0, "hour": 0, "day_of_month": "1-7", "day_of_week": "mon"},
-         [utc(2026, 2, 2), utc(2026, 3, 2), utc(2026, 4, 6)]),
+        (
+            {"minute": 0, "hour": 0, "day_of_month": "1-7", "day_of_week": "mon"},
+            [utc(2026, 2, 2), utc(2026, 3, 2), utc(2026, 4, 6)],
+        ),
     ],
 )
 def test_crontab_syntax(kwargs: dict, expected: list[datetime]) -> None:
@@ -191,7 +199,10 @@ def test_interval_is_anchored_at_the_epoch() -> None:
     assert sched.next_slot(utc(2026, 1, 5, 10, 0, 10)) == utc(2026, 1, 5, 10, 0, 20)
     assert sched.next_slot(utc(2026, 1, 5, 10, 0, 9, 999_999)) == utc(2026, 1, 5, 10, 0, 10)
     assert first(sched, utc(2026, 1, 5, 10, 0, 3), 3) == [
-        utc(2026, 1, 5, 10, 0, 10), utc(2026, 1, 5, 10, 0, 20), utc(2026, 1, 5, 10, 0, 30)]
+        utc(2026, 1, 5, 10, 0, 10),
+        utc(2026, 1, 5, 10, 0, 20),
+        utc(2026, 1, 5, 10, 0, 30),
+    ]
 
 
 def test_interval_with_anchor_and_odd_sizes() -> None:
@@ -223,8 +234,12 @@ def test_interval_text_forms() -> None:
     assert schedule(timedelta(days=1)).describe() == "every 1d"
     assert repr(schedule(10)) == "schedule(run_every=10.0)"
     data = schedule(10).as_dict()
-    assert data == {"type": "interval", "seconds": 10.0,
-                    "anchor": "1970-01-01T00:00:00+00:00", "description": "every 10s"}
+    assert data == {
+        "type": "interval",
+        "seconds": 10.0,
+        "anchor": "1970-01-01T00:00:00+00:00",
+        "description": "every 10s",
+    }
 
 
 def test_as_schedule_coercion() -> None:
@@ -240,8 +255,7 @@ def test_as_schedule_coercion() -> None:
 
 def test_as_schedule_accepts_celery_objects() -> None:
     celery_schedules = pytest.importorskip("celery.schedules")
-    converted = as_schedule(celery_schedules.crontab(minute="*/15", hour="1-5",
-                                                      day_of_week="mon-fri"))
+    converted = as_schedule(celery_schedules.crontab(minute="*/15", hour="1-5", day_of_week="mon-fri"))
     assert converted == crontab(minute="*/15", hour="1-5", day_of_week="mon-fri")
     assert as_schedule(celery_schedules.schedule(timedelta(seconds=30))) == schedule(30)
 
@@ -253,7 +267,11 @@ def test_slots_between_is_half_open_and_limited() -> None:
     six_hourly = crontab(minute=0, hour="*/6")
     start, end = utc(2026, 1, 5), utc(2026, 1, 6)
     assert six_hourly.slots_between(start, end, 100) == [
-        utc(2026, 1, 5, 6), utc(2026, 1, 5, 12), utc(2026, 1, 5, 18), utc(2026, 1, 6)]
+        utc(2026, 1, 5, 6),
+        utc(2026, 1, 5, 12),
+        utc(2026, 1, 5, 18),
+        utc(2026, 1, 6),
+    ]
     # A full list holds the oldest slots; asking again from its last element continues it.
     page = six_hourly.slots_between(start, end, 2)
     assert page == [utc(2026, 1, 5, 6), utc(2026, 1, 5, 12)]
@@ -268,8 +286,7 @@ def test_slots_between_is_half_open_and_limited() -> None:
 def test_interval_catch_up_after_an_outage() -> None:
     sched = schedule(10)
     missed = sched.slots_between(utc(2026, 1, 5, 10, 0, 5), utc(2026, 1, 5, 10, 1), 1000)
-    assert missed == [utc(2026, 1, 5, 10, 0, s) for s in (10, 20, 30, 40, 50)] + [
-        utc(2026, 1, 5, 10, 1)]
+    assert missed == [utc(2026, 1, 5, 10, 0, s) for s in (10, 20, 30, 40, 50)] + [utc(2026, 1, 5, 10, 1)]
 
 
 def test_slots_are_idempotent() -> None:
@@ -290,10 +307,10 @@ def test_slots_are_idempotent() -> None:
 
 # (zone, a UTC instant shortly before the change, the change is spring-forward?)
 CHANGES = {
-    "paris-spring": (PARIS, utc(2026, 3, 28, 12), True),      # 2026-03-29 02:00 -> 03:00
-    "paris-fall": (PARIS, utc(2026, 10, 24, 12), False),      # 2026-10-25 03:00 -> 02:00
-    "ny-spring": (NEW_YORK, utc(2026, 3, 7, 12), True),       # 2026-03-08 02:00 -> 03:00
-    "ny-fall": (NEW_YORK, utc(2026, 10, 31, 12), False),      # 2026-11-01 02:00 -> 01:00
+    "paris-spring": (PARIS, utc(2026, 3, 28, 12), True),  # 2026-03-29 02:00 -> 03:00
+    "paris-fall": (PARIS, utc(2026, 10, 24, 12), False),  # 2026-10-25 03:00 -> 02:00
+    "ny-spring": (NEW_YORK, utc(2026, 3, 7, 12), True),  # 2026-03-08 02:00 -> 03:00
+    "ny-fall": (NEW_YORK, utc(2026, 10, 31, 12), False),  # 2026-11-01 02:00 -> 01:00
 }
 
 
@@ -341,9 +358,15 @@ def test_daily_0130_across_dst(change: str, expected: list[str]) -> None:
 def test_daily_0230_utc_instants() -> None:
     paris = crontab(minute=30, hour=2, tz="Europe/Paris")
     assert paris.slots_between(utc(2026, 3, 28), utc(2026, 3, 31), 10) == [
-        utc(2026, 3, 28, 1, 30), utc(2026, 3, 29, 1, 0), utc(2026, 3, 30, 0, 30)]
+        utc(2026, 3, 28, 1, 30),
+        utc(2026, 3, 29, 1, 0),
+        utc(2026, 3, 30, 0, 30),
+    ]
     assert paris.slots_between(utc(2026, 10, 24), utc(2026, 10, 27), 10) == [
-        utc(2026, 10, 24, 0, 30), utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)]
+        utc(2026, 10, 24, 0, 30),
+        utc(2026, 10, 25, 0, 30),
+        utc(2026, 10, 26, 1, 30),
+    ]
     # Asked from inside the repeated hour, the second 02:30 is not a slot.
     assert paris.next_slot(utc(2026, 10, 25, 0, 45)) == utc(2026, 10, 26, 1, 30)
     assert paris.next_slot(utc(2026, 10, 25, 1, 10)) == utc(2026, 10, 26, 1, 30)
@@ -377,28 +400,37 @@ def test_every_hour_asked_from_inside_the_repeated_hour() -> None:
 def test_fixed_hours_touching_the_gap() -> None:
     # 02:00 moves to 03:00, which the schedule also names: one slot, not two.
     one_to_three = crontab(minute=0, hour="1-3", tz="Europe/Paris")
-    assert [local(s, PARIS) for s in one_to_three.slots_between(
-        utc(2026, 3, 28, 12), utc(2026, 3, 29, 12), 10)] == ["03-29 01:00 CET", "03-29 03:00 CEST"]
+    assert [local(s, PARIS) for s in one_to_three.slots_between(utc(2026, 3, 28, 12), utc(2026, 3, 29, 12), 10)] == [
+        "03-29 01:00 CET",
+        "03-29 03:00 CEST",
+    ]
     # 02:30 moves to 03:00, which is not 03:30: both fire.
     half_past = crontab(minute=30, hour="2,3", tz="Europe/Paris")
-    assert [local(s, PARIS) for s in half_past.slots_between(
-        utc(2026, 3, 28, 12), utc(2026, 3, 29, 12), 10)] == ["03-29 03:00 CEST", "03-29 03:30 CEST"]
+    assert [local(s, PARIS) for s in half_past.slots_between(utc(2026, 3, 28, 12), utc(2026, 3, 29, 12), 10)] == [
+        "03-29 03:00 CEST",
+        "03-29 03:30 CEST",
+    ]
     # Several times inside the gap collapse into the one instant after it.
     quarters = crontab(minute="*/15", hour=2, tz="America/New_York")
-    assert [local(s, NEW_YORK) for s in quarters.slots_between(
-        utc(2026, 3, 7, 12), utc(2026, 3, 8, 12), 10)] == ["03-08 03:00 EDT"]
+    assert [local(s, NEW_YORK) for s in quarters.slots_between(utc(2026, 3, 7, 12), utc(2026, 3, 8, 12), 10)] == [
+        "03-08 03:00 EDT"
+    ]
     # Repeated hour with fixed hours: the first pass only.
-    assert [local(s, NEW_YORK) for s in quarters.with_tz("America/New_York").slots_between(
-        utc(2026, 10, 31, 12), utc(2026, 11, 1, 12), 10)] == [
-        "11-01 02:00 EST", "11-01 02:15 EST", "11-01 02:30 EST", "11-01 02:45 EST"]
+    assert [
+        local(s, NEW_YORK)
+        for s in quarters.with_tz("America/New_York").slots_between(utc(2026, 10, 31, 12), utc(2026, 11, 1, 12), 10)
+    ] == ["11-01 02:00 EST", "11-01 02:15 EST", "11-01 02:30 EST", "11-01 02:45 EST"]
     ones = crontab(minute="*/20", hour=1, tz="America/New_York")
-    assert [local(s, NEW_YORK) for s in ones.slots_between(
-        utc(2026, 10, 31, 12), utc(2026, 11, 1, 12), 10)] == [
-        "11-01 01:00 EDT", "11-01 01:20 EDT", "11-01 01:40 EDT"]
+    assert [local(s, NEW_YORK) for s in ones.slots_between(utc(2026, 10, 31, 12), utc(2026, 11, 1, 12), 10)] == [
+        "11-01 01:00 EDT",
+        "11-01 01:20 EDT",
+        "11-01 01:40 EDT",
+    ]
 
 
-def oracle(zone: ZoneInfo, matches: Callable[[int, int], bool], real_time: bool,
-           start: datetime, end: datetime) -> list[datetime]:
+def oracle(
+    zone: ZoneInfo, matches: Callable[[int, int], bool], real_time: bool, start: datetime, end: datetime
+) -> list[datetime]:
     """The documented DST rule, applied by brute force to every real minute in (start, end]."""
     out = []
     instant = start + MINUTE
@@ -433,9 +465,9 @@ ORACLE_CASES = [
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
 @pytest.mark.parametrize(("kwargs", "matches", "real_time"), ORACLE_CASES)
-def test_dst_rule_matches_brute_force(change: str, kwargs: dict,
-                                      matches: Callable[[int, int], bool],
-                                      real_time: bool) -> None:
+def test_dst_rule_matches_brute_force(
+    change: str, kwargs: dict, matches: Callable[[int, int], bool], real_time: bool
+) -> None:
     zone, start, _ = CHANGES[change]
     sched = crontab(**kwargs, tz=zone.key)
     end = start + timedelta(days=2)

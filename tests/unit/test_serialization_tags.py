@@ -54,7 +54,9 @@ def test_a_task_sent_with_a_datetime_argument_receives_a_datetime() -> None:
 def test_only_an_exact_two_key_tag_is_decoded() -> None:
     data = b'[{"__type__": "datetime", "__value__": "2026-01-01T00:00:00", "x": 1}, {"__type__": "uuid"}]'
     assert serialization.loads(data, JSON, ACCEPT) == [
-        {"__type__": "datetime", "__value__": "2026-01-01T00:00:00", "x": 1}, {"__type__": "uuid"}]
+        {"__type__": "datetime", "__value__": "2026-01-01T00:00:00", "x": 1},
+        {"__type__": "uuid"},
+    ]
 
 
 def test_an_unknown_tag_is_a_malformed_message_not_a_crash() -> None:

@@ -18,8 +18,9 @@ def test_the_variable_is_read_unless_the_app_names_a_folder(monkeypatch: pytest.
     assert state_dir(Settings()) == ".tqctl"
 
 
-def test_an_app_without_a_broker_starts_the_server_in_tqctl_state_dir(monkeypatch: pytest.MonkeyPatch,
-                                                                     tmp_path: Path) -> None:
+def test_an_app_without_a_broker_starts_the_server_in_tqctl_state_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("TQCTL_BROKER", raising=False)
     monkeypatch.setenv("TQCTL_STATE_DIR", str(tmp_path))
     app = App("nobroker")

@@ -30,14 +30,38 @@ from engine.workflows import chain, group
 UTC = dt.timezone.utc
 NOWHERE = "redis://127.0.0.1:1/0"
 CELERY_OPTIONS: dict[str, Any] = {
-    "serializer": "json", "max_retries": 7, "default_retry_delay": 5, "rate_limit": "10/s", "time_limit": 30,
-    "soft_time_limit": 20, "ignore_result": True, "store_errors_even_if_ignored": True, "track_started": True,
-    "acks_late": True, "acks_on_failure_or_timeout": False, "reject_on_worker_lost": True, "expires": 60,
-    "priority": 5, "queue": "high", "routing_key": "high", "autoretry_for": (KeyError,),
-    "dont_autoretry_for": (ValueError,), "retry_kwargs": {"countdown": 1}, "retry_backoff": 2,
-    "retry_backoff_max": 30, "retry_jitter": False, "throws": (KeyError,), "typing": False, "pydantic": False,
-    "pydantic_strict": True, "pydantic_context": {"a": 1}, "pydantic_dump_kwargs": {"by_alias": True},
-    "trail": False, "send_events": False, "resultrepr_maxsize": 100, "store_eager_result": True,
+    "serializer": "json",
+    "max_retries": 7,
+    "default_retry_delay": 5,
+    "rate_limit": "10/s",
+    "time_limit": 30,
+    "soft_time_limit": 20,
+    "ignore_result": True,
+    "store_errors_even_if_ignored": True,
+    "track_started": True,
+    "acks_late": True,
+    "acks_on_failure_or_timeout": False,
+    "reject_on_worker_lost": True,
+    "expires": 60,
+    "priority": 5,
+    "queue": "high",
+    "routing_key": "high",
+    "autoretry_for": (KeyError,),
+    "dont_autoretry_for": (ValueError,),
+    "retry_kwargs": {"countdown": 1},
+    "retry_backoff": 2,
+    "retry_backoff_max": 30,
+    "retry_jitter": False,
+    "throws": (KeyError,),
+    "typing": False,
+    "pydantic": False,
+    "pydantic_strict": True,
+    "pydantic_context": {"a": 1},
+    "pydantic_dump_kwargs": {"by_alias": True},
+    "trail": False,
+    "send_events": False,
+    "resultrepr_maxsize": 100,
+    "store_eager_result": True,
 }
 
 
@@ -61,6 +85,7 @@ def published(client: redis.Redis, key: str = "celery") -> list[protocol.TaskMes
 
 
 # -- options --------------------------------------------------------------------------------------
+
 
 def test_every_celery_task_option_is_accepted_by_app_task_and_shared_task() -> None:
     app = App("unit", broker=NOWHERE)
@@ -131,6 +156,7 @@ def test_store_eager_result_stores_in_the_backend(app: App) -> None:
 
 # -- class-based tasks and hooks --------------------------------------------------------------------
 
+
 class Recorder(Task):
     calls: list[tuple[Any, ...]]
 
@@ -178,8 +204,11 @@ def test_hooks_get_celerys_arguments_in_celerys_order(eager: App) -> None:
     ok = hooked.delay(1)
     bad = hooked.delay(2, fail=True)
     assert Recorder.calls == [
-        ("before_start", ok.id, (1,), {}), ("on_success", 2, ok.id, (1,)), ("after_return", "SUCCESS", ok.id, False),
-        ("before_start", bad.id, (2,), {"fail": True}), ("on_failure", "KeyError", bad.id, True, True),
+        ("before_start", ok.id, (1,), {}),
+        ("on_success", 2, ok.id, (1,)),
+        ("after_return", "SUCCESS", ok.id, False),
+        ("before_start", bad.id, (2,), {"fail": True}),
+        ("on_failure", "KeyError", bad.id, True, True),
         ("after_return", "FAILURE", bad.id, True),
     ]
 
@@ -251,12 +280,32 @@ def test_throws_logs_without_traceback_other_errors_with_it(caplog: pytest.LogCa
 
 # -- self.request ------------------------------------------------------------------------------------
 
+
 def test_request_reads_like_celerys_context() -> None:
-    headers = {"lang": "py", "task": "t", "id": "i", "shadow": None, "retries": 2, "timelimit": [10, 5],
-               "root_id": "r", "parent_id": "p", "x-tenant": "acme", "replaced_task_nesting": 1,
-               "stamped_headers": ["batch"], "stamps": {"batch": "b1"}, "argsrepr": "(1,)"}
-    request = Request(id="i", name="t", args=[1], message_headers=headers, timelimit=(10, 5),
-                      properties={"correlation_id": "i", "reply_to": "reply-q"}, called_directly=False)
+    headers = {
+        "lang": "py",
+        "task": "t",
+        "id": "i",
+        "shadow": None,
+        "retries": 2,
+        "timelimit": [10, 5],
+        "root_id": "r",
+        "parent_id": "p",
+        "x-tenant": "acme",
+        "replaced_task_nesting": 1,
+        "stamped_headers": ["batch"],
+        "stamps": {"batch": "b1"},
+        "argsrepr": "(1,)",
+    }
+    request = Request(
+        id="i",
+        name="t",
+        args=[1],
+        message_headers=headers,
+        timelimit=(10, 5),
+        properties={"correlation_id": "i", "reply_to": "reply-q"},
+        called_directly=False,
+    )
     assert request.headers == {"x-tenant": "acme"}  # custom headers only, as Celery
     assert request.get("x-tenant") == "acme" and request.task == "t"
     assert (request.correlation_id, request.reply_to, request.replaced_task_nesting) == ("i", "reply-q", 1)
@@ -270,6 +319,7 @@ def test_request_reads_like_celerys_context() -> None:
 
 
 # -- signals ----------------------------------------------------------------------------------------
+
 
 def test_signal_connect_forms_sender_filter_dispatch_uid_and_weak_refs() -> None:
     sig = signals.Signal("unit_signal")
@@ -339,8 +389,11 @@ def test_task_signals_fire_in_eager_runs_with_celerys_arguments(eager: App) -> N
         add.delay(2, 3)
         eager.task(name="unit.other")(lambda: 0).delay()  # another sender: not seen
     finally:
-        for sig, fun in ((signals.task_prerun, prerun), (signals.task_success, success),
-                         (signals.task_postrun, postrun)):
+        for sig, fun in (
+            (signals.task_prerun, prerun),
+            (signals.task_success, success),
+            (signals.task_postrun, postrun),
+        ):
             sig.disconnect(fun, sender=add)
     assert got == [("prerun", (True, True, [2, 3])), ("success", 5), ("postrun", (5, "SUCCESS"))]
 
@@ -364,6 +417,7 @@ def test_before_task_publish_can_add_headers_to_the_message(app: App, redis_clie
 
 
 # -- logging --------------------------------------------------------------------------------------
+
 
 def test_get_task_logger_is_celerys(eager: App) -> None:
     logger = get_task_logger("unit.tasks.module")
@@ -391,6 +445,7 @@ def test_get_task_logger_is_celerys(eager: App) -> None:
 
 
 # -- stamping -----------------------------------------------------------------------------------------
+
 
 class Labels(StampingVisitor):
     def on_signature(self, sig: Any, **headers: Any) -> dict[str, Any]:
@@ -441,6 +496,7 @@ def test_eager_request_sees_stamps(eager: App) -> None:
 
 # -- pydantic -----------------------------------------------------------------------------------------
 
+
 class Item(pydantic.BaseModel):
     name: str
     qty: int
@@ -469,9 +525,16 @@ def test_pydantic_validates_arguments_and_dumps_results(eager: App, app: App, re
 
 # -- settings -------------------------------------------------------------------------------------------
 
+
 def test_settings_check_names_ignored_celery_settings_and_typos() -> None:
-    conf = Settings(task_acks_late=True, worker_max_tasks_per_child=10, result_backend_transport_options={},
-                    task_acks_lates=True, tqctl_owner_timeout=3, worker_control_allow=["ping"])
+    conf = Settings(
+        task_acks_late=True,
+        worker_max_tasks_per_child=10,
+        result_backend_transport_options={},
+        task_acks_lates=True,
+        tqctl_owner_timeout=3,
+        worker_control_allow=["ping"],
+    )
     lines = conf.startup_warnings()
     assert lines == [
         "setting 'result_backend_transport_options' is a Celery setting this engine ignores (no effect)",
@@ -490,8 +553,9 @@ def test_settings_from_a_module_skip_its_imports(tmp_path: Any, monkeypatch: pyt
     monkeypatch.syspath_prepend(str(tmp_path))
     conf = Settings()
     conf.from_object("unitconf_taskapi")
-    assert conf.startup_warnings() == ["setting 'brokr_url' is not a Celery setting (misspelt?); "
-                                       "did you mean 'broker_url'?"]
+    assert conf.startup_warnings() == [
+        "setting 'brokr_url' is not a Celery setting (misspelt?); did you mean 'broker_url'?"
+    ]
 
 
 def test_beat_init_and_beat_embedded_init_fire_with_the_scheduler_as_sender(app: App) -> None:
@@ -521,12 +585,25 @@ def test_beat_init_and_beat_embedded_init_fire_with_the_scheduler_as_sender(app:
 def test_result_extended_stores_celerys_request_fields(app: App) -> None:
     app.conf.result_extended = True
     task = app.task(name="unit.extended")(lambda x: x)
-    request = Request(id="ext-1", name=task.name, args=[3], retries=1, hostname="w1@h", called_directly=False,
-                      delivery_info={"routing_key": "high"})
+    request = Request(
+        id="ext-1",
+        name=task.name,
+        args=[3],
+        retries=1,
+        hostname="w1@h",
+        called_directly=False,
+        delivery_info={"routing_key": "high"},
+    )
     trace.run(app, task, request)
     stored = app.backend.get_meta("ext-1")
-    assert (stored["name"], stored["args"], stored["kwargs"], stored["worker"], stored["retries"],
-            stored["queue"]) == ("unit.extended", [3], {}, "w1@h", 1, "high")
+    assert (stored["name"], stored["args"], stored["kwargs"], stored["worker"], stored["retries"], stored["queue"]) == (
+        "unit.extended",
+        [3],
+        {},
+        "w1@h",
+        1,
+        "high",
+    )
 
 
 def test_task_annotations_set_task_attributes_by_name_and_star() -> None:
@@ -534,8 +611,11 @@ def test_task_annotations_set_task_attributes_by_name_and_star() -> None:
         def annotate(self, task: Any) -> dict[str, Any] | None:
             return {"time_limit": 99} if task.name == "unit.slow" else None
 
-    app = App("unit", broker=NOWHERE, task_annotations=[{"*": {"rate_limit": "5/s"}, "unit.fast": {"rate_limit":
-                                                                                                   "50/s"}}, Slow()])
+    app = App(
+        "unit",
+        broker=NOWHERE,
+        task_annotations=[{"*": {"rate_limit": "5/s"}, "unit.fast": {"rate_limit": "50/s"}}, Slow()],
+    )
     fast = app.task(name="unit.fast")(lambda: None)
     slow = app.task(name="unit.slow")(lambda: None)
     assert (fast.rate_limit, slow.rate_limit, slow.time_limit, fast.time_limit) == ("50/s", "5/s", 99, None)
@@ -573,13 +653,14 @@ def test_current_app_and_current_task_proxies(eager: App) -> None:
     assert isinstance(current_app._get_current_object(), App)
 
 
-def test_config_from_object_with_a_namespace_and_celery_3_names(tmp_path: Any,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_from_object_with_a_namespace_and_celery_3_names(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "unit_django_settings.py").write_text(
         "DEBUG = True\nCELERY_BROKER_URL = 'redis://b'\nCELERY_TASK_ACKS_LATE = True\n"
-        "class settings:\n    CELERY_TASK_ALWAYS_EAGER = True\n")
-    (tmp_path / "unit_old_config.py").write_text("BROKER_URL = 'redis://old'\nCELERY_ACKS_LATE = True\n"
-                                                 "CELERYD_CONCURRENCY = 3\nSomething = 1\n")
+        "class settings:\n    CELERY_TASK_ALWAYS_EAGER = True\n"
+    )
+    (tmp_path / "unit_old_config.py").write_text(
+        "BROKER_URL = 'redis://old'\nCELERY_ACKS_LATE = True\nCELERYD_CONCURRENCY = 3\nSomething = 1\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     app = App("unit", broker=None)
     app.config_from_object("unit_django_settings", namespace="CELERY")

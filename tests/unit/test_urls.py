@@ -11,13 +11,16 @@ from engine.exceptions import ImproperlyConfigured
 from engine.redisconn import client_from_url
 
 
-@pytest.mark.parametrize(("url", "masked"), [
-    ("redis://:s3cret@db.example:6379/0", "redis://:****@db.example:6379/0"),
-    ("rediss://alice:s3cret@db.example:6380/2", "rediss://alice:****@db.example:6380/2"),
-    ("amqp://guest:s3cret@mq//", "amqp://guest:****@mq//"),
-    ("redis://db.example:6379/0", "redis://db.example:6379/0"),
-    ("redis+socket:///tmp/x/redis.sock", "redis+socket:///tmp/x/redis.sock"),
-])
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://:s3cret@db.example:6379/0", "redis://:****@db.example:6379/0"),
+        ("rediss://alice:s3cret@db.example:6380/2", "rediss://alice:****@db.example:6380/2"),
+        ("amqp://guest:s3cret@mq//", "amqp://guest:****@mq//"),
+        ("redis://db.example:6379/0", "redis://db.example:6379/0"),
+        ("redis+socket:///tmp/x/redis.sock", "redis+socket:///tmp/x/redis.sock"),
+    ],
+)
 def test_passwords_are_masked_and_the_rest_is_kept(url: str, masked: str) -> None:
     assert mask_url(url) == masked
 

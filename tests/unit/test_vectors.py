@@ -34,8 +34,20 @@ META_KEYS = {"status", "result", "traceback", "children", "date_done", "task_id"
 EXTENDED_KEYS = {"name", "args", "kwargs", "worker", "retries", "queue"}
 EVENT_BASE = {"hostname", "utcoffset", "pid", "clock", "timestamp", "type"}
 EVENT_FIELDS = {  # celery-wire.md §4: fields every event of the type carries besides EVENT_BASE
-    "task-sent": {"uuid", "root_id", "parent_id", "name", "args", "kwargs", "retries", "eta", "expires",
-                  "queue", "exchange", "routing_key"},
+    "task-sent": {
+        "uuid",
+        "root_id",
+        "parent_id",
+        "name",
+        "args",
+        "kwargs",
+        "retries",
+        "eta",
+        "expires",
+        "queue",
+        "exchange",
+        "routing_key",
+    },
     "task-received": {"uuid", "name", "args", "kwargs", "root_id", "parent_id", "retries", "eta", "expires"},
     "task-started": {"uuid"},
     "task-succeeded": {"uuid", "result", "runtime"},
@@ -49,8 +61,11 @@ EVENT_FIELDS = {  # celery-wire.md §4: fields every event of the type carries b
 }
 REQUEST_KEYS = {"method", "arguments", "destination", "pattern", "matcher", "ticket", "reply_to"}
 EXCEPTION_CLASSES = {
-    "ValueError": ValueError, "KeyError": KeyError, "NotRegistered": exceptions.NotRegistered,
-    "Reject": exceptions.Reject, "TaskRevokedError": exceptions.TaskRevokedError,
+    "ValueError": ValueError,
+    "KeyError": KeyError,
+    "NotRegistered": exceptions.NotRegistered,
+    "Reject": exceptions.Reject,
+    "TaskRevokedError": exceptions.TaskRevokedError,
     "ChordError": exceptions.ChordError,
 }
 
@@ -73,6 +88,7 @@ def body_of(env: dict[str, Any]) -> Any:
 
 
 # -- task messages --------------------------------------------------------------------------------
+
 
 def check_task(env: dict[str, Any], decoded_body: list[Any]) -> protocol.TaskMessage:
     message = protocol.decode(wire(env), JSON_ONLY)
@@ -124,8 +140,13 @@ def handmade_envelope(case: dict[str, Any]) -> dict[str, Any]:
     if encoding == "base64":
         props["body_encoding"] = "base64"
         text = base64.b64encode(text.encode()).decode()
-    return {"body": text, "content-encoding": "utf-8", "content-type": "application/json",
-            "headers": headers, "properties": props}
+    return {
+        "body": text,
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": headers,
+        "properties": props,
+    }
 
 
 def check_handmade(doc: dict[str, Any]) -> None:
@@ -157,8 +178,9 @@ def test_task_headers_we_build_match_celerys() -> None:
     task_id, raw = protocol.build("tqproto.add", [2, 3], task_id=head["id"])
     ours = json.loads(raw)
     ignore = {"origin", "sent_at"}  # the publisher's identity; our extra (queue age)
-    assert {k: v for k, v in ours["headers"].items() if k not in ignore} == \
-        {k: v for k, v in head.items() if k not in ignore}
+    assert {k: v for k, v in ours["headers"].items() if k not in ignore} == {
+        k: v for k, v in head.items() if k not in ignore
+    }
     assert set(captured["properties"]) <= set(ours["properties"])
     assert ours["properties"]["delivery_info"] == captured["properties"]["delivery_info"]
     assert (ours["content-type"], ours["content-encoding"]) == (captured["content-type"], captured["content-encoding"])
@@ -166,8 +188,10 @@ def test_task_headers_we_build_match_celerys() -> None:
 
 
 def test_countdown_expires_priority_and_eta_vectors() -> None:
-    message = check_task(load("task-v2-countdown-expires-priority.json")["raw"],
-                         load("task-v2-countdown-expires-priority.json")["decoded_body"])
+    message = check_task(
+        load("task-v2-countdown-expires-priority.json")["raw"],
+        load("task-v2-countdown-expires-priority.json")["decoded_body"],
+    )
     assert (message.expires - message.eta).total_seconds() == 90  # countdown=30, expires=120
     assert message.delivery_info["priority"] == 5
     eta = check_task(load("task-v2-eta.json")["raw"], load("task-v2-eta.json")["decoded_body"]).eta
@@ -198,6 +222,7 @@ def test_workflow_vectors_embed_celery_signatures() -> None:
 
 # -- result documents -----------------------------------------------------------------------------
 
+
 def check_meta(doc: dict[str, Any]) -> None:
     assert META_KEYS <= set(doc) <= META_KEYS | EXTENDED_KEYS | {"parent_id", "group_id"}
     status = doc["status"]
@@ -210,12 +235,19 @@ def check_meta(doc: dict[str, Any]) -> None:
         if data["exc_type"] in EXCEPTION_CLASSES:
             assert isinstance(exc, EXCEPTION_CLASSES[data["exc_type"]])
         assert encode_exception(exc) == data  # and it writes back identically
-    ours = meta(doc["task_id"], status, doc["result"], traceback=doc["traceback"],
-                parent_id=doc.get("parent_id"), group_id=doc.get("group_id"),
-                extended={k: doc[k] for k in EXTENDED_KEYS if k in doc} or None)
+    ours = meta(
+        doc["task_id"],
+        status,
+        doc["result"],
+        traceback=doc["traceback"],
+        parent_id=doc.get("parent_id"),
+        group_id=doc.get("group_id"),
+        extended={k: doc[k] for k in EXTENDED_KEYS if k in doc} or None,
+    )
     assert set(ours) == set(doc)
-    assert {k: v for k, v in ours.items() if k not in ("date_done", "children")} == \
-        {k: v for k, v in doc.items() if k not in ("date_done", "children")}
+    assert {k: v for k, v in ours.items() if k not in ("date_done", "children")} == {
+        k: v for k, v in doc.items() if k not in ("date_done", "children")
+    }
 
 
 def check_result_file(doc: dict[str, Any]) -> None:
@@ -258,8 +290,11 @@ def check_chord_keys(doc: dict[str, Any]) -> None:
 def test_result_vectors_decode_to_the_right_exceptions() -> None:
     revoked = load("result-revoked.json")["value"]
     assert {k: decode_exception(v["result"]).args[0] for k, v in revoked.items()} == {
-        "expired": "expired", "revoked_by_control_command": "revoked",
-        "revoked_when_worker_reached_it": "revoked", "terminated": "terminated"}
+        "expired": "expired",
+        "revoked_by_control_command": "revoked",
+        "revoked_when_worker_reached_it": "revoked",
+        "terminated": "terminated",
+    }
     assert all(isinstance(decode_exception(v["result"]), exceptions.TaskRevokedError) for v in revoked.values())
     assert isinstance(decode_exception(load("result-notregistered.json")["value"]["result"]), exceptions.NotRegistered)
     failure = load("result-failure.json")["value"]
@@ -284,6 +319,7 @@ def test_a_group_celery_saved_restores_here(redis_url: str, redis_client: Any) -
 
 
 # -- events ---------------------------------------------------------------------------------------
+
 
 def without_paths(value: Any) -> Any:
     """Events minus tracebacks: some captures' decoded copies had file paths rewritten, not the raw body."""
@@ -336,6 +372,7 @@ def test_the_events_we_build_carry_celerys_fields() -> None:
 
 # -- remote control (pidbox) ----------------------------------------------------------------------
 
+
 def check_request(env: dict[str, Any], expected_body: dict[str, Any]) -> None:
     body, headers = envelope.decode(wire(env))
     assert body == expected_body and set(body) == REQUEST_KEYS
@@ -347,7 +384,11 @@ def check_request(env: dict[str, Any], expected_body: dict[str, Any]) -> None:
     request = control.decode_request(wire(fresh))
     assert request is not None
     assert (request.method, request.arguments, request.ticket, request.reply_to) == (
-        body["method"], body["arguments"], body["ticket"], body["reply_to"])
+        body["method"],
+        body["arguments"],
+        body["ticket"],
+        body["reply_to"],
+    )
 
 
 def check_reply(env: dict[str, Any], expected_body: dict[str, Any]) -> None:
@@ -385,6 +426,7 @@ def check_pidbox_file(doc: dict[str, Any]) -> None:
 
 # -- kombu's Redis keys ---------------------------------------------------------------------------
 
+
 def check_redis_file(doc: dict[str, Any]) -> None:
     if "unacked_hash_value" in doc:
         env, exchange, routing_key = doc["unacked_hash_value"]
@@ -402,8 +444,13 @@ def check_redis_file(doc: dict[str, Any]) -> None:
 
 # -- every file -----------------------------------------------------------------------------------
 
-CHECKS = {"task-": check_task_file, "result-": check_result_file, "event-": check_event_file,
-          "pidbox-": check_pidbox_file, "redis-": check_redis_file}
+CHECKS = {
+    "task-": check_task_file,
+    "result-": check_result_file,
+    "event-": check_event_file,
+    "pidbox-": check_pidbox_file,
+    "redis-": check_redis_file,
+}
 
 
 def test_the_vectors_are_there() -> None:

@@ -27,8 +27,9 @@ T = TypeVar("T")
 LEVELS = {"debug", "info", "warning", "error", "critical"}
 COLUMNS = ["name", "task", "schedule", "enabled", "last_run", "next_run", "total_run_count"]
 
-app = typer.Typer(help="Run the periodic-task scheduler (beat), or list, run, enable and disable its entries.",
-                  add_completion=False)
+app = typer.Typer(
+    help="Run the periodic-task scheduler (beat), or list, run, enable and disable its entries.", add_completion=False
+)
 
 AppOpt = typer.Option("", "-A", "--app", help="module or module:attr holding the App")
 BrokerOpt = typer.Option("", "--broker", envvar="TQCTL_BROKER", callback=url_option, help="broker URL")
@@ -68,8 +69,9 @@ def beat(
     app_spec: str = AppOpt,
     broker: str = BrokerOpt,
     loglevel: str = typer.Option("info", "-l", "--loglevel"),
-    lease: float = typer.Option(0.0, "--lease", min=0,
-                                help="leader lease in seconds (default: tqctl_beat_lease or 10)"),
+    lease: float = typer.Option(
+        0.0, "--lease", min=0, help="leader lease in seconds (default: tqctl_beat_lease or 10)"
+    ),
 ) -> None:
     """Run beat when no subcommand is given; ``ls``, ``run``, ``enable``, ``disable`` manage entries."""
     ctx.obj = {"app": app_spec, "broker": broker}
@@ -79,8 +81,9 @@ def beat(
         fail(f"unknown log level {loglevel!r}: use {', '.join(sorted(LEVELS))}", EXIT_USAGE)
     if lease < 0:
         fail("--lease must be positive", EXIT_USAGE)
-    logging.basicConfig(level=loglevel.upper(), stream=sys.stderr,
-                        format="[%(asctime)s: %(levelname)s/%(processName)s] %(message)s")
+    logging.basicConfig(
+        level=loglevel.upper(), stream=sys.stderr, format="[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
+    )
     found = _app(ctx, app_spec, broker)
     scheduler = _call(found, lambda: Beat(found, lease_seconds=lease or None))
     _call(found, lambda: scheduler.store.client.ping())
@@ -103,8 +106,13 @@ def ls(ctx: typer.Context, app_spec: str = AppOpt, broker: str = BrokerOpt, as_j
 
 
 @app.command("run")
-def run(ctx: typer.Context, name: str = typer.Argument(..., help="entry name"), app_spec: str = AppOpt,
-        broker: str = BrokerOpt, as_json: bool = JsonOpt) -> None:
+def run(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="entry name"),
+    app_spec: str = AppOpt,
+    broker: str = BrokerOpt,
+    as_json: bool = JsonOpt,
+) -> None:
     """Send one run of an entry now (its schedule and counters are left alone)."""
     found = _app(ctx, app_spec, broker)
     control = _call(found, lambda: BeatControl(found))
@@ -113,8 +121,13 @@ def run(ctx: typer.Context, name: str = typer.Argument(..., help="entry name"), 
 
 
 @app.command("enable")
-def enable(ctx: typer.Context, name: str = typer.Argument(..., help="entry name"), app_spec: str = AppOpt,
-           broker: str = BrokerOpt, as_json: bool = JsonOpt) -> None:
+def enable(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="entry name"),
+    app_spec: str = AppOpt,
+    broker: str = BrokerOpt,
+    as_json: bool = JsonOpt,
+) -> None:
     """Enable an entry: it fires next at its first slot from now (missed slots are not sent)."""
     found = _app(ctx, app_spec, broker)
     control = _call(found, lambda: BeatControl(found))
@@ -122,8 +135,13 @@ def enable(ctx: typer.Context, name: str = typer.Argument(..., help="entry name"
 
 
 @app.command("disable")
-def disable(ctx: typer.Context, name: str = typer.Argument(..., help="entry name"), app_spec: str = AppOpt,
-            broker: str = BrokerOpt, as_json: bool = JsonOpt) -> None:
+def disable(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="entry name"),
+    app_spec: str = AppOpt,
+    broker: str = BrokerOpt,
+    as_json: bool = JsonOpt,
+) -> None:
     """Disable an entry: its slots are skipped (not queued up) until it is enabled again."""
     found = _app(ctx, app_spec, broker)
     control = _call(found, lambda: BeatControl(found))

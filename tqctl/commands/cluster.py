@@ -31,8 +31,7 @@ from tqctl.commands.common import (
 from tqctl.output import emit, emit_json, emit_table
 
 WORKER_COLUMNS = ["name", "pool", "concurrency", "active", "processed", "load", "heartbeat_age"]
-QUEUE_COLUMNS = ["name", "depth", "p0", "p3", "p6", "p9", "delayed", "oldest_age", "consumers", "in_rate",
-                 "out_rate"]
+QUEUE_COLUMNS = ["name", "depth", "p0", "p3", "p6", "p9", "delayed", "oldest_age", "consumers", "in_rate", "out_rate"]
 DELAYED_SCAN = 10_000
 
 
@@ -60,9 +59,13 @@ class Listener:
 
 
 # -- workers -------------------------------------------------------------------------------------
-def workers(broker: Broker = "", timeout: Timeout = 1.0, destination: Destination = "",
-            listen: Annotated[float, typer.Option("--listen", min=0, help="Seconds to hear heartbeats.")] = 2.5,
-            as_json: AsJson = False) -> None:
+def workers(
+    broker: Broker = "",
+    timeout: Timeout = 1.0,
+    destination: Destination = "",
+    listen: Annotated[float, typer.Option("--listen", min=0, help="Seconds to hear heartbeats.")] = 2.5,
+    as_json: AsJson = False,
+) -> None:
     """List workers: pool, concurrency, active, processed, load, heartbeat age.
 
     Where each column comes from: name: ping reply; pool, concurrency, processed, pid, uptime:
@@ -87,8 +90,7 @@ def workers(broker: Broker = "", timeout: Timeout = 1.0, destination: Destinatio
     if as_json:
         emit_json(doc)
     else:
-        emit_table([{**r, "load": " ".join(f"{x:.2f}" for x in r["load"] or []) or None} for r in rows],
-                   WORKER_COLUMNS)
+        emit_table([{**r, "load": " ".join(f"{x:.2f}" for x in r["load"] or []) or None} for r in rows], WORKER_COLUMNS)
 
 
 def _heartbeats(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -100,8 +102,9 @@ def _heartbeats(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {name: e for name, e in last.items() if e.get("type") != "worker-offline"}
 
 
-def _worker_row(name: str, replied: bool, stats: Any, active: Any, beat: dict[str, Any] | None,
-                now: float) -> dict[str, Any]:
+def _worker_row(
+    name: str, replied: bool, stats: Any, active: Any, beat: dict[str, Any] | None, now: float
+) -> dict[str, Any]:
     stats = stats if isinstance(stats, dict) and "error" not in stats else {}
     pool = stats.get("pool") or {}
     totals = stats.get("total") or {}
@@ -124,11 +127,15 @@ def _worker_row(name: str, replied: bool, stats: Any, active: Any, beat: dict[st
 
 
 # -- queues --------------------------------------------------------------------------------------
-def queues(broker: Broker = "", timeout: Timeout = 1.0,
-           queue: Annotated[list[str], typer.Option("--queue", "-Q", help="Also show this queue (repeatable, or "
-                                                                             "comma-separated).")] = None,
-           sample: Annotated[float, typer.Option("--sample", min=0, help="Seconds to sample rates over.")] = 1.0,
-           as_json: AsJson = False) -> None:
+def queues(
+    broker: Broker = "",
+    timeout: Timeout = 1.0,
+    queue: Annotated[
+        list[str], typer.Option("--queue", "-Q", help="Also show this queue (repeatable, or comma-separated).")
+    ] = None,
+    sample: Annotated[float, typer.Option("--sample", min=0, help="Seconds to sample rates over.")] = 1.0,
+    as_json: AsJson = False,
+) -> None:
     """Queue depths (per priority bucket), oldest message age, consumers and in/out rates.
 
     Queues shown: celery, every queue a worker consumes (inspect active_queues) and -Q ones.
@@ -147,17 +154,35 @@ def queues(broker: Broker = "", timeout: Timeout = 1.0,
         after, elapsed = _depths(client, names), max(time.monotonic() - start, 1e-3)
         oldest, delayed = _oldest_sent(client, names), _delayed(client, names)
     now, out = time.time(), _received(events, consumers)
-    rows = [_queue_row(q, after[q], sum(before[q]), delayed.get(q, 0), oldest.get(q), consumers.get(q, []),
-                       out.get(q, 0), elapsed, now) for q in names]
-    warnings = [f"queue {r['name']!r} has {r['depth'] + r['delayed']} message(s) but no live worker consumes it"
-                for r in rows if (r["depth"] or r["delayed"]) and not r["consumers"]]
+    rows = [
+        _queue_row(
+            q,
+            after[q],
+            sum(before[q]),
+            delayed.get(q, 0),
+            oldest.get(q),
+            consumers.get(q, []),
+            out.get(q, 0),
+            elapsed,
+            now,
+        )
+        for q in names
+    ]
+    warnings = [
+        f"queue {r['name']!r} has {r['depth'] + r['delayed']} message(s) but no live worker consumes it"
+        for r in rows
+        if (r["depth"] or r["delayed"]) and not r["consumers"]
+    ]
     for text in warnings:
         warn(text)
     if as_json:
         emit_json({"queues": rows, "warnings": warnings, "sampled_seconds": round(elapsed, 3)})
     else:
-        emit([{**r, **{f"p{b['priority']}": b["depth"] for b in r["buckets"]}} for r in rows], False,
-             columns=QUEUE_COLUMNS)
+        emit(
+            [{**r, **{f"p{b['priority']}": b["depth"] for b in r["buckets"]}} for r in rows],
+            False,
+            columns=QUEUE_COLUMNS,
+        )
 
 
 def _consumers(replies: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -176,7 +201,7 @@ def _depths(client: Any, names: list[str]) -> dict[str, list[int]]:
             pipe.llen(priority_key(name, step))
     counts = pipe.execute()
     width = len(PRIORITY_STEPS)
-    return {name: counts[i * width:(i + 1) * width] for i, name in enumerate(names)}
+    return {name: counts[i * width : (i + 1) * width] for i, name in enumerate(names)}
 
 
 def _oldest_sent(client: Any, names: list[str]) -> dict[str, float]:
@@ -189,7 +214,7 @@ def _oldest_sent(client: Any, names: list[str]) -> dict[str, float]:
     width = len(PRIORITY_STEPS)
     found: dict[str, float] = {}
     for i, name in enumerate(names):
-        stamps = [s for raw in raws[i * width:(i + 1) * width] if (s := _sent_at(raw)) is not None]
+        stamps = [s for raw in raws[i * width : (i + 1) * width] if (s := _sent_at(raw)) is not None]
         if stamps:
             found[name] = min(stamps)
     return found
@@ -234,8 +259,17 @@ def _received(events: list[dict[str, Any]], consumers: dict[str, list[str]]) -> 
     return counts
 
 
-def _queue_row(name: str, depths: list[int], before: int, delayed: int, oldest: float | None,
-               consumers: list[str], received: int, elapsed: float, now: float) -> dict[str, Any]:
+def _queue_row(
+    name: str,
+    depths: list[int],
+    before: int,
+    delayed: int,
+    oldest: float | None,
+    consumers: list[str],
+    received: int,
+    elapsed: float,
+    now: float,
+) -> dict[str, Any]:
     depth = sum(depths)
     out_rate = received / elapsed
     return {

@@ -26,18 +26,32 @@ from tqctl.commands.values import url_option
 from tqctl.output import EXIT_NO_REPLY, EXIT_USAGE, emit_json, fail, note
 
 # -- options (one definition each, shared by every command) ----------------------------------
-Broker = Annotated[str, typer.Option("--broker", envvar="TQCTL_BROKER", callback=url_option,
-                                     help="Broker URL (default: TQCTL_BROKER, else the bundled broker).")]
+Broker = Annotated[
+    str,
+    typer.Option(
+        "--broker",
+        envvar="TQCTL_BROKER",
+        callback=url_option,
+        help="Broker URL (default: TQCTL_BROKER, else the bundled broker).",
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (one document; JSON Lines for streams).")]
 Timeout = Annotated[float, typer.Option("--timeout", "-t", min=0, help="Seconds to wait for worker replies.")]
-Destination = Annotated[str, typer.Option("--destination", "-d",
-                                          help="Comma-separated node names, e.g. w1@host,w2@host (default: all).")]
-BrokerTimeout = Annotated[float, typer.Option("--timeout", "-t", min=0,
-                                              help="Seconds to wait for the broker (to connect, and for each reply).")]
+Destination = Annotated[
+    str, typer.Option("--destination", "-d", help="Comma-separated node names, e.g. w1@host,w2@host (default: all).")
+]
+BrokerTimeout = Annotated[
+    float,
+    typer.Option("--timeout", "-t", min=0, help="Seconds to wait for the broker (to connect, and for each reply)."),
+]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would be touched; change nothing.")]
-Backend = Annotated[str, typer.Option("--backend", envvar="TQCTL_BACKEND", callback=url_option,
-                                      help="Result backend URL (default: the broker).")]
+Backend = Annotated[
+    str,
+    typer.Option(
+        "--backend", envvar="TQCTL_BACKEND", callback=url_option, help="Result backend URL (default: the broker)."
+    ),
+]
 
 ABORTS = (typer.Abort, EOFError)  # no terminal, EOF or Ctrl-C at a prompt
 BROKER_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError)
@@ -192,12 +206,14 @@ def confirm_typed(word: str, question: str, yes: bool) -> None:
         fail("aborted: nothing changed (pass --yes to skip this question)")
 
 
-def send_revoke(cluster: Any, ids: list[str], terminate: bool, signal: str, destination: list[str] | None,
-                timeout: float, yes: bool) -> list[dict[str, Any]]:
+def send_revoke(
+    cluster: Any, ids: list[str], terminate: bool, signal: str, destination: list[str] | None, timeout: float, yes: bool
+) -> list[dict[str, Any]]:
     """Ask, store the revokes in the broker and tell the workers; shared by revoke and control revoke."""
     confirm(f"revoke {len(ids)} task(s){f' and kill them with {signal}' if terminate else ''}?", yes)
-    replies = cluster.control.revoke(ids, terminate=terminate, signal=signal, destination=destination,
-                                     reply=True, timeout=timeout)
+    replies = cluster.control.revoke(
+        ids, terminate=terminate, signal=signal, destination=destination, reply=True, timeout=timeout
+    )
     if not replies:
         note("no worker replied: the revoke is stored in the broker and applies when a worker starts")
     return node_rows(replies)

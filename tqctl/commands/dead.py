@@ -11,8 +11,7 @@ from tqctl.client import open_broker
 from tqctl.commands.values import url_option
 from tqctl.output import EXIT_ERROR, emit, emit_json, fail, note
 
-app = typer.Typer(help="List, requeue or delete dead letters (messages that could not run).",
-                  no_args_is_help=True)
+app = typer.Typer(help="List, requeue or delete dead letters (messages that could not run).", no_args_is_help=True)
 
 BrokerOpt = typer.Option("", "--broker", envvar="TQCTL_BROKER", callback=url_option, help="broker URL")
 JsonOpt = typer.Option(False, "--json", help="machine-readable output")
@@ -32,8 +31,7 @@ def _row(letter) -> dict:  # noqa: ANN001
 
 
 @app.command("ls")
-def ls(limit: int = typer.Option(100, "--limit", min=0), broker: str = BrokerOpt,
-       as_json: bool = JsonOpt) -> None:
+def ls(limit: int = typer.Option(100, "--limit", min=0), broker: str = BrokerOpt, as_json: bool = JsonOpt) -> None:
     """List dead letters, newest first."""
     rows = [_row(letter) for letter in _broker(broker).dead_letters(limit)]
     emit(rows, as_json, columns=["id", "time", "queue", "reason", "task_name", "task_id", "detail"])
@@ -50,8 +48,7 @@ def show(letter_id: str, broker: str = BrokerOpt, as_json: bool = JsonOpt) -> No
     emit(data, as_json)
 
 
-def _act(verb: str, ids: list[str], all_: bool, yes: bool, dry_run: bool, broker: str,
-         as_json: bool) -> None:
+def _act(verb: str, ids: list[str], all_: bool, yes: bool, dry_run: bool, broker: str, as_json: bool) -> None:
     b = _broker(broker)
     targets = [d.id for d in b.dead_letters(1_000_000)] if all_ else list(ids)
     if not targets:
@@ -77,16 +74,26 @@ def _act(verb: str, ids: list[str], all_: bool, yes: bool, dry_run: bool, broker
 
 
 @app.command("requeue")
-def requeue(ids: list[str] = typer.Argument(None), all_: bool = typer.Option(False, "--all"),
-            yes: bool = typer.Option(False, "--yes", "-y"), dry_run: bool = typer.Option(False, "--dry-run"),
-            broker: str = BrokerOpt, as_json: bool = JsonOpt) -> None:
+def requeue(
+    ids: list[str] = typer.Argument(None),
+    all_: bool = typer.Option(False, "--all"),
+    yes: bool = typer.Option(False, "--yes", "-y"),
+    dry_run: bool = typer.Option(False, "--dry-run"),
+    broker: str = BrokerOpt,
+    as_json: bool = JsonOpt,
+) -> None:
     """Put dead letters back on the queue they came from."""
     _act("requeue", ids or [], all_, yes, dry_run, broker, as_json)
 
 
 @app.command("delete")
-def delete(ids: list[str] = typer.Argument(None), all_: bool = typer.Option(False, "--all"),
-           yes: bool = typer.Option(False, "--yes", "-y"), dry_run: bool = typer.Option(False, "--dry-run"),
-           broker: str = BrokerOpt, as_json: bool = JsonOpt) -> None:
+def delete(
+    ids: list[str] = typer.Argument(None),
+    all_: bool = typer.Option(False, "--all"),
+    yes: bool = typer.Option(False, "--yes", "-y"),
+    dry_run: bool = typer.Option(False, "--dry-run"),
+    broker: str = BrokerOpt,
+    as_json: bool = JsonOpt,
+) -> None:
     """Delete dead letters for good."""
     _act("delete", ids or [], all_, yes, dry_run, broker, as_json)

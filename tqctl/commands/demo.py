@@ -42,9 +42,23 @@ def demo(
     # would otherwise land in the middle of the results.
     with open(log, "ab") as out:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "tqctl", "worker", "-A", "tqctl.examples.shop", "-c", "2",
-             "-l", "warning", "-n", "demo@%h"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "tqctl",
+                "worker",
+                "-A",
+                "tqctl.examples.shop",
+                "-c",
+                "2",
+                "-l",
+                "warning",
+                "-n",
+                "demo@%h",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         _run(shop, orders, worker, log)

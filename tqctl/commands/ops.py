@@ -32,8 +32,7 @@ from tqctl.commands.common import (
 )
 from tqctl.output import EXIT_ERROR, emit_json, emit_line
 
-INSPECT = ("active", "reserved", "scheduled", "revoked", "registered", "stats", "active_queues", "conf",
-           "query_task")
+INSPECT = ("active", "reserved", "scheduled", "revoked", "registered", "stats", "active_queues", "conf", "query_task")
 REQUIRED = object()
 # command -> ((argument name, type, default or REQUIRED), ...), in the order they are typed.
 CONTROL: dict[str, tuple[tuple[str, type, Any], ...]] = {
@@ -63,8 +62,7 @@ def canonical(name: str) -> str:
 
 
 # -- status --------------------------------------------------------------------------------------
-def status(broker: Broker = "", timeout: Timeout = 1.0, destination: Destination = "",
-           as_json: AsJson = False) -> None:
+def status(broker: Broker = "", timeout: Timeout = 1.0, destination: Destination = "", as_json: AsJson = False) -> None:
     """Ping the workers: one name: OK line each, then the count. Exit 69 when none replies."""
     with session(broker, timeout=timeout + 1.0) as cluster:
         rows = node_rows(cluster.control.ping(timeout=timeout, destination=destinations(destination)))
@@ -83,11 +81,18 @@ def status(broker: Broker = "", timeout: Timeout = 1.0, destination: Destination
 
 # -- inspect -------------------------------------------------------------------------------------
 def inspect(
-    method: str = typer.Argument(..., help="active | reserved | scheduled | revoked | registered | stats | "
-                                           "active-queues | conf | query-task | a custom command's name"),
-    args: list[str] = typer.Argument(None, help="task ids for query-task; attribute names for registered; "
-                                                "KEY=VALUE for a custom command"),
-    broker: Broker = "", timeout: Timeout = 1.0, destination: Destination = "", as_json: AsJson = False,
+    method: str = typer.Argument(
+        ...,
+        help="active | reserved | scheduled | revoked | registered | stats | "
+        "active-queues | conf | query-task | a custom command's name",
+    ),
+    args: list[str] = typer.Argument(
+        None, help="task ids for query-task; attribute names for registered; KEY=VALUE for a custom command"
+    ),
+    broker: Broker = "",
+    timeout: Timeout = 1.0,
+    destination: Destination = "",
+    as_json: AsJson = False,
 ) -> None:
     """Ask workers what they hold (Celery's inspect). Exit 69 when no worker replies.
 
@@ -98,8 +103,7 @@ def inspect(
     name = canonical(method)
     arguments = _inspect_arguments(name, list(args or [])) if name in INSPECT else custom_arguments(list(args or []))
     with session(broker, timeout=timeout + 1.0) as cluster:
-        replies = cluster.control.broadcast(name, arguments, destination=destinations(destination),
-                                            timeout=timeout)
+        replies = cluster.control.broadcast(name, arguments, destination=destinations(destination), timeout=timeout)
         held = broker_delayed(cluster) if name == "scheduled" else None
     rows = node_rows(replies)
     doc: dict[str, Any] = {"method": name, "nodes": rows, "count": len(rows)}
@@ -150,9 +154,16 @@ def broker_delayed(cluster: Any, limit: int = 1000) -> dict[str, Any] | None:
             headers = json.loads(raw).get("headers") or {}
         except (ValueError, AttributeError):
             headers = {}
-        tasks.append({"id": headers.get("id"), "name": headers.get("task"), "eta": iso(float(score)),
-                      "queue": key.decode(errors="replace").split(PRIORITY_SEP)[0],
-                      "args": headers.get("argsrepr"), "kwargs": headers.get("kwargsrepr")})
+        tasks.append(
+            {
+                "id": headers.get("id"),
+                "name": headers.get("task"),
+                "eta": iso(float(score)),
+                "queue": key.decode(errors="replace").split(PRIORITY_SEP)[0],
+                "args": headers.get("argsrepr"),
+                "kwargs": headers.get("kwargsrepr"),
+            }
+        )
     return {"delayed": tasks, "count": int(client.zcard(DELAYED))}
 
 
@@ -207,14 +218,21 @@ def _print_node(row: dict[str, Any], lines: list[str]) -> None:
 
 # -- control -------------------------------------------------------------------------------------
 def control(
-    command: str = typer.Argument(..., help="pool-grow N | pool-shrink N | autoscale MAX MIN | rate-limit NAME RATE"
-                                            " | time-limit NAME HARD [SOFT] | add-consumer Q | cancel-consumer Q | "
-                                            "enable-events | disable-events | heartbeat | pool-restart | shutdown | "
-                                            "drain [TIMEOUT]"
-                                            " | revoke ID... | terminate SIGNAL ID... | a custom command's name"),
+    command: str = typer.Argument(
+        ...,
+        help="pool-grow N | pool-shrink N | autoscale MAX MIN | rate-limit NAME RATE"
+        " | time-limit NAME HARD [SOFT] | add-consumer Q | cancel-consumer Q | "
+        "enable-events | disable-events | heartbeat | pool-restart | shutdown | "
+        "drain [TIMEOUT]"
+        " | revoke ID... | terminate SIGNAL ID... | a custom command's name",
+    ),
     args: list[str] = typer.Argument(None, help="the command's arguments (KEY=VALUE for a custom command)"),
-    broker: Broker = "", timeout: Timeout = 1.0, destination: Destination = "",
-    yes: Yes = False, dry_run: DryRun = False, as_json: AsJson = False,
+    broker: Broker = "",
+    timeout: Timeout = 1.0,
+    destination: Destination = "",
+    yes: Yes = False,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
 ) -> None:
     """Tell workers to change (Celery's control). shutdown, drain, revoke and terminate ask first.
 
@@ -268,8 +286,9 @@ def parse_control_args(name: str, args: list[str]) -> dict[str, Any]:
         try:
             arguments[key] = kind(args[i])
         except ValueError:
-            usage(f"{name.replace('_', '-')}: {key} must be a{'n integer' if kind is int else ' number'}, "
-                  f"not {args[i]!r}")
+            usage(
+                f"{name.replace('_', '-')}: {key} must be a{'n integer' if kind is int else ' number'}, not {args[i]!r}"
+            )
     if name == "rate_limit":
         if arguments["rate_limit"] not in ("0", "none"):
             parse_rate(arguments["rate_limit"])
@@ -281,18 +300,34 @@ def _signature(name: str) -> str:
     return " ".join(words) or "(no arguments)"
 
 
-def _control_revoke(cluster: Any, name: str, arguments: dict[str, Any], dest: list[str] | None,
-                    timeout: float, yes: bool, dry_run: bool, as_json: bool) -> list[dict[str, Any]] | None:
+def _control_revoke(
+    cluster: Any,
+    name: str,
+    arguments: dict[str, Any],
+    dest: list[str] | None,
+    timeout: float,
+    yes: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> list[dict[str, Any]] | None:
     if dry_run:
-        _print_dry_run({"command": name, "arguments": arguments, "dry_run": True,
-                        "task_ids": arguments["task_id"]}, as_json)
+        _print_dry_run(
+            {"command": name, "arguments": arguments, "dry_run": True, "task_ids": arguments["task_id"]}, as_json
+        )
         return None
-    return send_revoke(cluster, arguments["task_id"], arguments["terminate"], arguments["signal"], dest,
-                       timeout, yes)
+    return send_revoke(cluster, arguments["task_id"], arguments["terminate"], arguments["signal"], dest, timeout, yes)
 
 
-def _control_stop(cluster: Any, name: str, arguments: dict[str, Any], dest: list[str] | None,
-                  timeout: float, yes: bool, dry_run: bool, as_json: bool) -> list[dict[str, Any]] | None:
+def _control_stop(
+    cluster: Any,
+    name: str,
+    arguments: dict[str, Any],
+    dest: list[str] | None,
+    timeout: float,
+    yes: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> list[dict[str, Any]] | None:
     """shutdown / drain: find the workers first, so we can say exactly whom we would stop."""
     targets = [r["name"] for r in node_rows(cluster.control.ping(timeout=timeout, destination=dest))]
     if not targets:
@@ -306,8 +341,10 @@ def _control_stop(cluster: Any, name: str, arguments: dict[str, Any], dest: list
         return replies
     # Celery's shutdown never replies; only a worker that refuses it (allow-list) answers.
     refused = {r["name"]: r for r in replies}
-    return [refused.get(node) or {"name": node, "ok": True, "reply": {"ok": "shutdown requested"}, "error": None}
-            for node in targets]
+    return [
+        refused.get(node) or {"name": node, "ok": True, "reply": {"ok": "shutdown requested"}, "error": None}
+        for node in targets
+    ]
 
 
 def _print_dry_run(doc: dict[str, Any], as_json: bool) -> None:

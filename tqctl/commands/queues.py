@@ -14,14 +14,18 @@ from tqctl.commands.values import name_argument
 from tqctl.output import emit_json, emit_line, note
 
 
-def purge(queue: str = typer.Argument(..., callback=name_argument("queue name"), help="Queue name, e.g. celery."),
-          broker: Broker = "", timeout: BrokerTimeout = 10.0, yes: Yes = False, dry_run: DryRun = False,
-          as_json: AsJson = False) -> None:
+def purge(
+    queue: str = typer.Argument(..., callback=name_argument("queue name"), help="Queue name, e.g. celery."),
+    broker: Broker = "",
+    timeout: BrokerTimeout = 10.0,
+    yes: Yes = False,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+) -> None:
     """Delete all waiting messages in QUEUE. Asks you to type the queue name unless --yes."""
     with session(broker, timeout=timeout) as cluster:
         client = cluster.broker.client
-        buckets = [{"priority": step, "depth": int(client.llen(priority_key(queue, step)))}
-                   for step in PRIORITY_STEPS]
+        buckets = [{"priority": step, "depth": int(client.llen(priority_key(queue, step)))} for step in PRIORITY_STEPS]
         depth = sum(b["depth"] for b in buckets)
         doc = {"queue": queue, "buckets": buckets, "count": depth}
         if dry_run:

@@ -42,8 +42,22 @@ from tqctl.output import EXIT_ERROR, emit, emit_json, emit_line, emit_table, fai
 
 TASK_COLUMNS = ["id", "name", "state", "worker", "finished", "runtime", "args", "result", "exception"]
 FAILURE_COLUMNS = ["fingerprint", "task_name", "exc_type", "count", "open", "first_seen", "last_seen", "sample"]
-RECORD_KEYS = ("id", "name", "state", "worker", "queue", "args", "kwargs", "result", "exception", "retries", "runtime",
-               "root_id", "parent_id", "retry_of")
+RECORD_KEYS = (
+    "id",
+    "name",
+    "state",
+    "worker",
+    "queue",
+    "args",
+    "kwargs",
+    "result",
+    "exception",
+    "retries",
+    "runtime",
+    "root_id",
+    "parent_id",
+    "retry_of",
+)
 HISTORY_SCAN = 1_000_000  # "all of it": the history itself is bounded by tqctl_history_size
 _EVENT_NOISE = ("utcoffset", "pid", "clock", "local_received", "timestamp", "type", "uuid", "hostname")
 
@@ -61,28 +75,37 @@ def _record_row(r: dict[str, Any]) -> dict[str, Any]:
     return {**{k: r.get(k) for k in RECORD_KEYS}, "started": iso(r.get("started")), "finished": iso(r.get("finished"))}
 
 
-def tasks(state: Annotated[str, typer.Option("--state", help="SUCCESS, FAILURE, RETRY, REVOKED, ...")] = "",
-          name: Name = "",
-          worker: Annotated[str, typer.Option("--worker", help="Node name (w1@host, or just w1).")] = "",
-          since: Annotated[str, typer.Option("--since", help="30s, 10m, 2h, 1d or an ISO-8601 time.")] = "",
-          limit: Annotated[int, typer.Option("--limit", min=0, help="At most this many rows.")] = 50,
-          broker: Broker = "", timeout: BrokerTimeout = 10.0, as_json: AsJson = False) -> None:
+def tasks(
+    state: Annotated[str, typer.Option("--state", help="SUCCESS, FAILURE, RETRY, REVOKED, ...")] = "",
+    name: Name = "",
+    worker: Annotated[str, typer.Option("--worker", help="Node name (w1@host, or just w1).")] = "",
+    since: Annotated[str, typer.Option("--since", help="30s, 10m, 2h, 1d or an ISO-8601 time.")] = "",
+    limit: Annotated[int, typer.Option("--limit", min=0, help="At most this many rows.")] = 50,
+    broker: Broker = "",
+    timeout: BrokerTimeout = 10.0,
+    as_json: AsJson = False,
+) -> None:
     """Recorded task runs, newest first (the history workers keep in the broker)."""
     since_ts = parse_since(since, time.time()) if since else None
     with session(broker, timeout=timeout) as cluster:
         records = cluster.history.records(HISTORY_SCAN if (state or name or worker or since) else limit)
-    rows = [_record_row(r) for r in records
-            if (not state or str(r.get("state")) == state.upper()) and _named(r.get("name"), name)
-            and (not worker or worker in (r.get("worker"), str(r.get("worker")).split("@")[0]))
-            and (since_ts is None or (r.get("finished") or 0) >= since_ts)][:max(limit, 0)]
+    rows = [
+        _record_row(r)
+        for r in records
+        if (not state or str(r.get("state")) == state.upper())
+        and _named(r.get("name"), name)
+        and (not worker or worker in (r.get("worker"), str(r.get("worker")).split("@")[0]))
+        and (since_ts is None or (r.get("finished") or 0) >= since_ts)
+    ][: max(limit, 0)]
     if as_json:
         emit_json({"tasks": rows, "count": len(rows)})
     else:
         emit_table(rows, TASK_COLUMNS)
 
 
-def task(task_id: TaskId, broker: Broker = "", backend: Backend = "", timeout: BrokerTimeout = 10.0,
-         as_json: AsJson = False) -> None:
+def task(
+    task_id: TaskId, broker: Broker = "", backend: Backend = "", timeout: BrokerTimeout = 10.0, as_json: AsJson = False
+) -> None:
     """Everything known about one task: its recorded runs, failure and traceback, stored result, timeline."""
     with session(broker, backend, timeout) as cluster:
         records = cluster.history.records(HISTORY_SCAN)
@@ -91,14 +114,20 @@ def task(task_id: TaskId, broker: Broker = "", backend: Backend = "", timeout: B
         meta = store.get_meta(task_id) if store is not None else None
     runs = [_record_row(r) for r in reversed(records) if r.get("id") == task_id]  # oldest first
     if not runs and failure is None and meta is None:
-        fail(f"no record of task {task_id}: not in the history, the failure inbox or the result backend "
-             "(it may still be queued, or its records were trimmed)")
+        fail(
+            f"no record of task {task_id}: not in the history, the failure inbox or the result backend "
+            "(it may still be queued, or its records were trimmed)"
+        )
     latest = runs[-1] if runs else _record_row(failure or {"id": task_id})
-    doc = {**{k: latest[k] for k in ("id", "name", "worker", "queue", "args", "kwargs", "retry_of")},
-           "state": (meta or {}).get("status") or latest["state"], "result": _result_doc(task_id, meta),
-           "runs": runs, "failure": _failure_doc(failure),
-           "retried_as": sorted({r["id"] for r in records if r.get("retry_of") == task_id}),
-           "timeline": _timeline(runs, failure)}
+    doc = {
+        **{k: latest[k] for k in ("id", "name", "worker", "queue", "args", "kwargs", "retry_of")},
+        "state": (meta or {}).get("status") or latest["state"],
+        "result": _result_doc(task_id, meta),
+        "runs": runs,
+        "failure": _failure_doc(failure),
+        "retried_as": sorted({r["id"] for r in records if r.get("retry_of") == task_id}),
+        "timeline": _timeline(runs, failure),
+    }
     if as_json:
         emit_json(doc)
         return
@@ -122,8 +151,9 @@ def _timeline(runs: list[dict[str, Any]], failure: dict[str, Any] | None = None)
         if run["started"]:
             steps.append({"time": run["started"], "event": "started", "worker": run["worker"], "detail": None})
         detail = run["exception"] or (f"result={run['result']}" if run["result"] is not None else None)
-        steps.append({"time": run["finished"], "event": str(run["state"]).lower(), "worker": run["worker"],
-                      "detail": detail})
+        steps.append(
+            {"time": run["finished"], "event": str(run["state"]).lower(), "worker": run["worker"], "detail": detail}
+        )
     return steps
 
 
@@ -139,25 +169,37 @@ def _failure_doc(failure: dict[str, Any] | None) -> dict[str, Any] | None:
     if failure is None:
         return None
     doc = {k: v for k, v in failure.items() if k != "raw"}
-    doc.update(started=iso(failure.get("started")), finished=iso(failure.get("finished")),
-               original_message=bool(failure.get("raw")))
+    doc.update(
+        started=iso(failure.get("started")),
+        finished=iso(failure.get("finished")),
+        original_message=bool(failure.get("raw")),
+    )
     return doc
 
 
 def _result_doc(task_id: str, meta: dict[str, Any] | None) -> dict[str, Any] | None:
     if meta is None:
         return None
-    return {"id": task_id, "state": meta.get("status"), "ready": meta.get("status") in states.READY_STATES,
-            "result": meta.get("result"), "traceback": meta.get("traceback"), "date_done": meta.get("date_done")}
+    return {
+        "id": task_id,
+        "state": meta.get("status"),
+        "ready": meta.get("status") in states.READY_STATES,
+        "result": meta.get("result"),
+        "traceback": meta.get("traceback"),
+        "date_done": meta.get("date_done"),
+    }
 
 
 # -- tail ----------------------------------------------------------------------------------------
-def tail(state: Annotated[str, typer.Option("--state", help="Only events giving this state.")] = "",
-         name: Name = "",
-         count: Annotated[int, typer.Option("--count", min=0, help="Stop after N events.")] = 0,
-         for_: Annotated[float, typer.Option("--for", "--timeout", min=0, help="Stop after SECONDS.")] = 0.0,
-         heartbeats: Annotated[bool, typer.Option("--heartbeats", help="Show worker heartbeats too.")] = False,
-         broker: Broker = "", as_json: AsJson = False) -> None:
+def tail(
+    state: Annotated[str, typer.Option("--state", help="Only events giving this state.")] = "",
+    name: Name = "",
+    count: Annotated[int, typer.Option("--count", min=0, help="Stop after N events.")] = 0,
+    for_: Annotated[float, typer.Option("--for", "--timeout", min=0, help="Stop after SECONDS.")] = 0.0,
+    heartbeats: Annotated[bool, typer.Option("--heartbeats", help="Show worker heartbeats too.")] = False,
+    broker: Broker = "",
+    as_json: AsJson = False,
+) -> None:
     """Follow live events until interrupted (JSON Lines with --json).
 
     Shows task events and workers going online/offline. --name matches tasks whose received (or sent)
@@ -175,8 +217,11 @@ def tail(state: Annotated[str, typer.Option("--state", help="Only events giving 
                 for event in receiver.poll(left):
                     model.apply(event)
                     row = _event_row(event, model)
-                    if (heartbeats or row["type"] != "worker-heartbeat") and _named(row["name"], name) and (
-                            not state or row["state"] == state.upper()):
+                    if (
+                        (heartbeats or row["type"] != "worker-heartbeat")
+                        and _named(row["name"], name)
+                        and (not state or row["state"] == state.upper())
+                    ):
                         _print_event(row, as_json)
                         shown += 1
                         if 0 < count <= shown:
@@ -190,10 +235,16 @@ def tail(state: Annotated[str, typer.Option("--state", help="Only events giving 
 def _event_row(event: dict[str, Any], model: ClusterState) -> dict[str, Any]:
     etype, uuid = str(event.get("type")), event.get("uuid")
     known = model.task(uuid) if isinstance(uuid, str) else None
-    return {"type": etype, "state": TASK_EVENT_STATES.get(etype), "uuid": uuid,
-            "name": event.get("name") or (known.name if known else None), "hostname": event.get("hostname"),
-            "timestamp": iso(event.get("timestamp")), "received_at": iso(event.get("local_received")),
-            **{k: v for k, v in event.items() if k not in _EVENT_NOISE and k != "name"}}
+    return {
+        "type": etype,
+        "state": TASK_EVENT_STATES.get(etype),
+        "uuid": uuid,
+        "name": event.get("name") or (known.name if known else None),
+        "hostname": event.get("hostname"),
+        "timestamp": iso(event.get("timestamp")),
+        "received_at": iso(event.get("local_received")),
+        **{k: v for k, v in event.items() if k not in _EVENT_NOISE and k != "name"},
+    }
 
 
 def _print_event(row: dict[str, Any], as_json: bool) -> None:
@@ -222,16 +273,21 @@ def _json_arg(text: str, kind: type, option: str) -> Any:
     return value
 
 
-def call(name: Annotated[str, typer.Argument(callback=name_argument("task name"))],
-         args: Annotated[str, typer.Option("--args", "-a", help="Positional arguments, a JSON array.")] = "[]",
-         kwargs: Annotated[str, typer.Option("--kwargs", "-k", help="Keyword arguments, a JSON object.")] = "{}",
-         countdown: Annotated[float, typer.Option("--countdown", help="Run no sooner than N seconds.")] = None,
-         eta: Annotated[str, typer.Option("--eta", help="Run no sooner than this ISO-8601 time.")] = "",
-         expires: Annotated[float, typer.Option("--expires", help="Discard if not started in N seconds.")] = None,
-         queue: Annotated[str, typer.Option("--queue", "-Q", callback=name_argument("queue name"),
-                                             help="Queue (default: celery).")] = "",
-         priority: Annotated[int, typer.Option("--priority", min=0, max=9, help="0 (first) to 9.")] = None,
-         broker: Broker = "", timeout: BrokerTimeout = 10.0, as_json: AsJson = False) -> None:
+def call(
+    name: Annotated[str, typer.Argument(callback=name_argument("task name"))],
+    args: Annotated[str, typer.Option("--args", "-a", help="Positional arguments, a JSON array.")] = "[]",
+    kwargs: Annotated[str, typer.Option("--kwargs", "-k", help="Keyword arguments, a JSON object.")] = "{}",
+    countdown: Annotated[float, typer.Option("--countdown", help="Run no sooner than N seconds.")] = None,
+    eta: Annotated[str, typer.Option("--eta", help="Run no sooner than this ISO-8601 time.")] = "",
+    expires: Annotated[float, typer.Option("--expires", help="Discard if not started in N seconds.")] = None,
+    queue: Annotated[
+        str, typer.Option("--queue", "-Q", callback=name_argument("queue name"), help="Queue (default: celery).")
+    ] = "",
+    priority: Annotated[int, typer.Option("--priority", min=0, max=9, help="0 (first) to 9.")] = None,
+    broker: Broker = "",
+    timeout: BrokerTimeout = 10.0,
+    as_json: AsJson = False,
+) -> None:
     """Send a task by name (no app code needed) and print its id."""
     positional, named = _json_arg(args, list, "--args"), _json_arg(kwargs, dict, "--kwargs")
     if eta:
@@ -242,20 +298,39 @@ def call(name: Annotated[str, typer.Argument(callback=name_argument("task name")
         except ValueError:
             usage(f"--eta {eta!r} is not an ISO-8601 time")
     with session(broker, timeout=timeout) as cluster:
-        sent = cluster.app.send_task(name, positional, named, countdown=countdown, eta=eta or None,
-                                     expires=expires, queue=queue or None, priority=priority)
+        sent = cluster.app.send_task(
+            name,
+            positional,
+            named,
+            countdown=countdown,
+            eta=eta or None,
+            expires=expires,
+            queue=queue or None,
+            priority=priority,
+        )
     if as_json:
-        emit_json({"id": sent.id, "name": name, "queue": queue or "celery", "countdown": countdown,
-                   "eta": eta or None, "priority": priority})
+        emit_json(
+            {
+                "id": sent.id,
+                "name": name,
+                "queue": queue or "celery",
+                "countdown": countdown,
+                "eta": eta or None,
+                "priority": priority,
+            }
+        )
     else:
         emit_line(sent.id)
 
 
-def result(task_id: TaskId,
-           wait: Annotated[bool, typer.Option("--wait", help="Wait until it is ready.")] = False,
-           timeout: Annotated[float, typer.Option("--timeout", min=0,
-                                                  help="Seconds to --wait (default: forever).")] = None,
-           broker: Broker = "", backend: Backend = "", as_json: AsJson = False) -> None:
+def result(
+    task_id: TaskId,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until it is ready.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0, help="Seconds to --wait (default: forever).")] = None,
+    broker: Broker = "",
+    backend: Backend = "",
+    as_json: AsJson = False,
+) -> None:
     """A task's state and result from the result backend. Exit 1 when --wait times out."""
     with session(broker, backend) as cluster:
         store = cluster.app.backend
@@ -272,14 +347,19 @@ def result(task_id: TaskId,
 
 
 # -- retry / revoke / failures -------------------------------------------------------------------
-def retry(task_ids: Annotated[list[str], typer.Argument(callback=task_id_argument, help="Failed task ids.")] = None,
-          failed: Annotated[bool, typer.Option("--failed", help="Retry every matching failure.")] = False,
-          name: Name = "",
-          exception: Annotated[str, typer.Option("--exception", help="Exception type or text.")] = "",
-          limit: Annotated[int, typer.Option("--limit", min=0, help="At most N (with --failed).")] = 0,
-          rate: Annotated[str, typer.Option("--rate", help="Throttle, e.g. 50/s (with --failed).")] = "",
-          yes: Yes = False, dry_run: DryRun = False, broker: Broker = "", timeout: BrokerTimeout = 10.0,
-          as_json: AsJson = False) -> None:
+def retry(
+    task_ids: Annotated[list[str], typer.Argument(callback=task_id_argument, help="Failed task ids.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Retry every matching failure.")] = False,
+    name: Name = "",
+    exception: Annotated[str, typer.Option("--exception", help="Exception type or text.")] = "",
+    limit: Annotated[int, typer.Option("--limit", min=0, help="At most N (with --failed).")] = 0,
+    rate: Annotated[str, typer.Option("--rate", help="Throttle, e.g. 50/s (with --failed).")] = "",
+    yes: Yes = False,
+    dry_run: DryRun = False,
+    broker: Broker = "",
+    timeout: BrokerTimeout = 10.0,
+    as_json: AsJson = False,
+) -> None:
     """Republish failed tasks' original messages under new ids linked to the old (retry_of).
 
     Exit 1 when a named id is not in the failure inbox, or when a retry had to be skipped.
@@ -312,8 +392,12 @@ def retry(task_ids: Annotated[list[str], typer.Argument(callback=task_id_argumen
 def _chosen_failures(history: Any, name: str, exception: str, limit: int) -> list[str]:
     """Failure ids, newest first, whose task matches --name and whose exception type is (or text holds)
     --exception."""
-    return [f["id"] for f in history.failures(HISTORY_SCAN) if _named(f.get("name"), name) and (
-        not exception or exception == f.get("exc_type") or exception in str(f.get("exception")))][:limit or None]
+    return [
+        f["id"]
+        for f in history.failures(HISTORY_SCAN)
+        if _named(f.get("name"), name)
+        and (not exception or exception == f.get("exc_type") or exception in str(f.get("exception")))
+    ][: limit or None]
 
 
 def _republish(cluster: Any, ids: list[str], per_second: float | None, progress: bool) -> dict[str, Any]:
@@ -326,8 +410,7 @@ def _republish(cluster: Any, ids: list[str], per_second: float | None, progress:
             time.sleep(max(0.0, next_at - time.monotonic()))
             next_at = time.monotonic() + 1.0 / per_second
         try:
-            pairs.append({"id": cluster.history.retry(old, cluster.publish, sent_at=time.time()),
-                          "retry_of": old})
+            pairs.append({"id": cluster.history.retry(old, cluster.publish, sent_at=time.time()), "retry_of": old})
         except KeyError:  # retried or deleted meanwhile
             skipped.append({"id": old, "reason": "no longer in the failure inbox"})
         except (ValueError, MalformedMessage) as exc:  # an original message we cannot re-read
@@ -337,15 +420,26 @@ def _republish(cluster: Any, ids: list[str], per_second: float | None, progress:
             said = now
             note(f"retried {i + 1}/{len(ids)} in {now - start:.1f}s ({(i + 1) / max(now - start, 1e-6):.1f}/s)")
     elapsed = time.monotonic() - start
-    return {"retried": pairs, "count": len(pairs), "skipped": skipped, "elapsed_seconds": round(elapsed, 3),
-            "rate_per_second": round(len(pairs) / elapsed, 2) if elapsed > 0 else None}
+    return {
+        "retried": pairs,
+        "count": len(pairs),
+        "skipped": skipped,
+        "elapsed_seconds": round(elapsed, 3),
+        "rate_per_second": round(len(pairs) / elapsed, 2) if elapsed > 0 else None,
+    }
 
 
-def revoke(task_ids: Annotated[list[str], typer.Argument(callback=task_id_argument, help="Task ids.")],
-           terminate: Annotated[bool, typer.Option("--terminate", help="Also kill running ones.")] = False,
-           signal: Annotated[str, typer.Option("--signal", "-s", help="Signal for --terminate.")] = "SIGTERM",
-           broker: Broker = "", timeout: Timeout = 1.0, destination: Destination = "",
-           yes: Yes = False, dry_run: DryRun = False, as_json: AsJson = False) -> None:
+def revoke(
+    task_ids: Annotated[list[str], typer.Argument(callback=task_id_argument, help="Task ids.")],
+    terminate: Annotated[bool, typer.Option("--terminate", help="Also kill running ones.")] = False,
+    signal: Annotated[str, typer.Option("--signal", "-s", help="Signal for --terminate.")] = "SIGTERM",
+    broker: Broker = "",
+    timeout: Timeout = 1.0,
+    destination: Destination = "",
+    yes: Yes = False,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+) -> None:
     """Revoke tasks: queued ones never run; --terminate also kills running ones.
 
     Revokes are kept in the broker for 3 h, so workers started later still skip them. A terminated
@@ -365,13 +459,21 @@ def revoke(task_ids: Annotated[list[str], typer.Argument(callback=task_id_argume
         emit_line(f"-> {row['name']}: {'OK ' + str((row['reply'] or {}).get('ok', '')) if row['ok'] else row['error']}")
 
 
-def failures(name: Name = "", limit: Annotated[int, typer.Option("--limit", min=0)] = 100,
-             broker: Broker = "", timeout: BrokerTimeout = 10.0, as_json: AsJson = False) -> None:
+def failures(
+    name: Name = "",
+    limit: Annotated[int, typer.Option("--limit", min=0)] = 100,
+    broker: Broker = "",
+    timeout: BrokerTimeout = 10.0,
+    as_json: AsJson = False,
+) -> None:
     """The failure inbox grouped by fingerprint (task + exception type + normalised message)."""
     with session(broker, timeout=timeout) as cluster:
         groups = cluster.history.groups()
-    rows = [{**g, "first_seen": iso(g["first_seen"]), "last_seen": iso(g["last_seen"])}
-            for g in groups if _named(g.get("task_name"), name)][:max(limit, 0)]
+    rows = [
+        {**g, "first_seen": iso(g["first_seen"]), "last_seen": iso(g["last_seen"])}
+        for g in groups
+        if _named(g.get("task_name"), name)
+    ][: max(limit, 0)]
     if as_json:
         emit_json({"groups": rows, "count": len(rows)})
     else:

@@ -14,8 +14,14 @@ LEVELS = {"debug", "info", "warning", "error", "critical"}
 
 def worker(
     app_spec: str = typer.Option(..., "-A", "--app", help="module or module:attr holding the App"),
-    concurrency: int = typer.Option(0, "-c", "--concurrency", min=0, max=MAX_CONCURRENCY,
-                                    help=f"pool size (default: CPUs; at most {MAX_CONCURRENCY})"),
+    concurrency: int = typer.Option(
+        0,
+        "-c",
+        "--concurrency",
+        min=0,
+        max=MAX_CONCURRENCY,
+        help=f"pool size (default: CPUs; at most {MAX_CONCURRENCY})",
+    ),
     pool: str = typer.Option("prefork", "-P", "--pool", help="prefork | threads | solo"),
     queues: str = typer.Option("", "-Q", "--queues", help="comma-separated queues to consume"),
     hostname: str = typer.Option("", "-n", "--hostname", help="node name, e.g. w1@%h"),
@@ -24,8 +30,7 @@ def worker(
     beat: bool = typer.Option(False, "-B", "--beat", help="also run beat (periodic tasks) in this worker"),
     loglevel: str = typer.Option("info", "-l", "--loglevel"),
     broker: str = typer.Option("", "--broker", envvar="TQCTL_BROKER", callback=url_option, help="broker URL"),
-    backend: str = typer.Option("", "--backend", envvar="TQCTL_BACKEND", callback=url_option,
-                                help="result backend"),
+    backend: str = typer.Option("", "--backend", envvar="TQCTL_BACKEND", callback=url_option, help="result backend"),
 ) -> None:
     """Run a worker: fetch tasks from the queues and run them in a pool."""
     if pool not in POOLS:
@@ -33,11 +38,21 @@ def worker(
     if loglevel.lower() not in LEVELS:
         fail(f"unknown log level {loglevel!r}: use {', '.join(sorted(LEVELS))}", EXIT_USAGE)
     scale = _parse_autoscale(autoscale) if autoscale else None
-    exec_worker(WorkerSpec(
-        app_spec=app_spec, concurrency=concurrency or None, pool=pool,
-        queues=[q for q in queues.split(",") if q] or None, hostname=hostname or None,
-        prefetch_multiplier=prefetch_multiplier or None, autoscale=scale, beat=beat,
-        loglevel=loglevel.lower(), broker=broker, backend=backend))
+    exec_worker(
+        WorkerSpec(
+            app_spec=app_spec,
+            concurrency=concurrency or None,
+            pool=pool,
+            queues=[q for q in queues.split(",") if q] or None,
+            hostname=hostname or None,
+            prefetch_multiplier=prefetch_multiplier or None,
+            autoscale=scale,
+            beat=beat,
+            loglevel=loglevel.lower(),
+            broker=broker,
+            backend=backend,
+        )
+    )
 
 
 def _parse_autoscale(text: str) -> tuple[int, int]:

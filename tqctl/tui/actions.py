@@ -61,8 +61,11 @@ class ActionsMixin:
 
     def request_action(self: TqctlApp, action: Action) -> None:
         if action.write and self.read_only:
-            self.notify(f"{action.title}: not sent, the console is read-only (--read-only).",
-                        title="read-only", severity="warning")
+            self.notify(
+                f"{action.title}: not sent, the console is read-only (--read-only).",
+                title="read-only",
+                severity="warning",
+            )
             return
         if action.destructive or action.confirm or action.typed:
             from tqctl.tui.screens.dialogs import ConfirmScreen
@@ -72,8 +75,9 @@ class ActionsMixin:
             self._execute(action)
 
     def refuse_read_only(self: TqctlApp, what: str) -> None:
-        self.notify(f"{what}: not available, the console is read-only (--read-only).", title="read-only",
-                    severity="warning")
+        self.notify(
+            f"{what}: not available, the console is read-only (--read-only).", title="read-only", severity="warning"
+        )
 
     def copy_command(self: TqctlApp, command: str) -> None:
         self.copy_to_clipboard(command)
@@ -81,14 +85,16 @@ class ActionsMixin:
 
     def _execute(self: TqctlApp, action: Action) -> None:
         self.pending_actions += 1
-        self.run_worker(partial(self._run_action, action), thread=True, group="actions", name=action.verb,
-                        exit_on_error=False)
+        self.run_worker(
+            partial(self._run_action, action), thread=True, group="actions", name=action.verb, exit_on_error=False
+        )
 
     def _run_action(self: TqctlApp, action: Action) -> None:
         worker = get_current_worker()
         context = ActionContext(
             progress=lambda done, total: self.post_message(ActionProgress(action.verb, done, total)),
-            cancelled=lambda: worker.is_cancelled)
+            cancelled=lambda: worker.is_cancelled,
+        )
         try:
             outcome = action.run(self.source.adapter, context)
         except ActionError as exc:
@@ -96,9 +102,16 @@ class ActionsMixin:
         except Exception as exc:  # the cluster's problem, reported, never a crash of the console
             outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
         try:
-            self.audit.append(action.verb, action.target, ok=outcome.ok, summary=outcome.summary,
-                              replies=outcome.replies, broker=self.source.masked_url, command=action.command,
-                              scope="; ".join(action.scope))
+            self.audit.append(
+                action.verb,
+                action.target,
+                ok=outcome.ok,
+                summary=outcome.summary,
+                replies=outcome.replies,
+                broker=self.source.masked_url,
+                command=action.command,
+                scope="; ".join(action.scope),
+            )
         except OSError as exc:
             outcome.extra["audit_error"] = str(exc)
         self.post_message(ActionDone(action.verb, action.target, outcome))
@@ -107,8 +120,12 @@ class ActionsMixin:
         self.pending_actions = max(0, self.pending_actions - 1)
         outcome = message.outcome
         self.last_outcome = message
-        self.notify(outcome.summary, title=f"{message.verb} {'✓' if outcome.ok else '✗'}",
-                    severity="information" if outcome.ok else "error", timeout=6 if outcome.ok else 12)
+        self.notify(
+            outcome.summary,
+            title=f"{message.verb} {'✓' if outcome.ok else '✗'}",
+            severity="information" if outcome.ok else "error",
+            timeout=6 if outcome.ok else 12,
+        )
         if "audit_error" in outcome.extra:
             self.notify(f"audit log not written: {outcome.extra['audit_error']}", severity="error")
         self.source.request_snapshot()
@@ -124,8 +141,9 @@ def summarize_replies(replies: list[dict[str, Any]], expected: list[str] | None 
     answered: dict[str, Any] = {}
     for reply in replies or []:
         answered.update(reply)
-    errors = {node: body.get("error") for node, body in answered.items()
-              if isinstance(body, dict) and body.get("error")}
+    errors = {
+        node: body.get("error") for node, body in answered.items() if isinstance(body, dict) and body.get("error")
+    }
     silent = [w for w in (expected or []) if w not in answered]
     parts = [f"{len(answered) - len(errors)} ok"]
     if errors:

@@ -56,19 +56,21 @@ class Adapter:
 
     # -- tasks ------------------------------------------------------------------------------------
     def revoke(self, task_ids: list[str], terminate: bool = False, signal: str = "SIGTERM") -> Replies:
-        return self.control.revoke(list(task_ids), terminate=terminate, signal=signal, reply=True,
-                                   timeout=self.reply_timeout)
+        return self.control.revoke(
+            list(task_ids), terminate=terminate, signal=signal, reply=True, timeout=self.reply_timeout
+        )
 
     def retry(self, task_id: str) -> str:
         """Republish a failed task's stored original message; returns the new task id."""
         try:
             return self.history.retry(task_id, self._publish)
         except KeyError:
-            raise ActionError(f"no stored message for {task_id} (only failures kept by tqctl workers "
-                              "can be retried as sent; use R to retry with edited arguments)") from None
+            raise ActionError(
+                f"no stored message for {task_id} (only failures kept by tqctl workers "
+                "can be retried as sent; use R to retry with edited arguments)"
+            ) from None
 
-    def retry_with(self, task_id: str, name: str, args: list[Any], kwargs: dict[str, Any],
-                   queue: str | None) -> str:
+    def retry_with(self, task_id: str, name: str, args: list[Any], kwargs: dict[str, Any], queue: str | None) -> str:
         """Send ``name(*args, **kwargs)`` again as a retry of ``task_id`` (linked by ``retry_of``)."""
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise ActionError("args must be a JSON list and kwargs a JSON object")
@@ -79,8 +81,9 @@ class Adapter:
             self._publish(queue or "celery", raw, (envelope.get("properties") or {}).get("priority"))
             self.history.delete_failure(task_id)
             return envelope["headers"]["id"]
-        new_id, raw = protocol.build(name, args, kwargs, queue=queue or "celery", root_id=None,
-                                     headers={"retry_of": task_id})
+        new_id, raw = protocol.build(
+            name, args, kwargs, queue=queue or "celery", root_id=None, headers={"retry_of": task_id}
+        )
         self._publish(queue or "celery", raw)
         return new_id
 
@@ -100,8 +103,15 @@ class Adapter:
         new_id = protocol.new_id()
         envelope.update(body=base64.b64encode(data).decode(), **{"content-type": content_type})
         headers = envelope["headers"]
-        headers.update(id=new_id, retries=0, retry_of=task_id, eta=None, argsrepr=protocol.safe_repr(tuple(args)),
-                       kwargsrepr=protocol.safe_repr(kwargs), sent_at=round(time.time(), 3))
+        headers.update(
+            id=new_id,
+            retries=0,
+            retry_of=task_id,
+            eta=None,
+            argsrepr=protocol.safe_repr(tuple(args)),
+            kwargsrepr=protocol.safe_repr(kwargs),
+            sent_at=round(time.time(), 3),
+        )
         headers["root_id"] = headers.get("root_id") or task_id
         props = envelope.setdefault("properties", {})
         props.update(correlation_id=new_id, delivery_tag=protocol.new_id(), body_encoding="base64")
@@ -122,9 +132,13 @@ class Adapter:
     def group_members(self, fingerprint: str) -> list[str]:
         return [f["id"] for f in self.history.failures(100_000) if f.get("fingerprint") == fingerprint]
 
-    def retry_group(self, ids: list[str], per_second: float,
-                    progress: Callable[[int, int], None] | None = None,
-                    cancelled: Callable[[], bool] | None = None) -> dict[str, Any]:
+    def retry_group(
+        self,
+        ids: list[str],
+        per_second: float,
+        progress: Callable[[int, int], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> dict[str, Any]:
         """Retry each id at most ``per_second`` a second; stops early when ``cancelled()``."""
         pause = 1.0 / per_second if per_second > 0 else 0.0
         done: dict[str, str] = {}
@@ -170,8 +184,9 @@ class Adapter:
                 continue
             envelope["headers"]["eta"] = None
             # One script: queued only if still parked (a worker may have promoted it since the scan).
-            moved = client.register_script(RUN_NOW)(keys=[DELAYED, key],
-                                                    args=[member, self._sign(json_dumps(envelope).encode())])
+            moved = client.register_script(RUN_NOW)(
+                keys=[DELAYED, key], args=[member, self._sign(json_dumps(envelope).encode())]
+            )
             if not moved:
                 break
             return {"moved": task_id, "queue": key.decode(errors="replace").split("\x06\x16")[0]}

@@ -33,11 +33,30 @@ from tqctl.tui.screens.tasks import TasksScreen
 from tqctl.tui.screens.workers import WorkersScreen
 from tqctl.tui.widgets.header import NAV, Banner, ClusterHeader
 
-ALIASES = {"ov": "overview", "o": "overview", "overview": "overview", "w": "workers", "workers": "workers",
-           "worker": "workers", "qs": "queues", "queue": "queues", "queues": "queues", "t": "tasks",
-           "tasks": "tasks", "f": "failures", "failures": "failures", "fail": "failures", "s": "scheduled",
-           "sched": "scheduled", "scheduled": "scheduled", "beat": "scheduled", "dl": "dead", "dead": "dead",
-           "a": "audit", "audit": "audit"}
+ALIASES = {
+    "ov": "overview",
+    "o": "overview",
+    "overview": "overview",
+    "w": "workers",
+    "workers": "workers",
+    "worker": "workers",
+    "qs": "queues",
+    "queue": "queues",
+    "queues": "queues",
+    "t": "tasks",
+    "tasks": "tasks",
+    "f": "failures",
+    "failures": "failures",
+    "fail": "failures",
+    "s": "scheduled",
+    "sched": "scheduled",
+    "scheduled": "scheduled",
+    "beat": "scheduled",
+    "dl": "dead",
+    "dead": "dead",
+    "a": "audit",
+    "audit": "audit",
+}
 QUIT = {"q", "q!", "quit", "exit"}
 
 
@@ -45,9 +64,16 @@ class TqctlApp(ActionsMixin, App[str | None]):
     CSS_PATH = "tqctl.tcss"
     TITLE = "tqctl"
     ENABLE_COMMAND_PALETTE = True
-    MODES = {"overview": OverviewScreen, "workers": WorkersScreen, "queues": QueuesScreen, "tasks": TasksScreen,
-             "failures": FailuresScreen, "scheduled": ScheduledScreen, "dead": DeadLettersScreen,
-             "audit": AuditScreen}
+    MODES = {
+        "overview": OverviewScreen,
+        "workers": WorkersScreen,
+        "queues": QueuesScreen,
+        "tasks": TasksScreen,
+        "failures": FailuresScreen,
+        "scheduled": ScheduledScreen,
+        "dead": DeadLettersScreen,
+        "audit": AuditScreen,
+    }
     BINDINGS = [
         Binding("ctrl+c", "quit", "quit", priority=True, show=False),
         Binding("ctrl+z", "suspend_process", show=False),
@@ -58,9 +84,19 @@ class TqctlApp(ActionsMixin, App[str | None]):
         *[Binding(key, f"go('{mode}')", label, show=False) for key, mode, label in NAV],
     ]
 
-    def __init__(self, source: Any, *, read_only: bool = False, audit: AuditLog | None = None,
-                 owned: Any = None, clock: Callable[[], float] = time.time, max_tasks: int = 100_000,
-                 start: str = "overview", tick: float = 0.5, still: bool = False) -> None:
+    def __init__(
+        self,
+        source: Any,
+        *,
+        read_only: bool = False,
+        audit: AuditLog | None = None,
+        owned: Any = None,
+        clock: Callable[[], float] = time.time,
+        max_tasks: int = 100_000,
+        start: str = "overview",
+        tick: float = 0.5,
+        still: bool = False,
+    ) -> None:
         super().__init__()
         self.still = still  # no blinking or animation: reproducible screenshots
         if still:
@@ -82,10 +118,20 @@ class TqctlApp(ActionsMixin, App[str | None]):
         if self.source.kind == "demo":
             self.source.load(self.model)
         else:
-            self.run_worker(partial(self._feed, self.source.run_events), thread=True, group="feed", name="events",
-                            exit_on_error=False)
-            self.run_worker(partial(self._feed, self.source.run_snapshots), thread=True, group="feed",
-                            name="poll", exit_on_error=False)
+            self.run_worker(
+                partial(self._feed, self.source.run_events),
+                thread=True,
+                group="feed",
+                name="events",
+                exit_on_error=False,
+            )
+            self.run_worker(
+                partial(self._feed, self.source.run_snapshots),
+                thread=True,
+                group="feed",
+                name="poll",
+                exit_on_error=False,
+            )
         self.switch_mode(self.start_mode if self.start_mode in self.MODES else "overview")
         self.set_interval(self.tick, self.refresh_screen)
         self.call_after_refresh(self._painted)
@@ -103,8 +149,9 @@ class TqctlApp(ActionsMixin, App[str | None]):
 
     # -- the pipeline -----------------------------------------------------------------------------
     def on_events_batch(self, message: EventsBatch) -> None:
-        self.model.apply_events(message.events, created=None if message.backfill else message.created,
-                                backfill=message.backfill)
+        self.model.apply_events(
+            message.events, created=None if message.backfill else message.created, backfill=message.backfill
+        )
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self.model.apply_snapshot(message.snapshot)
@@ -127,11 +174,18 @@ class TqctlApp(ActionsMixin, App[str | None]):
         headers = screen.query(ClusterHeader)
         if not headers:
             return  # not composed yet
-        headers.first().render_header(url=self.source.masked_url, transport=self.source.transport,
-                             online=sum(1 for w in workers if w.online), total=len(workers),
-                             events_per_second=model.events_per_second(), read_only=self.read_only,
-                             current=getattr(screen, "NAV", ""), connected=model.connected, now=model.now(),
-                             paused=bool(getattr(screen, "paused", False)))
+        headers.first().render_header(
+            url=self.source.masked_url,
+            transport=self.source.transport,
+            online=sum(1 for w in workers if w.online),
+            total=len(workers),
+            events_per_second=model.events_per_second(),
+            read_only=self.read_only,
+            current=getattr(screen, "NAV", ""),
+            connected=model.connected,
+            now=model.now(),
+            paused=bool(getattr(screen, "paused", False)),
+        )
         down = None if model.down_since is None else model.now() - model.down_since
         screen.query(Banner).first().show_state(model.connected, model.error, model.retry_in, down)
 
@@ -190,8 +244,11 @@ class TqctlApp(ActionsMixin, App[str | None]):
                 if isinstance(screen, ConsoleScreen):
                     screen.set_filter(rest.strip()[1:])
         else:
-            self.notify(f"unknown command {word!r}: try overview, workers, queues, tasks, failures, scheduled,"
-                        " dead, audit, task ID, q", severity="warning")
+            self.notify(
+                f"unknown command {word!r}: try overview, workers, queues, tasks, failures, scheduled,"
+                " dead, audit, task ID, q",
+                severity="warning",
+            )
 
     def find_task(self, prefix: str) -> str | None:
         if self.model.state.task(prefix):
@@ -219,18 +276,31 @@ class TqctlApp(ActionsMixin, App[str | None]):
                 hidden = self.read_only and action in screen.WRITE_ACTIONS
                 here.append((" ".join(dict.fromkeys(shown)), words[action] + (" (read-only: off)" if hidden else "")))
         screens = [(key, f"{label} screen") for key, _, label in NAV]
-        global_keys = [(":", "command: overview workers queues tasks failures scheduled dead audit, task ID, q"),
-                       ("/", "filter this screen (text, regex, state: name: worker:, !text excludes)"),
-                       ("esc", "clear the filter, else back"), ("-", "previous screen"),
-                       ("?", "this help"), ("ctrl+p", "command palette"), ("ctrl+r", "poll the cluster now"),
-                       ("!", "copy the equivalent tqctl command (OSC 52)"), ("ctrl+c", "quit"),
-                       ("ctrl+z", "suspend to the shell (fg to come back)")]
-        tables = [("↑ ↓ j k", "move"), ("PgUp PgDn", "page"), ("Home End", "first, last row"),
-                  ("enter", "open the row")]
+        global_keys = [
+            (":", "command: overview workers queues tasks failures scheduled dead audit, task ID, q"),
+            ("/", "filter this screen (text, regex, state: name: worker:, !text excludes)"),
+            ("esc", "clear the filter, else back"),
+            ("-", "previous screen"),
+            ("?", "this help"),
+            ("ctrl+p", "command palette"),
+            ("ctrl+r", "poll the cluster now"),
+            ("!", "copy the equivalent tqctl command (OSC 52)"),
+            ("ctrl+c", "quit"),
+            ("ctrl+z", "suspend to the shell (fg to come back)"),
+        ]
+        tables = [
+            ("↑ ↓ j k", "move"),
+            ("PgUp PgDn", "page"),
+            ("Home End", "first, last row"),
+            ("enter", "open the row"),
+        ]
         title = getattr(screen, "TITLE", None) or self.current_mode
-        self.push_screen(HelpScreen(f"Keys · {title}" + (" · read-only" if self.read_only else ""),
-                                    [("This screen", here), ("Screens", screens), ("Everywhere", global_keys),
-                                     ("Tables", tables)]))
+        self.push_screen(
+            HelpScreen(
+                f"Keys · {title}" + (" · read-only" if self.read_only else ""),
+                [("This screen", here), ("Screens", screens), ("Everywhere", global_keys), ("Tables", tables)],
+            )
+        )
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         for key, mode, label in NAV:
@@ -241,8 +311,11 @@ class TqctlApp(ActionsMixin, App[str | None]):
             for active in screen.active_bindings.values():
                 b = active.binding
                 if active.node is screen and b.description and active.enabled:
-                    yield SystemCommand(_describe(b.description).capitalize(), f"key {b.key_display or b.key}",
-                                        partial(screen.run_action, b.action))
+                    yield SystemCommand(
+                        _describe(b.description).capitalize(),
+                        f"key {b.key_display or b.key}",
+                        partial(screen.run_action, b.action),
+                    )
         yield SystemCommand("Quit", "leave the console (ctrl+c)", self.action_quit)
 
     # -- leaving ----------------------------------------------------------------------------------

@@ -38,13 +38,32 @@ class AuditLog:
     def in_state_dir(cls, state_dir: str | os.PathLike[str]) -> AuditLog:
         return cls(Path(state_dir).expanduser() / FILENAME)
 
-    def append(self, action: str, target: str, *, ok: bool, summary: str, replies: Any = None,
-               broker: str | None = None, command: str | None = None, scope: str | None = None,
-               when: float | None = None) -> dict[str, Any]:
+    def append(
+        self,
+        action: str,
+        target: str,
+        *,
+        ok: bool,
+        summary: str,
+        replies: Any = None,
+        broker: str | None = None,
+        command: str | None = None,
+        scope: str | None = None,
+        when: float | None = None,
+    ) -> dict[str, Any]:
         stamp = dt.datetime.fromtimestamp(when, dt.timezone.utc) if when else dt.datetime.now(dt.timezone.utc)
-        entry = {"time": stamp.isoformat(timespec="seconds"), "user": current_user(), "action": action,
-                 "target": target, "ok": ok, "summary": summary, "scope": scope, "command": command,
-                 "broker": broker, "replies": replies}
+        entry = {
+            "time": stamp.isoformat(timespec="seconds"),
+            "user": current_user(),
+            "action": action,
+            "target": target,
+            "ok": ok,
+            "summary": summary,
+            "scope": scope,
+            "command": command,
+            "broker": broker,
+            "replies": replies,
+        }
         line = json.dumps(entry, default=repr, ensure_ascii=False) + "\n"
         with self._lock:
             if self.path is None:

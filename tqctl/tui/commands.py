@@ -13,15 +13,31 @@ from tqctl.commands.values import url_option
 from tqctl.output import EXIT_USAGE, fail, note
 from tqctl.version import print_version
 
-Broker = Annotated[str, typer.Option("--broker", envvar="TQCTL_BROKER", callback=url_option,
-                                     help="Broker URL (redis://…); default: the bundled broker in the state folder.")]
+Broker = Annotated[
+    str,
+    typer.Option(
+        "--broker",
+        envvar="TQCTL_BROKER",
+        callback=url_option,
+        help="Broker URL (redis://…); default: the bundled broker in the state folder.",
+    ),
+]
 ReadOnly = Annotated[bool, typer.Option("--read-only", help="Hide and refuse every action that changes the cluster.")]
-StateDir = Annotated[str, typer.Option("--state-dir", envvar="TQCTL_STATE_DIR",
-                                       help="State folder (bundled broker, audit.jsonl, logs).")]
+StateDir = Annotated[
+    str, typer.Option("--state-dir", envvar="TQCTL_STATE_DIR", help="State folder (bundled broker, audit.jsonl, logs).")
+]
 AppSpec = Annotated[str, typer.Option("-A", "--app", help="module or module:attr holding the App (beat entries).")]
 Demo = Annotated[bool, typer.Option("--demo", help="Open on a recorded demo cluster (nothing is contacted).")]
-Version = Annotated[bool, typer.Option("--version", "-V", is_eager=True, callback=print_version,
-                                       help="Print tqctl's version (and its key libraries') and exit.")]
+Version = Annotated[
+    bool,
+    typer.Option(
+        "--version",
+        "-V",
+        is_eager=True,
+        callback=print_version,
+        help="Print tqctl's version (and its key libraries') and exit.",
+    ),
+]
 
 
 def _run(**options: object) -> None:
@@ -33,15 +49,27 @@ def _run(**options: object) -> None:
         fail(str(exc))
 
 
-def root(ctx: typer.Context, broker: Broker = "", read_only: ReadOnly = False, state_dir: StateDir = ".tqctl",
-         app_spec: AppSpec = "", demo: Demo = False, version: Version = False) -> None:
+def root(
+    ctx: typer.Context,
+    broker: Broker = "",
+    read_only: ReadOnly = False,
+    state_dir: StateDir = ".tqctl",
+    app_spec: AppSpec = "",
+    demo: Demo = False,
+    version: Version = False,
+) -> None:
     """Run and watch a Celery-compatible task queue. With no command: open the console."""
     if ctx.invoked_subcommand is None:
         _run(broker=broker or None, state_dir=state_dir, read_only=read_only, app_spec=app_spec or None, demo=demo)
 
 
-def console(broker: Broker = "", read_only: ReadOnly = False, state_dir: StateDir = ".tqctl", app_spec: AppSpec = "",
-            demo: Demo = False) -> None:
+def console(
+    broker: Broker = "",
+    read_only: ReadOnly = False,
+    state_dir: StateDir = ".tqctl",
+    app_spec: AppSpec = "",
+    demo: Demo = False,
+) -> None:
     """Open the console on a cluster: ours or a Celery 5 fleet, from a broker URL alone.
 
     Keys: 1-8 or :name switch screens, / filters, ? lists the keys, ctrl+p palette, ctrl+c quits.
@@ -49,14 +77,18 @@ def console(broker: Broker = "", read_only: ReadOnly = False, state_dir: StateDi
     _run(broker=broker or None, state_dir=state_dir, read_only=read_only, app_spec=app_spec or None, demo=demo)
 
 
-def up(app_spec: Annotated[str, typer.Option("-A", "--app", help="module or module:attr holding the App")],
-       concurrency: Annotated[int, typer.Option("-c", "--concurrency", help="pool size per worker")] = 0,
-       workers: Annotated[int, typer.Option("--workers", min=0, max=64, help="how many workers")] = 1,
-       beat: Annotated[bool, typer.Option("--beat", help="also run beat (periodic tasks)")] = False,
-       detach: Annotated[bool, typer.Option("--detach", help="leave them running when the console closes")] = False,
-       pool: Annotated[str, typer.Option("-P", "--pool", help="prefork | threads | solo")] = "prefork",
-       queues: Annotated[str, typer.Option("-Q", "--queues", help="comma-separated queues")] = "",
-       broker: Broker = "", read_only: ReadOnly = False, state_dir: StateDir = ".tqctl") -> None:
+def up(
+    app_spec: Annotated[str, typer.Option("-A", "--app", help="module or module:attr holding the App")],
+    concurrency: Annotated[int, typer.Option("-c", "--concurrency", help="pool size per worker")] = 0,
+    workers: Annotated[int, typer.Option("--workers", min=0, max=64, help="how many workers")] = 1,
+    beat: Annotated[bool, typer.Option("--beat", help="also run beat (periodic tasks)")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="leave them running when the console closes")] = False,
+    pool: Annotated[str, typer.Option("-P", "--pool", help="prefork | threads | solo")] = "prefork",
+    queues: Annotated[str, typer.Option("-Q", "--queues", help="comma-separated queues")] = "",
+    broker: Broker = "",
+    read_only: ReadOnly = False,
+    state_dir: StateDir = ".tqctl",
+) -> None:
     """Start the broker, workers (and beat) as child processes and open the console on them.
 
     Leaving the console asks whether to stop them (warm shutdown); --detach leaves them running.
@@ -68,7 +100,18 @@ def up(app_spec: Annotated[str, typer.Option("-A", "--app", help="module or modu
     if pool not in ("prefork", "threads", "solo"):
         fail(f"unknown pool {pool!r}: use prefork, threads or solo", EXIT_USAGE)
     try:
-        start(app_spec=app_spec, concurrency=concurrency, workers=workers, beat=beat, detach=detach, pool=pool,
-              queues=queues, broker=broker or None, state_dir=state_dir, read_only=read_only, say=note)
+        start(
+            app_spec=app_spec,
+            concurrency=concurrency,
+            workers=workers,
+            beat=beat,
+            detach=detach,
+            pool=pool,
+            queues=queues,
+            broker=broker or None,
+            state_dir=state_dir,
+            read_only=read_only,
+            say=note,
+        )
     except LaunchError as exc:
         fail(str(exc))

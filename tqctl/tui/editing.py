@@ -45,8 +45,7 @@ def run_editor(app: TqctlApp, text: str) -> str | None:
             with app.suspend():
                 code = subprocess.call(argv)
         except SuspendNotSupported:  # headless (tests): run it without a terminal
-            code = subprocess.call(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+            code = subprocess.call(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if code != 0:
             return None
         with open(path) as fh:
@@ -55,8 +54,9 @@ def run_editor(app: TqctlApp, text: str) -> str | None:
         os.unlink(path)
 
 
-def start_edit_retry(screen: Screen, task_id: str, name: str | None, args: str | None, kwargs: str | None,
-                     queue: str | None) -> None:
+def start_edit_retry(
+    screen: Screen, task_id: str, name: str | None, args: str | None, kwargs: str | None, queue: str | None
+) -> None:
     """Kick off: load stored arguments in a worker; ``finish_edit_retry`` runs when they arrive."""
     app: TqctlApp = screen.app  # type: ignore[assignment]
     if app.read_only:
@@ -74,6 +74,7 @@ def start_edit_retry(screen: Screen, task_id: str, name: str | None, args: str |
             stored = {"args": from_repr(args, []), "kwargs": from_repr(kwargs, {}), "queue": queue, "guess": True}
         stored["name"] = name
         screen.post_message(Loaded(f"edit:{task_id}", stored))
+
     screen.run_worker(load, thread=True, group="edit", exclusive=True)
 
 
@@ -84,8 +85,10 @@ def finish_edit_retry(app: TqctlApp, task_id: str, message: Loaded) -> None:
         return
     if data["args"] is None or data["kwargs"] is None:
         app.notify("the event shows arguments that are not literals; edit them by hand", severity="warning")
-    doc = {"args": data["args"] if data["args"] is not None else [],
-           "kwargs": data["kwargs"] if data["kwargs"] is not None else {}}
+    doc = {
+        "args": data["args"] if data["args"] is not None else [],
+        "kwargs": data["kwargs"] if data["kwargs"] is not None else {},
+    }
     text = json.dumps(doc, indent=2, default=str) + "\n"
     edited = run_editor(app, text)
     if edited is None:
@@ -95,8 +98,8 @@ def finish_edit_retry(app: TqctlApp, task_id: str, message: Loaded) -> None:
         parsed = json.loads(edited)
         new_args, new_kwargs = parsed["args"], parsed["kwargs"]
     except (ValueError, KeyError, TypeError) as exc:
-        app.notify(f"not sent: the edited text is not {{\"args\": [...], \"kwargs\": {{...}}}} ({exc})",
-                   severity="error")
+        app.notify(f'not sent: the edited text is not {{"args": [...], "kwargs": {{...}}}} ({exc})', severity="error")
         return
-    app.request_action(verbs.retry_edited(task_id, data["name"], new_args, new_kwargs, data.get("queue"),
-                                          app.source.cli_broker))
+    app.request_action(
+        verbs.retry_edited(task_id, data["name"], new_args, new_kwargs, data.get("queue"), app.source.cli_broker)
+    )

@@ -35,17 +35,42 @@ def history_events(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         finished = rec.get("finished") or rec.get("started") or 0.0
         started = rec.get("started") or finished
         base = {"uuid": uid, "hostname": host, "local_received": finished}
-        out.append({**base, "type": "task-received", "timestamp": started, "name": rec.get("name"),
-                    "args": rec.get("args"), "kwargs": rec.get("kwargs"), "root_id": rec.get("root_id"),
-                    "parent_id": rec.get("parent_id"), "retries": rec.get("retries"), "queue": rec.get("queue")})
+        out.append(
+            {
+                **base,
+                "type": "task-received",
+                "timestamp": started,
+                "name": rec.get("name"),
+                "args": rec.get("args"),
+                "kwargs": rec.get("kwargs"),
+                "root_id": rec.get("root_id"),
+                "parent_id": rec.get("parent_id"),
+                "retries": rec.get("retries"),
+                "queue": rec.get("queue"),
+            }
+        )
         out.append({**base, "type": "task-started", "timestamp": started})
         state = rec.get("state")
         if state == "SUCCESS":
-            out.append({**base, "type": "task-succeeded", "timestamp": finished, "result": rec.get("result"),
-                        "runtime": rec.get("runtime")})
+            out.append(
+                {
+                    **base,
+                    "type": "task-succeeded",
+                    "timestamp": finished,
+                    "result": rec.get("result"),
+                    "runtime": rec.get("runtime"),
+                }
+            )
         elif state in ("FAILURE", "RETRY"):
-            out.append({**base, "type": "task-failed" if state == "FAILURE" else "task-retried",
-                        "timestamp": finished, "exception": rec.get("exception"), "traceback": rec.get("traceback")})
+            out.append(
+                {
+                    **base,
+                    "type": "task-failed" if state == "FAILURE" else "task-retried",
+                    "timestamp": finished,
+                    "exception": rec.get("exception"),
+                    "traceback": rec.get("traceback"),
+                }
+            )
         elif state == "REVOKED":
             out.append({**base, "type": "task-revoked", "timestamp": finished})
     return out
@@ -66,9 +91,18 @@ class LiveSource:
 
     kind = "live"
 
-    def __init__(self, url: str, app: Any = None, app_spec: str | None = None, *, explicit_url: bool = False,
-                 batch_interval: float = 0.25, snapshot_interval: float = 2.0, slow_every: int = 3,
-                 backfill: int = 1000) -> None:
+    def __init__(
+        self,
+        url: str,
+        app: Any = None,
+        app_spec: str | None = None,
+        *,
+        explicit_url: bool = False,
+        batch_interval: float = 0.25,
+        snapshot_interval: float = 2.0,
+        slow_every: int = 3,
+        backfill: int = 1000,
+    ) -> None:
         from tqctl.tui.adapter import Adapter
         from tqctl.tui.probe import Probe
 

@@ -81,8 +81,17 @@ def load(app_spec: str | None) -> Any:
         raise LaunchError(str(exc)) from None
 
 
-def open_console(*, broker: str | None, state_dir: str, read_only: bool, app_spec: str | None, demo: bool,
-                 owned: Owned | None = None, url: str | None = None, explicit: bool = False) -> str | None:
+def open_console(
+    *,
+    broker: str | None,
+    state_dir: str,
+    read_only: bool,
+    app_spec: str | None,
+    demo: bool,
+    owned: Owned | None = None,
+    url: str | None = None,
+    explicit: bool = False,
+) -> str | None:
     """Run the console in this terminal; returns what the operator chose on leaving (``stop``/``leave``)."""
     from tqctl.tui.app import TqctlApp
     from tqctl.tui.audit import AuditLog
@@ -102,8 +111,20 @@ def open_console(*, broker: str | None, state_dir: str, read_only: bool, app_spe
     return app.run()
 
 
-def up(*, app_spec: str, concurrency: int, workers: int, beat: bool, detach: bool, pool: str, queues: str,
-       broker: str | None, state_dir: str, read_only: bool, say: Any) -> None:
+def up(
+    *,
+    app_spec: str,
+    concurrency: int,
+    workers: int,
+    beat: bool,
+    detach: bool,
+    pool: str,
+    queues: str,
+    broker: str | None,
+    state_dir: str,
+    read_only: bool,
+    say: Any,
+) -> None:
     """``tqctl up``: broker, ``workers`` worker processes (and beat), then the console on them."""
     load(app_spec)  # fail fast on a wrong -A, before anything starts
     url, explicit = resolve(broker, state_dir)
@@ -126,8 +147,9 @@ def up(*, app_spec: str, concurrency: int, workers: int, beat: bool, detach: boo
         for label, argv in commands:
             log = logs / f"up-{label.replace(' ', '-')}.log"
             with open(log, "ab") as fh:
-                proc = subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    argv, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                )
             owned.procs.append((label, proc, log))
         time.sleep(0.3)
         dead = [(label, log) for label, p, log in owned.procs if p.poll() is not None]
@@ -135,8 +157,16 @@ def up(*, app_spec: str, concurrency: int, workers: int, beat: bool, detach: boo
             label, log = dead[0]
             tail = log.read_text(errors="replace").strip().splitlines()[-3:]
             raise LaunchError(f"{label} exited at once: {' | '.join(tail) or 'no output'} (log: {log})")
-        choice = open_console(broker=broker, state_dir=state_dir, read_only=read_only, app_spec=app_spec, demo=False,
-                              owned=owned, url=url, explicit=explicit)
+        choice = open_console(
+            broker=broker,
+            state_dir=state_dir,
+            read_only=read_only,
+            app_spec=app_spec,
+            demo=False,
+            owned=owned,
+            url=url,
+            explicit=explicit,
+        )
     except BaseException:
         owned.stop(10.0, say)
         raise

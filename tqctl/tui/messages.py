@@ -29,8 +29,9 @@ class SnapshotReady(Message):
 class FeedStatus(Message):
     """The broker became reachable or unreachable (``error`` says why; ``retry_in`` seconds)."""
 
-    def __init__(self, connected: bool, error: str | None = None, retry_in: float | None = None,
-                 source: str = "feed") -> None:
+    def __init__(
+        self, connected: bool, error: str | None = None, retry_in: float | None = None, source: str = "feed"
+    ) -> None:
         super().__init__()
         self.connected = connected
         self.error = error

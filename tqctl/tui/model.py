@@ -27,8 +27,12 @@ OUTCOMES = {"task-succeeded": "ok", "task-failed": "failed"}
 
 
 class ConsoleModel:
-    def __init__(self, clock: Callable[[], float] = time.time, max_tasks: int = 100_000,
-                 max_bytes: int | None = 256 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        max_tasks: int = 100_000,
+        max_bytes: int | None = 256 * 1024 * 1024,
+    ) -> None:
         self.clock = clock
         self.state = ClusterState(max_tasks=max_tasks, max_bytes=max_bytes, rate_window=RATE_WINDOW)
         self.snapshot: ClusterSnapshot | None = None
@@ -64,8 +68,9 @@ class ConsoleModel:
         self.version += 1
 
     # -- ingestion ---------------------------------------------------------------------------------
-    def apply_events(self, events: Iterable[dict[str, Any]], created: float | None = None,
-                     backfill: bool = False) -> int:
+    def apply_events(
+        self, events: Iterable[dict[str, Any]], created: float | None = None, backfill: bool = False
+    ) -> int:
         """Fold a batch in; returns how many events it held. ``created`` (feed time) gives the lag."""
         n = 0
         state, per_second, out_by_queue = self.state, self._per_second, self._out_by_queue
@@ -167,9 +172,16 @@ class ConsoleModel:
                 ts = float(started) if isinstance(started, (int, float)) else taken_at
                 info = request.get("delivery_info") or {}
                 base = {"uuid": uid, "hostname": host, "timestamp": ts, "local_received": taken_at}
-                state.apply({**base, "type": "task-received", "name": request.get("name"),
-                             "args": _repr(request.get("args")), "kwargs": _repr(request.get("kwargs")),
-                             "queue": info.get("routing_key")})
+                state.apply(
+                    {
+                        **base,
+                        "type": "task-received",
+                        "name": request.get("name"),
+                        "args": _repr(request.get("args")),
+                        "kwargs": _repr(request.get("kwargs")),
+                        "queue": info.get("routing_key"),
+                    }
+                )
                 if kind == "task-started":
                     state.apply({**base, "type": "task-started"})
 

@@ -83,9 +83,14 @@ class Probe:
         answers = {m: f.result() for m, f in futures.items()}
         replies = self._merge(answers, queues)
         return ClusterSnapshot(
-            taken_at=time.time(), queues=tuple(self._with_consumer_queues(queues, replies)),
-            replies=replies, delayed=tuple(delayed), delayed_count=delayed_count,
-            inspect_ms=(time.monotonic() - started) * 1000, **extra)
+            taken_at=time.time(),
+            queues=tuple(self._with_consumer_queues(queues, replies)),
+            replies=replies,
+            delayed=tuple(delayed),
+            delayed_count=delayed_count,
+            inspect_ms=(time.monotonic() - started) * 1000,
+            **extra,
+        )
 
     def _slow_reads(self) -> dict[str, Any]:
         self._scan_lists()
@@ -95,10 +100,14 @@ class Probe:
         kind = "valkey" if "valkey_version" in info else "redis"
         server = f"{kind} {info.get('valkey_version') or info.get('redis_version', '?')}"
         return {
-            "failure_groups": tuple(self.history.groups()), "failures": tuple(failures),
+            "failure_groups": tuple(self.history.groups()),
+            "failures": tuple(failures),
             "dead_letters": tuple(d.as_dict() for d in self.broker.dead_letters(200)),
-            "dead_count": self.broker.dead_letter_count(), "beat": beat, "beat_leader": leader,
-            "beat_note": note, "server": server,
+            "dead_count": self.broker.dead_letter_count(),
+            "beat": beat,
+            "beat_leader": leader,
+            "beat_note": note,
+            "server": server,
         }
 
     def _broadcast(self, method: str) -> list[dict[str, Any]]:
@@ -119,9 +128,13 @@ class Probe:
             aq = data.get("active_queues")
             names = [q.get("name") for q in aq if isinstance(q, dict)] if isinstance(aq, list) else None
             out[host] = WorkerReply(
-                host, stats=data.get("stats") if isinstance(data.get("stats"), dict) else None,
-                active=_list(data.get("active")), reserved=_list(data.get("reserved")), queues=names,
-                scheduled=_list(data.get("scheduled")))
+                host,
+                stats=data.get("stats") if isinstance(data.get("stats"), dict) else None,
+                active=_list(data.get("active")),
+                reserved=_list(data.get("reserved")),
+                queues=names,
+                scheduled=_list(data.get("scheduled")),
+            )
         return out
 
     @staticmethod
@@ -146,7 +159,7 @@ class Probe:
     def queue_names(self) -> list[str]:
         names: set[str] = set(self._seen_lists)
         keys = [k for k in self.client.scan_iter(match=BINDING_PREFIX + "*", count=1000)]
-        exchanges = [k.decode()[len(BINDING_PREFIX):] for k in keys]
+        exchanges = [k.decode()[len(BINDING_PREFIX) :] for k in keys]
         pipe = self.client.pipeline(transaction=False)
         wanted = [e for e in exchanges if e not in SKIP_EXCHANGES and "pidbox" not in e]
         for exchange in wanted:
@@ -172,7 +185,7 @@ class Probe:
         out = []
         per = 2 * len(PRIORITY_STEPS)
         for i, name in enumerate(names):
-            chunk = flat[i * per:(i + 1) * per]
+            chunk = flat[i * per : (i + 1) * per]
             depth = sum(int(n) for n in chunk[0::2])
             sent = [_float(envelope_headers(raw).get("sent_at")) for raw in chunk[1::2] if raw]
             known = [s for s in sent if s is not None]
@@ -186,11 +199,21 @@ class Probe:
             key = priority_key(queue, step)
             for raw in reversed(self.client.lrange(key, -limit, -1)):
                 headers = envelope_headers(raw)
-                rows.append({"id": headers.get("id"), "name": headers.get("task"), "args": headers.get("argsrepr"),
-                             "kwargs": headers.get("kwargsrepr"), "eta": headers.get("eta"),
-                             "sent_at": _float(headers.get("sent_at")), "priority": step,
-                             "retries": headers.get("retries"), "origin": headers.get("origin"),
-                             "size": headers.get("_size"), "error": headers.get("_error")})
+                rows.append(
+                    {
+                        "id": headers.get("id"),
+                        "name": headers.get("task"),
+                        "args": headers.get("argsrepr"),
+                        "kwargs": headers.get("kwargsrepr"),
+                        "eta": headers.get("eta"),
+                        "sent_at": _float(headers.get("sent_at")),
+                        "priority": step,
+                        "retries": headers.get("retries"),
+                        "origin": headers.get("origin"),
+                        "size": headers.get("_size"),
+                        "error": headers.get("_error"),
+                    }
+                )
                 if len(rows) >= limit:
                     return rows
         return rows
@@ -205,9 +228,16 @@ class Probe:
         for member, score in members:
             key, _, raw = member.partition(SEP.encode())
             headers = envelope_headers(raw)
-            rows.append({"id": headers.get("id"), "name": headers.get("task"), "eta": float(score),
-                         "queue": key.decode(errors="replace").split(PRIORITY_SEP)[0],
-                         "args": headers.get("argsrepr"), "kwargs": headers.get("kwargsrepr")})
+            rows.append(
+                {
+                    "id": headers.get("id"),
+                    "name": headers.get("task"),
+                    "eta": float(score),
+                    "queue": key.decode(errors="replace").split(PRIORITY_SEP)[0],
+                    "args": headers.get("argsrepr"),
+                    "kwargs": headers.get("kwargsrepr"),
+                }
+            )
         return rows, int(total)
 
     # -- beat -------------------------------------------------------------------------------------
@@ -221,13 +251,21 @@ class Probe:
             control = BeatControl(self.app)
             return tuple(control.entries()), control.leader(), None
         store = BeatStore(self.client)
-        names = sorted(k.decode()[len(ENTRY_PREFIX):] for k in self.client.scan_iter(match=ENTRY_PREFIX + "*"))
+        names = sorted(k.decode()[len(ENTRY_PREFIX) :] for k in self.client.scan_iter(match=ENTRY_PREFIX + "*"))
         rows = []
         for name, state in store.states(names).items():
             last = state["last_run"]
-            rows.append({"name": name, "task": None, "schedule": None, "enabled": state["enabled"],
-                         "last_run": last.isoformat() if last else None, "next_run": None,
-                         "total_run_count": state["total_run_count"]})
+            rows.append(
+                {
+                    "name": name,
+                    "task": None,
+                    "schedule": None,
+                    "enabled": state["enabled"],
+                    "last_run": last.isoformat() if last else None,
+                    "next_run": None,
+                    "total_run_count": state["total_run_count"],
+                }
+            )
         note = "start with -A APP to see schedules and next runs" if rows else None
         return tuple(rows), store.holder(), note
 
@@ -257,8 +295,13 @@ def decode_message(raw: bytes) -> dict[str, Any] | None:
         message = protocol.decode(raw, frozenset({"application/json"}))
     except protocol.MalformedMessage:
         return None
-    return {"name": message.name, "args": message.args, "kwargs": message.kwargs,
-            "queue": message.delivery_info.get("routing_key"), "headers": message.headers}
+    return {
+        "name": message.name,
+        "args": message.args,
+        "kwargs": message.kwargs,
+        "queue": message.delivery_info.get("routing_key"),
+        "headers": message.headers,
+    }
 
 
 def _list(value: Any) -> list[dict[str, Any]] | None:

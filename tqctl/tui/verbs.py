@@ -30,6 +30,7 @@ def _control(method: str, workers: list[str], **arguments: Any):  # noqa: ANN202
         replies = adapter.command(method, workers, **arguments)
         ok, summary = summarize_replies(replies, workers)
         return Outcome(ok, summary, replies)
+
     return run
 
 
@@ -37,43 +38,72 @@ def _control(method: str, workers: list[str], **arguments: Any):  # noqa: ANN202
 def pool_resize(workers: list[str], n: int, grow: bool, broker: str | None) -> Action:
     verb = "pool_grow" if grow else "pool_shrink"
     what = "Grow" if grow else "Shrink"
-    return Action(verb, f"{what} the pool of {_plural(len(workers), 'worker')} by {n}", ",".join(workers),
-                  (f"{'add' if grow else 'remove'} {_plural(n, 'process')} on {_names(workers)}",),
-                  cli("control", verb.replace("_", "-"), n, *_dest(workers), broker=broker),
-                  _control(verb, workers, n=n))
+    return Action(
+        verb,
+        f"{what} the pool of {_plural(len(workers), 'worker')} by {n}",
+        ",".join(workers),
+        (f"{'add' if grow else 'remove'} {_plural(n, 'process')} on {_names(workers)}",),
+        cli("control", verb.replace("_", "-"), n, *_dest(workers), broker=broker),
+        _control(verb, workers, n=n),
+    )
 
 
 def autoscale(workers: list[str], high: int, low: int, broker: str | None) -> Action:
-    return Action("autoscale", f"Autoscale {_names(workers)}", ",".join(workers),
-                  (f"pool between {low} and {high} processes on {_names(workers)}",),
-                  cli("control", "autoscale", high, low, *_dest(workers), broker=broker),
-                  _control("autoscale", workers, max=high, min=low))
+    return Action(
+        "autoscale",
+        f"Autoscale {_names(workers)}",
+        ",".join(workers),
+        (f"pool between {low} and {high} processes on {_names(workers)}",),
+        cli("control", "autoscale", high, low, *_dest(workers), broker=broker),
+        _control("autoscale", workers, max=high, min=low),
+    )
 
 
 def add_consumer(workers: list[str], queue: str, broker: str | None) -> Action:
-    return Action("add_consumer", f"Consume {queue!r} on {_plural(len(workers), 'worker')}", ",".join(workers),
-                  (f"{_names(workers)} start taking messages from {queue!r}",),
-                  cli("control", "add-consumer", queue, *_dest(workers), broker=broker),
-                  _control("add_consumer", workers, queue=queue))
+    return Action(
+        "add_consumer",
+        f"Consume {queue!r} on {_plural(len(workers), 'worker')}",
+        ",".join(workers),
+        (f"{_names(workers)} start taking messages from {queue!r}",),
+        cli("control", "add-consumer", queue, *_dest(workers), broker=broker),
+        _control("add_consumer", workers, queue=queue),
+    )
 
 
 def cancel_consumer(workers: list[str], queue: str, depth: int, left: list[str], broker: str | None) -> Action:
     scope = [f"{_names(workers)} stop taking messages from {queue!r} ({_plural(depth, 'message')} waiting)"]
     scope.append(f"consumers left on {queue!r}: {_names(left)}" if left else f"⚠ nothing will consume {queue!r}")
-    return Action("cancel_consumer", f"Stop consuming {queue!r}", ",".join(workers), tuple(scope),
-                  cli("control", "cancel-consumer", queue, *_dest(workers), broker=broker),
-                  _control("cancel_consumer", workers, queue=queue), destructive=True, button="Stop consuming")
+    return Action(
+        "cancel_consumer",
+        f"Stop consuming {queue!r}",
+        ",".join(workers),
+        tuple(scope),
+        cli("control", "cancel-consumer", queue, *_dest(workers), broker=broker),
+        _control("cancel_consumer", workers, queue=queue),
+        destructive=True,
+        button="Stop consuming",
+    )
 
 
-def drain(workers: list[str], active: int, reserved: int, orphaned: list[str], broker: str | None,
-          timeout: float = 60.0) -> Action:
-    scope = [f"{_names(workers)} stop fetching, finish {active} active and {reserved} reserved tasks, then shut down"
-             f" (timeout {timeout:.0f}s)"]
+def drain(
+    workers: list[str], active: int, reserved: int, orphaned: list[str], broker: str | None, timeout: float = 60.0
+) -> Action:
+    scope = [
+        f"{_names(workers)} stop fetching, finish {active} active and {reserved} reserved tasks, then shut down"
+        f" (timeout {timeout:.0f}s)"
+    ]
     if orphaned:
         scope.append(f"⚠ afterwards nothing consumes: {_names(orphaned)}")
-    return Action("drain", f"Drain {_plural(len(workers), 'worker')}", ",".join(workers), tuple(scope),
-                  cli("control", "drain", int(timeout), *_dest(workers), "--yes", broker=broker),
-                  _control("drain", workers, timeout=timeout), destructive=True, button="Drain")
+    return Action(
+        "drain",
+        f"Drain {_plural(len(workers), 'worker')}",
+        ",".join(workers),
+        tuple(scope),
+        cli("control", "drain", int(timeout), *_dest(workers), "--yes", broker=broker),
+        _control("drain", workers, timeout=timeout),
+        destructive=True,
+        button="Drain",
+    )
 
 
 def shutdown(workers: list[str], active: int, orphaned: list[str], broker: str | None) -> Action:
@@ -84,24 +114,46 @@ def shutdown(workers: list[str], active: int, orphaned: list[str], broker: str |
     def run(adapter: Any, _: ActionContext) -> Outcome:
         replies = adapter.shutdown(workers)
         return Outcome(True, f"shutdown sent to {_names(workers)}", replies)
-    return Action("shutdown", f"Shut down {_plural(len(workers), 'worker')}", ",".join(workers), tuple(scope),
-                  cli("control", "shutdown", *_dest(workers), "--yes", broker=broker), run, destructive=True,
-                  button="Shut down")
+
+    return Action(
+        "shutdown",
+        f"Shut down {_plural(len(workers), 'worker')}",
+        ",".join(workers),
+        tuple(scope),
+        cli("control", "shutdown", *_dest(workers), "--yes", broker=broker),
+        run,
+        destructive=True,
+        button="Shut down",
+    )
 
 
 def enable_events(workers: list[str], broker: str | None) -> Action:
-    return Action("enable_events", f"Enable task events on {_plural(len(workers), 'worker')}", ",".join(workers),
-                  (f"{_names(workers)} start sending task events (as celery control enable_events)",),
-                  cli("control", "enable-events", *_dest(workers), broker=broker), _control("enable_events", workers))
+    return Action(
+        "enable_events",
+        f"Enable task events on {_plural(len(workers), 'worker')}",
+        ",".join(workers),
+        (f"{_names(workers)} start sending task events (as celery control enable_events)",),
+        cli("control", "enable-events", *_dest(workers), broker=broker),
+        _control("enable_events", workers),
+    )
 
 
 # -- tasks -------------------------------------------------------------------------------------------
-def revoke(ids: list[str], describe: str, workers: list[str], broker: str | None,
-           terminate: bool = False, signal: str = "SIGTERM") -> Action:
+def revoke(
+    ids: list[str],
+    describe: str,
+    workers: list[str],
+    broker: str | None,
+    terminate: bool = False,
+    signal: str = "SIGTERM",
+) -> Action:
     verb = "terminate" if terminate else "revoke"
     scope = [f"{verb} {_plural(len(ids), 'task')}: {describe}"]
-    scope.append(f"running on {_names(workers)}: killed with {signal}" if terminate and workers
-                 else "tasks not started yet will be discarded by every worker (kept 3h in the broker)")
+    scope.append(
+        f"running on {_names(workers)}: killed with {signal}"
+        if terminate and workers
+        else "tasks not started yet will be discarded by every worker (kept 3h in the broker)"
+    )
     parts = ["revoke", *ids]
     if terminate:
         parts += ["--terminate", "--signal", signal]
@@ -111,20 +163,37 @@ def revoke(ids: list[str], describe: str, workers: list[str], broker: str | None
         replies = adapter.revoke(ids, terminate=terminate, signal=signal)
         _, summary = summarize_replies(replies)
         return Outcome(True, f"{verb}d {_plural(len(ids), 'task')} · {summary}", replies)
-    return Action(verb, f"{verb.capitalize()} {_plural(len(ids), 'task')}", ",".join(ids), tuple(scope),
-                  cli(*parts, broker=broker), run, destructive=True, button=verb.capitalize())
+
+    return Action(
+        verb,
+        f"{verb.capitalize()} {_plural(len(ids), 'task')}",
+        ",".join(ids),
+        tuple(scope),
+        cli(*parts, broker=broker),
+        run,
+        destructive=True,
+        button=verb.capitalize(),
+    )
 
 
 def retry(task_id: str, name: str | None, broker: str | None) -> Action:
     def run(adapter: Any, _: ActionContext) -> Outcome:
         new_id = adapter.retry(task_id)
         return Outcome(True, f"{name or task_id} sent again as {new_id}", {"new_id": new_id})
-    return Action("retry", f"Retry {name or task_id}", task_id, (f"republish the original message of {task_id}",),
-                  cli("retry", task_id, broker=broker), run)
+
+    return Action(
+        "retry",
+        f"Retry {name or task_id}",
+        task_id,
+        (f"republish the original message of {task_id}",),
+        cli("retry", task_id, broker=broker),
+        run,
+    )
 
 
-def retry_edited(task_id: str, name: str, args: list[Any], kwargs: dict[str, Any], queue: str | None,
-                 broker: str | None) -> Action:
+def retry_edited(
+    task_id: str, name: str, args: list[Any], kwargs: dict[str, Any], queue: str | None, broker: str | None
+) -> Action:
     import json
 
     shown = f"{name}(*{json.dumps(args)[:120]}, **{json.dumps(kwargs)[:120]})"
@@ -132,15 +201,40 @@ def retry_edited(task_id: str, name: str, args: list[Any], kwargs: dict[str, Any
     def run(adapter: Any, _: ActionContext) -> Outcome:
         new_id = adapter.retry_with(task_id, name, args, kwargs, queue)
         return Outcome(True, f"{name} sent with edited arguments as {new_id}", {"new_id": new_id})
-    return Action("retry_edited", f"Retry {name} with edited arguments", task_id,
-                  (shown, f"to queue {queue or 'celery'}, linked to {task_id} (retry_of)"),
-                  cli("call", name, "--args", json.dumps(args), "--kwargs", json.dumps(kwargs), "-Q", queue or "celery",
-                      broker=broker), run, confirm=True, button="Send")
+
+    return Action(
+        "retry_edited",
+        f"Retry {name} with edited arguments",
+        task_id,
+        (shown, f"to queue {queue or 'celery'}, linked to {task_id} (retry_of)"),
+        cli(
+            "call",
+            name,
+            "--args",
+            json.dumps(args),
+            "--kwargs",
+            json.dumps(kwargs),
+            "-Q",
+            queue or "celery",
+            broker=broker,
+        ),
+        run,
+        confirm=True,
+        button="Send",
+    )
 
 
 # -- failure inbox -----------------------------------------------------------------------------------
-def retry_group(fp: str, label: str, ids: list[str], skipped: int, per_second: float, broker: str | None,
-                name: str | None = None, exc_type: str | None = None) -> Action:
+def retry_group(
+    fp: str,
+    label: str,
+    ids: list[str],
+    skipped: int,
+    per_second: float,
+    broker: str | None,
+    name: str | None = None,
+    exc_type: str | None = None,
+) -> Action:
     seconds = len(ids) / per_second if per_second > 0 else 0
     took = "under a second" if seconds < 1 else f"about {seconds:.0f}s"
     scope = [f"republish {_plural(len(ids), 'stored failure')} of {label} at {per_second:g}/s ({took})"]
@@ -150,22 +244,52 @@ def retry_group(fp: str, label: str, ids: list[str], skipped: int, per_second: f
     def run(adapter: Any, ctx: ActionContext) -> Outcome:
         result = adapter.retry_group(ids, per_second, ctx.progress, ctx.cancelled)
         n = len(result["retried"])
-        return Outcome(not result["errors"], f"retried {n}/{len(ids)} of {label}"
-                       + (f" · {len(result['errors'])} gone" if result["errors"] else ""), result)
-    return Action("retry_group", f"Retry {_plural(len(ids), 'failure')}", fp, tuple(scope),
-                  cli("retry", "--failed", "--name", name or "*", *(["--exception", exc_type] if exc_type else []),
-                      "--rate", f"{per_second:g}/s", "--yes", broker=broker), run,
-                  confirm=True, button="Retry all")
+        return Outcome(
+            not result["errors"],
+            f"retried {n}/{len(ids)} of {label}" + (f" · {len(result['errors'])} gone" if result["errors"] else ""),
+            result,
+        )
+
+    return Action(
+        "retry_group",
+        f"Retry {_plural(len(ids), 'failure')}",
+        fp,
+        tuple(scope),
+        cli(
+            "retry",
+            "--failed",
+            "--name",
+            name or "*",
+            *(["--exception", exc_type] if exc_type else []),
+            "--rate",
+            f"{per_second:g}/s",
+            "--yes",
+            broker=broker,
+        ),
+        run,
+        confirm=True,
+        button="Retry all",
+    )
 
 
 def delete_failures(ids: list[str], label: str, fp: str | None, broker: str | None, name: str | None = None) -> Action:
     def run(adapter: Any, _: ActionContext) -> Outcome:
         result = adapter.delete_failures(ids, fp)
         return Outcome(True, f"deleted {result['deleted']}/{len(ids)} from the inbox", result)
-    return Action("delete_failures", f"Delete {_plural(len(ids), 'failure')}", fp or ",".join(ids),
-                  (f"remove {_plural(len(ids), 'failure')} of {label} from the inbox; their stored messages are lost",
-                   "(the CLI has no delete yet: the command lists the group)"),
-                  cli("failures", "--name", name or "*", broker=broker), run, destructive=True, button="Delete")
+
+    return Action(
+        "delete_failures",
+        f"Delete {_plural(len(ids), 'failure')}",
+        fp or ",".join(ids),
+        (
+            f"remove {_plural(len(ids), 'failure')} of {label} from the inbox; their stored messages are lost",
+            "(the CLI has no delete yet: the command lists the group)",
+        ),
+        cli("failures", "--name", name or "*", broker=broker),
+        run,
+        destructive=True,
+        button="Delete",
+    )
 
 
 # -- queues, delayed, dead letters, beat -------------------------------------------------------------
@@ -173,28 +297,52 @@ def purge(queue: str, depth: int, consumers: list[str], broker: str | None) -> A
     def run(adapter: Any, _: ActionContext) -> Outcome:
         result = adapter.purge(queue)
         return Outcome(True, f"purged {result['purged']} messages from {queue!r}", result)
-    scope = (f"delete every waiting message in {queue!r}: {_plural(depth, 'message')} now (more may arrive)",
-             f"consumers: {_names(consumers) if consumers else 'none'}; running tasks are not affected")
-    return Action("purge", f"Purge {queue!r}", queue, scope, cli("purge", queue, "--yes", broker=broker),
-                  run, destructive=True, typed=queue, button="Purge")
+
+    scope = (
+        f"delete every waiting message in {queue!r}: {_plural(depth, 'message')} now (more may arrive)",
+        f"consumers: {_names(consumers) if consumers else 'none'}; running tasks are not affected",
+    )
+    return Action(
+        "purge",
+        f"Purge {queue!r}",
+        queue,
+        scope,
+        cli("purge", queue, "--yes", broker=broker),
+        run,
+        destructive=True,
+        typed=queue,
+        button="Purge",
+    )
 
 
 def run_eta_now(task_id: str, name: str | None, broker: str | None) -> Action:
     def run(adapter: Any, _: ActionContext) -> Outcome:
         result = adapter.run_eta_now(task_id)
         return Outcome(True, f"{name or task_id} moved to {result['queue']!r} now", result)
-    return Action("eta_run_now", f"Run {name or task_id} now", task_id,
-                  (f"move {task_id} from the delayed set to its queue, ignoring its ETA",),
-                  cli("task", task_id, broker=broker), run)
+
+    return Action(
+        "eta_run_now",
+        f"Run {name or task_id} now",
+        task_id,
+        (f"move {task_id} from the delayed set to its queue, ignoring its ETA",),
+        cli("task", task_id, broker=broker),
+        run,
+    )
 
 
 def beat_run_now(entry: str, app_spec: str | None, broker: str | None) -> Action:
     def run(adapter: Any, _: ActionContext) -> Outcome:
         result = adapter.beat_run_now(entry)
         return Outcome(True, f"{entry} sent as {result['task_id']}", result)
-    return Action("beat_run_now", f"Run beat entry {entry!r} now", entry,
-                  (f"send one run of {entry!r} now; its schedule is unchanged",),
-                  cli("beat", "run", entry, "-A", app_spec or "APP", broker=broker), run)
+
+    return Action(
+        "beat_run_now",
+        f"Run beat entry {entry!r} now",
+        entry,
+        (f"send one run of {entry!r} now; its schedule is unchanged",),
+        cli("beat", "run", entry, "-A", app_spec or "APP", broker=broker),
+        run,
+    )
 
 
 def beat_enable(entry: str, enabled: bool, app_spec: str | None, broker: str | None) -> Action:
@@ -203,10 +351,20 @@ def beat_enable(entry: str, enabled: bool, app_spec: str | None, broker: str | N
     def run(adapter: Any, _: ActionContext) -> Outcome:
         result = adapter.beat_set_enabled(entry, enabled)
         return Outcome(True, f"{entry} {word}d", result)
-    scope = ("fires next at its first slot from now; missed slots are not sent" if enabled
-             else "its slots are skipped (not queued up) until enabled again",)
-    return Action(f"beat_{word}", f"{word.capitalize()} beat entry {entry!r}", entry, scope,
-                  cli("beat", word, entry, "-A", app_spec or "APP", broker=broker), run)
+
+    scope = (
+        "fires next at its first slot from now; missed slots are not sent"
+        if enabled
+        else "its slots are skipped (not queued up) until enabled again",
+    )
+    return Action(
+        f"beat_{word}",
+        f"{word.capitalize()} beat entry {entry!r}",
+        entry,
+        scope,
+        cli("beat", word, entry, "-A", app_spec or "APP", broker=broker),
+        run,
+    )
 
 
 def dead_letters(ids: list[str], requeue: bool, describe: str, broker: str | None) -> Action:
@@ -216,8 +374,19 @@ def dead_letters(ids: list[str], requeue: bool, describe: str, broker: str | Non
         result = adapter.dead_requeue(ids) if requeue else adapter.dead_delete(ids)
         done = result["requeued" if requeue else "deleted"]
         return Outcome(len(done) == len(ids), f"{word}d {len(done)}/{len(ids)} dead letters", result)
-    scope = (f"{'put back on their queues' if requeue else 'delete for good'}: {_plural(len(ids), 'dead letter')}"
-             f" ({describe})",)
-    return Action(f"dead_{word}", f"{word.capitalize()} {_plural(len(ids), 'dead letter')}", ",".join(ids), scope,
-                  cli("dead", word, *ids, "--yes", broker=broker), run,
-                  destructive=not requeue, confirm=True, button=word.capitalize())
+
+    scope = (
+        f"{'put back on their queues' if requeue else 'delete for good'}: {_plural(len(ids), 'dead letter')}"
+        f" ({describe})",
+    )
+    return Action(
+        f"dead_{word}",
+        f"{word.capitalize()} {_plural(len(ids), 'dead letter')}",
+        ",".join(ids),
+        scope,
+        cli("dead", word, *ids, "--yes", broker=broker),
+        run,
+        destructive=not requeue,
+        confirm=True,
+        button=word.capitalize(),
+    )

@@ -94,10 +94,17 @@ def worker_rows(model: ConsoleModel) -> list[WorkerRow]:
     rows: dict[str, WorkerRow] = {}
     for host, view in model.state.workers.items():
         rows[host] = WorkerRow(
-            host, online=view.alive(now), events=True, active=view.active,
-            processed=view.processed, failed=view.failed, load=(view.loadavg or [None])[0],
-            heartbeat_age=None if view.last_heartbeat is None else now - view.last_heartbeat, pid=view.pid,
-            software=" ".join(p for p in (view.sw_ident, view.sw_ver) if p) or None)
+            host,
+            online=view.alive(now),
+            events=True,
+            active=view.active,
+            processed=view.processed,
+            failed=view.failed,
+            load=(view.loadavg or [None])[0],
+            heartbeat_age=None if view.last_heartbeat is None else now - view.last_heartbeat,
+            pid=view.pid,
+            software=" ".join(p for p in (view.sw_ident, view.sw_ver) if p) or None,
+        )
     for host, reply in replies.items():
         row = rows.setdefault(host, WorkerRow(host, online=False, events=False))
         row.online = row.online or fresh
@@ -162,17 +169,33 @@ def failure_groups(model: ConsoleModel) -> list[GroupRow]:
     groups: dict[str, GroupRow] = {}
     for info in model.failure_groups_stored:
         groups[info["fingerprint"]] = GroupRow(
-            info["fingerprint"], info.get("task_name"), info.get("exc_type"), info.get("sample"),
-            int(info.get("count") or 0), info.get("first_seen"), info.get("last_seen"), [])
+            info["fingerprint"],
+            info.get("task_name"),
+            info.get("exc_type"),
+            info.get("sample"),
+            int(info.get("count") or 0),
+            info.get("first_seen"),
+            info.get("last_seen"),
+            [],
+        )
     seen: set[str] = set()
     for failure in model.failures_stored:
         fp = failure.get("fingerprint") or ""
         group = groups.get(fp)
         if group is None:
-            group = groups[fp] = GroupRow(fp, failure.get("name"), failure.get("exc_type"),
-                                          failure.get("exc_message"), 0, None, None, [])
-        group.members.append(Member(failure["id"], failure.get("name"), failure.get("exception"),
-                                    failure.get("finished"), failure.get("worker"), True))
+            group = groups[fp] = GroupRow(
+                fp, failure.get("name"), failure.get("exc_type"), failure.get("exc_message"), 0, None, None, []
+            )
+        group.members.append(
+            Member(
+                failure["id"],
+                failure.get("name"),
+                failure.get("exception"),
+                failure.get("finished"),
+                failure.get("worker"),
+                True,
+            )
+        )
         seen.add(failure["id"])
     for task in model.state.failures(limit=5000):
         if task.uuid in seen or task.uuid in model.dismissed:
@@ -182,8 +205,9 @@ def failure_groups(model: ConsoleModel) -> list[GroupRow]:
         group = groups.get(fp)
         if group is None:
             group = groups[fp] = GroupRow(fp, task.name, exc_type, message, 0, None, None, [])
-        group.members.append(Member(task.uuid, task.name, task.exception, task.failed or task.timestamp,
-                                    task.worker, False))
+        group.members.append(
+            Member(task.uuid, task.name, task.exception, task.failed or task.timestamp, task.worker, False)
+        )
     for group in groups.values():
         whens = [m.when for m in group.members if m.when is not None]
         group.total = max(group.total, group.open)
@@ -191,8 +215,7 @@ def failure_groups(model: ConsoleModel) -> list[GroupRow]:
             group.first_seen = min([*whens, *([group.first_seen] if group.first_seen else [])])
             group.last_seen = max([*whens, *([group.last_seen] if group.last_seen else [])])
         group.members.sort(key=lambda m: m.when or 0.0, reverse=True)
-    return sorted((g for g in groups.values() if g.open or g.total),
-                  key=lambda g: (g.open == 0, -(g.last_seen or 0.0)))
+    return sorted((g for g in groups.values() if g.open or g.total), key=lambda g: (g.open == 0, -(g.last_seen or 0.0)))
 
 
 def eta_rows(model: ConsoleModel) -> list[dict[str, Any]]:
@@ -206,9 +229,14 @@ def eta_rows(model: ConsoleModel) -> list[dict[str, Any]]:
             request = item.get("request") or {}
             task_id = request.get("id")
             if task_id and task_id not in rows:
-                rows[task_id] = {"id": task_id, "name": request.get("name"), "eta": _eta(item.get("eta")),
-                                 "queue": (request.get("delivery_info") or {}).get("routing_key"),
-                                 "args": repr(request.get("args")), "source": host}
+                rows[task_id] = {
+                    "id": task_id,
+                    "name": request.get("name"),
+                    "eta": _eta(item.get("eta")),
+                    "queue": (request.get("delivery_info") or {}).get("routing_key"),
+                    "args": repr(request.get("args")),
+                    "source": host,
+                }
     return sorted(rows.values(), key=lambda r: r.get("eta") or 0.0)
 
 

@@ -15,8 +15,12 @@ from tqctl.tui.screens.dialogs import TextScreen
 from tqctl.tui.widgets.table import Col
 
 COLUMNS = [
-    Col("time", "TIME (UTC)", 19, 1), Col("ok", "OK", 3, 1), Col("user", "USER", 8, 3),
-    Col("action", "ACTION", 15, 1), Col("target", "TARGET", 16, 2), Col("summary", "RESULT", 24, 1, grow=True),
+    Col("time", "TIME (UTC)", 19, 1),
+    Col("ok", "OK", 3, 1),
+    Col("user", "USER", 8, 3),
+    Col("action", "ACTION", 15, 1),
+    Col("target", "TARGET", 16, 2),
+    Col("summary", "RESULT", 24, 1, grow=True),
 ]
 
 
@@ -45,6 +49,7 @@ class AuditScreen(TableScreen):
                 self.post_message(Loaded("audit", audit.read(2000)))
             except OSError as exc:
                 self.post_message(Loaded("audit", [], str(exc)))
+
         self.run_worker(load, thread=True, exclusive=True, group="audit")
 
     def on_loaded(self, message: Loaded) -> None:
@@ -57,9 +62,19 @@ class AuditScreen(TableScreen):
         out = []
         for i, e in enumerate(self.entries):
             ok = Text("✓", style="green") if e.get("ok") else Text("✗", style="bold red")
-            out.append((str(i), [str(e.get("time", "?")).replace("T", " ")[:19], ok, e.get("user") or "?",
-                                 e.get("action") or "?", fmt.clip(e.get("target"), 60),
-                                 fmt.clip(e.get("summary"), 200)]))
+            out.append(
+                (
+                    str(i),
+                    [
+                        str(e.get("time", "?")).replace("T", " ")[:19],
+                        ok,
+                        e.get("user") or "?",
+                        e.get("action") or "?",
+                        fmt.clip(e.get("target"), 60),
+                        fmt.clip(e.get("summary"), 200),
+                    ],
+                )
+            )
         return out
 
     def status_line(self, shown: int) -> Text:
@@ -74,8 +89,7 @@ class AuditScreen(TableScreen):
 
     def action_show(self) -> None:
         if entry := self._entry():
-            self.app.push_screen(TextScreen(f"audit · {entry.get('action')}", json.dumps(entry, indent=2,
-                                                                                       default=str)))
+            self.app.push_screen(TextScreen(f"audit · {entry.get('action')}", json.dumps(entry, indent=2, default=str)))
 
     def current_command(self) -> str | None:
         entry = self._entry()

@@ -59,8 +59,9 @@ class ConsoleScreen(Screen):
         yield ClusterHeader()
         yield Banner()
         yield from self.compose_body()
-        yield FilterBar(placeholder="filter: text or regex · state:failure name:x worker:w1 · !text excludes",
-                        id="filter")
+        yield FilterBar(
+            placeholder="filter: text or regex · state:failure name:x worker:w1 · !text excludes", id="filter"
+        )
         yield Footer(compact=True, show_command_palette=False)
 
     def compose_body(self) -> ComposeResult:

@@ -14,8 +14,12 @@ from tqctl.tui.screens.dialogs import TextScreen
 from tqctl.tui.widgets.table import Col
 
 COLUMNS = [
-    Col("when", "AGE", 4, 1), Col("reason", "REASON", 16, 1), Col("queue", "QUEUE", 8, 2),
-    Col("task", "TASK", 18, 2, keep_end=True), Col("id", "ID", 8, 3), Col("detail", "DETAIL", 24, 1, grow=True),
+    Col("when", "AGE", 4, 1),
+    Col("reason", "REASON", 16, 1),
+    Col("queue", "QUEUE", 8, 2),
+    Col("task", "TASK", 18, 2, keep_end=True),
+    Col("id", "ID", 8, 3),
+    Col("detail", "DETAIL", 24, 1, grow=True),
     Col("worker", "WORKER", 14, 5),
 ]
 
@@ -26,23 +30,41 @@ class DeadLettersScreen(TableScreen):
     COLUMNS = COLUMNS
     MARKS = True
     WRITE_ACTIONS = frozenset({"requeue", "delete"})
-    BINDINGS = [Binding("enter", "show", "show"), Binding("r", "requeue", "requeue"),
-                Binding("ctrl+d", "delete", "delete"), Binding("space", "mark", "mark", show=False),
-                Binding("U", "unmark", "unmark all", show=False)]
+    BINDINGS = [
+        Binding("enter", "show", "show"),
+        Binding("r", "requeue", "requeue"),
+        Binding("ctrl+d", "delete", "delete"),
+        Binding("space", "mark", "mark", show=False),
+        Binding("U", "unmark", "unmark all", show=False),
+    ]
 
     def rows(self) -> list[tuple[str, list]]:
         now = self.model.now()
         self._letters = {d["id"]: d for d in self.model.dead_letters}
-        return [(d["id"], [fmt.since(now, d.get("time")), Text(f"✗ {d.get('reason')}", style="red"),
-                           d.get("queue") or "-", d.get("task_name") or "?", fmt.short_id(d.get("task_id")),
-                           fmt.clip(d.get("detail"), 200), d.get("worker") or "-"])
-                for d in self.model.dead_letters]
+        return [
+            (
+                d["id"],
+                [
+                    fmt.since(now, d.get("time")),
+                    Text(f"✗ {d.get('reason')}", style="red"),
+                    d.get("queue") or "-",
+                    d.get("task_name") or "?",
+                    fmt.short_id(d.get("task_id")),
+                    fmt.clip(d.get("detail"), 200),
+                    d.get("worker") or "-",
+                ],
+            )
+            for d in self.model.dead_letters
+        ]
 
     def status_line(self, shown: int) -> Text:
         total = self.model.dead_count
-        return Text.assemble(("Dead letters ", "bold"), f"{total}" + (f" (newest {shown} shown)" if total > shown
-                                                                       else "")
-                             + " · never run, kept with the raw message · enter shows it")
+        return Text.assemble(
+            ("Dead letters ", "bold"),
+            f"{total}"
+            + (f" (newest {shown} shown)" if total > shown else "")
+            + " · never run, kept with the raw message · enter shows it",
+        )
 
     def _describe(self, ids: list[str]) -> str:
         reasons: dict[str, int] = {}

@@ -29,8 +29,11 @@ class Dialog(ModalScreen):
     Dialog .buttons { height: 3; align-horizontal: right; }
     Dialog Button { margin-left: 1; min-width: 10; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("left", "app.focus_previous", show=False),
-                Binding("right", "app.focus_next", show=False)]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("left", "app.focus_previous", show=False),
+        Binding("right", "app.focus_next", show=False),
+    ]
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -57,10 +60,12 @@ class ConfirmScreen(Dialog):
                 yield Field(placeholder="the exact name, then enter", id="typed", select_on_focus=False)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
-                yield Button(a.button, id="confirm", variant="error" if a.destructive else "primary",
-                             disabled=bool(a.typed))
-            yield Static("esc cancel · ! copy command" + (" · type the name, then enter" if a.typed else ""),
-                         classes="hint")
+                yield Button(
+                    a.button, id="confirm", variant="error" if a.destructive else "primary", disabled=bool(a.typed)
+                )
+            yield Static(
+                "esc cancel · ! copy command" + (" · type the name, then enter" if a.typed else ""), classes="hint"
+            )
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()
@@ -99,8 +104,15 @@ class ConfirmScreen(Dialog):
 class PromptScreen(Dialog):
     """One line of input with a check; returns the text or None."""
 
-    def __init__(self, title: str, label: str, value: str = "", *, suggestions: Sequence[str] = (),
-                 check: Callable[[str], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        title: str,
+        label: str,
+        value: str = "",
+        *,
+        suggestions: Sequence[str] = (),
+        check: Callable[[str], str | None] | None = None,
+    ) -> None:
         super().__init__()
         self.title_, self.label, self.value, self.suggestions, self.check = title, label, value, suggestions, check
 
@@ -108,8 +120,9 @@ class PromptScreen(Dialog):
         with Vertical():
             yield Label(self.title_, classes="title")
             yield Static(self.label)
-            yield Field(self.value, id="value",
-                        suggester=SuggestFromList(self.suggestions) if self.suggestions else None)
+            yield Field(
+                self.value, id="value", suggester=SuggestFromList(self.suggestions) if self.suggestions else None
+            )
             yield Static("", id="error", classes="hint")
             yield Static("enter ok · esc cancel", classes="hint")
 
@@ -197,8 +210,11 @@ class CommandScreen(ModalScreen):
     def compose(self) -> ComposeResult:
         with Horizontal():
             yield Label(":")
-            yield Field(placeholder="overview workers queues tasks failures scheduled dead audit · task ID · q",
-                        suggester=SuggestFromList(self.names, case_sensitive=False), id="command")
+            yield Field(
+                placeholder="overview workers queues tasks failures scheduled dead audit · task ID · q",
+                suggester=SuggestFromList(self.names, case_sensitive=False),
+                id="command",
+            )
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()

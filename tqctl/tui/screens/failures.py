@@ -15,13 +15,21 @@ from tqctl.tui.views import GroupRow, failure_groups
 from tqctl.tui.widgets.table import Col
 
 COLUMNS = [
-    Col("open", "OPEN", 5, 1), Col("total", "TOTAL", 6, 3), Col("name", "TASK", 18, 1, keep_end=True),
-    Col("exc", "EXCEPTION", 14, 2), Col("sample", "MESSAGE", 20, 1, grow=True), Col("last", "LAST", 5, 2),
-    Col("first", "FIRST", 5, 4), Col("fp", "FINGERPRINT", 12, 5),
+    Col("open", "OPEN", 5, 1),
+    Col("total", "TOTAL", 6, 3),
+    Col("name", "TASK", 18, 1, keep_end=True),
+    Col("exc", "EXCEPTION", 14, 2),
+    Col("sample", "MESSAGE", 20, 1, grow=True),
+    Col("last", "LAST", 5, 2),
+    Col("first", "FIRST", 5, 4),
+    Col("fp", "FINGERPRINT", 12, 5),
 ]
 MEMBER_COLUMNS = [
-    Col("id", "ID", 8, 1), Col("when", "AGE", 5, 1), Col("worker", "WORKER", 14, 2),
-    Col("stored", "RETRY", 8, 1), Col("exc", "EXCEPTION", 30, 1, grow=True),
+    Col("id", "ID", 8, 1),
+    Col("when", "AGE", 5, 1),
+    Col("worker", "WORKER", 14, 2),
+    Col("stored", "RETRY", 8, 1),
+    Col("exc", "EXCEPTION", 30, 1, grow=True),
 ]
 
 
@@ -42,22 +50,39 @@ class FailuresScreen(TableScreen):
     TITLE = "Failures"
     COLUMNS = COLUMNS
     WRITE_ACTIONS = frozenset({"retry_group", "delete_group"})
-    BINDINGS = [Binding("enter", "open", "open"), Binding("r", "retry_group", "retry group"),
-                Binding("ctrl+d", "delete_group", "delete group")]
+    BINDINGS = [
+        Binding("enter", "open", "open"),
+        Binding("r", "retry_group", "retry group"),
+        Binding("ctrl+d", "delete_group", "delete group"),
+    ]
 
     def rows(self) -> list[tuple[str, list]]:
         self._groups = failure_groups(self.model)
         now = self.model.now()
-        return [(g.fingerprint, [Text(f"✗ {g.open}", style="bold red" if g.open else "dim"), fmt.count(g.total),
-                                 g.name or "?", g.exc_type or "-", fmt.clip(g.sample, 120),
-                                 fmt.since(now, g.last_seen), fmt.since(now, g.first_seen), g.fingerprint])
-                for g in self._groups]
+        return [
+            (
+                g.fingerprint,
+                [
+                    Text(f"✗ {g.open}", style="bold red" if g.open else "dim"),
+                    fmt.count(g.total),
+                    g.name or "?",
+                    g.exc_type or "-",
+                    fmt.clip(g.sample, 120),
+                    fmt.since(now, g.last_seen),
+                    fmt.since(now, g.first_seen),
+                    g.fingerprint,
+                ],
+            )
+            for g in self._groups
+        ]
 
     def status_line(self, shown: int) -> Text:
         open_ = sum(g.open for g in self._groups)
         groups = f"{shown} group{'' if shown == 1 else 's'}"
-        text = Text.assemble(("Failures ", "bold"), f"{open_} open in {groups} · grouped by task,"
-                             " exception type and message (numbers and ids ignored)")
+        text = Text.assemble(
+            ("Failures ", "bold"),
+            f"{open_} open in {groups} · grouped by task, exception type and message (numbers and ids ignored)",
+        )
         if not self.model.history_available:
             text.append(" · from events only: no stored messages (retry needs tqctl workers)", style="yellow")
         return text
@@ -79,17 +104,31 @@ class FailuresScreen(TableScreen):
             return
         ids = [m.id for m in group.members if m.stored]
         if not ids:
-            self.notify("no stored message in this group: open it and use R to retry one with edited arguments",
-                        severity="warning")
+            self.notify(
+                "no stored message in this group: open it and use R to retry one with edited arguments",
+                severity="warning",
+            )
             return
 
         def chosen(text: str | None) -> None:
             if text:
-                self.tq.request_action(verbs.retry_group(group.fingerprint, label(group), ids,
-                                                         len(group.members) - len(ids), float(text),
-                                                         self.tq.source.cli_broker, group.name, group.exc_type))
-        self.app.push_screen(PromptScreen(f"Retry {len(ids)} failures", "Tasks per second (throttle):", "5",
-                                          check=rate_check), callback=chosen)
+                self.tq.request_action(
+                    verbs.retry_group(
+                        group.fingerprint,
+                        label(group),
+                        ids,
+                        len(group.members) - len(ids),
+                        float(text),
+                        self.tq.source.cli_broker,
+                        group.name,
+                        group.exc_type,
+                    )
+                )
+
+        self.app.push_screen(
+            PromptScreen(f"Retry {len(ids)} failures", "Tasks per second (throttle):", "5", check=rate_check),
+            callback=chosen,
+        )
 
     def action_delete_group(self) -> None:
         if group := self._selected():
@@ -97,8 +136,9 @@ class FailuresScreen(TableScreen):
             if not ids:
                 self.notify("nothing stored to delete: these failures were only seen as events", severity="warning")
                 return
-            self.tq.request_action(verbs.delete_failures(ids, label(group), group.fingerprint,
-                                                         self.tq.source.cli_broker, group.name))
+            self.tq.request_action(
+                verbs.delete_failures(ids, label(group), group.fingerprint, self.tq.source.cli_broker, group.name)
+            )
 
     def current_command(self) -> str | None:
         group = next((g for g in getattr(self, "_groups", []) if g.fingerprint == self.table.current_key), None)
@@ -113,9 +153,13 @@ class GroupScreen(TableScreen):
     COLUMNS = MEMBER_COLUMNS
     MARKS = True
     WRITE_ACTIONS = frozenset({"retry", "retry_edited", "delete"})
-    BINDINGS = [Binding("enter", "open", "open"), Binding("r", "retry", "retry"),
-                Binding("R", "retry_edited", "edit+retry"), Binding("ctrl+d", "delete", "delete"),
-                Binding("space", "mark", "mark", show=False)]
+    BINDINGS = [
+        Binding("enter", "open", "open"),
+        Binding("r", "retry", "retry"),
+        Binding("R", "retry_edited", "edit+retry"),
+        Binding("ctrl+d", "delete", "delete"),
+        Binding("space", "mark", "mark", show=False),
+    ]
 
     def __init__(self, fingerprint: str) -> None:
         super().__init__()
@@ -128,16 +172,27 @@ class GroupScreen(TableScreen):
         group = self._group = self.group()
         now = self.model.now()
         members = group.members if group else []
-        return [(m.id, [fmt.short_id(m.id), fmt.since(now, m.when), m.worker or "-",
-                        Text("✓ stored", style="green") if m.stored else Text("– events", style="dim"),
-                        fmt.clip(m.exception, 200)]) for m in members]
+        return [
+            (
+                m.id,
+                [
+                    fmt.short_id(m.id),
+                    fmt.since(now, m.when),
+                    m.worker or "-",
+                    Text("✓ stored", style="green") if m.stored else Text("– events", style="dim"),
+                    fmt.clip(m.exception, 200),
+                ],
+            )
+            for m in members
+        ]
 
     def status_line(self, shown: int) -> Text:
         group = self._group
         if group is None:
             return Text("this group is empty now", style="dim")
-        return Text.assemble(("✗ ", "bold red"), f"{group.open} open · {group.stored} retryable as sent · ",
-                             (label(group), "bold"))
+        return Text.assemble(
+            ("✗ ", "bold red"), f"{group.open} open · {group.stored} retryable as sent · ", (label(group), "bold")
+        )
 
     def _member(self):  # noqa: ANN202
         key = self.table.current_key
@@ -158,8 +213,14 @@ class GroupScreen(TableScreen):
     def action_retry_edited(self) -> None:
         if m := self._member():
             task = self.model.state.task(m.id)
-            start_edit_retry(self, m.id, m.name, task.args if task else None, task.kwargs if task else None,
-                             task.queue if task else None)
+            start_edit_retry(
+                self,
+                m.id,
+                m.name,
+                task.args if task else None,
+                task.kwargs if task else None,
+                task.queue if task else None,
+            )
 
     def on_loaded(self, message: Loaded) -> None:
         if message.key.startswith("edit:"):
@@ -167,13 +228,15 @@ class GroupScreen(TableScreen):
 
     def action_delete(self) -> None:
         group = self._group
-        ids = [k for k in self.table.targets()
-               if any(m.id == k and m.stored for m in (group.members if group else []))]
+        ids = [k for k in self.table.targets() if any(m.id == k and m.stored for m in (group.members if group else []))]
         if not ids:
             self.notify("only stored failures can be deleted", severity="warning")
             return
-        self.tq.request_action(verbs.delete_failures(ids, label(group) if group else "?", None,
-                                                     self.tq.source.cli_broker, group.name if group else None))
+        self.tq.request_action(
+            verbs.delete_failures(
+                ids, label(group) if group else "?", None, self.tq.source.cli_broker, group.name if group else None
+            )
+        )
 
     def current_command(self) -> str | None:
         key = self.table.current_key

@@ -16,28 +16,53 @@ from tqctl.tui.widgets.table import Col, ConsoleTable
 STATUS = {"online": ("●", "green"), "no-events": ("◐", "yellow"), "offline": ("○", "dim")}
 
 QUEUE_COLUMNS = [
-    Col("name", "QUEUE", 12, 1), Col("depth", "DEPTH", 6, 1), Col("oldest", "OLDEST", 6, 2),
-    Col("in", "IN/s", 5, 2), Col("out", "OUT/s", 5, 2), Col("drain", "DRAIN", 5, 2), Col("cons", "CONS", 4, 3),
+    Col("name", "QUEUE", 12, 1),
+    Col("depth", "DEPTH", 6, 1),
+    Col("oldest", "OLDEST", 6, 2),
+    Col("in", "IN/s", 5, 2),
+    Col("out", "OUT/s", 5, 2),
+    Col("drain", "DRAIN", 5, 2),
+    Col("cons", "CONS", 4, 3),
     Col("warn", "HEALTH", 14, 1, grow=True),
 ]
 WORKER_COLUMNS = [
-    Col("host", "WORKER", 16, 1, grow=True), Col("status", "STATUS", 11, 1), Col("busy", "BUSY", 5, 1),
-    Col("rate", "DONE/s", 6, 2), Col("failed", "FAILED", 6, 3), Col("load", "LOAD", 4, 3), Col("hb", "HEARTBEAT", 9, 2),
+    Col("host", "WORKER", 16, 1, grow=True),
+    Col("status", "STATUS", 11, 1),
+    Col("busy", "BUSY", 5, 1),
+    Col("rate", "DONE/s", 6, 2),
+    Col("failed", "FAILED", 6, 3),
+    Col("load", "LOAD", 4, 3),
+    Col("hb", "HEARTBEAT", 9, 2),
 ]
 
 
 def worker_summary_cells(w: WorkerRow, rate: float) -> list[str | Text]:
     glyph, style = STATUS[w.status]
     busy = f"{w.active if w.active is not None else '-'}/{w.current if w.current is not None else '-'}"
-    return [w.hostname, Text(f"{glyph} {w.status}", style=style), busy, fmt.rate(rate), str(w.failed),
-            "-" if w.load is None else f"{w.load:.1f}", fmt.age(w.heartbeat_age) + " ago" if w.heartbeat_age else "-"]
+    return [
+        w.hostname,
+        Text(f"{glyph} {w.status}", style=style),
+        busy,
+        fmt.rate(rate),
+        str(w.failed),
+        "-" if w.load is None else f"{w.load:.1f}",
+        fmt.age(w.heartbeat_age) + " ago" if w.heartbeat_age else "-",
+    ]
 
 
 def queue_cells(row: QueueRow) -> list[str | Text]:
     warn = Text("⚠ " + ", ".join(row.warnings), style="bold yellow") if row.warnings else Text("✓ ok", style="green")
     drain = "-" if row.depth == 0 else (fmt.age(row.drain) if row.drain is not None else "never")
-    return [row.name, fmt.count(row.depth), fmt.age(row.oldest_age), fmt.rate(row.in_rate), fmt.rate(row.out_rate),
-            drain, str(len(row.consumers)), warn]
+    return [
+        row.name,
+        fmt.count(row.depth),
+        fmt.age(row.oldest_age),
+        fmt.rate(row.in_rate),
+        fmt.rate(row.out_rate),
+        drain,
+        str(len(row.consumers)),
+        warn,
+    ]
 
 
 class OverviewScreen(ConsoleScreen):
@@ -68,12 +93,18 @@ class OverviewScreen(ConsoleScreen):
         self.query_one("#queues", ConsoleTable).set_rows(rows)
         waiting = sum(q.depth for q in queues)
         warned = sum(1 for q in queues if q.warnings)
-        self.status(Text.assemble(("Queues ", "bold"), f"{len(queues)} · {fmt.count(waiting)} waiting",
-                                  (f" · ⚠ {warned} need attention" if warned else "", "bold yellow")))
+        self.status(
+            Text.assemble(
+                ("Queues ", "bold"),
+                f"{len(queues)} · {fmt.count(waiting)} waiting",
+                (f" · ⚠ {warned} need attention" if warned else "", "bold yellow"),
+            )
+        )
         self.query_one("#workers-line", Static).update(self._workers_line(workers))
         rates = self.model.state.rates(self.model.now())["processed_per_second_by_worker"]
         self.query_one("#workers", ConsoleTable).set_rows(
-            [(w.hostname, worker_summary_cells(w, rates.get(w.hostname, 0.0))) for w in workers])
+            [(w.hostname, worker_summary_cells(w, rates.get(w.hostname, 0.0))) for w in workers]
+        )
         self.query_one("#spark", Static).update(self._sparks())
         self.query_one("#health", Static).update(self._health(workers))
 
@@ -84,8 +115,10 @@ class OverviewScreen(ConsoleScreen):
         line = Text.assemble(("Workers ", "bold"), f"● {len(online)} online")
         if offline:
             line.append(f" ○ {offline} offline")
-        line.append(f" · {procs} processes · {sum(w.active or 0 for w in online)} active"
-                    f" · {sum(w.reserved or 0 for w in online)} reserved")
+        line.append(
+            f" · {procs} processes · {sum(w.active or 0 for w in online)} active"
+            f" · {sum(w.reserved or 0 for w in online)} reserved"
+        )
         return line
 
     def _sparks(self) -> Text:

@@ -17,14 +17,24 @@ from tqctl.tui.views import queue_rows
 from tqctl.tui.widgets.table import Col
 
 COLUMNS = [
-    Col("name", "QUEUE", 14, 1, grow=True), Col("depth", "DEPTH", 7, 1), Col("oldest", "OLDEST", 6, 2),
-    Col("in", "IN/s", 6, 3), Col("out", "OUT/s", 6, 2), Col("drain", "DRAIN", 6, 3), Col("cons", "CONS", 4, 2),
-    Col("warn", "HEALTH", 16, 1), Col("consumers", "CONSUMERS", 24, 4),
+    Col("name", "QUEUE", 14, 1, grow=True),
+    Col("depth", "DEPTH", 7, 1),
+    Col("oldest", "OLDEST", 6, 2),
+    Col("in", "IN/s", 6, 3),
+    Col("out", "OUT/s", 6, 2),
+    Col("drain", "DRAIN", 6, 3),
+    Col("cons", "CONS", 4, 2),
+    Col("warn", "HEALTH", 16, 1),
+    Col("consumers", "CONSUMERS", 24, 4),
 ]
 PEEK_COLUMNS = [
-    Col("pos", "#", 4, 1), Col("name", "TASK", 22, 1, grow=True, keep_end=True), Col("id", "ID", 8, 1),
+    Col("pos", "#", 4, 1),
+    Col("name", "TASK", 22, 1, grow=True, keep_end=True),
+    Col("id", "ID", 8, 1),
     Col("age", "AGE", 5, 2),
-    Col("prio", "PRI", 3, 4), Col("retries", "TRY", 3, 4), Col("args", "ARGS", 20, 3),
+    Col("prio", "PRI", 3, 4),
+    Col("retries", "TRY", 3, 4),
+    Col("args", "ARGS", 20, 3),
 ]
 
 
@@ -44,8 +54,10 @@ class QueuesScreen(TableScreen):
 
     def status_line(self, shown: int) -> Text:
         total = sum(q.depth for q in self._rows)
-        return Text.assemble(("Queues ", "bold"), f"{shown} · {fmt.count(total)} waiting · enter peeks · "
-                             "DRAIN: time to empty at current rates")
+        return Text.assemble(
+            ("Queues ", "bold"),
+            f"{shown} · {fmt.count(total)} waiting · enter peeks · DRAIN: time to empty at current rates",
+        )
 
     def _selected(self):  # noqa: ANN202
         key = self.table.current_key
@@ -93,6 +105,7 @@ class PeekScreen(TableScreen):
                 self.post_message(Loaded(f"peek:{queue}", reader.peek(queue, 200)))
             except Exception as exc:  # shown in the status line
                 self.post_message(Loaded(f"peek:{queue}", [], f"{type(exc).__name__}: {exc}"))
+
         self.run_worker(load, thread=True, exclusive=True, group="peek")
 
     def on_loaded(self, message: Loaded) -> None:
@@ -105,10 +118,20 @@ class PeekScreen(TableScreen):
         now = self.model.now()
         out = []
         for i, m in enumerate(self.messages, 1):
-            out.append((f"{i}:{m.get('id')}", [str(i), m.get("name") or Text("(undecodable)", style="red"),
-                                               fmt.short_id(m.get("id")), fmt.since(now, m.get("sent_at")),
-                                               str(m.get("priority") or 0), str(m.get("retries") or 0),
-                                               fmt.clip(m.get("args"), 60)]))
+            out.append(
+                (
+                    f"{i}:{m.get('id')}",
+                    [
+                        str(i),
+                        m.get("name") or Text("(undecodable)", style="red"),
+                        fmt.short_id(m.get("id")),
+                        fmt.since(now, m.get("sent_at")),
+                        str(m.get("priority") or 0),
+                        str(m.get("retries") or 0),
+                        fmt.clip(m.get("args"), 60),
+                    ],
+                )
+            )
         return out
 
     def status_line(self, shown: int) -> Text:
@@ -116,8 +139,9 @@ class PeekScreen(TableScreen):
             return Text(f"Peek {self.queue}: loading…")
         if getattr(self, "error", None):
             return Text(f"Peek {self.queue}: {self.error}", style="red")
-        return Text.assemble((f"Peek {self.queue} ", "bold"), f"· next {shown} out, first at the top · "
-                             "nothing is taken off the queue")
+        return Text.assemble(
+            (f"Peek {self.queue} ", "bold"), f"· next {shown} out, first at the top · nothing is taken off the queue"
+        )
 
     def action_show(self) -> None:
         key = self.table.current_key
@@ -125,8 +149,9 @@ class PeekScreen(TableScreen):
             return
         index = int(key.split(":", 1)[0]) - 1
         message = self.messages[index]
-        self.app.push_screen(TextScreen(f"{self.queue} · message {index + 1}", json.dumps(message, indent=2,
-                                                                                       default=str)))
+        self.app.push_screen(
+            TextScreen(f"{self.queue} · message {index + 1}", json.dumps(message, indent=2, default=str))
+        )
 
     def current_command(self) -> str | None:
         return verbs.cli("queues", "-Q", self.queue, broker=self.tq.source.cli_broker)

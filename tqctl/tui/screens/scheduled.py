@@ -17,12 +17,20 @@ from tqctl.tui.views import eta_rows
 from tqctl.tui.widgets.table import Col, ConsoleTable
 
 ETA_COLUMNS = [
-    Col("due", "DUE", 8, 1), Col("eta", "AT (UTC)", 8, 3), Col("name", "TASK", 22, 1, grow=True, keep_end=True),
-    Col("id", "ID", 8, 2), Col("queue", "QUEUE", 8, 2), Col("args", "ARGS", 18, 4),
+    Col("due", "DUE", 8, 1),
+    Col("eta", "AT (UTC)", 8, 3),
+    Col("name", "TASK", 22, 1, grow=True, keep_end=True),
+    Col("id", "ID", 8, 2),
+    Col("queue", "QUEUE", 8, 2),
+    Col("args", "ARGS", 18, 4),
 ]
 BEAT_COLUMNS = [
-    Col("enabled", "ON", 5, 1), Col("name", "ENTRY", 16, 1, grow=True), Col("task", "TASK", 18, 2, keep_end=True),
-    Col("schedule", "SCHEDULE", 16, 3), Col("next", "NEXT", 8, 1), Col("last", "LAST", 6, 4),
+    Col("enabled", "ON", 5, 1),
+    Col("name", "ENTRY", 16, 1, grow=True),
+    Col("task", "TASK", 18, 2, keep_end=True),
+    Col("schedule", "SCHEDULE", 16, 3),
+    Col("next", "NEXT", 8, 1),
+    Col("last", "LAST", 6, 4),
     Col("runs", "RUNS", 5, 5),
 ]
 
@@ -41,8 +49,11 @@ class ScheduledScreen(ConsoleScreen):
     TITLE = "Scheduled"
     WRITE_ACTIONS = frozenset({"run_now", "enable", "disable", "revoke"})
     BINDINGS = [
-        Binding("x", "run_now", "run now"), Binding("e", "enable", "enable"), Binding("d", "disable", "disable"),
-        Binding("ctrl+d", "revoke", "revoke ETA task"), Binding("tab", "app.focus_next", "switch table", show=False),
+        Binding("x", "run_now", "run now"),
+        Binding("e", "enable", "enable"),
+        Binding("d", "disable", "disable"),
+        Binding("ctrl+d", "revoke", "revoke ETA task"),
+        Binding("tab", "app.focus_next", "switch table", show=False),
     ]
 
     def compose_body(self) -> ComposeResult:
@@ -55,30 +66,59 @@ class ScheduledScreen(ConsoleScreen):
         model, now = self.model, self.model.now()
         _, needles = text_filter(self.filter_text)
         self._eta = eta_rows(model)
-        rows = [(r["id"], [fmt.until(now, r.get("eta")), fmt.clock(r.get("eta")), r.get("name") or "?",
-                           fmt.short_id(r["id"]), r.get("queue") or "-", fmt.clip(r.get("args"), 60)])
-                for r in self._eta]
+        rows = [
+            (
+                r["id"],
+                [
+                    fmt.until(now, r.get("eta")),
+                    fmt.clock(r.get("eta")),
+                    r.get("name") or "?",
+                    fmt.short_id(r["id"]),
+                    r.get("queue") or "-",
+                    fmt.clip(r.get("args"), 60),
+                ],
+            )
+            for r in self._eta
+        ]
         rows = [r for r in rows if row_matches([str(c) for c in r[1]], needles)]
         self.query_one("#eta", ConsoleTable).set_rows(rows)
         in_broker = model.snapshot.delayed_count if model.snapshot else 0
         held = sum(1 for r in self._eta if r.get("source") not in (None, "broker"))
         where = f"{in_broker} in the broker" + (f", {held} held by Celery workers" if held else "")
-        self.status(Text.assemble(("ETA tasks ", "bold"), f"{in_broker + held} ({where})"
-                                  + (f" · {len(rows)} shown" if in_broker + held > len(rows) else "")
-                                  + " · x run now · ctrl+d revoke · tab switches table"))
+        self.status(
+            Text.assemble(
+                ("ETA tasks ", "bold"),
+                f"{in_broker + held} ({where})"
+                + (f" · {len(rows)} shown" if in_broker + held > len(rows) else "")
+                + " · x run now · ctrl+d revoke · tab switches table",
+            )
+        )
         beat = list(model.beat or [])
         brows = []
         for e in beat:
             on = Text("✓ on", style="green") if e.get("enabled") else Text("○ off", style="yellow")
-            brows.append((e["name"], [on, e["name"], e.get("task") or "?", e.get("schedule") or "?",
-                                      fmt.until(now, _iso(e.get("next_run"))) if e.get("enabled") else "-",
-                                      fmt.since(now, _iso(e.get("last_run"))), str(e.get("total_run_count", 0))]))
+            brows.append(
+                (
+                    e["name"],
+                    [
+                        on,
+                        e["name"],
+                        e.get("task") or "?",
+                        e.get("schedule") or "?",
+                        fmt.until(now, _iso(e.get("next_run"))) if e.get("enabled") else "-",
+                        fmt.since(now, _iso(e.get("last_run"))),
+                        str(e.get("total_run_count", 0)),
+                    ],
+                )
+            )
         brows = [r for r in brows if row_matches([str(c) for c in r[1]], needles)]
         self.query_one("#beat", ConsoleTable).set_rows(brows)
         leader = model.beat_leader
         title = Text.assemble(("Beat entries ", "bold"), f"{len(beat)}")
-        title.append(f" · leader {leader['token']}" if leader else " · no beat is running (no leader)",
-                     style="" if leader else "yellow")
+        title.append(
+            f" · leader {leader['token']}" if leader else " · no beat is running (no leader)",
+            style="" if leader else "yellow",
+        )
         if model.beat_note:
             title.append(f" · {model.beat_note}", style="dim")
         self.query_one("#beat-title", Static).update(title)
@@ -98,8 +138,9 @@ class ScheduledScreen(ConsoleScreen):
         else:
             row = next((r for r in self._eta if r["id"] == key), {})
             if row.get("source") not in (None, "broker"):
-                self.notify(f"held in memory by {row['source']} (Celery): it cannot be moved, only revoked",
-                            severity="warning")
+                self.notify(
+                    f"held in memory by {row['source']} (Celery): it cannot be moved, only revoked", severity="warning"
+                )
                 return
             self.tq.request_action(verbs.run_eta_now(key, row.get("name"), self.tq.source.cli_broker))
 
@@ -129,5 +170,8 @@ class ScheduledScreen(ConsoleScreen):
         kind, key = self._which()
         if key is None:
             return None
-        return (verbs.cli("beat", "ls", "-A", self.tq.source.app_spec or "APP") if kind == "beat"
-                else verbs.cli("task", key, broker=self.tq.source.cli_broker))
+        return (
+            verbs.cli("beat", "ls", "-A", self.tq.source.app_spec or "APP")
+            if kind == "beat"
+            else verbs.cli("task", key, broker=self.tq.source.cli_broker)
+        )

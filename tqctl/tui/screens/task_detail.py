@@ -29,11 +29,14 @@ class TaskDetailScreen(ConsoleScreen):
     TITLE = "Task"
     WRITE_ACTIONS = frozenset({"retry", "retry_edited", "revoke", "terminate"})
     BINDINGS = [
-        Binding("r", "retry", "retry"), Binding("R", "retry_edited", "edit+retry"),
-        Binding("ctrl+d", "revoke", "revoke"), Binding("ctrl+k", "terminate", "terminate"),
+        Binding("r", "retry", "retry"),
+        Binding("R", "retry_edited", "edit+retry"),
+        Binding("ctrl+d", "revoke", "revoke"),
+        Binding("ctrl+k", "terminate", "terminate"),
         Binding("left_square_bracket", "tab(-1)", "prev tab", show=False),
         Binding("right_square_bracket", "tab(1)", "next tab", show=False),
-        Binding("c", "copy_id", "copy id", show=False), Binding("y", "raw", "raw", show=False),
+        Binding("c", "copy_id", "copy id", show=False),
+        Binding("y", "raw", "raw", show=False),
         Binding("enter", "open_node", "open", show=False),
     ]
 
@@ -71,6 +74,7 @@ class TaskDetailScreen(ConsoleScreen):
                 self.post_message(Loaded(f"task:{task_id}", reader.task_detail(task_id)))
             except Exception as exc:  # shown on the screen; the event data still shows
                 self.post_message(Loaded(f"task:{task_id}", None, f"{type(exc).__name__}: {exc}"))
+
         self.run_worker(fetch, thread=True, exclusive=True, group="detail")
 
     def on_loaded(self, message: Loaded) -> None:
@@ -98,9 +102,12 @@ class TaskDetailScreen(ConsoleScreen):
         family_changed = self._seen is None or force or (task is not None and key[0] != self._seen[0])
         self._seen = key
         now = self.model.now()
-        head = Text.assemble(fmt.state_text(task.state if task else self._stored_state()), "  ",
-                             (task.name if task and task.name else self._stored_name() or "?", "bold"),
-                             f"  {self.task_id}")
+        head = Text.assemble(
+            fmt.state_text(task.state if task else self._stored_state()),
+            "  ",
+            (task.name if task and task.name else self._stored_name() or "?", "bold"),
+            f"  {self.task_id}",
+        )
         self.status(head)
         self.query_one("#summary", Static).update(self._summary(task, now))
         self.query_one("#args-body", Static).update(self._args(task))
@@ -123,16 +130,24 @@ class TaskDetailScreen(ConsoleScreen):
         if task is None:
             note = "not in the live view (evicted, or seen before the console started)"
             return Text(note + (" · loading what the broker remembers…" if self.detail is None else ""), style="dim")
-        took = (f"running for {fmt.age(now - task.started)}" if task.state == "STARTED" and task.started
-                else f"runtime {fmt.duration(_runtime(task))}")
+        took = (
+            f"running for {fmt.age(now - task.started)}"
+            if task.state == "STARTED" and task.started
+            else f"runtime {fmt.duration(_runtime(task))}"
+        )
         line1 = f"worker {task.worker or '-'} · queue {task.queue or '-'} · retries {task.retries or 0} · {took}"
-        times = [(label, getattr(task, label)) for label in ("sent", "received", "started", "succeeded", "failed",
-                                                              "retried", "revoked") if getattr(task, label)]
+        times = [
+            (label, getattr(task, label))
+            for label in ("sent", "received", "started", "succeeded", "failed", "retried", "revoked")
+            if getattr(task, label)
+        ]
         line2 = " · ".join(f"{label} {fmt.clock(ts)}" for label, ts in times) or "no timestamps"
         kids = self.model.state.children(task.uuid)
-        line3 = (f"root {fmt.short_id(task.root_id) if task.root_id and task.root_id != task.uuid else '(self)'}"
-                 f" · parent {fmt.short_id(task.parent_id) if task.parent_id else '-'} · children {len(kids)}"
-                 f" · updated {fmt.since(now, task.timestamp)} ago")
+        line3 = (
+            f"root {fmt.short_id(task.root_id) if task.root_id and task.root_id != task.uuid else '(self)'}"
+            f" · parent {fmt.short_id(task.parent_id) if task.parent_id else '-'} · children {len(kids)}"
+            f" · updated {fmt.since(now, task.timestamp)} ago"
+        )
         if task.eta:
             line3 += f" · eta {task.eta}"
         return Text("\n".join([line1, line2, line3]))
@@ -141,8 +156,7 @@ class TaskDetailScreen(ConsoleScreen):
         message = (self.detail or {}).get("message")
         if message:
             body = json.dumps({"args": message["args"], "kwargs": message["kwargs"]}, indent=2, default=str)
-            return Text.assemble(("from the stored original message (complete; r resends exactly this)\n", "dim"),
-                                 body)
+            return Text.assemble(("from the stored original message (complete; r resends exactly this)\n", "dim"), body)
         if task is None:
             return Text("no arguments known", style="dim")
         note = "from events (Python reprs; long values are cut at 1024 characters)\n"
@@ -166,8 +180,10 @@ class TaskDetailScreen(ConsoleScreen):
         lines = Text()
         for etype, ts, host in task.timeline:
             state = etype[5:].upper() if etype.startswith("task-") else etype
-            glyph = fmt.STATE_GLYPHS.get({"SUCCEEDED": "SUCCESS", "FAILED": "FAILURE", "RETRIED": "RETRY",
-                                          "SENT": "PENDING"}.get(state, state), ("•", ""))[0]
+            glyph = fmt.STATE_GLYPHS.get(
+                {"SUCCEEDED": "SUCCESS", "FAILED": "FAILURE", "RETRIED": "RETRY", "SENT": "PENDING"}.get(state, state),
+                ("•", ""),
+            )[0]
             lines.append(f"{fmt.clock(ts)}  +{ts - start:7.3f}s  {glyph} {etype:<15} {host or ''}\n")
         return lines
 
@@ -182,8 +198,10 @@ class TaskDetailScreen(ConsoleScreen):
         out = Text()
         for run in runs:
             out.append_text(fmt.state_text(run.get("state")))
-            out.append(f"  {fmt.stamp(run.get('finished'))}  {run.get('worker')}  {fmt.duration(run.get('runtime'))}"
-                       f"{'  retry of ' + run['retry_of'] if run.get('retry_of') else ''}\n")
+            out.append(
+                f"  {fmt.stamp(run.get('finished'))}  {run.get('worker')}  {fmt.duration(run.get('runtime'))}"
+                f"{'  retry of ' + run['retry_of'] if run.get('retry_of') else ''}\n"
+            )
         return out
 
     def _family(self, task: TaskView | None) -> None:
@@ -207,13 +225,17 @@ class TaskDetailScreen(ConsoleScreen):
             nonlocal count
             kids = state.children(t.uuid)
             count += 1
-            branch = node.add(label(t), data=t.uuid, expand=True) if kids and depth < 8 else node.add_leaf(label(t),
-                                                                                                         data=t.uuid)
+            branch = (
+                node.add(label(t), data=t.uuid, expand=True)
+                if kids and depth < 8
+                else node.add_leaf(label(t), data=t.uuid)
+            )
             for kid in kids:
                 if count >= MAX_NODES:
                     branch.add_leaf(Text("… more", style="dim"))
                     return
                 add(branch, kid, depth + 1)
+
         add(tree.root, root, 0)
         tree.root.expand_all()
 
@@ -244,27 +266,39 @@ class TaskDetailScreen(ConsoleScreen):
 
     def action_retry(self) -> None:
         task = self.task
-        self.tq.request_action(verbs.retry(self.task_id, task.name if task else self._stored_name(),
-                                           self.tq.source.cli_broker))
+        self.tq.request_action(
+            verbs.retry(self.task_id, task.name if task else self._stored_name(), self.tq.source.cli_broker)
+        )
 
     def action_retry_edited(self) -> None:
         task = self.task
-        start_edit_retry(self, self.task_id, task.name if task else self._stored_name(), task.args if task else None,
-                         task.kwargs if task else None, task.queue if task else None)
+        start_edit_retry(
+            self,
+            self.task_id,
+            task.name if task else self._stored_name(),
+            task.args if task else None,
+            task.kwargs if task else None,
+            task.queue if task else None,
+        )
 
     def action_revoke(self) -> None:
         self._revoke(False)
 
     def action_terminate(self) -> None:
-        self.app.push_screen(ChoiceScreen("Terminate with which signal?", SIGNALS),
-                             callback=lambda sig: self._revoke(True, sig) if sig else None)
+        self.app.push_screen(
+            ChoiceScreen("Terminate with which signal?", SIGNALS),
+            callback=lambda sig: self._revoke(True, sig) if sig else None,
+        )
 
     def _revoke(self, terminate: bool, signal: str = "SIGTERM") -> None:
         task = self.task
         describe = describe_tasks([task]) if task else self.task_id
         workers = [task.worker] if task and task.worker and task.state == "STARTED" else []
-        self.tq.request_action(verbs.revoke([self.task_id], describe, workers, self.tq.source.cli_broker,
-                                            terminate=terminate, signal=signal))
+        self.tq.request_action(
+            verbs.revoke(
+                [self.task_id], describe, workers, self.tq.source.cli_broker, terminate=terminate, signal=signal
+            )
+        )
 
     def current_command(self) -> str | None:
         return verbs.cli("task", self.task_id, broker=self.tq.source.cli_broker)

@@ -17,14 +17,20 @@ from tqctl.tui.widgets.table import Col
 LIMIT = 500
 SCAN = 20_000
 STATE_CYCLE = (None, "FAILURE", "STARTED", "RECEIVED", "RETRY", "REVOKED", "SUCCESS", "PENDING")
-SIGNALS = [("SIGTERM", "SIGTERM  ask the task's process to stop (default)"),
-           ("SIGINT", "SIGINT   like ctrl+c in the task"),
-           ("SIGQUIT", "SIGQUIT  stop and dump core"),
-           ("SIGKILL", "SIGKILL  kill at once: no cleanup, the pool replaces the process"),
-           ("SIGUSR1", "SIGUSR1  application-defined")]
+SIGNALS = [
+    ("SIGTERM", "SIGTERM  ask the task's process to stop (default)"),
+    ("SIGINT", "SIGINT   like ctrl+c in the task"),
+    ("SIGQUIT", "SIGQUIT  stop and dump core"),
+    ("SIGKILL", "SIGKILL  kill at once: no cleanup, the pool replaces the process"),
+    ("SIGUSR1", "SIGUSR1  application-defined"),
+]
 COLUMNS = [
-    Col("state", "STATE", 10, 1), Col("name", "TASK", 20, 1, keep_end=True), Col("id", "ID", 8, 2),
-    Col("when", "AGE", 4, 2), Col("worker", "WORKER", 12, 4), Col("runtime", "RUNTIME", 7, 5),
+    Col("state", "STATE", 10, 1),
+    Col("name", "TASK", 20, 1, keep_end=True),
+    Col("id", "ID", 8, 2),
+    Col("when", "AGE", 4, 2),
+    Col("worker", "WORKER", 12, 4),
+    Col("runtime", "RUNTIME", 7, 5),
     Col("detail", "DETAIL", 10, 3, grow=True),
 ]
 
@@ -43,8 +49,15 @@ def task_cells(task: TaskView, now: float) -> list[str | Text]:
         detail = f"→ {task.result}" if task.result is not None else ""
     else:
         detail = f"{task.args or ''} {task.kwargs if task.kwargs not in (None, '{}') else ''}".strip()
-    return [fmt.state_text(task.state), task.name or "?", fmt.short_id(task.uuid), fmt.since(now, task.timestamp),
-            task.worker or "-", fmt.duration(task.runtime), fmt.clip(detail, 80)]
+    return [
+        fmt.state_text(task.state),
+        task.name or "?",
+        fmt.short_id(task.uuid),
+        fmt.since(now, task.timestamp),
+        task.worker or "-",
+        fmt.duration(task.runtime),
+        fmt.clip(detail, 80),
+    ]
 
 
 def describe_tasks(tasks: list[TaskView]) -> str:
@@ -65,12 +78,18 @@ class TasksScreen(TableScreen):
     MARKS = True
     WRITE_ACTIONS = frozenset({"retry", "retry_edited", "revoke", "terminate"})
     BINDINGS = [
-        Binding("enter", "open", "open"), Binding("s", "cycle_state", "state"),
-        Binding("Z", "pause", "pause"), Binding("p", "pause", "pause", show=False),
-        Binding("F", "follow", "follow"), Binding("r", "retry", "retry"),
-        Binding("R", "retry_edited", "edit+retry", show=False), Binding("ctrl+d", "revoke", "revoke"),
-        Binding("ctrl+k", "terminate", "terminate", show=False), Binding("space", "mark", "mark", show=False),
-        Binding("ctrl+a", "mark_all", "mark all shown", show=False), Binding("U", "unmark", "unmark all", show=False),
+        Binding("enter", "open", "open"),
+        Binding("s", "cycle_state", "state"),
+        Binding("Z", "pause", "pause"),
+        Binding("p", "pause", "pause", show=False),
+        Binding("F", "follow", "follow"),
+        Binding("r", "retry", "retry"),
+        Binding("R", "retry_edited", "edit+retry", show=False),
+        Binding("ctrl+d", "revoke", "revoke"),
+        Binding("ctrl+k", "terminate", "terminate", show=False),
+        Binding("space", "mark", "mark", show=False),
+        Binding("ctrl+a", "mark_all", "mark all shown", show=False),
+        Binding("U", "unmark", "unmark all", show=False),
         Binding("c", "copy_id", "copy id", show=False),
     ]
 
@@ -105,8 +124,9 @@ class TasksScreen(TableScreen):
             if queue and queue != t.queue:
                 continue
             if needles:
-                line = " ".join(str(v) for v in (t.uuid, t.name, t.state, t.worker, t.args, t.kwargs, t.result,
-                                                 t.exception) if v)
+                line = " ".join(
+                    str(v) for v in (t.uuid, t.name, t.state, t.worker, t.args, t.kwargs, t.result, t.exception) if v
+                )
                 if not all(bool(p.search(line)) == keep for keep, p in needles):
                     continue
             out.append(t)
@@ -206,6 +226,7 @@ class TasksScreen(TableScreen):
         def chosen(signal: str | None) -> None:
             if signal:
                 self._revoke(True, signal)
+
         self.app.push_screen(ChoiceScreen("Terminate with which signal?", SIGNALS), callback=chosen)
 
     def _revoke(self, terminate: bool, signal: str = "SIGTERM") -> None:
@@ -214,8 +235,16 @@ class TasksScreen(TableScreen):
             self.notify("no task selected", severity="warning", timeout=2)
             return
         workers = sorted({t.worker for t in tasks if t.worker and t.state == "STARTED"})
-        self.tq.request_action(verbs.revoke([t.uuid for t in tasks], describe_tasks(tasks), workers,
-                                            self.tq.source.cli_broker, terminate=terminate, signal=signal))
+        self.tq.request_action(
+            verbs.revoke(
+                [t.uuid for t in tasks],
+                describe_tasks(tasks),
+                workers,
+                self.tq.source.cli_broker,
+                terminate=terminate,
+                signal=signal,
+            )
+        )
 
     def current_command(self) -> str | None:
         key = self.table.current_key

@@ -16,9 +16,16 @@ from tqctl.tui.views import WorkerRow, queue_rows, worker_rows
 from tqctl.tui.widgets.table import Col
 
 COLUMNS = [
-    Col("host", "WORKER", 18, 1, grow=True), Col("status", "STATUS", 11, 1), Col("pool", "POOL", 7, 3),
-    Col("conc", "CONC", 7, 2), Col("active", "ACT", 3, 1), Col("reserved", "RES", 3, 2),
-    Col("done", "DONE", 7, 3), Col("failed", "FAIL", 5, 3), Col("load", "LOAD", 4, 4), Col("hb", "HB", 4, 2),
+    Col("host", "WORKER", 18, 1, grow=True),
+    Col("status", "STATUS", 11, 1),
+    Col("pool", "POOL", 7, 3),
+    Col("conc", "CONC", 7, 2),
+    Col("active", "ACT", 3, 1),
+    Col("reserved", "RES", 3, 2),
+    Col("done", "DONE", 7, 3),
+    Col("failed", "FAIL", 5, 3),
+    Col("load", "LOAD", 4, 4),
+    Col("hb", "HB", 4, 2),
     Col("queues", "QUEUES", 14, 5),
 ]
 
@@ -33,9 +40,19 @@ def worker_cells(w: WorkerRow) -> list[str | Text]:
         conc = f"{_n(w.current)}/{_n(w.low)}/{_n(w.high)}"
     else:
         conc = _n(w.current)
-    return [w.hostname, Text(f"{glyph} {w.status}", style=style), w.pool or "-", conc, _n(w.active),
-            _n(w.reserved), fmt.count(w.processed), str(w.failed), "-" if w.load is None else f"{w.load:.1f}",
-            fmt.age(w.heartbeat_age), ",".join(w.queues) or "-"]
+    return [
+        w.hostname,
+        Text(f"{glyph} {w.status}", style=style),
+        w.pool or "-",
+        conc,
+        _n(w.active),
+        _n(w.reserved),
+        fmt.count(w.processed),
+        str(w.failed),
+        "-" if w.load is None else f"{w.load:.1f}",
+        fmt.age(w.heartbeat_age),
+        ",".join(w.queues) or "-",
+    ]
 
 
 class WorkersScreen(TableScreen):
@@ -43,14 +60,20 @@ class WorkersScreen(TableScreen):
     TITLE = "Workers"
     COLUMNS = COLUMNS
     MARKS = True
-    WRITE_ACTIONS = frozenset({"grow", "shrink", "autoscale", "add_consumer", "cancel_consumer", "drain",
-                               "shutdown", "enable_events"})
+    WRITE_ACTIONS = frozenset(
+        {"grow", "shrink", "autoscale", "add_consumer", "cancel_consumer", "drain", "shutdown", "enable_events"}
+    )
     BINDINGS = [
-        Binding("plus", "grow", "grow"), Binding("minus", "shrink", "shrink"),
-        Binding("a", "autoscale", "autoscale"), Binding("o", "add_consumer", "consume"),
-        Binding("O", "cancel_consumer", "stop consuming", show=False), Binding("D", "drain", "drain"),
-        Binding("ctrl+d", "shutdown", "shutdown"), Binding("E", "enable_events", "events", show=False),
-        Binding("space", "mark", "mark", show=False), Binding("U", "unmark", "unmark all", show=False),
+        Binding("plus", "grow", "grow"),
+        Binding("minus", "shrink", "shrink"),
+        Binding("a", "autoscale", "autoscale"),
+        Binding("o", "add_consumer", "consume"),
+        Binding("O", "cancel_consumer", "stop consuming", show=False),
+        Binding("D", "drain", "drain"),
+        Binding("ctrl+d", "shutdown", "shutdown"),
+        Binding("E", "enable_events", "events", show=False),
+        Binding("space", "mark", "mark", show=False),
+        Binding("U", "unmark", "unmark all", show=False),
     ]
 
     def compose_body(self) -> ComposeResult:
@@ -68,17 +91,22 @@ class WorkersScreen(TableScreen):
     def status_line(self, shown: int) -> Text:
         online = sum(1 for w in self._rows if w.online)
         marked = len(self.table.marked)
-        return Text.assemble(("Workers ", "bold"), f"{online} online of {len(self._rows)}",
-                             (f" · {marked} marked (actions apply to them)" if marked else "", "bold"),
-                             " · CONC is current/min/max · space marks")
+        return Text.assemble(
+            ("Workers ", "bold"),
+            f"{online} online of {len(self._rows)}",
+            (f" · {marked} marked (actions apply to them)" if marked else "", "bold"),
+            " · CONC is current/min/max · space marks",
+        )
 
     def _detail(self) -> Text:
         row = self._selected_rows()
         if not row:
             return Text("no worker selected", style="dim")
         w = row[0]
-        text = Text.assemble((w.hostname, "bold"), f" · pid {_n(w.pid)} · {w.software or 'unknown software'}"
-                             f" · queues {', '.join(w.queues) or '-'}")
+        text = Text.assemble(
+            (w.hostname, "bold"),
+            f" · pid {_n(w.pid)} · {w.software or 'unknown software'} · queues {', '.join(w.queues) or '-'}",
+        )
         for task in [t for t in w.active_tasks if t.get("name")][:3]:
             started = task.get("time_start")
             ran = fmt.since(self.model.now(), started) if isinstance(started, (int, float)) else "-"
@@ -138,8 +166,11 @@ class WorkersScreen(TableScreen):
             if text:
                 high, low = (int(p) for p in text.replace(" ", "").split(","))
                 self.tq.request_action(verbs.autoscale(targets, high, low, self.tq.source.cli_broker))
-        self.app.push_screen(PromptScreen("Autoscale", f"Pool size range for {', '.join(targets)} as MAX,MIN:",
-                                          current, check=check), callback=done)
+
+        self.app.push_screen(
+            PromptScreen("Autoscale", f"Pool size range for {', '.join(targets)} as MAX,MIN:", current, check=check),
+            callback=done,
+        )
 
     def action_add_consumer(self) -> None:
         if not (targets := self._targets()):
@@ -149,9 +180,16 @@ class WorkersScreen(TableScreen):
         def done(queue: str | None) -> None:
             if queue and queue.strip():
                 self.tq.request_action(verbs.add_consumer(targets, queue.strip(), self.tq.source.cli_broker))
-        self.app.push_screen(PromptScreen("Add consumer", f"Queue for {', '.join(targets)} to consume:",
-                                          suggestions=known, check=lambda t: None if t.strip() else "name a queue"),
-                             callback=done)
+
+        self.app.push_screen(
+            PromptScreen(
+                "Add consumer",
+                f"Queue for {', '.join(targets)} to consume:",
+                suggestions=known,
+                check=lambda t: None if t.strip() else "name a queue",
+            ),
+            callback=done,
+        )
 
     def action_cancel_consumer(self) -> None:
         if not (targets := self._targets()):
@@ -167,24 +205,39 @@ class WorkersScreen(TableScreen):
                 return
             row = depths.get(queue)
             left = [c for c in (row.consumers if row else []) if c not in targets]
-            self.tq.request_action(verbs.cancel_consumer(targets, queue, row.depth if row else 0, left,
-                                                         self.tq.source.cli_broker))
-        self.app.push_screen(ChoiceScreen(f"Stop consuming on {', '.join(targets)}",
-                                          [(q, f"{q}  ({depths[q].depth if q in depths else '?'} waiting)")
-                                           for q in queues]), callback=done)
+            self.tq.request_action(
+                verbs.cancel_consumer(targets, queue, row.depth if row else 0, left, self.tq.source.cli_broker)
+            )
+
+        self.app.push_screen(
+            ChoiceScreen(
+                f"Stop consuming on {', '.join(targets)}",
+                [(q, f"{q}  ({depths[q].depth if q in depths else '?'} waiting)") for q in queues],
+            ),
+            callback=done,
+        )
 
     def action_drain(self) -> None:
         if targets := self._targets():
             rows = self._selected_rows()
-            self.tq.request_action(verbs.drain(targets, sum(w.active or 0 for w in rows),
-                                               sum(w.reserved or 0 for w in rows), self._orphaned(targets),
-                                               self.tq.source.cli_broker))
+            self.tq.request_action(
+                verbs.drain(
+                    targets,
+                    sum(w.active or 0 for w in rows),
+                    sum(w.reserved or 0 for w in rows),
+                    self._orphaned(targets),
+                    self.tq.source.cli_broker,
+                )
+            )
 
     def action_shutdown(self) -> None:
         if targets := self._targets():
             rows = self._selected_rows()
-            self.tq.request_action(verbs.shutdown(targets, sum(w.active or 0 for w in rows),
-                                                  self._orphaned(targets), self.tq.source.cli_broker))
+            self.tq.request_action(
+                verbs.shutdown(
+                    targets, sum(w.active or 0 for w in rows), self._orphaned(targets), self.tq.source.cli_broker
+                )
+            )
 
     def action_enable_events(self) -> None:
         if targets := self._targets():

@@ -7,9 +7,16 @@ from textual.widgets import Static
 
 from tqctl.tui import format as fmt
 
-NAV = (("1", "overview", "Overview"), ("2", "workers", "Workers"), ("3", "queues", "Queues"),
-       ("4", "tasks", "Tasks"), ("5", "failures", "Failures"), ("6", "scheduled", "Scheduled"),
-       ("7", "dead", "Dead"), ("8", "audit", "Audit"))
+NAV = (
+    ("1", "overview", "Overview"),
+    ("2", "workers", "Workers"),
+    ("3", "queues", "Queues"),
+    ("4", "tasks", "Tasks"),
+    ("5", "failures", "Failures"),
+    ("6", "scheduled", "Scheduled"),
+    ("7", "dead", "Dead"),
+    ("8", "audit", "Audit"),
+)
 SHORT = {"Scheduled": "Sched"}
 
 
@@ -18,8 +25,20 @@ class ClusterHeader(Static):
     ClusterHeader { height: 2; dock: top; background: $panel; color: $foreground; }
     """
 
-    def render_header(self, *, url: str, transport: str, online: int, total: int, events_per_second: float,
-                      read_only: bool, current: str, connected: bool, now: float, paused: bool = False) -> None:
+    def render_header(
+        self,
+        *,
+        url: str,
+        transport: str,
+        online: int,
+        total: int,
+        events_per_second: float,
+        read_only: bool,
+        current: str,
+        connected: bool,
+        now: float,
+        paused: bool = False,
+    ) -> None:
         width = self.size.width or 80
         line1 = Text(no_wrap=True, overflow="ellipsis")
         line1.append(" tqctl ", style="bold reverse")
@@ -29,8 +48,9 @@ class ClusterHeader(Static):
         if paused:
             right.append(" ‖ PAUSED ", style="bold reverse")
             right.append(" ")
-        right.append(f"● {online}/{total} workers" if connected else "✗ broker down",
-                     style="" if connected else "bold red")
+        right.append(
+            f"● {online}/{total} workers" if connected else "✗ broker down", style="" if connected else "bold red"
+        )
         right.append(f" │ {fmt.rate(events_per_second)} ev/s │ {fmt.clock(now)} ")
         right.append(badge, style="bold reverse" if read_only else "bold")
         room = max(width - len(line1) - len(right) - 1, 10)

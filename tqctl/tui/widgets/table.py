@@ -34,8 +34,12 @@ class ConsoleTable(DataTable):
     DEFAULT_CSS = """
     ConsoleTable { height: 1fr; }
     """
-    BINDINGS = [Binding("j", "cursor_down", show=False), Binding("k", "cursor_up", show=False),
-                Binding("g", "scroll_top", show=False), Binding("G", "scroll_bottom", show=False)]
+    BINDINGS = [
+        Binding("j", "cursor_down", show=False),
+        Binding("k", "cursor_up", show=False),
+        Binding("g", "scroll_top", show=False),
+        Binding("G", "scroll_bottom", show=False),
+    ]
 
     def __init__(self, columns: Sequence[Col], *, id: str | None = None, marks: bool = False) -> None:  # noqa: A002
         super().__init__(id=id, cursor_type="row", zebra_stripes=False, cell_padding=1)
@@ -60,8 +64,9 @@ class ConsoleTable(DataTable):
                 used += col.width + pad
         shown = [c for c in self.specs if c in chosen]
         spare = budget - used
-        return [Col(c.key, c.label, c.width + max(spare, 0), c.priority, c.grow, c.keep_end) if c.grow else c
-                for c in shown]
+        return [
+            Col(c.key, c.label, c.width + max(spare, 0), c.priority, c.grow, c.keep_end) if c.grow else c for c in shown
+        ]
 
     def _columns_for_width(self) -> list[Col]:
         width = self.size.width or (self.app.size.width if self.is_attached else 80)
@@ -72,8 +77,11 @@ class ConsoleTable(DataTable):
         """Replace the rows (only redraws when the shown text changed)."""
         self._last_rows = list(rows)
         columns = self._columns_for_width()
-        signature = (tuple(c.key + str(c.width) for c in columns), tuple(sorted(self.marked)),
-                     tuple((k, tuple(str(c) for c in cells)) for k, cells in rows))
+        signature = (
+            tuple(c.key + str(c.width) for c in columns),
+            tuple(sorted(self.marked)),
+            tuple((k, tuple(str(c) for c in cells)) for k, cells in rows),
+        )
         if signature == self._signature:
             return
         self._signature = signature
@@ -114,7 +122,7 @@ class ConsoleTable(DataTable):
         if len(plain) <= width:
             return cell
         if keep_end:
-            return "…" + plain[-(width - 1):]
+            return "…" + plain[-(width - 1) :]
         if isinstance(cell, Text):
             cut = cell.copy()
             cut.truncate(width - 1)
