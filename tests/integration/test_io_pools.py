@@ -33,3 +33,17 @@ def test_threads_at_c200_keep_every_result_of_a_burst(
     assert [r.get(timeout=60) for r in results] == list(range(400))
     assert "Too many connections" not in worker.log()
     assert "MaxConnectionsError" not in worker.log()
+
+
+@pytest.mark.parametrize("pool", ["prefork", "threads", "solo"])
+def test_async_def_tasks_run_to_completion_on_every_pool(
+    pool: str, aio: ModuleType, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    _worker(start_worker, "-P", pool, "-c", "2")
+    done = aio.whoami.delay()
+    assert done.get(timeout=30)["id"] == done.id  # the request is visible inside the coroutine
+    assert [r.get(timeout=30) for r in [aio.anap.delay(0.05, i) for i in range(6)]] == list(range(6))
+    with pytest.raises(ValueError, match="async boom"):
+        aio.aboom.delay("async boom").get(timeout=30)
+    assert aio.aflaky.delay(2).get(timeout=30) == 2  # retried twice with a countdown, then succeeded
+    assert aio.asoft.delay(10).get(timeout=30) == "caught soft"  # raised inside the coroutine
