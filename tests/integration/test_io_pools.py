@@ -3,13 +3,20 @@ every pool, and the asyncio and gevent pools (issue 15)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
+import redis
 
+from engine.exceptions import TaskRevokedError, TimeLimitExceeded
 from tests.integration.conftest import client_app
-from tests.integration.harness import WorkerProcess
+from tests.integration.harness import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,3 +54,115 @@ def test_async_def_tasks_run_to_completion_on_every_pool(
         aio.aboom.delay("async boom").get(timeout=30)
     assert aio.aflaky.delay(2).get(timeout=30) == 2  # retried twice with a countdown, then succeeded
     assert aio.asoft.delay(10).get(timeout=30) == "caught soft"  # raised inside the coroutine
+
+
+# -- the asyncio pool ------------------------------------------------------------------------
+
+
+class SlowHTTP:
+    """A local HTTP server (asyncio, in a thread of the test process) answering ``ok`` after 0.5 s:
+    the I/O a task waits on, with no network and no server library."""
+
+    def __init__(self, delay: float = 0.5) -> None:
+        self.delay = delay
+        self.served = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="slow-http")
+        self._thread.start()
+        assert self._ready.wait(10)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._answer, "127.0.0.1", 0, backlog=4096))
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/"
+        self._ready.set()
+        self._loop.run_forever()
+        self._server.close()
+        self._loop.run_until_complete(self._server.wait_closed())
+        self._loop.close()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            await asyncio.sleep(self.delay)
+            writer.write(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            self.served += 1
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def slow_http() -> Iterator[SlowHTTP]:
+    server = SlowHTTP()
+    yield server
+    server.close()
+
+
+def _results(client: redis.Redis, ids: list[str], timeout: float) -> list[dict[str, object]]:
+    """Every stored result of ``ids`` (one MGET per round), waiting until all are ready."""
+    keys = [f"celery-task-meta-{i}" for i in ids]
+    found: list[dict[str, object]] = []
+
+    def ready() -> bool:
+        found[:] = [json.loads(v) for v in client.mget(keys) if v]
+        return len(found) == len(ids) and all(m["status"] in ("SUCCESS", "FAILURE") for m in found)
+
+    wait_for(ready, timeout, f"{len(ids)} results", interval=0.1)
+    return found
+
+
+def test_asyncio_pool_runs_2000_http_waits_at_c1000(
+    aio: ModuleType, slow_http: SlowHTTP, redis_client: redis.Redis, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """The issue's check: 2,000 tasks each waiting 0.5 s on a local HTTP server, -P asyncio -c 1000.
+    The time is printed (run with -s), not asserted; every result must come back."""
+    _worker(start_worker, "-P", "asyncio", "-c", "1000", env={"AIO_HTTP": slow_http.url})
+    started = time.monotonic()
+    sent = aio.app.send_many(aio.afetch.name, [((i,), None) for i in range(2000)])
+    metas = _results(redis_client, [r.id for r in sent], 120)
+    elapsed = time.monotonic() - started
+    print(f"\n-P asyncio -c 1000: 2000 x 0.5 s HTTP waits in {elapsed:.2f}s ({2000 / elapsed:.0f} tasks/s)")
+    assert sorted(m["result"] for m in metas) == list(range(2000))  # type: ignore[type-var]
+    assert slow_http.served == 2000
+
+
+def test_asyncio_pool_limits_retries_revoke_and_sync_tasks(
+    aio: ModuleType, ledger: Path, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    worker = _worker(start_worker, "-P", "asyncio", "-c", "50")
+    running = aio.alongrun.delay(60)
+    wait_for(lambda: f"start {running.id}" in ledger.read_text(), 30, "the long coroutine to start")
+    info = aio.whoami.delay().get(timeout=30)
+    assert info["loop"].startswith("uvloop")  # the same loop serves other tasks meanwhile
+    assert aio.nap.delay(0.1, 7).get(timeout=30) == 7  # a plain def task runs in the thread pool
+    assert aio.asoft.delay(10).get(timeout=30) == "caught soft"
+    with pytest.raises(TimeLimitExceeded):
+        aio.ahard.delay(10).get(timeout=30)
+    assert aio.aflaky.delay(2).get(timeout=30) == 2
+    with pytest.raises(ValueError, match="bad"):
+        aio.aboom.delay("bad").get(timeout=30)
+    aio.app.control.revoke(running.id, terminate=True)
+    with pytest.raises(TaskRevokedError):
+        running.get(timeout=30)
+    text = ledger.read_text()
+    assert f"cancelled {running.id}" in text  # the coroutine itself saw the cancellation
+    assert text.count("cleanup") == 1  # the hard limit cancelled ahard: its finally ran
+    assert "Traceback" not in worker.log().split("ahard")[0]
+
+
+def test_asyncio_pool_sigkill_with_acks_late_loses_nothing(
+    aio: ModuleType, ledger: Path, redis_client: redis.Redis, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    first = _worker(start_worker, "-P", "asyncio", "-c", "100", name="first")
+    sent = aio.app.send_many(aio.alate.name, [((2.0, i), None) for i in range(200)])
+    wait_for(lambda: ledger.read_text().count("start ") >= 100, 30, "a hundred tasks in flight")
+    first.kill_group()  # SIGKILL, mid-run
+    _worker(start_worker, "-P", "asyncio", "-c", "200", name="second")
+    metas = _results(redis_client, [r.id for r in sent], 90)
+    assert sorted(m["result"] for m in metas) == list(range(200))  # type: ignore[type-var]
