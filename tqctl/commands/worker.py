@@ -22,7 +22,7 @@ def worker(
         max=MAX_CONCURRENCY,
         help=f"pool size (default: CPUs; at most {MAX_CONCURRENCY})",
     ),
-    pool: str = typer.Option("prefork", "-P", "--pool", help="prefork | threads | solo"),
+    pool: str = typer.Option("prefork", "-P", "--pool", help="prefork | threads | solo | asyncio | gevent"),
     queues: str = typer.Option("", "-Q", "--queues", help="comma-separated queues to consume"),
     hostname: str = typer.Option("", "-n", "--hostname", help="node name, e.g. w1@%h"),
     prefetch_multiplier: int = typer.Option(0, "--prefetch-multiplier", min=0, max=MAX_PREFETCH_MULTIPLIER),
@@ -34,7 +34,7 @@ def worker(
 ) -> None:
     """Run a worker: fetch tasks from the queues and run them in a pool."""
     if pool not in POOLS:
-        fail(f"unknown pool {pool!r}: use prefork, threads or solo", EXIT_USAGE)
+        fail(f"unknown pool {pool!r}: use {', '.join(POOLS)}", EXIT_USAGE)
     if loglevel.lower() not in LEVELS:
         fail(f"unknown log level {loglevel!r}: use {', '.join(sorted(LEVELS))}", EXIT_USAGE)
     scale = _parse_autoscale(autoscale) if autoscale else None
