@@ -200,6 +200,28 @@ class Task:
             return self.apply(args, kwargs, **options)
         return self.app.send_task(self.name, args, kwargs, task=self, **options)
 
+    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """``delay`` for coroutines: returns once the broker has the message (engine.aio)."""
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(
+        self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> AsyncResult:
+        """``apply_async`` for coroutines: concurrent callers share one pipelined connection."""
+        from engine import aio
+
+        if self.soft_time_limit and self.time_limit and self.soft_time_limit > self.time_limit:
+            raise ValueError("soft_time_limit must be less than or equal to time_limit")
+        typing = self.app.strict_typing if self.typing is None else self.typing
+        if typing and self._check_arguments is not None:
+            self._check_arguments(*(args or ()), **(kwargs or {}))
+        options = {**self.exec_options(), **{k: v for k, v in options.items() if v is not None}}
+        if self._dump_arguments is not None and options.get("serializer") != "pickle":
+            args, kwargs = self._dump_arguments(args, kwargs)
+        if self.app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
+        return await aio.asend_task(self.app, str(self.name), args, kwargs, task=self, **options)
+
     def apply(
         self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
     ) -> AsyncResult:
