@@ -112,6 +112,12 @@ class AsyncResult:
 
     wait = get
 
+    async def aget(self, timeout: float | None = None, propagate: bool = True) -> Any:
+        """``get`` for coroutines, woken by the result's publish (engine.aio), never polling."""
+        from engine import aio
+
+        return await aio.aget(self, timeout, propagate)
+
     def forget(self) -> None:
         self._cache = None
         self._backend().forget(self.id)
