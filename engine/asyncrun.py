@@ -158,9 +158,11 @@ class Bridge:
         child.bridge = self
         result: Any = self._stacks.run(child.switch, *args)
         while not child.dead:
-            self.current = Interruptible(result[0], result[1])
+            awaitable, scope, interruptible = result
+            waiting = Interruptible(awaitable, scope)
+            self.current = waiting if interruptible else None
             try:
-                value = await self.current
+                value = await waiting
             except BaseException as exc:  # noqa: B036 - every outcome goes back into the run
                 self.current = None
                 result = self._stacks.run(child.throw, exc)
@@ -187,12 +189,18 @@ else:  # pragma: no cover
     _BridgeGreenlet = None  # type: ignore[assignment,misc]
 
 
-def resolve(awaitable: Awaitable[T]) -> T:
-    """The value of a task's coroutine, from sync code (``engine.trace``)."""
+def bridged() -> bool:
+    """True inside a run on the asyncio pool's loop, where blocking on I/O stalls every task."""
+    return greenlet is not None and isinstance(greenlet.getcurrent(), _BridgeGreenlet)
+
+
+def resolve(awaitable: Awaitable[T], interruptible: bool = True) -> T:
+    """The value of a task's coroutine, from sync code (``engine.trace``). Under the asyncio pool
+    the engine also awaits its own I/O this way (``interruptible=False``: limits never cut it)."""
     if greenlet is not None:
         current = greenlet.getcurrent()
         if isinstance(current, _BridgeGreenlet):
-            return current.parent.switch((awaitable, Scope()))  # type: ignore[no-any-return]
+            return current.parent.switch((awaitable, Scope(), interruptible))  # type: ignore[no-any-return]
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from engine import states
+from engine import aio, asyncrun, states
 from engine.protocol.results import task_key
 from engine.redisconn import ThreadConnections, client_from_url, guarded
 from engine.serialization import json_dumps, json_loads
@@ -29,6 +29,9 @@ class RedisBackend:
         """Celery's check before a chord starts: Redis joins chords natively, so always allowed."""
 
     def store(self, task_id: str, meta: dict[str, Any]) -> None:
+        if asyncrun.bridged():  # on the asyncio pool's loop: pipelined with other tasks' stores, no stall
+            asyncrun.resolve(aio.astore(self, task_id, meta), interruptible=False)
+            return
         key = task_key(task_id)
         data = json_dumps(meta)
         # SET then PUBLISH, in order on one connection (the value is there before subscribers hear

@@ -23,7 +23,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from engine import trace
+from engine import aio, trace
 from engine.asyncrun import Bridge, Terminated
 from engine.exceptions import ImproperlyConfigured, SoftTimeLimitExceeded, TimeLimitExceeded
 from engine.worker.limits import ThreadLimiter
@@ -81,6 +81,9 @@ class AsyncioPool:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_forever()
+            self._loop.run_until_complete(aio.close_loop_clients())
+        except Exception as exc:  # closing connections at exit is best effort
+            log.debug("asyncio pool: closing its connections failed: %r", exc)
         finally:
             self._loop.close()
 

