@@ -6,6 +6,7 @@ import os
 import re
 import ssl
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -317,46 +318,55 @@ class ThreadConnections:
     redis-py's per-command machinery; ``close`` disconnects every one handed out.
 
     They are made outside the client's pool, so they never use up its connections (a thread pool of
-    200 took all 100 of redis-py's, and its claims then failed), and a thread that has ended passes
-    its connection on to the next new thread: a pool that shrinks and grows opens no more of them."""
+    200 took all 100 of redis-py's, and its claims then failed). When a thread ends (or a greenlet,
+    under gevent) its thread-local holder is collected and the connection goes back to a free list
+    for the next new thread: a pool that shrinks and grows opens no more of them, with no scan."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._local = threading.local()
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        # (owner thread, connection); an adopted connection has no owner and is never passed on.
-        self._handed: list[tuple[threading.Thread | None, redis.connection.AbstractConnection]] = []
+        self._handed: list[redis.connection.AbstractConnection] = []  # every one made (or adopted)
+        self._free: list[redis.connection.AbstractConnection] = []  # their threads have ended
 
     def get(self) -> redis.connection.AbstractConnection:
-        local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():
-            conn = local.conn = self._take()
-            local.pid = os.getpid()
-        return conn
+        holder = getattr(self._local, "holder", None)
+        if holder is None or holder.pid != os.getpid():
+            holder = self._local.holder = _Holder(self._take(), os.getpid())
+            weakref.finalize(holder, self._free.append, holder.conn)  # list.append: no lock in a GC callback
+        return holder.conn
 
     def _take(self) -> redis.connection.AbstractConnection:
-        me = threading.current_thread()
         with self._lock:
             if os.getpid() != self._pid:  # a forked child inherits none of them
-                self._pid, self._handed = os.getpid(), []
-            for n, (owner, conn) in enumerate(self._handed):
-                if owner is not None and not owner.is_alive():
-                    self._handed[n] = (me, conn)
-                    return conn
+                self._pid, self._handed, self._free = os.getpid(), [], []
+            try:
+                return self._free.pop()
+            except IndexError:
+                pass
             pool = self.client.connection_pool
             conn = pool.connection_class(**pool.connection_kwargs)
-            self._handed.append((me, conn))
+            self._handed.append(conn)
             return conn
 
     def adopt(self, conn: redis.connection.AbstractConnection) -> None:
         """Also disconnect ``conn`` (made elsewhere) on ``close``."""
         with self._lock:
-            self._handed.append((None, conn))
+            self._handed.append(conn)
 
     def close(self) -> None:
         with self._lock:
-            conns, self._handed, self._local = self._handed, [], threading.local()
-        for _, conn in conns:
+            conns, self._handed, self._free, self._local = self._handed, [], [], threading.local()
+        for conn in conns:
             conn.disconnect()
+
+
+class _Holder:
+    """A thread's connection, held in its thread-local storage (collected when the thread ends)."""
+
+    __slots__ = ("conn", "pid", "__weakref__")
+
+    def __init__(self, conn: redis.connection.AbstractConnection, pid: int) -> None:
+        self.conn = conn
+        self.pid = pid
