@@ -115,3 +115,33 @@ async def afetch(tag: int) -> int:
 def fetch(tag: int) -> int:
     with urllib.request.urlopen(os.environ["AIO_HTTP"], timeout=30) as reply:
         return tag if reply.read() == b"ok" else -1
+
+
+@app.task(bind=True, soft_time_limit=0.5)
+def soft(self, seconds: float) -> str:
+    try:
+        time.sleep(seconds)
+    except SoftTimeLimitExceeded:
+        return "caught soft"
+    return "no limit"
+
+
+@app.task(bind=True, time_limit=0.5)
+def hard(self, seconds: float) -> str:
+    time.sleep(seconds)
+    return "no limit"
+
+
+@app.task(bind=True)
+def longrun(self, seconds: float) -> str:
+    ledger(f"start {self.request.id}")
+    time.sleep(seconds)
+    ledger(f"end {self.request.id}")
+    return "done"
+
+
+@app.task(bind=True, acks_late=True)
+def late(self, seconds: float, tag: int) -> int:
+    ledger(f"start {tag}")
+    time.sleep(seconds)
+    return tag

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import typer
 
 from engine.worker.worker import MAX_CONCURRENCY, MAX_PREFETCH_MULTIPLIER, POOLS
@@ -35,6 +37,9 @@ def worker(
     """Run a worker: fetch tasks from the queues and run them in a pool."""
     if pool not in POOLS:
         fail(f"unknown pool {pool!r}: use {', '.join(POOLS)}", EXIT_USAGE)
+    needs = {"gevent": "gevent", "asyncio": "greenlet"}.get(pool)
+    if needs and importlib.util.find_spec(needs) is None:
+        fail(f"-P {pool} needs {needs}: pip install 'tqctl[{pool}]'", EXIT_USAGE)
     if loglevel.lower() not in LEVELS:
         fail(f"unknown log level {loglevel!r}: use {', '.join(sorted(LEVELS))}", EXIT_USAGE)
     scale = _parse_autoscale(autoscale) if autoscale else None
