@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +19,8 @@ import redis
 from engine.exceptions import TaskRevokedError, TimeLimitExceeded
 from engine.exceptions import TimeoutError as ResultTimeout
 from tests.integration.conftest import client_app
-from tests.integration.harness import WorkerProcess, wait_for
+from tests.integration.harness import ROOT, WorkerProcess, wait_for
+from tqctl.io_bench import SlowHTTP
 
 pytestmark = pytest.mark.integration
 
@@ -59,44 +61,6 @@ def test_async_def_tasks_run_to_completion_on_every_pool(
 
 
 # -- the asyncio pool ------------------------------------------------------------------------
-
-
-class SlowHTTP:
-    """A local HTTP server (asyncio, in a thread of the test process) answering ``ok`` after 0.5 s:
-    the I/O a task waits on, with no network and no server library."""
-
-    def __init__(self, delay: float = 0.5) -> None:
-        self.delay = delay
-        self.served = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="slow-http")
-        self._thread.start()
-        assert self._ready.wait(10)
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(asyncio.start_server(self._answer, "127.0.0.1", 0, backlog=4096))
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/"
-        self._ready.set()
-        self._loop.run_forever()
-        self._server.close()
-        self._loop.run_until_complete(self._server.wait_closed())
-        self._loop.close()
-
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            await asyncio.sleep(self.delay)
-            writer.write(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
-            self.served += 1
-        finally:
-            writer.close()
-
-    def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
 
 @pytest.fixture
@@ -252,3 +216,28 @@ def test_gevent_pool_warm_and_cold_shutdown(
     assert cold.wait(30) == 0
     assert redis_client.llen("celery") == 20  # all back in the queue, none lost
     assert not [m for m in redis_client.mget([f"celery-task-meta-{r.id}" for r in second]) if m]
+
+
+# -- tqctl bench --io --------------------------------------------------------------------------
+
+
+def test_bench_io_reports_every_figure(broker_url: str) -> None:
+    argv = [sys.executable, "-m", "tqctl", "bench", "--io", "--io-tasks", "100", "--io-concurrency", "100"]
+    argv += ["--io-enqueue", "200", "--json", "--broker", broker_url]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert set(figures) == {
+        "io_tasks_per_s",
+        "mem_mb_per_1000_in_flight",
+        "enqueue_async_per_s",
+        "enqueue_raw_lpush_per_s",
+    }
+    assert figures["io_tasks_per_s"] > 0 and figures["enqueue_async_per_s"] > 0
+
+
+def test_bench_io_refuses_a_pool_it_cannot_measure(broker_url: str) -> None:
+    argv = [sys.executable, "-m", "tqctl", "bench", "--io", "-P", "threads", "--broker", broker_url]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode != 0
+    assert "--io measures -P asyncio or -P gevent" in done.stderr and "Traceback" not in done.stderr
