@@ -66,7 +66,8 @@ class AsyncioPool:
         self._loop = new_loop()
         self._thread = threading.Thread(target=self._serve, name="asyncio-pool", daemon=True)
         self._waiting: deque[Job] = deque()
-        self._running: dict[str, tuple[Job, asyncio.Task[None], Bridge | None]] = {}
+        # by job, not task id: a retry of the same id may arrive while this run is still storing
+        self._running: dict[Job, tuple[asyncio.Task[None], Bridge | None]] = {}
         self._closing = False  # warm stop: start nothing more
         self._dead = False  # cold stop: settle nothing more
         self._sync = ThreadPoolExecutor(min(concurrency, SYNC_THREADS), thread_name_prefix="pool")
@@ -106,7 +107,7 @@ class AsyncioPool:
     def terminate(self) -> list[Job]:
         """Cold: cancel every coroutine; every job not finished goes back to the worker."""
         self._dead = self._closing = True
-        jobs = list(self._waiting) + [job for job, _, _ in list(self._running.values())]
+        jobs = list(self._waiting) + list(self._running)
         self._waiting.clear()
         if self._loop.is_running():
             self._loop.call_soon_threadsafe(self._cancel_all)
@@ -140,11 +141,11 @@ class AsyncioPool:
     def kill_job(self, task_id: str, signum: int) -> bool:
         """``revoke(terminate=True)``: cancel the task's coroutine (any signal); a plain ``def``
         task in the thread pool cannot be stopped from outside, as with ``-P threads``."""
-        found = self._running.get(task_id)
-        if found is None or found[2] is None:
-            return False
-        self._loop.call_soon_threadsafe(self._interrupt, task_id, Terminated(f"terminated (signal {signum})"), True)
-        return True
+        bridges = [bridge for job, (_, bridge) in list(self._running.items()) if job.id == task_id and bridge]
+        for bridge in bridges:
+            exc = Terminated(f"terminated (signal {signum})")
+            self._loop.call_soon_threadsafe(bridge.interrupt, exc, True)
+        return bool(bridges)
 
     # -- on the loop ------------------------------------------------------------------------------
     def _accept(self, job: Job) -> None:
@@ -156,28 +157,23 @@ class AsyncioPool:
             job = self._waiting.popleft()
             bridge = Bridge([job.task._requests, self.host.app.current_requests]) if is_async(job.task) else None
             task = self._loop.create_task(self._run(job, bridge))
-            self._running[job.id] = (job, task, bridge)
+            self._running[job] = (task, bridge)
 
     async def _drain(self, timeout: float) -> list[Job]:
         self._closing = True
         left = list(self._waiting)
         self._waiting.clear()
-        tasks = [task for _, task, _ in self._running.values()]
+        tasks = [task for task, _ in self._running.values()]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
-        left += [job for job, _, _ in self._running.values()]
+        left += list(self._running)
         self._dead = True
         self._cancel_all()
         return left
 
     def _cancel_all(self) -> None:
-        for _, task, _ in list(self._running.values()):
+        for task, _ in list(self._running.values()):
             task.cancel()
-
-    def _interrupt(self, task_id: str, exc: BaseException, hard: bool) -> None:
-        found = self._running.get(task_id)
-        if found is not None and found[2] is not None:
-            found[2].interrupt(exc, hard)
 
     async def _run(self, job: Job, bridge: Bridge | None) -> None:
         try:
@@ -191,7 +187,7 @@ class AsyncioPool:
         except Exception:  # settling failed: logged; the loop lives on
             log.exception("settling %s[%s] failed", job.name, job.id)
         finally:
-            self._running.pop(job.id, None)
+            self._running.pop(job, None)
             self._next()
 
     async def _run_async(self, job: Job, bridge: Bridge) -> None:
