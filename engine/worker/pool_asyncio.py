@@ -18,10 +18,12 @@ import asyncio
 import inspect
 import logging
 import os
+import queue
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import TYPE_CHECKING, Any
 
 from engine import aio, trace
 from engine.asyncrun import Bridge, Terminated
@@ -70,8 +72,8 @@ class AsyncioPool:
         self._running: dict[Job, tuple[asyncio.Task[None], Bridge | None]] = {}
         self._closing = False  # warm stop: start nothing more
         self._dead = False  # cold stop: settle nothing more
-        self._sync = ThreadPoolExecutor(min(concurrency, SYNC_THREADS), thread_name_prefix="pool")
-        self._starts = ThreadPoolExecutor(START_THREADS, thread_name_prefix="pool-start")
+        self._sync = DaemonThreads(min(concurrency, SYNC_THREADS), "pool")
+        self._starts = DaemonThreads(START_THREADS, "pool-start")
         self._limiter = ThreadLimiter()
 
     # -- lifecycle (called from the worker's threads) --------------------------------------------
@@ -119,8 +121,8 @@ class AsyncioPool:
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(5)
-        self._sync.shutdown(wait=False, cancel_futures=True)
-        self._starts.shutdown(wait=False, cancel_futures=True)
+        self._sync.shutdown(wait=False)
+        self._starts.shutdown(wait=False)
         self._limiter.stop()
 
     def size(self) -> int:
@@ -229,3 +231,53 @@ class AsyncioPool:
                 self._limiter.disarm()
         if not self._dead:
             self.host.on_done(job, outcome)
+
+
+class DaemonThreads(Executor):
+    """Up to ``most`` daemon threads, started on demand, for blocking calls. Unlike
+    ``ThreadPoolExecutor``'s they never hold up the process's exit: a cold stop hands their jobs
+    back and leaves them, as ``-P threads`` does."""
+
+    def __init__(self, most: int, name: str) -> None:
+        self._most, self._name = most, name
+        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._calls.put((future, fn, args))
+        with self._lock:
+            if self._idle == 0 and len(self._threads) < self._most:
+                thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
+            else:
+                self._idle -= 1  # that call is taken by an idle thread
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._calls.get()
+            if item is None:
+                return
+            future, fn, args = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:  # noqa: B036 - handed to whoever awaits the future
+                    future.set_exception(exc)
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._calls.put(None)
+        if wait:
+            for thread in threads:
+                thread.join()
