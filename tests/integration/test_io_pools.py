@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import redis
 
 from engine.exceptions import TaskRevokedError, TimeLimitExceeded
 from engine.exceptions import TimeoutError as ResultTimeout
+from engine.redisconn import client_from_url, with_options
 from tests.integration.conftest import client_app
 from tests.integration.harness import ROOT, WorkerProcess, wait_for
 from tqctl.io_bench import SlowHTTP
@@ -44,6 +46,31 @@ def test_threads_at_c200_keep_every_result_of_a_burst(
     assert [r.get(timeout=60) for r in results] == list(range(400))
     assert "Too many connections" not in worker.log()
     assert "MaxConnectionsError" not in worker.log()
+
+
+def test_a_client_serves_150_callers_at_once(broker_url: str) -> None:
+    """redis-py 8's default pool holds 100 connections and raises MaxConnectionsError past them."""
+    client = client_from_url(broker_url)
+    held = [client.connection_pool.get_connection() for _ in range(150)]
+    try:
+        assert client.ping()
+    finally:
+        for conn in held:
+            client.connection_pool.release(conn)
+        client.close()
+
+
+def test_a_full_connection_pool_waits_for_a_connection(broker_url: str) -> None:
+    """At its limit (``redis_max_connections``) the pool waits for a connection to come back."""
+    client = client_from_url(with_options(broker_url, max_connections=1))
+    held = client.connection_pool.get_connection()
+    giver = threading.Timer(0.3, client.connection_pool.release, [held])
+    giver.start()
+    try:
+        assert client.ping()  # waited for the held connection rather than failing
+    finally:
+        giver.join()
+        client.close()
 
 
 @pytest.mark.parametrize("pool", ["prefork", "threads", "solo"])
