@@ -24,6 +24,12 @@ def register_app(app: App) -> None:
         app.task(**options)(fun)
 
 
+def make_current(app: App) -> None:
+    """``app.set_default()``: this app is the current one from now on (the last in the list)."""
+    _apps[:] = [ref for ref in _apps if ref() is not None and ref() is not app]
+    _apps.append(weakref.ref(app))
+
+
 def _current_app() -> App:
     for ref in reversed(_apps):
         app = ref()

