@@ -30,11 +30,19 @@ def make_current(app: App) -> None:
     _apps.append(weakref.ref(app))
 
 
-def _current_app() -> App:
+def existing_app() -> App | None:
+    """The current app if one was created (none is made up)."""
     for ref in reversed(_apps):
         app = ref()
         if app is not None:
             return app
+    return None
+
+
+def _current_app() -> App:
+    app = existing_app()
+    if app is not None:
+        return app
     from engine.app import App
 
     return App()
