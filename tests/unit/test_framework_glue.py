@@ -94,3 +94,21 @@ def test_django_fixup_is_installed_only_with_django_settings_module(monkeypatch:
     app = App("dj")
     assert [type(fix) for fix in app._fixups] == [DjangoFixup]
     assert signals.import_modules.has_listeners(app)
+
+
+def test_a_base_class_from_app_task_wraps_every_run_like_flasks_app_context() -> None:
+    """Flask's pattern: ``class FlaskTask(app.Task)`` whose ``__call__`` opens a context around ``run``."""
+    app = App("flaskbase")
+    entered: list[str] = []
+
+    class ContextTask(app.Task):  # type: ignore[misc, name-defined]
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            entered.append(self.name)
+            return self.run(*args, **kwargs)
+
+    @app.task(base=ContextTask)
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double.apply((4,)).get() == 8
+    assert entered == [double.name]
