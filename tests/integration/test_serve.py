@@ -137,7 +137,7 @@ def test_overview_shows_the_worker_and_keys_switch_screens(
     console.wait_text("CONC is current/min/max", since=mark)  # the Workers screen's own line
 
     mark = console.press("Control+d")  # shut the worker down: refused in read-only mode
-    console.wait_text("the console is read-only", since=mark)
+    console.wait_text("serve without --write)", since=mark)  # the notice (it wraps before "serve")
     console.page.screenshot(path=str(tmp_path / "serve-refused.png"))
 
     lines = command_lines(serve.pid)

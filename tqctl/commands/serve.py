@@ -82,6 +82,7 @@ def serve(
     # What each console process inherits (textual-serve copies os.environ): the broker URL, with its
     # password, travels here rather than in argv; the token stays with us.
     os.environ.pop(TOKEN_ENV, None)
+    os.environ["TQCTL_READ_ONLY_HINT"] = "tqctl serve without --write"
     if url:
         os.environ["TQCTL_BROKER"] = url
     server.serve()
