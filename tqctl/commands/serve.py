@@ -73,19 +73,20 @@ def serve(
             url, _ = resolve(broker or None, state_dir)
         except LaunchError as exc:
             fail(str(exc))
-    server = make_server(console_command(write, state_dir, app_spec, demo), host, port, token, max_sessions)
     mode = "read-and-write (--write)" if write else "read-only (--write allows actions)"
-    note(
-        f"tqctl serve: the console on http://{_url_host(host)}:{port}/ · {mode}"
-        + (" · token required" if token else "")
-    )
+    ready = f"tqctl serve: the console on http://{_url_host(host)}:{port}/ · {mode}"
+    ready += " · token required" if token else ""
+    server = make_server(console_command(write, state_dir, app_spec, demo), host, port, token, max_sessions, ready)
     # What each console process inherits (textual-serve copies os.environ): the broker URL, with its
     # password, travels here rather than in argv; the token stays with us.
     os.environ.pop(TOKEN_ENV, None)
     os.environ["TQCTL_READ_ONLY_HINT"] = "tqctl serve without --write"
     if url:
         os.environ["TQCTL_BROKER"] = url
-    server.serve()
+    try:
+        server.serve()
+    except OSError as exc:  # the port is taken, the address is not this machine's
+        fail(f"cannot listen on {_url_host(host)}:{port}: {exc.strerror or exc}")
 
 
 def read_token(token_file: str) -> str | None:
@@ -129,8 +130,12 @@ def console_command(write: bool, state_dir: str, app_spec: str, demo: bool) -> s
     return shlex.join(argv)
 
 
-def make_server(command: str, host: str, port: int, token: str | None, max_sessions: int) -> Any:
-    """A textual-serve ``Server`` with the guard in front of every route."""
+def make_server(command: str, host: str, port: int, token: str | None, max_sessions: int, ready: str) -> Any:
+    """A textual-serve ``Server`` with the guard in front of every route; ``ready`` is printed once
+    the port is bound (not before: a script waiting for the line may connect at once)."""
+    import asyncio
+    import signal
+
     from aiohttp import web
     from textual_serve.server import Server
 
@@ -160,7 +165,23 @@ def make_server(command: str, host: str, port: int, token: str | None, max_sessi
                 self.sessions -= 1
 
         async def on_startup(self, app: web.Application) -> None:
-            """Quiet: ``serve`` printed its one line already."""
+            """Quiet: the one line is ``ready``, printed by ``serve`` below."""
+
+        def serve(self, debug: bool = False) -> None:
+            """textual-serve's, printing ``ready`` once listening."""
+            self.debug = debug
+            self.initialize_logging()
+            loop = asyncio.new_event_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, self.request_exit)
+            web.run_app(
+                self._make_app(),
+                host=self.host,
+                port=self.port,
+                handle_signals=False,
+                loop=loop,
+                print=lambda *_: note(ready),
+            )
 
     return GuardedServer(command, host=host, port=port, title="tqctl console")
 
