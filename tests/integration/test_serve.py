@@ -165,6 +165,27 @@ def test_off_loopback_a_token_is_asked_for_in_a_form(start_serve: Any, browser: 
     assert TOKEN not in page.url and TOKEN not in serve.log()
 
 
+def status_of(url: str, headers: dict[str, str]) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_tokenless_console_answers_its_own_page_only(start_serve: Any) -> None:
+    """No other site can reach it from a visitor's browser: a name rebound to 127.0.0.1 gets 403,
+    and so does a websocket opened from another origin."""
+    _, url = start_serve("--demo")
+    port = url.rsplit(":", 1)[1]
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+    upgrade["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ=="
+    assert status_of(url + "/", {}) == 200
+    assert status_of(url + "/", {"Host": f"localhost:{port}"}) == 200
+    assert status_of(url + "/", {"Host": f"rebound.example:{port}"}) == 403
+    assert status_of(url + "/ws", {**upgrade, "Origin": "http://elsewhere.example"}) == 403
+
+
 def test_off_loopback_without_a_token_is_refused_in_one_line(tmp_path: Path) -> None:
     import subprocess
 
