@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 
 from engine import App, shared, shared_task, signals
 from engine.fixups.django import DjangoFixup
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -112,3 +115,50 @@ def test_a_base_class_from_app_task_wraps_every_run_like_flasks_app_context() ->
 
     assert double.apply((4,)).get() == 8
     assert entered == [double.name]
+
+
+ON_COMMIT_SCRIPT = """
+import django
+from django.conf import settings
+
+settings.configure(DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}})
+django.setup()
+from django.db import transaction
+
+from engine import App
+
+app = App("oncommit", task_always_eager=True)
+ran = []
+
+
+@app.task
+def record(x):
+    ran.append(x)
+
+
+with transaction.atomic():
+    record.delay_on_commit(1)
+    record.apply_async_on_commit((2,))
+    assert ran == [], ran
+assert ran == [1, 2], ran
+try:
+    with transaction.atomic():
+        record.delay_on_commit(3)
+        raise RuntimeError("roll back")
+except RuntimeError:
+    pass
+record.delay_on_commit(4)  # outside a transaction: at once, as Django's on_commit
+print(ran)
+"""
+
+
+def test_delay_on_commit_sends_at_commit_and_never_after_a_rollback() -> None:
+    """In a process of its own: Django's settings are process-wide once configured."""
+    pytest.importorskip("django")
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run(
+        [sys.executable, "-c", ON_COMMIT_SCRIPT], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "[1, 2, 4]"), done.stderr
