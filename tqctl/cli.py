@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from tqctl.commands import beat, bench, broker, cluster, dead, demo, metrics, ops, queues, tasks, worker
+from tqctl.commands import beat, bench, broker, cluster, dead, demo, health, metrics, ops, queues, tasks, worker
 from tqctl.output import EXIT_ERROR, EXIT_OK, error_line
 from tqctl.tui import commands as console
 
@@ -32,6 +32,7 @@ app.command("worker")(worker.worker)
 app.command("demo")(demo.demo)
 app.command("bench")(bench.bench)
 app.command("metrics")(metrics.metrics)
+app.command("health")(health.health)
 
 # Scripted ops commands (one module per noun; shared helpers in tqctl/commands/common.py).
 app.command("status")(ops.status)
