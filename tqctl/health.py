@@ -45,7 +45,10 @@ class HealthFile:
         if etype == "task-received":
             self._last_received = time.monotonic()
         elif etype in ("worker-heartbeat", "worker-online"):
-            problem = self.problem()
+            try:
+                problem = self.problem()
+            except Exception as exc:  # a worker this check no longer understands: say so, loudly
+                problem = f"the health check itself failed: {exc!r}"
             if problem is None:
                 self._write(event)
             elif problem != self._reason:

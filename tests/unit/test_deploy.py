@@ -12,6 +12,7 @@ import configparser
 import json
 import re
 import shlex
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,7 +155,9 @@ def exported_names() -> set[str]:
         failure_groups=({"open": 1},),
         dead_count=1,
     )
-    registry.register(ClusterCollector(SimpleNamespace(latest=lambda: (snap, True), tasks=tasks)))  # type: ignore[arg-type]
+    registry.register(
+        ClusterCollector(SimpleNamespace(latest=lambda: (snap, True), tasks=tasks, state_lock=threading.Lock()))
+    )  # type: ignore[arg-type]
     worker = SimpleNamespace(hostname="w1@h", active={}, reserved={}, pool=SimpleNamespace(size=lambda: 2))
     registry.register(_WorkerGauges(worker))
     text = generate_latest(registry).decode()

@@ -43,7 +43,8 @@ class ClusterCollector(Collector):
         broker_up.add_metric([], 1.0 if up else 0.0)
         yield broker_up
         now = time.time()
-        alive = {w.hostname: w for w in self.exporter.tasks.state.workers_alive(now)}
+        with self.exporter.state_lock:  # the events thread is folding into the same state
+            alive = {w.hostname: w for w in self.exporter.tasks.state.workers_alive(now)}
         online = set(alive)
         busy = _gauge("tqctl_worker_busy", "Tasks running on the worker now", ["worker"])
         if snap is not None:
@@ -102,6 +103,7 @@ class Exporter:
         self._probe = Probe(url, inspect_timeout=inspect_timeout)
         self._receiver = EventReceiver(url)
         self._lock = threading.Lock()
+        self.state_lock = threading.Lock()
         self._snapshot: ClusterSnapshot | None = None
         self._up = False
         self._stop = threading.Event()
@@ -139,7 +141,8 @@ class Exporter:
 
     def _apply(self, event: dict[str, Any]) -> None:
         try:
-            self.tasks.apply(event, event.get("local_received"))
+            with self.state_lock:
+                self.tasks.apply(event, event.get("local_received"))
         except Exception as exc:  # one odd event must not stop the feed
             log.debug("event not counted: %r", exc)
 
