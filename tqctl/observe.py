@@ -32,6 +32,13 @@ class EventTee:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Writes reach the real dispatcher (``control enable-events`` sets ``enabled``)."""
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._inner, name, value)
+
     def _tell(self, event_type: str, fields: dict[str, Any]) -> None:
         event = {"type": event_type, "hostname": self._inner.hostname, "timestamp": time.time(), **fields}
         event["local_received"] = event["timestamp"]
