@@ -67,9 +67,10 @@ def serve(
         fail("tqctl serve needs textual-serve: pip install 'tqctl[serve]'", EXIT_USAGE)
     url = None
     if not demo:
-        from tqctl.tui.launch import LaunchError, resolve
+        from tqctl.tui.launch import LaunchError, load, resolve
 
         try:
+            load(app_spec or None)  # a wrong -A fails here, in one line, not in every browser tab
             url, _ = resolve(broker or None, state_dir)
         except LaunchError as exc:
             fail(str(exc))
