@@ -153,7 +153,7 @@ def make_server(command: str, host: str, port: int, token: str | None, max_sessi
 
         async def handle_index(self, request: web.Request) -> Any:
             # URLs in the page follow the address the browser used, not the one we listen on (0.0.0.0).
-            self.public_url = f"{request.scheme}://{request.host}"
+            self.public_url = f"{_scheme(request)}://{request.host}"
             return await super().handle_index(request)
 
         async def handle_websocket(self, request: web.Request) -> Any:
@@ -246,8 +246,16 @@ class Guard:
         if not isinstance(given, str) or not self._token_ok(given.strip()):
             return login_page("wrong token", status=401)
         response = web.HTTPSeeOther("/")
-        response.set_cookie(COOKIE, self.session, httponly=True, samesite="Strict", secure=request.secure, path="/")
+        secure = _scheme(request) == "https"
+        response.set_cookie(COOKIE, self.session, httponly=True, samesite="Strict", secure=secure, path="/")
         return response
+
+
+def _scheme(request: web.Request) -> str:
+    """https behind a TLS-terminating proxy that says so (the page's websocket must then be wss://).
+    Trusting the header is harmless: it only shapes the page sent back to the same client."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return forwarded if forwarded in ("http", "https") else request.scheme
 
 
 def login_page(message: str = "", status: int = 200) -> web.Response:
