@@ -38,6 +38,10 @@ class AsyncResult:
 
     # -- reading ------------------------------------------------------------------------------
     def _backend(self) -> Any:
+        if self.app is None:  # ``AsyncResult(task_id)`` as Celery's docs write it: the current app's
+            from engine.shared import existing_app
+
+            self.app = existing_app()
         backend = self.app.backend if self.app is not None else None
         if backend is None:
             raise ImproperlyConfigured("no result backend is configured, so results cannot be read")

@@ -10,6 +10,7 @@ attributes apply, and ``class MyTask(app.Task)`` with ``run`` is registered with
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -222,6 +223,17 @@ class Task:
             return self.apply(args, kwargs, **options)
         return await aio.asend_task(self.app, str(self.name), args, kwargs, task=self, **options)
 
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """Celery 5.4's: ``delay`` once the Django transaction in progress commits (at once outside
+        one); nothing is sent if it rolls back, so a worker never looks for a row that is not there."""
+        _on_commit(functools.partial(self.delay, *args, **kwargs))
+
+    def apply_async_on_commit(
+        self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> None:
+        """Celery 5.4's: ``apply_async`` once the Django transaction in progress commits."""
+        _on_commit(functools.partial(self.apply_async, args, kwargs, **options))
+
     def apply(
         self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
     ) -> AsyncResult:
@@ -360,6 +372,14 @@ class Task:
         if throw:
             raise retry
         return retry
+
+
+def _on_commit(send: Callable[[], Any]) -> None:
+    try:
+        from django.db import transaction
+    except ImportError:
+        raise ImproperlyConfigured("delay_on_commit and apply_async_on_commit need Django") from None
+    transaction.on_commit(send)
 
 
 def _carried(request: Request) -> dict[str, Any]:

@@ -7,6 +7,7 @@ command, whether it destroys anything, and the function that performs it through
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,13 @@ from tqctl.tui.messages import ActionDone, ActionProgress, Outcome
 
 if TYPE_CHECKING:
     from tqctl.tui.app import TqctlApp
+
+# Set by ``tqctl serve`` for its consoles: there the way to write is ``--write``, not leaving ``--read-only`` out.
+READ_ONLY_HINT_ENV = "TQCTL_READ_ONLY_HINT"
+
+
+def read_only_hint() -> str:
+    return os.environ.get(READ_ONLY_HINT_ENV) or "--read-only"
 
 
 @dataclass
@@ -62,7 +70,7 @@ class ActionsMixin:
     def request_action(self: TqctlApp, action: Action) -> None:
         if action.write and self.read_only:
             self.notify(
-                f"{action.title}: not sent, the console is read-only (--read-only).",
+                f"{action.title}: not sent, the console is read-only ({read_only_hint()}).",
                 title="read-only",
                 severity="warning",
             )
@@ -76,7 +84,9 @@ class ActionsMixin:
 
     def refuse_read_only(self: TqctlApp, what: str) -> None:
         self.notify(
-            f"{what}: not available, the console is read-only (--read-only).", title="read-only", severity="warning"
+            f"{what}: not available, the console is read-only ({read_only_hint()}).",
+            title="read-only",
+            severity="warning",
         )
 
     def copy_command(self: TqctlApp, command: str) -> None:
