@@ -243,9 +243,14 @@ async def asend_task(
     if not isinstance(client, redis.Redis):  # not a Redis broker (memory://): the sync path, in a thread
         send = functools.partial(app.send_task, name, args, kwargs, task=task, **options)
         return await asyncio.get_running_loop().run_in_executor(None, send)
+    # From here as App.send_task (keep the two in step), but for the publish.
     task = task if task is not None else app.tasks.get(name)
     args, kwargs = list(args or ()), dict(kwargs or {})
     options = {k: v for k, v in options.items() if v is not None}
+    if app.conf.get("task_inherit_parent_priority") and app.current_requests.stack:
+        parent_priority = (app.current_requests.stack[-1].delivery_info or {}).get("priority")
+        if parent_priority is not None:
+            options.setdefault("priority", parent_priority)
     queue, priority, routed = app._destination(name, task, args, kwargs, options)
     message_options = app._message_options(task, options, routed)
     task_id, raw = protocol.build(name, args, kwargs, queue=queue, priority=priority, **message_options)
