@@ -7,7 +7,7 @@ import re
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -106,7 +106,8 @@ def ssl_options(given: dict[str, Any]) -> dict[str, Any]:
 
 def _cert_reqs(value: Any) -> str:
     if isinstance(value, ssl.VerifyMode) or isinstance(value, int):
-        return {ssl.CERT_NONE: "none", ssl.CERT_OPTIONAL: "optional"}.get(value, "required")
+        names = {int(ssl.CERT_NONE): "none", int(ssl.CERT_OPTIONAL): "optional"}
+        return names.get(int(value), "required")
     found = CERT_REQS.get(str(value).strip().lower())
     if found is None:
         raise ImproperlyConfigured(f"ssl_cert_reqs must be required, optional or none, not {value!r}")
@@ -298,6 +299,21 @@ def guarded(url: str, call: Callable[[], T]) -> T:
         raise
 
 
+def as_text(value: object) -> str:
+    """A reply item as str. Our clients never set ``decode_responses``, so items come as bytes;
+    redis-py's annotations cannot know that and say ``bytes | str`` (or wider)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected a bulk string reply, got {type(value).__name__}")
+
+
+def as_bytes(value: bytes | str) -> bytes:
+    """A reply item as bytes (see ``as_text``)."""
+    return value if isinstance(value, bytes) else value.encode()
+
+
 class ThreadConnections:
     """One raw connection per thread (and per process after a fork), for hot paths that skip
     redis-py's per-command machinery; ``close`` disconnects every one handed out."""
@@ -309,16 +325,19 @@ class ThreadConnections:
 
     def get(self) -> redis.connection.AbstractConnection:
         local = self._local
-        conn = getattr(local, "conn", None)
+        conn: redis.connection.AbstractConnection | None = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
-            conn = local.conn = self.client.connection_pool.make_connection()
+            conn = local.conn = self.make()
             local.pid = os.getpid()
-            self._handed.append(conn)
         return conn
 
-    def adopt(self, conn: redis.connection.AbstractConnection) -> None:
-        """Also disconnect ``conn`` (made elsewhere) on ``close``."""
+    def make(self) -> redis.connection.AbstractConnection:
+        """A new connection of the client's pool, outside the pool, disconnected on ``close``."""
+        # typeshed says ConnectionInterface, which client-side caching's proxy also is; we never
+        # turn caching on, so the pool makes its connection class, an AbstractConnection.
+        conn = cast(redis.connection.AbstractConnection, self.client.connection_pool.make_connection())
         self._handed.append(conn)
+        return conn
 
     def close(self) -> None:
         conns, self._handed, self._local = self._handed, [], threading.local()
