@@ -196,9 +196,10 @@ class Run:
         self.out["enqueue_pipelined_per_s"] = self.out["enqueue_publish_many_per_s"] = None
         b = max(1, min(self.opts.bulk, n))
         raws = self.prebuilt(t.noop, n)[1]
-        if t.send_bulk is not None:
+        send_bulk = t.send_bulk
+        if send_bulk is not None:
             self.say(f"  enqueue: bulk API, {b} tasks")
-            self.out["enqueue_pipelined_per_s"] = b / _timed(lambda: t.send_bulk(b))
+            self.out["enqueue_pipelined_per_s"] = b / _timed(lambda: send_bulk(b))
             self._expect_depth(b)
             # The client's task-sent events go out from a background thread about 50 ms later;
             # let them, or their encoding runs inside the next figures (the raw references).
@@ -295,8 +296,9 @@ class Run:
         n = self.opts.tasks
         client, worker = self.cpu_client / n * 1e6, self.cpu_worker / n * 1e6
         broker = None
-        if None not in (self.cpu_broker_enqueue, self.cpu_broker_drain, self.cpu_broker_fill):
-            broker = max(self.cpu_broker_enqueue + self.cpu_broker_drain - self.cpu_broker_fill, 0.0) / n * 1e6
+        enqueue, drain, fill = self.cpu_broker_enqueue, self.cpu_broker_drain, self.cpu_broker_fill
+        if enqueue is not None and drain is not None and fill is not None:
+            broker = max(enqueue + drain - fill, 0.0) / n * 1e6
         self.out.update(
             cpu_client_us_per_task=client,
             cpu_worker_us_per_task=worker,

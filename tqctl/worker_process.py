@@ -94,7 +94,7 @@ def serve(spec: WorkerSpec) -> int:
         queues=spec.queues,
         hostname=spec.hostname,
         prefetch_multiplier=spec.prefetch_multiplier,
-        autoscale=tuple(spec.autoscale) if spec.autoscale else None,
+        autoscale=(spec.autoscale[0], spec.autoscale[1]) if spec.autoscale else None,  # JSON gave a list
     )
     if not spec.beat:
         return node.run()
