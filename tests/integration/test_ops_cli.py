@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,12 @@ def live_children(worker: Any) -> list[int]:
     return [int(pid) for pid, stat in rows if not stat.startswith("Z")]
 
 
-def client_app(url: str) -> App:
-    return App("client", broker=url, backend=url)
+@pytest.fixture
+def client(broker_url: str) -> Iterator[App]:
+    """A client app on this test's server; closed after, with its task-sent flusher thread."""
+    app = App("client", broker=broker_url, backend=broker_url)
+    yield app
+    app.close()
 
 
 # -- status / inspect ------------------------------------------------------------------------------
@@ -297,10 +302,9 @@ def test_retry_reruns_a_failed_task_with_its_original_arguments(broker_url: str,
 
 
 def test_retry_failed_group_is_throttled_to_the_rate(
-    broker_url: str, start_worker, tmp_path, redis_client: redis.Redis
+    broker_url: str, start_worker, tmp_path, redis_client: redis.Redis, client: App
 ) -> None:
     worker = start_worker("-P", "threads", "-c", "8", name="g1", app="tests.apps.guarded")
-    client = client_app(broker_url)
     for i in range(500):
         client.send_task("guarded.fail_once", [str(tmp_path / f"m{i}")], {"value": i})
     history = History(redis_client)
