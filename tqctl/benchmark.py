@@ -75,6 +75,7 @@ class Target:
     send_bulk: Callable[[int], Any] | None = None  # an explicit bulk API (n no-ops, one round trip)
     env: dict[str, str] = field(default_factory=dict)
     queue: str = QUEUE
+    close: Callable[[], None] = lambda: None  # the client's own cleanup (its threads, connections)
 
 
 def engine_target(broker_url: str) -> Target:
@@ -118,6 +119,7 @@ def engine_target(broker_url: str) -> Target:
         send_group=lambda n: group(noop.s() for _ in range(n)).apply_async(),
         send_bulk=lambda n: benchapp.app.send_many(noop.name, [((), None)] * n, task=noop),
         env={"TQCTL_BROKER": broker_url},
+        close=benchapp.app.close,
     )
 
 
@@ -352,9 +354,12 @@ def describe(target: Target, opts: Options) -> dict[str, Any]:
 def measure(target: Target, opts: Options, progress: Progress) -> dict[str, Any]:
     """``runs`` runs, one after another; figures are medians, counters are sums."""
     runs = []
-    for number in range(1, opts.runs + 1):
-        progress(f"run {number}/{opts.runs} ({target.engine}, {opts.tasks} tasks)")
-        runs.append(run_once(target, opts, progress))
+    try:
+        for number in range(1, opts.runs + 1):
+            progress(f"run {number}/{opts.runs} ({target.engine}, {opts.tasks} tasks)")
+            runs.append(run_once(target, opts, progress))
+    finally:
+        target.close()
     return {**describe(target, opts), **sysinfo.summarize(runs), "runs_detail": runs}
 
 
