@@ -58,20 +58,41 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 LEAK_GRACE_S = 5.0  # what is stopping (a joined thread's last step, a reaped child) gets this long
 
 
+def _child_pids() -> set[int]:
+    """Children of every thread of this process; a scan of /proc where the kernel has no
+    ``task/*/children`` files (CONFIG_PROC_CHILDREN)."""
+    me = os.getpid()
+    try:
+        pids: set[int] = set()
+        for tid in os.listdir(f"/proc/{me}/task"):
+            with open(f"/proc/{me}/task/{tid}/children", "rb") as fh:
+                pids.update(int(pid) for pid in fh.read().split())
+        return pids
+    except FileNotFoundError:
+        pass
+    found = set()
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+            if int(stat[stat.rindex(b")") + 2 :].split()[1]) == me:
+                found.add(int(name))
+        except (OSError, ValueError, IndexError):  # not a process, or it exited while we looked
+            continue
+    return found
+
+
 def _children() -> dict[int, str]:
     """This process's live child processes (zombies are dead already): pid -> command line."""
-    me, found = os.getpid(), {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+    found = {}
+    for pid in _child_pids():
         try:
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
                 stat = fh.read()
-            state, ppid = stat[stat.rindex(b")") + 2 :].split()[:2]
-            if int(ppid) != me or state == b"Z":
+            if stat[stat.rindex(b")") + 2 :].split()[0] == b"Z":
                 continue
-            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
-                found[int(entry.name)] = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                found[pid] = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
         except (OSError, ValueError, IndexError):  # it exited while we looked
             continue
     return found
