@@ -8,7 +8,7 @@ import ssl
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
@@ -313,6 +313,21 @@ def guarded(url: str, call: Callable[[], T]) -> T:
         raise
 
 
+def as_text(value: object) -> str:
+    """A reply item as str. Our clients never set ``decode_responses``, so items come as bytes;
+    redis-py's annotations cannot know that and say ``bytes | str`` (or wider)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected a bulk string reply, got {type(value).__name__}")
+
+
+def as_bytes(value: bytes | str) -> bytes:
+    """A reply item as bytes (see ``as_text``)."""
+    return value if isinstance(value, bytes) else value.encode()
+
+
 class ThreadConnections:
     """One raw connection per thread (and per process after a fork), for hot paths that skip
     redis-py's per-command machinery; ``close`` disconnects every one handed out.
@@ -327,7 +342,7 @@ class ThreadConnections:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._handed: list[redis.connection.AbstractConnection] = []  # every one made (or adopted)
+        self._handed: list[redis.connection.AbstractConnection] = []  # every one made
         self._free: list[redis.connection.AbstractConnection] = []  # their threads have ended
 
     def get(self) -> redis.connection.AbstractConnection:
@@ -341,19 +356,20 @@ class ThreadConnections:
         with self._lock:
             if os.getpid() != self._pid:  # a forked child inherits none of them
                 self._pid, self._handed, self._free = os.getpid(), [], []
-            try:
+            if self._free:
                 return self._free.pop()
-            except IndexError:
-                pass
-            pool = self.client.connection_pool
-            conn = pool.connection_class(**pool.connection_kwargs)
-            self._handed.append(conn)
-            return conn
+            return self._new()
 
-    def adopt(self, conn: redis.connection.AbstractConnection) -> None:
-        """Also disconnect ``conn`` (made elsewhere) on ``close``."""
+    def make(self) -> redis.connection.AbstractConnection:
+        """A connection of one's own (not a thread's), also disconnected on ``close``."""
         with self._lock:
-            self._handed.append(conn)
+            return self._new()
+
+    def _new(self) -> redis.connection.AbstractConnection:
+        pool = self.client.connection_pool
+        conn: redis.connection.AbstractConnection = pool.connection_class(**pool.connection_kwargs)
+        self._handed.append(conn)
+        return conn
 
     def close(self) -> None:
         with self._lock:
