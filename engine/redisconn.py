@@ -84,7 +84,19 @@ def broker_target(url: str, conf: Any) -> str:
         conf.get("broker_use_ssl"),
         failover_timeout=conf.get("tqctl_failover_timeout"),
         wait_replicas=replicas,
+        **_amqp_options(url, conf),
     )
+
+
+def _amqp_options(url: str, conf: Any) -> dict[str, Any]:
+    """Celery's queue settings an AMQP broker declares its queues with (RabbitMQ refuses a
+    redeclaration that differs, so both sides must agree)."""
+    if urlsplit(str(url)).scheme.lower() not in ("amqp", "amqps", "pyamqp"):
+        return {}
+    return {
+        "queue_max_priority": conf.get("task_queue_max_priority"),
+        "queue_type": conf.get("task_default_queue_type"),
+    }
 
 
 def backend_target(url: str, conf: Any) -> str:
@@ -275,7 +287,8 @@ def unsupported_url(url: str) -> ImproperlyConfigured:
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("amqp", "amqps", "pyamqp"):
         return ImproperlyConfigured(
-            f"AMQP brokers are not supported yet ({mask_url(url)}); use a Redis URL or the bundled broker"
+            f"AMQP brokers are not supported here yet ({mask_url(url)}): workers and clients run on "
+            "RabbitMQ (README 'RabbitMQ (preview)'), this needs a Redis URL"
         )
     return ImproperlyConfigured(
         f"unsupported broker URL scheme {scheme!r} in {mask_url(url)} (use redis://, rediss://, redis+socket:// or sentinel://)"

@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 from engine.broker.base import Broker
 from engine.redisconn import REDIS_SCHEMES, unsupported_url
 
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+
 
 def connect(url: str) -> Broker:
     scheme = urlsplit(url.split(";", 1)[0]).scheme.lower()
@@ -19,4 +21,8 @@ def connect(url: str) -> Broker:
         from engine.broker.redis import RedisBroker
 
         return RedisBroker(url)
+    if scheme in AMQP_SCHEMES:
+        from engine.broker.amqp import AmqpBroker
+
+        return AmqpBroker(url)
     raise unsupported_url(url)
