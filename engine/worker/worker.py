@@ -20,6 +20,7 @@ import redis
 
 from engine import signals, states
 from engine.broker.base import DeadLetter, Delivery
+from engine.broker.connect import worker_side_url
 from engine.broker.fanout import RedisFanout
 from engine.config import mask_url, url_host
 from engine.control import load_revoked
@@ -146,7 +147,8 @@ class Worker:
         if autoscale:
             self.concurrency = max(1, min(self.concurrency, autoscale[0]))
         self.masked_broker = mask_url(self.broker.url)
-        self.fanout = RedisFanout(self.broker.url)
+        side_url, self.side_note = worker_side_url(self.broker.url, app.backend_url())
+        self.fanout = RedisFanout(side_url)
         self.events = EventDispatcher(self.fanout, self.hostname, enabled=bool(conf.worker_send_task_events))
         self.history = HistoryWriter(self.fanout.client, keep=int(conf.tqctl_history_size))
         self._next_heartbeat = 0.0
@@ -170,6 +172,8 @@ class Worker:
             },
         )
         signals.worker_init.send(sender=self)
+        if self.side_note:
+            log.warning(self.side_note)
         self.broker.ping()
         self.broker.declare(self.queues)
         self.revoked.update(load_revoked(self.fanout))
