@@ -20,8 +20,7 @@ import redis
 
 from engine import signals, states
 from engine.broker.base import DeadLetter, Delivery
-from engine.broker.connect import worker_side_url
-from engine.broker.fanout import RedisFanout
+from engine.broker.connect import worker_fanout
 from engine.config import mask_url, url_host
 from engine.control import load_revoked
 from engine.events.dispatcher import EventDispatcher
@@ -147,8 +146,7 @@ class Worker:
         if autoscale:
             self.concurrency = max(1, min(self.concurrency, autoscale[0]))
         self.masked_broker = mask_url(self.broker.url)
-        side_url, self.side_note = worker_side_url(self.broker.url, app.backend_url())
-        self.fanout = RedisFanout(side_url)
+        self.fanout, self.side_note = worker_fanout(self.broker.url, app.backend_url())
         self.events = EventDispatcher(self.fanout, self.hostname, enabled=bool(conf.worker_send_task_events))
         self.history = HistoryWriter(self.fanout.client, keep=int(conf.tqctl_history_size))
         self._next_heartbeat = 0.0
