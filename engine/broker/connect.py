@@ -31,31 +31,6 @@ def connect(url: str) -> Broker:
     raise unsupported_url(url)
 
 
-def worker_side_url(broker_url: str, backend_url: str | None) -> tuple[str, str | None]:
-    """The Redis a worker keeps its events, remote control, revokes and history on, and a note
-    saying what that leaves off (None when all is on the broker).
-
-    On a Redis broker that is the broker. On AMQP those features are not on RabbitMQ yet (the
-    ``celeryev`` and ``celery.pidbox`` exchanges are to come), so a worker keeps them on its
-    Redis result backend, the usual pairing, where ``tqctl -b <backend URL>`` reaches them."""
-    scheme = urlsplit(str(broker_url).split(";", 1)[0]).scheme.lower()
-    if scheme not in AMQP_SCHEMES:
-        return broker_url, None
-    backend_scheme = urlsplit(str(backend_url or "")).scheme.lower()
-    if backend_scheme not in REDIS_SCHEMES:
-        raise ImproperlyConfigured(
-            "a worker on an AMQP broker needs a Redis result backend for now (result_backend or "
-            "TQCTL_BACKEND): its revokes and task history are kept there"
-        )
-    assert backend_url is not None
-    note = (
-        f"broker {mask_url(str(broker_url))} is AMQP (preview): events, remote control, revokes and "
-        f"history are on the result backend {mask_url(str(backend_url))}, not on RabbitMQ, so "
-        "celery inspect/events and Flower on RabbitMQ do not see this worker yet"
-    )
-    return backend_url, note
-
-
 def worker_fanout(broker_url: str, backend_url: str | None) -> tuple[RedisFanout, str | None]:
     """A worker's broadcast channels (events, remote control) and stored state (revokes,
     history), and a note saying what that leaves off (None when nothing is).
