@@ -113,3 +113,41 @@ def test_a_retry_crosses_between_the_engines_on_rabbitmq(
     seen = interop_mq.hop.apply_async((["theirs", "ours", "theirs"], []), queue="ours").get(timeout=60)
     assert [hop[0] for hop in seen] == ["tqctl", "celery", "tqctl", "celery"]
     assert [hop[1] for hop in seen] == [0, 1, 2, 3]
+
+
+# -- Celery's tools on RabbitMQ see our worker ------------------------------------------------------
+
+
+def test_celery_inspect_and_control_reach_our_worker_over_rabbitmq(
+    celery_mq_client: Any, our_mq_worker: Any, interop_mq: Any
+) -> None:
+    import celery.exceptions
+
+    our_mq_worker()
+    name = f"ours1@{HOST}"
+    inspect = celery_mq_client.control.inspect(destination=[name], timeout=5)
+    assert inspect.ping() == {name: {"ok": "pong"}}
+    assert "interop.add" in inspect.registered()[name]
+    revoked_id = "amqp-revoked-1"
+    celery_mq_client.control.revoke(revoked_id, destination=[name], reply=True, timeout=5)
+    with pytest.raises(celery.exceptions.TaskRevokedError):
+        celery_mq_client.send_task("interop.add", args=[1, 1], task_id=revoked_id).get(timeout=30)
+    assert celery_mq_client.send_task("interop.add", args=[1, 2]).get(timeout=30) == 3  # still serving
+
+
+def test_celery_event_receiver_on_rabbitmq_sees_our_workers_events(
+    celery_mq_client: Any, our_mq_worker: Any, interop_mq: Any
+) -> None:
+    our_mq_worker()
+    name = f"ours1@{HOST}"
+    seen: list[dict[str, Any]] = []
+    sent: Any = None
+    with celery_mq_client.connection_for_read() as conn:
+        receiver = celery_mq_client.events.Receiver(conn, handlers={"*": seen.append})
+        for _ in receiver.consume(limit=None, timeout=30, safety_interval=0.5):
+            if sent is None and any(e["type"] == "worker-heartbeat" and e["hostname"] == name for e in seen):
+                sent = celery_mq_client.send_task("interop.add", args=[2, 2])  # the receiver's queue is bound
+            if sent is not None and any(e["type"] == "task-succeeded" and e.get("uuid") == sent.id for e in seen):
+                break
+    types = [e["type"] for e in seen if e.get("uuid") == sent.id]
+    assert types[0] == "task-received" and "task-started" in types and types[-1] == "task-succeeded"

@@ -55,7 +55,7 @@ def test_worker_runs_tasks_with_results_in_redis_and_says_what_is_off(
     assert worker.wait(30) == 0
     log = worker.log()
     assert " stopped" in log
-    assert "is AMQP (preview): events, remote control" in log
+    assert log.count("is AMQP (preview): events and remote control are on RabbitMQ") == 1
     assert "Traceback" not in log
 
 
