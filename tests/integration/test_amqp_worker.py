@@ -119,3 +119,16 @@ def test_worker_on_amqp_without_a_redis_backend_is_refused_in_one_line(amqp_url:
         proc.close()
     out = proc.log().strip()
     assert "needs a Redis result backend" in out and "Traceback" not in out and "guest:guest" not in out
+
+
+def test_rabbitmq_restart_mid_drain_loses_nothing_and_the_worker_reconnects(
+    rabbitmq: RabbitMQ, mq_app: ModuleType, mq_worker: Callable[..., WorkerProcess]
+) -> None:
+    worker = mq_worker("-c", "2", "-P", "threads")
+    before = [mq_app.add.delay(i, 0) for i in range(300)]
+    rabbitmq.stop()  # durable queue, persistent messages: what was not yet acked is kept on disk
+    rabbitmq.start()
+    after = [mq_app.add.delay(i, 1000) for i in range(20)]  # the client reconnects by itself too
+    assert [r.get(timeout=90) for r in before] == list(range(300))
+    assert [r.get(timeout=90) for r in after] == [1000 + i for i in range(20)]
+    assert "Traceback" not in worker.log()
