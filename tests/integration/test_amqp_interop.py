@@ -109,7 +109,7 @@ def test_a_retry_crosses_between_the_engines_on_rabbitmq(
     celery_mq_worker: Any, our_mq_worker: Any, interop_mq: Any
 ) -> None:
     celery_mq_worker(queues="theirs")
-    our_mq_worker("-Q", "ours")
+    our_mq_worker("-Q", "ours", "-P", "prefork")  # the retries are published from a forked child
     seen = interop_mq.hop.apply_async((["theirs", "ours", "theirs"], []), queue="ours").get(timeout=60)
     assert [hop[0] for hop in seen] == ["tqctl", "celery", "tqctl", "celery"]
     assert [hop[1] for hop in seen] == [0, 1, 2, 3]
