@@ -47,6 +47,7 @@ from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 
 log = logging.getLogger("engine.broker")
 DEAD = "tqctl.dead"
+IDLE_PUBLISHERS = 8  # publishing connections kept open between publishes
 SLICE = 0.05  # seconds one wait for deliveries holds the consumer's channel (acks wait at most this)
 CONNECT_TIMEOUT = 5.0
 LETTER_FIELDS = ("queue", "reason", "detail", "time", "task_id", "task_name", "worker")
@@ -64,8 +65,9 @@ class AmqpBroker:
         options: dict[str, Any] = getattr(url, "options", {})
         self.max_priority: int | None = options.get("queue_max_priority")
         self.queue_type: str | None = options.get("queue_type")
-        self._local = threading.local()  # each thread's publishing connection
-        self._publishers: list[kombu.Connection] = []
+        # Publishing connections, idle ones kept for the next publish from any thread (a thread
+        # per request, as a web server has, must not mean a connection per request).
+        self._idle: list[kombu.Connection] = []
         self._plock = threading.Lock()
         # The consumer: one connection and channel, used by one thread at a time under ``_lock``.
         self._lock = threading.RLock()
@@ -81,6 +83,7 @@ class AmqpBroker:
         self._seq = itertools.count()
         self._forsaken: list[str] = []
         self._window = 0  # basic_qos prefetch_count now set
+        self._base = 0  # the largest fetch asked for: the worker's prefetch
 
     # -- connections ----------------------------------------------------------------------------
     def _connection(self, confirm: bool = True) -> kombu.Connection:
@@ -102,19 +105,44 @@ class AmqpBroker:
         except UNREACHABLE as exc:
             raise self._unavailable(exc) from None
 
-    def _publisher(self) -> kombu.Connection:
-        conn: kombu.Connection | None = getattr(self._local, "conn", None)
+    @contextmanager
+    def _publishing(self) -> Iterator[kombu.Connection]:
+        """An idle publishing connection (or a new one), given back afterwards unless it failed."""
+        with self._plock:
+            conn = self._idle.pop() if self._idle else None
         if conn is None:
-            conn = self._local.conn = self._connection()
-            with self._plock:
-                self._publishers.append(conn)
-        return conn
-
-    def _drop_publisher(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
+            conn = self._connection()
+        try:
+            yield conn
+        except BaseException:
             _quietly(conn.release)
+            raise
+        with self._plock:
+            if len(self._idle) < IDLE_PUBLISHERS:
+                self._idle.append(conn)
+                return
+        _quietly(conn.release)
+
+    def _drop_idle(self) -> None:
+        """After a failure every idle connection is suspect (RabbitMQ restarted): open afresh."""
+        with self._plock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _quietly(conn.release)
+
+    def _publish_to(self, queue: str, message: Outgoing) -> None:
+        """Persistent, confirmed; a connection found dead (RabbitMQ restarted) is reopened once."""
+        for attempt in (1, 2):
+            try:
+                with self._publishing() as conn:
+                    self._send(conn, queue, message)
+                return
+            except amqp.exceptions.PreconditionFailed as exc:
+                raise ImproperlyConfigured(f"RabbitMQ refused the declaration of queue {queue!r}: {exc}") from None
+            except UNREACHABLE as exc:
+                self._drop_idle()
+                if attempt == 2:
+                    raise self._unavailable(exc) from None
 
     @contextmanager
     def _admin(self) -> Iterator[Any]:
@@ -126,15 +154,15 @@ class AmqpBroker:
             _quietly(conn.release)
 
     def ping(self) -> None:
-        self._guard(lambda: self._publisher().ensure_connection(max_retries=1))
+        def run() -> None:
+            with self._publishing() as conn:
+                conn.ensure_connection(max_retries=1)
+
+        self._guard(run)
 
     def close(self) -> None:
         self.retire("")
-        with self._plock:
-            publishers, self._publishers = self._publishers, []
-        for conn in publishers:
-            _quietly(conn.release)
-        self._local = threading.local()
+        self._drop_idle()
 
     # -- declarations ---------------------------------------------------------------------------
     def entity(self, queue: str) -> kombu.Queue:
@@ -149,29 +177,20 @@ class AmqpBroker:
 
     def declare(self, queues: Iterable[str]) -> None:
         def run() -> None:
-            channel = self._publisher().default_channel
-            for queue in queues:
-                self.entity(queue)(channel).declare()
+            with self._publishing() as conn:
+                for queue in queues:
+                    self.entity(queue)(conn.default_channel).declare()
 
         self._guard(run)
 
     # -- publishing -----------------------------------------------------------------------------
     def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
-        """Persistent, confirmed; a connection found dead (RabbitMQ restarted) is reopened once."""
         message = Outgoing(raw)
         if priority is not None:
             message.properties["priority"] = priority
-        try:
-            self._send(queue, message)
-        except UNREACHABLE:
-            self._drop_publisher()
-            self._guard(lambda: self._send(queue, message))
-        except amqp.exceptions.PreconditionFailed as exc:
-            self._drop_publisher()
-            raise ImproperlyConfigured(f"RabbitMQ refused the declaration of queue {queue!r}: {exc}") from None
+        self._publish_to(queue, message)
 
-    def _send(self, queue: str, message: Outgoing) -> None:
-        conn = self._publisher()
+    def _send(self, conn: kombu.Connection, queue: str, message: Outgoing) -> None:
         producer = kombu.Producer(conn.default_channel, auto_declare=False)
         producer.publish(
             message.body,
@@ -222,7 +241,8 @@ class AmqpBroker:
                 self._conn = self._connection(confirm=False)
                 self._conn.ensure_connection(max_retries=1)
                 self._window = 0
-            wanted = max(self._window, limit + len(self._deferred), 1)
+            self._base = max(self._base, limit, 1)
+            wanted = self._base + len(self._deferred)
             channel = self._conn.default_channel
             if wanted != self._window:
                 channel.basic_qos(0, wanted, False)
@@ -391,11 +411,7 @@ class AmqpBroker:
         message = Outgoing(letter.raw)
         message.headers = {**message.headers, **headers}
         message.expiration = None
-        try:
-            self._send(DEAD, message)
-        except UNREACHABLE:
-            self._drop_publisher()
-            self._guard(lambda: self._send(DEAD, message))
+        self._publish_to(DEAD, message)
         if tag:
             self.ack(owner or "", [tag])
 

@@ -126,3 +126,16 @@ def test_unreachable_broker_is_one_line(rabbitmq: object) -> None:
     assert time.monotonic() - started < 30
     assert "\n" not in str(info.value) and "secret" not in str(info.value)
     broker.close()
+
+
+def test_a_thread_per_publish_reuses_connections(broker: AmqpBroker) -> None:
+    """A web server's thread per request must not leave an AMQP connection per request open."""
+    import threading
+
+    for n in range(30):
+        thread = threading.Thread(target=broker.publish, args=("celery", protocol.build("t", (n,), queue="celery")[1]))
+        thread.start()
+        thread.join()
+    assert len(broker._idle) == 1
+    got = fetch_all(broker, 30)
+    assert sorted(protocol.decode(d.raw, ALL).args[0] for d in got) == list(range(30))
