@@ -75,7 +75,7 @@ def envelope(
     try:
         return json_dumps(data).encode()
     except (TypeError, ValueError):
-        # AMQP tables can hold timestamps, decimals and bytes, which JSON cannot: as text instead.
+        # Timestamps, decimals and bytes get kombu's JSON type tags above; anything else, as text.
         return json.dumps(data, default=_plain).encode()
 
 
