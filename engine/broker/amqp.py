@@ -268,7 +268,9 @@ class AmqpBroker:
             self._conn.drain_events(timeout=timeout)
         except TimeoutError:
             return
-        except UNREACHABLE as exc:
+        except (*UNREACHABLE, amqp.exceptions.ChannelError) as exc:
+            # A closed channel too: RabbitMQ's consumer_timeout, or an ack it did not know. Its
+            # unacked messages are redelivered; we start over on a new connection.
             self._lost()
             raise self._unavailable(exc) from None
 
@@ -319,7 +321,7 @@ class AmqpBroker:
                     if held is not None:
                         how(channel, held[0])
                         done += 1
-            except UNREACHABLE as exc:
+            except (*UNREACHABLE, amqp.exceptions.ChannelError) as exc:
                 self._lost()
                 raise self._unavailable(exc) from None
         return done

@@ -139,3 +139,18 @@ def test_a_thread_per_publish_reuses_connections(broker: AmqpBroker) -> None:
     assert len(broker._idle) == 1
     got = fetch_all(broker, 30)
     assert sorted(protocol.decode(d.raw, ALL).args[0] for d in got) == list(range(30))
+
+
+def test_a_channel_rabbitmq_closes_is_a_reconnect_and_its_messages_come_back(broker: AmqpBroker) -> None:
+    """As when RabbitMQ's consumer_timeout closes the channel of a long-held message."""
+    broker.publish("celery", protocol.build("t", queue="celery")[1])
+    [first] = fetch_all(broker, 1)
+    assert broker._conn is not None
+    broker._conn.default_channel.basic_ack(999_999)  # a tag RabbitMQ never gave: it closes the channel
+    with pytest.raises(BrokerUnavailable):
+        for _ in range(100):
+            broker.fetch("me", ["celery"], 1, 0.1)
+    [again] = fetch_all(broker, 1)
+    assert protocol.decode(again.raw, ALL).delivery_info["redelivered"]
+    assert not broker.claim("me", first.tag, take=True)  # the old delivery is void, the new one is ours
+    assert broker.claim("me", again.tag, take=True)
