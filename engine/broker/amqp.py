@@ -335,7 +335,11 @@ class AmqpBroker:
         return self._settle(tags, lambda ch, n: ch.basic_reject(n, requeue=True)) if tags else 0
 
     def requeue_all(self, owner: str) -> int:
+        """Everything we hold back to its queue, consuming stopped first so none comes straight back."""
         with self._lock:
+            if self._consumer is not None:
+                _quietly(self._consumer.cancel)
+                self._consumer, self._consuming = None, ()
             self._ready.clear()
             self._deferred.clear()
             return self.requeue(owner, list(self._held))

@@ -132,3 +132,17 @@ def test_rabbitmq_restart_mid_drain_loses_nothing_and_the_worker_reconnects(
     assert [r.get(timeout=90) for r in before] == list(range(300))
     assert [r.get(timeout=90) for r in after] == [1000 + i for i in range(20)]
     assert "Traceback" not in worker.log()
+
+
+def test_warm_shutdown_hands_reserved_tasks_back_to_rabbitmq(
+    mq_app: ModuleType, mq_worker: Callable[..., WorkerProcess], ledger: Path
+) -> None:
+    first = mq_worker("-c", "1", name="w1")  # prefetch 4: it reserves every one of them
+    results = [mq_app.slow_late.delay(0.5) for _ in range(4)]
+    wait_for(lambda: "start" in ledger.read_text(), 30, "the first task to start")
+    first.signal(signal.SIGTERM)
+    assert first.wait(60) == 0
+    mq_worker("-c", "1", name="w2")
+    assert [r.get(timeout=60) for r in results] == ["done"] * 4
+    starts = [line.split()[1] for line in ledger.read_text().splitlines() if line.startswith("start")]
+    assert sorted(starts) == sorted(r.id for r in results)  # each ran exactly once
