@@ -122,16 +122,27 @@ def test_worker_on_amqp_without_a_redis_backend_is_refused_in_one_line(amqp_url:
 
 
 def test_rabbitmq_restart_mid_drain_loses_nothing_and_the_worker_reconnects(
-    rabbitmq: RabbitMQ, mq_app: ModuleType, mq_worker: Callable[..., WorkerProcess]
+    rabbitmq: RabbitMQ, redis_url: str, mq_app: ModuleType, tmp_path: Path, ledger: Path
 ) -> None:
-    worker = mq_worker("-c", "2", "-P", "threads")
-    before = [mq_app.add.delay(i, 0) for i in range(300)]
-    rabbitmq.stop()  # durable queue, persistent messages: what was not yet acked is kept on disk
-    rabbitmq.start()
-    after = [mq_app.add.delay(i, 1000) for i in range(20)]  # the client reconnects by itself too
-    assert [r.get(timeout=90) for r in before] == list(range(300))
-    assert [r.get(timeout=90) for r in after] == [1000 + i for i in range(20)]
-    assert "Traceback" not in worker.log()
+    node = RabbitMQ(tmp_path / "own-node").start()  # a node of its own: restarting it is the test
+    worker = WorkerProcess(
+        node.url, ["-c", "2", "-P", "threads"], tmp_path / "w.log", {"AMQP_TEST_BACKEND": redis_url}, app=APP
+    )
+    try:
+        worker.wait_ready(60)
+        mq_app.app.close()
+        mq_app.app.conf.broker_url = node.url
+        before = [mq_app.add.delay(i, 0) for i in range(300)]
+        node.stop()  # durable queue, persistent messages: what was not yet acked is kept on disk
+        node.start()
+        after = [mq_app.add.delay(i, 1000) for i in range(20)]  # the client reconnects by itself too
+        assert [r.get(timeout=90) for r in before] == list(range(300))
+        assert [r.get(timeout=90) for r in after] == [1000 + i for i in range(20)]
+        assert "Traceback" not in worker.log()
+    finally:
+        mq_app.app.close()
+        worker.close()
+        node.close()
 
 
 def test_warm_shutdown_hands_reserved_tasks_back_to_rabbitmq(
