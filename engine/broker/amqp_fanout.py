@@ -96,7 +96,7 @@ class AmqpFanout(RedisFanout):
             except FAILURES as exc:
                 self._local.conn = None
                 if conn is not None:
-                    _release(conn)
+                    self._forget(conn)
                 if attempt == 2:
                     raise ConnectionError(f"RabbitMQ: {exc}") from None
 
@@ -107,8 +107,14 @@ class AmqpFanout(RedisFanout):
         try:
             return Subscription(conn, [p.split("/", 1) if "/" in p else [p, ""] for p in patterns])
         except FAILURES as exc:
-            _release(conn)
+            self._forget(conn)
             raise ConnectionError(f"RabbitMQ: {exc}") from None
+
+    def _forget(self, conn: kombu.Connection) -> None:
+        with self._lock:
+            if conn in self._opened:
+                self._opened.remove(conn)
+        _release(conn)
 
     def bind_reply(self, oid: str, exchange: str = REPLIES) -> str:
         raise NotImplementedError("replies to tqctl's own commands are not on RabbitMQ yet")
@@ -157,6 +163,7 @@ class Subscription:
             except TimeoutError:
                 return None
             except FAILURES as exc:
+                _release(self.conn)  # the listener subscribes afresh
                 raise ConnectionError(f"RabbitMQ: {exc}") from None
         return {"type": "message", "data": self._got.popleft()} if self._got else None
 

@@ -138,6 +138,13 @@ def test_rabbitmq_restart_mid_drain_loses_nothing_and_the_worker_reconnects(
         after = [mq_app.add.delay(i, 1000) for i in range(20)]  # the client reconnects by itself too
         assert [r.get(timeout=90) for r in before] == list(range(300))
         assert [r.get(timeout=90) for r in after] == [1000 + i for i in range(20)]
+        import celery
+
+        probe = celery.Celery("probe", broker=node.url, set_as_current=False)  # remote control is back too
+        try:
+            wait_for(lambda: probe.control.inspect(timeout=1).ping(), 30, "celery inspect ping after the restart")
+        finally:
+            probe.close()
         assert "Traceback" not in worker.log()
     finally:
         mq_app.app.close()
