@@ -154,3 +154,12 @@ def test_a_channel_rabbitmq_closes_is_a_reconnect_and_its_messages_come_back(bro
     assert protocol.decode(again.raw, ALL).delivery_info["redelivered"]
     assert not broker.claim("me", first.tag, take=True)  # the old delivery is void, the new one is ours
     assert broker.claim("me", again.tag, take=True)
+
+
+def test_publish_many_confirms_a_batch_across_queues(broker: AmqpBroker) -> None:
+    items = [(("celery", "other")[n % 2], protocol.build("t", (n,), queue="x")[1], None) for n in range(400)]
+    broker.publish_many(items)
+    assert broker.queue_depth("celery") == 200 and broker.queue_depth("other") == 200  # confirmed: all there
+    got = fetch_all(broker, 400, ("celery", "other"))
+    assert sorted(protocol.decode(d.raw, ALL).args[0] for d in got) == list(range(400))
+    broker.publish_many([])
