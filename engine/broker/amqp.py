@@ -29,6 +29,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import ssl
 import threading
 import time
 from collections import deque
@@ -90,11 +91,7 @@ class AmqpBroker:
 
     # -- connections ----------------------------------------------------------------------------
     def _connection(self, confirm: bool = True) -> kombu.Connection:
-        return kombu.Connection(
-            str(self.url).replace("pyamqp://", "amqp://", 1),
-            connect_timeout=CONNECT_TIMEOUT,
-            transport_options={"confirm_publish": confirm, "max_retries": 0},  # we retry once, ourselves
-        )
+        return open_connection(self.url, confirm_publish=confirm)
 
     def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
         text = " ".join(str(exc).split()) or type(exc).__name__
@@ -597,6 +594,33 @@ class AmqpBroker:
                     return 0
 
         return self._guard(run)
+
+
+def open_connection(url: str, **transport_options: Any) -> kombu.Connection:
+    """A kombu connection (not yet connected) with Celery's ``broker_use_ssl`` applied: the
+    URL carries it (``engine.redisconn.with_options``) in redis-py's key names."""
+    return kombu.Connection(
+        str(url).replace("pyamqp://", "amqp://", 1),
+        connect_timeout=CONNECT_TIMEOUT,
+        ssl=tls_options(url),
+        transport_options={"max_retries": 0, **transport_options},  # callers retry once, themselves
+    )
+
+
+def tls_options(url: str) -> dict[str, Any] | bool | None:
+    """py-amqp's TLS options from the URL's ``broker_use_ssl``; None leaves it to the scheme
+    (``amqps://`` is TLS with the system's CAs, ``amqp://`` is plain)."""
+    given: dict[str, Any] | None = getattr(url, "options", {}).get("ssl")
+    if given is None:
+        return None
+    out: dict[str, Any] = {}
+    reqs = given.get("ssl_cert_reqs")
+    if reqs:
+        out["cert_reqs"] = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL}.get(reqs, ssl.CERT_REQUIRED)
+    for ours, theirs in (("ssl_ca_certs", "ca_certs"), ("ssl_certfile", "certfile"), ("ssl_keyfile", "keyfile")):
+        if given.get(ours):
+            out[theirs] = given[ours]
+    return out or True  # ``broker_use_ssl = True``: TLS with the system's CAs
 
 
 def _quietly(call: Callable[[], object]) -> None:

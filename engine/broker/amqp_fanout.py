@@ -25,6 +25,7 @@ import amqp.exceptions
 import kombu
 import kombu.exceptions
 
+from engine.broker.amqp import open_connection
 from engine.broker.amqp_wire import Outgoing, envelope
 from engine.broker.fanout import RedisFanout
 
@@ -54,11 +55,7 @@ class AmqpFanout(RedisFanout):
         self._lock = threading.Lock()
 
     def _open(self) -> kombu.Connection:
-        conn = kombu.Connection(
-            str(self.amqp_url).replace("pyamqp://", "amqp://", 1),
-            connect_timeout=5.0,
-            transport_options={"max_retries": 0},
-        )
+        conn = open_connection(self.amqp_url)
         with self._lock:
             self._opened.append(conn)
         return conn

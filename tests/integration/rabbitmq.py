@@ -22,7 +22,7 @@ from pathlib import Path
 import amqp
 import pytest
 
-from tests.integration.servers import free_port
+from tests.integration.servers import free_port, make_certs
 
 SCRIPT = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # the Debian package's, without the su wrapper
 
@@ -39,6 +39,8 @@ class RabbitMQ:
     epmd_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     started_in: float = 0.0  # seconds from launch to the first AMQP login, for the CI budget
+    tls: dict[str, str] | None = None  # make_certs' paths: a TLS listener on ``tls_port`` too
+    tls_port: int = field(default_factory=free_port)
 
     @property
     def url(self) -> str:
@@ -70,12 +72,22 @@ class RabbitMQ:
     def start(self, timeout: float = 60.0) -> RabbitMQ:
         d = self.directory
         (d / "home").mkdir(parents=True, exist_ok=True)
-        (d / "rabbitmq.conf").write_text(
+        conf = (
             f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
             "loopback_users = none\n"  # guest may log in (it is loopback-only anyway)
             "log.console = false\n"
             "log.file.level = info\n"
         )
+        if self.tls is not None:
+            conf += (
+                f"listeners.ssl.1 = 127.0.0.1:{self.tls_port}\n"
+                f"ssl_options.cacertfile = {self.tls['ca']}\n"
+                f"ssl_options.certfile = {self.tls['server_cert']}\n"
+                f"ssl_options.keyfile = {self.tls['server_key']}\n"
+                "ssl_options.verify = verify_peer\n"
+                "ssl_options.fail_if_no_peer_cert = false\n"
+            )
+        (d / "rabbitmq.conf").write_text(conf)
         (d / "rabbitmq-env.conf").write_text("")
         (d / "enabled_plugins").write_text("[].\n")
         began = time.monotonic()
@@ -150,7 +162,8 @@ def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
     """One private RabbitMQ node for the session (skipped where the package is not installed)."""
     if not available():
         pytest.skip("Debian's rabbitmq-server is not installed")
-    node = RabbitMQ(tmp_path_factory.mktemp("rabbitmq"))
+    directory = tmp_path_factory.mktemp("rabbitmq")
+    node = RabbitMQ(directory, tls=make_certs(directory / "certs"))
     try:
         node.start()
         yield node

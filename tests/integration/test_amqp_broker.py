@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -163,3 +164,24 @@ def test_publish_many_confirms_a_batch_across_queues(broker: AmqpBroker) -> None
     got = fetch_all(broker, 400, ("celery", "other"))
     assert sorted(protocol.decode(d.raw, ALL).args[0] for d in got) == list(range(400))
     broker.publish_many([])
+
+
+def test_amqps_with_celerys_broker_use_ssl(rabbitmq: Any, amqp_url: str) -> None:
+    tls = rabbitmq.tls
+    url = f"amqps://guest:guest@127.0.0.1:{rabbitmq.tls_port}//"
+    checked = connect(with_options(url, use_ssl={"ssl_ca_certs": tls["ca"], "ssl_cert_reqs": "required"}))
+    try:
+        task_id, raw = protocol.build("t", queue="celery")
+        checked.publish("celery", raw)
+        [delivery] = fetch_all(checked, 1)  # type: ignore[arg-type]
+        assert protocol.decode(delivery.raw, ALL).id == task_id
+        checked.ack("me", [delivery.tag])
+    finally:
+        checked.close()
+    unknown_ca = connect(url)  # the system's CAs do not know the test CA: refused in one line
+    try:
+        with pytest.raises(BrokerUnavailable) as info:
+            unknown_ca.publish("celery", raw)
+        assert "\n" not in str(info.value) and "certificate" in str(info.value).lower()
+    finally:
+        unknown_ca.close()
