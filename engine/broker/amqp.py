@@ -88,6 +88,7 @@ class AmqpBroker:
         self._forsaken: list[str] = []
         self._window = 0  # basic_qos prefetch_count now set
         self._base = 0  # the largest fetch asked for: the worker's prefetch
+        self._queue_of: dict[str, str] = {}  # consumer tag -> queue name
 
     # -- connections ----------------------------------------------------------------------------
     def _connection(self, confirm: bool = True) -> kombu.Connection:
@@ -312,6 +313,9 @@ class AmqpBroker:
                 )
                 self._consumer.consume()
                 self._consuming = tuple(queues)
+                # Which queue a delivery came from (its routing key may differ: a custom exchange).
+                active: dict[str, str] = getattr(self._consumer, "_active_tags", {})
+                self._queue_of = {tag: name for name, tag in active.items()}
         except amqp.exceptions.PreconditionFailed as exc:
             self._lost()
             raise ImproperlyConfigured(f"RabbitMQ refused a queue declaration: {exc}") from None
@@ -348,7 +352,11 @@ class AmqpBroker:
             )
         except Exception as exc:  # the worker dead-letters what it cannot decode, with this reason
             raw = f"unreadable AMQP message: {exc!r}".encode()
-        queue = info.get("routing_key") or (self._consuming[0] if self._consuming else "celery")
+        queue = (
+            self._queue_of.get(info.get("consumer_tag") or "")
+            or info.get("routing_key")
+            or (self._consuming[0] if self._consuming else "celery")
+        )
         delivery = Delivery(tag, queue, raw)
         self._held[tag] = (message.delivery_tag, delivery)
         self._ready.append(delivery)

@@ -185,3 +185,24 @@ def test_amqps_with_celerys_broker_use_ssl(rabbitmq: Any, amqp_url: str) -> None
         assert "\n" not in str(info.value) and "certificate" in str(info.value).lower()
     finally:
         unknown_ca.close()
+
+
+def test_a_delivery_names_its_queue_not_the_routing_key_it_came_by(rabbitmq: Any, broker: AmqpBroker) -> None:
+    """A Celery client routing through its own exchange and key: dead letters and requeues must
+    still name the queue."""
+    import amqp
+
+    broker.declare(["other"])
+    conn = amqp.Connection(f"127.0.0.1:{rabbitmq.port}", userid="guest", password="guest")
+    conn.connect()
+    try:
+        channel = conn.channel()
+        channel.exchange_declare("tqtest.routed", "direct", durable=False, auto_delete=False)
+        channel.queue_bind("other", "tqtest.routed", "rk")
+        channel.basic_publish(amqp.Message(protocol.build("t")[1]), exchange="tqtest.routed", routing_key="rk")
+        [delivery] = fetch_all(broker, 1, ("other",))
+        assert delivery.queue == "other"
+        broker.ack("me", [delivery.tag])
+        channel.exchange_delete("tqtest.routed")
+    finally:
+        conn.close()
