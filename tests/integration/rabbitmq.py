@@ -154,7 +154,7 @@ class RabbitMQ:
 
 
 # Queues the AMQP tests use, deleted before each test so none sees another's messages.
-TEST_QUEUES = ("celery", "tqctl.dead", "high", "low", "other")
+TEST_QUEUES = ("celery", "tqctl.dead", "high", "low", "other", "ours", "theirs")
 
 
 @pytest.fixture(scope="session")
