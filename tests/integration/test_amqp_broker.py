@@ -11,7 +11,7 @@ import pytest
 from engine.broker import connect
 from engine.broker.amqp import AmqpBroker
 from engine.broker.base import DeadLetter
-from engine.exceptions import BrokerUnavailable
+from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.protocol import task as protocol
 from engine.redisconn import with_options
 
@@ -206,3 +206,22 @@ def test_a_delivery_names_its_queue_not_the_routing_key_it_came_by(rabbitmq: Any
         channel.exchange_delete("tqtest.routed")
     finally:
         conn.close()
+
+
+def test_quorum_queues_with_task_default_queue_type(amqp_url: str) -> None:
+    broker = connect(with_options(amqp_url, queue_type="quorum"))
+    try:
+        broker.publish("low", protocol.build("t", queue="low")[1])
+        [first] = fetch_all(broker, 1, ("low",))  # type: ignore[arg-type]
+        assert broker.requeue("me", [first.tag]) == 1
+        [again] = fetch_all(broker, 1, ("low",))  # type: ignore[arg-type]
+        assert protocol.decode(again.raw, ALL).delivery_info["redelivered"]
+        broker.ack("me", [again.tag])
+    finally:
+        broker.close()
+    plain = connect(amqp_url)  # a classic declaration of the same queue is refused, in one line
+    try:
+        with pytest.raises(ImproperlyConfigured, match="x-queue-type"):
+            plain.publish("low", protocol.build("t", queue="low")[1])
+    finally:
+        plain.close()
