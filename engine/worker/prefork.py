@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import engine.backend.redis  # noqa: F401  imported once here, shared by every child (not once per child)
 from engine import signals, trace
 from engine.exceptions import TimeLimitExceeded, WorkerLostError
-from engine.request import Request
 from engine.worker.limits import alarm_limits
+from engine.worker.wire import Finished, RunOrder
 
 if TYPE_CHECKING:
     from engine.worker.job import Job
@@ -84,29 +84,14 @@ def _serve_child(conn: Connection, app: Any) -> None:
             return
         if item is None:
             return
-        key, name, fields, soft = item
+        order: RunOrder = item
         try:
-            with alarm_limits(soft, None):
-                o = trace.run(app, app.tasks[name], Request(*fields))
+            with alarm_limits(order.soft_limit, None):
+                o = trace.run(app, app.tasks[order.name], order.request.build())
         except Exception as exc:  # outside trace's own net (the limits, the request): still an outcome
             o = trace.internal_error(exc)
-        # Results stay in the backend; only the summary crosses the pipe, as a plain tuple.
-        conn.send_bytes(
-            _dumps(
-                (
-                    key,
-                    o.state,
-                    o.runtime,
-                    o.result_repr,
-                    o.exception_repr,
-                    o.traceback,
-                    o.requeue,
-                    None,
-                    o.retry_when,
-                    o.internal,
-                )
-            )
-        )
+        # Results stay in the backend; only the summary crosses the pipe.
+        conn.send_bytes(_dumps(Finished.of(order.key, o)))
 
 
 @dataclass(eq=False)
@@ -195,8 +180,10 @@ class PreforkPool:
         hard = job.hard_limit
         child.deadline = time.monotonic() + hard if hard else None
         try:
-            fields = job.request_fields(self.host.hostname)
-            child.conn.send_bytes(_dumps((id(job), job.name, fields, job.soft_limit)))
+            order = RunOrder(
+                key=id(job), name=job.name, soft_limit=job.soft_limit, request=job.request_fields(self.host.hostname)
+            )
+            child.conn.send_bytes(_dumps(order))
         except (OSError, ValueError):
             pass  # the collector sees the dead child and reports the job lost
         except Exception as exc:  # the job cannot be sent (a bug): it ends now, with the reason
@@ -249,10 +236,10 @@ class PreforkPool:
 
     def _receive(self, child: Child) -> None:
         try:
-            _key, *fields = _loads(child.conn.recv_bytes())
+            finished: Finished = _loads(child.conn.recv_bytes())
         except (EOFError, OSError):
             return
-        outcome = trace.Outcome(*fields)
+        outcome = finished.outcome()
         with self._lock:
             job, child.job, child.deadline = child.job, None, None
             if child.retiring:
