@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine import signals
@@ -76,6 +76,24 @@ def node_name(template: str | None) -> str:
     )
 
 
+class _Revokes(RevokedSet):
+    """The revoked ids, and each revoke passed on as it arrives (remote control and the broker's
+    store both write here): a prefork job waiting in the shared queue must not start."""
+
+    def __init__(self, on_revoke: Callable[[Iterable[str]], None]) -> None:
+        super().__init__()
+        self._on_revoke = on_revoke
+
+    def add(self, task_id: str) -> None:
+        super().add(task_id)
+        self._on_revoke((task_id,))
+
+    def update(self, task_ids: Iterable[str]) -> None:
+        ids = list(task_ids)
+        super().update(ids)
+        self._on_revoke(ids)
+
+
 class Worker:
     """Owns the parts and the books; each part owns its own state.
 
@@ -121,7 +139,7 @@ class Worker:
         self.active: dict[str, Job] = {}
         self.lost_counts: dict[str, int] = {}
         self.processed: dict[str, int] = {}
-        self.revoked = RevokedSet()  # bounded by size and age, as the broker's 3-hour store
+        self.revoked = _Revokes(self._revoked_now)  # bounded by size and age, as the broker's 3-hour store
         self.kill_signals: dict[str, int] = {}
         self.started_at = time.time()
         self.autoscale = autoscale
@@ -303,6 +321,11 @@ class Worker:
                 self.capacity.release()
                 return
 
+    def _revoked_now(self, task_ids: Iterable[str]) -> None:
+        cancel = getattr(getattr(self, "pool", None), "cancel", None)  # prefork only; none before the pool exists
+        if cancel is not None:
+            cancel(task_ids)
+
     def is_revoked(self, task_id: str) -> bool:
         return task_id in self.revoked
 
@@ -318,18 +341,19 @@ class Worker:
     # -- from the pool (``PoolHost``) -----------------------------------------------------------
     def admit(self, job: Job) -> bool:
         """May ``job`` run? False means it never will here (shutting down, revoked, or no longer
-        ours); its slot is then released and the message settled or left for the hand-back."""
-        self.reserved.pop(job.id, None)
+        ours); its slot is then released and the message settled or left for the hand-back.
+        An admitted job stays in ``reserved`` until ``on_started``."""
         if self.stopping.is_set():
             # Shutting down: never start a reserved job. It is still unacked in our in-flight
             # hash, so the hand-back returns it to its queue with the rest.
+            self.reserved.pop(job.id, None)
             self.capacity.release()
             return False
         if job.id in self.revoked:
-            self.revoked_before_run(job.delivery, job.message, "revoked")
-            self.capacity.release()
+            self.on_skipped(job)
             return False
         if not self.settlement.claim(job, self.maintenance.lease_holds(job.epoch), self.cold):
+            self.reserved.pop(job.id, None)
             log.warning(
                 "%s[%s] not started: its message was taken back while this worker looked dead "
                 "(frozen or cut off from the broker); it runs elsewhere",
@@ -343,8 +367,15 @@ class Worker:
     def on_started(self, job: Job) -> None:
         """The job runs from now (its pool process, if any, is in ``job.worker_pid``)."""
         job.time_start = time.time()
+        self.reserved.pop(job.id, None)
         self.active[job.id] = job
         self.observers.started(job)
+
+    def on_skipped(self, job: Job) -> None:
+        """Revoked before it started: it never runs; settled as revoked."""
+        self.reserved.pop(job.id, None)
+        self.revoked_before_run(job.delivery, job.message, "revoked")
+        self.capacity.release()
 
     def on_start(self, job: Job) -> bool:
         """Called by the pool just before running; False means skip it (revoked, or stopping)."""
