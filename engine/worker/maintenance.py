@@ -56,6 +56,7 @@ class Maintenance:
         if not self.broker.heartbeat(self.worker.owner, time.time(), self.slack, self.beat_timeout):
             self.epoch += 1  # before the lease below: a reader that sees the new lease sees this too
         self._lease_from = sent
+        self.worker.on_lease(self.epoch, sent + self.owner_timeout / 2)
 
     def lease_holds(self, epoch: int) -> bool:
         """True if nobody can have taken back a message fetched in ``epoch``: the lease was renewed

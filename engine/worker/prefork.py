@@ -39,7 +39,7 @@ from engine import signals, trace
 from engine.exceptions import TimeLimitExceeded, WorkerLostError
 from engine.worker.limits import alarm_limits
 from engine.worker.pool import PoolHost
-from engine.worker.wire import Finished, RunOrder, Started
+from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started
 
 if TYPE_CHECKING:
     from engine.worker.job import Job
@@ -56,6 +56,7 @@ def _dumps(obj: Any) -> bytes:
 
 PARENT_CHECK = 1.0  # seconds between a child's looks at whether its parent still lives
 SLOTS = 4096  # jobs in the shared queue or running at once (slot 0 is the stop flag)
+RECHECK = -2  # a job's epoch after a child found its lease stale: the parent asks the broker
 STOP = 0
 BIG_ORDER = 16 * 1024  # bytes: a larger order waits for an idle child (never blocks the parent on a full pipe)
 PIPE_SIZE = 1 << 20  # asked of the kernel for the shared queue (best effort; F_SETPIPE_SZ)
@@ -75,15 +76,29 @@ class PreforkHost(PoolHost, Protocol):
 
 class Shared:
     """Shared memory between the parent and its children (an anonymous shared mapping, inherited
-    by fork): ``cancel[slot]`` (1: do not start it; slot 0 is the warm-stop flag) and
+    by fork): ``cancel[slot]`` (1: do not start it; slot 0 is the warm-stop flag),
     ``taken[slot]`` (the pid that took the job off the queue, written before anything else, so a
-    child that dies before its ``Started`` arrives still accounts for its job)."""
+    child that dies before its ``Started`` arrives still accounts for its job), and the owner's
+    lease (``[epoch, valid until]``, monotonic clock): a late-ack job waits in the queue, so the
+    fence (``Maintenance.lease_holds``) is checked by the child as it starts it, not as it was
+    queued; a frozen or cut-off parent stops renewing it."""
 
     def __init__(self) -> None:
-        self._map = mmap.mmap(-1, SLOTS * 8)
+        self._map = mmap.mmap(-1, SLOTS * 8 + 16)
         view = memoryview(self._map)
         self.cancel = view[: SLOTS * 4].cast("i")
-        self.taken = view[SLOTS * 4 :].cast("i")
+        self.taken = view[SLOTS * 4 : SLOTS * 8].cast("i")
+        self.lease = view[SLOTS * 8 :].cast("d")
+
+    def set_lease(self, epoch: int, until: float) -> None:
+        self.lease[0] = epoch  # first: a child that sees the new deadline sees the new epoch
+        self.lease[1] = until
+
+    def lease_holds(self, epoch: int) -> bool:
+        if epoch == NO_FENCE:
+            return True
+        fresh = time.monotonic() < self.lease[1]
+        return fresh and epoch == self.lease[0]
 
 
 def _die_with_parent(parent: int) -> None:
@@ -126,22 +141,38 @@ def _child_main(ends: ChildEnds, host: PoolHost, parent: int | None = None) -> N
 
 
 def _serve_child(ends: ChildEnds, app: Any) -> None:
+    """Each write is a tuple of reports. After a run the child first tries to take the next job
+    without waiting: if one is there, its ``Started`` rides in the same write as the ``Finished``
+    (one wake-up of the parent per task under load instead of two)."""
     pid = os.getpid()
     inq, out, lock = ends.inq, ends.out, ends.read_lock
     cancel, taken = ends.shared.cancel, ends.shared.taken
+    ready = select.poll()
+    ready.register(inq.fileno(), select.POLLIN)
+    finished: Finished | None = None
     while True:
-        try:
-            with lock:
-                data = inq.recv_bytes()
-        except (EOFError, OSError):
-            return
+        data = _take_now(inq, lock, ready) if finished is not None else None
+        if data is None:
+            if finished is not None:
+                out.send_bytes(_dumps((finished,)))
+                finished = None
+            try:
+                with lock:
+                    data = inq.recv_bytes()
+            except (EOFError, OSError):
+                return
         order: RunOrder | None = _loads(data)
         if order is None:
+            if finished is not None:
+                out.send_bytes(_dumps((finished,)))
             return  # retired (the pool shrank, or stops)
         slot = order.key
         taken[slot] = pid
-        ran = not (cancel[STOP] or cancel[slot])
-        out.send_bytes(_dumps(Started(key=slot, pid=pid, at=time.monotonic(), ran=ran)))
+        fenced = not ends.shared.lease_holds(order.epoch)
+        ran = not (cancel[STOP] or cancel[slot] or fenced)
+        started = Started(key=slot, pid=pid, at=time.monotonic(), ran=ran, fenced=fenced)
+        out.send_bytes(_dumps((started,) if finished is None else (finished, started)))
+        finished = None
         if not ran:
             continue
         try:
@@ -150,7 +181,19 @@ def _serve_child(ends: ChildEnds, app: Any) -> None:
         except Exception as exc:  # outside trace's own net (the limits, the request): still an outcome
             o = trace.internal_error(exc)
         # Results stay in the backend; only the summary crosses the pipe.
-        out.send_bytes(_dumps(Finished.of(slot, o)))
+        finished = Finished.of(slot, o)
+
+
+def _take_now(inq: Connection, lock: Any, ready: select.poll) -> bytes | None:
+    """The next order if one is waiting and no other child is reading; never blocks."""
+    if not lock.acquire(False):
+        return None
+    try:
+        return inq.recv_bytes() if ready.poll(0) else None
+    except (EOFError, OSError):
+        return None
+    finally:
+        lock.release()
 
 
 @dataclass(eq=False)
@@ -249,10 +292,13 @@ class PreforkPool:
                 continue
             if not self._waiting or not self._free:
                 return
-            if not self._waiting[0].acks_late and self._queued >= self._idle():
-                # Early ack: the claim takes the message's record, so it happens only when a
-                # child is free to start the job at once; a job lined up behind a busy pool
-                # must stay in the broker's in-flight record (handed back if we die).
+            head = self._waiting[0]
+            checked_now = not head.acks_late or head.epoch == RECHECK
+            if checked_now and self._queued >= self._idle():
+                # Early ack (the claim takes the message's record) or a late-ack job the broker
+                # must confirm: claimed only when a child is free to start it at once. A job lined
+                # up behind a busy pool stays in the broker's in-flight record (handed back if we
+                # die), and one confirmed now is not left to go stale in the queue.
                 return
             job = self._waiting.popleft()
             if not self.host.admit(job):
@@ -260,7 +306,11 @@ class PreforkPool:
             slot = self._free.pop()
             try:
                 order = RunOrder(
-                    key=slot, name=job.name, soft_limit=job.soft_limit, request=job.request_fields(self.host.hostname)
+                    key=slot,
+                    name=job.name,
+                    soft_limit=job.soft_limit,
+                    request=job.request_fields(self.host.hostname),
+                    epoch=NO_FENCE if checked_now else job.epoch,
                 )
                 data = _dumps(order)
             except Exception as exc:  # the job cannot be sent (a bug): it ends now, with the reason
@@ -287,6 +337,9 @@ class PreforkPool:
 
     def _idle(self) -> int:
         return sum(1 for c in self._children if c.job is None) - self._retiring
+
+    def lease(self, epoch: int, until: float) -> None:
+        self._shared.set_lease(epoch, until)
 
     def cancel(self, task_ids: Iterable[str]) -> None:
         """Revoked: a job still waiting in the shared queue is not started by the child taking it."""
@@ -342,18 +395,16 @@ class PreforkPool:
             self._enforce_deadlines()
 
     def _receive(self, child: Child) -> None:
-        """One report (the collector's poll returns at once if another is waiting)."""
-        conn = child.conn
-        if True:
-            try:
-                report = _loads(conn.recv_bytes())
-            except (EOFError, OSError):
-                return
+        """One write of the child: a ``Started``, a ``Finished``, or a finish and the next start."""
+        try:
+            reports = _loads(child.conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        for report in reports:
             if type(report) is Started:
                 self._started(child, report)
             else:
                 self._finished(child, report)
-            return
 
     def _started(self, child: Child, report: Started) -> None:
         with self._lock:
@@ -365,7 +416,10 @@ class PreforkPool:
             if not report.ran:
                 del self._sent[report.key]
                 self._free.append(report.key)
-                if not sent.revoked:  # stopping: handed back with the rest by ``stop``
+                if report.fenced and self._accepting and not sent.revoked:
+                    job.epoch = RECHECK  # the broker decides, when a child is free (``_feed``)
+                    self._waiting.appendleft(job)
+                elif not sent.revoked:  # stopping: handed back with the rest by ``stop``
                     self._unstarted.append(job)
             else:
                 sent.state = RUNNING

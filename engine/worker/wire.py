@@ -49,6 +49,9 @@ class RequestFields(NamedTuple):
 REQUEST_ORDER = tuple(f.name for f in fields(Request))[: len(RequestFields._fields)]
 
 
+NO_FENCE = -1
+
+
 class RunOrder(NamedTuple):
     """Parent → child: run this task. ``key`` names the job in the parent's books."""
 
@@ -56,17 +59,20 @@ class RunOrder(NamedTuple):
     name: str
     soft_limit: float | None
     request: RequestFields
+    epoch: int  # the lease epoch it was fetched in; NO_FENCE: ours already (claimed just now)
 
 
 class Started(NamedTuple):
     """Child → parent: ``pid`` took job ``key`` off the shared queue at ``at`` (monotonic clock,
     which is system-wide on Linux, so the parent's hard deadline counts from the real start);
-    ``ran`` is False when the job was cancelled (revoked or shutdown) before it began."""
+    ``ran`` is False when the job was cancelled (revoked or shutdown) before it began, or
+    ``fenced``: the lease no longer proves it ours (the parent asks the broker, see ``Shared``)."""
 
     key: int
     pid: int
     at: float
     ran: bool
+    fenced: bool = False
 
 
 class Finished(NamedTuple):

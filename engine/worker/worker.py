@@ -321,6 +321,12 @@ class Worker:
                 self.capacity.release()
                 return
 
+    def on_lease(self, epoch: int, until: float) -> None:
+        """Each beat: pool processes that start jobs on their own (prefork) check the lease too."""
+        lease = getattr(self.pool, "lease", None)
+        if lease is not None:
+            lease(epoch, until)
+
     def _revoked_now(self, task_ids: Iterable[str]) -> None:
         cancel = getattr(getattr(self, "pool", None), "cancel", None)  # prefork only; none before the pool exists
         if cancel is not None:

@@ -42,7 +42,8 @@ class StubWorker:
         self.app = App("net-test", broker="redis://127.0.0.1:1/0")
         self.broker = BrokenBroker()
         self.prefetch, self.queues, self.owner = 4, ["celery"], "me"
-        self.stopping, self.reserved = Instant(), {}
+        self.stopping = Instant()
+        self.reserved: dict[str, Any] = {}
         self.capacity = SimpleNamespace(room=lambda: 4, wait_for_room=lambda timeout: None)
         self.settlement = SimpleNamespace(acker=Acker())
         self.stop_requests = 0
