@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 PARENT_CHECK = 1.0  # seconds between a child's looks at whether its parent still lives
 SLOTS = 4096  # jobs in the shared queue or running at once (slot 0 is the stop flag)
 STOP = 0
+PACKET = select.PIPE_BUF  # the largest order the shared queue carries (one atomic packet)
 _loads = pickle.loads
 
 
@@ -82,10 +83,11 @@ def _die_with_parent(parent: int) -> None:
 
 @dataclass(frozen=True)
 class ChildEnds:
-    """What a child is given at fork: the shared queue (and its read lock), its own pipe back."""
+    """What a child is given at fork: the shared queue's read end (a non-blocking packet pipe),
+    its own inbox (orders too large for a packet) and its own pipe back."""
 
-    inq: Connection
-    read_lock: Any
+    inq: int
+    inbox: Connection
     out: Connection
     shared: Shared
 
@@ -108,26 +110,23 @@ def _serve_child(ends: ChildEnds, app: Any) -> None:
     without waiting: if one is there, its ``Started`` rides in the same write as the ``Finished``
     (one wake-up of the parent per task under load instead of two)."""
     pid = os.getpid()
-    inq, out, lock = ends.inq, ends.out, ends.read_lock
+    out = ends.out
     cancel, taken = ends.shared.cancel, ends.shared.taken
     ready = select.poll()
-    ready.register(inq.fileno(), select.POLLIN)
+    ready.register(ends.inq, select.POLLIN)
+    ready.register(ends.inbox.fileno(), select.POLLIN)
     finished: Finished | None = None
     while True:
-        data = _take_now(inq, lock, ready) if finished is not None else None
+        data = _take(ends.inq) if finished is not None else None
         if data is None:
             if finished is not None:
                 out.send_bytes(dumps((finished,)))
                 finished = None
-            try:
-                with lock:
-                    data = inq.recv_bytes()
-            except (EOFError, OSError):
-                return
+            data = _wait_for_order(ends, ready)
+            if data is None:
+                return  # the parent is gone
         order: RunOrder | None = _loads(data)
         if order is None:
-            if finished is not None:
-                out.send_bytes(dumps((finished,)))
             return  # retired (the pool shrank, or stops)
         slot = order.key
         taken[slot] = pid
@@ -147,13 +146,31 @@ def _serve_child(ends: ChildEnds, app: Any) -> None:
         finished = Finished.of(slot, o)
 
 
-def _take_now(inq: Connection, lock: Any, ready: select.poll) -> bytes | None:
-    """The next order if one is waiting and no other child is reading; never blocks."""
-    if not lock.acquire(False):
-        return None
+def _take(inq: int) -> bytes | None:
+    """One order off the shared queue if one is there; never blocks. The queue is a packet pipe
+    (``O_DIRECT``): a read returns one whole order, so children need no lock to share it (a lock
+    held by a child killed while it waited would stop every other child for good)."""
     try:
-        return inq.recv_bytes() if ready.poll(0) else None
-    except (EOFError, OSError):
+        return os.read(inq, PACKET) or None
+    except BlockingIOError:
         return None
-    finally:
-        lock.release()
+
+
+def _wait_for_order(ends: ChildEnds, ready: select.poll) -> bytes | None:
+    """Block until an order is ours: from the shared queue (another child may take it first: poll
+    again) or, for one too large for a packet, from this child's own inbox."""
+    inbox = ends.inbox.fileno()
+    while True:
+        events = dict(ready.poll())
+        if inbox in events:
+            try:
+                return ends.inbox.recv_bytes()
+            except (EOFError, OSError):
+                return None
+        if ends.inq in events:
+            if events[ends.inq] & select.POLLIN:
+                data = _take(ends.inq)
+                if data is not None:
+                    return data
+            elif events[ends.inq] & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                return None

@@ -1,6 +1,6 @@
 """The prefork pool: tasks run in forked child processes, one task per child at a time.
 
-Jobs go into one **shared in-queue** (a pipe every child reads from, one reader at a time), so
+Jobs go into one **shared in-queue** (a packet pipe every child reads from, without a lock), so
 a child that finishes takes the next job at once instead of waiting for the parent to wake up,
 read its outcome and send it another: that chain of wake-ups per task was the drain's limit.
 The parent admits each job (revoked? stopping? still ours?) as it goes in; the consumer's
@@ -11,7 +11,8 @@ Each child reports the job it takes (``Started``) before running it and its outc
 child's death: which job each child holds (crash accounting), its hard deadline (counted from
 the child's start), and ``task-started``. Revokes and warm shutdown reach a job still waiting in
 the queue through shared memory the child reads before it starts: a cancelled job is reported
-``Started(ran=False)`` and never runs.
+``Started(ran=False)`` and never runs. An order too large for one packet goes to a free
+child's own inbox instead.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import engine.backend.redis  # noqa: F401  imported once here, shared by every child (not once per child)
 from engine import trace
 from engine.exceptions import TimeLimitExceeded, WorkerLostError
-from engine.worker.child import SLOTS, STOP, ChildEnds, Shared, child_main, dumps
+from engine.worker.child import PACKET, SLOTS, STOP, ChildEnds, Shared, child_main, dumps
 from engine.worker.pool import PoolHost
 from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started
 
@@ -48,7 +49,6 @@ _fork = multiprocessing.get_context("fork")
 _loads = pickle.loads
 _dumps = dumps
 RECHECK = -2  # a job's epoch after a child found its lease stale: the parent asks the broker
-BIG_ORDER = 16 * 1024  # bytes: a larger order waits for an idle child (never blocks the parent on a full pipe)
 PIPE_SIZE = 1 << 20  # asked of the kernel for the shared queue (best effort; F_SETPIPE_SZ)
 F_SETPIPE_SZ = 1031  # linux/fcntl.h
 STOP_POLL = 0.02  # seconds between looks at whether running jobs finished, in a warm stop
@@ -68,6 +68,8 @@ class PreforkHost(PoolHost, Protocol):
 class Child:
     process: Any
     conn: Connection  # the parent's end of this child's report pipe
+    inbox: Connection  # orders too large for the shared queue's packets, for this child only
+    inbox_busy: bool = False  # an order sits in its inbox, not yet reported started
     job: Job | None = None
     slot: int = 0
     deadline: float | None = None
@@ -85,6 +87,7 @@ class Sent:
     job: Job
     state: str = QUEUED
     revoked: bool = False
+    inbox_of: Child | None = None  # sent to this child's inbox, not the shared queue
 
 
 class PreforkPool:
@@ -104,10 +107,11 @@ class PreforkPool:
         self._lock = threading.RLock()
         self._accepting = True
         self._shared = Shared()
-        self._inq_r, self._inq_w = _fork.Pipe(duplex=False)
+        # A packet pipe: every write of at most PACKET bytes is read whole by one reader.
+        self._inq_r, self._inq_w = os.pipe2(os.O_DIRECT | os.O_CLOEXEC)
+        os.set_blocking(self._inq_r, False)
         with contextlib.suppress(OSError):
-            fcntl.fcntl(self._inq_w.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
-        self._read_lock = _fork.Lock()
+            fcntl.fcntl(self._inq_w, F_SETPIPE_SZ, PIPE_SIZE)
         self._wake_r, self._wake_w = os.pipe()
         self._collector = threading.Thread(target=self._collect, name="prefork", daemon=True)
         self._stopped = threading.Event()
@@ -125,11 +129,13 @@ class PreforkPool:
         # writes to them, so their pages stay shared (copy-on-write) instead of being copied.
         gc.freeze()
         parent_end, child_end = _fork.Pipe(duplex=False)
-        ends = ChildEnds(self._inq_r, self._read_lock, child_end, self._shared)
+        inbox_r, inbox_w = _fork.Pipe(duplex=False)
+        ends = ChildEnds(self._inq_r, inbox_r, child_end, self._shared)
         process = _fork.Process(target=child_main, args=(ends, self.host, os.getpid()), daemon=True, name="tqctl-pool")
         process.start()
         child_end.close()
-        child = Child(process, parent_end)
+        inbox_r.close()
+        child = Child(process, parent_end, inbox_w)
         self._children.append(child)
         self._generation += 1
         return child
@@ -151,12 +157,11 @@ class PreforkPool:
         while self._accepting:
             if self._big is not None:
                 slot, job, data = self._big
-                if self._queued >= self._idle():
-                    # Only when a child is free to read it at once: a large write to a full pipe
-                    # would block this thread (the collector, or the consumer) until a task ends.
-                    return
+                child = next((c for c in self._children if c.job is None and not c.inbox_busy), None)
+                if child is None:
+                    return  # waits for a free child (``_finished``)
                 self._big = None
-                self._put(slot, job, data)
+                self._put(slot, job, data, child)
                 continue
             if not self._waiting or not self._free:
                 return
@@ -185,20 +190,24 @@ class PreforkPool:
                 self._free.append(slot)
                 _report(self.host.on_done, job, trace.internal_error(exc))
                 continue
-            if len(data) > BIG_ORDER:
+            if len(data) > PACKET:
                 self._big = (slot, job, data)
                 continue
             self._put(slot, job, data)
 
-    def _put(self, slot: int, job: Job, data: bytes) -> None:
+    def _put(self, slot: int, job: Job, data: bytes, child: Child | None = None) -> None:
         self._shared.cancel[slot] = 0
         self._shared.taken[slot] = 0
-        self._sent[slot] = Sent(job)
+        self._sent[slot] = Sent(job, inbox_of=child)
         self._queued += 1
         try:
-            self._inq_w.send_bytes(data)
+            if child is None:
+                os.write(self._inq_w, data)  # at most PACKET bytes: one atomic packet
+            else:
+                child.inbox_busy = True
+                child.inbox.send_bytes(data)
         except (OSError, ValueError):
-            pass  # closed: the pool is stopping, and the job is handed back from ``_sent``
+            pass  # closed: the pool is stopping (handed back from ``_sent``), or the child died (reaped)
 
     def _size(self) -> int:
         return len(self._children) - self._retiring
@@ -281,6 +290,8 @@ class PreforkPool:
                 return
             self._queued -= 1
             job = sent.job
+            if sent.inbox_of is not None:
+                sent.inbox_of.inbox_busy = False
             if not report.ran:
                 del self._sent[report.key]
                 self._free.append(report.key)
@@ -346,7 +357,7 @@ class PreforkPool:
         lost: list[Job] = []
         for slot, sent in list(self._sent.items()):
             if (sent.state == RUNNING and child.job is sent.job) or (
-                sent.state == QUEUED and self._shared.taken[slot] == child.pid
+                sent.state == QUEUED and (self._shared.taken[slot] == child.pid or sent.inbox_of is child)
             ):
                 del self._sent[slot]
                 self._free.append(slot)
@@ -415,7 +426,7 @@ class PreforkPool:
 
     def _send_retire(self) -> None:
         with contextlib.suppress(OSError, ValueError):
-            self._inq_w.send_bytes(_dumps(None))
+            os.write(self._inq_w, _dumps(None))
 
     def processes(self) -> list[int]:
         with self._lock:
