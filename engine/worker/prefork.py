@@ -51,6 +51,7 @@ _dumps = dumps
 RECHECK = -2  # a job's epoch after a child found its lease stale: the parent asks the broker
 PIPE_SIZE = 1 << 20  # asked of the kernel for the shared queue (best effort; F_SETPIPE_SZ)
 F_SETPIPE_SZ = 1031  # linux/fcntl.h
+REAP_WAIT = 1.0  # seconds for an exiting child's status (read to tell a retirement from a crash)
 STOP_POLL = 0.02  # seconds between looks at whether running jobs finished, in a warm stop
 QUEUED, RUNNING = "queued", "running"
 
@@ -328,6 +329,8 @@ class PreforkPool:
 
     def _reap(self, child: Child) -> None:
         self._drain_reports(child)  # a finish that made it into the pipe is not a loss
+        # Its sentinel closes as it exits, a moment before its exit status can be read.
+        child.process.join(REAP_WAIT)
         with self._lock:
             if child not in self._children:
                 return
