@@ -51,6 +51,7 @@ _dumps = dumps
 RECHECK = -2  # a job's epoch after a child found its lease stale: the parent asks the broker
 PIPE_SIZE = 1 << 20  # asked of the kernel for the shared queue (best effort; F_SETPIPE_SZ)
 F_SETPIPE_SZ = 1031  # linux/fcntl.h
+PACKETS = hasattr(os, "O_DIRECT") and hasattr(os, "pipe2")  # packet pipes (Linux)
 REAP_WAIT = 1.0  # seconds for an exiting child's status (read to tell a retirement from a crash)
 STOP_POLL = 0.02  # seconds between looks at whether running jobs finished, in a warm stop
 QUEUED, RUNNING = "queued", "running"
@@ -108,8 +109,13 @@ class PreforkPool:
         self._lock = threading.RLock()
         self._accepting = True
         self._shared = Shared()
-        # A packet pipe: every write of at most PACKET bytes is read whole by one reader.
-        self._inq_r, self._inq_w = os.pipe2(os.O_DIRECT | os.O_CLOEXEC)
+        # A packet pipe: every write of at most PACKET bytes is read whole by one reader. Where
+        # there are none (not Linux), every order goes to a free child's inbox instead.
+        self._packets = PACKETS
+        if self._packets:
+            self._inq_r, self._inq_w = os.pipe2(os.O_DIRECT | os.O_CLOEXEC)
+        else:
+            self._inq_r, self._inq_w = os.pipe()
         os.set_blocking(self._inq_r, False)
         with contextlib.suppress(OSError):
             fcntl.fcntl(self._inq_w, F_SETPIPE_SZ, PIPE_SIZE)
@@ -191,7 +197,7 @@ class PreforkPool:
                 self._free.append(slot)
                 _report(self.host.on_done, job, trace.internal_error(exc))
                 continue
-            if len(data) > PACKET:
+            if len(data) > PACKET or not self._packets:
                 self._big = (slot, job, data)
                 continue
             self._put(slot, job, data)
@@ -422,14 +428,19 @@ class PreforkPool:
             n = min(max(n, 0), self._size() - 1)
             self._retiring += n
             self._target = self._size()
-            for _ in range(n):
-                self._send_retire()
+            idle_first = sorted(self._children, key=lambda c: c.job is not None)
+            for i in range(n):
+                self._send_retire(None if self._packets else idle_first[i])
         self._wake()
         return self._target
 
-    def _send_retire(self) -> None:
+    def _send_retire(self, child: Child | None = None) -> None:
+        """A retire token: through the shared queue (whichever child is next free), or to one child."""
         with contextlib.suppress(OSError, ValueError):
-            os.write(self._inq_w, _dumps(None))
+            if child is None:
+                os.write(self._inq_w, _dumps(None))
+            else:
+                child.inbox.send_bytes(_dumps(None))
 
     def processes(self) -> list[int]:
         with self._lock:
@@ -490,8 +501,8 @@ class PreforkPool:
             unfinished = [s.job for s in self._sent.values()] + self._unstarted
             self._sent.clear()
             self._unstarted = []
-            for _ in children:
-                self._send_retire()
+            for child in children:
+                self._send_retire(child)
         for child in children:
             child.process.join(0.5 if child.job is None else 0)
             if child.process.is_alive():
