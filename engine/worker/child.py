@@ -20,8 +20,9 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from engine import signals, trace
+from engine.request import Request
 from engine.worker.limits import alarm_limits
-from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started
+from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started, order_from_wire
 
 if TYPE_CHECKING:
     from engine.worker.pool import PoolHost
@@ -120,26 +121,27 @@ def _serve_child(ends: ChildEnds, app: Any) -> None:
         data = _take(ends.inq) if finished is not None else None
         if data is None:
             if finished is not None:
-                out.send_bytes(dumps((finished,)))
+                out.send_bytes(dumps((tuple(finished),)))
                 finished = None
             data = _wait_for_order(ends, ready)
             if data is None:
                 return  # the parent is gone
-        order: RunOrder | None = _loads(data)
-        if order is None:
+        raw = _loads(data)
+        if raw is None:
             return  # retired (the pool shrank, or stops)
+        order: RunOrder = order_from_wire(raw)
         slot = order.key
         taken[slot] = pid
         fenced = not ends.shared.lease_holds(order.epoch)
         ran = not (cancel[STOP] or cancel[slot] or fenced)
         started = Started(key=slot, pid=pid, at=time.monotonic(), ran=ran, fenced=fenced)
-        out.send_bytes(dumps((started,) if finished is None else (finished, started)))
+        out.send_bytes(dumps((tuple(started),) if finished is None else (tuple(finished), tuple(started))))
         finished = None
         if not ran:
             continue
         try:
             with alarm_limits(order.soft_limit, None):
-                o = trace.run(app, app.tasks[order.name], order.request.build())
+                o = trace.run(app, app.tasks[order.name], Request(*order.request))
         except Exception as exc:  # outside trace's own net (the limits, the request): still an outcome
             o = trace.internal_error(exc)
         # Results stay in the backend; only the summary crosses the pipe.

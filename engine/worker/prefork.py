@@ -39,7 +39,7 @@ from engine import trace
 from engine.exceptions import TimeLimitExceeded, WorkerLostError
 from engine.worker.child import PACKET, SLOTS, STOP, ChildEnds, Shared, child_main, dumps
 from engine.worker.pool import PoolHost
-from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started
+from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started, order_to_wire, report_from_wire
 
 if TYPE_CHECKING:
     from engine.worker.job import Job
@@ -192,7 +192,7 @@ class PreforkPool:
                     request=job.request_fields(self.host.hostname),
                     epoch=NO_FENCE if checked_now else job.epoch,
                 )
-                data = _dumps(order)
+                data = _dumps(order_to_wire(order))
             except Exception as exc:  # the job cannot be sent (a bug): it ends now, with the reason
                 self._free.append(slot)
                 _report(self.host.on_done, job, trace.internal_error(exc))
@@ -284,8 +284,9 @@ class PreforkPool:
             reports = _loads(child.conn.recv_bytes())
         except (EOFError, OSError):
             return
-        for report in reports:
-            if type(report) is Started:
+        for raw in reports:
+            report = report_from_wire(raw)
+            if isinstance(report, Started):
                 self._started(child, report)
             else:
                 self._finished(child, report)

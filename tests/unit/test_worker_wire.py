@@ -6,7 +6,16 @@ import pickle
 
 from engine.request import Request
 from engine.trace import Outcome
-from engine.worker.wire import REQUEST_ORDER, Finished, RequestFields
+from engine.worker.wire import (
+    REQUEST_ORDER,
+    Finished,
+    RequestFields,
+    RunOrder,
+    Started,
+    order_from_wire,
+    order_to_wire,
+    report_from_wire,
+)
 
 
 def test_request_fields_follow_request_order() -> None:
@@ -42,7 +51,10 @@ def test_request_round_trips_through_the_pipe() -> None:
         called_directly=False,
         properties={"priority": 0},
     )
-    request = pickle.loads(pickle.dumps(sent)).build()
+    order = RunOrder(key=3, name="add", soft_limit=None, request=sent, epoch=-1)
+    back = order_from_wire(pickle.loads(pickle.dumps(order_to_wire(order))))
+    assert (back.key, back.name, back.epoch) == (3, "add", -1)
+    request = RequestFields.build(back.request)
     assert isinstance(request, Request)
     assert (request.id, request.retries, request.group_index, request.timelimit) == ("t1", 2, 4, (10.0, 5.0))
     assert request.custom == "yes" and request.origin == "gen1@host" and request.ignore_result
@@ -50,6 +62,11 @@ def test_request_round_trips_through_the_pipe() -> None:
 
 def test_outcome_round_trips_through_the_pipe() -> None:
     outcome = Outcome(state="RETRY", runtime=0.5, exception_repr="Retry()", requeue=False, retry_when=3.0)
-    back = pickle.loads(pickle.dumps(Finished.of(7, outcome)))
-    assert back.key == 7
+    back = report_from_wire(pickle.loads(pickle.dumps(tuple(Finished.of(7, outcome)))))
+    assert isinstance(back, Finished) and back.key == 7
     assert back.outcome() == Outcome(state="RETRY", runtime=0.5, exception_repr="Retry()", retry_when=3.0)
+
+
+def test_a_start_report_is_told_from_a_finish() -> None:
+    started = Started(key=1, pid=42, at=1.5, ran=True, fenced=False)
+    assert report_from_wire(pickle.loads(pickle.dumps(tuple(started)))) == started
