@@ -68,21 +68,38 @@ class Observers:
             if getattr(type(observer), hook) is not getattr(Observer, hook):
                 self._hooks[hook].append(getattr(observer, hook))
 
-    def _call(self, hook: str, *args: Any, **kwargs: Any) -> None:
+    def _failed_hook(self, hook: str, call: Callable[..., None], exc: Exception) -> None:
+        owner = type(getattr(call, "__self__", call)).__name__
+        log.warning("observer %s.%s failed: %r", owner, hook, exc)  # best effort: the task goes on
+
+    def _call(self, hook: str, *args: Any) -> None:
         for call in self._hooks[hook]:
             try:
-                call(*args, **kwargs)
-            except Exception as exc:  # best effort: never a reason not to run or settle a task
-                log.warning("observer %s.%s failed: %r", type(getattr(call, "__self__", call)).__name__, hook, exc)
+                call(*args)
+            except Exception as exc:
+                self._failed_hook(hook, call, exc)
 
+    # The three per-task hooks loop inline (no argument packing): they run for every task.
     def received(self, job: Job) -> None:
-        self._call("received", job)
+        for call in self._hooks["received"]:
+            try:
+                call(job)
+            except Exception as exc:
+                self._failed_hook("received", call, exc)
 
     def started(self, job: Job) -> None:
-        self._call("started", job)
+        for call in self._hooks["started"]:
+            try:
+                call(job)
+            except Exception as exc:
+                self._failed_hook("started", call, exc)
 
     def finished(self, job: Job, outcome: Outcome) -> None:
-        self._call("finished", job, outcome)
+        for call in self._hooks["finished"]:
+            try:
+                call(job, outcome)
+            except Exception as exc:
+                self._failed_hook("finished", call, exc)
 
     def failed(self, job: Job, exc: BaseException) -> None:
         self._call("failed", job, exc)
