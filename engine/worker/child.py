@@ -134,7 +134,7 @@ def _serve_child(ends: ChildEnds, app: Any) -> None:
         taken[slot] = pid
         fenced = not ends.shared.lease_holds(order.epoch)
         ran = not (cancel[STOP] or cancel[slot] or fenced)
-        started = Started(key=slot, pid=pid, at=time.monotonic(), ran=ran, fenced=fenced)
+        started = Started(key=slot, pid=pid, at=time.monotonic(), wall=time.time(), ran=ran, fenced=fenced)
         out.send_bytes(dumps((tuple(started),) if finished is None else (tuple(finished), tuple(started))))
         finished = None
         if not ran:

@@ -137,7 +137,8 @@ class TaskEvents(Observer):
 
     def started(self, job: Job) -> None:
         if job.task.send_events:
-            self.events.task("task-started", uuid=job.id, pid=job.worker_pid or os.getpid())
+            pid = job.worker_pid or os.getpid()
+            self.events.task("task-started", uuid=job.id, pid=pid, timestamp=job.time_start)
 
     def finished(self, job: Job, outcome: Outcome) -> None:
         if not job.task.send_events:

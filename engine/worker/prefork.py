@@ -62,7 +62,7 @@ class PreforkHost(PoolHost, Protocol):
     (a job is admitted when it enters the shared queue, started when a child reports it)."""
 
     def admit(self, job: Job) -> bool: ...
-    def on_started(self, job: Job) -> None: ...
+    def on_started(self, job: Job, at: float | None = None) -> None: ...
     def on_skipped(self, job: Job) -> None: ...
 
 
@@ -319,7 +319,7 @@ class PreforkPool:
             if sent.revoked:
                 _report(self.host.on_skipped, job)
             return
-        _report(self.host.on_started, job)
+        _report(self.host.on_started, job, report.wall)
         if job.hard_limit:
             self._wake()  # the collector's poll timeout must cover the new deadline
 

@@ -72,6 +72,7 @@ class Started(NamedTuple):
     key: int
     pid: int
     at: float
+    wall: float  # the same moment on the wall clock: the task's ``time_start`` and task-started's time
     ran: bool
     fenced: bool = False
 

@@ -370,9 +370,10 @@ class Worker:
             return False
         return True
 
-    def on_started(self, job: Job) -> None:
-        """The job runs from now (its pool process, if any, is in ``job.worker_pid``)."""
-        job.time_start = time.time()
+    def on_started(self, job: Job, at: float | None = None) -> None:
+        """The job runs from ``at`` (wall clock; now if not given, as Celery's ``time_accepted``
+        from the child); its pool process, if any, is in ``job.worker_pid``."""
+        job.time_start = at or time.time()
         self.reserved.pop(job.id, None)
         self.active[job.id] = job
         self.observers.started(job)

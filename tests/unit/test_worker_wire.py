@@ -68,5 +68,5 @@ def test_outcome_round_trips_through_the_pipe() -> None:
 
 
 def test_a_start_report_is_told_from_a_finish() -> None:
-    started = Started(key=1, pid=42, at=1.5, ran=True, fenced=False)
+    started = Started(key=1, pid=42, at=1.5, wall=1_700_000_000.5, ran=True, fenced=False)
     assert report_from_wire(pickle.loads(pickle.dumps(tuple(started)))) == started
