@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine import signals
+from engine.worker.observers import TaskEvents
 
 log = logging.getLogger("tqctl.observe")
 Listener = Callable[[dict[str, Any]], None]
@@ -83,7 +84,11 @@ def attach(
         listeners.append(health.on_event)
         closers.append(health.close)
     if listeners:
-        worker.events = EventTee(worker.events, listeners)
+        tee = EventTee(worker.events, listeners)
+        worker.events = tee  # heartbeats and worker-* events
+        for observer in worker.observers:  # task-* events go out through the TaskEvents observer
+            if isinstance(observer, TaskEvents):
+                observer.events = tee
 
     def close() -> None:
         for step in closers:

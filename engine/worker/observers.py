@@ -19,7 +19,7 @@ from engine import signals, states
 from engine.request import from_message
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from engine.events.dispatcher import EventDispatcher
     from engine.history import HistoryWriter
@@ -61,6 +61,9 @@ class Observers:
         self._hooks: dict[str, list[Callable[..., None]]] = {hook: [] for hook in HOOKS}
         for observer in observers:
             self.add(observer)
+
+    def __iter__(self) -> Iterator[Observer]:
+        return iter(list(self._all))
 
     def add(self, observer: Observer) -> None:
         self._all.append(observer)
