@@ -22,6 +22,7 @@ from engine.control import store_revoked
 from engine.protocol import control as protocol
 from engine.worker import control as custom
 from engine.worker import stats
+from engine.worker.revoked import mark_revoked
 
 if TYPE_CHECKING:
     from engine.worker.worker import Worker
@@ -91,6 +92,7 @@ class RemoteControl:
                 "conf",
                 "query_task",
                 "revoke",
+                "revoke_by_stamped_headers",
                 "terminate",
                 "rate_limit",
                 "time_limit",
@@ -270,10 +272,34 @@ class RemoteControl:
         ids = _ids(task_id)
         store_revoked(self.fanout, ids)
         self.worker.revoked.update(ids)
+        mark_revoked(self.worker.app.backend, ids, self.worker.active)
         if not terminate:
             return {"ok": f"tasks {', '.join(ids)} flagged as revoked"}
         killed = [i for i in ids if self.worker.terminate(i, _signum(signal))]
         return {"ok": f"terminate: {', '.join(killed)}" if killed else "terminate: tasks unknown"}
+
+    def do_revoke_by_stamped_headers(
+        self, headers: Any = None, terminate: bool = False, signal: Any = None, **_: Any
+    ) -> dict[str, str]:
+        """Revoke every task stamped with one of these values; with ``terminate``, kill the running ones.
+
+        ``headers`` is ``{header: value or [values]}``, or Celery's older ``["header=value", ...]``."""
+        if isinstance(headers, list):
+            headers = dict(str(h).split("=", 1) for h in headers if "=" in str(h))
+        if not isinstance(headers, dict):
+            return {"error": f"headers must be a dict of stamped header to values, not {headers!r}"}
+        self.worker.revoked.stamps.add(headers)
+        if not terminate:
+            return {"ok": f"headers {headers} flagged as revoked, but not terminated"}
+        signum, terminated = _signum(signal), dict[str, set[Any]]()
+        for task_id, job in list(self.worker.active.items()):
+            hits = self.worker.revoked.stamps.match(job.message.headers, headers)
+            if hits and self.worker.terminate(task_id, signum):
+                for header, values in hits.items():
+                    terminated.setdefault(header, set()).update(values)
+        if not terminated:
+            return {"ok": f"headers {headers} were not terminated"}
+        return {"ok": f"headers {terminated} revoked"}
 
     def do_terminate(self, task_id: Any = None, signal: Any = None, **_: Any) -> dict[str, str]:
         return self.do_revoke(task_id=task_id, terminate=True, signal=signal)
