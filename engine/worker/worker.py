@@ -372,8 +372,9 @@ class Worker:
             # hash, so ``_hand_back`` returns it to its queue with the rest.
             self._release()
             return False
-        if job.id in self.revoked:
-            self.consumer.settle_revoked(job.delivery, job.message, "revoked")
+        why = self.revoked.why(job.message)  # by id, by stamp, or expired while it waited
+        if why is not None:
+            self.consumer.settle_revoked(job.delivery, job.message, why)
             self._release()
             return False
         if not self._still_ours(job):
