@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import CeleryWorkerProcess, WorkerProcess
+from tests.integration.harness import CeleryWorkerProcess, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +64,10 @@ def test_revocation_by_id_by_stamp_and_by_expiry(worker: str, celery_app: Any) -
     assert celery_app.control.revoke([elsewhere, waiting], reply=True, timeout=10)
     assert backend.get_state(elsewhere) == "PROGRESS"
     assert backend.get_state(waiting) == "REVOKED"
+    # ``AsyncResult.revoke()`` broadcasts with no expiry (kombu's ``expires: 0``) and asks no reply.
+    quiet = celery_app.AsyncResult(str(uuid.uuid4()))
+    quiet.revoke()
+    wait_for(lambda: backend.get_state(quiet.id) == "REVOKED", TIMEOUT, "the revoke without reply to be handled")
 
     # Revoked by stamp: the reply is Celery's, the stamped task is revoked, another stamp runs.
     replies = celery_app.control.revoke_by_stamped_headers({"mon": ["v1"]}, terminate=False, reply=True, timeout=10)
