@@ -259,8 +259,7 @@ class RemoteControl:
         return {"clock": self.clock}
 
     def do_report(self, **_: Any) -> dict[str, str]:
-        w = self.worker
-        return {"ok": f"tqctl worker {w.hostname} pool={w.pool.kind} queues={','.join(w.queues)}"}
+        return {"ok": stats.bugreport(self.worker)}
 
     def do_hello(self, from_node: str | None = None, revoked: Any = None, **_: Any) -> dict[str, Any]:
         incoming = revoked.keys() if isinstance(revoked, dict) else (revoked or [])
