@@ -221,6 +221,26 @@ class Task:
     def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802 - Celery's name
         return self.app.AsyncResult(task_id, task_name=self.name)
 
+    def send_event(
+        self, type_: str, retry: bool = True, retry_policy: dict[str, Any] | None = None, **fields: Any
+    ) -> None:
+        """Celery's: a custom event about the running task (``uuid`` is its id), from the worker's host.
+
+        Sent whether or not the worker sends task events (``-E``), as Celery's ``default_dispatcher``
+        does: a task that reports progress this way means it to be seen. ``retry`` and
+        ``retry_policy`` are accepted for Celery's signature; the connection retries as any other."""
+        import socket
+
+        from engine.broker.fanout import RedisFanout
+        from engine.events.dispatcher import EventDispatcher
+
+        request = self.request
+        fanout = RedisFanout(self.app.broker_url())
+        try:
+            EventDispatcher(fanout, request.hostname or socket.gethostname()).send(type_, uuid=request.id, **fields)
+        finally:
+            fanout.close()
+
     def update_state(
         self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kwargs: Any
     ) -> None:

@@ -7,6 +7,7 @@ worker acks or requeues based on the returned ``Outcome``.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import time
@@ -38,7 +39,7 @@ class Outcome:
     traceback: str | None = None
     requeue: bool = False
     value: Any = None
-    retry_when: float | None = None
+    retry_when: float | dt.datetime | None = None  # retry(eta=...) gives a datetime
     internal: str | None = None  # the outcome could not be recorded: the dead-letter reason (see internal_error)
 
 
@@ -97,12 +98,19 @@ def run(app: App, task: Task, request: Request, *, store: bool = True) -> Outcom
     return outcome
 
 
+def _task_id(request: Request) -> str:
+    """The running task's id, for the hooks: every request the worker or eager mode runs has one."""
+    if request.id is None:
+        raise ValueError("a task request without an id cannot run")
+    return request.id
+
+
 def _run(app: App, task: Task, request: Request, started: float, store: bool) -> Outcome:
     if store and not request.ignore_result and task.opt("track_started", "task_track_started"):
         _store(app, request, states.STARTED, {"pid": os.getpid(), "hostname": request.hostname})
     call = task.__call__ if type(task).__call__ is not Task.__call__ else task.run  # a base's __call__ wraps run
     try:
-        task.before_start(request.id, request.args, request.kwargs)
+        task.before_start(_task_id(request), request.args, request.kwargs)
         value = call(*request.args, **request.kwargs)
     except Retry as retry:
         return _retried(app, task, request, retry, started, store)
@@ -124,10 +132,10 @@ def _run(app: App, task: Task, request: Request, started: float, store: bool) ->
             return _failed(app, task, request, error, started, store)
     _send_callbacks(app, request, value)
     _chord_part(app, request, states.SUCCESS, value)
-    task.on_success(value, request.id, request.args, request.kwargs)
+    task.on_success(value, _task_id(request), request.args, request.kwargs)
     if signals.task_success.receivers:
         signals.task_success.send(sender=task, result=value)
-    task.after_return(states.SUCCESS, value, request.id, request.args, request.kwargs, None)
+    task.after_return(states.SUCCESS, value, _task_id(request), request.args, request.kwargs, None)
     return Outcome(states.SUCCESS, runtime, result_repr=_repr(task, value), value=value)
 
 
@@ -189,14 +197,13 @@ def _autoretry(task: Task, exc: Exception) -> Retry | Exception | None:
 
 
 def _retried(app: App, task: Task, request: Request, retry: Retry, started: float, store: bool) -> Outcome:
-    reason = retry.exc if retry.exc is not None else retry
     trace = format_traceback(retry)
     if store and not request.ignore_result:  # as Celery: the exc given to retry() (or null), Retry's traceback
         _store(
             app, request, states.RETRY, encode_exception(retry.exc) if retry.exc is not None else None, traceback=trace
         )
     einfo = ExceptionInfo(retry, trace)
-    task.on_retry(retry.exc, request.id, request.args, request.kwargs, einfo)
+    task.on_retry(retry.exc, _task_id(request), request.args, request.kwargs, einfo)
     signals.task_retry.send(sender=task, request=request, reason=retry, einfo=einfo)
     log_trace.info("Task %s[%s] retry: %s", task.name, request.id, retry)
     value = retry.result.result if retry.result is not None else None
@@ -205,7 +212,7 @@ def _retried(app: App, task: Task, request: Request, retry: Retry, started: floa
     return Outcome(
         state,
         time.perf_counter() - started,
-        exception_repr=repr(reason),
+        exception_repr=repr(retry.exc),  # task-retried's ``exception``: Celery's is "None" when none was given
         traceback=final_trace,
         value=value,
         retry_when=retry.when,
@@ -228,7 +235,7 @@ def _failed(app: App, task: Task, request: Request, exc: Exception, started: flo
     if not request.is_eager:
         chord_steps.fail_chain(app, request.chain, exc)
     einfo = ExceptionInfo(exc, trace)
-    task.on_failure(exc, request.id, request.args, request.kwargs, einfo)
+    task.on_failure(exc, _task_id(request), request.args, request.kwargs, einfo)
     signals.task_failure.send(
         sender=task,
         task_id=request.id,
@@ -239,7 +246,7 @@ def _failed(app: App, task: Task, request: Request, exc: Exception, started: flo
         einfo=einfo,
     )
     _log_failure(task, request, exc, trace)
-    task.after_return(states.FAILURE, exc, request.id, request.args, request.kwargs, einfo)
+    task.after_return(states.FAILURE, exc, _task_id(request), request.args, request.kwargs, einfo)
     return Outcome(states.FAILURE, time.perf_counter() - started, exception_repr=repr(exc), traceback=trace, value=exc)
 
 
