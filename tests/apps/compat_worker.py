@@ -71,3 +71,18 @@ def nesting(self: Any, replacements: int, seen: list[int] | None = None) -> list
     if replacements:
         raise self.replace(self.s(replacements - 1, seen))
     return seen
+
+
+@task("compat.progress", bind=True)
+def progress(self: Any, current: int) -> int:
+    """Reports progress with a custom event (``Task.send_event``)."""
+    self.send_event("task-progress", current=current)
+    return current
+
+
+@task("compat.retry_plain", bind=True, max_retries=1)
+def retry_plain(self: Any) -> int:
+    """Retried once without an exception: its ``task-retried`` event carries ``exception="None"``."""
+    if not self.request.retries:
+        raise self.retry(countdown=0.1)
+    return self.request.retries

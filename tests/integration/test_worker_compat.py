@@ -1,7 +1,7 @@
 """A Celery 5.7 client feeding our worker gets what a Celery 5.7 worker gives it (issue 12, mode a).
 
-Each test runs twice on one fresh server: against our worker (``-P prefork``) and against a real
-Celery worker running the very same task functions (tests/apps/compat_worker.py and
+Each test runs twice on one fresh server: against our worker and against a real Celery worker
+(both ``-P prefork -c 1``) running the very same task functions (tests/apps/compat_worker.py and
 tests/apps/celery_compat_worker.py). The assertions are the behaviour Celery's own integration suite
 checks in ``t/integration/test_tasks.py``: retries that switch between positional and keyword
 arguments, a retry keeping the message's priority, ``replaced_task_nesting`` across replacements,
@@ -11,33 +11,51 @@ tasks that expire while they wait behind others, and ``revoke_by_stamped_headers
 
 from __future__ import annotations
 
+import os
+import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.harness import CeleryWorkerProcess, WorkerProcess, wait_for
+from tests.integration.harness import ROOT, ChildProcess, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 30
 
 
+class CeleryPrefork(ChildProcess):
+    """``celery -A tests.apps.celery_compat_worker worker -P prefork -c 1``: Celery's default pool,
+    as the suite runs it (a solo pool differs in details, e.g. task-retried's ``exception``)."""
+
+    ready_marker = " ready."
+
+    def __init__(self, broker_url: str, log_path: Path) -> None:
+        env = {**os.environ, "INTEROP_BROKER": broker_url, "INTEROP_BACKEND": broker_url, "PYTHONPATH": str(ROOT)}
+        env.pop("TQCTL_BACKEND", None)
+        argv = [sys.executable, "-m", "celery", "-A", "tests.apps.celery_compat_worker", "worker", "-P", "prefork"]
+        argv += ["-c", "1", "-n", "celery1@%h", "-l", "info", "--without-mingle", "--without-gossip"]
+        super().__init__(argv, log_path, env)
+
+
 @pytest.fixture(params=["ours", "celery"])
 def worker(
-    request: pytest.FixtureRequest,
-    broker_url: str,
-    start_worker: Callable[..., WorkerProcess],
-    celery_processes: Callable[..., CeleryWorkerProcess],
-) -> str:
-    """One worker of the given kind, concurrency 1, on the test's server."""
+    request: pytest.FixtureRequest, broker_url: str, start_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> Iterator[str]:
+    """One worker of the given kind, ``-P prefork -c 1``, on the test's server."""
     if request.param == "ours":
         start_worker("-P", "prefork", "-c", "1", name="ours1", app="tests.apps.compat_worker")
-    else:
-        env = {"INTEROP_BROKER": broker_url, "INTEROP_BACKEND": broker_url}
-        celery_processes("tests.apps.celery_compat_worker", "celery", "celery1", env)
-    return str(request.param)
+        yield "ours"
+        return
+    theirs = CeleryPrefork(broker_url, tmp_path / "celery1.log")
+    try:
+        theirs.wait_ready(60)
+        yield "celery"
+    finally:
+        theirs.close()
 
 
 def test_retry_arguments_priority_and_replacement_nesting(worker: str, celery_app: Any) -> None:
@@ -97,3 +115,25 @@ def test_revocation_by_id_by_stamp_and_by_expiry(worker: str, celery_app: Any) -
         expiring.get(timeout=TIMEOUT)
     assert expiring.state == "REVOKED"
     assert blocker.get(timeout=TIMEOUT) == 2
+
+
+def test_custom_task_event_and_retried_event_without_exception(worker: str, celery_app: Any, broker_url: str) -> None:
+    from tests.integration.test_ops_events import Tail
+
+    tail = Tail(broker_url)
+    try:
+        assert celery_app.control.enable_events(reply=True, timeout=10)  # Celery's default is off
+        reporting = celery_app.send_task("compat.progress", args=(3,))
+        retried = celery_app.send_task("compat.retry_plain")
+        assert reporting.get(timeout=TIMEOUT) == 3
+        assert retried.get(timeout=TIMEOUT) == 1
+
+        def event(kind: str, task_id: str) -> dict[str, Any] | None:
+            return next((e for e in tail.seen() if e["type"] == kind and e.get("uuid") == task_id), None)
+
+        wait_for(lambda: event("task-progress", reporting.id), TIMEOUT, "the task's own task-progress event")
+        wait_for(lambda: event("task-retried", retried.id), TIMEOUT, "the task-retried event")
+        assert event("task-progress", reporting.id)["current"] == 3  # type: ignore[index]
+        assert event("task-retried", retried.id)["exception"] == "None"  # type: ignore[index]
+    finally:
+        tail.stop()
