@@ -57,6 +57,8 @@ def _env(tree: Path, url: str, port: int, mode: str) -> dict[str, str]:
         REDIS_PORT=str(port),
         SUITE_MODE=mode,
         PYTHONUNBUFFERED="1",
+        # Tests that run the ``celery`` command (test_worker.py, test_serialization.py) find this venv's.
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     return env
 
