@@ -76,6 +76,7 @@ class RemoteControl:
         self.clock = 0
         # Celery's pool limit: the size the pool started with; pool_grow/shrink leave it alone.
         self.max_concurrency = worker.autoscale[1] if worker.autoscale else worker.concurrency
+        self.prefetch_multiplier = max(1, worker.prefetch // max(1, worker.concurrency))  # as set at start
         self._pubsub: redis.client.PubSub | None = None
         self.thread = _Listener(self)
         self.handlers: dict[str, Callable[..., Any]] = {
@@ -350,14 +351,23 @@ class RemoteControl:
     def do_pool_grow(self, n: int = 1, **_: Any) -> dict[str, str]:
         if self.worker.autoscale:
             return {"error": "pool size is managed by autoscale; use autoscale"}
-        self.worker.pool.grow(int(n))
+        before = self.worker.pool.size()
+        self._prefetch_follows(self.worker.pool.grow(int(n)) - before)
         return {"ok": "pool will grow"}
 
     def do_pool_shrink(self, n: int = 1, **_: Any) -> dict[str, str]:
         if self.worker.autoscale:
             return {"error": "pool size is managed by autoscale; use autoscale"}
-        self.worker.pool.shrink(int(n))
+        before = self.worker.pool.size()
+        self._prefetch_follows(self.worker.pool.shrink(int(n)) - before)
         return {"ok": "pool will shrink"}
+
+    def _prefetch_follows(self, change: int) -> None:
+        """The prefetch window follows the pool, ``multiplier`` messages a process, as Celery's does:
+        without it, a grown pool's new processes would wait for messages the worker never fetches."""
+        w = self.worker
+        w.prefetch = max(1, w.prefetch + change * self.prefetch_multiplier)
+        w.wake()
 
     def do_autoscale(self, max: int | None = None, min: int | None = None, **_: Any) -> dict[str, str]:  # noqa: A002
         if max is None:
