@@ -58,16 +58,36 @@ def worker(
         theirs.close()
 
 
-def test_retry_arguments_priority_and_replacement_nesting(worker: str, celery_app: Any) -> None:
-    switched_to_args = celery_app.send_task("compat.retry_with_args", kwargs={"foo": 1, "bar": 2, "label": "kept"})
-    switched_to_kwargs = celery_app.send_task("compat.retry_with_kwargs", args=(1, 2))
-    prioritised = celery_app.send_task("compat.retry_priority", priority=7)
-    replaced = celery_app.send_task("compat.nesting", args=(3,))
+def test_retries_replacement_nesting_and_task_events(worker: str, celery_app: Any, broker_url: str) -> None:
+    from tests.integration.test_ops_events import Tail
 
-    assert switched_to_args.get(timeout=TIMEOUT) == {"foo": 2, "bar": 3, "label": "kept", "retries": 1}
-    assert switched_to_kwargs.get(timeout=TIMEOUT) == {"foo": 2, "bar": 2, "retries": 1}
-    assert prioritised.get(timeout=TIMEOUT) == 7
-    assert replaced.get(timeout=TIMEOUT) == [0, 1, 2, 3]
+    tail = Tail(broker_url)
+    try:
+        assert celery_app.control.enable_events(reply=True, timeout=10)  # Celery's default is off
+        switched_to_args = celery_app.send_task("compat.retry_with_args", kwargs={"foo": 1, "bar": 2, "label": "kept"})
+        switched_to_kwargs = celery_app.send_task("compat.retry_with_kwargs", args=(1, 2))
+        prioritised = celery_app.send_task("compat.retry_priority", priority=7)
+        replaced = celery_app.send_task("compat.nesting", args=(3,))
+        reporting = celery_app.send_task("compat.progress", args=(3,))
+        retried = celery_app.send_task("compat.retry_plain")
+
+        assert switched_to_args.get(timeout=TIMEOUT) == {"foo": 2, "bar": 3, "label": "kept", "retries": 1}
+        assert switched_to_kwargs.get(timeout=TIMEOUT) == {"foo": 2, "bar": 2, "retries": 1}
+        assert prioritised.get(timeout=TIMEOUT) == 7
+        assert replaced.get(timeout=TIMEOUT) == [0, 1, 2, 3]
+        assert reporting.get(timeout=TIMEOUT) == 3
+        assert retried.get(timeout=TIMEOUT) == 1
+
+        def event(kind: str, task_id: str) -> dict[str, Any] | None:
+            return next((e for e in tail.seen() if e["type"] == kind and e.get("uuid") == task_id), None)
+
+        # Task.send_event, and task-retried's exception when retry() was given none ("None").
+        wait_for(lambda: event("task-progress", reporting.id), TIMEOUT, "the task's own task-progress event")
+        wait_for(lambda: event("task-retried", retried.id), TIMEOUT, "the task-retried event")
+        assert event("task-progress", reporting.id)["current"] == 3  # type: ignore[index]
+        assert event("task-retried", retried.id)["exception"] == "None"  # type: ignore[index]
+    finally:
+        tail.stop()
 
 
 def test_revocation_by_id_by_stamp_and_by_expiry(worker: str, celery_app: Any) -> None:
@@ -117,23 +137,16 @@ def test_revocation_by_id_by_stamp_and_by_expiry(worker: str, celery_app: Any) -
     assert blocker.get(timeout=TIMEOUT) == 2
 
 
-def test_custom_task_event_and_retried_event_without_exception(worker: str, celery_app: Any, broker_url: str) -> None:
-    from tests.integration.test_ops_events import Tail
+def test_pool_grow_and_shrink_move_the_prefetch_window(worker: str, celery_app: Any) -> None:
+    """Celery adds ``prefetch multiplier`` messages per process grown (default 4) and takes them off again."""
 
-    tail = Tail(broker_url)
-    try:
-        assert celery_app.control.enable_events(reply=True, timeout=10)  # Celery's default is off
-        reporting = celery_app.send_task("compat.progress", args=(3,))
-        retried = celery_app.send_task("compat.retry_plain")
-        assert reporting.get(timeout=TIMEOUT) == 3
-        assert retried.get(timeout=TIMEOUT) == 1
+    def prefetch() -> int:
+        replies = celery_app.control.inspect(timeout=10).stats() or {}
+        assert len(replies) == 1, replies
+        return int(next(iter(replies.values()))["prefetch_count"])
 
-        def event(kind: str, task_id: str) -> dict[str, Any] | None:
-            return next((e for e in tail.seen() if e["type"] == kind and e.get("uuid") == task_id), None)
-
-        wait_for(lambda: event("task-progress", reporting.id), TIMEOUT, "the task's own task-progress event")
-        wait_for(lambda: event("task-retried", retried.id), TIMEOUT, "the task-retried event")
-        assert event("task-progress", reporting.id)["current"] == 3  # type: ignore[index]
-        assert event("task-retried", retried.id)["exception"] == "None"  # type: ignore[index]
-    finally:
-        tail.stop()
+    assert prefetch() == 4
+    assert celery_app.control.pool_grow(2, reply=True, timeout=10)
+    wait_for(lambda: prefetch() == 12, TIMEOUT, "prefetch_count 12 after growing to 3 processes")
+    assert celery_app.control.pool_shrink(1, reply=True, timeout=10)
+    wait_for(lambda: prefetch() == 8, TIMEOUT, "prefetch_count 8 after shrinking to 2 processes")
