@@ -15,7 +15,6 @@ from tests.celery_suite.skips import reason_for
 from tests.celery_suite.workers import anon_nodename, running
 
 _WORKER = pytest.StashKey[contextlib.ExitStack]()
-_IGNORED = pytest.StashKey[list[str]]()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -36,18 +35,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         stack.close()
 
 
-def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """A whole file on the skip list is not even imported: some import what we lack (azure, sqlalchemy)."""
-    if collection_path.suffix != ".py":
-        return None
-    nodeid = f"t/integration/{collection_path.name}"
-    reason = reason_for(nodeid, os.environ.get("SUITE_MODE", ""))
-    if reason is not None and collection_path.parent.name == "integration":
-        config.stash.setdefault(_IGNORED, []).append(f"{nodeid}: {reason}")
-        return True
-    return None
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     mode = os.environ.get("SUITE_MODE", "")
     limit = float(os.environ.get("SUITE_TEST_TIMEOUT", "60"))
@@ -60,8 +47,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for line in terminalreporter.config.stash.get(_IGNORED, []):
-        terminalreporter.write_line(f"[celery_suite skip list] whole file not collected: {line}")
     compat = sys.modules.get("tests.celery_suite.compat")
     if compat is not None and compat.STAND_INS:
         terminalreporter.write_line(f"celery_suite stand-ins used (the engine lacks them): {sorted(compat.STAND_INS)}")
