@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import pickle
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -96,6 +97,48 @@ def run(app: App, task: Task, request: Request, *, store: bool = True) -> Outcom
         app.current_requests.pop()
         task.pop_request()
     return outcome
+
+
+# Base classes never taken as the stand-in for an exception that does not pickle (Celery's rule).
+_TOO_GENERAL = (Exception, BaseException, object)
+
+
+def _round_trips(exc: BaseException) -> bool:
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - any failure to rebuild it is the answer
+        return False
+    return True
+
+
+def storable_exception(exc: BaseException) -> dict[str, Any]:
+    """A task's exception as the worker stores it, as Celery's worker does.
+
+    An exception whose class cannot be rebuilt from its own args (its ``__init__`` wants more,
+    say) could not be raised again by a client: Celery stores the nearest base class that can
+    be, else an ``UnpickleableExceptionWrapper`` naming the class, its args and its repr. Clients
+    of either kind then get an exception they can raise and read."""
+    if _round_trips(exc):
+        return encode_exception(exc)
+    for base in type(exc).__mro__[1:]:
+        if base in _TOO_GENERAL or not issubclass(base, BaseException):
+            continue
+        try:
+            nearest = base(*exc.args)
+        except Exception:  # noqa: BLE001, S112 - that base cannot stand in; try the next
+            continue
+        if _round_trips(nearest):
+            return encode_exception(nearest)
+    return {
+        "exc_type": "UnpickleableExceptionWrapper",
+        "exc_message": [
+            type(exc).__module__,
+            type(exc).__name__,
+            encode_exception(exc)["exc_message"],
+            safe_repr(exc),
+        ],
+        "exc_module": "celery.utils.serialization",
+    }
 
 
 def _task_id(request: Request) -> str:
@@ -200,7 +243,11 @@ def _retried(app: App, task: Task, request: Request, retry: Retry, started: floa
     trace = format_traceback(retry)
     if store and not request.ignore_result:  # as Celery: the exc given to retry() (or null), Retry's traceback
         _store(
-            app, request, states.RETRY, encode_exception(retry.exc) if retry.exc is not None else None, traceback=trace
+            app,
+            request,
+            states.RETRY,
+            storable_exception(retry.exc) if retry.exc is not None else None,
+            traceback=trace,
         )
     einfo = ExceptionInfo(retry, trace)
     task.on_retry(retry.exc, _task_id(request), request.args, request.kwargs, einfo)
@@ -229,9 +276,9 @@ def _failed(app: App, task: Task, request: Request, exc: Exception, started: flo
     trace = format_traceback(exc)
     keep_error = not request.ignore_result or bool(task.opt("store_errors_even_if_ignored"))
     if store and keep_error:
-        _store(app, request, states.FAILURE, encode_exception(exc), traceback=trace)
+        _store(app, request, states.FAILURE, storable_exception(exc), traceback=trace)
     _send_errbacks(app, request, exc, trace)
-    _chord_part(app, request, states.FAILURE, encode_exception(exc))
+    _chord_part(app, request, states.FAILURE, storable_exception(exc))
     if not request.is_eager:
         chord_steps.fail_chain(app, request.chain, exc)
     einfo = ExceptionInfo(exc, trace)
