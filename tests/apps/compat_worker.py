@@ -86,3 +86,16 @@ def retry_plain(self: Any) -> int:
     if not self.request.retries:
         raise self.retry(countdown=0.1)
     return self.request.retries
+
+
+class Unpickleable(Exception):
+    """An exception whose class cannot be rebuilt from its own args (``__init__`` wants two)."""
+
+    def __init__(self, foo: str, bar: str) -> None:
+        super().__init__(foo)
+        self.bar = bar
+
+
+@task("compat.fail_unpickleable")
+def fail_unpickleable(foo: str, bar: str) -> None:
+    raise Unpickleable(foo, bar)

@@ -11,6 +11,7 @@ tasks that expire while they wait behind others, and ``revoke_by_stamped_headers
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import uuid
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from tests.integration.harness import ROOT, ChildProcess, WorkerProcess, wait_for
 
@@ -58,7 +60,9 @@ def worker(
         theirs.close()
 
 
-def test_retries_replacement_nesting_and_task_events(worker: str, celery_app: Any, broker_url: str) -> None:
+def test_retries_replacement_nesting_and_task_events(
+    worker: str, celery_app: Any, broker_url: str, redis_client: redis.Redis
+) -> None:
     from tests.integration.test_ops_events import Tail
 
     tail = Tail(broker_url)
@@ -68,6 +72,7 @@ def test_retries_replacement_nesting_and_task_events(worker: str, celery_app: An
         switched_to_kwargs = celery_app.send_task("compat.retry_with_kwargs", args=(1, 2))
         prioritised = celery_app.send_task("compat.retry_priority", priority=7)
         replaced = celery_app.send_task("compat.nesting", args=(3,))
+        unpickleable = celery_app.send_task("compat.fail_unpickleable", args=("foo", "bar"))
         reporting = celery_app.send_task("compat.progress", args=(3,))
         retried = celery_app.send_task("compat.retry_plain")
 
@@ -76,6 +81,14 @@ def test_retries_replacement_nesting_and_task_events(worker: str, celery_app: An
         assert prioritised.get(timeout=TIMEOUT) == 7
         assert replaced.get(timeout=TIMEOUT) == [0, 1, 2, 3]
         assert reporting.get(timeout=TIMEOUT) == 3
+        # An exception that cannot be rebuilt from its args is stored as Celery's wrapper.
+        unpickleable.get(timeout=TIMEOUT, propagate=False)
+        stored = json.loads(redis_client.get(f"celery-task-meta-{unpickleable.id}"))
+        assert stored["result"] == {
+            "exc_type": "UnpickleableExceptionWrapper",
+            "exc_message": ["tests.apps.compat_worker", "Unpickleable", ["foo"], "Unpickleable('foo')"],
+            "exc_module": "celery.utils.serialization",
+        }
         assert retried.get(timeout=TIMEOUT) == 1
 
         def event(kind: str, task_id: str) -> dict[str, Any] | None:
