@@ -99,3 +99,14 @@ class Unpickleable(Exception):
 @task("compat.fail_unpickleable")
 def fail_unpickleable(foo: str, bar: str) -> None:
     raise Unpickleable(foo, bar)
+
+
+@task("compat.fail")
+def fail(*args: Any) -> None:
+    raise ValueError("header failed")
+
+
+@task("compat.errback_old_style")
+def errback_old_style(task_id: str) -> str:
+    """An old-style errback: Celery sends it the failed task's id."""
+    return task_id

@@ -67,7 +67,7 @@ def test_retries_replacement_nesting_and_task_events(
 
     tail = Tail(broker_url)
     try:
-        assert celery_app.control.enable_events(reply=True, timeout=10)  # Celery's default is off
+        assert celery_app.control.enable_events(reply=True, timeout=10, limit=1)  # Celery's default is off
         switched_to_args = celery_app.send_task("compat.retry_with_args", kwargs={"foo": 1, "bar": 2, "label": "kept"})
         switched_to_kwargs = celery_app.send_task("compat.retry_with_kwargs", args=(1, 2))
         prioritised = celery_app.send_task("compat.retry_priority", priority=7)
@@ -112,7 +112,7 @@ def test_revocation_by_id_by_stamp_and_by_expiry(worker: str, celery_app: Any) -
     backend = celery_app.backend
     elsewhere, waiting = str(uuid.uuid4()), str(uuid.uuid4())
     backend.store_result(elsewhere, {"hostname": "other@host"}, "PROGRESS")
-    assert celery_app.control.revoke([elsewhere, waiting], reply=True, timeout=10)
+    assert celery_app.control.revoke([elsewhere, waiting], reply=True, timeout=10, limit=1)
     assert backend.get_state(elsewhere) == "PROGRESS"
     assert backend.get_state(waiting) == "REVOKED"
     # ``AsyncResult.revoke()`` broadcasts with no expiry (kombu's ``expires: 0``) and asks no reply.
@@ -121,7 +121,9 @@ def test_revocation_by_id_by_stamp_and_by_expiry(worker: str, celery_app: Any) -
     wait_for(lambda: backend.get_state(quiet.id) == "REVOKED", TIMEOUT, "the revoke without reply to be handled")
 
     # Revoked by stamp: the reply is Celery's, the stamped task is revoked, another stamp runs.
-    replies = celery_app.control.revoke_by_stamped_headers({"mon": ["v1"]}, terminate=False, reply=True, timeout=10)
+    replies = celery_app.control.revoke_by_stamped_headers(
+        {"mon": ["v1"]}, terminate=False, reply=True, timeout=10, limit=1
+    )
     assert [next(iter(r.values())) for r in replies] == [
         {"ok": "headers {'mon': ['v1']} flagged as revoked, but not terminated"}
     ]
@@ -154,12 +156,27 @@ def test_pool_grow_and_shrink_move_the_prefetch_window(worker: str, celery_app: 
     """Celery adds ``prefetch multiplier`` messages per process grown (default 4) and takes them off again."""
 
     def prefetch() -> int:
-        replies = celery_app.control.inspect(timeout=10).stats() or {}
+        replies = celery_app.control.inspect(timeout=10, limit=1).stats() or {}
         assert len(replies) == 1, replies
         return int(next(iter(replies.values()))["prefetch_count"])
 
     assert prefetch() == 4
-    assert celery_app.control.pool_grow(2, reply=True, timeout=10)
+    assert celery_app.control.pool_grow(2, reply=True, timeout=10, limit=1)
     wait_for(lambda: prefetch() == 12, TIMEOUT, "prefetch_count 12 after growing to 3 processes")
-    assert celery_app.control.pool_shrink(1, reply=True, timeout=10)
+    assert celery_app.control.pool_shrink(1, reply=True, timeout=10, limit=1)
     wait_for(lambda: prefetch() == 8, TIMEOUT, "prefetch_count 8 after shrinking to 2 processes")
+
+
+def test_a_failed_chord_body_lists_its_errbacks_among_its_children(worker: str, celery_app: Any) -> None:
+    """A chord whose header fails: its body fails, its old-style errback runs with the body's id,
+    and the body's stored failure lists that errback (as a group) among its children."""
+    from celery import chord
+
+    add, fail = celery_app.signature("compat.add", args=(1, 2)), celery_app.signature("compat.fail")
+    body = celery_app.signature("compat.add", args=(0,)).on_error(celery_app.signature("compat.errback_old_style"))
+    result = chord([add, fail], body).apply_async()
+    with pytest.raises(Exception, match="header failed"):
+        result.get(timeout=TIMEOUT)
+    wait_for(lambda: result.children and result.children[0].children, TIMEOUT, "the body's children")
+    errback = result.children[0].children[0]
+    assert errback.get(timeout=TIMEOUT) == result.id
