@@ -60,6 +60,12 @@ SKIPS: dict[str, tuple[frozenset[str], str]] = {
             "test_task_redis_result_backend::test_retry_preserves_ignore_result_true",
         )
     },
+    _TASKS + "test_tasks::test_task_sent_event_respects_publish_retry_limit": (
+        ENGINE_CLIENT,
+        "it patches kombu's Producer channel (app.connection_for_write, app.amqp.Producer) and reads "
+        "Celery's event dispatcher's outbound buffer: client internals our client, which does not "
+        "use kombu, does not have",
+    ),
     _TASKS + "test_tasks::test_retry": (
         ALL,
         _IN_PROCESS + "its task counts attempts in an attribute of the task object, one per process: with a "
