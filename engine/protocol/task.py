@@ -213,7 +213,8 @@ def build(
     }
     if expires is not None:
         ttl_ms = max(0, int((expires - dt.datetime.now(dt.timezone.utc)).total_seconds() * 1000))
-        envelope["properties"]["expiration"] = str(ttl_ms)
+        properties: dict[str, Any] = envelope["properties"]  # type: ignore[assignment]
+        properties["expiration"] = str(ttl_ms)
     return task_id, serialization.json_dumps(envelope).encode()
 
 
@@ -326,10 +327,12 @@ def _from_payload(
     props = envelope.get("properties") or {}
     if isinstance(payload, dict) and "task" not in headers:  # protocol 1: everything in the body
         headers = {**headers, "task": payload.get("task"), "id": payload.get("id")}
-        for key in ("eta", "expires", "retries", "taskset", "timelimit"):
-            if key in payload:
+        for key in ("eta", "expires", "retries", "taskset", "group", "group_index", "timelimit"):
+            if payload.get(key) is not None:
                 headers.setdefault("group" if key == "taskset" else key, payload[key])
-        payload = [payload.get("args", []), payload.get("kwargs", {}), {}]
+        # As Celery's proto1_to_proto2: a protocol 1 chain is links, so callbacks and chord must come along.
+        embed = {key: payload.get(key) for key in ("callbacks", "errbacks", "chord")}
+        payload = [payload.get("args", []), payload.get("kwargs", {}), {**embed, "chain": None}]
     name, task_id = headers.get("task"), headers.get("id")
     if not name or not isinstance(name, str):
         raise MalformedMessage("missing_header", "the 'task' header is missing", headers)
@@ -456,8 +459,8 @@ def signature_problem(value: Any, depth: int = 0) -> str | None:
         return f"is not a signature object: {_short(value)}"
     if not isinstance(value.get("task"), str) or not value["task"]:
         return f"has no task name: {_short(value)}"
-    for key, kind, wanted in SIGNATURE_FIELDS:
-        if value.get(key) is not None and not isinstance(value[key], kind):
+    for key, expected, wanted in SIGNATURE_FIELDS:
+        if value.get(key) is not None and not isinstance(value[key], expected):
             return f"has {key} that is not {wanted}: {_short(value[key])}"
     options = value.get("options") or {}
     parts = [*_as_list(options.get("link")), *_as_list(options.get("link_error"))]
