@@ -154,6 +154,8 @@ def read_junit(xml: Path) -> dict[str, str]:
         return results
     for case in ET.parse(xml).getroot().iter("testcase"):
         classname, name = case.get("classname", ""), case.get("name", "")
+        if not classname:  # a file that failed to import: pytest names the module, with no class
+            classname, name = name, "(collection)"
         parts = classname.split(".")
         module = next((i for i, p in enumerate(parts) if p.startswith("test_")), len(parts) - 1)
         nodeid = "/".join(parts[: module + 1]) + ".py::" + "::".join([*parts[module + 1 :], name])
