@@ -83,7 +83,9 @@ def test_retries_replacement_nesting_and_task_events(
         assert reporting.get(timeout=TIMEOUT) == 3
         # An exception that cannot be rebuilt from its args is stored as Celery's wrapper.
         unpickleable.get(timeout=TIMEOUT, propagate=False)
-        stored = json.loads(redis_client.get(f"celery-task-meta-{unpickleable.id}"))
+        raw = redis_client.get(f"celery-task-meta-{unpickleable.id}")
+        assert isinstance(raw, bytes)
+        stored = json.loads(raw)
         assert stored["result"] == {
             "exc_type": "UnpickleableExceptionWrapper",
             "exc_message": ["tests.apps.compat_worker", "Unpickleable", ["foo"], "Unpickleable('foo')"],
