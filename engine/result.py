@@ -38,6 +38,10 @@ class AsyncResult:
 
     # -- reading ------------------------------------------------------------------------------
     def _backend(self) -> Any:
+        if self.app is None:  # ``AsyncResult(task_id)`` as Celery's docs write it: the current app's
+            from engine.shared import existing_app
+
+            self.app = existing_app()
         backend = self.app.backend if self.app is not None else None
         if backend is None:
             raise ImproperlyConfigured("no result backend is configured, so results cannot be read")
@@ -111,6 +115,12 @@ class AsyncResult:
         return meta.get("result")
 
     wait = get
+
+    async def aget(self, timeout: float | None = None, propagate: bool = True) -> Any:
+        """``get`` for coroutines, woken by the result's publish (engine.aio), never polling."""
+        from engine import aio
+
+        return await aio.aget(self, timeout, propagate)
 
     def forget(self) -> None:
         self._cache = None

@@ -34,6 +34,8 @@ from engine.worker.consumer import Consumer
 from engine.worker.job import Job
 from engine.worker.maintenance import Maintenance
 from engine.worker.pool import Pool, SoloPool, ThreadPool
+from engine.worker.pool_asyncio import AsyncioPool
+from engine.worker.pool_gevent import GeventPool
 from engine.worker.prefork import PreforkPool
 from engine.worker.remote import RemoteControl
 from engine.worker.revoked import RevokedSet
@@ -46,7 +48,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("engine.worker")
 HEARTBEAT_FREQ = 2.0
 UNREACHABLE = (redis.RedisError, BrokerUnavailable, OSError)
-POOLS: dict[str, type] = {"prefork": PreforkPool, "threads": ThreadPool, "solo": SoloPool}
+POOLS: dict[str, type] = {
+    "prefork": PreforkPool,
+    "threads": ThreadPool,
+    "solo": SoloPool,
+    "asyncio": AsyncioPool,
+    "gevent": GeventPool,
+}
 # Sane upper bounds (README "Workers"): beyond them a typo forks without limit or fetches the queue.
 MAX_CONCURRENCY = 1024
 MAX_PREFETCH_MULTIPLIER = 1024
