@@ -25,12 +25,13 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from engine.app import App
+    from engine.group_result import GroupResult
     from engine.request import Request
 
 
 def send_callbacks(app: App, request: Request, value: Any) -> None:
     """``link`` callbacks, then the next chain step (Celery's ``_dispatch_callbacks_and_chain``)."""
-    family = {"parent_id": request.id, "root_id": request.root_id}
+    family: dict[str, Any] = {"parent_id": request.id, "root_id": request.root_id}
     callbacks = [s for s in (maybe_signature(c, app) for c in request.callbacks or ()) if s is not None]
     if len(callbacks) > 1:
         for sig in callbacks:
@@ -83,8 +84,10 @@ def fail_body(app: App, body: Signature, exc: BaseException) -> None:
         _fail_group_body(app, body, exc.__cause__ or exc)
     else:
         body_id = body.options.setdefault("task_id", new_id())
-        _call_errbacks(app, body, body_id, body.options.get("link_error"), exc)
-        _store_failure(app, body_id, exc, body.options.get("group_id"))
+        sent = _call_errbacks(app, body, body_id, body.options.get("link_error"), exc)
+        # As Celery: the body's stored failure lists the errbacks sent for it among its children.
+        children = [sent.as_tuple()] if sent is not None else None
+        _store_failure(app, body_id, exc, body.options.get("group_id"), children)
     fail_chain(app, body.options.get("chain"), exc)
 
 
@@ -104,19 +107,22 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _store_failure(app: App, task_id: str, exc: BaseException, group_id: str | None) -> None:
+def _store_failure(
+    app: App, task_id: str, exc: BaseException, group_id: str | None, children: list[Any] | None = None
+) -> None:
     if app.backend is not None:
-        app.backend.store(task_id, meta(task_id, states.FAILURE, encode_exception(exc), group_id=group_id))
+        failure = meta(task_id, states.FAILURE, encode_exception(exc), group_id=group_id, children=children)
+        app.backend.store(task_id, failure)
 
 
-def _call_errbacks(app: App, sig: Signature, task_id: str, errbacks: Any, exc: BaseException) -> None:
+def _call_errbacks(app: App, sig: Signature, task_id: str, errbacks: Any, exc: BaseException) -> GroupResult | None:
     """Errbacks of a task that never ran: they get a stand-in request, as in Celery."""
     from engine.request import Request
 
     request = Request(
         id=task_id, name=sig.name, args=sig["args"], kwargs=sig["kwargs"], root_id=task_id, errbacks=_as_list(errbacks)
     )
-    call_errbacks(app, request, exc, None)
+    return call_errbacks(app, request, exc, None)
 
 
 def _new_style(task: Any, errback: Signature) -> bool:
@@ -135,10 +141,10 @@ def _new_style(task: Any, errback: Signature) -> bool:
     return len(positional) > 1
 
 
-def call_errbacks(app: App, request: Any, exc: BaseException, traceback: str | None) -> None:
+def call_errbacks(app: App, request: Any, exc: BaseException, traceback: str | None) -> GroupResult | None:
     """A failed task's errbacks, as Celery calls them: new-style ones here, in the worker, with
     ``(request, exc, traceback)`` plus their own args (an error in one is logged, never fatal);
-    old-style ones sent together as one group with the task's id."""
+    old-style ones sent together as one group with the task's id (its result is returned)."""
     old_style = []
     for errback in request.errbacks or ():
         sig = maybe_signature(errback, app)
@@ -152,10 +158,11 @@ def call_errbacks(app: App, request: Any, exc: BaseException, traceback: str | N
                 log.exception("Errback %r raised an exception", sig.name)
         else:
             old_style.append(sig)
-    if old_style:
-        Group(old_style, app=app).apply_async(
-            (request.id,), parent_id=request.id, root_id=request.root_id or request.id
-        )
+    if not old_style:
+        return None
+    return Group(old_style, app=app).apply_async(
+        (request.id,), parent_id=request.id, root_id=request.root_id or request.id
+    )
 
 
 def fail_chain(app: App, chain: list[Any] | None, exc: BaseException) -> None:

@@ -118,3 +118,18 @@ class Control:
         store_revoked(self.fanout, ids)
         args = {"task_id": ids, "terminate": terminate, "signal": signal}
         return self.broadcast("revoke", args, destination=destination, reply=reply, timeout=timeout)
+
+    def revoke_by_stamped_headers(
+        self,
+        headers: dict[str, Any],
+        terminate: bool = False,
+        signal: str = "SIGTERM",
+        destination: list[str] | None = None,
+        reply: bool = False,
+        timeout: float = 1.0,
+    ) -> list[dict[str, Any]]:
+        """Celery's: every worker revokes the tasks stamped with one of these values (``{header: values}``).
+
+        Workers keep these in memory only, as Celery's do: a worker started later does not know them."""
+        args = {"headers": headers, "terminate": terminate, "signal": signal}
+        return self.broadcast("revoke_by_stamped_headers", args, destination=destination, reply=reply, timeout=timeout)

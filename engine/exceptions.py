@@ -6,6 +6,7 @@ ones (see ``protocol/results.py``), so a Celery client reading our results re-cr
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 
@@ -32,7 +33,7 @@ class Retry(TaskError):
         self,
         message: str | None = None,
         exc: BaseException | None = None,
-        when: float | None = None,
+        when: float | dt.datetime | None = None,
         **kwargs: Any,
     ) -> None:
         self.message = message
@@ -42,7 +43,9 @@ class Retry(TaskError):
         super().__init__(message or (repr(exc) if exc else "Retry"), when)
 
     def humanize(self) -> str:
-        return f"in {self.when}s" if self.when is not None else "now"
+        if self.when is None:
+            return "now"
+        return f"at {self.when}" if isinstance(self.when, dt.datetime) else f"in {self.when}s"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _retry, (self.message, self.exc, self.when)

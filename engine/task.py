@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import inspect
 import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -111,6 +112,15 @@ class Task:
         return self._app
 
     @property
+    def registered_name(self) -> str:
+        """``name``, which every task sent or signed must have (a class-based task gets it when registered)."""
+        if self.name is None:
+            raise ImproperlyConfigured(
+                f"task class {type(self).__name__} has no name (register it with app.register_task(task))"
+            )
+        return self.name
+
+    @property
     def fun(self) -> Callable[..., Any]:
         """The user's function (``@app.task``), or ``run`` for a class-based task."""
         return self._decorated_fun if self._decorated_fun is not None else self.run
@@ -199,7 +209,7 @@ class Task:
             args, kwargs = self._dump_arguments(args, kwargs)
         if self.app.conf.task_always_eager:
             return self.apply(args, kwargs, **options)
-        return self.app.send_task(self.name, args, kwargs, task=self, **options)
+        return self.app.send_task(self.registered_name, args, kwargs, task=self, **options)
 
     async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         """``delay`` for coroutines: returns once the broker has the message (engine.aio)."""
@@ -245,6 +255,26 @@ class Task:
     def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:  # noqa: N802 - Celery's name
         return self.app.AsyncResult(task_id, task_name=self.name)
 
+    def send_event(
+        self, type_: str, retry: bool = True, retry_policy: dict[str, Any] | None = None, **fields: Any
+    ) -> None:
+        """Celery's: a custom event about the running task (``uuid`` is its id), from the worker's host.
+
+        Sent whether or not the worker sends task events (``-E``), as Celery's ``default_dispatcher``
+        does: a task that reports progress this way means it to be seen. ``retry`` and
+        ``retry_policy`` are accepted for Celery's signature; the connection retries as any other."""
+        import socket
+
+        from engine.broker.fanout import RedisFanout
+        from engine.events.dispatcher import EventDispatcher
+
+        request = self.request
+        fanout = RedisFanout(self.app.broker_url())
+        try:
+            EventDispatcher(fanout, request.hostname or socket.gethostname()).send(type_, uuid=request.id, **fields)
+        finally:
+            fanout.close()
+
     def update_state(
         self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kwargs: Any
     ) -> None:
@@ -263,17 +293,17 @@ class Task:
     def s(self, *args: Any, **kwargs: Any) -> Signature:
         from engine.canvas import Signature
 
-        return Signature(self.name, args, kwargs, app=self.app)
+        return Signature(self.registered_name, args, kwargs, app=self.app)
 
     def si(self, *args: Any, **kwargs: Any) -> Signature:
         from engine.canvas import Signature
 
-        return Signature(self.name, args, kwargs, immutable=True, app=self.app)
+        return Signature(self.registered_name, args, kwargs, immutable=True, app=self.app)
 
     def signature(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Signature:
         from engine.canvas import Signature
 
-        return Signature(self.name, args or (), kwargs or {}, options=options, app=self.app)
+        return Signature(self.registered_name, args or (), kwargs or {}, options=options, app=self.app)
 
     subtask = signature
 
@@ -339,19 +369,23 @@ class Task:
         if eta is None and countdown is None:
             countdown = self.default_retry_delay
         when = countdown if countdown is not None else eta
+        args, kwargs = _retry_arguments(getattr(self, "run", None), request, args, kwargs)
         if request.is_eager:
             result = self.apply(
-                args if args is not None else request.args,
-                kwargs if kwargs is not None else request.kwargs,
+                args,
+                kwargs,
                 task_id=request.id,
                 retries=request.retries + 1,
                 **options,
             )
             raise Retry(exc=exc, when=None, result=result)
+        priority = (request.delivery_info or {}).get("priority")
+        if priority is not None:
+            options.setdefault("priority", priority)  # as Celery: a retry keeps the message's priority
         self.app.send_task(
-            self.name,
-            args if args is not None else request.args,
-            kwargs if kwargs is not None else request.kwargs,
+            self.registered_name,
+            args,
+            kwargs,
             task=self,
             task_id=request.id,
             retries=request.retries + 1,
@@ -372,6 +406,50 @@ class Task:
         if throw:
             raise retry
         return retry
+
+
+def _retry_arguments(
+    run: Callable[..., Any] | None, request: Request, args: Sequence[Any] | None, kwargs: dict[str, Any] | None
+) -> tuple[Sequence[Any], dict[str, Any]]:
+    """The retry's arguments: what ``retry`` was given, the request's for what it was not.
+
+    Why the signature: a task first called with keywords and retried with ``args=`` (or the other way
+    round) must not get a parameter twice. As Celery 5.7, parameters given positionally in ``args``
+    are dropped from the request's kwargs, and keywords given in ``kwargs`` take the place of the
+    request's positional values they name.
+    """
+    old_args, old_kwargs = list(request.args or ()), dict(request.kwargs or {})
+    switching = (args is not None and kwargs is None and old_kwargs) or (
+        kwargs is not None and args is None and old_args
+    )
+    if switching and run is not None:
+        try:
+            signature = inspect.signature(run)
+        except (TypeError, ValueError):
+            signature = None
+        if signature is not None and args is not None:
+            positional = [
+                p
+                for p in signature.parameters.values()
+                if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            ]
+            named = {p.name for p in positional[: len(args)] if p.kind == inspect.Parameter.POSITIONAL_OR_KEYWORD}
+            return args, {k: v for k, v in old_kwargs.items() if k not in named}
+        if signature is not None and kwargs is not None:
+            try:
+                bound = signature.bind_partial(*old_args)
+            except TypeError:
+                bound = None
+            if bound is not None:
+                rest = dict(kwargs)
+                for name in list(rest):
+                    if (
+                        name in bound.arguments
+                        and signature.parameters[name].kind == inspect.Parameter.POSITIONAL_OR_KEYWORD
+                    ):
+                        bound.arguments[name] = rest.pop(name)
+                return bound.args, {**bound.kwargs, **rest}
+    return (old_args if args is None else args), (old_kwargs if kwargs is None else kwargs)
 
 
 def _on_commit(send: Callable[[], Any]) -> None:

@@ -7,9 +7,11 @@ worker acks or requeues based on the returned ``Outcome``.
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import logging
 import os
+import pickle
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,7 +41,7 @@ class Outcome:
     traceback: str | None = None
     requeue: bool = False
     value: Any = None
-    retry_when: float | None = None
+    retry_when: float | dt.datetime | None = None  # retry(eta=...) gives a datetime
     internal: str | None = None  # the outcome could not be recorded: the dead-letter reason (see internal_error)
 
 
@@ -98,12 +100,61 @@ def run(app: App, task: Task, request: Request, *, store: bool = True) -> Outcom
     return outcome
 
 
+# Base classes never taken as the stand-in for an exception that does not pickle (Celery's rule).
+_TOO_GENERAL = (Exception, BaseException, object)
+
+
+def _round_trips(exc: BaseException) -> bool:
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - any failure to rebuild it is the answer
+        return False
+    return True
+
+
+def storable_exception(exc: BaseException) -> dict[str, Any]:
+    """A task's exception as the worker stores it, as Celery's worker does.
+
+    An exception whose class cannot be rebuilt from its own args (its ``__init__`` wants more,
+    say) could not be raised again by a client: Celery stores the nearest base class that can
+    be, else an ``UnpickleableExceptionWrapper`` naming the class, its args and its repr. Clients
+    of either kind then get an exception they can raise and read."""
+    if _round_trips(exc):
+        return encode_exception(exc)
+    for base in type(exc).__mro__[1:]:
+        if base in _TOO_GENERAL or not issubclass(base, BaseException):
+            continue
+        try:
+            nearest = base(*exc.args)
+        except Exception:  # noqa: BLE001, S112 - that base cannot stand in; try the next
+            continue
+        if _round_trips(nearest):
+            return encode_exception(nearest)
+    return {
+        "exc_type": "UnpickleableExceptionWrapper",
+        "exc_message": [
+            type(exc).__module__,
+            type(exc).__name__,
+            encode_exception(exc)["exc_message"],
+            safe_repr(exc),
+        ],
+        "exc_module": "celery.utils.serialization",
+    }
+
+
+def _task_id(request: Request) -> str:
+    """The running task's id, for the hooks: every request the worker or eager mode runs has one."""
+    if request.id is None:
+        raise ValueError("a task request without an id cannot run")
+    return request.id
+
+
 def _run(app: App, task: Task, request: Request, started: float, store: bool) -> Outcome:
     if store and not request.ignore_result and task.opt("track_started", "task_track_started"):
         _store(app, request, states.STARTED, {"pid": os.getpid(), "hostname": request.hostname})
     call = task.__call__ if type(task).__call__ is not Task.__call__ else task.run  # a base's __call__ wraps run
     try:
-        task.before_start(request.id, request.args, request.kwargs)
+        task.before_start(_task_id(request), request.args, request.kwargs)
         value = call(*request.args, **request.kwargs)
         if inspect.iscoroutine(value):  # an ``async def`` task: run it to completion (engine.asyncrun)
             value = asyncrun.resolve(value)
@@ -127,10 +178,10 @@ def _run(app: App, task: Task, request: Request, started: float, store: bool) ->
             return _failed(app, task, request, error, started, store)
     _send_callbacks(app, request, value)
     _chord_part(app, request, states.SUCCESS, value)
-    task.on_success(value, request.id, request.args, request.kwargs)
+    task.on_success(value, _task_id(request), request.args, request.kwargs)
     if signals.task_success.receivers:
         signals.task_success.send(sender=task, result=value)
-    task.after_return(states.SUCCESS, value, request.id, request.args, request.kwargs, None)
+    task.after_return(states.SUCCESS, value, _task_id(request), request.args, request.kwargs, None)
     return Outcome(states.SUCCESS, runtime, result_repr=_repr(task, value), value=value)
 
 
@@ -192,14 +243,17 @@ def _autoretry(task: Task, exc: Exception) -> Retry | Exception | None:
 
 
 def _retried(app: App, task: Task, request: Request, retry: Retry, started: float, store: bool) -> Outcome:
-    reason = retry.exc if retry.exc is not None else retry
     trace = format_traceback(retry)
     if store and not request.ignore_result:  # as Celery: the exc given to retry() (or null), Retry's traceback
         _store(
-            app, request, states.RETRY, encode_exception(retry.exc) if retry.exc is not None else None, traceback=trace
+            app,
+            request,
+            states.RETRY,
+            storable_exception(retry.exc) if retry.exc is not None else None,
+            traceback=trace,
         )
     einfo = ExceptionInfo(retry, trace)
-    task.on_retry(retry.exc, request.id, request.args, request.kwargs, einfo)
+    task.on_retry(retry.exc, _task_id(request), request.args, request.kwargs, einfo)
     signals.task_retry.send(sender=task, request=request, reason=retry, einfo=einfo)
     log_trace.info("Task %s[%s] retry: %s", task.name, request.id, retry)
     value = retry.result.result if retry.result is not None else None
@@ -208,7 +262,7 @@ def _retried(app: App, task: Task, request: Request, retry: Retry, started: floa
     return Outcome(
         state,
         time.perf_counter() - started,
-        exception_repr=repr(reason),
+        exception_repr=repr(retry.exc),  # task-retried's ``exception``: Celery's is "None" when none was given
         traceback=final_trace,
         value=value,
         retry_when=retry.when,
@@ -225,13 +279,13 @@ def _failed(app: App, task: Task, request: Request, exc: Exception, started: flo
     trace = format_traceback(exc)
     keep_error = not request.ignore_result or bool(task.opt("store_errors_even_if_ignored"))
     if store and keep_error:
-        _store(app, request, states.FAILURE, encode_exception(exc), traceback=trace)
+        _store(app, request, states.FAILURE, storable_exception(exc), traceback=trace)
     _send_errbacks(app, request, exc, trace)
-    _chord_part(app, request, states.FAILURE, encode_exception(exc))
+    _chord_part(app, request, states.FAILURE, storable_exception(exc))
     if not request.is_eager:
         chord_steps.fail_chain(app, request.chain, exc)
     einfo = ExceptionInfo(exc, trace)
-    task.on_failure(exc, request.id, request.args, request.kwargs, einfo)
+    task.on_failure(exc, _task_id(request), request.args, request.kwargs, einfo)
     signals.task_failure.send(
         sender=task,
         task_id=request.id,
@@ -242,7 +296,7 @@ def _failed(app: App, task: Task, request: Request, exc: Exception, started: flo
         einfo=einfo,
     )
     _log_failure(task, request, exc, trace)
-    task.after_return(states.FAILURE, exc, request.id, request.args, request.kwargs, einfo)
+    task.after_return(states.FAILURE, exc, _task_id(request), request.args, request.kwargs, einfo)
     return Outcome(states.FAILURE, time.perf_counter() - started, exception_repr=repr(exc), traceback=trace, value=exc)
 
 

@@ -41,7 +41,8 @@ def from_dict(data: dict[str, Any] | Signature, app: App | None = None) -> Signa
     if not isinstance(data, dict) and hasattr(data, "s"):  # a task itself stands for task.s()
         data = data.s()
     kind = data.get("subtask_type")
-    cls = {"chain": Chain, "group": Group, "chord": Chord}.get(kind or "", Signature)
+    kinds: dict[str, type[Signature]] = {"chain": Chain, "group": Group, "chord": Chord}
+    cls = kinds.get(kind or "", Signature)
     if isinstance(data, cls):
         return data.bind_app(app) if app is not None else data
     sig = cls.__new__(cls)
@@ -54,8 +55,9 @@ def _app_of(sigs: Sequence[Signature], app: App | None) -> App:
     if app is not None:
         return app
     for sig in sigs:
-        if getattr(sig, "app", None) is not None:
-            return sig.app
+        found = getattr(sig, "app", None)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
     from engine.shared import _current_app as current_app
 
     return current_app()
@@ -95,7 +97,7 @@ class Chain(Signature):
     def tasks(self) -> list[Signature]:
         return [from_dict(t, self.app) for t in self["kwargs"]["tasks"]]
 
-    def __or__(self, other: Signature) -> Chain:
+    def __or__(self, other: Signature) -> Chain:  # type: ignore[override]  # canvas ``|``, as Celery, not dict union
         """A longer chain; each side's own callbacks and errbacks move onto its steps (as Celery)."""
         tail = other.unchain_tasks() if isinstance(other, Chain) else [other]
         return Chain(*self.unchain_tasks(), *tail, app=self.app)
@@ -202,7 +204,7 @@ class Chain(Signature):
             self.options["task_id"] = results[0].id  # a chain's id is its last step's (Celery's chain.id)
         return results[0] if results else AsyncResult(_id or new_id(), self.app)
 
-    def apply_async(
+    def apply_async(  # type: ignore[override]  # an empty chain sends nothing: None, as Celery
         self, args: Sequence[Any] | None = (), kwargs: dict[str, Any] | None = None, **options: Any
     ) -> AsyncResult | None:
         options = {**self.options, **options}
@@ -293,7 +295,7 @@ class Group(Signature):
     def tasks(self) -> list[Signature]:
         return [from_dict(t, self.app) for t in self["kwargs"]["tasks"]]
 
-    def __or__(self, other: Signature) -> Signature:
+    def __or__(self, other: Signature) -> Signature:  # type: ignore[override]  # canvas ``|``, not dict union
         if isinstance(other, Group):
             return Chain(self, other, app=self.app)
         return Chord(self, other, app=self.app)
@@ -361,7 +363,7 @@ class Group(Signature):
             body = chord if chord is not None else member.options.get("chord")
             size += descend(member, self.app)
             if body is not None and index == len(members) - 1:
-                self.app.chord_join().set_size(group_id, size)
+                _app_of(members, self.app).chord_join().set_size(group_id, size)
             member.apply_async(partial, kwargs, **({"chord": body} if body is not None else {}), **options)
         result = GroupResult(group_id, results, app=self.app)
         if len(results) == 1 and isinstance(results[0], GroupResult):
@@ -439,7 +441,7 @@ class Chord(Signature):
             return Chord(self.header, body, app=self.app, **self.options).apply_async(**options)
         return self.apply_async(**options)
 
-    def __or__(self, other: Signature) -> Signature:
+    def __or__(self, other: Signature) -> Signature:  # type: ignore[override]  # canvas ``|``, not dict union
         return Chain(self, other, app=self.app)
 
     def link(self, callback: dict[str, Any]) -> dict[str, Any]:
@@ -456,6 +458,7 @@ class Chord(Signature):
     def unroll_body(self) -> list[Signature]:
         """``chord(h, chain(a, b, c))`` → ``chord(h, a), b, c``: each header member carries only ``a``."""
         task = self.clone()
+        assert isinstance(task, Chord)
         body = task.body
         assert isinstance(body, Chain)
         steps = body.unchain_tasks()
@@ -506,6 +509,7 @@ class Chord(Signature):
         task_id = task_id or merged.pop("task_id", None)
         merged.pop("task_id", None)
         header = self._header_group().clone()
+        assert isinstance(header, Group)
         return self._run(header, body.clone(), _partial(args, self), kwargs, task_id, header_delay, merged)
 
     def _run(
@@ -546,7 +550,7 @@ group = Group
 chord = Chord
 
 
-def replacement(task: Any, sig: dict[str, Any]) -> Signature:
+def replacement(task: Any, data: dict[str, Any]) -> Signature:
     """The signature that takes over from ``task`` in ``Task.replace``, as Celery builds it.
 
     It runs under the replaced task's id (the last step of a chain, a chord's body), takes its
@@ -556,7 +560,7 @@ def replacement(task: Any, sig: dict[str, Any]) -> Signature:
     from engine.exceptions import ImproperlyConfigured
 
     request, app = task.request, task.app
-    sig = from_dict(sig, app)
+    sig = from_dict(data, app)
     if "chord" in sig.options:
         raise ImproperlyConfigured("A signature replacing a task must not be part of a chord")
     if isinstance(sig, Chain) and not sig.tasks:
@@ -573,7 +577,8 @@ def replacement(task: Any, sig: dict[str, Any]) -> Signature:
     for errback in _as_list(request.errbacks):
         sig.link_error(errback)
     sig.freeze(request.id)
-    nesting = int((request.headers or {}).get("replaced_task_nesting") or 0) + 1
+    # A top-level message header (not among ``request.headers``, the custom ones): read it from the request.
+    nesting = int(getattr(request, "replaced_task_nesting", 0) or 0) + 1
     sig.set(
         chord=request.chord,
         group_id=request.group,

@@ -70,7 +70,7 @@ def decode_request(raw: bytes | str) -> ControlRequest | None:
     if not isinstance(body, dict) or not isinstance(body.get("method"), str):
         return None
     expires = headers.get("expires")
-    if isinstance(expires, (int, float)) and expires < time.time():
+    if isinstance(expires, (int, float)) and expires and expires < time.time():  # 0: never (kombu's pidbox)
         return None
     dest = body.get("destination")
     return ControlRequest(

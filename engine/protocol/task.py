@@ -327,10 +327,12 @@ def _from_payload(
     props = envelope.get("properties") or {}
     if isinstance(payload, dict) and "task" not in headers:  # protocol 1: everything in the body
         headers = {**headers, "task": payload.get("task"), "id": payload.get("id")}
-        for key in ("eta", "expires", "retries", "taskset", "timelimit"):
-            if key in payload:
+        for key in ("eta", "expires", "retries", "taskset", "group", "group_index", "timelimit"):
+            if payload.get(key) is not None:
                 headers.setdefault("group" if key == "taskset" else key, payload[key])
-        payload = [payload.get("args", []), payload.get("kwargs", {}), {}]
+        # As Celery's proto1_to_proto2: a protocol 1 chain is links, so callbacks and chord must come along.
+        embed = {key: payload.get(key) for key in ("callbacks", "errbacks", "chord")}
+        payload = [payload.get("args", []), payload.get("kwargs", {}), {**embed, "chain": None}]
     name, task_id = headers.get("task"), headers.get("id")
     if not name or not isinstance(name, str):
         raise MalformedMessage("missing_header", "the 'task' header is missing", headers)

@@ -37,6 +37,12 @@ class Capacity:
             if wake:
                 self._cond.notify()
 
+    def resize(self, limit: int) -> None:
+        """A grown or shrunk pool moves the window (``pool_grow``/``pool_shrink``, autoscale)."""
+        with self._cond:
+            self.limit = limit
+            self._cond.notify_all()
+
     def wake(self) -> None:
         with self._cond:
             self._cond.notify_all()

@@ -22,6 +22,7 @@ from engine.control import store_revoked
 from engine.protocol import control as protocol
 from engine.worker import control as custom
 from engine.worker import stats
+from engine.worker.revoked import mark_revoked
 
 if TYPE_CHECKING:
     from engine.worker.worker import Worker
@@ -75,6 +76,7 @@ class RemoteControl:
         self.clock = 0
         # Celery's pool limit: the size the pool started with; pool_grow/shrink leave it alone.
         self.max_concurrency = worker.autoscale[1] if worker.autoscale else worker.concurrency
+        self.prefetch_multiplier = max(1, worker.prefetch // max(1, worker.concurrency))  # as set at start
         self._pubsub: redis.client.PubSub | None = None
         self.thread = _Listener(self)
         self.handlers: dict[str, Callable[..., Any]] = {
@@ -91,6 +93,7 @@ class RemoteControl:
                 "conf",
                 "query_task",
                 "revoke",
+                "revoke_by_stamped_headers",
                 "terminate",
                 "rate_limit",
                 "time_limit",
@@ -257,8 +260,7 @@ class RemoteControl:
         return {"clock": self.clock}
 
     def do_report(self, **_: Any) -> dict[str, str]:
-        w = self.worker
-        return {"ok": f"tqctl worker {w.hostname} pool={w.pool.kind} queues={','.join(w.queues)}"}
+        return {"ok": stats.bugreport(self.worker)}
 
     def do_hello(self, from_node: str | None = None, revoked: Any = None, **_: Any) -> dict[str, Any]:
         incoming = revoked.keys() if isinstance(revoked, dict) else (revoked or [])
@@ -270,10 +272,34 @@ class RemoteControl:
         ids = _ids(task_id)
         store_revoked(self.fanout, ids)
         self.worker.revoked.update(ids)
+        mark_revoked(self.worker.app.backend, ids, self.worker.active)
         if not terminate:
             return {"ok": f"tasks {', '.join(ids)} flagged as revoked"}
         killed = [i for i in ids if self.worker.terminate(i, _signum(signal))]
         return {"ok": f"terminate: {', '.join(killed)}" if killed else "terminate: tasks unknown"}
+
+    def do_revoke_by_stamped_headers(
+        self, headers: Any = None, terminate: bool = False, signal: Any = None, **_: Any
+    ) -> dict[str, str]:
+        """Revoke every task stamped with one of these values; with ``terminate``, kill the running ones.
+
+        ``headers`` is ``{header: value or [values]}``, or Celery's older ``["header=value", ...]``."""
+        if isinstance(headers, list):
+            headers = dict(str(h).split("=", 1) for h in headers if "=" in str(h))
+        if not isinstance(headers, dict):
+            return {"error": f"headers must be a dict of stamped header to values, not {headers!r}"}
+        self.worker.revoked.stamps.add(headers)
+        if not terminate:
+            return {"ok": f"headers {headers} flagged as revoked, but not terminated"}
+        signum, terminated = _signum(signal), dict[str, set[Any]]()
+        for task_id, job in list(self.worker.active.items()):
+            hits = self.worker.revoked.stamps.match(job.message.headers, headers)
+            if hits and self.worker.terminate(task_id, signum):
+                for header, values in hits.items():
+                    terminated.setdefault(header, set()).update(values)
+        if not terminated:
+            return {"ok": f"headers {headers} were not terminated"}
+        return {"ok": f"headers {terminated} revoked"}
 
     def do_terminate(self, task_id: Any = None, signal: Any = None, **_: Any) -> dict[str, str]:
         return self.do_revoke(task_id=task_id, terminate=True, signal=signal)
@@ -325,14 +351,24 @@ class RemoteControl:
     def do_pool_grow(self, n: int = 1, **_: Any) -> dict[str, str]:
         if self.worker.autoscale:
             return {"error": "pool size is managed by autoscale; use autoscale"}
-        self.worker.pool.grow(int(n))
+        before = self.worker.pool.size()
+        self._prefetch_follows(self.worker.pool.grow(int(n)) - before)
         return {"ok": "pool will grow"}
 
     def do_pool_shrink(self, n: int = 1, **_: Any) -> dict[str, str]:
         if self.worker.autoscale:
             return {"error": "pool size is managed by autoscale; use autoscale"}
-        self.worker.pool.shrink(int(n))
+        before = self.worker.pool.size()
+        self._prefetch_follows(self.worker.pool.shrink(int(n)) - before)
         return {"ok": "pool will shrink"}
+
+    def _prefetch_follows(self, change: int) -> None:
+        """The prefetch window follows the pool, ``multiplier`` messages a process, as Celery's does:
+        without it, a grown pool's new processes would wait for messages the worker never fetches."""
+        w = self.worker
+        w.prefetch = max(1, w.prefetch + change * self.prefetch_multiplier)
+        w.capacity.resize(w.prefetch)
+        w.wake()
 
     def do_autoscale(self, max: int | None = None, min: int | None = None, **_: Any) -> dict[str, str]:  # noqa: A002
         if max is None:

@@ -169,3 +169,32 @@ def worker_stats(worker: Worker, clock: int, max_concurrency: int) -> dict[str, 
     stats["prefetch_count"] = worker.prefetch
     stats["rusage"] = rusage()
     return stats
+
+
+# The Celery release whose wire protocol, task API and remote-control replies we follow.
+CELERY_COMPAT = "5.7.0"
+
+
+def bugreport(w: Worker) -> str:
+    """``inspect report``: Celery's ``bugreport`` layout, so tools and people reading it find its lines.
+
+    ``software -> celery:`` names the Celery release we are compatible with and, beside it, what
+    actually runs (tqctl and its version): a bug report must say which engine it came from."""
+    import platform
+    from importlib import metadata
+
+    import redis
+
+    try:
+        ours = metadata.version("tqctl")
+    except metadata.PackageNotFoundError:
+        ours = "unknown"
+    return (
+        f"software -> celery:{CELERY_COMPAT} (tqctl {ours}, Celery-compatible) py:{platform.python_version()}\n"
+        f"            redis:{redis.__version__}\n"
+        f"platform -> system:{platform.system()} arch:{', '.join(x for x in platform.architecture() if x)}\n"
+        f"            kernel version:{platform.release()} imp:{platform.python_implementation()}\n"
+        f"loader   -> {type(w.app).__module__}.{type(w.app).__qualname__}\n"
+        f"settings -> transport:redis results:{mask_url(w.app.backend_url()) or 'disabled'}\n"
+        f"worker   -> {w.hostname} pool={w.pool.kind} queues={','.join(w.queues)}\n"
+    )

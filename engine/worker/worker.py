@@ -365,8 +365,9 @@ class Worker:
             self.reserved.pop(job.id, None)
             self.capacity.release()
             return False
-        if job.id in self.revoked:
-            self.on_skipped(job)
+        why = self.revoked.why(job.message)  # by id, by stamp, or expired while it waited
+        if why is not None:
+            self.on_skipped(job, why)
             return False
         if not self.settlement.claim(job, self.maintenance.lease_holds(job.epoch), self.cold):
             self.reserved.pop(job.id, None)
@@ -388,10 +389,10 @@ class Worker:
         self.active[job.id] = job
         self.observers.started(job)
 
-    def on_skipped(self, job: Job) -> None:
-        """Revoked before it started: it never runs; settled as revoked."""
+    def on_skipped(self, job: Job, why: str = "revoked") -> None:
+        """Revoked (or expired) before it started: it never runs; settled as such."""
         self.reserved.pop(job.id, None)
-        self.revoked_before_run(job.delivery, job.message, "revoked")
+        self.revoked_before_run(job.delivery, job.message, why)
         self.capacity.release()
 
     def on_start(self, job: Job) -> bool:

@@ -8,6 +8,7 @@ real Celery worker too; the full run is ``python -m tests.celery_suite.run``.
 from __future__ import annotations
 
 CANVAS = "test_canvas.py::test_chain::"
+TASKS = "test_tasks.py::"
 SUBSET = [
     CANVAS + "test_simple_chain",
     CANVAS + "test_single_chain",
@@ -19,4 +20,8 @@ SUBSET = [
     CANVAS + "test_group_in_center_of_chain",
     CANVAS + "test_chain_with_a_nested_chain_led_by_a_group",
     CANVAS + "test_nested_chain_group_lone",
+    # worker-side behaviour fixed for issue 12 (retries, replacement nesting, revoke by stamp)
+    TASKS + "test_tasks::test_retry_switches_from_kwargs_to_args",
+    TASKS + "test_tasks::test_revoke_by_stamped_headers_no_match",
+    TASKS + "test_task_replacement::test_replaced_task_nesting_increments",
 ]
