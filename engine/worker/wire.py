@@ -7,6 +7,7 @@ message, which cost a sixth of a busy worker's CPU per task.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import fields
 from typing import Any, NamedTuple
 
@@ -87,7 +88,7 @@ class Finished(NamedTuple):
     exception_repr: str | None
     traceback: str | None
     requeue: bool
-    retry_when: float | None
+    retry_when: float | datetime.datetime | None  # retry(eta=...) gives a datetime
     internal: str | None
 
     @classmethod
