@@ -139,12 +139,15 @@ def queues(
     """Queue depths (per priority bucket), oldest message age, consumers and in/out rates.
 
     Queues shown: celery, every queue a worker consumes (inspect active_queues) and -Q ones.
+    On AMQP: celery and -Q ones, with depth and consumer count from RabbitMQ (a passive declare).
     The age comes from the sent_at header of the oldest message (tqctl clients set it; Celery's do
     not). Out-rate counts task-received events over --sample seconds; in-rate adds the depth change.
     A queue holding messages that no live worker consumes gives a warning on stderr.
     """
     asked = [q.strip() for item in (queue or []) for q in item.split(",") if q.strip()]
     with session(broker, timeout=timeout + 1.0) as cluster:
+        if cluster.is_amqp:
+            return _amqp_queues(cluster, sorted({"celery", *asked}), as_json)
         consumers = _consumers(cluster.control.broadcast("active_queues", timeout=timeout))
         names = sorted({"celery", *consumers, *asked})
         client = cluster.broker.client
@@ -183,6 +186,38 @@ def queues(
             False,
             columns=QUEUE_COLUMNS,
         )
+
+
+def _amqp_queues(cluster: Any, names: list[str], as_json: bool) -> None:
+    """On RabbitMQ: ready messages and consumer count from a passive declare of each queue. The
+    figures that come from remote control and events here (consumer names, rates, ages, delayed)
+    are null: tqctl does not reach them over RabbitMQ yet."""
+    rows = [
+        {
+            "name": name,
+            "depth": cluster.broker.queue_depth(name),
+            "buckets": [],
+            "delayed": None,
+            "oldest_sent_at": None,
+            "oldest_age": None,
+            "consumers": None,
+            "consumer_count": cluster.broker.queue_consumers(name),
+            "in_rate": None,
+            "out_rate": None,
+        }
+        for name in names
+    ]
+    warnings = [
+        f"queue {r['name']!r} has {r['depth']} message(s) but no consumer"
+        for r in rows
+        if r["depth"] and not r["consumer_count"]
+    ]
+    for text in warnings:
+        warn(text)
+    if as_json:
+        emit_json({"queues": rows, "warnings": warnings, "sampled_seconds": 0.0})
+    else:
+        emit([{**r, "consumers": r["consumer_count"]} for r in rows], False, columns=QUEUE_COLUMNS)
 
 
 def _consumers(replies: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -280,6 +315,7 @@ def _queue_row(
         "oldest_sent_at": iso(oldest),
         "oldest_age": round(max(now - oldest, 0.0), 3) if oldest is not None and depth else None,
         "consumers": sorted(consumers),
+        "consumer_count": len(consumers),
         "in_rate": round(max((depth - before) / elapsed + out_rate, 0.0), 2),
         "out_rate": round(out_rate, 2),
     }
