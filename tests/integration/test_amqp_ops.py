@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -117,10 +118,26 @@ def test_dead_letters_on_amqp(rabbitmq: RabbitMQ, amqp_url: str, mq: Any, worker
     assert missing.returncode == 1 and json.loads(missing.stdout)["missing"] == ["L-idle"]
 
 
+def test_remote_control_on_amqp(amqp_url: str, worker: WorkerProcess) -> None:
+    """Requests on celery.pidbox, replies on reply.celery.pidbox: the worker answers tqctl
+    (-d: each command returns on the one reply it waits for, well before -t)."""
+    name = f"ops@{socket.gethostname()}"
+    pong = tq_json(amqp_url, "inspect", "ping", "-d", name, "-t", "20")
+    assert [(row["name"], row["ok"], row["reply"]) for row in pong["nodes"]] == [(name, True, {"ok": "pong"})]
+    status = tq_json(amqp_url, "status", "-d", name, "-t", "20")
+    assert [row["name"] for row in status["nodes"]] == [name]
+    queues = tq_json(amqp_url, "inspect", "active_queues", "-d", name, "-t", "20")
+    assert [q["name"] for q in queues["nodes"][0]["reply"]] == ["celery"]
+
+
+def test_control_without_workers_exits_69_on_amqp(amqp_url: str) -> None:
+    assert tq(amqp_url, "status", "-t", "0.5").returncode == 69
+
+
 @pytest.mark.parametrize(
     ("argv", "missing"),
     [
-        (["inspect", "ping"], "remote control from tqctl"),
+        (["revoke", "some-id", "--yes"], "revoke from tqctl"),
         (["workers"], "the event stream"),
         (["tail", "--count", "1"], "the event stream"),
         (["tasks"], "task history"),

@@ -96,10 +96,10 @@ class Cluster:
     def control(self) -> Any:
         from engine.control import Control
 
-        self.redis_only(
-            "remote control from tqctl (status, inspect, workers, control, revoke; "
-            "`celery -b URL inspect …` does reach tqctl workers there)"
-        )
+        if self.is_amqp:  # requests on celery.pidbox, replies on reply.celery.pidbox, as Celery's
+            from engine.broker.amqp_fanout import AmqpFanout
+
+            return Control(self.url, fanout=AmqpFanout(self.url, None))
 
         # Worker commands open the session with their --timeout + 1 s, and a reply is awaited with a
         # blocking pop of up to --timeout: a second more keeps the socket from giving up first.
@@ -238,6 +238,7 @@ def send_revoke(
     cluster: Any, ids: list[str], terminate: bool, signal: str, destination: list[str] | None, timeout: float, yes: bool
 ) -> list[dict[str, Any]]:
     """Ask, store the revokes in the broker and tell the workers; shared by revoke and control revoke."""
+    cluster.redis_only("revoke from tqctl (revokes are stored with the worker's Redis result backend)")
     confirm(f"revoke {len(ids)} task(s){f' and kill them with {signal}' if terminate else ''}?", yes)
     replies = cluster.control.revoke(
         ids, terminate=terminate, signal=signal, destination=destination, reply=True, timeout=timeout
