@@ -64,7 +64,7 @@ def worker(
 
 
 def queue_rows(url: str) -> dict[str, dict[str, Any]]:
-    doc = tq_json(url, "queues", "-Q", IDLE)
+    doc = tq_json(url, "queues", "-Q", IDLE, "-t", "3")
     return {row["name"]: {**row, "warnings": doc["warnings"]} for row in doc["queues"]}
 
 
@@ -74,6 +74,7 @@ def test_queues_and_purge_on_amqp(amqp_url: str, mq: Any, worker: WorkerProcess)
     wait_for(lambda: mq.queue_consumers("celery") == 1, 30, "the worker to consume celery")
     rows = queue_rows(amqp_url)
     assert (rows["celery"]["depth"], rows["celery"]["consumer_count"]) == (0, 1)
+    assert rows["celery"]["consumers"] == [f"ops@{socket.gethostname()}"]
     assert (rows[IDLE]["depth"], rows[IDLE]["consumer_count"]) == (3, 0)
     assert rows[IDLE]["warnings"] == [f"queue {IDLE!r} has 3 message(s) but no consumer"]
 

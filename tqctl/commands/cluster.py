@@ -139,16 +139,16 @@ def queues(
     """Queue depths (per priority bucket), oldest message age, consumers and in/out rates.
 
     Queues shown: celery, every queue a worker consumes (inspect active_queues) and -Q ones.
-    On AMQP: celery and -Q ones, with depth and consumer count from RabbitMQ (a passive declare).
+    On AMQP: depth and consumer count come from RabbitMQ (a passive declare); no rates or ages.
     The age comes from the sent_at header of the oldest message (tqctl clients set it; Celery's do
     not). Out-rate counts task-received events over --sample seconds; in-rate adds the depth change.
     A queue holding messages that no live worker consumes gives a warning on stderr.
     """
     asked = [q.strip() for item in (queue or []) for q in item.split(",") if q.strip()]
     with session(broker, timeout=timeout + 1.0) as cluster:
-        if cluster.is_amqp:
-            return _amqp_queues(cluster, sorted({"celery", *asked}), as_json)
         consumers = _consumers(cluster.control.broadcast("active_queues", timeout=timeout))
+        if cluster.is_amqp:
+            return _amqp_queues(cluster, sorted({"celery", *consumers, *asked}), consumers, as_json)
         names = sorted({"celery", *consumers, *asked})
         client = cluster.broker.client
         heard = Listener(cluster, sample)
@@ -188,10 +188,10 @@ def queues(
         )
 
 
-def _amqp_queues(cluster: Any, names: list[str], as_json: bool) -> None:
-    """On RabbitMQ: ready messages and consumer count from a passive declare of each queue. The
-    figures that come from remote control and events here (consumer names, rates, ages, delayed)
-    are null: tqctl does not reach them over RabbitMQ yet."""
+def _amqp_queues(cluster: Any, names: list[str], consumers: dict[str, list[str]], as_json: bool) -> None:
+    """On RabbitMQ: ready messages and consumer count from a passive declare of each queue, the
+    consuming workers' names from their active_queues replies. The figures that come from events
+    or the Redis layout here (rates, ages, delayed) are null: not on RabbitMQ yet."""
     rows = [
         {
             "name": name,
@@ -200,7 +200,7 @@ def _amqp_queues(cluster: Any, names: list[str], as_json: bool) -> None:
             "delayed": None,
             "oldest_sent_at": None,
             "oldest_age": None,
-            "consumers": None,
+            "consumers": sorted(consumers.get(name, [])),
             "consumer_count": cluster.broker.queue_consumers(name),
             "in_rate": None,
             "out_rate": None,
@@ -217,7 +217,7 @@ def _amqp_queues(cluster: Any, names: list[str], as_json: bool) -> None:
     if as_json:
         emit_json({"queues": rows, "warnings": warnings, "sampled_seconds": 0.0})
     else:
-        emit([{**r, "consumers": r["consumer_count"]} for r in rows], False, columns=QUEUE_COLUMNS)
+        emit([{**r, "consumers": r["consumer_count"]} for r in rows], False, columns=QUEUE_COLUMNS)  # (a count)
 
 
 def _consumers(replies: list[dict[str, Any]]) -> dict[str, list[str]]:
