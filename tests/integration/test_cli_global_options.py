@@ -76,3 +76,11 @@ def test_global_app_reaches_worker(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "no_such_module_here" in proc.stderr and "Missing option" not in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_global_app_reaches_up(tmp_path: Path) -> None:
+    """``tqctl -A mod up`` checks mod before starting anything (before: 'Missing option -A')."""
+    proc = run(tmp_path, "-A", "no_such_module_here", "up", "--broker", "redis://127.0.0.1:1/0")
+    assert proc.returncode != 0
+    assert "no_such_module_here" in proc.stderr and "Missing option" not in proc.stderr
+    assert "Traceback" not in proc.stderr
