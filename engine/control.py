@@ -36,8 +36,14 @@ def load_revoked(fanout: RedisFanout, now: float | None = None) -> set[str]:
 
 
 class Control:
-    def __init__(self, url: str, client: redis.Redis | None = None, signer: Signer | None = None) -> None:
-        self.fanout = RedisFanout(url, client)
+    def __init__(
+        self,
+        url: str,
+        client: redis.Redis | None = None,
+        signer: Signer | None = None,
+        fanout: RedisFanout | None = None,
+    ) -> None:
+        self.fanout = fanout if fanout is not None else RedisFanout(url, client)
         # The console and the CLI have no app settings: TQCTL_SIGNING_KEYS signs their commands.
         self.signer = signer if signer is not None else from_env()
 
@@ -85,10 +91,10 @@ class Control:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            got = self.fanout.client.brpop([queue], timeout=max(left, 0.01))
-            if not got:
+            got = self.fanout.pop_reply(queue, left)
+            if got is None:
                 break
-            their_ticket, body = protocol.decode_reply(got[1])
+            their_ticket, body = protocol.decode_reply(got)
             if their_ticket == ticket and body:
                 replies.append(body)
         return replies

@@ -593,6 +593,20 @@ class AmqpBroker:
 
         return self._guard(run)
 
+    def queue_consumers(self, queue: str) -> int | None:
+        """Consumers RabbitMQ counts on ``queue`` (the passive declare's ``consumer_count``: each
+        worker connection consuming it, Celery's too); 0 for a queue that does not exist."""
+
+        def run() -> int:
+            with self._admin() as channel:
+                try:
+                    _, _, consumers = channel.queue_declare(queue, passive=True)
+                except amqp.exceptions.NotFound:
+                    return 0
+                return int(consumers)
+
+        return self._guard(run)
+
     def purge(self, queue: str) -> int:
         def run() -> int:
             with self._admin() as channel:

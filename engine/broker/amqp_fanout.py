@@ -47,12 +47,16 @@ def exchange_for(name: str) -> kombu.Exchange:
 class AmqpFanout(RedisFanout):
     """Broadcasts on RabbitMQ; ``client`` (revokes, history) on the Redis result backend."""
 
-    def __init__(self, amqp_url: str, backend_url: str) -> None:
-        super().__init__(backend_url)
+    def __init__(self, amqp_url: str, backend_url: str | None) -> None:
+        if backend_url is not None:
+            super().__init__(backend_url)
+        else:  # tqctl's control commands: broadcasts and replies only, no stored state
+            self.url, self.db, self.client = amqp_url, 0, None  # type: ignore[assignment]
         self.amqp_url = amqp_url
         self._local = threading.local()
         self._opened: list[kombu.Connection] = []
         self._lock = threading.Lock()
+        self._replies: dict[str, Subscription] = {}
 
     def _open(self) -> kombu.Connection:
         conn = open_connection(self.amqp_url)
@@ -114,14 +118,32 @@ class AmqpFanout(RedisFanout):
         _release(conn)
 
     def bind_reply(self, oid: str, exchange: str = REPLIES) -> str:
-        raise NotImplementedError("replies to tqctl's own commands are not on RabbitMQ yet")
+        """An exclusive queue bound to ``exchange`` by ``oid`` (kombu's reply queue for a
+        ticket), bound before the request goes out so no reply is missed."""
+        conn = self._open()
+        try:
+            self._replies[oid] = Subscription(conn, [[exchange, oid]])
+        except FAILURES as exc:
+            self._forget(conn)
+            raise ConnectionError(f"RabbitMQ: {exc}") from None
+        return oid
+
+    def pop_reply(self, queue: str, timeout: float) -> bytes | None:
+        found = self._replies[queue].get_message(max(timeout, 0.01))
+        return found["data"] if found else None
+
+    def unbind_reply(self, oid: str, exchange: str = REPLIES) -> None:
+        subscription = self._replies.pop(oid, None)
+        if subscription is not None:
+            self._forget(subscription.conn)
 
     def close(self) -> None:
         with self._lock:
             opened, self._opened = self._opened, []
         for conn in opened:
             _release(conn)
-        super().close()
+        if self.client is not None:
+            super().close()
 
 
 class Subscription:

@@ -61,6 +61,13 @@ class RedisFanout:
         pipe.delete(queue, *(f"{queue}{PRIORITY_SEP}{n}" for n in (3, 6, 9)))
         pipe.execute()
 
+    def pop_reply(self, queue: str, timeout: float) -> bytes | None:
+        """The next reply on a queue ``bind_reply`` named, waiting up to ``timeout`` (None: none came)."""
+        got = self.client.brpop([queue], timeout=max(timeout, 0.01))
+        if not got:
+            return None
+        return got[1].encode() if isinstance(got[1], str) else got[1]
+
     def reply(self, oid: str, raw: bytes, exchange: str = "reply.celery.pidbox") -> None:
         self.client.lpush(self.reply_queue(oid, exchange), raw)
 

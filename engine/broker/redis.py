@@ -373,6 +373,10 @@ class RedisBroker:
             pipe.llen(priority_key(queue, step))
         return sum(pipe.execute())
 
+    def queue_consumers(self, queue: str) -> int | None:
+        """Unknown here: a Redis list does not know who pops it (the console asks the workers)."""
+        return None
+
     def purge(self, queue: str) -> int:
         depth = self.queue_depth(queue)
         self.client.delete(*(priority_key(queue, step) for step in PRIORITY_STEPS))

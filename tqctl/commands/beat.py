@@ -19,7 +19,7 @@ import typer
 from engine.beat import Beat, BeatControl, UnknownEntry
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.redisconn import describe_error
-from tqctl.commands.values import url_option
+from tqctl.commands.values import app_option, url_option
 from tqctl.loader import AppNotFound, load_app
 from tqctl.output import EXIT_USAGE, emit, fail, note
 
@@ -31,7 +31,7 @@ app = typer.Typer(
     help="Run the periodic-task scheduler (beat), or list, run, enable and disable its entries.", add_completion=False
 )
 
-AppOpt = typer.Option("", "-A", "--app", help="module or module:attr holding the App")
+AppOpt = typer.Option("", "-A", "--app", callback=app_option, help="module or module:attr holding the App")
 BrokerOpt = typer.Option("", "--broker", envvar="TQCTL_BROKER", callback=url_option, help="broker URL")
 JsonOpt = typer.Option(False, "--json", help="machine-readable output")
 

@@ -70,16 +70,16 @@ def workers(
 
     Where each column comes from: name: ping reply; pool, concurrency, processed, pid, uptime:
     inspect stats; active: inspect active; load, heartbeat_age (seconds): the last worker-heartbeat
-    event heard within --listen seconds (empty when none came in that window).
+    event heard within --listen seconds (empty when none came in that window, and on AMQP).
     Exit 69 when no worker replies.
     """
     dest = destinations(destination)
     with session(broker, timeout=timeout + 1.0) as cluster:
-        heard = Listener(cluster, listen)
+        heard = None if cluster.is_amqp else Listener(cluster, listen)  # (no tqctl event stream on AMQP yet)
         names = [r["name"] for r in node_rows(cluster.control.ping(timeout=timeout, destination=dest))]
         stats = cluster.control.inspect("stats", timeout=timeout, destination=names) if names else {}
         active = cluster.control.inspect("active", timeout=timeout, destination=names) if names else {}
-        beats = _heartbeats(heard.join())
+        beats = _heartbeats(heard.join()) if heard is not None else {}
     now = time.time()
     silent = sorted(n for n in beats if n not in names and (dest is None or n in dest))
     rows = [_worker_row(n, True, stats.get(n), active.get(n), beats.get(n), now) for n in names]
@@ -139,6 +139,7 @@ def queues(
     """Queue depths (per priority bucket), oldest message age, consumers and in/out rates.
 
     Queues shown: celery, every queue a worker consumes (inspect active_queues) and -Q ones.
+    On AMQP: depth and consumer count come from RabbitMQ (a passive declare); no rates or ages.
     The age comes from the sent_at header of the oldest message (tqctl clients set it; Celery's do
     not). Out-rate counts task-received events over --sample seconds; in-rate adds the depth change.
     A queue holding messages that no live worker consumes gives a warning on stderr.
@@ -146,6 +147,8 @@ def queues(
     asked = [q.strip() for item in (queue or []) for q in item.split(",") if q.strip()]
     with session(broker, timeout=timeout + 1.0) as cluster:
         consumers = _consumers(cluster.control.broadcast("active_queues", timeout=timeout))
+        if cluster.is_amqp:
+            return _amqp_queues(cluster, sorted({"celery", *consumers, *asked}), consumers, as_json)
         names = sorted({"celery", *consumers, *asked})
         client = cluster.broker.client
         heard = Listener(cluster, sample)
@@ -183,6 +186,38 @@ def queues(
             False,
             columns=QUEUE_COLUMNS,
         )
+
+
+def _amqp_queues(cluster: Any, names: list[str], consumers: dict[str, list[str]], as_json: bool) -> None:
+    """On RabbitMQ: ready messages and consumer count from a passive declare of each queue, the
+    consuming workers' names from their active_queues replies. The figures that come from events
+    or the Redis layout here (rates, ages, delayed) are null: not on RabbitMQ yet."""
+    rows = [
+        {
+            "name": name,
+            "depth": cluster.broker.queue_depth(name),
+            "buckets": [],
+            "delayed": None,
+            "oldest_sent_at": None,
+            "oldest_age": None,
+            "consumers": sorted(consumers.get(name, [])),
+            "consumer_count": cluster.broker.queue_consumers(name),
+            "in_rate": None,
+            "out_rate": None,
+        }
+        for name in names
+    ]
+    warnings = [
+        f"queue {r['name']!r} has {r['depth']} message(s) but no consumer"
+        for r in rows
+        if r["depth"] and not r["consumer_count"]
+    ]
+    for text in warnings:
+        warn(text)
+    if as_json:
+        emit_json({"queues": rows, "warnings": warnings, "sampled_seconds": 0.0})
+    else:
+        emit([{**r, "consumers": r["consumer_count"]} for r in rows], False, columns=QUEUE_COLUMNS)  # (a count)
 
 
 def _consumers(replies: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -280,6 +315,7 @@ def _queue_row(
         "oldest_sent_at": iso(oldest),
         "oldest_age": round(max(now - oldest, 0.0), 3) if oldest is not None and depth else None,
         "consumers": sorted(consumers),
+        "consumer_count": len(consumers),
         "in_rate": round(max((depth - before) / elapsed + out_rate, 0.0), 2),
         "out_rate": round(out_rate, 2),
     }

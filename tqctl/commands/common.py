@@ -75,9 +75,31 @@ class Cluster:
             return None
         return client_from_url(self.url, socket_connect_timeout=min(read_timeout, 5.0), socket_timeout=read_timeout)
 
+    @property
+    def is_amqp(self) -> bool:
+        from engine.broker.connect import AMQP_SCHEMES
+
+        return urlsplit(self.url.split(";", 1)[0]).scheme.lower() in AMQP_SCHEMES
+
+    def redis_only(self, what: str) -> None:
+        """One line naming what an AMQP broker does not give this command yet."""
+        if self.is_amqp:
+            raise ImproperlyConfigured(f"{what} is not available on an AMQP broker yet (RabbitMQ preview)")
+
+    @property
+    def client(self) -> Any:
+        """The broker's Redis client, for commands that read what only the Redis layout keeps."""
+        self.redis_only("this command")
+        return self.broker.client
+
     @cached_property
     def control(self) -> Any:
         from engine.control import Control
+
+        if self.is_amqp:  # requests on celery.pidbox, replies on reply.celery.pidbox, as Celery's
+            from engine.broker.amqp_fanout import AmqpFanout
+
+            return Control(self.url, fanout=AmqpFanout(self.url, None))
 
         # Worker commands open the session with their --timeout + 1 s, and a reply is awaited with a
         # blocking pop of up to --timeout: a second more keeps the socket from giving up first.
@@ -95,13 +117,13 @@ class Cluster:
             found = RedisBroker(self.url, client=client)
         else:
             found = connect(self.url)
-        if not hasattr(found, "client"):
-            raise ImproperlyConfigured("this command needs a Redis broker")
         return found
 
     @cached_property
     def history(self) -> Any:
         from engine.history import History
+
+        self.redis_only("task history (tasks, task, retry, failures)")
 
         return History(self.broker.client)
 
@@ -121,6 +143,8 @@ class Cluster:
 
     def events(self) -> Any:
         from engine.events.receiver import EventReceiver
+
+        self.redis_only("the event stream (tail, and the rates of queues and workers)")
 
         return EventReceiver(self.url)
 
@@ -214,6 +238,7 @@ def send_revoke(
     cluster: Any, ids: list[str], terminate: bool, signal: str, destination: list[str] | None, timeout: float, yes: bool
 ) -> list[dict[str, Any]]:
     """Ask, store the revokes in the broker and tell the workers; shared by revoke and control revoke."""
+    cluster.redis_only("revoke from tqctl (revokes are stored with the worker's Redis result backend)")
     confirm(f"revoke {len(ids)} task(s){f' and kill them with {signal}' if terminate else ''}?", yes)
     replies = cluster.control.revoke(
         ids, terminate=terminate, signal=signal, destination=destination, reply=True, timeout=timeout

@@ -144,7 +144,7 @@ def broker_delayed(cluster: Any, limit: int = 1000) -> dict[str, Any] | None:
     from engine.protocol.task import PRIORITY_SEP
 
     try:
-        client = cluster.broker.client
+        client = cluster.client
     except ImproperlyConfigured:
         return None
     tasks = []

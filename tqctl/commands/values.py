@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import typer
+from typer._click.exceptions import MissingParameter
 
 from engine.redisconn import REDIS_SCHEMES
 
@@ -53,8 +54,38 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+def _given(ctx: Any, name: str) -> bool:
+    return getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+
+
+def inherited(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    """The value of an option placed before the subcommand (``tqctl --broker URL queues``) when the
+    subcommand's own copy was not given on the command line: the global flag then beats the
+    environment and the default, as if written after the subcommand. (Typer gives every level its
+    own options, so without this the root's ``--broker`` was parsed and dropped.)"""
+    name = param.name or ""
+    if ctx.parent is None or _given(ctx, name):
+        return value
+    root = ctx.find_root()
+    return root.params.get(name, value) if _given(root, name) else value
+
+
+def app_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+    """Callback for ``-A/--app``: a global ``tqctl -A mod …`` reaches the subcommand."""
+    return inherited(ctx, param, value)
+
+
+def required_app_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str:
+    """``-A`` for commands that cannot run without an app, given before or after the subcommand."""
+    value = inherited(ctx, param, value)
+    if not value:
+        raise MissingParameter(ctx=ctx, param=param)  # type: ignore[arg-type] # (a typer param is one)
+    return str(value)
+
+
 def url_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
     """Callback for ``--broker``/``--backend``: empty only when not given; a given URL must parse."""
+    value = inherited(ctx, param, value)
     if value is None:
         return value
     source = ctx.get_parameter_source(param.name or "")  # (Typer's own click: compare by name)

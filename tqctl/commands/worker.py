@@ -7,7 +7,7 @@ import importlib.util
 import typer
 
 from engine.worker.worker import MAX_CONCURRENCY, MAX_PREFETCH_MULTIPLIER, POOLS
-from tqctl.commands.values import url_option
+from tqctl.commands.values import required_app_option, url_option
 from tqctl.output import EXIT_USAGE, fail
 from tqctl.worker_process import WorkerSpec, exec_worker
 
@@ -15,7 +15,9 @@ LEVELS = {"debug", "info", "warning", "error", "critical"}
 
 
 def worker(
-    app_spec: str = typer.Option(..., "-A", "--app", help="module or module:attr holding the App"),
+    app_spec: str = typer.Option(
+        "", "-A", "--app", callback=required_app_option, help="module or module:attr holding the App"
+    ),
     concurrency: int = typer.Option(
         0,
         "-c",

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from tqctl.commands.values import url_option
+from tqctl.commands.values import app_option, required_app_option, url_option
 from tqctl.output import EXIT_USAGE, fail, note
 from tqctl.version import print_version
 
@@ -26,7 +26,10 @@ ReadOnly = Annotated[bool, typer.Option("--read-only", help="Hide and refuse eve
 StateDir = Annotated[
     str, typer.Option("--state-dir", envvar="TQCTL_STATE_DIR", help="State folder (bundled broker, audit.jsonl, logs).")
 ]
-AppSpec = Annotated[str, typer.Option("-A", "--app", help="module or module:attr holding the App (beat entries).")]
+AppSpec = Annotated[
+    str,
+    typer.Option("-A", "--app", callback=app_option, help="module or module:attr holding the App (beat entries)."),
+]
 Demo = Annotated[bool, typer.Option("--demo", help="Open on a recorded demo cluster (nothing is contacted).")]
 Version = Annotated[
     bool,
@@ -78,7 +81,9 @@ def console(
 
 
 def up(
-    app_spec: Annotated[str, typer.Option("-A", "--app", help="module or module:attr holding the App")],
+    app_spec: Annotated[
+        str, typer.Option("-A", "--app", callback=required_app_option, help="module or module:attr holding the App")
+    ] = "",
     concurrency: Annotated[int, typer.Option("-c", "--concurrency", help="pool size per worker")] = 0,
     workers: Annotated[int, typer.Option("--workers", min=0, max=64, help="how many workers")] = 1,
     beat: Annotated[bool, typer.Option("--beat", help="also run beat (periodic tasks)")] = False,
