@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine import signals, states
 from engine.request import from_message
@@ -21,7 +21,6 @@ from engine.request import from_message
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from engine.events.dispatcher import EventDispatcher
     from engine.history import HistoryWriter
     from engine.protocol.task import TaskMessage
     from engine.task import Task
@@ -113,10 +112,16 @@ class Observers:
         self._call("revoked", message, task, why, job, signum)
 
 
+class TaskEventSink(Protocol):
+    """Where ``TaskEvents`` sends: the worker's ``EventDispatcher``, or a wrapper around it (``tqctl.observe``)."""
+
+    def task(self, event_type: str, **fields: Any) -> None: ...
+
+
 class TaskEvents(Observer):
     """Celery's ``task-*`` events. A task's ``send_events=False`` silences those about its runs."""
 
-    def __init__(self, events: EventDispatcher) -> None:
+    def __init__(self, events: TaskEventSink) -> None:
         self.events = events
 
     def received(self, job: Job) -> None:
