@@ -1,8 +1,10 @@
-"""``AsyncResult``: a read-only handle on a task's outcome in the result backend."""
+"""``AsyncResult``: a read-only handle on a task's outcome in the result backend; ``ResultSet``
+for any number of them."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from engine import states
@@ -38,7 +40,11 @@ class AsyncResult:
 
     # -- reading ------------------------------------------------------------------------------
     def _backend(self) -> Any:
-        backend = self.app.backend if self.app is not None else None
+        if self.app is None:  # Celery's results fall back to the current app the same way
+            from engine.shared import _current_app
+
+            self.app = _current_app()
+        backend = self.app.backend
         if backend is None:
             raise ImproperlyConfigured("no result backend is configured, so results cannot be read")
         return backend
@@ -147,7 +153,7 @@ class EagerResult(AsyncResult):
 
     status = state
 
-    def get(self, timeout: float | None = None, propagate: bool = True, **_: Any) -> Any:
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5, **_: Any) -> Any:
         if self._state in states.PROPAGATE_STATES and propagate:
             raise self._value
         return self._value
@@ -156,3 +162,167 @@ class EagerResult(AsyncResult):
 
     def forget(self) -> None:
         pass
+
+
+class ResultSet:
+    """Celery's ``ResultSet``: results of unrelated tasks, collected as one list in order.
+
+    ``join`` spends one time budget over all the results (a spent budget raises rather than
+    waiting without limit); ``join_native`` polls the key/value backend for all of them at once.
+    """
+
+    def __init__(self, results: Iterable[AsyncResult], app: App | None = None, **_: Any) -> None:
+        self.results = list(results)
+        self._app = app
+
+    @property
+    def app(self) -> App:
+        if self._app is None:
+            from engine.shared import _current_app
+
+            self._app = self.results[0].app if self.results and self.results[0].app else _current_app()
+        return self._app
+
+    @app.setter
+    def app(self, app: App) -> None:
+        self._app = app
+
+    @property
+    def backend(self) -> Any:
+        return self.results[0]._backend() if self.results else self.app.backend
+
+    @property
+    def supports_native_join(self) -> bool:
+        return bool(getattr(self.backend, "supports_native_join", False))
+
+    # -- the set ------------------------------------------------------------------------------
+    def add(self, result: AsyncResult) -> None:
+        if result not in self.results:
+            self.results.append(result)
+
+    def remove(self, result: AsyncResult | str) -> None:
+        if isinstance(result, str):
+            result = AsyncResult(result, self._app)
+        self.results.remove(result)  # ValueError as list.remove (Celery raises KeyError)
+
+    def discard(self, result: AsyncResult | str) -> None:
+        try:
+            self.remove(result)
+        except ValueError:
+            pass
+
+    def update(self, results: Iterable[AsyncResult]) -> None:
+        self.results.extend(r for r in results if r not in self.results)
+
+    def clear(self) -> None:
+        self.results[:] = []
+
+    def __iter__(self) -> Iterator[AsyncResult]:
+        return iter(self.results)
+
+    def __getitem__(self, index: int) -> AsyncResult:
+        return self.results[index]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ResultSet):
+            return other.results == self.results
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: [{', '.join(r.id for r in self.results)}]>"
+
+    # -- state --------------------------------------------------------------------------------
+    def successful(self) -> bool:
+        return all(r.successful() for r in self.results)
+
+    def failed(self) -> bool:
+        return any(r.failed() for r in self.results)
+
+    def waiting(self) -> bool:
+        return any(not r.ready() for r in self.results)
+
+    def ready(self) -> bool:
+        return all(r.ready() for r in self.results)
+
+    def completed_count(self) -> int:
+        return sum(1 for r in self.results if r.successful())
+
+    def maybe_throw(self, callback: Any = None, propagate: bool = True) -> None:
+        for result in self.results:
+            if result.ready() and result.state in states.PROPAGATE_STATES and propagate:
+                raise result.result
+
+    def forget(self) -> None:
+        for result in self.results:
+            result.forget()
+
+    def revoke(self, connection: Any = None, terminate: bool = False, signal: str = "SIGTERM", **_: Any) -> None:
+        for result in self.results:
+            result.revoke(terminate=terminate, signal=signal)
+
+    # -- collecting ---------------------------------------------------------------------------
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        callback: Callable[[str, Any], Any] | None = None,
+        **kw: Any,
+    ) -> list[Any] | None:
+        join = self.join_native if self.supports_native_join else self.join
+        return join(timeout=timeout, propagate=propagate, interval=interval, callback=callback, **kw)
+
+    def join(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        callback: Callable[[str, Any], Any] | None = None,
+        **_: Any,
+    ) -> list[Any]:
+        """Each result in order, all within one ``timeout``; with ``callback``, returns ``[]``."""
+        start = time.monotonic()
+        values: list[Any] = []
+        for result in self.results:
+            remaining = None if timeout is None else max(timeout - (time.monotonic() - start), 0.0)
+            value = result.get(timeout=remaining, propagate=propagate, interval=interval)
+            if callback is not None:
+                callback(result.id, value)
+            else:
+                values.append(value)
+        return values
+
+    def iter_native(
+        self, timeout: float | None = None, interval: float = 0.5, **kw: Any
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(task_id, meta)`` as each result becomes ready, in any order."""
+        return self.backend.get_many([r.id for r in self.results], timeout=timeout, interval=interval, **kw)  # type: ignore[no-any-return]
+
+    def join_native(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        callback: Callable[[str, Any], Any] | None = None,
+        **kw: Any,
+    ) -> list[Any] | None:
+        """``join`` by polling the backend for every result at once; ``None`` with ``callback``."""
+        kw.pop("no_ack", None), kw.pop("disable_sync_subtasks", None), kw.pop("on_message", None)
+        index = {r.id: i for i, r in enumerate(self.results)}
+        values: list[Any] = [None] * len(self.results)
+        for task_id, meta in self.iter_native(timeout, interval, **kw):
+            value = meta.get("result")
+            if meta.get("status") in states.EXCEPTION_STATES and value is not None:
+                value = decode_exception(value)
+                if propagate and meta.get("status") in states.PROPAGATE_STATES:
+                    raise value
+            if callback is not None:
+                callback(task_id, value)
+            else:
+                values[index[task_id]] = value
+        return None if callback is not None else values

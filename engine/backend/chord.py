@@ -72,7 +72,7 @@ class ChordJoin:
         """Record one header outcome; returns (claim token, ordered parts) to the completer."""
         member = json.dumps([1, task_id, state, result])
         token = uuid.uuid4().hex
-        args = [member, index, f"{task_id}:{index}", self.expires, token]
+        args: list[Any] = [member, index, f"{task_id}:{index}", self.expires, token]
         got = self._join(keys=_keys(group_id), args=args)
         if not got or int(got[0]) != 1:
             return None
