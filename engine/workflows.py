@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from engine.canvas import Signature
@@ -374,6 +375,9 @@ class Chord(Signature):
     def __init__(
         self, header: Iterable[Any], body: Signature | None = None, app: App | None = None, **options: Any
     ) -> None:
+        lazy = header if isinstance(header, GeneratorType) else None  # sent as it yields (engine.chord_lazy)
+        if lazy is not None:
+            header = []
         if isinstance(header, dict) and not isinstance(header, Signature):
             header = from_dict(header, app)
         if isinstance(header, (Group, Chain)):  # a chain as a header gives its steps (Celery's _maybe_group)
@@ -387,9 +391,22 @@ class Chord(Signature):
         super().__init__(
             "celery.chord", (), {"header": members, "body": body, "kwargs": {}}, options, "chord", app=found
         )
+        self._lazy_header = lazy
+
+    def _settle_header(self) -> None:
+        """A generator header read to the end, for every use but sending the chord itself."""
+        lazy = getattr(self, "_lazy_header", None)
+        if lazy is not None:
+            self._lazy_header = None
+            self["kwargs"]["header"] = [from_dict(s, self.app) for s in lazy]
+
+    def clone(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Signature:
+        self._settle_header()
+        return super().clone(args, kwargs, **options)
 
     def _header_group(self) -> Group:
         """The header as a group: Celery 5.7 sends a frozen chord's header as a group signature."""
+        self._settle_header()
         header = self["kwargs"]["header"]
         if isinstance(header, dict):
             return from_dict(header, self.app)  # type: ignore[return-value]
@@ -497,6 +514,14 @@ class Chord(Signature):
             merged.pop(key, None)
         task_id = task_id or merged.pop("task_id", None)
         merged.pop("task_id", None)
+        lazy = getattr(self, "_lazy_header", None)
+        if lazy is not None:
+            from engine import chord_lazy
+
+            self._lazy_header = None
+            return chord_lazy.run(
+                self._bound_app(), lazy, body.clone(), _partial(args, self), kwargs, task_id, header_delay, merged
+            )
         header = self._header_group().clone()
         return self._run(header, body.clone(), _partial(args, self), kwargs, task_id, header_delay, merged)
 
