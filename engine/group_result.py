@@ -65,6 +65,11 @@ class GroupResult(AsyncResult):
     def waiting(self) -> bool:
         return any(not r.ready() for r in self.results)
 
+    def maybe_throw(self, propagate: bool = True, callback: Any = None) -> None:  # type: ignore[override]
+        """The first failed member's error (a chord's header, as a parent of its body)."""
+        for result in self.results:
+            result.maybe_throw(propagate=propagate, callback=callback)
+
     def completed_count(self) -> int:
         return sum(1 for r in self.results if r.successful())
 
@@ -74,7 +79,7 @@ class GroupResult(AsyncResult):
             return states.FAILURE
         return states.SUCCESS if self.ready() else states.PENDING
 
-    def get(self, timeout: float | None = None, propagate: bool = True, **kw: Any) -> list[Any]:
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5, **kw: Any) -> list[Any]:
         return [r.get(timeout=timeout, propagate=propagate, **kw) for r in self.results]
 
     join = get

@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from engine.app import App
 
 
+# How often a wait for a result looks at its parents for a failure (Celery's drain interval).
+_PARENT_CHECK = 1.0
+
+
 class AsyncResult:
     def __init__(
         self, id: str, app: App | None = None, task_name: str | None = None, parent: AsyncResult | None = None
@@ -101,11 +105,23 @@ class AsyncResult:
     def failed(self) -> bool:
         return self.state == states.FAILURE
 
-    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5, **_: Any) -> Any:
-        """Wait for the outcome; raises the task's exception when ``propagate`` is set."""
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        **kw: Any,
+    ) -> Any:
+        """Wait for the outcome; raises the task's exception when ``propagate`` is set.
+
+        As Celery, a failed parent (an earlier chain step, a chord's header) raises its own
+        error here, checked before and while waiting: the caller learns why at once instead of
+        waiting for a step that will only ever fail because of it.
+        """
         meta = self._cache
         if meta is None:
-            meta = self._backend().wait(self.id, timeout)
+            parents = kw.get("follow_parents", True) and propagate and self.parent is not None
+            meta = self._wait_following_parents(timeout) if parents else self._backend().wait(self.id, timeout)
         if not meta or meta.get("status") not in states.READY_STATES:
             raise TimeoutError(f"task {self.id} not ready after {timeout}s")
         self._cache = meta
@@ -117,6 +133,42 @@ class AsyncResult:
         return meta.get("result")
 
     wait = get
+
+    def _wait_following_parents(self, timeout: float | None) -> dict[str, Any] | None:
+        """Celery's drain loop: the parents are looked at after every wait, the last one too, so a
+        body failed *because* its header failed reports the header's error (stored first)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._maybe_reraise_parent_error()
+        while True:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            meta = self._backend().wait(self.id, _PARENT_CHECK if left is None else min(left, _PARENT_CHECK))
+            self._maybe_reraise_parent_error()
+            if (meta and meta.get("status") in states.READY_STATES) or left is not None and left <= _PARENT_CHECK:
+                return meta
+
+    def _parents(self) -> list[AsyncResult]:
+        found: list[AsyncResult] = []
+        node = self.parent
+        while node is not None and node not in found:
+            found.append(node)
+            node = node.parent
+        return found
+
+    def _maybe_reraise_parent_error(self) -> None:
+        for node in reversed(self._parents()):
+            node.maybe_throw()
+
+    def maybe_throw(self, propagate: bool = True, callback: Callable[[str, Any], Any] | None = None) -> Any:
+        """Raise this task's error if it failed (without waiting); else its value so far."""
+        meta = self._get_meta()
+        value = self.result
+        if meta.get("status") in states.PROPAGATE_STATES and propagate and isinstance(value, BaseException):
+            raise value
+        if callback is not None:
+            callback(self.id, value)
+        return value
+
+    maybe_reraise = maybe_throw
 
     def forget(self) -> None:
         self._cache = None
@@ -252,10 +304,9 @@ class ResultSet:
     def completed_count(self) -> int:
         return sum(1 for r in self.results if r.successful())
 
-    def maybe_throw(self, callback: Any = None, propagate: bool = True) -> None:
+    def maybe_throw(self, callback: Callable[[str, Any], Any] | None = None, propagate: bool = True) -> None:
         for result in self.results:
-            if result.ready() and result.state in states.PROPAGATE_STATES and propagate:
-                raise result.result
+            result.maybe_throw(callback=callback, propagate=propagate)
 
     def forget(self) -> None:
         for result in self.results:
