@@ -167,6 +167,10 @@ class Signature(dict):
 
     def apply(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
         """Run here, in this process (eager), like ``task.apply``."""
+        if self.get("subtask_type") in ("group", "chord"):
+            from engine.eager import apply_canvas
+
+            return apply_canvas(self, args, kwargs, options)
         sig = self.clone(args, kwargs, **options)
         return self._bound_app().tasks[sig.name].apply(sig["args"], sig["kwargs"], **sig["options"])
 

@@ -113,8 +113,10 @@ class GroupResult(AsyncResult):
         if app is None and backend is not None and not hasattr(backend, "client"):
             app, backend = backend, None  # the older ``restore(group_id, app)`` call
         if backend is None:
-            if app is None:
-                raise ValueError("GroupResult.restore needs an app or a backend")
+            if app is None:  # Celery's falls back to the current app the same way
+                from engine.shared import _current_app
+
+                app = _current_app()
             backend = app.backend
         data = backend.client.get(group_key(id))
         if not data:
