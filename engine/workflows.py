@@ -179,7 +179,7 @@ class Chain(Signature):
         """Run every step here, in this process, each with the previous step's value (eager)."""
         last: Any = None
         for step in self.tasks:
-            partial = (last.get(),) if last is not None else tuple(args)
+            partial = (last.get(),) if last is not None else tuple(_partial(args, self))
             result = step.clone(partial, kwargs if last is None else None).apply(**{**self.options, **options})
             result.parent, last = last, result
         return last
@@ -360,7 +360,7 @@ class Group(Signature):
             body = chord if chord is not None else member.options.get("chord")
             size += descend(member, self.app)
             if body is not None and index == len(members) - 1:
-                self.app.chord_join().set_size(group_id, size)
+                _app_of(members, self.app).chord_join().set_size(group_id, size)
             member.apply_async(partial, kwargs, **({"chord": body} if body is not None else {}), **options)
         result = GroupResult(group_id, results, app=self.app)
         if len(results) == 1 and isinstance(results[0], GroupResult):
