@@ -140,7 +140,7 @@ class Chain(Signature):
             elif is_first and args and not task.immutable:
                 task["args"] = [*args, *task["args"]]
             if isinstance(task, Chain):
-                steps.extend(task.tasks)
+                steps.extend(task.unchain_tasks())  # its own link/link_error move onto its steps, as Celery
                 continue
             if isinstance(task, Group) and prev_task is not None and prev_res is not None:
                 tasks.pop()
@@ -256,7 +256,7 @@ def _leading_steps(steps: list[Signature]) -> deque[Signature]:
         head = queue[0]
         if isinstance(head, Chain):
             queue.popleft()
-            queue.extendleft(reversed(head.tasks))
+            queue.extendleft(reversed(head.unchain_tasks()))
             continue
         if isinstance(head, Group) and not len(head) and len(queue) > 1:
             stripped = queue.popleft()
@@ -299,6 +299,17 @@ class Group(Signature):
 
     def __len__(self) -> int:
         return len(self["kwargs"]["tasks"])
+
+    def link(self, callback: dict[str, Any]) -> dict[str, Any]:
+        """As Celery: on the first member only, made immutable (it cannot get its siblings' values)."""
+        return self.tasks[0].link(from_dict(callback, self.app).clone().set(immutable=True))
+
+    def link_error(self, errback: dict[str, Any]) -> dict[str, Any]:
+        """As Celery: on every member, since any of them may fail."""
+        sig = from_dict(errback, self.app)
+        for member in self.tasks:
+            member.link_error(sig.clone())
+        return sig
 
     def _unrolled(self) -> Iterator[Signature]:
         """The members with nested groups flattened into this one and empty chains left out."""
