@@ -3,7 +3,8 @@
 Celery (#3021) keeps such a header lazy, so a long or slow generator starts work at once
 instead of after it has been read to the end. The chord's size is only known at the last
 member; it is written just before that member is sent (a look-ahead of one), so the body
-still starts exactly once, after every member has counted itself in.
+still starts exactly once, after every member has counted itself in. As in Celery, the
+generator is read two members ahead at the start, then one ahead of each member sent.
 """
 
 from __future__ import annotations
@@ -64,15 +65,17 @@ def run(
     if upcoming is None:
         body.apply_async(([],))
         return body_result
+    following = next(pending, None)  # Celery's look-ahead: the member after the one being sent
     size, index = 0, 0
     while upcoming is not None:
         member = upcoming.clone()
         header_result.results.append(member.freeze(group_id=group_id, root_id=root_id, group_index=index))
         size += descend(member, app)
-        upcoming = next(pending, None)
-        if upcoming is None:
+        if following is None:
             app.chord_join().set_size(group_id, size)
         member.apply_async(partial, kwargs, chord=body, group_id=group_id, **options, **header_delay)
+        upcoming = following
+        following = next(pending, None) if following is not None else None
         index += 1
     return body_result
 
