@@ -558,8 +558,10 @@ class Chord(Signature):
         for key in ("chain", "chord", "task_id", "group_index"):
             options.pop(key, None)
         header.options["task_id"] = group_id
+        frozen = header.freeze(group_id=group_id, chord=body, root_id=root_id)  # drops empty chains
         if len(header):
-            header.freeze(group_id=group_id, chord=body, root_id=root_id)
+            if any(isinstance(r, GroupResult) for r in frozen.results):
+                frozen.save()  # Celery's apply_chord: the body then gets the header's nested shape
             header_result = header.apply_async(partial, kwargs, task_id=group_id, **options, **header_delay)
         else:
             body.apply_async(([],))
