@@ -128,7 +128,7 @@ class Chain(Signature):
         prev_res: AsyncResult | None = None
         frozen = 0
         while steps:
-            task = steps.pop()
+            task = _unroll_lone(steps.pop())
             is_first, is_last = not steps, not frozen
             if isinstance(task, Group) and not len(task) and (steps or prev_task is not None):
                 continue
@@ -258,6 +258,7 @@ def _leading_steps(steps: list[Signature]) -> deque[Signature]:
             queue.popleft()
             queue.extendleft(reversed(head.unchain_tasks()))
             continue
+        head = queue[0] = _unroll_lone(head)
         if isinstance(head, Group) and not len(head) and len(queue) > 1:
             stripped = queue.popleft()
             continue
@@ -265,6 +266,13 @@ def _leading_steps(steps: list[Signature]) -> deque[Signature]:
     if stripped is not None and not queue:
         queue.append(stripped)
     return queue
+
+
+def _unroll_lone(task: Signature) -> Signature:
+    """A group of one task is that task in a chain (Celery's ``maybe_unroll_group``, #1656)."""
+    if isinstance(task, Group) and len(task) == 1:
+        return task.tasks[0]
+    return task
 
 
 def _led_by_task(body: Signature | None) -> bool:

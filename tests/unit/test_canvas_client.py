@@ -107,3 +107,9 @@ def test_get_many_with_timeout_zero_polls_once() -> None:
         dict(Store().get_many(["done", "never"], timeout=0, interval=30))
     assert Store.polls == 1
     assert dict(Store().get_many(["done"], timeout=0)) == {"done": {"status": "SUCCESS", "result": 1}}
+
+
+def test_a_group_of_one_in_a_chain_is_that_task() -> None:
+    _, t = make_app()
+    steps = chain(group(t["add"].s(0, 0)), t["add"].s(-1))._steps()
+    assert [(s.name, s["subtask_type"]) for s in steps] == [("cc.add", None), ("cc.add", None)]
