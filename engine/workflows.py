@@ -560,7 +560,10 @@ class Chord(Signature):
         for callback in _as_list(options.pop("link", None)):
             body.link(callback)
         for errback in _as_list(options.pop("link_error", None)):
-            body.link_error(errback)
+            if isinstance(body, Group) and body.options.get("link_error"):
+                Signature.link_error(body, errback)  # a group's own errbacks replace its members' (Celery)
+            else:
+                body.link_error(errback)
         body.options.update({k: v for k, v in options.items() if k != "parent_id"})
         body_result = body.freeze(task_id or new_id(), group_id=group_id, root_id=root_id)
         for key in ("chain", "chord", "task_id", "group_index"):
