@@ -12,10 +12,11 @@ import inspect
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+import types
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from engine import publish, shared, signals
+from engine import discovery, fixups, publish, shared, signals
 from engine.backend import ResultBackend
 from engine.backend import connect as connect_backend
 from engine.backend.chord import ChordJoin
@@ -120,6 +121,7 @@ class App:
         self._pid = os.getpid()
         register_builtins(self)
         shared.register_app(self)
+        self._fixups = fixups.install(self)  # Django's, when DJANGO_SETTINGS_MODULE is set (as Celery)
 
     def __repr__(self) -> str:
         return f"<App {self.main or '__main__'}>"
@@ -127,13 +129,36 @@ class App:
     def config_from_object(
         self, obj: Any, silent: bool = False, force: bool = False, namespace: str | None = None
     ) -> None:
-        """Celery's: a module, ``"module:attr"`` (``"django.conf:settings"``) or object; ``namespace``
-        takes only ``<NAMESPACE>_*`` names. ``silent`` hides an import error, as in Celery."""
+        """Celery's: a module, ``"module:attr"`` (``"django.conf:settings"``), an object or a dict
+        (Flask's ``app.config["CELERY"]``); ``namespace`` takes only ``<NAMESPACE>_*`` names.
+        ``silent`` hides an import error, as in Celery."""
+        if isinstance(obj, Mapping):
+            obj = types.SimpleNamespace(**{str(key): value for key, value in obj.items()})
         try:
             self.conf.from_object(obj, namespace=namespace)
         except ImportError:
             if not silent:
                 raise
+
+    def autodiscover_tasks(
+        self, packages: discovery.Packages = None, related_name: str | None = "tasks", force: bool = False
+    ) -> list[Any] | None:
+        """Celery's: import ``<package>.tasks`` for each package (a list, or a callable returning one,
+        read late); with none, each installed Django app. Lazy, as in Celery: done when the worker
+        imports its task modules (``import_modules``), unless ``force``."""
+        if force:
+            return discovery.discover(packages, related_name, self._fixups)
+
+        def on_import_modules(**_: Any) -> None:
+            discovery.discover(packages, related_name, self._fixups)
+
+        signals.import_modules.connect(on_import_modules, sender=self, weak=False)
+        return None
+
+    def set_default(self) -> None:
+        """Celery's: make this the app ``shared_task`` and ``current_app`` use (Flask's documented
+        ``celery_init_app`` calls it)."""
+        shared.make_current(self)
 
     # -- connections --------------------------------------------------------------------------
     def broker_url(self) -> str:

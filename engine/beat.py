@@ -32,11 +32,11 @@ import socket
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from itertools import takewhile
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -46,18 +46,51 @@ from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.redisconn import describe_error
 from engine.schedules import Schedule, as_schedule
 
-__all__ = ["CATCHUP_LIMIT", "Beat", "BeatControl", "Entry", "UnknownEntry", "due_slots", "load_entries"]
+__all__ = [
+    "CATCHUP_LIMIT",
+    "SYSTEM_CLOCK",
+    "Beat",
+    "BeatControl",
+    "Clock",
+    "Entry",
+    "SystemClock",
+    "UnknownEntry",
+    "due_slots",
+    "load_entries",
+]
 
 UTC = timezone.utc
 CATCHUP_LIMIT = 100
 DEFAULT_LEASE = 10.0
 DEFAULT_TICK = 1.0
 log = logging.getLogger("engine.beat")
-Clock = Callable[[], datetime]
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+class Clock(Protocol):
+    """Where beat reads the time and waits between ticks: injected so tests can move time forward
+    by hand (a minute of slots in milliseconds) instead of sleeping through it. The lease's expiry
+    is the server's (``PX``), never this clock's, so replicas agree on it whatever their clocks."""
+
+    def now(self) -> datetime:
+        """The current instant, timezone-aware (UTC)."""
+        ...
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        """Wait up to ``seconds`` or until ``stop`` is set; True when it is set."""
+        ...
+
+
+class SystemClock:
+    """The real clock: wall time, and ``Event.wait`` so a stop wakes the loop at once."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        return stop.wait(seconds)
+
+
+SYSTEM_CLOCK: Clock = SystemClock()
 
 
 class UnknownEntry(LookupError):
@@ -160,7 +193,7 @@ class Beat:
         lease_seconds: float | None = None,
         tick: float | None = None,
         catchup_limit: int = CATCHUP_LIMIT,
-        clock: Clock = utcnow,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.app = app
         self.lease = float(lease_seconds or app.conf.get("tqctl_beat_lease") or DEFAULT_LEASE)
@@ -198,7 +231,7 @@ class Beat:
             signals.beat_embedded_init.send(sender=self)
         try:
             while not stop.is_set():
-                stop.wait(self.tick_once())
+                self.clock.wait(stop, self.tick_once())
         finally:
             self.close()
             log.info("beat: stopped")
@@ -238,11 +271,11 @@ class Beat:
             return self.standby_poll
         delay = self.renew_every
         if upcoming is not None:
-            delay = min(delay, (upcoming - self.clock()).total_seconds())
+            delay = min(delay, (upcoming - self.clock.now()).total_seconds())
         return max(delay, 0.001)
 
     def _lead_and_fire(self) -> datetime | None:
-        now = self.clock()
+        now = self.clock.now()
         if self.is_leader and not self.store.renew(self.token, self._lease_ms):
             self._step_down("lost the lease")
         if not self.is_leader:
@@ -313,7 +346,7 @@ class Beat:
 class BeatControl:
     """Read and steer beat's entries from any process while beat runs (state is in the broker)."""
 
-    def __init__(self, app: Any, clock: Clock = utcnow) -> None:
+    def __init__(self, app: Any, clock: Clock = SYSTEM_CLOCK) -> None:
         self.app = app
         self.clock = clock
         self._entries = load_entries(app)
@@ -335,12 +368,12 @@ class BeatControl:
     def entries(self) -> list[dict[str, Any]]:
         names = list(self._entries)
         states = self.store.states(names)
-        now = self.clock()
+        now = self.clock.now()
         return [self._row(self._entries[name], states[name], now) for name in names]
 
     def entry(self, name: str) -> dict[str, Any]:
         entry = self.definition(name)
-        return self._row(entry, self.store.states([name])[name], self.clock())
+        return self._row(entry, self.store.states([name])[name], self.clock.now())
 
     def leader(self) -> dict[str, Any] | None:
         """The lease holder's token (``host:pid:random``) and remaining lease, or None."""
@@ -352,12 +385,12 @@ class BeatControl:
 
     def enable(self, name: str) -> dict[str, Any]:
         self.definition(name)
-        self.store.set_enabled(name, True, self.clock())
+        self.store.set_enabled(name, True, self.clock.now())
         return self.entry(name)
 
     def disable(self, name: str) -> dict[str, Any]:
         self.definition(name)
-        self.store.set_enabled(name, False, self.clock())
+        self.store.set_enabled(name, False, self.clock.now())
         return self.entry(name)
 
     @staticmethod

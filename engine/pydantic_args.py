@@ -10,12 +10,18 @@ import importlib
 import inspect
 import typing
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
     from engine.app import App
+
+
+class _Model(Protocol):
+    """What is used of ``pydantic.BaseModel`` here (pydantic is an optional extra)."""
+
+    def model_dump(self, **kwargs: Any) -> Any: ...
 
 
 def _optional_inner(annotation: Any) -> Any:
@@ -46,7 +52,7 @@ def pydantic_wrapper(
         raise ImproperlyConfigured(
             "You need to install pydantic to use pydantic model serialization (pip install 'tqctl[pydantic]')."
         ) from exc
-    base_model: type = pydantic.BaseModel
+    base_model: type[_Model] = pydantic.BaseModel
     context = dict(context or {})
     dump_opts = {"mode": "json", **(dump_kwargs or {})}
     sig = inspect.signature(fun)

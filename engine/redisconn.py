@@ -6,6 +6,7 @@ import os
 import re
 import ssl
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -34,6 +35,12 @@ CERT_REQS = {
     "cert_none": "none",
 }
 DEFAULT_FAILOVER_TIMEOUT = 30.0
+# Connections a client's pool may open before callers wait for one (``redis_max_connections``
+# overrides it): above the largest pool (1,024) with room for the worker's own threads. They are
+# opened on demand, so a small worker opens few; a busy one waits ``POOL_WAIT`` seconds for a free
+# connection, then gets a ``ConnectionError`` its caller retries or reports (never a silent loss).
+DEFAULT_MAX_CONNECTIONS = 2048
+POOL_WAIT = 20.0
 
 
 class ConnectionURL(str):
@@ -77,17 +84,30 @@ def broker_target(url: str, conf: Any) -> str:
         conf.get("broker_use_ssl"),
         failover_timeout=conf.get("tqctl_failover_timeout"),
         wait_replicas=replicas,
+        **_amqp_options(url, conf),
     )
+
+
+def _amqp_options(url: str, conf: Any) -> dict[str, Any]:
+    """Celery's queue settings an AMQP broker declares its queues with (RabbitMQ refuses a
+    redeclaration that differs, so both sides must agree)."""
+    if urlsplit(str(url)).scheme.lower() not in ("amqp", "amqps", "pyamqp"):
+        return {}
+    return {
+        "queue_max_priority": conf.get("task_queue_max_priority"),
+        "queue_type": conf.get("task_default_queue_type"),
+    }
 
 
 def backend_target(url: str, conf: Any) -> str:
     """The result backend URL with Celery's backend settings (``result_backend_transport_options``,
-    ``redis_backend_use_ssl``)."""
+    ``redis_backend_use_ssl``, ``redis_max_connections``)."""
     return with_options(
         url,
         conf.get("result_backend_transport_options"),
         conf.get("redis_backend_use_ssl"),
         failover_timeout=conf.get("tqctl_failover_timeout"),
+        max_connections=conf.get("redis_max_connections"),
     )
 
 
@@ -106,7 +126,8 @@ def ssl_options(given: dict[str, Any]) -> dict[str, Any]:
 
 def _cert_reqs(value: Any) -> str:
     if isinstance(value, ssl.VerifyMode) or isinstance(value, int):
-        return {ssl.CERT_NONE: "none", ssl.CERT_OPTIONAL: "optional"}.get(value, "required")
+        names: dict[int, str] = {ssl.CERT_NONE: "none", ssl.CERT_OPTIONAL: "optional"}
+        return names.get(int(value), "required")
     found = CERT_REQS.get(str(value).strip().lower())
     if found is None:
         raise ImproperlyConfigured(f"ssl_cert_reqs must be required, optional or none, not {value!r}")
@@ -115,24 +136,23 @@ def _cert_reqs(value: Any) -> str:
 
 def client_from_url(url: str, **options: Any) -> redis.Redis:
     """A ``redis.Redis`` for ``redis://``, ``rediss://`` (TLS), ``redis+socket://`` or
-    ``sentinel://`` URLs: the one place the engine and the CLI open Redis clients."""
+    ``sentinel://`` URLs: the one place the engine and the CLI open Redis clients.
+
+    Its pool blocks when full instead of raising ``MaxConnectionsError``: redis-py's default of 100
+    connections made a worker at ``-c 200`` fail its claims and result stores under a burst."""
     parts = _split(url)
     scheme = parts.scheme.lower()
     carried: dict[str, Any] = getattr(url, "options", {})
     options.setdefault("socket_connect_timeout", 5.0)
     options.setdefault("health_check_interval", 30)
+    size = int(options.pop("max_connections", None) or carried.get("max_connections") or DEFAULT_MAX_CONNECTIONS)
     if scheme == "sentinel":
-        return _sentinel_client(str(url), carried, options)
+        return _sentinel_client(str(url), carried, {**options, "max_connections": size})
     if scheme in ("redis+socket", "unix", "socket"):
         query = parse_qs(parts.query)
         db = int((query.get("db") or query.get("virtual_host") or ["0"])[0])
-        return redis.Redis(
-            unix_socket_path=parts.path,
-            db=db,
-            password=parts.password,
-            username=parts.username or None,
-            **options,
-        )
+        options.update(password=parts.password, username=parts.username or None)
+        return _blocking_client(f"unix://{parts.path}?db={db}", size, options)
     if scheme in ("redis", "rediss", "valkey", "valkeys"):
         fixed = str(url).replace("valkey", "redis", 1) if scheme.startswith("valkey") else str(url)
         tls = carried.get("ssl")
@@ -142,8 +162,15 @@ def client_from_url(url: str, **options: Any) -> redis.Redis:
                 fixed = "rediss" + fixed[len("redis") :]
         fixed, query_tls = _pop_ssl_query(fixed)
         options.update({k: v for k, v in query_tls.items() if k not in options})
-        return redis.Redis.from_url(fixed, **options)
+        return _blocking_client(fixed, size, options)
     raise unsupported_url(url)
+
+
+def _blocking_client(url: str, size: int, options: dict[str, Any]) -> redis.Redis:
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=size, timeout=POOL_WAIT, **options)
+    client = redis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True
+    return client
 
 
 def _split(url: str) -> Any:
@@ -260,7 +287,8 @@ def unsupported_url(url: str) -> ImproperlyConfigured:
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("amqp", "amqps", "pyamqp"):
         return ImproperlyConfigured(
-            f"AMQP brokers are not supported yet ({mask_url(url)}); use a Redis URL or the bundled broker"
+            f"AMQP brokers are not supported here yet ({mask_url(url)}): workers and clients run on "
+            "RabbitMQ (README 'RabbitMQ (preview)'), this needs a Redis URL"
         )
     return ImproperlyConfigured(
         f"unsupported broker URL scheme {scheme!r} in {mask_url(url)} (use redis://, rediss://, redis+socket:// or sentinel://)"
@@ -298,29 +326,76 @@ def guarded(url: str, call: Callable[[], T]) -> T:
         raise
 
 
+def as_text(value: object) -> str:
+    """A reply item as str. Our clients never set ``decode_responses``, so items come as bytes;
+    redis-py's annotations cannot know that and say ``bytes | str`` (or wider)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected a bulk string reply, got {type(value).__name__}")
+
+
+def as_bytes(value: bytes | str) -> bytes:
+    """A reply item as bytes (see ``as_text``)."""
+    return value if isinstance(value, bytes) else value.encode()
+
+
 class ThreadConnections:
     """One raw connection per thread (and per process after a fork), for hot paths that skip
-    redis-py's per-command machinery; ``close`` disconnects every one handed out."""
+    redis-py's per-command machinery; ``close`` disconnects every one handed out.
+
+    They are made outside the client's pool, so they never use up its connections (a thread pool of
+    200 took all 100 of redis-py's, and its claims then failed). When a thread ends (or a greenlet,
+    under gevent) its thread-local holder is collected and the connection goes back to a free list
+    for the next new thread: a pool that shrinks and grows opens no more of them, with no scan."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._local = threading.local()
-        self._handed: list[redis.connection.AbstractConnection] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._handed: list[redis.connection.AbstractConnection] = []  # every one made
+        self._free: list[redis.connection.AbstractConnection] = []  # their threads have ended
 
     def get(self) -> redis.connection.AbstractConnection:
-        local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is None or local.pid != os.getpid():
-            conn = local.conn = self.client.connection_pool.make_connection()
-            local.pid = os.getpid()
-            self._handed.append(conn)
+        holder = getattr(self._local, "holder", None)
+        if holder is None or holder.pid != os.getpid():
+            holder = self._local.holder = _Holder(self._take(), os.getpid())
+            weakref.finalize(holder, self._free.append, holder.conn)  # list.append: no lock in a GC callback
+        return holder.conn
+
+    def _take(self) -> redis.connection.AbstractConnection:
+        with self._lock:
+            if os.getpid() != self._pid:  # a forked child inherits none of them
+                self._pid, self._handed, self._free = os.getpid(), [], []
+            if self._free:
+                return self._free.pop()
+            return self._new()
+
+    def make(self) -> redis.connection.AbstractConnection:
+        """A connection of one's own (not a thread's), also disconnected on ``close``."""
+        with self._lock:
+            return self._new()
+
+    def _new(self) -> redis.connection.AbstractConnection:
+        pool = self.client.connection_pool
+        conn: redis.connection.AbstractConnection = pool.connection_class(**pool.connection_kwargs)
+        self._handed.append(conn)
         return conn
 
-    def adopt(self, conn: redis.connection.AbstractConnection) -> None:
-        """Also disconnect ``conn`` (made elsewhere) on ``close``."""
-        self._handed.append(conn)
-
     def close(self) -> None:
-        conns, self._handed, self._local = self._handed, [], threading.local()
+        with self._lock:
+            conns, self._handed, self._free, self._local = self._handed, [], [], threading.local()
         for conn in conns:
             conn.disconnect()
+
+
+class _Holder:
+    """A thread's connection, held in its thread-local storage (collected when the thread ends)."""
+
+    __slots__ = ("conn", "pid", "__weakref__")
+
+    def __init__(self, conn: redis.connection.AbstractConnection, pid: int) -> None:
+        self.conn = conn
+        self.pid = pid

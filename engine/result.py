@@ -44,11 +44,11 @@ class AsyncResult:
 
     # -- reading ------------------------------------------------------------------------------
     def _backend(self) -> Any:
-        if self.app is None:  # Celery's results fall back to the current app the same way
-            from engine.shared import _current_app
+        if self.app is None:  # ``AsyncResult(task_id)`` as Celery's docs write it: the current app's
+            from engine.shared import existing_app
 
-            self.app = _current_app()
-        backend = self.app.backend
+            self.app = existing_app()
+        backend = self.app.backend if self.app is not None else None
         if backend is None:
             raise ImproperlyConfigured("no result backend is configured, so results cannot be read")
         return backend
@@ -169,6 +169,12 @@ class AsyncResult:
         return value
 
     maybe_reraise = maybe_throw
+
+    async def aget(self, timeout: float | None = None, propagate: bool = True) -> Any:
+        """``get`` for coroutines, woken by the result's publish (engine.aio), never polling."""
+        from engine import aio
+
+        return await aio.aget(self, timeout, propagate)
 
     def forget(self) -> None:
         self._cache = None

@@ -90,11 +90,10 @@ _encoder = json.JSONEncoder(default=_json_default, separators=(", ", ": "))
 # ``JSONEncoder.encode`` builds a C encoder on every call; one built once saves about a
 # microsecond per message, on every send, event and result. No cycle check (``markers``):
 # a self-referencing value fails with RecursionError instead of ValueError.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)  # CPython's C accelerator; not in typeshed
 _c_encode = (
-    json.encoder.c_make_encoder(
-        None, _json_default, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True
-    )
-    if json.encoder.c_make_encoder is not None
+    _c_make_encoder(None, _json_default, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    if _c_make_encoder is not None
     else None
 )
 

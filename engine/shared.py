@@ -24,11 +24,25 @@ def register_app(app: App) -> None:
         app.task(**options)(fun)
 
 
-def _current_app() -> App:
+def make_current(app: App) -> None:
+    """``app.set_default()``: this app is the current one from now on (the last in the list)."""
+    _apps[:] = [ref for ref in _apps if ref() is not None and ref() is not app]
+    _apps.append(weakref.ref(app))
+
+
+def existing_app() -> App | None:
+    """The current app if one was created (none is made up)."""
     for ref in reversed(_apps):
         app = ref()
         if app is not None:
             return app
+    return None
+
+
+def _current_app() -> App:
+    app = existing_app()
+    if app is not None:
+        return app
     from engine.app import App
 
     return App()

@@ -36,8 +36,8 @@ def _sender_key(sender: Any) -> Any:
     return ("id", id(sender))
 
 
-def _receiver_key(receiver: Receiver) -> tuple[int, ...]:
-    if hasattr(receiver, "__func__") and hasattr(receiver, "__self__"):
+def _receiver_key(receiver: Receiver | None) -> tuple[int, ...]:
+    if receiver is not None and hasattr(receiver, "__func__") and hasattr(receiver, "__self__"):
         return (id(receiver.__self__), id(receiver.__func__))
     return (id(receiver),)
 

@@ -10,6 +10,7 @@ attributes apply, and ``class MyTask(app.Task)`` with ``run`` is registered with
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -200,6 +201,39 @@ class Task:
             return self.apply(args, kwargs, **options)
         return self.app.send_task(self.name, args, kwargs, task=self, **options)
 
+    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """``delay`` for coroutines: returns once the broker has the message (engine.aio)."""
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(
+        self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> AsyncResult:
+        """``apply_async`` for coroutines: concurrent callers share one pipelined connection."""
+        from engine import aio
+
+        if self.soft_time_limit and self.time_limit and self.soft_time_limit > self.time_limit:
+            raise ValueError("soft_time_limit must be less than or equal to time_limit")
+        typing = self.app.strict_typing if self.typing is None else self.typing
+        if typing and self._check_arguments is not None:
+            self._check_arguments(*(args or ()), **(kwargs or {}))
+        options = {**self.exec_options(), **{k: v for k, v in options.items() if v is not None}}
+        if self._dump_arguments is not None and options.get("serializer") != "pickle":
+            args, kwargs = self._dump_arguments(args, kwargs)
+        if self.app.conf.task_always_eager:
+            return self.apply(args, kwargs, **options)
+        return await aio.asend_task(self.app, str(self.name), args, kwargs, task=self, **options)
+
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """Celery 5.4's: ``delay`` once the Django transaction in progress commits (at once outside
+        one); nothing is sent if it rolls back, so a worker never looks for a row that is not there."""
+        _on_commit(functools.partial(self.delay, *args, **kwargs))
+
+    def apply_async_on_commit(
+        self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> None:
+        """Celery 5.4's: ``apply_async`` once the Django transaction in progress commits."""
+        _on_commit(functools.partial(self.apply_async, args, kwargs, **options))
+
     def apply(
         self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
     ) -> AsyncResult:
@@ -338,6 +372,14 @@ class Task:
         if throw:
             raise retry
         return retry
+
+
+def _on_commit(send: Callable[[], Any]) -> None:
+    try:
+        from django.db import transaction
+    except ImportError:
+        raise ImproperlyConfigured("delay_on_commit and apply_async_on_commit need Django") from None
+    transaction.on_commit(send)
 
 
 def _carried(request: Request) -> dict[str, Any]:

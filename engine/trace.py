@@ -7,13 +7,14 @@ worker acks or requeues based on the returned ``Outcome``.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine import chord_steps, log, signals, states
+from engine import asyncrun, chord_steps, log, signals, states
 from engine.backend.retry import store_patiently
 from engine.exceptions import BackendStoreError, EncodeError, Ignore, Reject, Retry
 from engine.protocol.results import encode_exception, format_traceback, meta
@@ -104,6 +105,8 @@ def _run(app: App, task: Task, request: Request, started: float, store: bool) ->
     try:
         task.before_start(request.id, request.args, request.kwargs)
         value = call(*request.args, **request.kwargs)
+        if inspect.iscoroutine(value):  # an ``async def`` task: run it to completion (engine.asyncrun)
+            value = asyncrun.resolve(value)
     except Retry as retry:
         return _retried(app, task, request, retry, started, store)
     except Reject as reject:

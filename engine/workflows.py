@@ -15,6 +15,8 @@ caller gets back are the real ones.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from types import GeneratorType
@@ -388,6 +390,12 @@ class Group(Signature):
 
     def __call__(self, *args: Any, **kwargs: Any) -> GroupResult:
         return self.apply_async(args, kwargs)
+
+    async def adelay(self, *args: Any, **kwargs: Any) -> GroupResult:
+        """``delay`` for coroutines: the members are sent from a thread, so the loop never waits on
+        the broker; returns once the broker has every member."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(self.apply_async, args, kwargs))
 
 
 class Chord(Signature):

@@ -7,6 +7,8 @@ Layout: the real-server part comes first (one private Redis-compatible server pe
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -49,3 +51,75 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+# -- leak check -----------------------------------------------------------------------------
+
+LEAK_GRACE_S = 5.0  # what is stopping (a joined thread's last step, a reaped child) gets this long
+
+
+def _child_pids() -> set[int]:
+    """Children of every thread of this process; a scan of /proc where the kernel has no
+    ``task/*/children`` files (CONFIG_PROC_CHILDREN)."""
+    me = os.getpid()
+    try:
+        pids: set[int] = set()
+        for tid in os.listdir(f"/proc/{me}/task"):
+            with open(f"/proc/{me}/task/{tid}/children", "rb") as fh:
+                pids.update(int(pid) for pid in fh.read().split())
+        return pids
+    except FileNotFoundError:
+        pass
+    found = set()
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+            if int(stat[stat.rindex(b")") + 2 :].split()[1]) == me:
+                found.add(int(name))
+        except (OSError, ValueError, IndexError):  # not a process, or it exited while we looked
+            continue
+    return found
+
+
+def _children() -> dict[int, str]:
+    """This process's live child processes (zombies are dead already): pid -> command line."""
+    found = {}
+    for pid in _child_pids():
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                stat = fh.read()
+            if stat[stat.rindex(b")") + 2 :].split()[0] == b"Z":
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                found[pid] = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except (OSError, ValueError, IndexError):  # it exited while we looked
+            continue
+    return found
+
+
+def _threads() -> set[threading.Thread]:
+    # A _DummyThread stands for a thread threading did not start (C code); it never leaves the list.
+    return {t for t in threading.enumerate() if t.is_alive() and not isinstance(t, threading._DummyThread)}
+
+
+def _leaks(threads: set[threading.Thread], children: dict[int, str]) -> list[str]:
+    new_threads = sorted(_threads() - threads, key=lambda t: t.name)
+    new_children = {pid: cmd for pid, cmd in _children().items() if pid not in children}
+    return [f"thread {t.name!r} ({'daemon' if t.daemon else 'non-daemon'})" for t in new_threads] + [
+        f"child process {pid}: {cmd[:200]}" for pid, cmd in sorted(new_children.items())
+    ]
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Fail a test that leaves a thread or a child process behind. Autouse, so it is set up before
+    the test's other function-scoped fixtures and checks after their teardown; session- and
+    module-scoped fixtures (the private server) are set up before it, so they count as before."""
+    threads, children = _threads(), _children()
+    yield
+    deadline = time.monotonic() + LEAK_GRACE_S
+    while (leaks := _leaks(threads, children)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if leaks:
+        pytest.fail("left running after the test: " + "; ".join(leaks), pytrace=False)

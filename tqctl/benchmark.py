@@ -75,6 +75,7 @@ class Target:
     send_bulk: Callable[[int], Any] | None = None  # an explicit bulk API (n no-ops, one round trip)
     env: dict[str, str] = field(default_factory=dict)
     queue: str = QUEUE
+    close: Callable[[], None] = lambda: None  # the client's own cleanup (its threads, connections)
 
 
 def engine_target(broker_url: str) -> Target:
@@ -118,6 +119,7 @@ def engine_target(broker_url: str) -> Target:
         send_group=lambda n: group(noop.s() for _ in range(n)).apply_async(),
         send_bulk=lambda n: benchapp.app.send_many(noop.name, [((), None)] * n, task=noop),
         env={"TQCTL_BROKER": broker_url},
+        close=benchapp.app.close,
     )
 
 
@@ -196,9 +198,10 @@ class Run:
         self.out["enqueue_pipelined_per_s"] = self.out["enqueue_publish_many_per_s"] = None
         b = max(1, min(self.opts.bulk, n))
         raws = self.prebuilt(t.noop, n)[1]
-        if t.send_bulk is not None:
+        send_bulk = t.send_bulk
+        if send_bulk is not None:
             self.say(f"  enqueue: bulk API, {b} tasks")
-            self.out["enqueue_pipelined_per_s"] = b / _timed(lambda: t.send_bulk(b))
+            self.out["enqueue_pipelined_per_s"] = b / _timed(lambda: send_bulk(b))
             self._expect_depth(b)
             # The client's task-sent events go out from a background thread about 50 ms later;
             # let them, or their encoding runs inside the next figures (the raw references).
@@ -295,8 +298,9 @@ class Run:
         n = self.opts.tasks
         client, worker = self.cpu_client / n * 1e6, self.cpu_worker / n * 1e6
         broker = None
-        if None not in (self.cpu_broker_enqueue, self.cpu_broker_drain, self.cpu_broker_fill):
-            broker = max(self.cpu_broker_enqueue + self.cpu_broker_drain - self.cpu_broker_fill, 0.0) / n * 1e6
+        enqueue, drain, fill = self.cpu_broker_enqueue, self.cpu_broker_drain, self.cpu_broker_fill
+        if enqueue is not None and drain is not None and fill is not None:
+            broker = max(enqueue + drain - fill, 0.0) / n * 1e6
         self.out.update(
             cpu_client_us_per_task=client,
             cpu_worker_us_per_task=worker,
@@ -350,9 +354,12 @@ def describe(target: Target, opts: Options) -> dict[str, Any]:
 def measure(target: Target, opts: Options, progress: Progress) -> dict[str, Any]:
     """``runs`` runs, one after another; figures are medians, counters are sums."""
     runs = []
-    for number in range(1, opts.runs + 1):
-        progress(f"run {number}/{opts.runs} ({target.engine}, {opts.tasks} tasks)")
-        runs.append(run_once(target, opts, progress))
+    try:
+        for number in range(1, opts.runs + 1):
+            progress(f"run {number}/{opts.runs} ({target.engine}, {opts.tasks} tasks)")
+            runs.append(run_once(target, opts, progress))
+    finally:
+        target.close()
     return {**describe(target, opts), **sysinfo.summarize(runs), "runs_detail": runs}
 
 

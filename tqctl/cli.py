@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from tqctl.commands import beat, bench, broker, cluster, dead, demo, ops, queues, tasks, worker
+from tqctl.commands import beat, bench, broker, cluster, dead, demo, health, metrics, ops, queues, serve, tasks, worker
 from tqctl.output import EXIT_ERROR, EXIT_OK, error_line
 from tqctl.tui import commands as console
 
@@ -31,6 +31,9 @@ app.add_typer(beat.app, name="beat")
 app.command("worker")(worker.worker)
 app.command("demo")(demo.demo)
 app.command("bench")(bench.bench)
+app.command("metrics")(metrics.metrics)
+app.command("health")(health.health)
+app.command("serve")(serve.serve)
 
 # Scripted ops commands (one module per noun; shared helpers in tqctl/commands/common.py).
 app.command("status")(ops.status)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -38,6 +39,9 @@ class WorkerSpec:
     loglevel: str = "info"
     broker: str = ""
     backend: str = ""
+    metrics_port: int | None = None
+    metrics_address: str = "0.0.0.0"
+    health_file: str | None = None
 
 
 def exec_worker(spec: WorkerSpec) -> NoReturn:
@@ -94,20 +98,33 @@ def serve(spec: WorkerSpec) -> int:
         queues=spec.queues,
         hostname=spec.hostname,
         prefetch_multiplier=spec.prefetch_multiplier,
-        autoscale=tuple(spec.autoscale) if spec.autoscale else None,
+        autoscale=(spec.autoscale[0], spec.autoscale[1]) if spec.autoscale else None,  # JSON made it a list
     )
-    if not spec.beat:
-        return node.run()
-    from engine.beat import Beat
-
-    scheduler = Beat(app)  # embedded beat (``-B``): a thread beside the worker
-    thread, stop = scheduler.start_thread()
+    close = _observe(node, spec)
     try:
-        return node.run()
+        if not spec.beat:
+            return node.run()
+        from engine.beat import Beat
+
+        scheduler = Beat(app)  # embedded beat (``-B``): a thread beside the worker
+        thread, stop = scheduler.start_thread()
+        try:
+            return node.run()
+        finally:
+            stop.set()
+            thread.join(5)
+            scheduler.close()
     finally:
-        stop.set()
-        thread.join(5)
-        scheduler.close()
+        close()
+
+
+def _observe(node: object, spec: WorkerSpec) -> Callable[[], None]:
+    """``--metrics-port`` and ``--health-file`` (tqctl.observe): attached from outside the worker."""
+    if spec.metrics_port is None and not spec.health_file:
+        return lambda: None
+    from tqctl.observe import attach
+
+    return attach(node, spec.metrics_port, spec.health_file, spec.metrics_address)
 
 
 def main() -> NoReturn:

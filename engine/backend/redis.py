@@ -7,13 +7,14 @@ between the read and the wait.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 
-from engine import states
+from engine import aio, asyncrun, states
 from engine.backend.keyvalue import BaseKeyValueStoreBackend
 from engine.protocol.results import task_key
 from engine.redisconn import ThreadConnections, client_from_url, guarded
@@ -26,29 +27,39 @@ class RedisBackend(BaseKeyValueStoreBackend):
         self.expires = int(expires) if expires else None
         self.client = client_from_url(url)
         self._conns = ThreadConnections(self.client)  # store's per-thread connection
+        self._pooled = _greenlet_threads()  # under gevent, stores borrow from the pool instead
 
     def ensure_chords_allowed(self) -> None:
         """Celery's check before a chord starts: Redis joins chords natively, so always allowed."""
 
     def store(self, task_id: str, meta: dict[str, Any]) -> None:
+        if asyncrun.bridged():  # on the asyncio pool's loop: pipelined with other tasks' stores, no stall
+            asyncrun.resolve(aio.astore(self, task_id, meta), interruptible=False)
+            return
         key = task_key(task_id)
         data = json_dumps(meta)
         # SET then PUBLISH, in order on one connection (the value is there before subscribers hear
         # of it), sent together on this thread's own connection: no MULTI/EXEC, no pipeline object.
         first = ("SETEX", key, self.expires, data) if self.expires else ("SET", key, data)
+        if self._pooled:
+            self._store_pooled(first, key, data)
+            return
         conn = self._conn()
         try:
             conn.send_packed_command(conn.pack_commands([first, ("PUBLISH", key, data)]))
             errors = [reply for reply in (_reply(conn), _reply(conn)) if isinstance(reply, redis.ResponseError)]
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             conn.disconnect()
-            pipe = self.client.pipeline(transaction=False)  # redis-py's retries from here
-            pipe.execute_command(*first)
-            pipe.publish(key, data)
-            guarded(self.url, pipe.execute)
+            self._store_pooled(first, key, data)  # redis-py's retries from here
             return
         if errors:  # both replies read first, so the connection stays in step
             raise errors[0]
+
+    def _store_pooled(self, first: tuple[Any, ...], key: str, data: str) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.execute_command(*first)
+        pipe.publish(key, data)
+        guarded(self.url, pipe.execute)
 
     def _conn(self) -> redis.connection.AbstractConnection:
         return self._conns.get()
@@ -103,6 +114,13 @@ class RedisBackend(BaseKeyValueStoreBackend):
     def close(self) -> None:
         self._conns.close()
         self.client.close()
+
+
+def _greenlet_threads() -> bool:
+    """Under gevent's monkey-patching a thread is a greenlet: a connection for each would be one per
+    task in flight (about 40 KB each), where a shared pool needs only as many as stores at once."""
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey is not None and monkey.is_module_patched("threading"))
 
 
 def _reply(conn: redis.connection.AbstractConnection) -> Any:

@@ -5,7 +5,12 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from engine.broker.base import Broker
+from engine.broker.fanout import RedisFanout
+from engine.config import mask_url
+from engine.exceptions import ImproperlyConfigured
 from engine.redisconn import REDIS_SCHEMES, unsupported_url
+
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 
 
 def connect(url: str) -> Broker:
@@ -19,4 +24,34 @@ def connect(url: str) -> Broker:
         from engine.broker.redis import RedisBroker
 
         return RedisBroker(url)
+    if scheme in AMQP_SCHEMES:
+        from engine.broker.amqp import AmqpBroker
+
+        return AmqpBroker(url)
     raise unsupported_url(url)
+
+
+def worker_fanout(broker_url: str, backend_url: str | None) -> tuple[RedisFanout, str | None]:
+    """A worker's broadcast channels (events, remote control) and stored state (revokes,
+    history), and a note saying what that leaves off (None when nothing is).
+
+    On a Redis broker all of it is on the broker. On AMQP the broadcasts are on RabbitMQ's
+    ``celeryev`` and ``celery.pidbox`` exchanges (Celery's tools see the worker) and the stored
+    state on the Redis result backend, the usual pairing."""
+    scheme = urlsplit(str(broker_url).split(";", 1)[0]).scheme.lower()
+    if scheme not in AMQP_SCHEMES:
+        return RedisFanout(broker_url), None
+    backend_scheme = urlsplit(str(backend_url or "")).scheme.lower()
+    if backend_url is None or backend_scheme not in REDIS_SCHEMES:
+        raise ImproperlyConfigured(
+            "a worker on an AMQP broker needs a Redis result backend for now (result_backend or "
+            "TQCTL_BACKEND): its revokes and task history are kept there"
+        )
+    from engine.broker.amqp_fanout import AmqpFanout
+
+    note = (
+        f"broker {mask_url(str(broker_url))} is AMQP (preview): events and remote control are on "
+        f"RabbitMQ, revokes and history on the result backend {mask_url(str(backend_url))}; "
+        "tqctl's console and its control commands do not reach this worker over RabbitMQ yet"
+    )
+    return AmqpFanout(broker_url, backend_url), note

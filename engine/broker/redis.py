@@ -23,7 +23,7 @@ from redis.exceptions import NoScriptError
 from engine.broker import redis_scripts as lua
 from engine.broker.base import DeadLetter, Delivery
 from engine.protocol.task import PRIORITY_SEP, PRIORITY_STEPS, priority_key, routing_of
-from engine.redisconn import ThreadConnections, client_from_url, guarded
+from engine.redisconn import ThreadConnections, as_bytes, as_text, client_from_url, guarded
 
 INFLIGHT = "tqctl.inflight."
 STAGE = "tqctl.stage."
@@ -114,15 +114,16 @@ class RedisBroker:
         """One round trip; each run of messages for the same list is one multi-value LPUSH, which
         leaves them in the same order as that many single LPUSHes (consumers pop the first one first)."""
         pipe = self.client.pipeline(transaction=False)
-        key, batch = None, []
+        key: str | None = None
+        batch: list[bytes] = []
         for queue, raw, priority in items:
             target = priority_key(queue, priority)
             if target != key or len(batch) >= chunk:
-                if batch:
+                if key is not None and batch:
                     pipe.lpush(key, *batch)
                 key, batch = target, []
             batch.append(raw)
-        if batch:
+        if key is not None and batch:
             pipe.lpush(key, *batch)
         pipe.execute()
 
@@ -216,7 +217,7 @@ class RedisBroker:
         if not failed and not forsaken:
             return 0
         inflight = INFLIGHT + owner
-        tags = [t.decode() for t in self.client.hkeys(inflight)]
+        tags = [as_text(t) for t in self.client.hkeys(inflight)]
         orphans = [t for t in tags if t.partition(".")[0] in failed]
         moved = int(self._scripts["REQUEUE"](keys=[inflight], args=orphans + forsaken)) if orphans or forsaken else 0
         with self._orphan_lock:
@@ -226,9 +227,8 @@ class RedisBroker:
     def _fetch_conn(self) -> redis.connection.AbstractConnection:
         conn = self._fconn
         if conn is None or self._fpid != os.getpid():
-            conn = self._fconn = self.client.connection_pool.make_connection()
+            conn = self._fconn = self._conns.make()
             self._fpid = os.getpid()
-            self._conns.adopt(conn)
         return conn
 
     def _fetch_call(self, *args: Any) -> Any:
@@ -326,7 +326,7 @@ class RedisBroker:
     def reap(self, now: float, timeout: float, slack: float = 2.0) -> int:
         """Hand back the messages of owners silent for ``timeout`` by the server's clock, not
         counting time when the server itself (or every worker) was stalled."""
-        args = [int(timeout * 1000), INFLIGHT, STAGES, int(slack * 1000), CLAIMS]
+        args: list[str | int] = [int(timeout * 1000), INFLIGHT, STAGES, int(slack * 1000), CLAIMS]
         return int(self._scripts["REAP"](keys=[OWNERS, CLOCK], args=args))
 
     # -- dead letters -------------------------------------------------------------------------
@@ -338,7 +338,7 @@ class RedisBroker:
         )
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        ids = [i.decode() for i in self.client.zrevrange(DEAD_INDEX, 0, max(limit, 1) - 1)]
+        ids = [as_text(i) for i in self.client.zrevrange(DEAD_INDEX, 0, max(limit, 1) - 1)]
         return [letter for i in ids if (letter := self.dead_letter_get(i)) is not None]
 
     def dead_letter_count(self) -> int:
@@ -348,7 +348,7 @@ class RedisBroker:
         raw, meta = self.client.hmget(DEAD_RAW, letter_id), self.client.hget(DEAD_META, letter_id)
         if raw[0] is None or meta is None:
             return None
-        return DeadLetter(id=letter_id, raw=raw[0], **json.loads(meta))
+        return DeadLetter(id=letter_id, raw=as_bytes(raw[0]), **json.loads(meta))
 
     def dead_letter_requeue(self, letter_id: str) -> bool:
         letter = self.dead_letter_get(letter_id)

@@ -49,6 +49,8 @@ def decode(raw: bytes | str) -> tuple[Any, dict[str, Any]]:
         body = envelope.get("body")
         props = envelope.get("properties") or {}
         if props.get("body_encoding") == "base64":
+            if not isinstance(body, (str, bytes)):
+                raise BadEnvelope("a base64 body that is not a string")
             body = base64.b64decode(body)
         payload = json.loads(body) if isinstance(body, (str, bytes)) else body
         return payload, envelope.get("headers") or {}

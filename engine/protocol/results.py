@@ -60,7 +60,8 @@ def decode_exception(data: Any) -> BaseException:
         exc.args = args
         return exc
     except Exception:  # a class that cannot be rebuilt from its message (pydantic's ValidationError)
-        return type(name, (Exception,), {"__module__": module})(*args)
+        fallback: type[Exception] = type(name, (Exception,), {"__module__": module})
+        return fallback(*args)
 
 
 def _exception_class(name: str, module: str) -> type[BaseException]:

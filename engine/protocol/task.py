@@ -196,24 +196,25 @@ def build(
     if headers:
         hdrs.update(headers)
     body, content_type = serialization.dumps([args, kwargs, embed or EMPTY_EMBED], serializer)
+    properties: dict[str, Any] = {
+        "correlation_id": task_id,
+        "reply_to": reply_to,
+        "delivery_mode": 2,
+        "delivery_info": {"exchange": exchange, "routing_key": routing_key or queue},
+        "priority": priority or 0,
+        "body_encoding": "base64",
+        "delivery_tag": new_id(),
+    }
     envelope = {
         "body": base64.b64encode(body).decode(),
         "content-encoding": "utf-8" if serializer == "json" else "binary",
         "content-type": content_type,
         "headers": hdrs,
-        "properties": {
-            "correlation_id": task_id,
-            "reply_to": reply_to,
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": exchange, "routing_key": routing_key or queue},
-            "priority": priority or 0,
-            "body_encoding": "base64",
-            "delivery_tag": new_id(),
-        },
+        "properties": properties,
     }
     if expires is not None:
         ttl_ms = max(0, int((expires - dt.datetime.now(dt.timezone.utc)).total_seconds() * 1000))
-        envelope["properties"]["expiration"] = str(ttl_ms)
+        properties["expiration"] = str(ttl_ms)
     return task_id, serialization.json_dumps(envelope).encode()
 
 
@@ -421,7 +422,7 @@ def check_types(headers: dict[str, Any], properties: dict[str, Any], raw_propert
                 raise MalformedMessage("bad_header", f"{kind} {key!r} must be {wanted}, not {_short(value)}", headers)
 
 
-SIGNATURE_FIELDS = (
+SIGNATURE_FIELDS: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
     ("args", (list, tuple), "a list"),
     ("kwargs", dict, "an object"),
     ("options", dict, "an object"),
@@ -456,8 +457,8 @@ def signature_problem(value: Any, depth: int = 0) -> str | None:
         return f"is not a signature object: {_short(value)}"
     if not isinstance(value.get("task"), str) or not value["task"]:
         return f"has no task name: {_short(value)}"
-    for key, kind, wanted in SIGNATURE_FIELDS:
-        if value.get(key) is not None and not isinstance(value[key], kind):
+    for key, types, wanted in SIGNATURE_FIELDS:
+        if value.get(key) is not None and not isinstance(value[key], types):
             return f"has {key} that is not {wanted}: {_short(value[key])}"
     options = value.get("options") or {}
     parts = [*_as_list(options.get("link")), *_as_list(options.get("link_error"))]

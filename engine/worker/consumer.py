@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from engine import signals, states
-from engine.broker.base import DeadLetter, Delivery
+from engine import signals
+from engine.broker.base import Delivery
 from engine.exceptions import BrokerUnavailable, NotRegistered
 from engine.protocol import task as protocol
-from engine.protocol.results import encode_exception, meta, revoked_result
 from engine.ratelimit import TokenBucket, parse_rate
 from engine.serialization import accepted_types
 from engine.worker.job import Job
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engine.worker")
 ETA_SLACK = 0.02  # seconds: an ETA this close is run now rather than parked
+ROOM_WAIT = 0.2  # seconds: the longest sleep on a full window before looking at held jobs again
 GIVE_UP_AFTER = 10  # unexpected fetch-loop errors in a row (about 40 s of backoff) before the worker stops
 
 
@@ -43,6 +43,8 @@ class Consumer:
         self.buckets: dict[str, TokenBucket | None] = {}
         self.held: list[tuple[float, int, Job]] = []
         self._held_seq = itertools.count()
+        self.capacity = worker.capacity
+        self.settlement = worker.settlement
         self.refill = max(1, worker.prefetch // 2)
         self._fetching = threading.Lock()  # one fetch-and-sort at a time: ``run`` or ``top_up``
         self.epoch = 0  # the lease epoch read just before the current fetch (jobs carry it)
@@ -66,9 +68,9 @@ class Consumer:
             if not w.queues:  # draining or every consumer cancelled
                 w.stopping.wait(0.2)
                 continue
-            room = w.room()
+            room = self.capacity.room()
             if room <= 0:
-                w.wait_for_room(0.2)
+                self.capacity.wait_for_room(ROOM_WAIT)
                 with self._fetching:
                     self._release_held()
                 continue
@@ -77,7 +79,7 @@ class Consumer:
                 continue
             try:
                 with self._fetching:
-                    room = w.room()  # ``top_up`` may have filled it while we waited for the lock
+                    room = self.capacity.room()  # ``top_up`` may have filled it while we waited for the lock
                     if room > 0:
                         self._fetch_and_sort(room, self._block_for())
             except (redis.RedisError, BrokerUnavailable, OSError) as exc:
@@ -100,12 +102,12 @@ class Consumer:
     def _fetch_and_sort(self, room: int, block: float) -> int:
         """One fetch (pending acks ride along) and every message sorted; returns how many came."""
         w = self.worker
-        acks = w.acker.take()
+        acks = self.settlement.acker.take()
         self.epoch = w.maintenance.epoch  # before the fetch: a reap noticed later makes it stale
         try:
             deliveries = self.broker.fetch(w.owner, w.queues, room, block, acks)
         except BaseException:
-            w.acker.put_back(acks)
+            self.settlement.acker.put_back(acks)
             raise
         for i, delivery in enumerate(deliveries):
             try:
@@ -114,7 +116,7 @@ class Consumer:
                 # A broker error (anything else is contained to its message): this one, unless it
                 # reached the pool, and the rest are recorded as ours but will never be sorted.
                 # The next reconcile (``Maintenance.step``) hands them back.
-                taken = {id(j.delivery) for j in w.reserved.values()}
+                taken = {id(j.delivery) for j in list(w.reserved.values())}
                 self.broker.forsake([d.tag for d in deliveries[i:] if id(d) not in taken])
                 raise
         self._release_held()
@@ -129,7 +131,7 @@ class Consumer:
         broker; when it holds the fetch (blocked there), or nothing came, it is left to it.
         """
         w = self.worker
-        room = w.room()
+        room = self.capacity.room()
         if room < self.refill and self.queued():
             return  # not due: the pool still has work and a batch would not fit
         fetched = 0
@@ -147,15 +149,14 @@ class Consumer:
             finally:
                 self._fetching.release()
         if not fetched:
-            w.wake()
+            self.capacity.wake()
 
     def _wait_for_refill(self) -> None:
         """While jobs wait locally, fetch in batches of ``refill`` rather than one per finished
         task: one round trip per batch, and the pool never starves (it still has work)."""
-        w = self.worker
-        with w._room:
-            if w.room() < self.refill and self.queued() and not w.stopping.is_set():
-                w._room.wait(max(self._block_for(), 0.01))  # ``Worker._release`` notifies
+        self.capacity.wait_while(
+            lambda: self.capacity.room() < self.refill and self.queued(), max(self._block_for(), 0.01)
+        )
         with self._fetching:
             self._release_held()
 
@@ -200,12 +201,12 @@ class Consumer:
             self._unknown(delivery, message)
             return
         if w.is_revoked(message.id):
-            self.settle_revoked(delivery, message, "revoked")
+            w.revoked_before_run(delivery, message, "revoked")
             return
         expires = message.expires
         now = time.time()
         if expires is not None and expires.timestamp() < now:
-            self.settle_revoked(delivery, message, "expired")
+            w.revoked_before_run(delivery, message, "expired")
             return
         eta = message.eta
         if eta is not None and eta.timestamp() > now + ETA_SLACK:
@@ -221,8 +222,9 @@ class Consumer:
         w.dispatch(job)
 
     def _rate_wait(self, name: str) -> float:
-        bucket = self.buckets.get(name, False)
-        if bucket is False:
+        if name in self.buckets:
+            bucket = self.buckets[name]
+        else:
             task = self.app.tasks[name]
             rate = parse_rate(task.rate_limit or self.app.conf.task_default_rate_limit)
             bucket = self.buckets[name] = TokenBucket(rate) if rate else None
@@ -249,39 +251,10 @@ class Consumer:
 
     # -- messages that will not run ------------------------------------------------------------
     def dead_letter(self, delivery: Delivery, reason: str, detail: str, headers: dict | None = None) -> None:
-        headers = headers or {}
-        name, task_id = headers.get("task"), headers.get("id")
-        letter = DeadLetter(
-            id=protocol.new_id(),
-            queue=delivery.queue,
-            reason=reason,
-            detail=detail,
-            time=time.time(),
-            task_id=task_id if isinstance(task_id, str) else None,
-            task_name=name if isinstance(name, str) else None,
-            worker=self.worker.hostname,
-            raw=delivery.raw,
-        )
-        self.broker.dead_letter(self.worker.owner, delivery.tag, letter)
-        log.error("dead-lettered a message from %s: %s: %s", delivery.queue, reason, detail)
-        self.worker.on_rejected_message(letter)
+        self.settlement.refuse(delivery, reason, detail, headers)
 
     def _unknown(self, delivery: Delivery, message: protocol.TaskMessage) -> None:
-        detail = f"task {message.name!r} is not registered on {self.worker.hostname}"
-        backend = self.app.backend
-        if backend is not None and not message.ignore_result:  # first: a waiting client learns why
-            failure = meta(message.id, states.FAILURE, encode_exception(NotRegistered(message.name)))
-            self.worker.settle(f"store NotRegistered for {message.id}", lambda: backend.store(message.id, failure))
-        self.dead_letter(delivery, "unknown_task", detail, message.headers)
+        self.settlement.unknown(delivery, message)
         signals.task_unknown.send(
             sender=self, message=message, exc=NotRegistered(message.name), name=message.name, id=message.id
         )
-
-    def settle_revoked(self, delivery: Delivery, message: protocol.TaskMessage, why: str) -> None:
-        owner, tag = self.worker.owner, delivery.tag
-        self.worker.settle(f"ack the revoked {message.id}", lambda: self.broker.ack(owner, [tag]))
-        backend = self.app.backend
-        if backend is not None and not message.ignore_result:
-            revoked = meta(message.id, states.REVOKED, revoked_result(why))
-            self.worker.settle(f"store the revocation of {message.id}", lambda: backend.store(message.id, revoked))
-        self.worker.on_revoked(message, why)

@@ -6,11 +6,12 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.request import Request
+from engine.worker.wire import RequestFields
 
 if TYPE_CHECKING:
     from engine.broker.base import Delivery
     from engine.protocol.task import TaskMessage
+    from engine.request import Request
     from engine.task import Task
 
 
@@ -36,38 +37,38 @@ class Job:
         return self.message.name
 
     def request(self, hostname: str) -> Request:
-        return Request(*self.request_fields(hostname))
+        return self.request_fields(hostname).build()
 
-    def request_fields(self, hostname: str) -> tuple[Any, ...]:
-        """``Request``'s fields in order: a plain tuple is what crosses the pipe to a pool child."""
+    def request_fields(self, hostname: str) -> RequestFields:
+        """The request as a named tuple: that is what crosses the pipe to a pool child."""
         m = self.message
         embed = m.embed
         h = m.headers
-        return (
-            m.id,
-            m.name,
-            m.args,
-            m.kwargs,
-            m.retries,
-            hostname,
-            m.delivery_info,
-            m.root_id,
-            m.parent_id,
-            m.group,
-            h.get("group_index"),
-            h.get("eta"),
-            h.get("expires"),
-            h,
-            embed.get("callbacks"),
-            embed.get("errbacks"),
-            embed.get("chain"),
-            embed.get("chord"),
-            h.get("origin"),
-            bool(m.ignore_result or self.task.opt("ignore_result", "task_ignore_result")),
-            (self.hard_limit, self.soft_limit),
-            False,
-            False,
-            m.properties,
+        return RequestFields(
+            id=m.id,
+            name=m.name,
+            args=m.args,
+            kwargs=m.kwargs,
+            retries=m.retries,
+            hostname=hostname,
+            delivery_info=m.delivery_info,
+            root_id=m.root_id,
+            parent_id=m.parent_id,
+            group=m.group,
+            group_index=h.get("group_index"),
+            eta=h.get("eta"),
+            expires=h.get("expires"),
+            message_headers=h,
+            callbacks=embed.get("callbacks"),
+            errbacks=embed.get("errbacks"),
+            chain=embed.get("chain"),
+            chord=embed.get("chord"),
+            origin=h.get("origin"),
+            ignore_result=bool(m.ignore_result or self.task.opt("ignore_result", "task_ignore_result")),
+            timelimit=(self.hard_limit, self.soft_limit),
+            is_eager=False,
+            called_directly=False,
+            properties=m.properties,
         )
 
     def info(self, hostname: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ at once never move a message twice.
 The heartbeat is a lease judged on the broker's clock: a beat that finds its owner gone (it was
 reaped while this process was frozen or cut off) starts a new lease *epoch*. A job fetched in the
 current epoch while the lease is fresh is provably still ours; any other is checked against the
-broker before it starts (the fence in ``Worker.on_start``).
+broker before it starts (the fence in ``Settlement.claim``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from engine.worker.worker import Worker
 
 log = logging.getLogger("engine.worker")
-TICK = 0.1
+TICK = 0.1  # seconds between upkeep steps (acks, retried settlements, events, due ETAs)
+WARN_EVERY = 5.0  # seconds between warnings while the heartbeat keeps failing
 
 
 class Maintenance:
@@ -55,6 +56,7 @@ class Maintenance:
         if not self.broker.heartbeat(self.worker.owner, time.time(), self.slack, self.beat_timeout):
             self.epoch += 1  # before the lease below: a reader that sees the new lease sees this too
         self._lease_from = sent
+        self.worker.on_lease(self.epoch, sent + self.owner_timeout / 2)
 
     def lease_holds(self, epoch: int) -> bool:
         """True if nobody can have taken back a message fetched in ``epoch``: the lease was renewed
@@ -82,7 +84,7 @@ class Maintenance:
                 now = time.monotonic()
                 failing_since = failing_since or now
                 if now >= next_warning:
-                    next_warning = now + 5.0
+                    next_warning = now + WARN_EVERY
                     log.warning(
                         "owner heartbeat and upkeep failing for %.1fs (%s; messages held here are "
                         "reclaimed by other workers after %.0fs): %s",
@@ -100,13 +102,7 @@ class Maintenance:
 
     def step(self) -> None:
         now = time.time()
-        acks = self.worker.acker.take()
-        if acks:
-            try:
-                self.broker.ack(self.worker.owner, acks)
-            except Exception:
-                self.worker.acker.put_back(acks)
-                raise
+        self.worker.settlement.flush_acks()
         self.worker.on_tick(now)
         if self._next_due is not None and self._next_due <= now + TICK:
             _moved, self._next_due = self.broker.promote_due(now)

@@ -1,7 +1,8 @@
 """Pools that run tasks inside the worker process: solo (the main thread) and threads.
 
-A pool takes jobs with ``submit`` and reports through its host's ``on_start``/``on_done``;
-it never talks to the broker, so settlement stays in one place (the worker).
+A pool takes jobs with ``submit`` and reports through its host's ``on_start`` (False: skip
+it), ``on_done`` (with the outcome) and ``on_lost`` (its process died or overran the hard
+limit); it never talks to the broker, so settlement stays in one place (``Settlement``).
 """
 
 from __future__ import annotations

@@ -1,13 +1,24 @@
 """The prefork pool: tasks run in forked child processes, one task per child at a time.
 
-The parent keeps everything that must survive a child's death: which job each child holds,
-its hard deadline, and the message. A child that dies or overruns its hard limit is replaced
-and its job reported lost, so the worker can requeue or fail it.
+Jobs go into one **shared in-queue** (a packet pipe every child reads from, without a lock), so
+a child that finishes takes the next job at once instead of waiting for the parent to wake up,
+read its outcome and send it another: that chain of wake-ups per task was the drain's limit.
+The parent admits each job (revoked? stopping? still ours?) as it goes in; the consumer's
+prefetch window bounds how many wait there.
+
+Each child reports the job it takes (``Started``) before running it and its outcome
+(``Finished``) after, on a pipe of its own. The parent keeps everything that must survive a
+child's death: which job each child holds (crash accounting), its hard deadline (counted from
+the child's start), and ``task-started``. Revokes and warm shutdown reach a job still waiting in
+the queue through shared memory the child reads before it starts: a cancelled job is reported
+``Started(ran=False)`` and never runs. An order too large for one packet goes to a free
+child's own inbox instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import logging
 import multiprocessing
@@ -18,104 +29,52 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import engine.backend.redis  # noqa: F401  imported once here, shared by every child (not once per child)
-from engine import signals, trace
+from engine import trace
 from engine.exceptions import TimeLimitExceeded, WorkerLostError
-from engine.request import Request
-from engine.worker.limits import alarm_limits
+from engine.worker.child import PACKET, SLOTS, STOP, ChildEnds, Shared, child_main, dumps
+from engine.worker.pool import PoolHost
+from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started, order_to_wire, report_from_wire
 
 if TYPE_CHECKING:
     from engine.worker.job import Job
-    from engine.worker.pool import PoolHost
 
 log = logging.getLogger("engine.worker")
 _fork = multiprocessing.get_context("fork")
-# Plain pickle both ways (multiprocessing's ``send`` builds a ForkingPickler per message).
 _loads = pickle.loads
+_dumps = dumps
+RECHECK = -2  # a job's epoch after a child found its lease stale: the parent asks the broker
+PIPE_SIZE = 1 << 20  # asked of the kernel for the shared queue (best effort; F_SETPIPE_SZ)
+F_SETPIPE_SZ = 1031  # linux/fcntl.h
+PACKETS = hasattr(os, "O_DIRECT") and hasattr(os, "pipe2")  # packet pipes (Linux)
+REAP_WAIT = 1.0  # seconds for an exiting child's status (read to tell a retirement from a crash)
+STOP_POLL = 0.02  # seconds between looks at whether running jobs finished, in a warm stop
+QUEUED, RUNNING = "queued", "running"
 
 
-def _dumps(obj: Any) -> bytes:
-    return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+class PreforkHost(PoolHost, Protocol):
+    """What the prefork pool needs beyond ``PoolHost``: admission and start are two steps here
+    (a job is admitted when it enters the shared queue, started when a child reports it)."""
 
-
-PARENT_CHECK = 1.0  # seconds between a child's looks at whether its parent still lives
-
-
-def _die_with_parent(parent: int) -> None:
-    """Exit when the worker is gone, even mid-task: SIGKILL of the parent (the OOM killer) closes
-    no pipe we would notice (later children hold copies of the parent's ends) and runs no cleanup.
-
-    A parent-pid check on a thread rather than ``PR_SET_PDEATHSIG``: that signal fires when the
-    *thread* that forked exits, and replacement children are forked by the collector thread.
-    """
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK)
-        os._exit(1)  # our results have nowhere to go; the broker's reaper hands the message back
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def _child_main(conn: Connection, host: PoolHost, parent: int | None = None) -> None:
-    """Loop in the child: receive a job, run it, send the outcome back."""
-    if parent is not None:
-        _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    app = host.app
-    signals.worker_process_init.send(sender=host.hostname)
-    try:
-        _serve_child(conn, app)
-    finally:
-        signals.worker_process_shutdown.send(sender=host.hostname, pid=os.getpid(), exitcode=0)
-
-
-def _serve_child(conn: Connection, app: Any) -> None:
-    while True:
-        try:
-            item = _loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            return
-        if item is None:
-            return
-        key, name, fields, soft = item
-        try:
-            with alarm_limits(soft, None):
-                o = trace.run(app, app.tasks[name], Request(*fields))
-        except Exception as exc:  # outside trace's own net (the limits, the request): still an outcome
-            o = trace.internal_error(exc)
-        # Results stay in the backend; only the summary crosses the pipe, as a plain tuple.
-        conn.send_bytes(
-            _dumps(
-                (
-                    key,
-                    o.state,
-                    o.runtime,
-                    o.result_repr,
-                    o.exception_repr,
-                    o.traceback,
-                    o.requeue,
-                    None,
-                    o.retry_when,
-                    o.internal,
-                )
-            )
-        )
+    def admit(self, job: Job) -> bool: ...
+    def on_started(self, job: Job, at: float | None = None) -> None: ...
+    def on_skipped(self, job: Job) -> None: ...
 
 
 @dataclass(eq=False)
 class Child:
     process: Any
-    conn: Connection
+    conn: Connection  # the parent's end of this child's report pipe
+    inbox: Connection  # orders too large for the shared queue's packets, for this child only
+    inbox_busy: bool = False  # an order sits in its inbox, not yet reported started
     job: Job | None = None
+    slot: int = 0
     deadline: float | None = None
-    retiring: bool = False
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -123,16 +82,43 @@ class Child:
         return int(self.process.pid)
 
 
+@dataclass(eq=False)
+class Sent:
+    """A job in the shared queue or running: its slot's state, as the parent knows it."""
+
+    job: Job
+    state: str = QUEUED
+    revoked: bool = False
+    inbox_of: Child | None = None  # sent to this child's inbox, not the shared queue
+
+
 class PreforkPool:
     kind = "prefork"
 
-    def __init__(self, host: PoolHost, concurrency: int) -> None:
+    def __init__(self, host: PreforkHost, concurrency: int) -> None:
         self.host = host
         self._target = concurrency
         self._children: list[Child] = []
-        self._queue: deque[Job] = deque()
+        self._waiting: deque[Job] = deque()  # submitted, not yet in the shared queue
+        self._sent: dict[int, Sent] = {}  # slot -> job in the shared queue or running
+        self._free = list(range(SLOTS - 1, STOP, -1))
+        self._queued = 0  # slots in state QUEUED
+        self._big: tuple[int, Job, bytes] | None = None  # admitted, waiting for an idle child
+        self._unstarted: list[Job] = []  # skipped by a child because the pool stops: handed back
+        self._retiring = 0  # retire tokens in the shared queue, not yet taken by a child
         self._lock = threading.RLock()
         self._accepting = True
+        self._shared = Shared()
+        # A packet pipe: every write of at most PACKET bytes is read whole by one reader. Where
+        # there are none (not Linux), every order goes to a free child's inbox instead.
+        self._packets = PACKETS
+        if self._packets:
+            self._inq_r, self._inq_w = os.pipe2(os.O_DIRECT | os.O_CLOEXEC)
+        else:
+            self._inq_r, self._inq_w = os.pipe()
+        os.set_blocking(self._inq_r, False)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self._inq_w, F_SETPIPE_SZ, PIPE_SIZE)
         self._wake_r, self._wake_w = os.pipe()
         self._collector = threading.Thread(target=self._collect, name="prefork", daemon=True)
         self._stopped = threading.Event()
@@ -149,62 +135,107 @@ class PreforkPool:
         # Objects alive now move to the permanent generation: the children's collector then never
         # writes to them, so their pages stay shared (copy-on-write) instead of being copied.
         gc.freeze()
-        parent_end, child_end = _fork.Pipe(duplex=True)
-        process = _fork.Process(
-            target=_child_main, args=(child_end, self.host, os.getpid()), daemon=True, name="tqctl-pool"
-        )
+        parent_end, child_end = _fork.Pipe(duplex=False)
+        inbox_r, inbox_w = _fork.Pipe(duplex=False)
+        ends = ChildEnds(self._inq_r, inbox_r, child_end, self._shared)
+        process = _fork.Process(target=child_main, args=(ends, self.host, os.getpid()), daemon=True, name="tqctl-pool")
         process.start()
         child_end.close()
-        child = Child(process, parent_end)
+        inbox_r.close()
+        child = Child(process, parent_end, inbox_w)
         self._children.append(child)
         self._generation += 1
         return child
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
-        except OSError:
-            pass
 
-    # -- dispatch -----------------------------------------------------------------------------
+    # -- into the shared queue ----------------------------------------------------------------
     def submit(self, job: Job) -> None:
         with self._lock:
-            self._queue.append(job)
-            self._dispatch()
+            self._waiting.append(job)
+            self._feed()
 
-    def _dispatch(self) -> None:
-        for child in self._children:
-            # ``while``: a job the host skips (revoked, or no longer ours) leaves the child free
-            # for the next one; otherwise the queue waits for an unrelated submit.
-            while (
-                self._queue
-                and self._accepting
-                and child.job is None
-                and not child.retiring
-                and child.process.is_alive()
-            ):
-                job = self._queue.popleft()
-                job.worker_pid = child.pid
-                if self.host.on_start(job):
-                    self._send(child, job)
-            if not self._queue or not self._accepting:
+    def _feed(self) -> None:
+        """Move submitted jobs into the shared queue (the consumer's prefetch window bounds them),
+        so children keep working while the parent waits on the broker; early-ack and large jobs
+        only when a child is free for them. Called with the lock held."""
+        while self._accepting:
+            if self._big is not None:
+                slot, job, data = self._big
+                child = next((c for c in self._children if c.job is None and not c.inbox_busy), None)
+                if child is None:
+                    return  # waits for a free child (``_finished``)
+                self._big = None
+                self._put(slot, job, data, child)
+                continue
+            if not self._waiting or not self._free:
                 return
+            head = self._waiting[0]
+            checked_now = not head.acks_late or head.epoch == RECHECK
+            if checked_now and self._queued >= self._idle():
+                # Early ack (the claim takes the message's record) or a late-ack job the broker
+                # must confirm: claimed only when a child is free to start it at once. A job lined
+                # up behind a busy pool stays in the broker's in-flight record (handed back if we
+                # die), and one confirmed now is not left to go stale in the queue.
+                return
+            job = self._waiting.popleft()
+            if not self.host.admit(job):
+                continue  # never runs here: settled, or left for the hand-back, by the host
+            slot = self._free.pop()
+            try:
+                order = RunOrder(
+                    key=slot,
+                    name=job.name,
+                    soft_limit=job.soft_limit,
+                    request=job.request_fields(self.host.hostname),
+                    epoch=NO_FENCE if checked_now else job.epoch,
+                )
+                data = _dumps(order_to_wire(order))
+            except Exception as exc:  # the job cannot be sent (a bug): it ends now, with the reason
+                self._free.append(slot)
+                _report(self.host.on_done, job, trace.internal_error(exc))
+                continue
+            if len(data) > PACKET or not self._packets:
+                self._big = (slot, job, data)
+                continue
+            self._put(slot, job, data)
 
-    def _send(self, child: Child, job: Job) -> None:
-        child.job = job
-        hard = job.hard_limit
-        child.deadline = time.monotonic() + hard if hard else None
+    def _put(self, slot: int, job: Job, data: bytes, child: Child | None = None) -> None:
+        self._shared.cancel[slot] = 0
+        self._shared.taken[slot] = 0
+        self._sent[slot] = Sent(job, inbox_of=child)
+        self._queued += 1
         try:
-            fields = job.request_fields(self.host.hostname)
-            child.conn.send_bytes(_dumps((id(job), job.name, fields, job.soft_limit)))
+            if child is None:
+                os.write(self._inq_w, data)  # at most PACKET bytes: one atomic packet
+            else:
+                child.inbox_busy = True
+                child.inbox.send_bytes(data)
         except (OSError, ValueError):
-            pass  # the collector sees the dead child and reports the job lost
-        except Exception as exc:  # the job cannot be sent (a bug): it ends now, with the reason
-            child.job, child.deadline = None, None
-            _report(self.host.on_done, job, trace.internal_error(exc))
-            return
-        if hard:
-            self._wake()
+            pass  # closed: the pool is stopping (handed back from ``_sent``), or the child died (reaped)
+
+    def _size(self) -> int:
+        return len(self._children) - self._retiring
+
+    def _idle(self) -> int:
+        return sum(1 for c in self._children if c.job is None) - self._retiring
+
+    def lease(self, epoch: int, until: float) -> None:
+        self._shared.set_lease(epoch, until)
+
+    def cancel(self, task_ids: Iterable[str]) -> None:
+        """Revoked: a job still waiting in the shared queue is not started by the child taking it."""
+        with self._lock:
+            if not self._queued:
+                return
+            waiting = {s.job.id: slot for slot, s in self._sent.items() if s.state == QUEUED}
+            for task_id in task_ids:
+                slot = waiting.get(task_id)
+                if slot is not None:
+                    self._sent[slot].revoked = True
+                    self._shared.cancel[slot] = 1
 
     # -- collection ---------------------------------------------------------------------------
     def _collect(self) -> None:
@@ -248,91 +279,169 @@ class PreforkPool:
             self._enforce_deadlines()
 
     def _receive(self, child: Child) -> None:
+        """One write of the child: a ``Started``, a ``Finished``, or a finish and the next start."""
         try:
-            _key, *fields = _loads(child.conn.recv_bytes())
+            reports = _loads(child.conn.recv_bytes())
         except (EOFError, OSError):
             return
-        outcome = trace.Outcome(*fields)
+        for raw in reports:
+            report = report_from_wire(raw)
+            if isinstance(report, Started):
+                self._started(child, report)
+            else:
+                self._finished(child, report)
+
+    def _started(self, child: Child, report: Started) -> None:
         with self._lock:
-            job, child.job, child.deadline = child.job, None, None
-            if child.retiring:
-                self._retire(child)
-            self._dispatch()  # the next job first: the child works while we settle this one
-        if job is not None:
-            _report(self.host.on_done, job, outcome)
+            sent = self._sent.get(report.key)
+            if sent is None or sent.state != QUEUED:
+                return
+            self._queued -= 1
+            job = sent.job
+            if sent.inbox_of is not None:
+                sent.inbox_of.inbox_busy = False
+            if not report.ran:
+                del self._sent[report.key]
+                self._free.append(report.key)
+                if report.fenced and self._accepting and not sent.revoked:
+                    job.epoch = RECHECK  # the broker decides, when a child is free (``_feed``)
+                    self._waiting.appendleft(job)
+                elif not sent.revoked:  # stopping: handed back with the rest by ``stop``
+                    self._unstarted.append(job)
+            else:
+                sent.state = RUNNING
+                child.job, child.slot = job, report.key
+                hard = job.hard_limit
+                child.deadline = report.at + hard if hard else None
+                job.worker_pid = report.pid
+            self._feed()  # a place in the queue came free: the next job goes in at once
+        if not report.ran:
+            if sent.revoked:
+                _report(self.host.on_skipped, job)
+            return
+        _report(self.host.on_started, job, report.wall)
+        if job.hard_limit:
+            self._wake()  # the collector's poll timeout must cover the new deadline
+
+    def _finished(self, child: Child, report: Finished) -> None:
+        with self._lock:
+            sent = self._sent.pop(report.key, None)
+            if sent is None:
+                return
+            self._free.append(report.key)
+            if child.job is sent.job:
+                child.job, child.deadline = None, None
+            self._feed()  # a child came free: an early-ack or large job may go in now
+        _report(self.host.on_done, sent.job, report.outcome())
 
     def _reap(self, child: Child) -> None:
+        self._drain_reports(child)  # a finish that made it into the pipe is not a loss
+        # Its sentinel closes as it exits, a moment before its exit status can be read.
+        child.process.join(REAP_WAIT)
         with self._lock:
             if child not in self._children:
                 return
             self._children.remove(child)
             self._generation += 1
-            job, child.job = child.job, None
+            lost = self._lost_with(child)
             code = child.process.exitcode
-            replace = self._accepting and not child.retiring
-            if replace and len(self._children) < self._target:
+            if code == 0 and not lost and self._retiring:
+                self._retiring -= 1  # it took a retire token
+            if self._accepting and self._size() < self._target:
                 self._spawn()
         child.conn.close()
-        if job is not None:
+        for job in lost:
             reason = f"child process {child.pid} exited with {_describe(code)}"
             _report(self.host.on_lost, job, "worker_lost", WorkerLostError(reason))
         with self._lock:
-            self._dispatch()
+            self._feed()
+
+    def _drain_reports(self, child: Child) -> None:
+        with contextlib.suppress(OSError, EOFError, ValueError):
+            if child.conn.poll(0):
+                self._receive(child)
+
+    def _lost_with(self, child: Child) -> list[Job]:
+        """The jobs a dead child held: the one it ran, and one it took but had not reported yet
+        (``taken``). Called with the lock held, after ``_drain_reports``."""
+        lost: list[Job] = []
+        for slot, sent in list(self._sent.items()):
+            if (sent.state == RUNNING and child.job is sent.job) or (
+                sent.state == QUEUED and (self._shared.taken[slot] == child.pid or sent.inbox_of is child)
+            ):
+                del self._sent[slot]
+                self._free.append(slot)
+                if sent.state == QUEUED:
+                    self._queued -= 1
+                lost.append(sent.job)
+        child.job, child.deadline = None, None
+        return lost
 
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
         with self._lock:
             late = [c for c in self._children if c.deadline and c.deadline <= now and c.job]
         for child in late:
-            job = child.job
+            self._drain_reports(child)  # it may have finished just now
             with self._lock:
-                child.job, child.deadline = None, None
-                if child in self._children:
-                    self._children.remove(child)
-                    self._generation += 1
-                    if self._accepting:
-                        self._spawn()
+                job = child.job
+                if job is None or not child.deadline or child.deadline > now or child not in self._children:
+                    continue
+                self._children.remove(child)
+                self._generation += 1
             _kill(child.pid, signal.SIGKILL)
             child.process.join(5)
-            child.conn.close()
-            if job is not None:
-                limit = job.hard_limit
-                _report(self.host.on_lost, job, "time_limit", TimeLimitExceeded(f"hard time limit ({limit}s) exceeded"))
+            self._drain_reports(child)
             with self._lock:
-                self._dispatch()
+                lost = self._lost_with(child)
+                if self._accepting and self._size() < self._target:
+                    self._spawn()
+            child.conn.close()
+            for other in lost:
+                if other is job:
+                    limit = job.hard_limit
+                    error: BaseException = TimeLimitExceeded(f"hard time limit ({limit}s) exceeded")
+                    _report(self.host.on_lost, job, "time_limit", error)
+                else:
+                    error = WorkerLostError(f"child process {child.pid} was killed at its task's hard time limit")
+                    _report(self.host.on_lost, other, "worker_lost", error)
+            with self._lock:
+                self._feed()
 
     # -- sizing -------------------------------------------------------------------------------
     def size(self) -> int:
         with self._lock:
-            return sum(1 for c in self._children if not c.retiring)
+            return self._size()
 
     def grow(self, n: int) -> int:
         with self._lock:
             for _ in range(max(n, 0)):
                 self._spawn()
-            self._target = self.size()
-            self._dispatch()
+            self._target = self._size()
+            self._feed()
         self._wake()
         return self._target
 
     def shrink(self, n: int) -> int:
+        """Retire ``n`` children (never the last): each takes a retire token off the shared queue
+        when it is next free, so a running task is never cut short."""
         with self._lock:
-            active = [c for c in self._children if not c.retiring]
-            n = min(max(n, 0), len(active) - 1)
-            # Idle children first, so shrinking never waits on a long task if it can avoid it.
-            for child in sorted(active, key=lambda c: c.job is not None)[:n]:
-                child.retiring = True
-                if child.job is None:
-                    self._retire(child)
-            self._target = self.size()
+            n = min(max(n, 0), self._size() - 1)
+            self._retiring += n
+            self._target = self._size()
+            idle_first = sorted(self._children, key=lambda c: c.job is not None)
+            for i in range(n):
+                self._send_retire(None if self._packets else idle_first[i])
         self._wake()
         return self._target
 
-    def _retire(self, child: Child) -> None:
-        try:
-            child.conn.send_bytes(_dumps(None))
-        except (OSError, ValueError):
-            pass
+    def _send_retire(self, child: Child | None = None) -> None:
+        """A retire token: through the shared queue (whichever child is next free), or to one child."""
+        with contextlib.suppress(OSError, ValueError):
+            if child is None:
+                os.write(self._inq_w, _dumps(None))
+            else:
+                child.inbox.send_bytes(_dumps(None))
 
     def processes(self) -> list[int]:
         with self._lock:
@@ -351,26 +460,35 @@ class PreforkPool:
 
     # -- shutdown -----------------------------------------------------------------------------
     def stop(self, timeout: float) -> list[Job]:
-        """Warm: hand back queued jobs, let running ones finish (up to ``timeout``)."""
+        """Warm: jobs not started are handed back (the queued ones are skipped by the child that
+        takes them); running ones finish, up to ``timeout``."""
         with self._lock:
             self._accepting = False
-            left = list(self._queue)
-            self._queue.clear()
+            self._shared.cancel[STOP] = 1
+            left = self._take_unsent()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                if not any(c.job for c in self._children):
+                if not self._sent or not any(c.process.is_alive() for c in self._children):
                     break
-            time.sleep(0.02)
+            time.sleep(STOP_POLL)
         return left + self._close()
 
     def terminate(self) -> list[Job]:
         """Cold: stop everything now; every queued and running job is handed back."""
         with self._lock:
             self._accepting = False
-            left = list(self._queue)
-            self._queue.clear()
+            self._shared.cancel[STOP] = 1
+            left = self._take_unsent()
         return left + self._close()
+
+    def _take_unsent(self) -> list[Job]:
+        left = list(self._waiting)
+        self._waiting.clear()
+        if self._big is not None:
+            left.append(self._big[1])
+            self._big = None
+        return left
 
     def _close(self) -> list[Job]:
         self._stopped.set()
@@ -381,9 +499,11 @@ class PreforkPool:
             children = list(self._children)
             self._children.clear()
             self._generation += 1
-        unfinished = [c.job for c in children if c.job is not None]
-        for child in children:
-            self._retire(child)
+            unfinished = [s.job for s in self._sent.values()] + self._unstarted
+            self._sent.clear()
+            self._unstarted = []
+            for child in children:
+                self._send_retire(child)
         for child in children:
             child.process.join(0.5 if child.job is None else 0)
             if child.process.is_alive():
@@ -401,10 +521,8 @@ def _report(call: Callable[..., None], *args: Any) -> None:
 
 
 def _kill(pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _describe(code: int | None) -> str:

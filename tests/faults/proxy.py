@@ -21,7 +21,8 @@ class Proxy:
         self._lock = threading.Lock()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, name="proxy-accept", daemon=True)
+        self._acceptor.start()
 
     @property
     def url(self) -> str:
@@ -68,7 +69,12 @@ class Proxy:
 
     def close(self) -> None:
         self._closed = True
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close() alone does not
+        except OSError:
+            pass
         self._listener.close()
+        self._acceptor.join(5)
         self.reset()
 
 

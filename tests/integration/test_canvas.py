@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -28,6 +29,15 @@ APP = "tests.apps.canvas"
 def ledger_lines(ledger: Path, kind: str) -> list[list[str]]:
     """Ledger lines of one kind (``tsum``, ``link``, ``errback``), split into words."""
     return [line.split() for line in ledger.read_text().splitlines() if line.split()[:1] == [kind]]
+
+
+def settle(canvas: Any, rounds: int = 2) -> None:
+    """Instead of sleeping until a duplicate "would have landed": a sentinel task sent after
+    everything, waited for, ``rounds`` times. One queue is first in, first out, so once a sentinel
+    has run, whatever was queued before it has been taken; a second round covers what those
+    published in turn (a link, an errback, a chord body)."""
+    for _ in range(rounds):
+        assert canvas.add.delay(0, 0).get(timeout=30) == 0
 
 
 # -- the basic forms ----------------------------------------------------------------------------
@@ -93,7 +103,7 @@ def test_link_runs_with_the_result_and_link_error_on_failure(canvas, start_worke
     with pytest.raises(ValueError, match="boom 7"):
         bad.get(timeout=15)
     wait_for(lambda: ledger_lines(ledger, "link") and ledger_lines(ledger, "errback"), 15, "link and errback")
-    time.sleep(0.5)  # a duplicate would land by now
+    settle(canvas)
     assert [line[:2] for line in ledger_lines(ledger, "link")] == [["link", "4"]]
     assert [line[:2] for line in ledger_lines(ledger, "errback")] == [["errback", bad.id]]
 
@@ -105,10 +115,8 @@ def test_set_queue_and_countdown_are_respected(canvas, start_worker) -> None:
     start_worker("-c", "2", "-Q", "other", app=APP)  # nothing consumes the default queue
     sent = time.monotonic()
     result = canvas.add.s(1, 2).set(queue="other", countdown=2).delay()
-    time.sleep(1.0)
-    assert not result.ready()
     assert result.get(timeout=15) == 3
-    assert time.monotonic() - sent >= 1.9
+    assert time.monotonic() - sent >= 1.9  # not run before its countdown
     immutable = canvas.mul.si(3, 4).set(queue="other")
     assert immutable.delay().get(timeout=15) == 12
 
@@ -179,7 +187,7 @@ def test_chord_header_failure_fails_the_body_and_runs_its_errback_once(canvas, s
     assert failed_id in str(info.value) and "boom 7" in str(info.value)
     assert result.state == "FAILURE"
     wait_for(lambda: ledger_lines(ledger, "errback"), 15, "the body's errback")
-    time.sleep(1.0)  # a second errback would land by now
+    settle(canvas)
     assert [line[:2] for line in ledger_lines(ledger, "errback")] == [["errback", result.id]]
     assert ledger_lines(ledger, "tsum") == []
 
@@ -232,7 +240,7 @@ def test_chord_completes_once_when_a_worker_is_killed(
     w1.kill_group()  # the whole process group: its pool children die with it, mid-task
     w3 = start_worker("-c", "2", name="w1-restarted", app=APP)  # w1 comes back as a new process
     assert result.get(timeout=30) == 2 * sum(range(200))
-    time.sleep(1.0)  # a duplicate body would land by now
+    settle(canvas)  # the killed worker's headers were handed back before the body could run
     lines = ledger_lines(ledger, "tsum")
     assert len(lines) == 1 and lines[0][1:3] == [str(2 * sum(range(200))), "200"]
     assert result.parent.get(timeout=5) == [2 * i for i in range(200)]

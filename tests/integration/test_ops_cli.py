@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,12 @@ def live_children(worker: Any) -> list[int]:
     return [int(pid) for pid, stat in rows if not stat.startswith("Z")]
 
 
-def client_app(url: str) -> App:
-    return App("client", broker=url, backend=url)
+@pytest.fixture
+def client(broker_url: str) -> Iterator[App]:
+    """A client app on this test's server; closed after, with its task-sent flusher thread."""
+    app = App("client", broker=broker_url, backend=broker_url)
+    yield app
+    app.close()
 
 
 # -- status / inspect ------------------------------------------------------------------------------
@@ -200,9 +205,9 @@ def test_allow_list_refuses_shutdown_and_the_worker_keeps_running(broker_url: st
     assert "not allowed" in refused["nodes"][0]["error"]
     doc = tq_json(broker_url, "control", "shutdown", "--yes", "-d", node("g1"), code=1)
     assert doc["nodes"][0]["ok"] is False and "not allowed" in doc["nodes"][0]["error"]
-    time.sleep(1.0)
-    assert guarded.proc.poll() is None and plain.proc.poll() is None
+    # a sentinel: g1 answers a later command, so it handled the refused shutdown and lives on
     assert tq(broker_url, "status", "-d", node("g1")).returncode == 0
+    assert guarded.proc.poll() is None and plain.proc.poll() is None
     doc = tq_json(broker_url, "control", "shutdown", "--yes", "-d", node("w1"))
     assert doc["nodes"] == [{"name": node("w1"), "ok": True, "reply": {"ok": "shutdown requested"}, "error": None}]
     assert plain.wait(15) == 0
@@ -297,10 +302,9 @@ def test_retry_reruns_a_failed_task_with_its_original_arguments(broker_url: str,
 
 
 def test_retry_failed_group_is_throttled_to_the_rate(
-    broker_url: str, start_worker, tmp_path, redis_client: redis.Redis
+    broker_url: str, start_worker, tmp_path, redis_client: redis.Redis, client: App
 ) -> None:
     worker = start_worker("-P", "threads", "-c", "8", name="g1", app="tests.apps.guarded")
-    client = client_app(broker_url)
     for i in range(500):
         client.send_task("guarded.fail_once", [str(tmp_path / f"m{i}")], {"value": i})
     history = History(redis_client)

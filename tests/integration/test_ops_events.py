@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +102,19 @@ def tq(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_every_event_type_from_our_worker_and_client_reaches_tail(broker_url: str, start_worker, tail) -> None:
+@pytest.fixture
+def client(broker_url: str) -> Iterator[App]:
+    """A client app on this test's server; closed after, with its task-sent flusher thread."""
+    app = App("client", broker=broker_url, backend=broker_url)
+    yield app
+    app.close()
+
+
+def test_every_event_type_from_our_worker_and_client_reaches_tail(
+    broker_url: str, start_worker, tail, client: App
+) -> None:
     t = tail()
     worker = start_worker("-P", "threads", name="e1", app="tests.apps.guarded")
-    client = App("client", broker=broker_url, backend=broker_url)
     called = tq(broker_url, "call", "guarded.echo", "--args", "[5]")  # a client: task-sent
     assert called.returncode == 0
     echo_id = called.stdout.strip()
@@ -155,9 +165,8 @@ def test_every_event_type_from_our_worker_and_client_reaches_tail(broker_url: st
     assert next(e for e in by_task[doomed] if e["type"] == "task-revoked")["state"] == "REVOKED"
 
 
-def test_events_can_be_turned_off_and_on_again(broker_url: str, start_worker, tail) -> None:
+def test_events_can_be_turned_off_and_on_again(broker_url: str, start_worker, tail, client: App) -> None:
     start_worker("-P", "threads", name="e2")
-    client = App("client", broker=broker_url, backend=broker_url)
     t = tail()
     assert json.loads(tq(broker_url, "control", "disable-events", "--json").stdout)["count"] == 1
     quiet = client.send_task("tests.apps.shop.add", [1, 1])

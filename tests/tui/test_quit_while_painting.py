@@ -53,3 +53,21 @@ def test_quitting_any_screen_while_it_repaints_never_crashes(mode: str) -> None:
 def test_quitting_the_task_detail_while_it_repaints_never_crashes() -> None:
     for _ in range(QUITS):
         quit_while_painting("tasks", open_task=True)
+
+
+@pytest.mark.parametrize("word", ["q", "quit"])
+def test_the_command_line_quit_word_quits(word: str) -> None:
+    """``:q`` once made a coroutine that never ran: the console stayed open."""
+    app = TqctlApp(DemoSource(), audit=AuditLog(None), still=True)
+
+    async def main() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            app.run_command(word)
+            for _ in range(100):
+                if app.return_code is not None:
+                    break
+                await pilot.pause(0.02)
+
+    asyncio.run(main())
+    assert app.return_code == 0

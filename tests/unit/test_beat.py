@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from itertools import pairwise
@@ -28,14 +29,23 @@ SEC = timedelta(seconds=1)
 
 
 class Clock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
+    """Beat's clock, moved by hand; ``wait`` moves it on at once instead of sleeping."""
 
-    def __call__(self) -> datetime:
-        return self.now
+    def __init__(self, now: datetime = T0, stop_at: datetime | None = None) -> None:
+        self.instant = now
+        self.stop_at = stop_at
+
+    def now(self) -> datetime:
+        return self.instant
 
     def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+        self.instant += timedelta(seconds=seconds)
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        self.advance(seconds)
+        if self.stop_at is not None and self.instant >= self.stop_at:
+            stop.set()
+        return stop.is_set()
 
 
 @pytest.fixture
@@ -185,11 +195,11 @@ def test_split_brain_leader_cannot_fire_without_the_lease(make_app, redis_client
     redis_client.set(LEASE_KEY, b.token)  # b took over while a was paused
     b.is_leader = True
     clock.advance(3)
-    assert a._fire_due(clock()) is None and not a.is_leader
+    assert a._fire_due(clock.now()) is None and not a.is_leader
     assert sent(redis_client) == []
     b.tick_once()
     a.is_leader = True  # a still believes it leads: the fire script refuses it
-    a._fire_due(clock())
+    a._fire_due(clock.now())
     assert len(slots_of(redis_client)) == 3 and len(set(slots_of(redis_client))) == 3
 
 
@@ -210,6 +220,55 @@ def test_restart_neither_refires_nor_skips(make_app, redis_client) -> None:
     assert [datetime.fromisoformat(s) for s in slots] == [T0 + timedelta(seconds=s - 0.5) for s in range(1, 8)]
 
 
+def test_run_loop_waits_on_its_clock_a_simulated_minute_sends_each_slot_once(make_app, redis_client) -> None:
+    """``run`` sleeps through the injected clock: a minute of slots passes without waiting for it."""
+    clock = Clock(stop_at=T0 + 60 * SEC)
+    Beat(make_app(), lease_seconds=3, clock=clock).run(threading.Event())
+    assert slots_of(redis_client) == [(T0 + timedelta(seconds=s - 0.5)).isoformat() for s in range(1, 61)]
+    assert slots_of(redis_client, "minute", "high") == ["2026-03-02T12:01:00+00:00"]
+    assert redis_client.get(LEASE_KEY) is None, "the loop's end releases the lease"
+
+
+def test_two_beats_over_a_simulated_minute_send_each_slot_once_and_the_standby_takes_over(
+    make_app, redis_client
+) -> None:
+    """Two beats on one simulated clock, each woken when its own ``tick_once`` asks; the leader dies
+    (no clean stop) half-way and its lease runs out ``lease`` seconds after its last renewal, as the
+    server's ``PX`` would. Every 1 s slot goes out once, by the leader before the kill and by the
+    standby after, including the slots that fell due while nobody led."""
+    clock, app, lease = Clock(), make_app(), 3.0
+    a, b = Beat(app, lease_seconds=lease, clock=clock), Beat(app, lease_seconds=lease, clock=clock)
+    wake = {a: T0, b: T0 + timedelta(milliseconds=100)}
+    kill_at, end = T0 + 30 * SEC, T0 + 60 * SEC
+    sender: dict[str, Beat] = {}
+    lease_ends, killed, takeover = T0, None, None
+    while min(wake.values()) <= end:
+        beat = min(wake, key=wake.__getitem__)
+        clock.instant = wake[beat]
+        if killed is None and clock.instant >= kill_at:
+            killed = a if a.is_leader else b
+            del wake[killed]  # killed: no more ticks, and no close() to release the lease
+            continue
+        if clock.instant >= lease_ends:
+            redis_client.delete(LEASE_KEY)  # expired on the server
+        before = len(slots_of(redis_client))
+        wake[beat] = clock.instant + timedelta(seconds=beat.tick_once())
+        sender.update((slot, beat) for slot in slots_of(redis_client)[before:])
+        if beat.is_leader:
+            lease_ends = clock.instant + timedelta(seconds=lease)
+            if killed is not None and takeover is None:
+                takeover = clock.instant
+    assert killed is not None and takeover is not None
+    standby = b if killed is a else a
+    slots = [datetime.fromisoformat(s) for s in slots_of(redis_client)]
+    assert slots == [T0 + timedelta(seconds=s - 0.5) for s in range(1, 61)], "each slot once, none missing"
+    assert all(sender[s.isoformat()] is killed for s in slots if s < kill_at)
+    assert all(sender[s.isoformat()] is standby for s in slots if s >= kill_at)
+    assert any(kill_at <= s < takeover for s in slots), "slots due while nobody led fire on takeover"
+    assert takeover <= kill_at + timedelta(seconds=lease + standby.standby_poll)  # simulated seconds
+    assert slots_of(redis_client, "minute", "high") == ["2026-03-02T12:01:00+00:00"]
+
+
 def test_catch_up_is_capped_and_says_so(make_app, redis_client, caplog) -> None:
     clock = Clock()
     app = make_app({"tick": {"task": "t.tick", "schedule": 1.0}})
@@ -219,7 +278,7 @@ def test_catch_up_is_capped_and_says_so(make_app, redis_client, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="engine.beat"):
         Beat(app, lease_seconds=3, clock=clock, catchup_limit=10).tick_once()
     slots = [datetime.fromisoformat(s) for s in slots_of(redis_client)]
-    assert len(slots) == 10 and slots[-1] == clock() - timedelta(seconds=0.5)
+    assert len(slots) == 10 and slots[-1] == clock.now() - timedelta(seconds=0.5)
     assert "missed more than 10 slots" in caplog.text
 
 
@@ -270,11 +329,11 @@ def test_control_lists_runs_now_and_disables_while_beat_leads(make_app, redis_cl
     beat.tick_once()
     assert len(slots_of(redis_client)) == 1, "a disabled entry's slots are skipped"
     row = control.enable("tick")
-    assert row["enabled"] and row["next_run"] == (clock() + timedelta(seconds=0.5)).isoformat()
+    assert row["enabled"] and row["next_run"] == (clock.now() + timedelta(seconds=0.5)).isoformat()
     clock.advance(1)
     beat.tick_once()
     slots = slots_of(redis_client)
-    assert len(slots) == 2 and slots[-1] == (clock() - timedelta(seconds=0.5)).isoformat(), "no queued-up slots"
+    assert len(slots) == 2 and slots[-1] == (clock.now() - timedelta(seconds=0.5)).isoformat(), "no queued-up slots"
     assert control.entry("tick")["total_run_count"] == 2
     with pytest.raises(UnknownEntry, match="no beat entry 'nope'"):
         control.run_now("nope")
@@ -358,7 +417,7 @@ def test_paris_dst_nights_fire_exactly_the_schedule_slots(make_app, redis_client
     beat.tick_once()
     for name in entries:
         sched = beat.entries[name].schedule
-        expected = [s.isoformat() for s in sched.slots_between(start, clock(), 1000)]
+        expected = [s.isoformat() for s in sched.slots_between(start, clock.now(), 1000)]
         assert slots_of(redis_client, name) == expected
     assert len(slots_of(redis_client, "half")) == 1
 

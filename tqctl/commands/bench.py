@@ -39,8 +39,17 @@ def bench(
         False, "--quick", help="a short run: 5,000 tasks, 1 run, 5 s latency, 5 s idle (unless given)"
     ),
     as_json: bool = typer.Option(False, "--json", help="the figures as JSON (snake_case keys)"),
+    io: bool = typer.Option(
+        False, "--io", help="I/O-bound figures instead: tasks waiting on a local HTTP server (-P asyncio|gevent)"
+    ),
+    io_tasks: int = typer.Option(2000, "--io-tasks", help="with --io: tasks, each waiting 0.5 s"),
+    io_concurrency: int = typer.Option(1000, "--io-concurrency", help="with --io: the worker's -c"),
+    io_enqueue: int = typer.Option(10_000, "--io-enqueue", help="with --io: messages per enqueue measurement"),
 ) -> None:
     """Measure enqueue and drain rates, publish-to-start latency, worker memory and CPU per task."""
+    if io:
+        _bench_io(broker, "asyncio" if pool == "prefork" else pool, (io_tasks, io_concurrency, io_enqueue), as_json)
+        return
     if quick:
         tasks, runs, latency_seconds, idle, bulk = _quick(tasks, runs, latency_seconds, idle, bulk)
     if tasks < 1 or runs < 1 or processes < 1 or workers < 1 or rate <= 0 or sparse < 1:
@@ -83,6 +92,36 @@ def bench(
     if not result.get("complete"):
         note("tqctl: error: not every task sent was counted (see the *_sent / *_completed figures)")
         raise typer.Exit(EXIT_ERROR)
+
+
+def _bench_io(broker: str, pool: str, sizes: tuple[int, int, int], as_json: bool) -> None:
+    """``--io``: tqctl.io_bench's figures for one pool (tests/bench/io_compare.py adds Celery's)."""
+    import tempfile
+    from pathlib import Path
+
+    from tqctl import io_bench
+
+    if pool not in ("asyncio", "gevent"):
+        fail(f"--io measures -P asyncio or -P gevent, not {pool!r}", EXIT_USAGE)
+    tasks, concurrency, enqueue = sizes
+    if tasks < 1 or enqueue < 100 or not 1 <= concurrency <= 1024:
+        fail("--io-tasks must be positive, --io-enqueue at least 100 and --io-concurrency 1 to 1024", EXIT_USAGE)
+    opts = io_bench.IOOptions(tasks=tasks, concurrency=concurrency, pool=pool, enqueue=enqueue)
+    try:
+        url = resolve_broker_url(broker or None)
+        with tempfile.TemporaryDirectory(prefix="tqctl-io-") as logs:
+            result = io_bench.measure_engine(url, opts, note, Path(logs))
+    except (io_bench.BenchError, BrokerUnavailable, ImproperlyConfigured) as exc:
+        fail(str(exc))
+    if as_json:
+        emit_json(result)
+        return
+    units = {"io_tasks_per_s": "tasks/s", "mem_mb_per_1000_in_flight": "MB", "enqueue_async_per_s": "msg/s"}
+    emit_table(
+        [{"figure": k, "value": f"{v:,.1f}", "unit": units.get(k, "msg/s")} for k, v in result.items()],
+        ["figure", "value", "unit"],
+        title=f"tqctl bench --io: {tasks} tasks x 0.5 s HTTP wait, -P {pool} -c {concurrency}",
+    )
 
 
 def _quick(tasks: int, runs: int, latency_seconds: float, idle: float, bulk: int) -> tuple[int, int, float, float, int]:

@@ -131,7 +131,7 @@ def queues(
     broker: Broker = "",
     timeout: Timeout = 1.0,
     queue: Annotated[
-        list[str], typer.Option("--queue", "-Q", help="Also show this queue (repeatable, or comma-separated).")
+        list[str] | None, typer.Option("--queue", "-Q", help="Also show this queue (repeatable, or comma-separated).")
     ] = None,
     sample: Annotated[float, typer.Option("--sample", min=0, help="Seconds to sample rates over.")] = 1.0,
     as_json: AsJson = False,
@@ -253,9 +253,9 @@ def _received(events: list[dict[str, Any]], consumers: dict[str, list[str]]) -> 
     for event in events:
         if event.get("type") != "task-received":
             continue
-        queue = event.get("queue") or only.get(str(event.get("hostname")))
-        if queue:
-            counts[queue] = counts.get(queue, 0) + 1
+        name = event.get("queue") or only.get(str(event.get("hostname")))
+        if name:
+            counts[name] = counts.get(name, 0) + 1
     return counts
 
 

@@ -13,7 +13,7 @@ import signal as signals
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import urlsplit
 
 import redis
@@ -24,6 +24,9 @@ from engine.redisconn import REDIS_SCHEMES, client_from_url, describe_error
 from tqctl.client import resolve_broker_url
 from tqctl.commands.values import url_option
 from tqctl.output import EXIT_NO_REPLY, EXIT_USAGE, emit_json, fail, note
+
+if TYPE_CHECKING:
+    from engine.broker.base import Broker as BrokerConnection
 
 # -- options (one definition each, shared by every command) ----------------------------------
 Broker = Annotated[
@@ -85,6 +88,7 @@ class Cluster:
         from engine.broker import connect
 
         client = self._client(self.timeout) if self.timeout else None
+        found: BrokerConnection
         if client is not None:
             from engine.broker.redis import RedisBroker
 

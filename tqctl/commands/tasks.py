@@ -122,7 +122,7 @@ def task(
     doc = {
         **{k: latest[k] for k in ("id", "name", "worker", "queue", "args", "kwargs", "retry_of")},
         "state": (meta or {}).get("status") or latest["state"],
-        "result": _result_doc(task_id, meta),
+        "result": _result_doc(task_id, meta) if meta is not None else None,
         "runs": runs,
         "failure": _failure_doc(failure),
         "retried_as": sorted({r["id"] for r in records if r.get("retry_of") == task_id}),
@@ -146,7 +146,7 @@ def _timeline(runs: list[dict[str, Any]], failure: dict[str, Any] | None = None)
     steps = []
     sent = _sent_at(failure)
     if sent:
-        steps.append({"time": sent, "event": "sent", "worker": None, "detail": f"queue={failure.get('queue')}"})
+        steps.append({"time": sent, "event": "sent", "worker": None, "detail": f"queue={(failure or {}).get('queue')}"})
     for run in runs:
         if run["started"]:
             steps.append({"time": run["started"], "event": "started", "worker": run["worker"], "detail": None})
@@ -177,9 +177,7 @@ def _failure_doc(failure: dict[str, Any] | None) -> dict[str, Any] | None:
     return doc
 
 
-def _result_doc(task_id: str, meta: dict[str, Any] | None) -> dict[str, Any] | None:
-    if meta is None:
-        return None
+def _result_doc(task_id: str, meta: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": task_id,
         "state": meta.get("status"),
@@ -277,13 +275,13 @@ def call(
     name: Annotated[str, typer.Argument(callback=name_argument("task name"))],
     args: Annotated[str, typer.Option("--args", "-a", help="Positional arguments, a JSON array.")] = "[]",
     kwargs: Annotated[str, typer.Option("--kwargs", "-k", help="Keyword arguments, a JSON object.")] = "{}",
-    countdown: Annotated[float, typer.Option("--countdown", help="Run no sooner than N seconds.")] = None,
+    countdown: Annotated[float | None, typer.Option("--countdown", help="Run no sooner than N seconds.")] = None,
     eta: Annotated[str, typer.Option("--eta", help="Run no sooner than this ISO-8601 time.")] = "",
-    expires: Annotated[float, typer.Option("--expires", help="Discard if not started in N seconds.")] = None,
+    expires: Annotated[float | None, typer.Option("--expires", help="Discard if not started in N seconds.")] = None,
     queue: Annotated[
         str, typer.Option("--queue", "-Q", callback=name_argument("queue name"), help="Queue (default: celery).")
     ] = "",
-    priority: Annotated[int, typer.Option("--priority", min=0, max=9, help="0 (first) to 9.")] = None,
+    priority: Annotated[int | None, typer.Option("--priority", min=0, max=9, help="0 (first) to 9.")] = None,
     broker: Broker = "",
     timeout: BrokerTimeout = 10.0,
     as_json: AsJson = False,
@@ -326,7 +324,9 @@ def call(
 def result(
     task_id: TaskId,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until it is ready.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", min=0, help="Seconds to --wait (default: forever).")] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=0, help="Seconds to --wait (default: forever).")
+    ] = None,
     broker: Broker = "",
     backend: Backend = "",
     as_json: AsJson = False,
@@ -348,7 +348,7 @@ def result(
 
 # -- retry / revoke / failures -------------------------------------------------------------------
 def retry(
-    task_ids: Annotated[list[str], typer.Argument(callback=task_id_argument, help="Failed task ids.")] = None,
+    task_ids: Annotated[list[str] | None, typer.Argument(callback=task_id_argument, help="Failed task ids.")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Retry every matching failure.")] = False,
     name: Name = "",
     exception: Annotated[str, typer.Option("--exception", help="Exception type or text.")] = "",
@@ -368,7 +368,7 @@ def retry(
         usage("name failed task ids, or pass --failed (with --name/--exception/--limit) - not both")
     per_second = parse_rate(rate) if rate else None
     with session(broker, timeout=timeout) as cluster:
-        ids = _chosen_failures(cluster.history, name, exception, limit) if failed else list(task_ids)
+        ids = _chosen_failures(cluster.history, name, exception, limit) if failed else list(task_ids or [])
         missing = [] if failed else [i for i in ids if cluster.history.failure(i) is None]
         if missing:
             fail(f"no failure recorded for {', '.join(missing)} (only tasks in the failure inbox can be retried)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import typer
 
 from engine.worker.worker import MAX_CONCURRENCY, MAX_PREFETCH_MULTIPLIER, POOLS
@@ -22,7 +24,7 @@ def worker(
         max=MAX_CONCURRENCY,
         help=f"pool size (default: CPUs; at most {MAX_CONCURRENCY})",
     ),
-    pool: str = typer.Option("prefork", "-P", "--pool", help="prefork | threads | solo"),
+    pool: str = typer.Option("prefork", "-P", "--pool", help="prefork | threads | solo | asyncio | gevent"),
     queues: str = typer.Option("", "-Q", "--queues", help="comma-separated queues to consume"),
     hostname: str = typer.Option("", "-n", "--hostname", help="node name, e.g. w1@%h"),
     prefetch_multiplier: int = typer.Option(0, "--prefetch-multiplier", min=0, max=MAX_PREFETCH_MULTIPLIER),
@@ -31,13 +33,25 @@ def worker(
     loglevel: str = typer.Option("info", "-l", "--loglevel"),
     broker: str = typer.Option("", "--broker", envvar="TQCTL_BROKER", callback=url_option, help="broker URL"),
     backend: str = typer.Option("", "--backend", envvar="TQCTL_BACKEND", callback=url_option, help="result backend"),
+    metrics_port: int = typer.Option(
+        -1, "--metrics-port", min=-1, max=65535, show_default=False, help="serve this worker's Prometheus metrics"
+    ),
+    metrics_address: str = typer.Option("0.0.0.0", "--metrics-address", help="address for --metrics-port"),
+    health_file: str = typer.Option(
+        "", "--health-file", help="rewrite this file on each heartbeat while the worker makes progress"
+    ),
 ) -> None:
     """Run a worker: fetch tasks from the queues and run them in a pool."""
     if pool not in POOLS:
-        fail(f"unknown pool {pool!r}: use prefork, threads or solo", EXIT_USAGE)
+        fail(f"unknown pool {pool!r}: use {', '.join(POOLS)}", EXIT_USAGE)
+    needs = {"gevent": "gevent", "asyncio": "greenlet"}.get(pool)
+    if needs and importlib.util.find_spec(needs) is None:
+        fail(f"-P {pool} needs {needs}: pip install 'tqctl[{pool}]'", EXIT_USAGE)
     if loglevel.lower() not in LEVELS:
         fail(f"unknown log level {loglevel!r}: use {', '.join(sorted(LEVELS))}", EXIT_USAGE)
     scale = _parse_autoscale(autoscale) if autoscale else None
+    if metrics_port >= 0:
+        _need_prometheus()
     exec_worker(
         WorkerSpec(
             app_spec=app_spec,
@@ -51,8 +65,21 @@ def worker(
             loglevel=loglevel.lower(),
             broker=broker,
             backend=backend,
+            metrics_port=metrics_port if metrics_port >= 0 else None,
+            metrics_address=metrics_address,
+            health_file=health_file or None,
         )
     )
+
+
+def _need_prometheus() -> None:
+    """Fail before the worker starts, not in its log after it connected."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        from tqctl.metrics import MISSING
+
+        fail(MISSING, EXIT_USAGE)
 
 
 def _parse_autoscale(text: str) -> tuple[int, int]:

@@ -7,6 +7,7 @@ command, whether it destroys anything, and the function that performs it through
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,14 +20,27 @@ from tqctl.tui.adapter import ActionError
 from tqctl.tui.messages import ActionDone, ActionProgress, Outcome
 
 if TYPE_CHECKING:
-    from tqctl.tui.app import TqctlApp
+    from textual.app import App
+
+    from tqctl.tui.audit import AuditLog
+
+    _AppBase = App[str | None]  # what the mixin is mixed into (``TqctlApp``), for the type checker
+else:
+    _AppBase = object
+
+# Set by ``tqctl serve`` for its consoles: there the way to write is ``--write``, not leaving ``--read-only`` out.
+READ_ONLY_HINT_ENV = "TQCTL_READ_ONLY_HINT"
+
+
+def read_only_hint() -> str:
+    return os.environ.get(READ_ONLY_HINT_ENV) or "--read-only"
 
 
 @dataclass
 class ActionContext:
     """Handed to long actions (a throttled group retry) so they can report and stop."""
 
-    progress: Callable[[int, int], None]
+    progress: Callable[[int, int], object]  # what it returns is ignored
     cancelled: Callable[[], bool]
 
 
@@ -56,13 +70,24 @@ def cli(*parts: object, broker: str | None = None) -> str:
     return shlex.join(words)
 
 
-class ActionsMixin:
+class ActionsMixin(_AppBase):
     """Mixed into ``TqctlApp``: request → (confirm) → thread worker → audit → ActionDone."""
 
-    def request_action(self: TqctlApp, action: Action) -> None:
+    # set by TqctlApp.__init__
+    source: Any
+    read_only: bool
+    audit: AuditLog
+    pending_actions: int
+    last_outcome: ActionDone | None
+
+    if TYPE_CHECKING:
+
+        def refresh_screen(self, force: bool = False) -> None: ...
+
+    def request_action(self, action: Action) -> None:
         if action.write and self.read_only:
             self.notify(
-                f"{action.title}: not sent, the console is read-only (--read-only).",
+                f"{action.title}: not sent, the console is read-only ({read_only_hint()}).",
                 title="read-only",
                 severity="warning",
             )
@@ -74,22 +99,24 @@ class ActionsMixin:
         else:
             self._execute(action)
 
-    def refuse_read_only(self: TqctlApp, what: str) -> None:
+    def refuse_read_only(self, what: str) -> None:
         self.notify(
-            f"{what}: not available, the console is read-only (--read-only).", title="read-only", severity="warning"
+            f"{what}: not available, the console is read-only ({read_only_hint()}).",
+            title="read-only",
+            severity="warning",
         )
 
-    def copy_command(self: TqctlApp, command: str) -> None:
+    def copy_command(self, command: str) -> None:
         self.copy_to_clipboard(command)
         self.notify(command, title="copied (OSC 52)", timeout=4)
 
-    def _execute(self: TqctlApp, action: Action) -> None:
+    def _execute(self, action: Action) -> None:
         self.pending_actions += 1
         self.run_worker(
             partial(self._run_action, action), thread=True, group="actions", name=action.verb, exit_on_error=False
         )
 
-    def _run_action(self: TqctlApp, action: Action) -> None:
+    def _run_action(self, action: Action) -> None:
         worker = get_current_worker()
         context = ActionContext(
             progress=lambda done, total: self.post_message(ActionProgress(action.verb, done, total)),
@@ -116,7 +143,7 @@ class ActionsMixin:
             outcome.extra["audit_error"] = str(exc)
         self.post_message(ActionDone(action.verb, action.target, outcome))
 
-    def on_action_done(self: TqctlApp, message: ActionDone) -> None:
+    def on_action_done(self, message: ActionDone) -> None:
         self.pending_actions = max(0, self.pending_actions - 1)
         outcome = message.outcome
         self.last_outcome = message
@@ -131,7 +158,7 @@ class ActionsMixin:
         self.source.request_snapshot()
         self.refresh_screen(force=True)
 
-    def on_action_progress(self: TqctlApp, message: ActionProgress) -> None:
+    def on_action_progress(self, message: ActionProgress) -> None:
         if message.done == message.total or message.done % 10 == 0:
             self.notify(f"{message.done}/{message.total}", title=message.verb, timeout=2)
 

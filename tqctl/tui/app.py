@@ -227,7 +227,7 @@ class TqctlApp(ActionsMixin, App[str | None]):
         word, _, rest = text.strip().partition(" ")
         word = word.lower()
         if word in QUIT:
-            self.action_quit()
+            self.call_later(self.action_quit)  # a coroutine: called bare, it never ran
         elif word in ("help", "h"):
             self.action_help()
         elif word == "task" and rest.strip():

@@ -434,7 +434,7 @@ def snapshots(rec: Recorder) -> list[ClusterSnapshot]:
             "size": 64,
         },
     )
-    common = {"replies": replies, "delayed": tuple(delayed), "delayed_count": len(delayed)}
+    pending = tuple(delayed)
     before = ClusterSnapshot(
         NOW - 10,
         queues=(
@@ -443,7 +443,9 @@ def snapshots(rec: Recorder) -> list[ClusterSnapshot]:
             QueueSample("emails", 100, NOW - 1250),
             QueueSample("reports", 0),
         ),
-        **common,
+        replies=replies,
+        delayed=pending,
+        delayed_count=len(pending),
     )
     now = ClusterSnapshot(
         NOW - 0.2,
@@ -461,7 +463,9 @@ def snapshots(rec: Recorder) -> list[ClusterSnapshot]:
         beat_leader={"token": "shop-01:4242:7f3a9c21", "ttl_ms": 8200},
         server="valkey 8.1.1",
         inspect_ms=38.0,
-        **common,
+        replies=replies,
+        delayed=pending,
+        delayed_count=len(pending),
     )
     return [before, now]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 
 from rich.text import Text
 
@@ -116,7 +117,7 @@ def clip(text: str | None, width: int) -> str:
 SPARK = " ▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: list[float], width: int | None = None) -> str:
+def sparkline(values: Sequence[float], width: int | None = None) -> str:
     """Unicode block sparkline scaled to the series maximum (blank for zero, never colour-only)."""
     series = values[-width:] if width else values
     top = max(series, default=0)

@@ -16,6 +16,7 @@ from engine.broker.redis import DELAYED, SEP, RedisBroker
 from engine.control import Control
 from engine.history import History
 from engine.protocol.task import PRIORITY_SEP, PRIORITY_STEPS, priority_key
+from engine.redisconn import as_bytes
 from tqctl.tui.model import FAILURES_POLLED
 from tqctl.tui.snapshot import ClusterSnapshot, QueueSample, WorkerReply
 
@@ -126,7 +127,11 @@ class Probe:
         out = {}
         for host, data in found.items():
             aq = data.get("active_queues")
-            names = [q.get("name") for q in aq if isinstance(q, dict)] if isinstance(aq, list) else None
+            names = (
+                [q["name"] for q in aq if isinstance(q, dict) and isinstance(q.get("name"), str)]
+                if isinstance(aq, list)
+                else None
+            )
             out[host] = WorkerReply(
                 host,
                 stats=data.get("stats") if isinstance(data.get("stats"), dict) else None,
@@ -198,7 +203,7 @@ class Probe:
         for step in PRIORITY_STEPS:
             key = priority_key(queue, step)
             for raw in reversed(self.client.lrange(key, -limit, -1)):
-                headers = envelope_headers(raw)
+                headers = envelope_headers(as_bytes(raw))
                 rows.append(
                     {
                         "id": headers.get("id"),
@@ -283,7 +288,7 @@ class Probe:
             try:
                 out["result_meta"] = json.loads(meta)
             except ValueError:
-                out["result_meta"] = {"raw": meta.decode(errors="replace")}
+                out["result_meta"] = {"raw": as_bytes(meta).decode(errors="replace")}
         return out
 
 

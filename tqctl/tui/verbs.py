@@ -159,7 +159,7 @@ def revoke(
         parts += ["--terminate", "--signal", signal]
     parts.append("--yes")  # the console asked already; a script must not stop at the question
 
-    def run(adapter: Any, _: ActionContext) -> Outcome:
+    def run(adapter: Any, _context: ActionContext) -> Outcome:
         replies = adapter.revoke(ids, terminate=terminate, signal=signal)
         _, summary = summarize_replies(replies)
         return Outcome(True, f"{verb}d {_plural(len(ids), 'task')} · {summary}", replies)

@@ -100,7 +100,7 @@ def worker_rows(model: ConsoleModel) -> list[WorkerRow]:
             active=view.active,
             processed=view.processed,
             failed=view.failed,
-            load=(view.loadavg or [None])[0],
+            load=view.loadavg[0] if view.loadavg else None,
             heartbeat_age=None if view.last_heartbeat is None else now - view.last_heartbeat,
             pid=view.pid,
             software=" ".join(p for p in (view.sw_ident, view.sw_ver) if p) or None,
@@ -124,12 +124,12 @@ def worker_rows(model: ConsoleModel) -> list[WorkerRow]:
     for row in rows.values():
         if not row.queues:  # a poll without its answer (late, or not yet): what it consumed last time
             row.queues = list(model.known_queues.get(row.hostname, []))
-        view = model.state.workers.get(row.hostname)
-        if row.hostname not in silent or view is None:
+        seen = model.state.workers.get(row.hostname)
+        if row.hostname not in silent or seen is None:
             continue
         # An idle worker has sent no task event yet either: only one that works unseen is flagged.
-        first = model.first_processed.get(row.hostname, view.processed or 0)
-        if view.processed_rate.rate(now) > 0 or (view.processed or 0) > first:
+        first = model.first_processed.get(row.hostname, seen.processed or 0)
+        if seen.processed_rate.rate(now) > 0 or (seen.processed or 0) > first:
             row.events = False
     return sorted(rows.values(), key=lambda r: (not r.online, r.hostname))
 

@@ -90,12 +90,12 @@ class TaskDetailScreen(ConsoleScreen):
         return super().check_action(action, parameters)
 
     @property
-    def task(self) -> TaskView | None:
+    def viewed_task(self) -> TaskView | None:
         return self.model.state.task(self.task_id)
 
     # -- rendering --------------------------------------------------------------------------------
     def render_body(self, force: bool) -> None:
-        task = self.task
+        task = self.viewed_task
         key = (task.seq if task else None, task.state if task else None, id(self.detail), self.model.now() // 1)
         if key == self._seen and not force:
             return
@@ -260,18 +260,18 @@ class TaskDetailScreen(ConsoleScreen):
         self.notify(self.task_id, title="copied (OSC 52)", timeout=3)
 
     def action_raw(self) -> None:
-        task = self.task
+        task = self.viewed_task
         data = {"events": task.to_dict() if task else None, "broker": self.detail}
         self.app.push_screen(TextScreen(f"task {self.task_id}", json.dumps(data, indent=2, default=str)))
 
     def action_retry(self) -> None:
-        task = self.task
+        task = self.viewed_task
         self.tq.request_action(
             verbs.retry(self.task_id, task.name if task else self._stored_name(), self.tq.source.cli_broker)
         )
 
     def action_retry_edited(self) -> None:
-        task = self.task
+        task = self.viewed_task
         start_edit_retry(
             self,
             self.task_id,
@@ -291,7 +291,7 @@ class TaskDetailScreen(ConsoleScreen):
         )
 
     def _revoke(self, terminate: bool, signal: str = "SIGTERM") -> None:
-        task = self.task
+        task = self.viewed_task
         describe = describe_tasks([task]) if task else self.task_id
         workers = [task.worker] if task and task.worker and task.state == "STARTED" else []
         self.tq.request_action(

@@ -1,0 +1,316 @@
+"""The asyncio client: ``await task.adelay()``, ``await result.aget()``, and the asyncio pool's stores.
+
+Many coroutines on one loop share one connection (``redis.asyncio``): what they send while a round
+trip is under way goes out together as the next pipeline (``Pipeliner``), so a hundred concurrent
+``adelay()`` calls cost a few round trips, and each call still returns only once the broker has
+replied for its message. ``aget`` waits on the result key's channel (one subscriber connection per
+loop for every waiter, ``Listener``), subscribing before it reads, as ``RedisBackend.wait`` does.
+
+Sentinel URLs have no asyncio client here: they fall back to the sync client in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import redis
+import redis.asyncio
+
+from engine import states
+from engine.protocol import task as protocol
+from engine.protocol.results import decode_exception, task_key
+from engine.protocol.task import priority_key
+from engine.serialization import json_dumps, json_loads
+
+if TYPE_CHECKING:
+    from engine.app import App
+    from engine.result import AsyncResult
+    from engine.task import Task
+
+Command = tuple[Any, ...]
+_KEEP = (
+    "host",
+    "port",
+    "db",
+    "username",
+    "password",
+    "path",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "ssl_keyfile",
+    "ssl_certfile",
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+    "ssl_ca_path",
+    "ssl_check_hostname",
+)
+
+
+def async_client(client: redis.Redis) -> redis.asyncio.Redis | None:
+    """An asyncio client on the same server and settings as ``client`` (built by
+    ``client_from_url``), or None for a sentinel-managed one."""
+    pool = client.connection_pool
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in _KEEP}
+    kind = pool.connection_class
+    if issubclass(kind, redis.UnixDomainSocketConnection):
+        cls: type[redis.asyncio.connection.AbstractConnection] = redis.asyncio.UnixDomainSocketConnection
+    elif issubclass(kind, redis.SSLConnection):
+        cls = redis.asyncio.SSLConnection
+    elif kind is redis.Connection:
+        cls = redis.asyncio.Connection
+    else:
+        return None
+    return redis.asyncio.Redis(connection_pool=redis.asyncio.ConnectionPool(connection_class=cls, **kwargs))
+
+
+class Pipeliner:
+    """Commands from any number of coroutines, sent as one pipeline per round trip."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._sync = client
+        self._async = async_client(client)
+        self._pending: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def call(self, *commands: Command) -> list[Any]:
+        """The replies to ``commands`` (sent in order, together); raises the first error reply."""
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._pending.append((commands, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # let the callers of this turn join the batch
+        while self._pending:
+            batch, self._pending = self._pending, []
+            commands = [c for cmds, _ in batch for c in cmds]
+            try:
+                replies = await self._send(commands)
+            except Exception as exc:  # every caller of the batch sees the failure
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            start = 0
+            for cmds, future in batch:
+                mine, start = replies[start : start + len(cmds)], start + len(cmds)
+                error = next((r for r in mine if isinstance(r, Exception)), None)
+                if future.done():
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(mine)
+
+    async def _send(self, commands: list[Command]) -> list[Any]:
+        if self._async is None:
+            return await asyncio.get_running_loop().run_in_executor(None, self._send_sync, commands)
+        pipe = self._async.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return await pipe.execute(raise_on_error=False)
+
+    def _send_sync(self, commands: list[Command]) -> list[Any]:
+        pipe = self._sync.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute(raise_on_error=False)
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+
+
+class Listener:
+    """One subscriber connection for every ``aget`` on this loop: a waiter subscribes to its result
+    key's channel, then reads the key (so no result slips between the two), then waits."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self._pubsub = client.pubsub()
+        self._waiters: dict[str, set[asyncio.Future[dict[str, Any]]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()  # one (un)subscribe at a time: concurrent ones would each open a connection
+
+    async def wait(
+        self, key: str, read: Callable[[], Awaitable[dict[str, Any] | None]], timeout: float | None
+    ) -> dict[str, Any] | None:
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        first = key not in self._waiters
+        self._waiters.setdefault(key, set()).add(future)
+        try:
+            if first:
+                async with self._lock:
+                    await self._pubsub.subscribe(key)
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.get_running_loop().create_task(self._read())
+            meta = await read()
+            if meta is not None and meta.get("status") in states.READY_STATES:
+                return meta
+            try:
+                return await asyncio.wait_for(future, timeout)
+            except asyncio.TimeoutError:
+                return meta
+        finally:
+            waiting = self._waiters.get(key)
+            if waiting is not None:
+                waiting.discard(future)
+                if not waiting:
+                    del self._waiters[key]
+                    with contextlib.suppress(redis.RedisError, OSError):
+                        async with self._lock:
+                            await self._pubsub.unsubscribe(key)
+
+    async def _read(self) -> None:
+        while self._waiters:
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if not message or message.get("type") != "message":
+                continue
+            channel = message["channel"]
+            key = channel.decode() if isinstance(channel, bytes) else channel
+            meta = json_loads(message["data"])
+            if meta.get("status") not in states.READY_STATES:
+                continue
+            for future in list(self._waiters.get(key, ())):
+                if not future.done():
+                    future.set_result(meta)
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        await self._pubsub.aclose()
+
+
+class _LoopClients:
+    """This loop's pipeliners and listener, one per Redis client (broker, backend)."""
+
+    def __init__(self) -> None:
+        self.pipeliners: dict[int, Pipeliner] = {}
+        self.listeners: dict[int, Listener] = {}
+
+
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClients] = weakref.WeakKeyDictionary()
+
+
+def _clients() -> _LoopClients:
+    loop = asyncio.get_running_loop()
+    found = _per_loop.get(loop)
+    if found is None:
+        found = _per_loop[loop] = _LoopClients()
+    return found
+
+
+def pipeliner(client: redis.Redis) -> Pipeliner:
+    """This loop's shared ``Pipeliner`` for ``client`` (a sync client; its asyncio twin is made once)."""
+    clients = _clients()
+    found = clients.pipeliners.get(id(client))
+    if found is None:
+        found = clients.pipeliners[id(client)] = Pipeliner(client)
+    return found
+
+
+async def close_loop_clients() -> None:
+    """Close this loop's connections (the asyncio pool at stop; an app at its own shutdown)."""
+    clients = _per_loop.pop(asyncio.get_running_loop(), None)
+    if clients is not None:
+        for listener in clients.listeners.values():
+            await listener.aclose()
+        for pipe in clients.pipeliners.values():
+            await pipe.aclose()
+
+
+# -- sending ------------------------------------------------------------------------------------
+async def asend_task(
+    app: App,
+    name: str,
+    args: Sequence[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    task: Task | None = None,
+    **options: Any,
+) -> AsyncResult:
+    """``app.send_task`` for coroutines: the same message, published through the loop's shared,
+    pipelined broker connection. Returns once the broker has the message."""
+    from engine.result import AsyncResult
+
+    client = getattr(app.broker, "client", None)
+    if not isinstance(client, redis.Redis):  # not a Redis broker (memory://): the sync path, in a thread
+        send = functools.partial(app.send_task, name, args, kwargs, task=task, **options)
+        return await asyncio.get_running_loop().run_in_executor(None, send)
+    # From here as App.send_task (keep the two in step), but for the publish.
+    task = task if task is not None else app.tasks.get(name)
+    args, kwargs = list(args or ()), dict(kwargs or {})
+    options = {k: v for k, v in options.items() if v is not None}
+    if app.conf.get("task_inherit_parent_priority") and app.current_requests.stack:
+        parent_priority = (app.current_requests.stack[-1].delivery_info or {}).get("priority")
+        if parent_priority is not None:
+            options.setdefault("priority", parent_priority)
+    queue, priority, routed = app._destination(name, task, args, kwargs, options)
+    message_options = app._message_options(task, options, routed)
+    task_id, raw = protocol.build(name, args, kwargs, queue=queue, priority=priority, **message_options)
+    (raw,), hooks = app._outgoing(name, [raw], message_options["exchange"], message_options["routing_key"] or queue)
+    sent_at = time.time()
+    await pipeliner(client).call(("LPUSH", priority_key(queue, priority), raw))
+    for hook in hooks:
+        hook.after()
+    sent = app.sent_events
+    if sent is not None:
+        sent.record(task_id, name, args, kwargs, queue, message_options, sent_at)
+    return AsyncResult(task_id, app, task_name=name)
+
+
+# -- results ------------------------------------------------------------------------------------
+async def astore(backend: Any, task_id: str, meta: dict[str, Any]) -> None:
+    """``RedisBackend.store`` through this loop's pipeline: SET (or SETEX) then PUBLISH."""
+    key, data = task_key(task_id), json_dumps(meta)
+    first: Command = ("SETEX", key, backend.expires, data) if backend.expires else ("SET", key, data)
+    await pipeliner(backend.client).call(first, ("PUBLISH", key, data))
+
+
+async def aget(result: AsyncResult, timeout: float | None = None, propagate: bool = True) -> Any:
+    """``result.get()`` for coroutines: woken by the result's publish, never by polling."""
+    from engine.exceptions import TimeoutError
+    from engine.group_result import GroupResult
+    from engine.result import EagerResult
+
+    if isinstance(result, EagerResult):
+        return result.get(timeout=timeout, propagate=propagate)
+    if isinstance(result, GroupResult):  # every member's wait at once, on the shared subscriber
+        return list(await asyncio.gather(*(aget(r, timeout, propagate) for r in result.results)))
+    meta = result._cache
+    if meta is None:
+        backend = result._backend()
+        clients = _clients()
+        listener = clients.listeners.get(id(getattr(backend, "client", None)))
+        if listener is None:
+            client = getattr(backend, "client", None)
+            aclient = pipeliner(client)._async if isinstance(client, redis.Redis) else None
+            if aclient is None:  # sentinel, or not Redis: the sync wait, in a thread
+                loop = asyncio.get_running_loop()
+                meta = await loop.run_in_executor(None, backend.wait, result.id, timeout)
+            else:
+                listener = clients.listeners[id(backend.client)] = Listener(aclient)
+        if listener is not None:
+            key = task_key(result.id)
+            reader = pipeliner(backend.client)
+
+            async def read() -> dict[str, Any] | None:
+                (data,) = await reader.call(("GET", key))
+                return json_loads(data) if data else None
+
+            meta = await listener.wait(key, read, timeout)
+    if not meta or meta.get("status") not in states.READY_STATES:
+        raise TimeoutError(f"task {result.id} not ready after {timeout}s")
+    result._cache = meta
+    if meta["status"] in states.PROPAGATE_STATES:
+        exc = decode_exception(meta.get("result"))
+        if propagate:
+            raise exc
+        return exc
+    return meta.get("result")

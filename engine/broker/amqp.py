@@ -1,0 +1,642 @@
+"""The AMQP broker (RabbitMQ) through kombu and py-amqp, declared as Celery 5.7 declares.
+
+Each queue ``q`` is a durable queue bound to a durable direct exchange ``q`` with routing key
+``q`` (Celery's default queue ``celery`` and its ``task_create_missing_queues``), with
+``x-max-priority`` when ``task_queue_max_priority`` is set and ``x-queue-type`` for
+``task_default_queue_type = "quorum"``. Tasks are published persistent, to the default exchange
+with the queue's name as routing key (as Celery's client does for a direct queue), with publisher
+confirms: ``publish`` returns once RabbitMQ has taken the message.
+
+Reliability is RabbitMQ's own: a delivered message stays unacknowledged on the consumer's
+channel until it is acked, rejected or requeued, and if the worker dies or its connection drops
+RabbitMQ redelivers it (``redelivered`` set). The Redis design's ownership machinery (owner
+heartbeats, reaping, reconciling lost fetch replies) has nothing to do here, so those methods are
+no-ops or small local equivalents, each saying why.
+
+Countdown/ETA messages are held unacked in the worker's memory until due (what Celery does on
+AMQP), with the prefetch window raised by one for each so they do not starve the pool. Caveat:
+RabbitMQ's ``consumer_timeout`` (30 min by default) closes a channel that holds a message
+unacked for longer; its messages are then redelivered (at least once, never lost). Raise it on
+the server for longer ETAs; native delayed delivery is to come.
+
+Dead letters go to a durable queue ``tqctl.dead``: the message as the worker read it, with the
+letter's fields as headers. Listing or changing them reads that queue from the head (messages not
+taken go back in order when the browsing channel closes): fine for an inbox of hundreds.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import amqp
+import amqp.exceptions
+import amqp.spec
+import kombu
+import kombu.exceptions
+
+from engine.broker.amqp_wire import Outgoing, envelope
+from engine.broker.base import DeadLetter, Delivery
+from engine.config import mask_url
+from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
+
+log = logging.getLogger("engine.broker")
+DEAD = "tqctl.dead"
+IDLE_PUBLISHERS = 8  # publishing connections kept open between publishes
+SLICE = 0.05  # seconds one wait for deliveries holds the consumer's channel (acks wait at most this)
+CONNECT_TIMEOUT = 5.0
+CONFIRM_TIMEOUT = 30.0  # seconds a batch waits for RabbitMQ's confirms
+LETTER_FIELDS = ("queue", "reason", "detail", "time", "task_id", "task_name", "worker")
+T = TypeVar("T")
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    amqp.exceptions.ConnectionError,
+    kombu.exceptions.OperationalError,
+    OSError,
+)
+
+
+class AmqpBroker:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        options: dict[str, Any] = getattr(url, "options", {})
+        self.max_priority: int | None = options.get("queue_max_priority")
+        self.queue_type: str | None = options.get("queue_type")
+        # Publishing connections, idle ones kept for the next publish from any thread (a thread
+        # per request, as a web server has, must not mean a connection per request).
+        self._idle: list[kombu.Connection] = []
+        self._plock = threading.Lock()
+        # The consumer: one connection and channel, used by one thread at a time under ``_lock``.
+        self._lock = threading.RLock()
+        self._conn: kombu.Connection | None = None
+        self._consumer: kombu.Consumer | None = None
+        self._consuming: tuple[str, ...] = ()
+        self._gen = 0  # bumped each time the consumer's channel is lost: older tags are void
+        self._beat_gen: int | None = None
+        self._ready: deque[Delivery] = deque()
+        # Every unacked delivery we hold: our tag -> (AMQP delivery tag, the delivery).
+        self._held: dict[str, tuple[int, Delivery]] = {}
+        self._deferred: list[tuple[float, int, Delivery]] = []
+        self._seq = itertools.count()
+        self._forsaken: list[str] = []
+        self._window = 0  # basic_qos prefetch_count now set
+        self._base = 0  # the largest fetch asked for: the worker's prefetch
+        self._queue_of: dict[str, str] = {}  # consumer tag -> queue name
+
+    # -- connections ----------------------------------------------------------------------------
+    def _connection(self, confirm: bool = True) -> kombu.Connection:
+        return open_connection(self.url, confirm_publish=confirm)
+
+    def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        return BrokerUnavailable(f"broker {mask_url(str(self.url))} unreachable: {text}")
+
+    def _guard(self, call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except amqp.exceptions.PreconditionFailed as exc:
+            raise ImproperlyConfigured(f"RabbitMQ refused a queue declaration: {exc}") from None
+        except UNREACHABLE as exc:
+            raise self._unavailable(exc) from None
+
+    @contextmanager
+    def _publishing(self) -> Iterator[kombu.Connection]:
+        """An idle publishing connection (or a new one), given back afterwards unless it failed."""
+        with self._plock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._connection()
+        try:
+            yield conn
+        except BaseException:
+            _quietly(conn.release)
+            raise
+        with self._plock:
+            if len(self._idle) < IDLE_PUBLISHERS:
+                self._idle.append(conn)
+                return
+        _quietly(conn.release)
+
+    def _drop_idle(self) -> None:
+        """After a failure every idle connection is suspect (RabbitMQ restarted): open afresh."""
+        with self._plock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _quietly(conn.release)
+
+    def _publish_to(self, queue: str, message: Outgoing) -> None:
+        """Persistent, confirmed; a connection found dead (RabbitMQ restarted) is reopened once."""
+        for attempt in (1, 2):
+            try:
+                with self._publishing() as conn:
+                    self._send(conn, queue, message)
+                return
+            except amqp.exceptions.PreconditionFailed as exc:
+                raise ImproperlyConfigured(f"RabbitMQ refused the declaration of queue {queue!r}: {exc}") from None
+            except UNREACHABLE as exc:
+                self._drop_idle()
+                if attempt == 2:
+                    raise self._unavailable(exc) from None
+
+    @contextmanager
+    def _admin(self) -> Iterator[Any]:
+        """A short-lived channel for operators' commands (depth, purge, dead letters)."""
+        conn = self._connection(confirm=False)
+        try:
+            yield conn.channel()
+        finally:
+            _quietly(conn.release)
+
+    def ping(self) -> None:
+        def run() -> None:
+            with self._publishing() as conn:
+                conn.ensure_connection(max_retries=1)
+
+        self._guard(run)
+
+    def close(self) -> None:
+        self.retire("")
+        self._drop_idle()
+
+    # -- declarations ---------------------------------------------------------------------------
+    def entity(self, queue: str) -> kombu.Queue:
+        """Celery's declaration of ``queue``: RabbitMQ refuses a second one that differs."""
+        args: dict[str, Any] = {}
+        if self.max_priority is not None:
+            args["x-max-priority"] = int(self.max_priority)
+        if self.queue_type and self.queue_type != "classic":
+            args["x-queue-type"] = self.queue_type
+        exchange = kombu.Exchange(queue, type="direct", durable=True)
+        return kombu.Queue(queue, exchange, routing_key=queue, durable=True, queue_arguments=args or None)
+
+    def declare(self, queues: Iterable[str]) -> None:
+        def run() -> None:
+            with self._publishing() as conn:
+                for queue in queues:
+                    self.entity(queue)(conn.default_channel).declare()
+
+        self._guard(run)
+
+    # -- publishing -----------------------------------------------------------------------------
+    def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
+        message = Outgoing(raw)
+        if priority is not None:
+            message.properties["priority"] = priority
+        self._publish_to(queue, message)
+
+    def _send(self, conn: kombu.Connection, queue: str, message: Outgoing) -> None:
+        producer = kombu.Producer(conn.default_channel, auto_declare=False)
+        producer.publish(
+            message.body,
+            routing_key=queue,
+            exchange="",
+            declare=[self.entity(queue)],
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            headers=message.headers,
+            expiration=message.expiration,
+            retry=False,
+            **message.properties,
+        )
+
+    def publish_many(self, items: Sequence[tuple[str, bytes, int | None]]) -> None:
+        """Every message written on a channel in confirm mode, then every confirm awaited (RabbitMQ
+        acks many at once): one wait for the batch instead of one per message. A failure before
+        anything was confirmed (a connection RabbitMQ dropped) is retried once on a fresh one;
+        after that it is ``BrokerUnavailable``, and the messages already confirmed stay sent."""
+        if not items:
+            return
+        batch = []
+        for queue, raw, priority in items:
+            message = Outgoing(raw)
+            if priority is not None:
+                message.properties["priority"] = priority
+            batch.append((queue, message))
+        for attempt in (1, 2):
+            confirmed = [0]
+            try:
+                with self._publishing() as conn:
+                    self._send_batch(conn, batch, confirmed)
+                return
+            except amqp.exceptions.PreconditionFailed as exc:
+                raise ImproperlyConfigured(f"RabbitMQ refused a queue declaration: {exc}") from None
+            except UNREACHABLE as exc:
+                self._drop_idle()
+                if attempt == 2 or confirmed[0]:
+                    raise self._unavailable(exc) from None
+
+    def _send_batch(self, conn: kombu.Connection, batch: list[tuple[str, Outgoing]], confirmed: list[int]) -> None:
+        for queue in dict.fromkeys(q for q, _ in batch):
+            self.entity(queue)(conn.default_channel).declare()
+        channel = conn.connection.channel()
+        upto, single, refused = [0], set(), []
+
+        def on_ack(tag: int, multiple: bool) -> None:
+            if multiple:
+                upto[0] = max(upto[0], tag)
+            else:
+                single.add(tag)
+            confirmed[0] = upto[0] + sum(1 for t in single if t > upto[0])
+
+        channel.events["basic_ack"].add(on_ack)
+        channel.events["basic_nack"].add(lambda tag, multiple: refused.append(tag))
+        try:
+            channel.confirm_select()
+            for queue, m in batch:
+                props = dict(m.properties)
+                if m.expiration is not None:
+                    props["expiration"] = str(int(m.expiration * 1000))
+                body = amqp.Message(
+                    m.body,
+                    content_type=m.content_type,
+                    content_encoding=m.content_encoding,
+                    application_headers=m.headers,
+                    **props,
+                )
+                channel._basic_publish(body, exchange="", routing_key=queue)
+            while confirmed[0] < len(batch) and not refused:
+                channel.wait([amqp.spec.Basic.Ack, amqp.spec.Basic.Nack], timeout=CONFIRM_TIMEOUT)
+        finally:
+            _quietly(channel.close)
+        if refused:
+            raise BrokerUnavailable(f"RabbitMQ refused {len(refused)} of {len(batch)} message(s) (basic.nack)")
+
+    def hand_back(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Early-acked messages that did not finish: RabbitMQ has forgotten them, publish again."""
+        for queue_key, raw in items:
+            self.publish(queue_key, raw)
+
+    # -- consuming ------------------------------------------------------------------------------
+    def fetch(
+        self, owner: str, queues: Sequence[str], limit: int, timeout: float, acks: Sequence[str] = ()
+    ) -> list[Delivery]:
+        """Up to ``limit`` deliveries pushed by RabbitMQ, waiting up to ``timeout`` for the first.
+
+        The prefetch window (``basic_qos``) follows the largest ``limit`` asked for, which is the
+        worker's prefetch (concurrency × multiplier), plus one per held ETA message. The wait is
+        cut into short slices so acks and claims from other threads get the channel in between.
+        """
+        self.ack(owner, acks)
+        deadline = _now() + max(timeout, 0.0)
+        while True:
+            with self._lock:
+                self._ensure_consuming(queues, limit)
+                if not self._ready:
+                    self._drain(min(SLICE, max(deadline - _now(), 0.0)))
+                if self._ready or _now() >= deadline:
+                    return [self._ready.popleft() for _ in range(min(limit, len(self._ready)))]
+
+    def _ensure_consuming(self, queues: Sequence[str], limit: int) -> None:
+        try:
+            if self._conn is None:
+                self._conn = self._connection(confirm=False)
+                self._conn.ensure_connection(max_retries=1)
+                self._window = 0
+            self._base = max(self._base, limit, 1)
+            wanted = self._base + len(self._deferred)
+            channel = self._conn.default_channel
+            if wanted != self._window:
+                channel.basic_qos(0, wanted, False)
+                self._window = wanted
+            if tuple(queues) != self._consuming:
+                if self._consumer is not None:
+                    self._consumer.cancel()
+                self._consumer = kombu.Consumer(
+                    channel, [self.entity(q) for q in queues], on_message=self._on_message, no_ack=False
+                )
+                self._consumer.consume()
+                self._consuming = tuple(queues)
+                # Which queue a delivery came from (its routing key may differ: a custom exchange).
+                active: dict[str, str] = getattr(self._consumer, "_active_tags", {})
+                self._queue_of = {tag: name for name, tag in active.items()}
+        except amqp.exceptions.PreconditionFailed as exc:
+            self._lost()
+            raise ImproperlyConfigured(f"RabbitMQ refused a queue declaration: {exc}") from None
+        except UNREACHABLE as exc:
+            self._lost()
+            raise self._unavailable(exc) from None
+
+    def _drain(self, timeout: float) -> None:
+        assert self._conn is not None
+        try:
+            self._conn.drain_events(timeout=timeout)
+        except TimeoutError:
+            return
+        except (*UNREACHABLE, amqp.exceptions.ChannelError) as exc:
+            # A closed channel too: RabbitMQ's consumer_timeout, or an ack it did not know. Its
+            # unacked messages are redelivered; we start over on a new connection.
+            self._lost()
+            raise self._unavailable(exc) from None
+
+    def _on_message(self, message: Any) -> None:
+        info = message.delivery_info
+        tag = f"{self._gen}.{message.delivery_tag}"
+        try:
+            raw = envelope(
+                message.body,
+                message.content_type,
+                message.content_encoding,
+                message.headers,
+                message.properties,
+                info.get("exchange") or "",
+                info.get("routing_key") or "",
+                bool(info.get("redelivered")),
+                tag,
+            )
+        except Exception as exc:  # the worker dead-letters what it cannot decode, with this reason
+            raw = f"unreadable AMQP message: {exc!r}".encode()
+        queue = (
+            self._queue_of.get(info.get("consumer_tag") or "")
+            or info.get("routing_key")
+            or (self._consuming[0] if self._consuming else "celery")
+        )
+        delivery = Delivery(tag, queue, raw)
+        self._held[tag] = (message.delivery_tag, delivery)
+        self._ready.append(delivery)
+
+    def _lost(self) -> None:
+        """The channel is gone and with it every unacked delivery: RabbitMQ redelivers them."""
+        conn, self._conn = self._conn, None
+        self._consumer, self._consuming = None, ()
+        self._gen += 1
+        self._ready.clear()
+        self._held.clear()
+        self._deferred.clear()
+        self._window = 0
+        if conn is not None:
+            _quietly(conn.release)
+
+    def _settle(self, tags: Sequence[str], how: Callable[[Any, int], None]) -> int:
+        """Apply ``how(channel, delivery_tag)`` to each tag still held on the live channel."""
+        done = 0
+        with self._lock:
+            if self._conn is None:
+                return 0
+            try:
+                channel = self._conn.default_channel
+                for tag in tags:
+                    held = self._held.pop(tag, None)
+                    if held is not None:
+                        how(channel, held[0])
+                        done += 1
+            except (*UNREACHABLE, amqp.exceptions.ChannelError) as exc:
+                self._lost()
+                raise self._unavailable(exc) from None
+        return done
+
+    def ack(self, owner: str, tags: Sequence[str]) -> None:
+        if tags:
+            self._settle(tags, lambda ch, n: ch.basic_ack(n))
+
+    def requeue(self, owner: str, tags: Sequence[str]) -> int:
+        """Back to the queue by RabbitMQ itself (``redelivered`` set on the next delivery)."""
+        return self._settle(tags, lambda ch, n: ch.basic_reject(n, requeue=True)) if tags else 0
+
+    def requeue_all(self, owner: str) -> int:
+        """Everything we hold back to its queue, consuming stopped first so none comes straight back."""
+        with self._lock:
+            if self._consumer is not None:
+                _quietly(self._consumer.cancel)
+                self._consumer, self._consuming = None, ()
+            self._ready.clear()
+            self._deferred.clear()
+            return self.requeue(owner, list(self._held))
+
+    def claim(self, owner: str, tag: str, take: bool, acks: Sequence[str] = ()) -> bool:
+        """Still ours if it was delivered on the channel we still have (a lost channel's messages
+        were redelivered by RabbitMQ). ``take`` (early ack) acks it before the task runs."""
+        self.ack(owner, acks)
+        with self._lock:
+            if tag not in self._held:
+                return False
+            if take:
+                return self._settle([tag], lambda ch, n: ch.basic_ack(n)) == 1
+            return True
+
+    def forsake(self, tags: Sequence[str]) -> None:
+        with self._lock:
+            self._forsaken.extend(tags)
+
+    def reconcile(self, owner: str) -> int:
+        """Requeue what this process fetched but gave up on. (No lost fetch replies to find: a
+        delivery RabbitMQ pushed and we never saw is redelivered when the channel closes.)"""
+        with self._lock:
+            tags, self._forsaken = self._forsaken, []
+        return self.requeue(owner, tags) if tags else 0
+
+    # -- ETA ------------------------------------------------------------------------------------
+    def defer(self, owner: str, tag: str, eta: float) -> None:
+        """Hold the message unacked until ``eta`` (the window grows by one on the next fetch)."""
+        with self._lock:
+            held = self._held.get(tag)
+            if held is not None:
+                heapq.heappush(self._deferred, (eta, next(self._seq), held[1]))
+
+    def promote_due(self, now: float, limit: int = 500) -> tuple[int, float | None]:
+        """Due ETA messages go back to the front of what the next fetch returns."""
+        moved = 0
+        with self._lock:
+            while self._deferred and self._deferred[0][0] <= now and moved < limit:
+                _, _, delivery = heapq.heappop(self._deferred)
+                if delivery.tag in self._held:
+                    self._ready.appendleft(delivery)
+                    moved += 1
+            return moved, (self._deferred[0][0] if self._deferred else None)
+
+    def delayed_count(self) -> int:
+        return len(self._deferred)
+
+    # -- liveness (RabbitMQ's job on AMQP) ---------------------------------------------------------
+    def heartbeat(self, owner: str, now: float, slack: float = 2.0, timeout: float | None = None) -> bool:
+        """False once after the consumer's channel was lost: the worker then checks each late-ack
+        job with ``claim`` before starting it (RabbitMQ has redelivered those messages)."""
+        gen, last = self._gen, self._beat_gen
+        self._beat_gen = gen
+        return last is None or last == gen
+
+    def reap(self, now: float, timeout: float, slack: float = 2.0) -> int:
+        """Nothing to reap: RabbitMQ redelivers a dead consumer's messages when its channel closes."""
+        return 0
+
+    def retire(self, owner: str) -> None:
+        """Close the consumer's connection; RabbitMQ requeues whatever is still unacked."""
+        with self._lock:
+            if self._consumer is not None:
+                _quietly(self._consumer.cancel)
+            self._lost()
+
+    def inflight_count(self, owner: str) -> int:
+        return len(self._held)
+
+    # -- dead letters -----------------------------------------------------------------------------
+    def dead_letter(self, owner: str | None, tag: str | None, letter: DeadLetter) -> None:
+        """Store the letter (confirmed) before acking the message: a crash between costs a duplicate."""
+        headers = {"tqctl_letter": letter.id, **{f"tqctl_{k}": getattr(letter, k) for k in LETTER_FIELDS}}
+        message = Outgoing(letter.raw)
+        message.headers = {**message.headers, **headers}
+        message.expiration = None
+        self._publish_to(DEAD, message)
+        if tag:
+            self.ack(owner or "", [tag])
+
+    def _browse(self, visit: Callable[[Any, Any], bool]) -> None:
+        """Read ``tqctl.dead`` from the head; ``visit(channel, message)`` True stops. What is not
+        acked goes back, in order, when the channel closes."""
+
+        def run() -> None:
+            with self._admin() as channel:
+                self.entity(DEAD)(channel).declare()
+                while (message := channel.basic_get(DEAD, no_ack=False)) is not None:
+                    if visit(channel, message):
+                        return
+
+        self._guard(run)
+
+    def _letter(self, message: Any) -> DeadLetter:
+        h = message.headers or {}
+        info = message.delivery_info
+        raw = envelope(
+            message.body,
+            message.content_type,
+            message.content_encoding,
+            {k: v for k, v in h.items() if not str(k).startswith("tqctl_")},
+            message.properties,
+            "",
+            str(h.get("tqctl_queue") or info.get("routing_key") or ""),
+            False,
+            str(h.get("tqctl_letter")),
+        )
+        return DeadLetter(
+            id=str(h.get("tqctl_letter")),
+            queue=h.get("tqctl_queue"),
+            reason=str(h.get("tqctl_reason") or ""),
+            detail=str(h.get("tqctl_detail") or ""),
+            time=float(h.get("tqctl_time") or 0.0),
+            task_id=h.get("tqctl_task_id"),
+            task_name=h.get("tqctl_task_name"),
+            worker=h.get("tqctl_worker"),
+            raw=raw,
+        )
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        found: list[DeadLetter] = []
+
+        def visit(channel: Any, message: Any) -> bool:
+            found.append(self._letter(message))
+            return False
+
+        self._browse(visit)
+        return list(reversed(found))[: max(limit, 1)]
+
+    def dead_letter_count(self) -> int:
+        return self.queue_depth(DEAD)
+
+    def dead_letter_get(self, letter_id: str) -> DeadLetter | None:
+        found: list[DeadLetter] = []
+
+        def visit(channel: Any, message: Any) -> bool:
+            if (message.headers or {}).get("tqctl_letter") == letter_id:
+                found.append(self._letter(message))
+                return True
+            return False
+
+        self._browse(visit)
+        return found[0] if found else None
+
+    def dead_letter_requeue(self, letter_id: str) -> bool:
+        done: list[bool] = []
+
+        def visit(channel: Any, message: Any) -> bool:
+            if (message.headers or {}).get("tqctl_letter") != letter_id:
+                return False
+            letter = self._letter(message)
+            self.publish(letter.queue or "celery", letter.raw)
+            channel.basic_ack(message.delivery_tag)
+            done.append(True)
+            return True
+
+        self._browse(visit)
+        return bool(done)
+
+    def dead_letter_delete(self, letter_id: str) -> bool:
+        done: list[bool] = []
+
+        def visit(channel: Any, message: Any) -> bool:
+            if (message.headers or {}).get("tqctl_letter") != letter_id:
+                return False
+            channel.basic_ack(message.delivery_tag)
+            done.append(True)
+            return True
+
+        self._browse(visit)
+        return bool(done)
+
+    # -- queues -----------------------------------------------------------------------------------
+    def queue_depth(self, queue: str) -> int:
+        """Messages ready in ``queue`` (a passive declare; unacked ones are not counted, as in
+        RabbitMQ's own ``messages_ready``); 0 for a queue that does not exist."""
+
+        def run() -> int:
+            with self._admin() as channel:
+                try:
+                    _, count, _ = channel.queue_declare(queue, passive=True)
+                except amqp.exceptions.NotFound:
+                    return 0
+                return int(count)
+
+        return self._guard(run)
+
+    def purge(self, queue: str) -> int:
+        def run() -> int:
+            with self._admin() as channel:
+                try:
+                    return int(channel.queue_purge(queue) or 0)
+                except amqp.exceptions.NotFound:
+                    return 0
+
+        return self._guard(run)
+
+
+def open_connection(url: str, **transport_options: Any) -> kombu.Connection:
+    """A kombu connection (not yet connected) with Celery's ``broker_use_ssl`` applied: the
+    URL carries it (``engine.redisconn.with_options``) in redis-py's key names."""
+    return kombu.Connection(
+        str(url).replace("pyamqp://", "amqp://", 1),
+        connect_timeout=CONNECT_TIMEOUT,
+        ssl=tls_options(url),
+        transport_options={"max_retries": 0, **transport_options},  # callers retry once, themselves
+    )
+
+
+def tls_options(url: str) -> dict[str, Any] | bool | None:
+    """py-amqp's TLS options from the URL's ``broker_use_ssl``; None leaves it to the scheme
+    (``amqps://`` is TLS with the system's CAs, ``amqp://`` is plain)."""
+    given: dict[str, Any] | None = getattr(url, "options", {}).get("ssl")
+    if given is None:
+        return None
+    out: dict[str, Any] = {}
+    reqs = given.get("ssl_cert_reqs")
+    if reqs:
+        out["cert_reqs"] = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL}.get(reqs, ssl.CERT_REQUIRED)
+    for ours, theirs in (("ssl_ca_certs", "ca_certs"), ("ssl_certfile", "certfile"), ("ssl_keyfile", "keyfile")):
+        if given.get(ours):
+            out[theirs] = given[ours]
+    return out or True  # ``broker_use_ssl = True``: TLS with the system's CAs
+
+
+def _quietly(call: Callable[[], object]) -> None:
+    try:
+        call()
+    except Exception:  # closing what may already be gone
+        log.debug("ignored while closing an AMQP connection", exc_info=True)
+
+
+def _now() -> float:
+    return time.monotonic()

@@ -1,0 +1,58 @@
+"""An async API that hands work to the task queue: ``uvicorn fastapi_shop.main:api``.
+
+``delay()`` and ``AsyncResult.get()`` block, so they run in Starlette's thread pool: the event
+loop keeps serving other requests while one waits for its result. (With an asyncio client these
+two lines become ``await quote.adelay(...)`` and ``await result.aget(timeout=...)``.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from engine.exceptions import TimeoutError as ResultTimeout
+from engine.result import AsyncResult
+from fastapi_shop.tasks import app as tasks_app
+from fastapi_shop.tasks import quote
+
+api = FastAPI(title="fastapi_shop")
+
+
+class QuoteRequest(BaseModel):
+    item: str
+    quantity: int = 1
+
+
+@api.post("/quotes")
+async def create_quote(request: QuoteRequest) -> dict[str, Any]:
+    """Enqueue and await the worker's answer."""
+    result: AsyncResult = await run_in_threadpool(quote.delay, request.item, request.quantity)
+    try:
+        value = await run_in_threadpool(result.get, timeout=60, propagate=False)
+    except ResultTimeout:
+        raise HTTPException(504, f"no answer yet; poll /quotes/{result.id}") from None
+    if result.failed():
+        raise HTTPException(422, str(value))
+    return {"task_id": result.id, **value}
+
+
+@api.post("/quotes/later", status_code=202)
+async def queue_quote(request: QuoteRequest) -> dict[str, str]:
+    """Enqueue only; the client polls ``GET /quotes/{task_id}``."""
+    result = await run_in_threadpool(quote.delay, request.item, request.quantity)
+    return {"task_id": result.id}
+
+
+@api.get("/quotes/{task_id}")
+async def quote_status(task_id: str) -> dict[str, Any]:
+    result = tasks_app.AsyncResult(task_id)
+    state = await run_in_threadpool(lambda: result.state)
+    return {"task_id": task_id, "state": state, "result": result.result if state == "SUCCESS" else None}
+
+
+@api.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}

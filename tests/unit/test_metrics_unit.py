@@ -1,0 +1,57 @@
+"""TaskMetrics: what a scrape reports for a given event stream (no broker, no HTTP)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from tqctl.metrics.tasks import TaskMetrics
+
+
+def _metrics() -> tuple[TaskMetrics, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return TaskMetrics(registry), registry
+
+
+def ev(etype: str, uuid: str, ts: float, **fields: object) -> dict[str, object]:
+    return {"type": etype, "uuid": uuid, "timestamp": ts, "hostname": "w1@h", **fields}
+
+
+def test_counts_each_event_once_with_the_name_from_received() -> None:
+    m, reg = _metrics()
+    for event in (
+        ev("task-received", "a", 10.0, name="t.add"),
+        ev("task-started", "a", 10.5),
+        ev("task-succeeded", "a", 11.0, runtime=0.5),
+        ev("task-received", "b", 10.0, name="t.fail"),
+        ev("task-started", "b", 10.0),
+        ev("task-failed", "b", 12.0, exception="ValueError()"),
+    ):
+        m.apply(event)
+    assert reg.get_sample_value("tqctl_tasks_total", {"name": "t.add", "state": "succeeded"}) == 1
+    assert reg.get_sample_value("tqctl_tasks_total", {"name": "t.fail", "state": "failed"}) == 1
+    assert reg.get_sample_value("tqctl_task_runtime_seconds_sum", {"name": "t.add"}) == 0.5
+    assert reg.get_sample_value("tqctl_task_runtime_seconds_sum", {"name": "t.fail"}) == 2.0  # failed - started
+
+
+def test_wait_is_measured_whichever_of_sent_and_started_arrives_last() -> None:
+    m, reg = _metrics()
+    m.apply(ev("task-sent", "a", 100.0, name="t.x"))
+    m.apply(ev("task-started", "a", 103.0))
+    m.apply(ev("task-received", "b", 200.0, name="t.x"))
+    m.apply(ev("task-started", "b", 201.0))
+    m.apply(ev("task-sent", "b", 199.0, name="t.x"))  # the client's batch came late
+    assert reg.get_sample_value("tqctl_task_wait_seconds_count", {"name": "t.x"}) == 2
+    assert reg.get_sample_value("tqctl_task_wait_seconds_sum", {"name": "t.x"}) == 5.0
+
+
+def test_sent_at_from_the_message_and_odd_events() -> None:
+    m, reg = _metrics()
+    m.note_sent("a", 50.0)
+    m.apply(ev("task-received", "a", 51.0, name="t.y"))
+    m.apply(ev("task-started", "a", 52.5))
+    m.apply(ev("task-succeeded", "zzz", 53.0, runtime="fast"))  # never received here, odd runtime
+    m.apply({"type": "task-started"})  # no uuid
+    m.apply({"nonsense": True})
+    assert reg.get_sample_value("tqctl_task_wait_seconds_sum", {"name": "t.y"}) == 2.5
+    assert reg.get_sample_value("tqctl_tasks_total", {"name": "unknown", "state": "succeeded"}) == 1
+    assert reg.get_sample_value("tqctl_task_runtime_seconds_count", {"name": "unknown"}) is None
