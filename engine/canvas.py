@@ -167,24 +167,28 @@ class Signature(dict):
 
     def apply(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
         """Run here, in this process (eager), like ``task.apply``."""
+        if self.get("subtask_type") in ("group", "chord"):
+            from engine.eager import apply_canvas
+
+            return apply_canvas(self, args, kwargs, options)
         sig = self.clone(args, kwargs, **options)
         return self._bound_app().tasks[sig.name].apply(sig["args"], sig["kwargs"], **sig["options"])
 
     def apply_async(
         self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
     ) -> AsyncResult:
-        self._bound_app()
+        app = self._bound_app()
         sig = self.clone(args, kwargs, **options)
         opts = dict(sig["options"])
         nesting = opts.pop("replaced_task_nesting", None)
         if nesting:
             opts["headers"] = {**(opts.get("headers") or {}), "replaced_task_nesting": nesting}
-        task = self.app.tasks.get(sig.name)
-        if task is not None and self.app.conf.task_always_eager:
-            return task.apply(sig["args"], sig["kwargs"], **opts)
-        return self.app.send_task(sig.name, sig["args"], sig["kwargs"], **opts)
+        task = app.tasks.get(sig.name)
+        if task is not None:  # as Celery: through the task's own apply_async (its defaults, typing check)
+            return task.apply_async(sig["args"], sig["kwargs"], **opts)  # type: ignore[no-any-return]
+        return app.send_task(sig.name, sig["args"], sig["kwargs"], **opts)
 
-    def __or__(self, other: Signature) -> Signature:
+    def __or__(self, other: Signature) -> Signature:  # type: ignore[override]
         from engine.workflows import Chain
 
         return Chain(self, other, app=self.app)
@@ -209,7 +213,7 @@ def signature(varies: str | dict[str, Any], *args: Any, app: App | None = None, 
         return varies
     if isinstance(varies, dict):
         return maybe_signature(varies, app)  # type: ignore[return-value]
-    return Signature(varies, *args, app=app, **kwargs)
+    return Signature(varies, *args, app=app, **kwargs)  # type: ignore[misc]
 
 
 def maybe_signature(value: Any, app: App | None = None) -> Signature | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine import states, trace
@@ -10,6 +11,8 @@ from engine.request import Request
 from engine.result import EagerResult
 
 if TYPE_CHECKING:
+    from engine.canvas import Signature
+    from engine.group_result import GroupResult
     from engine.task import Task
 
 
@@ -57,3 +60,34 @@ def _eager_headers(options: dict[str, Any]) -> dict[str, Any]:
         headers["stamped_headers"] = stamped
         headers["stamps"] = {key: options.get(key) for key in stamped}
     return headers
+
+
+def apply_canvas(sig: Signature, args: Sequence[Any], kwargs: dict[str, Any] | None, options: dict[str, Any]) -> Any:
+    """``group.apply``/``chord.apply`` as Celery's: every member here, in order; a chord's body
+    then runs here with the header's values (the built-in ``celery.group``/``celery.chord``
+    tasks are for workers, not for a signature applied in place)."""
+    from engine.workflows import Chord, Group, from_dict
+
+    canvas = from_dict(sig)
+    partial = [*args, *canvas["args"]] if args and not canvas.immutable else list(canvas["args"])
+    if isinstance(canvas, Chord):
+        header = _apply_group(canvas._header_group(), partial, kwargs, options)
+        body = canvas.body
+        values = header.get(propagate=bool(options.get("propagate", True)))
+        if body is None:
+            return header
+        result = body.apply((values,), **{k: v for k, v in options.items() if k != "propagate"})
+        result.parent = header
+        return result
+    assert isinstance(canvas, Group)
+    return _apply_group(canvas, partial, kwargs, options)
+
+
+def _apply_group(
+    group: Any, partial: Sequence[Any], kwargs: dict[str, Any] | None, options: dict[str, Any]
+) -> GroupResult:
+    from engine.group_result import GroupResult
+
+    opts = {k: v for k, v in options.items() if k not in ("propagate", "task_id")}
+    results = [member.apply(partial, kwargs, **opts) for member in group._unrolled()]
+    return GroupResult(options.get("task_id") or group.options.get("task_id") or new_id(), results, app=group.app)

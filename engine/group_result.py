@@ -65,6 +65,11 @@ class GroupResult(AsyncResult):
     def waiting(self) -> bool:
         return any(not r.ready() for r in self.results)
 
+    def maybe_throw(self, propagate: bool = True, callback: Any = None) -> None:  # type: ignore[override]
+        """The first failed member's error (a chord's header, as a parent of its body)."""
+        for result in self.results:
+            result.maybe_throw(propagate=propagate, callback=callback)
+
     def completed_count(self) -> int:
         return sum(1 for r in self.results if r.successful())
 
@@ -74,7 +79,7 @@ class GroupResult(AsyncResult):
             return states.FAILURE
         return states.SUCCESS if self.ready() else states.PENDING
 
-    def get(self, timeout: float | None = None, propagate: bool = True, **kw: Any) -> list[Any]:
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5, **kw: Any) -> list[Any]:
         return [r.get(timeout=timeout, propagate=propagate, **kw) for r in self.results]
 
     join = get
@@ -108,8 +113,10 @@ class GroupResult(AsyncResult):
         if app is None and backend is not None and not hasattr(backend, "client"):
             app, backend = backend, None  # the older ``restore(group_id, app)`` call
         if backend is None:
-            if app is None:
-                raise ValueError("GroupResult.restore needs an app or a backend")
+            if app is None:  # Celery's falls back to the current app the same way
+                from engine.shared import _current_app
+
+                app = _current_app()
             backend = app.backend
         data = backend.client.get(group_key(id))
         if not data:

@@ -1,8 +1,10 @@
-"""``AsyncResult``: a read-only handle on a task's outcome in the result backend."""
+"""``AsyncResult``: a read-only handle on a task's outcome in the result backend; ``ResultSet``
+for any number of them."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from engine import states
@@ -11,6 +13,10 @@ from engine.protocol.results import decode_exception
 
 if TYPE_CHECKING:
     from engine.app import App
+
+
+# How often a wait for a result looks at its parents for a failure (Celery's drain interval).
+_PARENT_CHECK = 1.0
 
 
 class AsyncResult:
@@ -99,11 +105,23 @@ class AsyncResult:
     def failed(self) -> bool:
         return self.state == states.FAILURE
 
-    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5, **_: Any) -> Any:
-        """Wait for the outcome; raises the task's exception when ``propagate`` is set."""
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        **kw: Any,
+    ) -> Any:
+        """Wait for the outcome; raises the task's exception when ``propagate`` is set.
+
+        As Celery, a failed parent (an earlier chain step, a chord's header) raises its own
+        error here, checked before and while waiting: the caller learns why at once instead of
+        waiting for a step that will only ever fail because of it.
+        """
         meta = self._cache
         if meta is None:
-            meta = self._backend().wait(self.id, timeout)
+            parents = kw.get("follow_parents", True) and propagate and self.parent is not None
+            meta = self._wait_following_parents(timeout) if parents else self._backend().wait(self.id, timeout)
         if not meta or meta.get("status") not in states.READY_STATES:
             raise TimeoutError(f"task {self.id} not ready after {timeout}s")
         self._cache = meta
@@ -115,6 +133,42 @@ class AsyncResult:
         return meta.get("result")
 
     wait = get
+
+    def _wait_following_parents(self, timeout: float | None) -> dict[str, Any] | None:
+        """Celery's drain loop: the parents are looked at after every wait, the last one too, so a
+        body failed *because* its header failed reports the header's error (stored first)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._maybe_reraise_parent_error()
+        while True:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            meta = self._backend().wait(self.id, _PARENT_CHECK if left is None else min(left, _PARENT_CHECK))
+            self._maybe_reraise_parent_error()
+            if (meta and meta.get("status") in states.READY_STATES) or left is not None and left <= _PARENT_CHECK:
+                return meta
+
+    def _parents(self) -> list[AsyncResult]:
+        found: list[AsyncResult] = []
+        node = self.parent
+        while node is not None and node not in found:
+            found.append(node)
+            node = node.parent
+        return found
+
+    def _maybe_reraise_parent_error(self) -> None:
+        for node in reversed(self._parents()):
+            node.maybe_throw()
+
+    def maybe_throw(self, propagate: bool = True, callback: Callable[[str, Any], Any] | None = None) -> Any:
+        """Raise this task's error if it failed (without waiting); else its value so far."""
+        meta = self._get_meta()
+        value = self.result
+        if meta.get("status") in states.PROPAGATE_STATES and propagate and isinstance(value, BaseException):
+            raise value
+        if callback is not None:
+            callback(self.id, value)
+        return value
+
+    maybe_reraise = maybe_throw
 
     async def aget(self, timeout: float | None = None, propagate: bool = True) -> Any:
         """``get`` for coroutines, woken by the result's publish (engine.aio), never polling."""
@@ -157,7 +211,7 @@ class EagerResult(AsyncResult):
 
     status = state
 
-    def get(self, timeout: float | None = None, propagate: bool = True, **_: Any) -> Any:
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5, **_: Any) -> Any:
         if self._state in states.PROPAGATE_STATES and propagate:
             raise self._value
         return self._value
@@ -166,3 +220,166 @@ class EagerResult(AsyncResult):
 
     def forget(self) -> None:
         pass
+
+
+class ResultSet:
+    """Celery's ``ResultSet``: results of unrelated tasks, collected as one list in order.
+
+    ``join`` spends one time budget over all the results (a spent budget raises rather than
+    waiting without limit); ``join_native`` polls the key/value backend for all of them at once.
+    """
+
+    def __init__(self, results: Iterable[AsyncResult], app: App | None = None, **_: Any) -> None:
+        self.results = list(results)
+        self._app = app
+
+    @property
+    def app(self) -> App:
+        if self._app is None:
+            from engine.shared import _current_app
+
+            self._app = self.results[0].app if self.results and self.results[0].app else _current_app()
+        return self._app
+
+    @app.setter
+    def app(self, app: App) -> None:
+        self._app = app
+
+    @property
+    def backend(self) -> Any:
+        return self.results[0]._backend() if self.results else self.app.backend
+
+    @property
+    def supports_native_join(self) -> bool:
+        return bool(getattr(self.backend, "supports_native_join", False))
+
+    # -- the set ------------------------------------------------------------------------------
+    def add(self, result: AsyncResult) -> None:
+        if result not in self.results:
+            self.results.append(result)
+
+    def remove(self, result: AsyncResult | str) -> None:
+        if isinstance(result, str):
+            result = AsyncResult(result, self._app)
+        self.results.remove(result)  # ValueError as list.remove (Celery raises KeyError)
+
+    def discard(self, result: AsyncResult | str) -> None:
+        try:
+            self.remove(result)
+        except ValueError:
+            pass
+
+    def update(self, results: Iterable[AsyncResult]) -> None:
+        self.results.extend(r for r in results if r not in self.results)
+
+    def clear(self) -> None:
+        self.results[:] = []
+
+    def __iter__(self) -> Iterator[AsyncResult]:
+        return iter(self.results)
+
+    def __getitem__(self, index: int) -> AsyncResult:
+        return self.results[index]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ResultSet):
+            return other.results == self.results
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: [{', '.join(r.id for r in self.results)}]>"
+
+    # -- state --------------------------------------------------------------------------------
+    def successful(self) -> bool:
+        return all(r.successful() for r in self.results)
+
+    def failed(self) -> bool:
+        return any(r.failed() for r in self.results)
+
+    def waiting(self) -> bool:
+        return any(not r.ready() for r in self.results)
+
+    def ready(self) -> bool:
+        return all(r.ready() for r in self.results)
+
+    def completed_count(self) -> int:
+        return sum(1 for r in self.results if r.successful())
+
+    def maybe_throw(self, callback: Callable[[str, Any], Any] | None = None, propagate: bool = True) -> None:
+        for result in self.results:
+            result.maybe_throw(callback=callback, propagate=propagate)
+
+    def forget(self) -> None:
+        for result in self.results:
+            result.forget()
+
+    def revoke(self, connection: Any = None, terminate: bool = False, signal: str = "SIGTERM", **_: Any) -> None:
+        for result in self.results:
+            result.revoke(terminate=terminate, signal=signal)
+
+    # -- collecting ---------------------------------------------------------------------------
+    def get(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        callback: Callable[[str, Any], Any] | None = None,
+        **kw: Any,
+    ) -> list[Any] | None:
+        join = self.join_native if self.supports_native_join else self.join
+        return join(timeout=timeout, propagate=propagate, interval=interval, callback=callback, **kw)
+
+    def join(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        callback: Callable[[str, Any], Any] | None = None,
+        **_: Any,
+    ) -> list[Any]:
+        """Each result in order, all within one ``timeout``; with ``callback``, returns ``[]``."""
+        start = time.monotonic()
+        values: list[Any] = []
+        for result in self.results:
+            remaining = None if timeout is None else max(timeout - (time.monotonic() - start), 0.0)
+            value = result.get(timeout=remaining, propagate=propagate, interval=interval)
+            if callback is not None:
+                callback(result.id, value)
+            else:
+                values.append(value)
+        return values
+
+    def iter_native(
+        self, timeout: float | None = None, interval: float = 0.5, **kw: Any
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(task_id, meta)`` as each result becomes ready, in any order."""
+        return self.backend.get_many([r.id for r in self.results], timeout=timeout, interval=interval, **kw)  # type: ignore[no-any-return]
+
+    def join_native(
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.5,
+        callback: Callable[[str, Any], Any] | None = None,
+        **kw: Any,
+    ) -> list[Any] | None:
+        """``join`` by polling the backend for every result at once; ``None`` with ``callback``."""
+        kw.pop("no_ack", None), kw.pop("disable_sync_subtasks", None), kw.pop("on_message", None)
+        index = {r.id: i for i, r in enumerate(self.results)}
+        values: list[Any] = [None] * len(self.results)
+        for task_id, meta in self.iter_native(timeout, interval, **kw):
+            value = meta.get("result")
+            if meta.get("status") in states.EXCEPTION_STATES and value is not None:
+                value = decode_exception(value)
+                if propagate and meta.get("status") in states.PROPAGATE_STATES:
+                    raise value
+            if callback is not None:
+                callback(task_id, value)
+            else:
+                values[index[task_id]] = value
+        return None if callback is not None else values

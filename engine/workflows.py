@@ -19,6 +19,7 @@ import asyncio
 import functools
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from engine.canvas import Signature
@@ -131,7 +132,7 @@ class Chain(Signature):
         prev_res: AsyncResult | None = None
         frozen = 0
         while steps:
-            task = steps.pop()
+            task = _unroll_lone(steps.pop())
             is_first, is_last = not steps, not frozen
             if isinstance(task, Group) and not len(task) and (steps or prev_task is not None):
                 continue
@@ -143,7 +144,7 @@ class Chain(Signature):
             elif is_first and args and not task.immutable:
                 task["args"] = [*args, *task["args"]]
             if isinstance(task, Chain):
-                steps.extend(task.tasks)
+                steps.extend(task.unchain_tasks())  # its own link/link_error move onto its steps, as Celery
                 continue
             if isinstance(task, Group) and prev_task is not None and prev_res is not None:
                 tasks.pop()
@@ -182,7 +183,7 @@ class Chain(Signature):
         """Run every step here, in this process, each with the previous step's value (eager)."""
         last: Any = None
         for step in self.tasks:
-            partial = (last.get(),) if last is not None else tuple(args)
+            partial = (last.get(),) if last is not None else tuple(_partial(args, self))
             result = step.clone(partial, kwargs if last is None else None).apply(**{**self.options, **options})
             result.parent, last = last, result
         return last
@@ -259,8 +260,9 @@ def _leading_steps(steps: list[Signature]) -> deque[Signature]:
         head = queue[0]
         if isinstance(head, Chain):
             queue.popleft()
-            queue.extendleft(reversed(head.tasks))
+            queue.extendleft(reversed(head.unchain_tasks()))
             continue
+        head = queue[0] = _unroll_lone(head)
         if isinstance(head, Group) and not len(head) and len(queue) > 1:
             stripped = queue.popleft()
             continue
@@ -268,6 +270,13 @@ def _leading_steps(steps: list[Signature]) -> deque[Signature]:
     if stripped is not None and not queue:
         queue.append(stripped)
     return queue
+
+
+def _unroll_lone(task: Signature) -> Signature:
+    """A group of one task is that task in a chain (Celery's ``maybe_unroll_group``, #1656)."""
+    if isinstance(task, Group) and len(task) == 1:
+        return task.tasks[0]
+    return task
 
 
 def _led_by_task(body: Signature | None) -> bool:
@@ -302,6 +311,17 @@ class Group(Signature):
 
     def __len__(self) -> int:
         return len(self["kwargs"]["tasks"])
+
+    def link(self, callback: dict[str, Any]) -> dict[str, Any]:
+        """As Celery: on the first member only, made immutable (it cannot get its siblings' values)."""
+        return self.tasks[0].link(from_dict(callback, self.app).clone().set(immutable=True))
+
+    def link_error(self, errback: dict[str, Any]) -> dict[str, Any]:
+        """As Celery: on every member, since any of them may fail."""
+        sig = from_dict(errback, self.app)
+        for member in self.tasks:
+            member.link_error(sig.clone())
+        return sig
 
     def _unrolled(self) -> Iterator[Signature]:
         """The members with nested groups flattened into this one and empty chains left out."""
@@ -384,6 +404,9 @@ class Chord(Signature):
     def __init__(
         self, header: Iterable[Any], body: Signature | None = None, app: App | None = None, **options: Any
     ) -> None:
+        lazy = header if isinstance(header, GeneratorType) else None  # sent as it yields (engine.chord_lazy)
+        if lazy is not None:
+            header = []
         if isinstance(header, dict) and not isinstance(header, Signature):
             header = from_dict(header, app)
         if isinstance(header, (Group, Chain)):  # a chain as a header gives its steps (Celery's _maybe_group)
@@ -397,9 +420,22 @@ class Chord(Signature):
         super().__init__(
             "celery.chord", (), {"header": members, "body": body, "kwargs": {}}, options, "chord", app=found
         )
+        self._lazy_header = lazy
+
+    def _settle_header(self) -> None:
+        """A generator header read to the end, for every use but sending the chord itself."""
+        lazy = getattr(self, "_lazy_header", None)
+        if lazy is not None:
+            self._lazy_header = None
+            self["kwargs"]["header"] = [from_dict(s, self.app) for s in lazy]
+
+    def clone(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Signature:
+        self._settle_header()
+        return super().clone(args, kwargs, **options)
 
     def _header_group(self) -> Group:
         """The header as a group: Celery 5.7 sends a frozen chord's header as a group signature."""
+        self._settle_header()
         header = self["kwargs"]["header"]
         if isinstance(header, dict):
             return from_dict(header, self.app)  # type: ignore[return-value]
@@ -508,6 +544,14 @@ class Chord(Signature):
             merged.pop(key, None)
         task_id = task_id or merged.pop("task_id", None)
         merged.pop("task_id", None)
+        lazy = getattr(self, "_lazy_header", None)
+        if lazy is not None:
+            from engine import chord_lazy
+
+            self._lazy_header = None
+            return chord_lazy.run(
+                self._bound_app(), lazy, body.clone(), _partial(args, self), kwargs, task_id, header_delay, merged
+            )
         header = self._header_group().clone()
         assert isinstance(header, Group)
         return self._run(header, body.clone(), _partial(args, self), kwargs, task_id, header_delay, merged)
@@ -528,14 +572,19 @@ class Chord(Signature):
         for callback in _as_list(options.pop("link", None)):
             body.link(callback)
         for errback in _as_list(options.pop("link_error", None)):
-            body.link_error(errback)
+            if isinstance(body, Group) and body.options.get("link_error"):
+                Signature.link_error(body, errback)  # a group's own errbacks replace its members' (Celery)
+            else:
+                body.link_error(errback)
         body.options.update({k: v for k, v in options.items() if k != "parent_id"})
         body_result = body.freeze(task_id or new_id(), group_id=group_id, root_id=root_id)
         for key in ("chain", "chord", "task_id", "group_index"):
             options.pop(key, None)
         header.options["task_id"] = group_id
+        frozen = header.freeze(group_id=group_id, chord=body, root_id=root_id)  # drops empty chains
         if len(header):
-            header.freeze(group_id=group_id, chord=body, root_id=root_id)
+            if any(isinstance(r, GroupResult) for r in frozen.results):
+                frozen.save()  # Celery's apply_chord: the body then gets the header's nested shape
             header_result = header.apply_async(partial, kwargs, task_id=group_id, **options, **header_delay)
         else:
             body.apply_async(([],))

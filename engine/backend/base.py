@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from engine.backend.keyvalue import BaseKeyValueStoreBackend
+
+__all__ = ["BaseKeyValueStoreBackend", "ResultBackend"]
+
 
 class ResultBackend(Protocol):
     url: str

@@ -55,8 +55,15 @@ class ChordJoin:
         self._finish = client.register_script(FINISH)
 
     def set_size(self, group_id: str, size: int) -> None:
-        """Written by the client when it applies the chord (before any header can finish)."""
-        self.client.setex(f"{group_key(group_id)}.s", self.expires, size)
+        """Written by the client when it applies the chord (before any header can finish).
+
+        As Celery's ``set_chord_size``, it first clears ``.c``: a frozen chord applied again
+        reuses its group id, and each apply is a new run whose body must start again."""
+        base = group_key(group_id)
+        with self.client.pipeline() as pipe:
+            pipe.delete(f"{base}.c")
+            pipe.setex(f"{base}.s", self.expires, size)
+            pipe.execute()
 
     def add_to_chord(self, group_id: str) -> None:
         """One more header member than the chord was sent with (``Task.add_to_chord``)."""
@@ -72,7 +79,7 @@ class ChordJoin:
         """Record one header outcome; returns (claim token, ordered parts) to the completer."""
         member = json.dumps([1, task_id, state, result])
         token = uuid.uuid4().hex
-        args = [member, index, f"{task_id}:{index}", self.expires, token]
+        args: list[Any] = [member, index, f"{task_id}:{index}", self.expires, token]
         got = self._join(keys=_keys(group_id), args=args)
         if not got or int(got[0]) != 1:
             return None

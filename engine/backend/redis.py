@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis
 
 from engine import aio, asyncrun, states
+from engine.backend.keyvalue import BaseKeyValueStoreBackend
 from engine.protocol.results import task_key
 from engine.redisconn import ThreadConnections, client_from_url, guarded
 from engine.serialization import json_dumps, json_loads
 
 
-class RedisBackend:
+class RedisBackend(BaseKeyValueStoreBackend):
     def __init__(self, url: str, expires: float | None = 86400) -> None:
         self.url = url
         self.expires = int(expires) if expires else None
@@ -88,6 +90,26 @@ class RedisBackend:
 
     def forget(self, task_id: str) -> None:
         self.client.delete(task_key(task_id))
+
+    # -- Celery's key/value surface (``BaseKeyValueStoreBackend``) ---------------------------
+    def get(self, key: str) -> bytes | None:
+        data: Any = guarded(self.url, lambda: self.client.get(key))
+        return data  # type: ignore[no-any-return]
+
+    def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        data: Any = guarded(self.url, lambda: self.client.mget(list(keys)))
+        return data  # type: ignore[no-any-return]
+
+    def set(self, key: str, value: str) -> None:
+        if self.expires:
+            self.client.setex(key, self.expires, value)
+        else:
+            self.client.set(key, value)
+
+    def delete(self, key: str) -> None:
+        self.client.delete(key)
 
     def close(self) -> None:
         self._conns.close()
