@@ -14,7 +14,7 @@ import socket
 import time
 import types
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from engine import discovery, fixups, publish, shared, signals
 from engine.backend import ResultBackend
@@ -35,6 +35,11 @@ from engine.routing import route
 from engine.signing import Signer
 from engine.task import Task, task_from_function
 from engine.workflows import register_builtins
+
+# ``App.Task`` and ``App.AsyncResult`` are Celery's names for the app's classes; inside the class
+# they shadow the imported ones, so annotations there use these names.
+TaskT: TypeAlias = Task
+ResultT: TypeAlias = AsyncResult
 
 UTC = dt.timezone.utc
 _ORIGINS: dict[int, str] = {}
@@ -109,7 +114,7 @@ class App:
         if include:
             self.conf.include = [*(self.conf.get("include") or ()), *include]
         self._task_cls = _resolve_task_cls(task_cls)
-        self._app_task_cls: type[Task] | None = None
+        self._app_task_cls: type[TaskT] | None = None
         self.tasks = TaskRegistry()
         self.current_requests = RequestStack()
         self._broker: Broker | None = None
@@ -271,12 +276,12 @@ class App:
         if args:
             raise TypeError("@app.task takes keyword options only, or the function itself")
 
-        def decorate(fun: Callable[..., Any]) -> Task:
+        def decorate(fun: Callable[..., Any]) -> TaskT:
             return self._register(fun, options)
 
         return decorate
 
-    def _register(self, fun: Callable[..., Any], options: dict[str, Any]) -> Task:
+    def _register(self, fun: Callable[..., Any], options: dict[str, Any]) -> TaskT:
         opts = dict(options)
         for ignored in ("shared", "lazy", "filter"):
             opts.pop(ignored, None)
@@ -290,7 +295,7 @@ class App:
         self._annotate(task)
         return task
 
-    def register_task(self, task: Task | type[Task], **options: Any) -> Task:
+    def register_task(self, task: TaskT | type[TaskT], **options: Any) -> TaskT:
         """Register a class-based task (``class X(app.Task)`` with ``run``): Celery does not do it for you."""
         instance = task() if isinstance(task, type) else task
         for key, value in options.items():
@@ -303,7 +308,7 @@ class App:
         self._annotate(instance)
         return instance
 
-    def _annotate(self, task: Task) -> None:
+    def _annotate(self, task: TaskT) -> None:
         """``task_annotations``: attributes set on tasks from the settings (Celery's forms: a dict by
         task name or ``"*"``, an object with ``annotate(task)``, or a list of those)."""
         found = self.conf.get("task_annotations")
@@ -357,9 +362,9 @@ class App:
         args: Sequence[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
         *,
-        task: Task | None = None,
+        task: TaskT | None = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> ResultT:
         """Encode and publish one task message; the returned handle reads its result."""
         task = task if task is not None else self.tasks.get(name)
         args, kwargs = list(args or ()), dict(kwargs or {})
@@ -388,9 +393,9 @@ class App:
         name: str,
         calls: Sequence[tuple[Sequence[Any], dict[str, Any] | None]],
         *,
-        task: Task | None = None,
+        task: TaskT | None = None,
         **options: Any,
-    ) -> list[AsyncResult]:
+    ) -> list[ResultT]:
         """Bulk ``send_task``: one message per ``(args, kwargs)`` with the same options, all
         published in one round trip (``protocol.build_many`` + ``broker.publish_many``).
 
@@ -442,20 +447,20 @@ class App:
         return raws, hooks
 
     def _destination(
-        self, name: str, task: Task | None, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any]
+        self, name: str, task: TaskT | None, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any]
     ) -> tuple[str, int | None, dict[str, Any]]:
         """(queue, priority, the matching route) by Celery's precedence: the call's options, then
         the task's own, then ``task_routes``, then the defaults."""
-        own = {"queue": task.queue, "priority": task.priority} if task is not None else {}
+        own: dict[str, Any] = {"queue": task.queue, "priority": task.priority} if task is not None else {}
         routed = route(self.conf.task_routes, name, args, kwargs, options)
-        queue = options.get("queue") or own.get("queue") or routed.get("queue") or self.conf.task_default_queue
+        queue: Any = options.get("queue") or own.get("queue") or routed.get("queue") or self.conf.task_default_queue
         priority = next(
             (p for p in (options.get("priority"), own.get("priority"), routed.get("priority")) if p is not None),
             self.conf.task_default_priority,
         )
-        return getattr(queue, "name", queue), priority, routed
+        return str(getattr(queue, "name", queue)), priority, routed
 
-    def _message_options(self, task: Task | None, options: dict[str, Any], routed: dict[str, Any]) -> dict[str, Any]:
+    def _message_options(self, task: TaskT | None, options: dict[str, Any], routed: dict[str, Any]) -> dict[str, Any]:
         current = self.current_requests.stack[-1] if self.current_requests.stack else None
         parent_id = options.get("parent_id") or (current.id if current else None)
         root_id = options.get("root_id") or (current.root_id if current else None)
@@ -499,6 +504,8 @@ class App:
             return None
         if isinstance(eta, str):
             eta = protocol.parse_time(eta)
+            if eta is None:  # an empty string: no ETA
+                return None
         return eta if eta.tzinfo else eta.replace(tzinfo=UTC if self.conf.enable_utc else None)
 
     def _expires(self, expires: Any) -> dt.datetime | None:
