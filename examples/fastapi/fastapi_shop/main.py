@@ -1,8 +1,9 @@
 """An async API that hands work to the task queue: ``uvicorn fastapi_shop.main:api``.
 
-``delay()`` and ``AsyncResult.get()`` block, so they run in Starlette's thread pool: the event
-loop keeps serving other requests while one waits for its result. (With an asyncio client these
-two lines become ``await quote.adelay(...)`` and ``await result.aget(timeout=...)``.)
+The asyncio client (``engine.aio``) enqueues and waits without a thread: ``await quote.adelay()``
+returns once the broker has the message, ``await result.aget()`` is woken by the result's publish.
+Concurrent requests share one pipelined connection, and the event loop keeps serving the others
+while one waits for its result.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ class QuoteRequest(BaseModel):
 @api.post("/quotes")
 async def create_quote(request: QuoteRequest) -> dict[str, Any]:
     """Enqueue and await the worker's answer."""
-    result: AsyncResult = await run_in_threadpool(quote.delay, request.item, request.quantity)
+    result: AsyncResult = await quote.adelay(request.item, request.quantity)
     try:
-        value = await run_in_threadpool(result.get, timeout=60, propagate=False)
+        value = await result.aget(timeout=60, propagate=False)
     except ResultTimeout:
         raise HTTPException(504, f"no answer yet; poll /quotes/{result.id}") from None
     if result.failed():
@@ -42,7 +43,7 @@ async def create_quote(request: QuoteRequest) -> dict[str, Any]:
 @api.post("/quotes/later", status_code=202)
 async def queue_quote(request: QuoteRequest) -> dict[str, str]:
     """Enqueue only; the client polls ``GET /quotes/{task_id}``."""
-    result = await run_in_threadpool(quote.delay, request.item, request.quantity)
+    result = await quote.adelay(request.item, request.quantity)
     return {"task_id": result.id}
 
 
