@@ -196,9 +196,10 @@ class Task:
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         return self.apply_async(args, kwargs)
 
-    def apply_async(
-        self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
-    ) -> AsyncResult:
+    def _prepare_send(
+        self, args: Sequence[Any] | None, kwargs: dict[str, Any] | None, options: dict[str, Any]
+    ) -> tuple[Sequence[Any] | None, dict[str, Any] | None, dict[str, Any]]:
+        """The checks and option merging a sync and an async send share, so the two cannot drift."""
         if self.soft_time_limit and self.time_limit and self.soft_time_limit > self.time_limit:
             raise ValueError("soft_time_limit must be less than or equal to time_limit")
         typing = self.app.strict_typing if self.typing is None else self.typing
@@ -207,6 +208,12 @@ class Task:
         options = {**self.exec_options(), **{k: v for k, v in options.items() if v is not None}}
         if self._dump_arguments is not None and options.get("serializer") != "pickle":
             args, kwargs = self._dump_arguments(args, kwargs)
+        return args, kwargs, options
+
+    def apply_async(
+        self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> AsyncResult:
+        args, kwargs, options = self._prepare_send(args, kwargs, options)
         if self.app.conf.task_always_eager:
             return self.apply(args, kwargs, **options)
         return self.app.send_task(self.registered_name, args, kwargs, task=self, **options)
@@ -221,14 +228,7 @@ class Task:
         """``apply_async`` for coroutines: concurrent callers share one pipelined connection."""
         from engine import aio
 
-        if self.soft_time_limit and self.time_limit and self.soft_time_limit > self.time_limit:
-            raise ValueError("soft_time_limit must be less than or equal to time_limit")
-        typing = self.app.strict_typing if self.typing is None else self.typing
-        if typing and self._check_arguments is not None:
-            self._check_arguments(*(args or ()), **(kwargs or {}))
-        options = {**self.exec_options(), **{k: v for k, v in options.items() if v is not None}}
-        if self._dump_arguments is not None and options.get("serializer") != "pickle":
-            args, kwargs = self._dump_arguments(args, kwargs)
+        args, kwargs, options = self._prepare_send(args, kwargs, options)
         if self.app.conf.task_always_eager:
             return self.apply(args, kwargs, **options)
         return await aio.asend_task(self.app, str(self.name), args, kwargs, task=self, **options)
