@@ -23,7 +23,6 @@ import redis
 import redis.asyncio
 
 from engine import states
-from engine.protocol import task as protocol
 from engine.protocol.results import decode_exception, task_key
 from engine.protocol.task import priority_key
 from engine.serialization import json_dumps, json_loads
@@ -237,32 +236,15 @@ async def asend_task(
 ) -> AsyncResult:
     """``app.send_task`` for coroutines: the same message, published through the loop's shared,
     pipelined broker connection. Returns once the broker has the message."""
-    from engine.result import AsyncResult
-
     client = getattr(app.broker, "client", None)
     if not isinstance(client, redis.Redis):  # not a Redis broker (memory://): the sync path, in a thread
         send = functools.partial(app.send_task, name, args, kwargs, task=task, **options)
         return await asyncio.get_running_loop().run_in_executor(None, send)
-    # From here as App.send_task (keep the two in step), but for the publish.
-    task = task if task is not None else app.tasks.get(name)
-    args, kwargs = list(args or ()), dict(kwargs or {})
-    options = {k: v for k, v in options.items() if v is not None}
-    if app.conf.get("task_inherit_parent_priority") and app.current_requests.stack:
-        parent_priority = (app.current_requests.stack[-1].delivery_info or {}).get("priority")
-        if parent_priority is not None:
-            options.setdefault("priority", parent_priority)
-    queue, priority, routed = app._destination(name, task, args, kwargs, options)
-    message_options = app._message_options(task, options, routed)
-    task_id, raw = protocol.build(name, args, kwargs, queue=queue, priority=priority, **message_options)
-    (raw,), hooks = app._outgoing(name, [raw], message_options["exchange"], message_options["routing_key"] or queue)
+    # App.send_task's own steps, but for the publish.
+    out = app._prepare_send(name, args, kwargs, task, options)
     sent_at = time.time()
-    await pipeliner(client).call(("LPUSH", priority_key(queue, priority), raw))
-    for hook in hooks:
-        hook.after()
-    sent = app.sent_events
-    if sent is not None:
-        sent.record(task_id, name, args, kwargs, queue, message_options, sent_at)
-    return AsyncResult(task_id, app, task_name=name)
+    await pipeliner(client).call(("LPUSH", priority_key(out.queue, out.priority), out.raw))
+    return app._after_send(out, sent_at)
 
 
 # -- results ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import socket
 import time
 import types
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from engine import discovery, fixups, publish, shared, signals
 from engine.backend import ResultBackend
@@ -80,6 +80,20 @@ def _resolve_task_cls(task_cls: Any) -> type[Task]:
     if not (isinstance(task_cls, type) and issubclass(task_cls, Task)):
         raise ImproperlyConfigured(f"task_cls must be an engine Task subclass, not {task_cls!r}")
     return task_cls
+
+
+class Outgoing(NamedTuple):
+    """One encoded task message, ready to publish, and what its after-send steps need."""
+
+    task_id: str
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    priority: int | None
+    raw: bytes
+    message_options: dict[str, Any]
+    hooks: list[publish.Publishing]
 
 
 class TaskRegistry(dict):
@@ -366,6 +380,21 @@ class App:
         **options: Any,
     ) -> ResultT:
         """Encode and publish one task message; the returned handle reads its result."""
+        out = self._prepare_send(name, args, kwargs, task, options)
+        sent_at = time.time()  # task-sent's time: before the publish, so never after the task starts
+        guarded(self.broker.url, lambda: self.broker.publish(out.queue, out.raw, out.priority))
+        return self._after_send(out, sent_at)
+
+    def _prepare_send(
+        self,
+        name: str,
+        args: Sequence[Any] | None,
+        kwargs: dict[str, Any] | None,
+        task: TaskT | None,
+        options: dict[str, Any],
+    ) -> Outgoing:
+        """Everything ``send_task`` does before the publish; ``engine.aio.asend_task`` shares it so
+        the sync and asyncio paths build the same message."""
         task = task if task is not None else self.tasks.get(name)
         args, kwargs = list(args or ()), dict(kwargs or {})
         options = {k: v for k, v in options.items() if v is not None}
@@ -379,14 +408,16 @@ class App:
         (raw,), hooks = self._outgoing(
             name, [raw], message_options["exchange"], message_options["routing_key"] or queue
         )
-        sent_at = time.time()  # task-sent's time: before the publish, so never after the task starts
-        guarded(self.broker.url, lambda: self.broker.publish(queue, raw, priority))
-        for hook in hooks:
+        return Outgoing(task_id, name, args, kwargs, queue, priority, raw, message_options, hooks)
+
+    def _after_send(self, out: Outgoing, sent_at: float) -> ResultT:
+        """What follows a publish (hooks' ``after``, the task-sent event), for both send paths."""
+        for hook in out.hooks:
             hook.after()
         sent = self.sent_events
         if sent is not None:
-            sent.record(task_id, name, args, kwargs, queue, message_options, sent_at)
-        return AsyncResult(task_id, self, task_name=name)
+            sent.record(out.task_id, out.name, out.args, out.kwargs, out.queue, out.message_options, sent_at)
+        return AsyncResult(out.task_id, self, task_name=out.name)
 
     def send_many(
         self,
