@@ -23,7 +23,7 @@ import redis
 import redis.asyncio
 
 from engine import states
-from engine.protocol.results import decode_exception, task_key
+from engine.protocol.results import task_key
 from engine.protocol.task import priority_key
 from engine.serialization import json_dumps, json_loads
 
@@ -257,7 +257,6 @@ async def astore(backend: Any, task_id: str, meta: dict[str, Any]) -> None:
 
 async def aget(result: AsyncResult, timeout: float | None = None, propagate: bool = True) -> Any:
     """``result.get()`` for coroutines: woken by the result's publish, never by polling."""
-    from engine.exceptions import TimeoutError
     from engine.group_result import GroupResult
     from engine.result import EagerResult
 
@@ -287,12 +286,4 @@ async def aget(result: AsyncResult, timeout: float | None = None, propagate: boo
                 return json_loads(data) if data else None
 
             meta = await listener.wait(key, read, timeout)
-    if not meta or meta.get("status") not in states.READY_STATES:
-        raise TimeoutError(f"task {result.id} not ready after {timeout}s")
-    result._cache = meta
-    if meta["status"] in states.PROPAGATE_STATES:
-        exc = decode_exception(meta.get("result"))
-        if propagate:
-            raise exc
-        return exc
-    return meta.get("result")
+    return result._outcome(meta, timeout, propagate)

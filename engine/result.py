@@ -122,6 +122,13 @@ class AsyncResult:
         if meta is None:
             parents = kw.get("follow_parents", True) and propagate and self.parent is not None
             meta = self._wait_following_parents(timeout) if parents else self._backend().wait(self.id, timeout)
+        return self._outcome(meta, timeout, propagate)
+
+    wait = get
+
+    def _outcome(self, meta: dict[str, Any] | None, timeout: float | None, propagate: bool) -> Any:
+        """The end of a wait, shared by ``get`` and ``engine.aio.aget``: a timeout if not ready,
+        else the cached meta's value, or its error raised (``propagate``) or returned."""
         if not meta or meta.get("status") not in states.READY_STATES:
             raise TimeoutError(f"task {self.id} not ready after {timeout}s")
         self._cache = meta
@@ -131,8 +138,6 @@ class AsyncResult:
                 raise exc
             return exc
         return meta.get("result")
-
-    wait = get
 
     def _wait_following_parents(self, timeout: float | None) -> dict[str, Any] | None:
         """Celery's drain loop: the parents are looked at after every wait, the last one too, so a
