@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from engine import states
 from engine.protocol.results import group_key
-from engine.result import AsyncResult
+from engine.result import AsyncResult, MemberStates
 
 if TYPE_CHECKING:
     from engine.app import App
 
 
-class GroupResult(AsyncResult):
+class GroupResult(MemberStates, AsyncResult):
     def __init__(
         self,
         id: str | None = None,
@@ -53,25 +53,10 @@ class GroupResult(AsyncResult):
     def children(self) -> list[AsyncResult]:  # type: ignore[override]
         return self.results
 
-    def ready(self) -> bool:
-        return all(r.ready() for r in self.results)
-
-    def successful(self) -> bool:
-        return all(r.successful() for r in self.results)
-
-    def failed(self) -> bool:
-        return any(r.failed() for r in self.results)
-
-    def waiting(self) -> bool:
-        return any(not r.ready() for r in self.results)
-
     def maybe_throw(self, propagate: bool = True, callback: Any = None) -> None:  # type: ignore[override]
         """The first failed member's error (a chord's header, as a parent of its body)."""
         for result in self.results:
             result.maybe_throw(propagate=propagate, callback=callback)
-
-    def completed_count(self) -> int:
-        return sum(1 for r in self.results if r.successful())
 
     @property
     def state(self) -> str:  # type: ignore[override]

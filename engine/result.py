@@ -227,7 +227,29 @@ class EagerResult(AsyncResult):
         pass
 
 
-class ResultSet:
+class MemberStates:
+    """The state questions a collection answers over its members; ``ResultSet`` and ``GroupResult``
+    share them (a ``GroupResult`` is an ``AsyncResult``, so it cannot be a ``ResultSet``)."""
+
+    results: list[AsyncResult]
+
+    def successful(self) -> bool:
+        return all(r.successful() for r in self.results)
+
+    def failed(self) -> bool:
+        return any(r.failed() for r in self.results)
+
+    def waiting(self) -> bool:
+        return any(not r.ready() for r in self.results)
+
+    def ready(self) -> bool:
+        return all(r.ready() for r in self.results)
+
+    def completed_count(self) -> int:
+        return sum(1 for r in self.results if r.successful())
+
+
+class ResultSet(MemberStates):
     """Celery's ``ResultSet``: results of unrelated tasks, collected as one list in order.
 
     ``join`` spends one time budget over all the results (a spent budget raises rather than
@@ -300,21 +322,6 @@ class ResultSet:
         return f"<{type(self).__name__}: [{', '.join(r.id for r in self.results)}]>"
 
     # -- state --------------------------------------------------------------------------------
-    def successful(self) -> bool:
-        return all(r.successful() for r in self.results)
-
-    def failed(self) -> bool:
-        return any(r.failed() for r in self.results)
-
-    def waiting(self) -> bool:
-        return any(not r.ready() for r in self.results)
-
-    def ready(self) -> bool:
-        return all(r.ready() for r in self.results)
-
-    def completed_count(self) -> int:
-        return sum(1 for r in self.results if r.successful())
-
     def maybe_throw(self, callback: Callable[[str, Any], Any] | None = None, propagate: bool = True) -> None:
         for result in self.results:
             result.maybe_throw(callback=callback, propagate=propagate)
