@@ -48,7 +48,8 @@ class Pool(Protocol):
     def kill_job(self, task_id: str, signum: int) -> bool: ...
 
 
-def _drain(q: queue.Queue[Any]) -> list[Job]:
+def drain(q: queue.Queue[Any]) -> list[Job]:
+    """The jobs still queued, taken off (the ``None`` stop markers dropped): what a stopping pool hands back."""
     left: list[Job] = []
     while True:
         try:
@@ -57,6 +58,21 @@ def _drain(q: queue.Queue[Any]) -> list[Job]:
             return left
         if item is not None:
             left.append(item)
+
+
+def run_on_thread(host: PoolHost, job: Job, limiter: ThreadLimiter) -> Outcome:
+    """One job on the calling pool thread, its time limits armed for the run; shared by the thread
+    pool and the asyncio pool's plain ``def`` tasks so both run them the same way."""
+    armed = job.soft_limit or job.hard_limit
+    if armed:
+        limiter.arm(job.soft_limit, job.hard_limit)
+    try:
+        return trace.run(host.app, job.task, job.request(host.hostname))
+    except Exception as exc:  # outside trace's own net: still an outcome, never a dead thread
+        return trace.internal_error(exc)
+    finally:
+        if armed:
+            limiter.disarm()
 
 
 class SoloPool:
@@ -107,10 +123,10 @@ class SoloPool:
             log.exception("settling %s[%s] failed", job.name, job.id)
 
     def stop(self, timeout: float) -> list[Job]:
-        return _drain(self._jobs)
+        return drain(self._jobs)
 
     def terminate(self) -> list[Job]:
-        return _drain(self._jobs) + self._interrupted
+        return drain(self._jobs) + self._interrupted
 
     def size(self) -> int:
         return 1
@@ -160,17 +176,7 @@ class ThreadPool:
             try:
                 if not self.host.on_start(job):
                     continue
-                armed = job.soft_limit or job.hard_limit
-                if armed:
-                    self._limiter.arm(job.soft_limit, job.hard_limit)
-                try:
-                    outcome = trace.run(self.host.app, job.task, job.request(self.host.hostname))
-                except Exception as exc:  # outside trace's own net: still an outcome, never a dead thread
-                    outcome = trace.internal_error(exc)
-                finally:
-                    if armed:
-                        self._limiter.disarm()
-                self.host.on_done(job, outcome)
+                self.host.on_done(job, run_on_thread(self.host, job, self._limiter))
             except Exception:  # settling failed: logged; the thread lives on (a pool of 0 serves nobody)
                 log.exception("settling %s[%s] failed", job.name, job.id)
             finally:
@@ -180,7 +186,7 @@ class ThreadPool:
         stopping.wait()
 
     def stop(self, timeout: float) -> list[Job]:
-        left = _drain(self._jobs)
+        left = drain(self._jobs)
         with self._lock:
             threads = list(self._threads)
         for _ in threads:
@@ -192,7 +198,7 @@ class ThreadPool:
 
     def terminate(self) -> list[Job]:
         self._limiter.stop()
-        return _drain(self._jobs) + list(self._running.values())
+        return drain(self._jobs) + list(self._running.values())
 
     def size(self) -> int:
         with self._lock:

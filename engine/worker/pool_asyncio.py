@@ -29,6 +29,7 @@ from engine import aio, trace
 from engine.asyncrun import Bridge, Terminated
 from engine.exceptions import ImproperlyConfigured, SoftTimeLimitExceeded, TimeLimitExceeded
 from engine.worker.limits import ThreadLimiter
+from engine.worker.pool import run_on_thread
 
 if TYPE_CHECKING:
     from engine.task import Task
@@ -219,16 +220,7 @@ class AsyncioPool:
         """A plain ``def`` task, on a pool thread: as ``ThreadPool`` runs it."""
         if self._dead or not self.host.on_start(job):
             return
-        armed = job.soft_limit or job.hard_limit
-        if armed:
-            self._limiter.arm(job.soft_limit, job.hard_limit)
-        try:
-            outcome = trace.run(self.host.app, job.task, job.request(self.host.hostname))
-        except Exception as exc:
-            outcome = trace.internal_error(exc)
-        finally:
-            if armed:
-                self._limiter.disarm()
+        outcome = run_on_thread(self.host, job, self._limiter)
         if not self._dead:
             self.host.on_done(job, outcome)
 

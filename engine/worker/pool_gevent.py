@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from engine import trace
 from engine.asyncrun import Terminated
 from engine.exceptions import ImproperlyConfigured, SoftTimeLimitExceeded, TimeLimitExceeded
+from engine.worker.pool import drain
 
 if TYPE_CHECKING:
     from engine.trace import Outcome
@@ -106,7 +107,7 @@ class GeventPool:
 
     def stop(self, timeout: float) -> list[Job]:
         """Warm: queued jobs go back, running ones finish (up to ``timeout``, then are handed back)."""
-        left = self._drain()
+        left = drain(self._jobs)
         threads = list(self._threads)
         for _ in threads:
             self._jobs.put(None)
@@ -122,17 +123,7 @@ class GeventPool:
         running = list(self._running.values())
         for _, glet in running:
             self._gevent.kill(glet, self._gevent.GreenletExit)
-        return self._drain() + [job for job, _ in running]
-
-    def _drain(self) -> list[Job]:
-        left: list[Job] = []
-        while True:
-            try:
-                item = self._jobs.get_nowait()
-            except queue.Empty:
-                return left
-            if item is not None:
-                left.append(item)
+        return drain(self._jobs) + [job for job, _ in running]
 
     def size(self) -> int:
         self._threads = [t for t in self._threads if t.is_alive()]
