@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine import signals, trace
@@ -73,6 +74,16 @@ def run_on_thread(host: PoolHost, job: Job, limiter: ThreadLimiter) -> Outcome:
     finally:
         if armed:
             limiter.disarm()
+
+
+def start_threads(threads: list[threading.Thread], target: Callable[[], None], n: int) -> int:
+    """Start ``n`` more pool threads on ``target``, each kept in ``threads`` as soon as it runs (so
+    one that failed to start leaves the others counted); returns the pool's new size."""
+    for _ in range(n):
+        thread = threading.Thread(target=target, name="pool", daemon=True)
+        thread.start()
+        threads.append(thread)
+    return len(threads)
 
 
 class SoloPool:
@@ -207,11 +218,7 @@ class ThreadPool:
 
     def grow(self, n: int) -> int:
         with self._lock:
-            for _ in range(n):
-                thread = threading.Thread(target=self._loop, name="pool", daemon=True)
-                thread.start()
-                self._threads.append(thread)
-            return len(self._threads)
+            return start_threads(self._threads, self._loop, n)
 
     def shrink(self, n: int) -> int:
         with self._lock:

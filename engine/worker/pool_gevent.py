@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from engine import trace
 from engine.asyncrun import Terminated
 from engine.exceptions import ImproperlyConfigured, SoftTimeLimitExceeded, TimeLimitExceeded
-from engine.worker.pool import drain
+from engine.worker.pool import drain, start_threads
 
 if TYPE_CHECKING:
     from engine.trace import Outcome
@@ -130,11 +130,7 @@ class GeventPool:
         return len(self._threads)
 
     def grow(self, n: int) -> int:
-        for _ in range(n):
-            thread = threading.Thread(target=self._loop, name="pool", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return len(self._threads)
+        return start_threads(self._threads, self._loop, n)
 
     def shrink(self, n: int) -> int:
         n = max(min(n, len(self._threads) - 1), 0)
