@@ -65,6 +65,10 @@ class GroupResult(MemberStates, AsyncResult):
         return states.SUCCESS if self.ready() else states.PENDING
 
     def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5, **kw: Any) -> list[Any]:
+        """Each member's own outcome, as Celery's native join on Redis reads them: a member whose
+        parent failed is waited for until the worker marks it failed too (its parents are not
+        followed), so once ``get`` raises, every member that will fail already says so."""
+        kw.setdefault("follow_parents", False)
         return [r.get(timeout=timeout, propagate=propagate, **kw) for r in self.results]
 
     join = get
