@@ -325,9 +325,9 @@ def test_retry_failed_group_is_throttled_to_the_rate(
     assert {h["id"]: h["retry_of"] for h in queued} == {p["id"]: p["retry_of"] for p in doc["retried"]}
     sent = sorted(h["sent_at"] for h in queued)
     print(f"group retry: 500 in {sent[-1] - sent[0]:.2f}s = {499 / (sent[-1] - sent[0]):.1f}/s")
-    # 50/s: consecutive sends at least 20 ms apart (send times are rounded to the millisecond), so no
-    # one-second window holds more than 50 of them.
-    assert min(b - a for a, b in zip(sent[:-1], sent[1:], strict=True)) >= 0.019
+    # 50/s: no one-second window holds more than 50 of them (send times are rounded to the
+    # millisecond). Gaps between two sends are not asserted: on a loaded machine a late send and
+    # the next one may come close together without breaking the rate.
     assert all(sent[i + 50] - sent[i] >= 0.999 for i in range(len(sent) - 50))
     start_worker("-P", "threads", "-c", "8", name="g2", app="tests.apps.guarded")
     new_ids = {pair["id"] for pair in doc["retried"]}
