@@ -195,32 +195,39 @@ class Request:
 
 def from_message(message: Any, hostname: str | None) -> Request:
     """The context of a message that will not run (revoked, expired): what ``task_revoked`` receivers get."""
+    return Request(**message_fields(message, hostname))
+
+
+def message_fields(message: Any, hostname: str | None) -> dict[str, Any]:
+    """A request's fields as the message gives them; a worker's job overrides what the task decides
+    (``ignore_result``, ``timelimit``)."""
     embed = message.embed or {}
-    return Request(
-        id=message.id,
-        name=message.name,
-        args=message.args,
-        kwargs=message.kwargs,
-        retries=message.retries,
-        hostname=hostname,
-        delivery_info=message.delivery_info,
-        root_id=message.root_id,
-        parent_id=message.parent_id,
-        group=message.group,
-        group_index=message.headers.get("group_index"),
-        eta=message.headers.get("eta"),
-        expires=message.headers.get("expires"),
-        message_headers=message.headers,
-        callbacks=embed.get("callbacks"),
-        errbacks=embed.get("errbacks"),
-        chain=embed.get("chain"),
-        chord=embed.get("chord"),
-        origin=message.headers.get("origin"),
-        ignore_result=message.ignore_result,
-        timelimit=message.timelimit,
-        called_directly=False,
-        properties=message.properties,
-    )
+    h = message.headers
+    return {
+        "id": message.id,
+        "name": message.name,
+        "args": message.args,
+        "kwargs": message.kwargs,
+        "retries": message.retries,
+        "hostname": hostname,
+        "delivery_info": message.delivery_info,
+        "root_id": message.root_id,
+        "parent_id": message.parent_id,
+        "group": message.group,
+        "group_index": h.get("group_index"),
+        "eta": h.get("eta"),
+        "expires": h.get("expires"),
+        "message_headers": h,
+        "callbacks": embed.get("callbacks"),
+        "errbacks": embed.get("errbacks"),
+        "chain": embed.get("chain"),
+        "chord": embed.get("chord"),
+        "origin": h.get("origin"),
+        "ignore_result": message.ignore_result,
+        "timelimit": message.timelimit,
+        "called_directly": False,
+        "properties": message.properties,
+    }
 
 
 class RequestStack(threading.local):

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from engine.request import message_fields
 from engine.worker.wire import RequestFields
 
 if TYPE_CHECKING:
@@ -41,35 +42,11 @@ class Job:
 
     def request_fields(self, hostname: str) -> RequestFields:
         """The request as a named tuple: that is what crosses the pipe to a pool child."""
-        m = self.message
-        embed = m.embed
-        h = m.headers
-        return RequestFields(
-            id=m.id,
-            name=m.name,
-            args=m.args,
-            kwargs=m.kwargs,
-            retries=m.retries,
-            hostname=hostname,
-            delivery_info=m.delivery_info,
-            root_id=m.root_id,
-            parent_id=m.parent_id,
-            group=m.group,
-            group_index=h.get("group_index"),
-            eta=h.get("eta"),
-            expires=h.get("expires"),
-            message_headers=h,
-            callbacks=embed.get("callbacks"),
-            errbacks=embed.get("errbacks"),
-            chain=embed.get("chain"),
-            chord=embed.get("chord"),
-            origin=h.get("origin"),
-            ignore_result=bool(m.ignore_result or self.task.opt("ignore_result", "task_ignore_result")),
-            timelimit=(self.hard_limit, self.soft_limit),
-            is_eager=False,
-            called_directly=False,
-            properties=m.properties,
-        )
+        fields = message_fields(self.message, hostname)
+        fields["ignore_result"] = bool(fields["ignore_result"] or self.task.opt("ignore_result", "task_ignore_result"))
+        fields["timelimit"] = (self.hard_limit, self.soft_limit)
+        fields["is_eager"] = False
+        return RequestFields(**fields)
 
     def info(self, hostname: str) -> dict[str, Any]:
         """Celery's request-info dict (what ``inspect active`` shows)."""
