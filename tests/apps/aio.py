@@ -10,6 +10,7 @@ import urllib.request
 
 from engine import App
 from engine.exceptions import SoftTimeLimitExceeded
+from tqctl.examples.ioapp import http_get  # the benchmark app's bare asyncio GET
 
 app = App("aio")
 app.conf.tqctl_owner_timeout = float(os.environ.get("TQ_OWNER_TIMEOUT", "3"))
@@ -93,21 +94,9 @@ async def alate(self, seconds: float, tag: int) -> int:
     return tag
 
 
-async def _http_get(url: str) -> bytes:
-    """A bare asyncio HTTP/1.0 GET: no client library needed in the worker."""
-    host, _, rest = url.removeprefix("http://").partition("/")
-    name, _, port = host.partition(":")
-    reader, writer = await asyncio.open_connection(name, int(port or 80))
-    writer.write(f"GET /{rest} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-    await writer.drain()
-    data = await reader.read()
-    writer.close()
-    return data.split(b"\r\n\r\n", 1)[-1]
-
-
 @app.task
 async def afetch(tag: int) -> int:
-    body = await _http_get(os.environ["AIO_HTTP"])
+    body = await http_get(os.environ["AIO_HTTP"])
     return tag if body == b"ok" else -1
 
 
