@@ -119,11 +119,15 @@ SOURCES: tuple[tuple[str, Finder], ...] = (
 
 
 def resolve_server_binary(server_path: str | None = None, *, sources: Sequence[tuple[str, Finder]] = SOURCES) -> Path:
-    """An explicit path wins (and must work: silently falling back would hide a typo)."""
+    """An explicit path wins (and must work: silently falling back would hide a typo).
+
+    The path is made absolute but its symlinks are kept: Debian's ``redis-server`` is a link to
+    the multi-call ``redis-check-rdb``, which chooses its role from the name it was run by.
+    """
     if server_path:
         path = Path(server_path).expanduser()
         if path.is_file() and os.access(path, os.X_OK):
-            return path.resolve()
+            return path.absolute()
         raise ImproperlyConfigured(
             f"server path {server_path!r} (tqctl_server_path / TQCTL_SERVER_PATH) is not an executable file"
         )

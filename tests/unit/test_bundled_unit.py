@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,18 @@ def _executable(path: Path) -> Path:
 def test_explicit_path_wins_over_every_other_source(tmp_path: Path) -> None:
     fake = _executable(tmp_path / "my-server")
     assert resolve_server_binary(str(fake)) == fake.resolve()
+
+
+def test_a_symlinked_server_runs_under_the_name_it_was_given(tmp_path: Path) -> None:
+    """Debian's redis-server links to the multi-call redis-check-rdb, which reads argv[0]."""
+    multi = tmp_path / "multi-call"
+    multi.write_text('#!/bin/sh\nbasename "$0"\n')
+    multi.chmod(0o755)
+    link = tmp_path / "redis-server"
+    link.symlink_to(multi)
+    resolved = resolve_server_binary(str(link))
+    ran_as = subprocess.run([str(resolved)], capture_output=True, text=True, check=True).stdout.strip()
+    assert ran_as == "redis-server"
 
 
 @pytest.mark.parametrize("kind", ["missing", "directory", "not executable"])
