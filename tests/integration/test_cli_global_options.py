@@ -84,3 +84,19 @@ def test_global_app_reaches_up(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "no_such_module_here" in proc.stderr and "Missing option" not in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_global_state_dir_reaches_every_subcommand(tmp_path: Path) -> None:
+    """``tqctl --state-dir DIR queues`` starts the bundled broker in DIR and ``broker status``
+    then finds it there (before: the flag was dropped, and TQCTL_STATE_DIR, a plain file in
+    these tests, made both fail)."""
+    state = tmp_path / "state"
+    queues = run(tmp_path, "--state-dir", str(state), "queues", "--sample", "0", "--json")
+    try:
+        assert queues.returncode == 0, queues.stderr
+        status = run(tmp_path, "--state-dir", str(state), "broker", "status", "--json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["state_dir"] == str(state.resolve())
+    finally:
+        stopped = run(tmp_path, "broker", "stop", "--state-dir", str(state))
+    assert stopped.returncode == 0, stopped.stderr

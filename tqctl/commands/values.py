@@ -54,7 +54,7 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def _given(ctx: Any, name: str) -> bool:
+def given_on_command_line(ctx: Any, name: str) -> bool:
     return getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
 
 
@@ -64,10 +64,10 @@ def inherited(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any
     environment and the default, as if written after the subcommand. (Typer gives every level its
     own options, so without this the root's ``--broker`` was parsed and dropped.)"""
     name = param.name or ""
-    if ctx.parent is None or _given(ctx, name):
+    if ctx.parent is None or given_on_command_line(ctx, name):
         return value
     root = ctx.find_root()
-    return root.params.get(name, value) if _given(root, name) else value
+    return root.params.get(name, value) if given_on_command_line(root, name) else value
 
 
 def app_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:

@@ -5,11 +5,12 @@ Kept light: nothing here imports Textual, so ``tqctl --help`` and the scripted c
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
-from tqctl.commands.values import app_option, required_app_option, url_option
+from tqctl.commands.values import app_option, given_on_command_line, required_app_option, url_option
 from tqctl.output import EXIT_USAGE, fail, note
 from tqctl.version import print_version
 
@@ -62,6 +63,11 @@ def root(
     version: Version = False,
 ) -> None:
     """Run and watch a Celery-compatible task queue. With no command: open the console."""
+    if ctx.invoked_subcommand is not None and given_on_command_line(ctx, "state_dir"):
+        # Most subcommands have no --state-dir of their own and read TQCTL_STATE_DIR when they
+        # start the bundled broker: the global flag is handed down as that variable (a
+        # subcommand's own --state-dir, parsed after this, still wins).
+        os.environ["TQCTL_STATE_DIR"] = state_dir
     if ctx.invoked_subcommand is None:
         _run(broker=broker or None, state_dir=state_dir, read_only=read_only, app_spec=app_spec or None, demo=demo)
 
