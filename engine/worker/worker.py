@@ -192,7 +192,7 @@ class Worker:
         self.maintenance.beat()
         self.pool.start()
         self.remote.thread.start()
-        self.events.send("worker-online", **self._worker_fields())
+        self._heart("worker-online", **self._worker_fields())
         self.maintenance.thread.start()
         self.consumer.thread.start()
         signals.worker_ready.send(sender=self.consumer)
@@ -272,7 +272,7 @@ class Worker:
         try:
             self.events.flush()
             self.history.flush()
-            self.events.send("worker-offline", **self._worker_fields())
+            self._heart("worker-offline", **self._worker_fields())
         except Exception as exc:  # the broker may be the reason we stop
             log.debug("could not send worker-offline: %s", exc)
 
@@ -449,6 +449,13 @@ class Worker:
 
     def send_heartbeat(self, on_demand: bool = False) -> None:
         if on_demand:
-            self.events.send("worker-heartbeat", freq=ON_DEMAND_HEARTBEAT_FREQ)
+            self._heart("worker-heartbeat", freq=ON_DEMAND_HEARTBEAT_FREQ)
         else:
-            self.events.send("worker-heartbeat", **self._worker_fields())
+            self._heart("worker-heartbeat", **self._worker_fields())
+
+    def _heart(self, event_type: str, **fields: Any) -> None:
+        """A worker event, then Celery's ``heartbeat_sent`` (its Heart fires it for online,
+        heartbeat and offline alike; monitoring hooks use it as a liveness tick)."""
+        self.events.send(event_type, **fields)
+        if self.events.enabled and signals.heartbeat_sent.receivers:
+            signals.heartbeat_sent.send(sender=self)

@@ -19,6 +19,7 @@ from engine.signals import (
     after_task_publish,
     before_task_publish,
     celeryd_init,
+    heartbeat_sent,
     import_modules,
     task_failure,
     task_postrun,
@@ -89,6 +90,11 @@ def on_worker_process_init(sender: Any = None, **kw: Any) -> None:
 @worker_process_shutdown.connect
 def on_worker_process_shutdown(sender: Any = None, pid: int = 0, exitcode: int = 0, **kw: Any) -> None:
     ledger(f"worker_process_shutdown exitcode={exitcode}")
+
+
+@heartbeat_sent.connect
+def on_heartbeat_sent(sender: Any = None, **kw: Any) -> None:
+    ledger("heartbeat_sent")
 
 
 @worker_ready.connect

@@ -73,6 +73,8 @@ def test_celerys_signals_fire_in_the_right_process_with_celerys_arguments(
         "after_setup_task_logger",
     ):
         assert [pid_of(line) for line in lines(ledger, name)] == [worker_pid], name
+    beats = lines(ledger, "heartbeat_sent")  # worker-online and worker-offline at least
+    assert len(beats) >= 2 and {pid_of(line) for line in beats} == {worker_pid}
     [child_init] = lines(ledger, "worker_process_init")
     child = pid_of(child_init)
     assert child != worker_pid
