@@ -129,6 +129,13 @@ class AmqpBroker:
                 return
         _quietly(conn.release)
 
+    def _has_idle(self) -> bool:
+        """Whether the next publish reuses a kept connection (which a restart may have killed:
+        worth one retry), rather than opening one (whose failure means RabbitMQ is down: an
+        outage fails within one connect timeout, not two)."""
+        with self._plock:
+            return bool(self._idle)
+
     def _drop_idle(self) -> None:
         """After a failure every idle connection is suspect (RabbitMQ restarted): open afresh."""
         with self._plock:
@@ -140,6 +147,7 @@ class AmqpBroker:
         """Persistent, confirmed; a connection found dead (RabbitMQ restarted) is reopened once.
         ``delay`` (seconds, at least ``MIN_DELAY``) sends it through the delayed-delivery levels."""
         for attempt in (1, 2):
+            stale = self._has_idle()
             try:
                 with self._publishing() as conn:
                     self._send(conn, queue, message, delay)
@@ -153,7 +161,7 @@ class AmqpBroker:
                     raise BrokerUnavailable(f"RabbitMQ refused a delayed message: {exc}") from None
             except UNREACHABLE as exc:
                 self._drop_idle()
-                if attempt == 2:
+                if attempt == 2 or not stale:  # a fresh connection failed: RabbitMQ is down
                     raise self._unavailable(exc) from None
 
     @contextmanager
@@ -255,7 +263,7 @@ class AmqpBroker:
         if not batch:
             return
         for attempt in (1, 2):
-            confirmed = [0]
+            confirmed, stale = [0], self._has_idle()
             try:
                 with self._publishing() as conn:
                     self._send_batch(conn, batch, confirmed)
@@ -264,7 +272,7 @@ class AmqpBroker:
                 raise ImproperlyConfigured(f"RabbitMQ refused a queue declaration: {exc}") from None
             except UNREACHABLE as exc:
                 self._drop_idle()
-                if attempt == 2 or confirmed[0]:
+                if attempt == 2 or confirmed[0] or not stale:
                     raise self._unavailable(exc) from None
 
     def _send_batch(self, conn: kombu.Connection, batch: list[tuple[str, Outgoing]], confirmed: list[int]) -> None:
