@@ -205,6 +205,7 @@ class AmqpBroker:
 
     # -- publishing -----------------------------------------------------------------------------
     def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
+        queue = amqp_delay.undelayed(queue)
         message = Outgoing(raw)
         if priority is not None:
             message.properties["priority"] = priority
@@ -251,7 +252,8 @@ class AmqpBroker:
             return
         batch = []
         now = time.time()
-        for queue, raw, priority in items:
+        for name, raw, priority in items:
+            queue = amqp_delay.undelayed(name)
             message = Outgoing(raw)
             if priority is not None:
                 message.properties["priority"] = priority

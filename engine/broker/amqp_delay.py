@@ -29,6 +29,7 @@ them as they are (RabbitMQ refuses a second declaration that differs).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import amqp
@@ -42,6 +43,7 @@ MAX_DELAY = 2**LEVELS - 1  # about 8.5 years; a longer ETA is re-routed when it 
 FIRST = f"celery_delayed_{LEVELS - 1}"
 DELIVERY = "celery_delayed_delivery"
 MIN_DELAY = 1.0  # seconds: a shorter countdown is published straight to its queue
+PREFIX = re.compile(r"^(?:[01]\.){%d}(?=.)" % LEVELS)
 
 
 def level_name(level: int) -> str:
@@ -53,6 +55,12 @@ def routing_key(seconds: float, queue: str) -> str:
     down as Celery does: it comes out up to a second early and the worker holds the rest)."""
     delay = min(max(int(seconds), 1), MAX_DELAY)
     return ".".join(format(delay, f"0{LEVELS}b")) + "." + queue
+
+
+def undelayed(name: str) -> str:
+    """``name`` without a delay prefix: a task that came out of the levels has a routing key of
+    28 digits then its queue's, and a retry sends to ``delivery_info["routing_key"]``."""
+    return PREFIX.sub("", name, count=1)
 
 
 def delivery_pattern(queue: str) -> str:

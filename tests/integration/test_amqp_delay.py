@@ -84,6 +84,8 @@ def test_a_countdown_waits_in_rabbitmq_and_runs_on_time(counter: Counter, our_mq
     info = result.get(timeout=60)
     assert info["started"] >= sent + 2 and info["impl"] == "tqctl"
     assert came_out_of_the_levels(info["routing_key"])
+    # Its retry goes to the queue, not to a queue named after the delayed routing key.
+    assert interop_mq.retry_once.apply_async((False,), countdown=2).get(timeout=60) == "done on tqctl"
     worker.signal(signal.SIGTERM)
     assert worker.wait(30) == 0
     assert counter.depth("celery") == 0 and counter.depth(HOUR_LEVEL) == 1
@@ -113,6 +115,7 @@ def test_our_countdown_runs_on_a_celery_worker(counter: Counter, celery_mq_worke
     info = interop_mq.request_info.apply_async(countdown=2).get(timeout=60)
     assert info["impl"] == "celery" and info["started"] >= sent + 2
     assert came_out_of_the_levels(info["routing_key"])
+    assert interop_mq.retry_once.apply_async((False,), countdown=2).get(timeout=60) == "done on celery"
     assert "Traceback" not in worker.log()
 
 
