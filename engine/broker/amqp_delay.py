@@ -43,7 +43,7 @@ MAX_DELAY = 2**LEVELS - 1  # about 8.5 years; a longer ETA is re-routed when it 
 FIRST = f"celery_delayed_{LEVELS - 1}"
 DELIVERY = "celery_delayed_delivery"
 MIN_DELAY = 1.0  # seconds: a shorter countdown is published straight to its queue
-PREFIX = re.compile(r"^(?:[01]\.){%d}(?=.)" % LEVELS)
+PREFIX = re.compile(rf"^(?:[01]\.){{{LEVELS}}}(?=.)")
 
 
 def level_name(level: int) -> str:
