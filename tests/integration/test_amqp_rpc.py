@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import client_app
-from tests.integration.harness import ROOT, CeleryWorkerProcess
+from tests.integration.harness import ROOT, CeleryWorkerProcess, wait_for
 from tests.integration.test_amqp_interop import INTEROP, OurWorker
 
 pytestmark = pytest.mark.integration
@@ -70,6 +70,9 @@ def test_delay_get_over_rpc_with_our_prefork_worker(rpc_client: ModuleType, our_
     with pytest.raises(rpc_client.PaymentDeclined, match="card expired"):
         rpc_client.fail.delay("PaymentDeclined", "card expired").get(timeout=30)
     assert rpc_client.whoami.delay().get(timeout=30) == "tqctl"
+    polled = rpc_client.add.delay(20, 22)
+    wait_for(polled.ready, 30, "ready() to see the reply")  # get_meta reads what has arrived
+    assert polled.state == "SUCCESS" and polled.result == 42 and polled.get(timeout=1) == 42
     log = worker.log()
     assert "could not be recorded" not in log and "rpc:// results" in log  # the startup note
 
