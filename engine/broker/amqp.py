@@ -358,10 +358,10 @@ class AmqpBroker:
                 )
                 self._consumer.consume()
                 self._consuming = tuple(queues)
-                self._bind_delayed(queues)
                 # Which queue a delivery came from (its routing key may differ: a custom exchange).
                 active: dict[str, str] = getattr(self._consumer, "_active_tags", {})
                 self._queue_of = {tag: name for name, tag in active.items()}
+                self._bind_delayed(queues)  # after: deliveries may arrive during its round trips
         except amqp.exceptions.PreconditionFailed as exc:
             self._lost()
             raise ImproperlyConfigured(f"RabbitMQ refused a queue declaration: {exc}") from None
