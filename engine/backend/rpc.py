@@ -38,6 +38,7 @@ from engine.serialization import json_dumps, json_loads
 
 log = logging.getLogger("engine.backend")
 DEFAULT_EXPIRES = 86400.0  # seconds an unused reply queue lives when result_expires is off
+RECONNECT_PAUSE = 1.0  # seconds between attempts to consume replies again while RabbitMQ is away
 SLICE = 1.0  # seconds one wait for replies holds the consumer (other threads' waits go between)
 
 
@@ -150,7 +151,14 @@ class RpcBackend:
             left = SLICE if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 return meta
-            self._drain(min(left, SLICE))
+            try:
+                self._drain(min(left, SLICE))
+            except BrokerUnavailable as exc:
+                # RabbitMQ restarting: consume (and so redeclare the queue) again while time is left.
+                if deadline is not None and time.monotonic() + RECONNECT_PAUSE >= deadline:
+                    raise
+                log.warning("waiting for %s: %s (reconnecting)", task_id, exc)
+                time.sleep(RECONNECT_PAUSE)
 
     def forget(self, task_id: str) -> None:
         self._metas.pop(task_id, None)
