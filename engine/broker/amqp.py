@@ -72,6 +72,12 @@ class AmqpBroker:
         options: dict[str, Any] = getattr(url, "options", {})
         self.max_priority: int | None = options.get("queue_max_priority")
         self.queue_type: str | None = options.get("queue_type")
+        # Celery's ``broker_native_delayed_delivery_queue_type``: the delay levels' own type.
+        self.delayed_queue_type: str = options.get("delayed_queue_type") or "quorum"
+        if self.delayed_queue_type not in ("classic", "quorum"):
+            raise ImproperlyConfigured(
+                f"broker_native_delayed_delivery_queue_type must be classic or quorum, not {self.delayed_queue_type!r}"
+            )
         # Publishing connections, idle ones kept for the next publish from any thread (a thread
         # per request, as a web server has, must not mean a connection per request).
         self._idle: list[kombu.Connection] = []
@@ -239,7 +245,7 @@ class AmqpBroker:
             return
         self.entity(queue)(conn.default_channel).declare()
         if not self._delay_ready:
-            amqp_delay.declare_topology(conn.connection)
+            amqp_delay.declare_topology(conn.connection, self.delayed_queue_type)
         amqp_delay.bind(conn.connection, [queue])
         self._delay_ready.add(queue)
 
@@ -374,7 +380,7 @@ class AmqpBroker:
         its queue before its first delayed task too: this one is for queues deleted since)."""
         assert self._conn is not None
         try:
-            amqp_delay.declare_topology(self._conn.connection)
+            amqp_delay.declare_topology(self._conn.connection, self.delayed_queue_type)
             amqp_delay.bind(self._conn.connection, list(queues))
         except amqp.exceptions.ChannelError as exc:  # consuming goes on; the client binds as well
             log.warning("could not bind %s to the delayed-delivery exchange: %s", ", ".join(queues), exc)

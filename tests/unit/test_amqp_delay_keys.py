@@ -34,3 +34,16 @@ def test_due_in_reads_the_eta_header() -> None:
     eta = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
     assert due_in({"eta": eta.isoformat()}, eta.timestamp() - 10) == pytest.approx(10)
     assert due_in({"eta": None}, 0) is None and due_in({"eta": "not a date"}, 0) is None
+
+
+def test_celerys_delayed_queue_type_setting_reaches_the_broker() -> None:
+    from engine.broker.amqp import AmqpBroker
+    from engine.exceptions import ImproperlyConfigured
+    from engine.redisconn import broker_target
+
+    url = "amqp://guest:guest@127.0.0.1:1//"
+    assert AmqpBroker(broker_target(url, {})).delayed_queue_type == "quorum"  # Celery's default
+    conf = {"broker_native_delayed_delivery_queue_type": "classic"}
+    assert AmqpBroker(broker_target(url, conf)).delayed_queue_type == "classic"
+    with pytest.raises(ImproperlyConfigured, match="classic or quorum"):
+        AmqpBroker(broker_target(url, {"broker_native_delayed_delivery_queue_type": "stream"}))
