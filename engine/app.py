@@ -217,7 +217,9 @@ class App:
     def backend(self) -> ResultBackend | None:
         self._check_fork()
         if not self._backend_ready:
-            self._backend = connect_backend(self.backend_url(), self.conf.result_expires)
+            url = self.backend_url()
+            broker = self.broker_url() if url and str(url).lower().startswith("rpc://") else None
+            self._backend = connect_backend(url, self.conf.result_expires, broker_url=broker)
             self._backend_ready = True
         return self._backend
 
@@ -525,7 +527,18 @@ class App:
             "serializer": serializer or self.conf.task_serializer,
             "shadow": options.get("shadow"),
             "origin": _origin(),
+            "reply_to": options.get("reply_to") or self._reply_to(),
         }
+
+    def _reply_to(self) -> str:
+        """``rpc://`` results: the client's reply queue (consumed before the task naming it is
+        sent); other backends leave it empty, as before."""
+        if not self._backend_ready:
+            url = self.conf.result_backend or env_backend_url()
+            if not str(url or "").lower().startswith("rpc://"):
+                return ""
+        reply_to = getattr(self.backend, "reply_to", None)
+        return str(reply_to()) if callable(reply_to) else ""
 
     def _eta(self, options: dict[str, Any]) -> dt.datetime | None:
         if options.get("countdown") is not None:

@@ -25,12 +25,14 @@ REVOKE_TTL = 3 * 3600.0
 def store_revoked(fanout: RedisFanout, task_ids: Iterable[str], ttl: float = REVOKE_TTL) -> None:
     expiry = time.time() + ttl
     mapping = {task_id: expiry for task_id in task_ids}
-    if mapping:
+    if mapping and fanout.client is not None:  # None: no store (AMQP with rpc:// results)
         fanout.client.zadd(REVOKED_KEY, mapping)
 
 
 def load_revoked(fanout: RedisFanout, now: float | None = None) -> set[str]:
     now = time.time() if now is None else now
+    if fanout.client is None:  # no store (AMQP with rpc:// results): revokes live in memory
+        return set()
     fanout.client.zremrangebyscore(REVOKED_KEY, "-inf", now)
     return {as_text(m) for m in fanout.client.zrangebyscore(REVOKED_KEY, now, "+inf")}
 

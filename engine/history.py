@@ -50,7 +50,7 @@ def split_exception(text: str | None) -> tuple[str, str]:
 class HistoryWriter:
     """Buffers records from any worker thread; ``flush`` writes them in one pipeline."""
 
-    def __init__(self, client: redis.Redis, keep: int = 10_000, keep_failures: int = 10_000) -> None:
+    def __init__(self, client: redis.Redis | None, keep: int = 10_000, keep_failures: int = 10_000) -> None:
         self.client = client
         self.keep = keep
         self.keep_failures = keep_failures
@@ -69,7 +69,7 @@ class HistoryWriter:
         with self._lock:
             records, self._records = self._records, []
             failures, self._failures = self._failures, []
-        if not records:
+        if not records or self.client is None:  # None: nowhere to keep it (AMQP with rpc://)
             return
         pipe = self.client.pipeline(transaction=False)
         pipe.lpush(RECORDS, *records)

@@ -63,6 +63,12 @@ def leave(token: contextvars.Token[tuple[Task, Request] | None]) -> None:
     _running.reset(token)
 
 
+def running_request() -> Request | None:
+    """The request of the task running in this thread (``rpc://`` replies to its ``reply_to``)."""
+    found = _running.get()
+    return found[1] if found else None
+
+
 def current_task() -> Task | None:
     found = _running.get()
     return found[0] if found else None

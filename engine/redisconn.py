@@ -96,6 +96,7 @@ def _amqp_options(url: str, conf: Any) -> dict[str, Any]:
     return {
         "queue_max_priority": conf.get("task_queue_max_priority"),
         "queue_type": conf.get("task_default_queue_type"),
+        "delayed_queue_type": conf.get("broker_native_delayed_delivery_queue_type"),
     }
 
 

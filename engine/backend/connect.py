@@ -10,10 +10,18 @@ from engine.exceptions import ImproperlyConfigured
 from engine.redisconn import REDIS_SCHEMES
 
 
-def connect(url: str | None, expires: float | None = 86400) -> ResultBackend | None:
+def connect(url: str | None, expires: float | None = 86400, broker_url: str | None = None) -> ResultBackend | None:
+    """``broker_url``: where ``rpc://`` sends results (the broker's own connection, as in Celery)."""
     if not url or url in ("disabled", "none"):
         return None
     scheme = urlsplit(url.split(";", 1)[0]).scheme.lower()
+    if scheme == "rpc":
+        broker_scheme = urlsplit(str(broker_url or "")).scheme.lower()
+        if broker_scheme not in ("amqp", "amqps", "pyamqp"):
+            raise ImproperlyConfigured("the rpc:// result backend needs an AMQP broker (amqp://, amqps://)")
+        from engine.backend.rpc import RpcBackend
+
+        return RpcBackend(url, broker_url or "", expires)
     if scheme in REDIS_SCHEMES:
         from engine.backend.redis import RedisBackend
 
@@ -23,5 +31,5 @@ def connect(url: str | None, expires: float | None = 86400) -> ResultBackend | N
 
         return MemoryBackend(url)
     raise ImproperlyConfigured(
-        f"unsupported result backend {mask_url(url)} (use redis://, rediss://, redis+socket://, sentinel://)"
+        f"unsupported result backend {mask_url(url)} (use redis://, rediss://, redis+socket://, sentinel://, rpc://)"
     )

@@ -13,11 +13,12 @@ RabbitMQ redelivers it (``redelivered`` set). The Redis design's ownership machi
 heartbeats, reaping, reconciling lost fetch replies) has nothing to do here, so those methods are
 no-ops or small local equivalents, each saying why.
 
-Countdown/ETA messages are held unacked in the worker's memory until due (what Celery does on
-AMQP), with the prefetch window raised by one for each so they do not starve the pool. Caveat:
-RabbitMQ's ``consumer_timeout`` (30 min by default) closes a channel that holds a message
-unacked for longer; its messages are then redelivered (at least once, never lost). Raise it on
-the server for longer ETAs; native delayed delivery is to come.
+Countdown/ETA messages spend their delay inside RabbitMQ, in Celery 5.5's native delayed
+delivery topology (``engine.broker.amqp_delay``): the client publishes a task due in a second or
+more there, and the worker re-routes there (confirmed, then acked) any task that arrives more than
+``HOLD`` seconds early, a Celery client's included. Only the last moments are held unacked in the
+worker's memory, with the prefetch window raised by one for each, so RabbitMQ's
+``consumer_timeout`` (30 min by default) never sees a long-held message.
 
 Dead letters go to a durable queue ``tqctl.dead``: the message as the worker read it, with the
 letter's fields as headers. Listing or changing them reads that queue from the head (messages not
@@ -43,6 +44,7 @@ import amqp.spec
 import kombu
 import kombu.exceptions
 
+from engine.broker import amqp_delay
 from engine.broker.amqp_wire import Outgoing, envelope
 from engine.broker.base import DeadLetter, Delivery
 from engine.config import mask_url
@@ -54,6 +56,7 @@ IDLE_PUBLISHERS = 8  # publishing connections kept open between publishes
 SLICE = 0.05  # seconds one wait for deliveries holds the consumer's channel (acks wait at most this)
 CONNECT_TIMEOUT = 5.0
 CONFIRM_TIMEOUT = 30.0  # seconds a batch waits for RabbitMQ's confirms
+HOLD = 3.0  # seconds: a task due sooner is held in the worker, a later one goes back to RabbitMQ
 LETTER_FIELDS = ("queue", "reason", "detail", "time", "task_id", "task_name", "worker")
 T = TypeVar("T")
 UNREACHABLE: tuple[type[BaseException], ...] = (
@@ -69,6 +72,12 @@ class AmqpBroker:
         options: dict[str, Any] = getattr(url, "options", {})
         self.max_priority: int | None = options.get("queue_max_priority")
         self.queue_type: str | None = options.get("queue_type")
+        # Celery's ``broker_native_delayed_delivery_queue_type``: the delay levels' own type.
+        self.delayed_queue_type: str = options.get("delayed_queue_type") or "quorum"
+        if self.delayed_queue_type not in ("classic", "quorum"):
+            raise ImproperlyConfigured(
+                f"broker_native_delayed_delivery_queue_type must be classic or quorum, not {self.delayed_queue_type!r}"
+            )
         # Publishing connections, idle ones kept for the next publish from any thread (a thread
         # per request, as a web server has, must not mean a connection per request).
         self._idle: list[kombu.Connection] = []
@@ -89,6 +98,8 @@ class AmqpBroker:
         self._window = 0  # basic_qos prefetch_count now set
         self._base = 0  # the largest fetch asked for: the worker's prefetch
         self._queue_of: dict[str, str] = {}  # consumer tag -> queue name
+        # Queues known bound to the delayed-delivery topology (declared once per process).
+        self._delay_ready: set[str] = set()
 
     # -- connections ----------------------------------------------------------------------------
     def _connection(self, confirm: bool = True) -> kombu.Connection:
@@ -124,6 +135,13 @@ class AmqpBroker:
                 return
         _quietly(conn.release)
 
+    def _has_idle(self) -> bool:
+        """Whether the next publish reuses a kept connection (which a restart may have killed:
+        worth one retry), rather than opening one (whose failure means RabbitMQ is down: an
+        outage fails within one connect timeout, not two)."""
+        with self._plock:
+            return bool(self._idle)
+
     def _drop_idle(self) -> None:
         """After a failure every idle connection is suspect (RabbitMQ restarted): open afresh."""
         with self._plock:
@@ -131,18 +149,25 @@ class AmqpBroker:
         for conn in idle:
             _quietly(conn.release)
 
-    def _publish_to(self, queue: str, message: Outgoing) -> None:
-        """Persistent, confirmed; a connection found dead (RabbitMQ restarted) is reopened once."""
+    def _publish_to(self, queue: str, message: Outgoing, delay: float | None = None) -> None:
+        """Persistent, confirmed; a connection found dead (RabbitMQ restarted) is reopened once.
+        ``delay`` (seconds, at least ``MIN_DELAY``) sends it through the delayed-delivery levels."""
         for attempt in (1, 2):
+            stale = self._has_idle()
             try:
                 with self._publishing() as conn:
-                    self._send(conn, queue, message)
+                    self._send(conn, queue, message, delay)
                 return
             except amqp.exceptions.PreconditionFailed as exc:
                 raise ImproperlyConfigured(f"RabbitMQ refused the declaration of queue {queue!r}: {exc}") from None
+            except amqp.exceptions.NotFound as exc:
+                # The delayed-delivery topology was deleted under us: declare it again, once.
+                self._delay_ready.clear()
+                if attempt == 2:
+                    raise BrokerUnavailable(f"RabbitMQ refused a delayed message: {exc}") from None
             except UNREACHABLE as exc:
                 self._drop_idle()
-                if attempt == 2:
+                if attempt == 2 or not stale:  # a fresh connection failed: RabbitMQ is down
                     raise self._unavailable(exc) from None
 
     @contextmanager
@@ -186,17 +211,25 @@ class AmqpBroker:
 
     # -- publishing -----------------------------------------------------------------------------
     def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
+        queue = amqp_delay.undelayed(queue)
         message = Outgoing(raw)
         if priority is not None:
             message.properties["priority"] = priority
-        self._publish_to(queue, message)
+        self._publish_to(queue, message, amqp_delay.due_in(message.headers, time.time()))
 
-    def _send(self, conn: kombu.Connection, queue: str, message: Outgoing) -> None:
+    def _send(self, conn: kombu.Connection, queue: str, message: Outgoing, delay: float | None = None) -> None:
+        exchange, key = "", queue
+        if delay is not None and delay >= amqp_delay.MIN_DELAY:
+            self._delay_topology(conn, queue)
+            exchange, key = amqp_delay.FIRST, amqp_delay.routing_key(delay, queue)
+            # A per-message TTL would make it skip levels (RabbitMQ dead-letters it early); the
+            # task's ``expires`` header still revokes it when it comes out.
+            message.expiration = None
         producer = kombu.Producer(conn.default_channel, auto_declare=False)
         producer.publish(
             message.body,
-            routing_key=queue,
-            exchange="",
+            routing_key=key,
+            exchange=exchange,
             declare=[self.entity(queue)],
             content_type=message.content_type,
             content_encoding=message.content_encoding,
@@ -206,6 +239,16 @@ class AmqpBroker:
             **message.properties,
         )
 
+    def _delay_topology(self, conn: kombu.Connection, queue: str) -> None:
+        """The levels (once per process) and ``queue``'s binding, before its first delayed message."""
+        if queue in self._delay_ready:
+            return
+        self.entity(queue)(conn.default_channel).declare()
+        if not self._delay_ready:
+            amqp_delay.declare_topology(conn.connection, self.delayed_queue_type)
+        amqp_delay.bind(conn.connection, [queue])
+        self._delay_ready.add(queue)
+
     def publish_many(self, items: Sequence[tuple[str, bytes, int | None]]) -> None:
         """Every message written on a channel in confirm mode, then every confirm awaited (RabbitMQ
         acks many at once): one wait for the batch instead of one per message. A failure before
@@ -214,13 +257,21 @@ class AmqpBroker:
         if not items:
             return
         batch = []
-        for queue, raw, priority in items:
+        now = time.time()
+        for name, raw, priority in items:
+            queue = amqp_delay.undelayed(name)
             message = Outgoing(raw)
             if priority is not None:
                 message.properties["priority"] = priority
-            batch.append((queue, message))
+            delay = amqp_delay.due_in(message.headers, now)
+            if delay is not None and delay >= amqp_delay.MIN_DELAY:
+                self._publish_to(queue, message, delay)  # through the delay levels, one by one
+            else:
+                batch.append((queue, message))
+        if not batch:
+            return
         for attempt in (1, 2):
-            confirmed = [0]
+            confirmed, stale = [0], self._has_idle()
             try:
                 with self._publishing() as conn:
                     self._send_batch(conn, batch, confirmed)
@@ -229,7 +280,7 @@ class AmqpBroker:
                 raise ImproperlyConfigured(f"RabbitMQ refused a queue declaration: {exc}") from None
             except UNREACHABLE as exc:
                 self._drop_idle()
-                if attempt == 2 or confirmed[0]:
+                if attempt == 2 or confirmed[0] or not stale:
                     raise self._unavailable(exc) from None
 
     def _send_batch(self, conn: kombu.Connection, batch: list[tuple[str, Outgoing]], confirmed: list[int]) -> None:
@@ -316,12 +367,23 @@ class AmqpBroker:
                 # Which queue a delivery came from (its routing key may differ: a custom exchange).
                 active: dict[str, str] = getattr(self._consumer, "_active_tags", {})
                 self._queue_of = {tag: name for name, tag in active.items()}
+                self._bind_delayed(queues)  # after: deliveries may arrive during its round trips
         except amqp.exceptions.PreconditionFailed as exc:
             self._lost()
             raise ImproperlyConfigured(f"RabbitMQ refused a queue declaration: {exc}") from None
         except UNREACHABLE as exc:
             self._lost()
             raise self._unavailable(exc) from None
+
+    def _bind_delayed(self, queues: Sequence[str]) -> None:
+        """Delayed tasks for these queues come out of ``celery_delayed_delivery`` (a client binds
+        its queue before its first delayed task too: this one is for queues deleted since)."""
+        assert self._conn is not None
+        try:
+            amqp_delay.declare_topology(self._conn.connection, self.delayed_queue_type)
+            amqp_delay.bind(self._conn.connection, list(queues))
+        except amqp.exceptions.ChannelError as exc:  # consuming goes on; the client binds as well
+            log.warning("could not bind %s to the delayed-delivery exchange: %s", ", ".join(queues), exc)
 
     def _drain(self, timeout: float) -> None:
         assert self._conn is not None
@@ -433,10 +495,24 @@ class AmqpBroker:
 
     # -- ETA ------------------------------------------------------------------------------------
     def defer(self, owner: str, tag: str, eta: float) -> None:
-        """Hold the message unacked until ``eta`` (the window grows by one on the next fetch)."""
+        """Send a task due later than ``HOLD`` back to RabbitMQ's delay levels (confirmed, then
+        acked: a crash in between costs a duplicate, never the task); hold a sooner one (or one
+        that could not be re-routed) unacked until ``eta``, the window one larger on the next fetch."""
         with self._lock:
             held = self._held.get(tag)
-            if held is not None:
+        if held is None:
+            return
+        delay = eta - time.time()
+        if delay > HOLD:
+            try:
+                self._publish_to(held[1].queue_key, Outgoing(held[1].raw), delay)
+            except (BrokerUnavailable, ImproperlyConfigured) as exc:
+                log.warning("holding a task due in %.0fs in memory: could not re-route it (%s)", delay, exc)
+            else:
+                self.ack(owner, [tag])
+                return
+        with self._lock:
+            if tag in self._held:
                 heapq.heappush(self._deferred, (eta, next(self._seq), held[1]))
 
     def promote_due(self, now: float, limit: int = 500) -> tuple[int, float | None]:

@@ -42,6 +42,15 @@ def worker_fanout(broker_url: str, backend_url: str | None) -> tuple[RedisFanout
     if scheme not in AMQP_SCHEMES:
         return RedisFanout(broker_url), None
     backend_scheme = urlsplit(str(backend_url or "")).scheme.lower()
+    if backend_scheme == "rpc":
+        from engine.broker.amqp_fanout import AmqpFanout
+
+        note = (
+            f"broker {mask_url(str(broker_url))} is AMQP (preview) with rpc:// results: events and remote "
+            "control are on RabbitMQ; revokes are kept in memory only (lost at a restart) and there is "
+            "no task history (both need a Redis result backend)"
+        )
+        return AmqpFanout(broker_url, None), note
     if backend_url is None or backend_scheme not in REDIS_SCHEMES:
         raise ImproperlyConfigured(
             "a worker on an AMQP broker needs a Redis result backend for now (result_backend or "

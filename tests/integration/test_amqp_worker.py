@@ -133,11 +133,13 @@ def test_rabbitmq_restart_mid_drain_loses_nothing_and_the_worker_reconnects(
         mq_app.app.close()
         mq_app.app.conf.broker_url = node.url
         before = [mq_app.add.delay(i, 0) for i in range(300)]
+        delayed = mq_app.add.apply_async((5, 5), countdown=3)  # waits in the quorum delay levels
         node.stop()  # durable queue, persistent messages: what was not yet acked is kept on disk
         node.start()
         after = [mq_app.add.delay(i, 1000) for i in range(20)]  # the client reconnects by itself too
         assert [r.get(timeout=90) for r in before] == list(range(300))
         assert [r.get(timeout=90) for r in after] == [1000 + i for i in range(20)]
+        assert delayed.get(timeout=90) == 10
         import celery
 
         probe = celery.Celery("probe", broker=node.url, set_as_current=False)  # remote control is back too
