@@ -1,0 +1,475 @@
+"""The SQS broker (Amazon SQS, or anything that speaks its API) through kombu's SQS transport.
+
+kombu's ``sqs://`` channel does what Celery's does with the same ``broker_transport_options``
+(``region``, ``visibility_timeout``, ``queue_name_prefix``, ``predefined_queues``,
+``wait_time_seconds``, ``client-config``, STS roles): it names and creates queues, makes the boto3
+client and writes messages (kombu's JSON envelope, base64-encoded, as a Celery client writes
+them). We call that channel's SQS client ourselves to receive, delete and change visibility,
+because the worker settles messages by its own tags rather than through kombu's consumer loop.
+
+Reliability is SQS's visibility timeout: a received message is hidden from other consumers for
+``visibility_timeout`` seconds and comes back unless it is deleted (acked) first. A worker that
+dies has its unacked messages received again once that time has passed (``redelivered`` is set
+from SQS's ``ApproximateReceiveCount``). Handing a message back makes it visible at once.
+
+What SQS has no place for, as in Celery: priorities (ignored) and broadcasts (no events, no
+remote control: ``engine.broker.sqs_fanout``). Countdown/ETA messages are held unacked in the
+worker until due, as Celery holds them; unlike Celery we stretch such a message's visibility to
+cover its ETA (SQS allows 12 hours), so a countdown longer than ``visibility_timeout`` does not
+make it come back and run twice. SQS's own ``DelaySeconds`` (900 s at most) is not used.
+
+Dead letters go to a queue ``tqctl.dead`` (``tqctl-dead`` on SQS, after the prefix) as JSON
+records; listing them receives the whole queue and makes it visible again, fine for hundreds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import itertools
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+import kombu
+import kombu.exceptions
+from botocore.exceptions import BotoCoreError, ClientError
+
+from engine.broker.base import DeadLetter, Delivery
+from engine.config import mask_url
+from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
+from engine.serialization import json_dumps
+
+log = logging.getLogger("engine.broker")
+DEAD = "tqctl.dead"
+BATCH = 10  # SQS's most per ReceiveMessage and per DeleteMessageBatch
+MAX_WAIT = 20  # SQS's longest long poll
+MAX_VISIBILITY = 43200  # SQS's longest visibility timeout: 12 hours
+BROWSE_HIDE = 30  # seconds dead letters stay hidden while one listing reads them
+LETTER_FIELDS = ("id", "queue", "reason", "detail", "time", "task_id", "task_name", "worker")
+# Short timeouts and one retry, so a wrong endpoint fails in seconds; reads outlast a long poll.
+CLIENT_CONFIG = {"connect_timeout": 5, "read_timeout": MAX_WAIT + 10, "retries": {"max_attempts": 2}}
+B64 = re.compile(rb"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
+T = TypeVar("T")
+
+
+class SqsBroker:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        given: dict[str, Any] = dict(getattr(url, "options", {}).get("transport_options") or {})
+        self.polling_interval = float(given.get("polling_interval", 1.0))
+        self.options = {
+            "max_retries": 0,  # kombu's own retries when connecting: our callers retry, themselves
+            **given,
+            "client-config": {**CLIENT_CONFIG, **(given.get("client-config") or {})},
+        }
+        self._lock = threading.Lock()
+        self._conn: kombu.Connection | None = None
+        self._chan: Any = None
+        self._tags = itertools.count(1)
+        # Every received message not yet settled: our tag -> (queue URL, receipt handle, delivery).
+        self._held: dict[str, tuple[str, str, Delivery]] = {}
+        self._deferred: list[tuple[float, int, Delivery]] = []
+        self._ready: list[Delivery] = []  # due ETA messages, handed out by the next fetch
+        self._forsaken: list[str] = []
+        self._turn = 0  # which queue a multi-queue fetch reads first
+
+    # -- the kombu channel ------------------------------------------------------------------------
+    def _channel(self) -> Any:
+        """kombu's SQS channel (made once: making it lists the queues, to learn their URLs)."""
+        with self._lock:
+            if self._chan is None:
+                conn = kombu.Connection(str(self.url), transport_options=self.options)
+                try:
+                    self._chan = conn.default_channel
+                except BaseException:
+                    _quietly(conn.release)
+                    raise
+                self._conn = conn
+            return self._chan
+
+    def _guard(self, call: Callable[[], T]) -> T:
+        """SQS's and boto's errors as ours: one line, credentials never in it."""
+        try:
+            return call()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("AccessDenied", "InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException"):
+                raise BrokerUnavailable(f"broker {mask_url(str(self.url))} refused us: {_line(exc)}") from None
+            raise ImproperlyConfigured(f"SQS ({mask_url(str(self.url))}): {_line(exc)}") from None
+        except (BotoCoreError, OSError, kombu.exceptions.OperationalError) as exc:
+            raise BrokerUnavailable(f"broker {mask_url(str(self.url))} unreachable: {_line(exc)}") from None
+        except Exception as exc:
+            if type(exc).__module__.startswith("kombu.transport.SQS"):  # a predefined_queues mistake
+                raise ImproperlyConfigured(f"SQS: {_line(exc)}") from None
+            raise
+
+    def _queue_url(self, queue: str) -> str:
+        """The queue's URL, the queue made first when it does not exist (as kombu does)."""
+        return str(self._channel()._new_queue(queue))
+
+    def _existing_url(self, queue: str) -> str | None:
+        chan = self._channel()
+        try:
+            return str(chan._resolve_queue_url(queue))
+        except Exception as exc:
+            if type(exc).__name__ in ("DoesNotExistQueueException", "UndefinedQueueException"):
+                return None
+            raise
+
+    def _client(self, queue: str | None = None) -> Any:
+        chan = self._channel()
+        return chan.sqs(queue=chan.canonical_queue_name(queue) if queue else None)
+
+    def ping(self) -> None:
+        self._guard(lambda: self._client().list_queues(MaxResults=1))
+
+    def declare(self, queues: Iterable[str]) -> None:
+        def run() -> None:
+            for queue in queues:
+                self._queue_url(queue)
+
+        self._guard(run)
+
+    def close(self) -> None:
+        self.retire("")
+        with self._lock:
+            conn, self._conn, self._chan = self._conn, None, None
+        if conn is not None:
+            _quietly(conn.release)
+
+    # -- publishing -------------------------------------------------------------------------------
+    def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
+        """kombu writes it as a Celery client would (SQS has no priorities: ``priority`` is dropped)."""
+        message = json.loads(raw)
+        self._guard(lambda: self._channel()._put(queue, message))
+
+    def publish_many(self, items: Sequence[tuple[str, bytes, int | None]]) -> None:
+        for queue, raw, priority in items:
+            self.publish(queue, raw, priority)
+
+    def hand_back(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Early-acked messages that did not finish: SQS has deleted them, send them again."""
+        for queue, raw in items:
+            self.publish(queue, raw)
+
+    # -- consuming --------------------------------------------------------------------------------
+    def fetch(
+        self, owner: str, queues: Sequence[str], limit: int, timeout: float, acks: Sequence[str] = ()
+    ) -> list[Delivery]:
+        """Up to ``limit`` messages, waiting up to ``timeout`` for the first. One queue is long
+        polled; several are each asked without waiting, ``polling_interval`` apart when all
+        are empty (a long poll on one would keep the others waiting), as kombu does."""
+        self.ack(owner, acks)
+        with self._lock:
+            got, self._ready = self._ready[:limit], self._ready[limit:]
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while not got:
+            self._turn += 1
+            names = list(queues[self._turn % len(queues) :]) + list(queues[: self._turn % len(queues)])
+            for queue in names:
+                if len(got) >= limit:
+                    break
+                left = deadline - time.monotonic()
+                wait = min(MAX_WAIT, int(left)) if len(names) == 1 and left >= 1 else 0
+                got += self._guard(partial(self._receive, queue, min(limit - len(got), BATCH), wait))
+            left = deadline - time.monotonic()
+            if got or left <= 0:
+                break
+            time.sleep(min(left, self.polling_interval if len(names) > 1 else 0.1))
+        return got
+
+    def _receive(self, queue: str, count: int, wait: int) -> list[Delivery]:
+        url = self._queue_url(queue)
+        reply = self._client(queue).receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=max(1, min(count, BATCH)),
+            WaitTimeSeconds=wait,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        found = []
+        for message in reply.get("Messages") or []:
+            tag = f"sqs.{next(self._tags)}"
+            again = int((message.get("Attributes") or {}).get("ApproximateReceiveCount") or 1) > 1
+            delivery = Delivery(tag, queue, _envelope(message.get("Body") or "", tag, queue, again))
+            with self._lock:
+                self._held[tag] = (str(url), message["ReceiptHandle"], delivery)
+            found.append(delivery)
+        return found
+
+    def _take(self, tags: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+        """The held tags among ``tags``, by queue URL: (tag, receipt handle)."""
+        by_url: dict[str, list[tuple[str, str]]] = {}
+        with self._lock:
+            for tag in tags:
+                held = self._held.get(tag)
+                if held is not None:
+                    by_url.setdefault(held[0], []).append((tag, held[1]))
+        return by_url
+
+    def _forget(self, tags: Iterable[str]) -> None:
+        with self._lock:
+            for tag in tags:
+                self._held.pop(tag, None)
+
+    def ack(self, owner: str, tags: Sequence[str]) -> None:
+        """Delete them, ten to a call. A receipt SQS no longer knows (the visibility timeout ran
+        out and another consumer has the message) is not an error: that consumer settles it."""
+        for url, batch in self._take(tags).items():
+            for start in range(0, len(batch), BATCH):
+                part = batch[start : start + BATCH]
+                entries = [{"Id": str(i), "ReceiptHandle": handle} for i, (_, handle) in enumerate(part)]
+                self._guard(partial(self._client().delete_message_batch, QueueUrl=url, Entries=entries))
+                self._forget(tag for tag, _ in part)
+
+    def requeue(self, owner: str, tags: Sequence[str]) -> int:
+        """Visible again at once (SQS counts the next receive: ``redelivered`` is set)."""
+        done = 0
+        for url, batch in self._take(tags).items():
+            for tag, handle in batch:
+                self._guard(partial(self._visible_in, url, handle, 0))
+                self._forget([tag])
+                done += 1
+        return done
+
+    def _visible_in(self, url: str, handle: str, seconds: int) -> None:
+        try:
+            self._client().change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=seconds)
+        except ClientError as exc:  # the receipt ran out: SQS shows the message again by itself
+            log.debug("SQS visibility change refused: %s", _line(exc))
+
+    def requeue_all(self, owner: str) -> int:
+        with self._lock:
+            tags = list(self._held)
+            self._deferred.clear()
+            self._ready.clear()
+        return self.requeue(owner, tags)
+
+    def claim(self, owner: str, tag: str, take: bool, acks: Sequence[str] = ()) -> bool:
+        """Ours while we hold its receipt; ``take`` (early ack) deletes it before the task runs."""
+        self.ack(owner, acks)
+        with self._lock:
+            if tag not in self._held:
+                return False
+        if take:
+            self.ack(owner, [tag])
+        return True
+
+    def forsake(self, tags: Sequence[str]) -> None:
+        with self._lock:
+            self._forsaken.extend(tags)
+
+    def reconcile(self, owner: str) -> int:
+        with self._lock:
+            tags, self._forsaken = self._forsaken, []
+        return self.requeue(owner, tags) if tags else 0
+
+    # -- ETA ----------------------------------------------------------------------------------------
+    def defer(self, owner: str, tag: str, eta: float) -> None:
+        """Held here until due, as Celery holds it; hidden on SQS until then too (up to 12 hours),
+        so it is not received again meanwhile. A worker that dies lets it come back near its ETA."""
+        with self._lock:
+            held = self._held.get(tag)
+        if held is None:
+            return
+        hide = min(MAX_VISIBILITY, math.ceil(eta - time.time()) + self._visibility())
+        self._guard(lambda: self._visible_in(held[0], held[1], max(hide, 0)))
+        with self._lock:
+            heapq.heappush(self._deferred, (eta, next(self._tags), held[2]))
+
+    def _visibility(self) -> int:
+        return int(self._channel().visibility_timeout)
+
+    def promote_due(self, now: float, limit: int = 500) -> tuple[int, float | None]:
+        """Due ETA messages are handed out again by the next fetch (their receipts are still ours)."""
+        moved = 0
+        with self._lock:
+            while self._deferred and self._deferred[0][0] <= now and moved < limit:
+                _, _, delivery = heapq.heappop(self._deferred)
+                if delivery.tag in self._held:
+                    self._ready.append(delivery)
+                    moved += 1
+            return moved, (self._deferred[0][0] if self._deferred else None)
+
+    def delayed_count(self) -> int:
+        return len(self._deferred)
+
+    # -- liveness: SQS's visibility timeout does it -------------------------------------------------
+    def heartbeat(self, owner: str, now: float, slack: float = 2.0, timeout: float | None = None) -> bool:
+        return True
+
+    def reap(self, now: float, timeout: float, slack: float = 2.0) -> int:
+        """Nothing to reap: a dead worker's messages come back when their visibility runs out."""
+        return 0
+
+    def retire(self, owner: str) -> None:
+        """What we still hold is shown again now rather than when its visibility runs out."""
+        if self._chan is not None and self._held:
+            try:
+                self.requeue_all(owner)
+            except (BrokerUnavailable, ImproperlyConfigured) as exc:
+                log.warning("could not hand back SQS messages (they come back by themselves): %s", exc)
+
+    def inflight_count(self, owner: str) -> int:
+        return len(self._held)
+
+    # -- queues ---------------------------------------------------------------------------------------
+    def queue_depth(self, queue: str) -> int:
+        """SQS's ``ApproximateNumberOfMessages`` (visible ones); 0 for a queue that does not exist."""
+
+        def run() -> int:
+            url = self._existing_url(queue)
+            if url is None:
+                return 0
+            reply = self._client(queue).get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+            )
+            return int(reply["Attributes"]["ApproximateNumberOfMessages"])
+
+        return self._guard(run)
+
+    def queue_consumers(self, queue: str) -> int | None:
+        """SQS does not know its consumers."""
+        return None
+
+    def purge(self, queue: str) -> int:
+        def run() -> int:
+            url = self._existing_url(queue)
+            if url is None:
+                return 0
+            count = self.queue_depth(queue)
+            self._client(queue).purge_queue(QueueUrl=url)
+            return count
+
+        return self._guard(run)
+
+    # -- dead letters (see engine.broker.sqs_letters) ------------------------------------------------
+    def dead_letter(self, owner: str | None, tag: str | None, letter: DeadLetter) -> None:
+        """Stored before the message is deleted: a crash between costs a duplicate, not a loss."""
+        record = {k: getattr(letter, k) for k in LETTER_FIELDS}
+        record["raw"] = base64.b64encode(letter.raw).decode()
+        self._guard(
+            lambda: self._client(DEAD).send_message(QueueUrl=self._queue_url(DEAD), MessageBody=json_dumps(record))
+        )
+        if tag:
+            self.ack(owner or "", [tag])
+
+    def _browse(self, visit: Callable[[DeadLetter, Callable[[], None]], bool]) -> None:
+        """Every letter in turn until ``visit(letter, delete)`` says stop; all shown again after."""
+
+        def run() -> None:
+            url = self._queue_url(DEAD)
+            client = self._client(DEAD)
+            seen: dict[str, str] = {}
+            try:
+                while True:
+                    reply = client.receive_message(
+                        QueueUrl=url, MaxNumberOfMessages=BATCH, VisibilityTimeout=BROWSE_HIDE, WaitTimeSeconds=0
+                    )
+                    messages = [m for m in reply.get("Messages") or [] if m["MessageId"] not in seen]
+                    if not messages:
+                        return
+                    for m in messages:
+                        seen[m["MessageId"]] = handle = m["ReceiptHandle"]
+                        letter = _letter(m.get("Body") or "")
+
+                        def delete(h: str = handle, mid: str = m["MessageId"]) -> None:
+                            client.delete_message(QueueUrl=url, ReceiptHandle=h)
+                            seen.pop(mid, None)
+
+                        if letter is not None and visit(letter, delete):
+                            return
+            finally:
+                for handle in seen.values():
+                    self._visible_in(url, handle, 0)
+
+        self._guard(run)
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        found: list[DeadLetter] = []
+
+        def visit(letter: DeadLetter, delete: Callable[[], None]) -> bool:
+            found.append(letter)
+            return False
+
+        self._browse(visit)
+        return sorted(found, key=lambda x: x.time, reverse=True)[: max(limit, 1)]
+
+    def dead_letter_count(self) -> int:
+        return self.queue_depth(DEAD)
+
+    def _find(self, letter_id: str, act: Callable[[DeadLetter, Callable[[], None]], None]) -> DeadLetter | None:
+        found: list[DeadLetter] = []
+
+        def visit(letter: DeadLetter, delete: Callable[[], None]) -> bool:
+            if letter.id != letter_id:
+                return False
+            act(letter, delete)
+            found.append(letter)
+            return True
+
+        self._browse(visit)
+        return found[0] if found else None
+
+    def dead_letter_get(self, letter_id: str) -> DeadLetter | None:
+        return self._find(letter_id, lambda letter, delete: None)
+
+    def dead_letter_requeue(self, letter_id: str) -> bool:
+        def act(letter: DeadLetter, delete: Callable[[], None]) -> None:
+            self.publish(letter.queue or "celery", letter.raw)
+            delete()
+
+        return self._find(letter_id, act) is not None
+
+    def dead_letter_delete(self, letter_id: str) -> bool:
+        return self._find(letter_id, lambda letter, delete: delete()) is not None
+
+
+def _envelope(body: str, tag: str, queue: str, redelivered: bool) -> bytes:
+    """The kombu envelope a Redis consumer would have read, with this delivery's tag and info.
+    A body that is not one (written by hand, or broken) is handed over as it is: the worker
+    dead-letters what it cannot decode."""
+    data = body.encode("utf-8", "surrogateescape")
+    if B64.fullmatch(data):  # kombu's ``sqs_base64_encoding`` (its default, and Celery's)
+        try:
+            data = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    try:
+        envelope = json.loads(data)
+    except ValueError:
+        return data
+    props = envelope.get("properties") if isinstance(envelope, dict) else None
+    if not isinstance(props, dict):
+        return data
+    props["delivery_tag"] = tag
+    props["delivery_info"] = {"exchange": "", "routing_key": queue, "redelivered": redelivered}
+    return json_dumps(envelope).encode()
+
+
+def _letter(body: str) -> DeadLetter | None:
+    try:
+        record = json.loads(body)
+        raw = base64.b64decode(record.pop("raw"))
+        return DeadLetter(raw=raw, **{k: record.get(k) for k in LETTER_FIELDS})
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.warning("skipped a record in %s that is not a dead letter", DEAD)
+        return None
+
+
+def _line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _quietly(call: Callable[[], object]) -> None:
+    try:
+        call()
+    except Exception:  # closing what may already be gone
+        log.debug("ignored while closing an SQS connection", exc_info=True)
