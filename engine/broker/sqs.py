@@ -63,7 +63,7 @@ T = TypeVar("T")
 class SqsBroker:
     def __init__(self, url: str) -> None:
         self.url = url
-        given: dict[str, Any] = dict(getattr(url, "options", {}).get("transport_options") or {})
+        given: dict[str, Any] = dict(getattr(url, "options", {}).get("sqs_options") or {})
         self.polling_interval = float(given.get("polling_interval", 1.0))
         self.options = {
             "max_retries": 0,  # kombu's own retries when connecting: our callers retry, themselves
@@ -148,8 +148,15 @@ class SqsBroker:
     # -- publishing -------------------------------------------------------------------------------
     def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
         """kombu writes it as a Celery client would (SQS has no priorities: ``priority`` is dropped)."""
-        message = json.loads(raw)
-        self._guard(lambda: self._channel()._put(queue, message))
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            message = None
+        if isinstance(message, dict):
+            self._guard(lambda: self._channel()._put(queue, message))
+        else:  # not an envelope (a dead letter sent back as it came): the body as it was
+            body = raw.decode("utf-8", "replace")
+            self._guard(lambda: self._client(queue).send_message(QueueUrl=self._queue_url(queue), MessageBody=body))
 
     def publish_many(self, items: Sequence[tuple[str, bytes, int | None]]) -> None:
         for queue, raw, priority in items:
@@ -226,8 +233,11 @@ class SqsBroker:
             for start in range(0, len(batch), BATCH):
                 part = batch[start : start + BATCH]
                 entries = [{"Id": str(i), "ReceiptHandle": handle} for i, (_, handle) in enumerate(part)]
-                self._guard(partial(self._client().delete_message_batch, QueueUrl=url, Entries=entries))
+                self._guard(partial(self._delete, url, entries))
                 self._forget(tag for tag, _ in part)
+
+    def _delete(self, url: str, entries: list[dict[str, str]]) -> None:
+        self._client().delete_message_batch(QueueUrl=url, Entries=entries)
 
     def requeue(self, owner: str, tags: Sequence[str]) -> int:
         """Visible again at once (SQS counts the next receive: ``redelivered`` is set)."""

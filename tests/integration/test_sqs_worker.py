@@ -1,0 +1,98 @@
+"""``tqctl worker -b sqs://…``: our worker on a private moto SQS endpoint, results in the session's Redis."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from engine.broker import connect
+from engine.redisconn import ConnectionURL
+from tests.integration.conftest import client_app
+from tests.integration.harness import WorkerProcess, wait_for
+from tests.integration.sqs import VISIBILITY, SqsTarget, moto_sqs_server, sqs_target  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+APP = "tests.apps.sqs_app"
+
+
+@pytest.fixture
+def sqs_app(sqs: SqsTarget, redis_url: str, redis_client: object) -> Iterator[ModuleType]:
+    """tests/apps/sqs_app.py as a client here: tasks to SQS, results from Redis."""
+    for module in client_app(APP, sqs.url):
+        module.app.conf.result_backend = redis_url
+        module.app.conf.broker_transport_options = sqs.options
+        yield module
+
+
+@pytest.fixture
+def sqs_worker(sqs: SqsTarget, redis_url: str, tmp_path: Path, ledger: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, name: str = "w1") -> WorkerProcess:
+        env = {"LEDGER": str(ledger), "SQS_TEST_BACKEND": redis_url, **sqs.env()}
+        argv = ["-n", f"{name}@%h", "-l", "info", *args]
+        proc = WorkerProcess(sqs.url, argv, tmp_path / f"{name}.log", env, app=APP)
+        started.append(proc)
+        return proc.wait_ready(60)
+
+    yield start
+    for proc in started:
+        proc.close()
+
+
+def test_worker_runs_acks_and_says_once_what_sqs_has_not(
+    sqs: SqsTarget, sqs_app: ModuleType, sqs_worker: Callable[..., WorkerProcess], ledger: Path
+) -> None:
+    worker = sqs_worker("-c", "2")
+    results = [sqs_app.add.delay(i, i) for i in range(12)]
+    assert [r.get(timeout=60) for r in results] == [2 * i for i in range(12)]
+    # A countdown past the visibility timeout: held by the worker, hidden on SQS meanwhile, run once.
+    late = sqs_app.add.apply_async((1000, 1), countdown=VISIBILITY + 2)
+    assert late.get(timeout=60) == 1001
+    # Acked means deleted: nothing visible and nothing in flight (an unacked message is one or the other).
+    wait_for(lambda: sqs.counts("celery") == (0, 0), 30, "every message deleted")
+    assert ledger.read_text().count("add 1000 1 ") == 1
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    log = worker.log()
+    assert log.count("is SQS: no events and no remote control") == 1
+    assert "Traceback" not in log and "testing" not in log
+
+
+def test_sigkilled_worker_has_its_late_ack_task_redelivered_after_the_visibility_timeout(
+    sqs_app: ModuleType, sqs_worker: Callable[..., WorkerProcess], ledger: Path
+) -> None:
+    first = sqs_worker("-c", "1", "-P", "threads", name="w1")
+    result = sqs_app.slow_late.delay(60.0)
+    wait_for(lambda: "start" in ledger.read_text(), 60, "the task to start")
+    first.signal(signal.SIGKILL)
+    first.kill_group()
+    sqs_worker("-c", "1", "-P", "threads", name="w2")
+    assert result.get(timeout=60) == "done"  # the second run's result: SQS showed the message again
+    lines = ledger.read_text().splitlines()
+    starts = [line for line in lines if line.startswith("start")]
+    assert len(starts) == 2 and "redelivered=False" in starts[0] and "redelivered=True" in starts[1]
+    assert len([line for line in lines if line.startswith("end")]) == 1
+
+
+def test_malformed_message_is_dead_lettered_not_looped(
+    sqs: SqsTarget, sqs_app: ModuleType, sqs_worker: Callable[..., WorkerProcess]
+) -> None:
+    worker = sqs_worker("-c", "1", "-P", "threads")
+    sqs.server.client().send_message(QueueUrl=sqs.queue_url("celery"), MessageBody="[1, 2")
+    assert sqs_app.add.delay(20, 22).get(timeout=60) == 42  # a sentinel sent after it
+    broker = connect(ConnectionURL(sqs.url, {"sqs_options": sqs.options}))
+    try:
+        wait_for(lambda: len(broker.dead_letters()) == 1, 30, "the dead letter")
+        letters = broker.dead_letters()
+        assert [(x.reason, x.queue, x.raw) for x in letters] == [("invalid_json", "celery", b"[1, 2")]  # as on Redis
+        wait_for(lambda: sqs.counts("celery") == (0, 0), 30, "the bad message deleted from its queue")
+        assert broker.dead_letter_get(letters[0].id) == letters[0]
+        assert broker.dead_letter_delete(letters[0].id) and broker.dead_letters() == []
+    finally:
+        broker.close()
+    assert worker.log().count("dead-lettered a message") >= 1
