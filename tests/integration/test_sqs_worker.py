@@ -12,7 +12,7 @@ import pytest
 from engine.broker import connect
 from engine.redisconn import ConnectionURL
 from tests.integration.conftest import client_app
-from tests.integration.harness import WorkerProcess, wait_for
+from tests.integration.harness import CeleryWorkerProcess, WorkerProcess, wait_for
 from tests.integration.sqs import VISIBILITY, SqsTarget, moto_sqs_server, sqs_target  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
@@ -96,3 +96,33 @@ def test_malformed_message_is_dead_lettered_not_looped(
     finally:
         broker.close()
     assert worker.log().count("dead-lettered a message") >= 1
+
+
+def test_a_celery_client_sends_to_our_worker_over_sqs(
+    sqs: SqsTarget, redis_url: str, redis_client: object, sqs_worker: Callable[..., WorkerProcess]
+) -> None:
+    """Celery 5.7's own client through kombu's SQS transport: the same queue, the same envelope."""
+    celery = pytest.importorskip("celery")
+    sqs_worker("-c", "1", "-P", "threads")
+    client = celery.Celery("interop", broker=sqs.url, backend=redis_url)
+    client.conf.broker_transport_options = sqs.options
+    try:
+        assert client.send_task("tests.apps.sqs_app.add", (2, 3)).get(timeout=60) == 5
+        assert client.send_task("tests.apps.sqs_app.add", (4, 5), countdown=1).get(timeout=60) == 9
+    finally:
+        client.close()
+
+
+def test_our_client_sends_to_a_celery_worker_over_sqs(
+    sqs: SqsTarget, sqs_app: ModuleType, redis_url: str, tmp_path: Path
+) -> None:
+    """Our envelope, read by Celery 5.7's worker through kombu's SQS transport (its async hub)."""
+    pytest.importorskip("celery")
+    env = {"SQS_TEST_BACKEND": redis_url, **sqs.env()}
+    worker = CeleryWorkerProcess("tests.apps.celery_sqs_app", "celery", "c1", tmp_path / "celery.log", env)
+    try:
+        worker.wait_ready(60)
+        assert sqs_app.add.delay(20, 22).get(timeout=60) == 42
+        assert sqs_app.add.apply_async((1, 2), countdown=1).get(timeout=60) == 3
+    finally:
+        worker.close()
