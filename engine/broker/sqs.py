@@ -18,8 +18,7 @@ worker until due, as Celery holds them; unlike Celery we stretch such a message'
 cover its ETA (SQS allows 12 hours), so a countdown longer than ``visibility_timeout`` does not
 make it come back and run twice. SQS's own ``DelaySeconds`` (900 s at most) is not used.
 
-Dead letters go to a queue ``tqctl.dead`` (``tqctl-dead`` on SQS, after the prefix) as JSON
-records; listing them receives the whole queue and makes it visible again, fine for hundreds.
+Dead letters go to a queue ``tqctl.dead`` (``engine.broker.sqs_letters``).
 """
 
 from __future__ import annotations
@@ -43,17 +42,15 @@ import kombu.exceptions
 from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.broker.base import DeadLetter, Delivery
+from engine.broker.sqs_letters import DEAD, DeadLetterQueue
 from engine.config import mask_url
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.serialization import json_dumps
 
 log = logging.getLogger("engine.broker")
-DEAD = "tqctl.dead"
 BATCH = 10  # SQS's most per ReceiveMessage and per DeleteMessageBatch
 MAX_WAIT = 20  # SQS's longest long poll
 MAX_VISIBILITY = 43200  # SQS's longest visibility timeout: 12 hours
-BROWSE_HIDE = 30  # seconds dead letters stay hidden while one listing reads them
-LETTER_FIELDS = ("id", "queue", "reason", "detail", "time", "task_id", "task_name", "worker")
 # Short timeouts and one retry, so a wrong endpoint fails in seconds; reads outlast a long poll.
 CLIENT_CONFIG = {"connect_timeout": 5, "read_timeout": MAX_WAIT + 10, "retries": {"max_attempts": 2}}
 B64 = re.compile(rb"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
@@ -360,86 +357,34 @@ class SqsBroker:
 
         return self._guard(run)
 
-    # -- dead letters (see engine.broker.sqs_letters) ------------------------------------------------
+    # -- dead letters (engine.broker.sqs_letters) ---------------------------------------------------
+    def _dead(self) -> DeadLetterQueue:
+        return DeadLetterQueue(self._client(DEAD), self._queue_url(DEAD))
+
     def dead_letter(self, owner: str | None, tag: str | None, letter: DeadLetter) -> None:
         """Stored before the message is deleted: a crash between costs a duplicate, not a loss."""
-        record = {k: getattr(letter, k) for k in LETTER_FIELDS}
-        record["raw"] = base64.b64encode(letter.raw).decode()
-        self._guard(
-            lambda: self._client(DEAD).send_message(QueueUrl=self._queue_url(DEAD), MessageBody=json_dumps(record))
-        )
+        self._guard(lambda: self._dead().store(letter))
         if tag:
             self.ack(owner or "", [tag])
 
-    def _browse(self, visit: Callable[[DeadLetter, Callable[[], None]], bool]) -> None:
-        """Every letter in turn until ``visit(letter, delete)`` says stop; all shown again after."""
-
-        def run() -> None:
-            url = self._queue_url(DEAD)
-            client = self._client(DEAD)
-            seen: dict[str, str] = {}
-            try:
-                while True:
-                    reply = client.receive_message(
-                        QueueUrl=url, MaxNumberOfMessages=BATCH, VisibilityTimeout=BROWSE_HIDE, WaitTimeSeconds=0
-                    )
-                    messages = [m for m in reply.get("Messages") or [] if m["MessageId"] not in seen]
-                    if not messages:
-                        return
-                    for m in messages:
-                        seen[m["MessageId"]] = handle = m["ReceiptHandle"]
-                        letter = _letter(m.get("Body") or "")
-
-                        def delete(h: str = handle, mid: str = m["MessageId"]) -> None:
-                            client.delete_message(QueueUrl=url, ReceiptHandle=h)
-                            seen.pop(mid, None)
-
-                        if letter is not None and visit(letter, delete):
-                            return
-            finally:
-                for handle in seen.values():
-                    self._visible_in(url, handle, 0)
-
-        self._guard(run)
-
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        found: list[DeadLetter] = []
-
-        def visit(letter: DeadLetter, delete: Callable[[], None]) -> bool:
-            found.append(letter)
-            return False
-
-        self._browse(visit)
-        return sorted(found, key=lambda x: x.time, reverse=True)[: max(limit, 1)]
+        return self._guard(lambda: self._dead().all(limit))
 
     def dead_letter_count(self) -> int:
         return self.queue_depth(DEAD)
 
-    def _find(self, letter_id: str, act: Callable[[DeadLetter, Callable[[], None]], None]) -> DeadLetter | None:
-        found: list[DeadLetter] = []
-
-        def visit(letter: DeadLetter, delete: Callable[[], None]) -> bool:
-            if letter.id != letter_id:
-                return False
-            act(letter, delete)
-            found.append(letter)
-            return True
-
-        self._browse(visit)
-        return found[0] if found else None
-
     def dead_letter_get(self, letter_id: str) -> DeadLetter | None:
-        return self._find(letter_id, lambda letter, delete: None)
+        return self._guard(lambda: self._dead().find(letter_id, lambda letter, delete: None))
 
     def dead_letter_requeue(self, letter_id: str) -> bool:
         def act(letter: DeadLetter, delete: Callable[[], None]) -> None:
             self.publish(letter.queue or "celery", letter.raw)
             delete()
 
-        return self._find(letter_id, act) is not None
+        return self._guard(lambda: self._dead().find(letter_id, act)) is not None
 
     def dead_letter_delete(self, letter_id: str) -> bool:
-        return self._find(letter_id, lambda letter, delete: delete()) is not None
+        return self._guard(lambda: self._dead().find(letter_id, lambda letter, delete: delete())) is not None
 
 
 def _envelope(body: str, tag: str, queue: str, redelivered: bool) -> bytes:
@@ -462,16 +407,6 @@ def _envelope(body: str, tag: str, queue: str, redelivered: bool) -> bytes:
     props["delivery_tag"] = tag
     props["delivery_info"] = {"exchange": "", "routing_key": queue, "redelivered": redelivered}
     return json_dumps(envelope).encode()
-
-
-def _letter(body: str) -> DeadLetter | None:
-    try:
-        record = json.loads(body)
-        raw = base64.b64decode(record.pop("raw"))
-        return DeadLetter(raw=raw, **{k: record.get(k) for k in LETTER_FIELDS})
-    except (ValueError, KeyError, TypeError, AttributeError):
-        log.warning("skipped a record in %s that is not a dead letter", DEAD)
-        return None
 
 
 def _line(exc: BaseException) -> str:
