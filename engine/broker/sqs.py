@@ -126,7 +126,17 @@ class SqsBroker:
         return chan.sqs(queue=chan.canonical_queue_name(queue) if queue else None)
 
     def ping(self) -> None:
-        self._guard(lambda: self._client().list_queues(MaxResults=1))
+        """A call SQS must answer: with ``predefined_queues`` (credentials may be per queue, and
+        allow no listing) the first queue's attributes, else a listing."""
+
+        def run() -> None:
+            chan = self._channel()
+            for name, queue in chan.predefined_queues.items():
+                chan.sqs(queue=name).get_queue_attributes(QueueUrl=queue["url"], AttributeNames=["QueueArn"])
+                return
+            chan.sqs().list_queues(MaxResults=1)
+
+        self._guard(run)
 
     def declare(self, queues: Iterable[str]) -> None:
         def run() -> None:
@@ -208,15 +218,16 @@ class SqsBroker:
             found.append(delivery)
         return found
 
-    def _take(self, tags: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
-        """The held tags among ``tags``, by queue URL: (tag, receipt handle)."""
-        by_url: dict[str, list[tuple[str, str]]] = {}
+    def _take(self, tags: Sequence[str]) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        """The held tags among ``tags``, by (queue URL, queue): (tag, receipt handle). The queue
+        picks the client: a predefined queue may have credentials of its own."""
+        by_queue: dict[tuple[str, str], list[tuple[str, str]]] = {}
         with self._lock:
             for tag in tags:
                 held = self._held.get(tag)
                 if held is not None:
-                    by_url.setdefault(held[0], []).append((tag, held[1]))
-        return by_url
+                    by_queue.setdefault((held[0], held[2].queue), []).append((tag, held[1]))
+        return by_queue
 
     def _forget(self, tags: Iterable[str]) -> None:
         with self._lock:
@@ -226,29 +237,29 @@ class SqsBroker:
     def ack(self, owner: str, tags: Sequence[str]) -> None:
         """Delete them, ten to a call. A receipt SQS no longer knows (the visibility timeout ran
         out and another consumer has the message) is not an error: that consumer settles it."""
-        for url, batch in self._take(tags).items():
+        for (url, queue), batch in self._take(tags).items():
             for start in range(0, len(batch), BATCH):
                 part = batch[start : start + BATCH]
                 entries = [{"Id": str(i), "ReceiptHandle": handle} for i, (_, handle) in enumerate(part)]
-                self._guard(partial(self._delete, url, entries))
+                self._guard(partial(self._delete, url, queue, entries))
                 self._forget(tag for tag, _ in part)
 
-    def _delete(self, url: str, entries: list[dict[str, str]]) -> None:
-        self._client().delete_message_batch(QueueUrl=url, Entries=entries)
+    def _delete(self, url: str, queue: str, entries: list[dict[str, str]]) -> None:
+        self._client(queue).delete_message_batch(QueueUrl=url, Entries=entries)
 
     def requeue(self, owner: str, tags: Sequence[str]) -> int:
         """Visible again at once (SQS counts the next receive: ``redelivered`` is set)."""
         done = 0
-        for url, batch in self._take(tags).items():
+        for (url, queue), batch in self._take(tags).items():
             for tag, handle in batch:
-                self._guard(partial(self._visible_in, url, handle, 0))
+                self._guard(partial(self._visible_in, url, queue, handle, 0))
                 self._forget([tag])
                 done += 1
         return done
 
-    def _visible_in(self, url: str, handle: str, seconds: int) -> None:
+    def _visible_in(self, url: str, queue: str, handle: str, seconds: int) -> None:
         try:
-            self._client().change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=seconds)
+            self._client(queue).change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=seconds)
         except ClientError as exc:  # the receipt ran out: SQS shows the message again by itself
             log.debug("SQS visibility change refused: %s", _line(exc))
 
@@ -287,7 +298,7 @@ class SqsBroker:
         if held is None:
             return
         hide = min(MAX_VISIBILITY, math.ceil(eta - time.time()) + self._visibility())
-        self._guard(lambda: self._visible_in(held[0], held[1], max(hide, 0)))
+        self._guard(lambda: self._visible_in(held[0], held[2].queue, held[1], max(hide, 0)))
         with self._lock:
             heapq.heappush(self._deferred, (eta, next(self._tags), held[2]))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from types import ModuleType
 import pytest
 
 from engine.broker import connect
+from engine.exceptions import ImproperlyConfigured
 from engine.redisconn import ConnectionURL
 from tests.integration.conftest import client_app
 from tests.integration.harness import CeleryWorkerProcess, WorkerProcess, wait_for
@@ -126,3 +128,26 @@ def test_our_client_sends_to_a_celery_worker_over_sqs(
         assert sqs_app.add.apply_async((1, 2), countdown=1).get(timeout=60) == 3
     finally:
         worker.close()
+
+
+def test_predefined_queues_are_used_as_they_are(
+    sqs: SqsTarget, redis_url: str, tmp_path: Path, ledger: Path, sqs_app: ModuleType
+) -> None:
+    """Celery's ``predefined_queues``: queues made beforehand (by URL), none created or listed."""
+    client = sqs.server.client()
+    names = {"celery": f"{sqs.prefix}celery", "tqctl.dead": f"{sqs.prefix}tqctl-dead"}
+    urls = {name: client.create_queue(QueueName=real)["QueueUrl"] for name, real in names.items()}
+    options = {**sqs.options, "predefined_queues": {names[n]: {"url": urls[n]} for n in names}}
+    sqs_app.app.conf.broker_transport_options = options
+    env = {"LEDGER": str(ledger), "SQS_TEST_BACKEND": redis_url, "SQS_TEST_OPTIONS": json.dumps(options)}
+    worker = WorkerProcess(sqs.url, ["-P", "threads", "-c", "1"], tmp_path / "w.log", env, app=APP)
+    try:
+        worker.wait_ready(60)
+        assert sqs_app.add.delay(2, 40).get(timeout=60) == 42
+        wait_for(lambda: sqs.counts("celery") == (0, 0), 30, "the message deleted")
+        refused = sqs_app.add.s(1, 1).set(queue="elsewhere")  # not predefined: refused in one line
+        with pytest.raises(ImproperlyConfigured, match="must be defined in 'predefined_queues'"):
+            refused.delay()
+    finally:
+        worker.close()
+    assert "Traceback" not in worker.log()
