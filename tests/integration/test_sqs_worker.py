@@ -151,3 +151,29 @@ def test_predefined_queues_are_used_as_they_are(
     finally:
         worker.close()
     assert "Traceback" not in worker.log()
+
+
+def test_warm_shutdown_shows_what_the_worker_held_at_once(
+    sqs: SqsTarget, redis_url: str, tmp_path: Path, ledger: Path, sqs_app: ModuleType
+) -> None:
+    """Prefetched messages go back visible at the worker's exit, not after their visibility
+    timeout (a minute here: without the hand-back they would still be in flight below)."""
+    options = {**sqs.options, "visibility_timeout": 60}
+    sqs_app.app.conf.broker_transport_options = options
+    env = {"LEDGER": str(ledger), "SQS_TEST_BACKEND": redis_url, "SQS_TEST_OPTIONS": json.dumps(options)}
+    argv = ["-P", "threads", "-c", "1", "--prefetch-multiplier", "4", "-l", "info"]
+    worker = WorkerProcess(sqs.url, argv, tmp_path / "w.log", env, app=APP)
+    try:
+        worker.wait_ready(60)
+        slow = sqs_app.slow_late.delay(5.0)
+        wait_for(lambda: "start" in ledger.read_text(), 60, "the slow task to start")
+        for i in range(3):  # sent now: SQS does not keep order, they must not run first
+            sqs_app.add.delay(i, i)
+        wait_for(lambda: sqs.counts("celery") == (0, 4), 30, "the worker to hold the three others")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(60) == 0
+        assert slow.get(timeout=10) == "done"
+    finally:
+        worker.close()
+    assert "handed back 3 unfinished message(s)" in worker.log()
+    assert sqs.counts("celery") == (3, 0)
