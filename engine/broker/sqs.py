@@ -402,7 +402,7 @@ def _envelope(body: str, tag: str, queue: str, redelivered: bool) -> bytes:
     """The kombu envelope a Redis consumer would have read, with this delivery's tag and info.
     A body that is not one (written by hand, or broken) is handed over as it is: the worker
     dead-letters what it cannot decode."""
-    data = body.encode("utf-8", "surrogateescape")
+    original = data = body.encode("utf-8", "surrogateescape")
     if B64.fullmatch(data):  # kombu's ``sqs_base64_encoding`` (its default, and Celery's)
         try:
             data = base64.b64decode(data, validate=True)
@@ -411,10 +411,10 @@ def _envelope(body: str, tag: str, queue: str, redelivered: bool) -> bytes:
     try:
         envelope = json.loads(data)
     except ValueError:
-        return data
+        return original
     props = envelope.get("properties") if isinstance(envelope, dict) else None
     if not isinstance(props, dict):
-        return data
+        return original
     props["delivery_tag"] = tag
     props["delivery_info"] = {"exchange": "", "routing_key": queue, "redelivered": redelivered}
     return json_dumps(envelope).encode()
