@@ -185,14 +185,14 @@ class SqsBroker:
         with self._lock:
             got, self._ready = self._ready[:limit], self._ready[limit:]
         deadline = time.monotonic() + max(timeout, 0.0)
-        while not got:
+        while not got and queues:
             self._turn += 1
             names = list(queues[self._turn % len(queues) :]) + list(queues[: self._turn % len(queues)])
             for queue in names:
                 if len(got) >= limit:
                     break
                 left = deadline - time.monotonic()
-                wait = min(MAX_WAIT, int(left)) if len(names) == 1 and left >= 1 else 0
+                wait = max(0, min(MAX_WAIT, round(left))) if len(names) == 1 else 0  # SQS takes whole seconds
                 got += self._guard(partial(self._receive, queue, min(limit - len(got), BATCH), wait))
             left = deadline - time.monotonic()
             if got or left <= 0:
