@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import kombu
 import kombu.exceptions
@@ -59,6 +60,7 @@ T = TypeVar("T")
 
 class SqsBroker:
     def __init__(self, url: str) -> None:
+        _check_url(str(url))
         self.url = url
         given: dict[str, Any] = dict(getattr(url, "options", {}).get("sqs_options") or {})
         self.polling_interval = float(given.get("polling_interval", 1.0))
@@ -418,6 +420,22 @@ def _envelope(body: str, tag: str, queue: str, redelivered: bool) -> bytes:
     props["delivery_tag"] = tag
     props["delivery_info"] = {"exchange": "", "routing_key": queue, "redelivered": redelivered}
     return json_dumps(envelope).encode()
+
+
+def _check_url(url: str) -> None:
+    """A secret key with a ``/`` in it must be quoted (Celery's docs say so): unquoted, the URL
+    parses wrong and a masked form would show the key. Said without quoting the URL."""
+    try:
+        netloc = urlsplit(url).netloc
+        urlsplit(url).port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        netloc = ""
+    rest = url.split("://", 1)[-1]
+    if ("@" in rest and "@" not in netloc) or (":" in rest and not netloc):
+        raise ImproperlyConfigured(
+            "the sqs:// URL does not parse: quote the access key and secret key "
+            "(kombu.utils.url.safequote; a '/' in a secret key as %2F), as Celery's docs say"
+        )
 
 
 def _line(exc: BaseException) -> str:

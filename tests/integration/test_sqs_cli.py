@@ -55,3 +55,17 @@ def test_worker_on_sqs_without_a_redis_backend_is_refused_in_one_line(sqs: SqsTa
         proc.close()
     out = proc.log().strip()
     assert "needs a Redis result backend" in out and "Traceback" not in out
+
+
+def test_an_unquoted_secret_key_is_refused_without_showing_it(redis_url: str, tmp_path: Path) -> None:
+    url = "sqs://AKIDUMMY:abc/s3cr3tdummy@"  # Celery's docs: quote the key; unquoted it parses wrong
+    proc = WorkerProcess(
+        url, ["-l", "info"], tmp_path / "w.log", {"SQS_TEST_BACKEND": redis_url}, app="tests.apps.sqs_app"
+    )
+    try:
+        assert proc.wait(60) != 0
+    finally:
+        proc.close()
+    out = proc.log()
+    assert out.count("tqctl: error: the sqs:// URL does not parse: quote the access key and secret key") == 1
+    assert "Traceback" not in out and "s3cr3tdummy" not in out
