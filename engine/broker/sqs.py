@@ -2,7 +2,7 @@
 
 kombu's ``sqs://`` channel does what Celery's does with the same ``broker_transport_options``
 (``region``, ``visibility_timeout``, ``queue_name_prefix``, ``predefined_queues``,
-``wait_time_seconds``, ``client-config``, STS roles): it names and creates queues, makes the boto3
+``client-config``, STS roles): it names and creates queues, makes the boto3
 client and writes messages (kombu's JSON envelope, base64-encoded, as a Celery client writes
 them). We call that channel's SQS client ourselves to receive, delete and change visibility,
 because the worker settles messages by its own tags rather than through kombu's consumer loop.
@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 import kombu
 import kombu.exceptions
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, PartialCredentialsError
 
 from engine.broker.base import DeadLetter, Delivery
 from engine.broker.sqs_letters import DEAD, DeadLetterQueue
@@ -55,6 +55,7 @@ MAX_VISIBILITY = 43200  # SQS's longest visibility timeout: 12 hours
 # Short timeouts and one retry, so a wrong endpoint fails in seconds; reads outlast a long poll.
 CLIENT_CONFIG = {"connect_timeout": 5, "read_timeout": MAX_WAIT + 10, "retries": {"max_attempts": 2}}
 B64 = re.compile(rb"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
+MISCONFIGURED = (NoCredentialsError, PartialCredentialsError, NoRegionError)
 T = TypeVar("T")
 
 
@@ -95,20 +96,30 @@ class SqsBroker:
             return self._chan
 
     def _guard(self, call: Callable[[], T]) -> T:
-        """SQS's and boto's errors as ours: one line, credentials never in it."""
+        """SQS's and boto's errors as ours, in one line, credentials never in it: a missing
+        credential or a predefined_queues mistake is ImproperlyConfigured; the rest (the endpoint
+        away, SQS refusing or throttling) BrokerUnavailable, which a worker retries."""
+        where = mask_url(str(self.url))
         try:
             return call()
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("AccessDenied", "InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException"):
-                raise BrokerUnavailable(f"broker {mask_url(str(self.url))} refused us: {_line(exc)}") from None
-            raise ImproperlyConfigured(f"SQS ({mask_url(str(self.url))}): {_line(exc)}") from None
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if "NonExistentQueue" in code or code == "QueueDoesNotExist":
+                self._forget_queue_urls()  # deleted behind our back: the next call makes it again
+            raise BrokerUnavailable(f"broker {where} refused the call: {_line(exc)}") from None
         except (BotoCoreError, OSError, kombu.exceptions.OperationalError) as exc:
-            raise BrokerUnavailable(f"broker {mask_url(str(self.url))} unreachable: {_line(exc)}") from None
+            cause = exc.__cause__ or exc.__context__  # kombu wraps what failed when connecting
+            if isinstance(exc, MISCONFIGURED) or isinstance(cause, MISCONFIGURED):
+                raise ImproperlyConfigured(f"broker {where}: {_line(exc)}") from None
+            raise BrokerUnavailable(f"broker {where} unreachable: {_line(exc)}") from None
         except Exception as exc:
             if type(exc).__module__.startswith("kombu.transport.SQS"):  # a predefined_queues mistake
                 raise ImproperlyConfigured(f"SQS: {_line(exc)}") from None
             raise
+
+    def _forget_queue_urls(self) -> None:
+        if self._chan is not None:
+            self._chan._queue_cache.clear()
 
     def _queue_url(self, queue: str) -> str:
         """The queue's URL, the queue made first when it does not exist (as kombu does)."""
