@@ -69,3 +69,25 @@ def test_an_unquoted_secret_key_is_refused_without_showing_it(redis_url: str, tm
     out = proc.log()
     assert out.count("tqctl: error: the sqs:// URL does not parse: quote the access key and secret key") == 1
     assert "Traceback" not in out and "s3cr3tdummy" not in out
+
+
+def test_a_worker_without_aws_credentials_is_refused_in_one_line(
+    sqs: SqsTarget, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    env = {
+        "SQS_TEST_BACKEND": redis_url,
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        **sqs.env(),
+    }
+    proc = WorkerProcess(sqs.url, ["-l", "info"], tmp_path / "w.log", env, app="tests.apps.sqs_app")
+    try:
+        assert proc.wait(60) != 0
+    finally:
+        proc.close()
+    out = proc.log()
+    errors = [line for line in out.splitlines() if line.startswith("tqctl: error:")]
+    assert errors == ["tqctl: error: broker sqs://: Unable to locate credentials"] and "Traceback" not in out
