@@ -8,6 +8,7 @@ credentials in the AWS_* variables boto3 reads; the broker URL is plain ``sqs://
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -123,8 +124,9 @@ class SqsTarget:
 @pytest.fixture(scope="session", name="moto_sqs")
 def moto_sqs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoSqs]:
     """One private moto SQS endpoint for the session (skipped where moto[server] is not installed)."""
-    pytest.importorskip("moto.server", reason="moto[server] is not installed (the test extra has it)")
-    pytest.importorskip("boto3", reason="boto3 is not installed (the sqs extra has it)")
+    for module, extra in (("moto", "test"), ("flask", "test"), ("boto3", "sqs")):  # moto[server] needs flask
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed (the {extra} extra has it)")
     server = MotoSqs(tmp_path_factory.mktemp("moto"))
     try:
         server.start()
