@@ -165,7 +165,7 @@ def test_warm_shutdown_shows_what_the_worker_held_at_once(
     worker = WorkerProcess(sqs.url, argv, tmp_path / "w.log", env, app=APP)
     try:
         worker.wait_ready(60)
-        slow = sqs_app.slow_late.delay(5.0)
+        slow = sqs_app.slow_late.delay(8.0)  # room for a loaded machine to fetch the others meanwhile
         wait_for(lambda: "start" in ledger.read_text(), 60, "the slow task to start")
         for i in range(3):  # sent now: SQS does not keep order, they must not run first
             sqs_app.add.delay(i, i)
