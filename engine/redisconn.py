@@ -85,6 +85,7 @@ def broker_target(url: str, conf: Any) -> str:
         failover_timeout=conf.get("tqctl_failover_timeout"),
         wait_replicas=replicas,
         **_amqp_options(url, conf),
+        **_sqs_options(url, conf),
     )
 
 
@@ -98,6 +99,13 @@ def _amqp_options(url: str, conf: Any) -> dict[str, Any]:
         "queue_type": conf.get("task_default_queue_type"),
         "delayed_queue_type": conf.get("broker_native_delayed_delivery_queue_type"),
     }
+
+
+def _sqs_options(url: str, conf: Any) -> dict[str, Any]:
+    """An SQS broker takes all of ``broker_transport_options`` (kombu's SQS transport reads them)."""
+    if urlsplit(str(url)).scheme.lower() != "sqs":
+        return {}
+    return {"sqs_options": dict(conf.get("broker_transport_options") or {})}
 
 
 def backend_target(url: str, conf: Any) -> str:

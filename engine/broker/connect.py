@@ -11,6 +11,7 @@ from engine.exceptions import ImproperlyConfigured
 from engine.redisconn import REDIS_SCHEMES, unsupported_url
 
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+SQS_SCHEMES = ("sqs",)
 
 
 def connect(url: str) -> Broker:
@@ -28,6 +29,12 @@ def connect(url: str) -> Broker:
         from engine.broker.amqp import AmqpBroker
 
         return AmqpBroker(url)
+    if scheme in SQS_SCHEMES:
+        try:
+            from engine.broker.sqs import SqsBroker
+        except ImportError as exc:
+            raise ImproperlyConfigured(f"an sqs:// broker needs boto3 (pip install 'tqctl[sqs]'): {exc}") from None
+        return SqsBroker(url)
     raise unsupported_url(url)
 
 
@@ -39,7 +46,7 @@ def worker_fanout(broker_url: str, backend_url: str | None) -> tuple[RedisFanout
     ``celeryev`` and ``celery.pidbox`` exchanges (Celery's tools see the worker) and the stored
     state on the Redis result backend, the usual pairing."""
     scheme = urlsplit(str(broker_url).split(";", 1)[0]).scheme.lower()
-    if scheme not in AMQP_SCHEMES:
+    if scheme not in AMQP_SCHEMES + SQS_SCHEMES:
         return RedisFanout(broker_url), None
     backend_scheme = urlsplit(str(backend_url or "")).scheme.lower()
     if backend_scheme == "rpc":
@@ -52,9 +59,17 @@ def worker_fanout(broker_url: str, backend_url: str | None) -> tuple[RedisFanout
         )
         return AmqpFanout(broker_url, None), note
     if backend_url is None or backend_scheme not in REDIS_SCHEMES:
+        kind = "an SQS" if scheme in SQS_SCHEMES else "an AMQP"
         raise ImproperlyConfigured(
-            "a worker on an AMQP broker needs a Redis result backend for now (result_backend or "
+            f"a worker on {kind} broker needs a Redis result backend for now (result_backend or "
             "TQCTL_BACKEND): its revokes and task history are kept there"
+        )
+    if scheme in SQS_SCHEMES:
+        from engine.broker.sqs_fanout import SqsFanout
+
+        return SqsFanout(backend_url), (
+            f"broker {mask_url(str(broker_url))} is SQS: no events and no remote control (inspect, control, "
+            f"events), as in Celery; revokes and history are on the result backend {mask_url(str(backend_url))}"
         )
     from engine.broker.amqp_fanout import AmqpFanout
 

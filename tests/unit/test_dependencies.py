@@ -20,6 +20,9 @@ OPTIONAL |= {"textual_serve", "aiohttp"}
 OPTIONAL |= {"prometheus_client", "pytest"}
 # -P asyncio / -P gevent extras, each guarded by ImportError (a one-line error names the extra).
 OPTIONAL |= {"greenlet", "uvloop", "gevent"}
+# The 'sqs' extra (boto3 brings botocore): engine.broker.sqs*, imported for an sqs:// URL only,
+# guarded by ImportError in engine.broker.connect (a one-line error names the extra).
+OPTIONAL |= {"botocore"}
 
 
 def top_level_imports(path: Path) -> set[str]:

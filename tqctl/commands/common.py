@@ -81,10 +81,18 @@ class Cluster:
 
         return urlsplit(self.url.split(";", 1)[0]).scheme.lower() in AMQP_SCHEMES
 
+    @property
+    def is_sqs(self) -> bool:
+        from engine.broker.connect import SQS_SCHEMES
+
+        return urlsplit(self.url).scheme.lower() in SQS_SCHEMES
+
     def redis_only(self, what: str) -> None:
-        """One line naming what an AMQP broker does not give this command yet."""
+        """One line naming what an AMQP or SQS broker does not give this command yet."""
         if self.is_amqp:
             raise ImproperlyConfigured(f"{what} is not available on an AMQP broker yet (RabbitMQ preview)")
+        if self.is_sqs:
+            raise ImproperlyConfigured(f"{what} is not available on an SQS broker")
 
     @property
     def client(self) -> Any:
@@ -96,6 +104,11 @@ class Cluster:
     def control(self) -> Any:
         from engine.control import Control
 
+        if self.is_sqs:  # as in Celery: SQS has no broadcast, so workers on it hear no commands
+            raise ImproperlyConfigured(
+                "remote control (inspect, control, status, workers) does not exist on an SQS broker, as in "
+                "Celery: SQS has no broadcast, so its workers hear no commands and send no events"
+            )
         if self.is_amqp:  # requests on celery.pidbox, replies on reply.celery.pidbox, as Celery's
             from engine.broker.amqp_fanout import AmqpFanout
 
