@@ -16,9 +16,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import urlsplit
 
-import redis
 import typer
 
+from engine.broker.inspect import SERVER_ERROR, UNREACHABLE
+from engine.config import env_backend_url
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.redisconn import REDIS_SCHEMES, client_from_url, describe_error
 from tqctl.client import resolve_broker_url
@@ -57,7 +58,7 @@ Backend = Annotated[
 ]
 
 ABORTS = (typer.Abort, EOFError)  # no terminal, EOF or Ctrl-C at a prompt
-BROKER_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError)
+BROKER_ERRORS = UNREACHABLE
 
 
 # -- one cluster, opened lazily --------------------------------------------------------------
@@ -92,14 +93,38 @@ class Cluster:
         self.redis_only("this command")
         return self.broker.client
 
+    @property
+    def state_backend(self) -> str | None:
+        """On AMQP: the Redis result backend keeping revokes, history and failures (--backend,
+        TQCTL_BACKEND); None when there is none."""
+        from engine.broker.inspect import state_url
+
+        return state_url(self.url, self.backend_url or env_backend_url())
+
+    def needs_state(self, what: str) -> None:
+        """One line when an AMQP broker has no Redis result backend to keep ``what`` on."""
+        if self.is_amqp and self.state_backend is None:
+            raise ImproperlyConfigured(
+                f"{what} on an AMQP broker is kept on the Redis result backend: pass --backend "
+                "redis://... or set TQCTL_BACKEND (the workers' result_backend)"
+            )
+
+    @cached_property
+    def view(self) -> Any:
+        """Queues, delayed tasks, history and results, read the transport's own way."""
+        from engine.broker.inspect import open_view
+
+        client = self._client(self.timeout) if self.timeout else None
+        return open_view(self.url, self.state_backend, client)
+
     @cached_property
     def control(self) -> Any:
         from engine.control import Control
 
         if self.is_amqp:  # requests on celery.pidbox, replies on reply.celery.pidbox, as Celery's
-            from engine.broker.amqp_fanout import AmqpFanout
+            from engine.broker.inspect import open_fanout
 
-            return Control(self.url, fanout=AmqpFanout(self.url, None))
+            return Control(self.url, fanout=open_fanout(self.url, self.state_backend))
 
         # Worker commands open the session with their --timeout + 1 s, and a reply is awaited with a
         # blocking pop of up to --timeout: a second more keeps the socket from giving up first.
@@ -121,11 +146,8 @@ class Cluster:
 
     @cached_property
     def history(self) -> Any:
-        from engine.history import History
-
-        self.redis_only("task history (tasks, task, retry, failures)")
-
-        return History(self.broker.client)
+        self.needs_state("task history (tasks, task, retry, failures)")
+        return self.view.history
 
     @cached_property
     def app(self) -> Any:
@@ -142,14 +164,14 @@ class Cluster:
         self.broker.publish(queue, signer.sign(raw) if signer is not None else raw, priority)
 
     def events(self) -> Any:
+        from engine.broker.inspect import open_fanout
         from engine.events.receiver import EventReceiver
 
-        self.redis_only("the event stream (tail, and the rates of queues and workers)")
-
-        return EventReceiver(self.url)
+        # On AMQP: the celeryev topic exchange (no stored state needed to listen).
+        return EventReceiver(self.url, open_fanout(self.url, self.state_backend))
 
     def close(self) -> None:
-        for name in ("control", "broker", "app"):
+        for name in ("control", "broker", "view", "app"):
             conn = self.__dict__.get(name)
             if conn is not None:
                 try:
@@ -175,7 +197,7 @@ def session(broker: str, backend: str = "", timeout: float | None = None) -> Ite
         fail(str(exc))
     except BROKER_ERRORS as exc:
         fail(describe_error(url, exc))
-    except redis.ResponseError as exc:
+    except SERVER_ERROR as exc:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
             fail(describe_error(url, exc))
         fail(f"broker error: {exc}")
@@ -238,7 +260,7 @@ def send_revoke(
     cluster: Any, ids: list[str], terminate: bool, signal: str, destination: list[str] | None, timeout: float, yes: bool
 ) -> list[dict[str, Any]]:
     """Ask, store the revokes in the broker and tell the workers; shared by revoke and control revoke."""
-    cluster.redis_only("revoke from tqctl (revokes are stored with the worker's Redis result backend)")
+    cluster.needs_state("revoke from tqctl (revokes are stored so a restarted worker keeps them)")
     confirm(f"revoke {len(ids)} task(s){f' and kill them with {signal}' if terminate else ''}?", yes)
     replies = cluster.control.revoke(
         ids, terminate=terminate, signal=signal, destination=destination, reply=True, timeout=timeout
