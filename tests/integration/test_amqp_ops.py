@@ -142,11 +142,10 @@ def test_control_without_workers_exits_69_on_amqp(amqp_url: str) -> None:
     ("argv", "missing"),
     [
         (["revoke", "some-id", "--yes"], "revoke from tqctl"),
-        (["tail", "--count", "1"], "the event stream"),
         (["tasks"], "task history"),
     ],
 )
-def test_verbs_not_on_amqp_yet_refuse_in_one_line(amqp_url: str, argv: list[str], missing: str) -> None:
+def test_verbs_needing_a_backend_refuse_in_one_line_without_one(amqp_url: str, argv: list[str], missing: str) -> None:
     proc = tq(amqp_url, *argv)
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
