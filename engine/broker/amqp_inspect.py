@@ -81,6 +81,9 @@ class AmqpView:
     def server(self) -> str:
         return self._counts([])[1]
 
+    def discover(self) -> None:
+        """Nothing to scan: RabbitMQ names its queues only through the management API."""
+
     def queue_names(self) -> list[str]:
         """RabbitMQ lists queues only through its management API: the default queue here; the
         console adds every queue a worker consumes (their ``active_queues`` replies)."""

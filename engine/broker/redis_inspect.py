@@ -53,7 +53,7 @@ class RedisView:
         return f"{kind} {info.get('valkey_version') or info.get('redis_version', '?')}"
 
     # -- queues -----------------------------------------------------------------------------------
-    def scan_lists(self) -> None:
+    def discover(self) -> None:
         """Queues nobody declared (a client published to a queue no worker consumes) exist only as
         lists: find them by type, skipping our own bookkeeping and kombu's reply queues."""
         try:

@@ -129,7 +129,6 @@ def test_remote_control_on_amqp(amqp_url: str, worker: WorkerProcess) -> None:
     assert [row["name"] for row in status["nodes"]] == [name]
     workers = tq_json(amqp_url, "workers", "-d", name, "-t", "20")
     assert workers["count"] == 1 and workers["workers"][0]["concurrency"] == 1
-    assert workers["workers"][0]["heartbeat_age"] is None  # (heartbeats come from events: not on AMQP yet)
     queues = tq_json(amqp_url, "inspect", "active_queues", "-d", name, "-t", "20")
     assert [q["name"] for q in queues["nodes"][0]["reply"]] == ["celery"]
 

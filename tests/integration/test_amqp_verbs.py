@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -116,6 +117,8 @@ def test_revoke_on_amqp_is_kept_for_a_task_sent_later(
     amqp_url: str, redis_url: str, worker: WorkerProcess, client: Any
 ) -> None:
     """The revoke is stored on the result backend, so a task whose message comes after it never runs."""
+    node = f"verbs@{socket.gethostname()}"
+    assert tq_json(amqp_url, redis_url, "health", "-d", node, "-t", "20")["healthy"] is True
     revoked = tq_json(amqp_url, redis_url, "revoke", "doomed-1", "--yes", "-t", "5")
     assert [row["ok"] for row in revoked["nodes"]] == [True]
     doomed = client.send_task(f"{APP}.add", [1, 1], task_id="doomed-1")

@@ -67,16 +67,16 @@ def workers(
 
     Where each column comes from: name: ping reply; pool, concurrency, processed, pid, uptime:
     inspect stats; active: inspect active; load, heartbeat_age (seconds): the last worker-heartbeat
-    event heard within --listen seconds (empty when none came in that window, and on AMQP).
+    event heard within --listen seconds (empty when none came in that window).
     Exit 69 when no worker replies.
     """
     dest = destinations(destination)
     with session(broker, timeout=timeout + 1.0) as cluster:
-        heard = None if cluster.is_amqp else Listener(cluster, listen)  # (no tqctl event stream on AMQP yet)
+        heard = Listener(cluster, listen)  # (on AMQP: the celeryev exchange)
         names = [r["name"] for r in node_rows(cluster.control.ping(timeout=timeout, destination=dest))]
         stats = cluster.control.inspect("stats", timeout=timeout, destination=names) if names else {}
         active = cluster.control.inspect("active", timeout=timeout, destination=names) if names else {}
-        beats = _heartbeats(heard.join()) if heard is not None else {}
+        beats = _heartbeats(heard.join())
     now = time.time()
     silent = sorted(n for n in beats if n not in names and (dest is None or n in dest))
     rows = [_worker_row(n, True, stats.get(n), active.get(n), beats.get(n), now) for n in names]

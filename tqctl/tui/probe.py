@@ -1,8 +1,10 @@
 """The read side of the engine boundary: what the feed polls and what screens load on demand.
 
 Every method blocks on the network, so it runs only in feed threads or Textual thread workers,
-never on the UI thread. Works against any Redis broker: ours (history, dead letters, the delayed
-set and beat state exist) or a plain Celery 5 fleet (those parts are simply empty).
+never on the UI thread. Works against any Redis broker, ours (history, dead letters, the delayed
+set and beat state exist) or a plain Celery 5 fleet (those parts are simply empty), and RabbitMQ
+(history and failures on the Redis result backend). What each transport stores where is known
+only to ``engine.broker`` (``ClusterView``, ``connect``, ``open_fanout``).
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from engine.broker.connect import connect
-from engine.broker.inspect import envelope_headers, open_fanout, open_view
+from engine.broker.inspect import open_fanout, open_view
 from engine.control import Control
 from tqctl.tui.model import FAILURES_POLLED
 from tqctl.tui.snapshot import ClusterSnapshot, QueueSample, WorkerReply
 
 INSPECT = ("stats", "active", "reserved", "active_queues", "scheduled")
-__all__ = ["INSPECT", "Probe", "decode_message", "envelope_headers"]
 
 
 class Probe:
@@ -67,9 +68,7 @@ class Probe:
         )
 
     def _slow_reads(self) -> dict[str, Any]:
-        scan = getattr(self.view, "scan_lists", None)
-        if scan is not None:
-            scan()
+        self.view.discover()
         beat, leader, note = self.beat()
         server = self.view.server()
         history: dict[str, Any] = {}
