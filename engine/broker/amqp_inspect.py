@@ -101,7 +101,7 @@ class AmqpView:
         return []  # one RabbitMQ queue holds every priority
 
     def peek(self, queue: str, limit: int = 100) -> list[dict[str, Any]]:
-        return []  # RabbitMQ shows a message only by delivering it
+        raise NotHere("RabbitMQ shows a message only by delivering it: queues cannot be peeked on AMQP")
 
     def delayed(self, limit: int = 200) -> tuple[list[dict[str, Any]], int]:
         return [], 0  # held by the workers until due: see their scheduled replies

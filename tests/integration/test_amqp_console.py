@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.harness import WorkerProcess
 from tests.tui.conftest import cell, drive, live_app, outcome, press, wait_for, wait_screen
-from tqctl.tui.screens.queues import QueuesScreen
+from tqctl.tui.screens.queues import PeekScreen, QueuesScreen
 from tqctl.tui.screens.task_detail import TaskDetailScreen
 from tqctl.tui.screens.workers import WorkersScreen
 
@@ -56,6 +56,12 @@ def test_console_on_amqp(
         queues = await wait_screen(pilot, QueuesScreen)
         await wait_for(pilot, lambda: cell(queues.table, "celery", "depth") == "0", "celery, empty", 30)
         assert "✓ ok" in cell(queues.table, "celery", "warn")
+        queues.table.select_key("celery")
+        await press(pilot, "enter")  # RabbitMQ cannot peek: the screen says so instead of an empty list
+        peek = await wait_screen(pilot, PeekScreen)
+        await wait_for(pilot, lambda: peek.loaded, "the peek's answer", 30)
+        assert "cannot be peeked" in (peek.error or "")
+        await press(pilot, "escape")
 
         await press(pilot, "2")
         workers = await wait_screen(pilot, WorkersScreen)

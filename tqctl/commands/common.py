@@ -78,20 +78,9 @@ class Cluster:
 
     @property
     def is_amqp(self) -> bool:
-        from engine.broker.connect import AMQP_SCHEMES
+        from engine.broker.inspect import is_amqp
 
-        return urlsplit(self.url.split(";", 1)[0]).scheme.lower() in AMQP_SCHEMES
-
-    def redis_only(self, what: str) -> None:
-        """One line naming what an AMQP broker does not give this command yet."""
-        if self.is_amqp:
-            raise ImproperlyConfigured(f"{what} is not available on an AMQP broker yet (RabbitMQ preview)")
-
-    @property
-    def client(self) -> Any:
-        """The broker's Redis client, for commands that read what only the Redis layout keeps."""
-        self.redis_only("this command")
-        return self.broker.client
+        return is_amqp(self.url)
 
     @property
     def state_backend(self) -> str | None:
