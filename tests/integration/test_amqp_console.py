@@ -91,6 +91,13 @@ def test_console_on_amqp(
             pilot, lambda: (t := app.model.state.task(new_id)) and t.state == "FAILURE", "the retry to run", 60
         )
 
+        # a revoke from the console is stored on the backend: the task sent after it never runs
+        replies = app.source.adapter.revoke(["doomed-console"])
+        assert [list(r) for r in replies] == [[key]]
+        doomed = client.send_task(f"{APP}.add", [1, 1], task_id="doomed-console")
+        assert client.send_task(f"{APP}.add", [2, 2]).get(timeout=60) == 4  # the sentinel, after it
+        assert doomed.state == "REVOKED"
+
     drive(app, scenario, timeout=240)
 
 
