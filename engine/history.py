@@ -186,3 +186,15 @@ class History:
         pipe.hdel(FAILURES, task_id)
         pipe.zrem(FAILURE_INDEX, task_id)
         return bool(pipe.execute()[0])
+
+    def forget_group(self, fingerprint: str) -> bool:
+        """Drop a failure group's counters once none of its failures is left in the inbox."""
+        if self.client.zcard(FAILURE_INDEX) and any(
+            f.get("fingerprint") == fingerprint for f in self.failures(100_000)
+        ):
+            return False
+        pipe = self.client.pipeline(transaction=False)
+        for part in ("count", "first", "last", "meta"):
+            pipe.hdel(f"{GROUPS}.{part}", fingerprint)
+        pipe.execute()
+        return True

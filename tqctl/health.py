@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from engine.protocol.task import PRIORITY_STEPS, priority_key
-
 log = logging.getLogger("tqctl.health")
 STALL = 5.0  # seconds a free slot may wait for a queued message before the consumer counts as stuck
 
@@ -71,12 +69,8 @@ class HealthFile:
 
     def _queued(self) -> int:
         try:
-            client = self.worker.broker.client
-            pipe = client.pipeline(transaction=False)
-            for queue in list(self.worker.queues):
-                for step in PRIORITY_STEPS:
-                    pipe.llen(priority_key(queue, step))
-            return sum(int(n) for n in pipe.execute())
+            broker = self.worker.broker
+            return sum(broker.queue_depth(queue) for queue in list(self.worker.queues))
         except Exception:  # the broker's own trouble is not this worker's wedge
             return 0
 

@@ -76,6 +76,6 @@ def worker_fanout(broker_url: str, backend_url: str | None) -> tuple[RedisFanout
     note = (
         f"broker {mask_url(str(broker_url))} is AMQP (preview): events and remote control are on "
         f"RabbitMQ, revokes and history on the result backend {mask_url(str(backend_url))}; "
-        "tqctl status, inspect, control and workers reach this worker; its console, tail and revoke do not yet"
+        "tqctl and its console reach this worker (with TQCTL_BACKEND set to that backend)"
     )
     return AmqpFanout(broker_url, backend_url), note

@@ -11,8 +11,9 @@ from engine.protocol import events
 
 
 class EventReceiver:
-    def __init__(self, url: str) -> None:
-        self.fanout = RedisFanout(url)
+    def __init__(self, url: str, fanout: RedisFanout | None = None) -> None:
+        # ``fanout``: another transport's broadcasts (RabbitMQ's celeryev exchange), else Redis pub/sub.
+        self.fanout = fanout if fanout is not None else RedisFanout(url)
         self._pubsub = self.fanout.subscribe([self.fanout.channel(events.EXCHANGE, "#")])
 
     def poll(self, timeout: float = 0.1, max_messages: int = 10_000) -> list[dict[str, Any]]:

@@ -13,10 +13,10 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import redis
 import typer
 
 from engine.beat import Beat, BeatControl, UnknownEntry
+from engine.broker.inspect import NETWORK_ERRORS, UNREACHABLE
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.redisconn import describe_error
 from tqctl.commands.values import app_option, url_option
@@ -57,9 +57,9 @@ def _call(found: Any, action: Callable[[], T]) -> T:
         return action()
     except (UnknownEntry, ImproperlyConfigured, BrokerUnavailable) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
-    except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
+    except UNREACHABLE as exc:
         fail(describe_error(found.broker_url(), exc))
-    except redis.RedisError as exc:
+    except NETWORK_ERRORS as exc:
         fail(f"broker error: {exc}")
 
 

@@ -7,15 +7,12 @@ worker-heartbeat events, a queue's out-rate from task-received events.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Annotated, Any
 
 import typer
 
-from engine.broker.redis import DELAYED, SEP
-from engine.protocol.task import PRIORITY_SEP, PRIORITY_STEPS, priority_key
 from tqctl.commands.common import (
     AsJson,
     Broker,
@@ -70,16 +67,16 @@ def workers(
 
     Where each column comes from: name: ping reply; pool, concurrency, processed, pid, uptime:
     inspect stats; active: inspect active; load, heartbeat_age (seconds): the last worker-heartbeat
-    event heard within --listen seconds (empty when none came in that window, and on AMQP).
+    event heard within --listen seconds (empty when none came in that window).
     Exit 69 when no worker replies.
     """
     dest = destinations(destination)
     with session(broker, timeout=timeout + 1.0) as cluster:
-        heard = None if cluster.is_amqp else Listener(cluster, listen)  # (no tqctl event stream on AMQP yet)
+        heard = Listener(cluster, listen)  # (on AMQP: the celeryev exchange)
         names = [r["name"] for r in node_rows(cluster.control.ping(timeout=timeout, destination=dest))]
         stats = cluster.control.inspect("stats", timeout=timeout, destination=names) if names else {}
         active = cluster.control.inspect("active", timeout=timeout, destination=names) if names else {}
-        beats = _heartbeats(heard.join()) if heard is not None else {}
+        beats = _heartbeats(heard.join())
     now = time.time()
     silent = sorted(n for n in beats if n not in names and (dest is None or n in dest))
     rows = [_worker_row(n, True, stats.get(n), active.get(n), beats.get(n), now) for n in names]
@@ -150,18 +147,18 @@ def queues(
         if cluster.is_amqp:
             return _amqp_queues(cluster, sorted({"celery", *consumers, *asked}), consumers, as_json)
         names = sorted({"celery", *consumers, *asked})
-        client = cluster.broker.client
+        view = cluster.view
         heard = Listener(cluster, sample)
-        start, before = time.monotonic(), _depths(client, names)
+        start, before = time.monotonic(), _depths(view, names)
         events = heard.join()
-        after, elapsed = _depths(client, names), max(time.monotonic() - start, 1e-3)
-        oldest, delayed = _oldest_sent(client, names), _delayed(client, names)
+        after, elapsed = _depths(view, names), max(time.monotonic() - start, 1e-3)
+        oldest, delayed = _oldest_sent(view, names), _delayed(view, names)
     now, out = time.time(), _received(events, consumers)
     rows = [
         _queue_row(
             q,
             after[q],
-            sum(before[q]),
+            sum(b["depth"] for b in before[q]),
             delayed.get(q, 0),
             oldest.get(q),
             consumers.get(q, []),
@@ -229,50 +226,23 @@ def _consumers(replies: list[dict[str, Any]]) -> dict[str, list[str]]:
     return found
 
 
-def _depths(client: Any, names: list[str]) -> dict[str, list[int]]:
-    pipe = client.pipeline(transaction=False)
-    for name in names:
-        for step in PRIORITY_STEPS:
-            pipe.llen(priority_key(name, step))
-    counts = pipe.execute()
-    width = len(PRIORITY_STEPS)
-    return {name: counts[i * width : (i + 1) * width] for i, name in enumerate(names)}
+def _depths(view: Any, names: list[str]) -> dict[str, list[dict[str, int]]]:
+    """Each queue's depth per priority bucket."""
+    return {name: view.buckets(name) for name in names}
 
 
-def _oldest_sent(client: Any, names: list[str]) -> dict[str, float]:
-    """The smallest sent_at among the messages next in line (each bucket's right end)."""
-    pipe = client.pipeline(transaction=False)
-    for name in names:
-        for step in PRIORITY_STEPS:
-            pipe.lindex(priority_key(name, step), -1)
-    raws = pipe.execute()
-    width = len(PRIORITY_STEPS)
-    found: dict[str, float] = {}
-    for i, name in enumerate(names):
-        stamps = [s for raw in raws[i * width : (i + 1) * width] if (s := _sent_at(raw)) is not None]
-        if stamps:
-            found[name] = min(stamps)
-    return found
+def _oldest_sent(view: Any, names: list[str]) -> dict[str, float]:
+    """The smallest sent_at among the messages next in line."""
+    return {q.name: q.oldest_sent for q in view.queues(names) if q.oldest_sent is not None}
 
 
-def _sent_at(raw: bytes | None) -> float | None:
-    if not raw:
-        return None
-    try:
-        value = json.loads(raw).get("headers", {}).get("sent_at")
-    except (ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _delayed(client: Any, names: list[str]) -> dict[str, int]:
+def _delayed(view: Any, names: list[str]) -> dict[str, int]:
     """Messages parked until their ETA, per queue (the first DELAYED_SCAN of them)."""
     counts: dict[str, int] = {}
     wanted = set(names)
-    for member in client.zrange(DELAYED, 0, DELAYED_SCAN - 1):
-        queue = member.split(SEP.encode(), 1)[0].decode(errors="replace").split(PRIORITY_SEP, 1)[0]
-        if queue in wanted:
-            counts[queue] = counts.get(queue, 0) + 1
+    for row in view.delayed(DELAYED_SCAN)[0]:
+        if row["queue"] in wanted:
+            counts[row["queue"]] = counts.get(row["queue"], 0) + 1
     return counts
 
 
@@ -296,7 +266,7 @@ def _received(events: list[dict[str, Any]], consumers: dict[str, list[str]]) -> 
 
 def _queue_row(
     name: str,
-    depths: list[int],
+    buckets: list[dict[str, int]],
     before: int,
     delayed: int,
     oldest: float | None,
@@ -305,12 +275,12 @@ def _queue_row(
     elapsed: float,
     now: float,
 ) -> dict[str, Any]:
-    depth = sum(depths)
+    depth = sum(b["depth"] for b in buckets)
     out_rate = received / elapsed
     return {
         "name": name,
         "depth": depth,
-        "buckets": [{"priority": step, "depth": n} for step, n in zip(PRIORITY_STEPS, depths, strict=True)],
+        "buckets": buckets,
         "delayed": delayed,
         "oldest_sent_at": iso(oldest),
         "oldest_age": round(max(now - oldest, 0.0), 3) if oldest is not None and depth else None,

@@ -16,9 +16,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 from urllib.parse import urlsplit
 
-import redis
 import typer
 
+from engine.broker.inspect import SERVER_ERROR, UNREACHABLE
+from engine.config import env_backend_url
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.redisconn import REDIS_SCHEMES, client_from_url, describe_error
 from tqctl.client import resolve_broker_url
@@ -57,7 +58,7 @@ Backend = Annotated[
 ]
 
 ABORTS = (typer.Abort, EOFError)  # no terminal, EOF or Ctrl-C at a prompt
-BROKER_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError)
+BROKER_ERRORS = UNREACHABLE
 
 
 # -- one cluster, opened lazily --------------------------------------------------------------
@@ -77,9 +78,9 @@ class Cluster:
 
     @property
     def is_amqp(self) -> bool:
-        from engine.broker.connect import AMQP_SCHEMES
+        from engine.broker.inspect import is_amqp
 
-        return urlsplit(self.url.split(";", 1)[0]).scheme.lower() in AMQP_SCHEMES
+        return is_amqp(self.url)
 
     @property
     def is_sqs(self) -> bool:
@@ -87,18 +88,36 @@ class Cluster:
 
         return urlsplit(self.url).scheme.lower() in SQS_SCHEMES
 
-    def redis_only(self, what: str) -> None:
-        """One line naming what an AMQP or SQS broker does not give this command yet."""
-        if self.is_amqp:
-            raise ImproperlyConfigured(f"{what} is not available on an AMQP broker yet (RabbitMQ preview)")
+    def not_on_sqs(self, what: str) -> None:
+        """One line naming what an SQS broker does not give this command."""
         if self.is_sqs:
             raise ImproperlyConfigured(f"{what} is not available on an SQS broker")
 
     @property
-    def client(self) -> Any:
-        """The broker's Redis client, for commands that read what only the Redis layout keeps."""
-        self.redis_only("this command")
-        return self.broker.client
+    def state_backend(self) -> str | None:
+        """On AMQP: the Redis result backend keeping revokes, history and failures (--backend,
+        TQCTL_BACKEND); None when there is none."""
+        from engine.broker.inspect import state_url
+
+        return state_url(self.url, self.backend_url or env_backend_url())
+
+    def needs_state(self, what: str) -> None:
+        """One line when an AMQP broker has no Redis result backend to keep ``what`` on."""
+        self.not_on_sqs(what)
+        if self.is_amqp and self.state_backend is None:
+            raise ImproperlyConfigured(
+                f"{what} on an AMQP broker is kept on the Redis result backend: pass --backend "
+                "redis://... or set TQCTL_BACKEND (the workers' result_backend)"
+            )
+
+    @cached_property
+    def view(self) -> Any:
+        """Queues, delayed tasks, history and results, read the transport's own way."""
+        from engine.broker.inspect import open_view
+
+        self.not_on_sqs("reading queues and tasks (queues, purge, tail, tasks)")
+        client = self._client(self.timeout) if self.timeout else None
+        return open_view(self.url, self.state_backend, client)
 
     @cached_property
     def control(self) -> Any:
@@ -110,9 +129,9 @@ class Cluster:
                 "Celery: SQS has no broadcast, so its workers hear no commands and send no events"
             )
         if self.is_amqp:  # requests on celery.pidbox, replies on reply.celery.pidbox, as Celery's
-            from engine.broker.amqp_fanout import AmqpFanout
+            from engine.broker.inspect import open_fanout
 
-            return Control(self.url, fanout=AmqpFanout(self.url, None))
+            return Control(self.url, fanout=open_fanout(self.url, self.state_backend))
 
         # Worker commands open the session with their --timeout + 1 s, and a reply is awaited with a
         # blocking pop of up to --timeout: a second more keeps the socket from giving up first.
@@ -134,11 +153,8 @@ class Cluster:
 
     @cached_property
     def history(self) -> Any:
-        from engine.history import History
-
-        self.redis_only("task history (tasks, task, retry, failures)")
-
-        return History(self.broker.client)
+        self.needs_state("task history (tasks, task, retry, failures)")
+        return self.view.history
 
     @cached_property
     def app(self) -> Any:
@@ -155,14 +171,14 @@ class Cluster:
         self.broker.publish(queue, signer.sign(raw) if signer is not None else raw, priority)
 
     def events(self) -> Any:
+        from engine.broker.inspect import open_fanout
         from engine.events.receiver import EventReceiver
 
-        self.redis_only("the event stream (tail, and the rates of queues and workers)")
-
-        return EventReceiver(self.url)
+        # On AMQP: the celeryev topic exchange (no stored state needed to listen).
+        return EventReceiver(self.url, open_fanout(self.url, self.state_backend))
 
     def close(self) -> None:
-        for name in ("control", "broker", "app"):
+        for name in ("control", "broker", "view", "app"):
             conn = self.__dict__.get(name)
             if conn is not None:
                 try:
@@ -188,7 +204,7 @@ def session(broker: str, backend: str = "", timeout: float | None = None) -> Ite
         fail(str(exc))
     except BROKER_ERRORS as exc:
         fail(describe_error(url, exc))
-    except redis.ResponseError as exc:
+    except SERVER_ERROR as exc:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
             fail(describe_error(url, exc))
         fail(f"broker error: {exc}")
@@ -251,7 +267,7 @@ def send_revoke(
     cluster: Any, ids: list[str], terminate: bool, signal: str, destination: list[str] | None, timeout: float, yes: bool
 ) -> list[dict[str, Any]]:
     """Ask, store the revokes in the broker and tell the workers; shared by revoke and control revoke."""
-    cluster.redis_only("revoke from tqctl (revokes are stored with the worker's Redis result backend)")
+    cluster.needs_state("revoke from tqctl (revokes are stored so a restarted worker keeps them)")
     confirm(f"revoke {len(ids)} task(s){f' and kill them with {signal}' if terminate else ''}?", yes)
     replies = cluster.control.revoke(
         ids, terminate=terminate, signal=signal, destination=destination, reply=True, timeout=timeout

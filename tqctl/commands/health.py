@@ -41,12 +41,14 @@ def health(
 def _ping(destination: str, timeout: float, broker: str) -> Check:
     if destination and "@" not in destination:
         fail(f"-d takes a node name like w1@host, not {destination!r}", EXIT_USAGE)
+    from engine.broker.inspect import open_fanout
     from engine.control import Control
     from tqctl.client import resolve_broker_url
 
     name = f"ping {destination}" if destination else "ping"
     try:
-        control = Control(resolve_broker_url(broker or None))
+        url = resolve_broker_url(broker or None)
+        control = Control(url, fanout=open_fanout(url))  # (on AMQP: celery.pidbox)
         try:
             replies = control.ping(timeout=timeout, destination=[destination] if destination else None)
         finally:

@@ -11,7 +11,6 @@ from typing import Any
 
 import typer
 
-from engine.exceptions import ImproperlyConfigured
 from tqctl.commands.common import (
     AsJson,
     Broker,
@@ -139,32 +138,11 @@ def custom_arguments(args: list[str]) -> dict[str, Any]:
 
 
 def broker_delayed(cluster: Any, limit: int = 1000) -> dict[str, Any] | None:
-    """ETA tasks parked in our broker's delayed set, soonest first (None: not our kind of broker)."""
-    from engine.broker.redis import DELAYED, SEP
-    from engine.protocol.task import PRIORITY_SEP
-
-    try:
-        client = cluster.client
-    except ImproperlyConfigured:
+    """ETA tasks parked in our broker's delayed set, soonest first (None: workers hold them, as on AMQP)."""
+    if cluster.is_amqp:
         return None
-    tasks = []
-    for member, score in client.zrange(DELAYED, 0, limit - 1, withscores=True):
-        key, _, raw = member.partition(SEP.encode())
-        try:
-            headers = json.loads(raw).get("headers") or {}
-        except (ValueError, AttributeError):
-            headers = {}
-        tasks.append(
-            {
-                "id": headers.get("id"),
-                "name": headers.get("task"),
-                "eta": iso(float(score)),
-                "queue": key.decode(errors="replace").split(PRIORITY_SEP)[0],
-                "args": headers.get("argsrepr"),
-                "kwargs": headers.get("kwargsrepr"),
-            }
-        )
-    return {"delayed": tasks, "count": int(client.zcard(DELAYED))}
+    rows, total = cluster.view.delayed(limit)
+    return {"delayed": [{**row, "eta": iso(row["eta"])} for row in rows], "count": total}
 
 
 def _print_delayed(held: dict[str, Any]) -> None:

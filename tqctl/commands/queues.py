@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import typer
 
-from engine.protocol.task import PRIORITY_STEPS, priority_key
 from tqctl.commands.common import AsJson, Broker, BrokerTimeout, Cluster, DryRun, Yes, confirm_typed, session
 from tqctl.commands.values import name_argument
 from tqctl.output import emit_json, emit_line, note
@@ -46,7 +45,4 @@ def purge(
 
 def _buckets(cluster: Cluster, queue: str) -> list[dict[str, int]]:
     """Depth per priority list on Redis; [] on AMQP, where one queue holds every priority."""
-    if cluster.is_amqp:
-        return []
-    client = cluster.client
-    return [{"priority": step, "depth": int(client.llen(priority_key(queue, step)))} for step in PRIORITY_STEPS]
+    return list(cluster.view.buckets(queue))

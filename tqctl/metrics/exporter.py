@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from engine.broker.inspect import open_fanout
+from engine.config import env_backend_url
 from engine.events.receiver import EventReceiver
 from tqctl.metrics.tasks import TaskMetrics
 from tqctl.tui.probe import Probe
@@ -100,8 +102,9 @@ class Exporter:
         self.registry = CollectorRegistry()
         self.tasks = TaskMetrics(self.registry)
         self.registry.register(ClusterCollector(self))
-        self._probe = Probe(url, inspect_timeout=inspect_timeout)
-        self._receiver = EventReceiver(url)
+        backend = env_backend_url()  # (on AMQP: where history and failures are)
+        self._probe = Probe(url, inspect_timeout=inspect_timeout, backend_url=backend)
+        self._receiver = EventReceiver(url, open_fanout(url, backend))
         self._lock = threading.Lock()
         self.state_lock = threading.Lock()
         self._snapshot: ClusterSnapshot | None = None

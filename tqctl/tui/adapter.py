@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from engine.broker.redis import DELAYED, SEP, RedisBroker
-from engine.broker.redis_scripts import RUN_NOW
+from engine.broker.connect import connect
+from engine.broker.inspect import NotHere, open_fanout, open_view
 from engine.control import Control
-from engine.history import FAILURE_INDEX, GROUPS, History
+from engine.history import History
 from engine.protocol import task as protocol
 from engine.serialization import dumps, json_dumps
 from engine.signing import from_env
@@ -30,19 +30,30 @@ class ActionError(Exception):
 
 
 class Adapter:
-    def __init__(self, url: str, app: Any = None, reply_timeout: float = 2.0) -> None:
+    def __init__(self, url: str, app: Any = None, reply_timeout: float = 2.0, backend_url: str | None = None) -> None:
         self.url = url
         self.app = app
         self.reply_timeout = reply_timeout
-        self.broker = RedisBroker(url)
+        self.broker = connect(url)
+        self.view = open_view(url, backend_url)
         # Signing (settings of -A APP, else TQCTL_SIGNING_KEYS): what the console sends must verify.
         self.signer = app.signer if app is not None else from_env()
-        self.control = Control(url, signer=self.signer)
-        self.history = History(self.broker.client)
+        self.control = Control(url, signer=self.signer, fanout=open_fanout(url, backend_url))
+
+    @property
+    def history(self) -> History:
+        """The stored history and failure inbox (on AMQP: on the Redis result backend)."""
+        if self.view.history is None:
+            raise ActionError(
+                "this AMQP broker has no Redis result backend to keep history and failures on "
+                "(set TQCTL_BACKEND or the app's result_backend)"
+            )
+        return self.view.history
 
     def close(self) -> None:
         self.control.close()
         self.broker.close()
+        self.view.close()
 
     # -- workers ----------------------------------------------------------------------------------
     def command(self, method: str, workers: list[str], **arguments: Any) -> Replies:
@@ -159,12 +170,7 @@ class Adapter:
     def delete_failures(self, ids: list[str], fingerprint: str | None = None) -> dict[str, Any]:
         deleted = sum(1 for task_id in ids if self.history.delete_failure(task_id))
         if fingerprint:
-            still = self.broker.client.zcard(FAILURE_INDEX) and self.group_members(fingerprint)
-            if not still:
-                pipe = self.broker.client.pipeline(transaction=False)
-                for part in ("count", "first", "last", "meta"):
-                    pipe.hdel(f"{GROUPS}.{part}", fingerprint)
-                pipe.execute()
+            self.history.forget_group(fingerprint)
         return {"deleted": deleted, "asked": len(ids)}
 
     # -- queues, delayed set, dead letters --------------------------------------------------------
@@ -173,24 +179,10 @@ class Adapter:
 
     def run_eta_now(self, task_id: str) -> dict[str, Any]:
         """Move an ETA task from the delayed set to its queue now (its ``eta`` header cleared)."""
-        client = self.broker.client
-        needle = task_id.encode()
-        for member, _score in client.zscan_iter(DELAYED, count=1000):
-            if needle not in member:
-                continue
-            key, _, raw = member.partition(SEP.encode())
-            envelope = json.loads(raw)
-            if (envelope.get("headers") or {}).get("id") != task_id:
-                continue
-            envelope["headers"]["eta"] = None
-            # One script: queued only if still parked (a worker may have promoted it since the scan).
-            moved = client.register_script(RUN_NOW)(
-                keys=[DELAYED, key], args=[member, self._sign(json_dumps(envelope).encode())]
-            )
-            if not moved:
-                break
-            return {"moved": task_id, "queue": key.decode(errors="replace").split("\x06\x16")[0]}
-        raise ActionError(f"{task_id} is no longer in the delayed set (it may have become due)")
+        try:
+            return {"moved": task_id, "queue": self.view.run_now(task_id, self._sign)}
+        except NotHere as exc:
+            raise ActionError(str(exc)) from None
 
     def dead_requeue(self, letter_ids: list[str]) -> dict[str, Any]:
         return {"requeued": [i for i in letter_ids if self.broker.dead_letter_requeue(i)], "asked": len(letter_ids)}
@@ -215,5 +207,7 @@ class Adapter:
             return control.enable(name) if enabled else control.disable(name)
         from engine.beat_store import BeatStore
 
-        changed = BeatStore(self.broker.client).set_enabled(name, enabled, dt.datetime.now(dt.timezone.utc))
+        if self.view.store is None:
+            raise ActionError("beat entries are defined in the app: start the console with -A APP")
+        changed = BeatStore(self.view.store).set_enabled(name, enabled, dt.datetime.now(dt.timezone.utc))
         return {"name": name, "enabled": enabled, "changed": changed}

@@ -14,15 +14,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
-
-from engine.config import mask_url
+from engine.broker.inspect import NETWORK_ERRORS, open_fanout, state_url
+from engine.config import env_backend_url, mask_url
 from engine.redisconn import describe_error
 from tqctl.tui.messages import EventsBatch, FeedStatus, SnapshotReady
 
 Post = Callable[[Any], None]
 Cancelled = Callable[[], bool]
-NETWORK_ERRORS = (redis.RedisError, OSError)
 
 
 def history_events(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -115,9 +113,13 @@ class LiveSource:
         self.snapshot_interval = snapshot_interval
         self.slow_every = max(1, slow_every)
         self.backfill = backfill
-        self.adapter = Adapter(url, app)
-        self.reader = Probe(url, app)  # on-demand reads (task detail, peek) from thread workers
-        self._poller = Probe(url, app)
+        # Where an AMQP cluster keeps history, failures and revokes: the Redis result backend.
+        # (The app's setting, not app.backend_url(): that would start the bundled broker for an app
+        # that names none.)
+        self.backend_url = (app.conf.result_backend if app is not None else None) or env_backend_url()
+        self.adapter = Adapter(url, app, backend_url=self.backend_url)
+        self.reader = Probe(url, app, backend_url=self.backend_url)  # on-demand reads from thread workers
+        self._poller = Probe(url, app, backend_url=self.backend_url)
         self._wake = threading.Event()
         self._slow_next = True
 
@@ -146,8 +148,9 @@ class LiveSource:
         while not cancelled():
             receiver = None
             try:
-                receiver = EventReceiver(self.url)  # subscribe first, then replay: nothing falls in between
-                if self.backfill:
+                # subscribe first, then replay: nothing falls in between
+                receiver = EventReceiver(self.url, open_fanout(self.url, self.backend_url))
+                if self.backfill and state_url(self.url, self.backend_url) is not None:
                     records = History(receiver.fanout.client).records(self.backfill)
                     if records:
                         post(EventsBatch(history_events(records), time.time(), backfill=True))

@@ -70,6 +70,20 @@ def resolve(broker: str | None, state_dir: str) -> tuple[str, bool]:
     return url, explicit
 
 
+def _check_state(url: str, app: Any) -> None:
+    """On AMQP the workers keep revokes and history on a Redis result backend: without one they
+    would not start, so say so before starting anything."""
+    from engine.broker.inspect import is_amqp, state_url
+    from engine.config import env_backend_url
+
+    backend = (app.conf.result_backend if app is not None else None) or env_backend_url()
+    if is_amqp(url) and state_url(url, backend) is None:
+        raise LaunchError(
+            "workers on an AMQP broker need a Redis result backend (the app's result_backend or "
+            "TQCTL_BACKEND=redis://...): their revokes and history are kept there"
+        )
+
+
 def load(app_spec: str | None) -> Any:
     if not app_spec:
         return None
@@ -126,8 +140,9 @@ def up(
     say: Any,
 ) -> None:
     """``tqctl up``: broker, ``workers`` worker processes (and beat), then the console on them."""
-    load(app_spec)  # fail fast on a wrong -A, before anything starts
+    engine_app = load(app_spec)  # fail fast on a wrong -A, before anything starts
     url, explicit = resolve(broker, state_dir)
+    _check_state(url, engine_app)
     logs = Path(state_dir).expanduser() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TQCTL_BROKER": url}  # the URL (and its password) only here: argv shows in ``ps``

@@ -1,0 +1,119 @@
+"""The operator's view of a RabbitMQ cluster.
+
+Depths and consumer counts come from passive declares (RabbitMQ answers them without the
+management plugin). RabbitMQ cannot show a message without taking it, so queues have no peek
+and no oldest age here, and an ETA task is held by the worker that received it (the workers'
+``scheduled`` replies list them) rather than parked where it could be moved. History, the
+failure inbox and revokes are on the Redis result backend, as results are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import amqp.exceptions
+
+from engine.broker.amqp import open_connection
+from engine.broker.amqp_fanout import FAILURES
+from engine.broker.inspect import NotHere, QueueFigures, Sign
+from engine.config import mask_url
+from engine.exceptions import BrokerUnavailable
+from engine.history import History
+
+DEFAULT_QUEUES = ("celery",)
+
+
+class AmqpView:
+    def __init__(self, url: str, backend_url: str | None) -> None:
+        from engine.broker.inspect import state_url
+
+        self.url = url
+        self.store: Any = None
+        self.history: History | None = None
+        self._results: Any = None
+        found = state_url(url, backend_url)
+        if found is not None:
+            from engine.backend.redis import RedisBackend
+
+            self._results = RedisBackend(found)
+            self.store = self._results.client
+            self.history = History(self.store)
+
+    def close(self) -> None:
+        if self._results is not None:
+            self._results.client.close()
+
+    def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        return BrokerUnavailable(f"broker {mask_url(str(self.url))} unreachable: {text}")
+
+    def _counts(self, names: list[str]) -> tuple[dict[str, tuple[int, int]], str]:
+        """(ready messages, consumers) of each existing queue, on one connection, and the server."""
+        conn = open_connection(self.url)
+        try:
+            conn.ensure_connection(max_retries=1)
+            server = conn.connection.server_properties
+            found: dict[str, tuple[int, int]] = {}
+            channel = conn.channel()
+            for name in names:
+                try:
+                    _, ready, consumers = channel.queue_declare(name, passive=True)
+                except amqp.exceptions.NotFound:  # (RabbitMQ closes the channel on a 404)
+                    channel = conn.channel()
+                    continue
+                found[name] = (int(ready), int(consumers))
+            product = server.get("product", "RabbitMQ")
+            product = product.decode() if isinstance(product, bytes) else str(product)
+            version = server.get("version", "?")
+            version = version.decode() if isinstance(version, bytes) else str(version)
+            return found, f"{product.lower()} {version}"
+        except FAILURES as exc:
+            raise self._unavailable(exc) from None
+        finally:
+            try:
+                conn.release()
+            except Exception:  # already gone
+                pass
+
+    def ping(self) -> None:
+        self._counts([])
+
+    def server(self) -> str:
+        return self._counts([])[1]
+
+    def discover(self) -> None:
+        """Nothing to scan: RabbitMQ names its queues only through the management API."""
+
+    def queue_names(self) -> list[str]:
+        """RabbitMQ lists queues only through its management API: the default queue here; the
+        console adds every queue a worker consumes (their ``active_queues`` replies)."""
+        return list(DEFAULT_QUEUES)
+
+    def queues(self, names: list[str]) -> list[QueueFigures]:
+        counts, _ = self._counts(names)
+        return [QueueFigures(name, counts.get(name, (0, 0))[0], None) for name in names]
+
+    def consumers(self, names: list[str]) -> dict[str, int]:
+        counts, _ = self._counts(names)
+        return {name: counts.get(name, (0, 0))[1] for name in names}
+
+    def buckets(self, queue: str) -> list[dict[str, int]]:
+        return []  # one RabbitMQ queue holds every priority
+
+    def peek(self, queue: str, limit: int = 100) -> list[dict[str, Any]]:
+        raise NotHere("RabbitMQ shows a message only by delivering it: queues cannot be peeked on AMQP")
+
+    def delayed(self, limit: int = 200) -> tuple[list[dict[str, Any]], int]:
+        return [], 0  # held by the workers until due: see their scheduled replies
+
+    def run_now(self, task_id: str, sign: Sign) -> str:
+        raise NotHere(
+            f"{task_id} is held by a worker until its ETA (RabbitMQ has no delayed set): revoke it "
+            "and send it again to run it now"
+        )
+
+    def result_meta(self, task_id: str) -> dict[str, Any] | None:
+        if self._results is None:
+            return None
+        meta = self._results.get_meta(task_id)
+        return meta if isinstance(meta, dict) else None
