@@ -92,7 +92,7 @@ class Manager:
         return None  # pragma: no cover
 
     def inspect(self, timeout: float = 3.0) -> Any:
-        return _Inspect(self.app.control, timeout)
+        return self.app.control.inspect(timeout=timeout)
 
     def _states(self, ids: Sequence[str]) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}
@@ -139,16 +139,3 @@ class Manager:
             if not any(active.values()):
                 return
             time.sleep(0.2)
-
-
-class _Inspect:
-    """``manager.inspect().method(...)`` on our ``Control``."""
-
-    def __init__(self, control: Any, timeout: float) -> None:
-        self.control, self.timeout = control, timeout
-
-    def __getattr__(self, method: str) -> Callable[..., dict[str, Any] | None]:
-        def call(*args: Any, **kw: Any) -> dict[str, Any] | None:
-            return self.control.inspect(method, timeout=self.timeout, **kw) or None
-
-        return call
