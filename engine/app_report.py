@@ -11,6 +11,7 @@ from engine.config import mask_url
 
 # The Celery release whose wire protocol, task API and remote-control replies we follow.
 CELERY_COMPAT = "5.7.0"
+MASK = "********"  # what Celery's bugreport puts in place of a password
 
 
 def _transport(url: str) -> str:
@@ -27,7 +28,10 @@ def bugreport(app: Any) -> str:
     except metadata.PackageNotFoundError:
         ours = "unknown"
     conf = app.conf
-    broker = str(conf.get("broker_url") or "")
+    try:
+        broker = str(app.broker_url())
+    except Exception:  # noqa: BLE001 - a report must come out even when the settings are broken
+        broker = str(conf.get("broker_url") or "")
     results = str(conf.get("result_backend") or "")
     lines = [
         f"software -> celery:{CELERY_COMPAT} (tqctl {ours}, Celery-compatible) py:{platform.python_version()}",
@@ -35,9 +39,9 @@ def bugreport(app: Any) -> str:
         f"platform -> system:{platform.system()} arch:{', '.join(x for x in platform.architecture() if x)}",
         f"            kernel version:{platform.release()} imp:{platform.python_implementation()}",
         f"loader   -> {type(app).__module__}.{type(app).__qualname__}",
-        f"settings -> transport:{_transport(broker)} results:{mask_url(results) or 'disabled'}",
+        f"settings -> transport:{_transport(broker)} results:{mask_url(results, MASK) or 'disabled'}",
         "",
-        f"broker_url: {mask_url(broker)!r}",
-        f"result_backend: {mask_url(results)!r}",
+        f"broker_url: {mask_url(broker, MASK)!r}",
+        f"result_backend: {mask_url(results, MASK)!r}",
     ]
     return "\n".join(lines) + "\n"

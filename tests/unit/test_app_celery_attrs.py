@@ -44,6 +44,9 @@ def test_bugreport_masks_every_password() -> None:
     report = app.bugreport()
     assert "software -> celery:5.7.0" in report
     assert "brokerpw" not in report and "secret1" not in report and "secret2" not in report
+    assert "sentinel://:********@h1:26379;sentinel://:********@h2:26379/0" in report  # Celery's mask
+    app.conf.result_backend = "redis://user:p,a@ss@localhost:6379/0"  # an @ inside the password
+    assert "redis://user:********@localhost:6379/0" in app.bugreport()
     app.conf.result_backend = "cache+memcached://10.0.0.1:11211;10.0.0.2:11211/"
     assert "cache+memcached://10.0.0.1:11211;10.0.0.2:11211/" in app.bugreport()
 
