@@ -414,5 +414,6 @@ class BeatControl:
 
 # Celery's in-process scheduler API (``from celery import beat``; ``beat.Scheduler(app).tick()``).
 from engine.beat_scheduler import ScheduleEntry, Scheduler, event_t, schedstate  # noqa: E402
+from engine.beat_service import Service, beat_nodename  # noqa: E402
 
-__all__ += ["ScheduleEntry", "Scheduler", "event_t", "schedstate"]
+__all__ += ["ScheduleEntry", "Scheduler", "Service", "beat_nodename", "event_t", "schedstate"]
