@@ -104,3 +104,18 @@ def test_beat_schedule_setting_is_read_unless_lazy() -> None:
     entry = Scheduler(app).schedule["every-minute"]
     assert (entry.task, tuple(entry.args), entry.schedule.seconds) == ("t.add", (1, 2), 60.0)
     assert Scheduler(app, lazy=True).schedule == {}
+
+
+@pytest.mark.parametrize("deadline,due", [(None, True), (1800, True), (600, False)])
+def test_a_missed_cron_run_is_caught_up_only_within_the_starting_deadline(deadline: int | None, due: bool) -> None:
+    """Slots at :00 and :45; last run 08:45, now 10:20: the latest missed slot, 10:00, is 20 min old."""
+    from engine.schedules import crontab
+
+    app = App("beat-api", beat_cron_starting_deadline=deadline)
+    now = dt.datetime(2022, 12, 5, 10, 20, tzinfo=UTC)
+    cron = crontab(minute="0,45", nowfun=lambda: now, app=app)
+    assert cron.is_due(dt.datetime(2022, 12, 5, 8, 45, tzinfo=UTC)) == (due, 25 * 60.0)  # next: 10:45
+    scheduler = Recording(app)
+    scheduler.add(name="cron", task="t.add", schedule=cron, last_run_at=dt.datetime(2022, 12, 5, 8, 45, tzinfo=UTC))
+    scheduler.tick()
+    assert [name for name, _ in scheduler.sent] == (["cron"] if due else [])
