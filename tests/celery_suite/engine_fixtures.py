@@ -53,8 +53,17 @@ def celery_session_app(celery_config: dict[str, Any], celery_includes: Sequence[
 
 
 @pytest.fixture
-def celery_app(celery_session_app: App) -> App:
-    return celery_session_app
+def celery_app(request: pytest.FixtureRequest, celery_session_app: App, celery_config: dict[str, Any]) -> Iterator[App]:
+    """As Celery's: a test marked ``@pytest.mark.celery(setting=...)`` gets an app of its own with
+    those settings on top of the suite's; the others share the session's app."""
+    mark = request.node.get_closest_marker("celery")
+    if mark is None:
+        yield celery_session_app
+        return
+    settings = {**_DEFAULTS, **{k: v for k, v in celery_config.items() if not k.startswith("cassandra")}}
+    app = SuiteApp("celery.tests", **{**settings, **mark.kwargs})
+    yield app
+    app.close()
 
 
 class _Sentinel(Exception):
