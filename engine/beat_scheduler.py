@@ -16,10 +16,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from engine.exceptions import ImproperlyConfigured
 from engine.interval_due import UTC, aware, every, schedstate
 
 log = logging.getLogger("engine.beat")
 DEFAULT_MAX_INTERVAL = 300.0
+_ENTRY_FIELDS = frozenset({"task", "schedule", "args", "kwargs", "options", "relative"})
 __all__ = ["DEFAULT_MAX_INTERVAL", "ScheduleEntry", "Scheduler", "event_t", "schedstate"]
 
 
@@ -137,7 +139,9 @@ class Scheduler:
     def setup_schedule(self, schedule: Mapping[str, Any]) -> None:
         """``beat_schedule``'s entries (``{name: {"task":..., "schedule":..., "args":...}}``)."""
         for name, spec in schedule.items():
-            self.add(name=name, **dict(spec))
+            if not isinstance(spec, Mapping) or "task" not in spec or "schedule" not in spec:
+                raise ImproperlyConfigured(f"beat_schedule[{name!r}]: must be a dict with 'task' and 'schedule'")
+            self.add(name=name, **{k: v for k, v in spec.items() if k in _ENTRY_FIELDS})
 
     def add(self, **fields: Any) -> ScheduleEntry:
         entry = self.Entry(**fields, app=self.app)

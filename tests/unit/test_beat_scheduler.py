@@ -15,6 +15,7 @@ import pytest
 
 from engine import App
 from engine.beat import ScheduleEntry, Scheduler
+from engine.exceptions import ImproperlyConfigured
 
 UTC = dt.timezone.utc
 
@@ -104,6 +105,9 @@ def test_beat_schedule_setting_is_read_unless_lazy() -> None:
     entry = Scheduler(app).schedule["every-minute"]
     assert (entry.task, tuple(entry.args), entry.schedule.seconds) == ("t.add", (1, 2), 60.0)
     assert Scheduler(app, lazy=True).schedule == {}
+    app.conf.beat_schedule = {"broken": {"schedule": 60.0}}
+    with pytest.raises(ImproperlyConfigured, match="broken"):
+        Scheduler(app)
 
 
 @pytest.mark.parametrize("deadline,due", [(None, True), (1800, True), (600, False)])
