@@ -7,6 +7,7 @@ The public surface is what Celery users write: ``App`` with ``@app.task``, ``sha
 from engine import states
 from engine.app import App
 from engine.canvas import Signature, signature
+from engine.protocol.task import new_id as uuid
 from engine.result import AsyncResult, EagerResult
 from engine.shared import current_app, current_task, shared_task
 from engine.stamping import StampingVisitor
@@ -32,4 +33,5 @@ __all__ = [
     "shared_task",
     "signature",
     "states",
+    "uuid",
 ]

@@ -16,7 +16,7 @@ import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeAlias
 
-from engine import discovery, fixups, publish, shared, signals
+from engine import app_clock, app_report, discovery, fixups, publish, shared, signals
 from engine.backend import ResultBackend
 from engine.backend import connect as connect_backend
 from engine.backend.chord import ChordJoin
@@ -27,6 +27,7 @@ from engine.config import Settings, env_backend_url, env_broker_url, state_dir
 from engine.control import Control
 from engine.events.sent import SentEvents
 from engine.exceptions import ImproperlyConfigured, NotRegistered
+from engine.log import AppLogging
 from engine.protocol import task as protocol
 from engine.redisconn import REDIS_SCHEMES, backend_target, broker_target, guarded
 from engine.request import RequestStack
@@ -140,6 +141,7 @@ class App:
         self._pid = os.getpid()
         register_builtins(self)
         shared.register_app(self)
+        self._log: AppLogging | None = None
         self._fixups = fixups.install(self)  # Django's, when DJANGO_SETTINGS_MODULE is set (as Celery)
 
     def __repr__(self) -> str:
@@ -248,6 +250,26 @@ class App:
         if self._signer is False:
             self._signer = Signer.from_conf(self.conf)
         return self._signer  # type: ignore[return-value]
+
+    @property
+    def timezone(self) -> dt.tzinfo:
+        """The ``timezone`` setting as a ``tzinfo`` (Celery's ``app.timezone``)."""
+        return app_clock.app_timezone(self.conf)
+
+    def now(self) -> dt.datetime:
+        """Now, in the app's time zone: the clock beat reads (Celery's ``app.now()``)."""
+        return app_clock.app_now(self.conf)
+
+    def bugreport(self) -> str:
+        """Celery's ``app.bugreport()``: versions, platform and settings, passwords masked."""
+        return app_report.bugreport(self)
+
+    @property
+    def log(self) -> AppLogging:
+        """Celery's ``app.log``: ``app.log.setup_logging_subsystem(loglevel=, logfile=, hostname=)``."""
+        if self._log is None:
+            self._log = AppLogging(self)
+        return self._log
 
     @property
     def control(self) -> Control:

@@ -410,3 +410,10 @@ class BeatControl:
             "next_run": nxt.isoformat() if nxt else None,
             "total_run_count": state["total_run_count"],
         }
+
+
+# Celery's in-process scheduler API (``from celery import beat``; ``beat.Scheduler(app).tick()``).
+from engine.beat_scheduler import ScheduleEntry, Scheduler, event_t, schedstate  # noqa: E402
+from engine.beat_service import Service, beat_nodename  # noqa: E402
+
+__all__ += ["ScheduleEntry", "Scheduler", "Service", "beat_nodename", "event_t", "schedstate"]

@@ -201,21 +201,21 @@ def state_dir(conf: Settings) -> str:
     return os.environ.get("TQCTL_STATE_DIR") or configured
 
 
-def mask_url(url: str | None) -> str:
+def mask_url(url: str | None, mask: str = "****") -> str:
     """Replace the password in a URL with ``****`` (the user name stays, it helps debugging)."""
     if not url:
         return ""
     if ";" in url:  # kombu's failover list (sentinel://a;sentinel://b): mask every address
-        return ";".join(mask_url(part) for part in url.split(";"))
+        return ";".join(mask_url(part, mask) for part in url.split(";"))
     try:
         parts = urlsplit(url)
     except ValueError:
-        return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:****@", url)
+        return re.sub(r"//([^:/@]*):[^@/]*@", rf"//\1:{mask}@", url)
     if parts.password is None and "@" not in parts.netloc:
         return _mask_query(url)
     userinfo, _, hostport = parts.netloc.rpartition("@")
     user = userinfo.split(":", 1)[0]
-    masked = f"{user}:****@{hostport}" if ":" in userinfo or parts.password else f"{userinfo}@{hostport}"
+    masked = f"{user}:{mask}@{hostport}" if ":" in userinfo or parts.password else f"{userinfo}@{hostport}"
     return _mask_query(urlunsplit(parts._replace(netloc=masked)))
 
 

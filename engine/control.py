@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, overload
 
 import redis
 
 from engine.broker.fanout import RedisFanout
+from engine.control_inspect import Inspect
 from engine.protocol import control as protocol
 from engine.redisconn import as_text
 from engine.signing import Signer, from_env
@@ -93,9 +94,11 @@ class Control:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            got = self.fanout.pop_reply(queue, left)
+            # Waits of at most a second: a longer BRPOP than the client's socket timeout would
+            # end in a TimeoutError instead of "no more replies".
+            got = self.fanout.pop_reply(queue, min(left, 1.0))
             if got is None:
-                break
+                continue
             their_ticket, body = protocol.decode_reply(got)
             if their_ticket == ticket and body:
                 replies.append(body)
@@ -105,11 +108,38 @@ class Control:
     def ping(self, timeout: float = 1.0, destination: list[str] | None = None) -> list[dict[str, Any]]:
         return self.broadcast("ping", timeout=timeout, destination=destination)
 
+    @overload
+    def inspect(
+        self,
+        method: None = None,
+        timeout: float = 1.0,
+        destination: str | list[str] | None = None,
+        *,
+        limit: int | None = None,
+        pattern: str | None = None,
+        matcher: str | None = None,
+    ) -> Inspect: ...
+
+    @overload
     def inspect(
         self, method: str, timeout: float = 1.0, destination: list[str] | None = None, **arguments: Any
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any]: ...
+
+    def inspect(
+        self,
+        method: str | list[str] | None = None,
+        timeout: float = 1.0,
+        destination: str | list[str] | None = None,
+        **arguments: Any,
+    ) -> dict[str, Any] | Inspect:
+        """``inspect("active", ...)`` runs one command and merges the replies (``{node: reply}``);
+        with no command, Celery's ``Inspect`` object (``inspect(destination=...).active()``).
+        A list first is Celery's positional ``destination``."""
+        if method is None or isinstance(method, list | tuple):
+            return Inspect(self, destination=destination or method, timeout=timeout, **arguments)
         merged: dict[str, Any] = {}
-        for reply in self.broadcast(method, arguments, timeout=timeout, destination=destination):
+        nodes = [destination] if isinstance(destination, str) else destination
+        for reply in self.broadcast(method, arguments, timeout=timeout, destination=nodes):
             merged.update(reply)
         return merged
 

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from engine import signals
+from engine.utils.nodenames import node_format
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -89,14 +90,14 @@ class TaskFormatter(logging.Formatter):
         return super().format(record)
 
 
-def setup_worker_logging(app: App, loglevel: str | int, logfile: str | None = None) -> None:
+def setup_worker_logging(app: App, loglevel: str | int, logfile: str | None = None, format: str | None = None) -> None:
     """The worker's logging, as Celery's worker sets it up: a ``setup_logging`` receiver takes over
     completely; otherwise the root logger gets ``worker_log_format`` (replacing its handlers when
     ``worker_hijack_root_logger``), ``celery.task`` gets ``worker_task_log_format``, and the
     ``after_setup_logger``/``after_setup_task_logger`` receivers are told."""
     level = logging.getLevelName(loglevel.upper()) if isinstance(loglevel, str) else loglevel
     conf = app.conf
-    fmt = conf.get("worker_log_format") or WORKER_LOG_FORMAT
+    fmt = format or conf.get("worker_log_format") or WORKER_LOG_FORMAT
     task_fmt = conf.get("worker_task_log_format") or WORKER_TASK_LOG_FORMAT
     answered = signals.setup_logging.send(sender=None, loglevel=level, logfile=logfile, format=fmt, colorize=False)
     if answered:
@@ -123,3 +124,33 @@ def _add_handler(logger: logging.Logger, logfile: str | None, formatter: logging
     handler: logging.Handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     logger.addHandler(handler)
+
+
+class AppLogging:
+    """``app.log``: what Celery's ``app.log.setup_logging_subsystem(...)`` does for a program that
+    is not a worker (a beat, a script) but wants the worker's log layout, in a file named as the
+    worker's ``--logfile`` would be (``%n``, ``%h``, ``%i``, ``%%`` expanded for ``hostname``)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.already_setup = False
+
+    def setup_logging_subsystem(
+        self,
+        loglevel: str | int | None = None,
+        logfile: str | None = None,
+        format: str | None = None,
+        colorize: bool | None = None,
+        hostname: str | None = None,
+        **_: object,
+    ) -> None:
+        """Once per app: later calls keep the first set-up (Celery's ``already_setup``)."""
+        if self.already_setup:
+            return
+        if logfile and hostname:
+            logfile = node_format(logfile, hostname)
+        setup_worker_logging(self.app, loglevel or logging.WARNING, logfile, format)
+        self.already_setup = True
+
+    def get_default_logger(self, name: str = "celery") -> logging.Logger:
+        return logging.getLogger(name)

@@ -32,7 +32,7 @@ import heapq
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone, tzinfo
 from itertools import islice, takewhile
 from typing import Any
@@ -100,9 +100,24 @@ class Schedule(ABC):
     def _key(self) -> tuple[Any, ...]:
         """Identity used for equality, so beat can tell whether an entry's schedule changed."""
 
+    # Celery's schedule API for beat.Scheduler (engine.schedule_due): whose clock, and is it due.
+    nowfun: Callable[[], datetime] | None = None
+    app: Any = None
+
     def next_slot(self, after: datetime) -> datetime:
         """The first slot strictly after ``after`` (aware UTC)."""
         return next(self.iter_slots(after))
+
+    def now(self) -> datetime:
+        from engine.schedule_due import now_of
+
+        return now_of(self)
+
+    def is_due(self, last_run_at: datetime) -> tuple[bool, float]:
+        """Celery's contract: ``(due now?, seconds until the next check)``."""
+        from engine.schedule_due import is_due
+
+        return is_due(self, last_run_at)
 
     def slots_between(self, start: datetime, end: datetime, limit: int) -> list[datetime]:
         """Slots in (start, end], oldest first, at most ``limit`` of them (catch-up after a gap).
@@ -257,7 +272,10 @@ class crontab(Schedule):  # lowercase: Celery's public name
         day_of_month: Cronspec = "*",
         month_of_year: Cronspec = "*",
         tz: str | None = None,
+        nowfun: Callable[[], datetime] | None = None,
+        app: Any = None,
     ) -> None:
+        self.nowfun, self.app = nowfun, app  # Celery's: a clock of its own, the app whose settings apply
         given = {
             "minute": minute,
             "hour": hour,
@@ -284,7 +302,16 @@ class crontab(Schedule):  # lowercase: Celery's public name
         self._real_time = expanded[1] == ["*"]
 
     def with_tz(self, name: str | None) -> crontab:
-        return crontab(self.minute, self.hour, self.day_of_week, self.day_of_month, self.month_of_year, tz=name)
+        return crontab(
+            self.minute,
+            self.hour,
+            self.day_of_week,
+            self.day_of_month,
+            self.month_of_year,
+            tz=name,
+            nowfun=self.nowfun,
+            app=self.app,
+        )
 
     def with_default_tz(self, name: str | None) -> crontab:
         return self if self.tz is not None else self.with_tz(name)

@@ -28,6 +28,9 @@ _HOMES = (
     "engine.signals",
     "engine.log",
     "engine.utils.log",
+    "engine.utils.nodenames",
+    "engine.utils.sysinfo",
+    "engine.schedules",
     "engine.worker.control",
     "engine.remote_control",
     "engine.backend.base",
@@ -50,11 +53,18 @@ _ALIASES = {"_chain": "Chain", "_group": "Group", "_chord": "Chord"}
 
 
 def _engine_name(name: str) -> Any:
+    """``name`` from the first home that defines it. A module a home merely imported (``uuid`` in
+    ``engine.canvas``) is not the engine's name; a module of the engine's own (``from celery import
+    beat``) is taken as ``engine.<name>``."""
     name = _ALIASES.get(name, name)
     for home in _HOMES:
         module = _module(home)
-        if module is not None and hasattr(module, name):
-            return getattr(module, name)
+        found = getattr(module, name, None) if module is not None else None
+        if found is not None and not isinstance(found, ModuleType):
+            return found
+    own = _module(f"engine.{name}") if name.isidentifier() else None
+    if own is not None:
+        return own
     raise AttributeError(name)
 
 

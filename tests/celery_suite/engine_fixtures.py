@@ -53,8 +53,17 @@ def celery_session_app(celery_config: dict[str, Any], celery_includes: Sequence[
 
 
 @pytest.fixture
-def celery_app(celery_session_app: App) -> App:
-    return celery_session_app
+def celery_app(request: pytest.FixtureRequest, celery_session_app: App, celery_config: dict[str, Any]) -> Iterator[App]:
+    """As Celery's: a test marked ``@pytest.mark.celery(setting=...)`` gets an app of its own with
+    those settings on top of the suite's; the others share the session's app."""
+    mark = request.node.get_closest_marker("celery")
+    if mark is None:
+        yield celery_session_app
+        return
+    settings = {**_DEFAULTS, **{k: v for k, v in celery_config.items() if not k.startswith("cassandra")}}
+    app = SuiteApp("celery.tests", **{**settings, **mark.kwargs})
+    yield app
+    app.close()
 
 
 class _Sentinel(Exception):
@@ -92,7 +101,7 @@ class Manager:
         return None  # pragma: no cover
 
     def inspect(self, timeout: float = 3.0) -> Any:
-        return _Inspect(self.app.control, timeout)
+        return self.app.control.inspect(timeout=timeout)
 
     def _states(self, ids: Sequence[str]) -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}
@@ -139,16 +148,3 @@ class Manager:
             if not any(active.values()):
                 return
             time.sleep(0.2)
-
-
-class _Inspect:
-    """``manager.inspect().method(...)`` on our ``Control``."""
-
-    def __init__(self, control: Any, timeout: float) -> None:
-        self.control, self.timeout = control, timeout
-
-    def __getattr__(self, method: str) -> Callable[..., dict[str, Any] | None]:
-        def call(*args: Any, **kw: Any) -> dict[str, Any] | None:
-            return self.control.inspect(method, timeout=self.timeout, **kw) or None
-
-        return call

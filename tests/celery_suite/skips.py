@@ -121,6 +121,32 @@ SKIPS: dict[str, tuple[frozenset[str], str]] = {
         "set until due, for whichever worker takes it then, so `inspect scheduled` of a worker is empty "
         "(tqctl inspect scheduled and the console read the delayed set)",
     ),
+    # -- other files: Celery internals that our client (mode b) does not have -----------------------
+    "t/integration/test_connection_recovery.py": (
+        frozenset({"b"}),
+        "it drives Celery's worker consumer (celery.worker.consumer.Consumer) over a kombu Connection "
+        "in the test process and bounds kombu's socket reads (bound_open_broker_sockets): worker and "
+        "kombu internals; our worker does not use kombu",
+    ),
+    "t/integration/test_request_backend_down.py": (
+        frozenset({"b"}),
+        "it builds Celery's worker-side Request (celery.worker.request.Request) from a mocked kombu "
+        "Message in the test process and calls its on_failure: a worker internal, not client API",
+    ),
+    "t/integration/test_events_state_memory_leak.py": (
+        frozenset({"b"}),
+        "it runs the event pipeline over kombu's in-memory transport (broker memory://, "
+        "app.connection_for_write(), declaring a queue on a kombu channel); our client has no "
+        "in-memory broker and our events travel on Redis pub/sub",
+    ),
+    **{
+        f"t/integration/test_logfile_format.py::test_escaped_logfile_reaches_logging[True-{case}]": (
+            frozenset({"b"}),
+            "it builds the command line of `celery multi` (celery.apps.multi.Node); tqctl has no multi "
+            "command (the same escaping without multi passes)",
+        )
+        for case in ("%%%%n-%n.log-%n-worker.log", "50%%%%d.log-50%d.log", "%%%%x.log-%x.log", "%%%%i-%i.log-%i-0.log")
+    },
     # -- other files -------------------------------------------------------------------------------
     "t/integration/test_backend.py": (ALL, "Azure Block Blob backend only (needs azure and an Azure account)"),
     "t/integration/test_database_backend.py": (
