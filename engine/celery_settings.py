@@ -376,6 +376,7 @@ HONOURED = frozenset(
     {
         "accept_content",
         "beat_schedule",
+        "broker_pool_acquire_timeout",
         "broker_url",
         "enable_utc",
         "imports",
