@@ -116,6 +116,37 @@ class ResultSubscriptions:
                     if _ready(meta):
                         self._unsubscribe(key)
 
+    # -- Celery's ResultConsumer names, for code that drives the consumer itself -------------------
+    consume_from = watch
+    cancel_for = cancel
+    start = watch
+
+    def stop(self) -> None:
+        self.close()
+
+    @staticmethod
+    def _get_key_for_task(task_id: str) -> str:
+        return task_key(task_id)
+
+    @property
+    def subscribed_to(self) -> set[str]:
+        return set(self._subscribed)
+
+    def drain_events(self, timeout: float | None = None) -> None:
+        """Handle what arrives within ``timeout`` (a ready result for nobody ends its subscription)."""
+        wait = max(timeout or 0.0, 0.0)
+        with self._held():
+            if self._reading:  # another thread reads for everyone
+                self._changed.wait(wait)
+                return
+            self._reading = True
+        try:
+            self._read(None, wait)
+        finally:
+            with self._held():
+                self._reading = False
+                self._changed.notify_all()
+
     def close(self) -> None:
         with self._lock:
             pubsub, self._pubsub = self._pubsub, None
@@ -231,15 +262,20 @@ class ResultSubscriptions:
                     self._reading = False
                     self._changed.notify_all()
 
-    def _read(self, key: str, timeout: float) -> None:
+    def _read(self, key: str | None, timeout: float) -> None:
         """Read the connection for everyone until something arrives or ``timeout`` passes; the
         socket is watched without the lock, so other threads subscribe meanwhile."""
         try:
             with self._held():
-                self._subscribe(key)  # after a dropped connection
+                if key is not None:
+                    self._subscribe(key)  # after a dropped connection
                 if self._drain():
                     return
                 sock = _socket(self._pubsub)
+                connected = self._pubsub is not None
+            if not connected:
+                time.sleep(min(max(timeout, 0.0), 0.05))
+                return
             if sock is None:
                 with self._held():
                     if self._pubsub is not None:

@@ -138,3 +138,23 @@ def test_a_reply_waited_on_longer_than_the_socket_timeout_is_waited_for(redis_ur
     finally:
         fanout.unbind_reply("oid-1")
         fanout.close()
+
+
+def test_the_result_consumer_answers_to_celerys_names(api: Any, redis_client: redis.Redis) -> None:
+    """Code (and Celery's test_redis_backend.py) drives ``backend.result_consumer`` by Celery's
+    names; a ready result that nobody waits for ends its subscription when drained."""
+    consumer = api.app.backend.result_consumer
+    task_id = str(uuid.uuid4())
+    consumer.consume_from(task_id)
+    assert consumer.subscribed_to == {consumer._get_key_for_task(task_id)}
+    channels_become(redis_client, {task_key(task_id)})
+    api.app.backend.store_result(task_id, 1, states.SUCCESS)  # stored and published
+
+    def drained() -> bool:
+        consumer.drain_events(timeout=0.1)
+        return not consumer.subscribed_to
+
+    wait_for(drained, 10, "the subscription to end once its result was heard")
+    channels_become(redis_client, set())
+    assert api.app.AsyncResult(task_id).get(timeout=5) == 1
+    consumer.stop()
