@@ -33,6 +33,7 @@ _HOMES = (
     "engine.backend.base",
     "engine.serialization",
     "engine.stamping",
+    "engine.protocol.task",
 )
 
 STAND_INS: set[str] = set()
@@ -46,15 +47,17 @@ def _module(name: str) -> ModuleType | None:
 
 
 # Celery's name → ours, where they differ.
-_ALIASES = {"_chain": "Chain", "_group": "Group", "_chord": "Chord"}
+_ALIASES = {"_chain": "Chain", "_group": "Group", "_chord": "Chord", "uuid": "new_id"}
 
 
 def _engine_name(name: str) -> Any:
     name = _ALIASES.get(name, name)
     for home in _HOMES:
         module = _module(home)
-        if module is not None and hasattr(module, name):
-            return getattr(module, name)
+        found = getattr(module, name, None) if module is not None else None
+        # a home's own ``import uuid`` is no answer; the engine's modules (``signals``) are
+        if found is not None and not (isinstance(found, ModuleType) and not found.__name__.startswith("engine")):
+            return found
     raise AttributeError(name)
 
 
