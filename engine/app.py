@@ -405,6 +405,7 @@ class App:
     ) -> ResultT:
         """Encode and publish one task message; the returned handle reads its result."""
         out = self._prepare_send(name, args, kwargs, task, options)
+        self._watch_result(out)
         sent_at = time.time()  # task-sent's time: before the publish, so never after the task starts
         guarded(self.broker.url, lambda: self.broker.publish(out.queue, out.raw, out.priority))
         return self._after_send(out, sent_at)
@@ -434,6 +435,15 @@ class App:
         )
         return Outgoing(task_id, name, args, kwargs, queue, priority, raw, message_options, hooks)
 
+    def _watch_result(self, out: Outgoing) -> None:
+        """As Celery's client (``backend.on_task_call``): listen for the result before the message
+        goes, unless it is not stored or this is a task sending from a worker (nobody waits there)."""
+        if out.message_options["ignore_result"] or self.current_requests.stack:
+            return
+        on_task_call = getattr(self.backend, "on_task_call", None)
+        if on_task_call is not None:
+            on_task_call(None, out.task_id)
+
     def _after_send(self, out: Outgoing, sent_at: float) -> ResultT:
         """What follows a publish (hooks' ``after``, the task-sent event), for both send paths."""
         for hook in out.hooks:
@@ -441,7 +451,9 @@ class App:
         sent = self.sent_events
         if sent is not None:
             sent.record(out.task_id, out.name, out.args, out.kwargs, out.queue, out.message_options, sent_at)
-        return AsyncResult(out.task_id, self, task_name=out.name)
+        result = AsyncResult(out.task_id, self, task_name=out.name)
+        result.ignored = bool(out.message_options["ignore_result"])
+        return result
 
     def send_many(
         self,
@@ -550,6 +562,7 @@ class App:
             "shadow": options.get("shadow"),
             "origin": _origin(),
             "reply_to": options.get("reply_to") or self._reply_to(),
+            "properties": {k: options[k] for k in protocol.MESSAGE_PROPERTIES if k in options} or None,
         }
 
     def _reply_to(self) -> str:

@@ -377,6 +377,7 @@ HONOURED = frozenset(
         "accept_content",
         "beat_schedule",
         "broker_transport_options",  # Sentinel's master_name...; all of them on SQS
+        "broker_pool_acquire_timeout",
         "broker_url",
         "enable_utc",
         "imports",

@@ -65,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "broker_transport_options": {},
     "result_backend_transport_options": {},
     "broker_use_ssl": None,
+    "broker_pool_acquire_timeout": None,  # Celery's default: None (we then wait redisconn.POOL_WAIT)
     "redis_backend_use_ssl": None,
     "tqctl_failover_timeout": 30.0,  # sentinel: how long commands retry while a new primary is chosen
     "tqctl_publish_wait_replicas": 0,  # >0: delay() returns only once that many replicas have the message

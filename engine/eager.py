@@ -21,6 +21,9 @@ def run_eagerly(task: Task, args: list[Any], kwargs: dict[str, Any], options: di
     store = bool(task.opt("store_eager_result", "task_store_eager_result"))  # Celery: off unless asked
     link = options.get("link")
     link_error = options.get("link_error")
+    # As Celery, a task applied inside a running task (eagerly or in a worker) is its child.
+    stack = task.app.current_requests.stack
+    parent = stack[-1] if stack else None
     request = Request(
         id=task_id,
         name=task.name,
@@ -29,8 +32,8 @@ def run_eagerly(task: Task, args: list[Any], kwargs: dict[str, Any], options: di
         retries=int(options.get("retries") or 0),
         hostname="eager",
         delivery_info={"routing_key": options.get("queue")},
-        root_id=options.get("root_id") or task_id,
-        parent_id=options.get("parent_id"),
+        root_id=options.get("root_id") or (parent and parent.root_id) or task_id,
+        parent_id=options.get("parent_id") or (parent.id if parent else None),
         callbacks=_as_list(link),
         errbacks=_as_list(link_error),
         chain=options.get("chain"),

@@ -84,6 +84,7 @@ def broker_target(url: str, conf: Any) -> str:
         conf.get("broker_use_ssl"),
         failover_timeout=conf.get("tqctl_failover_timeout"),
         wait_replicas=replicas,
+        pool_timeout=conf.get("broker_pool_acquire_timeout"),
         **_amqp_options(url, conf),
         **_sqs_options(url, conf),
     )
@@ -155,13 +156,17 @@ def client_from_url(url: str, **options: Any) -> redis.Redis:
     options.setdefault("socket_connect_timeout", 5.0)
     options.setdefault("health_check_interval", 30)
     size = int(options.pop("max_connections", None) or carried.get("max_connections") or DEFAULT_MAX_CONNECTIONS)
+    # Celery's ``broker_pool_acquire_timeout``: how long a caller waits for a free connection of a
+    # full pool; unset (Celery: for ever) we wait POOL_WAIT seconds, then report it.
+    wait = carried.get("pool_timeout")
+    wait = POOL_WAIT if wait is None else float(wait)
     if scheme == "sentinel":
         return _sentinel_client(str(url), carried, {**options, "max_connections": size})
     if scheme in ("redis+socket", "unix", "socket"):
         query = parse_qs(parts.query)
         db = int((query.get("db") or query.get("virtual_host") or ["0"])[0])
         options.update(password=parts.password, username=parts.username or None)
-        return _blocking_client(f"unix://{parts.path}?db={db}", size, options)
+        return _blocking_client(f"unix://{parts.path}?db={db}", size, wait, options)
     if scheme in ("redis", "rediss", "valkey", "valkeys"):
         fixed = str(url).replace("valkey", "redis", 1) if scheme.startswith("valkey") else str(url)
         tls = carried.get("ssl")
@@ -171,12 +176,12 @@ def client_from_url(url: str, **options: Any) -> redis.Redis:
                 fixed = "rediss" + fixed[len("redis") :]
         fixed, query_tls = _pop_ssl_query(fixed)
         options.update({k: v for k, v in query_tls.items() if k not in options})
-        return _blocking_client(fixed, size, options)
+        return _blocking_client(fixed, size, wait, options)
     raise unsupported_url(url)
 
 
-def _blocking_client(url: str, size: int, options: dict[str, Any]) -> redis.Redis:
-    pool = redis.BlockingConnectionPool.from_url(url, max_connections=size, timeout=POOL_WAIT, **options)
+def _blocking_client(url: str, size: int, wait: float, options: dict[str, Any]) -> redis.Redis:
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=size, timeout=wait, **options)
     client = redis.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True
     return client

@@ -28,8 +28,16 @@ class AsyncResult:
         self.task_name = task_name
         self.parent = parent
         self._cache: dict[str, Any] | None = None
+        # Celery's: set by the send when the task's result is not stored (``ignore_result``), so
+        # ``get`` returns None at once instead of waiting for a result that will never come.
+        self.ignored = False
 
     task_id = property(lambda self: self.id)
+
+    @property
+    def backend(self) -> Any:
+        """The result backend this handle reads (Celery's attribute; ``result.backend.get_task_meta``)."""
+        return self._backend()
 
     def __repr__(self) -> str:
         return f"<AsyncResult: {self.id}>"
@@ -41,6 +49,17 @@ class AsyncResult:
 
     def __hash__(self) -> int:
         return hash(self.id)
+
+    def __del__(self) -> None:
+        """As Celery: a handle dropped before its result was read ends the subscription its send
+        opened (engine.backend.subscriptions), so unread results do not pile up channels. Never
+        opens a backend, never blocks, never raises (it runs wherever the collector does)."""
+        try:
+            cancel = getattr(getattr(self.app, "_backend", None), "cancel_for", None)
+            if cancel is not None:
+                cancel(self.id)
+        except Exception:  # noqa: BLE001, S110 - a finalizer must not raise
+            pass
 
     # -- reading ------------------------------------------------------------------------------
     def _backend(self) -> Any:
@@ -112,12 +131,15 @@ class AsyncResult:
         interval: float = 0.5,
         **kw: Any,
     ) -> Any:
-        """Wait for the outcome; raises the task's exception when ``propagate`` is set.
+        """Wait for the outcome; raises the task's exception when ``propagate`` is set. A result
+        sent with ``ignore_result`` is never stored, so, as Celery, it returns None without waiting.
 
         As Celery, a failed parent (an earlier chain step, a chord's header) raises its own
         error here, checked before and while waiting: the caller learns why at once instead of
         waiting for a step that will only ever fail because of it.
         """
+        if self.ignored:
+            return None
         meta = self._cache
         if meta is None:
             parents = kw.get("follow_parents", True) and propagate and self.parent is not None

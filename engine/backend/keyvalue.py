@@ -13,7 +13,7 @@ from typing import Any
 
 from engine import states
 from engine.exceptions import TimeoutError
-from engine.protocol.results import GROUP_KEY_PREFIX, TASK_KEY_PREFIX
+from engine.protocol.results import GROUP_KEY_PREFIX, TASK_KEY_PREFIX, decode_exception, encode_exception, meta
 from engine.serialization import json_dumps, json_loads
 
 
@@ -40,6 +40,61 @@ class BaseKeyValueStoreBackend:
 
     def delete(self, key: str) -> None:
         raise NotImplementedError
+
+    def store(self, task_id: str, meta: dict[str, Any]) -> None:
+        self.set(self.get_key_for_task(task_id), self.encode(meta))
+
+    def get_meta(self, task_id: str) -> dict[str, Any] | None:
+        raw = self.get(self.get_key_for_task(task_id))
+        return self.decode(raw) if raw else None  # type: ignore[no-any-return]
+
+    # -- Celery's task-state calls, for code that writes or reads a state itself -------------------
+    def store_result(
+        self,
+        task_id: str,
+        result: Any,
+        state: str,
+        traceback: str | None = None,
+        request: Any = None,
+        **_: Any,
+    ) -> Any:
+        """Store ``state`` for ``task_id`` as a worker would (code playing a worker, a script marking a
+        task done); returns the value as stored. A task already stored SUCCESS keeps it, as in Celery:
+        a late or duplicate writer must never turn a finished task back into something else."""
+        value = (
+            encode_exception(result) if state in states.EXCEPTION_STATES and isinstance(result, Exception) else result
+        )
+        current = self.get_meta(task_id)
+        if current is not None and current.get("status") == states.SUCCESS:
+            return value
+        document = meta(
+            task_id,
+            state,
+            value,
+            traceback=traceback,
+            parent_id=getattr(request, "parent_id", None),
+            group_id=getattr(request, "group", None),
+        )
+        self.store(task_id, document)
+        return value
+
+    def get_task_meta(self, task_id: str, cache: bool = True) -> dict[str, Any]:
+        """The stored meta (PENDING when there is none), a failure's result as the exception."""
+        found = dict(self.get_meta(task_id) or {"status": states.PENDING, "result": None})
+        if found.get("status") in states.EXCEPTION_STATES and isinstance(found.get("result"), dict):
+            found["result"] = decode_exception(found["result"])
+        return found
+
+    def get_state(self, task_id: str) -> str:
+        return str(self.get_task_meta(task_id)["status"])
+
+    get_status = get_state
+
+    def get_result(self, task_id: str) -> Any:
+        return self.get_task_meta(task_id).get("result")
+
+    def get_traceback(self, task_id: str) -> str | None:
+        return self.get_task_meta(task_id).get("traceback")
 
     def _apply_chord_incr(self, header_result_args: Any, body: Any, **kwargs: Any) -> None:
         """Celery's counter-based chord start for stores without a native join. Redis joins

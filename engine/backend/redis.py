@@ -8,14 +8,14 @@ between the read and the wait.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 
-from engine import aio, asyncrun, states
+from engine import aio, asyncrun
 from engine.backend.keyvalue import BaseKeyValueStoreBackend
+from engine.backend.subscriptions import ResultSubscriptions
 from engine.protocol.results import task_key
 from engine.redisconn import ThreadConnections, client_from_url, guarded
 from engine.serialization import json_dumps, json_loads
@@ -28,6 +28,7 @@ class RedisBackend(BaseKeyValueStoreBackend):
         self.client = client_from_url(url)
         self._conns = ThreadConnections(self.client)  # store's per-thread connection
         self._pooled = _greenlet_threads()  # under gevent, stores borrow from the pool instead
+        self.result_consumer = ResultSubscriptions(self.client)  # Celery's name for it
 
     def ensure_chords_allowed(self) -> None:
         """Celery's check before a chord starts: Redis joins chords natively, so always allowed."""
@@ -69,27 +70,19 @@ class RedisBackend(BaseKeyValueStoreBackend):
         return json_loads(data) if data else None
 
     def wait(self, task_id: str, timeout: float | None) -> dict[str, Any] | None:
-        key = task_key(task_id)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        try:
-            guarded(self.url, lambda: pubsub.subscribe(key))
-            meta = self.get_meta(task_id)
-            while not (meta and meta.get("status") in states.READY_STATES):
-                left = 1.0 if deadline is None else deadline - time.monotonic()
-                if left <= 0:
-                    return meta
-                message = pubsub.get_message(timeout=min(left, 1.0))
-                if message and message.get("type") == "message":
-                    meta = json_loads(message["data"])
-                elif message is None and deadline is None:
-                    meta = self.get_meta(task_id)
-            return meta
-        finally:
-            pubsub.close()
+        return guarded(self.url, lambda: self.result_consumer.wait(task_id, timeout, self.get_meta))
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        """Celery's hook before a client sends a task whose result it keeps: listen for it now."""
+        self.result_consumer.watch(task_id)
+
+    def cancel_for(self, task_id: str) -> None:
+        """Stop listening for ``task_id`` (its ``AsyncResult`` is gone); never blocks."""
+        self.result_consumer.cancel(task_id)
 
     def forget(self, task_id: str) -> None:
         self.client.delete(task_key(task_id))
+        self.result_consumer.cancel(task_id)
 
     # -- Celery's key/value surface (``BaseKeyValueStoreBackend``) ---------------------------
     def get(self, key: str) -> bytes | None:
@@ -112,6 +105,7 @@ class RedisBackend(BaseKeyValueStoreBackend):
         self.client.delete(key)
 
     def close(self) -> None:
+        self.result_consumer.close()
         self._conns.close()
         self.client.close()
 

@@ -7,6 +7,7 @@ table. Fire-and-forget by nature: a subscriber that is not listening misses the 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 import redis
@@ -14,6 +15,7 @@ import redis
 from engine.redisconn import client_from_url
 
 PRIORITY_SEP = "\x06\x16"
+REPLY_SLICE = 2.0  # seconds one blocking pop of a reply may take, well under any socket timeout
 
 
 def db_of(client: redis.Redis) -> int:
@@ -62,11 +64,21 @@ class RedisFanout:
         pipe.execute()
 
     def pop_reply(self, queue: str, timeout: float) -> bytes | None:
-        """The next reply on a queue ``bind_reply`` named, waiting up to ``timeout`` (None: none came)."""
-        got = self.client.brpop([queue], timeout=max(timeout, 0.01))
-        if not got:
-            return None
-        return got[1].encode() if isinstance(got[1], str) else got[1]
+        """The next reply on a queue ``bind_reply`` named, waiting up to ``timeout`` (None: none came).
+
+        Blocks in slices shorter than the client's socket timeout (redis-py's default is 5 s): one
+        ``BRPOP`` of ``timeout=10`` (``control.revoke(..., reply=True, timeout=10)``) would fail
+        with a socket ``TimeoutError`` instead of waiting."""
+        deadline = time.monotonic() + timeout
+        socket_timeout = self.client.connection_pool.connection_kwargs.get("socket_timeout")
+        most = min(REPLY_SLICE, socket_timeout / 2) if socket_timeout else REPLY_SLICE
+        while True:
+            left = deadline - time.monotonic()
+            got = self.client.brpop([queue], timeout=min(max(left, 0.01), most))
+            if got:
+                return got[1].encode() if isinstance(got[1], str) else got[1]
+            if deadline - time.monotonic() <= 0:
+                return None
 
     def reply(self, oid: str, raw: bytes, exchange: str = "reply.celery.pidbox") -> None:
         self.client.lpush(self.reply_queue(oid, exchange), raw)

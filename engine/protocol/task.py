@@ -141,6 +141,13 @@ def new_id() -> str:
     return _uuid_text(os.urandom(16).hex(), 0)
 
 
+# AMQP message properties a caller may set through ``apply_async`` (``app_id="billing"``): Celery
+# hands options it does not know itself to kombu as properties, and a task reads them back in
+# ``self.request.properties``. The transport's own (delivery_info, delivery_tag, body_encoding)
+# are never taken from a caller.
+MESSAGE_PROPERTIES = ("app_id", "user_id", "type", "cluster_id", "message_id", "timestamp")
+
+
 def build(
     name: str,
     args: Any = (),
@@ -166,8 +173,11 @@ def build(
     shadow: str | None = None,
     reply_to: str = "",
     origin: str = ORIGIN,
+    properties: dict[str, Any] | None = None,
 ) -> tuple[str, bytes]:
-    """Encode a task as the envelope string Celery's clients LPUSH; returns (task_id, bytes)."""
+    """Encode a task as the envelope string Celery's clients LPUSH; returns (task_id, bytes).
+
+    ``properties``: the caller's message properties (``MESSAGE_PROPERTIES``)."""
     task_id = task_id or new_id()
     args = list(args or ())
     kwargs = dict(kwargs or {})
@@ -196,7 +206,8 @@ def build(
     if headers:
         hdrs.update(headers)
     body, content_type = serialization.dumps([args, kwargs, embed or EMPTY_EMBED], serializer)
-    properties: dict[str, Any] = {
+    envelope_properties: dict[str, Any] = {
+        **{k: v for k, v in (properties or {}).items() if k in MESSAGE_PROPERTIES},
         "correlation_id": task_id,
         "reply_to": reply_to,
         "delivery_mode": 2,
@@ -210,11 +221,11 @@ def build(
         "content-encoding": "utf-8" if serializer == "json" else "binary",
         "content-type": content_type,
         "headers": hdrs,
-        "properties": properties,
+        "properties": envelope_properties,
     }
     if expires is not None:
         ttl_ms = max(0, int((expires - dt.datetime.now(dt.timezone.utc)).total_seconds() * 1000))
-        properties["expiration"] = str(ttl_ms)
+        envelope_properties["expiration"] = str(ttl_ms)
     return task_id, serialization.json_dumps(envelope).encode()
 
 

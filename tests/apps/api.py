@@ -94,3 +94,9 @@ def default_delay(self: Any) -> int:
     if self.request.retries == 0:
         raise self.retry()
     return self.request.retries
+
+
+@app.task(bind=True)
+def request_properties(self: Any) -> dict[str, Any]:
+    """The message properties as the task sees them (Celery's ``self.request.properties``)."""
+    return dict(self.request.properties or {})

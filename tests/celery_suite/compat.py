@@ -36,6 +36,7 @@ _HOMES = (
     "engine.backend.base",
     "engine.serialization",
     "engine.stamping",
+    "engine.protocol.task",
 )
 
 STAND_INS: set[str] = set()
@@ -49,7 +50,7 @@ def _module(name: str) -> ModuleType | None:
 
 
 # Celery's name → ours, where they differ.
-_ALIASES = {"_chain": "Chain", "_group": "Group", "_chord": "Chord"}
+_ALIASES = {"_chain": "Chain", "_group": "Group", "_chord": "Chord", "uuid": "new_id"}
 
 
 def _engine_name(name: str) -> Any:
@@ -60,7 +61,8 @@ def _engine_name(name: str) -> Any:
     for home in _HOMES:
         module = _module(home)
         found = getattr(module, name, None) if module is not None else None
-        if found is not None and not isinstance(found, ModuleType):
+        # a home's own ``import uuid`` is no answer; the engine's modules (``signals``) are
+        if found is not None and not (isinstance(found, ModuleType) and not found.__name__.startswith("engine")):
             return found
     own = _module(f"engine.{name}") if name.isidentifier() else None
     if own is not None:
