@@ -36,7 +36,7 @@ class Signature(dict):
         else:
             super().__init__(
                 task=task,
-                args=list(args),
+                args=tuple(args),  # a tuple, as Celery's (``sig.args == (1, 2)``); JSON sends a list
                 kwargs=dict(kwargs or {}),
                 options={**(options or {}), **ex},
                 subtask_type=subtask_type,
@@ -68,12 +68,12 @@ class Signature(dict):
         return self["options"].get("task_id")
 
     @property
-    def args(self) -> list[Any]:
-        return self["args"]
+    def args(self) -> Sequence[Any]:
+        return self["args"]  # type: ignore[no-any-return]
 
     @args.setter
     def args(self, value: Sequence[Any]) -> None:
-        self["args"] = list(value)
+        self["args"] = tuple(value)
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -146,8 +146,7 @@ class Signature(dict):
     def clone(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Signature:
         sig = type(self).__new__(type(self))  # keep the canvas class (chain, group, chord)
         Signature.__init__(sig, _plain(dict(self)), app=self.app)
-        if args and not sig.immutable:
-            sig["args"] = list(args) + list(sig["args"])
+        sig["args"] = (*args, *sig["args"]) if args and not sig.immutable else tuple(sig["args"])
         if kwargs:
             sig["kwargs"] = {**sig["kwargs"], **kwargs}
         sig["options"].update(options)
@@ -189,8 +188,13 @@ class Signature(dict):
         return app.send_task(sig.name, sig["args"], sig["kwargs"], **opts)
 
     def __or__(self, other: Signature) -> Signature:  # type: ignore[override]
-        from engine.workflows import Chain
+        """``task | x``: a chain; a chain's steps are taken in, a group of one is its task (Celery)."""
+        from engine.workflows import Chain, Group
 
+        if isinstance(other, Chain):
+            return Chain(self, *other.unchain_tasks(), app=self.app)
+        if isinstance(other, Group) and len(other) == 1:
+            other = other.tasks[0]
         return Chain(self, other, app=self.app)
 
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:

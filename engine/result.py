@@ -80,6 +80,10 @@ class AsyncResult:
             self._cache = meta
         return meta
 
+    def _get_task_meta(self) -> dict[str, Any]:
+        """Celery's name for the stored meta, which user code and Celery's own tests read."""
+        return self._get_meta()
+
     @property
     def state(self) -> str:
         return str(self._get_meta().get("status", states.PENDING))
@@ -105,10 +109,14 @@ class AsyncResult:
 
     @property
     def children(self) -> list[AsyncResult]:
+        """The results of what this task started, as stored: a group's as a ``GroupResult`` with its
+        members (Celery's ``result_from_tuple``), so ``children[0].children`` reaches them."""
+        from engine.group_result import result_from_tuple
+
         found = []
         for entry in self._get_meta().get("children") or []:
-            if isinstance(entry, (list, tuple)) and entry and isinstance(entry[0], (list, tuple)):
-                found.append(AsyncResult(entry[0][0], self.app))
+            if isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], (list, tuple)):
+                found.append(result_from_tuple(entry, self.app))
         return found
 
     def as_tuple(self) -> tuple[Any, Any]:

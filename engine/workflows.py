@@ -98,10 +98,10 @@ class Chain(Signature):
     def tasks(self) -> list[Signature]:
         return [from_dict(t, self.app) for t in self["kwargs"]["tasks"]]
 
-    def __or__(self, other: Signature) -> Chain:  # type: ignore[override]  # canvas ``|``, as Celery, not dict union
-        """A longer chain; each side's own callbacks and errbacks move onto its steps (as Celery)."""
-        tail = other.unchain_tasks() if isinstance(other, Chain) else [other]
-        return Chain(*self.unchain_tasks(), *tail, app=self.app)
+    def __or__(self, other: Signature) -> Signature:  # type: ignore[override]  # canvas ``|``, as Celery, not dict union
+        """Celery's ``chain | x``: a group after a group or chord is upgraded at once, so a chord's
+        body (not the chain) runs what follows it; each side's callbacks move onto its steps."""
+        return _chain_or(self, other)
 
     def _steps(self) -> list[Signature]:
         """The steps as they will run (nested chains flattened, groups upgraded to chords)."""
@@ -226,8 +226,9 @@ class Chain(Signature):
         for callback in _as_list(link):
             tasks[0].link(callback)
         first = tasks.pop()
-        embedded = [*outer, *(dict(t) for t in tasks)] or None
-        sent = first.apply_async(chain=embedded, **options)
+        # A list even when nothing follows, as Celery: a chord passes it on to its body, and
+        # Celery's worker extends a body chain's ``chain`` option as a list (``None`` breaks it).
+        sent = first.apply_async(chain=[*outer, *(dict(t) for t in tasks)], **options)
         return results[0] if tasks else sent
 
     def __call__(self, *args: Any, **kwargs: Any) -> AsyncResult | None:
@@ -243,6 +244,67 @@ class Chain(Signature):
             for callback in _as_list(self.options.get("link")):
                 tasks[-1].link(callback)
         return tasks
+
+
+def _chain_or(left: Chain, other: Signature) -> Signature:
+    """Celery's rules for ``chain | other``; each looks only at the chain's last step."""
+    other = from_dict(other, left.app)
+    if isinstance(other, Group):
+        if len(other) != 1:
+            if not len(other):
+                return left
+            tasks = left.unchain_tasks()
+            if not tasks:
+                return other
+            if isinstance(tasks[-1], Chord) and tasks[-1].body is not None:
+                tasks[-1] = _onto_body(tasks[-1], other)
+                return Chain(*tasks, app=left.app)
+            return Chain(*tasks, other, app=left.app)
+        other = other.tasks[0]
+    if isinstance(other, Chain):
+        result: Signature = left
+        for step in other.unchain_tasks():
+            result = result | step
+        return result
+    last = left.tasks[-1] if left.tasks else None
+    if isinstance(last, Group) or (isinstance(last, Chord) and last.body is not None and not isinstance(other, Chord)):
+        sig = left.clone()
+        tasks = sig.tasks  # type: ignore[attr-defined]
+        if isinstance(last, Group):  # group | task is a chord; two chords in a row merge into one
+            tasks[-1] = Chord(tasks[-1], other, app=left.app)
+            if len(tasks) > 1 and isinstance(tasks[-2], Chord) and tasks[-2].body is not None:
+                tasks[-2:] = [_onto_body(tasks[-2], tasks[-1])]
+        else:
+            tasks[-1] = _onto_body(tasks[-1], other)
+        sig["kwargs"]["tasks"] = tasks
+        return sig
+    return Chain(*left.unchain_tasks(), other, app=left.app)
+
+
+def _onto_body(task: Chord, other: Signature) -> Chord:
+    """``task`` with ``other`` chained after its body (a copy: ``task`` is left as it was)."""
+    sig = task.clone()
+    assert isinstance(sig, Chord)
+    sig["kwargs"]["body"] = sig.body | other  # type: ignore[operator]
+    return sig
+
+
+class _FoldedChain(Chain):
+    """``chain(a, b, c)`` built as ``a | b | c``, as Celery's ``chain`` does (so a chord followed by
+    a task takes it into its body): the result may be a chord or group. ``chain(..., app=x)`` and
+    ``Chain(...)`` keep the steps as given."""
+
+    def __new__(cls, *tasks: Any, **options: Any) -> Any:
+        if options or not tasks or (len(tasks) == 1 and isinstance(tasks[0], dict)):
+            return super().__new__(cls)
+        result: Signature = Chain()
+        for task in _members(tasks):
+            result = result | from_dict(task)
+        return result
+
+    def __init__(self, *tasks: Any, app: App | None = None, **options: Any) -> None:
+        if not self:  # built by __new__ when not folded
+            super().__init__(*tasks, app=app, **options)
 
 
 # Options a chain applies itself when it runs; the rest pass to its first step (Celery's list).
@@ -305,8 +367,9 @@ class Group(Signature):
         return [from_dict(t, self.app) for t in self["kwargs"]["tasks"]]
 
     def __or__(self, other: Signature) -> Signature:  # type: ignore[override]  # canvas ``|``, not dict union
-        if isinstance(other, Group):
-            return Chain(self, other, app=self.app)
+        """``group | x`` is a chord with body ``x`` (an empty group adds nothing), as Celery."""
+        if isinstance(other, Group) and not len(other):
+            return self
         return Chord(self, other, app=self.app)
 
     def __len__(self) -> int:
@@ -478,7 +541,13 @@ class Chord(Signature):
         return self.apply_async(**options)
 
     def __or__(self, other: Signature) -> Signature:  # type: ignore[override]  # canvas ``|``, not dict union
-        return Chain(self, other, app=self.app)
+        """``chord | task`` (or a group of one) goes onto the body, as Celery: after a group body
+        it runs once, as that body's own chord, not once per member."""
+        if isinstance(other, Group) and len(other) == 1:
+            other = other.tasks[0]
+        if isinstance(other, (Group, Chain)) or self["kwargs"].get("body") is None:
+            return Signature.__or__(self, other)
+        return _onto_body(self, other)
 
     def link(self, callback: dict[str, Any]) -> dict[str, Any]:
         """A chord's callback runs after its body (Celery links it to the body)."""
@@ -486,6 +555,17 @@ class Chord(Signature):
         return from_dict(body, self.app).link(callback)
 
     def link_error(self, errback: dict[str, Any]) -> dict[str, Any]:
+        """As Celery: on the body; on every header member only with
+        ``task_allow_error_cb_on_chord_header``; a chord in the header links it itself."""
+        errback = from_dict(errback, self.app)
+        app = self._bound_app()
+        on_header = bool(app.conf.get("task_allow_error_cb_on_chord_header"))
+        lazy = getattr(self, "_lazy_header", None) is not None and not on_header  # keep a generator unread
+        for task in [] if lazy else self.header:
+            if on_header:  # ``immutable`` lands in the copy's options, exactly as Celery's clone puts it
+                task.link_error(errback.clone(immutable=True))
+            if isinstance(task, Chord):
+                task.link_error(errback)
         body = self["kwargs"].get("body")
         if body is not None:
             return from_dict(body, self.app).link_error(errback)
@@ -572,10 +652,10 @@ class Chord(Signature):
         for callback in _as_list(options.pop("link", None)):
             body.link(callback)
         for errback in _as_list(options.pop("link_error", None)):
-            if isinstance(body, Group) and body.options.get("link_error"):
-                Signature.link_error(body, errback)  # a group's own errbacks replace its members' (Celery)
-            else:
-                body.link_error(errback)
+            if isinstance(body, Group) and not body.options.get("link_error"):
+                body.link_error(errback)  # onto each member, which keep their own errbacks
+            else:  # a group's own errbacks replace its members'; any other body keeps it in its own
+                Signature.link_error(body, errback)  # options, where the chord's error handling reads it (Celery)
         body.options.update({k: v for k, v in options.items() if k != "parent_id"})
         body_result = body.freeze(task_id or new_id(), group_id=group_id, root_id=root_id)
         for key in ("chain", "chord", "task_id", "group_index"):
@@ -593,8 +673,8 @@ class Chord(Signature):
         return body_result
 
 
-# Celery's lowercase names are the classes themselves, so ``isinstance(sig, chain)`` works as in Celery.
-chain = Chain
+# Celery's lowercase names: ``chain(a, b)`` folds with ``|`` as Celery's does; ``group``, ``chord`` are the classes.
+chain = _FoldedChain
 group = Group
 chord = Chord
 

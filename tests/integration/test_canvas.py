@@ -126,8 +126,8 @@ def test_clone_and_signature_by_name(canvas, start_worker) -> None:
     base = canvas.add.s(2)
     copy = base.clone((3,))
     copy.set(queue="nowhere")
-    assert base["args"] == [2] and base.options == {}
-    assert copy["args"] == [3, 2] and copy.options == {"queue": "nowhere"}
+    assert base["args"] == (2,) and base.options == {}
+    assert copy["args"] == (3, 2) and copy.options == {"queue": "nowhere"}
     assert base.clone((5,)).delay().get(timeout=15) == 7
     by_name = signature("canvas.add", args=(4, 5), app=canvas.app)
     assert by_name.delay().get(timeout=15) == 9

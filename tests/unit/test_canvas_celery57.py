@@ -129,5 +129,5 @@ def test_a_chord_header_given_as_a_chain_or_a_single_task() -> None:
     app = make_app()
     add, tsum = app.signature("c57.add"), app.signature("c57.tsum")
     assert [m.name for m in chord(chain([add.clone((1,))]), add).header] == ["c57.add"]
-    assert [m["args"] for m in chord(add.clone((2,)), tsum).header] == [[2]]
+    assert [m["args"] for m in chord(add.clone((2,)), tsum).header] == [(2,)]
     assert isinstance(chord(add, tsum), Chord)

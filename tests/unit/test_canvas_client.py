@@ -77,7 +77,7 @@ def test_a_generator_header_is_not_read_before_the_chord_is_sent() -> None:
 
     c = chord(header(), t["tsum"].s())
     assert read == []  # built, not read: sending reads it one member at a time
-    assert [m["args"] for m in c.header] == [[0, 0], [1, 1], [2, 2]] and read == [0, 1, 2]
+    assert [m["args"] for m in c.header] == [(0, 0), (1, 1), (2, 2)] and read == [0, 1, 2]
 
 
 def test_result_set_and_key_value_backend_names() -> None:

@@ -469,7 +469,7 @@ def test_stamp_a_canvas_with_a_visitor_and_headers() -> None:
     assert [m.options["label"] for m in members] == ["b", "b"]
     link = steps[0].options["link"][0]
     assert link["options"]["on_link"] is True and link["options"]["batch"] == "b1"
-    again = Signature(dict(first)).stamp(batch="b2", append_stamps=True)
+    again = Signature(dict(steps[0])).stamp(batch="b2", append_stamps=True)  # chain() took a copy of first
     assert again.options["batch"] == ["b2", "b1"]  # append_stamps keeps both, in Celery's order
 
 
