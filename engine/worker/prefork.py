@@ -185,12 +185,15 @@ class PreforkPool:
                 continue  # never runs here: settled, or left for the hand-back, by the host
             slot = self._free.pop()
             try:
+                raw = job.message.raw
                 order = RunOrder(
                     key=slot,
                     name=job.name,
                     soft_limit=job.soft_limit,
-                    request=job.request_fields(self.host.hostname),
+                    request=raw if raw else job.request_fields(self.host.hostname),
                     epoch=NO_FENCE if checked_now else job.epoch,
+                    hard_limit=job.hard_limit,
+                    ignore_result=job.ignores_result(),
                 )
                 data = _dumps(order_to_wire(order))
             except Exception as exc:  # the job cannot be sent (a bug): it ends now, with the reason
