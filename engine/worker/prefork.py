@@ -322,7 +322,8 @@ class PreforkPool:
             for fd in ready:
                 if fd in sentinels:
                     self._reap(sentinels[fd])
-            self._enforce_deadlines()
+            if deadlines:  # one set during this pass wakes the next (``_started``), none is due yet
+                self._enforce_deadlines()
 
     def _receive(self, child: Child) -> None:
         """One write of the child: a ``Started``, a ``Finished``, or a finish and the next start."""
