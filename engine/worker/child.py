@@ -20,9 +20,11 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from engine import signals, trace
+from engine.protocol import task as protocol
 from engine.request import Request
+from engine.serialization import accepted_types
 from engine.worker.limits import alarm_limits
-from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started, order_from_wire
+from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started, order_from_wire, request_of
 
 if TYPE_CHECKING:
     from engine.worker.pool import PoolHost
@@ -101,16 +103,17 @@ def child_main(ends: ChildEnds, host: PoolHost, parent: int | None = None) -> No
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signals.worker_process_init.send(sender=host.hostname)
     try:
-        _serve_child(ends, host.app)
+        _serve_child(ends, host.app, host.hostname)
     finally:
         signals.worker_process_shutdown.send(sender=host.hostname, pid=os.getpid(), exitcode=0)
 
 
-def _serve_child(ends: ChildEnds, app: Any) -> None:
+def _serve_child(ends: ChildEnds, app: Any, hostname: str) -> None:
     """Each write is a tuple of reports. After a run the child first tries to take the next job
     without waiting: if one is there, its ``Started`` rides in the same write as the ``Finished``
     (one wake-up of the parent per task under load instead of two)."""
     pid = os.getpid()
+    accepted = accepted_types(app.conf.accept_content)
     out = ends.out
     cancel, taken = ends.shared.cancel, ends.shared.taken
     ready = select.poll()
@@ -141,11 +144,20 @@ def _serve_child(ends: ChildEnds, app: Any) -> None:
             continue
         try:
             with alarm_limits(order.soft_limit, None):
-                o = trace.run(app, app.tasks[order.name], Request(*order.request))
+                o = trace.run(app, app.tasks[order.name], _request(order, hostname, accepted))
         except Exception as exc:  # outside trace's own net (the limits, the request): still an outcome
             o = trace.internal_error(exc)
         # Results stay in the backend; only the summary crosses the pipe.
         finished = Finished.of(slot, o)
+
+
+def _request(order: RunOrder, hostname: str, accepted: frozenset[str]) -> Request:
+    """The order's request: built here from the message's bytes (the parent decoded and checked
+    them already, so this decode cannot refuse them), or sent ready-made."""
+    if isinstance(order.request, bytes):
+        message = protocol.decode_again(order.request, accepted)
+        return request_of(message, hostname, order.ignore_result, order.hard_limit, order.soft_limit).build()
+    return Request(*order.request)
 
 
 def _take(inq: int) -> bytes | None:

@@ -6,6 +6,7 @@ dead-letter store (cannot run), a held slot (rate limited), or settled at once (
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -109,16 +110,18 @@ class Consumer:
         except BaseException:
             self.settlement.acker.put_back(acks)
             raise
-        for i, delivery in enumerate(deliveries):
-            try:
-                self._sort_contained(delivery)
-            except BaseException:
-                # A broker error (anything else is contained to its message): this one, unless it
-                # reached the pool, and the rest are recorded as ours but will never be sorted.
-                # The next reconcile (``Maintenance.step``) hands them back.
-                taken = {id(j.delivery) for j in list(w.reserved.values())}
-                self.broker.forsake([d.tag for d in deliveries[i:] if id(d) not in taken])
-                raise
+        batch = getattr(w.pool, "batch", None)  # prefork: the batch's jobs reach the children together
+        with batch() if batch is not None and len(deliveries) > 1 else contextlib.nullcontext():
+            for i, delivery in enumerate(deliveries):
+                try:
+                    self._sort_contained(delivery)
+                except BaseException:
+                    # A broker error (anything else is contained to its message): this one, unless it
+                    # reached the pool, and the rest are recorded as ours but will never be sorted.
+                    # The next reconcile (``Maintenance.step``) hands them back.
+                    taken = {id(j.delivery) for j in list(w.reserved.values())}
+                    self.broker.forsake([d.tag for d in deliveries[i:] if id(d) not in taken])
+                    raise
         self._release_held()
         return len(deliveries)
 

@@ -6,8 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.request import message_fields
-from engine.worker.wire import RequestFields
+from engine.worker.wire import RequestFields, request_of
 
 if TYPE_CHECKING:
     from engine.broker.base import Delivery
@@ -42,11 +41,11 @@ class Job:
 
     def request_fields(self, hostname: str) -> RequestFields:
         """The request as a named tuple: that is what crosses the pipe to a pool child."""
-        fields = message_fields(self.message, hostname)
-        fields["ignore_result"] = bool(fields["ignore_result"] or self.task.opt("ignore_result", "task_ignore_result"))
-        fields["timelimit"] = (self.hard_limit, self.soft_limit)
-        fields["is_eager"] = False
-        return RequestFields(**fields)
+        return request_of(self.message, hostname, self.ignores_result(), self.hard_limit, self.soft_limit)
+
+    def ignores_result(self) -> bool:
+        """The task's own ``ignore_result`` (or the app's default); the message may still ask for it."""
+        return bool(self.task.opt("ignore_result", "task_ignore_result"))
 
     def info(self, hostname: str) -> dict[str, Any]:
         """Celery's request-info dict (what ``inspect active`` shows)."""

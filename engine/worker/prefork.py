@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import gc
 import logging
+import mmap
 import multiprocessing
 import os
 import pickle
@@ -29,7 +30,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Protocol
@@ -51,7 +52,8 @@ _dumps = dumps
 RECHECK = -2  # a job's epoch after a child found its lease stale: the parent asks the broker
 PIPE_SIZE = 1 << 20  # asked of the kernel for the shared queue (best effort; F_SETPIPE_SZ)
 F_SETPIPE_SZ = 1031  # linux/fcntl.h
-PACKETS = hasattr(os, "O_DIRECT") and hasattr(os, "pipe2")  # packet pipes (Linux)
+# Packet pipes (Linux), whose packets are a page: a write of several orders is cut at page bounds.
+PACKETS = hasattr(os, "O_DIRECT") and hasattr(os, "pipe2") and PACKET == mmap.PAGESIZE
 REAP_WAIT = 1.0  # seconds for an exiting child's status (read to tell a retirement from a crash)
 STOP_POLL = 0.02  # seconds between looks at whether running jobs finished, in a warm stop
 QUEUED, RUNNING = "queued", "running"
@@ -106,6 +108,7 @@ class PreforkPool:
         self._big: tuple[int, Job, bytes] | None = None  # admitted, waiting for an idle child
         self._unstarted: list[Job] = []  # skipped by a child because the pool stops: handed back
         self._retiring = 0  # retire tokens in the shared queue, not yet taken by a child
+        self._batching = 0  # inside ``batch``: submitted jobs wait for its end
         self._lock = threading.RLock()
         self._accepting = True
         self._shared = Shared()
@@ -155,12 +158,35 @@ class PreforkPool:
     def submit(self, job: Job) -> None:
         with self._lock:
             self._waiting.append(job)
-            self._feed()
+            if not self._batching:
+                self._feed()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Jobs submitted inside go into the shared queue together at its end, in one write: one
+        system call and one wake-up of the waiting children per fetched batch, not per job."""
+        with self._lock:
+            self._batching += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._batching -= 1
+                if not self._batching:
+                    self._feed()
 
     def _feed(self) -> None:
         """Move submitted jobs into the shared queue (the consumer's prefetch window bounds them),
         so children keep working while the parent waits on the broker; early-ack and large jobs
         only when a child is free for them. Called with the lock held."""
+        packets: list[bytes] = []
+        try:
+            self._admit_waiting(packets)
+        finally:
+            self._write(packets)
+
+    def _admit_waiting(self, packets: list[bytes]) -> None:
+        """``_feed``'s loop: the orders for the shared queue are added to ``packets``."""
         while self._accepting:
             if self._big is not None:
                 slot, job, data = self._big
@@ -185,12 +211,15 @@ class PreforkPool:
                 continue  # never runs here: settled, or left for the hand-back, by the host
             slot = self._free.pop()
             try:
+                raw = job.message.raw
                 order = RunOrder(
                     key=slot,
                     name=job.name,
                     soft_limit=job.soft_limit,
-                    request=job.request_fields(self.host.hostname),
+                    request=raw if raw else job.request_fields(self.host.hostname),
                     epoch=NO_FENCE if checked_now else job.epoch,
+                    hard_limit=job.hard_limit,
+                    ignore_result=job.ignores_result(),
                 )
                 data = _dumps(order_to_wire(order))
             except Exception as exc:  # the job cannot be sent (a bug): it ends now, with the reason
@@ -200,21 +229,38 @@ class PreforkPool:
             if len(data) > PACKET or not self._packets:
                 self._big = (slot, job, data)
                 continue
-            self._put(slot, job, data)
+            self._book(slot, job)
+            packets.append(data)
 
-    def _put(self, slot: int, job: Job, data: bytes, child: Child | None = None) -> None:
+    def _book(self, slot: int, job: Job, child: Child | None = None) -> None:
+        """Record a job as queued in ``slot``, before its order can reach a child."""
         self._shared.cancel[slot] = 0
         self._shared.taken[slot] = 0
         self._sent[slot] = Sent(job, inbox_of=child)
         self._queued += 1
+
+    def _put(self, slot: int, job: Job, data: bytes, child: Child) -> None:
+        """An order too large for a packet, to an idle child's own inbox."""
+        self._book(slot, job, child)
         try:
-            if child is None:
-                os.write(self._inq_w, data)  # at most PACKET bytes: one atomic packet
-            else:
-                child.inbox_busy = True
-                child.inbox.send_bytes(data)
+            child.inbox_busy = True
+            child.inbox.send_bytes(data)
         except (OSError, ValueError):
             pass  # closed: the pool is stopping (handed back from ``_sent``), or the child died (reaped)
+
+    def _write(self, packets: list[bytes]) -> None:
+        """Orders into the shared queue, each one packet. Several go in one write, each padded to a
+        whole packet: the kernel cuts a packet pipe's write into packets of a page, and a child's
+        unpickling stops at the order's end, ignoring the padding."""
+        if not packets:
+            return
+        data = packets[0] if len(packets) == 1 else b"".join(p.ljust(PACKET, b"\0") for p in packets)
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._inq_w, view) :]
+        except (OSError, ValueError):
+            pass  # closed: the pool is stopping (handed back from ``_sent``)
 
     def _size(self) -> int:
         return len(self._children) - self._retiring
@@ -276,7 +322,8 @@ class PreforkPool:
             for fd in ready:
                 if fd in sentinels:
                     self._reap(sentinels[fd])
-            self._enforce_deadlines()
+            if deadlines:  # one set during this pass wakes the next (``_started``), none is due yet
+                self._enforce_deadlines()
 
     def _receive(self, child: Child) -> None:
         """One write of the child: a ``Started``, a ``Finished``, or a finish and the next start."""

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import fields
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from engine.request import Request
+from engine.request import Request, message_fields
 from engine.trace import Outcome
+
+if TYPE_CHECKING:
+    from engine.protocol.task import TaskMessage
 
 
 class RequestFields(NamedTuple):
@@ -48,6 +51,18 @@ class RequestFields(NamedTuple):
         return Request(*self)  # also works on the plain tuple that crossed the pipe
 
 
+def request_of(
+    message: TaskMessage, hostname: str | None, ignore_result: bool, hard: float | None, soft: float | None
+) -> RequestFields:
+    """A worker's request for a decoded message: the message's fields, with what the worker decided
+    (the task's ``ignore_result``, the time limits in force)."""
+    fields = message_fields(message, hostname)
+    fields["ignore_result"] = bool(fields["ignore_result"] or ignore_result)
+    fields["timelimit"] = (hard, soft)
+    fields["is_eager"] = False
+    return RequestFields(**fields)
+
+
 REQUEST_ORDER = tuple(f.name for f in fields(Request))[: len(RequestFields._fields)]
 
 
@@ -55,13 +70,22 @@ NO_FENCE = -1
 
 
 class RunOrder(NamedTuple):
-    """Parent → child: run this task. ``key`` names the job in the parent's books."""
+    """Parent → child: run this task. ``key`` names the job in the parent's books.
+
+    ``request`` is the message's own bytes when it has them: the child decodes them again and
+    builds the request itself (``request_of``), which takes building and pickling the request's
+    24 fields off the parent's busiest thread (the children are idle most of a drain). The
+    parent already decoded and checked those bytes, so the child's decode cannot fail on them.
+    A job without them (built by hand) sends its ``RequestFields``.
+    """
 
     key: int
     name: str
     soft_limit: float | None
-    request: RequestFields
+    request: RequestFields | bytes
     epoch: int  # the lease epoch it was fetched in; NO_FENCE: ours already (claimed just now)
+    hard_limit: float | None = None
+    ignore_result: bool = False  # the task's own setting (the message's is ORed in by ``request_of``)
 
 
 class Started(NamedTuple):
@@ -119,11 +143,13 @@ class Finished(NamedTuple):
 
 
 def order_to_wire(order: RunOrder) -> tuple[Any, ...]:
-    return (order.key, order.name, order.soft_limit, tuple(order.request), order.epoch)
+    request = order.request if isinstance(order.request, bytes) else tuple(order.request)
+    return (order.key, order.name, order.soft_limit, request, order.epoch, order.hard_limit, order.ignore_result)
 
 
 def order_from_wire(raw: tuple[Any, ...]) -> RunOrder:
-    """The request stays a plain tuple in ``RequestFields`` order (``Request(*request)``)."""
+    """The request stays the message's bytes, or a plain tuple in ``RequestFields`` order
+    (``Request(*request)``)."""
     return RunOrder._make(raw)
 
 

@@ -15,6 +15,7 @@ from engine.worker.wire import (
     order_from_wire,
     order_to_wire,
     report_from_wire,
+    request_of,
 )
 
 
@@ -70,3 +71,22 @@ def test_outcome_round_trips_through_the_pipe() -> None:
 def test_a_start_report_is_told_from_a_finish() -> None:
     started = Started(key=1, pid=42, at=1.5, wall=1_700_000_000.5, ran=True, fenced=False)
     assert report_from_wire(pickle.loads(pickle.dumps(tuple(started)))) == started
+
+
+def test_a_child_builds_the_same_request_from_the_message_bytes() -> None:
+    # The parent sends the message's own bytes; the child decodes them again and must build the
+    # request the parent would have sent ready-made (task's ignore_result, the limits in force).
+    from engine.protocol import task as protocol
+    from engine.serialization import accepted_types
+    from engine.worker.child import _request
+
+    accepted = accepted_types(["json"])
+    embed = {"callbacks": [{"task": "next", "args": [], "kwargs": {}, "options": {}}]}
+    _, raw = protocol.build("add", [1, 2], {"x": 3}, retries=2, group="g", group_index=1, embed=embed)
+    message = protocol.decode(raw, accepted)
+    ready = request_of(message, "w1", True, 10.0, 5.0)
+    order = RunOrder(key=1, name="add", soft_limit=5.0, request=raw, epoch=-1, hard_limit=10.0, ignore_result=True)
+    back = order_from_wire(pickle.loads(pickle.dumps(order_to_wire(order))))
+    built = _request(back, "w1", accepted)
+    assert vars(built) == vars(RequestFields.build(ready))
+    assert built.ignore_result and built.timelimit == (10.0, 5.0) and built.callbacks == embed["callbacks"]
