@@ -27,8 +27,6 @@ taken go back in order when the browsing channel closes): fine for an inbox of h
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import ssl
 import threading
@@ -47,6 +45,7 @@ import kombu.exceptions
 from engine.broker import amqp_delay
 from engine.broker.amqp_wire import Outgoing, envelope
 from engine.broker.base import DeadLetter, Delivery
+from engine.broker.eta_hold import EtaHold
 from engine.config import mask_url
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 
@@ -92,8 +91,7 @@ class AmqpBroker:
         self._ready: deque[Delivery] = deque()
         # Every unacked delivery we hold: our tag -> (AMQP delivery tag, the delivery).
         self._held: dict[str, tuple[int, Delivery]] = {}
-        self._deferred: list[tuple[float, int, Delivery]] = []
-        self._seq = itertools.count()
+        self._deferred: EtaHold[Delivery] = EtaHold()
         self._forsaken: list[str] = []
         self._window = 0  # basic_qos prefetch_count now set
         self._base = 0  # the largest fetch asked for: the worker's prefetch
@@ -513,18 +511,14 @@ class AmqpBroker:
                 return
         with self._lock:
             if tag in self._held:
-                heapq.heappush(self._deferred, (eta, next(self._seq), held[1]))
+                self._deferred.push(eta, held[1])
 
     def promote_due(self, now: float, limit: int = 500) -> tuple[int, float | None]:
         """Due ETA messages go back to the front of what the next fetch returns."""
-        moved = 0
         with self._lock:
-            while self._deferred and self._deferred[0][0] <= now and moved < limit:
-                _, _, delivery = heapq.heappop(self._deferred)
-                if delivery.tag in self._held:
-                    self._ready.appendleft(delivery)
-                    moved += 1
-            return moved, (self._deferred[0][0] if self._deferred else None)
+            due = self._deferred.pop_due(now, limit, lambda delivery: delivery.tag in self._held)
+            self._ready.extendleft(due)  # as appendleft one by one did
+            return len(due), self._deferred.next_due()
 
     def delayed_count(self) -> int:
         return len(self._deferred)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import heapq
 import itertools
 import json
 import logging
@@ -43,6 +42,7 @@ import kombu.exceptions
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError, PartialCredentialsError
 
 from engine.broker.base import DeadLetter, Delivery
+from engine.broker.eta_hold import EtaHold
 from engine.broker.sqs_letters import DEAD, DeadLetterQueue
 from engine.config import mask_url
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
@@ -76,7 +76,7 @@ class SqsBroker:
         self._tags = itertools.count(1)
         # Every received message not yet settled: our tag -> (queue URL, receipt handle, delivery).
         self._held: dict[str, tuple[str, str, Delivery]] = {}
-        self._deferred: list[tuple[float, int, Delivery]] = []
+        self._deferred: EtaHold[Delivery] = EtaHold()
         self._ready: list[Delivery] = []  # due ETA messages, handed out by the next fetch
         self._forsaken: list[str] = []
         self._turn = 0  # which queue a multi-queue fetch reads first
@@ -313,21 +313,17 @@ class SqsBroker:
         hide = min(MAX_VISIBILITY, math.ceil(eta - time.time()) + self._visibility())
         self._guard(lambda: self._visible_in(held[0], held[2].queue, held[1], max(hide, 0)))
         with self._lock:
-            heapq.heappush(self._deferred, (eta, next(self._tags), held[2]))
+            self._deferred.push(eta, held[2])
 
     def _visibility(self) -> int:
         return int(self._channel().visibility_timeout)
 
     def promote_due(self, now: float, limit: int = 500) -> tuple[int, float | None]:
         """Due ETA messages are handed out again by the next fetch (their receipts are still ours)."""
-        moved = 0
         with self._lock:
-            while self._deferred and self._deferred[0][0] <= now and moved < limit:
-                _, _, delivery = heapq.heappop(self._deferred)
-                if delivery.tag in self._held:
-                    self._ready.append(delivery)
-                    moved += 1
-            return moved, (self._deferred[0][0] if self._deferred else None)
+            due = self._deferred.pop_due(now, limit, lambda delivery: delivery.tag in self._held)
+            self._ready.extend(due)
+            return len(due), self._deferred.next_due()
 
     def delayed_count(self) -> int:
         return len(self._deferred)
