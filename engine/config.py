@@ -212,7 +212,14 @@ def mask_url(url: str | None, mask: str = "****") -> str:
         parts = urlsplit(url)
     except ValueError:
         return re.sub(r"//([^:/@]*):[^@/]*@", rf"//\1:{mask}@", url)
-    if parts.password is None and "@" not in parts.netloc:
+    if "@" not in parts.netloc:
+        # No user info as urlsplit reads it; but a password holding an unquoted '/', '?' or '#'
+        # ends the netloc early (``redis://u:ab/cd@host``) and would show its tail: then
+        # everything before the last '@' is taken as user info (masking too much, never too little).
+        scheme, sep, rest = url.partition("://")
+        user, colon, _ = rest.rpartition("@")[0].partition(":")
+        if sep and "@" in rest and colon:
+            return _mask_query(f"{scheme}://{user}:{mask}@{rest.rpartition('@')[2]}")
         return _mask_query(url)
     userinfo, _, hostport = parts.netloc.rpartition("@")
     user = userinfo.split(":", 1)[0]

@@ -19,6 +19,10 @@ from engine.redisconn import client_from_url
         ("amqp://guest:s3cret@mq//", "amqp://guest:****@mq//"),
         ("redis://db.example:6379/0", "redis://db.example:6379/0"),
         ("redis+socket:///tmp/x/redis.sock", "redis+socket:///tmp/x/redis.sock"),
+        # an unquoted '/', '?' or '#' in the password ends urlsplit's netloc early: no tail shows
+        ("redis://alice:ab/s3cret@db.example:6379/0", "redis://alice:****@db.example:6379/0"),
+        ("amqp://guest:s3/cr?et#x@mq//", "amqp://guest:****@mq//"),
+        ("redis://alice:pw@db.example:6379/0?tag=a@b", "redis://alice:****@db.example:6379/0?tag=a@b"),
     ],
 )
 def test_passwords_are_masked_and_the_rest_is_kept(url: str, masked: str) -> None:
