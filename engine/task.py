@@ -265,11 +265,11 @@ class Task:
         ``retry_policy`` are accepted for Celery's signature; the connection retries as any other."""
         import socket
 
-        from engine.broker.fanout import RedisFanout
+        from engine.broker.connect import worker_fanout
         from engine.events.dispatcher import EventDispatcher
 
         request = self.request
-        fanout = RedisFanout(self.app.broker_url())
+        fanout, _ = worker_fanout(self.app.broker_url(), self.app.backend_url())  # the worker's own channel
         try:
             EventDispatcher(fanout, request.hostname or socket.gethostname()).send(type_, uuid=request.id, **fields)
         finally:

@@ -133,3 +133,11 @@ def test_verbs_needing_stored_state_name_the_missing_backend(amqp_url: str) -> N
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 1 and len(lines) == 1, proc.stderr
         assert what in lines[0] and "AMQP broker" in lines[0] and "TQCTL_BACKEND" in lines[0]
+
+
+def test_send_event_from_a_task_on_amqp(amqp_url: str, redis_url: str, worker: WorkerProcess) -> None:
+    """``self.send_event`` inside a task uses the worker's own channel: on AMQP the celeryev
+    exchange (before: it opened Redis pub/sub at the amqp:// URL and the task failed)."""
+    sent = call(amqp_url, redis_url, "progress", 3)
+    done = wait_result(amqp_url, redis_url, sent)
+    assert (done["state"], done["result"]) == ("SUCCESS", 3), done
