@@ -384,7 +384,10 @@ class Group(Signature):
             size += descend(member, self.app)
             if body is not None and index == len(members) - 1:
                 _app_of(members, self.app).chord_join().set_size(group_id, size)
-            member.apply_async(partial, kwargs, **({"chord": body} if body is not None else {}), **options)
+            # As Celery's ``_IMMUTABLE_OPTIONS``: a member frozen into an outer group (a chord's
+            # header) keeps that group's id, so it counts into the chord it belongs to.
+            own = {k: v for k, v in options.items() if k != "group_id" or "group_id" not in member.options}
+            member.apply_async(partial, kwargs, **({"chord": body} if body is not None else {}), **own)
         result = GroupResult(group_id, results, app=self.app)
         if len(results) == 1 and isinstance(results[0], GroupResult):
             return results[0]

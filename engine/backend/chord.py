@@ -3,6 +3,8 @@
 Each finished header task adds itself to ``.j`` (deduped by ``.d``, so a redelivered header
 counts once); the one that completes the set claims ``.c`` and publishes the body, then marks
 ``.c`` done so a late redelivery can never start the body again (celery-wire.md §6.1).
+When a header member failed, ``.j`` stays until it expires, as in Celery: its error callbacks
+and users read the header's outcomes from it after the failure.
 """
 
 from __future__ import annotations
@@ -33,10 +35,14 @@ if not redis.call('SET', KEYS[5], ARGV[5], 'NX', 'PX', 10000) then return {0} en
 return {1, redis.call('ZRANGE', KEYS[1], 0, -1)}
 """
 
-# KEYS: .j .d .s .t .c ; ARGV: claim token
+# KEYS: .j .d .s .t .c ; ARGV: claim token, "1" to keep .j and .d (a failed header)
 FINISH = """
 if redis.call('GET', KEYS[5]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[3], KEYS[4])
+else
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+end
 redis.call('SET', KEYS[5], 'done', 'EX', 300)
 return 1
 """
@@ -86,5 +92,7 @@ class ChordJoin:
         parts = [json.loads(m) for m in got[1]]
         return token, [(p[1], p[2], p[3]) for p in parts]
 
-    def finish(self, group_id: str, token: str) -> bool:
-        return bool(self._finish(keys=_keys(group_id), args=[token]))
+    def finish(self, group_id: str, token: str, *, keep_parts: bool = False) -> bool:
+        """Release the chord after its body went out; ``keep_parts`` leaves ``.j`` readable
+        (Celery keeps it when a header failed, only dropping the size)."""
+        return bool(self._finish(keys=_keys(group_id), args=[token, "1" if keep_parts else "0"]))

@@ -33,3 +33,17 @@ def test_a_redelivered_header_counts_once_and_the_body_fires_once(redis_client: 
     assert join.part_done("g2", "c", 2, "SUCCESS", 3) is None  # claimed: nobody else starts the body
     assert join.finish("g2", token)
     assert join.part_done("g2", "b", 1, "SUCCESS", 2) is None  # done: a late redelivery changes nothing
+
+
+def test_a_failed_chord_keeps_its_outcomes_and_drops_its_size(redis_client: redis.Redis) -> None:
+    join = ChordJoin(redis_client)
+    join.set_size("g4", 2)
+    assert join.part_done("g4", "a", 0, "SUCCESS", 3) is None
+    claimed = join.part_done("g4", "b", 1, "FAILURE", {"exc_type": "ValueError"})
+    assert claimed is not None
+    assert join.finish("g4", claimed[0], keep_parts=True)
+    base = group_key("g4")
+    assert redis_client.zcard(f"{base}.j") == 2  # as Celery: read after the failure (test_chord_on_error)
+    assert not redis_client.exists(f"{base}.s")
+    assert redis_client.get(f"{base}.c") == b"done"
+    assert join.part_done("g4", "b", 1, "FAILURE", {"exc_type": "ValueError"}) is None
