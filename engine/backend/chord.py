@@ -19,12 +19,17 @@ from engine.protocol.results import group_key
 
 # KEYS: .j .d .s .t .c ; ARGV: member, score, dedupe member, ttl seconds, claim token
 JOIN = """
-if redis.call('GET', KEYS[5]) == 'done' then return {0} end
+local done = redis.call('GET', KEYS[5]) == 'done'
+-- Finished: a late copy of a header must not start the body again. It may instead be the first
+-- member of a frozen chord applied again, sent before the client cleared .c and wrote the new
+-- size (Celery's client does that just before the last member): so it is recorded, and the new
+-- run counts it, but it never completes a chord itself.
 if redis.call('SADD', KEYS[2], ARGV[3]) == 1 then
   redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
+if done then return {0} end
 -- Record first, then look at the size: Celery's client writes .s only just before it sends the
 -- last header, so earlier headers may finish before it exists; the last one to finish sees it.
 local size = redis.call('GET', KEYS[3])

@@ -35,6 +35,25 @@ def test_a_redelivered_header_counts_once_and_the_body_fires_once(redis_client: 
     assert join.part_done("g2", "b", 1, "SUCCESS", 2) is None  # done: a late redelivery changes nothing
 
 
+def test_a_frozen_chord_applied_again_counts_a_member_that_beat_the_new_size(redis_client: redis.Redis) -> None:
+    # A frozen chord keeps its group id; Celery's client clears ``.c`` and writes the size only just
+    # before the LAST member, so the first member of the second run can finish while ``.c`` still
+    # says "done" from the first run. It must count for the second run, and start nothing itself.
+    join = ChordJoin(redis_client)
+    for run in range(2):
+        if run == 0:
+            join.set_size("g3", 2)
+        first = join.part_done("g3", "a", 0, "SUCCESS", 1)
+        assert first is None
+        if run == 1:
+            join.set_size("g3", 2)
+        claimed = join.part_done("g3", "b", 1, "SUCCESS", 2)
+        assert claimed is not None, f"run {run} never completed"
+        token, parts = claimed
+        assert [p[2] for p in parts] == [1, 2]
+        assert join.finish("g3", token)
+
+
 def test_a_failed_chord_keeps_its_outcomes_and_drops_its_size(redis_client: redis.Redis) -> None:
     join = ChordJoin(redis_client)
     join.set_size("g4", 2)
