@@ -177,6 +177,9 @@ class Chain(Signature):
                 while res.parent is not None:
                     res = res.parent
                 prev_res = res
+        if clone:  # copies to send: as Celery, their nested chords' header tasks lose the body copies
+            for task in tasks:
+                strip_chord_header_links(task)
         return tasks, results
 
     def apply(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
@@ -291,6 +294,41 @@ def _as_list(value: Any) -> list[Any]:
     if not value:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _clear_chord_option(sig: Signature) -> None:
+    """Drop the chord callback from the tasks that would report to it (a group's members, a
+    chain's last step, a chord's body)."""
+    sig.options.pop("chord", None)
+    if isinstance(sig, Group):
+        for task in sig.tasks:
+            _clear_chord_option(task)
+    elif isinstance(sig, Chain):
+        steps = sig.tasks
+        if steps:
+            _clear_chord_option(steps[-1])
+    elif isinstance(sig, Chord):
+        body = sig.body
+        if body is not None:
+            _clear_chord_option(body)
+
+
+def strip_chord_header_links(sig: Signature) -> None:
+    """In a copy about to be sent, drop the body that freezing put on every header task of the
+    chords nested in ``sig`` (Celery's ``_strip_chord_header_links``): each chord carries its body
+    already and puts it back on its header tasks when it runs. Kept, every level of nested chords
+    multiplies the message by its header's width (a chain of ten 25-wide groups: megabytes, and
+    seconds of CPU per level on the worker that starts the next one)."""
+    if isinstance(sig, Chord):
+        header = sig._header_group()
+        _clear_chord_option(header)
+        strip_chord_header_links(header)
+        body = sig.body
+        if body is not None:
+            strip_chord_header_links(body)
+    elif isinstance(sig, (Group, Chain)):
+        for task in sig.tasks:
+            strip_chord_header_links(task)
 
 
 class Group(Signature):
@@ -581,6 +619,7 @@ class Chord(Signature):
                 body.link_error(errback)
         body.options.update({k: v for k, v in options.items() if k != "parent_id"})
         body_result = body.freeze(task_id or new_id(), group_id=group_id, root_id=root_id)
+        strip_chord_header_links(body)  # the header freeze below puts this chord's own body back
         for key in ("chain", "chord", "task_id", "group_index"):
             options.pop(key, None)
         header.options["task_id"] = group_id
