@@ -200,8 +200,10 @@ def test_failed_chord_keeps_its_header_outcomes_readable(canvas, start_worker, r
     with pytest.raises(ChordError):
         result.get(timeout=15, follow_parents=False)
     settle(canvas)
+    assert result.parent is not None
     base = group_key(result.parent.id)
-    parts = [json.loads(m) for m in redis_client.zrange(f"{base}.j", 0, -1)]
+    members: list[bytes] = redis_client.zrange(f"{base}.j", 0, -1)  # type: ignore[assignment]
+    parts = [json.loads(m) for m in members]
     assert [p[3] for p in parts if p[2] == "SUCCESS"] == [3, 7]
     assert [p[2] for p in parts if p[2] != "SUCCESS"] == ["FAILURE"]
     assert not redis_client.exists(f"{base}.s")  # the size goes, so a late copy cannot fail it again
@@ -220,6 +222,7 @@ def test_header_failure_calls_errbacks_of_a_chord_in_a_group_body(canvas, start_
     wait_for(lambda: len(ledger_lines(ledger, "errback")) >= 2, 15, "an errback for each body member")
     settle(canvas)
     called = sorted(line[1] for line in ledger_lines(ledger, "errback"))
+    assert isinstance(result, GroupResult)
     assert called == sorted(r.id for r in result.results)
     assert ledger_lines(ledger, "tsum") == []
 

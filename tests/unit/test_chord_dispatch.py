@@ -30,7 +30,7 @@ def test_a_chain_of_wide_groups_sends_messages_that_grow_linearly(app: App, redi
     steps = [group(step.si(i) for i in range(WIDTH))]
     steps += [group(step.s() for _ in range(WIDTH)) for _ in range(LEVELS - 1)]
     chain(*steps, step.s()).apply_async()
-    sent = redis_client.lrange("celery", 0, -1)
+    sent: list[bytes] = redis_client.lrange("celery", 0, -1)  # type: ignore[assignment]
     assert len(sent) == WIDTH and max(len(raw) for raw in sent) < 64 * 1024
     first = protocol.decode(sent[-1], frozenset({"application/json"}))
     body = first.embed["chord"]  # the next levels, as the header's last task hands them on
