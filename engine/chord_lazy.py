@@ -46,7 +46,7 @@ def run(
 ) -> AsyncResult:
     """Celery's ``chord.run`` for a lazy header: freeze the body, then send member after member."""
     from engine.group_result import GroupResult
-    from engine.workflows import descend
+    from engine.workflows import descend, strip_chord_header_links
 
     group_id = new_id()
     root_id = body.options.get("root_id")
@@ -56,6 +56,7 @@ def run(
         body.link_error(errback)
     body.options.update({k: v for k, v in options.items() if k != "parent_id"})
     body_result = body.freeze(task_id or new_id(), group_id=group_id, root_id=root_id)
+    strip_chord_header_links(body)
     for key in ("chain", "chord", "task_id", "group_index", "group_id"):
         options.pop(key, None)
     header_result = GroupResult(group_id, [], app=app)

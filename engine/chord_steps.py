@@ -19,7 +19,7 @@ from engine.canvas import Signature, maybe_signature
 from engine.exceptions import ChordError
 from engine.protocol.results import decode_exception, encode_exception, meta
 from engine.protocol.task import new_id
-from engine.workflows import Group
+from engine.workflows import Chord, Group
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +64,37 @@ def _part_done(
         return
     token, parts = got
     body = maybe_signature(chord, app)
+    failed = next(((tid, res) for tid, st, res in parts if st in states.PROPAGATE_STATES), None)
     if body is not None:
-        failed = next(((tid, res) for tid, st, res in parts if st in states.PROPAGATE_STATES), None)
         if failed is None:
-            body.apply_async(([res for _, _, res in parts],))
+            try:
+                values = _header_values(app, group_id, parts)
+            except Exception as error:  # noqa: BLE001 - as Celery: the body fails with a join error
+                log.exception("Chord %r raised: %r", group_id, error)
+                fail_body(app, body, ChordError(f"Join error: {error!r}"))
+            else:
+                body.apply_async((values,))
         else:
             cause = decode_exception(failed[1])
             exc = ChordError(f"Dependency {failed[0]} raised {cause!r}")
             exc.__cause__ = cause
             fail_body(app, body, exc)
-    join.finish(group_id, token)
+    join.finish(group_id, token, keep_parts=failed is not None)
+
+
+def _header_values(app: App, group_id: str, parts: list[tuple[str, str, Any]]) -> list[Any]:
+    """What the body is called with. A header the client saved as a group result (it has a
+    nested group, e.g. a chain ending in a group) gives its nested shape, read from each
+    member's result, as Celery's Redis backend does; any other header, the parts in order."""
+    from engine.group_result import GroupResult
+
+    if app.backend is None:
+        return [res for _, _, res in parts]
+    saved = GroupResult.restore(group_id, app=app)
+    if saved is None:
+        return [res for _, _, res in parts]
+    timeout = app.conf.get("result_chord_join_timeout") or 3.0
+    return saved.get(timeout=float(timeout), propagate=True)
 
 
 def fail_body(app: App, body: Signature, exc: BaseException) -> None:
@@ -94,11 +115,30 @@ def fail_body(app: App, body: Signature, exc: BaseException) -> None:
 def _fail_group_body(app: App, body: Group, exc: BaseException) -> None:
     group_errbacks = _as_list(body.options.get("link_error"))
     result = body.freeze()
+    own = dict(_result_errbacks(member) for member in body.tasks)
     for member, member_result in zip(body.tasks, result.results, strict=False):
-        errbacks = [*_as_list(member.options.get("link_error")), *group_errbacks]
+        errbacks: list[Any] = []
+        for errback in (*own.get(member_result.id, ()), *group_errbacks):
+            if errback not in errbacks:
+                errbacks.append(errback)
         _call_errbacks(app, member, member_result.id, errbacks, exc)
         _store_failure(app, member_result.id, exc, result.id)
     _store_failure(app, result.id, exc, None)
+
+
+def _result_errbacks(sig: Signature) -> tuple[str | None, list[Any]]:
+    """The id a group member's result has and the errbacks linked to it (Celery's helper of the
+    same name): a chord's result is its body's, where its errbacks live; a group's gathers its
+    members'. Without this, a chord inside a group body never hears its outer header failed."""
+    errbacks: list[Any] = []
+    while isinstance(sig, Chord) and sig.body is not None:
+        errbacks.extend(_as_list(sig.options.get("link_error")))
+        sig = sig.body
+    errbacks.extend(_as_list(sig.options.get("link_error")))
+    if isinstance(sig, Group):
+        for task in sig.tasks:
+            errbacks.extend(_result_errbacks(task)[1])
+    return sig.options.get("task_id"), errbacks
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -177,6 +177,9 @@ class Chain(Signature):
                 while res.parent is not None:
                     res = res.parent
                 prev_res = res
+        if clone:  # copies to send: as Celery, their nested chords' header tasks lose the body copies
+            for task in tasks:
+                strip_chord_header_links(task)
         return tasks, results
 
     def apply(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
@@ -355,6 +358,41 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _clear_chord_option(sig: Signature) -> None:
+    """Drop the chord callback from the tasks that would report to it (a group's members, a
+    chain's last step, a chord's body)."""
+    sig.options.pop("chord", None)
+    if isinstance(sig, Group):
+        for task in sig.tasks:
+            _clear_chord_option(task)
+    elif isinstance(sig, Chain):
+        steps = sig.tasks
+        if steps:
+            _clear_chord_option(steps[-1])
+    elif isinstance(sig, Chord):
+        body = sig.body
+        if body is not None:
+            _clear_chord_option(body)
+
+
+def strip_chord_header_links(sig: Signature) -> None:
+    """In a copy about to be sent, drop the body that freezing put on every header task of the
+    chords nested in ``sig`` (Celery's ``_strip_chord_header_links``): each chord carries its body
+    already and puts it back on its header tasks when it runs. Kept, every level of nested chords
+    multiplies the message by its header's width (a chain of ten 25-wide groups: megabytes, and
+    seconds of CPU per level on the worker that starts the next one)."""
+    if isinstance(sig, Chord):
+        header = sig._header_group()
+        _clear_chord_option(header)
+        strip_chord_header_links(header)
+        body = sig.body
+        if body is not None:
+            strip_chord_header_links(body)
+    elif isinstance(sig, (Group, Chain)):
+        for task in sig.tasks:
+            strip_chord_header_links(task)
+
+
 class Group(Signature):
     def __init__(self, *tasks: Any, app: App | None = None, **options: Any) -> None:
         members = [from_dict(s, app) for s in _members(tasks)]
@@ -447,7 +485,10 @@ class Group(Signature):
             size += descend(member, self.app)
             if body is not None and index == len(members) - 1:
                 _app_of(members, self.app).chord_join().set_size(group_id, size)
-            member.apply_async(partial, kwargs, **({"chord": body} if body is not None else {}), **options)
+            # As Celery's ``_IMMUTABLE_OPTIONS``: a member frozen into an outer group (a chord's
+            # header) keeps that group's id, so it counts into the chord it belongs to.
+            own = {k: v for k, v in options.items() if k != "group_id" or "group_id" not in member.options}
+            member.apply_async(partial, kwargs, **({"chord": body} if body is not None else {}), **own)
         result = GroupResult(group_id, results, app=self.app)
         if len(results) == 1 and isinstance(results[0], GroupResult):
             return results[0]
@@ -658,6 +699,7 @@ class Chord(Signature):
                 Signature.link_error(body, errback)  # options, where the chord's error handling reads it (Celery)
         body.options.update({k: v for k, v in options.items() if k != "parent_id"})
         body_result = body.freeze(task_id or new_id(), group_id=group_id, root_id=root_id)
+        strip_chord_header_links(body)  # the header freeze below puts this chord's own body back
         for key in ("chain", "chord", "task_id", "group_index"):
             options.pop(key, None)
         header.options["task_id"] = group_id

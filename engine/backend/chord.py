@@ -3,6 +3,8 @@
 Each finished header task adds itself to ``.j`` (deduped by ``.d``, so a redelivered header
 counts once); the one that completes the set claims ``.c`` and publishes the body, then marks
 ``.c`` done so a late redelivery can never start the body again (celery-wire.md §6.1).
+When a header member failed, ``.j`` stays until it expires, as in Celery: its error callbacks
+and users read the header's outcomes from it after the failure.
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ from engine.protocol.results import group_key
 
 # KEYS: .j .d .s .t .c ; ARGV: member, score, dedupe member, ttl seconds, claim token
 JOIN = """
-if redis.call('GET', KEYS[5]) == 'done' then return {0} end
+local done = redis.call('GET', KEYS[5]) == 'done'
+-- Finished: a late copy of a header must not start the body again. It may instead be the first
+-- member of a frozen chord applied again, sent before the client cleared .c and wrote the new
+-- size (Celery's client does that just before the last member): so it is recorded, and the new
+-- run counts it, but it never completes a chord itself.
 if redis.call('SADD', KEYS[2], ARGV[3]) == 1 then
   redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
+if done then return {0} end
 -- Record first, then look at the size: Celery's client writes .s only just before it sends the
 -- last header, so earlier headers may finish before it exists; the last one to finish sees it.
 local size = redis.call('GET', KEYS[3])
@@ -33,10 +40,14 @@ if not redis.call('SET', KEYS[5], ARGV[5], 'NX', 'PX', 10000) then return {0} en
 return {1, redis.call('ZRANGE', KEYS[1], 0, -1)}
 """
 
-# KEYS: .j .d .s .t .c ; ARGV: claim token
+# KEYS: .j .d .s .t .c ; ARGV: claim token, "1" to keep .j and .d (a failed header)
 FINISH = """
 if redis.call('GET', KEYS[5]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[3], KEYS[4])
+else
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+end
 redis.call('SET', KEYS[5], 'done', 'EX', 300)
 return 1
 """
@@ -86,5 +97,7 @@ class ChordJoin:
         parts = [json.loads(m) for m in got[1]]
         return token, [(p[1], p[2], p[3]) for p in parts]
 
-    def finish(self, group_id: str, token: str) -> bool:
-        return bool(self._finish(keys=_keys(group_id), args=[token]))
+    def finish(self, group_id: str, token: str, *, keep_parts: bool = False) -> bool:
+        """Release the chord after its body went out; ``keep_parts`` leaves ``.j`` readable
+        (Celery keeps it when a header failed, only dropping the size)."""
+        return bool(self._finish(keys=_keys(group_id), args=[token, "1" if keep_parts else "0"]))

@@ -192,6 +192,41 @@ def test_chord_header_failure_fails_the_body_and_runs_its_errback_once(canvas, s
     assert ledger_lines(ledger, "tsum") == []
 
 
+def test_failed_chord_keeps_its_header_outcomes_readable(canvas, start_worker, redis_client: redis.Redis) -> None:
+    """As Celery's Redis backend: after a header member fails, the chord's ``.j`` join set stays,
+    so the header's outcomes can still be read (Celery's ``test_chord_on_error`` reads them)."""
+    start_worker("-P", "solo", app=APP)  # one task at a time: the sentinels run after the chord settled
+    result = chord([canvas.add.s(1, 2), canvas.add.s(3, 4), canvas.boom.s(9)])(canvas.tsum.s())
+    with pytest.raises(ChordError):
+        result.get(timeout=15, follow_parents=False)
+    settle(canvas)
+    assert result.parent is not None
+    base = group_key(result.parent.id)
+    members: list[bytes] = redis_client.zrange(f"{base}.j", 0, -1)  # type: ignore[assignment]
+    parts = [json.loads(m) for m in members]
+    assert [p[3] for p in parts if p[2] == "SUCCESS"] == [3, 7]
+    assert [p[2] for p in parts if p[2] != "SUCCESS"] == ["FAILURE"]
+    assert not redis_client.exists(f"{base}.s")  # the size goes, so a late copy cannot fail it again
+
+
+def test_header_failure_calls_errbacks_of_a_chord_in_a_group_body(canvas, start_worker, ledger: Path) -> None:
+    """The errback linked to a group body reaches each member; for a member that is a chord it
+    lives on that chord's body, and must be called there too when the outer header fails."""
+    start_worker("-c", "2", app=APP)
+    inner = chord([canvas.add.si(2, 2)], canvas.tsum.s())
+    workflow = chord([canvas.add.si(1, 1), canvas.boom.si(3)], group(inner, canvas.tsum.s()))
+    workflow.link_error(canvas.on_error.s())
+    result = workflow.apply_async()
+    with pytest.raises((ValueError, ChordError)):
+        result.get(timeout=15)
+    wait_for(lambda: len(ledger_lines(ledger, "errback")) >= 2, 15, "an errback for each body member")
+    settle(canvas)
+    called = sorted(line[1] for line in ledger_lines(ledger, "errback"))
+    assert isinstance(result, GroupResult)
+    assert called == sorted(r.id for r in result.results)
+    assert ledger_lines(ledger, "tsum") == []
+
+
 # -- nesting ------------------------------------------------------------------------------------
 
 
@@ -223,6 +258,15 @@ def test_chord_inside_a_chain(canvas, start_worker) -> None:
     assert first.get(timeout=20) == 60
     in_header = chord([canvas.add.s(1, 1) | canvas.mul.s(10), canvas.add.s(2, 2)], canvas.tsum.s()).delay()
     assert in_header.get(timeout=20) == 24
+
+
+def test_chord_header_of_a_chain_ending_in_a_group_keeps_its_nesting(canvas, start_worker) -> None:
+    """A header member that is a chain ending in a group reports that group's results as one
+    value: the body gets ``[[42, 42]]``, as with Celery, not the parts flattened."""
+    start_worker("-c", "2", app=APP)
+    member = chain(canvas.add.s(40, 2), group(canvas.log_result.s(), canvas.log_result.s()))
+    result = chord(group(member), canvas.log_result.s()).delay()
+    assert result.get(timeout=20) == [[42, 42]]
 
 
 # -- a chord survives a worker killed mid-header --------------------------------------------------
