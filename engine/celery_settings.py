@@ -383,6 +383,7 @@ HONOURED = frozenset(
         "imports",
         "include",
         "result_backend",
+        "result_chord_join_timeout",  # a saved nested chord header is joined with it
         "result_expires",
         "task_acks_late",
         "task_always_eager",
