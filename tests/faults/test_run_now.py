@@ -32,7 +32,8 @@ def test_run_now_races_a_promotion_and_runs_once(
     ids = send(faults.count, 20, countdown=2)
     wait_for(lambda: _parked(broker_url, len(ids)), 30, "the ETA tasks parked in the delayed set")
     adapter = Adapter(broker_url)
-    scan = adapter.broker.client.zscan_iter
+    store = adapter.view.store  # the connection the console's run-now scans and moves with
+    scan = store.zscan_iter
 
     def scan_then_promote(*args, **kwargs):  # the console found it; then it became due and was promoted
         for member, eta in scan(*args, **kwargs):
@@ -41,7 +42,7 @@ def test_run_now_races_a_promotion_and_runs_once(
             adapter.broker.promote_due(time.time())
             yield member, eta
 
-    monkeypatch.setattr(adapter.broker.client, "zscan_iter", scan_then_promote)
+    monkeypatch.setattr(store, "zscan_iter", scan_then_promote)
     refused = 0
     for task_id in ids:
         try:
