@@ -25,7 +25,7 @@ COMMANDS = (
     "+ping +hello +client|setinfo +get +set +setex +del +pexpire +pttl +hget +hset +hsetnx +hdel +hexists "
     "+hkeys +hgetall +hmget +hlen +hvals +hincrby +lpush +rpush +rpop +lpop +brpop +blmove +lpos +llen "
     "+lrange +lindex +ltrim +sadd +srem +smembers +zadd +zincrby +zrem +zcard +zrange +zrangebyscore "
-    "+zrevrange +zremrangebyscore +zremrangebyrank +zscan +scan +publish +subscribe +psubscribe +evalsha "
+    "+zrevrange +zremrangebyscore +zremrangebyrank +zscan +scan +publish +subscribe +unsubscribe +psubscribe +evalsha "
     "+script|load +multi +exec +wait +time"
 )
 ACL = f"user tqctl on >s3cret-pw resetkeys ~* resetchannels &* -@all {COMMANDS}"
