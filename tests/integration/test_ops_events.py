@@ -51,6 +51,9 @@ class Tail:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # As at a terminal, Ctrl-C reaches it even when this suite runs as a background job
+            # (a non-interactive shell starts those with SIGINT ignored, and children inherit that).
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.events: list[dict[str, Any]] = []
