@@ -177,6 +177,9 @@ class Chain(Signature):
                 while res.parent is not None:
                     res = res.parent
                 prev_res = res
+        if clone:  # copies about to be sent: the worker puts each header's body back when it runs it
+            for task in tasks:
+                _strip_chord_header_links(task)
         return tasks, results
 
     def apply(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Any:
@@ -347,6 +350,55 @@ def _led_by_task(body: Signature | None) -> bool:
         return False
     steps = body.tasks
     return bool(steps) and type(steps[0]) is Signature
+
+
+def _clear_chord_option(sig: Signature) -> None:
+    """Drop the ``chord`` option from the tasks of ``sig`` that would report to a chord."""
+    sig.options.pop("chord", None)
+    if isinstance(sig, Group):
+        _set_members(sig, "tasks", sig.tasks, _clear_chord_option)
+    elif isinstance(sig, Chain) and sig.tasks:
+        _clear_chord_option(_last_step(sig))
+    elif isinstance(sig, Chord) and sig.body is not None:
+        _clear_chord_option(_stored(sig, "body"))
+
+
+def _strip_chord_header_links(sig: Signature) -> None:
+    """Celery 5.7's strip of a copy about to be sent: a pending chord carries its body once, in its
+    kwargs; freezing also put that body on every header task, and with chords nested in chord
+    bodies (``chain(group, group, ..., task)``) the copies multiply at each level, so the message
+    grows exponentially with the depth. The chord puts the body back on its header when it runs."""
+    if isinstance(sig, Chord):
+        header = _stored(sig, "header")
+        _clear_chord_option(header)
+        _strip_chord_header_links(header)
+        if sig["kwargs"].get("body") is not None:
+            _strip_chord_header_links(_stored(sig, "body"))
+    elif isinstance(sig, (Group, Chain)):
+        _set_members(sig, "tasks", sig.tasks, _strip_chord_header_links)
+
+
+def _stored(sig: Signature, key: str) -> Signature:
+    """``sig["kwargs"][key]`` as a canvas object kept in place, so changes to it stay in ``sig``."""
+    value = sig["kwargs"][key]
+    if isinstance(value, list):  # a chord's header as a plain list of members
+        value = sig._header_group() if isinstance(sig, Chord) else Group(value, app=sig.app)
+    found = from_dict(value, sig.app)
+    sig["kwargs"][key] = found
+    return found
+
+
+def _last_step(sig: Signature) -> Signature:
+    steps = sig.tasks  # type: ignore[attr-defined]
+    sig["kwargs"]["tasks"] = steps
+    return steps[-1]  # type: ignore[no-any-return]
+
+
+def _set_members(sig: Signature, key: str, members: list[Signature], visit: Any) -> None:
+    """Visit each member and keep the canvas objects in ``sig`` (``tasks`` builds new wrappers)."""
+    sig["kwargs"][key] = members
+    for member in members:
+        visit(member)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -658,6 +710,7 @@ class Chord(Signature):
                 Signature.link_error(body, errback)  # options, where the chord's error handling reads it (Celery)
         body.options.update({k: v for k, v in options.items() if k != "parent_id"})
         body_result = body.freeze(task_id or new_id(), group_id=group_id, root_id=root_id)
+        _strip_chord_header_links(body)
         for key in ("chain", "chord", "task_id", "group_index"):
             options.pop(key, None)
         header.options["task_id"] = group_id
