@@ -251,7 +251,8 @@ async def asend_task(
 async def astore(backend: Any, task_id: str, meta: dict[str, Any]) -> None:
     """``RedisBackend.store`` through this loop's pipeline: SET (or SETEX) then PUBLISH."""
     key, data = task_key(task_id), json_dumps(meta)
-    first: Command = ("SETEX", key, backend.expires, data) if backend.expires else ("SET", key, data)
+    ttl = backend.ttl_for(meta) if hasattr(backend, "ttl_for") else backend.expires  # a FAILURE's own TTL
+    first: Command = ("SETEX", key, ttl, data) if ttl else ("SET", key, data)
     await pipeliner(backend.client).call(first, ("PUBLISH", key, data))
 
 

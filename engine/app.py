@@ -221,7 +221,7 @@ class App:
         if not self._backend_ready:
             url = self.backend_url()
             broker = self.broker_url() if url and str(url).lower().startswith("rpc://") else None
-            self._backend = connect_backend(url, self.conf.result_expires, broker_url=broker)
+            self._backend = connect_backend(url, self.conf.result_expires, broker_url=broker, app=self)
             self._backend_ready = True
         return self._backend
 
@@ -230,7 +230,8 @@ class App:
         client = getattr(backend, "client", None)
         if client is None:
             raise ImproperlyConfigured("chords need a Redis result backend")
-        return ChordJoin(client, int(self.conf.result_expires or 86400))
+        own = getattr(backend, "chord_join", None)  # the backend's own chord settings (expiry, ordering)
+        return own() if own is not None else ChordJoin(client, int(self.conf.result_expires or 86400))
 
     @property
     def sent_events(self) -> SentEvents | None:

@@ -229,10 +229,25 @@ def maybe_signature(value: Any, app: App | None = None) -> Signature | None:
     return from_dict(value, app)
 
 
-def _plain(value: Any) -> Any:
-    """A deep copy as wire data: nested signatures become plain dicts (never copying an App)."""
+def _plain(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    """A deep copy as wire data: nested signatures become plain dicts (never copying an App).
+
+    A part reached twice is copied once and shared in the copy, as ``copy.deepcopy`` (Celery's
+    clone) does: a frozen chord puts its body on every header task, and copying each of those
+    separately made cloning chords nested in chord bodies exponential in the depth.
+    """
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    memo = {} if memo is None else memo
+    found = memo.get(id(value))
+    if found is not None:
+        return found[1]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+        copied: Any = {}
+        memo[id(value)] = (value, copied)  # the original is kept alive, so its id is not reused
+        copied.update((k, _plain(v, memo)) for k, v in value.items())
+    else:
+        copied = []
+        memo[id(value)] = (value, copied)
+        copied.extend(_plain(v, memo) for v in value)
+    return copied

@@ -472,6 +472,22 @@ def _carried(request: Request) -> dict[str, Any]:
     return carried
 
 
+class Context(Request):
+    """Celery's ``celery.app.task.Context``: a task's request built by hand (``Context(id=...,
+    group=..., chord=...)``), for code that calls backend hooks such as ``on_chord_part_return``
+    as a worker would. Any name is accepted, as Celery's; it is not a task being run."""
+
+    def __init__(self, *args: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__()
+        self.called_directly = False
+        self.update(*args, **kwargs)
+
+    def update(self, *args: dict[str, Any], **kwargs: Any) -> None:
+        for source in (*args, kwargs):
+            for key, value in dict(source).items():
+                setattr(self, key, value)
+
+
 class _Default:
     """Stands for any default value in a stub's source text."""
 

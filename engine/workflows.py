@@ -352,6 +352,57 @@ def _led_by_task(body: Signature | None) -> bool:
     return bool(steps) and type(steps[0]) is Signature
 
 
+def _clear_chord_option(sig: Signature) -> None:
+    """Drop the ``chord`` option from the tasks of ``sig`` that would report to a chord."""
+    sig.options.pop("chord", None)
+    if isinstance(sig, Group):
+        _set_members(sig, "tasks", sig.tasks, _clear_chord_option)
+    elif isinstance(sig, Chain) and sig.tasks:
+        _clear_chord_option(_last_step(sig))
+    elif isinstance(sig, Chord) and sig.body is not None:
+        _clear_chord_option(_stored(sig, "body"))
+
+
+def strip_chord_header_links(sig: Signature) -> None:
+    """In a copy about to be sent, drop the body that freezing put on every header task of the
+    chords nested in ``sig`` (Celery 5.7's ``_strip_chord_header_links``): each chord carries its
+    body once, in its kwargs, and puts it back on its header tasks when it runs. Kept, every level
+    of chords nested in chord bodies (``chain(group, group, ..., task)``) multiplies the message by
+    its header's width: a chain of ten 25-wide groups made megabytes, and seconds of CPU per level
+    on the worker that starts the next one. Changes are made in place (``_stored``, ``_set_members``)."""
+    if isinstance(sig, Chord):
+        header = _stored(sig, "header")
+        _clear_chord_option(header)
+        strip_chord_header_links(header)
+        if sig["kwargs"].get("body") is not None:
+            strip_chord_header_links(_stored(sig, "body"))
+    elif isinstance(sig, (Group, Chain)):
+        _set_members(sig, "tasks", sig.tasks, strip_chord_header_links)
+
+
+def _stored(sig: Signature, key: str) -> Signature:
+    """``sig["kwargs"][key]`` as a canvas object kept in place, so changes to it stay in ``sig``."""
+    value = sig["kwargs"][key]
+    if isinstance(value, list):  # a chord's header as a plain list of members
+        value = sig._header_group() if isinstance(sig, Chord) else Group(value, app=sig.app)
+    found = from_dict(value, sig.app)
+    sig["kwargs"][key] = found
+    return found
+
+
+def _last_step(sig: Signature) -> Signature:
+    steps = sig.tasks  # type: ignore[attr-defined]
+    sig["kwargs"]["tasks"] = steps
+    return steps[-1]  # type: ignore[no-any-return]
+
+
+def _set_members(sig: Signature, key: str, members: list[Signature], visit: Any) -> None:
+    """Visit each member and keep the canvas objects in ``sig`` (``tasks`` builds new wrappers)."""
+    sig["kwargs"][key] = members
+    for member in members:
+        visit(member)
+
+
 def _as_list(value: Any) -> list[Any]:
     if not value:
         return []
@@ -373,24 +424,6 @@ def _clear_chord_option(sig: Signature) -> None:
         body = sig.body
         if body is not None:
             _clear_chord_option(body)
-
-
-def strip_chord_header_links(sig: Signature) -> None:
-    """In a copy about to be sent, drop the body that freezing put on every header task of the
-    chords nested in ``sig`` (Celery's ``_strip_chord_header_links``): each chord carries its body
-    already and puts it back on its header tasks when it runs. Kept, every level of nested chords
-    multiplies the message by its header's width (a chain of ten 25-wide groups: megabytes, and
-    seconds of CPU per level on the worker that starts the next one)."""
-    if isinstance(sig, Chord):
-        header = sig._header_group()
-        _clear_chord_option(header)
-        strip_chord_header_links(header)
-        body = sig.body
-        if body is not None:
-            strip_chord_header_links(body)
-    elif isinstance(sig, (Group, Chain)):
-        for task in sig.tasks:
-            strip_chord_header_links(task)
 
 
 class Group(Signature):

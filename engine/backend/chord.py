@@ -17,15 +17,16 @@ import redis
 
 from engine.protocol.results import group_key
 
-# KEYS: .j .d .s .t .c ; ARGV: member, score, dedupe member, ttl seconds, claim token
+# KEYS: .j .d .s .t .c ; ARGV: member, score, dedupe member, ttl seconds, claim token, ordered (1/0)
 JOIN = """
 local done = redis.call('GET', KEYS[5]) == 'done'
+local ordered = ARGV[6] ~= '0'
 -- Finished: a late copy of a header must not start the body again. It may instead be the first
 -- member of a frozen chord applied again, sent before the client cleared .c and wrote the new
 -- size (Celery's client does that just before the last member): so it is recorded, and the new
 -- run counts it, but it never completes a chord itself.
 if redis.call('SADD', KEYS[2], ARGV[3]) == 1 then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  if ordered then redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) else redis.call('RPUSH', KEYS[1], ARGV[1]) end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
@@ -35,9 +36,11 @@ if done then return {0} end
 local size = redis.call('GET', KEYS[3])
 if not size then return {0} end
 local total = tonumber(size) + tonumber(redis.call('GET', KEYS[4]) or '0')
-if redis.call('ZCARD', KEYS[1]) < total then return {0} end
+local count = ordered and redis.call('ZCARD', KEYS[1]) or redis.call('LLEN', KEYS[1])
+if count < total then return {0} end
 if not redis.call('SET', KEYS[5], ARGV[5], 'NX', 'PX', 10000) then return {0} end
-return {1, redis.call('ZRANGE', KEYS[1], 0, -1)}
+if ordered then return {1, redis.call('ZRANGE', KEYS[1], 0, -1)} end
+return {1, redis.call('LRANGE', KEYS[1], 0, -1)}
 """
 
 # KEYS: .j .d .s .t .c ; ARGV: claim token, "1" to keep .j and .d (a failed header)
@@ -59,9 +62,10 @@ def _keys(group_id: str) -> list[str]:
 
 
 class ChordJoin:
-    def __init__(self, client: redis.Redis, expires: int = 86400) -> None:
+    def __init__(self, client: redis.Redis, expires: int = 86400, ordered: bool = True) -> None:
         self.client = client
         self.expires = expires
+        self.ordered = ordered  # Celery's ``result_chord_ordered``: a sorted set, else a list
         self._join = client.register_script(JOIN)
         self._finish = client.register_script(FINISH)
 
@@ -90,7 +94,7 @@ class ChordJoin:
         """Record one header outcome; returns (claim token, ordered parts) to the completer."""
         member = json.dumps([1, task_id, state, result])
         token = uuid.uuid4().hex
-        args: list[Any] = [member, index, f"{task_id}:{index}", self.expires, token]
+        args: list[Any] = [member, index, f"{task_id}:{index}", self.expires, token, 1 if self.ordered else 0]
         got = self._join(keys=_keys(group_id), args=args)
         if not got or int(got[0]) != 1:
             return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from engine.backend.base import ResultBackend
@@ -10,8 +11,11 @@ from engine.exceptions import ImproperlyConfigured
 from engine.redisconn import REDIS_SCHEMES
 
 
-def connect(url: str | None, expires: float | None = 86400, broker_url: str | None = None) -> ResultBackend | None:
-    """``broker_url``: where ``rpc://`` sends results (the broker's own connection, as in Celery)."""
+def connect(
+    url: str | None, expires: float | None = 86400, broker_url: str | None = None, app: Any = None
+) -> ResultBackend | None:
+    """``broker_url``: where ``rpc://`` sends results (the broker's own connection, as in Celery);
+    ``app``: whose settings a Redis backend reads (failure and chord expiry, chord ordering)."""
     if not url or url in ("disabled", "none"):
         return None
     scheme = urlsplit(url.split(";", 1)[0]).scheme.lower()
@@ -25,7 +29,7 @@ def connect(url: str | None, expires: float | None = 86400, broker_url: str | No
     if scheme in REDIS_SCHEMES:
         from engine.backend.redis import RedisBackend
 
-        return RedisBackend(url, expires=expires)
+        return RedisBackend(url, expires=expires, app=app)
     if scheme in ("memory", "cache+memory"):
         from engine.backend.memory import MemoryBackend
 
