@@ -409,23 +409,6 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _clear_chord_option(sig: Signature) -> None:
-    """Drop the chord callback from the tasks that would report to it (a group's members, a
-    chain's last step, a chord's body)."""
-    sig.options.pop("chord", None)
-    if isinstance(sig, Group):
-        for task in sig.tasks:
-            _clear_chord_option(task)
-    elif isinstance(sig, Chain):
-        steps = sig.tasks
-        if steps:
-            _clear_chord_option(steps[-1])
-    elif isinstance(sig, Chord):
-        body = sig.body
-        if body is not None:
-            _clear_chord_option(body)
-
-
 class Group(Signature):
     def __init__(self, *tasks: Any, app: App | None = None, **options: Any) -> None:
         members = [from_dict(s, app) for s in _members(tasks)]
