@@ -26,12 +26,11 @@ import time
 import uuid
 from typing import Any
 
-import amqp.exceptions
 import kombu
 
 from engine import log as task_log
 from engine import states
-from engine.broker.amqp import UNREACHABLE, open_connection
+from engine.broker.amqp import UNREACHABLE, drain_events, open_connection
 from engine.config import mask_url
 from engine.exceptions import BrokerUnavailable
 from engine.serialization import json_dumps, json_loads
@@ -124,11 +123,7 @@ class RpcBackend:
         with self._lock:
             self._consuming()
             assert self._conn is not None
-            try:
-                self._conn.drain_events(timeout=timeout)
-            except TimeoutError:
-                return
-            except (*UNREACHABLE, amqp.exceptions.ChannelError) as exc:
+            if (exc := drain_events(self._conn, timeout)) is not None:
                 self._drop()  # the queue and what is in it stay: consumed again on the next call
                 raise self._unavailable(exc) from None
 

@@ -65,6 +65,18 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
 )
 
 
+def drain_events(conn: Any, timeout: float) -> BaseException | None:
+    """Deliver what arrives within ``timeout`` to the consumers' callbacks; the error when the
+    link broke (a closed channel included), None when it only stayed quiet."""
+    try:
+        conn.drain_events(timeout=timeout)
+    except TimeoutError:
+        return None
+    except (*UNREACHABLE, amqp.exceptions.ChannelError) as exc:
+        return exc
+    return None
+
+
 class AmqpBroker:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -385,11 +397,7 @@ class AmqpBroker:
 
     def _drain(self, timeout: float) -> None:
         assert self._conn is not None
-        try:
-            self._conn.drain_events(timeout=timeout)
-        except TimeoutError:
-            return
-        except (*UNREACHABLE, amqp.exceptions.ChannelError) as exc:
+        if (exc := drain_events(self._conn, timeout)) is not None:
             # A closed channel too: RabbitMQ's consumer_timeout, or an ack it did not know. Its
             # unacked messages are redelivered; we start over on a new connection.
             self._lost()
