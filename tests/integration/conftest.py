@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.integration.harness import CeleryPrefork, CeleryWorkerProcess, WorkerProcess
-from tests.integration.rabbitmq import amqp_url, rabbitmq  # noqa: F401 - the AMQP tests' fixtures
+from tests.integration.rabbitmq import amqp_client, amqp_url, rabbitmq  # noqa: F401 - the AMQP tests' fixtures
 
 pytestmark = pytest.mark.integration
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import amqp
 import pytest
@@ -183,3 +184,16 @@ def amqp_url(rabbitmq: RabbitMQ) -> str:
     finally:
         conn.close()
     return rabbitmq.url
+
+
+@pytest.fixture
+def amqp_client(amqp_url: str, redis_url: str) -> Iterator[Any]:
+    """A client app in the test process, on the private node with results on the Redis backend
+    (sending through ``tqctl call`` costs an interpreter each time)."""
+    from engine import App
+
+    app = App("client", broker=amqp_url, backend=redis_url)
+    try:
+        yield app
+    finally:
+        app.close()

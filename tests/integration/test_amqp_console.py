@@ -31,19 +31,8 @@ def worker(amqp_url: str, redis_url: str, redis_client: object, tmp_path: Path) 
         proc.close()
 
 
-@pytest.fixture
-def client(amqp_url: str, redis_url: str) -> Iterator[Any]:
-    from engine import App
-
-    app = App("client", broker=amqp_url, backend=redis_url)
-    try:
-        yield app
-    finally:
-        app.close()
-
-
 def test_console_on_amqp(
-    amqp_url: str, redis_url: str, worker: WorkerProcess, client: Any, tmp_path: Path, monkeypatch: Any
+    amqp_url: str, redis_url: str, worker: WorkerProcess, amqp_client: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
     monkeypatch.setenv("TQCTL_BACKEND", redis_url)  # where the cluster keeps history and failures
     app = live_app(amqp_url, tmp_path)
@@ -74,7 +63,7 @@ def test_console_on_amqp(
         assert "1 ok" in (await outcome(pilot, "pool_grow", 30)).outcome.summary
         await wait_for(pilot, lambda: cell(workers.table, key, "conc") == "2", "concurrency 2", 30)
 
-        failed = client.send_task(f"{APP}.charge", [7]).id
+        failed = amqp_client.send_task(f"{APP}.charge", [7]).id
         await wait_for(pilot, lambda: (t := app.model.state.task(failed)) and t.state == "FAILURE", "the failure", 60)
         # the failure inbox (on the result backend) as the console polls it
         await wait_for(pilot, lambda: failed in {f["id"] for f in app.model.failures_stored}, "the inbox", 60)
@@ -94,15 +83,15 @@ def test_console_on_amqp(
         # a revoke from the console is stored on the backend: the task sent after it never runs
         replies = app.source.adapter.revoke(["doomed-console"])
         assert [list(r) for r in replies] == [[key]]
-        doomed = client.send_task(f"{APP}.add", [1, 1], task_id="doomed-console")
-        assert client.send_task(f"{APP}.add", [2, 2]).get(timeout=60) == 4  # the sentinel, after it
+        doomed = amqp_client.send_task(f"{APP}.add", [1, 1], task_id="doomed-console")
+        assert amqp_client.send_task(f"{APP}.add", [2, 2]).get(timeout=60) == 4  # the sentinel, after it
         assert doomed.state == "REVOKED"
 
     drive(app, scenario, timeout=240)
 
 
 def test_up_on_amqp_starts_workers_and_the_console_sees_them(
-    amqp_url: str, redis_url: str, redis_client: object, client: Any, tmp_path: Path, monkeypatch: Any
+    amqp_url: str, redis_url: str, redis_client: object, amqp_client: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
     """``tqctl up --broker amqp://...``: the workers it starts run on RabbitMQ with the app's Redis
     result backend, and the console it opens (driven here by Pilot) sees them and their tasks."""
@@ -128,7 +117,7 @@ def test_up_on_amqp_starts_workers_and_the_console_sees_them(
             "the worker tqctl up started",
             90,
         )
-        done = client.send_task(f"{APP}.add", [20, 22]).id
+        done = amqp_client.send_task(f"{APP}.add", [20, 22]).id
         await wait_for(pilot, lambda: (t := tapp.model.state.task(done)) and t.state == "SUCCESS", "its task", 60)
         seen.append(name)
 

@@ -48,18 +48,6 @@ def worker(amqp_url: str, redis_url: str, redis_client: object, tmp_path: Path) 
         proc.close()
 
 
-@pytest.fixture
-def client(amqp_url: str, redis_url: str) -> Iterator[Any]:
-    """A client app in this process (sending through tqctl call costs an interpreter each time)."""
-    from engine import App
-
-    app = App("client", broker=amqp_url, backend=redis_url)
-    try:
-        yield app
-    finally:
-        app.close()
-
-
 def call(amqp_url: str, backend: str, name: str, *args: Any) -> str:
     sent = tq_json(amqp_url, backend, "call", f"{APP}.{name}", "--args", json.dumps(list(args)))
     return str(sent["id"])
@@ -70,7 +58,7 @@ def wait_result(amqp_url: str, backend: str, task_id: str) -> dict[str, Any]:
 
 
 def test_tail_history_failures_and_retry_on_amqp(
-    amqp_url: str, redis_url: str, redis_client: Any, worker: WorkerProcess, client: Any
+    amqp_url: str, redis_url: str, redis_client: Any, worker: WorkerProcess, amqp_client: Any
 ) -> None:
     # tail: the celeryev exchange's events, live (sent until tail has heard one, so no race with its subscribe)
     tail = subprocess.Popen(
@@ -83,7 +71,9 @@ def test_tail_history_failures_and_retry_on_amqp(
     )
 
     def heard() -> bool:  # one more task each time until tail has heard one succeed
-        return tail.poll() is not None or (bool(client.send_task(f"{APP}.add", [2, 3])) and tail.poll() is not None)
+        return tail.poll() is not None or (
+            bool(amqp_client.send_task(f"{APP}.add", [2, 3])) and tail.poll() is not None
+        )
 
     try:
         wait_for(heard, 90, "tail to print a task-succeeded event")
@@ -114,15 +104,15 @@ def test_tail_history_failures_and_retry_on_amqp(
 
 
 def test_revoke_on_amqp_is_kept_for_a_task_sent_later(
-    amqp_url: str, redis_url: str, worker: WorkerProcess, client: Any
+    amqp_url: str, redis_url: str, worker: WorkerProcess, amqp_client: Any
 ) -> None:
     """The revoke is stored on the result backend, so a task whose message comes after it never runs."""
     node = f"verbs@{socket.gethostname()}"
     assert tq_json(amqp_url, redis_url, "health", "-d", node, "-t", "20")["healthy"] is True
     revoked = tq_json(amqp_url, redis_url, "revoke", "doomed-1", "--yes", "-t", "5")
     assert [row["ok"] for row in revoked["nodes"]] == [True]
-    doomed = client.send_task(f"{APP}.add", [1, 1], task_id="doomed-1")
-    sentinel = client.send_task(f"{APP}.add", [2, 2])
+    doomed = amqp_client.send_task(f"{APP}.add", [1, 1], task_id="doomed-1")
+    sentinel = amqp_client.send_task(f"{APP}.add", [2, 2])
     assert sentinel.get(timeout=60) == 4
     assert doomed.state == "REVOKED"
 
