@@ -53,6 +53,18 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
         client.close()
 
 
+# -- transports ------------------------------------------------------------------------------
+
+TRANSPORTS = ("redis", "amqp")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``amqp_too`` that uses the ``transport`` fixture (``broker_url`` does) runs
+    once on Redis and once on the private RabbitMQ; ids end ``[redis]`` / ``[amqp]``."""
+    if "transport" in metafunc.fixturenames and metafunc.definition.get_closest_marker("amqp_too"):
+        metafunc.parametrize("transport", TRANSPORTS, indirect=True)
+
+
 # -- leak check -----------------------------------------------------------------------------
 
 LEAK_GRACE_S = 5.0  # what is stopping (a joined thread's last step, a reaped child) gets this long
@@ -112,10 +124,14 @@ def _leaks(threads: set[threading.Thread], children: dict[int, str]) -> list[str
 
 
 @pytest.fixture(autouse=True)
-def no_leaks() -> Iterator[None]:
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves a thread or a child process behind. Autouse, so it is set up before
     the test's other function-scoped fixtures and checks after their teardown; session- and
-    module-scoped fixtures (the private server) are set up before it, so they count as before."""
+    module-scoped fixtures (the private server) are set up before it, so they count as before.
+    The session's RabbitMQ is started on demand, so an AMQP run starts it before looking."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("transport") == "amqp":
+        request.getfixturevalue("rabbitmq")
     threads, children = _threads(), _children()
     yield
     deadline = time.monotonic() + LEAK_GRACE_S

@@ -18,9 +18,31 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def broker_url(redis_url: str, redis_client: redis.Redis) -> str:
-    """The session server, emptied for this test (``redis_client`` flushes it)."""
+def transport(request: pytest.FixtureRequest) -> str:
+    """Which broker a test runs on: "redis" unless the test is marked ``amqp_too``, in which case
+    ``pytest_generate_tests`` (tests/conftest.py) runs it once per transport."""
+    return str(getattr(request, "param", "redis"))
+
+
+@pytest.fixture
+def broker_url(transport: str, redis_url: str, redis_client: redis.Redis, request: pytest.FixtureRequest) -> str:
+    """The session server (emptied for this test by ``redis_client``), or on the AMQP run the
+    session's private RabbitMQ with the tests' queues deleted. Results stay on Redis either way."""
+    if transport == "amqp":
+        return str(request.getfixturevalue("amqp_url"))
     return redis_url
+
+
+@pytest.fixture
+def backend_url(redis_url: str, redis_client: redis.Redis) -> str:
+    """Where results, revokes and history live: the session's Redis on every transport."""
+    return redis_url
+
+
+@pytest.fixture
+def transport_env(transport: str, backend_url: str) -> dict[str, str]:
+    """What a worker or CLI process needs beyond ``TQCTL_BROKER``: on AMQP, the Redis backend."""
+    return {"TQCTL_BACKEND": backend_url} if transport == "amqp" else {}
 
 
 @pytest.fixture
@@ -30,45 +52,47 @@ def ledger(tmp_path: Path) -> Path:
     return path
 
 
-def client_app(module_name: str, broker_url: str) -> Iterator[ModuleType]:
+def client_app(module_name: str, broker_url: str, backend_url: str | None = None) -> Iterator[ModuleType]:
     """A test app module as a client in this process, pointed at this test's server."""
     module = importlib.import_module(module_name)
     module.app.close()
     module.app.conf.broker_url = broker_url
-    module.app.conf.result_backend = broker_url
+    module.app.conf.result_backend = backend_url or broker_url
     yield module
     module.app.close()
 
 
 @pytest.fixture
-def shop(broker_url: str) -> Iterator[ModuleType]:
-    yield from client_app("tests.apps.shop", broker_url)
+def shop(broker_url: str, backend_url: str) -> Iterator[ModuleType]:
+    yield from client_app("tests.apps.shop", broker_url, backend_url)
 
 
 @pytest.fixture
-def canvas(broker_url: str) -> Iterator[ModuleType]:
-    yield from client_app("tests.apps.canvas", broker_url)
+def canvas(broker_url: str, backend_url: str) -> Iterator[ModuleType]:
+    yield from client_app("tests.apps.canvas", broker_url, backend_url)
 
 
 @pytest.fixture
-def rel(broker_url: str) -> Iterator[ModuleType]:
+def rel(broker_url: str, backend_url: str) -> Iterator[ModuleType]:
     """tests/apps/reliability.py: ledger-writing tasks and a small message-size limit."""
-    yield from client_app("tests.apps.reliability", broker_url)
+    yield from client_app("tests.apps.reliability", broker_url, backend_url)
 
 
 @pytest.fixture
-def api(broker_url: str) -> Iterator[ModuleType]:
-    yield from client_app("tests.apps.api", broker_url)
+def api(broker_url: str, backend_url: str) -> Iterator[ModuleType]:
+    yield from client_app("tests.apps.api", broker_url, backend_url)
 
 
 @pytest.fixture
-def interop(broker_url: str) -> Iterator[ModuleType]:
+def interop(broker_url: str, backend_url: str) -> Iterator[ModuleType]:
     """tests/apps/interop.py as OUR client (Celery runs the same functions from celery_interop.py)."""
-    yield from client_app("tests.apps.interop", broker_url)
+    yield from client_app("tests.apps.interop", broker_url, backend_url)
 
 
 @pytest.fixture
-def start_worker(broker_url: str, tmp_path: Path, ledger: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def start_worker(
+    broker_url: str, transport_env: dict[str, str], tmp_path: Path, ledger: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
     """``start_worker("-c", "2", name="w1", env={...})`` → a ready worker process."""
     started: list[WorkerProcess] = []
 
@@ -80,7 +104,7 @@ def start_worker(broker_url: str, tmp_path: Path, ledger: Path) -> Iterator[Call
         app: str = "tests.apps.shop",
     ) -> WorkerProcess:
         name = name or f"w{len(started) + 1}"
-        extra = {"LEDGER": str(ledger), "TQ_WORKER_NAME": name, **(env or {})}
+        extra = {"LEDGER": str(ledger), "TQ_WORKER_NAME": name, **transport_env, **(env or {})}
         argv = ["-n", f"{name}@%h", "-l", "info", *args]
         proc = WorkerProcess(broker_url, argv, tmp_path / f"{name}.log", extra, app=app)
         started.append(proc)

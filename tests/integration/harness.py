@@ -74,8 +74,8 @@ class WorkerProcess(ChildProcess):
     def __init__(
         self, broker_url: str, args: list[str], log_path: Path, env: dict[str, str], app: str = "tests.apps.shop"
     ) -> None:
-        full_env = {**os.environ, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT), **env}
-        full_env.pop("TQCTL_BACKEND", None)
+        inherited = {k: v for k, v in os.environ.items() if k != "TQCTL_BACKEND"}  # only ``env`` may set it
+        full_env = {**inherited, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT), **env}
         super().__init__([sys.executable, "-m", "tqctl", "worker", "-A", app, *args], log_path, full_env)
 
 

@@ -52,6 +52,7 @@ def ledger_lines(path: Path, prefix: str) -> list[tuple[str, float]]:
 # -- sending and reading back -------------------------------------------------------------------
 
 
+@pytest.mark.amqp_too
 def test_delay_get_and_every_result_accessor(api: Any, start_worker: Any) -> None:
     start_worker("-P", "threads", "-c", "2", app=API)
     result = api.add.delay(2, 3)
