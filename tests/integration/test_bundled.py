@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -31,17 +33,20 @@ MakeDir = Callable[..., Path]
 
 
 @pytest.fixture
-def state_dirs(tmp_path: Path) -> Iterator[MakeDir]:
-    """Hands out state folders under tmp_path and stops whatever server ends up in them."""
+def state_dirs() -> Iterator[MakeDir]:
+    """Hands out state folders and stops whatever server ends up in them. They live in a short
+    folder of /tmp, not tmp_path, which under pytest-xdist is too long for a unix socket path."""
     made: list[Path] = []
+    root = Path(tempfile.mkdtemp(prefix="tqb"))
 
     def make(*parts: str) -> Path:
-        made.append(tmp_path.joinpath(*parts, ".tqctl"))
+        made.append(root.joinpath(*parts, ".tqctl"))
         return made[-1]
 
     yield make
     for path in made:
         bundled.stop(path)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def socket_url(state_dir: Path) -> str:
