@@ -56,10 +56,16 @@ def client_app(module_name: str, broker_url: str, backend_url: str | None = None
     """A test app module as a client in this process, pointed at this test's server."""
     module = importlib.import_module(module_name)
     module.app.close()
+    before = module.app.conf.broker_url, module.app.conf.result_backend
     module.app.conf.broker_url = broker_url
     module.app.conf.result_backend = backend_url or broker_url
-    yield module
-    module.app.close()
+    try:
+        yield module
+    finally:
+        module.app.close()
+        # The module stays imported for the process: later tests (another file, under xdist) see
+        # its settings as the module left them, not as this test set them.
+        module.app.conf.broker_url, module.app.conf.result_backend = before
 
 
 @pytest.fixture
