@@ -85,8 +85,8 @@ class CeleryWorkerProcess(ChildProcess):
     ready_marker = " ready."
 
     def __init__(self, app: str, queues: str, name: str, log_path: Path, env: dict[str, str]) -> None:
-        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-        full_env.pop("TQCTL_BACKEND", None)
+        inherited = {k: v for k, v in os.environ.items() if k != "TQCTL_BACKEND"}  # only ``env`` may set it
+        full_env = {**inherited, "PYTHONPATH": str(ROOT), **env}
         argv = [
             sys.executable,
             "-m",
