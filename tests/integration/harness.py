@@ -118,8 +118,8 @@ class CeleryPrefork(ChildProcess):
 
     ready_marker = " ready."
 
-    def __init__(self, url: str, name: str, log_path: Path, *args: str) -> None:
-        env = {**os.environ, "REMOTE_BROKER": url, "PYTHONPATH": str(ROOT)}
+    def __init__(self, url: str, name: str, log_path: Path, *args: str, backend: str | None = None) -> None:
+        env = {**os.environ, "REMOTE_BROKER": url, "REMOTE_BACKEND": backend or url, "PYTHONPATH": str(ROOT)}
         argv = [
             sys.executable,
             "-m",
