@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,10 +35,12 @@ class SentEvents:
     def __init__(self, url: str, interval: float = INTERVAL) -> None:
         self.url = url
         self.interval = interval
-        self._pending: list[tuple[Any, ...]] = []
-        self._lock = threading.Lock()
+        # Appended to and taken from without a lock (deque's append and popleft are atomic); the
+        # maxlen drops the oldest when events cannot go out, rather than grow.
+        self._pending: deque[tuple[Any, ...]] = deque(maxlen=MAX_BUFFER)
         self._wake = threading.Event()
         self._start_lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # the flusher's and close()'s: one taker at a time
         self._stopped = False
         self._pid = 0
         self._dispatcher: EventDispatcher | None = None
@@ -56,7 +59,11 @@ class SentEvents:
         """Queue one task-sent; cheap on purpose (the repr and the publish happen in the flusher).
         The event's timestamp is the send's (``sent_at``, taken before the publish, else now): a
         worker may start the task before the batch goes out, and a task never starts before it is sent."""
-        self._add([(sent_at or time.time(), task_id, name, args, kwargs, queue, options)])
+        if os.getpid() != self._pid:
+            self._restart()
+        self._pending.append((sent_at or time.time(), task_id, name, args, kwargs, queue, options))
+        if not self._wake.is_set():  # set() takes a Condition; the flusher only needs one wake-up
+            self._wake.set()
 
     def record_many(
         self,
@@ -68,24 +75,21 @@ class SentEvents:
     ) -> None:
         """``record`` for a bulk send: ``(task_id, args, kwargs)`` each, one lock for all."""
         when = sent_at or time.time()
-        self._add([(when, task_id, name, args, kwargs, queue, options) for task_id, args, kwargs in sent])
-
-    def _add(self, items: list[tuple[Any, ...]]) -> None:
         if os.getpid() != self._pid:
-            with self._start_lock:
-                if os.getpid() != self._pid:
-                    self._start()
-        with self._lock:
-            self._pending += items
-            if len(self._pending) > MAX_BUFFER:
-                del self._pending[: len(self._pending) - MAX_BUFFER]
-        if not self._wake.is_set():  # set() takes a Condition; the flusher only needs one wake-up
+            self._restart()
+        self._pending.extend((when, task_id, name, args, kwargs, queue, options) for task_id, args, kwargs in sent)
+        if not self._wake.is_set():
             self._wake.set()
+
+    def _restart(self) -> None:
+        with self._start_lock:
+            if os.getpid() != self._pid:
+                self._start()
 
     def _start(self) -> None:
         """(Re)start in this process: after a fork the parent's thread and socket are not ours."""
-        self._pending, self._dispatcher = [], None
-        self._lock, self._wake = threading.Lock(), threading.Event()
+        self._pending, self._dispatcher = deque(maxlen=MAX_BUFFER), None
+        self._wake = threading.Event()
         self._pid = os.getpid()
         threading.Thread(target=self._run, name="task-sent-events", daemon=True).start()
 
@@ -102,8 +106,11 @@ class SentEvents:
             self.flush()
 
     def flush(self) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
+        with self._flush_lock:
+            self._send(self._pending)
+
+    def _send(self, pending: deque[tuple[Any, ...]]) -> None:
+        batch = [pending.popleft() for _ in range(len(pending))]  # what is there now; later ones wait
         if not batch or os.getpid() != self._pid:
             return
         try:
