@@ -29,7 +29,7 @@ from engine.events.sent import SentEvents
 from engine.exceptions import ImproperlyConfigured, NotRegistered
 from engine.log import AppLogging
 from engine.protocol import task as protocol
-from engine.protocol.template import Templates
+from engine.protocol.template import FIXED, Template, Templates
 from engine.redisconn import REDIS_SCHEMES, backend_target, broker_target, guarded
 from engine.request import RequestStack
 from engine.result import AsyncResult
@@ -98,6 +98,35 @@ class Outgoing(NamedTuple):
     hooks: list[publish.Publishing]
 
 
+class SendPlan(NamedTuple):
+    """A send's queue, priority and message options, and its message template (``App._plan``).
+    ``message_options`` is shared by every send of the plan: read, never changed."""
+
+    queue: str
+    priority: int | None
+    message_options: dict[str, Any]
+    template: Template
+
+
+# Call options a plan may hold: none is per message or per call (no id, ETA, expiry, link, header).
+PLANNED_OPTIONS = frozenset(
+    {
+        "queue",
+        "priority",
+        "routing_key",
+        "exchange",
+        "serializer",
+        "time_limit",
+        "soft_time_limit",
+        "ignore_result",
+        "shadow",
+        "retries",
+        "reply_to",
+    }
+)
+PLANS = 256
+
+
 class TaskRegistry(dict):
     def __missing__(self, name: str) -> Task:
         raise NotRegistered(name)
@@ -138,6 +167,7 @@ class App:
         self._backend_ready = False
         self._sent_events: SentEvents | None = None
         self._templates = Templates()  # each task's message serialized once per set of options
+        self._plans: dict[tuple[Any, ...], SendPlan] = {}
         self._signer: Signer | None | bool = False  # False: not read from the settings yet
         self.remote_commands: dict[str, Callable[..., Any]] = {}  # app.control_command/inspect_command
         self._pid = os.getpid()
@@ -427,17 +457,72 @@ class App:
         task = task if task is not None else self.tasks.get(name)
         args, kwargs = list(args or ()), dict(kwargs or {})
         options = {k: v for k, v in options.items() if v is not None}
-        if self.current_requests.stack and self.conf.get("task_inherit_parent_priority"):
-            parent_priority = (self.current_requests.stack[-1].delivery_info or {}).get("priority")
-            if parent_priority is not None:
-                options.setdefault("priority", parent_priority)
-        queue, priority, routed = self._destination(name, task, args, kwargs, options)
-        message_options = self._message_options(task, options, routed)
-        task_id, raw = self._templates.build(name, args, kwargs, queue, priority, message_options)
-        (raw,), hooks = self._outgoing(
-            name, [raw], message_options["exchange"], message_options["routing_key"] or queue
-        )
+        stack = self.current_requests.stack
+        plan = None if stack else self._plan(name, task, options)
+        if plan is not None:
+            queue, priority, message_options, template = plan
+            task_id, raw = template.fill(args, kwargs)
+        else:
+            if stack and self.conf.get("task_inherit_parent_priority"):
+                parent_priority = (stack[-1].delivery_info or {}).get("priority")
+                if parent_priority is not None:
+                    options.setdefault("priority", parent_priority)
+            queue, priority, routed = self._destination(name, task, args, kwargs, options)
+            message_options = self._message_options(task, options, routed)
+            task_id, raw = self._templates.build(name, args, kwargs, queue, priority, message_options)
+        hooks: list[publish.Publishing] = []
+        if publish.hooks_connected() or self.signer is not None:
+            (raw,), hooks = self._outgoing(
+                name, [raw], message_options["exchange"], message_options["routing_key"] or queue
+            )
         return Outgoing(task_id, name, args, kwargs, queue, priority, raw, message_options, hooks)
+
+    def _plan(self, name: str, task: TaskT | None, options: dict[str, Any]) -> SendPlan | None:
+        """Where a send outside a task goes and its message options, worked out once per task and
+        set of options: a plain ``delay()`` then costs a lookup and a template fill. The key holds
+        every value the two depend on, read now, so a setting or task attribute changed later
+        makes a new plan. None (work it out per call) for what varies per call: task routes (a
+        router sees the arguments), per-message options (an id, an ETA, links, headers)."""
+        conf = self.conf
+        if not options.keys() <= PLANNED_OPTIONS or conf.get("task_routes"):
+            return None
+        own = (
+            (
+                task,
+                task.queue,
+                task.priority,
+                task.time_limit,
+                task.soft_time_limit,
+                task.ignore_result,
+                task.serializer,
+            )
+            if task is not None
+            else None
+        )
+        key = (
+            name,
+            own,
+            *options.items(),
+            conf.get("task_default_queue"),
+            conf.get("task_default_priority"),
+            conf.get("task_ignore_result"),
+            conf.get("task_serializer"),
+            self._reply_to(),
+            _origin(),
+        )
+        try:
+            plan = self._plans.get(key)
+        except TypeError:  # an unhashable value (a kombu Queue, a list): no plan
+            return None
+        if plan is None:
+            queue, priority, routed = self._destination(name, task, [], {}, options)
+            message_options = self._message_options(task, options, routed)
+            fixed = {k: message_options[k] for k in FIXED if k in message_options}
+            template = Template(name, queue=queue, priority=priority, **fixed)
+            if len(self._plans) >= PLANS:
+                self._plans.clear()
+            plan = self._plans[key] = SendPlan(queue, priority, message_options, template)
+        return plan
 
     def _watch_result(self, out: Outgoing) -> None:
         """As Celery's client (``backend.on_task_call``): listen for the result before the message

@@ -107,3 +107,46 @@ def test_unknown_or_unhashable_options_are_built_whole() -> None:
     _, raw = templates.build("t.name", (), {}, "celery", None, {**BASE, "timelimit": [1, 2]})
     assert json.loads(raw)["headers"]["timelimit"] == [1, 2]
     assert not templates._cache
+
+
+# -- App's send plans: a setting or task attribute changed after a send counts at the next one ----
+
+
+@pytest.fixture
+def app(redis_url: str, redis_client: Any) -> Any:
+    from engine import App
+
+    application = App("unit", broker=redis_url, backend=redis_url, task_send_sent_event=False)
+    yield application
+    application.close()
+
+
+def _sent(client: Any, key: str) -> list[protocol.TaskMessage]:
+    raws = client.lrange(key, 0, -1)
+    client.delete(key)
+    return [protocol.decode(raw, frozenset({"application/json"})) for raw in reversed(raws)]
+
+
+def test_a_change_after_a_send_counts_at_the_next_send(app: Any, redis_client: Any) -> None:
+    task = app.task(name="unit.planned", ignore_result=True)(lambda *a, **k: None)
+    ids = [task.delay(1, x="y").id for _ in range(3)]
+    first = _sent(redis_client, "celery")
+    assert [m.id for m in first] == ids and len(set(ids)) == 3
+    assert all((m.args, m.kwargs, m.ignore_result) == ([1], {"x": "y"}, True) for m in first)
+
+    app.conf.task_default_queue = "elsewhere"
+    task.ignore_result = False
+    task.time_limit = 30
+    result = task.delay()
+    (moved,) = _sent(redis_client, "elsewhere")
+    assert (moved.id, moved.ignore_result, moved.timelimit) == (result.id, False, (30, None))
+
+    app.conf.task_routes = {"unit.planned": {"queue": "routed"}}
+    task.apply_async(priority=3)
+    (routed,) = _sent(redis_client, protocol.priority_key("routed", 3))
+    assert routed.delivery_info["priority"] == 3
+
+    app.conf.task_routes = None
+    task.apply_async(queue="own", serializer="json", shadow="alias")
+    (own,) = _sent(redis_client, "own")
+    assert own.headers["shadow"] == "alias"
