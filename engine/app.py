@@ -673,8 +673,8 @@ class App:
         """``rpc://`` results: the client's reply queue (consumed before the task naming it is
         sent); other backends leave it empty, as before."""
         if not self._backend_ready:
-            url = self.conf.result_backend or env_backend_url()
-            if not str(url or "").lower().startswith("rpc://"):
+            url = self.conf.get("result_backend") or env_backend_url()
+            if not url or str(url)[:6].lower() != "rpc://":
                 return ""
         reply_to = getattr(self.backend, "reply_to", None)
         return str(reply_to()) if callable(reply_to) else ""
