@@ -29,6 +29,7 @@ from engine.events.sent import SentEvents
 from engine.exceptions import ImproperlyConfigured, NotRegistered
 from engine.log import AppLogging
 from engine.protocol import task as protocol
+from engine.protocol.template import FIXED, Template, Templates
 from engine.redisconn import REDIS_SCHEMES, backend_target, broker_target, guarded
 from engine.request import RequestStack
 from engine.result import AsyncResult
@@ -97,6 +98,35 @@ class Outgoing(NamedTuple):
     hooks: list[publish.Publishing]
 
 
+class SendPlan(NamedTuple):
+    """A send's queue, priority and message options, and its message template (``App._plan``).
+    ``message_options`` is shared by every send of the plan: read, never changed."""
+
+    queue: str
+    priority: int | None
+    message_options: dict[str, Any]
+    template: Template
+
+
+# Call options a plan may hold: none is per message or per call (no id, ETA, expiry, link, header).
+PLANNED_OPTIONS = frozenset(
+    {
+        "queue",
+        "priority",
+        "routing_key",
+        "exchange",
+        "serializer",
+        "time_limit",
+        "soft_time_limit",
+        "ignore_result",
+        "shadow",
+        "retries",
+        "reply_to",
+    }
+)
+PLANS = 256
+
+
 class TaskRegistry(dict):
     def __missing__(self, name: str) -> Task:
         raise NotRegistered(name)
@@ -136,6 +166,8 @@ class App:
         self._backend: ResultBackend | None = None
         self._backend_ready = False
         self._sent_events: SentEvents | None = None
+        self._templates = Templates()  # each task's message serialized once per set of options
+        self._plans: dict[tuple[Any, ...], SendPlan] = {}
         self._signer: Signer | None | bool = False  # False: not read from the settings yet
         self.remote_commands: dict[str, Callable[..., Any]] = {}  # app.control_command/inspect_command
         self._pid = os.getpid()
@@ -412,8 +444,9 @@ class App:
         """Encode and publish one task message; the returned handle reads its result."""
         out = self._prepare_send(name, args, kwargs, task, options)
         self._watch_result(out)
+        broker = self.broker
         sent_at = time.time()  # task-sent's time: before the publish, so never after the task starts
-        guarded(self.broker.url, lambda: self.broker.publish(out.queue, out.raw, out.priority))
+        guarded(broker.url, lambda: broker.publish(out.queue, out.raw, out.priority))
         return self._after_send(out, sent_at)
 
     def _prepare_send(
@@ -429,17 +462,72 @@ class App:
         task = task if task is not None else self.tasks.get(name)
         args, kwargs = list(args or ()), dict(kwargs or {})
         options = {k: v for k, v in options.items() if v is not None}
-        if self.conf.get("task_inherit_parent_priority") and self.current_requests.stack:
-            parent_priority = (self.current_requests.stack[-1].delivery_info or {}).get("priority")
-            if parent_priority is not None:
-                options.setdefault("priority", parent_priority)
-        queue, priority, routed = self._destination(name, task, args, kwargs, options)
-        message_options = self._message_options(task, options, routed)
-        task_id, raw = protocol.build(name, args, kwargs, queue=queue, priority=priority, **message_options)
-        (raw,), hooks = self._outgoing(
-            name, [raw], message_options["exchange"], message_options["routing_key"] or queue
-        )
+        stack = self.current_requests.stack
+        plan = None if stack else self._plan(name, task, options)
+        if plan is not None:
+            queue, priority, message_options, template = plan
+            task_id, raw = template.fill(args, kwargs)
+        else:
+            if stack and self.conf.get("task_inherit_parent_priority"):
+                parent_priority = (stack[-1].delivery_info or {}).get("priority")
+                if parent_priority is not None:
+                    options.setdefault("priority", parent_priority)
+            queue, priority, routed = self._destination(name, task, args, kwargs, options)
+            message_options = self._message_options(task, options, routed)
+            task_id, raw = self._templates.build(name, args, kwargs, queue, priority, message_options)
+        hooks: list[publish.Publishing] = []
+        if publish.hooks_connected() or self.signer is not None:
+            (raw,), hooks = self._outgoing(
+                name, [raw], message_options["exchange"], message_options["routing_key"] or queue
+            )
         return Outgoing(task_id, name, args, kwargs, queue, priority, raw, message_options, hooks)
+
+    def _plan(self, name: str, task: TaskT | None, options: dict[str, Any]) -> SendPlan | None:
+        """Where a send outside a task goes and its message options, worked out once per task and
+        set of options: a plain ``delay()`` then costs a lookup and a template fill. The key holds
+        every value the two depend on, read now, so a setting or task attribute changed later
+        makes a new plan. None (work it out per call) for what varies per call: task routes (a
+        router sees the arguments), per-message options (an id, an ETA, links, headers)."""
+        conf = self.conf
+        if not options.keys() <= PLANNED_OPTIONS or conf.get("task_routes"):
+            return None
+        own = (
+            (
+                task,
+                task.queue,
+                task.priority,
+                task.time_limit,
+                task.soft_time_limit,
+                task.ignore_result,
+                task.serializer,
+            )
+            if task is not None
+            else None
+        )
+        key = (
+            name,
+            own,
+            *options.items(),
+            conf.get("task_default_queue"),
+            conf.get("task_default_priority"),
+            conf.get("task_ignore_result"),
+            conf.get("task_serializer"),
+            self._reply_to(),
+            _origin(),
+        )
+        try:
+            plan = self._plans.get(key)
+        except TypeError:  # an unhashable value (a kombu Queue, a list): no plan
+            return None
+        if plan is None:
+            queue, priority, routed = self._destination(name, task, [], {}, options)
+            message_options = self._message_options(task, options, routed)
+            fixed = {k: message_options[k] for k in FIXED if k in message_options}
+            template = Template(name, queue=queue, priority=priority, **fixed)
+            if len(self._plans) >= PLANS:
+                self._plans.clear()
+            plan = self._plans[key] = SendPlan(queue, priority, message_options, template)
+        return plan
 
     def _watch_result(self, out: Outgoing) -> None:
         """As Celery's client (``backend.on_task_call``): listen for the result before the message
@@ -524,50 +612,65 @@ class App:
     ) -> tuple[str, int | None, dict[str, Any]]:
         """(queue, priority, the matching route) by Celery's precedence: the call's options, then
         the task's own, then ``task_routes``, then the defaults."""
-        own: dict[str, Any] = {"queue": task.queue, "priority": task.priority} if task is not None else {}
-        routed = route(self.conf.task_routes, name, args, kwargs, options)
-        queue: Any = options.get("queue") or own.get("queue") or routed.get("queue") or self.conf.task_default_queue
-        priority = next(
-            (p for p in (options.get("priority"), own.get("priority"), routed.get("priority")) if p is not None),
-            self.conf.task_default_priority,
-        )
+        conf = self.conf
+        routes = conf.task_routes
+        routed = route(routes, name, args, kwargs, options) if routes else {}
+        get = options.get
+        queue: Any = get("queue") or (task.queue if task is not None else None) or routed.get("queue")
+        queue = queue or conf.task_default_queue
+        priority = get("priority")
+        if priority is None and task is not None:
+            priority = task.priority
+        if priority is None:
+            priority = routed.get("priority")
+        if priority is None:
+            priority = conf.task_default_priority
         return str(getattr(queue, "name", queue)), priority, routed
 
     def _message_options(self, task: TaskT | None, options: dict[str, Any], routed: dict[str, Any]) -> dict[str, Any]:
-        current = self.current_requests.stack[-1] if self.current_requests.stack else None
-        parent_id = options.get("parent_id") or (current.id if current else None)
-        root_id = options.get("root_id") or (current.root_id if current else None)
-        hard = options.get("time_limit", task.time_limit if task else None)
-        soft = options.get("soft_time_limit", task.soft_time_limit if task else None)
-        ignore = options.get("ignore_result")
-        if ignore is None:
-            ignore = bool(task.opt("ignore_result", "task_ignore_result") if task else self.conf.task_ignore_result)
-        serializer = options.get("serializer") or (task.serializer if task else None)
-        headers = dict(options.get("headers") or {})
-        stamped = options.get("stamped_headers")
+        stack = self.current_requests.stack
+        current = stack[-1] if stack else None
+        get = options.get
+        parent_id = get("parent_id") or (current.id if current else None)
+        root_id = get("root_id") or (current.root_id if current else None)
+        if task is not None:
+            hard, soft = get("time_limit", task.time_limit), get("soft_time_limit", task.soft_time_limit)
+            ignore = get("ignore_result")
+            if ignore is None:
+                own = task.ignore_result
+                ignore = bool(self.conf.task_ignore_result if own is None else own)
+            serializer = get("serializer") or task.serializer
+        else:
+            hard, soft = get("time_limit"), get("soft_time_limit")
+            ignore = get("ignore_result")
+            if ignore is None:
+                ignore = bool(self.conf.task_ignore_result)
+            serializer = get("serializer")
+        headers = dict(get("headers") or {})
+        stamped = get("stamped_headers")
         if stamped:  # Celery 5.7's wire shape: the names, and their values under ``stamps``
             stamped = [stamped] if isinstance(stamped, str) else list(stamped)
             headers["stamped_headers"] = stamped
-            headers["stamps"] = {key: options.get(key) for key in stamped}
+            headers["stamps"] = {key: get(key) for key in stamped}
         return {
-            "task_id": options.get("task_id"),
-            "routing_key": options.get("routing_key") or routed.get("routing_key"),
-            "exchange": options.get("exchange") or routed.get("exchange") or "",
-            "eta": self._eta(options),
-            "expires": self._expires(options.get("expires")),
-            "retries": int(options.get("retries") or 0),
+            "task_id": get("task_id"),
+            "routing_key": get("routing_key") or routed.get("routing_key"),
+            "exchange": get("exchange") or routed.get("exchange") or "",
+            "eta": self._eta(options) if "countdown" in options or "eta" in options else None,
+            "expires": self._expires(get("expires")),
+            "retries": int(get("retries") or 0),
             "root_id": root_id,
             "parent_id": parent_id,
-            "group": options.get("group_id"),
-            "group_index": options.get("group_index"),
+            "group": get("group_id"),
+            "group_index": get("group_index"),
             "timelimit": (hard, soft),
             "ignore_result": ignore,
             "headers": headers or None,
             "embed": _embed(options),
             "serializer": serializer or self.conf.task_serializer,
-            "shadow": options.get("shadow"),
+            "shadow": get("shadow"),
             "origin": _origin(),
-            "reply_to": options.get("reply_to") or self._reply_to(),
+            "reply_to": get("reply_to") or self._reply_to(),
             "properties": {k: options[k] for k in protocol.MESSAGE_PROPERTIES if k in options} or None,
         }
 
@@ -575,8 +678,8 @@ class App:
         """``rpc://`` results: the client's reply queue (consumed before the task naming it is
         sent); other backends leave it empty, as before."""
         if not self._backend_ready:
-            url = self.conf.result_backend or env_backend_url()
-            if not str(url or "").lower().startswith("rpc://"):
+            url = self.conf.get("result_backend") or env_backend_url()
+            if not url or str(url)[:6].lower() != "rpc://":
                 return ""
         reply_to = getattr(self.backend, "reply_to", None)
         return str(reply_to()) if callable(reply_to) else ""

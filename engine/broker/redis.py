@@ -98,10 +98,13 @@ class RedisBroker:
         reply is still awaited, so a return means the message is in the list."""
         key = priority_key(queue, priority)
         conn = self._conns.get()
+        name = key.encode()
         try:
             # No PING health check first: after a quiet minute that would be a round trip before
-            # the first task; a connection found dead here is retried below instead.
-            conn.send_packed_command(conn.pack_command("LPUSH", key, raw), check_health=False)
+            # the first task; a connection found dead here is retried below instead. The command
+            # is packed here, in one step (redis-py's packer encodes each part and copies again).
+            packed = b"*3\r\n$5\r\nLPUSH\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(name), name, len(raw), raw)
+            conn.send_packed_command([packed], check_health=False)
             reply = conn.read_response()
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             conn.disconnect()

@@ -12,7 +12,6 @@ import binascii
 import datetime as dt
 import json
 import os
-import re
 import socket
 import time
 from collections.abc import Iterable
@@ -119,10 +118,10 @@ def safe_repr(value: Any) -> str:
     return text if len(text) <= REPR_MAX else text[: REPR_MAX - 3] + "..."
 
 
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
-def _new_ids(n: int) -> list[str]:
+def new_ids(n: int) -> list[str]:
     """``n`` of ``new_id``'s UUIDs from one ``urandom`` call (a system call each was a third of a bulk send)."""
     h = os.urandom(16 * n).hex()
     return [_uuid_text(h, i) for i in range(0, 32 * n, 32)]
@@ -132,7 +131,7 @@ def _uuid_text(h: str, i: int) -> str:
     """The UUID in the 32 hex digits of ``h`` at ``i``, marked version 4 (random)."""
     return (
         f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
-        f"{_VARIANT[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
+        f"{VARIANT[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
     )
 
 
@@ -232,51 +231,13 @@ def build(
 def build_many(
     name: str, calls: Iterable[tuple[Any, dict[str, Any] | None]], **options: Any
 ) -> list[tuple[str, bytes]]:
-    """``build(name, args, kwargs, **options)`` for each ``(args, kwargs)``, for bulk publishing.
+    """``build(name, args, kwargs, **options)`` for each ``(args, kwargs)``, for bulk publishing:
+    the same bytes, from one ``Template`` (engine.protocol.template)."""
+    from engine.protocol.template import Template  # it builds its template with ``build``
 
-    The same bytes ``build`` would make, but the envelope is serialized once as a template and
-    each message only fills in what differs (ids, args and their reprs, ``sent_at``).
-    """
     if options.get("task_id"):
         raise ValueError("build_many makes one id per message: task_id cannot be given")
-    tok = "@" + os.urandom(6).hex()
-    marks = {k: f"{tok}{k}@" for k in "ibasrdt"}  # id, body, argsrepr, kwargsrepr, root, tag, time
-    fixed_root = options.get("root_id")
-    _, template = build(name, (), {}, task_id=marks["i"], **{**options, "root_id": fixed_root or marks["r"]})
-    env = json.loads(template)
-    env["body"] = marks["b"]
-    env["headers"].update(argsrepr=marks["a"], kwargsrepr=marks["s"], sent_at=marks["t"])
-    env["properties"]["delivery_tag"] = marks["d"]
-    text = serialization.json_dumps(env).replace(f'"{marks["t"]}"', marks["t"])
-    # The template as one %-format (literal % doubled): one C-level fill per message.
-    parts = re.split("(" + "|".join(re.escape(m) for m in marks.values()) + ")", text)
-    slots = {m: k for k, m in marks.items()}
-    order = [slots[p] for p in parts if p in slots]
-    fmt = "".join("%s" if p in slots else p.replace("%", "%%") for p in parts)
-    serializer, embed = options.get("serializer", "json"), options.get("embed") or EMPTY_EMBED
-    calls = list(calls)
-    ids = _new_ids(2 * len(calls))  # a task id and a delivery tag each, from one read of urandom
-    out: list[tuple[str, bytes]] = []
-    last: tuple[Any, Any] | None = None
-    values: dict[str, str] = {}
-    last_ms, stamp = -1, ""
-    for n, (args, kwargs) in enumerate(calls):
-        args, kwargs = list(args or ()), dict(kwargs or {})
-        if last is None or last[0] != args or last[1] != kwargs:
-            last = (args, kwargs)
-            body, _ = serialization.dumps([args, kwargs, embed], serializer)
-            values["b"] = base64.b64encode(body).decode()
-            values["a"] = json.dumps(safe_repr(tuple(args)))[1:-1]
-            values["s"] = json.dumps(safe_repr(kwargs))[1:-1]
-        ms = int(time.time() * 1000)
-        if ms != last_ms:  # sent_at to the millisecond, formatted once per millisecond
-            last_ms, stamp = ms, repr(round(ms / 1000, 3))
-        task_id = ids[2 * n]
-        values["i"] = values["r"] = task_id
-        values["d"] = ids[2 * n + 1]
-        values["t"] = stamp
-        out.append((task_id, (fmt % tuple(values[k] for k in order)).encode()))
-    return out
+    return Template(name, **options).fill_many(calls)
 
 
 def decode(raw: bytes, accepted: frozenset[str], max_bytes: int | None = None) -> TaskMessage:

@@ -1,0 +1,152 @@
+"""A message from a template (engine.protocol.template) is ``protocol.build``'s message, byte for byte."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+from typing import Any
+
+import pytest
+
+from engine.protocol import task as protocol
+from engine.protocol.template import Templates
+
+ORIGIN = "gen1@host"
+BASE: dict[str, Any] = {
+    "task_id": None,
+    "routing_key": None,
+    "exchange": "",
+    "eta": None,
+    "expires": None,
+    "retries": 0,
+    "root_id": None,
+    "parent_id": None,
+    "group": None,
+    "group_index": None,
+    "timelimit": (None, None),
+    "ignore_result": False,
+    "headers": None,
+    "embed": None,
+    "serializer": "json",
+    "shadow": None,
+    "origin": ORIGIN,
+    "reply_to": "",
+    "properties": None,
+}
+CALLS: list[tuple[Any, Any]] = [
+    ((), {}),
+    ([], None),
+    ((1, 'é"x%s\\', None), {"k": [1, 2.5], "%(i)s": "%"}),
+    (("x" * 2000,), {}),  # argsrepr cut at 1024 characters
+]
+OPTIONS: list[dict[str, Any]] = [
+    {},
+    {"task_id": 'my"id\\%s', "root_id": "R\u00e9", "parent_id": 'P"'},
+    {"parent_id": "P", "root_id": "R", "group": "G", "group_index": 3, "retries": 2},
+    {"ignore_result": True, "timelimit": (10.0, 5), "shadow": "alias", "reply_to": "rq"},
+    {"routing_key": "rk", "exchange": "ex", "serializer": "pickle"},
+    # not templated: built whole, still the same message
+    {"headers": {"h": 1}, "embed": {"callbacks": [{"task": "cb"}], "errbacks": None, "chain": None, "chord": None}},
+    {"eta": dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc), "properties": {"app_id": "billing"}},
+]
+TAG = re.compile(r'"delivery_tag": "[0-9a-f-]{36}"')
+SENT_AT = re.compile(r'"sent_at": [0-9.e+]+')
+
+
+def _same_but_random(ours: bytes, ref: bytes) -> None:
+    """Equal once the delivery tag and ``sent_at`` (random and clock, per message) are set aside."""
+    text, expected = ours.decode(), ref.decode()
+    tag = TAG.search(text)
+    assert tag is not None and uuid.UUID(tag.group()[-37:-1]).version == 4
+    for pattern in (TAG, SENT_AT):
+        text, expected = pattern.sub("<x>", text), pattern.sub("<x>", expected)
+    assert text == expected
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+@pytest.mark.parametrize(("queue", "priority"), [("celery", None), ("q", 6)])
+def test_template_makes_what_build_makes(options: dict[str, Any], queue: str, priority: int | None) -> None:
+    templates = Templates()
+    for _ in range(2):  # the first builds the template, the second fills it from the cache
+        for args, kwargs in CALLS:
+            opts = {**BASE, **options}
+            task_id, raw = templates.build("t.name", args, kwargs, queue, priority, opts)
+            assert task_id == (options.get("task_id") or task_id)
+            _, ref = protocol.build(
+                "t.name", args, kwargs, queue=queue, priority=priority, **{**opts, "task_id": task_id}
+            )
+            _same_but_random(raw, ref)
+            message = protocol.decode(raw, frozenset({"application/json", "application/x-python-serialize"}))
+            assert (message.id, message.args, message.kwargs) == (task_id, list(args), dict(kwargs or {}))
+            assert message.root_id == (options.get("root_id") or task_id)
+
+
+def test_each_message_has_its_own_ids() -> None:
+    templates = Templates()
+    built = [templates.build("t.name", (), {}, "celery", None, dict(BASE)) for _ in range(500)]
+    ids = {task_id for task_id, _ in built}
+    tags = {json.loads(raw)["properties"]["delivery_tag"] for _, raw in built}
+    assert len(ids) == len(tags) == 500 and not ids & tags
+    for value in list(ids)[:50]:
+        assert str(uuid.UUID(value)) == value and uuid.UUID(value).version == 4
+
+
+def test_templates_are_per_task_and_options_and_the_cache_stays_bounded() -> None:
+    templates = Templates(size=4)
+    for n in range(10):
+        _, raw = templates.build(f"t.{n}", (), {}, "celery", n % 3, {**BASE, "retries": n})
+        headers = json.loads(raw)["headers"]
+        assert (headers["task"], headers["retries"], json.loads(raw)["properties"]["priority"]) == (f"t.{n}", n, n % 3)
+    assert len(templates._cache) <= 4
+
+
+def test_unknown_or_unhashable_options_are_built_whole() -> None:
+    templates = Templates()
+    _, raw = templates.build("t.name", (), {}, "celery", None, {**BASE, "timelimit": [1, 2]})
+    assert json.loads(raw)["headers"]["timelimit"] == [1, 2]
+    assert not templates._cache
+
+
+# -- App's send plans: a setting or task attribute changed after a send counts at the next one ----
+
+
+@pytest.fixture
+def app(redis_url: str, redis_client: Any) -> Any:
+    from engine import App
+
+    application = App("unit", broker=redis_url, backend=redis_url, task_send_sent_event=False)
+    yield application
+    application.close()
+
+
+def _sent(client: Any, key: str) -> list[protocol.TaskMessage]:
+    raws = client.lrange(key, 0, -1)
+    client.delete(key)
+    return [protocol.decode(raw, frozenset({"application/json"})) for raw in reversed(raws)]
+
+
+def test_a_change_after_a_send_counts_at_the_next_send(app: Any, redis_client: Any) -> None:
+    task = app.task(name="unit.planned", ignore_result=True)(lambda *a, **k: None)
+    ids = [task.delay(1, x="y").id for _ in range(3)]
+    first = _sent(redis_client, "celery")
+    assert [m.id for m in first] == ids and len(set(ids)) == 3
+    assert all((m.args, m.kwargs, m.ignore_result) == ([1], {"x": "y"}, True) for m in first)
+
+    app.conf.task_default_queue = "elsewhere"
+    task.ignore_result = False
+    task.time_limit = 30
+    result = task.delay()
+    (moved,) = _sent(redis_client, "elsewhere")
+    assert (moved.id, moved.ignore_result, moved.timelimit) == (result.id, False, (30, None))
+
+    app.conf.task_routes = {"unit.planned": {"queue": "routed"}}
+    task.apply_async(priority=3)
+    (routed,) = _sent(redis_client, protocol.priority_key("routed", 3))
+    assert routed.delivery_info["priority"] == 3
+
+    app.conf.task_routes = None
+    task.apply_async(queue="own", serializer="json", shadow="alias")
+    (own,) = _sent(redis_client, "own")
+    assert own.headers["shadow"] == "alias"
