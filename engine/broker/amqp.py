@@ -42,7 +42,7 @@ import amqp.spec
 import kombu
 import kombu.exceptions
 
-from engine.broker import amqp_delay
+from engine.broker import amqp_delay, amqp_read
 from engine.broker.amqp_wire import Outgoing, envelope
 from engine.broker.base import DeadLetter, Delivery
 from engine.broker.eta_hold import EtaHold
@@ -53,6 +53,7 @@ log = logging.getLogger("engine.broker")
 DEAD = "tqctl.dead"
 IDLE_PUBLISHERS = 8  # publishing connections kept open between publishes
 SLICE = 0.05  # seconds one wait for deliveries holds the consumer's channel (acks wait at most this)
+GATHER = 0.005  # seconds to wait for the rest of a delivery already arriving, once one is in hand
 CONNECT_TIMEOUT = 5.0
 CONFIRM_TIMEOUT = 30.0  # seconds a batch waits for RabbitMQ's confirms
 HOLD = 3.0  # seconds: a task due sooner is held in the worker, a later one goes back to RabbitMQ
@@ -351,6 +352,11 @@ class AmqpBroker:
                 self._ensure_consuming(queues, limit)
                 if not self._ready:
                     self._drain(min(SLICE, max(deadline - _now(), 0.0)))
+                # What RabbitMQ already pushed comes along in this fetch, not one per fetch.
+                while self._ready and len(self._ready) < limit and self._conn is not None:
+                    if not amqp_read.pending(self._conn.connection):
+                        break
+                    self._drain(GATHER)
                 if self._ready or _now() >= deadline:
                     return [self._ready.popleft() for _ in range(min(limit, len(self._ready)))]
 
@@ -359,6 +365,7 @@ class AmqpBroker:
             if self._conn is None:
                 self._conn = self._connection(confirm=False)
                 self._conn.ensure_connection(max_retries=1)
+                amqp_read.buffer_reads(self._conn.connection)
                 self._window = 0
             self._base = max(self._base, limit, 1)
             wanted = self._base + len(self._deferred)
@@ -460,8 +467,28 @@ class AmqpBroker:
         return done
 
     def ack(self, owner: str, tags: Sequence[str]) -> None:
-        if tags:
-            self._settle(tags, lambda ch, n: ch.basic_ack(n))
+        """One ``basic.ack`` with ``multiple`` for the run of tags below every delivery still
+        held (a held one, an ETA message or one not yet run, is never covered), single acks for
+        the rest."""
+        if not tags:
+            return
+        with self._lock:
+            if self._conn is None:
+                return
+            numbers = sorted(held[0] for tag in tags if (held := self._held.pop(tag, None)) is not None)
+            if not numbers:
+                return
+            low = min((number for number, _ in self._held.values()), default=None)
+            covered = [n for n in numbers if low is None or n < low]
+            try:
+                channel = self._conn.default_channel
+                if covered:
+                    channel.basic_ack(covered[-1], multiple=len(covered) > 1)
+                for number in numbers[len(covered) :]:
+                    channel.basic_ack(number)
+            except (*UNREACHABLE, amqp.exceptions.ChannelError) as exc:
+                self._lost()
+                raise self._unavailable(exc) from None
 
     def requeue(self, owner: str, tags: Sequence[str]) -> int:
         """Back to the queue by RabbitMQ itself (``redelivered`` set on the next delivery)."""
