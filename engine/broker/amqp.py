@@ -97,7 +97,7 @@ class AmqpBroker:
         # The consumer: one connection and channel, used by one thread at a time under ``_lock``.
         self._lock = threading.RLock()
         self._conn: kombu.Connection | None = None
-        self._consumer: kombu.Consumer | None = None
+        self._consumer: list[str] | None = None  # our consumer tags on the channel, once consuming
         self._consuming: tuple[str, ...] = ()
         self._gen = 0  # bumped each time the consumer's channel is lost: older tags are void
         self._beat_gen: int | None = None
@@ -361,15 +361,17 @@ class AmqpBroker:
                 self._window = wanted
             if tuple(queues) != self._consuming:
                 if self._consumer is not None:
-                    self._consumer.cancel()
-                self._consumer = kombu.Consumer(
-                    channel, [self.entity(q) for q in queues], on_message=self._on_message, no_ack=False
-                )
-                self._consumer.consume()
-                self._consuming = tuple(queues)
+                    self._cancel(channel)
+                for name in queues:
+                    self.entity(name)(channel).declare()
+                # py-amqp's own consumer: kombu's wraps each delivery in a Message object first.
                 # Which queue a delivery came from (its routing key may differ: a custom exchange).
-                active: dict[str, str] = getattr(self._consumer, "_active_tags", {})
-                self._queue_of = {tag: name for name, tag in active.items()}
+                self._queue_of = {
+                    channel.basic_consume(name, consumer_tag="", callback=self._on_message, no_ack=False): name
+                    for name in queues
+                }
+                self._consumer = list(self._queue_of)
+                self._consuming = tuple(queues)
                 self._bind_delayed(queues)  # after: deliveries may arrive during its round trips
         except amqp.exceptions.PreconditionFailed as exc:
             self._lost()
@@ -396,16 +398,30 @@ class AmqpBroker:
             self._lost()
             raise self._unavailable(exc) from None
 
+    def _cancel(self, channel: Any) -> None:
+        for tag in self._consumer or ():
+            channel.basic_cancel(tag)
+        self._consumer = None
+
+    def _stop_consuming(self) -> None:
+        """Cancel our consumers on a live channel (quietly: it may be going away)."""
+        if self._consumer is not None and self._conn is not None:
+            channel = self._conn.default_channel
+            _quietly(lambda: self._cancel(channel))
+        self._consumer, self._consuming = None, ()
+
     def _on_message(self, message: Any) -> None:
-        info = message.delivery_info
-        tag = f"{self._gen}.{message.delivery_tag}"
+        """A py-amqp delivery: its properties hold the content type, encoding and headers."""
+        info, props = message.delivery_info, message.properties
+        number = info["delivery_tag"]
+        tag = f"{self._gen}.{number}"
         try:
             raw = envelope(
                 message.body,
-                message.content_type,
-                message.content_encoding,
-                message.headers,
-                message.properties,
+                props.get("content_type"),
+                props.get("content_encoding"),
+                props.get("application_headers"),
+                props,
                 info.get("exchange") or "",
                 info.get("routing_key") or "",
                 bool(info.get("redelivered")),
@@ -419,7 +435,7 @@ class AmqpBroker:
             or (self._consuming[0] if self._consuming else "celery")
         )
         delivery = Delivery(tag, queue, raw)
-        self._held[tag] = (message.delivery_tag, delivery)
+        self._held[tag] = (number, delivery)
         self._ready.append(delivery)
 
     def _lost(self) -> None:
@@ -483,9 +499,7 @@ class AmqpBroker:
     def requeue_all(self, owner: str) -> int:
         """Everything we hold back to its queue, consuming stopped first so none comes straight back."""
         with self._lock:
-            if self._consumer is not None:
-                _quietly(self._consumer.cancel)
-                self._consumer, self._consuming = None, ()
+            self._stop_consuming()
             self._ready.clear()
             self._deferred.clear()
             return self.requeue(owner, list(self._held))
@@ -559,8 +573,7 @@ class AmqpBroker:
     def retire(self, owner: str) -> None:
         """Close the consumer's connection; RabbitMQ requeues whatever is still unacked."""
         with self._lock:
-            if self._consumer is not None:
-                _quietly(self._consumer.cancel)
+            self._stop_consuming()
             self._lost()
 
     def inflight_count(self, owner: str) -> int:
