@@ -335,7 +335,9 @@ class Run:
         enqueue, drain, fill = self.cpu_broker_enqueue, self.cpu_broker_drain, self.cpu_broker_fill
         if enqueue is not None and drain is not None and fill is not None:
             broker = max(enqueue + drain - fill, 0.0) / n * 1e6
+        drain_only = max(drain - fill, 0.0) / n * 1e6 if drain is not None and fill is not None else None
         self.out.update(
+            cpu_broker_drain_us_per_task=drain_only,
             cpu_client_us_per_task=client,
             cpu_worker_us_per_task=worker,
             cpu_broker_us_per_task=broker,
@@ -419,6 +421,7 @@ FIGURES: list[tuple[str, str, str]] = [
     ("cpu_worker_us_per_task", "CPU per task: worker tree", "µs"),
     ("cpu_broker_us_per_task", "CPU per task: broker", "µs"),
     ("cpu_total_us_per_task", "CPU per task: total", "µs"),
+    ("cpu_broker_drain_us_per_task", "CPU per task: broker, in the drain (its fill taken off)", "µs"),
 ]
 
 
