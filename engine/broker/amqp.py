@@ -236,7 +236,7 @@ class AmqpBroker:
             # A per-message TTL would make it skip levels (RabbitMQ dead-letters it early); the
             # task's ``expires`` header still revokes it when it comes out.
             message.expiration = None
-        # py-amqp directly (kombu's Producer costs a third of a delay()'s CPU): the channel is in
+        # py-amqp directly (kombu's Producer cost about a quarter of a delay()'s CPU): the channel is in
         # confirm mode (``confirm_publish``), so this returns once RabbitMQ has the message.
         channel = conn.default_channel
         declared = ("tqctl.queue", queue)  # kombu forgets its declarations when it reconnects
