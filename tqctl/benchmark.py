@@ -86,8 +86,15 @@ class Target:
 def engine_target(broker_url: str, backend_url: str | None = None) -> Target:
     """Our engine: ``tqctl worker -A tqctl.examples.benchapp`` and its client in this process."""
     from engine import group
+    from engine.broker.inspect import is_amqp, state_url
+    from engine.exceptions import ImproperlyConfigured
     from tqctl.examples import benchapp
 
+    if is_amqp(broker_url) and state_url(broker_url, backend_url) is None:
+        raise ImproperlyConfigured(
+            "a benchmark on an AMQP broker needs a Redis result backend (--backend or TQCTL_BACKEND): "
+            "results stored and the workers' state are kept there"
+        )
     benchapp.app.close()
     benchapp.app.conf.broker_url = broker_url
     if backend_url is not None:

@@ -171,3 +171,21 @@ def test_compare_on_rabbitmq_runs_both_engines_and_prints_the_table(rabbitmq, tm
         assert isinstance(results[engine]["raw_confirm_single_per_s"], float)
     assert "| drain, results ignored | tasks/s |" in run.stdout
     assert "| raw LPUSH one by one, redis-py (reference) | tasks/s | n/a | n/a | reference |" in run.stdout
+
+
+def test_bench_on_rabbitmq_with_a_redis_backend_counts_every_task(amqp_url: str, redis_url: str) -> None:
+    args = ["-n", "100", "--runs", "1", "--idle", "1", "--latency-seconds", "1", "--rate", "50", "--sparse", "1"]
+    result = CliRunner().invoke(_cli(), [*args, "--broker", amqp_url, "--backend", redis_url, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["complete"] is True
+    assert data["drain_completed"] == data["drain_stored_completed"] == 100
+    assert data["enqueue_raw_lpush_per_s"] is None  # a Redis reference: not measured on AMQP
+    assert isinstance(data["drain_per_s"], float)
+
+
+def test_bench_on_rabbitmq_without_a_redis_backend_is_one_line(amqp_url: str) -> None:
+    result = CliRunner().invoke(_cli(), ["--broker", amqp_url], env={"TQCTL_BACKEND": None})
+    assert result.exit_code == 1
+    assert "needs a Redis result backend" in result.stderr
+    assert "Traceback" not in result.output
