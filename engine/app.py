@@ -274,7 +274,12 @@ class App:
 
     @property
     def control(self) -> Control:
-        return Control(self.broker_url(), signer=self.signer)
+        """Celery's ``app.control``: on the broker's own broadcast channels (Redis pub/sub, or
+        RabbitMQ's ``celery.pidbox``), so ``result.revoke()`` and ``inspect()`` work on either."""
+        from engine.broker.inspect import open_fanout
+
+        url = self.broker_url()
+        return Control(url, signer=self.signer, fanout=open_fanout(url, self.backend_url()))
 
     def control_command(self, name: str | None = None, **options: Any) -> Callable[..., Any]:
         """Celery's ``@control_command``, kept by this app only (see engine.worker.control)."""

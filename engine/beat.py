@@ -42,6 +42,7 @@ import redis
 
 from engine import signals
 from engine.beat_store import FIRED, NOT_LEADER, BeatStore, to_us
+from engine.broker.inspect import is_amqp
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.redisconn import describe_error
 from engine.schedules import Schedule, as_schedule
@@ -174,11 +175,15 @@ def send_entry(app: Any, entry: Entry, slot: datetime | None = None) -> str:
 
 
 def open_store(app: Any) -> BeatStore:
+    """The broker's Redis; on RabbitMQ, which keeps nothing that can be read back, the Redis result
+    backend, where tqctl keeps its other state (revokes, history) and the console looks for beat's."""
     client = getattr(app.broker, "client", None)
+    if not isinstance(client, redis.Redis) and is_amqp(app.broker_url()):
+        client = getattr(app.backend, "client", None)
     if not isinstance(client, redis.Redis):
         raise ImproperlyConfigured(
-            "beat keeps its lease and state in the broker and needs a Redis "
-            "broker (redis://, rediss://, redis+socket://)"
+            "beat keeps its lease and state in Redis: it needs a Redis broker (redis://, rediss://, "
+            "redis+socket://), or on RabbitMQ a Redis result backend (result_backend or TQCTL_BACKEND)"
         )
     return BeatStore(client)
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import states
 from engine.exceptions import TimeoutError
 from engine.protocol.results import GROUP_KEY_PREFIX, TASK_KEY_PREFIX, decode_exception, encode_exception, meta
 from engine.serialization import json_dumps, json_loads
+
+if TYPE_CHECKING:
+    from engine.backend.base import Reply
 
 
 class BaseKeyValueStoreBackend:
@@ -41,7 +44,7 @@ class BaseKeyValueStoreBackend:
     def delete(self, key: str) -> None:
         raise NotImplementedError
 
-    def store(self, task_id: str, meta: dict[str, Any]) -> None:
+    def store(self, task_id: str, meta: dict[str, Any], reply: Reply | None = None) -> None:
         self.set(self.get_key_for_task(task_id), self.encode(meta))
 
     def get_meta(self, task_id: str) -> dict[str, Any] | None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import states
+
+if TYPE_CHECKING:
+    from engine.backend.base import Reply
 
 
 class MemoryBackend:
@@ -14,7 +17,7 @@ class MemoryBackend:
         self._metas: dict[str, dict[str, Any]] = {}
         self._changed = threading.Condition()
 
-    def store(self, task_id: str, meta: dict[str, Any]) -> None:
+    def store(self, task_id: str, meta: dict[str, Any], reply: Reply | None = None) -> None:
         with self._changed:
             self._metas[task_id] = meta
             self._changed.notify_all()

@@ -23,6 +23,7 @@ from engine.serialization import json_dumps, json_loads
 
 if TYPE_CHECKING:
     from engine.app import App
+    from engine.backend.base import Reply
 
 
 class RedisBackend(BaseKeyValueStoreBackend):
@@ -73,7 +74,7 @@ class RedisBackend(BaseKeyValueStoreBackend):
     def ensure_chords_allowed(self) -> None:
         """Celery's check before a chord starts: Redis joins chords natively, so always allowed."""
 
-    def store(self, task_id: str, meta: dict[str, Any]) -> None:
+    def store(self, task_id: str, meta: dict[str, Any], reply: Reply | None = None) -> None:
         if asyncrun.bridged():  # on the asyncio pool's loop: pipelined with other tasks' stores, no stall
             asyncrun.resolve(aio.astore(self, task_id, meta), interruptible=False)
             return

@@ -12,9 +12,11 @@ Our reply queue is not auto-delete (Celery's is): a client that stops consuming 
 expires (``x-expires``) after ``result_expires`` without use instead. Results the client receives
 for other tasks are kept in memory until asked for, as Celery does.
 
-The worker learns where to reply from the running task's request, so outcomes stored outside a
-run (revoked or expired before it ran, a lost child process) have no reply address and are not
-sent: the client's ``get()`` then times out, as with Celery's RPC backend for a revoked task.
+The worker learns where to reply from the running task's request, or, for outcomes stored outside
+a run (revoked or expired before it ran, its process lost), from the message's own properties,
+which the worker passes as ``reply``: the client's ``get()`` then raises at once, as it does with
+Celery's RPC backend. Only an outcome stored with neither (a store by hand, out of any worker) has
+nowhere to go and is dropped.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import os
 import threading
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kombu
 
@@ -34,6 +36,9 @@ from engine.broker.amqp import UNREACHABLE, drain_events, open_connection
 from engine.config import mask_url
 from engine.exceptions import BrokerUnavailable
 from engine.serialization import json_dumps, json_loads
+
+if TYPE_CHECKING:
+    from engine.backend.base import Reply
 
 log = logging.getLogger("engine.backend")
 DEFAULT_EXPIRES = 86400.0  # seconds an unused reply queue lives when result_expires is off
@@ -159,14 +164,14 @@ class RpcBackend:
         self._metas.pop(task_id, None)
 
     # -- the worker -------------------------------------------------------------------------------
-    def store(self, task_id: str, meta: dict[str, Any]) -> None:
-        """Publish ``meta`` to the reply queue the running task's client named (confirmed)."""
-        running = task_log.running_request()
-        reply_to = getattr(running, "reply_to", None) if running is not None else None
-        if not reply_to or getattr(running, "id", None) != task_id:
+    def store(self, task_id: str, meta: dict[str, Any], reply: Reply | None = None) -> None:
+        """Publish ``meta`` to the reply queue the task's client named (confirmed): ``reply`` from
+        its message, else the request of the task running in this thread."""
+        reply_to, correlation_id = reply if reply is not None else self._running_reply(task_id)
+        if not reply_to:
             log.debug("no reply queue for %s: its outcome is not sent (rpc://)", task_id)
             return
-        correlation_id = getattr(running, "correlation_id", None) or task_id
+        correlation_id = correlation_id or task_id
         body = json_dumps(meta)
         for attempt in (1, 2):
             try:
@@ -180,6 +185,13 @@ class RpcBackend:
                     publisher.release()
                 if attempt == 2:
                     raise self._unavailable(exc) from None
+
+    @staticmethod
+    def _running_reply(task_id: str) -> tuple[str, str]:
+        running = task_log.running_request()
+        if running is None or getattr(running, "id", None) != task_id:
+            return "", ""
+        return getattr(running, "reply_to", None) or "", getattr(running, "correlation_id", None) or ""
 
     def _publish(self, reply_to: str, correlation_id: str, body: str) -> None:
         self._forked()

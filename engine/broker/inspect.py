@@ -60,12 +60,22 @@ def is_amqp(url: str) -> bool:
     return urlsplit(str(url).split(";", 1)[0]).scheme.lower() in AMQP_SCHEMES
 
 
+def is_sqs(url: str) -> bool:
+    from engine.broker.connect import SQS_SCHEMES
+
+    return urlsplit(str(url).split(";", 1)[0]).scheme.lower() in SQS_SCHEMES
+
+
 def open_view(broker_url: str, backend_url: str | None = None, client: Any = None) -> ClusterView:
-    """The view for ``broker_url``; ``backend_url`` is where an AMQP cluster keeps its state."""
+    """The view for ``broker_url``; ``backend_url`` is where an AMQP or SQS cluster keeps its state."""
     if is_amqp(broker_url):
         from engine.broker.amqp_inspect import AmqpView
 
         return AmqpView(broker_url, backend_url)
+    if is_sqs(broker_url):
+        from engine.broker.sqs_inspect import SqsView
+
+        return SqsView(broker_url, state_url(broker_url, backend_url))
     from engine.broker.redis_inspect import RedisView
 
     return RedisView(broker_url, client)
@@ -73,8 +83,8 @@ def open_view(broker_url: str, backend_url: str | None = None, client: Any = Non
 
 def state_url(broker_url: str, backend_url: str | None) -> str | None:
     """Where tqctl's stored state (revokes, history, failure inbox) is: the broker on Redis, the
-    Redis result backend on AMQP (None: an AMQP broker without one)."""
-    if not is_amqp(broker_url):
+    Redis result backend on AMQP and SQS (None: such a broker without one)."""
+    if not is_amqp(broker_url) and not is_sqs(broker_url):
         return broker_url
     from engine.redisconn import REDIS_SCHEMES
 

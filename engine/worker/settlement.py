@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from engine import states
+from engine.backend.base import Reply
 from engine.broker.base import DeadLetter, Delivery
 from engine.config import url_host
 from engine.exceptions import BrokerUnavailable, NotRegistered
@@ -117,10 +118,15 @@ class Settlement:
         tag = job.delivery.tag
         self.later(f"requeue {job.id}", lambda: self.broker.requeue(self.owner, [tag]))
 
-    def store(self, what: str, task_id: str, result: dict[str, object], ignore_result: bool) -> None:
+    def store(self, what: str, message: protocol.TaskMessage, result: dict[str, object], ignore_result: bool) -> None:
+        """Store an outcome reached outside a run, with the message's reply address (``rpc://``
+        answers the sender directly, and there is no running request to read it from)."""
         backend = self.app.backend
         if backend is not None and not ignore_result:
-            self.later(f"{what} of {task_id}", lambda: backend.store(task_id, result))
+            props = message.properties
+            reply = Reply(str(props.get("reply_to") or ""), str(props.get("correlation_id") or message.id))
+            task_id = message.id
+            self.later(f"{what} of {task_id}", lambda: backend.store(task_id, result, reply))
 
     def _letter(
         self, delivery: Delivery, reason: str, detail: str, task_id: object, name: object, letter_id: str = ""
@@ -173,7 +179,7 @@ class Settlement:
         self.later(f"ack the revoked {message.id}", lambda: self.broker.ack(self.owner, [tag]))
         self.store(
             "store the revocation",
-            message.id,
+            message,
             meta(message.id, states.REVOKED, revoked_result(why)),
             bool(message.ignore_result),
         )
@@ -193,7 +199,7 @@ class Settlement:
         detail = f"task {message.name!r} is not registered on {self.hostname}"
         # First: a waiting client learns why.
         failure = meta(message.id, states.FAILURE, encode_exception(NotRegistered(message.name)))
-        self.store("store NotRegistered", message.id, failure, bool(message.ignore_result))
+        self.store("store NotRegistered", message, failure, bool(message.ignore_result))
         self.refuse(delivery, "unknown_task", detail, message.headers)
 
     # -- after a run --------------------------------------------------------------------------
@@ -233,7 +239,7 @@ class Settlement:
             failure = meta(
                 job.id, states.FAILURE, error, traceback=outcome.traceback, parent_id=m.parent_id, group_id=m.group
             )
-            self.store("store the failure", job.id, failure, bool(m.ignore_result))
+            self.store("store the failure", m, failure, bool(m.ignore_result))
 
     def requeues_lost(self, job: Job, reason: str, count: int) -> bool:
         """A late-ack job whose process died goes back to its queue until it has been lost
@@ -250,7 +256,7 @@ class Settlement:
         not requeued: FAILURE stored, and the message acked, or dead-lettered as poison."""
         m = job.message
         failure = meta(job.id, states.FAILURE, encode_exception(exc), parent_id=m.parent_id, group_id=m.group)
-        self.store("store the failure", job.id, failure, bool(m.ignore_result))
+        self.store("store the failure", m, failure, bool(m.ignore_result))
         poison = reason == "worker_lost" and count >= int(self.app.conf.tqctl_delivery_limit)
         if poison and not job.acked:
             detail = f"lost its process {count} times: {exc}"
@@ -264,7 +270,7 @@ class Settlement:
     def terminated(self, job: Job) -> None:
         """Killed on request (``revoke --terminate``): REVOKED, and the message acked."""
         revoked = meta(job.id, states.REVOKED, revoked_result("terminated"))
-        self.store("store the revocation", job.id, revoked, bool(job.message.ignore_result))
+        self.store("store the revocation", job.message, revoked, bool(job.message.ignore_result))
         self.ack(job)
 
     # -- at shutdown ----------------------------------------------------------------------------

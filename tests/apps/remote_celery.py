@@ -3,7 +3,8 @@
 ``celery -A tests.apps.remote_celery worker`` runs the same command functions as our worker;
 ``celery -A tests.apps.remote_celery inspect echo hello 2`` is how Celery's CLI sends them (its CLI
 only accepts command names registered in its process, which importing this module does).
-Broker and backend come from ``REMOTE_BROKER``.
+The broker comes from ``REMOTE_BROKER``, the result backend from ``REMOTE_BACKEND`` (the broker's
+URL when unset: on Redis both are the session server; on RabbitMQ results stay on Redis).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tests.apps import remote_commands
 app = Celery(
     "remote_celery",
     broker=os.environ.get("REMOTE_BROKER"),
-    backend=os.environ.get("REMOTE_BROKER"),
+    backend=os.environ.get("REMOTE_BACKEND") or os.environ.get("REMOTE_BROKER"),
     set_as_current=False,
 )
 app.conf.update(broker_connection_retry_on_startup=True, task_default_queue="celery")

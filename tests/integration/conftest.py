@@ -56,10 +56,16 @@ def client_app(module_name: str, broker_url: str, backend_url: str | None = None
     """A test app module as a client in this process, pointed at this test's server."""
     module = importlib.import_module(module_name)
     module.app.close()
+    before = module.app.conf.broker_url, module.app.conf.result_backend
     module.app.conf.broker_url = broker_url
     module.app.conf.result_backend = backend_url or broker_url
-    yield module
-    module.app.close()
+    try:
+        yield module
+    finally:
+        module.app.close()
+        # The module stays imported for the process: later tests (another file, under xdist) see
+        # its settings as the module left them, not as this test set them.
+        module.app.conf.broker_url, module.app.conf.result_backend = before
 
 
 @pytest.fixture
@@ -131,12 +137,12 @@ def celery_processes(tmp_path: Path, ledger: Path) -> Iterator[Callable[..., Cel
 
 
 @pytest.fixture
-def celery_prefork(broker_url: str, tmp_path: Path) -> Iterator[Callable[..., CeleryPrefork]]:
+def celery_prefork(broker_url: str, backend_url: str, tmp_path: Path) -> Iterator[Callable[..., CeleryPrefork]]:
     """``start(name, *worker args)`` → a ready Celery prefork worker of tests/apps/remote_celery.py."""
     started: list[CeleryPrefork] = []
 
     def start(name: str, *args: str) -> CeleryPrefork:
-        worker = CeleryPrefork(broker_url, name, tmp_path / f"{name}.log", *args)
+        worker = CeleryPrefork(broker_url, name, tmp_path / f"{name}.log", *args, backend=backend_url)
         started.append(worker)
         return worker.wait_ready(60)
 
@@ -146,11 +152,11 @@ def celery_prefork(broker_url: str, tmp_path: Path) -> Iterator[Callable[..., Ce
 
 
 @pytest.fixture
-def celery_app(broker_url: str) -> Iterator[Any]:
+def celery_app(broker_url: str, backend_url: str) -> Iterator[Any]:
     """A plain Celery 5.7 client (Flower and ``celery inspect`` use exactly this)."""
     import celery
 
-    app = celery.Celery("probe", broker=broker_url, backend=broker_url, set_as_current=False)
+    app = celery.Celery("probe", broker=broker_url, backend=backend_url, set_as_current=False)
     app.conf.broker_connection_retry_on_startup = True
     yield app
     app.close()

@@ -85,8 +85,8 @@ class CeleryWorkerProcess(ChildProcess):
     ready_marker = " ready."
 
     def __init__(self, app: str, queues: str, name: str, log_path: Path, env: dict[str, str]) -> None:
-        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-        full_env.pop("TQCTL_BACKEND", None)
+        inherited = {k: v for k, v in os.environ.items() if k != "TQCTL_BACKEND"}  # only ``env`` may set it
+        full_env = {**inherited, "PYTHONPATH": str(ROOT), **env}
         argv = [
             sys.executable,
             "-m",
@@ -118,8 +118,8 @@ class CeleryPrefork(ChildProcess):
 
     ready_marker = " ready."
 
-    def __init__(self, url: str, name: str, log_path: Path, *args: str) -> None:
-        env = {**os.environ, "REMOTE_BROKER": url, "PYTHONPATH": str(ROOT)}
+    def __init__(self, url: str, name: str, log_path: Path, *args: str, backend: str | None = None) -> None:
+        env = {**os.environ, "REMOTE_BROKER": url, "REMOTE_BACKEND": backend or url, "PYTHONPATH": str(ROOT)}
         argv = [
             sys.executable,
             "-m",

@@ -94,3 +94,27 @@ def test_our_worker_replies_to_a_celery_rpc_client(celery_rpc_client: Any, our_r
     assert celery_rpc_client.send_task("interop.whoami").get(timeout=30) == "tqctl"
     with pytest.raises(ValueError, match="no such thing"):
         celery_rpc_client.send_task("interop.fail", args=["ValueError", "no such thing"]).get(timeout=30)
+
+
+def test_outcomes_settled_outside_a_run_reach_the_rpc_client(
+    rpc_client: ModuleType, celery_rpc_client: Any, our_rpc_worker: Any
+) -> None:
+    """Revoked before it ran, or unknown to the worker: no task runs, yet the sender's ``get()``
+    raises at once (the reply address comes from the message), for our client and Celery's."""
+    from celery.exceptions import TaskRevokedError as CeleryRevoked
+
+    from engine.exceptions import NotRegistered, TaskRevokedError
+
+    our_rpc_worker("-P", "threads")
+    ours = rpc_client.add.apply_async((1, 1), countdown=3)
+    ours.revoke()
+    theirs = celery_rpc_client.send_task("interop.add", args=[1, 1], countdown=3)
+    theirs.revoke()
+    unknown = rpc_client.app.send_task("interop.no_such_task")
+    with pytest.raises(NotRegistered):
+        unknown.get(timeout=30)
+    with pytest.raises(TaskRevokedError):
+        ours.get(timeout=30)
+    with pytest.raises(CeleryRevoked):
+        theirs.get(timeout=30)
+    assert rpc_client.add.delay(2, 2).get(timeout=30) == 4  # and the worker goes on

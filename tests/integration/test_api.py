@@ -32,7 +32,7 @@ from engine.protocol.results import task_key
 from engine.redisconn import client_from_url
 from tests.integration.harness import ROOT, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.amqp_too]
 
 UTC = dt.timezone.utc
 HOST = socket.gethostname()
@@ -52,7 +52,6 @@ def ledger_lines(path: Path, prefix: str) -> list[tuple[str, float]]:
 # -- sending and reading back -------------------------------------------------------------------
 
 
-@pytest.mark.amqp_too
 def test_delay_get_and_every_result_accessor(api: Any, start_worker: Any) -> None:
     start_worker("-P", "threads", "-c", "2", app=API)
     result = api.add.delay(2, 3)
@@ -64,9 +63,11 @@ def test_delay_get_and_every_result_accessor(api: Any, start_worker: Any) -> Non
     assert api.app.AsyncResult(result.id).result == 5
 
 
-def test_send_task_by_name_from_an_app_that_does_not_know_the_task(broker_url: str, start_worker: Any) -> None:
+def test_send_task_by_name_from_an_app_that_does_not_know_the_task(
+    broker_url: str, backend_url: str, start_worker: Any
+) -> None:
     start_worker("-P", "threads", "-c", "1", app=API)
-    client = App("client", broker=broker_url)
+    client = App("client", broker=broker_url, backend=backend_url)
     try:
         assert "tests.apps.api.add" not in client.tasks
         assert client.send_task("tests.apps.api.add", args=[20, 22]).get(timeout=10) == 42
@@ -127,13 +128,17 @@ def test_countdown_and_eta_do_not_run_before_due(api: Any, start_worker: Any) ->
     assert by_naive_eta.get(timeout=10)["started"] >= naive_due.replace(tzinfo=UTC).timestamp()
 
 
-def test_expired_tasks_end_revoked(api: Any, start_worker: Any) -> None:
+def test_expired_tasks_end_revoked(api: Any, start_worker: Any, transport: str) -> None:
     stale = api.add.apply_async((1, 1), expires=0.3)  # no worker yet: it expires in the queue
     time.sleep(0.6)
     start_worker("-P", "threads", "-c", "2", app=API)
-    with pytest.raises(TaskRevokedError):
-        stale.get(timeout=10)
-    assert stale.state == "REVOKED" and stale.ready() and not stale.successful()
+    if transport == "redis":
+        with pytest.raises(TaskRevokedError):
+            stale.get(timeout=10)
+        assert stale.state == "REVOKED" and stale.ready() and not stale.successful()
+    else:  # as Celery's: ``expires`` is also the message's TTL, so RabbitMQ drops it unrun and unrecorded
+        assert api.add.delay(0, 0).get(timeout=10) == 0  # a sentinel sent after it
+        assert stale.state == "PENDING" and api.app.broker.queue_depth("celery") == 0
 
     late = api.add.apply_async((1, 1), countdown=1.0, expires=0.4)  # due after it expires
     with pytest.raises(TaskRevokedError):
@@ -192,21 +197,22 @@ def test_acks_late_task_survives_a_killed_worker(shop: Any, start_worker: Any, l
 
 def owners_of(client: redis.Redis, pid: int) -> list[str]:
     """The broker's live owner records (``host.pid.random``) of the worker process ``pid``."""
-    members = [m.decode() for m in client.zrange(OWNERS, 0, -1)]
+    members = [m.decode() if isinstance(m, bytes) else str(m) for m in client.zrange(OWNERS, 0, -1)]
     return [m for m in members if m.rsplit(".", 2)[-2:-1] == [str(pid)]]
 
 
 def test_early_ack_task_is_not_rerun_after_a_killed_worker(
-    shop: Any, start_worker: Any, ledger: Path, redis_client: redis.Redis
+    shop: Any, start_worker: Any, ledger: Path, redis_client: redis.Redis, transport: str
 ) -> None:
     first = start_worker("-P", "threads", "-c", "2", name="doomed")
     early = shop.slow_early.delay(2, "early")
     wait_for(lambda: "start early" in ledger.read_text(), 10, "the task to start")
-    assert owners_of(redis_client, first.pid), "the worker is a registered owner"
+    if transport == "redis":  # RabbitMQ hands a dead worker's unacked messages back itself, at once
+        assert owners_of(redis_client, first.pid), "the worker is a registered owner"
     first.kill_group()
     start_worker("-P", "threads", "-c", "2", name="heir")
-    # the heir's reaper hands back whatever the dead worker still owned, then drops it as an owner
-    wait_for(lambda: not owners_of(redis_client, first.pid), 20, "the dead worker to be reaped")
+    if transport == "redis":  # the heir's reaper hands back what the dead worker owned, then drops it
+        wait_for(lambda: not owners_of(redis_client, first.pid), 20, "the dead worker to be reaped")
     assert shop.add.delay(1, 1).get(timeout=20) == 2  # a sentinel behind anything handed back
     text = ledger.read_text()
     assert text.count("start early") == 1 and "end early" not in text
@@ -319,9 +325,9 @@ def test_ignore_result_stores_nothing(api: Any, start_worker: Any, ledger: Path,
 
 
 def test_env_vars_choose_broker_and_backend_for_client_and_worker(
-    broker_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    broker_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    backend_url = f"{broker_url}?db=1"
+    backend_url = f"{redis_url}?db=1"
     env = {**os.environ, "TQCTL_BROKER": broker_url, "TQCTL_BACKEND": backend_url, "PYTHONPATH": str(ROOT)}
     log = tmp_path / "envworker.log"
     with open(log, "ab") as out:
@@ -343,7 +349,7 @@ def test_env_vars_choose_broker_and_backend_for_client_and_worker(
         assert result.get(timeout=10) == 42
         client.close()
         results_db = client_from_url(backend_url)
-        db0 = client_from_url(broker_url)
+        db0 = client_from_url(redis_url)  # the broker itself on Redis
         try:
             assert db0.exists(task_key(result.id)) == 0
             assert results_db.get(task_key(result.id)) is not None

@@ -12,7 +12,9 @@ on Celery by tests/apps/celery_interop.py). celery is imported only inside this 
 
 URLs: the session server is ``redis+socket:///path``. kombu accepts it for the broker; Celery 5.7's
 backend lookup splits ``redis+socket`` into the ``redis`` backend with a ``socket://`` URL (its
-unix-socket form), so the very same URL serves Celery's broker and backend unchanged.
+unix-socket form), so the very same URL serves Celery's broker and backend unchanged. Each test
+also runs on the session's RabbitMQ (``[amqp]``): both engines share its queues, and both keep
+results in that same Redis (``backend_url``), the usual Celery pairing.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import pytest
 from engine import exceptions as ours
 from tests.integration.harness import CeleryWorkerProcess, WorkerProcess, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.amqp_too]
 
 HOST = socket.gethostname()
 INTEROP = "tests.apps.interop"
@@ -38,12 +40,12 @@ INTEROP = "tests.apps.interop"
 
 @pytest.fixture
 def celery_worker(
-    broker_url: str, celery_processes: Callable[..., CeleryWorkerProcess]
+    broker_url: str, backend_url: str, celery_processes: Callable[..., CeleryWorkerProcess]
 ) -> Callable[..., CeleryWorkerProcess]:
     """``python -m celery -A tests.apps.celery_interop worker`` as a subprocess, with its log."""
 
     def start(queues: str = "celery", name: str = "celery1") -> CeleryWorkerProcess:
-        env = {"INTEROP_BROKER": broker_url, "INTEROP_BACKEND": broker_url}
+        env = {"INTEROP_BROKER": broker_url, "INTEROP_BACKEND": backend_url}
         return celery_processes("tests.apps.celery_interop", queues, name, env)
 
     return start
@@ -58,12 +60,12 @@ def our_worker(start_worker: Callable[..., WorkerProcess]) -> Callable[..., Work
 
 
 @pytest.fixture
-def celery_client(broker_url: str) -> Iterator[Any]:
+def celery_client(broker_url: str, backend_url: str) -> Iterator[Any]:
     """A plain Celery 5.7 client: nothing but a broker and a backend URL, as a user would write."""
     import celery
 
     assert celery.__version__.startswith("5.7"), celery.__version__
-    app = celery.Celery("client", broker=broker_url, backend=broker_url)
+    app = celery.Celery("client", broker=broker_url, backend=backend_url)
     app.conf.broker_connection_retry_on_startup = True
     yield app
     app.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,58 @@ def test_a_worker_without_aws_credentials_is_refused_in_one_line(
     out = proc.log()
     errors = [line for line in out.splitlines() if line.startswith("tqctl: error:")]
     assert errors == ["tqctl: error: broker sqs://: Unable to locate credentials"] and "Traceback" not in out
+
+
+def test_queues_purge_and_history_on_sqs(
+    sqs: SqsTarget, redis_url: str, redis_client: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tqctl queues`` and ``purge`` read SQS's own counts, and ``tasks`` the history the worker
+    keeps on the Redis result backend. (The CLI has no transport options, so this test uses the
+    endpoint's unprefixed ``celery`` queue, which no other test touches.)"""
+    import json
+
+    from engine import App
+
+    monkeypatch.setenv("TQCTL_BACKEND", redis_url)
+    options = {k: v for k, v in sqs.options.items() if k != "queue_name_prefix"}
+    client = App("sqs_cli", broker=sqs.url, backend=redis_url)
+    client.conf.broker_transport_options = options
+    try:
+        tqctl("purge", "celery", "--yes", "--broker", sqs.url)  # (empty already, unless a run was cut short)
+        for i in range(3):
+            client.send_task("tests.apps.sqs_app.add", args=[i, i])
+        shown = json.loads(tqctl("queues", "--broker", sqs.url, "--json").stdout)
+        row = next(q for q in shown["queues"] if q["name"] == "celery")
+        assert (row["depth"], row["consumer_count"], shown["warnings"]) == (3, None, [])
+        purged = tqctl("purge", "celery", "--yes", "--broker", sqs.url, "--json")
+        assert purged.returncode == 0 and json.loads(purged.stdout) == {"queue": "celery", "purged": 3}
+        assert (
+            sqs.server.client().get_queue_attributes(
+                QueueUrl=sqs.server.client().get_queue_url(QueueName="celery")["QueueUrl"],
+                AttributeNames=["ApproximateNumberOfMessages"],
+            )["Attributes"]["ApproximateNumberOfMessages"]
+            == "0"
+        )
+
+        env = {"SQS_TEST_BACKEND": redis_url, "SQS_TEST_OPTIONS": json.dumps(options)}
+        worker = WorkerProcess(
+            sqs.url, ["-l", "info", "-n", "s1@%h"], tmp_path / "w.log", env, app="tests.apps.sqs_app"
+        )
+        try:
+            worker.wait_ready(60)
+            result = client.send_task("tests.apps.sqs_app.add", args=[20, 22])
+            assert result.get(timeout=60) == 42
+            worker.signal(signal.SIGTERM)  # a warm stop writes what it has buffered
+            assert worker.wait(60) == 0
+        finally:
+            worker.close()
+        listed = tqctl("tasks", "--broker", sqs.url, "--json")
+        assert listed.returncode == 0, listed.stderr
+        rows = json.loads(listed.stdout)
+        rows = rows["tasks"] if isinstance(rows, dict) else rows
+        assert [(r["id"], r["state"]) for r in rows] == [(result.id, "SUCCESS")]
+        tail = tqctl("tail", "--broker", sqs.url)
+        assert tail.returncode != 0 and (tail.stdout + tail.stderr).strip().count("\n") == 0
+        assert "not available on an SQS broker" in tail.stderr
+    finally:
+        client.close()

@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from tests.integration.conftest import broker_url, ledger, shop, start_worker  # noqa: F401 - reused fixtures
+from tests.integration.conftest import (  # noqa: F401 - reused fixtures
+    backend_url,
+    broker_url,
+    ledger,
+    shop,
+    start_worker,
+    transport,
+    transport_env,
+)
 from tqctl.tui.app import TqctlApp
 from tqctl.tui.audit import AuditLog
 from tqctl.tui.feed import LiveSource

@@ -111,8 +111,10 @@ def test_lease_is_exclusive_renewed_by_holder_only_and_released_by_holder_only(r
     assert not store.acquire("b", 3000)
     assert store.acquire("a", 3000), "the holder re-acquiring keeps its lease"
     assert store.renew("a", 3000) and not store.renew("b", 3000)
-    assert not store.release("b") and store.holder()["token"] == "a"
-    assert 0 < store.holder()["ttl_ms"] <= 3000
+    assert not store.release("b")
+    holder = store.holder()
+    assert holder is not None and holder["token"] == "a"
+    assert 0 < holder["ttl_ms"] <= 3000
     assert store.release("a") and store.holder() is None
     assert store.acquire("b", 3000)
     redis_client.delete(LEASE_KEY)  # as if it expired
@@ -315,7 +317,8 @@ def test_control_lists_runs_now_and_disables_while_beat_leads(make_app, redis_cl
     }
     assert rows["minute"]["schedule"] == "cron * * * * * (UTC)" and rows["minute"]["options"] == {"queue": "high"}
     beat.tick_once()
-    assert control.leader()["token"] == beat.token
+    leader = control.leader()
+    assert leader is not None and leader["token"] == beat.token
 
     task_id = control.run_now("minute")
     manual = sent(redis_client, "high")
@@ -447,3 +450,20 @@ def test_an_unreachable_broker_is_logged_once_and_retried(caplog) -> None:
     assert len(warnings) == 1 and "cannot reach broker at 127.0.0.1:1" in warnings[0]
     assert "hunter2" not in caplog.text and not beat.is_leader
     app.close()
+
+
+def test_on_rabbitmq_the_state_is_in_the_redis_result_backend_or_beat_refuses_in_one_line() -> None:
+    """RabbitMQ keeps nothing that can be read back: the lease and entries go where tqctl keeps its
+    other state (revokes, history). Nothing connects here; the clients are lazy."""
+    from engine.beat import open_store
+
+    paired = App("paired", broker="amqp://guest:guest@127.0.0.1:1//", backend="redis://127.0.0.1:1/3")
+    alone = App("alone", broker="amqp://guest:guest@127.0.0.1:1//")
+    try:
+        store = open_store(paired)
+        assert store.client.connection_pool.connection_kwargs["db"] == 3
+        with pytest.raises(ImproperlyConfigured, match="on RabbitMQ a Redis result backend"):
+            open_store(alone)
+    finally:
+        paired.close()
+        alone.close()

@@ -143,8 +143,9 @@ def queues(
     """
     asked = [q.strip() for item in (queue or []) for q in item.split(",") if q.strip()]
     with session(broker, timeout=timeout + 1.0) as cluster:
-        consumers = _consumers(cluster.control.broadcast("active_queues", timeout=timeout))
-        if cluster.is_amqp:
+        # (SQS has no broadcast to ask workers what they consume, as in Celery)
+        consumers = {} if cluster.is_sqs else _consumers(cluster.control.broadcast("active_queues", timeout=timeout))
+        if cluster.is_amqp or cluster.is_sqs:
             return _amqp_queues(cluster, sorted({"celery", *consumers, *asked}), consumers, as_json)
         names = sorted({"celery", *consumers, *asked})
         view = cluster.view
@@ -187,8 +188,9 @@ def queues(
 
 def _amqp_queues(cluster: Any, names: list[str], consumers: dict[str, list[str]], as_json: bool) -> None:
     """On RabbitMQ: ready messages and consumer count from a passive declare of each queue, the
-    consuming workers' names from their active_queues replies. The figures that come from events
-    or the Redis layout here (rates, ages, delayed) are null: not on RabbitMQ yet."""
+    consuming workers' names from their active_queues replies. On SQS: the approximate count of
+    visible messages, and no consumers (SQS does not know them: null). The figures that come from
+    events or the Redis layout here (rates, ages, delayed) are null on both."""
     rows = [
         {
             "name": name,
@@ -207,7 +209,7 @@ def _amqp_queues(cluster: Any, names: list[str], consumers: dict[str, list[str]]
     warnings = [
         f"queue {r['name']!r} has {r['depth']} message(s) but no consumer"
         for r in rows
-        if r["depth"] and not r["consumer_count"]
+        if r["depth"] and r["consumer_count"] == 0
     ]
     for text in warnings:
         warn(text)

@@ -102,11 +102,11 @@ class Cluster:
         return state_url(self.url, self.backend_url or env_backend_url())
 
     def needs_state(self, what: str) -> None:
-        """One line when an AMQP broker has no Redis result backend to keep ``what`` on."""
-        self.not_on_sqs(what)
-        if self.is_amqp and self.state_backend is None:
+        """One line when an AMQP or SQS broker has no Redis result backend to keep ``what`` on."""
+        if (self.is_amqp or self.is_sqs) and self.state_backend is None:
+            kind = "an SQS" if self.is_sqs else "an AMQP"
             raise ImproperlyConfigured(
-                f"{what} on an AMQP broker is kept on the Redis result backend: pass --backend "
+                f"{what} on {kind} broker is kept on the Redis result backend: pass --backend "
                 "redis://... or set TQCTL_BACKEND (the workers' result_backend)"
             )
 
@@ -115,7 +115,6 @@ class Cluster:
         """Queues, delayed tasks, history and results, read the transport's own way."""
         from engine.broker.inspect import open_view
 
-        self.not_on_sqs("reading queues and tasks (queues, purge, tail, tasks)")
         client = self._client(self.timeout) if self.timeout else None
         return open_view(self.url, self.state_backend, client)
 
@@ -174,6 +173,7 @@ class Cluster:
         from engine.broker.inspect import open_fanout
         from engine.events.receiver import EventReceiver
 
+        self.not_on_sqs("listening to task events (tail, queues' rates)")  # SQS workers send none, as in Celery
         # On AMQP: the celeryev topic exchange (no stored state needed to listen).
         return EventReceiver(self.url, open_fanout(self.url, self.state_backend))
 

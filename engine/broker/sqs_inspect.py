@@ -1,0 +1,75 @@
+"""The operator's view of an SQS broker.
+
+SQS answers an approximate count of a queue's visible messages and can purge a queue, and that
+is what it offers: no message can be read without receiving it (no peek), a countdown task is
+held by the worker that received it until due (no delayed set here to move), and the broker
+does not know its consumers. History, the failure inbox and results are on the Redis result
+backend, where a worker on SQS writes them (``engine.broker.sqs_fanout``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from engine.broker.inspect import NotHere, QueueFigures, Sign
+from engine.broker.sqs import SqsBroker
+from engine.history import History
+
+DEFAULT_QUEUES = ("celery",)
+
+
+class SqsView:
+    def __init__(self, url: str, backend_url: str | None) -> None:
+        self.url = url
+        self.broker = SqsBroker(url)
+        self.store: Any = None
+        self.history: History | None = None
+        self._results: Any = None
+        if backend_url is not None:
+            from engine.backend.redis import RedisBackend
+
+            self._results = RedisBackend(backend_url)
+            self.store = self._results.client
+            self.history = History(self.store)
+
+    def close(self) -> None:
+        self.broker.close()
+        if self._results is not None:
+            self._results.client.close()
+
+    def ping(self) -> None:
+        self.broker.ping()
+
+    def server(self) -> str:
+        host = urlsplit(str(self.url)).hostname
+        return f"sqs {host}" if host else "sqs"
+
+    def discover(self) -> None:
+        """Nothing to scan: the queues a worker consumes are added from its replies, if any."""
+
+    def queue_names(self) -> list[str]:
+        return list(DEFAULT_QUEUES)
+
+    def queues(self, names: list[str]) -> list[QueueFigures]:
+        return [QueueFigures(name, self.broker.queue_depth(name), None) for name in names]
+
+    def buckets(self, queue: str) -> list[dict[str, int]]:
+        return []  # SQS has no priorities
+
+    def peek(self, queue: str, limit: int = 100) -> list[dict[str, Any]]:
+        raise NotHere("SQS shows a message only by receiving it: queues cannot be peeked on SQS")
+
+    def delayed(self, limit: int = 200) -> tuple[list[dict[str, Any]], int]:
+        return [], 0  # held by the workers that received them until due
+
+    def run_now(self, task_id: str, sign: Sign) -> str:
+        raise NotHere(
+            f"{task_id} is held by a worker until its ETA (SQS has no delayed set): revoke it and send it again"
+        )
+
+    def result_meta(self, task_id: str) -> dict[str, Any] | None:
+        if self._results is None:
+            return None
+        meta = self._results.get_meta(task_id)
+        return meta if isinstance(meta, dict) else None
