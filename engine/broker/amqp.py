@@ -498,7 +498,7 @@ class AmqpBroker:
         the rest."""
         if not tags:
             return
-        with self._lock:
+        with self._channel():  # not behind the consumer's wait (see ``_channel``)
             if self._conn is None:
                 return
             numbers = sorted(held[0] for tag in tags if (held := self._held.pop(tag, None)) is not None)
