@@ -58,7 +58,7 @@ class Options:
     sparse: int = 5
     stall: float = 60.0
     ready_timeout: float = 60.0
-    broker_pid: int | None = None
+    broker_pid: int | None = None  # the broker server's process (its whole tree is counted on AMQP)
 
 
 @dataclass
@@ -76,15 +76,29 @@ class Target:
     env: dict[str, str] = field(default_factory=dict)
     queue: str = QUEUE
     close: Callable[[], None] = lambda: None  # the client's own cleanup (its threads, connections)
+    backend_url: str | None = None  # results, when not on the broker (an AMQP broker's Redis backend)
+
+    @property
+    def results_url(self) -> str:
+        return self.backend_url or self.broker_url
 
 
-def engine_target(broker_url: str) -> Target:
+def engine_target(broker_url: str, backend_url: str | None = None) -> Target:
     """Our engine: ``tqctl worker -A tqctl.examples.benchapp`` and its client in this process."""
     from engine import group
+    from engine.broker.inspect import is_amqp, state_url
+    from engine.exceptions import ImproperlyConfigured
     from tqctl.examples import benchapp
 
+    if is_amqp(broker_url) and state_url(broker_url, backend_url) is None:
+        raise ImproperlyConfigured(
+            "a benchmark on an AMQP broker needs a Redis result backend (--backend or TQCTL_BACKEND): "
+            "results stored and the workers' state are kept there"
+        )
     benchapp.app.close()
     benchapp.app.conf.broker_url = broker_url
+    if backend_url is not None:
+        benchapp.app.conf.result_backend = backend_url
     noop = benchapp.noop
 
     def argv(node: str, concurrency: int, pool: str) -> list[str]:
@@ -118,8 +132,9 @@ def engine_target(broker_url: str) -> Target:
         send_one=lambda: noop.delay().id,
         send_group=lambda n: group(noop.s() for _ in range(n)).apply_async(),
         send_bulk=lambda n: benchapp.app.send_many(noop.name, [((), None)] * n, task=noop),
-        env={"TQCTL_BROKER": broker_url},
+        env={"TQCTL_BROKER": broker_url, **({"TQCTL_BACKEND": backend_url} if backend_url else {})},
         close=benchapp.app.close,
+        backend_url=backend_url,
     )
 
 
@@ -127,12 +142,19 @@ def engine_target(broker_url: str) -> Target:
 class Run:
     def __init__(self, target: Target, opts: Options, progress: Progress) -> None:
         from engine.broker import connect
+        from engine.broker.inspect import is_amqp
 
         self.target, self.opts, self.say = target, opts, progress
+        self.amqp = is_amqp(target.broker_url)
         self.broker = connect(target.broker_url)
-        self.client = client_for(target.broker_url, timeout=None)
-        self.clock = sysinfo.BrokerClock(self.client, target.broker_url, opts.broker_pid)
-        self.tracker = Tracker(target.broker_url)
+        # Redis: the broker itself; AMQP: the result backend (results stored, their cleanup).
+        self.client = client_for(target.results_url, timeout=None)
+        self.clock: sysinfo.BrokerClock | sysinfo.TreeClock = (
+            sysinfo.TreeClock(opts.broker_pid)
+            if self.amqp
+            else sysinfo.BrokerClock(self.client, target.broker_url, opts.broker_pid)
+        )
+        self.tracker = Tracker(target.broker_url, target.backend_url)
         self.out: dict[str, Any] = {}
         self.cpu_client = self.cpu_worker = 0.0
         self.cpu_broker_enqueue: float | None = None
@@ -146,6 +168,9 @@ class Run:
         self.broker.close()
 
     def purge(self) -> None:
+        if self.amqp:
+            self.broker.purge(self.target.queue)
+            return
         self.client.delete(*(protocol.priority_key(self.target.queue, s) for s in protocol.PRIORITY_STEPS))
 
     def prebuilt(self, name: str, n: int, ignore_result: bool = True) -> tuple[list[str], list[bytes]]:
@@ -179,10 +204,13 @@ class Run:
         t.send_group(10)
         self.purge()
         m = min(n, 5000)
-        self.say(f"  enqueue: {m} x raw LPUSH (reference)")
-        raw_one = self.prebuilt(t.noop, 1)[1][0]
-        self.out["enqueue_raw_single_per_s"] = m / _timed(lambda: [self.client.lpush(q, raw_one) for _ in range(m)])
-        self.purge()
+        self.out["enqueue_raw_single_per_s"] = None
+        if not self.amqp:  # a Redis reference; on AMQP compare.py measures py-amqp's own
+            self.say(f"  enqueue: {m} x raw LPUSH (reference)")
+            raw_one = self.prebuilt(t.noop, 1)[1][0]
+            rate = m / _timed(lambda: [self.client.lpush(q, raw_one) for _ in range(m)])
+            self.out["enqueue_raw_single_per_s"] = rate
+            self.purge()
         self.say(f"  enqueue: {n} x delay()")
         cpu0, broker0, start = sysinfo.self_cpu_seconds(), self.clock.read(), time.perf_counter()
         for _ in range(n):
@@ -211,19 +239,32 @@ class Run:
                 lambda: self.broker.publish_many([(q, raw, None) for raw in raws[:b]])
             )
             self.purge()
-        self.out["enqueue_raw_lpush_per_s"] = b / _timed(lambda: self._lpush(raws[:b]))
-        self.purge()
+        self.out["enqueue_raw_lpush_per_s"] = None
+        if not self.amqp:
+            self.out["enqueue_raw_lpush_per_s"] = b / _timed(lambda: self._lpush(raws[:b]))
+            self.purge()
         broker0 = self.clock.read()  # the broker's CPU for a pipelined fill of n, which the drain includes
-        self._lpush(raws)
+        self._fill(raws)
         self.cpu_broker_fill = _delta(broker0, self.clock.read())
         self.purge()
-        pipelined = self.out["enqueue_pipelined_per_s"]
-        self.out["pipelined_vs_raw_lpush"] = pipelined / self.out["enqueue_raw_lpush_per_s"] if pipelined else None
+        pipelined, raw_lpush = self.out["enqueue_pipelined_per_s"], self.out["enqueue_raw_lpush_per_s"]
+        self.out["pipelined_vs_raw_lpush"] = pipelined / raw_lpush if pipelined and raw_lpush else None
 
     def _expect_depth(self, n: int) -> None:
-        depth = int(self.client.llen(self.target.queue))
+        if self.amqp:
+            depth = self.broker.queue_depth(self.target.queue)
+        else:
+            depth = int(self.client.llen(self.target.queue))
         if depth != n:
             raise BenchError(f"the bulk enqueue left {depth} messages in {self.target.queue}, not {n}")
+
+    def _fill(self, raws: list[bytes]) -> None:
+        """Pre-built messages into the queue as fast as the transport takes them: pipelined LPUSH
+        on Redis, on AMQP confirmed batches (persistent, so RabbitMQ has them all)."""
+        if self.amqp:
+            self.broker.publish_many([(self.target.queue, raw, None) for raw in raws])
+        else:
+            self._lpush(raws)
 
     def _lpush(self, raws: list[bytes]) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -240,7 +281,7 @@ class Run:
         cpu0, broker0 = workers.cpu(), self.clock.read()
         start = time.time()
         for i in range(0, n, CHUNK):
-            self._lpush(raws[i : i + CHUNK])
+            self._fill(raws[i : i + CHUNK])
         done = self.tracker.wait_all(self.tracker.succeeded, ids, self.opts.stall, self.say, key)
         if not stored:
             self.cpu_worker = workers.cpu() - cpu0
@@ -301,7 +342,9 @@ class Run:
         enqueue, drain, fill = self.cpu_broker_enqueue, self.cpu_broker_drain, self.cpu_broker_fill
         if enqueue is not None and drain is not None and fill is not None:
             broker = max(enqueue + drain - fill, 0.0) / n * 1e6
+        drain_only = max(drain - fill, 0.0) / n * 1e6 if drain is not None and fill is not None else None
         self.out.update(
+            cpu_broker_drain_us_per_task=drain_only,
             cpu_client_us_per_task=client,
             cpu_worker_us_per_task=worker,
             cpu_broker_us_per_task=broker,
@@ -385,6 +428,7 @@ FIGURES: list[tuple[str, str, str]] = [
     ("cpu_worker_us_per_task", "CPU per task: worker tree", "µs"),
     ("cpu_broker_us_per_task", "CPU per task: broker", "µs"),
     ("cpu_total_us_per_task", "CPU per task: total", "µs"),
+    ("cpu_broker_drain_us_per_task", "CPU per task: broker, in the drain (its fill taken off)", "µs"),
 ]
 
 

@@ -63,8 +63,12 @@ class LosslessReceiver(EventReceiver):
 class Tracker:
     """Task-started / task-succeeded timestamps by task id and the nodes that came online."""
 
-    def __init__(self, url: str) -> None:
-        self.rx = LosslessReceiver(url)
+    def __init__(self, url: str, backend_url: str | None = None) -> None:
+        from engine.broker.inspect import is_amqp, open_fanout
+
+        # On AMQP the events arrive on RabbitMQ's ``celeryev`` exchange (py-amqp keeps a frame
+        # read half-way across a timeout, so the plain receiver loses nothing there).
+        self.rx = EventReceiver(url, open_fanout(url, backend_url)) if is_amqp(url) else LosslessReceiver(url)
         self.started: dict[str, float] = {}
         self.succeeded: dict[str, float] = {}
         self.online: set[str] = set()

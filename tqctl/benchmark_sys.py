@@ -178,6 +178,21 @@ class BrokerClock:
             return None
 
 
+class TreeClock:
+    """A broker's CPU seconds from ``/proc``: the process ``pid`` and all its descendants (a
+    RabbitMQ node is a start script, ``beam.smp`` and its port programs); None without a pid."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.source = "proc" if pid is not None else "none"
+
+    def read(self) -> float | None:
+        if self.pid is None:
+            return None
+        pids = process_tree([self.pid])
+        return tree_cpu_seconds(pids) if pids else None
+
+
 def machine() -> dict[str, Any]:
     """CPU model, core count and Python version, for the README's table."""
     import platform

@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import amqp
 import amqp.exceptions
@@ -42,8 +42,8 @@ import amqp.spec
 import kombu
 import kombu.exceptions
 
-from engine.broker import amqp_delay
-from engine.broker.amqp_wire import Outgoing, envelope
+from engine.broker import amqp_delay, amqp_read
+from engine.broker.amqp_wire import Outgoing, envelope, to_message
 from engine.broker.base import DeadLetter, Delivery
 from engine.broker.eta_hold import EtaHold
 from engine.config import mask_url
@@ -53,6 +53,7 @@ log = logging.getLogger("engine.broker")
 DEAD = "tqctl.dead"
 IDLE_PUBLISHERS = 8  # publishing connections kept open between publishes
 SLICE = 0.05  # seconds one wait for deliveries holds the consumer's channel (acks wait at most this)
+GATHER = 0.005  # seconds to wait for the rest of a delivery already arriving, once one is in hand
 CONNECT_TIMEOUT = 5.0
 CONFIRM_TIMEOUT = 30.0  # seconds a batch waits for RabbitMQ's confirms
 HOLD = 3.0  # seconds: a task due sooner is held in the worker, a later one goes back to RabbitMQ
@@ -100,7 +101,7 @@ class AmqpBroker:
         self._turns = threading.Condition(threading.Lock())
         self._waiting = 0
         self._conn: kombu.Connection | None = None
-        self._consumer: kombu.Consumer | None = None
+        self._consumer: list[str] | None = None  # our consumer tags on the channel, once consuming
         self._consuming: tuple[str, ...] = ()
         self._gen = 0  # bumped each time the consumer's channel is lost: older tags are void
         self._beat_gen: int | None = None
@@ -239,19 +240,15 @@ class AmqpBroker:
             # A per-message TTL would make it skip levels (RabbitMQ dead-letters it early); the
             # task's ``expires`` header still revokes it when it comes out.
             message.expiration = None
-        producer = kombu.Producer(conn.default_channel, auto_declare=False)
-        producer.publish(
-            message.body,
-            routing_key=key,
-            exchange=exchange,
-            declare=[self.entity(queue)],
-            content_type=message.content_type,
-            content_encoding=message.content_encoding,
-            headers=message.headers,
-            expiration=message.expiration,
-            retry=False,
-            **message.properties,
-        )
+        # py-amqp directly (kombu's Producer cost about a quarter of a delay()'s CPU): the channel is in
+        # confirm mode (``confirm_publish``), so this returns once RabbitMQ has the message.
+        channel = conn.default_channel
+        declared = ("tqctl.queue", queue)  # kombu forgets its declarations when it reconnects
+        entities = cast("set[Any]", conn.declared_entities)
+        if declared not in entities:
+            self.entity(queue)(channel).declare()
+            entities.add(declared)
+        channel.basic_publish(to_message(message), exchange=exchange, routing_key=key)
 
     def _delay_topology(self, conn: kombu.Connection, queue: str) -> None:
         """The levels (once per process) and ``queue``'s binding, before its first delayed message."""
@@ -315,17 +312,7 @@ class AmqpBroker:
         try:
             channel.confirm_select()
             for queue, m in batch:
-                props = dict(m.properties)
-                if m.expiration is not None:
-                    props["expiration"] = str(int(m.expiration * 1000))
-                body = amqp.Message(
-                    m.body,
-                    content_type=m.content_type,
-                    content_encoding=m.content_encoding,
-                    application_headers=m.headers,
-                    **props,
-                )
-                channel._basic_publish(body, exchange="", routing_key=queue)
+                channel._basic_publish(to_message(m), exchange="", routing_key=queue)
             while confirmed[0] < len(batch) and not refused:
                 channel.wait([amqp.spec.Basic.Ack, amqp.spec.Basic.Nack], timeout=CONFIRM_TIMEOUT)
         finally:
@@ -357,6 +344,11 @@ class AmqpBroker:
                 self._ensure_consuming(queues, limit)
                 if not self._ready:
                     self._drain(min(SLICE, max(deadline - _now(), 0.0)))
+                # What RabbitMQ already pushed comes along in this fetch, not one per fetch.
+                while self._ready and len(self._ready) < limit and self._conn is not None:
+                    if not amqp_read.pending(self._conn.connection):
+                        break
+                    self._drain(GATHER)
                 if self._ready or _now() >= deadline:
                     return [self._ready.popleft() for _ in range(min(limit, len(self._ready)))]
 
@@ -365,6 +357,7 @@ class AmqpBroker:
             if self._conn is None:
                 self._conn = self._connection(confirm=False)
                 self._conn.ensure_connection(max_retries=1)
+                amqp_read.buffer_reads(self._conn.connection)
                 self._window = 0
             self._base = max(self._base, limit, 1)
             wanted = self._base + len(self._deferred)
@@ -374,15 +367,17 @@ class AmqpBroker:
                 self._window = wanted
             if tuple(queues) != self._consuming:
                 if self._consumer is not None:
-                    self._consumer.cancel()
-                self._consumer = kombu.Consumer(
-                    channel, [self.entity(q) for q in queues], on_message=self._on_message, no_ack=False
-                )
-                self._consumer.consume()
-                self._consuming = tuple(queues)
+                    self._cancel(channel)
+                for name in queues:
+                    self.entity(name)(channel).declare()
+                # py-amqp's own consumer: kombu's wraps each delivery in a Message object first.
                 # Which queue a delivery came from (its routing key may differ: a custom exchange).
-                active: dict[str, str] = getattr(self._consumer, "_active_tags", {})
-                self._queue_of = {tag: name for name, tag in active.items()}
+                self._queue_of = {
+                    channel.basic_consume(name, consumer_tag="", callback=self._on_message, no_ack=False): name
+                    for name in queues
+                }
+                self._consumer = list(self._queue_of)
+                self._consuming = tuple(queues)
                 self._bind_delayed(queues)  # after: deliveries may arrive during its round trips
         except amqp.exceptions.PreconditionFailed as exc:
             self._lost()
@@ -409,16 +404,30 @@ class AmqpBroker:
             self._lost()
             raise self._unavailable(exc) from None
 
+    def _cancel(self, channel: Any) -> None:
+        for tag in self._consumer or ():
+            channel.basic_cancel(tag)
+        self._consumer = None
+
+    def _stop_consuming(self) -> None:
+        """Cancel our consumers on a live channel (quietly: it may be going away)."""
+        if self._consumer is not None and self._conn is not None:
+            channel = self._conn.default_channel
+            _quietly(lambda: self._cancel(channel))
+        self._consumer, self._consuming = None, ()
+
     def _on_message(self, message: Any) -> None:
-        info = message.delivery_info
-        tag = f"{self._gen}.{message.delivery_tag}"
+        """A py-amqp delivery: its properties hold the content type, encoding and headers."""
+        info, props = message.delivery_info, message.properties
+        number = info["delivery_tag"]
+        tag = f"{self._gen}.{number}"
         try:
             raw = envelope(
                 message.body,
-                message.content_type,
-                message.content_encoding,
-                message.headers,
-                message.properties,
+                props.get("content_type"),
+                props.get("content_encoding"),
+                props.get("application_headers"),
+                props,
                 info.get("exchange") or "",
                 info.get("routing_key") or "",
                 bool(info.get("redelivered")),
@@ -432,7 +441,7 @@ class AmqpBroker:
             or (self._consuming[0] if self._consuming else "celery")
         )
         delivery = Delivery(tag, queue, raw)
-        self._held[tag] = (message.delivery_tag, delivery)
+        self._held[tag] = (number, delivery)
         self._ready.append(delivery)
 
     def _lost(self) -> None:
@@ -484,8 +493,28 @@ class AmqpBroker:
         return done
 
     def ack(self, owner: str, tags: Sequence[str]) -> None:
-        if tags:
-            self._settle(tags, lambda ch, n: ch.basic_ack(n))
+        """One ``basic.ack`` with ``multiple`` for the run of tags below every delivery still
+        held (a held one, an ETA message or one not yet run, is never covered), single acks for
+        the rest."""
+        if not tags:
+            return
+        with self._channel():  # not behind the consumer's wait (see ``_channel``)
+            if self._conn is None:
+                return
+            numbers = sorted(held[0] for tag in tags if (held := self._held.pop(tag, None)) is not None)
+            if not numbers:
+                return
+            low = min((number for number, _ in self._held.values()), default=None)
+            covered = [n for n in numbers if low is None or n < low]
+            try:
+                channel = self._conn.default_channel
+                if covered:
+                    channel.basic_ack(covered[-1], multiple=len(covered) > 1)
+                for number in numbers[len(covered) :]:
+                    channel.basic_ack(number)
+            except (*UNREACHABLE, amqp.exceptions.ChannelError) as exc:
+                self._lost()
+                raise self._unavailable(exc) from None
 
     def requeue(self, owner: str, tags: Sequence[str]) -> int:
         """Back to the queue by RabbitMQ itself (``redelivered`` set on the next delivery)."""
@@ -494,9 +523,7 @@ class AmqpBroker:
     def requeue_all(self, owner: str) -> int:
         """Everything we hold back to its queue, consuming stopped first so none comes straight back."""
         with self._lock:
-            if self._consumer is not None:
-                _quietly(self._consumer.cancel)
-                self._consumer, self._consuming = None, ()
+            self._stop_consuming()
             self._ready.clear()
             self._deferred.clear()
             return self.requeue(owner, list(self._held))
@@ -570,8 +597,7 @@ class AmqpBroker:
     def retire(self, owner: str) -> None:
         """Close the consumer's connection; RabbitMQ requeues whatever is still unacked."""
         with self._lock:
-            if self._consumer is not None:
-                _quietly(self._consumer.cancel)
+            self._stop_consuming()
             self._lost()
 
     def inflight_count(self, owner: str) -> int:

@@ -43,6 +43,23 @@ class Outgoing:
         self.expiration: float | None = max(float(ttl), 0.0) / 1000 if ttl not in (None, "") else None
 
 
+def to_message(message: Outgoing) -> Any:
+    """The ``amqp.Message`` kombu's ``Producer.publish`` would have built for it (expiration in
+    milliseconds, as a string, as kombu writes it)."""
+    import amqp
+
+    props = dict(message.properties)
+    if message.expiration is not None:
+        props["expiration"] = str(int(message.expiration * 1000))
+    return amqp.Message(
+        message.body,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        application_headers=message.headers,
+        **props,
+    )
+
+
 def envelope(
     body: bytes | str,
     content_type: str | None,

@@ -2,7 +2,8 @@
 
 Same reliability settings as the engine's bench app: late acks, task events on. Broker and
 result backend come from ``BENCH_BROKER_URL`` / ``BENCH_BACKEND_URL`` (falling back to
-``TQCTL_BROKER``), the queue from ``TQCTL_BENCH_QUEUE``.
+``TQCTL_BROKER``), the queue from ``TQCTL_BENCH_QUEUE``; ``BENCH_CONFIRM_PUBLISH=1`` turns on
+publisher confirms (RabbitMQ).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ app.conf.update(
     task_default_queue=QUEUE,
     broker_connection_retry_on_startup=True,
 )
+if os.environ.get("BENCH_CONFIRM_PUBLISH") == "1":
+    # On RabbitMQ: ``delay()`` returns once the broker has the message, as the engine's does.
+    app.conf.broker_transport_options = {"confirm_publish": True}
 
 
 @app.task(ignore_result=True)

@@ -6,9 +6,12 @@ Small and quick (200 tasks, one run, 1 s idle); figures are never asserted, only
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import typer
@@ -20,6 +23,7 @@ from tqctl.benchmark_cluster import LosslessReceiver
 from tqctl.commands.bench import bench
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 
 COUNTERS = (
     "drain_sent",
@@ -141,3 +145,47 @@ def test_publish_many_keeps_order_per_list_and_send_many_delivers(broker_url: st
     assert [r.id for r in results] == [protocol.decode(r, frozenset({"application/json"})).id for r in raws]
     assert [protocol.decode(r, frozenset({"application/json"})).args for r in raws] == [[i] for i in range(300)]
     app.close()
+
+
+def test_compare_on_rabbitmq_runs_both_engines_and_prints_the_table(rabbitmq, tmp_path: Path) -> None:
+    """``compare.py --broker amqp://…``: Celery and tqctl on the same RabbitMQ, every task counted,
+    the table printed and the password never shown. Figures are not asserted (a loaded machine)."""
+    out = tmp_path / "compare.json"
+    args = ["--tasks", "200", "--runs", "1", "--bulk", "200", "--idle", "1", "--latency-seconds", "1"]
+    run = subprocess.run(
+        [sys.executable, "tests/bench/compare.py", "--quick", "--broker", rabbitmq.url, *args, "--rate", "50"]
+        + ["--sparse", "1", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "guest:guest" not in run.stdout + run.stderr
+    assert "amqp://guest:****@" in run.stdout
+    results = json.loads(out.read_text())["results"]
+    for engine in ("celery", "tqctl"):
+        assert results[engine]["complete"] is True
+        assert results[engine]["drain_completed"] == results[engine]["drain_stored_completed"] == 200
+        assert isinstance(results[engine]["enqueue_single_per_s"], float)
+        assert isinstance(results[engine]["raw_confirm_single_per_s"], float)
+    assert "| drain, results ignored | tasks/s |" in run.stdout
+    assert "| raw LPUSH one by one, redis-py (reference) | tasks/s | n/a | n/a | reference |" in run.stdout
+
+
+def test_bench_on_rabbitmq_with_a_redis_backend_counts_every_task(amqp_url: str, redis_url: str) -> None:
+    args = ["-n", "100", "--runs", "1", "--idle", "1", "--latency-seconds", "1", "--rate", "50", "--sparse", "1"]
+    result = CliRunner().invoke(_cli(), [*args, "--broker", amqp_url, "--backend", redis_url, "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["complete"] is True
+    assert data["drain_completed"] == data["drain_stored_completed"] == 100
+    assert data["enqueue_raw_lpush_per_s"] is None  # a Redis reference: not measured on AMQP
+    assert isinstance(data["drain_per_s"], float)
+
+
+def test_bench_on_rabbitmq_without_a_redis_backend_is_one_line(amqp_url: str) -> None:
+    result = CliRunner().invoke(_cli(), ["--broker", amqp_url], env={"TQCTL_BACKEND": None})
+    assert result.exit_code == 1
+    assert "needs a Redis result backend" in result.stderr
+    assert "Traceback" not in result.output

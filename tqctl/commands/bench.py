@@ -33,6 +33,9 @@ def bench(
     broker: str = typer.Option(
         "", "--broker", envvar="TQCTL_BROKER", callback=url_option, help="broker URL (default: bundled)"
     ),
+    backend: str = typer.Option(
+        "", "--backend", envvar="TQCTL_BACKEND", callback=url_option, help="result backend (needed on AMQP: Redis)"
+    ),
     broker_pid: int = typer.Option(0, "--broker-pid", help="broker server pid for its CPU (default: found when local)"),
     bulk: int = typer.Option(10_000, "--bulk", help="tasks in the bulk enqueue measurement (at most --tasks)"),
     quick: bool = typer.Option(
@@ -60,7 +63,7 @@ def bench(
         fail(f"unknown pool {pool!r}: use prefork, threads or solo", EXIT_USAGE)
     try:
         url = resolve_broker_url(broker or None)
-        target = benchmark.engine_target(url)
+        target = benchmark.engine_target(url, backend or None)
     except (BrokerUnavailable, ImproperlyConfigured) as exc:
         fail(str(exc))
     opts = benchmark.Options(
