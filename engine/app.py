@@ -22,6 +22,7 @@ from engine.backend import connect as connect_backend
 from engine.backend.chord import ChordJoin
 from engine.broker import Broker
 from engine.broker import connect as connect_broker
+from engine.broker.connect import AMQP_SCHEMES
 from engine.canvas import Signature
 from engine.config import Settings, env_backend_url, env_broker_url, state_dir
 from engine.control import Control
@@ -272,8 +273,8 @@ class App:
             return None
         if self._sent_events is None:
             url = self.broker_url()
-            if url.split("://", 1)[0].lower() not in REDIS_SCHEMES:
-                return None
+            if url.split("://", 1)[0].lower() not in (*REDIS_SCHEMES, *AMQP_SCHEMES):
+                return None  # SQS has no event bus
             self._sent_events = SentEvents(url)
         return self._sent_events
 

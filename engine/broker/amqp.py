@@ -61,6 +61,7 @@ LETTER_FIELDS = ("queue", "reason", "detail", "time", "task_id", "task_name", "w
 T = TypeVar("T")
 UNREACHABLE: tuple[type[BaseException], ...] = (
     amqp.exceptions.ConnectionError,
+    amqp.exceptions.AccessRefused,  # a wrong user or password: the connection is refused at login
     kombu.exceptions.OperationalError,
     OSError,
 )
@@ -122,6 +123,8 @@ class AmqpBroker:
 
     def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
         text = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, amqp.exceptions.AccessRefused):
+            return BrokerUnavailable(f"broker {mask_url(str(self.url))} refused the login (user or password): {text}")
         return BrokerUnavailable(f"broker {mask_url(str(self.url))} unreachable: {text}")
 
     def _guard(self, call: Callable[[], T]) -> T:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from json.encoder import encode_basestring_ascii as _text  # C: a str as a JSON string
 from typing import Any
 
-from engine.broker.fanout import RedisFanout
+from engine.broker.inspect import open_fanout
 from engine.events.dispatcher import EventDispatcher, _value
 from engine.protocol import events
 
@@ -157,7 +157,8 @@ class SentEvents:
 
     def _connect(self) -> EventDispatcher:
         hostname = f"gen{os.getpid()}@{socket.gethostname()}"
-        self._dispatcher = EventDispatcher(RedisFanout(self.url), hostname, batch=1 << 30)
+        # Redis pub/sub, or RabbitMQ's celeryev exchange (where Celery's clients send theirs).
+        self._dispatcher = EventDispatcher(open_fanout(self.url), hostname, batch=1 << 30)
         return self._dispatcher
 
     def close(self) -> None:

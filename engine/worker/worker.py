@@ -184,9 +184,9 @@ class Worker:
             },
         )
         signals.worker_init.send(sender=self)
+        self.broker.ping()  # first: a broker it cannot use is the one line a user then reads
         if self.side_note:
             log.warning(self.side_note)
-        self.broker.ping()
         self.broker.declare(self.queues)
         self.revoked.update(load_revoked(self.fanout))
         self.maintenance.beat()

@@ -155,7 +155,10 @@ class RabbitMQ:
 
 
 # Queues the AMQP tests use, deleted before each test so none sees another's messages.
-TEST_QUEUES = ("celery", "tqctl.dead", "high", "low", "other", "ours", "theirs")
+TEST_QUEUES = (
+    *("celery", "tqctl.dead", "high", "low", "other", "ours", "theirs"),
+    *("extra", "later", "jobs", "orphan", "idle", "default"),  # the ops CLI and console tests'
+)
 
 
 @pytest.fixture(scope="session")

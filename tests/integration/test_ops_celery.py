@@ -29,7 +29,10 @@ HOST = socket.gethostname()
 C1 = f"c1@{HOST}"
 
 celery_app = Celery(
-    "ops_celery", broker=os.environ.get("OPS_BROKER"), backend=os.environ.get("OPS_BROKER"), set_as_current=False
+    "ops_celery",
+    broker=os.environ.get("OPS_BROKER"),
+    backend=os.environ.get("OPS_BACKEND") or os.environ.get("OPS_BROKER"),
+    set_as_current=False,
 )  # importing this test module must not change Celery's current app
 celery_app.conf.update(broker_connection_retry_on_startup=True, task_default_queue="celery")
 

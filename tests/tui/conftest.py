@@ -9,11 +9,12 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from textual.pilot import Pilot
 
+from engine.broker.inspect import is_amqp
 from tests.integration.conftest import (  # noqa: F401 - reused fixtures
     backend_url,
     broker_url,
@@ -23,6 +24,7 @@ from tests.integration.conftest import (  # noqa: F401 - reused fixtures
     transport,
     transport_env,
 )
+from tests.integration.rabbitmq import amqp_url, rabbitmq  # noqa: F401 - broker_url's on the AMQP run
 from tqctl.tui.app import TqctlApp
 from tqctl.tui.audit import AuditLog
 from tqctl.tui.feed import LiveSource
@@ -89,6 +91,37 @@ async def press(pilot: Pilot, *keys: str) -> None:
         await pilot.pause()
 
 
+@pytest.fixture(autouse=True)
+def console_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A console on a test's broker finds the cluster's stored state (history, failures, revokes)
+    as a user's would: through TQCTL_BACKEND on AMQP (the Redis backend), the broker on Redis.
+    The CLI processes the console starts (copied commands) inherit it."""
+    if "transport" not in request.fixturenames:
+        return
+    monkeypatch.delenv("TQCTL_BACKEND", raising=False)
+    for key, value in request.getfixturevalue("transport_env").items():
+        monkeypatch.setenv(key, value)
+
+
+def push_raw(url: str, queue: str, body: bytes) -> None:
+    """Put bytes on ``queue`` as a foreign producer would (what no client of ours would send)."""
+    if not is_amqp(url):
+        from engine.bundled import client_for
+
+        with client_for(url) as client:
+            client.lpush(queue, body)
+        return
+    import amqp
+
+    from engine.broker.amqp import open_connection
+
+    conn = open_connection(url)
+    try:
+        conn.channel().basic_publish(amqp.Message(body, delivery_mode=2), exchange="", routing_key=queue)
+    finally:
+        conn.release()
+
+
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
     path = tmp_path / "state"
@@ -125,7 +158,7 @@ async def wait_screen(pilot: Pilot, kind: type, what: str | None = None) -> Any:
 async def outcome(pilot: Pilot, verb: str, timeout: float = 20.0) -> Any:
     """The answer to the last action named ``verb`` (waits for it); fails when it was not ok."""
     done = await wait_for(
-        pilot, lambda: (o := pilot.app.last_outcome) and o.verb == verb and o, f"{verb} to finish", timeout
+        pilot, lambda: (o := cast(Any, pilot.app).last_outcome) and o.verb == verb and o, f"{verb} to finish", timeout
     )
     assert done.outcome.ok, done.outcome.summary
     return done

@@ -33,7 +33,8 @@ from tqctl.tui.screens.tasks import TasksScreen
 from tqctl.tui.screens.workers import WorkersScreen
 from tqctl.tui.widgets.header import Banner, ClusterHeader
 
-pytestmark = pytest.mark.integration
+# Every test here runs on Redis and on RabbitMQ (history, failures and revokes on the Redis backend).
+pytestmark = [pytest.mark.integration, pytest.mark.amqp_too]
 
 
 def footer_keys(screen) -> list[str]:  # noqa: ANN001
@@ -211,6 +212,7 @@ def test_quit_asks_to_stop_what_tqctl_up_started(broker_url, state_dir):
     assert app.return_value == "stop"
 
 
+# Redis-only (no ``transport``): it stops and restarts its own private server.
 def test_lost_broker_shows_a_banner_then_reconnects(tmp_path: Path, state_dir):
     server = start_private(tmp_path / "own-server")
     app = live_app(server.url, state_dir)

@@ -10,7 +10,8 @@ from tests.integration.harness import wait_for as wait_sync
 from tests.tui.conftest import drive, live_app, press, wait_for
 from tqctl.tui.screens.tasks import TasksScreen
 
-pytestmark = pytest.mark.integration
+# Every test here runs on Redis and on RabbitMQ (history, failures and revokes on the Redis backend).
+pytestmark = [pytest.mark.integration, pytest.mark.amqp_too]
 
 
 def test_a_console_started_after_1000_tasks_ran_sees_them(broker_url, start_worker, shop, state_dir):

@@ -7,12 +7,24 @@ import pytest
 from textual.widgets import Button
 
 from engine.history import History
-from tests.tui.conftest import audit_lines, cell, drive, live_app, outcome, press, shown_rows, wait_for, wait_screen
+from tests.tui.conftest import (
+    audit_lines,
+    cell,
+    drive,
+    live_app,
+    outcome,
+    press,
+    push_raw,
+    shown_rows,
+    wait_for,
+    wait_screen,
+)
 from tqctl.tui.screens.dead import DeadLettersScreen
 from tqctl.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from tqctl.tui.screens.failures import FailuresScreen, GroupScreen
 
-pytestmark = pytest.mark.integration
+# Every test here runs on Redis and on RabbitMQ (history, failures and revokes on the Redis backend).
+pytestmark = [pytest.mark.integration, pytest.mark.amqp_too]
 
 
 def test_failure_group_retry_at_a_rate_then_delete(broker_url, start_worker, shop, state_dir, redis_client):
@@ -99,21 +111,23 @@ def test_failure_group_retry_at_a_rate_then_delete(broker_url, start_worker, sho
     assert [e["action"] for e in audit_lines(state_dir)] == ["retry_group", "delete_failures"]
 
 
-def test_dead_letters_requeue_and_delete(broker_url, start_worker, state_dir, redis_client):
+def test_dead_letters_requeue_and_delete(broker_url, transport, start_worker, state_dir):
     start_worker("-c", "1", "-P", "threads")
     app = live_app(broker_url, state_dir)
-    redis_client.lpush("celery", b"this is not json")
+    push_raw(broker_url, "celery", b"this is not json")
+    # On Redis the whole envelope is unreadable; on RabbitMQ the frame is fine and its body is not.
+    reason = "invalid_json" if transport == "redis" else "bad_body"
 
     async def scenario(pilot):
         await press(pilot, "7")
         screen = await wait_screen(pilot, DeadLettersScreen)
         table = screen.table
         first = await wait_for(pilot, lambda: table.row_keys and table.row_keys[0], "the dead letter")
-        assert cell(table, first, "reason") == "✗ invalid_json" and cell(table, first, "queue") == "celery"
+        assert cell(table, first, "reason") == f"✗ {reason}" and cell(table, first, "queue") == "celery"
 
         await press(pilot, "r")
         confirm = await wait_screen(pilot, ConfirmScreen)
-        assert confirm.action_.scope[0] == "put back on their queues: 1 dead letter (1 × invalid_json)"
+        assert confirm.action_.scope[0] == f"put back on their queues: 1 dead letter (1 × {reason})"
         assert app.focused is confirm.query_one("#cancel", Button)
         await press(pilot, "tab", "enter")
         done = await outcome(pilot, "dead_requeue")
@@ -130,7 +144,7 @@ def test_dead_letters_requeue_and_delete(broker_url, start_worker, state_dir, re
         table.select_key(second)
         await press(pilot, "ctrl+d")
         confirm = await wait_screen(pilot, ConfirmScreen)
-        assert confirm.action_.scope[0] == "delete for good: 1 dead letter (1 × invalid_json)"
+        assert confirm.action_.scope[0] == f"delete for good: 1 dead letter (1 × {reason})"
         assert app.focused is confirm.query_one("#cancel", Button)
         await press(pilot, "tab", "enter")
         await outcome(pilot, "dead_delete")

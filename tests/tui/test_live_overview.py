@@ -17,11 +17,12 @@ import pytest
 from tests.tui.conftest import cell, drive, live_app, shown_rows, wait_for
 from tqctl.tui.screens.overview import OverviewScreen
 
-pytestmark = pytest.mark.integration
+# Every test here runs on Redis and on RabbitMQ (history, failures and revokes on the Redis backend).
+pytestmark = [pytest.mark.integration, pytest.mark.amqp_too]
 W1 = f"w1@{socket.gethostname()}"
 
 
-def test_an_idle_queue_stays_listed_while_its_worker_is(broker_url, start_worker, state_dir, redis_client):
+def test_an_idle_queue_stays_listed_while_its_worker_is(broker_url, transport, start_worker, state_dir, redis_client):
     worker = start_worker("-c", "1", "-P", "threads", "-Q", "idle", name="w1")
     app = live_app(broker_url, state_dir)
 
@@ -37,7 +38,8 @@ def test_an_idle_queue_stays_listed_while_its_worker_is(broker_url, start_worker
         )
         assert cell(queues, "idle", "depth") == "0" and "✓ ok" in cell(queues, "idle", "warn")
 
-        redis_client.delete("_kombu.binding.idle", "_kombu.binding_permanent.idle")  # the broker lost its keys
+        if transport == "redis":  # the broker lost its keys (on RabbitMQ only the worker's answer names it)
+            redis_client.delete("_kombu.binding.idle", "_kombu.binding_permanent.idle")
         worker.signal(signal.SIGSTOP)  # and the worker cannot answer the next polls
         paused = time.time()
         try:

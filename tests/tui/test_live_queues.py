@@ -19,6 +19,8 @@ from tqctl.tui.screens.queues import PeekScreen, QueuesScreen
 pytestmark = pytest.mark.integration
 
 
+# AMQP: RabbitMQ neither names a queue nobody consumes (no management API) nor shows a message
+# without taking it, so neither the orphaned queue nor its peek exists there (test_amqp_console).
 def test_peek_and_purge_a_queue_nobody_consumes(broker_url, start_worker, shop, state_dir, redis_client):
     start_worker("-c", "1", "-P", "threads")  # consumes "celery" only
     app = live_app(broker_url, state_dir)

@@ -20,7 +20,8 @@ from tests.tui.conftest import (
 from tqctl.tui.screens.dialogs import ChoiceScreen, ConfirmScreen, PromptScreen
 from tqctl.tui.screens.workers import WorkersScreen
 
-pytestmark = pytest.mark.integration
+# Every test here runs on Redis and on RabbitMQ (history, failures and revokes on the Redis backend).
+pytestmark = [pytest.mark.integration, pytest.mark.amqp_too]
 
 
 def worker_row(app, prefix: str) -> str | None:  # noqa: ANN001

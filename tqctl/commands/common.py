@@ -273,7 +273,8 @@ def send_revoke(
         ids, terminate=terminate, signal=signal, destination=destination, reply=True, timeout=timeout
     )
     if not replies:
-        note("no worker replied: the revoke is stored in the broker and applies when a worker starts")
+        where = "result backend" if cluster.is_amqp else "broker"
+        note(f"no worker replied: the revoke is stored in the {where} and applies when a worker starts")
     return node_rows(replies)
 
 
