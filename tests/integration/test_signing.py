@@ -23,6 +23,7 @@ from engine import App
 from engine.beat import Entry, send_entry
 from engine.broker.redis import RedisBroker
 from engine.protocol import task as protocol
+from engine.protocol.template import Template, Templates
 from engine.signing import HEADER, Signer
 from tests.apps import faults
 from tests.integration.harness import ROOT, WorkerProcess, wait_for
@@ -135,15 +136,16 @@ def test_control_messages_must_be_signed_too(broker_url: str, tmp_path: Path) ->
 
 
 def test_signing_off_leaves_the_bytes_alone(broker_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    built: list[bytes] = []
-    original = protocol.build
+    built: list[bytes] = []  # every message the protocol built, in order (template or full build)
+    for owner, method in ((Template, "fill"), (Templates, "build")):
+        original = getattr(owner, method)
 
-    def recording(*args: Any, **kwargs: Any) -> tuple[str, bytes]:
-        task_id, raw = original(*args, **kwargs)
-        built.append(raw)
-        return task_id, raw
+        def recording(*args: Any, _original: Any = original, **kwargs: Any) -> tuple[str, bytes]:
+            task_id, raw = _original(*args, **kwargs)
+            built.append(raw)
+            return task_id, raw
 
-    monkeypatch.setattr(protocol, "build", recording)
+        monkeypatch.setattr(owner, method, recording)
     store = redis.Redis.from_url(f"unix://{urlsplit(broker_url).path}")
     plain, signed = client(broker_url), client(broker_url, {"k2": K2}, "k2")
     try:
