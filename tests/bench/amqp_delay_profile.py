@@ -61,7 +61,7 @@ def per_call(n: int, call: Callable[[], object]) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
-def interleaved(n: int, calls: list[Callable[[], object]]) -> list[tuple[float, float, float]]:
+def interleaved(n: int, calls: Sequence[Callable[[], object]]) -> list[tuple[float, float, float]]:
     """Each call in turn, ``n`` times: per call its median and mean wall µs and its mean CPU µs
     (this thread's). Taking turns call by call, a stall of the shared machine hits all alike."""
     wall: list[list[float]] = [[] for _ in calls]
