@@ -166,6 +166,7 @@ class App:
         self._backend: ResultBackend | None = None
         self._backend_ready = False
         self._sent_events: SentEvents | None = None
+        self._no_event_bus = False  # the broker has none (AMQP, SQS): known until close()
         self._templates = Templates()  # each task's message serialized once per set of options
         self._plans: dict[tuple[Any, ...], SendPlan] = {}
         self._signer: Signer | None | bool = False  # False: not read from the settings yet
@@ -271,8 +272,11 @@ class App:
         if not self.conf.task_send_sent_event:
             return None
         if self._sent_events is None:
+            if self._no_event_bus:  # not the broker URL worked out again on every send (~10 µs)
+                return None
             url = self.broker_url()
             if url.split("://", 1)[0].lower() not in REDIS_SCHEMES:
+                self._no_event_bus = True
                 return None
             self._sent_events = SentEvents(url)
         return self._sent_events
@@ -329,6 +333,7 @@ class App:
         if self._sent_events is not None:
             self._sent_events.close()
             self._sent_events = None
+        self._no_event_bus = False
         for conn in (self._broker, self._backend):
             if conn is not None:
                 conn.close()
