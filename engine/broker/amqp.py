@@ -115,6 +115,7 @@ class AmqpBroker:
         self._queue_of: dict[str, str] = {}  # consumer tag -> queue name
         # Queues known bound to the delayed-delivery topology (declared once per process).
         self._delay_ready: set[str] = set()
+        self._gathering = threading.local()  # ``batched``: this thread's publishes held for one send
 
     # -- connections ----------------------------------------------------------------------------
     def _connection(self, confirm: bool = True) -> kombu.Connection:
@@ -225,7 +226,28 @@ class AmqpBroker:
         self._guard(run)
 
     # -- publishing -----------------------------------------------------------------------------
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """This thread's publishes inside go out together when it ends, as one ``publish_many``
+        (every message written, then every confirm awaited once), so the block returns only once
+        RabbitMQ has confirmed them all: a group's N members cost one confirm wait, not N. Nested
+        blocks join the outermost; one left by an exception sends nothing."""
+        if getattr(self._gathering, "items", None) is not None:
+            yield
+            return
+        items: list[tuple[str, bytes, int | None]] = []
+        self._gathering.items = items
+        try:
+            yield
+        finally:
+            self._gathering.items = None
+        self.publish_many(items)
+
     def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
+        gathering: list[tuple[str, bytes, int | None]] | None = getattr(self._gathering, "items", None)
+        if gathering is not None:
+            gathering.append((queue, raw, priority))
+            return
         queue = amqp_delay.undelayed(queue)
         message = Outgoing(raw)
         if priority is not None:
