@@ -167,24 +167,49 @@ class AmqpBroker:
 
     def _publish_to(self, queue: str, message: Outgoing, delay: float | None = None) -> None:
         """Persistent, confirmed; a connection found dead (RabbitMQ restarted) is reopened once.
-        ``delay`` (seconds, at least ``MIN_DELAY``) sends it through the delayed-delivery levels."""
+        ``delay`` (seconds, at least ``MIN_DELAY``) sends it through the delayed-delivery levels.
+        The connection is taken and given back inline, not through ``_publishing``: this is every
+        ``delay()``'s path, and whether it was a kept one is known from the take itself."""
         for attempt in (1, 2):
-            stale = self._has_idle()
+            conn: kombu.Connection | None = None
+            stale = False  # a kept connection (which a restart may have killed: worth one retry)
             try:
-                with self._publishing() as conn:
-                    self._send(conn, queue, message, delay)
-                return
-            except amqp.exceptions.PreconditionFailed as exc:
-                raise ImproperlyConfigured(f"RabbitMQ refused the declaration of queue {queue!r}: {exc}") from None
-            except amqp.exceptions.NotFound as exc:
-                # The delayed-delivery topology was deleted under us: declare it again, once.
-                self._delay_ready.clear()
-                if attempt == 2:
-                    raise BrokerUnavailable(f"RabbitMQ refused a delayed message: {exc}") from None
-            except UNREACHABLE as exc:
-                self._drop_idle()
-                if attempt == 2 or not stale:  # a fresh connection failed: RabbitMQ is down
-                    raise self._unavailable(exc) from None
+                with self._plock:
+                    conn = self._idle.pop() if self._idle else None
+                stale = conn is not None
+                if conn is None:
+                    conn = self._connection()
+                self._send(conn, queue, message, delay)
+            except BaseException as exc:
+                if conn is not None:
+                    _quietly(conn.release)
+                if not self._retry(exc, attempt, stale, queue):
+                    raise
+                continue
+            with self._plock:
+                if len(self._idle) < IDLE_PUBLISHERS:
+                    self._idle.append(conn)
+                    return
+            _quietly(conn.release)
+            return
+
+    def _retry(self, exc: BaseException, attempt: int, stale: bool, queue: str) -> bool:
+        """After a failed publish: True to try once more, False to let ``exc`` through, or the
+        one-line error it means."""
+        if isinstance(exc, amqp.exceptions.PreconditionFailed):
+            raise ImproperlyConfigured(f"RabbitMQ refused the declaration of queue {queue!r}: {exc}") from None
+        if isinstance(exc, amqp.exceptions.NotFound):
+            # The delayed-delivery topology was deleted under us: declare it again, once.
+            self._delay_ready.clear()
+            if attempt == 2:
+                raise BrokerUnavailable(f"RabbitMQ refused a delayed message: {exc}") from None
+            return True
+        if isinstance(exc, UNREACHABLE):
+            self._drop_idle()
+            if attempt == 2 or not stale:  # a fresh connection failed: RabbitMQ is down
+                raise self._unavailable(exc) from None
+            return True
+        return False
 
     @contextmanager
     def _admin(self) -> Iterator[Any]:
