@@ -63,13 +63,16 @@ def per_call(n: int, call: Callable[[], object]) -> float:
 
 def interleaved(n: int, calls: Sequence[Callable[[], object]]) -> list[tuple[float, float, float]]:
     """Each call in turn, ``n`` times: per call its median and mean wall µs and its mean CPU µs
-    (this thread's). Taking turns call by call, a stall of the shared machine hits all alike."""
+    (this thread's). Taking turns call by call (who goes first rotating), a stall of the shared
+    machine hits all alike."""
     wall: list[list[float]] = [[] for _ in calls]
     cpu = [0.0 for _ in calls]
-    for _ in range(n):
-        for i, call in enumerate(calls):
+    order = list(range(len(calls)))
+    for turn in range(n):
+        shift = turn % len(calls)  # who goes first rotates, so no call always follows the same one
+        for i in order[shift:] + order[:shift]:
             c0, t0 = time.thread_time(), time.perf_counter()
-            call()
+            calls[i]()
             wall[i].append(time.perf_counter() - t0)
             cpu[i] += time.thread_time() - c0
     return [(statistics.median(w) * 1e6, sum(w) / n * 1e6, c / n * 1e6) for w, c in zip(wall, cpu, strict=True)]
