@@ -167,6 +167,7 @@ class App:
         self._backend: ResultBackend | None = None
         self._backend_ready = False
         self._sent_events: SentEvents | None = None
+        self._no_event_bus = False  # the broker has none (SQS): known until close()
         self._templates = Templates()  # each task's message serialized once per set of options
         self._plans: dict[tuple[Any, ...], SendPlan] = {}
         self._signer: Signer | None | bool = False  # False: not read from the settings yet
@@ -272,9 +273,12 @@ class App:
         if not self.conf.task_send_sent_event:
             return None
         if self._sent_events is None:
+            if self._no_event_bus:  # not the broker URL worked out again on every send (~10 µs)
+                return None
             url = self.broker_url()
             if url.split("://", 1)[0].lower() not in (*REDIS_SCHEMES, *AMQP_SCHEMES):
-                return None  # SQS has no event bus
+                self._no_event_bus = True  # SQS has no event bus
+                return None
             self._sent_events = SentEvents(url)
         return self._sent_events
 
@@ -330,6 +334,7 @@ class App:
         if self._sent_events is not None:
             self._sent_events.close()
             self._sent_events = None
+        self._no_event_bus = False
         for conn in (self._broker, self._backend):
             if conn is not None:
                 conn.close()

@@ -16,6 +16,7 @@ caller gets back are the real ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -49,6 +50,16 @@ def from_dict(data: dict[str, Any] | Signature, app: App | None = None) -> Signa
     sig = cls.__new__(cls)
     Signature.__init__(sig, dict(data), app=app or getattr(data, "app", None))
     return sig
+
+
+def _batched(app: App, members: Sequence[Signature]) -> contextlib.AbstractContextManager[Any]:
+    """The broker's way to send a group's members together and wait once for all of them
+    (RabbitMQ: one confirm wait instead of one per member), where it has one; returning still
+    means the broker has every member."""
+    if not members or app.conf.task_always_eager:
+        return contextlib.nullcontext()
+    batched = getattr(app.broker, "batched", None)
+    return batched() if batched is not None else contextlib.nullcontext()
 
 
 def _app_of(sigs: Sequence[Signature], app: App | None) -> App:
@@ -496,15 +507,16 @@ class Group(Signature):
         members = [t.clone() for t in self._unrolled()]
         results = [m.freeze(group_id=group_id, root_id=root_id, group_index=i) for i, m in enumerate(members)]
         size = 0
-        for index, member in enumerate(members):
-            body = chord if chord is not None else member.options.get("chord")
-            size += descend(member, self.app)
-            if body is not None and index == len(members) - 1:
-                _app_of(members, self.app).chord_join().set_size(group_id, size)
-            # As Celery's ``_IMMUTABLE_OPTIONS``: a member frozen into an outer group (a chord's
-            # header) keeps that group's id, so it counts into the chord it belongs to.
-            own = {k: v for k, v in options.items() if k != "group_id" or "group_id" not in member.options}
-            member.apply_async(partial, kwargs, **({"chord": body} if body is not None else {}), **own)
+        with _batched(_app_of(members, self.app), members):
+            for index, member in enumerate(members):
+                body = chord if chord is not None else member.options.get("chord")
+                size += descend(member, self.app)
+                if body is not None and index == len(members) - 1:
+                    _app_of(members, self.app).chord_join().set_size(group_id, size)
+                # As Celery's ``_IMMUTABLE_OPTIONS``: a member frozen into an outer group (a chord's
+                # header) keeps that group's id, so it counts into the chord it belongs to.
+                own = {k: v for k, v in options.items() if k != "group_id" or "group_id" not in member.options}
+                member.apply_async(partial, kwargs, **({"chord": body} if body is not None else {}), **own)
         result = GroupResult(group_id, results, app=self.app)
         if len(results) == 1 and isinstance(results[0], GroupResult):
             return results[0]

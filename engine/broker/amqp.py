@@ -116,6 +116,7 @@ class AmqpBroker:
         self._queue_of: dict[str, str] = {}  # consumer tag -> queue name
         # Queues known bound to the delayed-delivery topology (declared once per process).
         self._delay_ready: set[str] = set()
+        self._gathering = threading.local()  # ``batched``: this thread's publishes held for one send
 
     # -- connections ----------------------------------------------------------------------------
     def _connection(self, confirm: bool = True) -> kombu.Connection:
@@ -169,24 +170,49 @@ class AmqpBroker:
 
     def _publish_to(self, queue: str, message: Outgoing, delay: float | None = None) -> None:
         """Persistent, confirmed; a connection found dead (RabbitMQ restarted) is reopened once.
-        ``delay`` (seconds, at least ``MIN_DELAY``) sends it through the delayed-delivery levels."""
+        ``delay`` (seconds, at least ``MIN_DELAY``) sends it through the delayed-delivery levels.
+        The connection is taken and given back inline, not through ``_publishing``: this is every
+        ``delay()``'s path, and whether it was a kept one is known from the take itself."""
         for attempt in (1, 2):
-            stale = self._has_idle()
+            conn: kombu.Connection | None = None
+            stale = False  # a kept connection (which a restart may have killed: worth one retry)
             try:
-                with self._publishing() as conn:
-                    self._send(conn, queue, message, delay)
-                return
-            except amqp.exceptions.PreconditionFailed as exc:
-                raise ImproperlyConfigured(f"RabbitMQ refused the declaration of queue {queue!r}: {exc}") from None
-            except amqp.exceptions.NotFound as exc:
-                # The delayed-delivery topology was deleted under us: declare it again, once.
-                self._delay_ready.clear()
-                if attempt == 2:
-                    raise BrokerUnavailable(f"RabbitMQ refused a delayed message: {exc}") from None
-            except UNREACHABLE as exc:
-                self._drop_idle()
-                if attempt == 2 or not stale:  # a fresh connection failed: RabbitMQ is down
-                    raise self._unavailable(exc) from None
+                with self._plock:
+                    conn = self._idle.pop() if self._idle else None
+                stale = conn is not None
+                if conn is None:
+                    conn = self._connection()
+                self._send(conn, queue, message, delay)
+            except BaseException as exc:
+                if conn is not None:
+                    _quietly(conn.release)
+                if not self._retry(exc, attempt, stale, queue):
+                    raise
+                continue
+            with self._plock:
+                if len(self._idle) < IDLE_PUBLISHERS:
+                    self._idle.append(conn)
+                    return
+            _quietly(conn.release)
+            return
+
+    def _retry(self, exc: BaseException, attempt: int, stale: bool, queue: str) -> bool:
+        """After a failed publish: True to try once more, False to let ``exc`` through, or the
+        one-line error it means."""
+        if isinstance(exc, amqp.exceptions.PreconditionFailed):
+            raise ImproperlyConfigured(f"RabbitMQ refused the declaration of queue {queue!r}: {exc}") from None
+        if isinstance(exc, amqp.exceptions.NotFound):
+            # The delayed-delivery topology was deleted under us: declare it again, once.
+            self._delay_ready.clear()
+            if attempt == 2:
+                raise BrokerUnavailable(f"RabbitMQ refused a delayed message: {exc}") from None
+            return True
+        if isinstance(exc, UNREACHABLE):
+            self._drop_idle()
+            if attempt == 2 or not stale:  # a fresh connection failed: RabbitMQ is down
+                raise self._unavailable(exc) from None
+            return True
+        return False
 
     @contextmanager
     def _admin(self) -> Iterator[Any]:
@@ -228,7 +254,28 @@ class AmqpBroker:
         self._guard(run)
 
     # -- publishing -----------------------------------------------------------------------------
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """This thread's publishes inside go out together when it ends, as one ``publish_many``
+        (every message written, then every confirm awaited once), so the block returns only once
+        RabbitMQ has confirmed them all: a group's N members cost one confirm wait, not N. Nested
+        blocks join the outermost; one left by an exception sends nothing."""
+        if getattr(self._gathering, "items", None) is not None:
+            yield
+            return
+        items: list[tuple[str, bytes, int | None]] = []
+        self._gathering.items = items
+        try:
+            yield
+        finally:
+            self._gathering.items = None
+        self.publish_many(items)
+
     def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
+        gathering: list[tuple[str, bytes, int | None]] | None = getattr(self._gathering, "items", None)
+        if gathering is not None:
+            gathering.append((queue, raw, priority))
+            return
         queue = amqp_delay.undelayed(queue)
         message = Outgoing(raw)
         if priority is not None:

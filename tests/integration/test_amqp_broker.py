@@ -166,6 +166,26 @@ def test_publish_many_confirms_a_batch_across_queues(broker: AmqpBroker) -> None
     broker.publish_many([])
 
 
+def test_batched_publishes_go_out_together_at_the_end_confirmed(broker: AmqpBroker) -> None:
+    """A group's members: held while the block runs, all confirmed once it returns; a block left
+    by an exception sends none of them."""
+    with broker.batched():
+        for n in range(3):
+            broker.publish("celery", protocol.build("t", (n,), queue="celery")[1])
+        with broker.batched():  # a nested group joins the outer batch
+            broker.publish("other", protocol.build("t", (3,), queue="other")[1], priority=1)
+        assert broker.queue_depth("celery") == 0 and broker.queue_depth("other") == 0
+    assert broker.queue_depth("celery") == 3 and broker.queue_depth("other") == 1
+    with pytest.raises(ValueError), broker.batched():
+        broker.publish("celery", protocol.build("t", (9,), queue="celery")[1])
+        raise ValueError("the group failed to build")
+    got = fetch_all(broker, 4, ("celery", "other"))
+    assert sorted(protocol.decode(d.raw, ALL).args[0] for d in got) == [0, 1, 2, 3]
+    broker.publish("celery", protocol.build("t", (10,), queue="celery")[1])  # after the block: at once
+    [last] = fetch_all(broker, 1)
+    assert protocol.decode(last.raw, ALL).args[0] == 10
+
+
 def test_amqps_with_celerys_broker_use_ssl(rabbitmq: Any, amqp_url: str) -> None:
     tls = rabbitmq.tls
     url = f"amqps://guest:guest@127.0.0.1:{rabbitmq.tls_port}//"
