@@ -99,6 +99,7 @@ def _amqp_options(url: str, conf: Any) -> dict[str, Any]:
         "queue_max_priority": conf.get("task_queue_max_priority"),
         "queue_type": conf.get("task_default_queue_type"),
         "delayed_queue_type": conf.get("broker_native_delayed_delivery_queue_type"),
+        "confirm_timeout": (conf.get("broker_transport_options") or {}).get("confirm_timeout"),
     }
 
 

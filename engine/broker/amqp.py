@@ -79,6 +79,10 @@ def drain_events(conn: Any, timeout: float) -> BaseException | None:
     return None
 
 
+class ConfirmTimeout(BrokerUnavailable):
+    """A publish RabbitMQ did not confirm in time: the message's fate is unknown, so it is not retried."""
+
+
 class AmqpBroker:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -87,6 +91,9 @@ class AmqpBroker:
         self.queue_type: str | None = options.get("queue_type")
         # Celery's ``broker_native_delayed_delivery_queue_type``: the delay levels' own type.
         self.delayed_queue_type: str = options.get("delayed_queue_type") or "quorum"
+        # How long a publish waits for RabbitMQ's confirm: one that blocks publishers (a memory or
+        # disk alarm) or stops answering makes delay() fail in one line instead of hanging.
+        self.confirm_timeout = float(options.get("confirm_timeout") or CONFIRM_TIMEOUT)
         if self.delayed_queue_type not in ("classic", "quorum"):
             raise ImproperlyConfigured(
                 f"broker_native_delayed_delivery_queue_type must be classic or quorum, not {self.delayed_queue_type!r}"
@@ -162,11 +169,12 @@ class AmqpBroker:
             return bool(self._idle)
 
     def _drop_idle(self) -> None:
-        """After a failure every idle connection is suspect (RabbitMQ restarted): open afresh."""
+        """After a failure every idle connection is suspect (RabbitMQ restarted, or stopped
+        answering): dropped without a closing handshake, which a silent server would hang."""
         with self._plock:
             idle, self._idle = self._idle, []
         for conn in idle:
-            _quietly(conn.release)
+            _quietly(conn.collect)
 
     def _publish_to(self, queue: str, message: Outgoing, delay: float | None = None) -> None:
         """Persistent, confirmed; a connection found dead (RabbitMQ restarted) is reopened once.
@@ -185,7 +193,8 @@ class AmqpBroker:
                 self._send(conn, queue, message, delay)
             except BaseException as exc:
                 if conn is not None:
-                    _quietly(conn.release)
+                    # A server that stopped answering would never answer a polite close either.
+                    _quietly(conn.collect if isinstance(exc, ConfirmTimeout) else conn.release)
                 if not self._retry(exc, attempt, stale, queue):
                     raise
                 continue
@@ -199,6 +208,9 @@ class AmqpBroker:
     def _retry(self, exc: BaseException, attempt: int, stale: bool, queue: str) -> bool:
         """After a failed publish: True to try once more, False to let ``exc`` through, or the
         one-line error it means."""
+        if isinstance(exc, ConfirmTimeout):  # never sent again: RabbitMQ may have it already
+            self._drop_idle()
+            return False
         if isinstance(exc, amqp.exceptions.PreconditionFailed):
             raise ImproperlyConfigured(f"RabbitMQ refused the declaration of queue {queue!r}: {exc}") from None
         if isinstance(exc, amqp.exceptions.NotFound):
@@ -298,7 +310,15 @@ class AmqpBroker:
         if declared not in entities:
             self.entity(queue)(channel).declare()
             entities.add(declared)
-        channel.basic_publish(to_message(message), exchange=exchange, routing_key=key)
+        try:
+            channel.basic_publish(
+                to_message(message), exchange=exchange, routing_key=key, confirm_timeout=self.confirm_timeout
+            )
+        except TimeoutError:
+            raise ConfirmTimeout(
+                f"broker {mask_url(str(self.url))} took the message but sent no confirm within "
+                f"{self.confirm_timeout:g}s (blocked publishers, a memory or disk alarm?): it may or may not be queued"
+            ) from None
 
     def _delay_topology(self, conn: kombu.Connection, queue: str) -> None:
         """The levels (once per process) and ``queue``'s binding, before its first delayed message."""
@@ -364,7 +384,7 @@ class AmqpBroker:
             for queue, m in batch:
                 channel._basic_publish(to_message(m), exchange="", routing_key=queue)
             while confirmed[0] < len(batch) and not refused:
-                channel.wait([amqp.spec.Basic.Ack, amqp.spec.Basic.Nack], timeout=CONFIRM_TIMEOUT)
+                channel.wait([amqp.spec.Basic.Ack, amqp.spec.Basic.Nack], timeout=self.confirm_timeout)
         finally:
             _quietly(channel.close)
         if refused:

@@ -7,6 +7,7 @@ clients reconnecting by themselves, are in test_amqp_worker.py; one restart test
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+import amqp
 import pytest
 
 from engine.broker.amqp import CONNECT_TIMEOUT
@@ -80,3 +82,35 @@ def test_delay_to_a_hanging_host_fails_within_the_connect_timeout(silent_url: st
         assert took < CONNECT_TIMEOUT + 3, f"{took:.1f}s: a fresh connection that fails is not tried twice"
     done = tqctl_call(silent_url)
     assert done.returncode != 0 and one_line(done.stderr) and "timed out" in done.stderr
+
+
+def test_delay_to_a_rabbitmq_that_stops_answering_fails_in_one_line_and_is_not_resent(tmp_path: Path) -> None:
+    """RabbitMQ frozen (SIGSTOP) after the client connected: the publish goes out, no confirm
+    comes back, and delay() fails in one line after ``confirm_timeout`` instead of hanging. It is
+    not sent again on a fresh connection (RabbitMQ may have it): one message when it wakes up."""
+    if not available():
+        pytest.skip("Debian's rabbitmq-server is not installed")
+    node = RabbitMQ(tmp_path / "own-node").start()
+    assert node.proc is not None
+    try:
+        for module in client_app(APP, node.url):
+            module.app.conf.result_backend = None
+            module.app.conf.broker_transport_options = {"confirm_timeout": 2}
+            module.add.delay(1, 1)  # a publishing connection is now kept open
+            os.killpg(node.proc.pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(BrokerUnavailable) as caught:
+                    module.add.delay(1, 2)
+            finally:
+                os.killpg(node.proc.pid, signal.SIGCONT)
+            assert one_line(str(caught.value)) and "no confirm within 2s" in str(caught.value)
+            module.add.delay(1, 3)  # RabbitMQ is back: the next delay() goes through
+            conn = amqp.Connection(f"127.0.0.1:{node.port}", userid="guest", password="guest", connect_timeout=5)
+            conn.connect()
+            try:
+                _, ready, _ = conn.channel().queue_declare("celery", passive=True)
+            finally:
+                conn.close()
+            assert ready == 3  # (1, 1), the unconfirmed (1, 2) once, and (1, 3)
+    finally:
+        node.close()
