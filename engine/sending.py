@@ -90,6 +90,12 @@ class Sender:
         self.app = app
         self.templates = Templates()  # each task's message serialized once per set of options
         self.plans: dict[tuple[Any, ...], SendPlan] = {}
+        # What every plan was worked out under: the settings' version, the backend object (None
+        # until opened) and whether results go over rpc:// (then each send asks the backend for
+        # its reply queue). When one changes, the plans are dropped (``_plans_valid``).
+        self._version = -1
+        self._backend: Any = None
+        self._rpc = False
 
     def send(
         self,
@@ -143,12 +149,15 @@ class Sender:
     def _plan(self, name: str, task: Task | None, options: dict[str, Any]) -> SendPlan | None:
         """Where a send outside a task goes and its message options, worked out once per task and
         set of options: a plain ``delay()`` then costs a lookup and a template fill. The key holds
-        every value the two depend on, read now, so a setting or task attribute changed later
-        makes a new plan. None (work it out per call) for what varies per call: task routes (a
-        router sees the arguments), per-message options (an id, an ETA, links, headers)."""
+        the task's own values, read now, so a task attribute changed later makes a new plan; the
+        settings, the backend and the process are checked once per call (``_plans_valid``). None
+        (work it out per call) for what varies per call: task routes (a router sees the
+        arguments), per-message options (an id, an ETA, links, headers)."""
         conf = self.app.conf
         if not options.keys() <= PLANNED_OPTIONS or conf.get("task_routes"):
             return None
+        if conf._version != self._version or self.app._backend is not self._backend:
+            self._reset_plans()
         own = (
             (
                 task,
@@ -162,17 +171,9 @@ class Sender:
             if task is not None
             else None
         )
-        key = (
-            name,
-            own,
-            *options.items(),
-            conf.get("task_default_queue"),
-            conf.get("task_default_priority"),
-            conf.get("task_ignore_result"),
-            conf.get("task_serializer"),
-            self._reply_to(),
-            _origin(),
-        )
+        key = (name, own, *options.items(), _origin())
+        if self._rpc:
+            key += (self._reply_to(),)
         try:
             plan = self.plans.get(key)
         except TypeError:  # an unhashable value (a kombu Queue, a list): no plan
@@ -330,6 +331,20 @@ class Sender:
             "reply_to": get("reply_to") or self._reply_to(),
             "properties": {k: options[k] for k in protocol.MESSAGE_PROPERTIES if k in options} or None,
         }
+
+    def _reset_plans(self) -> None:
+        """Drop the plans: the settings changed, or the backend was opened, closed or replaced.
+        Whether replies go over rpc:// is decided here, from the settings and ``TQCTL_BACKEND``
+        (read now, not on every send); a new plan reads both again (``_message_options``), so
+        a send never misses an rpc:// backend chosen since."""
+        app = self.app
+        self.plans.clear()
+        self._version, self._backend = app.conf._version, app._backend
+        if app._backend_ready:
+            self._rpc = callable(getattr(app._backend, "reply_to", None))
+        else:
+            url = app.conf.get("result_backend") or env_backend_url()
+            self._rpc = bool(url) and str(url)[:6].lower() == "rpc://"
 
     def _reply_to(self) -> str:
         """``rpc://`` results: the client's reply queue (consumed before the task naming it is

@@ -150,3 +150,28 @@ def test_a_change_after_a_send_counts_at_the_next_send(app: Any, redis_client: A
     task.apply_async(queue="own", serializer="json", shadow="alias")
     (own,) = _sent(redis_client, "own")
     assert own.headers["shadow"] == "alias"
+
+
+class _Config:
+    task_default_queue = "from_object"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda conf: setattr(conf, "task_default_queue", "attr"),
+        lambda conf: conf.__setitem__("task_default_queue", "item"),
+        lambda conf: conf.update(task_default_queue="update"),
+        lambda conf: conf.from_object(_Config),
+    ],
+    ids=["attribute", "item", "update", "from_object"],
+)
+def test_every_way_of_changing_a_setting_counts_at_the_next_send(app: Any, redis_client: Any, change: Any) -> None:
+    """Plans are kept while the settings' version stands: each way of setting one must move it."""
+    task = app.task(name="unit.versioned", ignore_result=True)(lambda *a, **k: None)
+    task.delay()
+    assert len(_sent(redis_client, "celery")) == 1
+    change(app.conf)
+    queue = app.conf.task_default_queue
+    task.delay()
+    assert len(_sent(redis_client, queue)) == 1
