@@ -10,12 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import inspect
-import os
 import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
-from engine import app_clock, app_report, discovery, fixups, shared, signals
+from engine import app_clock, app_report, discovery, fixups, forks, shared, signals
 from engine.backend import ResultBackend
 from engine.backend import connect as connect_backend
 from engine.backend.chord import ChordJoin
@@ -111,7 +110,7 @@ class App:
         self._sending = Sender(self)  # the send path, its plans and message templates
         self._signer: Signer | None | bool = False  # False: not read from the settings yet
         self.remote_commands: dict[str, Callable[..., Any]] = {}  # app.control_command/inspect_command
-        self._pid = os.getpid()
+        self._pid = forks.pid
         register_builtins(self)
         shared.register_app(self)
         self._log: AppLogging | None = None
@@ -175,8 +174,8 @@ class App:
 
     def _check_fork(self) -> None:
         """A forked child must not share its parent's sockets: reopen lazily."""
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
+        if self._pid != forks.pid:
+            self._pid = forks.pid
             self._broker = None
             self._backend = None
             self._backend_ready = False

@@ -9,13 +9,12 @@ message templates and send plans), so a send's cost and its caching live in one 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import socket
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from engine import publish
+from engine import forks, publish
 from engine.config import env_backend_url
 from engine.protocol import task as protocol
 from engine.protocol.template import FIXED, Template, Templates
@@ -33,7 +32,7 @@ _ORIGINS: dict[int, str] = {}
 
 def _origin() -> str:
     """Celery's ``origin`` header (``gen<pid>@<host>``), looked up once per process, not per send."""
-    pid = os.getpid()
+    pid = forks.pid
     origin = _ORIGINS.get(pid)
     if origin is None:
         origin = _ORIGINS[pid] = f"gen{pid}@{socket.gethostname()}"

@@ -175,3 +175,28 @@ def test_every_way_of_changing_a_setting_counts_at_the_next_send(app: Any, redis
     queue = app.conf.task_default_queue
     task.delay()
     assert len(_sent(redis_client, queue)) == 1
+
+
+def test_a_forked_child_sends_on_its_own_connection_and_names_itself(app: Any, redis_client: Any) -> None:
+    """The child's pid is learnt at the fork (engine.forks), not by asking on every send: the child's
+    messages must still carry its own ``origin`` and go out on a connection of its own."""
+    import os
+
+    task = app.task(name="unit.forked", ignore_result=True)(lambda *a, **k: None)
+    task.delay()
+    parent_broker = app.broker
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit status
+        try:
+            task.delay()
+            os._exit(0 if app.broker is not parent_broker else 3)
+        except BaseException:
+            os._exit(4)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    parent, forked = _sent(redis_client, "celery")
+    assert parent.headers["origin"].startswith(f"gen{os.getpid()}@")
+    assert forked.headers["origin"].startswith(f"gen{child}@")
+    task.delay()
+    (again,) = _sent(redis_client, "celery")
+    assert again.headers["origin"] == parent.headers["origin"] and app.broker is parent_broker
