@@ -80,12 +80,23 @@ URL_SETTINGS = frozenset({"broker_url", "result_backend"})
 
 
 class Settings:
-    """Celery-style ``app.conf``: attribute and item access, defaults filled in."""
+    """Celery-style ``app.conf``: attribute and item access, defaults filled in.
+
+    ``_version`` counts the changes made through this object, so what is worked out from the
+    settings (a send plan, engine.sending) is kept until it changes instead of being read
+    again on every call. A value changed in place (``conf.task_routes["x"] = ...``) is not
+    counted: readers of such a value read it each time."""
+
+    _version: int
 
     def __init__(self, **overrides: Any) -> None:
         object.__setattr__(self, "_values", dict(DEFAULTS))
         object.__setattr__(self, "_explicit", set())  # names the user set: what the start-up check reads
+        object.__setattr__(self, "_version", 0)
         self.update(overrides)
+
+    def _changed(self) -> None:
+        object.__setattr__(self, "_version", self._version + 1)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -98,6 +109,7 @@ class Settings:
     def __setattr__(self, name: str, value: Any) -> None:
         self._values[name] = value
         self._explicit.add(name)
+        self._changed()
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
@@ -105,6 +117,7 @@ class Settings:
     def __setitem__(self, name: str, value: Any) -> None:
         self._values[name] = value
         self._explicit.add(name)
+        self._changed()
 
     def __contains__(self, name: object) -> bool:
         return name in self._values
@@ -120,6 +133,7 @@ class Settings:
             for key, value in source.items():
                 self._values[key.lower()] = value
                 self._explicit.add(key.lower())
+        self._changed()
 
     def from_object(self, obj: Any, namespace: str | None = None) -> None:
         """Copy settings from a module, a ``"module"``/``"module:attr"`` path or any object, as Celery's
@@ -137,8 +151,10 @@ class Settings:
             if key is not None:
                 self._values[key] = getattr(obj, name)
                 self._explicit.add(key)
+        self._changed()
 
     def setdefault(self, name: str, value: Any) -> Any:
+        self._changed()
         return self._values.setdefault(name, value)
 
     def startup_warnings(self) -> list[str]:

@@ -41,6 +41,7 @@ __all__ = ["BenchError", "Options", "Target", "engine_target", "measure", "run_o
 
 QUEUE = "tqctl.bench"
 CHUNK = 1000
+BLOCK = 1000  # delay() and its raw-LPUSH reference alternate in blocks of this many (Run.send_loop)
 QUIESCE = 0.5  # seconds for a client's background event thread to finish before the next figure
 
 
@@ -76,6 +77,9 @@ class Target:
     env: dict[str, str] = field(default_factory=dict)
     queue: str = QUEUE
     close: Callable[[], None] = lambda: None  # the client's own cleanup (its threads, connections)
+    # The client's background work for what it sent, done now (tqctl: its task-sent events go
+    # out from a thread; Celery's clients send theirs inline, so nothing is left to do).
+    settle: Callable[[], None] = lambda: None
     backend_url: str | None = None  # results, when not on the broker (an AMQP broker's Redis backend)
 
     @property
@@ -134,8 +138,15 @@ def engine_target(broker_url: str, backend_url: str | None = None) -> Target:
         send_bulk=lambda n: benchapp.app.send_many(noop.name, [((), None)] * n, task=noop),
         env={"TQCTL_BROKER": broker_url, **({"TQCTL_BACKEND": backend_url} if backend_url else {})},
         close=benchapp.app.close,
+        settle=lambda: _flush_sent_events(benchapp.app),
         backend_url=backend_url,
     )
+
+
+def _flush_sent_events(app: Any) -> None:
+    sent = app.sent_events
+    if sent is not None:
+        sent.flush()
 
 
 # -- one run ----------------------------------------------------------------------------------
@@ -203,23 +214,7 @@ class Run:
             t.send_one()
         t.send_group(10)
         self.purge()
-        m = min(n, 5000)
-        self.out["enqueue_raw_single_per_s"] = None
-        if not self.amqp:  # a Redis reference; on AMQP compare.py measures py-amqp's own
-            self.say(f"  enqueue: {m} x raw LPUSH (reference)")
-            raw_one = self.prebuilt(t.noop, 1)[1][0]
-            rate = m / _timed(lambda: [self.client.lpush(q, raw_one) for _ in range(m)])
-            self.out["enqueue_raw_single_per_s"] = rate
-            self.purge()
-        self.say(f"  enqueue: {n} x delay()")
-        cpu0, broker0, start = sysinfo.self_cpu_seconds(), self.clock.read(), time.perf_counter()
-        for _ in range(n):
-            t.send_one()
-        elapsed = time.perf_counter() - start
-        self.cpu_client = sysinfo.self_cpu_seconds() - cpu0
-        self.cpu_broker_enqueue = _delta(broker0, self.clock.read())
-        self.out["enqueue_single_per_s"] = n / elapsed
-        self.purge()
+        self.send_loop(n)
         self.say(f"  enqueue: a group of {n}")
         self.out["enqueue_group_per_s"] = n / _timed(lambda: t.send_group(n))
         self.purge()
@@ -249,6 +244,53 @@ class Run:
         self.purge()
         pipelined, raw_lpush = self.out["enqueue_pipelined_per_s"], self.out["enqueue_raw_lpush_per_s"]
         self.out["pipelined_vs_raw_lpush"] = pipelined / raw_lpush if pipelined and raw_lpush else None
+
+    def send_loop(self, n: int) -> None:
+        """``delay()`` one by one and its reference, raw LPUSH one by one of a pre-built message
+        (Redis only), each ``n`` times, in alternating blocks of ``BLOCK``; each rate is its count
+        over the time of its own blocks.
+
+        Why blocks: the two used to be timed one after the other (5,000 LPUSH, then the ``delay()``
+        loop), so on a shared machine they saw different loads and their ratio moved with it.
+        Alternated, both see the same moments; the order flips every pair (raw first, then
+        ``delay()`` first) so neither always runs just after a purge or just after the other. The
+        same client, server, queue and settings serve both, as before. Nothing is made friendlier
+        to ``delay()``: each ``delay()`` block ends with the client's background work for it done
+        inside the timer (``Target.settle``: tqctl's task-sent events flushed), so none of it
+        spills into the next raw block; in one long loop the last batch of events went out after
+        the timer stopped. The queue is emptied after each block, outside the timers."""
+        t, q = self.target, self.target.queue
+        raw_one = None if self.amqp else self.prebuilt(t.noop, 1)[1][0]
+        client = self.client
+        what = f"{n} x delay()" + ("" if raw_one is None else f" and {n} x raw LPUSH (reference)")
+        self.say(f"  enqueue: {what}, alternating blocks of {BLOCK}")
+
+        def raw_block(k: int, raw: bytes) -> float:
+            elapsed = _timed(lambda: [client.lpush(q, raw) for _ in range(k)])
+            self.purge()
+            return elapsed
+
+        raw_s = delay_s = cpu = 0.0
+        broker: float | None = 0.0
+        for number, done in enumerate(range(0, n, BLOCK)):
+            k = min(BLOCK, n - done)
+            if raw_one is not None and number % 2 == 0:
+                raw_s += raw_block(k, raw_one)
+            broker0 = self.clock.read()  # before the client's clocks: its round trip is not delay()'s
+            cpu0, start = sysinfo.self_cpu_seconds(), time.perf_counter()
+            for _ in range(k):
+                t.send_one()
+            t.settle()
+            delay_s += time.perf_counter() - start
+            cpu += sysinfo.self_cpu_seconds() - cpu0
+            spent = _delta(broker0, self.clock.read())
+            broker = broker + spent if broker is not None and spent is not None else None
+            self.purge()
+            if raw_one is not None and number % 2 == 1:
+                raw_s += raw_block(k, raw_one)
+        self.cpu_client, self.cpu_broker_enqueue = cpu, broker
+        self.out["enqueue_single_per_s"] = n / delay_s
+        self.out["enqueue_raw_single_per_s"] = n / raw_s if raw_one is not None else None
 
     def _expect_depth(self, n: int) -> None:
         if self.amqp:

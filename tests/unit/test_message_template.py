@@ -150,3 +150,53 @@ def test_a_change_after_a_send_counts_at_the_next_send(app: Any, redis_client: A
     task.apply_async(queue="own", serializer="json", shadow="alias")
     (own,) = _sent(redis_client, "own")
     assert own.headers["shadow"] == "alias"
+
+
+class _Config:
+    task_default_queue = "from_object"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda conf: setattr(conf, "task_default_queue", "attr"),
+        lambda conf: conf.__setitem__("task_default_queue", "item"),
+        lambda conf: conf.update(task_default_queue="update"),
+        lambda conf: conf.from_object(_Config),
+    ],
+    ids=["attribute", "item", "update", "from_object"],
+)
+def test_every_way_of_changing_a_setting_counts_at_the_next_send(app: Any, redis_client: Any, change: Any) -> None:
+    """Plans are kept while the settings' version stands: each way of setting one must move it."""
+    task = app.task(name="unit.versioned", ignore_result=True)(lambda *a, **k: None)
+    task.delay()
+    assert len(_sent(redis_client, "celery")) == 1
+    change(app.conf)
+    queue = app.conf.task_default_queue
+    task.delay()
+    assert len(_sent(redis_client, queue)) == 1
+
+
+def test_a_forked_child_sends_on_its_own_connection_and_names_itself(app: Any, redis_client: Any) -> None:
+    """The child's pid is learnt at the fork (engine.forks), not by asking on every send: the child's
+    messages must still carry its own ``origin`` and go out on a connection of its own."""
+    import os
+
+    task = app.task(name="unit.forked", ignore_result=True)(lambda *a, **k: None)
+    task.delay()
+    parent_broker = app.broker
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit status
+        try:
+            task.delay()
+            os._exit(0 if app.broker is not parent_broker else 3)
+        except BaseException:
+            os._exit(4)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    parent, forked = _sent(redis_client, "celery")
+    assert parent.headers["origin"].startswith(f"gen{os.getpid()}@")
+    assert forked.headers["origin"].startswith(f"gen{child}@")
+    task.delay()
+    (again,) = _sent(redis_client, "celery")
+    assert again.headers["origin"] == parent.headers["origin"] and app.broker is parent_broker
