@@ -170,11 +170,14 @@ def test_asyncio_client_shares_a_connection_and_waits_on_publishes(
     from engine.workflows import group
 
     async def scenario() -> None:
-        clients_before = len(redis_client.client_list())
+        before = {c["id"] for c in redis_client.client_list()}
         first = await aio.anap.adelay(0, 0)
         assert redis_client.llen("celery") == 1  # adelay() returned: the broker has the message
         sent = await asyncio.gather(*(aio.anap.aapply_async((0.5, i)) for i in range(100)))
-        assert len(redis_client.client_list()) <= clients_before + 1  # 100 callers, one connection
+        # 100 callers, one connection for their sends. (The task-sent events' flusher thread has
+        # its own, opened at its first flush 50 ms in: on a loaded machine, before this line.)
+        opened = [c for c in redis_client.client_list() if c["id"] not in before and c.get("cmd") != "publish"]
+        assert len(opened) <= 1, opened
 
         _worker(start_worker, "-P", "asyncio", "-c", "200")
         gets = _commands(redis_client, "get")
