@@ -146,15 +146,20 @@ class AmqpBroker:
     @contextmanager
     def _publishing(self) -> Iterator[kombu.Connection]:
         """An idle publishing connection (or a new one), given back afterwards unless it failed."""
-        with self._plock:
-            conn = self._idle.pop() if self._idle else None
-        if conn is None:
-            conn = self._connection()
+        conn = self._take_idle() or self._connection()
         try:
             yield conn
         except BaseException:
             _quietly(conn.release)
             raise
+        self._give_back(conn)
+
+    def _take_idle(self) -> kombu.Connection | None:
+        with self._plock:
+            return self._idle.pop() if self._idle else None
+
+    def _give_back(self, conn: kombu.Connection) -> None:
+        """Kept for the next publish from any thread, up to ``IDLE_PUBLISHERS``; else closed."""
         with self._plock:
             if len(self._idle) < IDLE_PUBLISHERS:
                 self._idle.append(conn)
@@ -185,8 +190,7 @@ class AmqpBroker:
             conn: kombu.Connection | None = None
             stale = False  # a kept connection (which a restart may have killed: worth one retry)
             try:
-                with self._plock:
-                    conn = self._idle.pop() if self._idle else None
+                conn = self._take_idle()
                 stale = conn is not None
                 if conn is None:
                     conn = self._connection()
@@ -198,11 +202,7 @@ class AmqpBroker:
                 if not self._retry(exc, attempt, stale, queue):
                     raise
                 continue
-            with self._plock:
-                if len(self._idle) < IDLE_PUBLISHERS:
-                    self._idle.append(conn)
-                    return
-            _quietly(conn.release)
+            self._give_back(conn)
             return
 
     def _retry(self, exc: BaseException, attempt: int, stale: bool, queue: str) -> bool:
