@@ -15,7 +15,7 @@ import amqp.exceptions
 
 from engine.broker.amqp import open_connection
 from engine.broker.amqp_fanout import FAILURES
-from engine.broker.inspect import NotHere, QueueFigures, Sign
+from engine.broker.inspect import BackendState, NotHere, QueueFigures, Sign
 from engine.config import mask_url
 from engine.exceptions import BrokerUnavailable
 from engine.history import History
@@ -28,20 +28,12 @@ class AmqpView:
         from engine.broker.inspect import state_url
 
         self.url = url
-        self.store: Any = None
-        self.history: History | None = None
-        self._results: Any = None
-        found = state_url(url, backend_url)
-        if found is not None:
-            from engine.backend.redis import RedisBackend
-
-            self._results = RedisBackend(found)
-            self.store = self._results.client
-            self.history = History(self.store)
+        self._state = BackendState(state_url(url, backend_url))
+        self.store: Any = self._state.store
+        self.history: History | None = self._state.history
 
     def close(self) -> None:
-        if self._results is not None:
-            self._results.client.close()
+        self._state.close()
 
     def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
         text = " ".join(str(exc).split()) or type(exc).__name__
@@ -113,7 +105,4 @@ class AmqpView:
         )
 
     def result_meta(self, task_id: str) -> dict[str, Any] | None:
-        if self._results is None:
-            return None
-        meta = self._results.get_meta(task_id)
-        return meta if isinstance(meta, dict) else None
+        return self._state.result_meta(task_id)

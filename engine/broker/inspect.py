@@ -54,6 +54,33 @@ class ClusterView(Protocol):
     def close(self) -> None: ...
 
 
+class BackendState:
+    """tqctl's stored state on the Redis result backend, for a broker that keeps none that can be
+    read back (AMQP, SQS): the client (beat, revokes), the history and task results. Empty
+    (``None`` each) when there is no such backend."""
+
+    def __init__(self, url: str | None) -> None:
+        self.store: Any = None
+        self.history: History | None = None
+        self._results: Any = None
+        if url is not None:
+            from engine.backend.redis import RedisBackend
+
+            self._results = RedisBackend(url)
+            self.store = self._results.client
+            self.history = History(self.store)
+
+    def result_meta(self, task_id: str) -> dict[str, Any] | None:
+        if self._results is None:
+            return None
+        meta = self._results.get_meta(task_id)
+        return meta if isinstance(meta, dict) else None
+
+    def close(self) -> None:
+        if self._results is not None:
+            self._results.client.close()
+
+
 def is_amqp(url: str) -> bool:
     from engine.broker.connect import AMQP_SCHEMES
 

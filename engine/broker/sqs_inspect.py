@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from engine.broker.inspect import NotHere, QueueFigures, Sign
+from engine.broker.inspect import BackendState, NotHere, QueueFigures, Sign
 from engine.broker.sqs import SqsBroker
 from engine.history import History
 
@@ -23,20 +23,13 @@ class SqsView:
     def __init__(self, url: str, backend_url: str | None) -> None:
         self.url = url
         self.broker = SqsBroker(url)
-        self.store: Any = None
-        self.history: History | None = None
-        self._results: Any = None
-        if backend_url is not None:
-            from engine.backend.redis import RedisBackend
-
-            self._results = RedisBackend(backend_url)
-            self.store = self._results.client
-            self.history = History(self.store)
+        self._state = BackendState(backend_url)
+        self.store: Any = self._state.store
+        self.history: History | None = self._state.history
 
     def close(self) -> None:
         self.broker.close()
-        if self._results is not None:
-            self._results.client.close()
+        self._state.close()
 
     def ping(self) -> None:
         self.broker.ping()
@@ -69,7 +62,4 @@ class SqsView:
         )
 
     def result_meta(self, task_id: str) -> dict[str, Any] | None:
-        if self._results is None:
-            return None
-        meta = self._results.get_meta(task_id)
-        return meta if isinstance(meta, dict) else None
+        return self._state.result_meta(task_id)
