@@ -84,9 +84,9 @@ class Cluster:
 
     @property
     def is_sqs(self) -> bool:
-        from engine.broker.connect import SQS_SCHEMES
+        from engine.broker.inspect import is_sqs
 
-        return urlsplit(self.url).scheme.lower() in SQS_SCHEMES
+        return is_sqs(self.url)
 
     def not_on_sqs(self, what: str) -> None:
         """One line naming what an SQS broker does not give this command."""
