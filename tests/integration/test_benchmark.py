@@ -6,6 +6,8 @@ Small and quick (200 tasks, one run, 1 s idle); figures are never asserted, only
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -18,6 +20,7 @@ import typer
 from typer.testing import CliRunner
 
 from engine.protocol import events
+from tests.integration.harness import wait_for
 from tqctl import benchmark
 from tqctl.benchmark_cluster import LosslessReceiver
 from tqctl.commands.bench import bench
@@ -87,6 +90,54 @@ def test_bench_counts_every_task_and_reports_every_figure(broker_url: str) -> No
     assert data["broker_cpu_source"] == "proc"  # a local server's pid is found through INFO
     assert data["worker_process_count"] == 3  # one worker node, two pool processes
     assert len(data["runs_detail"]) == 1
+
+
+def _worker_children(parent: int) -> list[int]:
+    """``tqctl worker`` processes whose parent is ``parent`` (the bench starts them in sessions of
+    their own, so a signal to the bench's group would never reach them)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat[1]) == parent and b"worker" in cmdline and stat[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_bench_stopped_with_sigterm_stops_its_workers_and_exits_non_zero(broker_url: str) -> None:
+    """``timeout tqctl bench`` or a cancelled CI job sends SIGTERM: the workers must go with it."""
+    args = ["-n", "200", "--runs", "1", "--idle", "120", "--latency-seconds", "1", "--rate", "100"]
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "tqctl", "bench", *args, "--broker", broker_url],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers: list[int] = []
+    try:
+        wait_for(lambda: workers.extend(_worker_children(bench.pid)) or workers, 60, "the bench's worker process")
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(60) == 128 + signal.SIGTERM
+        wait_for(lambda: not any(_alive(pid) for pid in workers), 30, f"the bench's workers {workers} to stop")
+    finally:
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait(10)
 
 
 def test_bench_rejects_a_layout_that_does_not_split(broker_url: str) -> None:

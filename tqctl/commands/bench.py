@@ -10,6 +10,7 @@ import typer
 
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from tqctl import benchmark
+from tqctl.benchmark_cluster import stop_on_sigterm
 from tqctl.client import resolve_broker_url, resolve_state_dir
 from tqctl.commands.values import url_option
 from tqctl.output import EXIT_ERROR, EXIT_USAGE, emit_json, emit_table, fail, note
@@ -81,7 +82,8 @@ def bench(
         broker_pid=broker_pid or _bundled_pid(url),
     )
     try:
-        result = benchmark.measure(target, opts, note)
+        with stop_on_sigterm():
+            result = benchmark.measure(target, opts, note)
     except (benchmark.BenchError, BrokerUnavailable, ImproperlyConfigured) as exc:
         fail(str(exc))
     if as_json:
@@ -112,7 +114,7 @@ def _bench_io(broker: str, pool: str, sizes: tuple[int, int, int], as_json: bool
     opts = io_bench.IOOptions(tasks=tasks, concurrency=concurrency, pool=pool, enqueue=enqueue)
     try:
         url = resolve_broker_url(broker or None)
-        with tempfile.TemporaryDirectory(prefix="tqctl-io-") as logs:
+        with stop_on_sigterm(), tempfile.TemporaryDirectory(prefix="tqctl-io-") as logs:
             result = io_bench.measure_engine(url, opts, note, Path(logs))
     except (io_bench.BenchError, BrokerUnavailable, ImproperlyConfigured) as exc:
         fail(str(exc))
