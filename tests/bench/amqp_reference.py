@@ -2,7 +2,8 @@
 
 The AMQP counterpart of the raw LPUSH references on Redis: no engine code, one connection, the
 same messages the engines' drains are filled with. "One by one" waits for each confirm before
-the next publish (what any ``delay()`` with confirms must do); "pipelined" publishes a batch and
+the next publish (what any ``delay()`` with confirms must do), persistent and, to show the share
+of the broker's disk path in that round trip, transient; "pipelined" publishes a batch and
 waits for its confirms once (what a bulk API can do).
 """
 
@@ -53,6 +54,14 @@ def rates(url: str, queue: str, raws: list[bytes], single: int) -> dict[str, flo
         for _ in range(single):  # publish, then wait for its confirm
             channel.basic_publish_confirm(one, exchange="", routing_key=queue)
         out = {"raw_confirm_single_per_s": single / (time.perf_counter() - start)}
+        # The same, but transient (delivery_mode 1): RabbitMQ confirms it without its disk path.
+        # Not what a task may be sent as; it shows how much of the round trip is the broker's disk.
+        transient = message(raws[0])
+        transient.properties["delivery_mode"] = 1
+        start = time.perf_counter()
+        for _ in range(single):
+            channel.basic_publish_confirm(transient, exchange="", routing_key=queue)
+        out["raw_confirm_transient_single_per_s"] = single / (time.perf_counter() - start)
         channel.queue_purge(queue)
         batch = [message(raw) for raw in raws]
         acked = [0]

@@ -47,10 +47,12 @@ NO_RATIO = (
     "enqueue_raw_single_per_s",
     "pipelined_vs_raw_lpush",
     "raw_confirm_single_per_s",
+    "raw_confirm_transient_single_per_s",
     "raw_confirm_pipelined_per_s",
 )
 AMQP_REFERENCES = [
     ("raw_confirm_single_per_s", "raw publish + confirm one by one, py-amqp (reference)", "tasks/s"),
+    ("raw_confirm_transient_single_per_s", "the same, transient messages (not for tasks; reference)", "tasks/s"),
     ("raw_confirm_pipelined_per_s", "raw pipelined publish, one confirm wait, py-amqp (reference)", "tasks/s"),
 ]
 

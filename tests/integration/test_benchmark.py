@@ -220,6 +220,7 @@ def test_compare_on_rabbitmq_runs_both_engines_and_prints_the_table(rabbitmq, tm
         assert results[engine]["drain_completed"] == results[engine]["drain_stored_completed"] == 200
         assert isinstance(results[engine]["enqueue_single_per_s"], float)
         assert isinstance(results[engine]["raw_confirm_single_per_s"], float)
+        assert isinstance(results[engine]["raw_confirm_transient_single_per_s"], float)
     assert "| drain, results ignored | tasks/s |" in run.stdout
     assert "| raw LPUSH one by one, redis-py (reference) | tasks/s | n/a | n/a | reference |" in run.stdout
 
