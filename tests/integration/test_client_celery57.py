@@ -36,9 +36,31 @@ def channels(client: redis.Redis) -> set[str]:
     return {as_text(c) for c in client.pubsub_channels("celery-task-meta-*")}
 
 
-def channels_become(client: redis.Redis, expected: set[str]) -> None:
-    """A SUBSCRIBE is not waited for (as Celery's): the server may take a moment to count it."""
-    wait_for(lambda: channels(client) == expected, 10, f"result channels {expected}")
+def where(client: redis.Redis | None) -> dict[str, Any] | None:
+    kwargs = client.connection_pool.connection_kwargs if client is not None else None
+    return {k: kwargs.get(k) for k in ("path", "host", "port") if k in kwargs} if kwargs else None
+
+
+def channels_become(client: redis.Redis, expected: set[str], api: Any = None) -> None:
+    """A SUBSCRIBE is not waited for (as Celery's): the server may take a moment to count it.
+    On a timeout it says what this process and the server each see (once seen failing under
+    xdist, without a way to tell which side was wrong)."""
+    try:
+        wait_for(lambda: channels(client) == expected, 10, f"result channels {expected}")
+    except AssertionError as exc:
+        seen: dict[str, Any] = {}
+        try:
+            seen["server"] = sorted(channels(client))
+            seen["server at"] = where(client)
+            seen["subscribers"] = [c for c in client.client_list() if int(c.get("sub", 0))]
+            if api is not None:
+                backend = api.app.backend
+                seen["backend"] = type(backend).__name__
+                seen["backend at"] = where(getattr(backend, "client", None))
+                seen["subscribed here"] = sorted(backend.result_consumer.channels)
+        except Exception as why:  # noqa: BLE001 - the timeout is the failure; this only explains it
+            seen["could not look further"] = repr(why)
+        raise AssertionError(f"{exc}; {seen}") from None
 
 
 def test_a_sent_task_is_listened_for_until_its_result_is_read_forgotten_or_dropped(
@@ -49,19 +71,19 @@ def test_a_sent_task_is_listened_for_until_its_result_is_read_forgotten_or_dropp
     forgotten = api.add.delay(1, 1)
     dropped = api.add.delay(2, 2)
     dropped_key = task_key(dropped.id)
-    channels_become(redis_client, {task_key(forgotten.id), dropped_key})
+    channels_become(redis_client, {task_key(forgotten.id), dropped_key}, api)
     forgotten.forget()
     del dropped
     gc.collect()
     read = api.add.delay(3, 3)
-    channels_become(redis_client, {task_key(read.id)})
+    channels_become(redis_client, {task_key(read.id)}, api)
     start_worker("-P", "threads", "-c", "2", app=API)
     assert read.get(timeout=30) == 6
-    channels_become(redis_client, set())
+    channels_become(redis_client, set(), api)
     # a result nobody holds is still there to read later: the subscription was only for waiting
     again = api.app.AsyncResult(read.id)
     assert again.get(timeout=5) == 6
-    channels_become(redis_client, set())
+    channels_become(redis_client, set(), api)
 
 
 def test_an_ignored_result_is_not_listened_for_and_get_returns_none_at_once(
@@ -72,7 +94,7 @@ def test_an_ignored_result_is_not_listened_for_and_get_returns_none_at_once(
     assert result.get(timeout=30) is None
     sentinel = api.add.delay(1, 2)  # subscribed after the ignored one would have been
     assert sentinel.ignored is False
-    channels_become(redis_client, {task_key(sentinel.id)})
+    channels_become(redis_client, {task_key(sentinel.id)}, api)
 
 
 def test_threads_waiting_at_once_share_one_connection_and_all_get_their_results(
@@ -94,7 +116,7 @@ def test_threads_waiting_at_once_share_one_connection_and_all_get_their_results(
     for thread in threads:
         thread.join()
     assert got == {r.id: 2 * i for i, r in enumerate(results)}
-    channels_become(redis_client, set())
+    channels_become(redis_client, set(), api)
     subscribers = [c for c in redis_client.client_list() if int(c.get("sub", 0))]
     assert len(subscribers) <= 1  # one pub/sub connection for every waiting thread
 
@@ -147,7 +169,7 @@ def test_the_result_consumer_answers_to_celerys_names(api: Any, redis_client: re
     task_id = str(uuid.uuid4())
     consumer.consume_from(task_id)
     assert consumer.subscribed_to == {consumer._get_key_for_task(task_id)}
-    channels_become(redis_client, {task_key(task_id)})
+    channels_become(redis_client, {task_key(task_id)}, api)
     api.app.backend.store_result(task_id, 1, states.SUCCESS)  # stored and published
 
     def drained() -> bool:
@@ -155,6 +177,6 @@ def test_the_result_consumer_answers_to_celerys_names(api: Any, redis_client: re
         return not consumer.subscribed_to
 
     wait_for(drained, 10, "the subscription to end once its result was heard")
-    channels_become(redis_client, set())
+    channels_become(redis_client, set(), api)
     assert api.app.AsyncResult(task_id).get(timeout=5) == 1
     consumer.stop()
