@@ -144,9 +144,14 @@ class AmqpBroker:
             raise self._unavailable(exc) from None
 
     @contextmanager
-    def _publishing(self) -> Iterator[kombu.Connection]:
-        """An idle publishing connection (or a new one), given back afterwards unless it failed."""
-        conn = self._take_idle() or self._connection()
+    def _publishing(self, kept: list[bool] | None = None) -> Iterator[kombu.Connection]:
+        """An idle publishing connection (or a new one), given back afterwards unless it failed.
+        ``kept`` is told whether it was a kept one, from the take itself (another thread may take
+        the last idle one between a look and the take)."""
+        idle = self._take_idle()
+        if kept is not None:
+            kept[:] = [idle is not None]
+        conn = idle or self._connection()
         try:
             yield conn
         except BaseException:
@@ -165,13 +170,6 @@ class AmqpBroker:
                 self._idle.append(conn)
                 return
         _quietly(conn.release)
-
-    def _has_idle(self) -> bool:
-        """Whether the next publish reuses a kept connection (which a restart may have killed:
-        worth one retry), rather than opening one (whose failure means RabbitMQ is down: an
-        outage fails within one connect timeout, not two)."""
-        with self._plock:
-            return bool(self._idle)
 
     def _drop_idle(self) -> None:
         """After a failure every idle connection is suspect (RabbitMQ restarted, or stopped
@@ -352,16 +350,18 @@ class AmqpBroker:
         if not batch:
             return
         for attempt in (1, 2):
-            confirmed, stale = [0], self._has_idle()
+            # A kept connection a restart may have killed is worth one retry; a new one failing
+            # means RabbitMQ is down: an outage fails within one connect timeout, not two.
+            confirmed, kept = [0], [False]
             try:
-                with self._publishing() as conn:
+                with self._publishing(kept) as conn:
                     self._send_batch(conn, batch, confirmed)
                 return
             except amqp.exceptions.PreconditionFailed as exc:
                 raise ImproperlyConfigured(f"RabbitMQ refused a queue declaration: {exc}") from None
             except UNREACHABLE as exc:
                 self._drop_idle()
-                if attempt == 2 or confirmed[0] or not stale:
+                if attempt == 2 or confirmed[0] or not kept[0]:
                     raise self._unavailable(exc) from None
 
     def _send_batch(self, conn: kombu.Connection, batch: list[tuple[str, Outgoing]], confirmed: list[int]) -> None:
