@@ -209,6 +209,11 @@ def env_backend_url() -> str | None:
     return os.environ.get("TQCTL_BACKEND") or None
 
 
+def env_broker_api() -> str | None:
+    """RabbitMQ's management API (``engine.broker.amqp_api``), for listing queues on AMQP."""
+    return os.environ.get("TQCTL_BROKER_API") or None
+
+
 def state_dir(conf: Settings) -> str:
     """The bundled broker's folder: a setting other than the default wins, then ``TQCTL_STATE_DIR``
     (the variable the CLI reads too), then ``./.tqctl``."""

@@ -1,7 +1,9 @@
 """The operator's view of a RabbitMQ cluster.
 
 Depths and consumer counts come from passive declares (RabbitMQ answers them without the
-management plugin). RabbitMQ cannot show a message without taking it, so queues have no peek
+management plugin). Which queues there are, AMQP cannot say: the default one and those workers
+consume, plus, with the management API given (``engine.broker.amqp_api``), every task queue of
+the vhost, found by ``discover``. RabbitMQ cannot show a message without taking it, so queues have no peek
 and no oldest age here, and an ETA task is held by the worker that received it (the workers'
 ``scheduled`` replies list them) rather than parked where it could be moved. History, the
 failure inbox and revokes are on the Redis result backend, as results are.
@@ -14,6 +16,7 @@ from typing import Any
 import amqp.exceptions
 
 from engine.broker.amqp import open_connection
+from engine.broker.amqp_api import ManagementApi
 from engine.broker.amqp_fanout import FAILURES
 from engine.broker.inspect import BackendState, NotHere, QueueFigures, Sign
 from engine.config import mask_url
@@ -24,10 +27,13 @@ DEFAULT_QUEUES = ("celery",)
 
 
 class AmqpView:
-    def __init__(self, url: str, backend_url: str | None) -> None:
+    def __init__(self, url: str, backend_url: str | None, api_url: str | None = None) -> None:
         from engine.broker.inspect import state_url
 
         self.url = url
+        self.api = ManagementApi(api_url, url) if api_url else None
+        self.listed: list[str] = []  # the queues the management API named last
+        self.api_error: str | None = None  # why the last ask failed (the names before it are kept)
         self._state = BackendState(state_url(url, backend_url))
         self.store: Any = self._state.store
         self.history: History | None = self._state.history
@@ -74,12 +80,19 @@ class AmqpView:
         return self._counts([])[1]
 
     def discover(self) -> None:
-        """Nothing to scan: RabbitMQ names its queues only through the management API."""
+        """Ask the management API, when given, for the vhost's queues (a failure is kept in
+        ``api_error`` for the caller to show, with the last names it gave)."""
+        if self.api is None:
+            return
+        try:
+            self.listed, self.api_error = self.api.queue_names(), None
+        except BrokerUnavailable as exc:
+            self.api_error = str(exc)
 
     def queue_names(self) -> list[str]:
-        """RabbitMQ lists queues only through its management API: the default queue here; the
-        console adds every queue a worker consumes (their ``active_queues`` replies)."""
-        return list(DEFAULT_QUEUES)
+        """The default queue and those the management API named (``discover``); the console and
+        ``tqctl queues`` add every queue a worker consumes (their ``active_queues`` replies)."""
+        return sorted({*DEFAULT_QUEUES, *self.listed})
 
     def queues(self, names: list[str]) -> list[QueueFigures]:
         counts, _ = self._counts(names)

@@ -93,12 +93,16 @@ def is_sqs(url: str) -> bool:
     return urlsplit(str(url).split(";", 1)[0]).scheme.lower() in SQS_SCHEMES
 
 
-def open_view(broker_url: str, backend_url: str | None = None, client: Any = None) -> ClusterView:
-    """The view for ``broker_url``; ``backend_url`` is where an AMQP or SQS cluster keeps its state."""
+def open_view(
+    broker_url: str, backend_url: str | None = None, client: Any = None, api_url: str | None = None
+) -> ClusterView:
+    """The view for ``broker_url``; ``backend_url`` is where an AMQP or SQS cluster keeps its state,
+    ``api_url`` RabbitMQ's management API (default: ``TQCTL_BROKER_API``), which names its queues."""
     if is_amqp(broker_url):
         from engine.broker.amqp_inspect import AmqpView
+        from engine.config import env_broker_api
 
-        return AmqpView(broker_url, backend_url)
+        return AmqpView(broker_url, backend_url, api_url or env_broker_api())
     if is_sqs(broker_url):
         from engine.broker.sqs_inspect import SqsView
 

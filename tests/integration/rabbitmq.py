@@ -15,6 +15,8 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,10 +44,16 @@ class RabbitMQ:
     started_in: float = 0.0  # seconds from launch to the first AMQP login, for the CI budget
     tls: dict[str, str] | None = None  # make_certs' paths: a TLS listener on ``tls_port`` too
     tls_port: int = field(default_factory=free_port)
+    management: bool = False  # the management plugin (its HTTP API on ``api_port``): slower to start
+    api_port: int = field(default_factory=free_port)
 
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}/api/"
 
     @property
     def node(self) -> str:
@@ -88,9 +96,11 @@ class RabbitMQ:
                 "ssl_options.verify = verify_peer\n"
                 "ssl_options.fail_if_no_peer_cert = false\n"
             )
+        if self.management:
+            conf += f"management.tcp.port = {self.api_port}\nmanagement.tcp.ip = 127.0.0.1\n"
         (d / "rabbitmq.conf").write_text(conf)
         (d / "rabbitmq-env.conf").write_text("")
-        (d / "enabled_plugins").write_text("[].\n")
+        (d / "enabled_plugins").write_text("[rabbitmq_management].\n" if self.management else "[].\n")
         began = time.monotonic()
         with open(d / "server.out", "ab") as out:
             self.proc = subprocess.Popen(
@@ -114,11 +124,22 @@ class RabbitMQ:
                 conn = amqp.Connection(f"127.0.0.1:{self.port}", userid="guest", password="guest", connect_timeout=1)
                 conn.connect()
                 conn.close()
+                if self.management and not self._api_up():
+                    raise ConnectionError("the management API is not up yet")
                 return
             except Exception:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"rabbitmq-server not ready after {timeout}s:\n{self.log()[-3000:]}") from None
                 time.sleep(0.1)
+
+    def _api_up(self) -> bool:
+        try:
+            urllib.request.urlopen(self.api_url + "overview", timeout=1).close()
+        except urllib.error.HTTPError:
+            return True  # it answers (asking for a login)
+        except OSError:
+            return False
+        return True
 
     def log(self) -> str:
         parts = [self.directory / "server.out", *sorted((self.directory / "log").glob("*.log"))]

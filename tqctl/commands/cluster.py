@@ -135,7 +135,8 @@ def queues(
 ) -> None:
     """Queue depths (per priority bucket), oldest message age, consumers and in/out rates.
 
-    Queues shown: celery, every queue a worker consumes (inspect active_queues) and -Q ones.
+    Queues shown: celery, every queue a worker consumes (inspect active_queues) and -Q ones;
+    on RabbitMQ with TQCTL_BROKER_API (its management API's URL) every task queue it names.
     On AMQP: depth and consumer count come from RabbitMQ (a passive declare); no rates or ages.
     The age comes from the sent_at header of the oldest message (tqctl clients set it; Celery's do
     not). Out-rate counts task-received events over --sample seconds; in-rate adds the depth change.
@@ -146,7 +147,8 @@ def queues(
         # (SQS has no broadcast to ask workers what they consume, as in Celery)
         consumers = {} if cluster.is_sqs else _consumers(cluster.control.broadcast("active_queues", timeout=timeout))
         if cluster.is_amqp or cluster.is_sqs:
-            return _amqp_queues(cluster, sorted({"celery", *consumers, *asked}), consumers, as_json)
+            names = sorted({"celery", *consumers, *asked, *_listed_queues(cluster)})
+            return _amqp_queues(cluster, names, consumers, as_json)
         names = sorted({"celery", *consumers, *asked})
         view = cluster.view
         heard = Listener(cluster, sample)
@@ -184,6 +186,18 @@ def queues(
             False,
             columns=QUEUE_COLUMNS,
         )
+
+
+def _listed_queues(cluster: Any) -> list[str]:
+    """On RabbitMQ with ``TQCTL_BROKER_API``: the queues its management API names (also those
+    nobody consumes, which AMQP alone cannot find); a failure is one warning, not the end."""
+    if not cluster.is_amqp:
+        return []
+    view = cluster.view
+    view.discover()
+    if view.api_error:
+        warn(view.api_error)
+    return list(view.queue_names())
 
 
 def _amqp_queues(cluster: Any, names: list[str], consumers: dict[str, list[str]], as_json: bool) -> None:

@@ -48,6 +48,8 @@ class Probe:
     def snapshot(self, slow: bool = True) -> ClusterSnapshot:
         """One poll. ``slow`` adds the heavier reads (failure inbox, dead letters, beat, server)."""
         self.view.ping()
+        if slow:  # before the queues are measured, so a queue found now is in this poll
+            self.view.discover()
         started = time.monotonic()
         futures = {m: self._pool.submit(self._broadcast, m) for m in INSPECT}
         queues = self.queues()
@@ -68,7 +70,6 @@ class Probe:
         )
 
     def _slow_reads(self) -> dict[str, Any]:
-        self.view.discover()
         beat, leader, note = self.beat()
         server = self.view.server()
         history: dict[str, Any] = {}
