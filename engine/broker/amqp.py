@@ -652,6 +652,11 @@ class AmqpBroker:
     def delayed_count(self) -> int:
         return len(self._deferred)
 
+    def held_etas(self) -> list[tuple[float, Delivery]]:
+        """The tasks due within ``HOLD`` that this worker holds unacked (later ones wait in RabbitMQ)."""
+        with self._lock:
+            return self._deferred.listing(lambda delivery: delivery.tag in self._held)
+
     # -- liveness (RabbitMQ's job on AMQP) ---------------------------------------------------------
     def heartbeat(self, owner: str, now: float, slack: float = 2.0, timeout: float | None = None) -> bool:
         """False once after the consumer's channel was lost: the worker then checks each late-ack

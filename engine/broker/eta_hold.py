@@ -36,6 +36,11 @@ class EtaHold(Generic[D]):
                 due.append(delivery)
         return due
 
+    def listing(self, still_held: Callable[[D], bool]) -> list[tuple[float, D]]:
+        """What is held now, soonest first, for ``inspect scheduled``: a copy, so the caller reads
+        it outside the owner's lock; those no longer held are left out (``pop_due`` drops them)."""
+        return [(eta, delivery) for eta, _, delivery in sorted(self._heap) if still_held(delivery)]
+
     def next_due(self) -> float | None:
         return self._heap[0][0] if self._heap else None
 

@@ -302,6 +302,10 @@ class RedisBroker:
     def delayed_count(self) -> int:
         return int(self.client.zcard(DELAYED))
 
+    def held_etas(self) -> list[tuple[float, Delivery]]:
+        """None: an ETA task waits in the shared delayed set, not in any worker (see ``defer``)."""
+        return []
+
     # -- owner liveness -----------------------------------------------------------------------
     def heartbeat(self, owner: str, now: float, slack: float = 2.0, timeout: float | None = None) -> bool:
         """Renew ``owner``'s lease on the server's clock (``now`` is not used: a worker's clock is

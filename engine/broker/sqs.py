@@ -328,6 +328,12 @@ class SqsBroker:
     def delayed_count(self) -> int:
         return len(self._deferred)
 
+    def held_etas(self) -> list[tuple[float, Delivery]]:
+        """Every ETA task this worker received early holds until due, as Celery's does (SQS has no
+        remote control, so no ``inspect scheduled`` reaches it; the answer is still the true one)."""
+        with self._lock:
+            return self._deferred.listing(lambda delivery: delivery.tag in self._held)
+
     # -- liveness: SQS's visibility timeout does it -------------------------------------------------
     def heartbeat(self, owner: str, now: float, slack: float = 2.0, timeout: float | None = None) -> bool:
         return True

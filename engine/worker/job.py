@@ -49,15 +49,28 @@ class Job:
 
     def info(self, hostname: str) -> dict[str, Any]:
         """Celery's request-info dict (what ``inspect active`` shows)."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "args": self.message.args,
-            "kwargs": self.message.kwargs,
-            "type": self.name,
-            "hostname": hostname,
-            "time_start": self.time_start,
-            "acknowledged": self.acked,
-            "delivery_info": self.message.delivery_info,
-            "worker_pid": self.worker_pid or (os.getpid() if self.time_start else None),
-        }
+        pid = self.worker_pid or (os.getpid() if self.time_start else None)
+        return request_info(self.message, hostname, self.time_start, self.acked, pid)
+
+
+def request_info(
+    message: TaskMessage,
+    hostname: str,
+    time_start: float | None = None,
+    acknowledged: bool = False,
+    worker_pid: int | None = None,
+) -> dict[str, Any]:
+    """Celery's request-info dict for a message, run or not (an ETA task held until due has no
+    start time, ack or process yet, and Celery lists it so)."""
+    return {
+        "id": message.id,
+        "name": message.name,
+        "args": message.args,
+        "kwargs": message.kwargs,
+        "type": message.name,
+        "hostname": hostname,
+        "time_start": time_start,
+        "acknowledged": acknowledged,
+        "delivery_info": message.delivery_info,
+        "worker_pid": worker_pid,
+    }

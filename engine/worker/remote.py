@@ -7,6 +7,7 @@ An allow-list (``worker_control_allow``) lets an operator keep ``revoke`` while 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal as signals
 import threading
@@ -20,8 +21,11 @@ from engine.broker.fanout import RedisFanout
 from engine.config import masked_setting
 from engine.control import store_revoked
 from engine.protocol import control as protocol
+from engine.protocol import task as task_protocol
+from engine.protocol.task import TaskMessage
 from engine.worker import control as custom
 from engine.worker import stats
+from engine.worker.job import request_info
 from engine.worker.revoked import mark_revoked
 
 if TYPE_CHECKING:
@@ -39,6 +43,7 @@ ALIASES = {
     "dump_conf": "conf",
 }
 TASK_INFO_ITEMS = ("exchange", "routing_key", "rate_limit")  # Celery's default taskinfoitems
+ETA_TIMER_PRIORITY = 6  # the priority Celery's worker gives every ETA task's timer entry
 RELOAD_EVERY = 5.0  # seconds between looks for new custom commands when an unknown name arrives
 
 
@@ -58,6 +63,21 @@ class _Listener(threading.Thread):
     def start(self) -> None:
         self.remote.subscribe()
         super().start()
+
+
+def _decoded(raw: bytes, accepted: frozenset[str]) -> TaskMessage | None:
+    """A held message, decoded again (it was accepted when fetched; one that fails now is skipped)."""
+    try:
+        return task_protocol.decode_again(raw, accepted)
+    except task_protocol.MalformedMessage:
+        return None
+
+
+def scheduled_item(eta: float, message: TaskMessage, hostname: str) -> dict[str, Any]:
+    """One entry of Celery's ``scheduled`` reply: the ETA as the message gave it, the priority of
+    the worker's timer entry (Celery's is always 6, not the message's), and the request info."""
+    when = message.eta or dt.datetime.fromtimestamp(eta, dt.timezone.utc)
+    return {"eta": when.isoformat(), "priority": ETA_TIMER_PRIORITY, "request": request_info(message, hostname)}
 
 
 def _signum(name: Any) -> int:
@@ -213,11 +233,19 @@ class RemoteControl:
         return [job.info(w.hostname) for job in list(w.reserved.values())]
 
     def do_scheduled(self, **_: Any) -> list[dict[str, Any]]:
-        """ETA tasks this worker holds, as Celery's worker lists only its own. Ours hold none: an
-        ETA task waits in the broker's delayed set until due, for whichever worker takes it then,
-        so no worker may claim it (N workers claiming one task made tools count it N times).
-        ``tqctl inspect scheduled`` and the console read the delayed set from the broker."""
-        return []
+        """ETA tasks this worker holds, as Celery's worker lists only its own. On Redis it holds
+        none: an ETA task waits in the broker's delayed set until due, for whichever worker takes
+        it then, so no worker may claim it (N workers claiming one task made tools count it N
+        times); ``tqctl inspect scheduled`` and the console read that set from the broker. On
+        RabbitMQ a task due within a few seconds (``engine.broker.amqp.HOLD``) is held here
+        unacked until due, as Celery holds it, and is listed (a later one waits in RabbitMQ's
+        delay levels, which nobody can list)."""
+        w = self.worker
+        return [
+            scheduled_item(eta, message, w.hostname)
+            for eta, delivery in w.broker.held_etas()
+            if (message := _decoded(delivery.raw, w.consumer.accepted)) is not None
+        ]
 
     def do_revoked(self, **_: Any) -> list[str]:
         return sorted(self.worker.revoked)
