@@ -144,12 +144,15 @@ class Signature(dict):
         return self
 
     def clone(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Signature:
+        """A copy with call-time args, kwargs and options merged in, by Celery's ``_merge`` rules:
+        an immutable signature takes no args nor kwargs, and the options it is bound to (its
+        group, its stamps) stay (see ``merge_options``)."""
         sig = type(self).__new__(type(self))  # keep the canvas class (chain, group, chord)
         Signature.__init__(sig, _plain(dict(self)), app=self.app)
         sig["args"] = (*args, *sig["args"]) if args and not sig.immutable else tuple(sig["args"])
-        if kwargs:
+        if kwargs and not sig.immutable:
             sig["kwargs"] = {**sig["kwargs"], **kwargs}
-        sig["options"].update(options)
+        sig["options"] = merge_options(sig["options"], options)
         return sig
 
     def bind_app(self, app: App) -> Signature:
@@ -170,14 +173,14 @@ class Signature(dict):
             from engine.eager import apply_canvas
 
             return apply_canvas(self, args, kwargs, options)
-        sig = self.clone(args, kwargs, **options)
+        sig = self.clone(args, kwargs, **_given(options))
         return self._bound_app().tasks[sig.name].apply(sig["args"], sig["kwargs"], **sig["options"])
 
     def apply_async(
         self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
     ) -> AsyncResult:
         app = self._bound_app()
-        sig = self.clone(args, kwargs, **options)
+        sig = self.clone(args, kwargs, **_given(options))
         opts = dict(sig["options"])
         nesting = opts.pop("replaced_task_nesting", None)
         if nesting:
@@ -209,6 +212,31 @@ class Signature(dict):
     def __repr__(self) -> str:
         args = ", ".join([*map(repr, self["args"]), *(f"{k}={v!r}" for k, v in self["kwargs"].items())])
         return f"{self.name}({args}){'!' if self.immutable else ''}"
+
+
+# Options a call cannot replace once the signature has them (Celery's ``_IMMUTABLE_OPTIONS``):
+# a task frozen into a group must still count into that group, and a stamp is the sender's
+# label, not the caller's to rewrite. The stamps a signature lists are kept too.
+KEPT_OPTIONS = frozenset({"group_id", "stamped_headers"})
+
+
+def merge_options(own: dict[str, Any], given: dict[str, Any], *, keep_stamps: bool = True) -> dict[str, Any]:
+    """``own`` with ``given`` on top, except ``KEPT_OPTIONS`` (and, with ``keep_stamps``, the
+    stamps ``own`` lists in ``stamped_headers``) where ``own`` has them: Celery's ``_merge``.
+
+    A Celery group keeps only ``KEPT_OPTIONS`` of its own (``keep_stamps=False``); its members
+    keep their stamps when it sends them."""
+    kept: set[str] = set(KEPT_OPTIONS)
+    if keep_stamps:
+        names = own.get("stamped_headers") or []
+        kept.update([names] if isinstance(names, str) else names)
+    return {**own, **{k: v for k, v in given.items() if k not in kept or k not in own}}
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """Call-time options without the ones given as ``None``, which Celery's ``apply_async`` and
+    ``apply`` dismiss (``queue=None`` leaves the signature's queue, not the default one)."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def signature(varies: str | dict[str, Any], *args: Any, app: App | None = None, **kwargs: Any) -> Signature:

@@ -172,3 +172,17 @@ def test_the_original_signature_is_left_as_it_was(ours: Any) -> None:
     before = plain(sig)
     sig.clone(group_id="g2", foo="b", queue="q")
     assert plain(sig) == before and isinstance(sig.clone(queue="q"), Signature)
+
+
+def test_a_group_keeps_its_own_stamped_headers_but_not_their_values(
+    ours: Any, theirs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Celery's ``group._freeze_gid`` keeps only ``group_id``/``stamped_headers`` of the group's own."""
+    got, expected = captured(ours, monkeypatch), captured(theirs, monkeypatch)
+    for task, make in ((theirs, celery.group), (ours, group)):
+        make(task.s(1), task.s(2)).set(stamped_headers=["foo"], foo="a").apply_async(
+            stamped_headers=["bar"], foo="b", bar=1
+        )
+    keys = ("foo", "stamped_headers", "bar")
+    assert [{k: m["options"][k] for k in keys} for m in got] == [{k: m["options"][k] for k in keys} for m in expected]
+    assert got[0]["options"]["stamped_headers"] == ["foo"] and got[0]["options"]["foo"] == "b"
