@@ -152,7 +152,14 @@ class Signature(dict):
         sig["args"] = (*args, *sig["args"]) if args and not sig.immutable else tuple(sig["args"])
         if kwargs and not sig.immutable:
             sig["kwargs"] = {**sig["kwargs"], **kwargs}
-        sig["options"] = merge_options(sig["options"], options)
+        sig["options"] = merge_options(sig["options"], _plain(options))  # copied: a clone shares nothing
+        return sig
+
+    def _merged(self, args: Sequence[Any], kwargs: dict[str, Any] | None, options: dict[str, Any]) -> Signature:
+        """The copy ``apply``/``apply_async`` run: merged as ``clone`` does, less the options given as
+        ``None`` (Celery dismisses them), and without copying the given ones (they are sent at once)."""
+        sig = self.clone(args, kwargs)
+        sig["options"] = merge_options(sig["options"], {k: v for k, v in options.items() if v is not None})
         return sig
 
     def bind_app(self, app: App) -> Signature:
@@ -173,14 +180,14 @@ class Signature(dict):
             from engine.eager import apply_canvas
 
             return apply_canvas(self, args, kwargs, options)
-        sig = self.clone(args, kwargs, **_given(options))
+        sig = self._merged(args, kwargs, options)
         return self._bound_app().tasks[sig.name].apply(sig["args"], sig["kwargs"], **sig["options"])
 
     def apply_async(
         self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
     ) -> AsyncResult:
         app = self._bound_app()
-        sig = self.clone(args, kwargs, **_given(options))
+        sig = self._merged(args, kwargs, options)
         opts = dict(sig["options"])
         nesting = opts.pop("replaced_task_nesting", None)
         if nesting:
@@ -231,12 +238,6 @@ def merge_options(own: dict[str, Any], given: dict[str, Any], *, keep_stamps: bo
         names = own.get("stamped_headers") or []
         kept.update([names] if isinstance(names, str) else names)
     return {**own, **{k: v for k, v in given.items() if k not in kept or k not in own}}
-
-
-def _given(options: dict[str, Any]) -> dict[str, Any]:
-    """Call-time options without the ones given as ``None``, which Celery's ``apply_async`` and
-    ``apply`` dismiss (``queue=None`` leaves the signature's queue, not the default one)."""
-    return {k: v for k, v in options.items() if v is not None}
 
 
 def signature(varies: str | dict[str, Any], *args: Any, app: App | None = None, **kwargs: Any) -> Signature:

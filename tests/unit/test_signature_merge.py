@@ -186,3 +186,16 @@ def test_a_group_keeps_its_own_stamped_headers_but_not_their_values(
     keys = ("foo", "stamped_headers", "bar")
     assert [{k: m["options"][k] for k in keys} for m in got] == [{k: m["options"][k] for k in keys} for m in expected]
     assert got[0]["options"]["stamped_headers"] == ["foo"] and got[0]["options"]["foo"] == "b"
+
+
+def test_a_clone_does_not_share_the_options_it_was_given(ours: Any, theirs: Any) -> None:
+    """Celery's ``clone`` deep-copies the merged options: linking more onto one clone leaves the
+    caller's ``link`` list, and so the next clone made from it, as they were."""
+    for task in (theirs, ours):
+        given = {"link": [task.si(8)], "headers": {"h": 1}}
+        first = task.s(1).clone(**given)
+        first.link(task.si(9))
+        first.options["headers"]["h"] = 2
+        second = task.s(1).clone(**given)
+        assert [plain(cb)["args"] for cb in second.options["link"]] == [[8]]
+        assert second.options["headers"] == {"h": 1} and len(given["link"]) == 1
