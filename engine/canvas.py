@@ -144,12 +144,22 @@ class Signature(dict):
         return self
 
     def clone(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Signature:
+        """A copy with call-time args, kwargs and options merged in, by Celery's ``_merge`` rules:
+        an immutable signature takes no args nor kwargs, and the options it is bound to (its
+        group, its stamps) stay (see ``merge_options``)."""
         sig = type(self).__new__(type(self))  # keep the canvas class (chain, group, chord)
         Signature.__init__(sig, _plain(dict(self)), app=self.app)
         sig["args"] = (*args, *sig["args"]) if args and not sig.immutable else tuple(sig["args"])
-        if kwargs:
+        if kwargs and not sig.immutable:
             sig["kwargs"] = {**sig["kwargs"], **kwargs}
-        sig["options"].update(options)
+        sig["options"] = merge_options(sig["options"], _plain(options))  # copied: a clone shares nothing
+        return sig
+
+    def _merged(self, args: Sequence[Any], kwargs: dict[str, Any] | None, options: dict[str, Any]) -> Signature:
+        """The copy ``apply``/``apply_async`` run: merged as ``clone`` does, less the options given as
+        ``None`` (Celery dismisses them), and without copying the given ones (they are sent at once)."""
+        sig = self.clone(args, kwargs)
+        sig["options"] = merge_options(sig["options"], {k: v for k, v in options.items() if v is not None})
         return sig
 
     def bind_app(self, app: App) -> Signature:
@@ -170,14 +180,14 @@ class Signature(dict):
             from engine.eager import apply_canvas
 
             return apply_canvas(self, args, kwargs, options)
-        sig = self.clone(args, kwargs, **options)
+        sig = self._merged(args, kwargs, options)
         return self._bound_app().tasks[sig.name].apply(sig["args"], sig["kwargs"], **sig["options"])
 
     def apply_async(
         self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
     ) -> AsyncResult:
         app = self._bound_app()
-        sig = self.clone(args, kwargs, **options)
+        sig = self._merged(args, kwargs, options)
         opts = dict(sig["options"])
         nesting = opts.pop("replaced_task_nesting", None)
         if nesting:
@@ -209,6 +219,25 @@ class Signature(dict):
     def __repr__(self) -> str:
         args = ", ".join([*map(repr, self["args"]), *(f"{k}={v!r}" for k, v in self["kwargs"].items())])
         return f"{self.name}({args}){'!' if self.immutable else ''}"
+
+
+# Options a call cannot replace once the signature has them (Celery's ``_IMMUTABLE_OPTIONS``):
+# a task frozen into a group must still count into that group, and a stamp is the sender's
+# label, not the caller's to rewrite. The stamps a signature lists are kept too.
+KEPT_OPTIONS = frozenset({"group_id", "stamped_headers"})
+
+
+def merge_options(own: dict[str, Any], given: dict[str, Any], *, keep_stamps: bool = True) -> dict[str, Any]:
+    """``own`` with ``given`` on top, except ``KEPT_OPTIONS`` (and, with ``keep_stamps``, the
+    stamps ``own`` lists in ``stamped_headers``) where ``own`` has them: Celery's ``_merge``.
+
+    A Celery group keeps only ``KEPT_OPTIONS`` of its own (``keep_stamps=False``); its members
+    keep their stamps when it sends them."""
+    kept: set[str] = set(KEPT_OPTIONS)
+    if keep_stamps:
+        names = own.get("stamped_headers") or []
+        kept.update([names] if isinstance(names, str) else names)
+    return {**own, **{k: v for k, v in given.items() if k not in kept or k not in own}}
 
 
 def signature(varies: str | dict[str, Any], *args: Any, app: App | None = None, **kwargs: Any) -> Signature:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
-from engine.canvas import Signature
+from engine.canvas import Signature, merge_options
 from engine.group_result import GroupResult
 from engine.protocol.task import new_id
 from engine.result import AsyncResult
@@ -497,7 +497,7 @@ class Group(Signature):
             raise TypeError("Cannot add link to group: use a chord")
         if options.get("link_error"):
             raise TypeError("Cannot add link to group: do that on individual tasks")
-        options = {**self.options, **{k: v for k, v in options.items() if k != "group_id" or k not in self.options}}
+        options = merge_options(self.options, options, keep_stamps=False)  # Celery's ``_freeze_gid``
         group_id = options.pop("task_id", None) or new_id()
         options["group_id"] = group_id
         chord = options.pop("chord", None)
