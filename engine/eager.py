@@ -61,8 +61,14 @@ def _eager_headers(options: dict[str, Any]) -> dict[str, Any]:
     if stamped:
         stamped = [stamped] if isinstance(stamped, str) else list(stamped)
         headers["stamped_headers"] = stamped
-        headers["stamps"] = {key: options.get(key) for key in stamped}
+        # As Celery's ``Task.apply``: each stamp a list (a lone value wrapped, a missing one
+        # empty); a worker reads them from the message as sent, so there they stay as given.
+        headers["stamps"] = {key: _as_stamp(options.get(key, [])) for key in stamped}
     return headers
+
+
+def _as_stamp(value: Any) -> Any:
+    return value if value is None or isinstance(value, (list, tuple, set)) else [value]
 
 
 def apply_canvas(sig: Signature, args: Sequence[Any], kwargs: dict[str, Any] | None, options: dict[str, Any]) -> Any:

@@ -12,6 +12,7 @@ import gc
 import logging
 from typing import Any
 
+import celery
 import pydantic
 import pytest
 import redis
@@ -491,7 +492,33 @@ def test_eager_request_sees_stamps(eager: App) -> None:
 
     sig = see.s()
     sig.stamp(batch="b9")
-    assert sig.delay().get() == {"batch": "b9"}
+    assert sig.delay().get() == {"batch": ["b9"]}  # eagerly, Celery hands each stamp over as a list
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"stamped_headers": ["foo"], "foo": "a"},
+        {"stamped_headers": ["foo", "bar"], "foo": ["a", "b"]},
+        {"stamped_headers": "foo", "foo": None},
+        {"stamped_headers": ["foo"]},
+        {"stamped_headers": ["foo"], "foo": ("a",)},
+    ],
+)
+def test_eager_stamps_are_what_celerys_apply_gives(eager: App, options: dict[str, Any]) -> None:
+    """``Task.apply`` with stamping options: a lone value becomes a one-item list, a stamp not
+    given an empty one, None and lists stay, as Celery 5.7's request shows them."""
+    theirs = celery.Celery("stamps", set_as_current=False)
+
+    @theirs.task(bind=True, name="unit.celery_stamps")
+    def celery_see(self: Any) -> Any:
+        return self.request.stamps, self.request.stamped_headers
+
+    @eager.task(bind=True, name="unit.our_stamps")
+    def our_see(self: Any) -> Any:
+        return self.request.stamps, self.request.stamped_headers
+
+    assert our_see.apply(**options).get() == celery_see.apply(**options).get()
 
 
 # -- pydantic -----------------------------------------------------------------------------------------
