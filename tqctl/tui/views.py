@@ -219,7 +219,8 @@ def failure_groups(model: ConsoleModel) -> list[GroupRow]:
 
 
 def eta_rows(model: ConsoleModel) -> list[dict[str, Any]]:
-    """ETA tasks: the broker's delayed set, plus what Celery workers hold in memory (inspect scheduled)."""
+    """ETA tasks: the broker's delayed set, plus what workers hold in memory (their ``inspect
+    scheduled`` replies: Celery's, and ours on RabbitMQ)."""
     snap = model.snapshot
     if snap is None:
         return []

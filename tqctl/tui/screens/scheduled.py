@@ -84,7 +84,9 @@ class ScheduledScreen(ConsoleScreen):
         self.query_one("#eta", ConsoleTable).set_rows(rows)
         in_broker = model.snapshot.delayed_count if model.snapshot else 0
         held = sum(1 for r in self._eta if r.get("source") not in (None, "broker"))
-        where = f"{in_broker} in the broker" + (f", {held} held by Celery workers" if held else "")
+        where = f"{in_broker} in the broker" + (
+            f", {held} held by workers" if held else ""
+        )  # Celery's, or ours on RabbitMQ
         self.status(
             Text.assemble(
                 ("ETA tasks ", "bold"),
