@@ -161,7 +161,9 @@ def test_every_event_type_from_our_worker_and_client_reaches_tail(
         "task-succeeded",
     ]
     assert all(e["name"] == "guarded.echo" for e in by_task[echo_id])  # named once, remembered by tail
-    assert by_task[echo_id][-1]["result"] == "5" and by_task[echo_id][-1]["state"] == "SUCCESS"
+    # (not the last event of the task: the client's task-sent may come after the worker's)
+    succeeded = next(e for e in by_task[echo_id] if e["type"] == "task-succeeded")
+    assert succeeded["result"] == "5" and succeeded["state"] == "SUCCESS"
     assert "RuntimeError" in next(e for e in by_task[failed.id] if e["type"] == "task-failed")["exception"]
     assert [e["type"] for e in by_task[retried.id]].count("task-retried") == 1
     assert next(e for e in by_task[rejected.id] if e["type"] == "task-rejected")["requeue"] is False

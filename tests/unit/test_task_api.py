@@ -8,6 +8,7 @@ server; everything else runs eagerly or calls ``engine.trace.run`` directly, as 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gc
 import logging
 from typing import Any
@@ -508,17 +509,25 @@ def test_eager_request_sees_stamps(eager: App) -> None:
 def test_eager_stamps_are_what_celerys_apply_gives(eager: App, options: dict[str, Any]) -> None:
     """``Task.apply`` with stamping options: a lone value becomes a one-item list, a stamp not
     given an empty one, None and lists stay, as Celery 5.7's request shows them."""
+
+    @eager.task(bind=True, name="unit.our_stamps")
+    def our_see(self: Any) -> Any:
+        return self.request.stamps, self.request.stamped_headers
+
+    assert our_see.apply(**options).get() == _celery_stamps().apply(**options).get()
+
+
+@functools.cache
+def _celery_stamps() -> Any:
+    """Celery's task reading its request's stamps: made once (Celery warns when a name is
+    registered again, and a parametrised test would do so per case)."""
     theirs = celery.Celery("stamps", set_as_current=False)
 
     @theirs.task(bind=True, name="unit.celery_stamps")
     def celery_see(self: Any) -> Any:
         return self.request.stamps, self.request.stamped_headers
 
-    @eager.task(bind=True, name="unit.our_stamps")
-    def our_see(self: Any) -> Any:
-        return self.request.stamps, self.request.stamped_headers
-
-    assert our_see.apply(**options).get() == celery_see.apply(**options).get()
+    return celery_see
 
 
 # -- pydantic -----------------------------------------------------------------------------------------
