@@ -157,6 +157,10 @@ class Templates:
             get("eta") or get("expires") or get("headers") or get("embed") or get("properties")
         ) or not options.keys() <= KNOWN:
             return protocol.build(name, args, kwargs, queue=queue, priority=priority, **options)
+        if get("group_index") is not None:
+            # A group's member: its index is its own, so a template (cached by its fixed options)
+            # would be made for this one message and thrown away, at three times a build's cost.
+            return protocol.build(name, args, kwargs, queue=queue, priority=priority, **options)
         key = (name, queue, priority, *map(get, FIXED))
         try:
             template = self._cache.get(key)

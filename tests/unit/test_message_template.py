@@ -109,6 +109,20 @@ def test_unknown_or_unhashable_options_are_built_whole() -> None:
     assert not templates._cache
 
 
+def test_a_groups_members_are_built_whole_not_one_template_each() -> None:
+    """Each member's group_index is its own: a template per member was a template made for one
+    message (a group of N sent at half the rate it had before templates)."""
+    templates = Templates()
+    group_id = str(uuid.uuid4())
+    for index in range(5):
+        _, raw = templates.build(
+            "t.member", (index,), {}, "celery", None, {**BASE, "group": group_id, "group_index": index}
+        )
+        headers = json.loads(raw)["headers"]
+        assert (headers["group"], headers["group_index"]) == (group_id, index)
+    assert not templates._cache
+
+
 # -- App's send plans: a setting or task attribute changed after a send counts at the next one ----
 
 
