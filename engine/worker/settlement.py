@@ -227,7 +227,12 @@ class Settlement:
         letter = self._letter(job.delivery, outcome.internal or "", detail, job.id, job.name)
         tag = "" if job.acked else job.delivery.tag
         job.acked = True
+        # The failure first: whoever sees the dead letter then reads FAILURE, not the SUCCESS the
+        # run stored before its callbacks failed to go out.
+        self._store_internal_failure(job, outcome)
         self.later(f"dead-letter {job.id}", lambda: self.broker.dead_letter(self.owner, tag, letter))
+
+    def _store_internal_failure(self, job: Job, outcome: Outcome) -> None:
         if outcome.internal != "result_not_stored":
             name = (outcome.exception_repr or "").split("(", 1)[0]  # only the repr crosses a child's pipe
             error = {

@@ -6,6 +6,7 @@ clients reconnecting by themselves, are in test_amqp_worker.py; one restart test
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -87,7 +88,9 @@ def test_delay_to_a_hanging_host_fails_within_the_connect_timeout(silent_url: st
 def test_delay_to_a_rabbitmq_that_stops_answering_fails_in_one_line_and_is_not_resent(tmp_path: Path) -> None:
     """RabbitMQ frozen (SIGSTOP) after the client connected: the publish goes out, no confirm
     comes back, and delay() fails in one line after ``confirm_timeout`` instead of hanging. It is
-    not sent again on a fresh connection (RabbitMQ may have it): one message when it wakes up."""
+    not sent again on a fresh connection (RabbitMQ may have it): at most one copy when it wakes
+    up. (Whether it has it depends on whether RabbitMQ read the frames before the connection was
+    dropped: seen both ways, so the test counts copies instead of expecting one.)"""
     if not available():
         pytest.skip("Debian's rabbitmq-server is not installed")
     node = RabbitMQ(tmp_path / "own-node").start()
@@ -107,10 +110,14 @@ def test_delay_to_a_rabbitmq_that_stops_answering_fails_in_one_line_and_is_not_r
             module.add.delay(1, 3)  # RabbitMQ is back: the next delay() goes through
             conn = amqp.Connection(f"127.0.0.1:{node.port}", userid="guest", password="guest", connect_timeout=5)
             conn.connect()
+            sent: list[list[int]] = []
             try:
-                _, ready, _ = conn.channel().queue_declare("celery", passive=True)
+                channel = conn.channel()
+                while (message := channel.basic_get("celery", no_ack=True)) is not None:
+                    sent.append(json.loads(message.body)[0])
             finally:
                 conn.close()
-            assert ready == 3  # (1, 1), the unconfirmed (1, 2) once, and (1, 3)
+            # (1, 1) and (1, 3) once each; the unconfirmed (1, 2) at most once, never resent
+            assert sorted(sent) in ([[1, 1], [1, 3]], [[1, 1], [1, 2], [1, 3]]), sent
     finally:
         node.close()
