@@ -57,6 +57,7 @@ class HistoryWriter:
         self._records: list[str] = []
         self._failures: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
 
     def record(self, record: dict[str, Any], raw: bytes | None = None) -> None:
         line = json_dumps(record)
@@ -66,19 +67,25 @@ class HistoryWriter:
                 self._failures.append({**record, "raw": raw.decode("utf-8", "replace")})
 
     def flush(self) -> None:
-        with self._lock:
-            records, self._records = self._records, []
-            failures, self._failures = self._failures, []
-        if not records or self.client is None:  # None: nowhere to keep it (AMQP with rpc://)
-            return
-        pipe = self.client.pipeline(transaction=False)
-        pipe.lpush(RECORDS, *records)
-        pipe.ltrim(RECORDS, 0, self.keep - 1)
-        for failure in failures:
-            self._add_failure(pipe, failure)
-        if failures:
-            pipe.zremrangebyrank(FAILURE_INDEX, 0, -self.keep_failures - 1)
-        pipe.execute()
+        """Write what was recorded; when it returns, every record made before the call is stored.
+
+        Flushes are one at a time so that promise holds for a caller that finds the buffer
+        emptied by a flush still on its way (the worker's events wait on it).
+        """
+        with self._flushing:
+            with self._lock:
+                records, self._records = self._records, []
+                failures, self._failures = self._failures, []
+            if not records or self.client is None:  # None: nowhere to keep it (AMQP with rpc://)
+                return
+            pipe = self.client.pipeline(transaction=False)
+            pipe.lpush(RECORDS, *records)
+            pipe.ltrim(RECORDS, 0, self.keep - 1)
+            for failure in failures:
+                self._add_failure(pipe, failure)
+            if failures:
+                pipe.zremrangebyrank(FAILURE_INDEX, 0, -self.keep_failures - 1)
+            pipe.execute()
 
     def _add_failure(self, pipe: redis.client.Pipeline, failure: dict[str, Any]) -> None:
         exc_type, message = split_exception(failure.get("exception"))

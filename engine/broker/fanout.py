@@ -35,16 +35,41 @@ class RedisFanout:
         self.client.publish(self.channel(exchange, routing_key), raw)
 
     def subscribe(self, patterns: Iterable[str]) -> redis.client.PubSub:
-        """A pub/sub on ``exchange/pattern`` pairs; AMQP ``#`` patterns become ``*``."""
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        """A pub/sub on ``exchange/pattern`` pairs; AMQP ``#`` patterns become ``*``.
+
+        Patterns and plain channels are not mixed in one call: each kind is one command, and only
+        within one command does the server confirm every subscription before any message.
+        """
+        pubsub = self.client.pubsub(ignore_subscribe_messages=False)  # until confirmed, below
         names = [p.replace("#", "*") for p in patterns]
         globbed = [n for n in names if "*" in n]
         exact = [n for n in names if "*" not in n]
+        if globbed and exact:
+            raise ValueError("subscribe to patterns or to channels in one call, not both")
         if globbed:
             pubsub.psubscribe(*globbed)
         if exact:
             pubsub.subscribe(*exact)
+        self._confirmed(pubsub, len(globbed) + len(exact))
+        pubsub.ignore_subscribe_messages = True
         return pubsub
+
+    @staticmethod
+    def _confirmed(pubsub: redis.client.PubSub, count: int, timeout: float = 10.0) -> None:
+        """Wait until the server has taken every subscription.
+
+        A caller that subscribes and then reads what was recorded before (the console's history
+        replay) relies on nothing being published between the two unheard: the read goes on
+        another connection, which the server may serve before this one's SUBSCRIBE.
+        """
+        deadline = time.monotonic() + timeout
+        while count > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise redis.TimeoutError(f"the server did not confirm a subscription within {timeout:g}s")
+            reply = pubsub.get_message(timeout=left)
+            if reply is not None:  # one command's confirmations come before any message
+                count -= 1
 
     # -- direct replies (kombu's binding table) -----------------------------------------------
     @staticmethod

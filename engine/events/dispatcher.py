@@ -7,10 +7,12 @@ so a busy worker pays one PUBLISH per batch rather than three per task.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from json.encoder import encode_basestring_ascii as _text  # C: a str as a JSON string
 from typing import Any
 
@@ -19,6 +21,7 @@ from engine.protocol import events
 from engine.serialization import json_dumps
 
 BATCH = 100
+log = logging.getLogger(__name__)
 
 
 def _value(value: Any) -> str:
@@ -38,11 +41,22 @@ def _value(value: Any) -> str:
 
 
 class EventDispatcher:
-    def __init__(self, fanout: RedisFanout, hostname: str, enabled: bool = True, batch: int = BATCH) -> None:
+    def __init__(
+        self,
+        fanout: RedisFanout,
+        hostname: str,
+        enabled: bool = True,
+        batch: int = BATCH,
+        before_publish: Callable[[], None] | None = None,
+    ) -> None:
         self.fanout = fanout
         self.hostname = hostname
         self.enabled = enabled
         self.batch = batch
+        # Called before a batch goes out, after it was taken: the worker writes its history there,
+        # so whoever hears a task's event can already read its record (the console subscribes,
+        # then replays history, and would otherwise miss a task whose event beat its record).
+        self._before_publish = before_publish
         self._clock = itertools.count(1)
         self._buffer: list[str] = []  # JSON text of each task event
         self._lock = threading.Lock()
@@ -88,5 +102,10 @@ class EventDispatcher:
         with self._lock:
             batch, self._buffer = self._buffer, []
         if batch:
+            if self._before_publish is not None:
+                try:
+                    self._before_publish()
+                except Exception as exc:  # the live stream still goes out
+                    log.warning("could not write before publishing events: %r", exc)
             key, raw = events.encode_batch(batch, self.hostname)
             self.fanout.publish(events.EXCHANGE, key, raw)

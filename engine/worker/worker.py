@@ -155,13 +155,17 @@ class Worker:
             self.concurrency = max(1, min(self.concurrency, autoscale[0]))
         self.masked_broker = mask_url(self.broker.url)
         self.fanout, self.side_note = worker_fanout(self.broker.url, app.backend_url())
-        self.events = EventDispatcher(self.fanout, self.hostname, enabled=bool(conf.worker_send_task_events))
+        # A run's record is buffered before its event and stored before the event is published:
+        # a console that subscribes and then replays history never falls between the two.
         self.history = HistoryWriter(self.fanout.client, keep=int(conf.tqctl_history_size))
+        self.events = EventDispatcher(
+            self.fanout, self.hostname, enabled=bool(conf.worker_send_task_events), before_publish=self.history.flush
+        )
         self._next_heartbeat = 0.0
         self.consumer = Consumer(self)
         self.observers = Observers(
-            TaskEvents(self.events),
             TaskHistory(self.history, self.hostname),
+            TaskEvents(self.events),
             TaskLog(),
             TaskSignals(self.hostname, self.consumer),
         )
