@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("engine.worker")
 HEARTBEAT_FREQ = 2.0  # seconds between worker-heartbeat events (Celery's default)
 ON_DEMAND_HEARTBEAT_FREQ = 5  # the fixed ``freq`` Celery's ``heartbeat`` control command sends
+# Task events wait for the upkeep tick, which stores their history records first, unless this
+# many pile up in between: then the thread that adds the last one writes and publishes them.
+HELD_EVENTS = 2000
 DRAIN_POLL = 0.05  # seconds between looks at whether a draining worker has finished its jobs
 POOLS: dict[str, type] = {
     "prefork": PreforkPool,
@@ -159,7 +162,11 @@ class Worker:
         # a console that subscribes and then replays history never falls between the two.
         self.history = HistoryWriter(self.fanout.client, keep=int(conf.tqctl_history_size))
         self.events = EventDispatcher(
-            self.fanout, self.hostname, enabled=bool(conf.worker_send_task_events), before_publish=self.history.flush
+            self.fanout,
+            self.hostname,
+            enabled=bool(conf.worker_send_task_events),
+            batch=HELD_EVENTS,
+            before_publish=self.history.flush,
         )
         self._next_heartbeat = 0.0
         self.consumer = Consumer(self)
