@@ -59,6 +59,18 @@ def test_marks_bulk_revoke_follow_copy_and_detail_tabs(broker_url, start_worker,
         assert table.current_key == waiting[0]
         await press(pilot, "F")
 
+        # without F too: a cursor moved off the top row stays on its task; on the top row it tails
+        table.select_key(waiting[0])
+        assert table.cursor_row > 0
+        later = [shop.add.delay(n, 1).id for n in range(3)]
+        await wait_for(pilot, lambda: all(i in table.row_keys for i in later), "later rows")
+        assert table.current_key == waiting[0]
+        table.move_cursor(row=0)
+        newest = shop.add.delay(7, 7).id
+        await wait_for(pilot, lambda: newest in table.row_keys, "the newest row")
+        assert (table.cursor_row, table.current_key) == (0, table.row_keys[0])
+        table.select_key(waiting[0])
+
         await press(pilot, "c")
         assert app.clipboard == waiting[0]
 

@@ -137,6 +137,9 @@ class TasksScreen(TableScreen):
         if not self.paused or force and not self._shown:
             self._shown = self.query_tasks()
             now = self.model.now()
+            # On the top row the cursor tails the newest task; moved below it, it stays on its task
+            # while newer ones push it down (as in toolong), so what a key acts on is what was picked.
+            self.table.follow_key = bool(self.following) or self.table.cursor_row > 0
             self.table.set_rows([(t.uuid, task_cells(t, now)) for t in self._shown])
             if self.following:
                 self.table.select_key(self.following)
