@@ -33,7 +33,7 @@ class AmqpView:
         self.url = url
         self.api = ManagementApi(api_url, url) if api_url else None
         self.listed: list[str] = []  # the queues the management API named last
-        self.api_error: str | None = None  # why the last ask failed (the names before it are kept)
+        self.discovery_error: str | None = None  # why the last ask failed (the names before it are kept)
         self._state = BackendState(state_url(url, backend_url))
         self.store: Any = self._state.store
         self.history: History | None = self._state.history
@@ -81,13 +81,13 @@ class AmqpView:
 
     def discover(self) -> None:
         """Ask the management API, when given, for the vhost's queues (a failure is kept in
-        ``api_error`` for the caller to show, with the last names it gave)."""
+        ``discovery_error`` for the caller to show, with the last names it gave)."""
         if self.api is None:
             return
         try:
-            self.listed, self.api_error = self.api.queue_names(), None
+            self.listed, self.discovery_error = self.api.queue_names(), None
         except BrokerUnavailable as exc:
-            self.api_error = str(exc)
+            self.discovery_error = str(exc)
 
     def queue_names(self) -> list[str]:
         """The default queue and those the management API named (``discover``); the console and

@@ -40,6 +40,7 @@ class ClusterView(Protocol):
     url: str
     history: History | None  # None: nowhere to keep it (AMQP without a Redis result backend)
     store: Any  # the Redis client holding tqctl's own state (beat, revokes), or None
+    discovery_error: str | None  # why the last ``discover`` could not list queues (None: it could)
 
     def ping(self) -> None: ...
     def server(self) -> str: ...

@@ -34,6 +34,8 @@ def queue_of(key: bytes | str) -> str:
 
 
 class RedisView:
+    discovery_error: str | None = None  # a scan that cannot run lists the declared queues only
+
     def __init__(self, url: str, client: redis.Redis | None = None) -> None:
         self.url = url
         self.broker = RedisBroker(url, client=client) if client is not None else RedisBroker(url)

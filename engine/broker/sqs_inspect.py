@@ -20,6 +20,8 @@ DEFAULT_QUEUES = ("celery",)
 
 
 class SqsView:
+    discovery_error: str | None = None  # nothing to ask
+
     def __init__(self, url: str, backend_url: str | None) -> None:
         self.url = url
         self.broker = SqsBroker(url)

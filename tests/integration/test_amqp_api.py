@@ -20,7 +20,9 @@ from engine import App
 from tests.bench.amqp_reference import connect
 from tests.integration.harness import ROOT
 from tests.integration.rabbitmq import RabbitMQ, available
+from tests.tui.conftest import drive, live_app, press, wait_for
 from tqctl.tui.probe import Probe
+from tqctl.tui.screens.queues import QueuesScreen
 
 pytestmark = pytest.mark.integration
 
@@ -105,3 +107,23 @@ def test_the_console_probe_shows_it_from_its_first_full_poll(
         probe.close()
     depths = {q.name: q.depth for q in snapshot.queues}
     assert depths.get(orphan) == 1, depths
+
+
+def test_the_console_says_when_the_api_refuses_its_login(
+    managed: RabbitMQ, orphan: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The Queues screen does not look complete when the listing failed: its status says why."""
+    monkeypatch.setenv("TQCTL_BROKER_API", managed.api_url.replace("http://", "http://guest:s3cret-wrong@"))
+    monkeypatch.delenv("TQCTL_BACKEND", raising=False)
+    app = live_app(managed.url, tmp_path)
+
+    async def scenario(pilot: Any) -> None:
+        await press(pilot, "3")
+        screen = app.screen
+        assert isinstance(screen, QueuesScreen)
+        status = lambda: str(screen.query_one("#status").render())  # noqa: E731
+        await wait_for(pilot, lambda: "refused the login" in status(), "the listing's failure", show=status)
+        assert "s3cret-wrong" not in status()
+        assert screen.table.row_keys == ["celery"]
+
+    drive(app, scenario)

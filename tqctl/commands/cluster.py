@@ -195,8 +195,8 @@ def _listed_queues(cluster: Any) -> list[str]:
         return []
     view = cluster.view
     view.discover()
-    if view.api_error:
-        warn(view.api_error)
+    if view.discovery_error:
+        warn(view.discovery_error)
     return list(view.queue_names())
 
 

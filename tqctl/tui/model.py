@@ -56,6 +56,7 @@ class ConsoleModel:
         self.beat_leader: dict[str, Any] | None = None
         self.beat_note: str | None = None
         self.server: str | None = None
+        self.queue_note: str | None = None
         self.history_available = False
         self.first_processed: dict[str, int] = {}  # ``processed`` of each worker when first seen
         self.known_queues: dict[str, list[str]] = {}  # each worker's queues, as it last answered
@@ -141,6 +142,7 @@ class ConsoleModel:
             self.beat, self.beat_leader, self.beat_note = snap.beat, snap.beat_leader, snap.beat_note
         if snap.server:
             self.server = snap.server
+        self.queue_note = snap.queue_note
         self.set_connection(True)
         self.touch()
 

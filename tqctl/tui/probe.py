@@ -66,6 +66,7 @@ class Probe:
             delayed=tuple(delayed),
             delayed_count=delayed_count,
             inspect_ms=(time.monotonic() - started) * 1000,
+            queue_note=self.view.discovery_error,
             **extra,
         )
 

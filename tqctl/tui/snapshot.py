@@ -75,4 +75,5 @@ class ClusterSnapshot:
     beat_leader: dict[str, Any] | None = None
     beat_note: str | None = None  # why beat entries are partial or missing
     server: str | None = None
+    queue_note: str | None = None  # why queues may be missing from ``queues`` (a failed listing)
     inspect_ms: float | None = None

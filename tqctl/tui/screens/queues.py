@@ -54,6 +54,12 @@ class QueuesScreen(TableScreen):
 
     def status_line(self, shown: int) -> Text:
         total = sum(q.depth for q in self._rows)
+        if self.model.queue_note:  # the listing failed: say so rather than look complete
+            return Text.assemble(
+                ("Queues ", "bold"),
+                f"{shown} · {fmt.count(total)} waiting · ",
+                ("⚠ " + self.model.queue_note, "yellow"),
+            )
         return Text.assemble(
             ("Queues ", "bold"),
             f"{shown} · {fmt.count(total)} waiting · enter peeks · DRAIN: time to empty at current rates",
