@@ -2,9 +2,10 @@
 
 ``build`` serializes the whole envelope (about twenty headers and the properties) for every
 message, though a task sent again and again with the same options differs only in its ids, its
-arguments and ``sent_at``. A ``Template`` is ``build``'s output for one set of options with those
-parts left as slots, turned into one ``%``-format: a message costs one C-level fill. The bytes are
-``build``'s, byte for byte (tests/unit/test_message_template.py holds the two side by side).
+arguments, ``sent_at`` and, for a group's members, the group and index. A ``Template`` is
+``build``'s output for one set of options with those parts left as slots, turned into one
+``%``-format: a message costs one C-level fill. The bytes are ``build``'s, byte for byte
+(tests/unit/test_message_template.py holds the two side by side).
 """
 
 from __future__ import annotations
@@ -23,17 +24,16 @@ from engine.protocol import task as protocol
 from engine.protocol.task import VARIANT
 
 # Slots: id (and correlation_id), body, argsrepr, kwargsrepr, root_id, parent_id, delivery tag,
-# sent_at. The last two of RAW are whole JSON values (null or a string; a number), not string text.
-SLOTS = "ibasrpdt"
-RAW = "pt"
+# sent_at, group, group_index. Those in RAW are whole JSON values (null, a string or a number), not
+# string text.
+SLOTS = "ibasrpdtgx"
+RAW = "ptgx"
 # ``build`` options a template fixes (its cache key); a send with any other non-empty option
 # (eta, expires, headers, embed, properties) is built whole.
 FIXED = (
     "exchange",
     "routing_key",
     "retries",
-    "group",
-    "group_index",
     "timelimit",
     "ignore_result",
     "serializer",
@@ -41,7 +41,7 @@ FIXED = (
     "reply_to",
     "origin",
 )
-PER_MESSAGE = ("task_id", "root_id", "parent_id")
+PER_MESSAGE = ("task_id", "root_id", "parent_id", "group", "group_index")
 UNTEMPLATED = ("eta", "expires", "headers", "embed", "properties")
 KNOWN = frozenset(FIXED + PER_MESSAGE + UNTEMPLATED)
 CACHE_SIZE = 256
@@ -50,6 +50,15 @@ CACHE_SIZE = 256
 def _id_text(value: str) -> str:
     """A caller's id inside a JSON string (escaped as the encoder would)."""
     return _text(value)[1:-1]
+
+
+def _json(value: Any) -> str:
+    """A group id or index as ``build`` writes it (a whole JSON value)."""
+    if value is None:
+        return "null"
+    if type(value) is int:
+        return str(value)
+    return _text(value) if type(value) is str else serialization.json_dumps(value)
 
 
 class Template:
@@ -62,7 +71,22 @@ class Template:
         self.fixed_root = _id_text(fixed_root) if fixed_root else None
         fixed_parent = options.pop("parent_id", None)
         self.fixed_parent = _text(fixed_parent) if fixed_parent else "null"
-        _, built = protocol.build(name, (), {}, task_id=marks["i"], root_id=marks["r"], parent_id=marks["p"], **options)
+        # A group's members differ in their index (and groups in their id): slots, so one
+        # template serves every member rather than one made and dropped per message.
+        self.fixed_group = _json(options.pop("group", None))
+        self.fixed_index = _json(options.pop("group_index", None))
+        index_mark: Any = marks["x"]  # text where build expects a number: replaced below
+        _, built = protocol.build(
+            name,
+            (),
+            {},
+            task_id=marks["i"],
+            root_id=marks["r"],
+            parent_id=marks["p"],
+            group=marks["g"],
+            group_index=index_mark,
+            **options,
+        )
         env = json.loads(built)
         env["body"] = marks["b"]
         env["headers"].update(argsrepr=marks["a"], kwargsrepr=marks["s"], sent_at=marks["t"])
@@ -94,8 +118,11 @@ class Template:
         task_id: str | None = None,
         root_id: str | None = None,
         parent_id: str | None = None,
+        group: str | None = None,
+        group_index: int | None = None,
     ) -> tuple[str, bytes]:
-        """One message: ``build(name, args, kwargs, task_id=, root_id=, parent_id=, **options)``."""
+        """One message: ``build(name, args, kwargs, task_id=, root_id=, parent_id=, group=,
+        group_index=, **options)``."""
         h = os.urandom(32).hex()  # the task id and the delivery tag from one system call
         if task_id:
             id_text = _id_text(task_id)
@@ -111,6 +138,8 @@ class Template:
             "p": _text(parent_id) if parent_id else self.fixed_parent,
             "d": f"{h[32:40]}-{h[40:44]}-4{h[45:48]}-{VARIANT[h[48]]}{h[49:52]}-{h[52:64]}",
             "t": f"{time.time():.3f}",  # build()'s round(time.time(), 3), as JSON writes it
+            "g": self.fixed_group if group is None else _json(group),
+            "x": self.fixed_index if group_index is None else _json(group_index),
         }
         return task_id, (self.fmt % values).encode()
 
@@ -121,7 +150,7 @@ class Template:
         ids = protocol.new_ids(2 * len(calls))
         out: list[tuple[str, bytes]] = []
         last: tuple[Any, Any] | None = None
-        values: dict[str, str] = {"p": self.fixed_parent}
+        values: dict[str, str] = {"p": self.fixed_parent, "g": self.fixed_group, "x": self.fixed_index}
         last_ms, stamp = -1, ""
         for n, (args, kwargs) in enumerate(calls):
             args, kwargs = list(args or ()), dict(kwargs or {})
@@ -157,10 +186,6 @@ class Templates:
             get("eta") or get("expires") or get("headers") or get("embed") or get("properties")
         ) or not options.keys() <= KNOWN:
             return protocol.build(name, args, kwargs, queue=queue, priority=priority, **options)
-        if get("group_index") is not None:
-            # A group's member: its index is its own, so a template (cached by its fixed options)
-            # would be made for this one message and thrown away, at three times a build's cost.
-            return protocol.build(name, args, kwargs, queue=queue, priority=priority, **options)
         key = (name, queue, priority, *map(get, FIXED))
         try:
             template = self._cache.get(key)
@@ -171,4 +196,6 @@ class Templates:
                 self._cache.clear()
             fixed = {k: options[k] for k in FIXED if k in options}
             template = self._cache[key] = Template(name, queue=queue, priority=priority, **fixed)
-        return template.fill(args, kwargs, get("task_id"), get("root_id"), get("parent_id"))
+        return template.fill(
+            args, kwargs, get("task_id"), get("root_id"), get("parent_id"), get("group"), get("group_index")
+        )

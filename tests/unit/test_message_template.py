@@ -109,18 +109,21 @@ def test_unknown_or_unhashable_options_are_built_whole() -> None:
     assert not templates._cache
 
 
-def test_a_groups_members_are_built_whole_not_one_template_each() -> None:
-    """Each member's group_index is its own: a template per member was a template made for one
-    message (a group of N sent at half the rate it had before templates)."""
+def test_a_groups_members_share_one_template() -> None:
+    """Each member's group and index are its own: were they part of the template's key, every
+    member would make a template for one message (a group of N sent at half its rate)."""
     templates = Templates()
-    group_id = str(uuid.uuid4())
-    for index in range(5):
-        _, raw = templates.build(
-            "t.member", (index,), {}, "celery", None, {**BASE, "group": group_id, "group_index": index}
-        )
-        headers = json.loads(raw)["headers"]
-        assert (headers["group"], headers["group_index"]) == (group_id, index)
-    assert not templates._cache
+    for group_id in (str(uuid.uuid4()), 'g"2\\%s'):
+        for index in (0, 1, 17):
+            opts = {**BASE, "group": group_id, "group_index": index, "parent_id": "P"}
+            task_id, raw = templates.build("t.member", (index,), {}, "celery", None, opts)
+            _, ref = protocol.build("t.member", (index,), {}, queue="celery", **{**opts, "task_id": task_id})
+            _same_but_random(raw, ref)
+            headers = json.loads(raw)["headers"]
+            assert (headers["group"], headers["group_index"]) == (group_id, index)
+    _, raw = templates.build("t.member", (), {}, "celery", None, dict(BASE))  # no group: null, as build
+    assert json.loads(raw)["headers"]["group"] is None and json.loads(raw)["headers"]["group_index"] is None
+    assert len(templates._cache) == 1
 
 
 # -- App's send plans: a setting or task attribute changed after a send counts at the next one ----
