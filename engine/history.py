@@ -60,11 +60,14 @@ class HistoryWriter:
         self._flushing = threading.Lock()
 
     def record(self, record: dict[str, Any], raw: bytes | None = None) -> None:
-        line = json_dumps(record)
+        """Keep one run's record; ``finished`` is stamped here, under the lock, so the history's
+        order (newest first) is the order of the stamps even when threads finish close together."""
+        line = json_dumps(record)[:-1]  # without its closing brace: "finished" goes last
         with self._lock:
-            self._records.append(line)
+            finished = time.time()
+            self._records.append(f'{line}, "finished": {finished!r}}}')
             if record.get("state") == "FAILURE" and raw is not None:
-                self._failures.append({**record, "raw": raw.decode("utf-8", "replace")})
+                self._failures.append({**record, "finished": finished, "raw": raw.decode("utf-8", "replace")})
 
     def flush(self) -> None:
         """Write what was recorded; when it returns, every record made before the call is stored.

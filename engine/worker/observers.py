@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine import signals, states
@@ -215,8 +214,7 @@ class TaskHistory(Observer):
                 "parent_id": m.parent_id,
                 "retry_of": m.headers.get("retry_of"),
                 "started": job.time_start,
-                "finished": time.time(),
-                "runtime": runtime,
+                "runtime": runtime,  # ("finished" is stamped by the writer)
             },
             job.delivery.raw if state == states.FAILURE else None,
         )
