@@ -10,7 +10,23 @@ import sys
 
 import typer
 
-from tqctl.commands import beat, bench, broker, cluster, dead, demo, health, metrics, ops, queues, serve, tasks, worker
+from tqctl.commands import (
+    beat,
+    bench,
+    broker,
+    cluster,
+    dead,
+    delayed,
+    demo,
+    failures,
+    health,
+    metrics,
+    ops,
+    queues,
+    serve,
+    tasks,
+    worker,
+)
 from tqctl.output import EXIT_ERROR, EXIT_OK, error_line
 from tqctl.tui import commands as console
 
@@ -47,9 +63,11 @@ app.command("task")(tasks.task)
 app.command("tail")(tasks.tail)
 app.command("call")(tasks.call)
 app.command("result")(tasks.result)
-app.command("retry")(tasks.retry)
 app.command("revoke")(tasks.revoke)
-app.command("failures")(tasks.failures)
+app.command("failures")(failures.failures)
+app.command("retry")(failures.retry)
+app.command("discard")(failures.discard)
+app.command("run-now")(delayed.run_now)
 
 
 def main() -> None:

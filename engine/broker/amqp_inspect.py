@@ -113,8 +113,8 @@ class AmqpView:
 
     def run_now(self, task_id: str, sign: Sign) -> str:
         raise NotHere(
-            f"{task_id} is held by a worker until its ETA (RabbitMQ has no delayed set): revoke it "
-            "and send it again to run it now"
+            f"cannot move {task_id}: RabbitMQ keeps no delayed set (a task waiting for its ETA is in "
+            "its delay levels or held by a worker); revoke it and send it again to run it now"
         )
 
     def result_meta(self, task_id: str) -> dict[str, Any] | None:

@@ -60,7 +60,8 @@ class SqsView:
 
     def run_now(self, task_id: str, sign: Sign) -> str:
         raise NotHere(
-            f"{task_id} is held by a worker until its ETA (SQS has no delayed set): revoke it and send it again"
+            f"cannot move {task_id}: SQS keeps no delayed set (a task waiting for its ETA is held by a worker "
+            "or hidden by its delay); revoke it and send it again to run it now"
         )
 
     def result_meta(self, task_id: str) -> dict[str, Any] | None:

@@ -403,6 +403,50 @@ def test_failures_are_grouped_by_fingerprint(broker_url: str, shop, start_worker
     assert tq_json(broker_url, "retry", "--failed", "--name", "no.such.*", "--dry-run")["count"] == 0
 
 
+def test_discard_removes_failures_by_group_or_by_id_and_asks_first(broker_url: str, shop, start_worker) -> None:
+    start_worker("-P", "threads", name="w1")
+    for message in ("card 1 declined", "card 22 declined", "card 333 declined", "out of stock"):
+        shop.fail.delay(message)
+    wait_for(lambda: tq_json(broker_url, "retry", "--failed", "--dry-run")["count"] == 4, 10, "4 stored failures")
+    cards = next(g for g in tq_json(broker_url, "failures")["groups"] if g["count"] == 3)["fingerprint"]
+
+    unasked = tq(broker_url, "discard", "--failed", "--group", cards)  # no terminal: the answer is no
+    assert unasked.returncode == 1 and "aborted" in unasked.stderr
+    assert tq_json(broker_url, "discard", "--failed", "--group", cards, "--dry-run")["count"] == 3
+    assert tq_json(broker_url, "retry", "--failed", "--dry-run")["count"] == 4  # nothing changed yet
+
+    done = tq_json(broker_url, "discard", "--failed", "--group", cards, "--yes")
+    assert (done["count"], done["gone"]) == (3, [])
+    assert [g["sample"] for g in tq_json(broker_url, "failures")["groups"]] == ["out of stock"]  # group forgotten
+
+    (last,) = tq_json(broker_url, "retry", "--failed", "--dry-run")["task_ids"]
+    assert tq_json(broker_url, "discard", last, "--yes") == {"discarded": [last], "count": 1, "gone": []}
+    again = tq(broker_url, "discard", last, "--yes")
+    assert again.returncode == 1 and f"no failure recorded for {last}" in again.stderr
+    assert "Traceback" not in again.stderr
+    assert tq_json(broker_url, "failures")["groups"] == []
+
+
+def test_run_now_sends_a_delayed_task_to_its_queue_at_once(broker_url: str, transport: str, shop, start_worker) -> None:
+    start_worker("-P", "threads", name="w1")
+    task_id = shop.add.apply_async((2, 3), countdown=3600).id
+    if transport == "amqp":  # RabbitMQ keeps no delayed set: nothing in the broker to move
+        held = tq(broker_url, "run-now", task_id)
+        assert held.returncode == 1 and "RabbitMQ keeps no delayed set" in held.stderr
+        assert len(held.stderr.splitlines()) == 1 and "Traceback" not in held.stderr
+        return
+    parked = lambda: tq_json(broker_url, "inspect", "scheduled")["broker"]["delayed"]  # noqa: E731
+    wait_for(lambda: [row["id"] for row in parked()] == [task_id], 20, "the worker to park it in the delayed set")
+    assert tq_json(broker_url, "run-now", task_id) == {
+        "moved": [{"id": task_id, "queue": "celery"}],
+        "count": 1,
+        "errors": [],
+    }
+    assert shop.app.AsyncResult(task_id).get(timeout=20) == 5
+    twice = tq(broker_url, "run-now", task_id)
+    assert twice.returncode == 1 and "no longer in the delayed set" in twice.stderr
+
+
 # -- tail, call, result ------------------------------------------------------------------------------
 def test_tail_streams_json_lines_and_filters(broker_url: str, shop, start_worker) -> None:
     start_worker("-P", "threads", name="w1")

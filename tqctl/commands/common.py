@@ -164,10 +164,13 @@ class Cluster:
             app._broker = self.broker  # publish through the connection that honours --timeout
         return app
 
-    def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
-        """Publish a message this command rewrote (a retry), signed when signing is on."""
+    def sign(self, raw: bytes) -> bytes:
+        """A message this command rewrote (a retry, a run-now), signed when signing is on."""
         signer = self.app.signer
-        self.broker.publish(queue, signer.sign(raw) if signer is not None else raw, priority)
+        return signer.sign(raw) if signer is not None else raw
+
+    def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
+        self.broker.publish(queue, self.sign(raw), priority)
 
     def events(self) -> Any:
         from engine.broker.inspect import open_fanout

@@ -1,4 +1,4 @@
-"""Task verbs: tasks, task, tail, call, result, retry, revoke, failures.
+"""Task verbs: tasks, task, tail, call, result, revoke (the failure inbox's are in failures.py).
 
 History and failures come from what the workers record in the broker (engine.history), so a
 console started late still sees what ran; tail follows the live event stream.
@@ -17,7 +17,6 @@ import typer
 
 from engine import states
 from engine.events.state import TASK_EVENT_STATES, ClusterState
-from engine.protocol.task import MalformedMessage
 from tqctl.commands.common import (
     AsJson,
     Backend,
@@ -27,10 +26,8 @@ from tqctl.commands.common import (
     DryRun,
     Timeout,
     Yes,
-    confirm,
     destinations,
     iso,
-    parse_rate,
     parse_signal,
     parse_since,
     send_revoke,
@@ -38,10 +35,9 @@ from tqctl.commands.common import (
     usage,
 )
 from tqctl.commands.values import name_argument, task_id_argument
-from tqctl.output import EXIT_ERROR, emit, emit_json, emit_line, emit_table, fail, note
+from tqctl.output import emit, emit_json, emit_line, emit_table, fail, note
 
 TASK_COLUMNS = ["id", "name", "state", "worker", "finished", "runtime", "args", "result", "exception"]
-FAILURE_COLUMNS = ["fingerprint", "task_name", "exc_type", "count", "open", "first_seen", "last_seen", "sample"]
 RECORD_KEYS = (
     "id",
     "name",
@@ -65,7 +61,8 @@ TaskId = Annotated[str, typer.Argument(callback=task_id_argument, help="A task i
 Name = Annotated[str, typer.Option("--name", help="Task name, or a glob such as 'shop.*'.")]
 
 
-def _named(value: Any, pattern: str) -> bool:
+def named(value: Any, pattern: str) -> bool:
+    """--name's test: no pattern matches everything; else a glob, case-sensitive."""
     return not pattern or fnmatch.fnmatchcase(str(value or ""), pattern)
 
 
@@ -93,7 +90,7 @@ def tasks(
         _record_row(r)
         for r in records
         if (not state or str(r.get("state")) == state.upper())
-        and _named(r.get("name"), name)
+        and named(r.get("name"), name)
         and (not worker or worker in (r.get("worker"), str(r.get("worker")).split("@")[0]))
         and (since_ts is None or (r.get("finished") or 0) >= since_ts)
     ][: max(limit, 0)]
@@ -217,7 +214,7 @@ def tail(
                     row = _event_row(event, model)
                     if (
                         (heartbeats or row["type"] != "worker-heartbeat")
-                        and _named(row["name"], name)
+                        and named(row["name"], name)
                         and (not state or row["state"] == state.upper())
                     ):
                         _print_event(row, as_json)
@@ -346,89 +343,7 @@ def result(
         fail(f"task {task_id} not ready after {timeout:g}s")
 
 
-# -- retry / revoke / failures -------------------------------------------------------------------
-def retry(
-    task_ids: Annotated[list[str] | None, typer.Argument(callback=task_id_argument, help="Failed task ids.")] = None,
-    failed: Annotated[bool, typer.Option("--failed", help="Retry every matching failure.")] = False,
-    name: Name = "",
-    exception: Annotated[str, typer.Option("--exception", help="Exception type or text.")] = "",
-    limit: Annotated[int, typer.Option("--limit", min=0, help="At most N (with --failed).")] = 0,
-    rate: Annotated[str, typer.Option("--rate", help="Throttle, e.g. 50/s (with --failed).")] = "",
-    yes: Yes = False,
-    dry_run: DryRun = False,
-    broker: Broker = "",
-    timeout: BrokerTimeout = 10.0,
-    as_json: AsJson = False,
-) -> None:
-    """Republish failed tasks' original messages under new ids linked to the old (retry_of).
-
-    Exit 1 when a named id is not in the failure inbox, or when a retry had to be skipped.
-    """
-    if failed == bool(task_ids):
-        usage("name failed task ids, or pass --failed (with --name/--exception/--limit) - not both")
-    per_second = parse_rate(rate) if rate else None
-    with session(broker, timeout=timeout) as cluster:
-        ids = _chosen_failures(cluster.history, name, exception, limit) if failed else list(task_ids or [])
-        missing = [] if failed else [i for i in ids if cluster.history.failure(i) is None]
-        if missing:
-            fail(f"no failure recorded for {', '.join(missing)} (only tasks in the failure inbox can be retried)")
-        if dry_run:
-            emit({"dry_run": True, "task_ids": ids, "count": len(ids)}, as_json)
-            return
-        if failed:
-            confirm(f"retry {len(ids)} failed task(s)?", yes)
-        doc = _republish(cluster, ids, per_second, progress=failed)
-    if as_json:
-        emit_json(doc)
-    else:
-        for pair in doc["retried"]:
-            emit_line(f"{pair['id']} (retry of {pair['retry_of']})")
-    for item in doc["skipped"]:
-        note(f"tqctl: skipped {item['id']}: {item['reason']}")
-    if doc["skipped"]:
-        raise typer.Exit(EXIT_ERROR)
-
-
-def _chosen_failures(history: Any, name: str, exception: str, limit: int) -> list[str]:
-    """Failure ids, newest first, whose task matches --name and whose exception type is (or text holds)
-    --exception."""
-    return [
-        f["id"]
-        for f in history.failures(HISTORY_SCAN)
-        if _named(f.get("name"), name)
-        and (not exception or exception == f.get("exc_type") or exception in str(f.get("exception")))
-    ][: limit or None]
-
-
-def _republish(cluster: Any, ids: list[str], per_second: float | None, progress: bool) -> dict[str, Any]:
-    """Republish one by one; with a rate, consecutive sends are at least 1/rate apart (a late send is
-    never made up for with a burst, so no second ever holds more than the rate)."""
-    start = time.monotonic()
-    pairs, skipped, said, next_at = [], [], start, start
-    for i, old in enumerate(ids):
-        if per_second:
-            time.sleep(max(0.0, next_at - time.monotonic()))
-            next_at = time.monotonic() + 1.0 / per_second
-        try:
-            pairs.append({"id": cluster.history.retry(old, cluster.publish, sent_at=time.time()), "retry_of": old})
-        except KeyError:  # retried or deleted meanwhile
-            skipped.append({"id": old, "reason": "no longer in the failure inbox"})
-        except (ValueError, MalformedMessage) as exc:  # an original message we cannot re-read
-            skipped.append({"id": old, "reason": str(exc)})
-        now = time.monotonic()
-        if progress and (now - said >= 1.0 or i + 1 == len(ids)):
-            said = now
-            note(f"retried {i + 1}/{len(ids)} in {now - start:.1f}s ({(i + 1) / max(now - start, 1e-6):.1f}/s)")
-    elapsed = time.monotonic() - start
-    return {
-        "retried": pairs,
-        "count": len(pairs),
-        "skipped": skipped,
-        "elapsed_seconds": round(elapsed, 3),
-        "rate_per_second": round(len(pairs) / elapsed, 2) if elapsed > 0 else None,
-    }
-
-
+# -- revoke ---------------------------------------------------------------------------------------
 def revoke(
     task_ids: Annotated[list[str], typer.Argument(callback=task_id_argument, help="Task ids.")],
     terminate: Annotated[bool, typer.Option("--terminate", help="Also kill running ones.")] = False,
@@ -457,24 +372,3 @@ def revoke(
         return
     for row in rows:
         emit_line(f"-> {row['name']}: {'OK ' + str((row['reply'] or {}).get('ok', '')) if row['ok'] else row['error']}")
-
-
-def failures(
-    name: Name = "",
-    limit: Annotated[int, typer.Option("--limit", min=0)] = 100,
-    broker: Broker = "",
-    timeout: BrokerTimeout = 10.0,
-    as_json: AsJson = False,
-) -> None:
-    """The failure inbox grouped by fingerprint (task + exception type + normalised message)."""
-    with session(broker, timeout=timeout) as cluster:
-        groups = cluster.history.groups()
-    rows = [
-        {**g, "first_seen": iso(g["first_seen"]), "last_seen": iso(g["last_seen"])}
-        for g in groups
-        if _named(g.get("task_name"), name)
-    ][: max(limit, 0)]
-    if as_json:
-        emit_json({"groups": rows, "count": len(rows)})
-    else:
-        emit_table(rows, FAILURE_COLUMNS)

@@ -232,8 +232,6 @@ def retry_group(
     skipped: int,
     per_second: float,
     broker: str | None,
-    name: str | None = None,
-    exc_type: str | None = None,
 ) -> Action:
     seconds = len(ids) / per_second if per_second > 0 else 0
     took = "under a second" if seconds < 1 else f"about {seconds:.0f}s"
@@ -258,9 +256,8 @@ def retry_group(
         cli(
             "retry",
             "--failed",
-            "--name",
-            name or "*",
-            *(["--exception", exc_type] if exc_type else []),
+            "--group",
+            fp,
             "--rate",
             f"{per_second:g}/s",
             "--yes",
@@ -272,7 +269,7 @@ def retry_group(
     )
 
 
-def delete_failures(ids: list[str], label: str, fp: str | None, broker: str | None, name: str | None = None) -> Action:
+def delete_failures(ids: list[str], label: str, fp: str | None, broker: str | None) -> Action:
     def run(adapter: Any, _: ActionContext) -> Outcome:
         result = adapter.delete_failures(ids, fp)
         return Outcome(True, f"deleted {result['deleted']}/{len(ids)} from the inbox", result)
@@ -281,11 +278,8 @@ def delete_failures(ids: list[str], label: str, fp: str | None, broker: str | No
         "delete_failures",
         f"Delete {_plural(len(ids), 'failure')}",
         fp or ",".join(ids),
-        (
-            f"remove {_plural(len(ids), 'failure')} of {label} from the inbox; their stored messages are lost",
-            "(the CLI has no delete yet: the command lists the group)",
-        ),
-        cli("failures", "--name", name or "*", broker=broker),
+        (f"remove {_plural(len(ids), 'failure')} of {label} from the inbox; their stored messages are lost",),
+        cli("discard", *(["--failed", "--group", fp] if fp else ids), "--yes", broker=broker),
         run,
         destructive=True,
         button="Delete",
@@ -325,7 +319,7 @@ def run_eta_now(task_id: str, name: str | None, broker: str | None) -> Action:
         f"Run {name or task_id} now",
         task_id,
         (f"move {task_id} from the delayed set to its queue, ignoring its ETA",),
-        cli("task", task_id, broker=broker),
+        cli("run-now", task_id, broker=broker),
         run,
     )
 

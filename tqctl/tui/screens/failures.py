@@ -120,8 +120,6 @@ class FailuresScreen(TableScreen):
                         len(group.members) - len(ids),
                         float(text),
                         self.tq.source.cli_broker,
-                        group.name,
-                        group.exc_type,
                     )
                 )
 
@@ -137,7 +135,7 @@ class FailuresScreen(TableScreen):
                 self.notify("nothing stored to delete: these failures were only seen as events", severity="warning")
                 return
             self.tq.request_action(
-                verbs.delete_failures(ids, label(group), group.fingerprint, self.tq.source.cli_broker, group.name)
+                verbs.delete_failures(ids, label(group), group.fingerprint, self.tq.source.cli_broker)
             )
 
     def current_command(self) -> str | None:
@@ -233,9 +231,7 @@ class GroupScreen(TableScreen):
             self.notify("only stored failures can be deleted", severity="warning")
             return
         self.tq.request_action(
-            verbs.delete_failures(
-                ids, label(group) if group else "?", None, self.tq.source.cli_broker, group.name if group else None
-            )
+            verbs.delete_failures(ids, label(group) if group else "?", None, self.tq.source.cli_broker)
         )
 
     def current_command(self) -> str | None:
