@@ -33,7 +33,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar, cast
 
 import amqp
@@ -44,7 +44,7 @@ import kombu.exceptions
 
 from engine.broker import amqp_delay, amqp_read
 from engine.broker.amqp_wire import Outgoing, envelope, to_message
-from engine.broker.base import DeadLetter, Delivery
+from engine.broker.base import DeadLetter, Delivery, Gathering
 from engine.broker.eta_hold import EtaHold
 from engine.config import mask_url
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
@@ -123,7 +123,7 @@ class AmqpBroker:
         self._queue_of: dict[str, str] = {}  # consumer tag -> queue name
         # Queues known bound to the delayed-delivery topology (declared once per process).
         self._delay_ready: set[str] = set()
-        self._gathering = threading.local()  # ``batched``: this thread's publishes held for one send
+        self._gathering = Gathering()
 
     # -- connections ----------------------------------------------------------------------------
     def _connection(self, confirm: bool = True) -> kombu.Connection:
@@ -264,25 +264,12 @@ class AmqpBroker:
         self._guard(run)
 
     # -- publishing -----------------------------------------------------------------------------
-    @contextmanager
-    def batched(self) -> Iterator[None]:
-        """This thread's publishes inside go out together when it ends, as one ``publish_many``
-        (every message written, then every confirm awaited once), so the block returns only once
-        RabbitMQ has confirmed them all: a group's N members cost one confirm wait, not N. Nested
-        blocks join the outermost; one left by an exception sends nothing."""
-        if getattr(self._gathering, "items", None) is not None:
-            yield
-            return
-        items: list[tuple[str, bytes, int | None]] = []
-        self._gathering.items = items
-        try:
-            yield
-        finally:
-            self._gathering.items = None
-        self.publish_many(items)
+    def batched(self) -> AbstractContextManager[None]:
+        """See ``Gathering``: every message written, then every confirm awaited once."""
+        return self._gathering.block(self.publish_many)
 
     def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
-        gathering: list[tuple[str, bytes, int | None]] | None = getattr(self._gathering, "items", None)
+        gathering = self._gathering.held()
         if gathering is not None:
             gathering.append((queue, raw, priority))
             return

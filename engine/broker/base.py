@@ -8,9 +8,13 @@ its messages back to their queues. On Redis we implement that ourselves (kombu's
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+Message = tuple[str, bytes, int | None]  # (queue, raw, priority), as ``publish_many`` takes them
 
 
 @dataclass(slots=True)
@@ -53,6 +57,33 @@ class DeadLetter:
         if with_raw:
             data["raw"] = self.raw.decode("utf-8", "replace")
         return data
+
+
+class Gathering:
+    """A broker's ``batched``: this thread's publishes inside the block go out together when it
+    ends, as one ``publish_many``, so the block returns only once the broker has them all (a
+    group's N members: one round trip or one confirm wait, not N). Nested blocks join the
+    outermost; a block left by an exception sends nothing."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def held(self) -> list[Message] | None:
+        """The open block's list on this thread (``publish`` appends there), else None."""
+        return getattr(self._local, "items", None)
+
+    @contextmanager
+    def block(self, send: Callable[[list[Message]], None]) -> Iterator[None]:
+        if self.held() is not None:
+            yield
+            return
+        items: list[Message] = []
+        self._local.items = items
+        try:
+            yield
+        finally:
+            self._local.items = None
+        send(items)
 
 
 class Broker(Protocol):

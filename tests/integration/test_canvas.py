@@ -80,6 +80,18 @@ def test_group_piped_into_a_task_is_a_chord(canvas, start_worker, ledger: Path) 
     assert [line[:3] for line in ledger_lines(ledger, "tsum")] == [["tsum", "20", "5"]]
 
 
+def test_a_group_that_cannot_be_sent_whole_sends_no_member(canvas, start_worker) -> None:
+    """A group's members go out together once all are built: a member whose arguments cannot be
+    encoded stops the send before any sibling reaches the queue (to run without its group)."""
+    members = [canvas.add.s(i, i) for i in range(5)] + [canvas.add.s(object(), 1), canvas.add.s(9, 9)]
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        group(members).apply_async()
+    assert canvas.app.broker.queue_depth("celery") == 0
+    start_worker("-c", "2", app=APP)
+    sent = group(canvas.add.s(i, i) for i in range(20)).apply_async()
+    assert sent.get(timeout=20) == [2 * i for i in range(20)]
+
+
 def test_chunks_as_a_group(canvas, start_worker) -> None:
     start_worker("-c", "4", app=APP)
     result = canvas.add.chunks(zip(range(100), range(100), strict=True), 10).group().delay()
