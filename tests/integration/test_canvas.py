@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+from kombu.exceptions import EncodeError
 
 from engine import GroupResult, chain, chord, group, signature
 from engine.exceptions import ChordError
@@ -84,7 +85,7 @@ def test_a_group_that_cannot_be_sent_whole_sends_no_member(canvas, start_worker)
     """A group's members go out together once all are built: a member whose arguments cannot be
     encoded stops the send before any sibling reaches the queue (to run without its group)."""
     members = [canvas.add.s(i, i) for i in range(5)] + [canvas.add.s(object(), 1), canvas.add.s(9, 9)]
-    with pytest.raises(TypeError, match="not JSON serializable"):
+    with pytest.raises(EncodeError, match="not JSON serializable"):
         group(members).apply_async()
     assert canvas.app.broker.queue_depth("celery") == 0
     start_worker("-c", "2", app=APP)

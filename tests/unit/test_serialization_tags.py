@@ -85,3 +85,28 @@ def test_results_read_back_with_their_types(redis_client) -> None:  # noqa: ANN0
     backend.store("t1", meta("t1", "SUCCESS", {"at": when, "id": uuid.UUID(int=5)}))
     assert backend.get_meta("t1")["result"] == {"at": when, "id": uuid.UUID(int=5)}
     backend.close()
+
+
+def test_an_argument_that_cannot_be_encoded_raises_kombus_encode_error_as_celery() -> None:
+    """Celery's ``delay`` raises kombu's ``EncodeError`` for such an argument (kombu wraps the
+    encoder's error); code catching it must catch ours. Nothing is sent either way."""
+    import celery
+    from kombu.exceptions import EncodeError
+
+    from engine import App
+
+    theirs = celery.Celery("theirs", broker="memory://")
+    ours = App("ours", broker="redis://127.0.0.1:1/0")  # never reached: encoding comes first
+    for app in (theirs, ours):
+
+        @app.task(name="enc.echo")
+        def echo(x: object) -> object:
+            return x
+
+        with pytest.raises(EncodeError, match="not JSON serializable"):
+            echo.delay(object())
+        with pytest.raises(EncodeError):
+            echo.apply_async((), {"x": object()})
+    ours.close()
+    with pytest.raises(EncodeError):  # the pickle serializer's refusal too
+        serialization.dumps([lambda: 1], "pickle")
