@@ -137,7 +137,9 @@ class Template:
             "r": _id_text(root_id) if root_id else self.fixed_root or id_text,
             "p": _text(parent_id) if parent_id else self.fixed_parent,
             "d": f"{h[32:40]}-{h[40:44]}-4{h[45:48]}-{VARIANT[h[48]]}{h[49:52]}-{h[52:64]}",
-            "t": f"{time.time():.3f}",  # build()'s round(time.time(), 3), as JSON writes it
+            # build()'s round(time.time(), 3) as JSON writes it: no trailing zeros, so a message a
+            # publish hook decodes and encodes again keeps its bytes
+            "t": repr(round(time.time(), 3)),
             "g": self.fixed_group if group is None else _json(group),
             "x": self.fixed_index if group_index is None else _json(group_index),
         }

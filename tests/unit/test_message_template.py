@@ -83,6 +83,23 @@ def test_template_makes_what_build_makes(options: dict[str, Any], queue: str, pr
             assert message.root_id == (options.get("root_id") or task_id)
 
 
+def test_sent_at_is_written_as_json_writes_it_so_a_re_encoded_message_keeps_its_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A publish hook (``before_task_publish``) decodes a message and encodes it again: a
+    ``sent_at`` written with trailing zeros (``.100``) came back as ``.1``, other bytes."""
+    from engine.protocol import template as module
+    from engine.serialization import json_dumps
+
+    monkeypatch.setattr(module, "time", type("Clock", (), {"time": staticmethod(lambda: 1765000000.1)}))
+    templates = Templates()
+    raws = [templates.build("t.name", (1,), {}, "celery", None, dict(BASE))[1] for _ in range(2)]
+    raws += [raw for _, raw in module.Template("t.name", queue="celery").fill_many([((1,), None)])]
+    for raw in raws:
+        assert json.loads(raw)["headers"]["sent_at"] == 1765000000.1
+        assert json_dumps(json.loads(raw)).encode() == raw
+
+
 def test_each_message_has_its_own_ids() -> None:
     templates = Templates()
     built = [templates.build("t.name", (), {}, "celery", None, dict(BASE)) for _ in range(500)]
