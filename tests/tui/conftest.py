@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -185,7 +186,10 @@ class Terminal:
         self.socket = socket
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True, text=True).stdout
+        done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args[:3])}… exited {done.returncode}: {done.stderr.strip()}")
+        return done.stdout
 
     def keys(self, *keys: str) -> None:
         self.tmux("send-keys", "-t", "main", *keys)
@@ -206,7 +210,9 @@ class Terminal:
 
 @pytest.fixture
 def terminal(tmp_path: Path) -> Iterator[Terminal]:
-    term = Terminal(f"tqctl-test-{os.getpid()}")
+    # A server of its own per test: ``kill-server`` returns before the last test's server has
+    # gone, and a new session on the same socket could meet it (CI12: new-session exited 1).
+    term = Terminal(f"tqctl-test-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     rc = tmp_path / "bashrc"
     rc.write_text("PS1='$ '\n")
     term.tmux(
