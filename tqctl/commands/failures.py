@@ -74,8 +74,7 @@ def retry(
 
     Exit 1 when a named id is not in the failure inbox, or when a retry had to be skipped.
     """
-    if failed == bool(task_ids):
-        usage("name failed task ids, or pass --failed (with --name/--exception/--group/--limit) - not both")
+    _one_selection(task_ids, failed)
     per_second = parse_rate(rate) if rate else None
     with session(broker, timeout=timeout) as cluster:
         ids = [f["id"] for f in _chosen(cluster.history, name, exception, group, limit)] if failed else task_ids or []
@@ -97,6 +96,12 @@ def retry(
         note(f"tqctl: skipped {item['id']}: {item['reason']}")
     if doc["skipped"]:
         raise typer.Exit(EXIT_ERROR)
+
+
+def _one_selection(task_ids: list[str] | None, failed: bool) -> None:
+    """``retry`` and ``discard`` act on named ids or on --failed's matches, never both or neither."""
+    if failed == bool(task_ids):
+        usage("name failed task ids, or pass --failed (with --name/--exception/--group/--limit) - not both")
 
 
 def _chosen(history: Any, name: str, exception: str, group: str, limit: int) -> list[dict[str, Any]]:
@@ -157,8 +162,7 @@ def discard(
 
     Asks first unless --yes. Exit 1 when a named id is not in the failure inbox.
     """
-    if failed == bool(task_ids):
-        usage("name failed task ids, or pass --failed (with --name/--exception/--group/--limit) - not both")
+    _one_selection(task_ids, failed)
     with session(broker, timeout=timeout) as cluster:
         history = cluster.history
         if failed:
