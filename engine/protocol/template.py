@@ -52,15 +52,6 @@ def _id_text(value: str) -> str:
     return _text(value)[1:-1]
 
 
-def _json(value: Any) -> str:
-    """A group id or index as ``build`` writes it (a whole JSON value)."""
-    if value is None:
-        return "null"
-    if type(value) is int:
-        return str(value)
-    return _text(value) if type(value) is str else serialization.json_dumps(value)
-
-
 class Template:
     """One task's message for one set of fixed options; ``fill`` makes a message of it."""
 
@@ -73,8 +64,8 @@ class Template:
         self.fixed_parent = _text(fixed_parent) if fixed_parent else "null"
         # A group's members differ in their index (and groups in their id): slots, so one
         # template serves every member rather than one made and dropped per message.
-        self.fixed_group = _json(options.pop("group", None))
-        self.fixed_index = _json(options.pop("group_index", None))
+        self.fixed_group = serialization.json_dumps(options.pop("group", None))
+        self.fixed_index = serialization.json_dumps(options.pop("group_index", None))
         index_mark: Any = marks["x"]  # text where build expects a number: replaced below
         _, built = protocol.build(
             name,
@@ -140,8 +131,8 @@ class Template:
             # build()'s round(time.time(), 3) as JSON writes it: no trailing zeros, so a message a
             # publish hook decodes and encodes again keeps its bytes
             "t": repr(round(time.time(), 3)),
-            "g": self.fixed_group if group is None else _json(group),
-            "x": self.fixed_index if group_index is None else _json(group_index),
+            "g": self.fixed_group if group is None else serialization.json_dumps(group),
+            "x": self.fixed_index if group_index is None else serialization.json_dumps(group_index),
         }
         return task_id, (self.fmt % values).encode()
 
