@@ -54,16 +54,9 @@ class QueuesScreen(TableScreen):
 
     def status_line(self, shown: int) -> Text:
         total = sum(q.depth for q in self._rows)
-        if self.model.queue_note:  # the listing failed: say so rather than look complete
-            return Text.assemble(
-                ("Queues ", "bold"),
-                f"{shown} · {fmt.count(total)} waiting · ",
-                ("⚠ " + self.model.queue_note, "yellow"),
-            )
-        return Text.assemble(
-            ("Queues ", "bold"),
-            f"{shown} · {fmt.count(total)} waiting · enter peeks · DRAIN: time to empty at current rates",
-        )
+        note = self.model.queue_note  # the listing failed: say so rather than look complete
+        tail = ("⚠ " + note, "yellow") if note else "enter peeks · DRAIN: time to empty at current rates"
+        return Text.assemble(("Queues ", "bold"), f"{shown} · {fmt.count(total)} waiting · ", tail)
 
     def _selected(self):  # noqa: ANN202
         key = self.table.current_key
