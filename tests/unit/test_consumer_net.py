@@ -44,7 +44,7 @@ class StubWorker:
         self.prefetch, self.queues, self.owner = 4, ["celery"], "me"
         self.stopping = Instant()
         self.reserved: dict[str, Any] = {}
-        self.capacity = SimpleNamespace(room=lambda: 4, wait_for_room=lambda timeout: None)
+        self.capacity = SimpleNamespace(limit=4, room=lambda: 4, wait_for_room=lambda timeout: None)
         self.settlement = SimpleNamespace(acker=Acker())
         self.stop_requests = 0
         self.maintenance = SimpleNamespace(epoch=0)  # the lease epoch the consumer stamps on fetched jobs
