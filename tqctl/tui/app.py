@@ -58,6 +58,20 @@ ALIASES = {
     "audit": "audit",
 }
 QUIT = {"q", "q!", "quit", "exit"}
+# The help's "Everywhere" rows: (shown, Textual key name, what it does). Each fits one line of an
+# 80-column terminal's help box, so no description wraps under the key column.
+GLOBAL_KEYS = [
+    (":", "colon", "command: a screen's name, a task ID, or q to quit"),
+    ("/", "slash", "filter: text, regex, state: name: worker:, !text excludes"),
+    ("esc", "escape", "clear the filter, else back"),
+    ("-", "minus", "previous screen"),
+    ("?", "question_mark", "this help"),
+    ("ctrl+p", "ctrl+p", "command palette"),
+    ("ctrl+r", "ctrl+r", "poll the cluster now"),
+    ("!", "exclamation_mark", "copy the equivalent tqctl command (OSC 52)"),
+    ("ctrl+c", "ctrl+c", "quit"),
+    ("ctrl+z", "ctrl+z", "suspend to the shell (fg to come back)"),
+]
 
 
 class TqctlApp(ActionsMixin, App[str | None]):
@@ -261,6 +275,7 @@ class TqctlApp(ActionsMixin, App[str | None]):
     def action_help(self) -> None:
         screen = self.screen
         here: list[tuple[str, str]] = []
+        own: dict[str, str] = {}  # a key this screen binds → what it does here
         if isinstance(screen, ConsoleScreen):
             keys: dict[str, list[str]] = {}  # action → its keys, this screen's own bindings first
             words: dict[str, str] = {}
@@ -272,21 +287,14 @@ class TqctlApp(ActionsMixin, App[str | None]):
                         continue  # listed under "Everywhere"
                     keys.setdefault(b.action, []).append(b.key_display or self.get_key_display(b))
                     words.setdefault(b.action, b.description or b.action)
+                    own.setdefault(b.key, b.description or b.action)
             for action, shown in keys.items():
                 hidden = self.read_only and action in screen.WRITE_ACTIONS
                 here.append((" ".join(dict.fromkeys(shown)), words[action] + (" (read-only: off)" if hidden else "")))
         screens = [(key, f"{label} screen") for key, _, label in NAV]
+        # A global key this screen binds to an action of its own does that here (Workers: - shrinks).
         global_keys = [
-            (":", "command: overview workers queues tasks failures scheduled dead audit, task ID, q"),
-            ("/", "filter this screen (text, regex, state: name: worker:, !text excludes)"),
-            ("esc", "clear the filter, else back"),
-            ("-", "previous screen"),
-            ("?", "this help"),
-            ("ctrl+p", "command palette"),
-            ("ctrl+r", "poll the cluster now"),
-            ("!", "copy the equivalent tqctl command (OSC 52)"),
-            ("ctrl+c", "quit"),
-            ("ctrl+z", "suspend to the shell (fg to come back)"),
+            (shown, text + (f" (here: {own[key]})" if key in own else "")) for shown, key, text in GLOBAL_KEYS
         ]
         tables = [
             ("↑ ↓ j k", "move"),
