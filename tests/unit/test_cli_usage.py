@@ -125,6 +125,28 @@ def test_a_closed_broker_port_gives_one_masked_line_and_exit_1(closed_url: str, 
     assert "s3cret" not in result.output and "admin:****@" in lines[0]
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status"],
+        ["inspect", "stats"],
+        ["control", "pool_grow", "1"],
+        ["workers"],
+        ["queues"],
+        ["purge", "celery", "--yes"],
+    ],
+)
+def test_a_closed_rabbitmq_port_gives_the_same_one_line(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> None:
+    monkeypatch.setenv("TQCTL_BROKER", f"amqp://admin:s3cret-pw@127.0.0.1:{closed_port()}//")
+    result = CliRunner().invoke(app, [*argv, "--timeout", "2"])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tqctl: error: "), lines
+    assert ("cannot reach broker at 127.0.0.1:" in lines[0]) or ("127.0.0.1" in lines[0] and "unreachable" in lines[0])
+    assert "Error: " not in lines[0], "an exception's class name instead of what failed"
+    assert "s3cret" not in result.output and "admin:****@" in lines[0]
+
+
 @pytest.fixture
 def silent_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A port that accepts connections (the kernel's backlog) but never answers: a hung broker."""

@@ -58,7 +58,8 @@ Backend = Annotated[
 ]
 
 ABORTS = (typer.Abort, EOFError)  # no terminal, EOF or Ctrl-C at a prompt
-BROKER_ERRORS = UNREACHABLE
+# The AMQP fanout (events, remote control) fails with the builtin ConnectionError, as a socket does.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (*UNREACHABLE, ConnectionError)
 
 
 # -- one cluster, opened lazily --------------------------------------------------------------
