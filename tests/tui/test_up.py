@@ -111,3 +111,21 @@ def test_up_detach_leaves_them_running(broker_url, terminal, tmp_path):
         assert shell.count("left running:") == 3
     finally:
         stop_all(state)
+
+
+def test_a_hangup_stops_what_up_started(broker_url, terminal, tmp_path):
+    """The SSH session or terminal goes away under ``tqctl up``: nobody can be asked, so its
+    workers and beat get the warm stop instead of running on, orphaned, in sessions of their own."""
+    state = tmp_path / "state"
+    start_up(terminal, broker_url, state)
+    try:
+        terminal.wait(lambda s: "2/2 workers" in s and "● online" in s, "the two workers online", timeout=30)
+        started = workers_of(state)
+        assert len(started) == 3  # two workers and beat
+        terminal.tmux("kill-server")  # the terminal hangs up: SIGHUP to the shell and to tqctl up
+        deadline = time.monotonic() + 40
+        while any(Path(f"/proc/{pid}").exists() for pid in started) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert workers_of(state) == [], "workers or beat left running after the hangup"
+    finally:
+        stop_all(state)

@@ -18,6 +18,32 @@ class LaunchError(Exception):
     pass
 
 
+class Hangup(BaseException):
+    """SIGHUP (the terminal or the SSH session went away) or SIGTERM reached ``tqctl up``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_hangup(signum: int, _frame: Any) -> None:
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)  # a second one must not cut the stop short
+    raise Hangup(signum)
+
+
+def _quiet(say: Any) -> Any:
+    """``say`` that never fails: after a hangup the terminal is gone and a write to it raises."""
+
+    def line(text: str) -> None:
+        try:
+            say(text)
+        except (OSError, ValueError):
+            pass
+
+    return line
+
+
 @dataclass
 class Owned:
     """Processes ``tqctl up`` started: ``(label, process, log path)``."""
@@ -147,6 +173,11 @@ def up(
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TQCTL_BROKER": url}  # the URL (and its password) only here: argv shows in ``ps``
     owned = Owned(detach=detach)
+    if not detach:
+        # Without these a hangup killed ``tqctl up`` at once and left its workers and beat running,
+        # each in a session of its own, with nobody asked: now they get the warm stop.
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            signal.signal(sig, _raise_hangup)
     base = [sys.executable, "-m", "tqctl"]
     commands = []
     for i in range(1, workers + 1):
@@ -182,6 +213,12 @@ def up(
             url=url,
             explicit=explicit,
         )
+    except Hangup as hangup:
+        quiet = _quiet(say)
+        if owned.alive():
+            quiet(f"{signal.Signals(hangup.signum).name}: stopping {owned.describe()} (warm: running tasks finish)…")
+        owned.stop(30.0, quiet)  # as leaving with "stop" does
+        raise SystemExit(128 + hangup.signum) from None
     except BaseException:
         owned.stop(10.0, say)
         raise
