@@ -101,17 +101,23 @@ def test_every_command_has_help_naming_its_options(command: str) -> None:
     assert "--json" in result.output and "--broker" in result.output
 
 
+# Commands that reach the broker itself (not only the result backend), on either transport.
+BROKER_COMMANDS = [
+    ["status"],
+    ["inspect", "stats"],
+    ["control", "pool_grow", "1"],
+    ["workers"],
+    ["queues"],
+    ["purge", "celery", "--yes"],
+]
+
+
 @pytest.mark.parametrize(
     "argv",
     [
-        ["status"],
-        ["inspect", "stats"],
-        ["control", "pool_grow", "1"],
-        ["workers"],
-        ["queues"],
+        *BROKER_COMMANDS,
         ["tasks"],
         ["failures"],
-        ["purge", "celery", "--yes"],
         ["revoke", "some-id", "--yes"],
         ["call", "tasks.add"],
         ["tail", "--for", "1"],
@@ -125,17 +131,7 @@ def test_a_closed_broker_port_gives_one_masked_line_and_exit_1(closed_url: str, 
     assert "s3cret" not in result.output and "admin:****@" in lines[0]
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["status"],
-        ["inspect", "stats"],
-        ["control", "pool_grow", "1"],
-        ["workers"],
-        ["queues"],
-        ["purge", "celery", "--yes"],
-    ],
-)
+@pytest.mark.parametrize("argv", BROKER_COMMANDS)
 def test_a_closed_rabbitmq_port_gives_the_same_one_line(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> None:
     monkeypatch.setenv("TQCTL_BROKER", f"amqp://admin:s3cret-pw@127.0.0.1:{closed_port()}//")
     result = CliRunner().invoke(app, [*argv, "--timeout", "2"])
