@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,15 @@ def _raise_hangup(signum: int, _frame: Any) -> None:
     for sig in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)  # a second one must not cut the stop short
     raise Hangup(signum)
+
+
+def _catch_hangups() -> dict[int, Any]:
+    """Until ``up`` returns, SIGHUP and SIGTERM raise ``Hangup``: without this a hangup killed
+    ``tqctl up`` alone and its workers and beat ran on, each in a session of its own, with nobody
+    asked. Returns the handlers to put back (none off the main thread, where Python allows none)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _raise_hangup) for sig in (signal.SIGHUP, signal.SIGTERM)}
 
 
 def _quiet(say: Any) -> Any:
@@ -173,11 +183,6 @@ def up(
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TQCTL_BROKER": url}  # the URL (and its password) only here: argv shows in ``ps``
     owned = Owned(detach=detach)
-    if not detach:
-        # Without these a hangup killed ``tqctl up`` at once and left its workers and beat running,
-        # each in a session of its own, with nobody asked: now they get the warm stop.
-        for sig in (signal.SIGHUP, signal.SIGTERM):
-            signal.signal(sig, _raise_hangup)
     base = [sys.executable, "-m", "tqctl"]
     commands = []
     for i in range(1, workers + 1):
@@ -189,6 +194,7 @@ def up(
         commands.append((f"worker up{i}", argv))
     if beat:
         commands.append(("beat", [*base, "beat", "-A", app_spec]))
+    previous = {} if detach else _catch_hangups()
     try:
         for label, argv in commands:
             log = logs / f"up-{label.replace(' ', '-')}.log"
@@ -222,6 +228,9 @@ def up(
     except BaseException:
         owned.stop(10.0, say)
         raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
     if detach or choice == "leave":
         for line in owned.summary():
             say(f"left running: {line}")
