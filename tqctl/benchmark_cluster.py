@@ -11,8 +11,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -176,22 +175,6 @@ class Workers:
                 except ProcessLookupError:
                     pass
                 proc.wait(10)
-
-
-@contextmanager
-def stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM (``timeout``, ``kill``, a CI job cancelled) ends the benchmark as Ctrl-C does, through
-    every ``finally`` that stops its workers and servers: they run in sessions of their own, so
-    the signal never reaches them, and without this they ran on after the benchmark died."""
-
-    def stop(signum: int, _frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    before = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, before)
 
 
 def tail(path: Path, lines: int = 8) -> str:

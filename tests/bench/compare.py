@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import json
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -38,7 +39,7 @@ from engine import bundled  # noqa: E402
 from engine.config import mask_url  # noqa: E402
 from tqctl import benchmark  # noqa: E402
 from tqctl import benchmark_sys as sysinfo  # noqa: E402
-from tqctl.benchmark_cluster import stop_on_sigterm  # noqa: E402
+from tqctl.termination import terminated_by  # noqa: E402
 
 HIGHER_IS_BETTER = ("_per_s", "pipelined_vs_raw_lpush")
 # references (the transport measured with plain redis-py), not engine figures
@@ -228,7 +229,7 @@ def main() -> int:
     machine = sysinfo.machine()
     amqp = args.broker is not None
     with contextlib.ExitStack() as stack:
-        stack.enter_context(stop_on_sigterm())
+        stack.enter_context(terminated_by(signal.SIGTERM))
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="tqctl-compare-"))
         server = stack.enter_context(
             bundled.start_private(tmp, None if args.server == "bundled" else args.server, unix_socket=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,7 @@ if str(ROOT) not in sys.path:
 
 from engine import bundled  # noqa: E402
 from tqctl import io_bench  # noqa: E402
-from tqctl.benchmark_cluster import stop_on_sigterm  # noqa: E402
+from tqctl.termination import terminated_by  # noqa: E402
 
 
 def celery_worker(url: str, server: io_bench.SlowHTTP, opts: io_bench.IOOptions, log: Path) -> subprocess.Popen[bytes]:
@@ -77,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, dict[str, Any]] = {}
     with (
-        stop_on_sigterm(),
+        terminated_by(signal.SIGTERM),
         tempfile.TemporaryDirectory(prefix="tqctl-io-") as tmp,
         bundled.start_private(tmp, None, unix_socket=False) as server,
     ):

@@ -6,14 +6,16 @@ Starts its own worker processes of ``tqctl.examples.benchapp`` on a dedicated qu
 
 from __future__ import annotations
 
+import signal
+
 import typer
 
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from tqctl import benchmark
-from tqctl.benchmark_cluster import stop_on_sigterm
 from tqctl.client import resolve_broker_url, resolve_state_dir
 from tqctl.commands.values import url_option
 from tqctl.output import EXIT_ERROR, EXIT_USAGE, emit_json, emit_table, fail, note
+from tqctl.termination import terminated_by
 
 
 def bench(
@@ -82,7 +84,7 @@ def bench(
         broker_pid=broker_pid or _bundled_pid(url),
     )
     try:
-        with stop_on_sigterm():
+        with terminated_by(signal.SIGTERM):
             result = benchmark.measure(target, opts, note)
     except (benchmark.BenchError, BrokerUnavailable, ImproperlyConfigured) as exc:
         fail(str(exc))
@@ -114,7 +116,7 @@ def _bench_io(broker: str, pool: str, sizes: tuple[int, int, int], as_json: bool
     opts = io_bench.IOOptions(tasks=tasks, concurrency=concurrency, pool=pool, enqueue=enqueue)
     try:
         url = resolve_broker_url(broker or None)
-        with stop_on_sigterm(), tempfile.TemporaryDirectory(prefix="tqctl-io-") as logs:
+        with terminated_by(signal.SIGTERM), tempfile.TemporaryDirectory(prefix="tqctl-io-") as logs:
             result = io_bench.measure_engine(url, opts, note, Path(logs))
     except (io_bench.BenchError, BrokerUnavailable, ImproperlyConfigured) as exc:
         fail(str(exc))

@@ -8,38 +8,17 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqctl.termination import Terminated, terminated_by
+
 
 class LaunchError(Exception):
     pass
-
-
-class Hangup(BaseException):
-    """SIGHUP (the terminal or the SSH session went away) or SIGTERM reached ``tqctl up``."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _raise_hangup(signum: int, _frame: Any) -> None:
-    for sig in (signal.SIGHUP, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)  # a second one must not cut the stop short
-    raise Hangup(signum)
-
-
-def _catch_hangups() -> dict[int, Any]:
-    """Until ``up`` returns, SIGHUP and SIGTERM raise ``Hangup``: without this a hangup killed
-    ``tqctl up`` alone and its workers and beat ran on, each in a session of its own, with nobody
-    asked. Returns the handlers to put back (none off the main thread, where Python allows none)."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {sig: signal.signal(sig, _raise_hangup) for sig in (signal.SIGHUP, signal.SIGTERM)}
 
 
 def _quiet(say: Any) -> Any:
@@ -161,6 +140,24 @@ def open_console(
     return app.run()
 
 
+def _start(owned: Owned, commands: list[tuple[str, list[str]]], logs: Path, env: dict[str, str]) -> None:
+    """Each command as a child in a session of its own (Ctrl-C in the console never reaches it),
+    its output to its log; one that exits at once is a ``LaunchError`` quoting its log's tail."""
+    for label, argv in commands:
+        log = logs / f"up-{label.replace(' ', '-')}.log"
+        with open(log, "ab") as fh:
+            proc = subprocess.Popen(
+                argv, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        owned.procs.append((label, proc, log))
+    time.sleep(0.3)
+    dead = [(label, log) for label, p, log in owned.procs if p.poll() is not None]
+    if dead:
+        label, log = dead[0]
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+        raise LaunchError(f"{label} exited at once: {' | '.join(tail) or 'no output'} (log: {log})")
+
+
 def up(
     *,
     app_spec: str,
@@ -194,43 +191,29 @@ def up(
         commands.append((f"worker up{i}", argv))
     if beat:
         commands.append(("beat", [*base, "beat", "-A", app_spec]))
-    previous = {} if detach else _catch_hangups()
-    try:
-        for label, argv in commands:
-            log = logs / f"up-{label.replace(' ', '-')}.log"
-            with open(log, "ab") as fh:
-                proc = subprocess.Popen(
-                    argv, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-                )
-            owned.procs.append((label, proc, log))
-        time.sleep(0.3)
-        dead = [(label, log) for label, p, log in owned.procs if p.poll() is not None]
-        if dead:
-            label, log = dead[0]
-            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-            raise LaunchError(f"{label} exited at once: {' | '.join(tail) or 'no output'} (log: {log})")
-        choice = open_console(
-            broker=broker,
-            state_dir=state_dir,
-            read_only=read_only,
-            app_spec=app_spec,
-            demo=False,
-            owned=owned,
-            url=url,
-            explicit=explicit,
-        )
-    except Hangup as hangup:
-        quiet = _quiet(say)
-        if owned.alive():
-            quiet(f"{signal.Signals(hangup.signum).name}: stopping {owned.describe()} (warm: running tasks finish)…")
-        owned.stop(30.0, quiet)  # as leaving with "stop" does
-        raise SystemExit(128 + hangup.signum) from None
-    except BaseException:
-        owned.stop(10.0, say)
-        raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+    # A hangup (terminal or SSH session gone) or SIGTERM, with nobody to ask: the warm stop.
+    with nullcontext() if detach else terminated_by(signal.SIGHUP, signal.SIGTERM):
+        try:
+            _start(owned, commands, logs, env)
+            choice = open_console(
+                broker=broker,
+                state_dir=state_dir,
+                read_only=read_only,
+                app_spec=app_spec,
+                demo=False,
+                owned=owned,
+                url=url,
+                explicit=explicit,
+            )
+        except Terminated as end:
+            quiet = _quiet(say)
+            if owned.alive():
+                quiet(f"{signal.Signals(end.signum).name}: stopping {owned.describe()} (warm: running tasks finish)…")
+            owned.stop(30.0, quiet)  # as leaving with "stop" does
+            raise
+        except BaseException:
+            owned.stop(10.0, say)
+            raise
     if detach or choice == "leave":
         for line in owned.summary():
             say(f"left running: {line}")
