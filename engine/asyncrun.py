@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,11 +26,6 @@ from typing import Any, TypeVar
 from engine import log
 from engine.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from engine.request import RequestStack
-
-try:
-    import greenlet
-except ImportError:  # pragma: no cover - greenlet comes with the asyncio and gevent extras
-    greenlet = None  # type: ignore[assignment]
 
 T = TypeVar("T")
 LIMITS = (SoftTimeLimitExceeded, TimeLimitExceeded)
@@ -151,10 +148,9 @@ class Bridge:
         self._stacks = Stacks(stacks)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        if greenlet is None:
-            raise RuntimeError("the asyncio pool needs greenlet: pip install 'tqctl[asyncio]'")
+        bridge_greenlet = _bridge_greenlet_class()
         self.task = asyncio.current_task()
-        child = _BridgeGreenlet(fn, greenlet.getcurrent())
+        child = bridge_greenlet(fn, bridge_greenlet.getcurrent())
         child.bridge = self
         result: Any = self._stacks.run(child.switch, *args)
         while not child.dead:
@@ -181,26 +177,41 @@ class Bridge:
         return True
 
 
-if greenlet is not None:
+@functools.cache
+def _bridge_greenlet_class() -> Any:
+    """Made when the asyncio pool first runs: importing greenlet maps libstdc++ and costs every
+    worker tree about 1 MB, which a prefork or thread pool never uses."""
+    try:
+        import greenlet
+    except ImportError:  # pragma: no cover - greenlet comes with the asyncio and gevent extras
+        raise RuntimeError("the asyncio pool needs greenlet: pip install 'tqctl[asyncio]'") from None
 
-    class _BridgeGreenlet(greenlet.greenlet):
+    class BridgeGreenlet(greenlet.greenlet):
         bridge: Bridge
-else:  # pragma: no cover
-    _BridgeGreenlet = None  # type: ignore[assignment,misc]
+
+    return BridgeGreenlet
+
+
+def _current_bridge_greenlet() -> Any | None:
+    """The bridge greenlet this code runs in, if any. Until something imported greenlet, none."""
+    greenlet = sys.modules.get("greenlet")
+    if greenlet is None:
+        return None
+    current = greenlet.getcurrent()
+    return current if isinstance(current, _bridge_greenlet_class()) else None
 
 
 def bridged() -> bool:
     """True inside a run on the asyncio pool's loop, where blocking on I/O stalls every task."""
-    return greenlet is not None and isinstance(greenlet.getcurrent(), _BridgeGreenlet)
+    return _current_bridge_greenlet() is not None
 
 
 def resolve(awaitable: Awaitable[T], interruptible: bool = True) -> T:
     """The value of a task's coroutine, from sync code (``engine.trace``). Under the asyncio pool
     the engine also awaits its own I/O this way (``interruptible=False``: limits never cut it)."""
-    if greenlet is not None:
-        current = greenlet.getcurrent()
-        if isinstance(current, _BridgeGreenlet):
-            return current.parent.switch((awaitable, Scope(), interruptible))  # type: ignore[no-any-return]
+    current = _current_bridge_greenlet()
+    if current is not None:
+        return current.parent.switch((awaitable, Scope(), interruptible))  # type: ignore[no-any-return]
     try:
         asyncio.get_running_loop()
     except RuntimeError:

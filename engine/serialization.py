@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import decimal
 import json
+import sys
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -40,7 +40,8 @@ def _json_default(value: Any) -> Any:
         return _tag("date", value.isoformat())
     if isinstance(value, dt.time):
         return _tag("time", value.isoformat())
-    if isinstance(value, decimal.Decimal):
+    decimal = sys.modules.get("decimal")  # imported on first use: a value can't be a Decimal before
+    if decimal is not None and isinstance(value, decimal.Decimal):
         return _tag("decimal", str(value))
     if isinstance(value, uuid.UUID):
         return _tag("uuid", {"hex": value.hex})
@@ -57,11 +58,18 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+def _decimal(text: str) -> Any:
+    """``decimal`` is imported only when a message holds one: a worker tree is smaller without it."""
+    import decimal
+
+    return decimal.Decimal(text)
+
+
 _DECODERS: dict[str, Callable[[Any], Any]] = {
     "datetime": dt.datetime.fromisoformat,
     "date": lambda v: dt.datetime.fromisoformat(v).date(),
     "time": dt.time.fromisoformat,
-    "decimal": decimal.Decimal,
+    "decimal": _decimal,
     "uuid": lambda v: uuid.UUID(**v),
     "bytes": lambda v: v.encode("utf-8"),
     "base64": lambda v: base64.b64decode(v.encode("utf-8")),

@@ -7,7 +7,6 @@ by an asynchronous exception, delivered at the next Python bytecode.
 
 from __future__ import annotations
 
-import ctypes
 import heapq
 import itertools
 import signal
@@ -48,6 +47,8 @@ def alarm_limits(soft: float | None, hard: float | None) -> Iterator[None]:
 
 
 def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
+    import ctypes  # only a thread pool with a time limit needs it; prefork children never do
+
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
 
 

@@ -8,6 +8,7 @@ so tests can count runs across processes.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from engine import App
@@ -104,6 +105,12 @@ def where() -> str:
 @app.task
 def pid() -> int:
     return os.getpid()
+
+
+@app.task
+def loaded(names: list[str]) -> list[str]:
+    """Which of ``names`` the process running this task has imported."""
+    return [name for name in names if name in sys.modules]
 
 
 @app.task(bind=True)

@@ -87,6 +87,16 @@ def test_async_def_tasks_run_to_completion_on_every_pool(
     assert aio.asoft.delay(10).get(timeout=30) == "caught soft"  # raised inside the coroutine
 
 
+def test_a_prefork_child_holds_no_module_only_another_pool_or_the_cli_needs(
+    shop: ModuleType, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """Each module a worker imports is memory in every process of its tree: greenlet (the asyncio
+    pool's; it maps libstdc++), ctypes (thread-pool time limits), decimal and the CLI's Typer."""
+    start_worker("-P", "prefork", "-c", "1")
+    unneeded = ["greenlet", "ctypes", "decimal", "typer", "tqctl.cli"]
+    assert shop.loaded.delay(unneeded).get(timeout=30) == []
+
+
 # -- the asyncio pool ------------------------------------------------------------------------
 
 
