@@ -27,6 +27,7 @@ import os
 import pickle
 import select
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -55,6 +56,11 @@ F_SETPIPE_SZ = 1031  # linux/fcntl.h
 # Packet pipes (Linux), whose packets are a page: a write of several orders is cut at page bounds.
 PACKETS = hasattr(os, "O_DIRECT") and hasattr(os, "pipe2") and PACKET == mmap.PAGESIZE
 REAP_WAIT = 1.0  # seconds for an exiting child's status (read to tell a retirement from a crash)
+# The parent's threads (fetch, the children's reports, upkeep) each run in short bursts. A thread
+# woken by a message waits for the GIL behind a running one for up to this long (Python's
+# default is 5 ms): at 200 tasks/s, 0.5 ms took publish-to-start p99 from 1.04-1.09 ms to
+# 0.97-1.01 ms, with the drain rate and CPU per task unchanged. Children inherit it, idle.
+SWITCH_INTERVAL = 0.0005
 STOP_POLL = 0.02  # seconds between looks at whether running jobs finished, in a warm stop
 QUEUED, RUNNING = "queued", "running"
 
@@ -129,6 +135,7 @@ class PreforkPool:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
+        sys.setswitchinterval(SWITCH_INTERVAL)  # the pool's process is the worker's: its setting
         with self._lock:
             for _ in range(self._target):
                 self._spawn()
