@@ -13,6 +13,7 @@ import os
 import pickle
 import select
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -93,6 +94,7 @@ class ChildEnds:
     inbox: Connection
     out: Connection
     shared: Shared
+    switch_interval: float  # the GIL's, as the process had it before the parent shortened its own
 
 
 def child_main(ends: ChildEnds, host: PoolHost, parent: int | None = None) -> None:
@@ -101,6 +103,7 @@ def child_main(ends: ChildEnds, host: PoolHost, parent: int | None = None) -> No
         _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sys.setswitchinterval(ends.switch_interval)
     signals.worker_process_init.send(sender=host.hostname)
     try:
         _serve_child(ends, host.app, host.hostname)

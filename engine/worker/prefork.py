@@ -59,7 +59,8 @@ REAP_WAIT = 1.0  # seconds for an exiting child's status (read to tell a retirem
 # The parent's threads (fetch, the children's reports, upkeep) each run in short bursts. A thread
 # woken by a message waits for the GIL behind a running one for up to this long (Python's
 # default is 5 ms): at 200 tasks/s, 0.5 ms took publish-to-start p99 from 1.04-1.09 ms to
-# 0.97-1.01 ms, with the drain rate and CPU per task unchanged. Children inherit it, idle.
+# 0.97-1.01 ms, with the drain rate and CPU per task unchanged. Children put back the one the
+# process had: a task's own threads switch as they would anywhere else.
 SWITCH_INTERVAL = 0.0005
 STOP_POLL = 0.02  # seconds between looks at whether running jobs finished, in a warm stop
 QUEUED, RUNNING = "queued", "running"
@@ -131,6 +132,7 @@ class PreforkPool:
         self._wake_r, self._wake_w = os.pipe()
         self._collector = threading.Thread(target=self._collect, name="prefork", daemon=True)
         self._stopped = threading.Event()
+        self._task_switch_interval = sys.getswitchinterval()
         self._generation = 0  # bumped whenever ``_children`` changes: the collector re-polls
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -147,7 +149,7 @@ class PreforkPool:
         gc.freeze()
         parent_end, child_end = _fork.Pipe(duplex=False)
         inbox_r, inbox_w = _fork.Pipe(duplex=False)
-        ends = ChildEnds(self._inq_r, inbox_r, child_end, self._shared)
+        ends = ChildEnds(self._inq_r, inbox_r, child_end, self._shared, self._task_switch_interval)
         process = _fork.Process(target=child_main, args=(ends, self.host, os.getpid()), daemon=True, name="tqctl-pool")
         process.start()
         child_end.close()
