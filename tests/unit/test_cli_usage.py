@@ -62,6 +62,8 @@ USAGE_ERRORS = [
     ["retry", "some-id", "--failed"],
     ["retry", "--failed", "--rate", "fast"],
     ["tasks", "--since", "yesterday"],
+    ["tasks", "--state", "BOGUS"],  # not an empty list, as if nothing had that state
+    ["tail", "--state", "failed"],  # the event is task-failed; the state is FAILURE
     ["purge"],
     ["task"],
     ["result"],

@@ -34,7 +34,7 @@ from tqctl.commands.common import (
     session,
     usage,
 )
-from tqctl.commands.values import name_argument, task_id_argument
+from tqctl.commands.values import name_argument, task_id_argument, task_state_option
 from tqctl.output import emit, emit_json, emit_line, emit_table, fail, note
 
 TASK_COLUMNS = ["id", "name", "state", "worker", "finished", "runtime", "args", "result", "exception"]
@@ -73,7 +73,9 @@ def _record_row(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def tasks(
-    state: Annotated[str, typer.Option("--state", help="SUCCESS, FAILURE, RETRY, REVOKED, ...")] = "",
+    state: Annotated[
+        str, typer.Option("--state", callback=task_state_option, help="SUCCESS, FAILURE, RETRY, REVOKED, ...")
+    ] = "",
     name: Name = "",
     worker: Annotated[str, typer.Option("--worker", help="Node name (w1@host, or just w1).")] = "",
     since: Annotated[str, typer.Option("--since", help="30s, 10m, 2h, 1d or an ISO-8601 time.")] = "",
@@ -187,7 +189,9 @@ def _result_doc(task_id: str, meta: dict[str, Any]) -> dict[str, Any]:
 
 # -- tail ----------------------------------------------------------------------------------------
 def tail(
-    state: Annotated[str, typer.Option("--state", help="Only events giving this state.")] = "",
+    state: Annotated[
+        str, typer.Option("--state", callback=task_state_option, help="Only events giving this state.")
+    ] = "",
     name: Name = "",
     count: Annotated[int, typer.Option("--count", min=0, help="Stop after N events.")] = 0,
     for_: Annotated[float, typer.Option("--for", "--timeout", min=0, help="Stop after SECONDS.")] = 0.0,

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import typer
 from typer._click.exceptions import MissingParameter
 
+from engine import states
 from engine.redisconn import REDIS_SCHEMES
 
 MAX_ID = 255
@@ -115,6 +116,30 @@ def task_id_argument(ctx: typer.Context, param: typer.CallbackParam, value: Any)
         if problem := id_problem(item):
             raise typer.BadParameter(problem)
     return value
+
+
+# The states a run or a task event can be in, in the order a task goes through them.
+TASK_STATES = (
+    states.PENDING,
+    states.RECEIVED,
+    states.STARTED,
+    states.RETRY,
+    states.SUCCESS,
+    states.FAILURE,
+    states.REVOKED,
+    states.REJECTED,
+    states.IGNORED,
+)
+
+
+def task_state_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+    """``--state`` in any case (``failure`` is FAILURE). A word that is no state is a usage error:
+    filtering on it would print an empty list, as if no task had failed."""
+    if not value:
+        return value
+    if value.upper() not in TASK_STATES:
+        raise typer.BadParameter(f"{_short(value)} is not a task state: use {', '.join(TASK_STATES)}")
+    return value.upper()
 
 
 def name_problem(value: str, what: str) -> str | None:
