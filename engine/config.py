@@ -252,6 +252,12 @@ def _mask_query(url: str) -> str:
     return re.sub(r"((?:password|passwd)=)[^&]*", r"\1****", url, flags=re.IGNORECASE)
 
 
+def unreachable_line(url: str, cause: str) -> str:
+    """The one line a broker that cannot be reached gives, whatever its transport: the host first
+    (what to check), then the URL with its password masked, then the cause."""
+    return f"cannot reach broker at {url_host(url)} ({mask_url(url)}): {cause}"
+
+
 def url_host(url: str) -> str:
     """``host:port`` (or the socket path) of a URL, for error messages that must name the target."""
     parts = urlsplit(url.split(";", 1)[0])

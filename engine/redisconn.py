@@ -16,7 +16,7 @@ import redis.sentinel
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from engine.config import mask_url, url_host
+from engine.config import mask_url, unreachable_line
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 
 REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "unix", "socket", "valkey", "valkeys", "sentinel")
@@ -319,7 +319,7 @@ def describe_error(url: str, exc: BaseException) -> str:
         password = _split(part).password if "://" in part else None
         if password:
             text = text.replace(password, "****")
-    return f"cannot reach broker at {url_host(url)} ({mask_url(url)}): {text}"
+    return unreachable_line(url, text)
 
 
 def _no_primary(text: str) -> str:

@@ -33,7 +33,7 @@ import kombu
 from engine import log as task_log
 from engine import states
 from engine.broker.amqp import UNREACHABLE, drain_events, open_connection
-from engine.config import mask_url
+from engine.config import unreachable_line
 from engine.exceptions import BrokerUnavailable
 from engine.serialization import json_dumps, json_loads
 
@@ -70,7 +70,7 @@ class RpcBackend:
 
     def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
         text = " ".join(str(exc).split()) or type(exc).__name__
-        return BrokerUnavailable(f"rpc:// results: broker {mask_url(str(self.broker_url))} unreachable: {text}")
+        return BrokerUnavailable(f"rpc:// results: {unreachable_line(str(self.broker_url), text)}")
 
     # -- the client -----------------------------------------------------------------------------
     def queue(self) -> kombu.Queue:

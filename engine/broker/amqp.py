@@ -46,7 +46,7 @@ from engine.broker import amqp_delay, amqp_read
 from engine.broker.amqp_wire import Outgoing, envelope, to_message
 from engine.broker.base import DeadLetter, Delivery, Gathering
 from engine.broker.eta_hold import EtaHold
-from engine.config import mask_url
+from engine.config import mask_url, unreachable_line
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 
 log = logging.getLogger("engine.broker")
@@ -133,7 +133,7 @@ class AmqpBroker:
         text = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, amqp.exceptions.AccessRefused):
             return BrokerUnavailable(f"broker {mask_url(str(self.url))} refused the login (user or password): {text}")
-        return BrokerUnavailable(f"broker {mask_url(str(self.url))} unreachable: {text}")
+        return BrokerUnavailable(unreachable_line(str(self.url), text))
 
     def _guard(self, call: Callable[[], T]) -> T:
         try:

@@ -19,7 +19,7 @@ from engine.broker.amqp import open_connection
 from engine.broker.amqp_api import ManagementApi
 from engine.broker.amqp_fanout import FAILURES
 from engine.broker.inspect import BackendState, NotHere, QueueFigures, Sign
-from engine.config import mask_url
+from engine.config import unreachable_line
 from engine.exceptions import BrokerUnavailable
 from engine.history import History
 
@@ -43,7 +43,7 @@ class AmqpView:
 
     def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
         text = " ".join(str(exc).split()) or type(exc).__name__
-        return BrokerUnavailable(f"broker {mask_url(str(self.url))} unreachable: {text}")
+        return BrokerUnavailable(unreachable_line(str(self.url), text))
 
     def _counts(self, names: list[str]) -> tuple[dict[str, tuple[int, int]], str]:
         """(ready messages, consumers) of each existing queue, on one connection, and the server."""
