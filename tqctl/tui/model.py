@@ -55,6 +55,7 @@ class ConsoleModel:
         self.beat: tuple[dict[str, Any], ...] | None = None
         self.beat_leader: dict[str, Any] | None = None
         self.beat_note: str | None = None
+        self.beat_read_at: float | None = None  # when ``beat`` was read (every few seconds)
         self.server: str | None = None
         self.queue_note: str | None = None
         self.history_available = False
@@ -140,6 +141,7 @@ class ConsoleModel:
             self.dead_count = snap.dead_count or len(snap.dead_letters)
         if snap.beat is not None or snap.beat_note is not None:
             self.beat, self.beat_leader, self.beat_note = snap.beat, snap.beat_leader, snap.beat_note
+            self.beat_read_at = snap.taken_at
         if snap.server:
             self.server = snap.server
         self.queue_note = snap.queue_note

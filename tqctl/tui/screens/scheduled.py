@@ -99,6 +99,7 @@ class ScheduledScreen(ConsoleScreen):
         brows = []
         for e in beat:
             on = Text("✓ on", style="green") if e.get("enabled") else Text("○ off", style="yellow")
+            due = fmt.until_as_read(now, _iso(e.get("next_run")), model.beat_read_at)
             brows.append(
                 (
                     e["name"],
@@ -107,7 +108,7 @@ class ScheduledScreen(ConsoleScreen):
                         e["name"],
                         e.get("task") or "?",
                         e.get("schedule") or "?",
-                        fmt.until(now, _iso(e.get("next_run"))) if e.get("enabled") else "-",
+                        due if e.get("enabled") else "-",
                         fmt.since(now, _iso(e.get("last_run"))),
                         str(e.get("total_run_count", 0)),
                     ],
