@@ -92,7 +92,10 @@ def leave_the_console(terminal, state: Path) -> None:  # noqa: ANN001
     leave = terminal.wait(lambda s: "Leave the console" in s, "the question on leaving")
     assert "tqctl up started 2 workers and beat" in leave.replace("\n", " ")
     terminal.keys("Enter")  # the focus is on "Stop them"
-    terminal.wait(lambda s: "stopping 2 workers and beat" in s and s.rstrip().endswith("$"), "the shell", timeout=40)
+    done = terminal.wait(
+        lambda s: "stopping 2 workers and beat" in s and s.rstrip().endswith("$"), "the shell", timeout=40
+    )
+    assert "finish)…\nstopped\n" in done  # said once they are gone (the broker here is the test's own)
     deadline = time.monotonic() + 10
     while workers_of(state) and time.monotonic() < deadline:
         time.sleep(0.1)

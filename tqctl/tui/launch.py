@@ -223,3 +223,5 @@ def up(
     elif owned.alive():
         say(f"stopping {owned.describe()} (warm: running tasks finish)…")
         owned.stop(30.0, say)
+        # Said, not left to guess: the wait above ends silently, and the bundled broker is not stopped.
+        say("stopped" if explicit else "stopped; the bundled broker stays up (tqctl broker stop ends it)")
