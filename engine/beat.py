@@ -43,7 +43,7 @@ import redis
 from engine import signals
 from engine.beat_store import FIRED, NOT_LEADER, BeatStore, to_us
 from engine.broker.inspect import is_amqp
-from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
+from engine.exceptions import BrokerUnavailable, ImproperlyConfigured, one_line
 from engine.redisconn import describe_error
 from engine.schedules import Schedule, as_schedule
 
@@ -342,7 +342,7 @@ class Beat:
                 entry.name,
                 entry.task,
                 slot.isoformat(),
-                " ".join(str(exc).split()) or type(exc).__name__,
+                one_line(exc),
             )
             return
         log.info("beat: sent %s (%s) for slot %s", entry.name, entry.task, slot.isoformat())

@@ -10,6 +10,12 @@ import datetime as dt
 from typing import Any
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one line (a server's reply may span several), or its class's name
+    when it has none: what the engine's one-line errors and log lines quote."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 class TaskError(Exception):
     """Base for errors raised by the engine about tasks."""
 

@@ -17,7 +17,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from engine.config import mask_url, unreachable_line
-from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
+from engine.exceptions import BrokerUnavailable, ImproperlyConfigured, one_line
 
 REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "unix", "socket", "valkey", "valkeys", "sentinel")
 T = TypeVar("T")
@@ -312,7 +312,7 @@ def unsupported_url(url: str) -> ImproperlyConfigured:
 
 def describe_error(url: str, exc: BaseException) -> str:
     """One line naming the host and the cause, password masked."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = one_line(exc)
     if isinstance(exc, redis.sentinel.MasterNotFoundError):
         text = _no_primary(text)
     for part in str(url).split(";"):

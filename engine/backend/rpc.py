@@ -34,7 +34,7 @@ from engine import log as task_log
 from engine import states
 from engine.broker.amqp import UNREACHABLE, drain_events, open_connection
 from engine.config import unreachable_line
-from engine.exceptions import BrokerUnavailable
+from engine.exceptions import BrokerUnavailable, one_line
 from engine.serialization import json_dumps, json_loads
 
 if TYPE_CHECKING:
@@ -69,8 +69,7 @@ class RpcBackend:
             self._reset()
 
     def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        return BrokerUnavailable(f"rpc:// results: {unreachable_line(str(self.broker_url), text)}")
+        return BrokerUnavailable(f"rpc:// results: {unreachable_line(str(self.broker_url), one_line(exc))}")
 
     # -- the client -----------------------------------------------------------------------------
     def queue(self) -> kombu.Queue:

@@ -47,7 +47,7 @@ from engine.broker.amqp_wire import Outgoing, envelope, to_message
 from engine.broker.base import DeadLetter, Delivery, Gathering
 from engine.broker.eta_hold import EtaHold
 from engine.config import mask_url, unreachable_line
-from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
+from engine.exceptions import BrokerUnavailable, ImproperlyConfigured, one_line
 
 log = logging.getLogger("engine.broker")
 DEAD = "tqctl.dead"
@@ -130,7 +130,7 @@ class AmqpBroker:
         return open_connection(self.url, confirm_publish=confirm)
 
     def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
-        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = one_line(exc)
         if isinstance(exc, amqp.exceptions.AccessRefused):
             return BrokerUnavailable(f"broker {mask_url(str(self.url))} refused the login (user or password): {text}")
         return BrokerUnavailable(unreachable_line(str(self.url), text))

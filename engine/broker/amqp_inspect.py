@@ -20,7 +20,7 @@ from engine.broker.amqp_api import ManagementApi
 from engine.broker.amqp_fanout import FAILURES
 from engine.broker.inspect import BackendState, NotHere, QueueFigures, Sign
 from engine.config import unreachable_line
-from engine.exceptions import BrokerUnavailable
+from engine.exceptions import BrokerUnavailable, one_line
 from engine.history import History
 
 DEFAULT_QUEUES = ("celery",)
@@ -42,8 +42,7 @@ class AmqpView:
         self._state.close()
 
     def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        return BrokerUnavailable(unreachable_line(str(self.url), text))
+        return BrokerUnavailable(unreachable_line(str(self.url), one_line(exc)))
 
     def _counts(self, names: list[str]) -> tuple[dict[str, tuple[int, int]], str]:
         """(ready messages, consumers) of each existing queue, on one connection, and the server."""

@@ -45,7 +45,7 @@ from engine.broker.base import DeadLetter, Delivery
 from engine.broker.eta_hold import EtaHold
 from engine.broker.sqs_letters import DEAD, DeadLetterQueue
 from engine.config import mask_url
-from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
+from engine.exceptions import BrokerUnavailable, ImproperlyConfigured, one_line
 from engine.serialization import json_dumps
 
 log = logging.getLogger("engine.broker")
@@ -106,15 +106,15 @@ class SqsBroker:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if "NonExistentQueue" in code or code == "QueueDoesNotExist":
                 self._forget_queue_urls()  # deleted behind our back: the next call makes it again
-            raise BrokerUnavailable(f"broker {where} refused the call: {_line(exc)}") from None
+            raise BrokerUnavailable(f"broker {where} refused the call: {one_line(exc)}") from None
         except (BotoCoreError, OSError, kombu.exceptions.OperationalError) as exc:
             cause = exc.__cause__ or exc.__context__  # kombu wraps what failed when connecting
             if isinstance(exc, MISCONFIGURED) or isinstance(cause, MISCONFIGURED):
-                raise ImproperlyConfigured(f"broker {where}: {_line(exc)}") from None
-            raise BrokerUnavailable(f"broker {where} unreachable: {_line(exc)}") from None
+                raise ImproperlyConfigured(f"broker {where}: {one_line(exc)}") from None
+            raise BrokerUnavailable(f"broker {where} unreachable: {one_line(exc)}") from None
         except Exception as exc:
             if type(exc).__module__.startswith("kombu.transport.SQS"):  # a predefined_queues mistake
-                raise ImproperlyConfigured(f"SQS: {_line(exc)}") from None
+                raise ImproperlyConfigured(f"SQS: {one_line(exc)}") from None
             raise
 
     def _forget_queue_urls(self) -> None:
@@ -274,7 +274,7 @@ class SqsBroker:
         try:
             self._client(queue).change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=seconds)
         except ClientError as exc:  # the receipt ran out: SQS shows the message again by itself
-            log.debug("SQS visibility change refused: %s", _line(exc))
+            log.debug("SQS visibility change refused: %s", one_line(exc))
 
     def requeue_all(self, owner: str) -> int:
         with self._lock:
@@ -449,10 +449,6 @@ def _check_url(url: str) -> None:
             "the sqs:// URL does not parse: quote the access key and secret key "
             "(kombu.utils.url.safequote; a '/' in a secret key as %2F), as Celery's docs say"
         )
-
-
-def _line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _quietly(call: Callable[[], object]) -> None:
