@@ -118,27 +118,13 @@ def task_id_argument(ctx: typer.Context, param: typer.CallbackParam, value: Any)
     return value
 
 
-# The states a run or a task event can be in, in the order a task goes through them.
-TASK_STATES = (
-    states.PENDING,
-    states.RECEIVED,
-    states.STARTED,
-    states.RETRY,
-    states.SUCCESS,
-    states.FAILURE,
-    states.REVOKED,
-    states.REJECTED,
-    states.IGNORED,
-)
-
-
 def task_state_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
     """``--state`` in any case (``failure`` is FAILURE). A word that is no state is a usage error:
     filtering on it would print an empty list, as if no task had failed."""
     if not value:
         return value
-    if value.upper() not in TASK_STATES:
-        raise typer.BadParameter(f"{_short(value)} is not a task state: use {', '.join(TASK_STATES)}")
+    if value.upper() not in states.TASK_STATES:
+        raise typer.BadParameter(f"{_short(value)} is not a task state: use {', '.join(states.TASK_STATES)}")
     return value.upper()
 
 
