@@ -387,7 +387,12 @@ class RemoteControl:
         if self.worker.autoscale:
             return {"error": "pool size is managed by autoscale; use autoscale"}
         before = self.worker.pool.size()
-        self._prefetch_follows(self.worker.pool.shrink(int(n)) - before)
+        after = self.worker.pool.shrink(int(n))
+        if int(n) > 0 and after == before:
+            # Ours never retires its last process (Celery's can shrink to none and then runs nothing):
+            # say so, rather than "pool will shrink" for a pool that stays as it is.
+            return {"error": f"the pool is at its smallest ({before} process); nothing to shrink"}
+        self._prefetch_follows(after - before)
         return {"ok": "pool will shrink"}
 
     def _prefetch_follows(self, change: int) -> None:

@@ -169,6 +169,22 @@ def test_pool_grow_and_shrink_move_the_prefetch_window(worker: str, celery_app: 
     wait_for(lambda: prefetch() == 8, TIMEOUT, "prefetch_count 8 after shrinking to 2 processes")
 
 
+def test_shrinking_a_one_process_pool_is_refused_in_the_reply(
+    start_worker: Callable[..., WorkerProcess], celery_app: Any
+) -> None:
+    """Our pool keeps its last process (Celery's can shrink to none): a shrink that would take it
+    answers with an error an operator sees, not "pool will shrink" for a pool that stays as it is."""
+    start_worker("-P", "prefork", "-c", "1", name="ours1", app="tests.apps.compat_worker")
+    replies = celery_app.control.pool_shrink(1, reply=True, timeout=10, limit=1)
+    assert len(replies) == 1, replies
+    (reply,) = replies[0].values()
+    assert reply == {"error": "the pool is at its smallest (1 process); nothing to shrink"}
+    stats = celery_app.control.inspect(timeout=10, limit=1).stats() or {}
+    (worker_stats,) = stats.values()
+    assert worker_stats["pool"]["max-concurrency"] == 1
+    assert worker_stats["prefetch_count"] == 4
+
+
 def test_a_failed_chord_body_lists_its_errbacks_among_its_children(worker: str, celery_app: Any) -> None:
     """A chord whose header fails: its body fails, its old-style errback runs with the body's id,
     and the body's stored failure lists that errback (as a group) among its children."""
