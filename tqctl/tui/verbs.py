@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tqctl.tui.actions import Action, ActionContext, cli, summarize_replies
+from tqctl.tui.adapter import ActionError
 from tqctl.tui.messages import Outcome
 
 
@@ -188,6 +189,37 @@ def retry(task_id: str, name: str | None, broker: str | None) -> Action:
         (f"republish the original message of {task_id}",),
         cli("retry", task_id, broker=broker),
         run,
+    )
+
+
+def retry_many(ids: list[str], describe: str, broker: str | None) -> Action:
+    """The marked rows' retry: several messages at once, so it asks first (a single one does not)."""
+
+    def run(adapter: Any, _: ActionContext) -> Outcome:
+        sent: dict[str, str] = {}
+        errors: dict[str, str] = {}
+        for task_id in ids:
+            try:
+                sent[task_id] = adapter.retry(task_id)
+            except ActionError as exc:  # one without a stored message does not stop the others
+                errors[task_id] = str(exc)
+        summary = f"retried {len(sent)}/{_plural(len(ids), 'task')}"
+        if errors:
+            summary += f" · {len(errors)} not sent: {next(iter(errors.values()))}"
+        return Outcome(not errors, summary, {"retried": sent, "errors": errors})
+
+    return Action(
+        "retry",
+        f"Retry {_plural(len(ids), 'task')}",
+        ",".join(ids),
+        (
+            f"republish the original messages of {_plural(len(ids), 'task')}: {describe}",
+            "each runs again under a new id, linked to the old one (retry_of)",
+        ),
+        cli("retry", *ids, broker=broker),
+        run,
+        confirm=True,
+        button="Retry",
     )
 
 

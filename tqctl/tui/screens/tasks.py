@@ -211,11 +211,27 @@ class TasksScreen(TableScreen):
             self.notify(task.uuid, title="copied (OSC 52)", timeout=3)
 
     def action_retry(self) -> None:
-        if task := self._one():
+        """The marked rows when any are marked (as revoke), after saying how many; else the cursor row."""
+        if self.table.marked_shown():
+            tasks = self.selected()
+            self.tq.request_action(
+                verbs.retry_many([t.uuid for t in tasks], describe_tasks(tasks), self.tq.source.cli_broker)
+            )
+        elif task := self._one():
             self.tq.request_action(verbs.retry(task.uuid, task.name, self.tq.source.cli_broker))
 
     def action_retry_edited(self) -> None:
-        if task := self._one():
+        """One task's arguments are edited at a time: a single marked row is that task, several are refused
+        (not silently swapped for the cursor row)."""
+        marked = self.selected() if self.table.marked_shown() else []
+        if len(marked) > 1:
+            self.notify(
+                f"R edits one task; {len(marked)} are marked (r retries them as sent, U unmarks)",
+                severity="warning",
+                timeout=4,
+            )
+            return
+        if task := (marked[0] if marked else self._one()):
             start_edit_retry(self, task.uuid, task.name, task.args, task.kwargs, task.queue)
 
     def on_loaded(self, message: Loaded) -> None:

@@ -168,9 +168,13 @@ class ConsoleTable(DataTable):
         self._signature = None
         self.set_rows(self._last_rows)
 
+    def marked_shown(self) -> list[str]:
+        """Marked rows still shown (a mark on a row filtered away is not acted on)."""
+        return [k for k in self.row_keys if k in self.marked]
+
     def targets(self) -> list[str]:
         """Marked rows still shown, else the row under the cursor."""
-        marked = [k for k in self.row_keys if k in self.marked]
+        marked = self.marked_shown()
         if marked:
             return marked
         key = self.current_key

@@ -1,0 +1,91 @@
+"""Keys on the recorded demo cluster (no server): what an operator sees after each key, at the sizes
+the console promises (80x24 and up). The demo adapter records every call instead of sending it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from textual.pilot import Pilot
+
+from tests.tui.conftest import press, wait_for
+from tests.tui.harness import make_demo_app, settle
+from tqctl.tui.app import TqctlApp
+from tqctl.tui.screens.dialogs import ConfirmScreen
+from tqctl.tui.screens.tasks import TasksScreen
+
+
+def run_demo(scenario: Callable[[Pilot, TqctlApp], Awaitable[Any]], size: tuple[int, int] = (120, 40)) -> Any:
+    """Drive a fresh demo console through ``scenario``; notifications land on ``app.seen_notes``."""
+    app = make_demo_app()
+    notes: list[str] = []
+    original = app.notify
+
+    def notify(message: str, *args: Any, **kwargs: Any) -> None:
+        notes.append(f"{kwargs.get('title') or ''}: {message}")
+        original(message, *args, **kwargs)
+
+    app.notify = notify  # type: ignore[method-assign]
+    app.seen_notes = notes  # type: ignore[attr-defined]
+
+    async def main() -> Any:
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            return await asyncio.wait_for(scenario(pilot, app), 60)
+
+    return asyncio.run(main())
+
+
+def calls(app: TqctlApp, name: str) -> list[tuple[Any, ...]]:
+    """What the demo adapter was asked to do (``name`` only)."""
+    return [args for called, args in app.source.adapter.calls if called == name]
+
+
+# -- 1. Tasks: r retries the marked rows, as ctrl+d revokes them -------------------------------------
+def test_retry_acts_on_the_marked_rows_after_a_confirmation() -> None:
+    async def scenario(pilot: Pilot, app: TqctlApp) -> None:
+        await press(pilot, "4", "Z")  # paused: the rows stay put while marking
+        screen = app.screen
+        assert isinstance(screen, TasksScreen)
+        first, second, third = screen.table.row_keys[:3]
+        await press(pilot, "space", "space")  # marks the top two rows; the cursor is on the third
+        assert screen.table.current_key == third
+        await press(pilot, "r")
+        confirm = await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen, "a confirmation")
+        assert confirm.action_.title == "Retry 2 tasks"
+        assert app.focused is confirm.query_one("#cancel")
+        await press(pilot, "escape")  # cancelled: nothing sent
+        assert calls(app, "retry") == []
+        await press(pilot, "r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation again")
+        await press(pilot, "tab", "enter")
+        await wait_for(pilot, lambda: app.last_outcome, "the retry")
+        await settle(pilot)
+        assert calls(app, "retry") == [(first,), (second,)]
+
+    run_demo(scenario)
+
+
+def test_retry_without_marks_sends_the_cursor_row_at_once() -> None:
+    async def scenario(pilot: Pilot, app: TqctlApp) -> None:
+        await press(pilot, "4", "Z")
+        screen = app.screen
+        assert isinstance(screen, TasksScreen)
+        await press(pilot, "down")
+        picked = screen.table.current_key
+        await press(pilot, "r")
+        await wait_for(pilot, lambda: app.last_outcome, "the retry")
+        assert calls(app, "retry") == [(picked,)]
+
+    run_demo(scenario)
+
+
+def test_edit_and_retry_refuses_several_marked_rows() -> None:
+    async def scenario(pilot: Pilot, app: TqctlApp) -> None:
+        await press(pilot, "4", "Z", "space", "space", "R")
+        await settle(pilot)
+        assert any("R edits one task; 2 are marked" in n for n in app.seen_notes), app.seen_notes
+        assert calls(app, "retry_with") == [] and not isinstance(app.screen, ConfirmScreen)
+
+    run_demo(scenario)
