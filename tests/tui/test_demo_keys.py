@@ -10,7 +10,7 @@ from typing import Any
 from textual.pilot import Pilot
 
 from tests.tui.conftest import press, wait_for
-from tests.tui.harness import make_demo_app, settle
+from tests.tui.harness import make_demo_app, screen_text, settle
 from tqctl.tui.app import TqctlApp
 from tqctl.tui.screens.dialogs import ConfirmScreen
 from tqctl.tui.screens.tasks import TasksScreen
@@ -89,3 +89,27 @@ def test_edit_and_retry_refuses_several_marked_rows() -> None:
         assert calls(app, "retry_with") == [] and not isinstance(app.screen, ConfirmScreen)
 
     run_demo(scenario)
+
+
+# -- 2. The / filter line shows what is typed, and says when a pattern is not a regex -----------------
+def test_the_filter_line_shows_the_typed_text_above_the_footer() -> None:
+    for size in ((80, 24), (160, 45)):
+
+        async def scenario(pilot: Pilot, app: TqctlApp) -> list[str]:
+            await press(pilot, "4", "slash", *"name:shipX")
+            typing = screen_text(app).splitlines()
+            await press(pilot, "enter")  # the filter stays on, and so does its line
+            return [typing[-2], screen_text(app).splitlines()[-2]]
+
+        typing, kept = run_demo(scenario, size)
+        assert typing.strip() == "/name:shipX", f"{size}: the line above the footer reads {typing!r}"
+        assert kept.strip() == "/name:shipX", f"{size}: after enter it reads {kept!r}"
+
+
+def test_a_bad_regex_says_so_instead_of_silently_matching_nothing() -> None:
+    async def scenario(pilot: Pilot, app: TqctlApp) -> str:
+        await press(pilot, "4", "slash", *"[unclosed")
+        return screen_text(app)
+
+    text = run_demo(scenario, (80, 24))
+    assert "✗ bad pattern '[unclosed': unterminated character set" in text, text

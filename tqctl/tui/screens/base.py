@@ -14,9 +14,11 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Footer, Input, Label, Static
 
+from tqctl.tui import format as fmt
 from tqctl.tui.widgets.field import Field
 from tqctl.tui.widgets.header import Banner, ClusterHeader
 from tqctl.tui.widgets.table import ConsoleTable
@@ -28,10 +30,27 @@ if TYPE_CHECKING:
 
 class FilterBar(Field):
     DEFAULT_CSS = """
-    FilterBar { dock: bottom; height: 1; border: none; padding: 0 1; display: none; background: $boost; }
-    FilterBar:focus { border: none; }
-    FilterBar.-shown { display: block; }
+    FilterBar, FilterBar:focus { width: 1fr; min-width: 16; height: 1; border: none; padding: 0; background: $boost; }
     """
+
+
+class FilterLine(Horizontal):
+    """``/`` then what is typed, and what is wrong with it. Docked one line above the footer (both
+    dock to the bottom, and docked widgets overlap: on the footer's line it was hidden)."""
+
+    DEFAULT_CSS = """
+    FilterLine { dock: bottom; height: 1; margin-bottom: 1; display: none; background: $boost; }
+    FilterLine.-shown { display: block; }
+    FilterLine > Label { width: 2; padding-left: 1; }
+    FilterLine > #filter-problem { width: auto; color: $text-error; padding: 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Label("/")
+        yield FilterBar(
+            placeholder="text or regex · state:failure name:x worker:w1 queue:q · !text excludes", id="filter"
+        )
+        yield Static(id="filter-problem")
 
 
 class ConsoleScreen(Screen):
@@ -59,9 +78,7 @@ class ConsoleScreen(Screen):
         yield ClusterHeader()
         yield Banner()
         yield from self.compose_body()
-        yield FilterBar(
-            placeholder="filter: text or regex · state:failure name:x worker:w1 · !text excludes", id="filter"
-        )
+        yield FilterLine()
         yield Footer(compact=True, show_command_palette=False)
 
     def compose_body(self) -> ComposeResult:
@@ -115,21 +132,26 @@ class ConsoleScreen(Screen):
     # -- filter -----------------------------------------------------------------------------------
     def action_filter(self) -> None:
         bar = self.query_one(FilterBar)
-        bar.add_class("-shown")
+        self.query_one(FilterLine).add_class("-shown")
         bar.value = self.filter_text
         bar.focus()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.filter_text = event.value.strip()
+        self._show_problem()
         self.render_body(True)
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
-        bar = self.query_one(FilterBar)
         if not self.filter_text:
-            bar.remove_class("-shown")
+            self.query_one(FilterLine).remove_class("-shown")
         self.focus_main()
+
+    def _show_problem(self) -> None:
+        """A word that is not a regex is searched as plain text; say so, or "0 shown" reads as no match."""
+        problems = bad_patterns(self.filter_text)
+        self.query_one("#filter-problem", Static).update(f"✗ bad pattern {problems[0]}" if problems else "")
 
     def focus_main(self) -> None:
         tables = self.query(ConsoleTable)
@@ -139,19 +161,16 @@ class ConsoleScreen(Screen):
     def action_back(self) -> None:
         bar = self.query_one(FilterBar)
         if bar.has_focus or self.filter_text:
-            self.filter_text = ""
-            bar.value = ""
-            bar.remove_class("-shown")
+            self.set_filter("")
             self.focus_main()
-            self.render_body(True)
             return
         self.tq.go_back()
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text.strip()
-        bar = self.query_one(FilterBar)
-        bar.value = self.filter_text
-        bar.set_class(bool(self.filter_text), "-shown")
+        self.query_one(FilterBar).value = self.filter_text
+        self.query_one(FilterLine).set_class(bool(self.filter_text), "-shown")
+        self._show_problem()
         self.render_body(True)
 
     def action_copy_command(self) -> None:
@@ -191,6 +210,22 @@ def text_filter(query: str) -> tuple[dict[str, str], list[tuple[bool, re.Pattern
         except re.error:
             needles.append((keep, re.compile(re.escape(text), re.IGNORECASE)))
     return fields, needles
+
+
+def bad_patterns(query: str) -> list[str]:
+    """``[unclosed`` → ``["'[unclosed': unterminated character set"]``: the words of a filter
+    that are not regular expressions (``text_filter`` matches them as plain text)."""
+    problems = []
+    for word in query.split():
+        key, sep, value = word.partition(":")
+        if sep and key.lower() in {"state", "name", "worker", "queue"} and value:
+            continue
+        text = word.lstrip("!")
+        try:
+            re.compile(text)
+        except re.error as exc:
+            problems.append(f"{fmt.clip(text, 16)!r}: {exc.msg}")
+    return problems
 
 
 def row_matches(cells: list[str], needles: list[tuple[bool, re.Pattern[str]]]) -> bool:
