@@ -113,3 +113,23 @@ def test_a_bad_regex_says_so_instead_of_silently_matching_nothing() -> None:
 
     text = run_demo(scenario, (80, 24))
     assert "✗ bad pattern '[unclosed': unterminated character set" in text, text
+
+
+# -- 3. Workers: - (also "previous screen") asks before it shrinks a pool ------------------------------
+def test_shrink_asks_first_so_a_back_reflex_changes_nothing() -> None:
+    async def scenario(pilot: Pilot, app: TqctlApp) -> None:
+        await press(pilot, "2", "3", "minus", "minus")  # back to Workers, then "back" again by habit
+        confirm = await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen) and app.screen, "a question")
+        assert confirm.action_.title == "Shrink the pool of 1 worker by 1"
+        worker = app.screen_stack[-2].table.current_key
+        assert confirm.action_.scope == (f"{worker}: from 8 processes to 7",)
+        assert calls(app, "pool_shrink") == []
+        await press(pilot, "escape")
+        assert not isinstance(app.screen, ConfirmScreen) and calls(app, "pool_shrink") == []
+        await press(pilot, "minus")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question again")
+        await press(pilot, "enter")  # enter confirms
+        await wait_for(pilot, lambda: app.last_outcome, "the shrink")
+        assert calls(app, "pool_shrink") == [([worker], {"n": 1})]
+
+    run_demo(scenario)

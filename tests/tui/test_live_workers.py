@@ -62,7 +62,10 @@ def test_grow_shrink_autoscale_and_consumers(broker_url, start_worker, state_dir
         await wait_for(pilot, lambda: conc() == "2", "CONC 2 after grow")
 
         app.last_outcome = None
-        await press(pilot, "minus")
+        await press(pilot, "minus")  # shrink asks first ("-" is also "previous screen"); enter confirms
+        confirm = await wait_screen(pilot, ConfirmScreen)
+        assert confirm.action_.scope == (f"{key}: from 2 processes to 1",)
+        await press(pilot, "enter")
         await outcome(pilot, "pool_shrink")
         await wait_for(pilot, lambda: conc() == "1", "CONC 1 after shrink")
 

@@ -59,6 +59,7 @@ class Action:
     confirm: bool = False  # ask even though nothing is destroyed (edited retries, bulk sends)
     typed: str | None = None  # this text must be typed to confirm (purge)
     button: str = "Confirm"
+    enter_confirms: bool = False  # the focus on the button, not on Cancel (a mild change asked for anyway)
     write: bool = True
 
 

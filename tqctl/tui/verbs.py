@@ -19,7 +19,7 @@ def _names(items: list[str], limit: int = 4) -> str:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+    return f"{n} {word}" if n == 1 else f"{n} {word}{'es' if word.endswith('s') else 's'}"
 
 
 def _dest(workers: list[str]) -> list[str]:
@@ -36,17 +36,35 @@ def _control(method: str, workers: list[str], **arguments: Any):  # noqa: ANN202
 
 
 # -- workers -----------------------------------------------------------------------------------------
-def pool_resize(workers: list[str], n: int, grow: bool, broker: str | None) -> Action:
+def pool_resize(
+    workers: list[str], n: int, grow: bool, broker: str | None, sizes: dict[str, int | None] | None = None
+) -> Action:
+    """Growing is sent at once; shrinking asks first, naming each pool's size before and after: on the
+    Workers screen ``-`` also means "previous screen" everywhere else, and a reflex must not shrink."""
     verb = "pool_grow" if grow else "pool_shrink"
     what = "Grow" if grow else "Shrink"
+    scope = [f"{'add' if grow else 'remove'} {_plural(n, 'process')} on {_names(workers)}"]
+    if not grow:
+        scope = [_resize_line(w, (sizes or {}).get(w), -n) for w in workers[:6]]
+        if len(workers) > 6:
+            scope.append(f"and {len(workers) - 6} more workers")
     return Action(
         verb,
         f"{what} the pool of {_plural(len(workers), 'worker')} by {n}",
         ",".join(workers),
-        (f"{'add' if grow else 'remove'} {_plural(n, 'process')} on {_names(workers)}",),
+        tuple(scope),
         cli("control", verb.replace("_", "-"), n, *_dest(workers), broker=broker),
         _control(verb, workers, n=n),
+        confirm=not grow,
+        enter_confirms=True,
+        button=what,
     )
+
+
+def _resize_line(worker: str, size: int | None, change: int) -> str:
+    if size is None:
+        return f"{worker}: {change:+d} process (its pool size is not known yet)"
+    return f"{worker}: from {_plural(size, 'process')} to {max(size + change, 0)}"
 
 
 def autoscale(workers: list[str], high: int, low: int, broker: str | None) -> Action:

@@ -64,11 +64,14 @@ class ConfirmScreen(Dialog):
                     a.button, id="confirm", variant="error" if a.destructive else "primary", disabled=bool(a.typed)
                 )
             yield Static(
-                "esc cancel · ! copy command" + (" · type the name, then enter" if a.typed else ""), classes="hint"
+                ("enter " + a.button.lower() + " · " if a.enter_confirms else "")
+                + "esc cancel · ! copy command"
+                + (" · type the name, then enter" if a.typed else ""),
+                classes="hint",
             )
 
     def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
+        self.query_one("#confirm" if self.action_.enter_confirms else "#cancel", Button).focus()
 
     def on_key(self, event) -> None:  # noqa: ANN001
         if self.action_.typed and event.is_printable and event.character and event.character != "!":

@@ -147,7 +147,8 @@ class WorkersScreen(TableScreen):
 
     def action_shrink(self) -> None:
         if targets := self._targets():
-            self.tq.request_action(verbs.pool_resize(targets, 1, False, self.tq.source.cli_broker))
+            sizes = {w.hostname: w.current for w in self._selected_rows()}
+            self.tq.request_action(verbs.pool_resize(targets, 1, False, self.tq.source.cli_broker, sizes))
 
     def action_autoscale(self) -> None:
         if not (targets := self._targets()):
