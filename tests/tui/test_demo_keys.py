@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from textual.pilot import Pilot
 
-from tests.tui.conftest import press, wait_for
+from tests.tui.conftest import cell, press, wait_for
 from tests.tui.harness import make_demo_app, screen_text, settle
 from tqctl.tui.app import TqctlApp
 from tqctl.tui.screens.dialogs import ConfirmScreen
@@ -133,3 +134,22 @@ def test_shrink_asks_first_so_a_back_reflex_changes_nothing() -> None:
         assert calls(app, "pool_shrink") == [([worker], {"n": 1})]
 
     run_demo(scenario)
+
+
+# -- 4. Scheduled: an ETA that passed since the last read is "due", as a beat entry's is ---------------
+def test_an_eta_just_passed_reads_due_not_late() -> None:
+    async def scenario(pilot: Pilot, app: TqctlApp) -> tuple[str, str]:
+        snap = app.model.snapshot
+        assert snap is not None
+        now = app.model.now()
+        just_due = {"id": "e7a0due0-0000-4000-8000-000000000001", "name": "shop.retry_charge", "eta": now - 1}
+        stuck = {"id": "e7a0late-0000-4000-8000-000000000002", "name": "shop.retry_charge", "eta": now - 9}
+        app.model.apply_snapshot(replace(snap, taken_at=now - 3, delayed=(stuck, just_due, *snap.delayed)))
+        await press(pilot, "6")
+        await settle(pilot)
+        table = app.screen.query_one("#eta")
+        return cell(table, just_due["id"], "due"), cell(table, stuck["id"], "due")
+
+    just_due, stuck = run_demo(scenario)
+    assert just_due == "due"
+    assert stuck == "9s late"  # already past when it was read: late indeed

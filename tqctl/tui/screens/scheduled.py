@@ -66,11 +66,13 @@ class ScheduledScreen(ConsoleScreen):
         model, now = self.model, self.model.now()
         _, needles = text_filter(self.filter_text)
         self._eta = eta_rows(model)
+        # Read with the snapshot: an ETA that passed since then is "due" (being moved), not late.
+        read_at = model.snapshot.taken_at if model.snapshot else None
         rows = [
             (
                 r["id"],
                 [
-                    fmt.until(now, r.get("eta")),
+                    fmt.until_as_read(now, r.get("eta"), read_at),
                     fmt.clock(r.get("eta")),
                     r.get("name") or "?",
                     fmt.short_id(r["id"]),
