@@ -153,3 +153,20 @@ def test_an_eta_just_passed_reads_due_not_late() -> None:
     just_due, stuck = run_demo(scenario)
     assert just_due == "due"
     assert stuck == "9s late"  # already past when it was read: late indeed
+
+
+# -- 5. Home/End go to the first and last row, as help says (and g/G) ----------------------------------
+def test_home_and_end_go_to_the_first_and_last_row() -> None:
+    async def scenario(pilot: Pilot, app: TqctlApp) -> list[tuple[int, int]]:
+        seen = []
+        for screen_key in ("4", "7"):
+            await press(pilot, screen_key)
+            table = app.screen.query_one("#table")
+            await press(pilot, "down", "end")
+            seen.append((table.cursor_row, table.row_count - 1))
+            await press(pilot, "home")
+            seen.append((table.cursor_row, 0))
+        return seen
+
+    for got, wanted in run_demo(scenario, (80, 24)):
+        assert got == wanted

@@ -40,3 +40,7 @@ def test_a_global_key_a_screen_takes_over_says_what_it_does_there() -> None:
     assert "previous screen (here: shrink)" in workers
     tasks = help_on("4").body
     assert "previous screen\n" in tasks and "(here:" not in tasks
+
+
+def test_the_tables_keys_name_every_key_that_goes_to_the_first_or_last_row() -> None:
+    assert "Home End g G first, last row" in help_on("4").body

@@ -299,7 +299,7 @@ class TqctlApp(ActionsMixin, App[str | None]):
         tables = [
             ("↑ ↓ j k", "move"),
             ("PgUp PgDn", "page"),
-            ("Home End", "first, last row"),
+            ("Home End g G", "first, last row"),
             ("enter", "open the row"),
         ]
         title = getattr(screen, "TITLE", None) or self.current_mode

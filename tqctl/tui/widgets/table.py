@@ -39,6 +39,9 @@ class ConsoleTable(DataTable):
         Binding("k", "cursor_up", show=False),
         Binding("g", "scroll_top", show=False),
         Binding("G", "scroll_bottom", show=False),
+        # DataTable's Home/End scroll sideways (a row cursor has no column to go to): rows here, as help says
+        Binding("home", "scroll_top", show=False),
+        Binding("end", "scroll_bottom", show=False),
     ]
 
     def __init__(self, columns: Sequence[Col], *, id: str | None = None, marks: bool = False) -> None:  # noqa: A002
