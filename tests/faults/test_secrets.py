@@ -111,6 +111,7 @@ def test_up_passes_the_broker_through_the_environment(
         return "stop"
 
     monkeypatch.setattr(launch, "open_console", look)
+    monkeypatch.setattr(launch, "has_terminal", lambda: True)  # (pytest's stdin is none)
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.chdir(ROOT)
     launch.up(

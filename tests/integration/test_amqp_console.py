@@ -128,6 +128,7 @@ def test_up_on_amqp_starts_workers_and_the_console_sees_them(
         return "stop"
 
     monkeypatch.setattr(launch, "open_console", console)
+    monkeypatch.setattr(launch, "has_terminal", lambda: True)  # (pytest's stdin is none)
     launch.up(
         app_spec=APP,
         concurrency=1,
@@ -144,9 +145,12 @@ def test_up_on_amqp_starts_workers_and_the_console_sees_them(
     assert len(seen) == 1
 
 
-def test_up_on_amqp_without_a_redis_backend_says_so_before_starting(amqp_url: str, tmp_path: Path) -> None:
+def test_up_on_amqp_without_a_redis_backend_says_so_before_starting(
+    amqp_url: str, tmp_path: Path, monkeypatch: Any
+) -> None:
     from tqctl.tui import launch
 
+    monkeypatch.setattr(launch, "has_terminal", lambda: True)  # (pytest's stdin is none)
     with pytest.raises(launch.LaunchError, match="need a Redis result backend"):
         launch.up(
             app_spec="tests.apps.shop",

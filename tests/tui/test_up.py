@@ -1,6 +1,6 @@
 """``tqctl up`` in a real terminal: broker, two workers and beat from the README example start as
 child processes, the console shows the shop's tasks flowing, a pool grows, and leaving asks whether
-to stop them (``--detach`` leaves them running)."""
+to stop them. (``--detach``, which opens no console, is tests/integration/test_up_scripted.py.)"""
 
 from __future__ import annotations
 
@@ -100,20 +100,6 @@ def leave_the_console(terminal, state: Path) -> None:  # noqa: ANN001
     while workers_of(state) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert workers_of(state) == []
-
-
-def test_up_detach_leaves_them_running(broker_url, terminal, tmp_path):
-    state = tmp_path / "state"
-    start_up(terminal, broker_url, state, "--detach")
-    try:
-        terminal.wait(lambda s: "2/2 workers" in s, "the two workers online", timeout=30)
-        terminal.keys("C-c")  # no question: --detach said what to do
-        shell = terminal.wait(lambda s: "stop them with: kill" in s and s.rstrip().endswith("$"), "the shell")
-        pids = sorted(int(p) for p in re.search(r"stop them with: kill ([\d ]+)", shell).group(1).split())
-        assert pids == sorted(workers_of(state)) and len(pids) == 3
-        assert shell.count("left running:") == 3
-    finally:
-        stop_all(state)
 
 
 def test_a_hangup_stops_what_up_started(broker_url, terminal, tmp_path):

@@ -1,6 +1,7 @@
 """Opening the console, and ``tqctl up``: start the broker, workers and beat as children, watch
-them, and on leaving stop them (or leave them running). No Typer here: ``commands.py`` maps
-options onto these functions; errors are ``LaunchError`` with a one-line message."""
+them, and on leaving stop them (or leave them running). ``commands.py`` maps options onto these
+functions; errors are ``LaunchError`` with a one-line message (exit 1), or a usage error (exit 2)
+through ``tqctl.output.fail``."""
 
 from __future__ import annotations
 
@@ -158,6 +159,35 @@ def _start(owned: Owned, commands: list[tuple[str, list[str]]], logs: Path, env:
         raise LaunchError(f"{label} exited at once: {' | '.join(tail) or 'no output'} (log: {log})")
 
 
+def has_terminal() -> bool:
+    """Whether the console has a terminal to draw in: with stdin or stdout a pipe or a file it
+    would write its escape codes there and wait for keys nobody can type."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _need_terminal() -> None:
+    """Plain ``tqctl up`` without a terminal is a usage error, found before anything starts."""
+    if not has_terminal():
+        from tqctl.output import EXIT_USAGE, fail
+
+        fail(
+            "tqctl up opens the console, but stdin or stdout is not a terminal: "
+            "pass --detach to start them without it and leave them running",
+            EXIT_USAGE,
+        )
+
+
+def _report_detached(owned: Owned) -> None:
+    """``--detach``: what was started, on stdout (one line each, then the kill line), for scripts."""
+    from tqctl.output import emit_line
+
+    for line in owned.summary():
+        emit_line(f"started {line}")
+    pids = " ".join(str(p.pid) for _, p, _ in owned.procs if p.poll() is None)
+    if pids:
+        emit_line(f"stop them with: kill {pids}")
+
+
 def up(
     *,
     app_spec: str,
@@ -172,8 +202,11 @@ def up(
     read_only: bool,
     say: Any,
 ) -> None:
-    """``tqctl up``: broker, ``workers`` worker processes (and beat), then the console on them."""
+    """``tqctl up``: broker, ``workers`` worker processes (and beat), then the console on them;
+    with ``detach``, no console: their pids are printed and they are left running."""
     engine_app = load(app_spec)  # fail fast on a wrong -A, before anything starts
+    if not detach:
+        _need_terminal()  # before the bundled broker or any child starts: nothing is left running
     url, explicit = resolve(broker, state_dir)
     _check_state(url, engine_app)
     logs = Path(state_dir).expanduser() / "logs"
@@ -195,6 +228,9 @@ def up(
     with nullcontext() if detach else terminated_by(signal.SIGHUP, signal.SIGTERM):
         try:
             _start(owned, commands, logs, env)
+            if detach:
+                _report_detached(owned)
+                return
             choice = open_console(
                 broker=broker,
                 state_dir=state_dir,
@@ -214,7 +250,7 @@ def up(
         except BaseException:
             owned.stop(10.0, say)
             raise
-    if detach or choice == "leave":
+    if choice == "leave":
         for line in owned.summary():
             say(f"left running: {line}")
         pids = " ".join(str(p.pid) for _, p, _ in owned.procs if p.poll() is None)
