@@ -11,9 +11,10 @@ from typing import Any
 from textual.pilot import Pilot
 
 from tests.tui.conftest import cell, press, wait_for
-from tests.tui.harness import make_demo_app, screen_text, settle
+from tests.tui.harness import latest_failure_id, make_demo_app, screen_text, settle
 from tqctl.tui.app import TqctlApp
 from tqctl.tui.screens.dialogs import ConfirmScreen
+from tqctl.tui.screens.task_detail import TaskDetailScreen
 from tqctl.tui.screens.tasks import TasksScreen
 
 
@@ -170,3 +171,18 @@ def test_home_and_end_go_to_the_first_and_last_row() -> None:
 
     for got, wanted in run_demo(scenario, (80, 24)):
         assert got == wanted
+
+
+# -- 6. A screen's number shows that screen, not the task opened on it earlier ------------------------
+def test_the_tasks_key_shows_the_table_after_a_task_was_opened_by_command() -> None:
+    async def scenario(pilot: Pilot, app: TqctlApp) -> None:
+        task_id = latest_failure_id(app)
+        await press(pilot, "colon", *f"task {task_id[:8]}", "enter")
+        detail = await wait_for(pilot, lambda: isinstance(app.screen, TaskDetailScreen) and app.screen, "the task")
+        assert detail.task_id == task_id
+        await press(pilot, "1", "4")
+        assert isinstance(app.screen, TasksScreen), app.screen
+        await press(pilot, "s")  # the Tasks keys work: state filter on failures
+        assert app.screen.state_filter == "FAILURE"
+
+    run_demo(scenario)

@@ -207,13 +207,14 @@ class TqctlApp(ActionsMixin, App[str | None]):
     def action_go(self, mode: str) -> None:
         if mode not in self.MODES:
             return
-        if mode == self.current_mode:
-            while len(self.screen_stack) > 1:
-                self.pop_screen()
-            return
-        self._mode_history.append(self.current_mode)
-        del self._mode_history[:-20]
-        self.switch_mode(mode)
+        if mode != self.current_mode:
+            self._mode_history.append(self.current_mode)
+            del self._mode_history[:-20]
+            self.switch_mode(mode)
+        # A screen's key shows that screen, not what was opened on it before (a mode keeps its
+        # stack: ``:task ID``, then 1, then 4 showed the task again); ``-`` still goes back to it.
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
 
     def go_back(self) -> None:
         if len(self.screen_stack) > 1:
