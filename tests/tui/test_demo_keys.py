@@ -4,6 +4,7 @@ the console promises (80x24 and up). The demo adapter records every call instead
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -184,5 +185,30 @@ def test_the_tasks_key_shows_the_table_after_a_task_was_opened_by_command() -> N
         assert isinstance(app.screen, TasksScreen), app.screen
         await press(pilot, "s")  # the Tasks keys work: state filter on failures
         assert app.screen.state_filter == "FAILURE"
+
+    run_demo(scenario)
+
+
+# -- 7. An action says it started the moment it starts, not only when the broker answers -------------
+def test_a_confirmed_revoke_says_it_is_under_way_while_the_broker_has_not_answered() -> None:
+    async def scenario(pilot: Pilot, app: TqctlApp) -> None:
+        answer = threading.Event()
+        adapter = app.source.adapter
+        original = adapter.revoke
+
+        def slow_revoke(*args: Any, **kwargs: Any) -> Any:  # a broker that has not answered yet
+            answer.wait(30)
+            return original(*args, **kwargs)
+
+        adapter.revoke = slow_revoke
+        await press(pilot, "4", "Z", "space", "space", "ctrl+d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await press(pilot, "tab", "enter")
+        try:
+            await wait_for(pilot, lambda: "revoke: revoking 2 tasks…" in app.seen_notes, "the word that it started")
+            assert app.last_outcome is None  # still waiting for the broker
+        finally:
+            answer.set()
+        await wait_for(pilot, lambda: app.last_outcome, "the revoke")
 
     run_demo(scenario)

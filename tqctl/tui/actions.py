@@ -63,6 +63,21 @@ class Action:
     write: bool = True
 
 
+_ING = {"run": "running", "shut": "shutting", "stop consuming": "cancelling the consumer of"}
+
+
+def in_progress(title: str) -> str:
+    """``Revoke 2 tasks`` → ``revoking 2 tasks…``: said the moment an action starts, since a busy or
+    paused broker can take seconds to answer and a key that shows nothing reads as a key not taken."""
+    for start, said in _ING.items():
+        if title.lower().startswith(start + " "):
+            return f"{said} {title[len(start) + 1 :]}…"
+    verb, _, rest = title.partition(" ")
+    word = verb.lower()
+    word = word[:-1] + "ing" if word.endswith("e") and not word.endswith("ee") else word + "ing"
+    return f"{word} {rest}…" if rest else f"{word}…"
+
+
 def cli(*parts: object, broker: str | None = None) -> str:
     """``tqctl …`` as a shell-safe line; ``broker`` is the masked URL when one was given explicitly."""
     words = ["tqctl", *(str(p) for p in parts)]
@@ -113,6 +128,7 @@ class ActionsMixin(_AppBase):
 
     def _execute(self, action: Action) -> None:
         self.pending_actions += 1
+        self.notify(in_progress(action.title), title=action.verb, timeout=5)
         self.run_worker(
             partial(self._run_action, action), thread=True, group="actions", name=action.verb, exit_on_error=False
         )
