@@ -212,3 +212,22 @@ def test_a_confirmed_revoke_says_it_is_under_way_while_the_broker_has_not_answer
         await wait_for(pilot, lambda: app.last_outcome, "the revoke")
 
     run_demo(scenario)
+
+
+# -- 8. Task detail: a long task name gives way to the ID in the header --------------------------------
+def test_the_task_header_keeps_the_id_when_the_name_is_long() -> None:
+    task_id = "3f9c2a1e-7b44-4c1a-9d1e-0a0a0a0a0a77"
+
+    async def scenario(pilot: Pilot, app: TqctlApp) -> str:
+        now = app.model.now()
+        received = {"type": "task-received", "uuid": task_id, "name": "tqctl.examples.shop.export_report"}
+        app.model.apply_events([dict(received, hostname="w1@shop-01", timestamp=now, local_received=now, clock=1)])
+        await press(pilot, "4")
+        app.open_task(task_id)
+        await settle(pilot)
+        return screen_text(app).splitlines()[2]
+
+    for size in ((80, 24), (60, 24)):
+        head = run_demo(scenario, size)
+        assert head.startswith(" ○ RECEIVED  ") and "shop.export_report  " in head, head
+        assert head.endswith(task_id if size[0] == 80 else task_id[:8]), head

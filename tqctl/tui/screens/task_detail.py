@@ -84,6 +84,9 @@ class TaskDetailScreen(ConsoleScreen):
         elif message.key.startswith("edit:"):
             finish_edit_retry(self.tq, message.key[5:], message)
 
+    def on_resize(self) -> None:
+        self.refresh_view(True)  # the header fits its name and ID to the width
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "filter":
             return False  # nothing to filter here
@@ -102,13 +105,7 @@ class TaskDetailScreen(ConsoleScreen):
         family_changed = self._seen is None or force or (task is not None and key[0] != self._seen[0])
         self._seen = key
         now = self.model.now()
-        head = Text.assemble(
-            fmt.state_text(task.state if task else self._stored_state()),
-            "  ",
-            (task.name if task and task.name else self._stored_name() or "?", "bold"),
-            f"  {self.task_id}",
-        )
-        self.status(head)
+        self.status(self._head(task))
         self.query_one("#summary", Static).update(self._summary(task, now))
         self.query_one("#args-body", Static).update(self._args(task))
         self.query_one("#result-body", Static).update(self._result(task))
@@ -116,6 +113,19 @@ class TaskDetailScreen(ConsoleScreen):
         self.query_one("#runs-body", Static).update(self._runs())
         if family_changed:
             self._family(task)
+
+    def _head(self, task: TaskView | None) -> Text:
+        """State, name and ID on one line: the ID stays (whole when it fits, else its short form) and a
+        long name gives way, cut at its start (the end of a dotted name says most)."""
+        state = fmt.state_text(task.state if task else self._stored_state())
+        name = task.name if task and task.name else self._stored_name() or "?"
+        width = (self.query_one("#status").size.width or self.app.size.width) - 2  # the status line's padding
+        room = width - len(state) - 4
+        ident = self.task_id if room - len(self.task_id) >= min(len(name), 24) else fmt.short_id(self.task_id)
+        room -= len(ident)
+        if len(name) > room:
+            name = "…" + name[-(room - 1) :] if room > 1 else ""
+        return Text.assemble(state, "  ", (name, "bold"), f"  {ident}")
 
     def _stored_state(self) -> str | None:
         runs = (self.detail or {}).get("runs") or []
