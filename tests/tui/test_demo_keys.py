@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 from tests.tui.conftest import cell, press, wait_for
 from tests.tui.harness import latest_failure_id, make_demo_app, screen_text, settle
 from tqctl.tui.app import TqctlApp
-from tqctl.tui.screens.dialogs import ConfirmScreen
+from tqctl.tui.screens.dialogs import ConfirmScreen, TextScreen
 from tqctl.tui.screens.task_detail import TaskDetailScreen
 from tqctl.tui.screens.tasks import TasksScreen
 
@@ -231,3 +231,23 @@ def test_the_task_header_keeps_the_id_when_the_name_is_long() -> None:
         head = run_demo(scenario, size)
         assert head.startswith(" ○ RECEIVED  ") and "shop.export_report  " in head, head
         assert head.endswith(task_id if size[0] == 80 else task_id[:8]), head
+
+
+# -- 9. Dead letters: enter shows the raw message and a time a person reads; the ID is the letter's ---
+def test_a_dead_letter_shows_its_raw_message_and_a_readable_time() -> None:
+    async def scenario(pilot: Pilot, app: TqctlApp) -> tuple[str, str]:
+        await press(pilot, "7")
+        table = app.screen.query_one("#table")
+        assert table.current_key == "dl-3"
+        header = screen_text(app).splitlines()[3]
+        await press(pilot, "enter")
+        shown = await wait_for(pilot, lambda: isinstance(app.screen, TextScreen) and app.screen, "the letter")
+        await wait_for(pilot, lambda: "raw message" in shown.body, "the raw message", show=lambda: shown.body)
+        return header, shown.body
+
+    header, body = run_demo(scenario, (80, 24))
+    assert "DEAD ID" in header, header  # the column commands need, not the task id
+    assert "time     2027-01-15 07:58:25 UTC (1m ago)" in body and "1796" not in body
+    assert "id       dl-3 " in body  # the id the dialogs and `tqctl dead` use
+    assert '"task": "shop.legacy_import"' in body  # the envelope, pretty
+    assert "body (base64-decoded)" in body and "10502" in body

@@ -133,7 +133,12 @@ def test_overview_queue_group_member_retry_and_dead_letter(broker_url, transport
         await wait_for(pilot, lambda: dead.table.row_keys, "the dead letter")
         await press(pilot, "enter")
         shown = await wait_screen(pilot, TextScreen)
-        assert json.loads(shown.body)["reason"] == ("undecodable" if transport == "redis" else "bad_body")
+        reason = "undecodable" if transport == "redis" else "bad_body"
+        assert f"reason   {reason}: " in shown.body and " UTC (" in shown.body  # a time a person reads
+        # the raw message, read from the broker when opened (the poll's list has no bytes)
+        await wait_for(pilot, lambda: "not even text" in shown.body, "the raw message", show=lambda: shown.body)
+        # as received on Redis; on RabbitMQ the letter keeps an envelope, its body shown decoded
+        assert "raw message (not JSON; as received)" in shown.body or "body (base64-decoded)" in shown.body
         assert "dead letter" in texts(shown)
 
     drive(app, scenario)

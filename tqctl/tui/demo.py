@@ -7,6 +7,8 @@ so every dialog and notification can be exercised (nothing is sent anywhere).
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import random
 import uuid
@@ -399,41 +401,6 @@ def snapshots(rec: Recorder) -> list[ClusterSnapshot]:
             "total_run_count": 5120,
         },
     )
-    dead = (
-        {
-            "id": "dl-3",
-            "queue": "celery",
-            "reason": "unknown_task",
-            "detail": "no task named 'shop.legacy_import' is registered",
-            "time": NOW - 95,
-            "task_id": "9a1f3b2c-0000-4000-8000-00000000dead",
-            "task_name": "shop.legacy_import",
-            "worker": W2,
-            "size": 812,
-        },
-        {
-            "id": "dl-2",
-            "queue": "celery",
-            "reason": "content_disallowed",
-            "detail": "content type 'application/x-python-serialize' is not accepted",
-            "time": NOW - 1800,
-            "task_id": None,
-            "task_name": "shop.process_order",
-            "worker": W1,
-            "size": 1204,
-        },
-        {
-            "id": "dl-1",
-            "queue": "high",
-            "reason": "invalid_json",
-            "detail": "envelope is not JSON: Expecting value: line 1 column 1 (char 0)",
-            "time": NOW - 7200,
-            "task_id": None,
-            "task_name": None,
-            "worker": W1,
-            "size": 64,
-        },
-    )
     pending = tuple(delayed)
     before = ClusterSnapshot(
         NOW - 10,
@@ -457,7 +424,7 @@ def snapshots(rec: Recorder) -> list[ClusterSnapshot]:
         ),
         failure_groups=tuple(sorted(groups.values(), key=lambda g: -g["last_seen"])),
         failures=tuple(sorted(rec.failures, key=lambda f: -f["finished"])),
-        dead_letters=dead,
+        dead_letters=DEAD,
         dead_count=3,
         beat=beat,
         beat_leader={"token": "shop-01:4242:7f3a9c21", "ttl_ms": 8200},
@@ -468,6 +435,59 @@ def snapshots(rec: Recorder) -> list[ClusterSnapshot]:
         delayed_count=len(pending),
     )
     return [before, now]
+
+
+DEAD = (
+    {
+        "id": "dl-3",
+        "queue": "celery",
+        "reason": "unknown_task",
+        "detail": "no task named 'shop.legacy_import' is registered",
+        "time": NOW - 95,
+        "task_id": "9a1f3b2c-0000-4000-8000-00000000dead",
+        "task_name": "shop.legacy_import",
+        "worker": W2,
+        "size": 812,
+    },
+    {
+        "id": "dl-2",
+        "queue": "celery",
+        "reason": "content_disallowed",
+        "detail": "content type 'application/x-python-serialize' is not accepted",
+        "time": NOW - 1800,
+        "task_id": None,
+        "task_name": "shop.process_order",
+        "worker": W1,
+        "size": 1204,
+    },
+    {
+        "id": "dl-1",
+        "queue": "high",
+        "reason": "invalid_json",
+        "detail": "envelope is not JSON: Expecting value: line 1 column 1 (char 0)",
+        "time": NOW - 7200,
+        "task_id": None,
+        "task_name": None,
+        "worker": W1,
+        "size": 64,
+    },
+)
+
+
+def _dead_raw(letter: dict[str, Any]) -> bytes:
+    """What each demo dead letter's worker received: a Celery envelope (JSON, pickle) or garbage."""
+    if letter["reason"] == "invalid_json":
+        return b"\x80\x04\x95\x1f\x00\x00\x00order 10502 \x00\x00 (truncated by a proxy)"
+    pickled = letter["reason"] == "content_disallowed"
+    body = b"\x80\x04\x95(\x00\x00\x00" if pickled else json.dumps([[10502], {}, {"callbacks": None}]).encode()
+    envelope = {
+        "body": base64.b64encode(body).decode(),
+        "content-encoding": "binary" if pickled else "utf-8",
+        "content-type": "application/x-python-serialize" if pickled else "application/json",
+        "headers": {"lang": "py", "task": letter["task_name"], "id": letter["task_id"], "retries": 0},
+        "properties": {"body_encoding": "base64", "delivery_info": {"exchange": "", "routing_key": letter["queue"]}},
+    }
+    return json.dumps(envelope).encode()
 
 
 AUDIT = [
@@ -523,6 +543,10 @@ class DemoReader:
             }
             for i in range(min(limit, 12))
         ]
+
+    def dead_letter(self, letter_id: str) -> dict[str, Any] | None:
+        letter = next((d for d in DEAD if d["id"] == letter_id), None)
+        return None if letter is None else dict(letter, raw=_dead_raw(letter).decode("utf-8", "replace"))
 
     def task_detail(self, task_id: str) -> dict[str, Any]:
         failure = next((f for f in self.rec.failures if f["id"] == task_id), None)

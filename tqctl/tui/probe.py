@@ -132,6 +132,11 @@ class Probe:
     def queues(self) -> list[QueueSample]:
         return [QueueSample(*figures) for figures in self.view.queues(self.view.queue_names())]
 
+    def dead_letter(self, letter_id: str) -> dict[str, Any] | None:
+        """One dead letter with its raw message (the list the poll reads leaves the bytes out)."""
+        letter = self.broker.dead_letter_get(letter_id)
+        return None if letter is None else letter.as_dict(with_raw=True)
+
     def peek(self, queue: str, limit: int = 100) -> list[dict[str, Any]]:
         """The next messages a worker would take from ``queue``, oldest (next out) first."""
         return self.view.peek(queue, limit)

@@ -174,7 +174,7 @@ class TextScreen(Dialog):
         with Vertical():
             yield Label(self.title_, classes="title")
             with VerticalScroll():
-                yield Static(Text(self.body))
+                yield Static(Text(self.body), id="body")
             yield Static("esc close · c copy · ↑↓ PgUp PgDn scroll", classes="hint")
 
     def on_mount(self) -> None:
@@ -183,6 +183,11 @@ class TextScreen(Dialog):
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self.body)
         self.notify("copied (OSC 52)", timeout=2)
+
+    def set_body(self, body: str) -> None:
+        """New text once a read in a thread lands (the screen opens at once with what is known)."""
+        self.body = body
+        self.query_one("#body", Static).update(Text(body))
 
 
 class HelpScreen(TextScreen):
