@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine import signals, states
@@ -173,7 +174,9 @@ class TaskEvents(Observer):
 
 
 class TaskHistory(Observer):
-    """One record per finished run in the broker's history list (the console's task screens)."""
+    """One record per finished run in the broker's history list (the console's task screens), and
+    one per task revoked, expired or terminated: without it ``tqctl task ID`` knew nothing of a
+    revoked task and ``tqctl tasks --state revoked`` was always empty."""
 
     def __init__(self, history: HistoryWriter, hostname: str) -> None:
         self.history = history
@@ -186,6 +189,36 @@ class TaskHistory(Observer):
 
     def failed(self, job: Job, exc: BaseException) -> None:
         self._record(job, states.FAILURE, None, repr(exc), None, None)
+
+    def revoked(
+        self, message: TaskMessage, task: Task | None, why: str, job: Job | None = None, signum: int | None = None
+    ) -> None:
+        """REVOKED, with the reason as Celery stores it (``TaskRevokedError('expired')``) and the
+        ``terminated``/``expired``/``signum`` fields of Celery's ``task-revoked`` event."""
+        started = job.time_start if job is not None else None
+        self.history.record(
+            {
+                "id": message.id,
+                "name": message.name,
+                "state": states.REVOKED,
+                "args": message.headers.get("argsrepr") or repr(message.args),
+                "kwargs": message.headers.get("kwargsrepr") or repr(message.kwargs),
+                "result": None,
+                "exception": f"TaskRevokedError({why!r})",
+                "traceback": None,
+                "worker": self.hostname,
+                "queue": job.delivery.queue if job is not None else _queue_of(message),
+                "retries": message.retries,
+                "root_id": message.root_id,
+                "parent_id": message.parent_id,
+                "retry_of": message.headers.get("retry_of"),
+                "started": started,
+                "runtime": round(time.time() - started, 6) if started else None,
+                "terminated": job is not None,
+                "expired": why == "expired",
+                "signum": signum,
+            }
+        )
 
     def _record(
         self,
@@ -218,6 +251,16 @@ class TaskHistory(Observer):
             },
             job.delivery.raw if state == states.FAILURE else None,
         )
+
+
+def _queue_of(message: TaskMessage) -> str | None:
+    """A message's queue from its routing key (a task skipped before it ran has no job, and so no
+    delivery); on RabbitMQ a delayed task's key is ``<28 binary digits>.<queue>``."""
+    key = message.delivery_info.get("routing_key")
+    if not isinstance(key, str):
+        return None
+    head, dot, rest = key.partition(".")
+    return rest if dot and len(head) == 28 and set(head) <= {"0", "1"} else key
 
 
 class TaskLog(Observer):

@@ -6,6 +6,7 @@ checks its exit code; workers are real processes (``start_worker``), one Celery 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -228,7 +229,7 @@ def test_allow_list_refuses_shutdown_and_the_worker_keeps_running(broker_url: st
 
 
 # -- revoke ------------------------------------------------------------------------------------------
-def test_revoked_queued_task_never_runs(broker_url: str, shop, start_worker, ledger) -> None:
+def test_revoked_queued_task_never_runs(broker_url: str, transport: str, shop, start_worker, ledger) -> None:
     start_worker("-c", "1", "-P", "threads", name="w1")
     victim = shop.record.apply_async(("victim",), queue="later")  # waits: nobody consumes "later" yet
     dry = tq_json(broker_url, "revoke", victim.id, "--dry-run")
@@ -238,10 +239,27 @@ def test_revoked_queued_task_never_runs(broker_url: str, shop, start_worker, led
     assert victim.id not in tq_json(broker_url, "inspect", "revoked")["nodes"][0]["reply"]
     doc = tq_json(broker_url, "revoke", victim.id, "--yes")
     assert doc["task_ids"] == [victim.id] and doc["nodes"][0]["ok"]
+    stale = shop.record.apply_async(("stale",), queue="later", expires=dt.datetime.now(dt.timezone.utc))
     tq_json(broker_url, "control", "add-consumer", "later", "-d", node("w1"))
     assert shop.record.apply_async(("after",), queue="later").get(timeout=10) == "after"
     assert tq_json(broker_url, "result", victim.id, "--wait", "--timeout", "5")["state"] == "REVOKED"
     assert not ledger_lines(ledger, "victim") and shop.app.broker.queue_depth("later") == 0
+    # Recorded in the history (before: `task ID` said "name: -" with no timeline, `tasks --state
+    # revoked` was always empty): name, args, worker, queue, and why.
+    # (RabbitMQ drops the expired message itself, by its TTL: no worker sees it)
+    revoked = 2 if transport == "redis" else 1
+    wait_for(lambda: len(tq_json(broker_url, "tasks", "--state", "revoked")["tasks"]) == revoked, 10, "the records")
+    rows = {row["id"]: row for row in tq_json(broker_url, "tasks", "--state", "revoked")["tasks"]}
+    assert transport != "redis" or rows[stale.id]["exception"] == "TaskRevokedError('expired')"
+    shown = tq_json(broker_url, "task", victim.id)
+    assert (shown["name"], shown["state"], shown["worker"], shown["queue"]) == (
+        "tests.apps.shop.record",
+        "REVOKED",
+        node("w1"),
+        "later",
+    )
+    assert shown["args"] == "('victim',)" and [step["event"] for step in shown["timeline"]] == ["revoked"]
+    assert shown["timeline"][0]["detail"] == "TaskRevokedError('revoked')"
 
 
 def test_terminate_kills_the_running_task_which_ends_revoked(broker_url: str, shop, start_worker, ledger) -> None:
@@ -254,6 +272,14 @@ def test_terminate_kills_the_running_task_which_ends_revoked(broker_url: str, sh
     result = tq_json(broker_url, "result", running.id, "--wait", "--timeout", "10")
     assert result["state"] == "REVOKED" and result["ready"]
     assert not ledger_lines(ledger, "end")
+    wait_for(lambda: tq_json(broker_url, "tasks", "--state", "revoked")["tasks"], 10, "the revoked record")
+    [row] = tq_json(broker_url, "tasks", "--state", "revoked")["tasks"]
+    assert (row["id"], row["name"], row["exception"]) == (
+        running.id,
+        "tests.apps.shop.slow_early",
+        "TaskRevokedError('terminated')",
+    )
+    assert [step["event"] for step in tq_json(broker_url, "task", running.id)["timeline"]] == ["started", "revoked"]
 
 
 def test_revoke_with_no_worker_applies_when_one_starts_and_survives_a_restart(
