@@ -579,6 +579,12 @@ def test_queues_show_buckets_age_consumers_and_warn_about_orphans(
     nobody = "no live worker consumes it" if transport == "redis" else "no consumer"
     assert doc["warnings"] == [f"queue 'orphan' has 3 message(s) but {nobody}"]
     assert "warning: queue 'orphan'" in proc.stderr
+    if transport == "redis":  # (RabbitMQ names its queues only through its management API)
+        plain = tq(broker_url, "queues", "--json")  # no -Q: it used to hide the orphan and its warning
+        assert plain.returncode == 0, plain.stderr
+        listed = {q["name"]: q for q in json.loads(plain.stdout)["queues"]}
+        assert set(listed) == {"celery", "extra", "orphan"} and listed["orphan"]["depth"] == 3
+        assert json.loads(plain.stdout)["warnings"] == doc["warnings"] and "warning: queue 'orphan'" in plain.stderr
 
 
 def test_purge_asks_for_the_queue_name_and_dry_run_touches_nothing(broker_url: str, shop) -> None:

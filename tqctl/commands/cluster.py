@@ -135,8 +135,9 @@ def queues(
 ) -> None:
     """Queue depths (per priority bucket), oldest message age, consumers and in/out rates.
 
-    Queues shown: celery, every queue a worker consumes (inspect active_queues) and -Q ones;
-    on RabbitMQ with TQCTL_BROKER_API (its management API's URL) every task queue it names.
+    Queues shown: celery, every queue a worker consumes (inspect active_queues), -Q ones, and on
+    Redis every queue holding messages or declared; on RabbitMQ with TQCTL_BROKER_API (its
+    management API's URL) every task queue it names.
     On AMQP: depth and consumer count come from RabbitMQ (a passive declare); no rates or ages.
     The age comes from the sent_at header of the oldest message (tqctl clients set it; Celery's do
     not). Out-rate counts task-received events over --sample seconds; in-rate adds the depth change.
@@ -149,7 +150,7 @@ def queues(
         if cluster.is_amqp or cluster.is_sqs:
             names = sorted({"celery", *consumers, *asked, *_listed_queues(cluster)})
             return _amqp_queues(cluster, names, consumers, as_json)
-        names = sorted({"celery", *consumers, *asked})
+        names = sorted({"celery", *consumers, *asked, *_listed_queues(cluster)})
         view = cluster.view
         heard = Listener(cluster, sample)
         start, before = time.monotonic(), _depths(view, names)
@@ -189,9 +190,11 @@ def queues(
 
 
 def _listed_queues(cluster: Any) -> list[str]:
-    """On RabbitMQ with ``TQCTL_BROKER_API``: the queues its management API names (also those
-    nobody consumes, which AMQP alone cannot find); a failure is one warning, not the end."""
-    if not cluster.is_amqp:
+    """Queues the broker itself can name, also those nobody consumes (a client published to a
+    queue no worker reads: without this, plain ``queues`` hid it and its warning). On Redis: the
+    declared queues and the lists found by a scan; on RabbitMQ with ``TQCTL_BROKER_API``: the
+    queues its management API names (AMQP alone cannot list them). A failure is one warning."""
+    if cluster.is_sqs:
         return []
     view = cluster.view
     view.discover()
