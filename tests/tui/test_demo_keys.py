@@ -251,3 +251,31 @@ def test_a_dead_letter_shows_its_raw_message_and_a_readable_time() -> None:
     assert "id       dl-3 " in body  # the id the dialogs and `tqctl dead` use
     assert '"task": "shop.legacy_import"' in body  # the envelope, pretty
     assert "body (base64-decoded)" in body and "10502" in body
+
+
+# -- 10. The demo says it is one: in the header at 80 columns, and in every action's answer -----------
+def test_the_demo_header_says_demo_at_80_columns() -> None:
+    async def scenario(pilot: Pilot, app: TqctlApp) -> str:
+        return screen_text(app).splitlines()[0]
+
+    line = run_demo(scenario, (80, 24))
+    assert " DEMO " in line and line.rstrip().endswith("RW"), line
+
+
+def test_demo_actions_say_nothing_was_changed() -> None:
+    async def scenario(pilot: Pilot, app: TqctlApp) -> list[str]:
+        await press(pilot, "3")
+        app.screen.table.select_key("emails")
+        await press(pilot, "P", *"emails", "enter")
+        await wait_for(pilot, lambda: app.last_outcome, "the purge")
+        app.last_outcome = None
+        await press(pilot, "2", "plus")
+        await wait_for(pilot, lambda: app.last_outcome, "the grow")
+        return app.seen_notes
+
+    notes = run_demo(scenario)
+    answers = [n for n in notes if n.startswith(("purge ", "pool_grow "))]
+    assert answers == [
+        "purge (demo): demo: nothing was sent, nothing changed (tqctl purge emails --yes)",
+        "pool_grow (demo): demo: nothing was sent, nothing changed (tqctl control pool-grow 1 -d celery@legacy-01)",
+    ], notes

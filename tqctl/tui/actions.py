@@ -145,6 +145,9 @@ class ActionsMixin(_AppBase):
             outcome = Outcome(False, str(exc))
         except Exception as exc:  # the cluster's problem, reported, never a crash of the console
             outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
+        if self.source.kind == "demo":  # its made-up answers ("purged 0", "1 ok") would read as real
+            said = f"demo: nothing was sent, nothing changed ({action.command})"
+            outcome = Outcome(outcome.ok, said, outcome.replies, {"demo": True})
         try:
             self.audit.append(
                 action.verb,
@@ -166,7 +169,7 @@ class ActionsMixin(_AppBase):
         self.last_outcome = message
         self.notify(
             outcome.summary,
-            title=f"{message.verb} {'✓' if outcome.ok else '✗'}",
+            title=f"{message.verb} {'(demo)' if outcome.extra.get('demo') else '✓' if outcome.ok else '✗'}",
             severity="information" if outcome.ok else "error",
             timeout=6 if outcome.ok else 12,
         )

@@ -53,9 +53,11 @@ class ClusterHeader(Static):
         )
         right.append(f" │ {fmt.rate(events_per_second)} ev/s │ {fmt.clock(now)} ")
         right.append(badge, style="bold reverse" if read_only else "bold")
-        room = max(width - len(line1) - len(right) - 1, 10)
-        target = f"{url} ({transport})"
-        line1.append(fmt.clip(target, room))
+        # The URL gives way, never what kind of cluster this is: a demo cut to "redis://…" looks real.
+        kind = Text(" DEMO ", style="bold reverse") if transport == "demo" else Text(f"({transport})")
+        room = max(width - len(line1) - len(right) - len(kind) - 2, 10)
+        line1.append(fmt.clip(url, room) + " ")
+        line1.append_text(kind)
         line1.append(" " * max(width - len(line1) - len(right), 1))
         line1.append_text(right)
         line2 = Text(no_wrap=True, overflow="ellipsis")
