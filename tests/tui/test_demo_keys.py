@@ -15,8 +15,10 @@ from tests.tui.conftest import cell, press, wait_for
 from tests.tui.harness import latest_failure_id, make_demo_app, screen_text, settle
 from tqctl.tui.app import TqctlApp
 from tqctl.tui.screens.dialogs import ConfirmScreen, TextScreen
+from tqctl.tui.screens.overview import OverviewScreen
 from tqctl.tui.screens.task_detail import TaskDetailScreen
 from tqctl.tui.screens.tasks import TasksScreen
+from tqctl.tui.views import worker_rows
 
 
 def run_demo(scenario: Callable[[Pilot, TqctlApp], Awaitable[Any]], size: tuple[int, int] = (120, 40)) -> Any:
@@ -279,3 +281,33 @@ def test_demo_actions_say_nothing_was_changed() -> None:
         "purge (demo): demo: nothing was sent, nothing changed (tqctl purge emails --yes)",
         "pool_grow (demo): demo: nothing was sent, nothing changed (tqctl control pool-grow 1 -d celery@legacy-01)",
     ], notes
+
+
+# -- 11. Small text ------------------------------------------------------------------------------------
+def test_task_command_without_an_id_says_how_to_use_it() -> None:
+    async def scenario(pilot: Pilot, app: TqctlApp) -> list[str]:
+        await press(pilot, "colon", *"task", "enter")
+        return app.seen_notes
+
+    notes = run_demo(scenario)
+    assert any("usage: :task ID" in n for n in notes) and not any("unknown command" in n for n in notes), notes
+
+
+def test_overview_counts_one_process_in_the_singular() -> None:
+    async def scenario(pilot: Pilot, app: TqctlApp) -> tuple[str, str]:
+        one = replace(next(w for w in worker_rows(app.model) if w.online), current=1)
+        screen = app.screen
+        assert isinstance(screen, OverviewScreen)
+        return screen._workers_line([one]).plain, screen._workers_line([one, one]).plain
+
+    single, double = run_demo(scenario)
+    assert " · 1 process · " in single and " · 2 processes · " in double
+
+
+def test_the_marked_count_shows_at_80_columns_while_paused() -> None:
+    async def scenario(pilot: Pilot, app: TqctlApp) -> str:
+        await press(pilot, "4", "s", "Z", "space", "space")  # failures only, paused, two marked
+        return screen_text(app).splitlines()[2]
+
+    status = run_demo(scenario, (80, 24))
+    assert "2 marked" in status and "FAILURE" in status, status

@@ -44,3 +44,9 @@ def test_a_global_key_a_screen_takes_over_says_what_it_does_there() -> None:
 
 def test_the_tables_keys_name_every_key_that_goes_to_the_first_or_last_row() -> None:
     assert "Home End g G first, last row" in help_on("4").body
+
+
+def test_the_filter_line_names_every_field_the_filter_takes() -> None:
+    body = help_on("4").body
+    line = next(line for line in body.splitlines() if line.strip().startswith("/ "))
+    assert all(f in line for f in ("state:", "name:", "worker:", "queue:", "!text")), line

@@ -62,7 +62,7 @@ QUIT = {"q", "q!", "quit", "exit"}
 # 80-column terminal's help box, so no description wraps under the key column.
 GLOBAL_KEYS = [
     (":", "colon", "command: a screen's name, a task ID, or q to quit"),
-    ("/", "slash", "filter: text, regex, state: name: worker:, !text excludes"),
+    ("/", "slash", "filter: regex, state: name: worker: queue:, !text excludes"),
     ("esc", "escape", "clear the filter, else back"),
     ("-", "minus", "previous screen"),
     ("?", "question_mark", "this help"),
@@ -245,7 +245,9 @@ class TqctlApp(ActionsMixin, App[str | None]):
             self.call_later(self.action_quit)  # a coroutine: called bare, it never ran
         elif word in ("help", "h"):
             self.action_help()
-        elif word == "task" and rest.strip():
+        elif word == "task" and not rest.strip():
+            self.notify("usage: :task ID (a task ID, or its first characters)", severity="warning")
+        elif word == "task":
             found = self.find_task(rest.strip())
             if found:
                 self.action_go("tasks")

@@ -116,7 +116,7 @@ class OverviewScreen(ConsoleScreen):
         if offline:
             line.append(f" ○ {offline} offline")
         line.append(
-            f" · {procs} processes · {sum(w.active or 0 for w in online)} active"
+            f" · {procs} process{'' if procs == 1 else 'es'} · {sum(w.active or 0 for w in online)} active"
             f" · {sum(w.reserved or 0 for w in online)} reserved"
         )
         return line

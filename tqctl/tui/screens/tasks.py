@@ -150,6 +150,8 @@ class TasksScreen(TableScreen):
         text = Text.assemble(("Tasks ", "bold"), f"{fmt.count(stats['tasks'])} tracked · {shown} shown")
         if self._matched > shown:
             text.append(f" of {fmt.count(self._matched)}")
+        if self.table.marked:  # early: what r and ctrl+d act on must not be the part cut at 80 columns
+            text.append(f" · {len(self.table.marked)} marked", style="bold")
         if self.state_filter:
             text.append(f" · state {fmt.state_plain(self.state_filter)}", style="bold")
         if self.filter_text:
@@ -158,8 +160,6 @@ class TasksScreen(TableScreen):
             text.append(" · ‖ PAUSED (Z resumes)", style="bold reverse")
         if self.following:
             text.append(f" · following {fmt.short_id(self.following)} (F stops)", style="bold")
-        if self.table.marked:
-            text.append(f" · {len(self.table.marked)} marked", style="bold")
         return text
 
     # -- selection --------------------------------------------------------------------------------
