@@ -58,7 +58,17 @@ CASES: list[tuple[str, list[str]]] = [
     ("console-broker-empty", ["--broker", ""]),
     ("console-bad-db", ["console", "--broker", "redis://127.0.0.1/x"]),
     ("up-broker-empty", ["up", "-A", "tests.apps.faults", "--broker", ""]),
+    ("worker-queues-empty", ["worker", *APP, "-Q", ""]),
+    ("worker-queues-empty-item", ["worker", *APP, "-Q", "celery,,high"]),
+    ("worker-hostname-empty", ["worker", *APP, "-n", ""]),
+    ("worker-metrics-port-negative", ["worker", *APP, "--metrics-port", "-1"]),
+    ("worker-health-file-no-folder", ["worker", *APP, "--health-file", "/nonexistent/dir/x"]),
+    ("broker-start-state-dir-empty", ["broker", "start", "--state-dir", ""]),
 ]
+SAYS = {  # what the line must name, beyond being one line
+    "worker-health-file-no-folder": "'/nonexistent/dir' does not exist",
+    "broker-start-state-dir-empty": "--state-dir",
+}
 
 
 def closed_port() -> int:
@@ -67,8 +77,8 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("argv", [c[1] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_value_is_one_line_and_exit_2(argv: list[str], tmp_path) -> None:
+@pytest.mark.parametrize(("case", "argv"), CASES, ids=[c[0] for c in CASES])
+def test_bad_value_is_one_line_and_exit_2(case: str, argv: list[str], tmp_path) -> None:
     env = {
         **os.environ,
         "TQCTL_BROKER": f"redis://:s3cret@127.0.0.1:{closed_port()}/0",
@@ -94,3 +104,5 @@ def test_bad_value_is_one_line_and_exit_2(argv: list[str], tmp_path) -> None:
     assert "Traceback" not in done.stderr and "s3cret" not in done.stderr + done.stdout
     assert len(lines[0]) < 400, "the error line quotes the whole value"
     assert not (tmp_path / "state").exists(), "a bundled broker was started"
+    assert SAYS.get(case, "") in lines[0]
+    assert not list(tmp_path.iterdir()), "something was started in the current folder"

@@ -68,6 +68,27 @@ USAGE_ERRORS = [
     ["task"],
     ["result"],
     ["status", "--no-such-option"],
+    # Values that used to be accepted, or failed with exit 1 and Python's own words:
+    ["control", "autoscale", "1", "2"],  # MAX < MIN
+    ["control", "add-consumer", ""],
+    ["control", "cancel-consumer", " "],
+    ["control", "pool-grow", "0"],
+    ["control", "pool-shrink", "-1"],
+    ["control", "time-limit", "tasks.add", "nan"],
+    ["control", "drain", "inf"],
+    ["call", "tasks.add", "--queue", ""],
+    ["call", "tasks.add", "--countdown", "nan"],  # ValueError: cannot convert float NaN to integer
+    ["call", "tasks.add", "--countdown", "inf"],
+    ["call", "tasks.add", "--countdown", "1e20"],  # OverflowError
+    ["call", "tasks.add", "--expires", "1e20"],
+    ["status", "-d", ""],
+    ["inspect", "stats", "-d", ","],
+    ["status", "--timeout", "inf"],  # OverflowError
+    ["status", "--timeout", "nan"],
+    ["tasks", "--timeout", "1e300"],
+    ["tasks", "--limit", "99999999999999999999"],  # broker error: value is not an integer or out of range
+    ["tail", "--for", "nan"],
+    ["queues", "--sample", "inf"],
 ]
 
 

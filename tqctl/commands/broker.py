@@ -13,6 +13,7 @@ import typer
 
 from engine import bundled
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
+from tqctl.commands.values import folder_option
 from tqctl.output import EXIT_ERROR, emit, emit_json, emit_line, fail, note
 
 app = typer.Typer(
@@ -21,10 +22,11 @@ app = typer.Typer(
 )
 
 StateDir = Annotated[
-    Path,
+    str,
     typer.Option(
         "--state-dir",
         envvar="TQCTL_STATE_DIR",
+        callback=folder_option,
         help="State folder holding the server's socket, data, config and log.",
     ),
 ]
@@ -41,12 +43,12 @@ EXPECTED = (ImproperlyConfigured, BrokerUnavailable, OSError)
 
 
 @app.command("status")
-def status_command(state_dir: StateDir = Path(".tqctl"), as_json: AsJson = False) -> None:
+def status_command(state_dir: StateDir = ".tqctl", as_json: AsJson = False) -> None:
     """Show whether the bundled broker is running, its URL, pid and version.
 
     Exit code 0 when it is running, 1 when it is not.
     """
-    current = bundled.status(state_dir)
+    current = bundled.status(Path(state_dir))
     emit(current.as_dict(), as_json)
     if not current.running:
         raise typer.Exit(EXIT_ERROR)
@@ -54,7 +56,7 @@ def status_command(state_dir: StateDir = Path(".tqctl"), as_json: AsJson = False
 
 @app.command("start")
 def start_command(
-    state_dir: StateDir = Path(".tqctl"),
+    state_dir: StateDir = ".tqctl",
     server_path: ServerPath = None,
     as_json: AsJson = False,
 ) -> None:
@@ -63,9 +65,10 @@ def start_command(
     It keeps running after this command exits; stop it with `tqctl broker stop`.
     """
     try:
-        was_running = bundled.status(state_dir).running
-        bundled.ensure_running(state_dir, server_path, announce=note)
-        current = bundled.status(state_dir)
+        folder = Path(state_dir)
+        was_running = bundled.status(folder).running
+        bundled.ensure_running(folder, server_path, announce=note)
+        current = bundled.status(folder)
     except EXPECTED as exc:
         fail(str(exc))
     if not current.running:
@@ -75,7 +78,7 @@ def start_command(
 
 @app.command("stop")
 def stop_command(
-    state_dir: StateDir = Path(".tqctl"),
+    state_dir: StateDir = ".tqctl",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for SHUTDOWN before SIGTERM, then SIGKILL.")] = 10.0,
     as_json: AsJson = False,
 ) -> None:
@@ -84,10 +87,10 @@ def stop_command(
     Exit code 0 whether or not it was running (stopping twice is not an error).
     """
     try:
-        was_running = bundled.stop(state_dir, timeout)
+        was_running = bundled.stop(Path(state_dir), timeout)
     except EXPECTED as exc:
         fail(str(exc))
-    folder = str(state_dir.expanduser().resolve())
+    folder = str(Path(state_dir).expanduser().resolve())
     if as_json:
         emit_json({"was_running": was_running, "state_dir": folder})
     elif was_running:

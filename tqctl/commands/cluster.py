@@ -25,6 +25,7 @@ from tqctl.commands.common import (
     session,
     warn,
 )
+from tqctl.commands.values import finite_option
 from tqctl.output import emit, emit_json, emit_table
 
 WORKER_COLUMNS = ["name", "pool", "concurrency", "active", "processed", "load", "heartbeat_age"]
@@ -60,7 +61,9 @@ def workers(
     broker: Broker = "",
     timeout: Timeout = 1.0,
     destination: Destination = "",
-    listen: Annotated[float, typer.Option("--listen", min=0, help="Seconds to hear heartbeats.")] = 2.5,
+    listen: Annotated[
+        float, typer.Option("--listen", min=0, callback=finite_option, help="Seconds to hear heartbeats.")
+    ] = 2.5,
     as_json: AsJson = False,
 ) -> None:
     """List workers: pool, concurrency, active, processed, load, heartbeat age.
@@ -130,7 +133,9 @@ def queues(
     queue: Annotated[
         list[str] | None, typer.Option("--queue", "-Q", help="Also show this queue (repeatable, or comma-separated).")
     ] = None,
-    sample: Annotated[float, typer.Option("--sample", min=0, help="Seconds to sample rates over.")] = 1.0,
+    sample: Annotated[
+        float, typer.Option("--sample", min=0, callback=finite_option, help="Seconds to sample rates over.")
+    ] = 1.0,
     as_json: AsJson = False,
 ) -> None:
     """Queue depths (per priority bucket), oldest message age, consumers and in/out rates.

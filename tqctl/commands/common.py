@@ -23,7 +23,7 @@ from engine.config import env_backend_url
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.redisconn import REDIS_SCHEMES, client_from_url, describe_error
 from tqctl.client import resolve_broker_url
-from tqctl.commands.values import url_option
+from tqctl.commands.values import finite_option, names_option, url_option
 from tqctl.output import EXIT_NO_REPLY, EXIT_USAGE, emit_json, fail, note
 
 if TYPE_CHECKING:
@@ -40,13 +40,32 @@ Broker = Annotated[
     ),
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON (one document; JSON Lines for streams).")]
-Timeout = Annotated[float, typer.Option("--timeout", "-t", min=0, help="Seconds to wait for worker replies.")]
+MAX_TIMEOUT = 86_400.0  # a day: beyond it a socket timeout overflows, and no reply is that slow
+Timeout = Annotated[
+    float,
+    typer.Option(
+        "--timeout", "-t", min=0, max=MAX_TIMEOUT, callback=finite_option, help="Seconds to wait for worker replies."
+    ),
+]
 Destination = Annotated[
-    str, typer.Option("--destination", "-d", help="Comma-separated node names, e.g. w1@host,w2@host (default: all).")
+    str,
+    typer.Option(
+        "--destination",
+        "-d",
+        callback=names_option("node name"),
+        help="Comma-separated node names, e.g. w1@host,w2@host (default: all).",
+    ),
 ]
 BrokerTimeout = Annotated[
     float,
-    typer.Option("--timeout", "-t", min=0, help="Seconds to wait for the broker (to connect, and for each reply)."),
+    typer.Option(
+        "--timeout",
+        "-t",
+        min=0,
+        max=MAX_TIMEOUT,
+        callback=finite_option,
+        help="Seconds to wait for the broker (to connect, and for each reply).",
+    ),
 ]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would be touched; change nothing.")]

@@ -31,7 +31,9 @@ def _row(letter) -> dict:  # noqa: ANN001
 
 
 @app.command("ls")
-def ls(limit: int = typer.Option(100, "--limit", min=0), broker: str = BrokerOpt, as_json: bool = JsonOpt) -> None:
+def ls(
+    limit: int = typer.Option(100, "--limit", min=0, max=1_000_000), broker: str = BrokerOpt, as_json: bool = JsonOpt
+) -> None:
     """List dead letters, newest first."""
     rows = [_row(letter) for letter in _broker(broker).dead_letters(limit)]
     emit(rows, as_json, columns=["id", "time", "queue", "reason", "task_name", "task_id", "detail"])

@@ -7,6 +7,7 @@ Requests go out on the celery.pidbox fanout, so Celery 5 workers answer too. Exi
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import typer
@@ -29,6 +30,7 @@ from tqctl.commands.common import (
     session,
     usage,
 )
+from tqctl.commands.values import name_problem
 from tqctl.output import EXIT_ERROR, emit_json, emit_line
 
 INSPECT = ("active", "reserved", "scheduled", "revoked", "registered", "stats", "active_queues", "conf", "query_task")
@@ -267,10 +269,29 @@ def parse_control_args(name: str, args: list[str]) -> dict[str, Any]:
             usage(
                 f"{name.replace('_', '-')}: {key} must be a{'n integer' if kind is int else ' number'}, not {args[i]!r}"
             )
+    if problem := _argument_problem(name, arguments):
+        usage(f"{name.replace('_', '-')}: {problem}")
     if name == "rate_limit":
         if arguments["rate_limit"] not in ("0", "none"):
             parse_rate(arguments["rate_limit"])
     return arguments
+
+
+def _argument_problem(name: str, arguments: dict[str, Any]) -> str | None:
+    """What a worker would accept but cannot mean: a pool grown by 0, autoscale with MAX < MIN, an
+    empty queue or task name, a limit of nan or -1 seconds."""
+    if name in ("pool_grow", "pool_shrink") and arguments["n"] < 1:
+        return f"N must be 1 or more, not {arguments['n']}"
+    if name == "autoscale" and not (arguments["max"] >= max(arguments["min"], 1) and arguments["min"] >= 0):
+        return f"needs MAX >= MIN >= 0 and MAX >= 1, not {arguments['max']} {arguments['min']}"
+    for key, what in (("queue", "queue name"), ("task_name", "task name")):
+        if key in arguments and (problem := name_problem(arguments[key], what)):
+            return problem
+    for key in ("hard", "soft", "timeout"):
+        seconds = arguments.get(key)
+        if seconds is not None and not (math.isfinite(seconds) and seconds >= 0):
+            return f"{key} must be a number of seconds >= 0, not {seconds}"
+    return None
 
 
 def _signature(name: str) -> str:

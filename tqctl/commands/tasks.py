@@ -34,7 +34,13 @@ from tqctl.commands.common import (
     session,
     usage,
 )
-from tqctl.commands.values import name_argument, task_id_argument, task_state_option
+from tqctl.commands.values import (
+    finite_option,
+    future_seconds,
+    name_argument,
+    task_id_argument,
+    task_state_option,
+)
 from tqctl.output import emit, emit_json, emit_line, emit_table, fail, note
 
 TASK_COLUMNS = ["id", "name", "state", "worker", "finished", "runtime", "args", "result", "exception"]
@@ -79,7 +85,7 @@ def tasks(
     name: Name = "",
     worker: Annotated[str, typer.Option("--worker", help="Node name (w1@host, or just w1).")] = "",
     since: Annotated[str, typer.Option("--since", help="30s, 10m, 2h, 1d or an ISO-8601 time.")] = "",
-    limit: Annotated[int, typer.Option("--limit", min=0, help="At most this many rows.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=0, max=HISTORY_SCAN, help="At most this many rows.")] = 50,
     broker: Broker = "",
     timeout: BrokerTimeout = 10.0,
     as_json: AsJson = False,
@@ -194,7 +200,9 @@ def tail(
     ] = "",
     name: Name = "",
     count: Annotated[int, typer.Option("--count", min=0, help="Stop after N events.")] = 0,
-    for_: Annotated[float, typer.Option("--for", "--timeout", min=0, help="Stop after SECONDS.")] = 0.0,
+    for_: Annotated[
+        float, typer.Option("--for", "--timeout", min=0, callback=finite_option, help="Stop after SECONDS.")
+    ] = 0.0,
     heartbeats: Annotated[bool, typer.Option("--heartbeats", help="Show worker heartbeats too.")] = False,
     broker: Broker = "",
     as_json: AsJson = False,
@@ -276,9 +284,13 @@ def call(
     name: Annotated[str, typer.Argument(callback=name_argument("task name"))],
     args: Annotated[str, typer.Option("--args", "-a", help="Positional arguments, a JSON array.")] = "[]",
     kwargs: Annotated[str, typer.Option("--kwargs", "-k", help="Keyword arguments, a JSON object.")] = "{}",
-    countdown: Annotated[float | None, typer.Option("--countdown", help="Run no sooner than N seconds.")] = None,
+    countdown: Annotated[
+        float | None, typer.Option("--countdown", callback=future_seconds, help="Run no sooner than N seconds.")
+    ] = None,
     eta: Annotated[str, typer.Option("--eta", help="Run no sooner than this ISO-8601 time.")] = "",
-    expires: Annotated[float | None, typer.Option("--expires", help="Discard if not started in N seconds.")] = None,
+    expires: Annotated[
+        float | None, typer.Option("--expires", callback=future_seconds, help="Discard if not started in N seconds.")
+    ] = None,
     queue: Annotated[
         str, typer.Option("--queue", "-Q", callback=name_argument("queue name"), help="Queue (default: celery).")
     ] = "",
@@ -326,7 +338,8 @@ def result(
     task_id: TaskId,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until it is ready.")] = False,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", min=0, help="Seconds to --wait (default: forever).")
+        float | None,
+        typer.Option("--timeout", min=0, callback=finite_option, help="Seconds to --wait (default: forever)."),
     ] = None,
     broker: Broker = "",
     backend: Backend = "",

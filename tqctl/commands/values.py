@@ -7,6 +7,8 @@ number is silently 0, and an empty ``--broker`` quietly starts a bundled broker 
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import re
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -138,13 +140,61 @@ def name_problem(value: str, what: str) -> str | None:
     return None
 
 
+def given(ctx: Any, name: str) -> bool:
+    """Given on the command line or in the environment: an empty value there is a mistake, where an
+    empty default only means "not given"."""
+    return getattr(ctx.get_parameter_source(name), "name", "") in ("COMMANDLINE", "ENVIRONMENT")
+
+
 def name_argument(what: str) -> Any:
-    """A callback refusing an empty, over-long or blank-holding name (a task or queue name)."""
+    """A callback refusing an empty, over-long or blank-holding name (a task or queue name); an
+    option left out (its default, "") passes, ``--queue ''`` does not."""
 
     def check(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
-        if value is not None and (value != "" or param.param_type_name == "argument"):
+        if value is not None and (value != "" or param.param_type_name == "argument" or given(ctx, param.name or "")):
             if problem := name_problem(value, what):
                 raise typer.BadParameter(problem)
         return value
 
     return check
+
+
+def names_option(what: str) -> Any:
+    """A callback for comma-separated names (``-Q a,b``, ``-d w1@h,w2@h``): when given, each must
+    be a name; an empty one would otherwise mean "the default" (every queue, every worker)."""
+
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+        if value is None or not given(ctx, param.name or ""):
+            return value
+        for part in value.split(",") if value.strip() else [value]:
+            if problem := name_problem(part.strip(), what):
+                raise typer.BadParameter(problem)
+        return value
+
+    return check
+
+
+def finite_option(ctx: typer.Context, param: typer.CallbackParam, value: float | None) -> float | None:
+    """Seconds must be a finite number: ``nan`` slips past range checks, ``inf`` overflows the
+    socket timeout or the date it is added to."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number of seconds")
+    return value
+
+
+def future_seconds(ctx: typer.Context, param: typer.CallbackParam, value: float | None) -> float | None:
+    """``--countdown``/``--expires``: finite, and a date the message can carry (not 1e20 s away)."""
+    value = finite_option(ctx, param, value)
+    if value is not None:
+        try:
+            dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=value)
+        except OverflowError:
+            raise typer.BadParameter(f"{value:g} seconds is past any date (year 9999)") from None
+    return value
+
+
+def folder_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+    """``--state-dir ''`` meant no folder, not the current one: refused rather than filled."""
+    if value is not None and not value.strip() and given(ctx, param.name or ""):
+        raise typer.BadParameter("is empty: give a folder, or leave the option out")
+    return value

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+from pathlib import Path
 
 import typer
 
 from engine.worker.worker import MAX_CONCURRENCY, MAX_PREFETCH_MULTIPLIER, POOLS
-from tqctl.commands.values import required_app_option, url_option
+from tqctl.commands.values import name_argument, names_option, required_app_option, url_option
 from tqctl.output import EXIT_USAGE, fail
 from tqctl.worker_process import WorkerSpec, exec_worker
 
@@ -27,16 +29,20 @@ def worker(
         help=f"pool size (default: CPUs; at most {MAX_CONCURRENCY})",
     ),
     pool: str = typer.Option("prefork", "-P", "--pool", help="prefork | threads | solo | asyncio | gevent"),
-    queues: str = typer.Option("", "-Q", "--queues", help="comma-separated queues to consume"),
-    hostname: str = typer.Option("", "-n", "--hostname", help="node name, e.g. w1@%h"),
+    queues: str = typer.Option(
+        "", "-Q", "--queues", callback=names_option("queue name"), help="comma-separated queues to consume"
+    ),
+    hostname: str = typer.Option(
+        "", "-n", "--hostname", callback=name_argument("node name"), help="node name, e.g. w1@%h"
+    ),
     prefetch_multiplier: int = typer.Option(0, "--prefetch-multiplier", min=0, max=MAX_PREFETCH_MULTIPLIER),
     autoscale: str = typer.Option("", "--autoscale", help="MAX,MIN: grow and shrink the pool with load"),
     beat: bool = typer.Option(False, "-B", "--beat", help="also run beat (periodic tasks) in this worker"),
     loglevel: str = typer.Option("info", "-l", "--loglevel"),
     broker: str = typer.Option("", "--broker", envvar="TQCTL_BROKER", callback=url_option, help="broker URL"),
     backend: str = typer.Option("", "--backend", envvar="TQCTL_BACKEND", callback=url_option, help="result backend"),
-    metrics_port: int = typer.Option(
-        -1, "--metrics-port", min=-1, max=65535, show_default=False, help="serve this worker's Prometheus metrics"
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", min=0, max=65535, show_default=False, help="serve this worker's Prometheus metrics"
     ),
     metrics_address: str = typer.Option("0.0.0.0", "--metrics-address", help="address for --metrics-port"),
     health_file: str = typer.Option(
@@ -52,14 +58,16 @@ def worker(
     if loglevel.lower() not in LEVELS:
         fail(f"unknown log level {loglevel!r}: use {', '.join(sorted(LEVELS))}", EXIT_USAGE)
     scale = _parse_autoscale(autoscale) if autoscale else None
-    if metrics_port >= 0:
+    if metrics_port is not None:
         _need_prometheus()
+    if health_file:
+        _need_folder(health_file)
     exec_worker(
         WorkerSpec(
             app_spec=app_spec,
             concurrency=concurrency or None,
             pool=pool,
-            queues=[q for q in queues.split(",") if q] or None,
+            queues=[q.strip() for q in queues.split(",") if q.strip()] or None,
             hostname=hostname or None,
             prefetch_multiplier=prefetch_multiplier or None,
             autoscale=scale,
@@ -67,7 +75,7 @@ def worker(
             loglevel=loglevel.lower(),
             broker=broker,
             backend=backend,
-            metrics_port=metrics_port if metrics_port >= 0 else None,
+            metrics_port=metrics_port,
             metrics_address=metrics_address,
             health_file=health_file or None,
         )
@@ -82,6 +90,16 @@ def _need_prometheus() -> None:
         from tqctl.metrics import MISSING
 
         fail(MISSING, EXIT_USAGE)
+
+
+def _need_folder(health_file: str) -> None:
+    """Refuse at startup a --health-file whose folder is missing or read-only: the worker would run
+    and only log an error, and the probe reading the file would call it dead."""
+    folder = Path(health_file).expanduser().absolute().parent
+    if not folder.is_dir():
+        fail(f"--health-file: folder {str(folder)!r} does not exist", EXIT_USAGE)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        fail(f"--health-file: folder {str(folder)!r} is not writable", EXIT_USAGE)
 
 
 def _parse_autoscale(text: str) -> tuple[int, int]:
