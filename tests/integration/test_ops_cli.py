@@ -99,6 +99,10 @@ def test_status_exit_69_without_workers_then_lists_each_worker(broker_url: str, 
     human = tq(broker_url, "status")
     assert human.returncode == 0
     assert f"{node('w1')}: OK" in human.stdout and "2 nodes online." in human.stdout
+    for verb, known in (("inspect", "active, reserved"), ("control", "pool-grow, pool-shrink")):
+        bogus = tq(broker_url, verb, "bogus", "--json")  # both workers answer KeyError('bogus'), as Celery's do
+        assert bogus.returncode == 2 and bogus.stdout == "", bogus.stderr  # (it was exit 1: ERROR KeyError('bogus'))
+        assert bogus.stderr.count("\n") == 1 and f"unknown {verb} command 'bogus': use {known}" in bogus.stderr
 
 
 def test_inspect_methods_answer_with_what_the_worker_holds(

@@ -89,6 +89,10 @@ USAGE_ERRORS = [
     ["tasks", "--limit", "99999999999999999999"],  # broker error: value is not an integer or out of range
     ["tail", "--for", "nan"],
     ["queues", "--sample", "inf"],
+    ["dead", "requeue"],  # no ids and no --all
+    ["dead", "delete"],
+    ["dead", "show", ""],
+    ["dead", "requeue", " ", "--yes"],
 ]
 
 
@@ -222,6 +226,9 @@ BAD_INPUT = [
     (["bench", "-n", "abc"], "Invalid value for '-n' / '--tasks'"),
     (["revoke"], "Missing argument 'task_ids' (try 'python -m tqctl revoke -h')"),
     (["status", "--timeout"], "Option '--timeout' requires an argument"),
+    (["status", "--broker", "nonsense://x"], "unsupported broker URL scheme 'nonsense': use redis://, rediss://"),
+    (["queues", "--broker", "nonsense://x"], "amqp://, amqps://, pyamqp://, sqs://"),  # (not Redis's alone)
+    (["dead", "requeue"], "name dead-letter ids or pass --all"),
 ]
 
 

@@ -8,13 +8,14 @@ import typer
 
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from tqctl.client import open_broker
-from tqctl.commands.values import url_option
-from tqctl.output import EXIT_ERROR, emit, emit_json, fail, note
+from tqctl.commands.values import not_empty, url_option
+from tqctl.output import EXIT_ERROR, EXIT_USAGE, emit, emit_json, fail, note
 
 app = typer.Typer(help="List, requeue or delete dead letters (messages that could not run).", no_args_is_help=True)
 
 BrokerOpt = typer.Option("", "--broker", envvar="TQCTL_BROKER", callback=url_option, help="broker URL")
 JsonOpt = typer.Option(False, "--json", help="machine-readable output")
+IdsArg = typer.Argument(None, callback=not_empty("dead-letter id"))
 
 
 def _broker(url: str):  # noqa: ANN202 - the engine's Broker protocol
@@ -40,7 +41,11 @@ def ls(
 
 
 @app.command("show")
-def show(letter_id: str, broker: str = BrokerOpt, as_json: bool = JsonOpt) -> None:
+def show(
+    letter_id: str = typer.Argument(..., callback=not_empty("dead-letter id")),
+    broker: str = BrokerOpt,
+    as_json: bool = JsonOpt,
+) -> None:
     """Show one dead letter with its raw message."""
     letter = _broker(broker).dead_letter_get(letter_id)
     if letter is None:
@@ -51,10 +56,12 @@ def show(letter_id: str, broker: str = BrokerOpt, as_json: bool = JsonOpt) -> No
 
 
 def _act(verb: str, ids: list[str], all_: bool, yes: bool, dry_run: bool, broker: str, as_json: bool) -> None:
+    if not ids and not all_:  # a usage error, found before connecting
+        fail(f"name dead-letter ids or pass --all (try 'tqctl dead {verb} -h')", EXIT_USAGE)
     b = _broker(broker)
     targets = [d.id for d in b.dead_letters(1_000_000)] if all_ else list(ids)
     if not targets:
-        fail("name dead-letter ids or pass --all")
+        fail(f"no dead letters to {verb}")
     if dry_run:  # the real run's plan: only letters that exist, the rest reported missing
         found = [i for i in targets if b.dead_letter_get(i) is not None]
         missing = [i for i in targets if i not in found]
@@ -77,7 +84,7 @@ def _act(verb: str, ids: list[str], all_: bool, yes: bool, dry_run: bool, broker
 
 @app.command("requeue")
 def requeue(
-    ids: list[str] = typer.Argument(None),
+    ids: list[str] = IdsArg,
     all_: bool = typer.Option(False, "--all"),
     yes: bool = typer.Option(False, "--yes", "-y"),
     dry_run: bool = typer.Option(False, "--dry-run"),
@@ -90,7 +97,7 @@ def requeue(
 
 @app.command("delete")
 def delete(
-    ids: list[str] = typer.Argument(None),
+    ids: list[str] = IdsArg,
     all_: bool = typer.Option(False, "--all"),
     yes: bool = typer.Option(False, "--yes", "-y"),
     dry_run: bool = typer.Option(False, "--dry-run"),

@@ -62,6 +62,8 @@ def demo(
         )
     try:
         _run(shop, orders, worker, log)
+    except BrokerUnavailable as exc:  # its own words already say what and where: no class name before them
+        fail(str(exc))
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)

@@ -107,6 +107,7 @@ def inspect(
         replies = cluster.control.broadcast(name, arguments, destination=destinations(destination), timeout=timeout)
         held = broker_delayed(cluster) if name == "scheduled" else None
     rows = node_rows(replies)
+    _refuse_unknown("inspect", name, INSPECT, rows)
     doc: dict[str, Any] = {"method": name, "nodes": rows, "count": len(rows)}
     if held is not None:
         doc["broker"] = held
@@ -123,6 +124,16 @@ def inspect(
             _print_delayed(held)
     if any(not r["ok"] for r in rows):
         raise typer.Exit(EXIT_ERROR)
+
+
+def _refuse_unknown(verb: str, name: str, known: Any, rows: list[dict[str, Any]]) -> None:
+    """A name that is neither ours nor a custom command any worker serves: every worker answered
+    Celery's ``KeyError('name')``. That is a mistyped command (a usage error naming the known ones),
+    not a worker failing (it printed ``ERROR KeyError('bogus')`` and exited 1)."""
+    if name in known or not rows or any(r["ok"] or r["error"] != f"KeyError({name!r})" for r in rows):
+        return
+    names = ", ".join(n.replace("_", "-") for n in known)
+    usage(f"unknown {verb} command {name.replace('_', '-')!r}: use {names}, or a custom command the workers serve")
 
 
 def custom_arguments(args: list[str]) -> dict[str, Any]:
@@ -231,6 +242,7 @@ def control(
             rows = node_rows(cluster.control.broadcast(name, arguments, destination=dest, timeout=timeout))
     if rows is None:  # a dry run: already printed
         return
+    _refuse_unknown("control", name, CONTROL, rows)
     doc = {"command": name, "arguments": arguments, "nodes": rows, "count": len(rows)}
     if not rows and name not in REVOKES:
         no_reply(timeout, as_json, doc)

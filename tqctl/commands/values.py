@@ -99,7 +99,33 @@ def url_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None
         return value
     if problem := url_problem(value.strip()):
         raise typer.BadParameter(f"the URL {problem}")
+    if param.name == "broker" and (problem := broker_scheme_problem(value.strip())):
+        raise typer.BadParameter(problem)
     return value.strip()
+
+
+def broker_scheme_problem(url: str) -> str | None:
+    """A broker URL whose scheme no transport takes, named with every scheme that works (the
+    engine's own message lists the Redis ones only, and came as exit 1). Never quotes the URL."""
+    from engine.broker.connect import AMQP_SCHEMES, SQS_SCHEMES
+
+    scheme = url.split(";", 1)[0].partition("://")[0].lower()
+    known = (*REDIS_SCHEMES, *AMQP_SCHEMES, *SQS_SCHEMES)
+    if scheme in known:
+        return None
+    return f"unsupported broker URL scheme {_short(scheme)}: use {', '.join(f'{k}://' for k in known)}"
+
+
+def not_empty(what: str) -> Any:
+    """A callback refusing an empty or blank argument (a dead letter's id), whatever its form."""
+
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+        for item in value if isinstance(value, (list, tuple)) else [value] if value is not None else []:
+            if not str(item).strip():
+                raise typer.BadParameter(f"{what} is empty")
+        return value
+
+    return check
 
 
 def id_problem(value: str, what: str = "task id") -> str | None:
