@@ -457,6 +457,35 @@ def test_discard_removes_failures_by_group_or_by_id_and_asks_first(broker_url: s
     assert tq_json(broker_url, "failures")["groups"] == []
 
 
+def test_questions_left_unanswered_leave_stdout_empty_under_json(broker_url: str, shop, start_worker) -> None:
+    """A question goes to stderr: stdout holds the --json document or nothing (it held the prompt,
+    or the stray " " of click's input(" ")), and a dry run with no worker still says it is one."""
+    dry = tq(broker_url, "control", "shutdown", "--dry-run", "--json")
+    assert dry.returncode == 69 and json.loads(dry.stdout) == {
+        "command": "shutdown",
+        "arguments": {},
+        "dry_run": True,
+        "nodes": [],
+        "count": 0,
+    }
+    start_worker("-P", "threads", name="w1")
+    shop.fail.delay("card declined")
+    shop.app.send_task("no.such.task")  # an unknown task: dead-lettered
+    wait_for(lambda: tq_json(broker_url, "retry", "--failed", "--dry-run")["count"] == 1, 10, "the stored failure")
+    wait_for(lambda: len(tq_json(broker_url, "dead", "ls")) == 1, 10, "the dead letter")
+    for argv in (
+        ["revoke", "some-id"],
+        ["retry", "--failed"],
+        ["discard", "--failed"],
+        ["control", "shutdown"],
+        ["dead", "requeue", "--all"],
+    ):
+        proc = tq(broker_url, *argv, "--json")  # stdin is empty: nobody answers
+        assert (proc.returncode, proc.stdout) == (1, ""), argv
+        assert "[y/N]: \ntqctl: error: aborted: nothing changed" in proc.stderr, argv
+    assert tq(broker_url, "status").returncode == 0  # not shut down
+
+
 def test_run_now_sends_a_delayed_task_to_its_queue_at_once(broker_url: str, transport: str, shop, start_worker) -> None:
     start_worker("-P", "threads", name="w1")
     task_id = shop.add.apply_async((2, 3), countdown=3600).id

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import signal as signals
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -76,7 +77,6 @@ Backend = Annotated[
     ),
 ]
 
-ABORTS = (typer.Abort, EOFError)  # no terminal, EOF or Ctrl-C at a prompt
 # The AMQP fanout (events, remote control) fails with the builtin ConnectionError, as a socket does.
 BROKER_ERRORS: tuple[type[BaseException], ...] = (*UNREACHABLE, ConnectionError)
 
@@ -262,27 +262,31 @@ def no_reply(timeout: float, as_json: bool, document: dict[str, Any]) -> NoRetur
 
 
 # -- confirmation ----------------------------------------------------------------------------
-def confirm(question: str, yes: bool) -> None:
-    """Ask unless --yes; anything but yes (or no terminal) aborts with nothing changed."""
-    if yes:
-        return
+def ask(prompt: str) -> str:
+    """One answer, the question on stderr and nothing at all on stdout, which carries only the
+    command's output (a --json document): click's prompt wrote its input(" ") there. End of input
+    and Ctrl-C are the empty answer."""
+    sys.stderr.write(prompt + " ")
+    sys.stderr.flush()
     try:
-        agreed = typer.confirm(question, default=False, err=True)
-    except ABORTS:
-        agreed = False
-    if not agreed:
-        fail("aborted: nothing changed (pass --yes to skip this question)")
+        line = sys.stdin.readline()
+    except (KeyboardInterrupt, OSError, ValueError):  # (ValueError: stdin closed)
+        line = ""
+    if not line.endswith("\n") or not sys.stdin.isatty():  # nothing echoed an Enter: end the line
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+    return line.strip()
+
+
+def confirm(question: str, yes: bool, hint: str = " (pass --yes to skip this question)") -> None:
+    """Ask unless --yes; anything but yes (or no terminal) aborts with nothing changed."""
+    if not yes and ask(f"{question} [y/N]:").lower() not in ("y", "yes"):
+        fail(f"aborted: nothing changed{hint}")
 
 
 def confirm_typed(word: str, question: str, yes: bool) -> None:
     """For the most destructive verbs: the user must type word back."""
-    if yes:
-        return
-    try:
-        typed = typer.prompt(f"{question} Type {word!r} to confirm", default="", show_default=False, err=True)
-    except ABORTS:
-        typed = ""
-    if typed.strip() != word:
+    if not yes and ask(f"{question} Type {word!r} to confirm:") != word:
         fail("aborted: nothing changed (pass --yes to skip this question)")
 
 

@@ -8,6 +8,7 @@ import typer
 
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from tqctl.client import open_broker
+from tqctl.commands.common import confirm
 from tqctl.commands.values import not_empty, url_option
 from tqctl.output import EXIT_ERROR, EXIT_USAGE, emit, emit_json, fail, note
 
@@ -69,8 +70,7 @@ def _act(verb: str, ids: list[str], all_: bool, yes: bool, dry_run: bool, broker
         if missing:
             raise typer.Exit(EXIT_ERROR)
         return
-    if not yes and not typer.confirm(f"{verb} {len(targets)} dead letter(s)?", default=False):
-        fail("aborted: nothing changed")
+    confirm(f"{verb} {len(targets)} dead letter(s)?", yes, hint="")
     call = b.dead_letter_requeue if verb == "requeue" else b.dead_letter_delete
     done = [i for i in targets if call(i)]
     missing = [i for i in targets if i not in done]

@@ -341,8 +341,9 @@ def _control_stop(
 ) -> list[dict[str, Any]] | None:
     """shutdown / drain: find the workers first, so we can say exactly whom we would stop."""
     targets = [r["name"] for r in node_rows(cluster.control.ping(timeout=timeout, destination=dest))]
-    if not targets:
-        no_reply(timeout, as_json, {"command": name, "arguments": arguments, "nodes": [], "count": 0})
+    if not targets:  # (a dry run's document says it is one, as with workers to name)
+        dry: dict[str, Any] = {"dry_run": True} if dry_run else {}
+        no_reply(timeout, as_json, {"command": name, "arguments": arguments, **dry, "nodes": [], "count": 0})
     if dry_run:
         _print_dry_run({"command": name, "arguments": arguments, "dry_run": True, "nodes": targets}, as_json)
         return None
