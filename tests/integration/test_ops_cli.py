@@ -496,6 +496,15 @@ def test_run_now_sends_a_delayed_task_to_its_queue_at_once(broker_url: str, tran
         return
     parked = lambda: tq_json(broker_url, "inspect", "scheduled")["broker"]["delayed"]  # noqa: E731
     wait_for(lambda: [row["id"] for row in parked()] == [task_id], 20, "the worker to park it in the delayed set")
+    waiting = tq_json(broker_url, "task", task_id)  # before: "no record of task", exit 1
+    assert (waiting["state"], waiting["name"], waiting["queue"], waiting["args"]) == (
+        "SCHEDULED",
+        "tests.apps.shop.add",
+        "celery",
+        "(2, 3)",
+    )
+    assert waiting["eta"] == parked()[0]["eta"] and waiting["runs"] == []
+    assert f"eta: {waiting['eta']}" in tq(broker_url, "task", task_id).stdout
     assert tq_json(broker_url, "run-now", task_id) == {
         "moved": [{"id": task_id, "queue": "celery"}],
         "count": 1,

@@ -61,6 +61,8 @@ RECORD_KEYS = (
     "retry_of",
 )
 HISTORY_SCAN = 1_000_000  # "all of it": the history itself is bounded by tqctl_history_size
+DELAYED_SCAN = 100_000  # ETA tasks read to find one (the delayed set has no index by id)
+SCHEDULED = "SCHEDULED"  # `task`'s state for one waiting for its ETA (no Celery state says it)
 _EVENT_NOISE = ("utcoffset", "pid", "clock", "local_received", "timestamp", "type", "uuid", "hostname")
 
 TaskId = Annotated[str, typer.Argument(callback=task_id_argument, help="A task id.")]
@@ -117,16 +119,20 @@ def task(
         failure = cluster.history.failure(task_id)
         store = cluster.app.backend
         meta = store.get_meta(task_id) if store is not None else None
+        done = (meta or {}).get("status") in states.READY_STATES
+        waiting = None if done else _delayed(cluster, task_id)
     runs = [_record_row(r) for r in reversed(records) if r.get("id") == task_id]  # oldest first
-    if not runs and failure is None and meta is None:
+    if not runs and failure is None and meta is None and waiting is None:
         fail(
-            f"no record of task {task_id}: not in the history, the failure inbox or the result backend "
-            "(it may still be queued, or its records were trimmed)"
+            f"no record of task {task_id}: not in the history, the failure inbox, the result backend "
+            "or the broker's delayed set (it may still be queued, or its records were trimmed)"
         )
-    latest = runs[-1] if runs else _record_row(failure or {"id": task_id})
+    latest = runs[-1] if runs else _record_row(failure or waiting or {"id": task_id})
     doc = {
         **{k: latest[k] for k in ("id", "name", "worker", "queue", "args", "kwargs", "retry_of")},
-        "state": (meta or {}).get("status") or latest["state"],
+        # Waiting out its countdown, with nothing recorded yet: SCHEDULED, as `inspect scheduled` lists it.
+        "state": (meta or {}).get("status") or latest["state"] or (SCHEDULED if waiting else None),
+        "eta": iso(waiting["eta"]) if waiting else None,
         "result": _result_doc(task_id, meta) if meta is not None else None,
         "runs": runs,
         "failure": _failure_doc(failure),
@@ -144,6 +150,14 @@ def task(
     traceback = (failure or {}).get("traceback") or (meta or {}).get("traceback")
     if traceback:
         emit_line("traceback:\n" + traceback.rstrip())
+
+
+def _delayed(cluster: Any, task_id: str) -> dict[str, Any] | None:
+    """The task when it waits in the broker's delayed set for its ETA (a countdown, or a retry's),
+    which no worker holds and so no history, inbox or result names yet. None elsewhere (RabbitMQ
+    keeps its delayed tasks where nobody can read them)."""
+    rows, _ = cluster.view.delayed(DELAYED_SCAN)
+    return next((row for row in rows if row.get("id") == task_id), None)
 
 
 def _timeline(runs: list[dict[str, Any]], failure: dict[str, Any] | None = None) -> list[dict[str, Any]]:
