@@ -204,6 +204,17 @@ def test_a_broker_that_never_answers_is_given_up_on_after_timeout(silent_url: st
     assert "hush-pw" not in result.output and "Timeout" in lines[0]
 
 
+def test_call_against_a_broker_that_never_answers_gives_up_at_its_timeout(silent_url: str) -> None:
+    """Each read of one send waited its own timeout (the result subscription's 5 s, the publish,
+    its fallback, redis-py's retries): `call -t 10` took 25 s. Now the whole send ends at --timeout,
+    which is what the line says (before the deadline, the first read still had 4 s to wait)."""
+    result = CliRunner().invoke(app, ["call", "tasks.add", "--timeout", "1"])
+    assert result.exit_code == 1, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("tqctl: error: cannot reach broker at 127.0.0.1:") and "hush-pw" not in line
+    assert line.endswith("Timeout: no reply within 1s")
+
+
 def test_status_against_a_closed_port_as_a_real_process() -> None:
     port = closed_port()
     env = {**os.environ, "TQCTL_BROKER": f"redis://:topsecret@127.0.0.1:{port}/0", "PYTHONPATH": str(ROOT)}

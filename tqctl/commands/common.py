@@ -11,6 +11,7 @@ import datetime as dt
 import re
 import signal as signals
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -210,6 +211,34 @@ class Cluster:
                     pass
 
 
+class NoReply(BaseException):
+    """The broker took the connection but did not answer in time. Not an ``Exception``: the
+    engine's best-effort steps (the result subscription) would swallow it and carry on waiting;
+    ``session`` reports it as it reports an unreachable broker (one line, exit 1)."""
+
+
+@contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """The whole block within ``seconds``. Each socket read waits up to the timeout, but one send
+    makes several (the result subscription, the publish and its fallback, the client library's
+    retries): `call -t 10` against a broker that never answered took 25 s. SIGALRM interrupts the
+    read under way instead. Only on the main thread (where Python runs signal handlers)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise NoReply(f"Timeout: no reply within {seconds:g}s")
+
+    before = signals.signal(signals.SIGALRM, expire)
+    signals.setitimer(signals.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signals.setitimer(signals.ITIMER_REAL, 0)
+        signals.signal(signals.SIGALRM, before)
+
+
 @contextmanager
 def session(broker: str, backend: str = "", timeout: float | None = None) -> Iterator[Cluster]:
     """A Cluster for --broker; broker failures inside the block become one line, exit 1."""
@@ -226,6 +255,8 @@ def session(broker: str, backend: str = "", timeout: float | None = None) -> Ite
     except ImproperlyConfigured as exc:
         fail(str(exc))
     except BROKER_ERRORS as exc:
+        fail(describe_error(url, exc))
+    except NoReply as exc:
         fail(describe_error(url, exc))
     except SERVER_ERROR as exc:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):

@@ -26,6 +26,7 @@ from tqctl.commands.common import (
     DryRun,
     Timeout,
     Yes,
+    deadline,
     destinations,
     iso,
     parse_signal,
@@ -322,7 +323,7 @@ def call(
             parse_time(eta)
         except ValueError:
             usage(f"--eta {eta!r} is not an ISO-8601 time")
-    with session(broker, timeout=timeout) as cluster:
+    with session(broker, timeout=timeout) as cluster, deadline(timeout):
         sent = cluster.app.send_task(
             name,
             positional,
