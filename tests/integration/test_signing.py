@@ -193,6 +193,32 @@ def test_tqctl_retry_signs_the_republished_message(broker_url: str, tmp_path: Pa
         worker.close()
 
 
+def test_console_group_retry_signs_each_republished_message(broker_url: str, tmp_path: Path) -> None:
+    """The Failures screen's "retry the group" rewrites each stored message as one retry does: with
+    signing on each must be signed again, or the signing worker dead-letters them all."""
+    from engine.history import History
+    from tqctl.tui.adapter import Adapter
+
+    worker = WorkerProcess(broker_url, ["-P", "threads", "-n", "group@%h"], tmp_path / "worker.log", WORKER_KEYS)
+    app = client(broker_url, {"k2": K2}, "k2")
+    adapter = Adapter(broker_url, app=app)
+    history = History(redis.Redis.from_url(f"unix://{urlsplit(broker_url).path}"))
+    try:
+        worker.wait_ready(60)
+        failed = [app.send_task("tests.apps.shop.fail", args=["boom"]).id for _ in range(2)]
+        for task_id in failed:
+            wait_for(lambda t=task_id: history.failure(t) is not None, 60, "the failure to be kept")
+        outcome = adapter.retry_group(failed, per_second=0)
+        assert sorted(outcome["retried"]) == sorted(failed) and not outcome["errors"], outcome
+        for new_id in outcome["retried"].values():
+            wait_for(lambda t=new_id: history.failure(t) is not None, 60, "the signed retry to run (and fail again)")
+        assert not set(outcome["retried"].values()) & set(dead_reasons(broker_url))
+    finally:
+        adapter.close()
+        app.close()
+        worker.close()
+
+
 def test_console_run_now_of_a_signed_eta_task_runs_it(broker_url: str, tmp_path: Path) -> None:
     """ "Run now" clears the eta header, so the console must sign the message again for it to run."""
     from tqctl.tui.adapter import Adapter

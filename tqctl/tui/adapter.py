@@ -158,7 +158,7 @@ class Adapter:
             if cancelled is not None and cancelled():
                 break
             try:
-                done[task_id] = self.history.retry(task_id, self.broker.publish)
+                done[task_id] = self.history.retry(task_id, self._publish)  # signed again, as one retry is
             except KeyError:
                 errors[task_id] = "no longer in the inbox"
             if progress is not None:
