@@ -13,11 +13,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
 
 from tqctl.cli import app
+from tqctl.commands import failures
 from tqctl.commands.common import destinations, iso, node_rows, parse_signal, parse_since
 from tqctl.commands.ops import canonical, parse_control_args
 
@@ -269,6 +271,18 @@ def test_version_is_one_line_and_touches_no_broker() -> None:
             r"kombu \S+, textual \S+\)\n",
             proc.stdout,
         ), proc.stdout
+
+
+def test_retry_rate_counts_the_intervals_between_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """4 sends 0.5 s apart are 2/s (it said 2.66: 4 sends over the 1.5 s between the first and last)."""
+    now = [1000.0]
+    clock = SimpleNamespace(
+        monotonic=lambda: now[0], time=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s)
+    )
+    monkeypatch.setattr(failures, "time", clock)  # sends take no time; the throttle's sleeps advance it
+    history = SimpleNamespace(retry=lambda old, publish, sent_at: f"{old}-again")
+    doc = failures._republish(SimpleNamespace(history=history, publish=None), ["a", "b", "c", "d"], 2.0, False)
+    assert doc["count"] == 4 and doc["elapsed_seconds"] == 1.5 and doc["rate_per_second"] == 2.0
 
 
 # -- parsing helpers -------------------------------------------------------------------------------
