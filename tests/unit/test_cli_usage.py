@@ -273,6 +273,16 @@ def test_version_is_one_line_and_touches_no_broker() -> None:
         ), proc.stdout
 
 
+def test_a_dry_run_terminate_names_its_workers_then_its_tasks(closed_url: str) -> None:
+    """The task id was listed under "to:", as if it were a worker."""
+    for extra, to in (([], "every worker"), (["-d", "w1@h,w2@h"], "w1@h, w2@h")):
+        result = CliRunner().invoke(app, ["control", "terminate", "SIGKILL", "abc", "def", "--dry-run", *extra])
+        assert result.exit_code == 0, result.output
+        head, *ids = result.stdout.splitlines()
+        assert head.startswith("dry run: would send terminate {") and head.endswith(f"to {to}, for these tasks:")
+        assert ids == ["  abc", "  def"]
+
+
 def test_retry_rate_counts_the_intervals_between_sends(monkeypatch: pytest.MonkeyPatch) -> None:
     """4 sends 0.5 s apart are 2/s (it said 2.66: 4 sends over the 1.5 s between the first and last)."""
     now = [1000.0]

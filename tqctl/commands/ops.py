@@ -322,9 +322,8 @@ def _control_revoke(
     as_json: bool,
 ) -> list[dict[str, Any]] | None:
     if dry_run:
-        _print_dry_run(
-            {"command": name, "arguments": arguments, "dry_run": True, "task_ids": arguments["task_id"]}, as_json
-        )
+        doc = {"command": name, "arguments": arguments, "dry_run": True, "task_ids": arguments["task_id"]}
+        _print_dry_run(doc, as_json, dest)
         return None
     return send_revoke(cluster, arguments["task_id"], arguments["terminate"], arguments["signal"], dest, timeout, yes)
 
@@ -359,13 +358,18 @@ def _control_stop(
     ]
 
 
-def _print_dry_run(doc: dict[str, Any], as_json: bool) -> None:
+def _print_dry_run(doc: dict[str, Any], as_json: bool, dest: list[str] | None = None) -> None:
+    """The workers it would go to, one a line; for a revoke, whom it goes to, then the task ids
+    (they were listed under "to:" as if they were workers)."""
     if as_json:
         emit_json(doc)
         return
-    touched = doc.get("nodes") or doc.get("task_ids") or []
-    emit_line(f"dry run: would send {doc['command']} {json.dumps(doc['arguments'])} to:")
-    for item in touched:
+    what = f"dry run: would send {doc['command']} {json.dumps(doc['arguments'])}"
+    if "task_ids" in doc:
+        emit_line(f"{what} to {', '.join(dest) if dest else 'every worker'}, for these tasks:")
+    else:
+        emit_line(f"{what} to:")
+    for item in doc.get("nodes") or doc.get("task_ids") or []:
         emit_line(f"  {item}")
 
 
