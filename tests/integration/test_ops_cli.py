@@ -341,6 +341,8 @@ def test_retry_reruns_a_failed_task_with_its_original_arguments(broker_url: str,
     wait_for(lambda: tq_json(broker_url, "tasks", "--name", "guarded.*")["count"] == 2, 10, "both runs recorded")
     assert tq_json(broker_url, "task", new)["retry_of"] == old
     assert tq_json(broker_url, "task", old)["retried_as"] == [new]
+    shown = tq(broker_url, "task", new).stdout.splitlines()
+    assert f"retry_of: {old}" in shown and "retried_as: -" in shown  # (it was a blank "retried_as: ")
     assert tq(broker_url, "retry", old).returncode == 1  # the failure left the inbox when retried
 
 

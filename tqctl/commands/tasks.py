@@ -143,7 +143,8 @@ def task(
     if as_json:
         emit_json(doc)
         return
-    emit({k: v for k, v in doc.items() if k not in ("runs", "failure", "timeline", "result")}, False)
+    shown = {k: (v or None) if isinstance(v, list) else v for k, v in doc.items()}  # no retries: "-", as the rest
+    emit({k: v for k, v in shown.items() if k not in ("runs", "failure", "timeline", "result")}, False)
     emit_line(f"result: {json.dumps((doc['result'] or {}).get('result'), default=str)}")
     emit_line("timeline:")
     for step in doc["timeline"]:
