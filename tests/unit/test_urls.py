@@ -51,8 +51,16 @@ def test_amqp_urls_get_the_amqp_broker_without_connecting(scheme: str) -> None:
 
 @pytest.mark.parametrize("make", [connect, client_from_url], ids=["broker", "client"])
 def test_an_unknown_scheme_names_the_schemes_that_work(make) -> None:
-    with pytest.raises(ImproperlyConfigured, match=r"unsupported broker URL scheme 'http'.*redis://"):
+    with pytest.raises(ImproperlyConfigured, match=r"unsupported broker URL scheme 'http'.*redis://") as caught:
         make("http://user:s3cret@example.com/")
+    assert "s3cret" not in str(caught.value)
+
+
+def test_an_unknown_broker_scheme_names_rabbitmq_and_sqs_too() -> None:
+    """``App(broker=...)`` with a scheme no transport takes: AMQP and SQS work as brokers, so the
+    error names them beside Redis's (it named Redis's alone)."""
+    with pytest.raises(ImproperlyConfigured, match=r"'nonsense'.*redis://.*amqp://.*sqs://"):
+        connect("nonsense://x")
 
 
 def test_socket_urls_become_unix_socket_clients_with_their_db() -> None:

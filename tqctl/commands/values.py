@@ -105,15 +105,14 @@ def url_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None
 
 
 def broker_scheme_problem(url: str) -> str | None:
-    """A broker URL whose scheme no transport takes, named with every scheme that works (the
-    engine's own message lists the Redis ones only, and came as exit 1). Never quotes the URL."""
-    from engine.broker.connect import AMQP_SCHEMES, SQS_SCHEMES
+    """A broker URL whose scheme no transport takes, named with every scheme that works: a usage
+    error (exit 2) found before connecting. Never quotes the URL."""
+    from engine.broker.connect import BROKER_SCHEMES
 
     scheme = url.split(";", 1)[0].partition("://")[0].lower()
-    known = (*REDIS_SCHEMES, *AMQP_SCHEMES, *SQS_SCHEMES)
-    if scheme in known:
+    if scheme in BROKER_SCHEMES:
         return None
-    return f"unsupported broker URL scheme {_short(scheme)}: use {', '.join(f'{k}://' for k in known)}"
+    return f"unsupported broker URL scheme {_short(scheme)}: use {', '.join(f'{k}://' for k in BROKER_SCHEMES)}"
 
 
 def not_empty(what: str) -> Any:
