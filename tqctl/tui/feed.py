@@ -47,8 +47,9 @@ def history_events(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "queue": rec.get("queue"),
             }
         )
-        out.append({**base, "type": "task-started", "timestamp": started})
         state = rec.get("state")
+        if state != "REVOKED" or rec.get("started"):  # one revoked before it ran never started
+            out.append({**base, "type": "task-started", "timestamp": started})
         if state == "SUCCESS":
             out.append(
                 {
