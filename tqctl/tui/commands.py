@@ -93,7 +93,7 @@ def up(
     concurrency: Annotated[int, typer.Option("-c", "--concurrency", help="pool size per worker")] = 0,
     workers: Annotated[int, typer.Option("--workers", min=0, max=64, help="how many workers")] = 1,
     beat: Annotated[bool, typer.Option("--beat", help="also run beat (periodic tasks)")] = False,
-    detach: Annotated[bool, typer.Option("--detach", help="leave them running when the console closes")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="no console: print their pids, leave them running")] = False,
     pool: Annotated[str, typer.Option("-P", "--pool", help="prefork | threads | solo")] = "prefork",
     queues: Annotated[str, typer.Option("-Q", "--queues", help="comma-separated queues")] = "",
     broker: Broker = "",
@@ -102,7 +102,8 @@ def up(
 ) -> None:
     """Start the broker, workers (and beat) as child processes and open the console on them.
 
-    Leaving the console asks whether to stop them (warm shutdown); --detach leaves them running.
+    Leaving the console asks whether to stop them (warm shutdown). --detach opens no console: it
+    prints their pids and leaves them running (for scripts; plain up needs a terminal).
     Their logs go to STATE_DIR/logs/.
     """
     from tqctl.tui.launch import LaunchError
