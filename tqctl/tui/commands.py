@@ -102,8 +102,9 @@ def up(
 ) -> None:
     """Start the broker, workers (and beat) as child processes and open the console on them.
 
-    Leaving the console asks whether to stop them (warm shutdown). --detach opens no console: it
-    prints their pids and leaves them running (for scripts; plain up needs a terminal).
+    Leaving the console asks whether to stop them (warm shutdown).
+    --detach opens no console: it prints their pids and leaves them running
+    (for scripts: plain up needs a terminal).
     Their logs go to STATE_DIR/logs/.
     """
     from tqctl.tui.launch import LaunchError
