@@ -54,15 +54,7 @@ def drive(
     timeout: float = 90.0,
 ) -> None:
     """Run ``scenario`` against the headless app; notifications are recorded on ``app.seen_notes``."""
-    notes: list[str] = []
-    original = app.notify
-
-    def notify(message: str, *args: Any, **kwargs: Any) -> None:
-        notes.append(f"{kwargs.get('title') or ''}: {message}")
-        original(message, *args, **kwargs)
-
-    app.notify = notify  # type: ignore[method-assign]
-    app.seen_notes = notes  # type: ignore[attr-defined]
+    notes = record_notes(app)
 
     async def main() -> None:
         async with app.run_test(size=size) as pilot:
@@ -72,6 +64,20 @@ def drive(
                 raise AssertionError(f"{exc}\nnotifications: {notes}\nscreen: {app.screen!r}") from exc
 
     asyncio.run(main())
+
+
+def record_notes(app: TqctlApp) -> list[str]:
+    """Every notification the app shows from now on, as "title: message", also on ``app.seen_notes``."""
+    notes: list[str] = []
+    original = app.notify
+
+    def notify(message: str, *args: Any, **kwargs: Any) -> None:
+        notes.append(f"{kwargs.get('title') or ''}: {message}")
+        original(message, *args, **kwargs)
+
+    app.notify = notify  # type: ignore[method-assign]
+    app.seen_notes = notes  # type: ignore[attr-defined]
+    return notes
 
 
 async def wait_for(

@@ -11,7 +11,7 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from tests.tui.conftest import cell, press, wait_for
+from tests.tui.conftest import cell, press, record_notes, wait_for
 from tests.tui.harness import latest_failure_id, make_demo_app, screen_text, settle
 from tqctl.tui.app import TqctlApp
 from tqctl.tui.screens.dialogs import ConfirmScreen, TextScreen
@@ -24,15 +24,7 @@ from tqctl.tui.views import worker_rows
 def run_demo(scenario: Callable[[Pilot, TqctlApp], Awaitable[Any]], size: tuple[int, int] = (120, 40)) -> Any:
     """Drive a fresh demo console through ``scenario``; notifications land on ``app.seen_notes``."""
     app = make_demo_app()
-    notes: list[str] = []
-    original = app.notify
-
-    def notify(message: str, *args: Any, **kwargs: Any) -> None:
-        notes.append(f"{kwargs.get('title') or ''}: {message}")
-        original(message, *args, **kwargs)
-
-    app.notify = notify  # type: ignore[method-assign]
-    app.seen_notes = notes  # type: ignore[attr-defined]
+    record_notes(app)
 
     async def main() -> Any:
         async with app.run_test(size=size) as pilot:
