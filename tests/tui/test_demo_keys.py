@@ -303,3 +303,17 @@ def test_the_marked_count_shows_at_80_columns_while_paused() -> None:
 
     status = run_demo(scenario, (80, 24))
     assert "2 marked" in status and "FAILURE" in status, status
+
+
+def test_a_capped_table_says_it_shows_the_newest_and_how_to_reach_the_rest() -> None:
+    """The Tasks table keeps the newest 500 matches: "500 shown of 840" did not say which 500."""
+
+    async def scenario(pilot: Pilot, app: TqctlApp) -> str:
+        await press(pilot, "4")
+        screen = app.screen
+        assert isinstance(screen, TasksScreen)
+        screen._matched = 840  # more matches than the table's cap
+        return screen.status_line(500).plain
+
+    status = run_demo(scenario)
+    assert "newest 500 shown of 840 (/ narrows)" in status, status

@@ -147,9 +147,11 @@ class TasksScreen(TableScreen):
 
     def status_line(self, shown: int) -> Text:
         stats = self.model.state.stats(self.model.now())
-        text = Text.assemble(("Tasks ", "bold"), f"{fmt.count(stats['tasks'])} tracked · {shown} shown")
-        if self._matched > shown:
-            text.append(f" of {fmt.count(self._matched)}")
+        text = Text.assemble(("Tasks ", "bold"), f"{fmt.count(stats['tasks'])} tracked · ")
+        if self._matched > shown:  # the table's cap: say it is the newest, and how to reach the rest
+            text.append(f"newest {shown} shown of {fmt.count(self._matched)} (/ narrows)")
+        else:
+            text.append(f"{shown} shown")
         if self.table.marked:  # early: what r and ctrl+d act on must not be the part cut at 80 columns
             text.append(f" · {len(self.table.marked)} marked", style="bold")
         if self.state_filter:
