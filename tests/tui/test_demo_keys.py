@@ -317,3 +317,15 @@ def test_a_capped_table_says_it_shows_the_newest_and_how_to_reach_the_rest() -> 
 
     status = run_demo(scenario)
     assert "newest 500 shown of 840 (/ narrows)" in status, status
+
+
+def test_the_queues_status_explains_drain_only_when_its_column_is_there() -> None:
+    """At 80 columns the DRAIN column gives way; the status line explained it anyway."""
+
+    async def scenario(pilot: Pilot, app: TqctlApp) -> str:
+        await press(pilot, "3")
+        return screen_text(app)
+
+    narrow, wide = run_demo(scenario, (80, 24)), run_demo(scenario, (160, 45))
+    assert " DRAIN " not in narrow.splitlines()[3] and "DRAIN:" not in narrow, narrow
+    assert " DRAIN " in wide.splitlines()[3] and "DRAIN: time to empty" in wide, wide

@@ -55,7 +55,8 @@ class QueuesScreen(TableScreen):
     def status_line(self, shown: int) -> Text:
         total = sum(q.depth for q in self._rows)
         note = self.model.queue_note  # the listing failed: say so rather than look complete
-        tail = ("⚠ " + note, "yellow") if note else "enter peeks · DRAIN: time to empty at current rates"
+        drain = " · DRAIN: time to empty at current rates" if self.table.shows("drain") else ""
+        tail = ("⚠ " + note, "yellow") if note else f"enter peeks{drain}"
         return Text.assemble(("Queues ", "bold"), f"{shown} · {fmt.count(total)} waiting · ", tail)
 
     def _selected(self):  # noqa: ANN202

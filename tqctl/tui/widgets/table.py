@@ -75,6 +75,10 @@ class ConsoleTable(DataTable):
         width = self.size.width or (self.app.size.width if self.is_attached else 80)
         return self._fit(width)
 
+    def shows(self, key: str) -> bool:
+        """Whether column ``key`` fits at the current width (a status line explains only those)."""
+        return any(c.key == key for c in self._columns_for_width())
+
     # -- rows -------------------------------------------------------------------------------------
     def set_rows(self, rows: Sequence[Row]) -> None:
         """Replace the rows (only redraws when the shown text changed)."""
