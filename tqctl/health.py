@@ -59,6 +59,8 @@ class HealthFile:
         if w.stopping.is_set():
             return None  # a warm shutdown finishing its tasks is progress, not a wedge
         if not w.consumer.thread.is_alive():
+            if w.consumer.thread.ident is None:
+                return None  # not started yet: worker-online comes before the consumer starts
             return "the consumer thread is not running"
         if w.pool.size() < 1:
             return "the pool has no process or thread left"

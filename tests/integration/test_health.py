@@ -39,6 +39,8 @@ def test_fresh_while_busy_stale_while_stopped(
     path = tmp_path / "health"
     w1 = start_worker("-P", "threads", "-c", "1", "--health-file", str(path), name="w1")
     wait_for(path.exists, 10, "the health file")
+    # worker-online (before the consumer starts) came first: no error line for a worker starting up
+    assert "not refreshed" not in (tmp_path / "w1.log").read_text()
     data = json.loads(path.read_text())
     assert data["hostname"].startswith("w1@") and data["pid"] == w1.pid
     ok = health("--file", str(path), "--max-age", "5", "-d", data["hostname"], "--json", broker=broker_url)
