@@ -147,7 +147,10 @@ class RedisView:
             if not moved:
                 break
             return queue_of(key)
-        raise NotHere(f"{task_id} is no longer in the delayed set (it may have become due)")
+        raise NotHere(
+            f"{task_id} is not in the delayed set: it became due, "
+            "or no worker has fetched it yet (it waits in its queue)"
+        )
 
     # -- results ----------------------------------------------------------------------------------
     def result_meta(self, task_id: str) -> dict[str, Any] | None:

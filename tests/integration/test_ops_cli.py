@@ -514,7 +514,7 @@ def test_run_now_sends_a_delayed_task_to_its_queue_at_once(broker_url: str, tran
     }
     assert shop.app.AsyncResult(task_id).get(timeout=20) == 5
     twice = tq(broker_url, "run-now", task_id)
-    assert twice.returncode == 1 and "no longer in the delayed set" in twice.stderr
+    assert twice.returncode == 1 and "is not in the delayed set: it became due" in twice.stderr
 
 
 # -- tail, call, result ------------------------------------------------------------------------------
