@@ -291,8 +291,11 @@ def test_retry_rate_counts_the_intervals_between_sends(monkeypatch: pytest.Monke
     )
     monkeypatch.setattr(failures, "time", clock)  # sends take no time; the throttle's sleeps advance it
     history = SimpleNamespace(retry=lambda old, publish, sent_at: f"{old}-again")
-    doc = failures._republish(SimpleNamespace(history=history, publish=None), ["a", "b", "c", "d"], 2.0, False)
+    said: list[str] = []
+    monkeypatch.setattr(failures, "note", said.append)
+    doc = failures._republish(SimpleNamespace(history=history, publish=None), ["a", "b", "c", "d"], 2.0, True)
     assert doc["count"] == 4 and doc["elapsed_seconds"] == 1.5 and doc["rate_per_second"] == 2.0
+    assert said[-1] == "retried 4/4 in 1.5s (2.0/s)", said  # the progress line too (it read 2.7/s)
 
 
 # -- parsing helpers -------------------------------------------------------------------------------

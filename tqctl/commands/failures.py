@@ -136,7 +136,8 @@ def _republish(cluster: Any, ids: list[str], per_second: float | None, progress:
         now = time.monotonic()
         if progress and (now - said >= 1.0 or i + 1 == len(ids)):
             said = now
-            note(f"retried {i + 1}/{len(ids)} in {now - start:.1f}s ({(i + 1) / max(now - start, 1e-6):.1f}/s)")
+            rate = _rate(sends)
+            note(f"retried {i + 1}/{len(ids)} in {now - start:.1f}s" + (f" ({rate:.1f}/s)" if rate else ""))
     elapsed = time.monotonic() - start
     return {
         "retried": pairs,
