@@ -10,6 +10,7 @@ quit at the end. Ready means an AMQP login succeeds, not only that the Erlang no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -79,6 +80,19 @@ class RabbitMQ:
         }
 
     def start(self, timeout: float = 60.0) -> RabbitMQ:
+        try:
+            return self._start(timeout)
+        except RuntimeError as exc:
+            if "nodistribution" not in str(exc):
+                raise
+        # Erlang's distribution did not come up: the private epmd or distribution port was taken
+        # between choosing it and binding it (servers and clients start all the time in a test
+        # run; seen once in CI). Once more on fresh ones; the AMQP port stays, for restarts.
+        self._kill_epmd()
+        self.epmd_port, self.dist_port = free_port(), free_port()
+        return self._start(timeout)
+
+    def _start(self, timeout: float) -> RabbitMQ:
         d = self.directory
         (d / "home").mkdir(parents=True, exist_ok=True)
         conf = (
@@ -164,7 +178,12 @@ class RabbitMQ:
         try:
             self.stop()
         finally:
-            epmd = shutil.which("epmd") or "epmd"
+            self._kill_epmd()
+
+    def _kill_epmd(self) -> None:
+        """Best effort: what answers on the port may not be our epmd (it may never have started)."""
+        epmd = shutil.which("epmd") or "epmd"
+        with contextlib.suppress(subprocess.TimeoutExpired):
             subprocess.run(
                 [epmd, "-port", str(self.epmd_port), "-kill"],
                 env=self.env(),
