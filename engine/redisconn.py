@@ -297,17 +297,19 @@ def failover_retry(window: float) -> Retry:
     return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries)
 
 
-def unsupported_url(url: str) -> ImproperlyConfigured:
-    """The one-line error for a URL no Redis client can use (AMQP named, as users try it first)."""
-    scheme = urlsplit(url).scheme.lower()
+REDIS_USE = "redis://, rediss://, redis+socket:// or sentinel://"
+
+
+def unsupported_url(url: str, use: str = REDIS_USE) -> ImproperlyConfigured:
+    """The one-line error for a URL whose scheme nothing here takes, naming the schemes to ``use``
+    (a Redis client's by default; AMQP named, as users try it first there)."""
+    scheme = urlsplit(url.split(";", 1)[0]).scheme.lower()
     if scheme in ("amqp", "amqps", "pyamqp"):
         return ImproperlyConfigured(
             f"AMQP brokers are not supported here yet ({mask_url(url)}): workers and clients run on "
             "RabbitMQ (README 'RabbitMQ (preview)'), this needs a Redis URL"
         )
-    return ImproperlyConfigured(
-        f"unsupported broker URL scheme {scheme!r} in {mask_url(url)} (use redis://, rediss://, redis+socket:// or sentinel://)"
-    )
+    return ImproperlyConfigured(f"unsupported broker URL scheme {scheme!r} in {mask_url(url)} (use {use})")
 
 
 def describe_error(url: str, exc: BaseException) -> str:

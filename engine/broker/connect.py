@@ -8,19 +8,12 @@ from engine.broker.base import Broker
 from engine.broker.fanout import RedisFanout
 from engine.config import mask_url
 from engine.exceptions import ImproperlyConfigured
-from engine.redisconn import REDIS_SCHEMES
+from engine.redisconn import REDIS_SCHEMES, unsupported_url
 
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 SQS_SCHEMES = ("sqs",)
 BROKER_SCHEMES = (*REDIS_SCHEMES, *AMQP_SCHEMES, *SQS_SCHEMES)
-
-
-def unsupported_broker(url: str) -> ImproperlyConfigured:
-    """The one-line error for a broker URL no transport takes, naming every scheme that works
-    (``unsupported_url`` names the Redis ones: a result store or a Redis-only client needs those)."""
-    scheme = urlsplit(url.split(";", 1)[0]).scheme.lower()
-    known = ", ".join(f"{k}://" for k in BROKER_SCHEMES)
-    return ImproperlyConfigured(f"unsupported broker URL scheme {scheme!r} in {mask_url(url)} (use {known})")
+BROKER_USE = ", ".join(f"{k}://" for k in BROKER_SCHEMES)  # every scheme a broker URL may have
 
 
 def connect(url: str) -> Broker:
@@ -44,7 +37,7 @@ def connect(url: str) -> Broker:
         except ImportError as exc:
             raise ImproperlyConfigured(f"an sqs:// broker needs boto3 (pip install 'tqctl[sqs]'): {exc}") from None
         return SqsBroker(url)
-    raise unsupported_broker(url)
+    raise unsupported_url(url, BROKER_USE)  # (not the Redis ones alone: a broker may be any)
 
 
 def worker_fanout(broker_url: str, backend_url: str | None) -> tuple[RedisFanout, str | None]:

@@ -91,10 +91,8 @@ def url_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None
     value = inherited(ctx, param, value)
     if value is None:
         return value
-    source = ctx.get_parameter_source(param.name or "")  # (Typer's own click: compare by name)
-    given = getattr(source, "name", "") in ("COMMANDLINE", "ENVIRONMENT")
     if not value.strip():
-        if given:
+        if given(ctx, param.name or ""):
             raise typer.BadParameter("is empty: give a URL, or leave the option out")
         return value
     if problem := url_problem(value.strip()):
@@ -107,12 +105,12 @@ def url_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None
 def broker_scheme_problem(url: str) -> str | None:
     """A broker URL whose scheme no transport takes, named with every scheme that works: a usage
     error (exit 2) found before connecting. Never quotes the URL."""
-    from engine.broker.connect import BROKER_SCHEMES
+    from engine.broker.connect import BROKER_SCHEMES, BROKER_USE
 
     scheme = url.split(";", 1)[0].partition("://")[0].lower()
     if scheme in BROKER_SCHEMES:
         return None
-    return f"unsupported broker URL scheme {_short(scheme)}: use {', '.join(f'{k}://' for k in BROKER_SCHEMES)}"
+    return f"unsupported broker URL scheme {_short(scheme)}: use {BROKER_USE}"
 
 
 def not_empty(what: str) -> Any:
@@ -167,7 +165,7 @@ def name_problem(value: str, what: str) -> str | None:
 
 def given(ctx: Any, name: str) -> bool:
     """Given on the command line or in the environment: an empty value there is a mistake, where an
-    empty default only means "not given"."""
+    empty default only means "not given". (Typer's own click: the source compared by name.)"""
     return getattr(ctx.get_parameter_source(name), "name", "") in ("COMMANDLINE", "ENVIRONMENT")
 
 
