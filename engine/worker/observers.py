@@ -183,12 +183,31 @@ class TaskHistory(Observer):
         self.hostname = hostname
 
     def finished(self, job: Job, outcome: Outcome) -> None:
-        self._record(
-            job, outcome.state, outcome.result_repr, outcome.exception_repr, outcome.traceback, outcome.runtime
+        m = job.message
+        self._write(
+            m,
+            job.delivery.queue,
+            outcome.state,
+            job.time_start,
+            outcome.runtime,
+            outcome.result_repr,
+            outcome.exception_repr,
+            outcome.traceback,
+            raw=job.delivery.raw if outcome.state == states.FAILURE else None,
         )
 
     def failed(self, job: Job, exc: BaseException) -> None:
-        self._record(job, states.FAILURE, None, repr(exc), None, None)
+        self._write(
+            job.message,
+            job.delivery.queue,
+            states.FAILURE,
+            job.time_start,
+            None,
+            None,
+            repr(exc),
+            None,
+            raw=job.delivery.raw,
+        )
 
     def revoked(
         self, message: TaskMessage, task: Task | None, why: str, job: Job | None = None, signum: int | None = None
@@ -196,71 +215,64 @@ class TaskHistory(Observer):
         """REVOKED, with the reason as Celery stores it (``TaskRevokedError('expired')``) and the
         ``terminated``/``expired``/``signum`` fields of Celery's ``task-revoked`` event."""
         started = job.time_start if job is not None else None
-        self.history.record(
-            {
-                "id": message.id,
-                "name": message.name,
-                "state": states.REVOKED,
-                "args": message.headers.get("argsrepr") or repr(message.args),
-                "kwargs": message.headers.get("kwargsrepr") or repr(message.kwargs),
-                "result": None,
-                "exception": f"TaskRevokedError({why!r})",
-                "traceback": None,
-                "worker": self.hostname,
-                "queue": job.delivery.queue if job is not None else _queue_of(message),
-                "retries": message.retries,
-                "root_id": message.root_id,
-                "parent_id": message.parent_id,
-                "retry_of": message.headers.get("retry_of"),
-                "started": started,
-                "runtime": round(time.time() - started, 6) if started else None,
-                "terminated": job is not None,
-                "expired": why == "expired",
-                "signum": signum,
-            }
-        )
+        runtime = round(time.time() - started, 6) if started else None
+        queue = job.delivery.queue if job is not None else _queue_of(message)
+        extra = {
+            "args": message.headers.get("argsrepr") or repr(message.args),  # (no run reported them)
+            "kwargs": message.headers.get("kwargsrepr") or repr(message.kwargs),
+            "terminated": job is not None,
+            "expired": why == "expired",
+            "signum": signum,
+        }
+        exception = f"TaskRevokedError({why!r})"
+        self._write(message, queue, states.REVOKED, started, runtime, None, exception, None, extra=extra)
 
-    def _record(
+    def _write(
         self,
-        job: Job,
+        m: TaskMessage,
+        queue: str | None,
         state: str,
+        started: float | None,
+        runtime: float | None,
         result: str | None,
         exception: str | None,
         traceback: str | None,
-        runtime: float | None,
+        raw: bytes | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
-        m = job.message
-        self.history.record(
-            {
-                "id": m.id,
-                "name": m.name,
-                "state": state,
-                "args": m.headers.get("argsrepr"),
-                "kwargs": m.headers.get("kwargsrepr"),
-                "result": result,
-                "exception": exception,
-                "traceback": traceback,
-                "worker": self.hostname,
-                "queue": job.delivery.queue,
-                "retries": m.retries,
-                "root_id": m.root_id,
-                "parent_id": m.parent_id,
-                "retry_of": m.headers.get("retry_of"),
-                "started": job.time_start,
-                "runtime": runtime,  # ("finished" is stamped by the writer)
-            },
-            job.delivery.raw if state == states.FAILURE else None,
-        )
+        """One record, built in one literal (this runs for every task the worker finishes); ``extra``
+        adds or overrides fields (a revoke's)."""
+        headers = m.headers
+        record = {
+            "id": m.id,
+            "name": m.name,
+            "state": state,
+            "args": headers.get("argsrepr"),
+            "kwargs": headers.get("kwargsrepr"),
+            "result": result,
+            "exception": exception,
+            "traceback": traceback,
+            "worker": self.hostname,
+            "queue": queue,
+            "retries": m.retries,
+            "root_id": m.root_id,
+            "parent_id": m.parent_id,
+            "retry_of": headers.get("retry_of"),
+            "started": started,
+            "runtime": runtime,  # ("finished" is stamped by the writer)
+        }
+        if extra:
+            record.update(extra)
+        self.history.record(record, raw)
 
 
 def _queue_of(message: TaskMessage) -> str | None:
     """A message's queue from its routing key (a task skipped before it ran has no job, and so no
-    delivery); on RabbitMQ a delayed task's key is ``<28 binary digits>.<queue>``."""
+    delivery), without the delay prefix a task that came out of RabbitMQ's delay levels has."""
+    from engine.broker.amqp_delay import undelayed  # (py-amqp's import only for a revoked task)
+
     key = message.delivery_info.get("routing_key")
-    if not isinstance(key, str):
-        return None
-    head, dot, rest = key.partition(".")
-    return rest if dot and len(head) == 28 and set(head) <= {"0", "1"} else key
+    return undelayed(key) if isinstance(key, str) else None
 
 
 class TaskLog(Observer):
