@@ -110,6 +110,9 @@ class AmqpView:
     def delayed(self, limit: int = 200) -> tuple[list[dict[str, Any]], int]:
         return [], 0  # held by the workers until due: see their scheduled replies
 
+    def parked(self, task_id: str) -> dict[str, Any] | None:
+        return None  # no delayed set to look in: held by the workers until due
+
     def run_now(self, task_id: str, sign: Sign) -> str:
         raise NotHere(
             f"cannot move {task_id}: RabbitMQ keeps no delayed set (a task waiting for its ETA is in "

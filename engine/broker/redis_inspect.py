@@ -9,6 +9,7 @@ LPUSH and consumed from the right; ETA tasks wait in tqctl's delayed sorted set 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -129,16 +130,27 @@ class RedisView:
             rows.append(delayed_row(envelope_headers(raw), float(score), queue_of(key)))
         return rows, int(total)
 
-    def run_now(self, task_id: str, sign: Sign) -> str:
-        """Move an ETA task from the delayed set to its queue now (``eta`` cleared); its queue."""
+    def parked(self, task_id: str) -> dict[str, Any] | None:
+        """``task_id`` as ``delayed`` lists it, if it waits in the delayed set; else None."""
+        for _member, score, key, envelope in self._find_parked(task_id):
+            return delayed_row(envelope["headers"], score, queue_of(key))
+        return None
+
+    def _find_parked(self, task_id: str) -> Iterator[tuple[bytes, float, bytes, dict[str, Any]]]:
+        """(member, eta, queue key, envelope) of each delayed-set entry holding ``task_id``: a scan
+        (the set has no index by id) that decodes only the entries whose bytes name it."""
         needle = task_id.encode()
-        for member, _score in self.store.zscan_iter(DELAYED, count=1000):
+        for member, score in self.store.zscan_iter(DELAYED, count=1000):
             if needle not in member:
                 continue
             key, _, raw = member.partition(SEP.encode())
             envelope = json.loads(raw)
-            if (envelope.get("headers") or {}).get("id") != task_id:
-                continue
+            if (envelope.get("headers") or {}).get("id") == task_id:
+                yield member, float(score), key, envelope
+
+    def run_now(self, task_id: str, sign: Sign) -> str:
+        """Move an ETA task from the delayed set to its queue now (``eta`` cleared); its queue."""
+        for member, _score, key, envelope in self._find_parked(task_id):
             envelope["headers"]["eta"] = None
             # One script: queued only if still parked (a worker may have promoted it since the scan).
             moved = self.store.register_script(RUN_NOW)(

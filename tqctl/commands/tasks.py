@@ -62,7 +62,6 @@ RECORD_KEYS = (
     "retry_of",
 )
 HISTORY_SCAN = 1_000_000  # "all of it": the history itself is bounded by tqctl_history_size
-DELAYED_SCAN = 100_000  # ETA tasks read to find one (the delayed set has no index by id)
 SCHEDULED = "SCHEDULED"  # `task`'s state for one waiting for its ETA (no Celery state says it)
 _EVENT_NOISE = ("utcoffset", "pid", "clock", "local_received", "timestamp", "type", "uuid", "hostname")
 
@@ -121,7 +120,7 @@ def task(
         store = cluster.app.backend
         meta = store.get_meta(task_id) if store is not None else None
         done = (meta or {}).get("status") in states.READY_STATES
-        waiting = None if done else _delayed(cluster, task_id)
+        waiting = None if done else cluster.view.parked(task_id)  # waiting out its ETA
     runs = [_record_row(r) for r in reversed(records) if r.get("id") == task_id]  # oldest first
     if not runs and failure is None and meta is None and waiting is None:
         fail(
@@ -152,14 +151,6 @@ def task(
     traceback = (failure or {}).get("traceback") or (meta or {}).get("traceback")
     if traceback:
         emit_line("traceback:\n" + traceback.rstrip())
-
-
-def _delayed(cluster: Any, task_id: str) -> dict[str, Any] | None:
-    """The task when it waits in the broker's delayed set for its ETA (a countdown, or a retry's),
-    which no worker holds and so no history, inbox or result names yet. None elsewhere (RabbitMQ
-    keeps its delayed tasks where nobody can read them)."""
-    rows, _ = cluster.view.delayed(DELAYED_SCAN)
-    return next((row for row in rows if row.get("id") == task_id), None)
 
 
 def _timeline(runs: list[dict[str, Any]], failure: dict[str, Any] | None = None) -> list[dict[str, Any]]:
