@@ -46,6 +46,29 @@ def _to_stderr(line: str) -> None:
     sys.stderr.flush()
 
 
+class StateFolderError(BrokerUnavailable):
+    """The state folder cannot be made: the bundled broker (and the logs beside it) has nowhere
+    to live. A ``BrokerUnavailable``, so every command reports it as the one line it is."""
+
+
+def make_state_folder(path: str | os.PathLike[str], mode: int = 0o700) -> Path:
+    """Create ``path`` (and its parents) if needed. The failure names the folder and the way out,
+    not Python's ``FileExistsError: [Errno 17]`` (a file named ``.tqctl`` in the way)."""
+    folder = Path(path).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=mode)
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) or (folder.exists() and not folder.is_dir()):
+            why = "a file of that name is in the way"
+        else:
+            why = (exc.strerror or str(exc)).lower()
+        raise StateFolderError(
+            f"cannot use {folder.absolute()} as the state folder: {why}"
+            " (choose another with --state-dir or TQCTL_STATE_DIR)"
+        ) from None
+    return folder
+
+
 @dataclass(frozen=True)
 class ServerStatus:
     """What ``tqctl broker status`` reports; a value, so commands never touch the files."""
@@ -287,7 +310,7 @@ def _log_tail(paths: _Paths, lines: int = 5) -> str:
 @contextlib.contextmanager
 def _locked(paths: _Paths) -> Iterator[None]:
     """One process at a time decides whether to start: racing starters get one server."""
-    paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_state_folder(paths.root)
     with open(paths.lock, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

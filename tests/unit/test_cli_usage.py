@@ -325,3 +325,39 @@ def test_parsers() -> None:
         {"name": "a@h", "ok": False, "reply": None, "error": "nope"},
         {"name": "b@h", "ok": True, "reply": {"ok": "pong"}, "error": None},
     ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["status"], ["tasks"], ["demo"], ["broker", "start"], ["up", "-A", "tqctl.examples.shop", "--detach"]],
+)
+def test_a_state_folder_that_cannot_be_made_is_named_in_one_line(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file named ``.tqctl`` where the state folder goes: every command that needs the bundled
+    broker (or, for demo and up, a folder for its logs) said ``FileExistsError: [Errno 17] File
+    exists: '.tqctl'``. Now the line names the folder, why, and the way out; nothing starts."""
+    monkeypatch.delenv("TQCTL_BROKER", raising=False)
+    monkeypatch.delenv("TQCTL_STATE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".tqctl").write_text("not a folder")
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 1, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line == (
+        f"tqctl: error: cannot use {tmp_path / '.tqctl'} as the state folder: a file of that name is in the way"
+        " (choose another with --state-dir or TQCTL_STATE_DIR)"
+    )
+    assert (tmp_path / ".tqctl").read_text() == "not a folder"
+
+
+def test_demo_with_a_broker_given_still_names_its_log_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a broker URL the demo starts no bundled broker, but its worker's log goes in the
+    state folder: the same line, before any worker starts."""
+    monkeypatch.setenv("TQCTL_BROKER", f"redis://127.0.0.1:{closed_port()}/0")
+    monkeypatch.setenv("TQCTL_STATE_DIR", str(tmp_path / "state"))
+    (tmp_path / "state").write_text("")
+    result = CliRunner().invoke(app, ["demo"])
+    assert result.exit_code == 1, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"tqctl: error: cannot use {tmp_path / 'state'} as the state folder: a file of that name")

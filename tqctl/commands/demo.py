@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from engine.bundled import StateFolderError, make_state_folder
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.exceptions import TimeoutError as NotReady
 from tqctl.client import resolve_broker_url, resolve_state_dir
@@ -34,8 +35,10 @@ def demo(
     from tqctl.examples import shop
 
     shop.app.conf.broker_url = url
-    state = Path(resolve_state_dir())
-    state.mkdir(parents=True, exist_ok=True)
+    try:
+        state = make_state_folder(resolve_state_dir(), mode=0o777)
+    except StateFolderError as exc:
+        fail(str(exc))
     log = state / "demo-worker.log"
     env = {**os.environ, "TQCTL_BROKER": url}
     # The worker's own log goes to a file: its ERROR line for the refund that is meant to fail

@@ -209,8 +209,12 @@ def up(
         _need_terminal()  # before the bundled broker or any child starts: nothing is left running
     url, explicit = resolve(broker, state_dir)
     _check_state(url, engine_app)
-    logs = Path(state_dir).expanduser() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    from engine.bundled import StateFolderError, make_state_folder
+
+    try:
+        logs = make_state_folder(Path(state_dir).expanduser() / "logs", mode=0o777)
+    except StateFolderError as exc:
+        raise LaunchError(str(exc)) from None
     env = {**os.environ, "TQCTL_BROKER": url}  # the URL (and its password) only here: argv shows in ``ps``
     owned = Owned(detach=detach)
     base = [sys.executable, "-m", "tqctl"]
