@@ -4,6 +4,7 @@ backend, and a retry from it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,3 +166,41 @@ def test_up_on_amqp_without_a_redis_backend_says_so_before_starting(
             read_only=False,
             say=lambda text: None,
         )
+
+
+def test_a_console_opened_later_shows_only_the_failures_still_in_the_inbox(
+    amqp_url: str,
+    redis_url: str,
+    redis_client: Any,
+    worker: WorkerProcess,
+    amqp_client: Any,
+    tmp_path: Path,
+    monkeypatch: Any,
+) -> None:
+    """Failures retried or discarded before the console opened are in the history it replays, but
+    not in the inbox: the Failures screen counts them neither open nor as members (it showed every
+    replayed failure as open, where ``tqctl failures`` said 1)."""
+    from engine.history import History
+    from tqctl.tui.screens.failures import FailuresScreen
+    from tqctl.tui.views import failure_groups
+
+    monkeypatch.setenv("TQCTL_BACKEND", redis_url)
+    kept, gone = (amqp_client.send_task(f"{APP}.charge", [n]) for n in (1, 2))
+    for result in (kept, gone):
+        result.get(timeout=60, propagate=False)
+    history = History(redis_client)
+    deadline = time.monotonic() + 30
+    while {f["id"] for f in history.failures()} != {kept.id, gone.id} and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert history.delete_failure(gone.id)  # as `tqctl discard` does
+    app = live_app(amqp_url, tmp_path)
+
+    async def scenario(pilot: Any) -> None:
+        await wait_for(pilot, lambda: app.model.state.task(gone.id) is not None, "the replayed history", 60)
+        await wait_for(pilot, lambda: app.model.history_available, "the inbox", 60)
+        await press(pilot, "5")
+        await wait_screen(pilot, FailuresScreen)
+        groups = failure_groups(app.model)
+        assert [[m.id for m in g.members] for g in groups] == [[kept.id]]
+
+    drive(app, scenario, timeout=150)

@@ -62,6 +62,8 @@ class ConsoleModel:
         self.first_processed: dict[str, int] = {}  # ``processed`` of each worker when first seen
         self.known_queues: dict[str, list[str]] = {}  # each worker's queues, as it last answered
         self.dismissed: set[str] = set()  # failures that left the stored inbox (retried or deleted)
+        # failures known only from the replayed history: the stored inbox says whether they are open
+        self.backfilled_failures: set[str] = set()
 
     def now(self) -> float:
         return self.clock()
@@ -79,9 +81,13 @@ class ConsoleModel:
         for event in events:
             n += 1
             state.apply(event)
-            if backfill:
-                continue
             etype = event.get("type")
+            if backfill:
+                if etype == "task-failed":
+                    self.backfilled_failures.add(event.get("uuid") or "")
+                continue
+            if etype == "task-failed":
+                self.backfilled_failures.discard(event.get("uuid") or "")
             if etype in ("worker-online", "worker-heartbeat") and isinstance(event.get("processed"), int):
                 self.first_processed.setdefault(event.get("hostname") or "", event["processed"])
             if etype == "task-received":

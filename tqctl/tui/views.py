@@ -200,6 +200,8 @@ def failure_groups(model: ConsoleModel) -> list[GroupRow]:
     for task in model.state.failures(limit=5000):
         if task.uuid in seen or task.uuid in model.dismissed:
             continue
+        if model.history_available and task.uuid in model.backfilled_failures:
+            continue  # replayed from the history and no longer in the inbox: retried or discarded
         exc_type, message = split_exception(task.exception)
         fp = fingerprint(task.name or "", exc_type, message)
         group = groups.get(fp)
