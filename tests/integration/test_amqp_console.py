@@ -197,6 +197,8 @@ def test_a_console_opened_later_shows_only_the_failures_still_in_the_inbox(
 
     async def scenario(pilot: Any) -> None:
         await wait_for(pilot, lambda: app.model.state.task(gone.id) is not None, "the replayed history", 60)
+        # the queue each ran from, as the history has it (the task's header said "queue -")
+        assert app.model.state.task(kept.id).queue == "celery"
         await wait_for(pilot, lambda: app.model.history_available, "the inbox", 60)
         await press(pilot, "5")
         await wait_screen(pilot, FailuresScreen)

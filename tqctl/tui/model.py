@@ -85,6 +85,10 @@ class ConsoleModel:
             if backfill:
                 if etype == "task-failed":
                     self.backfilled_failures.add(event.get("uuid") or "")
+                elif etype == "task-received" and isinstance(event.get("queue"), str):
+                    task = state.task(event.get("uuid") or "")
+                    if task is not None and task.queue is None:
+                        task.queue = sys.intern(event["queue"])  # the history's queue (state takes it from task-sent)
                 continue
             if etype == "task-failed":
                 self.backfilled_failures.discard(event.get("uuid") or "")
