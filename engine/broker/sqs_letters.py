@@ -48,8 +48,9 @@ class DeadLetterQueue:
                 messages = [m for m in reply.get("Messages") or [] if m["MessageId"] not in seen]
                 if not messages:
                     return
-                for m in messages:
+                for m in messages:  # all of the batch first: a stop below must show the rest again too
                     seen[m["MessageId"]] = m["ReceiptHandle"]
+                for m in messages:
                     letter = _letter(m.get("Body") or "")
                     if letter is not None and visit(letter, self._deleter(seen, m["MessageId"])):
                         return

@@ -11,6 +11,7 @@ from types import ModuleType
 import pytest
 
 from engine.broker import connect
+from engine.broker.base import DeadLetter
 from engine.exceptions import ImproperlyConfigured
 from engine.redisconn import ConnectionURL
 from tests.integration.conftest import client_app
@@ -98,6 +99,25 @@ def test_malformed_message_is_dead_lettered_not_looped(
     finally:
         broker.close()
     assert worker.log().count("dead-lettered a message") >= 1
+
+
+def test_finding_one_dead_letter_leaves_the_others_of_its_batch_visible(sqs: SqsTarget) -> None:
+    """``dead show``/``requeue``/``delete`` stop at the letter they look for: the rest of the batch
+    SQS handed over with it is shown again at once (it stayed hidden for 30 s: a ``dead requeue``
+    right after a ``dead show`` said 'not found', exit 1, and ``dead ls`` left letters out)."""
+    broker = connect(ConnectionURL(sqs.url, {"sqs_options": sqs.options}))
+    try:
+        ids = [f"letter-{n}" for n in range(4)]
+        for n, letter_id in enumerate(ids):
+            letter = DeadLetter(letter_id, "celery", "invalid_json", "bad", 1000.0 + n, None, None, "w1", b"[1, 2")
+            broker.dead_letter(None, None, letter)
+        for letter_id in ids:
+            assert broker.dead_letter_get(letter_id) is not None, letter_id
+        assert sorted(x.id for x in broker.dead_letters()) == ids
+        assert broker.dead_letter_delete(ids[0]) and broker.dead_letter_delete(ids[3])
+        assert sorted(x.id for x in broker.dead_letters()) == ids[1:3]
+    finally:
+        broker.close()
 
 
 def test_a_celery_client_sends_to_our_worker_over_sqs(
