@@ -46,6 +46,7 @@ from engine.broker.eta_hold import EtaHold
 from engine.broker.sqs_letters import DEAD, DeadLetterQueue
 from engine.config import mask_url
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured, one_line
+from engine.redisconn import ConnectionURL
 from engine.serialization import json_dumps
 
 log = logging.getLogger("engine.broker")
@@ -433,6 +434,17 @@ def _envelope(body: str, tag: str, queue: str, redelivered: bool) -> bytes:
     props["delivery_tag"] = tag
     props["delivery_info"] = {"exchange": "", "routing_key": queue, "redelivered": redelivered}
     return json_dumps(envelope).encode()
+
+
+def bounded(url: str, seconds: float) -> str:
+    """``url`` whose SQS calls each give up after about ``seconds`` (tqctl's ``--timeout``), not
+    after the worker's read timeout (long enough to outlast a long poll): an endpoint that takes
+    connections and never answers fails in seconds, not in a minute and a half."""
+    options: dict[str, Any] = dict(getattr(url, "options", {}))
+    given: dict[str, Any] = dict(options.get("sqs_options") or {})
+    config = {**(given.get("client-config") or {}), "connect_timeout": min(seconds, 5.0), "read_timeout": seconds}
+    options["sqs_options"] = {**given, "client-config": config}
+    return ConnectionURL(str(url), options)
 
 
 def _check_url(url: str) -> None:

@@ -147,3 +147,42 @@ def test_queues_purge_and_history_on_sqs(
         assert "not available on an SQS broker" in tail.stderr
     finally:
         client.close()
+
+
+def test_an_sqs_endpoint_that_never_answers_fails_in_seconds(tmp_path: Path) -> None:
+    """``queues --timeout 2``, ``purge`` and ``dead ls`` against an endpoint that takes connections
+    and never answers: one line within seconds (each call gave up only after boto's 30 s read
+    timeout, retried: about 90 s each, whatever ``--timeout`` said)."""
+    import socket
+    import threading
+    import time
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])  # kept open, never answered
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    url = f"sqs://AKIDUMMY:s3cr3tdummy@127.0.0.1:{server.getsockname()[1]}"
+    try:
+        for argv in (["queues", "--timeout", "2"], ["purge", "celery", "--yes", "--timeout", "2"], ["dead", "ls"]):
+            began = time.monotonic()
+            done = tqctl(*argv, "--broker", url)
+            took = time.monotonic() - began
+            out = (done.stdout + done.stderr).strip()
+            assert done.returncode == 1 and took < 30, (argv, took, out)
+            assert out.count("\n") == 0 and "unreachable" in out and "s3cr3tdummy" not in out, out
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+        for conn in held:
+            conn.close()

@@ -90,6 +90,10 @@ class Cluster:
         self.url = url
         self.backend_url = backend
         self.timeout = timeout if timeout and timeout > 0 else None  # socket timeout for broker replies
+        if self.timeout and self.is_sqs:  # each SQS call gives up after it too (boto's own: 30 s, retried)
+            from engine.broker.sqs import bounded
+
+            self.url = bounded(url, self.timeout)
 
     def _client(self, read_timeout: float) -> Any:
         """A Redis client that gives up on a broker that accepts but never answers (None: not Redis)."""
