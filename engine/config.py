@@ -192,6 +192,10 @@ def _setting_name(name: str, prefix: str | None) -> str | None:
 
 
 def masked_setting(key: str, value: Any) -> Any:
+    if isinstance(value, (dict, list, tuple)) and SECRET_WORDS.search(key):
+        # A setting whose own name says secret holds secrets under names that do not (the key
+        # ids of ``tqctl_signing_keys={"k1": "..."}``): every value in it is masked, ids kept.
+        return _masked_values(value)
     if isinstance(value, dict):  # e.g. broker_transport_options={"sentinel_kwargs": {"password": ...}}
         return {k: masked_setting(str(k), v) for k, v in value.items()}
     if key in URL_SETTINGS and isinstance(value, str):
@@ -199,6 +203,14 @@ def masked_setting(key: str, value: Any) -> Any:
     if SECRET_WORDS.search(key) and value:
         return "********"
     return value
+
+
+def _masked_values(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _masked_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked_values(v) for v in value]
+    return "********" if value else value
 
 
 def env_broker_url() -> str | None:

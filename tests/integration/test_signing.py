@@ -135,6 +135,25 @@ def test_control_messages_must_be_signed_too(broker_url: str, tmp_path: Path) ->
         worker.close()
 
 
+def test_inspect_conf_masks_signing_keys_set_in_the_app(broker_url: str, tmp_path: Path) -> None:
+    """Keys in the app's configuration (a dict of key id to secret) came back in clear from
+    ``inspect conf``: only setting names were checked for secret words, and "k1" is none."""
+    from tests.apps.signed_conf import KEYS
+
+    args = ["-P", "threads", "-n", "confkeys@%h"]
+    worker = WorkerProcess(broker_url, args, tmp_path / "worker.log", {}, app="tests.apps.signed_conf")
+    keys = {"TQCTL_SIGNING_KEYS": ",".join(f"{k}={v}" for k, v in KEYS.items()), "TQCTL_SIGNING_KEY_ID": "k2"}
+    try:
+        worker.wait_ready(60)
+        shown = tqctl(broker_url, "inspect", "conf", "--json", "--timeout", "3", env=keys)
+        assert shown.returncode == 0, shown.stderr
+        assert not any(secret in shown.stdout + shown.stderr for secret in KEYS.values())
+        [node] = json.loads(shown.stdout)["nodes"]
+        assert node["reply"]["tqctl_signing_keys"] == {"k1": "********", "k2": "********"}
+    finally:
+        worker.close()
+
+
 def test_signing_off_leaves_the_bytes_alone(broker_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[bytes] = []  # every message the protocol built, in order (template or full build)
     for owner, method in ((Template, "fill"), (Templates, "build")):
