@@ -23,6 +23,7 @@ from engine.control import store_revoked
 from engine.protocol import control as protocol
 from engine.protocol import task as task_protocol
 from engine.protocol.task import TaskMessage
+from engine.serialization import json_dumps
 from engine.worker import control as custom
 from engine.worker import stats
 from engine.worker.job import request_info
@@ -51,6 +52,22 @@ def _ids(value: Any) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def _jsonable(value: Any) -> Any:
+    """What JSON cannot carry as its repr, as Celery's ``inspect conf`` does: a ``crontab`` or a
+    ``timedelta`` in ``beat_schedule`` made the whole reply fail ("reply is not JSON")."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    try:
+        json_dumps(value)  # kombu's tagged types (datetime, Decimal, UUID, bytes) go as they are
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
 
 
 class _Listener(threading.Thread):
@@ -271,8 +288,8 @@ class RemoteControl:
     def do_conf(self, with_defaults: bool = False, **_: Any) -> dict[str, Any]:
         conf = self.worker.app.conf
         if not with_defaults:
-            return conf.changes()
-        return {key: masked_setting(key, conf[key]) for key in conf if not callable(conf[key])}
+            return _jsonable(conf.changes())
+        return _jsonable({key: masked_setting(key, conf[key]) for key in conf if not callable(conf[key])})
 
     def do_query_task(self, ids: Any = None, **_: Any) -> dict[str, Any]:
         w = self.worker

@@ -9,13 +9,20 @@ file is missing and creates it, so a retry of the very same message succeeds. ``
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 from engine import App
 from engine.exceptions import Reject
+from engine.schedules import crontab
 
 app = App("guarded")
 app.conf.worker_control_allow = ["ping", "revoke", "stats", "conf"]
 app.conf.api_token = "hunter2-token"  # a secret: ``inspect conf`` must show it masked
+# Values JSON cannot carry (no beat runs here): ``inspect conf`` answers them as their repr
+app.conf.beat_schedule = {
+    "nightly": {"task": "guarded.fail_once", "schedule": crontab(hour=3, minute=0), "args": ["/nonexistent"]},
+    "every-ten": {"task": "guarded.fail_once", "schedule": timedelta(seconds=10), "args": ["/nonexistent"]},
+}
 app.conf.tqctl_owner_timeout = 3.0
 app.conf.tqctl_heartbeat_interval = 0.5
 
