@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from tests.tui.conftest import cell, press, record_notes, wait_for
@@ -329,3 +330,53 @@ def test_the_queues_status_explains_drain_only_when_its_column_is_there() -> Non
     narrow, wide = run_demo(scenario, (80, 24)), run_demo(scenario, (160, 45))
     assert " DRAIN " not in narrow.splitlines()[3] and "DRAIN:" not in narrow, narrow
     assert " DRAIN " in wide.splitlines()[3] and "DRAIN: time to empty" in wide, wide
+
+
+# -- 8. `:SCREEN /text` opens a screen not yet shown, filtered ---------------------------------------
+def test_a_command_opens_a_screen_never_shown_before_with_its_filter() -> None:
+    """`:tasks /refund` on a fresh console stopped it with a traceback (NoMatches: FilterBar), and
+    exit 0: the filter went to the new screen before Textual had built it."""
+
+    async def scenario(pilot: Pilot, app: TqctlApp) -> None:
+        await press(pilot, "colon", *"tasks /refund", "enter")
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, TasksScreen) and app.screen, "the Tasks screen")
+        await settle(pilot)
+        assert screen.filter_text == "refund"
+        assert screen.query_one("#filter").value == "refund"
+        names = [cell(screen.table, key, "name") for key in screen.table.row_keys]
+        assert names and all("refund" in name for name in names), names
+        await press(pilot, "colon", *"workers /up1", "enter")  # a second screen, also new
+        workers = await wait_for(pilot, lambda: app.screen is not screen and app.screen, "the Workers screen")
+        await settle(pilot)
+        assert workers.filter_text == "up1" and workers.query_one("#filter").value == "up1"
+
+    run_demo(scenario)
+
+
+# -- 9. A console that stops on an error of its own says so in its exit code -------------------------
+def test_a_console_that_stops_on_an_error_of_its_own_is_not_a_clean_exit() -> None:
+    """Textual prints the error and returns: `tqctl` then exited 0, so a script or `tqctl up`
+    took the crash for the operator quitting. Now it is a LaunchError (one line, exit 1; `up`
+    stops what it started)."""
+    from tqctl.tui.launch import LaunchError, ended
+
+    app = make_demo_app()
+
+    def bug() -> None:
+        raise RuntimeError("a bug in a screen")
+
+    async def crash(pilot: Pilot) -> None:
+        await pilot.pause()
+        pilot.app.call_later(bug)
+        await pilot.pause(0.5)
+
+    choice = app.run(headless=True, auto_pilot=crash)
+    with pytest.raises(LaunchError, match="stopped on an internal error"):
+        ended(app, choice)
+
+    quitting = make_demo_app()
+
+    async def quit_(pilot: Pilot) -> None:
+        await press(pilot, "ctrl+c")
+
+    assert ended(quitting, quitting.run(headless=True, auto_pilot=quit_)) is None

@@ -130,7 +130,7 @@ def open_console(
         from tqctl.tui.demo import AUDIT, DemoSource, demo_clock
 
         app = TqctlApp(DemoSource(), read_only=read_only, audit=AuditLog(None, list(AUDIT)), clock=demo_clock)
-        return app.run()
+        return ended(app, app.run())
     from tqctl.tui.feed import LiveSource
 
     engine_app = load(app_spec)
@@ -138,7 +138,16 @@ def open_console(
         url, explicit = resolve(broker, state_dir)
     source = LiveSource(url, engine_app, app_spec, explicit_url=explicit)
     app = TqctlApp(source, read_only=read_only, audit=AuditLog.in_state_dir(state_dir), owned=owned)
-    return app.run()
+    return ended(app, app.run())
+
+
+def ended(app: Any, choice: str | None) -> str | None:
+    """What the operator chose, or a ``LaunchError`` when the console stopped on an error of its
+    own: Textual prints the error and returns, and the process then exited 0 as if all was well
+    (``up`` stops what it started on this error, as on any other)."""
+    if app.return_code:
+        raise LaunchError("the console stopped on an internal error (shown above)")
+    return choice
 
 
 def _start(owned: Owned, commands: list[tuple[str, list[str]]], logs: Path, env: dict[str, str]) -> None:

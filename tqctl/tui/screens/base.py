@@ -84,6 +84,12 @@ class ConsoleScreen(Screen):
     def compose_body(self) -> ComposeResult:
         yield Static()
 
+    def on_mount(self) -> None:
+        """A filter given before the screen was built (``:tasks /text``) is shown once it is.
+        Textual also calls a subclass's own ``on_mount``: both run."""
+        if self.filter_text:
+            self.set_filter(self.filter_text)
+
     def on_screen_resume(self) -> None:
         self.refresh_view(force=True)
 
@@ -168,6 +174,8 @@ class ConsoleScreen(Screen):
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text.strip()
+        if not self.query(FilterBar):  # not built yet (``:tasks /text`` opening it): ``on_mount`` shows it
+            return
         self.query_one(FilterBar).value = self.filter_text
         self.query_one(FilterLine).set_class(bool(self.filter_text), "-shown")
         self._show_problem()
