@@ -132,6 +132,8 @@ class AmqpBroker:
     def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
         text = one_line(exc)
         if isinstance(exc, amqp.exceptions.AccessRefused):
+            if getattr(exc, "method_name", ""):  # a channel's (Queue.declare...): a reserved name or a permission
+                return BrokerUnavailable(f"broker {mask_url(str(self.url))} refused it: {text}")
             return BrokerUnavailable(f"broker {mask_url(str(self.url))} refused the login (user or password): {text}")
         return BrokerUnavailable(unreachable_line(str(self.url), text))
 

@@ -149,3 +149,12 @@ def test_verbs_needing_a_backend_refuse_in_one_line_without_one(amqp_url: str, a
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and missing in lines[0] and "AMQP broker" in lines[0], proc.stderr
+
+
+def test_a_queue_rabbitmq_refuses_is_not_called_a_wrong_login(amqp_url: str) -> None:
+    """RabbitMQ refuses ``amq.*`` queue names with ACCESS_REFUSED, as it does a wrong password:
+    ``tqctl call --queue amq.x`` said 'refused the login (user or password)'."""
+    done = tq(amqp_url, "call", "tests.apps.amqp_app.add", "--args", "[1, 1]", "--queue", "amq.tqctl-test")
+    out = (done.stdout + done.stderr).strip()
+    assert done.returncode == 1 and out.count("\n") == 0, out
+    assert "reserved prefix 'amq.*'" in out and "login" not in out and "guest:guest" not in out, out
