@@ -414,6 +414,17 @@ HONOURED = frozenset(
         # removed either way (Celery rejects it without requeue, which Redis drops), queues are created
         # on first use, and protocol 2 is the only one sent.
         "task_acks_on_failure_or_timeout",
+        # Connection settings, read where clients are built (engine/redisconn.py): TLS for the broker
+        # and the Redis backend, the backend's Sentinel options, its pool size, and the queue
+        # declarations an AMQP broker must agree on with Celery's.
+        "broker_use_ssl",
+        "redis_backend_use_ssl",
+        "result_backend_transport_options",  # Sentinel's master_name...; result_chord_ordered
+        "redis_max_connections",
+        "task_queue_max_priority",
+        "task_default_queue_type",
+        "broker_native_delayed_delivery_queue_type",
+        "beat_max_loop_interval",  # the longest beat sleeps between checks (engine/beat_scheduler.py)
     }
 )
 

@@ -566,15 +566,15 @@ def test_settings_check_names_ignored_celery_settings_and_typos() -> None:
     conf = Settings(
         task_acks_late=True,
         worker_max_tasks_per_child=10,
-        result_backend_transport_options={},
+        worker_lost_wait=10,
         task_acks_lates=True,
         tqctl_owner_timeout=3,
         worker_control_allow=["ping"],
     )
     lines = conf.startup_warnings()
     assert lines == [
-        "setting 'result_backend_transport_options' is a Celery setting this engine ignores (no effect)",
         "setting 'task_acks_lates' is not a Celery setting (misspelt?); did you mean 'task_acks_late'?",
+        "setting 'worker_lost_wait' is a Celery setting this engine ignores (no effect)",
         "setting 'worker_max_tasks_per_child' is a Celery setting this engine ignores (no effect)",
     ]
     assert Settings().startup_warnings() == []
