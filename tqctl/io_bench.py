@@ -103,9 +103,34 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def wait_until(check: Callable[[], bool], stall: float, what: str) -> None:
+@dataclass
+class Watched:
+    """The worker a phase waits on, and its log: its exit ends the wait with its reason."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path | None = None
+
+    def check(self) -> None:
+        code = self.proc.poll()
+        if code is not None:
+            raise BenchError(f"the worker exited with code {code}: {last_line(self.log)}")
+
+
+def last_line(log: Path | None) -> str:
+    """A worker's last log line (its own ``tqctl: error:`` prefix dropped): why it stopped."""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines()] if log else []
+    except OSError:
+        lines = []
+    last = next((line for line in reversed(lines) if line), "")
+    return last.removeprefix("tqctl: error: ") or "(nothing in its log)"
+
+
+def wait_until(check: Callable[[], bool], stall: float, what: str, worker: Watched | None = None) -> None:
     deadline = time.monotonic() + stall
     while not check():
+        if worker is not None:
+            worker.check()
         if time.monotonic() > deadline:
             raise BenchError(f"gave up after {stall:g}s waiting for {what}")
         time.sleep(0.05)
@@ -116,27 +141,37 @@ def stored(client: redis.Redis, ids: Sequence[str]) -> int:
     return sum(int(client.exists(*keys[n : n + 1000])) for n in range(0, len(keys), 1000))
 
 
-def run_tasks(app: Any, client: redis.Redis, name: str, calls: int, path: str, stall: float) -> float:
+def run_tasks(
+    app: Any, client: redis.Redis, name: str, calls: int, path: str, stall: float, worker: Watched | None = None
+) -> float:
     """Publish ``calls`` tasks (one round trip) and wait for every result: seconds taken."""
     started = time.monotonic()
     sent = app.send_many(name, [((path,), None)] * calls, queue=QUEUE)
     ids = [r.id for r in sent]
-    wait_until(lambda: stored(client, ids) == len(ids), stall, f"{calls} results of {name}")
+    wait_until(lambda: stored(client, ids) == len(ids), stall, f"{calls} results of {name}", worker)
     return time.monotonic() - started
 
 
 def measure_worker(
-    app: Any, client: redis.Redis, server: SlowHTTP, worker: subprocess.Popen[bytes], name: str, opts: IOOptions
+    app: Any,
+    client: redis.Redis,
+    server: SlowHTTP,
+    worker: subprocess.Popen[bytes],
+    name: str,
+    opts: IOOptions,
+    log: Path | None = None,
 ) -> dict[str, float]:
-    """I/O tasks/s and memory per 1,000 in flight, through ``worker`` (already started)."""
-    run_tasks(app, client, name, 1, "0", opts.stall)  # ready, and warmed up
+    """I/O tasks/s and memory per 1,000 in flight, through ``worker`` (already started; should it
+    exit, the wait ends at once with the last line of ``log``)."""
+    watched = Watched(worker, log)
+    run_tasks(app, client, name, 1, "0", opts.stall, watched)  # ready, and warmed up
     idle = rss_mb(worker.pid)
-    seconds = run_tasks(app, client, name, opts.tasks, "", opts.stall + opts.tasks * opts.wait)
+    seconds = run_tasks(app, client, name, opts.tasks, "", opts.stall + opts.tasks * opts.wait, watched)
     hold, held = max(5.0, opts.wait), min(1000, opts.concurrency)
     app.send_many(name, [((f"{hold:g}",), None)] * held, queue=QUEUE)
-    wait_until(lambda: server.in_flight >= held, opts.stall, f"{held} tasks in flight")
+    wait_until(lambda: server.in_flight >= held, opts.stall, f"{held} tasks in flight", watched)
     busy = rss_mb(worker.pid)
-    wait_until(lambda: server.in_flight == 0, opts.stall + hold, "the held tasks to finish")
+    wait_until(lambda: server.in_flight == 0, opts.stall + hold, "the held tasks to finish", watched)
     return {"io_tasks_per_s": opts.tasks / seconds, "mem_mb_per_1000_in_flight": (busy - idle) * 1000 / held}
 
 
@@ -209,10 +244,11 @@ def measure_engine(url: str, opts: IOOptions, progress: Progress, logdir: Path) 
     result: dict[str, float] = {}
     try:
         progress(f"tqctl -P {opts.pool} -c {opts.concurrency}: {opts.tasks} tasks waiting {opts.wait:g}s on HTTP")
-        worker = start_engine_worker(url, server, opts, logdir / f"tqctl-{opts.pool}.log")
+        log = logdir / f"tqctl-{opts.pool}.log"
+        worker = start_engine_worker(url, server, opts, log)
         try:
             name = "tqctl.examples.ioapp.wait_http" if opts.pool == "asyncio" else "tqctl.examples.ioapp.wait_http_sync"
-            result.update(measure_worker(app, client, server, worker, name, opts))
+            result.update(measure_worker(app, client, server, worker, name, opts, log))
         finally:
             stop(worker)
         progress(f"enqueue: {opts.enqueue} messages from {opts.callers} concurrent adelay() callers")
