@@ -98,3 +98,47 @@ def test_beat_entries_run_now_disable_enable(broker_url, beatapp, state_dir):
     entries = audit_lines(state_dir)
     assert [e["action"] for e in entries] == ["beat_run_now", "beat_disable", "beat_enable"]
     assert entries[1]["command"] == "tqctl beat disable every-second -A tests.apps.beatapp"
+
+
+def test_an_app_with_no_broker_of_its_own_reads_beat_on_the_consoles_cluster(
+    broker_url, redis_client, state_dir, tmp_path, monkeypatch
+):
+    """`tqctl --broker URL -A app` (and `tqctl up -A app --state-dir DIR`) with an app that names
+    no broker: its own lookup started a second bundled broker in ./.tqctl, and the Scheduled screen
+    read beat's state there ("no beat is running", every entry on). Now it reads this cluster's."""
+    import datetime as dt
+
+    from engine import bundled
+    from engine.beat_store import BeatStore
+    from tqctl.tui.launch import aimed, load
+
+    monkeypatch.delenv("TQCTL_BROKER", raising=False)
+    monkeypatch.delenv("TQCTL_STATE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    BeatStore(redis_client).set_enabled("every-minute", False, dt.datetime.now(dt.timezone.utc))
+    engine_app = load("tests.apps.beatapp")
+    before = engine_app.conf.broker_url
+    engine_app.close()
+    engine_app.conf.broker_url = None  # as the module leaves it: no broker named
+    try:
+        app = live_app(broker_url, state_dir, app=aimed(engine_app, broker_url), app_spec="tests.apps.beatapp")
+
+        async def scenario(pilot):
+            await press(pilot, "6")
+            screen = await wait_screen(pilot, ScheduledScreen)
+            beat = screen.query_one("#beat")
+            await wait_for(pilot, lambda: "every-minute" in beat.row_keys, "the beat entries")
+            await wait_for(
+                pilot,
+                lambda: cell(beat, "every-minute", "enabled") == "○ off",
+                "the entry disabled on this cluster",
+                show=lambda: shown_rows(beat),
+            )
+            assert cell(beat, "every-second", "enabled") == "✓ on"
+
+        drive(app, scenario)
+        assert not (tmp_path / ".tqctl").exists()  # no second broker was started here
+    finally:
+        engine_app.close()
+        engine_app.conf.broker_url = before
+        bundled.stop(tmp_path / ".tqctl")  # the stray one, had it started (stop is a no-op otherwise)

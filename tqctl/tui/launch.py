@@ -86,6 +86,17 @@ def resolve(broker: str | None, state_dir: str) -> tuple[str, bool]:
     return url, explicit
 
 
+def aimed(app: Any, url: str) -> Any:
+    """The app given with -A, on the cluster the console shows. Its own lookup (its setting, else
+    ``TQCTL_BROKER``, else a bundled broker in ./.tqctl) can name another server: with ``--broker
+    URL``, ``--state-dir DIR`` or under ``tqctl up`` the Scheduled screen read beat's state from a
+    second bundled broker it started in the current folder ("no beat is running"), and its
+    run-now and enable/disable acted there."""
+    if app is not None:
+        app.conf.broker_url = url
+    return app
+
+
 def _check_state(url: str, app: Any) -> None:
     """On AMQP the workers keep revokes and history on a Redis result backend: without one they
     would not start, so say so before starting anything."""
@@ -136,7 +147,7 @@ def open_console(
     engine_app = load(app_spec)
     if url is None:
         url, explicit = resolve(broker, state_dir)
-    source = LiveSource(url, engine_app, app_spec, explicit_url=explicit)
+    source = LiveSource(url, aimed(engine_app, url), app_spec, explicit_url=explicit)
     app = TqctlApp(source, read_only=read_only, audit=AuditLog.in_state_dir(state_dir), owned=owned)
     return ended(app, app.run())
 
