@@ -283,7 +283,9 @@ class TaskLog(Observer):
             log.info("Task %s[%s] received", job.name, job.id)
 
     def finished(self, job: Job, outcome: Outcome) -> None:
-        if outcome.state != states.FAILURE and log.isEnabledFor(logging.INFO):
+        # A retry was logged where it ran, in Celery's words ("Task name[id] retry: Retry in 2s:
+        # ValueError(...)", engine.trace); a line here would give the run time as if the countdown.
+        if outcome.state not in (states.FAILURE, states.RETRY) and log.isEnabledFor(logging.INFO):
             verb = "succeeded" if outcome.state == states.SUCCESS else outcome.state.lower()
             result = outcome.result_repr or outcome.exception_repr
             log.info("Task %s[%s] %s in %.4fs: %s", job.name, job.id, verb, outcome.runtime, result)
