@@ -207,11 +207,15 @@ class Worker:
         self.maintenance.thread.start()
         self.consumer.thread.start()
         signals.worker_ready.send(sender=self.consumer)
+        # The pool's size at start; under autoscale it moves within the range shown (idle, it shrinks
+        # to the minimum within seconds), so the figure alone would soon be wrong.
+        scale = f" (autoscale {self.autoscale[1]}-{self.autoscale[0]})" if self.autoscale else ""
         log.info(
-            "%s ready: pool=%s concurrency=%d queues=%s",
+            "%s ready: pool=%s concurrency=%d%s queues=%s",
             self.hostname,
             self.pool.kind,
             self.concurrency,
+            scale,
             ",".join(self.queues),
         )
 

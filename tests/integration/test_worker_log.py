@@ -29,3 +29,13 @@ def test_a_retry_is_logged_once_with_its_countdown_as_celery_words_it(
     assert retries[0].endswith(
         f"Task tests.apps.shop.flaky[{result.id}] retry: Retry in 0.1s: ValueError('attempt 0')"
     ), retries
+
+
+def test_ready_line_of_an_autoscaled_worker_shows_its_range(start_worker: Callable[..., WorkerProcess]) -> None:
+    """Before: "--autoscale 4,1" on a 2-CPU machine logged "ready: pool=prefork concurrency=2", and
+    a few idle seconds later the pool had 1 process, the line still saying 2. Now the line reads
+    "concurrency=2 (autoscale 1-4)": the size it started with and the range it moves in."""
+    worker = start_worker("-c", "2", "--autoscale", "4,1")
+    ready = next(line for line in worker.log().splitlines() if " ready: " in line)
+    assert "ready: pool=prefork concurrency=2 (autoscale 1-4) queues=celery" in ready, ready
+    wait_for(lambda: len(worker.children()) == 1, 30, "the idle pool to shrink to the minimum shown")
