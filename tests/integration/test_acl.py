@@ -14,15 +14,16 @@ from pathlib import Path
 import pytest
 import redis
 
-from engine import App
+from engine import App, chord
 from tests.integration.harness import ROOT, WorkerProcess
 from tests.integration.servers import Server, free_port, valkey_binary, wait_until
 
 pytestmark = pytest.mark.integration
 
-# Workers, clients, beat and the scripted commands (the console also reads INFO server: add +info).
+# Workers, clients, beat and the scripted commands (the console also reads INFO server: add +info);
+# README's line, word for word (+expire is for chords).
 COMMANDS = (
-    "+ping +hello +client|setinfo +get +set +setex +del +pexpire +pttl +hget +hset +hsetnx +hdel +hexists "
+    "+ping +hello +client|setinfo +get +set +setex +del +expire +pexpire +pttl +hget +hset +hsetnx +hdel +hexists "
     "+hkeys +hgetall +hmget +hlen +hvals +hincrby +lpush +rpush +rpop +lpop +brpop +blmove +lpos +llen "
     "+lrange +lindex +ltrim +sadd +srem +smembers +zadd +zincrby +zrem +zcard +zrange +zrangebyscore "
     "+zrevrange +zremrangebyscore +zremrangebyrank +zscan +scan +publish +subscribe +unsubscribe +psubscribe +evalsha "
@@ -43,7 +44,10 @@ def acl_server(tmp_path: Path) -> Iterator[Server]:
         server.kill()
 
 
-def test_worker_client_beat_and_status_as_a_narrow_acl_user(acl_server: Server, tmp_path: Path) -> None:
+def test_worker_client_chord_beat_and_status_as_readmes_acl_user(acl_server: Server, tmp_path: Path) -> None:
+    """Before: the test's user lacked README's +expire and ran no chord, so a chord under README's
+    rule was never tried (without +expire its header ends with an internal error). Now the user is
+    README's line and a chord's header and body run to a result, nothing refused."""
     url = f"redis://tqctl:s3cret-pw@127.0.0.1:{acl_server.port}/0"
     worker = WorkerProcess(url, ["-c", "2", "-B", "-n", "acl@%h"], tmp_path / "worker.log", {})
     app = App("aclclient", broker=url)
@@ -52,6 +56,9 @@ def test_worker_client_beat_and_status_as_a_narrow_acl_user(acl_server: Server, 
         worker.wait_ready(60)
         assert app.send_task("tests.apps.shop.add", args=[2, 3]).get(timeout=60) == 5
         assert app.send_task("tests.apps.shop.add", args=[1, 1], countdown=0.5).get(timeout=60) == 2
+        header = [app.signature("tests.apps.shop.add", (i, i)) for i in range(3)]
+        body = app.signature("tests.apps.shop.add", ([6],))  # the header's results + [6]
+        assert chord(header)(body).get(timeout=60) == [0, 2, 4, 6]  # a chord needs +expire
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TQCTL_BROKER": url}
         for args in (
             ["status", "--timeout", "3"],
