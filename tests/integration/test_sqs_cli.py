@@ -25,7 +25,7 @@ def tqctl(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("argv", [["inspect", "ping"], ["control", "shutdown"], ["status"]])
+@pytest.mark.parametrize("argv", [["inspect", "ping"], ["control", "shutdown"], ["status"], ["workers"]])
 def test_remote_control_on_sqs_is_refused_in_one_line(sqs: SqsTarget, argv: list[str]) -> None:
     done = tqctl(*argv, "--broker", sqs.url)
     assert done.returncode != 0

@@ -75,10 +75,11 @@ def workers(
     """
     dest = destinations(destination)
     with session(broker, timeout=timeout + 1.0) as cluster:
+        control = cluster.control  # first: on SQS, the one line saying there is no remote control
         heard = Listener(cluster, listen)  # (on AMQP: the celeryev exchange)
-        names = [r["name"] for r in node_rows(cluster.control.ping(timeout=timeout, destination=dest))]
-        stats = cluster.control.inspect("stats", timeout=timeout, destination=names) if names else {}
-        active = cluster.control.inspect("active", timeout=timeout, destination=names) if names else {}
+        names = [r["name"] for r in node_rows(control.ping(timeout=timeout, destination=dest))]
+        stats = control.inspect("stats", timeout=timeout, destination=names) if names else {}
+        active = control.inspect("active", timeout=timeout, destination=names) if names else {}
         beats = _heartbeats(heard.join())
     now = time.time()
     silent = sorted(n for n in beats if n not in names and (dest is None or n in dest))
