@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import asyncrun, chord_steps, log, signals, states
 from engine.backend.retry import store_patiently
-from engine.exceptions import BackendStoreError, EncodeError, Ignore, Reject, Retry
+from engine.exceptions import BackendStoreError, EncodeError, Ignore, Reject, Retry, one_line
 from engine.protocol.results import encode_exception, format_traceback, meta
 from engine.protocol.task import safe_repr
 from engine.request import Request
@@ -209,6 +209,16 @@ def _internal_error(task: Task, request: Request, exc: Exception, started: float
     return internal_error(exc, time.perf_counter() - started, einfo.traceback)
 
 
+def _with_text(exc: BaseException) -> str:
+    """``repr(exc)``, unless it leaves the message out: redis-py's errors repr as their kind
+    (``server:ResponseError``), which hid e.g. an ACL refusal's "no permissions to run the 'expire'
+    command" from the stored error and the log; then ``ResponseError('<message>')``."""
+    text, message = repr(exc), str(exc)
+    if not message or message in text or repr(message) in text:
+        return text
+    return f"{type(exc).__name__}({one_line(exc)!r})"
+
+
 def internal_error(exc: BaseException, runtime: float = 0.0, traceback: str | None = None) -> Outcome:
     """An outcome that could not be recorded (result store unreachable past its retries, callbacks that
     cannot be sent, a hook that raised): the worker dead-letters the message with ``internal`` as the
@@ -217,7 +227,7 @@ def internal_error(exc: BaseException, runtime: float = 0.0, traceback: str | No
     return Outcome(
         states.FAILURE,
         runtime,
-        exception_repr=repr(exc),
+        exception_repr=_with_text(exc),
         traceback=traceback if traceback is not None else format_traceback(exc),
         internal=reason,
     )

@@ -34,8 +34,18 @@ ACL = f"user tqctl on >s3cret-pw resetkeys ~* resetchannels &* -@all {COMMANDS}"
 
 @pytest.fixture
 def acl_server(tmp_path: Path) -> Iterator[Server]:
+    yield from _server(tmp_path, ACL)
+
+
+@pytest.fixture
+def no_expire_server(tmp_path: Path) -> Iterator[Server]:
+    """README's user without +expire: a chord's join is refused."""
+    yield from _server(tmp_path, ACL.replace(" +expire ", " "))
+
+
+def _server(tmp_path: Path, acl: str) -> Iterator[Server]:
     server = Server(
-        tmp_path / "acl", free_port(), [ACL, "user admin on >admin-pw ~* &* +@all", "user default off"], valkey_binary()
+        tmp_path / "acl", free_port(), [acl, "user admin on >admin-pw ~* &* +@all", "user default off"], valkey_binary()
     ).start()
     try:
         wait_until(lambda: server.client(username="admin", password="admin-pw").ping(), 30, "the server")
@@ -84,6 +94,29 @@ def test_worker_client_chord_beat_and_status_as_readmes_acl_user(acl_server: Ser
         for denied in (("FLUSHALL",), ("CONFIG", "GET", "*"), ("KEYS", "*"), ("SHUTDOWN",)):
             with pytest.raises(redis.exceptions.NoPermissionError):
                 user.execute_command(*denied)
+    finally:
+        app.close()
+        worker.close()
+
+
+def test_a_chord_refused_by_the_acl_fails_with_the_servers_reason(no_expire_server: Server, tmp_path: Path) -> None:
+    """Before: a chord whose user lacks +expire failed with only "internal error:
+    server:ResponseError" (redis-py's repr of the error), in the stored result and the worker's
+    log. Now both carry the server's text: "... no permissions to run the 'expire' command ..."."""
+    url = f"redis://tqctl:s3cret-pw@127.0.0.1:{no_expire_server.port}/0"
+    worker = WorkerProcess(url, ["-c", "1", "-n", "noexpire@%h"], tmp_path / "worker.log", {})
+    app = App("aclclient", broker=url)
+    try:
+        worker.wait_ready(60)
+        header = [app.signature("tests.apps.shop.add", (i, i)) for i in range(2)]
+        result = chord(header)(app.signature("tests.apps.shop.add", ([6],)))
+        with pytest.raises(Exception, match="no permissions to run the 'expire' command") as failed:
+            result.get(timeout=60)
+        assert "server:ResponseError" not in str(failed.value)
+        unrecorded = [line for line in worker.log().splitlines() if "outcome could not be recorded" in line]
+        assert unrecorded, worker.log()  # logged before the failure is stored
+        assert all("(internal_error): ResponseError(" in line for line in unrecorded), unrecorded
+        assert all("no permissions to run the 'expire' command" in line for line in unrecorded), unrecorded
     finally:
         app.close()
         worker.close()
