@@ -6,13 +6,15 @@ The public surface is what Celery users write: ``App`` with ``@app.task``, ``sha
 
 from engine import states
 from engine.app import App
-from engine.canvas import Signature, signature
+from engine.canvas import Signature, maybe_signature, signature
 from engine.protocol.task import new_id as uuid
 from engine.result import AsyncResult, EagerResult
 from engine.shared import current_app, current_task, shared_task
 from engine.stamping import StampingVisitor
 from engine.task import Task
-from engine.workflows import GroupResult, chain, chord, group
+from engine.workflows import GroupResult, chain, chord, chunks, group, xmap, xstarmap
+
+subtask = signature  # Celery's older name, still exported by ``celery``
 
 Celery = App  # so `from engine import Celery` works for the laziest migration
 
@@ -27,11 +29,16 @@ __all__ = [
     "Task",
     "chain",
     "chord",
+    "chunks",
     "current_app",
     "current_task",
     "group",
+    "maybe_signature",
     "shared_task",
     "signature",
     "states",
+    "subtask",
     "uuid",
+    "xmap",
+    "xstarmap",
 ]

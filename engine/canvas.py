@@ -280,3 +280,16 @@ def _plain(value: Any, memo: dict[int, Any] | None = None) -> Any:
         memo[id(value)] = (value, copied)
         copied.extend(_plain(v, memo) for v in value)
     return copied
+
+
+# ``celery.canvas`` holds the workflow primitives too; ours live in ``engine.workflows``, which
+# imports this module, so ``from engine.canvas import chain`` looks them up on first use.
+_WORKFLOWS = {"chain", "group", "chord", "chunks", "xmap", "xstarmap"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WORKFLOWS:
+        from engine import workflows
+
+        return getattr(workflows, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

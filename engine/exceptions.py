@@ -16,7 +16,15 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-class TaskError(Exception):
+class CeleryError(Exception):
+    """Base of Celery's own errors, as in Celery: ``except CeleryError`` keeps catching them."""
+
+
+class TaskPredicate(CeleryError):
+    """Celery's base of ``Retry``, ``Ignore`` and ``Reject``: what a task raises to steer the worker."""
+
+
+class TaskError(CeleryError):
     """Base for errors raised by the engine about tasks."""
 
 
@@ -24,7 +32,7 @@ def _retry(message: str | None, exc: BaseException | None, when: float | None) -
     return Retry(message, exc, when)
 
 
-class Retry(TaskError):
+class Retry(TaskPredicate, TaskError):
     """Raised by ``Task.retry()``: tells the executor the task was re-published, not failed.
 
     Named ``celery.exceptions.Retry`` where Python prints a qualified name (tracebacks, stored
@@ -73,11 +81,11 @@ class TimeLimitExceeded(Exception):
     """The hard time limit passed and the process running the task was killed."""
 
 
-class Ignore(TaskError):
+class Ignore(TaskPredicate, TaskError):
     """Raised by a task to end without a result or callbacks (``Task.replace`` raises it)."""
 
 
-class Reject(TaskError):
+class Reject(TaskPredicate, TaskError):
     """Raised by a task to refuse its message; with ``requeue=True`` it goes back to the queue."""
 
     def __init__(self, reason: Any = None, requeue: bool = False) -> None:
@@ -114,7 +122,7 @@ class ContentDisallowed(TaskError):
     """A message used a serializer that ``accept_content`` does not allow (pickle by default)."""
 
 
-class ImproperlyConfigured(Exception):
+class ImproperlyConfigured(CeleryError):
     """A setting or URL cannot work; the message says which and why."""
 
 

@@ -19,7 +19,11 @@ if TYPE_CHECKING:
 _PARENT_CHECK = 1.0
 
 
-class AsyncResult:
+class ResultBase:
+    """Celery's common base of every result class (``isinstance(r, ResultBase)``)."""
+
+
+class AsyncResult(ResultBase):
     def __init__(
         self, id: str, app: App | None = None, task_name: str | None = None, parent: AsyncResult | None = None
     ) -> None:
@@ -257,7 +261,7 @@ class EagerResult(AsyncResult):
         pass
 
 
-class MemberStates:
+class MemberStates(ResultBase):
     """The state questions a collection answers over its members; ``ResultSet`` and ``GroupResult``
     share them (a ``GroupResult`` is an ``AsyncResult``, so it cannot be a ``ResultSet``)."""
 
@@ -425,3 +429,14 @@ class ResultSet(MemberStates):
             else:
                 values[index[task_id]] = value
         return None if callback is not None else values
+
+
+def __getattr__(name: str) -> Any:
+    """``from engine.result import GroupResult, result_from_tuple``, as ``celery.result`` offers
+    them: they live in ``engine.group_result``, which imports this module, so they are looked up
+    on first use rather than imported here."""
+    if name in ("GroupResult", "result_from_tuple"):
+        from engine import group_result
+
+        return getattr(group_result, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

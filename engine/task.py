@@ -308,14 +308,14 @@ class Task:
     subtask = signature
 
     def map(self, it: Any) -> Signature:
-        from engine.canvas import Signature
+        from engine.workflows import xmap
 
-        return Signature("celery.map", (), {"task": dict(self.s()), "it": list(it)}, immutable=True, app=self.app)
+        return xmap(self.s(), it)
 
     def starmap(self, it: Any) -> Signature:
-        from engine.canvas import Signature
+        from engine.workflows import xstarmap
 
-        return Signature("celery.starmap", (), {"task": dict(self.s()), "it": list(it)}, immutable=True, app=self.app)
+        return xstarmap(self.s(), it)
 
     def chunks(self, it: Any, n: int) -> Any:
         from engine.workflows import Chunks

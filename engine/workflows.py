@@ -31,7 +31,20 @@ from engine.result import AsyncResult
 if TYPE_CHECKING:
     from engine.app import App
 
-__all__ = ["Chain", "Chord", "Chunks", "Group", "GroupResult", "chain", "chord", "from_dict", "group"]
+__all__ = [
+    "Chain",
+    "Chord",
+    "Chunks",
+    "Group",
+    "GroupResult",
+    "chain",
+    "chord",
+    "chunks",
+    "from_dict",
+    "group",
+    "xmap",
+    "xstarmap",
+]
 
 
 def from_dict(data: dict[str, Any] | Signature, app: App | None = None) -> Signature:
@@ -747,6 +760,21 @@ class Chord(Signature):
 chain = _FoldedChain
 group = Group
 chord = Chord
+
+
+def chunks(task: Signature, it: Iterable[Any], n: int) -> Chunks:
+    """Celery's ``chunks(add.s(), items, 10)``: ``task.chunks(items, 10)`` as a function."""
+    return Chunks(task, it, n)
+
+
+def xmap(task: Signature, it: Iterable[Any]) -> Signature:
+    """Celery's ``xmap(add.s(), items)``: one ``celery.map`` task calling ``task`` on each item."""
+    return Signature("celery.map", (), {"task": dict(task), "it": list(it)}, immutable=True, app=task.app)
+
+
+def xstarmap(task: Signature, it: Iterable[Any]) -> Signature:
+    """Celery's ``xstarmap(add.s(), pairs)``: each item's members are the arguments."""
+    return Signature("celery.starmap", (), {"task": dict(task), "it": list(it)}, immutable=True, app=task.app)
 
 
 def replacement(task: Any, data: dict[str, Any]) -> Signature:
