@@ -148,6 +148,7 @@ celeryd_init = Signal("celeryd_init", {"instance", "conf", "options"})
 celeryd_after_setup = Signal("celeryd_after_setup", {"instance", "conf"})
 import_modules = Signal("import_modules")
 worker_init = Signal("worker_init")
+worker_before_create_process = Signal("worker_before_create_process")  # prefork parent, before each fork
 worker_process_init = Signal("worker_process_init")
 worker_process_shutdown = Signal("worker_process_shutdown")
 worker_ready = Signal("worker_ready")
@@ -183,6 +184,7 @@ __all__ = [
     "task_revoked",
     "task_success",
     "task_unknown",
+    "worker_before_create_process",
     "worker_init",
     "worker_process_init",
     "worker_process_shutdown",

@@ -37,7 +37,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Protocol
 
 import engine.backend.redis  # noqa: F401  imported once here, shared by every child (not once per child)
-from engine import trace
+from engine import signals, trace
 from engine.exceptions import TimeLimitExceeded, WorkerLostError
 from engine.worker.child import PACKET, SLOTS, STOP, ChildEnds, Shared, child_main, dumps
 from engine.worker.pool import PoolHost
@@ -147,6 +147,7 @@ class PreforkPool:
         # Objects alive now move to the permanent generation: the children's collector then never
         # writes to them, so their pages stay shared (copy-on-write) instead of being copied.
         gc.freeze()
+        signals.worker_before_create_process.send(sender=self)  # as Celery's pool, in the parent
         parent_end, child_end = _fork.Pipe(duplex=False)
         inbox_r, inbox_w = _fork.Pipe(duplex=False)
         ends = ChildEnds(self._inq_r, inbox_r, child_end, self._shared, self._task_switch_interval)

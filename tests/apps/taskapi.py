@@ -30,6 +30,7 @@ from engine.signals import (
     task_revoked,
     task_success,
     task_unknown,
+    worker_before_create_process,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
@@ -80,6 +81,11 @@ def on_after_setup_task_logger(logger: Any = None, **kw: Any) -> None:
 @worker_init.connect
 def on_worker_init(sender: Any = None, **kw: Any) -> None:
     ledger(f"worker_init hostname={sender.hostname}")
+
+
+@worker_before_create_process.connect
+def on_worker_before_create_process(sender: Any = None, **kw: Any) -> None:
+    ledger("worker_before_create_process")
 
 
 @worker_process_init.connect

@@ -78,6 +78,10 @@ def test_celerys_signals_fire_in_the_right_process_with_celerys_arguments(
     [child_init] = lines(ledger, "worker_process_init")
     child = pid_of(child_init)
     assert child != worker_pid
+    # Celery 5.7's hook before each fork, in the parent (it was missing: an ImportError for apps using it)
+    assert [pid_of(x) for x in lines(ledger, "worker_before_create_process")] == [worker_pid]
+    text = ledger.read_text()
+    assert text.index("worker_before_create_process") < text.index("worker_process_init")
     assert [pid_of(x) for x in lines(ledger, "worker_process_shutdown")] == [child]
     assert "after_setup_task_logger name=celery.task" in ledger.read_text()
 
