@@ -25,7 +25,7 @@ from engine.canvas import Signature
 from engine.config import Settings, env_backend_url, env_broker_url, state_dir
 from engine.control import Control
 from engine.events.sent import SentEvents
-from engine.exceptions import ImproperlyConfigured, NotRegistered
+from engine.exceptions import BrokerUnavailable, ImproperlyConfigured, NotRegistered
 from engine.log import AppLogging
 from engine.redisconn import REDIS_SCHEMES, backend_target, broker_target
 from engine.request import RequestStack
@@ -388,7 +388,12 @@ class App:
         **options: Any,
     ) -> ResultT:
         """Encode and publish one task message; the returned handle reads its result."""
-        return self._sending.send(name, args, kwargs, task, options)
+        try:
+            return self._sending.send(name, args, kwargs, task, options)
+        except BrokerUnavailable as exc:
+            from engine.kombu_errors import operational  # (kombu only once a send failed)
+
+            raise operational(exc) from None
 
     def send_many(
         self,
@@ -400,7 +405,12 @@ class App:
     ) -> list[ResultT]:
         """Bulk ``send_task``: one message per ``(args, kwargs)`` with the same options, all
         published in one round trip. Routing is decided once, from the first call's arguments."""
-        return self._sending.send_many(name, calls, task, options)
+        try:
+            return self._sending.send_many(name, calls, task, options)
+        except BrokerUnavailable as exc:
+            from engine.kombu_errors import operational  # (kombu only once a send failed)
+
+            raise operational(exc) from None
 
     def _prepare_send(
         self,

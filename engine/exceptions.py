@@ -135,7 +135,18 @@ class BackendStoreError(BackendError):
 
 
 class BrokerUnavailable(Exception):
-    """The broker cannot be reached; the message names the host with the password masked."""
+    """The broker cannot be reached; the message names the host with the password masked. What a
+    send raises is also kombu's ``OperationalError``, as Celery's (``engine.kombu_errors``)."""
+
+
+def __getattr__(name: str) -> Any:
+    """``from engine.exceptions import OperationalError``: kombu's, as ``celery.exceptions`` has
+    it, imported on first use (``engine.kombu_errors`` says why)."""
+    if name == "OperationalError":
+        from kombu.exceptions import OperationalError
+
+        return OperationalError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 CELERY_EXCEPTIONS: dict[str, type[BaseException]] = {

@@ -24,6 +24,7 @@ from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
 from engine.canvas import Signature, merge_options
+from engine.exceptions import BrokerUnavailable
 from engine.group_result import GroupResult
 from engine.protocol.task import new_id
 from engine.result import AsyncResult
@@ -65,14 +66,20 @@ def from_dict(data: dict[str, Any] | Signature, app: App | None = None) -> Signa
     return sig
 
 
-def _batched(app: App, members: Sequence[Signature]) -> contextlib.AbstractContextManager[Any]:
+@contextlib.contextmanager
+def _batched(app: App, members: Sequence[Signature]) -> Iterator[None]:
     """The broker's way to send a group's members together and wait once for all of them
     (RabbitMQ: one confirm wait instead of one per member), where it has one; returning still
-    means the broker has every member."""
-    if not members or app.conf.task_always_eager:
-        return contextlib.nullcontext()
-    batched = getattr(app.broker, "batched", None)
-    return batched() if batched is not None else contextlib.nullcontext()
+    means the broker has every member. A failed wait is kombu's ``OperationalError`` too, as a
+    failed ``send_task`` is (``engine.kombu_errors``)."""
+    try:
+        batched = None if not members or app.conf.task_always_eager else getattr(app.broker, "batched", None)
+        with batched() if batched is not None else contextlib.nullcontext():
+            yield
+    except BrokerUnavailable as exc:
+        from engine.kombu_errors import operational
+
+        raise operational(exc) from None
 
 
 def _app_of(sigs: Sequence[Signature], app: App | None) -> App:

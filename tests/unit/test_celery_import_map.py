@@ -7,6 +7,7 @@ Checked against the real celery package (a test dependency), not a list typed he
 from __future__ import annotations
 
 import importlib
+import socket
 
 import celery.exceptions
 import pytest
@@ -86,3 +87,38 @@ def test_xmap_xstarmap_and_chunks_build_what_the_task_methods_build() -> None:
     made, method = engine.chunks(add.s(), [(1, 2), (3, 4), (5, 6)], 2).group(), add.chunks([(1, 2), (3, 4), (5, 6)], 2)
     assert [dict(t)["kwargs"]["it"] for t in made.tasks] == [[(1, 2), (3, 4)], [(5, 6)]]
     assert [dict(t) for t in made.tasks] == [dict(t) for t in method.group().tasks]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("scheme", ["redis", "amqp"])
+def test_a_send_to_a_broker_that_is_down_raises_kombus_operational_error(scheme: str) -> None:
+    """Celery's ``delay()`` raises kombu's ``OperationalError`` when the broker is down, and apps
+    catch it to degrade (``except OperationalError: ...``); ours raised an exception of its own
+    that such a clause let through. Now a send, a bulk send and a group raise one that is both."""
+    from kombu.exceptions import OperationalError
+
+    port = _closed_port()
+    url = f"redis://127.0.0.1:{port}/0" if scheme == "redis" else f"amqp://guest:guest@127.0.0.1:{port}//"
+    app = App("down", broker=url, result_backend=None if scheme == "redis" else "rpc://")
+
+    @app.task(name="down.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    sends = (
+        lambda: add.delay(1, 2),
+        lambda: app.send_many("down.add", [((1, 2), None)]),
+        lambda: engine.group(add.s(1, 2), add.s(3, 4)).apply_async(),
+    )
+    for send in sends:
+        with pytest.raises(OperationalError) as caught:
+            send()
+        assert isinstance(caught.value, exceptions.BrokerUnavailable)  # the engine's own handlers still catch it
+        assert f"127.0.0.1:{port}" in str(caught.value) and "\n" not in str(caught.value)
+    assert importlib.import_module("engine.exceptions").OperationalError is OperationalError
+    app.close()
