@@ -13,7 +13,8 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from engine.config import mask_url
+from engine.config import mask_url, masked_setting
+from engine.redisconn import REDIS_SCHEMES
 
 if TYPE_CHECKING:
     from engine.worker.worker import Worker
@@ -80,6 +81,12 @@ def broker_info(url: str, transport_options: dict[str, Any] | None = None) -> di
     """kombu's ``Connection.info()`` for ``url``, minus the password (Celery pops it too)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    if scheme not in REDIS_SCHEMES:  # AMQP and SQS: kombu's own (already imported by those brokers)
+        import kombu
+
+        info = kombu.Connection(url, transport_options=dict(transport_options or {})).info()
+        info.pop("password", None)
+        return {**info, "transport_options": _masked_options(transport_options)}
     socket_url = "socket" in scheme
     query = dict(parse_qsl(parts.query))
     vhost = "/"
@@ -97,7 +104,7 @@ def broker_info(url: str, transport_options: dict[str, Any] | None = None) -> di
         "ssl": ssl,
         "transport": "rediss" if scheme == "rediss" else "redis",
         "connect_timeout": CONNECT_TIMEOUT,
-        "transport_options": dict(transport_options or {}),
+        "transport_options": _masked_options(transport_options),
         "login_method": None,
         "uri_prefix": "redis" if "+" in scheme else None,
         "heartbeat": HEARTBEAT,
@@ -198,3 +205,9 @@ def bugreport(w: Worker) -> str:
         f"settings -> transport:redis results:{mask_url(w.app.backend_url()) or 'disabled'}\n"
         f"worker   -> {w.hostname} pool={w.pool.kind} queues={','.join(w.queues)}\n"
     )
+
+
+def _masked_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """The transport options with their secrets masked, as ``inspect conf`` shows them: a
+    Sentinel's password (``sentinel_kwargs``) or SQS's ``predefined_queues`` keys were in clear."""
+    return dict(masked_setting("broker_transport_options", dict(options or {})))

@@ -8,6 +8,8 @@ import sys
 import traceback
 import types
 
+import pytest
+
 from engine import App
 from engine.exceptions import Retry
 from engine.worker.control import collect, control_command, inspect_command
@@ -63,6 +65,30 @@ def test_broker_info_has_kombus_fields_and_no_password() -> None:
     socket_info = broker_info("redis+socket://:s3cret@/run/redis.sock")
     assert "s3cret" not in repr(socket_info) and socket_info["uri_prefix"] == "redis"
     assert broker_info("rediss://h/0?ssl_cert_reqs=required")["ssl"] == {"ssl_cert_reqs": "required"}
+
+
+@pytest.mark.parametrize(
+    "url", ["amqp://user:s3cret@rabbit:5672/vh", "amqps://user:s3cret@rabbit//", "sqs://KEYID:s3cret@"]
+)
+def test_broker_info_on_rabbitmq_and_sqs_is_kombus_own(url: str) -> None:
+    """``inspect stats`` (and Flower's worker page) said ``transport: redis``, port 6379, for a
+    worker on RabbitMQ: the info was built for Redis URLs only."""
+    import kombu
+
+    expected = kombu.Connection(url).info()
+    expected.pop("password")
+    info = broker_info(url)
+    assert info == expected and "s3cret" not in repr(info)
+    assert info["transport"] == url.split(":", 1)[0]
+
+
+def test_broker_info_masks_secrets_in_transport_options() -> None:
+    """A Sentinel's password and SQS's queue keys came back in clear from ``inspect stats``."""
+    sentinel = {"master_name": "m", "sentinel_kwargs": {"password": "sentinel-pw"}}
+    info = broker_info("sentinel://h1:26379", sentinel)
+    assert info["transport_options"] == {"master_name": "m", "sentinel_kwargs": {"password": "********"}}
+    queues = {"predefined_queues": {"celery": {"url": "https://q", "secret_access_key": "sqs-secret"}}}
+    assert "sqs-secret" not in repr(broker_info("sqs://", queues))
 
 
 def test_queue_as_dict_is_kombus_shape() -> None:
