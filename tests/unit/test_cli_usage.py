@@ -361,3 +361,14 @@ def test_demo_with_a_broker_given_still_names_its_log_folder(tmp_path: Path, mon
     assert result.exit_code == 1, result.output
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"tqctl: error: cannot use {tmp_path / 'state'} as the state folder: a file of that name")
+
+
+@pytest.mark.parametrize("argv", [["console"], []])
+def test_the_console_on_sqs_says_why_it_does_not_open(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """It said "unsupported broker URL scheme 'sqs' … (use redis://, …)", as if SQS were unknown."""
+    monkeypatch.setenv("TQCTL_BROKER", f"sqs://KEYID:sqs-secret@127.0.0.1:{closed_port()}")
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 1, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("tqctl: error: the console does not open on an SQS broker:") and "tqctl queues" in line
+    assert "sqs-secret" not in result.output

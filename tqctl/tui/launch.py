@@ -74,12 +74,19 @@ class Owned:
 def resolve(broker: str | None, state_dir: str) -> tuple[str, bool]:
     """(URL, given explicitly). Starts the bundled broker when nothing is configured."""
     from engine.broker.connect import connect
+    from engine.broker.inspect import is_sqs
     from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
     from tqctl.client import resolve_broker_url
 
     explicit = bool(broker or os.environ.get("TQCTL_BROKER"))
     try:
         url = resolve_broker_url(broker or None, state_dir)
+        if is_sqs(url):  # it said "unsupported broker URL scheme 'sqs' (use redis://…)"
+            raise LaunchError(
+                "the console does not open on an SQS broker: it watches workers through events and "
+                "remote control, which SQS cannot carry (as in Celery); use tqctl queues, purge, dead, "
+                "and with TQCTL_BACKEND tasks, failures and retry"
+            )
         connect(url).close()  # checks the scheme only; the console reconnects by itself
     except (BrokerUnavailable, ImproperlyConfigured) as exc:
         raise LaunchError(str(exc)) from None
