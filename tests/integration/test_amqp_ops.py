@@ -140,7 +140,7 @@ def test_control_without_workers_exits_69_on_amqp(amqp_url: str) -> None:
 @pytest.mark.parametrize(
     ("argv", "missing"),
     [
-        (["revoke", "some-id", "--yes"], "revoke from tqctl"),
+        (["revoke", "some-id", "--yes"], "revokes (stored"),
         (["tasks"], "task history"),
     ],
 )

@@ -118,7 +118,7 @@ def test_revoke_on_amqp_is_kept_for_a_task_sent_later(
 
 
 def test_verbs_needing_stored_state_name_the_missing_backend(amqp_url: str) -> None:
-    for argv, what in ((["revoke", "x", "--yes"], "revoke from tqctl"), (["tasks"], "task history")):
+    for argv, what in ((["revoke", "x", "--yes"], "revokes (stored"), (["tasks"], "task history")):
         proc = tq(amqp_url, None, *argv)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 1 and len(lines) == 1, proc.stderr

@@ -131,7 +131,7 @@ class Cluster:
         if (self.is_amqp or self.is_sqs) and self.state_backend is None:
             kind = "an SQS" if self.is_sqs else "an AMQP"
             raise ImproperlyConfigured(
-                f"{what} on {kind} broker is kept on the Redis result backend: pass --backend "
+                f"on {kind} broker, {what} are kept on the Redis result backend: pass --backend "
                 "redis://... or set TQCTL_BACKEND (the workers' result_backend)"
             )
 
@@ -177,7 +177,7 @@ class Cluster:
 
     @cached_property
     def history(self) -> Any:
-        self.needs_state("task history (tasks, task, retry, failures)")
+        self.needs_state("task history and the failure inbox (tasks, task, failures, retry, discard)")
         return self.view.history
 
     @cached_property
@@ -329,7 +329,7 @@ def send_revoke(
     cluster: Any, ids: list[str], terminate: bool, signal: str, destination: list[str] | None, timeout: float, yes: bool
 ) -> list[dict[str, Any]]:
     """Ask, store the revokes in the broker and tell the workers; shared by revoke and control revoke."""
-    cluster.needs_state("revoke from tqctl (revokes are stored so a restarted worker keeps them)")
+    cluster.needs_state("revokes (stored, so that a restarted worker keeps them)")
     confirm(f"revoke {len(ids)} task(s){f' and kill them with {signal}' if terminate else ''}?", yes)
     replies = cluster.control.revoke(
         ids, terminate=terminate, signal=signal, destination=destination, reply=True, timeout=timeout
