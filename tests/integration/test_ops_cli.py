@@ -366,6 +366,17 @@ def queued_headers(broker_url: str, transport: str, redis_client: redis.Redis) -
         conn.release()
 
 
+def test_retry_with_nothing_matching_says_so_and_asks_nothing(broker_url: str) -> None:
+    """`retry --failed --group nomatch --yes` printed nothing at all, exit 0; without --yes it
+    asked "retry 0 failed task(s)?" and, with no answer, exited 1."""
+    for argv in (["--group", "nomatch", "--yes"], ["--name", "no.such.task"]):
+        done = tq(broker_url, "retry", "--failed", *argv)
+        assert done.returncode == 0 and done.stdout == "", done.stderr
+        assert done.stderr.strip().splitlines() == ["tqctl: nothing to retry: no failure in the inbox matches"]
+    doc = json.loads(tq(broker_url, "retry", "--failed", "--group", "nomatch", "--json").stdout)
+    assert doc["count"] == 0 and doc["retried"] == []
+
+
 def test_retry_failed_group_is_throttled_to_the_rate(
     broker_url: str, transport: str, start_worker, tmp_path, redis_client: redis.Redis, client: App
 ) -> None:

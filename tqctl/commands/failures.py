@@ -84,7 +84,7 @@ def retry(
         if dry_run:
             emit({"dry_run": True, "task_ids": ids, "count": len(ids)}, as_json)
             return
-        if failed:
+        if failed and ids:
             confirm(f"retry {len(ids)} failed task(s)?", yes)
         doc = _republish(cluster, ids, per_second, progress=failed)
     if as_json:
@@ -92,6 +92,8 @@ def retry(
     else:
         for pair in doc["retried"]:
             emit_line(f"{pair['id']} (retry of {pair['retry_of']})")
+        if not ids:  # stdout stays the new ids alone (scripts read it); the word goes to stderr
+            note("tqctl: nothing to retry: no failure in the inbox matches")
     for item in doc["skipped"]:
         note(f"tqctl: skipped {item['id']}: {item['reason']}")
     if doc["skipped"]:
