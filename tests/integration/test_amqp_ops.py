@@ -158,3 +158,23 @@ def test_a_queue_rabbitmq_refuses_is_not_called_a_wrong_login(amqp_url: str) -> 
     out = (done.stdout + done.stderr).strip()
     assert done.returncode == 1 and out.count("\n") == 0, out
     assert "reserved prefix 'amq.*'" in out and "login" not in out and "guest:guest" not in out, out
+
+
+def test_a_revoke_stored_but_not_broadcast_says_so(redis_url: str, redis_client: Any) -> None:
+    """RabbitMQ away, its Redis backend up: `revoke ID --yes` stored the revoke (the workers then
+    applied it) and still said "cannot reach broker", exit 1. Now it says what happened: stored,
+    not broadcast; exit 0, or 1 with --terminate (no running task was killed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"amqp://guest:amqp-pw@127.0.0.1:{port}//"
+    for task_id, extra, code in (("stored-1", [], 0), ("stored-2", ["--terminate"], 1)):
+        env = {**os.environ, "TQCTL_BROKER": url, "TQCTL_BACKEND": redis_url, "PYTHONPATH": str(ROOT)}
+        argv = [sys.executable, "-m", "tqctl", "revoke", task_id, "--yes", *extra]
+        proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == code, proc.stderr
+        [line] = proc.stderr.strip().splitlines()
+        assert "the revoke is stored (every worker reads it at its next heartbeat" in line, line
+        assert f"could not be broadcast: cannot reach broker at 127.0.0.1:{port}" in line and "amqp-pw" not in line
+        assert line.endswith("running tasks were not killed") == bool(extra)
+        assert redis_client.zscore("tqctl.revoked", task_id) is not None

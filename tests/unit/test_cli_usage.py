@@ -384,12 +384,12 @@ def test_the_console_on_sqs_says_why_it_does_not_open(argv: list[str], monkeypat
 def test_rabbitmq_without_a_redis_backend_is_one_readable_line(
     argv: list[str], what: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """It read "revoke from tqctl (…) on an AMQP broker is kept on …", and discard's named
-    "(tasks, task, retry, failures)", not discard."""
+    """It read "revoke from tqctl (…) on an AMQP broker is kept on …", discard's named "(tasks,
+    task, retry, failures)", not discard, and both said "pass --backend", an option they lack."""
     monkeypatch.setenv("TQCTL_BROKER", f"amqp://guest:amqp-pw@127.0.0.1:{closed_port()}//")
     monkeypatch.delenv("TQCTL_BACKEND", raising=False)
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 1, result.output
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("tqctl: error: on an AMQP broker, ") and what in line
-    assert "are kept on the Redis result backend: pass --backend" in line and "amqp-pw" not in line
+    assert "are kept on the Redis result backend: set TQCTL_BACKEND=redis://" in line and "amqp-pw" not in line

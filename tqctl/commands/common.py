@@ -131,8 +131,8 @@ class Cluster:
         if (self.is_amqp or self.is_sqs) and self.state_backend is None:
             kind = "an SQS" if self.is_sqs else "an AMQP"
             raise ImproperlyConfigured(
-                f"on {kind} broker, {what} are kept on the Redis result backend: pass --backend "
-                "redis://... or set TQCTL_BACKEND (the workers' result_backend)"
+                f"on {kind} broker, {what} are kept on the Redis result backend: set "
+                "TQCTL_BACKEND=redis://... (the workers' result_backend)"
             )
 
     @cached_property
@@ -329,11 +329,29 @@ def send_revoke(
     cluster: Any, ids: list[str], terminate: bool, signal: str, destination: list[str] | None, timeout: float, yes: bool
 ) -> list[dict[str, Any]]:
     """Ask, store the revokes in the broker and tell the workers; shared by revoke and control revoke."""
+    from engine.control import store_revoked
+
     cluster.needs_state("revokes (stored, so that a restarted worker keeps them)")
     confirm(f"revoke {len(ids)} task(s){f' and kill them with {signal}' if terminate else ''}?", yes)
-    replies = cluster.control.revoke(
-        ids, terminate=terminate, signal=signal, destination=destination, reply=True, timeout=timeout
-    )
+    control = cluster.control
+    store_revoked(control.fanout, ids)  # (a failure here: nothing changed, session's one line)
+    try:  # ``Control.revoke``'s broadcast, on its own: on RabbitMQ the store is the Redis backend
+        replies = control.broadcast(
+            "revoke",
+            {"task_id": ids, "terminate": terminate, "signal": signal},
+            destination=destination,
+            reply=True,
+            timeout=timeout,
+        )
+    except BROKER_ERRORS as exc:
+        said = (
+            "the revoke is stored (every worker reads it at its next heartbeat, within seconds) but "
+            f"could not be broadcast: {describe_error(cluster.url, exc)}"
+        )
+        if terminate:
+            fail(said + "; running tasks were not killed")
+        note(f"tqctl: {said}")
+        return []
     if not replies:
         where = "result backend" if cluster.is_amqp else "broker"
         note(f"no worker replied: the revoke is stored in the {where} and applies when a worker starts")
