@@ -142,3 +142,19 @@ def test_an_app_with_no_broker_of_its_own_reads_beat_on_the_consoles_cluster(
         engine_app.close()
         engine_app.conf.broker_url = before
         bundled.stop(tmp_path / ".tqctl")  # the stray one, had it started (stop is a no-op otherwise)
+
+
+def test_beat_entries_are_read_on_every_poll_when_the_app_is_given(broker_url, beatapp):
+    """Beat's rows were read every third poll (about 6 s): a 2 s entry always showed "due" or
+    "6s late". With -A APP (one cheap read of the entries' state) every poll reads them."""
+    from tqctl.tui.probe import Probe
+
+    with_app, without = Probe(broker_url, beatapp.app), Probe(broker_url)
+    try:
+        fast = with_app.snapshot(slow=False)
+        assert fast.beat is not None and {row["name"] for row in fast.beat} >= {"every-second", "every-minute"}
+        assert without.snapshot(slow=False).beat is None  # listing entries without the app is a SCAN: slow polls only
+        assert without.snapshot(slow=True).beat is not None
+    finally:
+        with_app.close()
+        without.close()

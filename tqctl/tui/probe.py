@@ -57,6 +57,8 @@ class Probe:
         extra: dict[str, Any] = {}
         if slow:
             extra = self._slow_reads()
+        elif self.app is not None:  # the app's entries: one read of their state, cheap every poll
+            extra = self._beat_reads()
         answers = {m: f.result() for m, f in futures.items()}
         replies = self._merge(answers, queues)
         return ClusterSnapshot(
@@ -70,8 +72,14 @@ class Probe:
             **extra,
         )
 
-    def _slow_reads(self) -> dict[str, Any]:
+    def _beat_reads(self) -> dict[str, Any]:
+        """Beat's entries as the app defines them, every poll rather than every third: a 2 s entry
+        read every 6 s always showed "due" or "6s late". (Without -A APP, listing the entries is a
+        SCAN of the server's keys, which stays in the slow reads.)"""
         beat, leader, note = self.beat()
+        return {"beat": beat, "beat_leader": leader, "beat_note": note}
+
+    def _slow_reads(self) -> dict[str, Any]:
         server = self.view.server()
         history: dict[str, Any] = {}
         if self.history is not None:  # (AMQP without a Redis result backend keeps none)
@@ -81,9 +89,7 @@ class Probe:
             **history,
             "dead_letters": tuple(d.as_dict() for d in self.broker.dead_letters(200)),
             "dead_count": self.broker.dead_letter_count(),
-            "beat": beat,
-            "beat_leader": leader,
-            "beat_note": note,
+            **self._beat_reads(),
             "server": server,
         }
 
