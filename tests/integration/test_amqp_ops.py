@@ -178,3 +178,15 @@ def test_a_revoke_stored_but_not_broadcast_says_so(redis_url: str, redis_client:
         assert f"could not be broadcast: cannot reach broker at 127.0.0.1:{port}" in line and "amqp-pw" not in line
         assert line.endswith("running tasks were not killed") == bool(extra)
         assert redis_client.zscore("tqctl.revoked", task_id) is not None
+
+
+def test_task_with_no_record_on_rabbitmq_names_no_delayed_set(amqp_url: str, redis_url: str) -> None:
+    """`task ID` on RabbitMQ said the id was not in "the broker's delayed set", which RabbitMQ has
+    not (workers hold ETA tasks there)."""
+    env = {**os.environ, "TQCTL_BROKER": amqp_url, "TQCTL_BACKEND": redis_url, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "tqctl", "task", "no-such-task-id"]
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("tqctl: error: no record of task no-such-task-id: not in the history, the failure inbox")
+    assert "delayed set" not in line

@@ -121,11 +121,17 @@ def task(
         meta = store.get_meta(task_id) if store is not None else None
         done = (meta or {}).get("status") in states.READY_STATES
         waiting = None if done else cluster.view.parked(task_id)  # waiting out its ETA
+        parks = not (cluster.is_amqp or cluster.is_sqs)  # (RabbitMQ and SQS: workers hold ETA tasks)
     runs = [_record_row(r) for r in reversed(records) if r.get("id") == task_id]  # oldest first
     if not runs and failure is None and meta is None and waiting is None:
+        where = (
+            "the failure inbox, the result backend or the broker's delayed set"
+            if parks
+            else ("the failure inbox or the result backend")
+        )
         fail(
-            f"no record of task {task_id}: not in the history, the failure inbox, the result backend "
-            "or the broker's delayed set (it may still be queued, or its records were trimmed)"
+            f"no record of task {task_id}: not in the history, {where} (it may still be queued, or its "
+            "records were trimmed)"
         )
     latest = runs[-1] if runs else _record_row(failure or waiting or {"id": task_id})
     doc = {
