@@ -127,3 +127,14 @@ def test_the_console_says_when_the_api_refuses_its_login(
         assert screen.table.row_keys == ["celery"]
 
     drive(app, scenario)
+
+
+def test_queues_json_carries_the_listings_failure(managed: RabbitMQ, orphan: str) -> None:
+    """A management API that refused the login was a warning on stderr alone: the --json document
+    said "warnings": [] and looked complete."""
+    run = queues(managed, managed.api_url.replace("http://", "http://guest:s3cret-wrong@"))
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert any("refused the login" in w for w in doc["warnings"]), doc["warnings"]
+    assert "s3cret-wrong" not in run.stdout + run.stderr
+    assert run.stderr.count("refused the login") == 1  # said once

@@ -178,7 +178,7 @@ def queues(
         )
         for q in names
     ]
-    warnings = [
+    warnings = _listing_failed(cluster) + [
         f"queue {r['name']!r} has {r['depth'] + r['delayed']} message(s) but no live worker consumes it"
         for r in rows
         if (r["depth"] or r["delayed"]) and not r["consumers"]
@@ -204,9 +204,14 @@ def _listed_queues(cluster: Any) -> list[str]:
         return []
     view = cluster.view
     view.discover()
-    if view.discovery_error:
-        warn(view.discovery_error)
     return list(view.queue_names())
+
+
+def _listing_failed(cluster: Any) -> list[str]:
+    """``_listed_queues``'s failure (the management API refused us or is away), as a warning of its
+    own: it went to stderr alone, and ``--json`` said ``"warnings": []``."""
+    error = None if cluster.is_sqs else cluster.view.discovery_error
+    return [error] if error else []
 
 
 def _amqp_queues(cluster: Any, names: list[str], consumers: dict[str, list[str]], as_json: bool) -> None:
@@ -229,7 +234,7 @@ def _amqp_queues(cluster: Any, names: list[str], consumers: dict[str, list[str]]
         }
         for name in names
     ]
-    warnings = [
+    warnings = _listing_failed(cluster) + [
         f"queue {r['name']!r} has {r['depth']} message(s) but no consumer"
         for r in rows
         if r["depth"] and r["consumer_count"] == 0
