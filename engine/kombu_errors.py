@@ -19,4 +19,8 @@ class BrokerUnreachable(BrokerUnavailable, OperationalError):
 
 
 def operational(exc: BrokerUnavailable) -> BrokerUnavailable:
-    return exc if isinstance(exc, OperationalError) else BrokerUnreachable(*exc.args)
+    """The broker could not be reached: also an ``OperationalError``. The engine's own kinds of
+    ``BrokerUnavailable`` (``NotReplicated``, a RabbitMQ confirm that never came) keep their type:
+    callers test for them by name, and a message that may have been taken is no unreachable
+    broker."""
+    return BrokerUnreachable(*exc.args) if type(exc) is BrokerUnavailable else exc
