@@ -287,9 +287,18 @@ def _plain(value: Any, memo: dict[int, Any] | None = None) -> Any:
 _WORKFLOWS = {"chain", "group", "chord", "chunks", "xmap", "xstarmap"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WORKFLOWS:
-        from engine import workflows
+if TYPE_CHECKING:
+    from engine.workflows import chain as chain
+    from engine.workflows import chord as chord
+    from engine.workflows import chunks as chunks
+    from engine.workflows import group as group
+    from engine.workflows import xmap as xmap
+    from engine.workflows import xstarmap as xstarmap
+else:  # (hidden from the type checker, which would take any name of this module as real)
 
-        return getattr(workflows, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(name: str) -> Any:
+        if name in _WORKFLOWS:
+            from engine import workflows
+
+            return getattr(workflows, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,7 @@ ones (see ``protocol/results.py``), so a Celery client reading our results re-cr
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 def one_line(exc: BaseException) -> str:
@@ -139,14 +139,18 @@ class BrokerUnavailable(Exception):
     send raises is also kombu's ``OperationalError``, as Celery's (``engine.kombu_errors``)."""
 
 
-def __getattr__(name: str) -> Any:
-    """``from engine.exceptions import OperationalError``: kombu's, as ``celery.exceptions`` has
-    it, imported on first use (``engine.kombu_errors`` says why)."""
-    if name == "OperationalError":
-        from kombu.exceptions import OperationalError
+if TYPE_CHECKING:
+    from kombu.exceptions import OperationalError as OperationalError
+else:  # (hidden from the type checker, which would take any name of this module as real)
 
-        return OperationalError
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(name: str) -> Any:
+        """``from engine.exceptions import OperationalError``: kombu's, as ``celery.exceptions``
+        has it, imported on first use (``engine.kombu_errors`` says why)."""
+        if name == "OperationalError":
+            from kombu.exceptions import OperationalError
+
+            return OperationalError
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 CELERY_EXCEPTIONS: dict[str, type[BaseException]] = {

@@ -431,12 +431,17 @@ class ResultSet(MemberStates):
         return None if callback is not None else values
 
 
-def __getattr__(name: str) -> Any:
-    """``from engine.result import GroupResult, result_from_tuple``, as ``celery.result`` offers
-    them: they live in ``engine.group_result``, which imports this module, so they are looked up
-    on first use rather than imported here."""
-    if name in ("GroupResult", "result_from_tuple"):
-        from engine import group_result
+if TYPE_CHECKING:
+    from engine.group_result import GroupResult as GroupResult
+    from engine.group_result import result_from_tuple as result_from_tuple
+else:  # (hidden from the type checker, which would take any name of this module as real)
 
-        return getattr(group_result, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(name: str) -> Any:
+        """``from engine.result import GroupResult, result_from_tuple``, as ``celery.result``
+        offers them: they live in ``engine.group_result``, which imports this module, so they are
+        looked up on first use rather than imported here."""
+        if name in ("GroupResult", "result_from_tuple"):
+            from engine import group_result
+
+            return getattr(group_result, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
