@@ -154,6 +154,19 @@ class Control:
     ) -> list[dict[str, Any]]:
         ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
         store_revoked(self.fanout, ids)
+        return self.announce_revoke(ids, terminate, signal, destination, reply, timeout)
+
+    def announce_revoke(
+        self,
+        ids: list[str],
+        terminate: bool = False,
+        signal: str = "SIGTERM",
+        destination: list[str] | None = None,
+        reply: bool = False,
+        timeout: float = 1.0,
+    ) -> list[dict[str, Any]]:
+        """``revoke``'s broadcast alone, after the store: the CLI tells a revoke that was stored but
+        not heard (RabbitMQ away, its Redis backend up) from one that was never stored."""
         args = {"task_id": ids, "terminate": terminate, "signal": signal}
         return self.broadcast("revoke", args, destination=destination, reply=reply, timeout=timeout)
 

@@ -29,10 +29,22 @@ def resolve_broker_url(option: str | None, state_dir: str | None = None) -> str:
     return bundled.ensure_running(resolve_state_dir(state_dir))
 
 
-def open_broker(option: str | None) -> Broker:
-    broker = connect(resolve_broker_url(option))
+def open_broker(option: str | None, call_timeout: float | None = None) -> Broker:
+    broker = connect(bounded_calls(resolve_broker_url(option), call_timeout))
     broker.ping()
     return broker
+
+
+def bounded_calls(url: str, seconds: float | None) -> str:
+    """``url`` whose every SQS call gives up after ``seconds`` (boto's own: 30 s, retried); Redis
+    and RabbitMQ calls are bounded by their clients' socket timeouts instead."""
+    from engine.broker.inspect import is_sqs
+
+    if not seconds or not is_sqs(url):
+        return url
+    from engine.broker.sqs import bounded  # (boto only for an SQS URL)
+
+    return bounded(url, seconds)
 
 
 def masked(url: str) -> str:

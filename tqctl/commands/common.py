@@ -24,7 +24,7 @@ from engine.broker.inspect import SERVER_ERROR, UNREACHABLE
 from engine.config import env_backend_url
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from engine.redisconn import REDIS_SCHEMES, client_from_url, describe_error
-from tqctl.client import resolve_broker_url
+from tqctl.client import bounded_calls, resolve_broker_url
 from tqctl.commands.values import finite_option, names_option, url_option
 from tqctl.output import EXIT_NO_REPLY, EXIT_USAGE, emit_json, fail, note
 
@@ -87,13 +87,9 @@ class Cluster:
     """The connections one command needs to one broker; each opened on first use."""
 
     def __init__(self, url: str, backend: str = "", timeout: float | None = None) -> None:
-        self.url = url
         self.backend_url = backend
         self.timeout = timeout if timeout and timeout > 0 else None  # socket timeout for broker replies
-        if self.timeout and self.is_sqs:  # each SQS call gives up after it too (boto's own: 30 s, retried)
-            from engine.broker.sqs import bounded
-
-            self.url = bounded(url, self.timeout)
+        self.url = bounded_calls(url, self.timeout)  # each SQS call gives up after it too
 
     def _client(self, read_timeout: float) -> Any:
         """A Redis client that gives up on a broker that accepts but never answers (None: not Redis)."""
@@ -335,14 +331,8 @@ def send_revoke(
     confirm(f"revoke {len(ids)} task(s){f' and kill them with {signal}' if terminate else ''}?", yes)
     control = cluster.control
     store_revoked(control.fanout, ids)  # (a failure here: nothing changed, session's one line)
-    try:  # ``Control.revoke``'s broadcast, on its own: on RabbitMQ the store is the Redis backend
-        replies = control.broadcast(
-            "revoke",
-            {"task_id": ids, "terminate": terminate, "signal": signal},
-            destination=destination,
-            reply=True,
-            timeout=timeout,
-        )
+    try:  # on RabbitMQ the store is the Redis backend: it may have taken what the broker cannot
+        replies = control.announce_revoke(ids, terminate, signal, destination, reply=True, timeout=timeout)
     except BROKER_ERRORS as exc:
         said = (
             "the revoke is stored (every worker reads it at its next heartbeat, within seconds) but "

@@ -6,9 +6,8 @@ import datetime as dt
 
 import typer
 
-from engine.broker.inspect import is_sqs
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
-from tqctl.client import open_broker, resolve_broker_url
+from tqctl.client import open_broker
 from tqctl.commands.common import confirm
 from tqctl.commands.values import not_empty, url_option
 from tqctl.output import EXIT_ERROR, EXIT_USAGE, emit, emit_json, fail, note
@@ -18,17 +17,12 @@ app = typer.Typer(help="List, requeue or delete dead letters (messages that coul
 BrokerOpt = typer.Option("", "--broker", envvar="TQCTL_BROKER", callback=url_option, help="broker URL")
 JsonOpt = typer.Option(False, "--json", help="machine-readable output")
 IdsArg = typer.Argument(None, callback=not_empty("dead-letter id"))
-ROUND_TRIP = 5.0  # seconds each SQS call may take
+ROUND_TRIP = 5.0  # seconds each SQS call may take (as Redis's and RabbitMQ's fixed bounds)
 
 
 def _broker(url: str):  # noqa: ANN202 - the engine's Broker protocol
     try:
-        resolved = resolve_broker_url(url or None)
-        if is_sqs(resolved):  # a fixed bound per call, as on Redis and RabbitMQ (boto's own: 30 s, retried)
-            from engine.broker.sqs import bounded
-
-            resolved = bounded(resolved, ROUND_TRIP)
-        return open_broker(resolved)
+        return open_broker(url or None, call_timeout=ROUND_TRIP)
     except (BrokerUnavailable, ImproperlyConfigured) as exc:
         fail(str(exc))
 
