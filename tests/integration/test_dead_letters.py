@@ -233,3 +233,17 @@ def test_dead_cli_lists_requeues_and_deletes(rel, start_worker, redis_client, br
     again = tqctl_json(broker_url, "dead", "delete", bad_json["id"], "--yes", code=1)
     assert again["missing"] == [bad_json["id"]] and again["count"] == 0
     assert broker.dead_letter_count() == 0
+
+
+def test_all_with_nothing_dead_is_not_an_error(broker_url: str) -> None:
+    """`dead requeue --all --yes` from a cron job failed (exit 1, "error: no dead letters") on
+    every run that had nothing to do."""
+    assert tqctl_json(broker_url, "dead", "ls") == []
+    for verb in ("requeue", "delete"):
+        done = tqctl(broker_url, "dead", verb, "--all", "--yes")
+        assert done.returncode == 0 and done.stdout == "", done.stderr
+        assert done.stderr.strip().splitlines() == [f"tqctl: nothing to {verb}: no dead letters"]
+        doc = tqctl_json(broker_url, "dead", verb, "--all")
+        assert doc == {"action": verb, "ids": [], "count": 0, "missing": []}
+    plan = tqctl_json(broker_url, "dead", "requeue", "--all", "--dry-run")
+    assert plan == {"action": "requeue", "ids": [], "count": 0, "missing": [], "dry_run": True}

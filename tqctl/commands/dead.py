@@ -62,8 +62,11 @@ def _act(verb: str, ids: list[str], all_: bool, yes: bool, dry_run: bool, broker
         fail(f"name dead-letter ids or pass --all (try 'tqctl dead {verb} -h')", EXIT_USAGE)
     b = _broker(broker)
     targets = [d.id for d in b.dead_letters(1_000_000)] if all_ else list(ids)
-    if not targets:
-        fail(f"no dead letters to {verb}")
+    if not targets:  # --all on an empty list: nothing to do is not a failure (a cron job runs this)
+        if as_json:
+            emit_json({"action": verb, "ids": [], "count": 0, "missing": []} | ({"dry_run": True} if dry_run else {}))
+        note(f"tqctl: nothing to {verb}: no dead letters")
+        return
     if dry_run:  # the real run's plan: only letters that exist, the rest reported missing
         found = [i for i in targets if b.dead_letter_get(i) is not None]
         missing = [i for i in targets if i not in found]
