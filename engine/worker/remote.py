@@ -113,7 +113,7 @@ class RemoteControl:
         self.clock = 0
         # Celery's pool limit: the size the pool started with; pool_grow/shrink leave it alone.
         self.max_concurrency = worker.autoscale[1] if worker.autoscale else worker.concurrency
-        self.prefetch_multiplier = max(1, worker.prefetch // max(1, worker.concurrency))  # as set at start
+        self.prefetch_multiplier = worker.prefetch_multiplier
         self._pubsub: redis.client.PubSub | None = None
         self.thread = _Listener(self)
         self.handlers: dict[str, Callable[..., Any]] = {
@@ -423,7 +423,10 @@ class RemoteControl:
     def do_autoscale(self, max: int | None = None, min: int | None = None, **_: Any) -> dict[str, str]:  # noqa: A002
         if max is None:
             return {"error": "ValueError('autoscale needs max')"}
+        before = self.worker.autoscale
         self.worker.autoscale = (int(max), int(min or 0))
+        if before:  # the window is sized for MAX (as at start): it follows a new MAX, as Celery's
+            self._prefetch_follows(int(max) - before[0])
         return {"ok": f"autoscale now max={int(max)} min={int(min or 0)}"}
 
     def do_pool_restart(self, **_: Any) -> dict[str, str]:

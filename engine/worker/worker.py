@@ -139,7 +139,12 @@ class Worker:
             self.concurrency = 1
         multiplier = prefetch_multiplier or conf.worker_prefetch_multiplier or 1
         _check_sizes(self.concurrency, int(multiplier))
-        self.prefetch = max(1, self.concurrency * int(multiplier))
+        self.prefetch_multiplier = int(multiplier)
+        if autoscale:  # as Celery's: the pool starts at MIN (ours never below one process), and the
+            # prefetch window is sized for MAX, so work waits in the worker and the pool grows to it
+            _check_sizes(autoscale[0], self.prefetch_multiplier)
+            self.concurrency = max(1, autoscale[1])
+        self.prefetch = max(1, (autoscale[0] if autoscale else self.concurrency) * self.prefetch_multiplier)
         self.pool_kind = pool
         self.broker = app.broker
         self.stopping = threading.Event()
@@ -154,8 +159,6 @@ class Worker:
         self.kill_signals: dict[str, int] = {}
         self.started_at = time.time()
         self.autoscale = autoscale
-        if autoscale:
-            self.concurrency = max(1, min(self.concurrency, autoscale[0]))
         self.masked_broker = mask_url(self.broker.url)
         self.fanout, self.side_note = worker_fanout(self.broker.url, app.backend_url())
         # A run's record is buffered before its event and stored before the event is published:

@@ -82,6 +82,9 @@ def test_stats_and_active_queues_have_every_key_a_celery_worker_sends(
     assert ours["autoscaler"]["max"] == theirs["autoscaler"]["max"] == 3
     assert ours["autoscaler"]["min"] == theirs["autoscaler"]["min"] == 1
     assert ours["pool"]["max-concurrency"] == theirs["pool"]["max-concurrency"] == 1  # Celery's pool limit
+    # Both start at MIN and fetch for MAX (ours started at the CPU count and fetched for it)
+    assert len(ours["pool"]["processes"]) == len(theirs["pool"]["processes"]) == 1
+    assert ours["prefetch_count"] == theirs["prefetch_count"] == 3 * 4
     assert ours["pool"]["max-tasks-per-child"] == theirs["pool"]["max-tasks-per-child"] == "N/A"
     assert ours["pool"]["timeouts"] == theirs["pool"]["timeouts"] == [0, 0]
     assert ours["pid"] != theirs["pid"] and isinstance(ours["uptime"], int) and ours["clock"].isdigit()

@@ -162,6 +162,9 @@ def test_autoscale_grows_with_queued_load_and_shrinks_back_when_idle(broker_url:
     assert "autoscale" in refused["nodes"][0]["error"]
     doc = tq_json(broker_url, "control", "autoscale", "3", "1", "-d", node("w1"))
     assert doc["arguments"] == {"max": 3, "min": 1} and doc["nodes"][0]["ok"]
+    # The prefetch window is sized for MAX (4 a process), at start and after a new MAX, as Celery's.
+    stats = tq_json(broker_url, "inspect", "stats", "-d", node("w1"))["nodes"][0]["reply"]
+    assert stats["prefetch_count"] == 3 * 4
 
 
 def test_control_commands_change_the_running_worker(broker_url: str, shop, start_worker) -> None:

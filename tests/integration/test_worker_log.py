@@ -31,11 +31,11 @@ def test_a_retry_is_logged_once_with_its_countdown_as_celery_words_it(
     ), retries
 
 
-def test_ready_line_of_an_autoscaled_worker_shows_its_range(start_worker: Callable[..., WorkerProcess]) -> None:
-    """Before: "--autoscale 4,1" on a 2-CPU machine logged "ready: pool=prefork concurrency=2", and
-    a few idle seconds later the pool had 1 process, the line still saying 2. Now the line reads
-    "concurrency=2 (autoscale 1-4)": the size it started with and the range it moves in."""
-    worker = start_worker("-c", "2", "--autoscale", "4,1")
+def test_an_autoscaled_worker_starts_at_min_and_shows_its_range(start_worker: Callable[..., WorkerProcess]) -> None:
+    """Before: "--autoscale 4,2 -c 3" started 3 processes (Celery's starts MIN, whatever -c says), and
+    earlier still the ready line showed no range. Now the pool starts at 2 and the line reads
+    "concurrency=2 (autoscale 2-4)": the size it started with and the range it moves in."""
+    worker = start_worker("-c", "3", "--autoscale", "4,2")
     ready = next(line for line in worker.log().splitlines() if " ready: " in line)
-    assert "ready: pool=prefork concurrency=2 (autoscale 1-4) queues=celery" in ready, ready
-    wait_for(lambda: len(worker.children()) == 1, 30, "the idle pool to shrink to the minimum shown")
+    assert "ready: pool=prefork concurrency=2 (autoscale 2-4) queues=celery" in ready, ready
+    assert len(worker.children()) == 2
