@@ -36,10 +36,15 @@ def open_broker(option: str | None, call_timeout: float | None = None) -> Broker
 
 
 def bounded_calls(url: str, seconds: float | None) -> str:
-    """``url`` whose every SQS call gives up after ``seconds`` (boto's own: 30 s, retried); Redis
-    and RabbitMQ calls are bounded by their clients' socket timeouts instead."""
-    from engine.broker.inspect import is_sqs
+    """``url`` whose every SQS call gives up after ``seconds`` (boto's own: 30 s, retried), and
+    whose RabbitMQ connecting does (kombu's: two tries of 5 s); Redis calls are bounded by the
+    client's socket timeouts instead."""
+    from engine.broker.inspect import is_amqp, is_sqs
 
+    if seconds and is_amqp(url):
+        from engine.broker.amqp import bounded as amqp_bounded  # (kombu only for an AMQP URL)
+
+        return amqp_bounded(url, seconds)
     if not seconds or not is_sqs(url):
         return url
     from engine.broker.sqs import bounded  # (boto only for an SQS URL)

@@ -32,7 +32,7 @@ import kombu
 
 from engine import log as task_log
 from engine import states
-from engine.broker.amqp import UNREACHABLE, drain_events, open_connection
+from engine.broker.amqp import UNREACHABLE, connected, drain_events, open_connection
 from engine.config import unreachable_line
 from engine.exceptions import BrokerUnavailable, one_line
 from engine.serialization import json_dumps, json_loads
@@ -93,8 +93,7 @@ class RpcBackend:
         if self._consumer is not None:
             return
         try:
-            self._conn = open_connection(self.broker_url)
-            self._conn.ensure_connection(max_retries=1)
+            self._conn = connected(open_connection(self.broker_url), self.broker_url)
             self._consumer = kombu.Consumer(
                 self._conn.default_channel, [self.queue()], callbacks=[self._on_reply], accept=["json"]
             )

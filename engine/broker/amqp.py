@@ -231,14 +231,14 @@ class AmqpBroker:
         """A short-lived channel for operators' commands (depth, purge, dead letters)."""
         conn = self._connection(confirm=False)
         try:
-            yield conn.channel()
+            yield connected(conn, self.url).channel()
         finally:
             _quietly(conn.release)
 
     def ping(self) -> None:
         def run() -> None:
             with self._publishing() as conn:
-                conn.ensure_connection(max_retries=1)
+                connected(conn, self.url)
 
         self._guard(run)
 
@@ -414,8 +414,7 @@ class AmqpBroker:
     def _ensure_consuming(self, queues: Sequence[str], limit: int) -> None:
         try:
             if self._conn is None:
-                self._conn = self._connection(confirm=False)
-                self._conn.ensure_connection(max_retries=1)
+                self._conn = connected(self._connection(confirm=False), self.url)
                 amqp_read.buffer_reads(self._conn.connection)
                 self._window = 0
             self._base = max(self._base, limit, 1)
@@ -813,12 +812,33 @@ class AmqpBroker:
 def open_connection(url: str, **transport_options: Any) -> kombu.Connection:
     """A kombu connection (not yet connected) with Celery's ``broker_use_ssl`` applied: the
     URL carries it (``engine.redisconn.with_options``) in redis-py's key names."""
+    within = _connect_within(url)
     return kombu.Connection(
         str(url).replace("pyamqp://", "amqp://", 1),
-        connect_timeout=CONNECT_TIMEOUT,
+        connect_timeout=min(CONNECT_TIMEOUT, within) if within else CONNECT_TIMEOUT,
         ssl=tls_options(url),
         transport_options={"max_retries": 0, **transport_options},  # callers retry once, themselves
     )
+
+
+def connected(conn: kombu.Connection, url: str) -> kombu.Connection:
+    """``conn`` connected, with one retry (a restart's first refusal), all of it within the URL's
+    bound when it has one (``bounded``): a broker that never answers costs ``--timeout``, not two
+    connect timeouts and the pause between them."""
+    conn.ensure_connection(max_retries=1, timeout=_connect_within(url))
+    return conn
+
+
+def bounded(url: str, seconds: float) -> str:
+    """``url`` whose connecting gives up after about ``seconds`` (tqctl's ``--timeout``)."""
+    from engine.redisconn import ConnectionURL
+
+    return ConnectionURL(str(url), {**getattr(url, "options", {}), "connect_within": float(seconds)})
+
+
+def _connect_within(url: str) -> float | None:
+    value = getattr(url, "options", {}).get("connect_within")
+    return float(value) if value else None
 
 
 def tls_options(url: str) -> dict[str, Any] | bool | None:

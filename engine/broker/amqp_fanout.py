@@ -25,7 +25,7 @@ import amqp.exceptions
 import kombu
 import kombu.exceptions
 
-from engine.broker.amqp import open_connection
+from engine.broker.amqp import connected, open_connection
 from engine.broker.amqp_wire import Outgoing, envelope
 from engine.broker.fanout import RedisFanout
 
@@ -59,7 +59,8 @@ class AmqpFanout(RedisFanout):
         self._replies: dict[str, Subscription] = {}
 
     def _open(self) -> kombu.Connection:
-        conn = open_connection(self.amqp_url)
+        """A new connection, connected here (kombu's lazy connect would try twice, 2 s apart)."""
+        conn = connected(open_connection(self.amqp_url), self.amqp_url)
         with self._lock:
             self._opened.append(conn)
         return conn
@@ -79,6 +80,7 @@ class AmqpFanout(RedisFanout):
         target = exchange_for(exchange)
         for attempt in (1, 2):
             conn: kombu.Connection | None = getattr(self._local, "conn", None)
+            kept = conn is not None  # worth one retry (a restart may have killed it); a new one is not
             try:
                 if conn is None:
                     conn = self._local.conn = self._open()
@@ -98,17 +100,19 @@ class AmqpFanout(RedisFanout):
                 self._local.conn = None
                 if conn is not None:
                     self._forget(conn)
-                if attempt == 2:
+                if attempt == 2 or not kept:
                     raise ConnectionError(f"RabbitMQ: {exc}") from None
 
     def subscribe(self, patterns: Iterable[str]) -> Any:
         """A queue of our own bound to each ``exchange/pattern`` (only the pidbox is used): a
         ``Subscription``, which has the two methods of redis-py's ``PubSub`` the worker calls."""
-        conn = self._open()
+        conn = None
         try:
+            conn = self._open()
             return Subscription(conn, [p.split("/", 1) if "/" in p else [p, ""] for p in patterns])
         except FAILURES as exc:
-            self._forget(conn)
+            if conn is not None:
+                self._forget(conn)
             raise ConnectionError(f"RabbitMQ: {exc}") from None
 
     def _forget(self, conn: kombu.Connection) -> None:
@@ -120,11 +124,13 @@ class AmqpFanout(RedisFanout):
     def bind_reply(self, oid: str, exchange: str = REPLIES) -> str:
         """An exclusive queue bound to ``exchange`` by ``oid`` (kombu's reply queue for a
         ticket), bound before the request goes out so no reply is missed."""
-        conn = self._open()
+        conn = None
         try:
+            conn = self._open()
             self._replies[oid] = Subscription(conn, [[exchange, oid]])
         except FAILURES as exc:
-            self._forget(conn)
+            if conn is not None:
+                self._forget(conn)
             raise ConnectionError(f"RabbitMQ: {exc}") from None
         return oid
 

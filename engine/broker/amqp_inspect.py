@@ -15,7 +15,7 @@ from typing import Any
 
 import amqp.exceptions
 
-from engine.broker.amqp import open_connection
+from engine.broker.amqp import connected, open_connection
 from engine.broker.amqp_api import ManagementApi
 from engine.broker.amqp_fanout import FAILURES
 from engine.broker.inspect import BackendState, NotHere, QueueFigures, Sign
@@ -48,7 +48,7 @@ class AmqpView:
         """(ready messages, consumers) of each existing queue, on one connection, and the server."""
         conn = open_connection(self.url)
         try:
-            conn.ensure_connection(max_retries=1)
+            connected(conn, self.url)
             server = conn.connection.server_properties
             found: dict[str, tuple[int, int]] = {}
             channel = conn.channel()
