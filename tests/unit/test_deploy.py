@@ -62,7 +62,7 @@ def tqctl_invocations(argv: list[str]) -> Iterator[list[str]]:
         return
     if Path(argv[0]).name == "tqctl":
         yield argv[1:]
-    elif argv[:2] == ["sh", "-c"]:
+    elif Path(argv[0]).name == "sh" and argv[1:2] == ["-c"]:
         for part in re.split(r"\n|&&|\|\||;|\bdo\b|\bdone\b", argv[2]):
             words = shlex.split(part.replace("$(hostname)", "host"))
             while words and words[0] in ("exec", "while", "if", "!"):
