@@ -293,7 +293,9 @@ class TqctlApp(ActionsMixin, App[str | None]):
                     own.setdefault(b.key, b.description or b.action)
             for action, shown in keys.items():
                 hidden = self.read_only and action in screen.WRITE_ACTIONS
-                here.append((" ".join(dict.fromkeys(shown)), words[action] + (" (read-only: off)" if hidden else "")))
+                why = screen.unavailable(action)
+                note = " (read-only: off)" if hidden else (f" ({why})" if why else "")
+                here.append((" ".join(dict.fromkeys(shown)), words[action] + note))
         screens = [(key, f"{label} screen") for key, _, label in NAV]
         # A global key this screen binds to an action of its own does that here (Workers: - shrinks).
         global_keys = [

@@ -635,6 +635,7 @@ class DemoAdapter:
 
 class DemoSource:
     kind = "demo"
+    can_peek = True
     masked_url = "redis://shop:****@cache.shop.internal:6379/0"
     transport = "demo"
     app_spec = "shop"

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from engine.broker.inspect import NETWORK_ERRORS, open_fanout, state_url
+from engine.broker.inspect import NETWORK_ERRORS, is_amqp, open_fanout, state_url
 from engine.config import env_backend_url, mask_url
 from engine.redisconn import describe_error
 from tqctl.tui.messages import EventsBatch, FeedStatus, SnapshotReady
@@ -108,6 +108,8 @@ class LiveSource:
         self.url = url
         self.masked_url = mask_url(url)
         self.transport = url.split("://", 1)[0] if "://" in url else "redis"
+        # RabbitMQ shows a message only by delivering it: no peeking at a queue there.
+        self.can_peek = not is_amqp(url)
         self.app_spec = app_spec
         self.explicit_url = explicit_url
         self.batch_interval = batch_interval

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from engine.broker.connect import connect
-from engine.broker.inspect import open_fanout, open_view
+from engine.broker.inspect import is_amqp, open_fanout, open_view
 from engine.control import Control
 from tqctl.tui.model import FAILURES_POLLED
 from tqctl.tui.snapshot import ClusterSnapshot, QueueSample, WorkerReply
@@ -67,6 +67,7 @@ class Probe:
             replies=replies,
             delayed=tuple(delayed),
             delayed_count=delayed_count,
+            delayed_readable=not is_amqp(self.url),
             inspect_ms=(time.monotonic() - started) * 1000,
             queue_note=self.view.discovery_error,
             **extra,

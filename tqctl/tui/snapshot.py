@@ -71,6 +71,7 @@ class ClusterSnapshot:
     dead_count: int | None = None
     delayed: tuple[dict[str, Any], ...] = ()
     delayed_count: int = 0
+    delayed_readable: bool = True  # False on RabbitMQ: its delay levels cannot be listed or counted
     beat: tuple[dict[str, Any], ...] | None = None
     beat_leader: dict[str, Any] | None = None
     beat_note: str | None = None  # why beat entries are partial or missing

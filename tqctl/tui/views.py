@@ -154,7 +154,7 @@ def queue_rows(model: ConsoleModel, workers: list[WorkerRow] | None = None) -> l
         drain = 0.0 if sample.depth == 0 else (sample.depth / net if net > 0 else None)
         oldest = None if sample.oldest_sent_at is None else max(0.0, now - sample.oldest_sent_at)
         warnings = []
-        if not consumers:
+        if not consumers and sample.depth:  # an empty queue nobody consumes waits for nothing
             warnings.append("no consumer")
         if oldest is not None and oldest > OLD_MESSAGE:
             warnings.append("old messages")

@@ -191,6 +191,10 @@ class ConsoleScreen(Screen):
     def current_command(self) -> str | None:
         return None
 
+    def unavailable(self, action: str) -> str | None:
+        """Why ``action`` cannot work on this cluster (its broker), or None: help shows it."""
+        return None
+
     async def on_data_table_row_selected(self, event: Any) -> None:
         """Enter on a row is the table's own key: run this screen's ``enter`` binding instead."""
         event.stop()

@@ -51,7 +51,12 @@ def worker_summary_cells(w: WorkerRow, rate: float) -> list[str | Text]:
 
 
 def queue_cells(row: QueueRow) -> list[str | Text]:
-    warn = Text("⚠ " + ", ".join(row.warnings), style="bold yellow") if row.warnings else Text("✓ ok", style="green")
+    if row.warnings:
+        warn = Text("⚠ " + ", ".join(row.warnings), style="bold yellow")
+    elif not row.consumers:  # empty: nothing waits, but what is sent there will until someone consumes it
+        warn = Text("· no consumer", style="dim")
+    else:
+        warn = Text("✓ ok", style="green")
     drain = "-" if row.depth == 0 else (fmt.age(row.drain) if row.drain is not None else "never")
     return [
         row.name,

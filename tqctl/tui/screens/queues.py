@@ -7,6 +7,7 @@ import json
 from rich.text import Text
 from textual.binding import Binding
 
+from engine.broker.inspect import NotHere
 from tqctl.tui import format as fmt
 from tqctl.tui import verbs
 from tqctl.tui.messages import Loaded
@@ -56,8 +57,17 @@ class QueuesScreen(TableScreen):
         total = sum(q.depth for q in self._rows)
         note = self.model.queue_note  # the listing failed: say so rather than look complete
         drain = " · DRAIN: time to empty at current rates" if self.table.shows("drain") else ""
-        tail = ("⚠ " + note, "yellow") if note else f"enter peeks{drain}"
+        peek = "enter peeks" if self.can_peek else "no peeking on RabbitMQ"
+        tail = ("⚠ " + note, "yellow") if note else f"{peek}{drain}"
         return Text.assemble(("Queues ", "bold"), f"{shown} · {fmt.count(total)} waiting · ", tail)
+
+    @property
+    def can_peek(self) -> bool:
+        return getattr(self.tq.source, "can_peek", True)
+
+    def unavailable(self, action: str) -> str | None:
+        """Why a key of this screen does nothing on this broker (help says so next to it)."""
+        return "not on RabbitMQ" if action == "peek" and not self.can_peek else None
 
     def _selected(self):  # noqa: ANN202
         key = self.table.current_key
@@ -103,6 +113,8 @@ class PeekScreen(TableScreen):
         def load() -> None:
             try:
                 self.post_message(Loaded(f"peek:{queue}", reader.peek(queue, 200)))
+            except NotHere as exc:  # the broker cannot do it (RabbitMQ): the reason is the whole story
+                self.post_message(Loaded(f"peek:{queue}", [], str(exc)))
             except Exception as exc:  # shown in the status line
                 self.post_message(Loaded(f"peek:{queue}", [], f"{type(exc).__name__}: {exc}"))
 

@@ -84,19 +84,7 @@ class ScheduledScreen(ConsoleScreen):
         ]
         rows = [r for r in rows if row_matches([str(c) for c in r[1]], needles)]
         self.query_one("#eta", ConsoleTable).set_rows(rows)
-        in_broker = model.snapshot.delayed_count if model.snapshot else 0
-        held = sum(1 for r in self._eta if r.get("source") not in (None, "broker"))
-        where = f"{in_broker} in the broker" + (
-            f", {held} held by workers" if held else ""
-        )  # Celery's, or ours on RabbitMQ
-        self.status(
-            Text.assemble(
-                ("ETA tasks ", "bold"),
-                f"{in_broker + held} ({where})"
-                + (f" · {len(rows)} shown" if in_broker + held > len(rows) else "")
-                + " · x run now · ctrl+d revoke · tab switches table",
-            )
-        )
+        self.status(self._eta_line(len(rows)))
         beat = list(model.beat or [])
         brows = []
         for e in beat:
@@ -128,6 +116,28 @@ class ScheduledScreen(ConsoleScreen):
             title.append(f" · {model.beat_note}", style="dim")
         self.query_one("#beat-title", Static).update(title)
 
+    def _eta_line(self, shown: int) -> Text:
+        """How many ETA tasks wait and where; on RabbitMQ, that its delay levels cannot be counted
+        (it said "0 in the broker" while countdown tasks sat there)."""
+        snap = self.model.snapshot
+        held = sum(1 for r in self._eta if r.get("source") not in (None, "broker"))  # Celery's, or ours on AMQP
+        if snap is None:  # before the first poll: no count yet, not "0 in the broker"
+            return Text.assemble(("ETA tasks ", "bold"), "· reading the broker…")
+        if not snap.delayed_readable:
+            return Text.assemble(
+                ("ETA tasks ", "bold"),
+                f"{held} held by workers · RabbitMQ's delay levels cannot be counted · ctrl+d revoke"
+                " · tab switches table",
+            )
+        in_broker = snap.delayed_count
+        where = f"{in_broker} in the broker" + (f", {held} held by workers" if held else "")
+        return Text.assemble(
+            ("ETA tasks ", "bold"),
+            f"{in_broker + held} ({where})"
+            + (f" · {shown} shown" if in_broker + held > shown else "")
+            + " · x run now · ctrl+d revoke · tab switches table",
+        )
+
     def _which(self) -> tuple[str, str | None]:
         eta, beat = self.query_one("#eta", ConsoleTable), self.query_one("#beat", ConsoleTable)
         if beat.has_focus:
@@ -143,9 +153,7 @@ class ScheduledScreen(ConsoleScreen):
         else:
             row = next((r for r in self._eta if r["id"] == key), {})
             if row.get("source") not in (None, "broker"):
-                self.notify(
-                    f"held in memory by {row['source']} (Celery): it cannot be moved, only revoked", severity="warning"
-                )
+                self.notify(f"held in memory by {row['source']}: it cannot be moved, only revoked", severity="warning")
                 return
             self.tq.request_action(verbs.run_eta_now(key, row.get("name"), self.tq.source.cli_broker))
 
