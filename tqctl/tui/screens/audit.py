@@ -1,4 +1,4 @@
-"""9 · Audit: every action sent from a console on this machine (``audit.jsonl`` in the state folder)."""
+"""8 · Audit: every action sent from a console on this machine (``audit.jsonl`` in the state folder)."""
 
 from __future__ import annotations
 
@@ -36,10 +36,21 @@ class AuditScreen(TableScreen):
         self._loaded_for: object = "never"
 
     def refresh_view(self, force: bool = False) -> None:
-        if self._loaded_for is not self.tq.last_outcome:
-            self._loaded_for = self.tq.last_outcome
+        # Another console on this machine (or this one) appends to the same file: a changed size or
+        # time reloads it. Only this console's own actions did, so the others' never showed.
+        stamp = (self.tq.last_outcome, self._file_stamp())
+        if self._loaded_for != stamp:
+            self._loaded_for = stamp
             self.reload()
         super().refresh_view(force)
+
+    def _file_stamp(self) -> tuple[int, int] | None:
+        path = self.tq.audit.path
+        try:
+            info = path.stat() if path is not None else None
+        except OSError:
+            return None
+        return None if info is None else (info.st_size, info.st_mtime_ns)
 
     def reload(self) -> None:
         audit = self.tq.audit

@@ -18,6 +18,8 @@ NAV = (
     ("8", "audit", "Audit"),
 )
 SHORT = {"Scheduled": "Sched"}
+# Under 80 columns every tab still fits (60 columns: all eight): its key and a short name.
+NARROW = {"Overview": "Over", "Workers": "Work", "Queues": "Queue", "Failures": "Fail", "Scheduled": "Sched"}
 
 
 class ClusterHeader(Static):
@@ -43,28 +45,57 @@ class ClusterHeader(Static):
         line1 = Text(no_wrap=True, overflow="ellipsis")
         line1.append(" tqctl ", style="bold reverse")
         line1.append(" ")
-        badge = " RO " if read_only else " RW "
-        right = Text()
-        if paused:
-            right.append(" ‖ PAUSED ", style="bold reverse")
-            right.append(" ")
-        right.append(
-            f"● {online}/{total} workers" if connected else "✗ broker down", style="" if connected else "bold red"
-        )
-        right.append(f" │ {fmt.rate(events_per_second)} ev/s │ {fmt.clock(now)} ")
-        right.append(badge, style="bold reverse" if read_only else "bold")
         # The URL gives way, never what kind of cluster this is: a demo cut to "redis://…" looks real.
         kind = Text(" DEMO ", style="bold reverse") if transport == "demo" else Text(f"({transport})")
-        room = max(width - len(line1) - len(right) - len(kind) - 2, 10)
-        line1.append(fmt.clip(url, room) + " ")
+        for parts in _RIGHT_PARTS:  # a narrow terminal drops the rate, then the clock
+            right = _right(parts, online, total, connected, events_per_second, now, read_only, paused)
+            room = width - len(line1) - len(right) - len(kind) - 2
+            if room >= 10:
+                break
+        line1.append(fmt.clip(url, max(room, 4)) + " ")
         line1.append_text(kind)
         line1.append(" " * max(width - len(line1) - len(right), 1))
         line1.append_text(right)
         line2 = Text(no_wrap=True, overflow="ellipsis")
         for key, mode, label in NAV:
+            if width < 80:
+                line2.append(" ")
+                line2.append(f"{key} {NARROW.get(label, label)}", style="bold reverse" if mode == current else "")
+                continue
             name = SHORT.get(label, label) if width < 100 else label
             line2.append(f" {key} {name} ", style="bold reverse" if mode == current else "")
-        self.update(Text("\n").join([line1, line2]))
+        # Each line is cut, never wrapped: a wrapped first line pushed the tabs out of the header.
+        line1.truncate(width)
+        line2.truncate(width)
+        self.update(Text("\n", no_wrap=True).join([line1, line2]))
+
+
+_RIGHT_PARTS = (("rate", "clock"), ("clock",), ())
+
+
+def _right(
+    parts: tuple[str, ...],
+    online: int,
+    total: int,
+    connected: bool,
+    events_per_second: float,
+    now: float,
+    read_only: bool,
+    paused: bool,
+) -> Text:
+    """The header's right end: pause mark, workers (or broker down), rate and clock, access badge."""
+    right = Text()
+    if paused:
+        right.append(" ‖ PAUSED ", style="bold reverse")
+        right.append(" ")
+    right.append(f"● {online}/{total} workers" if connected else "✗ broker down", style="" if connected else "bold red")
+    if "rate" in parts:
+        right.append(f" │ {fmt.rate(events_per_second)} ev/s")
+    if "clock" in parts:
+        right.append(f" │ {fmt.clock(now)}")
+    right.append(" ")
+    right.append(" RO " if read_only else " RW ", style="bold reverse" if read_only else "bold")
+    return right
 
 
 class Banner(Static):

@@ -1,0 +1,69 @@
+"""The console in terminals smaller and larger than 80x24 (the recorded demo, no server): the header
+keeps its two lines and every screen tab at 60 columns, and nothing runs past the right edge; the
+Audit screen follows the file other consoles write too."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.tui.conftest import cell_text
+from tests.tui.harness import make_demo_app, screen_text
+from tqctl.tui.app import TqctlApp
+from tqctl.tui.audit import AuditLog
+from tqctl.tui.demo import DemoSource, demo_clock
+from tqctl.tui.screens.audit import AuditScreen
+from tqctl.tui.widgets.header import NAV
+
+
+def screen_at(size: tuple[int, int], key: str = "1") -> list[str]:
+    app = make_demo_app()
+
+    async def main() -> str:
+        async with app.run_test(size=size) as pilot:
+            await pilot.press(key)
+            await pilot.pause()
+            app.refresh_screen(force=True)
+            await pilot.pause()
+            return screen_text(app)
+
+    return asyncio.run(main()).splitlines()
+
+
+@pytest.mark.parametrize("size", [(60, 20), (70, 24), (80, 24), (132, 43), (220, 60)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_header_is_two_lines_with_every_tab(size: tuple[int, int]) -> None:
+    lines = screen_at(size, "4")
+    # At 60 columns the first line wrapped: its end (the clock and RW) took the tabs' line.
+    assert lines[0].lstrip().startswith("tqctl") and lines[0].rstrip().endswith("RW"), lines[:2]
+    assert "DEMO" in lines[0]  # what kind of cluster this is never gives way
+    assert all(f"{key} " in lines[1] for key, _, _ in NAV), lines[1]
+    assert lines[1].rstrip().endswith("Audit"), lines[1]
+    assert "Tasks" in lines[2], lines[2]  # the screen's own status line comes right after
+    assert all(len(line) <= size[0] for line in lines)
+
+
+def test_the_audit_screen_shows_what_another_console_appended(tmp_path: Path) -> None:
+    """Two consoles on one machine share ``audit.jsonl``: one's actions show on the other's Audit
+    screen. It reloaded only after its own actions, and said "0 actions" with the file full."""
+    path = tmp_path / "audit.jsonl"
+    app = TqctlApp(DemoSource(), audit=AuditLog(path), clock=demo_clock, start="audit", still=True, tick=0.1)
+    other = AuditLog(path)  # the other console
+
+    async def main() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, AuditScreen)
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert screen.table.row_keys == []
+            other.append("pool_grow", "w1@host", ok=True, summary="1 ok")
+            for _ in range(100):
+                if screen.table.row_keys:
+                    break
+                await pilot.pause(0.05)
+            assert screen.table.row_keys, "the other console's action never showed"
+            assert [cell_text(c) for c in screen.table.get_row(screen.table.row_keys[0])][3] == "pool_grow"
+
+    asyncio.run(main())
