@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.harness import ROOT, WorkerProcess
-from tests.integration.metrics_helpers import Exporter, endpoint_in, wait_value
+from tests.integration.metrics_helpers import Exporter, Samples, endpoint_in, scrape, value, wait_value
 from tqctl.metrics.tasks import COUNTED
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "tqctl-dashboard.json"
@@ -32,13 +30,10 @@ TARGET_LABELS = {"instance", "job"}  # set by Prometheus on every scraped series
 Series = dict[str, list[set[str]]]  # sample name → the label names of each of its samples
 
 
-def series(url: str) -> Series:
-    with urllib.request.urlopen(url, timeout=5) as reply:
-        text = reply.read().decode()
+def series(samples: Samples) -> Series:
     out: Series = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append(set(sample.labels))
+    for name, labels in samples:
+        out.setdefault(name, []).append({label for label, _ in labels})
     return out
 
 
@@ -79,7 +74,7 @@ def queries() -> list[tuple[str, str, set[str]]]:
 @pytest.fixture
 def scrapes(
     shop, start_worker: Callable[..., WorkerProcess], broker_url: str, tmp_path: Path
-) -> Iterator[tuple[Series, Series]]:
+) -> Iterator[tuple[Samples, Samples]]:
     """(exporter, worker endpoint) scrapes once a task succeeded, one failed and a queue has a
     message nobody consumes, so every series either serves is there."""
     exporter = Exporter(broker_url, tmp_path / "exporter.log").wait_ready(20)
@@ -88,21 +83,23 @@ def scrapes(
         own = endpoint_in(worker.log())
         shop.add.delay(1, 2)
         shop.fail.delay("boom")
+        shop.flaky.delay(1)  # retried once, then succeeds: two starts
         shop.add.apply_async((1, 1), queue="nobody")
         cluster = exporter.endpoint()
         for url in (cluster, own):
             wait_value(url, "tqctl_tasks_total", 1.0, name="tests.apps.shop.add", state="succeeded")
             wait_value(url, "tqctl_tasks_total", 1.0, name="tests.apps.shop.fail", state="failed")
+            wait_value(url, "tqctl_tasks_total", 1.0, name="tests.apps.shop.flaky", state="succeeded")
         wait_value(cluster, "tqctl_queue_depth", 1.0, queue="nobody")
-        yield series(cluster), series(own)
+        yield scrape(cluster), scrape(own)
     finally:
         exporter.close()
 
 
-def test_every_query_reads_scraped_metrics_with_the_labels_it_uses(scrapes: tuple[Series, Series]) -> None:
+def test_every_query_reads_scraped_metrics_with_the_labels_it_uses(scrapes: tuple[Samples, Samples]) -> None:
     scraped: Series = {}
     for source in scrapes:
-        for name, label_sets in source.items():
+        for name, label_sets in series(source).items():
             scraped.setdefault(name, []).extend(label_sets)
     checked = 0
     for where, expr, output_labels in queries():
@@ -118,8 +115,8 @@ def test_every_query_reads_scraped_metrics_with_the_labels_it_uses(scrapes: tupl
     assert checked >= 25  # the dashboard's 18 queries and variables and the 6 alert rules, at least
 
 
-def test_dashboard_reads_each_count_from_one_exporter(scrapes: tuple[Series, Series]) -> None:
-    exporter, worker = scrapes
+def test_dashboard_reads_each_count_from_one_exporter(scrapes: tuple[Samples, Samples]) -> None:
+    exporter, worker = (series(samples) for samples in scrapes)
     assert set(exporter) & set(worker) >= {"tqctl_tasks_total", "tqctl_worker_busy"}  # counted twice
     board = json.loads(DASHBOARD.read_text())
     names = {v["name"]: v for v in board["templating"]["list"]}
@@ -137,3 +134,12 @@ def test_dashboard_reads_each_count_from_one_exporter(scrapes: tuple[Series, Ser
     assert not unpinned, f"panels summing the exporter's series with the workers' (or a second exporter's): {unpinned}"
     shown = {name for p in board["panels"] for t in p["targets"] for name, _ in references(t["expr"])}
     assert {"tqctl_worker_reserved", "tqctl_worker_concurrency"} <= shown  # the worker endpoint's own gauges
+
+
+def test_wait_panel_counts_one_wait_per_start(scrapes: tuple[Samples, Samples]) -> None:
+    """'Wait (publish to start)': a retried task waited twice, once per start, not three times (the
+    retry's own task-sent, which follows the first start, is the second wait's publish)."""
+    for samples in scrapes:
+        started = value(samples, "tqctl_tasks_total", name="tests.apps.shop.flaky", state="started")
+        assert started == 2.0
+        assert value(samples, "tqctl_task_wait_seconds_count", name="tests.apps.shop.flaky") == started

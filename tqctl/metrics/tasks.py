@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from engine.events.state import ClusterState
+from engine.events.state import ClusterState, TaskView
 
 # Event type → the ``state`` label (Celery's event names without the ``task-`` prefix).
 COUNTED = {
@@ -38,6 +38,7 @@ class TaskMetrics:
     def __init__(self, registry: CollectorRegistry, state: ClusterState | None = None) -> None:
         self.state = state or ClusterState(max_tasks=20_000)
         self._sent_hints: OrderedDict[str, float] = OrderedDict()  # task id → publish time from its message
+        self._unwaited: OrderedDict[str, None] = OrderedDict()  # started before its publish time was known
         self.total = Counter(
             "tqctl_tasks",
             "Task events seen, by task name and event (sent, received, started, succeeded, ...)",
@@ -79,12 +80,14 @@ class TaskMetrics:
         if view is None:
             return
         if label == "started":
-            sent = self._sent_hints.pop(uuid, None) or view.sent
-            if sent is not None and view.started is not None:
-                self.wait.labels(name).observe(max(view.started - sent, 0.0))
-        elif label == "sent" and view.started is not None and view.sent is not None:
-            # The client's batch came after the worker's start (its events are flushed later).
-            self.wait.labels(name).observe(max(view.started - view.sent, 0.0))
+            self._started(uuid, name, view)
+        elif label == "sent" and uuid in self._unwaited:
+            # The client's batch came after the worker's start (its events are flushed later). Only
+            # for a start that went unmeasured, and that came after this send: a retry's own
+            # task-sent follows the previous attempt's start, and its wait is the next start's.
+            del self._unwaited[uuid]
+            if view.started is not None and view.sent is not None and view.started >= view.sent:
+                self.wait.labels(name).observe(view.started - view.sent)
         elif label == "succeeded":
             runtime = event.get("runtime")
             if isinstance(runtime, (int, float)) and not isinstance(runtime, bool) and runtime >= 0:
@@ -93,3 +96,15 @@ class TaskMetrics:
             self.runtime.labels(name).observe(max(view.failed - view.started, 0.0))
         if label in ("succeeded", "failed", "revoked", "rejected"):
             self._sent_hints.pop(uuid, None)
+            self._unwaited.pop(uuid, None)
+
+    def _started(self, uuid: str, name: str, view: TaskView) -> None:
+        """One wait per start: from this attempt's publish if known now, else when its task-sent comes."""
+        sent = self._sent_hints.pop(uuid, None) or view.sent
+        if sent is not None and view.started is not None:
+            self._unwaited.pop(uuid, None)
+            self.wait.labels(name).observe(max(view.started - sent, 0.0))
+            return
+        self._unwaited[uuid] = None
+        while len(self._unwaited) > MAX_HINTS:
+            self._unwaited.popitem(last=False)
