@@ -63,3 +63,12 @@ def test_tasks_run_inside_the_flask_application_context(flask_app: Any) -> None:
     # record_visit uses current_app's database: outside an app context it raises RuntimeError.
     assert flask_app.extensions["celery"].AsyncResult(result_id).get(timeout=30) == 1
     assert client.get("/visits").get_json() == {"names": ["ada"]}
+
+
+def test_bad_form_input_is_a_readable_400(flask_app: Any) -> None:
+    client = flask_app.test_client()
+    for form in ({"a": "x", "b": "3"}, {"a": "2"}):
+        reply = client.post("/add", data=form)
+        assert (reply.status_code, reply.get_json()) == (400, {"error": "a and b must be integers, e.g. -d a=2 -d b=3"})
+    reply = client.post("/visits", data={})
+    assert (reply.status_code, reply.get_json()) == (400, {"error": "name is required, e.g. -d name=ada"})

@@ -12,8 +12,11 @@ bp = Blueprint("shop", __name__)
 
 
 @bp.post("/add")
-def start_add() -> dict[str, Any]:
-    result = tasks.add_together.delay(int(request.form["a"]), int(request.form["b"]))
+def start_add() -> dict[str, Any] | tuple[dict[str, str], int]:
+    a, b = request.form.get("a", type=int), request.form.get("b", type=int)
+    if a is None or b is None:  # a readable 400, not a 500 from int("x") in the view
+        return {"error": "a and b must be integers, e.g. -d a=2 -d b=3"}, 400
+    result = tasks.add_together.delay(a, b)
     return {"result_id": result.id}
 
 
@@ -29,8 +32,11 @@ def task_result(id: str) -> dict[str, Any]:
 
 
 @bp.post("/visits")
-def visit() -> dict[str, Any]:
-    return {"result_id": tasks.record_visit.delay(request.form["name"]).id}
+def visit() -> dict[str, Any] | tuple[dict[str, str], int]:
+    name = request.form.get("name", "").strip()
+    if not name:
+        return {"error": "name is required, e.g. -d name=ada"}, 400
+    return {"result_id": tasks.record_visit.delay(name).id}
 
 
 @bp.get("/visits")
