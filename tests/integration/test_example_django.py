@@ -62,14 +62,21 @@ def django_env(broker_url: str, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def site(django_env: dict[str, str], broker_url: str, tmp_path: Path) -> Iterator[str]:
+def worker_app() -> str:
+    """What the worker loads: ``-A proj``, as the example's README runs it (Celery's layout: the
+    app is found in ``proj.celery``); a test may parametrize it with the probe module instead."""
+    return "proj"
+
+
+@pytest.fixture
+def site(django_env: dict[str, str], broker_url: str, tmp_path: Path, worker_app: str) -> Iterator[str]:
     """The example project under runserver and a prefork worker of one child; yields the base URL."""
     worker = WorkerProcess(
         broker_url,
         ["-P", "prefork", "-c", "1", "-n", "django@%h", "-l", "info"],
         tmp_path / "worker.log",
         django_env,
-        app="tests.apps.django_probe",
+        app=worker_app,
     )
     port = free_port()
     server = RunServer(
@@ -122,6 +129,7 @@ def test_view_enqueues_on_commit_and_worker_updates_the_model(site: str, django_
     assert shipments(django_env["SHOP_DB"]) == ["first", "sentinel"]
 
 
+@pytest.mark.parametrize("worker_app", ["tests.apps.django_probe"])  # proj plus one probe task
 def test_worker_closes_database_connections_between_tasks(site: str, broker_url: str) -> None:
     status, order = place(site, "opens-a-connection")
     assert status == 201
