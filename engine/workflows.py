@@ -242,6 +242,8 @@ class Chain(Signature):
     def apply_async(  # type: ignore[override]  # an empty chain sends nothing: None, as Celery
         self, args: Sequence[Any] | None = (), kwargs: dict[str, Any] | None = None, **options: Any
     ) -> AsyncResult | None:
+        if _app_of(self.tasks, self.app).conf.task_always_eager:  # as Celery: every step here, now
+            return self.apply(args or (), kwargs, **options) if self.tasks else None
         options = {**self.options, **options}
         outer = list(options.pop("chain", None) or [])
         link, link_error = options.pop("link", None), options.pop("link_error", None)
@@ -517,6 +519,8 @@ class Group(Signature):
             raise TypeError("Cannot add link to group: use a chord")
         if options.get("link_error"):
             raise TypeError("Cannot add link to group: do that on individual tasks")
+        if _app_of(self.tasks, self.app).conf.task_always_eager:  # as Celery: every member here, now
+            return self.apply(args or (), kwargs, **options)  # type: ignore[no-any-return]
         options = merge_options(self.options, options, keep_stamps=False)  # Celery's ``_freeze_gid``
         group_id = options.pop("task_id", None) or new_id()
         options["group_id"] = group_id
@@ -707,6 +711,8 @@ class Chord(Signature):
         body = self.body
         if body is None:
             raise ValueError("a chord needs a body: chord(header)(body)")
+        if self._bound_app().conf.task_always_eager:  # as Celery: header, then body, here and now
+            return self.apply(args or (), kwargs, **({"task_id": task_id} if task_id else {}), **options)  # type: ignore[no-any-return]
         header_delay = {k: options.pop(k) for k in ("countdown", "eta") if options.get(k) is not None}
         merged = {**self.options, **options}
         for key in ("countdown", "eta"):
