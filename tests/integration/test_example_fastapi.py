@@ -80,16 +80,25 @@ def test_async_endpoint_awaits_the_result_without_blocking_the_loop(
 
 
 def test_failure_and_queued_quote(example: ModuleType, start_example_worker: Callable[[], WorkerProcess]) -> None:
-    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+    async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
         async with client(example) as http:
             refused = await http.post("/quotes", json={"item": "unicorn"})
             task_id = (await http.post("/quotes/later", json={"item": "pen", "quantity": 4})).json()["task_id"]
             await asyncio.to_thread(example.tasks_app.AsyncResult(task_id).get, timeout=30)
-            return refused, await http.get(f"/quotes/{task_id}")
+            failed_id = (await http.post("/quotes/later", json={"item": "unicorn"})).json()["task_id"]
+            await asyncio.to_thread(example.tasks_app.AsyncResult(failed_id).get, timeout=30, propagate=False)
+            failed = await http.get(f"/quotes/{failed_id}")
+            return refused, await http.get(f"/quotes/{task_id}"), failed
 
     start_example_worker()
-    refused, status = asyncio.run(scenario())
+    refused, status, failed = asyncio.run(scenario())
     assert (refused.status_code, refused.json()) == (422, {"detail": "no price for 'unicorn'"})
+    assert failed.json() == {  # polled: the reason, not just the state
+        "task_id": failed.json()["task_id"],
+        "state": "FAILURE",
+        "result": None,
+        "error": "no price for 'unicorn'",
+    }
     assert status.json() == {
         "task_id": status.json()["task_id"],
         "state": "SUCCESS",

@@ -49,9 +49,17 @@ async def queue_quote(request: QuoteRequest) -> dict[str, str]:
 
 @api.get("/quotes/{task_id}")
 async def quote_status(task_id: str) -> dict[str, Any]:
+    """PENDING (or unknown), SUCCESS with the quote, or FAILURE with the task's error message."""
+    return await run_in_threadpool(_status, task_id)  # the result store is read off the event loop
+
+
+def _status(task_id: str) -> dict[str, Any]:
     result = tasks_app.AsyncResult(task_id)
-    state = await run_in_threadpool(lambda: result.state)
-    return {"task_id": task_id, "state": state, "result": result.result if state == "SUCCESS" else None}
+    state = result.state
+    reply = {"task_id": task_id, "state": state, "result": result.result if state == "SUCCESS" else None}
+    if state == "FAILURE":
+        reply["error"] = str(result.result)
+    return reply
 
 
 @api.get("/healthz")
