@@ -13,6 +13,7 @@ from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.filter import Monochrome
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
@@ -20,6 +21,7 @@ from tqctl.tui.actions import ActionsMixin
 from tqctl.tui.audit import AuditLog
 from tqctl.tui.messages import ActionDone, EventsBatch, FeedStatus, SnapshotReady
 from tqctl.tui.model import ConsoleModel
+from tqctl.tui.nocolor import ReadableMonochrome
 from tqctl.tui.screens.audit import AuditScreen
 from tqctl.tui.screens.base import ConsoleScreen
 from tqctl.tui.screens.dead import DeadLettersScreen
@@ -112,6 +114,8 @@ class TqctlApp(ActionsMixin, App[str | None]):
         still: bool = False,
     ) -> None:
         super().__init__()
+        if self.no_color:  # NO_COLOR: greys in which no text fades into its background
+            self._filters = [ReadableMonochrome() if isinstance(f, Monochrome) else f for f in self._filters]
         self.still = still  # no blinking or animation: reproducible screenshots
         if still:
             self.animation_level = "none"
