@@ -56,8 +56,55 @@ class Signature(dict):
         return self["task"]
 
     @property
+    def task(self) -> str:
+        """The task's name (Celery's ``sig.task``, the same as ``sig.name``)."""
+        return self["task"]
+
+    @task.setter
+    def task(self, value: str) -> None:
+        self["task"] = value
+
+    @property
+    def subtask_type(self) -> str | None:
+        """``"chain"``, ``"group"``, ``"chord"``, ... for a canvas; None for a task."""
+        return self.get("subtask_type")
+
+    @property
     def immutable(self) -> bool:
         return bool(self.get("immutable"))
+
+    @immutable.setter
+    def immutable(self, value: bool) -> None:
+        self["immutable"] = value
+
+    def set_immutable(self, immutable: bool) -> None:
+        self["immutable"] = immutable
+
+    @property
+    def parent_id(self) -> str | None:
+        return self["options"].get("parent_id")
+
+    @property
+    def root_id(self) -> str | None:
+        return self["options"].get("root_id")
+
+    @property
+    def type(self) -> Any:
+        """The registered task this signature calls (``KeyError`` if the app has none by that name)."""
+        return self._bound_app().tasks[self["task"]]
+
+    def replace(
+        self, args: Sequence[Any] | None = None, kwargs: dict[str, Any] | None = None, options: Any = None
+    ) -> Signature:
+        """A copy with the given parts (each one left as it is when None) put in place of this one's."""
+        sig = self.clone()
+        if args is not None:
+            sig["args"] = tuple(args)
+        if kwargs is not None:
+            sig["kwargs"] = dict(kwargs)
+        if options is not None:
+            sig["options"] = dict(options)
+        return sig
 
     @property
     def options(self) -> dict[str, Any]:
@@ -154,6 +201,8 @@ class Signature(dict):
             sig["kwargs"] = {**sig["kwargs"], **kwargs}
         sig["options"] = merge_options(sig["options"], _plain(options))  # copied: a clone shares nothing
         return sig
+
+    partial = clone  # Celery's other name for it
 
     def _merged(self, args: Sequence[Any], kwargs: dict[str, Any] | None, options: dict[str, Any]) -> Signature:
         """The copy ``apply``/``apply_async`` run: merged as ``clone`` does, less the options given as

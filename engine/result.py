@@ -46,6 +46,10 @@ class AsyncResult(ResultBase):
     def __repr__(self) -> str:
         return f"<AsyncResult: {self.id}>"
 
+    def __str__(self) -> str:
+        """The id, as Celery's: ``f"queued {result}"`` and ``str(result)`` log the task's id."""
+        return str(self.id)
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, AsyncResult):
             return other.id == self.id
@@ -110,6 +114,19 @@ class AsyncResult(ResultBase):
     @property
     def date_done(self) -> str | None:
         return self._get_meta().get("date_done")
+
+    # -- what ``result_extended`` stores about the request (None without it, as Celery) ---------
+    name = property(lambda self: self._get_meta().get("name"), doc="The task's name.")
+    args = property(lambda self: self._get_meta().get("args"), doc="The positional arguments it ran with.")
+    kwargs = property(lambda self: self._get_meta().get("kwargs"), doc="The keyword arguments it ran with.")
+    worker = property(lambda self: self._get_meta().get("worker"), doc="The worker's node name.")
+    retries = property(lambda self: self._get_meta().get("retries"), doc="How often it had been retried.")
+    queue = property(lambda self: self._get_meta().get("queue"), doc="The queue it came from.")
+
+    def exists(self) -> bool:
+        """Celery 5.7's: whether anything is stored for this id, which tells a task not yet
+        run (or never sent, or forgotten) from one whose PENDING state was stored."""
+        return self._backend().get_meta(self.id) is not None
 
     @property
     def children(self) -> list[AsyncResult]:

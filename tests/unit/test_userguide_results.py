@@ -1,0 +1,80 @@
+"""User Guide, Calling Tasks / Canvas / Results: the parts of ``AsyncResult`` and ``Signature`` a
+migrating user's code reads, checked against what Celery 5.7's own classes give for the same calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import celery
+import celery.result
+import pytest
+import redis
+
+from engine import App, signature
+from engine.request import Request
+from engine.trace import run
+
+
+@pytest.fixture
+def app(redis_url: str, redis_client: redis.Redis) -> Any:
+    application = App("ug_results", broker=redis_url, backend=redis_url)
+    yield application
+    application.close()
+
+
+def test_str_of_a_result_is_its_id_as_celerys(app: App) -> None:
+    theirs = celery.result.AsyncResult("abc-1", app=celery.Celery(set_as_current=False))
+    ours = app.AsyncResult("abc-1")
+    assert str(theirs) == "abc-1"
+    assert str(ours) == "abc-1" and f"sent {ours}" == "sent abc-1"
+
+
+def test_result_extended_fields_are_read_from_the_stored_result(app: App) -> None:
+    app.conf.result_extended = True
+    task = app.task(name="ug.extended")(lambda x, y=0: x + y)
+    request = Request(
+        id="ext-1",
+        name=task.name,
+        args=[1],
+        kwargs={"y": 2},
+        hostname="w1@host",
+        retries=0,
+        delivery_info={"routing_key": "celery"},
+        called_directly=False,
+    )
+    run(app, task, request)
+    result = app.AsyncResult("ext-1")
+    assert (result.name, result.args, result.kwargs, result.worker, result.retries, result.queue) == (
+        "ug.extended",
+        [1],
+        {"y": 2},
+        "w1@host",
+        0,
+        "celery",
+    )
+    assert result.exists() and not app.AsyncResult("never-sent").exists()
+    assert app.AsyncResult("never-sent").name is None  # as Celery's: None when nothing says
+
+
+def test_signature_attributes_as_celerys(app: App) -> None:
+    def plus(x: int, y: int) -> int:
+        return x + y
+
+    add = app.task(name="ug.add")(plus)
+    their_add = celery.Celery(set_as_current=False).task(name="ug.add")(plus)
+    for sig, task in ((their_add.s(1), their_add), (add.s(1), add)):
+        sig.set(parent_id="p", root_id="r")
+        expected = ("ug.add", None, "p", "r", False)
+        assert (sig.task, sig.subtask_type, sig.parent_id, sig.root_id, sig.immutable) == expected
+        assert sig.type.name == task.name == "ug.add"
+        sig.set_immutable(True)
+        assert sig.immutable
+        sig.immutable = False
+        assert not sig.immutable
+        replaced = sig.replace(args=(5,), kwargs={"y": 6})
+        assert (tuple(replaced.args), replaced.kwargs, replaced.options["parent_id"]) == ((5,), {"y": 6}, "p")
+        assert tuple(sig.args) == (1,)  # a copy: the signature itself is unchanged
+        assert tuple(sig.partial((0,)).args) == (0, 1)
+    assert signature("ug.add", app=app).task == "ug.add"
+    assert app.signature("ug.add").subtask_type is None
