@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -143,3 +144,19 @@ def test_wait_panel_counts_one_wait_per_start(scrapes: tuple[Samples, Samples]) 
         started = value(samples, "tqctl_tasks_total", name="tests.apps.shop.flaky", state="started")
         assert started == 2.0
         assert value(samples, "tqctl_task_wait_seconds_count", name="tests.apps.shop.flaky") == started
+
+
+def test_a_taken_metrics_port_stops_the_worker_with_one_line_naming_it(
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """worker.yaml and tqctl-worker.service fix --metrics-port 9809: taken by something else, the
+    worker must say which address, not a bare "Address already in use"."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = start_worker("--metrics-port", str(port), "--metrics-address", "127.0.0.1", ready=False)
+        assert worker.wait(60) == 1
+    lines = [line for line in worker.log().splitlines() if line.strip()]
+    assert lines[-1] == f"tqctl: error: --metrics-port: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert "Traceback" not in worker.log()

@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from engine.events.state import ClusterState
+from engine.exceptions import ImproperlyConfigured
 from tqctl.metrics.tasks import TaskMetrics
 
 
@@ -46,7 +47,14 @@ class WorkerMetrics:
         self._thread: threading.Thread | None = None
 
     def serve(self, port: int, address: str) -> int:
-        self._server, self._thread = start_http_server(port, address, registry=self.registry)
+        """Listen, or stop the worker's start with one line naming the address (the bare OSError
+        says only "Address already in use", not which of the worker's options caused it)."""
+        try:
+            self._server, self._thread = start_http_server(port, address, registry=self.registry)
+        except OSError as exc:
+            raise ImproperlyConfigured(
+                f"--metrics-port: cannot listen on {address}:{port}: {exc.strerror or exc}"
+            ) from None
         return int(self._server.server_port)
 
     def on_event(self, event: dict[str, Any]) -> None:
