@@ -6,12 +6,16 @@ one process never see each other's configuration.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from engine.celery_defaults import CELERY_DEFAULTS
+from engine.celery_settings import CELERY_SETTINGS
 
 DEFAULTS: dict[str, Any] = {
     "broker_url": None,
@@ -75,6 +79,7 @@ DEFAULTS: dict[str, Any] = {
     "tqctl_signing_key_id": None,
 }
 
+_UNSET = object()
 SECRET_WORDS = re.compile(r"(password|secret|token|key|auth|credential)", re.IGNORECASE)
 URL_SETTINGS = frozenset({"broker_url", "result_backend"})
 
@@ -102,9 +107,9 @@ class Settings:
         if name.startswith("__"):
             raise AttributeError(name)
         try:
-            return self._values[name]
+            return self[name]
         except KeyError:
-            raise AttributeError(name) from None
+            raise AttributeError(f"'Settings' object has no attribute {name!r}") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         self._values[name] = value
@@ -112,7 +117,16 @@ class Settings:
         self._changed()
 
     def __getitem__(self, name: str) -> Any:
-        return self._values[name]
+        """A name set or ours, else a Celery setting at Celery's default. That default is kept on
+        first read, so a value changed in place (``conf.task_publish_retry_policy["max_retries"]``)
+        stays changed, as in Celery. ``get`` (what the engine reads) of a name neither set nor read
+        gives its own default, so the engine still tells "unset" from a value."""
+        try:
+            return self._values[name]
+        except KeyError:
+            if name not in CELERY_SETTINGS:
+                raise
+        return self._values.setdefault(name, copy.deepcopy(CELERY_DEFAULTS.get(name)))
 
     def __setitem__(self, name: str, value: Any) -> None:
         self._values[name] = value
@@ -120,7 +134,7 @@ class Settings:
         self._changed()
 
     def __contains__(self, name: object) -> bool:
-        return name in self._values
+        return name in self._values or name in CELERY_SETTINGS
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
@@ -168,7 +182,8 @@ class Settings:
         return {
             key: masked_setting(key, value)
             for key, value in self._values.items()
-            if DEFAULTS.get(key, object()) != value and not callable(value)
+            if DEFAULTS.get(key, CELERY_DEFAULTS.get(key, _UNSET if key not in CELERY_SETTINGS else None)) != value
+            and not callable(value)
         }
 
 

@@ -1,0 +1,64 @@
+"""User Guide, Configuration and defaults: ``app.conf.<any Celery setting>`` reads what Celery 5.7's
+reads when nothing set it, so code that looks a setting up keeps working after the import change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import celery
+import pytest
+
+from engine import App
+from engine.celery_settings import CELERY_SETTINGS
+from engine.config import DEFAULTS
+
+NOWHERE = "redis://127.0.0.1:1/0"
+# Backends we do not have, and Celery's class paths: None here (engine.celery_defaults says why).
+NOT_OURS = ("azureblockblob_", "cosmosdbsql_", "gcs_", "cassandra_", "database_", "elasticsearch_", "cache_backend")
+CLASS_PATHS = {"beat_scheduler", "worker_autoscaler", "worker_consumer"}
+
+
+@pytest.fixture
+def conf() -> Any:
+    app = App("ug_config", broker=NOWHERE)
+    yield app.conf
+    app.close()
+
+
+def _plain(value: Any) -> Any:
+    """Celery keeps some defaults as tuples or timedeltas; compare them as values."""
+    if hasattr(value, "total_seconds"):
+        return value.total_seconds()
+    return list(value) if isinstance(value, tuple) else value
+
+
+def test_every_celery_setting_reads_celerys_default(conf: Any) -> None:
+    theirs = celery.Celery(set_as_current=False).conf
+    ours_on_purpose = {n for n in DEFAULTS.keys() & CELERY_SETTINGS if _plain(DEFAULTS[n]) != _plain(theirs[n])}
+    assert ours_on_purpose <= {"broker_use_ssl", "task_send_sent_event", "timezone", "worker_send_task_events"}
+    for name in sorted(CELERY_SETTINGS - ours_on_purpose - CLASS_PATHS - {"broker_url"}):
+        if name.startswith(NOT_OURS):
+            continue
+        assert _plain(conf[name]) == _plain(theirs[name]), name
+        assert _plain(getattr(conf, name)) == _plain(theirs[name]), name
+        assert name in conf
+
+
+def test_a_default_changed_in_place_stays_changed(conf: Any) -> None:
+    conf.task_publish_retry_policy["max_retries"] = 9
+    assert conf.task_publish_retry_policy["max_retries"] == 9
+    assert conf.changes()["task_publish_retry_policy"]["max_retries"] == 9
+    assert "task_default_delivery_mode" not in conf.changes()  # read, not changed
+    other = App("ug_config_other", broker=NOWHERE)
+    assert other.conf.task_publish_retry_policy["max_retries"] == 3  # each app its own copy
+    other.close()
+
+
+def test_unknown_names_still_raise(conf: Any) -> None:
+    with pytest.raises(AttributeError, match="task_defualt_queue"):
+        _ = conf.task_defualt_queue
+    with pytest.raises(KeyError):
+        _ = conf["task_defualt_queue"]
+    assert "task_defualt_queue" not in conf
+    assert conf.get("task_default_exchange", "given") == "given"  # get's own default for an unset name
