@@ -271,7 +271,7 @@ class Sender:
         the task's own, then ``task_routes``, then the defaults."""
         conf = self.app.conf
         routes = conf.task_routes
-        routed = route(routes, name, args, kwargs, options) if routes else {}
+        routed = route(routes, name, args, kwargs, options, task=task) if routes else {}
         get = options.get
         queue: Any = get("queue") or (task.queue if task is not None else None) or routed.get("queue")
         queue = queue or conf.task_default_queue
