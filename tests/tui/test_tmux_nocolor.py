@@ -1,5 +1,6 @@
-"""``NO_COLOR`` in a real terminal (tmux, the recorded demo): every state word stays readable.
-Textual's greyscale made bold red ``✗ FAILURE`` grey 237 on grey 234, next to invisible."""
+"""Few colours or none, in a real terminal (tmux, the recorded demo). ``NO_COLOR``: every state
+word stays readable (Textual's greyscale made bold red ``✗ FAILURE`` grey 237 on grey 234, next to
+invisible). A 16-colour ``TERM``: ✗ FAILURE is red (it came out magenta, as ⊘ REVOKED)."""
 
 from __future__ import annotations
 
@@ -62,31 +63,56 @@ def colours_at(line: str, text: str) -> tuple[tuple[int, int, int], tuple[int, i
                 continue
             if p == 0:
                 fg, bg = (229, 229, 229), (0, 0, 0)
+            elif 30 <= p <= 37 or 90 <= p <= 97:
+                fg = xterm_rgb(p - 30 if p < 90 else p - 82)
+            elif 40 <= p <= 47 or 100 <= p <= 107:
+                bg = xterm_rgb(p - 40 if p < 100 else p - 92)
             i += 1
     return None
 
 
-def test_every_state_is_readable_under_no_color(terminal):
-    env = f"PYTHONPATH={shlex.quote(str(ROOT))} NO_COLOR=1"
-    terminal.keys(f"cd {shlex.quote(str(ROOT))} && env {env} {sys.executable} -m tqctl console --demo", "Enter")
-    terminal.wait(lambda s: "DEMO" in s and "8 Audit" in s, "the demo console")
+def state_colours(terminal, rows: slice) -> dict[str, list[tuple[tuple[int, int, int], tuple[int, int, int]]]]:
+    """(foreground, background) of each state word in the Tasks screen's ``rows``, for every
+    state: ``s`` shows one state at a time."""
     terminal.keys("4")
     terminal.wait(lambda s: "Tasks " in s and "✓ SUCCESS" in s, "the task list")
-    seen: dict[str, float] = {}
-    for _ in range(len(STATE_GLYPHS) + 1):  # ``s`` shows one state at a time: each one's rows
+    seen: dict[str, list[tuple[tuple[int, int, int], tuple[int, int, int]]]] = {}
+    for _ in range(len(STATE_GLYPHS) + 1):
         before = terminal.screen().splitlines()[2]
         terminal.keys("s")
         terminal.wait(lambda s, before=before: s.splitlines()[2] != before, "the next state filter")
         lines = terminal.screen(escapes=True).splitlines()
         for state, (glyph, _) in STATE_GLYPHS.items():
             word = f"{glyph} {state}"
-            for line in lines[2:23]:  # the status line and the rows: the faintest of each state counts
+            for line in lines[rows]:
                 found = colours_at(line, word)
                 if found is not None:
-                    contrast = abs(brightness(found[0]) - brightness(found[1]))
-                    seen[word] = min(contrast, seen.get(word, 1.0))
-    assert "✗ FAILURE" in seen and "✓ SUCCESS" in seen, seen
-    faint = {word: round(contrast, 2) for word, contrast in seen.items() if contrast < 0.3}
-    assert not faint, f"under NO_COLOR these states fade into the background: {faint}"
+                    seen.setdefault(word, []).append(found)
     terminal.keys("C-c")
     terminal.wait(lambda s: s.rstrip().endswith("$"), "the shell prompt")
+    return seen
+
+
+def demo(terminal, env: str) -> None:
+    env = f"PYTHONPATH={shlex.quote(str(ROOT))} {env}"
+    terminal.keys(f"cd {shlex.quote(str(ROOT))} && env {env} {sys.executable} -m tqctl console --demo", "Enter")
+    terminal.wait(lambda s: "DEMO" in s and "8 Audit" in s, "the demo console")
+
+
+def test_every_state_is_readable_under_no_color(terminal):
+    demo(terminal, "NO_COLOR=1")
+    seen = state_colours(terminal, slice(2, 23))  # the status line and the rows, the cursor's too
+    contrast = {word: min(abs(brightness(fg) - brightness(bg)) for fg, bg in pairs) for word, pairs in seen.items()}
+    assert "✗ FAILURE" in contrast and "✓ SUCCESS" in contrast, contrast
+    faint = {word: round(c, 2) for word, c in contrast.items() if c < 0.3}
+    assert not faint, f"under NO_COLOR these states fade into the background: {faint}"
+
+
+def test_a_16_colour_terminal_shows_failure_in_red(terminal):
+    demo(terminal, "TERM=screen")  # what Rich reads as 16 colours, as TERM=linux, xterm or vt100
+    seen = state_colours(terminal, slice(5, 23))  # the rows below the cursor's (it has its own colours)
+    failure = {fg for fg, _ in seen["✗ FAILURE"]}
+    assert len(failure) == 1, failure
+    (red, green, blue) = failure.pop()
+    assert red > 2 * green and red > 2 * blue, f"✗ FAILURE is not red but {(red, green, blue)}"
+    assert (red, green, blue) not in {fg for fg, _ in seen.get("⊘ REVOKED", [])}

@@ -112,8 +112,9 @@ class TqctlApp(ActionsMixin, App[str | None]):
         start: str = "overview",
         tick: float = 0.5,
         still: bool = False,
+        ansi: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(ansi_color=True if ansi else None)
         if self.no_color:  # NO_COLOR: greys in which no text fades into its background
             self._filters = [ReadableMonochrome() if isinstance(f, Monochrome) else f for f in self._filters]
         self.still = still  # no blinking or animation: reproducible screenshots

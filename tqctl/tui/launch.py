@@ -143,11 +143,14 @@ def open_console(
     """Run the console in this terminal; returns what the operator chose on leaving (``stop``/``leave``)."""
     from tqctl.tui.app import TqctlApp
     from tqctl.tui.audit import AuditLog
+    from tqctl.tui.nocolor import few_colours
 
     if demo:
         from tqctl.tui.demo import AUDIT, DemoSource, demo_clock
 
-        app = TqctlApp(DemoSource(), read_only=read_only, audit=AuditLog(None, list(AUDIT)), clock=demo_clock)
+        app = TqctlApp(
+            DemoSource(), read_only=read_only, audit=AuditLog(None, list(AUDIT)), clock=demo_clock, ansi=few_colours()
+        )
         return ended(app, app.run())
     from tqctl.tui.feed import LiveSource
 
@@ -155,7 +158,7 @@ def open_console(
     if url is None:
         url, explicit = resolve(broker, state_dir)
     source = LiveSource(url, aimed(engine_app, url), app_spec, explicit_url=explicit)
-    app = TqctlApp(source, read_only=read_only, audit=AuditLog.in_state_dir(state_dir), owned=owned)
+    app = TqctlApp(source, read_only=read_only, audit=AuditLog.in_state_dir(state_dir), owned=owned, ansi=few_colours())
     return ended(app, app.run())
 
 

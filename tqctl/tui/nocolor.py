@@ -1,4 +1,10 @@
-"""``NO_COLOR``: the console in greys, with every text readable against its background.
+"""Terminals with few colours or none: every state stays readable and tells itself apart.
+
+A 16-colour terminal (``TERM=linux``, ``screen``, ``xterm``, ``vt100``): the theme's red, brought
+down to 16 colours, came out magenta, so ✗ FAILURE looked like ⊘ REVOKED. ``few_colours`` tells
+the launcher to keep the terminal's own ANSI colours there.
+
+``NO_COLOR``: the console in greys, with every text readable against its background.
 
 Textual turns each colour into the grey of the same luminance. Red is dark, so ``✗ FAILURE``
 (bold red) came out grey 237 on grey 234: the one state an operator looks for was the one that
@@ -8,6 +14,7 @@ and lifts any text too close to its background to the ordinary text grey.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 from rich.segment import Segment
@@ -38,3 +45,13 @@ class ReadableMonochrome(LineFilter):
 
     def apply(self, segments: list[Segment], background: Color) -> list[Segment]:
         return [Segment(text, None if style is None else readable_grey(style), None) for text, style, _ in segments]
+
+
+def few_colours() -> bool:
+    """Whether the terminal shows 8 or 16 colours (as Rich reads ``TERM`` and ``COLORTERM``).
+    Not under NO_COLOR: its grey filter starts from the theme's colours."""
+    if "NO_COLOR" in os.environ:
+        return False
+    from rich.console import Console
+
+    return Console(force_terminal=True).color_system in ("standard", "windows")
