@@ -130,6 +130,17 @@ def test_invocations_cover_every_process_and_bad_flags_are_caught() -> None:
             parse(bad)
 
 
+def test_keda_reaches_the_redis_pod_by_its_full_name() -> None:
+    """The KEDA operator runs in its own namespace: a short name (redis-0.redis) resolves there,
+    to nothing, so the scaler never reads the queue and the worker count never moves."""
+    keda = next(doc for _, doc in documents() if doc["kind"] == "ScaledObject")
+    redis = next(doc for _, doc in documents() if doc["kind"] == "StatefulSet")
+    host, port = keda["spec"]["triggers"][0]["metadata"]["address"].rsplit(":", 1)
+    parts = host.split(".")
+    assert parts[:2] == [f"{redis['metadata']['name']}-0", redis["spec"]["serviceName"]] and port == "6379"
+    assert len(parts) == 6 and parts[3:] == ["svc", "cluster", "local"], f"{host}: not a full name"
+
+
 def test_worker_grace_period_covers_drain_and_warm_shutdown() -> None:
     worker = next(doc for _, doc in documents() if doc["kind"] == "Deployment" and "worker" in doc["metadata"]["name"])
     spec = worker["spec"]["template"]["spec"]
