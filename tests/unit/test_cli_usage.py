@@ -237,6 +237,11 @@ BAD_INPUT = [
     (["worker", "--bogus"], "No such option: --bogus (try 'python -m tqctl worker -h')"),
     (["nosuchcmd"], "No such command 'nosuchcmd' (try 'python -m tqctl -h')"),
     (["bench", "-n", "abc"], "Invalid value for '-n' / '--tasks'"),
+    # bench took these and ran on: a steady rate of inf/s, an idle of nan, a latency run without end
+    (["bench", "--rate", "inf"], "Invalid value for '--rate'"),
+    (["bench", "--idle", "nan"], "Invalid value for '--idle'"),
+    (["bench", "--latency-seconds", "1e999"], "Invalid value for '--latency-seconds'"),
+    (["bench", "--io-concurrency", "-1"], "--io-concurrency applies only with --io"),
     (["revoke"], "Missing argument 'task_ids' (try 'python -m tqctl revoke -h')"),
     (["status", "--timeout"], "Option '--timeout' requires an argument"),
     (["status", "--broker", "nonsense://x"], "unsupported broker URL scheme 'nonsense': use redis://, rediss://"),

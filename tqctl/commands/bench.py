@@ -13,34 +13,71 @@ import typer
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 from tqctl import benchmark
 from tqctl.client import resolve_broker_url, resolve_state_dir
-from tqctl.commands.values import url_option
+from tqctl.commands.values import finite_option, given_on_command_line, url_option
 from tqctl.output import EXIT_ERROR, EXIT_USAGE, emit_json, emit_table, fail, note
 from tqctl.termination import terminated_by
 
+# Bounds past which a figure means nothing or the run never ends (a rate of 1e20/s, an idle of inf).
+MAX_TASKS = 10_000_000
+MAX_RATE = 100_000.0  # tasks/s: beyond any broker's one-by-one publish, so no steady rate to measure
+MAX_SECONDS = 3600.0
+
 
 def bench(
-    tasks: int = typer.Option(20_000, "-n", "--tasks", help="tasks per enqueue and drain measurement"),
-    runs: int = typer.Option(3, "--runs", help="runs; every figure is their median"),
-    processes: int = typer.Option(2, "--processes", help="worker pool processes in total"),
+    ctx: typer.Context,
+    tasks: int = typer.Option(
+        20_000, "-n", "--tasks", min=1, max=MAX_TASKS, help="tasks per enqueue and drain measurement"
+    ),
+    runs: int = typer.Option(3, "--runs", min=1, max=100, help="runs; every figure is their median"),
+    processes: int = typer.Option(2, "--processes", min=1, max=1024, help="worker pool processes in total"),
     workers: int = typer.Option(
         1,
         "--workers",
+        min=1,
+        max=1024,
         help="worker nodes sharing them: 1 = one worker -c PROCESSES, PROCESSES = that many workers -c 1",
     ),
     pool: str = typer.Option("prefork", "-P", "--pool", help="prefork | threads | solo"),
-    rate: float = typer.Option(200.0, "--rate", help="tasks/s for the steady latency measurement"),
-    latency_seconds: float = typer.Option(10.0, "--latency-seconds", help="length of the steady latency run"),
-    idle: float = typer.Option(60.0, "--idle", help="seconds of silence before the sparse-task latency"),
-    sparse: int = typer.Option(5, "--sparse", help="sparse tasks after the idle period (1 s apart)"),
-    stall: float = typer.Option(60.0, "--stall", help="give up on a phase after this long without progress"),
+    rate: float = typer.Option(
+        200.0, "--rate", max=MAX_RATE, callback=finite_option, help="tasks/s for the steady latency measurement"
+    ),
+    latency_seconds: float = typer.Option(
+        10.0,
+        "--latency-seconds",
+        min=0,
+        max=MAX_SECONDS,
+        callback=finite_option,
+        help="length of the steady latency run",
+    ),
+    idle: float = typer.Option(
+        60.0,
+        "--idle",
+        min=0,
+        max=MAX_SECONDS,
+        callback=finite_option,
+        help="seconds of silence before the sparse-task latency",
+    ),
+    sparse: int = typer.Option(5, "--sparse", min=1, max=1000, help="sparse tasks after the idle period (1 s apart)"),
+    stall: float = typer.Option(
+        60.0,
+        "--stall",
+        min=0,
+        max=MAX_SECONDS,
+        callback=finite_option,
+        help="give up on a phase after this long without progress",
+    ),
     broker: str = typer.Option(
         "", "--broker", envvar="TQCTL_BROKER", callback=url_option, help="broker URL (default: bundled)"
     ),
     backend: str = typer.Option(
         "", "--backend", envvar="TQCTL_BACKEND", callback=url_option, help="result backend (needed on AMQP: Redis)"
     ),
-    broker_pid: int = typer.Option(0, "--broker-pid", help="broker server pid for its CPU (default: found when local)"),
-    bulk: int = typer.Option(10_000, "--bulk", help="tasks in the bulk enqueue measurement (at most --tasks)"),
+    broker_pid: int = typer.Option(
+        0, "--broker-pid", min=0, help="broker server pid for its CPU (default: found when local)"
+    ),
+    bulk: int = typer.Option(
+        10_000, "--bulk", min=1, max=MAX_TASKS, help="tasks in the bulk enqueue measurement (at most --tasks)"
+    ),
     quick: bool = typer.Option(
         False, "--quick", help="a short run: 5,000 tasks, 1 run, 5 s latency, 5 s idle (unless given)"
     ),
@@ -53,6 +90,8 @@ def bench(
     io_enqueue: int = typer.Option(10_000, "--io-enqueue", help="with --io: messages per enqueue measurement"),
 ) -> None:
     """Measure enqueue and drain rates, publish-to-start latency, worker memory and CPU per task."""
+    if not io and (stray := [f"--{n.replace('_', '-')}" for n in IO_OPTIONS if given_on_command_line(ctx, n)]):
+        fail(f"{', '.join(stray)} {'applies' if len(stray) == 1 else 'apply'} only with --io", EXIT_USAGE)
     if io:
         _bench_io(broker, "asyncio" if pool == "prefork" else pool, (io_tasks, io_concurrency, io_enqueue), as_json)
         return
@@ -99,6 +138,9 @@ def bench(
     if not result.get("complete"):
         note("tqctl: error: not every task sent was counted (see the *_sent / *_completed figures)")
         raise typer.Exit(EXIT_ERROR)
+
+
+IO_OPTIONS = ("io_tasks", "io_concurrency", "io_enqueue")
 
 
 def _bench_io(broker: str, pool: str, sizes: tuple[int, int, int], as_json: bool) -> None:
