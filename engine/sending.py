@@ -161,11 +161,11 @@ class Sender:
             (
                 task,
                 task.queue,
-                task.priority,
+                task.own("priority"),
                 task.time_limit,
                 task.soft_time_limit,
-                task.ignore_result,
-                task.serializer,
+                task.own("ignore_result"),
+                task.own("serializer"),
             )
             if task is not None
             else None
@@ -277,7 +277,7 @@ class Sender:
         queue = queue or conf.task_default_queue
         priority = get("priority")
         if priority is None and task is not None:
-            priority = task.priority
+            priority = task.own("priority")
         if priority is None:
             priority = routed.get("priority")
         if priority is None:
@@ -294,9 +294,9 @@ class Sender:
             hard, soft = get("time_limit", task.time_limit), get("soft_time_limit", task.soft_time_limit)
             ignore = get("ignore_result")
             if ignore is None:
-                own = task.ignore_result
+                own = task.own("ignore_result")
                 ignore = bool(self.app.conf.task_ignore_result if own is None else own)
-            serializer = get("serializer") or task.serializer
+            serializer = get("serializer") or task.own("serializer")
         else:
             hard, soft = get("time_limit"), get("soft_time_limit")
             ignore = get("ignore_result")

@@ -58,6 +58,29 @@ def backoff_delay(retries: int, factor: float, maximum: float, jitter: bool) -> 
     return float(random.randrange(int(delay) + 1)) if jitter else float(delay)
 
 
+class _FromConfig:
+    """A task option that, left unset (None), reads as its Celery setting on the task's app, as
+    Celery's tasks take ``from_config`` values when bound: ``task.acks_late`` is the app's
+    ``task_acks_late``, not None. What the engine itself decides by reads the task's own value
+    (``Task.own``), so an unset option keeps its place in the engine's precedence rules."""
+
+    def __init__(self, setting: str) -> None:
+        self.setting = setting
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        holder = obj if obj is not None else owner
+        value = obj.__dict__.get(self.name) if obj is not None else None
+        app = getattr(holder, "_app", None)
+        return app.conf.get(self.setting) if value is None and app is not None else value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value
+
+
 class Task:
     """Subclass it (``class X(app.Task)``) or let ``@app.task`` do it; every attribute is a Celery option."""
 
@@ -66,26 +89,26 @@ class Task:
     typing: bool | None = None  # None: the app's ``strict_typing`` (True, as in Celery)
     max_retries: int | None = 3
     default_retry_delay: float = 180
-    rate_limit: str | None = None
-    ignore_result: bool | None = None
+    rate_limit = _FromConfig("task_default_rate_limit")
+    ignore_result = _FromConfig("task_ignore_result")
     trail: bool = True
     send_events: bool = True
-    store_errors_even_if_ignored: bool | None = None
-    serializer: str | None = None
+    store_errors_even_if_ignored = _FromConfig("task_store_errors_even_if_ignored")
+    serializer = _FromConfig("task_serializer")
     time_limit: float | None = None
     soft_time_limit: float | None = None
-    track_started: bool | None = None
-    acks_late: bool | None = None
-    acks_on_failure_or_timeout: bool | None = None
-    reject_on_worker_lost: bool | None = None
+    track_started = _FromConfig("task_track_started")
+    acks_late = _FromConfig("task_acks_late")
+    acks_on_failure_or_timeout = _FromConfig("task_acks_on_failure_or_timeout")
+    reject_on_worker_lost = _FromConfig("task_reject_on_worker_lost")
     throws: tuple[type[BaseException], ...] = ()
     expires: float | dt.datetime | None = None
-    priority: int | None = None
+    priority = _FromConfig("task_default_priority")
     queue: str | None = None
     routing_key: str | None = None
     exchange: str | None = None
     resultrepr_maxsize: int = 1024
-    store_eager_result: bool | None = None
+    store_eager_result = _FromConfig("task_store_eager_result")
     autoretry_for: tuple[type[BaseException], ...] = ()
     dont_autoretry_for: tuple[type[BaseException], ...] = ()
     retry_kwargs: dict[str, Any] | None = None
@@ -161,14 +184,23 @@ class Task:
         self._requests.pop()
 
     # -- options resolved against the app's settings -------------------------------------------
+    def own(self, name: str) -> Any:
+        """The option as this task (its decorator, class or annotations) set it; None when unset,
+        where reading the attribute gives the app's setting instead."""
+        for holder in (self.__dict__, *(vars(cls) for cls in type(self).__mro__)):
+            if name in holder:
+                value = holder[name]
+                return None if isinstance(value, _FromConfig) else value
+        return None
+
     def opt(self, name: str, setting: str | None = None) -> Any:
-        value = getattr(self, name)
+        value = self.own(name)
         setting = setting or FROM_CONFIG.get(name)
         return self.app.conf.get(setting) if value is None and setting else value
 
     def exec_options(self) -> dict[str, Any]:
         """The task's own defaults for a send (``expires``, ``queue``, ...); the call's options win."""
-        return {key: value for key in EXEC_OPTIONS if (value := getattr(self, key, None)) is not None}
+        return {key: value for key in EXEC_OPTIONS if (value := self.own(key)) is not None}
 
     # -- hooks (override in a base class; called with Celery's arguments) ----------------------
     def before_start(self, task_id: str, args: Sequence[Any], kwargs: dict[str, Any]) -> None:

@@ -62,3 +62,39 @@ def test_unknown_names_still_raise(conf: Any) -> None:
         _ = conf["task_defualt_queue"]
     assert "task_defualt_queue" not in conf
     assert conf.get("task_default_exchange", "given") == "given"  # get's own default for an unset name
+
+
+FROM_CONFIG = {
+    "serializer": "task_serializer",
+    "rate_limit": "task_default_rate_limit",
+    "priority": "task_default_priority",
+    "track_started": "task_track_started",
+    "acks_late": "task_acks_late",
+    "acks_on_failure_or_timeout": "task_acks_on_failure_or_timeout",
+    "reject_on_worker_lost": "task_reject_on_worker_lost",
+    "ignore_result": "task_ignore_result",
+    "store_eager_result": "task_store_eager_result",
+    "store_errors_even_if_ignored": "task_store_errors_even_if_ignored",
+}
+
+
+@pytest.mark.parametrize(
+    "settings", [{}, {"task_acks_late": True, "task_default_priority": 5, "task_ignore_result": True}]
+)
+def test_task_attributes_read_the_apps_settings_as_celerys(settings: dict[str, Any]) -> None:
+    def work() -> None:
+        """Any task."""
+
+    theirs = celery.Celery("ug_attrs", set_as_current=False)
+    theirs.conf.update(settings)
+    ours = App("ug_attrs", broker=NOWHERE, **settings)
+    their_plain, our_plain = theirs.task(name="ug.plain")(work), ours.task(name="ug.plain")(work)
+    their_own = theirs.task(name="ug.own", acks_late=False, serializer="pickle", priority=1)(work)
+    our_own = ours.task(name="ug.own", acks_late=False, serializer="pickle", priority=1)(work)
+    for attr in FROM_CONFIG:
+        assert getattr(our_plain, attr) == getattr(their_plain, attr), attr
+        assert getattr(our_own, attr) == getattr(their_own, attr), attr
+    assert our_plain.own("acks_late") is None and our_own.own("acks_late") is False
+    our_plain.rate_limit = "2/s"  # as the worker's rate_limit command sets it
+    assert our_plain.rate_limit == "2/s" and ours.tasks["ug.plain"].rate_limit == "2/s"
+    ours.close()
