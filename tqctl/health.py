@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -117,11 +118,14 @@ class Check:
 def check_file(path: str, max_age: float, now: float | None = None) -> Check:
     now = time.time() if now is None else now
     try:
-        age = now - os.stat(path).st_mtime
+        found = os.stat(path)
     except FileNotFoundError:
         return Check("file", MISSING_FILE, f"{path} does not exist (worker not ready, or not started with it)")
     except OSError as exc:
         return Check("file", MISSING_FILE, f"{path}: {exc.strerror or exc}")
+    if not stat.S_ISREG(found.st_mode):  # a folder's time moves with its files: no worker's beat
+        return Check("file", MISSING_FILE, f"{path} is not a file (give the worker's --health-file)")
+    age = now - found.st_mtime
     host = ""
     try:
         with open(path) as fh:

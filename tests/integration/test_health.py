@@ -87,3 +87,12 @@ def test_stuck_consumer_lets_the_file_go_stale(
     assert missing.returncode == 4 and "does not exist" in missing.stdout
     bad = health("-d", "no-at-sign", broker=broker_url)
     assert bad.returncode == 2 and bad.stderr.startswith("tqctl: error: -d takes a node name")
+
+
+def test_a_folder_given_as_the_health_file_is_never_healthy(tmp_path: Path) -> None:
+    """``--file /var/run/tqctl`` (the folder, not the worker's file) answered from the folder's own
+    time: "ok file: ... refreshed 0.4s ago", exit 0, whenever anything in it had just changed."""
+    (tmp_path / "other").write_text("x")  # the folder's time is now
+    done = health("--file", str(tmp_path), "--max-age", "60")
+    assert done.returncode == 4, done.stdout
+    assert done.stdout.strip() == f"FAIL file: {tmp_path} is not a file (give the worker's --health-file)"

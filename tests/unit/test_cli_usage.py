@@ -242,6 +242,7 @@ BAD_INPUT = [
     (["bench", "--idle", "nan"], "Invalid value for '--idle'"),
     (["bench", "--latency-seconds", "1e999"], "Invalid value for '--latency-seconds'"),
     (["bench", "--io-concurrency", "-1"], "--io-concurrency applies only with --io"),
+    (["health", "--timeout", "1e999"], "Invalid value for '--timeout' / '-t'"),  # waited for ever
     (["revoke"], "Missing argument 'task_ids' (try 'python -m tqctl revoke -h')"),
     (["status", "--timeout"], "Option '--timeout' requires an argument"),
     (["status", "--broker", "nonsense://x"], "unsupported broker URL scheme 'nonsense': use redis://, rediss://"),

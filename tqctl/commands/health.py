@@ -10,7 +10,8 @@ from __future__ import annotations
 import typer
 
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
-from tqctl.commands.values import url_option
+from tqctl.commands.common import MAX_TIMEOUT
+from tqctl.commands.values import finite_option, url_option
 from tqctl.health import HEALTHY, NO_REPLY, Check, check_file
 from tqctl.output import EXIT_ERROR, EXIT_USAGE, emit_json, emit_line, fail
 
@@ -18,8 +19,18 @@ from tqctl.output import EXIT_ERROR, EXIT_USAGE, emit_json, emit_line, fail
 def health(
     destination: str = typer.Option("", "-d", "--destination", help="worker node name to ping, e.g. w1@host"),
     file: str = typer.Option("", "--file", "-f", help="a worker's --health-file to check (no network)"),
-    max_age: float = typer.Option(10.0, "--max-age", min=0.1, help="seconds after which the file is stale"),
-    timeout: float = typer.Option(2.0, "--timeout", "-t", min=0.1, help="seconds to wait for the ping reply"),
+    max_age: float = typer.Option(
+        10.0, "--max-age", min=0.1, callback=finite_option, help="seconds after which the file is stale"
+    ),
+    timeout: float = typer.Option(
+        2.0,
+        "--timeout",
+        "-t",
+        min=0.1,
+        max=MAX_TIMEOUT,
+        callback=finite_option,
+        help="seconds to wait for the ping reply",
+    ),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
     broker: str = typer.Option("", "--broker", envvar="TQCTL_BROKER", callback=url_option, help="broker URL"),
 ) -> None:
