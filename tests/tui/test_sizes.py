@@ -67,3 +67,47 @@ def test_the_audit_screen_shows_what_another_console_appended(tmp_path: Path) ->
             assert [cell_text(c) for c in screen.table.get_row(screen.table.row_keys[0])][3] == "pool_grow"
 
     asyncio.run(main())
+
+
+def shown_tasks(size: tuple[int, int], names: list[str]) -> tuple[list[str], int]:
+    """The TASK cells a Tasks-like table shows at ``size``, and the width left to DETAIL."""
+    from textual.app import App, ComposeResult
+
+    from tqctl.tui.screens.tasks import COLUMNS
+    from tqctl.tui.widgets.table import ConsoleTable
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield ConsoleTable(COLUMNS, id="t", marks=True)
+
+    app = One()
+    rows = [
+        (str(i), ["✓ SUCCESS", name, "7198ae68", "0s", "w1@host", "5ms", "→ {'order': 9435}"])
+        for i, name in enumerate(names)
+    ]
+
+    async def main() -> tuple[list[str], int]:
+        async with app.run_test(size=size) as pilot:
+            table = app.query_one(ConsoleTable)
+            table.set_rows(rows)
+            await pilot.pause()
+            widths = {c.key: c.width for c in table._shown}
+            return [cell_text(table.get_cell(str(i), "name")) for i in range(len(names))], widths.get("detail", 0)
+
+    return asyncio.run(main())
+
+
+NAMES = ["tqctl.examples.shop.process_order", "tqctl.examples.shop.ship", "tqctl.examples.shop.new_orders"]
+
+
+def test_a_wide_terminal_shows_task_names_whole() -> None:
+    # At 132 columns "…les.shop.new_orders" was cut to 20 while DETAIL had 70 columns to spare.
+    for size in ((132, 43), (220, 60)):
+        names, detail = shown_tasks(size, NAMES)
+        assert names == NAMES, size
+        assert detail >= 30, size
+
+
+def test_at_80_columns_the_columns_stay_as_they_were() -> None:
+    names, detail = shown_tasks((80, 24), NAMES)
+    assert names[0] == "…" + NAMES[0][-19:] and detail == 10

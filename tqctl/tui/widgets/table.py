@@ -53,10 +53,14 @@ class ConsoleTable(DataTable):
         self._signature: object = None
         self._shown: list[Col] = []
         self._last_rows: list[Row] = []
+        self._needs: dict[str, int] = {}  # the longest cell of each keep_end column
         self.follow_key = True  # keep the cursor on the same row key; False: on the same index (a tail)
 
     # -- columns ----------------------------------------------------------------------------------
-    def _fit(self, width: int) -> list[Col]:
+    def _fit(self, width: int, needs: dict[str, int] | None = None) -> list[Col]:
+        """The columns that fit ``width``. The width left over goes first to clipped names
+        (``keep_end`` columns, up to ``needs``: their longest cell), then to the ``grow`` column:
+        at 132 columns ``…les.shop.new_orders`` was cut while DETAIL had 70 columns to spare."""
         pad = 2 * self.cell_padding
         budget = width - (2 if self.marks_enabled else 0) - 2  # scrollbar and mark column
         chosen: list[Col] = []
@@ -66,14 +70,28 @@ class ConsoleTable(DataTable):
                 chosen.append(col)
                 used += col.width + pad
         shown = [c for c in self.specs if c in chosen]
-        spare = budget - used
-        return [
-            Col(c.key, c.label, c.width + max(spare, 0), c.priority, c.grow, c.keep_end) if c.grow else c for c in shown
-        ]
+        spare = max(budget - used, 0)
+        out = []
+        for c in shown:
+            extra = min(spare, max((needs or {}).get(c.key, 0) - c.width, 0)) if c.keep_end and not c.grow else 0
+            spare -= extra
+            out.append(Col(c.key, c.label, c.width + extra, c.priority, c.grow, c.keep_end) if extra else c)
+        return [Col(c.key, c.label, c.width + spare, c.priority, c.grow, c.keep_end) if c.grow else c for c in out]
 
     def _columns_for_width(self) -> list[Col]:
         width = self.size.width or (self.app.size.width if self.is_attached else 80)
-        return self._fit(width)
+        return self._fit(width, self._needs)
+
+    def _measure(self, rows: Sequence[Row]) -> dict[str, int]:
+        """The longest cell of each ``keep_end`` column (what it needs to show names whole)."""
+        index = {c.key: i for i, c in enumerate(self.specs)}
+        needs = {}
+        for col in self.specs:
+            if col.keep_end and not col.grow:
+                i = index[col.key]
+                cells = (cells[i] for _, cells in rows if i < len(cells))
+                needs[col.key] = max((len(c.plain if isinstance(c, Text) else c) for c in cells), default=0)
+        return needs
 
     def shows(self, key: str) -> bool:
         """Whether column ``key`` fits at the current width (a status line explains only those)."""
@@ -83,6 +101,7 @@ class ConsoleTable(DataTable):
     def set_rows(self, rows: Sequence[Row]) -> None:
         """Replace the rows (only redraws when the shown text changed)."""
         self._last_rows = list(rows)
+        self._needs = self._measure(rows)
         columns = self._columns_for_width()
         signature = (
             tuple(c.key + str(c.width) for c in columns),
