@@ -110,6 +110,10 @@ class ChordError(TaskError):
     """A chord header task failed, so the body cannot run."""
 
 
+class IncompleteStream(TaskError):
+    """``result.collect()`` reached a result that is not ready (pass ``intermediate=True`` to go on)."""
+
+
 class TimeoutError(TaskError):  # noqa: A001 - Celery's name, importable from here as in Celery
     """``AsyncResult.get()`` ran out of time."""
 

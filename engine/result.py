@@ -3,6 +3,7 @@ for any number of them."""
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -139,6 +140,33 @@ class AsyncResult(ResultBase):
             if isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], (list, tuple)):
                 found.append(result_from_tuple(entry, self.app))
         return found
+
+    def iterdeps(self, intermediate: bool = False) -> Iterator[tuple[AsyncResult | None, AsyncResult]]:
+        """``(parent, result)`` for this result and, breadth first, the children of each ready one;
+        a result not ready raises ``IncompleteStream`` unless ``intermediate`` (then it is a leaf)."""
+        from engine.exceptions import IncompleteStream
+
+        queue: collections.deque[tuple[AsyncResult | None, AsyncResult]] = collections.deque([(None, self)])
+        while queue:
+            parent, node = queue.popleft()
+            yield parent, node
+            if node.ready():
+                queue.extend((node, child) for child in node.children or [])
+            elif not intermediate:
+                raise IncompleteStream(f"result {node.id} is not ready")
+
+    def collect(self, intermediate: bool = False, **get_options: Any) -> Iterator[tuple[AsyncResult, Any]]:
+        """Celery's ``collect``: ``(result, value)`` for this task and everything it started (its
+        ``children``, recorded while it ran), each value read with ``get(**get_options)``."""
+        for _, node in self.iterdeps(intermediate=intermediate):
+            yield node, node.get(**get_options)
+
+    def get_leaf(self) -> Any:
+        """The value of the last result ``iterdeps`` reaches (the leaf of the dependency tree)."""
+        value = None
+        for _, node in self.iterdeps():
+            value = node.get()
+        return value
 
     def as_tuple(self) -> tuple[Any, Any]:
         """Celery's serializable form, ``((id, parent tuple), None)``, read by ``result_from_tuple``."""

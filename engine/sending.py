@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from engine import forks, publish
+from engine import forks, publish, trail
 from engine.config import env_backend_url
 from engine.protocol import task as protocol
 from engine.protocol.template import FIXED, Template, Templates
@@ -105,12 +105,16 @@ class Sender:
         options: dict[str, Any],
     ) -> AsyncResult:
         """``App.send_task``: encode and publish one task message; the handle reads its result."""
+        add_to_parent = options.pop("add_to_parent", True)
         out = self.prepare(name, args, kwargs, task, options)
         self.watch_result(out)
         broker = self.app.broker
         sent_at = time.time()  # task-sent's time: before the publish, so never after the task starts
         guarded(broker.url, lambda: broker.publish(out.queue, out.raw, out.priority))
-        return self.after_send(out, sent_at)
+        result = self.after_send(out, sent_at)
+        if add_to_parent:
+            trail.add(self.app, result)
+        return result
 
     def prepare(
         self,

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine import asyncrun, chord_steps, log, signals, states
+from engine import asyncrun, chord_steps, log, signals, states, trail
 from engine.backend.retry import store_patiently
 from engine.exceptions import BackendStoreError, EncodeError, Ignore, Reject, Retry, one_line
 from engine.protocol.results import encode_exception, format_traceback, meta
@@ -333,6 +333,7 @@ def _store(app: App, request: Request, state: str, result: Any, traceback: str |
         parent_id=request.parent_id,
         group_id=request.group,
         extended=extended,
+        children=trail.stored(request) if state in states.READY_STATES else None,
     )
     store_patiently(backend, request.id, document, float(app.conf.tqctl_result_retry_timeout))
 

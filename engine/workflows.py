@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 
+from engine import trail
 from engine.canvas import Signature, merge_options
 from engine.exceptions import BrokerUnavailable
 from engine.group_result import GroupResult
@@ -531,7 +532,7 @@ class Group(Signature):
         members = [t.clone() for t in self._unrolled()]
         results = [m.freeze(group_id=group_id, root_id=root_id, group_index=i) for i, m in enumerate(members)]
         size = 0
-        with _batched(_app_of(members, self.app), members):
+        with _batched(_app_of(members, self.app), members), trail.quiet():
             for index, member in enumerate(members):
                 body = chord if chord is not None else member.options.get("chord")
                 size += descend(member, self.app)
@@ -543,7 +544,9 @@ class Group(Signature):
                 member.apply_async(partial, kwargs, **({"chord": body} if body is not None else {}), **own)
         result = GroupResult(group_id, results, app=self.app)
         if len(results) == 1 and isinstance(results[0], GroupResult):
-            return results[0]
+            result = results[0]
+        if options.get("add_to_parent", True):
+            trail.add(_app_of(members, self.app), result)
         return result
 
     def __call__(self, *args: Any, **kwargs: Any) -> GroupResult:

@@ -4,6 +4,7 @@ migrating user's code reads, checked against what Celery 5.7's own classes give 
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import celery
@@ -78,3 +79,48 @@ def test_signature_attributes_as_celerys(app: App) -> None:
         assert tuple(sig.partial((0,)).args) == (0, 1)
     assert signature("ug.add", app=app).task == "ug.add"
     assert app.signature("ug.add").subtask_type is None
+
+
+def _run_in_worker(app: App, task: Any, task_id: str) -> None:
+    """One run as a pool child runs it, storing its result on the session's server."""
+    run(app, task, Request(id=task_id, name=task.name, called_directly=False))
+
+
+def test_what_a_task_sends_becomes_its_results_children(app: App) -> None:
+    from engine import group
+    from engine.exceptions import IncompleteStream
+    from engine.group_result import GroupResult
+
+    add = app.task(name="ug.add")(lambda x, y: x + y)
+    sent: dict[str, Any] = {}
+
+    @app.task(name="ug.spawner")
+    def spawner() -> None:
+        sent["one"] = add.delay(1, 1)
+        sent["group"] = group(add.s(2, 2), add.s(3, 3)).delay()
+        sent["left_out"] = add.apply_async((4, 4), add_to_parent=False)
+
+    @app.task(name="ug.untrailed", trail=False)
+    def untrailed() -> None:
+        add.delay(5, 5)
+
+    _run_in_worker(app, spawner, "spawner-1")
+    children = app.AsyncResult("spawner-1").children
+    assert [type(c).__name__ for c in children] == ["AsyncResult", "GroupResult"]
+    assert children[0].id == sent["one"].id
+    assert isinstance(children[1], GroupResult) and children[1].id == sent["group"].id
+    assert [r.id for r in children[1].results] == [r.id for r in sent["group"].results]
+    assert sent["left_out"].id not in {c.id for c in children}
+    walked = [node.id for _, node in app.AsyncResult("spawner-1").iterdeps(intermediate=True)]
+    assert walked == ["spawner-1", sent["one"].id, sent["group"].id]
+    with pytest.raises(IncompleteStream):  # as Celery's: a child not ready ends the walk past it
+        list(app.AsyncResult("spawner-1").iterdeps())
+    run(app, add, Request(id=sent["one"].id, name=add.name, args=[1, 1], called_directly=False))
+    collected = app.AsyncResult("spawner-1").collect(intermediate=True, timeout=5)
+    assert [(node.id, value) for node, value in itertools.islice(collected, 2)] == [
+        ("spawner-1", None),
+        (sent["one"].id, 2),
+    ]
+    _run_in_worker(app, untrailed, "untrailed-1")
+    assert app.AsyncResult("untrailed-1").children == []
+    assert add.delay(6, 6).id  # a send outside any task records nothing anywhere (no running request)
