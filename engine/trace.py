@@ -180,7 +180,7 @@ def _run(app: App, task: Task, request: Request, started: float, store: bool) ->
     _chord_part(app, request, states.SUCCESS, value)
     task.on_success(value, _task_id(request), request.args, request.kwargs)
     if signals.task_success.receivers:
-        signals.task_success.send(sender=task, result=value)
+        signals.task_success.send(sender=task, result=value, runtime=runtime)  # Celery 5.7 sends runtime too
     task.after_return(states.SUCCESS, value, _task_id(request), request.args, request.kwargs, None)
     return Outcome(states.SUCCESS, runtime, result_repr=_repr(task, value), value=value)
 
