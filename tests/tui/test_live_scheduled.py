@@ -51,6 +51,9 @@ def test_eta_task_run_now_and_revoke(broker_url, start_worker, shop, state_dir, 
         await press(pilot, "tab", "enter")
         await outcome(pilot, "revoke")
         assert redis_client.zscore("tqctl.revoked", unwanted) is not None  # kept in the broker for every worker
+        # still in the broker until due (a worker drops it then): the row says it will not run
+        # (it read "in 14m", as if the revoke had not happened)
+        await wait_for(pilot, lambda: cell(eta, unwanted, "due") == "⊘ REVOKED", "shown revoked while it waits")
         app.last_outcome = None  # sent now, the revoked task is discarded by the worker instead of run
         eta.select_key(unwanted)
         await press(pilot, "x")

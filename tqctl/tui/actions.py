@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from textual.app import App
 
     from tqctl.tui.audit import AuditLog
+    from tqctl.tui.model import ConsoleModel
 
     _AppBase = App[str | None]  # what the mixin is mixed into (``TqctlApp``), for the type checker
 else:
@@ -95,6 +96,7 @@ class ActionsMixin(_AppBase):
     audit: AuditLog
     pending_actions: int
     last_outcome: ActionDone | None
+    model: ConsoleModel
 
     if TYPE_CHECKING:
 
@@ -175,6 +177,8 @@ class ActionsMixin(_AppBase):
         )
         if "audit_error" in outcome.extra:
             self.notify(f"audit log not written: {outcome.extra['audit_error']}", severity="error")
+        if message.verb in ("revoke", "terminate") and outcome.ok:
+            self.model.revoked_here.update(message.target.split(","))
         self.source.request_snapshot()
         self.refresh_screen(force=True)
 

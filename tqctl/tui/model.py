@@ -58,6 +58,9 @@ class ConsoleModel:
         self.beat_read_at: float | None = None  # when ``beat`` was read (every few seconds)
         self.server: str | None = None
         self.queue_note: str | None = None
+        # Tasks this console revoked: an ETA task waits in the broker until due (then a worker
+        # drops it), so nothing else says so until then.
+        self.revoked_here: set[str] = set()
         self.history_available = False
         self.first_processed: dict[str, int] = {}  # ``processed`` of each worker when first seen
         self.known_queues: dict[str, list[str]] = {}  # each worker's queues, as it last answered

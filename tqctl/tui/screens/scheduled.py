@@ -17,7 +17,7 @@ from tqctl.tui.views import eta_rows
 from tqctl.tui.widgets.table import Col, ConsoleTable
 
 ETA_COLUMNS = [
-    Col("due", "DUE", 8, 1),
+    Col("due", "DUE", 9, 1),
     Col("eta", "AT (UTC)", 8, 3),
     Col("name", "TASK", 22, 1, grow=True, keep_end=True),
     Col("id", "ID", 8, 2),
@@ -72,7 +72,7 @@ class ScheduledScreen(ConsoleScreen):
             (
                 r["id"],
                 [
-                    fmt.until_as_read(now, r.get("eta"), read_at),
+                    self._due(r, now, read_at),
                     fmt.clock(r.get("eta")),
                     r.get("name") or "?",
                     fmt.short_id(r["id"]),
@@ -115,6 +115,14 @@ class ScheduledScreen(ConsoleScreen):
         if model.beat_note:
             title.append(f" · {model.beat_note}", style="dim")
         self.query_one("#beat-title", Static).update(title)
+
+    def _due(self, row: dict, now: float, read_at: float | None) -> str | Text:
+        """When it runs, or that it will not: a revoked ETA task stays in the broker until due
+        (the worker drops it then), and the row read "in 49m" as if the revoke had not happened."""
+        task = self.model.state.task(row["id"])
+        if row["id"] in self.model.revoked_here or (task is not None and task.state == "REVOKED"):
+            return fmt.state_text("REVOKED")
+        return fmt.until_as_read(now, row.get("eta"), read_at)
 
     def _eta_line(self, shown: int) -> Text:
         """How many ETA tasks wait and where; on RabbitMQ, that its delay levels cannot be counted
