@@ -14,7 +14,7 @@ import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias
 
-from engine import app_clock, app_report, discovery, fixups, forks, shared, signals
+from engine import app_clock, app_lifecycle, app_report, discovery, fixups, forks, shared, signals
 from engine.backend import ResultBackend
 from engine.backend import connect as connect_backend
 from engine.backend.chord import ChordJoin
@@ -113,6 +113,7 @@ class App:
         self._signer: Signer | None | bool = False  # False: not read from the settings yet
         self.remote_commands: dict[str, Callable[..., Any]] = {}  # app.control_command/inspect_command
         self._pid = forks.pid
+        self._lifecycle = app_lifecycle.Lifecycle()
         register_builtins(self)
         shared.register_app(self)
         self._log: AppLogging | None = None
@@ -359,12 +360,36 @@ class App:
 
     def import_default_modules(self) -> list[Any]:
         """Import the ``imports`` and ``include`` settings' modules (the worker does, at start), after
-        telling ``import_modules`` receivers, as Celery's loader does."""
+        telling ``import_modules`` receivers, as Celery's loader does; then finalize the app."""
         signals.import_modules.send(sender=self)
         names = [*(self.conf.get("imports") or ()), *(self.conf.get("include") or ())]
         modules = [importlib.import_module(name) for name in dict.fromkeys(names)]
         self.apply_annotations()
+        self.finalize()
         return modules
+
+    # -- lifecycle (engine.app_lifecycle) ---------------------------------------------------------
+    on_configure = property(lambda self: self._lifecycle.on_configure)
+    on_after_configure = property(lambda self: self._lifecycle.on_after_configure)
+    on_after_finalize = property(lambda self: self._lifecycle.on_after_finalize)
+    on_after_fork = property(lambda self: self._lifecycle.on_after_fork)
+
+    @property
+    def finalized(self) -> bool:
+        return self._lifecycle.finalized
+
+    def finalize(self, auto: bool = False) -> None:
+        """Send ``on_after_configure`` and ``on_after_finalize`` to their receivers, the first time only."""
+        self._lifecycle.finalize(self)
+
+    def add_periodic_task(
+        self, schedule: Any, sig: Any, args: Any = (), kwargs: Any = (), name: str | None = None, **opts: Any
+    ) -> str:
+        """Celery's: add ``sig`` to ``beat_schedule`` under ``name`` (else the signature's repr);
+        ``schedule`` is seconds, a ``timedelta``, a ``crontab`` or any schedule. Returns the key."""
+        key, entry = app_lifecycle.periodic_entry(self, schedule, sig, args, kwargs, name, **opts)
+        app_lifecycle.add_periodic_task(self, key, entry, named=name is not None)
+        return key
 
     def default_name(self, fun: Callable[..., Any]) -> str:
         return self.gen_task_name(fun.__name__, getattr(fun, "__module__", None) or "__main__")

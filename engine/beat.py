@@ -132,6 +132,9 @@ class Entry:
 
 
 def load_entries(app: Any) -> dict[str, Entry]:
+    finalize = getattr(app, "finalize", None)
+    if finalize is not None:  # receivers of on_after_configure may add_periodic_task (engine.app_lifecycle)
+        finalize()
     schedule = app.conf.beat_schedule or {}
     if not isinstance(schedule, Mapping):
         raise ImproperlyConfigured("beat_schedule must be a dict of entry name -> entry")

@@ -130,6 +130,8 @@ class Scheduler:
         self._heap: list[event_t] | None = None
         self.old_schedulers: dict[str, ScheduleEntry] | None = None
         if not lazy:
+            if schedule is None and hasattr(app, "finalize"):
+                app.finalize()  # receivers of on_after_configure may add_periodic_task (engine.app_lifecycle)
             self.setup_schedule(schedule if schedule is not None else app.conf.get("beat_schedule") or {})
 
     @property
