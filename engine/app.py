@@ -136,6 +136,27 @@ class App:
             if not silent:
                 raise
 
+    def config_from_envvar(self, variable_name: str, silent: bool = False, force: bool = False) -> None:
+        """Celery's: ``config_from_object`` of the module the environment variable names."""
+        import os
+
+        module_name = os.environ.get(variable_name)
+        if not module_name:
+            if silent:
+                return
+            raise ImproperlyConfigured(
+                f"The environment variable {variable_name!r} is not set,"
+                " and as such the configuration could not be loaded."
+            )
+        self.config_from_object(module_name, silent=silent, force=force)
+
+    @property
+    def current_task(self) -> Any:
+        """The task running in this thread (None outside one), as Celery's ``app.current_task``."""
+        from engine.log import current_task
+
+        return current_task()
+
     def autodiscover_tasks(
         self, packages: discovery.Packages = None, related_name: str | None = "tasks", force: bool = False
     ) -> list[Any] | None:

@@ -98,3 +98,26 @@ def test_task_attributes_read_the_apps_settings_as_celerys(settings: dict[str, A
     our_plain.rate_limit = "2/s"  # as the worker's rate_limit command sets it
     assert our_plain.rate_limit == "2/s" and ours.tasks["ug.plain"].rate_limit == "2/s"
     ours.close()
+
+
+def test_config_from_envvar_and_current_task(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    from engine.exceptions import ImproperlyConfigured
+    from engine.request import Request
+    from engine.trace import run
+
+    (tmp_path / "ug_envconfig.py").write_text("task_default_queue = 'from-env'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("UG_CONFIG_MODULE", "ug_envconfig")
+    app = App("ug_envvar", broker=NOWHERE)
+    app.config_from_envvar("UG_CONFIG_MODULE")
+    assert app.conf.task_default_queue == "from-env"
+    monkeypatch.delenv("UG_CONFIG_MODULE")
+    app.config_from_envvar("UG_CONFIG_MODULE", silent=True)
+    with pytest.raises(ImproperlyConfigured, match="UG_CONFIG_MODULE"):
+        app.config_from_envvar("UG_CONFIG_MODULE")
+    seen: list[Any] = []
+    task = app.task(name="ug.who")(lambda: seen.append(app.current_task))
+    assert app.current_task is None
+    run(app, task, Request(id="who-1", name=task.name, called_directly=False), store=False)
+    assert seen == [task]
+    app.close()
