@@ -198,12 +198,33 @@ class AsyncResult(ResultBase):
         if self.ignored:
             return None
         meta = self._cache
+        on_message = kw.get("on_message")
+        if meta is None and on_message is not None:
+            meta = self._watch(on_message, timeout, interval)
         if meta is None:
             parents = kw.get("follow_parents", True) and propagate and self.parent is not None
             meta = self._wait_following_parents(timeout) if parents else self._backend().wait(self.id, timeout)
         return self._outcome(meta, timeout, propagate)
 
     wait = get
+
+    def _watch(self, on_message: Callable[[dict[str, Any]], Any], timeout: float | None, interval: float) -> Any:
+        """``get(on_message=fn)``: ``fn`` gets each state the task stores (``PROGRESS`` from
+        ``update_state`` included, and the final one) as Celery's result message body, read every
+        ``interval`` seconds or sooner when the result is ready. The last one read is returned."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: Any = None
+        while True:
+            meta = self._backend().get_meta(self.id)
+            if meta is not None and meta != last:
+                last = meta
+                on_message({"task_id": self.id, **meta})
+            if (meta and meta.get("status") in states.READY_STATES) or (
+                deadline is not None and time.monotonic() >= deadline
+            ):
+                return meta
+            left = interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic()))
+            self._backend().wait(self.id, left)
 
     def _outcome(self, meta: dict[str, Any] | None, timeout: float | None, propagate: bool) -> Any:
         """The end of a wait, shared by ``get`` and ``engine.aio.aget``: a timeout if not ready,

@@ -124,3 +124,30 @@ def test_what_a_task_sends_becomes_its_results_children(app: App) -> None:
     _run_in_worker(app, untrailed, "untrailed-1")
     assert app.AsyncResult("untrailed-1").children == []
     assert add.delay(6, 6).id  # a send outside any task records nothing anywhere (no running request)
+
+
+def test_get_on_message_hears_each_stored_state(app: App) -> None:
+    import threading
+
+    heard_progress = threading.Event()
+
+    @app.task(name="ug.progress", bind=True)
+    def progress(self: Any) -> str:
+        self.update_state(state="PROGRESS", meta={"done": 1})
+        assert heard_progress.wait(10)  # finishes only once the caller has seen PROGRESS
+        return "fin"
+
+    seen: list[tuple[str, Any]] = []
+
+    def on_message(body: dict[str, Any]) -> None:
+        seen.append((body["status"], body["result"]))
+        assert body["task_id"] == "progress-1"
+        if body["status"] == "PROGRESS":
+            heard_progress.set()
+
+    worker = threading.Thread(target=_run_in_worker, args=(app, progress, "progress-1"))
+    worker.start()
+    value = app.AsyncResult("progress-1").get(on_message=on_message, propagate=False, timeout=10, interval=0.05)
+    worker.join(10)
+    assert value == "fin"
+    assert seen == [("PROGRESS", {"done": 1}), ("SUCCESS", "fin")]
