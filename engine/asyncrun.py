@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from engine import log
 from engine.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from engine.extras import install_hint
 from engine.request import RequestStack
 
 T = TypeVar("T")
@@ -184,7 +185,7 @@ def _bridge_greenlet_class() -> Any:
     try:
         import greenlet
     except ImportError:  # pragma: no cover - greenlet comes with the asyncio and gevent extras
-        raise RuntimeError("the asyncio pool needs greenlet: pip install 'tqctl[asyncio]'") from None
+        raise RuntimeError(f"the asyncio pool needs greenlet: {install_hint('asyncio')}") from None
 
     class BridgeGreenlet(greenlet.greenlet):
         bridge: Bridge

@@ -1,6 +1,6 @@
 """``@app.task(pydantic=True)``: arguments annotated with a pydantic model are validated into the
 model on the worker, a returned model is dumped to plain data, and a caller's models are sent as
-plain data (Celery 5.7's behaviour). pydantic is an optional extra: ``pip install tqctl[pydantic]``.
+plain data (Celery 5.7's behaviour). pydantic is optional: the ``pydantic`` extra (``engine.extras``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.exceptions import ImproperlyConfigured
+from engine.extras import install_hint
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -50,7 +51,7 @@ def pydantic_wrapper(
         pydantic = importlib.import_module("pydantic")
     except ModuleNotFoundError as exc:
         raise ImproperlyConfigured(
-            "You need to install pydantic to use pydantic model serialization (pip install 'tqctl[pydantic]')."
+            f"You need to install pydantic to use pydantic model serialization ({install_hint('pydantic')})."
         ) from exc
     base_model: type[_Model] = pydantic.BaseModel
     context = dict(context or {})

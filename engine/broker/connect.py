@@ -8,6 +8,7 @@ from engine.broker.base import Broker
 from engine.broker.fanout import RedisFanout
 from engine.config import mask_url
 from engine.exceptions import ImproperlyConfigured
+from engine.extras import install_hint
 from engine.redisconn import REDIS_SCHEMES, unsupported_url
 
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
@@ -35,7 +36,7 @@ def connect(url: str) -> Broker:
         try:
             from engine.broker.sqs import SqsBroker
         except ImportError as exc:
-            raise ImproperlyConfigured(f"an sqs:// broker needs boto3 (pip install 'tqctl[sqs]'): {exc}") from None
+            raise ImproperlyConfigured(f"an sqs:// broker needs boto3 ({install_hint('sqs')}): {exc}") from None
         return SqsBroker(url)
     raise unsupported_url(url, BROKER_USE)  # (not the Redis ones alone: a broker may be any)
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from engine import aio, trace
 from engine.asyncrun import Bridge, Terminated
 from engine.exceptions import ImproperlyConfigured, SoftTimeLimitExceeded, TimeLimitExceeded
+from engine.extras import install_hint
 from engine.worker.limits import ThreadLimiter
 from engine.worker.pool import run_on_thread
 
@@ -63,7 +64,7 @@ class AsyncioPool:
         try:
             import greenlet  # noqa: F401
         except ImportError:
-            raise ImproperlyConfigured("the asyncio pool needs greenlet: pip install 'tqctl[asyncio]'") from None
+            raise ImproperlyConfigured(f"the asyncio pool needs greenlet: {install_hint('asyncio')}") from None
         self.host = host
         self._limit = concurrency
         self._loop = new_loop()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from engine import trace
 from engine.asyncrun import Terminated
 from engine.exceptions import ImproperlyConfigured, SoftTimeLimitExceeded, TimeLimitExceeded
+from engine.extras import install_hint
 from engine.worker.pool import drain, start_threads
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def _gevent() -> Any:
         import gevent
         import gevent.monkey
     except ImportError:
-        raise ImproperlyConfigured("the gevent pool needs gevent: pip install 'tqctl[gevent]'") from None
+        raise ImproperlyConfigured(f"the gevent pool needs gevent: {install_hint('gevent')}") from None
     if not gevent.monkey.is_module_patched("socket"):
         raise ImproperlyConfigured(
             "the gevent pool needs the process monkey-patched before anything is imported: "

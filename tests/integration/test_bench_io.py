@@ -30,6 +30,7 @@ def test_bench_io_whose_worker_exits_at_start_says_why_at_once(broker_url: str, 
     assert done.returncode == 1, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("tqctl: error:")]
     assert errors == [
-        "tqctl: error: the worker exited with code 1: the asyncio pool needs greenlet: pip install 'tqctl[asyncio]'"
+        "tqctl: error: the worker exited with code 1: the asyncio pool needs greenlet: pip install greenlet uvloop"
+        " (from tqctl's checkout: pip install -e '.[asyncio]')"
     ], done.stderr
     assert "Traceback" not in done.stderr

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import typer
 
+from engine.extras import install_hint
 from tqctl.output import EXIT_USAGE, fail, note
 from tqctl.tui.commands import AppSpec, Broker, Demo, StateDir
 
@@ -64,7 +65,7 @@ def serve(
     try:
         from textual_serve.server import Server  # noqa: F401 - an optional extra: check before any work
     except ImportError:
-        fail("tqctl serve needs textual-serve: pip install 'tqctl[serve]'", EXIT_USAGE)
+        fail(f"tqctl serve needs textual-serve: {install_hint('serve')}", EXIT_USAGE)
     url = None
     if not demo:
         from tqctl.tui.launch import LaunchError, load, resolve

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from engine.extras import install_hint
 from engine.worker.worker import MAX_CONCURRENCY, MAX_PREFETCH_MULTIPLIER, POOLS
 from tqctl.commands.values import name_argument, names_option, required_app_option, url_option
 from tqctl.output import EXIT_USAGE, fail
@@ -54,7 +55,7 @@ def worker(
         fail(f"unknown pool {pool!r}: use {', '.join(POOLS)}", EXIT_USAGE)
     needs = {"gevent": "gevent", "asyncio": "greenlet"}.get(pool)
     if needs and importlib.util.find_spec(needs) is None:
-        fail(f"-P {pool} needs {needs}: pip install 'tqctl[{pool}]'", EXIT_USAGE)
+        fail(f"-P {pool} needs {needs}: {install_hint(pool)}", EXIT_USAGE)
     if loglevel.lower() not in LEVELS:
         fail(f"unknown log level {loglevel!r}: use {', '.join(sorted(LEVELS))}", EXIT_USAGE)
     scale = _parse_autoscale(autoscale) if autoscale else None

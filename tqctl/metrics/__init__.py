@@ -8,4 +8,6 @@ and turn an ImportError into ``MISSING``'s one line.
 
 from __future__ import annotations
 
-MISSING = "metrics need prometheus_client: pip install 'tqctl[metrics]'"
+from engine.extras import install_hint
+
+MISSING = f"metrics need prometheus_client: {install_hint('metrics')}"
