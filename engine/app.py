@@ -419,9 +419,18 @@ class App:
         return AsyncResult(task_id, self, task_name=task_name)
 
     def signature(
-        self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+        self, name: str, args: Sequence[Any] | None = (), kwargs: dict[str, Any] | None = None, **options: Any
     ) -> Signature:
-        return Signature(name, args, kwargs, options=options, app=self)
+        """Celery's ``app.signature(name, args, kwargs, immutable=..., countdown=...)``."""
+        own = {key: options.pop(key) for key in ("options", "immutable", "subtask_type") if key in options}
+        return Signature(
+            name,
+            args or (),
+            kwargs,
+            options={**(own.pop("options", None) or {}), **options},
+            app=self,
+            **own,
+        )
 
     # -- sending (engine.sending) ---------------------------------------------------------------
     def send_task(

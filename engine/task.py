@@ -156,7 +156,15 @@ class Task:
         return f"<@task: {self.name} of {self._app.main if self._app else '(unbound)'}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.run(*args, **kwargs)
+        """Run in this process. Called directly (no worker or ``apply`` request for this task), the
+        call gets a request of its own, as in Celery: ``self.request.args`` are the call's."""
+        if self._requests.stack:
+            return self.run(*args, **kwargs)
+        self.push_request(args=args, kwargs=kwargs)
+        try:
+            return self.run(*args, **kwargs)
+        finally:
+            self.pop_request()
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("Tasks must define the run method.")
@@ -332,10 +340,29 @@ class Task:
 
         return Signature(self.registered_name, args, kwargs, immutable=True, app=self.app)
 
-    def signature(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> Signature:
+    def signature(
+        self,
+        args: Sequence[Any] | None = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        options: dict[str, Any] | None = None,
+        immutable: bool = False,
+        subtask_type: str | None = None,
+        **ex: Any,
+    ) -> Signature:
+        """Celery's ``task.signature((2, 2), immutable=True, countdown=10)``: ``immutable`` and
+        ``options`` are the signature's own; other keywords are options."""
         from engine.canvas import Signature
 
-        return Signature(self.registered_name, args or (), kwargs or {}, options=options, app=self.app)
+        return Signature(
+            self.registered_name,
+            args or (),
+            kwargs or {},
+            options={**(options or {}), **ex},
+            subtask_type=subtask_type,
+            immutable=immutable,
+            app=self.app,
+        )
 
     subtask = signature
 

@@ -151,3 +151,19 @@ def test_get_on_message_hears_each_stored_state(app: App) -> None:
     worker.join(10)
     assert value == "fin"
     assert seen == [("PROGRESS", {"done": 1}), ("SUCCESS", "fin")]
+
+
+def test_signature_keywords_and_a_direct_calls_request_as_celerys(app: App) -> None:
+    theirs = celery.Celery(set_as_current=False)
+
+    def seen(self: Any, x: int) -> list[Any]:
+        return [tuple(self.request.args), self.request.kwargs, self.request.called_directly]
+
+    for owner in (theirs, app):
+        task = owner.task(name="ug.seen", bind=True)(seen)
+        assert task(4) == [(4,), {}, True]  # called directly: a request of its own, as Celery's
+        sig = task.signature((2,), immutable=True, countdown=10)
+        assert sig.immutable and sig.options == {"countdown": 10} and tuple(sig.args) == (2,)
+        assert tuple(sig.clone((9,)).args) == (2,)  # immutable: partial args are not taken
+        named = owner.signature("ug.seen", (1,), immutable=True, options={"queue": "q"}, priority=3)
+        assert named.immutable and named.options == {"queue": "q", "priority": 3}
