@@ -111,3 +111,24 @@ def test_a_wide_terminal_shows_task_names_whole() -> None:
 def test_at_80_columns_the_columns_stay_as_they_were() -> None:
     names, detail = shown_tasks((80, 24), NAMES)
     assert names[0] == "…" + NAMES[0][-19:] and detail == 10
+
+
+def test_the_broker_banner_keeps_to_three_lines_and_says_first_what_it_means() -> None:
+    """What a socket broker's error reads like: its path three times. At 60x20 the banner took 6
+    of the 20 lines, "reconnecting in" at its very end."""
+    path = "/tmp/tmp.OQIxuZUP3H/redis.sock"
+    error = f"cannot reach broker at {path} (redis+socket://{path}): Error 2 connecting to {path}. No such file"
+    app = make_demo_app(start="tasks")
+
+    async def main() -> list[str]:
+        async with app.run_test(size=(60, 20)) as pilot:
+            app.model.set_connection(False, error, 4.0)
+            app.refresh_screen(force=True)
+            await pilot.pause()
+            return screen_text(app).splitlines()
+
+    lines = asyncio.run(main())
+    status = next(i for i, line in enumerate(lines) if line.lstrip().startswith("Tasks "))
+    banner = " ".join(line.strip() for line in lines[2:status])
+    assert status <= 5, lines[:status]
+    assert "reconnecting in 4s · showing data from before" in banner, banner

@@ -101,8 +101,11 @@ def _right(
 class Banner(Static):
     """Shown only while the broker is unreachable: what failed and when the next attempt is."""
 
+    # At most 3 lines, what it means first and the error's own words last: the error names the
+    # socket path up to three times, and at 60x20 the banner took 6 of the 20 lines with the
+    # "reconnecting in" part at its very end.
     DEFAULT_CSS = """
-    Banner { height: auto; background: $error; color: $text; display: none; padding: 0 1; }
+    Banner { height: auto; max-height: 3; background: $error; color: $text; display: none; padding: 0 1; }
     Banner.-shown { display: block; }
     """
 
@@ -111,7 +114,7 @@ class Banner(Static):
         if connected:
             return
         text = "⚠ broker unreachable" + (f" for {fmt.age(down_for)}" if down_for is not None else "")
-        text += f" · {error or 'no answer'}"
         if retry_in is not None:
             text += f" · reconnecting in {retry_in:.0f}s · showing data from before"
-        self.update(Text(text, no_wrap=False))
+        text += f" · {error or 'no answer'}"
+        self.update(Text(text, no_wrap=False, overflow="ellipsis"))
