@@ -313,6 +313,12 @@ class App:
             )
         return self._app_task_cls
 
+    @Task.setter
+    def Task(self, base: Any) -> None:  # noqa: N802 - Celery's ``app.Task = MyBaseTask``
+        """A new default base for the tasks defined from now on, as Celery's (a class or "module:Class")."""
+        self._task_cls = _resolve_task_cls(base)
+        self._app_task_cls = None
+
     def task(self, *args: Any, **options: Any) -> Any:
         """``@app.task`` or ``@app.task(bind=True, ...)``: register a function as a task."""
         if len(args) == 1 and callable(args[0]) and not options:

@@ -121,3 +121,19 @@ def test_config_from_envvar_and_current_task(monkeypatch: pytest.MonkeyPatch, tm
     run(app, task, Request(id="who-1", name=task.name, called_directly=False), store=False)
     assert seen == [task]
     app.close()
+
+
+def test_app_task_can_be_replaced_as_in_the_application_guide() -> None:
+    from engine import Task
+
+    class MyBaseTask(Task):
+        queue = "hipri"
+
+    app = App("ug_base", broker=NOWHERE)
+    before = app.task(name="ug.before")(lambda: None)
+    app.Task = MyBaseTask  # type: ignore[misc]
+    after = app.task(name="ug.after")(lambda: None)
+    assert issubclass(app.Task, MyBaseTask) and app.Task.__name__ == "MyBaseTask"
+    assert isinstance(after, MyBaseTask) and after.queue == "hipri" and after.app is app
+    assert not isinstance(before, MyBaseTask) and before.queue is None
+    app.close()
