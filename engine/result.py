@@ -348,6 +348,28 @@ class MemberStates(ResultBase):
     def completed_count(self) -> int:
         return sum(1 for r in self.results if r.successful())
 
+    # -- the set ------------------------------------------------------------------------------
+    def add(self, result: AsyncResult) -> None:
+        if result not in self.results:
+            self.results.append(result)
+
+    def remove(self, result: AsyncResult | str) -> None:
+        if isinstance(result, str):
+            result = AsyncResult(result, getattr(self, "_app", None))
+        self.results.remove(result)  # ValueError as list.remove (Celery raises KeyError)
+
+    def discard(self, result: AsyncResult | str) -> None:
+        try:
+            self.remove(result)
+        except ValueError:
+            pass
+
+    def update(self, results: Iterable[AsyncResult]) -> None:
+        self.results.extend(r for r in results if r not in self.results)
+
+    def clear(self) -> None:
+        self.results[:] = []
+
 
 class ResultSet(MemberStates):
     """Celery's ``ResultSet``: results of unrelated tasks, collected as one list in order.
@@ -379,28 +401,6 @@ class ResultSet(MemberStates):
     @property
     def supports_native_join(self) -> bool:
         return bool(getattr(self.backend, "supports_native_join", False))
-
-    # -- the set ------------------------------------------------------------------------------
-    def add(self, result: AsyncResult) -> None:
-        if result not in self.results:
-            self.results.append(result)
-
-    def remove(self, result: AsyncResult | str) -> None:
-        if isinstance(result, str):
-            result = AsyncResult(result, self._app)
-        self.results.remove(result)  # ValueError as list.remove (Celery raises KeyError)
-
-    def discard(self, result: AsyncResult | str) -> None:
-        try:
-            self.remove(result)
-        except ValueError:
-            pass
-
-    def update(self, results: Iterable[AsyncResult]) -> None:
-        self.results.extend(r for r in results if r not in self.results)
-
-    def clear(self) -> None:
-        self.results[:] = []
 
     def __iter__(self) -> Iterator[AsyncResult]:
         return iter(self.results)

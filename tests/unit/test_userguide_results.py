@@ -167,3 +167,22 @@ def test_signature_keywords_and_a_direct_calls_request_as_celerys(app: App) -> N
         assert tuple(sig.clone((9,)).args) == (2,)  # immutable: partial args are not taken
         named = owner.signature("ug.seen", (1,), immutable=True, options={"queue": "q"}, priority=3)
         assert named.immutable and named.options == {"queue": "q", "priority": 3}
+
+
+def test_group_result_is_a_set_of_results_as_celerys(app: App) -> None:
+    from engine.group_result import GroupResult
+
+    their_app = celery.Celery(set_as_current=False)
+    for make, owner in ((celery.result.GroupResult, their_app), (GroupResult, app)):
+        a, b, c = (owner.AsyncResult(i) for i in ("a", "b", "c"))
+        group_result = make("g-1", [a, b], app=owner)
+        group_result.add(c)
+        group_result.add(a)  # already there: once only
+        group_result.discard("b")
+        group_result.discard("not-there")
+        group_result.update([owner.AsyncResult("d")])
+        assert [r.id for r in group_result.results] == ["a", "c", "d"]
+        group_result.remove(c)
+        assert [r.id for r in group_result.results] == ["a", "d"]
+        group_result.clear()
+        assert group_result.results == []
