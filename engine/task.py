@@ -58,6 +58,9 @@ def backoff_delay(retries: int, factor: float, maximum: float, jitter: bool) -> 
     return float(random.randrange(int(delay) + 1)) if jitter else float(delay)
 
 
+_UNSET = object()
+
+
 class _FromConfig:
     """A task option that, left unset (None), reads as its Celery setting on the task's app, as
     Celery's tasks take ``from_config`` values when bound: ``task.acks_late`` is the app's
@@ -194,11 +197,17 @@ class Task:
     # -- options resolved against the app's settings -------------------------------------------
     def own(self, name: str) -> Any:
         """The option as this task (its decorator, class or annotations) set it; None when unset,
-        where reading the attribute gives the app's setting instead."""
-        for holder in (self.__dict__, *(vars(cls) for cls in type(self).__mro__)):
-            if name in holder:
-                value = holder[name]
-                return None if isinstance(value, _FromConfig) else value
+        where reading the attribute gives the app's setting instead. On every ``delay()`` (about
+        ten reads), so a plain option is one ``getattr`` and only a configured one walks the classes."""
+        if name not in CONFIGURED:
+            return getattr(self, name, None)
+        found = self.__dict__.get(name, _UNSET)
+        if found is not _UNSET:
+            return found
+        for cls in type(self).__mro__:
+            found = cls.__dict__.get(name, _UNSET)
+            if found is not _UNSET:
+                return None if isinstance(found, _FromConfig) else found
         return None
 
     def opt(self, name: str, setting: str | None = None) -> Any:
@@ -465,6 +474,10 @@ class Task:
         if throw:
             raise retry
         return retry
+
+
+# The options that read as the app's setting when unset (``own`` tells them apart from the rest).
+CONFIGURED = frozenset(name for name, value in vars(Task).items() if isinstance(value, _FromConfig))
 
 
 def _retry_arguments(
