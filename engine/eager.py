@@ -31,7 +31,12 @@ def run_eagerly(task: Task, args: list[Any], kwargs: dict[str, Any], options: di
         kwargs=kwargs,
         retries=int(options.get("retries") or 0),
         hostname="eager",
-        delivery_info={"routing_key": options.get("queue")},
+        delivery_info={  # as Celery's eager request: these keys, and is_eager
+            "exchange": options.get("exchange"),
+            "routing_key": options.get("routing_key") or options.get("queue"),
+            "priority": options.get("priority"),
+            "is_eager": True,
+        },
         root_id=options.get("root_id") or (parent and parent.root_id) or task_id,
         parent_id=options.get("parent_id") or (parent.id if parent else None),
         callbacks=_as_list(link),
@@ -39,7 +44,8 @@ def run_eagerly(task: Task, args: list[Any], kwargs: dict[str, Any], options: di
         chain=options.get("chain"),
         is_eager=True,
         called_directly=False,
-        ignore_result=not store or bool(options.get("ignore_result", task.opt("ignore_result"))),
+        # What the task asked for, as Celery's; that nothing is stored unless ``store`` is trace's own flag.
+        ignore_result=bool(options.get("ignore_result", task.opt("ignore_result"))),
         message_headers=_eager_headers(options),
     )
     outcome = trace.run(task.app, task, request, store=store)

@@ -107,3 +107,22 @@ def test_eager_chord_with_a_failing_member_propagates(both: Any) -> None:
         return "raised"
 
     _same(both, run)
+
+
+def test_an_eager_request_reads_as_celerys(both: Any) -> None:
+    def run(canvas: Any, t: dict[str, Any]) -> Any:
+        app = t["add"].app
+
+        @app.task(name="ug.request", bind=True)
+        def request(self: Any) -> Any:
+            r = self.request
+            return [r.is_eager, r.ignore_result, r.called_directly, sorted(r.delivery_info.items())]
+
+        return request.apply(priority=3).get()
+
+    assert _same(both, run) == [
+        True,
+        False,
+        False,
+        [("exchange", None), ("is_eager", True), ("priority", 3), ("routing_key", None)],
+    ]
