@@ -1,6 +1,7 @@
 """What the console says on RabbitMQ about what RabbitMQ cannot show: no peeking at a queue, no
 count of the countdown tasks waiting in its delay levels, and an empty queue nobody consumes is
-not a problem (a real RabbitMQ node, results and history on the session's Redis)."""
+not a problem (a real RabbitMQ node, results and history on the session's Redis); and when that
+Redis is away, the console says so rather than blame RabbitMQ."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tqctl.tui.screens.dialogs import HelpScreen
 from tqctl.tui.screens.overview import OverviewScreen
 from tqctl.tui.screens.queues import QueuesScreen
 from tqctl.tui.screens.scheduled import ScheduledScreen
+from tqctl.tui.widgets.header import Banner, ClusterHeader
 
 pytestmark = pytest.mark.integration
 
@@ -112,5 +114,29 @@ def test_a_queue_with_messages_and_no_consumer_is_still_a_warning(
         )
         assert cell(table, "celery", "warn") == "⚠ no consumer"
         assert "1 need attention" in status_text(overview)
+
+    drive(app, scenario)
+
+
+def test_a_result_backend_away_is_named_not_the_broker(
+    amqp_url: str, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RabbitMQ up, its Redis result backend away: the banner named RabbitMQ ("cannot reach broker
+    at 127.0.0.1:5672 (amqp://…): Error 111 connecting to <Redis>"), the wrong server to check."""
+    from tests.integration.servers import free_port
+
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("TQCTL_BACKEND", f"redis://127.0.0.1:{port}/0")
+    app = live_app(amqp_url, state_dir)
+
+    async def scenario(pilot: Any) -> None:
+        await wait_for(pilot, lambda: not app.model.connected, "the failed poll", 30)
+        await pilot.pause()
+        banner = str(app.screen.query_one(Banner).render())
+        assert banner.startswith("⚠ result backend unreachable"), banner
+        assert f"cannot reach the Redis result backend at 127.0.0.1:{port}" in banner, banner
+        assert "cannot reach broker" not in banner
+        header = str(app.screen.query_one(ClusterHeader).render())
+        assert "✗ backend down" in header, header
 
     drive(app, scenario)

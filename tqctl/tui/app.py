@@ -176,7 +176,7 @@ class TqctlApp(ActionsMixin, App[str | None]):
         self.model.apply_snapshot(message.snapshot)
 
     def on_feed_status(self, message: FeedStatus) -> None:
-        self.model.set_connection(message.connected, message.error, message.retry_in)
+        self.model.set_connection(message.connected, message.error, message.retry_in, message.what)
         self.refresh_screen(force=True)
 
     def refresh_screen(self, force: bool = False) -> None:
@@ -204,9 +204,10 @@ class TqctlApp(ActionsMixin, App[str | None]):
             connected=model.connected,
             now=model.now(),
             paused=bool(getattr(screen, "paused", False)),
+            down_what=model.down_what,
         )
         down = None if model.down_since is None else model.now() - model.down_since
-        screen.query(Banner).first().show_state(model.connected, model.error, model.retry_in, down)
+        screen.query(Banner).first().show_state(model.connected, model.error, model.retry_in, down, model.down_what)
 
     # -- navigation -------------------------------------------------------------------------------
     def action_go(self, mode: str) -> None:

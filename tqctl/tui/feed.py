@@ -14,8 +14,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
+
 from engine.broker.inspect import NETWORK_ERRORS, is_amqp, open_fanout, state_url
-from engine.config import env_backend_url, mask_url
+from engine.config import env_backend_url, mask_url, url_host
 from engine.redisconn import describe_error
 from tqctl.tui.messages import EventsBatch, FeedStatus, SnapshotReady
 
@@ -131,6 +133,23 @@ class LiveSource:
         """The ``--broker`` value equivalent commands need (masked), when the URL was given explicitly."""
         return self.masked_url if self.explicit_url else None
 
+    def describe(self, exc: BaseException) -> tuple[str, str]:
+        """(the one line saying what failed, what it is: "broker" or "result backend").
+
+        On RabbitMQ, history, failures and revokes are read from the Redis result backend: with it
+        away and RabbitMQ fine, the console said "cannot reach broker at <RabbitMQ>: Error 111
+        connecting to <Redis>", which sent the operator to the wrong server."""
+        backend = self.backend_url
+        if backend and is_amqp(self.url) and (isinstance(exc, redis.RedisError) or url_host(backend) in str(exc)):
+            cause = str(exc)
+            if cause.startswith("cannot reach broker at "):  # already worded against the broker's URL
+                cause = cause.split("): ", 1)[-1]
+            line = describe_error(backend, Exception(cause))
+            return line.replace("cannot reach broker at", "cannot reach the Redis result backend at", 1), (
+                "result backend"
+            )
+        return describe_error(self.url, exc), "broker"
+
     def request_snapshot(self, slow: bool = True) -> None:
         self._slow_next = self._slow_next or slow
         self._wake.set()
@@ -167,7 +186,8 @@ class LiveSource:
                         post(EventsBatch(pending, time.time()))
                         pending, last = [], time.monotonic()
             except NETWORK_ERRORS as exc:
-                post(FeedStatus(False, describe_error(self.url, exc), backoff, source="events"))
+                error, what = self.describe(exc)
+                post(FeedStatus(False, error, backoff, source="events", what=what))
                 _sleep(backoff, cancelled)
                 backoff = min(backoff * 2, 10.0)
             finally:
@@ -193,7 +213,8 @@ class LiveSource:
                 backoff = 1.0
                 wait = self.snapshot_interval
             except NETWORK_ERRORS as exc:
-                post(FeedStatus(False, describe_error(self.url, exc), backoff, source="poll"))
+                error, what = self.describe(exc)
+                post(FeedStatus(False, error, backoff, source="poll", what=what))
                 self._slow_next = True
                 wait, backoff = backoff, min(backoff * 2, 10.0)
             _sleep(wait, cancelled, self._wake)

@@ -30,9 +30,15 @@ class FeedStatus(Message):
     """The broker became reachable or unreachable (``error`` says why; ``retry_in`` seconds)."""
 
     def __init__(
-        self, connected: bool, error: str | None = None, retry_in: float | None = None, source: str = "feed"
+        self,
+        connected: bool,
+        error: str | None = None,
+        retry_in: float | None = None,
+        source: str = "feed",
+        what: str = "broker",  # what cannot be reached: "broker", or "result backend" (AMQP's Redis)
     ) -> None:
         super().__init__()
+        self.what = what
         self.connected = connected
         self.error = error
         self.retry_in = retry_in

@@ -41,6 +41,7 @@ class ConsoleModel:
         self.error: str | None = None
         self.retry_in: float | None = None
         self.down_since: float | None = None
+        self.down_what = "broker"  # or "result backend": on RabbitMQ, the Redis keeping history
         self.last_snapshot_at: float | None = None
         self.events_total = 0
         self.last_lag = 0.0
@@ -202,7 +203,10 @@ class ConsoleModel:
                 if kind == "task-started":
                     state.apply({**base, "type": "task-started"})
 
-    def set_connection(self, connected: bool, error: str | None = None, retry_in: float | None = None) -> None:
+    def set_connection(
+        self, connected: bool, error: str | None = None, retry_in: float | None = None, what: str = "broker"
+    ) -> None:
+        self.down_what = what
         if connected and not self.connected:
             self.down_since = None
         elif not connected and self.connected:

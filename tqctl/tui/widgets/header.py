@@ -40,6 +40,7 @@ class ClusterHeader(Static):
         connected: bool,
         now: float,
         paused: bool = False,
+        down_what: str = "broker",
     ) -> None:
         width = self.size.width or 80
         line1 = Text(no_wrap=True, overflow="ellipsis")
@@ -48,7 +49,7 @@ class ClusterHeader(Static):
         # The URL gives way, never what kind of cluster this is: a demo cut to "redis://…" looks real.
         kind = Text(" DEMO ", style="bold reverse") if transport == "demo" else Text(f"({transport})")
         for parts in _RIGHT_PARTS:  # a narrow terminal drops the rate, then the clock
-            right = _right(parts, online, total, connected, events_per_second, now, read_only, paused)
+            right = _right(parts, online, total, connected, events_per_second, now, read_only, paused, down_what)
             room = width - len(line1) - len(right) - len(kind) - 2
             if room >= 10:
                 break
@@ -82,13 +83,15 @@ def _right(
     now: float,
     read_only: bool,
     paused: bool,
+    down_what: str = "broker",
 ) -> Text:
     """The header's right end: pause mark, workers (or broker down), rate and clock, access badge."""
     right = Text()
     if paused:
         right.append(" ‖ PAUSED ", style="bold reverse")
         right.append(" ")
-    right.append(f"● {online}/{total} workers" if connected else "✗ broker down", style="" if connected else "bold red")
+    down = f"✗ {down_what.split()[-1]} down"  # "broker down", "backend down"
+    right.append(f"● {online}/{total} workers" if connected else down, style="" if connected else "bold red")
     if "rate" in parts:
         right.append(f" │ {fmt.rate(events_per_second)} ev/s")
     if "clock" in parts:
@@ -109,11 +112,18 @@ class Banner(Static):
     Banner.-shown { display: block; }
     """
 
-    def show_state(self, connected: bool, error: str | None, retry_in: float | None, down_for: float | None) -> None:
+    def show_state(
+        self,
+        connected: bool,
+        error: str | None,
+        retry_in: float | None,
+        down_for: float | None,
+        what: str = "broker",
+    ) -> None:
         self.set_class(not connected, "-shown")
         if connected:
             return
-        text = "⚠ broker unreachable" + (f" for {fmt.age(down_for)}" if down_for is not None else "")
+        text = f"⚠ {what} unreachable" + (f" for {fmt.age(down_for)}" if down_for is not None else "")
         if retry_in is not None:
             text += f" · reconnecting in {retry_in:.0f}s · showing data from before"
         text += f" · {error or 'no answer'}"
