@@ -50,3 +50,24 @@ def test_the_filter_line_names_every_field_the_filter_takes() -> None:
     body = help_on("4").body
     line = next(line for line in body.splitlines() if line.strip().startswith("/ "))
     assert all(f in line for f in ("state:", "name:", "worker:", "queue:", "!text")), line
+
+
+def test_enter_on_a_task_says_where_it_opens_something() -> None:
+    """On a task's screen enter opens a task picked in the Family tab and does nothing elsewhere:
+    help said only "open"."""
+    app = make_demo_app()
+
+    async def main() -> str:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("4")
+            await pilot.pause()
+            await pilot.press("enter")
+            await pilot.pause()
+            await pilot.press("question_mark")
+            await pilot.pause()
+            assert isinstance(app.screen, HelpScreen)
+            return app.screen.body
+
+    body = asyncio.run(main())
+    line = next(line for line in body.splitlines() if line.strip().startswith("⏎"))
+    assert "Family" in line, line

@@ -75,7 +75,7 @@ class OverviewScreen(ConsoleScreen):
     TITLE = "Overview"
     WRITE_ACTIONS = frozenset({"enable_events"})
     BINDINGS = [
-        Binding("enter", "open_queue", "queue", show=False),
+        Binding("enter", "open_queue", "the queue on the Queues screen", show=False),
         Binding("E", "enable_events", "enable events"),
     ]
 

@@ -37,7 +37,7 @@ class TaskDetailScreen(ConsoleScreen):
         Binding("right_square_bracket", "tab(1)", "next tab", show=False),
         Binding("c", "copy_id", "copy id", show=False),
         Binding("y", "raw", "raw", show=False),
-        Binding("enter", "open_node", "open", show=False),
+        Binding("enter", "open_node", "open the task picked in Family", show=False),
     ]
 
     def __init__(self, task_id: str) -> None:
