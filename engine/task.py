@@ -84,12 +84,22 @@ class _FromConfig:
         obj.__dict__[self.name] = value
 
 
+class _StrictTyping(_FromConfig):
+    """``typing`` left unset reads as the app's ``strict_typing`` (True unless the App says not),
+    so ``task.typing`` is True by default, as Celery's."""
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        value = obj.__dict__.get(self.name) if obj is not None else None
+        app = getattr(obj if obj is not None else owner, "_app", None)
+        return bool(app.strict_typing) if value is None and app is not None else value
+
+
 class Task:
     """Subclass it (``class X(app.Task)``) or let ``@app.task`` do it; every attribute is a Celery option."""
 
     _app: App | None = None
     name: str | None = None
-    typing: bool | None = None  # None: the app's ``strict_typing`` (True, as in Celery)
+    typing = _StrictTyping("strict_typing")  # unset: the app's ``strict_typing`` (True, as in Celery)
     max_retries: int | None = 3
     default_retry_delay: float = 180
     rate_limit = _FromConfig("task_default_rate_limit")
@@ -251,7 +261,7 @@ class Task:
         """The checks and option merging a sync and an async send share, so the two cannot drift."""
         if self.soft_time_limit and self.time_limit and self.soft_time_limit > self.time_limit:
             raise ValueError("soft_time_limit must be less than or equal to time_limit")
-        typing = self.app.strict_typing if self.typing is None else self.typing
+        typing = self.typing
         if typing and self._check_arguments is not None:
             self._check_arguments(*(args or ()), **(kwargs or {}))
         options = {**self.exec_options(), **{k: v for k, v in options.items() if v is not None}}

@@ -137,3 +137,16 @@ def test_app_task_can_be_replaced_as_in_the_application_guide() -> None:
     assert isinstance(after, MyBaseTask) and after.queue == "hipri" and after.app is app
     assert not isinstance(before, MyBaseTask) and before.queue is None
     app.close()
+
+
+def test_task_typing_reads_true_by_default_as_celerys() -> None:
+    def work(x: int) -> int:
+        return x
+
+    theirs = celery.Celery("ug_typing", set_as_current=False).task(name="ug.typed")(work)
+    app, lax = App("ug_typing", broker=NOWHERE), App("ug_lax", broker=NOWHERE, strict_typing=False)
+    assert app.task(name="ug.typed")(work).typing is theirs.typing is True
+    assert app.task(name="ug.untyped", typing=False)(work).typing is False
+    assert lax.task(name="ug.typed")(work).typing is False
+    app.close()
+    lax.close()
