@@ -308,6 +308,9 @@ class Sender:
                 ignore = bool(self.app.conf.task_ignore_result)
             serializer = get("serializer")
         headers = dict(get("headers") or {})
+        for shown in ("argsrepr", "kwargsrepr"):  # the Tasks guide's way to keep secrets out of logs
+            if get(shown) is not None:
+                headers[shown] = str(get(shown))
         stamped = get("stamped_headers")
         if stamped:  # Celery 5.7's wire shape: the names, and their values under ``stamps``
             stamped = [stamped] if isinstance(stamped, str) else list(stamped)

@@ -58,9 +58,14 @@ def _lines(batch: list[tuple[Any, ...]], dispatcher: EventDispatcher) -> list[st
             )
         root_id, middle, tail = parts
         uuid = _text(task_id)
+        shown = opts.get("headers") or {}  # apply_async(argsrepr=...): what may be shown instead of the args
+        args_text = _text(shown["argsrepr"]) if "argsrepr" in shown else _text(repr(tuple(args))) if args else NO_ARGS
+        kwargs_text = (
+            _text(shown["kwargsrepr"]) if "kwargsrepr" in shown else _text(repr(kwargs)) if kwargs else NO_KWARGS
+        )
         lines.append(
             f'{head}{dispatcher.clock()}, "uuid": {uuid}, "root_id": {root_id or uuid}{middle}'
-            f'{_text(repr(tuple(args))) if args else NO_ARGS}, "kwargs": {_text(repr(kwargs)) if kwargs else NO_KWARGS}'
+            f'{args_text}, "kwargs": {kwargs_text}'
             f'{tail}{_value(sent_at)}, "type": "task-sent"}}'
         )
     return lines
