@@ -140,3 +140,25 @@ def test_a_result_backend_away_is_named_not_the_broker(
         assert "✗ backend down" in header, header
 
     drive(app, scenario)
+
+
+def test_rabbitmq_away_is_said_once_with_its_cause(
+    redis_url: str, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's own line ("cannot reach broker at HOST (URL): cause") was wrapped in the same
+    words again, and the 3-line banner cut the cause off."""
+    from tests.integration.servers import free_port
+
+    monkeypatch.setenv("TQCTL_BACKEND", redis_url)
+    port = free_port()  # no RabbitMQ there
+    app = live_app(f"amqp://guest:guest@127.0.0.1:{port}//", state_dir)
+
+    async def scenario(pilot: Any) -> None:
+        await wait_for(pilot, lambda: not app.model.connected, "the failed poll", 60)
+        await pilot.pause()
+        banner = str(app.screen.query_one(Banner).render())
+        assert banner.startswith("⚠ broker unreachable"), banner
+        assert banner.count("cannot reach broker") == 1, banner
+        assert f"127.0.0.1:{port}" in banner
+
+    drive(app, scenario)

@@ -140,6 +140,9 @@ class LiveSource:
         away and RabbitMQ fine, the console said "cannot reach broker at <RabbitMQ>: Error 111
         connecting to <Redis>", which sent the operator to the wrong server."""
         backend = self.backend_url
+        text = " ".join(str(exc).split())
+        if text.startswith("cannot reach broker at ") and (not backend or url_host(backend) not in text):
+            return text, "broker"  # the engine's own line: wrapped again, the banner said it twice and cut the cause
         if backend and is_amqp(self.url) and (isinstance(exc, redis.RedisError) or url_host(backend) in str(exc)):
             cause = str(exc)
             if cause.startswith("cannot reach broker at "):  # already worded against the broker's URL
