@@ -67,3 +67,24 @@ def test_the_task_sent_event_shows_argsrepr() -> None:
     dispatcher = EventDispatcher(Kept(), "gen1@host", batch=1 << 30)  # type: ignore[arg-type]
     lines = [json.loads(line) for line in _lines(batch, dispatcher)]
     assert [(e["args"], e["kwargs"]) for e in lines] == [("('****',)", "{}"), ("('visible',)", "{}")]
+
+
+def test_the_calling_guides_connection_pool_snippet(redis_url: str, redis_client: redis.Redis) -> None:
+    ours = App("ug_pool", broker=redis_url, backend=redis_url)
+    theirs = celery.Celery("ug_pool", broker=redis_url, set_as_current=False)
+    redis_client.delete("celery")
+    for app in (theirs, ours):
+        add = app.task(name="ug.add")(_add)
+        with add.app.pool.acquire(block=True) as connection:
+            results = [add.apply_async((2, 2), connection=connection) for _ in range(3)]
+        assert len({r.id for r in results}) == 3
+        with app.connection_for_write() as conn:
+            assert conn.as_uri() == redis_url
+    assert redis_client.llen("celery") == 6  # three messages from each
+    redis_client.delete("celery")
+    ours.close()
+    theirs.close()
+
+
+def _add(x: int, y: int) -> int:
+    return x + y
