@@ -115,6 +115,7 @@ class App:
         self._pid = forks.pid
         self._lifecycle = app_lifecycle.Lifecycle()
         self._kombu_pool: Any = None
+        self._group_result_cls: type[Any] | None = None
         register_builtins(self)
         shared.register_app(self)
         self._log: AppLogging | None = None
@@ -443,6 +444,19 @@ class App:
 
     def default_name(self, fun: Callable[..., Any]) -> str:
         return self.gen_task_name(fun.__name__, getattr(fun, "__module__", None) or "__main__")
+
+    @property
+    def GroupResult(self) -> type[Any]:  # noqa: N802 - Celery's ``app.GroupResult.restore(group_id)``
+        if self._group_result_cls is None:
+            from engine.group_result import bound_group_result
+
+            self._group_result_cls = bound_group_result(self)
+        return self._group_result_cls
+
+    def ResultSet(self, results: Sequence[Any], **kwargs: Any) -> Any:  # noqa: N802 - Celery's name
+        from engine.result import ResultSet
+
+        return ResultSet(results, app=self, **kwargs)
 
     def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:  # noqa: N802
         return AsyncResult(task_id, self, task_name=task_name)

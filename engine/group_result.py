@@ -125,3 +125,29 @@ def result_from_tuple(value: Any, app: App | None = None) -> AsyncResult:
     if nodes is not None:
         return GroupResult(node_id, [result_from_tuple(n, app) for n in nodes], app=app, parent=parent_result)
     return AsyncResult(node_id, app, parent=parent_result)
+
+
+def bound_group_result(app: App) -> type[GroupResult]:
+    """Celery's ``app.GroupResult``: the class with ``app`` as its default app, so
+    ``app.GroupResult(id, results)`` and ``app.GroupResult.restore(id)`` need no ``app=``."""
+    own = app
+
+    class BoundGroupResult(GroupResult):
+        def __init__(
+            self,
+            id: str | None = None,
+            results: Sequence[AsyncResult] | None = None,
+            app: App | None = None,
+            parent: AsyncResult | None = None,
+            **kw: Any,
+        ) -> None:
+            super().__init__(id, results, app or own, parent, **kw)
+
+        @classmethod
+        def restore(cls, id: str, backend: Any = None, app: App | None = None) -> GroupResult | None:
+            if backend is None and app is None:
+                app = own
+            return GroupResult.restore(id, backend, app)
+
+    BoundGroupResult.__name__ = BoundGroupResult.__qualname__ = "GroupResult"
+    return BoundGroupResult

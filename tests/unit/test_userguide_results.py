@@ -186,3 +186,18 @@ def test_group_result_is_a_set_of_results_as_celerys(app: App) -> None:
         assert [r.id for r in group_result.results] == ["a", "d"]
         group_result.clear()
         assert group_result.results == []
+
+
+def test_app_group_result_and_result_set_are_bound_to_the_app(app: App) -> None:
+    from engine.group_result import GroupResult
+    from engine.result import ResultSet
+
+    saved = app.GroupResult("saved-group", [app.AsyncResult("m1"), app.AsyncResult("m2")])
+    assert isinstance(saved, GroupResult) and saved.app is app
+    saved.save()
+    restored = app.GroupResult.restore("saved-group")
+    assert restored is not None and [r.id for r in restored.results] == ["m1", "m2"]
+    assert app.GroupResult.restore("never-saved") is None
+    assert app.GroupResult.__name__ == celery.Celery(set_as_current=False).GroupResult.__name__ == "GroupResult"
+    result_set = app.ResultSet([app.AsyncResult("m1")])
+    assert isinstance(result_set, ResultSet) and result_set.app is app
