@@ -132,3 +132,28 @@ def test_the_broker_banner_keeps_to_three_lines_and_says_first_what_it_means() -
     banner = " ".join(line.strip() for line in lines[2:status])
     assert status <= 5, lines[:status]
     assert "reconnecting in 4s · showing data from before" in banner, banner
+
+
+def test_the_longest_dead_letter_reason_shows_whole_at_80_columns() -> None:
+    """ "✗ result_not_stored" was cut to "✗ result_not_st…", "✗ content_disallowed" to "✗ content_disal…"."""
+    from textual.app import App, ComposeResult
+
+    from tqctl.tui.screens.dead import COLUMNS
+    from tqctl.tui.widgets.table import ConsoleTable
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield ConsoleTable(COLUMNS, id="t", marks=True)
+
+    app = One()
+    reasons = ["✗ content_disallowed", "✗ result_not_stored", "✗ internal_error", "✗ unknown_task"]
+    cells = ["13m", "", "celery", "shop.refund", "f82bafe7", "the task ran but its outcome…", "1b14ea86", "w1@h"]
+
+    async def main() -> list[str]:
+        async with app.run_test(size=(80, 24)) as pilot:
+            table = app.query_one(ConsoleTable)
+            table.set_rows([(r, [cells[0], r, *cells[2:]]) for r in reasons])
+            await pilot.pause()
+            return [cell_text(table.get_cell(r, "reason")) for r in reasons]
+
+    assert asyncio.run(main()) == reasons

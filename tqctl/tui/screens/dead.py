@@ -18,7 +18,7 @@ from tqctl.tui.widgets.table import Col
 
 COLUMNS = [
     Col("when", "AGE", 4, 1),
-    Col("reason", "REASON", 16, 1),
+    Col("reason", "REASON", 20, 1),  # "✗ content_disallowed", the longest reason, whole
     Col("queue", "QUEUE", 8, 2),
     Col("task", "TASK", 18, 2, keep_end=True),
     Col("id", "DEAD ID", 8, 2),  # the dead letter's own id: what r, ctrl+d and `tqctl dead` take
