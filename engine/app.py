@@ -22,7 +22,7 @@ from engine.broker import Broker
 from engine.broker import connect as connect_broker
 from engine.broker.connect import AMQP_SCHEMES
 from engine.canvas import Signature
-from engine.config import Settings, env_backend_url, env_broker_url, state_dir
+from engine.config import Settings, env_backend_url, env_broker_url, seconds_setting, state_dir
 from engine.control import Control
 from engine.events.sent import SentEvents
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured, NotRegistered
@@ -219,7 +219,8 @@ class App:
         if not self._backend_ready:
             url = self.backend_url()
             broker = self.broker_url() if url and str(url).lower().startswith("rpc://") else None
-            self._backend = connect_backend(url, self.conf.result_expires, broker_url=broker, app=self)
+            expires = seconds_setting(self.conf.result_expires)
+            self._backend = connect_backend(url, expires, broker_url=broker, app=self)
             self._backend_ready = True
         return self._backend
 
@@ -229,7 +230,7 @@ class App:
         if client is None:
             raise ImproperlyConfigured("chords need a Redis result backend")
         own = getattr(backend, "chord_join", None)  # the backend's own chord settings (expiry, ordering)
-        return own() if own is not None else ChordJoin(client, int(self.conf.result_expires or 86400))
+        return own() if own is not None else ChordJoin(client, int(seconds_setting(self.conf.result_expires) or 86400))
 
     @property
     def sent_events(self) -> SentEvents | None:

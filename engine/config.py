@@ -187,6 +187,14 @@ class Settings:
         }
 
 
+def seconds_setting(value: Any) -> float | None:
+    """A duration setting as Celery takes it (seconds, or a ``timedelta``, as the Configuration
+    guide writes ``result_expires = timedelta(hours=1)``) in seconds; None and 0 stay as given."""
+    if value is None:
+        return None
+    return float(value.total_seconds()) if hasattr(value, "total_seconds") else float(value)
+
+
 def _setting_name(name: str, prefix: str | None) -> str | None:
     """The setting an attribute of a config object names, or None when it names none."""
     from engine.celery_settings import CELERY_SETTINGS, OLD_NAMES

@@ -150,3 +150,18 @@ def test_task_typing_reads_true_by_default_as_celerys() -> None:
     assert lax.task(name="ug.typed")(work).typing is False
     app.close()
     lax.close()
+
+
+def test_result_expires_as_a_timedelta_as_the_configuration_guide_writes_it(redis_url: str, redis_client: Any) -> None:
+    import datetime as dt
+
+    from engine.request import Request
+    from engine.trace import run
+
+    app = App("ug_expires", broker=redis_url, backend=redis_url, result_expires=dt.timedelta(hours=1))
+    task = app.task(name="ug.kept_an_hour")(lambda: 1)
+    outcome = run(app, task, Request(id="expires-1", name=task.name, called_directly=False))
+    assert outcome.state == "SUCCESS" and outcome.internal is None  # the store worked
+    assert 3590 <= redis_client.ttl("celery-task-meta-expires-1") <= 3600
+    assert app.AsyncResult("expires-1").get(timeout=5) == 1
+    app.close()
