@@ -157,3 +157,15 @@ def test_the_longest_dead_letter_reason_shows_whole_at_80_columns() -> None:
             return [cell_text(table.get_cell(r, "reason")) for r in reasons]
 
     assert asyncio.run(main()) == reasons
+
+
+def test_a_table_too_wide_for_the_terminal_cuts_with_an_ellipsis() -> None:
+    """Audit at 60 columns: its always-shown columns need 69, so RESULT ran off the screen's edge
+    mid-word ("no stored messag") with no sign that more was there."""
+    from tqctl.tui.demo import AUDIT
+
+    lines = screen_at((60, 20), "8")
+    rows = [line.rstrip() for line in lines if line.lstrip().startswith("2027-")]
+    assert len(rows) == len(AUDIT), lines
+    for row, entry in zip(rows, reversed(AUDIT)):
+        assert entry["summary"] in row or row.endswith("…"), row

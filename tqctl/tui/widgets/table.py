@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 MARK = "◆"
+MIN_GROW = 8  # the growing column never gets narrower than this
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,13 @@ class ConsoleTable(DataTable):
                 chosen.append(col)
                 used += col.width + pad
         shown = [c for c in self.specs if c in chosen]
-        spare = max(budget - used, 0)
+        # Too narrow even for the columns always shown (Audit at 60): the growing column gives
+        # way, so its text ends in "…" rather than at the screen's edge, mid-word.
+        spare = max(budget - used, -max((c.width - MIN_GROW for c in shown if c.grow), default=0))
         out = []
         for c in shown:
-            extra = min(spare, max((needs or {}).get(c.key, 0) - c.width, 0)) if c.keep_end and not c.grow else 0
+            wanted = max((needs or {}).get(c.key, 0) - c.width, 0) if c.keep_end and not c.grow else 0
+            extra = min(max(spare, 0), wanted)
             spare -= extra
             out.append(Col(c.key, c.label, c.width + extra, c.priority, c.grow, c.keep_end) if extra else c)
         return [Col(c.key, c.label, c.width + spare, c.priority, c.grow, c.keep_end) if c.grow else c for c in out]
