@@ -143,6 +143,69 @@ class BrokerUnavailable(Exception):
     send raises is also kombu's ``OperationalError``, as Celery's (``engine.kombu_errors``)."""
 
 
+class InvalidTaskError(TaskError):
+    """A task message with missing or malformed fields."""
+
+
+class QueueNotFound(KeyError, TaskError):
+    """A task was routed to a queue that is not configured (``task_create_missing_queues`` off)."""
+
+
+class AlreadyRegistered(TaskError):
+    """A task of that name is registered already."""
+
+
+class SecurityError(CeleryError):
+    """A message failed a security check (its signature)."""
+
+
+class BackendGetMetaError(BackendError):
+    """The result backend could not be read."""
+
+
+class Terminated(Exception):
+    """The process running the task was ended on request (``revoke(terminate=True)``)."""
+
+
+RetryTaskError = Retry  # Celery's older name
+
+
+class CeleryWarning(UserWarning):
+    """The base of the warnings below, so ``warnings.filterwarnings`` written for Celery's apply."""
+
+
+class AlwaysEagerIgnored(CeleryWarning):
+    """``send_task`` sends even with ``task_always_eager``: it has no task to run here."""
+
+
+class DuplicateTaskNameWarning(CeleryWarning):
+    """Two callables were registered under one task name."""
+
+
+class DuplicateNodenameWarning(CeleryWarning):
+    """Two workers run under the same node name."""
+
+
+class NotConfigured(CeleryWarning):
+    """No configuration was found."""
+
+
+class SecurityWarning(CeleryWarning):
+    """A setting weakens security (e.g. pickle accepted)."""
+
+
+class FixupWarning(CeleryWarning):
+    """A framework fixup could not be applied."""
+
+
+class CDeprecationWarning(DeprecationWarning):
+    """A Celery API this engine keeps for old code, deprecated there."""
+
+
+class CPendingDeprecationWarning(PendingDeprecationWarning):
+    """A Celery API that will be deprecated."""
+
+
 if TYPE_CHECKING:
     from kombu.exceptions import OperationalError as OperationalError
 else:  # (hidden from the type checker, which would take any name of this module as real)
@@ -174,5 +237,11 @@ CELERY_EXCEPTIONS: dict[str, type[BaseException]] = {
         ImproperlyConfigured,
         BackendError,
         BackendStoreError,
+        InvalidTaskError,
+        QueueNotFound,
+        AlreadyRegistered,
+        SecurityError,
+        BackendGetMetaError,
+        Terminated,
     )
 }
