@@ -441,8 +441,10 @@ class Task:
         if limit is not None and request.retries >= limit:
             if exc is not None:
                 raise exc
+            shown_args = tuple(request.args if args is None else args)  # Celery's message shows a tuple
+            shown_kwargs = request.kwargs if kwargs is None else kwargs
             raise MaxRetriesExceededError(
-                f"Can't retry {self.name}[{request.id}] args:{request.args} kwargs:{request.kwargs}"
+                f"Can't retry {self.name}[{request.id}] args:{shown_args} kwargs:{shown_kwargs}"
             )
         if eta is None and countdown is None:
             countdown = self.default_retry_delay

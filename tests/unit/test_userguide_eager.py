@@ -126,3 +126,21 @@ def test_an_eager_request_reads_as_celerys(both: Any) -> None:
         False,
         [("exchange", None), ("is_eager", True), ("priority", 3), ("routing_key", None)],
     ]
+
+
+def test_the_max_retries_message_reads_as_celerys(both: Any) -> None:
+    def run(canvas: Any, t: dict[str, Any]) -> Any:
+        app = t["add"].app
+
+        @app.task(name="ug.no_more", bind=True)
+        def no_more(self: Any, *args: Any, **kwargs: Any) -> None:
+            raise self.retry(countdown=0, max_retries=0)
+
+        result = no_more.apply((1, "two"), {"k": 3}, task_id="fixed-id")
+        return [result.state, type(result.result).__name__, str(result.result)]
+
+    assert _same(both, run) == [
+        "FAILURE",
+        "MaxRetriesExceededError",
+        "Can't retry ug.no_more[fixed-id] args:(1, 'two') kwargs:{'k': 3}",
+    ]
