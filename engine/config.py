@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import importlib
 import os
+import pprint
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -185,6 +186,22 @@ class Settings:
             if DEFAULTS.get(key, CELERY_DEFAULTS.get(key, _UNSET if key not in CELERY_SETTINGS else None)) != value
             and not callable(value)
         }
+
+    def table(self, with_defaults: bool = False, censored: bool = True) -> dict[str, Any]:
+        """Celery's: the settings changed from the defaults (all of them ``with_defaults``), secrets
+        masked unless ``censored=False``; what to log or show without leaking a password."""
+        if with_defaults:
+            shown = {**{name: self[name] for name in sorted(CELERY_SETTINGS)}, **self._values}
+        else:
+            shown = {key: self._values[key] for key in self.changes()}
+        return {key: masked_setting(key, value) if censored else value for key, value in shown.items()}
+
+    def humanize(self, with_defaults: bool = False, censored: bool = True) -> str:
+        """``table`` as ``key: value`` lines, sorted (Celery's ``app.conf.humanize()``)."""
+        return "\n".join(
+            f"{key}: {pprint.pformat(value, width=50)}"
+            for key, value in sorted(self.table(with_defaults, censored).items())
+        )
 
 
 def seconds_setting(value: Any) -> float | None:

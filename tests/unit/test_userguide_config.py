@@ -165,3 +165,17 @@ def test_result_expires_as_a_timedelta_as_the_configuration_guide_writes_it(redi
     assert 3590 <= redis_client.ttl("celery-task-meta-expires-1") <= 3600
     assert app.AsyncResult("expires-1").get(timeout=5) == 1
     app.close()
+
+
+def test_humanize_and_table_show_the_changes_without_secrets() -> None:
+    app = App("ug_humanize", broker="redis://:s3cret@127.0.0.1:1/0", task_default_queue="q")
+    theirs = celery.Celery("ug_humanize", broker="redis://:s3cret@127.0.0.1:1/0", set_as_current=False)
+    theirs.conf.task_default_queue = "q"
+    for conf in (theirs.conf, app.conf):
+        text = conf.humanize()
+        assert "task_default_queue: 'q'" in text.splitlines()
+        assert "s3cret" not in text and "s3cret" not in str(conf.table())
+        assert conf.table()["task_default_queue"] == "q" and "task_acks_late" not in conf.table()
+        assert conf.table(with_defaults=True)["task_acks_late"] is False
+        assert "s3cret" in conf.table(censored=False)["broker_url"]
+    app.close()
