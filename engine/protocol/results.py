@@ -38,8 +38,23 @@ def encode_exception(exc: BaseException) -> dict[str, Any]:
     if cls.__name__ in exceptions.CELERY_EXCEPTIONS and module == exceptions.__name__:
         module = CELERY_EXC_MODULE
     args = list(exc.args) if exc.args else []
-    safe_args = [a if isinstance(a, (str, int, float, bool, type(None))) else repr(a) for a in args]
+    safe_args = [_storable_arg(a) for a in args]
     return {"exc_type": cls.__name__, "exc_message": safe_args, "exc_module": module}
+
+
+def _storable_arg(value: Any) -> Any:
+    """An exception argument as stored: as it is when JSON (with kombu's tags) can carry it, as
+    Celery's ``ensure_serializable`` keeps it (``HttpError(404, {"x": "y"})`` comes back with its
+    dict), else its repr."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    from engine.serialization import json_dumps
+
+    try:
+        json_dumps(value)
+    except (TypeError, ValueError, RecursionError, OverflowError):
+        return repr(value)
+    return value
 
 
 def decode_exception(data: Any) -> BaseException:

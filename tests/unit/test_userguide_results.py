@@ -201,3 +201,29 @@ def test_app_group_result_and_result_set_are_bound_to_the_app(app: App) -> None:
     assert app.GroupResult.__name__ == celery.Celery(set_as_current=False).GroupResult.__name__ == "GroupResult"
     result_set = app.ResultSet([app.AsyncResult("m1")])
     assert isinstance(result_set, ResultSet) and result_set.app is app
+
+
+class HttpError(Exception):
+    """The Tasks guide's exception with several arguments."""
+
+    def __init__(self, status_code: int, headers: Any = None, body: Any = None) -> None:
+        self.status_code, self.headers, self.body = status_code, headers, body
+        super().__init__(status_code, headers, body)
+
+
+def test_an_exceptions_json_arguments_come_back_as_they_were(app: App) -> None:
+    from engine.protocol.results import encode_exception
+
+    raised = HttpError(404, {"content-type": "text/plain"}, ["not", "found"])
+    theirs = celery.Celery(backend="redis://127.0.0.1:1/0", set_as_current=False).backend.prepare_exception(raised)
+    assert encode_exception(raised)["exc_message"] == list(theirs["exc_message"])
+
+    @app.task(name="ug.http_fail")
+    def http_fail() -> None:
+        raise HttpError(404, {"content-type": "text/plain"}, object())
+
+    _run_in_worker(app, http_fail, "http-1")
+    again = app.AsyncResult("http-1").result
+    assert isinstance(again, HttpError) and again.status_code == 404
+    assert again.headers == {"content-type": "text/plain"}  # a dict, not its repr
+    assert isinstance(again.body, str) and again.body.startswith("<object object")  # not JSON: its repr
