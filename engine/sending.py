@@ -126,6 +126,8 @@ class Sender:
     ) -> Outgoing:
         """Everything ``send`` does before the publish; ``engine.aio.asend_task`` shares it so
         the sync and asyncio paths build the same message."""
+        if not self.app.finalized:  # a client's first send, as Celery's first read of its config
+            self.app.finalize()
         task = task if task is not None else self.app.tasks.get(name)
         args, kwargs = list(args or ()), dict(kwargs or {})
         options = {k: v for k, v in options.items() if v is not None}

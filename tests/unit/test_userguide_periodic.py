@@ -84,3 +84,17 @@ def test_the_worker_start_finalizes_and_an_unnamed_repeat_warns(caplog: pytest.L
     assert "shadowed a previous unnamed periodic task" in caplog.text
     assert app.conf.beat_schedule["ug.ping()"]["schedule"] == 6
     app.close()
+
+
+def test_a_clients_first_send_finalizes_as_celerys_first_config_read(redis_url: str, redis_client: Any) -> None:
+    app = App("ug_client_finalize", broker=redis_url)
+    heard: list[Any] = []
+    receiver = app.on_after_configure.connect(lambda sender, **kw: heard.append(sender))
+    task = app.task(name="ug.sent")(lambda: None)
+    assert heard == []
+    redis_client.delete("celery")
+    task.delay()
+    task.delay()
+    assert heard == [app] and receiver is not None  # once
+    redis_client.delete("celery")
+    app.close()
