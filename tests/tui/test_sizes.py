@@ -167,5 +167,5 @@ def test_a_table_too_wide_for_the_terminal_cuts_with_an_ellipsis() -> None:
     lines = screen_at((60, 20), "8")
     rows = [line.rstrip() for line in lines if line.lstrip().startswith("2027-")]
     assert len(rows) == len(AUDIT), lines
-    for row, entry in zip(rows, reversed(AUDIT)):
+    for row, entry in zip(rows, reversed(AUDIT), strict=True):
         assert entry["summary"] in row or row.endswith("…"), row
