@@ -312,6 +312,12 @@ def unsupported_url(url: str, use: str = REDIS_USE) -> ImproperlyConfigured:
     return ImproperlyConfigured(f"unsupported broker URL scheme {scheme!r} in {mask_url(url)} (use {use})")
 
 
+def is_redis_error(exc: BaseException) -> bool:
+    """Whether redis-py raised ``exc``: lets a caller tell a Redis server's failure from another
+    transport's without importing the client library itself (the broker boundary)."""
+    return isinstance(exc, redis.RedisError)
+
+
 def describe_error(url: str, exc: BaseException) -> str:
     """One line naming the host and the cause, password masked."""
     text = one_line(exc)

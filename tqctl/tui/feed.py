@@ -14,11 +14,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
-
 from engine.broker.inspect import NETWORK_ERRORS, is_amqp, open_fanout, state_url
 from engine.config import env_backend_url, mask_url, url_host
-from engine.redisconn import describe_error
+from engine.redisconn import describe_error, is_redis_error
 from tqctl.tui.messages import EventsBatch, FeedStatus, SnapshotReady
 
 Post = Callable[[Any], None]
@@ -143,7 +141,7 @@ class LiveSource:
         text = " ".join(str(exc).split())
         if text.startswith("cannot reach broker at ") and (not backend or url_host(backend) not in text):
             return text, "broker"  # the engine's own line: wrapped again, the banner said it twice and cut the cause
-        if backend and is_amqp(self.url) and (isinstance(exc, redis.RedisError) or url_host(backend) in str(exc)):
+        if backend and is_amqp(self.url) and (is_redis_error(exc) or url_host(backend) in str(exc)):
             cause = str(exc)
             if cause.startswith("cannot reach broker at "):  # already worded against the broker's URL
                 cause = cause.split("): ", 1)[-1]
