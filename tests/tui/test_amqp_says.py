@@ -142,6 +142,34 @@ def test_a_result_backend_away_is_named_not_the_broker(
     drive(app, scenario)
 
 
+def test_with_the_result_backend_away_rabbitmqs_queues_stay_live(
+    amqp_url: str, client: Any, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history, failures and beat state live on AMQP's Redis result backend: with that server
+    away every poll failed whole, so queues and workers stopped updating although RabbitMQ was
+    fine. Now the poll goes on without them and the banner says what is missing."""
+    from tests.integration.servers import free_port
+
+    monkeypatch.setenv("TQCTL_BACKEND", f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    app = live_app(amqp_url, state_dir)
+
+    async def scenario(pilot: Any) -> None:
+        overview = await wait_screen(pilot, OverviewScreen)
+        table = overview.query_one("#queues")
+        await wait_for(pilot, lambda: "celery" in table.row_keys, "the celery row", 30)
+        before = int(cell(table, "celery", "depth"))
+        for _ in range(2):
+            client.send_task("shop.add", [1, 2])  # to "celery", which nobody consumes
+        await wait_for(
+            pilot, lambda: cell(table, "celery", "depth") == str(before + 2), "two more", 30, lambda: shown_rows(table)
+        )
+        banner = str(app.screen.query_one(Banner).render())
+        assert banner.startswith("⚠ result backend unreachable"), banner
+        assert "showing data from before" not in banner, banner
+
+    drive(app, scenario)
+
+
 def test_rabbitmq_away_is_said_once_with_its_cause(
     redis_url: str, state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -142,13 +142,9 @@ class LiveSource:
         if text.startswith("cannot reach broker at ") and (not backend or url_host(backend) not in text):
             return text, "broker"  # the engine's own line: wrapped again, the banner said it twice and cut the cause
         if backend and is_amqp(self.url) and (is_redis_error(exc) or url_host(backend) in str(exc)):
-            cause = str(exc)
-            if cause.startswith("cannot reach broker at "):  # already worded against the broker's URL
-                cause = cause.split("): ", 1)[-1]
-            line = describe_error(backend, Exception(cause))
-            return line.replace("cannot reach broker at", "cannot reach the Redis result backend at", 1), (
-                "result backend"
-            )
+            from tqctl.tui.probe import backend_unreachable
+
+            return backend_unreachable(backend, exc), "result backend"
         return describe_error(self.url, exc), "broker"
 
     def request_snapshot(self, slow: bool = True) -> None:

@@ -59,6 +59,7 @@ class ConsoleModel:
         self.beat_read_at: float | None = None  # when ``beat`` was read (every few seconds)
         self.server: str | None = None
         self.queue_note: str | None = None
+        self.backend_down: str | None = None  # why AMQP's Redis result backend could not be read
         # Tasks this console revoked: an ETA task waits in the broker until due (then a worker
         # drops it), so nothing else says so until then.
         self.revoked_here: set[str] = set()
@@ -159,6 +160,12 @@ class ConsoleModel:
         if snap.server:
             self.server = snap.server
         self.queue_note = snap.queue_note
+        # AMQP's Redis result backend away: queues and workers stay live, the banner stays up until
+        # a poll reads the history again (fast polls do not read it, so they leave it as it is)
+        if snap.backend_note is not None:
+            self.backend_down = snap.backend_note
+        elif snap.failures is not None:
+            self.backend_down = None
         self.set_connection(True)
         self.touch()
 
@@ -206,6 +213,8 @@ class ConsoleModel:
     def set_connection(
         self, connected: bool, error: str | None = None, retry_in: float | None = None, what: str = "broker"
     ) -> None:
+        if connected and self.backend_down:  # the broker answers; the result backend still does not
+            connected, error, retry_in, what = False, self.backend_down, None, "result backend"
         self.down_what = what
         if connected and not self.connected:
             self.down_since = None

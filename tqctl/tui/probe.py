@@ -10,12 +10,14 @@ only to ``engine.broker`` (``ClusterView``, ``connect``, ``open_fanout``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from engine.broker.connect import connect
-from engine.broker.inspect import is_amqp, open_fanout, open_view
+from engine.broker.inspect import NETWORK_ERRORS, is_amqp, open_fanout, open_view
 from engine.control import Control
+from engine.redisconn import describe_error
 from tqctl.tui.model import FAILURES_POLLED
 from tqctl.tui.snapshot import ClusterSnapshot, QueueSample, WorkerReply
 
@@ -26,6 +28,7 @@ class Probe:
     """Polls one cluster. ``app`` (optional) gives beat entries their schedule and next run."""
 
     def __init__(self, url: str, app: Any = None, inspect_timeout: float = 1.0, backend_url: str | None = None) -> None:
+        self.backend_url = backend_url
         self.url = url
         self.app = app
         self.inspect_timeout = inspect_timeout
@@ -77,15 +80,35 @@ class Probe:
         """Beat's entries as the app defines them, every poll rather than every third: a 2 s entry
         read every 6 s always showed "due" or "6s late". (Without -A APP, listing the entries is a
         SCAN of the server's keys, which stays in the slow reads.)"""
-        beat, leader, note = self.beat()
-        return {"beat": beat, "beat_leader": leader, "beat_note": note}
+
+        def read() -> dict[str, Any]:
+            beat, leader, note = self.beat()
+            return {"beat": beat, "beat_leader": leader, "beat_note": note}
+
+        return self._stored(read)
+
+    def _stored(self, read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """A read of the state AMQP keeps on its Redis result backend (history, failures, beat).
+        With that server away, RabbitMQ's queues and workers are still readable: the poll goes
+        on without it and says so, instead of failing whole (on Redis it is the broker: it fails)."""
+        try:
+            return read()
+        except NETWORK_ERRORS as exc:
+            if not (is_amqp(self.url) and self.backend_url):
+                raise
+            return {"backend_note": backend_unreachable(self.backend_url, exc)}
 
     def _slow_reads(self) -> dict[str, Any]:
         server = self.view.server()
         history: dict[str, Any] = {}
-        if self.history is not None:  # (AMQP without a Redis result backend keeps none)
-            failures = [{k: v for k, v in f.items() if k != "raw"} for f in self.history.failures(FAILURES_POLLED)]
-            history = {"failure_groups": tuple(self.history.groups()), "failures": tuple(failures)}
+        kept = self.history
+        if kept is not None:  # (AMQP without a Redis result backend keeps none)
+
+            def read() -> dict[str, Any]:
+                failures = [{k: v for k, v in f.items() if k != "raw"} for f in kept.failures(FAILURES_POLLED)]
+                return {"failure_groups": tuple(kept.groups()), "failures": tuple(failures)}
+
+            history = self._stored(read)
         return {
             **history,
             "dead_letters": tuple(d.as_dict() for d in self.broker.dead_letters(200)),
@@ -198,6 +221,16 @@ class Probe:
         if meta:
             out["result_meta"] = meta
         return out
+
+
+def backend_unreachable(backend_url: str, exc: BaseException) -> str:
+    """One line for AMQP's Redis result backend away (history, failures, revokes live there),
+    naming that server: "cannot reach broker at <RabbitMQ>" sent operators to the wrong one."""
+    cause = str(exc)
+    if cause.startswith("cannot reach broker at "):  # already worded against the broker's URL
+        cause = cause.split("): ", 1)[-1]
+    line = describe_error(backend_url, Exception(cause))
+    return line.replace("cannot reach broker at", "cannot reach the Redis result backend at", 1)
 
 
 def decode_message(raw: bytes) -> dict[str, Any] | None:

@@ -77,4 +77,5 @@ class ClusterSnapshot:
     beat_note: str | None = None  # why beat entries are partial or missing
     server: str | None = None
     queue_note: str | None = None  # why queues may be missing from ``queues`` (a failed listing)
+    backend_note: str | None = None  # AMQP: its Redis result backend failed (history not read this poll)
     inspect_ms: float | None = None
