@@ -3,6 +3,9 @@ enabled again (entries come from the app given with -A)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from textual.widgets import Button
 
@@ -62,6 +65,35 @@ def test_eta_task_run_now_and_revoke(broker_url, start_worker, shop, state_dir, 
 
     drive(app, scenario)
     assert [e["action"] for e in audit_lines(state_dir)] == ["eta_run_now", "revoke", "eta_run_now"]
+
+
+def test_an_eta_task_revoked_elsewhere_shows_revoked(broker_url, start_worker, shop, state_dir):
+    """Revoked from the command line (or another console), the ETA task's row still read "in 15m":
+    only this console's own revokes were marked. The broker's revoke store is read each poll."""
+    start_worker("-c", "1", "-P", "threads")
+    app = live_app(broker_url, state_dir)
+    unwanted = shop.add.apply_async((1, 1), countdown=900).id
+    kept = shop.add.apply_async((2, 2), countdown=900).id
+
+    async def scenario(pilot):
+        await press(pilot, "6")
+        screen = await wait_screen(pilot, ScheduledScreen)
+        eta = screen.query_one("#eta")
+        await wait_for(
+            pilot, lambda: {unwanted, kept} <= set(eta.row_keys), "both ETA tasks", show=lambda: shown_rows(eta)
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "tqctl", "revoke", unwanted, "--yes", "--broker", broker_url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        assert done.returncode == 0, done.stderr
+        await wait_for(pilot, lambda: cell(eta, unwanted, "due") == "⊘ REVOKED", "shown revoked while it waits")
+        assert cell(eta, kept, "due") in ("in 14m", "in 15m")
+
+    drive(app, scenario)
 
 
 @pytest.mark.amqp_too

@@ -16,7 +16,7 @@ from typing import Any
 
 from engine.broker.connect import connect
 from engine.broker.inspect import NETWORK_ERRORS, is_amqp, open_fanout, open_view
-from engine.control import Control
+from engine.control import Control, revoked_among
 from engine.redisconn import describe_error
 from tqctl.tui.model import FAILURES_POLLED
 from tqctl.tui.snapshot import ClusterSnapshot, QueueSample, WorkerReply
@@ -57,6 +57,7 @@ class Probe:
         futures = {m: self._pool.submit(self._broadcast, m) for m in INSPECT}
         queues = self.queues()
         delayed, delayed_count = self.view.delayed()
+        revoked = revoked_among(self.control.fanout, [r["id"] for r in delayed if r.get("id")])
         extra: dict[str, Any] = {}
         if slow:
             extra = self._slow_reads()
@@ -71,6 +72,7 @@ class Probe:
             delayed=tuple(delayed),
             delayed_count=delayed_count,
             delayed_readable=not is_amqp(self.url),
+            delayed_revoked=frozenset(revoked),
             inspect_ms=(time.monotonic() - started) * 1000,
             queue_note=self.view.discovery_error,
             **extra,

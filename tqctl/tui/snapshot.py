@@ -72,6 +72,7 @@ class ClusterSnapshot:
     delayed: tuple[dict[str, Any], ...] = ()
     delayed_count: int = 0
     delayed_readable: bool = True  # False on RabbitMQ: its delay levels cannot be listed or counted
+    delayed_revoked: frozenset[str] = frozenset()  # ids among ``delayed`` revoked (by anyone), waiting to be dropped
     beat: tuple[dict[str, Any], ...] | None = None
     beat_leader: dict[str, Any] | None = None
     beat_note: str | None = None  # why beat entries are partial or missing

@@ -118,9 +118,12 @@ class ScheduledScreen(ConsoleScreen):
 
     def _due(self, row: dict, now: float, read_at: float | None) -> str | Text:
         """When it runs, or that it will not: a revoked ETA task stays in the broker until due
-        (the worker drops it then), and the row read "in 49m" as if the revoke had not happened."""
+        (the worker drops it then), and the row read "in 49m" as if the revoke had not happened.
+        Revoked here, by a worker's report, or by anyone (the broker's revoke store, read each poll)."""
         task = self.model.state.task(row["id"])
-        if row["id"] in self.model.revoked_here or (task is not None and task.state == "REVOKED"):
+        snap = self.model.snapshot
+        stored = snap is not None and row["id"] in snap.delayed_revoked
+        if stored or row["id"] in self.model.revoked_here or (task is not None and task.state == "REVOKED"):
             return fmt.state_text("REVOKED")
         return fmt.until_as_read(now, row.get("eta"), read_at)
 
