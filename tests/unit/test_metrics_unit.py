@@ -44,6 +44,18 @@ def test_wait_is_measured_whichever_of_sent_and_started_arrives_last() -> None:
     assert reg.get_sample_value("tqctl_task_wait_seconds_sum", {"name": "t.x"}) == 5.0
 
 
+def test_a_quick_task_done_before_its_late_task_sent_still_has_its_wait() -> None:
+    """The client's task-sent comes in a batch, often after a quick task has already succeeded:
+    the wait was dropped with the finished task (0 waits for 5 starts on a live exporter)."""
+    m, reg = _metrics()
+    m.apply(ev("task-received", "c", 300.0, name="t.q"))
+    m.apply(ev("task-started", "c", 300.5))
+    m.apply(ev("task-succeeded", "c", 300.6, runtime=0.1))
+    m.apply(ev("task-sent", "c", 299.5, name="t.q"))  # the batch, after the task is done
+    assert reg.get_sample_value("tqctl_task_wait_seconds_count", {"name": "t.q"}) == 1
+    assert reg.get_sample_value("tqctl_task_wait_seconds_sum", {"name": "t.q"}) == 1.0
+
+
 def test_sent_at_from_the_message_and_odd_events() -> None:
     m, reg = _metrics()
     m.note_sent("a", 50.0)

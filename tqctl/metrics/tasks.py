@@ -95,8 +95,9 @@ class TaskMetrics:
         elif label == "failed" and view.started is not None and view.failed is not None:
             self.runtime.labels(name).observe(max(view.failed - view.started, 0.0))
         if label in ("succeeded", "failed", "revoked", "rejected"):
+            # (An unmeasured start stays in ``_unwaited``, bounded: a quick task ends before the
+            # client's batched task-sent arrives, and that event is what measures its wait.)
             self._sent_hints.pop(uuid, None)
-            self._unwaited.pop(uuid, None)
 
     def _started(self, uuid: str, name: str, view: TaskView) -> None:
         """One wait per start: from this attempt's publish if known now, else when its task-sent comes."""
