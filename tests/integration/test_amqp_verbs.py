@@ -62,7 +62,7 @@ def test_tail_history_failures_and_retry_on_amqp(
 ) -> None:
     # tail: the celeryev exchange's events, live (sent until tail has heard one, so no race with its subscribe)
     tail = subprocess.Popen(
-        [sys.executable, "-m", "tqctl", "tail", "--count", "1", "--state", "SUCCESS", "--json", "--for", "90"],
+        [sys.executable, "-m", "tqctl", "tail", "--count", "5", "--state", "SUCCESS", "--json", "--for", "90"],
         cwd=ROOT,
         env={**os.environ, "TQCTL_BROKER": amqp_url, "TQCTL_BACKEND": redis_url, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
@@ -83,8 +83,11 @@ def test_tail_history_failures_and_retry_on_amqp(
             tail.kill()
             tail.communicate()
     assert tail.returncode == 0, err
-    event = json.loads(out.strip().splitlines()[0])
-    assert (event["name"], event["state"]) == (f"{APP}.add", "SUCCESS")
+    # Up to 4 tasks (the -c 1 worker's prefetch) may have been received before tail subscribed:
+    # their successes carry no name (never seen). The fifth was received after: it has one.
+    events = [json.loads(line) for line in out.strip().splitlines()]
+    assert len(events) == 5 and {e["state"] for e in events} == {"SUCCESS"}
+    assert events[-1]["name"] == f"{APP}.add"
 
     failed = call(amqp_url, redis_url, "charge", 7)
     assert wait_result(amqp_url, redis_url, failed)["state"] == "FAILURE"
