@@ -24,21 +24,9 @@ if TYPE_CHECKING:
     from engine.canvas import Signature
     from engine.result import AsyncResult
 
-# Task attribute → the setting it falls back to when left ``None`` (Celery's ``Task.from_config``).
-FROM_CONFIG = {
-    "serializer": "task_serializer",
-    "rate_limit": "task_default_rate_limit",
-    "priority": "task_default_priority",
-    "time_limit": "task_time_limit",
-    "soft_time_limit": "task_soft_time_limit",
-    "track_started": "task_track_started",
-    "acks_late": "task_acks_late",
-    "acks_on_failure_or_timeout": "task_acks_on_failure_or_timeout",
-    "reject_on_worker_lost": "task_reject_on_worker_lost",
-    "ignore_result": "task_ignore_result",
-    "store_eager_result": "task_store_eager_result",
-    "store_errors_even_if_ignored": "task_store_errors_even_if_ignored",
-}
+# Task attribute → the setting it falls back to when left ``None`` (Celery's ``Task.from_config``):
+# the two time limits here, the rest declared once on ``Task`` as ``_FromConfig`` (added below it).
+FROM_CONFIG = {"time_limit": "task_time_limit", "soft_time_limit": "task_soft_time_limit"}
 # Attributes that become default send options (Celery's ``extract_exec_options``).
 EXEC_OPTIONS = (
     "queue",
@@ -490,6 +478,7 @@ class Task:
 
 # The options that read as the app's setting when unset (``own`` tells them apart from the rest).
 CONFIGURED = frozenset(name for name, value in vars(Task).items() if isinstance(value, _FromConfig))
+FROM_CONFIG.update({name: vars(Task)[name].setting for name in CONFIGURED})
 
 
 def _retry_arguments(
