@@ -105,3 +105,26 @@ def test_context_is_a_request_built_by_hand() -> None:
     ctx = Context({"id": "a", "group": "g"}, group_index=2, custom="x")
     assert (ctx.id, ctx.group, ctx.group_index, ctx.custom, ctx.get("chord")) == ("a", "g", 2, "x", None)
     assert not ctx.is_eager
+
+
+@pytest.mark.parametrize("result_expires", [3600, None])
+def test_a_stored_result_is_set_with_its_lifetime_and_published(
+    make_app: Any, redis_client: redis.Redis, result_expires: int | None
+) -> None:
+    """The store is packed by hand (``_set_and_publish``): the value, its lifetime and the
+    message a waiting client hears must be what redis-py's own commands would have written, for
+    a task id of any text (a client may choose its own)."""
+    backend = _backend(make_app(result_expires=result_expires))
+    task_id = f"{new_id()}-café"
+    meta = {"status": states.SUCCESS, "result": "café ☕ " * 40, "task_id": task_id}
+    key = f"celery-task-meta-{task_id}"
+    listener = redis_client.pubsub()
+    listener.subscribe(key)
+    assert listener.get_message(timeout=5)["type"] == "subscribe"
+    backend.store(task_id, meta)
+    heard = listener.get_message(timeout=5)
+    listener.close()
+    assert json.loads(redis_client.get(key)) == meta
+    assert json.loads(heard["data"]) == meta
+    ttl = redis_client.ttl(key)
+    assert (3590 < ttl <= 3600) if result_expires else ttl == -1
