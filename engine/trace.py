@@ -306,7 +306,8 @@ def _failed(app: App, task: Task, request: Request, exc: Exception, started: flo
         einfo=einfo,
     )
     _log_failure(task, request, exc, trace)
-    task.after_return(states.FAILURE, exc, _task_id(request), request.args, request.kwargs, einfo)
+    # Celery hands after_return None for einfo in every state (on_failure has the ExceptionInfo).
+    task.after_return(states.FAILURE, exc, _task_id(request), request.args, request.kwargs, None)
     return Outcome(states.FAILURE, time.perf_counter() - started, exception_repr=repr(exc), traceback=trace, value=exc)
 
 

@@ -1,0 +1,51 @@
+"""Celery 5.7 parity a migrating user's code leans on: each case runs the same code against Celery's
+own classes (eager, in memory) and ours, and expects the same answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import celery
+import pytest
+
+from engine import App
+
+
+def _celery_app() -> celery.Celery:
+    app = celery.Celery("parity", broker="memory://", backend="cache+memory://", set_as_current=False)
+    app.conf.task_always_eager = True
+    return app
+
+
+@pytest.fixture
+def ours() -> Any:
+    app = App("parity", broker="memory://", backend="cache+memory://")
+    app.conf.task_always_eager = True
+    yield app
+    app.close()
+
+
+def _after_return_calls(app: Any) -> list[tuple[str, str, Any]]:
+    """Which ``einfo`` each outcome hands ``after_return``: code that reads ``einfo.traceback``
+    there only works if it gets what Celery gives."""
+    calls: list[tuple[str, str, Any]] = []
+
+    class Hooked(app.Task):  # type: ignore[name-defined,misc]
+        def after_return(self, status: str, retval: Any, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+            calls.append((status, type(retval).__name__, einfo))
+
+    @app.task(base=Hooked, name="parity.hooked")
+    def hooked(fail: bool) -> int:
+        if fail:
+            raise KeyError("no")
+        return 1
+
+    hooked.apply((False,))
+    hooked.apply((True,))
+    return calls
+
+
+def test_after_return_gets_none_for_einfo_on_success_and_failure_as_celery(ours: App) -> None:
+    theirs = _after_return_calls(_celery_app())
+    assert theirs == [("SUCCESS", "int", None), ("FAILURE", "KeyError", None)]
+    assert _after_return_calls(ours) == theirs
