@@ -202,6 +202,34 @@ def test_killed_child_task_completes_and_worker_survives(rel, start_worker, ledg
     assert rel.app.broker.dead_letter_count() == 0
 
 
+@pytest.mark.amqp_too
+def test_a_long_task_never_holds_back_the_tasks_fetched_after_it(
+    rel, start_worker, ledger: Path, tmp_path: Path
+) -> None:
+    """Prefork fetches ahead (prefetch window 8 at ``-c 2``), but a fetched task waits for any
+    idle child, never for one busy child (the head-of-line blocking Celery's ``-Ofair`` removed):
+    every short task runs in the other child while the long one is still running."""
+    w1 = start_worker("-c", "2", "--prefetch-multiplier", "4", name="w1", app=APP)
+    gate = tmp_path / "gate"
+    long = rel.gated_late.delay("long", str(gate))
+    wait_for(lambda: entries(ledger, "start", "long"), 10, "the long task to start")
+    shorts = [rel.record.delay(f"s{i}") for i in range(12)]  # more than the window: fetched in turns
+
+    wait_for(
+        lambda: all(entries(ledger, "run", f"s{i}") for i in range(12)),
+        30,
+        "every short task to run while the long one runs",
+    )
+
+    assert not entries(ledger, "end", "long"), "the long task ended first: this proves nothing"
+    (started,) = entries(ledger, "start", "long")
+    ran_in = {entries(ledger, "run", f"s{i}")[0]["pid"] for i in range(12)}
+    assert started["pid"] not in ran_in and ran_in <= set(w1.children())
+    gate.touch()
+    assert long.get(timeout=10) == "long"
+    assert [r.get(timeout=10) for r in shorts] == [f"s{i}" for i in range(12)]
+
+
 # -- 4. a whole worker killed ------------------------------------------------------------------------
 @pytest.mark.amqp_too
 def test_killed_worker_task_completes_on_survivor(
