@@ -28,6 +28,7 @@ from tqctl.commands import (
     worker,
 )
 from tqctl.output import EXIT_ERROR, EXIT_OK, error_line
+from tqctl.pipes import ReaderGone, guard_stdout, leave_quietly
 from tqctl.tui import commands as console
 
 app = typer.Typer(
@@ -71,10 +72,14 @@ app.command("run-now")(delayed.run_now)
 
 
 def main() -> None:
+    guard_stdout()  # a reader leaving (`| head -1`) is ReaderGone below, for every command
     try:
         # standalone_mode=False: Typer hands its usage errors to us instead of drawing a boxed
         # message of five lines; ``typer.Exit(code)`` (and Ctrl-C, as 130) come back as the value.
         code = app(standalone_mode=False)
+        sys.stdout.flush()  # here, not at exit, where a reader gone would be "Exception ignored"
+    except ReaderGone:
+        leave_quietly()  # no text, 141 as coreutils' SIGPIPE (README "Exit codes")
     except typer.TyperException as exc:  # a bad flag, value, argument or command (Typer's click)
         message, ctx = exc.format_message().strip().rstrip("."), getattr(exc, "ctx", None)
         if message:  # (a group called without its command has just printed its help instead)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
-import sys
 import time
 from typing import Annotated, Any
 
@@ -268,16 +266,12 @@ def _event_row(event: dict[str, Any], model: ClusterState) -> dict[str, Any]:
 
 
 def _print_event(row: dict[str, Any], as_json: bool) -> None:
-    try:
-        if as_json:
-            emit_json(row)
-            return
-        subject = f"{row['name'] or '?'}[{row['uuid']}]" if row["uuid"] else ""
-        extra = " ".join(f"{k}={row[k]}" for k in ("result", "exception", "runtime", "args") if row.get(k))
-        emit_line(f"{row['timestamp']} {row['type']:<16} {subject} {row['hostname']} {extra}".rstrip())
-    except BrokenPipeError:  # `tqctl tail | head`: the reader left, which is fine
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(0) from None
+    if as_json:
+        emit_json(row)
+        return
+    subject = f"{row['name'] or '?'}[{row['uuid']}]" if row["uuid"] else ""
+    extra = " ".join(f"{k}={row[k]}" for k in ("result", "exception", "runtime", "args") if row.get(k))
+    emit_line(f"{row['timestamp']} {row['type']:<16} {subject} {row['hostname']} {extra}".rstrip())
 
 
 # -- call / result -------------------------------------------------------------------------------
