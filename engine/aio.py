@@ -262,7 +262,7 @@ async def aget(result: AsyncResult, timeout: float | None = None, propagate: boo
     from engine.result import EagerResult
 
     if isinstance(result, EagerResult):
-        return result.get(timeout=timeout, propagate=propagate)
+        return result.get(timeout=timeout, propagate=propagate, disable_sync_subtasks=False)  # settled: no wait
     if isinstance(result, GroupResult):  # every member's wait at once, on the shared subscriber
         return list(await asyncio.gather(*(aget(r, timeout, propagate) for r in result.results)))
     meta = result._cache

@@ -79,7 +79,7 @@ def register_builtins(app: App) -> None:
 
         body = maybe_signature(callback, app)
         try:
-            values = deps.get(propagate=True)
+            values = deps.get(propagate=True, disable_sync_subtasks=False)  # all ready: no wait
         except Exception as exc:  # noqa: BLE001 - any header failure fails the body
             from engine.exceptions import ChordError
 

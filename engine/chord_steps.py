@@ -94,7 +94,7 @@ def _header_values(app: App, group_id: str, parts: list[tuple[str, str, Any]]) -
     if saved is None:
         return [res for _, _, res in parts]
     timeout = app.conf.get("result_chord_join_timeout") or 3.0
-    return saved.get(timeout=float(timeout), propagate=True)
+    return saved.get(timeout=float(timeout), propagate=True, disable_sync_subtasks=False)  # the last part: all ready
 
 
 def fail_body(app: App, body: Signature, exc: BaseException) -> None:

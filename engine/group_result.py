@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine import states
+from engine.joins import assert_will_not_block
 from engine.protocol.results import group_key
 from engine.result import AsyncResult, MemberStates
 
@@ -69,6 +70,8 @@ class GroupResult(MemberStates, AsyncResult):
         parent failed is waited for until the worker marks it failed too (its parents are not
         followed), so once ``get`` raises, every member that will fail already says so."""
         kw.setdefault("follow_parents", False)
+        if kw.get("disable_sync_subtasks", True):
+            assert_will_not_block()
         return [r.get(timeout=timeout, propagate=propagate, **kw) for r in self.results]
 
     join = get

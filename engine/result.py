@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from engine import states
 from engine.exceptions import ImproperlyConfigured, TimeoutError
+from engine.joins import allow_join_result as allow_join_result  # Celery's celery.result names
+from engine.joins import assert_will_not_block
+from engine.joins import denied_join_result as denied_join_result
 from engine.protocol.results import decode_exception
 
 if TYPE_CHECKING:
@@ -197,6 +200,8 @@ class AsyncResult(ResultBase):
         """
         if self.ignored:
             return None
+        if kw.get("disable_sync_subtasks", True):
+            assert_will_not_block()
         meta = self._cache
         on_message = kw.get("on_message")
         if meta is None and on_message is not None:
@@ -316,7 +321,9 @@ class EagerResult(AsyncResult):
 
     status = state
 
-    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5, **_: Any) -> Any:
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5, **kw: Any) -> Any:
+        if kw.get("disable_sync_subtasks", True):
+            assert_will_not_block()
         if self._state in states.PROPAGATE_STATES and propagate:
             raise self._value
         return self._value
@@ -452,14 +459,17 @@ class ResultSet(MemberStates):
         propagate: bool = True,
         interval: float = 0.5,
         callback: Callable[[str, Any], Any] | None = None,
+        disable_sync_subtasks: bool = True,
         **_: Any,
     ) -> list[Any]:
         """Each result in order, all within one ``timeout``; with ``callback``, returns ``[]``."""
+        if disable_sync_subtasks:
+            assert_will_not_block()
         start = time.monotonic()
         values: list[Any] = []
         for result in self.results:
             remaining = None if timeout is None else max(timeout - (time.monotonic() - start), 0.0)
-            value = result.get(timeout=remaining, propagate=propagate, interval=interval)
+            value = result.get(timeout=remaining, propagate=propagate, interval=interval, disable_sync_subtasks=False)
             if callback is not None:
                 callback(result.id, value)
             else:
@@ -481,7 +491,9 @@ class ResultSet(MemberStates):
         **kw: Any,
     ) -> list[Any] | None:
         """``join`` by polling the backend for every result at once; ``None`` with ``callback``."""
-        kw.pop("no_ack", None), kw.pop("disable_sync_subtasks", None), kw.pop("on_message", None)
+        if kw.pop("disable_sync_subtasks", True):
+            assert_will_not_block()
+        kw.pop("no_ack", None), kw.pop("on_message", None)
         index = {r.id: i for i, r in enumerate(self.results)}
         values: list[Any] = [None] * len(self.results)
         for task_id, meta in self.iter_native(timeout, interval, **kw):

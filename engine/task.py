@@ -395,7 +395,7 @@ class Task:
 
         sig = replacement(self, sig)
         if self.request.is_eager:
-            return sig.apply().get()
+            return sig.apply().get(disable_sync_subtasks=False)
         sig.delay()
         raise Ignore("Replaced by new task")
 

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from engine.joins import allow_join_result
+
 if TYPE_CHECKING:
     from engine.app import App
     from engine.worker.worker import Worker
@@ -61,7 +63,8 @@ def start_worker(
     thread.start()
     _wait_ready(worker, thread, failure, ready_timeout)
     try:
-        yield worker
+        with allow_join_result():  # as Celery's test worker: the test's own waits are not refused
+            yield worker
     finally:
         worker.request_stop()
         thread.join(shutdown_timeout)

@@ -218,7 +218,7 @@ class Chain(Signature):
         """Run every step here, in this process, each with the previous step's value (eager)."""
         last: Any = None
         for step in self.tasks:
-            partial = (last.get(),) if last is not None else tuple(_partial(args, self))
+            partial = (last.get(disable_sync_subtasks=False),) if last is not None else tuple(_partial(args, self))
             result = step.clone(partial, kwargs if last is None else None).apply(**{**self.options, **options})
             result.parent, last = last, result
         return last

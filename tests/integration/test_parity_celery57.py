@@ -1,0 +1,52 @@
+"""Celery 5.7 parity seen through real worker processes. The tasks live in this module (the worker
+imports it with ``-A``): the app has no broker of its own, the worker gets the test's server from
+``TQCTL_BROKER`` and the client side is pointed at it by ``client_app``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from engine import App
+from engine.result import allow_join_result
+from tests.integration.conftest import client_app
+
+pytestmark = pytest.mark.integration
+APP = __name__
+
+app = App("parity")
+
+
+@app.task(name="parity.add")
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(name="parity.wait_for_child")
+def wait_for_child(how: str) -> Any:
+    """``get()`` on a task it sent: refused unless the caller opted out, as Celery's worker does."""
+    child = add.delay(1, 1)
+    try:
+        if how == "allowed":
+            with allow_join_result():
+                return child.get(timeout=30)
+        return child.get(timeout=30, disable_sync_subtasks=(how != "opted_out"))
+    except RuntimeError as exc:
+        return f"refused: {exc}"
+
+
+@pytest.fixture
+def parity(broker_url: str) -> Iterator[ModuleType]:
+    yield from client_app(APP, broker_url)
+
+
+def test_get_inside_a_worker_task_is_refused_unless_allowed_as_celerys(parity: Any, start_worker: Any) -> None:
+    start_worker("-P", "prefork", "-c", "2", app=APP)
+    refused = parity.wait_for_child.delay("plain").get(timeout=30)
+    assert refused.startswith("refused: Never call result.get() within a task")
+    assert "disable_sync_subtasks=False" in refused
+    assert parity.wait_for_child.delay("opted_out").get(timeout=30) == 2
+    assert parity.wait_for_child.delay("allowed").get(timeout=30) == 2
