@@ -60,6 +60,7 @@ class RedisBroker:
         }
         self._dead_requeue = self.client.register_script(lua.DEAD_REQUEUE)
         self._seq = count(1)
+        self.tag_base = ""  # a fetch tag's prefix before its number (a work-sharing child sets its own)
         self._order_cache: dict[tuple[str, ...], list[str]] = {}
         self._conns = ThreadConnections(self.client)  # publish's per-thread connections
         self._gathering = Gathering()
@@ -192,7 +193,7 @@ class RedisBroker:
     def _fetch_script(
         self, inflight: str, owner: str, keys: list[str], limit: int, arm: str, acks: Sequence[str]
     ) -> list[Delivery]:
-        prefix = f"{next(self._seq)}"
+        prefix = f"{self.tag_base}{next(self._seq)}"
         flat = self._guarded_call(
             prefix,
             "EVALSHA",

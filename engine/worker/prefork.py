@@ -41,6 +41,10 @@ from engine import signals, trace
 from engine.exceptions import TimeLimitExceeded, WorkerLostError
 from engine.worker.child import PACKET, SLOTS, STOP, ChildEnds, Shared, child_main, dumps
 from engine.worker.pool import PoolHost
+from engine.worker.slots import DONE as DONE_SLOT
+from engine.worker.slots import RUNNING as RUNNING_SLOT
+from engine.worker.slots import TAKEN as TAKEN_SLOT
+from engine.worker.slots import Slots
 from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started, order_to_wire, report_from_wire
 
 if TYPE_CHECKING:
@@ -64,6 +68,7 @@ REAP_WAIT = 1.0  # seconds for an exiting child's status (read to tell a retirem
 SWITCH_INTERVAL = 0.0005
 STOP_POLL = 0.02  # seconds between looks at whether running jobs finished, in a warm stop
 QUEUED, RUNNING = "queued", "running"
+LANES, SLOTS_PER_LANE = 64, 128  # work-sharing children: slot ranges, one per live child
 
 
 class PreforkHost(PoolHost, Protocol):
@@ -84,6 +89,7 @@ class Child:
     job: Job | None = None
     slot: int = 0
     deadline: float | None = None
+    lane: int = -1  # its range of slots (work-sharing children only)
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -134,6 +140,10 @@ class PreforkPool:
         self._stopped = threading.Event()
         self._task_switch_interval = sys.getswitchinterval()
         self._generation = 0  # bumped whenever ``_children`` changes: the collector re-polls
+        # Work-sharing children (issue 17 branch work; Redis only): they fetch for themselves.
+        self.fetches_itself = os.environ.get("TQCTL_PREFORK_SHARING") == "1" and _is_redis(host)
+        self._slots = Slots(LANES, SLOTS_PER_LANE) if self.fetches_itself else None
+        self._feeder: Any = None
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -142,6 +152,11 @@ class PreforkPool:
             for _ in range(self._target):
                 self._spawn()
         self._collector.start()
+        if self._slots is not None:
+            from engine.worker.sharing import Feeder
+
+            self._feeder = Feeder(self.host, self._slots, LANES - 1, self._inq_w)  # type: ignore[arg-type]
+            self._feeder.thread.start()
 
     def _spawn(self) -> Child:
         # Objects alive now move to the permanent generation: the children's collector then never
@@ -151,11 +166,19 @@ class PreforkPool:
         parent_end, child_end = _fork.Pipe(duplex=False)
         inbox_r, inbox_w = _fork.Pipe(duplex=False)
         ends = ChildEnds(self._inq_r, inbox_r, child_end, self._shared, self._task_switch_interval)
-        process = _fork.Process(target=child_main, args=(ends, self.host, os.getpid()), daemon=True, name="tqctl-pool")
+        lane = -1
+        if self.fetches_itself:
+            from engine.worker.sharing import sharing_child_main
+
+            lane = min(set(range(LANES - 1)) - {c.lane for c in self._children})  # the last: the parent's
+            args: tuple[Any, ...] = (ends, self._inq_w, self._slots, lane, self.host, os.getpid())
+            process = _fork.Process(target=sharing_child_main, args=args, daemon=True, name="tqctl-pool")
+        else:
+            process = _fork.Process(target=child_main, args=(ends, self.host, os.getpid()), daemon=True, name="tqctl-pool")
         process.start()
         child_end.close()
         inbox_r.close()
-        child = Child(process, parent_end, inbox_w)
+        child = Child(process, parent_end, inbox_w, lane=lane)
         self._children.append(child)
         self._generation += 1
         return child
@@ -407,11 +430,44 @@ class PreforkPool:
             if self._accepting and self._size() < self._target:
                 self._spawn()
         child.conn.close()
+        if self._slots is not None:
+            lost = self._settle_dead_child(child.pid)
         for job in lost:
             reason = f"child process {child.pid} exited with {_describe(code)}"
             _report(self.host.on_lost, job, "worker_lost", WorkerLostError(reason))
         with self._lock:
             self._feed()
+
+    def _settle_dead_child(self, pid: int) -> list[Job]:
+        """What a dead work-sharing child held: the task it ran is lost (returned to settle as any
+        lost task), a task it took but never started goes back to its queue, a finished one whose
+        ack it had not sent yet is acked."""
+        from engine.worker.sharing import rebuild_job
+
+        assert self._slots is not None
+        running: list[Job] = []
+        taken: list[str] = []
+        done: list[str] = []
+        for held in self._slots.held():
+            if held.pid != pid:
+                continue
+            if held.state == RUNNING_SLOT:
+                job = rebuild_job(self.host, held.tag)
+                if job is not None:
+                    running.append(job)
+            elif held.state == TAKEN_SLOT:
+                taken.append(held.tag)
+            elif held.state == DONE_SLOT:
+                done.append(held.tag)
+            self._slots.free(held.slot)
+            self._slots.settled[LANES - 1] += 1
+        broker, owner = self.host.broker, self.host.owner  # type: ignore[attr-defined]
+        try:
+            broker.requeue(owner, taken)
+            broker.ack(owner, done)
+        except Exception:  # the broker is away: they stay in the in-flight record, handed back at stop
+            log.exception("could not settle what child %s held", pid)
+        return running
 
     def _drain_reports(self, child: Child) -> None:
         with contextlib.suppress(OSError, EOFError, ValueError):
@@ -526,7 +582,8 @@ class PreforkPool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                if not self._sent or not any(c.process.is_alive() for c in self._children):
+                busy = self._sent or (self.fetches_itself and self._children)
+                if not busy or not any(c.process.is_alive() for c in self._children):
                     break
             time.sleep(STOP_POLL)
         return left + self._close()
@@ -548,6 +605,8 @@ class PreforkPool:
         return left
 
     def _close(self) -> list[Job]:
+        if self._feeder is not None and self._feeder.thread.is_alive():
+            self._feeder.thread.join(3)  # its blocking fetch ends within a second: nothing fetched after
         self._stopped.set()
         self._wake()
         if self._collector.is_alive():
@@ -561,12 +620,22 @@ class PreforkPool:
             self._unstarted = []
             for child in children:
                 self._send_retire(child)
+        if self.fetches_itself:
+            for child in children:  # a running task may be early-acked: the child hands it back
+                if child.process.is_alive():
+                    _kill(child.pid, signal.SIGUSR1)
         for child in children:
             child.process.join(0.5 if child.job is None else 0)
             if child.process.is_alive():
                 _kill(child.pid, signal.SIGKILL)
                 child.process.join(2)
         return unfinished
+
+
+def _is_redis(host: Any) -> bool:
+    from engine.broker.redis import RedisBroker
+
+    return isinstance(getattr(host, "broker", None), RedisBroker)
 
 
 def _report(call: Callable[..., None], *args: Any) -> None:

@@ -128,11 +128,15 @@ class Worker:
         hostname: str | None = None,
         prefetch_multiplier: int | None = None,
         autoscale: tuple[int, int] | None = None,
+        broker: Any = None,
+        owner: str | None = None,
     ) -> None:
+        """``broker`` and ``owner`` are given to a work-sharing prefork child (``sharing``): its
+        fetches go through the shared queue and land in its parent's in-flight record."""
         self.app = app
         conf = app.conf
         self.hostname = node_name(hostname)
-        self.owner = f"{self.hostname}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        self.owner = owner or f"{self.hostname}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         self.queues = list(queues or [conf.task_default_queue])
         self.concurrency = int(concurrency or conf.worker_concurrency or os.cpu_count() or 1)
         if pool == "solo":
@@ -146,7 +150,7 @@ class Worker:
             self.concurrency = max(1, autoscale[1])
         self.prefetch = max(1, (autoscale[0] if autoscale else self.concurrency) * self.prefetch_multiplier)
         self.pool_kind = pool
-        self.broker = app.broker
+        self.broker = broker if broker is not None else app.broker
         self.stopping = threading.Event()
         self.cold = threading.Event()
         self.capacity = Capacity(self.prefetch, self.stopping)
@@ -208,7 +212,8 @@ class Worker:
         self.remote.thread.start()
         self._heart("worker-online", **self._worker_fields())
         self.maintenance.thread.start()
-        self.consumer.thread.start()
+        if not getattr(self.pool, "fetches_itself", False):  # work-sharing children fetch for themselves
+            self.consumer.thread.start()
         signals.worker_ready.send(sender=self.consumer)
         # The pool's size at start; under autoscale it moves within the range shown (idle, it shrinks
         # to the minimum within seconds), so the figure alone would soon be wrong.
@@ -272,7 +277,8 @@ class Worker:
     def shutdown(self) -> None:
         self.stopping.set()
         self.capacity.wake()
-        self.consumer.thread.join(3)  # its blocking fetch ends within a second
+        if self.consumer.thread.is_alive():
+            self.consumer.thread.join(3)  # its blocking fetch ends within a second
         handed = self.consumer.take_held()
         if self.cold.is_set():
             unfinished = self.pool.terminate()

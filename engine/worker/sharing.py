@@ -1,0 +1,333 @@
+"""Work-sharing prefork children (Redis): each child fetches for itself and shares its batch.
+
+A child takes the next message off the shared in-queue; when the in-queue is empty it fetches a
+batch from Redis into the worker's own in-flight record, keeps the first message and puts the
+rest into the in-queue for whichever child is free first. So fetches stay batched (one round
+trip for several messages) without a batch waiting behind one child's long task, and the parent
+is out of the per-task path: each child sorts, runs, settles and observes what it takes, as a
+solo worker does. The parent keeps the owner's heartbeat (its lease reaches the children through
+shared memory), remote control and the pool's supervision.
+
+BRANCH WORK IN PROGRESS (issue 17): crash accounting, hard limits, revokes after start-up,
+``inspect active``/``reserved`` and resizing are not done yet; see proto/DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from engine import signals
+from engine.broker.base import Delivery
+from engine.worker.child import PACKET, STOP, ChildEnds, Shared, _die_with_parent, _take
+from engine.worker.observers import Observer
+from engine.worker.slots import DONE, RUNNING, SHARED, TAKEN, Slots
+
+if TYPE_CHECKING:
+    from engine.broker.base import DeadLetter
+    from engine.broker.redis import RedisBroker
+    from engine.trace import Outcome
+    from engine.worker.job import Job
+    from engine.worker.worker import Worker
+
+log = logging.getLogger("engine.worker")
+COLD = signal.SIGUSR1  # from the parent: stop now, handing back an early-acked running task
+UPKEEP = 0.1  # seconds between a child's flushes of acks, events and history
+ACK_BATCH = 32  # acks a child holds before it sends them without waiting for its next fetch
+
+
+def _dumps(obj: Any) -> bytes:
+    return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+
+
+def share(inq_w: int, held: Sequence[tuple[int, Delivery]]) -> None:
+    """Fetched messages into the shared in-queue, each one packet, for whichever child is free."""
+    packets = [_dumps((slot, d.tag, d.queue_key, d.raw)) for slot, d in held]
+    if any(len(p) > PACKET for p in packets):  # too large for a packet: not shared yet (branch)
+        raise NotImplementedError("orders over a packet are not shared yet")
+    data = memoryview(b"".join(p.ljust(PACKET, b"\0") for p in packets))
+    while data:
+        data = data[os.write(inq_w, data) :]
+
+
+class SharedLease:
+    """The parent's lease as a child reads it (the parent heartbeats; ``Shared.set_lease``)."""
+
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
+
+    @property
+    def epoch(self) -> int:
+        return int(self.shared.lease[0])
+
+    def lease_holds(self, epoch: int) -> bool:
+        return self.shared.lease_holds(epoch)
+
+    def expect_due(self, when: float) -> None:
+        """The parent's upkeep promotes due ETA messages; nothing to do here."""
+
+    def stop(self) -> None:
+        pass
+
+
+class SharedFetch:
+    """A child's broker: ``fetch`` serves the shared in-queue first and fetches a batch only when
+    it is empty; every settlement frees the message's slot once the broker has it. Everything
+    else is the Redis broker's own."""
+
+    def __init__(self, broker: RedisBroker, inq_r: int, inq_w: int, batch: int, slots: Slots, lane: int) -> None:
+        self._broker = broker
+        self._inq_r, self._inq_w = inq_r, inq_w
+        self._batch = max(1, batch)
+        self._acks: list[str] = []
+        self._lock = threading.Lock()
+        self.slots, self.lane, self.pid = slots, lane, os.getpid()
+        self.slot_of: dict[str, int] = {}
+        self.stopping: Any = lambda: False  # set by the child: the parent's stop flag
+        broker.tag_base = f"p{self.pid}-"  # fetch tags unique across the children of one owner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._broker, name)
+
+    def fetch(
+        self, owner: str, queues: Sequence[str], limit: int, timeout: float, acks: Sequence[str] = ()
+    ) -> list[Delivery]:
+        with self._lock:
+            self._acks.extend(acks)
+        if self.stopping():
+            return []  # the worker stops: nothing more starts here (what is shared is handed back)
+        data = _take(self._inq_r)
+        if data is not None:
+            if len(self._acks) >= ACK_BATCH:
+                self.ack(owner, [])
+            slot, tag, key, raw = pickle.loads(data)
+            self.slots.mark(slot, TAKEN, self.pid)
+            self.slot_of[tag] = slot
+            return [Delivery(tag, key, raw)]
+        free = self.slots.allocate(self.lane, self._batch)
+        if not free:  # every slot of ours is still out with the others: wait for them to settle
+            self.ack(owner, [])
+            return []
+        with self._lock:
+            pending, self._acks = self._acks, []
+        try:
+            got = self._broker.fetch(owner, queues, len(free), timeout, pending)
+        except BaseException:
+            with self._lock:
+                self._acks[:0] = pending
+            raise
+        self._freed(pending)
+        self.slots.brought[self.lane] += len(got)
+        for slot, d in zip(free, got):
+            self.slots.hold(slot, d.tag, SHARED, 0)
+        if got:
+            self.slots.mark(free[0], TAKEN, self.pid)
+            self.slot_of[got[0].tag] = free[0]
+        if len(got) > 1:
+            self._share(list(zip(free[1:], got[1:])))
+        return got[:1]
+
+    def _share(self, held: Sequence[tuple[int, Delivery]]) -> None:
+        share(self._inq_w, held)
+
+    def _freed(self, tags: Sequence[str]) -> None:
+        for tag in tags:
+            slot = self.slot_of.pop(tag, None)
+            if slot is not None:
+                self.slots.free(slot)
+                self.slots.settled[self.lane] += 1
+
+    # -- settlement: the broker has it, so the slot is free ------------------------------------
+    def ack(self, owner: str, tags: Sequence[str]) -> None:
+        with self._lock:
+            pending, self._acks = self._acks, []
+        pending.extend(tags)
+        if pending:
+            self._broker.ack(owner, pending)
+            self._freed(pending)
+
+    def claim(self, owner: str, tag: str, take: bool, acks: Sequence[str] = ()) -> bool:
+        ours = self._broker.claim(owner, tag, take, acks)
+        self._freed(acks)
+        if take or not ours:
+            self._freed([tag])
+        return ours
+
+    def requeue(self, owner: str, tags: Sequence[str]) -> int:
+        moved = self._broker.requeue(owner, tags)
+        self._freed(tags)
+        return moved
+
+    def defer(self, owner: str, tag: str, eta: float) -> None:
+        self._broker.defer(owner, tag, eta)
+        self._freed([tag])
+
+    def dead_letter(self, owner: str | None, tag: str | None, letter: DeadLetter) -> None:
+        self._broker.dead_letter(owner, tag, letter)
+        if tag:
+            self._freed([tag])
+
+
+class SlotStates(Observer):
+    """Marks a child's slot RUNNING (with its hard deadline) and DONE, for the parent's crash
+    accounting; settlement frees it (``SharedFetch``). Keeps the running job for a cold stop."""
+
+    def __init__(self, fetch: SharedFetch) -> None:
+        self.fetch = fetch
+        self.running: Job | None = None
+
+    def started(self, job: Job) -> None:
+        self.running = job
+        slot = self.fetch.slot_of.get(job.delivery.tag)
+        if slot is not None:
+            deadline = time.monotonic() + job.hard_limit if job.hard_limit else 0.0
+            self.fetch.slots.mark(slot, RUNNING, self.fetch.pid, deadline)
+
+    def finished(self, job: Job, outcome: Outcome) -> None:
+        self.running = None
+        slot = self.fetch.slot_of.get(job.delivery.tag)
+        if slot is not None and self.fetch.slots.state[slot] == RUNNING:
+            self.fetch.slots.mark(slot, DONE, self.fetch.pid)
+
+
+def sharing_child_main(ends: ChildEnds, inq_w: int, slots: Slots, lane: int, parent: Worker, parent_pid: int) -> None:
+    """A child: a solo worker whose fetches go through ``SharedFetch`` under the parent's owner."""
+    from engine.worker.worker import Worker
+
+    _die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sys.setswitchinterval(ends.switch_interval)
+    batch = int(os.environ.get("TQCTL_SHARING_BATCH", "0")) or parent.prefetch_multiplier
+    # A broker of its own: the parent's object may have been forked mid-fetch, its lock held.
+    own = type(parent.broker)(parent.broker.url)
+    broker = SharedFetch(own, ends.inq, inq_w, batch, slots, lane)
+    w = Worker(
+        parent.app,
+        pool="solo",
+        queues=parent.queues,
+        hostname=parent.hostname,
+        prefetch_multiplier=1,
+        broker=broker,
+        owner=parent.owner,
+    )
+    w.maintenance = SharedLease(ends.shared)  # type: ignore[assignment]
+    states = SlotStates(broker)
+    w.observers.add(states)
+    signal.signal(COLD, lambda signum, frame: _cold(w, broker, states))
+    broker.stopping = lambda: bool(ends.shared.cancel[STOP])
+    w.revoked.update(list(parent.revoked))
+    upkeep = threading.Thread(target=_upkeep, args=(w, broker, ends.shared), name="upkeep", daemon=True)
+    w.pool.start()  # a solo pool's worker_process_init: this child is a pool process
+    upkeep.start()
+    w.consumer.thread.start()
+    try:
+        w.pool.run_main(w.stopping)
+    finally:
+        _stop(w, broker)
+        signals.worker_process_shutdown.send(sender=w.hostname, pid=os.getpid(), exitcode=0)
+
+
+def _upkeep(w: Worker, broker: SharedFetch, shared: Shared) -> None:
+    """Acks, events and history go out each tick; the parent's stop flag stops the child."""
+    while not w.stopping.wait(UPKEEP):
+        if shared.cancel[STOP]:
+            w.request_stop()
+        try:
+            w.settlement.flush_acks()
+            broker.ack(w.owner, [])
+            if w.settlement.pending:
+                w.settlement.retry_pending()
+            w.events.flush()
+            w.history.flush()
+        except Exception:  # the broker blinked: the next tick tries again
+            continue
+
+
+def _cold(w: Worker, broker: SharedFetch, states: SlotStates) -> None:
+    """The parent's cold stop reached this child mid-task: an early-acked task (no longer in the
+    in-flight record, which the parent hands back) goes back to its queue from here; then exit."""
+    job = states.running
+    try:
+        if job is not None and job.acked:
+            broker.hand_back([(job.delivery.queue_key, job.delivery.raw)])
+        broker.ack(w.owner, [])
+    finally:
+        os._exit(0)
+
+
+def _stop(w: Worker, broker: SharedFetch) -> None:
+    """Warm: the running task has finished; what this child holds but never started goes back to
+    its queue (not ``requeue_all``: the in-flight record is shared with the other children)."""
+    w.stopping.set()
+    if w.consumer.thread.is_alive():
+        w.consumer.thread.join(3)
+    unstarted = w.consumer.take_held() + w.pool.stop(0)
+    tags = [job.delivery.tag for job in unstarted]
+    if tags:
+        broker.requeue(w.owner, tags)
+    w.settlement.flush_acks()
+    broker.ack(w.owner, [])
+    w.events.flush()
+    w.history.flush()
+
+
+def rebuild_job(host: Any, tag: str) -> Job | None:
+    """The job a dead child ran, from the in-flight record (the parent never saw its message)."""
+    from engine.broker.redis import INFLIGHT, SEP
+    from engine.protocol import task as protocol
+    from engine.serialization import accepted_types
+
+    value = host.broker.client.hget(INFLIGHT + host.owner, tag)
+    if value is None:
+        return None  # settled after all, or taken back while the worker looked dead
+    key, _, raw = value.partition(SEP.encode())
+    message = protocol.decode(raw, accepted_types(host.app.conf.accept_content))
+    task = host.app.tasks.get(message.name)
+    if task is None:
+        return None
+    job: Job = host.make_job(Delivery(tag, key.decode(), raw), message, task)
+    host.active[job.id] = job
+    return job
+
+
+class Feeder:
+    """The parent's part: while every child is busy and the prefetch window has room, fetch
+    ahead into the shared in-queue (the raw messages only; the children sort them), so the
+    worker reserves what Celery's would and a child that finishes finds its next task waiting."""
+
+    POLL = 0.002  # seconds between looks at the window while it is full
+
+    def __init__(self, worker: Worker, slots: Slots, lane: int, inq_w: int) -> None:
+        self.worker, self.slots, self.lane, self.inq_w = worker, slots, lane, inq_w
+        self.thread = threading.Thread(target=self.run, name="feeder", daemon=True)
+
+    def run(self) -> None:
+        w = self.worker
+        dry = True  # the last fetch came back short: fetch what arrives as it arrives, as Celery's
+        while not w.stopping.is_set():
+            room = w.prefetch - self.slots.holding()
+            if room < (1 if dry else max(1, w.prefetch * 3 // 4)) or not w.queues:
+                w.stopping.wait(self.POLL)
+                continue
+            free = self.slots.allocate(self.lane, room)
+            try:
+                got = w.broker.fetch(w.owner, w.queues, len(free), 1.0, ())
+            except Exception as exc:  # the broker blinked: try again shortly
+                log.warning("fetch ahead failed: %s", exc)
+                w.stopping.wait(0.5)
+                continue
+            dry = len(got) < len(free)
+            if not got:
+                continue
+            self.slots.brought[self.lane] += len(got)
+            for slot, d in zip(free, got):
+                self.slots.hold(slot, d.tag, SHARED, 0)
+            share(self.inq_w, list(zip(free, got)))
