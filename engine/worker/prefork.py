@@ -43,6 +43,7 @@ from engine.worker.child import PACKET, SLOTS, STOP, ChildEnds, Shared, child_ma
 from engine.worker.pool import PoolHost
 from engine.worker.slots import DONE as DONE_SLOT
 from engine.worker.slots import RUNNING as RUNNING_SLOT
+from engine.worker.slots import SHARED as SHARED_SLOT
 from engine.worker.slots import TAKEN as TAKEN_SLOT
 from engine.worker.slots import Slots
 from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started, order_to_wire, report_from_wire
@@ -306,6 +307,14 @@ class PreforkPool:
 
     def cancel(self, task_ids: Iterable[str]) -> None:
         """Revoked: a job still waiting in the shared queue is not started by the child taking it."""
+        if self.fetches_itself:  # each child sorts what it takes: it needs the revoke itself
+            ids = list(task_ids)
+            with self._lock:
+                children = list(self._children)
+            for child in children:
+                with contextlib.suppress(OSError, ValueError):
+                    child.inbox.send_bytes(_dumps(("revoke", ids)))
+            return
         with self._lock:
             if not self._queued:
                 return
@@ -359,10 +368,16 @@ class PreforkPool:
                 self._enforce_deadlines()
 
     def _receive(self, child: Child) -> None:
-        """One write of the child: a ``Started``, a ``Finished``, or a finish and the next start."""
+        """One write of the child: a ``Started``, a ``Finished``, or a finish and the next start;
+        from a work-sharing child, the tasks it processed since its last report, by name."""
         try:
             reports = _loads(child.conn.recv_bytes())
         except (EOFError, OSError):
+            return
+        if isinstance(reports, dict):
+            processed = self.host.processed  # type: ignore[attr-defined]
+            for name, n in reports.items():
+                processed[name] = processed.get(name, 0) + n
             return
         for raw in reports:
             report = report_from_wire(raw)
@@ -437,6 +452,32 @@ class PreforkPool:
             _report(self.host.on_lost, job, "worker_lost", WorkerLostError(reason))
         with self._lock:
             self._feed()
+
+    def running(self) -> int:
+        """Tasks running in work-sharing children (their slots say)."""
+        assert self._slots is not None
+        return sum(1 for held in self._slots.held() if held.state == RUNNING_SLOT)
+
+    def books(self) -> tuple[dict[str, Job], dict[str, Job]]:
+        """(active, reserved) as work-sharing children hold them: running slots, and those fetched
+        but not started, each job read back from the in-flight record."""
+        from engine.worker.sharing import rebuild_job
+
+        if self._slots is None:
+            return {}, {}
+        active: dict[str, Job] = {}
+        reserved: dict[str, Job] = {}
+        for held in self._slots.held():
+            if held.state in (RUNNING_SLOT, SHARED_SLOT, TAKEN_SLOT):
+                job = rebuild_job(self.host, held.tag, book=False)
+                if job is None:
+                    continue
+                if held.state == RUNNING_SLOT:
+                    job.worker_pid, job.time_start = held.pid, held.started or None
+                    active[job.id] = job
+                else:
+                    reserved[job.id] = job
+        return active, reserved
 
     def _settle_dead_child(self, pid: int) -> list[Job]:
         """What a dead work-sharing child held: the task it ran is lost (returned to settle as any

@@ -220,6 +220,7 @@ class RemoteControl:
             log.warning("refused remote command %r (not in worker_control_allow)", method)
             return {"error": f"command {method!r} is not allowed on {self.worker.hostname}"}
         try:
+            self.worker.refresh_books()  # work-sharing children: what they hold, read now
             return handler(**arguments)
         except Exception as exc:  # a bad argument (or a custom command's bug) must not kill the listener
             if method not in self.handlers:

@@ -91,6 +91,7 @@ class SharedFetch:
         self.slots, self.lane, self.pid = slots, lane, os.getpid()
         self.slot_of: dict[str, int] = {}
         self.stopping: Any = lambda: False  # set by the child: the parent's stop flag
+        self.retired = False  # took a retire token off the shared in-queue
         broker.tag_base = f"p{self.pid}-"  # fetch tags unique across the children of one owner
 
     def __getattr__(self, name: str) -> Any:
@@ -101,13 +102,17 @@ class SharedFetch:
     ) -> list[Delivery]:
         with self._lock:
             self._acks.extend(acks)
-        if self.stopping():
+        if self.stopping() or self.retired:
             return []  # the worker stops: nothing more starts here (what is shared is handed back)
         data = _take(self._inq_r)
         if data is not None:
             if len(self._acks) >= ACK_BATCH:
                 self.ack(owner, [])
-            slot, tag, key, raw = pickle.loads(data)
+            order = pickle.loads(data)
+            if order is None:  # a retire token (the pool shrinks): this child stops
+                self.retired = True
+                return []
+            slot, tag, key, raw = order
             self.slots.mark(slot, TAKEN, self.pid)
             self.slot_of[tag] = slot
             return [Delivery(tag, key, raw)]
@@ -188,7 +193,7 @@ class SlotStates(Observer):
         slot = self.fetch.slot_of.get(job.delivery.tag)
         if slot is not None:
             deadline = time.monotonic() + job.hard_limit if job.hard_limit else 0.0
-            self.fetch.slots.mark(slot, RUNNING, self.fetch.pid, deadline)
+            self.fetch.slots.mark(slot, RUNNING, self.fetch.pid, deadline, job.time_start or time.time())
 
     def finished(self, job: Job, outcome: Outcome) -> None:
         self.running = None
@@ -224,7 +229,8 @@ def sharing_child_main(ends: ChildEnds, inq_w: int, slots: Slots, lane: int, par
     signal.signal(COLD, lambda signum, frame: _cold(w, broker, states))
     broker.stopping = lambda: bool(ends.shared.cancel[STOP])
     w.revoked.update(list(parent.revoked))
-    upkeep = threading.Thread(target=_upkeep, args=(w, broker, ends.shared), name="upkeep", daemon=True)
+    upkeep = threading.Thread(target=_upkeep, args=(w, broker, ends.shared, ends.out), name="upkeep", daemon=True)
+    threading.Thread(target=_orders, args=(w, ends), name="orders", daemon=True).start()
     w.pool.start()  # a solo pool's worker_process_init: this child is a pool process
     upkeep.start()
     w.consumer.thread.start()
@@ -235,12 +241,23 @@ def sharing_child_main(ends: ChildEnds, inq_w: int, slots: Slots, lane: int, par
         signals.worker_process_shutdown.send(sender=w.hostname, pid=os.getpid(), exitcode=0)
 
 
-def _upkeep(w: Worker, broker: SharedFetch, shared: Shared) -> None:
+def _report_processed(w: Worker, out: Any, sent: dict[str, int]) -> None:
+    """The tasks this child processed since its last report, by name, to the parent (its books:
+    ``inspect stats``, the heartbeat's count)."""
+    delta = {name: n - sent.get(name, 0) for name, n in list(w.processed.items()) if n != sent.get(name, 0)}
+    if delta:
+        out.send_bytes(_dumps(delta))
+        sent.update({name: sent.get(name, 0) + n for name, n in delta.items()})
+
+
+def _upkeep(w: Worker, broker: SharedFetch, shared: Shared, ends_out: Any) -> None:
     """Acks, events and history go out each tick; the parent's stop flag stops the child."""
+    sent: dict[str, int] = {}
     while not w.stopping.wait(UPKEEP):
-        if shared.cancel[STOP]:
+        if shared.cancel[STOP] or broker.retired:
             w.request_stop()
         try:
+            _report_processed(w, ends_out, sent)
             w.settlement.flush_acks()
             broker.ack(w.owner, [])
             if w.settlement.pending:
@@ -249,6 +266,17 @@ def _upkeep(w: Worker, broker: SharedFetch, shared: Shared) -> None:
             w.history.flush()
         except Exception:  # the broker blinked: the next tick tries again
             continue
+
+
+def _orders(w: Worker, ends: ChildEnds) -> None:
+    """The parent's orders on this child's inbox: revokes (each child sorts what it takes)."""
+    while True:
+        try:
+            order = pickle.loads(ends.inbox.recv_bytes())
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if isinstance(order, tuple) and order[0] == "revoke":
+            w.revoked.update(order[1])
 
 
 def _cold(w: Worker, broker: SharedFetch, states: SlotStates) -> None:
@@ -279,7 +307,7 @@ def _stop(w: Worker, broker: SharedFetch) -> None:
     w.history.flush()
 
 
-def rebuild_job(host: Any, tag: str) -> Job | None:
+def rebuild_job(host: Any, tag: str, book: bool = True) -> Job | None:
     """The job a dead child ran, from the in-flight record (the parent never saw its message)."""
     from engine.broker.redis import INFLIGHT, SEP
     from engine.protocol import task as protocol
@@ -294,7 +322,8 @@ def rebuild_job(host: Any, tag: str) -> Job | None:
     if task is None:
         return None
     job: Job = host.make_job(Delivery(tag, key.decode(), raw), message, task)
-    host.active[job.id] = job
+    if book:
+        host.active[job.id] = job  # lost with its child: settled as an active job is
     return job
 
 

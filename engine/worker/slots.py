@@ -33,21 +33,23 @@ class Held:
     pid: int
     tag: str
     deadline: float
+    started: float  # wall clock, for ``inspect active``'s time_start
 
 
 class Slots:
     def __init__(self, ranges: int, per_range: int) -> None:
         self.ranges, self.per_range = ranges, per_range
         n = ranges * per_range
-        self._map = mmap.mmap(-1, n * (4 + 4 + 8 + TAG_BYTES) + ranges * 16)
+        self._map = mmap.mmap(-1, n * (4 + 4 + 8 + 8 + TAG_BYTES) + ranges * 16)
         view = memoryview(self._map)
         self.state = view[: n * 4].cast("i")
         self.pid = view[n * 4 : n * 8].cast("i")
         self.deadline = view[n * 8 : n * 16].cast("d")
-        self._tags = view[n * 16 : n * (16 + TAG_BYTES)]
+        self.started = view[n * 16 : n * 24].cast("d")
+        self._tags = view[n * 24 : n * (24 + TAG_BYTES)]
         # Per lane, each written by that lane's process only: messages it brought into the worker
         # (fetched) and messages it settled. Their difference, summed, is what the worker holds.
-        counters = view[n * (16 + TAG_BYTES) :]
+        counters = view[n * (24 + TAG_BYTES) :]
         self.brought = counters[: ranges * 8].cast("q")
         self.settled = counters[ranges * 8 :].cast("q")
 
@@ -68,9 +70,10 @@ class Slots:
         self.deadline[slot] = 0.0
         self.state[slot] = state  # last: a reader that sees the state sees the tag
 
-    def mark(self, slot: int, state: int, pid: int = 0, deadline: float = 0.0) -> None:
+    def mark(self, slot: int, state: int, pid: int = 0, deadline: float = 0.0, started: float = 0.0) -> None:
         self.pid[slot] = pid
         self.deadline[slot] = deadline
+        self.started[slot] = started
         self.state[slot] = state
 
     def free(self, slot: int) -> None:
@@ -83,4 +86,4 @@ class Slots:
         for slot in range(self.ranges * self.per_range):
             state = self.state[slot]
             if state != FREE:
-                yield Held(slot, state, self.pid[slot], self.tag(slot), self.deadline[slot])
+                yield Held(slot, state, self.pid[slot], self.tag(slot), self.deadline[slot], self.started[slot])

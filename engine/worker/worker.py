@@ -355,6 +355,18 @@ class Worker:
                 self.capacity.release()
                 return
 
+    def refresh_books(self) -> None:
+        """``active`` and ``reserved`` as work-sharing children hold them (the parent never sees
+        their jobs go by); other pools keep the books as jobs pass, so nothing to do."""
+        books = getattr(self.pool, "books", None)
+        if books is None:
+            return
+        active, reserved = books()
+        self.active.clear()
+        self.active.update(active)
+        self.reserved.clear()
+        self.reserved.update(reserved)
+
     def on_lease(self, epoch: int, until: float) -> None:
         """Each beat: pool processes that start jobs on their own (prefork) check the lease too."""
         lease = getattr(self.pool, "lease", None)
@@ -469,7 +481,9 @@ class Worker:
             self.send_heartbeat()
 
     def _worker_fields(self, freq: float = HEARTBEAT_FREQ) -> dict[str, Any]:
-        return worker_fields(freq, len(self.active), sum(self.processed.values()))
+        running = getattr(self.pool, "running", None)  # work-sharing children: from shared memory
+        active = running() if running is not None else len(self.active)
+        return worker_fields(freq, active, sum(self.processed.values()))
 
     def send_heartbeat(self, on_demand: bool = False) -> None:
         if on_demand:
