@@ -96,6 +96,7 @@ class SoloPool:
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._running: Job | None = None
         self._interrupted: list[Job] = []
+        self.hard_limits = True  # False in a work-sharing child: its parent kills it at the hard limit
 
     def start(self) -> None:
         signals.worker_process_init.send(sender=self.host.hostname)  # as Celery's solo pool: the worker is the process
@@ -116,7 +117,7 @@ class SoloPool:
                 if not self.host.on_start(job):
                     continue
                 try:
-                    with alarm_limits(job.soft_limit, job.hard_limit):
+                    with alarm_limits(job.soft_limit, job.hard_limit if self.hard_limits else None):
                         outcome = trace.run(self.host.app, job.task, job.request(self.host.hostname))
                 except Exception as exc:  # outside trace's own net: still an outcome
                     outcome = trace.internal_error(exc)

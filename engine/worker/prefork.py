@@ -145,6 +145,7 @@ class PreforkPool:
         self.fetches_itself = os.environ.get("TQCTL_PREFORK_SHARING") == "1" and _is_redis(host)
         self._slots = Slots(LANES, SLOTS_PER_LANE) if self.fetches_itself else None
         self._feeder: Any = None
+        self._timed_out: dict[int, float] = {}  # work-sharing children killed at a hard limit
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -353,7 +354,7 @@ class PreforkPool:
                     for fd in (*conns, *sentinels):
                         poller.register(fd, select.POLLIN)
                     watched = self._generation
-                deadlines = [c.deadline for c in self._children if c.deadline]
+                deadlines = [c.deadline for c in self._children if c.deadline] + self._slot_deadlines()
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 1.0
             ready = [fd for fd, _ in poller.poll(min(timeout, 1.0) * 1000)]
             for fd in ready:
@@ -446,7 +447,12 @@ class PreforkPool:
                 self._spawn()
         child.conn.close()
         if self._slots is not None:
-            lost = self._settle_dead_child(child.pid)
+            lost = self._settle_dead_child(child.pid, child.lane)
+            if self._timed_out.pop(child.pid, None) is not None:
+                for job in lost:
+                    error = TimeLimitExceeded(f"hard time limit ({job.hard_limit}s) exceeded")
+                    _report(self.host.on_lost, job, "time_limit", error)
+                lost = []
         for job in lost:
             reason = f"child process {child.pid} exited with {_describe(code)}"
             _report(self.host.on_lost, job, "worker_lost", WorkerLostError(reason))
@@ -479,7 +485,7 @@ class PreforkPool:
                     reserved[job.id] = job
         return active, reserved
 
-    def _settle_dead_child(self, pid: int) -> list[Job]:
+    def _settle_dead_child(self, pid: int, lane: int) -> list[Job]:
         """What a dead work-sharing child held: the task it ran is lost (returned to settle as any
         lost task), a task it took but never started goes back to its queue, a finished one whose
         ack it had not sent yet is acked."""
@@ -493,7 +499,7 @@ class PreforkPool:
             if held.pid != pid:
                 continue
             if held.state == RUNNING_SLOT:
-                job = rebuild_job(self.host, held.tag)
+                job = rebuild_job(self.host, held.tag, kept=self._slots.running_message(lane))
                 if job is not None:
                     running.append(job)
             elif held.state == TAKEN_SLOT:
@@ -502,6 +508,7 @@ class PreforkPool:
                 done.append(held.tag)
             self._slots.free(held.slot)
             self._slots.settled[LANES - 1] += 1
+        self._slots.keep_running(lane, b"")  # its replacement starts with nothing kept
         broker, owner = self.host.broker, self.host.owner  # type: ignore[attr-defined]
         try:
             broker.requeue(owner, taken)
@@ -531,8 +538,26 @@ class PreforkPool:
         child.job, child.deadline = None, None
         return lost
 
+    def _slot_deadlines(self) -> list[float]:
+        """Hard deadlines of tasks running in work-sharing children (none for other children)."""
+        if self._slots is None:
+            return []
+        return [h.deadline for h in self._slots.held() if h.state == RUNNING_SLOT and h.deadline]
+
+    def _enforce_slot_deadlines(self, now: float) -> None:
+        """A work-sharing child past its task's hard limit is killed; ``_reap`` settles the task
+        as timed out (``_timed_out``) and the child is replaced."""
+        assert self._slots is not None
+        for held in self._slots.held():
+            if held.state == RUNNING_SLOT and held.deadline and held.deadline <= now:
+                self._timed_out[held.pid] = held.deadline
+                _kill(held.pid, signal.SIGKILL)
+
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
+        if self._slots is not None:
+            self._enforce_slot_deadlines(now)
+            return
         with self._lock:
             late = [c for c in self._children if c.deadline and c.deadline <= now and c.job]
         for child in late:

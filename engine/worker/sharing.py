@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import signals
 from engine.broker.base import Delivery
+from engine.broker.redis import SEP as _SEP
 from engine.worker.child import PACKET, STOP, ChildEnds, Shared, _die_with_parent, _take
 from engine.worker.observers import Observer
 from engine.worker.slots import DONE, RUNNING, SHARED, TAKEN, Slots
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engine.worker")
 COLD = signal.SIGUSR1  # from the parent: stop now, handing back an early-acked running task
+SEP = _SEP.encode()  # between a queue key and a message in an in-flight record's value
 UPKEEP = 0.1  # seconds between a child's flushes of acks, events and history
 ACK_BATCH = 32  # acks a child holds before it sends them without waiting for its next fetch
 
@@ -92,6 +94,7 @@ class SharedFetch:
         self.slot_of: dict[str, int] = {}
         self.stopping: Any = lambda: False  # set by the child: the parent's stop flag
         self.retired = False  # took a retire token off the shared in-queue
+        self.taken: dict[str, bytes] = {}  # the in-flight record's value of each message taken here
         broker.tag_base = f"p{self.pid}-"  # fetch tags unique across the children of one owner
 
     def __getattr__(self, name: str) -> Any:
@@ -115,6 +118,7 @@ class SharedFetch:
             slot, tag, key, raw = order
             self.slots.mark(slot, TAKEN, self.pid)
             self.slot_of[tag] = slot
+            self.taken[tag] = key.encode() + SEP + raw
             return [Delivery(tag, key, raw)]
         free = self.slots.allocate(self.lane, self._batch)
         if not free:  # every slot of ours is still out with the others: wait for them to settle
@@ -135,15 +139,21 @@ class SharedFetch:
         if got:
             self.slots.mark(free[0], TAKEN, self.pid)
             self.slot_of[got[0].tag] = free[0]
+            self.taken[got[0].tag] = got[0].queue_key.encode() + SEP + got[0].raw
         if len(got) > 1:
             self._share(list(zip(free[1:], got[1:])))
         return got[:1]
+
+    def pending_acks(self) -> list[str]:
+        with self._lock:
+            return list(self._acks)
 
     def _share(self, held: Sequence[tuple[int, Delivery]]) -> None:
         share(self._inq_w, held)
 
     def _freed(self, tags: Sequence[str]) -> None:
         for tag in tags:
+            self.taken.pop(tag, None)
             slot = self.slot_of.pop(tag, None)
             if slot is not None:
                 self.slots.free(slot)
@@ -159,9 +169,14 @@ class SharedFetch:
             self._freed(pending)
 
     def claim(self, owner: str, tag: str, take: bool, acks: Sequence[str] = ()) -> bool:
+        """An early ack takes the in-flight record: the message is kept in this child's lane
+        first, so a parent settling this child's death still has it."""
+        held = self.taken.get(tag)
+        if take and held is not None:
+            self.slots.keep_running(self.lane, held)
         ours = self._broker.claim(owner, tag, take, acks)
         self._freed(acks)
-        if take or not ours:
+        if not ours:
             self._freed([tag])
         return ours
 
@@ -197,8 +212,14 @@ class SlotStates(Observer):
 
     def finished(self, job: Job, outcome: Outcome) -> None:
         self.running = None
-        slot = self.fetch.slot_of.get(job.delivery.tag)
-        if slot is not None and self.fetch.slots.state[slot] == RUNNING:
+        tag = job.delivery.tag
+        slot = self.fetch.slot_of.get(tag)
+        if slot is None or self.fetch.slots.state[slot] != RUNNING:
+            return
+        if job.acked and tag not in self.fetch.pending_acks():  # early-acked: nothing left to send
+            self.fetch.slots.keep_running(self.fetch.lane, b"")
+            self.fetch._freed([tag])
+        else:
             self.fetch.slots.mark(slot, DONE, self.fetch.pid)
 
 
@@ -224,6 +245,7 @@ def sharing_child_main(ends: ChildEnds, inq_w: int, slots: Slots, lane: int, par
         owner=parent.owner,
     )
     w.maintenance = SharedLease(ends.shared)  # type: ignore[assignment]
+    w.pool.hard_limits = False  # type: ignore[attr-defined]  # the parent kills this child at a hard limit
     states = SlotStates(broker)
     w.observers.add(states)
     signal.signal(COLD, lambda signum, frame: _cold(w, broker, states))
@@ -307,21 +329,23 @@ def _stop(w: Worker, broker: SharedFetch) -> None:
     w.history.flush()
 
 
-def rebuild_job(host: Any, tag: str, book: bool = True) -> Job | None:
-    """The job a dead child ran, from the in-flight record (the parent never saw its message)."""
-    from engine.broker.redis import INFLIGHT, SEP
+def rebuild_job(host: Any, tag: str, book: bool = True, kept: bytes | None = None) -> Job | None:
+    """The job a dead child ran, from the in-flight record (the parent never saw its message), or
+    from what its child ``kept`` when an early ack took that record."""
+    from engine.broker.redis import INFLIGHT
     from engine.protocol import task as protocol
     from engine.serialization import accepted_types
 
-    value = host.broker.client.hget(INFLIGHT + host.owner, tag)
+    value = host.broker.client.hget(INFLIGHT + host.owner, tag) or kept
     if value is None:
         return None  # settled after all, or taken back while the worker looked dead
-    key, _, raw = value.partition(SEP.encode())
+    key, _, raw = value.partition(SEP)
     message = protocol.decode(raw, accepted_types(host.app.conf.accept_content))
     task = host.app.tasks.get(message.name)
     if task is None:
         return None
     job: Job = host.make_job(Delivery(tag, key.decode(), raw), message, task)
+    job.acked = kept is not None and value is kept  # early-acked: only a failure to store, no requeue
     if book:
         host.active[job.id] = job  # lost with its child: settled as an active job is
     return job

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 FREE, FETCHED, SHARED, TAKEN, RUNNING, DONE = range(6)
 TAG_BYTES = 48  # a fetch tag is "p<pid>-<fetch number>.<n>": far shorter
+RAW_BYTES = 64 * 1024  # per lane: the early-acked message its child runs (gone from Redis by then)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Slots:
     def __init__(self, ranges: int, per_range: int) -> None:
         self.ranges, self.per_range = ranges, per_range
         n = ranges * per_range
-        self._map = mmap.mmap(-1, n * (4 + 4 + 8 + 8 + TAG_BYTES) + ranges * 16)
+        self._map = mmap.mmap(-1, n * (4 + 4 + 8 + 8 + TAG_BYTES) + ranges * 16 + ranges * (8 + RAW_BYTES))
         view = memoryview(self._map)
         self.state = view[: n * 4].cast("i")
         self.pid = view[n * 4 : n * 8].cast("i")
@@ -49,9 +50,26 @@ class Slots:
         self._tags = view[n * 24 : n * (24 + TAG_BYTES)]
         # Per lane, each written by that lane's process only: messages it brought into the worker
         # (fetched) and messages it settled. Their difference, summed, is what the worker holds.
-        counters = view[n * (24 + TAG_BYTES) :]
+        counters = view[n * (24 + TAG_BYTES) : n * (24 + TAG_BYTES) + ranges * 16]
         self.brought = counters[: ranges * 8].cast("q")
         self.settled = counters[ranges * 8 :].cast("q")
+        running = view[n * (24 + TAG_BYTES) + ranges * 16 :]
+        self._raw_len = running[: ranges * 8].cast("q")
+        self._raw = running[ranges * 8 :]
+
+    def keep_running(self, lane: int, value: bytes) -> bool:
+        """The message ``lane``'s child runs after an early ack (its in-flight record is gone), so
+        the parent can settle it if the child dies; False if it is too large to keep here."""
+        if len(value) > RAW_BYTES:
+            self._raw_len[lane] = 0
+            return False
+        self._raw[lane * RAW_BYTES : lane * RAW_BYTES + len(value)] = value
+        self._raw_len[lane] = len(value)
+        return True
+
+    def running_message(self, lane: int) -> bytes | None:
+        n = self._raw_len[lane]
+        return bytes(self._raw[lane * RAW_BYTES : lane * RAW_BYTES + n]) if n else None
 
     def holding(self) -> int:
         """Messages fetched into the worker and not settled yet (shared, taken or running)."""

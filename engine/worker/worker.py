@@ -358,10 +358,9 @@ class Worker:
     def refresh_books(self) -> None:
         """``active`` and ``reserved`` as work-sharing children hold them (the parent never sees
         their jobs go by); other pools keep the books as jobs pass, so nothing to do."""
-        books = getattr(self.pool, "books", None)
-        if books is None:
+        if not getattr(self.pool, "fetches_itself", False):
             return
-        active, reserved = books()
+        active, reserved = self.pool.books()  # type: ignore[attr-defined]
         self.active.clear()
         self.active.update(active)
         self.reserved.clear()
@@ -481,8 +480,8 @@ class Worker:
             self.send_heartbeat()
 
     def _worker_fields(self, freq: float = HEARTBEAT_FREQ) -> dict[str, Any]:
-        running = getattr(self.pool, "running", None)  # work-sharing children: from shared memory
-        active = running() if running is not None else len(self.active)
+        sharing = getattr(self.pool, "fetches_itself", False)  # work-sharing children: from shared memory
+        active = self.pool.running() if sharing else len(self.active)  # type: ignore[attr-defined]
         return worker_fields(freq, active, sum(self.processed.values()))
 
     def send_heartbeat(self, on_demand: bool = False) -> None:
