@@ -309,12 +309,7 @@ class PreforkPool:
     def cancel(self, task_ids: Iterable[str]) -> None:
         """Revoked: a job still waiting in the shared queue is not started by the child taking it."""
         if self.fetches_itself:  # each child sorts what it takes: it needs the revoke itself
-            ids = list(task_ids)
-            with self._lock:
-                children = list(self._children)
-            for child in children:
-                with contextlib.suppress(OSError, ValueError):
-                    child.inbox.send_bytes(_dumps(("revoke", ids)))
+            self.tell_children(("revoke", list(task_ids)))
             return
         with self._lock:
             if not self._queued:
@@ -459,6 +454,26 @@ class PreforkPool:
         with self._lock:
             self._feed()
 
+    def tell_children(self, order: Any) -> None:
+        """An order on each work-sharing child's inbox (revokes, the state remote commands change)."""
+        with self._lock:
+            children = list(self._children)
+        data = _dumps(order)
+        for child in children:
+            with contextlib.suppress(OSError, ValueError):
+                child.inbox.send_bytes(data)
+
+    def counts(self) -> tuple[int, int]:
+        """(reserved, running) in work-sharing children, from the slot table."""
+        assert self._slots is not None
+        reserved = running = 0
+        for held in self._slots.held():
+            if held.state == RUNNING_SLOT:
+                running += 1
+            elif held.state in (SHARED_SLOT, TAKEN_SLOT):
+                reserved += 1
+        return reserved, running
+
     def running(self) -> int:
         """Tasks running in work-sharing children (their slots say)."""
         assert self._slots is not None
@@ -473,9 +488,13 @@ class PreforkPool:
             return {}, {}
         active: dict[str, Job] = {}
         reserved: dict[str, Job] = {}
+        with self._lock:
+            lanes = {c.pid: c.lane for c in self._children}
         for held in self._slots.held():
             if held.state in (RUNNING_SLOT, SHARED_SLOT, TAKEN_SLOT):
-                job = rebuild_job(self.host, held.tag, book=False)
+                lane = lanes.get(held.pid)
+                kept = self._slots.running_message(lane) if held.state == RUNNING_SLOT and lane is not None else None
+                job = rebuild_job(self.host, held.tag, book=False, kept=kept)
                 if job is None:
                     continue
                 if held.state == RUNNING_SLOT:
@@ -501,6 +520,7 @@ class PreforkPool:
             if held.state == RUNNING_SLOT:
                 job = rebuild_job(self.host, held.tag, kept=self._slots.running_message(lane))
                 if job is not None:
+                    job.worker_pid, job.time_start = pid, held.started or None
                     running.append(job)
             elif held.state == TAKEN_SLOT:
                 taken.append(held.tag)
@@ -627,6 +647,12 @@ class PreforkPool:
             return [c.pid for c in self._children if c.process.is_alive()]
 
     def kill_job(self, task_id: str, signum: int) -> bool:
+        if self._slots is not None:  # work-sharing: the running task's child, from the slot table
+            job = self.books()[0].get(task_id)
+            if job is None or not job.worker_pid:
+                return False
+            _kill(job.worker_pid, signum)
+            return True
         with self._lock:
             child = next((c for c in self._children if c.job and c.job.id == task_id), None)
         if child is None:

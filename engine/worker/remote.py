@@ -70,6 +70,21 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+# Commands whose new state work-sharing children need too (each sorts and runs what it takes).
+CHILD_STATE = frozenset(
+    {
+        "revoke_by_stamped_headers",
+        "rate_limit",
+        "time_limit",
+        "add_consumer",
+        "cancel_consumer",
+        "enable_events",
+        "disable_events",
+        "drain",
+    }
+)
+
+
 class _Listener(threading.Thread):
     """The listener thread; ``start()`` subscribes before returning, then the thread serves."""
 
@@ -221,7 +236,10 @@ class RemoteControl:
             return {"error": f"command {method!r} is not allowed on {self.worker.hostname}"}
         try:
             self.worker.refresh_books()  # work-sharing children: what they hold, read now
-            return handler(**arguments)
+            answer = handler(**arguments)
+            if method in CHILD_STATE:
+                self.worker.sync_children()  # work-sharing children sort what they take: they need it
+            return answer
         except Exception as exc:  # a bad argument (or a custom command's bug) must not kill the listener
             if method not in self.handlers:
                 log.exception("custom remote command %r failed", method)

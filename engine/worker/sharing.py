@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import select
 import signal
 import sys
 import threading
@@ -95,6 +96,8 @@ class SharedFetch:
         self.stopping: Any = lambda: False  # set by the child: the parent's stop flag
         self.retired = False  # took a retire token off the shared in-queue
         self.taken: dict[str, bytes] = {}  # the in-flight record's value of each message taken here
+        self._ready = select.poll()
+        self._ready.register(inq_r, select.POLLIN)
         broker.tag_base = f"p{self.pid}-"  # fetch tags unique across the children of one owner
 
     def __getattr__(self, name: str) -> Any:
@@ -127,12 +130,18 @@ class SharedFetch:
         with self._lock:
             pending, self._acks = self._acks, []
         try:
-            got = self._broker.fetch(owner, queues, len(free), timeout, pending)
+            # Never blocking on Redis: an idle worker's one blocking fetch is the parent's (``Feeder``),
+            # so what arrives while every child is idle reaches them in order, through the in-queue.
+            got = self._broker.fetch(owner, queues, len(free), 0, pending)
         except BaseException:
             with self._lock:
                 self._acks[:0] = pending
             raise
         self._freed(pending)
+        if not got:
+            if timeout > 0 and self._ready.poll(timeout * 1000):
+                return self.fetch(owner, queues, limit, 0, ())
+            return []
         self.slots.brought[self.lane] += len(got)
         for slot, d in zip(free, got):
             self.slots.hold(slot, d.tag, SHARED, 0)
@@ -299,6 +308,28 @@ def _orders(w: Worker, ends: ChildEnds) -> None:
             return  # the parent is gone
         if isinstance(order, tuple) and order[0] == "revoke":
             w.revoked.update(order[1])
+        elif isinstance(order, tuple) and order[0] == "state":
+            _apply_state(w, order[1])
+
+
+def _apply_state(w: Worker, state: dict[str, Any]) -> None:
+    """What a remote command changed in the parent, applied here."""
+    w.queues = list(state["queues"])
+    for header, values in state["stamps"].items():
+        w.revoked.stamps.add({header: list(values)})
+    tasks = w.app.tasks
+    for name, rate in state["rates"].items():
+        if name in tasks and tasks[name].rate_limit != rate:
+            tasks[name].rate_limit = rate
+            w.consumer.set_rate_limit(name, rate)
+    for name, task in tasks.items():
+        if task.rate_limit and name not in state["rates"]:
+            task.rate_limit = None
+            w.consumer.set_rate_limit(name, None)
+    for name, (hard, soft) in state["limits"].items():
+        if name in tasks:
+            tasks[name].time_limit, tasks[name].soft_time_limit = hard, soft
+    w.events.enabled = bool(state["events"])
 
 
 def _cold(w: Worker, broker: SharedFetch, states: SlotStates) -> None:
@@ -378,9 +409,32 @@ class Feeder:
                 w.stopping.wait(0.5)
                 continue
             dry = len(got) < len(free)
+            got = [d for d in got if not self._parked(d)]
             if not got:
                 continue
             self.slots.brought[self.lane] += len(got)
             for slot, d in zip(free, got):
                 self.slots.hold(slot, d.tag, SHARED, 0)
             share(self.inq_w, list(zip(free, got)))
+
+    def _parked(self, delivery: Delivery) -> bool:
+        """A message with a future ETA goes to the broker's delayed set at once, as the parent's
+        consumer did, rather than wait in the in-queue holding a place (and out of ``inspect
+        scheduled``) until a child is free. Only messages whose headers name an ETA are decoded."""
+        raw = delivery.raw
+        if b'"eta": "' not in raw:
+            return False
+        from engine.protocol import task as protocol
+        from engine.worker.consumer import ETA_SLACK
+
+        w = self.worker
+        try:
+            message = protocol.decode(raw, w.consumer.accepted, w.consumer.max_bytes)
+        except protocol.MalformedMessage:
+            return False  # the child that takes it dead-letters it
+        eta = message.eta
+        if eta is None or eta.timestamp() <= time.time() + ETA_SLACK:
+            return False
+        w.broker.defer(w.owner, delivery.tag, eta.timestamp())
+        w.on_deferred(message)
+        return True

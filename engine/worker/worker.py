@@ -304,7 +304,8 @@ class Worker:
         """Stop consuming, wait until nothing is active or reserved (or ``timeout``), then stop."""
         self.queues = []
         deadline = time.monotonic() + timeout
-        while (self.active or self.reserved) and time.monotonic() < deadline:
+        self.sync_children()
+        while self._holding() and time.monotonic() < deadline:
             time.sleep(DRAIN_POLL)
         self.request_stop()
 
@@ -312,6 +313,7 @@ class Worker:
         """Kill the process running ``task_id`` (prefork); the task ends REVOKED."""
         self.revoked.add(task_id)
         self.kill_signals[task_id] = signum
+        self.refresh_books()
         return task_id in self.active and self.pool.kill_job(task_id, signum)
 
     def _stop_pool_warm(self) -> list[Job]:
@@ -365,6 +367,40 @@ class Worker:
         self.active.update(active)
         self.reserved.clear()
         self.reserved.update(reserved)
+
+    def _counts(self) -> tuple[int, int]:
+        """(reserved, active): the books, or for work-sharing children their slot table."""
+        if getattr(self.pool, "fetches_itself", False):
+            return self.pool.counts()  # type: ignore[attr-defined, no-any-return]
+        return len(self.reserved), len(self.active)
+
+    def _holding(self) -> bool:
+        reserved, active = self._counts()
+        return bool(reserved or active)
+
+    def sync_children(self) -> None:
+        """Work-sharing children: the state a remote command changed, sent to each (queues,
+        revoked stamps, rate and time limits, events on or off)."""
+        tell = getattr(self.pool, "tell_children", None)
+        if tell is None or not getattr(self.pool, "fetches_itself", False):
+            return
+        tasks = self.app.tasks
+        tell(
+            (
+                "state",
+                {
+                    "queues": list(self.queues),
+                    "stamps": self.revoked.stamps.as_dict(),
+                    "rates": {name: t.rate_limit for name, t in tasks.items() if t.rate_limit},
+                    "limits": {
+                        name: (t.time_limit, t.soft_time_limit)
+                        for name, t in tasks.items()
+                        if t.time_limit or t.soft_time_limit
+                    },
+                    "events": self.events.enabled,
+                },
+            )
+        )
 
     def on_lease(self, epoch: int, until: float) -> None:
         """Each beat: pool processes that start jobs on their own (prefork) check the lease too."""
@@ -468,7 +504,8 @@ class Worker:
         """Each owner heartbeat: refresh revokes from the broker, autoscale."""
         self.revoked.update(load_revoked(self.fanout))
         if self.autoscale:
-            self.autoscaler.step(self.autoscale, len(self.reserved), len(self.active))
+            reserved, active = self._counts()
+            self.autoscaler.step(self.autoscale, reserved, active)
 
     def on_tick(self, now: float) -> None:
         if self.settlement.pending:
