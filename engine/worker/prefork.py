@@ -142,14 +142,17 @@ class PreforkPool:
         self._task_switch_interval = sys.getswitchinterval()
         self._generation = 0  # bumped whenever ``_children`` changes: the collector re-polls
         # Work-sharing children (issue 17 branch work; Redis only): they fetch for themselves.
-        self.fetches_itself = os.environ.get("TQCTL_PREFORK_SHARING") == "1" and _is_redis(host)
-        self._slots = Slots(LANES, SLOTS_PER_LANE) if self.fetches_itself else None
+        self.fetches_itself = False  # decided at ``start``, once the worker's listeners are attached
+        self._slots: Slots | None = None
         self._feeder: Any = None
         self._timed_out: dict[int, float] = {}  # work-sharing children killed at a hard limit
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
         sys.setswitchinterval(SWITCH_INTERVAL)  # the pool's process is the worker's: its setting
+        self.fetches_itself = _can_share(self.host)
+        if self.fetches_itself:
+            self._slots = Slots(LANES, SLOTS_PER_LANE)
         with self._lock:
             for _ in range(self._target):
                 self._spawn()
@@ -724,10 +727,16 @@ class PreforkPool:
         return unfinished
 
 
-def _is_redis(host: Any) -> bool:
+def _can_share(host: Any) -> bool:
+    """Work-sharing children (branch work, opt-in): on Redis, and only while nothing in this
+    process listens to each task (``task_received`` receivers, or the events teed to local
+    listeners by ``--metrics-port``/``--health-file``): children's tasks never pass through here."""
     from engine.broker.redis import RedisBroker
+    from engine.events.dispatcher import EventDispatcher
 
-    return isinstance(getattr(host, "broker", None), RedisBroker)
+    if os.environ.get("TQCTL_PREFORK_SHARING") != "1" or not isinstance(getattr(host, "broker", None), RedisBroker):
+        return False
+    return not signals.task_received.receivers and type(getattr(host, "events", None)) is EventDispatcher
 
 
 def _report(call: Callable[..., None], *args: Any) -> None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import signals
 from engine.broker.base import Delivery
+from engine.broker.redis import INFLIGHT
 from engine.broker.redis import SEP as _SEP
 from engine.worker.child import PACKET, STOP, ChildEnds, Shared, _die_with_parent, _take
 from engine.worker.observers import Observer
@@ -52,9 +53,12 @@ def _dumps(obj: Any) -> bytes:
 
 def share(inq_w: int, held: Sequence[tuple[int, Delivery]]) -> None:
     """Fetched messages into the shared in-queue, each one packet, for whichever child is free."""
-    packets = [_dumps((slot, d.tag, d.queue_key, d.raw)) for slot, d in held]
-    if any(len(p) > PACKET for p in packets):  # too large for a packet: not shared yet (branch)
-        raise NotImplementedError("orders over a packet are not shared yet")
+    packets = []
+    for slot, d in held:
+        packet = _dumps((slot, d.tag, d.queue_key, d.raw))
+        if len(packet) > PACKET:  # too large for one packet: the taker reads it from the in-flight record
+            packet = _dumps((slot, d.tag, d.queue_key, None))
+        packets.append(packet)
     data = memoryview(b"".join(p.ljust(PACKET, b"\0") for p in packets))
     while data:
         data = data[os.write(inq_w, data) :]
@@ -119,6 +123,13 @@ class SharedFetch:
                 self.retired = True
                 return []
             slot, tag, key, raw = order
+            if raw is None:  # shared by reference (too large for a packet)
+                value = self._broker.client.hget(INFLIGHT + owner, tag)
+                if value is None:  # taken back while the worker looked dead: not ours to run
+                    self.slots.free(slot)
+                    self.slots.settled[self.lane] += 1
+                    return []
+                raw = value.partition(SEP)[2]
             self.slots.mark(slot, TAKEN, self.pid)
             self.slot_of[tag] = slot
             self.taken[tag] = key.encode() + SEP + raw
@@ -394,6 +405,17 @@ class Feeder:
         self.thread = threading.Thread(target=self.run, name="feeder", daemon=True)
 
     def run(self) -> None:
+        """The thread's body: an error in one pass is logged and the next pass starts afresh (its
+        fetched messages are given up to the next reconcile, which hands them back)."""
+        w = self.worker
+        while not w.stopping.is_set():
+            try:
+                self._loop()
+            except Exception:
+                log.exception("the fetch-ahead thread failed; carrying on")
+                w.stopping.wait(0.5)
+
+    def _loop(self) -> None:
         w = self.worker
         dry = True  # the last fetch came back short: fetch what arrives as it arrives, as Celery's
         while not w.stopping.is_set():
@@ -409,13 +431,15 @@ class Feeder:
                 w.stopping.wait(0.5)
                 continue
             dry = len(got) < len(free)
-            got = [d for d in got if not self._parked(d)]
-            if not got:
-                continue
-            self.slots.brought[self.lane] += len(got)
-            for slot, d in zip(free, got):
-                self.slots.hold(slot, d.tag, SHARED, 0)
-            share(self.inq_w, list(zip(free, got)))
+            try:
+                got = [d for d in got if not self._parked(d)]
+                self.slots.brought[self.lane] += len(got)
+                for slot, d in zip(free, got):
+                    self.slots.hold(slot, d.tag, SHARED, 0)
+                share(self.inq_w, list(zip(free, got)))
+            except BaseException:
+                w.broker.forsake([d.tag for d in got])
+                raise
 
     def _parked(self, delivery: Delivery) -> bool:
         """A message with a future ETA goes to the broker's delayed set at once, as the parent's
