@@ -48,6 +48,7 @@ class Consumer:
         self.max_bytes = self.app.conf.tqctl_max_message_bytes
         self.signer = self.app.signer  # None unless message signing is on
         self.buckets: dict[str, TokenBucket | None] = {}
+        self.rate_share = 1  # a work-sharing child's share of the worker's rate limits: one in N
         self.held: list[tuple[float, int, Job]] = []
         self._held_seq = itertools.count()
         self.capacity = worker.capacity
@@ -233,6 +234,10 @@ class Consumer:
             return
         job = w.make_job(delivery, message, task)
         wait = self._rate_wait(message.name)
+        if wait > 0 and self.rate_share > 1:  # a work-sharing child holds no job: it comes back when due
+            self.broker.defer(w.owner, delivery.tag, time.time() + wait)
+            w.on_deferred(message, time.time() + wait)
+            return
         if wait > 0:
             heapq.heappush(self.held, (time.monotonic() + wait, next(self._held_seq), job))
             w.hold(job)
@@ -245,12 +250,12 @@ class Consumer:
         else:
             task = self.app.tasks[name]
             rate = parse_rate(task.rate_limit or self.app.conf.task_default_rate_limit)
-            bucket = self.buckets[name] = TokenBucket(rate) if rate else None
+            bucket = self.buckets[name] = TokenBucket(rate / self.rate_share) if rate else None
         return bucket.take() if bucket is not None else 0.0
 
     def set_rate_limit(self, name: str, rate: str | None) -> None:
         value = parse_rate(rate)
-        self.buckets[name] = TokenBucket(value) if value else None
+        self.buckets[name] = TokenBucket(value / self.rate_share) if value else None
 
     def _release_held(self) -> None:
         now = time.monotonic()

@@ -373,6 +373,9 @@ class PreforkPool:
             reports = _loads(child.conn.recv_bytes())
         except (EOFError, OSError):
             return
+        if isinstance(reports, tuple) and reports and reports[0] == "due":
+            self.host.maintenance.expect_due(reports[1])  # type: ignore[attr-defined]
+            return
         if isinstance(reports, dict):
             processed = self.host.processed  # type: ignore[attr-defined]
             for name, n in reports.items():

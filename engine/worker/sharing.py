@@ -14,6 +14,7 @@ BRANCH WORK IN PROGRESS (issue 17): crash accounting, hard limits, revokes after
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -64,11 +65,25 @@ def share(inq_w: int, held: Sequence[tuple[int, Delivery]]) -> None:
         data = data[os.write(inq_w, data) :]
 
 
+class Reports:
+    """A child's report pipe to the parent, written from several of its threads (one at a time)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, report: Any) -> None:
+        data = _dumps(report)
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            self._conn.send_bytes(data)
+
+
 class SharedLease:
     """The parent's lease as a child reads it (the parent heartbeats; ``Shared.set_lease``)."""
 
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, out: Reports) -> None:
         self.shared = shared
+        self.out = out  # a message parked until later is the parent's to promote
 
     @property
     def epoch(self) -> int:
@@ -78,7 +93,8 @@ class SharedLease:
         return self.shared.lease_holds(epoch)
 
     def expect_due(self, when: float) -> None:
-        """The parent's upkeep promotes due ETA messages; nothing to do here."""
+        """The parent's upkeep promotes due messages: it is told when the next one is due."""
+        self.out.send(("due", when))
 
     def stop(self) -> None:
         pass
@@ -264,14 +280,16 @@ def sharing_child_main(ends: ChildEnds, inq_w: int, slots: Slots, lane: int, par
         broker=broker,
         owner=parent.owner,
     )
-    w.maintenance = SharedLease(ends.shared)  # type: ignore[assignment]
+    reports = Reports(ends.out)
+    w.maintenance = SharedLease(ends.shared, reports)  # type: ignore[assignment]
     w.pool.hard_limits = False  # type: ignore[attr-defined]  # the parent kills this child at a hard limit
+    w.consumer.rate_share = max(1, parent.concurrency)  # rate limits are the worker's: each child runs its share
     states = SlotStates(broker)
     w.observers.add(states)
     signal.signal(COLD, lambda signum, frame: _cold(w, broker, states))
     broker.stopping = lambda: bool(ends.shared.cancel[STOP])
     w.revoked.update(list(parent.revoked))
-    upkeep = threading.Thread(target=_upkeep, args=(w, broker, ends.shared, ends.out), name="upkeep", daemon=True)
+    upkeep = threading.Thread(target=_upkeep, args=(w, broker, ends.shared, reports), name="upkeep", daemon=True)
     threading.Thread(target=_orders, args=(w, ends), name="orders", daemon=True).start()
     w.pool.start()  # a solo pool's worker_process_init: this child is a pool process
     upkeep.start()
@@ -288,7 +306,7 @@ def _report_processed(w: Worker, out: Any, sent: dict[str, int]) -> None:
     ``inspect stats``, the heartbeat's count)."""
     delta = {name: n - sent.get(name, 0) for name, n in list(w.processed.items()) if n != sent.get(name, 0)}
     if delta:
-        out.send_bytes(_dumps(delta))
+        out.send(delta)
         sent.update({name: sent.get(name, 0) + n for name, n in delta.items()})
 
 

@@ -416,10 +416,11 @@ class Worker:
     def is_revoked(self, task_id: str) -> bool:
         return task_id in self.revoked
 
-    def on_deferred(self, message: TaskMessage) -> None:
+    def on_deferred(self, message: TaskMessage, when: float | None = None) -> None:
         eta = message.eta
-        if eta is not None:
-            self.maintenance.expect_due(eta.timestamp())
+        due = when if when is not None else (eta.timestamp() if eta is not None else None)
+        if due is not None:
+            self.maintenance.expect_due(due)
 
     def revoked_before_run(self, delivery: Delivery, message: TaskMessage, why: str) -> None:
         self.settlement.revoked(delivery, message, why)
