@@ -62,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "tqctl_max_message_bytes": 16 * 1024 * 1024,
     "tqctl_delivery_limit": 5,
     "tqctl_shutdown_timeout": 30.0,
+    "tqctl_children_fetch": True,  # prefork on Redis: children fetch and share batches (README "Workers")
     "tqctl_result_retry_timeout": 30.0,
     "tqctl_history_size": 10_000,
     "tqctl_beat_lease": 10.0,

@@ -51,6 +51,10 @@ def serving_order(queues: Sequence[str]) -> list[str]:
 
 
 class RedisBroker:
+    # A worker's pool processes may fetch under its owner id and settle each other's messages
+    # (the work-sharing prefork pool): the in-flight record is the owner's, not a connection's.
+    children_fetch = True
+
     def __init__(self, url: str, client: redis.Redis | None = None) -> None:
         self.url = url
         self.client = client or client_from_url(url)
@@ -299,6 +303,15 @@ class RedisBroker:
             for queue_key, raw in items:
                 pipe.rpush(queue_key, mark_redelivered(raw))
             pipe.execute()
+
+    def held(self, owner: str, tag: str) -> Delivery | None:
+        """A message in ``owner``'s in-flight record, or None if it is not there (settled, or taken
+        back while the owner looked dead)."""
+        found = self.client.hget(INFLIGHT + owner, tag)
+        if found is None:
+            return None
+        key, _, raw = as_bytes(found).partition(SEP.encode())
+        return Delivery(tag, key.decode(), raw)
 
     def inflight_count(self, owner: str) -> int:
         return int(self.client.hlen(INFLIGHT + owner))

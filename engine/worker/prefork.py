@@ -179,7 +179,9 @@ class PreforkPool:
             args: tuple[Any, ...] = (ends, self._inq_w, self._slots, lane, self.host, os.getpid())
             process = _fork.Process(target=sharing_child_main, args=args, daemon=True, name="tqctl-pool")
         else:
-            process = _fork.Process(target=child_main, args=(ends, self.host, os.getpid()), daemon=True, name="tqctl-pool")
+            process = _fork.Process(
+                target=child_main, args=(ends, self.host, os.getpid()), daemon=True, name="tqctl-pool"
+            )
         process.start()
         child_end.close()
         inbox_r.close()
@@ -731,13 +733,13 @@ class PreforkPool:
 
 
 def _can_share(host: Any) -> bool:
-    """Work-sharing children (branch work, opt-in): on Redis, and only while nothing in this
+    """Work-sharing children (``tqctl_children_fetch``): on a broker whose in-flight record is the
+    worker's (Redis), and only while nothing in this
     process listens to each task (``task_received`` receivers, or the events teed to local
     listeners by ``--metrics-port``/``--health-file``): children's tasks never pass through here."""
-    from engine.broker.redis import RedisBroker
     from engine.events.dispatcher import EventDispatcher
 
-    if os.environ.get("TQCTL_PREFORK_SHARING") != "1" or not isinstance(getattr(host, "broker", None), RedisBroker):
+    if not host.app.conf.tqctl_children_fetch or not getattr(host.broker, "children_fetch", False):
         return False
     return not signals.task_received.receivers and type(getattr(host, "events", None)) is EventDispatcher
 

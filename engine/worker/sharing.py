@@ -28,8 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 from engine import signals
 from engine.broker.base import Delivery
-from engine.broker.redis import INFLIGHT
-from engine.broker.redis import SEP as _SEP
 from engine.worker.child import PACKET, STOP, ChildEnds, Shared, _die_with_parent, _take
 from engine.worker.observers import Observer
 from engine.worker.slots import DONE, RUNNING, SHARED, TAKEN, Slots
@@ -43,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engine.worker")
 COLD = signal.SIGUSR1  # from the parent: stop now, handing back an early-acked running task
-SEP = _SEP.encode()  # between a queue key and a message in an in-flight record's value
 UPKEEP = 0.1  # seconds between a child's flushes of acks, events and history
 ACK_BATCH = 32  # acks a child holds before it sends them without waiting for its next fetch
 
@@ -115,7 +112,7 @@ class SharedFetch:
         self.slot_of: dict[str, int] = {}
         self.stopping: Any = lambda: False  # set by the child: the parent's stop flag
         self.retired = False  # took a retire token off the shared in-queue
-        self.taken: dict[str, bytes] = {}  # the in-flight record's value of each message taken here
+        self.taken: dict[str, bytes] = {}  # each message taken here, pickled (queue key, bytes): kept at an early ack
         self._ready = select.poll()
         self._ready.register(inq_r, select.POLLIN)
         broker.tag_base = f"p{self.pid}-"  # fetch tags unique across the children of one owner
@@ -140,15 +137,15 @@ class SharedFetch:
                 return []
             slot, tag, key, raw = order
             if raw is None:  # shared by reference (too large for a packet)
-                value = self._broker.client.hget(INFLIGHT + owner, tag)
-                if value is None:  # taken back while the worker looked dead: not ours to run
+                held = self._broker.held(owner, tag)
+                if held is None:  # taken back while the worker looked dead: not ours to run
                     self.slots.free(slot)
                     self.slots.settled[self.lane] += 1
                     return []
-                raw = value.partition(SEP)[2]
+                raw = held.raw
             self.slots.mark(slot, TAKEN, self.pid)
             self.slot_of[tag] = slot
-            self.taken[tag] = key.encode() + SEP + raw
+            self.taken[tag] = _dumps((key, raw))
             return [Delivery(tag, key, raw)]
         free = self.slots.allocate(self.lane, self._batch)
         if not free:  # every slot of ours is still out with the others: wait for them to settle
@@ -170,14 +167,14 @@ class SharedFetch:
                 return self.fetch(owner, queues, limit, 0, ())
             return []
         self.slots.brought[self.lane] += len(got)
-        for slot, d in zip(free, got):
+        for slot, d in zip(free, got, strict=False):
             self.slots.hold(slot, d.tag, SHARED, 0)
         if got:
             self.slots.mark(free[0], TAKEN, self.pid)
             self.slot_of[got[0].tag] = free[0]
-            self.taken[got[0].tag] = got[0].queue_key.encode() + SEP + got[0].raw
+            self.taken[got[0].tag] = _dumps((got[0].queue_key, got[0].raw))
         if len(got) > 1:
-            self._share(list(zip(free[1:], got[1:])))
+            self._share(list(zip(free[1:], got[1:], strict=False)))
         return got[:1]
 
     def pending_acks(self) -> list[str]:
@@ -267,10 +264,9 @@ def sharing_child_main(ends: ChildEnds, inq_w: int, slots: Slots, lane: int, par
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sys.setswitchinterval(ends.switch_interval)
-    batch = int(os.environ.get("TQCTL_SHARING_BATCH", "0")) or parent.prefetch_multiplier
     # A broker of its own: the parent's object may have been forked mid-fetch, its lock held.
-    own = type(parent.broker)(parent.broker.url)
-    broker = SharedFetch(own, ends.inq, inq_w, batch, slots, lane)
+    own: RedisBroker = type(parent.broker)(parent.broker.url)  # type: ignore[call-arg, assignment]
+    broker = SharedFetch(own, ends.inq, inq_w, parent.prefetch_multiplier, slots, lane)
     w = Worker(
         parent.app,
         pool="solo",
@@ -392,20 +388,22 @@ def _stop(w: Worker, broker: SharedFetch) -> None:
 def rebuild_job(host: Any, tag: str, book: bool = True, kept: bytes | None = None) -> Job | None:
     """The job a dead child ran, from the in-flight record (the parent never saw its message), or
     from what its child ``kept`` when an early ack took that record."""
-    from engine.broker.redis import INFLIGHT
     from engine.protocol import task as protocol
     from engine.serialization import accepted_types
 
-    value = host.broker.client.hget(INFLIGHT + host.owner, tag) or kept
-    if value is None:
+    delivery = host.broker.held(host.owner, tag)
+    early = delivery is None and kept is not None
+    if early:
+        key, raw = pickle.loads(kept)  # type: ignore[arg-type]
+        delivery = Delivery(tag, key, raw)
+    if delivery is None:
         return None  # settled after all, or taken back while the worker looked dead
-    key, _, raw = value.partition(SEP)
-    message = protocol.decode(raw, accepted_types(host.app.conf.accept_content))
+    message = protocol.decode(delivery.raw, accepted_types(host.app.conf.accept_content))
     task = host.app.tasks.get(message.name)
     if task is None:
         return None
-    job: Job = host.make_job(Delivery(tag, key.decode(), raw), message, task)
-    job.acked = kept is not None and value is kept  # early-acked: only a failure to store, no requeue
+    job: Job = host.make_job(delivery, message, task)
+    job.acked = early  # early-acked: a failure is stored, nothing is requeued
     if book:
         host.active[job.id] = job  # lost with its child: settled as an active job is
     return job
@@ -452,9 +450,9 @@ class Feeder:
             try:
                 got = [d for d in got if not self._parked(d)]
                 self.slots.brought[self.lane] += len(got)
-                for slot, d in zip(free, got):
+                for slot, d in zip(free, got, strict=False):
                     self.slots.hold(slot, d.tag, SHARED, 0)
-                share(self.inq_w, list(zip(free, got)))
+                share(self.inq_w, list(zip(free, got, strict=False)))
             except BaseException:
                 w.broker.forsake([d.tag for d in got])
                 raise
