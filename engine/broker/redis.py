@@ -304,6 +304,11 @@ class RedisBroker:
                 pipe.rpush(queue_key, mark_redelivered(raw))
             pipe.execute()
 
+    def for_child(self) -> RedisBroker:
+        """The same server for a forked pool process that fetches and settles for itself: a new
+        client (this object may have been forked mid-call, a lock held), no publishing extras."""
+        return RedisBroker(self.url)
+
     def held(self, owner: str, tag: str) -> Delivery | None:
         """A message in ``owner``'s in-flight record, or None if it is not there (settled, or taken
         back while the owner looked dead)."""

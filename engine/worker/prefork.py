@@ -734,12 +734,16 @@ class PreforkPool:
 
 def _can_share(host: Any) -> bool:
     """Work-sharing children (``tqctl_children_fetch``): on a broker whose in-flight record is the
-    worker's (Redis), and only while nothing in this
-    process listens to each task (``task_received`` receivers, or the events teed to local
-    listeners by ``--metrics-port``/``--health-file``): children's tasks never pass through here."""
+    worker's (Redis), and only while nothing in this process must see each task go by: observers
+    added to the worker, ``task_received`` receivers, events teed to local listeners
+    (``--metrics-port``, ``--health-file``). A child's tasks never pass through the parent."""
     from engine.events.dispatcher import EventDispatcher
+    from engine.worker.observers import TaskEvents, TaskHistory, TaskLog, TaskSignals
 
     if not host.app.conf.tqctl_children_fetch or not getattr(host.broker, "children_fetch", False):
+        return False
+    own = (TaskHistory, TaskEvents, TaskLog, TaskSignals)  # each child has its own; a user's stays here
+    if any(type(observer) not in own for observer in host.observers):
         return False
     return not signals.task_received.receivers and type(getattr(host, "events", None)) is EventDispatcher
 
