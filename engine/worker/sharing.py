@@ -265,7 +265,7 @@ def sharing_child_main(ends: ChildEnds, inq_w: int, slots: Slots, lane: int, par
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sys.setswitchinterval(ends.switch_interval)
     # A broker of its own: the parent's object may have been forked mid-fetch, its lock held.
-    own: RedisBroker = parent.broker.for_child()  # type: ignore[attr-defined]
+    own: RedisBroker = parent.broker.for_child()  # type: ignore[union-attr]
     broker = SharedFetch(own, ends.inq, inq_w, parent.prefetch_multiplier, slots, lane)
     w = Worker(
         parent.app,
