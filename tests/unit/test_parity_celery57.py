@@ -74,3 +74,25 @@ def test_a_value_its_link_cannot_be_sent_fails_the_task_with_encode_error(redis_
         assert app.AsyncResult("parity-enc-1").state == "FAILURE"
     finally:
         app.close()
+
+
+def test_find_option_names_the_setting_celerys_does(ours: App) -> None:
+    """Every full name, every short name and every namespace, with and without a namespace given."""
+    from engine.celery_settings import CELERY_SETTINGS
+    from engine.conf_search import GROUPS
+
+    theirs = _celery_app().conf
+    queries = [(name, "") for name in sorted(CELERY_SETTINGS)]
+    queries += [(key, "") for keys in GROUPS.values() for key in sorted(keys)]
+    queries += [(key, ns) for ns, keys in GROUPS.items() for key in sorted(keys)]
+    queries += [(ns, "") for ns in GROUPS] + [("EXPIRES", ""), ("url", "result")]
+    for name, namespace in queries:
+        expected = theirs.find_option(name, namespace)
+        found = ours.conf.find_option(name, namespace)
+        assert (found.namespace, found.key) == (expected.namespace, expected.key), (name, namespace)
+    assert ours.conf.find_option("prefetch_multiplier").type.default == 4
+    assert ours.conf.find_value_for_key("prefetch_multiplier") == theirs.find_value_for_key("prefetch_multiplier")
+    with pytest.raises(KeyError):
+        ours.conf.find_option("no_such_setting")
+    with pytest.raises(KeyError):
+        theirs.find_option("no_such_setting")
