@@ -7,6 +7,7 @@ one process never see each other's configuration.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import importlib
 import os
 import pprint
@@ -42,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "worker_send_task_events": True,
     "task_send_sent_event": True,  # Celery's default is False; ours is cheap (batched), so on
     "worker_control_allow": None,
-    "result_expires": 86400,
+    "result_expires": dt.timedelta(days=1),  # Celery's type: code calls .total_seconds() on it
     "result_extended": False,
     "beat_schedule": {},
     "imports": (),

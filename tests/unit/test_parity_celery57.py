@@ -96,3 +96,9 @@ def test_find_option_names_the_setting_celerys_does(ours: App) -> None:
         ours.conf.find_option("no_such_setting")
     with pytest.raises(KeyError):
         theirs.find_option("no_such_setting")
+
+
+def test_result_expires_defaults_to_celerys_timedelta(ours: App) -> None:
+    theirs = _celery_app().conf.result_expires
+    assert ours.conf.result_expires == theirs and ours.conf.result_expires.total_seconds() == 86400
+    assert "result_expires" not in ours.conf.changes()  # inspect conf lists it only once changed, as Celery's
