@@ -102,3 +102,24 @@ def test_result_expires_defaults_to_celerys_timedelta(ours: App) -> None:
     theirs = _celery_app().conf.result_expires
     assert ours.conf.result_expires == theirs and ours.conf.result_expires.total_seconds() == 86400
     assert "result_expires" not in ours.conf.changes()  # inspect conf lists it only once changed, as Celery's
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {},
+        {"minute": "*/15", "hour": "9-17", "day_of_week": "mon-fri"},
+        {"minute": [0, 30], "hour": "22-3"},
+        {"day_of_week": "sat,sun", "day_of_month": "1-31/10", "month_of_year": "jan-mar"},
+        {"minute": 5, "hour": "0-23/4", "day_of_week": "*/3", "month_of_year": "*/5"},
+    ],
+)
+def test_crontab_fields_are_the_sets_of_ints_celerys_are(spec: dict[str, Any]) -> None:
+    from celery.schedules import crontab as celery_crontab
+
+    from engine.schedules import crontab
+
+    theirs, ours = celery_crontab(**spec), crontab(**spec)
+    for field in ("minute", "hour", "day_of_week", "day_of_month", "month_of_year"):
+        assert getattr(ours, field) == getattr(theirs, field), field
+    assert ours.with_tz("Europe/Paris").minute == theirs.minute  # the text is kept to rebuild it
