@@ -60,6 +60,12 @@ def test_get_inside_a_worker_task_is_refused_unless_allowed_as_celerys(parity: A
     assert parity.wait_for_child.delay("allowed").get(timeout=30) == 2
 
 
+def test_get_inside_a_gevent_worker_task_is_allowed_as_celerys(parity: Any, start_worker: Any) -> None:
+    """Celery's gevent pool does not refuse the wait (it only parks the greenlet); nor does ours."""
+    start_worker("-P", "gevent", "-c", "4", app=APP)
+    assert parity.wait_for_child.delay("plain").get(timeout=30) == 2
+
+
 def test_link_callbacks_and_the_next_chain_step_are_among_the_childrens_as_celerys(
     parity: Any, start_worker: Any
 ) -> None:
