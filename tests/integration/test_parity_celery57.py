@@ -66,19 +66,6 @@ def test_get_inside_a_gevent_worker_task_is_allowed_as_celerys(parity: Any, star
     assert parity.wait_for_child.delay("plain").get(timeout=30) == 2
 
 
-def test_link_callbacks_and_the_next_chain_step_are_among_the_childrens_as_celerys(
-    parity: Any, start_worker: Any
-) -> None:
-    start_worker("-P", "prefork", "-c", "1", app=APP)
-    linked = parity.add.apply_async((1, 2), link=parity.add.s(10))
-    assert linked.get(timeout=30) == 3
-    [callback] = linked.children  # stored with the result, so there as soon as get() returns
-    assert callback.get(timeout=30) == 13
-    last = (parity.add.s(1, 2) | parity.add.s(3)).apply_async()
-    assert last.get(timeout=30) == 6
-    assert [child.id for child in last.parent.children] == [last.id]
-
-
 def test_then_calls_back_with_the_result_once_it_is_read_ready_as_celerys(parity: Any, start_worker: Any) -> None:
     """What Celery 5.7 does on Redis: the callback runs when this process reads the result ready
     (``get()``), at once for one already read, with the result; a set's with the set."""

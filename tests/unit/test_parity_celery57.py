@@ -9,8 +9,6 @@ import celery
 import pytest
 
 from engine import App
-from engine.request import Request
-from engine.trace import run
 
 
 def _celery_app() -> celery.Celery:
@@ -51,29 +49,6 @@ def test_after_return_gets_none_for_einfo_on_success_and_failure_as_celery(ours:
     theirs = _after_return_calls(_celery_app())
     assert theirs == [("SUCCESS", "int", None), ("FAILURE", "KeyError", None)]
     assert _after_return_calls(ours) == theirs
-
-
-def test_a_value_its_link_cannot_be_sent_fails_the_task_with_encode_error(redis_url: str) -> None:
-    """Callbacks go out before the result is stored (so ``children`` names them, as Celery's): a
-    value they cannot carry still ends the task FAILURE with kombu's ``EncodeError``, as Celery's."""
-    app = App("parity_encode", broker=redis_url, backend=redis_url)
-    try:
-        task = app.task(name="parity.opaque")(lambda: object())
-        callback = app.task(name="parity.echo")(lambda value: value)
-        request = Request(
-            id="parity-enc-1",
-            name=task.name,
-            args=[],
-            kwargs={},
-            delivery_info={"routing_key": "celery"},
-            called_directly=False,
-            callbacks=[dict(callback.s())],
-        )
-        outcome = run(app, task, request)
-        assert (outcome.state, type(outcome.value).__name__) == ("FAILURE", "EncodeError")
-        assert app.AsyncResult("parity-enc-1").state == "FAILURE"
-    finally:
-        app.close()
 
 
 def test_find_option_names_the_setting_celerys_does(ours: App) -> None:
