@@ -134,10 +134,13 @@ class ConsoleModel:
         applied as news: a task seen live got its events twice (two "succeeded" in its timeline)
         and the older history jumped above the live tasks. Returns the tasks shown (newest first,
         to be put back on top) and only the history events not known yet."""
-        state = self.state
-        shown = [task.uuid for task in state.tasks()]
-        known = {uuid: {entry[0] for entry in task.timeline} for uuid in shown if (task := state.task(uuid))}
-        return shown, [e for e in events if e.get("type") not in known.get(e.get("uuid") or "", ())]
+        state, events = self.state, list(events)
+        known: dict[str, set[str]] = {}
+        for uuid in {e.get("uuid") or "" for e in events}:
+            if (task := state.task(uuid)) is not None:
+                known[uuid] = {entry[0] for entry in task.timeline}
+        fresh = [e for e in events if e.get("type") not in known.get(e.get("uuid") or "", ())]
+        return ([task.uuid for task in state.tasks()] if fresh else []), fresh
 
     def _trim_series(self) -> None:
         horizon = int(self.clock()) - 2 * SERIES_SECONDS
