@@ -7,6 +7,7 @@ one process never see each other's configuration.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import importlib
 import os
 import pprint
@@ -42,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "worker_send_task_events": True,
     "task_send_sent_event": True,  # Celery's default is False; ours is cheap (batched), so on
     "worker_control_allow": None,
-    "result_expires": 86400,
+    "result_expires": dt.timedelta(days=1),  # Celery's type: code calls .total_seconds() on it
     "result_extended": False,
     "beat_schedule": {},
     "imports": (),
@@ -196,6 +197,18 @@ class Settings:
         else:
             shown = {key: self._values[key] for key in self.changes()}
         return {key: masked_setting(key, value) if censored else value for key, value in shown.items()}
+
+    def find_option(self, name: str, namespace: str = "") -> Any:
+        """Celery's ``find_option``: ``(namespace, key, option)`` for a short or full setting name
+        (``"expires"`` is ``("result", "expires", ...)``); KeyError for no setting."""
+        from engine.conf_search import find
+
+        return find(DEFAULTS, name, namespace)
+
+    def find_value_for_key(self, name: str, namespace: str = "celery") -> Any:
+        """The value of the setting ``find_option`` names (``find_value_for_key("expires")``)."""
+        found_namespace, key, _ = self.find_option(name, namespace)
+        return self[f"{found_namespace}_{key}" if found_namespace else key]
 
     def humanize(self, with_defaults: bool = False, censored: bool = True) -> str:
         """``table`` as ``key: value`` lines, sorted (Celery's ``app.conf.humanize()``)."""

@@ -72,7 +72,9 @@ class GroupResult(MemberStates, AsyncResult):
         kw.setdefault("follow_parents", False)
         if kw.get("disable_sync_subtasks", True):
             assert_will_not_block()
-        return [r.get(timeout=timeout, propagate=propagate, **kw) for r in self.results]
+        values = [r.get(timeout=timeout, propagate=propagate, **kw) for r in self.results]
+        self._fulfil()
+        return values
 
     join = get
     join_native = get

@@ -4,12 +4,14 @@ another task can hold the last free pool slot the other one needs, so the wait n
 As in Celery, the refusal is a ``RuntimeError`` raised by ``get()``/``join()`` unless the caller
 passes ``disable_sync_subtasks=False`` or wraps the wait in ``allow_join_result()``; both flags are
 process-wide, as Celery's are, so a test that allows joins allows them for its in-process worker
-too. Where we differ: a task run eagerly (``apply()``, ``task_always_eager``) is not refused, since
-nothing can deadlock there.
+too. As Celery's gevent pool, a gevent worker (the process monkey-patched) refuses nothing: a wait
+there yields to the other greenlets. Where we differ: a task run eagerly (``apply()``,
+``task_always_eager``) is not refused, since nothing can deadlock there.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
@@ -31,7 +33,15 @@ def task_join_will_block() -> bool:
     if _forced is not None:
         return _forced
     request = log.running_request()
-    return request is not None and not request.is_eager and not request.called_directly
+    if request is None or request.is_eager or request.called_directly:
+        return False
+    return not _green()
+
+
+def _green() -> bool:
+    """gevent's monkey-patching is on (``-P gevent``): a blocking wait only parks its greenlet."""
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey is not None and monkey.is_module_patched("threading"))
 
 
 def assert_will_not_block() -> None:

@@ -26,6 +26,31 @@ _PARENT_CHECK = 1.0
 class ResultBase:
     """Celery's common base of every result class (``isinstance(r, ResultBase)``)."""
 
+    _on_ready: Any = None  # a promise made by the first ``then`` (none at send: delay() pays nothing)
+
+    def then(self, callback: Callable[..., Any], on_error: Callable[..., Any] | None = None, weak: bool = False) -> Any:
+        """Celery's ``then``: ``callback(result)`` once this result is ready (at once if it is known
+        to be), else when this process next reads it ready (``get()``, ``state``, ``ready()``), as
+        Celery's fires when its result consumer reads it. Returns the chained promise (``vine``);
+        ``on_error`` gets what ``callback`` raises. ``weak`` is accepted: no consumer keeps a
+        reference to this result here."""
+        from vine import promise
+
+        if self._on_ready is None:
+            self._on_ready = promise()
+        chained = self._on_ready.then(callback, on_error)
+        if self._known_ready():
+            self._fulfil()
+        return chained
+
+    def _known_ready(self) -> bool:
+        return False
+
+    def _fulfil(self) -> None:
+        """Run the ``then`` callbacks, once: the result was just read ready."""
+        if self._on_ready is not None and not self._on_ready.ready:
+            self._on_ready(self)
+
 
 class AsyncResult(ResultBase):
     def __init__(
@@ -90,7 +115,11 @@ class AsyncResult(ResultBase):
         meta = self._backend().get_meta(self.id) or {"status": states.PENDING, "result": None}
         if meta.get("status") in states.READY_STATES:
             self._cache = meta
+            self._fulfil()
         return meta
+
+    def _known_ready(self) -> bool:
+        return self._cache is not None  # only a ready meta is cached
 
     def _get_task_meta(self) -> dict[str, Any]:
         """Celery's name for the stored meta, which user code and Celery's own tests read."""
@@ -157,6 +186,18 @@ class AsyncResult(ResultBase):
                 queue.extend((node, child) for child in node.children or [])
             elif not intermediate:
                 raise IncompleteStream(f"result {node.id} is not ready")
+
+    def build_graph(self, intermediate: bool = False, formatter: Any = None) -> Any:
+        """Celery's: a ``DependencyGraph`` of this result and every result it started (its
+        ``children``, theirs, ...), each depending on its children; ``iterdeps`` decides what is in."""
+        from engine.utils.graph import DependencyGraph, GraphFormatter
+
+        graph = DependencyGraph(formatter=formatter or GraphFormatter(root=self.id, shape="oval"))
+        for parent, node in self.iterdeps(intermediate=intermediate):
+            graph.add_arc(node)
+            if parent is not None:
+                graph.add_edge(parent, node)
+        return graph
 
     def collect(self, intermediate: bool = False, **get_options: Any) -> Iterator[tuple[AsyncResult, Any]]:
         """Celery's ``collect``: ``(result, value)`` for this task and everything it started (its
@@ -237,6 +278,7 @@ class AsyncResult(ResultBase):
         if not meta or meta.get("status") not in states.READY_STATES:
             raise TimeoutError(f"task {self.id} not ready after {timeout}s")
         self._cache = meta
+        self._fulfil()
         if meta["status"] in states.PROPAGATE_STATES:
             exc = decode_exception(meta.get("result"))
             if propagate:
@@ -309,6 +351,9 @@ class EagerResult(AsyncResult):
     def _get_meta(self) -> dict[str, Any]:
         return {"status": self._state, "result": self._value, "traceback": self._traceback}
 
+    def _known_ready(self) -> bool:
+        return True
+
     @property
     def result(self) -> Any:
         return self._value
@@ -350,7 +395,13 @@ class MemberStates(ResultBase):
         return any(not r.ready() for r in self.results)
 
     def ready(self) -> bool:
-        return all(r.ready() for r in self.results)
+        if not all(r.ready() for r in self.results):
+            return False
+        self._fulfil()
+        return True
+
+    def _known_ready(self) -> bool:
+        return self.ready()
 
     def completed_count(self) -> int:
         return sum(1 for r in self.results if r.successful())
@@ -474,6 +525,7 @@ class ResultSet(MemberStates):
                 callback(result.id, value)
             else:
                 values.append(value)
+        self._fulfil()
         return values
 
     def iter_native(
@@ -506,6 +558,7 @@ class ResultSet(MemberStates):
                 callback(task_id, value)
             else:
                 values[index[task_id]] = value
+        self._fulfil()
         return None if callback is not None else values
 
 

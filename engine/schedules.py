@@ -201,6 +201,17 @@ class schedule(Schedule):  # lowercase: Celery's public name
         return f"schedule(run_every={self.seconds!r}{anchor})"
 
 
+# What "*" covers in each field, in croniter's order (minute, hour, day of month, month, day of week).
+_SPANS = (range(60), range(24), range(1, 32), range(1, 13), range(7))
+
+
+def _as_set(values: list[Any], span: range) -> set[int]:
+    """One field croniter expanded, as Celery's crontab holds it: the ints it matches (Sunday 0)."""
+    if values == ["*"]:
+        return set(span)
+    return {int(v) % 7 if span == _SPANS[4] else int(v) for v in values}
+
+
 def _cronfield(name: str, value: Cronspec) -> str:
     """One Celery cron field as croniter text; errors are one line naming the field."""
 
@@ -284,11 +295,15 @@ class crontab(Schedule):  # lowercase: Celery's public name
             "month_of_year": month_of_year,
         }
         fields = {name: _cronfield(name, value) for name, value in given.items()}
-        self.minute, self.hour = fields["minute"], fields["hour"]
-        self.day_of_week, self.day_of_month = fields["day_of_week"], fields["day_of_month"]
-        self.month_of_year = fields["month_of_year"]
+        # Celery's: the text given under _orig_<field>, each field itself the set of ints it matches.
+        self._orig_minute, self._orig_hour = fields["minute"], fields["hour"]
+        self._orig_day_of_week, self._orig_day_of_month = fields["day_of_week"], fields["day_of_month"]
+        self._orig_month_of_year = fields["month_of_year"]
         self.expr = " ".join(fields[name] for name in _FIELDS)
         expanded, _ = croniter.expand(self.expr)
+        self.minute, self.hour, self.day_of_month, self.month_of_year, self.day_of_week = (
+            _as_set(values, span) for values, span in zip(expanded, _SPANS, strict=False)
+        )
         days, months = expanded[2], expanded[3]
         if days != ["*"]:
             months = list(range(1, 13)) if months == ["*"] else months
@@ -303,11 +318,11 @@ class crontab(Schedule):  # lowercase: Celery's public name
 
     def with_tz(self, name: str | None) -> crontab:
         return crontab(
-            self.minute,
-            self.hour,
-            self.day_of_week,
-            self.day_of_month,
-            self.month_of_year,
+            self._orig_minute,
+            self._orig_hour,
+            self._orig_day_of_week,
+            self._orig_day_of_month,
+            self._orig_month_of_year,
             tz=name,
             nowfun=self.nowfun,
             app=self.app,
@@ -358,11 +373,11 @@ class crontab(Schedule):  # lowercase: Celery's public name
         return {
             "type": "crontab",
             "expr": self.expr,
-            "minute": self.minute,
-            "hour": self.hour,
-            "day_of_week": self.day_of_week,
-            "day_of_month": self.day_of_month,
-            "month_of_year": self.month_of_year,
+            "minute": self._orig_minute,
+            "hour": self._orig_hour,
+            "day_of_week": self._orig_day_of_week,
+            "day_of_month": self._orig_day_of_month,
+            "month_of_year": self._orig_month_of_year,
             "tz": self.tz,
             "description": self.describe(),
         }
@@ -372,9 +387,9 @@ class crontab(Schedule):  # lowercase: Celery's public name
 
     def __repr__(self) -> str:
         parts = [
-            f"{name}={getattr(self, name)!r}"
+            f"{name}={getattr(self, '_orig_' + name)!r}"
             for name in ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
-            if getattr(self, name) != "*"
+            if getattr(self, "_orig_" + name) != "*"
         ]
         if self.tz is not None:
             parts.append(f"tz={self.tz!r}")

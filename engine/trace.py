@@ -12,7 +12,6 @@ import inspect
 import logging
 import os
 import pickle
-import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -171,15 +170,13 @@ def _run(app: App, task: Task, request: Request, started: float, store: bool) ->
             return _retried(app, task, request, retried, started, store)
         return _failed(app, task, request, retried or exc, started, store)
     runtime = time.perf_counter() - started
-    unsent = _send_callbacks(app, request, value)  # before the store, as Celery: children name them
-    if unsent is not None:
-        return _failed(app, task, request, unsent, started, store)
     if store and not request.ignore_result:
         try:
             _store(app, request, states.SUCCESS, value)
         except (TypeError, ValueError, RecursionError) as exc:  # the value, not the backend, is at fault
             error = EncodeError(f"cannot store the result of {task.name}: {exc}")
             return _failed(app, task, request, error, started, store)
+    _send_callbacks(app, request, value)
     _chord_part(app, request, states.SUCCESS, value)
     task.on_success(value, _task_id(request), request.args, request.kwargs)
     if signals.task_success.receivers:
@@ -359,17 +356,8 @@ def _extended(request: Request) -> dict[str, Any]:
     return fields
 
 
-def _send_callbacks(app: App, request: Request, value: Any) -> Exception | None:
-    """Send the ``link`` callbacks and the next chain step; the send's ``EncodeError`` if the value
-    cannot be passed on (the task then fails with it, as Celery's does), else None."""
-    try:
-        chord_steps.send_callbacks(app, request, value)
-    except Exception as exc:
-        kombu_errors = sys.modules.get("kombu.exceptions")  # imported by whatever raised its EncodeError
-        if kombu_errors is None or not isinstance(exc, kombu_errors.EncodeError):
-            raise
-        return exc
-    return None
+def _send_callbacks(app: App, request: Request, value: Any) -> None:
+    chord_steps.send_callbacks(app, request, value)
 
 
 def _send_errbacks(app: App, request: Request, exc: Exception, trace: str) -> None:

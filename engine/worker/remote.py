@@ -55,14 +55,17 @@ def _ids(value: Any) -> list[str]:
 
 
 def _jsonable(value: Any) -> Any:
-    """What JSON cannot carry as its repr, as Celery's ``inspect conf`` does: a ``crontab`` or a
-    ``timedelta`` in ``beat_schedule`` made the whole reply fail ("reply is not JSON")."""
+    """What JSON cannot carry as its repr (a ``timedelta`` as its text), as Celery's ``inspect
+    conf`` does: a ``crontab`` or a ``timedelta`` in ``beat_schedule`` made the whole reply fail
+    ("reply is not JSON")."""
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
+    if isinstance(value, dt.timedelta):
+        return str(value)  # '1 day, 0:00:00', as Celery's jsonify writes it
     try:
         json_dumps(value)  # kombu's tagged types (datetime, Decimal, UUID, bytes) go as they are
     except (TypeError, ValueError):

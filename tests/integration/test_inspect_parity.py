@@ -96,6 +96,8 @@ def test_stats_and_active_queues_have_every_key_a_celery_worker_sends(
         assert inspect(celery_app, alias, [node("o1")]) == inspect(celery_app, method, [node("o1")])
     everything = inspect(celery_app, "conf", [node("o1")], with_defaults=True)[node("o1")]
     assert everything["task_default_queue"] == "celery"
+    theirs_all = inspect(celery_app, "conf", [node("c1")], with_defaults=True)[node("c1")]
+    assert everything["result_expires"] == theirs_all["result_expires"] == "1 day, 0:00:00"  # a timedelta's text
 
 
 def test_max_concurrency_is_the_configured_size_after_pool_grow(

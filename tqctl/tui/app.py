@@ -176,6 +176,8 @@ class TqctlApp(ActionsMixin, App[str | None]):
         self.model.apply_snapshot(message.snapshot)
 
     def on_feed_status(self, message: FeedStatus) -> None:
+        if message.history_missing is not None:
+            self.model.history_missing = message.history_missing or None
         self.model.set_connection(message.connected, message.error, message.retry_in, message.what)
         self.refresh_screen(force=True)
 

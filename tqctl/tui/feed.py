@@ -160,8 +160,10 @@ class LiveSource:
 
     # -- the event stream -------------------------------------------------------------------------
     def run_events(self, post: Post, cancelled: Cancelled) -> None:
+        """Live events, with the recorded history replayed first. On RabbitMQ the history is on the
+        Redis result backend: with that away the replay is retried while the events flow (before,
+        the whole stream waited for it, so nothing live showed although RabbitMQ was fine)."""
         from engine.events.receiver import EventReceiver
-        from engine.history import History
 
         backoff = 1.0
         while not cancelled():
@@ -169,19 +171,11 @@ class LiveSource:
             try:
                 # subscribe first, then replay: nothing falls in between
                 receiver = EventReceiver(self.url, open_fanout(self.url, self.backend_url))
-                if self.backfill and state_url(self.url, self.backend_url) is not None:
-                    records = History(receiver.fanout.client).records(self.backfill)
-                    if records:
-                        post(EventsBatch(history_events(records), time.time(), backfill=True))
-                post(FeedStatus(True, source="events"))
+                keeps = bool(self.backfill) and state_url(self.url, self.backend_url) is not None
+                missing = self._replay(receiver, post) if keeps else None
+                post(FeedStatus(True, source="events", history_missing=missing or ""))
                 backoff = 1.0
-                pending: list[dict[str, Any]] = []
-                last = time.monotonic()
-                while not cancelled():
-                    pending.extend(receiver.poll(0.05))
-                    if pending and time.monotonic() - last >= self.batch_interval:
-                        post(EventsBatch(pending, time.time()))
-                        pending, last = [], time.monotonic()
+                self._stream(receiver, post, cancelled, missing)
             except NETWORK_ERRORS as exc:
                 error, what = self.describe(exc)
                 post(FeedStatus(False, error, backoff, source="events", what=what))
@@ -193,6 +187,42 @@ class LiveSource:
                         receiver.close()
                     except Exception:
                         pass
+
+    def _stream(self, receiver: Any, post: Post, cancelled: Cancelled, missing: str | None) -> None:
+        """Post events in batches; while ``missing`` (the history could not be read), retry the replay
+        with backoff. What was posted live goes first: the model then adds only what the history
+        knows beyond it, below the live tasks."""
+        pending: list[dict[str, Any]] = []
+        last = time.monotonic()
+        retry = 1.0
+        retry_at = last + retry
+        while not cancelled():
+            pending.extend(receiver.poll(0.05))
+            now = time.monotonic()
+            if pending and (now - last >= self.batch_interval or (missing and now >= retry_at)):
+                post(EventsBatch(pending, time.time()))
+                pending, last = [], now
+            if missing and now >= retry_at:
+                missing = self._replay(receiver, post)
+                retry = min(retry * 2, 10.0)
+                retry_at = time.monotonic() + retry
+                post(FeedStatus(True, source="events", history_missing=missing or ""))
+
+    def _replay(self, receiver: Any, post: Post) -> str | None:
+        """Post the recorded history as a backfill. None when done; else the line saying the Redis
+        result backend (AMQP) could not give it. Anything else is the broker's failure: raised."""
+        from engine.history import History
+
+        try:
+            records = History(receiver.fanout.client).records(self.backfill)
+        except NETWORK_ERRORS as exc:
+            error, what = self.describe(exc)
+            if what != "result backend":
+                raise
+            return error
+        if records:
+            post(EventsBatch(history_events(records), time.time(), backfill=True))
+        return None
 
     # -- the poll ---------------------------------------------------------------------------------
     def run_snapshots(self, post: Post, cancelled: Cancelled) -> None:

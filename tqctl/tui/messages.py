@@ -36,9 +36,11 @@ class FeedStatus(Message):
         retry_in: float | None = None,
         source: str = "feed",
         what: str = "broker",  # what cannot be reached: "broker", or "result backend" (AMQP's Redis)
+        history_missing: str | None = None,  # why the history is not replayed yet; "" once it is
     ) -> None:
         super().__init__()
         self.what = what
+        self.history_missing = history_missing
         self.connected = connected
         self.error = error
         self.retry_in = retry_in

@@ -60,6 +60,7 @@ class ConsoleModel:
         self.server: str | None = None
         self.queue_note: str | None = None
         self.backend_down: str | None = None  # why AMQP's Redis result backend could not be read
+        self.history_missing: str | None = None  # why the event feed could not replay the history yet
         # Tasks this console revoked: an ETA task waits in the broker until due (then a worker
         # drops it), so nothing else says so until then.
         self.revoked_here: set[str] = set()
@@ -81,6 +82,9 @@ class ConsoleModel:
         self, events: Iterable[dict[str, Any]], created: float | None = None, backfill: bool = False
     ) -> int:
         """Fold a batch in; returns how many events it held. ``created`` (feed time) gives the lag."""
+        shown: list[str] = []
+        if backfill and self.state.tasks(limit=1):
+            shown, events = self._late_history(events)
         n = 0
         state, per_second, out_by_queue = self.state, self._per_second, self._out_by_queue
         for event in events:
@@ -118,9 +122,25 @@ class ConsoleModel:
             self.last_lag = max(0.0, self.clock() - created)
             self.max_lag = max(self.max_lag, self.last_lag)
         if n:
+            if shown:
+                _move_to_top(self.state, shown)
             self._trim_series()
             self.touch()
         return n
+
+    def _late_history(self, events: Iterable[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+        """History replayed into a console already showing tasks: after a reconnect, or on RabbitMQ
+        once its Redis result backend answers again while live events flowed meanwhile. It was
+        applied as news: a task seen live got its events twice (two "succeeded" in its timeline)
+        and the older history jumped above the live tasks. Returns the tasks shown (newest first,
+        to be put back on top) and only the history events not known yet."""
+        state, events = self.state, list(events)
+        known: dict[str, set[str]] = {}
+        for uuid in {e.get("uuid") or "" for e in events}:
+            if (task := state.task(uuid)) is not None:
+                known[uuid] = {entry[0] for entry in task.timeline}
+        fresh = [e for e in events if e.get("type") not in known.get(e.get("uuid") or "", ())]
+        return ([task.uuid for task in state.tasks()] if fresh else []), fresh
 
     def _trim_series(self) -> None:
         horizon = int(self.clock()) - 2 * SERIES_SECONDS
@@ -213,8 +233,8 @@ class ConsoleModel:
     def set_connection(
         self, connected: bool, error: str | None = None, retry_in: float | None = None, what: str = "broker"
     ) -> None:
-        if connected and self.backend_down:  # the broker answers; the result backend still does not
-            connected, error, retry_in, what = False, self.backend_down, None, "result backend"
+        if connected and (self.backend_down or self.history_missing):  # the broker answers; the backend does not
+            connected, error, retry_in, what = False, self._backend_line(), None, "result backend"
         self.down_what = what
         if connected and not self.connected:
             self.down_since = None
@@ -223,6 +243,12 @@ class ConsoleModel:
         if (connected, error, retry_in) != (self.connected, self.error, self.retry_in):
             self.connected, self.error, self.retry_in = connected, error, retry_in
             self.touch()
+
+    def _backend_line(self) -> str:
+        cause = self.backend_down or self.history_missing or ""
+        if self.history_missing:
+            return f"history not replayed yet: live events only until it answers · {cause}"
+        return cause
 
     # -- derived figures ---------------------------------------------------------------------------
     def series(self, kind: str, seconds: int = SERIES_SECONDS) -> list[int]:
@@ -274,6 +300,20 @@ def _repr(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return repr(tuple(value) if isinstance(value, list) else value)
+
+
+def _move_to_top(state: ClusterState, newest_first: list[str]) -> None:
+    """Make these tasks the most recently updated again, keeping their order. ClusterState orders
+    by receive sequence and has no call for this, so its two tables are reordered here (see
+    engine/events/state.py: ``_ok``, ``_failed``, ``_seq``)."""
+    for uuid in reversed(newest_first):
+        task = state.task(uuid)
+        if task is None:  # evicted to make room for the history
+            continue
+        table = state._failed if uuid in state._failed else state._ok
+        table.move_to_end(uuid)
+        state._seq += 1
+        task.seq = state._seq
 
 
 def _received_at(event: dict[str, Any], clock: Callable[[], float]) -> float:

@@ -222,6 +222,11 @@ class Probe:
         meta = self.view.result_meta(task_id)
         if meta:
             out["result_meta"] = meta
+        elif not out["runs"] and not out.get("stored"):  # no worker recorded it: where is it?
+            from tqctl.whereabouts import locate
+
+            parked = self.view.parked(task_id)
+            out["whereabouts"] = {"delayed": parked} if parked else locate(self.view, task_id)
         return out
 
 

@@ -19,6 +19,7 @@ from tqctl.tui.messages import Loaded
 from tqctl.tui.screens.base import ConsoleScreen
 from tqctl.tui.screens.dialogs import ChoiceScreen, TextScreen
 from tqctl.tui.screens.tasks import SIGNALS, describe_tasks
+from tqctl.whereabouts import nowhere_line
 
 TABS = ("args", "result", "timeline", "family", "runs")
 MAX_NODES = 300
@@ -139,7 +140,9 @@ class TaskDetailScreen(ConsoleScreen):
     def _summary(self, task: TaskView | None, now: float) -> Text:
         if task is None:
             note = "not in the live view (evicted, or seen before the console started)"
-            return Text(note + (" · loading what the broker remembers…" if self.detail is None else ""), style="dim")
+            where = self._whereabouts()
+            note += " · loading what the broker remembers…" if self.detail is None else (f"\n{where}" if where else "")
+            return Text(note, style="dim")
         took = (
             f"running for {fmt.age(now - task.started)}"
             if task.state == "STARTED" and task.started
@@ -160,7 +163,21 @@ class TaskDetailScreen(ConsoleScreen):
         )
         if task.eta:
             line3 += f" · eta {task.eta}"
-        return Text("\n".join([line1, line2, line3]))
+        where = self._whereabouts() if task.state in (None, "PENDING") else None
+        return Text("\n".join([line1, line2, line3] + ([where] if where else [])))
+
+    def _whereabouts(self) -> str | None:
+        """Where a task no worker took waits, or that it is nowhere: PENDING alone (as Celery and
+        Flower show it) looks the same for a task still queued and one purged."""
+        found = (self.detail or {}).get("whereabouts")
+        if not found:
+            return None
+        if found.get("delayed"):
+            return f"waiting in the broker's delayed set until {found['delayed'].get('eta')}"
+        if found["queue"]:
+            return f"waiting in {found['queue']}: position {found['position']} of {found['depth']}"
+        delayed = ", not in the delayed set" if self.tq.source.can_peek else ""
+        return f"in no queue: {nowhere_line(found)}{delayed} (purged, expired, or sent to another broker)"
 
     def _args(self, task: TaskView | None) -> Text:
         message = (self.detail or {}).get("message")
