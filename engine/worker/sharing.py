@@ -112,6 +112,9 @@ class SharedFetch:
         self.slot_of: dict[str, int] = {}
         self.stopping: Any = lambda: False  # set by the child: the parent's stop flag
         self.retired = False  # took a retire token off the shared in-queue
+        # The queues this child fetches from, the parent's (remote commands change them). Empty
+        # (drain, every consumer cancelled): no fetch from Redis, but what the in-queue holds runs.
+        self.queues: list[str] | None = None
         self.taken: dict[str, bytes] = {}  # each message taken here, pickled (queue key, bytes): kept at an early ack
         self._ready = select.poll()
         self._ready.register(inq_r, select.POLLIN)
@@ -147,10 +150,12 @@ class SharedFetch:
             self.slot_of[tag] = slot
             self.taken[tag] = _dumps((key, raw))
             return [Delivery(tag, key, raw)]
-        free = self.slots.allocate(self.lane, self._batch)
-        if not free:  # every slot of ours is still out with the others: wait for them to settle
+        if self.queues is not None:
+            queues = self.queues
+        free = self.slots.allocate(self.lane, self._batch) if queues else []
+        if not free:  # every slot of ours is still out with the others, or nothing to fetch from
             self.ack(owner, [])
-            return []
+            return self._wait_for_shared(owner, queues, limit, timeout)
         with self._lock:
             pending, self._acks = self._acks, []
         try:
@@ -163,9 +168,7 @@ class SharedFetch:
             raise
         self._freed(pending)
         if not got:
-            if timeout > 0 and self._ready.poll(timeout * 1000):
-                return self.fetch(owner, queues, limit, 0, ())
-            return []
+            return self._wait_for_shared(owner, queues, limit, timeout)
         self.slots.brought[self.lane] += len(got)
         for slot, d in zip(free, got, strict=False):
             self.slots.hold(slot, d.tag, SHARED, 0)
@@ -176,6 +179,13 @@ class SharedFetch:
         if len(got) > 1:
             self._share(list(zip(free[1:], got[1:], strict=False)))
         return got[:1]
+
+    def _wait_for_shared(self, owner: str, queues: Sequence[str], limit: int, timeout: float) -> list[Delivery]:
+        """Nothing to fetch now: wait up to ``timeout`` for the in-queue (the parent's blocking
+        fetch fills it), then look once more."""
+        if timeout > 0 and self._ready.poll(timeout * 1000):
+            return self.fetch(owner, queues, limit, 0, ())
+        return []
 
     def pending_acks(self) -> list[str]:
         with self._lock:
@@ -286,7 +296,7 @@ def sharing_child_main(ends: ChildEnds, inq_w: int, slots: Slots, lane: int, par
     broker.stopping = lambda: bool(ends.shared.cancel[STOP])
     w.revoked.update(list(parent.revoked))
     upkeep = threading.Thread(target=_upkeep, args=(w, broker, ends.shared, reports), name="upkeep", daemon=True)
-    threading.Thread(target=_orders, args=(w, ends), name="orders", daemon=True).start()
+    threading.Thread(target=_orders, args=(w, broker, ends), name="orders", daemon=True).start()
     w.pool.start()  # a solo pool's worker_process_init: this child is a pool process
     upkeep.start()
     w.consumer.thread.start()
@@ -316,6 +326,10 @@ def _upkeep(w: Worker, broker: SharedFetch, shared: Shared, ends_out: Any) -> No
             _report_processed(w, ends_out, sent)
             w.settlement.flush_acks()
             broker.ack(w.owner, [])
+            # A fetch of this child's whose reply was lost may have run anyway: its own broker
+            # object remembers it (the parent's reconcile knows only the parent's fetches).
+            if broker.reconcile(w.owner):
+                log.warning("handed back message(s) a failed fetch had moved into the in-flight record")
             if w.settlement.pending:
                 w.settlement.retry_pending()
             w.events.flush()
@@ -324,7 +338,7 @@ def _upkeep(w: Worker, broker: SharedFetch, shared: Shared, ends_out: Any) -> No
             continue
 
 
-def _orders(w: Worker, ends: ChildEnds) -> None:
+def _orders(w: Worker, broker: SharedFetch, ends: ChildEnds) -> None:
     """The parent's orders on this child's inbox: revokes (each child sorts what it takes)."""
     while True:
         try:
@@ -334,12 +348,13 @@ def _orders(w: Worker, ends: ChildEnds) -> None:
         if isinstance(order, tuple) and order[0] == "revoke":
             w.revoked.update(order[1])
         elif isinstance(order, tuple) and order[0] == "state":
-            _apply_state(w, order[1])
+            _apply_state(w, broker, order[1])
 
 
-def _apply_state(w: Worker, state: dict[str, Any]) -> None:
-    """What a remote command changed in the parent, applied here."""
-    w.queues = list(state["queues"])
+def _apply_state(w: Worker, broker: SharedFetch, state: dict[str, Any]) -> None:
+    """What a remote command changed in the parent, applied here (the queues to the fetch only:
+    the consumer keeps taking what the in-queue holds)."""
+    broker.queues = list(state["queues"])
     for header, values in state["stamps"].items():
         w.revoked.stamps.add({header: list(values)})
     tasks = w.app.tasks
