@@ -221,8 +221,10 @@ def test_two_beats_send_each_slot_once_and_the_standby_takes_over(redis_client, 
     caught_up = [s for s in slots if by_pid[s] == standby.pid and s < t_takeover]
     assert caught_up, "the slots that fell due while no beat led fire on takeover"
     assert len(set(m["id"] for m in sent)) == len(sent)
-    logged = leader.log().count("beat: sent every-second") + standby.log().count("beat: sent every-second")
-    assert logged == len(sent)
+    from_leader = sum(1 for m in sent if m["pid"] == leader.pid)
+    assert standby.log().count("beat: sent every-second") == len(sent) - from_leader
+    # SIGKILL may land between the leader's last send and its log line (seen once in CI, on AMQP)
+    assert from_leader - leader.log().count("beat: sent every-second") in (0, 1)
     takeover = (t_takeover - t_kill).total_seconds()
     print(
         json.dumps({"test": "beat_takeover", "slots": len(slots), "takeover_s": round(takeover, 3), "lease_s": LEASE})
