@@ -655,8 +655,8 @@ class PreforkPool:
             return [c.pid for c in self._children if c.process.is_alive()]
 
     def kill_job(self, task_id: str, signum: int) -> bool:
-        if self._slots is not None:  # work-sharing: the running task's child, from the slot table
-            job = self.books()[0].get(task_id)
+        if self._slots is not None:  # work-sharing: the running task's child (``Worker.terminate`` refreshed the books)
+            job = self.host.active.get(task_id)  # type: ignore[attr-defined]
             if job is None or not job.worker_pid:
                 return False
             _kill(job.worker_pid, signum)

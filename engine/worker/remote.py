@@ -73,6 +73,12 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+# Commands that read ``active``/``reserved``: with work-sharing children those are read back from
+# the slot table and the broker first, a round trip that ``ping`` and the rest need not pay.
+READS_BOOKS = frozenset(
+    {"active", "reserved", "dump_active", "dump_reserved", "query_task", "stats", "revoke", "terminate"}
+    | {"revoke_by_stamped_headers", "drain"}
+)
 # Commands whose new state work-sharing children need too (each sorts and runs what it takes).
 CHILD_STATE = frozenset(
     {
@@ -238,7 +244,8 @@ class RemoteControl:
             log.warning("refused remote command %r (not in worker_control_allow)", method)
             return {"error": f"command {method!r} is not allowed on {self.worker.hostname}"}
         try:
-            self.worker.refresh_books()  # work-sharing children: what they hold, read now
+            if method in READS_BOOKS or method not in self.handlers:  # (a custom command may read them)
+                self.worker.refresh_books()  # work-sharing children: what they hold, read now
             answer = handler(**arguments)
             if method in CHILD_STATE:
                 self.worker.sync_children()  # work-sharing children sort what they take: they need it
