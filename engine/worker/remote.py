@@ -177,8 +177,7 @@ class RemoteControl:
         for alias, name in ALIASES.items():
             self.handlers[alias] = self.handlers[name]
         self.custom: dict[str, custom.CommandSpec] = {}
-        self._custom_loaded = 0.0
-        self.load_custom()
+        self._custom_loaded = 0.0  # ``Worker.start`` collects them (a pool's children never serve commands)
 
     def load_custom(self) -> None:
         """Collect the app's ``@control_command``/``@inspect_command`` functions; builtins keep their names."""

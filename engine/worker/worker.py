@@ -208,6 +208,9 @@ class Worker:
         self.broker.declare(self.queues)
         self.revoked.update(load_revoked(self.fanout))
         self.maintenance.beat()
+        # Before the pool forks: collecting custom commands reads every module's namespace, and the
+        # reference counts it writes would copy those pages into each child (about 8 MB a child).
+        self.remote.load_custom()
         self.pool.start()
         self.remote.thread.start()
         self._heart("worker-online", **self._worker_fields())
