@@ -5,7 +5,13 @@ logs, config, plugin list and the Erlang cookie (``HOME``). It has its own node 
 distribution ports, and its own ``epmd`` on a private port (``ERL_EPMD_PORT``), so it never meets
 a system node or another test session's. The node runs in the foreground as our child (the
 script's own signal handling stops it cleanly on SIGTERM); the ``epmd`` it daemonised is told to
-quit at the end. Ready means an AMQP login succeeds, not only that the Erlang node answers.
+quit at the end. Ready means an AMQP login succeeds and the node's own log says its boot completed
+with every listener bound, not only that the Erlang node answers.
+
+Its five ports are chosen together (so they differ) and may be taken by another process before the
+node binds them (servers and clients start all the time under xdist): a first start that fails on a
+taken port is tried again on fresh ones (``START_TRIES`` in all). A restart keeps the client-facing
+ports, which clients know; only the distribution ones can move then.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +32,26 @@ from typing import Any
 import amqp
 import pytest
 
-from tests.integration.servers import free_port, make_certs
+from tests.integration.servers import START_TRIES, PortPicker, PortTaken, free_ports, make_certs
 
 SCRIPT = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # the Debian package's, without the su wrapper
+
+
+PORTS = ("port", "dist_port", "epmd_port", "tls_port", "api_port")
+DISTRIBUTION = ("dist_port", "epmd_port")  # what a restart may move: no client knows them
+# The node's log on a listener's taken port: ``listen_error ... eaddrinuse`` (for the TLS one the
+# node even boots on without it). The distribution's are matched in ``_raise_if_port_taken``.
+LISTENER_TAKEN = "eaddrinuse"
+BOOTED = "Server startup complete"
+
+
+class NodePortTaken(PortTaken):
+    """Which ports a fresh pick could free, and whether the epmd on the old port is ours to stop."""
+
+    def __init__(self, what: str, movable: Sequence[str], epmd_ours: bool = True) -> None:
+        super().__init__(what)
+        self.movable = tuple(movable)
+        self.epmd_ours = epmd_ours
 
 
 def available() -> bool:
@@ -38,15 +61,28 @@ def available() -> bool:
 @dataclass
 class RabbitMQ:
     directory: Path
-    port: int = field(default_factory=free_port)
-    dist_port: int = field(default_factory=free_port)
-    epmd_port: int = field(default_factory=free_port)
+    port: int = 0  # 0: chosen by ``pick_ports``, like the other ports
+    dist_port: int = 0
+    epmd_port: int = 0
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     started_in: float = 0.0  # seconds from launch to the first AMQP login, for the CI budget
     tls: dict[str, str] | None = None  # make_certs' paths: a TLS listener on ``tls_port`` too
-    tls_port: int = field(default_factory=free_port)
+    tls_port: int = 0
     management: bool = False  # the management plugin (its HTTP API on ``api_port``): slower to start
-    api_port: int = field(default_factory=free_port)
+    api_port: int = 0
+    pick_ports: PortPicker = field(default=free_ports, repr=False)
+    started: bool = field(default=False, repr=False)
+    log_marks: dict[Path, int] = field(default_factory=dict, repr=False)  # log sizes at this launch
+
+    def __post_init__(self) -> None:
+        self._repick([name for name in PORTS if not getattr(self, name)])
+
+    def _repick(self, names: Sequence[str]) -> None:
+        """Fresh ports for ``names``, distinct from each other and from the ports kept."""
+        kept = {getattr(self, name) for name in PORTS if name not in names}
+        fresh = [port for port in self.pick_ports(len(names) + len(kept)) if port not in kept]
+        for name, port in zip(names, fresh, strict=False):
+            setattr(self, name, port)
 
     @property
     def url(self) -> str:
@@ -77,20 +113,30 @@ class RabbitMQ:
             "RABBITMQ_PID_FILE": str(d / "rabbitmq.pid"),
             "ERL_EPMD_PORT": str(self.epmd_port),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_CRASH_DUMP": str(d / "erl_crash.dump"),  # a failed boot's dump, not in the checkout
         }
 
     def start(self, timeout: float = 60.0) -> RabbitMQ:
-        try:
-            return self._start(timeout)
-        except RuntimeError as exc:
-            if "nodistribution" not in str(exc):
+        """Start and wait until ready; on a taken port, again on fresh ones (see the module's note).
+        If it still fails, nothing of it is left running."""
+        movable = DISTRIBUTION if self.started else PORTS
+        for attempt in range(1, START_TRIES + 1):
+            try:
+                self._start(timeout)
+            except NodePortTaken as exc:
+                self.stop()
+                if exc.epmd_ours:
+                    self._kill_epmd()
+                if attempt == START_TRIES or not set(exc.movable) <= set(movable):
+                    raise RuntimeError(f"rabbitmq-server: {exc} (start {attempt} of {START_TRIES})") from None
+                self._repick(movable)
+                continue
+            except BaseException:
+                self.close()
                 raise
-        # Erlang's distribution did not come up: the private epmd or distribution port was taken
-        # between choosing it and binding it (servers and clients start all the time in a test
-        # run; seen once in CI). Once more on fresh ones; the AMQP port stays, for restarts.
-        self._kill_epmd()
-        self.epmd_port, self.dist_port = free_port(), free_port()
-        return self._start(timeout)
+            self.started = True
+            return self
+        raise AssertionError("unreachable")
 
     def _start(self, timeout: float) -> RabbitMQ:
         d = self.directory
@@ -115,6 +161,7 @@ class RabbitMQ:
         (d / "rabbitmq.conf").write_text(conf)
         (d / "rabbitmq-env.conf").write_text("")
         (d / "enabled_plugins").write_text("[rabbitmq_management].\n" if self.management else "[].\n")
+        self.log_marks = {path: path.stat().st_size for path in self._log_paths()}
         began = time.monotonic()
         with open(d / "server.out", "ab") as out:
             self.proc = subprocess.Popen(
@@ -132,19 +179,38 @@ class RabbitMQ:
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            if self.proc is not None and self.proc.poll() is not None:
+            exited = self.proc is not None and self.proc.poll() is not None  # before reading its log
+            self._raise_if_port_taken()
+            if exited:
+                assert self.proc is not None
                 raise RuntimeError(f"rabbitmq-server exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
-            try:
-                conn = amqp.Connection(f"127.0.0.1:{self.port}", userid="guest", password="guest", connect_timeout=1)
-                conn.connect()
-                conn.close()
-                if self.management and not self._api_up():
-                    raise ConnectionError("the management API is not up yet")
+            if self._answers():
+                self._raise_if_port_taken()  # a listener failed just before the boot completed
                 return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"rabbitmq-server not ready after {timeout}s:\n{self.log()[-3000:]}") from None
-                time.sleep(0.1)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"rabbitmq-server not ready after {timeout}s:\n{self.log()[-3000:]}")
+            time.sleep(0.1)
+
+    def _answers(self) -> bool:
+        """An AMQP login works and the node's own log says its boot completed: the login alone
+        could reach whoever took the port, and a failed TLS listener does not stop the boot."""
+        try:
+            conn = amqp.Connection(f"127.0.0.1:{self.port}", userid="guest", password="guest", connect_timeout=1)
+            conn.connect()
+            conn.close()
+        except Exception:
+            return False
+        return BOOTED in self._new_log() and (not self.management or self._api_up())
+
+    def _raise_if_port_taken(self) -> None:
+        text = self._new_log()
+        if LISTENER_TAKEN in text:
+            raise NodePortTaken("a listener's port was taken (eaddrinuse)", PORTS)
+        if self.proc is not None and self.proc.poll() is not None:
+            if "dist_port_already_used" in text:
+                raise NodePortTaken("the Erlang distribution port was taken", DISTRIBUTION)
+            if "nodistribution" in text:  # epmd could not listen: what holds its port is not ours
+                raise NodePortTaken("no Erlang distribution: epmd's port was taken", DISTRIBUTION, epmd_ours=False)
 
     def _api_up(self) -> bool:
         try:
@@ -155,9 +221,16 @@ class RabbitMQ:
             return False
         return True
 
-    def log(self) -> str:
+    def _log_paths(self) -> list[Path]:
         parts = [self.directory / "server.out", *sorted((self.directory / "log").glob("*.log"))]
-        return "\n".join(p.read_text(errors="replace") for p in parts if p.exists())
+        return [p for p in parts if p.exists()]
+
+    def log(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self._log_paths())
+
+    def _new_log(self) -> str:
+        """What this launch logged: a restart appends to the same files."""
+        return "\n".join(p.read_bytes()[self.log_marks.get(p, 0) :].decode(errors="replace") for p in self._log_paths())
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM: the script stops the node (queues and durable messages are kept on disk)."""
