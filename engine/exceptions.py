@@ -73,12 +73,23 @@ class MaxRetriesExceededError(TaskError):
     """The task asked to retry once more than ``max_retries`` allows."""
 
 
-class SoftTimeLimitExceeded(Exception):
-    """Raised inside a running task when its soft time limit passes, so it can clean up."""
+class _NamedByArgs(Exception):
+    """``str()`` is the class name and its arguments, ``SoftTimeLimitExceeded()`` or
+    ``TimeLimitExceeded(2.0,)``, as Celery 5.7's time-limit errors read in a stored traceback, a
+    log line and ``str(result.result)``: with no message, a bare ``str()`` would be empty."""
+
+    def __str__(self) -> str:
+        return type(self).__name__ + repr(self.args)
 
 
-class TimeLimitExceeded(Exception):
-    """The hard time limit passed and the process running the task was killed."""
+class SoftTimeLimitExceeded(_NamedByArgs):
+    """Raised inside a running task when its soft time limit passes, so it can clean up.
+    Raised with no arguments, as Celery's."""
+
+
+class TimeLimitExceeded(_NamedByArgs):
+    """The hard time limit passed and the process running the task was killed. Its one
+    argument is the limit in seconds, as Celery's (``TimeLimitExceeded(2.0)``)."""
 
 
 class Ignore(TaskPredicate, TaskError):

@@ -3,12 +3,19 @@
 On a process's main thread SIGALRM interrupts even a blocking ``sleep``; that serves solo and
 prefork children (whose hard limit is a SIGKILL from the parent). Threads can only be reached
 by an asynchronous exception, delivered at the next Python bytecode.
+
+What a limit says is Celery 5.7's, for every pool: ``SoftTimeLimitExceeded()`` with no arguments,
+``TimeLimitExceeded(limit)``, and the worker lines "Soft time limit (1s) exceeded for name[id]"
+(a warning) and "Hard time limit (1s) exceeded for name[id]" (an error) from ``soft_exceeded`` and
+``hard_exceeded``, which every pool calls when a limit fires.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
+import logging
 import signal
 import threading
 import time
@@ -17,6 +24,33 @@ from contextlib import contextmanager
 from types import FrameType
 
 from engine.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from engine.log import current_task, running_request
+
+log = logging.getLogger("engine.worker")
+
+
+def soft_exceeded(limit: float, name: str, task_id: str) -> SoftTimeLimitExceeded:
+    """The worker's warning line, and the exception to raise in the task."""
+    log.warning("Soft time limit (%ss) exceeded for %s[%s]", limit, name, task_id)
+    return SoftTimeLimitExceeded()
+
+
+def hard_exceeded(limit: float, name: str, task_id: str) -> TimeLimitExceeded:
+    """The worker's error line, and the task's failure (raised in it, or stored for it by a
+    parent that killed the process running it)."""
+    log.error("Hard time limit (%ss) exceeded for %s[%s]", limit, name, task_id)
+    return TimeLimitExceeded(limit)
+
+
+def exceeded(limit: float, hard: bool, name: str, task_id: str) -> BaseException:
+    return hard_exceeded(limit, name, task_id) if hard else soft_exceeded(limit, name, task_id)
+
+
+def _exceeded_here(limit: float, hard: bool) -> BaseException:
+    """For the task running on this thread (a signal handler runs on the task's own thread)."""
+    task, request = current_task(), running_request()
+    name, task_id = ("???", "???") if task is None or request is None else (str(task.name), str(request.id))
+    return exceeded(limit, hard, name, task_id)
 
 
 @contextmanager
@@ -25,17 +59,14 @@ def alarm_limits(soft: float | None, hard: float | None) -> Iterator[None]:
     if not soft and not hard:
         yield
         return
-    stages = sorted(
-        [(s, SoftTimeLimitExceeded) for s in [soft] if s] + [(h, TimeLimitExceeded) for h in [hard] if h],
-        key=lambda st: st[0],
-    )
+    stages = sorted([(s, False) for s in [soft] if s] + [(h, True) for h in [hard] if h], key=lambda st: st[0])
     started = time.monotonic()
 
     def fire(signum: int, frame: FrameType | None) -> None:
-        limit, exc_type = stages.pop(0)
+        limit, hard = stages.pop(0)
         if stages:
             signal.setitimer(signal.ITIMER_REAL, max(0.001, stages[0][0] - (time.monotonic() - started)))
-        raise exc_type(f"time limit ({limit}s) exceeded")
+        raise _exceeded_here(limit, hard)
 
     previous = signal.signal(signal.SIGALRM, fire)
     signal.setitimer(signal.ITIMER_REAL, stages[0][0])
@@ -44,6 +75,22 @@ def alarm_limits(soft: float | None, hard: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@functools.cache
+def _hard_limit_class(limit: float) -> type[TimeLimitExceeded]:
+    """``PyThreadState_SetAsyncExc`` raises a class, never an instance, so the class itself must
+    carry the limit: built with no arguments it is ``TimeLimitExceeded(limit)``, named, stored and
+    pickled as the plain class."""
+
+    def __init__(self: TimeLimitExceeded, *args: object) -> None:
+        TimeLimitExceeded.__init__(self, *(args or (limit,)))
+
+    def __reduce__(self: TimeLimitExceeded) -> tuple[type[TimeLimitExceeded], tuple[object, ...]]:
+        return TimeLimitExceeded, self.args
+
+    body = {"__init__": __init__, "__reduce__": __reduce__, "__module__": TimeLimitExceeded.__module__}
+    return type("TimeLimitExceeded", (TimeLimitExceeded,), {**body, "__qualname__": "TimeLimitExceeded"})
 
 
 def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
@@ -70,9 +117,11 @@ class ThreadLimiter:
         now = time.monotonic()
         with self._cond:
             self._active[tid] = token
-            for limit, exc in ((soft, SoftTimeLimitExceeded), (hard, TimeLimitExceeded)):
-                if limit:
-                    heapq.heappush(self._heap, (now + limit, tid, token, exc))
+            stages: list[tuple[float, type[BaseException]]] = [(soft, SoftTimeLimitExceeded)] if soft else []
+            if hard:
+                stages.append((hard, _hard_limit_class(hard)))
+            for limit, exc in stages:
+                heapq.heappush(self._heap, (now + limit, tid, token, exc))
             self._cond.notify()
         return token
 

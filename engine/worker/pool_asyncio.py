@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from engine import aio, trace
 from engine.asyncrun import Bridge, Terminated
-from engine.exceptions import ImproperlyConfigured, SoftTimeLimitExceeded, TimeLimitExceeded
+from engine.exceptions import ImproperlyConfigured
 from engine.extras import install_hint
-from engine.worker.limits import ThreadLimiter
+from engine.worker.limits import ThreadLimiter, exceeded
 from engine.worker.pool import run_on_thread
 
 if TYPE_CHECKING:
@@ -195,14 +195,11 @@ class AsyncioPool:
             self._next()
 
     async def _run_async(self, job: Job, bridge: Bridge) -> None:
-        timers = []
-        for limit, exc_type, hard in (
-            (job.soft_limit, SoftTimeLimitExceeded, False),
-            (job.hard_limit, TimeLimitExceeded, True),
-        ):
-            if limit:
-                exc = exc_type(f"time limit ({limit}s) exceeded")
-                timers.append(self._loop.call_later(limit, bridge.interrupt, exc, hard))
+        def fire(limit: float, hard: bool) -> None:
+            bridge.interrupt(exceeded(limit, hard, job.name, job.id), hard)
+
+        limits = ((job.soft_limit, False), (job.hard_limit, True))
+        timers = [self._loop.call_later(limit, fire, limit, hard) for limit, hard in limits if limit]
         outcome: Outcome
         try:
             outcome = await bridge.run(trace.run, self.host.app, job.task, job.request(self.host.hostname))

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from engine import trace
 from engine.asyncrun import Terminated
-from engine.exceptions import ImproperlyConfigured, SoftTimeLimitExceeded, TimeLimitExceeded
+from engine.exceptions import ImproperlyConfigured
 from engine.extras import install_hint
+from engine.worker.limits import exceeded
 from engine.worker.pool import drain, start_threads
 
 if TYPE_CHECKING:
@@ -85,11 +86,7 @@ class GeventPool:
     def _run(self, job: Job) -> None:
         if not self.host.on_start(job):
             return
-        timers = []
-        for limit, exc_type in ((job.soft_limit, SoftTimeLimitExceeded), (job.hard_limit, TimeLimitExceeded)):
-            if limit:
-                exc = exc_type(f"time limit ({limit}s) exceeded")
-                timers.append(self._gevent.Timeout.start_new(limit, exc))
+        timers = self._arm_limits(job)
         outcome: Outcome
         self._in_task.add(job.id)
         try:
@@ -105,6 +102,23 @@ class GeventPool:
                 timer.close()
         if not self._dead:
             self.host.on_done(job, outcome)
+
+    def _arm_limits(self, job: Job) -> list[Any]:
+        """Hub timers that, at a limit, log it and throw its exception into this greenlet (as a
+        ``gevent.Timeout`` would, but with the exception made, and the line logged, as it fires)."""
+        here = self._gevent.getcurrent()
+        loop = self._gevent.get_hub().loop
+
+        def fire(limit: float, hard: bool) -> None:
+            here.throw(exceeded(limit, hard, job.name, job.id))
+
+        timers = []
+        for limit, hard in ((job.soft_limit, False), (job.hard_limit, True)):
+            if limit:
+                timer = loop.timer(limit)
+                timer.start(fire, limit, hard, update=True)
+                timers.append(timer)
+        return timers
 
     def stop(self, timeout: float) -> list[Job]:
         """Warm: queued jobs go back, running ones finish (up to ``timeout``, then are handed back)."""

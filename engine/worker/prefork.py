@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import engine.backend.redis  # noqa: F401  imported once here, shared by every child (not once per child)
 from engine import signals, trace
-from engine.exceptions import TimeLimitExceeded, WorkerLostError
+from engine.exceptions import WorkerLostError
 from engine.worker.child import PACKET, SLOTS, STOP, ChildEnds, Shared, child_main, dumps
+from engine.worker.limits import hard_exceeded
 from engine.worker.pool import PoolHost
 from engine.worker.slots import DONE as DONE_SLOT
 from engine.worker.slots import RUNNING as RUNNING_SLOT
@@ -453,7 +454,7 @@ class PreforkPool:
             lost = self._settle_dead_child(child.pid, child.lane)
             if self._timed_out.pop(child.pid, None) is not None:
                 for job in lost:
-                    error = TimeLimitExceeded(f"hard time limit ({job.hard_limit}s) exceeded")
+                    error = hard_exceeded(job.hard_limit or 0, job.name, job.id)  # Celery's line and error
                     _report(self.host.on_lost, job, "time_limit", error)
                 lost = []
         for job in lost:
@@ -607,7 +608,7 @@ class PreforkPool:
             for other in lost:
                 if other is job:
                     limit = job.hard_limit
-                    error: BaseException = TimeLimitExceeded(f"hard time limit ({limit}s) exceeded")
+                    error: BaseException = hard_exceeded(limit or 0, job.name, job.id)  # Celery's line and error
                     _report(self.host.on_lost, job, "time_limit", error)
                 else:
                     error = WorkerLostError(f"child process {child.pid} was killed at its task's hard time limit")
