@@ -37,6 +37,7 @@ ROOM_WAIT = 0.2  # seconds: the longest sleep on a full window before looking at
 # queue runs dry fetches at once.
 REFILL_QUARTERS = 3
 GIVE_UP_AFTER = 10  # unexpected fetch-loop errors in a row (about 40 s of backoff) before the worker stops
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 5.0  # seconds between fetch attempts while the broker is away
 
 
 class Consumer:
@@ -56,6 +57,7 @@ class Consumer:
         self._fetching = threading.Lock()  # one fetch-and-sort at a time: ``run`` or ``top_up``
         self.epoch = 0  # the lease epoch read just before the current fetch (jobs carry it)
         self._dry = True  # the last fetch came back short: the queues had no more then
+        self._backoff, self._failures = BACKOFF_FIRST, 0  # the fetch loop's, across ``step`` calls
         self.thread = threading.Thread(target=self.run, name="consumer", daemon=True)
 
     # -- the loop -----------------------------------------------------------------------------
@@ -70,42 +72,51 @@ class Consumer:
             raise
 
     def _loop(self) -> None:
+        while not self.worker.stopping.is_set():
+            self.step()
+
+    def step(self) -> None:
+        """One pass: wait for room, or fetch (blocking while the queues are empty) and sort.
+
+        The loop of the consumer's thread, or of a work-sharing child's only thread between its
+        tasks (``sharing.serve``): a broker error backs off here, so either caller just calls again.
+        """
         w = self.worker
-        backoff, failures = 0.5, 0
-        while not w.stopping.is_set():
-            if not w.queues:  # draining or every consumer cancelled
-                w.stopping.wait(0.2)
-                continue
-            room = self.capacity.room()
-            if room <= 0:
-                self.capacity.wait_for_room(ROOM_WAIT)
-                with self._fetching:
-                    self._release_held()
-                continue
-            if self._not_due(room):
-                self._wait_for_refill()
-                continue
-            try:
-                with self._fetching:
-                    room = self.capacity.room()  # ``top_up`` may have filled it while we waited for the lock
-                    if room > 0:
-                        self._fetch_and_sort(room, self._block_for())
-            except (redis.RedisError, BrokerUnavailable, OSError) as exc:
-                log.warning("broker unreachable, retrying in %.1fs: %s", backoff, exc)
-                w.stopping.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            except Exception:  # a bug, not the broker: keep consuming, but say so loudly
-                failures += 1
-                if failures >= GIVE_UP_AFTER:  # stuck for good: stop, so what we hold is handed back
-                    log.critical("the fetch loop failed %d times in a row; stopping the worker", failures)
-                    w.request_stop()
-                    return
-                log.exception("unexpected error in the fetch loop, retrying in %.1fs", backoff)
-                w.stopping.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff, failures = 0.5, 0
+        if not w.queues:  # draining or every consumer cancelled
+            w.stopping.wait(0.2)
+            return
+        room = self.capacity.room()
+        if room <= 0:
+            self.capacity.wait_for_room(ROOM_WAIT)
+            with self._fetching:
+                self._release_held()
+            return
+        if self._not_due(room):
+            self._wait_for_refill()
+            return
+        try:
+            with self._fetching:
+                room = self.capacity.room()  # ``top_up`` may have filled it while we waited for the lock
+                if room > 0:
+                    self._fetch_and_sort(room, self._block_for())
+        except (redis.RedisError, BrokerUnavailable, OSError) as exc:
+            log.warning("broker unreachable, retrying in %.1fs: %s", self._backoff, exc)
+            self._back_off()
+            return
+        except Exception:  # a bug, not the broker: keep consuming, but say so loudly
+            self._failures += 1
+            if self._failures >= GIVE_UP_AFTER:  # stuck for good: stop, so what we hold is handed back
+                log.critical("the fetch loop failed %d times in a row; stopping the worker", self._failures)
+                w.request_stop()
+                return
+            log.exception("unexpected error in the fetch loop, retrying in %.1fs", self._backoff)
+            self._back_off()
+            return
+        self._backoff, self._failures = BACKOFF_FIRST, 0
+
+    def _back_off(self) -> None:
+        self.worker.stopping.wait(self._backoff)
+        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
 
     def _fetch_and_sort(self, room: int, block: float) -> int:
         """One fetch (pending acks ride along) and every message sorted; returns how many came."""

@@ -106,27 +106,35 @@ class SoloPool:
 
     def run_main(self, stopping: threading.Event) -> None:
         while not stopping.is_set():
-            try:
-                job = self._jobs.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if job is None:
+            if self.run_next(0.2) is None:
                 return
-            self._running = job
+
+    def run_next(self, timeout: float) -> bool | None:
+        """Run the next submitted job if one comes within ``timeout``: True if one ran (or was
+        skipped), False if none came, None at the stop marker. A work-sharing child calls it
+        between its own fetches, so its one thread fetches, sorts and runs (``sharing.serve``)."""
+        try:
+            job = self._jobs.get(timeout=timeout) if timeout > 0 else self._jobs.get_nowait()
+        except queue.Empty:
+            return False
+        if job is None:
+            return None
+        self._running = job
+        try:
+            if not self.host.on_start(job):
+                return True
             try:
-                if not self.host.on_start(job):
-                    continue
-                try:
-                    with alarm_limits(job.soft_limit, job.hard_limit if self.hard_limits else None):
-                        outcome = trace.run(self.host.app, job.task, job.request(self.host.hostname))
-                except Exception as exc:  # outside trace's own net: still an outcome
-                    outcome = trace.internal_error(exc)
-                self._settle(job, outcome)
-            except BaseException:
-                self._interrupted.append(job)
-                raise
-            finally:
-                self._running = None
+                with alarm_limits(job.soft_limit, job.hard_limit if self.hard_limits else None):
+                    outcome = trace.run(self.host.app, job.task, job.request(self.host.hostname))
+            except Exception as exc:  # outside trace's own net: still an outcome
+                outcome = trace.internal_error(exc)
+            self._settle(job, outcome)
+        except BaseException:
+            self._interrupted.append(job)
+            raise
+        finally:
+            self._running = None
+        return True
 
     def _settle(self, job: Job, outcome: Outcome) -> None:
         try:

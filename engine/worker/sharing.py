@@ -6,10 +6,10 @@ rest into the in-queue for whichever child is free first. So fetches stay batche
 trip for several messages) without a batch waiting behind one child's long task, and the parent
 is out of the per-task path: each child sorts, runs, settles and observes what it takes, as a
 solo worker does. The parent keeps the owner's heartbeat (its lease reaches the children through
-shared memory), remote control and the pool's supervision.
-
-BRANCH WORK IN PROGRESS (issue 17): crash accounting, hard limits, revokes after start-up,
-``inspect active``/``reserved`` and resizing are not done yet; see proto/DESIGN.md.
+shared memory), remote control and the pool's supervision: crash accounting and hard limits
+through the shared slot table (``slots``), revokes and remote changes through each child's inbox.
+A child has one thread for its work (``serve``: fetch, sort, run, settle) beside two small ones:
+upkeep (acks, events, history, the stop flag) and orders (the parent's messages).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("engine.worker")
 COLD = signal.SIGUSR1  # from the parent: stop now, handing back an early-acked running task
 UPKEEP = 0.1  # seconds between a child's flushes of acks, events and history
+STOP_LOOK = 0.25  # seconds an idle child waits on the in-queue between looks at the stop flag
 ACK_BATCH = 32  # acks a child holds before it sends them without waiting for its next fetch
 
 
@@ -132,30 +133,13 @@ class SharedFetch:
             return []  # the worker stops: nothing more starts here (what is shared is handed back)
         data = _take(self._inq_r)
         if data is not None:
-            if len(self._acks) >= ACK_BATCH:
-                self.ack(owner, [])
-            order = pickle.loads(data)
-            if order is None:  # a retire token (the pool shrinks): this child stops
-                self.retired = True
-                return []
-            slot, tag, key, raw = order
-            if raw is None:  # shared by reference (too large for a packet)
-                held = self._broker.held(owner, tag)
-                if held is None:  # taken back while the worker looked dead: not ours to run
-                    self.slots.free(slot)
-                    self.slots.settled[self.lane] += 1
-                    return []
-                raw = held.raw
-            self.slots.mark(slot, TAKEN, self.pid)
-            self.slot_of[tag] = slot
-            self.taken[tag] = _dumps((key, raw))
-            return [Delivery(tag, key, raw)]
+            return self._taken(owner, data)
         if self.queues is not None:
             queues = self.queues
         free = self.slots.allocate(self.lane, self._batch) if queues else []
         if not free:  # every slot of ours is still out with the others, or nothing to fetch from
             self.ack(owner, [])
-            return self._wait_for_shared(owner, queues, limit, timeout)
+            return self._wait_for_shared(owner, timeout)
         with self._lock:
             pending, self._acks = self._acks, []
         try:
@@ -168,7 +152,7 @@ class SharedFetch:
             raise
         self._freed(pending)
         if not got:
-            return self._wait_for_shared(owner, queues, limit, timeout)
+            return self._wait_for_shared(owner, timeout)
         self.slots.brought[self.lane] += len(got)
         for slot, d in zip(free, got, strict=False):
             self.slots.hold(slot, d.tag, SHARED, 0)
@@ -180,11 +164,36 @@ class SharedFetch:
             self._share(list(zip(free[1:], got[1:], strict=False)))
         return got[:1]
 
-    def _wait_for_shared(self, owner: str, queues: Sequence[str], limit: int, timeout: float) -> list[Delivery]:
+    def _taken(self, owner: str, data: bytes) -> list[Delivery]:
+        """A packet off the shared in-queue: the message it names, now this child's."""
+        if len(self._acks) >= ACK_BATCH:
+            self.ack(owner, [])
+        order = pickle.loads(data)
+        if order is None:  # a retire token (the pool shrinks): this child stops
+            self.retired = True
+            return []
+        slot, tag, key, raw = order
+        if raw is None:  # shared by reference (too large for a packet)
+            held = self._broker.held(owner, tag)
+            if held is None:  # taken back while the worker looked dead: not ours to run
+                self.slots.free(slot)
+                self.slots.settled[self.lane] += 1
+                return []
+            raw = held.raw
+        self.slots.mark(slot, TAKEN, self.pid)
+        self.slot_of[tag] = slot
+        self.taken[tag] = _dumps((key, raw))
+        return [Delivery(tag, key, raw)]
+
+    def _wait_for_shared(self, owner: str, timeout: float) -> list[Delivery]:
         """Nothing to fetch now: wait up to ``timeout`` for the in-queue (the parent's blocking
-        fetch fills it), then look once more."""
-        if timeout > 0 and self._ready.poll(timeout * 1000):
-            return self.fetch(owner, queues, limit, 0, ())
+        fetch fills it). Every idle child's poll wakes for each packet; those that lose it wait
+        again rather than each make a round trip to Redis. The parent's stop flag is looked at
+        every ``STOP_LOOK`` seconds."""
+        end = time.monotonic() + timeout
+        while (left := end - time.monotonic()) > 0 and not self.stopping():
+            if self._ready.poll(min(left, STOP_LOOK) * 1000) and (data := _take(self._inq_r)) is not None:
+                return self._taken(owner, data)
         return []
 
     def pending_acks(self) -> list[str]:
@@ -299,12 +308,24 @@ def sharing_child_main(ends: ChildEnds, inq_w: int, slots: Slots, lane: int, par
     threading.Thread(target=_orders, args=(w, broker, ends), name="orders", daemon=True).start()
     w.pool.start()  # a solo pool's worker_process_init: this child is a pool process
     upkeep.start()
-    w.consumer.thread.start()
     try:
-        w.pool.run_main(w.stopping)
+        serve(w)
     finally:
         _stop(w, broker)
         signals.worker_process_shutdown.send(sender=w.hostname, pid=os.getpid(), exitcode=0)
+
+
+def serve(w: Worker) -> None:
+    """The child's one thread fetches, sorts and runs: no consumer thread hands it each job. A
+    finished task's ``top_up`` takes the next one at once; while none is there the child waits on
+    the shared in-queue (``SharedFetch._wait_for_shared``) inside the consumer's ``step``."""
+    pool = w.pool
+    while not w.stopping.is_set():
+        ran = pool.run_next(0)  # type: ignore[attr-defined]  # a solo pool's
+        if ran is None:
+            return
+        if not ran:
+            w.consumer.step()
 
 
 def _report_processed(w: Worker, out: Any, sent: dict[str, int]) -> None:
@@ -388,8 +409,6 @@ def _stop(w: Worker, broker: SharedFetch) -> None:
     """Warm: the running task has finished; what this child holds but never started goes back to
     its queue (not ``requeue_all``: the in-flight record is shared with the other children)."""
     w.stopping.set()
-    if w.consumer.thread.is_alive():
-        w.consumer.thread.join(3)
     unstarted = w.consumer.take_held() + w.pool.stop(0)
     tags = [job.delivery.tag for job in unstarted]
     if tags:
