@@ -5,7 +5,12 @@ imports it with ``-A``): the app has no broker of its own, the worker gets the t
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -14,6 +19,8 @@ import pytest
 from engine import App, group
 from engine.result import allow_join_result
 from tests.integration.conftest import client_app
+from tests.integration.harness import ChildProcess, WorkerProcess, wait_for
+from tests.integration.test_ops_events import Tail
 
 pytestmark = pytest.mark.integration
 APP = __name__
@@ -44,6 +51,44 @@ def spawn() -> str:
     add.delay(1, 1)
     add.delay(2, 2)
     return "spawned"
+
+
+def sleep_through(seconds: float) -> str:
+    """Short sleeps: the thread pool's limit (an asynchronous exception) lands between two."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.02)
+    return "not interrupted"
+
+
+def catch_soft(seconds: float) -> Any:
+    """What a task that catches its soft limit sees of it (ours, or Celery's from billiard)."""
+    try:
+        return sleep_through(seconds)
+    except Exception as exc:
+        if type(exc).__name__ != "SoftTimeLimitExceeded":
+            raise
+        return [str(exc), repr(exc), list(exc.args)]
+
+
+app.task(name="parity.sleep_through")(sleep_through)
+app.task(name="parity.catch_soft")(catch_soft)
+
+
+def __getattr__(name: str) -> Any:
+    """``celery_twin``: the same task functions on a real Celery 5.7 app, made only when a Celery
+    worker asks for it (``-A tests.integration.test_parity_celery57:celery_twin``): our workers
+    import this module too, and never import Celery."""
+    if name != "celery_twin":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import celery
+
+    twin = celery.Celery("parity_twin", broker=os.environ.get("PARITY_BROKER"), set_as_current=False)
+    twin.conf.update(result_backend=os.environ.get("PARITY_BROKER"), broker_connection_retry_on_startup=True)
+    twin.task(name="parity.sleep_through")(sleep_through)
+    twin.task(name="parity.catch_soft")(catch_soft)
+    globals()["celery_twin"] = twin
+    return twin
 
 
 @pytest.fixture
@@ -100,3 +145,133 @@ def test_build_graph_has_the_result_and_what_it_started(parity: Any, start_worke
     graph.to_dot(dot)
     assert dot.getvalue().startswith("digraph dependencies {")
     assert all(f'"{started.id}" -> "{child.id}"' in dot.getvalue() for child in children)
+
+
+# -- time limits --------------------------------------------------------------------------------
+
+
+class CeleryTwin(ChildProcess):
+    """A real Celery 5.7 prefork worker (the pool that enforces time limits) on ``celery_twin``."""
+
+    ready_marker = " ready."
+
+    def __init__(self, url: str, log_path: Path) -> None:
+        env = {**os.environ, "PARITY_BROKER": url, "PYTHONPATH": str(Path(__file__).parents[2])}
+        argv = [sys.executable, "-m", "celery", "-A", f"{APP}:celery_twin", "worker", "-P", "prefork", "-c", "1"]
+        argv += ["-E", "-Q", "theirs", "--without-mingle", "--without-gossip", "-l", "info", "-n", "twin@%h"]
+        super().__init__(argv, log_path, env)
+
+
+@pytest.fixture
+def tail(broker_url: str) -> Iterator[Tail]:
+    follower = Tail(broker_url)
+    yield follower
+    follower.close()
+
+
+LIMIT_LINE = re.compile(r"(?:Soft|Hard) time limit \([^)]*\) exceeded for [\w.]+\[[\w-]+\]")
+
+
+def limit_runs(client: Any, queue: str) -> dict[str, Any]:
+    """A soft limit not caught, one caught, a hard limit (0.5 s each), run to their ends."""
+    runs = {
+        "soft": client.send_task("parity.sleep_through", (30,), soft_time_limit=0.5, queue=queue),
+        "caught": client.send_task("parity.catch_soft", (30,), soft_time_limit=0.5, queue=queue),
+        "hard": client.send_task("parity.sleep_through", (30,), time_limit=0.5, queue=queue),
+    }
+    for result in runs.values():
+        result.get(timeout=60, propagate=False)
+    return runs
+
+
+def what_a_user_sees(runs: dict[str, Any], log: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per run: its state and result as a Celery client reads them, the stored traceback's last
+    line less the class's module, the task-failed events' exception field; and the worker's limit
+    lines, task ids named by run."""
+    seen: dict[str, Any] = {}
+    for kind, result in runs.items():
+        value = result.result
+        last = (result.traceback or "").strip().splitlines()[-1:]
+        seen[kind] = {
+            "state": result.state,
+            "type": type(value).__name__,
+            "str": str(value),
+            "args": value.args if isinstance(value, BaseException) else None,
+            "traceback": [line.split(": ", 1)[-1] for line in last],
+            "events": [e.get("exception") for e in events if e["type"] == "task-failed" and e["uuid"] == result.id],
+        }
+        log = log.replace(result.id, kind)
+    seen["log"] = LIMIT_LINE.findall(log)
+    return seen
+
+
+def run(state: str, type_: str, text: str, args: Any, traceback: list[str]) -> dict[str, Any]:
+    return {"state": state, "type": type_, "str": text, "args": args, "traceback": traceback}
+
+
+# What a Celery 5.7 prefork worker gives, as test_time_limit_errors_read_as_a_celery_workers sees.
+CELERYS: dict[str, Any] = {
+    "soft": run("FAILURE", "SoftTimeLimitExceeded", "SoftTimeLimitExceeded()", (), ["SoftTimeLimitExceeded()"]),
+    "caught": run("SUCCESS", "list", str(["SoftTimeLimitExceeded()"] * 2 + [[]]), None, []),
+    "hard": run("FAILURE", "TimeLimitExceeded", "TimeLimitExceeded(0.5,)", (0.5,), []),  # no traceback
+    "log": [
+        "Soft time limit (0.5s) exceeded for parity.sleep_through[soft]",
+        "Soft time limit (0.5s) exceeded for parity.catch_soft[caught]",
+        "Hard time limit (0.5s) exceeded for parity.sleep_through[hard]",
+    ],
+}
+
+
+def without_events(seen: dict[str, Any]) -> dict[str, Any]:
+    return {
+        kind: {k: v for k, v in got.items() if k != "events"} if kind != "log" else got for kind, got in seen.items()
+    }
+
+
+def test_time_limit_errors_read_as_a_celery_workers(
+    broker_url: str, tail: Tail, celery_app: Any, start_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """Before: ours read ``SoftTimeLimitExceeded('time limit (0.5s) exceeded')`` and
+    ``TimeLimitExceeded('hard time limit (0.5s) exceeded')`` in the result, its traceback, the
+    event and the log, and logged no "Soft/Hard time limit (0.5s) exceeded for name[id]" line. Now
+    word for word a Celery prefork worker's, read by the same Celery client. Except: Celery's
+    hard-limit task-failed events (two of them) read ``ExceptionWithTraceback()``, billiard's
+    wrapper; ours (one) names the error."""
+    twin = CeleryTwin(broker_url, tmp_path / "celery.log")
+    try:
+        twin.wait_ready(60)
+        ours = start_worker("-P", "prefork", "-c", "1", app=APP)
+        runs = {"celery": limit_runs(celery_app, "theirs"), "ours": limit_runs(celery_app, "celery")}
+        ids = {r.id for side in runs.values() for r in side.values() if r.state == "FAILURE"}
+        wait_for(lambda: ids <= {e["uuid"] for e in tail.seen() if e["type"] == "task-failed"}, 30, "the events")
+        celery_log = twin.log()
+    finally:
+        twin.close()
+    seen = {
+        "celery": what_a_user_sees(runs["celery"], celery_log, tail.seen()),
+        "ours": what_a_user_sees(runs["ours"], ours.log(), tail.seen()),
+    }
+    assert seen["celery"]["soft"]["events"] == seen["ours"]["soft"]["events"] == ["SoftTimeLimitExceeded()"]
+    assert seen["celery"]["hard"]["events"] == ["ExceptionWithTraceback()"] * 2
+    assert seen["ours"]["hard"]["events"] == ["TimeLimitExceeded(0.5)"]
+    assert without_events(seen["ours"]) == without_events(seen["celery"]) == CELERYS
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads", "gevent", "asyncio"])
+def test_time_limit_errors_read_as_celerys_in_every_pool(
+    parity: Any, celery_app: Any, start_worker: Callable[..., WorkerProcess], pool: str
+) -> None:
+    """Before: solo, gevent and asyncio read ``time limit (0.5s) exceeded``; threads (and the
+    asyncio pool's plain ``def`` tasks) raised ``TimeLimitExceeded()`` without the limit. Now each
+    reads as Celery's prefork worker does (Celery's pools of these names enforce no limits). Here
+    the hard limit is raised in the task, so it has a traceback; the thread pool has no task at
+    hand when a limit fires, so it logs no limit line."""
+    worker = start_worker("-P", pool, "-c", "2", app=APP)
+    runs = limit_runs(celery_app, "celery")
+    assert without_events(what_a_user_sees(runs, worker.log(), [])) == {
+        **CELERYS,
+        "hard": {**CELERYS["hard"], "traceback": ["TimeLimitExceeded(0.5,)"]},
+        "log": [] if pool in ("threads", "asyncio") else CELERYS["log"],
+    }
+    ours = parity.app.AsyncResult(runs["hard"].id).result  # our client reads the same
+    assert (type(ours).__module__, str(ours), ours.args) == ("engine.exceptions", "TimeLimitExceeded(0.5,)", (0.5,))

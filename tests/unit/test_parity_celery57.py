@@ -98,3 +98,18 @@ def test_crontab_fields_are_the_sets_of_ints_celerys_are(spec: dict[str, Any]) -
     for field in ("minute", "hour", "day_of_week", "day_of_month", "month_of_year"):
         assert getattr(ours, field) == getattr(theirs, field), field
     assert ours.with_tz("Europe/Paris").minute == theirs.minute  # the text is kept to rebuild it
+
+
+@pytest.mark.parametrize("args", [(), (2.0,), (1,), (0.5, "x")])
+def test_time_limit_errors_read_as_celerys(args: tuple[Any, ...]) -> None:
+    """Before: ours had Exception's ``str()`` (``''`` with no arguments, the argument alone with one),
+    so a stored traceback ended ``SoftTimeLimitExceeded: `` where Celery's reads
+    ``SoftTimeLimitExceeded: SoftTimeLimitExceeded()`` and ``str(result.result)`` of a hard limit
+    read ``2.0`` where Celery's reads ``TimeLimitExceeded(2.0,)``. Celery's are billiard's classes."""
+    import billiard.exceptions
+
+    from engine import exceptions
+
+    for name in ("SoftTimeLimitExceeded", "TimeLimitExceeded"):
+        theirs, ours = getattr(billiard.exceptions, name)(*args), getattr(exceptions, name)(*args)
+        assert (str(ours), repr(ours), ours.args) == (str(theirs), repr(theirs), theirs.args)
