@@ -8,6 +8,11 @@ What a limit says is Celery 5.7's, for every pool: ``SoftTimeLimitExceeded()`` w
 ``TimeLimitExceeded(limit)``, and the worker lines "Soft time limit (1s) exceeded for name[id]"
 (a warning) and "Hard time limit (1s) exceeded for name[id]" (an error) from ``soft_exceeded`` and
 ``hard_exceeded``, which every pool calls when a limit fires.
+
+A limit that falls while the task is inside a ``logging`` call waits for it to return (up to
+``DEFER_MOST`` x ``DEFER_S``): ``Handler.emit`` turns any exception into a "--- Logging error ---"
+report and carries on, so a limit raised there was lost and a chatty task ran on past its soft
+limit for good.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import functools
 import heapq
 import itertools
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +34,18 @@ from engine.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from engine.log import current_task, running_request
 
 log = logging.getLogger("engine.worker")
+
+DEFER_S = 0.01  # how soon a limit that found the task inside logging looks again
+DEFER_MOST = 100  # and how often, at most, before it is raised wherever the task is
+_LOGGING = os.path.dirname(logging.__file__) + os.sep
+
+
+def _in_logging(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(_LOGGING):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def soft_exceeded(limit: float, name: str, task_id: str) -> SoftTimeLimitExceeded:
@@ -61,8 +80,14 @@ def alarm_limits(soft: float | None, hard: float | None) -> Iterator[None]:
         return
     stages = sorted([(s, False) for s in [soft] if s] + [(h, True) for h in [hard] if h], key=lambda st: st[0])
     started = time.monotonic()
+    deferred = [0]
 
     def fire(signum: int, frame: FrameType | None) -> None:
+        if deferred[0] < DEFER_MOST and _in_logging(frame):
+            deferred[0] += 1
+            signal.setitimer(signal.ITIMER_REAL, DEFER_S)
+            return
+        deferred[0] = 0
         limit, hard = stages.pop(0)
         if stages:
             signal.setitimer(signal.ITIMER_REAL, max(0.001, stages[0][0] - (time.monotonic() - started)))
@@ -103,7 +128,9 @@ class ThreadLimiter:
     """One timer thread for all pool threads: raises the limit exception in the late thread."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, int, type[BaseException]]] = []
+        # (deadline, unique, thread id, run token, exception, deferrals): unique keeps the
+        # exception classes out of comparisons when two limits fall at once.
+        self._heap: list[tuple[float, int, int, int, type[BaseException], int]] = []
         self._active: dict[int, int] = {}  # thread id -> current run token
         self._tokens = itertools.count(1)
         self._cond = threading.Condition()
@@ -121,7 +148,7 @@ class ThreadLimiter:
             if hard:
                 stages.append((hard, _hard_limit_class(hard)))
             for limit, exc in stages:
-                heapq.heappush(self._heap, (now + limit, tid, token, exc))
+                heapq.heappush(self._heap, (now + limit, next(self._tokens), tid, token, exc, 0))
             self._cond.notify()
         return token
 
@@ -140,11 +167,16 @@ class ThreadLimiter:
                 if not self._heap:
                     self._cond.wait()
                     continue
-                deadline, tid, token, exc = self._heap[0]
+                deadline, _, tid, token, exc, deferred = self._heap[0]
                 wait = deadline - time.monotonic()
                 if wait > 0:
                     self._cond.wait(wait)
                     continue
                 heapq.heappop(self._heap)
-                if self._active.get(tid) == token:
-                    _raise_in_thread(tid, exc)
+                if self._active.get(tid) != token:
+                    continue
+                if deferred < DEFER_MOST and _in_logging(sys._current_frames().get(tid)):
+                    again = (time.monotonic() + DEFER_S, next(self._tokens), tid, token, exc, deferred + 1)
+                    heapq.heappush(self._heap, again)
+                    continue
+                _raise_in_thread(tid, exc)
