@@ -128,7 +128,8 @@ class RabbitMQ:
                 if exc.epmd_ours:
                     self._kill_epmd()
                 if attempt == START_TRIES or not set(exc.movable) <= set(movable):
-                    raise RuntimeError(f"rabbitmq-server: {exc} (start {attempt} of {START_TRIES})") from None
+                    where = f"start {attempt} of {START_TRIES}; logs in {self.directory}"
+                    raise RuntimeError(f"rabbitmq-server: {exc} ({where})") from None
                 self._repick(movable)
                 continue
             except BaseException:
