@@ -18,6 +18,10 @@ from engine import exceptions, states
 TASK_KEY_PREFIX = "celery-task-meta-"
 GROUP_KEY_PREFIX = "celery-taskset-meta-"
 CELERY_EXC_MODULE = "celery.exceptions"
+# What a Celery prefork worker stores under billiard's module: ``celery.exceptions`` re-exports
+# these, so code moved from Celery catches them by our classes of the same names.
+BILLIARD_EXC_MODULE = "billiard.exceptions"
+BILLIARD_EXCEPTIONS = frozenset({"TimeLimitExceeded", "SoftTimeLimitExceeded", "WorkerLostError", "Terminated"})
 
 
 def task_key(task_id: str) -> str:
@@ -85,6 +89,8 @@ def _exception_class(name: str, module: str) -> type[BaseException]:
         candidate = getattr(builtins, name, None)
     elif module in (CELERY_EXC_MODULE, exceptions.__name__) or module.startswith("celery."):
         candidate = exceptions.CELERY_EXCEPTIONS.get(name)
+    elif module == BILLIARD_EXC_MODULE and name in BILLIARD_EXCEPTIONS:
+        candidate = exceptions.CELERY_EXCEPTIONS[name]
     if candidate is None and module in sys.modules:
         candidate = getattr(sys.modules[module], name, None)
     if isinstance(candidate, type) and issubclass(candidate, BaseException):

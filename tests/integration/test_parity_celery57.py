@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from engine import App, group
+from engine import exceptions as ours_exc
 from engine.result import allow_join_result
 from tests.integration.conftest import client_app
 from tests.integration.harness import ChildProcess, WorkerProcess, wait_for
@@ -71,6 +73,11 @@ def catch_soft(seconds: float) -> Any:
         return [str(exc), repr(exc), list(exc.args)]
 
 
+def die() -> None:
+    """Kills the process running it: a prefork worker stores ``WorkerLostError`` for the task."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 app.task(name="parity.sleep_through")(sleep_through)
 app.task(name="parity.catch_soft")(catch_soft)
 
@@ -87,6 +94,7 @@ def __getattr__(name: str) -> Any:
     twin.conf.update(result_backend=os.environ.get("PARITY_BROKER"), broker_connection_retry_on_startup=True)
     twin.task(name="parity.sleep_through")(sleep_through)
     twin.task(name="parity.catch_soft")(catch_soft)
+    twin.task(name="parity.die")(die)
     globals()["celery_twin"] = twin
     return twin
 
@@ -228,15 +236,28 @@ def without_events(seen: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def as_read(value: Any) -> tuple[str, str, str, Any]:
+    return type(value).__name__, str(value), repr(value), getattr(value, "args", None)
+
+
 def test_time_limit_errors_read_as_a_celery_workers(
-    broker_url: str, tail: Tail, celery_app: Any, start_worker: Callable[..., WorkerProcess], tmp_path: Path
+    broker_url: str,
+    tail: Tail,
+    celery_app: Any,
+    parity: Any,
+    start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
 ) -> None:
     """Before: ours read ``SoftTimeLimitExceeded('time limit (0.5s) exceeded')`` and
     ``TimeLimitExceeded('hard time limit (0.5s) exceeded')`` in the result, its traceback, the
     event and the log, and logged no "Soft/Hard time limit (0.5s) exceeded for name[id]" line. Now
     word for word a Celery prefork worker's, read by the same Celery client. Except: Celery's
     hard-limit task-failed events (two of them) read ``ExceptionWithTraceback()``, billiard's
-    wrapper; ours (one) names the error."""
+    wrapper; ours (one) names the error.
+
+    Also both clients read the other's stored errors. Before, our client read Celery's (stored
+    under ``billiard.exceptions``) as billiard's class or a stand-in whose ``str()`` was ``0.5``:
+    ``except engine.exceptions.TimeLimitExceeded`` missed them. Now as our classes."""
     twin = CeleryTwin(broker_url, tmp_path / "celery.log")
     try:
         twin.wait_ready(60)
@@ -244,6 +265,8 @@ def test_time_limit_errors_read_as_a_celery_workers(
         runs = {"celery": limit_runs(celery_app, "theirs"), "ours": limit_runs(celery_app, "celery")}
         ids = {r.id for side in runs.values() for r in side.values() if r.state == "FAILURE"}
         wait_for(lambda: ids <= {e["uuid"] for e in tail.seen() if e["type"] == "task-failed"}, 30, "the events")
+        lost = celery_app.send_task("parity.die", queue="theirs")
+        lost.get(timeout=60, propagate=False)
         celery_log = twin.log()
     finally:
         twin.close()
@@ -255,6 +278,18 @@ def test_time_limit_errors_read_as_a_celery_workers(
     assert seen["celery"]["hard"]["events"] == ["ExceptionWithTraceback()"] * 2
     assert seen["ours"]["hard"]["events"] == ["TimeLimitExceeded(0.5)"]
     assert without_events(seen["ours"]) == without_events(seen["celery"]) == CELERYS
+    import celery.exceptions
+
+    assert type(runs["ours"]["hard"].result) is celery.exceptions.TimeLimitExceeded  # Celery reads ours as its own
+    assert type(runs["ours"]["soft"].result) is celery.exceptions.SoftTimeLimitExceeded
+    # Our client reads Celery's (stored under billiard.exceptions) as our classes, shown as Celery shows them.
+    for name, result in {**runs["celery"], "lost": lost}.items():
+        if result.state == "FAILURE":
+            by_us = parity.app.AsyncResult(result.id).result
+            assert isinstance(by_us, ours_exc.CELERY_EXCEPTIONS[type(result.result).__name__]), name
+            assert as_read(by_us) == as_read(result.result), name
+    assert type(lost.result) is celery.exceptions.WorkerLostError
+    assert str(lost.result).startswith("Worker exited prematurely: signal 9 (SIGKILL)")
 
 
 @pytest.mark.parametrize("pool", ["solo", "threads", "gevent", "asyncio"])
