@@ -6,8 +6,8 @@ by an asynchronous exception, delivered at the next Python bytecode.
 
 What a limit says is Celery 5.7's, for every pool: ``SoftTimeLimitExceeded()`` with no arguments,
 ``TimeLimitExceeded(limit)``, and the worker lines "Soft time limit (1s) exceeded for name[id]"
-(a warning) and "Hard time limit (1s) exceeded for name[id]" (an error) from ``soft_exceeded`` and
-``hard_exceeded``, which every pool calls when a limit fires.
+(a warning) and "Hard time limit (1s) exceeded for name[id]" (an error) from ``log_exceeded``,
+which every pool reaches when a limit fires (the thread limiter directly: it raises a class).
 
 A limit that falls while the task is inside a ``logging`` call waits for it to return (up to
 ``DEFER_MOST`` x ``DEFER_S``): ``Handler.emit`` turns any exception into a "--- Logging error ---"
@@ -48,16 +48,25 @@ def _in_logging(frame: FrameType | None) -> bool:
     return False
 
 
+def log_exceeded(limit: float, hard: bool, name: str, task_id: str) -> None:
+    """Celery's worker line for a limit that fired: a warning for the soft one, an error for the
+    hard one."""
+    if hard:
+        log.error("Hard time limit (%ss) exceeded for %s[%s]", limit, name, task_id)
+    else:
+        log.warning("Soft time limit (%ss) exceeded for %s[%s]", limit, name, task_id)
+
+
 def soft_exceeded(limit: float, name: str, task_id: str) -> SoftTimeLimitExceeded:
     """The worker's warning line, and the exception to raise in the task."""
-    log.warning("Soft time limit (%ss) exceeded for %s[%s]", limit, name, task_id)
+    log_exceeded(limit, False, name, task_id)
     return SoftTimeLimitExceeded()
 
 
 def hard_exceeded(limit: float, name: str, task_id: str) -> TimeLimitExceeded:
     """The worker's error line, and the task's failure (raised in it, or stored for it by a
     parent that killed the process running it)."""
-    log.error("Hard time limit (%ss) exceeded for %s[%s]", limit, name, task_id)
+    log_exceeded(limit, True, name, task_id)
     return TimeLimitExceeded(limit)
 
 
@@ -131,19 +140,21 @@ class ThreadLimiter:
         # (deadline, unique, thread id, run token, exception, deferrals): unique keeps the
         # exception classes out of comparisons when two limits fall at once.
         self._heap: list[tuple[float, int, int, int, type[BaseException], int]] = []
-        self._active: dict[int, int] = {}  # thread id -> current run token
+        # thread id -> (current run token, task name, task id, soft limit, hard limit): what the
+        # worker's line names when a limit fires, kept per run rather than in each heap entry.
+        self._active: dict[int, tuple[int, str, str, float | None, float | None]] = {}
         self._tokens = itertools.count(1)
         self._cond = threading.Condition()
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="time-limits", daemon=True)
         self._thread.start()
 
-    def arm(self, soft: float | None, hard: float | None) -> int:
+    def arm(self, soft: float | None, hard: float | None, name: str = "???", task_id: str = "???") -> int:
         tid = threading.get_ident()
         token = next(self._tokens)
         now = time.monotonic()
         with self._cond:
-            self._active[tid] = token
+            self._active[tid] = (token, name, task_id, soft, hard)
             stages: list[tuple[float, type[BaseException]]] = [(soft, SoftTimeLimitExceeded)] if soft else []
             if hard:
                 stages.append((hard, _hard_limit_class(hard)))
@@ -173,10 +184,19 @@ class ThreadLimiter:
                     self._cond.wait(wait)
                     continue
                 heapq.heappop(self._heap)
-                if self._active.get(tid) != token:
+                run = self._active.get(tid)
+                if run is None or run[0] != token:
                     continue
                 if deferred < DEFER_MOST and _in_logging(sys._current_frames().get(tid)):
                     again = (time.monotonic() + DEFER_S, next(self._tokens), tid, token, exc, deferred + 1)
                     heapq.heappush(self._heap, again)
                     continue
-                _raise_in_thread(tid, exc)
+                self._fire(tid, exc, run)
+
+    def _fire(self, tid: int, exc: type[BaseException], run: tuple[int, str, str, float | None, float | None]) -> None:
+        """Logs the line before raising, as the other pools do; under the lock, so the run cannot
+        end and its thread start another before the exception lands (a limit is rare, arm is not)."""
+        _, name, task_id, soft, hard = run
+        is_hard = not issubclass(exc, SoftTimeLimitExceeded)
+        log_exceeded((hard if is_hard else soft) or 0.0, is_hard, name, task_id)
+        _raise_in_thread(tid, exc)

@@ -66,7 +66,7 @@ def run_on_thread(host: PoolHost, job: Job, limiter: ThreadLimiter) -> Outcome:
     pool and the asyncio pool's plain ``def`` tasks so both run them the same way."""
     armed = job.soft_limit or job.hard_limit
     if armed:
-        limiter.arm(job.soft_limit, job.hard_limit)
+        limiter.arm(job.soft_limit, job.hard_limit, job.name, job.id)
     try:
         return trace.run(host.app, job.task, job.request(host.hostname))
     except Exception as exc:  # outside trace's own net: still an outcome, never a dead thread
