@@ -36,6 +36,10 @@ DEFAULT_STATE_DIR = ".tqctl"
 MAX_SOCKET_PATH = 107
 """Longest unix socket path in bytes: ``sun_path`` holds 108 on Linux, one of them the NUL."""
 READY_TIMEOUT = 10.0
+START_TRIES = 3
+"""Starts on fresh ports before a TCP server gives up: a port is only free when it is chosen."""
+PORT_TAKEN_MARK = "Address already in use"
+"""What the server logs before it exits on a port another program bound after we chose it."""
 
 Info = dict[str, Any]
 Finder = Callable[[], "Path | None"]
@@ -44,6 +48,10 @@ Finder = Callable[[], "Path | None"]
 def _to_stderr(line: str) -> None:
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
+
+
+class _PortTaken(Exception):
+    """This start's server could not bind its TCP port: start again on another."""
 
 
 class StateFolderError(BrokerUnavailable):
@@ -320,14 +328,31 @@ def _locked(paths: _Paths) -> Iterator[None]:
 
 
 def _launch(paths: _Paths, binary: Path, unix_socket: bool = True) -> Info:
+    """Start the server; on TCP, again on a fresh port when another program bound the one chosen
+    between ``_free_port`` closing it and the server binding it (``START_TRIES`` in all)."""
+    tcp = not (unix_socket and socket_path_fits(paths.socket))
+    for attempt in range(1, START_TRIES + 1):
+        port = _free_port() if tcp else None
+        try:
+            return _launch_on(paths, binary, port)
+        except _PortTaken:
+            if attempt == START_TRIES:
+                raise BrokerUnavailable(
+                    f"the bundled broker in {paths.root} did not start: another program took each of the "
+                    f"{START_TRIES} loopback ports it chose before it could listen (last: {port})"
+                ) from None
+    raise AssertionError("unreachable")
+
+
+def _launch_on(paths: _Paths, binary: Path, port: int | None) -> Info:
     """Start the server with ``daemonize yes`` in its own session.
 
     Daemonized, its parent becomes init: it outlives the starter, leaves no zombie behind and any
     process can see it exit. Early errors (before it forks) land in the log via stdout/stderr.
     """
-    port = None if unix_socket and socket_path_fits(paths.socket) else _free_port()
     _remove(paths.socket, paths.pidfile, paths.info)
     paths.config.write_text(_config(paths, port))
+    offset = paths.log.stat().st_size if paths.log.exists() else 0  # this start's lines only
     with open(paths.log, "ab") as log:
         launcher = subprocess.Popen(
             [str(binary), str(paths.config)],
@@ -339,7 +364,7 @@ def _launch(paths: _Paths, binary: Path, unix_socket: bool = True) -> Info:
         )
     url = _url(paths, port)
     info = {
-        "pid": _wait_ready(paths, url, launcher),
+        "pid": _wait_ready(paths, url, launcher, offset, tcp=port is not None),
         "url": url,
         "binary": str(binary),
         "version": _server_version(binary),
@@ -351,15 +376,44 @@ def _launch(paths: _Paths, binary: Path, unix_socket: bool = True) -> Info:
     return info
 
 
-def _wait_ready(paths: _Paths, url: str, launcher: subprocess.Popen[bytes]) -> int:
-    """Ready means a PING answers; on failure kill what we started and show the log's tail."""
+def _answers_as(url: str, pid: int) -> bool:
+    """PING answered by the process we started, not by another program's server that holds the
+    port ours could not bind."""
+    try:
+        with client_for(url, 1.0, retry=False) as client:
+            return bool(client.ping()) and int(client.info("server").get("process_id", -1)) == pid
+    except (redis.RedisError, OSError, ValueError, TypeError):
+        return False
+
+
+def _port_taken(paths: _Paths, offset: int, pid: int | None) -> bool:
+    """Whether this start's server logged that its port was taken; it exits then (killed here if
+    it lingers), so the caller can start again on another port."""
+    try:
+        with open(paths.log, "rb") as log:
+            log.seek(offset)
+            taken = PORT_TAKEN_MARK in log.read().decode(errors="replace")
+    except OSError:
+        return False
+    if taken and pid is not None and not _wait_exit(pid, 2.0):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return taken
+
+
+def _wait_ready(paths: _Paths, url: str, launcher: subprocess.Popen[bytes], offset: int, *, tcp: bool) -> int:
+    """Ready means a PING answers from the server we started; on failure kill it and show the
+    log's tail. A TCP port found taken raises ``_PortTaken`` at once."""
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         code = launcher.poll()
         if code not in (None, 0):
             why = f"it exited with code {code}"
             break
-        if code == 0 and (pid := _read_pid(paths.pidfile)) and _answers(url):
+        pid = _read_pid(paths.pidfile) if code == 0 else None
+        if tcp and _port_taken(paths, offset, pid):
+            raise _PortTaken(url)
+        if pid and _answers_as(url, pid):
             return pid
         time.sleep(0.05)
     else:
