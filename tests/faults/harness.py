@@ -19,24 +19,29 @@ from pathlib import Path
 import redis
 
 from engine.broker.redis import DEAD_META, DELAYED, INFLIGHT
-from engine.bundled import _free_port, client_for, resolve_server_binary, socket_path_fits
+from engine.bundled import client_for, resolve_server_binary, socket_path_fits
 from engine.task import Task
 from tests.faults.report import Verdict, emit, verdict
-from tests.integration.harness import wait_for
+from tests.integration.servers import START_TRIES, PortTaken, free_port, wait_listening
 
 
 class FaultServer:
     """A Redis-compatible server in ``directory`` on a fixed address (unix socket, or a loopback TCP
-    port with ``tcp=True``) kept across ``kill``/``start``; AOF on, as the bundled broker runs."""
+    port with ``tcp=True``) kept across ``kill``/``start``; AOF on, as the bundled broker runs. A
+    first start whose port another process took after it was chosen moves to a fresh one."""
 
     def __init__(self, directory: Path, tcp: bool = False) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.socket = directory / "s.sock"
-        self.port = _free_port() if tcp or not socket_path_fits(self.socket) else None
-        # unix:// rather than redis+socket://: plain redis-py (the counting app) reads it too.
-        self.url = f"redis://127.0.0.1:{self.port}/0" if self.port else f"unix://{self.socket}"
+        self.port = free_port() if tcp or not socket_path_fits(self.socket) else None
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started = False  # after the first start the address is fixed: clients know it
+
+    @property
+    def url(self) -> str:
+        # unix:// rather than redis+socket://: plain redis-py (the counting app) reads it too.
+        return f"redis://127.0.0.1:{self.port}/0" if self.port else f"unix://{self.socket}"
 
     @property
     def pid(self) -> int:
@@ -62,10 +67,30 @@ class FaultServer:
         )
 
     def start(self, timeout: float = 15.0) -> FaultServer:
+        """Start and wait until its own log says it listens (a PING could be answered by whoever
+        took the port); on a first start a taken TCP port moves it to a fresh one, ``START_TRIES``
+        starts in all."""
+        tries = START_TRIES if self.port and not self.started else 1
+        for attempt in range(1, tries + 1):
+            try:
+                self._launch(timeout)
+            except PortTaken as exc:
+                if attempt == tries:
+                    where = f"the server in {self.directory}"
+                    raise RuntimeError(f"{where} found its port taken on {tries} start(s); last: {exc}") from None
+                self.port = free_port()
+                continue
+            self.started = True
+            return self
+        raise AssertionError("unreachable")
+
+    def _launch(self, timeout: float) -> None:
         config = self.directory / "server.conf"
         config.write_text(self._config())
         self.socket.unlink(missing_ok=True)
-        with open(self.directory / "server.log", "ab") as log:
+        path = self.directory / "server.log"
+        offset = path.stat().st_size if path.exists() else 0  # this start's lines only
+        with open(path, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(resolve_server_binary()), str(config)],
                 stdin=subprocess.DEVNULL,
@@ -74,8 +99,7 @@ class FaultServer:
                 cwd=self.directory,
                 start_new_session=True,
             )
-        wait_for(self.answers, timeout, f"the server in {self.directory} to answer PING")
-        return self
+        wait_listening(self.proc, path, offset, self.port, timeout)
 
     def answers(self) -> bool:
         try:

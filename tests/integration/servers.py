@@ -5,7 +5,9 @@ Each server runs in the foreground as our child (no daemonize), in its own folde
 
 A free port is only free when it is chosen: ``free_ports`` closes its sockets before the server
 binds, and under xdist other servers, nodes and clients bind ports all the time. So a first start
-that finds its port taken is tried again on fresh ports (``START_TRIES`` in all).
+that finds its port taken is tried again on fresh ports (``START_TRIES`` in all): here, in
+``tests/faults/harness.py`` (``wait_listening``) and for the tests' web servers
+(``ready_on_a_free_port``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import redis
 
@@ -45,6 +48,45 @@ def free_ports(count: int) -> list[int]:
 
 def free_port() -> int:
     return free_ports(1)[0]
+
+
+class Launched(Protocol):
+    """A child process as ``tests.integration.harness.ChildProcess`` runs one."""
+
+    proc: subprocess.Popen[bytes]
+
+    def wait_ready(self, timeout: float) -> Any: ...
+
+    def log(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+L = TypeVar("L", bound=Launched)
+TAKEN_TEXT = "already in use"  # lower-cased: Python's "Address already in use", Django's "That port is already in use"
+
+
+def ready_on_a_free_port(
+    launch: Callable[[int], L], timeout: float, pick_ports: PortPicker = free_ports
+) -> tuple[L, int]:
+    """``launch(port)`` on a freshly chosen port, ready, and that port. A child that exits saying
+    its port is already in use lost it to another process after it was chosen: it is launched again
+    on another (``START_TRIES`` in all). Each launch needs its own log (name it by port), so only
+    that start's lines are read."""
+    for attempt in range(1, START_TRIES + 1):
+        port = pick_ports(1)[0]
+        child = launch(port)
+        try:
+            child.wait_ready(timeout)
+            return child, port
+        except AssertionError as exc:
+            taken = child.proc.poll() is not None and TAKEN_TEXT in child.log().lower()
+            child.close()
+            if not taken:
+                raise
+            if attempt == START_TRIES:
+                raise AssertionError(f"{type(child).__name__} found its port taken on {attempt} starts") from exc
+    raise AssertionError("unreachable")
 
 
 def valkey_binary() -> str:
@@ -119,25 +161,7 @@ class Server:
         offset = path.stat().st_size if path.exists() else 0  # this start's lines only
         with open(path, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self._wait_listening(offset, timeout)
-
-    def _wait_listening(self, offset: int, timeout: float) -> None:
-        """Its own log says whether *it* listens: a ping could be answered by whoever took the port."""
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            exited = self.proc.poll() is not None  # read before the log, so an exit's last lines are in it
-            text = (self.directory / "server.log").read_bytes()[offset:].decode(errors="replace")
-            if any(mark in text for mark in READY_MARKS):
-                return
-            if exited:
-                if PORT_TAKEN_MARK in text:
-                    raise PortTaken(f"port {self.port}: {PORT_TAKEN_MARK}")
-                raise RuntimeError(f"{self.binary} exited with {self.proc.returncode}:\n{text[-2000:]}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"{self.binary} not listening after {timeout}s:\n{text[-2000:]}")
-            time.sleep(0.02)
+        wait_listening(self.proc, path, offset, self.port, timeout)
 
     def log(self) -> str:
         return (self.directory / "server.log").read_text(errors="replace")
@@ -149,6 +173,32 @@ class Server:
 
     def client(self, **options: object) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, **options)  # type: ignore[arg-type]
+
+
+def wait_listening(proc: subprocess.Popen[bytes], log: Path, offset: int, port: int | None, timeout: float) -> None:
+    """Until the server's own log (from ``offset``: this start's lines) says it listens: a ping
+    could be answered by whoever took the port. ``PortTaken`` if it exited on a taken port; killed
+    if it is not listening in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        exited = proc.poll() is not None  # read before the log, so an exit's last lines are in it
+        text = log.read_bytes()[offset:].decode(errors="replace")
+        if any(mark in text for mark in READY_MARKS):
+            return
+        if exited:
+            if PORT_TAKEN_MARK in text:
+                raise PortTaken(f"port {port}: {PORT_TAKEN_MARK}")
+            raise RuntimeError(f"{_program(proc)} exited with {proc.returncode}:\n{text[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait(10)
+            raise RuntimeError(f"{_program(proc)} not listening after {timeout}s:\n{text[-2000:]}")
+        time.sleep(0.02)
+
+
+def _program(proc: subprocess.Popen[bytes]) -> str:
+    args = proc.args
+    return str(args[0] if isinstance(args, (list, tuple)) else args)
 
 
 def _moved(line: str, old: int, new: int) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,16 +24,11 @@ import pytest
 
 from engine import App
 from tests.integration.harness import ROOT, ChildProcess, WorkerProcess, wait_for
+from tests.integration.servers import ready_on_a_free_port
 
 pytest.importorskip("django")
 
 PROJECT = ROOT / "examples" / "django"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RunServer(ChildProcess):
@@ -78,18 +72,19 @@ def site(django_env: dict[str, str], broker_url: str, tmp_path: Path, worker_app
         django_env,
         app=worker_app,
     )
-    port = free_port()
-    server = RunServer(
-        [sys.executable, str(PROJECT / "manage.py"), "runserver", f"127.0.0.1:{port}", "--noreload"],
-        tmp_path / "runserver.log",
-        django_env,
-    )
+
+    def runserver(port: int) -> RunServer:
+        argv = [sys.executable, str(PROJECT / "manage.py"), "runserver", f"127.0.0.1:{port}", "--noreload"]
+        return RunServer(argv, tmp_path / f"runserver-{port}.log", django_env)
+
     try:
         worker.wait_ready(60)
-        server.wait_ready(60)
-        yield f"http://127.0.0.1:{port}"
+        server, port = ready_on_a_free_port(runserver, 60)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.close()
     finally:
-        server.close()
         worker.close()
 
 

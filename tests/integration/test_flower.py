@@ -24,6 +24,7 @@ import pytest
 
 from engine import App
 from tests.integration.harness import ROOT, ChildProcess, WorkerProcess, wait_for
+from tests.integration.servers import ready_on_a_free_port
 
 pytestmark = pytest.mark.integration
 HOST = socket.gethostname()
@@ -34,12 +35,6 @@ def table_rows(page: str) -> dict[str, str]:
     """``<td>Name</td><td>Value</td>`` pairs of a Flower page, as the user reads them."""
     flat = re.sub(r"\s+", " ", html.unescape(page))
     return {k.strip(): v.strip() for k, v in re.findall(r"<td>([^<]*)</td> ?<td[^>]*>([^<]*)</td>", flat)}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Flower(ChildProcess):
@@ -66,9 +61,9 @@ class Flower(ChildProcess):
 
 @pytest.fixture
 def flower(broker_url: str, tmp_path: Path) -> Iterator[Flower]:
-    proc = Flower(broker_url, free_port(), tmp_path / "flower.log")
+    proc, _ = ready_on_a_free_port(lambda port: Flower(broker_url, port, tmp_path / f"flower-{port}.log"), 60)
     try:
-        yield proc.wait_ready(60)
+        yield proc
     finally:
         proc.close()
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import sys
 import urllib.error
 import urllib.request
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import ChildProcess
+from tests.integration.servers import ready_on_a_free_port
 
 pytest.importorskip("textual_serve")
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -31,12 +31,6 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromiu
 
 ESCAPES = re.compile(rb"\x1b(\[[0-9;?<>=]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-Za-z]|[=>78])")
 TOKEN = "correct-horse-battery-staple-42"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Serve(ChildProcess):
@@ -48,11 +42,15 @@ def start_serve(broker_url: str, tmp_path: Path) -> Iterator[Callable[..., tuple
     started: list[Serve] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> tuple[Serve, str]:
-        port = free_port()
         full_env = {**os.environ, "TQCTL_BROKER": broker_url, **(env or {})}
-        argv = [sys.executable, "-m", "tqctl", "serve", "--port", str(port), "--state-dir", str(tmp_path), *args]
-        started.append(Serve(argv, tmp_path / f"serve-{port}.log", full_env))
-        return started[-1].wait_ready(60), f"http://127.0.0.1:{port}"
+
+        def launch(port: int) -> Serve:
+            argv = [sys.executable, "-m", "tqctl", "serve", "--port", str(port), "--state-dir", str(tmp_path), *args]
+            return Serve(argv, tmp_path / f"serve-{port}.log", full_env)
+
+        serve, port = ready_on_a_free_port(launch, 60)
+        started.append(serve)
+        return serve, f"http://127.0.0.1:{port}"
 
     yield start
     for proc in started:

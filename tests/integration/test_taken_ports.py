@@ -1,17 +1,21 @@
-"""The bundled broker on loopback TCP survives a port taken between choosing it and binding it.
+"""Servers that pick a free port and close it survive the port being taken before they bind it.
 
-Before: ``_free_port`` closed its socket before the server bound the port, and a port another
-program took in between left a server that logged "Address already in use" and exited. The starter
-then waited out its 10 s for a PING and failed; or, when the port was held by another Redis-like
-server, took that server's PING for its own and recorded another program's server as the broker.
-Now a start that finds its port taken is tried again on a fresh one (3 starts in all, then one
-line), and ready means the answering server is the process we started. Each test holds a real
-listener on the port the broker is made to choose first.
+Before: the port was chosen by binding and closing a socket, and a port another program took in
+between left a server that logged "Address already in use" and exited.
+* The bundled broker on loopback TCP then waited out its 10 s for a PING and failed; or, when the
+  port was held by another Redis-like server, took that server's PING for its own and recorded
+  another program's server as the broker.
+* The fault experiments' ``FaultServer(tcp=True)`` likewise waited 15 s, or took the other server
+  for its own; the tests' web servers (``tqctl serve``, Flower, Django's runserver) errored.
+Now a first start that finds its port taken is tried again on a fresh one (3 starts in all, then
+one line), and ready means the process we started says (or, the broker, shows) it listens. Each
+test holds a real listener on the port the starter is made to choose first.
 """
 
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +23,9 @@ import pytest
 from typer.testing import CliRunner
 
 from engine import bundled
-from tests.integration.servers import Server, free_port, valkey_binary
+from tests.faults import harness as faults
+from tests.integration.harness import ChildProcess
+from tests.integration.servers import Server, free_port, free_ports, ready_on_a_free_port, valkey_binary
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +97,47 @@ def test_a_port_taken_on_every_start_is_one_line_and_a_failed_exit(
     assert result.exit_code != 0 and "Traceback" not in result.output and len(lines) == 1, result.output
     assert "another program took each of the 3 loopback ports" in lines[0]
     assert f"(last: {held_socket})" in lines[0]
+
+
+@pytest.mark.parametrize("holder", ["held_socket", "held_by_a_server"])
+def test_a_fault_server_on_a_taken_port_comes_up_on_a_fresh_one(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, holder: str
+) -> None:
+    held = int(request.getfixturevalue(holder))
+    ports = iter([held, free_port()])
+    monkeypatch.setattr(faults, "free_port", lambda: next(ports))
+    server = faults.FaultServer(tmp_path / "fault", tcp=True)
+    try:
+        server.start(timeout=10)
+        assert server.url != f"redis://127.0.0.1:{held}/0"
+        assert process_id(server.url) == server.pid
+        server.kill()
+        server.start()  # a restart keeps the address its clients know
+        assert process_id(server.url) == server.pid
+    finally:
+        server.kill()
+
+
+class HttpServer(ChildProcess):
+    """``python -m http.server``: a web server child that exits on a taken port, as ours do."""
+
+    ready_marker = "Serving HTTP"
+
+    def __init__(self, port: int, directory: Path) -> None:
+        argv = [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+        super().__init__(argv, directory / f"http-{port}.log", {"PATH": "/usr/bin:/bin"})
+
+
+def test_a_web_server_child_on_a_taken_port_is_launched_again(tmp_path: Path, held_socket: int) -> None:
+    picked: list[int] = []
+
+    def pick(count: int) -> list[int]:
+        picked.append(held_socket if not picked else free_ports(count)[0])
+        return picked[-1:]
+
+    child, port = ready_on_a_free_port(lambda port: HttpServer(port, tmp_path), 30, pick)
+    try:
+        assert picked[0] == held_socket and port == picked[1] and child.proc.poll() is None
+        assert "already in use" in (tmp_path / f"http-{held_socket}.log").read_text()
+    finally:
+        child.close()
