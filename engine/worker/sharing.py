@@ -43,6 +43,7 @@ log = logging.getLogger("engine.worker")
 COLD = signal.SIGUSR1  # from the parent: stop now, handing back an early-acked running task
 UPKEEP = 0.1  # seconds between a child's flushes of acks, events and history
 STOP_LOOK = 0.25  # seconds an idle child waits on the in-queue between looks at the stop flag
+DRY_SKIP = 0.05  # seconds after an empty fetch during which a child about to wait does not fetch again
 ACK_BATCH = 32  # acks a child holds before it sends them without waiting for its next fetch
 
 
@@ -116,6 +117,7 @@ class SharedFetch:
         # The queues this child fetches from, the parent's (remote commands change them). Empty
         # (drain, every consumer cancelled): no fetch from Redis, but what the in-queue holds runs.
         self.queues: list[str] | None = None
+        self._dry_until = 0.0  # a fetch came back empty: until then, an idle wait skips fetching again
         self.taken: dict[str, bytes] = {}  # each message taken here, pickled (queue key, bytes): kept at an early ack
         self._ready = select.poll()
         self._ready.register(inq_r, select.POLLIN)
@@ -137,7 +139,9 @@ class SharedFetch:
         if self.queues is not None:
             queues = self.queues
         free = self.slots.allocate(self.lane, self._batch) if queues else []
-        if not free:  # every slot of ours is still out with the others, or nothing to fetch from
+        # Nothing to fetch from, or every slot of ours still out with the others; or about to wait,
+        # when a fetch of ours just came back empty (what arrives now is the parent's ``Feeder``'s).
+        if not free or (timeout > 0 and time.monotonic() < self._dry_until):
             self.ack(owner, [])
             return self._wait_for_shared(owner, timeout)
         with self._lock:
@@ -152,6 +156,7 @@ class SharedFetch:
             raise
         self._freed(pending)
         if not got:
+            self._dry_until = time.monotonic() + DRY_SKIP
             return self._wait_for_shared(owner, timeout)
         self.slots.brought[self.lane] += len(got)
         for slot, d in zip(free, got, strict=False):
