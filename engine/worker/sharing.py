@@ -109,6 +109,7 @@ class SharedFetch:
         self._inq_r, self._inq_w = inq_r, inq_w
         self._batch = max(1, batch)
         self._acks: list[str] = []
+        self._forsaken: list[str] = []  # given up while sorting: their slots free at the next reconcile
         self._lock = threading.Lock()
         self.slots, self.lane, self.pid = slots, lane, os.getpid()
         self.slot_of: dict[str, int] = {}
@@ -124,7 +125,32 @@ class SharedFetch:
         broker.tag_base = f"p{self.pid}-"  # fetch tags unique across the children of one owner
 
     def __getattr__(self, name: str) -> Any:
+        """What a worker calls that holds no slot (``hand_back`` at a cold stop, then the process
+        exits and the parent settles its lane): the Redis broker's own."""
         return getattr(self._broker, name)
+
+    @property
+    def url(self) -> str:
+        return self._broker.url
+
+    def forsake(self, tags: Sequence[str]) -> None:
+        """Messages this child fetched but will not run (a broker error while sorting them): the
+        next ``reconcile`` hands them back, and only then are their slots free."""
+        self._broker.forsake(tags)
+        with self._lock:
+            self._forsaken.extend(tags)
+
+    def reconcile(self, owner: str) -> int:
+        with self._lock:
+            forsaken, self._forsaken = self._forsaken, []
+        try:
+            moved = self._broker.reconcile(owner)
+        except BaseException:
+            with self._lock:
+                self._forsaken[:0] = forsaken
+            raise
+        self._freed(forsaken)  # back in their queues: no longer the worker's (``Slots.holding``)
+        return moved
 
     def fetch(
         self, owner: str, queues: Sequence[str], limit: int, timeout: float, acks: Sequence[str] = ()
