@@ -256,6 +256,13 @@ def decode(raw: bytes, accepted: frozenset[str], max_bytes: int | None = None) -
     return message
 
 
+def may_name_eta(raw: bytes) -> bool:
+    """Whether the message's headers may set an ETA, without decoding it: False only when no
+    ``"eta"`` key with a string value appears (spaced as Python's and kombu's JSON writes it, or
+    compact). A screen for callers that would decode only messages with an ETA."""
+    return b'"eta": "' in raw or b'"eta":"' in raw
+
+
 def decode_again(raw: bytes, accepted: frozenset[str]) -> TaskMessage:
     """``decode`` for bytes that ``decode`` already accepted (a prefork child rebuilding the message
     the parent checked): the same message, without checking it twice."""

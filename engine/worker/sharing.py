@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import signals
 from engine.broker.base import Delivery
+from engine.protocol import task as protocol
 from engine.worker.child import PACKET, STOP, ChildEnds, Shared, _die_with_parent, _take
 from engine.worker.observers import Observer
 from engine.worker.slots import DONE, RUNNING, SHARED, TAKEN, Slots
@@ -461,7 +462,6 @@ def _stop(w: Worker, broker: SharedFetch) -> None:
 def rebuild_job(host: Any, tag: str, book: bool = True, kept: bytes | None = None) -> Job | None:
     """The job a dead child ran, from the in-flight record (the parent never saw its message), or
     from what its child ``kept`` when an early ack took that record."""
-    from engine.protocol import task as protocol
     from engine.serialization import accepted_types
 
     delivery = host.broker.held(host.owner, tag)
@@ -535,9 +535,8 @@ class Feeder:
         consumer did, rather than wait in the in-queue holding a place (and out of ``inspect
         scheduled``) until a child is free. Only messages whose headers name an ETA are decoded."""
         raw = delivery.raw
-        if b'"eta": "' not in raw:
+        if not protocol.may_name_eta(raw):
             return False
-        from engine.protocol import task as protocol
         from engine.worker.consumer import ETA_SLACK
 
         w = self.worker

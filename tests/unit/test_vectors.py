@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime as dt
 import json
 import time
 import uuid
@@ -466,3 +467,15 @@ def test_every_vector_decodes(path: Path) -> None:
     check = next((fn for prefix, fn in CHECKS.items() if path.name.startswith(prefix)), None)
     assert check is not None, f"no decoder test for vector {path.name}"
     check(doc)
+
+
+def test_the_eta_screen_passes_every_message_that_names_an_eta() -> None:
+    """The work-sharing parent decodes only what this screen passes, to park future ETAs at once:
+    a message it missed would still run at its ETA, but hold a child's place until then."""
+    celerys = load("task-v2-eta.json")["raw"]
+    assert protocol.may_name_eta(json.dumps(celerys).encode())  # kombu's spacing
+    assert protocol.may_name_eta(json.dumps(celerys, separators=(",", ":")).encode())  # a compact client
+    when = dt.datetime(2030, 1, 2, tzinfo=dt.timezone.utc)
+    assert protocol.may_name_eta(protocol.build("t.add", (1, 2), eta=when)[1])
+    assert not protocol.may_name_eta(json.dumps(load("task-v2-basic.json")["raw"]).encode())
+    assert not protocol.may_name_eta(protocol.build("t.add", (1, 2))[1])
