@@ -37,6 +37,7 @@ log = logging.getLogger("engine.worker")
 
 DEFER_S = 0.01  # how soon a limit that found the task inside logging looks again
 DEFER_MOST = 100  # and how often, at most, before it is raised wherever the task is
+COMPACT_FROM = 64  # a heap this small is never worth rebuilding
 _LOGGING = os.path.dirname(logging.__file__) + os.sep
 
 
@@ -144,6 +145,11 @@ class ThreadLimiter:
         # worker's line names when a limit fires, kept per run rather than in each heap entry.
         self._active: dict[int, tuple[int, str, str, float | None, float | None]] = {}
         self._tokens = itertools.count(1)
+        # Heap entries of runs that ended (or were re-armed over) before their deadlines: dropped
+        # lazily by a compaction once they are most of the heap, so a long limit over many short
+        # tasks does not keep one entry per task of the last hour. An upper bound (an entry that
+        # already fired is counted too): it only decides when to compact.
+        self._stale = 0
         self._cond = threading.Condition()
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="time-limits", daemon=True)
@@ -154,7 +160,10 @@ class ThreadLimiter:
         token = next(self._tokens)
         now = time.monotonic()
         with self._cond:
+            previous = self._active.get(tid)
             self._active[tid] = (token, name, task_id, soft, hard)
+            if previous is not None:
+                self._release(previous)
             stages: list[tuple[float, type[BaseException]]] = [(soft, SoftTimeLimitExceeded)] if soft else []
             if hard:
                 stages.append((hard, _hard_limit_class(hard)))
@@ -165,7 +174,25 @@ class ThreadLimiter:
 
     def disarm(self) -> None:
         with self._cond:
-            self._active.pop(threading.get_ident(), None)
+            run = self._active.pop(threading.get_ident(), None)
+            if run is not None:
+                self._release(run)
+
+    def pending(self) -> int:
+        """How many deadlines the limiter holds: bounded by the runs in flight, not the runs of
+        the last ``time_limit`` seconds."""
+        with self._cond:
+            return len(self._heap)
+
+    def _release(self, run: tuple[int, str, str, float | None, float | None]) -> None:
+        """Counts the ended run's entries as stale; rebuilds the heap without the stale entries
+        once they are over half of it (amortised O(1) a run, under the lock)."""
+        self._stale += bool(run[3]) + bool(run[4])
+        if self._stale * 2 > len(self._heap) >= COMPACT_FROM:
+            live = {(tid, r[0]) for tid, r in self._active.items()}
+            self._heap = [entry for entry in self._heap if (entry[2], entry[3]) in live]
+            heapq.heapify(self._heap)
+            self._stale = 0
 
     def stop(self) -> None:
         with self._cond:
@@ -186,6 +213,7 @@ class ThreadLimiter:
                 heapq.heappop(self._heap)
                 run = self._active.get(tid)
                 if run is None or run[0] != token:
+                    self._stale = max(0, self._stale - 1)
                     continue
                 if deferred < DEFER_MOST and _in_logging(sys._current_frames().get(tid)):
                     again = (time.monotonic() + DEFER_S, next(self._tokens), tid, token, exc, deferred + 1)
