@@ -8,6 +8,7 @@ credentials in the AWS_* variables boto3 reads; the broker URL is plain ``sqs://
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -23,41 +24,49 @@ from typing import Any
 
 import pytest
 
-from tests.integration.servers import free_port
+from tests.integration.harness import ChildProcess
+from tests.integration.servers import PortPicker, free_ports, ready_on_a_free_port
 
 REGION = "us-east-1"
 VISIBILITY = 3  # seconds: a killed worker's late-ack message comes back this soon
 
 
+class MotoChild(ChildProcess):
+    """``moto_server`` on one port, with a log of its own: it exits saying "Address already in
+    use" when another program took the port after it was chosen, and logs the address it serves
+    once it listens."""
+
+    def __init__(self, port: int, directory: Path) -> None:
+        self.ready_marker = f"Running on http://127.0.0.1:{port}"
+        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        super().__init__(argv, directory / f"moto-{port}.out", dict(os.environ))
+
+
 @dataclass
 class MotoSqs:
     directory: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    pick_ports: PortPicker = field(default=free_ports, repr=False)
+    port: int = 0  # chosen by start
+    child: MotoChild | None = field(default=None, repr=False)
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> MotoSqs:
-        with open(self.directory / "moto.out", "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        """On a fresh port (again on another when that one was taken before moto bound it), then
+        until its SQS answers: the log line comes before the first request is served."""
+        launch = functools.partial(MotoChild, directory=self.directory)
+        self.child, self.port = ready_on_a_free_port(launch, timeout, self.pick_ports)
         deadline = time.monotonic() + timeout
         while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
             try:
                 self.client().list_queues()
                 return self
             except Exception:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server not ready after {timeout}s:\n{self.log()[-3000:]}") from None
+                if self.child.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"moto_server not serving SQS:\n{self.log()[-3000:]}") from None
                 time.sleep(0.1)
 
     def client(self) -> Any:
@@ -72,19 +81,19 @@ class MotoSqs:
         )
 
     def log(self) -> str:
-        path = self.directory / "moto.out"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self.child.log() if self.child is not None else ""
 
     def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
+        child, self.child = self.child, None
+        if child is None:
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        if child.proc.poll() is None:
+            child.proc.send_signal(signal.SIGTERM)
+            try:
+                child.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                pass
+        child.close()  # kills what is left of its group
 
 
 @dataclass

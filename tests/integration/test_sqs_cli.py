@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import ROOT, WorkerProcess
-from tests.integration.servers import free_port
-from tests.integration.sqs import SqsTarget, moto_sqs_server, sqs_target  # noqa: F401 - fixtures
+from tests.integration.servers import free_port, free_ports
+from tests.integration.sqs import MotoSqs, SqsTarget, moto_sqs_server, sqs_target  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -186,3 +187,27 @@ def test_an_sqs_endpoint_that_never_answers_fails_in_seconds(tmp_path: Path) -> 
         server.close()
         for conn in held:
             conn.close()
+
+
+def test_the_sqs_endpoint_on_a_taken_port_comes_up_on_a_fresh_one(tmp_path: Path) -> None:
+    """Before: moto_server exited on "Address already in use" when its port was taken between
+    choosing and binding it, and the whole SQS session errored. Now it is launched again on
+    another port. The first port it is handed is held by a real listener."""
+    picked: list[int] = []
+
+    def pick(count: int) -> list[int]:
+        picked.append(held if not picked else free_ports(count)[0])
+        return picked[-1:]
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        held = int(sock.getsockname()[1])
+        server = MotoSqs(tmp_path, pick_ports=pick)
+        try:
+            server.start()
+            assert picked[0] == held and server.port == picked[1]
+            assert "already in use" in (tmp_path / f"moto-{held}.out").read_text()
+            assert server.client().list_queues()["ResponseMetadata"]["HTTPStatusCode"] == 200
+        finally:
+            server.stop()
