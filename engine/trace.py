@@ -43,6 +43,7 @@ class Outcome:
     value: Any = None
     retry_when: float | dt.datetime | None = None  # retry(eta=...) gives a datetime
     internal: str | None = None  # the outcome could not be recorded: the dead-letter reason (see internal_error)
+    held: bool = False  # the result is held to be written later (``engine.backend.held``): ack only after
 
 
 class ExceptionInfo:
@@ -170,9 +171,10 @@ def _run(app: App, task: Task, request: Request, started: float, store: bool) ->
             return _retried(app, task, request, retried, started, store)
         return _failed(app, task, request, retried or exc, started, store)
     runtime = time.perf_counter() - started
+    held = False
     if store and not request.ignore_result:
         try:
-            _store(app, request, states.SUCCESS, value)
+            held = _store(app, request, states.SUCCESS, value, hold=_may_hold(app, task, request))
         except (TypeError, ValueError, RecursionError) as exc:  # the value, not the backend, is at fault
             error = EncodeError(f"cannot store the result of {task.name}: {exc}")
             return _failed(app, task, request, error, started, store)
@@ -182,7 +184,22 @@ def _run(app: App, task: Task, request: Request, started: float, store: bool) ->
     if signals.task_success.receivers:
         signals.task_success.send(sender=task, result=value, runtime=runtime)  # Celery 5.7 sends runtime too
     task.after_return(states.SUCCESS, value, _task_id(request), request.args, request.kwargs, None)
-    return Outcome(states.SUCCESS, runtime, result_repr=_repr(task, value), value=value)
+    return Outcome(states.SUCCESS, runtime, result_repr=_repr(task, value), value=value, held=held)
+
+
+def _may_hold(app: App, task: Task, request: Request) -> bool:
+    """May this SUCCESS be written behind (``engine.backend.held``): only where a work-sharing
+    child holds results, and only when nothing reads it before it is written."""
+    if getattr(app.backend, "held", None) is None:
+        return False
+    cls = type(task)
+    return (
+        not (request.callbacks or request.chain or request.chord)
+        and cls.on_success is Task.on_success
+        and cls.after_return is Task.after_return
+        and not signals.task_success.receivers
+        and bool(task.opt("acks_late", "task_acks_late"))
+    )
 
 
 def _repr(task: Task, value: Any) -> str:
@@ -321,10 +338,13 @@ def _log_failure(task: Task, request: Request, exc: Exception, trace: str) -> No
         log_trace.error("Task %s[%s] raised unexpected: %r\n%s", task.name, request.id, exc, trace.rstrip())
 
 
-def _store(app: App, request: Request, state: str, result: Any, traceback: str | None = None) -> None:
+def _store(
+    app: App, request: Request, state: str, result: Any, traceback: str | None = None, hold: bool = False
+) -> bool:
+    """Store the outcome (True: held to be written later, see ``_may_hold``)."""
     backend = app.backend
     if backend is None or request.id is None:
-        return
+        return False
     extended = _extended(request) if app.conf.get("result_extended") else None
     document = meta(
         request.id,
@@ -336,7 +356,12 @@ def _store(app: App, request: Request, state: str, result: Any, traceback: str |
         extended=extended,
         children=trail.stored(request) if state in states.READY_STATES else None,
     )
+    holder = getattr(backend, "held", None) if hold else None
+    if holder is not None:
+        holder.hold(request.id, document)
+        return True
     store_patiently(backend, request.id, document, float(app.conf.tqctl_result_retry_timeout))
+    return False
 
 
 def _extended(request: Request) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from engine.serialization import json_dumps, json_loads
 if TYPE_CHECKING:
     from engine.app import App
     from engine.backend.base import Reply
+    from engine.backend.held import HeldResults
 
 
 class RedisBackend(BaseKeyValueStoreBackend):
@@ -37,6 +38,7 @@ class RedisBackend(BaseKeyValueStoreBackend):
         self._conns = ThreadConnections(self.client)  # store's per-thread connection
         self._pooled = _greenlet_threads()  # under gevent, stores borrow from the pool instead
         self.result_consumer = ResultSubscriptions(self.client)  # Celery's name for it
+        self.held: HeldResults | None = None  # set in a work-sharing child (``engine.backend.held``)
 
     # -- Celery's expiry settings, read from the app when used ---------------------------------
     def _setting(self, name: str) -> Any:
@@ -87,16 +89,34 @@ class RedisBackend(BaseKeyValueStoreBackend):
         if self._pooled:
             self._store_pooled(first, key, data)
             return
-        conn = self._conn()
         try:
-            conn.send_packed_command([_set_and_publish(key, data, ttl)])
-            errors = [reply for reply in (_reply(conn), _reply(conn)) if isinstance(reply, redis.ResponseError)]
+            errors = self.send_stores([_set_and_publish(key, data, ttl)])
         except (redis.ConnectionError, redis.TimeoutError, OSError):
-            conn.disconnect()
             self._store_pooled(first, key, data)  # redis-py's retries from here
             return
-        if errors:  # both replies read first, so the connection stays in step
+        if errors[0] is not None:
             raise errors[0]
+
+    def uses_pool(self) -> bool:
+        """Stores borrow pooled connections (gevent) rather than each thread's own."""
+        return self._pooled
+
+    def packed_store(self, task_id: str, meta: dict[str, Any]) -> bytes:
+        """``store``'s commands for this result, packed, for ``send_stores`` (``HeldResults``)."""
+        return _set_and_publish(task_key(task_id), json_dumps(meta), self.ttl_for(meta))
+
+    def send_stores(self, packed: Sequence[bytes]) -> list[redis.ResponseError | None]:
+        """Packed stores in one write on this thread's connection, every reply read (so the
+        connection stays in step): each store's error, or None. A connection error disconnects and
+        raises: none of them is known to be stored."""
+        conn = self._conn()
+        try:
+            conn.send_packed_command(list(packed))
+            replies = [(_reply(conn), _reply(conn)) for _ in packed]
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            conn.disconnect()
+            raise
+        return [next((r for r in pair if isinstance(r, redis.ResponseError)), None) for pair in replies]
 
     def _store_pooled(self, first: tuple[Any, ...], key: str, data: str) -> None:
         pipe = self.client.pipeline(transaction=False)

@@ -56,7 +56,7 @@ class EventDispatcher:
         # Called before a batch goes out, after it was taken: the worker writes its history there,
         # so whoever hears a task's event can already read its record (the console subscribes,
         # then replays history, and would otherwise miss a task whose event beat its record).
-        self._before_publish = before_publish
+        self.before_publish = before_publish  # a work-sharing child also writes its held results here
         self._clock = itertools.count(1)
         self._buffer: list[str] = []  # JSON text of each task event
         self._lock = threading.Lock()
@@ -102,9 +102,9 @@ class EventDispatcher:
         with self._lock:
             batch, self._buffer = self._buffer, []
         if batch:
-            if self._before_publish is not None:
+            if self.before_publish is not None:
                 try:
-                    self._before_publish()
+                    self.before_publish()
                 except Exception as exc:  # the live stream still goes out
                     log.warning("could not write before publishing events: %r", exc)
             key, raw = events.encode_batch(batch, self.hostname)

@@ -23,16 +23,18 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from engine import states
+from engine import states, trace
 from engine.backend.base import Reply
+from engine.backend.held import HOLD_MOST
 from engine.broker.base import DeadLetter, Delivery
 from engine.config import url_host
-from engine.exceptions import BrokerUnavailable, NotRegistered
+from engine.exceptions import BackendStoreError, BrokerUnavailable, NotRegistered
 from engine.protocol import task as protocol
 from engine.protocol.results import encode_exception, meta, revoked_result
 
 if TYPE_CHECKING:
     from engine.app import App
+    from engine.backend.held import HeldResults
     from engine.broker.base import Broker
     from engine.trace import Outcome
     from engine.worker.job import Job
@@ -72,6 +74,11 @@ class Settlement:
         self.acker = Acker()
         self._lock = threading.Lock()
         self._unsettled: list[tuple[str, Callable[[], object]]] = []
+        # A work-sharing child's results written behind (``release_held``); None elsewhere.
+        self.held: HeldResults | None = None
+        self._awaiting: list[Job] = []  # finished, their results held: acked once written
+        self._not_stored: dict[str, str] = {}  # why each, until its job comes by
+        self._held_lock, self._release_lock = threading.Lock(), threading.Lock()
 
     # -- the primitives -----------------------------------------------------------------------
     def later(self, what: str, call: Callable[[], object]) -> None:
@@ -208,8 +215,33 @@ class Settlement:
             self._unrecorded(job, outcome)
         elif outcome.state == states.REJECTED and outcome.requeue and not job.acked:
             self.requeue(job)
+        elif outcome.held:
+            with self._held_lock:
+                self._awaiting.append(job)
+                full = len(self._awaiting) >= HOLD_MOST
+            if full:
+                self.release_held()
         else:
             self.ack(job)
+
+    def release_held(self) -> None:
+        """Write the results held by this process (``engine.backend.held``), then ack their
+        messages; a job whose result was not stored is dead-lettered (``result_not_stored``).
+        One release at a time: a job is acked only once the write that took its result is done,
+        and a result another release could not store is remembered until its job comes by."""
+        if self.held is None:
+            return
+        with self._release_lock:
+            with self._held_lock:
+                jobs, self._awaiting = self._awaiting, []
+            self._not_stored.update(self.held.write())
+            for job in jobs:
+                why = self._not_stored.pop(job.id, None)
+                if why is None:
+                    self.ack(job)
+                else:
+                    error = BackendStoreError(f"result of {job.id} not stored: {why}")
+                    self._unrecorded(job, trace.internal_error(error))
 
     def _unrecorded(self, job: Job, outcome: Outcome) -> None:
         """The run's outcome could not be recorded (result store down, callbacks unsendable): the

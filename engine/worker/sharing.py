@@ -303,6 +303,8 @@ class SlotStates(Observer):
         if job.acked and tag not in self.fetch.pending_acks():  # early-acked: nothing left to send
             self.fetch.slots.keep_running(self.fetch.lane, b"")
             self.fetch._freed([tag])
+        elif outcome.held:  # its result not written yet: if this child dies, it runs again
+            self.fetch.slots.mark(slot, TAKEN, self.fetch.pid)
         else:
             self.fetch.slots.mark(slot, DONE, self.fetch.pid)
 
@@ -339,6 +341,7 @@ def sharing_child_main(ends: ChildEnds, inq_w: int, slots: Slots, lane: int, par
     w.maintenance = SharedLease(ends.shared, reports)  # type: ignore[assignment]
     w.pool.hard_limits = False  # type: ignore[attr-defined]  # the parent kills this child at a hard limit
     w.consumer.rate_share = max(1, parent.concurrency)  # rate limits are the worker's: each child runs its share
+    _hold_results(w)
     states = SlotStates(broker)
     w.observers.add(states)
     signal.signal(COLD, lambda signum, frame: _cold(w, broker, states))
@@ -355,6 +358,27 @@ def sharing_child_main(ends: ChildEnds, inq_w: int, slots: Slots, lane: int, par
         signals.worker_process_shutdown.send(sender=w.hostname, pid=os.getpid(), exitcode=0)
 
 
+def _hold_results(w: Worker) -> None:
+    """This child's plain successes are written behind (``engine.backend.held``), on a Redis
+    result store it writes to itself: before their acks, before the events that announce them,
+    and before the child waits for work."""
+    from engine.backend.held import HeldResults
+    from engine.backend.redis import RedisBackend
+
+    backend = w.app.backend
+    if not isinstance(backend, RedisBackend) or backend.uses_pool():
+        return
+    held = HeldResults(backend, float(w.app.conf.tqctl_result_retry_timeout))
+    backend.held = w.settlement.held = held
+    history = w.history.flush
+
+    def before_events() -> None:
+        w.settlement.release_held()
+        history()
+
+    w.events.before_publish = before_events
+
+
 def serve(w: Worker) -> None:
     """The child's one thread fetches, sorts and runs: no consumer thread hands it each job. A
     finished task's ``top_up`` takes the next one at once; while none is there the child waits on
@@ -365,6 +389,7 @@ def serve(w: Worker) -> None:
         if ran is None:
             return
         if not ran:
+            w.settlement.release_held()  # about to wait for work: what it holds goes out first
             w.consumer.step()
 
 
@@ -385,6 +410,7 @@ def _upkeep(w: Worker, broker: SharedFetch, shared: Shared, ends_out: Any) -> No
             w.request_stop()
         try:
             _report_processed(w, ends_out, sent)
+            w.settlement.release_held()
             w.settlement.flush_acks()
             broker.ack(w.owner, [])
             # A fetch of this child's whose reply was lost may have run anyway: its own broker
@@ -453,6 +479,7 @@ def _stop(w: Worker, broker: SharedFetch) -> None:
     tags = [job.delivery.tag for job in unstarted]
     if tags:
         broker.requeue(w.owner, tags)
+    w.settlement.release_held()
     w.settlement.flush_acks()
     broker.ack(w.owner, [])
     w.events.flush()

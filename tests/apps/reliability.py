@@ -85,6 +85,12 @@ def record(self, tag: str) -> str:
 
 
 @app.task(bind=True, acks_late=True)
+def record_late(self, tag: str) -> str:
+    ledger(f"run {tag} {self.request.id}")
+    return tag
+
+
+@app.task(bind=True, acks_late=True)
 def die_late(self, tag: str) -> None:
     ledger(f"die {tag} {self.request.id}")
     os._exit(1)
