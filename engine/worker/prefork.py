@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gc
+import itertools
 import logging
 import mmap
 import multiprocessing
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from engine.worker.job import Job
 
 log = logging.getLogger("engine.worker")
+_LOST_JOBS = itertools.count()  # "Job: N." numbers lost jobs: the parent does not see every job start
 _fork = multiprocessing.get_context("fork")
 _loads = pickle.loads
 _dumps = dumps
@@ -457,8 +459,11 @@ class PreforkPool:
                     error = hard_exceeded(job.hard_limit or 0, job.name, job.id)  # Celery's line and error
                     _report(self.host.on_lost, job, "time_limit", error)
                 lost = []
+        if lost:  # Celery's worker line and error text, which users' alerts match
+            status = _exit_status(code)
+            log.error("Process %r pid:%d exited with %r", child.process.name, child.pid, status)
         for job in lost:
-            reason = f"child process {child.pid} exited with {_describe(code)}"
+            reason = f"Worker exited prematurely: {status} Job: {next(_LOST_JOBS)}."
             _report(self.host.on_lost, job, "worker_lost", WorkerLostError(reason))
         with self._lock:
             self._feed()
@@ -762,12 +767,10 @@ def _kill(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
-def _describe(code: int | None) -> str:
-    if code is None:
-        return "an unknown status"
-    if code < 0:
-        try:
-            return f"signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit code {code}"
+def _exit_status(code: int | None) -> str:
+    """As Celery's prefork worker words a child's exit: "signal 9 (SIGKILL)", "exitcode 1"."""
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {-code} ({signal.Signals(-code).name})"
+        return f"signal {-code}"
+    return f"exitcode {code}"

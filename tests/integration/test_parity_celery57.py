@@ -80,6 +80,7 @@ def die() -> None:
 
 app.task(name="parity.sleep_through")(sleep_through)
 app.task(name="parity.catch_soft")(catch_soft)
+app.task(name="parity.die")(die)
 
 
 def __getattr__(name: str) -> Any:
@@ -312,3 +313,50 @@ def test_time_limit_errors_read_as_celerys_in_every_pool(
     }
     ours = parity.app.AsyncResult(runs["hard"].id).result  # our client reads the same
     assert (type(ours).__module__, str(ours), ours.args) == ("engine.exceptions", "TimeLimitExceeded(0.5,)", (0.5,))
+
+
+# -- a pool child killed mid-task -----------------------------------------------------------------
+
+LOST_LINE = re.compile(r"Process '[\w-]+' pid:\d+ exited with '([^']*)'")
+
+
+def lost_as_seen(result: Any, log: str) -> dict[str, Any]:
+    """What a Celery client reads of a task whose process died, and the worker's line for the
+    process; billiard's job number (Celery's count of its pool's jobs) as N."""
+    return {
+        "state": result.state,
+        "type": type(result.result).__name__,
+        "str": re.sub(r"Job: \d+\.$", "Job: N.", str(result.result)),
+        "line": LOST_LINE.findall(log),
+    }
+
+
+def test_a_killed_pool_child_reads_as_a_celery_workers(
+    broker_url: str, celery_app: Any, parity: Any, start_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """Before: ours stored ``WorkerLostError('child process 1234 exited with signal SIGKILL')`` and
+    logged no line for the process. Now Celery 5.7 prefork's text, ``Worker exited prematurely:
+    signal 9 (SIGKILL) Job: N.``, and its "Process '...' pid:N exited with 'signal 9 (SIGKILL)'"
+    line (the process named by its own pool). Our client reads both as our WorkerLostError."""
+    twin = CeleryTwin(broker_url, tmp_path / "celery.log")
+    try:
+        twin.wait_ready(60)
+        theirs = celery_app.send_task("parity.die", queue="theirs")
+        theirs.get(timeout=60, propagate=False)
+        celery_log = twin.log()
+    finally:
+        twin.close()
+    worker = start_worker("-P", "prefork", "-c", "2", app=APP)
+    ours = celery_app.send_task("parity.die", queue="celery")
+    ours.get(timeout=60, propagate=False)
+    wait_for(lambda: LOST_LINE.search(worker.log()), 30, "the worker's line")
+    expected = {
+        "state": "FAILURE",
+        "type": "WorkerLostError",
+        "str": "Worker exited prematurely: signal 9 (SIGKILL) Job: N.",
+        "line": ["signal 9 (SIGKILL)"],
+    }
+    assert lost_as_seen(theirs, celery_log) == lost_as_seen(ours, worker.log()) == expected
+    for result in (theirs, ours):
+        by_us = parity.app.AsyncResult(result.id).result
+        assert isinstance(by_us, ours_exc.WorkerLostError) and str(by_us) == str(result.result)
