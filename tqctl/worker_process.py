@@ -14,10 +14,11 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from tqctl.output import EXIT_ERROR, EXIT_USAGE, error_line
 
@@ -42,6 +43,11 @@ class WorkerSpec:
     metrics_port: int | None = None
     metrics_address: str = "0.0.0.0"
     health_file: str | None = None
+    task_events: bool = False
+    time_limit: float | None = None
+    soft_time_limit: float | None = None
+    pidfile: str | None = None
+    logfile: str | None = None
 
 
 def exec_worker(spec: WorkerSpec) -> NoReturn:
@@ -87,7 +93,10 @@ def serve(spec: WorkerSpec) -> int:
         app.conf.broker_url = spec.broker
     if spec.backend:
         app.conf.result_backend = spec.backend
-    setup_worker_logging(app, spec.loglevel)  # Celery's: setup_logging, after_setup_(task_)logger, formats
+    _apply_flags(app.conf, spec)
+    setup_worker_logging(
+        app, spec.loglevel, spec.logfile
+    )  # Celery's: setup_logging, after_setup_(task_)logger, formats
     app.import_default_modules()
     for line in app.conf.startup_warnings():
         logging.getLogger("engine.worker").warning(line)
@@ -118,6 +127,33 @@ def serve(spec: WorkerSpec) -> int:
         close()
 
 
+def _apply_flags(conf: Any, spec: WorkerSpec) -> None:
+    """Celery's worker flags win over the app's config, as they do in Celery: ``-E`` turns task
+    events back on for an app that disabled them, the limits become the worker-wide defaults."""
+    if spec.task_events:
+        conf.worker_send_task_events = True
+    if spec.time_limit is not None:
+        conf.task_time_limit = spec.time_limit
+    if spec.soft_time_limit is not None:
+        conf.task_soft_time_limit = spec.soft_time_limit
+
+
+@contextmanager
+def _pidfile(path: str | None) -> Iterator[None]:
+    """Written once this process is the worker (same pid as the command the user ran) and removed
+    at exit only by this process: a forked pool child leaving ``serve`` must not delete it."""
+    if not path:
+        yield
+        return
+    pid = os.getpid()
+    Path(path).write_text(f"{pid}\n")
+    try:
+        yield
+    finally:
+        if os.getpid() == pid:
+            Path(path).unlink(missing_ok=True)
+
+
 def _observe(node: object, spec: WorkerSpec) -> Callable[[], None]:
     """``--metrics-port`` and ``--health-file`` (tqctl.observe): attached from outside the worker."""
     if spec.metrics_port is None and not spec.health_file:
@@ -134,7 +170,8 @@ def main() -> NoReturn:
     # Read once and drop it, so a task that runs ``tqctl`` in a subprocess gets the normal CLI.
     spec = WorkerSpec(**json.loads(os.environ.pop(SPEC_ENV)))
     try:
-        code = serve(spec)
+        with _pidfile(spec.pidfile):
+            code = serve(spec)
     except AppNotFound as exc:
         error_line(str(exc))
         code = EXIT_USAGE

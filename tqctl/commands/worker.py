@@ -49,6 +49,37 @@ def worker(
     health_file: str = typer.Option(
         "", "--health-file", help="rewrite this file on each heartbeat while the worker makes progress"
     ),
+    task_events: bool = typer.Option(
+        False,
+        "-E",
+        "--task-events",
+        "--events",
+        help="send task events (the default; turns them back on over the config)",
+    ),
+    time_limit: float | None = typer.Option(
+        None, "--time-limit", show_default=False, help="hard time limit in seconds for every task (task_time_limit)"
+    ),
+    soft_time_limit: float | None = typer.Option(
+        None, "--soft-time-limit", show_default=False, help="soft time limit in seconds (task_soft_time_limit)"
+    ),
+    max_tasks_per_child: int | None = typer.Option(
+        None, "--max-tasks-per-child", show_default=False, help="not supported: refused"
+    ),
+    max_memory_per_child: int | None = typer.Option(
+        None, "--max-memory-per-child", show_default=False, help="not supported: refused"
+    ),
+    optimization: str = typer.Option(
+        "", "-O", "--optimization", help="default | fair: accepted; the prefork pool is always fair"
+    ),
+    without_gossip: bool = typer.Option(False, "--without-gossip", help="accepted: tqctl has no gossip"),
+    without_mingle: bool = typer.Option(False, "--without-mingle", help="accepted: tqctl has no mingle"),
+    without_heartbeat: bool = typer.Option(
+        False, "--without-heartbeat", help="accepted: the owner heartbeat reliability needs keeps running"
+    ),
+    pidfile: str = typer.Option("", "--pidfile", help="write the worker's pid here; removed at exit"),
+    logfile: str = typer.Option("", "-f", "--logfile", help="log here instead of stderr (%n %h %d %i %I expanded)"),
+    statedb: str = typer.Option("", "-S", "--statedb", help="accepted: revokes are kept in the broker"),
+    detach: bool = typer.Option(False, "-D", "--detach", help="refused: run under systemd (deploy/systemd)"),
 ) -> None:
     """Run a worker: fetch tasks from the queues and run them in a pool."""
     if pool not in POOLS:
@@ -62,7 +93,12 @@ def worker(
     if metrics_port is not None:
         _need_prometheus()
     if health_file:
-        _need_folder(health_file)
+        _need_folder(health_file, "--health-file")
+    _refuse_unsupported(detach, max_tasks_per_child, max_memory_per_child)
+    _check_limits(time_limit, soft_time_limit)
+    if optimization and optimization not in ("default", "fair"):
+        fail(f"-O takes default or fair, not {optimization!r}", EXIT_USAGE)
+    files = _node_files(hostname, pidfile, logfile)
     exec_worker(
         WorkerSpec(
             app_spec=app_spec,
@@ -79,6 +115,11 @@ def worker(
             metrics_port=metrics_port,
             metrics_address=metrics_address,
             health_file=health_file or None,
+            task_events=task_events,
+            time_limit=time_limit,
+            soft_time_limit=soft_time_limit,
+            pidfile=files[0],
+            logfile=files[1],
         )
     )
 
@@ -93,14 +134,82 @@ def _need_prometheus() -> None:
         fail(MISSING, EXIT_USAGE)
 
 
-def _need_folder(health_file: str) -> None:
-    """Refuse at startup a --health-file whose folder is missing or read-only: the worker would run
-    and only log an error, and the probe reading the file would call it dead."""
-    folder = Path(health_file).expanduser().absolute().parent
+def _need_folder(path: str, flag: str) -> None:
+    """Refuse at startup a file whose folder is missing or read-only: the worker would run and only
+    log an error (or log nowhere), and the probe or script reading the file would call it dead."""
+    folder = Path(path).expanduser().absolute().parent
     if not folder.is_dir():
-        fail(f"--health-file: folder {str(folder)!r} does not exist", EXIT_USAGE)
+        fail(f"{flag}: folder {str(folder)!r} does not exist", EXIT_USAGE)
     if not os.access(folder, os.W_OK | os.X_OK):
-        fail(f"--health-file: folder {str(folder)!r} is not writable", EXIT_USAGE)
+        fail(f"{flag}: folder {str(folder)!r} is not writable", EXIT_USAGE)
+
+
+def _refuse_unsupported(detach: bool, max_tasks: int | None, max_memory: int | None) -> None:
+    """Celery flags the engine cannot honour fail loudly: a deploy script that relies on a leak
+    guard or on daemonizing must not start a worker that silently does neither."""
+    if detach:
+        fail(
+            "-D/--detach is not supported: run the worker under systemd (deploy/systemd/tqctl-worker.service)",
+            EXIT_USAGE,
+        )
+    if max_tasks is not None:
+        fail("--max-tasks-per-child is not supported by tqctl's pools (worker_max_tasks_per_child)", EXIT_USAGE)
+    if max_memory is not None:
+        fail("--max-memory-per-child is not supported by tqctl's pools (worker_max_memory_per_child)", EXIT_USAGE)
+
+
+def _check_limits(hard: float | None, soft: float | None) -> None:
+    """Celery's worker takes any float; a zero, negative or NaN limit would kill every task at once
+    or never, so it is refused here rather than discovered on the first task."""
+    for flag, value in (("--time-limit", hard), ("--soft-time-limit", soft)):
+        if value is not None and not value > 0:
+            fail(f"{flag} takes a number of seconds above 0, not {value}", EXIT_USAGE)
+    if hard is not None and soft is not None and soft > hard:
+        fail(f"--soft-time-limit ({soft}) must not be above --time-limit ({hard})", EXIT_USAGE)
+
+
+def _node_files(hostname: str, pidfile: str, logfile: str) -> tuple[str | None, str | None]:
+    """``%n``/``%h``/``%i`` expanded as Celery's worker does (``celery multi`` writes such names),
+    folders checked, and a pidfile held by a live worker refused (Celery's "already running")."""
+    from engine.utils.nodenames import node_format
+    from engine.worker.worker import node_name
+
+    expanded: list[str | None] = []
+    for flag, path in (("--pidfile", pidfile), ("--logfile", logfile)):
+        if not path:
+            expanded.append(None)
+            continue
+        try:
+            path = node_format(path, node_name(hostname or None))
+        except ValueError as exc:
+            fail(f"{flag}: {exc}", EXIT_USAGE)
+        _need_folder(path, flag)
+        expanded.append(str(Path(path).expanduser().absolute()))
+    if expanded[0]:
+        _refuse_live_pidfile(Path(expanded[0]))
+    return expanded[0], expanded[1]
+
+
+def _refuse_live_pidfile(path: Path) -> None:
+    """Two workers on one pidfile would each remove the other's at exit; a stale one is replaced."""
+    try:
+        pid = int(path.read_text().strip() or 0)
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        fail(f"--pidfile: {str(path)!r} exists and does not hold a pid", EXIT_USAGE)
+    if pid and pid != os.getpid() and _alive(pid):
+        fail(f"--pidfile: {str(path)!r} holds pid {pid}, which is running", EXIT_USAGE)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _parse_autoscale(text: str) -> tuple[int, int]:
