@@ -108,6 +108,16 @@ def test_pidfile_holds_the_pid_refuses_a_second_worker_and_goes_at_exit(
     assert not pidfile.exists()
 
 
+def test_celerys_other_spellings_of_pool_and_level_run(
+    shop: ModuleType, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """Before: "unknown pool 'processes'" and "unknown log level 'FATAL'", both choices Celery's
+    worker offers. Now ``-P processes`` is the prefork pool and ``-l FATAL`` is CRITICAL."""
+    worker = start_worker("-P", "processes", "-l", "FATAL", ready=False)  # FATAL hides the ready line
+    assert shop.pid.delay().get(timeout=30) in worker.children()
+    assert " ready: " not in worker.log()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

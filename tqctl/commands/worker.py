@@ -15,6 +15,9 @@ from tqctl.output import EXIT_USAGE, fail
 from tqctl.worker_process import WorkerSpec, exec_worker
 
 LEVELS = {"debug", "info", "warning", "error", "critical"}
+# Celery's other spellings of the same choices, so a deploy script's ``-P processes -l FATAL`` runs.
+POOL_ALIASES = {"processes": "prefork"}
+LEVEL_ALIASES = {"fatal": "critical"}
 
 
 def worker(
@@ -82,6 +85,8 @@ def worker(
     detach: bool = typer.Option(False, "-D", "--detach", help="refused: run under systemd (deploy/systemd)"),
 ) -> None:
     """Run a worker: fetch tasks from the queues and run them in a pool."""
+    pool = POOL_ALIASES.get(pool, pool)
+    loglevel = LEVEL_ALIASES.get(loglevel.lower(), loglevel)
     if pool not in POOLS:
         fail(f"unknown pool {pool!r}: use {', '.join(POOLS)}", EXIT_USAGE)
     needs = {"gevent": "gevent", "asyncio": "greenlet"}.get(pool)
