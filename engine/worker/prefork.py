@@ -54,7 +54,6 @@ if TYPE_CHECKING:
     from engine.worker.job import Job
 
 log = logging.getLogger("engine.worker")
-_LOST_JOBS = itertools.count()  # "Job: N." numbers lost jobs: the parent does not see every job start
 _fork = multiprocessing.get_context("fork")
 _loads = pickle.loads
 _dumps = dumps
@@ -146,6 +145,7 @@ class PreforkPool:
         self._generation = 0  # bumped whenever ``_children`` changes: the collector re-polls
         # Work-sharing children (issue 17 branch work; Redis only): they fetch for themselves.
         self.fetches_itself = False  # decided at ``start``, once the worker's listeners are attached
+        self._lost_jobs = itertools.count()  # "Job: N." numbers lost jobs: the parent does not see every job start
         self._slots: Slots | None = None
         self._feeder: Any = None
         self._timed_out: dict[int, float] = {}  # work-sharing children killed at a hard limit
@@ -463,7 +463,7 @@ class PreforkPool:
             status = _exit_status(code)
             log.error("Process %r pid:%d exited with %r", child.process.name, child.pid, status)
         for job in lost:
-            reason = f"Worker exited prematurely: {status} Job: {next(_LOST_JOBS)}."
+            reason = f"Worker exited prematurely: {status} Job: {next(self._lost_jobs)}."
             _report(self.host.on_lost, job, "worker_lost", WorkerLostError(reason))
         with self._lock:
             self._feed()
