@@ -48,6 +48,7 @@ class WorkerSpec:
     soft_time_limit: float | None = None
     pidfile: str | None = None
     logfile: str | None = None
+    include: list[str] | None = None
 
 
 def exec_worker(spec: WorkerSpec) -> NoReturn:
@@ -136,6 +137,8 @@ def _apply_flags(conf: Any, spec: WorkerSpec) -> None:
         conf.task_time_limit = spec.time_limit
     if spec.soft_time_limit is not None:
         conf.task_soft_time_limit = spec.soft_time_limit
+    if spec.include:  # Celery's ``-I``: added to ``include``, imported with it at start
+        conf.include = [*(conf.get("include") or ()), *spec.include]
 
 
 @contextmanager

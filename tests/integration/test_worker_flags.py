@@ -25,6 +25,15 @@ from tests.apps.shop import app
 app.conf.worker_send_task_events = False
 """
 
+EXTRA_TASKS = """\
+from tests.apps.shop import app
+
+
+@app.task(name="extra.triple")
+def triple(x: int) -> int:
+    return 3 * x
+"""
+
 
 def tqctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
@@ -116,6 +125,17 @@ def test_celerys_other_spellings_of_pool_and_level_run(
     worker = start_worker("-P", "processes", "-l", "FATAL", ready=False)  # FATAL hides the ready line
     assert shop.pid.delay().get(timeout=30) in worker.children()
     assert " ready: " not in worker.log()
+
+
+def test_include_imports_modules_whose_tasks_then_run(
+    shop: ModuleType, start_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """Before: "No such option: -I". Now ``-I a,b`` imports the modules at start, as Celery's does:
+    a task defined only there runs."""
+    (tmp_path / "extra_tasks.py").write_text(EXTRA_TASKS)
+    path = os.pathsep.join([str(ROOT), str(tmp_path)])
+    start_worker("-I", "extra_tasks,tests.apps.shop", env={"PYTHONPATH": path})
+    assert shop.app.send_task("extra.triple", [2]).get(timeout=30) == 6
 
 
 @pytest.mark.parametrize(

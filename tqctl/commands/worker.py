@@ -83,6 +83,7 @@ def worker(
     logfile: str = typer.Option("", "-f", "--logfile", help="log here instead of stderr (%n %h %d %i %I expanded)"),
     statedb: str = typer.Option("", "-S", "--statedb", help="accepted: revokes are kept in the broker"),
     detach: bool = typer.Option(False, "-D", "--detach", help="refused: run under systemd (deploy/systemd)"),
+    include: str = typer.Option("", "-I", "--include", help="comma-separated modules to import at start (tasks)"),
 ) -> None:
     """Run a worker: fetch tasks from the queues and run them in a pool."""
     pool = POOL_ALIASES.get(pool, pool)
@@ -125,6 +126,7 @@ def worker(
             soft_time_limit=soft_time_limit,
             pidfile=files[0],
             logfile=files[1],
+            include=[m.strip() for m in include.split(",") if m.strip()] or None,
         )
     )
 
