@@ -49,6 +49,7 @@ class WorkerSpec:
     pidfile: str | None = None
     logfile: str | None = None
     include: list[str] | None = None
+    exclude_queues: list[str] | None = None
 
 
 def exec_worker(spec: WorkerSpec) -> NoReturn:
@@ -105,7 +106,7 @@ def serve(spec: WorkerSpec) -> int:
         app,
         concurrency=spec.concurrency,
         pool=spec.pool,
-        queues=spec.queues,
+        queues=_queues(app.conf, spec),
         hostname=spec.hostname,
         prefetch_multiplier=spec.prefetch_multiplier,
         autoscale=(spec.autoscale[0], spec.autoscale[1]) if spec.autoscale else None,  # JSON made it a list
@@ -139,6 +140,19 @@ def _apply_flags(conf: Any, spec: WorkerSpec) -> None:
         conf.task_soft_time_limit = spec.soft_time_limit
     if spec.include:  # Celery's ``-I``: added to ``include``, imported with it at start
         conf.include = [*(conf.get("include") or ()), *spec.include]
+
+
+def _queues(conf: Any, spec: WorkerSpec) -> list[str] | None:
+    """Celery's ``-X``: the queues this worker would consume (``-Q``, else the default queue)
+    without the excluded ones; excluding every one is a configuration error, not an idle worker."""
+    if not spec.exclude_queues:
+        return spec.queues
+    from engine.exceptions import ImproperlyConfigured
+
+    left = [q for q in spec.queues or [conf.task_default_queue] if q not in spec.exclude_queues]
+    if not left:
+        raise ImproperlyConfigured(f"-X {','.join(spec.exclude_queues)} leaves no queue to consume")
+    return left
 
 
 @contextmanager

@@ -69,7 +69,8 @@ def test_dash_e_turns_task_events_on_over_the_config(
     (tmp_path / "quiet_shop.py").write_text(QUIET_APP)
     path = os.pathsep.join([str(ROOT), str(tmp_path)])
     flags = ["-E", "-Ofair", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-    start_worker(*flags, "-S", str(tmp_path / "state.db"), app="quiet_shop", env={"PYTHONPATH": path})
+    flags += ["-S", str(tmp_path / "state.db"), "-s", str(tmp_path / "beat-schedule")]
+    start_worker(*flags, app="quiet_shop", env={"PYTHONPATH": path})
     argv = [sys.executable, "-m", "tqctl", "tail", "--count", "1", "--state", "SUCCESS", "--json", "--for", "60"]
     env = {**os.environ, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT)}
     tail = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -138,12 +139,27 @@ def test_include_imports_modules_whose_tasks_then_run(
     assert shop.app.send_task("extra.triple", [2]).get(timeout=30) == 6
 
 
+def test_exclude_queues_drops_them_from_what_the_worker_consumes(
+    start_worker: Callable[..., WorkerProcess], broker_url: str
+) -> None:
+    """Before: "No such option: -X". Now ``-Q high,celery -X celery`` consumes high only, and an
+    -X that leaves nothing (the default queue excluded) is one line and exit 1, not an idle worker."""
+    worker = start_worker("-Q", "high,celery", "-X", "celery")
+    ready = next(line for line in worker.log().splitlines() if " ready: " in line)
+    assert ready.endswith("queues=high"), ready
+    done = tqctl("worker", "-A", "tests.apps.shop", "-X", "celery", env={"TQCTL_BROKER": broker_url})
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == ["tqctl: error: -X celery leaves no queue to consume"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["-D"], "-D/--detach is not supported: run the worker under systemd (deploy/systemd/"),
         (["--max-tasks-per-child", "100"], "--max-tasks-per-child is not supported"),
         (["--max-memory-per-child", "200000"], "--max-memory-per-child is not supported"),
+        (["--disable-prefetch"], "--disable-prefetch is not supported: use --prefetch-multiplier 1"),
+        (["--uid", "nobody"], "--uid/--gid is not supported: start the worker as that user"),
         (["--time-limit", "0"], "--time-limit takes a number of seconds above 0, not 0.0"),
         (["--soft-time-limit", "-1"], "--soft-time-limit takes a number of seconds above 0, not -1.0"),
         (["--time-limit", "1", "--soft-time-limit", "2"], "--soft-time-limit (2.0) must not be above --time-limit"),

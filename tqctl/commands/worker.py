@@ -84,6 +84,15 @@ def worker(
     statedb: str = typer.Option("", "-S", "--statedb", help="accepted: revokes are kept in the broker"),
     detach: bool = typer.Option(False, "-D", "--detach", help="refused: run under systemd (deploy/systemd)"),
     include: str = typer.Option("", "-I", "--include", help="comma-separated modules to import at start (tasks)"),
+    exclude_queues: str = typer.Option(
+        "", "-X", "--exclude-queues", callback=names_option("queue name"), help="comma-separated queues not to consume"
+    ),
+    schedule: str = typer.Option(
+        "", "-s", "--schedule-filename", "--schedule", help="accepted: beat's state is in the broker"
+    ),
+    disable_prefetch: bool = typer.Option(False, "--disable-prefetch", help="refused: use --prefetch-multiplier 1"),
+    uid: str = typer.Option("", "--uid", help="refused: start the worker as that user"),
+    gid: str = typer.Option("", "--gid", help="refused: start the worker as that group"),
 ) -> None:
     """Run a worker: fetch tasks from the queues and run them in a pool."""
     pool = POOL_ALIASES.get(pool, pool)
@@ -100,7 +109,15 @@ def worker(
         _need_prometheus()
     if health_file:
         _need_folder(health_file, "--health-file")
-    _refuse_unsupported(detach, max_tasks_per_child, max_memory_per_child)
+    _refuse_unsupported(
+        {
+            "-D/--detach": detach,
+            "--max-tasks-per-child": max_tasks_per_child,
+            "--max-memory-per-child": max_memory_per_child,
+            "--disable-prefetch": disable_prefetch,
+            "--uid/--gid": uid or gid,
+        }
+    )
     _check_limits(time_limit, soft_time_limit)
     if optimization and optimization not in ("default", "fair"):
         fail(f"-O takes default or fair, not {optimization!r}", EXIT_USAGE)
@@ -127,6 +144,7 @@ def worker(
             pidfile=files[0],
             logfile=files[1],
             include=[m.strip() for m in include.split(",") if m.strip()] or None,
+            exclude_queues=[q.strip() for q in exclude_queues.split(",") if q.strip()] or None,
         )
     )
 
@@ -151,18 +169,22 @@ def _need_folder(path: str, flag: str) -> None:
         fail(f"{flag}: folder {str(folder)!r} is not writable", EXIT_USAGE)
 
 
-def _refuse_unsupported(detach: bool, max_tasks: int | None, max_memory: int | None) -> None:
-    """Celery flags the engine cannot honour fail loudly: a deploy script that relies on a leak
-    guard or on daemonizing must not start a worker that silently does neither."""
-    if detach:
-        fail(
-            "-D/--detach is not supported: run the worker under systemd (deploy/systemd/tqctl-worker.service)",
-            EXIT_USAGE,
-        )
-    if max_tasks is not None:
-        fail("--max-tasks-per-child is not supported by tqctl's pools (worker_max_tasks_per_child)", EXIT_USAGE)
-    if max_memory is not None:
-        fail("--max-memory-per-child is not supported by tqctl's pools (worker_max_memory_per_child)", EXIT_USAGE)
+# Celery flags the engine cannot honour: a deploy script that relies on a leak guard, on
+# daemonizing or on dropping privileges must not start a worker that silently does none of it.
+REFUSED = {
+    "-D/--detach": "run the worker under systemd (deploy/systemd/tqctl-worker.service)",
+    "--max-tasks-per-child": "tqctl's pools do not recycle children (worker_max_tasks_per_child)",
+    "--max-memory-per-child": "tqctl's pools do not recycle children (worker_max_memory_per_child)",
+    "--disable-prefetch": "use --prefetch-multiplier 1",
+    "--uid/--gid": "start the worker as that user (systemd User=/Group=)",
+}
+
+
+def _refuse_unsupported(given: dict[str, object]) -> None:
+    """The first refused flag the user gave, in one line naming what to do instead."""
+    for flag, value in given.items():
+        if value not in (None, False, ""):
+            fail(f"{flag} is not supported: {REFUSED[flag]}", EXIT_USAGE)
 
 
 def _check_limits(hard: float | None, soft: float | None) -> None:
