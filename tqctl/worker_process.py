@@ -50,6 +50,7 @@ class WorkerSpec:
     logfile: str | None = None
     include: list[str] | None = None
     exclude_queues: list[str] | None = None
+    purge: bool = False
 
 
 def exec_worker(spec: WorkerSpec) -> NoReturn:
@@ -102,11 +103,14 @@ def serve(spec: WorkerSpec) -> int:
     app.import_default_modules()
     for line in app.conf.startup_warnings():
         logging.getLogger("engine.worker").warning(line)
+    queues = _queues(app.conf, spec)
+    if spec.purge:
+        _purge(app, queues or [app.conf.task_default_queue])
     node = Worker(
         app,
         concurrency=spec.concurrency,
         pool=spec.pool,
-        queues=_queues(app.conf, spec),
+        queues=queues,
         hostname=spec.hostname,
         prefetch_multiplier=spec.prefetch_multiplier,
         autoscale=(spec.autoscale[0], spec.autoscale[1]) if spec.autoscale else None,  # JSON made it a list
@@ -153,6 +157,14 @@ def _queues(conf: Any, spec: WorkerSpec) -> list[str] | None:
     if not left:
         raise ImproperlyConfigured(f"-X {','.join(spec.exclude_queues)} leaves no queue to consume")
     return left
+
+
+def _purge(app: Any, queues: list[str]) -> None:
+    """Celery's ``--purge``: the waiting messages of the queues this worker consumes are deleted
+    before it fetches any (in-flight and ETA-parked ones are not touched, as in ``tqctl purge``)."""
+    log = logging.getLogger("engine.worker")
+    for queue in queues:
+        log.warning("purged %d message(s) from %r before starting", app.broker.purge(queue), queue)
 
 
 @contextmanager

@@ -152,6 +152,18 @@ def test_exclude_queues_drops_them_from_what_the_worker_consumes(
     assert done.stderr.strip().splitlines() == ["tqctl: error: -X celery leaves no queue to consume"]
 
 
+def test_purge_deletes_what_waits_in_the_workers_queues_before_it_starts(
+    shop: ModuleType, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """Before: "No such option: --purge". Now the three tasks sent before the worker started are
+    deleted, logged as such, and the solo worker's first task is the one sent after."""
+    old = [shop.add.apply_async((i, i), queue="purgeme") for i in range(3)]
+    worker = start_worker("-P", "solo", "-Q", "purgeme", "--purge")
+    assert "purged 3 message(s) from 'purgeme' before starting" in worker.log()
+    assert shop.add.apply_async((5, 5), queue="purgeme").get(timeout=30) == 10
+    assert [r.state for r in old] == ["PENDING"] * 3
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

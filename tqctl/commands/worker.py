@@ -90,6 +90,9 @@ def worker(
     schedule: str = typer.Option(
         "", "-s", "--schedule-filename", "--schedule", help="accepted: beat's state is in the broker"
     ),
+    purge: bool = typer.Option(
+        False, "--purge", "--discard", help="delete the waiting messages of the worker's queues before starting"
+    ),
     disable_prefetch: bool = typer.Option(False, "--disable-prefetch", help="refused: use --prefetch-multiplier 1"),
     uid: str = typer.Option("", "--uid", help="refused: start the worker as that user"),
     gid: str = typer.Option("", "--gid", help="refused: start the worker as that group"),
@@ -145,6 +148,7 @@ def worker(
             logfile=files[1],
             include=[m.strip() for m in include.split(",") if m.strip()] or None,
             exclude_queues=[q.strip() for q in exclude_queues.split(",") if q.strip()] or None,
+            purge=purge,
         )
     )
 
