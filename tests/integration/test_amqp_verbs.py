@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from engine.history import History
-from tests.integration.harness import ROOT, WorkerProcess, wait_for
+from tests.integration.harness import ROOT, WorkerProcess, reaped, wait_for
 
 pytestmark = pytest.mark.integration
 APP = "tests.apps.amqp_ops_app"
@@ -75,13 +75,9 @@ def test_tail_history_failures_and_retry_on_amqp(
             bool(amqp_client.send_task(f"{APP}.add", [2, 3])) and tail.poll() is not None
         )
 
-    try:
+    with reaped(tail):
         wait_for(heard, 90, "tail to print a task-succeeded event")
         out, err = tail.communicate(timeout=10)
-    finally:
-        if tail.poll() is None:
-            tail.kill()
-            tail.communicate()
     assert tail.returncode == 0, err
     # Up to 4 tasks (the -c 1 worker's prefetch) may have been received before tail subscribed:
     # their successes carry no name (never seen). The fifth was received after: it has one.

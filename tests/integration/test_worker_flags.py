@@ -14,7 +14,7 @@ from types import ModuleType
 import pytest
 
 from engine.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
-from tests.integration.harness import ROOT, WorkerProcess, wait_for
+from tests.integration.harness import ROOT, WorkerProcess, reaped, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -74,13 +74,9 @@ def test_dash_e_turns_task_events_on_over_the_config(
     argv = [sys.executable, "-m", "tqctl", "tail", "--count", "1", "--state", "SUCCESS", "--json", "--for", "60"]
     env = {**os.environ, "TQCTL_BROKER": broker_url, "PYTHONPATH": str(ROOT)}
     tail = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:  # a task each round until tail, subscribed at some point, hears one succeed
+    with reaped(tail):  # a task each round until tail, subscribed at some point, hears one succeed
         wait_for(lambda: tail.poll() is not None or (shop.add.delay(1, 2).get(timeout=30) and False), 60, "an event")
         out, err = tail.communicate(timeout=10)
-    finally:
-        if tail.poll() is None:
-            tail.kill()
-            tail.communicate()
     assert tail.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1])["state"] == "SUCCESS"
 
