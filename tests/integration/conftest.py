@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -160,3 +161,13 @@ def celery_app(broker_url: str, backend_url: str) -> Iterator[Any]:
     app.conf.broker_connection_retry_on_startup = True
     yield app
     app.close()
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A loopback port another program holds: bound and listening, never answering, for the whole
+    test (the taken-port tests hand it to a harness or server as its first pick)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,12 +27,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def held() -> Iterator[int]:
-    """A port another process's server holds: bound and listening for the whole test."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield int(sock.getsockname()[1])
+def held(held_port: int) -> int:
+    """A port another process's server holds (``held_port``), by the name these tests use."""
+    return held_port
 
 
 def held_first(port: int, position: int = 0, times: int = 1) -> PortPicker:

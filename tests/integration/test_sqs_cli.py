@@ -189,7 +189,7 @@ def test_an_sqs_endpoint_that_never_answers_fails_in_seconds(tmp_path: Path) -> 
             conn.close()
 
 
-def test_the_sqs_endpoint_on_a_taken_port_comes_up_on_a_fresh_one(tmp_path: Path) -> None:
+def test_the_sqs_endpoint_on_a_taken_port_comes_up_on_a_fresh_one(tmp_path: Path, held_port: int) -> None:
     """Before: moto_server exited on "Address already in use" when its port was taken between
     choosing and binding it, and the whole SQS session errored. Now it is launched again on
     another port. The first port it is handed is held by a real listener."""
@@ -199,15 +199,12 @@ def test_the_sqs_endpoint_on_a_taken_port_comes_up_on_a_fresh_one(tmp_path: Path
         picked.append(held if not picked else free_ports(count)[0])
         return picked[-1:]
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        held = int(sock.getsockname()[1])
-        server = MotoSqs(tmp_path, pick_ports=pick)
-        try:
-            server.start()
-            assert picked[0] == held and server.port == picked[1]
-            assert "already in use" in (tmp_path / f"moto-{held}.out").read_text()
-            assert server.client().list_queues()["ResponseMetadata"]["HTTPStatusCode"] == 200
-        finally:
-            server.stop()
+    held = held_port
+    server = MotoSqs(tmp_path, pick_ports=pick)
+    try:
+        server.start()
+        assert picked[0] == held and server.port == picked[1]
+        assert "already in use" in (tmp_path / f"moto-{held}.out").read_text()
+        assert server.client().list_queues()["ResponseMetadata"]["HTTPStatusCode"] == 200
+    finally:
+        server.stop()

@@ -14,7 +14,6 @@ test holds a real listener on the port the starter is made to choose first.
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,15 +27,6 @@ from tests.integration.harness import ChildProcess
 from tests.integration.servers import Server, free_port, free_ports, ready_on_a_free_port, valkey_binary
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def held_socket() -> Iterator[int]:
-    """A port a program holds: bound and listening, never answering."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -66,7 +56,7 @@ def process_id(url: str) -> int:
         return int(client.info("server")["process_id"])
 
 
-@pytest.mark.parametrize("holder", ["held_socket", "held_by_a_server"])
+@pytest.mark.parametrize("holder", ["held_port", "held_by_a_server"])
 def test_a_taken_port_moves_the_bundled_server_to_a_fresh_one(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, holder: str
 ) -> None:
@@ -81,12 +71,12 @@ def test_a_taken_port_moves_the_bundled_server_to_a_fresh_one(
 
 
 def test_a_port_taken_on_every_start_is_one_line_and_a_failed_exit(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, held_socket: int
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, held_port: int
 ) -> None:
     """Through ``tqctl broker start``, on a state folder too long for a unix socket (so TCP)."""
     from tqctl.commands.broker import app
 
-    picks(monkeypatch, held_socket, times=3)  # every start (bundled.START_TRIES)
+    picks(monkeypatch, held_port, times=3)  # every start (bundled.START_TRIES)
     folder = tmp_path / ("x" * 100) / ".tqctl"
     assert not bundled.socket_path_fits(folder / "redis.sock")
     try:
@@ -96,10 +86,10 @@ def test_a_port_taken_on_every_start_is_one_line_and_a_failed_exit(
     lines = result.output.strip().splitlines()
     assert result.exit_code != 0 and "Traceback" not in result.output and len(lines) == 1, result.output
     assert "another program took each of the 3 loopback ports" in lines[0]
-    assert f"(last: {held_socket})" in lines[0]
+    assert f"(last: {held_port})" in lines[0]
 
 
-@pytest.mark.parametrize("holder", ["held_socket", "held_by_a_server"])
+@pytest.mark.parametrize("holder", ["held_port", "held_by_a_server"])
 def test_a_fault_server_on_a_taken_port_comes_up_on_a_fresh_one(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, holder: str
 ) -> None:
@@ -128,16 +118,16 @@ class HttpServer(ChildProcess):
         super().__init__(argv, directory / f"http-{port}.log", {"PATH": "/usr/bin:/bin"})
 
 
-def test_a_web_server_child_on_a_taken_port_is_launched_again(tmp_path: Path, held_socket: int) -> None:
+def test_a_web_server_child_on_a_taken_port_is_launched_again(tmp_path: Path, held_port: int) -> None:
     picked: list[int] = []
 
     def pick(count: int) -> list[int]:
-        picked.append(held_socket if not picked else free_ports(count)[0])
+        picked.append(held_port if not picked else free_ports(count)[0])
         return picked[-1:]
 
     child, port = ready_on_a_free_port(lambda port: HttpServer(port, tmp_path), 30, pick)
     try:
-        assert picked[0] == held_socket and port == picked[1] and child.proc.poll() is None
-        assert "already in use" in (tmp_path / f"http-{held_socket}.log").read_text()
+        assert picked[0] == held_port and port == picked[1] and child.proc.poll() is None
+        assert "already in use" in (tmp_path / f"http-{held_port}.log").read_text()
     finally:
         child.close()
