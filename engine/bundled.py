@@ -252,7 +252,7 @@ def _answers(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """A zombie counts as dead: it has exited, only its parent (maybe a slow init) must reap it."""
     try:
         os.kill(pid, 0)
@@ -277,7 +277,7 @@ def _exe_matches(pid: int, binary: str | None) -> bool | None:
 
 def _is_server(pid: int, binary: str | None) -> bool:
     """Alive and not provably another program: a recycled pid is never reused or killed."""
-    return _pid_alive(pid) and _exe_matches(pid, binary) is not False
+    return pid_alive(pid) and _exe_matches(pid, binary) is not False
 
 
 def _read_info(paths: _Paths) -> Info | None:
@@ -420,14 +420,14 @@ def _wait_ready(paths: _Paths, url: str, launcher: subprocess.Popen[bytes], offs
         why = f"no PING reply within {READY_TIMEOUT:.0f}s"
         launcher.kill()
         launcher.wait()
-        if (pid := _read_pid(paths.pidfile)) and _pid_alive(pid):
+        if (pid := _read_pid(paths.pidfile)) and pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
     raise BrokerUnavailable(f"the bundled broker in {paths.root} did not start: {why}; server log: {_log_tail(paths)}")
 
 
 def _wait_exit(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid):
+    while pid_alive(pid):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)

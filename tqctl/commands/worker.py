@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from engine.bundled import pid_alive
 from engine.extras import install_hint
 from engine.worker.worker import MAX_CONCURRENCY, MAX_PREFETCH_MULTIPLIER, POOLS
 from tqctl.commands.values import name_argument, names_option, required_app_option, url_option
@@ -231,18 +232,8 @@ def _refuse_live_pidfile(path: Path) -> None:
         return
     except (OSError, ValueError):
         fail(f"--pidfile: {str(path)!r} exists and does not hold a pid", EXIT_USAGE)
-    if pid and pid != os.getpid() and _alive(pid):
+    if pid and pid != os.getpid() and pid_alive(pid):
         fail(f"--pidfile: {str(path)!r} holds pid {pid}, which is running", EXIT_USAGE)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _parse_autoscale(text: str) -> tuple[int, int]:
