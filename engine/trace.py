@@ -26,6 +26,7 @@ from engine.task import Task, backoff_delay
 
 if TYPE_CHECKING:
     from engine.app import App
+    from engine.backend.held import HeldResults
 
 log_trace = logging.getLogger("celery.app.trace")  # Celery's logger name: users' configs filter on it
 
@@ -174,7 +175,7 @@ def _run(app: App, task: Task, request: Request, started: float, store: bool) ->
     held = False
     if store and not request.ignore_result:
         try:
-            held = _store(app, request, states.SUCCESS, value, hold=_may_hold(app, task, request))
+            held = _store(app, request, states.SUCCESS, value, holder=_holder(app, task, request))
         except (TypeError, ValueError, RecursionError) as exc:  # the value, not the backend, is at fault
             error = EncodeError(f"cannot store the result of {task.name}: {exc}")
             return _failed(app, task, request, error, started, store)
@@ -187,19 +188,20 @@ def _run(app: App, task: Task, request: Request, started: float, store: bool) ->
     return Outcome(states.SUCCESS, runtime, result_repr=_repr(task, value), value=value, held=held)
 
 
-def _may_hold(app: App, task: Task, request: Request) -> bool:
-    """May this SUCCESS be written behind (``engine.backend.held``): only where a work-sharing
-    child holds results, and only when nothing reads it before it is written."""
-    if getattr(app.backend, "held", None) is None:
-        return False
+def _holder(app: App, task: Task, request: Request) -> HeldResults | None:
+    """Where this SUCCESS may be written behind (``engine.backend.held``): only in a work-sharing
+    child that holds results, and only when nothing reads it before it is written."""
+    holder: HeldResults | None = getattr(app.backend, "held", None)
     cls = type(task)
-    return (
-        not (request.callbacks or request.chain or request.chord)
+    may = (
+        holder is not None
+        and not (request.callbacks or request.chain or request.chord)
         and cls.on_success is Task.on_success
         and cls.after_return is Task.after_return
         and not signals.task_success.receivers
         and bool(task.opt("acks_late", "task_acks_late"))
     )
+    return holder if may else None
 
 
 def _repr(task: Task, value: Any) -> str:
@@ -339,9 +341,14 @@ def _log_failure(task: Task, request: Request, exc: Exception, trace: str) -> No
 
 
 def _store(
-    app: App, request: Request, state: str, result: Any, traceback: str | None = None, hold: bool = False
+    app: App,
+    request: Request,
+    state: str,
+    result: Any,
+    traceback: str | None = None,
+    holder: HeldResults | None = None,
 ) -> bool:
-    """Store the outcome (True: held to be written later, see ``_may_hold``)."""
+    """Store the outcome, or hand it to ``holder`` to be written later (True; see ``_holder``)."""
     backend = app.backend
     if backend is None or request.id is None:
         return False
@@ -356,7 +363,6 @@ def _store(
         extended=extended,
         children=trail.stored(request) if state in states.READY_STATES else None,
     )
-    holder = getattr(backend, "held", None) if hold else None
     if holder is not None:
         holder.hold(request.id, document)
         return True

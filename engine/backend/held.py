@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
-from engine.backend.retry import FIRST_PAUSE, LONGEST_PAUSE, UNREACHABLE
+from engine.backend.retry import patiently
+from engine.exceptions import BackendStoreError
 
 if TYPE_CHECKING:
     from engine.backend.redis import RedisBackend
@@ -37,9 +37,6 @@ class HeldResults:
         self._items: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     def hold(self, task_id: str, meta: dict[str, Any]) -> None:
         packed = self.backend.packed_store(task_id, meta)
         with self._lock:
@@ -48,26 +45,16 @@ class HeldResults:
     def write(self) -> dict[str, str]:
         """Write every held result in one go; returns why each result not stored was not: refused
         by the store, or all of them when it stayed unreachable past ``retry_timeout`` (retried
-        with backoff until then, as ``store_patiently`` retries one result)."""
+        with backoff until then, as one result is: ``patiently``)."""
         with self._lock:
             items, self._items = self._items, []
         if not items:
             return {}
-        packed = [p for _, p in items]
-        deadline, pause = time.monotonic() + max(self.retry_timeout, 0.0), FIRST_PAUSE
-        while True:
-            try:
-                errors = self.backend.send_stores(packed)
-                break
-            except UNREACHABLE as exc:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    why = f"the result store stayed unreachable for {self.retry_timeout:g}s ({exc})"
-                    log.error("%d result(s) not stored: %s", len(items), why)
-                    return {task_id: why for task_id, _ in items}
-                log.warning("result store unreachable, retrying in %.1fs: %s", min(pause, left), exc)
-                time.sleep(min(pause, left))
-                pause = min(pause * 2, LONGEST_PAUSE)
+        try:
+            errors = patiently(lambda: self.backend.send_stores([p for _, p in items]), self.retry_timeout)
+        except BackendStoreError as exc:
+            log.error("%d result(s) not stored: %s", len(items), exc)
+            return {task_id: str(exc) for task_id, _ in items}
         refused = {
             task_id: f"the result store refused it ({error})"
             for (task_id, _), error in zip(items, errors, strict=True)

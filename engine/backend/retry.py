@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
@@ -22,22 +23,30 @@ if TYPE_CHECKING:
 log = logging.getLogger("engine.worker")
 UNREACHABLE = (BrokerUnavailable, redis.ConnectionError, redis.TimeoutError, OSError)
 FIRST_PAUSE, LONGEST_PAUSE = 0.1, 2.0
+T = TypeVar("T")
 
 
 def store_patiently(backend: ResultBackend, task_id: str, meta: dict[str, Any], timeout: float) -> None:
     """``backend.store``, retried while the store is unreachable, for up to ``timeout`` seconds."""
+    try:
+        patiently(lambda: backend.store(task_id, meta), timeout)
+    except BackendStoreError as exc:
+        raise BackendStoreError(f"result of {task_id} not stored: {exc}") from None
+
+
+def patiently(write: Callable[[], T], timeout: float) -> T:
+    """``write()``, retried with backoff while the result store is unreachable, for up to
+    ``timeout`` seconds; then ``BackendStoreError`` saying so (``HeldResults`` writes several
+    results with it, ``store_patiently`` one)."""
     deadline = time.monotonic() + max(timeout, 0.0)
     pause = FIRST_PAUSE
     while True:
         try:
-            backend.store(task_id, meta)
-            return
+            return write()
         except UNREACHABLE as exc:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise BackendStoreError(
-                    f"result of {task_id} not stored: the result store stayed unreachable for {timeout:g}s ({exc})"
-                ) from None
+                raise BackendStoreError(f"the result store stayed unreachable for {timeout:g}s ({exc})") from None
             log.warning("result store unreachable, retrying in %.1fs: %s", min(pause, left), exc)
             time.sleep(min(pause, left))
             pause = min(pause * 2, LONGEST_PAUSE)

@@ -134,10 +134,6 @@ class SharedFetch:
         exits and the parent settles its lane): the Redis broker's own."""
         return getattr(self._broker, name)
 
-    @property
-    def url(self) -> str:
-        return self._broker.url
-
     def forsake(self, tags: Sequence[str]) -> None:
         """Messages this child fetched but will not run (a broker error while sorting them): the
         next ``reconcile`` hands them back, and only then are their slots free."""
