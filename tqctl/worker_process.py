@@ -97,9 +97,8 @@ def serve(spec: WorkerSpec) -> int:
     if spec.backend:
         app.conf.result_backend = spec.backend
     _apply_flags(app.conf, spec)
-    setup_worker_logging(
-        app, spec.loglevel, spec.logfile
-    )  # Celery's: setup_logging, after_setup_(task_)logger, formats
+    # Celery's: setup_logging, after_setup_(task_)logger, formats
+    setup_worker_logging(app, spec.loglevel, spec.logfile)
     app.import_default_modules()
     for line in app.conf.startup_warnings():
         logging.getLogger("engine.worker").warning(line)
