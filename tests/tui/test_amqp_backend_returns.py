@@ -47,7 +47,9 @@ def worker(amqp_url: str, backend: Server, tmp_path: Path) -> Iterator[WorkerPro
 
 
 def banner(app: Any) -> str:
-    return str(app.screen.query_one(Banner).render()) if app.screen.query(Banner) else ""
+    """What the banner shows: nothing while it is hidden (its last text is not on screen)."""
+    shown = [b for b in app.screen.query(Banner) if b.has_class("-shown")]
+    return str(shown[0].render()) if shown else ""
 
 
 def kinds(app: Any, uid: str) -> list[str]:

@@ -120,9 +120,12 @@ class Banner(Static):
         down_for: float | None,
         what: str = "broker",
     ) -> None:
-        self.set_class(not connected, "-shown")
         if connected:
+            if self.has_class("-shown"):  # no stale line left behind to read (or to flash on the next outage)
+                self.remove_class("-shown")
+                self.update("")
             return
+        self.add_class("-shown")
         text = f"⚠ {what} unreachable" + (f" for {fmt.age(down_for)}" if down_for is not None else "")
         if retry_in is not None:
             text += f" · reconnecting in {retry_in:.0f}s · showing data from before"
