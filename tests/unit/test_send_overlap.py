@@ -1,0 +1,161 @@
+"""A Redis send does its reply-independent work while the LPUSH's reply is on its way
+(``RedisBroker.publish_then``), on the private real server: what is told only once the broker has
+the message (the task-sent event, ``after_task_publish``) still waits for the reply, and a broken
+connection is retried or reported as before."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from engine import App, sending, signals
+from engine.broker.redis import RedisBroker
+from engine.bundled import start_private
+from engine.exceptions import BrokerUnavailable
+from engine.protocol.task import build
+
+QUEUE = "overlap.q"
+
+
+@pytest.fixture
+def app(redis_url: str, redis_client: redis.Redis) -> Iterator[App]:
+    app = App("overlap", broker=redis_url, backend=redis_url, task_default_queue=QUEUE)
+    yield app
+    app.close()
+
+
+def _watch_reply(broker: RedisBroker, log: list[str]) -> None:
+    """Log when this thread's publish connection reads a reply (the server stays real)."""
+    conn = broker._conns.get()
+    read = conn.read_response
+
+    def logged(*args: Any, **kwargs: Any) -> Any:
+        log.append("reply")
+        return read(*args, **kwargs)
+
+    conn.read_response = logged  # type: ignore[method-assign]
+
+
+def test_the_result_handle_is_made_before_the_lpush_reply_is_read(
+    app: App, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the handle and the event's lookups came after the reply, adding to delay()'s wall
+    time; now they fill the round trip, and the event is recorded only after the reply."""
+
+    @app.task(name="overlap.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    add.delay(0, 0)  # connections open, plans made
+    log: list[str] = []
+    _watch_reply(app.broker, log)  # type: ignore[arg-type]
+    handle = sending.AsyncResult
+
+    def made(*args: Any, **kwargs: Any) -> Any:
+        log.append("handle")
+        return handle(*args, **kwargs)
+
+    monkeypatch.setattr(sending, "AsyncResult", made)
+    sent = app.sent_events
+    assert sent is not None
+    record = sent.record
+    monkeypatch.setattr(sent, "record", lambda *a, **k: (log.append("event"), record(*a, **k)))
+    result = add.delay(1, 2)
+    assert log == ["handle", "reply", "event"]
+    assert redis_client.llen(QUEUE) == 2 and result.id.encode() in redis_client.lindex(QUEUE, 0)  # type: ignore[operator]
+
+
+def test_after_publish_signal_fires_after_the_reply(app: App) -> None:
+    @app.task(name="overlap.noop")
+    def noop() -> None:
+        pass
+
+    noop.delay()
+    log: list[str] = []
+    _watch_reply(app.broker, log)  # type: ignore[arg-type]
+
+    def after(**_: Any) -> None:
+        log.append("after_task_publish")
+
+    signals.after_task_publish.connect(after)
+    try:
+        noop.delay()
+    finally:
+        signals.after_task_publish.disconnect(after)
+    assert log == ["reply", "after_task_publish"]
+
+
+def test_meanwhile_raising_still_reads_the_reply_so_the_connection_stays_in_step(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    broker = RedisBroker(redis_url)
+    _, raw = build("overlap.x", queue=QUEUE)
+
+    def fails() -> None:
+        raise ValueError("meanwhile failed")
+
+    try:
+        with pytest.raises(ValueError, match="meanwhile failed"):
+            broker.publish_then(QUEUE, raw, None, fails)
+        assert broker.publish_then(QUEUE, raw, None, lambda: "value") == "value"
+        broker.publish(QUEUE, raw)
+        assert redis_client.llen(QUEUE) == 3
+        assert redis_client.ping()
+    finally:
+        broker.close()
+
+
+def test_a_connection_killed_between_sends_is_retried_and_the_event_still_told(
+    app: App, redis_client: redis.Redis
+) -> None:
+    """A server-side kill of the thread's publish connection: the send is retried through
+    redis-py's policy, as before the overlap, and the task-sent event and handle follow."""
+
+    @app.task(name="overlap.noop2")
+    def noop() -> None:
+        pass
+
+    noop.delay()
+    conn = app.broker._conns.get()  # type: ignore[attr-defined]
+    ours = {c["id"] for c in redis_client.client_list()} - {str(redis_client.client_id())}
+    for client_id in ours:
+        redis_client.client_kill_filter(_id=client_id)
+    sent = app.sent_events
+    assert sent is not None
+    told: list[str] = []
+    record = sent.record
+    sent.record = lambda task_id, *a, **k: (told.append(task_id), record(task_id, *a, **k))  # type: ignore[method-assign]
+    result = noop.delay()
+    assert told == [result.id]
+    assert redis_client.llen(QUEUE) == 2
+    assert conn is app.broker._conns.get()  # type: ignore[attr-defined]
+
+
+def test_a_broker_stopped_after_a_send_raises_the_one_line_error_and_tells_nothing(tmp_path: Path) -> None:
+    """The thread's connection is open when the server goes: the next send raises the same one
+    line as before the overlap, and neither the handle's event nor the publish signal is told."""
+    server = start_private(tmp_path / "gone")
+    app = App("gone", broker=server.url, backend=None, task_default_queue=QUEUE)
+    try:
+
+        @app.task(name="overlap.noop3")
+        def noop() -> None:
+            pass
+
+        noop.delay()
+        sent = app.sent_events
+        assert sent is not None
+        told: list[str] = []
+        sent.record = lambda task_id, *a, **k: told.append(task_id)  # type: ignore[method-assign]
+        server.stop()
+        with pytest.raises(BrokerUnavailable) as caught:
+            noop.delay()
+        assert "\n" not in str(caught.value) and server.url.split("://")[0] in str(caught.value)
+        assert told == []
+    finally:
+        app.close()
+        server.stop()
