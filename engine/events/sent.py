@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from json.encoder import encode_basestring_ascii as _text  # C: a str as a JSON string
 from typing import Any
 
+from engine import forks
 from engine.broker.inspect import open_fanout
 from engine.events.dispatcher import EventDispatcher, _value
 from engine.protocol import events
@@ -30,8 +31,29 @@ NO_ARGS, NO_KWARGS = _text(repr(())), _text(repr({}))
 MAX_BUFFER = 10_000  # a client whose events cannot go out drops the oldest rather than grow
 
 
+Parts = tuple[str | None, str, str, str | None, str | None]
+
+
 def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _parts(opts: dict[str, Any], name: str, queue: str) -> Parts:
+    """What every event of sends with these options, task and queue shares: the root id's JSON
+    (None: each event's own id), the text around the args and before the timestamp, and the
+    args' and kwargs' text when the send gave ``argsrepr``/``kwargsrepr`` (else None)."""
+    root = opts.get("root_id")
+    shown = opts.get("headers") or {}  # apply_async(argsrepr=...): what may be shown instead of the args
+    return (
+        _text(root) if root else None,
+        f', "parent_id": {_value(opts.get("parent_id"))}, "name": {_text(name)}, "args": ',
+        f', "retries": {_value(opts.get("retries", 0))}, "eta": {_value(_iso(opts.get("eta")))}, '
+        f'"expires": {_value(_iso(opts.get("expires")))}, "queue": {_text(queue)}, '
+        f'"exchange": {_text(opts.get("exchange") or "")}, '
+        f'"routing_key": {_text(opts.get("routing_key") or queue)}, "timestamp": ',
+        _text(shown["argsrepr"]) if "argsrepr" in shown else None,
+        _text(shown["kwargsrepr"]) if "kwargsrepr" in shown else None,
+    )
 
 
 def _lines(batch: list[tuple[Any, ...]], dispatcher: EventDispatcher) -> list[str]:
@@ -42,29 +64,21 @@ def _lines(batch: list[tuple[Any, ...]], dispatcher: EventDispatcher) -> list[st
         f'{{"hostname": {_text(dispatcher.hostname)}, "utcoffset": {_value(events.utcoffset())}, '
         f'"pid": {os.getpid()}, "clock": '
     )
-    shared: dict[tuple[int, str, str], tuple[str | None, str, str]] = {}  # the batch holds each opts
+    shared: dict[tuple[int, str, str], Parts] = {}  # the batch holds each opts
     lines = []
+    clock = dispatcher.clock
+    last: tuple[Any, str, str] | None = None  # a run of sends of one plan: no key made per event
+    parts: Parts = (None, "", "", None, None)
     for sent_at, task_id, name, args, kwargs, queue, opts in batch:
-        parts = shared.get((id(opts), name, queue))
-        if parts is None:
-            root = opts.get("root_id")
-            parts = shared[(id(opts), name, queue)] = (
-                _text(root) if root else None,
-                f', "parent_id": {_value(opts.get("parent_id"))}, "name": {_text(name)}, "args": ',
-                f', "retries": {_value(opts.get("retries", 0))}, "eta": {_value(_iso(opts.get("eta")))}, '
-                f'"expires": {_value(_iso(opts.get("expires")))}, "queue": {_text(queue)}, '
-                f'"exchange": {_text(opts.get("exchange") or "")}, '
-                f'"routing_key": {_text(opts.get("routing_key") or queue)}, "timestamp": ',
-            )
-        root_id, middle, tail = parts
+        if last is None or opts is not last[0] or name != last[1] or queue != last[2]:
+            last, parts = (opts, name, queue), shared.get((id(opts), name, queue)) or _parts(opts, name, queue)
+            shared[(id(opts), name, queue)] = parts
+        root_id, middle, tail, shown_args, shown_kwargs = parts
         uuid = _text(task_id)
-        shown = opts.get("headers") or {}  # apply_async(argsrepr=...): what may be shown instead of the args
-        args_text = _text(shown["argsrepr"]) if "argsrepr" in shown else _text(repr(tuple(args))) if args else NO_ARGS
-        kwargs_text = (
-            _text(shown["kwargsrepr"]) if "kwargsrepr" in shown else _text(repr(kwargs)) if kwargs else NO_KWARGS
-        )
+        args_text = shown_args or (_text(repr(tuple(args))) if args else NO_ARGS)
+        kwargs_text = shown_kwargs or (_text(repr(kwargs)) if kwargs else NO_KWARGS)
         lines.append(
-            f'{head}{dispatcher.clock()}, "uuid": {uuid}, "root_id": {root_id or uuid}{middle}'
+            f'{head}{clock()}, "uuid": {uuid}, "root_id": {root_id or uuid}{middle}'
             f'{args_text}, "kwargs": {kwargs_text}'
             f'{tail}{_value(sent_at)}, "type": "task-sent"}}'
         )
@@ -99,7 +113,7 @@ class SentEvents:
         """Queue one task-sent; cheap on purpose (the repr and the publish happen in the flusher).
         The event's timestamp is the send's (``sent_at``, taken before the publish, else now): a
         worker may start the task before the batch goes out, and a task never starts before it is sent."""
-        if os.getpid() != self._pid:
+        if forks.pid != self._pid:  # a module attribute, not a system call per send
             self._restart()
         self._pending.append((sent_at or time.time(), task_id, name, args, kwargs, queue, options))
         if not self._wake.is_set():  # set() takes a Condition; the flusher only needs one wake-up
@@ -115,7 +129,7 @@ class SentEvents:
     ) -> None:
         """``record`` for a bulk send: ``(task_id, args, kwargs)`` each, one lock for all."""
         when = sent_at or time.time()
-        if os.getpid() != self._pid:
+        if forks.pid != self._pid:
             self._restart()
         self._pending.extend((when, task_id, name, args, kwargs, queue, options) for task_id, args, kwargs in sent)
         if not self._wake.is_set():
@@ -123,14 +137,14 @@ class SentEvents:
 
     def _restart(self) -> None:
         with self._start_lock:
-            if os.getpid() != self._pid:
+            if forks.pid != self._pid:
                 self._start()
 
     def _start(self) -> None:
         """(Re)start in this process: after a fork the parent's thread and socket are not ours."""
         self._pending, self._dispatcher = deque(maxlen=MAX_BUFFER), None
         self._wake = threading.Event()
-        self._pid = os.getpid()
+        self._pid = forks.pid
         threading.Thread(target=self._run, name="task-sent-events", daemon=True).start()
 
     def _run(self) -> None:
@@ -151,7 +165,7 @@ class SentEvents:
 
     def _send(self, pending: deque[tuple[Any, ...]]) -> None:
         batch = [pending.popleft() for _ in range(len(pending))]  # what is there now; later ones wait
-        if not batch or os.getpid() != self._pid:
+        if not batch or forks.pid != self._pid:
             return
         try:
             dispatcher = self._dispatcher or self._connect()
