@@ -24,7 +24,6 @@ from engine.routing import route
 
 if TYPE_CHECKING:
     from engine.app import App
-    from engine.events.sent import SentEvents
     from engine.task import Task
 
 UTC = dt.timezone.utc
@@ -111,15 +110,8 @@ class Sender:
         self.watch_result(out)
         broker = self.app.broker
         sent_at = time.time()  # task-sent's time: before the publish, so never after the task starts
-        publish_then = getattr(broker, "publish_then", None)
-        if publish_then is None:
-            guarded(broker.url, lambda: broker.publish(out.queue, out.raw, out.priority))
-            result = self.after_send(out, sent_at)
-        else:  # the handle is made while the broker's reply is on its way (RedisBroker.publish_then)
-            result, sent = guarded(
-                broker.url, lambda: publish_then(out.queue, out.raw, out.priority, lambda: self._handle(out))
-            )
-            self._sent(out, sent_at, sent)
+        guarded(broker.url, lambda: broker.publish(out.queue, out.raw, out.priority))
+        result = self.after_send(out, sent_at)
         if add_to_parent:
             trail.add(self.app, result)
         return result
@@ -212,24 +204,14 @@ class Sender:
 
     def after_send(self, out: Outgoing, sent_at: float) -> AsyncResult:
         """What follows a publish (hooks' ``after``, the task-sent event), for both send paths."""
-        result, sent = self._handle(out)
-        self._sent(out, sent_at, sent)
-        return result
-
-    def _handle(self, out: Outgoing) -> tuple[AsyncResult, SentEvents | None]:
-        """The result handle and where the task-sent event goes: what a send needs after its
-        publish but that may be made before the broker confirmed it (nothing is told yet)."""
-        result = AsyncResult(out.task_id, self.app, task_name=out.name)
-        result.ignored = bool(out.message_options["ignore_result"])
-        return result, self.app.sent_events
-
-    def _sent(self, out: Outgoing, sent_at: float, sent: SentEvents | None) -> None:
-        """What is told once the broker has the message: the publish hooks' ``after``, then the
-        task-sent event (a failed publish tells neither)."""
         for hook in out.hooks:
             hook.after()
+        sent = self.app.sent_events
         if sent is not None:
             sent.record(out.task_id, out.name, out.args, out.kwargs, out.queue, out.message_options, sent_at)
+        result = AsyncResult(out.task_id, self.app, task_name=out.name)
+        result.ignored = bool(out.message_options["ignore_result"])
+        return result
 
     def send_many(
         self,

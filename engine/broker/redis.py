@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from itertools import count
 from typing import Any
@@ -108,23 +108,10 @@ class RedisBroker:
         """LPUSH on this thread's own connection, past redis-py's per-command machinery (pool
         checkout, retries, observability): about a third of a ``delay()``'s client time. The
         reply is still awaited, so a return means the message is in the list."""
-        self.publish_then(queue, raw, priority, lambda: None)
-
-    def publish_then(self, queue: str, raw: bytes, priority: int | None, meanwhile: Callable[[], Any]) -> Any:
-        """``publish``, running ``meanwhile`` while the LPUSH's reply is on its way: a send's
-        work that needs no reply (its result handle, its event's parts) costs no wall time then.
-        Returns ``meanwhile``'s value once the reply is in, or raises as ``publish`` does (the
-        reply is read even when ``meanwhile`` raises, so the connection stays in step). What
-        must not happen for a message that failed (its event, the publish signal) is the
-        caller's, after this returns. A subclass with a ``publish`` of its own (``WAIT`` for
-        replicas) publishes that way first, then runs ``meanwhile``."""
         gathering = self._gathering.held()
         if gathering is not None:
             gathering.append((queue, raw, priority))
-            return meanwhile()
-        if type(self).publish is not RedisBroker.publish:
-            self.publish(queue, raw, priority)
-            return meanwhile()
+            return
         key = priority_key(queue, priority)
         conn = self._conns.get()
         name = key.encode()
@@ -134,19 +121,6 @@ class RedisBroker:
             # is packed here, in one step (redis-py's packer encodes each part and copies again).
             packed = b"*3\r\n$5\r\nLPUSH\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(name), name, len(raw), raw)
             conn.send_packed_command([packed], check_health=False)
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
-            conn.disconnect()
-            self.client.lpush(key, raw)  # redis-py's own retry policy decides from here
-            return meanwhile()
-        try:
-            value = meanwhile()
-        finally:
-            self._pushed(conn, key, raw)
-        return value
-
-    def _pushed(self, conn: redis.connection.AbstractConnection, key: str, raw: bytes) -> None:
-        """The LPUSH's reply; a connection that broke meanwhile is retried as a failed send is."""
-        try:
             reply = conn.read_response()
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             conn.disconnect()

@@ -1,7 +1,6 @@
-"""A Redis send does its reply-independent work while the LPUSH's reply is on its way
-(``RedisBroker.publish_then``), on the private real server: what is told only once the broker has
-the message (the task-sent event, ``after_task_publish``) still waits for the reply, and a broken
-connection is retried or reported as before."""
+"""What a Redis send tells once the broker has the message (``after_task_publish``, the task-sent
+event) waits for the LPUSH's reply, on the private real server; a publish connection killed
+between sends is retried, and a broker gone after a send is one line with nothing told."""
 
 from __future__ import annotations
 
@@ -12,18 +11,17 @@ from typing import Any
 import pytest
 import redis
 
-from engine import App, sending, signals
+from engine import App, signals
 from engine.broker.redis import RedisBroker
 from engine.bundled import start_private
 from engine.exceptions import BrokerUnavailable
-from engine.protocol.task import build
 
-QUEUE = "overlap.q"
+QUEUE = "sent.q"
 
 
 @pytest.fixture
 def app(redis_url: str, redis_client: redis.Redis) -> Iterator[App]:
-    app = App("overlap", broker=redis_url, backend=redis_url, task_default_queue=QUEUE)
+    app = App("sent", broker=redis_url, backend=redis_url, task_default_queue=QUEUE)
     yield app
     app.close()
 
@@ -40,37 +38,8 @@ def _watch_reply(broker: RedisBroker, log: list[str]) -> None:
     conn.read_response = logged  # type: ignore[method-assign]
 
 
-def test_the_result_handle_is_made_before_the_lpush_reply_is_read(
-    app: App, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Before: the handle and the event's lookups came after the reply, adding to delay()'s wall
-    time; now they fill the round trip, and the event is recorded only after the reply."""
-
-    @app.task(name="overlap.add")
-    def add(x: int, y: int) -> int:
-        return x + y
-
-    add.delay(0, 0)  # connections open, plans made
-    log: list[str] = []
-    _watch_reply(app.broker, log)  # type: ignore[arg-type]
-    handle = sending.AsyncResult
-
-    def made(*args: Any, **kwargs: Any) -> Any:
-        log.append("handle")
-        return handle(*args, **kwargs)
-
-    monkeypatch.setattr(sending, "AsyncResult", made)
-    sent = app.sent_events
-    assert sent is not None
-    record = sent.record
-    monkeypatch.setattr(sent, "record", lambda *a, **k: (log.append("event"), record(*a, **k)))
-    result = add.delay(1, 2)
-    assert log == ["handle", "reply", "event"]
-    assert redis_client.llen(QUEUE) == 2 and result.id.encode() in redis_client.lindex(QUEUE, 0)  # type: ignore[operator]
-
-
 def test_after_publish_signal_fires_after_the_reply(app: App) -> None:
-    @app.task(name="overlap.noop")
+    @app.task(name="sent.noop")
     def noop() -> None:
         pass
 
@@ -89,33 +58,13 @@ def test_after_publish_signal_fires_after_the_reply(app: App) -> None:
     assert log == ["reply", "after_task_publish"]
 
 
-def test_meanwhile_raising_still_reads_the_reply_so_the_connection_stays_in_step(
-    redis_url: str, redis_client: redis.Redis
-) -> None:
-    broker = RedisBroker(redis_url)
-    _, raw = build("overlap.x", queue=QUEUE)
-
-    def fails() -> None:
-        raise ValueError("meanwhile failed")
-
-    try:
-        with pytest.raises(ValueError, match="meanwhile failed"):
-            broker.publish_then(QUEUE, raw, None, fails)
-        assert broker.publish_then(QUEUE, raw, None, lambda: "value") == "value"
-        broker.publish(QUEUE, raw)
-        assert redis_client.llen(QUEUE) == 3
-        assert redis_client.ping()
-    finally:
-        broker.close()
-
-
 def test_a_connection_killed_between_sends_is_retried_and_the_event_still_told(
     app: App, redis_client: redis.Redis
 ) -> None:
     """A server-side kill of the thread's publish connection: the send is retried through
-    redis-py's policy, as before the overlap, and the task-sent event and handle follow."""
+    redis-py's policy, and the task-sent event and handle follow."""
 
-    @app.task(name="overlap.noop2")
+    @app.task(name="sent.noop2")
     def noop() -> None:
         pass
 
@@ -136,13 +85,13 @@ def test_a_connection_killed_between_sends_is_retried_and_the_event_still_told(
 
 
 def test_a_broker_stopped_after_a_send_raises_the_one_line_error_and_tells_nothing(tmp_path: Path) -> None:
-    """The thread's connection is open when the server goes: the next send raises the same one
-    line as before the overlap, and neither the handle's event nor the publish signal is told."""
+    """The thread's connection is open when the server goes: the next send raises one line, and
+    no task-sent event is told for it."""
     server = start_private(tmp_path / "gone")
     app = App("gone", broker=server.url, backend=None, task_default_queue=QUEUE)
     try:
 
-        @app.task(name="overlap.noop3")
+        @app.task(name="sent.noop3")
         def noop() -> None:
             pass
 
