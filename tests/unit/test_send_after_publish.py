@@ -1,5 +1,5 @@
 """What a Redis send tells once the broker has the message (``after_task_publish``, the task-sent
-event) waits for the LPUSH's reply, on the private real server; a publish connection killed
+event) comes after the LPUSH landed, on the private real server; a publish connection killed
 between sends is retried, and a broker gone after a send is one line with nothing told."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import pytest
 import redis
 
 from engine import App, signals
-from engine.broker.redis import RedisBroker
 from engine.bundled import start_private
 from engine.exceptions import BrokerUnavailable
 
@@ -26,36 +25,32 @@ def app(redis_url: str, redis_client: redis.Redis) -> Iterator[App]:
     app.close()
 
 
-def _watch_reply(broker: RedisBroker, log: list[str]) -> None:
-    """Log when this thread's publish connection reads a reply (the server stays real)."""
-    conn = broker._conns.get()
-    read = conn.read_response
-
-    def logged(*args: Any, **kwargs: Any) -> Any:
-        log.append("reply")
-        return read(*args, **kwargs)
-
-    conn.read_response = logged  # type: ignore[method-assign]
-
-
-def test_after_publish_signal_fires_after_the_reply(app: App) -> None:
+def test_after_publish_signal_and_event_find_the_message_in_the_list(app: App, redis_client: redis.Redis) -> None:
     @app.task(name="sent.noop")
     def noop() -> None:
         pass
 
     noop.delay()
-    log: list[str] = []
-    _watch_reply(app.broker, log)  # type: ignore[arg-type]
+    seen: list[tuple[str, int]] = []
 
     def after(**_: Any) -> None:
-        log.append("after_task_publish")
+        seen.append(("after_task_publish", int(redis_client.llen(QUEUE))))
 
+    sent = app.sent_events
+    assert sent is not None
+    record = sent.record
+
+    def told(*args: Any, **kwargs: Any) -> None:
+        seen.append(("task-sent", int(redis_client.llen(QUEUE))))
+        record(*args, **kwargs)
+
+    sent.record = told  # type: ignore[method-assign]
     signals.after_task_publish.connect(after)
     try:
         noop.delay()
     finally:
         signals.after_task_publish.disconnect(after)
-    assert log == ["reply", "after_task_publish"]
+    assert seen == [("after_task_publish", 2), ("task-sent", 2)]
 
 
 def test_a_connection_killed_between_sends_is_retried_and_the_event_still_told(
