@@ -161,3 +161,22 @@ def test_a_recycled_childs_results_written_behind_are_stored_before_it_exits(
     runs = [line.split() for line in ledger.read_text().splitlines() if line.startswith("run held")]
     assert sorted(r[2] for r in runs) == sorted(r.id for r in results)  # each ran exactly once
     assert len({r[3] for r in runs}) == 6  # each in a child of its own
+
+
+@pytest.mark.parametrize("transport", ["amqp"], indirect=True)
+def test_parent_fed_orders_too_large_for_a_packet_survive_recycling(
+    shop: ModuleType, start_worker: Callable[..., WorkerProcess], ledger: Path, transport: str
+) -> None:
+    """The parent-fed pool sends an order too large for the shared queue's packets to one idle
+    child's inbox; a child that recycles with one there (it took a small task first) leaves it
+    to another child, neither lost ("Worker exited prematurely") nor run twice."""
+    worker = start_worker("-c", "2", "--max-tasks-per-child", "1")
+    tags = [f"rc{i}-" + ("x" * 6000 if i % 2 else "") for i in range(16)]
+    results = [shop.record.delay(tag) for tag in tags]
+    assert [r.get(timeout=60) for r in results] == tags
+    runs = _ledger_pids(ledger)
+    assert sorted(runs) == sorted(r.id for r in results)
+    assert all(len(pids) == 1 for pids in runs.values()), runs
+    assert len({pids[0] for pids in runs.values()}) == 16  # one task a child
+    log = worker.log()
+    assert "exited prematurely" not in log and "exited with" not in log, log
