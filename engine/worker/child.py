@@ -154,7 +154,7 @@ def _serve_child(ends: ChildEnds, app: Any, hostname: str, recycler: Recycler) -
             o = trace.internal_error(exc)
         # Results stay in the backend; only the summary crosses the pipe.
         finished = Finished.of(slot, o)
-        if recycler.after_task():
+        if recycler.active and recycler.after_task():
             out.send_bytes(dumps((RECYCLE, tuple(finished))))  # one write: read whole, in order
             return
 

@@ -74,12 +74,13 @@ class Recycler:
 
     def __init__(self, limits: RecycleLimits) -> None:
         self.limits = limits
+        self.active = bool(limits)  # read after every task of every child: one attribute, no call
         self.ran = 0
 
     def after_task(self) -> bool:
-        limits = self.limits
-        if not limits:
+        if not self.active:
             return False
+        limits = self.limits
         self.ran += 1
         if limits.max_tasks and self.ran >= limits.max_tasks:
             log.info("child %d recycled after %d task(s) (max tasks per child)", os.getpid(), self.ran)
