@@ -180,3 +180,20 @@ def test_parent_fed_orders_too_large_for_a_packet_survive_recycling(
     assert len({pids[0] for pids in runs.values()}) == 16  # one task a child
     log = worker.log()
     assert "exited prematurely" not in log and "exited with" not in log, log
+
+
+@pytest.mark.amqp_too
+def test_recycling_under_autoscale_keeps_the_pool_within_its_bounds(
+    shop: ModuleType, start_worker: Callable[..., WorkerProcess], ledger: Path
+) -> None:
+    """A recycled child is replaced, never counted as one the autoscaler retired: with
+    ``--autoscale 3,1`` the pool stays between 1 and 3 processes while every task runs once."""
+    worker = start_worker("--autoscale", "3,1", "--max-tasks-per-child", "2")
+    results = [shop.slow_early.delay(0.05, f"rc{i}") for i in range(24)]
+    assert len([r.get(timeout=90) for r in results]) == 24
+    ends = [line.split() for line in ledger.read_text().splitlines() if line.startswith("end rc")]
+    assert sorted(e[2] for e in ends) == sorted(r.id for r in results)  # each ran once
+    assert max(Counter(e[3] for e in ends).values()) <= 2
+    wait_for(lambda: 1 <= len(_stats(shop.app)["pool"]["processes"]) <= 3, 30, "a pool within its bounds")
+    log = worker.log()
+    assert "exited prematurely" not in log and "exited with" not in log, log
