@@ -197,3 +197,13 @@ def test_recycling_under_autoscale_keeps_the_pool_within_its_bounds(
     wait_for(lambda: 1 <= len(_stats(shop.app)["pool"]["processes"]) <= 3, 30, "a pool within its bounds")
     log = worker.log()
     assert "exited prematurely" not in log and "exited with" not in log, log
+
+
+@pytest.mark.parametrize("pool", ["threads", "solo"])
+def test_other_pools_accept_the_flags_and_ignore_them_as_celerys_do(
+    shop: ModuleType, start_worker: Callable[..., WorkerProcess], pool: str
+) -> None:
+    """Before: refused (exit 2). Now accepted, and the tasks run in the worker process itself,
+    as in Celery 5.7, whose thread and solo pools take the option and do nothing with it."""
+    worker = start_worker("-P", pool, "--max-tasks-per-child", "1", "--max-memory-per-child", "1")
+    assert {shop.pid.delay().get(timeout=30) for _ in range(4)} == {worker.pid}
