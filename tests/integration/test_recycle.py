@@ -4,6 +4,7 @@ work-sharing pool on Redis, the parent-fed pool on RabbitMQ (``amqp_too``)."""
 from __future__ import annotations
 
 import os
+import signal
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,7 @@ def _shutdown(**kwargs):
 
 HOG_APP = """\
 import os
+import signal
 
 from tests.apps.shop import *  # noqa: F403 - the shop's tasks
 from tests.apps.shop import app
@@ -207,3 +209,27 @@ def test_other_pools_accept_the_flags_and_ignore_them_as_celerys_do(
     as in Celery 5.7, whose thread and solo pools take the option and do nothing with it."""
     worker = start_worker("-P", pool, "--max-tasks-per-child", "1", "--max-memory-per-child", "1")
     assert {shop.pid.delay().get(timeout=30) for _ in range(4)} == {worker.pid}
+
+
+@pytest.mark.amqp_too
+def test_a_warm_stop_while_children_recycle_hands_back_what_did_not_run(
+    shop: ModuleType, start_worker: Callable[..., WorkerProcess], ledger: Path
+) -> None:
+    """SIGTERM while children come and go: the worker exits 0, every task that started finished,
+    and what never started is run by the next worker: each of the 40 tasks ends exactly once."""
+    first = start_worker("-c", "2", "--max-tasks-per-child", "1", name="w1")
+    results = [shop.slow_early.delay(0.05, f"rc{i}") for i in range(40)]
+
+    def ended() -> list[list[str]]:
+        return [line.split() for line in ledger.read_text().splitlines() if line.startswith("end rc")]
+
+    wait_for(lambda: len(ended()) >= 6, 60, "a few tasks done, children recycled")
+    first.signal(signal.SIGTERM)
+    assert first.wait(60) == 0
+    log = first.log()
+    assert "exited prematurely" not in log and "exited with" not in log, log
+    start_worker("-c", "2", name="w2")
+    assert len([r.get(timeout=90) for r in results]) == 40
+    assert sorted(e[2] for e in ended()) == sorted(r.id for r in results)  # each ended once
+    starts = [line.split()[2] for line in ledger.read_text().splitlines() if line.startswith("start rc")]
+    assert sorted(starts) == sorted(r.id for r in results)  # and started once: none cut short
