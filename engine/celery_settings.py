@@ -404,6 +404,8 @@ HONOURED = frozenset(
         "worker_concurrency",
         "worker_hijack_root_logger",
         "worker_log_format",
+        "worker_max_memory_per_child",  # prefork children are recycled (engine/worker/recycle.py)
+        "worker_max_tasks_per_child",
         "worker_prefetch_multiplier",
         "worker_send_task_events",
         "worker_task_log_format",

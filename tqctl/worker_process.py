@@ -46,6 +46,8 @@ class WorkerSpec:
     task_events: bool = False
     time_limit: float | None = None
     soft_time_limit: float | None = None
+    max_tasks_per_child: int | None = None
+    max_memory_per_child: int | None = None
     pidfile: str | None = None
     logfile: str | None = None
     include: list[str] | None = None
@@ -141,6 +143,10 @@ def _apply_flags(conf: Any, spec: WorkerSpec) -> None:
         conf.task_time_limit = spec.time_limit
     if spec.soft_time_limit is not None:
         conf.task_soft_time_limit = spec.soft_time_limit
+    if spec.max_tasks_per_child is not None:
+        conf.worker_max_tasks_per_child = spec.max_tasks_per_child
+    if spec.max_memory_per_child is not None:
+        conf.worker_max_memory_per_child = spec.max_memory_per_child
     if spec.include:  # Celery's ``-I``: added to ``include``, imported with it at start
         conf.include = [*(conf.get("include") or ()), *spec.include]
 

@@ -25,6 +25,7 @@ from engine.protocol import task as protocol
 from engine.request import Request
 from engine.serialization import accepted_types
 from engine.worker.limits import alarm_limits
+from engine.worker.recycle import RECYCLE, RecycleLimits, Recycler
 from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started, order_from_wire, request_of
 
 if TYPE_CHECKING:
@@ -106,15 +107,16 @@ def child_main(ends: ChildEnds, host: PoolHost, parent: int | None = None) -> No
     sys.setswitchinterval(ends.switch_interval)
     signals.worker_process_init.send(sender=host.hostname)
     try:
-        _serve_child(ends, host.app, host.hostname)
+        _serve_child(ends, host.app, host.hostname, Recycler(getattr(host, "recycle", RecycleLimits())))
     finally:
         signals.worker_process_shutdown.send(sender=host.hostname, pid=os.getpid(), exitcode=0)
 
 
-def _serve_child(ends: ChildEnds, app: Any, hostname: str) -> None:
+def _serve_child(ends: ChildEnds, app: Any, hostname: str, recycler: Recycler) -> None:
     """Each write is a tuple of reports. After a run the child first tries to take the next job
     without waiting: if one is there, its ``Started`` rides in the same write as the ``Finished``
-    (one wake-up of the parent per task under load instead of two)."""
+    (one wake-up of the parent per task under load instead of two). A child due for recycling
+    takes nothing more: it says so, then reports its last outcome and exits."""
     pid = os.getpid()
     accepted = accepted_types(app.conf.accept_content)
     out = ends.out
@@ -152,6 +154,9 @@ def _serve_child(ends: ChildEnds, app: Any, hostname: str) -> None:
             o = trace.internal_error(exc)
         # Results stay in the backend; only the summary crosses the pipe.
         finished = Finished.of(slot, o)
+        if recycler.active and recycler.after_task():
+            out.send_bytes(dumps((RECYCLE, tuple(finished))))  # one write: read whole, in order
+            return
 
 
 def _request(order: RunOrder, hostname: str, accepted: frozenset[str]) -> Request:

@@ -43,6 +43,7 @@ from engine.exceptions import WorkerLostError
 from engine.worker.child import PACKET, SLOTS, STOP, ChildEnds, Shared, child_main, dumps
 from engine.worker.limits import hard_exceeded
 from engine.worker.pool import PoolHost
+from engine.worker.recycle import RECYCLE
 from engine.worker.slots import DONE as DONE_SLOT
 from engine.worker.slots import RUNNING as RUNNING_SLOT
 from engine.worker.slots import SHARED as SHARED_SLOT
@@ -93,6 +94,7 @@ class Child:
     slot: int = 0
     deadline: float | None = None
     lane: int = -1  # its range of slots (work-sharing children only)
+    recycling: bool = False  # said it exits after its last task (``recycle``): not a crash
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -124,6 +126,7 @@ class PreforkPool:
         self._big: tuple[int, Job, bytes] | None = None  # admitted, waiting for an idle child
         self._unstarted: list[Job] = []  # skipped by a child because the pool stops: handed back
         self._retiring = 0  # retire tokens in the shared queue, not yet taken by a child
+        self._rehomed: set[str] = set()  # ids of admitted jobs a recycled child left unstarted: not admitted again
         self._batching = 0  # inside ``batch``: submitted jobs wait for its end
         self._lock = threading.RLock()
         self._accepting = True
@@ -233,7 +236,8 @@ class PreforkPool:
         while self._accepting:
             if self._big is not None:
                 slot, job, data = self._big
-                child = next((c for c in self._children if c.job is None and not c.inbox_busy), None)
+                idle = (c for c in self._children if c.job is None and not c.inbox_busy and not c.recycling)
+                child = next(idle, None)
                 if child is None:
                     return  # waits for a free child (``_finished``)
                 self._big = None
@@ -250,7 +254,9 @@ class PreforkPool:
                 # die), and one confirmed now is not left to go stale in the queue.
                 return
             job = self._waiting.popleft()
-            if not self.host.admit(job):
+            if job.id in self._rehomed:
+                self._rehomed.discard(job.id)  # admitted (an early ack claimed) before: not twice
+            elif not self.host.admit(job):
                 continue  # never runs here: settled, or left for the hand-back, by the host
             slot = self._free.pop()
             try:
@@ -309,7 +315,7 @@ class PreforkPool:
         return len(self._children) - self._retiring
 
     def _idle(self) -> int:
-        return sum(1 for c in self._children if c.job is None) - self._retiring
+        return sum(1 for c in self._children if c.job is None and not c.recycling) - self._retiring
 
     def lease(self, epoch: int, until: float) -> None:
         self._shared.set_lease(epoch, until)
@@ -371,27 +377,34 @@ class PreforkPool:
             if deadlines:  # one set during this pass wakes the next (``_started``), none is due yet
                 self._enforce_deadlines()
 
-    def _receive(self, child: Child) -> None:
+    def _receive(self, child: Child) -> bool:
         """One write of the child: a ``Started``, a ``Finished``, or a finish and the next start;
-        from a work-sharing child, the tasks it processed since its last report, by name."""
+        from a work-sharing child, the tasks it processed since its last report, by name. A
+        child due for recycling puts ``RECYCLE`` first (before its last ``Finished``, if any).
+        False when the pipe is closed (the child is gone)."""
         try:
             reports = _loads(child.conn.recv_bytes())
         except (EOFError, OSError):
-            return
+            return False
         if isinstance(reports, tuple) and reports and reports[0] == "due":
             self.host.maintenance.expect_due(reports[1])  # type: ignore[attr-defined]
-            return
+            return True
         if isinstance(reports, dict):
             processed = self.host.processed  # type: ignore[attr-defined]
             for name, n in reports.items():
                 processed[name] = processed.get(name, 0) + n
-            return
+            return True
+        if reports and reports[0] == RECYCLE:
+            with self._lock:
+                child.recycling = True  # before its finish frees it: nothing more goes its way
+            reports = reports[1:]
         for raw in reports:
             report = report_from_wire(raw)
             if isinstance(report, Started):
                 self._started(child, report)
             else:
                 self._finished(child, report)
+        return True
 
     def _started(self, child: Child, report: Started) -> None:
         with self._lock:
@@ -447,7 +460,10 @@ class PreforkPool:
             self._generation += 1
             lost = self._lost_with(child)
             code = child.process.exitcode
-            if code == 0 and not lost and self._retiring:
+            if child.recycling and code == 0:
+                self._rehome(lost)  # recycled: its replacement is forked below, nothing was lost
+                lost = []
+            elif code == 0 and not lost and self._retiring:
                 self._retiring -= 1  # it took a retire token
             if self._accepting and self._size() < self._target:
                 self._spawn()
@@ -551,10 +567,22 @@ class PreforkPool:
             log.exception("could not settle what child %s held", pid)
         return running
 
+    def _rehome(self, unstarted: list[Job]) -> None:
+        """Orders a recycled child left in its inbox (sent as it decided to go) are still admitted
+        jobs: they go to another child, or back with the rest when the pool stops. Called with
+        the lock held."""
+        if not self._accepting:
+            self._unstarted.extend(unstarted)
+            return
+        for job in reversed(unstarted):
+            self._rehomed.add(job.id)
+            self._waiting.appendleft(job)
+
     def _drain_reports(self, child: Child) -> None:
+        """Every report already in the pipe (an exiting child may have written several)."""
         with contextlib.suppress(OSError, EOFError, ValueError):
-            if child.conn.poll(0):
-                self._receive(child)
+            while child.conn.poll(0) and self._receive(child):
+                pass
 
     def _lost_with(self, child: Child) -> list[Job]:
         """The jobs a dead child held: the one it ran, and one it took but had not reported yet

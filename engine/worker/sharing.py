@@ -31,6 +31,7 @@ from engine.broker.base import Delivery
 from engine.protocol import task as protocol
 from engine.worker.child import PACKET, STOP, ChildEnds, Shared, _die_with_parent, _take
 from engine.worker.observers import Observer
+from engine.worker.recycle import RECYCLE, RecycleLimits, RecycleObserver, Recycler
 from engine.worker.slots import DONE, RUNNING, SHARED, TAKEN, Slots
 
 if TYPE_CHECKING:
@@ -347,8 +348,10 @@ def sharing_child_main(ends: ChildEnds, inq_w: int, slots: Slots, lane: int, par
     w.observers.add(states)
     signal.signal(COLD, lambda signum, frame: _cold(w, broker, states))
     broker.stopping = lambda: bool(ends.shared.cancel[STOP])
+    _recycle_when_due(w, broker, reports, parent.recycle)
     w.revoked.update(list(parent.revoked))
-    upkeep = threading.Thread(target=_upkeep, args=(w, broker, ends.shared, reports), name="upkeep", daemon=True)
+    sent: dict[str, int] = {}  # tasks processed, as reported to the parent so far
+    upkeep = threading.Thread(target=_upkeep, args=(w, broker, ends.shared, reports, sent), name="upkeep", daemon=True)
     threading.Thread(target=_orders, args=(w, broker, ends), name="orders", daemon=True).start()
     w.pool.start()  # a solo pool's worker_process_init: this child is a pool process
     upkeep.start()
@@ -356,7 +359,24 @@ def sharing_child_main(ends: ChildEnds, inq_w: int, slots: Slots, lane: int, par
         serve(w)
     finally:
         _stop(w, broker)
+        upkeep.join(UPKEEP * 10)  # its last tick done: the counts below are the last word
+        _report_processed(w, reports, sent)  # what ran since the last tick still counts (stats)
         signals.worker_process_shutdown.send(sender=w.hostname, pid=os.getpid(), exitcode=0)
+
+
+def _recycle_when_due(w: Worker, broker: SharedFetch, reports: Reports, limits: RecycleLimits) -> None:
+    """With a limit set, the task that reaches it is this child's last: it takes nothing more off
+    the in-queue (what it shared stays there for the others), tells the parent it exits on
+    purpose, and stops as at a warm stop (``_stop``: held results, acks and events go out)."""
+    if not limits:
+        return
+
+    def retire() -> None:
+        broker.retired = True
+        reports.send((RECYCLE,))
+        w.request_stop()
+
+    w.observers.add(RecycleObserver(Recycler(limits), retire))
 
 
 def _hold_results(w: Worker) -> None:
@@ -403,9 +423,8 @@ def _report_processed(w: Worker, out: Any, sent: dict[str, int]) -> None:
         sent.update({name: sent.get(name, 0) + n for name, n in delta.items()})
 
 
-def _upkeep(w: Worker, broker: SharedFetch, shared: Shared, ends_out: Any) -> None:
+def _upkeep(w: Worker, broker: SharedFetch, shared: Shared, ends_out: Any, sent: dict[str, int]) -> None:
     """Acks, events and history go out each tick; the parent's stop flag stops the child."""
-    sent: dict[str, int] = {}
     while not w.stopping.wait(UPKEEP):
         if shared.cancel[STOP] or broker.retired:
             w.request_stop()

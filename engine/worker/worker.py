@@ -34,6 +34,7 @@ from engine.worker.pool import Pool, SoloPool, ThreadPool
 from engine.worker.pool_asyncio import AsyncioPool
 from engine.worker.pool_gevent import GeventPool
 from engine.worker.prefork import PreforkPool
+from engine.worker.recycle import RecycleLimits
 from engine.worker.remote import RemoteControl
 from engine.worker.revoked import RevokedSet
 from engine.worker.settlement import Settlement
@@ -150,6 +151,8 @@ class Worker:
             self.concurrency = max(1, autoscale[1])
         self.prefetch = max(1, (autoscale[0] if autoscale else self.concurrency) * self.prefetch_multiplier)
         self.pool_kind = pool
+        # Only prefork children are recycled: the other pools ignore the limits, as Celery's do.
+        self.recycle = RecycleLimits.of(conf) if pool == "prefork" else RecycleLimits()
         self.broker = broker if broker is not None else app.broker
         self.stopping = threading.Event()
         self.cold = threading.Event()

@@ -164,8 +164,10 @@ def test_purge_deletes_what_waits_in_the_workers_queues_before_it_starts(
     ("args", "message"),
     [
         (["-D"], "-D/--detach is not supported: run the worker under systemd (deploy/systemd/"),
-        (["--max-tasks-per-child", "100"], "--max-tasks-per-child is not supported"),
-        (["--max-memory-per-child", "200000"], "--max-memory-per-child is not supported"),
+        (["--max-tasks-per-child", "0"], "Invalid value for '--max-tasks-per-child'"),
+        (["--max-tasks-per-child", "2.5"], "Invalid value for '--max-tasks-per-child'"),
+        (["--max-memory-per-child", "-1"], "Invalid value for '--max-memory-per-child'"),
+        (["--max-memory-per-child", "lots"], "Invalid value for '--max-memory-per-child'"),
         (["--disable-prefetch"], "--disable-prefetch is not supported: use --prefetch-multiplier 1"),
         (["--uid", "nobody"], "--uid/--gid is not supported: start the worker as that user"),
         (["--time-limit", "0"], "--time-limit takes a number of seconds above 0, not 0.0"),

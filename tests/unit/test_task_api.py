@@ -565,7 +565,8 @@ def test_pydantic_validates_arguments_and_dumps_results(eager: App, app: App, re
 def test_settings_check_names_ignored_celery_settings_and_typos() -> None:
     conf = Settings(
         task_acks_late=True,
-        worker_max_tasks_per_child=10,
+        worker_max_tasks_per_child=10,  # honoured: prefork children are recycled
+        worker_pool_restarts=True,
         worker_lost_wait=10,
         task_acks_lates=True,
         tqctl_owner_timeout=3,
@@ -575,7 +576,7 @@ def test_settings_check_names_ignored_celery_settings_and_typos() -> None:
     assert lines == [
         "setting 'task_acks_lates' is not a Celery setting (misspelt?); did you mean 'task_acks_late'?",
         "setting 'worker_lost_wait' is a Celery setting this engine ignores (no effect)",
-        "setting 'worker_max_tasks_per_child' is a Celery setting this engine ignores (no effect)",
+        "setting 'worker_pool_restarts' is a Celery setting this engine ignores (no effect)",
     ]
     assert Settings().startup_warnings() == []
     assert Settings(result_serializer="json", task_protocol=2).startup_warnings() == []  # what we do anyway

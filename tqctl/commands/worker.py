@@ -67,10 +67,18 @@ def worker(
         None, "--soft-time-limit", show_default=False, help="soft time limit in seconds (task_soft_time_limit)"
     ),
     max_tasks_per_child: int | None = typer.Option(
-        None, "--max-tasks-per-child", show_default=False, help="not supported: refused"
+        None,
+        "--max-tasks-per-child",
+        min=1,
+        show_default=False,
+        help="prefork: replace a child after it ran this many tasks (worker_max_tasks_per_child)",
     ),
     max_memory_per_child: int | None = typer.Option(
-        None, "--max-memory-per-child", show_default=False, help="not supported: refused"
+        None,
+        "--max-memory-per-child",
+        min=1,
+        show_default=False,
+        help="prefork: replace a child after a task leaves it above this resident memory, in KiB",
     ),
     optimization: str = typer.Option(
         "", "-O", "--optimization", help="default | fair: accepted; the prefork pool is always fair"
@@ -116,8 +124,6 @@ def worker(
     _refuse_unsupported(
         {
             "-D/--detach": detach,
-            "--max-tasks-per-child": max_tasks_per_child,
-            "--max-memory-per-child": max_memory_per_child,
             "--disable-prefetch": disable_prefetch,
             "--uid/--gid": uid or gid,
         }
@@ -145,6 +151,8 @@ def worker(
             task_events=task_events,
             time_limit=time_limit,
             soft_time_limit=soft_time_limit,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child=max_memory_per_child,
             pidfile=files[0],
             logfile=files[1],
             include=[m.strip() for m in include.split(",") if m.strip()] or None,
@@ -174,12 +182,10 @@ def _need_folder(path: str, flag: str) -> None:
         fail(f"{flag}: folder {str(folder)!r} is not writable", EXIT_USAGE)
 
 
-# Celery flags the engine cannot honour: a deploy script that relies on a leak guard, on
-# daemonizing or on dropping privileges must not start a worker that silently does none of it.
+# Celery flags the engine cannot honour: a deploy script that relies on daemonizing or on
+# dropping privileges must not start a worker that silently does none of it.
 REFUSED = {
     "-D/--detach": "run the worker under systemd (deploy/systemd/tqctl-worker.service)",
-    "--max-tasks-per-child": "tqctl's pools do not recycle children (worker_max_tasks_per_child)",
-    "--max-memory-per-child": "tqctl's pools do not recycle children (worker_max_memory_per_child)",
     "--disable-prefetch": "use --prefetch-multiplier 1",
     "--uid/--gid": "start the worker as that user (systemd User=/Group=)",
 }
