@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("engine.worker")
 TICK = 0.1  # seconds between upkeep steps (acks, retried settlements, events, due ETAs)
 WARN_EVERY = 5.0  # seconds between warnings while the heartbeat keeps failing
+RECOVERED = {  # each loop's line when the broker answers it again
+    "heartbeat": "owner heartbeat written again",
+    "upkeep": "upkeep (acks, events, reaping) reaches the broker again",
+}
 
 
 class Maintenance:
@@ -71,13 +75,17 @@ class Maintenance:
     def _beat_loop(self) -> None:
         self._loop(self.beat, self.interval, "heartbeat")
 
-    def _loop(self, work: Callable[[], None], every: float, what: str) -> None:
+    def _loop(self, work: Callable[[], bool | None], every: float, what: str) -> None:
+        """Run ``work`` every ``every`` seconds, warning while the broker fails it. ``work`` returns
+        False when it did not reach the broker this time (an upkeep tick with nothing to send): that
+        says nothing about a failure in progress, so no recovery is logged on its word. Before, such
+        ticks logged "written again" every second of an outage, between the failure warnings."""
         failing_since: float | None = None
         next_warning = 0.0
         wait = 0.0
         while not self.done.wait(wait):
             try:
-                work()
+                reached = work() is not False
             except (redis.RedisError, BrokerUnavailable, OSError) as exc:
                 # A warning, not debug: while the heartbeat fails, after tqctl_owner_timeout other
                 # workers take this worker's messages back. Every 5 s at most; retried each tick.
@@ -95,12 +103,14 @@ class Maintenance:
                     )
                 wait = TICK
                 continue
-            if failing_since is not None:
-                log.warning("owner heartbeat written again after %.1fs (%s)", time.monotonic() - failing_since, what)
+            if failing_since is not None and reached:
+                log.warning("%s after %.1fs", RECOVERED[what], time.monotonic() - failing_since)
                 failing_since, next_warning = None, 0.0
             wait = every
 
-    def step(self) -> None:
+    def step(self) -> bool:
+        """One upkeep tick; True when it made the round trip that always reaches the broker (the reap,
+        each ``interval``), so a tick that had nothing to send does not pass for a recovery."""
         now = time.time()
         self.worker.settlement.flush_acks()
         self.worker.on_tick(now)
@@ -116,6 +126,8 @@ class Maintenance:
                 log.warning("handed back %d message(s) a failed fetch had moved into our in-flight record", orphans)
             _moved, self._next_due = self.broker.promote_due(now)
             self.worker.on_heartbeat()
+            return True
+        return False
 
     def expect_due(self, when: float) -> None:
         """A message was just parked until ``when``: wake for it even if the set looked empty."""
