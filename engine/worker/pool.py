@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from engine.app import App
     from engine.trace import Outcome
     from engine.worker.job import Job
+    from engine.worker.shared_books import SharedBooks
 
 
 log = logging.getLogger("engine.worker")
@@ -36,6 +37,7 @@ class PoolHost(Protocol):
 
 class Pool(Protocol):
     kind: str
+    shared: SharedBooks | None  # work-sharing children's books (``prefork`` on Redis), else None
 
     def start(self) -> None: ...
     def submit(self, job: Job) -> None: ...
@@ -90,6 +92,7 @@ class SoloPool:
     """Runs each task on the main thread, one at a time (SIGALRM limits work here)."""
 
     kind = "solo"
+    shared: SharedBooks | None = None  # its jobs pass through the worker's own books
 
     def __init__(self, host: PoolHost, concurrency: int = 1) -> None:
         self.host = host
@@ -170,6 +173,7 @@ class ThreadPool:
     """N threads in the worker process: cheap, shares memory, no hard kill of a stuck task."""
 
     kind = "threads"
+    shared: SharedBooks | None = None  # its jobs pass through the worker's own books
 
     def __init__(self, host: PoolHost, concurrency: int) -> None:
         self.host = host

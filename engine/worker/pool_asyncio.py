@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from engine.trace import Outcome
     from engine.worker.job import Job
     from engine.worker.pool import PoolHost
+    from engine.worker.shared_books import SharedBooks
 
 log = logging.getLogger("engine.worker")
 SYNC_THREADS = 64  # threads for plain ``def`` tasks (at most -c); they start on demand
@@ -59,6 +60,7 @@ def is_async(task: Task) -> bool:
 
 class AsyncioPool:
     kind = "asyncio"
+    shared: SharedBooks | None = None  # its jobs pass through the worker's own books
 
     def __init__(self, host: PoolHost, concurrency: int) -> None:
         try:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from engine.trace import Outcome
     from engine.worker.job import Job
     from engine.worker.pool import PoolHost
+    from engine.worker.shared_books import SharedBooks
 
 log = logging.getLogger("engine.worker")
 
@@ -50,6 +51,7 @@ def _gevent() -> Any:
 
 class GeventPool:
     kind = "gevent"
+    shared: SharedBooks | None = None  # its jobs pass through the worker's own books
 
     def __init__(self, host: PoolHost, concurrency: int) -> None:
         self._gevent = _gevent()

@@ -44,9 +44,9 @@ from engine.worker.child import PACKET, SLOTS, STOP, ChildEnds, Shared, child_ma
 from engine.worker.limits import hard_exceeded
 from engine.worker.pool import PoolHost
 from engine.worker.recycle import RECYCLE
+from engine.worker.shared_books import SharedBooks
 from engine.worker.slots import DONE as DONE_SLOT
 from engine.worker.slots import RUNNING as RUNNING_SLOT
-from engine.worker.slots import SHARED as SHARED_SLOT
 from engine.worker.slots import TAKEN as TAKEN_SLOT
 from engine.worker.slots import Slots
 from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started, order_to_wire, report_from_wire
@@ -150,6 +150,7 @@ class PreforkPool:
         self.fetches_itself = False  # decided at ``start``, once the worker's listeners are attached
         self._lost_jobs = itertools.count()  # "Job: N." numbers lost jobs: the parent does not see every job start
         self._slots: Slots | None = None
+        self.shared: SharedBooks | None = None  # the children's books, when they fetch for themselves
         self._feeder: Any = None
         self._timed_out: dict[int, float] = {}  # work-sharing children killed at a hard limit
 
@@ -159,6 +160,7 @@ class PreforkPool:
         self.fetches_itself = _can_share(self.host)
         if self.fetches_itself:
             self._slots = Slots(LANES, SLOTS_PER_LANE)
+            self.shared = SharedBooks(self.host, self._slots, self._children_now)
         with self._lock:
             for _ in range(self._target):
                 self._spawn()
@@ -322,8 +324,8 @@ class PreforkPool:
 
     def cancel(self, task_ids: Iterable[str]) -> None:
         """Revoked: a job still waiting in the shared queue is not started by the child taking it."""
-        if self.fetches_itself:  # each child sorts what it takes: it needs the revoke itself
-            self.tell_children(("revoke", list(task_ids)))
+        if self.shared is not None:  # each child sorts what it takes: it needs the revoke itself
+            self.shared.tell(("revoke", list(task_ids)))
             return
         with self._lock:
             if not self._queued:
@@ -484,55 +486,9 @@ class PreforkPool:
         with self._lock:
             self._feed()
 
-    def tell_children(self, order: Any) -> None:
-        """An order on each work-sharing child's inbox (revokes, the state remote commands change)."""
+    def _children_now(self) -> list[Child]:
         with self._lock:
-            children = list(self._children)
-        data = _dumps(order)
-        for child in children:
-            with contextlib.suppress(OSError, ValueError):
-                child.inbox.send_bytes(data)
-
-    def counts(self) -> tuple[int, int]:
-        """(reserved, running) in work-sharing children, from the slot table."""
-        assert self._slots is not None
-        reserved = running = 0
-        for held in self._slots.held():
-            if held.state == RUNNING_SLOT:
-                running += 1
-            elif held.state in (SHARED_SLOT, TAKEN_SLOT):
-                reserved += 1
-        return reserved, running
-
-    def running(self) -> int:
-        """Tasks running in work-sharing children (their slots say)."""
-        assert self._slots is not None
-        return sum(1 for held in self._slots.held() if held.state == RUNNING_SLOT)
-
-    def books(self) -> tuple[dict[str, Job], dict[str, Job]]:
-        """(active, reserved) as work-sharing children hold them: running slots, and those fetched
-        but not started, each job read back from the in-flight record."""
-        from engine.worker.sharing import rebuild_job
-
-        if self._slots is None:
-            return {}, {}
-        active: dict[str, Job] = {}
-        reserved: dict[str, Job] = {}
-        with self._lock:
-            lanes = {c.pid: c.lane for c in self._children}
-        for held in self._slots.held():
-            if held.state in (RUNNING_SLOT, SHARED_SLOT, TAKEN_SLOT):
-                lane = lanes.get(held.pid)
-                kept = self._slots.running_message(lane) if held.state == RUNNING_SLOT and lane is not None else None
-                job = rebuild_job(self.host, held.tag, book=False, kept=kept)
-                if job is None:
-                    continue
-                if held.state == RUNNING_SLOT:
-                    job.worker_pid, job.time_start = held.pid, held.started or None
-                    active[job.id] = job
-                else:
-                    reserved[job.id] = job
-        return active, reserved
+            return list(self._children)
 
     def _settle_dead_child(self, pid: int, lane: int) -> list[Job]:
         """What a dead work-sharing child held: the task it ran is lost (returned to settle as any

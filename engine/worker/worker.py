@@ -218,7 +218,7 @@ class Worker:
         self.remote.thread.start()
         self._heart("worker-online", **self._worker_fields())
         self.maintenance.thread.start()
-        if not getattr(self.pool, "fetches_itself", False):  # work-sharing children fetch for themselves
+        if self.pool.shared is None:  # work-sharing children fetch for themselves
             self.consumer.thread.start()
         signals.worker_ready.send(sender=self.consumer)
         # The pool's size at start; under autoscale it moves within the range shown (idle, it shrinks
@@ -366,9 +366,10 @@ class Worker:
     def refresh_books(self) -> None:
         """``active`` and ``reserved`` as work-sharing children hold them (the parent never sees
         their jobs go by); other pools keep the books as jobs pass, so nothing to do."""
-        if not getattr(self.pool, "fetches_itself", False):
+        shared = self.pool.shared
+        if shared is None:
             return
-        active, reserved = self.pool.books()  # type: ignore[attr-defined]
+        active, reserved = shared.books()
         self.active.clear()
         self.active.update(active)
         self.reserved.clear()
@@ -376,9 +377,8 @@ class Worker:
 
     def _counts(self) -> tuple[int, int]:
         """(reserved, active): the books, or for work-sharing children their slot table."""
-        if getattr(self.pool, "fetches_itself", False):
-            return self.pool.counts()  # type: ignore[attr-defined, no-any-return]
-        return len(self.reserved), len(self.active)
+        shared = self.pool.shared
+        return shared.counts() if shared is not None else (len(self.reserved), len(self.active))
 
     def _holding(self) -> bool:
         reserved, active = self._counts()
@@ -387,11 +387,11 @@ class Worker:
     def sync_children(self) -> None:
         """Work-sharing children: the state a remote command changed, sent to each (queues,
         revoked stamps, rate and time limits, events on or off)."""
-        tell = getattr(self.pool, "tell_children", None)
-        if tell is None or not getattr(self.pool, "fetches_itself", False):
+        shared = self.pool.shared
+        if shared is None:
             return
         tasks = self.app.tasks
-        tell(
+        shared.tell(
             (
                 "state",
                 {
@@ -524,8 +524,8 @@ class Worker:
             self.send_heartbeat()
 
     def _worker_fields(self, freq: float = HEARTBEAT_FREQ) -> dict[str, Any]:
-        sharing = getattr(self.pool, "fetches_itself", False)  # work-sharing children: from shared memory
-        active = self.pool.running() if sharing else len(self.active)  # type: ignore[attr-defined]
+        shared = self.pool.shared  # work-sharing children: from shared memory
+        active = shared.running() if shared is not None else len(self.active)
         return worker_fields(freq, active, sum(self.processed.values()))
 
     def send_heartbeat(self, on_demand: bool = False) -> None:
