@@ -142,8 +142,14 @@ class RedisBroker:
         else read (an error line, a RESP3 push ahead of the reply, a reply split across reads)
         goes to the connection's own hiredis reader and redis-py parses it as it always did; a
         closed socket is a ``ConnectionError``, a timeout the socket's (an ``OSError``)."""
-        sock.sendall(packed)
-        data = sock.recv(256)  # a ":N" reply is a few bytes; the rest of a longer one stays for redis-py
+        try:
+            sock.sendall(packed)
+            data = sock.recv(256)  # a ":N" reply is a few bytes; the rest of a longer one stays for redis-py
+        except BaseException:
+            # Cut off mid-command or before its reply (a soft time limit, a gevent timeout, ^C):
+            # the connection is out of step, so it goes, as redis-py drops its own then.
+            conn.disconnect()
+            raise
         if data[:1] == b":" and data.find(b"\r\n") == len(data) - 2:
             return None
         if not data:

@@ -4,6 +4,7 @@ parsed whole, and the connection stays in step for the next publish."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -87,3 +88,82 @@ def test_a_reply_longer_than_one_read_is_parsed_whole_and_the_next_stays_in_step
         broker.publish("q", b"c")  # read ":2", not the rest of the error
     finally:
         broker.close()
+
+
+class Withholding:
+    """A server on a real socket that answers the first LPUSH of its first connection and never
+    the second; a later LPUSH on that connection first gets a stale error (what the second one
+    would have read), one on a new connection gets ``:2``. +OK to everything else."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.answering: list[threading.Thread] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            self.connections += 1
+            answer = threading.Thread(target=self._answer, args=(conn, self.connections == 1), daemon=True)
+            self.answering.append(answer)
+            answer.start()
+
+    def _answer(self, conn: socket.socket, first: bool) -> None:
+        parser, pushes = hiredis.Reader(), 0
+        with conn:
+            while data := conn.recv(65536):
+                parser.feed(data)
+                while (command := parser.gets()) is not False:
+                    if command[0].upper() != b"LPUSH":
+                        conn.sendall(b"+OK\r\n")
+                        continue
+                    pushes += 1
+                    if not first:
+                        conn.sendall(b":2\r\n")
+                    elif pushes == 1:
+                        conn.sendall(b":1\r\n")
+                    elif pushes > 2:  # the second gets nothing: the client waits until cut off
+                        conn.sendall(b"-ERR stale reply\r\n:2\r\n")
+
+    def close(self) -> None:
+        """After the client closed its connections: the listener's accept is woken and ended."""
+        self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        for thread in [self.thread, *self.answering]:
+            thread.join(timeout=5)
+
+
+class CutOff(Exception):
+    """What a soft time limit or a gevent timeout raises in the middle of a call."""
+
+
+def test_a_publish_cut_off_before_its_reply_drops_the_connection() -> None:
+    """Before: the connection stayed, so the next publish read the reply owed to the one cut
+    off (here a stale error) instead of its own."""
+    server = Withholding()
+    broker = RedisBroker(f"redis://127.0.0.1:{server.port}/0?protocol=2")
+
+    def cut_off(signum: int, frame: object) -> None:
+        raise CutOff
+
+    broker.publish("q", b"opens")  # through redis-py: it connects
+    before = signal.signal(signal.SIGALRM, cut_off)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(CutOff):
+            broker.publish("q", b"cut")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+    try:
+        broker.publish("q", b"next")  # its own reply, on a new connection
+        assert server.connections == 2
+    finally:
+        broker.close()
+        server.close()
