@@ -246,12 +246,23 @@ class SharedFetch:
 
     # -- settlement: the broker has it, so the slot is free ------------------------------------
     def ack(self, owner: str, tags: Sequence[str]) -> None:
+        """The acks held here (they ride on the next fetch when one comes) and ``tags``. On a broker
+        error the held ones are held again (the caller keeps ``tags``: ``Settlement.flush_acks``
+        puts them back); before, they were dropped: their finished messages stayed in the in-flight
+        record (handed back, so run again, when the worker stopped) and their slots stayed taken
+        (the prefetch window shrank for good)."""
         with self._lock:
-            pending, self._acks = self._acks, []
-        pending.extend(tags)
-        if pending:
+            own, self._acks = self._acks, []
+        pending = own + list(tags)
+        if not pending:
+            return
+        try:
             self._broker.ack(owner, pending)
-            self._freed(pending)
+        except BaseException:
+            with self._lock:
+                self._acks[:0] = own
+            raise
+        self._freed(pending)
 
     def claim(self, owner: str, tag: str, take: bool, acks: Sequence[str] = ()) -> bool:
         """An early ack takes the in-flight record: the message is kept in this child's lane

@@ -22,6 +22,8 @@ class RecordingBroker:
         self.forsaken: list[str] = []
         self.handed_back: list[str] = []
         self.fail_reconcile = False
+        self.fail_ack = False
+        self.acked: list[str] = []
 
     def fetch(
         self, owner: str, queues: Sequence[str], limit: int, timeout: float, acks: Sequence[str] = ()
@@ -41,7 +43,9 @@ class RecordingBroker:
         return len(moved)
 
     def ack(self, owner: str, tags: Sequence[str]) -> None:
-        pass
+        if self.fail_ack:
+            raise ConnectionError("broker away")
+        self.acked.extend(tags)
 
 
 @pytest.fixture
@@ -72,3 +76,23 @@ def test_a_forsaken_message_holds_its_slot_until_reconcile_hands_it_back(inqueue
     assert fetch.reconcile("w1") == 1
     assert broker.handed_back == [delivery.tag]
     assert slots.holding() == 0 and slots.allocate(0, 8) == list(range(8))
+
+
+def test_acks_held_for_the_next_fetch_survive_a_failed_ack(inqueue: tuple[int, int]) -> None:
+    slots = Slots(ranges=2, per_range=8)
+    broker = RecordingBroker(waiting=1)
+    fetch = SharedFetch(broker, inqueue[0], inqueue[1], 4, slots, 0)  # type: ignore[arg-type]
+    [delivery] = fetch.fetch("w1", ["q"], 1, 0)
+    fetch.stopping = lambda: True  # the next fetch only takes the ack along: nothing more is fetched
+    assert fetch.fetch("w1", ["q"], 1, 0, acks=[delivery.tag]) == []
+    assert fetch.pending_acks() == [delivery.tag]
+
+    broker.fail_ack = True  # upkeep's ack meets a broker blip
+    with pytest.raises(ConnectionError):
+        fetch.ack("w1", [])
+    assert fetch.pending_acks() == [delivery.tag] and slots.holding() == 1  # not lost: still to send
+
+    broker.fail_ack = False
+    fetch.ack("w1", [])
+    assert broker.acked == [delivery.tag]
+    assert slots.holding() == 0 and fetch.pending_acks() == []
