@@ -56,6 +56,24 @@ def test_a_quick_task_done_before_its_late_task_sent_still_has_its_wait() -> Non
     assert reg.get_sample_value("tqctl_task_wait_seconds_sum", {"name": "t.q"}) == 1.0
 
 
+def test_a_task_sent_stamped_after_the_start_it_announces_still_measures_a_wait() -> None:
+    """Celery's client stamps task-sent after its publish returns: a worker on the other CPU may start
+    the task (and its events arrive) first. That wait was dropped; a retry's own task-sent, stamped
+    after the attempt before it started, is still not that attempt's wait."""
+    m, reg = _metrics()
+    m.apply(ev("task-received", "d", 400.0, name="t.r", retries=0))
+    m.apply(ev("task-started", "d", 400.001))
+    m.apply(ev("task-failed", "d", 400.002, exception="RuntimeError()"))
+    m.apply(ev("task-sent", "d", 400.0015, name="t.r", retries=0))  # stamped after the start
+    assert reg.get_sample_value("tqctl_task_wait_seconds_count", {"name": "t.r"}) == 1
+    assert reg.get_sample_value("tqctl_task_wait_seconds_sum", {"name": "t.r"}) == 0.0
+
+    m.apply(ev("task-received", "e", 500.0, name="t.r", retries=0))
+    m.apply(ev("task-started", "e", 500.5))
+    m.apply(ev("task-sent", "e", 501.0, name="t.r", retries=1))  # the retry's, not this run's
+    assert reg.get_sample_value("tqctl_task_wait_seconds_count", {"name": "t.r"}) == 1
+
+
 def test_sent_at_from_the_message_and_odd_events() -> None:
     m, reg = _metrics()
     m.note_sent("a", 50.0)

@@ -68,6 +68,8 @@ class TaskMetrics:
 
     def apply(self, event: dict[str, Any], now: float | None = None) -> None:
         """Fold one decoded event into the state and the metrics; never raises on odd input."""
+        known = self.state.task(event["uuid"]) if isinstance(event.get("uuid"), str) else None
+        ran_retries = known.retries if known is not None else None  # the started run's, before this event
         self.state.apply(event, now)
         etype = event.get("type")
         label = COUNTED.get(etype) if isinstance(etype, str) else None
@@ -86,8 +88,9 @@ class TaskMetrics:
             # for a start that went unmeasured, and that came after this send: a retry's own
             # task-sent follows the previous attempt's start, and its wait is the next start's.
             del self._unwaited[uuid]
-            if view.started is not None and view.sent is not None and view.started >= view.sent:
-                self.wait.labels(name).observe(view.started - view.sent)
+            if view.started is not None and view.sent is not None:
+                if view.started >= view.sent or _same_attempt(event, ran_retries):
+                    self.wait.labels(name).observe(max(view.started - view.sent, 0.0))
         elif label == "succeeded":
             runtime = event.get("runtime")
             if isinstance(runtime, (int, float)) and not isinstance(runtime, bool) and runtime >= 0:
@@ -109,3 +112,12 @@ class TaskMetrics:
         self._unwaited[uuid] = None
         while len(self._unwaited) > MAX_HINTS:
             self._unwaited.popitem(last=False)
+
+
+def _same_attempt(sent: dict[str, Any], ran_retries: int | None) -> bool:
+    """A task-sent stamped after the start it announces is still that run's: Celery's client stamps
+    the event after its publish returns, and a worker on the other CPU can start the task first (a
+    loaded machine: the wait of one such task in a hundred went unmeasured). It is, when it names
+    the retry count the started run was received with; a retry's own task-sent names the next."""
+    retries = sent.get("retries") or 0
+    return ran_retries is not None and isinstance(retries, int) and retries == ran_retries
