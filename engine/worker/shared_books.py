@@ -9,10 +9,10 @@ themselves and then calling methods only that one pool has.
 from __future__ import annotations
 
 import contextlib
-import pickle
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from engine.worker.child import dumps
 from engine.worker.slots import RUNNING, SHARED, TAKEN, Slots
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class SharedBooks:
 
     def tell(self, order: Any) -> None:
         """An order on each child's inbox (revokes, the state remote commands change)."""
-        data = pickle.dumps(order, pickle.HIGHEST_PROTOCOL)
+        data = dumps(order)
         for child in self.children():
             with contextlib.suppress(OSError, ValueError):
                 child.inbox.send_bytes(data)

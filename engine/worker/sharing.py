@@ -30,6 +30,7 @@ from engine import signals
 from engine.broker.base import Delivery
 from engine.protocol import task as protocol
 from engine.worker.child import PACKET, STOP, ChildEnds, Shared, _die_with_parent, _take
+from engine.worker.child import dumps as _dumps
 from engine.worker.observers import Observer
 from engine.worker.recycle import RECYCLE, RecycleLimits, RecycleObserver, Recycler
 from engine.worker.slots import DONE, RUNNING, SHARED, TAKEN, Slots
@@ -51,10 +52,6 @@ DRY_SKIP = 0.05  # seconds after an empty fetch during which a child about to wa
 # cost each child about a megabyte more, measured as the tree's PSS after a benchmark run.
 EVENT_BATCH = 200
 ACK_BATCH = 32  # acks a child holds before it sends them without waiting for its next fetch
-
-
-def _dumps(obj: Any) -> bytes:
-    return pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
 
 
 def share(inq_w: int, held: Sequence[tuple[int, Delivery]]) -> None:
@@ -427,19 +424,24 @@ def serve(w: Worker) -> None:
 
 def _flush_before_waiting(w: Worker) -> None:
     """About to wait for work: what this child holds goes out now rather than at its next upkeep
-    tick: held results, acks, history, then events (results before acks and before the events
-    that announce them, as ``before_publish`` keeps it). At a steady low rate a tick's round trips
-    came in the way of the next task now and then (publish to start at 200 tasks/s, alternating
-    runs: p99 2.1 ms against 2.6); done here, they fall in the idle gap. Under load a child does
-    not get here. A broker error leaves them to upkeep, which tries again each tick."""
+    tick, whose round trips came in the way of the next task now and then (publish to start at
+    200 tasks/s, alternating runs: p99 median 2.1 ms against 2.7); done here, they fall in the
+    idle gap. Under load a child seldom gets here. A broker error leaves them to upkeep."""
     try:
-        w.settlement.release_held()
-        w.settlement.flush_acks()
-        w.broker.ack(w.owner, [])
-        w.events.flush()
-        w.history.flush()
+        _send_held(w)
     except Exception as exc:
         log.debug("flushing before waiting for work failed (upkeep tries again): %r", exc)
+
+
+def _send_held(w: Worker) -> None:
+    """What the child holds, in the order its promises need: results written behind, then acks
+    (a job is acked only once its result is stored), then history and events (``before_publish``
+    writes the history first, so whoever hears an event can read the record)."""
+    w.settlement.release_held()
+    w.settlement.flush_acks()
+    w.broker.ack(w.owner, [])
+    w.events.flush()
+    w.history.flush()
 
 
 def _report_processed(w: Worker, out: Any, sent: dict[str, int]) -> None:
@@ -458,17 +460,13 @@ def _upkeep(w: Worker, broker: SharedFetch, shared: Shared, ends_out: Any, sent:
             w.request_stop()
         try:
             _report_processed(w, ends_out, sent)
-            w.settlement.release_held()
-            w.settlement.flush_acks()
-            broker.ack(w.owner, [])
             # A fetch of this child's whose reply was lost may have run anyway: its own broker
             # object remembers it (the parent's reconcile knows only the parent's fetches).
             if broker.reconcile(w.owner):
                 log.warning("handed back message(s) a failed fetch had moved into the in-flight record")
             if w.settlement.pending:
                 w.settlement.retry_pending()
-            w.events.flush()
-            w.history.flush()
+            _send_held(w)
         except Exception:  # the broker blinked: the next tick tries again
             continue
 
@@ -527,11 +525,7 @@ def _stop(w: Worker, broker: SharedFetch) -> None:
     tags = [job.delivery.tag for job in unstarted]
     if tags:
         broker.requeue(w.owner, tags)
-    w.settlement.release_held()
-    w.settlement.flush_acks()
-    broker.ack(w.owner, [])
-    w.events.flush()
-    w.history.flush()
+    _send_held(w)
 
 
 def rebuild_job(host: Any, tag: str, book: bool = True, kept: bytes | None = None) -> Job | None:
