@@ -68,8 +68,7 @@ class TaskMetrics:
 
     def apply(self, event: dict[str, Any], now: float | None = None) -> None:
         """Fold one decoded event into the state and the metrics; never raises on odd input."""
-        known = self.state.task(event["uuid"]) if isinstance(event.get("uuid"), str) else None
-        ran_retries = known.retries if known is not None else None  # the started run's, before this event
+        ran_retries = self._ran_retries(event)  # before this event merges its own
         self.state.apply(event, now)
         etype = event.get("type")
         label = COUNTED.get(etype) if isinstance(etype, str) else None
@@ -101,6 +100,15 @@ class TaskMetrics:
             # (An unmeasured start stays in ``_unwaited``, bounded: a quick task ends before the
             # client's batched task-sent arrives, and that event is what measures its wait.)
             self._sent_hints.pop(uuid, None)
+
+    def _ran_retries(self, event: dict[str, Any]) -> int | None:
+        """For a task-sent only (the one event that needs it): the retry count its task's started
+        run was received with, as the state knew it before this event."""
+        uuid = event.get("uuid")
+        if event.get("type") != "task-sent" or not isinstance(uuid, str):
+            return None
+        known = self.state.task(uuid)
+        return known.retries if known is not None else None
 
     def _started(self, uuid: str, name: str, view: TaskView) -> None:
         """One wait per start: from this attempt's publish if known now, else when its task-sent comes."""
