@@ -1,0 +1,60 @@
+"""What a plain ``delay()`` costs on the client stays off the slow paths (issue 17's target,
+``delay()`` at 90% of raw LPUSH): no setting read through ``Settings.__getattr__``, no
+``os.getpid()`` system call per publish, no class-hierarchy walk per option once a task's
+options are known. Each of these was measurable in the benchmark; the behaviour they keep
+(fork-safety, settings and task attributes changed later) is tested beside them, on the private
+real server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from engine import App
+from engine.config import Settings
+
+QUEUE = "cost.q"
+
+
+@pytest.fixture
+def app(redis_url: str, redis_client: redis.Redis) -> Iterator[App]:
+    app = App("cost", broker=redis_url, backend=redis_url, task_default_queue=QUEUE)
+    yield app
+    app.close()
+
+
+def _noop(app: App, name: str = "cost.noop") -> Any:
+    @app.task(name=name, ignore_result=True)
+    def noop() -> None:
+        pass
+
+    return noop
+
+
+def test_a_plain_delay_reads_no_setting_through_the_attribute_fallback(
+    app: App, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    noop = _noop(app)
+    noop.delay()  # first send: plans made, connections opened
+    fallback = Settings.__getattr__
+    read: list[str] = []
+
+    def counted(self: Settings, name: str) -> Any:
+        read.append(name)
+        return fallback(self, name)
+
+    monkeypatch.setattr(Settings, "__getattr__", counted)
+    noop.delay()
+    assert read == []
+    assert redis_client.llen(QUEUE) == 2
+
+
+def test_task_sent_events_still_follow_the_setting(app: App) -> None:
+    assert app.sent_events is not None  # the engine's default: on
+    app.conf.task_send_sent_event = False
+    assert app.sent_events is None
+    app.conf.task_send_sent_event = True
+    assert app.sent_events is not None
