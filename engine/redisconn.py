@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import ssl
 import threading
@@ -16,6 +15,7 @@ import redis.sentinel
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from engine import forks
 from engine.config import mask_url, unreachable_line
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured, one_line
 
@@ -377,21 +377,24 @@ class ThreadConnections:
         self.client = client
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._pid = os.getpid()
+        self._pid = forks.pid
         self._handed: list[redis.connection.AbstractConnection] = []  # every one made
         self._free: list[redis.connection.AbstractConnection] = []  # their threads have ended
 
     def get(self) -> redis.connection.AbstractConnection:
+        """This thread's connection; in a forked child, a new one (never the parent's socket).
+        The process id is ``forks.pid``, kept current at each fork, not ``os.getpid()``: a
+        system call on every publish."""
         holder = getattr(self._local, "holder", None)
-        if holder is None or holder.pid != os.getpid():
-            holder = self._local.holder = _Holder(self._take(), os.getpid())
+        if holder is None or holder.pid != forks.pid:
+            holder = self._local.holder = _Holder(self._take(), forks.pid)
             weakref.finalize(holder, self._free.append, holder.conn)  # list.append: no lock in a GC callback
         return holder.conn
 
     def _take(self) -> redis.connection.AbstractConnection:
         with self._lock:
-            if os.getpid() != self._pid:  # a forked child inherits none of them
-                self._pid, self._handed, self._free = os.getpid(), [], []
+            if forks.pid != self._pid:  # a forked child inherits none of them
+                self._pid, self._handed, self._free = forks.pid, [], []
             if self._free:
                 return self._free.pop()
             return self._new()

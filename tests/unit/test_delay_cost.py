@@ -7,6 +7,7 @@ real server."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 import redis
 
 from engine import App
+from engine.broker import connect
 from engine.config import Settings
 
 QUEUE = "cost.q"
@@ -58,3 +60,49 @@ def test_task_sent_events_still_follow_the_setting(app: App) -> None:
     assert app.sent_events is None
     app.conf.task_send_sent_event = True
     assert app.sent_events is not None
+
+
+def test_a_publish_asks_the_system_for_no_process_id(
+    app: App, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    noop = _noop(app)
+    noop.delay()
+    asked: list[int] = []
+    getpid = os.getpid
+
+    def counted() -> int:
+        asked.append(1)
+        return getpid()
+
+    monkeypatch.setattr(os, "getpid", counted)
+    for _ in range(3):
+        noop.delay()
+    assert asked == []
+    assert redis_client.llen(QUEUE) == 4
+
+
+def test_a_forked_child_never_publishes_on_its_parents_connection(redis_url: str, redis_client: redis.Redis) -> None:
+    """A broker object (not the app's, which is reopened after a fork anyway) used on both sides
+    of a fork: the child gets a connection of its own, and the parent's stays in step."""
+    broker = connect(redis_url)
+    try:
+        broker.publish(QUEUE, b"parent-1")
+        parent_conn = broker._conns.get()  # type: ignore[attr-defined]
+        parent_conn.send_command("CLIENT", "ID")
+        parent_id = parent_conn.read_response()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child reports through its exit status
+            try:
+                broker.publish(QUEUE, b"child")
+                conn = broker._conns.get()  # type: ignore[attr-defined]
+                conn.send_command("CLIENT", "ID")
+                os._exit(0 if conn is not parent_conn and conn.read_response() != parent_id else 3)
+            except BaseException:
+                os._exit(4)
+        _, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        broker.publish(QUEUE, b"parent-2")
+        assert broker._conns.get() is parent_conn  # type: ignore[attr-defined]
+        assert redis_client.lrange(QUEUE, 0, -1) == [b"parent-2", b"child", b"parent-1"]
+    finally:
+        broker.close()
