@@ -371,6 +371,48 @@ OLD_NAMES = {
     "celeryd_worker_lost_wait": "worker_lost_wait",
 }
 
+# Settings Celery 3 already named as today, only in upper case (``BROKER_URL``, ``CELERY_RESULT_BACKEND``
+# is in OLD_NAMES): the rest of Celery's old names.
+_OLD_NAMES_SAME = frozenset(
+    name
+    for name in CELERY_SETTINGS
+    if name.partition("_")[0] in {"broker", "cassandra", "s3", "azureblockblob", "gcs", "control", "cosmosdbsql"}
+    or name
+    in {
+        "enable_utc",
+        "result_accept_content",
+        "database_create_tables_at_setup",
+        "database_engine_callback",
+        "database_table_schemas",
+    }
+)
+
+# Every old name exactly as Celery 5.7 knows it (upper case; ``celery_acks_late`` is no old name) → today's.
+OLD_TO_NEW = {old.upper(): new for old, new in OLD_NAMES.items()} | {name.upper(): name for name in _OLD_NAMES_SAME}
+NEW_TO_OLD = {new: old for old, new in OLD_TO_NEW.items()}
+
+
+def mixed_names_error(names: Iterable[str]) -> str | None:
+    """Celery's refusal of a config source that mixes old and new names, or None when it does not.
+    The minority form is the one to rename (a tie: the old names); a setting given under both of
+    its names is no mix."""
+    given = set(names)
+    old = {name for name in given if name in OLD_TO_NEW}
+    new = given & CELERY_SETTINGS
+    if not old or not new:
+        return None
+    if len(old) > len(new):
+        odd = {name: NEW_TO_OLD[name] for name in new if NEW_TO_OLD[name] not in given}
+        head = "Cannot mix new setting names with old setting names, please rename the following settings"
+        head, tail = f"{head} to use the old format: ", " (or change all of the settings to use the new format)"
+    else:
+        odd = {name: OLD_TO_NEW[name] for name in old if OLD_TO_NEW[name] not in given}
+        head, tail = "Cannot mix new and old setting keys, please rename the following settings to the new format: ", ""
+    if not odd:
+        return None
+    return head + ", ".join(f"{name} -> {odd[name]}" for name in sorted(odd)) + tail
+
+
 # Celery settings that do here what they do in Celery.
 HONOURED = frozenset(
     {

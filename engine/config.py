@@ -17,7 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from engine.celery_defaults import CELERY_DEFAULTS
-from engine.celery_settings import CELERY_SETTINGS
+from engine.celery_settings import CELERY_SETTINGS, OLD_TO_NEW, mixed_names_error
+from engine.exceptions import ImproperlyConfigured
 
 DEFAULTS: dict[str, Any] = {
     "broker_url": None,
@@ -90,6 +91,10 @@ URL_SETTINGS = frozenset({"broker_url", "result_backend"})
 class Settings:
     """Celery-style ``app.conf``: attribute and item access, defaults filled in.
 
+    A Celery 3 name (``CELERY_TASK_SERIALIZER``, ``CELERYD_MAX_TASKS_PER_CHILD``) is written under
+    today's name and reads today's value, so both names always agree and the engine, which reads
+    today's names only, sees it; the last write wins, under either name.
+
     ``_version`` counts the changes made through this object, so what is worked out from the
     settings (a send plan, engine.sending) is kept until it changes instead of being read
     again on every call. A value changed in place (``conf.task_routes["x"] = ...``) is not
@@ -115,6 +120,7 @@ class Settings:
             raise AttributeError(f"'Settings' object has no attribute {name!r}") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
+        name = OLD_TO_NEW.get(name, name)
         self._values[name] = value
         self._explicit.add(name)
         self._changed()
@@ -128,42 +134,57 @@ class Settings:
             return self._values[name]
         except KeyError:
             if name not in CELERY_SETTINGS:
+                if name in OLD_TO_NEW:  # only here, off the hot path of a set or defaulted name
+                    return self[OLD_TO_NEW[name]]
                 raise
         return self._values.setdefault(name, copy.deepcopy(CELERY_DEFAULTS.get(name)))
 
     def __setitem__(self, name: str, value: Any) -> None:
+        name = OLD_TO_NEW.get(name, name)
         self._values[name] = value
         self._explicit.add(name)
         self._changed()
 
     def __contains__(self, name: object) -> bool:
-        return name in self._values or name in CELERY_SETTINGS
+        return name in self._values or name in CELERY_SETTINGS or name in OLD_TO_NEW
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
 
     def get(self, name: str, default: Any = None) -> Any:
-        return self._values.get(name, default)
+        values = self._values
+        if name in values:  # the engine's reads: one test more than a plain dict.get
+            return values[name]
+        return values.get(OLD_TO_NEW[name], default) if name in OLD_TO_NEW else default
 
     def update(self, values: Mapping[str, Any] | None = None, **kw: Any) -> None:
+        """Old names are taken one by one, as Celery takes them once its configuration is read:
+        a mix of old and new names in one call is no error here (``config_from_object`` refuses one)."""
         for source in (values or {}, kw):
             for key, value in source.items():
-                self._values[key.lower()] = value
-                self._explicit.add(key.lower())
+                name = OLD_TO_NEW.get(key) or key.lower()
+                self._values[name] = value
+                self._explicit.add(name)
         self._changed()
 
     def from_object(self, obj: Any, namespace: str | None = None) -> None:
         """Copy settings from a module, a ``"module"``/``"module:attr"`` path or any object, as Celery's
         ``config_from_object``: lowercase names; Celery 3's uppercase names (``CELERY_ACKS_LATE``,
         ``BROKER_URL``) under today's names; with ``namespace="CELERY"`` only ``CELERY_*`` names,
-        prefix dropped (Django's ``CELERY_BROKER_URL`` → ``broker_url``)."""
+        prefix dropped (Django's ``CELERY_BROKER_URL`` → ``broker_url``). Old and new names mixed
+        (no namespace) raise ImproperlyConfigured naming the ones to rename, as Celery does."""
         if isinstance(obj, str):
             module, _, attr = obj.partition(":")
             obj = importlib.import_module(module)
             for part in filter(None, attr.split(".")):
                 obj = getattr(obj, part)
         prefix = f"{namespace}_" if namespace else None
-        for name in dir(obj):
+        names = dir(obj)
+        mix = None if prefix else mixed_names_error(names)
+        if mix:
+            raise ImproperlyConfigured(mix)
+        # A setting given under both names takes its new name's value, as in Celery: old names first.
+        for name in sorted(names, key=str.islower):
             key = _setting_name(name, prefix)
             if key is not None:
                 self._values[key] = getattr(obj, name)
@@ -172,7 +193,7 @@ class Settings:
 
     def setdefault(self, name: str, value: Any) -> Any:
         self._changed()
-        return self._values.setdefault(name, value)
+        return self._values.setdefault(OLD_TO_NEW.get(name, name), value)
 
     def startup_warnings(self) -> list[str]:
         """What a starting worker warns about: set Celery settings it ignores, and unknown names."""
