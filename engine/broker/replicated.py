@@ -31,6 +31,12 @@ class ReplicatedBroker(RedisBroker):
         self.wait_ms = max(int(timeout * 1000), 1)
 
     def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
+        """LPUSH and WAIT on this thread's connection. Inside ``batched`` (a group's members) the
+        message waits for the block's end, as on RedisBroker: one ``publish_many``, one WAIT."""
+        gathering = self._gathering.held()
+        if gathering is not None:
+            gathering.append((queue, raw, priority))
+            return
         key = priority_key(queue, priority)
         conn = self._conns.get()
         try:
