@@ -8,6 +8,7 @@ same round trip, by ``WAIT N timeout``, so ``delay()`` returns only once N repli
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,21 +30,28 @@ class ReplicatedBroker(RedisBroker):
         super().__init__(url, client)
         self.replicas = replicas
         self.wait_ms = max(int(timeout * 1000), 1)
+        self._wait = _packed("WAIT", str(replicas), str(self.wait_ms))
 
     def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
-        """LPUSH and WAIT on this thread's connection. Inside ``batched`` (a group's members) the
-        message waits for the block's end, as on RedisBroker: one ``publish_many``, one WAIT."""
+        """LPUSH and WAIT in one write on this thread's connection; both replies are awaited.
+        Inside ``batched`` (a group's members) the message waits for the block's end, as on
+        RedisBroker: then one ``publish_many``, one WAIT for all of them."""
         gathering = self._gathering.held()
         if gathering is not None:
             gathering.append((queue, raw, priority))
             return
         key = priority_key(queue, priority)
         conn = self._conns.get()
+        name = key.encode()
         try:
-            conn.send_packed_command(
-                conn.pack_commands([("LPUSH", key, raw), ("WAIT", self.replicas, self.wait_ms)]), check_health=False
-            )
-            replies = [_reply(conn), _reply(conn)]
+            packed = b"*3\r\n$5\r\nLPUSH\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n%b" % (len(name), name, len(raw), raw, self._wait)
+            sock = getattr(conn, "_sock", None)
+            reader = getattr(getattr(conn, "_parser", None), "_reader", None)  # hiredis's
+            if sock is not None and reader is not None:
+                replies = _push_and_wait_on(conn, sock, reader, packed)
+            else:
+                conn.send_packed_command([packed], check_health=False)  # connects first if need be
+                replies = [_reply(conn), _reply(conn)]
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             conn.disconnect()
             pipe = self.client.pipeline(transaction=False)  # one connection: WAIT covers this LPUSH
@@ -77,3 +85,40 @@ def _reply(conn: redis.connection.AbstractConnection) -> Any:
         return conn.read_response()
     except redis.ResponseError as exc:
         return exc
+
+
+def _packed(*parts: str) -> bytes:
+    """One command in the protocol's form (the WAIT, packed once per broker)."""
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%b\r\n" % (len(p), p.encode()) for p in parts)
+
+
+def _push_and_wait_on(
+    conn: redis.connection.AbstractConnection, sock: socket.socket, reader: Any, packed: bytes
+) -> list[Any]:
+    """LPUSH + WAIT on the connection's socket, their two ``:N`` replies taken as they come
+    (RedisBroker's direct read, for two replies: redis-py's packer and read wrappers were most of
+    the client's time). Anything else read (an error, a RESP3 push, a reply split across reads)
+    goes to the connection's hiredis reader and redis-py reads the rest as before. A publish cut
+    off mid-way (a time limit, ^C) drops the connection: it is out of step."""
+    replies: list[Any] = []
+    try:
+        sock.sendall(packed)
+        data = sock.recv(256)
+        while data and len(replies) < 2:
+            end = data.find(b"\r\n")
+            if data[:1] != b":" or end < 0 or not data[1:end].isdigit():
+                break
+            replies.append(int(data[1:end]))
+            data = data[end + 2 :]
+            if not data and len(replies) == 1:
+                data = sock.recv(256)  # WAIT answers once the replicas have it, or at its timeout
+    except BaseException:
+        conn.disconnect()
+        raise
+    if len(replies) == 2 and not data:
+        return replies
+    if not data and not replies:
+        raise redis.ConnectionError("Connection closed by server.")
+    if data:
+        reader.feed(data)
+    return replies + [_reply(conn) for _ in range(2 - len(replies))]

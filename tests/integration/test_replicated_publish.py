@@ -81,6 +81,22 @@ def test_each_publish_returns_with_the_message_on_the_replica(app: App, pair: Pa
         assert replica.llen(QUEUE) == n  # already there when the send returned
 
 
+def test_a_publish_reads_plain_replies_without_redis_pys_reader(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    app.send_task("replicated.noop")  # the thread's connection is open from here
+    conn = app.broker._conns.get()  # type: ignore[attr-defined]
+    read = conn.read_response
+    calls: list[int] = []
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(conn, "read_response", counted)
+    for _ in range(5):
+        app.send_task("replicated.noop")
+    assert calls == []
+
+
 def test_fewer_replicas_than_asked_is_still_not_replicated(pair: Pair) -> None:
     broker = ReplicatedBroker(pair.url, replicas=2, timeout=0.1)
     try:
