@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from engine.request import Request
 from engine.serialization import accepted_types
 from engine.worker.limits import alarm_limits
 from engine.worker.recycle import RECYCLE, RecycleLimits, Recycler
+from engine.worker.trim import IDLE_BEFORE_TRIM, MALLOC_TRIM
 from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started, order_from_wire, request_of
 
 if TYPE_CHECKING:
@@ -178,12 +180,24 @@ def _take(inq: int) -> bytes | None:
         return None
 
 
-def _wait_for_order(ends: ChildEnds, ready: select.poll) -> bytes | None:
+def _wait_for_order(
+    ends: ChildEnds,
+    ready: select.poll,
+    trim: Callable[[int], int] | None = MALLOC_TRIM,
+    idle: float = IDLE_BEFORE_TRIM,
+) -> bytes | None:
     """Block until an order is ours: from the shared queue (another child may take it first: poll
-    again) or, for one too large for a packet, from this child's own inbox."""
+    again) or, for one too large for a packet, from this child's own inbox. A child left idle for
+    a while gives its freed heap back first (``engine.worker.trim``)."""
     inbox = ends.inbox.fileno()
+    idle_ms: int | None = int(idle * 1000) if trim is not None else None
     while True:
-        events = dict(ready.poll())
+        events = dict(ready.poll(idle_ms))
+        if not events:  # idle that long (only a timed poll returns none): once per wait
+            idle_ms = None
+            if trim is not None:
+                trim(0)
+            continue
         if inbox in events:
             try:
                 return ends.inbox.recv_bytes()

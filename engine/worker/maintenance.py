@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from engine.exceptions import BrokerUnavailable
+from engine.worker.trim import IdleTrim
 
 if TYPE_CHECKING:
     from engine.worker.worker import Worker
@@ -53,6 +54,7 @@ class Maintenance:
         self._lease_from = float("-inf")  # monotonic time the last confirming beat was sent
         self._next_reap = 0.0
         self._next_due: float | None = 0.0
+        self._trim = IdleTrim()  # this process's freed heap back to the system once it idles
 
     def beat(self) -> None:
         """Announce the owner before it fetches anything, so its messages are always reapable."""
@@ -112,6 +114,7 @@ class Maintenance:
         """One upkeep tick; True when it made the round trip that always reaches the broker (the reap,
         each ``interval``), so a tick that had nothing to send does not pass for a recovery."""
         now = time.time()
+        self._trim.tick(sum(self.worker.processed.values()))
         self.worker.settlement.flush_acks()
         self.worker.on_tick(now)
         if self._next_due is not None and self._next_due <= now + TICK:

@@ -51,7 +51,7 @@ class Pool(Protocol):
     def kill_job(self, task_id: str, signum: int) -> bool: ...
 
 
-def drain(q: queue.Queue[Any]) -> list[Job]:
+def drain(q: queue.Queue[Any] | queue.SimpleQueue[Any]) -> list[Job]:
     """The jobs still queued, taken off (the ``None`` stop markers dropped): what a stopping pool hands back."""
     left: list[Job] = []
     while True:
@@ -96,7 +96,8 @@ class SoloPool:
 
     def __init__(self, host: PoolHost, concurrency: int = 1) -> None:
         self.host = host
-        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        # SimpleQueue (C, no condition variables): a work-sharing child takes every job off it.
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._running: Job | None = None
         self._interrupted: list[Job] = []
         self.hard_limits = True  # False in a work-sharing child: its parent kills it at the hard limit
@@ -127,7 +128,11 @@ class SoloPool:
             if not self.host.on_start(job):
                 return True
             try:
-                with alarm_limits(job.soft_limit, job.hard_limit if self.hard_limits else None):
+                hard = job.hard_limit if self.hard_limits else None
+                if job.soft_limit or hard:
+                    with alarm_limits(job.soft_limit, hard):
+                        outcome = trace.run(self.host.app, job.task, job.request(self.host.hostname))
+                else:  # no limit: no timer, and no context manager to build for every task
                     outcome = trace.run(self.host.app, job.task, job.request(self.host.hostname))
             except Exception as exc:  # outside trace's own net: still an outcome
                 outcome = trace.internal_error(exc)

@@ -34,6 +34,7 @@ from engine.worker.child import dumps as _dumps
 from engine.worker.observers import Observer
 from engine.worker.recycle import RECYCLE, RecycleLimits, RecycleObserver, Recycler
 from engine.worker.slots import DONE, RUNNING, SHARED, TAKEN, Slots
+from engine.worker.trim import IdleTrim
 
 if TYPE_CHECKING:
     from engine.broker.base import DeadLetter
@@ -454,7 +455,9 @@ def _report_processed(w: Worker, out: Any, sent: dict[str, int]) -> None:
 
 
 def _upkeep(w: Worker, broker: SharedFetch, shared: Shared, ends_out: Any, sent: dict[str, int]) -> None:
-    """Acks, events and history go out each tick; the parent's stop flag stops the child."""
+    """Acks, events and history go out each tick; the parent's stop flag stops the child; an
+    idle child gives its freed heap back (``engine.worker.trim``)."""
+    trim = IdleTrim()
     while not w.stopping.wait(UPKEEP):
         if shared.cancel[STOP] or broker.retired:
             w.request_stop()
@@ -469,6 +472,7 @@ def _upkeep(w: Worker, broker: SharedFetch, shared: Shared, ends_out: Any, sent:
             _send_held(w)
         except Exception:  # the broker blinked: the next tick tries again
             continue
+        trim.tick(sum(sent.values()))  # what this thread reported: tasks finished by the last tick
 
 
 def _orders(w: Worker, broker: SharedFetch, ends: ChildEnds) -> None:
