@@ -6,6 +6,7 @@ reverse, and whatever was fetched but not finished goes back to its queue.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -179,6 +180,7 @@ class Worker:
             before_publish=self.history.flush,
         )
         self._next_heartbeat = 0.0
+        self._stop_signals = itertools.count()  # SIGTERM/SIGINT received so far (``install_signals``)
         self.consumer = Consumer(self)
         self.observers = Observers(
             TaskHistory(self.history, self.hostname),
@@ -248,7 +250,12 @@ class Worker:
 
     def install_signals(self) -> None:
         def warm(signum: int, frame: Any) -> None:
-            if self.stopping.is_set() and signum == signal.SIGINT:
+            # Counted first, in one step: a second Ctrl-C can run this handler again inside the
+            # first one (Python calls a pending handler at its next check, even from a handler),
+            # before ``stopping`` is set below. Before, that second press was taken for the first:
+            # a second warm stop, so the worker waited its shutdown timeout on running tasks.
+            again = next(self._stop_signals) > 0 or self.stopping.is_set()
+            if again and signum == signal.SIGINT:
                 self.cold.set()
                 log.warning("cold shutdown: handing back every unfinished task")
                 if self.pool.kind == "solo":
