@@ -7,10 +7,13 @@ limit); it never talks to the broker, so settlement stays in one place (``Settle
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine import signals, trace
@@ -35,20 +38,48 @@ class PoolHost(Protocol):
     def on_lost(self, job: Job, reason: str, exc: BaseException) -> None: ...
 
 
-class Pool(Protocol):
-    kind: str
-    shared: SharedBooks | None  # work-sharing children's books (``prefork`` on Redis), else None
+class Pool(abc.ABC):
+    """What the worker and its consumer call on any pool. The abstract methods every pool has; the
+    others are hooks only some pools need, whose defaults here say what a pool without them does."""
 
+    kind: str
+    shared: SharedBooks | None = None  # work-sharing children's books (``prefork`` on Redis), else None
+
+    @abc.abstractmethod
     def start(self) -> None: ...
+    @abc.abstractmethod
     def submit(self, job: Job) -> None: ...
+    @abc.abstractmethod
     def run_main(self, stopping: threading.Event) -> None: ...
+    @abc.abstractmethod
     def stop(self, timeout: float) -> list[Job]: ...
+    @abc.abstractmethod
     def terminate(self) -> list[Job]: ...
+    @abc.abstractmethod
     def size(self) -> int: ...
+    @abc.abstractmethod
     def grow(self, n: int) -> int: ...
+    @abc.abstractmethod
     def shrink(self, n: int) -> int: ...
+    @abc.abstractmethod
     def processes(self) -> list[int]: ...
+    @abc.abstractmethod
     def kill_job(self, task_id: str, signum: int) -> bool: ...
+
+    def lease(self, epoch: int, until: float) -> None:
+        """The owner's lease, renewed (each heartbeat). Nothing to pass on when every job starts
+        through the host's ``on_start``: the worker checks the lease there, in its own process."""
+        return None
+
+    def cancel(self, task_ids: Iterable[str]) -> None:
+        """Tasks just revoked. Nothing to do when every job starts through the host's ``on_start``:
+        the worker's revoked set stops a waiting job there."""
+        return None
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Jobs submitted inside may go on to the pool together at its end. Without a shared queue
+        to write them to in one go there is nothing to gather: each is taken as it is submitted."""
+        return contextlib.nullcontext()
 
 
 def drain(q: queue.Queue[Any]) -> list[Job]:
@@ -88,11 +119,10 @@ def start_threads(threads: list[threading.Thread], target: Callable[[], None], n
     return len(threads)
 
 
-class SoloPool:
+class SoloPool(Pool):
     """Runs each task on the main thread, one at a time (SIGALRM limits work here)."""
 
     kind = "solo"
-    shared: SharedBooks | None = None  # its jobs pass through the worker's own books
 
     def __init__(self, host: PoolHost, concurrency: int = 1) -> None:
         self.host = host
@@ -169,11 +199,10 @@ class SoloPool:
         return False
 
 
-class ThreadPool:
+class ThreadPool(Pool):
     """N threads in the worker process: cheap, shares memory, no hard kill of a stuck task."""
 
     kind = "threads"
-    shared: SharedBooks | None = None  # its jobs pass through the worker's own books
 
     def __init__(self, host: PoolHost, concurrency: int) -> None:
         self.host = host

@@ -30,14 +30,13 @@ from engine.asyncrun import Bridge, Terminated
 from engine.exceptions import ImproperlyConfigured
 from engine.extras import install_hint
 from engine.worker.limits import ThreadLimiter, exceeded
-from engine.worker.pool import run_on_thread
+from engine.worker.pool import Pool, run_on_thread
 
 if TYPE_CHECKING:
     from engine.task import Task
     from engine.trace import Outcome
     from engine.worker.job import Job
     from engine.worker.pool import PoolHost
-    from engine.worker.shared_books import SharedBooks
 
 log = logging.getLogger("engine.worker")
 SYNC_THREADS = 64  # threads for plain ``def`` tasks (at most -c); they start on demand
@@ -58,9 +57,8 @@ def is_async(task: Task) -> bool:
     return inspect.iscoroutinefunction(task.run) or inspect.iscoroutinefunction(type(task).__call__)
 
 
-class AsyncioPool:
+class AsyncioPool(Pool):
     kind = "asyncio"
-    shared: SharedBooks | None = None  # its jobs pass through the worker's own books
 
     def __init__(self, host: PoolHost, concurrency: int) -> None:
         try:

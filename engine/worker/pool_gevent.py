@@ -24,13 +24,12 @@ from engine.asyncrun import Terminated
 from engine.exceptions import ImproperlyConfigured
 from engine.extras import install_hint
 from engine.worker.limits import exceeded
-from engine.worker.pool import drain, start_threads
+from engine.worker.pool import Pool, drain, start_threads
 
 if TYPE_CHECKING:
     from engine.trace import Outcome
     from engine.worker.job import Job
     from engine.worker.pool import PoolHost
-    from engine.worker.shared_books import SharedBooks
 
 log = logging.getLogger("engine.worker")
 
@@ -49,9 +48,8 @@ def _gevent() -> Any:
     return gevent
 
 
-class GeventPool:
+class GeventPool(Pool):
     kind = "gevent"
-    shared: SharedBooks | None = None  # its jobs pass through the worker's own books
 
     def __init__(self, host: PoolHost, concurrency: int) -> None:
         self._gevent = _gevent()

@@ -42,8 +42,8 @@ from engine import signals, trace
 from engine.exceptions import WorkerLostError
 from engine.worker.child import PACKET, SLOTS, STOP, ChildEnds, Shared, child_main, dumps
 from engine.worker.limits import hard_exceeded
-from engine.worker.pool import PoolHost
-from engine.worker.recycle import RECYCLE
+from engine.worker.pool import Pool, PoolHost
+from engine.worker.recycle import RECYCLE, RecycleLimits
 from engine.worker.shared_books import SharedBooks
 from engine.worker.slots import DONE as DONE_SLOT
 from engine.worker.slots import RUNNING as RUNNING_SLOT
@@ -52,7 +52,11 @@ from engine.worker.slots import Slots
 from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started, order_to_wire, report_from_wire
 
 if TYPE_CHECKING:
+    from engine.broker.base import Broker
+    from engine.events.dispatcher import EventDispatcher
     from engine.worker.job import Job
+    from engine.worker.maintenance import Maintenance
+    from engine.worker.observers import Observers
 
 log = logging.getLogger("engine.worker")
 _fork = multiprocessing.get_context("fork")
@@ -77,7 +81,19 @@ LANES, SLOTS_PER_LANE = 64, 128  # work-sharing children: slot ranges, one per l
 
 class PreforkHost(PoolHost, Protocol):
     """What the prefork pool needs beyond ``PoolHost``: admission and start are two steps here
-    (a job is admitted when it enters the shared queue, started when a child reports it)."""
+    (a job is admitted when it enters the shared queue, started when a child reports it); and the
+    worker's parts it reaches for its children: the recycle limits each child counts against,
+    the broker and owner a work-sharing child fetches under (and whose books and observers it
+    keeps in the parent's stead), the upkeep told when a message a child parked falls due."""
+
+    broker: Broker
+    owner: str
+    recycle: RecycleLimits
+    active: dict[str, Job]
+    processed: dict[str, int]
+    maintenance: Maintenance
+    observers: Observers
+    events: EventDispatcher
 
     def admit(self, job: Job) -> bool: ...
     def on_started(self, job: Job, at: float | None = None) -> None: ...
@@ -112,7 +128,7 @@ class Sent:
     inbox_of: Child | None = None  # sent to this child's inbox, not the shared queue
 
 
-class PreforkPool:
+class PreforkPool(Pool):
     kind = "prefork"
 
     def __init__(self, host: PreforkHost, concurrency: int) -> None:
@@ -320,6 +336,7 @@ class PreforkPool:
         return sum(1 for c in self._children if c.job is None and not c.recycling) - self._retiring
 
     def lease(self, epoch: int, until: float) -> None:
+        """Children start jobs on their own: each checks the lease in shared memory first."""
         self._shared.set_lease(epoch, until)
 
     def cancel(self, task_ids: Iterable[str]) -> None:
@@ -389,10 +406,10 @@ class PreforkPool:
         except (EOFError, OSError):
             return False
         if isinstance(reports, tuple) and reports and reports[0] == "due":
-            self.host.maintenance.expect_due(reports[1])  # type: ignore[attr-defined]
+            self.host.maintenance.expect_due(reports[1])
             return True
         if isinstance(reports, dict):
-            processed = self.host.processed  # type: ignore[attr-defined]
+            processed = self.host.processed
             for name, n in reports.items():
                 processed[name] = processed.get(name, 0) + n
             return True
@@ -515,7 +532,7 @@ class PreforkPool:
             self._slots.free(held.slot)
             self._slots.settled[LANES - 1] += 1
         self._slots.keep_running(lane, b"")  # its replacement starts with nothing kept
-        broker, owner = self.host.broker, self.host.owner  # type: ignore[attr-defined]
+        broker, owner = self.host.broker, self.host.owner
         try:
             broker.requeue(owner, taken)
             broker.ack(owner, done)
@@ -646,7 +663,7 @@ class PreforkPool:
 
     def kill_job(self, task_id: str, signum: int) -> bool:
         if self._slots is not None:  # work-sharing: the running task's child (``Worker.terminate`` refreshed the books)
-            job = self.host.active.get(task_id)  # type: ignore[attr-defined]
+            job = self.host.active.get(task_id)
             if job is None or not job.worker_pid:
                 return False
             _kill(job.worker_pid, signum)
@@ -722,7 +739,7 @@ class PreforkPool:
         return unfinished
 
 
-def _can_share(host: Any) -> bool:
+def _can_share(host: PreforkHost) -> bool:
     """Work-sharing children (``tqctl_children_fetch``): on a broker whose in-flight record is the
     worker's (Redis), and only while nothing in this process must see each task go by: observers
     added to the worker, ``task_received`` receivers, events teed to local listeners
@@ -735,7 +752,7 @@ def _can_share(host: Any) -> bool:
     own = (TaskHistory, TaskEvents, TaskLog, TaskSignals)  # each child has its own; a user's stays here
     if any(type(observer) not in own for observer in host.observers):
         return False
-    return not signals.task_received.receivers and type(getattr(host, "events", None)) is EventDispatcher
+    return not signals.task_received.receivers and type(host.events) is EventDispatcher
 
 
 def _report(call: Callable[..., None], *args: Any) -> None:

@@ -417,14 +417,11 @@ class Worker:
 
     def on_lease(self, epoch: int, until: float) -> None:
         """Each beat: pool processes that start jobs on their own (prefork) check the lease too."""
-        lease = getattr(self.pool, "lease", None)
-        if lease is not None:
-            lease(epoch, until)
+        self.pool.lease(epoch, until)
 
     def _revoked_now(self, task_ids: Iterable[str]) -> None:
-        cancel = getattr(getattr(self, "pool", None), "cancel", None)  # prefork only; none before the pool exists
-        if cancel is not None:
-            cancel(task_ids)
+        """A job waiting where only its pool can stop it (prefork's shared queue) must not start."""
+        self.pool.cancel(task_ids)
 
     def is_revoked(self, task_id: str) -> bool:
         return task_id in self.revoked
