@@ -22,6 +22,7 @@ from engine.worker.limits import ThreadLimiter, alarm_limits
 if TYPE_CHECKING:
     from engine.app import App
     from engine.trace import Outcome
+    from engine.worker.deadline import Deadline
     from engine.worker.job import Job
     from engine.worker.shared_books import SharedBooks
 
@@ -54,7 +55,9 @@ class Pool(abc.ABC):
     @abc.abstractmethod
     def stop(self, timeout: float) -> list[Job]: ...
     @abc.abstractmethod
-    def terminate(self) -> list[Job]: ...
+    def terminate(self, deadline: Deadline) -> list[Job]:
+        """Cold: stop now and return every job not finished; any wait shares ``deadline``."""
+
     @abc.abstractmethod
     def size(self) -> int: ...
     @abc.abstractmethod
@@ -178,7 +181,7 @@ class SoloPool(Pool):
     def stop(self, timeout: float) -> list[Job]:
         return drain(self._jobs)
 
-    def terminate(self) -> list[Job]:
+    def terminate(self, deadline: Deadline) -> list[Job]:
         return drain(self._jobs) + self._interrupted
 
     def size(self) -> int:
@@ -249,8 +252,8 @@ class ThreadPool(Pool):
         self._limiter.stop()
         return left
 
-    def terminate(self) -> list[Job]:
-        self._limiter.stop()
+    def terminate(self, deadline: Deadline) -> list[Job]:
+        self._limiter.stop()  # running tasks are not waited for: their daemon threads end with the process
         return drain(self._jobs) + list(self._running.values())
 
     def size(self) -> int:

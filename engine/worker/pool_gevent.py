@@ -23,6 +23,7 @@ from engine import trace
 from engine.asyncrun import Terminated
 from engine.exceptions import ImproperlyConfigured
 from engine.extras import install_hint
+from engine.worker.deadline import CLOSE_WAIT, Deadline
 from engine.worker.limits import exceeded
 from engine.worker.pool import Pool, drain, start_threads
 
@@ -129,10 +130,10 @@ class GeventPool(Pool):
         for thread in threads:
             thread.join(timeout)
         if self._running:
-            left += self.terminate()
+            left += self.terminate(Deadline(CLOSE_WAIT, "stop"))
         return left
 
-    def terminate(self) -> list[Job]:
+    def terminate(self, deadline: Deadline) -> list[Job]:
         """Cold: stop every greenlet where it waits; what it held goes back to the worker."""
         self._dead = True
         running = list(self._running.values())

@@ -41,6 +41,7 @@ import engine.backend.redis  # noqa: F401  imported once here, shared by every c
 from engine import signals, trace
 from engine.exceptions import WorkerLostError
 from engine.worker.child import PACKET, SLOTS, STOP, ChildEnds, Shared, child_main, dumps
+from engine.worker.deadline import CLOSE_WAIT, Deadline
 from engine.worker.limits import hard_exceeded
 from engine.worker.pool import Pool, PoolHost
 from engine.worker.recycle import RECYCLE, RecycleLimits
@@ -68,6 +69,7 @@ F_SETPIPE_SZ = 1031  # linux/fcntl.h
 # Packet pipes (Linux), whose packets are a page: a write of several orders is cut at page bounds.
 PACKETS = hasattr(os, "O_DIRECT") and hasattr(os, "pipe2") and PACKET == mmap.PAGESIZE
 REAP_WAIT = 1.0  # seconds for an exiting child's status (read to tell a retirement from a crash)
+KILLED_WAIT = 2.0  # seconds, in all, for children killed at a stop to be reaped (SIGKILL is not ignored)
 # The parent's threads (fetch, the children's reports, upkeep) each run in short bursts. A thread
 # woken by a message waits for the GIL behind a running one for up to this long (Python's
 # default is 5 ms): at 200 tasks/s, 0.5 ms took publish-to-start p99 from 1.04-1.09 ms to
@@ -168,6 +170,8 @@ class PreforkPool(Pool):
         self._slots: Slots | None = None
         self.shared: SharedBooks | None = None  # the children's books, when they fetch for themselves
         self._feeder: Any = None
+        self._closing = threading.Lock()  # ``_close`` runs once, from a warm or a cold stop
+        self._closed: list[Job] | None = None  # what it returned
         self._timed_out: dict[int, float] = {}  # work-sharing children killed at a hard limit
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -693,15 +697,15 @@ class PreforkPool(Pool):
                 if not busy or not any(c.process.is_alive() for c in self._children):
                     break
             time.sleep(STOP_POLL)
-        return left + self._close()
+        return left + self._close(Deadline(CLOSE_WAIT, "stop"))
 
-    def terminate(self) -> list[Job]:
+    def terminate(self, deadline: Deadline) -> list[Job]:
         """Cold: stop everything now; every queued and running job is handed back."""
         with self._lock:
             self._accepting = False
             self._shared.cancel[STOP] = 1
             left = self._take_unsent()
-        return left + self._close()
+        return left + self._close(deadline)
 
     def _take_unsent(self) -> list[Job]:
         left = list(self._waiting)
@@ -711,32 +715,62 @@ class PreforkPool(Pool):
             self._big = None
         return left
 
-    def _close(self) -> list[Job]:
-        if self._feeder is not None and self._feeder.thread.is_alive():
-            self._feeder.thread.join(3)  # its blocking fetch ends within a second: nothing fetched after
+    def _close(self, deadline: Deadline) -> list[Job]:
+        """Stop the threads, then the children, every wait within ``deadline``; returns the jobs
+        not finished. Once only: a warm stop's thread may still be on its way here when a cold
+        stop comes; the later caller waits for the first and gets the same jobs (the worker hands
+        each back once), so none depends on which of the two threads the worker heard from."""
+        with self._closing:
+            if self._closed is not None:
+                return list(self._closed)
+            self._closed = self._close_now(deadline)
+            return list(self._closed)
+
+    def _close_now(self, deadline: Deadline) -> list[Job]:
+        """The close itself (``_close``: once)."""
+        if self._feeder is not None:  # its blocking fetch ends within a second: nothing fetched after
+            deadline.join(self._feeder.thread, "the fetch-ahead thread")
         self._stopped.set()
         self._wake()
-        if self._collector.is_alive():
-            self._collector.join(2)
+        deadline.join(self._collector, "the prefork collector")
         with self._lock:
             children = list(self._children)
             self._children.clear()
             self._generation += 1
             unfinished = [s.job for s in self._sent.values()] + self._unstarted
+            # Running a job, as the parent knows it or as the shared slots say (a ``Started``
+            # the collector never read): killed at once, their jobs handed back from here.
+            busy = {c.pid for c in children if c.job is not None} | {self._shared.taken[k] for k in self._sent}
             self._sent.clear()
             self._unstarted = []
             for child in children:
                 self._send_retire(child)
-        if self.fetches_itself:
-            for child in children:  # a running task may be early-acked: the child hands it back
-                if child.process.is_alive():
-                    _kill(child.pid, signal.SIGUSR1)
-        for child in children:
-            child.process.join(0.5 if child.job is None else 0)
-            if child.process.is_alive():
-                _kill(child.pid, signal.SIGKILL)
-                child.process.join(2)
+        self._end_children(children, busy, deadline)
+        if self._slots is not None:
+            for child in children:  # what each held: running tasks back with the rest, finished ones acked
+                unfinished += self._settle_dead_child(child.pid, child.lane)
         return unfinished
+
+    def _end_children(self, children: list[Child], busy: set[int], deadline: Deadline) -> None:
+        """Idle children take their retire token and exit; a work-sharing child is told to stop
+        now (it hands back an early-acked task it runs, then exits). A child running a job the
+        parent tracks (``busy``) is killed at once (the job is handed back from ``_sent``).
+        Whatever is still there at the deadline is killed: a task that blocks signals, a child
+        stuck in C."""
+        for child in children:
+            if child.pid in busy:
+                _kill(child.pid, signal.SIGKILL)
+            elif self.fetches_itself:
+                _kill(child.pid, signal.SIGUSR1)
+        alive = {c.process.sentinel: c for c in children}
+        late = [alive[s] for s in deadline.wait_sentinels(alive)]
+        if late:
+            deadline.cut_short("child process(es) " + ", ".join(str(c.pid) for c in late), "killed")
+        for child in late:
+            _kill(child.pid, signal.SIGKILL)
+        reaped = Deadline(KILLED_WAIT, deadline.what)
+        for child in children:
+            child.process.join(reaped.remaining())
 
 
 def _can_share(host: PreforkHost) -> bool:

@@ -98,7 +98,7 @@ class SharedLease:
         """The parent's upkeep promotes due messages: it is told when the next one is due."""
         self.out.send(("due", when))
 
-    def stop(self) -> None:
+    def stop(self, deadline: Any = None) -> None:
         pass
 
 
@@ -512,6 +512,7 @@ def _cold(w: Worker, broker: SharedFetch, states: SlotStates) -> None:
     try:
         if job is not None and job.acked:
             broker.hand_back([(job.delivery.queue_key, job.delivery.raw)])
+            broker.slots.keep_running(broker.lane, b"")  # handed back: the parent must not do it again
         broker.ack(w.owner, [])
     finally:
         os._exit(0)

@@ -29,11 +29,12 @@ def ledger(line: str) -> None:
 
 
 def _hold(tag: str, task_id: str) -> str:
-    """Wait for the gate ``HOLD_GATE`` names. With ``HOLD_DEAF`` set, the task first blocks the
-    signals a stopping worker sends its children (SIGTERM, SIGUSR1): a task stuck where no Python
-    handler can run, which only SIGKILL ends."""
+    """Wait for the gate ``HOLD_GATE`` names. With ``HOLD_DEAF`` set, the task first ignores the
+    signals a stopping worker sends its children (SIGTERM, SIGUSR1), as a task stuck where no
+    Python handler runs would: only SIGKILL ends it."""
     if os.environ.get("HOLD_DEAF"):
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGUSR1})
+        for signum in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(signum, signal.SIG_IGN)
     ledger(f"start {tag} {task_id}")
     gate = os.environ.get("HOLD_GATE", "")
     deadline = time.monotonic() + HOLD

@@ -62,3 +62,33 @@ def test_a_second_ctrl_c_while_the_first_is_handled_is_a_cold_stop(
     assert ended(ledger) == []
     assert int(cold.app.broker.queue_depth("celery")) == 1 + len(waiting)
     assert inflight(redis_client) == 0
+
+
+def test_a_cold_stop_kills_children_that_will_not_go_and_hands_everything_back(
+    cold, start_worker, redis_client, ledger: Path, tmp_path: Path
+) -> None:
+    """Work-sharing children (prefork on Redis) running tasks that block the signals a stop sends
+    them: the parent's wait for them ends at the cold stop's one deadline, the log names them,
+    they are killed, and what each held goes back, the early-acked task too (it left the broker's
+    in-flight record; its child kept it for the parent). Before, each child got 0.5 s, then
+    SIGKILL, and the early-acked task was lost."""
+    w = start_worker(
+        "-P", "prefork", "-c", "2", name="w1", app=APP, env={"HOLD_DEAF": "1", "HOLD_GATE": str(tmp_path / "gate")}
+    )
+    children = w.children()
+    cold.hold_late.delay("late")
+    cold.hold_early.delay("early")
+    wait_for(lambda: sorted(started(ledger)) == ["early", "late"], 20, "both held tasks to start")
+    for i in range(2):
+        cold.record.delay(f"r{i}")
+    wait_for(lambda: int(cold.app.broker.queue_depth("celery")) == 0, 20, "the worker to fetch the rest")
+
+    w.signal(signal.SIGQUIT)
+    w.wait(PATIENCE)
+
+    assert ended(ledger) == [] and "run " not in ledger.read_text()
+    assert int(cold.app.broker.queue_depth("celery")) == 4, "not every unfinished task went back to the queue"
+    assert inflight(redis_client) == 0
+    log = w.log()
+    (line,) = [line for line in log.splitlines() if "cold stop: child process(es)" in line]
+    assert line.endswith("; killed") and all(str(pid) in line for pid in children), log

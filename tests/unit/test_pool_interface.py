@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from engine.worker.deadline import Deadline
 from engine.worker.pool import Pool, SoloPool, ThreadPool
 from engine.worker.worker import POOLS
 
@@ -32,7 +33,7 @@ def test_a_pool_without_the_hooks_takes_them_as_no_ops(pool_class: type[Pool]) -
     pool.cancel(["a", "b"])
     with pool.batch():
         pool.submit("job")
-        assert pool.terminate() == ["job"], "a job submitted inside a batch is taken at once"
+        assert pool.terminate(Deadline(1.0)) == ["job"], "a job submitted inside a batch is taken at once"
     assert pool.shared is None
 
 
@@ -45,3 +46,23 @@ def test_a_pool_missing_a_required_method_cannot_be_made() -> None:
 
     with pytest.raises(TypeError):
         Half()  # type: ignore[abstract]
+
+
+def test_a_deadline_is_shared_by_the_waits_that_use_it(caplog: pytest.LogCaptureFixture) -> None:
+    """A wait that runs out leaves nothing for the next one, and each is named in the log."""
+    deadline = Deadline(0.0, "cold stop")
+    stuck = threading.Event()
+    threads = [threading.Thread(target=stuck.wait, daemon=True) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        assert deadline.remaining() == 0.0 and deadline.remaining(at_least=0.01) == 0.01
+        assert not deadline.join(threads[0], "the first thread")
+        assert not deadline.join(threads[1], "the second thread")
+        assert deadline.cut == ["the first thread", "the second thread"]
+        assert "cold stop: the second thread did not end within 0.0s; going on without it" in caplog.text
+    finally:
+        stuck.set()
+        for thread in threads:
+            thread.join()
+    assert deadline.join(threads[0], "the first thread"), "a thread that ended is never cut short"
