@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from engine.broker.base import DeadLetter
     from engine.broker.redis import RedisBroker
     from engine.trace import Outcome
+    from engine.worker.deadline import Deadline
     from engine.worker.job import Job
     from engine.worker.worker import Worker
 
@@ -98,8 +99,8 @@ class SharedLease:
         """The parent's upkeep promotes due messages: it is told when the next one is due."""
         self.out.send(("due", when))
 
-    def stop(self, deadline: Any = None) -> None:
-        pass
+    def stop(self, deadline: Deadline | None = None) -> None:
+        pass  # the parent's upkeep is the worker's: nothing runs here
 
 
 class SharedFetch:
