@@ -26,12 +26,12 @@ from engine.protocol import task as protocol
 from engine.request import Request
 from engine.serialization import accepted_types
 from engine.worker.limits import alarm_limits
-from engine.worker.recycle import RECYCLE, RecycleLimits, Recycler
+from engine.worker.recycle import RECYCLE, Recycler
 from engine.worker.trim import IDLE_BEFORE_TRIM, MALLOC_TRIM
 from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started, order_from_wire, request_of
 
 if TYPE_CHECKING:
-    from engine.worker.pool import PoolHost
+    from engine.worker.prefork import PreforkHost
 
 PARENT_CHECK = 1.0  # seconds between a child's looks at whether its parent still lives
 SLOTS = 4096  # jobs in the shared queue or running at once (slot 0 is the stop flag)
@@ -100,7 +100,7 @@ class ChildEnds:
     switch_interval: float  # the GIL's, as the process had it before the parent shortened its own
 
 
-def child_main(ends: ChildEnds, host: PoolHost, parent: int | None = None) -> None:
+def child_main(ends: ChildEnds, host: PreforkHost, parent: int | None = None) -> None:
     """Loop in the child: take a job off the shared queue, report it, run it, report the outcome."""
     if parent is not None:
         _die_with_parent(parent)
@@ -109,7 +109,7 @@ def child_main(ends: ChildEnds, host: PoolHost, parent: int | None = None) -> No
     sys.setswitchinterval(ends.switch_interval)
     signals.worker_process_init.send(sender=host.hostname)
     try:
-        _serve_child(ends, host.app, host.hostname, Recycler(getattr(host, "recycle", RecycleLimits())))
+        _serve_child(ends, host.app, host.hostname, Recycler(host.recycle))
     finally:
         signals.worker_process_shutdown.send(sender=host.hostname, pid=os.getpid(), exitcode=0)
 

@@ -128,8 +128,8 @@ class Consumer:
         except BaseException:
             self.settlement.acker.put_back(acks)
             raise
-        batch = getattr(w.pool, "batch", None)  # prefork: the batch's jobs reach the children together
-        with batch() if batch is not None and len(deliveries) > 1 else contextlib.nullcontext():
+        # prefork: the batch's jobs reach the children together (other pools take each as it comes)
+        with w.pool.batch() if len(deliveries) > 1 else contextlib.nullcontext():
             for i, delivery in enumerate(deliveries):
                 try:
                     self._sort_contained(delivery)

@@ -24,11 +24,13 @@ from engine.exceptions import BrokerUnavailable
 from engine.worker.trim import IdleTrim
 
 if TYPE_CHECKING:
+    from engine.worker.deadline import Deadline
     from engine.worker.worker import Worker
 
 log = logging.getLogger("engine.worker")
 TICK = 0.1  # seconds between upkeep steps (acks, retried settlements, events, due ETAs)
 WARN_EVERY = 5.0  # seconds between warnings while the heartbeat keeps failing
+LAST_BEAT = 0.5  # seconds each thread gets at a cold stop however late: a broker call in flight ends
 RECOVERED = {  # each loop's line when the broker answers it again
     "heartbeat": "owner heartbeat written again",
     "upkeep": "upkeep (acks, events, reaping) reaches the broker again",
@@ -137,8 +139,13 @@ class Maintenance:
         if self._next_due is None or when < self._next_due:
             self._next_due = when
 
-    def stop(self) -> None:
+    def stop(self, deadline: Deadline | None = None) -> None:
+        """Both threads end at their next wait. A cold stop's ``deadline`` bounds the joins, but
+        each still gets ``LAST_BEAT``: a heartbeat landing after the hand-back would register the
+        owner again, as a live worker, until another worker's reaper saw it gone."""
         self.done.set()
-        for thread in (self.thread, self.beater):
-            if thread.is_alive():
+        for thread, name in ((self.thread, "the upkeep thread"), (self.beater, "the heartbeat thread")):
+            if deadline is not None:
+                deadline.join(thread, name, at_least=LAST_BEAT)
+            elif thread.is_alive():
                 thread.join(2)

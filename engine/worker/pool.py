@@ -7,10 +7,13 @@ limit); it never talks to the broker, so settlement stays in one place (``Settle
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine import signals, trace
@@ -19,6 +22,7 @@ from engine.worker.limits import ThreadLimiter, alarm_limits
 if TYPE_CHECKING:
     from engine.app import App
     from engine.trace import Outcome
+    from engine.worker.deadline import Deadline
     from engine.worker.job import Job
     from engine.worker.shared_books import SharedBooks
 
@@ -35,20 +39,50 @@ class PoolHost(Protocol):
     def on_lost(self, job: Job, reason: str, exc: BaseException) -> None: ...
 
 
-class Pool(Protocol):
-    kind: str
-    shared: SharedBooks | None  # work-sharing children's books (``prefork`` on Redis), else None
+class Pool(abc.ABC):
+    """What the worker and its consumer call on any pool. The abstract methods every pool has; the
+    others are hooks only some pools need, whose defaults here say what a pool without them does."""
 
+    kind: str
+    shared: SharedBooks | None = None  # work-sharing children's books (``prefork`` on Redis), else None
+
+    @abc.abstractmethod
     def start(self) -> None: ...
+    @abc.abstractmethod
     def submit(self, job: Job) -> None: ...
+    @abc.abstractmethod
     def run_main(self, stopping: threading.Event) -> None: ...
+    @abc.abstractmethod
     def stop(self, timeout: float) -> list[Job]: ...
-    def terminate(self) -> list[Job]: ...
+    @abc.abstractmethod
+    def terminate(self, deadline: Deadline) -> list[Job]:
+        """Cold: stop now and return every job not finished; any wait shares ``deadline``."""
+
+    @abc.abstractmethod
     def size(self) -> int: ...
+    @abc.abstractmethod
     def grow(self, n: int) -> int: ...
+    @abc.abstractmethod
     def shrink(self, n: int) -> int: ...
+    @abc.abstractmethod
     def processes(self) -> list[int]: ...
+    @abc.abstractmethod
     def kill_job(self, task_id: str, signum: int) -> bool: ...
+
+    def lease(self, epoch: int, until: float) -> None:
+        """The owner's lease, renewed (each heartbeat). Nothing to pass on when every job starts
+        through the host's ``on_start``: the worker checks the lease there, in its own process."""
+        return None
+
+    def cancel(self, task_ids: Iterable[str]) -> None:
+        """Tasks just revoked. Nothing to do when every job starts through the host's ``on_start``:
+        the worker's revoked set stops a waiting job there."""
+        return None
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Jobs submitted inside may go on to the pool together at its end. Without a shared queue
+        to write them to in one go there is nothing to gather: each is taken as it is submitted."""
+        return contextlib.nullcontext()
 
 
 def drain(q: queue.Queue[Any] | queue.SimpleQueue[Any]) -> list[Job]:
@@ -88,11 +122,10 @@ def start_threads(threads: list[threading.Thread], target: Callable[[], None], n
     return len(threads)
 
 
-class SoloPool:
+class SoloPool(Pool):
     """Runs each task on the main thread, one at a time (SIGALRM limits work here)."""
 
     kind = "solo"
-    shared: SharedBooks | None = None  # its jobs pass through the worker's own books
 
     def __init__(self, host: PoolHost, concurrency: int = 1) -> None:
         self.host = host
@@ -153,7 +186,7 @@ class SoloPool:
     def stop(self, timeout: float) -> list[Job]:
         return drain(self._jobs)
 
-    def terminate(self) -> list[Job]:
+    def terminate(self, deadline: Deadline) -> list[Job]:
         return drain(self._jobs) + self._interrupted
 
     def size(self) -> int:
@@ -174,11 +207,10 @@ class SoloPool:
         return False
 
 
-class ThreadPool:
+class ThreadPool(Pool):
     """N threads in the worker process: cheap, shares memory, no hard kill of a stuck task."""
 
     kind = "threads"
-    shared: SharedBooks | None = None  # its jobs pass through the worker's own books
 
     def __init__(self, host: PoolHost, concurrency: int) -> None:
         self.host = host
@@ -225,8 +257,8 @@ class ThreadPool:
         self._limiter.stop()
         return left
 
-    def terminate(self) -> list[Job]:
-        self._limiter.stop()
+    def terminate(self, deadline: Deadline) -> list[Job]:
+        self._limiter.stop()  # running tasks are not waited for: their daemon threads end with the process
         return drain(self._jobs) + list(self._running.values())
 
     def size(self) -> int:

@@ -29,15 +29,15 @@ from engine import aio, trace
 from engine.asyncrun import Bridge, Terminated
 from engine.exceptions import ImproperlyConfigured
 from engine.extras import install_hint
+from engine.worker.deadline import CLOSE_WAIT, Deadline
 from engine.worker.limits import ThreadLimiter, exceeded
-from engine.worker.pool import run_on_thread
+from engine.worker.pool import Pool, run_on_thread
 
 if TYPE_CHECKING:
     from engine.task import Task
     from engine.trace import Outcome
     from engine.worker.job import Job
     from engine.worker.pool import PoolHost
-    from engine.worker.shared_books import SharedBooks
 
 log = logging.getLogger("engine.worker")
 SYNC_THREADS = 64  # threads for plain ``def`` tasks (at most -c); they start on demand
@@ -58,9 +58,8 @@ def is_async(task: Task) -> bool:
     return inspect.iscoroutinefunction(task.run) or inspect.iscoroutinefunction(type(task).__call__)
 
 
-class AsyncioPool:
+class AsyncioPool(Pool):
     kind = "asyncio"
-    shared: SharedBooks | None = None  # its jobs pass through the worker's own books
 
     def __init__(self, host: PoolHost, concurrency: int) -> None:
         try:
@@ -106,25 +105,25 @@ class AsyncioPool:
             left = asyncio.run_coroutine_threadsafe(self._drain(timeout), self._loop).result(timeout + 10)
         except Exception as exc:  # the loop is gone or stuck: hand back everything it held
             log.warning("asyncio pool did not stop in time: %r", exc)
-            left = self.terminate()
-        self._close()
+            return self.terminate(Deadline(CLOSE_WAIT, "stop"))  # which closes the loop too
+        self._close(Deadline(CLOSE_WAIT, "stop"))
         return left
 
-    def terminate(self) -> list[Job]:
+    def terminate(self, deadline: Deadline) -> list[Job]:
         """Cold: cancel every coroutine; every job not finished goes back to the worker."""
         self._dead = self._closing = True
         jobs = list(self._waiting) + list(self._running)
         self._waiting.clear()
         if self._loop.is_running():
             self._loop.call_soon_threadsafe(self._cancel_all)
-        self._close()
+        self._close(deadline)
         return jobs
 
-    def _close(self) -> None:
+    def _close(self, deadline: Deadline) -> None:
         if self._loop.is_running():
             self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(5)
+        if self._thread is not threading.current_thread():
+            deadline.join(self._thread, "the asyncio pool's event loop")
         self._sync.shutdown(wait=False)
         self._starts.shutdown(wait=False)
         self._limiter.stop()

@@ -23,14 +23,14 @@ from engine import trace
 from engine.asyncrun import Terminated
 from engine.exceptions import ImproperlyConfigured
 from engine.extras import install_hint
+from engine.worker.deadline import CLOSE_WAIT, Deadline
 from engine.worker.limits import exceeded
-from engine.worker.pool import drain, start_threads
+from engine.worker.pool import Pool, drain, start_threads
 
 if TYPE_CHECKING:
     from engine.trace import Outcome
     from engine.worker.job import Job
     from engine.worker.pool import PoolHost
-    from engine.worker.shared_books import SharedBooks
 
 log = logging.getLogger("engine.worker")
 
@@ -49,9 +49,8 @@ def _gevent() -> Any:
     return gevent
 
 
-class GeventPool:
+class GeventPool(Pool):
     kind = "gevent"
-    shared: SharedBooks | None = None  # its jobs pass through the worker's own books
 
     def __init__(self, host: PoolHost, concurrency: int) -> None:
         self._gevent = _gevent()
@@ -131,10 +130,10 @@ class GeventPool:
         for thread in threads:
             thread.join(timeout)
         if self._running:
-            left += self.terminate()
+            left += self.terminate(Deadline(CLOSE_WAIT, "stop"))
         return left
 
-    def terminate(self) -> list[Job]:
+    def terminate(self, deadline: Deadline) -> list[Job]:
         """Cold: stop every greenlet where it waits; what it held goes back to the worker."""
         self._dead = True
         running = list(self._running.values())

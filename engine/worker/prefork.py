@@ -41,9 +41,10 @@ import engine.backend.redis  # noqa: F401  imported once here, shared by every c
 from engine import signals, trace
 from engine.exceptions import WorkerLostError
 from engine.worker.child import PACKET, SLOTS, STOP, ChildEnds, Shared, child_main, dumps
+from engine.worker.deadline import CLOSE_WAIT, Deadline
 from engine.worker.limits import hard_exceeded
-from engine.worker.pool import PoolHost
-from engine.worker.recycle import RECYCLE
+from engine.worker.pool import Pool, PoolHost
+from engine.worker.recycle import RECYCLE, RecycleLimits
 from engine.worker.shared_books import SharedBooks
 from engine.worker.slots import DONE as DONE_SLOT
 from engine.worker.slots import RUNNING as RUNNING_SLOT
@@ -52,7 +53,11 @@ from engine.worker.slots import Slots
 from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started, order_to_wire, report_from_wire
 
 if TYPE_CHECKING:
+    from engine.broker.base import Broker
+    from engine.events.dispatcher import EventDispatcher
     from engine.worker.job import Job
+    from engine.worker.maintenance import Maintenance
+    from engine.worker.observers import Observers
 
 log = logging.getLogger("engine.worker")
 _fork = multiprocessing.get_context("fork")
@@ -64,6 +69,7 @@ F_SETPIPE_SZ = 1031  # linux/fcntl.h
 # Packet pipes (Linux), whose packets are a page: a write of several orders is cut at page bounds.
 PACKETS = hasattr(os, "O_DIRECT") and hasattr(os, "pipe2") and PACKET == mmap.PAGESIZE
 REAP_WAIT = 1.0  # seconds for an exiting child's status (read to tell a retirement from a crash)
+KILLED_WAIT = 2.0  # seconds, in all, for children killed at a stop to be reaped (SIGKILL is not ignored)
 # The parent's threads (fetch, the children's reports, upkeep) each run in short bursts. A thread
 # woken by a message waits for the GIL behind a running one for up to this long (Python's
 # default is 5 ms): at 200 tasks/s, 0.5 ms took publish-to-start p99 from 1.04-1.09 ms to
@@ -77,7 +83,19 @@ LANES, SLOTS_PER_LANE = 64, 128  # work-sharing children: slot ranges, one per l
 
 class PreforkHost(PoolHost, Protocol):
     """What the prefork pool needs beyond ``PoolHost``: admission and start are two steps here
-    (a job is admitted when it enters the shared queue, started when a child reports it)."""
+    (a job is admitted when it enters the shared queue, started when a child reports it); and the
+    worker's parts it reaches for its children: the recycle limits each child counts against,
+    the broker and owner a work-sharing child fetches under (and whose books and observers it
+    keeps in the parent's stead), the upkeep told when a message a child parked falls due."""
+
+    broker: Broker
+    owner: str
+    recycle: RecycleLimits
+    active: dict[str, Job]
+    processed: dict[str, int]
+    maintenance: Maintenance
+    observers: Observers
+    events: EventDispatcher
 
     def admit(self, job: Job) -> bool: ...
     def on_started(self, job: Job, at: float | None = None) -> None: ...
@@ -112,7 +130,7 @@ class Sent:
     inbox_of: Child | None = None  # sent to this child's inbox, not the shared queue
 
 
-class PreforkPool:
+class PreforkPool(Pool):
     kind = "prefork"
 
     def __init__(self, host: PreforkHost, concurrency: int) -> None:
@@ -152,6 +170,8 @@ class PreforkPool:
         self._slots: Slots | None = None
         self.shared: SharedBooks | None = None  # the children's books, when they fetch for themselves
         self._feeder: Any = None
+        self._closing = threading.Lock()  # ``_close`` runs once, from a warm or a cold stop
+        self._closed: list[Job] | None = None  # what it returned
         self._timed_out: dict[int, float] = {}  # work-sharing children killed at a hard limit
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -320,6 +340,7 @@ class PreforkPool:
         return sum(1 for c in self._children if c.job is None and not c.recycling) - self._retiring
 
     def lease(self, epoch: int, until: float) -> None:
+        """Children start jobs on their own: each checks the lease in shared memory first."""
         self._shared.set_lease(epoch, until)
 
     def cancel(self, task_ids: Iterable[str]) -> None:
@@ -389,10 +410,10 @@ class PreforkPool:
         except (EOFError, OSError):
             return False
         if isinstance(reports, tuple) and reports and reports[0] == "due":
-            self.host.maintenance.expect_due(reports[1])  # type: ignore[attr-defined]
+            self.host.maintenance.expect_due(reports[1])
             return True
         if isinstance(reports, dict):
-            processed = self.host.processed  # type: ignore[attr-defined]
+            processed = self.host.processed
             for name, n in reports.items():
                 processed[name] = processed.get(name, 0) + n
             return True
@@ -515,7 +536,7 @@ class PreforkPool:
             self._slots.free(held.slot)
             self._slots.settled[LANES - 1] += 1
         self._slots.keep_running(lane, b"")  # its replacement starts with nothing kept
-        broker, owner = self.host.broker, self.host.owner  # type: ignore[attr-defined]
+        broker, owner = self.host.broker, self.host.owner
         try:
             broker.requeue(owner, taken)
             broker.ack(owner, done)
@@ -646,7 +667,7 @@ class PreforkPool:
 
     def kill_job(self, task_id: str, signum: int) -> bool:
         if self._slots is not None:  # work-sharing: the running task's child (``Worker.terminate`` refreshed the books)
-            job = self.host.active.get(task_id)  # type: ignore[attr-defined]
+            job = self.host.active.get(task_id)
             if job is None or not job.worker_pid:
                 return False
             _kill(job.worker_pid, signum)
@@ -676,15 +697,15 @@ class PreforkPool:
                 if not busy or not any(c.process.is_alive() for c in self._children):
                     break
             time.sleep(STOP_POLL)
-        return left + self._close()
+        return left + self._close(Deadline(CLOSE_WAIT, "stop"))
 
-    def terminate(self) -> list[Job]:
+    def terminate(self, deadline: Deadline) -> list[Job]:
         """Cold: stop everything now; every queued and running job is handed back."""
         with self._lock:
             self._accepting = False
             self._shared.cancel[STOP] = 1
             left = self._take_unsent()
-        return left + self._close()
+        return left + self._close(deadline)
 
     def _take_unsent(self) -> list[Job]:
         left = list(self._waiting)
@@ -694,35 +715,65 @@ class PreforkPool:
             self._big = None
         return left
 
-    def _close(self) -> list[Job]:
-        if self._feeder is not None and self._feeder.thread.is_alive():
-            self._feeder.thread.join(3)  # its blocking fetch ends within a second: nothing fetched after
+    def _close(self, deadline: Deadline) -> list[Job]:
+        """Stop the threads, then the children, every wait within ``deadline``; returns the jobs
+        not finished. Once only: a warm stop's thread may still be on its way here when a cold
+        stop comes; the later caller waits for the first and gets the same jobs (the worker hands
+        each back once), so none depends on which of the two threads the worker heard from."""
+        with self._closing:
+            if self._closed is not None:
+                return list(self._closed)
+            self._closed = self._close_now(deadline)
+            return list(self._closed)
+
+    def _close_now(self, deadline: Deadline) -> list[Job]:
+        """The close itself (``_close``: once)."""
+        if self._feeder is not None:  # its blocking fetch ends within a second: nothing fetched after
+            deadline.join(self._feeder.thread, "the fetch-ahead thread")
         self._stopped.set()
         self._wake()
-        if self._collector.is_alive():
-            self._collector.join(2)
+        deadline.join(self._collector, "the prefork collector")
         with self._lock:
             children = list(self._children)
             self._children.clear()
             self._generation += 1
             unfinished = [s.job for s in self._sent.values()] + self._unstarted
+            # Running a job, as the parent knows it or as the shared slots say (a ``Started``
+            # the collector never read): killed at once, their jobs handed back from here.
+            busy = {c.pid for c in children if c.job is not None} | {self._shared.taken[k] for k in self._sent}
             self._sent.clear()
             self._unstarted = []
             for child in children:
                 self._send_retire(child)
-        if self.fetches_itself:
-            for child in children:  # a running task may be early-acked: the child hands it back
-                if child.process.is_alive():
-                    _kill(child.pid, signal.SIGUSR1)
-        for child in children:
-            child.process.join(0.5 if child.job is None else 0)
-            if child.process.is_alive():
-                _kill(child.pid, signal.SIGKILL)
-                child.process.join(2)
+        self._end_children(children, busy, deadline)
+        if self._slots is not None:
+            for child in children:  # what each held: running tasks back with the rest, finished ones acked
+                unfinished += self._settle_dead_child(child.pid, child.lane)
         return unfinished
 
+    def _end_children(self, children: list[Child], busy: set[int], deadline: Deadline) -> None:
+        """Idle children take their retire token and exit; a work-sharing child is told to stop
+        now (it hands back an early-acked task it runs, then exits). A child running a job the
+        parent tracks (``busy``) is killed at once (the job is handed back from ``_sent``).
+        Whatever is still there at the deadline is killed: a task that blocks signals, a child
+        stuck in C."""
+        for child in children:
+            if child.pid in busy:
+                _kill(child.pid, signal.SIGKILL)
+            elif self.fetches_itself:
+                _kill(child.pid, signal.SIGUSR1)
+        alive = {c.process.sentinel: c for c in children}
+        late = [alive[s] for s in deadline.wait_sentinels(alive)]
+        if late:
+            deadline.cut_short("child process(es) " + ", ".join(str(c.pid) for c in late), "killed")
+        for child in late:
+            _kill(child.pid, signal.SIGKILL)
+        reaped = Deadline(KILLED_WAIT, deadline.what)
+        for child in children:
+            child.process.join(reaped.remaining())
 
-def _can_share(host: Any) -> bool:
+
+def _can_share(host: PreforkHost) -> bool:
     """Work-sharing children (``tqctl_children_fetch``): on a broker whose in-flight record is the
     worker's (Redis), and only while nothing in this process must see each task go by: observers
     added to the worker, ``task_received`` receivers, events teed to local listeners
@@ -735,7 +786,7 @@ def _can_share(host: Any) -> bool:
     own = (TaskHistory, TaskEvents, TaskLog, TaskSignals)  # each child has its own; a user's stays here
     if any(type(observer) not in own for observer in host.observers):
         return False
-    return not signals.task_received.receivers and type(getattr(host, "events", None)) is EventDispatcher
+    return not signals.task_received.receivers and type(host.events) is EventDispatcher
 
 
 def _report(call: Callable[..., None], *args: Any) -> None:

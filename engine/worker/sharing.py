@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from engine.broker.base import DeadLetter
     from engine.broker.redis import RedisBroker
     from engine.trace import Outcome
+    from engine.worker.deadline import Deadline
     from engine.worker.job import Job
     from engine.worker.worker import Worker
 
@@ -99,8 +100,8 @@ class SharedLease:
         """The parent's upkeep promotes due messages: it is told when the next one is due."""
         self.out.send(("due", when))
 
-    def stop(self) -> None:
-        pass
+    def stop(self, deadline: Deadline | None = None) -> None:
+        pass  # the parent's upkeep is the worker's: nothing runs here
 
 
 class SharedFetch:
@@ -516,6 +517,7 @@ def _cold(w: Worker, broker: SharedFetch, states: SlotStates) -> None:
     try:
         if job is not None and job.acked:
             broker.hand_back([(job.delivery.queue_key, job.delivery.raw)])
+            broker.slots.keep_running(broker.lane, b"")  # handed back: the parent must not do it again
         broker.ack(w.owner, [])
     finally:
         os._exit(0)

@@ -6,6 +6,7 @@ reverse, and whatever was fetched but not finished goes back to its queue.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ from engine.protocol.events import worker_fields
 from engine.worker.autoscale import Autoscaler
 from engine.worker.capacity import Capacity
 from engine.worker.consumer import Consumer
+from engine.worker.deadline import COLD_STOP, Deadline
 from engine.worker.job import Job
 from engine.worker.maintenance import Maintenance
 from engine.worker.observers import Observers, TaskEvents, TaskHistory, TaskLog, TaskSignals
@@ -179,6 +181,7 @@ class Worker:
             before_publish=self.history.flush,
         )
         self._next_heartbeat = 0.0
+        self._stop_signals = itertools.count()  # SIGTERM/SIGINT received so far (``install_signals``)
         self.consumer = Consumer(self)
         self.observers = Observers(
             TaskHistory(self.history, self.hostname),
@@ -248,7 +251,12 @@ class Worker:
 
     def install_signals(self) -> None:
         def warm(signum: int, frame: Any) -> None:
-            if self.stopping.is_set() and signum == signal.SIGINT:
+            # Counted first, in one step: a second Ctrl-C can run this handler again inside the
+            # first one (Python calls a pending handler at its next check, even from a handler),
+            # before ``stopping`` is set below. Before, that second press was taken for the first:
+            # a second warm stop, so the worker waited its shutdown timeout on running tasks.
+            again = next(self._stop_signals) > 0 or self.stopping.is_set()
+            if again and signum == signal.SIGINT:
                 self.cold.set()
                 log.warning("cold shutdown: handing back every unfinished task")
                 if self.pool.kind == "solo":
@@ -281,19 +289,25 @@ class Worker:
         self.capacity.wake()
 
     def shutdown(self) -> None:
+        """Stop in reverse order and hand back what is unfinished. A cold stop's waits share one
+        ``Deadline``, taken when it starts (here, or mid-way through a warm stop)."""
         self.stopping.set()
         self.capacity.wake()
-        if self.consumer.thread.is_alive():
+        deadline = Deadline(COLD_STOP) if self.cold.is_set() else None
+        if deadline is not None:
+            deadline.join(self.consumer.thread, "the consumer thread")
+        elif self.consumer.thread.is_alive():
             self.consumer.thread.join(3)  # its blocking fetch ends within a second
         handed = self.consumer.take_held()
-        if self.cold.is_set():
-            unfinished = self.pool.terminate()
+        if deadline is not None:
+            unfinished = self.pool.terminate(deadline)
         else:
-            unfinished = self._stop_pool_warm()
-        self.maintenance.stop()
+            unfinished, deadline = self._stop_pool_warm()
+        self.maintenance.stop(deadline)
         for job in handed:
             self.reserved.pop(job.id, None)
-        self.settlement.hand_back(handed + unfinished)
+        # Each job once: a warm stop's thread and the cold stop that cut in may both report one.
+        self.settlement.hand_back(list({id(job): job for job in handed + unfinished}.values()))
         self._say_goodbye()
         signals.worker_shutdown.send(sender=self)
         log.info("%s stopped", self.hostname)
@@ -322,7 +336,9 @@ class Worker:
         self.refresh_books()
         return task_id in self.active and self.pool.kill_job(task_id, signum)
 
-    def _stop_pool_warm(self) -> list[Job]:
+    def _stop_pool_warm(self) -> tuple[list[Job], Deadline | None]:
+        """The pool's warm stop, on a thread of its own so a cold stop can cut in: then the jobs,
+        and the cold stop's deadline for the waits still to come."""
         timeout = float(self.app.conf.tqctl_shutdown_timeout)
         result: list[Job] = []
         stopper = threading.Thread(target=lambda: result.extend(self.pool.stop(timeout)), daemon=True)
@@ -330,9 +346,10 @@ class Worker:
         while stopper.is_alive():
             stopper.join(0.1)
             if self.cold.is_set():
-                result.extend(self.pool.terminate())
-                break
-        return result
+                deadline = Deadline(COLD_STOP)
+                result.extend(self.pool.terminate(deadline))
+                return result, deadline
+        return result, None
 
     # -- from the consumer --------------------------------------------------------------------
     def make_job(self, delivery: Delivery, message: TaskMessage, task: Task) -> Job:
@@ -410,14 +427,11 @@ class Worker:
 
     def on_lease(self, epoch: int, until: float) -> None:
         """Each beat: pool processes that start jobs on their own (prefork) check the lease too."""
-        lease = getattr(self.pool, "lease", None)
-        if lease is not None:
-            lease(epoch, until)
+        self.pool.lease(epoch, until)
 
     def _revoked_now(self, task_ids: Iterable[str]) -> None:
-        cancel = getattr(getattr(self, "pool", None), "cancel", None)  # prefork only; none before the pool exists
-        if cancel is not None:
-            cancel(task_ids)
+        """A job waiting where only its pool can stop it (prefork's shared queue) must not start."""
+        self.pool.cancel(task_ids)
 
     def is_revoked(self, task_id: str) -> bool:
         return task_id in self.revoked
