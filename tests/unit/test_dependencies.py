@@ -23,6 +23,8 @@ OPTIONAL |= {"greenlet", "uvloop", "gevent"}
 # The 'sqs' extra (boto3 brings botocore): engine.broker.sqs*, imported for an sqs:// URL only,
 # guarded by ImportError in engine.broker.connect (a one-line error names the extra).
 OPTIONAL |= {"botocore"}
+# Installed by redis[hiredis]; the fetch's packer falls back to redis-py's without it (ImportError).
+OPTIONAL |= {"hiredis"}
 
 
 def top_level_imports(path: Path) -> set[str]:
