@@ -42,7 +42,7 @@ class IdleTrim:
         self._clock = clock
         self._seen = 0
         self._since = clock()
-        self._trimmed = True  # nothing to give back before the first task
+        self._trimmed = False  # start-up leaves freed heap too: the first idle second trims it
 
     def tick(self, finished: int) -> bool:
         """Called now and then with the count of tasks finished so far; True if it trimmed."""
