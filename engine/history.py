@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import threading
 import time
@@ -22,6 +23,7 @@ from engine.protocol import task as protocol
 from engine.redisconn import as_text
 from engine.serialization import json_dumps
 
+log = logging.getLogger(__name__)
 RECORDS = "tqctl.history"
 FAILURES = "tqctl.failures"
 FAILURE_INDEX = "tqctl.failures.index"
@@ -88,7 +90,26 @@ class HistoryWriter:
                 self._add_failure(pipe, failure)
             if failures:
                 pipe.zremrangebyrank(FAILURE_INDEX, 0, -self.keep_failures - 1)
-            pipe.execute()
+            try:
+                pipe.execute()
+            except Exception:
+                self._keep(records, failures)
+                raise
+
+    def _keep(self, records: list[str], failures: list[dict[str, Any]]) -> None:
+        """What the broker did not take goes back ahead of newer records for the next flush: a
+        broker restart no longer loses the records (and failed messages) of the tasks that finished
+        during it. At most ``keep`` records and ``keep_failures`` failures wait; the oldest go first.
+        A failure written twice (a reply lost after the write) is the same hash entry; its group's
+        count may then be one too high."""
+        with self._lock:
+            kept = records + self._records
+            dropped = max(0, len(kept) - self.keep)
+            self._records = kept[dropped:]
+            waiting = failures + self._failures
+            self._failures = waiting[max(0, len(waiting) - self.keep_failures) :]
+        if dropped > 0:
+            log.warning("dropped %d history record(s) the broker could not take (kept the last %d)", dropped, self.keep)
 
     def _add_failure(self, pipe: redis.client.Pipeline, failure: dict[str, Any]) -> None:
         exc_type, message = split_exception(failure.get("exception"))

@@ -21,6 +21,8 @@ from engine.protocol import events
 from engine.serialization import json_dumps
 
 BATCH = 100
+OFFLINE_KEEP = 10_000  # task events kept while the broker cannot take them; past it the oldest go
+RETRY_AFTER = 1.0  # seconds a full buffer waits after a failed publish before a task tries again
 log = logging.getLogger(__name__)
 
 
@@ -62,6 +64,7 @@ class EventDispatcher:
         self._lock = threading.Lock()
         self._fixed_until, self._fixed_pid, self._utcoffset = 0.0, 0, 0.0
         self._head = ""
+        self._quiet_until = 0.0  # after a failed publish, tasks leave the retry to ``flush``'s callers
 
     def clock(self) -> int:
         return next(self._clock)
@@ -94,18 +97,39 @@ class EventDispatcher:
         line = "".join(parts)
         with self._lock:
             self._buffer.append(line)
-            full = len(self._buffer) >= self.batch
+            full = len(self._buffer) >= self.batch and now >= self._quiet_until
         if full:
             self.flush()
 
     def flush(self) -> None:
+        """Publish what is buffered, ``batch`` events a message. What the broker does not take stays
+        buffered, ahead of newer events, for the next flush (as Celery's dispatcher buffers while
+        offline): a broker restart no longer loses the events of the tasks that finished in it."""
         with self._lock:
             batch, self._buffer = self._buffer, []
-        if batch:
-            if self.before_publish is not None:
-                try:
-                    self.before_publish()
-                except Exception as exc:  # the live stream still goes out
-                    log.warning("could not write before publishing events: %r", exc)
-            key, raw = events.encode_batch(batch, self.hostname)
-            self.fanout.publish(events.EXCHANGE, key, raw)
+        if not batch:
+            return
+        if self.before_publish is not None:
+            try:
+                self.before_publish()
+            except Exception as exc:  # the live stream still goes out
+                log.warning("could not write before publishing events: %r", exc)
+        for start in range(0, len(batch), self.batch):
+            key, raw = events.encode_batch(batch[start : start + self.batch], self.hostname)
+            try:
+                self.fanout.publish(events.EXCHANGE, key, raw)
+            except Exception:
+                self._keep(batch[start:])
+                raise
+
+    def _keep(self, unsent: list[str]) -> None:
+        """Unsent events back at the head of the buffer, the oldest dropped past ``OFFLINE_KEEP``."""
+        with self._lock:
+            kept = unsent + self._buffer
+            dropped = len(kept) - OFFLINE_KEEP
+            if dropped > 0:
+                del kept[:dropped]
+            self._buffer = kept
+            self._quiet_until = time.time() + RETRY_AFTER
+        if dropped > 0:
+            log.warning("dropped %d task event(s) the broker could not take (kept the last %d)", dropped, OFFLINE_KEEP)
