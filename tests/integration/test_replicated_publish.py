@@ -7,7 +7,7 @@ members gather into one ``publish_many`` with one WAIT, as on RedisBroker."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -69,6 +69,20 @@ def app(pair: Pair) -> Iterator[App]:
     app.close()
 
 
+@pytest.fixture
+def replicated(pair: Pair) -> Iterator[Callable[..., ReplicatedBroker]]:
+    """``replicated(replicas=1, timeout=2.0)`` → a ReplicatedBroker on the pair, closed at the end."""
+    made: list[ReplicatedBroker] = []
+
+    def make(replicas: int = 1, timeout: float = 2.0) -> ReplicatedBroker:
+        made.append(ReplicatedBroker(pair.url, replicas=replicas, timeout=timeout))
+        return made[-1]
+
+    yield make
+    for broker in made:
+        broker.close()
+
+
 def _waits(server: Server) -> int:
     return int(server.client().info("commandstats").get("cmdstat_wait", {}).get("calls", 0))
 
@@ -97,44 +111,39 @@ def test_a_publish_reads_plain_replies_without_redis_pys_reader(app: App, monkey
     assert calls == []
 
 
-def test_fewer_replicas_than_asked_is_still_not_replicated(pair: Pair) -> None:
-    broker = ReplicatedBroker(pair.url, replicas=2, timeout=0.1)
-    try:
-        with pytest.raises(NotReplicated, match="1 of 2 replica"):
-            broker.publish(QUEUE, b"first")  # the connection opened through redis-py's path
-        with pytest.raises(NotReplicated, match="1 of 2 replica"):
-            broker.publish(QUEUE, b"second")  # the direct read
-        assert pair.primary.client().lrange(QUEUE, 0, -1) == [b"second", b"first"]
-    finally:
-        broker.close()
+def test_fewer_replicas_than_asked_is_still_not_replicated(
+    pair: Pair, replicated: Callable[..., ReplicatedBroker]
+) -> None:
+    broker = replicated(replicas=2, timeout=0.1)
+    with pytest.raises(NotReplicated, match="1 of 2 replica"):
+        broker.publish(QUEUE, b"first")  # the connection opened through redis-py's path
+    with pytest.raises(NotReplicated, match="1 of 2 replica"):
+        broker.publish(QUEUE, b"second")  # the direct read
+    assert pair.primary.client().lrange(QUEUE, 0, -1) == [b"second", b"first"]
 
 
-def test_an_error_reply_is_redis_pys_error_and_the_next_publish_stays_in_step(pair: Pair) -> None:
-    broker = ReplicatedBroker(pair.url, replicas=1, timeout=2.0)
+def test_an_error_reply_is_redis_pys_error_and_the_next_publish_stays_in_step(
+    pair: Pair, replicated: Callable[..., ReplicatedBroker]
+) -> None:
+    broker = replicated()
     primary = pair.primary.client()
-    try:
-        broker.publish(QUEUE, b"opened")
-        primary.set("not-a-list", "x")
-        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-            broker.publish("not-a-list", b"m")
-        broker.publish(QUEUE, b"after")
-        assert primary.lrange(QUEUE, 0, -1) == [b"after", b"opened"]
-    finally:
-        broker.close()
+    broker.publish(QUEUE, b"opened")
+    primary.set("not-a-list", "x")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        broker.publish("not-a-list", b"m")
+    broker.publish(QUEUE, b"after")
+    assert primary.lrange(QUEUE, 0, -1) == [b"after", b"opened"]
 
 
-def test_a_killed_connection_is_retried_once(pair: Pair) -> None:
-    broker = ReplicatedBroker(pair.url, replicas=1, timeout=2.0)
+def test_a_killed_connection_is_retried_once(pair: Pair, replicated: Callable[..., ReplicatedBroker]) -> None:
+    broker = replicated()
     primary = pair.primary.client()
-    try:
-        broker.publish(QUEUE, b"opened")
-        mine = {c["id"] for c in primary.client_list()} - {str(primary.client_id())}
-        for client_id in mine:
-            primary.client_kill_filter(_id=client_id)
-        broker.publish(QUEUE, b"retried")
-        assert primary.lrange(QUEUE, 0, -1) == [b"retried", b"opened"]
-    finally:
-        broker.close()
+    broker.publish(QUEUE, b"opened")
+    mine = {c["id"] for c in primary.client_list()} - {str(primary.client_id())}
+    for client_id in mine:
+        primary.client_kill_filter(_id=client_id)
+    broker.publish(QUEUE, b"retried")
+    assert primary.lrange(QUEUE, 0, -1) == [b"retried", b"opened"]
 
 
 def test_a_group_waits_for_the_replicas_once(app: App, pair: Pair) -> None:
