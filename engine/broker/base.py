@@ -59,6 +59,14 @@ class DeadLetter:
         return data
 
 
+class _Held(threading.local):
+    """Per thread, the open block's list. A class attribute as the default: ``getattr`` with a
+    default on a plain ``threading.local`` raised and caught an AttributeError on every publish
+    outside a block (0.46 us against 0.05 us a lookup)."""
+
+    items: list[Message] | None = None
+
+
 class Gathering:
     """A broker's ``batched``: this thread's publishes inside the block go out together when it
     ends, as one ``publish_many``, so the block returns only once the broker has them all (a
@@ -66,11 +74,11 @@ class Gathering:
     outermost; a block left by an exception sends nothing."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
+        self._local = _Held()
 
     def held(self) -> list[Message] | None:
         """The open block's list on this thread (``publish`` appends there), else None."""
-        return getattr(self._local, "items", None)
+        return self._local.items
 
     @contextmanager
     def block(self, send: Callable[[list[Message]], None]) -> Iterator[None]:
