@@ -235,8 +235,9 @@ class RedisBroker:
         self, inflight: str, owner: str, keys: list[str], limit: int, arm: str, acks: Sequence[str]
     ) -> list[Delivery]:
         prefix = f"{self.tag_base}{next(self._seq)}"
-        flat = self._guarded_call(prefix, *self._fetch_args(prefix, inflight, owner, keys, limit, arm, acks))
-        return _deliveries(flat)
+        return _deliveries(
+            self._guarded_call(prefix, self._fetch_args(prefix, inflight, owner, keys, limit, arm, acks))
+        )
 
     def _block_then_fetch(
         self, blmove: tuple[Any, ...], inflight: str, owner: str, keys: list[str], limit: int
@@ -248,36 +249,15 @@ class RedisBroker:
         and the FETCH's prefix is then counted as failed, so ``reconcile`` hands back whatever it
         took."""
         prefix = f"{self.tag_base}{next(self._seq)}"
-        fetch = self._fetch_args(prefix, inflight, owner, keys, limit, "", ())
-        conn = self._fetch_conn()
-        try:
-            try:
-                _send(conn, blmove, fetch)
-                blocked: redis.ResponseError | None = None
-                try:
-                    conn.read_response()
-                except redis.ResponseError as exc:  # the connection is still in step: read the FETCH's
-                    blocked = exc
-                try:
-                    flat = conn.read_response()
-                except NoScriptError:  # a restarted server forgot it
-                    self.client.script_load(lua.FETCH)
-                    _send(conn, fetch)
-                    flat = conn.read_response()
-            except (redis.ConnectionError, redis.TimeoutError, OSError):
-                conn.disconnect()
-                raise
-            if blocked is not None:
-                raise blocked
-        except BaseException:
-            with self._orphan_lock:
-                self._failed.append(prefix)
-            raise
-        return _deliveries(flat)
+        return _deliveries(
+            self._guarded_call(prefix, blmove, self._fetch_args(prefix, inflight, owner, keys, limit, "", ()))
+        )
 
-    def _guarded_call(self, prefix: str, *args: Any) -> Any:
+    def _guarded_call(self, prefix: str, *commands: tuple[Any, ...]) -> Any:
+        """``_fetch_call``, with the fetch's prefix remembered when it fails: its script may have
+        run anyway, and ``reconcile`` hands back what it took."""
         try:
-            return self._fetch_call(*args)
+            return self._fetch_call(*commands)
         except BaseException:
             with self._orphan_lock:
                 self._failed.append(prefix)
@@ -312,19 +292,26 @@ class RedisBroker:
             self._fpid = os.getpid()
         return conn
 
-    def _fetch_call(self, *args: Any) -> Any:
-        """One command on the consumer's own connection, past redis-py's per-command machinery."""
+    def _fetch_call(self, *commands: tuple[Any, ...]) -> Any:
+        """Commands on the consumer's own connection in one write, past redis-py's per-command
+        machinery; the last one's reply. Every reply is read before an error reply is raised (the
+        first), so the connection stays in step; a last command the server has no script for (a
+        restart forgot it) is sent again once the script is loaded."""
         conn = self._fetch_conn()
         try:
-            _send(conn, args)
-            return conn.read_response()
-        except NoScriptError:  # a restarted server forgot it
-            self.client.script_load(lua.FETCH)
-            _send(conn, args)
-            return conn.read_response()
+            _send(conn, *commands)
+            replies = [_reply(conn) for _ in commands]
+            if isinstance(replies[-1], NoScriptError):
+                self.client.script_load(lua.FETCH)
+                _send(conn, commands[-1])
+                replies[-1] = _reply(conn)
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             conn.disconnect()
             raise
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError):
+                raise reply
+        return replies[-1]
 
     def ack(self, owner: str, tags: Sequence[str]) -> None:
         if tags:
@@ -509,6 +496,14 @@ def _send(conn: redis.connection.AbstractConnection, *commands: tuple[Any, ...])
         conn.send_packed_command([b"".join(_pack_command(args) for args in commands)])
     else:
         conn.send_packed_command(conn.pack_commands(commands))
+
+
+def _reply(conn: redis.connection.AbstractConnection) -> Any:
+    """The next reply; an error reply returned, not raised, so the replies after it are still read."""
+    try:
+        return conn.read_response()
+    except redis.ResponseError as exc:
+        return exc
 
 
 def _deliveries(flat: list[bytes]) -> list[Delivery]:
