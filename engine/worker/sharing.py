@@ -462,6 +462,7 @@ def _upkeep(w: Worker, broker: SharedFetch, shared: Shared, ends_out: Any, sent:
     while not w.stopping.wait(UPKEEP):
         if shared.cancel[STOP] or broker.retired:
             w.request_stop()
+        trim.tick(sum(sent.values()))  # tasks reported so far; no broker needed, so before its calls
         try:
             _report_processed(w, ends_out, sent)
             # A fetch of this child's whose reply was lost may have run anyway: its own broker
@@ -473,7 +474,6 @@ def _upkeep(w: Worker, broker: SharedFetch, shared: Shared, ends_out: Any, sent:
             _send_held(w)
         except Exception:  # the broker blinked: the next tick tries again
             continue
-        trim.tick(sum(sent.values()))  # what this thread reported: tasks finished by the last tick
 
 
 def _orders(w: Worker, broker: SharedFetch, ends: ChildEnds) -> None:
