@@ -300,11 +300,11 @@ class RedisBroker:
         conn = self._fetch_conn()
         try:
             _send(conn, *commands)
-            replies = [_reply(conn) for _ in commands]
+            replies = [read_reply(conn) for _ in commands]
             if isinstance(replies[-1], NoScriptError):
                 self.client.script_load(lua.FETCH)
                 _send(conn, commands[-1])
-                replies[-1] = _reply(conn)
+                replies[-1] = read_reply(conn)
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             conn.disconnect()
             raise
@@ -498,7 +498,7 @@ def _send(conn: redis.connection.AbstractConnection, *commands: tuple[Any, ...])
         conn.send_packed_command(conn.pack_commands(commands))
 
 
-def _reply(conn: redis.connection.AbstractConnection) -> Any:
+def read_reply(conn: redis.connection.AbstractConnection) -> Any:
     """The next reply; an error reply returned, not raised, so the replies after it are still read."""
     try:
         return conn.read_response()

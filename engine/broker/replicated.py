@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from engine.broker.redis import RedisBroker
+from engine.broker.redis import RedisBroker, read_reply
 from engine.config import url_host
 from engine.exceptions import BrokerUnavailable
 from engine.protocol.task import priority_key
@@ -51,7 +51,7 @@ class ReplicatedBroker(RedisBroker):
                 replies = _push_and_wait_on(conn, sock, reader, packed)
             else:
                 conn.send_packed_command([packed], check_health=False)  # connects first if need be
-                replies = [_reply(conn), _reply(conn)]
+                replies = [read_reply(conn), read_reply(conn)]
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             conn.disconnect()
             pipe = self.client.pipeline(transaction=False)  # one connection: WAIT covers this LPUSH
@@ -78,13 +78,6 @@ class ReplicatedBroker(RedisBroker):
                 f"{self.replicas} replica(s) confirmed within {self.wait_ms / 1000:g} s "
                 "(tqctl_publish_wait_replicas): they may be lost if the primary fails now"
             )
-
-
-def _reply(conn: redis.connection.AbstractConnection) -> Any:
-    try:
-        return conn.read_response()
-    except redis.ResponseError as exc:
-        return exc
 
 
 def _packed(*parts: str) -> bytes:
@@ -121,4 +114,4 @@ def _push_and_wait_on(
         raise redis.ConnectionError("Connection closed by server.")
     if data:
         reader.feed(data)
-    return replies + [_reply(conn) for _ in range(2 - len(replies))]
+    return replies + [read_reply(conn) for _ in range(2 - len(replies))]
