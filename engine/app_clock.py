@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.exceptions import ImproperlyConfigured
 
@@ -26,6 +25,9 @@ def app_timezone(conf: Any) -> dt.tzinfo:
         return zone
     if str(zone).upper() == "UTC":
         return dt.timezone.utc
+    # Imported here: most apps name no zone, and every worker process would hold the module.
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         return ZoneInfo(str(zone))
     except (ZoneInfoNotFoundError, ValueError) as exc:

@@ -8,7 +8,6 @@ with the closest valid name. ``README`` keeps the human-readable table.
 
 from __future__ import annotations
 
-import difflib
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -501,6 +500,8 @@ def startup_warnings(explicit: Mapping[str, Any], own: Iterable[str] = ()) -> li
         if name in CELERY_SETTINGS and name not in HONOURED:
             lines.append(f"setting {name!r} is a Celery setting this engine ignores (no effect)")
         elif name not in valid and not is_project_setting(name):
+            import difflib  # only for a misspelt name: every worker process would hold it
+
             close = difflib.get_close_matches(name, sorted(valid), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             lines.append(f"setting {name!r} is not a Celery setting (misspelt?){hint}")

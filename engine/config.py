@@ -10,7 +10,6 @@ import copy
 import datetime as dt
 import importlib
 import os
-import pprint
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -233,6 +232,8 @@ class Settings:
 
     def humanize(self, with_defaults: bool = False, censored: bool = True) -> str:
         """``table`` as ``key: value`` lines, sorted (Celery's ``app.conf.humanize()``)."""
+        import pprint  # only here: a worker never formats its settings, so it need not hold it
+
         return "\n".join(
             f"{key}: {pprint.pformat(value, width=50)}"
             for key, value in sorted(self.table(with_defaults, censored).items())

@@ -25,12 +25,13 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from engine import signals
+from engine.fixups import DJANGO_ENV
 
 if TYPE_CHECKING:
     from engine.app import App
 
 log = logging.getLogger("engine.fixups.django")
-ENV = "DJANGO_SETTINGS_MODULE"
+ENV = DJANGO_ENV
 SKIP_CHECKS_ENV = "CELERY_SKIP_CHECKS"
 
 

@@ -93,9 +93,11 @@ def test_a_prefork_child_holds_no_module_only_another_pool_or_the_cli_needs(
     """Each module a worker imports is memory in every process of its tree: greenlet (the asyncio
     pool's; it maps libstdc++), decimal and the CLI's Typer. (ctypes is every pool's now: an idle
     process's ``malloc_trim``, ``engine.worker.trim``, loaded once in the parent before the fork,
-    about 0.2 MB of the tree against the 1.5-2 MB the trims give back.)"""
+    about 0.2 MB of the tree against the 1.5-2 MB the trims give back.) Nor what only an unusual
+    setting needs: difflib (a misspelt setting's hint), zoneinfo (a named time zone), pprint
+    (``conf.humanize``), the Django fix-up (a Django project)."""
     start_worker("-P", "prefork", "-c", "1")
-    unneeded = ["greenlet", "decimal", "typer", "tqctl.cli"]
+    unneeded = ["greenlet", "decimal", "typer", "tqctl.cli", "difflib", "zoneinfo", "pprint", "engine.fixups.django"]
     assert shop.loaded.delay(unneeded).get(timeout=30) == []
 
 
