@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import re
 import ssl
 import threading
@@ -181,8 +182,39 @@ def client_from_url(url: str, **options: Any) -> redis.Redis:
     raise unsupported_url(url)
 
 
+class FreeSlots(queue.LifoQueue):  # type: ignore[type-arg]
+    """A ``BlockingConnectionPool``'s queue that starts full without being filled.
+
+    redis-py fills its queue with one ``None`` (a slot with no connection yet) per allowed
+    connection, one ``put`` each: at our 2,048 slots that is about 16,000 Python calls and 1.2 ms
+    for every client, and again in each forked child the first time it uses an inherited client.
+    Here the empty slots are a count. A connection handed back is taken before an empty slot, so
+    a live connection is always reused before a new one is opened."""
+
+    def _init(self, maxsize: int) -> None:
+        self.queue: list[Any] = []  # connections handed back (redis-py reads this list)
+        self.empty_slots = maxsize
+
+    def _qsize(self) -> int:
+        return len(self.queue) + self.empty_slots
+
+    def _put(self, item: Any) -> None:
+        if item is None:
+            self.empty_slots += 1
+        else:
+            self.queue.append(item)
+
+    def _get(self) -> Any:
+        if self.queue:
+            return self.queue.pop()
+        self.empty_slots -= 1
+        return None
+
+
 def _blocking_client(url: str, size: int, wait: float, options: dict[str, Any]) -> redis.Redis:
-    pool = redis.BlockingConnectionPool.from_url(url, max_connections=size, timeout=wait, **options)
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=size, timeout=wait, queue_class=FreeSlots, **options
+    )
     client = redis.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True
     return client
