@@ -49,10 +49,12 @@ COLD = signal.SIGUSR1  # from the parent: stop now, handing back an early-acked 
 UPKEEP = 0.1  # seconds between a child's flushes of acks, events and history
 STOP_LOOK = 0.25  # seconds an idle child waits on the in-queue between looks at the stop flag
 DRY_SKIP = 0.05  # seconds after an empty fetch during which a child about to wait does not fetch again
-# Task events a child buffers before it publishes them (besides each upkeep tick): about 66 tasks'
-# worth. The buffer's peak stays with the allocator after it is flushed: 2,000 (the worker's)
-# cost each child about a megabyte more, measured as the tree's PSS after a benchmark run.
-EVENT_BATCH = 200
+# Task events a child buffers before it publishes them (besides each upkeep tick): about 33 tasks'
+# worth, and the history records written just before them. The buffers' peak stays with the
+# allocator after a flush: 2,000 (the worker's) cost each child about a megabyte more, measured as
+# the tree's PSS after a benchmark run, and 200 about 0.3 MB more than 100 (tree 52.1 against 51.5
+# MB after two 20,000-task drains at -c 2). 100 events make a message of about 35 KB.
+EVENT_BATCH = 100
 ACK_BATCH = 32  # acks a child holds before it sends them without waiting for its next fetch
 
 
