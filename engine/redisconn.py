@@ -42,6 +42,11 @@ DEFAULT_FAILOVER_TIMEOUT = 30.0
 # connection, then gets a ``ConnectionError`` its caller retries or reports (never a silent loss).
 DEFAULT_MAX_CONNECTIONS = 2048
 POOL_WAIT = 20.0
+# Each connection's read buffer (redis-py's ``socket_read_size``, 64 KB by default), zero-filled
+# when the connection object is made, so all of it is memory in the process from then on. Our
+# replies are mostly a few hundred bytes, a fetch's a few KB; a longer one takes a few more reads.
+# Tree PSS after two 20,000-task drains at -c 2: about 0.15-0.2 MB less than at 64 KB.
+READ_SIZE = 16 * 1024
 
 
 class ConnectionURL(str):
@@ -157,6 +162,7 @@ def client_from_url(url: str, **options: Any) -> redis.Redis:
     carried: dict[str, Any] = getattr(url, "options", {})
     options.setdefault("socket_connect_timeout", 5.0)
     options.setdefault("health_check_interval", 30)
+    options.setdefault("socket_read_size", READ_SIZE)
     size = int(options.pop("max_connections", None) or carried.get("max_connections") or DEFAULT_MAX_CONNECTIONS)
     # Celery's ``broker_pool_acquire_timeout``: how long a caller waits for a free connection of a
     # full pool; unset (Celery: for ever) we wait POOL_WAIT seconds, then report it.

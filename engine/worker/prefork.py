@@ -204,7 +204,8 @@ class PreforkPool(Pool):
             from engine.worker.sharing import sharing_child_main
 
             lane = min(set(range(LANES - 1)) - {c.lane for c in self._children})  # the last: the parent's
-            args: tuple[Any, ...] = (ends, self._inq_w, self._slots, lane, self.host, os.getpid())
+            own = self.host.broker.for_child()  # type: ignore[attr-defined]  # see sharing_child_main
+            args: tuple[Any, ...] = (ends, self._inq_w, self._slots, lane, self.host, os.getpid(), own)
             process = _fork.Process(target=sharing_child_main, args=args, daemon=True, name="tqctl-pool")
         else:
             process = _fork.Process(

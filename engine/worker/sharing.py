@@ -330,16 +330,19 @@ def fetch_batch(window: int, concurrency: int) -> int:
     return max(1, window - concurrency + 1)
 
 
-def sharing_child_main(ends: ChildEnds, inq_w: int, slots: Slots, lane: int, parent: Worker, parent_pid: int) -> None:
-    """A child: a solo worker whose fetches go through ``SharedFetch`` under the parent's owner."""
+def sharing_child_main(
+    ends: ChildEnds, inq_w: int, slots: Slots, lane: int, parent: Worker, parent_pid: int, own: RedisBroker
+) -> None:
+    """A child: a solo worker whose fetches go through ``SharedFetch`` under the parent's owner.
+    ``own`` is its broker, built by the parent just before the fork and never used there (the
+    parent's own object may be forked mid-fetch, its lock held): built before the fork, its pages
+    stay shared, and the child starts without building a Redis client (about 0.2 MB of the tree)."""
     from engine.worker.worker import Worker
 
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sys.setswitchinterval(ends.switch_interval)
-    # A broker of its own: the parent's object may have been forked mid-fetch, its lock held.
-    own: RedisBroker = parent.broker.for_child()  # type: ignore[union-attr]
     broker = SharedFetch(own, ends.inq, inq_w, fetch_batch(parent.prefetch, parent.concurrency), slots, lane)
     w = Worker(
         parent.app,

@@ -1,4 +1,4 @@
-"""The connection pool's queue (``FreeSlots``): full from the start, live connections first."""
+"""Redis clients' pools: the queue (``FreeSlots``) full from the start, live connections first; the read size."""
 
 from __future__ import annotations
 
@@ -44,4 +44,17 @@ def test_a_client_at_its_limit_reuses_its_connections(redis_url: str) -> None:
         assert client.ping()
         assert {id(c) for c in pool._connections} == {id(first), id(second)}  # nothing new opened
     finally:
+        client.close()
+
+
+def test_a_reply_many_times_the_read_buffer_arrives_whole(redis_url: str) -> None:
+    """Connections read 16 KB at a time (``READ_SIZE``); a 1 MB value still comes back intact."""
+    client = client_from_url(redis_url)
+    try:
+        value = bytes(range(256)) * 4096
+        client.set("tqctl.test.big", value)
+        assert client.get("tqctl.test.big") == value
+        assert client.connection_pool.connection_kwargs["socket_read_size"] == 16 * 1024
+    finally:
+        client.delete("tqctl.test.big")
         client.close()
