@@ -222,36 +222,29 @@ class RedisBroker:
             got = self._fetch_script(inflight, owner, keys, limit, arm, acks)
             if got or not arm:
                 return got
+            # The idle block and the FETCH that records what it staged, in one write: the server
+            # runs the FETCH the moment the BLMOVE returns (a blocked client's next command waits
+            # in its buffer), so a task sent to an idle worker reaches it one round trip sooner.
+            # An error from the BLMOVE is raised as before, and the FETCH's prefix is counted as
+            # failed, so ``reconcile`` hands back whatever it took.
             blmove = ("BLMOVE", block, arm, "RIGHT", "LEFT", min(max(timeout, 0.01), IDLE_SLICE))
-            return self._block_then_fetch(blmove, inflight, owner, keys, limit)
-
-    def _fetch_args(
-        self, prefix: str, inflight: str, owner: str, keys: list[str], limit: int, arm: str, acks: Sequence[str]
-    ) -> tuple[Any, ...]:
-        sha = self._scripts["FETCH"].sha
-        return ("EVALSHA", sha, 2 + len(keys), inflight, STAGES + owner, *keys, limit, prefix, arm, *acks)
+            return self._fetch_script(inflight, owner, keys, limit, "", (), ahead=blmove)
 
     def _fetch_script(
-        self, inflight: str, owner: str, keys: list[str], limit: int, arm: str, acks: Sequence[str]
+        self,
+        inflight: str,
+        owner: str,
+        keys: list[str],
+        limit: int,
+        arm: str,
+        acks: Sequence[str],
+        ahead: tuple[Any, ...] | None = None,
     ) -> list[Delivery]:
+        """The FETCH script, after ``ahead`` (a command sent in the same write) when given."""
         prefix = f"{self.tag_base}{next(self._seq)}"
-        return _deliveries(
-            self._guarded_call(prefix, self._fetch_args(prefix, inflight, owner, keys, limit, arm, acks))
-        )
-
-    def _block_then_fetch(
-        self, blmove: tuple[Any, ...], inflight: str, owner: str, keys: list[str], limit: int
-    ) -> list[Delivery]:
-        """The idle block and the FETCH that records what it staged, sent in one write: the server
-        runs the FETCH the moment the BLMOVE returns (a blocked client's next command waits in its
-        buffer), so a task sent to an idle worker reaches it one round trip sooner than when the
-        FETCH was sent after the BLMOVE's reply. As before, an error from the BLMOVE is raised,
-        and the FETCH's prefix is then counted as failed, so ``reconcile`` hands back whatever it
-        took."""
-        prefix = f"{self.tag_base}{next(self._seq)}"
-        return _deliveries(
-            self._guarded_call(prefix, blmove, self._fetch_args(prefix, inflight, owner, keys, limit, "", ()))
-        )
+        sha = self._scripts["FETCH"].sha
+        fetch = ("EVALSHA", sha, 2 + len(keys), inflight, STAGES + owner, *keys, limit, prefix, arm, *acks)
+        return _deliveries(self._guarded_call(prefix, *((ahead, fetch) if ahead else (fetch,))))
 
     def _guarded_call(self, prefix: str, *commands: tuple[Any, ...]) -> Any:
         """``_fetch_call``, with the fetch's prefix remembered when it fails: its script may have
