@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 
+from engine.backlog import put_back
 from engine.protocol import task as protocol
 from engine.redisconn import as_text
 from engine.serialization import json_dumps
@@ -103,11 +104,8 @@ class HistoryWriter:
         A failure written twice (a reply lost after the write) is the same hash entry; its group's
         count may then be one too high."""
         with self._lock:
-            kept = records + self._records
-            dropped = max(0, len(kept) - self.keep)
-            self._records = kept[dropped:]
-            waiting = failures + self._failures
-            self._failures = waiting[max(0, len(waiting) - self.keep_failures) :]
+            self._records, dropped = put_back(records, self._records, self.keep)
+            self._failures, _ = put_back(failures, self._failures, self.keep_failures)
         if dropped > 0:
             log.warning("dropped %d history record(s) the broker could not take (kept the last %d)", dropped, self.keep)
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from json.encoder import encode_basestring_ascii as _text  # C: a str as a JSON string
 from typing import Any
 
+from engine.backlog import put_back
 from engine.broker.fanout import RedisFanout
 from engine.protocol import events
 from engine.serialization import json_dumps
@@ -125,11 +126,7 @@ class EventDispatcher:
     def _keep(self, unsent: list[str]) -> None:
         """Unsent events back at the head of the buffer, the oldest dropped past ``OFFLINE_KEEP``."""
         with self._lock:
-            kept = unsent + self._buffer
-            dropped = len(kept) - OFFLINE_KEEP
-            if dropped > 0:
-                del kept[:dropped]
-            self._buffer = kept
+            self._buffer, dropped = put_back(unsent, self._buffer, OFFLINE_KEEP)
             self._quiet_until = time.time() + RETRY_AFTER
         if dropped > 0:
             log.warning("dropped %d task event(s) the broker could not take (kept the last %d)", dropped, OFFLINE_KEEP)
