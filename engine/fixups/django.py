@@ -31,11 +31,10 @@ if TYPE_CHECKING:
     from engine.app import App
 
 log = logging.getLogger("engine.fixups.django")
-ENV = DJANGO_ENV
 SKIP_CHECKS_ENV = "CELERY_SKIP_CHECKS"
 
 
-def fixup(app: App, env: str = ENV) -> DjangoFixup | None:
+def fixup(app: App, env: str = DJANGO_ENV) -> DjangoFixup | None:
     """Install the fix-up on ``app`` when the process is a Django project's, else None."""
     if not os.environ.get(env):
         return None
