@@ -47,6 +47,14 @@ KNOWN = frozenset(FIXED + PER_MESSAGE + UNTEMPLATED)
 CACHE_SIZE = 256
 
 
+def _stamp(now: float) -> str:
+    """``repr(round(now, 3))``, as ``build`` writes ``sent_at``, at half its cost (float ``repr``
+    is about 0.7 us of a ``delay()``): a correctly rounded ``:.3f`` is the same decimal, so
+    without its trailing zeros it is the shortest text of that float."""
+    text = f"{now:.3f}".rstrip("0")
+    return text + "0" if text[-1] == "." else text
+
+
 def _id_text(value: str) -> str:
     """A caller's id inside a JSON string (escaped as the encoder would)."""
     return _text(value)[1:-1]
@@ -130,7 +138,7 @@ class Template:
             "d": f"{h[32:40]}-{h[40:44]}-4{h[45:48]}-{VARIANT[h[48]]}{h[49:52]}-{h[52:64]}",
             # build()'s round(time.time(), 3) as JSON writes it: no trailing zeros, so a message a
             # publish hook decodes and encodes again keeps its bytes
-            "t": repr(round(time.time(), 3)),
+            "t": _stamp(time.time()),
             "g": self.fixed_group if group is None else serialization.json_dumps(group),
             "x": self.fixed_index if group_index is None else serialization.json_dumps(group_index),
         }
