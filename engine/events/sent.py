@@ -80,7 +80,7 @@ def _lines(batch: list[tuple[Any, ...]], dispatcher: EventDispatcher) -> list[st
         lines.append(
             f'{head}{clock()}, "uuid": {uuid}, "root_id": {root_id or uuid}{middle}'
             f'{args_text}, "kwargs": {kwargs_text}'
-            f'{tail}{_value(sent_at)}, "type": "task-sent"}}'
+            f'{tail}{sent_at:.6f}, "type": "task-sent"}}'
         )
     return lines
 
