@@ -77,6 +77,7 @@ class RedisBroker:
         self._fconn: redis.connection.AbstractConnection | None = None  # the consumer's, for fetch
         self._fpid, self._fetch_lock = 0, threading.Lock()
         self._turn = 0  # which queue an idle fetch blocks on next
+        self._dry = False  # the last blocking fetch came back short: the next one blocks at once
         self._beat_client: redis.Redis | None = None  # heartbeats' own client (short timeouts)
         self._beat_pid = 0
         # Fetches that failed (their script may still have run) and tags given up locally: what
@@ -214,21 +215,31 @@ class RedisBroker:
         inflight = INFLIGHT + owner
         keys = self._keys(queues)
         with self._fetch_lock:
-            arm = ""
-            if timeout > 0 and queues:
-                block = queues[self._turn % len(queues)]
-                self._turn += 1
-                arm = STAGE + owner + SEP + block
-            got = self._fetch_script(inflight, owner, keys, limit, arm, acks)
-            if got or not arm:
-                return got
-            # The idle block and the FETCH that records what it staged, in one write: the server
-            # runs the FETCH the moment the BLMOVE returns (a blocked client's next command waits
-            # in its buffer), so a task sent to an idle worker reaches it one round trip sooner.
-            # An error from the BLMOVE is raised as before, and the FETCH's prefix is counted as
-            # failed, so ``reconcile`` hands back whatever it took.
+            if timeout <= 0 or not queues:
+                return self._fetch_script(inflight, owner, keys, limit, "", acks)
+            block = queues[self._turn % len(queues)]
+            self._turn += 1
+            arm = STAGE + owner + SEP + block
             blmove = ("BLMOVE", block, arm, "RIGHT", "LEFT", min(max(timeout, 0.01), IDLE_SLICE))
-            return self._fetch_script(inflight, owner, keys, limit, "", (), ahead=blmove)
+            if self._dry and not acks:
+                # Idle, one task at a time: a FETCH first would come back empty nearly every time
+                # (a round trip a task, in the worker and on the server). The staging list is armed
+                # (SADD) in the same write before the block, as that FETCH would have, so a
+                # message the BLMOVE moves is never in a list the reaper does not know.
+                got = self._fetch_script(
+                    inflight, owner, keys, limit, "", (), ahead=(("SADD", STAGES + owner, arm), blmove)
+                )
+            else:
+                got = self._fetch_script(inflight, owner, keys, limit, arm, acks)
+                if not got:
+                    # The idle block and the FETCH that records what it staged, in one write: the
+                    # server runs the FETCH the moment the BLMOVE returns (a blocked client's next
+                    # command waits in its buffer), so a task sent to an idle worker reaches it one
+                    # round trip sooner. An error from the BLMOVE is raised as before, and the
+                    # FETCH's prefix is counted as failed, so ``reconcile`` hands back what it took.
+                    got = self._fetch_script(inflight, owner, keys, limit, "", (), ahead=(blmove,))
+            self._dry = len(got) < limit
+            return got
 
     def _fetch_script(
         self,
@@ -238,13 +249,13 @@ class RedisBroker:
         limit: int,
         arm: str,
         acks: Sequence[str],
-        ahead: tuple[Any, ...] | None = None,
+        ahead: tuple[tuple[Any, ...], ...] = (),
     ) -> list[Delivery]:
-        """The FETCH script, after ``ahead`` (a command sent in the same write) when given."""
+        """The FETCH script, after the commands ``ahead`` (sent in the same write)."""
         prefix = f"{self.tag_base}{next(self._seq)}"
         sha = self._scripts["FETCH"].sha
         fetch = ("EVALSHA", sha, 2 + len(keys), inflight, STAGES + owner, *keys, limit, prefix, arm, *acks)
-        return _deliveries(self._guarded_call(prefix, *((ahead, fetch) if ahead else (fetch,))))
+        return _deliveries(self._guarded_call(prefix, *ahead, fetch))
 
     def _guarded_call(self, prefix: str, *commands: tuple[Any, ...]) -> Any:
         """``_fetch_call``, with the fetch's prefix remembered when it fails: its script may have

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 
 from engine.broker.base import Delivery
-from engine.broker.redis import INFLIGHT, RedisBroker
+from engine.broker.redis import INFLIGHT, SEP, STAGE, STAGES, RedisBroker
 
 
 def _blocked_on_blmove(client: redis.Redis) -> bool:
@@ -74,5 +74,36 @@ def test_a_script_the_server_forgot_while_the_worker_waited_is_loaded_again(
         [got] = out
         assert isinstance(got, list) and [d.raw for d in got] == [b"still here"]
         assert redis_client.hlen(INFLIGHT + "idle@h.2") == 1
+    finally:
+        broker.close()
+
+
+def _fetches(client: redis.Redis) -> int:
+    """FETCH scripts the server has run so far (every fetch is one EVALSHA)."""
+    return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def test_a_worker_idle_between_tasks_blocks_at_once_and_its_staging_list_is_armed_first(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """After a fetch that came back short, the next idle fetch does not FETCH first (it would find
+    nothing, a round trip a task at a steady trickle): it blocks at once, its staging list named
+    in the owner's set in the same write, so a reaper still finds what the block moves even when
+    the set was emptied in between (a reap while the worker looked dead)."""
+    owner = "idle@h.3"
+    broker = RedisBroker(redis_url)
+    try:
+        assert broker.fetch(owner, ["trickle.q"], 4, 0.01) == []  # idle: came back short
+        redis_client.delete(STAGES + owner)
+        before = _fetches(redis_client)
+        thread, out = _fetch_in_thread(broker, owner, "trickle.q")
+        _wait_until(lambda: _blocked_on_blmove(redis_client))
+        assert redis_client.smembers(STAGES + owner) == {(STAGE + owner + SEP + "trickle.q").encode()}
+        redis_client.lpush("trickle.q", b"one task")
+        thread.join(10)
+        [got] = out
+        assert isinstance(got, list) and [d.raw for d in got] == [b"one task"]
+        assert _fetches(redis_client) - before == 1  # the FETCH behind the block, and no other
+        assert redis_client.hlen(INFLIGHT + owner) == 1
     finally:
         broker.close()
