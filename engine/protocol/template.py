@@ -160,7 +160,7 @@ class Template:
                 values["b"], values["a"], values["s"] = self.arguments(args, kwargs)
             ms = int(time.time() * 1000)
             if ms != last_ms:
-                last_ms, stamp = ms, repr(round(ms / 1000, 3))
+                last_ms, stamp = ms, _stamp(ms / 1000)
             task_id = ids[2 * n]
             values["i"] = task_id
             values["r"] = self.fixed_root or task_id
