@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from engine import shared_task
-
 from flask_shop.db import get_db
 
 
