@@ -586,9 +586,10 @@ class AmqpBroker:
             self._deferred.clear()
             return self.requeue(owner, list(self._held))
 
-    def claim(self, owner: str, tag: str, take: bool, acks: Sequence[str] = ()) -> bool:
+    def claim(self, owner: str, tag: str, take: bool, acks: Sequence[str] = (), fresh: float | None = None) -> bool:
         """Still ours if it was delivered on the channel we still have (a lost channel's messages
-        were redelivered by RabbitMQ). ``take`` (early ack) acks it before the task runs."""
+        were redelivered by RabbitMQ). ``take`` (early ack) acks it before the task runs. The
+        channel is the lease here, so ``fresh`` (a heartbeat's age) does not apply."""
         self.ack(owner, acks)
         with self._channel():
             if tag not in self._held:

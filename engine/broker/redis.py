@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover
     _pack_command = None  # type: ignore[assignment]
 
 from engine.broker import redis_scripts as lua
-from engine.broker.base import DeadLetter, Delivery, Gathering
+from engine.broker.base import DeadLetter, Delivery, Gathering, LeaseLapsed
 from engine.protocol.task import PRIORITY_SEP, PRIORITY_STEPS, priority_key, routing_of
 from engine.redisconn import ThreadConnections, as_bytes, as_text, client_from_url, guarded
 
@@ -44,6 +44,7 @@ DEAD_META = "tqctl.dead.meta"
 DEAD_INDEX = "tqctl.dead.index"
 SEP = "\x1f"
 IDLE_SLICE = 0.25  # seconds an idle worker blocks on one queue before it looks at every list again
+LAPSED = 2  # CLAIM: still recorded, but the owner's heartbeat is too old to start a late ack
 FAILED_KEEP = 4096  # fetches whose reply never came, remembered so their messages can be handed back
 
 
@@ -321,16 +322,20 @@ class RedisBroker:
         if tags:
             self.client.hdel(INFLIGHT + owner, *tags)
 
-    def claim(self, owner: str, tag: str, take: bool, acks: Sequence[str] = ()) -> bool:
+    def claim(self, owner: str, tag: str, take: bool, acks: Sequence[str] = (), fresh: float | None = None) -> bool:
         """The fence before a job starts: is this message still ours? ``take`` (early ack) also
         removes the record, so a worker killed mid-task never has it run again. False means it was
-        taken back while this worker looked dead, and it runs (or ran) elsewhere."""
-        keys = [INFLIGHT + owner, CLAIMS + owner]
-        args = ["1" if take else "0", tag, *acks]
+        taken back while this worker looked dead, and it runs (or ran) elsewhere. Given ``fresh``,
+        a late ack is ours only while the owner's heartbeat is younger than that many seconds on
+        the server's clock; an older one raises ``LeaseLapsed`` (see ``CLAIM``)."""
+        keys = [INFLIGHT + owner, CLAIMS + owner, OWNERS]
+        args = ["1" if take else "0", tag, owner, "" if fresh is None else int(fresh * 1000), *acks]
         script = self._scripts["CLAIM"]
         conn = self._conns.get()  # once per task start: this thread's own connection, as ``publish``
         try:
-            conn.send_packed_command(conn.pack_command("EVALSHA", script.sha, 2, *keys, *args), check_health=False)
+            conn.send_packed_command(
+                conn.pack_command("EVALSHA", script.sha, len(keys), *keys, *args), check_health=False
+            )
             reply = conn.read_response()
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             conn.disconnect()
@@ -339,6 +344,8 @@ class RedisBroker:
             reply = script(keys=keys, args=args)  # loads it
         if isinstance(reply, redis.ResponseError):
             raise reply
+        if reply == LAPSED:
+            raise LeaseLapsed(f"the broker last heard this worker's heartbeat {fresh or 0:g}s or more ago")
         return bool(reply)
 
     def requeue(self, owner: str, tags: Sequence[str]) -> int:

@@ -66,15 +66,27 @@ if n == 0 and ARGV[3] ~= '' then redis.call('SADD', KEYS[2], ARGV[3]) end
 return out
 """
 
-# KEYS[1] = in-flight hash, KEYS[2] = the owner's recent claims list; ARGV[1] = '1' to take the
-# record (early ack) or '0' to check it is still ours (late ack); ARGV[2] = tag; ARGV[3..] =
-# pending acks. The fence before a job starts: 0 means the message was taken back (the owner
-# looked dead) and runs elsewhere. A taken tag is remembered in a short per-owner list, so a
-# retry after a lost reply still answers 1.
+# KEYS[1] = in-flight hash, KEYS[2] = the owner's recent claims list, KEYS[3] = owners zset;
+# ARGV[1] = '1' to take the record (early ack) or '0' to check it is still ours (late ack);
+# ARGV[2] = tag; ARGV[3] = owner; ARGV[4] = ms or ''; ARGV[5..] = pending acks. The fence before
+# a job starts: 0 means the message was taken back (the owner looked dead) and runs elsewhere.
+# Given ARGV[4], a late ack's 1 also needs the owner's heartbeat younger than that many ms on the
+# server's clock (half the owner timeout): the reaper then cannot take the message back before
+# the task has run and its ack landed. An older heartbeat (a frozen parent, a worker cut off)
+# answers 2: still recorded, but ask again; starting it now could run it here and, once reaped,
+# elsewhere too. A taken tag is remembered in a short per-owner list, so a retry after a lost
+# reply still answers 1.
 CLAIM = """
-for i = 3, #ARGV, 1000 do redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
+for i = 5, #ARGV, 1000 do redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
 local claims = KEYS[2]
-if ARGV[1] == '0' then return redis.call('HEXISTS', KEYS[1], ARGV[2]) end
+if ARGV[1] == '0' then
+  if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then return 0 end
+  local beat = tonumber(redis.call('ZSCORE', KEYS[3], ARGV[3]))
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if ARGV[4] == '' or (beat and now - beat < tonumber(ARGV[4])) then return 1 end
+  return 2
+end
 if redis.call('HDEL', KEYS[1], ARGV[2]) == 1 then
   redis.call('LPUSH', claims, ARGV[2])
   redis.call('LTRIM', claims, 0, 255)

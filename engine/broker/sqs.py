@@ -284,8 +284,9 @@ class SqsBroker:
             self._ready.clear()
         return self.requeue(owner, tags)
 
-    def claim(self, owner: str, tag: str, take: bool, acks: Sequence[str] = ()) -> bool:
-        """Ours while we hold its receipt; ``take`` (early ack) deletes it before the task runs."""
+    def claim(self, owner: str, tag: str, take: bool, acks: Sequence[str] = (), fresh: float | None = None) -> bool:
+        """Ours while we hold its receipt; ``take`` (early ack) deletes it before the task runs.
+        The visibility timeout is the lease here, so ``fresh`` (a heartbeat's age) does not apply."""
         self.ack(owner, acks)
         with self._lock:
             if tag not in self._held:

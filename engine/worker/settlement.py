@@ -26,7 +26,7 @@ import redis
 from engine import states, trace
 from engine.backend.base import Reply
 from engine.backend.held import HOLD_MOST
-from engine.broker.base import DeadLetter, Delivery
+from engine.broker.base import DeadLetter, Delivery, LeaseLapsed
 from engine.config import url_host
 from engine.exceptions import BackendStoreError, BrokerUnavailable, NotRegistered
 from engine.protocol import task as protocol
@@ -155,24 +155,26 @@ class Settlement:
         """The fence: run only what the broker still records as ours. An early-ack job takes its
         record (the ack must land before the task runs: at most once); a late-ack one is checked,
         unless the lease proves nobody can have taken it (no round trip in the normal case).
-        Broker away: wait for it rather than guess, since either guess can run a task twice or
-        lose it; pending batched acks ride along."""
+        Broker away, or this worker's heartbeat too old there to start a late ack safely (a frozen
+        parent: the reaper could take the message back while it runs, and it would run twice):
+        wait for it rather than guess, since either guess can run a task twice or lose it;
+        pending batched acks ride along."""
         take = not job.acks_late
         if not take and lease_holds:
             return True
+        fresh = float(self.app.conf.tqctl_owner_timeout) / 2  # the lease's own span (``Maintenance.beat``)
         delay = CLAIM_RETRY_FIRST
         while True:
             acks = self.acker.take() if take else []
             try:
-                ours = self.broker.claim(self.owner, job.delivery.tag, take, acks)
-            except UNREACHABLE as exc:
+                ours = self.broker.claim(self.owner, job.delivery.tag, take, acks, fresh)
+            except (LeaseLapsed, *UNREACHABLE) as exc:
                 self.acker.put_back(acks)
                 if cold.is_set():
                     return False  # stays recorded (or claimed): handed back or reaped, never run here
                 if delay == CLAIM_RETRY_FIRST:
-                    log.warning(
-                        "cannot confirm %s[%s] is still ours, broker unreachable (waiting): %s", job.name, job.id, exc
-                    )
+                    why = exc if isinstance(exc, LeaseLapsed) else f"broker unreachable: {exc}"
+                    log.warning("cannot confirm %s[%s] is still ours (waiting), %s", job.name, job.id, why)
                 time.sleep(delay)
                 delay = min(delay * 2, CLAIM_RETRY_MAX)
                 continue

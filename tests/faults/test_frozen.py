@@ -6,16 +6,26 @@ already ran) nor early-ack ones (early ack promises at most once)."""
 
 from __future__ import annotations
 
+import logging
 import signal
+import threading
 import time
 
 import pytest
 
+from engine import App
+from engine.broker.base import LeaseLapsed
+from engine.broker.redis import OWNERS, RedisBroker
+from engine.protocol import task as protocol
+from engine.serialization import accepted_types
+from engine.worker.job import Job
+from engine.worker.settlement import Settlement
 from tests.faults.harness import held_ids, judge, runs, send, wait_settled
 from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.integration
 FROZEN_S = 20.0
+ACCEPT = accepted_types(["json"])
 
 
 @pytest.mark.parametrize("pool", ["threads", "prefork"])
@@ -46,8 +56,6 @@ def test_frozen_worker_runs_nothing_it_no_longer_owns(pool, faults, broker_url, 
 def test_claim_fences_and_answers_the_same_when_retried(broker_url) -> None:
     """The fence on the real server: a claim retried after a lost reply still says "ours" (the
     record it removed is remembered), and a record taken back by the reaper says "not ours"."""
-    from engine.broker.redis import RedisBroker
-
     b = RedisBroker(broker_url)
     try:
         b.client.lpush("celery", b"early", b"late")
@@ -58,5 +66,52 @@ def test_claim_fences_and_answers_the_same_when_retried(broker_url) -> None:
         assert b.reap(time.time(), 3.0) == 1
         assert not b.claim("o", got[b"late"], take=False) and not b.claim("o", got[b"late"], take=True)
         assert b.client.lrange("celery", 0, -1) == [b"late"]
+    finally:
+        b.close()
+
+
+def _silent(b: RedisBroker, owner: str, seconds: float) -> None:
+    """As if ``owner`` had not beaten for ``seconds`` by the server's clock."""
+    now_s, now_us = b.client.time()
+    b.client.zadd(OWNERS, {owner: now_s * 1000 + now_us // 1000 - seconds * 1000})
+
+
+def test_a_late_ack_waits_while_its_owner_looks_silent(broker_url, caplog) -> None:
+    """The fence once the lease has lapsed (a frozen parent whose child goes on running): the
+    message is still recorded as ours, but with the owner's heartbeat older than half the owner
+    timeout a reaper may take it back while the task runs, and it would run twice. In CI the
+    experiment above once saw that: 7 late-ack tasks run by the frozen worker's child and again
+    by b, whose reap fell between the child's fence and its batched ack. So the settlement waits:
+    the task starts once the owner beats again, and is dropped once the message is taken back."""
+    app = App("fence", broker=broker_url)
+    app.conf.tqctl_owner_timeout = 3.0
+    late = app.task(acks_late=True, name="fence.late")(lambda: None)
+    b = RedisBroker(broker_url)
+    settlement = Settlement(app, b, "o", "host")
+    caplog.set_level(logging.WARNING, "engine.worker")
+    try:
+        b.heartbeat("o", time.time())
+        for _ in range(3):
+            b.publish("celery", protocol.build("fence.late")[1])
+        jobs = [Job(d, protocol.decode(d.raw, ACCEPT), late, True, None, None) for d in b.fetch("o", ["celery"], 3, 0)]
+        _silent(b, "o", 2.0)
+        with pytest.raises(LeaseLapsed):
+            b.claim("o", jobs[0].delivery.tag, take=False, fresh=1.5)
+        assert b.claim("o", jobs[2].delivery.tag, take=True, fresh=1.5)  # an early ack's take is safe: at most once
+
+        def fence(job: Job, then) -> bool:
+            answer: list[bool] = []
+            waiting = threading.Thread(target=lambda: answer.append(settlement.claim(job, False, threading.Event())))
+            waiting.start()
+            wait_for(lambda: f"cannot confirm fence.late[{job.id}]" in caplog.text, 10, "the fence to wait")
+            assert not answer  # waiting, not started: the log line comes before the first retry
+            then()
+            waiting.join(10)
+            return answer == [True]
+
+        assert fence(jobs[0], lambda: b.heartbeat("o", time.time()))  # beats again: ours, it starts
+        _silent(b, "o", 60.0)
+        assert not fence(jobs[1], lambda: b.reap(time.time(), 3.0))  # taken back: it runs elsewhere
+        assert b.client.lrange("celery", 0, -1) != []
     finally:
         b.close()
