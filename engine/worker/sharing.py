@@ -58,13 +58,15 @@ EVENT_BATCH = 100
 ACK_BATCH = 32  # acks a child holds before it sends them without waiting for its next fetch
 
 
-def share(inq_w: int, held: Sequence[tuple[int, Delivery]]) -> None:
-    """Fetched messages into the shared in-queue, each one packet, for whichever child is free."""
+def share(inq_w: int, held: Sequence[tuple[int, Delivery]], epoch: int) -> None:
+    """Fetched messages into the shared in-queue, each one packet, for whichever child is free.
+    ``epoch``: the owner's lease epoch read before the fetch; a packet still queued when a reap
+    is noticed (a frozen parent) is checked with the broker before it runs (``SharedFetch``)."""
     packets = []
     for slot, d in held:
-        packet = _dumps((slot, d.tag, d.queue_key, d.raw))
+        packet = _dumps((slot, d.tag, d.queue_key, d.raw, epoch))
         if len(packet) > PACKET:  # too large for one packet: the taker reads it from the in-flight record
-            packet = _dumps((slot, d.tag, d.queue_key, None))
+            packet = _dumps((slot, d.tag, d.queue_key, None, epoch))
         packets.append(packet)
     data = memoryview(b"".join(p.ljust(PACKET, b"\0") for p in packets))
     while data:
@@ -111,8 +113,11 @@ class SharedFetch:
     it is empty; every settlement frees the message's slot once the broker has it. Everything
     else is the Redis broker's own."""
 
-    def __init__(self, broker: RedisBroker, inq_r: int, inq_w: int, batch: int, slots: Slots, lane: int) -> None:
+    def __init__(
+        self, broker: RedisBroker, inq_r: int, inq_w: int, batch: int, slots: Slots, lane: int, shared: Shared
+    ) -> None:
         self._broker = broker
+        self._shared = shared  # the owner's lease: its epoch is what a shared packet is checked against
         self._inq_r, self._inq_w = inq_r, inq_w
         self._batch = max(1, batch)
         self._acks: list[str] = []
@@ -175,6 +180,7 @@ class SharedFetch:
             return self._wait_for_shared(owner, timeout)
         with self._lock:
             pending, self._acks = self._acks, []
+        epoch = int(self._shared.lease[0])  # before the fetch: a reap noticed later makes it stale
         try:
             # Never blocking on Redis: an idle worker's one blocking fetch is the parent's (``Feeder``),
             # so what arrives while every child is idle reaches them in order, through the in-queue.
@@ -195,7 +201,7 @@ class SharedFetch:
             self.slot_of[got[0].tag] = free[0]
             self.taken[got[0].tag] = _dumps((got[0].queue_key, got[0].raw))
         if len(got) > 1:
-            self._share(list(zip(free[1:], got[1:], strict=False)))
+            share(self._inq_w, list(zip(free[1:], got[1:], strict=False)), epoch)
         return got[:1]
 
     def _taken(self, owner: str, data: bytes) -> list[Delivery]:
@@ -206,8 +212,11 @@ class SharedFetch:
         if order is None:  # a retire token (the pool shrinks): this child stops
             self.retired = True
             return []
-        slot, tag, key, raw = order
-        if raw is None:  # shared by reference (too large for a packet)
+        slot, tag, key, raw, epoch = order
+        # Shared by reference (too large for a packet), or fetched before the worker learnt it
+        # had been reaped (the parent was frozen or cut off): the broker says whether it is ours.
+        # Run on the current epoch's word alone, a reaped one would run here and where it went back.
+        if raw is None or epoch != self._shared.lease[0]:
             held = self._broker.held(owner, tag)
             if held is None:  # taken back while the worker looked dead: not ours to run
                 self.slots.free(slot)
@@ -233,9 +242,6 @@ class SharedFetch:
     def pending_acks(self) -> list[str]:
         with self._lock:
             return list(self._acks)
-
-    def _share(self, held: Sequence[tuple[int, Delivery]]) -> None:
-        share(self._inq_w, held)
 
     def _freed(self, tags: Sequence[str]) -> None:
         for tag in tags:
@@ -265,13 +271,14 @@ class SharedFetch:
             raise
         self._freed(pending)
 
-    def claim(self, owner: str, tag: str, take: bool, acks: Sequence[str] = ()) -> bool:
+    def claim(self, owner: str, tag: str, take: bool, acks: Sequence[str] = (), fresh: float | None = None) -> bool:
         """An early ack takes the in-flight record: the message is kept in this child's lane
-        first, so a parent settling this child's death still has it."""
+        first, so a parent settling this child's death still has it. ``LeaseLapsed`` passes
+        through with the slot still held: the message is still ours until the fence says not."""
         held = self.taken.get(tag)
         if take and held is not None:
             self.slots.keep_running(self.lane, held)
-        ours = self._broker.claim(owner, tag, take, acks)
+        ours = self._broker.claim(owner, tag, take, acks, fresh)
         self._freed(acks)
         if not ours:
             self._freed([tag])
@@ -343,7 +350,8 @@ def sharing_child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sys.setswitchinterval(ends.switch_interval)
-    broker = SharedFetch(own, ends.inq, inq_w, fetch_batch(parent.prefetch, parent.concurrency), slots, lane)
+    batch = fetch_batch(parent.prefetch, parent.concurrency)
+    broker = SharedFetch(own, ends.inq, inq_w, batch, slots, lane, ends.shared)
     w = Worker(
         parent.app,
         pool="solo",
@@ -593,6 +601,7 @@ class Feeder:
                 w.stopping.wait(self.POLL)
                 continue
             free = self.slots.allocate(self.lane, room)
+            epoch = w.maintenance.epoch  # before the fetch (``share``)
             try:
                 got = w.broker.fetch(w.owner, w.queues, len(free), 1.0, ())
             except Exception as exc:  # the broker blinked: try again shortly
@@ -605,7 +614,7 @@ class Feeder:
                 self.slots.brought[self.lane] += len(got)
                 for slot, d in zip(free, got, strict=False):
                     self.slots.hold(slot, d.tag, SHARED, 0)
-                share(self.inq_w, list(zip(free, got, strict=False)))
+                share(self.inq_w, list(zip(free, got, strict=False)), epoch)
             except BaseException:
                 w.broker.forsake([d.tag for d in got])
                 raise

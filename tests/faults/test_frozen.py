@@ -53,6 +53,38 @@ def test_frozen_worker_runs_nothing_it_no_longer_owns(pool, faults, broker_url, 
     }
 
 
+def test_a_frozen_workers_child_starts_no_late_ack_task_it_may_lose(
+    faults, broker_url, counter_url, start_worker
+) -> None:
+    """Only the parent is frozen; its child finishes what it runs and goes on to the next job.
+    By then the broker has not heard the worker for longer than half the owner timeout, so any
+    other worker's reaper may take the message back at any moment, and a late-ack task started
+    now would run here and again elsewhere. The child waits at the fence instead; once the
+    message is taken back, the resumed worker runs it once, from its queue."""
+    a = start_worker("-P", "prefork", "-c", "1", "--prefetch-multiplier", "20", name="a")
+    blocker = send(faults.count, 1, 3)  # the child is busy while the parent holds the rest
+    wait_for(lambda: runs(counter_url).get(blocker[0]), 30, "the blocker to start")
+    late = send(faults.count_late, 8)
+    wait_for(lambda: set(late) <= held_ids(broker_url, queued=False), 30, "worker a to hold the 8 messages")
+    a.signal(signal.SIGSTOP)
+    waits = f"cannot confirm {faults.count_late.name}["
+    ran_here = lambda: [i for i in late if runs(counter_url).get(i)]  # noqa: E731
+    wait_for(lambda: waits in a.log() or ran_here(), 30, "the child to reach the late-ack tasks")
+    ran_while_silent = ran_here()
+    b = RedisBroker(broker_url)
+    try:
+        (owner,) = b.client.zrange(OWNERS, 0, -1)
+        b.client.zadd(OWNERS, {owner: 0})  # what another worker's reaper does once a looks dead
+        assert b.reap(time.time(), 3.0) >= len(late) - len(ran_while_silent)
+    finally:
+        b.close()
+    a.signal(signal.SIGCONT)  # a beats again, learns it was reaped, and runs them from the queue
+    wait_settled(blocker + late, broker_url, counter_url, 60)
+    result = judge("frozen.child_at_the_fence", blocker + late, broker_url, counter_url)
+    assert ran_while_silent == [], a.log()[-3000:]
+    assert (result.lost, result.dead, result.stuck, result.duplicated) == (0, 0, 0, 0), runs(counter_url)
+
+
 def test_claim_fences_and_answers_the_same_when_retried(broker_url) -> None:
     """The fence on the real server: a claim retried after a lost reply still says "ours" (the
     record it removed is remembered), and a record taken back by the reaper says "not ours"."""

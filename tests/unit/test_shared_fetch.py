@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from engine.broker.base import Delivery
+from engine.worker.child import Shared
 from engine.worker.sharing import SharedFetch
 from engine.worker.slots import Slots
 
@@ -60,7 +61,7 @@ def inqueue() -> Iterator[tuple[int, int]]:
 def test_a_forsaken_message_holds_its_slot_until_reconcile_hands_it_back(inqueue: tuple[int, int]) -> None:
     slots = Slots(ranges=2, per_range=8)
     broker = RecordingBroker(waiting=1)
-    fetch = SharedFetch(broker, inqueue[0], inqueue[1], 4, slots, 0)  # type: ignore[arg-type]
+    fetch = SharedFetch(broker, inqueue[0], inqueue[1], 4, slots, 0, Shared())  # type: ignore[arg-type]
     [delivery] = fetch.fetch("w1", ["q"], 1, 0)
     assert slots.holding() == 1
 
@@ -81,7 +82,7 @@ def test_a_forsaken_message_holds_its_slot_until_reconcile_hands_it_back(inqueue
 def test_acks_held_for_the_next_fetch_survive_a_failed_ack(inqueue: tuple[int, int]) -> None:
     slots = Slots(ranges=2, per_range=8)
     broker = RecordingBroker(waiting=1)
-    fetch = SharedFetch(broker, inqueue[0], inqueue[1], 4, slots, 0)  # type: ignore[arg-type]
+    fetch = SharedFetch(broker, inqueue[0], inqueue[1], 4, slots, 0, Shared())  # type: ignore[arg-type]
     [delivery] = fetch.fetch("w1", ["q"], 1, 0)
     fetch.stopping = lambda: True  # the next fetch only takes the ack along: nothing more is fetched
     assert fetch.fetch("w1", ["q"], 1, 0, acks=[delivery.tag]) == []
