@@ -27,6 +27,7 @@ try:
 except ImportError:  # pragma: no cover
     _pack_command = None  # type: ignore[assignment]
 
+from engine import forks
 from engine.broker import redis_scripts as lua
 from engine.broker.base import DeadLetter, Delivery, Gathering, LeaseLapsed
 from engine.protocol.task import PRIORITY_SEP, PRIORITY_STEPS, priority_key, routing_of
@@ -292,9 +293,9 @@ class RedisBroker:
 
     def _fetch_conn(self) -> redis.connection.AbstractConnection:
         conn = self._fconn
-        if conn is None or self._fpid != os.getpid():
+        if conn is None or self._fpid != forks.pid:  # a forked child makes its own
             conn = self._fconn = self._conns.make()
-            self._fpid = os.getpid()
+            self._fpid = forks.pid
         return conn
 
     def _fetch_call(self, *commands: tuple[Any, ...]) -> Any:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
 from json.encoder import encode_basestring_ascii as _text  # C: a str as a JSON string
 from typing import Any
 
+from engine import forks
 from engine.backlog import put_back
 from engine.broker.fanout import RedisFanout
 from engine.protocol import events
@@ -86,8 +86,8 @@ class EventDispatcher:
         if not self.enabled:
             return
         now = time.time()
-        if now >= self._fixed_until or self._fixed_pid != os.getpid():
-            self._fixed_pid, self._utcoffset = os.getpid(), events.utcoffset()
+        if now >= self._fixed_until or self._fixed_pid != forks.pid:  # not a system call an event
+            self._fixed_pid, self._utcoffset = forks.pid, events.utcoffset()
             self._fixed_until = now + 1.0
             self._head = f'{{"hostname": {_text(self.hostname)}, "utcoffset": {_value(self._utcoffset)}, "pid": '
         timestamp = fields.pop("timestamp", None) or now

@@ -11,11 +11,10 @@ not in the settlement path. Add one with ``Worker.observers.add``.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from engine import signals, states
+from engine import forks, signals, states
 from engine.request import from_message
 
 if TYPE_CHECKING:
@@ -145,7 +144,7 @@ class TaskEvents(Observer):
 
     def started(self, job: Job) -> None:
         if job.task.send_events:
-            pid = job.worker_pid or os.getpid()
+            pid = job.worker_pid or forks.pid
             self.events.task("task-started", uuid=job.id, pid=pid, timestamp=job.time_start)
 
     def finished(self, job: Job, outcome: Outcome) -> None:
