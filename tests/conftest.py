@@ -139,3 +139,19 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         time.sleep(0.02)
     if leaks:
         pytest.fail("left running after the test: " + "; ".join(leaks), pytrace=False)
+
+
+# -- process-id lookups ----------------------------------------------------------------------
+@pytest.fixture
+def getpid_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Each ``os.getpid()`` from now on, counted (one entry a call; it still answers): a hot path
+    that asks the system for the pid each time shows here. ``clear()`` it after a warm-up."""
+    asked: list[int] = []
+    real = os.getpid
+
+    def counted() -> int:
+        asked.append(1)
+        return real()
+
+    monkeypatch.setattr(os, "getpid", counted)
+    return asked

@@ -63,21 +63,14 @@ def test_task_sent_events_still_follow_the_setting(app: App) -> None:
 
 
 def test_a_publish_asks_the_system_for_no_process_id(
-    app: App, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    app: App, redis_client: redis.Redis, getpid_calls: list[int]
 ) -> None:
     noop = _noop(app)
     noop.delay()
-    asked: list[int] = []
-    getpid = os.getpid
-
-    def counted() -> int:
-        asked.append(1)
-        return getpid()
-
-    monkeypatch.setattr(os, "getpid", counted)
+    getpid_calls.clear()
     for _ in range(3):
         noop.delay()
-    assert asked == []
+    assert getpid_calls == []
     assert redis_client.llen(QUEUE) == 4
 
 

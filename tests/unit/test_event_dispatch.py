@@ -102,24 +102,16 @@ def test_a_full_batch_goes_out_on_its_own() -> None:
     assert [len(events.decode(raw)) for _, _, raw in capture.sent] == [3, 3]
 
 
-def test_task_events_ask_the_system_for_no_process_id_yet_a_forked_child_signs_its_own(monkeypatch) -> None:
+def test_task_events_ask_the_system_for_no_process_id_yet_a_forked_child_signs_its_own(getpid_calls: list[int]) -> None:
     """Three events a task: ``os.getpid()`` is a system call each (0.19 us here). The pid is the
     one ``engine.forks`` keeps, so events still carry the process's own after a fork."""
     capture = Capture()
     dispatcher = EventDispatcher(capture, "w1@host")  # type: ignore[arg-type]
     dispatcher.task("task-received", uuid="u0")
-    asked: list[int] = []
-    getpid = os.getpid
-
-    def counted() -> int:
-        asked.append(1)
-        return getpid()
-
-    monkeypatch.setattr(os, "getpid", counted)
+    getpid_calls.clear()
     for n in range(3):
         dispatcher.task("task-succeeded", uuid=f"u{n}")
-    assert asked == []
-    monkeypatch.setattr(os, "getpid", getpid)
+    assert getpid_calls == []
     read, write = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the child reports through the pipe
