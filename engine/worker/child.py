@@ -61,6 +61,11 @@ class Shared:
         self.taken = view[SLOTS * 4 : SLOTS * 8].cast("i")
         self.lease = view[SLOTS * 8 :].cast("d")
 
+    @property
+    def epoch(self) -> int:
+        """The lease's epoch: it moves on when the parent learns the owner was reaped."""
+        return int(self.lease[0])
+
     def set_lease(self, epoch: int, until: float) -> None:
         self.lease[0] = epoch  # first: a child that sees the new deadline sees the new epoch
         self.lease[1] = until
@@ -69,7 +74,7 @@ class Shared:
         if epoch == NO_FENCE:
             return True
         fresh = time.monotonic() < self.lease[1]
-        return fresh and epoch == self.lease[0]
+        return fresh and epoch == self.epoch
 
 
 def _die_with_parent(parent: int) -> None:

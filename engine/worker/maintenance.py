@@ -37,6 +37,14 @@ RECOVERED = {  # each loop's line when the broker answers it again
 }
 
 
+def lease_span(owner_timeout: float) -> float:
+    """How long a heartbeat lets this worker start a late-ack job without asking the broker: half
+    the owner timeout, so a job started at its end still has the other half to run and be acked
+    before any reaper could take its message back. The broker's own check (``claim``'s ``fresh``)
+    uses the same span."""
+    return owner_timeout / 2
+
+
 class Maintenance:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -64,12 +72,12 @@ class Maintenance:
         if not self.broker.heartbeat(self.worker.owner, time.time(), self.slack, self.beat_timeout):
             self.epoch += 1  # before the lease below: a reader that sees the new lease sees this too
         self._lease_from = sent
-        self.worker.on_lease(self.epoch, sent + self.owner_timeout / 2)
+        self.worker.on_lease(self.epoch, sent + lease_span(self.owner_timeout))
 
     def lease_holds(self, epoch: int) -> bool:
         """True if nobody can have taken back a message fetched in ``epoch``: the lease was renewed
         well within the owner timeout and never lost since. Reads the lease first (see ``beat``)."""
-        fresh = time.monotonic() - self._lease_from < self.owner_timeout / 2
+        fresh = time.monotonic() - self._lease_from < lease_span(self.owner_timeout)
         return fresh and epoch == self.epoch
 
     def run(self) -> None:

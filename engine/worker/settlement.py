@@ -31,6 +31,7 @@ from engine.config import url_host
 from engine.exceptions import BackendStoreError, BrokerUnavailable, NotRegistered
 from engine.protocol import task as protocol
 from engine.protocol.results import encode_exception, meta, revoked_result
+from engine.worker.maintenance import lease_span
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -162,7 +163,7 @@ class Settlement:
         take = not job.acks_late
         if not take and lease_holds:
             return True
-        fresh = float(self.app.conf.tqctl_owner_timeout) / 2  # the lease's own span (``Maintenance.beat``)
+        fresh = lease_span(float(self.app.conf.tqctl_owner_timeout))
         delay = CLAIM_RETRY_FIRST
         while True:
             acks = self.acker.take() if take else []

@@ -95,7 +95,7 @@ class SharedLease:
 
     @property
     def epoch(self) -> int:
-        return int(self.shared.lease[0])
+        return self.shared.epoch
 
     def lease_holds(self, epoch: int) -> bool:
         return self.shared.lease_holds(epoch)
@@ -180,7 +180,7 @@ class SharedFetch:
             return self._wait_for_shared(owner, timeout)
         with self._lock:
             pending, self._acks = self._acks, []
-        epoch = int(self._shared.lease[0])  # before the fetch: a reap noticed later makes it stale
+        epoch = self._shared.epoch  # before the fetch: a reap noticed later makes it stale
         try:
             # Never blocking on Redis: an idle worker's one blocking fetch is the parent's (``Feeder``),
             # so what arrives while every child is idle reaches them in order, through the in-queue.
@@ -216,7 +216,7 @@ class SharedFetch:
         # Shared by reference (too large for a packet), or fetched before the worker learnt it
         # had been reaped (the parent was frozen or cut off): the broker says whether it is ours.
         # Run on the current epoch's word alone, a reaped one would run here and where it went back.
-        if raw is None or epoch != self._shared.lease[0]:
+        if raw is None or epoch != self._shared.epoch:
             held = self._broker.held(owner, tag)
             if held is None:  # taken back while the worker looked dead: not ours to run
                 self.slots.free(slot)
