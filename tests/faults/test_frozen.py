@@ -112,9 +112,10 @@ def test_a_late_ack_waits_while_its_owner_looks_silent(broker_url, caplog) -> No
     """The fence once the lease has lapsed (a frozen parent whose child goes on running): the
     message is still recorded as ours, but with the owner's heartbeat older than half the owner
     timeout a reaper may take it back while the task runs, and it would run twice. In CI the
-    experiment above once saw that: 7 late-ack tasks run by the frozen worker's child and again
-    by b, whose reap fell between the child's fence and its batched ack. So the settlement waits:
-    the task starts once the owner beats again, and is dropped once the message is taken back."""
+    frozen-worker experiment at the top of this file once saw that: 7 late-ack tasks run by the
+    frozen worker's child and again by b, whose reap fell between the child's fence and its
+    batched ack. So the settlement waits: the task starts once the owner beats again, and is
+    dropped once the message is taken back."""
     app = App("fence", broker=broker_url)
     app.conf.tqctl_owner_timeout = 3.0
     late = app.task(acks_late=True, name="fence.late")(lambda: None)
