@@ -50,6 +50,7 @@ from engine.worker.slots import DONE as DONE_SLOT
 from engine.worker.slots import RUNNING as RUNNING_SLOT
 from engine.worker.slots import TAKEN as TAKEN_SLOT
 from engine.worker.slots import Slots
+from engine.worker.turn import FetchTurn
 from engine.worker.wire import NO_FENCE, Finished, RunOrder, Started, order_to_wire, report_from_wire
 
 if TYPE_CHECKING:
@@ -168,6 +169,7 @@ class PreforkPool(Pool):
         self.fetches_itself = False  # decided at ``start``, once the worker's listeners are attached
         self._lost_jobs = itertools.count()  # "Job: N." numbers lost jobs: the parent does not see every job start
         self._slots: Slots | None = None
+        self._turn: FetchTurn | None = None  # who fetches from Redis now, when the children fetch too
         self.shared: SharedBooks | None = None  # the children's books, when they fetch for themselves
         self._feeder: Any = None
         self._closing = threading.Lock()  # ``_close`` runs once, from a warm or a cold stop
@@ -180,6 +182,7 @@ class PreforkPool(Pool):
         self.fetches_itself = _can_share(self.host)
         if self.fetches_itself:
             self._slots = Slots(LANES, SLOTS_PER_LANE)
+            self._turn = FetchTurn()
             self.shared = SharedBooks(self.host, self._slots, self._children_now)
         with self._lock:
             for _ in range(self._target):
@@ -188,7 +191,7 @@ class PreforkPool(Pool):
         if self._slots is not None:
             from engine.worker.sharing import Feeder
 
-            self._feeder = Feeder(self.host, self._slots, LANES - 1, self._inq_w)  # type: ignore[arg-type]
+            self._feeder = Feeder(self.host, self._slots, LANES - 1, self._inq_w, self._turn)  # type: ignore[arg-type]
             self._feeder.thread.start()
 
     def _spawn(self) -> Child:
@@ -205,7 +208,7 @@ class PreforkPool(Pool):
 
             lane = min(set(range(LANES - 1)) - {c.lane for c in self._children})  # the last: the parent's
             own = self.host.broker.for_child()  # type: ignore[attr-defined]  # see sharing_child_main
-            args: tuple[Any, ...] = (ends, self._inq_w, self._slots, lane, self.host, os.getpid(), own)
+            args: tuple[Any, ...] = (ends, self._inq_w, self._slots, lane, self.host, os.getpid(), own, self._turn)
             process = _fork.Process(target=sharing_child_main, args=args, daemon=True, name="tqctl-pool")
         else:
             process = _fork.Process(
@@ -750,6 +753,8 @@ class PreforkPool(Pool):
         if self._slots is not None:
             for child in children:  # what each held: running tasks back with the rest, finished ones acked
                 unfinished += self._settle_dead_child(child.pid, child.lane)
+        if self._turn is not None and not self._feeder.thread.is_alive():
+            self._turn.close()  # the feeder and every child are gone (a feeder past its deadline keeps it)
         return unfinished
 
     def _end_children(self, children: list[Child], busy: set[int], deadline: Deadline) -> None:

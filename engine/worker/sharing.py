@@ -35,6 +35,7 @@ from engine.worker.observers import Observer
 from engine.worker.recycle import RECYCLE, RecycleLimits, RecycleObserver, Recycler
 from engine.worker.slots import DONE, RUNNING, SHARED, TAKEN, Slots
 from engine.worker.trim import IdleTrim
+from engine.worker.turn import FetchTurn
 
 if TYPE_CHECKING:
     from engine.broker.base import DeadLetter
@@ -49,6 +50,7 @@ COLD = signal.SIGUSR1  # from the parent: stop now, handing back an early-acked 
 UPKEEP = 0.1  # seconds between a child's flushes of acks, events and history
 STOP_LOOK = 0.25  # seconds an idle child waits on the in-queue between looks at the stop flag
 DRY_SKIP = 0.05  # seconds after an empty fetch during which a child about to wait does not fetch again
+TURN_POLL = 0.001  # seconds a child first waits on the in-queue for the Feeder's fetch (doubling)
 # Task events a child buffers before it publishes them (besides each upkeep tick): about 33 tasks'
 # worth, and the history records written just before them. The buffers' peak stays with the
 # allocator after a flush: 2,000 (the worker's) cost each child about a megabyte more, measured as
@@ -114,9 +116,18 @@ class SharedFetch:
     else is the Redis broker's own."""
 
     def __init__(
-        self, broker: RedisBroker, inq_r: int, inq_w: int, batch: int, slots: Slots, lane: int, shared: Shared
+        self,
+        broker: RedisBroker,
+        inq_r: int,
+        inq_w: int,
+        batch: int,
+        slots: Slots,
+        lane: int,
+        shared: Shared,
+        turn: FetchTurn,
     ) -> None:
         self._broker = broker
+        self._turn = turn
         self._shared = shared  # the owner's lease: its epoch is what a shared packet is checked against
         self._inq_r, self._inq_w = inq_r, inq_w
         self._batch = max(1, batch)
@@ -178,6 +189,47 @@ class SharedFetch:
         if not free or (timeout > 0 and time.monotonic() < self._dry_until):
             self.ack(owner, [])
             return self._wait_for_shared(owner, timeout)
+        turn = self._await_turn(owner, timeout)
+        if turn is False:
+            return []
+        if turn is not True:
+            return self._taken(owner, turn)  # the Feeder shared it: earlier than anything we would fetch
+        try:
+            data = _take(self._inq_r)  # shared by the Feeder just before it gave the turn up
+            got = self._fetch_batch(owner, queues, free) if data is None else []
+        finally:
+            self._turn.give()
+        if data is not None:
+            return self._taken(owner, data)
+        if not got:
+            self._dry_until = time.monotonic() + DRY_SKIP
+            return self._wait_for_shared(owner, timeout)
+        return got
+
+    def _await_turn(self, owner: str, timeout: float) -> bytes | bool:
+        """The turn to fetch (True), or a packet the Feeder shared while we waited for it, or
+        False. While the Feeder fetches (``FetchTurn``), a fetch of ours could start a later
+        message before its earlier ones reach the in-queue. Right after a task (``timeout`` 0)
+        it is not waited for: its fetch may block on an empty queue while this child's results
+        wait to go out."""
+        if self._turn.try_child():
+            return True
+        if timeout <= 0:
+            return False
+        self.ack(owner, [])  # about to wait: the acks held here go now rather than wait with us
+        end = time.monotonic() + timeout
+        pause = TURN_POLL
+        while (left := end - time.monotonic()) > 0 and not self.stopping():
+            if self._ready.poll(min(left, pause) * 1000) and (data := _take(self._inq_r)) is not None:
+                return data
+            if self._turn.try_child():
+                return True
+            pause = min(pause * 2, STOP_LOOK)
+        return False
+
+    def _fetch_batch(self, owner: str, queues: Sequence[str], free: list[int]) -> list[Delivery]:
+        """A batch from Redis (the turn held): the first message is this child's, the rest go into
+        the in-queue before the turn is given up."""
         with self._lock:
             pending, self._acks = self._acks, []
         epoch = self._shared.epoch  # before the fetch: a reap noticed later makes it stale
@@ -191,15 +243,13 @@ class SharedFetch:
             raise
         self._freed(pending)
         if not got:
-            self._dry_until = time.monotonic() + DRY_SKIP
-            return self._wait_for_shared(owner, timeout)
+            return got
         self.slots.brought[self.lane] += len(got)
         for slot, d in zip(free, got, strict=False):
             self.slots.hold(slot, d.tag, SHARED, 0)
-        if got:
-            self.slots.mark(free[0], TAKEN, self.pid)
-            self.slot_of[got[0].tag] = free[0]
-            self.taken[got[0].tag] = _dumps((got[0].queue_key, got[0].raw))
+        self.slots.mark(free[0], TAKEN, self.pid)
+        self.slot_of[got[0].tag] = free[0]
+        self.taken[got[0].tag] = _dumps((got[0].queue_key, got[0].raw))
         if len(got) > 1:
             share(self._inq_w, list(zip(free[1:], got[1:], strict=False)), epoch)
         return got[:1]
@@ -338,7 +388,14 @@ def fetch_batch(window: int, concurrency: int) -> int:
 
 
 def sharing_child_main(
-    ends: ChildEnds, inq_w: int, slots: Slots, lane: int, parent: Worker, parent_pid: int, own: RedisBroker
+    ends: ChildEnds,
+    inq_w: int,
+    slots: Slots,
+    lane: int,
+    parent: Worker,
+    parent_pid: int,
+    own: RedisBroker,
+    turn: FetchTurn,
 ) -> None:
     """A child: a solo worker whose fetches go through ``SharedFetch`` under the parent's owner.
     ``own`` is its broker, built by the parent just before the fork and never used there (the
@@ -351,7 +408,7 @@ def sharing_child_main(
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sys.setswitchinterval(ends.switch_interval)
     batch = fetch_batch(parent.prefetch, parent.concurrency)
-    broker = SharedFetch(own, ends.inq, inq_w, batch, slots, lane, ends.shared)
+    broker = SharedFetch(own, ends.inq, inq_w, batch, slots, lane, ends.shared, turn)
     w = Worker(
         parent.app,
         pool="solo",
@@ -577,8 +634,9 @@ class Feeder:
 
     POLL = 0.002  # seconds between looks at the window while it is full
 
-    def __init__(self, worker: Worker, slots: Slots, lane: int, inq_w: int) -> None:
+    def __init__(self, worker: Worker, slots: Slots, lane: int, inq_w: int, turn: FetchTurn) -> None:
         self.worker, self.slots, self.lane, self.inq_w = worker, slots, lane, inq_w
+        self.turn = turn
         self.thread = threading.Thread(target=self.run, name="feeder", daemon=True)
 
     def run(self) -> None:
@@ -600,14 +658,27 @@ class Feeder:
             if room < (1 if dry else max(1, w.prefetch * 3 // 4)) or not w.queues:
                 w.stopping.wait(self.POLL)
                 continue
-            free = self.slots.allocate(self.lane, room)
-            epoch = w.maintenance.epoch  # before the fetch (``share``)
             try:
-                got = w.broker.fetch(w.owner, w.queues, len(free), 1.0, ())
+                fetched = self._fetch(room)
             except Exception as exc:  # the broker blinked: try again shortly
                 log.warning("fetch ahead failed: %s", exc)
                 w.stopping.wait(0.5)
                 continue
+            if fetched is None:  # a child is fetching (``FetchTurn``): its batch comes first
+                w.stopping.wait(self.POLL)
+                continue
+            dry = fetched
+
+    def _fetch(self, room: int) -> bool | None:
+        """Fetch up to ``room`` into the in-queue, holding the turn: whether fewer came than asked
+        for, or None when another process holds the turn."""
+        if not self.turn.try_feeder():
+            return None
+        try:
+            w = self.worker
+            free = self.slots.allocate(self.lane, room)
+            epoch = w.maintenance.epoch  # before the fetch (``share``)
+            got = w.broker.fetch(w.owner, w.queues, len(free), 1.0, ())
             dry = len(got) < len(free)
             try:
                 got = [d for d in got if not self._parked(d)]
@@ -618,6 +689,9 @@ class Feeder:
             except BaseException:
                 w.broker.forsake([d.tag for d in got])
                 raise
+            return dry
+        finally:
+            self.turn.give()
 
     def _parked(self, delivery: Delivery) -> bool:
         """A message with a future ETA goes to the broker's delayed set at once, as the parent's

@@ -40,6 +40,12 @@ def sleep(seconds: float) -> float:
     return seconds
 
 
+@task("compat.started_at")
+def started_at() -> float:
+    """When it ran (wall clock): on one process, the order tasks ran in."""
+    return time.time()
+
+
 @task("compat.retry_with_args", bind=True, max_retries=1)
 def retry_with_args(self: Any, foo: int, bar: int, label: str | None = None) -> dict[str, Any]:
     """First called with keywords, retried with positional ``args``: no parameter may come twice."""

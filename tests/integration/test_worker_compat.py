@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -152,6 +154,25 @@ def test_revocation_by_id_by_stamp_and_by_expiry(worker: str, celery_app: Any) -
         expiring.get(timeout=TIMEOUT)
     assert expiring.state == "REVOKED"
     assert blocker.get(timeout=TIMEOUT) == 2
+
+
+def test_one_process_runs_tasks_in_the_order_they_were_sent(worker: str, broker_url: str) -> None:
+    """``-c 1`` runs what it is sent one at a time, in order, as Celery's does. Tasks come in bursts
+    of one to three, so the pool keeps going between idle and busy: ours once ran a task fetched
+    by a child before one its parent had fetched just ahead of it (an expiry behind a long task
+    was missed that way), until one process at a time fetched (``engine.worker.turn``). Sent by
+    our client, whose sends are close enough together to reach that window often."""
+    from tests.integration.conftest import client_app
+
+    pace = random.Random(7)
+    sent = []
+    for compat in client_app("tests.apps.compat_worker", broker_url):
+        for _ in range(300):
+            sent += [compat.started_at.delay() for _ in range(pace.choice((1, 2, 2, 3)))]
+            time.sleep(pace.choice((0.0005, 0.001, 0.002, 0.003)))
+        started = [r.get(timeout=TIMEOUT) for r in sent]
+    late = [i for i in range(1, len(started)) if started[i] < started[i - 1]]
+    assert late == [], f"{len(late)} of {len(sent)} tasks ran before one sent ahead of them"
 
 
 def test_pool_grow_and_shrink_move_the_prefetch_window(worker: str, celery_app: Any) -> None:

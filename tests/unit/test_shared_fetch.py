@@ -3,15 +3,18 @@ broker has it back or settled, so ``Slots.holding`` (the parent's prefetch windo
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator, Sequence
+import signal
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
 from engine.broker.base import Delivery
 from engine.worker.child import Shared
-from engine.worker.sharing import SharedFetch
+from engine.worker.sharing import SharedFetch, share
 from engine.worker.slots import Slots
+from engine.worker.turn import FetchTurn
 
 
 class RecordingBroker:
@@ -61,7 +64,7 @@ def inqueue() -> Iterator[tuple[int, int]]:
 def test_a_forsaken_message_holds_its_slot_until_reconcile_hands_it_back(inqueue: tuple[int, int]) -> None:
     slots = Slots(ranges=2, per_range=8)
     broker = RecordingBroker(waiting=1)
-    fetch = SharedFetch(broker, inqueue[0], inqueue[1], 4, slots, 0, Shared())  # type: ignore[arg-type]
+    fetch = SharedFetch(broker, inqueue[0], inqueue[1], 4, slots, 0, Shared(), FetchTurn())  # type: ignore[arg-type]
     [delivery] = fetch.fetch("w1", ["q"], 1, 0)
     assert slots.holding() == 1
 
@@ -82,7 +85,7 @@ def test_a_forsaken_message_holds_its_slot_until_reconcile_hands_it_back(inqueue
 def test_acks_held_for_the_next_fetch_survive_a_failed_ack(inqueue: tuple[int, int]) -> None:
     slots = Slots(ranges=2, per_range=8)
     broker = RecordingBroker(waiting=1)
-    fetch = SharedFetch(broker, inqueue[0], inqueue[1], 4, slots, 0, Shared())  # type: ignore[arg-type]
+    fetch = SharedFetch(broker, inqueue[0], inqueue[1], 4, slots, 0, Shared(), FetchTurn())  # type: ignore[arg-type]
     [delivery] = fetch.fetch("w1", ["q"], 1, 0)
     fetch.stopping = lambda: True  # the next fetch only takes the ack along: nothing more is fetched
     assert fetch.fetch("w1", ["q"], 1, 0, acks=[delivery.tag]) == []
@@ -97,3 +100,84 @@ def test_acks_held_for_the_next_fetch_survive_a_failed_ack(inqueue: tuple[int, i
     fetch.ack("w1", [])
     assert broker.acked == [delivery.tag]
     assert slots.holding() == 0 and fetch.pending_acks() == []
+
+
+@pytest.fixture
+def feeder() -> Iterator[tuple[FetchTurn, int, int]]:
+    """The Feeder's turn held by another process, as the parent's Feeder mid-fetch: the turn, that
+    process's pid, and a pipe end that tells it to share one message and give the turn up."""
+    turn = FetchTurn()
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            turn.try_feeder()
+            os.write(ready_w, b"1")
+            inq_w = int(os.read(go_r, 16))
+            share(inq_w, [(3, Delivery("feeder.1", "q", b"{}"))], 0)
+            turn.give()
+            signal.pause()
+        finally:
+            os._exit(0)
+    os.read(ready_r, 1)
+    try:
+        yield turn, pid, go_w
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):  # unless the test killed it
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        for fd in (ready_r, ready_w, go_r, go_w):
+            os.close(fd)
+        turn.close()
+
+
+def test_a_child_does_not_fetch_while_the_feeder_does_and_takes_what_it_shares(
+    inqueue: tuple[int, int], feeder: tuple[FetchTurn, int, int]
+) -> None:
+    """What the Feeder fetched reaches the in-queue before any child fetches again: a child's
+    fetch in the meantime could start a later message first (``engine.worker.turn``)."""
+    turn, _, go = feeder
+    slots = Slots(ranges=2, per_range=8)
+    broker = RecordingBroker(waiting=3)
+    fetch = SharedFetch(broker, inqueue[0], inqueue[1], 4, slots, 0, Shared(), turn)  # type: ignore[arg-type]
+    assert fetch.fetch("w1", ["q"], 1, 0) == []  # right after a task: not waited for
+    assert broker.waiting == 3
+
+    os.write(go, str(inqueue[1]).encode())  # the Feeder shares its message, then gives up its turn
+    [shared] = fetch.fetch("w1", ["q"], 1, 5.0)
+    assert shared.tag == "feeder.1" and broker.waiting == 3
+
+    [first] = fetch.fetch("w1", ["q"], 1, 0)  # the turn is free: this child fetches again
+    assert first.tag.endswith("1.0") and broker.waiting == 0
+
+
+def test_a_dead_feeder_leaves_the_turn_free(inqueue: tuple[int, int], feeder: tuple[FetchTurn, int, int]) -> None:
+    turn, pid, _ = feeder
+    assert not turn.try_child()
+    os.kill(pid, signal.SIGKILL)  # killed mid-fetch: the kernel drops its lock
+    os.waitpid(pid, 0)
+    assert turn.try_child()
+    turn.give()
+
+
+def test_children_fetch_together_and_the_feeder_alone() -> None:
+    turn = FetchTurn()
+
+    def elsewhere(attempt: Callable[[], bool]) -> bool:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if attempt() else 1)
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+    try:
+        assert turn.try_child()  # one child fetching
+        assert elsewhere(turn.try_child)  # another may too
+        assert not elsewhere(turn.try_feeder)  # the Feeder may not
+        turn.give()
+        assert turn.try_feeder()  # the Feeder fetching
+        assert not elsewhere(turn.try_child) and not elsewhere(turn.try_feeder)
+        turn.give()
+        assert elsewhere(turn.try_child)
+    finally:
+        turn.close()
