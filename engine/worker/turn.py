@@ -15,7 +15,7 @@ cost 13-21% of it at ``-c 2`` in alternating runs). So at ``-c 2`` and more, a m
 on another before one fetched a moment earlier by the first, as when two Celery workers share
 a queue; with ``-c 1`` tasks start in the order they were sent.
 
-A POSIX record lock on an unlinked file, shared by the children and exclusive for the Feeder:
+A POSIX record lock on a file in memory (or an unlinked one), shared by the children and exclusive for the Feeder:
 the kernel drops it when its holder dies (a flag in shared memory held by a killed child would
 stop the Feeder for good), and it belongs to a process, so a child does not inherit the
 parent's hold across the fork. Within one process only one thread may use it (the Feeder in
@@ -35,6 +35,9 @@ class FetchTurn:
     """Made by the parent before its first fork, so every child shares it."""
 
     def __init__(self) -> None:
+        if hasattr(os, "memfd_create"):  # Linux: a file in memory, none on disk even for a moment
+            self._fd = os.memfd_create("tqctl-fetch-turn")
+            return
         fd, path = tempfile.mkstemp(prefix="tqctl-fetch-turn-")
         os.unlink(path)  # nothing on disk outlives the worker; the open file is the lock
         self._fd = fd

@@ -103,9 +103,10 @@ def test_acks_held_for_the_next_fetch_survive_a_failed_ack(inqueue: tuple[int, i
 
 
 @pytest.fixture
-def feeder() -> Iterator[tuple[FetchTurn, int, int]]:
+def feeder() -> Iterator[tuple[FetchTurn, int, int, int]]:
     """The Feeder's turn held by another process, as the parent's Feeder mid-fetch: the turn, that
-    process's pid, and a pipe end that tells it to share one message and give the turn up."""
+    process's pid, a pipe end that tells it to share one message and give the turn up, and one
+    that says it has."""
     turn = FetchTurn()
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
@@ -117,12 +118,13 @@ def feeder() -> Iterator[tuple[FetchTurn, int, int]]:
             inq_w = int(os.read(go_r, 16))
             share(inq_w, [(3, Delivery("feeder.1", "q", b"{}"))], 0)
             turn.give()
+            os.write(ready_w, b"2")
             signal.pause()
         finally:
             os._exit(0)
     os.read(ready_r, 1)
     try:
-        yield turn, pid, go_w
+        yield turn, pid, go_w, ready_r
     finally:
         with contextlib.suppress(ProcessLookupError, ChildProcessError):  # unless the test killed it
             os.kill(pid, signal.SIGKILL)
@@ -133,11 +135,11 @@ def feeder() -> Iterator[tuple[FetchTurn, int, int]]:
 
 
 def test_a_child_does_not_fetch_while_the_feeder_does_and_takes_what_it_shares(
-    inqueue: tuple[int, int], feeder: tuple[FetchTurn, int, int]
+    inqueue: tuple[int, int], feeder: tuple[FetchTurn, int, int, int]
 ) -> None:
     """What the Feeder fetched reaches the in-queue before any child fetches again: a child's
     fetch in the meantime could start a later message first (``engine.worker.turn``)."""
-    turn, _, go = feeder
+    turn, _, go, given = feeder
     slots = Slots(ranges=2, per_range=8)
     broker = RecordingBroker(waiting=3)
     fetch = SharedFetch(broker, inqueue[0], inqueue[1], 4, slots, 0, Shared(), turn)  # type: ignore[arg-type]
@@ -148,12 +150,13 @@ def test_a_child_does_not_fetch_while_the_feeder_does_and_takes_what_it_shares(
     [shared] = fetch.fetch("w1", ["q"], 1, 5.0)
     assert shared.tag == "feeder.1" and broker.waiting == 3
 
+    assert os.read(given, 1) == b"2"
     [first] = fetch.fetch("w1", ["q"], 1, 0)  # the turn is free: this child fetches again
     assert first.tag.endswith("1.0") and broker.waiting == 0
 
 
-def test_a_dead_feeder_leaves_the_turn_free(inqueue: tuple[int, int], feeder: tuple[FetchTurn, int, int]) -> None:
-    turn, pid, _ = feeder
+def test_a_dead_feeder_leaves_the_turn_free(feeder: tuple[FetchTurn, int, int, int]) -> None:
+    turn, pid, _, _ = feeder
     assert not turn.try_child()
     os.kill(pid, signal.SIGKILL)  # killed mid-fetch: the kernel drops its lock
     os.waitpid(pid, 0)
