@@ -169,7 +169,7 @@ class PreforkPool(Pool):
         self.fetches_itself = False  # decided at ``start``, once the worker's listeners are attached
         self._lost_jobs = itertools.count()  # "Job: N." numbers lost jobs: the parent does not see every job start
         self._slots: Slots | None = None
-        self._turn: FetchTurn | None = None  # who fetches from Redis now, when the children fetch too
+        self._turn: FetchTurn | None = None  # the Feeder's and the children's turns to fetch (engine.worker.turn)
         self.shared: SharedBooks | None = None  # the children's books, when they fetch for themselves
         self._feeder: Any = None
         self._closing = threading.Lock()  # ``_close`` runs once, from a warm or a cold stop
@@ -753,7 +753,7 @@ class PreforkPool(Pool):
         if self._slots is not None:
             for child in children:  # what each held: running tasks back with the rest, finished ones acked
                 unfinished += self._settle_dead_child(child.pid, child.lane)
-        if self._turn is not None and not self._feeder.thread.is_alive():
+        if self._turn is not None and (self._feeder is None or not self._feeder.thread.is_alive()):
             self._turn.close()  # the feeder and every child are gone (a feeder past its deadline keeps it)
         return unfinished
 
