@@ -1,4 +1,4 @@
-"""The Feeder's fetches and the children's take turns, so a task never starts before one the
+"""The Feeder and the children take turns to fetch, so a task never starts before one the
 Feeder fetched ahead of it.
 
 The parent's ``Feeder`` and every child fetch from Redis. A child's fetch and the Feeder's in
@@ -11,16 +11,16 @@ that finds the Feeder's turn waits on the in-queue for what it shares.
 
 Children do not take turns with each other: each keeps the first message of its batch and
 shares the rest, and two of them fetching at once is most of a drain's speed (one at a time
-cost 13-21% of it at ``-c 2`` in alternating runs). So at ``-c 2`` and more, a message one child fetched can start
-on another before one fetched a moment earlier by the first, as when two Celery workers share
-a queue; with ``-c 1`` tasks start in the order they were sent.
+cost 13-21% of it at ``-c 2`` in alternating runs). So at ``-c 2`` and more, a message one
+child fetched can start on another before one fetched a moment earlier by the first, as when
+two Celery workers share a queue; with ``-c 1`` tasks start in the order they were sent.
 
-A POSIX record lock on a file in memory (or an unlinked one), shared by the children and exclusive for the Feeder:
-the kernel drops it when its holder dies (a flag in shared memory held by a killed child would
-stop the Feeder for good), and it belongs to a process, so a child does not inherit the
-parent's hold across the fork. Within one process only one thread may use it (the Feeder in
-the parent, the serving thread in a child): a process's record locks do not exclude its own
-threads.
+A POSIX record lock on a file in memory (or an unlinked one), shared by the children and
+exclusive for the Feeder: the kernel drops it when its holder dies (a flag in shared memory
+held by a killed child would stop the Feeder for good), and it belongs to a process, so a child
+does not inherit the parent's hold across the fork. Within one process only one thread may use
+it (the Feeder in the parent, the serving thread in a child): a process's record locks do not
+exclude its own threads.
 """
 
 from __future__ import annotations
