@@ -137,7 +137,7 @@ class Adapter:
             message = protocol.decode(stored["raw"].encode(), frozenset({"application/json"}))
         except protocol.MalformedMessage:
             return None
-        return {"args": message.args, "kwargs": message.kwargs, "queue": stored.get("queue")}
+        return {"args": message.args, "kwargs": message.kwargs, "queue": stored.get("queue"), "name": message.name}
 
     # -- failure inbox ----------------------------------------------------------------------------
     def group_members(self, fingerprint: str) -> list[str]:

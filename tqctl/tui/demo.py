@@ -598,7 +598,9 @@ class DemoAdapter:
     def stored_arguments(self, task_id: str) -> dict[str, Any] | None:
         detail = DemoReader(self.rec).task_detail(task_id)
         message = detail.get("message")
-        return {"args": message["args"], "kwargs": message["kwargs"], "queue": message["queue"]} if message else None
+        if not message:
+            return None
+        return {k: message.get(k) for k in ("args", "kwargs", "queue", "name")}
 
     def retry_group(self, ids: list[str], per_second: float, progress: Any = None, cancelled: Any = None) -> dict:
         self._log("retry_group", ids, per_second)

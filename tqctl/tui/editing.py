@@ -72,7 +72,9 @@ def start_edit_retry(
             return
         if stored is None:
             stored = {"args": from_repr(args, []), "kwargs": from_repr(kwargs, {}), "queue": queue, "guess": True}
-        stored["name"] = name
+        # The live view may know the task only from its task-failed event (the console started
+        # after it was received), which carries no name: the stored message has it.
+        stored["name"] = name or stored.get("name")
         screen.post_message(Loaded(f"edit:{task_id}", stored))
 
     screen.run_worker(load, thread=True, group="edit", exclusive=True)

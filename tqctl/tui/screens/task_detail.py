@@ -119,7 +119,7 @@ class TaskDetailScreen(ConsoleScreen):
         """State, name and ID on one line: the ID stays (whole when it fits, else its short form) and a
         long name gives way, cut at its start (the end of a dotted name says most)."""
         state = fmt.state_text(task.state if task else self._stored_state())
-        name = task.name if task and task.name else self._stored_name() or "?"
+        name = self._task_name(task) or "?"
         width = (self.query_one("#status").size.width or self.app.size.width) - 2  # the status line's padding
         room = width - len(state) - 4
         ident = self.task_id if room - len(self.task_id) >= min(len(name), 24) else fmt.short_id(self.task_id)
@@ -131,6 +131,11 @@ class TaskDetailScreen(ConsoleScreen):
     def _stored_state(self) -> str | None:
         runs = (self.detail or {}).get("runs") or []
         return runs[0].get("state") if runs else None
+
+    def _task_name(self, task: TaskView | None) -> str | None:
+        """From the live view, else from what the broker remembers: a task whose task-received
+        the console missed is in the view without a name."""
+        return task.name if task and task.name else self._stored_name()
 
     def _stored_name(self) -> str | None:
         runs = (self.detail or {}).get("runs") or []
@@ -293,16 +298,14 @@ class TaskDetailScreen(ConsoleScreen):
 
     def action_retry(self) -> None:
         task = self.viewed_task
-        self.tq.request_action(
-            verbs.retry(self.task_id, task.name if task else self._stored_name(), self.tq.source.cli_broker)
-        )
+        self.tq.request_action(verbs.retry(self.task_id, self._task_name(task), self.tq.source.cli_broker))
 
     def action_retry_edited(self) -> None:
         task = self.viewed_task
         start_edit_retry(
             self,
             self.task_id,
-            task.name if task else self._stored_name(),
+            self._task_name(task),
             task.args if task else None,
             task.kwargs if task else None,
             task.queue if task else None,
