@@ -15,6 +15,7 @@ upkeep (acks, events, history, the stop flag) and orders (the parent's messages)
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import pickle
@@ -23,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine import signals
@@ -189,13 +190,21 @@ class SharedFetch:
         if not free or (timeout > 0 and time.monotonic() < self._dry_until):
             self.ack(owner, [])
             return self._wait_for_shared(owner, timeout)
-        turn = self._await_turn(owner, timeout)
-        if turn is False:
+        if self._turn.try_child():
+            return self._fetch_in_turn(owner, queues, free, timeout)
+        # The Feeder is fetching (``FetchTurn``): a fetch of ours could start a later message before
+        # its earlier ones reach the in-queue. Right after a task (``timeout`` 0) its turn is not
+        # waited for: its fetch may block on an empty queue while this child's results wait to go out.
+        if timeout <= 0:
             return []
-        if turn is not True:
-            return self._taken(owner, turn)  # the Feeder shared it: earlier than anything we would fetch
+        self.ack(owner, [])  # about to wait: the acks held here go now rather than wait with us
+        return self._wait_for_shared(owner, timeout, lambda: self._fetch_in_turn(owner, queues, free, timeout))
+
+    def _fetch_in_turn(self, owner: str, queues: Sequence[str], free: list[int], timeout: float) -> list[Delivery]:
+        """The turn is ours until this gives it up: what the Feeder shared just before it gave the
+        turn up was fetched earlier than anything we would fetch, so it goes first."""
         try:
-            data = _take(self._inq_r)  # shared by the Feeder just before it gave the turn up
+            data = _take(self._inq_r)
             got = self._fetch_batch(owner, queues, free) if data is None else []
         finally:
             self._turn.give()
@@ -205,27 +214,6 @@ class SharedFetch:
             self._dry_until = time.monotonic() + DRY_SKIP
             return self._wait_for_shared(owner, timeout)
         return got
-
-    def _await_turn(self, owner: str, timeout: float) -> bytes | bool:
-        """The turn to fetch (True), or a packet the Feeder shared while we waited for it, or
-        False. While the Feeder fetches (``FetchTurn``), a fetch of ours could start a later
-        message before its earlier ones reach the in-queue. Right after a task (``timeout`` 0)
-        it is not waited for: its fetch may block on an empty queue while this child's results
-        wait to go out."""
-        if self._turn.try_child():
-            return True
-        if timeout <= 0:
-            return False
-        self.ack(owner, [])  # about to wait: the acks held here go now rather than wait with us
-        end = time.monotonic() + timeout
-        pause = TURN_POLL
-        while (left := end - time.monotonic()) > 0 and not self.stopping():
-            if self._ready.poll(min(left, pause) * 1000) and (data := _take(self._inq_r)) is not None:
-                return data
-            if self._turn.try_child():
-                return True
-            pause = min(pause * 2, STOP_LOOK)
-        return False
 
     def _fetch_batch(self, owner: str, queues: Sequence[str], free: list[int]) -> list[Delivery]:
         """A batch from Redis (the turn held): the first message is this child's, the rest go into
@@ -278,15 +266,24 @@ class SharedFetch:
         self.taken[tag] = _dumps((key, raw))
         return [Delivery(tag, key, raw)]
 
-    def _wait_for_shared(self, owner: str, timeout: float) -> list[Delivery]:
+    def _wait_for_shared(
+        self, owner: str, timeout: float, on_turn: Callable[[], list[Delivery]] | None = None
+    ) -> list[Delivery]:
         """Nothing to fetch now: wait up to ``timeout`` for the in-queue (the parent's blocking
         fetch fills it). Every idle child's poll wakes for each packet; those that lose it wait
         again rather than each make a round trip to Redis. The parent's stop flag is looked at
-        every ``STOP_LOOK`` seconds."""
+        every ``STOP_LOOK`` seconds. With ``on_turn`` (the Feeder holds the fetch turn), the turn
+        is tried between looks, and ``on_turn`` fetches once it is ours; the first look comes
+        after ``TURN_POLL`` and each wait doubles, so a fetch of the Feeder's that found messages
+        (a round trip) holds this child up little, one blocked on an empty queue wakes it seldom."""
         end = time.monotonic() + timeout
+        pause = STOP_LOOK if on_turn is None else TURN_POLL
         while (left := end - time.monotonic()) > 0 and not self.stopping():
-            if self._ready.poll(min(left, STOP_LOOK) * 1000) and (data := _take(self._inq_r)) is not None:
+            if self._ready.poll(min(left, pause) * 1000) and (data := _take(self._inq_r)) is not None:
                 return self._taken(owner, data)
+            if on_turn is not None and self._turn.try_child():
+                return on_turn()
+            pause = min(pause * 2, STOP_LOOK)
         return []
 
     def pending_acks(self) -> list[str]:
@@ -627,6 +624,15 @@ def rebuild_job(host: Any, tag: str, book: bool = True, kept: bytes | None = Non
     return job
 
 
+class FetchResult(enum.Enum):
+    """One pass of the Feeder's: after a short fetch it fetches what arrives as it arrives, as
+    Celery's; after a full one it waits until most of the window is free, for a larger batch."""
+
+    FULL = enum.auto()  # as many came as it asked for
+    DRY = enum.auto()  # fewer came: the queues are drained for now
+    NO_TURN = enum.auto()  # a child is fetching (``FetchTurn``): its batch comes first
+
+
 class Feeder:
     """The parent's part: while every child is busy and the prefetch window has room, fetch
     ahead into the shared in-queue (the raw messages only; the children sort them), so the
@@ -664,22 +670,22 @@ class Feeder:
                 log.warning("fetch ahead failed: %s", exc)
                 w.stopping.wait(0.5)
                 continue
-            if fetched is None:  # a child is fetching (``FetchTurn``): its batch comes first
+            if fetched is FetchResult.NO_TURN:
                 w.stopping.wait(self.POLL)
                 continue
-            dry = fetched
+            dry = fetched is FetchResult.DRY
 
-    def _fetch(self, room: int) -> bool | None:
-        """Fetch up to ``room`` into the in-queue, holding the turn: whether fewer came than asked
-        for, or None when another process holds the turn."""
+    def _fetch(self, room: int) -> FetchResult:
+        """Fetch up to ``room`` into the in-queue, holding the turn: a child fetching meanwhile could
+        start a later message before these reach the in-queue (``engine.worker.turn``)."""
         if not self.turn.try_feeder():
-            return None
+            return FetchResult.NO_TURN
         try:
             w = self.worker
             free = self.slots.allocate(self.lane, room)
             epoch = w.maintenance.epoch  # before the fetch (``share``)
             got = w.broker.fetch(w.owner, w.queues, len(free), 1.0, ())
-            dry = len(got) < len(free)
+            result = FetchResult.DRY if len(got) < len(free) else FetchResult.FULL
             try:
                 got = [d for d in got if not self._parked(d)]
                 self.slots.brought[self.lane] += len(got)
@@ -689,7 +695,7 @@ class Feeder:
             except BaseException:
                 w.broker.forsake([d.tag for d in got])
                 raise
-            return dry
+            return result
         finally:
             self.turn.give()
 

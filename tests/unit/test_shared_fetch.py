@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
@@ -103,6 +104,16 @@ def test_acks_held_for_the_next_fetch_survive_a_failed_ack(inqueue: tuple[int, i
 
 
 @pytest.fixture
+def aside() -> Iterator[int]:
+    """A pipe no child reads: where a Feeder whose fetch the test does not want shared puts it
+    (made before ``feeder`` forks, so that process has it too)."""
+    r, w = os.pipe()
+    yield w
+    os.close(r)
+    os.close(w)
+
+
+@pytest.fixture
 def feeder() -> Iterator[tuple[FetchTurn, int, int, int]]:
     """The Feeder's turn held by another process, as the parent's Feeder mid-fetch: the turn, that
     process's pid, a pipe end that tells it to share one message and give the turn up, and one
@@ -153,6 +164,26 @@ def test_a_child_does_not_fetch_while_the_feeder_does_and_takes_what_it_shares(
     assert os.read(given, 1) == b"2"
     [first] = fetch.fetch("w1", ["q"], 1, 0)  # the turn is free: this child fetches again
     assert first.tag.endswith("1.0") and broker.waiting == 0
+
+
+def test_a_child_waiting_for_the_turn_fetches_once_the_feeder_gives_it_up_with_nothing_shared(
+    inqueue: tuple[int, int], aside: int, feeder: tuple[FetchTurn, int, int, int]
+) -> None:
+    """The Feeder's fetch found nothing for this worker: a child waiting on the in-queue for it
+    fetches for itself as soon as the turn is free, not after its wait runs out."""
+    turn, _, go, _ = feeder
+    slots = Slots(ranges=2, per_range=8)
+    broker = RecordingBroker(waiting=3)
+    fetch = SharedFetch(broker, inqueue[0], inqueue[1], 4, slots, 0, Shared(), turn)  # type: ignore[arg-type]
+    gives_up = threading.Timer(0.1, os.write, (go, str(aside).encode()))  # while the child waits
+    gives_up.start()
+    try:
+        [first] = fetch.fetch("w1", ["q"], 1, 30.0)
+    finally:
+        gives_up.join()
+    assert first.tag.endswith("1.0") and broker.waiting == 0
+    [second] = fetch.fetch("w1", ["q"], 1, 0)  # the rest of its batch went into the in-queue
+    assert second.tag.endswith("1.1")
 
 
 def test_a_dead_feeder_leaves_the_turn_free(feeder: tuple[FetchTurn, int, int, int]) -> None:
