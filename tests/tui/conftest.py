@@ -39,9 +39,11 @@ def live_app(
     app: Any = None,
     app_spec: str | None = None,
     owned: Any = None,
+    slow_every: int = 1,
 ) -> TqctlApp:
-    """A console on a real server, polling fast so tests do not wait long."""
-    source = LiveSource(url, app, app_spec, batch_interval=0.1, snapshot_interval=0.5, slow_every=1)
+    """A console on a real server, polling fast so tests do not wait long. ``slow_every``: the failure
+    inbox (and the other slow reads) every that many polls, and after each action."""
+    source = LiveSource(url, app, app_spec, batch_interval=0.1, snapshot_interval=0.5, slow_every=slow_every)
     return TqctlApp(
         source, read_only=read_only, audit=AuditLog.in_state_dir(state_dir), owned=owned, tick=0.2, still=True
     )

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.widgets import Button
 
-from tests.tui.conftest import drive, live_app, press, wait_for
+from tests.tui.conftest import cell, drive, live_app, press, row_text, wait_for, wait_screen
+from tqctl.tui.app import TqctlApp
 from tqctl.tui.screens.dialogs import ChoiceScreen, ConfirmScreen
+from tqctl.tui.screens.failures import FailuresScreen, GroupScreen
 from tqctl.tui.screens.task_detail import TaskDetailScreen
 from tqctl.tui.screens.tasks import TasksScreen
+from tqctl.tui.views import failure_groups
 
 # Every test here runs on Redis and on RabbitMQ (history, failures and revokes on the Redis backend).
 pytestmark = [pytest.mark.integration, pytest.mark.amqp_too]
@@ -108,6 +113,87 @@ def test_retry_with_arguments_edited_in_the_editor(broker_url, start_worker, sho
         new_id = done.outcome.replies["new_id"]
         await wait_for(pilot, lambda: (t := app.model.state.task(new_id)) and t.state == "FAILURE", "the rerun")
         assert "edited" in app.model.state.task(new_id).exception
+
+    drive(app, scenario)
+
+
+def never_named(app: TqctlApp, ids: set[str]) -> None:
+    """The console misses the events naming these tasks, the client's task-sent and the worker's
+    task-received, as one that connects while they are on their way does: from the live stream, the
+    history replay and the workers' inspect replies alike (each reaches the model through
+    ``ClusterState.apply``). Their task-started and task-failed still come."""
+    state = app.model.state
+    apply = state.apply
+
+    def missed(event: dict[str, Any], now: float | None = None) -> None:
+        if not (event.get("type") in ("task-sent", "task-received") and event.get("uuid") in ids):
+            apply(event, now)
+
+    state.apply = missed  # type: ignore[method-assign]
+
+
+def test_retry_tasks_whose_task_received_the_console_missed(broker_url, start_worker, shop, state_dir):
+    """Known from task-started and task-failed only, which carry no name: plain r from a failure
+    group and from the task list sends each again under its name, the task list learns the name
+    from the failure inbox, and the retried tasks run. The view's empty name was passed on: the
+    rows said "?" for good and the retries were announced by bare id."""
+    start_worker("-c", "1", "-P", "threads")
+    # The failure inbox is read at the start and after each action only (a console reads it every
+    # third poll): the failures are first known from their events alone, as in that window.
+    app = live_app(broker_url, state_dir, slow_every=10**6)
+    grouped, listed = str(uuid.uuid4()), str(uuid.uuid4())
+    never_named(app, {grouped, listed})
+
+    def finished(task_id: str) -> bool:
+        task = app.model.state.task(task_id)
+        return task is not None and task.state == "FAILURE"
+
+    def group_of(task_id: str) -> str | None:
+        return next((g.fingerprint for g in failure_groups(app.model) if any(m.id == task_id for m in g.members)), None)
+
+    async def retried(pilot: Any, target: str) -> str:
+        done = await wait_for(pilot, lambda: (o := app.last_outcome) and o.target == target and o, "the retry")
+        assert done.outcome.ok, done.outcome.summary
+        assert done.outcome.summary.startswith("tests.apps.shop.fail sent again as "), done.outcome.summary
+        new_id = done.outcome.replies["new_id"]
+        await wait_for(pilot, lambda: finished(new_id), "the retried task to run (and fail again)")
+        return new_id
+
+    async def scenario(pilot):
+        await wait_for(pilot, lambda: app.model.snapshot and app.model.snapshot.replies, "the worker to answer")
+        shop.fail.apply_async(("unseen 1",), task_id=grouped)
+        shop.fail.apply_async(("unseen 2",), task_id=listed)
+        await wait_for(pilot, lambda: finished(grouped) and finished(listed), "both failures")
+        for task_id in (grouped, listed):
+            seen = [entry[0] for entry in app.model.state.task(task_id).timeline]
+            assert "task-sent" not in seen and "task-received" not in seen, seen
+
+        # 5 · Failures: the group holding the first one, its row, r
+        await press(pilot, "5")
+        failures = await wait_screen(pilot, FailuresScreen)
+        await wait_for(pilot, lambda: (fp := group_of(grouped)) and failures.table.select_key(fp), "its group's row")
+        await press(pilot, "enter")
+        members = await wait_screen(pilot, GroupScreen)
+        await wait_for(pilot, lambda: members.table.select_key(grouped), "the failure's row")
+        await press(pilot, "r")
+        rerun = await retried(pilot, grouped)
+        assert "unseen 1" in (app.model.state.task(rerun).exception or "")
+
+        # 4 · Tasks: the other one is named on its row (the inbox was read after that retry), r
+        await press(pilot, "escape", "4")
+        tasks = await wait_screen(pilot, TasksScreen)
+        await wait_for(
+            pilot,
+            lambda: cell(tasks.table, listed, "name") == "tests.apps.shop.fail",
+            "the task's name on its row",
+            show=lambda: row_text(tasks.table, listed),
+        )
+        assert tasks.table.select_key(listed)
+        await press(pilot, "r")
+        rerun = await retried(pilot, listed)
+        assert "unseen 2" in (app.model.state.task(rerun).exception or "")
+        # the one retried from its group is named too (by the message that retry sent)
+        await wait_for(pilot, lambda: cell(tasks.table, grouped, "name") == "tests.apps.shop.fail", "the first's name")
 
     drive(app, scenario)
 

@@ -179,6 +179,9 @@ class ActionsMixin(_AppBase):
             self.notify(f"audit log not written: {outcome.extra['audit_error']}", severity="error")
         if message.verb in ("revoke", "terminate") and outcome.ok:
             self.model.revoked_here.update(message.target.split(","))
+        if message.verb == "retry" and outcome.ok and isinstance(outcome.replies, dict):
+            # the name a plain retry read from the stored message, for a task the view knew without one
+            self.model.learn_names([(message.target, outcome.replies.get("name"))])
         self.source.request_snapshot()
         self.refresh_screen(force=True)
 

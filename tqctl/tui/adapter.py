@@ -29,6 +29,13 @@ class ActionError(Exception):
     """An action that cannot be done as asked; the message is shown to the operator as is."""
 
 
+def no_stored_message(task_id: str) -> str:
+    return (
+        f"no stored message for {task_id} (only failures kept by tqctl workers "
+        "can be retried as sent; use R to retry with edited arguments)"
+    )
+
+
 class Adapter:
     def __init__(self, url: str, app: Any = None, reply_timeout: float = 2.0, backend_url: str | None = None) -> None:
         self.url = url
@@ -76,10 +83,7 @@ class Adapter:
         try:
             return self.history.retry(task_id, self._publish)
         except KeyError:
-            raise ActionError(
-                f"no stored message for {task_id} (only failures kept by tqctl workers "
-                "can be retried as sent; use R to retry with edited arguments)"
-            ) from None
+            raise ActionError(no_stored_message(task_id)) from None
 
     def retry_with(self, task_id: str, name: str, args: list[Any], kwargs: dict[str, Any], queue: str | None) -> str:
         """Send ``name(*args, **kwargs)`` again as a retry of ``task_id`` (linked by ``retry_of``)."""

@@ -162,6 +162,7 @@ class ConsoleModel:
             while len(samples) > 2 and samples[0][0] < snap.taken_at - DEPTH_WINDOW:
                 samples.popleft()
         if snap.failures is not None:
+            self.learn_names((f.get("id"), f.get("name")) for f in snap.failures)
             if len(snap.failures) < FAILURES_POLLED:  # the whole inbox: what left it was retried or deleted
                 kept = {f.get("id") for f in snap.failures}
                 self.dismissed.update(f["id"] for f in self._failures if f.get("id") not in kept)
@@ -209,6 +210,8 @@ class ConsoleModel:
                 if not isinstance(uid, str):
                     continue
                 task = state.task(uid)
+                if task is not None and task.name is None:
+                    self.learn_names([(uid, request.get("name"))])
                 if task is not None and task.state not in (None, "PENDING", "RECEIVED"):
                     continue
                 if task is not None and task.state == "RECEIVED" and kind == "task-received":
@@ -229,6 +232,24 @@ class ConsoleModel:
                 )
                 if kind == "task-started":
                     state.apply({**base, "type": "task-started"})
+
+    def learn_names(self, named: Iterable[tuple[Any, Any]]) -> bool:
+        """(task id, name) pairs from a source that carries the name (the stored failure inbox, a
+        worker's inspect reply, a task's stored message or history record): a live task known
+        without one gets it. Only task-received (and task-sent) carry the name, so a task whose
+        task-received the console missed (it connected while the task was on its way, or the event
+        was lost) showed "?" on every screen and was retried as a bare id. True when any was filled."""
+        learned = False
+        for uid, name in named:
+            if not isinstance(uid, str) or not isinstance(name, str) or not name:
+                continue
+            task = self.state.task(uid)
+            if task is not None and task.name is None:
+                task.name = sys.intern(name)
+                learned = True
+        if learned:
+            self.touch()
+        return learned
 
     def set_connection(
         self, connected: bool, error: str | None = None, retry_in: float | None = None, what: str = "broker"

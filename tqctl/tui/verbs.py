@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tqctl.tui.actions import Action, ActionContext, cli, summarize_replies
-from tqctl.tui.adapter import ActionError
+from tqctl.tui.adapter import ActionError, no_stored_message
 from tqctl.tui.messages import Outcome
 
 
@@ -195,10 +195,25 @@ def revoke(
     )
 
 
+def stored_name(adapter: Any, task_id: str) -> str | None:
+    """The task name in ``task_id``'s stored message (None when none is stored). Reads the broker:
+    call it from a thread worker."""
+    stored = adapter.stored_arguments(task_id)
+    name = stored.get("name") if stored else None
+    return name if isinstance(name, str) and name else None
+
+
 def retry(task_id: str, name: str | None, broker: str | None) -> Action:
+    """Republish the stored message as sent. ``name`` is the live view's, None when the console missed
+    the task's task-received (it carries the name; started/failed do not) and has not learnt it since:
+    the name is then the stored message's, read before sending, and without one nothing is sent."""
+
     def run(adapter: Any, _: ActionContext) -> Outcome:
+        said = name or stored_name(adapter, task_id)
+        if not said:
+            raise ActionError(no_stored_message(task_id))
         new_id = adapter.retry(task_id)
-        return Outcome(True, f"{name or task_id} sent again as {new_id}", {"new_id": new_id})
+        return Outcome(True, f"{said} sent again as {new_id}", {"new_id": new_id, "name": said})
 
     return Action(
         "retry",

@@ -81,6 +81,7 @@ class TaskDetailScreen(ConsoleScreen):
     def on_loaded(self, message: Loaded) -> None:
         if message.key == f"task:{self.task_id}":
             self.detail, self.detail_error = message.data, message.error
+            self.model.learn_names([(self.task_id, self._stored_name())])  # the other screens show it too
             self.refresh_view(True)  # from a thread: may land while the app quits
         elif message.key.startswith("edit:"):
             finish_edit_retry(self.tq, message.key[5:], message)
