@@ -1,6 +1,6 @@
 """The asyncio client: ``await task.adelay()``, ``await result.aget()``, and the asyncio pool's stores.
 
-Many coroutines on one loop share one connection (``redis.asyncio``): what they send while a round
+Many coroutines on one loop share one connection (``engine.resp.aio``): what they send while a round
 trip is under way goes out together as the next pipeline (``Pipeliner``), so a hundred concurrent
 ``adelay()`` calls cost a few round trips, and each call still returns only once the broker has
 replied for its message. ``aget`` waits on the result key's channel (one subscriber connection per
@@ -19,12 +19,10 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import redis
-import redis.asyncio
-
-from engine import states
+from engine import resp, states
 from engine.protocol.results import task_key
 from engine.protocol.task import priority_key
+from engine.resp.aio import AsyncClient, AsyncPubSub
 from engine.serialization import json_dumps, json_loads
 
 if TYPE_CHECKING:
@@ -33,45 +31,19 @@ if TYPE_CHECKING:
     from engine.task import Task
 
 Command = tuple[Any, ...]
-_KEEP = (
-    "host",
-    "port",
-    "db",
-    "username",
-    "password",
-    "path",
-    "socket_timeout",
-    "socket_connect_timeout",
-    "ssl_keyfile",
-    "ssl_certfile",
-    "ssl_cert_reqs",
-    "ssl_ca_certs",
-    "ssl_ca_path",
-    "ssl_check_hostname",
-)
 
 
-def async_client(client: redis.Redis) -> redis.asyncio.Redis | None:
+def async_client(client: resp.Client) -> AsyncClient | None:
     """An asyncio client on the same server and settings as ``client`` (built by
     ``client_from_url``), or None for a sentinel-managed one."""
     pool = client.connection_pool
-    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in _KEEP}
-    kind = pool.connection_class
-    if issubclass(kind, redis.UnixDomainSocketConnection):
-        cls: type[redis.asyncio.connection.AbstractConnection] = redis.asyncio.UnixDomainSocketConnection
-    elif issubclass(kind, redis.SSLConnection):
-        cls = redis.asyncio.SSLConnection
-    elif kind is redis.Connection:
-        cls = redis.asyncio.Connection
-    else:
-        return None
-    return redis.asyncio.Redis(connection_pool=redis.asyncio.ConnectionPool(connection_class=cls, **kwargs))
+    return None if pool.locate is not None else AsyncClient(pool.settings)
 
 
 class Pipeliner:
     """Commands from any number of coroutines, sent as one pipeline per round trip."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: resp.Client) -> None:
         self._sync = client
         self._async = async_client(client)
         self._pending: list[tuple[Sequence[Command], asyncio.Future[list[Any]]]] = []
@@ -111,10 +83,7 @@ class Pipeliner:
     async def _send(self, commands: list[Command]) -> list[Any]:
         if self._async is None:
             return await asyncio.get_running_loop().run_in_executor(None, self._send_sync, commands)
-        pipe = self._async.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return await pipe.execute(raise_on_error=False)
+        return await self._async.execute(commands)
 
     def _send_sync(self, commands: list[Command]) -> list[Any]:
         pipe = self._sync.pipeline(transaction=False)
@@ -131,8 +100,8 @@ class Listener:
     """One subscriber connection for every ``aget`` on this loop: a waiter subscribes to its result
     key's channel, then reads the key (so no result slips between the two), then waits."""
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
-        self._pubsub = client.pubsub()
+    def __init__(self, client: AsyncClient) -> None:
+        self._pubsub: AsyncPubSub = client.pubsub()
         self._waiters: dict[str, set[asyncio.Future[dict[str, Any]]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one (un)subscribe at a time: concurrent ones would each open a connection
@@ -162,7 +131,7 @@ class Listener:
                 waiting.discard(future)
                 if not waiting:
                     del self._waiters[key]
-                    with contextlib.suppress(redis.RedisError, OSError):
+                    with contextlib.suppress(resp.RedisError, OSError):
                         async with self._lock:
                             await self._pubsub.unsubscribe(key)
 
@@ -205,7 +174,7 @@ def _clients() -> _LoopClients:
     return found
 
 
-def pipeliner(client: redis.Redis) -> Pipeliner:
+def pipeliner(client: resp.Client) -> Pipeliner:
     """This loop's shared ``Pipeliner`` for ``client`` (a sync client; its asyncio twin is made once)."""
     clients = _clients()
     found = clients.pipeliners.get(id(client))
@@ -237,7 +206,7 @@ async def asend_task(
     """``app.send_task`` for coroutines: the same message, published through the loop's shared,
     pipelined broker connection. Returns once the broker has the message."""
     client = getattr(app.broker, "client", None)
-    if not isinstance(client, redis.Redis):  # not a Redis broker (memory://): the sync path, in a thread
+    if not isinstance(client, resp.Client):  # not a Redis broker (memory://): the sync path, in a thread
         send = functools.partial(app.send_task, name, args, kwargs, task=task, **options)
         return await asyncio.get_running_loop().run_in_executor(None, send)
     # App.send_task's own steps, but for the publish.
@@ -272,7 +241,7 @@ async def aget(result: AsyncResult, timeout: float | None = None, propagate: boo
         listener = clients.listeners.get(id(getattr(backend, "client", None)))
         if listener is None:
             client = getattr(backend, "client", None)
-            aclient = pipeliner(client)._async if isinstance(client, redis.Redis) else None
+            aclient = pipeliner(client)._async if isinstance(client, resp.Client) else None
             if aclient is None:  # sentinel, or not Redis: the sync wait, in a thread
                 loop = asyncio.get_running_loop()
                 meta = await loop.run_in_executor(None, backend.wait, result.id, timeout)

@@ -4,7 +4,6 @@ in the broker and backend URLs masked (a report is shared; a secret in it would 
 from __future__ import annotations
 
 import platform
-from importlib import metadata
 from typing import Any
 
 from engine.config import mask_url
@@ -21,7 +20,7 @@ def _transport(url: str) -> str:
 def bugreport(app: Any) -> str:
     """Software, platform, loader and settings lines as Celery's ``bugreport`` has them; the
     ``software`` line names the Celery release we follow and, beside it, the engine that runs."""
-    import redis
+    from importlib import metadata  # with email and zipfile: megabytes no worker needs until asked
 
     try:
         ours = metadata.version("tqctl")
@@ -35,7 +34,7 @@ def bugreport(app: Any) -> str:
     results = str(conf.get("result_backend") or "")
     lines = [
         f"software -> celery:{CELERY_COMPAT} (tqctl {ours}, Celery-compatible) py:{platform.python_version()}",
-        f"            redis:{redis.__version__}",
+        f"            hiredis:{metadata.version('hiredis')}",
         f"platform -> system:{platform.system()} arch:{', '.join(x for x in platform.architecture() if x)}",
         f"            kernel version:{platform.release()} imp:{platform.python_implementation()}",
         f"loader   -> {type(app).__module__}.{type(app).__qualname__}",

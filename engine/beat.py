@@ -38,9 +38,7 @@ from datetime import datetime, timedelta, timezone
 from itertools import takewhile
 from typing import Any, Protocol
 
-import redis
-
-from engine import signals
+from engine import resp, signals
 from engine.beat_store import FIRED, NOT_LEADER, BeatStore, to_us
 from engine.broker.inspect import is_amqp
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured, one_line
@@ -181,9 +179,9 @@ def open_store(app: Any) -> BeatStore:
     """The broker's Redis; on RabbitMQ, which keeps nothing that can be read back, the Redis result
     backend, where tqctl keeps its other state (revokes, history) and the console looks for beat's."""
     client = getattr(app.broker, "client", None)
-    if not isinstance(client, redis.Redis) and is_amqp(app.broker_url()):
+    if not isinstance(client, resp.Client) and is_amqp(app.broker_url()):
         client = getattr(app.backend, "client", None)
-    if not isinstance(client, redis.Redis):
+    if not isinstance(client, resp.Client):
         raise ImproperlyConfigured(
             "beat keeps its lease and state in Redis: it needs a Redis broker (redis://, rediss://, "
             "redis+socket://), or on RabbitMQ a Redis result backend (result_backend or TQCTL_BACKEND)"
@@ -256,14 +254,14 @@ class Beat:
             self.is_leader = False
             try:
                 self.store.release(self.token)
-            except (redis.RedisError, BrokerUnavailable):
+            except (resp.RedisError, BrokerUnavailable):
                 pass
 
     def tick_once(self) -> float:
         """Renew or take the lease, fire due slots if leading; return the seconds to sleep."""
         try:
             upcoming = self._lead_and_fire()
-        except (redis.RedisError, BrokerUnavailable) as exc:
+        except (resp.RedisError, BrokerUnavailable) as exc:
             if not self._failing:
                 text = str(exc) if isinstance(exc, BrokerUnavailable) else describe_error(self.app.broker.url, exc)
                 log.warning("beat: broker error, retrying every %gs: %s", self.tick, text)

@@ -14,8 +14,7 @@ import threading
 import time
 from typing import Any
 
-import redis
-
+from engine import resp
 from engine.beat_scheduler import DEFAULT_MAX_INTERVAL, Scheduler
 from engine.broker.fanout import RedisFanout
 from engine.protocol import control as protocol
@@ -93,7 +92,7 @@ class BeatPidbox:
                     message = pubsub.get_message(timeout=0.5)
                     if message and message.get("type") in ("message", "pmessage"):
                         self.handle(fanout, message["data"])
-                except (redis.RedisError, OSError) as exc:
+                except (resp.RedisError, OSError) as exc:
                     log.debug("beat remote control: %s (retrying)", exc)
                     self._stop.wait(1.0)
                     pubsub = fanout.subscribe([fanout.channel(protocol.EXCHANGE)])

@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import redis
+from engine import resp
 
 PREFIX = "tqctl.beat."
 LEASE_KEY = PREFIX + "lease"
@@ -90,9 +90,9 @@ def entry_key(name: str) -> str:
 
 
 class BeatStore:
-    """Lease and per-entry state on one redis-py client (thread-safe, as redis-py's client is)."""
+    """Lease and per-entry state on one Redis client (thread-safe: each call borrows a pooled connection)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: resp.Client) -> None:
         self.client = client
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)

@@ -23,12 +23,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
+from engine import resp
 from engine.config import mask_url
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured
 
@@ -228,17 +225,14 @@ def _url(paths: _Paths, port: int | None) -> str:
     return f"redis://127.0.0.1:{port}/0" if port else f"redis+socket://{quote(str(paths.socket))}"
 
 
-def client_for(url: str, timeout: float | None = 5.0, *, retry: bool = True) -> redis.Redis:
-    """A redis-py client for our URLs: redis-py itself does not read kombu's ``redis+socket``.
+def client_for(url: str, timeout: float | None = 5.0, *, retry: bool = True) -> resp.Client:
+    """A client for the bundled server's URLs (``redis+socket`` too).
 
     ``retry=False`` fails at once: probes and SHUTDOWN must not back off for seconds.
     """
     options: dict[str, Any] = {"socket_timeout": timeout}
     if not retry:
-        options["retry"] = Retry(NoBackoff(), 0)
-    parts = urlsplit(url)
-    if parts.scheme.endswith("socket") or parts.scheme == "unix":
-        return redis.Redis(unix_socket_path=unquote(parts.path), **options)
+        options["retry"] = resp.Retry(0)
     from engine.redisconn import client_from_url  # sentinel://, TLS settings: the one place clients are made
 
     return client_from_url(url, socket_connect_timeout=timeout, **options)
@@ -248,7 +242,7 @@ def _answers(url: str, timeout: float = 1.0) -> bool:
     try:
         with client_for(url, timeout, retry=False) as client:
             return bool(client.ping())
-    except (redis.RedisError, OSError):
+    except (resp.RedisError, OSError):
         return False
 
 
@@ -382,7 +376,7 @@ def _answers_as(url: str, pid: int) -> bool:
     try:
         with client_for(url, 1.0, retry=False) as client:
             return bool(client.ping()) and int(client.info("server").get("process_id", -1)) == pid
-    except (redis.RedisError, OSError, ValueError, TypeError):
+    except (resp.RedisError, OSError, ValueError, TypeError):
         return False
 
 
@@ -439,7 +433,7 @@ def _shutdown(info: Info, timeout: float) -> None:
     and only once it is proven ours (by /proc or a PING), never to a recycled pid."""
     pid, url = info["pid"], info["url"]
     confirmed = _exe_matches(pid, info.get("binary")) or _answers(url)
-    with contextlib.suppress(redis.RedisError, OSError), client_for(url, timeout, retry=False) as c:
+    with contextlib.suppress(resp.RedisError, OSError), client_for(url, timeout, retry=False) as c:
         c.shutdown()
     for sig, wait in ((None, timeout), (signal.SIGTERM, timeout), (signal.SIGKILL, 2.0)):
         if sig is not None and confirmed:

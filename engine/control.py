@@ -11,8 +11,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, overload
 
-import redis
-
+from engine import resp
 from engine.broker.fanout import RedisFanout
 from engine.control_inspect import Inspect
 from engine.protocol import control as protocol
@@ -52,7 +51,7 @@ class Control:
     def __init__(
         self,
         url: str,
-        client: redis.Redis | None = None,
+        client: resp.Client | None = None,
         signer: Signer | None = None,
         fanout: RedisFanout | None = None,
     ) -> None:

@@ -17,8 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
+from engine import resp
 from engine.backlog import put_back
 from engine.protocol import task as protocol
 from engine.redisconn import as_text
@@ -53,7 +52,7 @@ def split_exception(text: str | None) -> tuple[str, str]:
 class HistoryWriter:
     """Buffers records from any worker thread; ``flush`` writes them in one pipeline."""
 
-    def __init__(self, client: redis.Redis | None, keep: int = 10_000, keep_failures: int = 10_000) -> None:
+    def __init__(self, client: resp.Client | None, keep: int = 10_000, keep_failures: int = 10_000) -> None:
         self.client = client
         self.keep = keep
         self.keep_failures = keep_failures
@@ -109,7 +108,7 @@ class HistoryWriter:
         if dropped > 0:
             log.warning("dropped %d history record(s) the broker could not take (kept the last %d)", dropped, self.keep)
 
-    def _add_failure(self, pipe: redis.client.Pipeline, failure: dict[str, Any]) -> None:
+    def _add_failure(self, pipe: resp.Pipeline, failure: dict[str, Any]) -> None:
         exc_type, message = split_exception(failure.get("exception"))
         fp = fingerprint(failure.get("name") or "", exc_type, message)
         failure.update(fingerprint=fp, exc_type=exc_type, exc_message=message)
@@ -130,7 +129,7 @@ class HistoryWriter:
 class History:
     """Reading (and acting on) what the workers recorded."""
 
-    client: redis.Redis
+    client: resp.Client
 
     def records(self, limit: int = 1000) -> list[dict[str, Any]]:
         return [json.loads(r) for r in self.client.lrange(RECORDS, 0, max(limit, 1) - 1)]

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import queue
-import re
-import ssl
 import threading
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-import redis
-import redis.sentinel
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
-
-from engine import forks
+from engine import forks, resp
 from engine.config import mask_url, unreachable_line
 from engine.exceptions import BrokerUnavailable, ImproperlyConfigured, one_line
+from engine.resp.pool import Pool
+from engine.resp.sentinel import FollowingConnection, PrimaryLocator
+from engine.resp.url import settings_from, settings_from_url
 
 REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "unix", "socket", "valkey", "valkeys", "sentinel")
 T = TypeVar("T")
@@ -42,10 +37,9 @@ DEFAULT_FAILOVER_TIMEOUT = 30.0
 # connection, then gets a ``ConnectionError`` its caller retries or reports (never a silent loss).
 DEFAULT_MAX_CONNECTIONS = 2048
 POOL_WAIT = 20.0
-# Each connection's read buffer (redis-py's ``socket_read_size``, 64 KB by default), zero-filled
-# when the connection object is made, so all of it is memory in the process from then on. Our
-# replies are mostly a few hundred bytes, a fetch's a few KB; a longer one takes a few more reads.
-# Tree PSS after two 20,000-task drains at -c 2: about 0.15-0.2 MB less than at 64 KB.
+# How much a connection reads at a time. Our replies are mostly a few hundred bytes, a fetch's a
+# few KB; a longer one takes a few more reads. (redis-py's 64 KB buffer, zero-filled per
+# connection, cost a -c 2 tree 0.15-0.2 MB more than 16 KB.)
 READ_SIZE = 16 * 1024
 
 
@@ -142,39 +136,38 @@ def ssl_options(given: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cert_reqs(value: Any) -> str:
-    if isinstance(value, ssl.VerifyMode) or isinstance(value, int):
-        names: dict[int, str] = {ssl.CERT_NONE: "none", ssl.CERT_OPTIONAL: "optional"}
-        return names.get(int(value), "required")
+    if isinstance(value, int):  # ssl.CERT_NONE (0), CERT_OPTIONAL (1), CERT_REQUIRED (2): an IntEnum
+        return {0: "none", 1: "optional"}.get(int(value), "required")
     found = CERT_REQS.get(str(value).strip().lower())
     if found is None:
         raise ImproperlyConfigured(f"ssl_cert_reqs must be required, optional or none, not {value!r}")
     return found
 
 
-def client_from_url(url: str, **options: Any) -> redis.Redis:
-    """A ``redis.Redis`` for ``redis://``, ``rediss://`` (TLS), ``redis+socket://`` or
-    ``sentinel://`` URLs: the one place the engine and the CLI open Redis clients.
+def client_from_url(url: str, **options: Any) -> resp.Client:
+    """A client for ``redis://``, ``rediss://`` (TLS), ``redis+socket://`` or ``sentinel://``
+    URLs: the one place the engine and the CLI open Redis clients.
 
-    Its pool blocks when full instead of raising ``MaxConnectionsError``: redis-py's default of 100
-    connections made a worker at ``-c 200`` fail its claims and result stores under a burst."""
+    Its pool makes callers wait when full rather than fail: a worker at ``-c 200`` under a burst
+    must not lose its claims and result stores to a cap on connections."""
     parts = _split(url)
     scheme = parts.scheme.lower()
     carried: dict[str, Any] = getattr(url, "options", {})
     options.setdefault("socket_connect_timeout", 5.0)
     options.setdefault("health_check_interval", 30)
-    options.setdefault("socket_read_size", READ_SIZE)
+    options.setdefault("read_size", READ_SIZE)
     size = int(options.pop("max_connections", None) or carried.get("max_connections") or DEFAULT_MAX_CONNECTIONS)
     # Celery's ``broker_pool_acquire_timeout``: how long a caller waits for a free connection of a
     # full pool; unset (Celery: for ever) we wait POOL_WAIT seconds, then report it.
     wait = carried.get("pool_timeout")
     wait = POOL_WAIT if wait is None else float(wait)
     if scheme == "sentinel":
-        return _sentinel_client(str(url), carried, {**options, "max_connections": size})
+        return _sentinel_client(str(url), carried, options, size, wait)
     if scheme in ("redis+socket", "unix", "socket"):
         query = parse_qs(parts.query)
-        db = int((query.get("db") or query.get("virtual_host") or ["0"])[0])
-        options.update(password=parts.password, username=parts.username or None)
-        return _blocking_client(f"unix://{parts.path}?db={db}", size, wait, options)
+        db = (query.get("db") or query.get("virtual_host") or ["0"])[0]
+        options.update(password=_unquoted(parts.password), username=_unquoted(parts.username))
+        return _pooled(f"unix://{parts.path}", size, wait, {**options, "db": db})
     if scheme in ("redis", "rediss", "valkey", "valkeys"):
         fixed = str(url).replace("valkey", "redis", 1) if scheme.startswith("valkey") else str(url)
         tls = carried.get("ssl")
@@ -184,46 +177,20 @@ def client_from_url(url: str, **options: Any) -> redis.Redis:
                 fixed = "rediss" + fixed[len("redis") :]
         fixed, query_tls = _pop_ssl_query(fixed)
         options.update({k: v for k, v in query_tls.items() if k not in options})
-        return _blocking_client(fixed, size, wait, options)
+        return _pooled(fixed, size, wait, options)
     raise unsupported_url(url)
 
 
-class FreeSlots(queue.LifoQueue):  # type: ignore[type-arg]
-    """A ``BlockingConnectionPool``'s queue that starts full without being filled.
-
-    redis-py fills its queue with one ``None`` (a slot with no connection yet) per allowed
-    connection, one ``put`` each: at our 2,048 slots that is about 16,000 Python calls and 1.2 ms
-    for every client, and again in each forked child the first time it uses an inherited client.
-    Here the empty slots are a count. A connection handed back is taken before an empty slot, so
-    a live connection is always reused before a new one is opened."""
-
-    def _init(self, maxsize: int) -> None:
-        self.queue: list[Any] = []  # connections handed back (redis-py reads this list)
-        self.empty_slots = maxsize
-
-    def _qsize(self) -> int:
-        return len(self.queue) + self.empty_slots
-
-    def _put(self, item: Any) -> None:
-        if item is None:
-            self.empty_slots += 1
-        else:
-            self.queue.append(item)
-
-    def _get(self) -> Any:
-        if self.queue:
-            return self.queue.pop()
-        self.empty_slots -= 1
-        return None
+def _pooled(url: str, size: int, wait: float, options: dict[str, Any]) -> resp.Client:
+    try:
+        settings, rest = settings_from_url(url, **options)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"bad Redis URL {mask_url(url)}: {exc}") from None
+    return resp.Client(Pool(settings, max_connections=size, timeout=wait), retry=rest.get("retry"))
 
 
-def _blocking_client(url: str, size: int, wait: float, options: dict[str, Any]) -> redis.Redis:
-    pool = redis.BlockingConnectionPool.from_url(
-        url, max_connections=size, timeout=wait, queue_class=FreeSlots, **options
-    )
-    client = redis.Redis(connection_pool=pool)
-    client.auto_close_connection_pool = True
-    return client
+def _unquoted(value: str | None) -> str | None:
+    return unquote(value) if value else None
 
 
 def _split(url: str) -> Any:
@@ -270,7 +237,7 @@ def sentinel_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     return nodes, shared
 
 
-def _sentinel_client(url: str, carried: dict[str, Any], options: dict[str, Any]) -> redis.Redis:
+def _sentinel_client(url: str, carried: dict[str, Any], options: dict[str, Any], size: int, wait: float) -> resp.Client:
     """A client on whichever server the sentinels name as primary now. Each new connection asks
     them again, and commands through it retry for ``failover_timeout`` seconds, so a failover
     looks like a pause to callers (delay(), workers, the console), not an error."""
@@ -286,53 +253,28 @@ def _sentinel_client(url: str, carried: dict[str, Any], options: dict[str, Any])
     sentinel_kwargs.setdefault("socket_connect_timeout", options["socket_connect_timeout"])
     sentinel_kwargs.setdefault("socket_timeout", options["socket_connect_timeout"])
     window = float(settings.get("failover_timeout") or DEFAULT_FAILOVER_TIMEOUT)
-    options.setdefault("retry", failover_retry(window))
+    retry = options.pop("retry", None) or failover_retry(window)
     for key in ("password", "username", "db"):
         if settings.get(key) is not None:
             options.setdefault(key, settings[key])
     tls = settings.get("ssl")
     if tls is not None:
         options.update(tls)
-    options["connection_class"] = FollowingSSLConnection if tls is not None else FollowingConnection
-    sentinel = redis.sentinel.Sentinel(
-        nodes, min_other_sentinels=int(settings.get("min_other_sentinels") or 0), sentinel_kwargs=sentinel_kwargs
-    )
-    return sentinel.master_for(str(master), redis_class=redis.Redis, **options)
+    primary, rest = settings_from(dict(options))
+    asked, _ = settings_from(sentinel_kwargs)
+    locate = PrimaryLocator(nodes, str(master), asked, int(settings.get("min_other_sentinels") or 0))
+    pool = Pool(primary, locate, max_connections=size, timeout=wait, connection_class=FollowingConnection)
+    return resp.Client(pool, retry=retry)
 
 
-class FollowingConnection(redis.sentinel.SentinelManagedConnection):
-    """A sentinel-managed connection that asks the sentinels on *every* (re)connect.
-
-    redis-py only does so in ``connect()``; a connection used directly (``send_command``, as our
-    hot paths and pub/sub do) reconnects through ``connect_check_health`` to the address it had,
-    which after a failover is the dead primary, forever.
-    """
-
-    _locating = False
-
-    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
-        if self._sock or self._locating:
-            super().connect_check_health(check_health, retry_socket_connect)
-            return
-        self._locating = True
-        try:
-            self.connect()  # looks the primary up, then comes back here to open the socket
-        finally:
-            self._locating = False
-
-
-class FollowingSSLConnection(FollowingConnection, redis.connection.SSLConnection):
-    pass
-
-
-def failover_retry(window: float) -> Retry:
+def failover_retry(window: float) -> resp.Retry:
     """Retries that span about ``window`` seconds: backoff 50 ms doubling to 0.5 s."""
     retries, spent, step = 0, 0.0, 0.05
     while spent < window:
         spent += step
         step = min(step * 2, 0.5)
         retries += 1
-    return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries)
+    return resp.Retry(retries, base=0.025, cap=0.5, jitter=False)
 
 
 REDIS_USE = "redis://, rediss://, redis+socket:// or sentinel://"
@@ -351,16 +293,14 @@ def unsupported_url(url: str, use: str = REDIS_USE) -> ImproperlyConfigured:
 
 
 def is_redis_error(exc: BaseException) -> bool:
-    """Whether redis-py raised ``exc``: lets a caller tell a Redis server's failure from another
-    transport's without importing the client library itself (the broker boundary)."""
-    return isinstance(exc, redis.RedisError)
+    """Whether our Redis client raised ``exc``: lets a caller tell a Redis server's failure from
+    another transport's without knowing the client (the broker boundary)."""
+    return isinstance(exc, resp.RedisError)
 
 
 def describe_error(url: str, exc: BaseException) -> str:
     """One line naming the host and the cause, password masked."""
     text = one_line(exc)
-    if isinstance(exc, redis.sentinel.MasterNotFoundError):
-        text = _no_primary(text)
     for part in str(url).split(";"):
         password = _split(part).password if "://" in part else None
         if password:
@@ -368,28 +308,20 @@ def describe_error(url: str, exc: BaseException) -> str:
     return unreachable_line(url, text)
 
 
-def _no_primary(text: str) -> str:
-    """redis-py's MasterNotFoundError text holds the repr of every sentinel client: keep the causes."""
-    head = text.split(" : ", 1)[0]
-    causes = dict.fromkeys(re.findall(r" - (?:\w+:)?(\w+(?:Error|Exception): [^<]*?)(?:, <|$)", text))
-    return f"{head} (sentinels: {'; '.join(causes) or 'none answered'})"
-
-
 def guarded(url: str, call: Callable[[], T]) -> T:
     """Run a Redis call, turning connection and auth failures into ``BrokerUnavailable``."""
     try:
         return call()
-    except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
+    except (resp.ConnectionError, resp.TimeoutError) as exc:
         raise BrokerUnavailable(describe_error(url, exc)) from None
-    except redis.ResponseError as exc:
+    except resp.ResponseError as exc:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc) or "invalid password" in str(exc):
             raise BrokerUnavailable(describe_error(url, exc)) from None
         raise
 
 
 def as_text(value: object) -> str:
-    """A reply item as str. Our clients never set ``decode_responses``, so items come as bytes;
-    redis-py's annotations cannot know that and say ``bytes | str`` (or wider)."""
+    """A reply item as str: replies come as bytes, a caller's own client may decode them."""
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, str):
@@ -403,23 +335,23 @@ def as_bytes(value: bytes | str) -> bytes:
 
 
 class ThreadConnections:
-    """One raw connection per thread (and per process after a fork), for hot paths that skip
-    redis-py's per-command machinery; ``close`` disconnects every one handed out.
+    """One connection per thread (and per process after a fork), for hot paths that skip the
+    pool's checkout and the retry wrapper; ``close`` disconnects every one handed out.
 
     They are made outside the client's pool, so they never use up its connections (a thread pool of
-    200 took all 100 of redis-py's, and its claims then failed). When a thread ends (or a greenlet,
+    200 would take a capped pool's every one, and its claims would then fail). When a thread ends (or a greenlet,
     under gevent) its thread-local holder is collected and the connection goes back to a free list
     for the next new thread: a pool that shrinks and grows opens no more of them, with no scan."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: resp.Client) -> None:
         self.client = client
         self._local = threading.local()
         self._lock = threading.Lock()
         self._pid = forks.pid
-        self._handed: list[redis.connection.AbstractConnection] = []  # every one made
-        self._free: list[redis.connection.AbstractConnection] = []  # their threads have ended
+        self._handed: list[resp.Connection] = []  # every one made
+        self._free: list[resp.Connection] = []  # their threads have ended
 
-    def get(self) -> redis.connection.AbstractConnection:
+    def get(self) -> resp.Connection:
         """This thread's connection; in a forked child, a new one (never the parent's socket).
         The process id is ``forks.pid``, kept current at each fork, not ``os.getpid()``: a
         system call on every publish."""
@@ -429,7 +361,7 @@ class ThreadConnections:
             weakref.finalize(holder, self._free.append, holder.conn)  # list.append: no lock in a GC callback
         return holder.conn
 
-    def _take(self) -> redis.connection.AbstractConnection:
+    def _take(self) -> resp.Connection:
         with self._lock:
             if forks.pid != self._pid:  # a forked child inherits none of them
                 self._pid, self._handed, self._free = forks.pid, [], []
@@ -437,14 +369,13 @@ class ThreadConnections:
                 return self._free.pop()
             return self._new()
 
-    def make(self) -> redis.connection.AbstractConnection:
+    def make(self) -> resp.Connection:
         """A connection of one's own (not a thread's), also disconnected on ``close``."""
         with self._lock:
             return self._new()
 
-    def _new(self) -> redis.connection.AbstractConnection:
-        pool = self.client.connection_pool
-        conn: redis.connection.AbstractConnection = pool.connection_class(**pool.connection_kwargs)
+    def _new(self) -> resp.Connection:
+        conn = self.client.connection_pool.make()
         self._handed.append(conn)
         return conn
 
@@ -460,6 +391,6 @@ class _Holder:
 
     __slots__ = ("conn", "pid", "__weakref__")
 
-    def __init__(self, conn: redis.connection.AbstractConnection, pid: int) -> None:
+    def __init__(self, conn: resp.Connection, pid: int) -> None:
         self.conn = conn
         self.pid = pid

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine import asyncrun, chord_steps, log, signals, states, trail
+from engine import chord_steps, log, signals, states, trail
 from engine.backend.retry import store_patiently
 from engine.exceptions import BackendStoreError, EncodeError, Ignore, Reject, Retry, one_line
 from engine.protocol.results import encode_exception, format_traceback, meta
@@ -159,6 +159,8 @@ def _run(app: App, task: Task, request: Request, started: float, store: bool) ->
         task.before_start(_task_id(request), request.args, request.kwargs)
         value = call(*request.args, **request.kwargs)
         if inspect.iscoroutine(value):  # an ``async def`` task: run it to completion (engine.asyncrun)
+            from engine import asyncrun  # asyncio is loaded by the first such task, not by every worker
+
             value = asyncrun.resolve(value)
     except Retry as retry:
         return _retried(app, task, request, retry, started, store)

@@ -15,7 +15,6 @@ caller gets back are the real ones.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 from collections import deque
@@ -555,6 +554,8 @@ class Group(Signature):
     async def adelay(self, *args: Any, **kwargs: Any) -> GroupResult:
         """``delay`` for coroutines: the members are sent from a thread, so the loop never waits on
         the broker; returns once the broker has every member."""
+        import asyncio  # only awaited canvases need it; a worker that runs none never loads it
+
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, functools.partial(self.apply_async, args, kwargs))
 

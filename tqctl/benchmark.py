@@ -160,6 +160,7 @@ class Run:
         self.broker = connect(target.broker_url)
         # Redis: the broker itself; AMQP: the result backend (results stored, their cleanup).
         self.client = client_for(target.results_url, timeout=None)
+        self.reference = reference_client(self.client)
         self.clock: sysinfo.BrokerClock | sysinfo.TreeClock = (
             sysinfo.TreeClock(opts.broker_pid)
             if self.amqp
@@ -176,6 +177,7 @@ class Run:
         self.purge()
         self.tracker.close()
         self.client.close()
+        self.reference.close()
         self.broker.close()
 
     def purge(self) -> None:
@@ -236,7 +238,7 @@ class Run:
             self.purge()
         self.out["enqueue_raw_lpush_per_s"] = None
         if not self.amqp:
-            self.out["enqueue_raw_lpush_per_s"] = b / _timed(lambda: self._lpush(raws[:b]))
+            self.out["enqueue_raw_lpush_per_s"] = b / _timed(lambda: self._lpush(raws[:b], self.reference))
             self.purge()
         broker0 = self.clock.read()  # the broker's CPU for a pipelined fill of n, which the drain includes
         self._fill(raws)
@@ -261,7 +263,7 @@ class Run:
         the timer stopped. The queue is emptied after each block, outside the timers."""
         t, q = self.target, self.target.queue
         raw_one = None if self.amqp else self.prebuilt(t.noop, 1)[1][0]
-        client = self.client
+        client = self.reference
         what = f"{n} x delay()" + ("" if raw_one is None else f" and {n} x raw LPUSH (reference)")
         self.say(f"  enqueue: {what}, alternating blocks of {BLOCK}")
 
@@ -308,8 +310,8 @@ class Run:
         else:
             self._lpush(raws)
 
-    def _lpush(self, raws: list[bytes]) -> None:
-        pipe = self.client.pipeline(transaction=False)
+    def _lpush(self, raws: list[bytes], client: Any = None) -> None:
+        pipe = (client or self.client).pipeline(transaction=False)
         for raw in raws:
             pipe.lpush(self.target.queue, raw)
         pipe.execute()
@@ -476,3 +478,18 @@ FIGURES: list[tuple[str, str, str]] = [
 
 def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"figure": label, "value": result.get(key), "unit": unit, "key": key} for key, label, unit in FIGURES]
+
+
+def reference_client(ours: Any) -> Any:
+    """A plain redis-py client on the same server: the raw LPUSH references are measured with the
+    standard Python client, as in every run before the engine had its own (``engine.resp``)."""
+    import redis
+
+    s = ours.connection_pool.settings
+    if ours.connection_pool.locate is not None:
+        return ours  # a sentinel URL: the reference goes through our client
+    common: dict[str, Any] = {"db": s.db, "username": s.username, "password": s.password}
+    if s.path:
+        return redis.Redis(unix_socket_path=s.path, **common)
+    tls = {k: v for k, v in (s.tls or {}).items() if k.startswith("ssl_")}
+    return redis.Redis(host=s.host, port=s.port, ssl=s.tls is not None, **tls, **common)

@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import redis
-
+from engine import resp
 from engine.redisconn import client_from_url
 
 QUEUE = "tqctl.bench.io"
@@ -136,13 +135,13 @@ def wait_until(check: Callable[[], bool], stall: float, what: str, worker: Watch
         time.sleep(0.05)
 
 
-def stored(client: redis.Redis, ids: Sequence[str]) -> int:
+def stored(client: resp.Client, ids: Sequence[str]) -> int:
     keys = [f"celery-task-meta-{i}" for i in ids]
     return sum(int(client.exists(*keys[n : n + 1000])) for n in range(0, len(keys), 1000))
 
 
 def run_tasks(
-    app: Any, client: redis.Redis, name: str, calls: int, path: str, stall: float, worker: Watched | None = None
+    app: Any, client: resp.Client, name: str, calls: int, path: str, stall: float, worker: Watched | None = None
 ) -> float:
     """Publish ``calls`` tasks (one round trip) and wait for every result: seconds taken."""
     started = time.monotonic()
@@ -154,7 +153,7 @@ def run_tasks(
 
 def measure_worker(
     app: Any,
-    client: redis.Redis,
+    client: resp.Client,
     server: SlowHTTP,
     worker: subprocess.Popen[bytes],
     name: str,
@@ -215,7 +214,7 @@ def enqueue_async(app: Any, total: int, callers: int) -> float:
     return each * callers / asyncio.run(run())
 
 
-def enqueue_raw(client: redis.Redis, raw: bytes, total: int) -> float:
+def enqueue_raw(client: resp.Client, raw: bytes, total: int) -> float:
     """Plain redis-py: ``total`` LPUSHes of ``raw``, 1,000 per pipeline: messages/s."""
     started = time.perf_counter()
     for start in range(0, total, 1000):

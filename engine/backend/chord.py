@@ -13,8 +13,7 @@ import json
 import uuid
 from typing import Any
 
-import redis
-
+from engine import resp
 from engine.protocol.results import group_key
 
 # KEYS: .j .d .s .t .c ; ARGV: member, score, dedupe member, ttl seconds, claim token, ordered (1/0)
@@ -62,7 +61,7 @@ def _keys(group_id: str) -> list[str]:
 
 
 class ChordJoin:
-    def __init__(self, client: redis.Redis, expires: int = 86400, ordered: bool = True) -> None:
+    def __init__(self, client: resp.Client, expires: int = 86400, ordered: bool = True) -> None:
         self.client = client
         self.expires = expires
         self.ordered = ordered  # Celery's ``result_chord_ordered``: a sorted set, else a list

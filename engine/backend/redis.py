@@ -11,14 +11,13 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import redis
-
-from engine import aio, asyncrun, states
+from engine import resp, states
 from engine.backend.chord import ChordJoin
 from engine.backend.keyvalue import BaseKeyValueStoreBackend
 from engine.backend.subscriptions import ResultSubscriptions
 from engine.protocol.results import encode_exception, task_key
 from engine.redisconn import ThreadConnections, client_from_url, guarded
+from engine.resp.client import read_reply
 from engine.serialization import json_dumps, json_loads
 
 if TYPE_CHECKING:
@@ -77,7 +76,10 @@ class RedisBackend(BaseKeyValueStoreBackend):
         """Celery's check before a chord starts: Redis joins chords natively, so always allowed."""
 
     def store(self, task_id: str, meta: dict[str, Any], reply: Reply | None = None) -> None:
-        if asyncrun.bridged():  # on the asyncio pool's loop: pipelined with other tasks' stores, no stall
+        asyncrun = sys.modules.get("engine.asyncrun")  # not loaded: not on the asyncio pool's loop
+        if asyncrun is not None and asyncrun.bridged():  # pipelined with other tasks' stores, no stall
+            from engine import aio
+
             asyncrun.resolve(aio.astore(self, task_id, meta), interruptible=False)
             return
         key = task_key(task_id)
@@ -91,8 +93,8 @@ class RedisBackend(BaseKeyValueStoreBackend):
             return
         try:
             errors = self.send_stores([_set_and_publish(key, data, ttl)])
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
-            self._store_pooled(first, key, data)  # redis-py's retries from here
+        except (resp.ConnectionError, resp.TimeoutError, OSError):
+            self._store_pooled(first, key, data)  # the client's retries from here
             return
         if errors[0] is not None:
             raise errors[0]
@@ -105,18 +107,18 @@ class RedisBackend(BaseKeyValueStoreBackend):
         """``store``'s commands for this result, packed, for ``send_stores`` (``HeldResults``)."""
         return _set_and_publish(task_key(task_id), json_dumps(meta), self.ttl_for(meta))
 
-    def send_stores(self, packed: Sequence[bytes]) -> list[redis.ResponseError | None]:
+    def send_stores(self, packed: Sequence[bytes]) -> list[resp.ResponseError | None]:
         """Packed stores in one write on this thread's connection, every reply read (so the
         connection stays in step): each store's error, or None. A connection error disconnects and
         raises: none of them is known to be stored."""
         conn = self._conn()
         try:
             conn.send_packed_command(list(packed))
-            replies = [(_reply(conn), _reply(conn)) for _ in packed]
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            replies = [(read_reply(conn), read_reply(conn)) for _ in packed]
+        except (resp.ConnectionError, resp.TimeoutError, OSError):
             conn.disconnect()
             raise
-        return [next((r for r in pair if isinstance(r, redis.ResponseError)), None) for pair in replies]
+        return [next((r for r in pair if isinstance(r, resp.ResponseError)), None) for pair in replies]
 
     def _store_pooled(self, first: tuple[Any, ...], key: str, data: str) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -124,7 +126,7 @@ class RedisBackend(BaseKeyValueStoreBackend):
         pipe.publish(key, data)
         guarded(self.url, pipe.execute)
 
-    def _conn(self) -> redis.connection.AbstractConnection:
+    def _conn(self) -> resp.Connection:
         return self._conns.get()
 
     def get_meta(self, task_id: str) -> dict[str, Any] | None:
@@ -224,8 +226,8 @@ def _greenlet_threads() -> bool:
 
 
 def _set_and_publish(key: str, data: str, ttl: int | None) -> bytes:
-    """``SETEX`` (or ``SET``) and ``PUBLISH`` of one value, packed in one step: redis-py's packer
-    encodes and copies each part on its own, a fifth of a stored result's CPU (10 of 50 µs)."""
+    """``SETEX`` (or ``SET``) and ``PUBLISH`` of one value, packed in one step by hand: packing
+    each part on its own was a fifth of a stored result's CPU (10 of 50 µs, with redis-py)."""
     name, value = key.encode(), data.encode()
     publish = b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(name), name, len(value), value)
     if not ttl:
@@ -240,10 +242,3 @@ def _set_and_publish(key: str, data: str, ttl: int | None) -> bytes:
         value,
         publish,
     )
-
-
-def _reply(conn: redis.connection.AbstractConnection) -> Any:
-    try:
-        return conn.read_response()
-    except redis.ResponseError as exc:
-        return exc

@@ -13,15 +13,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis
-
+from engine import resp
 from engine.exceptions import BackendStoreError, BrokerUnavailable
 
 if TYPE_CHECKING:
     from engine.backend.base import ResultBackend
 
 log = logging.getLogger("engine.worker")
-UNREACHABLE = (BrokerUnavailable, redis.ConnectionError, redis.TimeoutError, OSError)
+UNREACHABLE = (BrokerUnavailable, resp.ConnectionError, resp.TimeoutError, OSError)
 FIRST_PAUSE, LONGEST_PAUSE = 0.1, 2.0
 T = TypeVar("T")
 

@@ -22,18 +22,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import redis
-from redis.client import PubSub
-
-from engine import states
+from engine import resp, states
 from engine.protocol.results import task_key
+from engine.resp import PubSub
 from engine.serialization import json_loads
 
 Meta = dict[str, Any]
 # How long a wait reads the connection before it also reads the stored result again (a publish
 # lost while the connection was being re-established must not leave a waiter waiting for ever).
 QUIET = 1.0
-DISCONNECTED = (redis.ConnectionError, redis.TimeoutError, OSError)
+DISCONNECTED = (resp.ConnectionError, resp.TimeoutError, OSError)
 
 
 def _ready(meta: Meta | None) -> bool:
@@ -43,7 +41,7 @@ def _ready(meta: Meta | None) -> bool:
 class ResultSubscriptions:
     """Result channels this process listens on, over one pub/sub connection."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: resp.Client) -> None:
         self._client = client
         self._start()
 
@@ -293,7 +291,7 @@ class ResultSubscriptions:
 
 def _socket(pubsub: PubSub | None) -> Any:
     connection = getattr(pubsub, "connection", None)
-    return getattr(connection, "_sock", None)
+    return getattr(connection, "sock", None)
 
 
 def _readable(sock: Any, timeout: float) -> bool:

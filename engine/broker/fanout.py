@@ -10,20 +10,19 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-import redis
-
+from engine import resp
 from engine.redisconn import client_from_url
 
 PRIORITY_SEP = "\x06\x16"
 REPLY_SLICE = 2.0  # seconds one blocking pop of a reply may take, well under any socket timeout
 
 
-def db_of(client: redis.Redis) -> int:
-    return int(client.connection_pool.connection_kwargs.get("db") or 0)
+def db_of(client: resp.Client) -> int:
+    return client.connection_pool.settings.db
 
 
 class RedisFanout:
-    def __init__(self, url: str, client: redis.Redis | None = None) -> None:
+    def __init__(self, url: str, client: resp.Client | None = None) -> None:
         self.url = url
         self.client = client or client_from_url(url)
         self.db = db_of(self.client)
@@ -34,7 +33,7 @@ class RedisFanout:
     def publish(self, exchange: str, routing_key: str, raw: bytes) -> None:
         self.client.publish(self.channel(exchange, routing_key), raw)
 
-    def subscribe(self, patterns: Iterable[str]) -> redis.client.PubSub:
+    def subscribe(self, patterns: Iterable[str]) -> resp.PubSub:
         """A pub/sub on ``exchange/pattern`` pairs; AMQP ``#`` patterns become ``*``.
 
         Patterns and plain channels are not mixed in one call: each kind is one command, and only
@@ -55,7 +54,7 @@ class RedisFanout:
         return pubsub
 
     @staticmethod
-    def _confirmed(pubsub: redis.client.PubSub, count: int, timeout: float = 10.0) -> None:
+    def _confirmed(pubsub: resp.PubSub, count: int, timeout: float = 10.0) -> None:
         """Wait until the server has taken every subscription.
 
         A caller that subscribes and then reads what was recorded before (the console's history
@@ -66,7 +65,7 @@ class RedisFanout:
         while count > 0:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise redis.TimeoutError(f"the server did not confirm a subscription within {timeout:g}s")
+                raise resp.TimeoutError(f"the server did not confirm a subscription within {timeout:g}s")
             reply = pubsub.get_message(timeout=left)
             if reply is not None:  # one command's confirmations come before any message
                 count -= 1
@@ -91,11 +90,11 @@ class RedisFanout:
     def pop_reply(self, queue: str, timeout: float) -> bytes | None:
         """The next reply on a queue ``bind_reply`` named, waiting up to ``timeout`` (None: none came).
 
-        Blocks in slices shorter than the client's socket timeout (redis-py's default is 5 s): one
+        Blocks in slices shorter than the client's socket timeout (5 s by default): one
         ``BRPOP`` of ``timeout=10`` (``control.revoke(..., reply=True, timeout=10)``) would fail
         with a socket ``TimeoutError`` instead of waiting."""
         deadline = time.monotonic() + timeout
-        socket_timeout = self.client.connection_pool.connection_kwargs.get("socket_timeout")
+        socket_timeout = self.client.connection_pool.settings.socket_timeout
         most = min(REPLY_SLICE, socket_timeout / 2) if socket_timeout else REPLY_SLICE
         while True:
             left = deadline - time.monotonic()

@@ -14,16 +14,15 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
-import redis
-
+from engine import resp
 from engine.exceptions import BrokerUnavailable
 from engine.history import History
 
 Sign = Callable[[bytes], bytes]
 # What a client of this module may see when a server is away or refuses it (for one-line errors).
-NETWORK_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError, BrokerUnavailable)
-UNREACHABLE: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError)
-SERVER_ERROR: type[BaseException] = redis.ResponseError
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (resp.RedisError, OSError, BrokerUnavailable)
+UNREACHABLE: tuple[type[BaseException], ...] = (resp.ConnectionError, resp.TimeoutError, resp.AuthenticationError)
+SERVER_ERROR: type[BaseException] = resp.ResponseError
 
 
 class QueueFigures(NamedTuple):

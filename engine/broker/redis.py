@@ -19,19 +19,16 @@ from contextlib import AbstractContextManager
 from itertools import count
 from typing import Any
 
-import redis
-from redis.exceptions import NoScriptError
+from hiredis import pack_command as _pack_command
 
-try:
-    from hiredis import pack_command as _pack_command  # redis[hiredis] is a dependency
-except ImportError:  # pragma: no cover
-    _pack_command = None  # type: ignore[assignment]
-
-from engine import forks
+from engine import forks, resp
 from engine.broker import redis_scripts as lua
 from engine.broker.base import DeadLetter, Delivery, Gathering, LeaseLapsed
 from engine.protocol.task import PRIORITY_SEP, PRIORITY_STEPS, priority_key, routing_of
 from engine.redisconn import ThreadConnections, as_bytes, as_text, client_from_url, guarded
+from engine.resp import NoScriptError
+from engine.resp.client import read_reply
+from engine.resp.connection import pack
 
 INFLIGHT = "tqctl.inflight."
 STAGE = "tqctl.stage."
@@ -63,7 +60,7 @@ class RedisBroker:
     # (the work-sharing prefork pool): the in-flight record is the owner's, not a connection's.
     children_fetch = True
 
-    def __init__(self, url: str, client: redis.Redis | None = None) -> None:
+    def __init__(self, url: str, client: resp.Client | None = None) -> None:
         self.url = url
         self.client = client or client_from_url(url)
         self._scripts = {
@@ -76,11 +73,11 @@ class RedisBroker:
         self._order_cache: dict[tuple[str, ...], list[str]] = {}
         self._conns = ThreadConnections(self.client)  # publish's per-thread connections
         self._gathering = Gathering()
-        self._fconn: redis.connection.AbstractConnection | None = None  # the consumer's, for fetch
+        self._fconn: resp.Connection | None = None  # the consumer's, for fetch
         self._fpid, self._fetch_lock = 0, threading.Lock()
         self._turn = 0  # which queue an idle fetch blocks on next
         self._dry = False  # the last blocking fetch came back short: the next one blocks at once
-        self._beat_client: redis.Redis | None = None  # heartbeats' own client (short timeouts)
+        self._beat_client: resp.Client | None = None  # heartbeats' own client (short timeouts)
         self._beat_pid = 0
         # Fetches that failed (their script may still have run) and tags given up locally: what
         # ``reconcile`` hands back. Guarded by ``_orphan_lock``, touched from several threads.
@@ -114,9 +111,8 @@ class RedisBroker:
         return self._gathering.block(lambda items: guarded(self.url, lambda: self.publish_many(items)))
 
     def publish(self, queue: str, raw: bytes, priority: int | None = None) -> None:
-        """LPUSH on this thread's own connection, past redis-py's per-command machinery (pool
-        checkout, retries, observability): about a third of a ``delay()``'s client time. The
-        reply is still awaited, so a return means the message is in the list."""
+        """LPUSH on this thread's own connection, past the client's pool checkout and retry
+        wrapper. The reply is still awaited, so a return means the message is in the list."""
         gathering = self._gathering.held()
         if gathering is not None:
             gathering.append((queue, raw, priority))
@@ -127,41 +123,40 @@ class RedisBroker:
         try:
             # No PING health check first: after a quiet minute that would be a round trip before
             # the first task; a connection found dead here is retried below instead. The command
-            # is packed here, in one step (redis-py's packer encodes each part and copies again).
+            # is packed here, in one step.
             packed = b"*3\r\n$5\r\nLPUSH\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(name), name, len(raw), raw)
-            sock = getattr(conn, "_sock", None)
-            reader = getattr(getattr(conn, "_parser", None), "_reader", None)  # hiredis's
+            sock, reader = conn.sock, conn.reader
             if sock is not None and reader is not None:
                 reply = self._lpush_on(conn, sock, reader, packed)
             else:
                 conn.send_packed_command([packed], check_health=False)  # connects first if need be
                 reply = conn.read_response()
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
+        except (resp.ConnectionError, resp.TimeoutError, OSError):
             conn.disconnect()
-            self.client.lpush(key, raw)  # redis-py's own retry policy decides from here
+            self.client.lpush(key, raw)  # the client's retry policy decides from here
             return
-        if isinstance(reply, redis.ResponseError):
+        if isinstance(reply, resp.ResponseError):
             raise reply
 
     @staticmethod
-    def _lpush_on(conn: redis.connection.AbstractConnection, sock: socket.socket, reader: Any, packed: bytes) -> Any:
+    def _lpush_on(conn: resp.Connection, sock: socket.socket, reader: Any, packed: bytes) -> Any:
         """The packed LPUSH on the connection's socket; a reply that is just ``:N`` is taken as it
-        comes: redis-py's send and read wrappers were ~4 us of a ~30 us ``delay()``. Anything
-        else read (an error line, a RESP3 push ahead of the reply, a reply split across reads)
-        goes to the connection's own hiredis reader and redis-py parses it as it always did; a
-        closed socket is a ``ConnectionError``, a timeout the socket's (an ``OSError``)."""
+        comes (the connection's send and read wrappers were ~4 us of a ~30 us ``delay()``).
+        Anything else read (an error line, a reply split across reads) goes to the connection's
+        own reader, parsed as any reply; a closed socket is a ``ConnectionError``, a timeout the
+        socket's (an ``OSError``)."""
         try:
             sock.sendall(packed)
-            data = sock.recv(256)  # a ":N" reply is a few bytes; the rest of a longer one stays for redis-py
+            data = sock.recv(256)  # a ":N" reply is a few bytes; the rest of a longer one stays for the reader
         except BaseException:
             # Cut off mid-command or before its reply (a soft time limit, a gevent timeout, ^C):
-            # the connection is out of step, so it goes, as redis-py drops its own then.
+            # the connection is out of step, so it goes.
             conn.disconnect()
             raise
         if data[:1] == b":" and data.find(b"\r\n") == len(data) - 2:
             return None
         if not data:
-            raise redis.ConnectionError("Connection closed by server.")
+            raise resp.ConnectionError("Connection closed by server.")
         reader.feed(data)
         return conn.read_response()
 
@@ -291,7 +286,7 @@ class RedisBroker:
             del self._forsaken[: len(forsaken)]
         return moved
 
-    def _fetch_conn(self) -> redis.connection.AbstractConnection:
+    def _fetch_conn(self) -> resp.Connection:
         conn = self._fconn
         if conn is None or self._fpid != forks.pid:  # a forked child makes its own
             conn = self._fconn = self._conns.make()
@@ -299,8 +294,8 @@ class RedisBroker:
         return conn
 
     def _fetch_call(self, *commands: tuple[Any, ...]) -> Any:
-        """Commands on the consumer's own connection in one write, past redis-py's per-command
-        machinery; the last one's reply. Every reply is read before an error reply is raised (the
+        """Commands on the consumer's own connection in one write, past the client's checkout and
+        retries; the last one's reply. Every reply is read before an error reply is raised (the
         first), so the connection stays in step; a last command the server has no script for (a
         restart forgot it) is sent again once the script is loaded."""
         conn = self._fetch_conn()
@@ -311,11 +306,11 @@ class RedisBroker:
                 self.client.script_load(lua.FETCH)
                 _send(conn, commands[-1])
                 replies[-1] = read_reply(conn)
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
+        except (resp.ConnectionError, resp.TimeoutError, OSError):
             conn.disconnect()
             raise
         for reply in replies:
-            if isinstance(reply, redis.ResponseError):
+            if isinstance(reply, resp.ResponseError):
                 raise reply
         return replies[-1]
 
@@ -334,16 +329,14 @@ class RedisBroker:
         script = self._scripts["CLAIM"]
         conn = self._conns.get()  # once per task start: this thread's own connection, as ``publish``
         try:
-            conn.send_packed_command(
-                conn.pack_command("EVALSHA", script.sha, len(keys), *keys, *args), check_health=False
-            )
+            conn.send_packed_command(pack(("EVALSHA", script.sha, len(keys), *keys, *args)), check_health=False)
             reply = conn.read_response()
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
+        except (resp.ConnectionError, resp.TimeoutError, OSError):
             conn.disconnect()
-            reply = script(keys=keys, args=args)  # redis-py's retries; a retried take still answers 1
+            reply = script(keys=keys, args=args)  # the client's retries; a retried take still answers 1
         except NoScriptError:
             reply = script(keys=keys, args=args)  # loads it
-        if isinstance(reply, redis.ResponseError):
+        if isinstance(reply, resp.ResponseError):
             raise reply
         if reply == LAPSED:
             raise LeaseLapsed(f"the broker last heard this worker's heartbeat {fresh or 0:g}s or more ago")
@@ -499,23 +492,9 @@ def now() -> float:
     return time.time()
 
 
-def _send(conn: redis.connection.AbstractConnection, *commands: tuple[Any, ...]) -> None:
-    """Commands packed by hiredis straight from their arguments, in one write: redis-py's
-    ``send_command`` runs each argument through its encoder in Python first, 11 us for a fetch with
-    its acks against 1.2 us (the same bytes for the str, int and float arguments the fetch sends).
-    A connection set to another encoding than UTF-8 keeps redis-py's packer."""
-    if _pack_command is not None and conn.encoder.encoding == "utf-8":
-        conn.send_packed_command([b"".join(_pack_command(args) for args in commands)])
-    else:
-        conn.send_packed_command(conn.pack_commands(commands))
-
-
-def read_reply(conn: redis.connection.AbstractConnection) -> Any:
-    """The next reply; an error reply returned, not raised, so the replies after it are still read."""
-    try:
-        return conn.read_response()
-    except redis.ResponseError as exc:
-        return exc
+def _send(conn: resp.Connection, *commands: tuple[Any, ...]) -> None:
+    """Commands packed by hiredis straight from their arguments, in one write."""
+    conn.send_packed_command(b"".join(_pack_command(args) for args in commands))
 
 
 def _deliveries(flat: list[bytes]) -> list[Delivery]:

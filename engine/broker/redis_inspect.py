@@ -12,8 +12,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import redis
-
+from engine import resp
 from engine.broker.inspect import NotHere, QueueFigures, Sign, as_float, delayed_row, envelope_headers, peek_row
 from engine.broker.redis import DELAYED, SEP, RedisBroker
 from engine.broker.redis_scripts import RUN_NOW
@@ -37,7 +36,7 @@ def queue_of(key: bytes | str) -> str:
 class RedisView:
     discovery_error: str | None = None  # a scan that cannot run lists the declared queues only
 
-    def __init__(self, url: str, client: redis.Redis | None = None) -> None:
+    def __init__(self, url: str, client: resp.Client | None = None) -> None:
         self.url = url
         self.broker = RedisBroker(url, client=client) if client is not None else RedisBroker(url)
         self.store = self.broker.client

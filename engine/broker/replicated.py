@@ -12,12 +12,12 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-import redis
-
-from engine.broker.redis import RedisBroker, read_reply
+from engine import resp
+from engine.broker.redis import RedisBroker
 from engine.config import url_host
 from engine.exceptions import BrokerUnavailable
 from engine.protocol.task import priority_key
+from engine.resp.client import read_reply
 
 
 class NotReplicated(BrokerUnavailable):
@@ -26,7 +26,7 @@ class NotReplicated(BrokerUnavailable):
 
 
 class ReplicatedBroker(RedisBroker):
-    def __init__(self, url: str, replicas: int, timeout: float, client: redis.Redis | None = None) -> None:
+    def __init__(self, url: str, replicas: int, timeout: float, client: resp.Client | None = None) -> None:
         super().__init__(url, client)
         self.replicas = replicas
         self.wait_ms = max(int(timeout * 1000), 1)
@@ -45,14 +45,13 @@ class ReplicatedBroker(RedisBroker):
         name = key.encode()
         try:
             packed = b"*3\r\n$5\r\nLPUSH\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n%b" % (len(name), name, len(raw), raw, self._wait)
-            sock = getattr(conn, "_sock", None)
-            reader = getattr(getattr(conn, "_parser", None), "_reader", None)  # hiredis's
+            sock, reader = conn.sock, conn.reader
             if sock is not None and reader is not None:
                 replies = _push_and_wait_on(conn, sock, reader, packed)
             else:
                 conn.send_packed_command([packed], check_health=False)  # connects first if need be
                 replies = [read_reply(conn), read_reply(conn)]
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
+        except (resp.ConnectionError, resp.TimeoutError, OSError):
             conn.disconnect()
             pipe = self.client.pipeline(transaction=False)  # one connection: WAIT covers this LPUSH
             pipe.lpush(key, raw)
@@ -68,7 +67,7 @@ class ReplicatedBroker(RedisBroker):
         self._check(pipe.execute(raise_on_error=False), len(items))
 
     def _check(self, replies: list[Any], published: int) -> None:
-        errors = [reply for reply in replies if isinstance(reply, redis.ResponseError)]
+        errors = [reply for reply in replies if isinstance(reply, resp.ResponseError)]
         if errors:
             raise errors[0]
         acked = int(replies[-1])
@@ -85,13 +84,11 @@ def _packed(*parts: str) -> bytes:
     return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%b\r\n" % (len(p), p.encode()) for p in parts)
 
 
-def _push_and_wait_on(
-    conn: redis.connection.AbstractConnection, sock: socket.socket, reader: Any, packed: bytes
-) -> list[Any]:
+def _push_and_wait_on(conn: resp.Connection, sock: socket.socket, reader: Any, packed: bytes) -> list[Any]:
     """LPUSH + WAIT on the connection's socket, their two ``:N`` replies taken as they come
-    (RedisBroker's direct read, for two replies: redis-py's packer and read wrappers were most of
-    the client's time). Anything else read (an error, a RESP3 push, a reply split across reads)
-    goes to the connection's hiredis reader and redis-py reads the rest as before. A publish cut
+    (RedisBroker's direct read, for two replies: the connection's send and read wrappers were much
+    of the client's time). Anything else read (an error, a reply split across reads) goes to the
+    connection's hiredis reader and is parsed as any reply. A publish cut
     off mid-way (a time limit, ^C) drops the connection: it is out of step."""
     replies: list[Any] = []
     try:
@@ -111,7 +108,7 @@ def _push_and_wait_on(
     if len(replies) == 2 and not data:
         return replies
     if not data and not replies:
-        raise redis.ConnectionError("Connection closed by server.")
+        raise resp.ConnectionError("Connection closed by server.")
     if data:
         reader.feed(data)
     return replies + [read_reply(conn) for _ in range(2 - len(replies))]

@@ -14,9 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-import redis
-
-from engine import signals
+from engine import resp, signals
 from engine.broker.base import Delivery
 from engine.exceptions import BrokerUnavailable, NotRegistered
 from engine.protocol import task as protocol
@@ -99,7 +97,7 @@ class Consumer:
                 room = self.capacity.room()  # ``top_up`` may have filled it while we waited for the lock
                 if room > 0:
                     self._fetch_and_sort(room, self._block_for())
-        except (redis.RedisError, BrokerUnavailable, OSError) as exc:
+        except (resp.RedisError, BrokerUnavailable, OSError) as exc:
             log.warning("broker unreachable, retrying in %.1fs: %s", self._backoff, exc)
             self._back_off()
             return
@@ -160,7 +158,7 @@ class Consumer:
         if room > 0 and w.queues and not w.stopping.is_set() and self._fetching.acquire(blocking=False):
             try:
                 fetched = self._fetch_and_sort(room, 0)
-            except (redis.RedisError, BrokerUnavailable, OSError) as exc:
+            except (resp.RedisError, BrokerUnavailable, OSError) as exc:
                 # The consumer's loop retries and backs off; a fetch that ran anyway is handed
                 # back by the next reconcile (``Maintenance.step``).
                 log.warning("fetch after a finished task failed: %s", exc)
@@ -207,7 +205,7 @@ class Consumer:
         dead-lettered with the error as its reason, and the next message is sorted as usual."""
         try:
             self.sort(delivery)
-        except (redis.RedisError, BrokerUnavailable, OSError):
+        except (resp.RedisError, BrokerUnavailable, OSError):
             raise
         except Exception as exc:
             log.exception("could not handle a message from %s", delivery.queue)

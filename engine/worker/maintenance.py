@@ -18,8 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import redis
-
+from engine import resp
 from engine.exceptions import BrokerUnavailable
 from engine.worker.trim import IdleTrim
 
@@ -98,7 +97,7 @@ class Maintenance:
         while not self.done.wait(wait):
             try:
                 reached = work() is not False
-            except (redis.RedisError, BrokerUnavailable, OSError) as exc:
+            except (resp.RedisError, BrokerUnavailable, OSError) as exc:
                 # A warning, not debug: while the heartbeat fails, after tqctl_owner_timeout other
                 # workers take this worker's messages back. Every 5 s at most; retried each tick.
                 now = time.monotonic()

@@ -15,8 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import redis
-
+from engine import resp
 from engine.broker.fanout import RedisFanout
 from engine.config import masked_setting
 from engine.control import store_revoked
@@ -138,7 +137,7 @@ class RemoteControl:
         # Celery's pool limit: the size the pool started with; pool_grow/shrink leave it alone.
         self.max_concurrency = worker.autoscale[1] if worker.autoscale else worker.concurrency
         self.prefetch_multiplier = worker.prefetch_multiplier
-        self._pubsub: redis.client.PubSub | None = None
+        self._pubsub: resp.PubSub | None = None
         self.thread = _Listener(self)
         self.handlers: dict[str, Callable[..., Any]] = {
             name: getattr(self, f"do_{name}")
@@ -192,7 +191,7 @@ class RemoteControl:
         """Subscribe now, so a worker that says "ready" already hears commands (pub/sub keeps nothing)."""
         try:
             self._pubsub = self.fanout.subscribe([self.fanout.channel(protocol.EXCHANGE)])
-        except (redis.RedisError, OSError) as exc:
+        except (resp.RedisError, OSError) as exc:
             log.debug("remote control subscribe: %s (the listener retries)", exc)
 
     def run(self) -> None:
@@ -205,7 +204,7 @@ class RemoteControl:
                 message = pubsub.get_message(timeout=0.5)
                 if message and message.get("type") in ("message", "pmessage"):
                     self.handle(message["data"])
-            except (redis.RedisError, OSError) as exc:
+            except (resp.RedisError, OSError) as exc:
                 log.debug("remote control listener: %s", exc)
                 pubsub = None
                 w.stopping.wait(1.0)

@@ -21,9 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-import redis
-
-from engine import states, trace
+from engine import resp, states, trace
 from engine.backend.base import Reply
 from engine.backend.held import HOLD_MOST
 from engine.broker.base import DeadLetter, Delivery, LeaseLapsed
@@ -41,7 +39,7 @@ if TYPE_CHECKING:
     from engine.worker.job import Job
 
 log = logging.getLogger("engine.worker")
-UNREACHABLE = (redis.RedisError, BrokerUnavailable, OSError)
+UNREACHABLE = (resp.RedisError, BrokerUnavailable, OSError)
 CLAIM_RETRY_FIRST, CLAIM_RETRY_MAX = 0.1, 2.0  # seconds between fence attempts while the broker is away
 
 
@@ -327,7 +325,7 @@ class Settlement:
             self.broker.hand_back(early)
             returned = self.broker.requeue_all(self.owner) + len(early)
             self.broker.retire(self.owner)
-        except (redis.RedisError, OSError) as exc:
+        except (resp.RedisError, OSError) as exc:
             # Late-ack work stays in our in-flight record in the broker: a live worker's reaper
             # returns it once our heartbeat is old. Early-acked jobs left that record; name them.
             stranded = [j.id for j in jobs if j.acked]

@@ -190,15 +190,13 @@ def bugreport(w: Worker) -> str:
     import platform
     from importlib import metadata
 
-    import redis
-
     try:
         ours = metadata.version("tqctl")
     except metadata.PackageNotFoundError:
         ours = "unknown"
     return (
         f"software -> celery:{CELERY_COMPAT} (tqctl {ours}, Celery-compatible) py:{platform.python_version()}\n"
-        f"            redis:{redis.__version__}\n"
+        f"            hiredis:{metadata.version('hiredis')}\n"
         f"platform -> system:{platform.system()} arch:{', '.join(x for x in platform.architecture() if x)}\n"
         f"            kernel version:{platform.release()} imp:{platform.python_implementation()}\n"
         f"loader   -> {type(w.app).__module__}.{type(w.app).__qualname__}\n"

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine import signals
@@ -33,8 +33,6 @@ from engine.worker.job import Job
 from engine.worker.maintenance import Maintenance
 from engine.worker.observers import Observers, TaskEvents, TaskHistory, TaskLog, TaskSignals
 from engine.worker.pool import Pool, SoloPool, ThreadPool
-from engine.worker.pool_asyncio import AsyncioPool
-from engine.worker.pool_gevent import GeventPool
 from engine.worker.prefork import PreforkPool
 from engine.worker.recycle import RecycleLimits
 from engine.worker.remote import RemoteControl
@@ -55,13 +53,43 @@ ON_DEMAND_HEARTBEAT_FREQ = 5  # the fixed ``freq`` Celery's ``heartbeat`` contro
 # many pile up in between: then the thread that adds the last one writes and publishes them.
 HELD_EVENTS = 2000
 DRAIN_POLL = 0.05  # seconds between looks at whether a draining worker has finished its jobs
-POOLS: dict[str, type] = {
-    "prefork": PreforkPool,
-    "threads": ThreadPool,
-    "solo": SoloPool,
-    "asyncio": AsyncioPool,
-    "gevent": GeventPool,
-}
+
+
+def _asyncio_pool() -> type[Pool]:
+    from engine.worker.pool_asyncio import AsyncioPool
+
+    return AsyncioPool
+
+
+def _gevent_pool() -> type[Pool]:
+    from engine.worker.pool_gevent import GeventPool
+
+    return GeventPool
+
+
+class _Pools(Mapping[str, type]):
+    """The pools by name. The asyncio and gevent pools are imported when chosen: asyncio (with
+    ``ssl``, which it loads) is several MB a worker tree that runs another pool never needs."""
+
+    _loaders: dict[str, Callable[[], type]] = {
+        "prefork": lambda: PreforkPool,
+        "threads": lambda: ThreadPool,
+        "solo": lambda: SoloPool,
+        "asyncio": _asyncio_pool,
+        "gevent": _gevent_pool,
+    }
+
+    def __getitem__(self, name: str) -> type:
+        return self._loaders[name]()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+
+POOLS = _Pools()
 # Sane upper bounds (README "Workers"): beyond them a typo forks without limit or fetches the queue.
 MAX_CONCURRENCY = 1024
 MAX_PREFETCH_MULTIPLIER = 1024

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import redis
 
+from engine import resp
 from engine.broker.redis import DEAD_META, DELAYED, INFLIGHT
 from engine.bundled import client_for, resolve_server_binary, socket_path_fits
 from engine.task import Task
@@ -105,7 +106,7 @@ class FaultServer:
         try:
             with client_for(self.url, 1.0, retry=False) as client:
                 return bool(client.ping())
-        except (redis.RedisError, OSError):
+        except (redis.RedisError, resp.RedisError, OSError):
             return False
 
     def client(self) -> redis.Redis:

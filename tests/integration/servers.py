@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 import redis
 
+from engine import resp
 from engine.bundled import resolve_server_binary
 
 START_TRIES = 3  # starts on fresh ports before a harness gives up on a taken port
@@ -216,7 +217,7 @@ def wait_until(predicate: object, timeout: float, what: str, interval: float = 0
         try:
             if predicate():  # type: ignore[operator]
                 return
-        except (redis.RedisError, OSError):
+        except (redis.RedisError, resp.RedisError, OSError):
             pass
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")

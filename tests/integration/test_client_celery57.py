@@ -37,8 +37,10 @@ def channels(client: redis.Redis) -> set[str]:
 
 
 def where(client: redis.Redis | None) -> dict[str, Any] | None:
-    kwargs = client.connection_pool.connection_kwargs if client is not None else None
-    return {k: kwargs.get(k) for k in ("path", "host", "port") if k in kwargs} if kwargs else None
+    if client is None:
+        return None
+    settings = client.connection_pool.settings
+    return {"path": settings.path} if settings.path else {"host": settings.host, "port": settings.port}
 
 
 def channels_become(client: redis.Redis, expected: set[str], api: Any, among: set[str]) -> None:

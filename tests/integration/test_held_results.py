@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from engine.bundled import client_for
+from tqctl.benchmark import reference_client
 from engine.protocol import events
 from tests.integration.harness import wait_for
 
@@ -27,7 +28,7 @@ def _ledger_runs(ledger: Path, tag_prefix: str) -> dict[str, int]:
 def test_each_result_is_stored_before_its_success_event_is_published(rel, start_worker, redis_url: str) -> None:
     """Read in the order the server ran the commands (MONITOR): every ``task-succeeded`` event is
     published after its task's result was written, as Celery's worker does."""
-    monitor = client_for(redis_url, timeout=None).monitor()
+    monitor = reference_client(client_for(redis_url, timeout=None)).monitor()  # redis-py: MONITOR
     commands: list[str] = []
     stop = threading.Event()
 

@@ -49,9 +49,9 @@ def test_threads_at_c200_keep_every_result_of_a_burst(
 
 
 def test_a_client_serves_150_callers_at_once(broker_url: str) -> None:
-    """redis-py 8's default pool holds 100 connections and raises MaxConnectionsError past them."""
+    """A pool capped at 100 connections (redis-py 8's default) raised MaxConnectionsError past them."""
     client = client_from_url(broker_url)
-    held = [client.connection_pool.get_connection() for _ in range(150)]
+    held = [client.connection_pool.get() for _ in range(150)]
     try:
         assert client.ping()
     finally:
@@ -63,7 +63,7 @@ def test_a_client_serves_150_callers_at_once(broker_url: str) -> None:
 def test_a_full_connection_pool_waits_for_a_connection(broker_url: str) -> None:
     """At its limit (``redis_max_connections``) the pool waits for a connection to come back."""
     client = client_from_url(with_options(broker_url, max_connections=1))
-    held = client.connection_pool.get_connection()
+    held = client.connection_pool.get()
     giver = threading.Timer(0.3, client.connection_pool.release, [held])
     giver.start()
     try:

@@ -11,9 +11,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-import redis
 
-from engine import App, group
+from engine import App, group, resp
 from engine.broker.replicated import NotReplicated, ReplicatedBroker
 from tests.integration.servers import Server, free_port, valkey_binary, wait_until
 
@@ -129,7 +128,7 @@ def test_an_error_reply_is_redis_pys_error_and_the_next_publish_stays_in_step(
     primary = pair.primary.client()
     broker.publish(QUEUE, b"opened")
     primary.set("not-a-list", "x")
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+    with pytest.raises(resp.ResponseError, match="WRONGTYPE"):
         broker.publish("not-a-list", b"m")
     broker.publish(QUEUE, b"after")
     assert primary.lrange(QUEUE, 0, -1) == [b"after", b"opened"]

@@ -461,7 +461,7 @@ def test_on_rabbitmq_the_state_is_in_the_redis_result_backend_or_beat_refuses_in
     alone = App("alone", broker="amqp://guest:guest@127.0.0.1:1//")
     try:
         store = open_store(paired)
-        assert store.client.connection_pool.connection_kwargs["db"] == 3
+        assert store.client.connection_pool.settings.db == 3
         with pytest.raises(ImproperlyConfigured, match="on RabbitMQ a Redis result backend"):
             open_store(alone)
     finally:

@@ -7,19 +7,19 @@ import pickle
 import ssl
 
 import pytest
-import redis
 
-from engine import App
+from engine import App, resp
 from engine.config import mask_url, masked_setting, url_host
 from engine.exceptions import ImproperlyConfigured
 from engine.protocol import task as protocol
 from engine.redisconn import (
-    FollowingConnection,
     client_from_url,
     describe_error,
     sentinel_nodes,
     with_options,
 )
+from engine.resp.connection import Settings
+from engine.resp.sentinel import FollowingConnection, PrimaryLocator
 from engine.signing import HEADER, Signer, from_env
 
 SENTINELS = "sentinel://:pw1@h1:26379/2;sentinel://:pw2@h2:26380/2?master_name=mymaster"
@@ -37,7 +37,9 @@ def test_sentinel_url_is_parsed_as_kombu_reads_it() -> None:
 def test_sentinel_client_follows_the_sentinels() -> None:
     client = client_from_url(SENTINELS)
     assert client.connection_pool.connection_class is FollowingConnection
-    assert client.connection_pool.service_name == "mymaster"
+    assert isinstance(client.connection_pool.locate, PrimaryLocator)
+    assert client.connection_pool.locate.master == "mymaster"
+    assert client.connection_pool.locate.sentinels == [("h1", 26379), ("h2", 26380)]
     with pytest.raises(ImproperlyConfigured, match="master_name"):
         client_from_url("sentinel://h1:26379;sentinel://h2:26379")
     with pytest.raises(ImproperlyConfigured, match="sentinel://"):
@@ -69,23 +71,21 @@ def test_tls_settings_in_both_forms() -> None:
     )
     by_query = client_from_url("rediss://h:6380/0?ssl_cert_reqs=CERT_REQUIRED&ssl_ca_certs=/ca.pem&socket_timeout=3")
     for client in (by_setting, by_query):
-        kwargs = client.connection_pool.connection_kwargs
-        assert issubclass(client.connection_pool.connection_class, redis.connection.SSLConnection)
-        assert kwargs["ssl_cert_reqs"] == "required" and kwargs["ssl_ca_certs"] == "/ca.pem"
-    assert by_query.connection_pool.connection_kwargs["socket_timeout"] == 3.0
+        tls = client.connection_pool.settings.tls
+        assert tls is not None and tls["ssl_cert_reqs"] == "required" and tls["ssl_ca_certs"] == "/ca.pem"
+    assert by_query.connection_pool.settings.socket_timeout == 3.0
     with pytest.raises(ImproperlyConfigured, match="ssl_cert_reqs"):
         client_from_url("rediss://h/0?ssl_cert_reqs=sometimes")
 
 
 def test_no_primary_is_one_short_line() -> None:
-    exc = redis.sentinel.MasterNotFoundError(
-        "No master found for 'm' : <redis.client.Redis(<redis.connection.ConnectionPool(<x>)>)> - "
-        "network:ConnectionError: Error 111 connecting to h1:26379. Connection refused."
-    )
-    line = describe_error("sentinel://:pw@h1:26379?master_name=m", exc)
+    locate = PrimaryLocator([("127.0.0.1", 1)], "m", Settings(socket_connect_timeout=1.0))
+    with pytest.raises(resp.MasterNotFoundError) as caught:
+        locate()
+    line = describe_error("sentinel://:pw@127.0.0.1:1?master_name=m", caught.value)
     assert line == (
-        "cannot reach broker at h1:26379 (sentinel://:****@h1:26379?master_name=m): No master found "
-        "for 'm' (sentinels: ConnectionError: Error 111 connecting to h1:26379. Connection refused.)"
+        "cannot reach broker at 127.0.0.1:1 (sentinel://:****@127.0.0.1:1?master_name=m): No master found "
+        "for 'm' (sentinels: ConnectionError: Error 111 connecting to 127.0.0.1:1. Connection refused.)"
     )
 
 

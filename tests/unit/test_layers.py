@@ -11,6 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ("tqctl", "engine/worker")
 CLIENT_LIBRARIES = frozenset({"redis", "kombu", "amqp"})
+OUR_CLIENT = "engine.resp"  # the engine's own Redis client counts as a client library here
 # Names of a broker's layout that belong to engine/broker and engine/backend only.
 LAYOUT_NAMES = frozenset(
     {"DELAYED", "SEP", "PRIORITY_SEP", "PRIORITY_STEPS", "priority_key", "RUN_NOW", "FAILURE_INDEX", "GROUPS"}
@@ -44,7 +45,10 @@ def crossings(tree: ast.Module) -> list[str]:
         if isinstance(node, ast.Import):
             found += [f"import {a.name}" for a in node.names if a.name.split(".")[0] in CLIENT_LIBRARIES]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module.split(".")[0] in CLIENT_LIBRARIES or node.module in LAYOUT_MODULES:
+            ours = node.module.startswith(OUR_CLIENT) or (
+                node.module == "engine" and any(a.name == "resp" for a in node.names)
+            )
+            if node.module.split(".")[0] in CLIENT_LIBRARIES or node.module in LAYOUT_MODULES or ours:
                 found.append(f"from {node.module} import ...")
             found += [f"from {node.module} import {a.name}" for a in node.names if a.name in LAYOUT_NAMES]
         elif isinstance(node, ast.Attribute) and node.attr in LAYOUT_NAMES:

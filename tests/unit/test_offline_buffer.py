@@ -8,14 +8,13 @@ import json
 import socket
 
 import pytest
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from engine import resp
 from engine.events import dispatcher
 from engine.events.dispatcher import EventDispatcher
 from engine.history import RECORDS, History, HistoryWriter
 from engine.protocol import events
+from engine.redisconn import client_from_url
 
 
 class Fanout:
@@ -29,7 +28,7 @@ class Fanout:
     def publish(self, exchange: str, key: str, raw: bytes) -> None:
         self.tries += 1
         if self.down:
-            raise redis.ConnectionError("broker away")
+            raise resp.ConnectionError("broker away")
         self.sent.append(raw)
 
 
@@ -42,9 +41,9 @@ def test_events_the_broker_refused_go_out_first_at_the_next_flush() -> None:
     d = EventDispatcher(fanout, "w@h", batch=3)  # type: ignore[arg-type]
     fanout.down = True
     for i in range(5):
-        with contextlib.suppress(redis.ConnectionError):  # the third fills a batch: its flush fails
+        with contextlib.suppress(resp.ConnectionError):  # the third fills a batch: its flush fails
             d.task("task-succeeded", uuid=f"t{i}", result="1", runtime=0.1)
-    with pytest.raises(redis.ConnectionError):
+    with pytest.raises(resp.ConnectionError):
         d.flush()
     fanout.down = False
     d.task("task-succeeded", uuid="t5", result="1", runtime=0.1)
@@ -58,7 +57,7 @@ def test_while_the_broker_refuses_a_full_buffer_does_not_retry_on_every_task() -
     d = EventDispatcher(fanout, "w@h", batch=2)  # type: ignore[arg-type]
     fanout.down = True
     d.task("task-received", uuid="a")
-    with pytest.raises(redis.ConnectionError):
+    with pytest.raises(resp.ConnectionError):
         d.task("task-received", uuid="b")  # full: the task's own flush meets the outage
     tries = fanout.tries
     for i in range(20):
@@ -75,7 +74,7 @@ def test_past_the_offline_bound_the_oldest_events_are_dropped_and_said(
     fanout.down = True
     for i in range(6):
         d.task("task-received", uuid=f"t{i}")
-    with pytest.raises(redis.ConnectionError):
+    with pytest.raises(resp.ConnectionError):
         d.flush()
     fanout.down = False
     d.flush()
@@ -83,9 +82,9 @@ def test_past_the_offline_bound_the_oldest_events_are_dropped_and_said(
     assert "dropped 2 task event(s)" in caplog.text
 
 
-def _away() -> redis.Redis:
+def _away() -> resp.Client:
     """A client of a port nobody listens on, without retries."""
-    return redis.Redis(port=_closed_port(), socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    return client_from_url(f"redis://127.0.0.1:{_closed_port()}/0", socket_connect_timeout=1, retry=resp.Retry(0))
 
 
 def _closed_port() -> int:
@@ -94,13 +93,13 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_history_records_a_flush_could_not_write_are_written_by_the_next(redis_client: redis.Redis) -> None:
+def test_history_records_a_flush_could_not_write_are_written_by_the_next(redis_client: resp.Client) -> None:
     redis_client.delete(RECORDS)
     away = _away()
     writer = HistoryWriter(away)
     for i in range(3):
         writer.record({"id": f"r{i}", "name": "t", "state": "SUCCESS"})
-    with pytest.raises(redis.ConnectionError):
+    with pytest.raises(resp.ConnectionError):
         writer.flush()
     writer.record({"id": "r3", "name": "t", "state": "SUCCESS"})
     writer.client = redis_client  # the broker is back
@@ -110,13 +109,13 @@ def test_history_records_a_flush_could_not_write_are_written_by_the_next(redis_c
     assert all("finished" in json.loads(raw) for raw in redis_client.lrange(RECORDS, 0, -1))
 
 
-def test_history_keeps_at_most_keep_records_while_the_broker_is_away(redis_client: redis.Redis) -> None:
+def test_history_keeps_at_most_keep_records_while_the_broker_is_away(redis_client: resp.Client) -> None:
     redis_client.delete(RECORDS)
     away = _away()
     writer = HistoryWriter(away, keep=3)
     for i in range(5):
         writer.record({"id": f"r{i}", "name": "t", "state": "SUCCESS"})
-    with pytest.raises(redis.ConnectionError):
+    with pytest.raises(resp.ConnectionError):
         writer.flush()
     writer.client = redis_client
     writer.flush()

@@ -13,6 +13,7 @@ import hiredis
 import pytest
 import redis
 
+from engine import resp
 from engine.broker.redis import RedisBroker
 
 
@@ -23,7 +24,7 @@ def test_an_error_reply_raises_redis_pys_error_and_the_next_publish_still_lands(
     try:
         broker.publish("reply.q", b"first")  # connects: the next ones take the socket path
         redis_client.set("reply.str", "not a list")
-        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        with pytest.raises(resp.ResponseError, match="WRONGTYPE"):
             broker.publish("reply.str", b"x")
         broker.publish("reply.q", b"second")
         assert redis_client.lrange("reply.q", 0, -1) == [b"second", b"first"]
@@ -82,7 +83,7 @@ def test_a_reply_longer_than_one_read_is_parsed_whole_and_the_next_stays_in_step
     broker = RedisBroker(f"redis://127.0.0.1:{server.port}/0?protocol=2")
     try:
         broker.publish("q", b"a")  # through redis-py: it connects
-        with pytest.raises(redis.ResponseError) as caught:
+        with pytest.raises(resp.ResponseError) as caught:
             broker.publish("q", b"b")
         assert str(caught.value) == "x" * 600  # redis-py drops the ERR code, as for any error
         broker.publish("q", b"c")  # read ":2", not the rest of the error

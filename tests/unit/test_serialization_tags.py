@@ -79,7 +79,7 @@ def test_results_read_back_with_their_types(redis_client) -> None:  # noqa: ANN0
     from engine.backend.redis import RedisBackend
     from engine.protocol.results import meta
 
-    url = redis_client.connection_pool.connection_kwargs.get("path")
+    url = redis_client.connection_pool.settings.path
     backend = RedisBackend(f"redis+socket://{url}")
     when = dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)
     backend.store("t1", meta("t1", "SUCCESS", {"at": when, "id": uuid.UUID(int=5)}))

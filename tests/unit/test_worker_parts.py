@@ -6,9 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import redis
-
-from engine import App
+from engine import App, resp
 from engine.worker.capacity import Capacity
 from engine.worker.observers import Observer, Observers
 from engine.worker.settlement import Settlement
@@ -47,7 +45,7 @@ class FlakyBroker:
     def requeue(self, owner: str, tags: list[str]) -> int:
         if self.down:
             self.down -= 1
-            raise redis.ConnectionError("broker away")
+            raise resp.ConnectionError("broker away")
         self.requeued += tags
         return len(tags)
 
