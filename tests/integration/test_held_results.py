@@ -9,9 +9,9 @@ import threading
 from pathlib import Path
 
 from engine.bundled import client_for
-from tqctl.benchmark import reference_client
 from engine.protocol import events
 from tests.integration.harness import wait_for
+from tqctl.benchmark import reference_client
 
 APP = "tests.apps.reliability"
 
