@@ -167,7 +167,8 @@ def client_from_url(url: str, **options: Any) -> resp.Client:
         query = parse_qs(parts.query)
         db = (query.get("db") or query.get("virtual_host") or ["0"])[0]
         options.update(password=_unquoted(parts.password), username=_unquoted(parts.username))
-        return _pooled(f"unix://{parts.path}", size, wait, {**options, "db": db})
+        rest = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ("db", "virtual_host")])
+        return _pooled(f"unix://{parts.path}?{rest}", size, wait, {**options, "db": db})
     if scheme in ("redis", "rediss", "valkey", "valkeys"):
         fixed = str(url).replace("valkey", "redis", 1) if scheme.startswith("valkey") else str(url)
         tls = carried.get("ssl")

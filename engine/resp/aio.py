@@ -31,7 +31,7 @@ class AsyncConnection:
             self._stream, self._writer = await asyncio.wait_for(opening, s.socket_connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             raise ConnectionError(connect_error(s, exc if isinstance(exc, OSError) else TimeoutError())) from None
-        self._reader = new_reader()
+        self._reader = new_reader(s)
         commands = handshake(s)
         if commands:
             for command, reply in zip(commands, await self._exchange(commands), strict=True):

@@ -52,6 +52,7 @@ class Settings:
     health_check_interval: float = 0
     client_name: str | None = None
     read_size: int = READ_SIZE
+    decode_responses: bool = False  # replies as str (UTF-8), as redis-py's option of that name
 
     def with_address(self, host: str, port: int) -> Settings:
         return replace(self, host=host, port=port, path=None)
@@ -95,7 +96,7 @@ class Connection:
             sock = _open(settings)
         except OSError as exc:
             raise ConnectionError(connect_error(settings, exc)) from None
-        self._sock, self._reader, self.pid = sock, new_reader(), forks.pid
+        self._sock, self._reader, self.pid = sock, new_reader(settings), forks.pid
         self.next_health_check = time.monotonic() + settings.health_check_interval
         try:
             self._handshake(settings)
@@ -266,7 +267,9 @@ def pack(args: Iterable[Any]) -> bytes:
         raise DataError(f"invalid argument in a Redis command: {exc}") from None
 
 
-def new_reader() -> Any:
+def new_reader(settings: Settings) -> Any:
+    if settings.decode_responses:
+        return hiredis.Reader(replyError=reply_error, encoding="utf-8")
     return hiredis.Reader(replyError=reply_error)
 
 

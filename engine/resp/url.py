@@ -11,7 +11,7 @@ from engine.resp.connection import Settings
 
 _FLOATS = ("socket_timeout", "socket_connect_timeout", "health_check_interval")
 # redis-py options a URL may carry that change nothing here (RESP2 is what we speak).
-_IGNORED = ("protocol", "retry_on_timeout", "encoding", "decode_responses")
+_IGNORED = ("protocol", "retry_on_timeout", "encoding")
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -77,6 +77,6 @@ def _typed(key: str, value: Any) -> Any:
             return float(value)
         except ValueError:
             raise ValueError(f"{key} must be a number of seconds, not {value!r}") from None
-    if key == "socket_keepalive":
+    if key in ("socket_keepalive", "decode_responses"):
         return value.lower() in _TRUE
     return value

@@ -105,3 +105,14 @@ def test_a_forked_child_opens_its_own_connection(client: resp.Client) -> None:
     os.close(read)
     assert child_id != parent_id
     assert client.client_id() == parent_id  # the parent's connection was left alone
+
+
+def test_decode_responses_in_the_url_gives_str_replies(redis_url: str, redis_client: resp.Client) -> None:
+    """Celery's ``?decode_responses=true`` on a result backend URL (its own integration suite)."""
+    separator = "&" if "?" in redis_url else "?"
+    decoding = client_from_url(f"{redis_url}{separator}decode_responses=true")
+    try:
+        decoding.set("k", "é")
+        assert decoding.get("k") == "é" and redis_client.get("k") == "é".encode()
+    finally:
+        decoding.close()
