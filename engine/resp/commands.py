@@ -6,7 +6,7 @@ from ``app.backend.client``; arguments go to the server as given (bytes, str, in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 Shape = Callable[[Any], Any] | None
@@ -353,7 +353,3 @@ def _whole(value: Any, scale: int = 1) -> int:
     """Seconds (or ms) as the server takes them: a ``timedelta`` too, as redis-py accepts."""
     seconds = getattr(value, "total_seconds", None)
     return int(seconds() * scale) if seconds is not None else int(value)
-
-
-def flatten(items: Iterable[Any]) -> list[Any]:
-    return [x for item in items for x in item]

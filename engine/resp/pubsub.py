@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.resp.connection import Connection, pack
-from engine.resp.errors import ConnectionError, PubSubError, TimeoutError
+from engine.resp.errors import PubSubError
 
 if TYPE_CHECKING:
     from engine.resp.client import Client
@@ -152,6 +152,3 @@ def _left(end: float | None) -> float | None:
 
 def _bytes(name: str | bytes) -> bytes:
     return name.encode() if isinstance(name, str) else name
-
-
-DISCONNECTED = (ConnectionError, TimeoutError, OSError)
